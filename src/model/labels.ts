@@ -1,0 +1,123 @@
+/**
+ * Series identity: a metric name plus labels, following Prometheus conventions.
+ *
+ * At the edges of the system (APIs, configs, tests) a label set is a plain object whose keys are label
+ * names; the metric name is the `__name__` label. Hot paths (ingest decode, storage append) never build
+ * these objects per sample: they intern a series once and carry a numeric ref afterwards.
+ */
+
+export type LabelSet = Readonly<Record<string, string>>;
+
+export const METRIC_NAME_LABEL = '__name__';
+
+/** Well-known labels of DESIGN.md. `job` is deliberately absent: Prometheus reserves it for the scrape job. */
+export const WellKnownLabel = {
+  tenant: 'tenant',
+  jobId: 'job_id',
+  nodeId: 'node_id',
+  rank: 'rank',
+  localRank: 'local_rank',
+  gpu: 'gpu',
+  gpuUuid: 'gpu_uuid',
+  cluster: 'cluster',
+  region: 'region',
+} as const;
+
+const METRIC_NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+export function isValidMetricName(name: string): boolean {
+  return METRIC_NAME_RE.test(name);
+}
+
+export function isValidLabelName(name: string): boolean {
+  return LABEL_NAME_RE.test(name);
+}
+
+/**
+ * Turns a user's metric key into a valid metric name: `train/loss` → `train_loss`,
+ * `eval/top-1 acc` → `eval_top_1_acc`, `1st` → `_1st`. Runs of invalid characters collapse to one `_`.
+ * The caller keeps the original key in job metadata so the UI can show what the user wrote.
+ */
+export function sanitizeMetricName(key: string): string {
+  let name = key.replace(/[^a-zA-Z0-9_:]+/g, '_');
+  if (name === '') return '_';
+  if (/^[0-9]/.test(name)) name = `_${name}`;
+  return name;
+}
+
+/** Same as {@link sanitizeMetricName} for label names, which may not contain `:`. */
+export function sanitizeLabelName(key: string): string {
+  let name = key.replace(/[^a-zA-Z0-9_]+/g, '_');
+  if (name === '') return '_';
+  if (/^[0-9]/.test(name)) name = `_${name}`;
+  return name;
+}
+
+/**
+ * A canonical, unambiguous string for a label set: names sorted, values JSON-quoted.
+ * Used where a string key is acceptable (metadata, tests); never per sample on a hot path.
+ */
+export function labelsKey(labels: LabelSet): string {
+  const names = Object.keys(labels).sort();
+  let key = '';
+  for (const name of names) key += `${name}=${JSON.stringify(labels[name])},`;
+  return key;
+}
+
+/** Renders `name{a="1",b="2"}` as PromQL and Prometheus error messages show series. */
+export function formatSeries(labels: LabelSet): string {
+  const name = labels[METRIC_NAME_LABEL] ?? '';
+  const rest = Object.keys(labels)
+    .filter((n) => n !== METRIC_NAME_LABEL)
+    .sort()
+    .map((n) => `${n}=${JSON.stringify(labels[n])}`);
+  return rest.length === 0 ? name || '{}' : `${name}{${rest.join(', ')}}`;
+}
+
+export type MatchType = '=' | '!=' | '=~' | '!~';
+
+/** A label matcher as in PromQL. Regexes are fully anchored, as PromQL anchors them. */
+export class LabelMatcher {
+  private readonly re: RegExp | undefined;
+
+  constructor(
+    readonly type: MatchType,
+    readonly name: string,
+    readonly value: string,
+  ) {
+    if (type === '=~' || type === '!~') {
+      try {
+        this.re = new RegExp(`^(?:${value})$`, 's');
+      } catch (err) {
+        throw new Error(
+          `invalid regular expression in matcher ${name}${type}${JSON.stringify(value)}: ${(err as Error).message}`,
+        );
+      }
+    }
+  }
+
+  /** A missing label matches as the empty string, as in Prometheus. */
+  matches(labelValue: string | undefined): boolean {
+    const v = labelValue ?? '';
+    switch (this.type) {
+      case '=':
+        return v === this.value;
+      case '!=':
+        return v !== this.value;
+      case '=~':
+        return this.re!.test(v);
+      case '!~':
+        return !this.re!.test(v);
+    }
+  }
+
+  toString(): string {
+    return `${this.name}${this.type}${JSON.stringify(this.value)}`;
+  }
+}
+
+export function matchesAll(labels: LabelSet, matchers: readonly LabelMatcher[]): boolean {
+  for (const m of matchers) if (!m.matches(labels[m.name])) return false;
+  return true;
+}
