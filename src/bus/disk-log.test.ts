@@ -1,0 +1,231 @@
+import { appendFileSync, mkdtempSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DiskLogBus, type DiskLogOptions } from './disk-log.js';
+
+const opened: DiskLogBus[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((b) => b.close()));
+});
+
+function tempDir(): string {
+  return mkdtempSync(path.join(os.tmpdir(), 'tw-bus-'));
+}
+
+interface LogLine {
+  msg: string;
+}
+
+async function open(
+  dir: string,
+  extra: Partial<DiskLogOptions> = {},
+  logs: LogLine[] = [],
+): Promise<DiskLogBus> {
+  const logger = pino({ level: 'warn' }, { write: (line: string) => logs.push(JSON.parse(line) as LogLine) });
+  const bus = await DiskLogBus.open({
+    dir,
+    partitions: 2,
+    segmentBytes: 1 << 20,
+    fsync: 'always',
+    fsyncIntervalMs: 50,
+    maxQueuedBytes: 8 << 20,
+    logger,
+    ...extra,
+  });
+  opened.push(bus);
+  return bus;
+}
+
+const rec = (s: string) => new TextEncoder().encode(s);
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Keys that land in partition 0 and 1 of a 2-partition bus. */
+function keysByPartition(bus: DiskLogBus): [string, string] {
+  let k0: string | undefined;
+  let k1: string | undefined;
+  for (let i = 0; (!k0 || !k1) && i < 1000; i++) {
+    const k = `job-${i}`;
+    if (bus.partitionOf(k) === 0) k0 ??= k;
+    else k1 ??= k;
+  }
+  return [k0!, k1!];
+}
+
+describe('disk-log bus', () => {
+  it('assigns dense offsets per partition and reads them back in order', async () => {
+    const bus = await open(tempDir());
+    const [k0, k1] = keysByPartition(bus);
+    const results = await Promise.all([
+      bus.append(k0, rec('a')),
+      bus.append(k1, rec('x')),
+      bus.append(k0, rec('b')),
+      bus.append(k0, rec('c')),
+    ]);
+    expect(results).toEqual([
+      { partition: 0, offset: 0 },
+      { partition: 1, offset: 0 },
+      { partition: 0, offset: 1 },
+      { partition: 0, offset: 2 },
+    ]);
+    expect((await bus.read(0, 0, 1 << 20)).map((e) => [e.offset, text(e.record)])).toEqual([
+      [0, 'a'],
+      [1, 'b'],
+      [2, 'c'],
+    ]);
+    expect((await bus.read(0, 1, 1 << 20)).map((e) => text(e.record))).toEqual(['b', 'c']);
+    expect(await bus.read(0, 3, 1 << 20)).toEqual([]);
+    expect(bus.endOffset(0)).toBe(3);
+  });
+
+  it('keeps everything across a reopen, including commits', async () => {
+    const dir = tempDir();
+    const bus = await open(dir);
+    const [k0] = keysByPartition(bus);
+    for (let i = 0; i < 100; i++) await bus.append(k0, rec(`r${i}`));
+    await bus.commit('processor', 0, 42);
+    await bus.close();
+    const again = await open(dir);
+    expect(again.endOffset(0)).toBe(100);
+    expect(again.committed('processor', 0)).toBe(42);
+    const all = await again.read(0, 0, 1 << 20);
+    expect(all.map((e) => text(e.record))).toEqual(Array.from({ length: 100 }, (_, i) => `r${i}`));
+    expect((await again.append(k0, rec('next'))).offset).toBe(100);
+  });
+
+  it('rolls segments, reads across them, and drops whole segments below a position', async () => {
+    const dir = tempDir();
+    const bus = await open(dir, { segmentBytes: 64 << 10 });
+    const [k0] = keysByPartition(bus);
+    const payload = 'x'.repeat(10_000);
+    for (let i = 0; i < 40; i++) await bus.append(k0, rec(`${i}:${payload}`));
+    const segments = () => readdirSync(path.join(dir, 'p-000')).filter((f) => f.endsWith('.seg'));
+    expect(segments().length).toBeGreaterThan(4);
+    const got: number[] = [];
+    for (let from = 0; from < 40; ) {
+      const batch = await bus.read(0, from, 50_000);
+      expect(batch.length).toBeGreaterThan(0);
+      for (const e of batch) got.push(Number(text(e.record).split(':')[0]));
+      from = batch[batch.length - 1]!.offset + 1;
+    }
+    expect(got).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    await bus.truncateBefore(0, 20);
+    expect(bus.startOffset(0)).toBeGreaterThan(0);
+    expect(bus.startOffset(0)).toBeLessThanOrEqual(20);
+    const rest = await bus.read(0, 0, 1 << 22);
+    expect(rest[0]!.offset).toBe(bus.startOffset(0));
+    expect(rest[rest.length - 1]!.offset).toBe(39);
+  });
+
+  it('cuts a torn tail at open with a warning, keeping every good record before it', async () => {
+    const dir = tempDir();
+    const bus = await open(dir);
+    const [k0] = keysByPartition(bus);
+    for (let i = 0; i < 10; i++) await bus.append(k0, rec(`good-${i}`));
+    await bus.close();
+    const seg = path.join(
+      dir,
+      'p-000',
+      readdirSync(path.join(dir, 'p-000')).find((f) => f.endsWith('.seg'))!,
+    );
+    // A record header promising 100 bytes, followed by only 3: a write interrupted by a crash.
+    appendFileSync(seg, Buffer.from([100, 0, 0, 0, 1, 2, 3, 4, 9, 9, 9]));
+    const logs: LogLine[] = [];
+    const again = await open(dir, {}, logs);
+    expect(logs.some((l) => /truncating it after its last good record/.test(l.msg))).toBe(true);
+    expect(again.endOffset(0)).toBe(10);
+    expect((await again.read(0, 0, 1 << 20)).map((e) => text(e.record))).toEqual(
+      Array.from({ length: 10 }, (_, i) => `good-${i}`),
+    );
+    expect((await again.append(k0, rec('after'))).offset).toBe(10);
+  });
+
+  it('cuts at a record whose checksum does not match', async () => {
+    const dir = tempDir();
+    const bus = await open(dir);
+    const [k0] = keysByPartition(bus);
+    for (let i = 0; i < 5; i++) await bus.append(k0, rec(`r${i}`));
+    await bus.close();
+    const seg = path.join(
+      dir,
+      'p-000',
+      readdirSync(path.join(dir, 'p-000')).find((f) => f.endsWith('.seg'))!,
+    );
+    const size = statSync(seg).size;
+    // Flip the last byte of the last record's payload.
+    const fd = await import('node:fs/promises').then((m) => m.open(seg, 'r+'));
+    await fd.write(Buffer.from([0xff]), 0, 1, size - 1);
+    await fd.close();
+    const again = await open(dir);
+    expect(again.endOffset(0)).toBe(4);
+  });
+
+  it('survives a segment truncated to nothing', async () => {
+    const dir = tempDir();
+    const bus = await open(dir);
+    await bus.close();
+    const seg = path.join(
+      dir,
+      'p-001',
+      readdirSync(path.join(dir, 'p-001')).find((f) => f.endsWith('.seg'))!,
+    );
+    truncateSync(seg, 2);
+    const again = await open(dir);
+    const [, k1] = keysByPartition(again);
+    expect((await again.append(k1, rec('fresh'))).offset).toBe(0);
+  });
+
+  it('refuses to reopen with a different partition count, saying how to fix it', async () => {
+    const dir = tempDir();
+    await (await open(dir)).close();
+    await expect(open(dir, { partitions: 4 })).rejects.toThrow(
+      /created with 2 partitions; set bus\.partitions: 2/,
+    );
+  });
+
+  it('pushes back with a retryable error when its queue is full', async () => {
+    const bus = await open(tempDir(), { maxQueuedBytes: 1000 });
+    const [k0] = keysByPartition(bus);
+    const big = new Uint8Array(600);
+    const first = bus.append(k0, big);
+    await expect(bus.append(k0, big)).rejects.toMatchObject({
+      kind: { code: 'unavailable', retryable: true },
+      retryAfterSeconds: 1,
+    });
+    await first;
+    await expect(bus.append(k0, big)).resolves.toMatchObject({ offset: 1 });
+  });
+
+  it('wakes a waiting consumer when a record becomes durable', async () => {
+    const bus = await open(tempDir());
+    const [k0] = keysByPartition(bus);
+    const waited = bus.waitFor(0, 0, 10_000);
+    await bus.append(k0, rec('hello'));
+    await waited;
+    expect((await bus.read(0, 0, 100)).length).toBe(1);
+  });
+
+  it('handles a record larger than the read chunk', async () => {
+    const bus = await open(tempDir(), { segmentBytes: 8 << 20 });
+    const [k0] = keysByPartition(bus);
+    const big = new Uint8Array(3 << 20).fill(7);
+    await bus.append(k0, rec('small'));
+    await bus.append(k0, big);
+    await bus.append(k0, rec('after'));
+    const first = await bus.read(0, 0, 100);
+    expect(text(first[0]!.record)).toBe('small');
+    const second = await bus.read(0, 1, 100);
+    expect(second[0]!.record.length).toBe(3 << 20);
+    const third = await bus.read(0, 2, 100);
+    expect(text(third[0]!.record)).toBe('after');
+  });
+
+  it('ignores stray files in its directory', async () => {
+    const dir = tempDir();
+    await (await open(dir)).close();
+    writeFileSync(path.join(dir, 'p-000', 'notes.txt'), 'hello');
+    const again = await open(dir);
+    expect(again.endOffset(0)).toBe(0);
+  });
+});
