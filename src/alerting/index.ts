@@ -1,0 +1,1 @@
+export type { Alert, AlertGroup, AlertState, DeliveryOutcome, Notifier } from './notifier.js';

@@ -1,0 +1,67 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { JobStore } from './jobs.js';
+import { MetaStore } from './meta-store.js';
+
+function store() {
+  const meta = new MetaStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'tw-meta-')), 'meta.db'));
+  return { meta, jobs: new JobStore(meta, 60_000) };
+}
+
+describe('job store', () => {
+  it('merges start events from every rank and keeps the earliest start', () => {
+    const { jobs } = store();
+    jobs.applyEvent('t', {
+      kind: 'start',
+      jobId: 'j',
+      timeMs: 2000,
+      name: 'bert',
+      config: { lr: 1 },
+      tags: ['a'],
+    });
+    jobs.applyEvent('t', {
+      kind: 'start',
+      jobId: 'j',
+      timeMs: 1000,
+      config: { layers: 2 },
+      tags: ['b', 'a'],
+      worldSize: 8,
+    });
+    jobs.flush();
+    expect(jobs.get('t', 'j', 3000)).toMatchObject({
+      name: 'bert',
+      startMs: 1000,
+      config: { lr: 1, layers: 2 },
+      tags: ['a', 'b'],
+      worldSize: 8,
+      status: 'running',
+    });
+  });
+
+  it('never leaves a final status, and marks a silent running job unknown', () => {
+    const { jobs } = store();
+    jobs.applyEvent('t', { kind: 'update', jobId: 'q', timeMs: 0, status: 'queued' });
+    jobs.noteSamples('t', 'q', 10, 20);
+    jobs.applyEvent('t', { kind: 'finish', jobId: 'q', timeMs: 30, status: 'failed' });
+    jobs.applyEvent('t', { kind: 'start', jobId: 'q', timeMs: 40 });
+    jobs.noteSamples('t', 'live', 0, 1000);
+    jobs.flush();
+    expect(jobs.get('t', 'q', 50)).toMatchObject({ status: 'failed', endMs: 30, lastSampleMs: 20 });
+    expect(jobs.get('t', 'live', 2000)!.status).toBe('running');
+    expect(jobs.get('t', 'live', 1000 + 60_001)!.status).toBe('unknown');
+  });
+
+  it('keeps tenants apart and survives a reopen', () => {
+    const { meta, jobs } = store();
+    jobs.applyEvent('a', { kind: 'start', jobId: 'same', timeMs: 1, name: 'A' });
+    jobs.applyEvent('b', { kind: 'start', jobId: 'same', timeMs: 1, name: 'B' });
+    jobs.flush();
+    const again = new JobStore(meta, 60_000);
+    expect(again.list('a', 2).map((j) => j.name)).toEqual(['A']);
+    expect(again.list(null, 2)).toHaveLength(2);
+    expect(again.list('a', 2, { search: 'sam' })).toHaveLength(1);
+    expect(again.list('a', 2, { search: '%' })).toHaveLength(0);
+  });
+});

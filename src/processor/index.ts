@@ -1,0 +1,1 @@
+export { PROCESSOR_GROUP, Processor, type ProcessorOptions } from './processor.js';

@@ -1,0 +1,237 @@
+/**
+ * The processor: consumes every bus partition in offset order, appends samples to storage, applies job
+ * events to the job store, and checkpoints.
+ *
+ * Checkpoint protocol (docs/durability.md): every `checkpointIntervalMs`, the processor asks storage to make
+ * everything appended so far durable *and* to record the bus positions it covers; only after that resolves does
+ * it commit those positions to the bus and let the bus drop segments below them. After a crash it resumes at
+ * storage's covered positions, so a record is either covered by storage's durable state or replayed — never
+ * lost — and replays are harmless because appends are idempotent.
+ */
+import type { Logger } from 'pino';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { Counter as PromCounter, Gauge as PromGauge } from 'prom-client';
+import { type Bus, decodeBusRecordHeader } from '../bus/index.js';
+import type { JobStore } from '../meta/index.js';
+import { WellKnownLabel } from '../model/labels.js';
+import { decodePayload } from '../protocol/native.js';
+import type { Storage } from '../storage/index.js';
+
+export const PROCESSOR_GROUP = 'processor';
+
+export interface ProcessorOptions {
+  readonly checkpointIntervalMs: number;
+  /** Bytes read from the bus per partition per round. */
+  readonly readBytes?: number;
+}
+
+interface ProcessorMetrics {
+  readonly records: Counter;
+  readonly samples: Counter;
+  readonly badRecords: Counter;
+  readonly lag: Gauge;
+}
+
+export class Processor {
+  /** Next offset to read, per partition. */
+  private readonly positions = new Map<number, number>();
+  private running = false;
+  private loops: Promise<void>[] = [];
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private checkpointing: Promise<void> | undefined;
+  private readonly metrics: ProcessorMetrics;
+  private caughtUpResolve: (() => void) | undefined;
+  /** Resolves once every partition has been read up to the end it had at start (replay finished). */
+  readonly caughtUp: Promise<void>;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly storage: Storage,
+    private readonly jobs: JobStore,
+    private readonly logger: Logger,
+    registry: Registry,
+    private readonly opts: ProcessorOptions,
+  ) {
+    this.caughtUp = new Promise((resolve) => {
+      this.caughtUpResolve = resolve;
+    });
+    this.metrics = {
+      records: new PromCounter({
+        name: 'trainwatch_processor_records_total',
+        help: 'Bus records processed.',
+        registers: [registry],
+      }),
+      samples: new PromCounter({
+        name: 'trainwatch_processor_samples_total',
+        help: 'Samples appended to storage.',
+        registers: [registry],
+      }),
+      badRecords: new PromCounter({
+        name: 'trainwatch_processor_bad_records_total',
+        help: 'Bus records that could not be decoded and were skipped.',
+        registers: [registry],
+      }),
+      lag: new PromGauge({
+        name: 'trainwatch_processor_lag_records',
+        help: 'Records in the bus not yet processed, by partition.',
+        labelNames: ['partition'],
+        registers: [registry],
+        collect: () => this.updateLag(),
+      }),
+    };
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    const covered = this.storage.coveredPositions();
+    const targets: number[] = [];
+    for (let p = 0; p < this.bus.partitionCount; p++) {
+      const from = Math.max(covered.get(p) ?? 0, this.bus.startOffset(p));
+      this.positions.set(p, from);
+      targets.push(this.bus.endOffset(p));
+    }
+    const replayFrom = [...this.positions.values()].reduce((a, b) => a + b, 0);
+    const replayTo = targets.reduce((a, b) => a + b, 0);
+    this.logger.info(
+      { records: replayTo - replayFrom },
+      'processor replaying the bus from storage checkpoint',
+    );
+    let pending = this.bus.partitionCount;
+    for (let p = 0; p < this.bus.partitionCount; p++) {
+      this.loops.push(
+        this.consume(p, targets[p]!, () => {
+          if (--pending === 0) this.caughtUpResolve?.();
+        }),
+      );
+    }
+    this.checkpointTimer = setInterval(() => void this.checkpoint(), this.opts.checkpointIntervalMs);
+  }
+
+  /** Stops consuming, then writes a final checkpoint. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    clearInterval(this.checkpointTimer);
+    await Promise.all(this.loops);
+    await this.checkpoint();
+  }
+
+  /** Persists storage and job metadata, then commits the covered bus positions. */
+  checkpoint(): Promise<void> {
+    if (this.checkpointing) return this.checkpointing;
+    this.checkpointing = (async () => {
+      try {
+        const positions = new Map(this.positions);
+        this.jobs.flush();
+        await this.storage.checkpoint(positions);
+        const covered = this.storage.coveredPositions();
+        for (const [p, offset] of covered) {
+          await this.bus.commit(PROCESSOR_GROUP, p, offset);
+          await this.bus.truncateBefore(p, offset);
+        }
+      } catch (err) {
+        this.logger.error({ err }, 'processor checkpoint failed; will retry at the next interval');
+      } finally {
+        this.checkpointing = undefined;
+      }
+    })();
+    return this.checkpointing;
+  }
+
+  private async consume(partition: number, replayTarget: number, onCaughtUp: () => void): Promise<void> {
+    let caughtUp = false;
+    const readBytes = this.opts.readBytes ?? 4 << 20;
+    while (this.running) {
+      const from = this.positions.get(partition)!;
+      if (!caughtUp && from >= replayTarget) {
+        caughtUp = true;
+        onCaughtUp();
+      }
+      let entries: Awaited<ReturnType<Bus['read']>>;
+      try {
+        entries = await this.bus.read(partition, from, readBytes);
+      } catch (err) {
+        this.logger.error({ err, partition }, 'bus read failed; retrying');
+        await sleep(500);
+        continue;
+      }
+      if (entries.length === 0) {
+        await this.bus.waitFor(partition, from, 200);
+        continue;
+      }
+      for (const entry of entries) {
+        this.apply(entry.record, partition, entry.offset);
+        this.positions.set(partition, entry.offset + 1);
+      }
+      // Yield between batches so HTTP requests are served during a long replay.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (!caughtUp) onCaughtUp();
+  }
+
+  private apply(record: Uint8Array, partition: number, offset: number): void {
+    let tenant: string;
+    let decoded: ReturnType<typeof decodePayload>;
+    try {
+      const header = decodeBusRecordHeader(record);
+      tenant = header.tenant;
+      decoded = decodePayload(record.subarray(header.payloadStart));
+    } catch (err) {
+      // The collector validated this record before appending it; reaching here means a bug or disk corruption
+      // that the CRC did not catch. Skipping keeps every other record flowing.
+      this.metrics.badRecords.inc();
+      this.logger.error({ err, partition, offset }, 'skipping undecodable bus record');
+      return;
+    }
+    const { batch, events } = decoded;
+    for (const ev of events) this.jobs.applyEvent(tenant, ev);
+    if (batch.sampleCount > 0) {
+      try {
+        this.storage.appender.append(tenant, batch);
+      } catch (err) {
+        // Limits are enforced by the collector before it acknowledges; storage refusing here means a limit
+        // changed in between. The record stays in the bus; count and log it rather than stall the partition.
+        this.metrics.badRecords.inc();
+        this.logger.error({ err, partition, offset, tenant }, 'storage refused a batch from the bus');
+        return;
+      }
+      this.noteJobSamples(tenant, batch);
+    }
+    this.metrics.records.inc();
+    this.metrics.samples.inc(batch.sampleCount);
+  }
+
+  /** One pass over the series (not the samples) of the batch: each job's newest and oldest sample time. */
+  private noteJobSamples(tenant: string, batch: ReturnType<typeof decodePayload>['batch']): void {
+    let lastJob: string | undefined;
+    let minT = Number.POSITIVE_INFINITY;
+    let maxT = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < batch.series.length; i++) {
+      const jobId = batch.series[i]![WellKnownLabel.jobId];
+      if (jobId !== lastJob) {
+        if (lastJob !== undefined && maxT >= minT) this.jobs.noteSamples(tenant, lastJob, minT, maxT);
+        lastJob = jobId;
+        minT = Number.POSITIVE_INFINITY;
+        maxT = Number.NEGATIVE_INFINITY;
+      }
+      if (jobId === undefined) continue;
+      for (let j = batch.offsets[i]!; j < batch.offsets[i + 1]!; j++) {
+        const t = batch.timestamps[j]!;
+        if (t < minT) minT = t;
+        if (t > maxT) maxT = t;
+      }
+    }
+    if (lastJob !== undefined && maxT >= minT) this.jobs.noteSamples(tenant, lastJob, minT, maxT);
+  }
+
+  private updateLag(): void {
+    for (let p = 0; p < this.bus.partitionCount; p++) {
+      this.metrics.lag.set({ partition: String(p) }, this.bus.endOffset(p) - (this.positions.get(p) ?? 0));
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,11 @@
+export { PlaceholderMemoryStorage } from './placeholder-memory.js';
+export type {
+  Appender,
+  AppendStats,
+  BusPositions,
+  Querier,
+  SampleIterator,
+  SelectedSeries,
+  SelectHints,
+  Storage,
+} from './storage.js';

@@ -1,0 +1,90 @@
+/**
+ * The storage role's interfaces (DESIGN.md): an {@link Appender} the processor writes through and a
+ * {@link Querier} that PromQL and the REST API read through. Everything else about a storage engine — head,
+ * chunks, blocks, compaction — stays behind these.
+ */
+import type { SeriesBatch } from '../model/batch.js';
+import type { LabelMatcher, LabelSet } from '../model/labels.js';
+
+/**
+ * Walks the samples of one series in timestamp order. Fields are read after a successful `next`/`seek`;
+ * no object is created per sample. Not safe for concurrent use.
+ */
+export interface SampleIterator {
+  /** Moves to the next sample; false once exhausted. */
+  next(): boolean;
+  /** Moves to the first sample with timestamp >= `t` (never backwards); false if there is none. */
+  seek(t: number): boolean;
+  /** Timestamp (ms) of the current sample. */
+  readonly t: number;
+  /** Value of the current sample; may be the staleness marker (see model/batch.ts isStaleNaN). */
+  readonly v: number;
+}
+
+export interface SelectedSeries {
+  readonly labels: LabelSet;
+  /** A fresh iterator over the series' samples within the querier's time range. */
+  iterator(): SampleIterator;
+}
+
+/**
+ * Reads one tenant's data (or every tenant's, for an admin querier) within [minT, maxT].
+ * Series carry their `tenant` label like any other label.
+ */
+export interface Querier {
+  /** Series matching every matcher, ordered by their label sets (as Prometheus orders them). */
+  select(matchers: readonly LabelMatcher[], hints?: SelectHints): SelectedSeries[];
+  labelNames(matchers?: readonly LabelMatcher[]): string[];
+  labelValues(name: string, matchers?: readonly LabelMatcher[]): string[];
+}
+
+export interface SelectHints {
+  /** Narrower time range than the querier's, e.g. one PromQL range selector. */
+  readonly minT?: number;
+  readonly maxT?: number;
+}
+
+export interface AppendStats {
+  readonly series: number;
+  readonly samples: number;
+  /** Samples dropped as exact duplicates of stored ones (same series, timestamp and value). */
+  readonly duplicates: number;
+}
+
+/**
+ * Appends samples. Idempotent: appending an identical (series, timestamp, value) again changes nothing, so
+ * the processor may replay the bus after a crash. A different value for a stored timestamp replaces it
+ * (last write wins, in bus order), which makes replay deterministic too.
+ */
+export interface Appender {
+  /**
+   * Appends a batch for `tenant`; sets the `tenant` label of every series to it, whatever the batch said.
+   * Throws a TrainwatchError (4xx kind) when a limit of the tenant is exceeded; nothing of the batch is then
+   * partly applied beyond what the error message states.
+   */
+  append(tenant: string, batch: SeriesBatch): AppendStats;
+}
+
+/** Bus offsets (next offset to read, per partition) that a storage's durable state covers. */
+export type BusPositions = ReadonlyMap<number, number>;
+
+export interface Storage {
+  readonly appender: Appender;
+
+  /** A querier over [minT, maxT] ms for one tenant, or every tenant when `tenant` is null (admin only). */
+  querier(tenant: string | null, minT: number, maxT: number): Querier;
+
+  /**
+   * Makes everything appended so far durable and records that it covers the bus up to `positions`.
+   * Resolves once that is on disk. The processor commits bus offsets only after this resolved.
+   */
+  checkpoint(positions: BusPositions): Promise<void>;
+
+  /**
+   * What the durable state covers: where the processor resumes reading the bus after a restart.
+   * Partitions absent from the map are covered from offset 0 (nothing of them is durable).
+   */
+  coveredPositions(): BusPositions;
+
+  close(): Promise<void>;
+}
