@@ -1,0 +1,50 @@
+/**
+ * Who is calling, and what they may do. Every read and write is scoped to the principal's tenant
+ * (DESIGN.md, Isolation); the tenant always comes from the credentials, never from the payload.
+ */
+import { Errors, twError } from '../model/errors.js';
+
+export type Scope = 'ingest' | 'read' | 'admin';
+
+export interface Principal {
+  readonly tenant: string;
+  readonly scopes: ReadonlySet<Scope>;
+  /** How the caller was identified, for logs and self-metrics (e.g. `anonymous`, `token:abc123`). */
+  readonly via: string;
+}
+
+export interface RequestCredentials {
+  /** The raw `Authorization` header, if any. */
+  readonly authorization: string | undefined;
+}
+
+export interface Authenticator {
+  /** Identifies the caller and checks it holds `scope`; throws a 401/403 TrainwatchError otherwise. */
+  authenticate(credentials: RequestCredentials, scope: Scope): Principal;
+}
+
+const ALL_SCOPES: ReadonlySet<Scope> = new Set(['ingest', 'read', 'admin']);
+
+/**
+ * Accepts requests without credentials as one tenant, with every scope: the single-user laptop and the demo.
+ * Requests that do present credentials are refused rather than silently treated as anonymous.
+ */
+export class AnonymousAuthenticator implements Authenticator {
+  constructor(private readonly tenant: string | null) {}
+
+  authenticate(credentials: RequestCredentials, scope: Scope): Principal {
+    if (credentials.authorization !== undefined) {
+      throw twError(
+        Errors.unauthorized,
+        'this server does not accept credentials: it has no tokens configured; send the request without an Authorization header',
+      );
+    }
+    if (this.tenant === null) {
+      throw twError(
+        Errors.unauthorized,
+        `authentication required for ${scope}: send Authorization: Bearer <token>`,
+      );
+    }
+    return { tenant: this.tenant, scopes: ALL_SCOPES, via: 'anonymous' };
+  }
+}

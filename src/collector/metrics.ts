@@ -1,0 +1,46 @@
+import { Counter, Histogram, type Registry } from 'prom-client';
+
+/** The collector's self-metrics, shared by every protocol's route (label `protocol`). */
+export interface CollectorMetrics {
+  readonly samples: Counter<'protocol' | 'tenant'>;
+  readonly bytes: Counter<'protocol' | 'tenant'>;
+  readonly rejected: Counter<'protocol' | 'reason'>;
+  readonly dedupHits: Counter<'protocol'>;
+  readonly latency: Histogram<'protocol'>;
+}
+
+export function createCollectorMetrics(registry: Registry): CollectorMetrics {
+  return {
+    samples: new Counter({
+      name: 'trainwatch_ingest_samples_total',
+      help: 'Samples accepted (durable in the bus), by protocol and tenant.',
+      labelNames: ['protocol', 'tenant'],
+      registers: [registry],
+    }),
+    bytes: new Counter({
+      name: 'trainwatch_ingest_bytes_total',
+      help: 'Request body bytes accepted, by protocol and tenant.',
+      labelNames: ['protocol', 'tenant'],
+      registers: [registry],
+    }),
+    rejected: new Counter({
+      name: 'trainwatch_ingest_rejected_requests_total',
+      help: 'Requests refused, by protocol and reason.',
+      labelNames: ['protocol', 'reason'],
+      registers: [registry],
+    }),
+    dedupHits: new Counter({
+      name: 'trainwatch_ingest_dedup_hits_total',
+      help: 'Retried batches recognised by their idempotency key and not appended again.',
+      labelNames: ['protocol'],
+      registers: [registry],
+    }),
+    latency: new Histogram({
+      name: 'trainwatch_ingest_request_duration_seconds',
+      help: 'Time from request body received to acknowledgement, by protocol.',
+      labelNames: ['protocol'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * The collector's last step for every protocol: split a validated batch by partition key (tenant, job_id),
+ * append one bus record per partition, and resolve only when every record is durable. Only then may the
+ * request be acknowledged.
+ */
+import { type Bus, encodeBusRecord, jobPartitionKey, newRecordWriter } from '../bus/index.js';
+import { type SeriesBatch, SeriesBatchBuilder } from '../model/batch.js';
+import type { JobEvent } from '../model/job.js';
+import { WellKnownLabel } from '../model/labels.js';
+import { NativeEncoder } from '../protocol/native.js';
+
+export interface BatchOrigin {
+  readonly tenant: string;
+  /** Idempotency key of the request; empty for protocols without one. */
+  readonly sourceId: string;
+  readonly sequence: number;
+  readonly receivedAtMs: number;
+}
+
+/**
+ * Series without a job_id (host metrics, exporters) are keyed by their node, or by the sender when they
+ * have no node either, so that one busy node does not pile every unlabelled series onto one partition.
+ */
+function partitionKeyOf(tenant: string, labels: Readonly<Record<string, string>>, sourceId: string): string {
+  const jobId = labels[WellKnownLabel.jobId];
+  if (jobId !== undefined) return jobPartitionKey(tenant, jobId);
+  return `${tenant}\u0000\u0000${labels[WellKnownLabel.nodeId] ?? sourceId}`;
+}
+
+export class BusWriter {
+  private readonly encoder = new NativeEncoder();
+  private readonly recordWriter = newRecordWriter();
+
+  constructor(private readonly bus: Bus) {}
+
+  /**
+   * Appends the batch and events. `payload`, when given, is the batch's already-encoded native payload: if the
+   * whole batch maps to one partition it is forwarded as is, without re-encoding.
+   */
+  async write(
+    origin: BatchOrigin,
+    batch: SeriesBatch,
+    events: readonly JobEvent[],
+    payload?: Uint8Array,
+  ): Promise<void> {
+    const groups = new Map<string, { series: number[]; events: JobEvent[] }>();
+    const groupOf = (key: string) => {
+      let g = groups.get(key);
+      if (!g) {
+        g = { series: [], events: [] };
+        groups.set(key, g);
+      }
+      return g;
+    };
+    for (let i = 0; i < batch.series.length; i++) {
+      groupOf(partitionKeyOf(origin.tenant, batch.series[i]!, origin.sourceId)).series.push(i);
+    }
+    for (const ev of events) groupOf(jobPartitionKey(origin.tenant, ev.jobId)).events.push(ev);
+
+    const appends: Promise<unknown>[] = [];
+    for (const [key, group] of groups) {
+      let groupPayload: Uint8Array;
+      if (groups.size === 1 && payload) {
+        groupPayload = payload;
+      } else if (groups.size === 1) {
+        groupPayload = this.encoder.encodePayload(batch, events);
+      } else {
+        groupPayload = this.encoder.encodePayload(subBatch(batch, group.series), group.events);
+      }
+      const record = encodeBusRecord(
+        this.recordWriter,
+        origin.tenant,
+        origin.sourceId,
+        origin.sequence,
+        origin.receivedAtMs,
+        groupPayload,
+      );
+      appends.push(this.bus.append(key, record));
+    }
+    await Promise.all(appends);
+  }
+}
+
+function subBatch(batch: SeriesBatch, indexes: readonly number[]): SeriesBatch {
+  let samples = 0;
+  for (const i of indexes) samples += batch.offsets[i + 1]! - batch.offsets[i]!;
+  const b = new SeriesBatchBuilder(samples);
+  for (const i of indexes) {
+    b.addSeries(batch.series[i]!);
+    for (let j = batch.offsets[i]!; j < batch.offsets[i + 1]!; j++)
+      b.add(batch.timestamps[j]!, batch.values[j]!);
+  }
+  return b.build();
+}

@@ -1,0 +1,221 @@
+/**
+ * trainwatch's own REST API under `/api/tw/v1/` (the Prometheus-compatible API lives under `/api/v1/`):
+ * jobs with their live numbers, raw series for charts, and a live stream of new samples (Server-Sent Events).
+ * Every read is scoped to the caller's tenant.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Authenticator, Principal } from '../auth/index.js';
+import type { JobStore } from '../meta/index.js';
+import { Errors, twError } from '../model/errors.js';
+import { JOB_STATUSES, type JobStatus } from '../model/job.js';
+import {
+  isValidLabelName,
+  isValidMetricName,
+  LabelMatcher,
+  labelsKey,
+  METRIC_NAME_LABEL,
+} from '../model/labels.js';
+import type { Storage } from '../storage/index.js';
+import { summarizeJob } from './job-summary.js';
+import { type ColumnarSeries, readSeries } from './series-read.js';
+
+export interface RestDeps {
+  readonly auth: Authenticator;
+  readonly storage: Storage;
+  readonly jobs: JobStore;
+  /** How often the live stream looks for new samples. */
+  readonly livePollMs?: number;
+}
+
+const RESERVED_PARAMS = new Set(['metric', 'start', 'end', 'points', 'since']);
+const MAX_POINTS = 20_000;
+const DEFAULT_RANGE_MS = 60 * 60_000;
+const LIVE_LOOKBACK_MS = 10_000;
+
+function principalOf(deps: RestDeps, req: FastifyRequest): Principal {
+  return deps.auth.authenticate({ authorization: req.headers.authorization }, 'read');
+}
+
+/** Milliseconds since the epoch, or an RFC 3339 date. */
+export function parseTime(raw: string | undefined, name: string, fallback: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  if (/^-?\d+(\.\d+)?$/.test(raw)) return Math.round(Number(raw));
+  const t = Date.parse(raw);
+  if (Number.isNaN(t))
+    throw twError(
+      Errors.badRequest,
+      `parameter ${name}=${JSON.stringify(raw)} is not a time: use milliseconds since the epoch or RFC 3339`,
+    );
+  return t;
+}
+
+interface SeriesQuery {
+  readonly matchers: LabelMatcher[];
+  readonly start: number;
+  readonly end: number;
+  readonly points: number | undefined;
+}
+
+function parseSeriesQuery(query: Record<string, string | string[] | undefined>, now: number): SeriesQuery {
+  const metrics = (Array.isArray(query.metric) ? query.metric : query.metric ? [query.metric] : []).filter(
+    (m) => m !== '',
+  );
+  if (metrics.length === 0)
+    throw twError(
+      Errors.badRequest,
+      'parameter metric is required (the metric name, e.g. metric=train_loss; repeat it for several)',
+    );
+  for (const m of metrics) {
+    if (!isValidMetricName(m))
+      throw twError(Errors.badRequest, `metric=${JSON.stringify(m)} is not a valid metric name`);
+  }
+  // Metric names cannot contain regex metacharacters other than ':', so joining them is a safe alternation.
+  const matchers = [
+    metrics.length === 1
+      ? new LabelMatcher('=', METRIC_NAME_LABEL, metrics[0]!)
+      : new LabelMatcher('=~', METRIC_NAME_LABEL, metrics.join('|')),
+  ];
+  for (const [name, raw] of Object.entries(query)) {
+    if (RESERVED_PARAMS.has(name)) continue;
+    if (!isValidLabelName(name))
+      throw twError(
+        Errors.badRequest,
+        `parameter ${JSON.stringify(name)} is neither an option nor a label name`,
+      );
+    matchers.push(new LabelMatcher('=', name, single(raw, name) ?? ''));
+  }
+  const end = parseTime(single(query.end, 'end'), 'end', now);
+  const start = parseTime(single(query.start, 'start'), 'start', end - DEFAULT_RANGE_MS);
+  if (start > end) throw twError(Errors.badRequest, `start (${start}) is after end (${end})`);
+  const pointsRaw = single(query.points, 'points');
+  let points: number | undefined;
+  if (pointsRaw !== undefined) {
+    points = Number(pointsRaw);
+    if (!Number.isInteger(points) || points < 1 || points > MAX_POINTS) {
+      throw twError(
+        Errors.badRequest,
+        `parameter points=${JSON.stringify(pointsRaw)} must be an integer from 1 to ${MAX_POINTS}`,
+      );
+    }
+  }
+  return { matchers, start, end, points };
+}
+
+function single(raw: string | string[] | undefined, name: string): string | undefined {
+  if (Array.isArray(raw)) {
+    if (raw.length > 1)
+      throw twError(Errors.badRequest, `parameter ${name} given ${raw.length} times; give it once`);
+    return raw[0];
+  }
+  return raw;
+}
+
+export function registerRestApi(app: FastifyInstance, deps: RestDeps): void {
+  app.get('/api/tw/v1/jobs', async (req) => {
+    const principal = principalOf(deps, req);
+    const q = req.query as Record<string, string | undefined>;
+    const status = q.status as JobStatus | undefined;
+    if (status !== undefined && !JOB_STATUSES.includes(status)) {
+      throw twError(
+        Errors.badRequest,
+        `status=${JSON.stringify(status)} is not one of ${JOB_STATUSES.join(', ')}`,
+      );
+    }
+    const limit = q.limit === undefined ? 1000 : Number(q.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+      throw twError(Errors.badRequest, 'limit must be an integer from 1 to 10000');
+    const now = Date.now();
+    const jobs = deps.jobs
+      .list(principal.tenant, now, { status, search: q.search, limit })
+      .map((j) => summarizeJob(deps.storage, j));
+    return { status: 'success', data: { jobs } };
+  });
+
+  app.get('/api/tw/v1/jobs/:jobId', async (req) => {
+    const principal = principalOf(deps, req);
+    const { jobId } = req.params as { jobId: string };
+    const job = deps.jobs.get(principal.tenant, jobId, Date.now());
+    if (!job) throw twError(Errors.notFound, `no job ${JSON.stringify(jobId)} in tenant ${principal.tenant}`);
+    const q = deps.storage.querier(principal.tenant, job.startMs ?? 0, job.lastSampleMs ?? Date.now());
+    const metrics = q.labelValues(METRIC_NAME_LABEL, [new LabelMatcher('=', 'job_id', jobId)]);
+    return { status: 'success', data: { job: summarizeJob(deps.storage, job), metrics } };
+  });
+
+  app.get('/api/tw/v1/series', async (req) => {
+    const principal = principalOf(deps, req);
+    const sq = parseSeriesQuery(req.query as Record<string, string | string[] | undefined>, Date.now());
+    const q = deps.storage.querier(principal.tenant, sq.start, sq.end);
+    return {
+      status: 'success',
+      data: {
+        start: sq.start,
+        end: sq.end,
+        series: readSeries(q.select(sq.matchers), sq.start, sq.end, sq.points),
+      },
+    };
+  });
+
+  app.get('/api/tw/v1/live', (req, reply) => streamLive(deps, req, reply));
+}
+
+/**
+ * Server-Sent Events: after the client's `since` (ms), every new sample of the selection, polled from
+ * storage every `livePollMs`. Each event is `data: {"series":[...]}`. Polling storage rather than tapping the
+ * processor keeps the query role independent of where the processor runs.
+ */
+function streamLive(deps: RestDeps, req: FastifyRequest, reply: FastifyReply): void {
+  const principal = principalOf(deps, req);
+  const query = req.query as Record<string, string | string[] | undefined>;
+  const now = Date.now();
+  const sq = parseSeriesQuery(query, now);
+  let since = parseTime(single(query.since, 'since'), 'since', now);
+  const pollMs = deps.livePollMs ?? 250;
+
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  res.write(': trainwatch live stream\n\n');
+  let closed = false;
+  let lastWrite = Date.now();
+  // Series of one job arrive from different nodes at slightly different times: remember each series' newest
+  // sent sample and look back a little, so a series that lags the others loses nothing.
+  const sent = new Map<string, number>();
+  const timer = setInterval(() => {
+    if (closed) return;
+    try {
+      const until = Date.now() + 60_000; // simulated or skewed clocks may run slightly ahead
+      const from = since - LIVE_LOOKBACK_MS;
+      const q = deps.storage.querier(principal.tenant, from, until);
+      const fresh: ColumnarSeries[] = [];
+      for (const s of readSeries(q.select(sq.matchers), from, until)) {
+        const key = labelsKey(s.labels);
+        const after = sent.get(key) ?? since;
+        let i = 0;
+        while (i < s.t.length && s.t[i]! <= after) i++;
+        if (i === s.t.length) continue;
+        fresh.push(i === 0 ? s : { labels: s.labels, t: s.t.slice(i), v: s.v.slice(i) });
+        const last = s.t[s.t.length - 1]!;
+        sent.set(key, last);
+        if (last > since) since = last;
+      }
+      if (fresh.length > 0) {
+        res.write(`data: ${JSON.stringify({ series: fresh })}\n\n`);
+        lastWrite = Date.now();
+      } else if (Date.now() - lastWrite > 15_000) {
+        res.write(': keep-alive\n\n');
+        lastWrite = Date.now();
+      }
+    } catch (err) {
+      res.write(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
+    }
+  }, pollMs);
+  req.raw.on('close', () => {
+    closed = true;
+    clearInterval(timer);
+  });
+}

@@ -1,0 +1,95 @@
+/**
+ * The one HTTP server of a trainwatch process: UI, APIs and ingest on one port. Roles add their routes to it
+ * while they start; this file owns what they share: error answers, health, readiness and `/metrics`.
+ */
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { TrainwatchError } from '../model/errors.js';
+
+export interface HttpServerOptions {
+  readonly logger: Logger;
+  readonly registry: Registry;
+  /** Largest body any route accepts unless it sets its own limit. */
+  readonly bodyLimit: number;
+}
+
+/** Answers in the Prometheus API's error shape: `{status: "error", errorType, error}`. */
+function errorBody(errorType: string, error: string): { status: 'error'; errorType: string; error: string } {
+  return { status: 'error', errorType, error };
+}
+
+export interface HttpServer {
+  readonly app: FastifyInstance;
+  setReady(ready: boolean): void;
+  /**
+   * Lets the UI answer GET requests for paths no route matched (client-side routes get the app shell).
+   * API paths always get the JSON 404.
+   */
+  setPageFallback(fallback: (req: FastifyRequest, reply: FastifyReply) => unknown): void;
+}
+
+export function createHttpServer(opts: HttpServerOptions): HttpServer {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    // One log line per request would drown the log at fleet scale; self-metrics count requests instead.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.bodyLimit,
+    // Long-lived SSE streams must not block shutdown forever.
+    forceCloseConnections: true,
+    return503OnClosing: true,
+  });
+  let ready = false;
+  let pageFallback: ((req: FastifyRequest, reply: FastifyReply) => unknown) | undefined;
+
+  app.setErrorHandler((err: FastifyError | TrainwatchError, req, reply) => {
+    if (err instanceof TrainwatchError) {
+      if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
+      return reply.code(err.status).send(errorBody(err.kind.code, err.message));
+    }
+    const status = err.statusCode ?? 500;
+    if (status >= 500) {
+      opts.logger.error({ err, url: req.url, method: req.method }, 'request failed');
+      return reply.code(status).send(errorBody('internal', 'internal error; see the server log'));
+    }
+    // Fastify's own client errors (body too large, bad JSON, unsupported media type) keep their status.
+    const type = err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'payload_too_large' : 'bad_request';
+    const message =
+      err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? `request body is larger than the limit of ${req.routeOptions.bodyLimit ?? opts.bodyLimit} bytes`
+        : err.message;
+    return reply.code(status).send(errorBody(type, message));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const url = req.url.split('?')[0]!;
+    if (pageFallback && req.method === 'GET' && !url.startsWith('/api/')) return pageFallback(req, reply);
+    return reply.code(404).send(errorBody('not_found', `no route for ${req.method} ${url}`));
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) =>
+    ready ? { status: 'ready' } : reply.code(503).send({ status: 'not ready', reason: 'replaying the bus' }),
+  );
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', opts.registry.contentType);
+    return opts.registry.metrics();
+  });
+
+  return {
+    app,
+    setReady: (r: boolean) => {
+      ready = r;
+    },
+    setPageFallback: (fallback) => {
+      pageFallback = fallback;
+    },
+  };
+}

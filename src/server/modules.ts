@@ -1,0 +1,280 @@
+/**
+ * Roles as modules with one dependency map (the Mimir pattern, STYLE.md): `trainwatch start` runs the target
+ * `all`; `--roles collector,processor` runs a subset with the same code. Each module has one init function;
+ * modules start in dependency order (sinks before sources) and stop in reverse (sources first, so the
+ * stages drain).
+ *
+ * The embedded engines (disk-log bus, storage, SQLite metadata) live in the data directory; a process that
+ * runs several roles shares one instance of each.
+ */
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { AnonymousAuthenticator, type Authenticator } from '../auth/index.js';
+import { type Bus, DiskLogBus } from '../bus/index.js';
+import {
+  BusWriter,
+  createCollectorMetrics,
+  IdempotencyWindow,
+  registerNativeIngest,
+} from '../collector/index.js';
+import type { Config, RoleName } from '../config/index.js';
+import { JobStore, MetaStore } from '../meta/index.js';
+import { Processor } from '../processor/index.js';
+import { registerRestApi } from '../query/index.js';
+import { PlaceholderMemoryStorage, type Storage } from '../storage/index.js';
+import { type DataDirLock, lockDataDir } from './data-dir.js';
+import { createHttpServer, type HttpServer } from './http.js';
+import { registerUi } from './ui-assets.js';
+
+export type ModuleName = 'dataDir' | 'http' | 'auth' | 'bus' | 'storage' | 'meta' | 'jobs' | RoleName;
+
+/** What each module needs started before it. */
+export const MODULE_DEPS: Readonly<Record<ModuleName, readonly ModuleName[]>> = {
+  dataDir: [],
+  http: [],
+  auth: [],
+  meta: ['dataDir'],
+  jobs: ['meta'],
+  bus: ['dataDir'],
+  storage: ['dataDir'],
+  collector: ['http', 'auth', 'bus'],
+  processor: ['bus', 'storage', 'jobs'],
+  query: ['http', 'auth', 'storage', 'jobs'],
+  ui: ['http', 'query'],
+};
+
+export const ALL_ROLES: readonly RoleName[] = ['collector', 'processor', 'query', 'ui'];
+
+interface Stoppable {
+  stop(): Promise<void> | void;
+}
+
+/** The running program: its parts, for the CLI and for tests. */
+export interface Trainwatch {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  /** The address actually bound (port 0 in the config picks a free one). */
+  readonly url: string;
+  readonly app: FastifyInstance;
+  readonly bus?: Bus;
+  readonly storage?: Storage;
+  readonly jobs?: JobStore;
+  readonly processor?: Processor;
+  /** Stops every module, sources first. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+class Modules {
+  dataDir?: DataDirLock;
+  http?: HttpServer;
+  auth?: Authenticator;
+  meta?: MetaStore;
+  jobs?: JobStore;
+  bus?: DiskLogBus;
+  storage?: Storage;
+  processor?: Processor;
+  readonly stoppers: { name: ModuleName; stop: Stoppable['stop'] }[] = [];
+
+  constructor(
+    readonly config: Config,
+    readonly logger: Logger,
+    readonly registry: Registry,
+  ) {}
+
+  async init(name: ModuleName): Promise<void> {
+    const { config, logger } = this;
+    switch (name) {
+      case 'dataDir': {
+        const lock = lockDataDir(config.data_dir);
+        this.dataDir = lock;
+        this.stoppers.push({ name, stop: () => lock.release() });
+        return;
+      }
+      case 'http': {
+        this.http = createHttpServer({
+          logger,
+          registry: this.registry,
+          bodyLimit: config.ingest.max_body_bytes,
+        });
+        const app = this.http.app;
+        this.stoppers.push({ name, stop: () => app.close() });
+        return;
+      }
+      case 'auth': {
+        this.auth = new AnonymousAuthenticator(config.auth.anonymous_tenant);
+        if (config.auth.anonymous_tenant !== null) {
+          const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
+          const loopback = host === '127.0.0.1' || host === 'localhost' || host === '[::1]';
+          (loopback ? logger.info.bind(logger) : logger.warn.bind(logger))(
+            { tenant: config.auth.anonymous_tenant, listen: config.listen },
+            'accepting requests without credentials as tenant %s (auth.anonymous_tenant)',
+            config.auth.anonymous_tenant,
+          );
+        }
+        return;
+      }
+      case 'meta': {
+        const meta = new MetaStore(path.join(this.dataDir!.dir, 'meta.db'));
+        this.meta = meta;
+        this.stoppers.push({ name, stop: () => meta.close() });
+        return;
+      }
+      case 'jobs': {
+        const jobs = new JobStore(this.meta!, config.jobs.silent_after_ms);
+        this.jobs = jobs;
+        this.stoppers.push({ name, stop: () => jobs.flush() });
+        return;
+      }
+      case 'bus': {
+        const bus = await DiskLogBus.open({
+          dir: path.join(this.dataDir!.dir, 'bus'),
+          partitions: config.bus.partitions,
+          segmentBytes: config.bus.segment_bytes,
+          fsync: config.bus.fsync,
+          fsyncIntervalMs: config.bus.fsync_interval_ms,
+          maxQueuedBytes: config.bus.max_queued_bytes,
+          logger: logger.child({ role: 'bus' }),
+        });
+        this.bus = bus;
+        new Gauge({
+          name: 'trainwatch_bus_queued_bytes',
+          help: 'Bytes waiting to be written to the bus.',
+          registers: [this.registry],
+          collect() {
+            this.set(bus.pendingBytes);
+          },
+        });
+        this.stoppers.push({ name, stop: () => bus.close() });
+        return;
+      }
+      case 'storage': {
+        logger.warn(
+          'storage: using the in-memory PLACEHOLDER storage; data is rebuilt from the bus at every start',
+        );
+        const storage = new PlaceholderMemoryStorage();
+        this.storage = storage;
+        this.stoppers.push({ name, stop: () => storage.close() });
+        return;
+      }
+      case 'collector': {
+        const limits = {
+          maxBodyBytes: config.ingest.max_body_bytes,
+          maxPayloadBytes: config.ingest.max_payload_bytes,
+          maxLabelsPerSeries: config.ingest.max_labels_per_series,
+          maxLabelValueBytes: config.ingest.max_label_value_bytes,
+        };
+        registerNativeIngest(this.http!.app, {
+          auth: this.auth!,
+          busWriter: new BusWriter(this.bus!),
+          idempotency: new IdempotencyWindow(config.ingest.dedup_window),
+          limits,
+          metrics: createCollectorMetrics(this.registry),
+        });
+        return;
+      }
+      case 'processor': {
+        const processor = new Processor(
+          this.bus!,
+          this.storage!,
+          this.jobs!,
+          logger.child({ role: 'processor' }),
+          this.registry,
+          {
+            checkpointIntervalMs: config.processor.checkpoint_interval_ms,
+          },
+        );
+        processor.start();
+        this.processor = processor;
+        this.stoppers.push({ name, stop: () => processor.stop() });
+        return;
+      }
+      case 'query': {
+        registerRestApi(this.http!.app, { auth: this.auth!, storage: this.storage!, jobs: this.jobs! });
+        return;
+      }
+      case 'ui': {
+        await registerUi(this.http!);
+        return;
+      }
+    }
+  }
+}
+
+/** Resolves the roles to modules in dependency order. */
+export function moduleOrder(roles: readonly (RoleName | 'all')[]): ModuleName[] {
+  const wanted: ModuleName[] = roles.includes('all') ? [...ALL_ROLES] : [...(roles as RoleName[])];
+  const order: ModuleName[] = [];
+  const visit = (m: ModuleName, path: ModuleName[]) => {
+    if (order.includes(m)) return;
+    if (path.includes(m)) throw new Error(`module dependency cycle: ${[...path, m].join(' → ')}`);
+    for (const d of MODULE_DEPS[m]) visit(d, [...path, m]);
+    order.push(m);
+  };
+  for (const m of wanted) visit(m, []);
+  return order;
+}
+
+/** Starts the configured roles and listens. On failure, whatever started is stopped again. */
+export async function startTrainwatch(config: Config, logger: Logger): Promise<Trainwatch> {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'trainwatch_' });
+  const modules = new Modules(config, logger, registry);
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    // Sources first: stop accepting requests, then drain the processor, then close the engines.
+    const ordered = [...modules.stoppers]
+      .reverse()
+      .sort((a, b) => Number(b.name === 'http') - Number(a.name === 'http'));
+    for (const s of ordered) {
+      try {
+        await s.stop();
+      } catch (err) {
+        logger.error({ err, module: s.name }, 'error while stopping');
+      }
+    }
+  };
+  try {
+    const order = moduleOrder(config.roles);
+    if (!order.includes('http')) await modules.init('http'); // health and /metrics for every process
+    for (const m of order) await modules.init(m);
+    const http = modules.http!;
+    const colon = config.listen.lastIndexOf(':');
+    const host = config.listen.slice(0, colon).replace(/^\[|\]$/g, '');
+    const port = Number(config.listen.slice(colon + 1));
+    const url = await http.app.listen({ host, port });
+    const processor = modules.processor;
+    if (processor) {
+      void processor.caughtUp.then(() => {
+        http.setReady(true);
+        logger.info('processor caught up with the bus; ready');
+      });
+    } else {
+      http.setReady(true);
+    }
+    logger.info(
+      { url, roles: config.roles, dataDir: modules.dataDir?.dir },
+      'trainwatch listening on %s',
+      url,
+    );
+    return {
+      config,
+      logger,
+      registry,
+      url,
+      app: http.app,
+      bus: modules.bus,
+      storage: modules.storage,
+      jobs: modules.jobs,
+      processor,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
