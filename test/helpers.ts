@@ -1,0 +1,100 @@
+/**
+ * Shared helpers for tests that run trainwatch for real: a free port, a child process started from the
+ * built CLI and stopped by its PID, and polling with a deadline.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
+export const CLI = path.join(REPO_ROOT, 'bin', 'trainwatch.js');
+
+export function tempDir(prefix = 'tw-test-'): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 20_000,
+  everyMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`,
+  );
+}
+
+export interface Child {
+  readonly proc: ChildProcess;
+  readonly output: () => string;
+  /** Resolves with the exit code (or signal) once the process ended. */
+  readonly exited: Promise<number | string>;
+}
+
+/** Starts `trainwatch <args>` as a child process; its output is kept for failure messages. */
+export function startCli(args: string[], env: Record<string, string> = {}): Child {
+  const proc = spawn(process.execPath, [CLI, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const exited = new Promise<number | string>((resolve) =>
+    proc.on('exit', (code, signal) => resolve(code ?? signal ?? -1)),
+  );
+  return { proc, output: () => out, exited };
+}
+
+/** Stops a child we started, by its PID: SIGTERM, then SIGKILL if it lingers. */
+export async function stopChild(
+  child: Child,
+  signal: NodeJS.Signals = 'SIGTERM',
+  graceMs = 10_000,
+): Promise<void> {
+  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return;
+  process.kill(child.proc.pid!, signal);
+  const timer = setTimeout(() => {
+    if (child.proc.exitCode === null && child.proc.signalCode === null)
+      process.kill(child.proc.pid!, 'SIGKILL');
+  }, graceMs);
+  await child.exited;
+  clearTimeout(timer);
+}
+
+export async function getJson<T = unknown>(url: string): Promise<T> {
+  const res = await fetch(url);
+  const body = await res.json();
+  if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${JSON.stringify(body)}`);
+  return body as T;
+}
