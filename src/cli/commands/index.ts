@@ -1,0 +1,16 @@
+/**
+ * Every `trainwatch` subcommand, one file each. A new command is a file here with a `register` function,
+ * added to this list.
+ */
+import type { Command } from 'commander';
+import { registerDemo } from './demo.js';
+import { registerSimulate } from './simulate.js';
+import { registerStart } from './start.js';
+import { registerVersion } from './version.js';
+
+export const COMMANDS: readonly ((program: Command) => void)[] = [
+  registerStart,
+  registerDemo,
+  registerSimulate,
+  registerVersion,
+];
