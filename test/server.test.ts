@@ -17,7 +17,13 @@ const T0 = Date.now() - 60_000;
 
 beforeAll(async () => {
   const config = loadConfig({
-    flags: { listen: '127.0.0.1:0', data_dir: tempDir(), processor: { checkpoint_interval_ms: 100 } },
+    flags: {
+      listen: '127.0.0.1:0',
+      data_dir: tempDir(),
+      processor: { checkpoint_interval_ms: 100 },
+      // Sending without a token must be allowed explicitly (docs/ingest.md, "Authentication").
+      auth: { anonymous_scopes: ['ingest', 'read'] },
+    },
   });
   tw = await startTrainwatch(config, pino({ level: 'silent' }));
 });

@@ -16,6 +16,11 @@ export interface Principal {
 export interface RequestCredentials {
   /** The raw `Authorization` header, if any. */
   readonly authorization: string | undefined;
+  /**
+   * The tenant the request names, if any (`X-Scope-OrgID`, as Mimir and Cortex clients send it). It never
+   * chooses the tenant: a request naming another tenant than its credentials' is refused with 403.
+   */
+  readonly tenantHeader?: string | undefined;
 }
 
 export interface Authenticator {

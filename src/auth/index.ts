@@ -5,3 +5,11 @@ export {
   type RequestCredentials,
   type Scope,
 } from './auth.js';
+export {
+  type AnonymousPolicy,
+  anonymousPolicyFor,
+  isLoopbackHost,
+  scopesOf,
+  TokenAuthenticator,
+  type TokenVerifier,
+} from './token-auth.js';

@@ -51,20 +51,54 @@ export const configSchema = z
         max_label_value_bytes: z.number().int().min(16).max(65536).default(2048),
         /** How many recent (source, sequence) keys per source the collector remembers to drop retried batches. */
         dedup_window: z.number().int().min(1).max(1_000_000).default(4096),
+        max_label_name_bytes: z.number().int().min(16).max(65536).default(1024),
+        /** Samples (incl. histogram buckets) in one request, whatever the protocol. */
+        max_samples_per_request: z.number().int().min(1).default(1_000_000),
+        /**
+         * Request bodies being processed at once (sum of their sizes). Beyond it the collector answers 503
+         * with Retry-After before reading the body: memory stays bounded when the bus cannot keep up.
+         */
+        max_inflight_bytes: byteSize.default(128 << 20),
       })
       .strict()
       .prefault({}),
     auth: z
       .object({
         /**
-         * Accept requests without credentials, as this tenant. Meant for a single-user laptop or the demo;
-         * trainwatch logs a warning at start when it is on and the listen address is not loopback.
+         * The tenant of requests without credentials, for the scopes in `anonymous_scopes`; null: every
+         * request needs a token. trainwatch logs at start what anonymous callers may do (a warning when they
+         * may send data from other machines).
          */
         anonymous_tenant: z
           .string()
           .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a tenant name: lowercase letters, digits, _ and -')
           .nullable()
           .default('default'),
+        /**
+         * What a request without a token may do, as `anonymous_tenant`: any of ingest, read, admin. The default
+         * lets a local user open the dashboard of `trainwatch start`; sending data needs a token unless
+         * `ingest` is listed here (the demo lists every scope).
+         */
+        anonymous_scopes: z.array(z.enum(['ingest', 'read', 'admin'])).default(['read']),
+        /** `loopback`: anonymous access only while `listen` is a loopback address; `anywhere`: always. */
+        anonymous_from: z.enum(['loopback', 'anywhere']).default('loopback'),
+      })
+      .strict()
+      .prefault({}),
+    /** Per-tenant ingest limits: a tenant over a limit gets a 4xx naming it; other tenants are unaffected. */
+    limits: z
+      .object({
+        /** Series that received a sample within `active_series_ttl_ms`, per tenant. New series beyond it: 400. */
+        max_active_series: z.number().int().min(1).default(500_000),
+        active_series_ttl_ms: z
+          .number()
+          .int()
+          .min(1000)
+          .default(15 * 60_000),
+        /** Sustained samples per second per tenant (token bucket); beyond it: 429 with Retry-After. */
+        samples_per_second: z.number().positive().default(1_000_000),
+        /** Bucket size: samples a tenant may send at once above the sustained rate. */
+        samples_burst: z.number().int().min(1).default(2_000_000),
       })
       .strict()
       .prefault({}),

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { AnonymousAuthenticator, type Authenticator } from '../auth/index.js';
+import { type Authenticator, anonymousPolicyFor, TokenAuthenticator } from '../auth/index.js';
 import { type Bus, DiskLogBus } from '../bus/index.js';
 import {
   BusWriter,
@@ -20,7 +20,7 @@ import {
   registerNativeIngest,
 } from '../collector/index.js';
 import type { Config, RoleName } from '../config/index.js';
-import { JobStore, MetaStore } from '../meta/index.js';
+import { JobStore, MetaStore, TokenStore } from '../meta/index.js';
 import { Processor } from '../processor/index.js';
 import { registerRestApi } from '../query/index.js';
 import { PlaceholderMemoryStorage, type Storage } from '../storage/index.js';
@@ -34,7 +34,7 @@ export type ModuleName = 'dataDir' | 'http' | 'auth' | 'bus' | 'storage' | 'meta
 export const MODULE_DEPS: Readonly<Record<ModuleName, readonly ModuleName[]>> = {
   dataDir: [],
   http: [],
-  auth: [],
+  auth: ['meta'],
   meta: ['dataDir'],
   jobs: ['meta'],
   bus: ['dataDir'],
@@ -104,14 +104,17 @@ class Modules {
         return;
       }
       case 'auth': {
-        this.auth = new AnonymousAuthenticator(config.auth.anonymous_tenant);
-        if (config.auth.anonymous_tenant !== null) {
-          const host = config.listen.slice(0, config.listen.lastIndexOf(':'));
-          const loopback = host === '127.0.0.1' || host === 'localhost' || host === '[::1]';
-          (loopback ? logger.info.bind(logger) : logger.warn.bind(logger))(
-            { tenant: config.auth.anonymous_tenant, listen: config.listen },
-            'accepting requests without credentials as tenant %s (auth.anonymous_tenant)',
-            config.auth.anonymous_tenant,
+        // Tokens live in the metadata store (src/meta/tokens.ts); requests without one get the anonymous
+        // policy of the configuration (docs/ingest.md, "Authentication").
+        const policy = anonymousPolicyFor(config.auth, config.listen);
+        this.auth = new TokenAuthenticator(new TokenStore(this.meta!), policy);
+        if (policy.scopes.size > 0) {
+          const scopes = [...policy.scopes].join(', ');
+          (policy.loopback ? logger.info.bind(logger) : logger.warn.bind(logger))(
+            { tenant: policy.tenant, scopes, listen: config.listen },
+            'requests without a token may %s as tenant %s (auth.anonymous_scopes)',
+            scopes,
+            policy.tenant,
           );
         }
         return;

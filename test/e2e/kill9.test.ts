@@ -21,6 +21,8 @@ async function startServer(port: number, dataDir: string): Promise<Child> {
     ['start', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'warn'],
     {
       TRAINWATCH_PROCESSOR__CHECKPOINT_INTERVAL_MS: '50',
+      // Sending without a token must be allowed explicitly (docs/ingest.md, "Authentication").
+      TRAINWATCH_AUTH__ANONYMOUS_SCOPES: '[ingest, read]',
     },
   );
   children.push(child);

@@ -2,6 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { anonymousPolicyFor } from '../../auth/index.js';
+import { MetaStore, TokenStore } from '../../meta/index.js';
 import { createLogger, startTrainwatch, type Trainwatch } from '../../server/index.js';
 import { runSimulation } from '../../simulator/index.js';
 import { configFrom, fail, type ServerFlags, serverOptions, stopOnSignal } from '../common.js';
@@ -19,11 +21,36 @@ export function registerDemo(program: Command): void {
   ).action(async (flags: ServerFlags & SimFlags) => {
     let tw: Trainwatch;
     let tempDir: string | undefined;
+    let authNote = '';
+    let simToken: string | undefined;
     try {
       if (!flags.dataDir && !process.env.TRAINWATCH_DATA_DIR)
         tempDir = mkdtempSync(path.join(os.tmpdir(), 'trainwatch-demo-'));
-      const config = configFrom(flags, { data_dir: tempDir, log: { level: 'warn' } });
+      // The demo is for one person on this machine: requests without a token may do everything, as tenant
+      // `default`, as long as trainwatch listens on a loopback address (auth.anonymous_from: loopback).
+      const config = configFrom(flags, {
+        data_dir: tempDir,
+        log: { level: 'warn' },
+        auth: { anonymous_scopes: ['ingest', 'read', 'admin'] },
+      });
       tw = await startTrainwatch(config, createLogger(config.log.level));
+      const policy = anonymousPolicyFor(config.auth, config.listen);
+      if (policy.scopes.has('ingest')) {
+        authNote = `  no token needed on this machine: anonymous requests may send and read data as tenant ${policy.tenant}\n`;
+      } else {
+        // Listening beyond loopback: the simulator gets an ingest token of its own, and so must anyone else.
+        const meta = new MetaStore(path.join(path.resolve(config.data_dir), 'meta.db'));
+        try {
+          simToken = new TokenStore(meta).create({
+            tenant: 'default',
+            scope: 'ingest',
+            name: 'demo simulator',
+          }).token;
+        } finally {
+          meta.close();
+        }
+        authNote = `  listening beyond loopback: requests need a token (trainwatch token create --data-dir ${config.data_dir} ...)\n`;
+      }
     } catch (err) {
       if (tempDir) rmSync(tempDir, { recursive: true, force: true });
       fail(err);
@@ -33,10 +60,11 @@ export function registerDemo(program: Command): void {
     process.stdout.write(
       `trainwatch demo: dashboard at ${tw.url}/\n` +
         `  simulating ${jobs} jobs × ${nodes} nodes × ${gpus} GPUs (${flags.incidents ? 'with' : 'without'} injected incidents), ` +
-        `backfilling ${flags.backfill / 60_000} min of history; press Ctrl-C to stop\n`,
+        `backfilling ${flags.backfill / 60_000} min of history; press Ctrl-C to stop\n` +
+        authNote,
     );
     const sim = runSimulation({
-      ...simulationConfig({ ...flags, duration: 0 }, tw.url, abort.signal),
+      ...simulationConfig({ ...flags, duration: 0, token: flags.token ?? simToken }, tw.url, abort.signal),
       onIncident: (inc) =>
         process.stdout.write(
           `  incident scheduled: ${inc.type} in ${inc.jobId} at ${new Date(inc.startMs).toLocaleTimeString()}: ${inc.description}\n`,

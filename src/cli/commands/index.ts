@@ -6,11 +6,13 @@ import type { Command } from 'commander';
 import { registerDemo } from './demo.js';
 import { registerSimulate } from './simulate.js';
 import { registerStart } from './start.js';
+import { registerToken } from './token.js';
 import { registerVersion } from './version.js';
 
 export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerStart,
   registerDemo,
   registerSimulate,
+  registerToken,
   registerVersion,
 ];

@@ -1,0 +1,143 @@
+/**
+ * The authenticator of a running trainwatch: `Authorization: Bearer <token>` checked against the token store
+ * (src/meta/tokens.ts), and requests without credentials allowed only for the scopes the configuration
+ * grants to anonymous callers (`auth.anonymous_scopes`, `auth.anonymous_from`).
+ *
+ * Status contract (senders and the dashboard act on it):
+ * - 401: no credentials where they are needed, or credentials that are malformed, unknown or revoked.
+ *   The dashboard answers a 401 with its token prompt.
+ * - 403: a valid token without the scope the request needs, or a request that names another tenant
+ *   (`X-Scope-OrgID`) than its token's.
+ */
+import { Errors, twError } from '../model/errors.js';
+import type { Authenticator, Principal, RequestCredentials, Scope } from './auth.js';
+
+/** What the authenticator needs from the token store (src/meta/tokens.ts `TokenStore`). */
+export interface TokenVerifier {
+  verify(
+    presented: string,
+  ):
+    | {
+        readonly ok: true;
+        readonly token: { readonly id: string; readonly tenant: string; readonly scope: Scope };
+      }
+    | { readonly ok: false; readonly reason: 'malformed' | 'unknown' | 'revoked'; readonly id?: string };
+}
+
+/** Who a request without credentials is, and what it may do. An empty scope set: tokens required. */
+export interface AnonymousPolicy {
+  readonly tenant: string | null;
+  readonly scopes: ReadonlySet<Scope>;
+}
+
+/** A token's scope grants: `admin` can do everything, `ingest` and `read` only themselves. */
+export function scopesOf(scope: Scope): ReadonlySet<Scope> {
+  return scope === 'admin' ? new Set<Scope>(['ingest', 'read', 'admin']) : new Set<Scope>([scope]);
+}
+
+const WHAT: Record<Scope, string> = {
+  ingest: 'send data',
+  read: 'read data',
+  admin: 'change settings',
+};
+
+export class TokenAuthenticator implements Authenticator {
+  private readonly anonymous: Principal | undefined;
+
+  constructor(
+    private readonly tokens: TokenVerifier,
+    policy: AnonymousPolicy,
+  ) {
+    this.anonymous =
+      policy.tenant !== null && policy.scopes.size > 0
+        ? { tenant: policy.tenant, scopes: policy.scopes, via: 'anonymous' }
+        : undefined;
+  }
+
+  authenticate(credentials: RequestCredentials, scope: Scope): Principal {
+    const principal = this.identify(credentials, scope);
+    if (!principal.scopes.has(scope)) {
+      if (principal.via === 'anonymous') throw this.credentialsRequired(scope);
+      throw twError(
+        Errors.forbidden,
+        `${principal.via} (tenant ${principal.tenant}) has scope ${[...principal.scopes].join(', ')}; ` +
+          `to ${WHAT[scope]} it needs scope ${scope} or admin`,
+      );
+    }
+    const named = credentials.tenantHeader;
+    if (named !== undefined && named !== '' && named !== principal.tenant) {
+      throw twError(
+        Errors.forbidden,
+        `the request names tenant ${JSON.stringify(named)} (X-Scope-OrgID) but its credentials belong to tenant ${principal.tenant}`,
+      );
+    }
+    return principal;
+  }
+
+  private identify(credentials: RequestCredentials, scope: Scope): Principal {
+    const header = credentials.authorization;
+    if (header === undefined || header === '') {
+      if (this.anonymous) return this.anonymous;
+      throw this.credentialsRequired(scope);
+    }
+    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+    if (!m) {
+      throw twError(
+        Errors.unauthorized,
+        'the Authorization header must be "Bearer <token>" (trainwatch tokens look like twk_<id>_<secret>)',
+      );
+    }
+    const check = this.tokens.verify(m[1]!);
+    if (!check.ok) {
+      const which = check.id ? `token ${check.id}` : 'the bearer token';
+      const why =
+        check.reason === 'malformed'
+          ? 'is not a trainwatch token (expected twk_<id>_<secret>)'
+          : check.reason === 'revoked'
+            ? 'was revoked'
+            : 'is not known to this server';
+      throw twError(Errors.unauthorized, `${which} ${why}`);
+    }
+    return {
+      tenant: check.token.tenant,
+      scopes: scopesOf(check.token.scope),
+      via: `token ${check.token.id}`,
+    };
+  }
+
+  private credentialsRequired(scope: Scope) {
+    return twError(
+      Errors.unauthorized,
+      `authentication required to ${WHAT[scope]}: send Authorization: Bearer <token> ` +
+        `(create one with: trainwatch token create --tenant <tenant> --scope ${scope})`,
+    );
+  }
+}
+
+/** True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/**
+ * The anonymous policy a configuration means for a server listening on `listen` (host:port):
+ * `from: loopback` grants the anonymous scopes only when the listen address is loopback, so that nobody on
+ * another machine can reach the server without a token.
+ */
+export function anonymousPolicyFor(
+  auth: {
+    readonly anonymous_tenant: string | null;
+    readonly anonymous_scopes: readonly Scope[];
+    readonly anonymous_from: 'loopback' | 'anywhere';
+  },
+  listen: string,
+): AnonymousPolicy & { readonly loopback: boolean } {
+  const loopback = isLoopbackHost(listen.slice(0, listen.lastIndexOf(':')));
+  const allowed = auth.anonymous_tenant !== null && (auth.anonymous_from === 'anywhere' || loopback);
+  return {
+    tenant: auth.anonymous_tenant,
+    scopes: new Set(allowed ? auth.anonymous_scopes : []),
+    loopback,
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * API tokens in the metadata store: who may write (`ingest`), read (`read`) or manage (`admin`) which
+ * tenant's data. The tenant of every request comes from its token, never from the payload.
+ *
+ * A token reads `twk_<id>_<secret>`: `id` (16 hex digits) is the row's primary key and is safe to show and
+ * log; `secret` (32 random bytes, base64url) is shown once at creation and stored only as its SHA-256.
+ * A slow password hash (bcrypt, argon2) protects low-entropy passwords against dictionary attacks; a
+ * 256-bit random secret has no dictionary, so one SHA-256 is as strong and keeps per-request checks at
+ * microseconds (the same choice as GitHub's and Stripe's API keys).
+ *
+ * Verification reads SQLite on every call (a primary-key lookup, a few microseconds), so a token created or
+ * revoked by `trainwatch token` in another process is honoured by a running server at once.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Db, MetaStore, Migration } from './meta-store.js';
+
+export const TOKEN_SCOPES = ['ingest', 'read', 'admin'] as const;
+export type TokenScope = (typeof TOKEN_SCOPES)[number];
+
+export const TOKEN_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 200,
+    description: 'auth: API tokens (hashed)',
+    sql: `CREATE TABLE auth_tokens (
+      id TEXT PRIMARY KEY,
+      tenant TEXT NOT NULL,
+      scope TEXT NOT NULL CHECK (scope IN ('ingest', 'read', 'admin')),
+      name TEXT NOT NULL DEFAULT '',
+      secret_sha256 BLOB NOT NULL,
+      created_at_ms INTEGER NOT NULL,
+      revoked_at_ms INTEGER,
+      last_used_at_ms INTEGER
+    );
+    CREATE INDEX auth_tokens_by_tenant ON auth_tokens (tenant, created_at_ms);`,
+  },
+];
+
+/** Tenant names as the configuration accepts them (also the `tenant` label's value). */
+export const TENANT_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const TOKEN_RE = /^twk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
+const MAX_NAME_LENGTH = 200;
+/** `last_used_at_ms` is written at most this often per token, so verifying costs no write per request. */
+const LAST_USED_WRITE_INTERVAL_MS = 60_000;
+
+export interface TokenInfo {
+  readonly id: string;
+  readonly tenant: string;
+  readonly scope: TokenScope;
+  readonly name: string;
+  readonly createdAtMs: number;
+  readonly revokedAtMs: number | null;
+  readonly lastUsedAtMs: number | null;
+}
+
+export type TokenCheck =
+  | { readonly ok: true; readonly token: TokenInfo }
+  | { readonly ok: false; readonly reason: 'malformed' | 'unknown' | 'revoked'; readonly id?: string };
+
+interface TokenRow {
+  id: string;
+  tenant: string;
+  scope: TokenScope;
+  name: string;
+  secret_sha256: Buffer;
+  created_at_ms: number;
+  revoked_at_ms: number | null;
+  last_used_at_ms: number | null;
+}
+
+function infoOf(row: TokenRow): TokenInfo {
+  return {
+    id: row.id,
+    tenant: row.tenant,
+    scope: row.scope,
+    name: row.name,
+    createdAtMs: row.created_at_ms,
+    revokedAtMs: row.revoked_at_ms,
+    lastUsedAtMs: row.last_used_at_ms,
+  };
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+export class TokenStore {
+  private readonly db: Db;
+  private readonly byId;
+  private readonly lastUsedWritten = new Map<string, number>();
+
+  constructor(meta: MetaStore) {
+    meta.migrate(TOKEN_MIGRATIONS);
+    this.db = meta.db;
+    this.byId = this.db.prepare<[string], TokenRow>('SELECT * FROM auth_tokens WHERE id = ?');
+  }
+
+  /** Creates a token and returns it in full: the only time its secret is available. */
+  create(
+    opts: { tenant: string; scope: TokenScope; name?: string },
+    nowMs = Date.now(),
+  ): {
+    token: string;
+    info: TokenInfo;
+  } {
+    if (!TENANT_RE.test(opts.tenant)) {
+      throw new Error(
+        `tenant ${JSON.stringify(opts.tenant)} is invalid: use 1-63 lowercase letters, digits, _ and -, starting with a letter or digit`,
+      );
+    }
+    if (!TOKEN_SCOPES.includes(opts.scope))
+      throw new Error(
+        `scope ${JSON.stringify(opts.scope)} is invalid: use one of ${TOKEN_SCOPES.join(', ')}`,
+      );
+    const name = opts.name ?? '';
+    if (name.length > MAX_NAME_LENGTH) throw new Error(`name is longer than ${MAX_NAME_LENGTH} characters`);
+    const id = randomBytes(8).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    this.db
+      .prepare(
+        'INSERT INTO auth_tokens (id, tenant, scope, name, secret_sha256, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
+      )
+      .run(id, opts.tenant, opts.scope, name, sha256(secret), nowMs);
+    return { token: `twk_${id}_${secret}`, info: infoOf(this.byId.get(id)!) };
+  }
+
+  list(filter: { tenant?: string; includeRevoked?: boolean } = {}): TokenInfo[] {
+    const where: string[] = [];
+    const args: string[] = [];
+    if (filter.tenant !== undefined) {
+      where.push('tenant = ?');
+      args.push(filter.tenant);
+    }
+    if (!filter.includeRevoked) where.push('revoked_at_ms IS NULL');
+    const sql = `SELECT * FROM auth_tokens ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY tenant, created_at_ms, id`;
+    return (this.db.prepare(sql).all(...args) as TokenRow[]).map(infoOf);
+  }
+
+  get(id: string): TokenInfo | undefined {
+    const row = this.byId.get(id);
+    return row ? infoOf(row) : undefined;
+  }
+
+  /** Revokes a token; revoking it again keeps the first revocation time. Undefined when there is no such id. */
+  revoke(id: string, nowMs = Date.now()): TokenInfo | undefined {
+    this.db
+      .prepare('UPDATE auth_tokens SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL')
+      .run(nowMs, id);
+    return this.get(id);
+  }
+
+  /** Checks a presented token. Constant-time in the secret; says why a token is refused. */
+  verify(presented: string, nowMs = Date.now()): TokenCheck {
+    const m = TOKEN_RE.exec(presented);
+    if (!m) return { ok: false, reason: 'malformed' };
+    const id = m[1]!;
+    const row = this.byId.get(id);
+    if (!row || !timingSafeEqual(row.secret_sha256, sha256(m[2]!)))
+      return { ok: false, reason: 'unknown', id };
+    if (row.revoked_at_ms !== null) return { ok: false, reason: 'revoked', id };
+    const written = this.lastUsedWritten.get(id) ?? row.last_used_at_ms;
+    if (written === null || nowMs - written >= LAST_USED_WRITE_INTERVAL_MS) {
+      this.lastUsedWritten.set(id, nowMs);
+      this.db.prepare('UPDATE auth_tokens SET last_used_at_ms = ? WHERE id = ?').run(nowMs, id);
+    }
+    return { ok: true, token: infoOf(row) };
+  }
+}
