@@ -22,7 +22,7 @@ import {
 import type { Config, RoleName } from '../config/index.js';
 import { JobStore, MetaStore, TokenStore } from '../meta/index.js';
 import { Processor } from '../processor/index.js';
-import { registerRestApi } from '../query/index.js';
+import { registerDashboardApi, registerRestApi } from '../query/index.js';
 import { PlaceholderMemoryStorage, type Storage } from '../storage/index.js';
 import { type DataDirLock, lockDataDir } from './data-dir.js';
 import { createHttpServer, type HttpServer } from './http.js';
@@ -195,7 +195,9 @@ class Modules {
         return;
       }
       case 'query': {
-        registerRestApi(this.http!.app, { auth: this.auth!, storage: this.storage!, jobs: this.jobs! });
+        const queryDeps = { auth: this.auth!, storage: this.storage!, jobs: this.jobs! };
+        registerRestApi(this.http!.app, queryDeps);
+        registerDashboardApi(this.http!.app, queryDeps);
         return;
       }
       case 'ui': {

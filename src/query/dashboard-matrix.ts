@@ -1,0 +1,329 @@
+/**
+ * Server-side aggregation for the dashboard's heatmaps and band charts: many series folded into a compact
+ * rows × columns matrix (or per-column statistics across series) while iterating, so that a heatmap of a
+ * thousand jobs or a 512-GPU job costs one pass over the samples and a few typed arrays — never an object
+ * per sample.
+ *
+ * Columns are aligned to multiples of the step (`start = floor(from / step) * step`), so that a live client
+ * that fetches only the newest columns with the same step gets cells identical to those it already has.
+ */
+import { isStaleNaN } from '../model/batch.js';
+import type { SampleIterator } from '../storage/index.js';
+
+/** Steps the dashboard uses, so that columns line up with round times and stay stable as a window slides. */
+export const NICE_STEPS_MS: readonly number[] = [
+  1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000,
+  3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000,
+];
+
+/** The smallest nice step that fits [start, end] into at most `cols` columns. */
+export function niceStep(start: number, end: number, cols: number): number {
+  const raw = Math.max(1, (end - start) / Math.max(1, cols));
+  for (const s of NICE_STEPS_MS) if (s >= raw) return s;
+  return Math.ceil(raw / 86_400_000) * 86_400_000;
+}
+
+export interface ColumnGrid {
+  /** Start of the first column (a multiple of `step`). */
+  readonly start: number;
+  readonly step: number;
+  readonly cols: number;
+}
+
+/** Columns of `step` covering [from, end], the first aligned to a multiple of `step`. */
+export function columnGrid(from: number, end: number, step: number): ColumnGrid {
+  const start = Math.floor(from / step) * step;
+  return { start, step, cols: Math.max(1, Math.floor((end - start) / step) + 1) };
+}
+
+/** Per-row statistics gathered while filling the matrix. */
+export interface RowStats {
+  /** Mean of every sample of the row's series in the range. */
+  mean: number | null;
+  /**
+   * Mean over the most recent quarter of the columns that hold data (what is happening now, for outlier
+   * scores): the quarter ends at the newest column with data in any row, so a finished job is scored on
+   * its last minutes rather than on the empty end of the range.
+   */
+  recentMean: number | null;
+  /** Newest value and its time. */
+  last: number | null;
+  lastT: number | null;
+  /** Series folded into the row. */
+  series: number;
+  /** GPU-seconds (series-seconds) spent below the idle threshold, when one was given. */
+  idleSeconds: number;
+}
+
+/** Gaps longer than this between two samples are not counted as idle time: the series was not reporting. */
+export const MAX_IDLE_GAP_MS = 60_000;
+
+/**
+ * A rows × cols matrix of per-cell means. Each cell is the mean of every sample of every series of its row
+ * whose timestamp falls in the cell's column. Not safe for concurrent use.
+ */
+export class MatrixAccumulator {
+  readonly sum: Float64Array;
+  readonly count: Uint32Array;
+  private readonly rowSum: Float64Array;
+  private readonly rowCount: Float64Array;
+  private readonly rowLast: Float64Array;
+  private readonly rowLastT: Float64Array;
+  /** Series whose newest sample is at rowLastT (their values are summed in rowLast until read). */
+  private readonly rowLastN: Uint32Array;
+  private readonly rowSeries: Uint32Array;
+  private readonly rowIdleMs: Float64Array;
+  /** Columns [from, to] of the recent window; computed once all series are in. */
+  private recent: { from: number; to: number } | undefined;
+
+  constructor(
+    readonly rows: number,
+    readonly grid: ColumnGrid,
+    /** Samples strictly below this count as idle (e.g. 0.05 for GPU utilization); undefined: no idle time. */
+    private readonly idleBelow?: number,
+  ) {
+    const cells = rows * grid.cols;
+    this.sum = new Float64Array(cells);
+    this.count = new Uint32Array(cells);
+    this.rowSum = new Float64Array(rows);
+    this.rowCount = new Float64Array(rows);
+    this.rowLast = new Float64Array(rows);
+    this.rowLastN = new Uint32Array(rows);
+    this.rowLastT = new Float64Array(rows).fill(Number.NEGATIVE_INFINITY);
+    this.rowSeries = new Uint32Array(rows);
+    this.rowIdleMs = new Float64Array(rows);
+  }
+
+  /**
+   * Folds one series into `row`, reading samples in [grid.start, grid end) and (for `last`) up to `end`.
+   * Staleness markers and non-finite values are not data for a mean and are skipped.
+   */
+  add(row: number, it: SampleIterator, end: number): void {
+    const { start, step, cols } = this.grid;
+    const stop = Math.min(end, start + cols * step - 1);
+    this.rowSeries[row]!++;
+    if (!it.seek(start)) return;
+    const base = row * cols;
+    const idleBelow = this.idleBelow;
+    let prevT = Number.NaN;
+    let prevIdle = false;
+    let rowSum = 0;
+    let rowCount = 0;
+    let lastT = Number.NEGATIVE_INFINITY;
+    let last = Number.NaN;
+    let idleMs = 0;
+    do {
+      const t = it.t;
+      if (t > stop) break;
+      const v = it.v;
+      if (!Number.isFinite(v)) {
+        // A staleness marker or NaN ends an idle stretch: nothing says the GPU idled across it.
+        if (isStaleNaN(v)) prevT = Number.NaN;
+        continue;
+      }
+      if (prevIdle && t - prevT <= MAX_IDLE_GAP_MS) idleMs += t - prevT;
+      const col = Math.floor((t - start) / step);
+      this.sum[base + col]! += v;
+      this.count[base + col]!++;
+      rowSum += v;
+      rowCount++;
+      last = v;
+      lastT = t;
+      prevT = t;
+      prevIdle = idleBelow !== undefined && v < idleBelow;
+    } while (it.next());
+    this.rowSum[row]! += rowSum;
+    this.rowCount[row]! += rowCount;
+    this.rowIdleMs[row]! += idleMs;
+    if (lastT > this.rowLastT[row]!) {
+      this.rowLastT[row] = lastT;
+      this.rowLast[row] = last;
+      this.rowLastN[row] = 1;
+    } else if (lastT === this.rowLastT[row]! && Number.isFinite(lastT)) {
+      // Several series of one row at the same newest time: report their mean.
+      this.rowLast[row]! += last;
+      this.rowLastN[row]!++;
+    }
+  }
+
+  /** Per-cell means; NaN where a cell has no sample. */
+  means(): Float64Array {
+    const out = new Float64Array(this.sum.length);
+    for (let i = 0; i < out.length; i++)
+      out[i] = this.count[i]! > 0 ? this.sum[i]! / this.count[i]! : Number.NaN;
+    return out;
+  }
+
+  private recentWindow(): { from: number; to: number } {
+    if (!this.recent) {
+      const cols = this.grid.cols;
+      let first = cols;
+      let last = -1;
+      for (let i = 0; i < this.count.length; i++) {
+        if (this.count[i] === 0) continue;
+        const c = i % cols;
+        if (c < first) first = c;
+        if (c > last) last = c;
+      }
+      this.recent =
+        last < 0 ? { from: 0, to: -1 } : { from: last - Math.floor((last - first + 1) / 4), to: last };
+    }
+    return this.recent;
+  }
+
+  rowStats(row: number): RowStats {
+    const n = this.rowCount[row]!;
+    const lastT = this.rowLastT[row]!;
+    const { from, to } = this.recentWindow();
+    let recentSum = 0;
+    let recentCount = 0;
+    for (let c = from, i = row * this.grid.cols + from; c <= to; c++, i++) {
+      recentSum += this.sum[i]!;
+      recentCount += this.count[i]!;
+    }
+    return {
+      mean: n > 0 ? this.rowSum[row]! / n : null,
+      recentMean: recentCount > 0 ? recentSum / recentCount : null,
+      last: Number.isFinite(lastT) ? this.rowLast[row]! / this.rowLastN[row]! : null,
+      lastT: Number.isFinite(lastT) ? lastT : null,
+      series: this.rowSeries[row]!,
+      idleSeconds: this.rowIdleMs[row]! / 1000,
+    };
+  }
+}
+
+/** Byte meaning "no data" in a quantized matrix; data bytes are 0..254. */
+export const NO_DATA_BYTE = 255;
+
+export interface Quantized {
+  readonly lo: number;
+  readonly hi: number;
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * Maps cell values linearly onto bytes 0..254 between `lo` and `hi` (clamped), 255 for no data: a heatmap
+ * needs no more than 255 colours, and a byte per cell keeps a 512 × 600 matrix at 300 kB.
+ * Without a given scale, the finite minimum and maximum of the cells are used.
+ */
+export function quantize(values: Float64Array, scale?: { lo: number; hi: number }): Quantized {
+  let lo = scale?.lo ?? Number.POSITIVE_INFINITY;
+  let hi = scale?.hi ?? Number.NEGATIVE_INFINITY;
+  if (!scale) {
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      if (!Number.isFinite(v)) continue;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    if (!Number.isFinite(lo)) {
+      lo = 0;
+      hi = 1;
+    }
+  }
+  if (!(hi > lo)) hi = lo + (lo === 0 ? 1 : Math.abs(lo));
+  const bytes = new Uint8Array(values.length);
+  const k = 254 / (hi - lo);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!Number.isFinite(v)) {
+      bytes[i] = NO_DATA_BYTE;
+      continue;
+    }
+    const q = Math.round((v - lo) * k);
+    bytes[i] = Math.min(254, Math.max(0, q));
+  }
+  return { lo, hi, bytes };
+}
+
+/** Inverse of {@link quantize} for one byte; null for no data. */
+export function dequantize(byte: number, lo: number, hi: number): number | null {
+  return byte === NO_DATA_BYTE ? null : lo + (byte / 254) * (hi - lo);
+}
+
+/**
+ * Modified z-scores (Iglewicz and Hoaglin): 0.6745 · (x − median) / MAD. Robust to the outliers it is
+ * meant to find — one straggler among 512 ranks does not move the median. When more than half the values
+ * are equal (MAD = 0), the mean absolute deviation stands in (× 1.2533, its ratio to σ for normal data);
+ * when every value is equal, every score is 0. Null inputs give null scores.
+ */
+export function robustZ(xs: readonly (number | null)[]): (number | null)[] {
+  const finite = xs.filter((x): x is number => x !== null && Number.isFinite(x)).sort((a, b) => a - b);
+  if (finite.length < 3) return xs.map((x) => (x === null || !Number.isFinite(x) ? null : 0));
+  const med = median(finite);
+  const dev = finite.map((x) => Math.abs(x - med)).sort((a, b) => a - b);
+  const mad = median(dev);
+  let scale: number;
+  if (mad > 0) scale = mad / 0.6745;
+  else {
+    const meanAd = dev.reduce((a, b) => a + b, 0) / dev.length;
+    scale = meanAd * 1.2533;
+  }
+  return xs.map((x) => {
+    if (x === null || !Number.isFinite(x)) return null;
+    if (scale === 0) return 0;
+    return (x - med) / scale;
+  });
+}
+
+/** Median of ascending-sorted values. */
+export function median(sorted: readonly number[]): number {
+  const n = sorted.length;
+  if (n === 0) return Number.NaN;
+  const mid = n >> 1;
+  return n % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** A modified z-score at or above this marks an outlier (Iglewicz and Hoaglin's recommendation). */
+export const OUTLIER_Z = 3.5;
+
+/**
+ * Per-column statistics across series: for every column, each series' mean within the column, then the
+ * minimum, maximum, sum and mean of those across the series present. For band charts (min/mean/max of 512
+ * GPUs' temperatures) and job totals (the sum of every rank's throughput).
+ */
+export class SpreadAccumulator {
+  readonly min: Float64Array;
+  readonly max: Float64Array;
+  readonly sum: Float64Array;
+  readonly present: Uint32Array;
+  private readonly colSum: Float64Array;
+  private readonly colCount: Uint32Array;
+
+  constructor(readonly grid: ColumnGrid) {
+    const n = grid.cols;
+    this.min = new Float64Array(n).fill(Number.POSITIVE_INFINITY);
+    this.max = new Float64Array(n).fill(Number.NEGATIVE_INFINITY);
+    this.sum = new Float64Array(n);
+    this.present = new Uint32Array(n);
+    this.colSum = new Float64Array(n);
+    this.colCount = new Uint32Array(n);
+  }
+
+  add(it: SampleIterator, end: number): void {
+    const { start, step, cols } = this.grid;
+    const stop = Math.min(end, start + cols * step - 1);
+    this.colSum.fill(0);
+    this.colCount.fill(0);
+    if (it.seek(start)) {
+      do {
+        const t = it.t;
+        if (t > stop) break;
+        const v = it.v;
+        if (!Number.isFinite(v)) continue;
+        const col = Math.floor((t - start) / step);
+        this.colSum[col]! += v;
+        this.colCount[col]!++;
+      } while (it.next());
+    }
+    for (let c = 0; c < cols; c++) {
+      const n = this.colCount[c]!;
+      if (n === 0) continue;
+      const m = this.colSum[c]! / n;
+      if (m < this.min[c]!) this.min[c] = m;
+      if (m > this.max[c]!) this.max[c] = m;
+      this.sum[c]! += m;
+      this.present[c]!++;
+    }
+  }
+}

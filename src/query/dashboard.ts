@@ -1,0 +1,756 @@
+/**
+ * The dashboard's endpoints under `/api/tw/v1/`: what the fleet, job and comparison pages draw, aggregated
+ * on the server into compact answers so that the browser never receives more than about one value per
+ * pixel (STYLE.md 12):
+ *
+ * - `GET /fleet`                   every job with its live numbers and busy/idle GPUs, in one pass per metric
+ * - `GET /heatmap`                 rows × time matrix of per-cell means, grouped by labels (jobs, nodes, GPUs)
+ * - `GET /spread`                  per-column min/mean/max/sum across series (band charts, job totals)
+ * - `GET /jobs/:id/curves`         one representative series per training metric, with the step at each point
+ * - `GET /jobs/:id/stragglers`     robust z-scores of each rank's step time
+ * - `GET /ticks`                   Server-Sent Events: the newest sample time of a selection, as it advances
+ *
+ * Every read is scoped to the caller's tenant (admins may pass `tenant=`, see dashboard-scope.ts).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Authenticator, Principal } from '../auth/index.js';
+import type { JobStore } from '../meta/index.js';
+import { isStaleNaN } from '../model/batch.js';
+import { Errors, twError } from '../model/errors.js';
+import type { JobInfo } from '../model/job.js';
+import {
+  isValidLabelName,
+  isValidMetricName,
+  LabelMatcher,
+  type LabelSet,
+  METRIC_NAME_LABEL,
+  WellKnownLabel,
+} from '../model/labels.js';
+import type { SampleIterator, SelectedSeries, Storage } from '../storage/index.js';
+import {
+  columnGrid,
+  MatrixAccumulator,
+  median,
+  niceStep,
+  OUTLIER_Z,
+  quantize,
+  robustZ,
+  SpreadAccumulator,
+} from './dashboard-matrix.js';
+import { readTenant } from './dashboard-scope.js';
+import type { JobSummary } from './job-summary.js';
+import { parseTime } from './rest.js';
+import { type JsonSample, jsonValue, readSeries } from './series-read.js';
+
+export interface DashboardDeps {
+  readonly auth: Authenticator;
+  readonly storage: Storage;
+  readonly jobs: JobStore;
+  /** How often the tick stream looks for new samples. */
+  readonly livePollMs?: number;
+}
+
+type Query = Record<string, string | string[] | undefined>;
+
+const DEFAULT_RANGE_MS = 60 * 60_000;
+const DEFAULT_COLS = 240;
+const MAX_COLS = 4000;
+/** Cells per matrix: 20 000 rows × 250 columns, about 5 MB of bytes. */
+const MAX_CELLS = 5_000_000;
+const MAX_POINTS = 20_000;
+/** The window the fleet table takes a job's "latest" numbers from (as summarizeJob does). */
+const SUMMARY_WINDOW_MS = 10 * 60_000;
+/** Utilization below this counts as an idle GPU (DCGM's tools use the same order of magnitude). */
+export const IDLE_UTILIZATION = 0.05;
+/** A rank whose step time is this much above the median, and an outlier by z-score, is a straggler. */
+export const STRAGGLER_MIN_SLOWDOWN = 0.1;
+const CURVES_PER_METRIC = 8;
+const MAX_CURVE_METRICS = 64;
+const TICK_LOOKBACK_MS = 10_000;
+
+/** Metrics that are about the hardware or the step loop rather than the model: not training curves. */
+const NON_CURVE_PREFIXES = ['gpu_', 'host_', 'node_', 'trainwatch_', 'process_', 'nodejs_', 'go_'];
+const NON_CURVE_METRICS = new Set([
+  'train_step',
+  'train_step_duration_seconds',
+  'train_samples_per_second',
+  'train_tokens_per_second',
+  'ALERTS',
+  'ALERTS_FOR_STATE',
+]);
+
+/** Whether a metric a job reports is a training curve (loss, accuracy, learning rate, any custom metric). */
+export function isCurveMetric(name: string): boolean {
+  return !NON_CURVE_METRICS.has(name) && !NON_CURVE_PREFIXES.some((p) => name.startsWith(p));
+}
+
+function single(raw: string | string[] | undefined, name: string): string | undefined {
+  if (Array.isArray(raw)) {
+    if (raw.length > 1)
+      throw twError(Errors.badRequest, `parameter ${name} given ${raw.length} times; give it once`);
+    return raw[0];
+  }
+  return raw;
+}
+
+function many(raw: string | string[] | undefined): string[] {
+  if (raw === undefined) return [];
+  return (Array.isArray(raw) ? raw : [raw]).flatMap((r) => r.split(',')).filter((r) => r !== '');
+}
+
+function intParam(q: Query, name: string, min: number, max: number): number | undefined {
+  const raw = single(q[name], name);
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw twError(
+      Errors.badRequest,
+      `parameter ${name}=${JSON.stringify(raw)} must be an integer from ${min} to ${max}`,
+    );
+  return n;
+}
+
+function numParam(q: Query, name: string): number | undefined {
+  const raw = single(q[name], name);
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n))
+    throw twError(Errors.badRequest, `parameter ${name}=${JSON.stringify(raw)} must be a number`);
+  return n;
+}
+
+function metricParam(q: Query, required: true): string;
+function metricParam(q: Query, required: false): string | undefined;
+function metricParam(q: Query, required: boolean): string | undefined {
+  const m = single(q.metric, 'metric');
+  if (m === undefined || m === '') {
+    if (required)
+      throw twError(
+        Errors.badRequest,
+        'parameter metric is required (a metric name, e.g. metric=gpu_utilization_ratio)',
+      );
+    return undefined;
+  }
+  if (!isValidMetricName(m))
+    throw twError(Errors.badRequest, `metric=${JSON.stringify(m)} is not a valid metric name`);
+  return m;
+}
+
+/** `start`/`end` in ms or RFC 3339; the default is the last hour. */
+function rangeParams(q: Query, now: number): { start: number; end: number } {
+  const end = parseTime(single(q.end, 'end'), 'end', now);
+  const start = parseTime(single(q.start, 'start'), 'start', end - DEFAULT_RANGE_MS);
+  if (start > end) throw twError(Errors.badRequest, `start (${start}) is after end (${end})`);
+  return { start, end };
+}
+
+/** Every parameter that is not an option is an equality matcher on a label (`job_id=abc`). */
+function labelMatchers(q: Query, options: ReadonlySet<string>): LabelMatcher[] {
+  const out: LabelMatcher[] = [];
+  for (const [name, raw] of Object.entries(q)) {
+    if (options.has(name)) continue;
+    if (!isValidLabelName(name) || name === METRIC_NAME_LABEL)
+      throw twError(
+        Errors.badRequest,
+        `parameter ${JSON.stringify(name)} is neither an option nor a label name`,
+      );
+    out.push(new LabelMatcher('=', name, single(raw, name) ?? ''));
+  }
+  return out;
+}
+
+function byLabels(q: Query, fallback: string[]): string[] {
+  const by = many(q.by);
+  const labels = by.length ? by : fallback;
+  for (const l of labels)
+    if (!isValidLabelName(l)) throw twError(Errors.badRequest, `by=${JSON.stringify(l)} is not a label name`);
+  return labels;
+}
+
+/** The column grid for a request: an explicit `step` (ms), or a nice step fitting `cols` columns. */
+function gridParams(q: Query, start: number, end: number, rows = 1) {
+  const step = intParam(q, 'step', 1, 30 * 86_400_000);
+  const cols = intParam(q, 'cols', 1, MAX_COLS) ?? DEFAULT_COLS;
+  const maxCols = Math.max(1, Math.min(MAX_COLS, Math.floor(MAX_CELLS / Math.max(1, rows))));
+  let grid = columnGrid(start, end, step ?? niceStep(start, end, Math.min(cols, maxCols)));
+  if (grid.cols > maxCols) {
+    if (step !== undefined)
+      throw twError(
+        Errors.badRequest,
+        `step=${step} gives ${grid.cols} columns over the range; the most is ${maxCols} for ${rows} rows: use a larger step or a shorter range`,
+      );
+    grid = columnGrid(start, end, niceStep(start, end, maxCols - 1));
+  }
+  return grid;
+}
+
+function naturalCompare(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true });
+}
+
+const HEATMAP_OPTIONS = new Set([
+  'metric',
+  'start',
+  'end',
+  'cols',
+  'step',
+  'by',
+  'keep',
+  'lo',
+  'hi',
+  'idle_below',
+  'tenant',
+]);
+const SPREAD_OPTIONS = new Set(['metric', 'start', 'end', 'cols', 'step', 'tenant']);
+const TICK_OPTIONS = new Set(['metric', 'tenant']);
+const RANGE_OPTIONS = new Set(['metric', 'start', 'end', 'points', 'tenant']);
+
+export interface HeatmapRow {
+  /** The `by` labels, plus each `keep` label whose value is the same in every series of the row. */
+  readonly labels: Record<string, string>;
+  readonly series: number;
+  readonly mean: number | null;
+  readonly recentMean: number | null;
+  readonly last: number | null;
+  readonly lastT: number | null;
+  /** Robust z-score of recentMean among the rows. */
+  readonly z: number | null;
+  readonly idleSeconds?: number;
+}
+
+export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps): void {
+  const principalOf = (req: FastifyRequest): Principal =>
+    deps.auth.authenticate({ authorization: req.headers.authorization }, 'read');
+
+  app.get('/api/tw/v1/fleet', async (req) => {
+    const principal = principalOf(req);
+    const q = req.query as Query;
+    const tenant = readTenant(principal, single(q.tenant, 'tenant'));
+    const now = Date.now();
+    const jobs = deps.jobs.list(tenant, now, { limit: 10_000 });
+    return {
+      status: 'success',
+      data: {
+        tenants: [...new Set(jobs.map((j) => j.tenant))].sort(),
+        jobs: summarizeFleet(deps.storage, tenant, jobs),
+      },
+    };
+  });
+
+  app.get('/api/tw/v1/heatmap', async (req) => {
+    const principal = principalOf(req);
+    const q = req.query as Query;
+    const tenant = readTenant(principal, single(q.tenant, 'tenant'));
+    const metric = metricParam(q, true);
+    const { start, end } = rangeParams(q, Date.now());
+    const by = byLabels(q, [WellKnownLabel.jobId]);
+    const keep = many(q.keep);
+    const lo = numParam(q, 'lo');
+    const hi = numParam(q, 'hi');
+    if ((lo === undefined) !== (hi === undefined))
+      throw twError(Errors.badRequest, 'give both lo and hi (the colour scale), or neither');
+    if (lo !== undefined && hi !== undefined && !(hi > lo))
+      throw twError(Errors.badRequest, `hi (${hi}) must be greater than lo (${lo})`);
+    const idleBelow = numParam(q, 'idle_below');
+    const matchers = [new LabelMatcher('=', METRIC_NAME_LABEL, metric), ...labelMatchers(q, HEATMAP_OPTIONS)];
+    const querier = deps.storage.querier(tenant, start, end);
+    const selected = querier.select(matchers, { minT: start, maxT: end });
+    return {
+      status: 'success',
+      data: buildHeatmap(selected, { start, end, by, keep, lo, hi, idleBelow, metric, q }),
+    };
+  });
+
+  app.get('/api/tw/v1/spread', async (req) => {
+    const principal = principalOf(req);
+    const q = req.query as Query;
+    const tenant = readTenant(principal, single(q.tenant, 'tenant'));
+    const metric = metricParam(q, true);
+    const { start, end } = rangeParams(q, Date.now());
+    const grid = gridParams(q, start, end);
+    const matchers = [new LabelMatcher('=', METRIC_NAME_LABEL, metric), ...labelMatchers(q, SPREAD_OPTIONS)];
+    const selected = deps.storage
+      .querier(tenant, grid.start, end)
+      .select(matchers, { minT: grid.start, maxT: end });
+    const acc = new SpreadAccumulator(grid);
+    for (const s of selected) acc.add(s.iterator(), end);
+    const col = (a: Float64Array, f: (v: number, i: number) => number | null = (v) => v) =>
+      Array.from(a, (v, i) => (acc.present[i]! > 0 ? f(v, i) : null));
+    return {
+      status: 'success',
+      data: {
+        metric,
+        start: grid.start,
+        step: grid.step,
+        cols: grid.cols,
+        series: selected.length,
+        t: Array.from({ length: grid.cols }, (_, i) => grid.start + i * grid.step),
+        min: col(acc.min),
+        max: col(acc.max),
+        mean: col(acc.sum, (v, i) => v / acc.present[i]!),
+        sum: col(acc.sum),
+        count: Array.from(acc.present),
+      },
+    };
+  });
+
+  app.get('/api/tw/v1/jobs/:jobId/curves', async (req) => {
+    const principal = principalOf(req);
+    const q = req.query as Query;
+    const tenant = readTenant(principal, single(q.tenant, 'tenant')) ?? principal.tenant;
+    const { jobId } = req.params as { jobId: string };
+    const job = requireJob(deps, tenant, jobId);
+    for (const name of Object.keys(q))
+      if (!RANGE_OPTIONS.has(name))
+        throw twError(Errors.badRequest, `unknown parameter ${JSON.stringify(name)}`);
+    const end = parseTime(single(q.end, 'end'), 'end', job.lastSampleMs ?? Date.now());
+    const start = parseTime(single(q.start, 'start'), 'start', job.startMs ?? end - DEFAULT_RANGE_MS);
+    if (start > end) throw twError(Errors.badRequest, `start (${start}) is after end (${end})`);
+    const points = intParam(q, 'points', 1, MAX_POINTS);
+    const requested = many(q.metric);
+    for (const m of requested)
+      if (!isValidMetricName(m))
+        throw twError(Errors.badRequest, `metric=${JSON.stringify(m)} is not a valid metric name`);
+    const querier = deps.storage.querier(tenant, start, end);
+    const jobMatcher = new LabelMatcher('=', WellKnownLabel.jobId, jobId);
+    const metrics = (
+      requested.length
+        ? requested
+        : querier.labelValues(METRIC_NAME_LABEL, [jobMatcher]).filter(isCurveMetric)
+    ).slice(0, MAX_CURVE_METRICS);
+    return {
+      status: 'success',
+      data: { start, end, curves: readCurves(querier, jobMatcher, metrics, start, end, points) },
+    };
+  });
+
+  app.get('/api/tw/v1/jobs/:jobId/stragglers', async (req) => {
+    const principal = principalOf(req);
+    const q = req.query as Query;
+    const tenant = readTenant(principal, single(q.tenant, 'tenant')) ?? principal.tenant;
+    const { jobId } = req.params as { jobId: string };
+    const job = requireJob(deps, tenant, jobId);
+    const end = parseTime(single(q.end, 'end'), 'end', job.lastSampleMs ?? Date.now());
+    const start = parseTime(single(q.start, 'start'), 'start', end - DEFAULT_RANGE_MS);
+    if (start > end) throw twError(Errors.badRequest, `start (${start}) is after end (${end})`);
+    const selected = deps.storage
+      .querier(tenant, start, end)
+      .select([
+        new LabelMatcher('=', METRIC_NAME_LABEL, 'train_step_duration_seconds'),
+        new LabelMatcher('=', WellKnownLabel.jobId, jobId),
+      ]);
+    return { status: 'success', data: findStragglers(selected, start, end) };
+  });
+
+  app.get('/api/tw/v1/ticks', (req, reply) => streamTicks(deps, principalOf(req), req, reply));
+}
+
+function requireJob(deps: DashboardDeps, tenant: string, jobId: string): JobInfo {
+  const job = deps.jobs.get(tenant, jobId, Date.now());
+  if (!job) throw twError(Errors.notFound, `no job ${JSON.stringify(jobId)} in tenant ${tenant}`);
+  return job;
+}
+
+interface HeatmapParams {
+  readonly start: number;
+  readonly end: number;
+  readonly by: readonly string[];
+  readonly keep: readonly string[];
+  readonly lo: number | undefined;
+  readonly hi: number | undefined;
+  readonly idleBelow: number | undefined;
+  readonly metric: string;
+  readonly q: Query;
+}
+
+/** Groups the selected series into rows by the `by` labels and folds them into a quantized matrix. */
+export function buildHeatmap(selected: readonly SelectedSeries[], p: HeatmapParams) {
+  const rowOf = new Map<string, number>();
+  const rowLabels: Record<string, string>[] = [];
+  const seriesRow = new Int32Array(selected.length);
+  for (let i = 0; i < selected.length; i++) {
+    const labels = selected[i]!.labels;
+    let key = '';
+    for (const l of p.by) key += `${labels[l] ?? ''}\u0000`;
+    let row = rowOf.get(key);
+    if (row === undefined) {
+      row = rowLabels.length;
+      rowOf.set(key, row);
+      const rl: Record<string, string> = {};
+      for (const l of p.by) rl[l] = labels[l] ?? '';
+      for (const l of p.keep) if (labels[l] !== undefined) rl[l] = labels[l]!;
+      rowLabels.push(rl);
+    } else {
+      // A `keep` label stays only while every series of the row agrees on it.
+      const rl = rowLabels[row]!;
+      for (const l of p.keep) if (rl[l] !== undefined && rl[l] !== labels[l]) delete rl[l];
+    }
+    seriesRow[i] = row;
+  }
+  // Rows in natural order of their labels (rank 2 before rank 10), then series re-pointed.
+  const order = rowLabels.map((_, i) => i);
+  order.sort((a, b) => {
+    for (const l of p.by) {
+      const c = naturalCompare(rowLabels[a]![l]!, rowLabels[b]![l]!);
+      if (c !== 0) return c;
+    }
+    return 0;
+  });
+  const position = new Int32Array(order.length);
+  order.forEach((r, i) => {
+    position[r] = i;
+  });
+  const grid = gridParams(p.q, p.start, p.end, rowLabels.length);
+  const acc = new MatrixAccumulator(rowLabels.length, grid, p.idleBelow);
+  for (let i = 0; i < selected.length; i++) acc.add(position[seriesRow[i]!]!, selected[i]!.iterator(), p.end);
+  const scale =
+    p.lo !== undefined && p.hi !== undefined
+      ? { lo: p.lo, hi: p.hi }
+      : p.metric.endsWith('_ratio')
+        ? { lo: 0, hi: 1 }
+        : undefined;
+  const q = quantize(acc.means(), scale);
+  const stats = order.map((_, i) => acc.rowStats(i));
+  const z = robustZ(stats.map((s) => s.recentMean));
+  const rows: HeatmapRow[] = order.map((r, i) => {
+    const s = stats[i]!;
+    return {
+      labels: rowLabels[r]!,
+      series: s.series,
+      mean: s.mean,
+      recentMean: s.recentMean,
+      last: s.last,
+      lastT: s.lastT,
+      z: z[i] ?? null,
+      ...(p.idleBelow !== undefined ? { idleSeconds: s.idleSeconds } : {}),
+    };
+  });
+  return {
+    metric: p.metric,
+    by: p.by,
+    start: grid.start,
+    step: grid.step,
+    cols: grid.cols,
+    rows,
+    lo: q.lo,
+    hi: q.hi,
+    /** Row-major, one byte per cell: 0..254 linear between lo and hi, 255 = no data. */
+    encoding: 'u8-base64',
+    values: Buffer.from(q.bytes.buffer, q.bytes.byteOffset, q.bytes.byteLength).toString('base64'),
+  };
+}
+
+/** Labels that tell ranks and GPUs of one job apart; a curve's identity is everything else. */
+const PLACEMENT_LABELS = new Set([
+  WellKnownLabel.rank,
+  WellKnownLabel.localRank,
+  WellKnownLabel.nodeId,
+  WellKnownLabel.gpu,
+  WellKnownLabel.gpuUuid,
+]);
+
+export interface Curve {
+  readonly metric: string;
+  readonly labels: LabelSet;
+  readonly t: number[];
+  readonly v: JsonSample[];
+  /** The job's training step at each point (the rank's `train_step` at or before t); null before the first. */
+  readonly step: (number | null)[] | null;
+}
+
+/**
+ * One curve per metric and distinct non-placement labels: rank 0's series when ranks report separately
+ * (the loss every rank computes is the same model's), else the lowest rank's, else the only one.
+ */
+export function readCurves(
+  querier: ReturnType<Storage['querier']>,
+  jobMatcher: LabelMatcher,
+  metrics: readonly string[],
+  start: number,
+  end: number,
+  points: number | undefined,
+): Curve[] {
+  const stepSeries = querier.select([new LabelMatcher('=', METRIC_NAME_LABEL, 'train_step'), jobMatcher]);
+  const stepByRank = new Map<string, SelectedSeries>();
+  for (const s of stepSeries) stepByRank.set(s.labels[WellKnownLabel.rank] ?? '', s);
+  const anyStep = stepByRank.get('0') ?? stepSeries[0];
+  const out: Curve[] = [];
+  for (const metric of metrics) {
+    const groups = new Map<string, SelectedSeries>();
+    for (const s of querier.select([new LabelMatcher('=', METRIC_NAME_LABEL, metric), jobMatcher])) {
+      const id = Object.keys(s.labels)
+        .filter((k) => !PLACEMENT_LABELS.has(k as never))
+        .sort()
+        .map((k) => `${k}=${s.labels[k]}`)
+        .join(',');
+      const have = groups.get(id);
+      if (!have || rankOrder(s.labels) < rankOrder(have.labels)) groups.set(id, s);
+    }
+    for (const s of [...groups.values()].slice(0, CURVES_PER_METRIC)) {
+      const [read] = readSeries([s], start, end, points);
+      if (!read) continue;
+      const steps = stepByRank.get(s.labels[WellKnownLabel.rank] ?? '') ?? anyStep;
+      out.push({
+        metric,
+        labels: s.labels,
+        t: read.t,
+        v: read.v,
+        step: steps && metric !== 'train_step' ? stepsAt(steps.iterator(), read.t) : null,
+      });
+    }
+  }
+  return out;
+}
+
+function rankOrder(labels: LabelSet): number {
+  const r = labels[WellKnownLabel.rank];
+  if (r === undefined) return -1; // a job-level series beats any rank's
+  const n = Number(r);
+  return Number.isFinite(n) ? n : Number.MAX_SAFE_INTEGER;
+}
+
+/** For ascending times, the value of the step series at or before each; one forward pass. */
+export function stepsAt(it: SampleIterator, times: readonly number[]): (number | null)[] {
+  const out: (number | null)[] = new Array(times.length);
+  let has = it.next();
+  let current: number | null = null;
+  for (let i = 0; i < times.length; i++) {
+    const t = times[i]!;
+    while (has && it.t <= t) {
+      if (!isStaleNaN(it.v) && Number.isFinite(it.v)) current = it.v;
+      has = it.next();
+    }
+    out[i] = current;
+  }
+  return out;
+}
+
+export interface RankStepTime {
+  readonly labels: Record<string, string>;
+  /** Mean step duration over the recent window. */
+  readonly mean: number | null;
+  readonly z: number | null;
+}
+
+/**
+ * Ranks' mean step time over the most recent quarter of the range, scored with robust z-scores. A straggler
+ * is the slowest rank when it is an outlier (z ≥ 3.5) AND at least 10% slower than the median: with 512
+ * ranks, z alone would flag a healthy rank now and then.
+ */
+export function findStragglers(selected: readonly SelectedSeries[], start: number, end: number) {
+  const from = end - Math.max(1, Math.floor((end - start) / 4));
+  const ranks = selected.map((s) => {
+    const it = s.iterator();
+    let sum = 0;
+    let n = 0;
+    if (it.seek(from)) {
+      do {
+        if (it.t > end) break;
+        if (Number.isFinite(it.v)) {
+          sum += it.v;
+          n++;
+        }
+      } while (it.next());
+    }
+    const labels: Record<string, string> = {};
+    for (const k of [
+      WellKnownLabel.rank,
+      WellKnownLabel.localRank,
+      WellKnownLabel.nodeId,
+      WellKnownLabel.gpu,
+    ])
+      if (s.labels[k] !== undefined) labels[k] = s.labels[k]!;
+    return { labels, mean: n > 0 ? sum / n : null };
+  });
+  const z = robustZ(ranks.map((r) => r.mean));
+  const scored: RankStepTime[] = ranks.map((r, i) => ({ ...r, z: z[i] ?? null }));
+  scored.sort((a, b) => naturalCompare(a.labels.rank ?? '', b.labels.rank ?? ''));
+  const means = scored
+    .map((r) => r.mean)
+    .filter((m): m is number => m !== null)
+    .sort((a, b) => a - b);
+  const med = median(means);
+  let straggler: RankStepTime | null = null;
+  for (const r of scored) {
+    if (r.z === null || r.mean === null || r.z < OUTLIER_Z) continue;
+    if (!(med > 0) || (r.mean - med) / med < STRAGGLER_MIN_SLOWDOWN) continue;
+    if (!straggler || r.z > straggler.z!) straggler = r;
+  }
+  return {
+    metric: 'train_step_duration_seconds',
+    window: { start: from, end },
+    medianSeconds: Number.isFinite(med) ? med : null,
+    ranks: scored,
+    straggler: straggler
+      ? { ...straggler, slowdown: straggler.mean !== null && med > 0 ? straggler.mean / med - 1 : null }
+      : null,
+  };
+}
+
+export interface FleetJob extends JobSummary {
+  /** GPUs whose newest utilization is at or above IDLE_UTILIZATION. */
+  readonly busyGpus: number;
+  readonly idleGpus: number;
+}
+
+/**
+ * The fleet table's numbers for every job, with the same meaning as summarizeJob (the newest value of each
+ * series within ten minutes of the job's newest sample) but one select per metric for the whole fleet
+ * instead of five per job.
+ */
+export function summarizeFleet(
+  storage: Storage,
+  tenant: string | null,
+  jobs: readonly JobInfo[],
+): FleetJob[] {
+  if (jobs.length === 0) return [];
+  const endOf = (j: JobInfo) => j.lastSampleMs ?? j.startMs ?? 0;
+  const index = new Map<string, number>();
+  let minT = Number.POSITIVE_INFINITY;
+  let maxT = Number.NEGATIVE_INFINITY;
+  jobs.forEach((j, i) => {
+    index.set(`${j.tenant}\u0000${j.jobId}`, i);
+    minT = Math.min(minT, endOf(j) - SUMMARY_WINDOW_MS);
+    maxT = Math.max(maxT, endOf(j));
+  });
+  const querier = storage.querier(tenant, minT, maxT);
+  /** For each job, the newest value of each of its series of `metric`, with the series' labels. */
+  const latest = (metric: string): { labels: LabelSet; v: number }[][] => {
+    const out: { labels: LabelSet; v: number }[][] = jobs.map(() => []);
+    for (const s of querier.select([new LabelMatcher('=', METRIC_NAME_LABEL, metric)])) {
+      const i = index.get(`${s.labels[WellKnownLabel.tenant]}\u0000${s.labels[WellKnownLabel.jobId]}`);
+      if (i === undefined) continue;
+      const v = newestValue(s, endOf(jobs[i]!));
+      if (v !== undefined) out[i]!.push({ labels: s.labels, v });
+    }
+    return out;
+  };
+  const util = latest('gpu_utilization_ratio');
+  const steps = latest('train_step');
+  const losses = latest('train_loss');
+  const samples = latest('train_samples_per_second');
+  const tokens = latest('train_tokens_per_second');
+  return jobs.map((job, i) => {
+    const u = util[i]!.map((x) => x.v);
+    const l = losses[i]!;
+    const rank0 = l.find((x) => x.labels[WellKnownLabel.rank] === '0');
+    const lossValue = rank0
+      ? rank0.v
+      : l.some((x) => Number.isNaN(x.v))
+        ? Number.NaN
+        : mean(l.map((x) => x.v));
+    const finiteSteps = steps[i]!.map((x) => x.v).filter(Number.isFinite);
+    const busy = u.filter((v) => v >= IDLE_UTILIZATION).length;
+    return {
+      ...job,
+      gpus: u.length,
+      meanGpuUtilization: mean(u),
+      step: finiteSteps.length ? Math.max(...finiteSteps) : null,
+      loss: lossValue === null ? null : jsonValue(lossValue),
+      samplesPerSecond: sum(samples[i]!.map((x) => x.v)),
+      tokensPerSecond: sum(tokens[i]!.map((x) => x.v)),
+      busyGpus: busy,
+      idleGpus: u.filter((v) => v < IDLE_UTILIZATION).length,
+    };
+  });
+}
+
+/**
+ * The newest sample within [end − SUMMARY_WINDOW_MS, end], or undefined when there is none or it is a
+ * staleness marker. Only the newest sample decides, so the last 30 s are read first and the whole window
+ * only when they are empty.
+ */
+function newestValue(s: SelectedSeries, end: number): number | undefined {
+  for (const from of [end - 30_000, end - SUMMARY_WINDOW_MS]) {
+    const it = s.iterator();
+    if (!it.seek(from) || it.t > end) continue;
+    let v = it.v;
+    while (it.next() && it.t <= end) v = it.v;
+    return isStaleNaN(v) ? undefined : v;
+  }
+  return undefined;
+}
+
+function mean(xs: number[]): number | null {
+  const finite = xs.filter(Number.isFinite);
+  return finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : null;
+}
+
+function sum(xs: number[]): number | null {
+  const finite = xs.filter(Number.isFinite);
+  return finite.length ? finite.reduce((a, b) => a + b, 0) : null;
+}
+
+/**
+ * Server-Sent Events telling a page that new samples of its selection arrived: `data: {"t": <newest ms>}`
+ * at once, then whenever the newest sample time advances (checked every `livePollMs`). The page then
+ * fetches only the new columns or points of each chart with the endpoints above, so one stream serves any
+ * number of charts and the server never re-sends what the page has.
+ */
+function streamTicks(
+  deps: DashboardDeps,
+  principal: Principal,
+  req: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  const q = req.query as Query;
+  const tenant = readTenant(principal, single(q.tenant, 'tenant'));
+  const metrics = many(q.metric);
+  for (const m of metrics)
+    if (!isValidMetricName(m))
+      throw twError(Errors.badRequest, `metric=${JSON.stringify(m)} is not a valid metric name`);
+  const matchers = labelMatchers(q, TICK_OPTIONS);
+  if (metrics.length === 1) matchers.push(new LabelMatcher('=', METRIC_NAME_LABEL, metrics[0]!));
+  else if (metrics.length > 1) matchers.push(new LabelMatcher('=~', METRIC_NAME_LABEL, metrics.join('|')));
+  if (matchers.length === 0)
+    throw twError(
+      Errors.badRequest,
+      'select what to watch: give metric= and/or label parameters such as job_id=',
+    );
+  const pollMs = deps.livePollMs ?? 250;
+
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  res.write(': trainwatch ticks\n\n');
+  let newest = Number.NEGATIVE_INFINITY;
+  let lastWrite = Date.now();
+  let closed = false;
+  const poll = () => {
+    if (closed) return;
+    try {
+      const now = Date.now();
+      const from = Number.isFinite(newest) ? newest - TICK_LOOKBACK_MS : now - DEFAULT_RANGE_MS;
+      let found = newest;
+      for (const s of deps.storage.querier(tenant, from, now + 60_000).select(matchers, { minT: from })) {
+        const it = s.iterator();
+        if (!it.seek(Number.isFinite(found) ? found + 1 : from)) continue;
+        let t = it.t;
+        while (it.next()) t = it.t;
+        if (t > found) found = t;
+      }
+      if (found > newest || !Number.isFinite(newest)) {
+        newest = found;
+        res.write(`data: ${JSON.stringify({ t: Number.isFinite(found) ? found : null })}\n\n`);
+        lastWrite = now;
+        if (!Number.isFinite(newest)) newest = from; // nothing yet: look forward from here
+      } else if (now - lastWrite > 15_000) {
+        res.write(': keep-alive\n\n');
+        lastWrite = now;
+      }
+    } catch (err) {
+      res.write(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
+    }
+  };
+  poll();
+  const timer = setInterval(poll, pollMs);
+  req.raw.on('close', () => {
+    closed = true;
+    clearInterval(timer);
+  });
+}
