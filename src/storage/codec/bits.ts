@@ -12,7 +12,7 @@ export function writeBits(buf: Uint8Array, pos: number, v: number, n: number): n
   while (n > 0) {
     const used = pos & 7;
     const free = 8 - used;
-    const take = n < free ? n : free;
+    const take = Math.min(n, free);
     const bits = (v >>> (n - take)) & ((1 << take) - 1);
     buf[pos >>> 3]! |= bits << (free - take);
     pos += take;
@@ -27,7 +27,7 @@ export function readBits(buf: Uint8Array, pos: number, n: number): number {
   while (n > 0) {
     const used = pos & 7;
     const avail = 8 - used;
-    const take = n < avail ? n : avail;
+    const take = Math.min(n, avail);
     const byte = buf[pos >>> 3]!;
     const bits = (byte >>> (avail - take)) & ((1 << take) - 1);
     // `v * 2^take + bits` keeps 32-bit values exact (no sign bit trouble with <<).

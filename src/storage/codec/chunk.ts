@@ -198,7 +198,7 @@ const choice: ValueChoice = { codec: 0, scale: 0, order: 1, form: 0, width: 0, b
 
 function sameBits(a: number, b: number): boolean {
   if (a === b) return a !== 0 || 1 / a === 1 / b; // +0 and -0 differ
-  if (a !== a && b !== b) {
+  if (Number.isNaN(a) && Number.isNaN(b)) {
     f64[0] = a;
     const ahi = u32[1];
     const alo = u32[0];
