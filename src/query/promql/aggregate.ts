@@ -1,0 +1,310 @@
+/**
+ * Aggregation operators (promql/engine.go aggregation / aggregationK / aggregationCountValues), over all
+ * steps at once: each input series is assigned to its group once, then values are folded per step into
+ * per-group typed-array accumulators.
+ */
+import { type LabelSet, METRIC_NAME_LABEL } from '../../model/labels.js';
+import type { AggregateExpr } from './ast.js';
+import type { Evaluator } from './engine.js';
+import { ExecutionError } from './errors.js';
+import { formatGoFloatF, formatGoFloatG, labelKey, labelsHash } from './labels-util.js';
+import { goQuote, hasInvalidUtf8 } from './lexer.js';
+import { kahanSumInc, quantileOf } from './range-functions.js';
+import { type EvalValue, newStepSeries, type StepSeries } from './value.js';
+
+const NAME_LIKE = new Set([METRIC_NAME_LABEL, '__type__', '__unit__']);
+/** float64(math.MaxUint64) as Go computes it: rounds to 2^64. */
+const MAX_UINT64 = 2 ** 64;
+
+interface Group {
+  readonly labels: LabelSet;
+  readonly members: number[];
+  dropName: boolean;
+}
+
+/** Assigns every series to its group (by / without); groups in order of first appearance. */
+function groupSeries(
+  ev: Evaluator,
+  e: AggregateExpr,
+  series: StepSeries[],
+): { groups: Group[]; groupOf: Int32Array } {
+  const groups: Group[] = [];
+  const byKey = new Map<string, number>();
+  const groupOf = new Int32Array(series.length);
+  const grouping = new Set(e.grouping);
+  for (let k = 0; k < series.length; k++) {
+    const s = series[k]!;
+    const labels: Record<string, string> = {};
+    if (e.without) {
+      for (const n of Object.keys(s.labels)) {
+        if (grouping.has(n) || NAME_LIKE.has(n)) continue;
+        labels[n] = s.labels[n]!;
+      }
+    } else {
+      for (const n of e.grouping) {
+        const v = s.labels[n];
+        if (v !== undefined && v !== '') labels[n] = v;
+      }
+    }
+    const key = labelKey(labels);
+    let g = byKey.get(key);
+    if (g === undefined) {
+      g = groups.length;
+      byKey.set(key, g);
+      groups.push({ labels, members: [], dropName: false });
+    }
+    const group = groups[g]!;
+    group.members.push(k);
+    if (s.dropName && METRIC_NAME_LABEL in labels) group.dropName = true;
+    groupOf[k] = g;
+  }
+  void ev;
+  return { groups, groupOf };
+}
+
+export function evalAggregate(ev: Evaluator, e: AggregateExpr): EvalValue {
+  const steps = ev.steps;
+  switch (e.op) {
+    case 'topk':
+    case 'bottomk':
+    case 'limitk':
+    case 'limit_ratio':
+      return aggregateK(ev, e);
+    case 'count_values':
+      return countValues(ev, e);
+    default:
+      break;
+  }
+  const param = e.op === 'quantile' ? ev.evalScalar(e.param!) : undefined;
+  const series = ev.evalVector(e.expr);
+  const { groups } = groupSeries(ev, e, series);
+  if (param) {
+    for (let i = 0; i < steps; i++) {
+      const q = param[i]!;
+      if (Number.isNaN(q) || q < 0 || q > 1) {
+        ev.q.annotations.warn(`quantile value should be between 0 and 1, got ${formatGoFloatG(q)}`, e.param!);
+        break;
+      }
+    }
+  }
+  const out: StepSeries[] = [];
+  const ks = new Float64Array(2);
+  let scratch = new Float64Array(16);
+  for (const g of groups) {
+    ev.checkInterrupt('aggregation');
+    const o = newStepSeries(g.labels, steps, g.dropName);
+    const members = g.members.map((k) => series[k]!);
+    for (let i = 0; i < steps; i++) {
+      let count = 0;
+      let value = 0;
+      let kahanC = 0;
+      let mean = 0;
+      let incremental = false;
+      let n = 0;
+      for (const s of members) {
+        if (!s.has[i]) continue;
+        const f = s.vals[i]!;
+        count++;
+        if (count === 1) {
+          value = f;
+          mean = f;
+          if (e.op === 'stddev' || e.op === 'stdvar') value = 0;
+          if (e.op === 'quantile') {
+            if (scratch.length < members.length) scratch = new Float64Array(members.length * 2);
+            scratch[n++] = f;
+          }
+          continue;
+        }
+        switch (e.op) {
+          case 'sum':
+            kahanSumInc(f, value, kahanC, ks);
+            value = ks[0]!;
+            kahanC = ks[1]!;
+            break;
+          case 'avg':
+            if (!incremental) {
+              kahanSumInc(f, value, kahanC, ks);
+              if (ks[0] !== Number.POSITIVE_INFINITY && ks[0] !== Number.NEGATIVE_INFINITY) {
+                value = ks[0]!;
+                kahanC = ks[1]!;
+                break;
+              }
+              incremental = true;
+              mean = value / (count - 1);
+              kahanC /= count - 1;
+            }
+            if (mean === Number.POSITIVE_INFINITY || mean === Number.NEGATIVE_INFINITY) {
+              if ((f === Number.POSITIVE_INFINITY || f === Number.NEGATIVE_INFINITY) && mean > 0 === f > 0)
+                break;
+              if (Number.isFinite(f)) break;
+            }
+            {
+              const q = (count - 1) / count;
+              kahanSumInc(f / count, q * mean, q * kahanC, ks);
+              mean = ks[0]!;
+              kahanC = ks[1]!;
+            }
+            break;
+          case 'min':
+            if (value > f || Number.isNaN(value)) value = f;
+            break;
+          case 'max':
+            if (value < f || Number.isNaN(value)) value = f;
+            break;
+          case 'stddev':
+          case 'stdvar': {
+            const delta = f - mean;
+            mean += delta / count;
+            value += delta * (f - mean);
+            break;
+          }
+          case 'quantile':
+            scratch[n++] = f;
+            break;
+          default:
+            break;
+        }
+      }
+      if (count === 0) continue;
+      let r: number;
+      switch (e.op) {
+        case 'sum':
+          r =
+            value === Number.POSITIVE_INFINITY || value === Number.NEGATIVE_INFINITY ? value : value + kahanC;
+          break;
+        case 'avg':
+          r = incremental ? mean + kahanC : value / count + kahanC / count;
+          break;
+        case 'count':
+          r = count;
+          break;
+        case 'group':
+          r = 1;
+          break;
+        case 'stdvar':
+          r = value / count;
+          break;
+        case 'stddev':
+          r = Math.sqrt(value / count);
+          break;
+        case 'quantile':
+          r = quantileOf(param![i]!, scratch, n);
+          break;
+        default:
+          r = value;
+      }
+      o.has[i] = 1;
+      o.vals[i] = r;
+    }
+    out.push(o);
+  }
+  return { kind: 'vector', series: out };
+}
+
+function countValues(ev: Evaluator, e: AggregateExpr): EvalValue {
+  const labelExpr = e.param!;
+  const label =
+    labelExpr.type === 'StringLiteral' ? labelExpr.val : ev.eval(labelExpr).kind === 'string' ? '' : '';
+  if (label === '' || hasInvalidUtf8(label)) throw new ExecutionError(`invalid label name ${goQuote(label)}`);
+  const series = ev.evalVector(e.expr);
+  const { groups } = groupSeries(ev, e, series);
+  const steps = ev.steps;
+  const out: StepSeries[] = [];
+  for (const g of groups) {
+    const byValue = new Map<string, StepSeries>();
+    for (let i = 0; i < steps; i++) {
+      for (const k of g.members) {
+        const s = series[k]!;
+        if (!s.has[i]) continue;
+        const str = formatGoFloatF(s.vals[i]!);
+        let o = byValue.get(str);
+        if (!o) {
+          o = newStepSeries({ ...g.labels, [label]: str }, steps);
+          byValue.set(str, o);
+          out.push(o);
+        }
+        if (!o.has[i]) {
+          o.has[i] = 1;
+          o.vals[i] = 0;
+        }
+        o.vals[i]!++;
+      }
+    }
+  }
+  return { kind: 'vector', series: ev.mergeSameLabels(out) };
+}
+
+/** topk, bottomk, limitk, limit_ratio: the output series are input series, kept at the steps they win. */
+function aggregateK(ev: Evaluator, e: AggregateExpr): EvalValue {
+  const steps = ev.steps;
+  const param = ev.evalScalar(e.param!);
+  const series = ev.evalVector(e.expr);
+  const { groups } = groupSeries(ev, e, series);
+  const isRatio = e.op === 'limit_ratio';
+  const ratios = new Float64Array(steps);
+  const ks = new Float64Array(steps);
+  for (let i = 0; i < steps; i++) {
+    const p = param[i]!;
+    if (isRatio) {
+      if (Number.isNaN(p)) throw new ExecutionError('Ratio value is NaN');
+      let r = p;
+      if (r < -1 || r > 1) {
+        const capped = r < -1 ? -1 : 1;
+        ev.q.annotations.warn(
+          `ratio value should be between -1 and 1, got ${formatGoFloatG(r)}, capping to ${formatGoFloatG(capped)}`,
+          e.param!,
+        );
+        r = capped;
+      }
+      ratios[i] = r;
+    } else {
+      if (Number.isNaN(p)) throw new ExecutionError('Parameter value is NaN');
+      ks[i] = p >= 9.2e18 ? Number.MAX_SAFE_INTEGER : Math.trunc(p);
+    }
+  }
+  const kept: StepSeries[] = series.map((s) => newStepSeries(s.labels, steps, s.dropName));
+  const ever = new Uint8Array(series.length);
+  // Ranks at the first step, for the result order of instant queries.
+  const firstOrder: number[] = [];
+  const hashFraction = isRatio ? series.map((s) => Number(labelsHash(s.labels)) / MAX_UINT64) : undefined;
+  for (const g of groups) {
+    const cand: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      cand.length = 0;
+      for (const k of g.members) if (series[k]!.has[i]) cand.push(k);
+      if (cand.length === 0) continue;
+      let chosen: number[];
+      if (isRatio) {
+        const r = ratios[i]!;
+        chosen = cand.filter((k) => (r >= 0 ? hashFraction![k]! < r : hashFraction![k]! >= 1 + r));
+      } else {
+        const k = ks[i]!;
+        if (k < 1) continue;
+        if (e.op === 'limitk') {
+          chosen = cand.slice(0, k);
+        } else {
+          const top = e.op === 'topk';
+          const sorted = [...cand].sort((a, b) => {
+            const x = series[a]!.vals[i]!;
+            const y = series[b]!.vals[i]!;
+            if (Number.isNaN(x)) return Number.isNaN(y) ? 0 : 1;
+            if (Number.isNaN(y)) return -1;
+            return top ? y - x : x - y;
+          });
+          chosen = sorted.slice(0, k);
+        }
+      }
+      for (const k of chosen) {
+        kept[k]!.has[i] = 1;
+        kept[k]!.vals[i] = series[k]!.vals[i]!;
+        if (!ever[k]) {
+          ever[k] = 1;
+          if (i === 0) firstOrder.push(k);
+        }
+      }
+    }
+  }
+  const order = [...firstOrder];
+  for (let k = 0; k < series.length; k++) if (ever[k] && !order.includes(k)) order.push(k);
+  return { kind: 'vector', series: order.map((k) => kept[k]!) };
+}

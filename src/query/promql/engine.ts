@@ -1,0 +1,806 @@
+/**
+ * The PromQL engine: evaluates a parsed expression over a {@link Queryable} (the storage's `Querier`),
+ * as Prometheus 3's engine does (promql/engine.go).
+ *
+ * Evaluation is step-aligned and columnar: every node is evaluated once for all steps of the query, producing
+ * one value slot per step per series ({@link StepSeries}). Selectors stream each series' samples through a
+ * reused typed-array window (a sliding buffer for range selectors), so the work of overlapping windows of
+ * consecutive steps is shared and no object is created per sample. Instant queries are range queries with
+ * one step. Subqueries evaluate their inner expression once over the whole outer range on their own step grid.
+ */
+import { isStaleNaN } from '../../model/batch.js';
+import type { LabelMatcher, LabelSet } from '../../model/labels.js';
+import type { Querier, SelectHints } from '../../storage/storage.js';
+import { evalAggregate } from './aggregate.js';
+import { Annotations } from './annotations.js';
+import {
+  type AtModifier,
+  type DurationExpr,
+  type Expr,
+  exprType,
+  type MatrixSelector,
+  type SubqueryExpr,
+  unwrapParens,
+  type VectorSelector,
+} from './ast.js';
+import { evalBinary } from './binary.js';
+import {
+  ExecutionError,
+  QueryCanceledError,
+  QueryTimeoutError,
+  TooManySamplesError,
+  TooManySeriesError,
+} from './errors.js';
+import { evalCall } from './functions-eval.js';
+import { labelKey, withoutMetricName } from './labels-util.js';
+import { parseExpr } from './parser.js';
+import type { WindowCtx, WindowFn } from './range-functions.js';
+import {
+  type EvalValue,
+  type InstantSample,
+  newStepSeries,
+  pointCount,
+  type QueryResult,
+  type QueryValue,
+  type RangeSeries,
+  type StepSeries,
+} from './value.js';
+
+/** Where the engine reads series from: a querier per time range, already scoped to one tenant. */
+export interface Queryable {
+  querier(minT: number, maxT: number): Querier;
+}
+
+/** Optional hints beyond storage's `SelectHints`, as Prometheus passes them (for rollup-aware storage). */
+export interface PromqlSelectHints extends SelectHints {
+  /** Query step, ms (0 for instant queries). */
+  readonly step?: number;
+  /** The function the selection feeds, e.g. `rate`, or undefined for a plain selector. */
+  readonly func?: string;
+  /** Range of a range selector, ms. */
+  readonly range?: number;
+}
+
+export interface EngineOptions {
+  /** How far back an instant selector looks for the latest sample. Default 5 m (Prometheus's default). */
+  readonly lookbackDeltaMs?: number;
+  /** Most samples one query may hold in memory. Default 50,000,000 (Prometheus's default). */
+  readonly maxSamples?: number;
+  /** Default query timeout. Default 2 minutes (Prometheus's default). */
+  readonly timeoutMs?: number;
+  /** Most series one selector may select. Default unlimited. */
+  readonly maxSeries?: number;
+  /** Step of subqueries written without one (`[5m:]`). Default 1 m (Prometheus's evaluation_interval). */
+  readonly defaultSubqueryStepMs?: number;
+  /** Prometheus's `promql-delayed-name-removal` feature. Default off, as in Prometheus. */
+  readonly delayedNameRemoval?: boolean;
+  /** Prometheus's `promql-experimental-functions`. Default on. */
+  readonly experimentalFunctions?: boolean;
+}
+
+export interface QueryOptions {
+  readonly lookbackDeltaMs?: number;
+  readonly timeoutMs?: number;
+  /** Cancels the query (checked between series and steps). */
+  readonly signal?: AbortSignal;
+}
+
+const DEFAULTS = {
+  lookbackDeltaMs: 5 * 60_000,
+  maxSamples: 50_000_000,
+  timeoutMs: 2 * 60_000,
+  maxSeries: Number.POSITIVE_INFINITY,
+  defaultSubqueryStepMs: 60_000,
+  delayedNameRemoval: false,
+  experimentalFunctions: true,
+};
+
+/** State shared by every evaluator of one query (subqueries get their own evaluator). */
+export interface QueryCtx {
+  readonly query: string;
+  readonly queryable: Queryable;
+  readonly lookbackMs: number;
+  readonly maxSamples: number;
+  readonly maxSeries: number;
+  readonly defaultSubqueryStepMs: number;
+  readonly delayedNameRemoval: boolean;
+  readonly deadline: number;
+  readonly signal: AbortSignal | undefined;
+  readonly annotations: Annotations;
+  /** The outer query's start, end and step: what `@ start()`, `@ end()`, `step()` and `range()` refer to. */
+  readonly queryStart: number;
+  readonly queryEnd: number;
+  readonly queryStep: number;
+  samplesRead: number;
+  seriesSelected: number;
+  liveSamples: number;
+  peakSamples: number;
+  checks: number;
+}
+
+/** Points of one series over a subquery's grid, compact (present points only). */
+interface PointSeries {
+  readonly labels: LabelSet;
+  readonly dropName: boolean;
+  readonly ts: Float64Array;
+  readonly vs: Float64Array;
+}
+
+/** A growable, reusable window of (timestamp, value) pairs; points live in [head, tail). */
+class WindowBuffer {
+  ts = new Float64Array(256);
+  vs = new Float64Array(256);
+  head = 0;
+  tail = 0;
+
+  reset(): void {
+    this.head = 0;
+    this.tail = 0;
+  }
+
+  push(t: number, v: number): void {
+    if (this.tail === this.ts.length) {
+      const live = this.tail - this.head;
+      if (this.head > this.ts.length / 2) {
+        this.ts.copyWithin(0, this.head, this.tail);
+        this.vs.copyWithin(0, this.head, this.tail);
+      } else {
+        const ts = new Float64Array(this.ts.length * 2);
+        const vs = new Float64Array(this.vs.length * 2);
+        ts.set(this.ts.subarray(this.head, this.tail));
+        vs.set(this.vs.subarray(this.head, this.tail));
+        this.ts = ts;
+        this.vs = vs;
+      }
+      this.head = 0;
+      this.tail = live;
+    }
+    this.ts[this.tail] = t;
+    this.vs[this.tail] = v;
+    this.tail++;
+  }
+
+  /** Drops points at or before `t`. */
+  dropUpTo(t: number): void {
+    while (this.head < this.tail && this.ts[this.head]! <= t) this.head++;
+  }
+}
+
+export class Evaluator {
+  readonly steps: number;
+
+  constructor(
+    readonly q: QueryCtx,
+    readonly start: number,
+    readonly end: number,
+    readonly interval: number,
+  ) {
+    this.steps = interval > 0 ? Math.floor((end - start) / interval) + 1 : 1;
+  }
+
+  stepTime(i: number): number {
+    return this.start + i * this.interval;
+  }
+
+  // ---- limits ----
+
+  checkInterrupt(where: string): void {
+    if (++this.q.checks % 256 !== 0) return;
+    if (this.q.signal?.aborted) throw new QueryCanceledError(where);
+    if (Date.now() > this.q.deadline) throw new QueryTimeoutError(where);
+  }
+
+  /** Accounts `n` more samples held in memory; throws when the query's limit is exceeded. */
+  hold(n: number): void {
+    this.q.liveSamples += n;
+    if (this.q.liveSamples > this.q.peakSamples) this.q.peakSamples = this.q.liveSamples;
+    if (this.q.liveSamples > this.q.maxSamples) throw new TooManySamplesError(this.q.maxSamples);
+  }
+
+  release(n: number): void {
+    this.q.liveSamples -= n;
+  }
+
+  // ---- durations and times ----
+
+  resolveDuration(d: DurationExpr | undefined): number {
+    if (d === undefined) return 0;
+    return Math.round(this.durationSeconds(d) * 1000);
+  }
+
+  private durationSeconds(d: DurationExpr): number {
+    switch (d.kind) {
+      case 'literal':
+        return d.ms / 1000;
+      case 'step':
+        return this.q.queryStep / 1000;
+      case 'range':
+        return (this.q.queryEnd - this.q.queryStart) / 1000;
+      case 'unary':
+        return d.op === '-' ? -this.durationSeconds(d.expr) : this.durationSeconds(d.expr);
+      case 'call': {
+        const a = this.durationSeconds(d.args[0]!);
+        const b = this.durationSeconds(d.args[1]!);
+        return d.fn === 'min_of' ? Math.min(a, b) : Math.max(a, b);
+      }
+      case 'binary': {
+        const a = this.durationSeconds(d.lhs);
+        const b = this.durationSeconds(d.rhs);
+        switch (d.op) {
+          case '+':
+            return a + b;
+          case '-':
+            return a - b;
+          case '*':
+            return a * b;
+          case '/':
+            if (b === 0) throw new ExecutionError('division by zero in duration expression');
+            return a / b;
+          case '%':
+            if (b === 0) throw new ExecutionError('modulo by zero in duration expression');
+            return a % b;
+          case '^':
+            return a ** b;
+        }
+      }
+    }
+  }
+
+  resolvePositiveRange(d: DurationExpr, what: string): number {
+    const ms = this.resolveDuration(d);
+    if (ms <= 0) throw new ExecutionError(`${what} must be greater than 0, got ${ms / 1000}s`);
+    return ms;
+  }
+
+  atTime(at: AtModifier | undefined): number | undefined {
+    if (!at) return undefined;
+    if (at.kind === 'time') return at.ms;
+    return at.kind === 'start' ? this.q.queryStart : this.q.queryEnd;
+  }
+
+  // ---- names ----
+
+  /** Drops the metric name now, or marks it for dropping at the end (delayed name removal). */
+  dropName(labels: LabelSet): { labels: LabelSet; dropName: boolean } {
+    if (this.q.delayedNameRemoval) return { labels, dropName: true };
+    return { labels: withoutMetricName(labels), dropName: false };
+  }
+
+  // ---- evaluation ----
+
+  eval(e: Expr): EvalValue {
+    this.checkInterrupt('evaluation');
+    // Sample accounting as a stack: the inputs of a node are held while it computes, then its output
+    // replaces them.
+    const before = this.q.liveSamples;
+    const v = this.evalNode(e);
+    this.q.liveSamples = before;
+    this.hold(pointCount(v));
+    return v;
+  }
+
+  private evalNode(e: Expr): EvalValue {
+    switch (e.type) {
+      case 'NumberLiteral':
+        return { kind: 'scalar', vals: new Float64Array(this.steps).fill(e.val) };
+      case 'StringLiteral':
+        return { kind: 'string', val: e.val };
+      case 'ParenExpr':
+        return this.eval(e.expr);
+      case 'UnaryExpr': {
+        const v = this.eval(e.expr);
+        if (e.op === '+') return v;
+        if (v.kind === 'scalar') {
+          const out = new Float64Array(this.steps);
+          for (let i = 0; i < out.length; i++) out[i] = -v.vals[i]!;
+          return { kind: 'scalar', vals: out };
+        }
+        if (v.kind !== 'vector') throw new ExecutionError('unary minus on a string');
+        const series: StepSeries[] = [];
+        for (const s of v.series) {
+          const named = this.dropName(s.labels);
+          const out = newStepSeries(named.labels, this.steps, named.dropName || s.dropName);
+          for (let i = 0; i < this.steps; i++) {
+            if (s.has[i]) {
+              out.has[i] = 1;
+              out.vals[i] = -s.vals[i]!;
+            }
+          }
+          series.push(out);
+        }
+        return { kind: 'vector', series: this.mergeSameLabels(series) };
+      }
+      case 'VectorSelector':
+        return { kind: 'vector', series: this.evalVectorSelector(e, false) };
+      case 'MatrixSelector':
+      case 'SubqueryExpr':
+        throw new ExecutionError(
+          `unexpected range vector in ${exprType(e)} context: a range vector can only be an argument of a function`,
+        );
+      case 'BinaryExpr':
+        return evalBinary(this, e);
+      case 'AggregateExpr':
+        return evalAggregate(this, e);
+      case 'Call':
+        return evalCall(this, e);
+    }
+  }
+
+  /** Evaluates a scalar-typed expression to its value per step. */
+  evalScalar(e: Expr): Float64Array {
+    const v = this.eval(e);
+    if (v.kind !== 'scalar') throw new ExecutionError(`expected a scalar, got ${v.kind}`);
+    return v.vals;
+  }
+
+  evalVector(e: Expr): StepSeries[] {
+    const v = this.eval(e);
+    if (v.kind !== 'vector') throw new ExecutionError(`expected an instant vector, got ${v.kind}`);
+    return v.series;
+  }
+
+  /**
+   * Series with identical labels are one series: merge them, or fail like Prometheus when two of them have a
+   * value at the same step ("vector cannot contain metrics with the same labelset").
+   */
+  mergeSameLabels(series: StepSeries[]): StepSeries[] {
+    if (series.length < 2) return series;
+    const byKey = new Map<string, number>();
+    let merged: StepSeries[] | undefined;
+    for (let k = 0; k < series.length; k++) {
+      const s = series[k]!;
+      const key = labelKey(s.labels);
+      const first = byKey.get(key);
+      if (first === undefined) {
+        byKey.set(key, merged ? merged.length : k);
+        if (merged) merged.push(s);
+        continue;
+      }
+      if (!merged) merged = series.slice(0, k);
+      const target = merged[first]!;
+      for (let i = 0; i < s.has.length; i++) {
+        if (!s.has[i]) continue;
+        if (target.has[i]) throw new ExecutionError('vector cannot contain metrics with the same labelset');
+        target.has[i] = 1;
+        target.vals[i] = s.vals[i]!;
+      }
+    }
+    return merged ?? series;
+  }
+
+  // ---- selectors ----
+
+  select(
+    matchers: readonly LabelMatcher[],
+    minT: number,
+    maxT: number,
+    hints: PromqlSelectHints,
+  ): ReturnType<Querier['select']> {
+    if (maxT < minT) return [];
+    const querier = this.q.queryable.querier(minT, maxT);
+    const selected = querier.select(matchers, hints);
+    this.q.seriesSelected += selected.length;
+    if (selected.length > this.q.maxSeries) throw new TooManySeriesError(this.q.maxSeries);
+    return selected;
+  }
+
+  /**
+   * An instant vector selector over every step: the latest sample in (t - lookback, t], unless it is a
+   * staleness marker. With `timestamps`, the value is the sample's timestamp in seconds (for `timestamp()`).
+   */
+  evalVectorSelector(vs: VectorSelector, timestamps: boolean): StepSeries[] {
+    const offset = this.resolveDuration(vs.offset);
+    const at = this.atTime(vs.at);
+    const lookback = this.q.lookbackMs;
+    const firstT = (at ?? this.start) - offset;
+    const lastT = (at ?? this.end) - offset;
+    const selected = this.select(vs.matchers, firstT - lookback + 1, lastT, {
+      minT: firstT - lookback + 1,
+      maxT: lastT,
+      step: this.interval,
+    });
+    const out: StepSeries[] = [];
+    const steps = this.steps;
+    for (const sel of selected) {
+      this.checkInterrupt('vector selector');
+      const s = newStepSeries(sel.labels, steps);
+      const it = sel.iterator();
+      let has = it.next();
+      let lastTs = Number.NEGATIVE_INFINITY;
+      let lastV = 0;
+      let points = 0;
+      const stepsToEval = at !== undefined ? 1 : steps;
+      for (let i = 0; i < stepsToEval; i++) {
+        const t = (at ?? this.stepTime(i)) - offset;
+        if (has && it.t <= t) {
+          if (it.t <= t - lookback) {
+            has = it.seek(t - lookback + 1);
+          }
+          while (has && it.t <= t) {
+            lastTs = it.t;
+            lastV = it.v;
+            this.q.samplesRead++;
+            has = it.next();
+          }
+        }
+        if (lastTs > t - lookback && !isStaleNaN(lastV)) {
+          s.has[i] = 1;
+          s.vals[i] = timestamps ? lastTs / 1000 : lastV;
+          points++;
+        }
+      }
+      if (at !== undefined && s.has[0]) {
+        s.has.fill(1);
+        s.vals.fill(s.vals[0]!);
+        points = steps;
+      }
+      if (points > 0) {
+        out.push(s);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Evaluates `fn` over a range vector argument (matrix selector or subquery) at every step.
+   * `params(i)` sets the scalar arguments of step i into the window context.
+   */
+  evalRangeFunction(
+    arg: Expr,
+    fnName: string,
+    fn: WindowFn,
+    setParams: ((w: WindowCtx, step: number) => void) | undefined,
+    keepName: boolean,
+    annotate: WindowCtx['annotate'],
+  ): StepSeries[] {
+    const m = unwrapParens(arg);
+    const w: WindowCtx = { rangeStart: 0, rangeEnd: 0, rangeMs: 0, p0: 0, p1: 0, annotate };
+    const out: StepSeries[] = [];
+    const steps = this.steps;
+    const outLabels = (labels: LabelSet, dropName: boolean): { labels: LabelSet; dropName: boolean } => {
+      if (keepName) return { labels, dropName };
+      const d = this.dropName(labels);
+      return { labels: d.labels, dropName: d.dropName || dropName };
+    };
+    if (m.type === 'MatrixSelector') {
+      const range = this.resolvePositiveRange(m.range, 'range');
+      w.rangeMs = range;
+      const vs = m.vs;
+      const offset = this.resolveDuration(vs.offset);
+      const at = this.atTime(vs.at);
+      const firstT = (at ?? this.start) - offset;
+      const lastT = (at ?? this.end) - offset;
+      const selected = this.select(vs.matchers, firstT - range + 1, lastT, {
+        minT: firstT - range + 1,
+        maxT: lastT,
+        step: this.interval,
+        func: fnName,
+        range,
+      });
+      const buf = new WindowBuffer();
+      for (const sel of selected) {
+        this.checkInterrupt('range selector');
+        buf.reset();
+        const it = sel.iterator();
+        let has = it.next();
+        const named = outLabels(sel.labels, false);
+        const s = newStepSeries(named.labels, steps, named.dropName);
+        let any = false;
+        for (let i = 0; i < steps; i++) {
+          // With a fixed @ time every step sees the same window (loaded once); parameters may still vary.
+          const t = (at ?? this.stepTime(i)) - offset;
+          const lo = t - range;
+          if (at === undefined || i === 0) {
+            buf.dropUpTo(lo);
+            if (has && it.t <= lo) has = it.seek(lo + 1);
+            while (has && it.t <= t) {
+              const v = it.v;
+              this.q.samplesRead++;
+              if (!isStaleNaN(v)) buf.push(it.t, v);
+              has = it.next();
+            }
+          }
+          const n = buf.tail - buf.head;
+          if (n > 0) this.hold(n);
+          w.rangeStart = lo;
+          w.rangeEnd = t;
+          if (setParams) setParams(w, i);
+          const r = fn(buf.ts, buf.vs, buf.head, buf.tail, w);
+          if (n > 0) this.release(n);
+          if (r !== undefined) {
+            s.has[i] = 1;
+            s.vals[i] = r;
+            any = true;
+          }
+        }
+        if (any) out.push(s);
+      }
+      return this.mergeSameLabels(out);
+    }
+    if (m.type === 'SubqueryExpr') {
+      const { series, range, offset, at } = this.evalSubqueryPoints(m);
+      w.rangeMs = range;
+      for (const ps of series) {
+        this.checkInterrupt('subquery');
+        const named = outLabels(ps.labels, ps.dropName);
+        const s = newStepSeries(named.labels, steps, keepName ? ps.dropName : named.dropName);
+        let lo = 0;
+        let hi = 0;
+        let any = false;
+        const n = ps.ts.length;
+        for (let i = 0; i < steps; i++) {
+          const t = (at ?? this.stepTime(i)) - offset;
+          const start = t - range;
+          while (lo < n && ps.ts[lo]! <= start) lo++;
+          if (hi < lo) hi = lo;
+          while (hi < n && ps.ts[hi]! <= t) hi++;
+          w.rangeStart = start;
+          w.rangeEnd = t;
+          if (setParams) setParams(w, i);
+          const r = fn(ps.ts, ps.vs, lo, hi, w);
+          if (r !== undefined) {
+            s.has[i] = 1;
+            s.vals[i] = r;
+            any = true;
+          }
+        }
+        if (any) out.push(s);
+      }
+      return this.mergeSameLabels(out);
+    }
+    throw new ExecutionError(`expected a range vector argument to ${fnName}`);
+  }
+
+  /** Evaluates a subquery's inner expression on its own step grid covering every window the outer steps need. */
+  evalSubqueryPoints(sq: SubqueryExpr): {
+    series: PointSeries[];
+    range: number;
+    offset: number;
+    at: number | undefined;
+  } {
+    const range = this.resolvePositiveRange(sq.range, 'subquery range');
+    const step = sq.step ? this.resolvePositiveRange(sq.step, 'subquery step') : this.q.defaultSubqueryStepMs;
+    const offset = this.resolveDuration(sq.offset);
+    const at = this.atTime(sq.at);
+    const outerStart = at ?? this.start;
+    const outerEnd = at ?? this.end;
+    const from = outerStart - offset - range;
+    let innerStart = step * Math.trunc(from / step);
+    if (innerStart <= from) innerStart += step;
+    const innerEnd = outerEnd - offset;
+    if (innerStart > innerEnd) return { series: [], range, offset, at };
+    const inner = new Evaluator(this.q, innerStart, innerEnd, step);
+    const v = inner.eval(sq.expr);
+    const series: PointSeries[] = [];
+    if (v.kind === 'vector') {
+      for (const s of v.series) {
+        let n = 0;
+        for (let i = 0; i < s.has.length; i++) n += s.has[i]!;
+        if (n === 0) continue;
+        const ts = new Float64Array(n);
+        const vs = new Float64Array(n);
+        let k = 0;
+        for (let i = 0; i < s.has.length; i++) {
+          if (!s.has[i]) continue;
+          ts[k] = inner.stepTime(i);
+          vs[k] = s.vals[i]!;
+          k++;
+        }
+        series.push({ labels: s.labels, dropName: s.dropName, ts, vs });
+      }
+    } else if (v.kind === 'scalar') {
+      throw new ExecutionError('subquery is only allowed on instant vector');
+    }
+    return { series, range, offset, at };
+  }
+
+  /** A range vector at one evaluation time, for instant queries whose result is a matrix. */
+  evalMatrixAt(e: MatrixSelector | SubqueryExpr): RangeSeries[] {
+    if (e.type === 'SubqueryExpr') {
+      const { series, range, offset, at } = this.evalSubqueryPoints(e);
+      const t = (at ?? this.start) - offset;
+      const out: RangeSeries[] = [];
+      for (const ps of series) {
+        let lo = 0;
+        while (lo < ps.ts.length && ps.ts[lo]! <= t - range) lo++;
+        let hi = lo;
+        while (hi < ps.ts.length && ps.ts[hi]! <= t) hi++;
+        if (hi > lo) {
+          const labels = ps.dropName ? withoutMetricName(ps.labels) : ps.labels;
+          out.push({ labels, timestamps: ps.ts.slice(lo, hi), values: ps.vs.slice(lo, hi) });
+        }
+      }
+      return out;
+    }
+    const range = this.resolvePositiveRange(e.range, 'range');
+    const vs = e.vs;
+    const offset = this.resolveDuration(vs.offset);
+    const t = (this.atTime(vs.at) ?? this.start) - offset;
+    const selected = this.select(vs.matchers, t - range + 1, t, { minT: t - range + 1, maxT: t, range });
+    const out: RangeSeries[] = [];
+    for (const sel of selected) {
+      const buf = new WindowBuffer();
+      const it = sel.iterator();
+      if (it.seek(t - range + 1)) {
+        do {
+          if (it.t > t) break;
+          this.q.samplesRead++;
+          if (!isStaleNaN(it.v)) buf.push(it.t, it.v);
+        } while (it.next());
+      }
+      const n = buf.tail - buf.head;
+      if (n === 0) continue;
+      this.hold(n);
+      out.push({
+        labels: sel.labels,
+        timestamps: buf.ts.slice(buf.head, buf.tail),
+        values: buf.vs.slice(buf.head, buf.tail),
+      });
+    }
+    return out;
+  }
+}
+
+/** Applies pending name drops and merges series that became identical. */
+function finalizeNames(ev: Evaluator, series: StepSeries[]): StepSeries[] {
+  let changed = false;
+  const out = series.map((s) => {
+    if (!s.dropName) return s;
+    changed = true;
+    return { labels: withoutMetricName(s.labels), vals: s.vals, has: s.has, dropName: false };
+  });
+  return changed ? ev.mergeSameLabels(out) : series;
+}
+
+export class PromqlEngine {
+  private readonly opts: typeof DEFAULTS;
+
+  constructor(opts: EngineOptions = {}) {
+    this.opts = {
+      lookbackDeltaMs: opts.lookbackDeltaMs ?? DEFAULTS.lookbackDeltaMs,
+      maxSamples: opts.maxSamples ?? DEFAULTS.maxSamples,
+      timeoutMs: opts.timeoutMs ?? DEFAULTS.timeoutMs,
+      maxSeries: opts.maxSeries ?? DEFAULTS.maxSeries,
+      defaultSubqueryStepMs: opts.defaultSubqueryStepMs ?? DEFAULTS.defaultSubqueryStepMs,
+      delayedNameRemoval: opts.delayedNameRemoval ?? DEFAULTS.delayedNameRemoval,
+      experimentalFunctions: opts.experimentalFunctions ?? DEFAULTS.experimentalFunctions,
+    };
+  }
+
+  /** Parses a query with this engine's settings (experimental functions on or off). */
+  parse(query: string): Expr {
+    return parseExpr(query, { disableExperimentalFunctions: !this.opts.experimentalFunctions });
+  }
+
+  /**
+   * Evaluates `query` at one instant. The result is a vector, scalar, string, or — for a range selector or
+   * subquery at the top — a matrix.
+   */
+  instantQuery(source: Queryable, query: string, timeMs: number, opts: QueryOptions = {}): QueryResult {
+    const expr = this.parse(query);
+    return this.run(source, query, expr, timeMs, timeMs, 0, opts);
+  }
+
+  /** Evaluates `query` at every `stepMs` from `startMs` to `endMs` (inclusive); the result is a matrix. */
+  rangeQuery(
+    source: Queryable,
+    query: string,
+    startMs: number,
+    endMs: number,
+    stepMs: number,
+    opts: QueryOptions = {},
+  ): QueryResult {
+    if (!(stepMs > 0))
+      throw new ExecutionError('zero or negative query resolution step widths are not accepted');
+    if (endMs < startMs) throw new ExecutionError('end timestamp must not be before start time');
+    const expr = this.parse(query);
+    const t = exprType(expr);
+    if (t !== 'scalar' && t !== 'vector') {
+      throw new ExecutionError(
+        `invalid expression type ${JSON.stringify(t === 'matrix' ? 'range vector' : t)} for range query, must be Scalar or instant Vector`,
+      );
+    }
+    return this.run(source, query, expr, startMs, endMs, stepMs, opts);
+  }
+
+  private run(
+    source: Queryable,
+    query: string,
+    expr: Expr,
+    start: number,
+    end: number,
+    step: number,
+    opts: QueryOptions,
+  ): QueryResult {
+    const began = Date.now();
+    const q: QueryCtx = {
+      query,
+      queryable: source,
+      lookbackMs: opts.lookbackDeltaMs ?? this.opts.lookbackDeltaMs,
+      maxSamples: this.opts.maxSamples,
+      maxSeries: this.opts.maxSeries,
+      defaultSubqueryStepMs: this.opts.defaultSubqueryStepMs,
+      delayedNameRemoval: this.opts.delayedNameRemoval,
+      deadline: began + (opts.timeoutMs ?? this.opts.timeoutMs),
+      signal: opts.signal,
+      annotations: new Annotations(query),
+      queryStart: start,
+      queryEnd: end,
+      queryStep: step,
+      samplesRead: 0,
+      seriesSelected: 0,
+      liveSamples: 0,
+      peakSamples: 0,
+      checks: 0,
+    };
+    const ev = new Evaluator(q, start, end, step);
+    let value: QueryValue;
+    const top = unwrapParens(expr);
+    if (step === 0 && (top.type === 'MatrixSelector' || top.type === 'SubqueryExpr')) {
+      value = { resultType: 'matrix', series: ev.evalMatrixAt(top) };
+    } else {
+      const v = ev.eval(expr);
+      value = toQueryValue(ev, v, step === 0);
+    }
+    return {
+      value,
+      warnings: [...q.annotations.warnings],
+      infos: [...q.annotations.infos],
+      stats: {
+        samplesRead: q.samplesRead,
+        seriesSelected: q.seriesSelected,
+        peakSamples: q.peakSamples,
+        evalMs: Date.now() - began,
+      },
+    };
+  }
+}
+
+function toQueryValue(ev: Evaluator, v: EvalValue, instant: boolean): QueryValue {
+  const t0 = ev.start;
+  if (v.kind === 'string') return { resultType: 'string', t: t0, v: v.val };
+  if (instant) {
+    if (v.kind === 'scalar') return { resultType: 'scalar', t: t0, v: v.vals[0]! };
+    const series = finalizeNames(ev, v.series);
+    const samples: InstantSample[] = [];
+    for (const s of series) if (s.has[0]) samples.push({ labels: s.labels, t: t0, v: s.vals[0]! });
+    return { resultType: 'vector', samples };
+  }
+  if (v.kind === 'scalar') {
+    const timestamps = new Float64Array(ev.steps);
+    for (let i = 0; i < ev.steps; i++) timestamps[i] = ev.stepTime(i);
+    return { resultType: 'matrix', series: [{ labels: {}, timestamps, values: Float64Array.from(v.vals) }] };
+  }
+  const series = finalizeNames(ev, v.series);
+  const out: RangeSeries[] = [];
+  for (const s of series) {
+    let n = 0;
+    for (let i = 0; i < ev.steps; i++) n += s.has[i]!;
+    if (n === 0) continue;
+    const timestamps = new Float64Array(n);
+    const values = new Float64Array(n);
+    let k = 0;
+    for (let i = 0; i < ev.steps; i++) {
+      if (!s.has[i]) continue;
+      timestamps[k] = ev.stepTime(i);
+      values[k] = s.vals[i]!;
+      k++;
+    }
+    out.push({ labels: s.labels, timestamps, values });
+  }
+  out.sort((a, b) => compareLabelSets(a.labels, b.labels));
+  return { resultType: 'matrix', series: out };
+}
+
+function compareLabelSets(a: LabelSet, b: LabelSet): number {
+  const ka = Object.keys(a).sort();
+  const kb = Object.keys(b).sort();
+  const n = Math.min(ka.length, kb.length);
+  for (let i = 0; i < n; i++) {
+    if (ka[i] !== kb[i]) return ka[i]! < kb[i]! ? -1 : 1;
+    const va = a[ka[i]!]!;
+    const vb = b[kb[i]!]!;
+    if (va !== vb) return va < vb ? -1 : 1;
+  }
+  return ka.length - kb.length;
+}

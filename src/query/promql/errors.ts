@@ -1,0 +1,96 @@
+/**
+ * Typed PromQL errors. Each maps to the Prometheus HTTP API's `errorType` and status code
+ * (web/api/v1/api.go), so the API layer never guesses from a message.
+ */
+
+/** Where an error or annotation points: `line:column`, both 1-based, as Prometheus prints positions. */
+export function formatPosition(query: string, pos: number): string {
+  let line = 1;
+  let lastBreak = -1;
+  const upto = Math.min(pos, query.length);
+  for (let i = 0; i < upto; i++) {
+    if (query.charCodeAt(i) === 10) {
+      line++;
+      lastBreak = i;
+    }
+  }
+  return `${line}:${pos - lastBreak}`;
+}
+
+export type PromqlErrorType = 'bad_data' | 'execution' | 'timeout' | 'canceled' | 'internal';
+
+export abstract class PromqlError extends Error {
+  abstract readonly errorType: PromqlErrorType;
+  /** HTTP status the Prometheus API answers with for this error. */
+  abstract readonly httpStatus: number;
+}
+
+/** The query text is not valid PromQL. Message: `<line>:<col>: parse error: <what>` as Prometheus prints it. */
+export class ParseError extends PromqlError {
+  readonly errorType = 'bad_data' as const;
+  readonly httpStatus = 400;
+  readonly detail: string;
+  readonly pos: number;
+
+  constructor(detail: string, query: string, pos: number) {
+    super(`${formatPosition(query, pos)}: parse error: ${detail}`);
+    this.name = 'ParseError';
+    this.detail = detail;
+    this.pos = pos;
+  }
+}
+
+/** The query failed while evaluating (e.g. duplicate series after a label change, bad function argument). */
+export class ExecutionError extends PromqlError {
+  readonly errorType = 'execution' as const;
+  readonly httpStatus = 422;
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'ExecutionError';
+  }
+}
+
+/** The query would hold more samples in memory than allowed (Prometheus's ErrTooManySamples). */
+export class TooManySamplesError extends PromqlError {
+  readonly errorType = 'execution' as const;
+  readonly httpStatus = 422;
+
+  constructor(readonly limit: number) {
+    super('query processing would load too many samples into memory in query execution');
+    this.name = 'TooManySamplesError';
+  }
+}
+
+/** The query selected more series than allowed. */
+export class TooManySeriesError extends PromqlError {
+  readonly errorType = 'execution' as const;
+  readonly httpStatus = 422;
+
+  constructor(readonly limit: number) {
+    super(`query selected more than ${limit} series (limit query.max_series); narrow the selector`);
+    this.name = 'TooManySeriesError';
+  }
+}
+
+/** The query ran past its deadline (Prometheus's ErrQueryTimeout). */
+export class QueryTimeoutError extends PromqlError {
+  readonly errorType = 'timeout' as const;
+  readonly httpStatus = 503;
+
+  constructor(readonly where: string) {
+    super(`query timed out in ${where}`);
+    this.name = 'QueryTimeoutError';
+  }
+}
+
+/** The query was cancelled by its caller (e.g. the HTTP client went away). */
+export class QueryCanceledError extends PromqlError {
+  readonly errorType = 'canceled' as const;
+  readonly httpStatus = 503;
+
+  constructor(readonly where: string) {
+    super(`query was canceled in ${where}`);
+    this.name = 'QueryCanceledError';
+  }
+}
