@@ -3,9 +3,11 @@
  * authenticates, drops retried batches by idempotency key, decodes and validates the whole batch, appends it
  * to the bus, and answers 200 only once the bus made it durable.
  */
-import type { FastifyInstance } from 'fastify';
-import type { Authenticator } from '../auth/index.js';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Authenticator, RequestCredentials } from '../auth/index.js';
+import type { SeriesBatch } from '../model/batch.js';
 import { Errors, twError } from '../model/errors.js';
+import { formatSeries } from '../model/labels.js';
 import { DecodeError } from '../protocol/bytes.js';
 import {
   type DecodeLimits,
@@ -16,6 +18,8 @@ import {
 } from '../protocol/native.js';
 import type { IdempotencyWindow } from './idempotency.js';
 import type { CollectorMetrics } from './metrics.js';
+import { SeriesKeyBuilder } from './series-key.js';
+import type { TenantLimits } from './tenant-limits.js';
 import type { BusWriter } from './to-bus.js';
 import { type SeriesLimits, validateBatch } from './validate.js';
 
@@ -25,6 +29,8 @@ export interface NativeIngestDeps {
   readonly idempotency: IdempotencyWindow;
   readonly limits: SeriesLimits & DecodeLimits & { readonly maxBodyBytes: number };
   readonly metrics: CollectorMetrics;
+  /** Per-tenant active-series and rate limits; absent: none (unit tests of the route alone). */
+  readonly tenants?: TenantLimits;
 }
 
 export interface IngestSummary {
@@ -34,29 +40,32 @@ export interface IngestSummary {
 }
 
 export function registerNativeIngest(app: FastifyInstance, deps: NativeIngestDeps): void {
-  app.addContentTypeParser(
-    NATIVE_CONTENT_TYPE,
-    { parseAs: 'buffer', bodyLimit: deps.limits.maxBodyBytes },
-    (_req, body, done) => done(null, body),
-  );
+  if (!app.hasContentTypeParser(NATIVE_CONTENT_TYPE)) {
+    app.addContentTypeParser(
+      NATIVE_CONTENT_TYPE,
+      { parseAs: 'buffer', bodyLimit: deps.limits.maxBodyBytes },
+      (_req, body, done) => done(null, body),
+    );
+  }
+  const keys = new SeriesKeyBuilder();
 
   app.post('/api/v1/ingest', { bodyLimit: deps.limits.maxBodyBytes }, async (req, reply) => {
-    const started = performance.now();
     const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
     if (contentType !== NATIVE_CONTENT_TYPE) {
-      deps.metrics.rejected.inc({ protocol: 'native', reason: 'content_type' });
       throw twError(
         Errors.unsupportedMediaType,
         `Content-Type must be ${NATIVE_CONTENT_TYPE}, got ${JSON.stringify(contentType)}`,
       );
     }
-    const principal = deps.auth.authenticate({ authorization: req.headers.authorization }, 'ingest');
+    const principal = deps.auth.authenticate(credentialsOf(req), 'ingest');
     const frame = req.body as Buffer;
+    if (!Buffer.isBuffer(frame) || frame.length === 0)
+      throw twError(Errors.badPayload, 'the request has no body: send one native frame');
     let header: ReturnType<typeof decodeFrameHeader>;
     try {
       header = decodeFrameHeader(frame);
     } catch (err) {
-      throw badPayload(err, deps.metrics);
+      throw badPayload(err);
     }
 
     const { result, duplicate } = await deps.idempotency.run(
@@ -70,14 +79,11 @@ export function registerNativeIngest(app: FastifyInstance, deps: NativeIngestDep
           payload = framePayload(frame, header, deps.limits);
           decoded = decodePayload(payload, deps.limits);
         } catch (err) {
-          throw badPayload(err, deps.metrics);
+          throw badPayload(err);
         }
-        try {
-          validateBatch(decoded.batch, decoded.events, deps.limits, Date.now());
-        } catch (err) {
-          deps.metrics.rejected.inc({ protocol: 'native', reason: 'invalid_series' });
-          throw err;
-        }
+        const nowMs = Date.now();
+        validateBatch(decoded.batch, decoded.events, deps.limits, nowMs);
+        if (deps.tenants) chargeTenant(deps.tenants, principal.tenant, decoded.batch, keys, nowMs);
         await deps.busWriter.write(
           {
             tenant: principal.tenant,
@@ -100,15 +106,49 @@ export function registerNativeIngest(app: FastifyInstance, deps: NativeIngestDep
       },
     );
     if (duplicate) deps.metrics.dedupHits.inc({ protocol: 'native' });
-    deps.metrics.latency.observe({ protocol: 'native' }, (performance.now() - started) / 1000);
     return reply.code(200).send({ status: 'success', data: { ...result, duplicate } });
   });
 }
 
-function badPayload(err: unknown, metrics: CollectorMetrics): Error {
-  if (err instanceof DecodeError) {
-    metrics.rejected.inc({ protocol: 'native', reason: 'bad_payload' });
-    return twError(Errors.badPayload, `malformed native batch: ${err.message}`);
-  }
+function badPayload(err: unknown): Error {
+  if (err instanceof DecodeError) return twError(Errors.badPayload, `malformed native batch: ${err.message}`);
   return err as Error;
+}
+
+/**
+ * Counts the batch's series against the tenant's active-series limit and its samples against the rate
+ * limit. Refuses the whole batch (nothing counted) when either is exceeded.
+ */
+function chargeTenant(
+  tenants: TenantLimits,
+  tenant: string,
+  batch: SeriesBatch,
+  keys: SeriesKeyBuilder,
+  nowMs: number,
+): void {
+  const state = tenants.get(tenant, nowMs);
+  const registry = state.registry;
+  registry.beginRequest(nowMs);
+  try {
+    for (const labels of batch.series) {
+      keys.beginStrings();
+      for (const name in labels) keys.addStrings(name, labels[name]!);
+      keys.finish();
+      registry.resolve(keys, nowMs);
+    }
+    if (batch.sampleCount > 0)
+      tenants.chargeSamples(state, tenant, batch.sampleCount, formatSeries(batch.series[0]!), nowMs);
+  } catch (err) {
+    registry.rollbackRequest();
+    throw err;
+  }
+}
+
+/** The credentials of a request: its Authorization header and the tenant it names, if any. */
+export function credentialsOf(req: FastifyRequest): RequestCredentials {
+  const named = req.headers['x-scope-orgid'];
+  return {
+    authorization: req.headers.authorization,
+    tenantHeader: Array.isArray(named) ? named[0] : named,
+  };
 }

@@ -18,13 +18,18 @@ export interface BatchOrigin {
 }
 
 /**
- * Series without a job_id (host metrics, exporters) are keyed by their node, or by the sender when they
- * have no node either, so that one busy node does not pile every unlabelled series onto one partition.
+ * Series without a job_id (host metrics, exporters) are keyed by their node, their scrape target
+ * (`instance`, as Prometheus sends it) or the sender, so that one busy node does not pile every unlabelled
+ * series onto one partition.
  */
-function partitionKeyOf(tenant: string, labels: Readonly<Record<string, string>>, sourceId: string): string {
+export function partitionKeyOf(
+  tenant: string,
+  labels: Readonly<Record<string, string>>,
+  sourceId: string,
+): string {
   const jobId = labels[WellKnownLabel.jobId];
   if (jobId !== undefined) return jobPartitionKey(tenant, jobId);
-  return `${tenant}\u0000\u0000${labels[WellKnownLabel.nodeId] ?? sourceId}`;
+  return `${tenant}\u0000\u0000${labels[WellKnownLabel.nodeId] ?? labels.instance ?? sourceId}`;
 }
 
 export class BusWriter {
@@ -79,6 +84,35 @@ export class BusWriter {
     }
     await Promise.all(appends);
   }
+
+  /**
+   * Appends payloads that a decoder already split by partition key and encoded (remote-write, OTLP), one
+   * record each, and resolves once every one is durable. If one append fails the request is refused; the
+   * records that did become durable are harmless when the sender retries, because storage appends are
+   * idempotent (docs/durability.md).
+   */
+  async writeParts(origin: BatchOrigin, parts: readonly EncodedPart[]): Promise<void> {
+    const appends: Promise<unknown>[] = [];
+    for (const part of parts) {
+      const record = encodeBusRecord(
+        this.recordWriter,
+        origin.tenant,
+        origin.sourceId,
+        origin.sequence,
+        origin.receivedAtMs,
+        part.payload,
+      );
+      appends.push(this.bus.append(part.key, record));
+    }
+    await Promise.all(appends);
+  }
+}
+
+export interface EncodedPart {
+  /** Partition key: (tenant, job_id), or the fallback of {@link partitionKeyOf}. */
+  readonly key: string;
+  /** A native payload (docs/protocol.md) holding only series of that key. */
+  readonly payload: Uint8Array;
 }
 
 function subBatch(batch: SeriesBatch, indexes: readonly number[]): SeriesBatch {

@@ -16,6 +16,8 @@ import {
 export interface SeriesLimits {
   readonly maxLabelsPerSeries: number;
   readonly maxLabelValueBytes: number;
+  /** Longest label name (and metric name) in UTF-8 bytes; unlimited when absent. */
+  readonly maxLabelNameBytes?: number;
 }
 
 /** Samples further in the future than this are refused: a clock that far off is a bug worth reporting. */
@@ -49,15 +51,26 @@ export function validateBatch(
   }
 }
 
-function seriesProblem(labels: Readonly<Record<string, string>>, limits: SeriesLimits): string | undefined {
+/** What is wrong with one series' labels, or undefined when nothing is. */
+export function seriesProblem(
+  labels: Readonly<Record<string, string>>,
+  limits: SeriesLimits,
+): string | undefined {
   const name = labels[METRIC_NAME_LABEL];
   if (name === undefined || name === '') return 'has no metric name (label __name__)';
   if (!isValidMetricName(name)) {
     return `metric name ${JSON.stringify(name)} is invalid: it must match [a-zA-Z_:][a-zA-Z0-9_:]* (senders map other characters to _)`;
   }
   let count = 0;
+  const maxName = limits.maxLabelNameBytes ?? Number.POSITIVE_INFINITY;
   for (const label in labels) {
     count++;
+    if (label.length > maxName) {
+      return `label name ${JSON.stringify(label.slice(0, 100))}${label.length > 100 ? '…' : ''} is ${label.length} bytes long, over the limit of ${maxName} (ingest.max_label_name_bytes)`;
+    }
+    if (label === METRIC_NAME_LABEL && labels[label]!.length > maxName) {
+      return `metric name is ${labels[label]!.length} bytes long, over the limit of ${maxName} (ingest.max_label_name_bytes)`;
+    }
     if (label !== METRIC_NAME_LABEL) {
       if (!isValidLabelName(label))
         return `label name ${JSON.stringify(label)} is invalid: it must match [a-zA-Z_][a-zA-Z0-9_]*`;
@@ -70,11 +83,11 @@ function seriesProblem(labels: Readonly<Record<string, string>>, limits: SeriesL
       value.length * 3 > limits.maxLabelValueBytes &&
       Buffer.byteLength(value) > limits.maxLabelValueBytes
     ) {
-      return `label ${label} is ${Buffer.byteLength(value)} bytes long, over the limit of ${limits.maxLabelValueBytes}`;
+      return `label ${label} is ${Buffer.byteLength(value)} bytes long, over the limit of ${limits.maxLabelValueBytes} (ingest.max_label_value_bytes)`;
     }
   }
   if (count > limits.maxLabelsPerSeries)
-    return `has ${count} labels, over the limit of ${limits.maxLabelsPerSeries}`;
+    return `has ${count} labels, over the limit of ${limits.maxLabelsPerSeries} (ingest.max_labels_per_series)`;
   if (labels[WellKnownLabel.jobId] !== undefined) {
     const problem = validateJobId(labels[WellKnownLabel.jobId]!);
     if (problem) return problem;

@@ -17,7 +17,8 @@ import {
   BusWriter,
   createCollectorMetrics,
   IdempotencyWindow,
-  registerNativeIngest,
+  registerCollector,
+  TenantLimits,
 } from '../collector/index.js';
 import type { Config, RoleName } from '../config/index.js';
 import { JobStore, MetaStore, TokenStore } from '../meta/index.js';
@@ -168,11 +169,22 @@ class Modules {
           maxPayloadBytes: config.ingest.max_payload_bytes,
           maxLabelsPerSeries: config.ingest.max_labels_per_series,
           maxLabelValueBytes: config.ingest.max_label_value_bytes,
+          maxLabelNameBytes: config.ingest.max_label_name_bytes,
+          maxSamplesPerRequest: config.ingest.max_samples_per_request,
+          maxInflightBytes: config.ingest.max_inflight_bytes,
         };
-        registerNativeIngest(this.http!.app, {
+        // Native, Prometheus remote-write and OTLP routes (docs/ingest.md).
+        registerCollector(this.http!.app, {
           auth: this.auth!,
           busWriter: new BusWriter(this.bus!),
           idempotency: new IdempotencyWindow(config.ingest.dedup_window),
+          tenants: new TenantLimits({
+            maxActiveSeries: config.limits.max_active_series,
+            activeSeriesTtlMs: config.limits.active_series_ttl_ms,
+            samplesPerSecond: config.limits.samples_per_second,
+            samplesBurst: config.limits.samples_burst,
+            series: limits,
+          }),
           limits,
           metrics: createCollectorMetrics(this.registry),
         });

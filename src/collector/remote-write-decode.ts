@@ -1,0 +1,311 @@
+/**
+ * Prometheus remote-write decoders (1.0: `prometheus.WriteRequest`; 2.0: `io.prometheus.write.v2.Request`;
+ * schemas in ../shared/protos/prometheus/), hand-written for the hot path: they walk the uncompressed
+ * protobuf once per TimeSeries for its labels and once for its samples, feed label byte ranges to the
+ * {@link SeriesKeyBuilder}, resolve the series ref in the tenant's registry, and append samples to a reused
+ * {@link RefBatch}. No object or string is created per sample, nor per known series.
+ *
+ * What is not stored: native histograms (trainwatch stores float samples; Prometheus 2.x sends native
+ * histograms only behind a feature flag), exemplars and metadata. They are counted in {@link DecodeStats},
+ * and remote-write 2.0 answers say how many samples, histograms and exemplars were written.
+ */
+import { Errors, twError } from '../model/errors.js';
+import { formatSeries } from '../model/labels.js';
+import { ProtoError, type ProtoReader, WireType } from './protobuf.js';
+import type { RefBatch } from './ref-batch.js';
+import type { SeriesKeyBuilder } from './series-key.js';
+import type { SeriesRegistry } from './series-registry.js';
+
+/** Samples further in the future than this are refused (as the native protocol does). */
+export const MAX_FUTURE_MS = 10 * 60_000;
+
+export interface DecodeStats {
+  histograms: number;
+  exemplars: number;
+  metadata: number;
+}
+
+export interface DecodeContext {
+  readonly reader: ProtoReader;
+  readonly keys: SeriesKeyBuilder;
+  readonly batch: RefBatch;
+  readonly registry: SeriesRegistry;
+  readonly nowMs: number;
+  /** ingest.max_samples_per_request */
+  readonly maxSamples: number;
+  readonly stats: DecodeStats;
+}
+
+export function newDecodeStats(): DecodeStats {
+  return { histograms: 0, exemplars: 0, metadata: 0 };
+}
+
+/** Refuses a sample whose timestamp is negative or too far in the future, naming the series. */
+export function checkTimestamp(ctx: DecodeContext, ref: number, t: number): void {
+  if (t >= 0 && t <= ctx.nowMs + MAX_FUTURE_MS) return;
+  throw twError(
+    Errors.invalidSeries,
+    `series ${formatSeries(ctx.registry.labelsOf(ref)).slice(0, 300)}: timestamp ${t} ` +
+      `(${Number.isFinite(t) && Math.abs(t) < 8.64e15 ? new Date(t).toISOString() : 'out of range'}) is ` +
+      `${t < 0 ? 'negative' : 'more than 10 minutes in the future'}; timestamps are milliseconds since the Unix epoch`,
+  );
+}
+
+export function checkSampleCount(ctx: DecodeContext): void {
+  if (ctx.batch.sampleCount > ctx.maxSamples) {
+    throw twError(
+      Errors.limitExceeded,
+      `limit ingest.max_samples_per_request exceeded: the request has more than ${ctx.maxSamples} samples; send smaller batches`,
+    );
+  }
+}
+
+// --------------------------------------------------------------------------------------------------------
+// Remote-write 1.0
+
+/** Decodes a `prometheus.WriteRequest` into `ctx.batch`. */
+export function decodeRemoteWriteV1(buf: Uint8Array, ctx: DecodeContext): void {
+  const r = ctx.reader.reset(buf);
+  const end = buf.length;
+  while (r.pos < end) {
+    const tag = r.tag(end);
+    const field = tag >>> 3;
+    if (field === 1) {
+      r.expect(tag, WireType.len, 'WriteRequest.timeseries');
+      const stop = r.lengthDelimited(end, 'TimeSeries');
+      decodeSeriesV1(buf, r.pos, stop, ctx);
+      r.pos = stop;
+    } else {
+      if (field === 3) ctx.stats.metadata++;
+      r.skip(tag, end);
+    }
+  }
+}
+
+function decodeSeriesV1(buf: Uint8Array, start: number, end: number, ctx: DecodeContext): void {
+  const r = ctx.reader;
+  const kb = ctx.keys;
+  kb.begin(buf);
+  let samples = 0;
+  r.pos = start;
+  while (r.pos < end) {
+    const tag = r.tag(end);
+    switch (tag >>> 3) {
+      case 1: {
+        r.expect(tag, WireType.len, 'TimeSeries.labels');
+        const stop = r.lengthDelimited(end, 'Label');
+        let ns = 0;
+        let nl = 0;
+        let vs = 0;
+        let vl = 0;
+        while (r.pos < stop) {
+          const t = r.tag(stop);
+          const f = t >>> 3;
+          if (f === 1 || f === 2) {
+            r.expect(t, WireType.len, f === 1 ? 'Label.name' : 'Label.value');
+            const s = r.lengthDelimited(stop, f === 1 ? 'Label.name' : 'Label.value');
+            if (f === 1) {
+              ns = r.pos;
+              nl = s - r.pos;
+            } else {
+              vs = r.pos;
+              vl = s - r.pos;
+            }
+            r.pos = s;
+          } else r.skip(t, stop);
+        }
+        kb.add(ns, nl, vs, vl);
+        break;
+      }
+      case 2:
+        r.expect(tag, WireType.len, 'TimeSeries.samples');
+        samples++;
+        r.pos = r.lengthDelimited(end, 'Sample');
+        break;
+      case 3:
+        ctx.stats.exemplars++;
+        r.skip(tag, end);
+        break;
+      case 4:
+        ctx.stats.histograms++;
+        r.skip(tag, end);
+        break;
+      default:
+        r.skip(tag, end);
+    }
+  }
+  if (samples === 0) return;
+  kb.finish();
+  const ref = ctx.registry.resolve(kb, ctx.nowMs);
+  const batch = ctx.batch;
+  batch.beginSeries(ref);
+  r.pos = start;
+  while (r.pos < end) {
+    const tag = r.tag(end);
+    if (tag >>> 3 !== 2) {
+      r.skip(tag, end);
+      continue;
+    }
+    const stop = r.lengthDelimited(end, 'Sample');
+    readSample(r, buf, stop, ctx, ref);
+    r.pos = stop;
+  }
+  checkSampleCount(ctx);
+}
+
+/** Sample { double value = 1; int64 timestamp = 2; ... }: absent fields are 0 (proto3). */
+function readSample(r: ProtoReader, buf: Uint8Array, stop: number, ctx: DecodeContext, ref: number): void {
+  let valueAt = -1;
+  let t = 0;
+  while (r.pos < stop) {
+    const tag = r.tag(stop);
+    const f = tag >>> 3;
+    if (f === 1) {
+      r.expect(tag, WireType.fixed64, 'Sample.value');
+      if (r.pos + 8 > stop) throw new ProtoError('truncated Sample.value', r.pos);
+      valueAt = r.pos;
+      r.pos += 8;
+    } else if (f === 2) {
+      r.expect(tag, WireType.varint, 'Sample.timestamp');
+      t = r.int64(stop, 'Sample.timestamp');
+    } else r.skip(tag, stop);
+  }
+  checkTimestamp(ctx, ref, t);
+  if (valueAt >= 0) ctx.batch.addRaw(t, buf, valueAt);
+  else ctx.batch.add(t, 0);
+}
+
+// --------------------------------------------------------------------------------------------------------
+// Remote-write 2.0
+
+/** Symbol table of the request being decoded: byte ranges into its buffer. Reused. */
+export class SymbolTable {
+  starts = new Int32Array(1024);
+  lengths = new Int32Array(1024);
+  count = 0;
+  refs = new Int32Array(64);
+
+  push(start: number, length: number): void {
+    if (this.count === this.starts.length) {
+      const s = new Int32Array(this.count * 2);
+      s.set(this.starts);
+      this.starts = s;
+      const l = new Int32Array(this.count * 2);
+      l.set(this.lengths);
+      this.lengths = l;
+    }
+    this.starts[this.count] = start;
+    this.lengths[this.count] = length;
+    this.count++;
+  }
+
+  /** Stores label reference `v` at index `n` of the current series' refs; returns n + 1. */
+  pushRef(n: number, v: number, pos: number): number {
+    if (v >= this.count) {
+      throw new ProtoError(`label reference ${v} is beyond the ${this.count} symbols of the request`, pos);
+    }
+    if (n === this.refs.length) {
+      const a = new Int32Array(n * 2);
+      a.set(this.refs);
+      this.refs = a;
+    }
+    this.refs[n] = v;
+    return n + 1;
+  }
+}
+
+/** Decodes an `io.prometheus.write.v2.Request` into `ctx.batch`. */
+export function decodeRemoteWriteV2(buf: Uint8Array, ctx: DecodeContext, symbols: SymbolTable): void {
+  const r = ctx.reader.reset(buf);
+  const end = buf.length;
+  // Symbols first: the message may carry them after the series that refer to them.
+  symbols.count = 0;
+  while (r.pos < end) {
+    const tag = r.tag(end);
+    if (tag >>> 3 === 4) {
+      r.expect(tag, WireType.len, 'Request.symbols');
+      const stop = r.lengthDelimited(end, 'symbol');
+      symbols.push(r.pos, stop - r.pos);
+      r.pos = stop;
+    } else r.skip(tag, end);
+  }
+  r.pos = 0;
+  while (r.pos < end) {
+    const tag = r.tag(end);
+    if (tag >>> 3 === 5) {
+      r.expect(tag, WireType.len, 'Request.timeseries');
+      const stop = r.lengthDelimited(end, 'TimeSeries');
+      decodeSeriesV2(buf, r.pos, stop, ctx, symbols);
+      r.pos = stop;
+    } else r.skip(tag, end);
+  }
+}
+
+function decodeSeriesV2(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  ctx: DecodeContext,
+  symbols: SymbolTable,
+): void {
+  const r = ctx.reader;
+  let nRefs = 0;
+  let samples = 0;
+  r.pos = start;
+  while (r.pos < end) {
+    const tag = r.tag(end);
+    switch (tag >>> 3) {
+      case 1:
+        if ((tag & 7) === WireType.len) {
+          const stop = r.lengthDelimited(end, 'TimeSeries.labels_refs');
+          while (r.pos < stop)
+            nRefs = symbols.pushRef(nRefs, r.uint32(stop, 'TimeSeries.labels_refs'), r.pos);
+        } else {
+          r.expect(tag, WireType.varint, 'TimeSeries.labels_refs');
+          nRefs = symbols.pushRef(nRefs, r.uint32(end, 'TimeSeries.labels_refs'), r.pos);
+        }
+        break;
+      case 2:
+        r.expect(tag, WireType.len, 'TimeSeries.samples');
+        samples++;
+        r.pos = r.lengthDelimited(end, 'Sample');
+        break;
+      case 3:
+        ctx.stats.histograms++;
+        r.skip(tag, end);
+        break;
+      case 4:
+        ctx.stats.exemplars++;
+        r.skip(tag, end);
+        break;
+      default:
+        r.skip(tag, end);
+    }
+  }
+  if (nRefs % 2 !== 0) {
+    throw new ProtoError(`TimeSeries.labels_refs has an odd number (${nRefs}) of references`, start);
+  }
+  if (samples === 0) return;
+  const kb = ctx.keys;
+  kb.begin(buf);
+  for (let i = 0; i < nRefs; i += 2) {
+    const n = symbols.refs[i]!;
+    const v = symbols.refs[i + 1]!;
+    kb.add(symbols.starts[n]!, symbols.lengths[n]!, symbols.starts[v]!, symbols.lengths[v]!);
+  }
+  kb.finish();
+  const ref = ctx.registry.resolve(kb, ctx.nowMs);
+  ctx.batch.beginSeries(ref);
+  r.pos = start;
+  while (r.pos < end) {
+    const tag = r.tag(end);
+    if (tag >>> 3 !== 2) {
+      r.skip(tag, end);
+      continue;
+    }
+    const stop = r.lengthDelimited(end, 'Sample');
+    readSample(r, buf, stop, ctx, ref);
+    r.pos = stop;
+  }
+  checkSampleCount(ctx);
+}

@@ -1,0 +1,202 @@
+/**
+ * The canonical identity of a series as raw bytes, built without creating a string: for each label in
+ * name order, `uvarint(len) name uvarint(len) value`. The `tenant` label is left out (the tenant comes from
+ * the credentials, and each tenant has its own registry) and so are labels with an empty value (Prometheus
+ * treats them as absent). Every protocol's decoder feeds label byte ranges to one reused {@link SeriesKeyBuilder};
+ * the series registry looks the key up by hash and compares bytes on a hit (DESIGN.md, performance contract).
+ */
+import { ProtoError } from './protobuf.js';
+
+const textEncoder = new TextEncoder();
+const TENANT = textEncoder.encode('tenant');
+
+/** murmur3 (x86, 32-bit) over `b[0..len)`. */
+export function hashBytes(b: Uint8Array, len: number): number {
+  let h = 0x9747b28c ^ len;
+  let i = 0;
+  const whole = len & ~3;
+  for (; i < whole; i += 4) {
+    let k = b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const tail = len & 3;
+  if (tail !== 0) {
+    let k = b[i]!;
+    if (tail > 1) k ^= b[i + 1]! << 8;
+    if (tail > 2) k ^= b[i + 2]! << 16;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h | 0;
+}
+
+function compareRanges(b: Uint8Array, aStart: number, aLen: number, cStart: number, cLen: number): number {
+  const n = aLen < cLen ? aLen : cLen;
+  for (let i = 0; i < n; i++) {
+    const d = b[aStart + i]! - b[cStart + i]!;
+    if (d !== 0) return d;
+  }
+  return aLen - cLen;
+}
+
+/**
+ * Collects one series' labels as byte ranges of a source buffer, then writes the canonical key.
+ * Reused for every series of every request; nothing it returns survives the next `begin`.
+ */
+export class SeriesKeyBuilder {
+  /** The canonical key of the last `finish`, in `key[0..keyLength)`. */
+  key = new Uint8Array(1024);
+  keyLength = 0;
+  hash = 0;
+  /** Labels in the key after `finish` (tenant and empty values excluded). */
+  labelCount = 0;
+
+  private src: Uint8Array = new Uint8Array(0);
+  /** Per label: name start, name length, value start, value length. */
+  private ranges = new Int32Array(4 * 64);
+  private count = 0;
+  private order = new Int32Array(64);
+  /** Scratch for labels given as strings (OTLP, native): encoded here, then added as ranges. */
+  private strings = new Uint8Array(4096);
+  private stringsUsed = 0;
+
+  /** Starts a series whose label bytes live in `src`. */
+  begin(src: Uint8Array): void {
+    this.src = src;
+    this.count = 0;
+  }
+
+  /** Starts a series whose labels will be given as strings. */
+  beginStrings(): void {
+    this.src = this.strings;
+    this.stringsUsed = 0;
+    this.count = 0;
+  }
+
+  add(nameStart: number, nameLength: number, valueStart: number, valueLength: number): void {
+    if (valueLength === 0) return;
+    if (this.count * 4 === this.ranges.length) {
+      const r = new Int32Array(this.ranges.length * 2);
+      r.set(this.ranges);
+      this.ranges = r;
+      this.order = new Int32Array(r.length / 4);
+    }
+    const i = this.count++ * 4;
+    this.ranges[i] = nameStart;
+    this.ranges[i + 1] = nameLength;
+    this.ranges[i + 2] = valueStart;
+    this.ranges[i + 3] = valueLength;
+  }
+
+  addStrings(name: string, value: string): void {
+    if (value === '') return;
+    const nameStart = this.encode(name);
+    const nameLength = this.stringsUsed - nameStart;
+    const valueStart = this.encode(value);
+    this.add(nameStart, nameLength, valueStart, this.stringsUsed - valueStart);
+  }
+
+  private encode(s: string): number {
+    const need = this.stringsUsed + s.length * 3;
+    if (need > this.strings.length) {
+      const grown = new Uint8Array(Math.max(need, this.strings.length * 2));
+      grown.set(this.strings.subarray(0, this.stringsUsed));
+      // Ranges already added point into the old buffer by offset: the copy keeps them valid.
+      this.strings = grown;
+      this.src = grown;
+    }
+    const start = this.stringsUsed;
+    this.stringsUsed += textEncoder.encodeInto(s, this.strings.subarray(start)).written;
+    return start;
+  }
+
+  /**
+   * Sorts the labels by name (already sorted, as Prometheus sends them, costs one comparison per label),
+   * drops `tenant`, writes the key and its hash. Throws when a label name appears twice.
+   */
+  finish(): void {
+    const n = this.count;
+    const r = this.ranges;
+    const src = this.src;
+    const order = this.order;
+    let sorted = true;
+    for (let i = 0; i < n; i++) {
+      order[i] = i;
+      if (i > 0 && compareRanges(src, r[(i - 1) * 4]!, r[(i - 1) * 4 + 1]!, r[i * 4]!, r[i * 4 + 1]!) >= 0)
+        sorted = false;
+    }
+    if (!sorted) {
+      // Insertion sort: label sets are small.
+      for (let i = 1; i < n; i++) {
+        const cur = order[i]!;
+        let j = i - 1;
+        while (
+          j >= 0 &&
+          compareRanges(src, r[order[j]! * 4]!, r[order[j]! * 4 + 1]!, r[cur * 4]!, r[cur * 4 + 1]!) > 0
+        ) {
+          order[j + 1] = order[j]!;
+          j--;
+        }
+        order[j + 1] = cur;
+      }
+      for (let i = 1; i < n; i++) {
+        const a = order[i - 1]! * 4;
+        const b = order[i]! * 4;
+        if (compareRanges(src, r[a]!, r[a + 1]!, r[b]!, r[b + 1]!) === 0) {
+          const name = new TextDecoder().decode(src.subarray(r[b]!, r[b]! + r[b + 1]!));
+          throw new ProtoError(`a series has the label ${JSON.stringify(name)} twice`, r[b]!);
+        }
+      }
+    }
+    let total = 0;
+    for (let i = 0; i < n; i++) total += r[i * 4 + 1]! + r[i * 4 + 3]! + 10;
+    if (total > this.key.length) this.key = new Uint8Array(Math.max(total, this.key.length * 2));
+    const key = this.key;
+    let p = 0;
+    let labels = 0;
+    for (let i = 0; i < n; i++) {
+      const at = order[i]! * 4;
+      const ns = r[at]!;
+      const nl = r[at + 1]!;
+      if (nl === 6 && isTenant(src, ns)) continue;
+      p = putVarint(key, p, nl);
+      for (let k = 0; k < nl; k++) key[p + k] = src[ns + k]!;
+      p += nl;
+      const vs = r[at + 2]!;
+      const vl = r[at + 3]!;
+      p = putVarint(key, p, vl);
+      for (let k = 0; k < vl; k++) key[p + k] = src[vs + k]!;
+      p += vl;
+      labels++;
+    }
+    this.keyLength = p;
+    this.labelCount = labels;
+    this.hash = hashBytes(key, p);
+  }
+}
+
+function isTenant(src: Uint8Array, at: number): boolean {
+  for (let i = 0; i < 6; i++) if (src[at + i] !== TENANT[i]) return false;
+  return true;
+}
+
+function putVarint(b: Uint8Array, p: number, v: number): number {
+  while (v >= 0x80) {
+    b[p++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  b[p++] = v;
+  return p;
+}

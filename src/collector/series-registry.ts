@@ -1,0 +1,460 @@
+/**
+ * One tenant's series as the collector knows them: an interning table keyed by canonical label bytes
+ * ({@link SeriesKeyBuilder}) that is also the tenant's **active-series tracker** (cardinality limit).
+ *
+ * A series is *active* while it received a sample within `activeSeriesTtlMs`. A request that would add a
+ * series beyond `maxActiveSeries` is refused whole, before anything is appended or acknowledged. Expired
+ * series are dropped by a compaction that runs at the start of a request at most every TTL/4, and at most
+ * once a second while the tenant is at its limit; until then an expired series still counts (the limit errs
+ * on the safe side by at most TTL/4). The table lives in memory: after a restart every series is new again.
+ *
+ * Hot path (DESIGN.md): a known series costs one hash of its key bytes, one probe and one byte comparison; no
+ * string or object is created. A new series is decoded once into strings, validated, and its label strings
+ * interned into a pool of pre-encoded native `str` bytes that the payload writer copies from.
+ *
+ * Refs are dense integers valid until the next compaction, which only runs in `beginRequest`: a caller holds
+ * refs from `beginRequest` to the end of its synchronous decode-and-encode step, never across an `await`.
+ * Not safe for concurrent use; Node's single thread and that rule make it so.
+ */
+import { Errors, twError } from '../model/errors.js';
+import { formatSeries, type LabelSet, WellKnownLabel } from '../model/labels.js';
+import { ProtoError } from './protobuf.js';
+import type { SeriesKeyBuilder } from './series-key.js';
+import { partitionKeyOf } from './to-bus.js';
+import { type SeriesLimits, seriesProblem } from './validate.js';
+
+export interface RegistryLimits {
+  readonly maxActiveSeries: number;
+  readonly activeSeriesTtlMs: number;
+  readonly series: SeriesLimits;
+}
+
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+const textEncoder = new TextEncoder();
+
+/** A label string as the native payload's string table holds it: uvarint byte length, then UTF-8. */
+function encodeStr(s: string): Uint8Array {
+  const utf8 = textEncoder.encode(s);
+  const head: number[] = [];
+  let n = utf8.length;
+  while (n >= 0x80) {
+    head.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  head.push(n);
+  const out = new Uint8Array(head.length + utf8.length);
+  out.set(head);
+  out.set(utf8, head.length);
+  return out;
+}
+
+function grownI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(n);
+  b.set(a);
+  return b;
+}
+
+export class SeriesRegistry {
+  // Open-addressing hash table (linear probing): slot → ref + 1, 0 = empty. Load factor ≤ 1/2.
+  private slots = new Int32Array(2048);
+  private mask = 2047;
+
+  // Per-ref columns.
+  private capacity = 1024;
+  private hashes = new Int32Array(1024);
+  private keyStart = new Int32Array(1024);
+  private keyLength = new Int32Array(1024);
+  private lastSeen = new Float64Array(1024);
+  private counted = new Uint8Array(1024);
+  private idsStart = new Int32Array(1024);
+  private idsCount = new Int32Array(1024);
+  private partitionOfRef = new Int32Array(1024);
+  /** Running totals of OTLP delta sums, turned into cumulative counters (see `accumulate`). */
+  private totals = new Float64Array(1024);
+  private keyArena = new Uint8Array(1 << 16);
+  private keyUsed = 0;
+  private idArena = new Uint32Array(1 << 14);
+  private idUsed = 0;
+
+  /** Refs allocated (including ones not counted any more, until the next compaction). */
+  size = 0;
+  /** Series counted as active. */
+  live = 0;
+
+  // Label strings, interned: id → pre-encoded `str` bytes.
+  private stringIndex = new Map<string, number>();
+  private stringList: string[] = [];
+  stringBytes: Uint8Array[] = [];
+
+  // Partition keys, interned: a ref's partition is an index into this list.
+  private partitionIndex = new Map<string, number>();
+  partitionKeys: string[] = [];
+
+  private readonly tenantIds: readonly [number, number];
+  private requestFirstRef = 0;
+  private readonly revived: number[] = [];
+  private readonly accumulated: number[] = [];
+  /** Incremented by every compaction: refs taken before a different generation are stale. */
+  generation = 0;
+  private lastSweepMs = 0;
+
+  constructor(
+    readonly tenant: string,
+    private readonly limits: RegistryLimits,
+    nowMs = Date.now(),
+  ) {
+    this.tenantIds = [this.intern(WellKnownLabel.tenant), this.intern(tenant)];
+    this.lastSweepMs = nowMs;
+  }
+
+  get stringCount(): number {
+    return this.stringList.length;
+  }
+
+  /** The interned label string ids of a series (name, value, name, value, ...; the tenant label included). */
+  labelIds(ref: number): Uint32Array {
+    return this.idArena.subarray(this.idsStart[ref]!, this.idsStart[ref]! + this.idsCount[ref]!);
+  }
+
+  partitionIndexOf(ref: number): number {
+    return this.partitionOfRef[ref]!;
+  }
+
+  labelsOf(ref: number): LabelSet {
+    const ids = this.labelIds(ref);
+    const labels: Record<string, string> = {};
+    for (let i = 0; i < ids.length; i += 2) labels[this.stringList[ids[i]!]!] = this.stringList[ids[i + 1]!]!;
+    return labels;
+  }
+
+  /** Call before resolving the series of a request: compacts if due, and opens the request's undo log. */
+  beginRequest(nowMs: number): void {
+    const sinceSweep = nowMs - this.lastSweepMs;
+    if (
+      sinceSweep >= this.limits.activeSeriesTtlMs / 4 ||
+      (this.live >= this.limits.maxActiveSeries && sinceSweep >= 1000)
+    ) {
+      this.compact(nowMs);
+    }
+    this.requestFirstRef = this.size;
+    this.revived.length = 0;
+    this.accumulated.length = 0;
+  }
+
+  /**
+   * Adds an OTLP delta to the series' running total and returns the new total: delta sums are stored as
+   * cumulative counters, as Prometheus expects. The total lives in memory (a restart is a counter reset,
+   * which rate() handles) and survives compaction while the series stays active.
+   */
+  accumulate(ref: number, delta: number): number {
+    this.totals[ref]! += delta;
+    this.accumulated.push(ref, delta);
+    return this.totals[ref]!;
+  }
+
+  /**
+   * Takes back the deltas of the request that began last (`generation` as it was then): used when the bus
+   * refused the request, so that the sender's retry does not count them twice. Refs of another generation
+   * are stale: then nothing can be taken back (a compaction ran in between; rare, at most every TTL/4).
+   */
+  undoAccumulations(log: readonly number[], generation: number): boolean {
+    if (generation !== this.generation) return false;
+    for (let i = 0; i < log.length; i += 2) this.totals[log[i]!]! -= log[i + 1]!;
+    return true;
+  }
+
+  /** The (ref, delta) pairs accumulated by the current request; copy to keep beyond it. */
+  accumulations(): readonly number[] {
+    return this.accumulated;
+  }
+
+  /** Undoes the counting of series this request added: it was refused, so they did not become active. */
+  rollbackRequest(): void {
+    this.undoAccumulations(this.accumulated, this.generation);
+    this.accumulated.length = 0;
+    for (let ref = this.requestFirstRef; ref < this.size; ref++) {
+      if (this.counted[ref]) {
+        this.counted[ref] = 0;
+        this.live--;
+      }
+    }
+    for (const ref of this.revived) {
+      if (this.counted[ref]) {
+        this.counted[ref] = 0;
+        this.live--;
+      }
+    }
+    this.revived.length = 0;
+  }
+
+  /**
+   * The ref of the series whose key `kb` just finished; creates it when new. Throws a 400 naming the series
+   * when it is invalid or would exceed the active-series limit.
+   */
+  resolve(kb: SeriesKeyBuilder, nowMs: number): number {
+    const h = kb.hash;
+    const klen = kb.keyLength;
+    const key = kb.key;
+    let slot = h & this.mask;
+    for (;;) {
+      const s = this.slots[slot]!;
+      if (s === 0) break;
+      const ref = s - 1;
+      if (this.hashes[ref] === h && this.keyLength[ref] === klen && this.sameKey(ref, key, klen)) {
+        if (!this.counted[ref]) {
+          this.checkLimit(ref);
+          this.counted[ref] = 1;
+          this.live++;
+          this.revived.push(ref);
+        }
+        this.lastSeen[ref] = nowMs;
+        return ref;
+      }
+      slot = (slot + 1) & this.mask;
+    }
+    return this.create(kb, slot, nowMs);
+  }
+
+  private sameKey(ref: number, key: Uint8Array, len: number): boolean {
+    const arena = this.keyArena;
+    const start = this.keyStart[ref]!;
+    for (let i = 0; i < len; i++) if (arena[start + i] !== key[i]) return false;
+    return true;
+  }
+
+  private checkLimit(refOrLabels: number | LabelSet): void {
+    if (this.live < this.limits.maxActiveSeries) return;
+    const labels = typeof refOrLabels === 'number' ? this.labelsOf(refOrLabels) : refOrLabels;
+    throw twError(
+      Errors.limitExceeded,
+      `limit limits.max_active_series exceeded: tenant ${this.tenant} already has ${this.live} active series ` +
+        `(a sample within the last ${Math.round(this.limits.activeSeriesTtlMs / 1000)} s), the limit is ` +
+        `${this.limits.maxActiveSeries}; first new series refused: ${formatSeries(labels).slice(0, 300)}`,
+    );
+  }
+
+  private create(kb: SeriesKeyBuilder, slot: number, nowMs: number): number {
+    const labels = this.decodeKey(kb);
+    const problem = seriesProblem(labels, this.limits.series);
+    if (problem)
+      throw twError(Errors.invalidSeries, `series ${formatSeries(labels).slice(0, 300)}: ${problem}`);
+    this.checkLimit(labels);
+
+    const ref = this.size++;
+    if (ref === this.capacity) this.growColumns();
+    const klen = kb.keyLength;
+    if (this.keyUsed + klen > this.keyArena.length) {
+      const a = new Uint8Array(Math.max(this.keyArena.length * 2, this.keyUsed + klen));
+      a.set(this.keyArena.subarray(0, this.keyUsed));
+      this.keyArena = a;
+    }
+    this.keyArena.set(kb.key.subarray(0, klen), this.keyUsed);
+    this.keyStart[ref] = this.keyUsed;
+    this.keyLength[ref] = klen;
+    this.keyUsed += klen;
+    this.hashes[ref] = kb.hash;
+    this.lastSeen[ref] = nowMs;
+    this.counted[ref] = 1;
+    this.live++;
+
+    const nIds = kb.labelCount * 2 + 2;
+    if (this.idUsed + nIds > this.idArena.length) {
+      const a = new Uint32Array(Math.max(this.idArena.length * 2, this.idUsed + nIds));
+      a.set(this.idArena.subarray(0, this.idUsed));
+      this.idArena = a;
+    }
+    this.idsStart[ref] = this.idUsed;
+    this.idsCount[ref] = nIds;
+    for (const name in labels) {
+      if (name === WellKnownLabel.tenant) continue;
+      this.idArena[this.idUsed++] = this.intern(name);
+      this.idArena[this.idUsed++] = this.intern(labels[name]!);
+    }
+    this.idArena[this.idUsed++] = this.tenantIds[0];
+    this.idArena[this.idUsed++] = this.tenantIds[1];
+
+    const pkey = partitionKeyOf(this.tenant, labels, '');
+    let p = this.partitionIndex.get(pkey);
+    if (p === undefined) {
+      p = this.partitionKeys.length;
+      this.partitionKeys.push(pkey);
+      this.partitionIndex.set(pkey, p);
+    }
+    this.partitionOfRef[ref] = p;
+
+    this.slots[slot] = ref + 1;
+    if (this.size * 2 > this.slots.length) this.rehash(this.slots.length * 2);
+    return ref;
+  }
+
+  /** Decodes a canonical key into a label set (plus the tenant label), checking its UTF-8. */
+  private decodeKey(kb: SeriesKeyBuilder): Record<string, string> {
+    const key = kb.key;
+    const end = kb.keyLength;
+    const labels: Record<string, string> = {};
+    let p = 0;
+    const readStr = (): string => {
+      let len = 0;
+      let shift = 0;
+      let b: number;
+      do {
+        b = key[p++]!;
+        len |= (b & 0x7f) << shift;
+        shift += 7;
+      } while (b >= 0x80);
+      const start = p;
+      p += len;
+      try {
+        return textDecoder.decode(key.subarray(start, p));
+      } catch {
+        throw new ProtoError('a label name or value is not valid UTF-8', start);
+      }
+    };
+    while (p < end) {
+      const name = readStr();
+      labels[name] = readStr();
+    }
+    labels[WellKnownLabel.tenant] = this.tenant;
+    return labels;
+  }
+
+  private intern(s: string): number {
+    let id = this.stringIndex.get(s);
+    if (id === undefined) {
+      id = this.stringList.length;
+      this.stringList.push(s);
+      this.stringBytes.push(encodeStr(s));
+      this.stringIndex.set(s, id);
+    }
+    return id;
+  }
+
+  private growColumns(): void {
+    const n = this.capacity * 2;
+    this.hashes = grownI32(this.hashes, n);
+    this.keyStart = grownI32(this.keyStart, n);
+    this.keyLength = grownI32(this.keyLength, n);
+    this.idsStart = grownI32(this.idsStart, n);
+    this.idsCount = grownI32(this.idsCount, n);
+    this.partitionOfRef = grownI32(this.partitionOfRef, n);
+    const tot = new Float64Array(n);
+    tot.set(this.totals);
+    this.totals = tot;
+    const ls = new Float64Array(n);
+    ls.set(this.lastSeen);
+    this.lastSeen = ls;
+    const c = new Uint8Array(n);
+    c.set(this.counted);
+    this.counted = c;
+    this.capacity = n;
+  }
+
+  private rehash(slotCount: number): void {
+    this.slots = new Int32Array(slotCount);
+    this.mask = slotCount - 1;
+    for (let ref = 0; ref < this.size; ref++) {
+      let slot = this.hashes[ref]! & this.mask;
+      while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask;
+      this.slots[slot] = ref + 1;
+    }
+  }
+
+  /**
+   * Drops series that are not counted or saw no sample within the TTL, renumbering the survivors and
+   * rebuilding the string pool from what they use. O(series); runs at most every TTL/4.
+   */
+  compact(nowMs: number): void {
+    this.lastSweepMs = nowMs;
+    this.generation++;
+    const cutoff = nowMs - this.limits.activeSeriesTtlMs;
+    let survivors = 0;
+    for (let ref = 0; ref < this.size; ref++)
+      if (this.counted[ref] && this.lastSeen[ref]! >= cutoff) survivors++;
+    if (survivors === this.size) return;
+
+    const old = {
+      hashes: this.hashes,
+      keyStart: this.keyStart,
+      keyLength: this.keyLength,
+      lastSeen: this.lastSeen,
+      counted: this.counted,
+      idsStart: this.idsStart,
+      idsCount: this.idsCount,
+      partitionOfRef: this.partitionOfRef,
+      totals: this.totals,
+      keyArena: this.keyArena,
+      idArena: this.idArena,
+      size: this.size,
+      strings: this.stringList,
+    };
+    let capacity = 1024;
+    while (capacity < survivors) capacity *= 2;
+    this.capacity = capacity;
+    this.hashes = new Int32Array(capacity);
+    this.keyStart = new Int32Array(capacity);
+    this.keyLength = new Int32Array(capacity);
+    this.lastSeen = new Float64Array(capacity);
+    this.counted = new Uint8Array(capacity);
+    this.idsStart = new Int32Array(capacity);
+    this.idsCount = new Int32Array(capacity);
+    this.partitionOfRef = new Int32Array(capacity);
+    this.totals = new Float64Array(capacity);
+    this.keyArena = new Uint8Array(Math.max(1 << 16, this.keyUsed));
+    this.idArena = new Uint32Array(Math.max(1 << 14, this.idUsed));
+    this.keyUsed = 0;
+    this.idUsed = 0;
+    this.stringIndex = new Map();
+    this.stringList = [];
+    this.stringBytes = [];
+    const remap = new Int32Array(old.strings.length).fill(-1);
+    const tenantIds = this.tenantIds as [number, number];
+    const [oldTenantName, oldTenantValue] = tenantIds;
+    tenantIds[0] = this.intern(WellKnownLabel.tenant);
+    tenantIds[1] = this.intern(this.tenant);
+    remap[oldTenantName] = tenantIds[0];
+    remap[oldTenantValue] = tenantIds[1];
+    const oldPartitionKeys = this.partitionKeys;
+    const partitionRemap = new Int32Array(oldPartitionKeys.length).fill(-1);
+    this.partitionKeys = [];
+    this.partitionIndex = new Map();
+
+    let ref = 0;
+    for (let o = 0; o < old.size; o++) {
+      if (!old.counted[o] || old.lastSeen[o]! < cutoff) continue;
+      const klen = old.keyLength[o]!;
+      this.keyArena.set(old.keyArena.subarray(old.keyStart[o]!, old.keyStart[o]! + klen), this.keyUsed);
+      this.keyStart[ref] = this.keyUsed;
+      this.keyLength[ref] = klen;
+      this.keyUsed += klen;
+      this.hashes[ref] = old.hashes[o]!;
+      this.lastSeen[ref] = old.lastSeen[o]!;
+      this.counted[ref] = 1;
+      this.totals[ref] = old.totals[o]!;
+      const op = old.partitionOfRef[o]!;
+      if (partitionRemap[op]! < 0) {
+        partitionRemap[op] = this.partitionKeys.length;
+        this.partitionIndex.set(oldPartitionKeys[op]!, this.partitionKeys.length);
+        this.partitionKeys.push(oldPartitionKeys[op]!);
+      }
+      this.partitionOfRef[ref] = partitionRemap[op]!;
+      const n = old.idsCount[o]!;
+      this.idsStart[ref] = this.idUsed;
+      this.idsCount[ref] = n;
+      for (let i = 0; i < n; i++) {
+        const id = old.idArena[old.idsStart[o]! + i]!;
+        let nid = remap[id]!;
+        if (nid < 0) {
+          nid = this.intern(old.strings[id]!);
+          remap[id] = nid;
+        }
+        this.idArena[this.idUsed++] = nid;
+      }
+      ref++;
+    }
+    this.size = survivors;
+    this.live = survivors;
+    let slots = 2048;
+    while (slots < survivors * 2) slots *= 2;
+    this.rehash(slots);
+  }
+}
