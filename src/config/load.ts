@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
 import { type Config, configSchema } from './schema.js';
 
 export class ConfigError extends Error {
@@ -27,6 +28,18 @@ const ENV_PREFIX = 'TRAINWATCH_';
  * that names every bad key, where its value came from, and what is wrong with it.
  */
 export function loadConfig(sources: ConfigSources = {}): Config {
+  return loadConfigWith(configSchema, sources);
+}
+
+/**
+ * The same loading and error reporting for another program's schema (the agent's): defaults ← file ←
+ * `<envPrefix><KEY>` environment ← flags.
+ */
+export function loadConfigWith<S extends z.ZodObject>(
+  schema: S,
+  sources: ConfigSources = {},
+  envPrefix = ENV_PREFIX,
+): z.output<S> {
   const origin = new Map<string, string>();
   let tree: Tree = {};
 
@@ -52,10 +65,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
 
   if (sources.env) {
-    const topKeys = new Set(Object.keys(configSchema.shape));
+    const topKeys = new Set(Object.keys(schema.shape));
     for (const [name, raw] of Object.entries(sources.env)) {
-      if (!name.startsWith(ENV_PREFIX) || raw === undefined) continue;
-      const keyPath = name.slice(ENV_PREFIX.length).toLowerCase().split('__');
+      if (!name.startsWith(envPrefix) || raw === undefined) continue;
+      const keyPath = name.slice(envPrefix.length).toLowerCase().split('__');
       // Other TRAINWATCH_* variables (TRAINWATCH_JOB_ID for the SDK, ...) are not server configuration.
       if (!topKeys.has(keyPath[0]!)) continue;
       let value: unknown = raw;
@@ -70,7 +83,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 
   if (sources.flags) tree = mergeInto(tree, sources.flags as Tree, 'command-line flag', origin, []);
 
-  const result = configSchema.safeParse(tree);
+  const result = schema.safeParse(tree);
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => {
     const key = issue.path.join('.') || '(top level)';

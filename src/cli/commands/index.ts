@@ -3,6 +3,7 @@
  * added to this list.
  */
 import type { Command } from 'commander';
+import { registerAgent } from './agent.js';
 import { registerDemo } from './demo.js';
 import { registerSimulate } from './simulate.js';
 import { registerStart } from './start.js';
@@ -14,5 +15,6 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerDemo,
   registerSimulate,
   registerToken,
+  registerAgent,
   registerVersion,
 ];
