@@ -1,0 +1,742 @@
+"""A run: one process's view of a training job, and the background thread that ships its metrics.
+
+Invariants that keep the SDK from ever hurting training:
+
+* ``Run.log`` does constant work (a clock read, a shallow dict copy and a deque append) and never blocks: the
+  queue is bounded, and a record that does not fit is dropped and counted. It never raises.
+* Everything else (name sanitising, reading tensor values, step timing, encoding, compression, HTTP, disk)
+  happens on the background thread. Values are read there too, so logging a device tensor does not force a
+  device synchronisation in the training loop (don't modify a logged tensor in place afterwards).
+* Frames are delivered in order. A frame that cannot be delivered goes to the spool on disk and is retried
+  byte for byte (same idempotency key) with exponential backoff and full jitter; while the spool holds
+  frames, new frames queue behind them. The spool is bounded; what it must drop is counted.
+* ``finish`` (also on exit, on an uncaught exception and on SIGTERM) flushes within ``flush_timeout`` and
+  leaves whatever could not be sent in the spool, where the next run on the node or ``trainwatch sync``
+  picks it up.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
+
+from . import env as envmod
+from . import names
+from .protocol import Series, encode_frame, json_safe
+from .transport import FrameStore, HttpSender, orphaned_spools
+
+log = logging.getLogger("trainwatch")
+
+DEFAULT_AGENT_URL = "http://127.0.0.1:9471"
+MAX_SAMPLES_PER_FRAME = 20_000
+
+_time = time.time
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _default_spool_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "trainwatch", "spool")
+
+
+def _to_float(v: Any) -> Optional[float]:
+    """A logged value as a float; None for what is not a number (strings, lists, multi-element tensors)."""
+    t = type(v)
+    if t is float or t is int or t is bool:
+        return float(v)
+    try:
+        return float(v)  # numpy scalars, 0-d arrays and one-element tensors (read here, off the training thread)
+    except Exception:
+        return None
+
+
+class Run:
+    """A training process reporting to trainwatch. Create it with :func:`trainwatch.init`."""
+
+    def __init__(
+        self,
+        job_id: Optional[str] = None,
+        name: Optional[str] = None,
+        project: Optional[str] = None,
+        config: Optional[Mapping[str, Any]] = None,
+        tags: Optional[List[str]] = None,
+        server: Optional[str] = None,
+        token: Optional[str] = None,
+        *,
+        mode: Optional[str] = None,
+        framework: Optional[str] = None,
+        rank: Optional[int] = None,
+        local_rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        tokens_per_step: Optional[int] = None,
+        agent_url: Optional[str] = None,
+        spool_dir: Optional[str] = None,
+        offline_dir: Optional[str] = None,
+        max_spool_bytes: int = 512 << 20,
+        max_queue: int = 100_000,
+        flush_interval: Optional[float] = None,
+        heartbeat_interval: Optional[float] = None,
+        flush_timeout: Optional[float] = None,
+        request_timeout: float = 10.0,
+        gpu: Optional[str] = None,
+        gpu_interval: float = 5.0,
+        throughput_interval: float = 1.0,
+        handle_signals: bool = True,
+        labels: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        e = os.environ
+        self.mode = (mode or e.get("TRAINWATCH_MODE") or "online").lower()
+        if self.mode not in ("online", "offline", "disabled"):
+            raise ValueError(f"mode {self.mode!r} must be online, offline or disabled (TRAINWATCH_MODE)")
+        place = envmod.placement_from_env()
+        self.rank = place.rank if rank is None else int(rank)
+        self.local_rank = place.local_rank if local_rank is None else int(local_rank)
+        self.world_size = place.world_size if world_size is None else int(world_size)
+
+        jid = envmod.sanitize_job_id(job_id) if job_id else envmod.job_id_from_env()
+        if not jid:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            script = os.path.splitext(os.path.basename(sys.argv[0] or "python"))[0] or "python"
+            jid = envmod.sanitize_job_id(f"{name or script}-{stamp}-{secrets.token_hex(3)}")
+            if self.world_size > 1:
+                log.warning(
+                    "trainwatch: no job id in the environment (TRAINWATCH_JOB_ID, TORCHELASTIC_RUN_ID, SLURM_JOB_ID); "
+                    "rank %d uses %s and other ranks will choose their own: set TRAINWATCH_JOB_ID",
+                    self.rank,
+                    jid,
+                )
+        # Children this process launches (Lightning's DDP launcher, multiprocessing spawn) join the same job.
+        os.environ["TRAINWATCH_JOB_ID"] = jid
+        self.job_id = jid
+        self.name = name or e.get("TRAINWATCH_NAME")
+        self.project = project or e.get("TRAINWATCH_PROJECT")
+        env_tags = [t.strip() for t in e.get("TRAINWATCH_TAGS", "").split(",") if t.strip()]
+        self.tags = list(tags or []) + env_tags
+        self.config: Dict[str, Any] = dict(config or {})
+        self.framework = framework
+        self.node_id = envmod.node_id()
+        self.batch_size = batch_size
+        self.tokens_per_step = tokens_per_step
+        # Step time and throughput are averaged over windows of at least this many seconds (bounded series rate).
+        self.throughput_interval = throughput_interval
+
+        self.server = server or e.get("TRAINWATCH_SERVER")
+        self.agent_url = agent_url or e.get("TRAINWATCH_AGENT_URL") or DEFAULT_AGENT_URL
+        self.destination = self.server or self.agent_url
+        self.flush_interval = flush_interval if flush_interval is not None else _env_float("TRAINWATCH_FLUSH_INTERVAL", 1.0)
+        self.heartbeat_interval = (
+            heartbeat_interval if heartbeat_interval is not None else _env_float("TRAINWATCH_HEARTBEAT_INTERVAL", 5.0)
+        )
+        self.flush_timeout = flush_timeout if flush_timeout is not None else _env_float("TRAINWATCH_FLUSH_TIMEOUT", 10.0)
+        self.source_id = f"sdk-{socket.gethostname().split('.')[0][:60]}-{os.getpid()}-{secrets.token_hex(4)}"
+
+        # Labels of every series this process writes; GPU series use the node's labels instead of the rank.
+        self._labels: Dict[str, str] = {"job_id": self.job_id, "rank": str(self.rank), "node_id": self.node_id}
+        self._node_labels: Dict[str, str] = {"job_id": self.job_id, "node_id": self.node_id}
+        for k, v in (labels or {}).items():
+            if names.is_valid_label_name(k) and k not in ("job_id", "rank"):
+                self._labels[k] = str(v)
+
+        self._queue: Deque[tuple] = deque()
+        self._max_queue = max_queue
+        self._closed = self.mode == "disabled"
+        self._finished = False
+        self._pid = os.getpid()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._lock = threading.Lock()  # guards finish()
+
+        # Counters: the training thread writes only the first two; the worker owns the rest.
+        self.dropped_queue_full = 0
+        self.log_errors = 0
+        self.stats: Dict[str, int] = {
+            "records": 0,
+            "samples": 0,
+            "invalid_values": 0,
+            "frames": 0,
+            "frames_sent": 0,
+            "frames_duplicate": 0,
+            "frames_spooled": 0,
+            "frames_rejected": 0,
+            "send_failures": 0,
+            "frames_adopted": 0,
+        }
+        self.last_error = ""
+
+        # Worker state (background thread only).
+        self._sequence = 0
+        self._pending: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], Tuple[Dict[str, str], List[int], List[float]]] = {}
+        self._pending_samples = 0
+        self._last_ts: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], int] = {}
+        self._pending_events: List[Dict[str, Any]] = []
+        self._name_cache: Dict[str, str] = {}
+        self._metric_keys_sent: Dict[str, str] = {}
+        self._new_metric_keys: Dict[str, str] = {}
+        self._step: Optional[int] = None
+        self._explicit_steps = False
+        self._last_step_time: Optional[float] = None
+        self._window_t: Optional[float] = None
+        self._window_step: Optional[int] = None
+        self._window_samples = 0.0
+        self._window_tokens = 0.0
+        self._window_counts_given = False
+        self._last_step_emit = 0.0
+        self._next_heartbeat = 0.0
+        self._backoff_attempts = 0
+        self._next_try = 0.0
+        self._retry_floor = 0.0
+
+        self._sender: Optional[HttpSender] = None
+        self._store: Optional[FrameStore] = None
+        self._adopted: List[FrameStore] = []
+        if self.mode == "online":
+            self._sender = HttpSender(self.destination, token=(token or e.get("TRAINWATCH_TOKEN")) if self.server else None,
+                                      timeout=request_timeout)
+            self._spool_root = spool_dir or e.get("TRAINWATCH_SPOOL_DIR") or _default_spool_dir()
+            self._store = FrameStore(self._spool_root, self.source_id, max_spool_bytes)
+        elif self.mode == "offline":
+            root = offline_dir or e.get("TRAINWATCH_DIR") or os.path.join(os.getcwd(), "trainwatch-offline")
+            self.offline_dir = os.path.join(root, envmod.sanitize_job_id(self.job_id).replace("/", "_"))
+            self._store = FrameStore(self.offline_dir, self.source_id, max_spool_bytes, fsync=True)
+            self._spool_root = None
+        if self._store is not None and self._store.last_error:
+            log.warning("trainwatch: %s; keeping undelivered frames in memory", self._store.last_error)
+
+        self._gpu_mode = (gpu or e.get("TRAINWATCH_GPU") or "auto").lower()
+        self._gpu_interval = gpu_interval
+        self._gpu_thread: Optional[threading.Thread] = None
+        self._prev_sigterm: Any = None
+        self._thread: Optional[threading.Thread] = None
+        if self.mode == "disabled":
+            return
+
+        self._start_event()
+        self._next_heartbeat = _time() + self.heartbeat_interval
+        self._thread = threading.Thread(target=self._worker, name="trainwatch-sender", daemon=True)
+        self._thread.start()
+        if self._gpu_mode != "off" and self.local_rank == 0:
+            from .gpu import start_gpu_sampler
+
+            self._gpu_thread = start_gpu_sampler(self, self._gpu_mode, self._gpu_interval)
+        if handle_signals:
+            self._install_handlers()
+
+    # ---------------------------------------------------------------------------------------------------
+    # The training thread's API
+
+    def log(self, metrics: Mapping[str, Any], step: Optional[int] = None, *, samples: Optional[float] = None,
+            tokens: Optional[float] = None) -> None:
+        """Queues metrics for the background thread. Constant time, never blocks, never raises.
+
+        ``step``: the training step; when omitted, the step of the previous call is reused if steps were
+        ever given, else the step advances by one per call. ``samples``/``tokens``: how many this rank
+        processed since its previous call (for throughput; otherwise ``batch_size``/``tokens_per_step``
+        times the steps advanced are used).
+        """
+        try:
+            q = self._queue
+            if self._closed:
+                return
+            if len(q) >= self._max_queue:
+                self.dropped_queue_full += 1
+                return
+            q.append((_time(), step, metrics.copy() if type(metrics) is dict else dict(metrics), samples, tokens))
+        except Exception:
+            self.log_errors += 1
+
+    def update(self, config: Optional[Mapping[str, Any]] = None, **fields: Any) -> None:
+        """Merges job metadata (``config`` key by key; ``name``, ``project``, ``tags``, ...). Rank 0 only."""
+        if self.rank != 0 or self._closed:
+            return
+        ev: Dict[str, Any] = {"kind": "update", "jobId": self.job_id, "timeMs": int(_time() * 1000)}
+        if config:
+            self.config.update(config)
+            ev["config"] = json_safe(dict(config))
+        for k, v in fields.items():
+            if v is not None:
+                ev[k] = json_safe(v)
+        self._queue.append(("event", ev))
+
+    def set_throughput(self, batch_size: Optional[int] = None, tokens_per_step: Optional[int] = None) -> None:
+        """Samples and tokens per step of this rank, for ``train_samples_per_second``/``train_tokens_per_second``."""
+        if batch_size is not None:
+            self.batch_size = batch_size
+        if tokens_per_step is not None:
+            self.tokens_per_step = tokens_per_step
+
+    def add_samples(self, samples: List[Tuple[str, Mapping[str, str], int, float]]) -> None:
+        """Queues ready-made samples ``(metric name, labels, timestamp ms, value)`` (GPU sampler, integrations)."""
+        if not self._closed and len(self._queue) < self._max_queue:
+            self._queue.append(("samples", samples))
+
+    def finish(self, status: str = "completed", timeout: Optional[float] = None) -> None:
+        """Marks the job ``completed`` or ``failed`` and flushes; waits at most ``flush_timeout`` seconds."""
+        with self._lock:
+            if self._finished or os.getpid() != self._pid:
+                return
+            self._finished = True
+        if self.mode == "disabled":
+            self._closed = True
+            _forget(self)
+            return
+        status = status if status in ("completed", "failed") else "completed"
+        # Rank 0 speaks for the job; any rank may report a failure (the job as a whole has failed then).
+        if self.rank == 0 or status == "failed":
+            self._queue.append(("event", {"kind": "finish", "jobId": self.job_id, "timeMs": int(_time() * 1000),
+                                          "status": status}))
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        wait = self.flush_timeout if timeout is None else timeout
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(wait + 2.0)
+        self._restore_handlers()
+        _forget(self)
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.finish("failed" if exc_type is not None and not issubclass(exc_type, KeyboardInterrupt) else "completed")
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def counters(self) -> Dict[str, int]:
+        """What the SDK did and dropped (for tests and for a user who wants to know)."""
+        out = dict(self.stats)
+        out["dropped_queue_full"] = self.dropped_queue_full
+        out["log_errors"] = self.log_errors
+        out["queued"] = len(self._queue)
+        if self._store is not None:
+            out["spool_frames"] = len(self._store) + sum(len(s) for s in self._adopted)
+            out["spool_dropped_frames"] = self._store.dropped_frames
+        return out
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Waits until everything logged so far was delivered (tests, notebooks). True if it was."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._wake.set()
+            spool = self._store is not None and self.mode == "online" and (len(self._store) > 0 or any(self._adopted))
+            if not self._queue and not self._pending and not self._pending_events and not spool and not self._busy:
+                return True
+            time.sleep(0.02)
+        return False
+
+    _busy = False
+
+    # ---------------------------------------------------------------------------------------------------
+    # Job events
+
+    def _start_event(self) -> None:
+        ev: Dict[str, Any] = {"kind": "start", "jobId": self.job_id, "timeMs": int(_time() * 1000)}
+        if self.rank == 0:
+            try:
+                owner = getpass.getuser()
+            except Exception:
+                owner = ""
+            meta = {
+                "name": self.name,
+                "project": self.project,
+                "owner": os.environ.get("TRAINWATCH_OWNER") or owner,
+                "framework": self.framework,
+                "worldSize": self.world_size,
+                "config": json_safe(self.config) if self.config else None,
+                "tags": self.tags or None,
+            }
+            ev.update({k: v for k, v in meta.items() if v not in (None, "")})
+        self._queue.append(("event", ev))
+
+    # ---------------------------------------------------------------------------------------------------
+    # The background thread
+
+    def _worker(self) -> None:
+        try:
+            if self._store is not None and self.mode == "online" and self._spool_root:
+                for d in orphaned_spools(self._spool_root, self._store.dir):
+                    adopted = FrameStore.adopt(d, self._store.max_bytes)
+                    if adopted is not None and len(adopted):
+                        self.stats["frames_adopted"] += len(adopted)
+                        self._adopted.append(adopted)
+            while not self._stop.is_set():
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
+                self._busy = True
+                try:
+                    self._cycle(final_deadline=None)
+                finally:
+                    self._busy = False
+            self._cycle(final_deadline=time.monotonic() + self.flush_timeout)
+        except Exception as e:  # a bug here must not take the training process down
+            self.last_error = f"{type(e).__name__}: {e}"
+            log.warning("trainwatch: background thread stopped: %s", self.last_error, exc_info=True)
+        finally:
+            self._shutdown_transport()
+            self._done.set()
+
+    def _cycle(self, final_deadline: Optional[float]) -> None:
+        now = _time()
+        self._drain_queue()
+        if now >= self._next_heartbeat:
+            self._heartbeat(now)
+            self._next_heartbeat = now + self.heartbeat_interval
+        self._announce_metric_keys(now)
+        self._cut_frame(final_deadline)
+        if self.mode == "online":
+            self._deliver(final_deadline)
+
+    def _drain_queue(self) -> None:
+        q = self._queue
+        while q:
+            rec = q.popleft()
+            if len(rec) == 5:
+                self._record(*rec)
+            elif rec[0] == "event":
+                # Events travel in order with the samples logged before them.
+                if rec[1]["kind"] == "finish":
+                    self._announce_metric_keys(rec[1]["timeMs"] / 1000)
+                self._pending_events.append(rec[1])
+            elif rec[0] == "samples":
+                for name, labels, ts, value in rec[1]:
+                    self._add(name, labels, ts, value)
+            if self._pending_samples >= MAX_SAMPLES_PER_FRAME:
+                self._cut_frame(None)
+
+    def _record(self, t: float, step: Optional[int], metrics: Dict[str, Any], samples: Any, tokens: Any) -> None:
+        self.stats["records"] += 1
+        ts = int(t * 1000)
+        if step is not None:
+            try:
+                cur = int(step)
+                self._explicit_steps = True
+            except Exception:
+                cur = self._step if self._step is not None else 0
+        elif self._explicit_steps and self._step is not None:
+            cur = self._step
+        else:
+            cur = 0 if self._step is None else self._step + 1
+        if samples is not None:
+            self._window_samples += float(samples)
+            self._window_counts_given = True
+        if tokens is not None:
+            self._window_tokens += float(tokens)
+            self._window_counts_given = True
+
+        emitted = False
+        for key, value in self._flatten(metrics):
+            v = _to_float(value)
+            if v is None:
+                self.stats["invalid_values"] += 1
+                continue
+            name = self._name_cache.get(key)
+            if name is None:
+                name = names.metric_name(key)
+                self._name_cache[key] = name
+                if name not in self._metric_keys_sent:
+                    self._new_metric_keys[name] = key
+            self._add(name, self._labels, ts, v)
+            emitted = True
+
+        prev = self._step
+        self._step = cur
+        if prev is None or cur < prev:  # first step, or a restart from a checkpoint: start a new window
+            self._window_t, self._window_step = t, cur
+            self._window_samples = self._window_tokens = 0.0
+            self._last_step_time = t
+        elif cur > prev:
+            self._last_step_time = t
+            dt = t - (self._window_t or t)
+            dsteps = cur - (self._window_step or 0)
+            if dt >= self.throughput_interval and dsteps > 0:
+                self._add(names.STEP_DURATION, self._labels, ts, dt / dsteps)
+                n_samples = self._window_samples if self._window_samples else (
+                    self.batch_size * dsteps if self.batch_size else 0)
+                n_tokens = self._window_tokens if self._window_tokens else (
+                    self.tokens_per_step * dsteps if self.tokens_per_step else 0)
+                if n_samples:
+                    self._add(names.SAMPLES_PER_SECOND, self._labels, ts, n_samples / dt)
+                if n_tokens:
+                    self._add(names.TOKENS_PER_SECOND, self._labels, ts, n_tokens / dt)
+                self._window_t, self._window_step = t, cur
+                self._window_samples = self._window_tokens = 0.0
+                emitted = True
+        if emitted or t - self._last_step_emit >= 1.0:
+            self._add(names.TRAIN_STEP, self._labels, ts, float(cur))
+            self._last_step_emit = t
+
+    def _announce_metric_keys(self, now: float) -> None:
+        if self._new_metric_keys:
+            if self.rank == 0:  # job metadata comes from rank 0
+                self._pending_events.append({"kind": "update", "jobId": self.job_id, "timeMs": int(now * 1000),
+                                             "metricKeys": dict(self._new_metric_keys)})
+            self._metric_keys_sent.update(self._new_metric_keys)
+            self._new_metric_keys.clear()
+
+    def _flatten(self, metrics: Mapping[str, Any], prefix: str = ""):
+        for k, v in metrics.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, Mapping):
+                yield from self._flatten(v, key + "/")
+            else:
+                yield key, v
+
+    def _heartbeat(self, now: float) -> None:
+        """Proof of life from this thread: keeps coming while the training loop is stuck (an NCCL hang)."""
+        ts = int(now * 1000)
+        self._add(names.HEARTBEAT, self._labels, ts, now)
+        if self._step is not None:
+            if now - self._last_step_emit >= self.heartbeat_interval:  # no progress since the last beat: say it again
+                self._add(names.TRAIN_STEP, self._labels, ts, float(self._step))
+                self._last_step_emit = now
+            if self._last_step_time is not None:
+                self._add(names.LAST_STEP_TIME, self._labels, ts, self._last_step_time)
+        dropped = {
+            "queue_full": self.dropped_queue_full,
+            "spool_full": self._store.dropped_frames if self._store is not None else 0,
+            "rejected": self.stats["frames_rejected"],
+            "invalid_value": self.stats["invalid_values"],
+        }
+        for reason, n in dropped.items():
+            if n:
+                self._add("trainwatch_sdk_dropped_total", {**self._labels, "reason": reason}, ts, float(n))
+
+    def _add(self, name: str, labels: Mapping[str, str], ts: int, value: float) -> None:
+        key = (name, tuple(labels.items()))
+        # Storage keeps one sample per series and millisecond. Calls faster than that (a tight loop logging
+        # every step) would overwrite each other, so a series' timestamps are kept strictly increasing.
+        last = self._last_ts.get(key)
+        if last is not None and ts <= last:
+            ts = last + 1
+        self._last_ts[key] = ts
+        entry = self._pending.get(key)
+        if entry is None:
+            entry = ({"__name__": name, **labels}, [], [])
+            self._pending[key] = entry
+        entry[1].append(ts)
+        entry[2].append(value)
+        self._pending_samples += 1
+        self.stats["samples"] += 1
+
+    def _cut_frame(self, final_deadline: Optional[float]) -> None:
+        if not self._pending and not self._pending_events:
+            return
+        series = [Series(labels, tss, vals) for labels, tss, vals in self._pending.values()]
+        events = self._pending_events
+        self._pending = {}
+        self._pending_samples = 0
+        self._pending_events = []
+        try:
+            frame = encode_frame(self.source_id, self._sequence, series, events, "zlib")
+        except Exception as e:
+            self.last_error = f"cannot encode a frame: {e}"
+            log.warning("trainwatch: %s (dropped)", self.last_error)
+            return
+        seq = self._sequence
+        self._sequence += 1
+        self.stats["frames"] += 1
+        assert self._store is not None
+        if self.mode == "offline":
+            self._store.put(seq, frame)
+            return
+        idle = len(self._store) == 0 and not any(len(s) for s in self._adopted)
+        if idle and (final_deadline is not None or time.monotonic() >= self._next_try):
+            if self._send(frame, final_deadline):
+                return
+        self._store.put(seq, frame)
+        self.stats["frames_spooled"] += 1
+
+    def _send(self, frame: bytes, deadline: Optional[float]) -> bool:
+        """One attempt. True when the frame is settled (stored or refused for good); False to retry later."""
+        assert self._sender is not None
+        timeout = None if deadline is None else max(0.05, deadline - time.monotonic())
+        out = self._sender.send(frame, timeout)
+        if out.ok:
+            self.stats["frames_sent"] += 1
+            if out.duplicate:
+                self.stats["frames_duplicate"] += 1
+            self._backoff_attempts = 0
+            self._next_try = 0.0
+            return True
+        self.last_error = f"{self._sender.url}: {out.status or 'no answer'} {out.error}".strip()
+        credentials = out.status in (401, 403)
+        if not out.retryable and not credentials:
+            # 400/413/415: the frame itself is wrong; retrying cannot help.
+            self.stats["frames_rejected"] += 1
+            log.warning("trainwatch: batch refused, dropped: %s", self.last_error)
+            return True
+        self.stats["send_failures"] += 1
+        self._backoff_attempts += 1
+        # Full jitter: uniform in [0, min(cap, base * 2^attempts)], never shorter than Retry-After.
+        delay = random.uniform(0, min(30.0, 0.5 * 2 ** min(self._backoff_attempts, 16)))
+        if out.retry_after is not None:
+            delay = max(delay, out.retry_after)
+        if credentials:
+            # Missing or wrong token: keep the frames (spool) and ask rarely; once the token is fixed,
+            # `python -m trainwatch sync` or the next run delivers them.
+            delay = 60.0
+            if self._backoff_attempts == 1:
+                log.warning("trainwatch: %s refused the credentials (%s); set token= or TRAINWATCH_TOKEN. Frames are "
+                            "kept in the spool.", self._sender.url, out.error)
+        self._next_try = time.monotonic() + delay
+        if self._backoff_attempts in (1, 5, 20):
+            log.warning("trainwatch: cannot deliver to %s (%s); spooling and retrying", self._sender.url,
+                        out.error or out.status)
+        return False
+
+    def _deliver(self, final_deadline: Optional[float]) -> None:
+        """Sends spooled frames oldest first while the destination takes them.
+
+        In the final flush (``final_deadline`` set) backoff is ignored but the first failure ends it: when the
+        destination is down, exiting at once and leaving the frames in the spool beats holding the process.
+        """
+        stores = [*self._adopted, self._store]
+        for store in stores:
+            if store is None:
+                continue
+            while len(store):
+                if final_deadline is None:
+                    if time.monotonic() < self._next_try or self._stop.is_set():
+                        return
+                elif final_deadline - time.monotonic() <= 0.05:
+                    return
+                frame = store.oldest()
+                if frame is None:
+                    break
+                if self._send(frame, final_deadline):
+                    store.remove_oldest()
+                else:
+                    return
+        for s in [s for s in self._adopted if not len(s)]:
+            s.close()
+            self._adopted.remove(s)
+
+    def _shutdown_transport(self) -> None:
+        if self._sender is not None:
+            self._sender.close()
+        if self._store is not None:
+            left = len(self._store)
+            if left and self.mode == "online":
+                log.warning("trainwatch: %d batch(es) not delivered to %s are kept in %s (retried by the next run "
+                            "on this node, or upload them with `python -m trainwatch sync %s`)", left,
+                            self.destination, self._store.dir or "memory", self._store.dir or "")
+            self._store.close(remove_if_empty=self.mode == "online")
+        for s in self._adopted:
+            s.close(remove_if_empty=False)
+
+    # ---------------------------------------------------------------------------------------------------
+    # Exit paths: normal exit, uncaught exception, SIGTERM
+
+    def _install_handlers(self) -> None:
+        _install_process_hooks()
+        if threading.current_thread() is threading.main_thread():
+            try:
+                prev = signal.getsignal(signal.SIGTERM)
+                if prev is not _on_sigterm:
+                    self._prev_sigterm = prev
+                    signal.signal(signal.SIGTERM, _on_sigterm)
+            except (ValueError, OSError):
+                pass
+
+    def _restore_handlers(self) -> None:
+        if self._prev_sigterm is not None and threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                    signal.signal(signal.SIGTERM, self._prev_sigterm)
+            except (ValueError, OSError):
+                pass
+            self._prev_sigterm = None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Process-wide state: the current run, exit hooks
+
+_current: Optional[Run] = None
+_uncaught_exception = False
+_hooks_installed = False
+_prev_excepthook: Optional[Callable[..., Any]] = None
+
+
+def current() -> Optional[Run]:
+    return _current
+
+
+def _set_current(run: Optional[Run]) -> None:
+    global _current
+    _current = run
+
+
+def _forget(run: Run) -> None:
+    global _current
+    if _current is run:
+        _current = None
+
+
+def _excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+    global _uncaught_exception
+    if not issubclass(exc_type, KeyboardInterrupt):
+        _uncaught_exception = True
+    hook = _prev_excepthook or sys.__excepthook__
+    hook(exc_type, exc, tb)
+
+
+def _at_exit() -> None:
+    run = _current
+    if run is not None:
+        run.finish("failed" if _uncaught_exception else "completed")
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    run = _current
+    prev = run._prev_sigterm if run is not None else None
+    if run is not None:
+        run.finish("failed")
+    if callable(prev):
+        prev(signum, frame)
+        return
+    # Re-deliver with the default action so the process ends the way its launcher expects.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL if prev in (None, signal.SIG_DFL) else prev)
+    if prev != signal.SIG_IGN:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (a DataLoader worker) has the run's state but not its thread: make it a no-op there.
+    run = _current
+    if run is not None:
+        run._closed = True
+        run._finished = True
+
+
+def _install_process_hooks() -> None:
+    global _hooks_installed, _prev_excepthook
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    _prev_excepthook = sys.excepthook
+    sys.excepthook = _excepthook
+    atexit.register(_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
