@@ -4,7 +4,6 @@
  */
 import type { Authenticator } from '../auth/index.js';
 import { Errors, TrainwatchError, twError } from '../model/errors.js';
-import { formatSeries } from '../model/labels.js';
 import type { CollectorMetrics, IngestProtocol } from './metrics.js';
 import { ProtoReader } from './protobuf.js';
 import { PayloadWriter, RefBatch } from './ref-batch.js';
@@ -71,7 +70,7 @@ export class DecodePipeline {
         state,
         tenant,
         this.batch.sampleCount,
-        formatSeries(registry.labelsOf(this.batch.refs[0]!)).slice(0, 300),
+        registry.shown(registry.labelsOf(this.batch.refs[0]!)),
         nowMs,
       );
     }

@@ -10,7 +10,6 @@
  * and remote-write 2.0 answers say how many samples, histograms and exemplars were written.
  */
 import { Errors, twError } from '../model/errors.js';
-import { formatSeries } from '../model/labels.js';
 import { ProtoError, type ProtoReader, WireType } from './protobuf.js';
 import type { RefBatch } from './ref-batch.js';
 import type { SeriesKeyBuilder } from './series-key.js';
@@ -45,7 +44,7 @@ export function checkTimestamp(ctx: DecodeContext, ref: number, t: number): void
   if (t >= 0 && t <= ctx.nowMs + MAX_FUTURE_MS) return;
   throw twError(
     Errors.invalidSeries,
-    `series ${formatSeries(ctx.registry.labelsOf(ref)).slice(0, 300)}: timestamp ${t} ` +
+    `series ${ctx.registry.shown(ctx.registry.labelsOf(ref))}: timestamp ${t} ` +
       `(${Number.isFinite(t) && Math.abs(t) < 8.64e15 ? new Date(t).toISOString() : 'out of range'}) is ` +
       `${t < 0 ? 'negative' : 'more than 10 minutes in the future'}; timestamps are milliseconds since the Unix epoch`,
   );

@@ -225,19 +225,25 @@ export class SeriesRegistry {
   private checkLimit(refOrLabels: number | LabelSet): void {
     if (this.live < this.limits.maxActiveSeries) return;
     const labels = typeof refOrLabels === 'number' ? this.labelsOf(refOrLabels) : refOrLabels;
+    const shown = this.shown(labels);
     throw twError(
       Errors.limitExceeded,
       `limit limits.max_active_series exceeded: tenant ${this.tenant} already has ${this.live} active series ` +
         `(a sample within the last ${Math.round(this.limits.activeSeriesTtlMs / 1000)} s), the limit is ` +
-        `${this.limits.maxActiveSeries}; first new series refused: ${formatSeries(labels).slice(0, 300)}`,
+        `${this.limits.maxActiveSeries}; first new series refused: ${shown}`,
     );
+  }
+
+  /** A series as its sender wrote it (without the tenant label we add), for error messages. */
+  shown(labels: LabelSet): string {
+    const { [WellKnownLabel.tenant]: _tenant, ...rest } = labels;
+    return formatSeries(rest).slice(0, 300);
   }
 
   private create(kb: SeriesKeyBuilder, slot: number, nowMs: number): number {
     const labels = this.decodeKey(kb);
     const problem = seriesProblem(labels, this.limits.series);
-    if (problem)
-      throw twError(Errors.invalidSeries, `series ${formatSeries(labels).slice(0, 300)}: ${problem}`);
+    if (problem) throw twError(Errors.invalidSeries, `series ${this.shown(labels)}: ${problem}`);
     this.checkLimit(labels);
 
     const ref = this.size++;
