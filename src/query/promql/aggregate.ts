@@ -108,7 +108,11 @@ export function evalAggregate(ev: Evaluator, e: AggregateExpr): EvalValue {
         if (count === 1) {
           value = f;
           mean = f;
-          if (e.op === 'stddev' || e.op === 'stdvar') value = 0;
+          if (e.op === 'stddev' || e.op === 'stdvar') {
+            // Welford from zero, so a lone NaN or ±Inf gives NaN as in Prometheus.
+            mean = f;
+            value = f * (f - mean);
+          }
           if (e.op === 'quantile') {
             if (scratch.length < members.length) scratch = new Float64Array(members.length * 2);
             scratch[n++] = f;

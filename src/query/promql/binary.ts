@@ -64,6 +64,11 @@ export function evalBinary(ev: Evaluator, e: BinaryExpr): EvalValue {
   const rv = ev.eval(e.rhs);
   const steps = ev.steps;
   const isCmp = COMPARISON_OPS.has(e.op);
+  if (e.op === '</' || e.op === '>/') {
+    throw new ExecutionError(
+      `the trim operator ${e.op} applies to native histograms, which trainwatch does not store`,
+    );
+  }
   if (lv.kind === 'scalar' && rv.kind === 'scalar') {
     const out = new Float64Array(steps);
     for (let i = 0; i < steps; i++) {
@@ -216,8 +221,9 @@ function vectorBinop(ev: Evaluator, e: BinaryExpr, lhsIn: StepSeries[], rhsIn: S
   // The "many" side is iterated (L), the "one" side is hashed (R); for group_right they swap.
   const L = oneToMany ? rhsIn : lhsIn;
   const R = oneToMany ? lhsIn : rhsIn;
-  const fillL = oneToMany ? m.fillRight : m.fillLeft;
-  const fillR = oneToMany ? m.fillLeft : m.fillRight;
+  // Fill modifiers name the sides after that swap (as Prometheus's tests define them).
+  const fillL = m.fillLeft;
+  const fillR = m.fillRight;
   const ids = new Map<string, number>();
   const lSig = signatures(L, m, ids);
   const rSig = signatures(R, m, ids);

@@ -454,7 +454,7 @@ export class Evaluator {
     annotate: WindowCtx['annotate'],
   ): StepSeries[] {
     const m = unwrapParens(arg);
-    const w: WindowCtx = { rangeStart: 0, rangeEnd: 0, rangeMs: 0, p0: 0, p1: 0, annotate };
+    const w: WindowCtx = { rangeStart: 0, rangeEnd: 0, rangeMs: 0, evalT: 0, p0: 0, p1: 0, annotate };
     const out: StepSeries[] = [];
     const steps = this.steps;
     const outLabels = (labels: LabelSet, dropName: boolean): { labels: LabelSet; dropName: boolean } => {
@@ -504,6 +504,7 @@ export class Evaluator {
           if (n > 0) this.hold(n);
           w.rangeStart = lo;
           w.rangeEnd = t;
+          w.evalT = this.stepTime(i);
           if (setParams) setParams(w, i);
           const r = fn(buf.ts, buf.vs, buf.head, buf.tail, w);
           if (n > 0) this.release(n);
@@ -536,6 +537,7 @@ export class Evaluator {
           while (hi < n && ps.ts[hi]! <= t) hi++;
           w.rangeStart = start;
           w.rangeEnd = t;
+          w.evalT = this.stepTime(i);
           if (setParams) setParams(w, i);
           const r = fn(ps.ts, ps.vs, lo, hi, w);
           if (r !== undefined) {

@@ -167,6 +167,22 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
     }
     case 'pi':
       return { kind: 'scalar', vals: new Float64Array(steps).fill(Math.PI) };
+    case 'step':
+      return { kind: 'scalar', vals: new Float64Array(steps).fill(ev.q.queryStep / 1000) };
+    case 'range':
+      return { kind: 'scalar', vals: new Float64Array(steps).fill((ev.q.queryEnd - ev.q.queryStart) / 1000) };
+    case 'start':
+      return { kind: 'scalar', vals: new Float64Array(steps).fill(ev.q.queryStart / 1000) };
+    case 'end':
+      return { kind: 'scalar', vals: new Float64Array(steps).fill(ev.q.queryEnd / 1000) };
+    case 'min_of':
+    case 'max_of': {
+      const a = ev.evalScalar(args[0]!);
+      const b = ev.evalScalar(args[1]!);
+      const vals = new Float64Array(steps);
+      for (let i = 0; i < steps; i++) vals[i] = name === 'min_of' ? goMin(a[i]!, b[i]!) : goMax(a[i]!, b[i]!);
+      return { kind: 'scalar', vals };
+    }
     case 'vector': {
       const vals = ev.evalScalar(args[0]!);
       const s = newStepSeries({}, steps);

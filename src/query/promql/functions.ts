@@ -94,6 +94,13 @@ const DEFS: FunctionDef[] = [
   fn('minute', [V], V, { variadic: 1 }),
   fn('month', [V], V, { variadic: 1 }),
   fn('pi', [], S),
+  // Query-shape functions of Prometheus 3's duration expressions, also usable as scalars.
+  fn('step', [], S, { experimental: true }),
+  fn('range', [], S, { experimental: true }),
+  fn('start', [], S, { experimental: true }),
+  fn('end', [], S, { experimental: true }),
+  fn('min_of', [S, S], S, { experimental: true }),
+  fn('max_of', [S, S], S, { experimental: true }),
   fn('predict_linear', [M, S], V),
   fn('present_over_time', [M], V),
   fn('quantile_over_time', [S, M], V),

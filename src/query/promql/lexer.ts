@@ -33,7 +33,9 @@ export type TokenKind =
   | '*'
   | '/'
   | '%'
-  | '^';
+  | '^'
+  | '</'
+  | '>/';
 
 export interface Token {
   readonly kind: TokenKind;
@@ -152,6 +154,9 @@ export function tokenize(input: string): Token[] {
       '!~': '!~',
       '<=': '<=',
       '>=': '>=',
+      // Native-histogram trim operators (Prometheus 3.x): `h </ 0.5` keeps buckets below 0.5.
+      '</': '</',
+      '>/': '>/',
     };
     if (two[rest]) {
       push(two[rest]!, start, i + 2);

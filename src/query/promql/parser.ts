@@ -70,6 +70,8 @@ const PRECEDENCE: Record<BinaryOp, number> = {
   '/': 5,
   '%': 5,
   atan2: 5,
+  '</': 5,
+  '>/': 5,
   '^': 6,
 };
 /** Unary minus binds like `*`: `-a ^ b` is `-(a ^ b)`, `-a * b` is `(-a) * b`. */
@@ -111,6 +113,8 @@ export function parseMetricSelector(query: string): LabelMatcher[] {
 class Parser {
   private readonly tokens: Token[];
   private i = 0;
+  /** Set while parsing info()'s second argument, whose selector may match the empty set of labels. */
+  private allowEmptySelector = false;
 
   constructor(
     private readonly query: string,
@@ -230,6 +234,8 @@ class Parser {
       case '<=':
       case '>':
       case '>=':
+      case '</':
+      case '>/':
         return t.kind;
       case 'IDENT': {
         const w = t.text.toLowerCase();
@@ -476,7 +482,12 @@ class Parser {
     const args: Expr[] = [];
     if (this.peek().kind !== ')') {
       while (true) {
-        args.push(this.parseBinary(0));
+        this.allowEmptySelector = def.name === 'info' && args.length === 1;
+        try {
+          args.push(this.parseBinary(0));
+        } finally {
+          this.allowEmptySelector = false;
+        }
         if (this.peek().kind === ',') {
           this.next();
           if (this.peek().kind === ')') break;
@@ -677,7 +688,7 @@ class Parser {
       }
       matchers.unshift(new LabelMatcher('=', METRIC_NAME_LABEL, name));
     }
-    if (!matchers.some((m) => !m.matches(''))) {
+    if (!this.allowEmptySelector && !matchers.some((m) => !m.matches(''))) {
       throw this.error('vector selector must contain at least one non-empty matcher', pos);
     }
     const vs: VectorSelector = {

@@ -12,6 +12,8 @@ export interface WindowCtx {
   rangeEnd: number;
   /** The range of the selector, ms. */
   rangeMs: number;
+  /** The evaluation time of the step (before offset and @), ms. */
+  evalT: number;
   /** Scalar arguments of the call at this step (e.g. quantile, predict_linear's seconds). */
   p0: number;
   p1: number;
@@ -246,7 +248,7 @@ export const WINDOW_FUNCTIONS: Readonly<Record<string, WindowFn>> = {
   },
   predict_linear: (ts, vs, lo, hi, w) => {
     if (hi - lo < 2) return undefined;
-    linearRegression(ts, vs, lo, hi, w.rangeEnd, lr);
+    linearRegression(ts, vs, lo, hi, w.evalT, lr);
     return lr[1]! + lr[0]! * w.p0;
   },
   resets: (_ts, vs, lo, hi) => {
@@ -346,6 +348,7 @@ export const WINDOW_FUNCTIONS: Readonly<Record<string, WindowFn>> = {
   mad_over_time: (_ts, vs, lo, hi) => {
     const n = hi - lo;
     if (n < 1) return undefined;
+    for (let i = lo; i < hi; i++) if (Number.isNaN(vs[i]!)) return Number.NaN;
     const buf = scratchOf(n);
     buf.set(vs.subarray(lo, hi));
     const median = quantileOf(0.5, buf, n);

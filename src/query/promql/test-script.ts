@@ -1,0 +1,656 @@
+/**
+ * A runner for Prometheus's PromQL test scripts (promql/promqltest: `load`, `clear`, `eval instant`,
+ * `eval range`, `expect ...`), so the upstream test files run against trainwatch's engine over any
+ * {@link Storage}. Data is loaded through the storage's `Appender` for one tenant and queried back through
+ * its `Querier`, so the same files test whichever storage engine is plugged in.
+ *
+ * Cases are classified before running. A case is skipped, never silently passed, when it needs what
+ * trainwatch does not store: native-histogram samples (the query selects series that hold them, or
+ * expects histogram values), per-sample start timestamps (`@st` series, `start_timestamp()`), or the one
+ * experimental function not implemented (`info()`). Every other case runs and must pass.
+ */
+import { readFileSync } from 'node:fs';
+import { SeriesBatchBuilder, STALE_NAN } from '../../model/batch.js';
+import { type LabelMatcher, type LabelSet, matchesAll } from '../../model/labels.js';
+import type { Storage } from '../../storage/storage.js';
+import { type Expr, walk } from './ast.js';
+import { PromqlEngine } from './engine.js';
+import { almostEqual, parseGoFloat } from './histogram.js';
+import { labelKey, labelsString } from './labels-util.js';
+import { parsePromDuration } from './lexer.js';
+import { parseExpr } from './parser.js';
+import { tenantQueryable } from './tenant.js';
+import type { QueryResult } from './value.js';
+
+const TENANT = 'promqltest';
+const EPSILON = 1e-6;
+
+export type SkipReason = 'native-histogram' | 'start-timestamps' | 'experimental-function';
+
+export interface CaseResult {
+  readonly line: number;
+  readonly query: string;
+  readonly status: 'passed' | 'failed' | 'skipped';
+  readonly skipReason?: SkipReason;
+  readonly message?: string;
+}
+
+export interface FileResult {
+  readonly file: string;
+  readonly passed: number;
+  readonly failed: number;
+  readonly skipped: number;
+  readonly skippedBy: Readonly<Record<SkipReason, number>>;
+  readonly cases: readonly CaseResult[];
+}
+
+export interface RunOptions {
+  /** Makes an empty storage; called at the start and after every `clear`. */
+  readonly createStorage: () => Storage | Promise<Storage>;
+  /** Engine settings; defaults to what Prometheus's test engine uses. */
+  readonly engine?: PromqlEngine;
+}
+
+/** Prometheus's test engine: delayed name removal and experimental functions on, 5 m lookback. */
+export function testEngine(): PromqlEngine {
+  return new PromqlEngine({ delayedNameRemoval: true, experimentalFunctions: true, timeoutMs: 60_000 });
+}
+
+// ---- series descriptions (`metric{a="b"} 1+2x3 _ stale {{...}}`) ----
+
+interface SeriesDesc {
+  readonly labels: LabelSet;
+  /** Values per position; `undefined` = omitted. */
+  readonly values: (number | undefined)[];
+  /** Positions holding native histograms (not stored; their presence classifies cases). */
+  readonly histogramAt: boolean[];
+  /** `@st`: the line gives start timestamps for the series. */
+  readonly startTimestamps: boolean;
+}
+
+function splitSeriesLine(line: string): { metric: string; rest: string } {
+  let depth = 0;
+  let inStr: string | undefined;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (inStr) {
+      if (c === '\\') i++;
+      else if (c === inStr) inStr = undefined;
+      continue;
+    }
+    if (c === '"' || c === "'" || c === '`') inStr = c;
+    else if (c === '{') depth++;
+    else if (c === '}') depth--;
+    else if ((c === ' ' || c === '\t') && depth === 0) {
+      return { metric: line.slice(0, i), rest: line.slice(i + 1).trim() };
+    }
+  }
+  return { metric: line, rest: '' };
+}
+
+function parseMetric(text: string): LabelSet {
+  const e = parseMetricLabels(text.trim());
+  return e;
+}
+
+/** `name{a="b", "c.d"="e"}` → labels (no matcher semantics: every pair is an exact label). */
+function parseMetricLabels(text: string): LabelSet {
+  const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*(\{.*\})?$/s.exec(text);
+  if (!m) throw new Error(`bad series description ${JSON.stringify(text)}`);
+  const labels: Record<string, string> = {};
+  if (m[1]) labels.__name__ = m[1];
+  if (m[2] && m[2] !== '{}') {
+    const expr = parseExpr(m[1] ? m[0] : `{__tw_dummy__="x", ${m[2].slice(1)}`);
+    if (expr.type !== 'VectorSelector') throw new Error(`bad series description ${JSON.stringify(text)}`);
+    for (const mt of expr.matchers) {
+      if (mt.name === '__tw_dummy__') continue;
+      if (mt.type !== '=') throw new Error(`series descriptions take = only: ${JSON.stringify(text)}`);
+      if (mt.value !== '') labels[mt.name] = mt.value;
+    }
+  }
+  return labels;
+}
+
+/** Splits the values part into items, keeping `{{...}}` histogram literals whole. */
+function valueItems(rest: string): string[] {
+  const items: string[] = [];
+  let i = 0;
+  while (i < rest.length) {
+    while (i < rest.length && /\s/.test(rest[i]!)) i++;
+    if (i >= rest.length) break;
+    let j = i;
+    while (j < rest.length && !/\s/.test(rest[j]!)) {
+      if (rest.startsWith('{{', j)) {
+        const close = rest.indexOf('}}', j);
+        j = close < 0 ? rest.length : close + 2;
+      } else j++;
+    }
+    items.push(rest.slice(i, j));
+    i = j;
+  }
+  return items;
+}
+
+function parseNumberLiteral(s: string): number {
+  const lower = s.toLowerCase();
+  if (lower === 'stale') return STALE_NAN;
+  if (/^[+-]?inf$/.test(lower))
+    return lower.startsWith('-') ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+  if (/^[+-]?nan$/.test(lower)) return Number.NaN;
+  const d = parsePromDuration(s.replace(/^[+-]/, ''));
+  if (d !== undefined && !/^[+-]?\d+$/.test(s)) return (s.startsWith('-') ? -d : d) / 1000;
+  const v = parseGoFloat(s);
+  if (v === undefined) throw new Error(`bad number ${JSON.stringify(s)}`);
+  return v;
+}
+
+function parseValues(rest: string): Pick<SeriesDesc, 'values' | 'histogramAt'> {
+  const values: (number | undefined)[] = [];
+  const histogramAt: boolean[] = [];
+  const push = (v: number | undefined, h = false) => {
+    values.push(v);
+    histogramAt.push(h);
+  };
+  for (const item of valueItems(rest)) {
+    if (item.startsWith('{{')) {
+      const times = /x(\d+)$/.exec(item.slice(item.lastIndexOf('}}')));
+      const n = times ? Number(times[1]) + 1 : 1;
+      for (let k = 0; k < n; k++) push(undefined, true);
+      continue;
+    }
+    if (item === '_') {
+      push(undefined);
+      continue;
+    }
+    const blanks = /^_x(\d+)$/.exec(item);
+    if (blanks) {
+      for (let k = 0; k < Number(blanks[1]); k++) push(undefined);
+      continue;
+    }
+    const rep = /^(.+?)x(\d+)$/.exec(item);
+    if (rep) {
+      const n = Number(rep[2]);
+      const expr = rep[1]!;
+      // `a+b` / `a-b` (a may be signed), or a single value repeated.
+      const inc = /^([+-]?[^+-]+?)([+-][^+-]+)$/.exec(expr);
+      if (inc && !/e$/i.test(inc[1]!)) {
+        let v = parseNumberLiteral(inc[1]!);
+        const step = parseNumberLiteral(inc[2]!);
+        push(v);
+        for (let k = 1; k <= n; k++) {
+          v += step;
+          push(v);
+        }
+      } else {
+        const v = parseNumberLiteral(expr);
+        for (let k = 0; k <= n; k++) push(v);
+      }
+      continue;
+    }
+    push(parseNumberLiteral(item));
+  }
+  return { values, histogramAt };
+}
+
+function parseSeriesDesc(line: string): SeriesDesc {
+  const { metric, rest } = splitSeriesLine(line);
+  let m = metric;
+  let startTimestamps = false;
+  if (m.endsWith('@st')) {
+    startTimestamps = true;
+    m = m.slice(0, -3);
+  }
+  return { labels: parseMetric(m), ...parseValues(rest), startTimestamps };
+}
+
+// ---- commands ----
+
+interface Expect {
+  readonly kind: 'fail' | 'warn' | 'info' | 'no_warn' | 'no_info' | 'ordered' | 'string' | 'range';
+  readonly match?: { readonly type: 'msg' | 'regex'; readonly text: string };
+  readonly stringValue?: string;
+  readonly range?: { readonly from: number; readonly to: number; readonly step: number };
+}
+
+interface EvalCmd {
+  readonly type: 'eval';
+  readonly line: number;
+  readonly instant: boolean;
+  readonly query: string;
+  readonly at: number;
+  readonly start: number;
+  readonly end: number;
+  readonly step: number;
+  readonly expects: Expect[];
+  readonly series: SeriesDesc[];
+  readonly scalar: number | undefined;
+}
+
+type Cmd =
+  | {
+      readonly type: 'load';
+      readonly line: number;
+      readonly intervalMs: number;
+      readonly withNhcb: boolean;
+      readonly series: SeriesDesc[];
+    }
+  | { readonly type: 'clear'; readonly line: number }
+  | EvalCmd;
+
+function parseTime(s: string, line: number): number {
+  const t = s.trim();
+  if (t === '0') return 0;
+  const neg = t.startsWith('-');
+  const d = parsePromDuration(neg ? t.slice(1) : t);
+  if (d === undefined) throw new Error(`line ${line}: bad duration ${JSON.stringify(s)}`);
+  return neg ? -d : d;
+}
+
+const PAT_LOAD = /^load(?:_(with_nhcb))?\s+(.+?)$/;
+const PAT_INSTANT = /^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$/;
+const PAT_RANGE = /^eval(?:_(fail|warn|info))?\s+range\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+?)\s+(.+)$/;
+const PAT_EXPECT = /^expect\s+(fail|warn|info|no_warn|no_info|ordered)(?:\s+(msg|regex):\s?(.*))?$/;
+const PAT_EXPECT_STRING = /^expect\s+string\s+(.+)$/;
+const PAT_EXPECT_RANGE = /^expect\s+range\s+vector\s+from\s+(\S+)\s+to\s+(\S+)\s+step\s+(\S+)$/;
+
+/** Parses a test script into commands. Lines are trimmed; comment lines end blocks (as upstream). */
+export function parseTestScript(text: string): Cmd[] {
+  const lines = text.split('\n').map((l) => {
+    const t = l.trim();
+    return t.startsWith('#') ? '' : t;
+  });
+  const cmds: Cmd[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i]!;
+    if (l === '') continue;
+    const lineNo = i + 1;
+    const block = (): string[] => {
+      const out: string[] = [];
+      while (i + 1 < lines.length && lines[i + 1] !== '') {
+        i++;
+        out.push(lines[i]!);
+      }
+      return out;
+    };
+    if (l === 'clear') {
+      cmds.push({ type: 'clear', line: lineNo });
+      continue;
+    }
+    const load = PAT_LOAD.exec(l);
+    if (load) {
+      const intervalMs = parseTime(load[2]!, lineNo);
+      cmds.push({
+        type: 'load',
+        line: lineNo,
+        intervalMs,
+        withNhcb: load[1] === 'with_nhcb',
+        series: block().map(parseSeriesDesc),
+      });
+      continue;
+    }
+    const inst = PAT_INSTANT.exec(l);
+    const range = inst ? undefined : PAT_RANGE.exec(l);
+    if (!inst && !range) throw new Error(`line ${lineNo}: unknown command ${JSON.stringify(l)}`);
+    const modifier = inst ? inst[1] : range![1];
+    const expects: Expect[] = [];
+    if (modifier === 'fail') expects.push({ kind: 'fail' });
+    if (modifier === 'warn') expects.push({ kind: 'warn' });
+    if (modifier === 'info') expects.push({ kind: 'info' });
+    if (modifier === 'ordered') expects.push({ kind: 'ordered' });
+    const series: SeriesDesc[] = [];
+    let scalar: number | undefined;
+    for (const b of block()) {
+      const ex = PAT_EXPECT.exec(b);
+      if (ex) {
+        expects.push({
+          kind: ex[1] as Expect['kind'],
+          ...(ex[2] ? { match: { type: ex[2] as 'msg' | 'regex', text: unquoteExpect(ex[3]!.trim()) } } : {}),
+        });
+        continue;
+      }
+      const exs = PAT_EXPECT_STRING.exec(b);
+      if (exs) {
+        expects.push({ kind: 'string', stringValue: unquoteExpect(exs[1]!.trim()) });
+        continue;
+      }
+      const exr = PAT_EXPECT_RANGE.exec(b);
+      if (exr) {
+        expects.push({
+          kind: 'range',
+          range: {
+            from: parseTime(exr[1]!, lineNo),
+            to: parseTime(exr[2]!, lineNo),
+            step: parseTime(exr[3]!, lineNo),
+          },
+        });
+        continue;
+      }
+      if (b.startsWith('expected_fail_message ')) {
+        expects.push({
+          kind: 'fail',
+          match: { type: 'msg', text: b.slice('expected_fail_message '.length).trim() },
+        });
+        continue;
+      }
+      if (b.startsWith('expected_fail_regexp ')) {
+        expects.push({
+          kind: 'fail',
+          match: { type: 'regex', text: b.slice('expected_fail_regexp '.length).trim() },
+        });
+        continue;
+      }
+      if (/^[+-]?(\d|\.\d|inf|nan)/i.test(b) && !b.includes('{') && !/\s/.test(b)) {
+        scalar = parseNumberLiteral(b);
+        continue;
+      }
+      series.push(parseSeriesDesc(b));
+    }
+    if (inst) {
+      const at = parseTime(inst[2] ?? '0', lineNo);
+      cmds.push({
+        type: 'eval',
+        line: lineNo,
+        instant: true,
+        query: inst[3]!,
+        at,
+        start: at,
+        end: at,
+        step: 0,
+        expects,
+        series,
+        scalar,
+      });
+    } else {
+      cmds.push({
+        type: 'eval',
+        line: lineNo,
+        instant: false,
+        query: range![5]!,
+        at: 0,
+        start: parseTime(range![2]!, lineNo),
+        end: parseTime(range![3]!, lineNo),
+        step: parseTime(range![4]!, lineNo),
+        expects,
+        series,
+        scalar,
+      });
+    }
+  }
+  return cmds;
+}
+
+function unquoteExpect(s: string): string {
+  if (s.length >= 2 && ((s.startsWith('"') && s.endsWith('"')) || (s.startsWith('`') && s.endsWith('`')))) {
+    return s.startsWith('"') ? (JSON.parse(s) as string) : s.slice(1, -1);
+  }
+  return s;
+}
+
+// ---- running ----
+
+/** What the loaded data holds that trainwatch's storage cannot: used to classify cases as skipped. */
+interface Unstorable {
+  histogramSeries: LabelSet[];
+  startTimestampSeries: LabelSet[];
+}
+
+function selectorsOf(e: Expr): LabelMatcher[][] {
+  const out: LabelMatcher[][] = [];
+  walk(e, (n) => {
+    if (n.type === 'VectorSelector') out.push([...n.matchers]);
+  });
+  return out;
+}
+
+function usesFunction(e: Expr, name: string): boolean {
+  let found = false;
+  walk(e, (n) => {
+    if (n.type === 'Call' && n.func.name === name) found = true;
+  });
+  return found;
+}
+
+function classify(cmd: EvalCmd, unstorable: Unstorable): SkipReason | undefined {
+  let expr: Expr;
+  try {
+    expr = parseExpr(cmd.query);
+  } catch {
+    return undefined; // parse errors are for the engine to report
+  }
+  const selectors = selectorsOf(expr);
+  const touches = (series: LabelSet[]) => series.some((l) => selectors.some((m) => matchesAll(l, m)));
+  let trim = false;
+  walk(expr, (n) => {
+    if (n.type === 'BinaryExpr' && (n.op === '</' || n.op === '>/')) trim = true;
+  });
+  if (trim || cmd.series.some((s) => s.histogramAt.some(Boolean)) || touches(unstorable.histogramSeries)) {
+    return 'native-histogram';
+  }
+  if (usesFunction(expr, 'start_timestamp') || touches(unstorable.startTimestampSeries))
+    return 'start-timestamps';
+  if (usesFunction(expr, 'info')) return 'experimental-function';
+  return undefined;
+}
+
+/** The native histogram with custom buckets that `load_with_nhcb` derives from classic bucket series. */
+function nhcbSeriesOf(series: SeriesDesc[]): LabelSet[] {
+  const out: LabelSet[] = [];
+  for (const s of series) {
+    const name = s.labels.__name__ ?? '';
+    const base = name.replace(/_(bucket|count|sum)$/, '');
+    if (base === name) continue;
+    const labels: Record<string, string> = {};
+    for (const [k, v] of Object.entries(s.labels)) if (k !== 'le') labels[k] = v;
+    labels.__name__ = base;
+    out.push(labels);
+  }
+  return out;
+}
+
+async function load(
+  storage: Storage,
+  cmd: Extract<Cmd, { type: 'load' }>,
+  unstorable: Unstorable,
+): Promise<void> {
+  const b = new SeriesBatchBuilder();
+  for (const s of cmd.series) {
+    if (s.startTimestamps) {
+      unstorable.startTimestampSeries.push(s.labels);
+      continue;
+    }
+    if (s.histogramAt.some(Boolean)) unstorable.histogramSeries.push(s.labels);
+    let started = false;
+    for (let k = 0; k < s.values.length; k++) {
+      const v = s.values[k];
+      if (v === undefined) continue;
+      if (!started) {
+        b.addSeries(s.labels);
+        started = true;
+      }
+      b.add(k * cmd.intervalMs, v);
+    }
+  }
+  if (cmd.withNhcb) unstorable.histogramSeries.push(...nhcbSeriesOf(cmd.series));
+  if (b.seriesCount > 0) storage.appender.append(TENANT, b.build());
+}
+
+function fmtValue(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (v === Number.POSITIVE_INFINITY) return '+Inf';
+  if (v === Number.NEGATIVE_INFINITY) return '-Inf';
+  return String(v);
+}
+
+function sameValue(exp: number, act: number): boolean {
+  return almostEqual(exp, act, EPSILON);
+}
+
+/** Compares a result with the expectations; returns a failure message or undefined. */
+function check(cmd: EvalCmd, result: QueryResult | undefined, error: Error | undefined): string | undefined {
+  const fails = cmd.expects.filter((e) => e.kind === 'fail');
+  if (fails.length > 0) {
+    if (!error) return 'expected the query to fail, but it succeeded';
+    for (const f of fails) {
+      if (!f.match) continue;
+      const ok =
+        f.match.type === 'msg'
+          ? error.message === f.match.text
+          : new RegExp(f.match.text).test(error.message);
+      if (!ok)
+        return `expected error ${f.match.type} ${JSON.stringify(f.match.text)}, got ${JSON.stringify(error.message)}`;
+    }
+    return undefined;
+  }
+  if (error) return `unexpected error: ${error.message}`;
+  const r = result!;
+  for (const kind of ['warn', 'info'] as const) {
+    const got = kind === 'warn' ? r.warnings : r.infos;
+    const exps = cmd.expects.filter((e) => e.kind === kind);
+    if (cmd.expects.some((e) => e.kind === `no_${kind}`) && got.length > 0)
+      return `expected no ${kind} annotations, got ${JSON.stringify(got)}`;
+    if (exps.length === 0) continue;
+    if (got.length === 0) return `expected ${kind} annotations, got none`;
+    const matches = (e: Expect, a: string) =>
+      !e.match || (e.match.type === 'msg' ? a === e.match.text : new RegExp(e.match.text).test(a));
+    for (const e of exps) {
+      if (!got.some((a) => matches(e, a)))
+        return `no ${kind} annotation matches ${JSON.stringify(e.match?.text)}: got ${JSON.stringify(got)}`;
+    }
+    for (const a of got) {
+      if (!exps.some((e) => matches(e, a))) return `unexpected ${kind} annotation ${JSON.stringify(a)}`;
+    }
+  }
+  const v = r.value;
+  const str = cmd.expects.find((e) => e.kind === 'string');
+  if (str) {
+    if (v.resultType !== 'string') return `expected a string result, got ${v.resultType}`;
+    return v.v === str.stringValue
+      ? undefined
+      : `expected string ${JSON.stringify(str.stringValue)}, got ${JSON.stringify(v.v)}`;
+  }
+  if (cmd.scalar !== undefined) {
+    if (v.resultType !== 'scalar') return `expected a scalar result, got ${v.resultType}`;
+    return sameValue(cmd.scalar, v.v)
+      ? undefined
+      : `expected scalar ${fmtValue(cmd.scalar)}, got ${fmtValue(v.v)}`;
+  }
+  const rangeExpect = cmd.expects.find((e) => e.kind === 'range');
+  if (!cmd.instant || rangeExpect) {
+    if (v.resultType !== 'matrix') return `expected a matrix result, got ${v.resultType}`;
+    const start = rangeExpect ? rangeExpect.range!.from : cmd.start;
+    const step = rangeExpect ? rangeExpect.range!.step : cmd.step;
+    const actual = new Map(v.series.map((s) => [labelKey(s.labels), s]));
+    if (actual.size !== v.series.length) return 'result has two series with the same labels';
+    for (const exp of cmd.series) {
+      const key = labelKey(exp.labels);
+      const act = actual.get(key);
+      const points: [number, number][] = [];
+      exp.values.forEach((val, k) => {
+        if (val !== undefined) points.push([start + k * step, val]);
+      });
+      if (!act) {
+        if (points.length === 0) continue;
+        return `expected series ${labelsString(exp.labels)} not in the result: got ${v.series.map((s) => labelsString(s.labels)).join(', ')}`;
+      }
+      actual.delete(key);
+      if (act.timestamps.length !== points.length)
+        return `series ${labelsString(exp.labels)}: expected ${points.length} points ${JSON.stringify(points.map((p) => [p[0], fmtValue(p[1])]))}, got ${act.timestamps.length} ${JSON.stringify([...act.timestamps].map((t, k) => [t, fmtValue(act.values[k]!)]))}`;
+      for (let k = 0; k < points.length; k++) {
+        const [t, val] = points[k]!;
+        if (act.timestamps[k] !== t || !sameValue(val, act.values[k]!))
+          return `series ${labelsString(exp.labels)}: expected ${fmtValue(val)} at ${t}, got ${fmtValue(act.values[k]!)} at ${act.timestamps[k]}`;
+      }
+    }
+    if (actual.size > 0)
+      return `unexpected series in the result: ${[...actual.values()].map((s) => labelsString(s.labels)).join(', ')}`;
+    return undefined;
+  }
+  if (v.resultType !== 'vector') return `expected a vector result, got ${v.resultType}`;
+  const actual = v.samples;
+  const ordered = cmd.expects.some((e) => e.kind === 'ordered');
+  const expected = cmd.series.filter((s) => s.values.length > 0 && s.values[0] !== undefined);
+  if (expected.length !== actual.length)
+    return `expected ${expected.length} samples, got ${actual.length}: ${actual.map((s) => `${labelsString(s.labels)} ${fmtValue(s.v)}`).join(', ')}`;
+  const byKey = new Map(actual.map((s, k) => [labelKey(s.labels), k]));
+  for (let k = 0; k < expected.length; k++) {
+    const exp = expected[k]!;
+    const idx = byKey.get(labelKey(exp.labels));
+    if (idx === undefined)
+      return `expected ${labelsString(exp.labels)} not in the result: got ${actual.map((s) => labelsString(s.labels)).join(', ')}`;
+    if (ordered && idx !== k) return `expected ${labelsString(exp.labels)} at position ${k}, found at ${idx}`;
+    if (!sameValue(exp.values[0]!, actual[idx]!.v))
+      return `${labelsString(exp.labels)}: expected ${fmtValue(exp.values[0]!)}, got ${fmtValue(actual[idx]!.v)}`;
+  }
+  return undefined;
+}
+
+/** Runs one test script. Never throws for a failing case: failures are reported in the result. */
+export async function runTestScript(file: string, text: string, opts: RunOptions): Promise<FileResult> {
+  const engine = opts.engine ?? testEngine();
+  const cmds = parseTestScript(text);
+  let storage = await opts.createStorage();
+  let unstorable: Unstorable = { histogramSeries: [], startTimestampSeries: [] };
+  const cases: CaseResult[] = [];
+  const skippedBy: Record<SkipReason, number> = {
+    'native-histogram': 0,
+    'start-timestamps': 0,
+    'experimental-function': 0,
+  };
+  try {
+    for (const cmd of cmds) {
+      if (cmd.type === 'clear') {
+        await storage.close();
+        storage = await opts.createStorage();
+        unstorable = { histogramSeries: [], startTimestampSeries: [] };
+        continue;
+      }
+      if (cmd.type === 'load') {
+        await load(storage, cmd, unstorable);
+        continue;
+      }
+      const reason = classify(cmd, unstorable);
+      if (reason) {
+        skippedBy[reason]++;
+        cases.push({ line: cmd.line, query: cmd.query, status: 'skipped', skipReason: reason });
+        continue;
+      }
+      const source = tenantQueryable(storage, TENANT);
+      let result: QueryResult | undefined;
+      let error: Error | undefined;
+      try {
+        result = cmd.instant
+          ? engine.instantQuery(source, cmd.query, cmd.at)
+          : engine.rangeQuery(source, cmd.query, cmd.start, cmd.end, cmd.step);
+      } catch (err) {
+        error = err as Error;
+      }
+      let message: string | undefined;
+      try {
+        message = check(cmd, result, error);
+      } catch (err) {
+        message = `checking the result failed: ${(err as Error).message}`;
+      }
+      cases.push({
+        line: cmd.line,
+        query: cmd.query,
+        status: message ? 'failed' : 'passed',
+        ...(message ? { message } : {}),
+      });
+    }
+  } finally {
+    await storage.close();
+  }
+  const count = (s: CaseResult['status']) => cases.filter((c) => c.status === s).length;
+  return {
+    file,
+    passed: count('passed'),
+    failed: count('failed'),
+    skipped: count('skipped'),
+    skippedBy,
+    cases,
+  };
+}
+
+export async function runTestFile(file: string, opts: RunOptions): Promise<FileResult> {
+  return runTestScript(file, readFileSync(file, 'utf8'), opts);
+}
