@@ -1,0 +1,66 @@
+/** What every scenario gets: the results, the load generator, sizes for the mode, and progress output. */
+import type { DatasetSummary } from './dataset.js';
+import type { GeneratorProcess } from './generator.js';
+import type { Results } from './results.js';
+import type { WebhookReceiver } from './webhook.js';
+
+export interface Sizes {
+  /** Active series of the main data set (≈). */
+  readonly series: number;
+  readonly ticks: number;
+  readonly ticksPerRequest: number;
+  readonly concurrency: number;
+  /** Larger ingest-only run (≥ 1M series in full mode); null: skipped. */
+  readonly large: { readonly series: number; readonly ticks: number } | null;
+  /** Time limit of one replay. */
+  readonly replaySeconds: number;
+  /** How long to wait for everything sent to become queryable. */
+  readonly drainSeconds: number;
+  readonly queryRepeats: number;
+  readonly visibilityProbes: number;
+  readonly alertProbes: number;
+  readonly agentSeconds: number;
+  /** Target samples/s for replays; 0 = as fast as possible. */
+  readonly rate: number;
+}
+
+export const QUICK: Sizes = {
+  series: 40_000,
+  ticks: 30,
+  ticksPerRequest: 1,
+  concurrency: 8,
+  large: null,
+  replaySeconds: 30,
+  drainSeconds: 60,
+  queryRepeats: 5,
+  visibilityProbes: 5,
+  alertProbes: 3,
+  agentSeconds: 10,
+  rate: 0,
+};
+
+export const FULL: Sizes = {
+  series: 200_000,
+  ticks: 60,
+  ticksPerRequest: 1,
+  concurrency: 8,
+  large: { series: 1_000_000, ticks: 12 },
+  replaySeconds: 300,
+  drainSeconds: 300,
+  queryRepeats: 20,
+  visibilityProbes: 20,
+  alertProbes: 10,
+  agentSeconds: 60,
+  rate: 0,
+};
+
+export interface BenchContext {
+  readonly results: Results;
+  readonly generator: GeneratorProcess;
+  readonly workDir: string;
+  readonly sizes: Sizes;
+  readonly webhook: WebhookReceiver;
+  /** The main data set, built in the generator under the name 'main'. */
+  readonly dataset: DatasetSummary;
+  log(message: string): void;
+}
