@@ -153,7 +153,9 @@ function scanSeries(line: string, start: number, lineNo: number): number {
       throw new TextFormatError(`invalid metric name start ${JSON.stringify(line[i])}`, lineNo);
     i++;
     while (i < line.length && NAME_CHAR.test(line[i]!)) i++;
-    if (i >= line.length || line[i] !== '{') return i;
+    const nameEnd = i;
+    while (line[i] === ' ' || line[i] === '\t') i++;
+    if (i >= line.length || line[i] !== '{') return nameEnd;
   }
   // Label block: scan to the closing brace, stepping over quoted strings.
   i++;
@@ -202,7 +204,7 @@ export function parseSeries(seriesText: string, lineNo = 0): ParsedSeries {
   const s = seriesText;
   if (s[0] !== '{') {
     while (i < s.length && s[i] !== '{') i++;
-    name = s.slice(0, i);
+    name = s.slice(0, i).trimEnd();
     if (i === s.length) return { name, labels: [] };
   }
   i++; // past {
@@ -264,7 +266,7 @@ function familyOf(seriesText: string, types: Map<string, MetricType>): string {
     }
   } else {
     const brace = seriesText.indexOf('{');
-    name = brace < 0 ? seriesText : seriesText.slice(0, brace);
+    name = brace < 0 ? seriesText : seriesText.slice(0, brace).trimEnd();
   }
   if (types.has(name)) return name;
   for (const suffix of ['_bucket', '_sum', '_count', '_total', '_created', '_gcount', '_gsum']) {

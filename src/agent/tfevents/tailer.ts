@@ -78,6 +78,7 @@ export class TfeventsTailer {
   private state = new Map<string, FileState>();
   private readonly tagPlugins = new Map<string, Map<string, string>>();
   private readonly announced = new Set<string>();
+  private readonly lastStep = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private readonly recorder = new Recorder(Number.MAX_SAFE_INTEGER);
@@ -252,7 +253,12 @@ export class TfeventsTailer {
         metricKeys[name] = sc.tag;
       }
     }
-    this.recorder.record(this.recorder.series({ __name__: 'train_step', ...base }, 'raw'), t, ev.step);
+    // Writers such as torch's SummaryWriter put each scalar in its own event: one step sample per (time, step).
+    const stepKey = `${t}:${ev.step}`;
+    if (this.lastStep.get(s.run) !== stepKey) {
+      this.lastStep.set(s.run, stepKey);
+      this.recorder.record(this.recorder.series({ __name__: 'train_step', ...base }, 'raw'), t, ev.step);
+    }
     if (jobId && Object.keys(metricKeys).length > 0) {
       const first = !this.announced.has(jobId);
       this.announced.add(jobId);
