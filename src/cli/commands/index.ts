@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { registerAgent } from './agent.js';
 import { registerDemo } from './demo.js';
+import { registerPromqlTest } from './promql-test.js';
 import { registerSimulate } from './simulate.js';
 import { registerStart } from './start.js';
 import { registerToken } from './token.js';
@@ -16,5 +17,6 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerSimulate,
   registerToken,
   registerAgent,
+  registerPromqlTest,
   registerVersion,
 ];

@@ -10,7 +10,7 @@
  */
 import { isStaleNaN } from '../../model/batch.js';
 import type { LabelMatcher, LabelSet } from '../../model/labels.js';
-import type { Querier, SelectHints } from '../../storage/storage.js';
+import type { Querier, SelectedSeries, SelectHints } from '../../storage/storage.js';
 import { evalAggregate } from './aggregate.js';
 import { Annotations } from './annotations.js';
 import {
@@ -51,16 +51,6 @@ export interface Queryable {
   querier(minT: number, maxT: number): Querier;
 }
 
-/** Optional hints beyond storage's `SelectHints`, as Prometheus passes them (for rollup-aware storage). */
-export interface PromqlSelectHints extends SelectHints {
-  /** Query step, ms (0 for instant queries). */
-  readonly step?: number;
-  /** The function the selection feeds, e.g. `rate`, or undefined for a plain selector. */
-  readonly func?: string;
-  /** Range of a range selector, ms. */
-  readonly range?: number;
-}
-
 export interface EngineOptions {
   /** How far back an instant selector looks for the latest sample. Default 5 m (Prometheus's default). */
   readonly lookbackDeltaMs?: number;
@@ -76,10 +66,19 @@ export interface EngineOptions {
   readonly delayedNameRemoval?: boolean;
   /** Prometheus's `promql-experimental-functions`. Default on. */
   readonly experimentalFunctions?: boolean;
+  /**
+   * Let storage answer min/max/sum/count/avg/last_over_time of range queries from its rollup tiers (10 s,
+   * 1 m, 1 h aggregates) when step and range are multiples of a tier. Much less to read over long ranges, but
+   * a sample exactly on a window boundary is counted in the next window, so results can differ slightly from
+   * Prometheus's. Default off (exact); the dashboard turns it on for long ranges.
+   */
+  readonly rollups?: boolean;
 }
 
 export interface QueryOptions {
   readonly lookbackDeltaMs?: number;
+  /** Overrides {@link EngineOptions.rollups} for this query. */
+  readonly rollups?: boolean;
   readonly timeoutMs?: number;
   /** Cancels the query (checked between series and steps). */
   readonly signal?: AbortSignal;
@@ -93,6 +92,7 @@ const DEFAULTS = {
   defaultSubqueryStepMs: 60_000,
   delayedNameRemoval: false,
   experimentalFunctions: true,
+  rollups: false,
 };
 
 /** State shared by every evaluator of one query (subqueries get their own evaluator). */
@@ -104,6 +104,7 @@ export interface QueryCtx {
   readonly maxSeries: number;
   readonly defaultSubqueryStepMs: number;
   readonly delayedNameRemoval: boolean;
+  readonly useRollups: boolean;
   readonly deadline: number;
   readonly signal: AbortSignal | undefined;
   readonly annotations: Annotations;
@@ -374,7 +375,7 @@ export class Evaluator {
     matchers: readonly LabelMatcher[],
     minT: number,
     maxT: number,
-    hints: PromqlSelectHints,
+    hints: SelectHints,
   ): ReturnType<Querier['select']> {
     if (maxT < minT) return [];
     const querier = this.q.queryable.querier(minT, maxT);
@@ -397,7 +398,6 @@ export class Evaluator {
     const selected = this.select(vs.matchers, firstT - lookback + 1, lastT, {
       minT: firstT - lookback + 1,
       maxT: lastT,
-      step: this.interval,
     });
     const out: StepSeries[] = [];
     const steps = this.steps;
@@ -473,13 +473,20 @@ export class Evaluator {
       const selected = this.select(vs.matchers, firstT - range + 1, lastT, {
         minT: firstT - range + 1,
         maxT: lastT,
-        step: this.interval,
-        func: fnName,
-        range,
+        // Rollup tiers answer min/max/sum/count/avg/last_over_time from per-window aggregates; opt-in
+        // because a sample exactly on a window boundary lands in the next window (see EngineOptions.rollups).
+        ...(this.q.useRollups && this.interval > 0
+          ? { stepMs: this.interval, func: fnName, rangeMs: range }
+          : {}),
       });
       const buf = new WindowBuffer();
       for (const sel of selected) {
         this.checkInterrupt('range selector');
+        if (sel.resolutionMs !== undefined) {
+          const s = this.rollupWindows(sel, fnName, range, offset, at, outLabels(sel.labels, false));
+          if (s) out.push(s);
+          continue;
+        }
         buf.reset();
         const it = sel.iterator();
         let has = it.next();
@@ -553,6 +560,86 @@ export class Evaluator {
     throw new ExecutionError(`expected a range vector argument to ${fnName}`);
   }
 
+  /**
+   * A range function over rollup windows (storage answered from a tier): each point stands for one window
+   * and carries that window's aggregate; windows stored inside (t - range, t] are folded per step.
+   */
+  private rollupWindows(
+    sel: SelectedSeries,
+    fnName: string,
+    range: number,
+    offset: number,
+    at: number | undefined,
+    named: { labels: LabelSet; dropName: boolean },
+  ): StepSeries | undefined {
+    const steps = this.steps;
+    const s = newStepSeries(named.labels, steps, named.dropName);
+    const avg = fnName === 'avg_over_time';
+    const it = avg && sel.aggregates ? sel.aggregates() : undefined;
+    const plain = it ? undefined : sel.iterator();
+    const ts: number[] = [];
+    const vs: number[] = [];
+    const cs: number[] = [];
+    if (it) {
+      while (it.next()) {
+        if (it.count === 0) continue;
+        ts.push(it.t);
+        vs.push(it.sum);
+        cs.push(it.count);
+      }
+    } else {
+      while (plain!.next()) {
+        ts.push(plain!.t);
+        vs.push(plain!.v);
+      }
+    }
+    this.q.samplesRead += ts.length;
+    let lo = 0;
+    let hi = 0;
+    let any = false;
+    for (let i = 0; i < steps; i++) {
+      const t = (at ?? this.stepTime(i)) - offset;
+      while (lo < ts.length && ts[lo]! <= t - range) lo++;
+      if (hi < lo) hi = lo;
+      while (hi < ts.length && ts[hi]! <= t) hi++;
+      if (hi === lo) continue;
+      let r: number;
+      switch (fnName) {
+        case 'min_over_time':
+        case 'max_over_time': {
+          r = vs[lo]!;
+          for (let k = lo + 1; k < hi; k++) {
+            const f = vs[k]!;
+            if (Number.isNaN(r) || (fnName === 'min_over_time' ? f < r : f > r)) r = f;
+          }
+          break;
+        }
+        case 'last_over_time':
+          r = vs[hi - 1]!;
+          break;
+        case 'avg_over_time': {
+          let sum = 0;
+          let count = 0;
+          for (let k = lo; k < hi; k++) {
+            sum += vs[k]!;
+            count += cs[k] ?? 1;
+          }
+          r = sum / count;
+          break;
+        }
+        default: {
+          // sum_over_time sums sums; count_over_time sums counts.
+          r = 0;
+          for (let k = lo; k < hi; k++) r += vs[k]!;
+        }
+      }
+      s.has[i] = 1;
+      s.vals[i] = r;
+      any = true;
+    }
+    return any ? s : undefined;
+  }
+
   /** Evaluates a subquery's inner expression on its own step grid covering every window the outer steps need. */
   evalSubqueryPoints(sq: SubqueryExpr): {
     series: PointSeries[];
@@ -618,7 +705,7 @@ export class Evaluator {
     const vs = e.vs;
     const offset = this.resolveDuration(vs.offset);
     const t = (this.atTime(vs.at) ?? this.start) - offset;
-    const selected = this.select(vs.matchers, t - range + 1, t, { minT: t - range + 1, maxT: t, range });
+    const selected = this.select(vs.matchers, t - range + 1, t, { minT: t - range + 1, maxT: t });
     const out: RangeSeries[] = [];
     for (const sel of selected) {
       const buf = new WindowBuffer();
@@ -666,6 +753,7 @@ export class PromqlEngine {
       defaultSubqueryStepMs: opts.defaultSubqueryStepMs ?? DEFAULTS.defaultSubqueryStepMs,
       delayedNameRemoval: opts.delayedNameRemoval ?? DEFAULTS.delayedNameRemoval,
       experimentalFunctions: opts.experimentalFunctions ?? DEFAULTS.experimentalFunctions,
+      rollups: opts.rollups ?? DEFAULTS.rollups,
     };
   }
 
@@ -723,6 +811,7 @@ export class PromqlEngine {
       maxSeries: this.opts.maxSeries,
       defaultSubqueryStepMs: this.opts.defaultSubqueryStepMs,
       delayedNameRemoval: this.opts.delayedNameRemoval,
+      useRollups: opts.rollups ?? this.opts.rollups,
       deadline: began + (opts.timeoutMs ?? this.opts.timeoutMs),
       signal: opts.signal,
       annotations: new Annotations(query),

@@ -31,7 +31,6 @@ export { exprType, walk } from './ast.js';
 export {
   type EngineOptions,
   PromqlEngine,
-  type PromqlSelectHints,
   type Queryable,
   type QueryOptions,
 } from './engine.js';

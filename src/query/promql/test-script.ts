@@ -10,9 +10,10 @@
  * experimental function not implemented (`info()`). Every other case runs and must pass.
  */
 import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
 import { SeriesBatchBuilder, STALE_NAN } from '../../model/batch.js';
 import { type LabelMatcher, type LabelSet, matchesAll } from '../../model/labels.js';
-import type { Storage } from '../../storage/storage.js';
+import { defaultTsdbOptions, type Storage, Tsdb } from '../../storage/index.js';
 import { type Expr, walk } from './ast.js';
 import { PromqlEngine } from './engine.js';
 import { almostEqual, parseGoFloat } from './histogram.js';
@@ -49,6 +50,21 @@ export interface RunOptions {
   readonly createStorage: () => Storage | Promise<Storage>;
   /** Engine settings; defaults to what Prometheus's test engine uses. */
   readonly engine?: PromqlEngine;
+}
+
+/**
+ * trainwatch's TSDB kept in memory, accepting the scripts' data: samples from the epoch on, in any order
+ * within a script, with retention measured from the epoch so nothing loaded is ever expired.
+ */
+export function memoryTsdb(): Promise<Storage> {
+  return Tsdb.open({
+    ...defaultTsdbOptions,
+    dir: undefined,
+    outOfOrderWindowMs: 100 * 365 * 86_400_000,
+    fsync: false,
+    logger: pino({ level: 'silent' }),
+    now: () => 0,
+  });
 }
 
 /** Prometheus's test engine: delayed name removal and experimental functions on, 5 m lookback. */
