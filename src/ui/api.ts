@@ -1,60 +1,111 @@
 /**
- * The dashboard's view of trainwatch's REST API (/api/tw/v1). Types mirror src/query on the server.
+ * The dashboard's view of trainwatch's HTTP APIs: the REST and dashboard endpoints (/api/tw/v1), the
+ * Prometheus API (/api/v1) and Alertmanager's silences (/api/v2). Types live in lib/types.ts.
+ *
+ * Authentication: when the user pasted a token (stored in localStorage), every request — streams included —
+ * carries `Authorization: Bearer <token>`. Streams are read with fetch rather than EventSource, which cannot
+ * send headers, so no token ever goes into a URL. A 401 raises the `tw:unauthorized` event; the app shell
+ * answers it with the token prompt.
  */
+import { alertsFromBody } from './lib/alerts';
+import type { HeatmapResponse } from './lib/matrix';
+import { SseParser } from './lib/sse';
+import type {
+  Alert,
+  AlertState,
+  Curve,
+  FleetJob,
+  JobSummary,
+  Matcher,
+  Series,
+  Silence,
+  SpreadResponse,
+  StragglerResponse,
+} from './lib/types';
 
-export type JobStatus = 'queued' | 'running' | 'stalled' | 'completed' | 'failed' | 'unknown';
+export type { FleetJob, JobStatus, JobSummary, JsonSample, JsonSpecial, Series } from './lib/types';
+export { toNumber } from './lib/types';
 
-export interface JobSummary {
-  tenant: string;
-  jobId: string;
-  name: string;
-  project: string;
-  owner: string;
-  framework: string;
-  worldSize: number | null;
-  config: Record<string, unknown>;
-  tags: string[];
-  status: JobStatus;
-  startMs: number | null;
-  endMs: number | null;
-  lastSampleMs: number | null;
-  metricKeys: Record<string, string>;
-  gpus: number;
-  meanGpuUtilization: number | null;
-  step: number | null;
-  loss: number | JsonSpecial | null;
-  samplesPerSecond: number | null;
-  tokensPerSecond: number | null;
+const TOKEN_KEY = 'trainwatch.token';
+export const UNAUTHORIZED_EVENT = 'tw:unauthorized';
+
+export function getToken(): string | null {
+  try {
+    return localStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
 }
 
-export type JsonSpecial = 'NaN' | '+Inf' | '-Inf';
-export type JsonSample = number | JsonSpecial;
-
-export interface Series {
-  labels: Record<string, string>;
-  t: number[];
-  v: JsonSample[];
+export function setToken(token: string | null): void {
+  if (token) localStorage.setItem(TOKEN_KEY, token);
+  else localStorage.removeItem(TOKEN_KEY);
 }
 
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** The server has no such route: the feature is not (yet) on this server. */
+    readonly missingRoute = false,
   ) {
     super(message);
   }
 }
 
+function headers(extra: Record<string, string> = {}): Record<string, string> {
+  const token = getToken();
+  return { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...extra };
+}
+
+async function request(path: string, init: RequestInit = {}): Promise<unknown> {
+  const res = await fetch(path, { ...init, headers: headers(init.headers as Record<string, string>) });
+  const text = await res.text();
+  let body: unknown = {};
+  try {
+    body = text ? JSON.parse(text) : {};
+  } catch {
+    body = { error: text.slice(0, 300) };
+  }
+  if (!res.ok) {
+    const msg =
+      (body as { error?: string; message?: string }).error ?? (body as { message?: string }).message;
+    if (res.status === 401) window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT, { detail: msg }));
+    const missing = res.status === 404 && /^no route for /.test(msg ?? '');
+    throw new ApiError(res.status, msg ?? `${res.status} ${res.statusText}`, missing);
+  }
+  return body;
+}
+
+/** GET of an API answering `{status: "success", data}` (trainwatch's and Prometheus's envelope). */
 async function get<T>(path: string, signal?: AbortSignal): Promise<T> {
-  const res = await fetch(path, { signal, headers: { accept: 'application/json' } });
-  const body = (await res.json().catch(() => ({}))) as { status?: string; data?: T; error?: string };
-  if (!res.ok || body.status !== 'success')
-    throw new ApiError(res.status, body.error ?? `${res.status} ${res.statusText}`);
+  const body = (await request(path, { signal })) as { status?: string; data?: T; error?: string };
+  if (body.status !== 'success') throw new ApiError(200, body.error ?? 'the server answered without data');
   return body.data as T;
 }
 
-export function fetchJobs(signal?: AbortSignal): Promise<{ jobs: JobSummary[] }> {
-  return get('/api/tw/v1/jobs', signal);
+function qs(params: Record<string, string | number | readonly string[] | undefined | null>): string {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v === undefined || v === null || v === '') continue;
+    if (Array.isArray(v)) for (const x of v) p.append(k, x);
+    else p.set(k, String(v));
+  }
+  const s = p.toString();
+  return s ? `?${s}` : '';
+}
+
+// ---- jobs and series ------------------------------------------------------------------------------------
+
+export function fetchJobs(signal?: AbortSignal, search?: string): Promise<{ jobs: JobSummary[] }> {
+  return get(`/api/tw/v1/jobs${qs({ search })}`, signal);
+}
+
+export function fetchFleet(
+  tenant: string | undefined,
+  signal?: AbortSignal,
+): Promise<{ tenants: string[]; jobs: FleetJob[] }> {
+  return get(`/api/tw/v1/fleet${qs({ tenant })}`, signal);
 }
 
 export function fetchJob(
@@ -73,35 +124,302 @@ export interface SeriesQuery {
   points?: number;
 }
 
-function seriesParams(q: Omit<SeriesQuery, 'start' | 'end'>): URLSearchParams {
-  const p = new URLSearchParams(q.labels ?? {});
-  for (const m of typeof q.metric === 'string' ? [q.metric] : q.metric) p.append('metric', m);
-  if (q.points) p.set('points', String(q.points));
-  return p;
-}
-
 export function fetchSeries(q: SeriesQuery, signal?: AbortSignal): Promise<{ series: Series[] }> {
-  const p = seriesParams(q);
-  p.set('start', String(Math.floor(q.start)));
-  p.set('end', String(Math.ceil(q.end)));
-  return get(`/api/tw/v1/series?${p}`, signal);
+  return get(
+    `/api/tw/v1/series${qs({
+      ...q.labels,
+      metric: typeof q.metric === 'string' ? [q.metric] : q.metric,
+      start: Math.floor(q.start),
+      end: Math.ceil(q.end),
+      points: q.points,
+    })}`,
+    signal,
+  );
 }
 
-/** Subscribes to new samples after `since`; returns the function that closes the stream. */
+export interface HeatmapQuery {
+  metric: string;
+  start: number;
+  end: number;
+  by: readonly string[];
+  keep?: readonly string[];
+  cols?: number;
+  step?: number;
+  lo?: number;
+  hi?: number;
+  idleBelow?: number;
+  tenant?: string;
+  labels?: Record<string, string>;
+}
+
+export function fetchHeatmap(q: HeatmapQuery, signal?: AbortSignal): Promise<HeatmapResponse> {
+  return get(
+    `/api/tw/v1/heatmap${qs({
+      ...q.labels,
+      metric: q.metric,
+      start: Math.floor(q.start),
+      end: Math.ceil(q.end),
+      by: q.by.join(','),
+      keep: q.keep?.join(','),
+      cols: q.step ? undefined : q.cols,
+      step: q.step,
+      lo: q.lo,
+      hi: q.hi,
+      idle_below: q.idleBelow,
+      tenant: q.tenant,
+    })}`,
+    signal,
+  );
+}
+
+export function fetchSpread(
+  q: {
+    metric: string;
+    start: number;
+    end: number;
+    cols?: number;
+    step?: number;
+    labels?: Record<string, string>;
+  },
+  signal?: AbortSignal,
+): Promise<SpreadResponse> {
+  return get(
+    `/api/tw/v1/spread${qs({ ...q.labels, metric: q.metric, start: Math.floor(q.start), end: Math.ceil(q.end), cols: q.step ? undefined : q.cols, step: q.step })}`,
+    signal,
+  );
+}
+
+export function fetchCurves(
+  jobId: string,
+  q: { start?: number; end?: number; points?: number; metrics?: readonly string[] },
+  signal?: AbortSignal,
+): Promise<{ start: number; end: number; curves: Curve[] }> {
+  return get(
+    `/api/tw/v1/jobs/${encodeURIComponent(jobId)}/curves${qs({
+      start: q.start === undefined ? undefined : Math.floor(q.start),
+      end: q.end === undefined ? undefined : Math.ceil(q.end),
+      points: q.points,
+      metric: q.metrics,
+    })}`,
+    signal,
+  );
+}
+
+export function fetchStragglers(
+  jobId: string,
+  start: number,
+  end: number,
+  signal?: AbortSignal,
+): Promise<StragglerResponse> {
+  return get(
+    `/api/tw/v1/jobs/${encodeURIComponent(jobId)}/stragglers${qs({ start: Math.floor(start), end: Math.ceil(end) })}`,
+    signal,
+  );
+}
+
+// ---- streams --------------------------------------------------------------------------------------------
+
+/**
+ * Reads a Server-Sent Events stream with fetch (so the Authorization header goes along) and reconnects with
+ * backoff until closed. Returns the function that closes it.
+ */
+export function openEventStream(
+  path: string,
+  onData: (data: string) => void,
+  onState?: (state: 'open' | 'retrying', error?: string) => void,
+): () => void {
+  const abort = new AbortController();
+  let attempt = 0;
+  const run = async () => {
+    while (!abort.signal.aborted) {
+      try {
+        const res = await fetch(path, {
+          signal: abort.signal,
+          headers: headers({ accept: 'text/event-stream' }),
+        });
+        if (!res.ok || !res.body) {
+          const text = await res.text().catch(() => '');
+          let msg = `${res.status} ${res.statusText}`;
+          try {
+            msg = (JSON.parse(text) as { error?: string }).error ?? msg;
+          } catch {}
+          if (res.status === 401) window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT, { detail: msg }));
+          throw new Error(msg);
+        }
+        attempt = 0;
+        onState?.('open');
+        const parser = new SseParser((ev) => {
+          if (ev.event === 'message') onData(ev.data);
+        });
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          parser.push(value);
+        }
+        throw new Error('the stream ended');
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        onState?.('retrying', (err as Error).message);
+        attempt++;
+        await new Promise((r) =>
+          setTimeout(r, Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2)),
+        );
+      }
+    }
+  };
+  void run();
+  return () => abort.abort();
+}
+
+/** New samples of a selection arrived: `t` is the newest sample time. */
+export function subscribeTicks(
+  params: Record<string, string | readonly string[] | undefined>,
+  onTick: (t: number | null) => void,
+  onState?: (state: 'open' | 'retrying', error?: string) => void,
+): () => void {
+  return openEventStream(
+    `/api/tw/v1/ticks${qs(params)}`,
+    (data) => onTick((JSON.parse(data) as { t: number | null }).t),
+    onState,
+  );
+}
+
+/** Subscribes to new samples after `since` (the raw live stream); returns the function that closes it. */
 export function subscribeSeries(
   q: Omit<SeriesQuery, 'start' | 'end' | 'points'>,
   since: number,
   onSeries: (series: Series[]) => void,
 ): () => void {
-  const p = seriesParams(q);
-  p.set('since', String(Math.floor(since)));
-  const source = new EventSource(`/api/tw/v1/live?${p}`);
-  source.onmessage = (ev) => onSeries((JSON.parse(ev.data) as { series: Series[] }).series);
-  return () => source.close();
+  const p = qs({
+    ...q.labels,
+    metric: typeof q.metric === 'string' ? [q.metric] : q.metric,
+    since: Math.floor(since),
+  });
+  return openEventStream(`/api/tw/v1/live${p}`, (data) =>
+    onSeries((JSON.parse(data) as { series: Series[] }).series),
+  );
 }
 
-export function toNumber(v: JsonSample | null | undefined): number | null {
-  if (v === null || v === undefined) return null;
-  if (typeof v === 'number') return v;
-  return v === 'NaN' ? Number.NaN : v === '+Inf' ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
+// ---- alerting (the alerting contract) -------------------------------------------------------------------
+
+export async function fetchAlerts(
+  q: { state?: AlertState; jobId?: string; since?: number },
+  signal?: AbortSignal,
+): Promise<Alert[]> {
+  const body = await request(
+    `/api/tw/v1/alerts${qs({ state: q.state, job_id: q.jobId, since: q.since === undefined ? undefined : Math.floor(q.since) })}`,
+    { signal },
+  );
+  return alertsFromBody(body);
+}
+
+/** Firing and pending alerts, plus those resolved since `since`: the three lists of the contract. */
+export async function fetchAlertHistory(
+  q: { jobId?: string; since: number },
+  signal?: AbortSignal,
+): Promise<Alert[]> {
+  const [firing, pending, resolved] = await Promise.all([
+    fetchAlerts({ state: 'firing', jobId: q.jobId }, signal),
+    fetchAlerts({ state: 'pending', jobId: q.jobId }, signal),
+    fetchAlerts({ state: 'resolved', jobId: q.jobId, since: q.since }, signal),
+  ]);
+  const seen = new Set<string>();
+  const out: Alert[] = [];
+  for (const a of [...firing, ...pending, ...resolved]) {
+    const key = `${a.fingerprint}/${a.activeAtMs}/${a.state}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(a);
+  }
+  return out;
+}
+
+export interface RuleGroup {
+  name: string;
+  file?: string;
+  interval?: number;
+  rules: {
+    name: string;
+    query: string;
+    type: 'alerting' | 'recording' | string;
+    state?: string;
+    health?: string;
+    lastError?: string;
+    lastEvaluation?: string;
+    evaluationTime?: number;
+    duration?: number;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    alerts?: unknown[];
+  }[];
+}
+
+export async function fetchRules(signal?: AbortSignal): Promise<RuleGroup[]> {
+  return (await get<{ groups: RuleGroup[] }>('/api/v1/rules', signal)).groups ?? [];
+}
+
+export type Detector = Record<string, unknown> & { name?: string; state?: string };
+
+export async function fetchDetectors(signal?: AbortSignal): Promise<Detector[]> {
+  const body = (await request('/api/tw/v1/detectors', { signal })) as { data?: unknown };
+  const data = body.data ?? body;
+  const list = Array.isArray(data) ? data : (data as { detectors?: unknown }).detectors;
+  if (!Array.isArray(list)) throw new ApiError(200, 'the detectors API answered without a list');
+  return list as Detector[];
+}
+
+export async function fetchSilences(signal?: AbortSignal): Promise<Silence[]> {
+  const body = await request('/api/v2/silences', { signal });
+  if (!Array.isArray(body)) throw new ApiError(200, 'the silences API answered without a list');
+  return body as Silence[];
+}
+
+export async function createSilence(s: {
+  matchers: Matcher[];
+  startsAt: string;
+  endsAt: string;
+  createdBy: string;
+  comment: string;
+}): Promise<string> {
+  const body = (await request('/api/v2/silences', {
+    method: 'POST',
+    body: JSON.stringify(s),
+    headers: { 'content-type': 'application/json' },
+  })) as { silenceID?: string };
+  if (!body.silenceID) throw new ApiError(200, 'the server created no silence id');
+  return body.silenceID;
+}
+
+export async function expireSilence(id: string): Promise<void> {
+  await request(`/api/v2/silence/${encodeURIComponent(id)}`, { method: 'DELETE' });
+}
+
+// ---- PromQL (the Prometheus HTTP API) -------------------------------------------------------------------
+
+export type PromResult =
+  | { resultType: 'vector'; result: { metric: Record<string, string>; value: [number, string] }[] }
+  | { resultType: 'matrix'; result: { metric: Record<string, string>; values: [number, string][] }[] }
+  | { resultType: 'scalar'; result: [number, string] }
+  | { resultType: 'string'; result: [number, string] };
+
+export function promQuery(query: string, time: number, signal?: AbortSignal): Promise<PromResult> {
+  return get(`/api/v1/query${qs({ query, time: time / 1000 })}`, signal);
+}
+
+export function promQueryRange(
+  query: string,
+  start: number,
+  end: number,
+  step: number,
+  signal?: AbortSignal,
+): Promise<PromResult> {
+  return get(
+    `/api/v1/query_range${qs({ query, start: start / 1000, end: end / 1000, step: step / 1000 })}`,
+    signal,
+  );
+}
+
+export function fetchMetricNames(signal?: AbortSignal): Promise<string[]> {
+  return get('/api/v1/label/__name__/values', signal);
 }

@@ -1,32 +1,73 @@
 import { useEffect, useState } from 'react';
+import { withParams } from './lib/url';
 
 /**
  * The dashboard's routes live in the URL path and query, so any view is a shareable link.
  * A tiny history router: the app has a handful of pages and needs nothing more.
  */
-export type Route = { page: 'fleet' } | { page: 'job'; jobId: string } | { page: 'not-found'; path: string };
+export type Route =
+  | { page: 'fleet' }
+  | { page: 'job'; jobId: string }
+  | { page: 'compare' }
+  | { page: 'alerts' }
+  | { page: 'explore' }
+  | { page: 'not-found'; path: string };
 
 export function parseRoute(pathname: string): Route {
   if (pathname === '/' || pathname === '') return { page: 'fleet' };
-  const job = /^\/jobs\/([^/]+)\/?$/.exec(pathname);
+  const job = /^\/jobs\/(.+?)\/?$/.exec(pathname);
   if (job) return { page: 'job', jobId: decodeURIComponent(job[1]!) };
+  if (/^\/compare\/?$/.test(pathname)) return { page: 'compare' };
+  if (/^\/alerts\/?$/.test(pathname)) return { page: 'alerts' };
+  if (/^\/explore\/?$/.test(pathname)) return { page: 'explore' };
   return { page: 'not-found', path: pathname };
 }
+
+const URL_EVENT = 'tw:url';
 
 export function navigate(to: string): void {
   if (to === location.pathname + location.search) return;
   history.pushState(null, '', to);
+  window.scrollTo(0, 0);
   window.dispatchEvent(new PopStateEvent('popstate'));
 }
 
 export function useLocation(): { pathname: string; search: string } {
   const [loc, setLoc] = useState({ pathname: location.pathname, search: location.search });
   useEffect(() => {
-    const onPop = () => setLoc({ pathname: location.pathname, search: location.search });
-    window.addEventListener('popstate', onPop);
-    return () => window.removeEventListener('popstate', onPop);
+    const onChange = () =>
+      setLoc((prev) =>
+        prev.pathname === location.pathname && prev.search === location.search
+          ? prev
+          : { pathname: location.pathname, search: location.search },
+      );
+    window.addEventListener('popstate', onChange);
+    window.addEventListener(URL_EVENT, onChange);
+    return () => {
+      window.removeEventListener('popstate', onChange);
+      window.removeEventListener(URL_EVENT, onChange);
+    };
   }, []);
   return loc;
+}
+
+/**
+ * The page's query parameters and a setter that merges a patch into them (null removes a key). The URL is
+ * replaced, not pushed, so that tweaking a filter does not fill the history; `push` makes a new entry.
+ */
+export function useSearchParams(): [
+  URLSearchParams,
+  (patch: Record<string, string | null | undefined>, push?: boolean) => void,
+] {
+  const { search } = useLocation();
+  const set = (patch: Record<string, string | null | undefined>, push = false) => {
+    const next = location.pathname + withParams(location.search, patch);
+    if (next === location.pathname + location.search) return;
+    if (push) history.pushState(null, '', next);
+    else history.replaceState(null, '', next);
+    window.dispatchEvent(new Event(URL_EVENT));
+  };
+  return [new URLSearchParams(search), set];
 }
 
 /** Left clicks on internal links navigate without a page load; modified clicks open new tabs as usual. */

@@ -1,14 +1,38 @@
 import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';
+import { useTheme } from '../hooks/use-theme';
 
 export interface ChartSeries {
   readonly label: string;
-  /** X values in ascending order: milliseconds for time charts, steps for step charts. */
+  /** X values in ascending order: ms for time charts, steps for step charts, seconds for elapsed charts. */
   readonly x: readonly number[];
   readonly y: readonly (number | null)[];
   /** Draw each point: for sparse series such as evaluation results, which lines between gaps would hide. */
   readonly points?: boolean;
+  readonly color?: string;
+  /** Drawn thin and translucent: the raw curve behind its smoothed line. */
+  readonly faint?: boolean;
+  readonly width?: number;
+  readonly dash?: readonly number[];
+  /** Not in the legend (e.g. a band's edges). */
+  readonly hideInLegend?: boolean;
 }
+
+/** A filled band between two series (by index in `series`), e.g. min..max across 512 GPUs. */
+export interface ChartBand {
+  readonly upper: number;
+  readonly lower: number;
+  readonly color: string;
+}
+
+export interface ChartMarker {
+  /** In the chart's x unit (ms for time charts). */
+  readonly x: number;
+  readonly color: string;
+  readonly label: string;
+}
+
+export type XMode = 'time' | 'step' | 'elapsed';
 
 const PALETTE = [
   '#4e9af1',
@@ -30,35 +54,64 @@ export function seriesColor(i: number): string {
 interface ChartProps {
   readonly title: string;
   readonly series: readonly ChartSeries[];
-  readonly xMode?: 'time' | 'step';
+  readonly bands?: readonly ChartBand[];
+  readonly markers?: readonly ChartMarker[];
+  readonly xMode?: XMode;
   readonly logY?: boolean;
   readonly height?: number;
   readonly yFormat?: (v: number) => string;
   readonly testId?: string;
+  /** Charts with the same key move their cursors together. */
+  readonly syncKey?: string;
+  /** Dragging across a time chart selects a range (ms); without it, dragging zooms the chart alone. */
+  readonly onZoom?: (from: number, to: number) => void;
+  /** Shown in place of the chart while there is nothing to draw. */
+  readonly emptyText?: string;
+  readonly subtitle?: React.ReactNode;
+}
+
+function formatElapsed(s: number): string {
+  const a = Math.abs(s);
+  if (a < 120) return `${Math.round(s)}s`;
+  if (a < 7200) return `${Math.round(s / 60)}m`;
+  return `${(s / 3600).toFixed(a < 36000 ? 1 : 0)}h`;
 }
 
 /**
  * A uPlot line chart. Series with different x values are merged onto one x axis (uPlot.join); NaN values
- * (a diverged loss) are drawn as gaps. The chart is rebuilt only when the set of series or the options change,
- * and otherwise updated in place with setData, so live updates stay cheap.
+ * (a diverged loss) are gaps. The chart is rebuilt only when its shape changes (series, scales, theme) and
+ * otherwise updated in place with setData, so live updates stay cheap. Markers (alerts, the `t` of a link)
+ * are drawn as vertical lines over the plot.
  */
 export function Chart({
   title,
   series,
+  bands = [],
+  markers = [],
   xMode = 'time',
   logY = false,
-  height = 240,
+  height = 220,
   yFormat,
   testId,
+  syncKey,
+  onZoom,
+  emptyText = 'No data in this time range.',
+  subtitle,
 }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
-  const shape = `${xMode}|${logY}|${series.map((s) => s.label).join('\u0000')}`;
+  const markersRef = useRef(markers);
+  markersRef.current = markers;
+  const zoomRef = useRef(onZoom);
+  zoomRef.current = onZoom;
+  const theme = useTheme();
+  const xScale = xMode === 'time' ? 1 / 1000 : 1;
+  const shape = `${theme}|${xMode}|${logY}|${!!onZoom}|${syncKey}|${JSON.stringify(bands)}|${series
+    .map((s) => `${s.label}/${s.color}/${s.faint}/${s.points}/${s.hideInLegend}`)
+    .join('\u0000')}`;
+  const data = buildData(series, xScale, logY);
 
-  const data = buildData(series, xMode, logY);
-
-  // Rebuilt only when the shape changes; data updates go through setData below.
-  // biome-ignore lint/correctness/useExhaustiveDependencies: the chart is rebuilt per shape, not per data
+  // biome-ignore lint/correctness/useExhaustiveDependencies: rebuilt per shape; data goes through setData
   useEffect(() => {
     const el = box.current;
     if (!el) return;
@@ -66,34 +119,101 @@ export function Chart({
     const css = getComputedStyle(document.documentElement);
     const muted = css.getPropertyValue('--fg-muted').trim() || '#888';
     const grid = css.getPropertyValue('--grid').trim() || '#333';
+    const fg = css.getPropertyValue('--fg').trim() || '#ddd';
+    const drawMarkers = (u: uPlot) => {
+      const ms = markersRef.current;
+      if (ms.length === 0) return;
+      const ctx = u.ctx;
+      const { left, top, width, height: h } = u.bbox;
+      ctx.save();
+      ctx.lineWidth = Math.max(1, devicePixelRatio);
+      for (const m of ms) {
+        const x = Math.round(u.valToPos(m.x * xScale, 'x', true));
+        if (x < left || x > left + width) continue;
+        ctx.strokeStyle = m.color;
+        ctx.fillStyle = m.color;
+        ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
+        ctx.beginPath();
+        ctx.moveTo(x, top);
+        ctx.lineTo(x, top + h);
+        ctx.stroke();
+        ctx.setLineDash([]);
+        const s = 5 * devicePixelRatio;
+        ctx.beginPath();
+        ctx.moveTo(x - s, top);
+        ctx.lineTo(x + s, top);
+        ctx.lineTo(x, top + s * 1.4);
+        ctx.closePath();
+        ctx.fill();
+      }
+      ctx.restore();
+    };
     const opts: uPlot.Options = {
       width: Math.max(200, el.clientWidth),
       height,
-      scales: { x: { time: xMode === 'time' }, y: logY ? { distr: 3 } : {} },
-      legend: { show: series.length <= 12 },
-      cursor: { drag: { x: true, y: false } },
+      scales: {
+        x: { time: xMode === 'time' },
+        y: logY ? { distr: 3 } : {},
+      },
+      legend: { show: series.filter((s) => !s.hideInLegend).length <= 12, live: true },
+      cursor: {
+        drag: { x: true, y: false, setScale: !onZoom },
+        ...(syncKey ? { sync: { key: syncKey } } : {}),
+      },
+      bands: bands.map((b) => ({ series: [b.upper + 1, b.lower + 1] as [number, number], fill: b.color })),
       axes: [
-        { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
         {
           stroke: muted,
           grid: { stroke: grid, width: 1 },
           ticks: { stroke: grid, width: 1 },
-          size: 60,
+          ...(xMode === 'elapsed' ? { values: (_u: uPlot, vals: number[]) => vals.map(formatElapsed) } : {}),
+        },
+        {
+          stroke: muted,
+          grid: { stroke: grid, width: 1 },
+          ticks: { stroke: grid, width: 1 },
+          size: 64,
           values: yFormat ? (_u, vals) => vals.map((v) => (v === null ? '' : yFormat(v))) : undefined,
         },
       ],
       series: [
-        { label: xMode === 'time' ? 'time' : 'step' },
-        ...series.map((s, i) => ({
-          label: s.label,
-          stroke: seriesColor(i),
-          fill: s.points ? seriesColor(i) : undefined,
-          width: 1.25,
-          points: { show: s.points ?? false, size: 6 },
-          spanGaps: s.points ?? false,
-        })),
+        {
+          label: xMode === 'time' ? 'time' : xMode === 'step' ? 'step' : 'elapsed',
+          ...(xMode === 'elapsed'
+            ? { value: (_u: uPlot, v: number | null) => (v === null ? '—' : formatElapsed(v)) }
+            : {}),
+        },
+        ...series.map((s, i) => {
+          const color = s.color ?? seriesColor(i);
+          return {
+            label: s.label,
+            stroke: s.faint ? `${color}55` : color,
+            fill: s.points ? color : undefined,
+            width: s.width ?? (s.faint ? 1 : 1.5),
+            dash: s.dash ? [...s.dash] : undefined,
+            points: { show: s.points ?? false, size: 6 },
+            spanGaps: s.points ?? false,
+            show: true,
+            ...(s.hideInLegend ? { label: '' } : {}),
+            ...(yFormat ? { value: (_u: uPlot, v: number | null) => (v === null ? '—' : yFormat(v)) } : {}),
+          };
+        }),
       ],
+      hooks: {
+        draw: [drawMarkers],
+        setSelect: [
+          (u) => {
+            const zoom = zoomRef.current;
+            if (!zoom || u.select.width < 4) return;
+            const from = u.posToVal(u.select.left, 'x') / xScale;
+            const to = u.posToVal(u.select.left + u.select.width, 'x') / xScale;
+            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+            zoom(from, to);
+          },
+        ],
+      },
     };
+    void fg;
     const u = new uPlot(opts, data, el);
     plot.current = u;
     const ro = new ResizeObserver(() => u.setSize({ width: Math.max(200, el.clientWidth), height }));
@@ -106,25 +226,46 @@ export function Chart({
   }, [shape, height]);
 
   useEffect(() => {
-    plot.current?.setData(data);
+    const u = plot.current;
+    if (!u) return;
+    u.setData(data);
   });
 
-  const empty = series.every((s) => s.x.length === 0);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: markers are read through a ref when drawing
+  useEffect(() => {
+    plot.current?.redraw(false, true);
+  }, [JSON.stringify(markers)]);
+
+  const points = series.reduce((a, s) => a + s.x.length, 0);
+  let lastX: number | undefined;
+  for (const s of series)
+    if (s.x.length) lastX = Math.max(lastX ?? Number.NEGATIVE_INFINITY, s.x[s.x.length - 1]!);
   return (
-    <figure className="chart" data-testid={testId} data-points={series.reduce((a, s) => a + s.x.length, 0)}>
-      <figcaption>{title}</figcaption>
+    <figure className="chart" data-testid={testId} data-points={points} data-last-x={lastX}>
+      <figcaption>
+        {title}
+        {subtitle && <span className="chart-subtitle">{subtitle}</span>}
+      </figcaption>
       <div ref={box} className="chart-box" />
-      {empty && <div className="chart-empty">No data in this time range.</div>}
+      {points === 0 && <div className="chart-empty">{emptyText}</div>}
     </figure>
   );
 }
 
-function buildData(series: readonly ChartSeries[], xMode: 'time' | 'step', logY: boolean): uPlot.AlignedData {
+function buildData(series: readonly ChartSeries[], xScale: number, logY: boolean): uPlot.AlignedData {
   if (series.length === 0) return [[]];
-  const scale = xMode === 'time' ? 1 / 1000 : 1;
+  const clean = (y: number | null) => (y === null || !Number.isFinite(y) || (logY && y <= 0) ? null : y);
+  // Series sharing one x array (band charts from one server answer) need no join.
+  const x0 = series[0]!.x;
+  if (series.every((s) => s.x === x0)) {
+    return [
+      xScale === 1 ? (x0 as number[]) : x0.map((x) => x * xScale),
+      ...series.map((s) => s.y.map(clean)),
+    ];
+  }
   const tables: uPlot.AlignedData[] = series.map((s) => [
-    s.x.map((x) => x * scale),
-    s.y.map((y) => (y === null || !Number.isFinite(y) || (logY && y <= 0) ? null : y)),
+    xScale === 1 ? (s.x as number[]) : s.x.map((x) => x * xScale),
+    s.y.map(clean),
   ]);
   return tables.length === 1 ? tables[0]! : uPlot.join(tables);
 }

@@ -1,198 +1,893 @@
-import { useEffect, useMemo, useState } from 'react';
-import { fetchJob, fetchSeries, type JobSummary, type Series, subscribeSeries, toNumber } from '../api';
-import { Chart, type ChartSeries } from '../components/chart';
-import { StatusBadge, UtilBar } from '../components/widgets';
-import { fmtAge, fmtInt, fmtNumber, fmtTime } from '../format';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import {
+  type ApiError,
+  fetchAlertHistory,
+  fetchCurves,
+  fetchHeatmap,
+  fetchJob,
+  fetchSeries,
+  fetchSpread,
+  fetchStragglers,
+  type JobSummary,
+  type Series,
+  toNumber,
+} from '../api';
+import { Chart, type ChartMarker, type ChartSeries, seriesColor, type XMode } from '../components/chart';
+import { Heatmap, type HeatmapHighlight, type HeatmapMarker, ScaleLegend } from '../components/heatmap';
+import { RangePicker } from '../components/range-picker';
+import { ErrorBox, HealthBadges, LiveIndicator, StatusBadge, Tile, UtilBar } from '../components/widgets';
+import { fmtAge, fmtInt, fmtNumber, fmtPercent, fmtTime } from '../format';
+import { useNow, usePoll, useTicks } from '../hooks/use-live';
+import { alertLocation, alertStart, healthByJob } from '../lib/alerts';
+import { SEVERITY_COLORS } from '../lib/colors';
+import { mergeCurves, mergeSeries, mergeSpread, stepAtTime } from '../lib/live-merge';
+import { decodeMatrix, type HeatmapRowInfo, type Matrix, mergeMatrix } from '../lib/matrix';
+import { curveSplit, groupCurves } from '../lib/metrics';
+import { emaSmooth } from '../lib/smoothing';
+import { isLive, parseRange, type RangeSpec, rangeParams, resolveRange } from '../lib/time-range';
+import type { Alert, Curve, SpreadResponse, StragglerResponse } from '../lib/types';
+import { onLinkClick, useSearchParams } from '../router';
 
-/** Metrics the job page draws; fetched in one request and streamed live in one SSE connection. */
-const PAGE_METRICS = [
-  'train_loss',
-  'eval_loss',
-  'train_step',
-  'gpu_utilization_ratio',
-  'gpu_memory_used_bytes',
-  'train_samples_per_second',
-  'train_tokens_per_second',
-];
-const RANGE_MS = 60 * 60_000;
-const POINTS = 1200;
+/** GPUs up to this many get a line each in the power/temperature/clock charts; more get a min–max band. */
+const MAX_GPU_LINES = 16;
+const STRAGGLER_REFRESH_MS = 10_000;
+const GPU_DETAIL_METRICS = [
+  { metric: 'gpu_power_watts', title: 'Power', format: (v: number) => `${fmtNumber(v)} W` },
+  { metric: 'gpu_temperature_celsius', title: 'Temperature', format: (v: number) => `${fmtNumber(v)} °C` },
+  { metric: 'gpu_sm_clock_hertz', title: 'SM clock', format: (v: number) => `${fmtNumber(v)}Hz` },
+] as const;
 
-type SeriesMap = Map<string, Series>;
-
-function seriesKey(labels: Record<string, string>): string {
-  return Object.keys(labels)
-    .sort()
-    .map((k) => `${k}=${labels[k]}`)
-    .join(',');
+function chartPoints(): number {
+  return Math.max(200, Math.min(1200, Math.floor(window.innerWidth / 2)));
+}
+function heatCols(): number {
+  return Math.max(200, Math.min(1400, Math.floor(window.innerWidth - 220)));
 }
 
-function byMetric(all: SeriesMap, metric: string): Series[] {
-  return [...all.values()].filter((s) => s.labels.__name__ === metric);
+/** Everything the job page draws, apart from the job's metadata. */
+interface Panels {
+  curves: Curve[];
+  throughput: SpreadResponse | null;
+  stepTime: SpreadResponse | null;
+  util: Matrix | null;
+  memory: Matrix | null;
+  /** Per GPU lines (few GPUs) … */
+  gpuLines: Series[] | null;
+  /** … or one band per metric (many GPUs). */
+  gpuBands: Record<string, SpreadResponse> | null;
 }
 
+const EMPTY: Panels = {
+  curves: [],
+  throughput: null,
+  stepTime: null,
+  util: null,
+  memory: null,
+  gpuLines: null,
+  gpuBands: null,
+};
+
+type PanelErrors = Partial<Record<keyof Panels | 'stragglers', unknown>>;
+
+/**
+ * One job: training curves against step or time (smoothing, log scale), throughput and step time, a rank ×
+ * time heatmap of utilization and memory with the straggler outlined, per-GPU power, temperature and clocks,
+ * alert markers, configuration and metadata — live while the job runs.
+ */
 export function JobPage({ jobId }: { jobId: string }) {
+  const [params, setParams] = useSearchParams();
+  const now = useNow(5000);
+  const range: RangeSpec = parseRange(params, { kind: 'run' });
+  const centre = params.get('t') ? Number(params.get('t')) : null;
+  const rangeKey = JSON.stringify(range);
+  const paused = params.get('paused') === '1';
+  const xMode: XMode = params.get('x') === 'step' ? 'step' : 'time';
+  const logY = params.get('log') === '1';
+  const smooth = Math.max(0, Math.min(0.99, Number(params.get('smooth') ?? '0') || 0));
+
   const [job, setJob] = useState<JobSummary | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [data, setData] = useState<SeriesMap>(new Map());
-  const [xMode, setXMode] = useState<'time' | 'step'>(() =>
-    new URLSearchParams(location.search).get('x') === 'step' ? 'step' : 'time',
+  const [metrics, setMetrics] = useState<string[]>([]);
+  const [jobError, setJobError] = useState<unknown>(null);
+  const [panels, setPanels] = useState<Panels>(EMPTY);
+  const [errors, setErrors] = useState<PanelErrors>({});
+  const [loaded, setLoaded] = useState(false);
+  const [window_, setWindow] = useState<{ start: number; end: number } | null>(null);
+  const [alerts, setAlerts] = useState<Alert[]>([]);
+  const [alertsError, setAlertsError] = useState<ApiError | null>(null);
+  const [stragglers, setStragglers] = useState<StragglerResponse | null>(null);
+  const panelsRef = useRef(panels);
+  panelsRef.current = panels;
+  const reloadNeeded = useRef(false);
+
+  // Job metadata and its live numbers.
+  usePoll(
+    async (signal) => {
+      try {
+        const d = await fetchJob(jobId, signal);
+        setJob(d.job);
+        setMetrics(d.metrics);
+        setJobError(null);
+      } catch (err) {
+        if (!signal.aborted) setJobError(err);
+      }
+    },
+    5000,
+    [jobId],
   );
-  const [logY, setLogY] = useState(() => new URLSearchParams(location.search).get('log') === '1');
 
-  useEffect(() => {
-    const url = new URL(location.href);
-    url.searchParams.set('x', xMode);
-    if (logY) url.searchParams.set('log', '1');
-    else url.searchParams.delete('log');
-    history.replaceState(null, '', url);
-  }, [xMode, logY]);
+  const running = job ? job.endMs === null && job.status !== 'completed' && job.status !== 'failed' : false;
+  const gpuCount = job ? Math.max(job.gpus, job.worldSize ?? 0) : 0;
+  const hasTokens = metrics.includes('train_tokens_per_second');
+  const throughputMetric = hasTokens ? 'train_tokens_per_second' : 'train_samples_per_second';
+  const jobLabels = useMemo(() => ({ job_id: jobId }), [jobId]);
 
-  // Job metadata, refreshed for its live numbers.
-  useEffect(() => {
-    const abort = new AbortController();
-    const load = () =>
-      fetchJob(jobId, abort.signal)
-        .then((d) => {
-          setJob(d.job);
-          setError(null);
-        })
-        .catch((err: Error) => {
-          if (!abort.signal.aborted) setError(err.message);
-        });
-    void load();
-    const timer = setInterval(load, 5000);
-    return () => {
-      abort.abort();
-      clearInterval(timer);
-    };
-  }, [jobId]);
-
-  const running = job?.status === 'running' || job?.status === 'queued' || job?.status === 'stalled';
-  const windowEnd = job ? (running ? Date.now() : (job.endMs ?? job.lastSampleMs ?? Date.now())) : null;
-
-  // Initial load of the window, then live samples appended (for jobs that still run). Reloaded only when the
-  // job changes state, not on every metadata refresh.
-  // biome-ignore lint/correctness/useExhaustiveDependencies: windowEnd is read once per (job, running) pair
-  useEffect(() => {
-    if (windowEnd === null) return;
-    const abort = new AbortController();
-    const end = windowEnd;
-    const start = end - RANGE_MS;
-    let close: (() => void) | undefined;
-    fetchSeries({ metric: PAGE_METRICS, labels: { job_id: jobId }, start, end, points: POINTS }, abort.signal)
-      .then((d) => {
-        if (abort.signal.aborted) return;
-        const map: SeriesMap = new Map();
-        for (const s of d.series) map.set(seriesKey(s.labels), s);
-        setData(map);
-        if (!running) return;
-        close = subscribeSeries({ metric: PAGE_METRICS, labels: { job_id: jobId } }, end, (fresh) => {
-          setData((prev) => appendLive(prev, fresh, Date.now() - RANGE_MS));
-        });
-      })
-      .catch((err: Error) => {
-        if (!abort.signal.aborted) setError(err.message);
+  const loadAll = useCallback(
+    async (w: { start: number; end: number }, signal: AbortSignal) => {
+      const points = chartPoints();
+      const cols = heatCols();
+      const few = gpuCount <= MAX_GPU_LINES;
+      const tasks = {
+        curves: fetchCurves(jobId, { start: w.start, end: w.end, points }, signal).then((d) => d.curves),
+        throughput: fetchSpread(
+          { metric: throughputMetric, start: w.start, end: w.end, cols: points, labels: jobLabels },
+          signal,
+        ),
+        stepTime: fetchSpread(
+          {
+            metric: 'train_step_duration_seconds',
+            start: w.start,
+            end: w.end,
+            cols: points,
+            labels: jobLabels,
+          },
+          signal,
+        ),
+        util: fetchHeatmap(
+          {
+            metric: 'gpu_utilization_ratio',
+            start: w.start,
+            end: w.end,
+            by: ['node_id', 'gpu'],
+            keep: ['rank'],
+            cols,
+            labels: jobLabels,
+          },
+          signal,
+        ).then(decodeMatrix),
+        memory: fetchHeatmap(
+          {
+            metric: 'gpu_memory_used_bytes',
+            start: w.start,
+            end: w.end,
+            by: ['node_id', 'gpu'],
+            keep: ['rank'],
+            cols,
+            labels: jobLabels,
+          },
+          signal,
+        ).then(decodeMatrix),
+        gpuLines: few
+          ? fetchSeries(
+              {
+                metric: GPU_DETAIL_METRICS.map((m) => m.metric),
+                labels: jobLabels,
+                start: w.start,
+                end: w.end,
+                points,
+              },
+              signal,
+            ).then((d) => d.series)
+          : Promise.resolve(null),
+        gpuBands: few
+          ? Promise.resolve(null)
+          : Promise.all(
+              GPU_DETAIL_METRICS.map((m) =>
+                fetchSpread(
+                  { metric: m.metric, start: w.start, end: w.end, cols: points, labels: jobLabels },
+                  signal,
+                ),
+              ),
+            ).then((list) => Object.fromEntries(list.map((s) => [s.metric, s]))),
+      };
+      const keys = Object.keys(tasks) as (keyof typeof tasks)[];
+      const results = await Promise.allSettled(keys.map((k) => tasks[k]));
+      if (signal.aborted) return;
+      const next: Panels = { ...EMPTY };
+      const errs: PanelErrors = {};
+      results.forEach((r, i) => {
+        const k = keys[i]!;
+        if (r.status === 'fulfilled') (next as unknown as Record<string, unknown>)[k] = r.value;
+        else errs[k] = r.reason;
       });
-    return () => {
-      abort.abort();
-      close?.();
-    };
-  }, [jobId, running, job === null]);
+      setPanels(next);
+      setErrors(errs);
+      setWindow(w);
+      setLoaded(true);
+      reloadNeeded.current = false;
+    },
+    [jobId, throughputMetric, gpuCount, jobLabels],
+  );
 
-  const charts = useMemo(() => buildCharts(data, xMode), [data, xMode]);
+  // Full load when the job, the range or the GPU layout changes.
+  const jobReady = job !== null;
+  // biome-ignore lint/correctness/useExhaustiveDependencies: job fields are read once per (job, range) pair
+  useEffect(() => {
+    if (!jobReady || !job) return;
+    const abort = new AbortController();
+    void loadAll(resolveRange(range, Date.now(), job), abort.signal);
+    return () => abort.abort();
+  }, [jobReady, rangeKey, loadAll, running]);
 
-  if (error && !job)
-    return (
-      <div className="error">
-        Cannot load job {jobId}: {error}
-      </div>
+  // Alerts of this job (firing, pending, and resolved within the range).
+  usePoll(
+    async (signal) => {
+      if (!window_) return;
+      try {
+        setAlerts(await fetchAlertHistory({ jobId, since: window_.start }, signal));
+        setAlertsError(null);
+      } catch (err) {
+        if (!signal.aborted) setAlertsError(err as ApiError);
+      }
+    },
+    paused ? 0 : 5000,
+    [jobId, window_?.start, paused],
+  );
+
+  // Straggler scores: every ten seconds while live.
+  usePoll(
+    async (signal) => {
+      if (!window_) return;
+      try {
+        setStragglers(await fetchStragglers(jobId, window_.start, Math.min(window_.end, Date.now()), signal));
+        setErrors((e) => ({ ...e, stragglers: undefined }));
+      } catch (err) {
+        if (!signal.aborted) setErrors((e) => ({ ...e, stragglers: err }));
+      }
+    },
+    isLive(range, running) && !paused ? STRAGGLER_REFRESH_MS : 0,
+    [jobId, window_?.start, window_ && !isLive(range, running) ? window_.end : 0, paused],
+  );
+
+  // Live: new samples of this job → fetch only what is new for each panel.
+  const liveState = useTicks(isLive(range, running) && job ? { job_id: jobId } : null, paused, async () => {
+    const old = panelsRef.current;
+    if (!job || !window_ || !loaded) return;
+    const w = resolveRange(range, Date.now(), job);
+    if (reloadNeeded.current) {
+      await loadAll(w, new AbortController().signal);
+      return;
+    }
+    const lastT = Math.max(...old.curves.map((c) => (c.t.length ? c.t[c.t.length - 1]! : w.start)), w.start);
+    const tailOf = (m: Matrix | null, q: { metric: string }) =>
+      m
+        ? fetchHeatmap({
+            metric: q.metric,
+            start: m.start + (m.cols - 1) * m.step,
+            end: w.end,
+            step: m.step,
+            by: ['node_id', 'gpu'],
+            keep: ['rank'],
+            lo: m.lo,
+            hi: m.hi,
+            labels: jobLabels,
+          }).then((r) => mergeMatrix(m, decodeMatrix(r), w.start))
+        : Promise.resolve(null);
+    const spreadTail = (s: SpreadResponse | null, metric: string) =>
+      s
+        ? fetchSpread({
+            metric,
+            start: s.start + (s.cols - 1) * s.step,
+            end: w.end,
+            step: s.step,
+            labels: jobLabels,
+          }).then((t) => mergeSpread(s, t, w.start))
+        : Promise.resolve(null);
+    const [curves, throughput, stepTime, util, memory, gpuLines, gpuBands] = await Promise.all([
+      fetchCurves(jobId, { start: lastT + 1, end: w.end }).then((d) =>
+        mergeCurves(old.curves, d.curves, w.start),
+      ),
+      spreadTail(old.throughput, throughputMetric),
+      spreadTail(old.stepTime, 'train_step_duration_seconds'),
+      tailOf(old.util, { metric: 'gpu_utilization_ratio' }),
+      tailOf(old.memory, { metric: 'gpu_memory_used_bytes' }),
+      old.gpuLines
+        ? fetchSeries({
+            metric: GPU_DETAIL_METRICS.map((m) => m.metric),
+            labels: jobLabels,
+            start:
+              Math.max(...old.gpuLines.map((s) => (s.t.length ? s.t[s.t.length - 1]! : w.start)), w.start) +
+              1,
+            end: w.end,
+          }).then((d) => mergeSeries(old.gpuLines!, d.series, w.start))
+        : Promise.resolve(null),
+      old.gpuBands
+        ? Promise.all(
+            GPU_DETAIL_METRICS.map((m) => spreadTail(old.gpuBands![m.metric] ?? null, m.metric)),
+          ).then((list) =>
+            Object.fromEntries(list.filter((s): s is SpreadResponse => s !== null).map((s) => [s.metric, s])),
+          )
+        : Promise.resolve(null),
+    ]);
+    setPanels({ curves, throughput, stepTime, util, memory, gpuLines, gpuBands });
+    setWindow(w);
+    // Live points are raw: once they outnumber the chart's pixels twice over, decimate again with a reload.
+    const target = chartPoints();
+    if (curves.some((c) => c.t.length > 3 * target) || (util && util.cols > 2 * heatCols()))
+      reloadNeeded.current = true;
+  });
+
+  // --- derived -------------------------------------------------------------------------------------------
+
+  const firing = useMemo(() => alerts.filter((a) => a.state === 'firing'), [alerts]);
+  const health = useMemo(
+    () => (job ? healthByJob(alerts, job.tenant).get(`${job.tenant}/${job.jobId}`) : undefined),
+    [alerts, job],
+  );
+  const stepRef = useMemo(
+    () => panels.curves.find((c) => c.step && c.metric === 'train_loss') ?? panels.curves.find((c) => c.step),
+    [panels.curves],
+  );
+
+  const timeMarkers: ChartMarker[] = useMemo(() => {
+    const ms: ChartMarker[] = alerts
+      .filter((a) => a.state !== 'pending')
+      .map((a) => ({
+        x: alertStart(a),
+        color: SEVERITY_COLORS[a.labels.severity ?? ''] ?? '#999',
+        label: a.labels.alertname ?? a.name,
+      }));
+    if (centre !== null && Number.isFinite(centre))
+      ms.push({ x: centre, color: 'var(--accent)', label: 'linked moment' });
+    return ms.map((m) =>
+      m.color.startsWith('var(')
+        ? { ...m, color: getComputedStyle(document.documentElement).getPropertyValue('--accent').trim() }
+        : m,
     );
+  }, [alerts, centre]);
+  const stepMarkers: ChartMarker[] = useMemo(
+    () =>
+      stepRef
+        ? timeMarkers.flatMap((m) => {
+            const s = stepAtTime(stepRef, m.x);
+            return s === null ? [] : [{ ...m, x: s }];
+          })
+        : [],
+    [timeMarkers, stepRef],
+  );
+  const heatMarkers: HeatmapMarker[] = useMemo(
+    () => timeMarkers.map((m) => ({ t: m.x, color: m.color, label: m.label })),
+    [timeMarkers],
+  );
+
+  const curveCharts = useMemo(
+    () => buildCurveCharts(panels.curves, xMode, smooth),
+    [panels.curves, xMode, smooth],
+  );
+
+  const highlights = useMemo(
+    () => stragglerHighlights(panels.util, firing, stragglers),
+    [panels.util, firing, stragglers],
+  );
+  const memHighlights = useMemo(
+    () => remapHighlights(panels.util, panels.memory, highlights),
+    [panels.util, panels.memory, highlights],
+  );
+
+  if (jobError && !job) {
+    const e = jobError as ApiError;
+    return e.status === 404 ? (
+      <div className="empty">
+        <h2>No job {jobId}</h2>
+        <p>
+          This tenant has no job with that id. It may belong to another tenant, or its data has expired.{' '}
+          <a href="/" onClick={onLinkClick}>
+            Back to the fleet
+          </a>
+          .
+        </p>
+      </div>
+    ) : (
+      <ErrorBox error={jobError} what={`job ${jobId}`} />
+    );
+  }
   if (!job) return <div className="empty">Loading {jobId}…</div>;
 
+  const w = window_ ?? resolveRange(range, now, job);
+  const zoom = (from: number, to: number) => setParams(rangeParams({ kind: 'absolute', from, to }), true);
+  const sync = `job-${jobId}`;
+  const throughputSeries = spreadSeries(
+    panels.throughput,
+    ['sum'],
+    hasTokens ? 'tokens/s (all ranks)' : 'samples/s (all ranks)',
+  );
+  const stepSeries = spreadSeries(panels.stepTime, ['mean', 'max', 'min'], 'step time');
+
   return (
-    <section className="page">
+    <section className="page" aria-labelledby="job-title">
       <div className="page-head">
         <div>
-          <h1>
-            {job.name} <StatusBadge status={job.status} />
+          <h1 id="job-title">
+            {job.name} <StatusBadge status={job.status} />{' '}
+            <HealthBadges health={health} unknown={!!alertsError} />
           </h1>
           <div className="sub">
             {job.jobId} · {job.project || 'no project'} · {job.owner || 'no owner'} ·{' '}
             {job.framework || 'unknown framework'} · world size {job.worldSize ?? '—'}
+            {job.tags.length > 0 && (
+              <>
+                {' '}
+                ·{' '}
+                {job.tags.map((t) => (
+                  <span key={t} className="tag">
+                    {t}
+                  </span>
+                ))}
+              </>
+            )}
           </div>
         </div>
         <div className="tiles">
-          <div className="tile">
-            <div className="tile-value">{fmtInt(job.step)}</div>
-            <div className="tile-label">step</div>
-          </div>
-          <div className="tile">
-            <div className={`tile-value ${job.loss === 'NaN' ? 'bad' : ''}`}>{fmtNumber(job.loss, 4)}</div>
-            <div className="tile-label">loss</div>
-          </div>
-          <div className="tile">
-            <div className="tile-value">
-              <UtilBar ratio={job.meanGpuUtilization} />
-            </div>
-            <div className="tile-label">mean GPU utilization ({job.gpus} GPUs)</div>
-          </div>
-          <div className="tile">
-            <div className="tile-value">{fmtAge(job.startMs, job.endMs ?? undefined)}</div>
-            <div className="tile-label">running time</div>
-          </div>
+          <Tile label="step" value={fmtInt(job.step)} />
+          <Tile
+            label="loss"
+            value={<span className={job.loss === 'NaN' ? 'bad' : ''}>{fmtNumber(job.loss, 4)}</span>}
+          />
+          <Tile
+            label={`mean GPU utilization (${job.gpus} GPUs)`}
+            value={<UtilBar ratio={job.meanGpuUtilization} />}
+          />
+          <Tile
+            label="throughput"
+            value={
+              job.tokensPerSecond
+                ? `${fmtNumber(job.tokensPerSecond)} tok/s`
+                : job.samplesPerSecond
+                  ? `${fmtNumber(job.samplesPerSecond)}/s`
+                  : '—'
+            }
+          />
+          <Tile label="running time" value={fmtAge(job.startMs, job.endMs ?? now)} />
         </div>
       </div>
+
       <div className="toolbar">
-        <fieldset className="segmented" aria-label="X axis">
-          <button type="button" aria-pressed={xMode === 'time'} onClick={() => setXMode('time')}>
+        <RangePicker value={range} onChange={(r) => setParams(rangeParams(r))} allowRun resolved={w} />
+        <fieldset className="segmented" aria-label="X axis of the training curves">
+          <button type="button" aria-pressed={xMode === 'time'} onClick={() => setParams({ x: null })}>
             Time
           </button>
-          <button type="button" aria-pressed={xMode === 'step'} onClick={() => setXMode('step')}>
+          <button type="button" aria-pressed={xMode === 'step'} onClick={() => setParams({ x: 'step' })}>
             Step
           </button>
         </fieldset>
-        <label className="check">
-          <input type="checkbox" checked={logY} onChange={(e) => setLogY(e.target.checked)} /> log scale
-          (loss)
+        <label className="check slider">
+          smoothing
+          <input
+            type="range"
+            min={0}
+            max={0.99}
+            step={0.01}
+            value={smooth}
+            aria-label="Smoothing (exponential moving average weight)"
+            onChange={(e) => setParams({ smooth: Number(e.target.value) > 0 ? e.target.value : null })}
+          />
+          <span className="small mono">{smooth.toFixed(2)}</span>
         </label>
-        {running && <span className="live-dot">live</span>}
+        <label className="check">
+          <input
+            type="checkbox"
+            checked={logY}
+            onChange={(e) => setParams({ log: e.target.checked ? '1' : null })}
+          />{' '}
+          log scale
+        </label>
+        <a
+          className="btn btn-small"
+          href={`/compare?base=${encodeURIComponent(jobId)}&previous=5`}
+          onClick={onLinkClick}
+        >
+          Compare with previous runs
+        </a>
+        <span className="spacer" />
+        <LiveIndicator
+          state={isLive(range, running) ? liveState : 'off'}
+          onToggle={() => setParams({ paused: paused ? null : '1' })}
+        />
+      </div>
+
+      {(firing.length > 0 || alertsError) && (
+        <div className="alert-strip" data-testid="job-alerts">
+          {alertsError ? (
+            <span className="muted">
+              Alerts unavailable:{' '}
+              {alertsError.missingRoute ? 'this server has no alerting API yet' : alertsError.message}
+            </span>
+          ) : (
+            firing.map((a) => (
+              <a
+                key={a.fingerprint}
+                className="alert-chip"
+                style={{ borderColor: SEVERITY_COLORS[a.labels.severity ?? ''] }}
+                href={`/alerts?fingerprint=${a.fingerprint}`}
+                onClick={onLinkClick}
+                title={a.annotations.description ?? a.annotations.summary ?? ''}
+              >
+                <span style={{ color: SEVERITY_COLORS[a.labels.severity ?? ''] }}>●</span>{' '}
+                {a.labels.alertname ?? a.name}
+                {alertLocation(a.labels) && <span className="muted"> · {alertLocation(a.labels)}</span>}
+                <span className="muted"> · since {fmtAge(alertStart(a), now)}</span>
+              </a>
+            ))
+          )}
+        </div>
+      )}
+
+      <h2>Training</h2>
+      {errors.curves ? <ErrorBox error={errors.curves} what="the training curves" /> : null}
+      {loaded && curveCharts.length === 0 && !errors.curves && (
+        <div className="empty small">
+          This job reported no training metrics in this range (loss, accuracy, learning rate or custom ones
+          via <code>tw.log</code>).
+        </div>
+      )}
+      <div className="charts">
+        {curveCharts.map((c) => (
+          <Chart
+            key={c.stem}
+            title={c.title}
+            testId={`chart-${c.stem}`}
+            series={c.series}
+            xMode={xMode}
+            logY={logY}
+            markers={xMode === 'time' ? timeMarkers : stepMarkers}
+            syncKey={xMode === 'time' ? sync : `${sync}-step`}
+            onZoom={xMode === 'time' ? zoom : undefined}
+            yFormat={(v) => fmtNumber(v)}
+            emptyText={xMode === 'step' ? 'No step information (train_step) for these points.' : undefined}
+          />
+        ))}
+      </div>
+
+      <h2>Throughput</h2>
+      <div className="charts">
+        <Chart
+          title={hasTokens ? 'Tokens per second' : 'Samples per second'}
+          testId="chart-throughput"
+          series={throughputSeries}
+          markers={timeMarkers}
+          syncKey={sync}
+          onZoom={zoom}
+          yFormat={(v) => fmtNumber(v)}
+          subtitle="sum over ranks"
+          emptyText={
+            errors.throughput ? 'Could not load throughput.' : 'No throughput reported in this range.'
+          }
+        />
+        <Chart
+          title="Step time"
+          testId="chart-step-time"
+          series={stepSeries}
+          bands={stepSeries.length === 3 ? [{ upper: 1, lower: 2, color: '#f1a14e22' }] : []}
+          markers={timeMarkers}
+          syncKey={sync}
+          onZoom={zoom}
+          yFormat={(v) => `${fmtNumber(v)}s`}
+          subtitle="mean, slowest and fastest rank"
+          emptyText="No step durations (train_step_duration_seconds) in this range."
+        />
+      </div>
+
+      <h2>GPUs</h2>
+      {errors.stragglers ? (
+        <div className="note">Straggler scores unavailable: {(errors.stragglers as Error).message}</div>
+      ) : null}
+      <StragglerNote highlights={highlights} stragglers={stragglers} />
+      <div className="heatmaps">
+        {errors.util ? (
+          <ErrorBox error={errors.util} what="the utilization heatmap" />
+        ) : (
+          <Heatmap
+            title="GPU utilization by rank"
+            testId="gpu-util-heatmap"
+            matrix={panels.util}
+            scale="utilization"
+            rowLabel={gpuRowLabel}
+            rowDetail={(r) =>
+              `mean ${fmtPercent(r.mean)} · recent ${fmtPercent(r.recentMean)} · z ${r.z === null ? '—' : r.z.toFixed(1)}`
+            }
+            valueFormat={fmtPercent}
+            highlights={highlights}
+            markers={heatMarkers}
+            rangeStart={w.start}
+            rangeEnd={w.end}
+            onSelect={(_r, t) =>
+              setParams(
+                { ...rangeParams({ kind: 'absolute', from: t - 5 * 60_000, to: t + 5 * 60_000 }) },
+                true,
+              )
+            }
+            legend={<ScaleLegend scale="utilization" lo={0} hi={1} format={fmtPercent} />}
+            loading={!loaded}
+            emptyText="No GPU utilization for this job in this range."
+          />
+        )}
+        {errors.memory ? (
+          <ErrorBox error={errors.memory} what="the memory heatmap" />
+        ) : (
+          <Heatmap
+            title="GPU memory used by rank"
+            testId="gpu-memory-heatmap"
+            matrix={panels.memory}
+            scale="viridis"
+            rowLabel={gpuRowLabel}
+            rowDetail={(r) => `mean ${fmtNumber(r.mean)}B · now ${fmtNumber(r.last)}B`}
+            valueFormat={(v) => `${fmtNumber(v)}B`}
+            highlights={memHighlights}
+            markers={heatMarkers}
+            rangeStart={w.start}
+            rangeEnd={w.end}
+            legend={
+              panels.memory && (
+                <ScaleLegend
+                  scale="viridis"
+                  lo={panels.memory.lo}
+                  hi={panels.memory.hi}
+                  format={(v) => `${fmtNumber(v)}B`}
+                />
+              )
+            }
+            loading={!loaded}
+            emptyText="No GPU memory for this job in this range."
+          />
+        )}
       </div>
       <div className="charts">
-        <Chart title="Loss" testId="chart-loss" series={charts.loss} xMode={xMode} logY={logY} />
-        <Chart
-          title="GPU utilization by GPU"
-          testId="chart-gpu-util"
-          series={charts.util}
-          yFormat={(v) => `${Math.round(v * 100)}%`}
-        />
-        <Chart
-          title={charts.throughputTitle}
-          testId="chart-throughput"
-          series={charts.throughput}
-          yFormat={(v) => fmtNumber(v)}
-        />
-        <Chart
-          title="GPU memory used by GPU"
-          testId="chart-gpu-memory"
-          series={charts.memory}
-          yFormat={(v) => `${fmtNumber(v)}B`}
-        />
+        {GPU_DETAIL_METRICS.map((m) => {
+          const lines = panels.gpuLines?.filter((s) => s.labels.__name__ === m.metric) ?? null;
+          const band = panels.gpuBands?.[m.metric] ?? null;
+          const series = lines
+            ? lines
+                .map((s) => ({
+                  label:
+                    s.labels.rank !== undefined
+                      ? `rank ${s.labels.rank}`
+                      : `${s.labels.node_id}/gpu${s.labels.gpu}`,
+                  x: s.t,
+                  y: s.v.map(toNumber),
+                }))
+                .sort((a, b) => a.label.localeCompare(b.label, 'en', { numeric: true }))
+            : spreadSeries(band, ['max', 'mean', 'min'], m.title.toLowerCase());
+          return (
+            <Chart
+              key={m.metric}
+              title={`${m.title} by GPU`}
+              testId={`chart-${m.metric}`}
+              series={series}
+              bands={!lines && series.length === 3 ? [{ upper: 0, lower: 2, color: '#4e9af122' }] : []}
+              markers={timeMarkers}
+              syncKey={sync}
+              onZoom={zoom}
+              yFormat={m.format}
+              subtitle={lines ? undefined : `min, mean and max of ${band?.series ?? 0} GPUs`}
+              height={180}
+            />
+          );
+        })}
       </div>
+
       <h2>Configuration</h2>
       <ConfigTable config={job.config} />
-      <p className="sub">
-        Started {fmtTime(job.startMs)} · last sample {fmtTime(job.lastSampleMs)}
-        {job.tags.length > 0 && <> · tags: {job.tags.join(', ')}</>}
-      </p>
+      <h2>Metadata</h2>
+      <table className="kv" data-testid="job-metadata">
+        <tbody>
+          {(
+            [
+              ['job id', job.jobId],
+              ['tenant', job.tenant],
+              ['name', job.name],
+              ['project', job.project || '—'],
+              ['owner', job.owner || '—'],
+              ['framework', job.framework || '—'],
+              ['world size', job.worldSize ?? '—'],
+              ['status', job.status],
+              ['started', fmtTime(job.startMs)],
+              ['ended', fmtTime(job.endMs)],
+              ['last sample', fmtTime(job.lastSampleMs)],
+              ['tags', job.tags.join(', ') || '—'],
+              ['metrics', metrics.join(', ')],
+              ...Object.entries(job.metricKeys).map(([k, v]) => [`logged as ${v}`, k] as [string, string]),
+            ] as [string, string | number][]
+          ).map(([k, v]) => (
+            <tr key={k}>
+              <th>{k}</th>
+              <td>{v}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
     </section>
   );
 }
 
+function gpuRowLabel(r: Pick<HeatmapRowInfo, 'labels'>): string {
+  const l = r.labels;
+  const where = `${l.node_id ?? '?'}/gpu${l.gpu ?? '?'}`;
+  return l.rank !== undefined ? `rank ${l.rank} · ${where}` : where;
+}
+
+/** Series of a spread answer sharing one x array (no join needed), for the given statistics. */
+function spreadSeries(
+  s: SpreadResponse | null,
+  stats: readonly ('min' | 'max' | 'mean' | 'sum')[],
+  what: string,
+): ChartSeries[] {
+  if (!s || s.count.every((c) => c === 0)) return [];
+  const colors: Record<string, string> = { mean: '#4e9af1', sum: '#4e9af1', max: '#f1a14e', min: '#5cc98b' };
+  return stats.map((k) => ({
+    label: k === 'sum' || stats.length === 1 ? what : `${k}`,
+    x: s.t,
+    y: s[k],
+    color: colors[k],
+  }));
+}
+
+interface CurveChart {
+  stem: string;
+  title: string;
+  series: ChartSeries[];
+}
+
+/** One chart per curve group; with smoothing, each curve is drawn faint and its EMA on top in the same colour. */
+function buildCurveCharts(curves: readonly Curve[], xMode: XMode, smooth: number): CurveChart[] {
+  const metrics = [...new Set(curves.map((c) => c.metric))];
+  let colorIndex = 0;
+  const colorOf = new Map<string, string>();
+  return groupCurves(metrics).map((g) => {
+    const series: ChartSeries[] = [];
+    for (const metric of g.metrics) {
+      for (const c of curves.filter((x) => x.metric === metric)) {
+        const key = `${metric}|${JSON.stringify(c.labels)}`;
+        if (!colorOf.has(key)) colorOf.set(key, seriesColor(colorIndex++));
+        const color = colorOf.get(key)!;
+        const split = curveSplit(metric) || metric;
+        const extra = Object.entries(c.labels)
+          .filter(
+            ([k]) =>
+              ![
+                '__name__',
+                'job_id',
+                'tenant',
+                'rank',
+                'local_rank',
+                'node_id',
+                'gpu',
+                'gpu_uuid',
+                'cluster',
+                'region',
+              ].includes(k),
+          )
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ');
+        const label = `${split}${extra ? ` ${extra}` : ''}`;
+        let x: number[] = c.t;
+        let y = c.v.map(toNumber);
+        if (xMode === 'step') {
+          const xs: number[] = [];
+          const ys: (number | null)[] = [];
+          let last = Number.NEGATIVE_INFINITY;
+          c.t.forEach((_, i) => {
+            const s = c.step?.[i];
+            if (s === null || s === undefined || s <= last) return;
+            last = s;
+            xs.push(s);
+            ys.push(y[i]!);
+          });
+          x = xs;
+          y = ys;
+        }
+        const sparse = x.length < 50 && curveSplit(metric) !== 'train';
+        if (smooth > 0 && !sparse) {
+          series.push({ label: `${label} (raw)`, x, y, color, faint: true, hideInLegend: true });
+          series.push({ label, x, y: emaSmooth(y, smooth), color });
+        } else series.push({ label, x, y, color, points: sparse });
+      }
+    }
+    return { stem: g.stem, title: g.title, series };
+  });
+}
+
+/**
+ * Rows to outline on the rank heatmaps: where firing alerts point (rank, GPU or node), else the straggler
+ * found by the server's robust z-score of step times.
+ */
+function stragglerHighlights(
+  m: Matrix | null,
+  firing: readonly Alert[],
+  s: StragglerResponse | null,
+): Map<number, HeatmapHighlight> {
+  const out = new Map<number, HeatmapHighlight>();
+  if (!m) return out;
+  const rowsWhere = (pred: (l: Readonly<Record<string, string>>) => boolean) =>
+    m.rows.flatMap((r, i) => (pred(r.labels) ? [i] : []));
+  for (const a of firing) {
+    const l = a.labels;
+    let rows: number[] = [];
+    if (l.rank !== undefined) rows = rowsWhere((r) => r.rank === l.rank);
+    if (rows.length === 0 && l.node_id !== undefined && l.gpu !== undefined)
+      rows = rowsWhere((r) => r.node_id === l.node_id && r.gpu === l.gpu);
+    if (rows.length === 0 && l.node_id !== undefined && l.gpu === undefined && l.rank === undefined)
+      rows = rowsWhere((r) => r.node_id === l.node_id);
+    for (const i of rows)
+      if (!out.has(i))
+        out.set(i, {
+          label: `${l.alertname ?? a.name} · ${gpuRowLabel(m.rows[i]!)}`,
+          color: SEVERITY_COLORS[l.severity ?? ''] ?? '#e05a5a',
+        });
+  }
+  if (out.size === 0 && s?.straggler) {
+    const sl = s.straggler.labels;
+    let rows = rowsWhere((r) => r.rank !== undefined && r.rank === sl.rank);
+    if (rows.length === 0 && sl.node_id !== undefined && sl.local_rank !== undefined)
+      rows = rowsWhere((r) => r.node_id === sl.node_id && r.gpu === sl.local_rank);
+    const slow =
+      s.straggler.slowdown === null ? '' : ` +${Math.round(s.straggler.slowdown * 100)}% step time`;
+    for (const i of rows)
+      out.set(i, { label: `straggler · ${gpuRowLabel(m.rows[i]!)}${slow}`, color: '#e0607e' });
+  }
+  return out;
+}
+
+/** The same highlights on another heatmap of the same GPUs (rows matched by node and GPU). */
+function remapHighlights(
+  from: Matrix | null,
+  to: Matrix | null,
+  h: Map<number, HeatmapHighlight>,
+): Map<number, HeatmapHighlight> {
+  const out = new Map<number, HeatmapHighlight>();
+  if (!from || !to) return out;
+  for (const [i, hl] of h) {
+    const l = from.rows[i]!.labels;
+    const j = to.rows.findIndex((r) => r.labels.node_id === l.node_id && r.labels.gpu === l.gpu);
+    if (j >= 0) out.set(j, hl);
+  }
+  return out;
+}
+
+function StragglerNote({
+  highlights,
+  stragglers,
+}: {
+  highlights: Map<number, HeatmapHighlight>;
+  stragglers: StragglerResponse | null;
+}) {
+  const first = [...highlights.values()][0];
+  if (first)
+    return (
+      <p className="straggler-note" data-testid="straggler-note">
+        <span style={{ color: first.color }}>▶</span> {first.label}
+        {highlights.size > 1 ? ` and ${highlights.size - 1} more` : ''}
+      </p>
+    );
+  if (stragglers && stragglers.ranks.length > 0)
+    return (
+      <p className="sub" data-testid="straggler-note">
+        No straggler: every rank's step time is within 10% of the median (
+        {fmtNumber(stragglers.medianSeconds)} s) or not an outlier.
+      </p>
+    );
+  return null;
+}
+
 function ConfigTable({ config }: { config: Record<string, unknown> }) {
   const entries = Object.entries(config).filter(([, v]) => v !== undefined && v !== null);
-  if (entries.length === 0) return <p className="muted">This job reported no configuration.</p>;
+  if (entries.length === 0)
+    return (
+      <p className="muted">
+        This job reported no configuration (pass <code>config=</code> to <code>tw.init</code>).
+      </p>
+    );
   return (
-    <table className="kv">
+    <table className="kv" data-testid="job-config">
       <tbody>
         {entries.map(([k, v]) => (
           <tr key={k}>
@@ -203,91 +898,4 @@ function ConfigTable({ config }: { config: Record<string, unknown> }) {
       </tbody>
     </table>
   );
-}
-
-function appendLive(prev: SeriesMap, fresh: Series[], keepAfter: number): SeriesMap {
-  const next: SeriesMap = new Map(prev);
-  for (const s of fresh) {
-    const key = seriesKey(s.labels);
-    const old = next.get(key);
-    if (!old) {
-      next.set(key, s);
-      continue;
-    }
-    const last = old.t.length ? old.t[old.t.length - 1]! : -Infinity;
-    let cut = 0;
-    while (cut < old.t.length && old.t[cut]! < keepAfter) cut++;
-    const t = old.t.slice(cut);
-    const v = old.v.slice(cut);
-    for (let i = 0; i < s.t.length; i++) {
-      if (s.t[i]! > last) {
-        t.push(s.t[i]!);
-        v.push(s.v[i]!);
-      }
-    }
-    next.set(key, { labels: s.labels, t, v });
-  }
-  return next;
-}
-
-function gpuLabel(l: Record<string, string>): string {
-  return `${l.node_id ?? '?'}/gpu${l.gpu ?? '?'}`;
-}
-
-function buildCharts(data: SeriesMap, xMode: 'time' | 'step') {
-  const toChart = (s: Series, label: string): ChartSeries => ({ label, x: s.t, y: s.v.map(toNumber) });
-  const sortBy = (a: ChartSeries, b: ChartSeries) =>
-    a.label.localeCompare(b.label, undefined, { numeric: true });
-
-  // Loss: rank 0's training loss (or every rank's if rank 0 has none) and the eval loss.
-  const trainLoss = byMetric(data, 'train_loss');
-  const rank0 = trainLoss.filter((s) => s.labels.rank === '0');
-  const lossSeries = [
-    ...(rank0.length ? rank0 : trainLoss).map((s) =>
-      toChart(s, rank0.length ? 'train' : `train rank ${s.labels.rank ?? ''}`),
-    ),
-    ...byMetric(data, 'eval_loss').map((s) => ({ ...toChart(s, 'eval'), points: true })),
-  ];
-  let loss = lossSeries;
-  if (xMode === 'step') {
-    const steps =
-      byMetric(data, 'train_step').find((s) => s.labels.rank === '0') ?? byMetric(data, 'train_step')[0];
-    loss = lossSeries.map((s) => toStepAxis(s, steps));
-  }
-
-  const util = byMetric(data, 'gpu_utilization_ratio')
-    .map((s) => toChart(s, gpuLabel(s.labels)))
-    .sort(sortBy);
-  const memory = byMetric(data, 'gpu_memory_used_bytes')
-    .map((s) => toChart(s, gpuLabel(s.labels)))
-    .sort(sortBy);
-  const tokens = byMetric(data, 'train_tokens_per_second');
-  const throughputMetric = tokens.length ? tokens : byMetric(data, 'train_samples_per_second');
-  const throughput = throughputMetric.map((s) => toChart(s, `rank ${s.labels.rank ?? '?'}`)).sort(sortBy);
-  return {
-    loss,
-    util,
-    memory,
-    throughput,
-    throughputTitle: tokens.length ? 'Tokens per second by rank' : 'Samples per second by rank',
-  };
-}
-
-/** Re-plots a time series against the training step reported at (or just before) each timestamp. */
-function toStepAxis(s: ChartSeries, steps: Series | undefined): ChartSeries {
-  if (!steps || steps.t.length === 0) return { label: s.label, x: [], y: [] };
-  const x: number[] = [];
-  const y: (number | null)[] = [];
-  let j = 0;
-  let lastStep = -1;
-  for (let i = 0; i < s.x.length; i++) {
-    while (j + 1 < steps.t.length && steps.t[j + 1]! <= s.x[i]!) j++;
-    if (steps.t[j]! > s.x[i]!) continue;
-    const step = toNumber(steps.v[j]);
-    if (step === null || !Number.isFinite(step) || step <= lastStep) continue;
-    lastStep = step;
-    x.push(step);
-    y.push(s.y[i]!);
-  }
-  return { label: s.label, x, y, points: s.points };
 }
