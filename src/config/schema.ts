@@ -4,6 +4,7 @@
  * default, so an empty file (or none) is a valid configuration.
  */
 import { z } from 'zod';
+import { parseDuration } from '../model/duration.js';
 
 const hostPort = z
   .string()
@@ -11,6 +12,27 @@ const hostPort = z
   .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be at most 65535');
 
 const byteSize = z.number().int().positive();
+
+/** A duration such as `90s`, `2h`, `15d` (or a number of ms), parsed to ms, at least `minMs`. */
+function durationString(def: string, minMs: number) {
+  return z
+    .union([z.string(), z.number().int().nonnegative()])
+    .default(def)
+    .transform((v, ctx) => {
+      let ms: number;
+      try {
+        ms = typeof v === 'number' ? v : parseDuration(v);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+      if (ms < minMs) {
+        ctx.addIssue({ code: 'custom', message: `must be at least ${minMs} ms (got ${JSON.stringify(v)})` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+}
 
 export const ROLE_NAMES = ['collector', 'processor', 'query', 'ui'] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
@@ -99,6 +121,31 @@ export const configSchema = z
         samples_per_second: z.number().positive().default(1_000_000),
         /** Bucket size: samples a tenant may send at once above the sustained rate. */
         samples_burst: z.number().int().min(1).default(2_000_000),
+      })
+      .strict()
+      .prefault({}),
+    storage: z
+      .object({
+        /** Head data is cut into blocks of this range; also the granularity of compaction (docs/storage.md). */
+        block_duration: durationString('2h', 1000),
+        /** Samples up to this much older than their series' newest sample are accepted and merged. */
+        out_of_order_window: durationString('1h', 0),
+        /** How long each tier is kept; whole blocks past it are deleted. `0` keeps a tier forever. */
+        retention: z
+          .object({
+            raw: durationString('15d', 0),
+            '10s': durationString('90d', 0),
+            '1m': durationString('1y', 0),
+            '1h': durationString('0', 0),
+          })
+          .strict()
+          .prefault({}),
+        /** Memory for block indexes; the least recently used are dropped beyond it. */
+        block_cache_bytes: byteSize.default(512 << 20),
+        /** Cold export: blocks whose data is older than this are also written as Parquet (`0` = off). */
+        export_after: durationString('0', 0),
+        /** Where the automatic export writes (default `<data_dir>/export`). */
+        export_dir: z.string().min(1).optional(),
       })
       .strict()
       .prefault({}),

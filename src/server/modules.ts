@@ -24,7 +24,7 @@ import type { Config, RoleName } from '../config/index.js';
 import { JobStore, MetaStore, TokenStore } from '../meta/index.js';
 import { Processor } from '../processor/index.js';
 import { registerDashboardApi, registerRestApi } from '../query/index.js';
-import { PlaceholderMemoryStorage, type Storage } from '../storage/index.js';
+import { exportPolicy, type Storage, Tsdb } from '../storage/index.js';
 import { type DataDirLock, lockDataDir } from './data-dir.js';
 import { createHttpServer, type HttpServer } from './http.js';
 import { registerUi } from './ui-assets.js';
@@ -155,11 +155,37 @@ class Modules {
         return;
       }
       case 'storage': {
-        logger.warn(
-          'storage: using the in-memory PLACEHOLDER storage; data is rebuilt from the bus at every start',
-        );
-        const storage = new PlaceholderMemoryStorage();
+        const sc = config.storage;
+        const storage = await Tsdb.open({
+          dir: path.join(this.dataDir!.dir, 'tsdb'),
+          blockDurationMs: sc.block_duration,
+          outOfOrderWindowMs: sc.out_of_order_window,
+          retentionMs: sc.retention,
+          fsync: config.bus.fsync !== 'never',
+          blockCacheBytes: sc.block_cache_bytes,
+          logger: logger.child({ role: 'storage' }),
+          onBlocks:
+            sc.export_after > 0
+              ? exportPolicy(path.resolve(sc.export_dir ?? path.join(this.dataDir!.dir, 'export')), sc.export_after)
+              : undefined,
+        });
         this.storage = storage;
+        new Gauge({
+          name: 'trainwatch_storage_active_series',
+          help: 'Series with data in the storage head.',
+          registers: [this.registry],
+          collect() {
+            this.set(storage.activeSeries());
+          },
+        });
+        new Gauge({
+          name: 'trainwatch_storage_writable',
+          help: '1 while storage accepts writes; 0 after a write failed (disk full, unwritable directory).',
+          registers: [this.registry],
+          collect() {
+            this.set(storage.writeFailure ? 0 : 1);
+          },
+        });
         this.stoppers.push({ name, stop: () => storage.close() });
         return;
       }

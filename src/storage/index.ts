@@ -1,5 +1,6 @@
-export { PlaceholderMemoryStorage } from './placeholder-memory.js';
+export type { BlockMeta, TierName } from './block.js';
 export type {
+  AggregateIterator,
   Appender,
   AppendStats,
   BusPositions,
@@ -9,3 +10,8 @@ export type {
   SelectHints,
   Storage,
 } from './storage.js';
+export { defaultTsdbOptions, MemoryStorage, Tsdb, type TsdbOptions } from './tsdb.js';
+/** @deprecated The placeholder is gone: this is {@link MemoryStorage}, the real TSDB kept in memory. */
+export { MemoryStorage as PlaceholderMemoryStorage } from './tsdb.js';
+export { ROLLUP_FUNCS, ROLLUP_TIERS } from './rollup.js';
+export { exportBlock, exportPolicy, exportRange, type ExportResult } from './export.js';

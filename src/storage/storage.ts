@@ -25,6 +25,29 @@ export interface SelectedSeries {
   readonly labels: LabelSet;
   /** A fresh iterator over the series' samples within the querier's time range. */
   iterator(): SampleIterator;
+  /**
+   * Set when the querier answered from a rollup tier (see {@link SelectHints.stepMs}): each sample then stands
+   * for one window of this many ms, stored at the window's last millisecond, and `iterator()`'s `v` is the
+   * aggregate that {@link SelectHints.func} asks for (avg_over_time: the window's average).
+   */
+  readonly resolutionMs?: number;
+  /** With `resolutionMs`: every aggregate of each window (exact averages need sum and count). */
+  aggregates?(): AggregateIterator;
+}
+
+/**
+ * One rollup window per step: min, max, sum and count of the raw samples in the window (staleness markers
+ * left out) and the last value. `t` is the window's last millisecond. Not safe for concurrent use.
+ */
+export interface AggregateIterator {
+  next(): boolean;
+  seek(t: number): boolean;
+  readonly t: number;
+  readonly min: number;
+  readonly max: number;
+  readonly sum: number;
+  readonly count: number;
+  readonly last: number;
 }
 
 /**
@@ -42,6 +65,16 @@ export interface SelectHints {
   /** Narrower time range than the querier's, e.g. one PromQL range selector. */
   readonly minT?: number;
   readonly maxT?: number;
+  /**
+   * Rollups (optional): the query's resolution step in ms and the range function applied to the selection
+   * (`min_over_time`, `max_over_time`, `sum_over_time`, `count_over_time`, `avg_over_time`,
+   * `last_over_time`), with its range in ms. With all three, a storage that keeps rollup tiers may answer from
+   * the coarsest tier whose resolution divides both step and range (and is at most the step), and says so
+   * through {@link SelectedSeries.resolutionMs}. Without them, raw samples are returned.
+   */
+  readonly stepMs?: number;
+  readonly func?: string;
+  readonly rangeMs?: number;
 }
 
 export interface AppendStats {
@@ -87,4 +120,7 @@ export interface Storage {
   coveredPositions(): BusPositions;
 
   close(): Promise<void>;
+
+  /** Series with data in memory (the head) for `tenant`, or for every tenant; cheap. Optional. */
+  activeSeries?(tenant?: string): number;
 }

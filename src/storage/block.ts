@@ -1,0 +1,425 @@
+/**
+ * Blocks: immutable, time-partitioned files holding the samples of one tier (raw or a rollup) for a time
+ * range, with their own series index. One file per block (`<data-dir>/tsdb/blocks/<tier>-<seq>.twb`), written
+ * to a temporary name, synced and renamed, so a block is either complete or absent. Format
+ * (docs/storage.md "Block file"):
+ *
+ * ```
+ * ┌──────────────────────────────────────────────────────────────────────────────────────────┐
+ * │ "TWBK" │ version u8 = 1 │ 3 bytes reserved                                             │
+ * ├──────────────────────────────────────────────────────────────────────────────────────────┤
+ * │ chunks: each series' chunks back to back, in series order (codec/chunk.ts format)         │
+ * ├──────────────────────────────────────────────────────────────────────────────────────────┤
+ * │ index:  symbols   count uvarint, strings (sorted)                                          │
+ * │         series    count uvarint, per series: npairs, (name sym, value sym)*, nchunks,      │
+ * │                   per chunk: column u8, minT svarint (delta to block minT), maxT - minT,   │
+ * │                   offset uvarint (delta to the previous chunk's end), length uvarint        │
+ * │         postings  count uvarint, per label pair: name sym, value sym, n, series ids (deltas)│
+ * ├──────────────────────────────────────────────────────────────────────────────────────────┤
+ * │ meta JSON (BlockMeta)                                                                       │
+ * ├──────────────────────────────────────────────────────────────────────────────────────────┤
+ * │ footer: index offset u64 │ index length u32 │ index CRC-32 │ meta offset u64 │ meta length  │
+ * │         u32 │ meta CRC-32 │ "TWBK"                              (40 bytes)                  │
+ * └──────────────────────────────────────────────────────────────────────────────────────────┘
+ * ```
+ * Series are sorted in Prometheus order (labels by name, pair by pair), so series ids and postings are in
+ * the order a select must return.
+ */
+import { closeSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
+import type { LabelSet } from '../model/labels.js';
+import { ByteReader, ByteWriter } from '../protocol/bytes.js';
+import { EMPTY_POSTINGS, type Postings, type PostingsIndex } from './postings.js';
+
+export const BLOCK_MAGIC = 'TWBK';
+const FOOTER_BYTES = 40;
+
+export type TierName = 'raw' | '10s' | '1m' | '1h';
+
+export interface BlockMeta {
+  readonly tier: TierName;
+  /** Sequence number: higher is newer; for equal (series, timestamp), the newer block's sample wins. */
+  readonly seq: number;
+  readonly minT: number;
+  /** Inclusive. */
+  readonly maxT: number;
+  readonly series: number;
+  readonly samples: number;
+  readonly chunks: number;
+  /** Raw blocks: whether rollups of this block's range were written (see compactor.ts). */
+  readonly rolledUp: boolean;
+  /** Compaction level: 0 for a block cut from the head. */
+  readonly level: number;
+  /** Seqs of the blocks this one replaces (compaction); those left behind by a crash are deleted at open. */
+  readonly sources: readonly number[];
+  /** Cold export (export.ts) already wrote this block's data. */
+  readonly exported?: boolean;
+}
+
+export interface ChunkRef {
+  /** 0 for raw values; 0..4 = min, max, sum, count, last in rollup blocks. */
+  readonly column: number;
+  readonly minT: number;
+  readonly maxT: number;
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * Writes a block. Series must be added in Prometheus order (see symbols.ts seriesSortKey). The index is
+ * built in memory and written at the end.
+ */
+export class BlockWriter {
+  private fd: number;
+  private readonly buf = new ByteWriter(1 << 20);
+  private fileOffset = 8;
+  private readonly symbolIds = new Map<string, number>();
+  private readonly series: { pairs: string[]; chunks: { column: number; minT: number; maxT: number; offset: number; length: number }[] }[] = [];
+  private samples = 0;
+  private chunkCount = 0;
+  private minT = Number.POSITIVE_INFINITY;
+  private maxT = Number.NEGATIVE_INFINITY;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(`${path}.tmp`, 'w');
+    const header = new Uint8Array(8);
+    header.set(Buffer.from(BLOCK_MAGIC), 0);
+    header[4] = 1;
+    writeSync(this.fd, header);
+  }
+
+  get seriesCount(): number {
+    return this.series.length;
+  }
+
+  /** Adds one series (labels sorted by name) and its encoded chunks, in time order per column. */
+  addSeries(names: readonly string[], values: readonly string[], chunks: readonly ChunkRef[], samples: number): void {
+    const pairs: string[] = [];
+    for (let i = 0; i < names.length; i++) {
+      pairs.push(names[i]!, values[i]!);
+      this.symbolIds.set(names[i]!, 0);
+      this.symbolIds.set(values[i]!, 0);
+    }
+    const metas: { column: number; minT: number; maxT: number; offset: number; length: number }[] = [];
+    for (const c of chunks) {
+      metas.push({ column: c.column, minT: c.minT, maxT: c.maxT, offset: this.fileOffset, length: c.bytes.length });
+      this.buf.bytes(c.bytes);
+      this.fileOffset += c.bytes.length;
+      if (c.minT < this.minT) this.minT = c.minT;
+      if (c.maxT > this.maxT) this.maxT = c.maxT;
+      this.chunkCount++;
+    }
+    this.samples += samples;
+    this.series.push({ pairs, chunks: metas });
+    if (this.buf.length >= 1 << 20) this.flush();
+  }
+
+  private flush(): void {
+    if (this.buf.length === 0) return;
+    writeSync(this.fd, this.buf.view_());
+    this.buf.reset();
+  }
+
+  /** Writes index, meta and footer, syncs and renames into place. Returns the final meta. */
+  finish(meta: Omit<BlockMeta, 'series' | 'samples' | 'chunks' | 'minT' | 'maxT'> & { minT?: number; maxT?: number }): BlockMeta {
+    this.flush();
+    // Symbols sorted, ids by rank.
+    const symbols = [...this.symbolIds.keys()].sort();
+    symbols.forEach((s, i) => this.symbolIds.set(s, i));
+    const minT = meta.minT ?? (this.minT === Number.POSITIVE_INFINITY ? 0 : this.minT);
+    const maxT = meta.maxT ?? (this.maxT === Number.NEGATIVE_INFINITY ? 0 : this.maxT);
+    const w = new ByteWriter(1 << 20);
+    w.uvarint(symbols.length);
+    for (const s of symbols) w.string(s);
+    w.uvarint(this.series.length);
+    const postings = new Map<string, number[]>();
+    this.series.forEach((s, id) => {
+      w.uvarint(s.pairs.length / 2);
+      for (let i = 0; i < s.pairs.length; i += 2) {
+        const n = this.symbolIds.get(s.pairs[i]!)!;
+        const v = this.symbolIds.get(s.pairs[i + 1]!)!;
+        w.uvarint(n);
+        w.uvarint(v);
+        const key = `${n},${v}`;
+        let list = postings.get(key);
+        if (!list) postings.set(key, (list = []));
+        list.push(id);
+      }
+      w.uvarint(s.chunks.length);
+      let prevEnd = 0;
+      for (const c of s.chunks) {
+        w.u8(c.column);
+        w.svarint(c.minT - minT);
+        w.uvarint(c.maxT - c.minT);
+        w.uvarint(c.offset - prevEnd);
+        w.uvarint(c.length);
+        prevEnd = c.offset + c.length;
+      }
+    });
+    const keys = [...postings.keys()];
+    w.uvarint(keys.length);
+    for (const key of keys) {
+      const [n, v] = key.split(',').map(Number) as [number, number];
+      const ids = postings.get(key)!;
+      w.uvarint(n);
+      w.uvarint(v);
+      w.uvarint(ids.length);
+      let prev = 0;
+      for (const id of ids) {
+        w.uvarint(id - prev);
+        prev = id;
+      }
+    }
+    const index = w.view_();
+    const indexOffset = this.fileOffset;
+    writeSync(this.fd, index);
+    const full: BlockMeta = {
+      ...meta,
+      minT,
+      maxT,
+      series: this.series.length,
+      samples: this.samples,
+      chunks: this.chunkCount,
+    } as BlockMeta;
+    const metaBytes = Buffer.from(JSON.stringify(full));
+    const metaOffset = indexOffset + index.length;
+    writeSync(this.fd, metaBytes);
+    const footer = Buffer.alloc(FOOTER_BYTES);
+    footer.writeBigUInt64LE(BigInt(indexOffset), 0);
+    footer.writeUInt32LE(index.length, 8);
+    footer.writeUInt32LE(crc32(index), 12);
+    footer.writeBigUInt64LE(BigInt(metaOffset), 16);
+    footer.writeUInt32LE(metaBytes.length, 24);
+    footer.writeUInt32LE(crc32(metaBytes), 28);
+    footer.write(BLOCK_MAGIC, 32);
+    writeSync(this.fd, footer);
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    this.fd = -1;
+    renameSync(`${this.path}.tmp`, this.path);
+    return full;
+  }
+
+  /** Gives up: closes the temporary file (the caller deletes it). */
+  abort(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+/** A block's series index, loaded into memory when a query first needs it. */
+export class BlockIndex implements PostingsIndex {
+  readonly symbols: string[];
+  private readonly symbolIds = new Map<string, number>();
+  /** Per series: offset of its pairs in `pairs`, and count. */
+  readonly pairOff: Uint32Array;
+  readonly pairLen: Uint16Array;
+  readonly pairs: Uint32Array;
+  /** Per series: first chunk index and count in the chunk columns. */
+  readonly chunkStart: Uint32Array;
+  readonly chunkCount: Uint32Array;
+  readonly chunkColumn: Uint8Array;
+  readonly chunkMinT: Float64Array;
+  readonly chunkMaxT: Float64Array;
+  readonly chunkOffset: Float64Array;
+  readonly chunkLength: Uint32Array;
+  private readonly postingsByName = new Map<number, Map<number, Postings>>();
+  private all: Postings | undefined;
+  /** Approximate memory held, for the block cache's budget. */
+  readonly bytes: number;
+
+  constructor(data: Uint8Array, blockMinT: number) {
+    const r = new ByteReader(data);
+    const nsym = r.uvarint('symbol count');
+    this.symbols = new Array<string>(nsym);
+    for (let i = 0; i < nsym; i++) {
+      const s = r.string('symbol', 1 << 20);
+      this.symbols[i] = s;
+      this.symbolIds.set(s, i);
+    }
+    const nseries = r.uvarint('series count');
+    this.pairOff = new Uint32Array(nseries);
+    this.pairLen = new Uint16Array(nseries);
+    this.chunkStart = new Uint32Array(nseries);
+    this.chunkCount = new Uint32Array(nseries);
+    const pairs: number[] = [];
+    const cCol: number[] = [];
+    const cMin: number[] = [];
+    const cMax: number[] = [];
+    const cOff: number[] = [];
+    const cLen: number[] = [];
+    for (let s = 0; s < nseries; s++) {
+      const np = r.uvarint('pair count');
+      this.pairOff[s] = pairs.length;
+      this.pairLen[s] = np;
+      for (let i = 0; i < np; i++) pairs.push(r.uvarint('name'), r.uvarint('value'));
+      const nc = r.uvarint('chunk count');
+      this.chunkStart[s] = cCol.length;
+      this.chunkCount[s] = nc;
+      let prevEnd = 0;
+      for (let i = 0; i < nc; i++) {
+        cCol.push(r.u8('column'));
+        const minT = blockMinT + r.svarint('chunk minT');
+        cMin.push(minT);
+        cMax.push(minT + r.uvarint('chunk span'));
+        const off = prevEnd + r.uvarint('chunk offset');
+        const len = r.uvarint('chunk length');
+        cOff.push(off);
+        cLen.push(len);
+        prevEnd = off + len;
+      }
+    }
+    this.pairs = Uint32Array.from(pairs);
+    this.chunkColumn = Uint8Array.from(cCol);
+    this.chunkMinT = Float64Array.from(cMin);
+    this.chunkMaxT = Float64Array.from(cMax);
+    this.chunkOffset = Float64Array.from(cOff);
+    this.chunkLength = Uint32Array.from(cLen);
+    const np = r.uvarint('postings count');
+    for (let i = 0; i < np; i++) {
+      const n = r.uvarint('postings name');
+      const v = r.uvarint('postings value');
+      const len = r.uvarint('postings length');
+      const ids = new Int32Array(len);
+      let prev = 0;
+      for (let k = 0; k < len; k++) {
+        prev += r.uvarint('posting');
+        ids[k] = prev;
+      }
+      let byValue = this.postingsByName.get(n);
+      if (!byValue) this.postingsByName.set(n, (byValue = new Map()));
+      byValue.set(v, ids);
+    }
+    this.bytes = data.length * 3 + nsym * 48;
+  }
+
+  get seriesCount(): number {
+    return this.pairOff.length;
+  }
+
+  allPostings(): Postings {
+    if (!this.all) {
+      this.all = new Int32Array(this.seriesCount);
+      for (let i = 0; i < this.all.length; i++) this.all[i] = i;
+    }
+    return this.all;
+  }
+
+  labelValues(name: string): readonly string[] {
+    const id = this.symbolIds.get(name);
+    const byValue = id === undefined ? undefined : this.postingsByName.get(id);
+    if (!byValue) return [];
+    return [...byValue.keys()].map((v) => this.symbols[v]!);
+  }
+
+  labelNames(): string[] {
+    return [...this.postingsByName.keys()].map((n) => this.symbols[n]!);
+  }
+
+  postings(name: string, value: string): Postings {
+    const n = this.symbolIds.get(name);
+    const v = this.symbolIds.get(value);
+    if (n === undefined || v === undefined) return EMPTY_POSTINGS;
+    return this.postingsByName.get(n)?.get(v) ?? EMPTY_POSTINGS;
+  }
+
+  /** Labels of series `id`, names sorted. */
+  labels(id: number): { names: string[]; values: string[] } {
+    const off = this.pairOff[id]!;
+    const n = this.pairLen[id]!;
+    const names: string[] = [];
+    const values: string[] = [];
+    for (let i = 0; i < n; i++) {
+      names.push(this.symbols[this.pairs[off + i * 2]!]!);
+      values.push(this.symbols[this.pairs[off + i * 2 + 1]!]!);
+    }
+    return { names, values };
+  }
+
+  labelSet(id: number): LabelSet {
+    const { names, values } = this.labels(id);
+    const out: Record<string, string> = {};
+    for (let i = 0; i < names.length; i++) out[names[i]!] = values[i]!;
+    return out;
+  }
+}
+
+export class BlockCorruptError extends Error {}
+
+/** An open block: its meta at once, its index on demand, its chunks by positioned reads. */
+export class BlockReader {
+  private fd: number;
+  private indexOffset = 0;
+  private indexLength = 0;
+  private indexCrc = 0;
+  private cachedIndex: BlockIndex | undefined;
+  readonly meta: BlockMeta;
+  readonly fileBytes: number;
+  /** Called when the index is loaded or dropped (cache accounting). */
+  onIndexLoad: ((reader: BlockReader) => void) | undefined;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'r');
+    try {
+      this.fileBytes = statSync(path).size;
+      if (this.fileBytes < FOOTER_BYTES + 8) throw new BlockCorruptError(`block ${path} is too short`);
+      const footer = Buffer.alloc(FOOTER_BYTES);
+      readSync(this.fd, footer, 0, FOOTER_BYTES, this.fileBytes - FOOTER_BYTES);
+      if (footer.toString('latin1', 32, 36) !== BLOCK_MAGIC) throw new BlockCorruptError(`block ${path} has no footer`);
+      this.indexOffset = Number(footer.readBigUInt64LE(0));
+      this.indexLength = footer.readUInt32LE(8);
+      this.indexCrc = footer.readUInt32LE(12);
+      const metaOffset = Number(footer.readBigUInt64LE(16));
+      const metaLength = footer.readUInt32LE(24);
+      const metaCrc = footer.readUInt32LE(28);
+      const metaBytes = Buffer.alloc(metaLength);
+      readSync(this.fd, metaBytes, 0, metaLength, metaOffset);
+      if (crc32(metaBytes) !== metaCrc) throw new BlockCorruptError(`block ${path}: meta CRC mismatch`);
+      this.meta = JSON.parse(metaBytes.toString('utf8')) as BlockMeta;
+    } catch (err) {
+      closeSync(this.fd);
+      throw err;
+    }
+  }
+
+  get indexLoaded(): boolean {
+    return this.cachedIndex !== undefined;
+  }
+
+  index(): BlockIndex {
+    if (!this.cachedIndex) {
+      const data = Buffer.alloc(this.indexLength);
+      readSync(this.fd, data, 0, this.indexLength, this.indexOffset);
+      if (crc32(data) !== this.indexCrc) throw new BlockCorruptError(`block ${this.path}: index CRC mismatch`);
+      this.cachedIndex = new BlockIndex(data, this.meta.minT);
+      this.onIndexLoad?.(this);
+    }
+    return this.cachedIndex;
+  }
+
+  /** Releases the loaded index (the block cache evicts it); the next query loads it again. */
+  dropIndex(): void {
+    this.cachedIndex = undefined;
+  }
+
+  get indexBytes(): number {
+    return this.cachedIndex?.bytes ?? 0;
+  }
+
+  /** Reads `length` bytes at `offset` (one series' chunks are contiguous: one read serves them all). */
+  read(offset: number, length: number): Uint8Array {
+    const out = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(this.fd, out, done, length - done, offset + done);
+      if (n === 0) throw new BlockCorruptError(`block ${this.path}: short read at ${offset + done}`);
+      done += n;
+    }
+    return out;
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+    this.cachedIndex = undefined;
+  }
+}

@@ -1,0 +1,882 @@
+/**
+ * The head: the most recent data, in memory, for every active series, until it is cut into a block.
+ *
+ * Series registry: labels are interned ({@link SymbolTable}) and kept as (name id, value id) pairs sorted by
+ * name id in one shared arena; per-series state lives in typed-array columns indexed by the series ref. A
+ * series is found by a hash of its symbol ids (order-independent of how the batch listed its labels), and
+ * confirmed by comparing ids. Postings (label pair → sorted refs) answer label matchers.
+ *
+ * Samples: each series has one open Gorilla chunk (codec/xor.ts) that appends in place, bit by bit, into a
+ * buffer of its own; full chunks are sealed (trimmed copies) and stay in memory until the next cut moves them
+ * into a block. A chunk never spans a multiple of the block duration, so a cut never splits one. Samples
+ * older than the series' newest (out of order, within the window) or re-written with another value go to a
+ * small sorted per-series buffer (`ooo`) that wins over chunk samples of the same timestamp (last write wins).
+ *
+ * Not safe for concurrent use; JavaScript's single thread is the lock. Appends never allocate per sample.
+ */
+import type { SeriesBatch } from '../model/batch.js';
+import { type LabelMatcher, type LabelSet, WellKnownLabel } from '../model/labels.js';
+import { XOR_MAX_SAMPLE_BITS, XorReader } from './codec/xor.js';
+import { clz64, ctz64, writeBits, writeMeaningful } from './codec/bits.js';
+import { MAX_TIMESTAMP } from './codec/chunk.js';
+import { EMPTY_POSTINGS, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
+import { SymbolTable } from './symbols.js';
+
+/** A sealed, immutable head chunk (Gorilla-encoded). */
+export interface HeadChunk {
+  readonly minT: number;
+  readonly maxT: number;
+  readonly count: number;
+  readonly bytes: Uint8Array;
+}
+
+/** Out-of-order / overwrite buffer of one series: sorted by timestamp, one entry per timestamp. */
+export interface OooBuffer {
+  t: Float64Array;
+  v: Float64Array;
+  n: number;
+}
+
+export interface HeadOptions {
+  /** Samples older than the series' newest by more than this are refused (counted as too old). */
+  readonly oooWindowMs: number;
+  /** Chunks never span a multiple of this (the block duration), so that cuts never split a chunk. */
+  readonly chunkRangeMs: number;
+  /** A chunk is sealed at this many samples. */
+  readonly maxChunkSamples?: number;
+}
+
+export interface HeadAppendStats {
+  series: number;
+  samples: number;
+  duplicates: number;
+  /** Samples refused because they were older than the out-of-order window allows. */
+  tooOld: number;
+  /** Samples refused because their timestamp is not an integer within ±2^49 ms. */
+  invalid: number;
+  /** Series created by this batch. */
+  created: number;
+}
+
+/** A consistent view of one series' head data, taken at select time; later appends do not disturb it. */
+export interface HeadSeriesSnapshot {
+  readonly sealed: readonly HeadChunk[];
+  readonly open: HeadChunk | undefined;
+  readonly oooT: Float64Array | undefined;
+  readonly oooV: Float64Array | undefined;
+}
+
+const DEFAULT_MAX_CHUNK_SAMPLES = 120;
+const INITIAL_CHUNK_BYTES = 48;
+const MAX_CHUNK_BYTES = 4096;
+/** Bytes one more sample may need (see XOR_MAX_SAMPLE_BITS). */
+const SAMPLE_HEADROOM = (XOR_MAX_SAMPLE_BITS >>> 3) + 2;
+const TWO32 = 4294967296;
+
+const f64 = new Float64Array(1);
+const u32 = new Uint32Array(f64.buffer);
+
+/** Order-independent mix of one label pair's symbol ids (a series hash is the sum of its pairs'). */
+function pairHash(name: number, value: number): number {
+  let h = Math.imul(name ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(value + 0x7f4a7c15, 0xc2b2ae35);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d);
+  h ^= h >>> 13;
+  return h >>> 0;
+}
+
+class GrowablePostings {
+  ids = new Int32Array(4);
+  n = 0;
+  push(ref: number): void {
+    if (this.n === this.ids.length) {
+      const next = new Int32Array(this.ids.length * 2);
+      next.set(this.ids);
+      this.ids = next;
+    }
+    this.ids[this.n++] = ref;
+  }
+  view(): Int32Array {
+    return this.ids.subarray(0, this.n);
+  }
+}
+
+export class Head implements PostingsIndex {
+  readonly symbols = new SymbolTable();
+  private readonly maxChunkSamples: number;
+
+  // ---- series columns, indexed by ref ----
+  private cap = 0;
+  /** Refs handed out so far; refs are never reused (dead ones are skipped). */
+  nextRef = 0;
+  private alive = new Uint8Array(0);
+  private labelOff = new Uint32Array(0);
+  private labelLen = new Uint8Array(0);
+  private hashes = new Uint32Array(0);
+  private arena = new Uint32Array(1 << 12);
+  private arenaLen = 0;
+  // Open chunk encoder state.
+  private chunkBuf: (Uint8Array | undefined)[] = [];
+  private cBits = new Int32Array(0);
+  private cCount = new Int32Array(0);
+  private cMinT = new Float64Array(0);
+  private cEnd = new Float64Array(0);
+  private lastT = new Float64Array(0);
+  private lastDelta = new Float64Array(0);
+  private lastHi = new Uint32Array(0);
+  private lastLo = new Uint32Array(0);
+  private lead = new Uint8Array(0);
+  private trail = new Uint8Array(0);
+  private sealed: (HeadChunk[] | undefined)[] = [];
+  private ooo: (OooBuffer | undefined)[] = [];
+
+  // ---- checkpoint bookkeeping (head-log.ts) ----
+  /** Bits of the open chunk already written to the head log. */
+  persistedBits = new Int32Array(0);
+  /** Samples of the open chunk already written to the head log. */
+  persistedCount = new Int32Array(0);
+  /** Series touched since the last checkpoint. */
+  private dirty = new Uint8Array(0);
+  dirtyList: number[] = [];
+  /** Sealed since the last checkpoint: [ref, chunk] pairs, in order. */
+  sealedSinceCheckpoint: { ref: number; chunk: HeadChunk }[] = [];
+  /** Series whose out-of-order buffer changed since the last checkpoint. */
+  oooDirty = new Set<number>();
+  /** Refs created / symbols interned since the last checkpoint. */
+  newRefs: number[] = [];
+  symbolsPersisted = 0;
+
+  // ---- index ----
+  private readonly byHash = new Map<number, number>();
+  /** Series whose hash collides with another's, by exact key. */
+  private readonly collided = new Map<string, number>();
+  private readonly postingsMap = new Map<number, Map<number, GrowablePostings>>();
+  private allRefs = new GrowablePostings();
+  private readonly perTenant = new Map<string, number>();
+  liveSeries = 0;
+
+  /** Newest sample timestamp appended to any series (in order), -Infinity when empty. */
+  maxTime = Number.NEGATIVE_INFINITY;
+
+  // Scratch for one series of a batch: (name id, value id) pairs sorted by name id.
+  private scratch = new Uint32Array(256);
+  private readonly tenantName: number;
+
+  constructor(private readonly opts: HeadOptions) {
+    this.maxChunkSamples = opts.maxChunkSamples ?? DEFAULT_MAX_CHUNK_SAMPLES;
+    this.tenantName = this.symbols.intern(WellKnownLabel.tenant);
+    this.grow(1024);
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Appending
+
+  /**
+   * Appends a batch for `tenant` (its `tenant` label is set to it, whatever the batch said). Empty label
+   * values are dropped, as Prometheus drops them.
+   */
+  append(tenant: string, batch: SeriesBatch, stats: HeadAppendStats): void {
+    const tenantValue = this.symbols.intern(tenant);
+    const ts = batch.timestamps;
+    const vs = batch.values;
+    for (let i = 0; i < batch.series.length; i++) {
+      const ref = this.getOrCreate(tenant, tenantValue, batch.series[i]!, stats);
+      stats.series++;
+      const end = batch.offsets[i + 1]!;
+      for (let j = batch.offsets[i]!; j < end; j++) this.appendSample(ref, ts[j]!, vs[j]!, stats);
+    }
+  }
+
+  /** The ref of the series with these labels (tenant label replaced), creating it when new. */
+  getOrCreate(tenant: string, tenantValue: number, labels: LabelSet, stats?: HeadAppendStats): number {
+    let n = 0;
+    let scratch = this.scratch;
+    let hash = pairHash(this.tenantName, tenantValue);
+    for (const name in labels) {
+      const value = labels[name]!;
+      if (value === '' || name === WellKnownLabel.tenant) continue;
+      if ((n + 2) * 2 > scratch.length) {
+        const next = new Uint32Array(scratch.length * 2);
+        next.set(scratch);
+        this.scratch = scratch = next;
+      }
+      const nameId = this.symbols.intern(name);
+      const valueId = this.symbols.intern(value);
+      // Insertion sort by name id: label lists are short and usually arrive in the same order.
+      let k = n;
+      while (k > 0 && scratch[(k - 1) * 2]! > nameId) {
+        scratch[k * 2] = scratch[(k - 1) * 2]!;
+        scratch[k * 2 + 1] = scratch[(k - 1) * 2 + 1]!;
+        k--;
+      }
+      scratch[k * 2] = nameId;
+      scratch[k * 2 + 1] = valueId;
+      n++;
+      hash = (hash + pairHash(nameId, valueId)) >>> 0;
+    }
+    // The tenant pair, at its place in name-id order.
+    let k = n;
+    while (k > 0 && scratch[(k - 1) * 2]! > this.tenantName) {
+      scratch[k * 2] = scratch[(k - 1) * 2]!;
+      scratch[k * 2 + 1] = scratch[(k - 1) * 2 + 1]!;
+      k--;
+    }
+    scratch[k * 2] = this.tenantName;
+    scratch[k * 2 + 1] = tenantValue;
+    n++;
+
+    const found = this.byHash.get(hash);
+    if (found !== undefined) {
+      if (this.sameLabels(found, scratch, n)) return found;
+      const key = this.scratchKey(scratch, n);
+      const other = this.collided.get(key);
+      if (other !== undefined) return other;
+      const ref = this.create(tenant, scratch, n, hash);
+      this.collided.set(key, ref);
+      if (stats) stats.created++;
+      return ref;
+    }
+    const ref = this.create(tenant, scratch, n, hash);
+    this.byHash.set(hash, ref);
+    if (stats) stats.created++;
+    return ref;
+  }
+
+  private sameLabels(ref: number, pairs: Uint32Array, n: number): boolean {
+    if (this.labelLen[ref] !== n) return false;
+    const off = this.labelOff[ref]!;
+    const arena = this.arena;
+    for (let i = 0; i < n * 2; i++) if (arena[off + i] !== pairs[i]) return false;
+    return true;
+  }
+
+  private scratchKey(pairs: Uint32Array, n: number): string {
+    let key = '';
+    for (let i = 0; i < n * 2; i++) key += `${pairs[i]},`;
+    return key;
+  }
+
+  private create(tenant: string, pairs: Uint32Array, n: number, hash: number): number {
+    const ref = this.nextRef++;
+    if (ref >= this.cap) this.grow(this.cap * 2);
+    if (this.arenaLen + n * 2 > this.arena.length) {
+      let cap = this.arena.length * 2;
+      while (cap < this.arenaLen + n * 2) cap *= 2;
+      const next = new Uint32Array(cap);
+      next.set(this.arena.subarray(0, this.arenaLen));
+      this.arena = next;
+    }
+    this.arena.set(pairs.subarray(0, n * 2), this.arenaLen);
+    this.labelOff[ref] = this.arenaLen;
+    this.labelLen[ref] = n;
+    this.arenaLen += n * 2;
+    this.hashes[ref] = hash;
+    this.alive[ref] = 1;
+    this.lastT[ref] = Number.NEGATIVE_INFINITY;
+    this.cCount[ref] = 0;
+    this.cBits[ref] = 0;
+    this.persistedBits[ref] = 0;
+    this.persistedCount[ref] = 0;
+    for (let i = 0; i < n; i++) {
+      const name = pairs[i * 2]!;
+      let byValue = this.postingsMap.get(name);
+      if (!byValue) {
+        byValue = new Map();
+        this.postingsMap.set(name, byValue);
+      }
+      const value = pairs[i * 2 + 1]!;
+      let p = byValue.get(value);
+      if (!p) {
+        p = new GrowablePostings();
+        byValue.set(value, p);
+      }
+      p.push(ref);
+    }
+    this.allRefs.push(ref);
+    this.perTenant.set(tenant, (this.perTenant.get(tenant) ?? 0) + 1);
+    this.liveSeries++;
+    this.newRefs.push(ref);
+    return ref;
+  }
+
+  private grow(cap: number): void {
+    const g = <T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(a: T): T => {
+      const next = new (a.constructor as new (n: number) => T)(cap);
+      next.set(a);
+      return next;
+    };
+    this.alive = g(this.alive);
+    this.labelOff = g(this.labelOff);
+    this.labelLen = g(this.labelLen);
+    this.hashes = g(this.hashes);
+    this.cBits = g(this.cBits);
+    this.cCount = g(this.cCount);
+    this.cMinT = g(this.cMinT);
+    this.cEnd = g(this.cEnd);
+    this.lastT = g(this.lastT);
+    this.lastDelta = g(this.lastDelta);
+    this.lastHi = g(this.lastHi);
+    this.lastLo = g(this.lastLo);
+    this.lead = g(this.lead);
+    this.trail = g(this.trail);
+    this.persistedBits = g(this.persistedBits);
+    this.persistedCount = g(this.persistedCount);
+    this.dirty = g(this.dirty);
+    this.chunkBuf.length = cap;
+    this.sealed.length = cap;
+    this.ooo.length = cap;
+    this.cap = cap;
+  }
+
+  private markDirty(ref: number): void {
+    if (this.dirty[ref] === 0) {
+      this.dirty[ref] = 1;
+      this.dirtyList.push(ref);
+    }
+  }
+
+  /** Appends one sample to series `ref`. */
+  appendSample(ref: number, t: number, v: number, stats: HeadAppendStats): void {
+    if (!(t >= -MAX_TIMESTAMP && t <= MAX_TIMESTAMP) || Math.floor(t) !== t) {
+      stats.invalid++;
+      return;
+    }
+    const last = this.lastT[ref]!;
+    if (t > last) {
+      this.appendInOrder(ref, t, v);
+      stats.samples++;
+      return;
+    }
+    if (t < last - this.opts.oooWindowMs) {
+      stats.tooOld++;
+      return;
+    }
+    f64[0] = v;
+    if (t === last && u32[1] === this.lastHi[ref] && u32[0] === this.lastLo[ref] && !this.oooHas(ref, t)) {
+      stats.duplicates++;
+      return;
+    }
+    if (this.insertOoo(ref, t, v)) stats.samples++;
+    else stats.duplicates++;
+  }
+
+  private appendInOrder(ref: number, t: number, v: number): void {
+    let buf = this.chunkBuf[ref];
+    let count = this.cCount[ref]!;
+    if (buf !== undefined && count > 0) {
+      const full =
+        count >= this.maxChunkSamples ||
+        t >= this.cEnd[ref]! ||
+        (this.cBits[ref]! >>> 3) + SAMPLE_HEADROOM > MAX_CHUNK_BYTES;
+      if (full) {
+        this.seal(ref);
+        buf = undefined;
+        count = 0;
+      }
+    }
+    let pos = this.cBits[ref]!;
+    f64[0] = v;
+    const hi = u32[1]!;
+    const lo = u32[0]!;
+    if (buf === undefined || count === 0) {
+      buf = new Uint8Array(INITIAL_CHUNK_BYTES);
+      this.chunkBuf[ref] = buf;
+      this.cMinT[ref] = t;
+      const range = this.opts.chunkRangeMs;
+      this.cEnd[ref] = (Math.floor(t / range) + 1) * range;
+      const thi = Math.floor(t / TWO32);
+      pos = writeBits(buf, 0, thi >>> 0, 32);
+      pos = writeBits(buf, pos, (t - thi * TWO32) >>> 0, 32);
+      pos = writeBits(buf, pos, hi, 32);
+      pos = writeBits(buf, pos, lo, 32);
+      this.lastDelta[ref] = 0;
+      this.lead[ref] = 0xff;
+    } else {
+      if ((pos >>> 3) + SAMPLE_HEADROOM > buf.length) {
+        const next = new Uint8Array(Math.min(MAX_CHUNK_BYTES + SAMPLE_HEADROOM, buf.length * 2));
+        next.set(buf);
+        buf = next;
+        this.chunkBuf[ref] = buf;
+      }
+      // Timestamp: delta of delta (the bucket layout of codec/xor.ts writeDod, inlined).
+      const delta = t - this.lastT[ref]!;
+      const dod = delta - this.lastDelta[ref]!;
+      this.lastDelta[ref] = delta;
+      if (dod === 0) pos++;
+      else if (dod >= -8192 && dod < 8192) {
+        pos = writeBits(buf, pos, 0b10, 2);
+        pos = writeBits(buf, pos, dod & 0x3fff, 14);
+      } else if (dod >= -65536 && dod < 65536) {
+        pos = writeBits(buf, pos, 0b110, 3);
+        pos = writeBits(buf, pos, dod & 0x1ffff, 17);
+      } else if (dod >= -524288 && dod < 524288) {
+        pos = writeBits(buf, pos, 0b1110, 4);
+        pos = writeBits(buf, pos, dod & 0xfffff, 20);
+      } else {
+        pos = writeBits(buf, pos, 0b1111, 4);
+        const dhi = Math.floor(dod / TWO32);
+        pos = writeBits(buf, pos, dhi >>> 0, 32);
+        pos = writeBits(buf, pos, (dod - dhi * TWO32) >>> 0, 32);
+      }
+      // Value: XOR with the previous bits.
+      const xhi = (hi ^ this.lastHi[ref]!) >>> 0;
+      const xlo = (lo ^ this.lastLo[ref]!) >>> 0;
+      if (xhi === 0 && xlo === 0) pos++;
+      else {
+        let l = clz64(xhi, xlo);
+        const tr = ctz64(xhi, xlo);
+        if (l > 31) l = 31;
+        const pl = this.lead[ref]!;
+        const pt = this.trail[ref]!;
+        if (pl !== 0xff && l >= pl && tr >= pt) {
+          pos = writeBits(buf, pos, 0b10, 2);
+          pos = writeMeaningful(buf, pos, xhi, xlo, pl, pt);
+        } else {
+          pos = writeBits(buf, pos, 0b11, 2);
+          pos = writeBits(buf, pos, l, 5);
+          pos = writeBits(buf, pos, (64 - l - tr) & 63, 6);
+          pos = writeMeaningful(buf, pos, xhi, xlo, l, tr);
+          this.lead[ref] = l;
+          this.trail[ref] = tr;
+        }
+      }
+    }
+    this.cBits[ref] = pos;
+    this.cCount[ref] = count + 1;
+    this.lastT[ref] = t;
+    this.lastHi[ref] = hi;
+    this.lastLo[ref] = lo;
+    if (t > this.maxTime) this.maxTime = t;
+    this.markDirty(ref);
+  }
+
+  /** Seals the open chunk of `ref` (if any) into the series' sealed list. */
+  private seal(ref: number): void {
+    const count = this.cCount[ref]!;
+    const buf = this.chunkBuf[ref];
+    if (buf === undefined || count === 0) return;
+    const chunk: HeadChunk = {
+      minT: this.cMinT[ref]!,
+      maxT: this.lastT[ref]!,
+      count,
+      bytes: buf.slice(0, (this.cBits[ref]! + 7) >>> 3),
+    };
+    let list = this.sealed[ref];
+    if (!list) {
+      list = [];
+      this.sealed[ref] = list;
+    }
+    list.push(chunk);
+    this.sealedSinceCheckpoint.push({ ref, chunk });
+    this.chunkBuf[ref] = undefined;
+    this.cCount[ref] = 0;
+    this.cBits[ref] = 0;
+    this.persistedBits[ref] = 0;
+    this.persistedCount[ref] = 0;
+    this.markDirty(ref);
+  }
+
+  private oooHas(ref: number, t: number): boolean {
+    const b = this.ooo[ref];
+    if (!b) return false;
+    const i = lowerBound(b.t, b.n, t);
+    return i < b.n && b.t[i] === t;
+  }
+
+  /** Inserts into the out-of-order buffer; false when the same timestamp and bits are already stored. */
+  private insertOoo(ref: number, t: number, v: number): boolean {
+    let b = this.ooo[ref];
+    if (!b) {
+      b = { t: new Float64Array(8), v: new Float64Array(8), n: 0 };
+      this.ooo[ref] = b;
+    }
+    const i = lowerBound(b.t, b.n, t);
+    if (i < b.n && b.t[i] === t) {
+      if (sameBits(b.v[i]!, v)) return false;
+      b.v[i] = v;
+    } else {
+      if (this.chunkHas(ref, t, v)) return false;
+      if (b.n === b.t.length) {
+        const nt = new Float64Array(b.n * 2);
+        nt.set(b.t);
+        const nv = new Float64Array(b.n * 2);
+        nv.set(b.v);
+        b.t = nt;
+        b.v = nv;
+      }
+      b.t.copyWithin(i + 1, i, b.n);
+      b.v.copyWithin(i + 1, i, b.n);
+      b.t[i] = t;
+      b.v[i] = v;
+      b.n++;
+    }
+    this.oooDirty.add(ref);
+    this.markDirty(ref);
+    return true;
+  }
+
+  private readonly probe = new XorReader();
+
+  /** Whether an in-order chunk of `ref` already holds exactly (t, v): replays then change nothing. */
+  private chunkHas(ref: number, t: number, v: number): boolean {
+    const check = (bytes: Uint8Array, count: number): boolean => {
+      const r = this.probe.reset(bytes, count);
+      while (r.next()) {
+        if (r.t === t) return sameBits(r.v, v);
+        if (r.t > t) return false;
+      }
+      return false;
+    };
+    const count = this.cCount[ref]!;
+    if (count > 0 && t >= this.cMinT[ref]!) return check(this.chunkBuf[ref]!, count);
+    const list = this.sealed[ref];
+    if (list) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const c = list[i]!;
+        if (t > c.maxT) return false;
+        if (t >= c.minT) return check(c.bytes, c.count);
+      }
+    }
+    return false;
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Reading
+
+  isAlive(ref: number): boolean {
+    return ref < this.nextRef && this.alive[ref] === 1;
+  }
+
+  /** Labels of a series as (names, values) sorted by name. */
+  labelsOf(ref: number): { names: string[]; values: string[] } {
+    const off = this.labelOff[ref]!;
+    const n = this.labelLen[ref]!;
+    const pairs: [string, string][] = [];
+    for (let i = 0; i < n; i++)
+      pairs.push([this.symbols.get(this.arena[off + i * 2]!), this.symbols.get(this.arena[off + i * 2 + 1]!)]);
+    pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return { names: pairs.map((p) => p[0]), values: pairs.map((p) => p[1]) };
+  }
+
+  /** Raw symbol pairs of a series (for the head log). */
+  labelPairs(ref: number): Uint32Array {
+    const off = this.labelOff[ref]!;
+    return this.arena.subarray(off, off + this.labelLen[ref]! * 2);
+  }
+
+  labelSet(ref: number): LabelSet {
+    const { names, values } = this.labelsOf(ref);
+    const out: Record<string, string> = {};
+    for (let i = 0; i < names.length; i++) out[names[i]!] = values[i]!;
+    return out;
+  }
+
+  /** Oldest and newest timestamps of a series' head data (or +Inf/-Inf when it has none). */
+  timeRange(ref: number): [number, number] {
+    let min = Number.POSITIVE_INFINITY;
+    let max = Number.NEGATIVE_INFINITY;
+    const list = this.sealed[ref];
+    if (list && list.length > 0) {
+      min = list[0]!.minT;
+      max = list[list.length - 1]!.maxT;
+    }
+    if (this.cCount[ref]! > 0) {
+      min = Math.min(min, this.cMinT[ref]!);
+      max = Math.max(max, this.lastT[ref]!);
+    }
+    const b = this.ooo[ref];
+    if (b && b.n > 0) {
+      min = Math.min(min, b.t[0]!);
+      max = Math.max(max, b.t[b.n - 1]!);
+    }
+    return [min, max];
+  }
+
+  snapshot(ref: number): HeadSeriesSnapshot {
+    const count = this.cCount[ref]!;
+    const b = this.ooo[ref];
+    return {
+      sealed: this.sealed[ref] ? [...this.sealed[ref]!] : [],
+      open:
+        count > 0
+          ? { minT: this.cMinT[ref]!, maxT: this.lastT[ref]!, count, bytes: this.chunkBuf[ref]! }
+          : undefined,
+      oooT: b && b.n > 0 ? b.t.slice(0, b.n) : undefined,
+      oooV: b && b.n > 0 ? b.v.slice(0, b.n) : undefined,
+    };
+  }
+
+  activeSeries(tenant?: string): number {
+    return tenant === undefined ? this.liveSeries : (this.perTenant.get(tenant) ?? 0);
+  }
+
+  // PostingsIndex
+  allPostings(): Postings {
+    return this.allRefs.view();
+  }
+
+  labelValues(name: string): readonly string[] {
+    const id = this.symbols.lookup(name);
+    const byValue = id < 0 ? undefined : this.postingsMap.get(id);
+    if (!byValue) return [];
+    const out: string[] = [];
+    for (const [v, p] of byValue) if (p.n > 0) out.push(this.symbols.get(v));
+    return out;
+  }
+
+  labelNamesAll(): string[] {
+    const out: string[] = [];
+    for (const [n, byValue] of this.postingsMap) {
+      for (const p of byValue.values()) {
+        if (p.n > 0) {
+          out.push(this.symbols.get(n));
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
+  postings(name: string, value: string): Postings {
+    const n = this.symbols.lookup(name);
+    const v = this.symbols.lookup(value);
+    if (n < 0 || v < 0) return EMPTY_POSTINGS;
+    return this.postingsMap.get(n)?.get(v)?.view() ?? EMPTY_POSTINGS;
+  }
+
+  select(matchers: readonly LabelMatcher[]): Postings {
+    return postingsForMatchers(this, matchers);
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Cutting into blocks, garbage collection
+
+  /**
+   * Removes and returns every sample older than `boundary`: sealed chunks ending before it, open chunks
+   * that lie entirely before it (chunks never span a multiple of the chunk range, so boundaries that are
+   * such multiples never split one), and out-of-order samples before it. Series left with no data are
+   * dropped from the head.
+   */
+  cut(boundary: number): { ref: number; labels: LabelSet; chunks: HeadChunk[]; oooT?: Float64Array; oooV?: Float64Array }[] {
+    const out: { ref: number; labels: LabelSet; chunks: HeadChunk[]; oooT?: Float64Array; oooV?: Float64Array }[] = [];
+    for (let ref = 0; ref < this.nextRef; ref++) {
+      if (this.alive[ref] !== 1) continue;
+      if (this.cCount[ref]! > 0 && this.lastT[ref]! < boundary && this.cEnd[ref]! <= boundary) this.seal(ref);
+      const chunks: HeadChunk[] = [];
+      const list = this.sealed[ref];
+      if (list && list.length > 0) {
+        let k = 0;
+        while (k < list.length && list[k]!.maxT < boundary) chunks.push(list[k++]!);
+        if (k > 0) list.splice(0, k);
+      }
+      let oooT: Float64Array | undefined;
+      let oooV: Float64Array | undefined;
+      const b = this.ooo[ref];
+      if (b && b.n > 0 && b.t[0]! < boundary) {
+        const k = lowerBound(b.t, b.n, boundary);
+        oooT = b.t.slice(0, k);
+        oooV = b.v.slice(0, k);
+        b.t.copyWithin(0, k, b.n);
+        b.v.copyWithin(0, k, b.n);
+        b.n -= k;
+        if (b.n === 0) this.ooo[ref] = undefined;
+      }
+      if (chunks.length > 0 || oooT) out.push({ ref, labels: this.labelSet(ref), chunks, oooT, oooV });
+    }
+    // Chunks sealed by the cut are in the block now; the head log need not record them.
+    this.sealedSinceCheckpoint = this.sealedSinceCheckpoint.filter((s) => s.chunk.maxT >= boundary);
+    this.gc();
+    return out;
+  }
+
+  /** Drops series that hold no data any more; rebuilds the index without them. */
+  private gc(): void {
+    let removed = 0;
+    for (let ref = 0; ref < this.nextRef; ref++) {
+      if (this.alive[ref] !== 1) continue;
+      if (this.cCount[ref]! > 0 || (this.sealed[ref]?.length ?? 0) > 0 || (this.ooo[ref]?.n ?? 0) > 0) continue;
+      this.alive[ref] = 0;
+      this.chunkBuf[ref] = undefined;
+      this.sealed[ref] = undefined;
+      this.ooo[ref] = undefined;
+      const tenant = this.symbols.get(this.tenantValueOf(ref));
+      this.perTenant.set(tenant, (this.perTenant.get(tenant) ?? 1) - 1);
+      if (this.byHash.get(this.hashes[ref]!) === ref) this.byHash.delete(this.hashes[ref]!);
+      removed++;
+    }
+    if (removed === 0) return;
+    for (const [k, ref] of this.collided) if (this.alive[ref] !== 1) this.collided.delete(k);
+    this.liveSeries -= removed;
+    for (const byValue of this.postingsMap.values()) {
+      for (const [v, p] of byValue) {
+        let k = 0;
+        for (let i = 0; i < p.n; i++) if (this.alive[p.ids[i]!] === 1) p.ids[k++] = p.ids[i]!;
+        p.n = k;
+        if (k === 0) byValue.delete(v);
+      }
+    }
+    let k = 0;
+    const all = this.allRefs;
+    for (let i = 0; i < all.n; i++) if (this.alive[all.ids[i]!] === 1) all.ids[k++] = all.ids[i]!;
+    all.n = k;
+  }
+
+  private tenantValueOf(ref: number): number {
+    const off = this.labelOff[ref]!;
+    for (let i = 0; i < this.labelLen[ref]!; i++)
+      if (this.arena[off + i * 2] === this.tenantName) return this.arena[off + i * 2 + 1]!;
+    return -1;
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Checkpoint support (head-log.ts)
+
+  /** The open chunk of `ref` with its bit length and sample count (for the head log). */
+  openChunk(ref: number): { bytes: Uint8Array | undefined; bits: number; count: number; minT: number } {
+    return {
+      bytes: this.chunkBuf[ref],
+      bits: this.cBits[ref]!,
+      count: this.cCount[ref]!,
+      minT: this.cMinT[ref]!,
+    };
+  }
+
+  oooOf(ref: number): OooBuffer | undefined {
+    return this.ooo[ref];
+  }
+
+  sealedOf(ref: number): readonly HeadChunk[] {
+    return this.sealed[ref] ?? [];
+  }
+
+  /** Forgets what changed since the last checkpoint (after it was written). */
+  clearDirty(): void {
+    for (const ref of this.dirtyList) this.dirty[ref] = 0;
+    this.dirtyList = [];
+    this.sealedSinceCheckpoint = [];
+    this.oooDirty.clear();
+    this.newRefs = [];
+    this.symbolsPersisted = this.symbols.size;
+  }
+
+  // ---- recovery: rebuilding state from the head log ----
+
+  /** Recreates series `ref` with the given symbol pairs (recovery only; refs must come in creation order). */
+  restoreSeries(ref: number, pairs: Uint32Array): void {
+    while (this.nextRef < ref) {
+      // A ref that died before the snapshot: keep numbering aligned.
+      if (this.nextRef >= this.cap) this.grow(this.cap * 2);
+      this.alive[this.nextRef] = 0;
+      this.nextRef++;
+    }
+    const n = pairs.length / 2;
+    let hash = 0;
+    let tenant = '';
+    for (let i = 0; i < n; i++) {
+      hash = (hash + pairHash(pairs[i * 2]!, pairs[i * 2 + 1]!)) >>> 0;
+      if (pairs[i * 2] === this.tenantName) tenant = this.symbols.get(pairs[i * 2 + 1]!);
+    }
+    const got = this.create(tenant, pairs, n, hash);
+    if (got !== ref) throw new Error(`head log: series ref ${ref} restored as ${got}`);
+    if (this.byHash.has(hash)) this.collided.set(this.scratchKey(pairs, n), ref);
+    else this.byHash.set(hash, ref);
+  }
+
+  restoreSealed(ref: number, chunk: HeadChunk): void {
+    let list = this.sealed[ref];
+    if (!list) {
+      list = [];
+      this.sealed[ref] = list;
+    }
+    list.push(chunk);
+    if (chunk.maxT > this.lastT[ref]!) this.lastT[ref] = chunk.maxT;
+    if (chunk.maxT > this.maxTime) this.maxTime = chunk.maxT;
+  }
+
+  /** Replaces the open chunk of `ref` with these bytes and re-derives the encoder state by decoding it. */
+  restoreOpen(ref: number, bytes: Uint8Array, bits: number, count: number): void {
+    const buf = new Uint8Array(Math.max(INITIAL_CHUNK_BYTES, ((bits + 7) >>> 3) + SAMPLE_HEADROOM));
+    buf.set(bytes.subarray(0, (bits + 7) >>> 3));
+    // Clear any bits past the end: appends OR into zeroed bytes.
+    if (bits & 7) buf[bits >>> 3] = buf[bits >>> 3]! & (0xff << (8 - (bits & 7)));
+    this.chunkBuf[ref] = buf;
+    this.cBits[ref] = bits;
+    this.cCount[ref] = count;
+    this.persistedBits[ref] = bits;
+    this.persistedCount[ref] = count;
+    const r = new XorReader().reset(buf, count);
+    let first = true;
+    let prevT = 0;
+    let lead = 0xff;
+    let trail = 0;
+    let prevHi = 0;
+    let prevLo = 0;
+    while (r.next()) {
+      f64[0] = r.v;
+      const hi = u32[1]!;
+      const lo = u32[0]!;
+      if (first) {
+        this.cMinT[ref] = r.t;
+        const range = this.opts.chunkRangeMs;
+        this.cEnd[ref] = (Math.floor(r.t / range) + 1) * range;
+        this.lastDelta[ref] = 0;
+        first = false;
+      } else {
+        this.lastDelta[ref] = r.t - prevT;
+        const xhi = (hi ^ prevHi) >>> 0;
+        const xlo = (lo ^ prevLo) >>> 0;
+        if (xhi !== 0 || xlo !== 0) {
+          let l = clz64(xhi, xlo);
+          const tr = ctz64(xhi, xlo);
+          if (l > 31) l = 31;
+          if (!(lead !== 0xff && l >= lead && tr >= trail)) {
+            lead = l;
+            trail = tr;
+          }
+        }
+      }
+      prevT = r.t;
+      prevHi = hi;
+      prevLo = lo;
+    }
+    this.lead[ref] = lead;
+    this.trail[ref] = trail;
+    this.lastHi[ref] = prevHi;
+    this.lastLo[ref] = prevLo;
+    if (prevT > this.lastT[ref]!) this.lastT[ref] = prevT;
+    if (prevT > this.maxTime) this.maxTime = prevT;
+  }
+
+  restoreOoo(ref: number, t: Float64Array, v: Float64Array): void {
+    if (t.length === 0) {
+      this.ooo[ref] = undefined;
+      return;
+    }
+    this.ooo[ref] = { t: t.slice(), v: v.slice(), n: t.length };
+  }
+
+  /** After recovery: series with no data (all of it was cut) are dropped. */
+  finishRestore(): void {
+    this.gc();
+    this.clearDirty();
+  }
+}
+
+export function lowerBound(ts: Float64Array, n: number, t: number, lo = 0): number {
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ts[mid]! < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+const cmp = new Float64Array(2);
+const cmpBits = new Uint32Array(cmp.buffer);
+
+export function sameBits(a: number, b: number): boolean {
+  cmp[0] = a;
+  cmp[1] = b;
+  return cmpBits[0] === cmpBits[2] && cmpBits[1] === cmpBits[3];
+}

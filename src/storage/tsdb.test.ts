@@ -1,0 +1,271 @@
+import { chmodSync, mkdtempSync, readdirSync, statSync, truncateSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { SeriesBatchBuilder, STALE_NAN } from '../model/batch.js';
+import { LabelMatcher } from '../model/labels.js';
+import type { SelectHints } from './storage.js';
+import { MemoryStorage, Tsdb, type TsdbOptions } from './tsdb.js';
+
+const logger = pino({ level: 'silent' });
+const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'tw-tsdb-'));
+const name = (n: string) => new LabelMatcher('=', '__name__', n);
+
+function open(dir: string, over: Partial<TsdbOptions> = {}) {
+  return Tsdb.open({
+    dir,
+    blockDurationMs: 60_000,
+    outOfOrderWindowMs: 3_600_000,
+    retentionMs: { raw: 0, '10s': 0, '1m': 0, '1h': 0 },
+    fsync: false,
+    blockCacheBytes: 1 << 20,
+    logger,
+    ...over,
+  });
+}
+
+function batch(series: Record<string, string>, samples: [number, number][]) {
+  const b = new SeriesBatchBuilder();
+  b.addSeries(series);
+  for (const [t, v] of samples) b.add(t, v);
+  return b.build();
+}
+
+function read(db: Tsdb, metric: string, tenant: string | null = 't', minT = -1e15, maxT = 1e15, hints?: SelectHints) {
+  return db
+    .querier(tenant, minT, maxT)
+    .select([name(metric)], hints)
+    .map((s) => {
+      const it = s.iterator();
+      const t: number[] = [];
+      // Values stay in a typed array: plain arrays may canonicalise NaN payloads (model/batch.ts).
+      const v = new Float64Array(1 << 12);
+      while (it.next()) {
+        v[t.length] = it.v;
+        t.push(it.t);
+      }
+      return { labels: s.labels, t, v: Array.from(v.subarray(0, t.length)), bits: Array.from(v.subarray(0, t.length), bits), res: s.resolutionMs };
+    });
+}
+
+function bits(v: number) {
+  const d = new DataView(new ArrayBuffer(8));
+  d.setFloat64(0, v);
+  return d.getBigUint64(0);
+}
+
+describe('tsdb in memory', () => {
+  it('returns series in Prometheus order, scoped to the tenant whatever the batch said', async () => {
+    const db = new MemoryStorage();
+    db.appender.append('t1', batch({ __name__: 'm', b: '2', tenant: 'evil' }, [[1, 1]]));
+    db.appender.append('t1', batch({ __name__: 'm', a: '1' }, [[1, 1]]));
+    db.appender.append('t1', batch({ __name__: 'm', b: '10' }, [[1, 1]]));
+    db.appender.append('t2', batch({ __name__: 'm', a: '1' }, [[1, 9]]));
+    const got = read(db, 'm', 't1').map((s) => s.labels);
+    expect(got).toEqual([
+      { __name__: 'm', a: '1', tenant: 't1' },
+      { __name__: 'm', b: '10', tenant: 't1' },
+      { __name__: 'm', b: '2', tenant: 't1' },
+    ]);
+    expect(read(db, 'm', 'evil')).toEqual([]);
+    expect(read(db, 'm', null)).toHaveLength(4);
+    expect(db.activeSeries('t1')).toBe(3);
+  });
+
+  it('evaluates =, !=, =~ and !~ (anchored, missing label = empty)', () => {
+    const db = new MemoryStorage();
+    for (const gpu of ['0', '1', '2', '10']) db.appender.append('t', batch({ __name__: 'g', gpu }, [[1, 1]]));
+    db.appender.append('t', batch({ __name__: 'g' }, [[1, 1]]));
+    const sel = (...m: LabelMatcher[]) =>
+      db
+        .querier('t', 0, 10)
+        .select([name('g'), ...m])
+        .map((s) => s.labels.gpu ?? '-');
+    expect(sel(new LabelMatcher('=', 'gpu', '1'))).toEqual(['1']);
+    // Prometheus order: {gpu="0"} sorts before the series without gpu (gpu < tenant).
+    expect(sel(new LabelMatcher('!=', 'gpu', '1'))).toEqual(['0', '10', '2', '-']);
+    expect(sel(new LabelMatcher('=~', 'gpu', '1'))).toEqual(['1']); // anchored: not 10
+    expect(sel(new LabelMatcher('=~', 'gpu', '1.*'))).toEqual(['1', '10']);
+    expect(sel(new LabelMatcher('!~', 'gpu', '1.*'))).toEqual(['0', '2', '-']);
+    expect(sel(new LabelMatcher('=', 'gpu', ''))).toEqual(['-']);
+    expect(sel(new LabelMatcher('=~', 'gpu', '.+'))).toEqual(['0', '1', '10', '2']);
+  });
+});
+
+describe('tsdb: out of order, duplicates, staleness', () => {
+  it('merges out-of-order samples, stores identical ones once, and lets the last write win', async () => {
+    const db = new MemoryStorage();
+    const st = db.appender.append('t', batch({ __name__: 'm' }, [[30, 3], [10, 1], [20, 2], [20, 2], [10, 1.5], [30, 3]]));
+    expect(st).toEqual({ series: 1, samples: 4, duplicates: 2 });
+    expect(read(db, 'm')[0]).toMatchObject({ t: [10, 20, 30], v: [1.5, 2, 3] });
+    // Overwrite the newest sample's value: last write wins there too.
+    db.appender.append('t', batch({ __name__: 'm' }, [[30, 4]]));
+    expect(read(db, 'm')[0]!.v).toEqual([1.5, 2, 4]);
+  });
+
+  it('refuses samples older than the out-of-order window', async () => {
+    const db = await open(tmp(), { outOfOrderWindowMs: 1000 });
+    const st = db.appender.append('t', batch({ __name__: 'm' }, [[10_000, 1], [9500, 2], [8000, 3]]));
+    expect(st.samples).toBe(2);
+    expect(read(db, 'm')[0]!.t).toEqual([9500, 10_000]);
+    await db.close();
+  });
+
+  it('keeps merging correctly when late data lands in a range already cut into a block', async () => {
+    const dir = tmp();
+    const db = await open(dir);
+    const samples: [number, number][] = [];
+    for (let t = 0; t < 300_000; t += 1000) samples.push([t, t / 1000]);
+    db.appender.append('t', batch({ __name__: 'm' }, samples));
+    await db.checkpoint(new Map([[0, 1]]));
+    expect(db.listBlocks().some((b) => b.tier === 'raw')).toBe(true);
+    // Late: inside the cut range, one new timestamp, one overwrite, one exact duplicate.
+    db.appender.append('t', batch({ __name__: 'm' }, [[500, -1], [2000, 99], [3000, 3]]));
+    const expected = samples.map(([t, v]) => [t, t === 2000 ? 99 : v]);
+    expected.splice(1, 0, [500, -1]);
+    const check = () => {
+      const [s] = read(db, 'm');
+      expect(s!.t.map((t, i) => [t, s!.v[i]])).toEqual(expected);
+    };
+    check();
+    // Cut again: the late samples form an overlapping block; compaction merges it; answers stay the same.
+    db.appender.append('t', batch({ __name__: 'm' }, [[600_000, 1]]));
+    expected.push([600_000, 1]);
+    await db.checkpoint(new Map([[0, 2]]));
+    check();
+    for (let i = 0; i < 5 && (await db.compactOnce()); i++);
+    check();
+    await db.close();
+  });
+
+  it('stores staleness markers and every NaN payload bit-exactly, through blocks and restarts', async () => {
+    const dir = tmp();
+    let db = await open(dir);
+    const weird = new DataView(new ArrayBuffer(8));
+    weird.setBigUint64(0, 0x7ff8dead0000beefn);
+    const payloadNaN = weird.getFloat64(0);
+    // Built straight into the batch's typed arrays: a plain JS array would canonicalise the NaNs.
+    const b = new SeriesBatchBuilder();
+    b.addSeries({ __name__: 's' }).add(1000, 1).add(2000, STALE_NAN).add(3000, payloadNaN).add(4000, -0);
+    db.appender.append('t', b.build());
+    await db.checkpoint(new Map([[0, 5]]));
+    await db.close();
+    db = await open(dir);
+    const [s] = read(db, 's');
+    expect(s!.t).toEqual([1000, 2000, 3000, 4000]);
+    expect(s!.bits).toEqual([bits(1), bits(STALE_NAN), bits(payloadNaN), bits(-0)]);
+    await db.close();
+  });
+});
+
+describe('tsdb: durability', () => {
+  it('reopens with every checkpointed sample and the covered bus positions', async () => {
+    const dir = tmp();
+    let db = await open(dir);
+    const rows: [number, number][] = [];
+    for (let i = 0; i < 2000; i++) {
+      const t = i * 500;
+      db.appender.append('t', batch({ __name__: 'm', k: String(i % 7) }, [[t, i]]));
+      rows.push([t, i]);
+      if (i % 300 === 0) await db.checkpoint(new Map([[3, i]]));
+    }
+    await db.checkpoint(new Map([[3, 2000]]));
+    const before = read(db, 'm');
+    await db.close();
+    db = await open(dir);
+    expect(db.coveredPositions().get(3)).toBe(2000);
+    expect(read(db, 'm')).toEqual(before);
+    expect(before.reduce((n, s) => n + s.t.length, 0)).toBe(2000);
+    await db.close();
+  });
+
+  it('truncates a torn head-log tail and opens with what the last complete checkpoint covered', async () => {
+    const dir = tmp();
+    let db = await open(dir, { blockDurationMs: 3_600_000 });
+    db.appender.append('t', batch({ __name__: 'm' }, [[1, 1]]));
+    await db.checkpoint(new Map([[0, 1]]));
+    db.appender.append('t', batch({ __name__: 'm' }, [[2, 2]]));
+    await db.checkpoint(new Map([[0, 2]]));
+    await db.close();
+    const logDir = path.join(dir, 'head');
+    const file = path.join(logDir, readdirSync(logDir)[0]!);
+    truncateSync(file, statSync(file).size - 3);
+    db = await open(dir, { blockDurationMs: 3_600_000 });
+    expect(db.coveredPositions().get(0)).toBe(1);
+    expect(read(db, 'm')[0]!.t).toEqual([1]);
+    // And it goes on appending after the cut.
+    db.appender.append('t', batch({ __name__: 'm' }, [[2, 2]]));
+    await db.checkpoint(new Map([[0, 2]]));
+    await db.close();
+    db = await open(dir, { blockDurationMs: 3_600_000 });
+    expect(read(db, 'm')[0]!.t).toEqual([1, 2]);
+    await db.close();
+  });
+
+  it('gives a clear error for an unwritable data directory', async () => {
+    if (process.getuid?.() === 0) return; // root writes anywhere: nothing to test
+    const dir = tmp();
+    chmodSync(dir, 0o500);
+    await expect(open(path.join(dir, 'tsdb'))).rejects.toThrow(/cannot write to the data directory/);
+  });
+});
+
+describe('tsdb: rollups and retention', () => {
+  const fill = (db: Tsdb, from: number, to: number) => {
+    const s: [number, number][] = [];
+    for (let t = from; t < to; t += 1000) s.push([t, Math.sin(t / 7000) * 100 + (t % 13)]);
+    db.appender.append('t', batch({ __name__: 'r' }, s));
+    return s;
+  };
+
+  it('answers range functions from the coarsest tier that fits the step, exactly, joining stored and fresh windows', async () => {
+    const dir = tmp();
+    const db = await open(dir);
+    const raw = fill(db, 0, 900_000);
+    await db.checkpoint(new Map([[0, 1]]));
+    for (let i = 0; i < 10 && (await db.compactOnce()); i++);
+    expect(db.listBlocks().some((b) => b.tier === '1m')).toBe(true);
+    expect(db.chooseTier({ func: 'max_over_time', stepMs: 300_000, rangeMs: 60_000 })?.name).toBe('1m');
+    expect(db.chooseTier({ func: 'max_over_time', stepMs: 30_000, rangeMs: 30_000 })?.name).toBe('10s');
+    expect(db.chooseTier({ func: 'rate', stepMs: 300_000, rangeMs: 60_000 })).toBeUndefined();
+    expect(db.chooseTier({ func: 'max_over_time', stepMs: 5000, rangeMs: 5000 })).toBeUndefined();
+    for (const [func, agg] of [
+      ['max_over_time', (xs: number[]) => Math.max(...xs)],
+      ['min_over_time', (xs: number[]) => Math.min(...xs)],
+      ['count_over_time', (xs: number[]) => xs.length],
+      ['avg_over_time', (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length],
+    ] as const) {
+      const [s] = read(db, 'r', 't', 0, 899_999, { func, stepMs: 60_000, rangeMs: 60_000 });
+      expect(s!.res).toBe(60_000);
+      expect(s!.t).toHaveLength(15);
+      s!.t.forEach((t, i) => {
+        const window = raw.filter(([x]) => x > t - 60_000 && x <= t).map(([, v]) => v);
+        expect(s!.v[i]).toBeCloseTo(agg(window), 9);
+      });
+    }
+    await db.close();
+  });
+
+  it('deletes whole blocks past each tier’s retention and keeps the coarser tiers', async () => {
+    const dir = tmp();
+    let now = 1_000_000;
+    const db = await open(dir, {
+      now: () => now,
+      retentionMs: { raw: 600_000, '10s': 0, '1m': 0, '1h': 0 },
+    });
+    fill(db, 0, 600_000);
+    await db.checkpoint(new Map([[0, 1]]));
+    expect(db.listBlocks().filter((b) => b.tier === 'raw').length).toBeGreaterThan(0);
+    now = 2_000_000;
+    fill(db, 1_400_000, 1_500_000);
+    await db.checkpoint(new Map([[0, 2]]));
+    const raw = db.listBlocks().filter((b) => b.tier === 'raw');
+    expect(raw.every((b) => b.maxT >= now - 600_000)).toBe(true);
+    expect(db.listBlocks().some((b) => b.tier === '1m' && b.maxT < 600_000)).toBe(true);
+    // Old data is still answered from the rollups.
+    const [s] = read(db, 'r', 't', 0, 599_999, { func: 'max_over_time', stepMs: 60_000, rangeMs: 60_000 });
+    expect(s!.t).toHaveLength(10);
+    await db.close();
+  });
+});

@@ -1,0 +1,831 @@
+/**
+ * trainwatch's embedded time-series database behind the {@link Storage} interface.
+ *
+ * ```
+ *  append ──► Head (memory: series index + Gorilla chunks + out-of-order buffers)
+ *               │ checkpoint (every few s): one head-log record with what changed + bus positions
+ *               │ cut (every block duration): samples older than the boundary → a raw block (+ rollups)
+ *               ▼
+ *             blocks/  raw, 10s, 1m, 1h — immutable files with their own index
+ *               │ compaction: overlapping blocks merged (newest wins), adjacent ones joined into larger ranges
+ *               │ retention: whole blocks past their tier's retention deleted; optional cold export to Parquet
+ * ```
+ * Durability (docs/durability.md, docs/storage.md): the bus is the write-ahead log. A checkpoint makes the
+ * head's changes durable in the head log and records the bus positions they cover; after a crash the head is
+ * rebuilt from the log and the processor replays the bus from those positions. Blocks are written to a
+ * temporary name and renamed; a compaction's output names the blocks it replaces, so a crash between writing
+ * it and deleting them is resolved at open.
+ *
+ * Any write failure (disk full, unwritable directory) stops the storage from accepting appends and
+ * checkpoints with an error that says so; nothing on disk is left half-written, and since no checkpoint
+ * covers the refused data, the bus still holds it for the restart.
+ */
+import { mkdirSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { SeriesBatch } from '../model/batch.js';
+import { Errors, type TrainwatchError, twError } from '../model/errors.js';
+import { type LabelMatcher, LabelMatcher as Matcher, type LabelSet, WellKnownLabel } from '../model/labels.js';
+import { ByteWriter } from '../protocol/bytes.js';
+import { BlockReader, BlockWriter, type BlockMeta, type ChunkRef, type TierName } from './block.js';
+import { encodeChunk, SampleBuffer } from './codec/chunk.js';
+import { Head, type HeadAppendStats, type HeadChunk } from './head.js';
+import { encodeHeadRecord, HeadLog, syncDir } from './head-log.js';
+import { ArrayIterator, BlockIterator, EMPTY_ITERATOR, HeadIterator, MergeIterator } from './iterators.js';
+import { postingsForMatchers } from './postings.js';
+import {
+  AGG_COLUMNS,
+  aggregateRaw,
+  coarsen,
+  ROLLUP_FUNCS,
+  ROLLUP_TIERS,
+  RollupColumns,
+  RollupIterator,
+  type Tier,
+} from './rollup.js';
+import type {
+  AggregateIterator,
+  Appender,
+  AppendStats,
+  BusPositions,
+  Querier,
+  SampleIterator,
+  SelectedSeries,
+  SelectHints,
+  Storage,
+} from './storage.js';
+import { seriesSortKey } from './symbols.js';
+
+export interface TsdbOptions {
+  /** Data directory of the TSDB (`<data-dir>/tsdb`); undefined keeps everything in memory (tests). */
+  readonly dir: string | undefined;
+  /** Head data is cut into raw blocks of this range (aligned to multiples of it). */
+  readonly blockDurationMs: number;
+  /** Samples up to this much older than their series' newest are accepted. */
+  readonly outOfOrderWindowMs: number;
+  /** Per tier; 0 keeps it forever. */
+  readonly retentionMs: Readonly<Record<TierName, number>>;
+  /** fdatasync head-log records and blocks (the bus's `fsync` policy other than `never`). */
+  readonly fsync: boolean;
+  /** Budget for block indexes held in memory; least recently used ones are dropped beyond it. */
+  readonly blockCacheBytes: number;
+  readonly logger: Logger;
+  /** Wall clock, for retention (tests move it). */
+  readonly now?: () => number;
+  /** Called after each maintenance pass with the blocks (export policy hooks in here). */
+  readonly onBlocks?: (blocks: readonly BlockReader[]) => Promise<void>;
+}
+
+export const defaultTsdbOptions = {
+  blockDurationMs: 2 * 3_600_000,
+  outOfOrderWindowMs: 3_600_000,
+  retentionMs: { raw: 15 * 86_400_000, '10s': 90 * 86_400_000, '1m': 365 * 86_400_000, '1h': 0 },
+  blockCacheBytes: 512 << 20,
+} as const;
+
+/** Samples per block chunk: large enough for the codecs to pay off, small enough to seek cheaply. */
+const BLOCK_CHUNK_SAMPLES = 1024;
+/** Compaction joins adjacent blocks into aligned ranges of block duration × these factors, per tier. */
+const LEVEL_FACTORS = [1, 6, 36, 216, 1296];
+const MAX_LEVEL: Record<TierName, number> = { raw: 2, '10s': 2, '1m': 3, '1h': 4 };
+/** Closed files of deleted blocks stay open this long for queries still reading them. */
+const DELETED_BLOCK_GRACE_MS = 60_000;
+
+interface SeriesSources {
+  labels: LabelSet;
+  head?: ReturnType<Head['snapshot']>;
+  blocks: { block: BlockReader; id: number }[];
+  rollups: { block: BlockReader; id: number }[];
+}
+
+export class Tsdb implements Storage {
+  readonly head: Head;
+  private blocks: BlockReader[] = [];
+  private covered = new Map<number, number>();
+  private cutBoundary = Number.NEGATIVE_INFINITY;
+  private nextSeq = 1;
+  private failure: TrainwatchError | undefined;
+  private log: HeadLog | undefined;
+  private checkpointing: Promise<void> | undefined;
+  private readonly cacheOrder: BlockReader[] = [];
+  private readonly now: () => number;
+  /** Oldest sample time appended since the last cut (the head may hold data this old). */
+  private headMinTime = Number.POSITIVE_INFINITY;
+  private closed = false;
+  readonly appender: Appender;
+  readonly tiers: readonly Tier[];
+
+  protected constructor(private readonly opts: TsdbOptions) {
+    this.head = new Head({ oooWindowMs: opts.outOfOrderWindowMs, chunkRangeMs: opts.blockDurationMs });
+    this.now = opts.now ?? Date.now;
+    // A tier is kept only when its windows never straddle a block boundary.
+    this.tiers = ROLLUP_TIERS.filter((t) => opts.blockDurationMs % t.resolutionMs === 0);
+    this.appender = { append: (tenant, batch) => this.append(tenant, batch) };
+  }
+
+  static async open(opts: TsdbOptions): Promise<Tsdb> {
+    const db = new Tsdb(opts);
+    if (opts.dir !== undefined) db.openDir(opts.dir);
+    return db;
+  }
+
+  private get blocksDir(): string {
+    return path.join(this.opts.dir!, 'blocks');
+  }
+
+  private openDir(dir: string): void {
+    try {
+      mkdirSync(path.join(dir, 'head'), { recursive: true });
+      mkdirSync(path.join(dir, 'blocks'), { recursive: true });
+      const probe = path.join(dir, '.write-probe');
+      writeFileSync(probe, 'ok');
+      unlinkSync(probe);
+    } catch (err) {
+      throw twError(
+        Errors.unavailable,
+        `storage: cannot write to the data directory ${dir}: ${(err as Error).message}`,
+      );
+    }
+    this.loadBlocks();
+    this.log = new HeadLog(path.join(dir, 'head'), this.opts.fsync, this.opts.logger);
+    const rec = this.log.recover(this.head);
+    this.covered = rec.positions;
+    this.cutBoundary = rec.cutBoundary === 0 && rec.records === 0 ? Number.NEGATIVE_INFINITY : rec.cutBoundary;
+    this.headMinTime = this.computeHeadMinTime();
+    this.opts.logger.info(
+      {
+        blocks: this.blocks.length,
+        headSeries: this.head.activeSeries(),
+        headLogRecords: rec.records,
+        covered: Object.fromEntries(this.covered),
+      },
+      'storage opened',
+    );
+  }
+
+  private loadBlocks(): void {
+    const dir = this.blocksDir;
+    const readers: BlockReader[] = [];
+    for (const f of readdirSync(dir)) {
+      const file = path.join(dir, f);
+      if (f.endsWith('.tmp')) {
+        // A block whose write was interrupted: it never became part of the store.
+        unlinkSync(file);
+        continue;
+      }
+      if (!f.endsWith('.twb')) continue;
+      try {
+        readers.push(this.track(new BlockReader(file)));
+      } catch (err) {
+        this.opts.logger.error({ err, file }, 'storage: unreadable block moved aside');
+        renameAside(file);
+      }
+    }
+    // Blocks replaced by a compaction whose sources were not deleted yet (crash in between).
+    const replaced = new Set<number>();
+    for (const r of readers) for (const s of r.meta.sources) replaced.add(s);
+    for (const r of readers) {
+      if (replaced.has(r.meta.seq)) {
+        r.close();
+        unlinkSync(r.path);
+      } else this.blocks.push(r);
+      this.nextSeq = Math.max(this.nextSeq, r.meta.seq + 1);
+    }
+    this.sortBlocks();
+  }
+
+  private sortBlocks(): void {
+    this.blocks.sort((a, b) => a.meta.seq - b.meta.seq);
+  }
+
+  private track(r: BlockReader): BlockReader {
+    r.onIndexLoad = (reader) => {
+      this.cacheOrder.push(reader);
+      let total = 0;
+      for (const b of this.cacheOrder) total += b.indexBytes;
+      while (total > this.opts.blockCacheBytes && this.cacheOrder.length > 1) {
+        const victim = this.cacheOrder.shift()!;
+        if (victim === reader) continue;
+        total -= victim.indexBytes;
+        victim.dropIndex();
+      }
+    };
+    return r;
+  }
+
+  // --------------------------------------------------------------------------------------------------------
+  // Writing
+
+  private append(tenant: string, batch: SeriesBatch): AppendStats {
+    if (this.failure) throw this.failure;
+    const stats: HeadAppendStats = { series: 0, samples: 0, duplicates: 0, tooOld: 0, invalid: 0, created: 0 };
+    this.head.append(tenant, batch, stats);
+    if (stats.samples > 0) {
+      // Cheap bound on the oldest data the head may hold (read by rollup coverage).
+      const ts = batch.timestamps;
+      let min = this.headMinTime;
+      for (let i = 0; i < batch.sampleCount; i++) if (ts[i]! < min) min = ts[i]!;
+      this.headMinTime = min;
+    }
+    if (stats.tooOld > 0 || stats.invalid > 0) {
+      this.opts.logger.warn(
+        { tenant, tooOld: stats.tooOld, invalid: stats.invalid, oooWindowMs: this.opts.outOfOrderWindowMs },
+        'storage: refused samples older than the out-of-order window or with invalid timestamps',
+      );
+    }
+    return { series: stats.series, samples: stats.samples, duplicates: stats.duplicates };
+  }
+
+  activeSeries(tenant?: string): number {
+    return this.head.activeSeries(tenant);
+  }
+
+  coveredPositions(): BusPositions {
+    return this.covered;
+  }
+
+  /** The error that stopped writes, if any. */
+  get writeFailure(): TrainwatchError | undefined {
+    return this.failure;
+  }
+
+  checkpoint(positions: BusPositions): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.opts.dir === undefined) {
+      this.covered = new Map(positions);
+      return Promise.resolve();
+    }
+    // Serialize: a checkpoint asked for while one runs waits for it, then runs with its own positions.
+    const run = (this.checkpointing ?? Promise.resolve()).then(() => this.checkpointNow(new Map(positions)));
+    this.checkpointing = run.catch(() => {});
+    return run;
+  }
+
+  private async checkpointNow(positions: Map<number, number>): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.closed) return;
+    try {
+      const D = this.opts.blockDurationMs;
+      const boundary = Math.floor((this.head.maxTime - Math.min(D / 2, 900_000)) / D) * D;
+      const cut = Number.isFinite(boundary) && boundary > this.cutBoundary && this.headMinTime < boundary;
+      if (cut) {
+        this.cutHead(boundary);
+        this.cutBoundary = boundary;
+      }
+      if (cut || !this.log!.started) {
+        // After a cut (or at the first checkpoint of a fresh store) the log restarts from a snapshot.
+        this.log!.rotate(encodeHeadRecord(this.head, positions, this.cutBoundary, true));
+      } else {
+        this.log!.appendDelta(encodeHeadRecord(this.head, positions, this.cutBoundary, false));
+      }
+      this.covered = positions;
+    } catch (err) {
+      this.fail(err as Error);
+      throw this.failure;
+    }
+    try {
+      await this.maintain();
+    } catch (err) {
+      this.fail(err as Error);
+      throw this.failure;
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    const code = (err as NodeJS.ErrnoException).code;
+    this.failure = twError(
+      Errors.unavailable,
+      `storage stopped accepting writes: ${code === 'ENOSPC' ? 'the disk is full' : 'a write failed'} in ${this.opts.dir} (${err.message}). ` +
+        'Nothing stored was harmed; data not yet stored stays in the bus. Free space or fix the directory, then restart trainwatch.',
+    );
+    this.opts.logger.error({ err, dir: this.opts.dir }, this.failure.message);
+  }
+
+  // --------------------------------------------------------------------------------------------------------
+  // Cutting the head into blocks
+
+  /** Moves every head sample older than `boundary` into a raw block (and its rollups). Synchronous. */
+  private cutHead(boundary: number): void {
+    const cut = this.head.cut(boundary);
+    this.headMinTime = this.computeHeadMinTime();
+    if (cut.length === 0) return;
+    const entries = cut.map((c) => ({ c, key: sortKeyOf(c.labels) }));
+    entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    let minT = Number.POSITIVE_INFINITY;
+    for (const { c } of entries) {
+      if (c.chunks.length > 0) minT = Math.min(minT, c.chunks[0]!.minT);
+      if (c.oooT && c.oooT.length > 0) minT = Math.min(minT, c.oooT[0]!);
+    }
+    const range = this.alignedRange(minT, boundary - 1);
+    const overlaps = this.blocks.some((b) => b.meta.tier === 'raw' && this.rangesOverlap(range, this.alignedRange(b.meta.minT, b.meta.maxT)));
+    const series = entries.map(({ c }) => ({
+      labels: c.labels,
+      iterator: () => headCutIterator(c.chunks, c.oooT, c.oooV),
+    }));
+    this.writeRaw(series, 0, [], !overlaps, !overlaps);
+  }
+
+  /**
+   * Writes a raw block from series given in sort order, and when `rollups` the rollup blocks of its range
+   * first (so that a raw block marked rolled-up always has them).
+   */
+  private writeRaw(
+    series: readonly { labels: LabelSet; iterator: () => SampleIterator }[],
+    level: number,
+    sources: readonly number[],
+    rollups: boolean,
+    rolledUp: boolean,
+  ): BlockReader | undefined {
+    const rawSeq = this.nextSeq++;
+    const raw = new BlockWriter(path.join(this.blocksDir, `raw-${rawSeq}.twb`));
+    const tierWriters = rollups ? this.tiers.map((t) => ({ tier: t, seq: this.nextSeq++, w: undefined as BlockWriter | undefined })) : [];
+    for (const tw of tierWriters) tw.w = new BlockWriter(path.join(this.blocksDir, `${tw.tier.name}-${tw.seq}.twb`));
+    const buf = new SampleBuffer(1024);
+    const out = new ByteWriter(1 << 14);
+    const cols = rollups ? this.tiers.map(() => new RollupColumns()) : [];
+    try {
+      for (const s of series) {
+        const it = s.iterator();
+        buf.n = 0;
+        while (it.next()) {
+          buf.ensure(buf.n + 1);
+          buf.t[buf.n] = it.t;
+          buf.v[buf.n] = it.v;
+          buf.n++;
+        }
+        if (buf.n === 0) continue;
+        const names = Object.keys(s.labels).sort();
+        const values = names.map((n) => s.labels[n]!);
+        raw.addSeries(names, values, encodeColumn(buf.t, buf.v, buf.n, 0, out), buf.n);
+        if (rollups) {
+          for (let i = 0; i < this.tiers.length; i++) {
+            const c = cols[i]!;
+            c.reset();
+            if (i === 0) aggregateRaw(new ArrayIterator(buf.t, buf.v, buf.n), this.tiers[0]!.resolutionMs, -Infinity, Infinity, c);
+            else coarsen(cols[i - 1]!, this.tiers[i]!.resolutionMs, c);
+            if (c.n > 0) tierWriters[i]!.w!.addSeries(names, values, encodeRollup(c, out), c.n);
+          }
+        }
+      }
+      // Rollups first: a raw block that says it is rolled up always has its rollups on disk.
+      for (const tw of tierWriters) {
+        if (tw.w!.seriesCount === 0) tw.w!.abort();
+        else this.blocks.push(this.track(new BlockReader(finishPath(tw.w!, { tier: tw.tier.name, seq: tw.seq, rolledUp: true, level, sources: [] }))));
+      }
+      if (raw.seriesCount === 0) {
+        raw.abort();
+        return undefined;
+      }
+      const reader = this.track(new BlockReader(finishPath(raw, { tier: 'raw', seq: rawSeq, rolledUp, level, sources })));
+      this.blocks.push(reader);
+      if (this.opts.fsync) syncDir(this.blocksDir);
+      this.sortBlocks();
+      return reader;
+    } catch (err) {
+      raw.abort();
+      for (const tw of tierWriters) tw.w?.abort();
+      throw err;
+    }
+  }
+
+  private alignedRange(minT: number, maxT: number): [number, number] {
+    const D = this.opts.blockDurationMs;
+    return [Math.floor(minT / D) * D, Math.floor(maxT / D) * D + D - 1];
+  }
+
+  private rangesOverlap(a: [number, number], b: [number, number]): boolean {
+    return a[0] <= b[1] && b[0] <= a[1];
+  }
+
+  private computeHeadMinTime(): number {
+    let min = Number.POSITIVE_INFINITY;
+    for (let ref = 0; ref < this.head.nextRef; ref++) {
+      if (!this.head.isAlive(ref)) continue;
+      const [lo] = this.head.timeRange(ref);
+      if (lo < min) min = lo;
+    }
+    return min;
+  }
+
+  // --------------------------------------------------------------------------------------------------------
+  // Maintenance: compaction, retention
+
+  /** One pass: retention, then at most one compaction (so that a checkpoint never waits long). */
+  private async maintain(): Promise<void> {
+    this.applyRetention();
+    await this.compactOnce();
+    if (this.opts.onBlocks) await this.opts.onBlocks(this.blocks);
+  }
+
+  private applyRetention(): void {
+    const now = this.now();
+    const doomed = this.blocks.filter((b) => {
+      const keep = this.opts.retentionMs[b.meta.tier];
+      return keep > 0 && b.meta.maxT < now - keep;
+    });
+    if (doomed.length > 0) {
+      this.removeBlocks(doomed);
+      this.opts.logger.info({ blocks: doomed.map((b) => path.basename(b.path)) }, 'storage: retention deleted blocks');
+    }
+  }
+
+  private removeBlocks(doomed: readonly BlockReader[]): void {
+    const set = new Set(doomed);
+    this.blocks = this.blocks.filter((b) => !set.has(b));
+    for (const b of doomed) {
+      unlinkSync(b.path);
+      // Queries that selected this block may still read it; the open descriptor keeps the data readable.
+      setTimeout(() => b.close(), DELETED_BLOCK_GRACE_MS).unref();
+    }
+  }
+
+  /** Plans and runs one compaction; returns whether one ran. */
+  async compactOnce(): Promise<boolean> {
+    for (const tier of ['raw', ...this.tiers.map((t) => t.name)] as TierName[]) {
+      const blocks = this.blocks.filter((b) => b.meta.tier === tier);
+      // 1. Overlapping blocks (late data, or a crash between cut and log rotation): merge them all.
+      const group = this.overlapGroup(blocks);
+      if (group) {
+        await this.compact(tier, group, Math.max(...group.map((b) => b.meta.level)));
+        return true;
+      }
+      // 2. Adjacent blocks inside one aligned range of the next level, once the head has moved past it.
+      const D = this.opts.blockDurationMs;
+      for (let level = 1; level <= MAX_LEVEL[tier]; level++) {
+        const range = D * LEVEL_FACTORS[level]!;
+        const byWindow = new Map<number, BlockReader[]>();
+        for (const b of blocks) {
+          if (b.meta.level >= level) continue;
+          const w = Math.floor(b.meta.minT / range) * range;
+          if (b.meta.maxT >= w + range) continue;
+          if (w + range > this.cutBoundary) continue;
+          const list = byWindow.get(w) ?? [];
+          list.push(b);
+          byWindow.set(w, list);
+        }
+        for (const list of byWindow.values()) {
+          if (list.length < 2) continue;
+          await this.compact(tier, list, level);
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  private overlapGroup(blocks: readonly BlockReader[]): BlockReader[] | undefined {
+    const sorted = [...blocks].sort((a, b) => a.meta.minT - b.meta.minT);
+    for (let i = 0; i < sorted.length; i++) {
+      let range = this.alignedRange(sorted[i]!.meta.minT, sorted[i]!.meta.maxT);
+      const group = [sorted[i]!];
+      for (let j = i + 1; j < sorted.length; j++) {
+        const r = this.alignedRange(sorted[j]!.meta.minT, sorted[j]!.meta.maxT);
+        if (!this.rangesOverlap(range, r)) continue;
+        group.push(sorted[j]!);
+        range = [Math.min(range[0], r[0]), Math.max(range[1], r[1])];
+      }
+      if (group.length > 1) return group;
+    }
+    return undefined;
+  }
+
+  /** Merges `inputs` (one tier) into one block at `level`, then deletes them. */
+  private async compact(tier: TierName, inputs: BlockReader[], level: number): Promise<void> {
+    inputs.sort((a, b) => a.meta.seq - b.meta.seq);
+    const started = Date.now();
+    // Series of every input, merged in sort order.
+    const byKey = new Map<string, { labels: LabelSet; parts: { block: BlockReader; id: number }[] }>();
+    for (const b of inputs) {
+      const idx = b.index();
+      for (let id = 0; id < idx.seriesCount; id++) {
+        const { names, values } = idx.labels(id);
+        const key = seriesSortKey(names, values);
+        let e = byKey.get(key);
+        if (!e) byKey.set(key, (e = { labels: idx.labelSet(id), parts: [] }));
+        e.parts.push({ block: b, id });
+      }
+    }
+    const keys = [...byKey.keys()].sort();
+    const sources = inputs.map((b) => b.meta.seq);
+    if (tier === 'raw') {
+      // Rollups are (re)computed when the merged range overlaps no other raw block.
+      const range = this.alignedRange(Math.min(...inputs.map((b) => b.meta.minT)), Math.max(...inputs.map((b) => b.meta.maxT)));
+      const others = this.blocks.filter((b) => b.meta.tier === 'raw' && !inputs.includes(b));
+      const rollups = !others.some((b) => this.rangesOverlap(range, this.alignedRange(b.meta.minT, b.meta.maxT)));
+      const alreadyRolled = inputs.every((b) => b.meta.rolledUp) && this.overlapGroup(inputs) === undefined;
+      const series = keys.map((k) => {
+        const e = byKey.get(k)!;
+        return {
+          labels: e.labels,
+          iterator: () =>
+            new MergeIterator(e.parts.map((p) => new BlockIterator(p.block, p.id, 0, -Infinity, Infinity))),
+        };
+      });
+      // Yield once so the event loop breathes between planning and writing.
+      await new Promise<void>((r) => setImmediate(r));
+      // Joining adjacent rolled-up blocks keeps them rolled up (their rollups exist already); merging
+      // overlapping ones recomputes the rollups of the merged range.
+      if (alreadyRolled) this.writeRaw(series, level, sources, false, true);
+      else this.writeRaw(series, level, sources, rollups, rollups);
+    } else {
+      const seq = this.nextSeq++;
+      const w = new BlockWriter(path.join(this.blocksDir, `${tier}-${seq}.twb`));
+      const out = new ByteWriter(1 << 14);
+      const cols = new RollupColumns();
+      try {
+        for (const k of keys) {
+          const e = byKey.get(k)!;
+          const its = Array.from(
+            { length: AGG_COLUMNS },
+            (_, c) => new MergeIterator(e.parts.map((p) => new BlockIterator(p.block, p.id, c, -Infinity, Infinity))),
+          );
+          cols.reset();
+          while (its.every((it) => it.next())) cols.push(its[0]!.t, its[0]!.v, its[1]!.v, its[2]!.v, its[3]!.v, its[4]!.v);
+          if (cols.n === 0) continue;
+          const names = Object.keys(e.labels).sort();
+          w.addSeries(names, names.map((n) => e.labels[n]!), encodeRollup(cols, out), cols.n);
+        }
+        if (w.seriesCount === 0) w.abort();
+        else this.blocks.push(this.track(new BlockReader(finishPath(w, { tier, seq, rolledUp: true, level, sources }))));
+        if (this.opts.fsync) syncDir(this.blocksDir);
+      } catch (err) {
+        w.abort();
+        throw err;
+      }
+    }
+    this.sortBlocks();
+    this.removeBlocks(inputs);
+    this.opts.logger.info(
+      { tier, inputs: sources, level, ms: Date.now() - started },
+      'storage: compacted blocks',
+    );
+  }
+
+  // --------------------------------------------------------------------------------------------------------
+  // Reading
+
+  querier(tenant: string | null, minT: number, maxT: number): Querier {
+    return {
+      select: (matchers, hints) => this.select(tenant, matchers, minT, maxT, hints),
+      labelNames: (matchers = []) => this.labelNames(tenant, matchers, minT, maxT),
+      labelValues: (name, matchers = []) => this.labelValues(tenant, name, matchers, minT, maxT),
+    };
+  }
+
+  /** Blocks of `tier` overlapping [lo, hi], oldest first. */
+  blocksFor(tier: TierName, lo: number, hi: number): BlockReader[] {
+    return this.blocks.filter((b) => b.meta.tier === tier && b.meta.maxT >= lo && b.meta.minT <= hi);
+  }
+
+  private scoped(tenant: string | null, matchers: readonly LabelMatcher[]): readonly LabelMatcher[] {
+    return tenant === null ? matchers : [...matchers, new Matcher('=', WellKnownLabel.tenant, tenant)];
+  }
+
+  private gather(
+    tenant: string | null,
+    matchers: readonly LabelMatcher[],
+    lo: number,
+    hi: number,
+    rollupTier: TierName | undefined,
+  ): Map<string, SeriesSources> {
+    const all = this.scoped(tenant, matchers);
+    const out = new Map<string, SeriesSources>();
+    const entry = (names: string[], values: string[], make: () => LabelSet): SeriesSources => {
+      const key = seriesSortKey(names, values);
+      let e = out.get(key);
+      if (!e) out.set(key, (e = { labels: make(), blocks: [], rollups: [] }));
+      return e;
+    };
+    const addBlocks = (tier: TierName, into: 'blocks' | 'rollups') => {
+      for (const b of this.blocksFor(tier, lo, hi)) {
+        const idx = b.index();
+        const ids = postingsForMatchers(idx, all);
+        for (let k = 0; k < ids.length; k++) {
+          const id = ids[k]!;
+          // Skip series with no chunk in range.
+          let hit = false;
+          const end = idx.chunkStart[id]! + idx.chunkCount[id]!;
+          for (let c = idx.chunkStart[id]!; c < end; c++) {
+            if (idx.chunkMaxT[c]! >= lo && idx.chunkMinT[c]! <= hi) {
+              hit = true;
+              break;
+            }
+          }
+          if (!hit) continue;
+          const { names, values } = idx.labels(id);
+          entry(names, values, () => idx.labelSet(id))[into].push({ block: b, id });
+        }
+      }
+    };
+    addBlocks('raw', 'blocks');
+    if (rollupTier) addBlocks(rollupTier, 'rollups');
+    const refs = this.head.select(all);
+    for (let k = 0; k < refs.length; k++) {
+      const ref = refs[k]!;
+      const [a, b] = this.head.timeRange(ref);
+      if (b < lo || a > hi) continue;
+      const { names, values } = this.head.labelsOf(ref);
+      entry(names, values, () => this.head.labelSet(ref)).head = this.head.snapshot(ref);
+    }
+    return out;
+  }
+
+  private rawIterator(s: SeriesSources, lo: number, hi: number): SampleIterator {
+    const children: SampleIterator[] = s.blocks.map((p) => new BlockIterator(p.block, p.id, 0, lo, hi));
+    if (s.head) children.push(new HeadIterator(s.head, lo, hi));
+    if (children.length === 0) return EMPTY_ITERATOR;
+    return children.length === 1 ? children[0]! : new MergeIterator(children);
+  }
+
+  /** The coarsest enabled tier that answers `hints` exactly, if any. */
+  chooseTier(hints: SelectHints | undefined): Tier | undefined {
+    if (!hints?.func || !hints.stepMs || !hints.rangeMs) return undefined;
+    if (!(hints.func in ROLLUP_FUNCS)) return undefined;
+    let best: Tier | undefined;
+    for (const t of this.tiers) {
+      if (t.resolutionMs <= hints.stepMs && hints.stepMs % t.resolutionMs === 0 && hints.rangeMs % t.resolutionMs === 0)
+        best = t;
+    }
+    return best;
+  }
+
+  /**
+   * Where the rollup tier is complete: every window before the returned time (aligned to the tier) has its
+   * rollup on disk; from there on, windows are aggregated from raw data at query time.
+   */
+  private rollupCoverageEnd(tier: Tier): number {
+    let end = Math.min(this.headMinTime, this.cutBoundary === Number.NEGATIVE_INFINITY ? Infinity : this.cutBoundary);
+    for (const b of this.blocks) {
+      if (b.meta.tier !== 'raw' || b.meta.rolledUp) continue;
+      end = Math.min(end, this.alignedRange(b.meta.minT, b.meta.maxT)[0]);
+    }
+    if (!Number.isFinite(end)) end = Number.POSITIVE_INFINITY;
+    return Math.floor(end / tier.resolutionMs) * tier.resolutionMs;
+  }
+
+  private select(
+    tenant: string | null,
+    matchers: readonly LabelMatcher[],
+    minT: number,
+    maxT: number,
+    hints: SelectHints | undefined,
+  ): SelectedSeries[] {
+    const lo = Math.max(minT, hints?.minT ?? minT);
+    const hi = Math.min(maxT, hints?.maxT ?? maxT);
+    if (lo > hi) return [];
+    const tier = this.chooseTier(hints);
+    const sources = this.gather(tenant, matchers, lo, hi, tier?.name);
+    const keys = [...sources.keys()].sort();
+    const out: SelectedSeries[] = [];
+    if (!tier) {
+      for (const k of keys) {
+        const s = sources.get(k)!;
+        out.push({ labels: s.labels, iterator: () => this.rawIterator(s, lo, hi) });
+      }
+      return out;
+    }
+    const column = ROLLUP_FUNCS[hints!.func!]!;
+    const split = this.rollupCoverageEnd(tier);
+    for (const k of keys) {
+      const s = sources.get(k)!;
+      const materialize = () => this.rollupColumns(s, tier, lo, hi, split);
+      out.push({
+        labels: s.labels,
+        resolutionMs: tier.resolutionMs,
+        iterator: () => new RollupIterator(materialize(), column),
+        aggregates: (): AggregateIterator => new RollupIterator(materialize(), column),
+      });
+    }
+    return out;
+  }
+
+  /** Windows of `tier` for one series over [lo, hi]: stored rollups before `split`, raw aggregated after. */
+  private rollupColumns(s: SeriesSources, tier: Tier, lo: number, hi: number, split: number): RollupColumns {
+    const res = tier.resolutionMs;
+    const out = new RollupColumns();
+    const winLo = Math.floor(lo / res) * res + res - 1;
+    if (split > lo && s.rollups.length > 0) {
+      const its = Array.from(
+        { length: AGG_COLUMNS },
+        (_, c) => new MergeIterator(s.rollups.map((p) => new BlockIterator(p.block, p.id, c, winLo, Math.min(hi, split - 1)))),
+      );
+      while (its.every((it) => it.next())) out.push(its[0]!.t, its[0]!.v, its[1]!.v, its[2]!.v, its[3]!.v, its[4]!.v);
+    }
+    if (split <= hi) {
+      const from = Math.max(split, Math.floor(lo / res) * res);
+      const raw = new RollupColumns();
+      aggregateRaw(this.rawIterator(s, from, hi), res, from, hi, raw);
+      for (let i = 0; i < raw.n; i++) if (raw.t[i]! >= lo) out.pushFrom(raw, i);
+    }
+    return out;
+  }
+
+  private labelNames(tenant: string | null, matchers: readonly LabelMatcher[], minT: number, maxT: number): string[] {
+    const names = new Set<string>();
+    for (const s of this.gather(tenant, matchers, minT, maxT, undefined).values()) for (const n of Object.keys(s.labels)) names.add(n);
+    return [...names].sort();
+  }
+
+  private labelValues(
+    tenant: string | null,
+    name: string,
+    matchers: readonly LabelMatcher[],
+    minT: number,
+    maxT: number,
+  ): string[] {
+    const values = new Set<string>();
+    for (const s of this.gather(tenant, matchers, minT, maxT, undefined).values()) {
+      const v = s.labels[name];
+      if (v !== undefined) values.add(v);
+    }
+    return [...values].sort();
+  }
+
+  /** Blocks currently part of the store (tests, export, stats). */
+  listBlocks(): readonly BlockMeta[] {
+    return this.blocks.map((b) => b.meta);
+  }
+
+  blockReaders(): readonly BlockReader[] {
+    return this.blocks;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.checkpointing;
+    this.closed = true;
+    this.log?.close();
+    for (const b of this.blocks) b.close();
+    this.blocks = [];
+  }
+}
+
+function finishPath(w: BlockWriter, meta: Omit<BlockMeta, 'series' | 'samples' | 'chunks' | 'minT' | 'maxT'>): string {
+  w.finish(meta);
+  return w.path;
+}
+
+function sortKeyOf(labels: LabelSet): string {
+  const names = Object.keys(labels).sort();
+  return seriesSortKey(
+    names,
+    names.map((n) => labels[n]!),
+  );
+}
+
+/** Iterator over a cut's chunks and out-of-order samples (the out-of-order ones win ties). */
+function headCutIterator(chunks: HeadChunk[], oooT?: Float64Array, oooV?: Float64Array): SampleIterator {
+  return new HeadIterator(
+    { sealed: chunks, open: undefined, oooT, oooV },
+    Number.NEGATIVE_INFINITY,
+    Number.POSITIVE_INFINITY,
+  );
+}
+
+/** Encodes one column of samples into block chunks of at most BLOCK_CHUNK_SAMPLES. */
+function encodeColumn(ts: Float64Array, vs: Float64Array, n: number, column: number, out: ByteWriter): ChunkRef[] {
+  const chunks: ChunkRef[] = [];
+  for (let from = 0; from < n; from += BLOCK_CHUNK_SAMPLES) {
+    const to = Math.min(n, from + BLOCK_CHUNK_SAMPLES);
+    out.reset();
+    encodeChunk(ts, vs, from, to, out);
+    chunks.push({ column, minT: ts[from]!, maxT: ts[to - 1]!, bytes: out.toBytes() });
+  }
+  return chunks;
+}
+
+function encodeRollup(c: RollupColumns, out: ByteWriter): ChunkRef[] {
+  const chunks: ChunkRef[] = [];
+  for (let col = 0; col < AGG_COLUMNS; col++) chunks.push(...encodeColumn(c.t, c.cols[col]!, c.n, col, out));
+  return chunks;
+}
+
+function renameAside(file: string): void {
+  try {
+    renameSync(file, `${file}.corrupt`);
+  } catch {
+    // Nothing more to do: the block is left out of the store either way.
+  }
+}
+
+/**
+ * The TSDB with nothing on disk: the head only, accepting samples of any age. For tests and tools that need a
+ * real Storage without a data directory.
+ */
+export class MemoryStorage extends Tsdb {
+  constructor(opts: { logger?: Logger } = {}) {
+    super({
+      dir: undefined,
+      blockDurationMs: defaultTsdbOptions.blockDurationMs,
+      outOfOrderWindowMs: Number.POSITIVE_INFINITY,
+      retentionMs: { raw: 0, '10s': 0, '1m': 0, '1h': 0 },
+      fsync: false,
+      blockCacheBytes: defaultTsdbOptions.blockCacheBytes,
+      logger: opts.logger ?? silentLogger,
+    });
+  }
+}
+
+const noop = () => {};
+const silentLogger = { info: noop, warn: noop, error: noop, debug: noop, child: () => silentLogger } as unknown as Logger;
