@@ -1,0 +1,475 @@
+/**
+ * Alerting's tables in the metadata store (migrations 300–399): alert history (one row per episode of an
+ * alert: from becoming active to resolving), silences, the notification log (what each receiver was last
+ * told about each group: the dedup state that prevents notification storms after a restart), and the
+ * notification outbox (every notification to send, with its delivery status and retries).
+ *
+ * Writes are synchronous better-sqlite3 statements in WAL mode: an alert transition is on disk before the
+ * notification about it is queued, so a crash never loses a transition the outside world has heard of.
+ */
+import type { Db, MetaStore, Migration } from '../meta/index.js';
+import type { LabelSet } from '../model/labels.js';
+import { alertUrl } from './alert.js';
+import type { Alert, AlertGroup, AlertSource, AlertState } from './notifier.js';
+
+export const ALERTING_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 300,
+    description: 'alert history',
+    sql: `CREATE TABLE alerts (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      tenant TEXT NOT NULL,
+      fingerprint TEXT NOT NULL,
+      active_at_ms INTEGER NOT NULL,
+      name TEXT NOT NULL,
+      source TEXT NOT NULL,
+      origin TEXT NOT NULL,
+      job_id TEXT,
+      labels TEXT NOT NULL,
+      annotations TEXT NOT NULL,
+      state TEXT NOT NULL,
+      firing_at_ms INTEGER,
+      resolved_at_ms INTEGER,
+      value REAL,
+      updated_ms INTEGER NOT NULL,
+      UNIQUE (tenant, fingerprint, active_at_ms)
+    );
+    CREATE INDEX alerts_open ON alerts (state) WHERE state != 'resolved';
+    CREATE INDEX alerts_by_time ON alerts (tenant, active_at_ms);
+    CREATE INDEX alerts_by_job ON alerts (tenant, job_id, active_at_ms);`,
+  },
+  {
+    version: 301,
+    description: 'silences',
+    sql: `CREATE TABLE silences (
+      id TEXT PRIMARY KEY,
+      tenant TEXT NOT NULL,
+      matchers TEXT NOT NULL,
+      starts_at_ms INTEGER NOT NULL,
+      ends_at_ms INTEGER NOT NULL,
+      created_by TEXT NOT NULL,
+      comment TEXT NOT NULL,
+      updated_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX silences_by_tenant ON silences (tenant, ends_at_ms);`,
+  },
+  {
+    version: 302,
+    description: 'notification log and outbox',
+    sql: `CREATE TABLE notification_log (
+      receiver TEXT NOT NULL,
+      integration TEXT NOT NULL,
+      group_key TEXT NOT NULL,
+      firing TEXT NOT NULL,
+      sent_at_ms INTEGER NOT NULL,
+      PRIMARY KEY (receiver, integration, group_key)
+    );
+    CREATE TABLE notifications (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      receiver TEXT NOT NULL,
+      integration TEXT NOT NULL,
+      group_key TEXT NOT NULL,
+      dedup_key TEXT UNIQUE,
+      payload TEXT NOT NULL,
+      summary TEXT NOT NULL,
+      status TEXT NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      next_attempt_ms INTEGER NOT NULL,
+      last_error TEXT NOT NULL DEFAULT '',
+      created_ms INTEGER NOT NULL,
+      updated_ms INTEGER NOT NULL,
+      delivered_ms INTEGER
+    );
+    CREATE INDEX notifications_due ON notifications (status, next_attempt_ms);
+    CREATE INDEX notifications_by_group ON notifications (integration, group_key, status);`,
+  },
+];
+
+interface AlertRow {
+  tenant: string;
+  fingerprint: string;
+  active_at_ms: number;
+  name: string;
+  source: string;
+  origin: string;
+  labels: string;
+  annotations: string;
+  state: string;
+  firing_at_ms: number | null;
+  resolved_at_ms: number | null;
+  value: number | null;
+}
+
+const STATE_ORDER: Record<AlertState, number> = { pending: 0, firing: 1, resolved: 2 };
+
+export interface AlertQuery {
+  readonly tenant: string;
+  readonly states?: readonly AlertState[];
+  readonly jobId?: string;
+  /** Alerts active at or after this time (or still open). */
+  readonly sinceMs?: number;
+  readonly limit?: number;
+}
+
+export interface StoredSilence {
+  readonly id: string;
+  readonly tenant: string;
+  readonly matchers: SilenceMatcher[];
+  readonly startsAtMs: number;
+  readonly endsAtMs: number;
+  readonly createdBy: string;
+  readonly comment: string;
+  readonly updatedAtMs: number;
+}
+
+/** Alertmanager API v2 matcher. */
+export interface SilenceMatcher {
+  readonly name: string;
+  readonly value: string;
+  readonly isRegex: boolean;
+  readonly isEqual: boolean;
+}
+
+export type NotificationStatus = 'pending' | 'delivered' | 'failed' | 'superseded';
+
+export interface NotificationRecord {
+  readonly id: number;
+  readonly receiver: string;
+  readonly integration: string;
+  readonly groupKey: string;
+  readonly summary: string;
+  readonly status: NotificationStatus;
+  readonly attempts: number;
+  readonly nextAttemptMs: number;
+  readonly lastError: string;
+  readonly createdMs: number;
+  readonly updatedMs: number;
+  readonly deliveredMs: number | null;
+}
+
+export interface DueNotification extends NotificationRecord {
+  readonly group: AlertGroup;
+}
+
+export class AlertStore {
+  readonly db: Db;
+  private readonly st;
+
+  constructor(meta: MetaStore) {
+    meta.migrate(ALERTING_MIGRATIONS);
+    this.db = meta.db;
+    const db = this.db;
+    this.st = {
+      getEpisode: db.prepare(
+        'SELECT * FROM alerts WHERE tenant = ? AND fingerprint = ? AND active_at_ms = ?',
+      ),
+      insert: db.prepare(`INSERT INTO alerts
+        (tenant, fingerprint, active_at_ms, name, source, origin, job_id, labels, annotations, state, firing_at_ms, resolved_at_ms, value, updated_ms)
+        VALUES (@tenant, @fingerprint, @active_at_ms, @name, @source, @origin, @job_id, @labels, @annotations, @state, @firing_at_ms, @resolved_at_ms, @value, @updated_ms)`),
+      update:
+        db.prepare(`UPDATE alerts SET state = @state, firing_at_ms = @firing_at_ms, resolved_at_ms = @resolved_at_ms,
+        annotations = @annotations, value = @value, updated_ms = @updated_ms
+        WHERE tenant = @tenant AND fingerprint = @fingerprint AND active_at_ms = @active_at_ms`),
+      updateValue: db.prepare(
+        "UPDATE alerts SET value = ?, updated_ms = ? WHERE tenant = ? AND fingerprint = ? AND active_at_ms = ? AND state != 'resolved'",
+      ),
+      deletePending: db.prepare(
+        "DELETE FROM alerts WHERE tenant = ? AND fingerprint = ? AND active_at_ms = ? AND state = 'pending'",
+      ),
+      open: db.prepare("SELECT * FROM alerts WHERE state != 'resolved'"),
+      resolvedSince: db.prepare("SELECT * FROM alerts WHERE state = 'resolved' AND resolved_at_ms >= ?"),
+      pruneResolved: db.prepare("DELETE FROM alerts WHERE state = 'resolved' AND resolved_at_ms < ?"),
+      silences: db.prepare('SELECT * FROM silences'),
+      upsertSilence:
+        db.prepare(`INSERT INTO silences (id, tenant, matchers, starts_at_ms, ends_at_ms, created_by, comment, updated_at_ms)
+        VALUES (@id, @tenant, @matchers, @starts_at_ms, @ends_at_ms, @created_by, @comment, @updated_at_ms)
+        ON CONFLICT (id) DO UPDATE SET matchers = excluded.matchers, starts_at_ms = excluded.starts_at_ms,
+          ends_at_ms = excluded.ends_at_ms, created_by = excluded.created_by, comment = excluded.comment,
+          updated_at_ms = excluded.updated_at_ms`),
+      pruneSilences: db.prepare('DELETE FROM silences WHERE ends_at_ms < ?'),
+      nflogGet: db.prepare(
+        'SELECT firing, sent_at_ms FROM notification_log WHERE receiver = ? AND integration = ? AND group_key = ?',
+      ),
+      nflogSet:
+        db.prepare(`INSERT INTO notification_log (receiver, integration, group_key, firing, sent_at_ms) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (receiver, integration, group_key) DO UPDATE SET firing = excluded.firing, sent_at_ms = excluded.sent_at_ms`),
+      nflogDelete: db.prepare(
+        'DELETE FROM notification_log WHERE receiver = ? AND integration = ? AND group_key = ?',
+      ),
+      enqueue: db.prepare(`INSERT OR IGNORE INTO notifications
+        (receiver, integration, group_key, dedup_key, payload, summary, status, attempts, next_attempt_ms, created_ms, updated_ms)
+        VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`),
+      supersede: db.prepare(
+        "UPDATE notifications SET status = 'superseded', updated_ms = ? WHERE integration = ? AND group_key = ? AND status = 'pending' AND dedup_key IS NULL AND id < ?",
+      ),
+      due: db.prepare(
+        "SELECT * FROM notifications WHERE status = 'pending' AND next_attempt_ms <= ? ORDER BY next_attempt_ms, id LIMIT ?",
+      ),
+      nextDue: db.prepare("SELECT MIN(next_attempt_ms) AS t FROM notifications WHERE status = 'pending'"),
+      markDelivered: db.prepare(
+        "UPDATE notifications SET status = 'delivered', attempts = attempts + 1, delivered_ms = ?, updated_ms = ?, last_error = '' WHERE id = ? AND status = 'pending'",
+      ),
+      markRetry: db.prepare(
+        'UPDATE notifications SET attempts = attempts + 1, next_attempt_ms = ?, last_error = ?, updated_ms = ? WHERE id = ?',
+      ),
+      markFailed: db.prepare(
+        "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = ?, updated_ms = ? WHERE id = ?",
+      ),
+      listNotifications: db.prepare('SELECT * FROM notifications ORDER BY id DESC LIMIT ?'),
+      pruneNotifications: db.prepare(
+        "DELETE FROM notifications WHERE status != 'pending' AND updated_ms < ?",
+      ),
+    };
+  }
+
+  // ---- alerts -------------------------------------------------------------------------------------------
+
+  /**
+   * Records an alert's new state. Idempotent and monotonic per episode (fingerprint, activeAt): a replayed
+   * `pending` never downgrades a stored `firing`, and a replayed `firing` of a stored episode changes nothing.
+   * Returns whether anything changed.
+   */
+  record(alert: Alert, nowMs: number): boolean {
+    const tenant = alert.labels.tenant ?? '';
+    const row = this.st.getEpisode.get(tenant, alert.fingerprint, alert.activeAtMs) as AlertRow | undefined;
+    const params = {
+      tenant,
+      fingerprint: alert.fingerprint,
+      active_at_ms: alert.activeAtMs,
+      name: alert.name,
+      source: alert.source,
+      origin: alert.origin,
+      job_id: alert.labels.job_id ?? null,
+      labels: JSON.stringify(alert.labels),
+      annotations: JSON.stringify(alert.annotations),
+      state: alert.state,
+      firing_at_ms: alert.firingAtMs,
+      resolved_at_ms: alert.resolvedAtMs,
+      value: Number.isFinite(alert.value) ? alert.value : null,
+      updated_ms: nowMs,
+    };
+    if (!row) {
+      this.st.insert.run(params);
+      return true;
+    }
+    if (STATE_ORDER[alert.state] <= STATE_ORDER[row.state as AlertState]) return false;
+    this.st.update.run({ ...params, firing_at_ms: params.firing_at_ms ?? row.firing_at_ms });
+    return true;
+  }
+
+  /** A pending alert whose condition stopped holding leaves no history (as in Prometheus). */
+  dropPending(alert: Alert): void {
+    this.st.deletePending.run(alert.labels.tenant ?? '', alert.fingerprint, alert.activeAtMs);
+  }
+
+  updateValues(alerts: readonly Alert[], nowMs: number): void {
+    if (alerts.length === 0) return;
+    this.db.transaction(() => {
+      for (const a of alerts)
+        this.st.updateValue.run(
+          Number.isFinite(a.value) ? a.value : null,
+          nowMs,
+          a.labels.tenant ?? '',
+          a.fingerprint,
+          a.activeAtMs,
+        );
+    })();
+  }
+
+  /** Every pending or firing alert, of every tenant. */
+  open(): Alert[] {
+    return (this.st.open.all() as AlertRow[]).map(rowToAlert);
+  }
+
+  resolvedSince(sinceMs: number): Alert[] {
+    return (this.st.resolvedSince.all(sinceMs) as AlertRow[]).map(rowToAlert);
+  }
+
+  query(q: AlertQuery): Alert[] {
+    const where = ['tenant = ?'];
+    const args: unknown[] = [q.tenant];
+    if (q.states && q.states.length > 0) {
+      where.push(`state IN (${q.states.map(() => '?').join(',')})`);
+      args.push(...q.states);
+    }
+    if (q.jobId !== undefined) {
+      where.push('job_id = ?');
+      args.push(q.jobId);
+    }
+    if (q.sinceMs !== undefined) {
+      where.push("(active_at_ms >= ? OR resolved_at_ms >= ? OR state != 'resolved')");
+      args.push(q.sinceMs, q.sinceMs);
+    }
+    args.push(Math.max(1, Math.min(q.limit ?? 1000, 10_000)));
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM alerts WHERE ${where.join(' AND ')} ORDER BY active_at_ms DESC, id DESC LIMIT ?`,
+      )
+      .all(...args) as AlertRow[];
+    return rows.map(rowToAlert);
+  }
+
+  pruneResolved(beforeMs: number): number {
+    return this.st.pruneResolved.run(beforeMs).changes;
+  }
+
+  // ---- silences -----------------------------------------------------------------------------------------
+
+  silences(): StoredSilence[] {
+    return (this.st.silences.all() as Record<string, unknown>[]).map((r) => ({
+      id: r.id as string,
+      tenant: r.tenant as string,
+      matchers: JSON.parse(r.matchers as string) as SilenceMatcher[],
+      startsAtMs: r.starts_at_ms as number,
+      endsAtMs: r.ends_at_ms as number,
+      createdBy: r.created_by as string,
+      comment: r.comment as string,
+      updatedAtMs: r.updated_at_ms as number,
+    }));
+  }
+
+  saveSilence(s: StoredSilence): void {
+    this.st.upsertSilence.run({
+      id: s.id,
+      tenant: s.tenant,
+      matchers: JSON.stringify(s.matchers),
+      starts_at_ms: s.startsAtMs,
+      ends_at_ms: s.endsAtMs,
+      created_by: s.createdBy,
+      comment: s.comment,
+      updated_at_ms: s.updatedAtMs,
+    });
+  }
+
+  pruneSilences(beforeMs: number): number {
+    return this.st.pruneSilences.run(beforeMs).changes;
+  }
+
+  // ---- notification log ---------------------------------------------------------------------------------
+
+  lastNotified(
+    receiver: string,
+    integration: string,
+    groupKey: string,
+  ): { firing: Set<string>; sentAtMs: number } | undefined {
+    const r = this.st.nflogGet.get(receiver, integration, groupKey) as
+      | { firing: string; sent_at_ms: number }
+      | undefined;
+    if (!r) return undefined;
+    return { firing: new Set(JSON.parse(r.firing) as string[]), sentAtMs: r.sent_at_ms };
+  }
+
+  setNotified(
+    receiver: string,
+    integration: string,
+    groupKey: string,
+    firing: readonly string[],
+    sentAtMs: number,
+  ): void {
+    if (firing.length === 0) this.st.nflogDelete.run(receiver, integration, groupKey);
+    else this.st.nflogSet.run(receiver, integration, groupKey, JSON.stringify(firing), sentAtMs);
+  }
+
+  // ---- outbox -------------------------------------------------------------------------------------------
+
+  /**
+   * Queues a notification. A newer notification for the same integration and group supersedes older ones
+   * still waiting (the receiver gets the group's latest state once it recovers, not a backlog). A `dedupKey`
+   * (actions) makes the enqueue happen at most once, whatever replays follow; such entries are never superseded.
+   */
+  enqueue(
+    receiver: string,
+    integration: string,
+    group: AlertGroup,
+    summary: string,
+    nowMs: number,
+    dedupKey: string | null = null,
+  ): number | undefined {
+    return this.db.transaction(() => {
+      const res = this.st.enqueue.run(
+        receiver,
+        integration,
+        group.groupKey,
+        dedupKey,
+        JSON.stringify(group),
+        summary,
+        nowMs,
+        nowMs,
+        nowMs,
+      );
+      if (res.changes === 0) return undefined;
+      const id = Number(res.lastInsertRowid);
+      if (dedupKey === null) this.st.supersede.run(nowMs, integration, group.groupKey, id);
+      return id;
+    })();
+  }
+
+  due(nowMs: number, limit: number): DueNotification[] {
+    return (this.st.due.all(nowMs, limit) as Record<string, unknown>[]).map((r) => ({
+      ...rowToNotification(r),
+      group: JSON.parse(r.payload as string) as AlertGroup,
+    }));
+  }
+
+  nextDueMs(): number | undefined {
+    const r = this.st.nextDue.get() as { t: number | null };
+    return r.t ?? undefined;
+  }
+
+  markDelivered(id: number, nowMs: number): void {
+    this.st.markDelivered.run(nowMs, nowMs, id);
+  }
+
+  markRetry(id: number, nextAttemptMs: number, error: string, nowMs: number): void {
+    this.st.markRetry.run(nextAttemptMs, error.slice(0, 1000), nowMs, id);
+  }
+
+  markFailed(id: number, error: string, nowMs: number): void {
+    this.st.markFailed.run(error.slice(0, 1000), nowMs, id);
+  }
+
+  notifications(limit: number): NotificationRecord[] {
+    return (
+      this.st.listNotifications.all(Math.max(1, Math.min(limit, 10_000))) as Record<string, unknown>[]
+    ).map(rowToNotification);
+  }
+
+  pruneNotifications(beforeMs: number): number {
+    return this.st.pruneNotifications.run(beforeMs).changes;
+  }
+}
+
+function rowToAlert(r: AlertRow): Alert {
+  const labels = JSON.parse(r.labels) as LabelSet;
+  return {
+    labels,
+    annotations: JSON.parse(r.annotations) as Record<string, string>,
+    state: r.state as AlertState,
+    activeAtMs: r.active_at_ms,
+    firingAtMs: r.firing_at_ms,
+    resolvedAtMs: r.resolved_at_ms,
+    fingerprint: r.fingerprint,
+    url: alertUrl(labels, r.active_at_ms),
+    value: r.value ?? Number.NaN,
+    source: r.source as AlertSource,
+    name: r.name,
+    origin: r.origin,
+  };
+}
+
+function rowToNotification(r: Record<string, unknown>): NotificationRecord {
+  return {
+    id: r.id as number,
+    receiver: r.receiver as string,
+    integration: r.integration as string,
+    groupKey: r.group_key as string,
+    summary: r.summary as string,
+    status: r.status as NotificationStatus,
+    attempts: r.attempts as number,
+    nextAttemptMs: r.next_attempt_ms as number,
+    lastError: r.last_error as string,
+    createdMs: r.created_ms as number,
+    updatedMs: r.updated_ms as number,
+    deliveredMs: (r.delivered_ms as number | null) ?? null,
+  };
+}

@@ -1,0 +1,104 @@
+/**
+ * Small robust statistics for the detectors: median and MAD over a scratch buffer (no allocation per call),
+ * a fixed-size ring of recent values, and an exponentially weighted mean and variance.
+ */
+
+/** Median of `values[0..n)`; reorders the array. */
+export function medianInPlace(values: Float64Array, n: number): number {
+  if (n === 0) return Number.NaN;
+  const view = values.subarray(0, n);
+  view.sort();
+  const mid = n >> 1;
+  return n % 2 === 1 ? view[mid]! : (view[mid - 1]! + view[mid]!) / 2;
+}
+
+/** 1.4826 × MAD: a consistent estimator of the standard deviation for normal data. */
+export const MAD_TO_SIGMA = 1.4826;
+
+/**
+ * Median and median absolute deviation of `src[0..n)`, using `scratch` (length ≥ n) as working space.
+ * `src` is left untouched.
+ */
+export function medianMad(
+  src: ArrayLike<number>,
+  n: number,
+  scratch: Float64Array,
+): { median: number; mad: number } {
+  for (let i = 0; i < n; i++) scratch[i] = src[i]!;
+  const median = medianInPlace(scratch, n);
+  for (let i = 0; i < n; i++) scratch[i] = Math.abs(src[i]! - median);
+  const mad = medianInPlace(scratch, n);
+  return { median, mad };
+}
+
+/** The last `capacity` values pushed, oldest overwritten first. */
+export class Ring {
+  readonly values: Float64Array;
+  private next = 0;
+  size = 0;
+
+  constructor(readonly capacity: number) {
+    this.values = new Float64Array(capacity);
+  }
+
+  push(v: number): void {
+    this.values[this.next] = v;
+    this.next = (this.next + 1) % this.capacity;
+    if (this.size < this.capacity) this.size++;
+  }
+
+  /** Oldest first, for snapshots. */
+  toArray(): number[] {
+    const out: number[] = [];
+    const start = this.size < this.capacity ? 0 : this.next;
+    for (let i = 0; i < this.size; i++) out.push(this.values[(start + i) % this.capacity]!);
+    return out;
+  }
+
+  static from(capacity: number, values: readonly number[] | undefined): Ring {
+    const r = new Ring(capacity);
+    for (const v of values ?? []) r.push(v);
+    return r;
+  }
+}
+
+/** Shared scratch space for medians: detectors run on one thread and never re-enter each other. */
+let scratch = new Float64Array(1024);
+export function scratchOf(n: number): Float64Array {
+  if (scratch.length < n) scratch = new Float64Array(Math.max(n, scratch.length * 2));
+  return scratch;
+}
+
+/** Exponentially weighted mean and variance (West's incremental form). */
+export class Ewm {
+  mean = 0;
+  variance = 0;
+  count = 0;
+
+  constructor(readonly alpha: number) {}
+
+  /** Updates with `x`; returns the deviation of `x` from the mean *before* the update. */
+  update(x: number): number {
+    if (this.count === 0) {
+      this.mean = x;
+      this.variance = 0;
+      this.count = 1;
+      return 0;
+    }
+    const diff = x - this.mean;
+    const incr = this.alpha * diff;
+    this.mean += incr;
+    this.variance = (1 - this.alpha) * (this.variance + diff * incr);
+    this.count++;
+    return diff;
+  }
+
+  save(): [number, number, number] {
+    return [this.mean, this.variance, this.count];
+  }
+
+  load(s: unknown): void {
+    if (Array.isArray(s) && s.length === 3)
+      [this.mean, this.variance, this.count] = s as [number, number, number];
+  }
+}
