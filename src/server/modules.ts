@@ -23,7 +23,7 @@ import {
 import type { Config, RoleName } from '../config/index.js';
 import { JobStore, MetaStore, TokenStore } from '../meta/index.js';
 import { Processor } from '../processor/index.js';
-import { registerDashboardApi, registerRestApi } from '../query/index.js';
+import { registerDashboardApi, registerPromApi, registerRestApi } from '../query/index.js';
 import { exportPolicy, type Storage, Tsdb } from '../storage/index.js';
 import { type DataDirLock, lockDataDir } from './data-dir.js';
 import { createHttpServer, type HttpServer } from './http.js';
@@ -236,6 +236,7 @@ class Modules {
         const queryDeps = { auth: this.auth!, storage: this.storage!, jobs: this.jobs! };
         registerRestApi(this.http!.app, queryDeps);
         registerDashboardApi(this.http!.app, queryDeps);
+        registerPromApi(this.http!.app, { auth: this.auth!, storage: this.storage! });
         return;
       }
       case 'ui': {

@@ -1,0 +1,453 @@
+/**
+ * The Prometheus HTTP API v1 (web/api/v1/api.go) over trainwatch's PromQL engine, so Grafana's Prometheus
+ * data source and every PromQL tool work unchanged: /api/v1/query, /query_range, /series, /labels,
+ * /label/<name>/values, /metadata, /query_exemplars and /status/buildinfo, by GET or by POST with a
+ * form-encoded body (parameters from the URL and the body are merged, as Go's `r.Form` does).
+ *
+ * Response shapes, error types and status codes are Prometheus's: `{status:"success", data, warnings?,
+ * infos?}` or `{status:"error", errorType, error}` with 400 bad_data, 422 execution, 503 timeout/canceled.
+ * Every request is authenticated with scope `read` and sees only its tenant's series, without the `tenant`
+ * label (src/query/promql/tenant.ts explains why).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Authenticator, Principal } from '../auth/index.js';
+import { type LabelMatcher, METRIC_NAME_LABEL } from '../model/labels.js';
+import type { Storage } from '../storage/index.js';
+import {
+  hideTenantLabel,
+  PromqlEngine,
+  PromqlError,
+  parseMetricSelector,
+  type QueryResult,
+  type QueryValue,
+  tenantQueryable,
+} from './promql/index.js';
+import { formatGoFloatF } from './promql/labels-util.js';
+import { goQuote, hasInvalidUtf8, parsePromDuration } from './promql/lexer.js';
+
+export interface PromApiLimits {
+  /** Default and largest query timeout, ms (Prometheus: --query.timeout, 2 m). */
+  readonly timeoutMs: number;
+  /** Most samples one query may hold (Prometheus: --query.max-samples, 50 M). */
+  readonly maxSamples: number;
+  /** Most series one selector may select. */
+  readonly maxSeries: number;
+  /** Lookback delta, ms (Prometheus: --query.lookback-delta, 5 m). */
+  readonly lookbackDeltaMs: number;
+}
+
+export const DEFAULT_PROM_API_LIMITS: PromApiLimits = {
+  timeoutMs: 2 * 60_000,
+  maxSamples: 50_000_000,
+  maxSeries: 1_000_000,
+  lookbackDeltaMs: 5 * 60_000,
+};
+
+/** The Prometheus version whose API and PromQL trainwatch speaks (reported by /status/buildinfo). */
+export const PROMETHEUS_COMPAT_VERSION = '3.5.0';
+/** Prometheus's cap on points per series in a range query. */
+const MAX_POINTS_PER_SERIES = 11_000;
+const MIN_TIME = -9_223_372_036_854; // Prometheus's minTime in ms, rounded to what a double holds
+const MAX_TIME = 9_223_372_036_854;
+
+export interface PromApiDeps {
+  readonly auth: Authenticator;
+  readonly storage: Storage;
+  readonly limits?: Partial<PromApiLimits>;
+  /** trainwatch's version, reported as the build's revision. */
+  readonly version?: string;
+}
+
+class BadData extends Error {}
+
+type Params = Map<string, string[]>;
+
+function collectParams(req: FastifyRequest): Params {
+  const params: Params = new Map();
+  const add = (k: string, v: string) => {
+    const list = params.get(k);
+    if (list) list.push(v);
+    else params.set(k, [v]);
+  };
+  const q = req.url.indexOf('?');
+  if (q >= 0) for (const [k, v] of new URLSearchParams(req.url.slice(q + 1))) add(k, v);
+  if (typeof req.body === 'string' && req.body.length > 0) {
+    for (const [k, v] of new URLSearchParams(req.body)) add(k, v);
+  }
+  return params;
+}
+
+function one(p: Params, name: string): string | undefined {
+  const v = p.get(name);
+  return v && v.length > 0 ? v[0] : undefined;
+}
+
+/** Prometheus's parseTime: float Unix seconds or RFC 3339. */
+export function parseApiTime(raw: string, name: string): number {
+  if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(raw)) {
+    const s = Number(raw);
+    return Math.round(s * 1000);
+  }
+  const t = Date.parse(raw);
+  if (/^\d{4}-\d{2}-\d{2}T/.test(raw) && !Number.isNaN(t)) return t;
+  throw new BadData(
+    `invalid parameter ${JSON.stringify(name)}: cannot parse ${JSON.stringify(raw)} to a valid timestamp`,
+  );
+}
+
+/** Prometheus's parseDuration: float seconds or a duration such as `15s`, `1h30m`. */
+export function parseApiDuration(raw: string, name: string): number {
+  if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(raw)) {
+    const ms = Number(raw) * 1000;
+    if (Number.isFinite(ms) && Math.abs(ms) < 9.2e18) return Math.round(ms);
+  }
+  const d = parsePromDuration(raw);
+  if (d !== undefined) return d;
+  throw new BadData(
+    `invalid parameter ${JSON.stringify(name)}: cannot parse ${JSON.stringify(raw)} to a valid duration`,
+  );
+}
+
+function timeParam(p: Params, name: string, fallback: number): number {
+  const raw = one(p, name);
+  return raw === undefined || raw === '' ? fallback : parseApiTime(raw, name);
+}
+
+function limitParam(p: Params): number {
+  const raw = one(p, 'limit');
+  if (raw === undefined || raw === '') return 0;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new BadData('limit must be a non-negative integer');
+  return n;
+}
+
+function sampleValue(v: number): string {
+  return formatGoFloatF(v);
+}
+
+function ts(t: number): number {
+  return t / 1000;
+}
+
+/** Renders an engine result as the API's `data` (resultType + result). */
+export function renderValue(v: QueryValue, limit = 0): { data: unknown; truncated: boolean } {
+  switch (v.resultType) {
+    case 'scalar':
+    case 'string':
+      return {
+        data: {
+          resultType: v.resultType,
+          result: [ts(v.t), v.resultType === 'scalar' ? sampleValue(v.v) : v.v],
+        },
+        truncated: false,
+      };
+    case 'vector': {
+      const samples = limit > 0 ? v.samples.slice(0, limit) : v.samples;
+      return {
+        data: {
+          resultType: 'vector',
+          result: samples.map((s) => ({ metric: s.labels, value: [ts(s.t), sampleValue(s.v)] })),
+        },
+        truncated: samples.length < v.samples.length,
+      };
+    }
+    case 'matrix': {
+      const series = limit > 0 ? v.series.slice(0, limit) : v.series;
+      return {
+        data: {
+          resultType: 'matrix',
+          result: series.map((s) => {
+            const values: [number, string][] = new Array(s.timestamps.length);
+            for (let i = 0; i < s.timestamps.length; i++)
+              values[i] = [ts(s.timestamps[i]!), sampleValue(s.values[i]!)];
+            return { metric: s.labels, values };
+          }),
+        },
+        truncated: series.length < v.series.length,
+      };
+    }
+  }
+}
+
+function success(
+  reply: FastifyReply,
+  data: unknown,
+  warnings: readonly string[] = [],
+  infos: readonly string[] = [],
+) {
+  const body: Record<string, unknown> = { status: 'success', data };
+  if (warnings.length > 0) body.warnings = warnings;
+  if (infos.length > 0) body.infos = infos;
+  return reply.code(200).send(body);
+}
+
+function failure(reply: FastifyReply, status: number, errorType: string, error: string) {
+  return reply.code(status).send({ status: 'error', errorType, error });
+}
+
+/** Maps errors to Prometheus's API errors; anything else is rethrown to the server's error handler. */
+function handleError(reply: FastifyReply, err: unknown) {
+  if (err instanceof BadData) return failure(reply, 400, 'bad_data', err.message);
+  if (err instanceof PromqlError) return failure(reply, err.httpStatus, err.errorType, err.message);
+  throw err;
+}
+
+function matchersParam(p: Params, required: boolean): LabelMatcher[][] {
+  const raw = p.get('match[]') ?? [];
+  if (raw.length === 0 && required) throw new BadData('no match[] parameter provided');
+  return raw.map((m) => {
+    try {
+      return parseMetricSelector(m);
+    } catch (err) {
+      throw new BadData((err as Error).message);
+    }
+  });
+}
+
+export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
+  const limits = { ...DEFAULT_PROM_API_LIMITS, ...deps.limits };
+  const engine = new PromqlEngine({
+    lookbackDeltaMs: limits.lookbackDeltaMs,
+    maxSamples: limits.maxSamples,
+    maxSeries: limits.maxSeries,
+    timeoutMs: limits.timeoutMs,
+  });
+  const principalOf = (req: FastifyRequest): Principal => {
+    const named = req.headers['x-scope-orgid'];
+    return deps.auth.authenticate(
+      { authorization: req.headers.authorization, tenantHeader: Array.isArray(named) ? named[0] : named },
+      'read',
+    );
+  };
+  const timeoutOf = (p: Params): number => {
+    const raw = one(p, 'timeout');
+    if (raw === undefined || raw === '') return limits.timeoutMs;
+    return Math.min(parseApiDuration(raw, 'timeout'), limits.timeoutMs);
+  };
+  const querierFor = (principal: Principal, start: number, end: number) =>
+    hideTenantLabel(deps.storage.querier(principal.tenant, start, end), principal.tenant);
+
+  const respond = (reply: FastifyReply, r: QueryResult, limit: number) => {
+    const { data, truncated } = renderValue(r.value, limit);
+    const warnings = [...r.warnings];
+    if (truncated) warnings.push('results truncated due to limit');
+    return success(reply, data, warnings, r.infos);
+  };
+
+  // One encapsulated scope, so the form-body parser applies to these routes only.
+  void app.register(async (scope) => {
+    scope.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string' },
+      (_req: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
+        done(null, typeof body === 'string' ? body : body.toString('utf8'));
+      },
+    );
+
+    const both = (url: string, handler: (req: FastifyRequest, reply: FastifyReply) => unknown) => {
+      scope.get(url, handler);
+      scope.post(url, handler);
+    };
+
+    both('/api/v1/query', async (req, reply) => {
+      const principal = principalOf(req);
+      try {
+        const p = collectParams(req);
+        const query = one(p, 'query');
+        if (query === undefined || query === '')
+          throw new BadData('invalid parameter "query": query must not be empty');
+        const time = timeParam(p, 'time', Date.now());
+        const lookback = one(p, 'lookback_delta');
+        const r = engine.instantQuery(tenantQueryable(deps.storage, principal.tenant), query, time, {
+          timeoutMs: timeoutOf(p),
+          ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
+        });
+        return respond(reply, r, limitParam(p));
+      } catch (err) {
+        return handleError(reply, err);
+      }
+    });
+
+    both('/api/v1/query_range', async (req, reply) => {
+      const principal = principalOf(req);
+      try {
+        const p = collectParams(req);
+        const query = one(p, 'query');
+        if (query === undefined || query === '')
+          throw new BadData('invalid parameter "query": query must not be empty');
+        const startRaw = one(p, 'start');
+        const endRaw = one(p, 'end');
+        const stepRaw = one(p, 'step');
+        if (startRaw === undefined)
+          throw new BadData('invalid parameter "start": cannot parse "" to a valid timestamp');
+        if (endRaw === undefined)
+          throw new BadData('invalid parameter "end": cannot parse "" to a valid timestamp');
+        if (stepRaw === undefined)
+          throw new BadData('invalid parameter "step": cannot parse "" to a valid duration');
+        const start = parseApiTime(startRaw, 'start');
+        const end = parseApiTime(endRaw, 'end');
+        if (end < start) throw new BadData('end timestamp must not be before start time');
+        const step = parseApiDuration(stepRaw, 'step');
+        if (step <= 0)
+          throw new BadData(
+            'zero or negative query resolution step widths are not accepted. Try a positive integer',
+          );
+        if ((end - start) / step > MAX_POINTS_PER_SERIES)
+          throw new BadData(
+            'exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)',
+          );
+        const lookback = one(p, 'lookback_delta');
+        const r = engine.rangeQuery(
+          tenantQueryable(deps.storage, principal.tenant),
+          query,
+          start,
+          end,
+          step,
+          {
+            timeoutMs: timeoutOf(p),
+            ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
+          },
+        );
+        return respond(reply, r, limitParam(p));
+      } catch (err) {
+        return handleError(reply, err);
+      }
+    });
+
+    both('/api/v1/series', async (req, reply) => {
+      const principal = principalOf(req);
+      try {
+        const p = collectParams(req);
+        const sets = matchersParam(p, true);
+        const start = timeParam(p, 'start', MIN_TIME);
+        const end = timeParam(p, 'end', MAX_TIME);
+        const limit = limitParam(p);
+        const querier = querierFor(principal, start, end);
+        const seen = new Map<string, Record<string, string>>();
+        for (const matchers of sets) {
+          for (const s of querier.select(matchers, { minT: start, maxT: end })) {
+            const key = JSON.stringify(Object.entries(s.labels).sort());
+            if (!seen.has(key)) seen.set(key, { ...s.labels });
+            if (seen.size > limits.maxSeries)
+              throw new BadData(`more than ${limits.maxSeries} series match; narrow match[]`);
+          }
+        }
+        const keys = [...seen.keys()].sort();
+        const all = keys.map((k) => seen.get(k)!);
+        const data = limit > 0 ? all.slice(0, limit) : all;
+        return success(reply, data, data.length < all.length ? ['results truncated due to limit'] : []);
+      } catch (err) {
+        return handleError(reply, err);
+      }
+    });
+
+    both('/api/v1/labels', async (req, reply) => {
+      const principal = principalOf(req);
+      try {
+        const p = collectParams(req);
+        const sets = matchersParam(p, false);
+        const querier = querierFor(principal, timeParam(p, 'start', MIN_TIME), timeParam(p, 'end', MAX_TIME));
+        const names = new Set<string>();
+        for (const matchers of sets.length > 0 ? sets : [[]])
+          for (const n of querier.labelNames(matchers)) names.add(n);
+        const all = [...names].sort();
+        const limit = limitParam(p);
+        const data = limit > 0 ? all.slice(0, limit) : all;
+        return success(reply, data, data.length < all.length ? ['results truncated due to limit'] : []);
+      } catch (err) {
+        return handleError(reply, err);
+      }
+    });
+
+    scope.get('/api/v1/label/:name/values', async (req, reply) => {
+      const principal = principalOf(req);
+      try {
+        let name = (req.params as { name: string }).name;
+        // Prometheus 3 escapes UTF-8 label names in this path as U__<escaped> (e.g. U__a_2e_b for "a.b").
+        if (name.startsWith('U__')) name = unescapeLabelName(name.slice(3));
+        if (name === '' || hasInvalidUtf8(name)) throw new BadData(`invalid label name: ${goQuote(name)}`);
+        const p = collectParams(req);
+        const sets = matchersParam(p, false);
+        const querier = querierFor(principal, timeParam(p, 'start', MIN_TIME), timeParam(p, 'end', MAX_TIME));
+        const values = new Set<string>();
+        for (const matchers of sets.length > 0 ? sets : [[]])
+          for (const v of querier.labelValues(name, matchers)) values.add(v);
+        const all = [...values].sort();
+        const limit = limitParam(p);
+        const data = limit > 0 ? all.slice(0, limit) : all;
+        return success(reply, data, data.length < all.length ? ['results truncated due to limit'] : []);
+      } catch (err) {
+        return handleError(reply, err);
+      }
+    });
+
+    scope.get('/api/v1/metadata', async (req, reply) => {
+      const principal = principalOf(req);
+      try {
+        const p = collectParams(req);
+        const metric = one(p, 'metric');
+        const limit = limitParam(p);
+        const querier = querierFor(principal, MIN_TIME, MAX_TIME);
+        const names = metric
+          ? querier.labelValues(METRIC_NAME_LABEL, []).filter((n) => n === metric)
+          : querier.labelValues(METRIC_NAME_LABEL, []);
+        // trainwatch keeps no exposition metadata (TYPE/HELP/UNIT lines); every stored metric is listed as
+        // `unknown`, which is what Prometheus reports for metrics scraped without metadata.
+        const data: Record<string, { type: string; help: string; unit: string }[]> = {};
+        for (const n of limit > 0 ? names.slice(0, limit) : names)
+          data[n] = [{ type: 'unknown', help: '', unit: '' }];
+        return success(reply, data);
+      } catch (err) {
+        return handleError(reply, err);
+      }
+    });
+
+    both('/api/v1/query_exemplars', async (req, reply) => {
+      principalOf(req);
+      try {
+        const p = collectParams(req);
+        const query = one(p, 'query');
+        if (query === undefined || query === '')
+          throw new BadData('invalid parameter "query": query must not be empty');
+        engine.parse(query);
+        // trainwatch stores no exemplars: the answer is always an empty list, as from a Prometheus without them.
+        return success(reply, []);
+      } catch (err) {
+        return handleError(reply, err);
+      }
+    });
+
+    scope.get('/api/v1/status/buildinfo', async (req, reply) => {
+      principalOf(req);
+      return success(reply, {
+        version: PROMETHEUS_COMPAT_VERSION,
+        revision: `trainwatch-${deps.version ?? 'dev'}`,
+        branch: 'trainwatch',
+        buildUser: 'trainwatch',
+        buildDate: '',
+        goVersion: `node${process.versions.node}`,
+      });
+    });
+  });
+}
+
+/** Reverses Prometheus's label-name escaping (`_2e_` → `.`, `__` → `_`). */
+function unescapeLabelName(s: string): string {
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] !== '_') {
+      out += s[i];
+      continue;
+    }
+    if (s[i + 1] === '_') {
+      out += '_';
+      i++;
+      continue;
+    }
+    const m = /^_([0-9a-fA-F]+)_/.exec(s.slice(i));
+    if (!m) return s;
+    out += String.fromCodePoint(Number.parseInt(m[1]!, 16));
+    i += m[0].length - 1;
+  }
+  return out;
+}
