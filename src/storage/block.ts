@@ -73,7 +73,10 @@ export class BlockWriter {
   private readonly buf = new ByteWriter(1 << 20);
   private fileOffset = 8;
   private readonly symbolIds = new Map<string, number>();
-  private readonly series: { pairs: string[]; chunks: { column: number; minT: number; maxT: number; offset: number; length: number }[] }[] = [];
+  private readonly series: {
+    pairs: string[];
+    chunks: { column: number; minT: number; maxT: number; offset: number; length: number }[];
+  }[] = [];
   private samples = 0;
   private chunkCount = 0;
   private minT = Number.POSITIVE_INFINITY;
@@ -92,7 +95,12 @@ export class BlockWriter {
   }
 
   /** Adds one series (labels sorted by name) and its encoded chunks, in time order per column. */
-  addSeries(names: readonly string[], values: readonly string[], chunks: readonly ChunkRef[], samples: number): void {
+  addSeries(
+    names: readonly string[],
+    values: readonly string[],
+    chunks: readonly ChunkRef[],
+    samples: number,
+  ): void {
     const pairs: string[] = [];
     for (let i = 0; i < names.length; i++) {
       pairs.push(names[i]!, values[i]!);
@@ -101,7 +109,13 @@ export class BlockWriter {
     }
     const metas: { column: number; minT: number; maxT: number; offset: number; length: number }[] = [];
     for (const c of chunks) {
-      metas.push({ column: c.column, minT: c.minT, maxT: c.maxT, offset: this.fileOffset, length: c.bytes.length });
+      metas.push({
+        column: c.column,
+        minT: c.minT,
+        maxT: c.maxT,
+        offset: this.fileOffset,
+        length: c.bytes.length,
+      });
       this.buf.bytes(c.bytes);
       this.fileOffset += c.bytes.length;
       if (c.minT < this.minT) this.minT = c.minT;
@@ -120,11 +134,16 @@ export class BlockWriter {
   }
 
   /** Writes index, meta and footer, syncs and renames into place. Returns the final meta. */
-  finish(meta: Omit<BlockMeta, 'series' | 'samples' | 'chunks' | 'minT' | 'maxT'> & { minT?: number; maxT?: number }): BlockMeta {
+  finish(
+    meta: Omit<BlockMeta, 'series' | 'samples' | 'chunks' | 'minT' | 'maxT'> & {
+      minT?: number;
+      maxT?: number;
+    },
+  ): BlockMeta {
     this.flush();
     // Symbols sorted, ids by rank.
     const symbols = [...this.symbolIds.keys()].sort();
-    symbols.forEach((s, i) => this.symbolIds.set(s, i));
+    for (let i = 0; i < symbols.length; i++) this.symbolIds.set(symbols[i]!, i);
     const minT = meta.minT ?? (this.minT === Number.POSITIVE_INFINITY ? 0 : this.minT);
     const maxT = meta.maxT ?? (this.maxT === Number.NEGATIVE_INFINITY ? 0 : this.maxT);
     const w = new ByteWriter(1 << 20);
@@ -141,7 +160,10 @@ export class BlockWriter {
         w.uvarint(v);
         const key = `${n},${v}`;
         let list = postings.get(key);
-        if (!list) postings.set(key, (list = []));
+        if (!list) {
+          list = [];
+          postings.set(key, list);
+        }
         list.push(id);
       }
       w.uvarint(s.chunks.length);
@@ -286,7 +308,10 @@ export class BlockIndex implements PostingsIndex {
         ids[k] = prev;
       }
       let byValue = this.postingsByName.get(n);
-      if (!byValue) this.postingsByName.set(n, (byValue = new Map()));
+      if (!byValue) {
+        byValue = new Map();
+        this.postingsByName.set(n, byValue);
+      }
       byValue.set(v, ids);
     }
     this.bytes = data.length * 3 + nsym * 48;
@@ -364,7 +389,8 @@ export class BlockReader {
       if (this.fileBytes < FOOTER_BYTES + 8) throw new BlockCorruptError(`block ${path} is too short`);
       const footer = Buffer.alloc(FOOTER_BYTES);
       readSync(this.fd, footer, 0, FOOTER_BYTES, this.fileBytes - FOOTER_BYTES);
-      if (footer.toString('latin1', 32, 36) !== BLOCK_MAGIC) throw new BlockCorruptError(`block ${path} has no footer`);
+      if (footer.toString('latin1', 32, 36) !== BLOCK_MAGIC)
+        throw new BlockCorruptError(`block ${path} has no footer`);
       this.indexOffset = Number(footer.readBigUInt64LE(0));
       this.indexLength = footer.readUInt32LE(8);
       this.indexCrc = footer.readUInt32LE(12);
@@ -389,7 +415,8 @@ export class BlockReader {
     if (!this.cachedIndex) {
       const data = Buffer.alloc(this.indexLength);
       readSync(this.fd, data, 0, this.indexLength, this.indexOffset);
-      if (crc32(data) !== this.indexCrc) throw new BlockCorruptError(`block ${this.path}: index CRC mismatch`);
+      if (crc32(data) !== this.indexCrc)
+        throw new BlockCorruptError(`block ${this.path}: index CRC mismatch`);
       this.cachedIndex = new BlockIndex(data, this.meta.minT);
       this.onIndexLoad?.(this);
     }

@@ -11,8 +11,8 @@ import path from 'node:path';
 import { fileWriter, ParquetWriter } from 'hyparquet-writer';
 import { isStaleNaN } from '../model/batch.js';
 import type { LabelMatcher } from '../model/labels.js';
+import type { BlockReader, TierName } from './block.js';
 import { BlockIterator } from './iterators.js';
-import { type BlockReader, type TierName } from './block.js';
 import { postingsForMatchers } from './postings.js';
 import { AGG_COLUMNS } from './rollup.js';
 
@@ -54,8 +54,18 @@ export async function exportBlock(
   const tmp = `${file}.tmp`;
   const schema = [
     { name: 'root', num_children: names.length + 1 + valueNames.length },
-    ...names.map((n) => ({ name: columnName(n), type: 'BYTE_ARRAY' as const, converted_type: 'UTF8' as const, repetition_type: 'OPTIONAL' as const })),
-    { name: 'timestamp', type: 'INT64' as const, converted_type: 'TIMESTAMP_MILLIS' as const, repetition_type: 'REQUIRED' as const },
+    ...names.map((n) => ({
+      name: columnName(n),
+      type: 'BYTE_ARRAY' as const,
+      converted_type: 'UTF8' as const,
+      repetition_type: 'OPTIONAL' as const,
+    })),
+    {
+      name: 'timestamp',
+      type: 'INT64' as const,
+      converted_type: 'TIMESTAMP_MILLIS' as const,
+      repetition_type: 'REQUIRED' as const,
+    },
     ...valueNames.map((n) => ({ name: n, type: 'DOUBLE' as const, repetition_type: 'REQUIRED' as const })),
   ];
   const writer = new ParquetWriter({ writer: fileWriter(tmp), schema, createdBy: 'trainwatch' });
@@ -81,7 +91,10 @@ export async function exportBlock(
   for (const id of ids) {
     const labels = idx.labelSet(id);
     const row = names.map((n) => labels[n] ?? null);
-    const its = Array.from({ length: rollup ? AGG_COLUMNS : 1 }, (_, c) => new BlockIterator(block, id, c, lo, hi));
+    const its = Array.from(
+      { length: rollup ? AGG_COLUMNS : 1 },
+      (_, c) => new BlockIterator(block, id, c, lo, hi),
+    );
     let any = false;
     while (its.every((it) => it.next())) {
       if (!rollup && isStaleNaN(its[0]!.v)) continue;

@@ -26,7 +26,16 @@
  * or corrupt record ends the file (it is truncated there with a warning): everything before it was covered
  * by earlier checkpoints, everything after it is replayed from the bus.
  */
-import { closeSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
@@ -61,7 +70,12 @@ function listLogs(dir: string): number[] {
 }
 
 /** Serializes what changed in the head since the last checkpoint (or everything, for a snapshot). */
-export function encodeHeadRecord(head: Head, positions: BusPositions, cutBoundary: number, snapshot: boolean): Uint8Array {
+export function encodeHeadRecord(
+  head: Head,
+  positions: BusPositions,
+  cutBoundary: number,
+  snapshot: boolean,
+): Uint8Array {
   const w = new ByteWriter(1 << 16);
   w.u8(snapshot ? KIND_SNAPSHOT : KIND_DELTA);
   w.uvarint(positions.size);
@@ -88,7 +102,8 @@ export function encodeHeadRecord(head: Head, positions: BusPositions, cutBoundar
   }
 
   // Sealed chunks: all of them in a snapshot, the newly sealed in a delta.
-  const sealed: { ref: number; chunk: { minT: number; maxT: number; count: number; bytes: Uint8Array } }[] = [];
+  const sealed: { ref: number; chunk: { minT: number; maxT: number; count: number; bytes: Uint8Array } }[] =
+    [];
   if (snapshot) {
     for (let ref = 0; ref < head.nextRef; ref++) {
       if (!head.isAlive(ref)) continue;
@@ -174,7 +189,8 @@ function applyRecord(
   for (let i = 0; i < nsym; i++) {
     const s = r.string('symbol', 1 << 20);
     const id = head.symbols.intern(s);
-    if (id !== firstSym + i) throw new Error(`head log: symbol ${JSON.stringify(s)} got id ${id}, expected ${firstSym + i}`);
+    if (id !== firstSym + i)
+      throw new Error(`head log: symbol ${JSON.stringify(s)} got id ${id}, expected ${firstSym + i}`);
   }
   const nseries = r.uvarint('series');
   for (let i = 0; i < nseries; i++) {
@@ -251,8 +267,16 @@ export class HeadLog {
       const file = fileName(this.dir, seqs[k]!);
       const data = readFileSync(file);
       const first = readRecord(data, FILE_HEADER);
-      if (data.length < FILE_HEADER || data.toString('latin1', 0, 4) !== MAGIC || !first || first.payload[0] !== KIND_SNAPSHOT) {
-        this.logger.warn({ file }, 'head log: file without a complete snapshot (a rotation was interrupted); ignoring it');
+      if (
+        data.length < FILE_HEADER ||
+        data.toString('latin1', 0, 4) !== MAGIC ||
+        !first ||
+        first.payload[0] !== KIND_SNAPSHOT
+      ) {
+        this.logger.warn(
+          { file },
+          'head log: file without a complete snapshot (a rotation was interrupted); ignoring it',
+        );
         unlinkSync(file);
         continue;
       }
@@ -285,7 +309,13 @@ export class HeadLog {
       return { positions: state.positions, cutBoundary: state.cutBoundary, file, length: pos, records };
     }
     this.seq = seqs.length > 0 ? seqs[seqs.length - 1]! : 0;
-    return { positions: state.positions, cutBoundary: state.cutBoundary, file: undefined, length: 0, records: 0 };
+    return {
+      positions: state.positions,
+      cutBoundary: state.cutBoundary,
+      file: undefined,
+      length: 0,
+      records: 0,
+    };
   }
 
   /** Whether the log has a current file (a snapshot was written). */

@@ -16,9 +16,9 @@
  */
 import type { SeriesBatch } from '../model/batch.js';
 import { type LabelMatcher, type LabelSet, WellKnownLabel } from '../model/labels.js';
-import { XOR_MAX_SAMPLE_BITS, XorReader } from './codec/xor.js';
 import { clz64, ctz64, writeBits, writeMeaningful } from './codec/bits.js';
 import { MAX_TIMESTAMP } from './codec/chunk.js';
+import { XOR_MAX_SAMPLE_BITS, XorReader } from './codec/xor.js';
 import { EMPTY_POSTINGS, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import { SymbolTable } from './symbols.js';
 
@@ -553,7 +553,10 @@ export class Head implements PostingsIndex {
     const n = this.labelLen[ref]!;
     const pairs: [string, string][] = [];
     for (let i = 0; i < n; i++)
-      pairs.push([this.symbols.get(this.arena[off + i * 2]!), this.symbols.get(this.arena[off + i * 2 + 1]!)]);
+      pairs.push([
+        this.symbols.get(this.arena[off + i * 2]!),
+        this.symbols.get(this.arena[off + i * 2 + 1]!),
+      ]);
     pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     return { names: pairs.map((p) => p[0]), values: pairs.map((p) => p[1]) };
   }
@@ -657,8 +660,16 @@ export class Head implements PostingsIndex {
    * such multiples never split one), and out-of-order samples before it. Series left with no data are
    * dropped from the head.
    */
-  cut(boundary: number): { ref: number; labels: LabelSet; chunks: HeadChunk[]; oooT?: Float64Array; oooV?: Float64Array }[] {
-    const out: { ref: number; labels: LabelSet; chunks: HeadChunk[]; oooT?: Float64Array; oooV?: Float64Array }[] = [];
+  cut(
+    boundary: number,
+  ): { ref: number; labels: LabelSet; chunks: HeadChunk[]; oooT?: Float64Array; oooV?: Float64Array }[] {
+    const out: {
+      ref: number;
+      labels: LabelSet;
+      chunks: HeadChunk[];
+      oooT?: Float64Array;
+      oooV?: Float64Array;
+    }[] = [];
     for (let ref = 0; ref < this.nextRef; ref++) {
       if (this.alive[ref] !== 1) continue;
       if (this.cCount[ref]! > 0 && this.lastT[ref]! < boundary && this.cEnd[ref]! <= boundary) this.seal(ref);
@@ -694,7 +705,8 @@ export class Head implements PostingsIndex {
     let removed = 0;
     for (let ref = 0; ref < this.nextRef; ref++) {
       if (this.alive[ref] !== 1) continue;
-      if (this.cCount[ref]! > 0 || (this.sealed[ref]?.length ?? 0) > 0 || (this.ooo[ref]?.n ?? 0) > 0) continue;
+      if (this.cCount[ref]! > 0 || (this.sealed[ref]?.length ?? 0) > 0 || (this.ooo[ref]?.n ?? 0) > 0)
+        continue;
       this.alive[ref] = 0;
       this.chunkBuf[ref] = undefined;
       this.sealed[ref] = undefined;

@@ -1,4 +1,6 @@
 export type { BlockMeta, TierName } from './block.js';
+export { type ExportResult, exportBlock, exportPolicy, exportRange } from './export.js';
+export { ROLLUP_FUNCS, ROLLUP_TIERS } from './rollup.js';
 export type {
   AggregateIterator,
   Appender,
@@ -10,8 +12,11 @@ export type {
   SelectHints,
   Storage,
 } from './storage.js';
-export { defaultTsdbOptions, MemoryStorage, Tsdb, type TsdbOptions } from './tsdb.js';
 /** @deprecated The placeholder is gone: this is {@link MemoryStorage}, the real TSDB kept in memory. */
-export { MemoryStorage as PlaceholderMemoryStorage } from './tsdb.js';
-export { ROLLUP_FUNCS, ROLLUP_TIERS } from './rollup.js';
-export { exportBlock, exportPolicy, exportRange, type ExportResult } from './export.js';
+export {
+  defaultTsdbOptions,
+  MemoryStorage,
+  MemoryStorage as PlaceholderMemoryStorage,
+  Tsdb,
+  type TsdbOptions,
+} from './tsdb.js';

@@ -5,9 +5,10 @@
  * Precedence for equal timestamps (last write wins, docs/storage.md): a head's out-of-order buffer over its
  * chunks, the head over every block, a newer block (higher seq) over an older one.
  */
+
+import type { BlockReader } from './block.js';
 import { decodeChunk, SampleBuffer } from './codec/chunk.js';
 import { XorReader } from './codec/xor.js';
-import type { BlockReader } from './block.js';
 import type { HeadChunk, HeadSeriesSnapshot } from './head.js';
 import type { SampleIterator } from './storage.js';
 
@@ -137,7 +138,10 @@ export class BlockIterator implements SampleIterator {
         const first = idx.chunkStart[this.series]!;
         const last = end - 1;
         this.dataOffset = idx.chunkOffset[first]!;
-        this.data = this.block.read(this.dataOffset, idx.chunkOffset[last]! + idx.chunkLength[last]! - this.dataOffset);
+        this.data = this.block.read(
+          this.dataOffset,
+          idx.chunkOffset[last]! + idx.chunkLength[last]! - this.dataOffset,
+        );
       }
       const off = idx.chunkOffset[this.ci]! - this.dataOffset;
       decodeChunk(this.data.subarray(off, off + idx.chunkLength[this.ci]!), this.buf);
@@ -217,7 +221,8 @@ export class MergeIterator implements SampleIterator {
     }
     const cur = this.t;
     for (let i = 0; i < this.children.length; i++) {
-      if (this.valid[i] === 1 && this.children[i]!.t === cur) this.valid[i] = this.children[i]!.next() ? 1 : 0;
+      if (this.valid[i] === 1 && this.children[i]!.t === cur)
+        this.valid[i] = this.children[i]!.next() ? 1 : 0;
     }
     return this.pick();
   }

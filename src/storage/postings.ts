@@ -101,7 +101,8 @@ function postingsMatching(index: PostingsIndex, m: LabelMatcher, accept: boolean
   if (m.type === '=' && accept) return index.postings(m.name, m.value);
   if (m.type === '!=' && !accept) return index.postings(m.name, m.value);
   const lists: Postings[] = [];
-  for (const v of index.labelValues(m.name)) if (m.matches(v) === accept) lists.push(index.postings(m.name, v));
+  for (const v of index.labelValues(m.name))
+    if (m.matches(v) === accept) lists.push(index.postings(m.name, v));
   return union(lists);
 }
 
@@ -115,7 +116,9 @@ export function postingsForMatchers(index: PostingsIndex, matchers: readonly Lab
   for (const m of matchers) (m.matches('') ? widening : narrowing).push(m);
   let result: Postings | undefined;
   // Smallest positive sets first keep the intersections short.
-  const positives = narrowing.map((m) => postingsMatching(index, m, true)).sort((a, b) => a.length - b.length);
+  const positives = narrowing
+    .map((m) => postingsMatching(index, m, true))
+    .sort((a, b) => a.length - b.length);
   for (const p of positives) {
     result = result === undefined ? p : intersect(result, p);
     if (result.length === 0) return EMPTY_POSTINGS;

@@ -82,7 +82,13 @@ export class RollupColumns {
  * Aggregates raw samples (in time order, within [minT, maxT]) into windows of `res` appended to `out`.
  * Windows without data (or with only staleness markers) are absent.
  */
-export function aggregateRaw(it: SampleIterator, res: number, minT: number, maxT: number, out: RollupColumns): void {
+export function aggregateRaw(
+  it: SampleIterator,
+  res: number,
+  minT: number,
+  maxT: number,
+  out: RollupColumns,
+): void {
   if (!it.seek(minT)) return;
   let win = Number.NaN;
   let min = 0;
@@ -129,7 +135,13 @@ export function coarsen(src: RollupColumns, res: number, out: RollupColumns): vo
   const flush = () => {
     if (count > 0) out.push(win + res - 1, min, max, sum, count, last);
   };
-  const [mins, maxs, sums, counts, lasts] = src.cols as [Float64Array, Float64Array, Float64Array, Float64Array, Float64Array];
+  const [mins, maxs, sums, counts, lasts] = src.cols as [
+    Float64Array,
+    Float64Array,
+    Float64Array,
+    Float64Array,
+    Float64Array,
+  ];
   for (let i = 0; i < src.n; i++) {
     const w = Math.floor(src.t[i]! / res) * res;
     if (w !== win) {

@@ -32,7 +32,14 @@ function batch(series: Record<string, string>, samples: [number, number][]) {
   return b.build();
 }
 
-function read(db: Tsdb, metric: string, tenant: string | null = 't', minT = -1e15, maxT = 1e15, hints?: SelectHints) {
+function read(
+  db: Tsdb,
+  metric: string,
+  tenant: string | null = 't',
+  minT = -1e15,
+  maxT = 1e15,
+  hints?: SelectHints,
+) {
   return db
     .querier(tenant, minT, maxT)
     .select([name(metric)], hints)
@@ -45,7 +52,13 @@ function read(db: Tsdb, metric: string, tenant: string | null = 't', minT = -1e1
         v[t.length] = it.v;
         t.push(it.t);
       }
-      return { labels: s.labels, t, v: Array.from(v.subarray(0, t.length)), bits: Array.from(v.subarray(0, t.length), bits), res: s.resolutionMs };
+      return {
+        labels: s.labels,
+        t,
+        v: Array.from(v.subarray(0, t.length)),
+        bits: Array.from(v.subarray(0, t.length), bits),
+        res: s.resolutionMs,
+      };
     });
 }
 
@@ -96,7 +109,17 @@ describe('tsdb in memory', () => {
 describe('tsdb: out of order, duplicates, staleness', () => {
   it('merges out-of-order samples, stores identical ones once, and lets the last write win', async () => {
     const db = new MemoryStorage();
-    const st = db.appender.append('t', batch({ __name__: 'm' }, [[30, 3], [10, 1], [20, 2], [20, 2], [10, 1.5], [30, 3]]));
+    const st = db.appender.append(
+      't',
+      batch({ __name__: 'm' }, [
+        [30, 3],
+        [10, 1],
+        [20, 2],
+        [20, 2],
+        [10, 1.5],
+        [30, 3],
+      ]),
+    );
     expect(st).toEqual({ series: 1, samples: 4, duplicates: 2 });
     expect(read(db, 'm')[0]).toMatchObject({ t: [10, 20, 30], v: [1.5, 2, 3] });
     // Overwrite the newest sample's value: last write wins there too.
@@ -106,7 +129,14 @@ describe('tsdb: out of order, duplicates, staleness', () => {
 
   it('refuses samples older than the out-of-order window', async () => {
     const db = await open(tmp(), { outOfOrderWindowMs: 1000 });
-    const st = db.appender.append('t', batch({ __name__: 'm' }, [[10_000, 1], [9500, 2], [8000, 3]]));
+    const st = db.appender.append(
+      't',
+      batch({ __name__: 'm' }, [
+        [10_000, 1],
+        [9500, 2],
+        [8000, 3],
+      ]),
+    );
     expect(st.samples).toBe(2);
     expect(read(db, 'm')[0]!.t).toEqual([9500, 10_000]);
     await db.close();
@@ -121,7 +151,14 @@ describe('tsdb: out of order, duplicates, staleness', () => {
     await db.checkpoint(new Map([[0, 1]]));
     expect(db.listBlocks().some((b) => b.tier === 'raw')).toBe(true);
     // Late: inside the cut range, one new timestamp, one overwrite, one exact duplicate.
-    db.appender.append('t', batch({ __name__: 'm' }, [[500, -1], [2000, 99], [3000, 3]]));
+    db.appender.append(
+      't',
+      batch({ __name__: 'm' }, [
+        [500, -1],
+        [2000, 99],
+        [3000, 3],
+      ]),
+    );
     const expected = samples.map(([t, v]) => [t, t === 2000 ? 99 : v]);
     expected.splice(1, 0, [500, -1]);
     const check = () => {

@@ -25,9 +25,14 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { SeriesBatch } from '../model/batch.js';
 import { Errors, type TrainwatchError, twError } from '../model/errors.js';
-import { type LabelMatcher, LabelMatcher as Matcher, type LabelSet, WellKnownLabel } from '../model/labels.js';
+import {
+  type LabelMatcher,
+  type LabelSet,
+  LabelMatcher as Matcher,
+  WellKnownLabel,
+} from '../model/labels.js';
 import { ByteWriter } from '../protocol/bytes.js';
-import { BlockReader, BlockWriter, type BlockMeta, type ChunkRef, type TierName } from './block.js';
+import { type BlockMeta, BlockReader, BlockWriter, type ChunkRef, type TierName } from './block.js';
 import { encodeChunk, SampleBuffer } from './codec/chunk.js';
 import { Head, type HeadAppendStats, type HeadChunk } from './head.js';
 import { encodeHeadRecord, HeadLog, syncDir } from './head-log.js';
@@ -150,7 +155,8 @@ export class Tsdb implements Storage {
     this.log = new HeadLog(path.join(dir, 'head'), this.opts.fsync, this.opts.logger);
     const rec = this.log.recover(this.head);
     this.covered = rec.positions;
-    this.cutBoundary = rec.cutBoundary === 0 && rec.records === 0 ? Number.NEGATIVE_INFINITY : rec.cutBoundary;
+    this.cutBoundary =
+      rec.cutBoundary === 0 && rec.records === 0 ? Number.NEGATIVE_INFINITY : rec.cutBoundary;
     this.headMinTime = this.computeHeadMinTime();
     this.opts.logger.info(
       {
@@ -218,7 +224,14 @@ export class Tsdb implements Storage {
 
   private append(tenant: string, batch: SeriesBatch): AppendStats {
     if (this.failure) throw this.failure;
-    const stats: HeadAppendStats = { series: 0, samples: 0, duplicates: 0, tooOld: 0, invalid: 0, created: 0 };
+    const stats: HeadAppendStats = {
+      series: 0,
+      samples: 0,
+      duplicates: 0,
+      tooOld: 0,
+      invalid: 0,
+      created: 0,
+    };
     this.head.append(tenant, batch, stats);
     if (stats.samples > 0) {
       // Cheap bound on the oldest data the head may hold (read by rollup coverage).
@@ -318,7 +331,9 @@ export class Tsdb implements Storage {
       if (c.oooT && c.oooT.length > 0) minT = Math.min(minT, c.oooT[0]!);
     }
     const range = this.alignedRange(minT, boundary - 1);
-    const overlaps = this.blocks.some((b) => b.meta.tier === 'raw' && this.rangesOverlap(range, this.alignedRange(b.meta.minT, b.meta.maxT)));
+    const overlaps = this.blocks.some(
+      (b) => b.meta.tier === 'raw' && this.rangesOverlap(range, this.alignedRange(b.meta.minT, b.meta.maxT)),
+    );
     const series = entries.map(({ c }) => ({
       labels: c.labels,
       iterator: () => headCutIterator(c.chunks, c.oooT, c.oooV),
@@ -339,8 +354,11 @@ export class Tsdb implements Storage {
   ): BlockReader | undefined {
     const rawSeq = this.nextSeq++;
     const raw = new BlockWriter(path.join(this.blocksDir, `raw-${rawSeq}.twb`));
-    const tierWriters = rollups ? this.tiers.map((t) => ({ tier: t, seq: this.nextSeq++, w: undefined as BlockWriter | undefined })) : [];
-    for (const tw of tierWriters) tw.w = new BlockWriter(path.join(this.blocksDir, `${tw.tier.name}-${tw.seq}.twb`));
+    const tierWriters = rollups
+      ? this.tiers.map((t) => ({ tier: t, seq: this.nextSeq++, w: undefined as BlockWriter | undefined }))
+      : [];
+    for (const tw of tierWriters)
+      tw.w = new BlockWriter(path.join(this.blocksDir, `${tw.tier.name}-${tw.seq}.twb`));
     const buf = new SampleBuffer(1024);
     const out = new ByteWriter(1 << 14);
     const cols = rollups ? this.tiers.map(() => new RollupColumns()) : [];
@@ -362,7 +380,14 @@ export class Tsdb implements Storage {
           for (let i = 0; i < this.tiers.length; i++) {
             const c = cols[i]!;
             c.reset();
-            if (i === 0) aggregateRaw(new ArrayIterator(buf.t, buf.v, buf.n), this.tiers[0]!.resolutionMs, -Infinity, Infinity, c);
+            if (i === 0)
+              aggregateRaw(
+                new ArrayIterator(buf.t, buf.v, buf.n),
+                this.tiers[0]!.resolutionMs,
+                -Infinity,
+                Infinity,
+                c,
+              );
             else coarsen(cols[i - 1]!, this.tiers[i]!.resolutionMs, c);
             if (c.n > 0) tierWriters[i]!.w!.addSeries(names, values, encodeRollup(c, out), c.n);
           }
@@ -371,13 +396,22 @@ export class Tsdb implements Storage {
       // Rollups first: a raw block that says it is rolled up always has its rollups on disk.
       for (const tw of tierWriters) {
         if (tw.w!.seriesCount === 0) tw.w!.abort();
-        else this.blocks.push(this.track(new BlockReader(finishPath(tw.w!, { tier: tw.tier.name, seq: tw.seq, rolledUp: true, level, sources: [] }))));
+        else
+          this.blocks.push(
+            this.track(
+              new BlockReader(
+                finishPath(tw.w!, { tier: tw.tier.name, seq: tw.seq, rolledUp: true, level, sources: [] }),
+              ),
+            ),
+          );
       }
       if (raw.seriesCount === 0) {
         raw.abort();
         return undefined;
       }
-      const reader = this.track(new BlockReader(finishPath(raw, { tier: 'raw', seq: rawSeq, rolledUp, level, sources })));
+      const reader = this.track(
+        new BlockReader(finishPath(raw, { tier: 'raw', seq: rawSeq, rolledUp, level, sources })),
+      );
       this.blocks.push(reader);
       if (this.opts.fsync) syncDir(this.blocksDir);
       this.sortBlocks();
@@ -426,7 +460,10 @@ export class Tsdb implements Storage {
     });
     if (doomed.length > 0) {
       this.removeBlocks(doomed);
-      this.opts.logger.info({ blocks: doomed.map((b) => path.basename(b.path)) }, 'storage: retention deleted blocks');
+      this.opts.logger.info(
+        { blocks: doomed.map((b) => path.basename(b.path)) },
+        'storage: retention deleted blocks',
+      );
     }
   }
 
@@ -502,7 +539,10 @@ export class Tsdb implements Storage {
         const { names, values } = idx.labels(id);
         const key = seriesSortKey(names, values);
         let e = byKey.get(key);
-        if (!e) byKey.set(key, (e = { labels: idx.labelSet(id), parts: [] }));
+        if (!e) {
+          e = { labels: idx.labelSet(id), parts: [] };
+          byKey.set(key, e);
+        }
         e.parts.push({ block: b, id });
       }
     }
@@ -510,9 +550,14 @@ export class Tsdb implements Storage {
     const sources = inputs.map((b) => b.meta.seq);
     if (tier === 'raw') {
       // Rollups are (re)computed when the merged range overlaps no other raw block.
-      const range = this.alignedRange(Math.min(...inputs.map((b) => b.meta.minT)), Math.max(...inputs.map((b) => b.meta.maxT)));
+      const range = this.alignedRange(
+        Math.min(...inputs.map((b) => b.meta.minT)),
+        Math.max(...inputs.map((b) => b.meta.maxT)),
+      );
       const others = this.blocks.filter((b) => b.meta.tier === 'raw' && !inputs.includes(b));
-      const rollups = !others.some((b) => this.rangesOverlap(range, this.alignedRange(b.meta.minT, b.meta.maxT)));
+      const rollups = !others.some((b) =>
+        this.rangesOverlap(range, this.alignedRange(b.meta.minT, b.meta.maxT)),
+      );
       const alreadyRolled = inputs.every((b) => b.meta.rolledUp) && this.overlapGroup(inputs) === undefined;
       const series = keys.map((k) => {
         const e = byKey.get(k)!;
@@ -538,16 +583,26 @@ export class Tsdb implements Storage {
           const e = byKey.get(k)!;
           const its = Array.from(
             { length: AGG_COLUMNS },
-            (_, c) => new MergeIterator(e.parts.map((p) => new BlockIterator(p.block, p.id, c, -Infinity, Infinity))),
+            (_, c) =>
+              new MergeIterator(e.parts.map((p) => new BlockIterator(p.block, p.id, c, -Infinity, Infinity))),
           );
           cols.reset();
-          while (its.every((it) => it.next())) cols.push(its[0]!.t, its[0]!.v, its[1]!.v, its[2]!.v, its[3]!.v, its[4]!.v);
+          while (its.every((it) => it.next()))
+            cols.push(its[0]!.t, its[0]!.v, its[1]!.v, its[2]!.v, its[3]!.v, its[4]!.v);
           if (cols.n === 0) continue;
           const names = Object.keys(e.labels).sort();
-          w.addSeries(names, names.map((n) => e.labels[n]!), encodeRollup(cols, out), cols.n);
+          w.addSeries(
+            names,
+            names.map((n) => e.labels[n]!),
+            encodeRollup(cols, out),
+            cols.n,
+          );
         }
         if (w.seriesCount === 0) w.abort();
-        else this.blocks.push(this.track(new BlockReader(finishPath(w, { tier, seq, rolledUp: true, level, sources }))));
+        else
+          this.blocks.push(
+            this.track(new BlockReader(finishPath(w, { tier, seq, rolledUp: true, level, sources }))),
+          );
         if (this.opts.fsync) syncDir(this.blocksDir);
       } catch (err) {
         w.abort();
@@ -594,7 +649,10 @@ export class Tsdb implements Storage {
     const entry = (names: string[], values: string[], make: () => LabelSet): SeriesSources => {
       const key = seriesSortKey(names, values);
       let e = out.get(key);
-      if (!e) out.set(key, (e = { labels: make(), blocks: [], rollups: [] }));
+      if (!e) {
+        e = { labels: make(), blocks: [], rollups: [] };
+        out.set(key, e);
+      }
       return e;
     };
     const addBlocks = (tier: TierName, into: 'blocks' | 'rollups') => {
@@ -644,7 +702,11 @@ export class Tsdb implements Storage {
     if (!(hints.func in ROLLUP_FUNCS)) return undefined;
     let best: Tier | undefined;
     for (const t of this.tiers) {
-      if (t.resolutionMs <= hints.stepMs && hints.stepMs % t.resolutionMs === 0 && hints.rangeMs % t.resolutionMs === 0)
+      if (
+        t.resolutionMs <= hints.stepMs &&
+        hints.stepMs % t.resolutionMs === 0 &&
+        hints.rangeMs % t.resolutionMs === 0
+      )
         best = t;
     }
     return best;
@@ -655,7 +717,10 @@ export class Tsdb implements Storage {
    * rollup on disk; from there on, windows are aggregated from raw data at query time.
    */
   private rollupCoverageEnd(tier: Tier): number {
-    let end = Math.min(this.headMinTime, this.cutBoundary === Number.NEGATIVE_INFINITY ? Infinity : this.cutBoundary);
+    let end = Math.min(
+      this.headMinTime,
+      this.cutBoundary === Number.NEGATIVE_INFINITY ? Infinity : this.cutBoundary,
+    );
     for (const b of this.blocks) {
       if (b.meta.tier !== 'raw' || b.meta.rolledUp) continue;
       end = Math.min(end, this.alignedRange(b.meta.minT, b.meta.maxT)[0]);
@@ -708,9 +773,13 @@ export class Tsdb implements Storage {
     if (split > lo && s.rollups.length > 0) {
       const its = Array.from(
         { length: AGG_COLUMNS },
-        (_, c) => new MergeIterator(s.rollups.map((p) => new BlockIterator(p.block, p.id, c, winLo, Math.min(hi, split - 1)))),
+        (_, c) =>
+          new MergeIterator(
+            s.rollups.map((p) => new BlockIterator(p.block, p.id, c, winLo, Math.min(hi, split - 1))),
+          ),
       );
-      while (its.every((it) => it.next())) out.push(its[0]!.t, its[0]!.v, its[1]!.v, its[2]!.v, its[3]!.v, its[4]!.v);
+      while (its.every((it) => it.next()))
+        out.push(its[0]!.t, its[0]!.v, its[1]!.v, its[2]!.v, its[3]!.v, its[4]!.v);
     }
     if (split <= hi) {
       const from = Math.max(split, Math.floor(lo / res) * res);
@@ -721,9 +790,15 @@ export class Tsdb implements Storage {
     return out;
   }
 
-  private labelNames(tenant: string | null, matchers: readonly LabelMatcher[], minT: number, maxT: number): string[] {
+  private labelNames(
+    tenant: string | null,
+    matchers: readonly LabelMatcher[],
+    minT: number,
+    maxT: number,
+  ): string[] {
     const names = new Set<string>();
-    for (const s of this.gather(tenant, matchers, minT, maxT, undefined).values()) for (const n of Object.keys(s.labels)) names.add(n);
+    for (const s of this.gather(tenant, matchers, minT, maxT, undefined).values())
+      for (const n of Object.keys(s.labels)) names.add(n);
     return [...names].sort();
   }
 
@@ -761,7 +836,10 @@ export class Tsdb implements Storage {
   }
 }
 
-function finishPath(w: BlockWriter, meta: Omit<BlockMeta, 'series' | 'samples' | 'chunks' | 'minT' | 'maxT'>): string {
+function finishPath(
+  w: BlockWriter,
+  meta: Omit<BlockMeta, 'series' | 'samples' | 'chunks' | 'minT' | 'maxT'>,
+): string {
   w.finish(meta);
   return w.path;
 }
@@ -784,7 +862,13 @@ function headCutIterator(chunks: HeadChunk[], oooT?: Float64Array, oooV?: Float6
 }
 
 /** Encodes one column of samples into block chunks of at most BLOCK_CHUNK_SAMPLES. */
-function encodeColumn(ts: Float64Array, vs: Float64Array, n: number, column: number, out: ByteWriter): ChunkRef[] {
+function encodeColumn(
+  ts: Float64Array,
+  vs: Float64Array,
+  n: number,
+  column: number,
+  out: ByteWriter,
+): ChunkRef[] {
   const chunks: ChunkRef[] = [];
   for (let from = 0; from < n; from += BLOCK_CHUNK_SAMPLES) {
     const to = Math.min(n, from + BLOCK_CHUNK_SAMPLES);
@@ -828,4 +912,10 @@ export class MemoryStorage extends Tsdb {
 }
 
 const noop = () => {};
-const silentLogger = { info: noop, warn: noop, error: noop, debug: noop, child: () => silentLogger } as unknown as Logger;
+const silentLogger = {
+  info: noop,
+  warn: noop,
+  error: noop,
+  debug: noop,
+  child: () => silentLogger,
+} as unknown as Logger;
