@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any, List, Mapping, Optional
 
-from . import run as _runmod
-from .run import Run, current
-from .run import _set_current as _set_current_run
+from . import core as _runmod
+from .core import Run, current
+from .core import _set_current as _set_current_run
 
 __all__ = ["Run", "init", "log", "finish", "run", "current"]
 __version__ = "0.1.0"

@@ -333,6 +333,13 @@ class Run:
             out["spool_dropped_frames"] = self._store.dropped_frames
         return out
 
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Waits until everything logged so far was delivered or written; True if it was. Does not finish.
+
+        For processes that end without running exit handlers (multiprocessing children end with os._exit).
+        """
+        return self.wait_idle(timeout)
+
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Waits until everything logged so far was delivered (tests, notebooks). True if it was."""
         deadline = time.monotonic() + timeout

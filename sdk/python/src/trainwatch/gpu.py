@@ -17,7 +17,7 @@ import urllib.request
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 if TYPE_CHECKING:
-    from .run import Run
+    from .core import Run
 
 log = logging.getLogger("trainwatch")
 
