@@ -8,6 +8,7 @@ import { registerDemo } from './demo.js';
 import { registerPromqlTest } from './promql-test.js';
 import { registerSimulate } from './simulate.js';
 import { registerStart } from './start.js';
+import { registerSync } from './sync.js';
 import { registerToken } from './token.js';
 import { registerVersion } from './version.js';
 
@@ -15,6 +16,7 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerStart,
   registerDemo,
   registerSimulate,
+  registerSync,
   registerToken,
   registerAgent,
   registerPromqlTest,
