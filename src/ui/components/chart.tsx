@@ -119,7 +119,6 @@ export function Chart({
     const css = getComputedStyle(document.documentElement);
     const muted = css.getPropertyValue('--fg-muted').trim() || '#888';
     const grid = css.getPropertyValue('--grid').trim() || '#333';
-    const fg = css.getPropertyValue('--fg').trim() || '#ddd';
     const drawMarkers = (u: uPlot) => {
       const ms = markersRef.current;
       if (ms.length === 0) return;
@@ -213,7 +212,6 @@ export function Chart({
         ],
       },
     };
-    void fg;
     const u = new uPlot(opts, data, el);
     plot.current = u;
     const ro = new ResizeObserver(() => u.setSize({ width: Math.max(200, el.clientWidth), height }));
@@ -241,7 +239,13 @@ export function Chart({
   for (const s of series)
     if (s.x.length) lastX = Math.max(lastX ?? Number.NEGATIVE_INFINITY, s.x[s.x.length - 1]!);
   return (
-    <figure className="chart" data-testid={testId} data-points={points} data-last-x={lastX}>
+    <figure
+      className="chart"
+      data-testid={testId}
+      data-points={points}
+      data-series={series.filter((s) => !s.hideInLegend).length}
+      data-last-x={lastX}
+    >
       <figcaption>
         {title}
         {subtitle && <span className="chart-subtitle">{subtitle}</span>}
