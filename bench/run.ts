@@ -365,7 +365,14 @@ async function main(): Promise<number> {
         log(`${SYSTEM_TITLES[name]}: stopped`);
       }
     }
-    if (scenarios.has('query')) recordAgreement(ctx, queryResults);
+    if (scenarios.has('query')) {
+      const incomplete: Partial<Record<SystemName, string>> = {};
+      for (const [n, o] of Object.entries(rwOutcomes) as [SystemName, IngestOutcome][]) {
+        if (o.replay.samplesAccepted < o.replay.samplesTotal)
+          incomplete[n] = `accepted only ${o.replay.samplesAccepted} of ${o.replay.samplesTotal} samples`;
+      }
+      recordAgreement(ctx, queryResults, incomplete);
+    }
 
     // --- trainwatch with its native protocol ------------------------------------------------------------
     if (scenarios.has('native') && systems.includes('trainwatch')) {
@@ -424,8 +431,9 @@ export function trainwatchAlertingConfig(rulesFile: string, webhookUrl: string):
     alerting: {
       rule_files: [rulesFile],
       evaluation_interval: '1s',
-      receivers: [{ name: 'bench', webhook_configs: [{ url: webhookUrl }] }],
-      route: { receiver: 'bench', group_by: ['alertname', 'job_id'], group_wait: '0s' },
+      receivers: [{ name: 'bench', webhook_configs: [{ url: webhookUrl, send_resolved: false }] }],
+      // As fast as Alertmanager is configured for Prometheus.
+      route: { receiver: 'bench', group_by: ['alertname', 'job_id'], group_wait: '0s', group_interval: '1s' },
     },
   };
 }

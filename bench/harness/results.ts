@@ -169,8 +169,10 @@ export class Results {
           const note = f.notes[n];
           let cell = v === undefined ? '—' : formatNumber(v);
           if (note) {
-            notes.push(note);
-            cell += ` [${notes.length}]`;
+            // The same remark on several cells gets one number.
+            let i = notes.indexOf(note);
+            if (i < 0) i = notes.push(note) - 1;
+            cell += ` [${i + 1}]`;
           }
           return cell;
         });

@@ -129,7 +129,7 @@ export async function runAgentFootprint(ctx: BenchContext, nullSinkUrl: string):
       record(ctx, 'trainwatch', undefined, `not available (the agent exited at start: ${agent.tail(5)})`);
       return;
     }
-    const shown = args.map((a) => (path.isAbsolute(a) ? path.relative(REPO_ROOT, a) : a));
+    const shown = args.map((a) => (a.startsWith(REPO_ROOT) ? path.relative(REPO_ROOT, a) : a));
     ctx.results.settings['trainwatch agent'] = [`node ${shown.join(' ')}`];
     const f = await observe(agent, seconds, async () => {});
     record(ctx, 'trainwatch', f, 'trainwatch agent, 1 s interval, shipping to a null sink');

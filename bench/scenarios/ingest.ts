@@ -124,7 +124,12 @@ export function recordIngest(
   const [accepted, perCpu, lag, serverCpu, genCpu] = INGEST_FIGURES(suffix);
   let note: string | undefined;
   if (o.replay.samplesRefused > 0 || o.replay.stoppedByTimeLimit) {
-    note = `${o.replay.samplesAccepted} of ${o.replay.samplesTotal} samples accepted${o.replay.stoppedByTimeLimit ? ' (stopped at the time limit)' : ''}; ${o.replay.firstError}`;
+    const parts = [
+      `${o.replay.samplesAccepted} of ${o.replay.samplesTotal} samples accepted`,
+      o.replay.stoppedByTimeLimit ? `stopped at the time limit of ${ctx.sizes.replaySeconds} s` : '',
+      o.replay.firstError,
+    ];
+    note = parts.filter(Boolean).join('; ');
   } else if (ceilingSamplesPerSec && o.replay.samplesPerSec > 0.7 * ceilingSamplesPerSec) {
     note = `within 30% of the load generator's ceiling (${Math.round(ceilingSamplesPerSec)} samples/s): the generator may be the limit`;
   }

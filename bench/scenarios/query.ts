@@ -76,16 +76,11 @@ export async function runQueries(ctx: BenchContext, sys: System): Promise<QueryR
   const available = await sys.query.available();
   if (available !== true) {
     for (const q of queries) {
-      out[q.id] = `not available (${available})`;
-      ctx.results.set(
-        'query',
-        `${q.title} — median`,
-        'ms',
-        'lower',
-        sys.name,
-        undefined,
-        out[q.id] as string,
-      );
+      const why = `not available (${available})`;
+      out[q.id] = why;
+      for (const stat of ['median', 'p99']) {
+        ctx.results.set('query', `${q.title} — ${stat}`, 'ms', 'lower', sys.name, undefined, why);
+      }
     }
     return out;
   }
@@ -140,9 +135,15 @@ export async function runQueries(ctx: BenchContext, sys: System): Promise<QueryR
   return out;
 }
 
+/**
+ * Identity of a result series. The `tenant` label is left out: trainwatch treats the tenant as its isolation
+ * boundary (set from the credentials, not shown in query results), while the references store it as an
+ * ordinary label.
+ */
 function seriesKey(metric: Record<string, string>): string {
   return JSON.stringify(
     Object.keys(metric)
+      .filter((k) => k !== 'tenant')
       .sort()
       .map((k) => [k, metric[k]]),
   );
@@ -188,8 +189,15 @@ export function compareResults(got: PromSeries[], want: PromSeries[]): string | 
   return parts.join('; ');
 }
 
-/** Records, per system and query, whether its result matched Prometheus's. */
-export function recordAgreement(ctx: BenchContext, all: Partial<Record<SystemName, QueryResults>>): void {
+/**
+ * Records, per system and query, whether its result matched Prometheus's. `incomplete` names the systems
+ * that did not accept the whole data set: their results are not comparable.
+ */
+export function recordAgreement(
+  ctx: BenchContext,
+  all: Partial<Record<SystemName, QueryResults>>,
+  incomplete: Partial<Record<SystemName, string>> = {},
+): void {
   const reference = all.prometheus;
   const queries = dashboardQueries(ctx.dataset);
   const agreement: Record<string, Record<string, string>> = {};
@@ -202,6 +210,8 @@ export function recordAgreement(ctx: BenchContext, all: Partial<Record<SystemNam
       let verdict: string;
       if (typeof want !== 'object') verdict = 'not compared: no Prometheus result';
       else if (typeof got !== 'object') verdict = `not compared: ${got}`;
+      else if (incomplete.prometheus) verdict = `not compared: Prometheus ${incomplete.prometheus}`;
+      else if (incomplete[name]) verdict = `not compared: ${incomplete[name]}`;
       else verdict = compareResults(got, want) ?? `same ${want.length} series and values as Prometheus`;
       agreement[q.id]![name] = verdict;
       const ok = verdict.startsWith('same');
