@@ -55,6 +55,8 @@ export class Dispatcher {
   private stopped = false;
   /** Called after each enqueue, so the outbox sends at once. */
   onEnqueue: (() => void) | undefined;
+  /** Base URL of the dashboard in notifications (set once the server knows the address it bound). */
+  externalUrl: string;
 
   constructor(
     private readonly root: Route,
@@ -62,9 +64,10 @@ export class Dispatcher {
     private readonly store: AlertStore,
     private readonly silences: Silences,
     private readonly logger: Logger,
-    private readonly opts: DispatcherOptions,
+    opts: DispatcherOptions,
   ) {
     this.now = opts.now ?? Date.now;
+    this.externalUrl = opts.externalUrl;
   }
 
   /** A firing or resolved alert (pending alerts are never notified). */
@@ -158,7 +161,7 @@ export class Dispatcher {
       groupLabels: g.labels,
       commonLabels: common(alerts.map((a) => a.labels)),
       commonAnnotations: common(alerts.map((a) => a.annotations)),
-      externalUrl: this.opts.externalUrl,
+      externalUrl: this.externalUrl,
       alerts,
     };
   }

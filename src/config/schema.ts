@@ -4,7 +4,9 @@
  * default, so an empty file (or none) is a valid configuration.
  */
 import { z } from 'zod';
+import { alertingConfigSchema } from '../alerting/config.js';
 import { parseDuration } from '../model/duration.js';
+import { detectorsConfigSchema } from '../processor/detectors/config.js';
 
 const hostPort = z
   .string()
@@ -153,9 +155,15 @@ export const configSchema = z
       .object({
         /** How often the processor asks storage to persist and then commits bus offsets. */
         checkpoint_interval_ms: z.number().int().min(10).max(600_000).default(2000),
+        /** The detector state (src/processor/state.ts) is written at a checkpoint at most this often. */
+        state_interval_ms: z.number().int().min(0).max(3_600_000).default(10_000),
       })
       .strict()
       .prefault({}),
+    /** Streaming detectors (docs/alerting.md): defaults suit the canonical metrics; overrides per tenant/job/metric. */
+    detectors: detectorsConfigSchema.prefault({}),
+    /** Receivers, routing, rule files, actions (docs/alerting.md). */
+    alerting: alertingConfigSchema.prefault({}),
     jobs: z
       .object({
         /** A running job with no sample for this long is shown as `unknown`. */

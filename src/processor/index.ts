@@ -1,1 +1,3 @@
-export { PROCESSOR_GROUP, Processor, type ProcessorOptions } from './processor.js';
+export { DetectorSettings, type DetectorsConfig, detectorsConfigSchema } from './detectors/config.js';
+export { DetectorEngine, type DetectorStatus } from './detectors/engine.js';
+export { PROCESSOR_GROUP, Processor, type ProcessorAnalysis, type ProcessorOptions } from './processor.js';

@@ -7,6 +7,13 @@
  * it commit those positions to the bus and let the bus drop segments below them. After a crash it resumes at
  * storage's covered positions, so a record is either covered by storage's durable state or replayed — never
  * lost — and replays are harmless because appends are idempotent.
+ *
+ * Stream analysis (optional, {@link ProcessorAnalysis}): each record is also handed to the detector engine,
+ * which raises alerts within the processing of the offending batch and computes the derived per-job series
+ * (appended to storage). The engine's state is checkpointed with the positions it covers (src/processor/state.ts);
+ * after a restart the processor reads from the lower of storage's and the engine's positions, gives storage
+ * every record, and gives the engine only those at or after its own positions. The bus is truncated only
+ * below both, so neither ever misses a record.
  */
 import type { Logger } from 'pino';
 import type { Counter, Gauge, Registry } from 'prom-client';
@@ -16,6 +23,8 @@ import type { JobStore } from '../meta/index.js';
 import { WellKnownLabel } from '../model/labels.js';
 import { decodePayload } from '../protocol/native.js';
 import type { Storage } from '../storage/index.js';
+import type { DetectorEngine } from './detectors/engine.js';
+import { readState, writeState } from './state.js';
 
 export const PROCESSOR_GROUP = 'processor';
 
@@ -23,6 +32,19 @@ export interface ProcessorOptions {
   readonly checkpointIntervalMs: number;
   /** Bytes read from the bus per partition per round. */
   readonly readBytes?: number;
+  readonly analysis?: ProcessorAnalysis;
+}
+
+export interface ProcessorAnalysis {
+  readonly engine: DetectorEngine;
+  /** Where the engine's state is checkpointed (`<data-dir>/processor`). */
+  readonly stateDir: string;
+  /** The engine's state is written at most this often (at a checkpoint); 0 = at every checkpoint. */
+  readonly stateIntervalMs: number;
+  /** How often the engine's wall-clock side runs (whole-job absence, forgetting series). */
+  readonly tickMs?: number;
+  /** Called once the processor has caught up with the bus (e.g. to reconcile alerts). */
+  readonly onCaughtUp?: () => void;
 }
 
 interface ProcessorMetrics {
@@ -43,6 +65,13 @@ export class Processor {
   private caughtUpResolve: (() => void) | undefined;
   /** Resolves once every partition has been read up to the end it had at start (replay finished). */
   readonly caughtUp: Promise<void>;
+  /** Per partition, the first offset the detector engine has not seen (records before it go to storage only). */
+  private readonly analysisFrom = new Map<number, number>();
+  /** The positions of the engine state on disk; the bus is truncated only below them. */
+  private statePositions: Map<number, number> | undefined;
+  private lastStateSaveMs = Number.NEGATIVE_INFINITY;
+  private tickTimer: NodeJS.Timeout | undefined;
+  private live = false;
 
   constructor(
     private readonly bus: Bus,
@@ -85,9 +114,25 @@ export class Processor {
     if (this.running) return;
     this.running = true;
     const covered = this.storage.coveredPositions();
+    const analysis = this.opts.analysis;
+    const saved = analysis ? this.restoreAnalysis(analysis) : undefined;
     const targets: number[] = [];
     for (let p = 0; p < this.bus.partitionCount; p++) {
-      const from = Math.max(covered.get(p) ?? 0, this.bus.startOffset(p));
+      const start = this.bus.startOffset(p);
+      const storageFrom = Math.max(covered.get(p) ?? 0, start);
+      let from = storageFrom;
+      if (saved) {
+        const engineFrom = saved.get(p) ?? 0;
+        if (engineFrom < start)
+          this.logger.warn(
+            { partition: p, engineFrom, busStart: start },
+            'detector state is older than the bus retains; detectors miss the records in between',
+          );
+        from = Math.min(storageFrom, Math.max(engineFrom, start));
+        this.analysisFrom.set(p, Math.max(engineFrom, start));
+      } else {
+        this.analysisFrom.set(p, from);
+      }
       this.positions.set(p, from);
       targets.push(this.bus.endOffset(p));
     }
@@ -106,6 +151,48 @@ export class Processor {
       );
     }
     this.checkpointTimer = setInterval(() => void this.checkpoint(), this.opts.checkpointIntervalMs);
+    if (analysis) {
+      void this.caughtUp.then(() => {
+        if (!this.running) return;
+        this.live = true;
+        analysis.onCaughtUp?.();
+      });
+      this.tickTimer = setInterval(() => {
+        try {
+          analysis.engine.tick(Date.now(), this.live);
+          this.appendDerived();
+        } catch (err) {
+          this.logger.error({ err }, 'detector tick failed');
+        }
+      }, analysis.tickMs ?? 1000);
+      this.tickTimer.unref?.();
+    }
+  }
+
+  /** Loads the engine's checkpoint; returns the positions it covers, or undefined without one. */
+  private restoreAnalysis(analysis: ProcessorAnalysis): Map<number, number> | undefined {
+    try {
+      const state = readState(analysis.stateDir);
+      if (!state) return undefined;
+      analysis.engine.restore(state.engine);
+      const positions = new Map(state.positions);
+      this.statePositions = positions;
+      this.logger.info(
+        {
+          savedAtMs: state.savedAtMs,
+          alerts: state.engine.alerts.length,
+          series: state.engine.series.length,
+        },
+        'detector state restored',
+      );
+      return positions;
+    } catch (err) {
+      this.logger.error(
+        { err, dir: analysis.stateDir },
+        'cannot restore the detector state; detectors start afresh from the storage checkpoint',
+      );
+      return undefined;
+    }
   }
 
   /** Stops consuming, then writes a final checkpoint. */
@@ -113,20 +200,43 @@ export class Processor {
     if (!this.running) return;
     this.running = false;
     clearInterval(this.checkpointTimer);
+    clearInterval(this.tickTimer);
     await Promise.all(this.loops);
-    await this.checkpoint();
+    await this.checkpoint(true);
   }
 
-  /** Persists storage and job metadata, then commits the covered bus positions. */
-  checkpoint(): Promise<void> {
+  /**
+   * Persists job metadata, the detector state (when due, or `force`), then storage, and commits the bus
+   * positions both cover. The detector state goes first: a crash in between leaves it ahead of storage, which
+   * the restart handles (storage replays, the engine skips what it has seen).
+   */
+  checkpoint(force = false): Promise<void> {
     if (this.checkpointing) return this.checkpointing;
     this.checkpointing = (async () => {
       try {
         const positions = new Map(this.positions);
         this.jobs.flush();
+        const analysis = this.opts.analysis;
+        if (analysis && (force || Date.now() - this.lastStateSaveMs >= analysis.stateIntervalMs)) {
+          // Only records the engine has seen count: during a replay it may be behind the read position.
+          const enginePositions = new Map<number, number>();
+          for (const [p, offset] of positions)
+            enginePositions.set(p, Math.max(offset, this.analysisFrom.get(p) ?? 0));
+          writeState(analysis.stateDir, {
+            version: 1,
+            savedAtMs: Date.now(),
+            positions: [...enginePositions],
+            engine: analysis.engine.snapshot(),
+          });
+          this.statePositions = enginePositions;
+          this.lastStateSaveMs = Date.now();
+        }
         await this.storage.checkpoint(positions);
         const covered = this.storage.coveredPositions();
-        for (const [p, offset] of covered) {
+        for (const [p, storageOffset] of covered) {
+          const offset = this.statePositions
+            ? Math.min(storageOffset, this.statePositions.get(p) ?? 0)
+            : storageOffset;
           await this.bus.commit(PROCESSOR_GROUP, p, offset);
           await this.bus.truncateBefore(p, offset);
         }
@@ -186,6 +296,7 @@ export class Processor {
     }
     const { batch, events } = decoded;
     for (const ev of events) this.jobs.applyEvent(tenant, ev);
+    const analyze = this.opts.analysis !== undefined && offset >= (this.analysisFrom.get(partition) ?? 0);
     if (batch.sampleCount > 0) {
       try {
         this.storage.appender.append(tenant, batch);
@@ -198,8 +309,40 @@ export class Processor {
       }
       this.noteJobSamples(tenant, batch);
     }
+    if (analyze) this.analyze(tenant, batch, events, partition, offset);
     this.metrics.records.inc();
     this.metrics.samples.inc(batch.sampleCount);
+  }
+
+  /** Detectors and derived series; a failure here is logged and never stops the partition. */
+  private analyze(
+    tenant: string,
+    batch: ReturnType<typeof decodePayload>['batch'],
+    events: ReturnType<typeof decodePayload>['events'],
+    partition: number,
+    offset: number,
+  ): void {
+    const engine = this.opts.analysis!.engine;
+    try {
+      if (batch.sampleCount > 0) engine.observe(tenant, batch);
+      if (events.length > 0) engine.observeEvents(tenant, events);
+    } catch (err) {
+      this.logger.error({ err, partition, offset, tenant }, 'detectors failed on a record; continuing');
+    }
+    this.appendDerived();
+  }
+
+  private appendDerived(): void {
+    const engine = this.opts.analysis?.engine;
+    if (!engine) return;
+    for (const [tenant, derived] of engine.takeDerived()) {
+      try {
+        this.storage.appender.append(tenant, derived);
+        this.metrics.samples.inc(derived.sampleCount);
+      } catch (err) {
+        this.logger.error({ err, tenant }, 'storage refused derived series');
+      }
+    }
   }
 
   /** One pass over the series (not the samples) of the batch: each job's newest and oldest sample time. */

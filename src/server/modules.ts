@@ -22,14 +22,15 @@ import {
 } from '../collector/index.js';
 import type { Config, RoleName } from '../config/index.js';
 import { JobStore, MetaStore, TokenStore } from '../meta/index.js';
-import { Processor } from '../processor/index.js';
+import { type AlertingService, createAlerting, registerAlertingApi } from '../alerting/index.js';
+import { DetectorEngine, DetectorSettings, Processor } from '../processor/index.js';
 import { registerDashboardApi, registerPromApi, registerRestApi } from '../query/index.js';
 import { exportPolicy, type Storage, Tsdb } from '../storage/index.js';
 import { type DataDirLock, lockDataDir } from './data-dir.js';
 import { createHttpServer, type HttpServer } from './http.js';
 import { registerUi } from './ui-assets.js';
 
-export type ModuleName = 'dataDir' | 'http' | 'auth' | 'bus' | 'storage' | 'meta' | 'jobs' | RoleName;
+export type ModuleName = 'dataDir' | 'http' | 'auth' | 'bus' | 'storage' | 'meta' | 'jobs' | 'alerting' | RoleName;
 
 /** What each module needs started before it. */
 export const MODULE_DEPS: Readonly<Record<ModuleName, readonly ModuleName[]>> = {
@@ -41,7 +42,9 @@ export const MODULE_DEPS: Readonly<Record<ModuleName, readonly ModuleName[]>> = 
   bus: ['dataDir'],
   storage: ['dataDir'],
   collector: ['http', 'auth', 'bus'],
-  processor: ['bus', 'storage', 'jobs'],
+  /** Alert store, silences, grouping, notification outbox and their APIs; fed by the processor's detectors. */
+  alerting: ['http', 'auth', 'meta', 'jobs'],
+  processor: ['bus', 'storage', 'jobs', 'alerting'],
   query: ['http', 'auth', 'storage', 'jobs'],
   ui: ['http', 'query'],
 };
@@ -64,6 +67,8 @@ export interface Trainwatch {
   readonly storage?: Storage;
   readonly jobs?: JobStore;
   readonly processor?: Processor;
+  readonly alerting?: AlertingService;
+  readonly detectors?: DetectorEngine;
   /** Stops every module, sources first. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -77,6 +82,8 @@ class Modules {
   bus?: DiskLogBus;
   storage?: Storage;
   processor?: Processor;
+  alerting?: AlertingService;
+  detectors?: DetectorEngine;
   readonly stoppers: { name: ModuleName; stop: Stoppable['stop'] }[] = [];
 
   constructor(
@@ -216,7 +223,29 @@ class Modules {
         });
         return;
       }
+      case 'alerting': {
+        const alerting = createAlerting({
+          config: config.alerting,
+          meta: this.meta!,
+          jobs: this.jobs!,
+          logger: logger.child({ role: 'alerting' }),
+          registry: this.registry,
+          listen: config.listen,
+        });
+        alerting.start();
+        this.alerting = alerting;
+        registerAlertingApi(this.http!.app, {
+          auth: this.auth!,
+          alerting,
+          detectors: () => this.detectors?.status(),
+        });
+        this.stoppers.push({ name, stop: () => alerting.stop() });
+        return;
+      }
       case 'processor': {
+        const alerting = this.alerting!;
+        const engine = new DetectorEngine(new DetectorSettings(config.detectors), alerting.hub, { derived: true });
+        this.detectors = engine;
         const processor = new Processor(
           this.bus!,
           this.storage!,
@@ -225,6 +254,13 @@ class Modules {
           this.registry,
           {
             checkpointIntervalMs: config.processor.checkpoint_interval_ms,
+            analysis: {
+              engine,
+              stateDir: path.join(this.dataDir!.dir, 'processor'),
+              stateIntervalMs: config.processor.state_interval_ms,
+              onCaughtUp: () =>
+                alerting.hub.reconcile('detector', new Set(engine.activeAlerts().map((a) => a.fingerprint))),
+            },
           },
         );
         processor.start();
@@ -291,6 +327,7 @@ export async function startTrainwatch(config: Config, logger: Logger): Promise<T
     const host = config.listen.slice(0, colon).replace(/^\[|\]$/g, '');
     const port = Number(config.listen.slice(colon + 1));
     const url = await http.app.listen({ host, port });
+    modules.alerting?.setListenUrl(url);
     const processor = modules.processor;
     if (processor) {
       void processor.caughtUp.then(() => {
@@ -315,6 +352,8 @@ export async function startTrainwatch(config: Config, logger: Logger): Promise<T
       storage: modules.storage,
       jobs: modules.jobs,
       processor,
+      alerting: modules.alerting,
+      detectors: modules.detectors,
       stop,
     };
   } catch (err) {

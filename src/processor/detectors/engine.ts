@@ -24,6 +24,13 @@ import {
 import { isStaleNaN, type SeriesBatch } from '../../model/batch.js';
 import type { JobEvent } from '../../model/job.js';
 import type { LabelSet } from '../../model/labels.js';
+import {
+  DERIVED,
+  DerivedAccumulator,
+  DerivedMember,
+  DerivedOutput,
+  type DerivedSnapshot,
+} from '../derived.js';
 import { DETECTOR_NAMES, type DetectorName, type DetectorSettings, matchesAny } from './config.js';
 import type { AlertIdentity, DetectorContext } from './context.js';
 import { type JobSnapshot, JobState, jobKey, StepProgress, StragglerMember } from './job-detectors.js';
@@ -44,11 +51,14 @@ import { DETECTOR_ALERTS, DETECTOR_DESCRIPTIONS, type SeriesDetector, type Serie
 export interface EngineOptions {
   /** Series without a sample for this long (wall clock, while live) are forgotten. */
   readonly seriesTtlMs?: number;
+  /** Compute the derived per-job series (src/processor/derived.ts); collect them with `takeDerived`. */
+  readonly derived?: boolean;
 }
 
 export interface EngineSnapshot {
   readonly version: 1;
   readonly jobs: JobSnapshot[];
+  readonly derived?: [string, string, DerivedSnapshot][];
   readonly series: { l: LabelSet; t: number; v: number | null; d: Record<string, unknown> }[];
   readonly members: [string, [string, number][]][];
   readonly alerts: AlertTrackerSnapshot;
@@ -91,6 +101,9 @@ export class DetectorEngine implements DetectorContext {
   private readonly touched: JobState[] = [];
   private lastSweep = Number.NEGATIVE_INFINITY;
   private readonly seriesTtlMs: number;
+  private readonly derived = new Map<string, DerivedAccumulator>();
+  private readonly derivedOut = new DerivedOutput();
+  private readonly withDerived: boolean;
 
   constructor(
     readonly settings: DetectorSettings,
@@ -100,6 +113,14 @@ export class DetectorEngine implements DetectorContext {
     this.tracker = new AlertTracker(sink);
     this.patterns = settings.metricPatterns();
     this.seriesTtlMs = opts.seriesTtlMs ?? DEFAULT_SERIES_TTL_MS;
+    this.withDerived = opts.derived ?? false;
+    if (this.withDerived)
+      for (const name of Object.keys(DERIVED)) this.patterns.push(new RegExp(`^${name}$`));
+  }
+
+  /** Derived samples computed since the last call, one batch per tenant. */
+  takeDerived(): [string, SeriesBatch][] {
+    return this.derivedOut.empty ? [] : this.derivedOut.take();
   }
 
   // ---- ingest -------------------------------------------------------------------------------------------
@@ -132,7 +153,10 @@ export class DetectorEngine implements DetectorContext {
         this.lastEvalBy.set(d.detector, info.lastT);
       }
     }
-    for (const job of this.touched) job.evaluate();
+    for (const job of this.touched) {
+      job.evaluate();
+      this.derived.get(job.key)?.emit(this.derivedOut);
+    }
     this.touched.length = 0;
   }
 
@@ -143,6 +167,8 @@ export class DetectorEngine implements DetectorContext {
       const job = this.jobFor(tenant, ev.jobId);
       if (job.finished) continue;
       job.finished = true;
+      this.derived.get(job.key)?.emit(this.derivedOut, true);
+      this.derived.delete(job.key);
       const t = Math.max(ev.timeMs, Number.isFinite(job.clock) ? job.clock : ev.timeMs);
       this.tracker.endWhere((l) => l.tenant === tenant && l.job_id === ev.jobId, t);
       for (const [fp, m] of this.memberAlerts)
@@ -164,12 +190,19 @@ export class DetectorEngine implements DetectorContext {
       if (now - info.lastT < this.seriesTtlMs) continue;
       for (const d of info.detectors) d.dispose?.(now);
       (info.job as JobState | undefined)?.removeSeries(info);
+      const acc = info.job ? this.derived.get((info.job as JobState).key) : undefined;
+      if (acc) {
+        const i = acc.members.findIndex((m) => m.series === info);
+        if (i >= 0) acc.members.splice(i, 1);
+      }
       this.series.delete(key);
     }
     for (const [key, job] of this.jobs) {
       const silent = now - job.clock;
       if ((job.finished && silent >= this.seriesTtlMs) || silent >= job.params.absence.forget_after) {
         this.tracker.endWhere((l) => l.tenant === job.tenant && l.job_id === job.jobId, now);
+        this.derived.get(key)?.emit(this.derivedOut, true);
+        this.derived.delete(key);
         this.jobs.delete(key);
       }
     }
@@ -273,6 +306,16 @@ export class DetectorEngine implements DetectorContext {
         detectors.push(member);
         job.addStragglerMember(member);
       }
+      if (this.withDerived && DERIVED[name] !== undefined) {
+        let acc = this.derived.get(job.key);
+        if (!acc) {
+          acc = new DerivedAccumulator(tenant, job.jobId);
+          this.derived.set(job.key, acc);
+        }
+        const member = new DerivedMember(info, acc.nextIndex++, acc);
+        acc.members.push(member);
+        detectors.push(member);
+      }
     }
     return info;
   }
@@ -353,6 +396,7 @@ export class DetectorEngine implements DetectorContext {
     const tracked = new Map<string, number>();
     for (const info of this.series.values())
       for (const d of info.detectors) tracked.set(d.detector, (tracked.get(d.detector) ?? 0) + 1);
+    tracked.set('stall', [...this.jobs.values()].filter((j) => j.hasStepSeries && !j.finished).length);
     tracked.set('absence', this.jobs.size);
     const base = { tenant: '', job_id: '' };
     const names: (DetectorName | 'threshold')[] = ['threshold', ...DETECTOR_NAMES];
@@ -392,6 +436,7 @@ export class DetectorEngine implements DetectorContext {
     return {
       version: 1,
       jobs: [...this.jobs.values()].map((j) => j.snapshot()),
+      derived: [...this.derived.values()].map((d) => [d.tenant, d.jobId, d.snapshot()]),
       series,
       members: [...this.memberAlerts].map(([fp, m]) => [fp, [...m.members]]),
       alerts: this.tracker.snapshot(),
@@ -414,6 +459,7 @@ export class DetectorEngine implements DetectorContext {
         if (data !== undefined) det.load?.(data);
       });
     }
+    for (const [tenant, jobId, ds] of s.derived ?? []) this.derived.get(jobKey(tenant, jobId))?.restore(ds);
     this.tracker.restore(s.alerts);
     for (const [fp, members] of s.members) {
       const a = s.alerts.find((x) => x.fingerprint === fp);

@@ -8,7 +8,8 @@ import type { DetectorName } from './config.js';
 
 /** One detector's state for one series. Instances are plain objects so they can be checkpointed. */
 export interface SeriesDetector {
-  readonly detector: DetectorName | 'threshold';
+  /** `derived` feeds the derived per-job series (src/processor/derived.ts), not an alert. */
+  readonly detector: DetectorName | 'threshold' | 'derived';
   /** A new sample of the series (t strictly greater than the previous one; never a staleness marker). */
   observe(t: number, v: number): void;
   /** The instance's learned state as JSON-able data; `load` accepts what `save` returned. */

@@ -1,0 +1,251 @@
+/**
+ * Alerting's HTTP API, every read and write scoped to the caller's tenant:
+ *
+ * - Prometheus-compatible: `GET /api/v1/alerts`, `GET /api/v1/rules` (Grafana and other Prometheus clients).
+ * - trainwatch's own: `GET /api/tw/v1/alerts?state=&job_id=&since=&limit=` (open alerts and history),
+ *   `GET /api/tw/v1/detectors` (each detector, its state and last evaluation), `GET /api/tw/v1/notifications`
+ *   (delivery status of the outbox).
+ * - Alertmanager v2-shaped: `GET|POST /api/v2/silences`, `GET|DELETE /api/v2/silence/<id>`, `GET /api/v2/alerts`.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Authenticator, Principal, Scope } from '../auth/index.js';
+import { Errors, twError } from '../model/errors.js';
+import type { DetectorStatus } from '../processor/detectors/engine.js';
+import type { AlertView } from './hub.js';
+import type { AlertState } from './notifier.js';
+import { iso } from './notifiers/http.js';
+import { parseMatcherList } from './parse.js';
+import type { AlertingService } from './service.js';
+import { validateSilence } from './silences.js';
+
+/** What the rule evaluator exposes to the API (src/alerting/rules). */
+export interface RuleGroupsSource {
+  groups(tenant: string): unknown[];
+}
+
+export interface AlertingApiDeps {
+  readonly auth: Authenticator;
+  readonly alerting: AlertingService;
+  /** The processor's detector engine; undefined while (or when) this process runs no processor. */
+  readonly detectors?: () => DetectorStatus[] | undefined;
+  readonly rules?: RuleGroupsSource;
+}
+
+const STATES: readonly AlertState[] = ['pending', 'firing', 'resolved'];
+
+function principal(deps: AlertingApiDeps, req: FastifyRequest, scope: Scope): Principal {
+  const header = req.headers['x-scope-orgid'];
+  return deps.auth.authenticate(
+    {
+      authorization: req.headers.authorization,
+      tenantHeader: typeof header === 'string' ? header : undefined,
+    },
+    scope,
+  );
+}
+
+/** Go's `strconv.FormatFloat(v, 'e', -1, 64)`, as Prometheus prints alert values. */
+export function promFloat(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (v === Number.POSITIVE_INFINITY) return '+Inf';
+  if (v === Number.NEGATIVE_INFINITY) return '-Inf';
+  return v.toExponential().replace(/e([+-])(\d)$/, 'e$10$2');
+}
+
+function parseMs(raw: string | undefined, name: string): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (/^-?\d+(\.\d+)?$/.test(raw)) return Math.round(Number(raw));
+  const t = Date.parse(raw);
+  if (Number.isNaN(t))
+    throw twError(
+      Errors.badRequest,
+      `parameter ${name}=${JSON.stringify(raw)} is not a time: use milliseconds or RFC 3339`,
+    );
+  return t;
+}
+
+/** The contract's alert shape for `/api/tw/v1/alerts`. */
+function twAlert(a: AlertView) {
+  return {
+    fingerprint: a.fingerprint,
+    name: a.name,
+    labels: a.labels,
+    annotations: a.annotations,
+    state: a.state,
+    activeAtMs: a.activeAtMs,
+    firingAtMs: a.firingAtMs,
+    resolvedAtMs: a.resolvedAtMs,
+    value: Number.isFinite(a.value) ? a.value : null,
+    source: a.source,
+    origin: a.origin,
+    url: a.url,
+    silencedBy: a.silencedBy,
+  };
+}
+
+export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps): void {
+  const { alerting } = deps;
+
+  app.get('/api/v1/alerts', async (req) => {
+    const p = principal(deps, req, 'read');
+    return {
+      status: 'success',
+      data: {
+        alerts: alerting.hub.openAlerts(p.tenant).map((a) => ({
+          labels: a.labels,
+          annotations: a.annotations,
+          state: a.state,
+          activeAt: new Date(a.activeAtMs).toISOString(),
+          value: promFloat(a.value),
+        })),
+      },
+    };
+  });
+
+  app.get('/api/v1/rules', async (req) => {
+    const p = principal(deps, req, 'read');
+    const q = req.query as Record<string, string | string[] | undefined>;
+    let groups = (deps.rules?.groups(p.tenant) ?? []) as {
+      rules: { type: string; name: string }[];
+      name: string;
+    }[];
+    const type = typeof q.type === 'string' ? q.type : undefined;
+    if (type !== undefined && type !== 'alert' && type !== 'record')
+      throw twError(Errors.badRequest, `parameter type=${JSON.stringify(type)} must be alert or record`);
+    const list = (v: string | string[] | undefined) =>
+      v === undefined ? undefined : Array.isArray(v) ? v : [v];
+    const names = list(q['rule_name[]'] ?? q.rule_name);
+    const groupNames = list(q['rule_group[]'] ?? q.rule_group);
+    groups = groups
+      .filter((g) => !groupNames || groupNames.includes(g.name))
+      .map((g) => ({
+        ...g,
+        rules: g.rules.filter(
+          (r) =>
+            (!type || (type === 'alert' ? r.type === 'alerting' : r.type === 'recording')) &&
+            (!names || names.includes(r.name)),
+        ),
+      }))
+      .filter((g) => g.rules.length > 0 || (!type && !names));
+    return { status: 'success', data: { groups } };
+  });
+
+  app.get('/api/tw/v1/alerts', async (req) => {
+    const p = principal(deps, req, 'read');
+    const q = req.query as Record<string, string | undefined>;
+    const states = q.state
+      ? q.state.split(',').map((s) => {
+          if (!STATES.includes(s as AlertState))
+            throw twError(
+              Errors.badRequest,
+              `parameter state=${JSON.stringify(s)} must be firing, pending or resolved`,
+            );
+          return s as AlertState;
+        })
+      : undefined;
+    const limit = q.limit === undefined ? 1000 : Number(q.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+      throw twError(Errors.badRequest, 'parameter limit must be an integer from 1 to 10000');
+    const alerts = alerting.hub.query({
+      tenant: p.tenant,
+      ...(states ? { states } : {}),
+      ...(q.job_id ? { jobId: q.job_id } : {}),
+      ...(q.since !== undefined ? { sinceMs: parseMs(q.since, 'since') } : {}),
+      limit,
+    });
+    return { status: 'success', data: { alerts: alerts.map(twAlert) } };
+  });
+
+  app.get('/api/tw/v1/detectors', async (req) => {
+    const p = principal(deps, req, 'read');
+    const open = alerting.hub.openAlerts(p.tenant).filter((a) => a.source === 'detector');
+    const engine = deps.detectors?.();
+    const detectors = (engine ?? []).map((d) => {
+      // Counts of this tenant's alerts; the engine's own counts span every tenant.
+      const mine = open.filter((a) => a.origin === d.name);
+      const firing = mine.filter((a) => a.state === 'firing').length;
+      const pending = mine.length - firing;
+      return {
+        ...d,
+        pending,
+        firing,
+        state: firing > 0 ? 'firing' : pending > 0 ? 'pending' : 'inactive',
+        lastEvaluation: d.lastEvaluationMs === null ? null : new Date(d.lastEvaluationMs).toISOString(),
+      };
+    });
+    return { status: 'success', data: { detectors, running: engine !== undefined } };
+  });
+
+  app.get('/api/tw/v1/notifications', async (req) => {
+    principal(deps, req, 'admin');
+    const q = req.query as Record<string, string | undefined>;
+    const limit = q.limit === undefined ? 200 : Number(q.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+      throw twError(Errors.badRequest, 'parameter limit must be an integer from 1 to 10000');
+    return {
+      status: 'success',
+      data: {
+        notifications: alerting.store.notifications(limit),
+        groups: alerting.dispatcher.snapshot(),
+        receivers: [...alerting.integrations.entries()].map(([name, list]) => ({
+          name,
+          integrations: list.map((i) => i.name),
+        })),
+      },
+    };
+  });
+
+  // ---- Alertmanager v2 -----------------------------------------------------------------------------------
+
+  app.get('/api/v2/silences', async (req) => {
+    const p = principal(deps, req, 'read');
+    const q = req.query as Record<string, string | string[] | undefined>;
+    const filters = (Array.isArray(q.filter) ? q.filter : q.filter ? [q.filter] : []).flatMap((f) => {
+      try {
+        return parseMatcherList(f);
+      } catch (err) {
+        throw twError(Errors.badRequest, `filter: ${(err as Error).message}`);
+      }
+    });
+    return alerting.silences.list(p.tenant, Date.now(), filters);
+  });
+
+  app.get('/api/v2/silence/:id', async (req) => {
+    const p = principal(deps, req, 'read');
+    return alerting.silences.get(p.tenant, (req.params as { id: string }).id, Date.now());
+  });
+
+  app.post('/api/v2/silences', async (req) => {
+    const p = principal(deps, req, 'admin');
+    const input = validateSilence(req.body);
+    return { silenceID: alerting.silences.upsert(p.tenant, input, Date.now()) };
+  });
+
+  app.delete('/api/v2/silence/:id', async (req) => {
+    const p = principal(deps, req, 'admin');
+    alerting.silences.expire(p.tenant, (req.params as { id: string }).id, Date.now());
+    return {};
+  });
+
+  app.get('/api/v2/alerts', async (req) => {
+    const p = principal(deps, req, 'read');
+    return alerting.hub
+      .openAlerts(p.tenant)
+      .filter((a) => a.state === 'firing')
+      .map((a) => ({
+        labels: a.labels,
+        annotations: a.annotations,
+        startsAt: iso(a.activeAtMs),
+        endsAt: iso(a.resolvedAtMs),
+        updatedAt: iso(Date.now()),
+        fingerprint: a.fingerprint,
+        generatorURL: `${alerting.externalUrl}${a.url}`,
+        receivers: [],
+        status: {
+          state: a.silencedBy.length > 0 ? 'suppressed' : 'active',
+          silencedBy: a.silencedBy,
+          inhibitedBy: [],
+        },
+      }));
+  });
+}
