@@ -26,12 +26,19 @@ import time
 import trainwatch as tw
 
 
-def measure(calls: int, log) -> dict:
+def measure(calls: int, log, work_us: float = 0.0) -> dict:
+    """``work_us``: a busy loop between calls holding the GIL (the worst case for the sender thread's
+    competition: real training mostly waits in native code that releases it)."""
     ns = time.perf_counter_ns
     samples = [0] * calls
     metrics = {"train/loss": 0.5, "train/acc": 0.9, "lr": 3e-4, "grad_norm": 1.2}
+    work_ns = int(work_us * 1000)
     for i in range(calls):
         metrics["train/loss"] = 1.0 / (i + 1)
+        if work_ns:
+            until = ns() + work_ns
+            while ns() < until:
+                pass
         t0 = ns()
         log(metrics, i)
         samples[i] = ns() - t0
@@ -75,6 +82,13 @@ def main() -> None:
     if args.server:
         tw.init(server=args.server, **common)
         print(json.dumps({"case": "live trainwatch", **measure(args.calls, tw.log), "counters": tw.run().counters()}))
+        tw.finish()
+        # Paced: 50 us of GIL-holding "work" per step (~15k steps/s) for several seconds, so the sender
+        # thread drains, encodes and sends concurrently with the measured calls.
+        paced = min(args.calls, 100_000)
+        tw.init(server=args.server, **common)
+        print(json.dumps({"case": "live trainwatch, paced 50 us/step", **measure(paced, tw.log, work_us=50),
+                          "counters": tw.run().counters()}))
         tw.finish()
     print(json.dumps({"python": sys.version.split()[0], "calls": args.calls}))
 

@@ -306,3 +306,22 @@ def test_gpu_sampling_stays_off_without_nvml():
 
     # This machine has no NVIDIA driver: NVML (installed for the tests) must fail to load, quietly.
     assert load_nvml() is None
+
+
+def test_odd_keys_and_values_neither_stop_the_sender_nor_lose_the_good_ones(tmp_path):
+    run = tw.init(job_id="core-odd", mode="offline", offline_dir=str(tmp_path), **FAST)
+
+    class Unreadable:
+        def __float__(self):
+            raise RuntimeError("device lost")
+
+    tw.log({1: 2.0, "nested": {3: 1.0, "deep": {"x": True}}, "bad": Unreadable(), "text": "hi"}, step=1)
+    tw.log({"good": 5.0}, step=2)
+    run.finish()
+    got = {}
+    for f in find_frames(str(tmp_path)):
+        for s in decode_frame(Path(f).read_bytes()).series:
+            got.setdefault(s.labels["__name__"], []).extend(s.values)
+    assert got["_1"] == [2.0] and got["nested_3"] == [1.0] and got["nested_deep_x"] == [1.0]
+    assert got["good"] == [5.0] and got["train_step"] == [1.0, 2.0]
+    assert run.counters()["invalid_values"] == 2

@@ -179,14 +179,17 @@ class Run:
             "frames_rejected": 0,
             "send_failures": 0,
             "frames_adopted": 0,
+            "bad_records": 0,
         }
         self.last_error = ""
 
         # Worker state (background thread only).
         self._sequence = 0
-        self._pending: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], Tuple[Dict[str, str], List[int], List[float]]] = {}
+        # Every series this run has written, by metric name (the run's own labels) or by (name, labels);
+        # `_dirty` lists those with samples for the next frame.
+        self._series: Dict[Any, _SeriesBuffer] = {}
+        self._dirty: List[_SeriesBuffer] = []
         self._pending_samples = 0
-        self._last_ts: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], int] = {}
         self._pending_events: List[Dict[str, Any]] = []
         self._name_cache: Dict[str, str] = {}
         self._metric_keys_sent: Dict[str, str] = {}
@@ -346,7 +349,7 @@ class Run:
         while time.monotonic() < deadline:
             self._wake.set()
             spool = self._store is not None and self.mode == "online" and (len(self._store) > 0 or any(self._adopted))
-            if not self._queue and not self._pending and not self._pending_events and not spool and not self._busy:
+            if not self._queue and not self._dirty and not self._pending_events and not spool and not self._busy:
                 return True
             time.sleep(0.02)
         return False
@@ -419,16 +422,20 @@ class Run:
         q = self._queue
         while q:
             rec = q.popleft()
-            if len(rec) == 5:
-                self._record(*rec)
-            elif rec[0] == "event":
-                # Events travel in order with the samples logged before them.
-                if rec[1]["kind"] == "finish":
-                    self._announce_metric_keys(rec[1]["timeMs"] / 1000)
-                self._pending_events.append(rec[1])
-            elif rec[0] == "samples":
-                for name, labels, ts, value in rec[1]:
-                    self._add(name, labels, ts, value)
+            try:
+                if len(rec) == 5:
+                    self._record(*rec)
+                elif rec[0] == "event":
+                    # Events travel in order with the samples logged before them.
+                    if rec[1]["kind"] == "finish":
+                        self._announce_metric_keys(rec[1]["timeMs"] / 1000)
+                    self._pending_events.append(rec[1])
+                elif rec[0] == "samples":
+                    for name, labels, ts, value in rec[1]:
+                        self._add(name, labels, ts, value)
+            except Exception as e:  # one odd record must not stop the reporting of the others
+                self.stats["bad_records"] += 1
+                self.last_error = f"cannot process a logged record: {type(e).__name__}: {e}"
             if self._pending_samples >= MAX_SAMPLES_PER_FRAME:
                 self._cut_frame(None)
 
@@ -452,20 +459,7 @@ class Run:
             self._window_tokens += float(tokens)
             self._window_counts_given = True
 
-        emitted = False
-        for key, value in self._flatten(metrics):
-            v = _to_float(value)
-            if v is None:
-                self.stats["invalid_values"] += 1
-                continue
-            name = self._name_cache.get(key)
-            if name is None:
-                name = names.metric_name(key)
-                self._name_cache[key] = name
-                if name not in self._metric_keys_sent:
-                    self._new_metric_keys[name] = key
-            self._add(name, self._labels, ts, v)
-            emitted = True
+        emitted = self._add_metrics(metrics, "", ts) if metrics else False
 
         prev = self._step
         self._step = cur
@@ -478,20 +472,20 @@ class Run:
             dt = t - (self._window_t or t)
             dsteps = cur - (self._window_step or 0)
             if dt >= self.throughput_interval and dsteps > 0:
-                self._add(names.STEP_DURATION, self._labels, ts, dt / dsteps)
+                self._add_run(names.STEP_DURATION, ts, dt / dsteps)
                 n_samples = self._window_samples if self._window_samples else (
                     self.batch_size * dsteps if self.batch_size else 0)
                 n_tokens = self._window_tokens if self._window_tokens else (
                     self.tokens_per_step * dsteps if self.tokens_per_step else 0)
                 if n_samples:
-                    self._add(names.SAMPLES_PER_SECOND, self._labels, ts, n_samples / dt)
+                    self._add_run(names.SAMPLES_PER_SECOND, ts, n_samples / dt)
                 if n_tokens:
-                    self._add(names.TOKENS_PER_SECOND, self._labels, ts, n_tokens / dt)
+                    self._add_run(names.TOKENS_PER_SECOND, ts, n_tokens / dt)
                 self._window_t, self._window_step = t, cur
                 self._window_samples = self._window_tokens = 0.0
                 emitted = True
         if emitted or t - self._last_step_emit >= 1.0:
-            self._add(names.TRAIN_STEP, self._labels, ts, float(cur))
+            self._add_run(names.TRAIN_STEP, ts, float(cur))
             self._last_step_emit = t
 
     def _announce_metric_keys(self, now: float) -> None:
@@ -502,24 +496,43 @@ class Run:
             self._metric_keys_sent.update(self._new_metric_keys)
             self._new_metric_keys.clear()
 
-    def _flatten(self, metrics: Mapping[str, Any], prefix: str = ""):
-        for k, v in metrics.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, Mapping):
-                yield from self._flatten(v, key + "/")
+    def _add_metrics(self, metrics: Mapping[str, Any], prefix: str, ts: int) -> bool:
+        """Adds one record's values (nested mappings flattened with "/"); True if any was a number."""
+        added = False
+        cache = self._name_cache
+        for k, value in metrics.items():
+            key = k if not prefix and type(k) is str else f"{prefix}{k}"
+            t = type(value)
+            if t is float or t is int:
+                v: Optional[float] = float(value)
+            elif t is dict or (t is not str and isinstance(value, Mapping)):
+                added = self._add_metrics(value, key + "/", ts) or added
+                continue
             else:
-                yield key, v
+                v = _to_float(value)
+                if v is None:
+                    self.stats["invalid_values"] += 1
+                    continue
+            name = cache.get(key)
+            if name is None:
+                name = names.metric_name(str(key))
+                cache[key] = name
+                if name not in self._metric_keys_sent:
+                    self._new_metric_keys[name] = str(key)
+            self._add_run(name, ts, v)
+            added = True
+        return added
 
     def _heartbeat(self, now: float) -> None:
         """Proof of life from this thread: keeps coming while the training loop is stuck (an NCCL hang)."""
         ts = int(now * 1000)
-        self._add(names.HEARTBEAT, self._labels, ts, now)
+        self._add_run(names.HEARTBEAT, ts, now)
         if self._step is not None:
             if now - self._last_step_emit >= self.heartbeat_interval:  # no progress since the last beat: say it again
-                self._add(names.TRAIN_STEP, self._labels, ts, float(self._step))
+                self._add_run(names.TRAIN_STEP, ts, float(self._step))
                 self._last_step_emit = now
             if self._last_step_time is not None:
-                self._add(names.LAST_STEP_TIME, self._labels, ts, self._last_step_time)
+                self._add_run(names.LAST_STEP_TIME, ts, self._last_step_time)
         dropped = {
             "queue_full": self.dropped_queue_full,
             "spool_full": self._store.dropped_frames if self._store is not None else 0,
@@ -530,29 +543,41 @@ class Run:
             if n:
                 self._add("trainwatch_sdk_dropped_total", {**self._labels, "reason": reason}, ts, float(n))
 
+    def _add_run(self, name: str, ts: int, value: float) -> None:
+        """A sample of a series with the run's labels (the hot path: one dict lookup)."""
+        buf = self._series.get(name)
+        if buf is None:
+            buf = self._series[name] = _SeriesBuffer({"__name__": name, **self._labels})
+        self._append(buf, ts, value)
+
     def _add(self, name: str, labels: Mapping[str, str], ts: int, value: float) -> None:
         key = (name, tuple(labels.items()))
+        buf = self._series.get(key)
+        if buf is None:
+            buf = self._series[key] = _SeriesBuffer({"__name__": name, **labels})
+        self._append(buf, ts, value)
+
+    def _append(self, buf: "_SeriesBuffer", ts: int, value: float) -> None:
         # Storage keeps one sample per series and millisecond. Calls faster than that (a tight loop logging
         # every step) would overwrite each other, so a series' timestamps are kept strictly increasing.
-        last = self._last_ts.get(key)
-        if last is not None and ts <= last:
-            ts = last + 1
-        self._last_ts[key] = ts
-        entry = self._pending.get(key)
-        if entry is None:
-            entry = ({"__name__": name, **labels}, [], [])
-            self._pending[key] = entry
-        entry[1].append(ts)
-        entry[2].append(value)
+        if ts <= buf.last:
+            ts = buf.last + 1
+        buf.last = ts
+        if not buf.timestamps:
+            self._dirty.append(buf)
+        buf.timestamps.append(ts)
+        buf.values.append(value)
         self._pending_samples += 1
-        self.stats["samples"] += 1
 
     def _cut_frame(self, final_deadline: Optional[float]) -> None:
-        if not self._pending and not self._pending_events:
+        if not self._dirty and not self._pending_events:
             return
-        series = [Series(labels, tss, vals) for labels, tss, vals in self._pending.values()]
+        series = [Series(b.labels, b.timestamps, b.values) for b in self._dirty]
+        for b in self._dirty:
+            b.timestamps, b.values = [], []
         events = self._pending_events
-        self._pending = {}
+        self._dirty = []
+        self.stats["samples"] += self._pending_samples
         self._pending_samples = 0
         self._pending_events = []
         try:
@@ -675,6 +700,18 @@ class Run:
             except (ValueError, OSError):
                 pass
             self._prev_sigterm = None
+
+
+class _SeriesBuffer:
+    """One series' samples waiting for the next frame, and its newest timestamp (kept across frames)."""
+
+    __slots__ = ("labels", "timestamps", "values", "last")
+
+    def __init__(self, labels: Dict[str, str]) -> None:
+        self.labels = labels
+        self.timestamps: List[int] = []
+        self.values: List[float] = []
+        self.last = -1
 
 
 # ---------------------------------------------------------------------------------------------------------
