@@ -3,11 +3,12 @@
  * and those of the training processes it sees on the GPUs (`/proc/PID/environ`), which say which job and rank
  * a process belongs to.
  *
- * The rule for a process's job (docs/agent.md, "Jobs and ranks"), first match wins:
- * 1. `TRAINWATCH_JOB_ID` (what the Python SDK uses too),
- * 2. Slurm: `slurm-<SLURM_JOB_ID>` (`slurm-<SLURM_ARRAY_JOB_ID>_<SLURM_ARRAY_TASK_ID>` for array tasks),
- * 3. torchrun: `torchrun-<TORCHELASTIC_RUN_ID>` unless the run id is torchrun's placeholder `none`,
- * 4. Kubernetes: `k8s-<namespace>/<pod>` when the pod exposes POD_NAME/POD_NAMESPACE (downward API).
+ * The rule for a process's job is the Python SDK's (sdk/python/src/trainwatch/env.py), so that the agent's GPU
+ * series and the SDK's training series of one process land under the same `job_id`; first match wins:
+ * `TRAINWATCH_JOB_ID`; `TORCHELASTIC_RUN_ID` unless torchrun's placeholder `none`; `SLURM_ARRAY_JOB_ID_`
+ * `SLURM_ARRAY_TASK_ID` for array tasks; `SLURM_JOB_ID`; `JOBSET_NAME`; `TRAINWATCH_K8S_JOB_NAME`; in
+ * Kubernetes `JOB_NAME`, then the `job-name` labels of the pod's downward-API labels file. The value is
+ * sanitized as the SDK does (invalid characters become `-`).
  * Rank: RANK, then SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK; local rank: LOCAL_RANK, SLURM_LOCALID,
  * OMPI_COMM_WORLD_LOCAL_RANK.
  */
@@ -32,20 +33,70 @@ const nonEmpty = (v: string | undefined): string | undefined => (v === undefined
 const integer = (v: string | undefined): string | undefined =>
   v !== undefined && /^\d{1,9}$/.test(v) ? String(Number(v)) : undefined;
 
-/** Reads the job, rank and pod from one environment. Invalid job ids are ignored rather than sent. */
-export function jobFromEnv(env: Env): ProcessJob {
+const JOB_ID_INVALID = /[^A-Za-z0-9._:@/-]/g;
+const K8S_JOB_LABELS = ['batch.kubernetes.io/job-name', 'job-name', 'training.kubeflow.org/job-name'];
+
+/** As the SDK's sanitize_job_id: invalid characters become `-`, leading punctuation goes, at most 200. */
+export function sanitizeJobId(raw: string): string {
+  return raw
+    .trim()
+    .replace(JOB_ID_INVALID, '-')
+    .slice(0, 200)
+    .replace(/^[._:@/-]+/, '');
+}
+
+/** A downward-API labels file (`key="value"` per line): the first Kubernetes job-name label. */
+export function jobFromPodinfoLabels(text: string): string | undefined {
+  const labels = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0)
+      labels.set(
+        line.slice(0, eq).trim(),
+        line
+          .slice(eq + 1)
+          .trim()
+          .replace(/^"|"$/g, ''),
+      );
+  }
+  for (const k of K8S_JOB_LABELS) if (labels.get(k)) return labels.get(k);
+  return undefined;
+}
+
+/**
+ * Reads the job, rank and pod from one environment. `podinfoLabels` reads the process's downward-API labels
+ * file when the environment names none of the other sources.
+ */
+export function jobFromEnv(env: Env, podinfoLabels?: (file: string) => string | undefined): ProcessJob {
   const pod = nonEmpty(env.POD_NAME) ?? nonEmpty(env.TRAINWATCH_POD_NAME);
   const namespace = nonEmpty(env.POD_NAMESPACE) ?? nonEmpty(env.TRAINWATCH_POD_NAMESPACE);
-  let jobId = nonEmpty(env.TRAINWATCH_JOB_ID);
-  if (!jobId && nonEmpty(env.SLURM_JOB_ID)) {
-    jobId =
-      nonEmpty(env.SLURM_ARRAY_JOB_ID) && nonEmpty(env.SLURM_ARRAY_TASK_ID)
-        ? `slurm-${env.SLURM_ARRAY_JOB_ID}_${env.SLURM_ARRAY_TASK_ID}`
-        : `slurm-${env.SLURM_JOB_ID}`;
+  const runId = nonEmpty(env.TORCHELASTIC_RUN_ID);
+  const candidates: (string | undefined)[] = [
+    env.TRAINWATCH_JOB_ID,
+    runId && runId.toLowerCase() !== 'none' ? runId : undefined,
+    nonEmpty(env.SLURM_ARRAY_JOB_ID) && nonEmpty(env.SLURM_ARRAY_TASK_ID)
+      ? `${env.SLURM_ARRAY_JOB_ID}_${env.SLURM_ARRAY_TASK_ID}`
+      : undefined,
+    env.SLURM_JOB_ID,
+    env.JOBSET_NAME,
+    env.TRAINWATCH_K8S_JOB_NAME,
+  ];
+  let jobId: string | undefined;
+  for (const c of candidates) {
+    const id = c ? sanitizeJobId(c) : '';
+    if (id !== '') {
+      jobId = id;
+      break;
+    }
   }
-  if (!jobId && nonEmpty(env.TORCHELASTIC_RUN_ID) && env.TORCHELASTIC_RUN_ID !== 'none')
-    jobId = `torchrun-${env.TORCHELASTIC_RUN_ID}`;
-  if (!jobId && pod && namespace) jobId = `k8s-${namespace}/${pod}`;
+  if (!jobId && nonEmpty(env.KUBERNETES_SERVICE_HOST)) {
+    const fromLabels = () => {
+      const text = podinfoLabels?.(env.TRAINWATCH_PODINFO_LABELS || '/etc/podinfo/labels');
+      return text === undefined ? undefined : jobFromPodinfoLabels(text);
+    };
+    const c = nonEmpty(env.JOB_NAME) ?? fromLabels();
+    if (c && sanitizeJobId(c) !== '') jobId = sanitizeJobId(c);
+  }
   if (jobId !== undefined && validateJobId(jobId) !== undefined) jobId = undefined;
   const rank =
     integer(env.RANK) ??
@@ -91,7 +142,15 @@ export function parseEnviron(data: Buffer | string): Record<string, string> {
  */
 export function processJob(pid: number, procRoot = '/proc'): ProcessJob | undefined {
   try {
-    return jobFromEnv(parseEnviron(readFileSync(path.join(procRoot, String(pid), 'environ'))));
+    const root = path.join(procRoot, String(pid));
+    // The downward-API labels file is inside the process's container: /proc/PID/root/... from the host.
+    return jobFromEnv(parseEnviron(readFileSync(path.join(root, 'environ'))), (file) => {
+      try {
+        return readFileSync(path.join(root, 'root', file), 'utf8');
+      } catch {
+        return undefined;
+      }
+    });
   } catch {
     return undefined;
   }

@@ -154,7 +154,7 @@ describe('GPU collection with nvidia-smi in loop mode', () => {
     await until('attribution', () => {
       r.collect();
       return samples(r.batches).some(
-        (s) => s.labels.__name__ === 'gpu_utilization_ratio' && s.labels.job_id === 'slurm-777',
+        (s) => s.labels.__name__ === 'gpu_utilization_ratio' && s.labels.job_id === '777',
       );
     });
     await sleep(1200);
@@ -168,13 +168,13 @@ describe('GPU collection with nvidia-smi in loop mode', () => {
         rank: String(i),
         local_rank: String(i),
       });
-    expect(latest('4')).toMatchObject({ job_id: 'slurm-777', rank: '8', local_rank: '0' });
-    expect(latest('6')).toMatchObject({ job_id: 'slurm-777', rank: '10' });
+    expect(latest('4')).toMatchObject({ job_id: '777', rank: '8', local_rank: '0' });
+    expect(latest('6')).toMatchObject({ job_id: '777', rank: '10' });
     expect(latest('7').job_id).toBeUndefined(); // two jobs on one GPU: no single owner
     const perProcess = all.filter(
       (s) => s.labels.__name__ === 'gpu_process_memory_used_bytes' && s.labels.gpu === '7',
     );
-    expect(perProcess.some((s) => s.labels.job_id === 'torchrun-abc' && s.labels.rank === '3')).toBe(true);
+    expect(perProcess.some((s) => s.labels.job_id === 'abc' && s.labels.rank === '3')).toBe(true);
     expect(
       perProcess.some(
         (s) => s.labels.job_id === 'llama-7b-0042' && s.labels.rank === '9' && s.v === 512 * MIB,
