@@ -206,9 +206,8 @@ export function evalAggregate(ev: Evaluator, e: AggregateExpr): EvalValue {
 }
 
 function countValues(ev: Evaluator, e: AggregateExpr): EvalValue {
-  const labelExpr = e.param!;
-  const label =
-    labelExpr.type === 'StringLiteral' ? labelExpr.val : ev.eval(labelExpr).kind === 'string' ? '' : '';
+  const labelValue = ev.eval(e.param!);
+  const label = labelValue.kind === 'string' ? labelValue.val : '';
   if (label === '' || hasInvalidUtf8(label)) throw new ExecutionError(`invalid label name ${goQuote(label)}`);
   const series = ev.evalVector(e.expr);
   const { groups } = groupSeries(ev, e, series);
@@ -309,6 +308,8 @@ function aggregateK(ev: Evaluator, e: AggregateExpr): EvalValue {
     }
   }
   const order = [...firstOrder];
-  for (let k = 0; k < series.length; k++) if (ever[k] && !order.includes(k)) order.push(k);
+  const ordered = new Uint8Array(series.length);
+  for (const k of firstOrder) ordered[k] = 1;
+  for (let k = 0; k < series.length; k++) if (ever[k] && !ordered[k]) order.push(k);
   return { kind: 'vector', series: order.map((k) => kept[k]!) };
 }

@@ -186,7 +186,7 @@ export class Evaluator {
   // ---- limits ----
 
   checkInterrupt(where: string): void {
-    if (++this.q.checks % 256 !== 0) return;
+    if (++this.q.checks % 16 !== 0) return;
     if (this.q.signal?.aborted) throw new QueryCanceledError(where);
     if (Date.now() > this.q.deadline) throw new QueryTimeoutError(where);
   }
@@ -270,7 +270,8 @@ export class Evaluator {
   // ---- evaluation ----
 
   eval(e: Expr): EvalValue {
-    this.checkInterrupt('evaluation');
+    if (this.q.signal?.aborted) throw new QueryCanceledError('evaluation');
+    if (Date.now() > this.q.deadline) throw new QueryTimeoutError('evaluation');
     // Sample accounting as a stack: the inputs of a node are held while it computes, then its output
     // replaces them.
     const before = this.q.liveSamples;
@@ -475,7 +476,11 @@ export class Evaluator {
         maxT: lastT,
         // Rollup tiers answer min/max/sum/count/avg/last_over_time from per-window aggregates; opt-in
         // because a sample exactly on a window boundary lands in the next window (see EngineOptions.rollups).
-        ...(this.q.useRollups && this.interval > 0
+        // Only when every window ends on a multiple of the step (and so of the tier's resolution).
+        ...(this.q.useRollups &&
+        this.interval > 0 &&
+        at === undefined &&
+        (this.start - offset) % this.interval === 0
           ? { stepMs: this.interval, func: fnName, rangeMs: range }
           : {}),
       });

@@ -37,9 +37,16 @@ export function hideTenantLabel(inner: Querier, tenant: string): Querier {
     select(matchers: readonly LabelMatcher[], hints?: SelectHints): SelectedSeries[] {
       const scoped = scopeMatchers(tenant, matchers);
       if (!scoped) return [];
-      return inner
-        .select(scoped, hints)
-        .map((s) => ({ labels: stripTenant(s.labels), iterator: () => s.iterator() }));
+      return inner.select(scoped, hints).map((s) => {
+        const out: SelectedSeries = {
+          labels: stripTenant(s.labels),
+          iterator: () => s.iterator(),
+          // A rollup answer keeps its resolution and aggregates (see SelectHints.stepMs).
+          ...(s.resolutionMs !== undefined ? { resolutionMs: s.resolutionMs } : {}),
+          ...(s.aggregates ? { aggregates: () => s.aggregates!() } : {}),
+        };
+        return out;
+      });
     },
     labelNames(matchers?: readonly LabelMatcher[]): string[] {
       const scoped = scopeMatchers(tenant, matchers ?? []);
