@@ -1,5 +1,6 @@
 export type { BlockMeta, TierName } from './block.js';
 export { type ExportResult, exportBlock, exportPolicy, exportRange } from './export.js';
+export { type ExportOptions, exportDataDir } from './export-cli.js';
 export { ROLLUP_FUNCS, ROLLUP_TIERS } from './rollup.js';
 export type {
   AggregateIterator,

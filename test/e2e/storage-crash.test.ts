@@ -45,7 +45,7 @@ const encoder = new NativeEncoder();
 const BASE_T = Date.now() - 3_600_000;
 
 /** Value of sample (series s, timestamp t): a pure function, so any copy of it is recognisable. */
-const valueOf = (s: number, t: number) => ((t - BASE_T) * 7 + s) / 4;
+const sampleValue = (s: number, t: number) => ((t - BASE_T) * 7 + s) / 4;
 
 /**
  * Batch i: for series 0..2, PER_SERIES samples 25 ms apart starting at BASE_T + i*1000 (one second of data
@@ -58,12 +58,12 @@ function batchFrame(i: number, sourceId: string, sequence: number): Uint8Array {
     b.addSeries({ __name__: 'crash_value', job_id: 'crash', series: String(s) });
     for (let k = 0; k < PER_SERIES; k++) {
       const t = BASE_T + i * 1000 + k * 25;
-      b.add(t, valueOf(s, t));
+      b.add(t, sampleValue(s, t));
     }
     if (i >= 3 && i % 3 === 0)
       for (let k = 0; k < 5; k++) {
         const t = BASE_T + (i - 3) * 1000 + k * 25 + 1;
-        b.add(t, valueOf(s, t));
+        b.add(t, sampleValue(s, t));
       }
   }
   return encoder.encodeFrame({ sourceId, sequence, batch: b.build(), events: [] }, 'zlib');
@@ -143,14 +143,14 @@ describe('storage survives SIGKILL at random moments', () => {
         for (const t of expectedOf(i)) {
           for (let s = 0; s < 3; s++) {
             const got = seen.get(`${s}@${t}`);
-            if (got?.length !== 1 || got[0] !== valueOf(s, t))
+            if (got?.length !== 1 || got[0] !== sampleValue(s, t))
               problems.push(`batch ${i}, series ${s}, t ${t}: ${JSON.stringify(got)}`);
           }
         }
       }
       for (const [key, values] of seen) {
         const [s, t] = key.split('@').map(Number) as [number, number];
-        if (values.length !== 1 || values[0] !== valueOf(s, t))
+        if (values.length !== 1 || values[0] !== sampleValue(s, t))
           problems.push(`${key}: ${JSON.stringify(values)}`);
       }
       expect(problems.slice(0, 10), `round ${round}: ${problems.length} problems`).toEqual([]);
@@ -175,7 +175,6 @@ describe('storage survives SIGKILL at random moments', () => {
       };
       const writers = [writer('w1'), writer('w2'), writer('w3')];
       // Kill at a random moment 100–500 ms into the stream.
-      const t0 = Date.now();
       await new Promise((r) => setTimeout(r, 100 + random() * 400));
       process.kill(child.proc.pid!, 'SIGKILL');
       await child.exited;

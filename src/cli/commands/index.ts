@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { registerAgent } from './agent.js';
 import { registerDemo } from './demo.js';
+import { registerExport } from './export.js';
 import { registerPromqlTest } from './promql-test.js';
 import { registerSimulate } from './simulate.js';
 import { registerStart } from './start.js';
@@ -20,5 +21,6 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerToken,
   registerAgent,
   registerPromqlTest,
+  registerExport,
   registerVersion,
 ];
