@@ -63,7 +63,7 @@ describe('scraping dcgm-exporter', () => {
     const url = await serve(() => DCGM);
     const rec = new Recorder();
     const t = target(url, rec, {
-      gpuAttribution: (uuid) =>
+      gpuAttribution: (uuid): Record<string, string> =>
         uuid === 'GPU-c2f76b33-7953-256e-8f33-1343419b1a1c' ? { job_id: 'job-9', rank: '0' } : {},
     });
     await t.scrapeOnce();

@@ -160,7 +160,8 @@ async function expectAllOnce(port: number, acked: Map<number, number>, from: num
     500,
   );
   const byValue = new Map<number, number[]>();
-  got.t.forEach((t, k) => byValue.set(got.v[k]!, [...(byValue.get(got.v[k]!) ?? []), t]));
+  for (let k = 0; k < got.t.length; k++)
+    byValue.set(got.v[k]!, [...(byValue.get(got.v[k]!) ?? []), got.t[k]!]);
   for (const [n, t] of acked) expect(byValue.get(n), `SDK sample ${n}`).toEqual([t]);
   expect(new Set(got.t).size).toBe(got.t.length);
 }
