@@ -5,6 +5,7 @@
  * requests in order, retries 503 and counts refusals; the null-sink ceiling measurement works; the query
  * comparison and the results table say what they should.
  */
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import protobuf from 'protobufjs';
@@ -13,11 +14,13 @@ import { decodeFrame } from '../../src/protocol/native.js';
 import { defaultFleetOptions, FleetSimulator } from '../../src/simulator/fleet.js';
 import { compareResults } from '../scenarios/query.js';
 import { buildDataset, type DatasetOptions, DRAIN_MARKER, fleetForSeries, seriesPerJob } from './dataset.js';
+import { REPO_ROOT } from './generator.js';
 import { startNullSink } from './null-sink.js';
 import { procSample } from './proc.js';
 import { snappy } from './remote-write.js';
 import { replay } from './replay.js';
 import { formatNumber, Results } from './results.js';
+import { fitTrainwatchConfig } from './systems.js';
 
 // The remote-write 1.0 messages as upstream defines them (prompb/remote.proto, prompb/types.proto; the copies
 // in /work/shared/protos/prometheus), reduced to the fields the generator writes.
@@ -335,4 +338,23 @@ describe('measurements and results', () => {
     expect(md).toContain('1. not available (x)');
     expect(formatNumber(1_234_567)).toBe('1.23 M');
   });
+
+  // Needs the built server (npm test builds it first).
+  const built = existsSync(`${REPO_ROOT}/dist/config/schema.js`);
+  it.skipIf(!built && !process.env.CI)(
+    'fits trainwatch’s configuration to what its build knows',
+    async () => {
+      const fitted = await fitTrainwatchConfig(
+        { log: { level: 'warn', bench_unknown_key: 1 }, bench_unknown_section: { a: 1 } },
+        [],
+      );
+      expect(fitted.config).toEqual({ log: { level: 'warn' } });
+      expect(fitted.dropped.sort()).toEqual(['bench_unknown_section', 'log.bench_unknown_key']);
+      // A refused value drops its section when the section is optional, and stops the run otherwise.
+      const optional = await fitTrainwatchConfig({ log: { level: 'loud' } }, ['log']);
+      expect(optional.config).toEqual({});
+      expect(optional.dropped[0]).toMatch(/^log \(refused: log\.level/);
+      await expect(fitTrainwatchConfig({ log: { level: 'loud' } })).rejects.toThrow(/log\.level/);
+    },
+  );
 });

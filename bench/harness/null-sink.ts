@@ -24,6 +24,12 @@ export function startNullSink(
 ): Promise<{ server: http.Server; port: number; stats: NullSinkStats }> {
   const stats: NullSinkStats = { requests: 0, bytes: 0 };
   const server = http.createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/stats') {
+      // What it received so far: lets a scenario check that a sender really sent.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(stats));
+      return;
+    }
     req.on('data', (chunk: Buffer) => {
       stats.bytes += chunk.length;
     });

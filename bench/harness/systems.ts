@@ -303,6 +303,8 @@ export const TRAINWATCH_TENANT = 'bench';
  */
 export async function fitTrainwatchConfig(
   desired: Record<string, unknown>,
+  /** Top-level sections that may be left out whole when the build refuses their values. */
+  optionalSections: readonly string[] = [],
 ): Promise<{ config: Record<string, unknown>; dropped: string[] }> {
   const schemaFile = path.join(REPO_ROOT, 'dist', 'config', 'schema.js');
   if (!existsSync(schemaFile)) throw new Error(`${schemaFile} missing: run npm run build:server first`);
@@ -320,6 +322,15 @@ export async function fitTrainwatchConfig(
     const r = configSchema.safeParse(config);
     if (r.success) return { config, dropped };
     const unknown = r.error!.issues.filter((i) => i.code === 'unrecognized_keys');
+    const refused = r.error!.issues.filter((i) => i.code !== 'unrecognized_keys');
+    const optional = refused.filter((i) => optionalSections.includes(String(i.path[0])));
+    for (const issue of optional) {
+      const section = String(issue.path[0]);
+      if (!(section in config)) continue;
+      delete (config as Record<string, unknown>)[section];
+      dropped.push(`${section} (refused: ${issue.path.join('.')}: ${issue.message})`);
+    }
+    if (optional.length) continue;
     if (unknown.length === 0) {
       throw new Error(
         `trainwatch configuration refused: ${r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
@@ -383,6 +394,7 @@ export async function startTrainwatch(opts: TrainwatchOptions): Promise<Trainwat
   mkdirSync(dataDir, { recursive: true });
   const { config, dropped } = await fitTrainwatchConfig(
     merge(trainwatchBaseConfig(), opts.extraConfig ?? {}),
+    Object.keys(opts.extraConfig ?? {}),
   );
   const configFile = path.join(opts.workDir, `${name}.yaml`);
   const configText = toYaml(config);

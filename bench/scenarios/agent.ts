@@ -5,8 +5,9 @@
  * collects at a 1 s interval and ships to a null sink (so no server's cost is counted).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { stringify as toYaml } from 'yaml';
 import type { BenchContext } from '../harness/context.js';
 import { REPO_ROOT } from '../harness/generator.js';
 import { CpuMeter, freePort, type ManagedProcess, procSample, startProcess } from '../harness/proc.js';
@@ -105,21 +106,36 @@ export async function runAgentFootprint(ctx: BenchContext, nullSinkUrl: string):
   const dataDir = path.join(ctx.workDir, 'agent-data');
   mkdirSync(dataDir, { recursive: true });
   const args = [path.join(REPO_ROOT, 'bin', 'trainwatch.js'), 'agent'];
-  const urlFlag = ['--url', '--collector', '--server'].find(has);
-  if (!urlFlag) {
-    record(
-      ctx,
-      'trainwatch',
-      undefined,
-      'not available (`trainwatch agent --help` lists no --url/--collector flag)',
-    );
-    return;
+  const agentSettings: string[] = [];
+  if (has('--config')) {
+    // docs/agent.md: host metrics every second, batches shipped every second, and the SDK endpoint on a free
+    // port (its default, 9471, may be taken on a shared machine). GPU collection stays as configured by
+    // default (it looks for nvidia-smi).
+    const config = {
+      server: { url: nullSinkUrl },
+      data_dir: dataDir,
+      host: { interval_ms: 1000 },
+      ship: { interval_ms: 1000 },
+      local: { listen: `127.0.0.1:${await freePort()}`, socket: null },
+    };
+    const file = path.join(ctx.workDir, 'agent.yaml');
+    writeFileSync(file, toYaml(config));
+    args.push('--config', file);
+    agentSettings.push(`agent.yaml: ${toYaml(config).trim().replace(/\n/g, ' ⏎ ')}`);
+  } else {
+    const urlFlag = ['--server', '--url', '--collector'].find(has);
+    if (!urlFlag) {
+      record(
+        ctx,
+        'trainwatch',
+        undefined,
+        'not available (`trainwatch agent --help` lists no --config or --server)',
+      );
+      return;
+    }
+    args.push(urlFlag, nullSinkUrl);
+    if (has('--data-dir')) args.push('--data-dir', dataDir);
   }
-  args.push(urlFlag, nullSinkUrl);
-  const dirFlag = ['--data-dir', '--buffer-dir'].find(has);
-  if (dirFlag) args.push(dirFlag, dataDir);
-  if (has('--interval')) args.push('--interval', '1s');
-  if (has('--listen')) args.push('--listen', `127.0.0.1:${await freePort()}`);
   const agent = startProcess('trainwatch-agent', process.execPath, args, {
     logFile: path.join(ctx.workDir, 'agent.log'),
   });
@@ -130,9 +146,19 @@ export async function runAgentFootprint(ctx: BenchContext, nullSinkUrl: string):
       return;
     }
     const shown = args.map((a) => (a.startsWith(REPO_ROOT) ? path.relative(REPO_ROOT, a) : a));
-    ctx.results.settings['trainwatch agent'] = [`node ${shown.join(' ')}`];
+    ctx.results.settings['trainwatch agent'] = [`node ${shown.join(' ')}`, ...agentSettings];
+    const sinkStats = async () =>
+      (await (await fetch(`${nullSinkUrl}/stats`)).json()) as { requests: number; bytes: number };
+    const before = await sinkStats();
     const f = await observe(agent, seconds, async () => {});
-    record(ctx, 'trainwatch', f, 'trainwatch agent, 1 s interval, shipping to a null sink');
+    const after = await sinkStats();
+    const shipped = after.requests - before.requests;
+    record(
+      ctx,
+      'trainwatch',
+      f,
+      `trainwatch agent, host metrics every 1 s, shipping every 1 s to a null sink (${shipped} batches, ${((after.bytes - before.bytes) / 1024).toFixed(0)} KiB shipped while measured)`,
+    );
     ctx.log(`  trainwatch agent: ${f.cores.toFixed(3)} cores, ${f.rssMiB.toFixed(1)} MiB`);
   } finally {
     await agent.stop();
