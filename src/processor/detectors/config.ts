@@ -270,10 +270,10 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     keep_firing_for: 0,
     metric: 'gpu_memory_used_bytes',
     total_metric: 'gpu_memory_total_bytes',
-    half_life: 2 * m,
+    half_life: m,
     horizon: 30 * m,
     min_span: m,
-    min_r2: 0.8,
+    min_r2: 0.5,
     min_growth: 0.01,
   },
   waste: {

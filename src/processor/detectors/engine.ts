@@ -90,6 +90,11 @@ const NAME_CACHE_LIMIT = 50_000;
 export class DetectorEngine implements DetectorContext {
   readonly tracker: AlertTracker;
   private readonly series = new Map<string, SeriesInfo>();
+  /**
+   * Label-set object → series, for senders and decoders that hand the same label objects again (the
+   * simulator, an interning decoder): skips building the key. Weak, so it never keeps a batch alive.
+   */
+  private readonly byObject = new WeakMap<LabelSet, SeriesInfo>();
   private readonly jobs = new Map<string, JobState>();
   private readonly memberAlerts = new Map<string, MemberAlert>();
   private readonly rules = new Map<string, AlertRule>();
@@ -219,12 +224,15 @@ export class DetectorEngine implements DetectorContext {
   }
 
   private seriesFor(tenant: string, labels: LabelSet, name: string): SeriesInfo {
+    const cached = this.byObject.get(labels);
+    if (cached && cached.tenant === tenant && this.series.get(cached.key) === cached) return cached;
     const key = seriesKey(tenant, labels);
     let info = this.series.get(key);
     if (!info) {
       info = this.createSeries(key, tenant, labels, name);
       this.series.set(key, info);
     }
+    this.byObject.set(labels, info);
     return info;
   }
 

@@ -15,6 +15,8 @@ import { Ewm, MAD_TO_SIGMA, medianMad, Ring, scratchOf } from './stats.js';
 import type { SeriesDetector, SeriesInfo } from './types.js';
 
 const MiB = 2 ** 20;
+/** The loss-spike detector re-estimates its residuals' median and MAD every this many residuals. */
+const RESCALE_EVERY = 8;
 
 function compare(x: number, op: ThresholdRule['op'], value: number): boolean {
   switch (op) {
@@ -33,6 +35,7 @@ function compare(x: number, op: ThresholdRule['op'], value: number): boolean {
 export class ThresholdDetector implements SeriesDetector {
   readonly detector = 'threshold' as const;
   private readonly id: AlertIdentity;
+  private total: SeriesInfo | undefined;
 
   constructor(
     private readonly series: SeriesInfo,
@@ -52,7 +55,8 @@ export class ThresholdDetector implements SeriesDetector {
   observe(t: number, v: number): void {
     let x = v;
     if (this.rule.ratio_to) {
-      const total = this.ctx.sibling(this.series, this.rule.ratio_to);
+      this.total ??= this.ctx.sibling(this.series, this.rule.ratio_to);
+      const total = this.total;
       if (!total || !(total.lastV > 0)) return;
       x = v / total.lastV;
     }
@@ -119,6 +123,10 @@ export class LossSpikeDetector implements SeriesDetector {
   private ewma = 0;
   private count = 0;
   private residuals: Ring;
+  /** Median and MAD of the residual window, recomputed every {@link RESCALE_EVERY} residuals. */
+  private median = 0;
+  private mad = 0;
+  private sinceRescale = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly series: SeriesInfo,
@@ -147,13 +155,14 @@ export class LossSpikeDetector implements SeriesDetector {
     let spike = false;
     let z = 0;
     if (this.count > this.p.min_samples && this.residuals.size >= 8) {
-      const { median, mad } = medianMad(
-        this.residuals.values,
-        this.residuals.size,
-        scratchOf(this.residuals.size),
-      );
-      const sigma = Math.max(MAD_TO_SIGMA * mad, 1e-9 * Math.max(1, Math.abs(this.ewma)));
-      z = (r - median) / sigma;
+      if (this.sinceRescale >= RESCALE_EVERY) {
+        const mm = medianMad(this.residuals.values, this.residuals.size, scratchOf(this.residuals.size));
+        this.median = mm.median;
+        this.mad = mm.mad;
+        this.sinceRescale = 0;
+      }
+      const sigma = Math.max(MAD_TO_SIGMA * this.mad, 1e-9 * Math.max(1, Math.abs(this.ewma)));
+      z = (r - this.median) / sigma;
       spike = z > this.p.z && r > this.p.min_relative * Math.abs(this.ewma);
     }
     const level = this.ewma;
@@ -161,7 +170,10 @@ export class LossSpikeDetector implements SeriesDetector {
       summary: `${this.series.name} spiked: ${formatValue(v)} against a recent level of ${formatValue(level)}`,
       description: `${this.series.name} ${describeWhere(this.series.labels)} jumped to ${formatValue(v)} (+${Math.round((100 * r) / Math.abs(level || 1))}%), a robust z-score of ${formatValue(zv)} against its recent residuals.`,
     }));
-    if (!spike) this.residuals.push(r);
+    if (!spike) {
+      this.residuals.push(r);
+      this.sinceRescale++;
+    }
     this.ewma += this.p.alpha * (v - this.ewma);
   }
 
@@ -264,6 +276,8 @@ export class ThroughputDetector implements SeriesDetector {
   private sigma0 = Number.NaN;
   private cusum = 0;
   private level = Number.NaN;
+  /** Hysteresis: once degraded, it stays so until CUSUM and drop are both below half their thresholds. */
+  private degraded = false;
 
   constructor(
     private readonly series: SeriesInfo,
@@ -307,7 +321,10 @@ export class ThroughputDetector implements SeriesDetector {
     const h = this.p.h;
     this.cusum = Math.min(5 * h, Math.max(0, this.cusum + (this.mu0 - v) / this.sigma0 - this.p.k));
     const drop = 1 - this.level / this.mu0;
-    const degraded = this.cusum > h && drop >= this.p.min_drop;
+    const degraded = this.degraded
+      ? this.cusum > h / 2 || drop >= this.p.min_drop / 2
+      : this.cusum > h && drop >= this.p.min_drop;
+    this.degraded = degraded;
     const mu0 = this.mu0;
     const level = this.level;
     this.ctx.member(this.id, this.series.key, degraded, t, drop, (d) => ({
@@ -321,14 +338,24 @@ export class ThroughputDetector implements SeriesDetector {
   }
 
   save(): unknown {
-    return [this.firstT, this.n, this.sum, this.sumSq, this.mu0, this.sigma0, this.cusum, this.level];
+    return [
+      this.firstT,
+      this.n,
+      this.sum,
+      this.sumSq,
+      this.mu0,
+      this.sigma0,
+      this.cusum,
+      this.level,
+      +this.degraded,
+    ];
   }
 
   load(data: unknown): void {
-    if (!Array.isArray(data) || data.length !== 8) return;
-    [this.firstT, this.n, this.sum, this.sumSq, this.mu0, this.sigma0, this.cusum, this.level] = data.map(
-      (x) => (x === null ? Number.NaN : Number(x)),
-    ) as [number, number, number, number, number, number, number, number];
+    if (!Array.isArray(data) || data.length !== 9) return;
+    const d = data.map((x) => (x === null ? Number.NaN : Number(x)));
+    [this.firstT, this.n, this.sum, this.sumSq, this.mu0, this.sigma0, this.cusum, this.level] = d;
+    this.degraded = d[8] === 1;
   }
 }
 
@@ -491,6 +518,7 @@ export class MemoryLeakDetector implements SeriesDetector {
   readonly detector = 'memory_leak' as const;
   private readonly id: AlertIdentity;
   private readonly lambda: number;
+  private totalSeries: SeriesInfo | undefined;
   private w = 0;
   private mt = 0;
   private my = 0;
@@ -534,7 +562,8 @@ export class MemoryLeakDetector implements SeriesDetector {
     this.mt = mt;
     this.my = my;
 
-    const total = this.ctx.sibling(this.series, this.p.total_metric)?.lastV;
+    this.totalSeries ??= this.ctx.sibling(this.series, this.p.total_metric);
+    const total = this.totalSeries?.lastV;
     let leaking = false;
     let secondsToFull = Number.POSITIVE_INFINITY;
     let slopePerSecond = 0;
