@@ -6,6 +6,7 @@ import type { Evaluator } from './engine.js';
 import { ExecutionError } from './errors.js';
 import { KEEPS_METRIC_NAME } from './functions.js';
 import { evalHistogramFraction, evalHistogramQuantile, evalHistogramQuantiles } from './histogram.js';
+import { evalInfo } from './info.js';
 import { formatGoFloatG, labelKey, natsortLess, withoutMetricName } from './labels-util.js';
 import { goQuote, hasInvalidUtf8 } from './lexer.js';
 import { WINDOW_FUNCTIONS, type WindowCtx } from './range-functions.js';
@@ -352,9 +353,7 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
       return { kind: 'vector', series: [] };
     }
     case 'info':
-      throw new ExecutionError(
-        'info() is not supported by trainwatch yet: join with the info metric explicitly, e.g. metric * on(instance, job) group_left(version) target_info',
-      );
+      return evalInfo(ev, call);
     case 'start_timestamp':
       throw new ExecutionError(
         'start_timestamp() needs per-sample start timestamps, which trainwatch storage does not keep',

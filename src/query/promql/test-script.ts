@@ -5,9 +5,9 @@
  * its `Querier`, so the same files test whichever storage engine is plugged in.
  *
  * Cases are classified before running. A case is skipped, never silently passed, when it needs what
- * trainwatch does not store: native-histogram samples (the query selects series that hold them, or
- * expects histogram values), per-sample start timestamps (`@st` series, `start_timestamp()`), or the one
- * experimental function not implemented (`info()`). Every other case runs and must pass.
+ * trainwatch does not store: native-histogram samples (the query selects series that hold them, expects
+ * histogram values, or uses the histogram trim operators) or per-sample start timestamps (`@st` series,
+ * `start_timestamp()`). Every other case runs and must pass, experimental functions included.
  */
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
@@ -26,7 +26,7 @@ import type { QueryResult } from './value.js';
 const TENANT = 'promqltest';
 const EPSILON = 1e-6;
 
-export type SkipReason = 'native-histogram' | 'start-timestamps' | 'experimental-function';
+export type SkipReason = 'native-histogram' | 'start-timestamps';
 
 export interface CaseResult {
   readonly line: number;
@@ -444,7 +444,6 @@ function classify(cmd: EvalCmd, unstorable: Unstorable): SkipReason | undefined 
   }
   if (usesFunction(expr, 'start_timestamp') || touches(unstorable.startTimestampSeries))
     return 'start-timestamps';
-  if (usesFunction(expr, 'info')) return 'experimental-function';
   return undefined;
 }
 
@@ -610,7 +609,6 @@ export async function runTestScript(file: string, text: string, opts: RunOptions
   const skippedBy: Record<SkipReason, number> = {
     'native-histogram': 0,
     'start-timestamps': 0,
-    'experimental-function': 0,
   };
   try {
     for (const cmd of cmds) {
