@@ -25,7 +25,8 @@ export class GeneratorProcess {
   constructor() {
     this.proc = fork(path.join(REPO_ROOT, 'bench', 'harness', 'generator-main.ts'), [], {
       cwd: REPO_ROOT,
-      execArgv: ['--import', 'tsx'],
+      // Large data sets keep a million label sets on the heap.
+      execArgv: ['--import', 'tsx', '--max-old-space-size=8192'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     if (this.proc.pid === undefined) throw new Error('could not start the load generator process');
