@@ -213,7 +213,7 @@ describe('e-mail over SMTP', () => {
       authOptional: true,
       disabledCommands: ['STARTTLS'],
       logger: false,
-      onRcptTo(address, _session, cb) {
+      onRcptTo(_address, _session, cb) {
         if (refuse > 0) {
           refuse--;
           const err = new Error('mailbox busy, try again') as Error & { responseCode: number };
