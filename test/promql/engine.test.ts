@@ -2,6 +2,7 @@
  * The engine's own contract beyond Prometheus's test files: parse errors with positions, Go-regex
  * translation, limits and cancellation, tenant scoping, and rollup reads agreeing with raw reads.
  */
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import {
@@ -15,6 +16,7 @@ import {
   TooManySeriesError,
   tenantQueryable,
 } from '../../src/query/promql/index.js';
+import { quantileOf } from '../../src/query/promql/range-functions.js';
 import { translateGoRegex } from '../../src/query/promql/regex.js';
 import { memoryTsdb } from '../../src/query/promql/test-script.js';
 import type { Storage } from '../../src/storage/index.js';
@@ -85,6 +87,40 @@ describe('parse errors as Prometheus prints them', () => {
   it('binds unary minus like Prometheus: -2 ^ 2 is -4', () => {
     const e = parseExpr('-2 ^ 2');
     expect(e.type).toBe('UnaryExpr');
+  });
+});
+
+describe('quantile (quickselect) agrees with the sort-based definition', () => {
+  /** Prometheus's quantile: sort with NaN first, interpolate between the two ranks around q·(n-1). */
+  function reference(q: number, xs: number[]): number {
+    if (xs.length === 0 || Number.isNaN(q)) return Number.NaN;
+    if (q < 0) return Number.NEGATIVE_INFINITY;
+    if (q > 1) return Number.POSITIVE_INFINITY;
+    const s = [...xs].sort((a, b) =>
+      Number.isNaN(a) ? (Number.isNaN(b) ? 0 : -1) : Number.isNaN(b) ? 1 : a - b,
+    );
+    const rank = q * (s.length - 1);
+    const lo = Math.max(0, Math.floor(rank));
+    const hi = Math.min(s.length - 1, lo + 1);
+    const w = rank - Math.floor(rank);
+    return s[lo]! * (1 - w) + s[hi]! * w;
+  }
+
+  it('for any values (NaN and infinities included) and any q', () => {
+    fc.assert(
+      fc.property(
+        fc.double({ min: -0.2, max: 1.2, noNaN: false }),
+        fc.array(fc.oneof(fc.double(), fc.integer({ min: -3, max: 3 }).map(Number)), { maxLength: 40 }),
+        (q, xs) => {
+          const got = quantileOf(q, Float64Array.from(xs), xs.length);
+          const want = reference(q, xs);
+          expect(Object.is(got, want) || Math.abs(got - want) <= 1e-9 * Math.max(1, Math.abs(want))).toBe(
+            true,
+          );
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 });
 

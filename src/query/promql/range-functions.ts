@@ -165,13 +165,64 @@ export function quantileOf(q: number, values: Float64Array, n: number): number {
   if (n === 0 || Number.isNaN(q)) return Number.NaN;
   if (q < 0) return Number.NEGATIVE_INFINITY;
   if (q > 1) return Number.POSITIVE_INFINITY;
-  const view = values.subarray(0, n);
-  view.sort((a, b) => (Number.isNaN(a) ? (Number.isNaN(b) ? 0 : -1) : Number.isNaN(b) ? 1 : a - b));
+  // Prometheus sorts NaNs first. Only two order statistics are needed, so NaNs are moved to the front and
+  // the rest is partially ordered with quickselect (O(n)) instead of sorted.
+  let nans = 0;
+  for (let i = 0; i < n; i++) {
+    const v = values[i]!;
+    if (Number.isNaN(v)) {
+      values[i] = values[nans]!;
+      values[nans++] = v;
+    }
+  }
   const rank = q * (n - 1);
   const lowerIndex = Math.max(0, Math.floor(rank));
   const upperIndex = Math.min(n - 1, lowerIndex + 1);
   const weight = rank - Math.floor(rank);
-  return view[lowerIndex]! * (1 - weight) + view[upperIndex]! * weight;
+  let lower = Number.NaN;
+  let upper = Number.NaN;
+  if (lowerIndex >= nans) {
+    select(values, nans, n - 1, lowerIndex);
+    lower = values[lowerIndex]!;
+  }
+  if (upperIndex >= nans) {
+    if (upperIndex === lowerIndex) upper = lower;
+    else {
+      // After selecting lowerIndex, everything right of it is >= it: the next order statistic is their minimum.
+      if (lowerIndex < nans) select(values, nans, n - 1, upperIndex);
+      upper = values[upperIndex]!;
+      for (let i = upperIndex + 1; i < n; i++) if (values[i]! < upper) upper = values[i]!;
+    }
+  }
+  return lower * (1 - weight) + upper * weight;
+}
+
+/** Hoare-style quickselect: reorders values[lo..hi] so that values[k] is the k-th smallest. */
+function select(values: Float64Array, lo: number, hi: number, k: number): void {
+  while (hi > lo) {
+    const mid = (lo + hi) >>> 1;
+    // Median of three as the pivot keeps sorted windows (the common case) linear.
+    const a = values[lo]!;
+    const b = values[mid]!;
+    const c = values[hi]!;
+    const pivot = a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (values[i]! < pivot) i++;
+      while (values[j]! > pivot) j--;
+      if (i <= j) {
+        const t = values[i]!;
+        values[i] = values[j]!;
+        values[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return;
+  }
 }
 
 let scratch = new Float64Array(1024);
@@ -342,7 +393,7 @@ export const WINDOW_FUNCTIONS: Readonly<Record<string, WindowFn>> = {
     const n = hi - lo;
     if (n < 1) return undefined;
     const buf = scratchOf(n);
-    buf.set(vs.subarray(lo, hi));
+    for (let i = 0; i < n; i++) buf[i] = vs[lo + i]!;
     return quantileOf(w.p0, buf, n);
   },
   mad_over_time: (_ts, vs, lo, hi) => {
@@ -350,7 +401,7 @@ export const WINDOW_FUNCTIONS: Readonly<Record<string, WindowFn>> = {
     if (n < 1) return undefined;
     for (let i = lo; i < hi; i++) if (Number.isNaN(vs[i]!)) return Number.NaN;
     const buf = scratchOf(n);
-    buf.set(vs.subarray(lo, hi));
+    for (let i = 0; i < n; i++) buf[i] = vs[lo + i]!;
     const median = quantileOf(0.5, buf, n);
     for (let i = 0; i < n; i++) buf[i] = Math.abs(vs[lo + i]! - median);
     return quantileOf(0.5, buf, n);
