@@ -48,6 +48,8 @@ const VERSION = 1;
 const FILE_HEADER = 8;
 const KIND_SNAPSHOT = 1;
 const KIND_DELTA = 2;
+/** Cut boundary written while the head was never cut (beyond every valid timestamp). */
+const NO_CUT = -(2 ** 52);
 
 export interface RecoveredHead {
   readonly positions: Map<number, number>;
@@ -83,7 +85,7 @@ export function encodeHeadRecord(
     w.uvarint(p);
     w.uvarint(o);
   }
-  w.svarint(Number.isFinite(cutBoundary) ? cutBoundary : 0);
+  w.svarint(Number.isFinite(cutBoundary) ? cutBoundary : NO_CUT);
   const firstSym = snapshot ? 0 : head.symbolsPersisted;
   w.uvarint(firstSym);
   w.uvarint(head.symbols.size - firstSym);
@@ -183,7 +185,8 @@ function applyRecord(
   const np = r.uvarint('positions');
   out.positions.clear();
   for (let i = 0; i < np; i++) out.positions.set(r.uvarint('partition'), r.uvarint('offset'));
-  out.cutBoundary = r.svarint('cut boundary');
+  const cut = r.svarint('cut boundary');
+  out.cutBoundary = cut === NO_CUT ? Number.NEGATIVE_INFINITY : cut;
   const firstSym = r.uvarint('first symbol');
   const nsym = r.uvarint('symbols');
   for (let i = 0; i < nsym; i++) {

@@ -200,8 +200,9 @@ export class Head implements PostingsIndex {
         next.set(scratch);
         this.scratch = scratch = next;
       }
-      const nameId = this.symbols.intern(name);
-      const valueId = this.symbols.intern(value);
+      const ids = this.symbols.ids;
+      const nameId = ids.get(name) ?? this.symbols.intern(name);
+      const valueId = ids.get(value) ?? this.symbols.intern(value);
       // Insertion sort by name id: label lists are short and usually arrive in the same order.
       let k = n;
       while (k > 0 && scratch[(k - 1) * 2]! > nameId) {

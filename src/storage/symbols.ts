@@ -4,7 +4,8 @@
  * object, and comparing label sets compares integers.
  */
 export class SymbolTable {
-  private readonly ids = new Map<string, number>();
+  /** String → id; read directly by the head's append loop to save a call per label. */
+  readonly ids = new Map<string, number>();
   readonly strings: string[] = [];
 
   get size(): number {

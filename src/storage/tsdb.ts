@@ -643,6 +643,7 @@ export class Tsdb implements Storage {
     lo: number,
     hi: number,
     rollupTier: TierName | undefined,
+    rawFrom = lo,
   ): Map<string, SeriesSources> {
     const all = this.scoped(tenant, matchers);
     const out = new Map<string, SeriesSources>();
@@ -655,8 +656,8 @@ export class Tsdb implements Storage {
       }
       return e;
     };
-    const addBlocks = (tier: TierName, into: 'blocks' | 'rollups') => {
-      for (const b of this.blocksFor(tier, lo, hi)) {
+    const addBlocks = (tier: TierName, into: 'blocks' | 'rollups', from: number) => {
+      for (const b of this.blocksFor(tier, from, hi)) {
         const idx = b.index();
         const ids = postingsForMatchers(idx, all);
         for (let k = 0; k < ids.length; k++) {
@@ -676,8 +677,9 @@ export class Tsdb implements Storage {
         }
       }
     };
-    addBlocks('raw', 'blocks');
-    if (rollupTier) addBlocks(rollupTier, 'rollups');
+    // With a rollup tier, raw blocks matter only where the rollups are not complete yet.
+    if (rawFrom <= hi) addBlocks('raw', 'blocks', Math.max(lo, rawFrom));
+    if (rollupTier) addBlocks(rollupTier, 'rollups', lo);
     const refs = this.head.select(all);
     for (let k = 0; k < refs.length; k++) {
       const ref = refs[k]!;
@@ -740,7 +742,8 @@ export class Tsdb implements Storage {
     const hi = Math.min(maxT, hints?.maxT ?? maxT);
     if (lo > hi) return [];
     const tier = this.chooseTier(hints);
-    const sources = this.gather(tenant, matchers, lo, hi, tier?.name);
+    const split = tier ? this.rollupCoverageEnd(tier) : lo;
+    const sources = this.gather(tenant, matchers, lo, hi, tier?.name, tier ? Math.max(lo, split) : lo);
     const keys = [...sources.keys()].sort();
     const out: SelectedSeries[] = [];
     if (!tier) {
@@ -751,7 +754,6 @@ export class Tsdb implements Storage {
       return out;
     }
     const column = ROLLUP_FUNCS[hints!.func!]!;
-    const split = this.rollupCoverageEnd(tier);
     for (const k of keys) {
       const s = sources.get(k)!;
       const materialize = () => this.rollupColumns(s, tier, lo, hi, split);
