@@ -53,6 +53,11 @@ export class ProtoReader {
       this.pos = p;
       return b;
     }
+    // Two bytes (lengths of series and label sets) are the next most common case.
+    if (p < end && buf[p]! < 0x80) {
+      this.pos = p + 1;
+      return (b & 0x7f) | (buf[p]! << 7);
+    }
     let v = b & 0x7f;
     for (let shift = 7; shift < 70; shift += 7) {
       if (p >= end) throw new ProtoError(`truncated varint in ${what}`, p);

@@ -9,7 +9,6 @@
  * Reused for every request of a route: everything here is consumed synchronously (decode, then `encode`)
  * before the route's first `await`.
  */
-import { ByteWriter } from '../protocol/bytes.js';
 import type { SeriesRegistry } from './series-registry.js';
 
 if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
@@ -117,7 +116,7 @@ export class RefBatch {
  * label strings are copied from their pre-encoded bytes.
  */
 export class PayloadWriter {
-  private readonly out = new ByteWriter(1 << 16);
+  private readonly out = new PayloadBytes();
   private stamp = new Int32Array(1024);
   private local = new Int32Array(1024);
   private generation = 0;
@@ -213,15 +212,18 @@ export class PayloadWriter {
     for (let k = from; k < to; k++) {
       const entry = this.seriesOrder[k]!;
       const ids = registry.labelIds(batch.refs[entry]!);
-      out.uvarint(ids.length / 2);
-      for (let j = 0; j < ids.length; j++) out.uvarint(this.local[ids[j]!]!);
       const s0 = batch.starts[entry]!;
       const s1 = batch.starts[entry + 1]!;
-      out.uvarint(s1 - s0);
+      // Worst case: label count + indexes + sample count (5 bytes each), 8 per timestamp delta, 8 per value.
+      out.ensure(5 * (ids.length + 2) + 16 * (s1 - s0));
+      out.uvarint32(ids.length / 2);
+      for (let j = 0; j < ids.length; j++) out.uvarint32(this.local[ids[j]!]!);
+      out.uvarint32(s1 - s0);
       let prev = 0;
       for (let s = s0; s < s1; s++) {
         const t = batch.timestamps[s]!;
-        out.svarint(t - prev);
+        const d = t - prev;
+        out.uvarint(d >= 0 ? d * 2 : -d * 2 - 1);
         prev = t;
       }
       out.bytes(batch.valueBytes.subarray(s0 * 8, s1 * 8));
@@ -229,5 +231,73 @@ export class PayloadWriter {
     }
     out.uvarint(0); // no job events
     return { key, payload: out.toBytes(), series: to - from, samples };
+  }
+}
+
+/**
+ * The growable output buffer of {@link PayloadWriter}: varints without the range checks of the general
+ * ByteWriter (inputs here are counts, indexes and zigzagged millisecond deltas, always < 2^53), and a
+ * 32-bit fast path for counts and string indexes.
+ */
+class PayloadBytes {
+  private buf = new Uint8Array(1 << 16);
+  private pos = 0;
+
+  reset(): void {
+    this.pos = 0;
+  }
+
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.pos + n) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+
+  /** v < 2^31; the caller ensured 5 bytes. */
+  uvarint32(v: number): void {
+    const b = this.buf;
+    let p = this.pos;
+    while (v >= 0x80) {
+      b[p++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    b[p++] = v;
+    this.pos = p;
+  }
+
+  /** 0 ≤ v < 2^53. */
+  uvarint(v: number): void {
+    if (v < 0x80000000) {
+      this.ensure(5);
+      this.uvarint32(v);
+      return;
+    }
+    this.ensure(8);
+    const b = this.buf;
+    let p = this.pos;
+    while (v >= 0x80) {
+      b[p++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    b[p++] = v;
+    this.pos = p;
+  }
+
+  bytes(src: Uint8Array): void {
+    const n = src.length;
+    this.ensure(n);
+    if (n < 32) {
+      const b = this.buf;
+      const p = this.pos;
+      for (let i = 0; i < n; i++) b[p + i] = src[i]!;
+    } else this.buf.set(src, this.pos);
+    this.pos += n;
+  }
+
+  toBytes(): Uint8Array {
+    return this.buf.slice(0, this.pos);
   }
 }

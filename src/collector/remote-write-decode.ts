@@ -86,8 +86,10 @@ function decodeSeriesV1(buf: Uint8Array, start: number, end: number, ctx: Decode
   const kb = ctx.keys;
   kb.begin(buf);
   let samples = 0;
+  let firstSampleAt = -1;
   r.pos = start;
   while (r.pos < end) {
+    const fieldAt = r.pos;
     const tag = r.tag(end);
     switch (tag >>> 3) {
       case 1: {
@@ -118,7 +120,7 @@ function decodeSeriesV1(buf: Uint8Array, start: number, end: number, ctx: Decode
       }
       case 2:
         r.expect(tag, WireType.len, 'TimeSeries.samples');
-        samples++;
+        if (samples++ === 0) firstSampleAt = fieldAt;
         r.pos = r.lengthDelimited(end, 'Sample');
         break;
       case 3:
@@ -138,7 +140,8 @@ function decodeSeriesV1(buf: Uint8Array, start: number, end: number, ctx: Decode
   const ref = ctx.registry.resolve(kb, ctx.nowMs);
   const batch = ctx.batch;
   batch.beginSeries(ref);
-  r.pos = start;
+  // Second pass over the samples only: everything before the first one was read already.
+  r.pos = firstSampleAt;
   while (r.pos < end) {
     const tag = r.tag(end);
     if (tag >>> 3 !== 2) {

@@ -43,7 +43,7 @@ export function hashBytes(b: Uint8Array, len: number): number {
 }
 
 function compareRanges(b: Uint8Array, aStart: number, aLen: number, cStart: number, cLen: number): number {
-  const n = aLen < cLen ? aLen : cLen;
+  const n = Math.min(aLen, cLen);
   for (let i = 0; i < n; i++) {
     const d = b[aStart + i]! - b[cStart + i]!;
     if (d !== 0) return d;

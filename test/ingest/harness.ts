@@ -104,7 +104,7 @@ export class MemoryBus implements Bus {
         const { tenant: _t, ...rest } = s.labels;
         const key = JSON.stringify(Object.fromEntries(Object.entries(rest).sort()));
         const list = out.get(key) ?? [];
-        s.t.forEach((t, i) => list.push([t, s.v[i]!]));
+        for (let i = 0; i < s.t.length; i++) list.push([s.t[i]!, s.v[i]!]);
         out.set(key, list);
       }
     }
