@@ -8,7 +8,7 @@
  * that fetches only the newest columns with the same step gets cells identical to those it already has.
  */
 import { isStaleNaN } from '../model/batch.js';
-import type { SampleIterator } from '../storage/index.js';
+import type { AggregateIterator, SampleIterator } from '../storage/index.js';
 
 /** Steps the dashboard uses, so that columns line up with round times and stay stable as a window slides. */
 export const NICE_STEPS_MS: readonly number[] = [
@@ -141,6 +141,55 @@ export class MatrixAccumulator {
       this.rowLastN[row] = 1;
     } else if (lastT === this.rowLastT[row]! && Number.isFinite(lastT)) {
       // Several series of one row at the same newest time: report their mean.
+      this.rowLast[row]! += last;
+      this.rowLastN[row]!++;
+    }
+  }
+
+  /**
+   * Folds one series read from a rollup tier (windows of `resolutionMs`, each stored at its last
+   * millisecond; the resolution divides the step, so every window lies in one column). Cells get the
+   * windows' sums and counts, so their means are exact. Idle time is counted per window, at the tier's
+   * resolution: a window whose mean is below the threshold counts whole.
+   */
+  addAggregates(row: number, it: AggregateIterator, resolutionMs: number, end: number): void {
+    const { start, step, cols } = this.grid;
+    const stop = Math.min(end, start + cols * step - 1);
+    this.rowSeries[row]!++;
+    if (!it.seek(start + resolutionMs - 1)) return;
+    const base = row * cols;
+    const idleBelow = this.idleBelow;
+    let rowSum = 0;
+    let rowCount = 0;
+    let lastT = Number.NEGATIVE_INFINITY;
+    let last = Number.NaN;
+    let idleMs = 0;
+    do {
+      const windowStart = it.t - resolutionMs + 1;
+      if (windowStart > stop) break;
+      const n = it.count;
+      const sum = it.sum;
+      if (!(n > 0) || !Number.isFinite(sum)) continue;
+      const col = Math.floor((windowStart - start) / step);
+      if (col < 0) continue;
+      this.sum[base + col]! += sum;
+      this.count[base + col]! += n;
+      rowSum += sum;
+      rowCount += n;
+      if (Number.isFinite(it.last)) {
+        last = it.last;
+        lastT = it.t;
+      }
+      if (idleBelow !== undefined && sum / n < idleBelow) idleMs += resolutionMs;
+    } while (it.next());
+    this.rowSum[row]! += rowSum;
+    this.rowCount[row]! += rowCount;
+    this.rowIdleMs[row]! += idleMs;
+    if (lastT > this.rowLastT[row]!) {
+      this.rowLastT[row] = lastT;
+      this.rowLast[row] = last;
+      this.rowLastN[row] = 1;
+    } else if (lastT === this.rowLastT[row]! && Number.isFinite(lastT)) {
       this.rowLast[row]! += last;
       this.rowLastN[row]!++;
     }
@@ -300,11 +349,17 @@ export class SpreadAccumulator {
     this.colCount = new Uint32Array(n);
   }
 
-  add(it: SampleIterator, end: number): void {
+  /**
+   * Folds one series in. With `recentFrom`, also returns the series' mean over [recentFrom, end] (its
+   * recent level, for outlier scores), computed in the same pass.
+   */
+  add(it: SampleIterator, end: number, recentFrom = Number.POSITIVE_INFINITY): number | null {
     const { start, step, cols } = this.grid;
     const stop = Math.min(end, start + cols * step - 1);
     this.colSum.fill(0);
     this.colCount.fill(0);
+    let recentSum = 0;
+    let recentCount = 0;
     if (it.seek(start)) {
       do {
         const t = it.t;
@@ -314,9 +369,52 @@ export class SpreadAccumulator {
         const col = Math.floor((t - start) / step);
         this.colSum[col]! += v;
         this.colCount[col]!++;
+        if (t >= recentFrom) {
+          recentSum += v;
+          recentCount++;
+        }
       } while (it.next());
     }
-    for (let c = 0; c < cols; c++) {
+    this.fold();
+    return recentCount > 0 ? recentSum / recentCount : null;
+  }
+
+  /** As {@link add}, for a series read from a rollup tier whose resolution divides the step. */
+  addAggregates(
+    it: AggregateIterator,
+    resolutionMs: number,
+    end: number,
+    recentFrom = Number.POSITIVE_INFINITY,
+  ): number | null {
+    const { start, step, cols } = this.grid;
+    const stop = Math.min(end, start + cols * step - 1);
+    this.colSum.fill(0);
+    this.colCount.fill(0);
+    let recentSum = 0;
+    let recentCount = 0;
+    if (it.seek(start + resolutionMs - 1)) {
+      do {
+        const windowStart = it.t - resolutionMs + 1;
+        if (windowStart > stop) break;
+        const n = it.count;
+        const sum = it.sum;
+        if (!(n > 0) || !Number.isFinite(sum)) continue;
+        const col = Math.floor((windowStart - start) / step);
+        if (col < 0) continue;
+        this.colSum[col]! += sum;
+        this.colCount[col]! += n;
+        if (windowStart >= recentFrom) {
+          recentSum += sum;
+          recentCount += n;
+        }
+      } while (it.next());
+    }
+    this.fold();
+    return recentCount > 0 ? recentSum / recentCount : null;
+  }
+
+  private fold(): void {
+    for (let c = 0; c < this.grid.cols; c++) {
       const n = this.colCount[c]!;
       if (n === 0) continue;
       const m = this.colSum[c]! / n;

@@ -14,7 +14,7 @@ import { AnonymousAuthenticator, type Authenticator, type Principal } from '../a
 import { JobStore, MetaStore } from '../meta/index.js';
 import { SeriesBatchBuilder, STALE_NAN } from '../model/batch.js';
 import { TrainwatchError } from '../model/errors.js';
-import { PlaceholderMemoryStorage } from '../storage/index.js';
+import { MemoryStorage } from '../storage/index.js';
 import { registerDashboardApi } from './dashboard.js';
 import { NO_DATA_BYTE } from './dashboard-matrix.js';
 import { summarizeJob } from './job-summary.js';
@@ -27,11 +27,7 @@ function makeStore() {
   return new JobStore(meta, 24 * 3600_000 * 365 * 100);
 }
 
-function app(
-  storage: PlaceholderMemoryStorage,
-  jobs: JobStore,
-  auth: Authenticator = new AnonymousAuthenticator('t1'),
-) {
+function app(storage: MemoryStorage, jobs: JobStore, auth: Authenticator = new AnonymousAuthenticator('t1')) {
   const a = Fastify();
   a.setErrorHandler((err, _req, reply) => {
     if (err instanceof TrainwatchError)
@@ -47,7 +43,7 @@ function app(
  * 1.3 s against 1.0 s, its utilization 0.99 against 0.70. Job `j2` has one idle GPU. Tenant t2 has a job too.
  */
 function fixture() {
-  const storage = new PlaceholderMemoryStorage();
+  const storage = new MemoryStorage();
   const jobs = makeStore();
   const b = new SeriesBatchBuilder();
   for (let rank = 0; rank < 4; rank++) {
@@ -142,9 +138,41 @@ describe('GET /api/tw/v1/heatmap', () => {
     const j2 = d.rows[1];
     expect(j2.series).toBe(2);
     expect(j2.mean).toBeCloseTo(0.25);
-    // One GPU idle from 5 s to 599 s: 594 GPU-seconds.
-    expect(j2.idleSeconds).toBeCloseTo(594);
+    // A one-minute step reads the storage's 1-minute rollup windows: idle time counts whole windows, and
+    // the GPU was idle in all ten.
+    expect(j2.idleSeconds).toBeCloseTo(600);
     expect(d.rows[0].idleSeconds).toBe(0);
+  });
+
+  it('reads raw samples below a 10 s step, and counts idle time between samples', async () => {
+    const d = (
+      await get(
+        `/api/tw/v1/heatmap?metric=gpu_utilization_ratio&by=job_id&start=${T0 + 5 * SECOND}&end=${T0 + 599 * SECOND}&step=5000&idle_below=0.05`,
+      )
+    ).data;
+    expect(d.start).toBe(T0 + 5 * SECOND);
+    expect(d.cols).toBe(119);
+    // One GPU idle from 5 s to 599 s: 594 GPU-seconds.
+    expect(d.rows[1].idleSeconds).toBeCloseTo(594);
+    const bytes = decode(d.values);
+    expect(bytes[119]).toBe(Math.round(0.25 * 254));
+  });
+
+  it('gives the same cells from rollup windows as from raw samples', async () => {
+    const range = `metric=gpu_utilization_ratio&job_id=j1&by=rank&start=${T0}&end=${T0 + 599 * SECOND}`;
+    const rolled = (await get(`/api/tw/v1/heatmap?${range}&step=60000`)).data;
+    const raw = (await get(`/api/tw/v1/heatmap?${range}&step=5000`)).data;
+    // Twelve raw columns of 5 s make one rollup column of a minute; the means agree.
+    const rb = decode(raw.values);
+    const ob = decode(rolled.values);
+    for (let row = 0; row < 4; row++) {
+      for (let c = 0; c < 10; c++) {
+        let sum = 0;
+        for (let k = 0; k < 12; k++) sum += rb[row * raw.cols + c * 12 + k]!;
+        expect(Math.abs(ob[row * rolled.cols + c]! - sum / 12)).toBeLessThanOrEqual(1);
+      }
+      expect(rolled.rows[row].mean).toBeCloseTo(raw.rows[row].mean, 9);
+    }
   });
 
   it('marks cells without samples as no data and keeps labels common to a row', async () => {
@@ -255,6 +283,24 @@ describe('GET /api/tw/v1/spread', () => {
   });
 });
 
+describe('GET /api/tw/v1/spread?stragglers=1', () => {
+  it('scores the ranks in the same pass as the band, as /stragglers does', async () => {
+    const range = `start=${T0}&end=${T0 + 599 * SECOND}`;
+    const d = (
+      await get(
+        `/api/tw/v1/spread?metric=train_step_duration_seconds&job_id=j1&${range}&step=5000&stragglers=1`,
+      )
+    ).data;
+    const alone = (await get(`/api/tw/v1/jobs/j1/stragglers?${range}`)).data;
+    expect(d.max[0]).toBeCloseTo(1.3);
+    expect(d.stragglers.straggler.labels).toEqual(alone.straggler.labels);
+    expect(d.stragglers.straggler.z).toBeCloseTo(alone.straggler.z, 6);
+    expect(d.stragglers.ranks.map((r: { mean: number }) => r.mean)).toEqual(
+      alone.ranks.map((r: { mean: number }) => r.mean),
+    );
+  });
+});
+
 describe('GET /api/tw/v1/jobs/:id/stragglers', () => {
   it('finds the slow rank by robust z-score and how much slower it is', async () => {
     const d = (await get(`/api/tw/v1/jobs/j1/stragglers?start=${T0}&end=${T0 + 599 * SECOND}`)).data;
@@ -265,7 +311,7 @@ describe('GET /api/tw/v1/jobs/:id/stragglers', () => {
   });
 
   it('reports no straggler when ranks differ by noise only', async () => {
-    const storage = new PlaceholderMemoryStorage();
+    const storage = new MemoryStorage();
     const jobs = makeStore();
     const b = new SeriesBatchBuilder();
     for (let rank = 0; rank < 64; rank++) {
@@ -338,7 +384,7 @@ describe('GET /api/tw/v1/fleet', () => {
   });
 
   it('treats a series whose newest sample is a staleness marker as gone', async () => {
-    const storage = new PlaceholderMemoryStorage();
+    const storage = new MemoryStorage();
     const jobs = makeStore();
     const b = new SeriesBatchBuilder();
     b.addSeries({ __name__: 'gpu_utilization_ratio', job_id: 's', gpu: '0' })
@@ -355,7 +401,7 @@ describe('GET /api/tw/v1/fleet', () => {
 
 describe('GET /api/tw/v1/ticks', () => {
   it('streams the newest sample time of the selection as it advances', async () => {
-    const storage = new PlaceholderMemoryStorage();
+    const storage = new MemoryStorage();
     const jobs = makeStore();
     const now = Date.now();
     const first = new SeriesBatchBuilder();

@@ -26,7 +26,7 @@ import {
   METRIC_NAME_LABEL,
   WellKnownLabel,
 } from '../model/labels.js';
-import type { SampleIterator, SelectedSeries, Storage } from '../storage/index.js';
+import type { SampleIterator, SelectedSeries, SelectHints, Storage } from '../storage/index.js';
 import {
   columnGrid,
   MatrixAccumulator,
@@ -38,7 +38,7 @@ import {
   SpreadAccumulator,
 } from './dashboard-matrix.js';
 import { readTenant } from './dashboard-scope.js';
-import type { JobSummary } from './job-summary.js';
+import { type JobSummary, newestValue } from './job-summary.js';
 import { parseTime } from './rest.js';
 import { type JsonSample, jsonValue, readSeries } from './series-read.js';
 
@@ -201,7 +201,7 @@ const HEATMAP_OPTIONS = new Set([
   'idle_below',
   'tenant',
 ]);
-const SPREAD_OPTIONS = new Set(['metric', 'start', 'end', 'cols', 'step', 'tenant']);
+const SPREAD_OPTIONS = new Set(['metric', 'start', 'end', 'cols', 'step', 'tenant', 'stragglers']);
 const TICK_OPTIONS = new Set(['metric', 'tenant']);
 const RANGE_OPTIONS = new Set(['metric', 'start', 'end', 'points', 'tenant']);
 
@@ -254,10 +254,19 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const idleBelow = numParam(q, 'idle_below');
     const matchers = [new LabelMatcher('=', METRIC_NAME_LABEL, metric), ...labelMatchers(q, HEATMAP_OPTIONS)];
     const querier = deps.storage.querier(tenant, start, end);
-    const selected = querier.select(matchers, { minT: start, maxT: end });
     return {
       status: 'success',
-      data: buildHeatmap(selected, { start, end, by, keep, lo, hi, idleBelow, metric, q }),
+      data: buildHeatmap((hints) => querier.select(matchers, hints), {
+        start,
+        end,
+        by,
+        keep,
+        lo,
+        hi,
+        idleBelow,
+        metric,
+        q,
+      }),
     };
   });
 
@@ -269,11 +278,18 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const { start, end } = rangeParams(q, Date.now());
     const grid = gridParams(q, start, end);
     const matchers = [new LabelMatcher('=', METRIC_NAME_LABEL, metric), ...labelMatchers(q, SPREAD_OPTIONS)];
-    const selected = deps.storage
-      .querier(tenant, grid.start, end)
-      .select(matchers, { minT: grid.start, maxT: end });
+    const querier = deps.storage.querier(tenant, grid.start, end);
+    const selected = selectForGrid((hints) => querier.select(matchers, hints), grid, end);
+    const withStragglers = single(q.stragglers, 'stragglers') === '1';
+    const recentFrom = end - Math.max(1, Math.floor((end - start) / 4));
     const acc = new SpreadAccumulator(grid);
-    for (const s of selected) acc.add(s.iterator(), end);
+    const ranks: { labels: Record<string, string>; mean: number | null }[] = [];
+    for (const s of selected) {
+      const recent = s.resolutionMs
+        ? acc.addAggregates(s.aggregates!(), s.resolutionMs, end, recentFrom)
+        : acc.add(s.iterator(), end, recentFrom);
+      if (withStragglers) ranks.push({ labels: placementOf(s.labels), mean: recent });
+    }
     const col = (a: Float64Array, f: (v: number, i: number) => number | null = (v) => v) =>
       Array.from(a, (v, i) => (acc.present[i]! > 0 ? f(v, i) : null));
     return {
@@ -290,6 +306,9 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
         mean: col(acc.sum, (v, i) => v / acc.present[i]!),
         sum: col(acc.sum),
         count: Array.from(acc.present),
+        // The same pass scores the series (ranks) on their recent level: a job page gets its step-time band
+        // and its straggler from one read of the step times.
+        ...(withStragglers ? { stragglers: scoreStragglers(ranks, recentFrom, end, metric) } : {}),
       },
     };
   });
@@ -363,8 +382,35 @@ interface HeatmapParams {
   readonly q: Query;
 }
 
+/**
+ * Rollup hints for a column grid: with a step of 10 s or more, a storage that keeps rollup tiers may answer
+ * with windows that divide the step (sums and counts, so the cell means stay exact) instead of raw samples.
+ */
+function rollupHints(grid: { start: number; step: number }, end: number): SelectHints {
+  const range = { minT: grid.start, maxT: end };
+  return grid.step >= 10_000
+    ? { ...range, stepMs: grid.step, func: 'avg_over_time', rangeMs: grid.step }
+    : range;
+}
+
+/** Selects with rollup hints, and again without them if a tier's windows do not fit the grid's columns. */
+function selectForGrid(
+  select: (hints: SelectHints) => SelectedSeries[],
+  grid: { start: number; step: number },
+  end: number,
+): readonly SelectedSeries[] {
+  const selected = select(rollupHints(grid, end));
+  const misfit = selected.some(
+    (s) => s.resolutionMs !== undefined && (grid.step % s.resolutionMs !== 0 || !s.aggregates),
+  );
+  return misfit ? select({ minT: grid.start, maxT: end }) : selected;
+}
+
 /** Groups the selected series into rows by the `by` labels and folds them into a quantized matrix. */
-export function buildHeatmap(selected: readonly SelectedSeries[], p: HeatmapParams) {
+export function buildHeatmap(select: (hints: SelectHints) => SelectedSeries[], p: HeatmapParams) {
+  // The column step depends on the number of rows (cells are capped), known only after a first select.
+  const firstGrid = gridParams(p.q, p.start, p.end);
+  let selected: readonly SelectedSeries[] = selectForGrid(select, firstGrid, p.end);
   const rowOf = new Map<string, number>();
   const rowLabels: Record<string, string>[] = [];
   const seriesRow = new Int32Array(selected.length);
@@ -401,8 +447,15 @@ export function buildHeatmap(selected: readonly SelectedSeries[], p: HeatmapPara
     position[r] = i;
   });
   const grid = gridParams(p.q, p.start, p.end, rowLabels.length);
+  if (grid.step !== firstGrid.step) selected = selectForGrid(select, grid, p.end); // same series, same order
   const acc = new MatrixAccumulator(rowLabels.length, grid, p.idleBelow);
-  for (let i = 0; i < selected.length; i++) acc.add(position[seriesRow[i]!]!, selected[i]!.iterator(), p.end);
+  for (let i = 0; i < selected.length; i++) {
+    const s = selected[i]!;
+    const row = position[seriesRow[i]!]!;
+    if (s.resolutionMs !== undefined && s.aggregates)
+      acc.addAggregates(row, s.aggregates(), s.resolutionMs, p.end);
+    else acc.add(row, s.iterator(), p.end);
+  }
   const scale =
     p.lo !== undefined && p.hi !== undefined
       ? { lo: p.lo, hi: p.hi }
@@ -552,16 +605,26 @@ export function findStragglers(selected: readonly SelectedSeries[], start: numbe
         }
       } while (it.next());
     }
-    const labels: Record<string, string> = {};
-    for (const k of [
-      WellKnownLabel.rank,
-      WellKnownLabel.localRank,
-      WellKnownLabel.nodeId,
-      WellKnownLabel.gpu,
-    ])
-      if (s.labels[k] !== undefined) labels[k] = s.labels[k]!;
-    return { labels, mean: n > 0 ? sum / n : null };
+    return { labels: placementOf(s.labels), mean: n > 0 ? sum / n : null };
   });
+  return scoreStragglers(ranks, from, end, 'train_step_duration_seconds');
+}
+
+/** The labels that say which rank and GPU a series is. */
+function placementOf(labels: LabelSet): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of [WellKnownLabel.rank, WellKnownLabel.localRank, WellKnownLabel.nodeId, WellKnownLabel.gpu])
+    if (labels[k] !== undefined) out[k] = labels[k]!;
+  return out;
+}
+
+/** Robust z-scores of the ranks' recent step times, and the straggler by the rule above. */
+export function scoreStragglers(
+  ranks: readonly { labels: Record<string, string>; mean: number | null }[],
+  from: number,
+  end: number,
+  metric: string,
+) {
   const z = robustZ(ranks.map((r) => r.mean));
   const scored: RankStepTime[] = ranks.map((r, i) => ({ ...r, z: z[i] ?? null }));
   scored.sort((a, b) => naturalCompare(a.labels.rank ?? '', b.labels.rank ?? ''));
@@ -577,7 +640,7 @@ export function findStragglers(selected: readonly SelectedSeries[], start: numbe
     if (!straggler || r.z > straggler.z!) straggler = r;
   }
   return {
-    metric: 'train_step_duration_seconds',
+    metric,
     window: { start: from, end },
     medianSeconds: Number.isFinite(med) ? med : null,
     ranks: scored,
@@ -620,7 +683,8 @@ export function summarizeFleet(
     for (const s of querier.select([new LabelMatcher('=', METRIC_NAME_LABEL, metric)])) {
       const i = index.get(`${s.labels[WellKnownLabel.tenant]}\u0000${s.labels[WellKnownLabel.jobId]}`);
       if (i === undefined) continue;
-      const v = newestValue(s, endOf(jobs[i]!));
+      const end = endOf(jobs[i]!);
+      const v = newestValue(s, end - SUMMARY_WINDOW_MS, end);
       if (v !== undefined) out[i]!.push({ labels: s.labels, v });
     }
     return out;
@@ -653,22 +717,6 @@ export function summarizeFleet(
       idleGpus: u.filter((v) => v < IDLE_UTILIZATION).length,
     };
   });
-}
-
-/**
- * The newest sample within [end − SUMMARY_WINDOW_MS, end], or undefined when there is none or it is a
- * staleness marker. Only the newest sample decides, so the last 30 s are read first and the whole window
- * only when they are empty.
- */
-function newestValue(s: SelectedSeries, end: number): number | undefined {
-  for (const from of [end - 30_000, end - SUMMARY_WINDOW_MS]) {
-    const it = s.iterator();
-    if (!it.seek(from) || it.t > end) continue;
-    let v = it.v;
-    while (it.next() && it.t <= end) v = it.v;
-    return isStaleNaN(v) ? undefined : v;
-  }
-  return undefined;
 }
 
 function mean(xs: number[]): number | null {
