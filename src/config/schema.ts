@@ -164,6 +164,20 @@ export const configSchema = z
     detectors: detectorsConfigSchema.prefault({}),
     /** Receivers, routing, rule files, actions (docs/alerting.md). */
     alerting: alertingConfigSchema.prefault({}),
+    /** PromQL and the Prometheus HTTP API (docs/promql.md); errors beyond a limit are Prometheus's. */
+    query: z
+      .object({
+        /** Longest a query may run (Prometheus's --query.timeout); a request may ask for less. */
+        timeout: durationString('2m', 1000),
+        /** Most samples one query may hold in memory (Prometheus's --query.max-samples). */
+        max_samples: z.number().int().min(1000).default(50_000_000),
+        /** Most series one selector may select. */
+        max_series: z.number().int().min(1).default(1_000_000),
+        /** How far back an instant selector looks for a sample (Prometheus's --query.lookback-delta). */
+        lookback_delta: durationString('5m', 1000),
+      })
+      .strict()
+      .prefault({}),
     jobs: z
       .object({
         /** A running job with no sample for this long is shown as `unknown`. */

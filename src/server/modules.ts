@@ -272,7 +272,16 @@ class Modules {
         const queryDeps = { auth: this.auth!, storage: this.storage!, jobs: this.jobs! };
         registerRestApi(this.http!.app, queryDeps);
         registerDashboardApi(this.http!.app, queryDeps);
-        registerPromApi(this.http!.app, { auth: this.auth!, storage: this.storage! });
+        registerPromApi(this.http!.app, {
+          auth: this.auth!,
+          storage: this.storage!,
+          limits: {
+            timeoutMs: config.query.timeout,
+            maxSamples: config.query.max_samples,
+            maxSeries: config.query.max_series,
+            lookbackDeltaMs: config.query.lookback_delta,
+          },
+        });
         return;
       }
       case 'ui': {

@@ -24,6 +24,7 @@ beforeAll(async () => {
       data_dir: tempDir(),
       processor: { checkpoint_interval_ms: 100 },
       auth: { anonymous_scopes: ['ingest', 'read'] },
+      query: { max_samples: 5000 },
     },
   });
   tw = await startTrainwatch(config, pino({ level: 'silent' }));
@@ -81,6 +82,16 @@ describe('PromQL over the running program', () => {
 
     const labels = await tw.app.inject({ method: 'GET', url: '/api/v1/labels' });
     expect(labels.json().data).not.toContain('tenant');
+
+    // query.max_samples from the configuration applies.
+    const big = await tw.app.inject({
+      method: 'GET',
+      url: `/api/v1/query_range?query=train_step&start=${T0 / 1000}&end=${at}&step=0.1`,
+    });
+    expect(big.statusCode).toBe(422);
+    expect(big.json().error).toBe(
+      'query processing would load too many samples into memory in query execution',
+    );
   });
 });
 
