@@ -131,6 +131,15 @@ describe('Grafana data source: panels', () => {
     ]);
   });
 
+  it('accepts form bodies with a charset parameter', async () => {
+    const r = await post(
+      '/api/v1/query',
+      { query: 'count(gpu_utilization_ratio)', time: sec(T0 + 60_000) },
+      { ...A, 'content-type': 'application/x-www-form-urlencoded; charset=UTF-8' },
+    );
+    expect(r.body.data.result[0].value[1]).toBe('4');
+  });
+
   it('GET /api/v1/query_range with a duration step (15s) and RFC 3339 times', async () => {
     const start = new Date(T0 + 60_000).toISOString();
     const end = new Date(T0 + 120_000).toISOString();
