@@ -508,6 +508,28 @@ describe.skipIf(!available && !inCI)('trainwatch and Prometheus give the same an
     // Most comparisons must have data, or the test would prove little.
     expect(nonEmpty).toBeGreaterThan(compared * 0.8);
   }, 240_000);
+
+  it('labels, label values and series lookups match', async () => {
+    const range = `start=${sec(START)}&end=${sec(START + 3_600_000)}`;
+    for (const path of [
+      `/api/v1/labels?${range}`,
+      `/api/v1/label/__name__/values?${range}`,
+      `/api/v1/label/job_id/values?${range}`,
+      `/api/v1/label/rank/values?match[]=${encodeURIComponent('train_loss')}&${range}`,
+      `/api/v1/series?match[]=${encodeURIComponent('gpu_throttled')}&match[]=${encodeURIComponent('{__name__=~"host_.*",node_id=~".*-0"}')}&${range}`,
+    ]) {
+      const p = (await (await fetch(`${promUrl}${path}`)).json()) as { status: string; data: unknown[] };
+      const t = (await app!.inject({ method: 'GET', url: path })).json() as {
+        status: string;
+        data: unknown[];
+      };
+      expect(t.status, path).toBe(p.status);
+      const norm = (xs: unknown[]) =>
+        xs.map((x) => (typeof x === 'string' ? x : keyOf(x as Record<string, string>))).sort();
+      expect(norm(t.data), path).toEqual(norm(p.data));
+      expect(t.data.length, path).toBeGreaterThan(0);
+    }
+  });
 });
 
 describe.skipIf(available || inCI)('Prometheus differential test', () => {
