@@ -58,6 +58,15 @@ export interface HeadAppendStats {
   created: number;
 }
 
+/** What a cut moves out of the head for one series. */
+export interface CutSeries {
+  readonly ref: number;
+  readonly labels: LabelSet;
+  readonly chunks: HeadChunk[];
+  readonly oooT?: Float64Array;
+  readonly oooV?: Float64Array;
+}
+
 /** A consistent view of one series' head data, taken at select time; later appends do not disturb it. */
 export interface HeadSeriesSnapshot {
   readonly sealed: readonly HeadChunk[];
@@ -656,31 +665,20 @@ export class Head implements PostingsIndex {
   // Cutting into blocks, garbage collection
 
   /**
-   * Removes and returns every sample older than `boundary`: sealed chunks ending before it, open chunks
-   * that lie entirely before it (chunks never span a multiple of the chunk range, so boundaries that are
-   * such multiples never split one), and out-of-order samples before it. Series left with no data are
-   * dropped from the head.
+   * First half of a cut: collects (without removing) every sample older than `boundary` — sealed chunks ending
+   * before it, open chunks that lie entirely before it (sealed now: chunks never span a multiple of the chunk
+   * range, so such boundaries never split one), and copies of the out-of-order samples before it. The head
+   * keeps serving them until {@link finishCut} removes them, once the block holding them is on disk; appends
+   * may go on in between.
    */
-  cut(
-    boundary: number,
-  ): { ref: number; labels: LabelSet; chunks: HeadChunk[]; oooT?: Float64Array; oooV?: Float64Array }[] {
-    const out: {
-      ref: number;
-      labels: LabelSet;
-      chunks: HeadChunk[];
-      oooT?: Float64Array;
-      oooV?: Float64Array;
-    }[] = [];
+  prepareCut(boundary: number): CutSeries[] {
+    const out: CutSeries[] = [];
     for (let ref = 0; ref < this.nextRef; ref++) {
       if (this.alive[ref] !== 1) continue;
       if (this.cCount[ref]! > 0 && this.lastT[ref]! < boundary && this.cEnd[ref]! <= boundary) this.seal(ref);
       const chunks: HeadChunk[] = [];
       const list = this.sealed[ref];
-      if (list && list.length > 0) {
-        let k = 0;
-        while (k < list.length && list[k]!.maxT < boundary) chunks.push(list[k++]!);
-        if (k > 0) list.splice(0, k);
-      }
+      if (list) for (let k = 0; k < list.length && list[k]!.maxT < boundary; k++) chunks.push(list[k]!);
       let oooT: Float64Array | undefined;
       let oooV: Float64Array | undefined;
       const b = this.ooo[ref];
@@ -688,17 +686,46 @@ export class Head implements PostingsIndex {
         const k = lowerBound(b.t, b.n, boundary);
         oooT = b.t.slice(0, k);
         oooV = b.v.slice(0, k);
-        b.t.copyWithin(0, k, b.n);
-        b.v.copyWithin(0, k, b.n);
-        b.n -= k;
-        if (b.n === 0) this.ooo[ref] = undefined;
       }
       if (chunks.length > 0 || oooT) out.push({ ref, labels: this.labelSet(ref), chunks, oooT, oooV });
     }
-    // Chunks sealed by the cut are in the block now; the head log need not record them.
-    this.sealedSinceCheckpoint = this.sealedSinceCheckpoint.filter((s) => s.chunk.maxT >= boundary);
-    this.gc();
     return out;
+  }
+
+  /**
+   * Second half of a cut: removes what {@link prepareCut} collected. Out-of-order samples rewritten since
+   * (another value for the same timestamp) stay: they are newer than the block. Series left with no data are
+   * dropped from the head.
+   */
+  finishCut(cut: readonly CutSeries[]): void {
+    const moved = new Set<HeadChunk>();
+    for (const c of cut) {
+      const list = this.sealed[c.ref];
+      if (list && c.chunks.length > 0) {
+        let k = 0;
+        while (k < list.length && k < c.chunks.length && list[k] === c.chunks[k]) moved.add(list[k++]!);
+        list.splice(0, k);
+      }
+      const b = this.ooo[c.ref];
+      if (b && c.oooT) {
+        let w = 0;
+        let j = 0;
+        for (let i = 0; i < b.n; i++) {
+          const t = b.t[i]!;
+          while (j < c.oooT.length && c.oooT[j]! < t) j++;
+          const same = j < c.oooT.length && c.oooT[j] === t && sameBits(c.oooV![j]!, b.v[i]!);
+          if (same) continue;
+          b.t[w] = t;
+          b.v[w] = b.v[i]!;
+          w++;
+        }
+        b.n = w;
+        if (w === 0) this.ooo[c.ref] = undefined;
+      }
+    }
+    // Chunks now in the block need not be recorded by the head log.
+    this.sealedSinceCheckpoint = this.sealedSinceCheckpoint.filter((s) => !moved.has(s.chunk));
+    this.gc();
   }
 
   /** Drops series that hold no data any more; rebuilds the index without them. */

@@ -240,6 +240,37 @@ describe('tsdb: durability', () => {
     await db.close();
   });
 
+  it('answers queries with every sample while a cut is being written, and after', async () => {
+    const db = await open(tmp());
+    const b = new SeriesBatchBuilder();
+    for (let s = 0; s < 5000; s++) {
+      b.addSeries({ __name__: 'c', s: String(s) });
+      for (let t = 0; t < 100_000; t += 10_000) b.add(t, s + t);
+    }
+    db.appender.append('t', b.build());
+    const late = new SeriesBatchBuilder();
+    late.addSeries({ __name__: 'c', s: 'marker' }).add(1_000_000, 1);
+    db.appender.append('t', late.build());
+    const count = () => read(db, 'c').reduce((n, s) => n + s.t.length, 0);
+    expect(count()).toBe(50_001);
+    let done = false;
+    const cp = db.checkpoint(new Map([[0, 1]])).then(() => {
+      done = true;
+    });
+    let observed = 0;
+    while (!done) {
+      expect(count()).toBe(50_001);
+      observed++;
+      await new Promise((r) => setImmediate(r));
+    }
+    await cp;
+    expect(observed).toBeGreaterThan(1); // the cut yielded to the event loop while writing
+    expect(db.listBlocks().some((m) => m.tier === 'raw' && m.series === 5000)).toBe(true);
+    expect(count()).toBe(50_001);
+    expect(db.activeSeries()).toBe(1);
+    await db.close();
+  });
+
   it('gives a clear error for an unwritable data directory', async () => {
     if (process.getuid?.() === 0) return; // root writes anywhere: nothing to test
     const dir = tmp();

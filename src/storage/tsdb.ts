@@ -90,6 +90,8 @@ export const defaultTsdbOptions = {
 
 /** Samples per block chunk: large enough for the codecs to pay off, small enough to seek cheaply. */
 const BLOCK_CHUNK_SAMPLES = 1024;
+/** Block writers yield to the event loop after this many series. */
+const YIELD_EVERY_SERIES = 2000;
 /** Compaction joins adjacent blocks into aligned ranges of block duration × these factors, per tier. */
 const LEVEL_FACTORS = [1, 6, 36, 216, 1296];
 const MAX_LEVEL: Record<TierName, number> = { raw: 2, '10s': 2, '1m': 3, '1h': 4 };
@@ -282,7 +284,7 @@ export class Tsdb implements Storage {
       const boundary = Math.floor((this.head.maxTime - Math.min(D / 2, 900_000)) / D) * D;
       const cut = Number.isFinite(boundary) && boundary > this.cutBoundary && this.headMinTime < boundary;
       if (cut) {
-        this.cutHead(boundary);
+        await this.cutHead(boundary);
         this.cutBoundary = boundary;
       }
       if (cut || !this.log!.started) {
@@ -318,10 +320,13 @@ export class Tsdb implements Storage {
   // --------------------------------------------------------------------------------------------------------
   // Cutting the head into blocks
 
-  /** Moves every head sample older than `boundary` into a raw block (and its rollups). Synchronous. */
-  private cutHead(boundary: number): void {
-    const cut = this.head.cut(boundary);
-    this.headMinTime = this.computeHeadMinTime();
+  /**
+   * Moves every head sample older than `boundary` into a raw block (and its rollups). The block is written
+   * asynchronously, yielding to the event loop, while the head goes on serving those samples (and taking
+   * appends); the head lets go of them, and the block joins the store, in one synchronous step at the end.
+   */
+  private async cutHead(boundary: number): Promise<void> {
+    const cut = this.head.prepareCut(boundary);
     if (cut.length === 0) return;
     const entries = cut.map((c) => ({ c, key: sortKeyOf(c.labels) }));
     entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -338,20 +343,25 @@ export class Tsdb implements Storage {
       labels: c.labels,
       iterator: () => headCutIterator(c.chunks, c.oooT, c.oooV),
     }));
-    this.writeRaw(series, 0, [], !overlaps, !overlaps);
+    const written = await this.writeRaw(series, 0, [], !overlaps, !overlaps);
+    this.head.finishCut(cut);
+    this.blocks.push(...written);
+    this.sortBlocks();
+    this.headMinTime = this.computeHeadMinTime();
   }
 
   /**
    * Writes a raw block from series given in sort order, and when `rollups` the rollup blocks of its range
-   * first (so that a raw block marked rolled-up always has them).
+   * first (so that a raw block marked rolled-up always has them). Returns the new blocks, rollups first; the
+   * caller adds them to the store.
    */
-  private writeRaw(
+  private async writeRaw(
     series: readonly { labels: LabelSet; iterator: () => SampleIterator }[],
     level: number,
     sources: readonly number[],
     rollups: boolean,
     rolledUp: boolean,
-  ): BlockReader | undefined {
+  ): Promise<BlockReader[]> {
     const rawSeq = this.nextSeq++;
     const raw = new BlockWriter(path.join(this.blocksDir, `raw-${rawSeq}.twb`));
     const tierWriters = rollups
@@ -362,8 +372,16 @@ export class Tsdb implements Storage {
     const buf = new SampleBuffer(1024);
     const out = new ByteWriter(1 << 14);
     const cols = rollups ? this.tiers.map(() => new RollupColumns()) : [];
+    const written: BlockReader[] = [];
     try {
+      let since = 0;
       for (const s of series) {
+        // Yield now and then: a cut of a large head takes a while and must not stall ingest or queries.
+        if (++since === YIELD_EVERY_SERIES) {
+          since = 0;
+          await new Promise<void>((r) => setImmediate(r));
+          if (this.closed) throw new Error('storage closed during a block write');
+        }
         const it = s.iterator();
         buf.n = 0;
         while (it.next()) {
@@ -384,8 +402,8 @@ export class Tsdb implements Storage {
               aggregateRaw(
                 new ArrayIterator(buf.t, buf.v, buf.n),
                 this.tiers[0]!.resolutionMs,
-                -Infinity,
-                Infinity,
+                Number.NEGATIVE_INFINITY,
+                Number.POSITIVE_INFINITY,
                 c,
               );
             else coarsen(cols[i - 1]!, this.tiers[i]!.resolutionMs, c);
@@ -397,7 +415,7 @@ export class Tsdb implements Storage {
       for (const tw of tierWriters) {
         if (tw.w!.seriesCount === 0) tw.w!.abort();
         else
-          this.blocks.push(
+          written.push(
             this.track(
               new BlockReader(
                 finishPath(tw.w!, { tier: tw.tier.name, seq: tw.seq, rolledUp: true, level, sources: [] }),
@@ -405,20 +423,19 @@ export class Tsdb implements Storage {
             ),
           );
       }
-      if (raw.seriesCount === 0) {
-        raw.abort();
-        return undefined;
-      }
-      const reader = this.track(
-        new BlockReader(finishPath(raw, { tier: 'raw', seq: rawSeq, rolledUp, level, sources })),
-      );
-      this.blocks.push(reader);
+      if (raw.seriesCount === 0) raw.abort();
+      else
+        written.push(
+          this.track(
+            new BlockReader(finishPath(raw, { tier: 'raw', seq: rawSeq, rolledUp, level, sources })),
+          ),
+        );
       if (this.opts.fsync) syncDir(this.blocksDir);
-      this.sortBlocks();
-      return reader;
+      return written;
     } catch (err) {
       raw.abort();
       for (const tw of tierWriters) tw.w?.abort();
+      for (const r of written) r.close();
       throw err;
     }
   }
@@ -571,8 +588,10 @@ export class Tsdb implements Storage {
       await new Promise<void>((r) => setImmediate(r));
       // Joining adjacent rolled-up blocks keeps them rolled up (their rollups exist already); merging
       // overlapping ones recomputes the rollups of the merged range.
-      if (alreadyRolled) this.writeRaw(series, level, sources, false, true);
-      else this.writeRaw(series, level, sources, rollups, rollups);
+      const written = alreadyRolled
+        ? await this.writeRaw(series, level, sources, false, true)
+        : await this.writeRaw(series, level, sources, rollups, rollups);
+      this.blocks.push(...written);
     } else {
       const seq = this.nextSeq++;
       const w = new BlockWriter(path.join(this.blocksDir, `${tier}-${seq}.twb`));
