@@ -10,38 +10,6 @@ import { ProtoError } from './protobuf.js';
 const textEncoder = new TextEncoder();
 const TENANT = textEncoder.encode('tenant');
 
-/** murmur3 (x86, 32-bit) over `b[0..len)`. */
-export function hashBytes(b: Uint8Array, len: number): number {
-  let h = 0x9747b28c ^ len;
-  let i = 0;
-  const whole = len & ~3;
-  for (; i < whole; i += 4) {
-    let k = b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  const tail = len & 3;
-  if (tail !== 0) {
-    let k = b[i]!;
-    if (tail > 1) k ^= b[i + 1]! << 8;
-    if (tail > 2) k ^= b[i + 2]! << 16;
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h | 0;
-}
-
 function compareRanges(b: Uint8Array, aStart: number, aLen: number, cStart: number, cLen: number): number {
   const n = Math.min(aLen, cLen);
   for (let i = 0; i < n; i++) {
@@ -56,7 +24,7 @@ function compareRanges(b: Uint8Array, aStart: number, aLen: number, cStart: numb
  * Reused for every series of every request; nothing it returns survives the next `begin`.
  */
 export class SeriesKeyBuilder {
-  /** The canonical key of the last `finish`, in `key[0..keyLength)`. */
+  /** The canonical key of the last `finish`, in `key[0..keyLength)` once `materialize` ran. */
   key = new Uint8Array(1024);
   keyLength = 0;
   hash = 0;
@@ -160,12 +128,67 @@ export class SeriesKeyBuilder {
         }
       }
     }
-    let total = 0;
-    for (let i = 0; i < n; i++) total += r[i * 4 + 1]! + r[i * 4 + 3]! + 10;
-    if (total > this.key.length) this.key = new Uint8Array(Math.max(total, this.key.length * 2));
-    const key = this.key;
-    let p = 0;
+    // Hash and measure the key straight from the source ranges: a known series (the common case) is then
+    // compared against its stored key without the key ever being copied out (see `equals`).
+    let h = 0x9747b28c;
+    let length = 0;
     let labels = 0;
+    for (let i = 0; i < n; i++) {
+      const at = order[i]! * 4;
+      const ns = r[at]!;
+      const nl = r[at + 1]!;
+      if (nl === 6 && isTenant(src, ns)) continue;
+      const vs = r[at + 2]!;
+      const vl = r[at + 3]!;
+      h = hashRange(src, ns, nl, h ^ nl);
+      h = hashRange(src, vs, vl, h ^ (vl + 0x3c6ef372));
+      length += varintSize(nl) + nl + varintSize(vl) + vl;
+      labels++;
+    }
+    h ^= length;
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+    this.hash = h | 0;
+    this.keyLength = length;
+    this.labelCount = labels;
+  }
+
+  /**
+   * Whether the key of the last `finish` equals `stored[start..start + keyLength)`, comparing the source
+   * ranges with the stored bytes in place.
+   */
+  equals(stored: Uint8Array, start: number): boolean {
+    const n = this.count;
+    const r = this.ranges;
+    const src = this.src;
+    const order = this.order;
+    let p = start;
+    for (let i = 0; i < n; i++) {
+      const at = order[i]! * 4;
+      const ns = r[at]!;
+      const nl = r[at + 1]!;
+      if (nl === 6 && isTenant(src, ns)) continue;
+      p = matchPart(stored, p, src, ns, nl);
+      if (p < 0) return false;
+      p = matchPart(stored, p, src, r[at + 2]!, r[at + 3]!);
+      if (p < 0) return false;
+    }
+    return true;
+  }
+
+  /** Writes the key of the last `finish` into `key[0..keyLength)`: needed only for a new series. */
+  materialize(): void {
+    if (this.keyLength > this.key.length)
+      this.key = new Uint8Array(Math.max(this.keyLength, this.key.length * 2));
+    const key = this.key;
+    const n = this.count;
+    const r = this.ranges;
+    const src = this.src;
+    const order = this.order;
+    let p = 0;
     for (let i = 0; i < n; i++) {
       const at = order[i]! * 4;
       const ns = r[at]!;
@@ -179,12 +202,53 @@ export class SeriesKeyBuilder {
       p = putVarint(key, p, vl);
       for (let k = 0; k < vl; k++) key[p + k] = src[vs + k]!;
       p += vl;
-      labels++;
     }
-    this.keyLength = p;
-    this.labelCount = labels;
-    this.hash = hashBytes(key, p);
   }
+}
+
+function varintSize(v: number): number {
+  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
+}
+
+/** Matches `uvarint(len) src[at..at+len)` at `stored[p..]`; returns the position after it, or -1. */
+function matchPart(stored: Uint8Array, p: number, src: Uint8Array, at: number, len: number): number {
+  let v = len;
+  while (v >= 0x80) {
+    if (stored[p++] !== ((v & 0x7f) | 0x80)) return -1;
+    v >>>= 7;
+  }
+  if (stored[p++] !== v) return -1;
+  for (let k = 0; k < len; k++) if (stored[p + k] !== src[at + k]) return -1;
+  return p + len;
+}
+
+/** murmur3 (x86, 32-bit) rounds over `b[start..start+len)`, continuing from `h` (not finalized). */
+function hashRange(b: Uint8Array, start: number, len: number, h: number): number {
+  let i = start;
+  const whole = start + (len & ~3);
+  for (; i < whole; i += 4) {
+    let k = b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const tail = len & 3;
+  if (tail !== 0) {
+    let k = b[i]!;
+    if (tail > 1) k ^= b[i + 1]! << 8;
+    if (tail > 2) k ^= b[i + 2]! << 16;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    // Mix the tail in as a round too, so that ranges stay distinguishable when concatenated.
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  return h;
 }
 
 function isTenant(src: Uint8Array, at: number): boolean {

@@ -194,13 +194,16 @@ export class SeriesRegistry {
   resolve(kb: SeriesKeyBuilder, nowMs: number): number {
     const h = kb.hash;
     const klen = kb.keyLength;
-    const key = kb.key;
     let slot = h & this.mask;
     for (;;) {
       const s = this.slots[slot]!;
       if (s === 0) break;
       const ref = s - 1;
-      if (this.hashes[ref] === h && this.keyLength[ref] === klen && this.sameKey(ref, key, klen)) {
+      if (
+        this.hashes[ref] === h &&
+        this.keyLength[ref] === klen &&
+        kb.equals(this.keyArena, this.keyStart[ref]!)
+      ) {
         if (!this.counted[ref]) {
           this.checkLimit(ref);
           this.counted[ref] = 1;
@@ -213,13 +216,6 @@ export class SeriesRegistry {
       slot = (slot + 1) & this.mask;
     }
     return this.create(kb, slot, nowMs);
-  }
-
-  private sameKey(ref: number, key: Uint8Array, len: number): boolean {
-    const arena = this.keyArena;
-    const start = this.keyStart[ref]!;
-    for (let i = 0; i < len; i++) if (arena[start + i] !== key[i]) return false;
-    return true;
   }
 
   private checkLimit(refOrLabels: number | LabelSet): void {
@@ -241,6 +237,7 @@ export class SeriesRegistry {
   }
 
   private create(kb: SeriesKeyBuilder, slot: number, nowMs: number): number {
+    kb.materialize();
     const labels = this.decodeKey(kb);
     const problem = seriesProblem(labels, this.limits.series);
     if (problem) throw twError(Errors.invalidSeries, `series ${this.shown(labels)}: ${problem}`);

@@ -1,0 +1,167 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { SeriesKeyBuilder } from './series-key.js';
+import { SeriesRegistry } from './series-registry.js';
+
+const LIMITS = {
+  maxActiveSeries: 1000,
+  activeSeriesTtlMs: 60_000,
+  series: { maxLabelsPerSeries: 20, maxLabelValueBytes: 100, maxLabelNameBytes: 50 },
+};
+
+/** Feeds labels the way remote-write does: byte ranges of one buffer, in the order given. */
+function fromBytes(kb: SeriesKeyBuilder, labels: [string, string][]): void {
+  const enc = new TextEncoder();
+  const parts = labels.map(([n, v]) => [enc.encode(n), enc.encode(v)] as const);
+  const buf = new Uint8Array(parts.reduce((a, [n, v]) => a + n.length + v.length, 0) + 3);
+  let p = 3; // not at 0: ranges are offsets into a larger message
+  const ranges: number[] = [];
+  for (const [n, v] of parts) {
+    buf.set(n, p);
+    buf.set(v, p + n.length);
+    ranges.push(p, n.length, p + n.length, v.length);
+    p += n.length + v.length;
+  }
+  kb.begin(buf);
+  for (let i = 0; i < ranges.length; i += 4)
+    kb.add(ranges[i]!, ranges[i + 1]!, ranges[i + 2]!, ranges[i + 3]!);
+  kb.finish();
+}
+
+function fromStrings(kb: SeriesKeyBuilder, labels: [string, string][]): void {
+  kb.beginStrings();
+  for (const [n, v] of labels) kb.addStrings(n, v);
+  kb.finish();
+}
+
+describe('series keys and the registry', () => {
+  it('gives one ref per label set, whatever the order, the input form, a tenant label or empty values', () => {
+    const reg = new SeriesRegistry('t1', LIMITS, 0);
+    const kb = new SeriesKeyBuilder();
+    fromBytes(kb, [
+      ['__name__', 'up'],
+      ['job', 'node'],
+      ['instance', 'a:1'],
+    ]);
+    const ref = reg.resolve(kb, 1);
+    fromBytes(kb, [
+      ['instance', 'a:1'],
+      ['__name__', 'up'],
+      ['job', 'node'],
+      ['tenant', 'evil'],
+      ['empty', ''],
+    ]);
+    expect(reg.resolve(kb, 2)).toBe(ref);
+    fromStrings(kb, [
+      ['job', 'node'],
+      ['instance', 'a:1'],
+      ['__name__', 'up'],
+    ]);
+    expect(reg.resolve(kb, 3)).toBe(ref);
+    fromStrings(kb, [
+      ['job', 'node'],
+      ['instance', 'a:2'],
+      ['__name__', 'up'],
+    ]);
+    expect(reg.resolve(kb, 3)).not.toBe(ref);
+    expect(reg.labelsOf(ref)).toEqual({ __name__: 'up', instance: 'a:1', job: 'node', tenant: 't1' });
+    expect(reg.live).toBe(2);
+  });
+
+  it('tells label sets apart exactly (property: same ref iff same labels)', () => {
+    const labelSet = fc
+      .dictionary(fc.constantFrom('a', 'b', 'ab', 'c_d', 'x'), fc.string({ maxLength: 4 }), { maxKeys: 4 })
+      .map((d) => ({ __name__: 'm', ...d }));
+    fc.assert(
+      fc.property(fc.array(labelSet, { minLength: 1, maxLength: 30 }), (sets) => {
+        const reg = new SeriesRegistry('t', LIMITS, 0);
+        const kb = new SeriesKeyBuilder();
+        const byKey = new Map<string, number>();
+        for (const set of sets) {
+          const entries = Object.entries(set) as [string, string][];
+          fromBytes(kb, entries.reverse());
+          const ref = reg.resolve(kb, 1);
+          const canonical = JSON.stringify(
+            Object.entries(set)
+              .filter(([, v]) => v !== '')
+              .sort(([a], [b]) => (a < b ? -1 : 1)),
+          );
+          if (byKey.has(canonical)) expect(ref).toBe(byKey.get(canonical));
+          else {
+            expect([...byKey.values()]).not.toContain(ref);
+            byKey.set(canonical, ref);
+          }
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('survives many series (table growth) and keeps every mapping', () => {
+    const reg = new SeriesRegistry('t', { ...LIMITS, maxActiveSeries: 100_000 }, 0);
+    const kb = new SeriesKeyBuilder();
+    const refs: number[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      fromStrings(kb, [
+        ['__name__', 'm'],
+        ['i', String(i)],
+      ]);
+      refs.push(reg.resolve(kb, 1));
+    }
+    for (let i = 0; i < 20_000; i += 997) {
+      fromStrings(kb, [
+        ['i', String(i)],
+        ['__name__', 'm'],
+      ]);
+      expect(reg.resolve(kb, 2)).toBe(refs[i]);
+      expect(reg.labelsOf(refs[i]!).i).toBe(String(i));
+    }
+  });
+
+  it('drops expired series at compaction, keeping the live ones with their strings and delta totals', () => {
+    const reg = new SeriesRegistry('t', LIMITS, 0);
+    const kb = new SeriesKeyBuilder();
+    const add = (v: string, now: number) => {
+      fromStrings(kb, [
+        ['__name__', 'm'],
+        ['v', v],
+      ]);
+      return reg.resolve(kb, now);
+    };
+    reg.beginRequest(0);
+    add('old', 0);
+    const keep = add('kept', 0);
+    reg.accumulate(keep, 5);
+    reg.beginRequest(50_000);
+    add('kept', 50_000);
+    expect(reg.live).toBe(2);
+    reg.beginRequest(70_000); // TTL/4 passed: compaction; 'old' last seen at 0 is past the 60 s TTL
+    expect(reg.live).toBe(1);
+    expect(reg.size).toBe(1);
+    const ref = add('kept', 70_000);
+    expect(reg.labelsOf(ref)).toEqual({ __name__: 'm', v: 'kept', tenant: 't' });
+    expect(reg.accumulate(ref, 1)).toBe(6);
+    // tenant, t, __name__, m, v, kept: the string 'old' went with its series.
+    expect(reg.stringCount).toBe(6);
+  });
+
+  it('refuses new series beyond the limit, and a refused request leaves nothing counted', () => {
+    const reg = new SeriesRegistry('t', { ...LIMITS, maxActiveSeries: 2 }, 0);
+    const kb = new SeriesKeyBuilder();
+    reg.beginRequest(1);
+    fromStrings(kb, [['__name__', 'a']]);
+    reg.resolve(kb, 1);
+    fromStrings(kb, [['__name__', 'b']]);
+    reg.resolve(kb, 1);
+    fromStrings(kb, [['__name__', 'c']]);
+    expect(() => reg.resolve(kb, 1)).toThrow(
+      /max_active_series exceeded: tenant t already has 2 active series .* first new series refused: c/,
+    );
+    reg.rollbackRequest();
+    expect(reg.live).toBe(0);
+    reg.beginRequest(2);
+    fromStrings(kb, [['__name__', 'c']]);
+    reg.resolve(kb, 2);
+    expect(reg.live).toBe(1);
+  });
+});
