@@ -18,7 +18,7 @@
  *         └──────────────┴──────────────────────────┴─────────┘
  * payload kind u8 (1 snapshot, 2 delta) │ positions: n, (partition, offset)* │ cut boundary svarint
  *         │ symbols: first id, n, strings │ series: n, (ref, npairs, (name, value)*)*
- *         │ sealed: n, (ref, minT svarint, maxT svarint, count, length, bytes)*
+ *         │ sealed: n, (ref, minT svarint, maxT svarint, count, from byte, length, bytes from there)*
  *         │ open: n, (ref, bits, count, from byte, length, bytes)*
  *         │ ooo: n, (ref, count, (t svarint, v f64le)*)*
  * ```
@@ -103,23 +103,30 @@ export function encodeHeadRecord(
     for (let i = 0; i < pairs.length; i++) w.uvarint(pairs[i]!);
   }
 
-  // Sealed chunks: all of them in a snapshot, the newly sealed in a delta.
-  const sealed: { ref: number; chunk: { minT: number; maxT: number; count: number; bytes: Uint8Array } }[] =
-    [];
+  // Sealed chunks: all of them in a snapshot; in a delta the newly sealed, each from the byte where the log's
+  // copy of it (written while it was open) ends.
+  const sealed: {
+    ref: number;
+    chunk: { minT: number; maxT: number; count: number; bytes: Uint8Array };
+    from: number;
+  }[] = [];
   if (snapshot) {
     for (let ref = 0; ref < head.nextRef; ref++) {
       if (!head.isAlive(ref)) continue;
-      for (const chunk of head.sealedOf(ref)) sealed.push({ ref, chunk });
+      for (const chunk of head.sealedOf(ref)) sealed.push({ ref, chunk, from: 0 });
     }
-  } else for (const s of head.sealedSinceCheckpoint) if (head.isAlive(s.ref)) sealed.push(s);
+  } else
+    for (const s of head.sealedSinceCheckpoint)
+      if (head.isAlive(s.ref)) sealed.push({ ref: s.ref, chunk: s.chunk, from: s.persistedBytes });
   w.uvarint(sealed.length);
-  for (const { ref, chunk } of sealed) {
+  for (const { ref, chunk, from } of sealed) {
     w.uvarint(ref);
     w.svarint(chunk.minT);
     w.svarint(chunk.maxT);
     w.uvarint(chunk.count);
-    w.uvarint(chunk.bytes.length);
-    w.bytes(chunk.bytes);
+    w.uvarint(from);
+    w.uvarint(chunk.bytes.length - from);
+    w.bytes(chunk.bytes.subarray(from));
   }
 
   // Open chunks: the bytes appended since the last checkpoint. The last byte of the previous write may have
@@ -209,8 +216,20 @@ function applyRecord(
     const minT = r.svarint('minT');
     const maxT = r.svarint('maxT');
     const count = r.uvarint('count');
+    const from = r.uvarint('from byte');
     const len = r.uvarint('length');
-    const bytes = r.bytes(len, 'chunk').slice();
+    const tail = r.bytes(len, 'chunk');
+    const bytes = new Uint8Array(from + len);
+    if (from > 0) {
+      // The first bytes were logged while the chunk was open.
+      const o = open.get(ref);
+      if (!o || o.buf.length < from)
+        throw new Error(
+          `head log: sealed chunk of series ${ref} continues an open chunk the log does not hold`,
+        );
+      bytes.set(o.buf.subarray(0, from));
+    }
+    bytes.set(tail, from);
     head.restoreSealed(ref, { minT, maxT, count, bytes });
     open.delete(ref);
   }
@@ -254,6 +273,7 @@ export class HeadLog {
   private fd = -1;
   private seq = 0;
   private length = 0;
+  private snapshotEnd = 0;
 
   constructor(
     private readonly dir: string,
@@ -338,6 +358,11 @@ export class HeadLog {
     this.length += record.length;
   }
 
+  /** Whether the current file holds more than its snapshot. */
+  get hasDeltas(): boolean {
+    return this.length > this.snapshotEnd;
+  }
+
   /** Starts a new file with a snapshot record, makes it durable, then deletes the older files. */
   rotate(snapshot: Uint8Array): void {
     const next = this.seq + 1;
@@ -355,6 +380,7 @@ export class HeadLog {
     this.fd = fd;
     this.seq = next;
     this.length = FILE_HEADER + snapshot.length;
+    this.snapshotEnd = this.length;
   }
 
   close(): void {

@@ -147,8 +147,11 @@ export class Head implements PostingsIndex {
   /** Series touched since the last checkpoint. */
   private dirty = new Uint8Array(0);
   dirtyList: number[] = [];
-  /** Sealed since the last checkpoint: [ref, chunk] pairs, in order. */
-  sealedSinceCheckpoint: { ref: number; chunk: HeadChunk }[] = [];
+  /**
+   * Sealed since the last checkpoint, in order, with how many of the chunk's bytes the head log already holds
+   * (as open-chunk deltas): the log then records only the rest.
+   */
+  sealedSinceCheckpoint: { ref: number; chunk: HeadChunk; persistedBytes: number }[] = [];
   /** Series whose out-of-order buffer changed since the last checkpoint. */
   oooDirty = new Set<number>();
   /** Refs created / symbols interned since the last checkpoint. */
@@ -477,7 +480,7 @@ export class Head implements PostingsIndex {
       this.sealed[ref] = list;
     }
     list.push(chunk);
-    this.sealedSinceCheckpoint.push({ ref, chunk });
+    this.sealedSinceCheckpoint.push({ ref, chunk, persistedBytes: this.persistedBits[ref]! >>> 3 });
     this.chunkBuf[ref] = undefined;
     this.cCount[ref] = 0;
     this.cBits[ref] = 0;
