@@ -503,7 +503,25 @@ async function runAlert(
       `not available (this build's configuration has no ${droppedAlerting.join(', ')}: cannot load the rule file or point a webhook at the harness)`,
     );
   }
-  return measureAlertLatency(ctx, sys, format);
+  // The shared rule counts only if trainwatch loaded the rule file.
+  let ruleUnavailable: string | undefined;
+  try {
+    await waitFor(
+      'trainwatch to list the rule group "bench"',
+      async () => {
+        const body = (await (await fetch(new URL('/api/v1/rules', tw.baseUrl))).json()) as {
+          data?: { groups?: { name?: string }[] };
+        };
+        return body.data?.groups?.some((g) => g.name === 'bench');
+      },
+      10_000,
+      200,
+    );
+  } catch {
+    ruleUnavailable =
+      'not available (the rule file was configured, but GET /api/v1/rules lists no group "bench")';
+  }
+  return measureAlertLatency(ctx, sys, format, ruleUnavailable);
 }
 
 async function runNativeIngest(

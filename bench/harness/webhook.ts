@@ -15,7 +15,7 @@ export interface Arrival {
 
 export class WebhookReceiver {
   readonly arrivals: Arrival[] = [];
-  private waiters: { needle: string; resolve: (a: Arrival) => void }[] = [];
+  private waiters: { match: (body: string) => boolean; resolve: (a: Arrival) => void }[] = [];
   private server: http.Server | undefined;
   port = 0;
 
@@ -31,7 +31,7 @@ export class WebhookReceiver {
         this.arrivals.push(arrival);
         if (this.arrivals.length > 10_000) this.arrivals.shift();
         this.waiters = this.waiters.filter((w) => {
-          if (!body.includes(w.needle)) return true;
+          if (!w.match(body)) return true;
           w.resolve(arrival);
           return false;
         });
@@ -48,22 +48,24 @@ export class WebhookReceiver {
     return `http://127.0.0.1:${this.port}${path}`;
   }
 
-  /** The first notification (already received or to come) whose body contains `needle`. */
-  waitFor(needle: string, timeoutMs: number): Promise<Arrival | undefined> {
-    const seen = this.arrivals.find((a) => a.body.includes(needle));
+  /** The first notification (already received or to come) whose body contains every one of `needles`. */
+  waitFor(needles: readonly string[], timeoutMs: number): Promise<Arrival | undefined> {
+    const match = (body: string) => needles.every((n) => body.includes(n));
+    const seen = this.arrivals.find((a) => match(a.body));
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w.needle !== needle);
-        resolve(undefined);
-      }, timeoutMs);
-      this.waiters.push({
-        needle,
-        resolve: (a) => {
+      const waiter = {
+        match,
+        resolve: (a: Arrival) => {
           clearTimeout(timer);
           resolve(a);
         },
-      });
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(undefined);
+      }, timeoutMs);
+      this.waiters.push(waiter);
     });
   }
 
