@@ -230,9 +230,9 @@ async function main(): Promise<void> {
         : engine.instantQuery(source, q.query, END),
     );
     const stats = (
-      q.range
+      await (q.range
         ? engine.rangeQuery(source, q.query, START, END, STEP)
-        : engine.instantQuery(source, q.query, END)
+        : engine.instantQuery(source, q.query, END))
     ).stats;
     const twHttp = await timeIt(() => fetch(`http://127.0.0.1:${twPort}${urlFor(q)}`).then((r) => r.text()));
     const promHttp = promUrl

@@ -6,6 +6,11 @@ export {
   summarizeFleet,
 } from './dashboard.js';
 export { type JobSummary, summarizeJob } from './job-summary.js';
-export { DEFAULT_PROM_API_LIMITS, type PromApiDeps, type PromApiLimits, registerPromApi } from './prom-api.js';
+export {
+  DEFAULT_PROM_API_LIMITS,
+  type PromApiDeps,
+  type PromApiLimits,
+  registerPromApi,
+} from './prom-api.js';
 export { parseTime, type RestDeps, registerRestApi } from './rest.js';
 export { type ColumnarSeries, type JsonSample, jsonValue, readSeries } from './series-read.js';

@@ -192,6 +192,15 @@ function handleError(reply: FastifyReply, err: unknown) {
   throw err;
 }
 
+/** Cancels the query when the client goes away before the answer is sent (Grafana cancels stale panels). */
+function cancelOnDisconnect(reply: FastifyReply): AbortSignal {
+  const abort = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) abort.abort();
+  });
+  return abort.signal;
+}
+
 function matchersParam(p: Params, required: boolean): LabelMatcher[][] {
   const raw = p.get('match[]') ?? [];
   if (raw.length === 0 && required) throw new BadData('no match[] parameter provided');
@@ -258,8 +267,9 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
           throw new BadData('invalid parameter "query": query must not be empty');
         const time = timeParam(p, 'time', Date.now());
         const lookback = one(p, 'lookback_delta');
-        const r = engine.instantQuery(tenantQueryable(deps.storage, principal.tenant), query, time, {
+        const r = await engine.instantQuery(tenantQueryable(deps.storage, principal.tenant), query, time, {
           timeoutMs: timeoutOf(p),
+          signal: cancelOnDisconnect(reply),
           ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
         });
         return respond(reply, r, limitParam(p));
@@ -297,7 +307,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
             'exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)',
           );
         const lookback = one(p, 'lookback_delta');
-        const r = engine.rangeQuery(
+        const r = await engine.rangeQuery(
           tenantQueryable(deps.storage, principal.tenant),
           query,
           start,
@@ -305,6 +315,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
           step,
           {
             timeoutMs: timeoutOf(p),
+            signal: cancelOnDisconnect(reply),
             ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
           },
         );

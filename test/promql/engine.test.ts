@@ -163,50 +163,75 @@ describe('limits, cancellation, tenants and rollups', () => {
 
   const end = T0 + 2879 * 15_000;
 
-  it('stops a query that holds too many samples', () => {
+  it('stops a query that holds too many samples', async () => {
     const engine = new PromqlEngine({ maxSamples: 1000 });
-    expect(() => engine.rangeQuery(tenantQueryable(storage, 'a'), 'load', T0, end, 60_000)).toThrow(
+    await expect(engine.rangeQuery(tenantQueryable(storage, 'a'), 'load', T0, end, 60_000)).rejects.toThrow(
       TooManySamplesError,
     );
   });
 
-  it('stops a selector that selects too many series', () => {
+  it('stops a selector that selects too many series', async () => {
     const engine = new PromqlEngine({ maxSeries: 10 });
-    expect(() => engine.instantQuery(tenantQueryable(storage, 'a'), 'load', end)).toThrow(TooManySeriesError);
+    await expect(engine.instantQuery(tenantQueryable(storage, 'a'), 'load', end)).rejects.toThrow(
+      TooManySeriesError,
+    );
     expect(
-      engine.instantQuery(tenantQueryable(storage, 'a'), 'load{instance="i1"}', end).value.resultType,
+      (await engine.instantQuery(tenantQueryable(storage, 'a'), 'load{instance="i1"}', end)).value.resultType,
     ).toBe('vector');
   });
 
-  it('times out and can be cancelled', () => {
+  it('times out and can be cancelled', async () => {
     const engine = new PromqlEngine();
     const q = 'sum by (job) (rate(load[5m]))';
-    expect(() =>
+    await expect(
       engine.rangeQuery(tenantQueryable(storage, 'a'), q, T0, end, 15_000, { timeoutMs: -1 }),
-    ).toThrow(QueryTimeoutError);
+    ).rejects.toThrow(QueryTimeoutError);
     const ac = new AbortController();
     ac.abort();
-    expect(() =>
+    await expect(
       engine.rangeQuery(tenantQueryable(storage, 'a'), q, T0, end, 15_000, { signal: ac.signal }),
-    ).toThrow(QueryCanceledError);
+    ).rejects.toThrow(QueryCanceledError);
   });
 
-  it('reports evaluation errors as ExecutionError', () => {
+  it('gives the event loop turns while it evaluates', async () => {
+    const engine = new PromqlEngine({ yieldEveryMs: 0 });
+    let ranDuringQuery = false;
+    const query = engine.rangeQuery(
+      tenantQueryable(storage, 'a'),
+      'max_over_time(load[5m])',
+      T0,
+      end,
+      60_000,
+    );
+    setImmediate(() => {
+      ranDuringQuery = true;
+    });
+    let finished = false;
+    void query.then(() => {
+      finished = true;
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(ranDuringQuery).toBe(true);
+    expect(finished).toBe(false);
+    await query;
+  });
+
+  it('reports evaluation errors as ExecutionError', async () => {
     const engine = new PromqlEngine();
-    expect(() =>
+    await expect(
       engine.instantQuery(tenantQueryable(storage, 'a'), 'label_replace(load, "x", "", "job", "(")', end),
-    ).toThrow(ExecutionError);
+    ).rejects.toThrow(ExecutionError);
   });
 
-  it('scopes to the tenant and hides the tenant label; null is every tenant', () => {
+  it('scopes to the tenant and hides the tenant label; null is every tenant', async () => {
     const engine = new PromqlEngine();
-    const a = engine.instantQuery(tenantQueryable(storage, 'a'), 'count(load)', end);
-    const all = engine.instantQuery(tenantQueryable(storage, null), 'count by (tenant) (load)', end);
+    const a = await engine.instantQuery(tenantQueryable(storage, 'a'), 'count(load)', end);
+    const all = await engine.instantQuery(tenantQueryable(storage, null), 'count by (tenant) (load)', end);
     expect(a.value.resultType === 'vector' && a.value.samples[0]!.v).toBe(50);
     expect(all.value.resultType === 'vector' && all.value.samples.map((s) => s.labels.tenant).sort()).toEqual(
       ['a', 'b'],
     );
-    const labels = engine.instantQuery(tenantQueryable(storage, 'a'), 'load{instance="i3"}', end);
+    const labels = await engine.instantQuery(tenantQueryable(storage, 'a'), 'load{instance="i3"}', end);
     expect(labels.value.resultType === 'vector' && labels.value.samples[0]!.labels).toEqual({
       __name__: 'load',
       instance: 'i3',
@@ -221,12 +246,14 @@ describe('limits, cancellation, tenants and rollups', () => {
     'count_over_time',
     'avg_over_time',
     'last_over_time',
-  ])('%s from rollup tiers equals the raw answer', (fn) => {
+  ])('%s from rollup tiers equals the raw answer', async (fn) => {
     const engine = new PromqlEngine();
     const q = `${fn}(load[10m])`;
     const source = tenantQueryable(storage, 'a');
-    const raw = engine.rangeQuery(source, q, T0 + 3_600_000, end - 60_000, 60_000);
-    const rolled = engine.rangeQuery(source, q, T0 + 3_600_000, end - 60_000, 60_000, { rollups: true });
+    const raw = await engine.rangeQuery(source, q, T0 + 3_600_000, end - 60_000, 60_000);
+    const rolled = await engine.rangeQuery(source, q, T0 + 3_600_000, end - 60_000, 60_000, {
+      rollups: true,
+    });
     expect(raw.value.resultType).toBe('matrix');
     if (raw.value.resultType !== 'matrix' || rolled.value.resultType !== 'matrix') return;
     expect(rolled.value.series.length).toBe(raw.value.series.length);
@@ -241,12 +268,12 @@ describe('limits, cancellation, tenants and rollups', () => {
     expect(rolled.stats.samplesRead).toBeLessThan(raw.stats.samplesRead);
   });
 
-  it('does not read rollups when the steps are not aligned to them', () => {
+  it('does not read rollups when the steps are not aligned to them', async () => {
     const engine = new PromqlEngine();
     const source = tenantQueryable(storage, 'a');
     const from = T0 + 3_600_000 + 20_000;
-    const raw = engine.rangeQuery(source, 'sum_over_time(load[10m])', from, end - 60_000, 60_000);
-    const rolled = engine.rangeQuery(source, 'sum_over_time(load[10m])', from, end - 60_000, 60_000, {
+    const raw = await engine.rangeQuery(source, 'sum_over_time(load[10m])', from, end - 60_000, 60_000);
+    const rolled = await engine.rangeQuery(source, 'sum_over_time(load[10m])', from, end - 60_000, 60_000, {
       rollups: true,
     });
     expect(rolled.stats.samplesRead).toBe(raw.stats.samplesRead);

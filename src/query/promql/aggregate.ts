@@ -62,7 +62,7 @@ function groupSeries(
   return { groups, groupOf };
 }
 
-export function evalAggregate(ev: Evaluator, e: AggregateExpr): EvalValue {
+export async function evalAggregate(ev: Evaluator, e: AggregateExpr): Promise<EvalValue> {
   const steps = ev.steps;
   switch (e.op) {
     case 'topk':
@@ -75,8 +75,8 @@ export function evalAggregate(ev: Evaluator, e: AggregateExpr): EvalValue {
     default:
       break;
   }
-  const param = e.op === 'quantile' ? ev.evalScalar(e.param!) : undefined;
-  const series = ev.evalVector(e.expr);
+  const param = e.op === 'quantile' ? await ev.evalScalar(e.param!) : undefined;
+  const series = await ev.evalVector(e.expr);
   const { groups } = groupSeries(ev, e, series);
   if (param) {
     for (let i = 0; i < steps; i++) {
@@ -205,11 +205,11 @@ export function evalAggregate(ev: Evaluator, e: AggregateExpr): EvalValue {
   return { kind: 'vector', series: out };
 }
 
-function countValues(ev: Evaluator, e: AggregateExpr): EvalValue {
-  const labelValue = ev.eval(e.param!);
+async function countValues(ev: Evaluator, e: AggregateExpr): Promise<EvalValue> {
+  const labelValue = await ev.eval(e.param!);
   const label = labelValue.kind === 'string' ? labelValue.val : '';
   if (label === '' || hasInvalidUtf8(label)) throw new ExecutionError(`invalid label name ${goQuote(label)}`);
-  const series = ev.evalVector(e.expr);
+  const series = await ev.evalVector(e.expr);
   const { groups } = groupSeries(ev, e, series);
   const steps = ev.steps;
   const out: StepSeries[] = [];
@@ -238,10 +238,10 @@ function countValues(ev: Evaluator, e: AggregateExpr): EvalValue {
 }
 
 /** topk, bottomk, limitk, limit_ratio: the output series are input series, kept at the steps they win. */
-function aggregateK(ev: Evaluator, e: AggregateExpr): EvalValue {
+async function aggregateK(ev: Evaluator, e: AggregateExpr): Promise<EvalValue> {
   const steps = ev.steps;
-  const param = ev.evalScalar(e.param!);
-  const series = ev.evalVector(e.expr);
+  const param = await ev.evalScalar(e.param!);
+  const series = await ev.evalVector(e.expr);
   const { groups } = groupSeries(ev, e, series);
   const isRatio = e.op === 'limit_ratio';
   const ratios = new Float64Array(steps);

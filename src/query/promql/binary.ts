@@ -59,9 +59,9 @@ export function compare(op: BinaryOp, l: number, r: number): boolean {
   }
 }
 
-export function evalBinary(ev: Evaluator, e: BinaryExpr): EvalValue {
-  const lv = ev.eval(e.lhs);
-  const rv = ev.eval(e.rhs);
+export async function evalBinary(ev: Evaluator, e: BinaryExpr): Promise<EvalValue> {
+  const lv = await ev.eval(e.lhs);
+  const rv = await ev.eval(e.rhs);
   const steps = ev.steps;
   const isCmp = COMPARISON_OPS.has(e.op);
   if (e.op === '</' || e.op === '>/') {

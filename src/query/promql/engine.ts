@@ -73,6 +73,11 @@ export interface EngineOptions {
    * Prometheus's. Default off (exact); the dashboard turns it on for long ranges.
    */
   readonly rollups?: boolean;
+  /**
+   * Longest stretch of evaluation before the query gives the event loop a turn (between series and nodes),
+   * so a heavy query does not stall ingest, detectors and other requests in the same process. Default 10 ms.
+   */
+  readonly yieldEveryMs?: number;
 }
 
 export interface QueryOptions {
@@ -93,6 +98,7 @@ const DEFAULTS = {
   delayedNameRemoval: false,
   experimentalFunctions: true,
   rollups: false,
+  yieldEveryMs: 10,
 };
 
 /** State shared by every evaluator of one query (subqueries get their own evaluator). */
@@ -114,6 +120,9 @@ export interface QueryCtx {
   readonly queryStep: number;
   samplesRead: number;
   seriesSelected: number;
+  /** performance.now() when the query last gave the event loop a turn. */
+  lastYield: number;
+  readonly yieldEveryMs: number;
   liveSamples: number;
   peakSamples: number;
   checks: number;
@@ -187,6 +196,19 @@ export class Evaluator {
 
   checkInterrupt(where: string): void {
     if (++this.q.checks % 16 !== 0) return;
+    if (this.q.signal?.aborted) throw new QueryCanceledError(where);
+    if (Date.now() > this.q.deadline) throw new QueryTimeoutError(where);
+  }
+
+  /**
+   * Gives the event loop a turn when this query has computed for a while, so that one heavy query does not
+   * stall ingest, detectors and other requests of the same process; then checks deadline and cancellation.
+   */
+  async maybeYield(where: string): Promise<void> {
+    const now = performance.now();
+    if (now - this.q.lastYield < this.q.yieldEveryMs) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.q.lastYield = performance.now();
     if (this.q.signal?.aborted) throw new QueryCanceledError(where);
     if (Date.now() > this.q.deadline) throw new QueryTimeoutError(where);
   }
@@ -269,28 +291,29 @@ export class Evaluator {
 
   // ---- evaluation ----
 
-  eval(e: Expr): EvalValue {
+  async eval(e: Expr): Promise<EvalValue> {
     if (this.q.signal?.aborted) throw new QueryCanceledError('evaluation');
     if (Date.now() > this.q.deadline) throw new QueryTimeoutError('evaluation');
+    await this.maybeYield('evaluation');
     // Sample accounting as a stack: the inputs of a node are held while it computes, then its output
     // replaces them.
     const before = this.q.liveSamples;
-    const v = this.evalNode(e);
+    const v = await this.evalNode(e);
     this.q.liveSamples = before;
     this.hold(pointCount(v));
     return v;
   }
 
-  private evalNode(e: Expr): EvalValue {
+  private async evalNode(e: Expr): Promise<EvalValue> {
     switch (e.type) {
       case 'NumberLiteral':
         return { kind: 'scalar', vals: new Float64Array(this.steps).fill(e.val) };
       case 'StringLiteral':
         return { kind: 'string', val: e.val };
       case 'ParenExpr':
-        return this.eval(e.expr);
+        return await this.eval(e.expr);
       case 'UnaryExpr': {
-        const v = this.eval(e.expr);
+        const v = await this.eval(e.expr);
         if (e.op === '+') return v;
         if (v.kind === 'scalar') {
           const out = new Float64Array(this.steps);
@@ -313,30 +336,30 @@ export class Evaluator {
         return { kind: 'vector', series: this.mergeSameLabels(series) };
       }
       case 'VectorSelector':
-        return { kind: 'vector', series: this.evalVectorSelector(e, false) };
+        return { kind: 'vector', series: await this.evalVectorSelector(e, false) };
       case 'MatrixSelector':
       case 'SubqueryExpr':
         throw new ExecutionError(
           `unexpected range vector in ${exprType(e)} context: a range vector can only be an argument of a function`,
         );
       case 'BinaryExpr':
-        return evalBinary(this, e);
+        return await evalBinary(this, e);
       case 'AggregateExpr':
-        return evalAggregate(this, e);
+        return await evalAggregate(this, e);
       case 'Call':
-        return evalCall(this, e);
+        return await evalCall(this, e);
     }
   }
 
   /** Evaluates a scalar-typed expression to its value per step. */
-  evalScalar(e: Expr): Float64Array {
-    const v = this.eval(e);
+  async evalScalar(e: Expr): Promise<Float64Array> {
+    const v = await this.eval(e);
     if (v.kind !== 'scalar') throw new ExecutionError(`expected a scalar, got ${v.kind}`);
     return v.vals;
   }
 
-  evalVector(e: Expr): StepSeries[] {
-    const v = this.eval(e);
+  async evalVector(e: Expr): Promise<StepSeries[]> {
+    const v = await this.eval(e);
     if (v.kind !== 'vector') throw new ExecutionError(`expected an instant vector, got ${v.kind}`);
     return v.series;
   }
@@ -390,7 +413,7 @@ export class Evaluator {
    * An instant vector selector over every step: the latest sample in (t - lookback, t], unless it is a
    * staleness marker. With `timestamps`, the value is the sample's timestamp in seconds (for `timestamp()`).
    */
-  evalVectorSelector(vs: VectorSelector, timestamps: boolean): StepSeries[] {
+  async evalVectorSelector(vs: VectorSelector, timestamps: boolean): Promise<StepSeries[]> {
     const offset = this.resolveDuration(vs.offset);
     const at = this.atTime(vs.at);
     const lookback = this.q.lookbackMs;
@@ -404,6 +427,7 @@ export class Evaluator {
     const steps = this.steps;
     for (const sel of selected) {
       this.checkInterrupt('vector selector');
+      await this.maybeYield('vector selector');
       const s = newStepSeries(sel.labels, steps);
       const it = sel.iterator();
       let has = it.next();
@@ -446,14 +470,14 @@ export class Evaluator {
    * Evaluates `fn` over a range vector argument (matrix selector or subquery) at every step.
    * `params(i)` sets the scalar arguments of step i into the window context.
    */
-  evalRangeFunction(
+  async evalRangeFunction(
     arg: Expr,
     fnName: string,
     fn: WindowFn,
     setParams: ((w: WindowCtx, step: number) => void) | undefined,
     keepName: boolean,
     annotate: WindowCtx['annotate'],
-  ): StepSeries[] {
+  ): Promise<StepSeries[]> {
     const m = unwrapParens(arg);
     const w: WindowCtx = { rangeStart: 0, rangeEnd: 0, rangeMs: 0, evalT: 0, p0: 0, p1: 0, annotate };
     const out: StepSeries[] = [];
@@ -487,6 +511,7 @@ export class Evaluator {
       const buf = new WindowBuffer();
       for (const sel of selected) {
         this.checkInterrupt('range selector');
+        await this.maybeYield('range selector');
         if (sel.resolutionMs !== undefined) {
           const s = this.rollupWindows(sel, fnName, range, offset, at, outLabels(sel.labels, false));
           if (s) out.push(s);
@@ -531,10 +556,11 @@ export class Evaluator {
       return this.mergeSameLabels(out);
     }
     if (m.type === 'SubqueryExpr') {
-      const { series, range, offset, at } = this.evalSubqueryPoints(m);
+      const { series, range, offset, at } = await this.evalSubqueryPoints(m);
       w.rangeMs = range;
       for (const ps of series) {
         this.checkInterrupt('subquery');
+        await this.maybeYield('subquery');
         const named = outLabels(ps.labels, ps.dropName);
         const s = newStepSeries(named.labels, steps, keepName ? ps.dropName : named.dropName);
         let lo = 0;
@@ -646,12 +672,12 @@ export class Evaluator {
   }
 
   /** Evaluates a subquery's inner expression on its own step grid covering every window the outer steps need. */
-  evalSubqueryPoints(sq: SubqueryExpr): {
+  async evalSubqueryPoints(sq: SubqueryExpr): Promise<{
     series: PointSeries[];
     range: number;
     offset: number;
     at: number | undefined;
-  } {
+  }> {
     const range = this.resolvePositiveRange(sq.range, 'subquery range');
     const step = sq.step ? this.resolvePositiveRange(sq.step, 'subquery step') : this.q.defaultSubqueryStepMs;
     const offset = this.resolveDuration(sq.offset);
@@ -664,7 +690,7 @@ export class Evaluator {
     const innerEnd = outerEnd - offset;
     if (innerStart > innerEnd) return { series: [], range, offset, at };
     const inner = new Evaluator(this.q, innerStart, innerEnd, step);
-    const v = inner.eval(sq.expr);
+    const v = await inner.eval(sq.expr);
     const series: PointSeries[] = [];
     if (v.kind === 'vector') {
       for (const s of v.series) {
@@ -689,9 +715,9 @@ export class Evaluator {
   }
 
   /** A range vector at one evaluation time, for instant queries whose result is a matrix. */
-  evalMatrixAt(e: MatrixSelector | SubqueryExpr): RangeSeries[] {
+  async evalMatrixAt(e: MatrixSelector | SubqueryExpr): Promise<RangeSeries[]> {
     if (e.type === 'SubqueryExpr') {
-      const { series, range, offset, at } = this.evalSubqueryPoints(e);
+      const { series, range, offset, at } = await this.evalSubqueryPoints(e);
       const t = (at ?? this.start) - offset;
       const out: RangeSeries[] = [];
       for (const ps of series) {
@@ -759,6 +785,7 @@ export class PromqlEngine {
       delayedNameRemoval: opts.delayedNameRemoval ?? DEFAULTS.delayedNameRemoval,
       experimentalFunctions: opts.experimentalFunctions ?? DEFAULTS.experimentalFunctions,
       rollups: opts.rollups ?? DEFAULTS.rollups,
+      yieldEveryMs: opts.yieldEveryMs ?? DEFAULTS.yieldEveryMs,
     };
   }
 
@@ -771,20 +798,25 @@ export class PromqlEngine {
    * Evaluates `query` at one instant. The result is a vector, scalar, string, or — for a range selector or
    * subquery at the top — a matrix.
    */
-  instantQuery(source: Queryable, query: string, timeMs: number, opts: QueryOptions = {}): QueryResult {
+  async instantQuery(
+    source: Queryable,
+    query: string,
+    timeMs: number,
+    opts: QueryOptions = {},
+  ): Promise<QueryResult> {
     const expr = this.parse(query);
-    return this.run(source, query, expr, timeMs, timeMs, 0, opts);
+    return await this.run(source, query, expr, timeMs, timeMs, 0, opts);
   }
 
   /** Evaluates `query` at every `stepMs` from `startMs` to `endMs` (inclusive); the result is a matrix. */
-  rangeQuery(
+  async rangeQuery(
     source: Queryable,
     query: string,
     startMs: number,
     endMs: number,
     stepMs: number,
     opts: QueryOptions = {},
-  ): QueryResult {
+  ): Promise<QueryResult> {
     if (!(stepMs > 0))
       throw new ExecutionError('zero or negative query resolution step widths are not accepted');
     if (endMs < startMs) throw new ExecutionError('end timestamp must not be before start time');
@@ -795,10 +827,10 @@ export class PromqlEngine {
         `invalid expression type ${JSON.stringify(t === 'matrix' ? 'range vector' : t)} for range query, must be Scalar or instant Vector`,
       );
     }
-    return this.run(source, query, expr, startMs, endMs, stepMs, opts);
+    return await this.run(source, query, expr, startMs, endMs, stepMs, opts);
   }
 
-  private run(
+  private async run(
     source: Queryable,
     query: string,
     expr: Expr,
@@ -806,7 +838,7 @@ export class PromqlEngine {
     end: number,
     step: number,
     opts: QueryOptions,
-  ): QueryResult {
+  ): Promise<QueryResult> {
     const began = Date.now();
     const q: QueryCtx = {
       query,
@@ -825,6 +857,8 @@ export class PromqlEngine {
       queryStep: step,
       samplesRead: 0,
       seriesSelected: 0,
+      lastYield: performance.now(),
+      yieldEveryMs: this.opts.yieldEveryMs,
       liveSamples: 0,
       peakSamples: 0,
       checks: 0,
@@ -833,9 +867,9 @@ export class PromqlEngine {
     let value: QueryValue;
     const top = unwrapParens(expr);
     if (step === 0 && (top.type === 'MatrixSelector' || top.type === 'SubqueryExpr')) {
-      value = { resultType: 'matrix', series: ev.evalMatrixAt(top) };
+      value = { resultType: 'matrix', series: await ev.evalMatrixAt(top) };
     } else {
-      const v = ev.eval(expr);
+      const v = await ev.eval(expr);
       value = toQueryValue(ev, v, step === 0);
     }
     return {

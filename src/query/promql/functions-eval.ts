@@ -80,7 +80,7 @@ function isValidLabelNameUtf8(name: string): boolean {
   return name.length > 0 && !hasInvalidUtf8(name);
 }
 
-export function evalCall(ev: Evaluator, call: Call): EvalValue {
+export async function evalCall(ev: Evaluator, call: Call): Promise<EvalValue> {
   const name = call.func.name;
   const args = call.args;
   const steps = ev.steps;
@@ -89,7 +89,9 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
   const windowFn = WINDOW_FUNCTIONS[name];
   if (windowFn) {
     const matrixIndex = args.findIndex((a) => exprType(a) === 'matrix');
-    const scalarArgs = args.map((a, i) => (i === matrixIndex ? undefined : ev.evalScalar(a)));
+    const scalarArgs: (Float64Array | undefined)[] = [];
+    for (let i = 0; i < args.length; i++)
+      scalarArgs.push(i === matrixIndex ? undefined : await ev.evalScalar(args[i]!));
     let setParams: ((w: WindowCtx, step: number) => void) | undefined;
     switch (name) {
       case 'quantile_over_time': {
@@ -129,7 +131,7 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
         break;
       }
     }
-    const series = ev.evalRangeFunction(
+    const series = await ev.evalRangeFunction(
       args[matrixIndex]!,
       name,
       windowFn,
@@ -142,7 +144,7 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
   }
 
   const math = MATH[name];
-  if (math) return mapValues(ev, ev.evalVector(args[0]!), math);
+  if (math) return mapValues(ev, await ev.evalVector(args[0]!), math);
 
   const date = DATE[name];
   if (date) {
@@ -154,7 +156,7 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
       }
       return { kind: 'vector', series: [s] };
     }
-    return mapValues(ev, ev.evalVector(args[0]!), (v) => {
+    return mapValues(ev, await ev.evalVector(args[0]!), (v) => {
       if (!Number.isFinite(v)) return Number.NaN;
       return date(new Date(Math.trunc(v) * 1000));
     });
@@ -178,21 +180,21 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
       return { kind: 'scalar', vals: new Float64Array(steps).fill(ev.q.queryEnd / 1000) };
     case 'min_of':
     case 'max_of': {
-      const a = ev.evalScalar(args[0]!);
-      const b = ev.evalScalar(args[1]!);
+      const a = await ev.evalScalar(args[0]!);
+      const b = await ev.evalScalar(args[1]!);
       const vals = new Float64Array(steps);
       for (let i = 0; i < steps; i++) vals[i] = name === 'min_of' ? goMin(a[i]!, b[i]!) : goMax(a[i]!, b[i]!);
       return { kind: 'scalar', vals };
     }
     case 'vector': {
-      const vals = ev.evalScalar(args[0]!);
+      const vals = await ev.evalScalar(args[0]!);
       const s = newStepSeries({}, steps);
       s.vals.set(vals);
       s.has.fill(1);
       return { kind: 'vector', series: [s] };
     }
     case 'scalar': {
-      const series = ev.evalVector(args[0]!);
+      const series = await ev.evalVector(args[0]!);
       const vals = new Float64Array(steps).fill(Number.NaN);
       const counts = new Uint32Array(steps);
       for (const s of series) {
@@ -208,13 +210,13 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
     case 'timestamp': {
       const inner = unwrapParens(args[0]!);
       if (inner.type === 'VectorSelector') {
-        const series = ev.evalVectorSelector(inner, true).map((s) => {
+        const series = (await ev.evalVectorSelector(inner, true)).map((s) => {
           const d = ev.dropName(s.labels);
           return { ...s, labels: d.labels, dropName: d.dropName };
         });
         return { kind: 'vector', series: ev.mergeSameLabels(series) };
       }
-      const series = ev.evalVector(args[0]!);
+      const series = await ev.evalVector(args[0]!);
       const out: StepSeries[] = [];
       for (const s of series) {
         const d = ev.dropName(s.labels);
@@ -231,13 +233,13 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
     case 'clamp':
     case 'clamp_min':
     case 'clamp_max': {
-      const series = ev.evalVector(args[0]!);
-      const lo = name === 'clamp_max' ? undefined : ev.evalScalar(args[1]!);
+      const series = await ev.evalVector(args[0]!);
+      const lo = name === 'clamp_max' ? undefined : await ev.evalScalar(args[1]!);
       const hi =
         name === 'clamp'
-          ? ev.evalScalar(args[2]!)
+          ? await ev.evalScalar(args[2]!)
           : name === 'clamp_max'
-            ? ev.evalScalar(args[1]!)
+            ? await ev.evalScalar(args[1]!)
             : undefined;
       return mapValuesAt(ev, series, (v, i) => {
         const min = lo ? lo[i]! : Number.NEGATIVE_INFINITY;
@@ -249,15 +251,15 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
       });
     }
     case 'round': {
-      const series = ev.evalVector(args[0]!);
-      const to = args.length > 1 ? ev.evalScalar(args[1]!) : undefined;
+      const series = await ev.evalVector(args[0]!);
+      const to = args.length > 1 ? await ev.evalScalar(args[1]!) : undefined;
       return mapValuesAt(ev, series, (v, i) => {
         const inv = 1 / (to ? to[i]! : 1);
         return Math.floor(v * inv + 0.5) / inv;
       });
     }
     case 'absent': {
-      const series = ev.evalVector(args[0]!);
+      const series = await ev.evalVector(args[0]!);
       const s = newStepSeries(labelsForAbsent(args[0]!), steps);
       for (let i = 0; i < steps; i++) {
         let present = false;
@@ -275,7 +277,7 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
       return { kind: 'vector', series: s.has.includes(1) ? [s] : [] };
     }
     case 'absent_over_time': {
-      const present = ev.evalRangeFunction(
+      const present = await ev.evalRangeFunction(
         args[0]!,
         'present_over_time',
         WINDOW_FUNCTIONS.present_over_time!,
@@ -296,7 +298,7 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
     case 'sort_desc':
     case 'sort_by_label':
     case 'sort_by_label_desc': {
-      const series = ev.evalVector(args[0]!);
+      const series = await ev.evalVector(args[0]!);
       if (ev.q.queryStep > 0) {
         annotations.warn(
           'sort is ineffective for range queries since results are always ordered by labels',
@@ -349,7 +351,7 @@ export function evalCall(ev: Evaluator, call: Call): EvalValue {
     case 'histogram_stdvar': {
       // These read native histogram samples only and ignore float samples, as in Prometheus. trainwatch
       // stores float samples only, so the result is always empty.
-      ev.evalVector(args[0]!);
+      await ev.evalVector(args[0]!);
       return { kind: 'vector', series: [] };
     }
     case 'info':
@@ -420,8 +422,8 @@ function stringArg(e: Expr): string {
   return u.val;
 }
 
-function labelReplace(ev: Evaluator, call: Call): EvalValue {
-  const series = ev.evalVector(call.args[0]!);
+async function labelReplace(ev: Evaluator, call: Call): Promise<EvalValue> {
+  const series = await ev.evalVector(call.args[0]!);
   const dst = stringArg(call.args[1]!);
   const repl = stringArg(call.args[2]!);
   const src = stringArg(call.args[3]!);
@@ -462,8 +464,8 @@ function labelReplace(ev: Evaluator, call: Call): EvalValue {
   return { kind: 'vector', series: ev.mergeSameLabels(out) };
 }
 
-function labelJoin(ev: Evaluator, call: Call): EvalValue {
-  const series = ev.evalVector(call.args[0]!);
+async function labelJoin(ev: Evaluator, call: Call): Promise<EvalValue> {
+  const series = await ev.evalVector(call.args[0]!);
   const dst = stringArg(call.args[1]!);
   const sep = stringArg(call.args[2]!);
   const srcs = call.args.slice(3).map(stringArg);

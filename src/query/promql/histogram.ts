@@ -228,9 +228,9 @@ function warnQuantiles(ev: Evaluator, call: Call, qs: Float64Array, at: Call['ar
   void call;
 }
 
-export function evalHistogramQuantile(ev: Evaluator, call: Call): EvalValue {
-  const qs = ev.evalScalar(call.args[0]!);
-  const series = ev.evalVector(call.args[1]!);
+export async function evalHistogramQuantile(ev: Evaluator, call: Call): Promise<EvalValue> {
+  const qs = await ev.evalScalar(call.args[0]!);
+  const series = await ev.evalVector(call.args[1]!);
   warnQuantiles(ev, call, qs, call.args[0]!);
   const out: StepSeries[] = [];
   for (const g of groupBuckets(ev, call, series)) {
@@ -252,11 +252,12 @@ export function evalHistogramQuantile(ev: Evaluator, call: Call): EvalValue {
   return { kind: 'vector', series: ev.mergeSameLabels(out) };
 }
 
-export function evalHistogramQuantiles(ev: Evaluator, call: Call): EvalValue {
-  const series = ev.evalVector(call.args[0]!);
+export async function evalHistogramQuantiles(ev: Evaluator, call: Call): Promise<EvalValue> {
+  const series = await ev.evalVector(call.args[0]!);
   const labelArg = call.args[1]!;
   const label = labelArg.type === 'StringLiteral' ? labelArg.val : 'quantile';
-  const qArgs = call.args.slice(2).map((a) => ({ expr: a, vals: ev.evalScalar(a) }));
+  const qArgs: { expr: Call['args'][number]; vals: Float64Array }[] = [];
+  for (const a of call.args.slice(2)) qArgs.push({ expr: a, vals: await ev.evalScalar(a) });
   for (const q of qArgs) warnQuantiles(ev, call, q.vals, q.expr);
   const groups = groupBuckets(ev, call, series);
   const out: StepSeries[] = [];
@@ -277,10 +278,10 @@ export function evalHistogramQuantiles(ev: Evaluator, call: Call): EvalValue {
   return { kind: 'vector', series: ev.mergeSameLabels(out) };
 }
 
-export function evalHistogramFraction(ev: Evaluator, call: Call): EvalValue {
-  const lower = ev.evalScalar(call.args[0]!);
-  const upper = ev.evalScalar(call.args[1]!);
-  const series = ev.evalVector(call.args[2]!);
+export async function evalHistogramFraction(ev: Evaluator, call: Call): Promise<EvalValue> {
+  const lower = await ev.evalScalar(call.args[0]!);
+  const upper = await ev.evalScalar(call.args[1]!);
+  const series = await ev.evalVector(call.args[2]!);
   const out: StepSeries[] = [];
   for (const g of groupBuckets(ev, call, series)) {
     const b = newBuckets(g.members.length);

@@ -6,9 +6,9 @@
  * import { PromqlEngine, tenantQueryable } from '../query/promql/index.js';
  * const engine = new PromqlEngine();                       // options: lookback, limits, timeout
  * const source = tenantQueryable(storage, 'team-a');       // one tenant's series, `tenant` label hidden
- * const r = engine.instantQuery(source, 'avg by (job_id) (gpu_utilization_ratio) < 0.1', Date.now());
+ * const r = await engine.instantQuery(source, 'avg by (job_id) (gpu_utilization_ratio) < 0.1', Date.now());
  * if (r.value.resultType === 'vector') for (const s of r.value.samples) console.log(s.labels, s.v);
- * const m = engine.rangeQuery(source, 'rate(train_step[1m])', start, end, 15_000);  // resultType 'matrix'
+ * const m = await engine.rangeQuery(source, 'rate(train_step[1m])', start, end, 15_000);  // resultType 'matrix'
  * ```
  *
  * Errors are typed ({@link PromqlError} subclasses carry Prometheus's `errorType` and HTTP status):

@@ -57,9 +57,9 @@ function identity(name: string, labels: LabelSet): string {
   return sig;
 }
 
-export function evalInfo(ev: Evaluator, call: Call): EvalValue {
+export async function evalInfo(ev: Evaluator, call: Call): Promise<EvalValue> {
   const steps = ev.steps;
-  const base = ev.evalVector(call.args[0]!);
+  const base = await ev.evalVector(call.args[0]!);
   const selector = call.args[1]?.type === 'VectorSelector' ? call.args[1] : undefined;
 
   // Which info metrics: the selector's __name__ matchers; only negative ones narrow all `*_info` metrics.

@@ -633,8 +633,8 @@ export async function runTestScript(file: string, text: string, opts: RunOptions
       let error: Error | undefined;
       try {
         result = cmd.instant
-          ? engine.instantQuery(source, cmd.query, cmd.at)
-          : engine.rangeQuery(source, cmd.query, cmd.start, cmd.end, cmd.step);
+          ? await engine.instantQuery(source, cmd.query, cmd.at)
+          : await engine.rangeQuery(source, cmd.query, cmd.start, cmd.end, cmd.step);
       } catch (err) {
         error = err as Error;
       }
