@@ -203,6 +203,28 @@ describe('OTLP data points', () => {
     ]);
   });
 
+  it('accepts gzip bodies and refuses gzip bombs beyond the payload limit', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const h = collectorHarness({ limits: { maxPayloadBytes: 64 << 10 } });
+    const body = request([{ name: 'zipped', gauge: { dataPoints: [{ timeUnixNano: NOW_NS, asDouble: 2 }] } }]);
+    const ok = await h.app.inject({
+      method: 'POST',
+      url: '/v1/metrics',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      payload: gzipSync(body),
+    });
+    expect(ok.statusCode, ok.body).toBe(200);
+    expect([...h.bus.samples('anon').values()]).toEqual([[[NOW_MS, 2]]]);
+    const bomb = await h.app.inject({
+      method: 'POST',
+      url: '/v1/metrics',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      payload: gzipSync(Buffer.alloc(1 << 20, 0x20)),
+    });
+    expect(bomb.statusCode).toBe(413);
+    expect(bomb.json().error).toMatch(/inflates to more than the limit of 65536 bytes/);
+  });
+
   it('refuses other content types and encodings with 415, and garbage with 400', async () => {
     const h = collectorHarness();
     expect((await post(h, 'x', 'text/plain')).statusCode).toBe(415);
