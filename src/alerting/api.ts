@@ -15,6 +15,7 @@ import type { AlertView } from './hub.js';
 import type { AlertState } from './notifier.js';
 import { iso } from './notifiers/http.js';
 import { parseMatcherList } from './parse.js';
+import { promFloatString } from './rules/format.js';
 import type { AlertingService } from './service.js';
 import { validateSilence } from './silences.js';
 
@@ -44,13 +45,7 @@ function principal(deps: AlertingApiDeps, req: FastifyRequest, scope: Scope): Pr
   );
 }
 
-/** Go's `strconv.FormatFloat(v, 'e', -1, 64)`, as Prometheus prints alert values. */
-export function promFloat(v: number): string {
-  if (Number.isNaN(v)) return 'NaN';
-  if (v === Number.POSITIVE_INFINITY) return '+Inf';
-  if (v === Number.NEGATIVE_INFINITY) return '-Inf';
-  return v.toExponential().replace(/e([+-])(\d)$/, 'e$10$2');
-}
+export { promFloatString as promFloat } from './rules/format.js';
 
 function parseMs(raw: string | undefined, name: string): number | undefined {
   if (raw === undefined || raw === '') return undefined;
@@ -96,7 +91,7 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
           annotations: a.annotations,
           state: a.state,
           activeAt: new Date(a.activeAtMs).toISOString(),
-          value: promFloat(a.value),
+          value: promFloatString(a.value),
         })),
       },
     };

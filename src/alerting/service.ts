@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { JobStore, MetaStore } from '../meta/index.js';
+import type { Storage } from '../storage/index.js';
 import type { AlertingConfig } from './config.js';
 import { Dispatcher, type Integration } from './dispatcher.js';
 import { type ActionRule, AlertHub } from './hub.js';
@@ -18,6 +19,7 @@ import { SlackNotifier } from './notifiers/slack.js';
 import { WebhookNotifier } from './notifiers/webhook.js';
 import { Outbox } from './outbox.js';
 import { buildRoute } from './routing.js';
+import { loadRuleFiles, RuleManager } from './rules/manager.js';
 import { Silences } from './silences.js';
 import { AlertStore } from './store.js';
 
@@ -29,6 +31,8 @@ export interface AlertingOptions {
   readonly registry: Registry;
   /** The address trainwatch listens on, for links when `external_url` is not set. */
   readonly listen: string;
+  /** With storage, the PromQL alerting and recording rules of `rule_files` are evaluated. */
+  readonly storage?: Storage;
   readonly now?: () => number;
 }
 
@@ -43,6 +47,8 @@ export interface AlertingService {
   readonly hub: AlertHub;
   readonly dispatcher: Dispatcher;
   readonly outbox: Outbox;
+  /** The rule evaluator, when storage was given. */
+  readonly rules: RuleManager | undefined;
   readonly integrations: ReadonlyMap<string, readonly Integration[]>;
   /** Base URL of the dashboard in links sent out. */
   readonly externalUrl: string;
@@ -169,6 +175,18 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
   dispatcher.onEnqueue = () => outbox.wake();
   const actions: ActionRule[] = config.actions.map((a) => ({ name: a.name, matchers: a.matchers, on: a.on }));
   const hub = new AlertHub(store, silences, dispatcher, actions, logger, opts.registry, now);
+  // Invalid rule files stop the start, with promtool's messages (as Prometheus refuses them).
+  const rules = opts.storage
+    ? new RuleManager(loadRuleFiles(config.rule_files), {
+        files: config.rule_files,
+        defaultIntervalMs: config.evaluation_interval,
+        storage: opts.storage,
+        hub,
+        logger,
+        externalUrl: () => externalUrl,
+        now,
+      })
+    : undefined;
   let valueTimer: NodeJS.Timeout | undefined;
   let upkeepTimer: NodeJS.Timeout | undefined;
   const upkeep = () => {
@@ -188,6 +206,7 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
     hub,
     dispatcher,
     outbox,
+    rules,
     integrations,
     get externalUrl() {
       return externalUrl;
@@ -200,6 +219,7 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
     start() {
       hub.start();
       outbox.start();
+      rules?.start();
       valueTimer = setInterval(() => hub.flushValues(), VALUE_FLUSH_MS);
       valueTimer.unref?.();
       upkeep();
@@ -213,6 +233,7 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
     async stop() {
       clearInterval(valueTimer);
       clearInterval(upkeepTimer);
+      rules?.stop();
       dispatcher.stop();
       hub.flushValues();
       await outbox.stop();

@@ -43,7 +43,7 @@ export const MODULE_DEPS: Readonly<Record<ModuleName, readonly ModuleName[]>> = 
   storage: ['dataDir'],
   collector: ['http', 'auth', 'bus'],
   /** Alert store, silences, grouping, notification outbox and their APIs; fed by the processor's detectors. */
-  alerting: ['http', 'auth', 'meta', 'jobs'],
+  alerting: ['http', 'auth', 'meta', 'jobs', 'storage'],
   processor: ['bus', 'storage', 'jobs', 'alerting'],
   query: ['http', 'auth', 'storage', 'jobs'],
   ui: ['http', 'query'],
@@ -231,6 +231,7 @@ class Modules {
           logger: logger.child({ role: 'alerting' }),
           registry: this.registry,
           listen: config.listen,
+          storage: this.storage!,
         });
         alerting.start();
         this.alerting = alerting;
@@ -238,6 +239,7 @@ class Modules {
           auth: this.auth!,
           alerting,
           detectors: () => this.detectors?.status(),
+          ...(alerting.rules ? { rules: alerting.rules } : {}),
         });
         this.stoppers.push({ name, stop: () => alerting.stop() });
         return;

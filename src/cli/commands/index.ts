@@ -7,6 +7,8 @@ import { registerAgent } from './agent.js';
 import { registerDemo } from './demo.js';
 import { registerExport } from './export.js';
 import { registerPromqlTest } from './promql-test.js';
+import { registerRules } from './rules.js';
+import { registerSilence } from './silence.js';
 import { registerSimulate } from './simulate.js';
 import { registerStart } from './start.js';
 import { registerSync } from './sync.js';
@@ -21,6 +23,8 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerToken,
   registerAgent,
   registerPromqlTest,
+  registerRules,
+  registerSilence,
   registerExport,
   registerVersion,
 ];
