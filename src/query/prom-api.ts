@@ -262,9 +262,8 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
       const principal = principalOf(req);
       try {
         const p = collectParams(req);
-        const query = one(p, 'query');
-        if (query === undefined || query === '')
-          throw new BadData('invalid parameter "query": query must not be empty');
+        // An empty query is the parser's to reject, as in Prometheus: "no expression found in input".
+        const query = one(p, 'query') ?? '';
         const time = timeParam(p, 'time', Date.now());
         const lookback = one(p, 'lookback_delta');
         const r = await engine.instantQuery(tenantQueryable(deps.storage, principal.tenant), query, time, {
@@ -282,9 +281,8 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
       const principal = principalOf(req);
       try {
         const p = collectParams(req);
-        const query = one(p, 'query');
-        if (query === undefined || query === '')
-          throw new BadData('invalid parameter "query": query must not be empty');
+        // An empty query is the parser's to reject, as in Prometheus: "no expression found in input".
+        const query = one(p, 'query') ?? '';
         const startRaw = one(p, 'start');
         const endRaw = one(p, 'end');
         const stepRaw = one(p, 'step');
@@ -417,9 +415,8 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
       principalOf(req);
       try {
         const p = collectParams(req);
-        const query = one(p, 'query');
-        if (query === undefined || query === '')
-          throw new BadData('invalid parameter "query": query must not be empty');
+        // An empty query is the parser's to reject, as in Prometheus: "no expression found in input".
+        const query = one(p, 'query') ?? '';
         engine.parse(query);
         // trainwatch stores no exemplars: the answer is always an empty list, as from a Prometheus without them.
         return success(reply, []);

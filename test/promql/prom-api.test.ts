@@ -291,6 +291,18 @@ describe('errors and limits, as Prometheus reports them', () => {
     });
   });
 
+  it('an empty query is a parse error', async () => {
+    const r = await get('/api/v1/query?query=');
+    expect(r).toEqual({
+      status: 400,
+      body: {
+        status: 'error',
+        errorType: 'bad_data',
+        error: '1:1: parse error: no expression found in input',
+      },
+    });
+  });
+
   it('bad parameters: 400 bad_data naming the parameter', async () => {
     const t = await get('/api/v1/query?query=up&time=yesterday');
     expect(t.body.error).toBe('invalid parameter "time": cannot parse "yesterday" to a valid timestamp');
