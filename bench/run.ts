@@ -20,6 +20,7 @@ import { waitFor } from './harness/proc.js';
 import type { PayloadFormat } from './harness/replay.js';
 import { formatNumber, Results } from './harness/results.js';
 import {
+  INSTALL_HINT,
   missingBinary,
   type PrometheusSystem,
   prometheusConfig,
@@ -165,6 +166,14 @@ async function main(): Promise<number> {
     );
   }
 
+  const missingRefs = (['victoriametrics', 'prometheus', 'alertmanager', 'nodeExporter'] as const)
+    .map((b) => missingBinary(b))
+    .filter(Boolean);
+  if (missingRefs.length) {
+    log(
+      `reference systems missing (their figures will say "not available"): install them with: ${INSTALL_HINT}`,
+    );
+  }
   const webhook = await new WebhookReceiver().start();
   const generator = new GeneratorProcess();
   const cleanups: (() => Promise<void>)[] = [async () => generator.stop(), async () => webhook.stop()];
@@ -337,7 +346,7 @@ async function main(): Promise<number> {
         if (scenarios.has('storage') && format) {
           await attempt('storage', async () => {
             log(`${SYSTEM_TITLES[name]}: persisting and measuring the data directory …`);
-            const disk = await sys.persistAndMeasureDisk();
+            const disk = await sys.persistAndMeasureDisk(format);
             const samples = rwOutcomes[name]?.replay.samplesAccepted ?? dataset.samples;
             results.set(
               'storage',

@@ -7,11 +7,12 @@
  * results.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { REPO_ROOT } from './generator.js';
+import { encodeProbe, sendProbe } from './probe.js';
 import {
   dirBreakdown,
   dirBytes,
@@ -83,7 +84,7 @@ export interface System {
    * Persists what the system holds in memory (flush, compaction, snapshot — see `how`) and measures the data
    * directory. May stop the system (trainwatch persists on a graceful stop).
    */
-  persistAndMeasureDisk(): Promise<DiskUsage>;
+  persistAndMeasureDisk(format: PayloadFormat): Promise<DiskUsage>;
   stop(): Promise<void>;
 }
 
@@ -348,6 +349,26 @@ export async function fitTrainwatchConfig(
   throw new Error('could not fit the trainwatch configuration to its schema');
 }
 
+/** trainwatch's data directory by part: storage = everything but the bus log, SQLite and the lock. */
+function storageBreakdown(dataDir: string): {
+  entries: Record<string, number>;
+  storage: number;
+  rollupBytes: number;
+} {
+  const entries = dirBreakdown(dataDir);
+  const notStorage = (k: string) => k === 'bus' || k === 'LOCK' || /\.(sqlite|db)(-wal|-shm)?$/.test(k);
+  const storage = Object.entries(entries)
+    .filter(([k]) => !notStorage(k))
+    .reduce((a, [, v]) => a + v, 0);
+  const blocksDir = path.join(dataDir, 'tsdb', 'blocks');
+  const rollupBytes = existsSync(blocksDir)
+    ? readdirSync(blocksDir)
+        .filter((f) => !f.startsWith('raw-') && f.endsWith('.twb'))
+        .reduce((a, f) => a + statSync(path.join(blocksDir, f)).size, 0)
+    : 0;
+  return { entries, storage, rollupBytes };
+}
+
 export interface TrainwatchOptions extends StartOptions {
   /** Extra configuration merged over the benchmark's (e.g. alerting); keys the build lacks are dropped. */
   readonly extraConfig?: Record<string, unknown>;
@@ -428,19 +449,86 @@ export async function startTrainwatch(opts: TrainwatchOptions): Promise<Trainwat
       'remote-write': await probeWrite(baseUrl, 'remote-write'),
       native: await probeWrite(baseUrl, 'native'),
     }),
-    async persistAndMeasureDisk() {
-      // trainwatch checkpoints its storage and truncates the bus on a graceful stop.
+    async persistAndMeasureDisk(format: PayloadFormat) {
+      // trainwatch keeps recent data in its head (Gorilla chunks + head log) and writes immutable blocks
+      // (per-chunk codec choice, an index per block) once the head's newest sample is half a block duration
+      // past a block boundary (docs/storage.md). Prometheus's figure is its block format (a snapshot), so
+      // trainwatch's is too: one sample 3 minutes ahead moves the head's newest sample past the boundary, and
+      // a restart with `storage.block_duration: 1m` cuts everything older into raw blocks at its first
+      // checkpoint. The head-format figure (after a plain graceful stop) is kept in the breakdown.
+      const cutMarker = encodeProbe(format, [
+        {
+          labels: { __name__: 'bench_storage_cut_marker', tenant: TRAINWATCH_TENANT },
+          timestamps: [Date.now() + 3 * 60_000],
+          values: [1],
+        },
+      ]);
+      await sendProbe(baseUrl, format, cutMarker);
       await proc.stop(120_000);
-      const breakdown = dirBreakdown(dataDir);
-      const notStorage = (k: string) => k === 'bus' || k === 'LOCK' || /\.(sqlite|db)(-wal|-shm)?$/.test(k);
-      const storageBytes = Object.entries(breakdown)
-        .filter(([k]) => !notStorage(k))
-        .reduce((a, [, v]) => a + v, 0);
+      const headFormat = storageBreakdown(dataDir);
+      const { config: cutConfig, dropped: cutDropped } = await fitTrainwatchConfig(
+        merge(config, { storage: { block_duration: '1m' } }),
+        ['storage'],
+      );
+      const fallback = (why: string): DiskUsage => ({
+        totalBytes: dirBytes(dataDir),
+        storageBytes: headFormat.storage,
+        how: `graceful stop (storage checkpoint, head format: ${why}); storage = data dir without the bus log (the WAL) and the SQLite metadata`,
+        breakdown: headFormat.entries,
+      });
+      if (cutDropped.length) return fallback(`this build has no ${cutDropped.join(', ')}`);
+      const cutFile = path.join(opts.workDir, `${name}-cut.yaml`);
+      writeFileSync(cutFile, toYaml(cutConfig));
+      const cutArgs = [
+        cli,
+        'start',
+        '--config',
+        cutFile,
+        '--data-dir',
+        dataDir,
+        '--listen',
+        `127.0.0.1:${port}`,
+      ];
+      const cut = startProcess(`${name}-cut`, process.execPath, cutArgs, {
+        logFile: path.join(opts.workDir, `${name}.log`),
+      });
+      const blocksDir = path.join(dataDir, 'tsdb', 'blocks');
+      const rawBlockBytes = () =>
+        existsSync(blocksDir)
+          ? readdirSync(blocksDir)
+              .filter((f) => f.startsWith('raw-') && f.endsWith('.twb'))
+              .reduce((a, f) => a + statSync(path.join(blocksDir, f)).size, 0)
+          : 0;
+      try {
+        await waitHttpOk(cut, `${baseUrl}/readyz`, 120_000);
+        let last = -1;
+        await waitFor(
+          'trainwatch to cut its head into raw blocks',
+          () => {
+            const size = dirBytes(path.join(dataDir, 'tsdb'));
+            const settled = rawBlockBytes() > 0 && size === last;
+            last = size;
+            return settled;
+          },
+          120_000,
+          1000,
+        );
+      } catch (err) {
+        await cut.stop(60_000);
+        return fallback(`no raw block was cut: ${(err as Error).message.split('\n')[0]}`);
+      }
+      await cut.stop(120_000);
+      const after = storageBreakdown(dataDir);
       return {
         totalBytes: dirBytes(dataDir),
-        storageBytes,
-        how: 'graceful stop (storage checkpoint); storage = data dir without the bus log (the WAL) and the SQLite metadata',
-        breakdown,
+        storageBytes: rawBlockBytes(),
+        how: 'a sample 3 min ahead, graceful stop, restart with storage.block_duration: 1m, the head cut into raw blocks at the first checkpoint, graceful stop; storage = the raw blocks (tsdb/blocks/raw-*.twb: chunks + index), as Prometheus’s block',
+        breakdown: {
+          ...after.entries,
+          'tsdb/blocks raw': rawBlockBytes(),
+          'tsdb/blocks rollups (10s, 1m, 1h)': after.rollupBytes,
+          'storage before the cut (head format, whole tsdb)': headFormat.storage,
+        },
       };
     },
     stop: () => proc.stop(60_000),
