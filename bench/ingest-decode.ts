@@ -17,6 +17,7 @@
  *   npx tsx bench/ingest-decode.ts --series 176000 --ticks 5
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodeBusRecord, newRecordWriter } from '../src/bus/index.js';
@@ -245,6 +246,8 @@ const result = {
   command: `npx tsx bench/ingest-decode.ts --series ${SERIES} --per-request ${PER_REQUEST} --ticks ${TICKS} --runs ${RUNS}`,
   date: new Date().toISOString(),
   node: process.version,
+  cores: os.cpus().length,
+  loadAverageAtEnd: Number(os.loadavg()[0]!.toFixed(2)),
   series: SERIES,
   seriesPerRequest: PER_REQUEST,
   measuredSamples: SERIES * (TICKS - 1),
