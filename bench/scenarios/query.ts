@@ -49,13 +49,18 @@ export function dashboardQueries(ds: DatasetSummary): DashboardQuery[] {
   ];
 }
 
-/** Start, end and step (seconds) of the dashboard's range: the ingested window, step-aligned. */
+/**
+ * Start, end and step (seconds) of the dashboard's range: the ingested window. Evaluation times fall half an
+ * interval after a sample, never on one: Prometheus 2 (Debian's) closes range windows on the left, Prometheus
+ * 3 (whose tests trainwatch's engine passes) opens them, and a sample exactly on the edge would make the two
+ * differ for reasons that have nothing to do with the engines' quality.
+ */
 export function queryWindow(ds: DatasetSummary): { start: number; end: number; step: number } {
   const interval = ds.options.intervalMs / 1000;
   const span = (ds.lastMs - ds.firstMs) / 1000;
   const step = Math.max(interval, Math.round(span / 60 / interval) * interval);
-  const start = Math.ceil(ds.firstMs / 1000 / step) * step;
-  const end = Math.floor(ds.lastMs / 1000 / step) * step;
+  const start = Math.ceil(ds.firstMs / 1000 / step) * step + interval / 2;
+  const end = start + Math.floor((ds.lastMs / 1000 - start) / step) * step;
   return { start, end, step };
 }
 
