@@ -135,24 +135,23 @@ export function encodeHeadRecord(
   const candidates = snapshot ? refs : head.dirtyList;
   for (const ref of candidates) {
     if (!head.isAlive(ref)) continue;
-    const oc = head.openChunk(ref);
-    if (oc.count === 0) continue;
-    if (!snapshot && oc.bits === head.persistedBits[ref]) continue;
+    const bits = head.openBits(ref);
+    if (bits === 0 || (!snapshot && bits === head.persistedBits[ref])) continue;
     open.push(ref);
   }
   w.uvarint(open.length);
   for (const ref of open) {
-    const oc = head.openChunk(ref);
+    const bits = head.openBits(ref);
     const from = snapshot ? 0 : head.persistedBits[ref]! >>> 3;
-    const to = (oc.bits + 7) >>> 3;
+    const to = (bits + 7) >>> 3;
     w.uvarint(ref);
-    w.uvarint(oc.bits);
-    w.uvarint(oc.count);
+    w.uvarint(bits);
+    w.uvarint(head.openCount(ref));
     w.uvarint(from);
     w.uvarint(to - from);
-    w.bytes(oc.bytes!.subarray(from, to));
-    head.persistedBits[ref] = oc.bits;
-    head.persistedCount[ref] = oc.count;
+    w.bytes(head.openBuffer(ref).subarray(from, to));
+    head.persistedBits[ref] = bits;
+    head.persistedCount[ref] = head.openCount(ref);
   }
 
   const ooo: number[] = [];

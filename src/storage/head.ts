@@ -564,14 +564,22 @@ export class Head implements PostingsIndex {
   labelsOf(ref: number): { names: string[]; values: string[] } {
     const off = this.labelOff[ref]!;
     const n = this.labelLen[ref]!;
-    const pairs: [string, string][] = [];
-    for (let i = 0; i < n; i++)
-      pairs.push([
-        this.symbols.get(this.arena[off + i * 2]!),
-        this.symbols.get(this.arena[off + i * 2 + 1]!),
-      ]);
-    pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    return { names: pairs.map((p) => p[0]), values: pairs.map((p) => p[1]) };
+    const names = new Array<string>(n);
+    const values = new Array<string>(n);
+    // Insertion sort by name: a series has a handful of labels.
+    for (let i = 0; i < n; i++) {
+      const name = this.symbols.strings[this.arena[off + i * 2]!]!;
+      const value = this.symbols.strings[this.arena[off + i * 2 + 1]!]!;
+      let k = i;
+      while (k > 0 && names[k - 1]! > name) {
+        names[k] = names[k - 1]!;
+        values[k] = values[k - 1]!;
+        k--;
+      }
+      names[k] = name;
+      values[k] = value;
+    }
+    return { names, values };
   }
 
   /** Raw symbol pairs of a series (for the head log). */
@@ -773,6 +781,20 @@ export class Head implements PostingsIndex {
 
   // ------------------------------------------------------------------------------------------------------
   // Checkpoint support (head-log.ts)
+
+  /** Bits written to the open chunk of `ref` (0 when it has none). */
+  openBits(ref: number): number {
+    return this.cCount[ref]! > 0 ? this.cBits[ref]! : 0;
+  }
+
+  openCount(ref: number): number {
+    return this.cCount[ref]!;
+  }
+
+  /** The open chunk's buffer (valid while it has samples). */
+  openBuffer(ref: number): Uint8Array {
+    return this.chunkBuf[ref]!;
+  }
 
   /** The open chunk of `ref` with its bit length and sample count (for the head log). */
   openChunk(ref: number): { bytes: Uint8Array | undefined; bits: number; count: number; minT: number } {

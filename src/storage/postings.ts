@@ -22,11 +22,37 @@ export interface PostingsIndex {
 
 export function intersect(a: Postings, b: Postings): Postings {
   if (a.length === 0 || b.length === 0) return EMPTY_POSTINGS;
-  const out = new Int32Array(Math.min(a.length, b.length));
+  if (a.length > b.length) {
+    const t = a;
+    a = b;
+    b = t;
+  }
+  const out = new Int32Array(a.length);
+  let k = 0;
+  if (a.length * 32 < b.length) {
+    // Very unequal sizes (one job's series against a whole tenant's): gallop through the long list.
+    let lo = 0;
+    for (let i = 0; i < a.length && lo < b.length; i++) {
+      const x = a[i]!;
+      let step = 1;
+      let hi = lo;
+      while (hi < b.length && b[hi]! < x) {
+        lo = hi + 1;
+        hi += step;
+        step *= 2;
+      }
+      if (hi > b.length) hi = b.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (b[mid]! < x) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo < b.length && b[lo] === x) out[k++] = x;
+    }
+    return out.subarray(0, k);
+  }
   let i = 0;
   let j = 0;
-  let k = 0;
-  // Galloping would help for very unequal sizes; a linear merge is fine at the sizes a tenant's query sees.
   while (i < a.length && j < b.length) {
     const x = a[i]!;
     const y = b[j]!;

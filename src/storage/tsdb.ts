@@ -666,11 +666,13 @@ export class Tsdb implements Storage {
   ): Map<string, SeriesSources> {
     const all = this.scoped(tenant, matchers);
     const out = new Map<string, SeriesSources>();
-    const entry = (names: string[], values: string[], make: () => LabelSet): SeriesSources => {
+    const entry = (names: string[], values: string[]): SeriesSources => {
       const key = seriesSortKey(names, values);
       let e = out.get(key);
       if (!e) {
-        e = { labels: make(), blocks: [], rollups: [] };
+        const labels: Record<string, string> = {};
+        for (let i = 0; i < names.length; i++) labels[names[i]!] = values[i]!;
+        e = { labels, blocks: [], rollups: [] };
         out.set(key, e);
       }
       return e;
@@ -692,7 +694,7 @@ export class Tsdb implements Storage {
           }
           if (!hit) continue;
           const { names, values } = idx.labels(id);
-          entry(names, values, () => idx.labelSet(id))[into].push({ block: b, id });
+          entry(names, values)[into].push({ block: b, id });
         }
       }
     };
@@ -705,7 +707,7 @@ export class Tsdb implements Storage {
       const [a, b] = this.head.timeRange(ref);
       if (b < lo || a > hi) continue;
       const { names, values } = this.head.labelsOf(ref);
-      entry(names, values, () => this.head.labelSet(ref)).head = this.head.snapshot(ref);
+      entry(names, values).head = this.head.snapshot(ref);
     }
     return out;
   }
