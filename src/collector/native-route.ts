@@ -27,7 +27,8 @@ export interface NativeIngestDeps {
   readonly auth: Authenticator;
   readonly busWriter: BusWriter;
   readonly idempotency: IdempotencyWindow;
-  readonly limits: SeriesLimits & DecodeLimits & { readonly maxBodyBytes: number };
+  readonly limits: SeriesLimits &
+    DecodeLimits & { readonly maxBodyBytes: number; readonly maxSamplesPerRequest?: number };
   readonly metrics: CollectorMetrics;
   /** Per-tenant active-series and rate limits; absent: none (unit tests of the route alone). */
   readonly tenants?: TenantLimits;
@@ -82,6 +83,14 @@ export function registerNativeIngest(app: FastifyInstance, deps: NativeIngestDep
           throw badPayload(err);
         }
         const nowMs = Date.now();
+        const maxSamples = deps.limits.maxSamplesPerRequest ?? Number.POSITIVE_INFINITY;
+        if (decoded.batch.sampleCount > maxSamples) {
+          throw twError(
+            Errors.limitExceeded,
+            `limit ingest.max_samples_per_request exceeded: the batch has ${decoded.batch.sampleCount} samples, ` +
+              `the limit is ${maxSamples}; send smaller batches`,
+          );
+        }
         validateBatch(decoded.batch, decoded.events, deps.limits, nowMs);
         if (deps.tenants) chargeTenant(deps.tenants, principal.tenant, decoded.batch, keys, nowMs);
         await deps.busWriter.write(

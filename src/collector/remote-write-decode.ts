@@ -51,10 +51,13 @@ export function checkTimestamp(ctx: DecodeContext, ref: number, t: number): void
 }
 
 export function checkSampleCount(ctx: DecodeContext): void {
-  if (ctx.batch.sampleCount > ctx.maxSamples) {
+  const batch = ctx.batch;
+  if (batch.sampleCount > ctx.maxSamples) {
+    const at = ctx.registry.shown(ctx.registry.labelsOf(batch.refs[batch.seriesCount - 1]!));
     throw twError(
       Errors.limitExceeded,
-      `limit ingest.max_samples_per_request exceeded: the request has more than ${ctx.maxSamples} samples; send smaller batches`,
+      `limit ingest.max_samples_per_request exceeded: the request has more than ${ctx.maxSamples} samples ` +
+        `(the limit was crossed at series ${at}); send smaller batches`,
     );
   }
 }
