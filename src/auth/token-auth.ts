@@ -14,9 +14,7 @@ import type { Authenticator, Principal, RequestCredentials, Scope } from './auth
 
 /** What the authenticator needs from the token store (src/meta/tokens.ts `TokenStore`). */
 export interface TokenVerifier {
-  verify(
-    presented: string,
-  ):
+  verify(presented: string):
     | {
         readonly ok: true;
         readonly token: { readonly id: string; readonly tenant: string; readonly scope: Scope };

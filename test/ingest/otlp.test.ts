@@ -206,7 +206,9 @@ describe('OTLP data points', () => {
   it('accepts gzip bodies and refuses gzip bombs beyond the payload limit', async () => {
     const { gzipSync } = await import('node:zlib');
     const h = collectorHarness({ limits: { maxPayloadBytes: 64 << 10 } });
-    const body = request([{ name: 'zipped', gauge: { dataPoints: [{ timeUnixNano: NOW_NS, asDouble: 2 }] } }]);
+    const body = request([
+      { name: 'zipped', gauge: { dataPoints: [{ timeUnixNano: NOW_NS, asDouble: 2 }] } },
+    ]);
     const ok = await h.app.inject({
       method: 'POST',
       url: '/v1/metrics',
