@@ -149,7 +149,7 @@ export function encodeHeadRecord(
     w.uvarint(head.openCount(ref));
     w.uvarint(from);
     w.uvarint(to - from);
-    w.bytes(head.openBuffer(ref).subarray(from, to));
+    w.bytes(head.openBytes(ref, from, to));
     head.persistedBits[ref] = bits;
     head.persistedCount[ref] = head.openCount(ref);
   }

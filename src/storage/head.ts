@@ -20,6 +20,7 @@ import { clz64, ctz64, writeBits, writeMeaningful } from './codec/bits.js';
 import { MAX_TIMESTAMP } from './codec/chunk.js';
 import { XOR_MAX_SAMPLE_BITS, XorReader } from './codec/xor.js';
 import { EMPTY_POSTINGS, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
+import { ChunkSlab } from './slab.js';
 import { SymbolTable } from './symbols.js';
 
 /** A sealed, immutable head chunk (Gorilla-encoded). */
@@ -76,7 +77,6 @@ export interface HeadSeriesSnapshot {
 }
 
 const DEFAULT_MAX_CHUNK_SAMPLES = 120;
-const INITIAL_CHUNK_BYTES = 48;
 const MAX_CHUNK_BYTES = 4096;
 /** Bytes one more sample may need (see XOR_MAX_SAMPLE_BITS). */
 const SAMPLE_HEADROOM = (XOR_MAX_SAMPLE_BITS >>> 3) + 2;
@@ -125,7 +125,9 @@ export class Head implements PostingsIndex {
   private arena = new Uint32Array(1 << 12);
   private arenaLen = 0;
   // Open chunk encoder state.
-  private chunkBuf: (Uint8Array | undefined)[] = [];
+  /** Open chunks live in slab slots; `cSlot` is the slot's handle, -1 when the series has no open chunk. */
+  private readonly slab = new ChunkSlab();
+  private cSlot = new Int32Array(0);
   private cBits = new Int32Array(0);
   private cCount = new Int32Array(0);
   private cMinT = new Float64Array(0);
@@ -322,6 +324,9 @@ export class Head implements PostingsIndex {
     this.labelOff = g(this.labelOff);
     this.labelLen = g(this.labelLen);
     this.hashes = g(this.hashes);
+    const oldCap = this.cSlot.length;
+    this.cSlot = g(this.cSlot);
+    this.cSlot.fill(-1, oldCap);
     this.cBits = g(this.cBits);
     this.cCount = g(this.cCount);
     this.cMinT = g(this.cMinT);
@@ -335,7 +340,6 @@ export class Head implements PostingsIndex {
     this.persistedBits = g(this.persistedBits);
     this.persistedCount = g(this.persistedCount);
     this.dirty = g(this.dirty);
-    this.chunkBuf.length = cap;
     this.sealed.length = cap;
     this.ooo.length = cap;
     this.cap = cap;
@@ -374,43 +378,50 @@ export class Head implements PostingsIndex {
   }
 
   private appendInOrder(ref: number, t: number, v: number): void {
-    let buf = this.chunkBuf[ref];
     let count = this.cCount[ref]!;
-    if (buf !== undefined && count > 0) {
+    if (count > 0) {
       const full =
         count >= this.maxChunkSamples ||
         t >= this.cEnd[ref]! ||
         (this.cBits[ref]! >>> 3) + SAMPLE_HEADROOM > MAX_CHUNK_BYTES;
       if (full) {
         this.seal(ref);
-        buf = undefined;
         count = 0;
       }
     }
-    let pos = this.cBits[ref]!;
+    const slab = this.slab;
+    let handle: number;
+    let buf: Uint8Array;
+    let base: number;
+    let pos: number;
     f64[0] = v;
     const hi = u32[1]!;
     const lo = u32[0]!;
-    if (buf === undefined || count === 0) {
-      buf = new Uint8Array(INITIAL_CHUNK_BYTES);
-      this.chunkBuf[ref] = buf;
+    if (count === 0) {
+      handle = slab.alloc(SAMPLE_HEADROOM + 16);
+      this.cSlot[ref] = handle;
+      buf = slab.page(handle);
+      base = slab.offset(handle) * 8;
       this.cMinT[ref] = t;
       const range = this.opts.chunkRangeMs;
       this.cEnd[ref] = (Math.floor(t / range) + 1) * range;
       const thi = Math.floor(t / TWO32);
-      pos = writeBits(buf, 0, thi >>> 0, 32);
+      pos = writeBits(buf, base, thi >>> 0, 32);
       pos = writeBits(buf, pos, (t - thi * TWO32) >>> 0, 32);
       pos = writeBits(buf, pos, hi, 32);
       pos = writeBits(buf, pos, lo, 32);
       this.lastDelta[ref] = 0;
       this.lead[ref] = 0xff;
     } else {
-      if ((pos >>> 3) + SAMPLE_HEADROOM > buf.length) {
-        const next = new Uint8Array(Math.min(MAX_CHUNK_BYTES + SAMPLE_HEADROOM, buf.length * 2));
-        next.set(buf);
-        buf = next;
-        this.chunkBuf[ref] = buf;
+      handle = this.cSlot[ref]!;
+      const used = (this.cBits[ref]! + 7) >>> 3;
+      if (used + SAMPLE_HEADROOM > slab.size(handle)) {
+        handle = slab.grow(handle, used);
+        this.cSlot[ref] = handle;
       }
+      buf = slab.page(handle);
+      base = slab.offset(handle) * 8;
+      pos = base + this.cBits[ref]!;
       // Timestamp: delta of delta (the bucket layout of codec/xor.ts writeDod, inlined).
       const delta = t - this.lastT[ref]!;
       const dod = delta - this.lastDelta[ref]!;
@@ -454,7 +465,7 @@ export class Head implements PostingsIndex {
         }
       }
     }
-    this.cBits[ref] = pos;
+    this.cBits[ref] = pos - base;
     this.cCount[ref] = count + 1;
     this.lastT[ref] = t;
     this.lastHi[ref] = hi;
@@ -466,14 +477,17 @@ export class Head implements PostingsIndex {
   /** Seals the open chunk of `ref` (if any) into the series' sealed list. */
   private seal(ref: number): void {
     const count = this.cCount[ref]!;
-    const buf = this.chunkBuf[ref];
-    if (buf === undefined || count === 0) return;
+    if (count === 0) return;
+    const handle = this.cSlot[ref]!;
+    const from = this.slab.offset(handle);
     const chunk: HeadChunk = {
       minT: this.cMinT[ref]!,
       maxT: this.lastT[ref]!,
       count,
-      bytes: buf.slice(0, (this.cBits[ref]! + 7) >>> 3),
+      bytes: this.slab.page(handle).slice(from, from + ((this.cBits[ref]! + 7) >>> 3)),
     };
+    this.slab.release(handle);
+    this.cSlot[ref] = -1;
     let list = this.sealed[ref];
     if (!list) {
       list = [];
@@ -481,7 +495,6 @@ export class Head implements PostingsIndex {
     }
     list.push(chunk);
     this.sealedSinceCheckpoint.push({ ref, chunk, persistedBytes: this.persistedBits[ref]! >>> 3 });
-    this.chunkBuf[ref] = undefined;
     this.cCount[ref] = 0;
     this.cBits[ref] = 0;
     this.persistedBits[ref] = 0;
@@ -541,7 +554,8 @@ export class Head implements PostingsIndex {
       return false;
     };
     const count = this.cCount[ref]!;
-    if (count > 0 && t >= this.cMinT[ref]!) return check(this.chunkBuf[ref]!, count);
+    if (count > 0 && t >= this.cMinT[ref]!)
+      return check(this.openBytes(ref, 0, (this.cBits[ref]! + 7) >>> 3), count);
     const list = this.sealed[ref];
     if (list) {
       for (let i = list.length - 1; i >= 0; i--) {
@@ -623,7 +637,13 @@ export class Head implements PostingsIndex {
       sealed: this.sealed[ref] ? [...this.sealed[ref]!] : [],
       open:
         count > 0
-          ? { minT: this.cMinT[ref]!, maxT: this.lastT[ref]!, count, bytes: this.chunkBuf[ref]! }
+          ? {
+              minT: this.cMinT[ref]!,
+              maxT: this.lastT[ref]!,
+              count,
+              // A copy: the slot is reused once the chunk is sealed.
+              bytes: this.openBytes(ref, 0, (this.cBits[ref]! + 7) >>> 3).slice(),
+            }
           : undefined,
       oooT: b && b.n > 0 ? b.t.slice(0, b.n) : undefined,
       oooV: b && b.n > 0 ? b.v.slice(0, b.n) : undefined,
@@ -747,7 +767,6 @@ export class Head implements PostingsIndex {
       if (this.cCount[ref]! > 0 || (this.sealed[ref]?.length ?? 0) > 0 || (this.ooo[ref]?.n ?? 0) > 0)
         continue;
       this.alive[ref] = 0;
-      this.chunkBuf[ref] = undefined;
       this.sealed[ref] = undefined;
       this.ooo[ref] = undefined;
       const tenant = this.symbols.get(this.tenantValueOf(ref));
@@ -791,19 +810,16 @@ export class Head implements PostingsIndex {
     return this.cCount[ref]!;
   }
 
-  /** The open chunk's buffer (valid while it has samples). */
-  openBuffer(ref: number): Uint8Array {
-    return this.chunkBuf[ref]!;
+  /** Bytes [from, to) of the open chunk, as a view valid until the next append to this series. */
+  openBytes(ref: number, from: number, to: number): Uint8Array {
+    const handle = this.cSlot[ref]!;
+    const off = this.slab.offset(handle);
+    return this.slab.page(handle).subarray(off + from, off + to);
   }
 
-  /** The open chunk of `ref` with its bit length and sample count (for the head log). */
-  openChunk(ref: number): { bytes: Uint8Array | undefined; bits: number; count: number; minT: number } {
-    return {
-      bytes: this.chunkBuf[ref],
-      bits: this.cBits[ref]!,
-      count: this.cCount[ref]!,
-      minT: this.cMinT[ref]!,
-    };
+  /** Bytes held by open-chunk slots. */
+  get slabBytes(): number {
+    return this.slab.bytes;
   }
 
   oooOf(ref: number): OooBuffer | undefined {
@@ -860,16 +876,20 @@ export class Head implements PostingsIndex {
 
   /** Replaces the open chunk of `ref` with these bytes and re-derives the encoder state by decoding it. */
   restoreOpen(ref: number, bytes: Uint8Array, bits: number, count: number): void {
-    const buf = new Uint8Array(Math.max(INITIAL_CHUNK_BYTES, ((bits + 7) >>> 3) + SAMPLE_HEADROOM));
-    buf.set(bytes.subarray(0, (bits + 7) >>> 3));
+    const len = (bits + 7) >>> 3;
+    if (this.cSlot[ref]! >= 0) this.slab.release(this.cSlot[ref]!);
+    const handle = this.slab.alloc(len + SAMPLE_HEADROOM);
+    const off = this.slab.offset(handle);
+    const page = this.slab.page(handle);
+    page.set(bytes.subarray(0, len), off);
     // Clear any bits past the end: appends OR into zeroed bytes.
-    if (bits & 7) buf[bits >>> 3] = buf[bits >>> 3]! & (0xff << (8 - (bits & 7)));
-    this.chunkBuf[ref] = buf;
+    if (bits & 7) page[off + (bits >>> 3)] = page[off + (bits >>> 3)]! & (0xff << (8 - (bits & 7)));
+    this.cSlot[ref] = handle;
     this.cBits[ref] = bits;
     this.cCount[ref] = count;
     this.persistedBits[ref] = bits;
     this.persistedCount[ref] = count;
-    const r = new XorReader().reset(buf, count);
+    const r = new XorReader().reset(page, count, off * 8);
     let first = true;
     let prevT = 0;
     let lead = 0xff;
