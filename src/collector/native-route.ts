@@ -92,7 +92,13 @@ export function registerNativeIngest(app: FastifyInstance, deps: NativeIngestDep
           );
         }
         validateBatch(decoded.batch, decoded.events, deps.limits, nowMs);
-        if (deps.tenants) chargeTenant(deps.tenants, principal.tenant, decoded.batch, keys, nowMs);
+        if (deps.tenants) {
+          chargeTenant(deps.tenants, principal.tenant, decoded.batch, keys, nowMs);
+          deps.metrics.activeSeries.set(
+            { tenant: principal.tenant },
+            deps.tenants.get(principal.tenant, nowMs).registry.live,
+          );
+        }
         await deps.busWriter.write(
           {
             tenant: principal.tenant,
