@@ -107,6 +107,7 @@ export function scoreDetectors(opts: ScoreOptions): ScoreReport {
   const end = START_MS + opts.simulatedMs;
   while (fleet.nowMs < end) {
     fleet.tick();
+    engine.tick(fleet.nowMs, true);
     for (const node of fleet.activeNodes()) {
       jobsSeen.add(node.job.id);
       const b = new SeriesBatchBuilder(node.series.length);
@@ -123,7 +124,6 @@ export function scoreDetectors(opts: ScoreOptions): ScoreReport {
         node.events = [];
       }
     }
-    engine.tick(fleet.nowMs, true);
   }
   const wallMs = performance.now() - began;
 

@@ -5,6 +5,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SeriesBatchBuilder } from '../../src/model/batch.js';
+import { DetectorSettings } from '../../src/processor/detectors/config.js';
+import { DetectorEngine } from '../../src/processor/detectors/engine.js';
 import {
   expandPoints,
   parseDetectorTest,
@@ -64,5 +67,26 @@ describe('the test-file language', () => {
     const result = runDetectorTest(parsed);
     expect(result.failures).toHaveLength(1);
     expect(result.failures[0]).toMatch(/line 3: expected alert TrainingStalled firing at 3m/);
+  });
+});
+
+describe('whole-job absence', () => {
+  it('follows arrival (the wall clock), not sample times: a backfill is not absence, silence is', () => {
+    const changes: { name: string; change: string }[] = [];
+    const engine = new DetectorEngine(DetectorSettings.defaults(), {
+      transition: (a, change) => changes.push({ name: a.name, change }),
+    });
+    const wall = Date.UTC(2025, 5, 1);
+    // 30 minutes of history delivered in 30 seconds of wall time.
+    for (let i = 0; i < 300; i++) {
+      engine.tick(wall + i * 100, true);
+      const b = new SeriesBatchBuilder();
+      b.addSeries({ __name__: 'train_step', job_id: 'backfilled', rank: '0' });
+      for (let k = 0; k < 6; k++) b.add(wall - 30 * 60_000 + (i * 6 + k) * 1000, i * 6 + k);
+      engine.observe('default', b.build());
+    }
+    expect(changes.filter((c) => c.name === 'JobMetricsAbsent')).toEqual([]);
+    engine.tick(wall + 30_000 + 2 * 60_000, true);
+    expect(changes).toContainEqual({ name: 'JobMetricsAbsent', change: 'firing' });
   });
 });

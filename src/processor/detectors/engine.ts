@@ -105,6 +105,8 @@ export class DetectorEngine implements DetectorContext {
   private readonly lastEvalBy = new Map<string, number>();
   private readonly touched: JobState[] = [];
   private lastSweep = Number.NEGATIVE_INFINITY;
+  /** The wall clock as of the last tick: when samples arrive (processing time), for whole-job absence. */
+  private wallNow = Number.NaN;
   private readonly seriesTtlMs: number;
   private readonly derived = new Map<string, DerivedAccumulator>();
   private readonly derivedOut = new DerivedOutput();
@@ -159,6 +161,7 @@ export class DetectorEngine implements DetectorContext {
       }
     }
     for (const job of this.touched) {
+      if (!Number.isNaN(this.wallNow)) job.lastArrival = this.wallNow;
       job.evaluate();
       this.derived.get(job.key)?.emit(this.derivedOut);
     }
@@ -187,6 +190,7 @@ export class DetectorEngine implements DetectorContext {
    * series and finished jobs nobody reports any more.
    */
   tick(now: number, live: boolean): void {
+    this.wallNow = now;
     if (!live) return;
     for (const job of this.jobs.values()) job.checkAbsent(now);
     if (now - this.lastSweep < 60_000) return;
@@ -203,7 +207,7 @@ export class DetectorEngine implements DetectorContext {
       this.series.delete(key);
     }
     for (const [key, job] of this.jobs) {
-      const silent = now - job.clock;
+      const silent = now - (Number.isNaN(job.lastArrival) ? job.clock : Math.max(job.clock, job.lastArrival));
       if ((job.finished && silent >= this.seriesTtlMs) || silent >= job.params.absence.forget_after) {
         this.tracker.endWhere((l) => l.tenant === job.tenant && l.job_id === job.jobId, now);
         this.derived.get(key)?.emit(this.derivedOut, true);

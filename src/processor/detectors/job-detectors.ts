@@ -33,6 +33,12 @@ export interface JobSnapshot {
 
 export class JobState implements JobRef {
   clock = Number.NEGATIVE_INFINITY;
+  /**
+   * Wall-clock time a sample of the job last *arrived* (processing time, not event time): whole-job absence
+   * is about data that stopped arriving, so a backfill of old samples or a replay is not mistaken for it.
+   * Not checkpointed: after a restart every job gets `absent_for` to report again.
+   */
+  lastArrival = Number.NaN;
   finished = false;
   /** Newest time a step series advanced (or restarted); NaN until the first advance. */
   lastProgressT = Number.NaN;
@@ -45,6 +51,8 @@ export class JobState implements JobRef {
   readonly stragglerGroups = new Map<string, StragglerMember[]>();
   private readonly stragglerAlerts = new Map<string, AlertIdentity>();
   private lastStragglerEval = Number.NEGATIVE_INFINITY;
+  /** How many ranks had fresh values at the last comparison: more now (a late node's batch) compares again. */
+  private lastCompared = 0;
   /** GPU utilization series of the job, to describe a hang (some ranks at 0%, others spinning at 100%). */
   readonly utilization: SeriesInfo[] = [];
   readonly stallId: AlertIdentity;
@@ -150,9 +158,15 @@ export class JobState implements JobRef {
       }
     }
     const sg = this.params.straggler;
-    if (sg.enabled && t - this.lastStragglerEval >= sg.every) {
-      this.lastStragglerEval = t;
-      this.evaluateStragglers(t, sg);
+    if (sg.enabled && this.stragglerGroups.size > 0) {
+      let fresh = 0;
+      for (const members of this.stragglerGroups.values())
+        for (const m of members) if (t - m.lastT <= sg.fresh) fresh++;
+      if (t - this.lastStragglerEval >= sg.every || fresh > this.lastCompared) {
+        this.lastStragglerEval = t;
+        this.lastCompared = fresh;
+        this.evaluateStragglers(t, sg);
+      }
     }
   }
 
@@ -177,6 +191,9 @@ export class JobState implements JobRef {
 
   private evaluateStragglers(t: number, p: DetectorParams<'straggler'>): void {
     const flagged = new Map<string, { z: number; metric: string; value: number; median: number }>();
+    // Ranks compared this time. A rank with no fresh value (its node's batch has not arrived yet, e.g. during
+    // a backfill where each node sends a minute at a time) keeps its alert state until it is compared again.
+    const compared = new Set<string>();
     for (const [metric, members] of this.stragglerGroups) {
       const ratioMetric = metric.endsWith('_ratio');
       const fresh: StragglerMember[] = [];
@@ -195,6 +212,7 @@ export class JobState implements JobRef {
       );
       const sigma = Math.max(MAD_TO_SIGMA * mad, 1e-9 * Math.max(1e-9, Math.abs(median)));
       for (const m of fresh) {
+        compared.add(m.identity.fingerprint);
         const dev = m.ewma - median;
         const z = dev / sigma;
         if (Math.abs(z) > p.z && Math.abs(dev) > p.min_relative * Math.abs(median)) {
@@ -213,7 +231,7 @@ export class JobState implements JobRef {
           summary: `straggler: ${where}`,
           description: `${where} of job ${this.jobId} is a straggler: its ${f.metric} is ${formatValue(f.value)} against a median of ${formatValue(f.median)} across ranks (${pct > 0 ? '+' : ''}${pct}%, robust z ${formatValue(f.z)}). The whole job waits for it at every all-reduce.`,
         }));
-      } else {
+      } else if (compared.has(fp)) {
         this.ctx.deactivate(id, t);
       }
     }
@@ -244,7 +262,8 @@ export class JobState implements JobRef {
   checkAbsent(now: number): void {
     const ab = this.params.absence;
     if (!ab.enabled || this.finished || !Number.isFinite(this.clock)) return;
-    const silence = now - this.clock;
+    if (Number.isNaN(this.lastArrival)) this.lastArrival = now;
+    const silence = now - this.lastArrival;
     if (silence >= ab.job_absent_for && silence < ab.forget_after) {
       this.ctx.activate(this.absentId, now, silence / 1000, (s) => ({
         summary: `job stopped reporting ${formatSeconds(s)} ago`,

@@ -288,10 +288,11 @@ export function runDetectorTest(file: DetectorTestFile): DetectorTestResult {
       }
     });
     const batch = b.build();
+    // The wall clock moves first, then what arrives at that moment is processed (as in the processor).
+    if (file.tickMs && t % file.tickMs === 0) engine.tick(TEST_EPOCH_MS + t, true);
     if (batch.sampleCount > 0) engine.observe(TEST_TENANT, batch);
     const evs = file.events.filter((e) => e.at === t).map((e) => e.event);
     if (evs.length) engine.observeEvents(TEST_TENANT, evs);
-    if (file.tickMs && t % file.tickMs === 0) engine.tick(TEST_EPOCH_MS + t, true);
   }
 
   const stateAt = (list: Change[], at: number): 'pending' | 'firing' | 'inactive' => {
