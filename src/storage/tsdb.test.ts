@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readdirSync, statSync, truncateSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -276,11 +276,37 @@ describe('tsdb: durability', () => {
     await db.close();
   });
 
-  it('gives a clear error for an unwritable data directory', async () => {
-    if (process.getuid?.() === 0) return; // root writes anywhere: nothing to test
+  it('gives a clear error for a data directory it cannot write', async () => {
+    // A file where the directory should be: refused even as root (permissions would not stop root).
     const dir = tmp();
-    chmodSync(dir, 0o500);
-    await expect(open(path.join(dir, 'tsdb'))).rejects.toThrow(/cannot write to the data directory/);
+    writeFileSync(path.join(dir, 'tsdb'), 'not a directory');
+    await expect(open(path.join(dir, 'tsdb'))).rejects.toThrow(/cannot write to the data directory .*tsdb/);
+  });
+
+  it('stops accepting writes with a clear error when a write fails, and harms nothing stored', async () => {
+    const dir = tmp();
+    const db = await open(dir);
+    db.appender.append(
+      't',
+      batch({ __name__: 'm' }, [
+        [1000, 1],
+        [2000, 2],
+      ]),
+    );
+    await db.checkpoint(new Map([[0, 1]]));
+    // The head-log directory becomes unusable (as a full or failing disk would make it); the next rotation fails.
+    rmSync(path.join(dir, 'head'), { recursive: true });
+    writeFileSync(path.join(dir, 'head'), '');
+    db.appender.append('t', batch({ __name__: 'm' }, [[400_000, 3]]));
+    await expect(db.checkpoint(new Map([[0, 2]]))).rejects.toThrow(/storage stopped accepting writes/);
+    expect(() => db.appender.append('t', batch({ __name__: 'm' }, [[500_000, 4]]))).toThrow(
+      /storage stopped accepting writes.*restart/,
+    );
+    await expect(db.checkpoint(new Map([[0, 3]]))).rejects.toThrow(/stopped accepting writes/);
+    // What was covered stays covered; reads go on.
+    expect(db.coveredPositions().get(0)).toBe(1);
+    expect(read(db, 'm')[0]!.t).toEqual([1000, 2000, 400_000]);
+    await db.close();
   });
 });
 
