@@ -65,6 +65,8 @@ export class Results {
   /** Paragraphs printed under the header (e.g. the load generator's ceiling). */
   readonly remarks: string[] = [];
   readonly started = new Date();
+  /** The machine as the run started (its load average then). */
+  readonly machine = machineInfo();
 
   constructor(
     readonly mode: string,
@@ -113,7 +115,7 @@ export class Results {
       command: this.command,
       commit: git.commit,
       uncommittedChanges: git.dirty,
-      machine: machineInfo(),
+      machine: { ...this.machine, loadAverageAtEnd: os.loadavg()[0] },
       versions: this.versions,
       figures: this.figures.map((f) => ({
         ...f,
@@ -131,14 +133,14 @@ export class Results {
 
   toMarkdown(): string {
     const git = gitCommit(this.repo);
-    const m = machineInfo();
+    const m = this.machine;
     const lines: string[] = [];
     lines.push(`# trainwatch benchmark — ${this.mode} run, ${this.started.toISOString()}`);
     lines.push('');
     lines.push(`- Command: \`${this.command}\``);
     lines.push(`- Commit: \`${git.commit}\`${git.dirty ? ' (with uncommitted changes)' : ''}`);
     lines.push(
-      `- Machine: ${m.cores} cores (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB memory, ${m.os}, Node ${m.node}; load average at start ${m.loadAverageAtStart.toFixed(2)}`,
+      `- Machine: ${m.cores} cores (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(1)} GiB memory, ${m.os}, Node ${m.node}; 1-minute load average ${m.loadAverageAtStart.toFixed(2)} at the start, ${os.loadavg()[0]!.toFixed(2)} at the end (other work on the machine skews the figures)`,
     );
     lines.push(
       `- Versions: ${Object.entries(this.versions)

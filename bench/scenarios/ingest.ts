@@ -121,6 +121,18 @@ export function recordIngest(
 ): void {
   const r = ctx.results;
   const name = sys.name;
+  // The replay's own account (status codes, retries, bytes), for diagnosis.
+  const replays = (r.details.replays ?? {}) as Record<string, unknown>;
+  replays[`${scenario}${suffix} / ${name}`] = {
+    ...o.replay,
+    serverCpuSeconds: o.serverCpuSeconds,
+    generatorCpuSeconds: o.generatorCpuSeconds,
+    wallSeconds: o.wallSeconds,
+    rssBeforeBytes: o.rssBeforeBytes,
+    rssBytes: o.rssBytes,
+    peakRssBytes: o.peakRssBytes,
+  };
+  r.details.replays = replays;
   const [accepted, perCpu, lag, serverCpu, genCpu] = INGEST_FIGURES(suffix);
   let note: string | undefined;
   if (o.replay.samplesRefused > 0 || o.replay.stoppedByTimeLimit) {
