@@ -150,7 +150,6 @@ const actionSchema = z
 
 export const alertingConfigSchema = z
   .object({
-    enabled: z.boolean().default(true),
     /** Base URL of the dashboard in links sent out (default: http://<listen>). */
     external_url: z.string().url().optional(),
     /** Prometheus alerting-rule files (globs allowed). */
