@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { type AlertingService, createAlerting, registerAlertingApi } from '../alerting/index.js';
 import { type Authenticator, anonymousPolicyFor, TokenAuthenticator } from '../auth/index.js';
 import { type Bus, DiskLogBus } from '../bus/index.js';
 import {
@@ -22,7 +23,6 @@ import {
 } from '../collector/index.js';
 import type { Config, RoleName } from '../config/index.js';
 import { JobStore, MetaStore, TokenStore } from '../meta/index.js';
-import { type AlertingService, createAlerting, registerAlertingApi } from '../alerting/index.js';
 import { DetectorEngine, DetectorSettings, Processor } from '../processor/index.js';
 import { registerDashboardApi, registerPromApi, registerRestApi } from '../query/index.js';
 import { exportPolicy, type Storage, Tsdb } from '../storage/index.js';
@@ -30,7 +30,16 @@ import { type DataDirLock, lockDataDir } from './data-dir.js';
 import { createHttpServer, type HttpServer } from './http.js';
 import { registerUi } from './ui-assets.js';
 
-export type ModuleName = 'dataDir' | 'http' | 'auth' | 'bus' | 'storage' | 'meta' | 'jobs' | 'alerting' | RoleName;
+export type ModuleName =
+  | 'dataDir'
+  | 'http'
+  | 'auth'
+  | 'bus'
+  | 'storage'
+  | 'meta'
+  | 'jobs'
+  | 'alerting'
+  | RoleName;
 
 /** What each module needs started before it. */
 export const MODULE_DEPS: Readonly<Record<ModuleName, readonly ModuleName[]>> = {
@@ -173,7 +182,10 @@ class Modules {
           logger: logger.child({ role: 'storage' }),
           onBlocks:
             sc.export_after > 0
-              ? exportPolicy(path.resolve(sc.export_dir ?? path.join(this.dataDir!.dir, 'export')), sc.export_after)
+              ? exportPolicy(
+                  path.resolve(sc.export_dir ?? path.join(this.dataDir!.dir, 'export')),
+                  sc.export_after,
+                )
               : undefined,
         });
         this.storage = storage;
@@ -246,7 +258,9 @@ class Modules {
       }
       case 'processor': {
         const alerting = this.alerting!;
-        const engine = new DetectorEngine(new DetectorSettings(config.detectors), alerting.hub, { derived: true });
+        const engine = new DetectorEngine(new DetectorSettings(config.detectors), alerting.hub, {
+          derived: true,
+        });
         this.detectors = engine;
         const processor = new Processor(
           this.bus!,
