@@ -71,6 +71,9 @@ const USAGE = `usage: npm run bench -- [options]
   --keep                   keep the temporary data directories and logs
 `;
 
+/** A mistake on the command line: reported with the usage, without a stack trace. */
+class UsageError extends Error {}
+
 function parseList<T extends string>(
   value: string | undefined,
   allowed: readonly T[],
@@ -92,12 +95,20 @@ function positive(value: string | undefined, what: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0)
-    throw new Error(`--${what} must be a non-negative number, got "${value}"`);
+    throw new UsageError(`--${what} must be a non-negative number, got "${value}"`);
   return n;
 }
 
-async function main(): Promise<number> {
-  const { values } = parseArgs({
+function count(value: string | undefined, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UsageError(`--${what} must be a whole number >= 1, got "${value}"`);
+  return n;
+}
+
+function parseCommandLine() {
+  return parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
       scenario: { type: 'string' },
@@ -114,6 +125,16 @@ async function main(): Promise<number> {
     },
     allowPositionals: false,
   });
+}
+
+async function main(): Promise<number> {
+  let parsed: ReturnType<typeof parseCommandLine>;
+  try {
+    parsed = parseCommandLine();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values } = parsed;
   if (values.help) {
     process.stdout.write(USAGE);
     return 0;
@@ -123,10 +144,10 @@ async function main(): Promise<number> {
   const largeSeries = positive(values['large-series'], 'large-series');
   let sizes: Sizes = {
     ...base,
-    series: positive(values.series, 'series') ?? base.series,
-    ticks: positive(values.ticks, 'ticks') ?? base.ticks,
-    ticksPerRequest: positive(values['ticks-per-request'], 'ticks-per-request') ?? base.ticksPerRequest,
-    concurrency: positive(values.concurrency, 'concurrency') ?? base.concurrency,
+    series: count(values.series, 'series') ?? base.series,
+    ticks: count(values.ticks, 'ticks') ?? base.ticks,
+    ticksPerRequest: count(values['ticks-per-request'], 'ticks-per-request') ?? base.ticksPerRequest,
+    concurrency: count(values.concurrency, 'concurrency') ?? base.concurrency,
     rate: positive(values.rate, 'rate') ?? base.rate,
     large:
       largeSeries === 0
@@ -663,6 +684,10 @@ async function runLarge(
 main().then(
   (code) => process.exit(code),
   (err) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`bench: ${err.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
     process.stderr.write(`bench: ${(err as Error).stack ?? err}\n`);
     process.exit(1);
   },
