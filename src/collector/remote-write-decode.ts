@@ -93,6 +93,26 @@ function decodeSeriesV1(buf: Uint8Array, start: number, end: number, ctx: Decode
   r.pos = start;
   while (r.pos < end) {
     const fieldAt = r.pos;
+    // Fast path for the encoding every Prometheus sends: `0a L 0a N name 12 V value` with one-byte lengths.
+    // Anything else (longer lengths, other field order, unknown fields) takes the general path below.
+    const p = fieldAt;
+    if (buf[p] === 0x0a && p + 1 < end) {
+      const len = buf[p + 1]!;
+      const stop = p + 2 + len;
+      if (len < 0x80 && stop <= end && buf[p + 2] === 0x0a) {
+        const nl = buf[p + 3]!;
+        const ns = p + 4;
+        const q = ns + nl;
+        if (nl < 0x80 && q + 2 <= stop && buf[q] === 0x12) {
+          const vl = buf[q + 1]!;
+          if (vl < 0x80 && q + 2 + vl === stop) {
+            kb.add(ns, nl, q + 2, vl);
+            r.pos = stop;
+            continue;
+          }
+        }
+      }
+    }
     const tag = r.tag(end);
     switch (tag >>> 3) {
       case 1: {
@@ -146,6 +166,21 @@ function decodeSeriesV1(buf: Uint8Array, start: number, end: number, ctx: Decode
   // Second pass over the samples only: everything before the first one was read already.
   r.pos = firstSampleAt;
   while (r.pos < end) {
+    // Fast path for `12 L 09 <8-byte value> 10 <timestamp varint>`, as Prometheus encodes a sample.
+    const p = r.pos;
+    if (buf[p] === 0x12 && p + 12 < end && buf[p + 2] === 0x09 && buf[p + 11] === 0x10) {
+      const stop = p + 2 + buf[p + 1]!;
+      if (buf[p + 1]! < 0x80 && stop >= p + 13 && stop <= end) {
+        r.pos = p + 12;
+        const t = r.int64(stop, 'Sample.timestamp');
+        if (r.pos === stop) {
+          checkTimestamp(ctx, ref, t);
+          batch.addRaw(t, buf, p + 3);
+          continue;
+        }
+      }
+      r.pos = p;
+    }
     const tag = r.tag(end);
     if (tag >>> 3 !== 2) {
       r.skip(tag, end);

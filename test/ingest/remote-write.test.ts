@@ -300,3 +300,51 @@ describe('remote-write refusals', () => {
     expect(h.bus.records).toHaveLength(0);
   });
 });
+
+describe('remote-write decoding, property', () => {
+  it('stores the same thing whatever field order and length encoding the sender chose', async () => {
+    const { PbWriter } = await import('./wire.js');
+    const fc = (await import('fast-check')).default;
+    const name = fc.stringMatching(/^[a-z][a-z0-9_]{0,140}$/);
+    const seriesArb = fc.array(
+      fc.record({
+        labels: fc.dictionary(name, fc.string({ minLength: 1, maxLength: 150 }), { minKeys: 0, maxKeys: 5 }),
+        samples: fc.array(fc.tuple(fc.integer({ min: 0, max: 1_000_000 }), fc.double()), {
+          minLength: 1,
+          maxLength: 3,
+        }),
+      }),
+      { minLength: 1, maxLength: 6 },
+    );
+    await fc.assert(
+      fc.asyncProperty(seriesArb, async (raw) => {
+        const series = raw
+          .filter((s) => !('tenant' in s.labels) && !('__name__' in s.labels))
+          .map((s, i) => ({
+            labels: { __name__: `m${i % 2}`, ...s.labels },
+            samples: s.samples.map(([dt, v]) => [NOW - dt, v] as [number, number]),
+          }));
+        if (series.length === 0) return;
+        // The usual encoding, and one with value before name and timestamp before value.
+        const usual = writeRequestV1(series);
+        const reordered = new PbWriter();
+        for (const s of series)
+          reordered.message(1, (ts) => {
+            for (const [t, v] of s.samples) ts.message(2, (smp) => smp.int64(2, t).double(1, v));
+            for (const [n, v] of Object.entries(s.labels).reverse())
+              ts.message(1, (l) => l.string(2, v).string(1, n));
+          });
+        const a = collectorHarness({ limits: { maxLabelValueBytes: 1000, maxLabelNameBytes: 1000 } });
+        const b = collectorHarness({ limits: { maxLabelValueBytes: 1000, maxLabelNameBytes: 1000 } });
+        const ra = await post(a, snappyCompress(usual));
+        const rb = await post(b, snappyCompress(reordered.finish()));
+        expect(ra.statusCode, ra.body).toBe(rb.statusCode);
+        expect(ra.statusCode, ra.body).toBe(204);
+        const norm = (m: Map<string, [number, number][]>) =>
+          [...m.entries()].map(([k, v]) => [k, [...v].sort((x, y) => x[0] - y[0] || x[1] - y[1])]).sort();
+        expect(norm(a.bus.samples('anon'))).toEqual(norm(b.bus.samples('anon')));
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
