@@ -15,6 +15,9 @@
  *                          stream: m0 svarint, order u8 (1 = deltas, 2 = delta of deltas), form u8
  *                          (0 = svarints, 1 = width u8 + packed zigzag, 2 = width u8 + '0' | '1' + packed)
  *             XOR          Gorilla XOR stream of the values (first value raw)
+ *             BITS         first value raw (8 bytes), then the integers m_i = bits(v_i) − bits(v_0) (the float64
+ *                          bit patterns as 64-bit integers, |m| < 2^51) as an integer stream like DECIMAL's
+ *                          (order u8, form u8, ...): noisy readings whose bits stay close beat XOR's control bits
  * ```
  * Bit streams start on a byte boundary and are padded to one. Decoding writes into caller-provided typed
  * arrays: no allocation per sample.
@@ -30,7 +33,7 @@ import { appendXorValue, xorLead, xorPos, xorTrail, xorWindowChanged } from './x
 export const MAX_TIMESTAMP = 2 ** 49;
 
 export const TsCodec = { constDelta: 0, dodBits: 1, dodVarint: 2 } as const;
-export const ValueCodec = { const: 0, decimal: 1, xor: 2 } as const;
+export const ValueCodec = { const: 0, decimal: 1, xor: 2, bits: 3 } as const;
 
 const TWO32 = 4294967296;
 /** Integers of the DECIMAL codec stay below this so that deltas of deltas and their zigzag stay exact. */
@@ -243,16 +246,50 @@ function chooseValueCodec(vs: Float64Array, from: number, to: number): ValueChoi
   choice.codec = ValueCodec.xor;
   choice.bytes = xorBytes;
 
+  const m = ints(n);
+  if (bitsDeltas(vs, from, to, m)) considerIntStream(m, n, 8, ValueCodec.bits, 0);
+
   const scale = decimalScale(vs, from, to);
   if (scale < 0) return choice;
-  const m = ints(n);
   const p = POW10[scale]!;
   for (let i = 0; i < n; i++) {
     m[i] = Math.round(vs[from + i]! * p);
     // Decoding divides by 10^scale: make sure that gives back this very value.
     if (m[i]! / p !== vs[from + i]) return choice;
   }
-  // Try deltas and deltas of deltas; each as varints, packed, or flagged packed.
+  considerIntStream(m, n, 1 + varintLen(zigzag(m[0]!)), ValueCodec.decimal, scale);
+  return choice;
+}
+
+/**
+ * Whether every value's bit pattern is within 2^51 of the first one's (same sign, exponent within one
+ * binade or so); fills `m` with the differences. Bits as (hi, lo) halves: |hi_i − hi_0| < 2^19 bounds them.
+ */
+function bitsDeltas(vs: Float64Array, from: number, to: number, m: Float64Array): boolean {
+  f64[0] = vs[from]!;
+  const hi0 = u32[1]!;
+  const lo0 = u32[0]!;
+  m[0] = 0;
+  for (let i = from + 1; i < to; i++) {
+    f64[0] = vs[i]!;
+    const dh = u32[1]! - hi0;
+    if (dh >= 1 << 19 || dh <= -(1 << 19)) return false;
+    m[i - from] = dh * TWO32 + (u32[0]! - lo0);
+  }
+  return true;
+}
+
+/**
+ * Sizes the integer stream of `m[0..n)` as deltas and deltas of deltas, each as varints, packed or flagged
+ * packed; takes it into `choice` when smaller than what `choice` holds.
+ */
+function considerIntStream(
+  m: Float64Array,
+  n: number,
+  headBytes: number,
+  codec: number,
+  scale: number,
+): void {
   for (let order = 1; order <= 2; order++) {
     let varBytes = 0;
     let maxZ = 0;
@@ -268,7 +305,7 @@ function chooseValueCodec(vs: Float64Array, from: number, to: number): ValueChoi
       if (z === 0) zeros++;
     }
     const w = bitWidth(maxZ);
-    const head = 2 + varintLen(zigzag(m[0]!)) + 1;
+    const head = headBytes + 2;
     const forms = [
       varBytes,
       w <= 53 ? 1 + Math.ceil(((n - 1) * w) / 8) : Number.POSITIVE_INFINITY,
@@ -277,7 +314,7 @@ function chooseValueCodec(vs: Float64Array, from: number, to: number): ValueChoi
     for (let form = 0; form < 3; form++) {
       const bytes = head + forms[form]!;
       if (bytes < choice.bytes) {
-        choice.codec = ValueCodec.decimal;
+        choice.codec = codec;
         choice.scale = scale;
         choice.order = order;
         choice.form = form;
@@ -286,7 +323,6 @@ function chooseValueCodec(vs: Float64Array, from: number, to: number): ValueChoi
       }
     }
   }
-  return choice;
 }
 
 /** Encodes the XOR value stream into scratchBits; returns its byte length. */
@@ -329,10 +365,20 @@ function writeValues(c: ValueChoice, vs: Float64Array, from: number, to: number,
     return;
   }
   const m = ints(n);
-  const p = POW10[c.scale]!;
-  for (let i = 0; i < n; i++) m[i] = Math.round(vs[from + i]! * p);
-  out.u8(c.scale);
-  out.svarint(m[0]!);
+  if (c.codec === ValueCodec.bits) {
+    out.f64le(vs[from]!);
+    bitsDeltas(vs, from, to, m);
+  } else {
+    const p = POW10[c.scale]!;
+    for (let i = 0; i < n; i++) m[i] = Math.round(vs[from + i]! * p);
+    out.u8(c.scale);
+    out.svarint(m[0]!);
+  }
+  writeIntStream(c, m, n, out);
+}
+
+/** The deltas (order 1) or deltas of deltas (order 2) of m[0..n) in the chosen form. */
+function writeIntStream(c: ValueChoice, m: Float64Array, n: number, out: ByteWriter): void {
   out.u8(c.order);
   out.u8(c.form);
   if (c.form !== 0) out.u8(c.width);
@@ -440,42 +486,71 @@ export function decodeChunk(bytes: Uint8Array, out: SampleBuffer): number {
   } else if (vCodec === ValueCodec.decimal) {
     const scale = r.u8('decimal scale');
     const p = POW10[scale]!;
-    let m = r.svarint('m0');
-    const order = r.u8('decimal order');
-    const form = r.u8('decimal form');
-    V[0] = m / p;
-    let d = 0;
-    if (form === 0) {
-      for (let i = 1; i < n; i++) {
-        const x = unzigzag(r.uvarint('decimal delta'));
-        if (order === 1) d = x;
-        else d += x;
-        m += d;
-        V[i] = m / p;
+    const m0 = r.svarint('m0');
+    const m = ints(n);
+    readIntStream(r, n, m0, m);
+    for (let i = 0; i < n; i++) V[i] = m[i]! / p;
+  } else if (vCodec === ValueCodec.bits) {
+    f64[0] = r.f64le('first value');
+    const hi0 = u32[1]!;
+    const lo0 = u32[0]!;
+    V[0] = f64[0]!;
+    const m = ints(n);
+    readIntStream(r, n, 0, m);
+    for (let i = 1; i < n; i++) {
+      const d = m[i]!;
+      const dhi = Math.floor(d / TWO32);
+      let lo = lo0 + (d - dhi * TWO32);
+      let hi = hi0 + dhi;
+      if (lo >= TWO32) {
+        lo -= TWO32;
+        hi++;
       }
-    } else {
-      const w = r.u8('decimal width');
-      const buf = r.buf;
-      let pos = r.pos * 8;
-      for (let i = 1; i < n; i++) {
-        let z = 0;
-        if (form === 1) {
-          z = readWide(buf, pos, w);
-          pos += w;
-        } else if (readBits(buf, pos, 1) === 1) {
-          z = readWide(buf, pos + 1, w);
-          pos += 1 + w;
-        } else pos += 1;
-        const x = unzigzag(z);
-        if (order === 1) d = x;
-        else d += x;
-        m += d;
-        V[i] = m / p;
-      }
+      u32[1] = hi >>> 0;
+      u32[0] = lo;
+      V[i] = f64[0]!;
     }
   } else throw new Error(`unknown value codec ${vCodec}`);
   out.n = n;
   return n;
+}
+
+/** Reads an integer stream (see writeIntStream) into m[0..n), with m[0] = m0. */
+function readIntStream(r: ByteReader, n: number, m0: number, m: Float64Array): void {
+  const order = r.u8('stream order');
+  const form = r.u8('stream form');
+  let v = m0;
+  m[0] = v;
+  let d = 0;
+  if (form === 0) {
+    for (let i = 1; i < n; i++) {
+      const x = unzigzag(r.uvarint('stream value'));
+      if (order === 1) d = x;
+      else d += x;
+      v += d;
+      m[i] = v;
+    }
+    return;
+  }
+  const w = r.u8('stream width');
+  const buf = r.buf;
+  let pos = r.pos * 8;
+  for (let i = 1; i < n; i++) {
+    let z = 0;
+    if (form === 1) {
+      z = readWide(buf, pos, w);
+      pos += w;
+    } else if (readBits(buf, pos, 1) === 1) {
+      z = readWide(buf, pos + 1, w);
+      pos += 1 + w;
+    } else pos += 1;
+    const x = unzigzag(z);
+    if (order === 1) d = x;
+    else d += x;
+    v += d;
+    m[i] = v;
+  }
+  r.pos = (pos + 7) >>> 3;
 }
 
 /** Decodes a XOR value stream (no timestamps) starting at byte `start`. */
