@@ -668,7 +668,7 @@ export class Head implements PostingsIndex {
     return out;
   }
 
-  labelNamesAll(): string[] {
+  labelNames(): string[] {
     const out: string[] = [];
     for (const [n, byValue] of this.postingsMap) {
       for (const p of byValue.values()) {

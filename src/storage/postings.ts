@@ -18,6 +18,8 @@ export interface PostingsIndex {
   labelValues(name: string): readonly string[];
   /** Series ids with label `name` = `value`, sorted; empty when none. */
   postings(name: string, value: string): Postings;
+  /** Label names that have at least one series (any order). */
+  labelNames(): readonly string[];
 }
 
 export function intersect(a: Postings, b: Postings): Postings {

@@ -86,6 +86,26 @@ describe('tsdb in memory', () => {
     expect(db.activeSeries('t1')).toBe(3);
   });
 
+  it('lists label names and values of the tenant, narrowed by matchers, from head and blocks', async () => {
+    const db = await open(tmp());
+    db.appender.append('a', batch({ __name__: 'up', job_id: 'j1', gpu: '0' }, [[1000, 1]]));
+    db.appender.append('a', batch({ __name__: 'up', job_id: 'j2' }, [[1000, 1]]));
+    db.appender.append('a', batch({ __name__: 'loss', job_id: 'j3', rank: '0' }, [[1000, 1]]));
+    db.appender.append('b', batch({ __name__: 'up', job_id: 'secret', zone: 'x' }, [[1000, 1]]));
+    // Cut the first ones into a block; then one more series in the head.
+    db.appender.append('a', batch({ __name__: 'up', job_id: 'j4' }, [[400_000, 1]]));
+    await db.checkpoint(new Map([[0, 1]]));
+    expect(db.listBlocks().some((m) => m.tier === 'raw')).toBe(true);
+    const q = db.querier('a', 0, 1e9);
+    expect(q.labelValues('job_id')).toEqual(['j1', 'j2', 'j3', 'j4']);
+    expect(q.labelValues('job_id', [name('up')])).toEqual(['j1', 'j2', 'j4']);
+    expect(q.labelNames()).toEqual(['__name__', 'gpu', 'job_id', 'rank', 'tenant']);
+    expect(q.labelNames([name('up')])).toEqual(['__name__', 'gpu', 'job_id', 'tenant']);
+    expect(db.querier('a', 300_000, 1e9).labelValues('job_id')).toEqual(['j4']);
+    expect(db.querier(null, 0, 1e9).labelValues('tenant')).toEqual(['a', 'b']);
+    await db.close();
+  });
+
   it('evaluates =, !=, =~ and !~ (anchored, missing label = empty)', () => {
     const db = new MemoryStorage();
     for (const gpu of ['0', '1', '2', '10']) db.appender.append('t', batch({ __name__: 'g', gpu }, [[1, 1]]));

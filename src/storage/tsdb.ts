@@ -37,7 +37,7 @@ import { encodeChunk, SampleBuffer } from './codec/chunk.js';
 import { Head, type HeadAppendStats, type HeadChunk } from './head.js';
 import { encodeHeadRecord, HeadLog, syncDir } from './head-log.js';
 import { ArrayIterator, BlockIterator, EMPTY_ITERATOR, HeadIterator, MergeIterator } from './iterators.js';
-import { postingsForMatchers } from './postings.js';
+import { intersect, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import {
   AGG_COLUMNS,
   aggregateRaw,
@@ -813,6 +813,31 @@ export class Tsdb implements Storage {
     return out;
   }
 
+  /**
+   * The indexes (head and blocks overlapping [minT, maxT]) with, for each, the ids of the series matching
+   * `matchers` within the tenant. Label names and values are read from postings, not from series: a
+   * dashboard asking for every `job_id` of a tenant costs a walk over the values, not over a million series.
+   */
+  private scopedIndexes(
+    tenant: string | null,
+    matchers: readonly LabelMatcher[],
+    minT: number,
+    maxT: number,
+  ): { index: PostingsIndex; ids: Postings }[] {
+    const all = this.scoped(tenant, matchers);
+    const out: { index: PostingsIndex; ids: Postings }[] = [];
+    const add = (index: PostingsIndex) => {
+      const ids = all.length === 0 ? index.allPostings() : postingsForMatchers(index, all);
+      if (ids.length > 0) out.push({ index, ids });
+    };
+    if (this.headMinTime <= maxT && this.head.maxTime >= minT) add(this.head);
+    for (const b of this.blocks) {
+      if (b.meta.maxT < minT || b.meta.minT > maxT) continue;
+      add(b.index());
+    }
+    return out;
+  }
+
   private labelNames(
     tenant: string | null,
     matchers: readonly LabelMatcher[],
@@ -820,8 +845,17 @@ export class Tsdb implements Storage {
     maxT: number,
   ): string[] {
     const names = new Set<string>();
-    for (const s of this.gather(tenant, matchers, minT, maxT, undefined).values())
-      for (const n of Object.keys(s.labels)) names.add(n);
+    for (const { index, ids } of this.scopedIndexes(tenant, matchers, minT, maxT)) {
+      for (const name of index.labelNames()) {
+        if (names.has(name)) continue;
+        for (const v of index.labelValues(name)) {
+          if (intersect(index.postings(name, v), ids).length > 0) {
+            names.add(name);
+            break;
+          }
+        }
+      }
+    }
     return [...names].sort();
   }
 
@@ -833,9 +867,10 @@ export class Tsdb implements Storage {
     maxT: number,
   ): string[] {
     const values = new Set<string>();
-    for (const s of this.gather(tenant, matchers, minT, maxT, undefined).values()) {
-      const v = s.labels[name];
-      if (v !== undefined) values.add(v);
+    for (const { index, ids } of this.scopedIndexes(tenant, matchers, minT, maxT)) {
+      for (const v of index.labelValues(name)) {
+        if (!values.has(v) && intersect(index.postings(name, v), ids).length > 0) values.add(v);
+      }
     }
     return [...values].sort();
   }
