@@ -28,15 +28,18 @@
  */
 import {
   closeSync,
+  fdatasync,
   fsyncSync,
   ftruncateSync,
   openSync,
   readdirSync,
   readFileSync,
   unlinkSync,
+  write,
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { ByteReader, ByteWriter } from '../protocol/bytes.js';
@@ -349,11 +352,19 @@ export class HeadLog {
     return this.length;
   }
 
-  /** Appends a delta record; durable when it returns (per the fsync policy). */
-  appendDelta(record: Uint8Array): void {
+  /**
+   * Appends a delta record; durable when the promise resolves (per the fsync policy). The write and the sync
+   * run off the event loop, so appends and queries go on meanwhile (the record was built before).
+   */
+  async appendDelta(record: Uint8Array): Promise<void> {
     if (this.fd < 0) throw new Error('head log: delta before any snapshot');
-    writeAll(this.fd, record);
-    if (this.fsync) fsyncSync(this.fd);
+    const fd = this.fd;
+    let done = 0;
+    while (done < record.length) {
+      const { bytesWritten } = await writeAsync(fd, record, done, record.length - done);
+      done += bytesWritten;
+    }
+    if (this.fsync) await fdatasyncAsync(fd);
     this.length += record.length;
   }
 
@@ -387,6 +398,14 @@ export class HeadLog {
     this.fd = -1;
   }
 }
+
+const writeAsync = promisify(write) as (
+  fd: number,
+  buffer: Uint8Array,
+  offset: number,
+  length: number,
+) => Promise<{ bytesWritten: number }>;
+const fdatasyncAsync = promisify(fdatasync);
 
 function writeAll(fd: number, data: Uint8Array): void {
   let done = 0;

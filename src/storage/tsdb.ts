@@ -291,7 +291,7 @@ export class Tsdb implements Storage {
         // After a cut (or at the first checkpoint of a fresh store) the log restarts from a snapshot.
         this.log!.rotate(encodeHeadRecord(this.head, positions, this.cutBoundary, true));
       } else {
-        this.log!.appendDelta(encodeHeadRecord(this.head, positions, this.cutBoundary, false));
+        await this.log!.appendDelta(encodeHeadRecord(this.head, positions, this.cutBoundary, false));
       }
       this.covered = positions;
     } catch (err) {
