@@ -186,10 +186,13 @@ export class PayloadWriter {
     }
     const gen = ++this.generation;
     let tableSize = 0;
+    const arena = registry.labelIdArena();
     for (let k = from; k < to; k++) {
-      const ids = registry.labelIds(batch.refs[this.seriesOrder[k]!]!);
-      for (let j = 0; j < ids.length; j++) {
-        const id = ids[j]!;
+      const ref = batch.refs[this.seriesOrder[k]!]!;
+      const first = registry.labelIdStart(ref);
+      const last = first + registry.labelIdCount(ref);
+      for (let j = first; j < last; j++) {
+        const id = arena[j]!;
         if (this.stamp[id] !== gen) {
           this.stamp[id] = gen;
           this.local[id] = tableSize;
@@ -211,13 +214,15 @@ export class PayloadWriter {
     let samples = 0;
     for (let k = from; k < to; k++) {
       const entry = this.seriesOrder[k]!;
-      const ids = registry.labelIds(batch.refs[entry]!);
+      const ref = batch.refs[entry]!;
+      const first = registry.labelIdStart(ref);
+      const count = registry.labelIdCount(ref);
       const s0 = batch.starts[entry]!;
       const s1 = batch.starts[entry + 1]!;
       // Worst case: label count + indexes + sample count (5 bytes each), 8 per timestamp delta, 8 per value.
-      out.ensure(5 * (ids.length + 2) + 16 * (s1 - s0));
-      out.uvarint32(ids.length / 2);
-      for (let j = 0; j < ids.length; j++) out.uvarint32(this.local[ids[j]!]!);
+      out.ensure(5 * (count + 2) + 16 * (s1 - s0));
+      out.uvarint32(count / 2);
+      for (let j = first; j < first + count; j++) out.uvarint32(this.local[arena[j]!]!);
       out.uvarint32(s1 - s0);
       let prev = 0;
       for (let s = s0; s < s1; s++) {
@@ -226,7 +231,7 @@ export class PayloadWriter {
         out.uvarint(d >= 0 ? d * 2 : -d * 2 - 1);
         prev = t;
       }
-      out.bytes(batch.valueBytes.subarray(s0 * 8, s1 * 8));
+      out.bytesRange(batch.valueBytes, s0 * 8, s1 * 8);
       samples += s1 - s0;
     }
     out.uvarint(0); // no job events
@@ -294,6 +299,16 @@ class PayloadBytes {
       const p = this.pos;
       for (let i = 0; i < n; i++) b[p + i] = src[i]!;
     } else this.buf.set(src, this.pos);
+    this.pos += n;
+  }
+
+  /** Copies `src[from..to)` without creating a view object (one per series would feed the GC). */
+  bytesRange(src: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    this.ensure(n);
+    const b = this.buf;
+    const p = this.pos;
+    for (let i = 0; i < n; i++) b[p + i] = src[from + i]!;
     this.pos += n;
   }
 

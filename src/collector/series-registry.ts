@@ -116,6 +116,22 @@ export class SeriesRegistry {
     return this.idArena.subarray(this.idsStart[ref]!, this.idsStart[ref]! + this.idsCount[ref]!);
   }
 
+  /**
+   * Allocation-free form of {@link labelIds} for the hot path: the ids of `ref` are
+   * `labelIdArena()[labelIdStart(ref) .. labelIdStart(ref) + labelIdCount(ref))`, valid until the next `resolve`.
+   */
+  labelIdArena(): Uint32Array {
+    return this.idArena;
+  }
+
+  labelIdStart(ref: number): number {
+    return this.idsStart[ref]!;
+  }
+
+  labelIdCount(ref: number): number {
+    return this.idsCount[ref]!;
+  }
+
   partitionIndexOf(ref: number): number {
     return this.partitionOfRef[ref]!;
   }

@@ -83,7 +83,8 @@ export class SnappyDecoder {
         if (s + len > end) throw new SnappyError(`truncated snappy literal at byte ${s}: needs ${len} bytes`);
         if (d + len > length)
           throw new SnappyError('snappy data decodes to more bytes than its preamble says');
-        if (len < 16) {
+        // A view per literal would be an object per literal: copy short ones by hand.
+        if (len < 128) {
           for (let i = 0; i < len; i++) out[d + i] = src[s + i]!;
         } else {
           out.set(src.subarray(s, s + len), d);
@@ -116,7 +117,7 @@ export class SnappyDecoder {
       }
       if (d + len > length) throw new SnappyError('snappy data decodes to more bytes than its preamble says');
       let from = d - offset;
-      if (offset >= len && len > 32) {
+      if (offset >= len && len > 16) {
         out.copyWithin(d, from, from + len);
         d += len;
       } else {
