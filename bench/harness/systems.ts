@@ -434,7 +434,9 @@ export async function startTrainwatch(opts: TrainwatchOptions): Promise<Trainwat
   ];
   let version = 'unknown';
   try {
-    version = execFileSync(process.execPath, [cli, 'version'], { encoding: 'utf8' }).trim();
+    version = execFileSync(process.execPath, [cli, 'version'], { encoding: 'utf8' })
+      .trim()
+      .replace(/^trainwatch /, '');
   } catch {}
   return {
     name: 'trainwatch',
