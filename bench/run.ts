@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { type BenchContext, FULL, QUICK, type Sizes } from './harness/context.js';
 import { type DatasetSummary, fleetForSeries } from './harness/dataset.js';
 import { GeneratorProcess, REPO_ROOT } from './harness/generator.js';
-import { waitFor } from './harness/proc.js';
+import { stopAllStarted, waitFor } from './harness/proc.js';
 import type { PayloadFormat } from './harness/replay.js';
 import { formatNumber, Results } from './harness/results.js';
 import {
@@ -200,7 +200,7 @@ async function main(): Promise<number> {
   const cleanups: (() => Promise<void>)[] = [async () => generator.stop(), async () => webhook.stop()];
   const onSignal = () => {
     log('interrupted: stopping everything started');
-    void Promise.allSettled(cleanups.map((c) => c())).then(() => process.exit(130));
+    void Promise.allSettled([...cleanups.map((c) => c()), stopAllStarted()]).then(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);

@@ -95,6 +95,14 @@ export interface ManagedProcess {
   stop(graceMs?: number): Promise<void>;
 }
 
+/** Every process started by {@link startProcess} that has not exited yet. */
+const running = new Set<ManagedProcess>();
+
+/** Stops every process this harness started and that still runs (on Ctrl-C). */
+export async function stopAllStarted(): Promise<void> {
+  await Promise.allSettled([...running].map((p) => p.stop(10_000)));
+}
+
 /** Starts a process with stdout and stderr appended to `logFile`. */
 export function startProcess(
   name: string,
@@ -116,7 +124,7 @@ export function startProcess(
   );
   proc.on('error', () => {});
   const alive = () => proc.exitCode === null && proc.signalCode === null;
-  return {
+  const managed: ManagedProcess = {
     name,
     proc,
     pid,
@@ -140,6 +148,9 @@ export function startProcess(
       clearTimeout(timer);
     },
   };
+  running.add(managed);
+  void exited.then(() => running.delete(managed));
+  return managed;
 }
 
 /** Polls `probe` until it returns a value other than undefined/false, or throws after `timeoutMs`. */
