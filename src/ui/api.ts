@@ -180,11 +180,21 @@ export function fetchSpread(
     cols?: number;
     step?: number;
     labels?: Record<string, string>;
+    /** Also score the series (ranks) on their recent level: the straggler, from the same pass. */
+    stragglers?: boolean;
   },
   signal?: AbortSignal,
 ): Promise<SpreadResponse> {
   return get(
-    `/api/tw/v1/spread${qs({ ...q.labels, metric: q.metric, start: Math.floor(q.start), end: Math.ceil(q.end), cols: q.step ? undefined : q.cols, step: q.step })}`,
+    `/api/tw/v1/spread${qs({
+      ...q.labels,
+      metric: q.metric,
+      start: Math.floor(q.start),
+      end: Math.ceil(q.end),
+      cols: q.step ? undefined : q.cols,
+      step: q.step,
+      stragglers: q.stragglers ? '1' : undefined,
+    })}`,
     signal,
   );
 }

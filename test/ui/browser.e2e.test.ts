@@ -293,7 +293,9 @@ describe.skipIf(!available)('the dashboard in Chromium against trainwatch demo',
     await page.locator('[data-testid="jobs-table"] tbody tr').first().waitFor();
     await page.setViewportSize({ width: 1280, height: 800 });
     // Readable at laptop width: nothing scrolls sideways.
-    expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')).toBe(true);
+    await expect
+      .poll(() => page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'))
+      .toBe(true);
     await shot('fleet-light');
     await page.getByTestId('theme-toggle').click();
     expectNoProblems();

@@ -59,6 +59,8 @@ export interface SpreadResponse {
   mean: (number | null)[];
   sum: (number | null)[];
   count: number[];
+  /** With `stragglers=1`: the series scored on their recent level. */
+  stragglers?: StragglerResponse;
 }
 
 export interface RankStepTime {

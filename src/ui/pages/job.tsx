@@ -90,7 +90,8 @@ export function JobPage({ jobId }: { jobId: string }) {
   const [jobError, setJobError] = useState<unknown>(null);
   const [panels, setPanels] = useState<Panels>(EMPTY);
   const [errors, setErrors] = useState<PanelErrors>({});
-  const [loaded, setLoaded] = useState(false);
+  /** Nothing yet, the first view (everything above the per-GPU charts), or every panel. */
+  const [loaded, setLoaded] = useState<false | 'view' | 'all'>(false);
   const [window_, setWindow] = useState<{ start: number; end: number } | null>(null);
   const [alerts, setAlerts] = useState<Alert[]>([]);
   const [alertsError, setAlertsError] = useState<ApiError | null>(null);
@@ -121,12 +122,30 @@ export function JobPage({ jobId }: { jobId: string }) {
   const throughputMetric = hasTokens ? 'train_tokens_per_second' : 'train_samples_per_second';
   const jobLabels = useMemo(() => ({ job_id: jobId }), [jobId]);
 
+  /**
+   * Loads every panel for a window in two phases: first what answers "is the run healthy" (curves,
+   * throughput, step time with the straggler scores, the rank heatmaps), then the per-GPU power,
+   * temperature and clocks, so that the first view is not held up by the 1,500 series below it.
+   */
   const loadAll = useCallback(
     async (w: { start: number; end: number }, signal: AbortSignal) => {
       const points = chartPoints();
       const cols = heatCols();
       const few = gpuCount <= MAX_GPU_LINES;
-      const tasks = {
+      const heat = (metric: string) =>
+        fetchHeatmap(
+          {
+            metric,
+            start: w.start,
+            end: w.end,
+            by: ['node_id', 'gpu'],
+            keep: ['rank'],
+            cols,
+            labels: jobLabels,
+          },
+          signal,
+        ).then(decodeMatrix);
+      const first = {
         curves: fetchCurves(jobId, { start: w.start, end: w.end, points }, signal).then((d) => d.curves),
         throughput: fetchSpread(
           { metric: throughputMetric, start: w.start, end: w.end, cols: points, labels: jobLabels },
@@ -139,33 +158,37 @@ export function JobPage({ jobId }: { jobId: string }) {
             end: w.end,
             cols: points,
             labels: jobLabels,
+            stragglers: true,
           },
           signal,
         ),
-        util: fetchHeatmap(
-          {
-            metric: 'gpu_utilization_ratio',
-            start: w.start,
-            end: w.end,
-            by: ['node_id', 'gpu'],
-            keep: ['rank'],
-            cols,
-            labels: jobLabels,
-          },
-          signal,
-        ).then(decodeMatrix),
-        memory: fetchHeatmap(
-          {
-            metric: 'gpu_memory_used_bytes',
-            start: w.start,
-            end: w.end,
-            by: ['node_id', 'gpu'],
-            keep: ['rank'],
-            cols,
-            labels: jobLabels,
-          },
-          signal,
-        ).then(decodeMatrix),
+        util: heat('gpu_utilization_ratio'),
+        memory: heat('gpu_memory_used_bytes'),
+      };
+      const settle = async <T extends Record<string, Promise<unknown>>>(tasks: T) => {
+        const keys = Object.keys(tasks);
+        const results = await Promise.allSettled(keys.map((k) => tasks[k]!));
+        const values: Record<string, unknown> = {};
+        const errs: PanelErrors = {};
+        results.forEach((r, i) => {
+          if (r.status === 'fulfilled') values[keys[i]!] = r.value;
+          else (errs as Record<string, unknown>)[keys[i]!] = r.reason;
+        });
+        return { values, errs };
+      };
+      const one = await settle(first);
+      if (signal.aborted) return;
+      setPanels({ ...EMPTY, ...(one.values as Partial<Panels>) });
+      setErrors(one.errs);
+      const st = (one.values.stepTime as SpreadResponse | undefined)?.stragglers;
+      if (st) {
+        setStragglers(st);
+        stragglersAt.current = Date.now();
+      }
+      setWindow(w);
+      setLoaded('view');
+      reloadNeeded.current = false;
+      const two = await settle({
         gpuLines: few
           ? fetchSeries(
               {
@@ -187,23 +210,12 @@ export function JobPage({ jobId }: { jobId: string }) {
                   signal,
                 ),
               ),
-            ).then((list) => Object.fromEntries(list.map((s) => [s.metric, s]))),
-      };
-      const keys = Object.keys(tasks) as (keyof typeof tasks)[];
-      const results = await Promise.allSettled(keys.map((k) => tasks[k]));
-      if (signal.aborted) return;
-      const next: Panels = { ...EMPTY };
-      const errs: PanelErrors = {};
-      results.forEach((r, i) => {
-        const k = keys[i]!;
-        if (r.status === 'fulfilled') (next as unknown as Record<string, unknown>)[k] = r.value;
-        else errs[k] = r.reason;
+            ).then((list) => Object.fromEntries(list.map((x) => [x.metric, x]))),
       });
-      setPanels(next);
-      setErrors(errs);
-      setWindow(w);
-      setLoaded(true);
-      reloadNeeded.current = false;
+      if (signal.aborted) return;
+      setPanels((p) => ({ ...p, ...(two.values as Partial<Panels>) }));
+      setErrors((e) => ({ ...e, ...two.errs }));
+      setLoaded('all');
     },
     [jobId, throughputMetric, gpuCount, jobLabels],
   );
@@ -233,19 +245,21 @@ export function JobPage({ jobId }: { jobId: string }) {
     [jobId, window_?.start, paused],
   );
 
-  // Straggler scores: every ten seconds while live.
+  // Straggler scores: with the first load (from the step-time pass), then every ten seconds while live.
+  const stragglersAt = useRef(0);
   usePoll(
     async (signal) => {
-      if (!window_) return;
+      if (!window_ || Date.now() - stragglersAt.current < STRAGGLER_REFRESH_MS / 2) return;
       try {
         setStragglers(await fetchStragglers(jobId, window_.start, Math.min(window_.end, Date.now()), signal));
+        stragglersAt.current = Date.now();
         setErrors((e) => ({ ...e, stragglers: undefined }));
       } catch (err) {
         if (!signal.aborted) setErrors((e) => ({ ...e, stragglers: err }));
       }
     },
     isLive(range, running) && !paused ? STRAGGLER_REFRESH_MS : 0,
-    [jobId, window_?.start, window_ && !isLive(range, running) ? window_.end : 0, paused],
+    [jobId, isLive(range, running), paused],
   );
 
   // Live: new samples of this job → fetch only what is new for each panel.
@@ -315,6 +329,16 @@ export function JobPage({ jobId }: { jobId: string }) {
     if (curves.some((c) => c.t.length > 3 * target) || (util && util.cols > 2 * heatCols()))
       reloadNeeded.current = true;
   });
+
+  // For tests and the render benchmark (bench/ui-render.ts): the first view's data, then every panel's, is in.
+  useEffect(() => {
+    if (loaded) document.body.dataset.jobView = '1';
+    if (loaded === 'all') document.body.dataset.jobLoaded = '1';
+    return () => {
+      delete document.body.dataset.jobView;
+      delete document.body.dataset.jobLoaded;
+    };
+  }, [loaded]);
 
   // --- derived -------------------------------------------------------------------------------------------
 
