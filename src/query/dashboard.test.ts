@@ -69,6 +69,8 @@ function fixture() {
   b.addSeries({ __name__: 'eval_accuracy', job_id: 'j1', rank: '0', node_id: 'n0' })
     .add(T0 + 300 * SECOND, 0.5)
     .add(T0 + 590 * SECOND, 0.6);
+  // A recording rule's output carries the job's label but is not one of its curves.
+  b.addSeries({ __name__: 'job_id:train_loss:avg', job_id: 'j1' }).add(T0 + 60 * SECOND, 9);
   b.addSeries({ __name__: 'train_tokens_per_second', job_id: 'j1', rank: '0' }).add(T0 + 599 * SECOND, 1000);
   b.addSeries({ __name__: 'train_tokens_per_second', job_id: 'j1', rank: '1' }).add(T0 + 599 * SECOND, 1500);
   for (let g = 0; g < 2; g++) {
@@ -343,7 +345,7 @@ describe('GET /api/tw/v1/jobs/:id/curves', () => {
     const d = (await get('/api/tw/v1/jobs/j1/curves')).data;
     expect(d.start).toBe(T0);
     const metrics = d.curves.map((c: { metric: string }) => c.metric).sort();
-    expect(metrics).toEqual(['eval_accuracy', 'train_loss']); // GPU and step-loop metrics are not curves
+    expect(metrics).toEqual(['eval_accuracy', 'train_loss']); // GPU, step-loop and recorded metrics are not curves
     const loss = d.curves.find((c: { metric: string }) => c.metric === 'train_loss');
     expect(loss.labels.rank).toBe('0');
     expect(loss.t).toHaveLength(60);

@@ -81,7 +81,10 @@ const NON_CURVE_METRICS = new Set([
 
 /** Whether a metric a job reports is a training curve (loss, accuracy, learning rate, any custom metric). */
 export function isCurveMetric(name: string): boolean {
-  return !NON_CURVE_METRICS.has(name) && !NON_CURVE_PREFIXES.some((p) => name.startsWith(p));
+  // Names with a colon are recording rules' outputs (`job_id:gpu_utilization_ratio:avg`), not the job's own.
+  return (
+    !NON_CURVE_METRICS.has(name) && !NON_CURVE_PREFIXES.some((p) => name.startsWith(p)) && !name.includes(':')
+  );
 }
 
 function single(raw: string | string[] | undefined, name: string): string | undefined {

@@ -116,7 +116,7 @@ describe('EMA smoothing', () => {
 function matrix(start: number, step: number, rows: string[], values: number[][]): Matrix {
   const cols = values[0]!.length;
   const cells = new Uint8Array(rows.length * cols);
-  values.forEach((r, i) => r.forEach((v, c) => (cells[i * cols + c] = v)));
+  for (let i = 0; i < values.length; i++) for (let c = 0; c < cols; c++) cells[i * cols + c] = values[i]![c]!;
   return {
     metric: 'm',
     by: ['job_id'],
@@ -294,6 +294,7 @@ describe('training curves', () => {
     expect(isCurveMetric('gpu_utilization_ratio')).toBe(false);
     expect(isCurveMetric('train_tokens_per_second')).toBe(false);
     expect(isCurveMetric('my_custom_metric')).toBe(true);
+    expect(isCurveMetric('job_id:gpu_utilization_ratio:avg')).toBe(false);
     expect(curveStem('eval_accuracy')).toBe('accuracy');
     const groups = groupCurves([
       'eval_accuracy',

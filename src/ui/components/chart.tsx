@@ -187,10 +187,9 @@ export function Chart({
           return {
             label: s.label,
             stroke: s.faint ? `${color}55` : color,
-            fill: s.points ? color : undefined,
             width: s.width ?? (s.faint ? 1 : 1.5),
             dash: s.dash ? [...s.dash] : undefined,
-            points: { show: s.points ?? false, size: 6 },
+            points: { show: s.points ?? false, size: 6, fill: color },
             spanGaps: s.points ?? false,
             show: true,
             ...(s.hideInLegend ? { label: '' } : {}),

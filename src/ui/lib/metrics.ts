@@ -16,7 +16,10 @@ const NON_CURVE_METRICS = new Set([
 ]);
 
 export function isCurveMetric(name: string): boolean {
-  return !NON_CURVE_METRICS.has(name) && !NON_CURVE_PREFIXES.some((p) => name.startsWith(p));
+  // Names with a colon are recording rules' outputs (`job_id:gpu_utilization_ratio:avg`), not the job's own.
+  return (
+    !NON_CURVE_METRICS.has(name) && !NON_CURVE_PREFIXES.some((p) => name.startsWith(p)) && !name.includes(':')
+  );
 }
 
 const SPLIT_PREFIX = /^(train|training|eval|evaluation|val|valid|validation|test)_/;
