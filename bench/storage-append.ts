@@ -75,7 +75,9 @@ for (let k = 0; k < TICKS; k++) {
   ticks.push(payloads);
 }
 const series = seriesSeen.size;
-console.log(`fleet: ${series} series, ${TICKS} ticks, ${samples} samples, ${ticks[0]!.length} payloads per tick`);
+console.log(
+  `fleet: ${series} series, ${TICKS} ticks, ${samples} samples, ${ticks[0]!.length} payloads per tick`,
+);
 
 // 2. Decode alone.
 let c0 = cpu();
@@ -110,14 +112,23 @@ for (let k = 0; k < ticks.length; k++) {
 }
 const totalCpu = cpu() - c0;
 const appendCpu = totalCpu - checkpointCpu - decodeCpu;
-const steadyRate = ((samples - samples / TICKS) / (totalCpu - checkpointCpu - firstTickCpu - decodeCpu * (1 - 1 / TICKS))) | 0;
+const steadyRate =
+  ((samples - samples / TICKS) / (totalCpu - checkpointCpu - firstTickCpu - decodeCpu * (1 - 1 / TICKS))) | 0;
 global.gc?.();
 const rss = process.memoryUsage().rss;
-console.log(`decode only:        ${((decoded / decodeCpu) / 1e6).toFixed(2)} M samples/CPU-s`);
-console.log(`decode+append:      ${((samples / (totalCpu - checkpointCpu)) / 1e6).toFixed(2)} M samples/CPU-s (incl. first tick, which creates the series)`);
-console.log(`append (storage):   ${((samples / appendCpu) / 1e6).toFixed(2)} M samples/CPU-s; steady state (series exist): ${(steadyRate / 1e6).toFixed(2)} M`);
-console.log(`checkpoints:        ${checkpointCpu.toFixed(2)} CPU-s for ${Math.floor(TICKS / 5)} (head log ${(readdirSync(path.join(dir, 'head')).reduce((n, f) => n + statSync(path.join(dir, 'head', f)).size, 0) / 1e6).toFixed(1)} MB)`);
-console.log(`RSS:                ${(rss / 1e6).toFixed(0)} MB (${((rss - rss0) / series).toFixed(0)} B/series over the start, ${(rss / series).toFixed(0)} B/series total)`);
+console.log(`decode only:        ${(decoded / decodeCpu / 1e6).toFixed(2)} M samples/CPU-s`);
+console.log(
+  `decode+append:      ${(samples / (totalCpu - checkpointCpu) / 1e6).toFixed(2)} M samples/CPU-s (incl. first tick, which creates the series)`,
+);
+console.log(
+  `append (storage):   ${(samples / appendCpu / 1e6).toFixed(2)} M samples/CPU-s; steady state (series exist): ${(steadyRate / 1e6).toFixed(2)} M`,
+);
+console.log(
+  `checkpoints:        ${checkpointCpu.toFixed(2)} CPU-s for ${Math.floor(TICKS / 5)} (head log ${(readdirSync(path.join(dir, 'head')).reduce((n, f) => n + statSync(path.join(dir, 'head', f)).size, 0) / 1e6).toFixed(1)} MB)`,
+);
+console.log(
+  `RSS:                ${(rss / 1e6).toFixed(0)} MB (${((rss - rss0) / series).toFixed(0)} B/series over the start, ${(rss / series).toFixed(0)} B/series total)`,
+);
 
 // 4. Bytes per sample: cut everything into blocks and compact.
 const t0 = Date.now();
@@ -138,7 +149,9 @@ console.log(
 for (const tier of ['10s', '1m', '1h'] as const) {
   const files = readdirSync(blocksDir).filter((f) => f.startsWith(`${tier}-`));
   if (files.length > 0)
-    console.log(`  ${tier} rollups:       ${(files.reduce((n, f) => n + statSync(path.join(blocksDir, f)).size, 0) / 1e6).toFixed(2)} MB`);
+    console.log(
+      `  ${tier} rollups:       ${(files.reduce((n, f) => n + statSync(path.join(blocksDir, f)).size, 0) / 1e6).toFixed(2)} MB`,
+    );
 }
 await db.close();
 rmSync(dir, { recursive: true, force: true });

@@ -147,7 +147,10 @@ for (let tick = 0; tick < TICKS; tick++) {
     await db.checkpoint(new Map([[0, ++pos]]));
     checkpoints.push({ ms: performance.now() - t, bytes: dirBytes(path.join(dir, 'head')) - before });
   }
-  if (tick === 0 || tick % 10 === 9) console.log(`tick ${tick}: ${(tickSamples / tickCpu / 1e6).toFixed(2)} M samples/CPU-s, rss ${mb(process.memoryUsage().rss)}`);
+  if (tick === 0 || tick % 10 === 9)
+    console.log(
+      `tick ${tick}: ${(tickSamples / tickCpu / 1e6).toFixed(2)} M samples/CPU-s, rss ${mb(process.memoryUsage().rss)}`,
+    );
 }
 gc();
 const active = db.activeSeries();
@@ -159,8 +162,12 @@ const say = (s: string) => {
 };
 say(`active series: ${active}`);
 say(`samples appended: ${samples} (${TICKS} per series)`);
-say(`append: ${(samples / appendCpu / 1e6).toFixed(2)} M samples/CPU-s overall; ${(steadySamples / steadyCpu / 1e6).toFixed(2)} M once series exist (decode not included)`);
-say(`RSS: ${mb(mem.rss)} total, ${mb(mem.rss - rssStart)} over the empty store → ${((mem.rss - rssStart) / active).toFixed(0)} B per active series (heap used ${mb(mem.heapUsed)}, array buffers ${mb(mem.arrayBuffers)})`);
+say(
+  `append: ${(samples / appendCpu / 1e6).toFixed(2)} M samples/CPU-s overall; ${(steadySamples / steadyCpu / 1e6).toFixed(2)} M once series exist (decode not included)`,
+);
+say(
+  `RSS: ${mb(mem.rss)} total, ${mb(mem.rss - rssStart)} over the empty store → ${((mem.rss - rssStart) / active).toFixed(0)} B per active series (heap used ${mb(mem.heapUsed)}, array buffers ${mb(mem.arrayBuffers)})`,
+);
 const incr = checkpoints.slice(1);
 say(
   `incremental checkpoint (${CP_EVERY} ticks = ${CP_EVERY * active} samples): median ${median(incr.map((c) => c.ms)).toFixed(0)} ms, ${mb(median(incr.map((c) => c.bytes)))} written; first (snapshot) ${checkpoints[0]?.ms.toFixed(0)} ms`,
@@ -185,9 +192,16 @@ const lat = (what: string, matchers: LabelMatcher[]) => {
   }
   say(`query ${what}: ${n} series, ${pts} samples, median ${median(times).toFixed(1)} ms`);
 };
-lat('one job (job_id=)', [new LabelMatcher('=', '__name__', 'gpu_utilization_ratio'), new LabelMatcher('=', 'job_id', 'job-00010')]);
+lat('one job (job_id=)', [
+  new LabelMatcher('=', '__name__', 'gpu_utilization_ratio'),
+  new LabelMatcher('=', 'job_id', 'job-00010'),
+]);
 lat('one node, all metrics', [new LabelMatcher('=', 'node_id', 'node-777')]);
-lat('regex over 1/16 of the clusters', [new LabelMatcher('=', '__name__', 'gpu_power_watts'), new LabelMatcher('=~', 'job_id', 'job-000[0-9a-f].'), new LabelMatcher('!=', 'gpu', '7')]);
+lat('regex over 1/16 of the clusters', [
+  new LabelMatcher('=', '__name__', 'gpu_power_watts'),
+  new LabelMatcher('=~', 'job_id', 'job-000[0-9a-f].'),
+  new LabelMatcher('!=', 'gpu', '7'),
+]);
 
 // Cut everything into blocks: bytes per sample on disk, then the same queries on blocks.
 const mark = new SeriesBatchBuilder();
@@ -204,7 +218,9 @@ const rawBytes = readdirSync(blocksDir)
   .filter((f) => f.startsWith('raw-'))
   .reduce((n, f) => n + statSync(path.join(blocksDir, f)).size, 0);
 const rawSamples = raw.reduce((n, b) => n + b.samples, 0);
-say(`raw blocks: ${mb(rawBytes)} for ${rawSamples} samples → ${(rawBytes / rawSamples).toFixed(2)} bytes/sample including the index (${TICKS} samples per series)`);
+say(
+  `raw blocks: ${mb(rawBytes)} for ${rawSamples} samples → ${(rawBytes / rawSamples).toFixed(2)} bytes/sample including the index (${TICKS} samples per series)`,
+);
 gc();
 say(`RSS after the cut (head empty, block index cached): ${mb(process.memoryUsage().rss)}`);
 const qb = db.querier('bench', T0, T0 + TICKS * INTERVAL);
@@ -223,7 +239,10 @@ const latB = (what: string, matchers: LabelMatcher[]) => {
   }
   say(`query on blocks ${what}: ${n} series, median ${median(times).toFixed(1)} ms`);
 };
-latB('one job (job_id=)', [new LabelMatcher('=', '__name__', 'gpu_utilization_ratio'), new LabelMatcher('=', 'job_id', 'job-00010')]);
+latB('one job (job_id=)', [
+  new LabelMatcher('=', '__name__', 'gpu_utilization_ratio'),
+  new LabelMatcher('=', 'job_id', 'job-00010'),
+]);
 latB('one node, all metrics', [new LabelMatcher('=', 'node_id', 'node-777')]);
 await db.close();
 rmSync(dir, { recursive: true, force: true });
