@@ -128,8 +128,11 @@ export const configSchema = z
       .prefault({}),
     storage: z
       .object({
-        /** Head data is cut into blocks of this range; also the granularity of compaction (docs/storage.md). */
-        block_duration: durationString('2h', 1000),
+        /**
+         * Head data is cut into blocks of this range; also the granularity of compaction (docs/storage.md). The head
+         * holds up to this much data per series (plus at most 15 min), so it bounds memory for fast series.
+         */
+        block_duration: durationString('1h', 1000),
         /** Samples up to this much older than their series' newest sample are accepted and merged. */
         out_of_order_window: durationString('1h', 0),
         /** How long each tier is kept; whole blocks past it are deleted. `0` keeps a tier forever. */

@@ -82,7 +82,7 @@ export interface TsdbOptions {
 }
 
 export const defaultTsdbOptions = {
-  blockDurationMs: 2 * 3_600_000,
+  blockDurationMs: 3_600_000,
   outOfOrderWindowMs: 3_600_000,
   retentionMs: { raw: 15 * 86_400_000, '10s': 90 * 86_400_000, '1m': 365 * 86_400_000, '1h': 0 },
   blockCacheBytes: 512 << 20,
