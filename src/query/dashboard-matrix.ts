@@ -112,6 +112,14 @@ export class MatrixAccumulator {
     let lastT = Number.NEGATIVE_INFINITY;
     let last = Number.NaN;
     let idleMs = 0;
+    // The hot loop: samples arrive in time order, so the column changes rarely; sums stay in locals and
+    // reach the typed arrays once per column, with no division per sample.
+    const sums = this.sum;
+    const counts = this.count;
+    let col = -1;
+    let colEnd = Number.NEGATIVE_INFINITY;
+    let colSum = 0;
+    let colCount = 0;
     do {
       const t = it.t;
       if (t > stop) break;
@@ -122,16 +130,31 @@ export class MatrixAccumulator {
         continue;
       }
       if (prevIdle && t - prevT <= MAX_IDLE_GAP_MS) idleMs += t - prevT;
-      const col = Math.floor((t - start) / step);
-      this.sum[base + col]! += v;
-      this.count[base + col]!++;
-      rowSum += v;
-      rowCount++;
+      if (t >= colEnd) {
+        if (colCount > 0) {
+          sums[base + col]! += colSum;
+          counts[base + col]! += colCount;
+          rowSum += colSum;
+          rowCount += colCount;
+        }
+        col = Math.floor((t - start) / step);
+        colEnd = start + (col + 1) * step;
+        colSum = 0;
+        colCount = 0;
+      }
+      colSum += v;
+      colCount++;
       last = v;
       lastT = t;
       prevT = t;
       prevIdle = idleBelow !== undefined && v < idleBelow;
     } while (it.next());
+    if (colCount > 0) {
+      sums[base + col]! += colSum;
+      counts[base + col]! += colCount;
+      rowSum += colSum;
+      rowCount += colCount;
+    }
     this.rowSum[row]! += rowSum;
     this.rowCount[row]! += rowCount;
     this.rowIdleMs[row]! += idleMs;
@@ -361,19 +384,38 @@ export class SpreadAccumulator {
     let recentSum = 0;
     let recentCount = 0;
     if (it.seek(start)) {
+      const colSums = this.colSum;
+      const colCounts = this.colCount;
+      let col = -1;
+      let colEnd = Number.NEGATIVE_INFINITY;
+      let sum = 0;
+      let count = 0;
       do {
         const t = it.t;
         if (t > stop) break;
         const v = it.v;
         if (!Number.isFinite(v)) continue;
-        const col = Math.floor((t - start) / step);
-        this.colSum[col]! += v;
-        this.colCount[col]!++;
+        if (t >= colEnd) {
+          if (count > 0) {
+            colSums[col] = sum;
+            colCounts[col] = count;
+          }
+          col = Math.floor((t - start) / step);
+          colEnd = start + (col + 1) * step;
+          sum = 0;
+          count = 0;
+        }
+        sum += v;
+        count++;
         if (t >= recentFrom) {
           recentSum += v;
           recentCount++;
         }
       } while (it.next());
+      if (count > 0) {
+        colSums[col] = sum;
+        colCounts[col] = count;
+      }
     }
     this.fold();
     return recentCount > 0 ? recentSum / recentCount : null;

@@ -187,9 +187,8 @@ function gridParams(q: Query, start: number, end: number, rows = 1) {
   return grid;
 }
 
-function naturalCompare(a: string, b: string): number {
-  return a.localeCompare(b, 'en', { numeric: true });
-}
+/** Rank 2 before rank 10. One collator: `localeCompare` with options builds one per call. */
+const naturalCompare = new Intl.Collator('en', { numeric: true }).compare;
 
 const HEATMAP_OPTIONS = new Set([
   'metric',
