@@ -43,7 +43,7 @@ import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { ByteReader, ByteWriter } from '../protocol/bytes.js';
-import type { Head } from './head.js';
+import { chunkBytes, type Head, type HeadChunk } from './head.js';
 import type { BusPositions } from './storage.js';
 
 const MAGIC = 'TWHL';
@@ -110,7 +110,7 @@ export function encodeHeadRecord(
   // copy of it (written while it was open) ends.
   const sealed: {
     ref: number;
-    chunk: { minT: number; maxT: number; count: number; bytes: Uint8Array };
+    chunk: HeadChunk;
     from: number;
   }[] = [];
   if (snapshot) {
@@ -128,8 +128,9 @@ export function encodeHeadRecord(
     w.svarint(chunk.maxT);
     w.uvarint(chunk.count);
     w.uvarint(from);
-    w.uvarint(chunk.bytes.length - from);
-    w.bytes(chunk.bytes.subarray(from));
+    const bytes = chunkBytes(chunk);
+    w.uvarint(bytes.length - from);
+    w.bytes(bytes.subarray(from));
   }
 
   // Open chunks: the bytes appended since the last checkpoint. The last byte of the previous write may have
@@ -232,7 +233,7 @@ function applyRecord(
       bytes.set(o.buf.subarray(0, from));
     }
     bytes.set(tail, from);
-    head.restoreSealed(ref, { minT, maxT, count, bytes });
+    head.restoreSealed(ref, { minT, maxT, count, bytes, spill: undefined });
     open.delete(ref);
   }
   const nopen = r.uvarint('open');

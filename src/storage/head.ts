@@ -21,14 +21,26 @@ import { MAX_TIMESTAMP } from './codec/chunk.js';
 import { XOR_MAX_SAMPLE_BITS, XorReader } from './codec/xor.js';
 import { EMPTY_POSTINGS, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import { ChunkSlab } from './slab.js';
+import type { SpillFile } from './spill.js';
 import { SymbolTable } from './symbols.js';
 
-/** A sealed, immutable head chunk (Gorilla-encoded). */
+/**
+ * A sealed, immutable head chunk (Gorilla-encoded). Its bytes are in memory (`bytes`) until the storage
+ * spills them to disk (`spill`, see spill.ts); read them with {@link chunkBytes}.
+ */
 export interface HeadChunk {
   readonly minT: number;
   readonly maxT: number;
   readonly count: number;
-  readonly bytes: Uint8Array;
+  bytes: Uint8Array | undefined;
+  spill: { readonly file: SpillFile; readonly offset: number; readonly length: number } | undefined;
+}
+
+/** The bytes of a head chunk, from memory or from its spill file. */
+export function chunkBytes(c: HeadChunk): Uint8Array {
+  if (c.bytes) return c.bytes;
+  const s = c.spill!;
+  return s.file.read(s.offset, s.length);
 }
 
 /** Out-of-order / overwrite buffer of one series: sorted by timestamp, one entry per timestamp. */
@@ -156,6 +168,8 @@ export class Head implements PostingsIndex {
   sealedSinceCheckpoint: { ref: number; chunk: HeadChunk; persistedBytes: number }[] = [];
   /** Series whose out-of-order buffer changed since the last checkpoint. */
   oooDirty = new Set<number>();
+  /** Sealed chunks whose bytes are still in memory (see {@link spill}). */
+  private unspilled: HeadChunk[] = [];
   /** Refs created / symbols interned since the last checkpoint. */
   newRefs: number[] = [];
   symbolsPersisted = 0;
@@ -485,7 +499,9 @@ export class Head implements PostingsIndex {
       maxT: this.lastT[ref]!,
       count,
       bytes: this.slab.page(handle).slice(from, from + ((this.cBits[ref]! + 7) >>> 3)),
+      spill: undefined,
     };
+    this.unspilled.push(chunk);
     this.slab.release(handle);
     this.cSlot[ref] = -1;
     let list = this.sealed[ref];
@@ -561,7 +577,7 @@ export class Head implements PostingsIndex {
       for (let i = list.length - 1; i >= 0; i--) {
         const c = list[i]!;
         if (t > c.maxT) return false;
-        if (t >= c.minT) return check(c.bytes, c.count);
+        if (t >= c.minT) return check(chunkBytes(c), c.count);
       }
     }
     return false;
@@ -643,6 +659,7 @@ export class Head implements PostingsIndex {
               count,
               // A copy: the slot is reused once the chunk is sealed.
               bytes: this.openBytes(ref, 0, (this.cBits[ref]! + 7) >>> 3).slice(),
+              spill: undefined,
             }
           : undefined,
       oooT: b && b.n > 0 ? b.t.slice(0, b.n) : undefined,
@@ -754,8 +771,9 @@ export class Head implements PostingsIndex {
         if (w === 0) this.ooo[c.ref] = undefined;
       }
     }
-    // Chunks now in the block need not be recorded by the head log.
+    // Chunks now in the block need not be recorded by the head log, nor spilled.
     this.sealedSinceCheckpoint = this.sealedSinceCheckpoint.filter((s) => !moved.has(s.chunk));
+    this.unspilled = this.unspilled.filter((c) => !moved.has(c));
     this.gc();
   }
 
@@ -817,6 +835,40 @@ export class Head implements PostingsIndex {
     return this.slab.page(handle).subarray(off + from, off + to);
   }
 
+  /**
+   * Moves the bytes of chunks sealed since the last call out of memory into `file` (one write). Chunks that
+   * left the head meanwhile (cut into a block) are skipped. Returns the bytes spilled.
+   */
+  spill(file: SpillFile): number {
+    const chunks = this.unspilled.filter((c) => c.bytes !== undefined);
+    this.unspilled = [];
+    if (chunks.length === 0) return 0;
+    let offset = file.append(chunks.map((c) => c.bytes!));
+    for (const c of chunks) {
+      const length = c.bytes!.length;
+      c.spill = { file, offset, length };
+      c.bytes = undefined;
+      offset += length;
+    }
+    return offset;
+  }
+
+  /** After a cut: copies the chunks still in the head that live in another spill file into `file`. */
+  respill(file: SpillFile): void {
+    const moving: HeadChunk[] = [];
+    for (let ref = 0; ref < this.nextRef; ref++) {
+      if (this.alive[ref] !== 1) continue;
+      for (const c of this.sealed[ref] ?? []) if (c.spill && c.spill.file !== file) moving.push(c);
+    }
+    if (moving.length === 0) return;
+    let offset = file.append(moving.map((c) => chunkBytes(c)));
+    for (const c of moving) {
+      const length = c.spill!.length;
+      c.spill = { file, offset, length };
+      offset += length;
+    }
+  }
+
   /** Bytes held by open-chunk slots. */
   get slabBytes(): number {
     return this.slab.bytes;
@@ -864,6 +916,7 @@ export class Head implements PostingsIndex {
   }
 
   restoreSealed(ref: number, chunk: HeadChunk): void {
+    this.unspilled.push(chunk);
     let list = this.sealed[ref];
     if (!list) {
       list = [];

@@ -9,7 +9,7 @@
 import type { BlockReader } from './block.js';
 import { decodeChunk, SampleBuffer } from './codec/chunk.js';
 import { XorReader } from './codec/xor.js';
-import type { HeadChunk, HeadSeriesSnapshot } from './head.js';
+import { chunkBytes, type HeadChunk, type HeadSeriesSnapshot } from './head.js';
 import type { SampleIterator } from './storage.js';
 
 export const EMPTY_ITERATOR: SampleIterator = { next: () => false, seek: () => false, t: 0, v: 0 };
@@ -51,7 +51,7 @@ export class HeadIterator implements SampleIterator {
         return;
       }
       const c = this.chunks[this.ci]!;
-      this.reader.reset(c.bytes, c.count);
+      this.reader.reset(chunkBytes(c), c.count);
     }
   }
 

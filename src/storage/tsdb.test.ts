@@ -242,6 +242,34 @@ describe('tsdb: durability', () => {
     await db.close();
   });
 
+  it('keeps sealed head chunks on disk, not in memory, and reads them back exactly', async () => {
+    const dir = tmp();
+    let db = await open(dir, { blockDurationMs: 3_600_000 });
+    const samples: [number, number][] = [];
+    for (let i = 0; i < 1000; i++) samples.push([i * 1000, Math.sin(i) * 1e6]);
+    db.appender.append('t', batch({ __name__: 'sp' }, samples));
+    await db.checkpoint(new Map([[0, 1]]));
+    const sealed = db.head.sealedOf(0);
+    expect(sealed.length).toBeGreaterThanOrEqual(8);
+    expect(sealed.every((c) => c.bytes === undefined && c.spill !== undefined)).toBe(true);
+    const expectSamples = (d: Tsdb) => {
+      const [s] = read(d, 'sp');
+      expect(s!.t).toEqual(samples.map(([t]) => t));
+      expect(s!.v).toEqual(samples.map(([, v]) => v));
+    };
+    expectSamples(db);
+    // A cut moves the older chunks into a block and the rest into a fresh spill file.
+    db.appender.append('t', batch({ __name__: 'sp' }, [[3_600_000 + 1_000_000, 1]]));
+    samples.push([3_600_000 + 1_000_000, 1]);
+    await db.checkpoint(new Map([[0, 2]]));
+    expectSamples(db);
+    // After a crash the spill files are dropped and the chunks come back from the head log.
+    db = await open(dir, { blockDurationMs: 3_600_000 });
+    expectSamples(db);
+    expect(readdirSync(path.join(dir, 'head')).filter((f) => f.startsWith('spill-'))).toHaveLength(1);
+    await db.close();
+  });
+
   it('truncates a torn head-log tail and opens with what the last complete checkpoint covered', async () => {
     const dir = tmp();
     let db = await open(dir, { blockDurationMs: 3_600_000 });

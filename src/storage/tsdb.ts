@@ -48,6 +48,7 @@ import {
   RollupIterator,
   type Tier,
 } from './rollup.js';
+import { SpillFile } from './spill.js';
 import type {
   AggregateIterator,
   Appender,
@@ -113,6 +114,9 @@ export class Tsdb implements Storage {
   private nextSeq = 1;
   private failure: TrainwatchError | undefined;
   private log: HeadLog | undefined;
+  /** Where sealed head chunks wait for the next cut (spill.ts); renewed at every cut. */
+  private spillFile: SpillFile | undefined;
+  private spillSeq = 0;
   private checkpointing: Promise<void> | undefined;
   private readonly cacheOrder: BlockReader[] = [];
   private readonly now: () => number;
@@ -154,8 +158,13 @@ export class Tsdb implements Storage {
       );
     }
     this.loadBlocks();
-    this.log = new HeadLog(path.join(dir, 'head'), this.opts.fsync, this.opts.logger);
+    const headDir = path.join(dir, 'head');
+    // Spill files are a cache of memory, not durable state: the head log holds every chunk.
+    for (const f of readdirSync(headDir)) if (/^spill-\d+\.bin$/.test(f)) unlinkSync(path.join(headDir, f));
+    this.log = new HeadLog(headDir, this.opts.fsync, this.opts.logger);
     const rec = this.log.recover(this.head);
+    this.spillFile = this.newSpillFile();
+    this.head.spill(this.spillFile);
     this.covered = rec.positions;
     this.cutBoundary =
       rec.cutBoundary === 0 && rec.records === 0 ? Number.NEGATIVE_INFINITY : rec.cutBoundary;
@@ -169,6 +178,10 @@ export class Tsdb implements Storage {
       },
       'storage opened',
     );
+  }
+
+  private newSpillFile(): SpillFile {
+    return new SpillFile(path.join(this.opts.dir!, 'head', `spill-${++this.spillSeq}.bin`));
   }
 
   private loadBlocks(): void {
@@ -294,6 +307,8 @@ export class Tsdb implements Storage {
         await this.log!.appendDelta(encodeHeadRecord(this.head, positions, this.cutBoundary, false));
       }
       this.covered = positions;
+      // Chunks sealed since the last checkpoint leave memory for the spill file.
+      this.head.spill(this.spillFile!);
     } catch (err) {
       this.fail(err as Error);
       throw this.failure;
@@ -346,6 +361,13 @@ export class Tsdb implements Storage {
     const written = await this.writeRaw(series, 0, [], !overlaps, !overlaps);
     this.head.finishCut(cut);
     this.blocks.push(...written);
+    // A fresh spill file for the new head; the old one (mostly chunks now in the block) goes away once the
+    // queries that may still read it are done.
+    const old = this.spillFile!;
+    this.spillFile = this.newSpillFile();
+    this.head.respill(this.spillFile);
+    old.unlink();
+    setTimeout(() => old.close(), DELETED_BLOCK_GRACE_MS).unref();
     this.sortBlocks();
     this.headMinTime = this.computeHeadMinTime();
   }
@@ -901,6 +923,8 @@ export class Tsdb implements Storage {
       }
     }
     this.log?.close();
+    this.spillFile?.close();
+    this.spillFile?.unlink();
     for (const b of this.blocks) b.close();
     this.blocks = [];
   }
