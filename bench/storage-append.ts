@@ -124,7 +124,11 @@ console.log(
   `append (storage):   ${(samples / appendCpu / 1e6).toFixed(2)} M samples/CPU-s; steady state (series exist): ${(steadyRate / 1e6).toFixed(2)} M`,
 );
 console.log(
-  `checkpoints:        ${checkpointCpu.toFixed(2)} CPU-s for ${Math.floor(TICKS / 5)} (head log ${(readdirSync(path.join(dir, 'head')).reduce((n, f) => n + statSync(path.join(dir, 'head', f)).size, 0) / 1e6).toFixed(1)} MB)`,
+  `checkpoints:        ${checkpointCpu.toFixed(2)} CPU-s for ${Math.floor(TICKS / 5)} (head log ${(
+    readdirSync(path.join(dir, 'head'))
+      .filter((f) => f.endsWith('.log'))
+      .reduce((n, f) => n + statSync(path.join(dir, 'head', f)).size, 0) / 1e6
+  ).toFixed(1)} MB)`,
 );
 console.log(
   `RSS:                ${(rss / 1e6).toFixed(0)} MB (${((rss - rss0) / series).toFixed(0)} B/series over the start, ${(rss / series).toFixed(0)} B/series total)`,
