@@ -219,6 +219,24 @@ describe('GET /api/tw/v1/heatmap', () => {
     expect(decode(scaled.values)[3 * scaled.cols]).toBe(Math.round((1.3 / 2) * 254));
   });
 
+  it('scales bytes from zero, so that allocator noise does not fill the colour range', async () => {
+    const storage = new MemoryStorage();
+    const b = new SeriesBatchBuilder();
+    b.addSeries({ __name__: 'gpu_memory_used_bytes', job_id: 'm', gpu: '0' }).add(T0, 70e9);
+    b.addSeries({ __name__: 'gpu_memory_used_bytes', job_id: 'm', gpu: '1' }).add(T0, 71e9);
+    storage.appender.append('t1', b.build());
+    const res = await app(storage, makeStore()).inject({
+      method: 'GET',
+      url: `/api/tw/v1/heatmap?metric=gpu_memory_used_bytes&by=gpu&start=${T0}&end=${T0 + 1000}&step=1000`,
+    });
+    const d = res.json().data;
+    expect([d.lo, d.hi]).toEqual([0, 71e9]);
+    expect([...decode(d.values)].filter((_, i) => i % d.cols === 0)).toEqual([
+      Math.round((70 / 71) * 254),
+      254,
+    ]);
+  });
+
   it('answers bad parameters with a 400 that names them', async () => {
     const cases: [string, RegExp][] = [
       ['', /parameter metric is required/],

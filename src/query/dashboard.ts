@@ -458,13 +458,18 @@ export function buildHeatmap(select: (hints: SelectHints) => SelectedSeries[], p
       acc.addAggregates(row, s.aggregates(), s.resolutionMs, p.end);
     else acc.add(row, s.iterator(), p.end);
   }
-  const scale =
-    p.lo !== undefined && p.hi !== undefined
-      ? { lo: p.lo, hi: p.hi }
-      : p.metric.endsWith('_ratio')
-        ? { lo: 0, hi: 1 }
-        : undefined;
-  const q = quantize(acc.means(), scale);
+  const means = acc.means();
+  // Ratios span 0..1; bytes start at 0, so that 73.8 GB and 73.9 GB of 80 look alike and a leak stands out
+  // (a scale fitted to the data would paint allocator noise as the whole colour range).
+  let scale: { lo: number; hi: number } | undefined;
+  if (p.lo !== undefined && p.hi !== undefined) scale = { lo: p.lo, hi: p.hi };
+  else if (p.metric.endsWith('_ratio')) scale = { lo: 0, hi: 1 };
+  else if (p.metric.endsWith('_bytes')) {
+    let max = 0;
+    for (const v of means) if (v > max) max = v;
+    scale = { lo: 0, hi: max > 0 ? max : 1 };
+  }
+  const q = quantize(means, scale);
   const stats = order.map((_, i) => acc.rowStats(i));
   const z = robustZ(stats.map((s) => s.recentMean));
   const rows: HeatmapRow[] = order.map((r, i) => {

@@ -192,7 +192,6 @@ export function Chart({
             points: { show: s.points ?? false, size: 6, fill: color },
             spanGaps: s.points ?? false,
             show: true,
-            ...(s.hideInLegend ? { label: '' } : {}),
             ...(yFormat ? { value: (_u: uPlot, v: number | null) => (v === null ? '—' : yFormat(v)) } : {}),
           };
         }),
@@ -213,6 +212,11 @@ export function Chart({
     };
     const u = new uPlot(opts, data, el);
     plot.current = u;
+    // uPlot has no per-series legend switch: hide the rows of series drawn only as a backdrop.
+    const rows = u.root.querySelectorAll<HTMLElement>('.u-legend .u-series');
+    series.forEach((s, i) => {
+      if (s.hideInLegend && rows[i + 1]) rows[i + 1]!.style.display = 'none';
+    });
     const ro = new ResizeObserver(() => u.setSize({ width: Math.max(200, el.clientWidth), height }));
     ro.observe(el);
     return () => {
