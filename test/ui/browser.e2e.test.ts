@@ -7,11 +7,22 @@
  * Needs Debian's chromium (`sudo apt-get install chromium`); .ci/run installs it. Locally without it the
  * file is skipped with that message; under CI=true it fails instead.
  */
-import { mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type Child, freePort, getJson, REPO_ROOT, startCli, stopChild, waitFor } from '../helpers.js';
+import {
+  type Child,
+  CLI,
+  freePort,
+  getJson,
+  REPO_ROOT,
+  startCli,
+  stopChild,
+  tempDir,
+  waitFor,
+} from '../helpers.js';
 import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
 
 const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
@@ -299,5 +310,87 @@ describe.skipIf(!available)('the dashboard in Chromium against trainwatch demo',
     await shot('fleet-light');
     await page.getByTestId('theme-toggle').click();
     expectNoProblems();
+  }, 60_000);
+});
+
+describe.skipIf(!available)('the dashboard against a server that needs a token', () => {
+  let server: Child;
+  let url: string;
+  let token: string;
+  let authBrowser: Browser;
+
+  beforeAll(async () => {
+    const dataDir = tempDir('tw-ui-auth-');
+    const config = path.join(dataDir, 'trainwatch.yaml');
+    writeFileSync(config, 'auth:\n  anonymous_tenant: null\nlog:\n  level: warn\n');
+    const created = spawnSync(
+      process.execPath,
+      [CLI, 'token', 'create', '--data-dir', dataDir, '--tenant', 'default', '--scope', 'admin', '--json'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(created.status, created.stderr).toBe(0);
+    token = (JSON.parse(created.stdout) as { token: string }).token;
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    server = startCli(['start', '--config', config, '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir]);
+    await waitFor('the server', async () => (await fetch(`${url}/readyz`)).ok || undefined, 30_000);
+    const sim = spawnSync(
+      process.execPath,
+      [
+        CLI,
+        'simulate',
+        '--url',
+        url,
+        '--token',
+        token,
+        '--jobs',
+        '2',
+        '--nodes',
+        '1',
+        '--gpus',
+        '2',
+        '--backfill',
+        '2m',
+        '--duration',
+        '1s',
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(sim.status, sim.stderr).toBe(0);
+    authBrowser = await launchChromium();
+  }, 120_000);
+
+  afterAll(async () => {
+    await authBrowser?.close();
+    if (server) await stopChild(server);
+  });
+
+  it('asks for a token on 401, then sends it as a Bearer header — streams included, never in a URL', async () => {
+    const p = await authBrowser.newPage();
+    const urls: string[] = [];
+    const authorized: string[] = [];
+    p.on('request', (r) => {
+      urls.push(r.url());
+      if (r.headers().authorization === `Bearer ${token}`) authorized.push(new URL(r.url()).pathname);
+    });
+    await p.goto(`${url}/`);
+    const dialog = p.getByRole('dialog', { name: 'API token' });
+    await dialog.waitFor();
+    expect(await dialog.textContent()).toMatch(/authentication required/);
+    await p.getByRole('textbox', { name: 'API token' }).fill(token);
+    await p.getByRole('button', { name: 'Save' }).click();
+    await expect
+      .poll(() => p.locator('[data-testid="jobs-table"] tbody tr').count(), { timeout: 20_000 })
+      .toBe(2);
+    // The live stream is read with fetch, so it carries the header too.
+    await expect
+      .poll(() => p.locator('[data-live]').first().getAttribute('data-live'), { timeout: 20_000 })
+      .toBe('live');
+    expect(authorized).toContain('/api/tw/v1/fleet');
+    expect(authorized).toContain('/api/tw/v1/ticks');
+    expect(urls.filter((u) => u.includes(token))).toEqual([]);
+    await p.close();
   }, 60_000);
 });

@@ -48,7 +48,7 @@ export function TokenPrompt() {
         <input
           type="password"
           autoComplete="off"
-          placeholder="tw_…"
+          placeholder="twk_…"
           aria-label="API token"
           value={value}
           onChange={(e) => setValue(e.target.value)}
