@@ -124,10 +124,11 @@ describe.skipIf(!available)('the dashboard in Chromium against trainwatch demo',
   it('shows the fleet: every job, totals and the jobs × time heatmap', async () => {
     await page.goto(`${base}/`);
     await page.locator('[data-testid="jobs-table"] tbody tr').nth(7).waitFor();
-    expect(await page.locator('[data-testid="jobs-table"] tbody tr').count()).toBe(8);
+    // Eight jobs (a ninth appears if the memory-leak job runs out of memory and a new one is queued).
+    expect(await page.locator('[data-testid="jobs-table"] tbody tr').count()).toBeGreaterThanOrEqual(8);
     await expect
-      .poll(() => page.locator('[data-testid="fleet-heatmap"]').getAttribute('data-rows'))
-      .toBe('8');
+      .poll(async () => Number(await page.locator('[data-testid="fleet-heatmap"]').getAttribute('data-rows')))
+      .toBeGreaterThanOrEqual(8);
     expect(
       Number(await page.locator('[data-testid="fleet-heatmap"]').getAttribute('data-cols')),
     ).toBeGreaterThan(100);
@@ -287,9 +288,11 @@ describe.skipIf(!available)('the dashboard in Chromium against trainwatch demo',
     await expect
       .poll(async () => Number(await graph.getAttribute('data-points')), { timeout: 20_000 })
       .toBeGreaterThan(10);
-    expect(Number(await graph.getAttribute('data-series'))).toBe(8);
+    expect(Number(await graph.getAttribute('data-series'))).toBeGreaterThanOrEqual(8);
     await page.getByRole('tab', { name: 'Table' }).click();
-    await expect.poll(() => page.locator('[data-testid="explore-table"] tbody tr').count()).toBe(8);
+    await expect
+      .poll(() => page.locator('[data-testid="explore-table"] tbody tr').count())
+      .toBeGreaterThanOrEqual(8);
     await shot('explore');
     expectNoProblems();
   }, 60_000);
