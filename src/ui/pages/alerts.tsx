@@ -769,7 +769,7 @@ function DetectorList() {
                   </span>
                 </td>
                 <td>{t ? `${fmtAge(t, now)} ago` : 'never'}</td>
-                <td className="small mono">
+                <td className="small mono details">
                   {Object.entries(d)
                     .filter(([k]) => !DETECTOR_MAIN.has(k))
                     .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
