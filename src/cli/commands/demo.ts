@@ -2,10 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { anonymousPolicyFor } from '../../auth/index.js';
-import { MetaStore, TokenStore } from '../../meta/index.js';
-import { createLogger, startTrainwatch, type Trainwatch } from '../../server/index.js';
-import { runSimulation } from '../../simulator/index.js';
+import type { Trainwatch } from '../../server/index.js';
 import { configFrom, fail, type ServerFlags, serverOptions, stopOnSignal } from '../common.js';
 import { type SimFlags, simulationConfig, simulatorOptions } from './simulation-options.js';
 
@@ -19,6 +16,18 @@ export function registerDemo(program: Command): void {
     ),
     '30m',
   ).action(async (flags: ServerFlags & SimFlags) => {
+    // Loaded here, not at the top of the file: other commands (the agent above all) stay light.
+    const [
+      { anonymousPolicyFor },
+      { MetaStore, TokenStore },
+      { createLogger, startTrainwatch },
+      { runSimulation },
+    ] = await Promise.all([
+      import('../../auth/index.js'),
+      import('../../meta/index.js'),
+      import('../../server/index.js'),
+      import('../../simulator/index.js'),
+    ]);
     let tw: Trainwatch;
     let tempDir: string | undefined;
     let authNote = '';

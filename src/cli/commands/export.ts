@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { parseDuration } from '../../model/duration.js';
-import { exportDataDir } from '../../storage/index.js';
 import { configFrom, fail } from '../common.js';
 
 /** A time: RFC 3339, milliseconds since the epoch, `now`, or `now-7d` / `-7d` (relative to now). */
@@ -57,6 +56,7 @@ export function registerExport(program: Command): void {
             throw new Error(`--tier ${flags.tier}: expected raw, 10s, 1m or 1h`);
           if (flags.to < flags.from) throw new Error('--to is before --from');
           const config = configFrom({ config: flags.config, dataDir: flags.dataDir });
+          const { exportDataDir } = await import('../../storage/index.js');
           const results = await exportDataDir({
             dataDir: config.data_dir,
             outDir: flags.out,

@@ -1,8 +1,4 @@
 import type { Command } from 'commander';
-import { memoryTsdb, runTestFile } from '../../query/promql/test-script.js';
-
-/** The scripts load into trainwatch's own TSDB (kept in memory), the engine the server embeds. */
-const createStorage = memoryTsdb;
 
 export function registerPromqlTest(program: Command): void {
   program
@@ -11,6 +7,9 @@ export function registerPromqlTest(program: Command): void {
     .argument('<files...>', '.test files, e.g. testdata/promql/*.test')
     .option('-v, --verbose', 'print every case, not only failures')
     .action(async (files: string[], flags: { verbose?: boolean }) => {
+      // The scripts load into trainwatch's own TSDB (kept in memory), the engine the server embeds. Loaded
+      // here so that other commands don't pay for the engine.
+      const { memoryTsdb: createStorage, runTestFile } = await import('../../query/promql/test-script.js');
       let passed = 0;
       let failed = 0;
       let skipped = 0;

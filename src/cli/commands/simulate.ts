@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { runSimulation } from '../../simulator/index.js';
 import { durationArg } from '../common.js';
 import { type SimFlags, simulationConfig, simulatorOptions } from './simulation-options.js';
 
@@ -22,6 +21,7 @@ export function registerSimulate(program: Command): void {
     process.on('SIGINT', () => abort.abort());
     process.on('SIGTERM', () => abort.abort());
     let lastPrint = 0;
+    const { runSimulation } = await import('../../simulator/index.js');
     const report = await runSimulation({
       ...simulationConfig(flags, flags.url, abort.signal),
       onIncident: (inc) => process.stdout.write(`${JSON.stringify({ incident: inc })}\n`),

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { parseDuration } from '../../model/duration.js';
-import { defaultFleetOptions, type SimulationOptions } from '../../simulator/index.js';
+import { defaultFleetOptions } from '../../simulator/fleet.js';
+import type { SimulationOptions } from '../../simulator/index.js';
 import { durationArg, intArg } from '../common.js';
 
 export interface SimFlags {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createLogger, startTrainwatch, type Trainwatch } from '../../server/index.js';
+import type { Trainwatch } from '../../server/index.js';
 import { configFrom, fail, type ServerFlags, serverOptions, stopOnSignal } from '../common.js';
 
 export function registerStart(program: Command): void {
@@ -10,6 +10,8 @@ export function registerStart(program: Command): void {
     let tw: Trainwatch;
     try {
       const config = configFrom(flags);
+      // Loaded here, not at the top: every other command (the agent above all) stays light.
+      const { createLogger, startTrainwatch } = await import('../../server/index.js');
       tw = await startTrainwatch(config, createLogger(config.log.level));
     } catch (err) {
       fail(err);

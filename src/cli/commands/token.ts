@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { MetaStore, TENANT_RE, TOKEN_SCOPES, type TokenInfo, TokenStore } from '../../meta/index.js';
+import { TENANT_RE, TOKEN_SCOPES, type TokenInfo, type TokenStore } from '../../meta/tokens.js';
 import { configFrom, fail } from '../common.js';
 
 interface TokenFlags {
@@ -14,10 +14,12 @@ interface TokenFlags {
   dataDir?: string;
 }
 
-function withStore<T>(flags: TokenFlags, work: (tokens: TokenStore) => T): T {
+/** Opens the metadata store (SQLite, loaded only for token commands) and runs `work` on its tokens. */
+async function withStore<T>(flags: TokenFlags, work: (tokens: TokenStore) => T): Promise<T> {
   const config = configFrom({ config: flags.config, dataDir: flags.dataDir });
   const dir = path.resolve(config.data_dir);
   mkdirSync(dir, { recursive: true });
+  const { MetaStore, TokenStore } = await import('../../meta/index.js');
   const meta = new MetaStore(path.join(dir, 'meta.db'));
   try {
     return work(new TokenStore(meta));
@@ -92,7 +94,7 @@ export function registerToken(program: Command): void {
       .option('--name <name>', 'a note saying who or what uses the token', '')
       .option('--json', 'print {id, token, tenant, scope, name} as JSON'),
   ).action(
-    (
+    async (
       flags: TokenFlags & {
         tenant: string;
         scope: (typeof TOKEN_SCOPES)[number];
@@ -101,7 +103,7 @@ export function registerToken(program: Command): void {
       },
     ) => {
       try {
-        const { token: secret, info } = withStore(flags, (s) =>
+        const { token: secret, info } = await withStore(flags, (s) =>
           s.create({ tenant: flags.tenant, scope: flags.scope, name: flags.name }),
         );
         if (flags.json) {
@@ -127,9 +129,11 @@ export function registerToken(program: Command): void {
       .option('--tenant <tenant>', 'only this tenant', tenantArg)
       .option('--all', 'include revoked tokens')
       .option('--json', 'print a JSON array'),
-  ).action((flags: TokenFlags & { tenant?: string; all?: boolean; json?: boolean }) => {
+  ).action(async (flags: TokenFlags & { tenant?: string; all?: boolean; json?: boolean }) => {
     try {
-      const tokens = withStore(flags, (s) => s.list({ tenant: flags.tenant, includeRevoked: flags.all }));
+      const tokens = await withStore(flags, (s) =>
+        s.list({ tenant: flags.tenant, includeRevoked: flags.all }),
+      );
       process.stdout.write(flags.json ? `${JSON.stringify(tokens)}\n` : table(tokens));
     } catch (err) {
       fail(err);
@@ -141,10 +145,10 @@ export function registerToken(program: Command): void {
       .command('revoke')
       .description('revoke a token by its id; requests using it are refused from then on')
       .argument('<id>', 'the token id (16 hex digits, as `token list` shows; or the whole token)'),
-  ).action((idArg: string, flags: TokenFlags) => {
+  ).action(async (idArg: string, flags: TokenFlags) => {
     try {
       const id = /^twk_([0-9a-f]{16})_/.exec(idArg)?.[1] ?? idArg;
-      const info = withStore(flags, (s) => s.revoke(id));
+      const info = await withStore(flags, (s) => s.revoke(id));
       if (!info) throw new Error(`no token with id ${JSON.stringify(id)} (see: trainwatch token list)`);
       process.stdout.write(`revoked token ${info.id} (tenant ${info.tenant}, scope ${info.scope})\n`);
     } catch (err) {
