@@ -33,7 +33,9 @@ function parseError(q: string): string {
 
 describe('parse errors as Prometheus prints them', () => {
   it.each([
-    ['sum(rate(x[5m])', '1:4: parse error: unclosed left parenthesis'],
+    ['sum(rate(x[5m])', '1:16: parse error: unclosed left parenthesis'],
+    ['foo{a="b"', '1:10: parse error: unexpected end of input inside braces'],
+    ['x[5m', '1:5: parse error: unclosed left bracket'],
     ['{}', '1:1: parse error: vector selector must contain at least one non-empty matcher'],
     ['{a=~".*"}', '1:1: parse error: vector selector must contain at least one non-empty matcher'],
     ['foo offset 1m offset 2m', '1:15: parse error: offset may not be set multiple times'],

@@ -287,7 +287,7 @@ describe('errors and limits, as Prometheus reports them', () => {
     expect(r.body).toEqual({
       status: 'error',
       errorType: 'bad_data',
-      error: '1:4: parse error: unclosed left parenthesis',
+      error: '1:16: parse error: unclosed left parenthesis',
     });
   });
 

@@ -206,15 +206,16 @@ export function tokenize(input: string): Token[] {
         throw new ParseError(`unexpected character: ${quoteRune(c)}`, input, i);
     }
   }
-  const open = parenStack.pop();
-  if (open) {
-    const what =
-      open.kind === '('
+  if (parenStack.length > 0) {
+    // As Prometheus's lexer reports it: at the end of the input, an open brace first (the lexer is inside
+    // braces), then an open parenthesis, then an open bracket.
+    const open = (kind: string) => parenStack.some((p) => p.kind === kind);
+    const what = open('{')
+      ? 'unexpected end of input inside braces'
+      : open('(')
         ? 'unclosed left parenthesis'
-        : open.kind === '['
-          ? 'unclosed left bracket'
-          : 'unclosed left brace';
-    throw new ParseError(what, input, open.pos);
+        : 'unclosed left bracket';
+    throw new ParseError(what, input, input.length);
   }
   tokens.push({ kind: 'EOF', text: '', pos: input.length, num: 0, str: '' });
   return tokens;
