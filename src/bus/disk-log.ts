@@ -78,6 +78,7 @@ class Segment {
   readonly indexPositions: number[] = [FILE_HEADER_BYTES];
   private lastIndexedPos = FILE_HEADER_BYTES;
   handle: FileHandle | undefined;
+  private opening: Promise<FileHandle> | undefined;
 
   constructor(
     readonly base: number,
@@ -111,12 +112,22 @@ class Segment {
     return [this.indexOffsets[lo]!, this.indexPositions[lo]!];
   }
 
-  async open(): Promise<FileHandle> {
-    if (!this.handle) this.handle = await fsp.open(this.file, fsConstants.O_RDWR);
-    return this.handle;
+  /**
+   * The segment's one file handle, shared by the writer and readers. Concurrent first calls share one open
+   * (a second handle opened by a racing reader would otherwise be dropped unclosed).
+   */
+  open(): Promise<FileHandle> {
+    if (this.handle) return Promise.resolve(this.handle);
+    this.opening ??= fsp.open(this.file, fsConstants.O_RDWR).then((h) => {
+      this.handle = h;
+      this.opening = undefined;
+      return h;
+    });
+    return this.opening;
   }
 
   async close(): Promise<void> {
+    if (this.opening) await this.opening.catch(() => undefined);
     const h = this.handle;
     this.handle = undefined;
     await h?.close();
