@@ -67,6 +67,8 @@ interface ChartProps {
   readonly onZoom?: (from: number, to: number) => void;
   /** Shown in place of the chart while there is nothing to draw. */
   readonly emptyText?: string;
+  /** While the data is on its way, an empty chart says so instead of 'no data'. */
+  readonly loading?: boolean;
   readonly subtitle?: React.ReactNode;
 }
 
@@ -96,6 +98,7 @@ export function Chart({
   syncKey,
   onZoom,
   emptyText = 'No data in this time range.',
+  loading = false,
   subtitle,
 }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
@@ -254,7 +257,7 @@ export function Chart({
         {subtitle && <span className="chart-subtitle">{subtitle}</span>}
       </figcaption>
       <div ref={box} className="chart-box" />
-      {points === 0 && <div className="chart-empty">{emptyText}</div>}
+      {points === 0 && <div className="chart-empty">{loading ? 'Loading…' : emptyText}</div>}
     </figure>
   );
 }

@@ -498,9 +498,10 @@ export function FleetPage() {
                           <UtilBar ratio={j.meanGpuUtilization} />
                         </td>
                         <td className="num">
-                          {j.tokensPerSecond
+                          {/* A hung job's 0 is news: only a job that reports no throughput shows a dash. */}
+                          {j.tokensPerSecond !== null && (j.tokensPerSecond > 0 || !j.samplesPerSecond)
                             ? `${fmtNumber(j.tokensPerSecond)} tok/s`
-                            : j.samplesPerSecond
+                            : j.samplesPerSecond !== null
                               ? `${fmtNumber(j.samplesPerSecond)} samples/s`
                               : '—'}
                         </td>

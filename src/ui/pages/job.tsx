@@ -692,7 +692,8 @@ export function JobPage({ jobId }: { jobId: string }) {
               syncKey={sync}
               onZoom={zoom}
               yFormat={m.format}
-              subtitle={lines ? undefined : `min, mean and max of ${band?.series ?? 0} GPUs`}
+              subtitle={lines || !band ? undefined : `min, mean and max of ${band.series} GPUs`}
+              loading={loaded !== 'all'}
               height={180}
             />
           );
