@@ -34,6 +34,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  renameSync,
   unlinkSync,
   write,
   writeSync,
@@ -43,11 +44,17 @@ import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { ByteReader, ByteWriter } from '../protocol/bytes.js';
+import { readBits } from './codec/bits.js';
+import { XOR_MAX_SAMPLE_BITS, XorReader } from './codec/xor.js';
 import { chunkBytes, type Head, type HeadChunk } from './head.js';
 import type { BusPositions } from './storage.js';
 
 const MAGIC = 'TWHL';
-const VERSION = 1;
+/**
+ * Format version written. 2: sealed entries carry the byte they continue from. Version-1 files exist in two
+ * layouts (with and without it: the field was added without a version change), told apart record by record.
+ */
+const VERSION = 2;
 const FILE_HEADER = 8;
 const KIND_SNAPSHOT = 1;
 const KIND_DELTA = 2;
@@ -55,12 +62,28 @@ const KIND_DELTA = 2;
 const NO_CUT = -(2 ** 52);
 
 export interface RecoveredHead {
+  /**
+   * The bus positions the recovered head truly covers: those of the last record when everything was
+   * recovered; otherwise those of the last record before the first thing that could not be (the processor
+   * replays the bus from there, harmlessly for what the head already holds).
+   */
   readonly positions: Map<number, number>;
+  /** What the newest record said it covers (equal to `positions` when nothing was lost). */
+  readonly loggedPositions: Map<number, number>;
   readonly cutBoundary: number;
-  /** The file to go on appending to, and its valid length. */
+  /** The file recovered from (undefined when there was none). */
   readonly file: string | undefined;
   readonly length: number;
   readonly records: number;
+  /** Format version of the file recovered from. */
+  readonly version: number;
+  /** What the log held that could not be recovered (empty when everything was). */
+  readonly problems: readonly RecoveryProblem[];
+  /**
+   * The log must start a new file with a snapshot before anything is appended: the file was written in an
+   * older format, or part of it could not be recovered (the file is then kept aside as `.damaged`).
+   */
+  readonly rewrite: boolean;
 }
 
 function fileName(dir: string, seq: number): string {
@@ -183,59 +206,73 @@ export function encodeHeadRecord(
   return rec;
 }
 
-/** Applies one record to a head under recovery. Open-chunk bytes accumulate in `open` until the end. */
-function applyRecord(
-  head: Head,
-  payload: Uint8Array,
-  open: Map<number, { buf: Uint8Array; bits: number; count: number }>,
-  out: { positions: Map<number, number>; cutBoundary: number },
-): void {
+/** Layouts of record payloads. Version-1 files hold either (see {@link decodeRecord}). */
+const Layout = {
+  /** Sealed entries carry the byte they continue from (version 2; version-1 files from b3129c7 on). */
+  current: 0,
+  /** Sealed entries without it, and 0 meaning "never cut" (version-1 files written before b3129c7). */
+  legacy: 1,
+} as const;
+
+interface DecodedRecord {
+  kind: number;
+  positions: [number, number][];
+  cutBoundary: number;
+  firstSymbol: number;
+  symbols: string[];
+  series: { ref: number; pairs: Uint32Array }[];
+  sealed: {
+    ref: number;
+    minT: number;
+    maxT: number;
+    count: number;
+    from: number;
+    bytes: Uint8Array;
+  }[];
+  open: { ref: number; bits: number; count: number; from: number; bytes: Uint8Array }[];
+  ooo: { ref: number; t: Float64Array; v: Float64Array }[];
+}
+
+/**
+ * Decodes a record payload in one layout; throws when it does not parse as exactly that (chunk bytes are
+ * views into `payload`). No state is touched.
+ */
+function decodeRecord(payload: Uint8Array, layout: number): DecodedRecord {
   const r = new ByteReader(payload);
-  r.u8('kind');
+  const kind = r.u8('kind');
+  if (kind !== KIND_SNAPSHOT && kind !== KIND_DELTA) throw new Error(`unknown record kind ${kind}`);
+  const positions: [number, number][] = [];
   const np = r.uvarint('positions');
-  out.positions.clear();
-  for (let i = 0; i < np; i++) out.positions.set(r.uvarint('partition'), r.uvarint('offset'));
+  for (let i = 0; i < np; i++) positions.push([r.uvarint('partition'), r.uvarint('offset')]);
   const cut = r.svarint('cut boundary');
-  out.cutBoundary = cut === NO_CUT ? Number.NEGATIVE_INFINITY : cut;
-  const firstSym = r.uvarint('first symbol');
+  const cutBoundary =
+    cut === NO_CUT || (layout === Layout.legacy && cut === 0) ? Number.NEGATIVE_INFINITY : cut;
+  const firstSymbol = r.uvarint('first symbol');
   const nsym = r.uvarint('symbols');
-  for (let i = 0; i < nsym; i++) {
-    const s = r.string('symbol', 1 << 20);
-    const id = head.symbols.intern(s);
-    if (id !== firstSym + i)
-      throw new Error(`head log: symbol ${JSON.stringify(s)} got id ${id}, expected ${firstSym + i}`);
-  }
+  const symbols: string[] = [];
+  for (let i = 0; i < nsym; i++) symbols.push(r.string('symbol', 1 << 20));
+  const series: DecodedRecord['series'] = [];
   const nseries = r.uvarint('series');
   for (let i = 0; i < nseries; i++) {
     const ref = r.uvarint('ref');
     const n = r.uvarint('pairs');
+    if (n > 1 << 16) throw new Error(`series ${ref} has ${n} label pairs`);
     const pairs = new Uint32Array(n * 2);
     for (let k = 0; k < n * 2; k++) pairs[k] = r.uvarint('symbol');
-    head.restoreSeries(ref, pairs);
+    series.push({ ref, pairs });
   }
+  const sealed: DecodedRecord['sealed'] = [];
   const nsealed = r.uvarint('sealed');
   for (let i = 0; i < nsealed; i++) {
     const ref = r.uvarint('ref');
     const minT = r.svarint('minT');
     const maxT = r.svarint('maxT');
     const count = r.uvarint('count');
-    const from = r.uvarint('from byte');
+    const from = layout === Layout.legacy ? 0 : r.uvarint('from byte');
     const len = r.uvarint('length');
-    const tail = r.bytes(len, 'chunk');
-    const bytes = new Uint8Array(from + len);
-    if (from > 0) {
-      // The first bytes were logged while the chunk was open.
-      const o = open.get(ref);
-      if (!o || o.buf.length < from)
-        throw new Error(
-          `head log: sealed chunk of series ${ref} continues an open chunk the log does not hold`,
-        );
-      bytes.set(o.buf.subarray(0, from));
-    }
-    bytes.set(tail, from);
-    head.restoreSealed(ref, { minT, maxT, count, bytes, spill: undefined });
-    open.delete(ref);
+    sealed.push({ ref, minT, maxT, count, from, bytes: r.bytes(len, 'chunk') });
   }
+  const open: DecodedRecord['open'] = [];
   const nopen = r.uvarint('open');
   for (let i = 0; i < nopen; i++) {
     const ref = r.uvarint('ref');
@@ -243,33 +280,300 @@ function applyRecord(
     const count = r.uvarint('count');
     const from = r.uvarint('from');
     const len = r.uvarint('length');
-    const bytes = r.bytes(len, 'open chunk');
-    let o = open.get(ref);
-    const need = from + len;
-    if (!o || from === 0) {
-      o = { buf: new Uint8Array(Math.max(64, need * 2)), bits: 0, count: 0 };
-      open.set(ref, o);
-    } else if (o.buf.length < need) {
-      const next = new Uint8Array(need * 2);
-      next.set(o.buf);
-      o.buf = next;
-    }
-    o.buf.set(bytes, from);
-    o.bits = bits;
-    o.count = count;
+    open.push({ ref, bits, count, from, bytes: r.bytes(len, 'open chunk') });
   }
+  const ooo: DecodedRecord['ooo'] = [];
   const nooo = r.uvarint('ooo');
   for (let i = 0; i < nooo; i++) {
     const ref = r.uvarint('ref');
     const n = r.uvarint('count');
+    r.need(n * 2, 'ooo samples');
     const t = new Float64Array(n);
     const v = new Float64Array(n);
     for (let k = 0; k < n; k++) {
       t[k] = r.svarint('t');
       v[k] = r.f64le('v');
     }
-    head.restoreOoo(ref, t, v);
+    ooo.push({ ref, t, v });
   }
+  if (r.remaining !== 0) throw new Error(`${r.remaining} bytes left over after the record`);
+  return { kind, positions, cutBoundary, firstSymbol, symbols, series, sealed, open, ooo };
+}
+
+/** First timestamp of a Gorilla chunk (its first 64 bits), or NaN when the bytes are too short. */
+function firstTimestamp(bytes: Uint8Array): number {
+  if (bytes.length < 16) return Number.NaN;
+  const hi = readBits(bytes, 0, 32) | 0;
+  return hi * 4294967296 + readBits(bytes, 32, 32);
+}
+
+/** An open chunk being reassembled from the records (bytes logged while it was open). */
+interface OpenChunk {
+  buf: Uint8Array;
+  bits: number;
+  count: number;
+}
+
+/** Something the log holds that could not be recovered, for the warning. */
+export interface RecoveryProblem {
+  readonly record: number;
+  readonly series?: string;
+  readonly what: string;
+  /** Samples lost with it, when known. */
+  readonly samples?: number;
+  readonly minT?: number;
+  readonly maxT?: number;
+}
+
+/** Smallest and largest bit length a Gorilla chunk of `count` samples can have. */
+function plausibleBits(bits: number, count: number): boolean {
+  if (count < 1) return false;
+  if (count === 1) return bits === 128;
+  return bits >= 128 + 2 * (count - 1) && bits <= 128 + XOR_MAX_SAMPLE_BITS * (count - 1);
+}
+
+/**
+ * Replays records into a head under recovery, checking each entry against what the log established before
+ * it: an entry that does not fit (a chunk continuing bytes the log does not hold, a ref that does not exist,
+ * timestamps out of order...) is dropped and reported, the rest is kept. Symbols and series are the frame
+ * everything else refers to: when they do not fit, the record and everything after it is dropped.
+ */
+class Replayer {
+  readonly open = new Map<number, OpenChunk>();
+  readonly problems: RecoveryProblem[] = [];
+  positions = new Map<number, number>();
+  cutBoundary = Number.NEGATIVE_INFINITY;
+  /** Positions of the last record before the first problem: what the recovered state truly covers. */
+  coveredBefore: Map<number, number> | undefined;
+  /** Positions of the file's snapshot (the earliest this file can vouch for). */
+  private snapshotPositions: Map<number, number> | undefined;
+  /** Newest sealed maxT per series (chunks must follow each other). */
+  private readonly lastSealed = new Map<number, number>();
+
+  constructor(private readonly head: Head) {}
+
+  private label(ref: number): string | undefined {
+    return this.head.isAlive(ref) ? labelString(this.head, ref) : undefined;
+  }
+
+  problem(p: RecoveryProblem): void {
+    if (this.coveredBefore === undefined) this.coveredBefore = new Map(this.positions);
+    this.problems.push(p);
+  }
+
+  /** Whether the record's symbols and series fit the state; nothing is changed. */
+  frameFits(rec: DecodedRecord, index: number): string | undefined {
+    const syms = this.head.symbols;
+    if (index === 0 && rec.kind !== KIND_SNAPSHOT) return 'the first record is not a snapshot';
+    if (index > 0 && rec.kind !== KIND_DELTA) return 'a snapshot after the first record';
+    const fresh = new Set<string>();
+    for (let i = 0; i < rec.symbols.length; i++) {
+      const id = rec.firstSymbol + i;
+      const s = rec.symbols[i]!;
+      if (id < syms.size) {
+        if (syms.get(id) !== s)
+          return `symbol ${id} is ${JSON.stringify(syms.get(id))}, the record says ${JSON.stringify(s)}`;
+      } else if (id !== syms.size + fresh.size || syms.lookup(s) >= 0 || fresh.has(s))
+        return `symbol ${JSON.stringify(s)} cannot take id ${id}`;
+      else fresh.add(s);
+    }
+    const symbolCount = Math.max(syms.size, rec.firstSymbol + rec.symbols.length);
+    if (rec.firstSymbol > syms.size) return `symbols start at ${rec.firstSymbol}, the log holds ${syms.size}`;
+    let next = this.head.nextRef;
+    for (const s of rec.series) {
+      if (s.ref < next) return `series ref ${s.ref} is not new (next ref ${next})`;
+      if (s.pairs.length === 0) return `series ref ${s.ref} has no labels`;
+      for (let k = 0; k < s.pairs.length; k++)
+        if (s.pairs[k]! >= symbolCount) return `series ref ${s.ref} refers to unknown symbol ${s.pairs[k]}`;
+      next = s.ref + 1;
+    }
+    return undefined;
+  }
+
+  /** Whether the chunk entries of a version-1 record make sense in this layout (used to tell layouts apart). */
+  plausible(rec: DecodedRecord): boolean {
+    for (const s of rec.sealed) {
+      if (s.from === 0) {
+        if (firstTimestamp(s.bytes) !== s.minT) return false;
+      } else {
+        const o = this.open.get(s.ref);
+        if (!o || (o.bits + 7) >>> 3 < s.from) return false;
+      }
+    }
+    for (const o of rec.open)
+      if (!plausibleBits(o.bits, o.count) || (o.bits + 7) >>> 3 !== o.from + o.bytes.length) return false;
+    return true;
+  }
+
+  apply(rec: DecodedRecord, index: number): void {
+    const head = this.head;
+    for (const s of rec.symbols) head.symbols.intern(s);
+    for (const s of rec.series) head.restoreSeries(s.ref, s.pairs);
+
+    for (const s of rec.sealed) {
+      const fail = (why: string) => {
+        const kept = this.salvage(s.ref);
+        this.problem({
+          record: index,
+          series: this.label(s.ref),
+          what: `sealed chunk of series ${s.ref}: ${why}${kept > 0 ? ` (its first ${kept} samples, logged while it was open, are kept)` : ''}`,
+          samples: s.count - kept,
+          minT: s.minT,
+          maxT: s.maxT,
+        });
+      };
+      if (!head.isAlive(s.ref)) {
+        fail('no such series');
+        continue;
+      }
+      if (s.count < 1 || s.minT > s.maxT || (s.count === 1 && s.minT !== s.maxT)) {
+        fail(`implausible count ${s.count} or range`);
+        continue;
+      }
+      let bytes: Uint8Array;
+      if (s.from > 0) {
+        // The first bytes were logged while the chunk was open.
+        const o = this.open.get(s.ref);
+        if (!o || (o.bits + 7) >>> 3 < s.from) {
+          fail(`continues ${s.from} bytes of an open chunk the log does not hold`);
+          continue;
+        }
+        bytes = new Uint8Array(s.from + s.bytes.length);
+        bytes.set(o.buf.subarray(0, s.from));
+        bytes.set(s.bytes, s.from);
+      } else bytes = s.bytes.slice();
+      if (firstTimestamp(bytes) !== s.minT) {
+        fail('its first timestamp is not its minT');
+        continue;
+      }
+      const prev = this.lastSealed.get(s.ref) ?? Number.NEGATIVE_INFINITY;
+      if (s.minT <= prev) {
+        fail(`starts at ${s.minT}, not after the previous chunk's end ${prev}`);
+        continue;
+      }
+      this.lastSealed.set(s.ref, s.maxT);
+      head.restoreSealed(s.ref, { minT: s.minT, maxT: s.maxT, count: s.count, bytes, spill: undefined });
+      this.open.delete(s.ref);
+    }
+
+    for (const e of rec.open) {
+      const fail = (why: string) => {
+        const kept = this.salvage(e.ref);
+        this.problem({
+          record: index,
+          series: this.label(e.ref),
+          what: `open chunk of series ${e.ref}: ${why}${kept > 0 ? ` (its first ${kept} samples, logged before, are kept)` : ''}`,
+          samples: e.count - kept,
+        });
+      };
+      if (!head.isAlive(e.ref)) {
+        fail('no such series');
+        continue;
+      }
+      const need = e.from + e.bytes.length;
+      if (!plausibleBits(e.bits, e.count) || (e.bits + 7) >>> 3 !== need) {
+        fail(`${e.bits} bits for ${e.count} samples in ${need} bytes`);
+        continue;
+      }
+      let o = this.open.get(e.ref);
+      if (e.from === 0) {
+        o = { buf: new Uint8Array(Math.max(64, need * 2)), bits: 0, count: 0 };
+        this.open.set(e.ref, o);
+      } else if (!o || (o.bits + 7) >>> 3 < e.from || o.bits > e.bits || o.count > e.count) {
+        fail(`continues ${e.from} bytes of an open chunk the log does not hold`);
+        continue;
+      } else if (o.buf.length < need) {
+        const grown = new Uint8Array(need * 2);
+        grown.set(o.buf);
+        o.buf = grown;
+      }
+      o.buf.set(e.bytes, e.from);
+      o.bits = e.bits;
+      o.count = e.count;
+    }
+
+    for (const e of rec.ooo) {
+      let ordered = true;
+      for (let k = 0; k < e.t.length; k++)
+        if (!Number.isInteger(e.t[k]!) || (k > 0 && e.t[k]! <= e.t[k - 1]!)) ordered = false;
+      if (!head.isAlive(e.ref) || !ordered) {
+        this.problem({
+          record: index,
+          series: this.label(e.ref),
+          what: `out-of-order samples of series ${e.ref}: ${ordered ? 'no such series' : 'timestamps not ascending'}`,
+          samples: e.t.length,
+        });
+        continue;
+      }
+      head.restoreOoo(e.ref, e.t, e.v);
+    }
+    this.positions = new Map(rec.positions);
+    this.snapshotPositions ??= this.positions;
+    this.cutBoundary = rec.cutBoundary;
+  }
+
+  /**
+   * When the continuation of an open chunk is lost: what the log holds of it (a valid prefix, logged by
+   * earlier records) is kept as a sealed chunk, so that only the samples of the missing bytes are lost — and
+   * those were appended after the positions the recovered state reports, so the bus replays them. Returns
+   * the samples kept.
+   */
+  private salvage(ref: number): number {
+    const o = this.open.get(ref);
+    this.open.delete(ref);
+    if (!o || o.count === 0 || !this.head.isAlive(ref)) return 0;
+    const range = decodedRange(o, this.lastSealed.get(ref) ?? Number.NEGATIVE_INFINITY);
+    if (!range) return 0;
+    const bytes = o.buf.slice(0, (o.bits + 7) >>> 3);
+    this.head.restoreSealed(ref, { minT: range[0], maxT: range[1], count: o.count, bytes, spill: undefined });
+    this.lastSealed.set(ref, range[1]);
+    return o.count;
+  }
+
+  /**
+   * After the last record: the open chunks go into the head, each checked by decoding it (count samples,
+   * ascending timestamps after the series' sealed chunks, within the bits logged).
+   */
+  finish(lastRecord: number): void {
+    for (const [ref, o] of this.open) {
+      if (!decodedRange(o, this.lastSealed.get(ref) ?? Number.NEGATIVE_INFINITY)) {
+        // Which record broke it is unknown: only what the snapshot covered is vouched for.
+        this.coveredBefore = new Map(this.snapshotPositions);
+        this.problem({
+          record: lastRecord,
+          series: this.label(ref),
+          what: `open chunk of series ${ref}: its ${o.count} samples do not decode within its ${o.bits} bits, in order`,
+          samples: o.count,
+          minT: firstTimestamp(o.buf),
+        });
+        continue;
+      }
+      this.head.restoreOpen(ref, o.buf, o.bits, o.count);
+    }
+  }
+}
+
+const rangeReader = new XorReader();
+
+/**
+ * [first, last] timestamp of an open chunk's samples when they decode within its bits, as integers ascending
+ * after `after`; undefined otherwise.
+ */
+function decodedRange(o: OpenChunk, after: number): [number, number] | undefined {
+  const r = rangeReader.reset(o.buf, o.count);
+  let prev = after;
+  let first = Number.NaN;
+  while (r.next()) {
+    if (!(r.t > prev) || !Number.isInteger(r.t) || r.bitPos > o.bits) return undefined;
+    if (Number.isNaN(first)) first = r.t;
+    prev = r.t;
+  }
+  return Number.isNaN(first) ? undefined : [first, prev];
+}
+
+function labelString(head: Head, ref: number): string {
+  const { names, values } = head.labelsOf(ref);
+  return `{${names.map((n, i) => `${n}=${JSON.stringify(values[i])}`).join(', ')}}`;
 }
 
 export class HeadLog {
@@ -277,6 +581,8 @@ export class HeadLog {
   private seq = 0;
   private length = 0;
   private snapshotEnd = 0;
+  /** A file that could not be recovered whole: kept as `.damaged` (not deleted) by the next rotation. */
+  private keepAside: string | undefined;
 
   constructor(
     private readonly dir: string,
@@ -284,21 +590,31 @@ export class HeadLog {
     private readonly logger: Logger,
   ) {}
 
-  /** Rebuilds `head` from the newest snapshot and the records after it. */
+  /**
+   * Rebuilds `head` from the newest file that starts with a snapshot: the snapshot and the records after it.
+   * A torn or corrupt tail (cut short, CRC mismatch) is truncated with a warning. Records that are intact but
+   * do not fit what the log established before them are recovered entry by entry — everything that fits is
+   * kept, the rest is named in a warning — and the positions returned are those truly covered. Never throws
+   * for the log's content; a file from a newer trainwatch is moved aside.
+   */
   recover(head: Head): RecoveredHead {
     const seqs = listLogs(this.dir);
-    const state = { positions: new Map<number, number>(), cutBoundary: Number.NEGATIVE_INFINITY };
-    // Newest file whose first record is a valid snapshot.
     for (let k = seqs.length - 1; k >= 0; k--) {
       const file = fileName(this.dir, seqs[k]!);
       const data = readFileSync(file);
-      const first = readRecord(data, FILE_HEADER);
-      if (
-        data.length < FILE_HEADER ||
-        data.toString('latin1', 0, 4) !== MAGIC ||
-        !first ||
-        first.payload[0] !== KIND_SNAPSHOT
-      ) {
+      const magic = data.length >= FILE_HEADER && data.toString('latin1', 0, 4) === MAGIC;
+      const version = magic ? data.readUInt32LE(4) : 0;
+      if (magic && version > VERSION) {
+        const aside = `${file}.v${version}`;
+        renameSync(file, aside);
+        this.logger.error(
+          { file, version, supported: VERSION, movedTo: aside },
+          'head log: written by a newer trainwatch in a format this one cannot read; moved aside (the head starts from what older files and the bus hold)',
+        );
+        continue;
+      }
+      const first = magic ? readRecord(data, FILE_HEADER) : undefined;
+      if (!first || version < 1 || first.payload[0] !== KIND_SNAPSHOT) {
         this.logger.warn(
           { file },
           'head log: file without a complete snapshot (a rotation was interrupted); ignoring it',
@@ -306,41 +622,113 @@ export class HeadLog {
         unlinkSync(file);
         continue;
       }
-      const open = new Map<number, { buf: Uint8Array; bits: number; count: number }>();
-      let pos = FILE_HEADER;
-      let records = 0;
-      for (;;) {
-        const rec = readRecord(data, pos);
-        if (!rec) break;
-        applyRecord(head, rec.payload, open, state);
-        pos = rec.end;
-        records++;
-      }
-      for (const [ref, o] of open) if (o.count > 0) head.restoreOpen(ref, o.buf, o.bits, o.count);
-      head.finishRestore();
-      if (pos < data.length) {
-        this.logger.warn(
-          { file, validBytes: pos, droppedBytes: data.length - pos, records },
-          'head log: torn or corrupt tail after the last complete checkpoint; truncating (the bus replays what it held)',
-        );
-        const fd = openSync(file, 'r+');
-        ftruncateSync(fd, pos);
-        fsyncSync(fd);
-        closeSync(fd);
-      }
+      const rec = this.replayFile(head, file, data, version);
       for (const older of seqs.slice(0, k)) unlinkSync(fileName(this.dir, older));
       this.seq = seqs[k]!;
-      this.fd = openSync(file, 'a');
-      this.length = pos;
-      return { positions: state.positions, cutBoundary: state.cutBoundary, file, length: pos, records };
+      if (rec.rewrite) {
+        // Nothing is appended to this file: the storage starts a new one with a snapshot at once.
+        if (rec.problems.length > 0) this.keepAside = file;
+      } else {
+        this.fd = openSync(file, 'a');
+        this.length = rec.length;
+        this.snapshotEnd = first.end;
+      }
+      return rec;
     }
     this.seq = seqs.length > 0 ? seqs[seqs.length - 1]! : 0;
     return {
-      positions: state.positions,
-      cutBoundary: state.cutBoundary,
+      positions: new Map(),
+      loggedPositions: new Map(),
+      cutBoundary: Number.NEGATIVE_INFINITY,
       file: undefined,
       length: 0,
       records: 0,
+      version: VERSION,
+      problems: [],
+      rewrite: false,
+    };
+  }
+
+  private replayFile(head: Head, file: string, data: Uint8Array, version: number): RecoveredHead {
+    const replayer = new Replayer(head);
+    let pos = FILE_HEADER;
+    let records = 0;
+    let stopped = false;
+    for (;;) {
+      const raw = readRecord(data, pos);
+      if (!raw) break;
+      let rec: DecodedRecord | undefined;
+      let why = '';
+      // Version 1 holds either layout; the current one is tried first and must also make sense.
+      for (const layout of version === 1 ? [Layout.current, Layout.legacy] : [Layout.current]) {
+        try {
+          const r = decodeRecord(raw.payload, layout);
+          if (!rec || replayer.plausible(r)) rec = r;
+          if (replayer.plausible(r)) break;
+        } catch (err) {
+          why ||= (err as Error).message;
+        }
+      }
+      const misfit = rec ? replayer.frameFits(rec, records) : `it does not decode (${why})`;
+      if (misfit !== undefined) {
+        let after = 0;
+        for (let p = raw.end, r = readRecord(data, p); r; p = r.end, r = readRecord(data, p)) after++;
+        replayer.problem({
+          record: records,
+          what: `record ${records} at byte ${pos} and the ${after} after it: ${misfit}`,
+        });
+        stopped = true;
+        break;
+      }
+      replayer.apply(rec!, records);
+      pos = raw.end;
+      records++;
+    }
+    replayer.finish(records - 1);
+    head.finishRestore();
+    const problems = replayer.problems;
+    const positions = replayer.coveredBefore ?? replayer.positions;
+    if (problems.length > 0) {
+      let samples = 0;
+      for (const p of problems) samples += p.samples ?? 0;
+      this.logger.warn(
+        {
+          file,
+          records,
+          problems: problems.length,
+          samplesNotRecovered: samples,
+          first: problems.slice(0, 20),
+          coveredPositions: Object.fromEntries(positions),
+          loggedPositions: Object.fromEntries(replayer.positions),
+          keptAs: `${file}.damaged`,
+        },
+        `head log: ${problems.length} entries of the log could not be recovered (${samples} samples): everything else was; the bus replays from the positions before the first of them (what it no longer holds is lost), and the file is kept aside`,
+      );
+    } else if (!stopped && pos < data.length) {
+      this.logger.warn(
+        { file, validBytes: pos, droppedBytes: data.length - pos, records },
+        'head log: torn or corrupt tail after the last complete checkpoint; truncating (the bus replays what it held)',
+      );
+      const fd = openSync(file, 'r+');
+      ftruncateSync(fd, pos);
+      fsyncSync(fd);
+      closeSync(fd);
+    }
+    if (version < VERSION && problems.length === 0)
+      this.logger.info(
+        { file, version },
+        'head log: older format; rewriting it as a snapshot in the current one',
+      );
+    return {
+      positions,
+      loggedPositions: replayer.positions,
+      cutBoundary: replayer.cutBoundary,
+      file,
+      length: pos,
+      records,
+      version,
+      problems,
+      rewrite: problems.length > 0 || version < VERSION,
     };
   }
 
@@ -387,6 +775,10 @@ export class HeadLog {
     fsyncSync(fd);
     syncDir(this.dir);
     if (this.fd >= 0) closeSync(this.fd);
+    if (this.keepAside) {
+      renameSync(this.keepAside, `${this.keepAside}.damaged`);
+      this.keepAside = undefined;
+    }
     for (const s of listLogs(this.dir)) if (s < next) unlinkSync(fileName(this.dir, s));
     this.fd = fd;
     this.seq = next;

@@ -35,7 +35,7 @@ import { ByteWriter } from '../protocol/bytes.js';
 import { type BlockMeta, BlockReader, BlockWriter, type ChunkRef, type TierName } from './block.js';
 import { encodeChunk, SampleBuffer } from './codec/chunk.js';
 import { Head, type HeadAppendStats, type HeadChunk } from './head.js';
-import { encodeHeadRecord, HeadLog, syncDir } from './head-log.js';
+import { encodeHeadRecord, HeadLog, type RecoveredHead, syncDir } from './head-log.js';
 import { ArrayIterator, BlockIterator, EMPTY_ITERATOR, HeadIterator, MergeIterator } from './iterators.js';
 import { intersect, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import {
@@ -123,6 +123,8 @@ export class Tsdb implements Storage {
   /** Oldest sample time appended since the last cut (the head may hold data this old). */
   private headMinTime = Number.POSITIVE_INFINITY;
   private closed = false;
+  /** What the last open recovered from the head log (tests, diagnostics). */
+  recovery: RecoveredHead | undefined;
   readonly appender: Appender;
   readonly tiers: readonly Tier[];
 
@@ -166,14 +168,18 @@ export class Tsdb implements Storage {
     this.spillFile = this.newSpillFile();
     this.head.spill(this.spillFile);
     this.covered = rec.positions;
-    this.cutBoundary =
-      rec.cutBoundary === 0 && rec.records === 0 ? Number.NEGATIVE_INFINITY : rec.cutBoundary;
+    this.cutBoundary = rec.cutBoundary;
     this.headMinTime = this.computeHeadMinTime();
+    this.recovery = rec;
+    // An older format, or a log not recovered whole: start a new file with a snapshot of what was recovered
+    // (covering the positions reported), so that nothing is ever appended to that file.
+    if (rec.rewrite) this.log.rotate(encodeHeadRecord(this.head, this.covered, this.cutBoundary, true));
     this.opts.logger.info(
       {
         blocks: this.blocks.length,
         headSeries: this.head.activeSeries(),
         headLogRecords: rec.records,
+        headLogProblems: rec.problems.length,
         covered: Object.fromEntries(this.covered),
       },
       'storage opened',
