@@ -19,15 +19,26 @@ const pino = (await import(`${root}/node_modules/pino/pino.js`)).default;
 const H = 3_600_000;
 const T0 = Math.floor(1_700_000_000_000 / H) * H + 50 * 60_000;
 const special = new Float64Array(6);
-special[0] = STALE_NAN; special[1] = -0; special[2] = Infinity; special[3] = -Infinity; special[4] = 5e-324;
+special[0] = STALE_NAN;
+special[1] = -0;
+special[2] = Infinity;
+special[3] = -Infinity;
+special[4] = 5e-324;
 new DataView(special.buffer).setBigUint64(40, 0x7ff8000000000123n, true);
 function value(s, i) {
   if (s === 'a') return i * 0.25;
   if (s === 'b') return i >= 100 && i < 106 ? special[i - 100] : 40 + Math.sin(i / 7) * 3.123456789;
   return 1000 + i;
 }
-const db = await Tsdb.open({ dir: out, blockDurationMs: H, outOfOrderWindowMs: H,
-  retentionMs: { raw: 0, '10s': 0, '1m': 0, '1h': 0 }, fsync: false, blockCacheBytes: 1 << 20, logger: pino({ level: 'silent' }) });
+const db = await Tsdb.open({
+  dir: out,
+  blockDurationMs: H,
+  outOfOrderWindowMs: H,
+  retentionMs: { raw: 0, '10s': 0, '1m': 0, '1h': 0 },
+  fsync: false,
+  blockCacheBytes: 1 << 20,
+  logger: pino({ level: 'silent' }),
+});
 for (let k = 0; k < 9; k++) {
   const b = new SeriesBatchBuilder();
   b.addSeries({ __name__: 'fixture_a', k: '1' });
