@@ -8,30 +8,68 @@ import type { LabelSet } from '../model/labels.js';
 export const SEVERITIES = ['critical', 'warning', 'info'] as const;
 export type Severity = (typeof SEVERITIES)[number];
 
-const FNV64_OFFSET = 0xcbf29ce484222325n;
-const FNV64_PRIME = 0x100000001b3n;
-const MASK64 = 0xffffffffffffffffn;
-const SEPARATOR = 0xff;
+const TWO32 = 4294967296;
+
+/** FNV-1a 64 state as two unsigned 32-bit halves (no BigInt: alerts are identified at series creation). */
+let fnvHi = 0;
+let fnvLo = 0;
+
+function fnvByte(byte: number): void {
+  const lo = (fnvLo ^ byte) >>> 0;
+  // (hi·2^32 + lo) × (0x100·2^32 + 0x1b3) mod 2^64; every partial product is exact in a double (< 2^53).
+  const loProduct = lo * 0x1b3;
+  const newLo = loProduct >>> 0;
+  const carry = (loProduct - newLo) / TWO32;
+  fnvHi = (fnvHi * 0x1b3 + lo * 0x100 + carry) >>> 0;
+  fnvLo = newLo;
+}
+
+/** Feeds the UTF-8 bytes of `s`, then the 0xff separator. */
+function fnvString(s: string): void {
+  for (let i = 0; i < s.length; i++) {
+    let c = s.charCodeAt(i);
+    if (c < 0x80) {
+      fnvByte(c);
+      continue;
+    }
+    if (c < 0x800) {
+      fnvByte(0xc0 | (c >> 6));
+      fnvByte(0x80 | (c & 0x3f));
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+        fnvByte(0xf0 | (c >> 18));
+        fnvByte(0x80 | ((c >> 12) & 0x3f));
+        fnvByte(0x80 | ((c >> 6) & 0x3f));
+        fnvByte(0x80 | (c & 0x3f));
+        continue;
+      }
+    }
+    // A lone surrogate is encoded as U+FFFD, as Buffer.from(s, 'utf8') and TextEncoder do.
+    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
+    fnvByte(0xe0 | (c >> 12));
+    fnvByte(0x80 | ((c >> 6) & 0x3f));
+    fnvByte(0x80 | (c & 0x3f));
+  }
+  fnvByte(0xff);
+}
 
 /**
  * Prometheus's `model.LabelSet.Fingerprint`: FNV-1a 64 over `name 0xff value 0xff` for the labels sorted by
- * name, printed as 16 hex digits. Runs once per alert, never per sample.
+ * name, printed as 16 hex digits. Runs once per alert identity (when a detector or rule first raises it).
  */
 export function fingerprint(labels: LabelSet): string {
-  let h = FNV64_OFFSET;
-  const add = (s: string) => {
-    for (const byte of Buffer.from(s, 'utf8')) {
-      h ^= BigInt(byte);
-      h = (h * FNV64_PRIME) & MASK64;
-    }
-    h ^= BigInt(SEPARATOR);
-    h = (h * FNV64_PRIME) & MASK64;
-  };
+  fnvHi = 0xcbf29ce4;
+  fnvLo = 0x84222325;
   for (const name of Object.keys(labels).sort()) {
-    add(name);
-    add(labels[name]!);
+    fnvString(name);
+    fnvString(labels[name]!);
   }
-  return h.toString(16).padStart(16, '0');
+  return fnvHi.toString(16).padStart(8, '0') + fnvLo.toString(16).padStart(8, '0');
 }
 
 /** The dashboard link of an alert: the job page centred on the moment it started. */

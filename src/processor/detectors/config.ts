@@ -397,27 +397,51 @@ export class DetectorSettings {
     return new DetectorSettings(detectorsConfigSchema.parse({}));
   }
 
-  private matching(labels: LabelSet): CompiledOverride[] {
-    return this.overrides.filter((o) => o.match.every(([k, re]) => re.test(labels[k] ?? '')));
+  /** The indexes of the overrides matching `labels`, as a cache key ('' when none matches). */
+  private matching(labels: LabelSet): string {
+    let key = '';
+    for (let i = 0; i < this.overrides.length; i++) {
+      const o = this.overrides[i]!;
+      if (o.match.every(([k, re]) => re.test(labels[k] ?? ''))) key += `${i},`;
+    }
+    return key;
   }
 
+  /**
+   * Effective parameters are shared objects, one per detector and set of matching overrides: detectors keep
+   * them per series, so a fleet of series with the same settings holds one copy (never mutate them).
+   */
+  private readonly paramsCache = new Map<string, unknown>();
+
   params<N extends DetectorName>(name: N, labels: LabelSet): DetectorParams<N> {
+    const matched = this.matching(labels);
+    const cacheKey = `${name}\u0000${matched}`;
+    const cached = this.paramsCache.get(cacheKey);
+    if (cached !== undefined) return cached as DetectorParams<N>;
     let p = { ...DETECTOR_DEFAULTS[name], ...stripUndefined(this.config[name]) } as DetectorParams<N>;
-    for (const o of this.matching(labels)) {
-      const patch = o.patch[name];
+    for (const i of matched.split(',')) {
+      if (i === '') continue;
+      const patch = this.overrides[Number(i)]!.patch[name];
       if (patch) p = { ...p, ...stripUndefined(patch) } as DetectorParams<N>;
     }
     if (!this.enabled) p = { ...p, enabled: false };
+    this.paramsCache.set(cacheKey, p);
     return p;
   }
 
   threshold(rule: ThresholdRule, labels: LabelSet): ThresholdRule {
+    const matched = this.matching(labels);
+    const cacheKey = `threshold\u0000${this.thresholds.indexOf(rule)}\u0000${rule.alert}\u0000${matched}`;
+    const cached = this.paramsCache.get(cacheKey);
+    if (cached !== undefined) return cached as ThresholdRule;
     let r = rule;
-    for (const o of this.matching(labels)) {
-      const patch = o.patch.thresholds?.[rule.alert];
+    for (const i of matched.split(',')) {
+      if (i === '') continue;
+      const patch = this.overrides[Number(i)]!.patch.thresholds?.[rule.alert];
       if (patch) r = { ...r, ...stripUndefined(patch) };
     }
     if (!this.enabled) r = { ...r, enabled: false };
+    this.paramsCache.set(cacheKey, r);
     return r;
   }
 
@@ -457,8 +481,17 @@ function stripUndefined<T extends object>(o: T | undefined): Partial<T> {
   return out;
 }
 
-/** Whether `name` matches one of the anchored patterns of a detector's `metrics`. */
+const compiled = new Map<string, RegExp>();
+
+/** Whether `name` matches one of the anchored patterns of a detector's `metrics` (compiled once each). */
 export function matchesAny(name: string, patterns: readonly string[]): boolean {
-  for (const p of patterns) if (new RegExp(`^(?:${p})$`).test(name)) return true;
+  for (const p of patterns) {
+    let re = compiled.get(p);
+    if (!re) {
+      re = new RegExp(`^(?:${p})$`);
+      compiled.set(p, re);
+    }
+    if (re.test(name)) return true;
+  }
   return false;
 }
