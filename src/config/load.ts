@@ -1,7 +1,17 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import type { z } from 'zod';
 import { type Config, configSchema } from './schema.js';
+
+/**
+ * The YAML parser, loaded on first use: most processes (the node agent above all, which must stay under
+ * 60 MB) read no file and no TRAINWATCH_* variable, and the parser costs ~8 MB of resident memory.
+ */
+let yamlParse: ((text: string) => unknown) | undefined;
+function parseYaml(text: string): unknown {
+  yamlParse ??= (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse;
+  return yamlParse(text);
+}
 
 export class ConfigError extends Error {
   constructor(message: string) {
