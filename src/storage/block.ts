@@ -6,11 +6,12 @@
  *
  * ```
  * ┌──────────────────────────────────────────────────────────────────────────────────────────┐
- * │ "TWBK" │ version u8 = 1 │ 3 bytes reserved                                             │
+ * │ "TWBK" │ version u8 = 2 │ 3 bytes reserved                                             │
  * ├──────────────────────────────────────────────────────────────────────────────────────────┤
  * │ chunks: each series' chunks back to back, in series order (codec/chunk.ts format)         │
  * ├──────────────────────────────────────────────────────────────────────────────────────────┤
- * │ index:  symbols   count uvarint, strings (sorted)                                          │
+ * │ index (version 2: its uncompressed length uvarint, then the rest deflated (raw deflate)):    │
+ * │         symbols   count uvarint, strings (sorted)                                          │
  * │         series    count uvarint, per series: npairs, (name sym, value sym)*, nchunks,      │
  * │                   per chunk: column u8, minT svarint (delta to block minT), maxT - minT,   │
  * │                   offset uvarint (delta to the previous chunk's end), length uvarint        │
@@ -23,15 +24,18 @@
  * └──────────────────────────────────────────────────────────────────────────────────────────┘
  * ```
  * Series are sorted in Prometheus order (labels by name, pair by pair), so series ids and postings are in
- * the order a select must return.
+ * the order a select must return. Version 2 blocks hold version-2 chunks (their first timestamp is the
+ * chunk's minT in the index, see codec/chunk.ts); version-1 blocks (written before) are read as they are.
  */
 import { closeSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
-import { crc32 } from 'node:zlib';
+import { crc32, deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { LabelSet } from '../model/labels.js';
 import { ByteReader, ByteWriter } from '../protocol/bytes.js';
 import { EMPTY_POSTINGS, type Postings, type PostingsIndex } from './postings.js';
 
 export const BLOCK_MAGIC = 'TWBK';
+/** Block format written; blocks of version 1 (uncompressed index, chunks with their first timestamp) are read. */
+export const BLOCK_VERSION = 2;
 const FOOTER_BYTES = 40;
 
 export type TierName = 'raw' | '10s' | '1m' | '1h';
@@ -86,7 +90,7 @@ export class BlockWriter {
     this.fd = openSync(`${path}.tmp`, 'w');
     const header = new Uint8Array(8);
     header.set(Buffer.from(BLOCK_MAGIC), 0);
-    header[4] = 1;
+    header[4] = BLOCK_VERSION;
     writeSync(this.fd, header);
   }
 
@@ -191,7 +195,15 @@ export class BlockWriter {
         prev = id;
       }
     }
-    const index = w.view_();
+    // The index is mostly small integers and repeated label strings: deflate halves it or better, and it is
+    // inflated once per block load (then cached).
+    const plain = w.view_();
+    const lenPrefix = new ByteWriter(8);
+    lenPrefix.uvarint(plain.length);
+    const packed = deflateRawSync(plain, { level: 6 });
+    const index = new Uint8Array(lenPrefix.length + packed.length);
+    index.set(lenPrefix.view_(), 0);
+    index.set(packed, lenPrefix.length);
     const indexOffset = this.fileOffset;
     writeSync(this.fd, index);
     const full: BlockMeta = {
@@ -379,6 +391,8 @@ export class BlockReader {
   private cachedIndex: BlockIndex | undefined;
   readonly meta: BlockMeta;
   readonly fileBytes: number;
+  /** Format version (header byte 4): 1 or 2. */
+  readonly version: number;
   /** Called when the index is loaded or dropped (cache accounting). */
   onIndexLoad: ((reader: BlockReader) => void) | undefined;
 
@@ -387,6 +401,13 @@ export class BlockReader {
     try {
       this.fileBytes = statSync(path).size;
       if (this.fileBytes < FOOTER_BYTES + 8) throw new BlockCorruptError(`block ${path} is too short`);
+      const header = Buffer.alloc(8);
+      readSync(this.fd, header, 0, 8, 0);
+      this.version = header[4]!;
+      if (header.toString('latin1', 0, 4) !== BLOCK_MAGIC || this.version < 1 || this.version > BLOCK_VERSION)
+        throw new BlockCorruptError(
+          `block ${path}: not a block of a version this trainwatch reads (${this.version})`,
+        );
       const footer = Buffer.alloc(FOOTER_BYTES);
       readSync(this.fd, footer, 0, FOOTER_BYTES, this.fileBytes - FOOTER_BYTES);
       if (footer.toString('latin1', 32, 36) !== BLOCK_MAGIC)
@@ -417,7 +438,17 @@ export class BlockReader {
       readSync(this.fd, data, 0, this.indexLength, this.indexOffset);
       if (crc32(data) !== this.indexCrc)
         throw new BlockCorruptError(`block ${this.path}: index CRC mismatch`);
-      this.cachedIndex = new BlockIndex(data, this.meta.minT);
+      let plain: Uint8Array = data;
+      if (this.version >= 2) {
+        const r = new ByteReader(data);
+        const length = r.uvarint('index length');
+        plain = inflateRawSync(data.subarray(r.pos), { maxOutputLength: length });
+        if (plain.length !== length)
+          throw new BlockCorruptError(
+            `block ${this.path}: index inflates to ${plain.length} bytes, not ${length}`,
+          );
+      }
+      this.cachedIndex = new BlockIndex(plain, this.meta.minT);
       this.onIndexLoad?.(this);
     }
     return this.cachedIndex;

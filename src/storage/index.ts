@@ -1,4 +1,5 @@
 export type { BlockMeta, TierName } from './block.js';
+export { SampleBuffer } from './codec/chunk.js';
 export { type ExportResult, exportBlock, exportPolicy, exportRange } from './export.js';
 export { type ExportOptions, exportDataDir } from './export-cli.js';
 export { ROLLUP_FUNCS, ROLLUP_TIERS } from './rollup.js';
@@ -8,6 +9,7 @@ export type {
   AppendStats,
   BusPositions,
   Querier,
+  SampleArrays,
   SampleIterator,
   SelectedSeries,
   SelectHints,

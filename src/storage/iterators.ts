@@ -144,7 +144,11 @@ export class BlockIterator implements SampleIterator {
         );
       }
       const off = idx.chunkOffset[this.ci]! - this.dataOffset;
-      decodeChunk(this.data.subarray(off, off + idx.chunkLength[this.ci]!), this.buf);
+      decodeChunk(
+        this.data.subarray(off, off + idx.chunkLength[this.ci]!),
+        this.buf,
+        this.block.version >= 2 ? idx.chunkMinT[this.ci]! : undefined,
+      );
       this.i = 0;
       while (this.i < this.buf.n && this.buf.t[this.i]! < target) this.i++;
       if (this.i < this.buf.n) return true;

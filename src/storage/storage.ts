@@ -33,6 +33,25 @@ export interface SelectedSeries {
   readonly resolutionMs?: number;
   /** With `resolutionMs`: every aggregate of each window (exact averages need sum and count). */
   aggregates?(): AggregateIterator;
+  /**
+   * Optional bulk read: every sample `iterator()` yields, decoded into `out` (its arrays grown as needed, its
+   * contents replaced); returns the count. Much cheaper than iterating when a whole range is folded (a
+   * dashboard column grid, a range function over the selection). Values keep their exact bit patterns.
+   */
+  readSamples?(out: SampleArrays): number;
+}
+
+/**
+ * Growable sample arrays for {@link SelectedSeries.readSamples} (codec/chunk.ts `SampleBuffer` implements it):
+ * `t[0..n)` timestamps, `v[0..n)` values; `vb` views `v`'s raw bits. Reuse one across series.
+ */
+export interface SampleArrays {
+  t: Float64Array;
+  v: Float64Array;
+  vb: Uint32Array;
+  n: number;
+  /** Room for at least `n` samples, keeping the first `this.n`. */
+  ensure(n: number): void;
 }
 
 /**

@@ -33,6 +33,7 @@ import {
 } from '../model/labels.js';
 import { ByteWriter } from '../protocol/bytes.js';
 import { type BlockMeta, BlockReader, BlockWriter, type ChunkRef, type TierName } from './block.js';
+import { readSeriesInto } from './bulk-read.js';
 import { encodeChunk, SampleBuffer } from './codec/chunk.js';
 import { Head, type HeadAppendStats, type HeadChunk } from './head.js';
 import { encodeHeadRecord, HeadLog, type RecoveredHead, syncDir } from './head-log.js';
@@ -40,6 +41,8 @@ import { ArrayIterator, BlockIterator, EMPTY_ITERATOR, HeadIterator, MergeIterat
 import { intersect, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import {
   AGG_COLUMNS,
+  AGG_COUNT,
+  AGG_SUM,
   aggregateRaw,
   coarsen,
   ROLLUP_FUNCS,
@@ -798,7 +801,11 @@ export class Tsdb implements Storage {
     if (!tier) {
       for (const k of keys) {
         const s = sources.get(k)!;
-        out.push({ labels: s.labels, iterator: () => this.rawIterator(s, lo, hi) });
+        out.push({
+          labels: s.labels,
+          iterator: () => this.rawIterator(s, lo, hi),
+          readSamples: (into) => readSeriesInto(s.blocks, s.head, lo, hi, into),
+        });
       }
       return out;
     }
@@ -811,6 +818,16 @@ export class Tsdb implements Storage {
         resolutionMs: tier.resolutionMs,
         iterator: () => new RollupIterator(materialize(), column),
         aggregates: (): AggregateIterator => new RollupIterator(materialize(), column),
+        readSamples: (into) => {
+          const c = materialize();
+          into.n = 0;
+          into.ensure(c.n);
+          into.t.set(c.t.subarray(0, c.n));
+          if (column >= 0) into.v.set(c.cols[column]!.subarray(0, c.n));
+          else for (let i = 0; i < c.n; i++) into.v[i] = c.cols[AGG_SUM]![i]! / c.cols[AGG_COUNT]![i]!;
+          into.n = c.n;
+          return c.n;
+        },
       });
     }
     return out;

@@ -1,30 +1,39 @@
 /**
  * Block chunks: the compressed form of samples in blocks on disk. Each chunk picks its own timestamp codec
  * and value codec, whichever is smallest for its data (VictoriaMetrics picks a marshal type per block the
- * same way). Format (docs/storage.md "Block chunk"):
+ * same way). Format version 2 (docs/storage.md "Block chunk"); version-1 chunks (blocks written before) carry
+ * their first timestamp themselves and use a subset of the integer-stream forms, and decode through the
+ * same code:
  *
  * ```
  * ┌────────────────────────────┬────────────┬───────────────────┬───────────────┐
  * │ codecs u8 (ts << 4 | vals) │ n uvarint  │ timestamp section │ value section │
  * └────────────────────────────┴────────────┴───────────────────┴───────────────┘
- * timestamps  CONST_DELTA  t0 svarint, delta svarint            (every interval equal: 0 bits/sample)
- *             DOD_BITS     t0 svarint, d1 svarint, width u8, per sample '0' or '1' + width bits of zigzag(dod)
- *             DOD_VARINT   t0 svarint, d1 svarint, per sample svarint(dod)
- * values      CONST        8 bytes: every value has the same bit pattern
- *             DECIMAL      scale u8, then the integers m = v * 10^scale (exact, |m| < 2^50) as an integer
- *                          stream: m0 svarint, order u8 (1 = deltas, 2 = delta of deltas), form u8
- *                          (0 = svarints, 1 = width u8 + packed zigzag, 2 = width u8 + '0' | '1' + packed)
- *             XOR          Gorilla XOR stream of the values (first value raw)
- *             BITS         first value raw (8 bytes), then the integers m_i = bits(v_i) − bits(v_0) (the float64
- *                          bit patterns as 64-bit integers, |m| < 2^51) as an integer stream like DECIMAL's
- *                          (order u8, form u8, ...): noisy readings whose bits stay close beat XOR's control bits
+ * timestamps  (the first timestamp t0 is the chunk's minT in the block index; version 1: t0 svarint first)
+ *             CONST_DELTA  delta svarint (n > 1)                   every interval equal: 0 bits/sample
+ *             DOD_BITS     d1 svarint, width u8, per sample '0' or '1' + width bits of zigzag(dod)
+ *             DOD_VARINT   d1 svarint, per sample svarint(dod)
+ * values      CONST         8 bytes: every value has the same bit pattern
+ *             CONST_DECIMAL scale u8, m svarint: every value is m / 10^scale (integers: scale 0)
+ *             DECIMAL       scale u8, m0 svarint, integer stream of m_i = v_i * 10^scale (exact, |m| < 2^50)
+ *             XOR           Gorilla XOR stream of the values (first value raw)
+ *             BITS          first value raw (8 bytes), integer stream of m_i = bits(v_i) − bits(v_0): the float64
+ *                           bit patterns as 64-bit integers (|m| < 2^51) — noisy readings whose bits stay close
+ * integer stream of m_1..m_{n-1} (m_0 known):
+ *             order u8   0: x_i = m_i − centre (readings around a level)   1: x_i = m_i − m_{i−1}
+ *                        2: x_i = (m_i − m_{i−1}) − (m_{i−1} − m_{i−2})    (counters growing steadily)
+ *             form u8    0: svarint(x_i)                    1: width u8, packed zigzag(x_i)
+ *                        2: width u8, '0' (x = 0) | '1' + packed          3 (Rice): width u8, low u8, per value
+ *                           q = zigzag(x) >> low: q < 32: q '1's, '0', low bits; else 32 '1's, width bits
+ *             centre svarint (order 0 only, after the form's bytes)
  * ```
  * Bit streams start on a byte boundary and are padded to one. Decoding writes into caller-provided typed
- * arrays: no allocation per sample.
+ * arrays in tight loops (no allocation or call per sample; values as raw bits, so NaN payloads stay exact).
  */
 import { ByteReader, type ByteWriter } from '../../protocol/bytes.js';
-import { BitBuffer, readBits } from './bits.js';
-import { appendXorValue, xorLead, xorPos, xorTrail, xorWindowChanged } from './xor.js';
+import type { SampleArrays } from '../storage.js';
+import { BitBuffer } from './bits.js';
+import { appendXorValue, paddedCopy, peek32, xorLead, xorPos, xorTrail, xorWindowChanged } from './xor.js';
 
 /**
  * Timestamps (ms) the codecs accept: |t| <= 2^49 (beyond the year 17,000), so that deltas of deltas and their
@@ -33,13 +42,15 @@ import { appendXorValue, xorLead, xorPos, xorTrail, xorWindowChanged } from './x
 export const MAX_TIMESTAMP = 2 ** 49;
 
 export const TsCodec = { constDelta: 0, dodBits: 1, dodVarint: 2 } as const;
-export const ValueCodec = { const: 0, decimal: 1, xor: 2, bits: 3 } as const;
+export const ValueCodec = { const: 0, decimal: 1, xor: 2, bits: 3, constDecimal: 4 } as const;
 
 const TWO32 = 4294967296;
 /** Integers of the DECIMAL codec stay below this so that deltas of deltas and their zigzag stay exact. */
 const DECIMAL_LIMIT = 2 ** 50;
 const MAX_SCALE = 12;
 const POW10 = Array.from({ length: MAX_SCALE + 1 }, (_, i) => 10 ** i);
+/** Rice codes longer than this many '1's escape to the stream's full width. */
+const RICE_ESCAPE = 32;
 
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
@@ -70,7 +81,7 @@ function bitWidth(z: number): number {
 /** Writes the low `w` (0..53) bits of the non-negative integer `z`. */
 function writeWide(bb: BitBuffer, z: number, w: number): void {
   if (w <= 32) {
-    bb.write(z >>> 0, w);
+    bb.write(w === 32 ? z >>> 0 : z % 2 ** w, w);
     return;
   }
   const hi = Math.floor(z / TWO32);
@@ -78,21 +89,29 @@ function writeWide(bb: BitBuffer, z: number, w: number): void {
   bb.write(z >>> 0, 32);
 }
 
-function readWide(buf: Uint8Array, pos: number, w: number): number {
-  if (w <= 32) return readBits(buf, pos, w);
-  return readBits(buf, pos, w - 32) * TWO32 + readBits(buf, pos + w - 32, 32);
+/** Reads `w` (0..53) bits at `pos` of a padded buffer. */
+function peekWide(buf: Uint8Array, pos: number, w: number): number {
+  if (w === 0) return 0;
+  if (w <= 32) return w === 32 ? peek32(buf, pos) : peek32(buf, pos) >>> (32 - w);
+  return (peek32(buf, pos) >>> (64 - w)) * TWO32 + peek32(buf, pos + w - 32);
 }
 
 const scratchBits = new BitBuffer(1 << 12);
-const scratchInts = { buf: new Float64Array(1024) };
+const scratch = { m: new Float64Array(1024), x: new Float64Array(1024) };
 
 function ints(n: number): Float64Array {
-  if (scratchInts.buf.length < n) scratchInts.buf = new Float64Array(Math.max(n, scratchInts.buf.length * 2));
-  return scratchInts.buf;
+  if (scratch.m.length < n) scratch.m = new Float64Array(Math.max(n, scratch.m.length * 2));
+  return scratch.m;
+}
+
+function xs(n: number): Float64Array {
+  if (scratch.x.length < n) scratch.x = new Float64Array(Math.max(n, scratch.x.length * 2));
+  return scratch.x;
 }
 
 /**
- * Encodes samples `[from, to)` (timestamps strictly increasing) into `out`. Returns the codecs chosen, for
+ * Encodes samples `[from, to)` (timestamps strictly increasing) into `out` in format version 2: the first
+ * timestamp is not written (the block index holds it as the chunk's minT). Returns the codecs chosen, for
  * statistics.
  */
 export function encodeChunk(
@@ -119,7 +138,7 @@ export function encodeChunk(
 
 function chooseTsCodec(ts: ArrayLike<number>, from: number, to: number): number {
   const n = to - from;
-  if (n <= 2) return TsCodec.constDelta; // t0 and at most one delta: nothing more to encode
+  if (n <= 2) return TsCodec.constDelta; // at most one delta: nothing more to encode
   const d1 = ts[from + 1]! - ts[from]!;
   let constant = true;
   let maxZ = 0;
@@ -144,7 +163,6 @@ function chooseTsCodec(ts: ArrayLike<number>, from: number, to: number): number 
 
 function writeTimestamps(codec: number, ts: ArrayLike<number>, from: number, to: number, out: ByteWriter) {
   const n = to - from;
-  out.svarint(ts[from]!);
   if (n === 1) return;
   const d1 = ts[from + 1]! - ts[from]!;
   out.svarint(d1);
@@ -190,14 +208,27 @@ function writeTimestamps(codec: number, ts: ArrayLike<number>, from: number, to:
 interface ValueChoice {
   codec: number;
   scale: number;
-  /** For DECIMAL: 1 = deltas, 2 = delta of deltas; form 0 varint, 1 packed, 2 flagged packed. */
+  /** Integer stream: order 0 (around `centre`), 1 (deltas), 2 (delta of deltas). */
   order: number;
+  /** Integer stream: 0 varint, 1 packed, 2 flagged packed, 3 Rice. */
   form: number;
   width: number;
+  /** Rice: the low bits written as they are. */
+  low: number;
+  centre: number;
   bytes: number;
 }
 
-const choice: ValueChoice = { codec: 0, scale: 0, order: 1, form: 0, width: 0, bytes: 0 };
+const choice: ValueChoice = {
+  codec: 0,
+  scale: 0,
+  order: 1,
+  form: 0,
+  width: 0,
+  low: 0,
+  centre: 0,
+  bytes: 0,
+};
 
 function sameBits(a: number, b: number): boolean {
   if (a === b) return a !== 0 || 1 / a === 1 / b; // +0 and -0 differ
@@ -239,7 +270,19 @@ function chooseValueCodec(vs: Float64Array, from: number, to: number): ValueChoi
   }
   choice.codec = ValueCodec.const;
   choice.bytes = 8;
-  if (constant) return choice;
+  if (constant) {
+    const scale = decimalScale(vs, from, from + 1);
+    if (scale >= 0) {
+      const m = Math.round(v0 * POW10[scale]!);
+      if (1 + varintLen(zigzag(m)) < 8) {
+        choice.codec = ValueCodec.constDecimal;
+        choice.scale = scale;
+        choice.centre = m;
+        choice.bytes = 1 + varintLen(zigzag(m));
+      }
+    }
+    return choice;
+  }
 
   // XOR size: encode it (cheap, and exact).
   const xorBytes = encodeXorValues(vs, from, to);
@@ -279,9 +322,22 @@ function bitsDeltas(vs: Float64Array, from: number, to: number, m: Float64Array)
   return true;
 }
 
+/** x_1..x_{n-1} of an integer stream of `order` into `x` (x[0] unused); returns false if one is not exact. */
+function streamValues(m: Float64Array, n: number, order: number, centre: number, x: Float64Array): boolean {
+  let prevD = 0;
+  for (let i = 1; i < n; i++) {
+    const d = m[i]! - m[i - 1]!;
+    const v = order === 0 ? m[i]! - centre : order === 1 ? d : d - prevD;
+    prevD = d;
+    if (!Number.isSafeInteger(v) || Math.abs(v) >= 2 ** 52) return false;
+    x[i] = v;
+  }
+  return true;
+}
+
 /**
- * Sizes the integer stream of `m[0..n)` as deltas and deltas of deltas, each as varints, packed or flagged
- * packed; takes it into `choice` when smaller than what `choice` holds.
+ * Sizes the integer stream of `m[0..n)` in every order and form; takes it into `choice` when smaller than what
+ * `choice` holds.
  */
 function considerIntStream(
   m: Float64Array,
@@ -290,37 +346,53 @@ function considerIntStream(
   codec: number,
   scale: number,
 ): void {
-  for (let order = 1; order <= 2; order++) {
+  if (n < 2) return;
+  const x = xs(n);
+  let mean = 0;
+  for (let i = 1; i < n; i++) mean += m[i]!;
+  const centre = Math.round(mean / (n - 1));
+  for (let order = 0; order <= 2; order++) {
+    if (!streamValues(m, n, order, centre, x)) continue;
     let varBytes = 0;
     let maxZ = 0;
     let zeros = 0;
-    let prevD = 0;
+    let sumZ = 0;
     for (let i = 1; i < n; i++) {
-      const d = m[i]! - m[i - 1]!;
-      const x = order === 1 ? d : d - prevD;
-      prevD = d;
-      const z = zigzag(x);
+      const z = zigzag(x[i]!);
       varBytes += varintLen(z);
       if (z > maxZ) maxZ = z;
       if (z === 0) zeros++;
+      sumZ += z;
     }
     const w = bitWidth(maxZ);
-    const head = headBytes + 2;
-    const forms = [
-      varBytes,
-      w <= 53 ? 1 + Math.ceil(((n - 1) * w) / 8) : Number.POSITIVE_INFINITY,
-      w <= 53 ? 1 + Math.ceil((zeros + (n - 1 - zeros) * (1 + w)) / 8) : Number.POSITIVE_INFINITY,
-    ];
-    for (let form = 0; form < 3; form++) {
-      const bytes = head + forms[form]!;
-      if (bytes < choice.bytes) {
+    const head = headBytes + 2 + (order === 0 ? varintLen(zigzag(centre)) : 0);
+    const take = (form: number, bytes: number, low: number) => {
+      if (head + bytes < choice.bytes) {
         choice.codec = codec;
         choice.scale = scale;
         choice.order = order;
         choice.form = form;
         choice.width = w;
-        choice.bytes = bytes;
+        choice.low = low;
+        choice.centre = centre;
+        choice.bytes = head + bytes;
       }
+    };
+    take(0, varBytes, 0);
+    if (w > 53) continue;
+    take(1, 1 + Math.ceil(((n - 1) * w) / 8), 0);
+    take(2, 1 + Math.ceil((zeros + (n - 1 - zeros) * (1 + w)) / 8), 0);
+    // Rice: the best low-bit count is near log2 of the mean times ln 2 (for geometric-like magnitudes).
+    const meanZ = sumZ / (n - 1);
+    const guess = meanZ > 1 ? Math.floor(Math.log2(meanZ * Math.LN2)) : 0;
+    for (let low = Math.max(0, guess - 1); low <= Math.min(w, guess + 1); low++) {
+      const p = 2 ** low;
+      let bits = 0;
+      for (let i = 1; i < n; i++) {
+        const q = Math.floor(zigzag(x[i]!) / p);
+        bits += q < RICE_ESCAPE ? q + 1 + low : RICE_ESCAPE + w;
+      }
+      take(3, 2 + Math.ceil(bits / 8), low);
     }
   }
 }
@@ -359,6 +431,11 @@ function writeValues(c: ValueChoice, vs: Float64Array, from: number, to: number,
     out.f64le(vs[from]!);
     return;
   }
+  if (c.codec === ValueCodec.constDecimal) {
+    out.u8(c.scale);
+    out.svarint(c.centre);
+    return;
+  }
   if (c.codec === ValueCodec.xor) {
     encodeXorValues(vs, from, to);
     out.bytes(scratchBits.bytes());
@@ -377,25 +454,42 @@ function writeValues(c: ValueChoice, vs: Float64Array, from: number, to: number,
   writeIntStream(c, m, n, out);
 }
 
-/** The deltas (order 1) or deltas of deltas (order 2) of m[0..n) in the chosen form. */
+/** The stream of m_1..m_{n-1} in the chosen order and form. */
 function writeIntStream(c: ValueChoice, m: Float64Array, n: number, out: ByteWriter): void {
   out.u8(c.order);
   out.u8(c.form);
   if (c.form !== 0) out.u8(c.width);
+  if (c.form === 3) out.u8(c.low);
+  if (c.order === 0) out.svarint(c.centre);
+  const x = xs(n);
+  streamValues(m, n, c.order, c.centre, x);
   const bb = scratchBits;
   bb.reset();
-  let prevD = 0;
+  const p = 2 ** c.low;
   for (let i = 1; i < n; i++) {
-    const d = m[i]! - m[i - 1]!;
-    const x = c.order === 1 ? d : d - prevD;
-    prevD = d;
-    const z = zigzag(x);
+    const z = zigzag(x[i]!);
     if (c.form === 0) out.uvarint(z);
     else if (c.form === 1) writeWide(bb, z, c.width);
-    else if (z === 0) bb.write(0, 1);
-    else {
-      bb.write(1, 1);
-      writeWide(bb, z, c.width);
+    else if (c.form === 2) {
+      if (z === 0) bb.write(0, 1);
+      else {
+        bb.write(1, 1);
+        writeWide(bb, z, c.width);
+      }
+    } else {
+      const q = Math.floor(z / p);
+      if (q < RICE_ESCAPE) {
+        // q ones and a zero (q < 32: at most 32 bits at once), then the low bits.
+        if (q === 0) bb.write(0, 1);
+        else {
+          bb.write(0xffffffff >>> (32 - q), q);
+          bb.write(0, 1);
+        }
+        writeWide(bb, z - q * p, c.low);
+      } else {
+        bb.write(0xffffffff, RICE_ESCAPE);
+        writeWide(bb, z, c.width);
+      }
     }
   }
   if (c.form !== 0) out.bytes(bb.bytes());
@@ -404,17 +498,23 @@ function writeIntStream(c: ValueChoice, m: Float64Array, n: number, out: ByteWri
 // ---------------------------------------------------------------------------------------------------------
 // Decoding
 
-/** Grows a pair of sample arrays to hold at least `n` samples. */
-export class SampleBuffer {
+/**
+ * Growable sample arrays: timestamps and values, with `vb` viewing the values' raw bits (low word first), so
+ * that decoders write bit patterns without going through a JS number (NaN payloads stay exact).
+ */
+export class SampleBuffer implements SampleArrays {
   t: Float64Array;
   v: Float64Array;
+  vb: Uint32Array;
   n = 0;
 
   constructor(capacity = 256) {
     this.t = new Float64Array(capacity);
     this.v = new Float64Array(capacity);
+    this.vb = new Uint32Array(this.v.buffer);
   }
 
+  /** Room for at least `n` samples; keeps the first `this.n`. */
   ensure(n: number): void {
     if (n <= this.t.length) return;
     let cap = this.t.length * 2;
@@ -425,6 +525,7 @@ export class SampleBuffer {
     v.set(this.v.subarray(0, this.n));
     this.t = t;
     this.v = v;
+    this.vb = new Uint32Array(v.buffer);
   }
 }
 
@@ -433,70 +534,95 @@ export function chunkSampleCount(bytes: Uint8Array): number {
   return new ByteReader(bytes, 1).uvarint('chunk sample count');
 }
 
-/** Decodes a chunk into `out` (replacing its contents); returns the sample count. */
-export function decodeChunk(bytes: Uint8Array, out: SampleBuffer): number {
+/**
+ * Decodes a chunk into `out`: replacing its contents, or after them with `append`. `t0` is the chunk's first
+ * timestamp (its minT in the block index) for version-2 chunks; undefined for version-1 chunks, which carry
+ * it. Returns the sample count.
+ */
+export function decodeChunk(bytes: Uint8Array, out: SampleArrays, t0?: number, append = false): number {
   const r = new ByteReader(bytes);
   const codecs = r.u8('chunk codecs');
   const tsCodec = codecs >>> 4;
   const vCodec = codecs & 15;
   const n = r.uvarint('chunk sample count');
-  out.n = 0;
-  out.ensure(n);
+  const at = append ? out.n : 0;
+  out.n = at;
+  out.ensure(at + n);
   const T = out.t;
-  const V = out.v;
   // Timestamps.
-  let t = r.svarint('t0');
-  T[0] = t;
+  let t = t0 ?? r.svarint('t0');
+  T[at] = t;
   if (n > 1) {
     let d = r.svarint('first delta');
     t += d;
-    T[1] = t;
+    T[at + 1] = t;
     if (tsCodec === TsCodec.constDelta) {
       for (let i = 2; i < n; i++) {
         t += d;
-        T[i] = t;
+        T[at + i] = t;
       }
     } else if (tsCodec === TsCodec.dodVarint) {
       for (let i = 2; i < n; i++) {
         d += r.svarint('dod');
         t += d;
-        T[i] = t;
+        T[at + i] = t;
       }
     } else if (tsCodec === TsCodec.dodBits) {
       const w = r.u8('dod width');
-      const buf = r.buf;
+      const buf = paddedCopy(bytes);
       let pos = r.pos * 8;
       for (let i = 2; i < n; i++) {
-        if (readBits(buf, pos, 1) === 1) {
-          d += unzigzag(readWide(buf, pos + 1, w));
+        if (peek32(buf, pos) >= 0x80000000) {
+          d += unzigzag(peekWide(buf, pos + 1, w));
           pos += 1 + w;
         } else pos += 1;
         t += d;
-        T[i] = t;
+        T[at + i] = t;
       }
       r.pos = (pos + 7) >>> 3;
     } else throw new Error(`unknown timestamp codec ${tsCodec}`);
   }
   // Values.
+  const V = out.v;
+  const VB = out.vb;
   if (vCodec === ValueCodec.const) {
-    const v = r.f64le('constant value');
-    for (let i = 0; i < n; i++) V[i] = v;
+    r.need(8, 'constant value');
+    const lo =
+      (bytes[r.pos]! | (bytes[r.pos + 1]! << 8) | (bytes[r.pos + 2]! << 16) | (bytes[r.pos + 3]! << 24)) >>>
+      0;
+    const hi =
+      (bytes[r.pos + 4]! |
+        (bytes[r.pos + 5]! << 8) |
+        (bytes[r.pos + 6]! << 16) |
+        (bytes[r.pos + 7]! << 24)) >>>
+      0;
+    for (let i = at; i < at + n; i++) {
+      VB[i * 2] = lo;
+      VB[i * 2 + 1] = hi;
+    }
+  } else if (vCodec === ValueCodec.constDecimal) {
+    const scale = r.u8('decimal scale');
+    const v = r.svarint('constant') / POW10[scale]!;
+    for (let i = at; i < at + n; i++) V[i] = v;
   } else if (vCodec === ValueCodec.xor) {
-    decodeXorValues(r.buf, r.pos, n, V);
+    decodeXorValues(bytes, r.pos, n, VB, at);
   } else if (vCodec === ValueCodec.decimal) {
     const scale = r.u8('decimal scale');
     const p = POW10[scale]!;
     const m0 = r.svarint('m0');
     const m = ints(n);
-    readIntStream(r, n, m0, m);
-    for (let i = 0; i < n; i++) V[i] = m[i]! / p;
+    readIntStream(r, bytes, n, m0, m);
+    for (let i = 0; i < n; i++) V[at + i] = m[i]! / p;
   } else if (vCodec === ValueCodec.bits) {
-    f64[0] = r.f64le('first value');
-    const hi0 = u32[1]!;
-    const lo0 = u32[0]!;
-    V[0] = f64[0]!;
+    r.need(8, 'first value');
+    const p = r.pos;
+    const lo0 = (bytes[p]! | (bytes[p + 1]! << 8) | (bytes[p + 2]! << 16) | (bytes[p + 3]! << 24)) >>> 0;
+    const hi0 = (bytes[p + 4]! | (bytes[p + 5]! << 8) | (bytes[p + 6]! << 16) | (bytes[p + 7]! << 24)) >>> 0;
+    r.pos += 8;
+    VB[at * 2] = lo0;
+    VB[at * 2 + 1] = hi0;
     const m = ints(n);
-    readIntStream(r, n, 0, m);
+    readIntStream(r, bytes, n, 0, m);
     for (let i = 1; i < n; i++) {
       const d = m[i]!;
       const dhi = Math.floor(d / TWO32);
@@ -506,71 +632,93 @@ export function decodeChunk(bytes: Uint8Array, out: SampleBuffer): number {
         lo -= TWO32;
         hi++;
       }
-      u32[1] = hi >>> 0;
-      u32[0] = lo;
-      V[i] = f64[0]!;
+      VB[(at + i) * 2] = lo;
+      VB[(at + i) * 2 + 1] = hi >>> 0;
     }
   } else throw new Error(`unknown value codec ${vCodec}`);
-  out.n = n;
+  out.n = at + n;
   return n;
 }
 
 /** Reads an integer stream (see writeIntStream) into m[0..n), with m[0] = m0. */
-function readIntStream(r: ByteReader, n: number, m0: number, m: Float64Array): void {
+function readIntStream(r: ByteReader, bytes: Uint8Array, n: number, m0: number, m: Float64Array): void {
   const order = r.u8('stream order');
   const form = r.u8('stream form');
+  const w = form === 0 ? 0 : r.u8('stream width');
+  const low = form === 3 ? r.u8('stream low bits') : 0;
+  const centre = order === 0 ? r.svarint('stream centre') : 0;
+  if (order > 2 || form > 3 || w > 53 || low > w)
+    throw new Error(`bad integer stream ${order}/${form}/${w}/${low}`);
   let v = m0;
   m[0] = v;
   let d = 0;
   if (form === 0) {
     for (let i = 1; i < n; i++) {
       const x = unzigzag(r.uvarint('stream value'));
-      if (order === 1) d = x;
-      else d += x;
-      v += d;
+      if (order === 0) v = centre + x;
+      else {
+        d = order === 1 ? x : d + x;
+        v += d;
+      }
       m[i] = v;
     }
     return;
   }
-  const w = r.u8('stream width');
-  const buf = r.buf;
+  const buf = paddedCopy(bytes);
   let pos = r.pos * 8;
+  const p = 2 ** low;
   for (let i = 1; i < n; i++) {
-    let z = 0;
+    let z: number;
     if (form === 1) {
-      z = readWide(buf, pos, w);
+      z = peekWide(buf, pos, w);
       pos += w;
-    } else if (readBits(buf, pos, 1) === 1) {
-      z = readWide(buf, pos + 1, w);
-      pos += 1 + w;
-    } else pos += 1;
-    const x = unzigzag(z);
-    if (order === 1) d = x;
-    else d += x;
-    v += d;
+    } else if (form === 2) {
+      if (peek32(buf, pos) >= 0x80000000) {
+        z = peekWide(buf, pos + 1, w);
+        pos += 1 + w;
+      } else {
+        z = 0;
+        pos += 1;
+      }
+    } else {
+      const q = Math.clz32(~peek32(buf, pos));
+      if (q < RICE_ESCAPE) {
+        pos += q + 1;
+        z = q * p + peekWide(buf, pos, low);
+        pos += low;
+      } else {
+        z = peekWide(buf, pos + RICE_ESCAPE, w);
+        pos += RICE_ESCAPE + w;
+      }
+    }
+    const x = z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+    if (order === 0) v = centre + x;
+    else {
+      d = order === 1 ? x : d + x;
+      v += d;
+    }
     m[i] = v;
   }
   r.pos = (pos + 7) >>> 3;
 }
 
-/** Decodes a XOR value stream (no timestamps) starting at byte `start`. */
-function decodeXorValues(buf: Uint8Array, start: number, n: number, V: Float64Array): void {
-  // The value-only stream has the same value encoding as the Gorilla chunk; decode it with a small
-  // dedicated loop rather than XorReader, which expects timestamps in between.
+/** Decodes a XOR value stream (no timestamps) starting at byte `start`, as raw bits into VB from `at`. */
+function decodeXorValues(bytes: Uint8Array, start: number, n: number, VB: Uint32Array, at: number): void {
+  const buf = paddedCopy(bytes);
   let pos = start * 8;
-  let hi = readBits(buf, pos, 32);
-  let lo = readBits(buf, pos + 32, 32);
+  let hi = peek32(buf, pos);
+  let lo = peek32(buf, pos + 32);
   pos += 64;
-  u32[1] = hi;
-  u32[0] = lo;
-  V[0] = f64[0]!;
+  VB[at * 2] = lo;
+  VB[at * 2 + 1] = hi;
   let lead = 0;
   let trail = 0;
   for (let i = 1; i < n; i++) {
-    if (readBits(buf, pos, 1) === 1) {
-      if (readBits(buf, pos + 1, 1) === 1) {
-        lead = readBits(buf, pos + 2, 5);
-        let sig = readBits(buf, pos + 7, 6);
+    const w = peek32(buf, pos);
+    if (w >= 0x80000000) {
+      if (w >= 0xc0000000) {
+        lead = (w >>> 25) & 31;
+        let sig = (w >>> 19) & 63;
         if (sig === 0) sig = 64;
         trail = 64 - lead - sig;
         pos += 13;
@@ -579,8 +727,8 @@ function decodeXorValues(buf: Uint8Array, start: number, n: number, V: Float64Ar
       let xhi: number;
       let xlo: number;
       if (sig > 32) {
-        const top = readBits(buf, pos, sig - 32);
-        const low = readBits(buf, pos + sig - 32, 32);
+        const top = peek32(buf, pos) >>> (64 - sig);
+        const low = peek32(buf, pos + sig - 32);
         if (trail === 0) {
           xhi = top;
           xlo = low;
@@ -589,9 +737,9 @@ function decodeXorValues(buf: Uint8Array, start: number, n: number, V: Float64Ar
           xlo = (low << trail) >>> 0;
         }
       } else {
-        const bits = readBits(buf, pos, sig);
+        const bits = sig === 32 ? peek32(buf, pos) : peek32(buf, pos) >>> (32 - sig);
         if (trail >= 32) {
-          xhi = (bits << (trail - 32)) >>> 0;
+          xhi = trail === 32 ? bits : (bits << (trail - 32)) >>> 0;
           xlo = 0;
         } else if (trail === 0) {
           xhi = 0;
@@ -604,9 +752,8 @@ function decodeXorValues(buf: Uint8Array, start: number, n: number, V: Float64Ar
       pos += sig;
       hi = (hi ^ xhi) >>> 0;
       lo = (lo ^ xlo) >>> 0;
-      u32[1] = hi;
-      u32[0] = lo;
     } else pos += 1;
-    V[i] = f64[0]!;
+    VB[(at + i) * 2] = lo;
+    VB[(at + i) * 2 + 1] = hi;
   }
 }

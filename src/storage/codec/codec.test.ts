@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { STALE_NAN } from '../../model/batch.js';
 import { ByteWriter } from '../../protocol/bytes.js';
 import { decodeChunk, encodeChunk, MAX_TIMESTAMP, SampleBuffer, TsCodec, ValueCodec } from './chunk.js';
-import { encodeXor, XorReader } from './xor.js';
+import { decodeXorInto, encodeXor, XorReader } from './xor.js';
 
 const bitsOf = (v: number): string => {
   const b = new DataView(new ArrayBuffer(8));
@@ -91,6 +91,26 @@ describe('Gorilla XOR chunk', () => {
   });
 });
 
+describe('Gorilla bulk decoder', () => {
+  it('decodes whole chunks exactly as the sample reader does', () => {
+    const t = new Float64Array(400);
+    const vb = new Uint32Array(800);
+    const v = new Float64Array(vb.buffer);
+    fc.assert(
+      fc.property(samples, fc.integer({ min: 0, max: 50 }), ({ ts, vs }, at) => {
+        const values = Float64Array.from(vs);
+        const bytes = encodeXor(ts, values, 0, ts.length);
+        decodeXorInto(bytes, ts.length, t, vb, at);
+        for (let i = 0; i < ts.length; i++) {
+          expect(t[at + i]).toBe(ts[i]);
+          expect(bitsOf(v[at + i]!)).toBe(bitsOf(values[i]!));
+        }
+      }),
+      { numRuns: 400 },
+    );
+  });
+});
+
 describe('block chunk (per-chunk codec choice)', () => {
   const buf = new SampleBuffer(4);
   it('round-trips any samples bit-exactly', () => {
@@ -100,7 +120,7 @@ describe('block chunk (per-chunk codec choice)', () => {
         const values = Float64Array.from(vs);
         out.reset();
         encodeChunk(ts, values, 0, ts.length, out);
-        const n = decodeChunk(out.toBytes(), buf);
+        const n = decodeChunk(out.toBytes(), buf, ts[0]);
         expect(n).toBe(ts.length);
         for (let i = 0; i < n; i++) {
           expect(buf.t[i]).toBe(ts[i]);
@@ -116,7 +136,7 @@ describe('block chunk (per-chunk codec choice)', () => {
     const vs = Float64Array.from({ length: 50 }, (_, i) => i * 0.25);
     const out = new ByteWriter();
     encodeChunk(ts, vs, 10, 30, out);
-    expect(decodeChunk(out.toBytes(), buf)).toBe(20);
+    expect(decodeChunk(out.toBytes(), buf, ts[10])).toBe(20);
     expect(Array.from(buf.t.subarray(0, 20))).toEqual(Array.from(ts.subarray(10, 30)));
     expect(Array.from(buf.v.subarray(0, 20))).toEqual(Array.from(vs.subarray(10, 30)));
   });
@@ -130,8 +150,8 @@ describe('block chunk (per-chunk codec choice)', () => {
       return { ts: c >>> 4, v: c & 15, bytes: out.length };
     };
     const constant = codecsOf(new Float64Array(n).fill(80 * 2 ** 30));
-    expect(constant).toMatchObject({ ts: TsCodec.constDelta, v: ValueCodec.const });
-    expect(constant.bytes).toBeLessThan(24);
+    expect(constant).toMatchObject({ ts: TsCodec.constDelta, v: ValueCodec.constDecimal });
+    expect(constant.bytes).toBeLessThan(16);
     // A counter growing by a fixed amount: delta of deltas are all zero.
     const counter = codecsOf(Float64Array.from({ length: n }, (_, i) => 2.4e9 * i));
     expect(counter.v).toBe(ValueCodec.decimal);
@@ -156,5 +176,42 @@ describe('block chunk (per-chunk codec choice)', () => {
     const jittered = new ByteWriter();
     const jts = Float64Array.from({ length: n }, (_, i) => 1_700_000_000_000 + 1000 * i + (i % 3));
     expect(encodeChunk(jts, new Float64Array(n), 0, n, jittered) >>> 4).not.toBe(TsCodec.constDelta);
+  });
+
+  it('codes readings around a level as offsets from their centre, Rice-coded, within a bit of their entropy', () => {
+    // Gaussian noise of σ = 2^20 units of the last place around a level: entropy ≈ 20 + 2.05 bits.
+    let seed = 11;
+    const gauss = () => {
+      seed = (seed * 16807) % 2147483647;
+      const u = seed / 2147483647;
+      seed = (seed * 16807) % 2147483647;
+      return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * (seed / 2147483647));
+    };
+    const n = 1024;
+    const ts = Float64Array.from({ length: n }, (_, i) => 1_700_000_000_000 + 1000 * i);
+    const vs = Float64Array.from({ length: n }, () => Math.round(5e9 + 2 ** 20 * gauss()));
+    const out = new ByteWriter();
+    const codecs = encodeChunk(ts, vs, 0, n, out);
+    expect(codecs & 15).toBe(ValueCodec.decimal);
+    // After codecs, n, delta, scale and m0: order 0 (around the centre) and form 3 (Rice).
+    const bytes = out.toBytes();
+    const header = 1 + 2 + 2 + 1 + 5;
+    expect([bytes[header], bytes[header + 1]]).toEqual([0, 3]);
+    expect((out.length * 8) / n).toBeLessThan(20 + 2.05 + 1);
+    const buf2 = new SampleBuffer(4);
+    decodeChunk(bytes, buf2, ts[0]);
+    expect(Array.from(buf2.v.subarray(0, n))).toEqual(Array.from(vs));
+  });
+
+  it('escapes outliers of a Rice-coded stream to the full width', () => {
+    const n = 300;
+    const ts = Float64Array.from({ length: n }, (_, i) => 1000 * i);
+    // Small steps with a few enormous jumps: q of the jumps is far beyond 32.
+    const vs = Float64Array.from({ length: n }, (_, i) => (i % 97 === 50 ? 2 ** 45 : 0) + ((i * 7919) % 13));
+    const out = new ByteWriter();
+    encodeChunk(ts, vs, 0, n, out);
+    const buf2 = new SampleBuffer(4);
+    expect(decodeChunk(out.toBytes(), buf2, 0)).toBe(n);
+    expect(Array.from(buf2.v.subarray(0, n))).toEqual(Array.from(vs));
   });
 });

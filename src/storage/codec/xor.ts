@@ -288,3 +288,123 @@ export function encodeXor(
   for (let i = from; i < to; i++) app.append(ts[i]!, vs[i]!);
   return buf.slice(0, (app.pos + 7) >>> 3);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Bulk decoding
+
+/**
+ * Scratch for bulk decoders: the stream copied behind 16 zero bytes of padding, so that reading 32 bits at
+ * any position up to the end never leaves the array (no bounds checks in the loops, no out-of-bounds reads).
+ */
+let padded = new Uint8Array(4096 + 16);
+
+/** `bytes` copied into a zero-padded scratch array (valid until the next call). */
+export function paddedCopy(bytes: Uint8Array): Uint8Array {
+  if (padded.length < bytes.length + 16) padded = new Uint8Array(bytes.length * 2 + 16);
+  padded.set(bytes);
+  padded.fill(0, bytes.length, bytes.length + 16);
+  return padded;
+}
+
+/** The 32 bits at bit position `pos` of a padded buffer, as an unsigned number. */
+export function peek32(buf: Uint8Array, pos: number): number {
+  const i = pos >>> 3;
+  const s = pos & 7;
+  const w = ((buf[i]! << 24) | (buf[i + 1]! << 16) | (buf[i + 2]! << 8) | buf[i + 3]!) >>> 0;
+  return s === 0 ? w : ((w << s) | (buf[i + 4]! >>> (8 - s))) >>> 0;
+}
+
+/**
+ * Decodes a whole Gorilla stream of `count` samples into `T` and (as raw bits, low word first) `VB` from
+ * index `at`: one tight loop, no call per sample but the inlined 32-bit peeks. The arrays must have room.
+ * Returns the bit position after the last sample.
+ */
+export function decodeXorInto(
+  bytes: Uint8Array,
+  count: number,
+  T: Float64Array,
+  VB: Uint32Array,
+  at: number,
+): number {
+  if (count === 0) return 0;
+  const buf = paddedCopy(bytes);
+  let t = (peek32(buf, 0) | 0) * TWO32 + peek32(buf, 32);
+  let vhi = peek32(buf, 64);
+  let vlo = peek32(buf, 96);
+  let pos = 128;
+  T[at] = t;
+  VB[at * 2] = vlo;
+  VB[at * 2 + 1] = vhi;
+  let delta = 0;
+  let lead = 0;
+  let trail = 0;
+  for (let i = 1; i < count; i++) {
+    let w = peek32(buf, pos);
+    if (w < 0x80000000) pos += 1;
+    else {
+      let dod: number;
+      if (w < 0xc0000000) {
+        dod = (w >>> 16) & 0x3fff;
+        if (dod >= 0x2000) dod -= 0x4000;
+        pos += 16;
+      } else if (w < 0xe0000000) {
+        dod = (w >>> 12) & 0x1ffff;
+        if (dod >= 0x10000) dod -= 0x20000;
+        pos += 20;
+      } else if (w < 0xf0000000) {
+        dod = (w >>> 8) & 0xfffff;
+        if (dod >= 0x80000) dod -= 0x100000;
+        pos += 24;
+      } else {
+        dod = (peek32(buf, pos + 4) | 0) * TWO32 + peek32(buf, pos + 36);
+        pos += 68;
+      }
+      delta += dod;
+    }
+    t += delta;
+    T[at + i] = t;
+    w = peek32(buf, pos);
+    if (w >= 0x80000000) {
+      if (w >= 0xc0000000) {
+        lead = (w >>> 25) & 31;
+        let sig = (w >>> 19) & 63;
+        if (sig === 0) sig = 64;
+        trail = 64 - lead - sig;
+        pos += 13;
+      } else pos += 2;
+      const sig = 64 - lead - trail;
+      let xhi: number;
+      let xlo: number;
+      if (sig > 32) {
+        // (top:low) << trail: top has sig - 32 bits.
+        const top = peek32(buf, pos) >>> (64 - sig);
+        const low = peek32(buf, pos + sig - 32);
+        if (trail === 0) {
+          xhi = top;
+          xlo = low;
+        } else {
+          xhi = ((top << trail) | (low >>> (32 - trail))) >>> 0;
+          xlo = (low << trail) >>> 0;
+        }
+      } else {
+        const bits = sig === 32 ? peek32(buf, pos) : peek32(buf, pos) >>> (32 - sig);
+        if (trail >= 32) {
+          xhi = trail === 32 ? bits : (bits << (trail - 32)) >>> 0;
+          xlo = 0;
+        } else if (trail === 0) {
+          xhi = 0;
+          xlo = bits;
+        } else {
+          xhi = sig + trail > 32 ? bits >>> (32 - trail) : 0;
+          xlo = (bits << trail) >>> 0;
+        }
+      }
+      pos += sig;
+      vhi = (vhi ^ xhi) >>> 0;
+      vlo = (vlo ^ xlo) >>> 0;
+    } else pos += 1;
+    VB[(at + i) * 2] = vlo;
+    VB[(at + i) * 2 + 1] = vhi;
+  }
+  return pos;
+}

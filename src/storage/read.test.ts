@@ -1,0 +1,178 @@
+/**
+ * Reading: bulk reads (`readSamples`) give exactly what the sample iterators give — over the head, blocks,
+ * out-of-order buffers, overlapping blocks and any sub-range — and blocks of format version 1 (written before
+ * version 2) read back every sample.
+ */
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { SeriesBatchBuilder, STALE_NAN } from '../model/batch.js';
+import { LabelMatcher } from '../model/labels.js';
+import { SampleBuffer } from './codec/chunk.js';
+import type { SelectedSeries, SelectHints } from './storage.js';
+import { Tsdb, type TsdbOptions } from './tsdb.js';
+
+const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'tw-read-'));
+const all = [new LabelMatcher('=~', '__name__', '.+')];
+
+function open(dir: string, over: Partial<TsdbOptions> = {}) {
+  return Tsdb.open({
+    dir,
+    blockDurationMs: 60_000,
+    outOfOrderWindowMs: 3_600_000,
+    retentionMs: { raw: 0, '10s': 0, '1m': 0, '1h': 0 },
+    fsync: false,
+    blockCacheBytes: 1 << 20,
+    logger: pino({ level: 'silent' }),
+    ...over,
+  });
+}
+
+const bits = new BigUint64Array(1);
+const f64 = new Float64Array(bits.buffer);
+const bitsOf = (v: number) => {
+  f64[0] = v;
+  return bits[0]!;
+};
+
+/** The samples of a series through its iterator, as [t, value bits] pairs. */
+function iterated(s: SelectedSeries): [number, bigint][] {
+  const out: [number, bigint][] = [];
+  const it = s.iterator();
+  while (it.next()) out.push([it.t, bitsOf(it.v)]);
+  return out;
+}
+
+/** The samples of a series through a bulk read. */
+function bulk(s: SelectedSeries, buf: SampleBuffer): [number, bigint][] {
+  const n = s.readSamples!(buf);
+  expect(n).toBe(buf.n);
+  const vb = new BigUint64Array(buf.v.buffer, 0, n);
+  return Array.from({ length: n }, (_, i) => [buf.t[i]!, vb[i]!] as [number, bigint]);
+}
+
+describe('bulk reads', () => {
+  it('give exactly what the iterators give, over head, blocks, late data and sub-ranges', async () => {
+    const buf = new SampleBuffer(8);
+    for (let seed = 1; seed <= 4; seed++) {
+      let rng = seed * 104729;
+      const random = () => {
+        rng = (rng * 1103515245 + 12345) % 2147483648;
+        return rng / 2147483648;
+      };
+      const db = await open(tmp());
+      const next = [0, 0, 0].map(() => 1_000_000_000_000);
+      const special = new Float64Array([STALE_NAN, -0, Number.NaN, Number.POSITIVE_INFINITY, 5e-324]);
+      for (let step = 0; step < 120; step++) {
+        const b = new SeriesBatchBuilder();
+        for (let s = 0; s < next.length; s++) {
+          b.addSeries({ __name__: `m${s}` });
+          const k = 1 + Math.floor(random() * 30);
+          for (let j = 0; j < k; j++) {
+            next[s]! += 1000;
+            const r = random();
+            b.add(
+              next[s]!,
+              r < 0.05 ? special[Math.floor(r * 100)]! : s === 1 ? Math.floor(r * 50) : r * 1e3,
+            );
+          }
+          // Late samples (some into ranges already cut into blocks) and rewrites of stored timestamps.
+          if (random() < 0.3) b.add(next[s]! - Math.floor(random() * 200_000) - 1, random());
+          if (random() < 0.1) b.add(next[s]! - 1000 * Math.floor(random() * 20), random());
+        }
+        db.appender.append('t', b.build());
+        if (step % 7 === 6) await db.checkpoint(new Map([[0, step]]));
+      }
+      expect(db.listBlocks().filter((b) => b.tier === 'raw').length).toBeGreaterThan(0);
+      const ranges: [number, number][] = [[-1e15, 1e15]];
+      for (let k = 0; k < 6; k++) {
+        const a = 1_000_000_000_000 + Math.floor(random() * 2_000_000);
+        ranges.push([a, a + Math.floor(random() * 1_500_000)]);
+      }
+      for (const [lo, hi] of ranges) {
+        const hints: (SelectHints | undefined)[] = [undefined, { minT: lo + 500, maxT: hi - 500 }];
+        for (const h of hints) {
+          const selected = db.querier('t', lo, hi).select(all, h);
+          if (lo < 0) expect(selected.length).toBe(3);
+          for (const s of selected)
+            expect(bulk(s, buf), `seed ${seed} [${lo}, ${hi}] ${s.labels.__name__}`).toEqual(iterated(s));
+        }
+      }
+      // Rollup tiers answer bulk reads with the window aggregates the iterator yields.
+      for (const func of ['avg_over_time', 'max_over_time', 'count_over_time']) {
+        const sel = db.querier('t', -1e15, 1e15).select(all, { stepMs: 60_000, rangeMs: 60_000, func });
+        expect(sel.some((s) => s.resolutionMs !== undefined)).toBe(true);
+        for (const s of sel) expect(bulk(s, buf)).toEqual(iterated(s));
+      }
+      await db.close();
+    }
+  }, 60_000);
+});
+
+describe('blocks of format version 1', () => {
+  // testdata/make-blocks-v1.mjs wrote them (keep value() in sync with it).
+  const M = 60_000;
+  const T0 = 1_700_000_000_000 - (1_700_000_000_000 % (10 * M));
+  const special = new Float64Array(6);
+  special[0] = STALE_NAN;
+  special[1] = -0;
+  special[2] = Number.POSITIVE_INFINITY;
+  special[3] = Number.NEGATIVE_INFINITY;
+  special[4] = 5e-324;
+  new DataView(special.buffer).setBigUint64(40, 0x7ff8000000000123n, true);
+  const specialBits = new BigUint64Array(special.buffer);
+  const expected = (s: string): [number, bigint][] =>
+    Array.from({ length: 600 }, (_, i) => {
+      const t = T0 + i * 1000 + (s === 'd' ? i % 3 : 0);
+      const v =
+        s === 'a'
+          ? bitsOf(i * 0.25)
+          : s === 'b'
+            ? i >= 100 && i < 106
+              ? specialBits[i - 100]!
+              : bitsOf(40 + Math.sin(i / 7) * 3.123456789)
+            : s === 'c'
+              ? bitsOf(7)
+              : bitsOf(i % 5 === 0 ? 2 ** 40 + i : 1000 + i * 3);
+      return [t, v];
+    });
+
+  it('reads every sample of raw and rollup blocks written by an earlier build', async () => {
+    const dir = tmp();
+    mkdirSync(path.join(dir, 'blocks'), { recursive: true });
+    const from = path.join(import.meta.dirname, 'testdata', 'blocks-v1');
+    for (const f of readdirSync(from)) copyFileSync(path.join(from, f), path.join(dir, 'blocks', f));
+    const db = await open(dir);
+    expect(db.blockReaders().every((b) => b.version === 1)).toBe(true);
+    const buf = new SampleBuffer(8);
+    const sel = db.querier('fixture', 0, 2e12).select([new LabelMatcher('=~', '__name__', 'fixture_[a-d]')]);
+    expect(sel.map((s) => s.labels.k)).toEqual(['a', 'b', 'c', 'd']);
+    for (const s of sel) {
+      expect(iterated(s), s.labels.k).toEqual(expected(s.labels.k!));
+      expect(bulk(s, buf), s.labels.k).toEqual(expected(s.labels.k!));
+    }
+    // The 1-minute rollup tier: each window's count and sum, as the raw samples give them.
+    const rolled = db
+      .querier('fixture', 0, 2e12)
+      .select([new LabelMatcher('=', '__name__', 'fixture_a')], {
+        stepMs: M,
+        rangeMs: M,
+        func: 'sum_over_time',
+      });
+    expect(rolled[0]!.resolutionMs).toBe(M);
+    const it = rolled[0]!.aggregates!();
+    let windows = 0;
+    while (it.next()) {
+      const first = (it.t + 1 - M - T0) / 1000;
+      let sum = 0;
+      for (let i = first; i < first + 60; i++) sum += i * 0.25;
+      expect([it.count, it.sum]).toEqual([60, sum]);
+      windows++;
+    }
+    expect(windows).toBe(10);
+    // A compaction rewrites them in version 2 with the same samples.
+    await db.close();
+  });
+});
