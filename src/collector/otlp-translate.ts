@@ -185,7 +185,9 @@ function translateMetric(
   for (const point of metric.points) {
     const labels = new Map(base);
     addAttributes(labels, point.attributes);
-    const t = Math.floor(point.timeNs / 1e6);
+    // timeNs is a double: around 2^60 ns it is within ±128 ns (below 2^63 within ±1024) of the sent integer,
+    // so a time on a whole millisecond may read as a hair below it; the margin keeps it on its millisecond.
+    const t = Math.floor((point.timeNs + 1024) / 1e6);
     const seriesBefore = batch.seriesCount;
     const samplesBefore = batch.sampleCount;
     const accumulatedBefore = ctx.registry.accumulations().length;
