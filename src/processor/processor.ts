@@ -20,19 +20,27 @@ import type { Counter, Gauge, Registry } from 'prom-client';
 import { Counter as PromCounter, Gauge as PromGauge } from 'prom-client';
 import { type Bus, decodeBusRecordHeader } from '../bus/index.js';
 import type { JobStore } from '../meta/index.js';
-import { WellKnownLabel } from '../model/labels.js';
-import { decodePayload } from '../protocol/native.js';
+import type { SeriesBatch } from '../model/batch.js';
+import type { LabelSet } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
 import type { DetectorEngine } from './detectors/engine.js';
+import { decodeRecord, RecordBatch } from './record-decoder.js';
+import { SeriesTable } from './series-table.js';
 import { readState, writeState } from './state.js';
 
 export const PROCESSOR_GROUP = 'processor';
+
+const DEFAULT_SERIES_TTL_MS = 15 * 60_000;
+/** How often the series table is swept for series nobody sends any more. */
+const SWEEP_EVERY_MS = 60_000;
 
 export interface ProcessorOptions {
   readonly checkpointIntervalMs: number;
   /** Bytes read from the bus per partition per round. */
   readonly readBytes?: number;
   readonly analysis?: ProcessorAnalysis;
+  /** Series not read for this long (wall clock) leave the processor's series table. Default 15 minutes. */
+  readonly seriesTtlMs?: number;
 }
 
 export interface ProcessorAnalysis {
@@ -45,6 +53,11 @@ export interface ProcessorAnalysis {
   readonly tickMs?: number;
   /** Called once the processor has caught up with the bus (e.g. to reconcile alerts). */
   readonly onCaughtUp?: () => void;
+  /**
+   * Called just before the engine's state is written: whoever persists the engine's alert changes lazily
+   * (the alert hub) must have them on disk first, so a state file never covers a change that is not stored.
+   */
+  readonly persistAlerts?: () => void;
 }
 
 interface ProcessorMetrics {
@@ -72,6 +85,11 @@ export class Processor {
   private lastStateSaveMs = Number.NEGATIVE_INFINITY;
   private tickTimer: NodeJS.Timeout | undefined;
   private live = false;
+  /** Every series read from the bus, by the bytes of its labels (series-table.ts). */
+  readonly series = new SeriesTable();
+  private readonly record = new RecordBatch();
+  private readonly tenantSids = new Map<string, number>();
+  private lastSweepMs = Date.now();
 
   constructor(
     private readonly bus: Bus,
@@ -222,6 +240,7 @@ export class Processor {
           const enginePositions = new Map<number, number>();
           for (const [p, offset] of positions)
             enginePositions.set(p, Math.max(offset, this.analysisFrom.get(p) ?? 0));
+          analysis.persistAlerts?.();
           writeState(analysis.stateDir, {
             version: 1,
             savedAtMs: Date.now(),
@@ -280,13 +299,23 @@ export class Processor {
     if (!caughtUp) onCaughtUp();
   }
 
+  /**
+   * One bus record: decoded into series-table refs (no label object or key per known series), appended to
+   * storage, its jobs' sample times noted, and handed to the detectors.
+   */
   private apply(record: Uint8Array, partition: number, offset: number): void {
     let tenant: string;
-    let decoded: ReturnType<typeof decodePayload>;
+    const rb = this.record;
+    const nowMs = Date.now();
     try {
       const header = decodeBusRecordHeader(record);
       tenant = header.tenant;
-      decoded = decodePayload(record.subarray(header.payloadStart));
+      let tenantSid = this.tenantSids.get(tenant);
+      if (tenantSid === undefined) {
+        tenantSid = this.series.internString(tenant);
+        this.tenantSids.set(tenant, tenantSid);
+      }
+      decodeRecord(record.subarray(header.payloadStart), tenantSid, this.series, rb, nowMs);
     } catch (err) {
       // The collector validated this record before appending it; reaching here means a bug or disk corruption
       // that the CRC did not catch. Skipping keeps every other record flowing.
@@ -294,12 +323,12 @@ export class Processor {
       this.logger.error({ err, partition, offset }, 'skipping undecodable bus record');
       return;
     }
-    const { batch, events } = decoded;
+    const events = rb.events;
     for (const ev of events) this.jobs.applyEvent(tenant, ev);
     const analyze = this.opts.analysis !== undefined && offset >= (this.analysisFrom.get(partition) ?? 0);
-    if (batch.sampleCount > 0) {
+    if (rb.sampleCount > 0) {
       try {
-        this.storage.appender.append(tenant, batch);
+        this.storage.appender.append(tenant, this.storageBatch(rb));
       } catch (err) {
         // Limits are enforced by the collector before it acknowledges; storage refusing here means a limit
         // changed in between. The record stays in the bus; count and log it rather than stall the partition.
@@ -307,25 +336,48 @@ export class Processor {
         this.logger.error({ err, partition, offset, tenant }, 'storage refused a batch from the bus');
         return;
       }
-      this.noteJobSamples(tenant, batch);
+      this.noteJobSamples(tenant, rb);
     }
-    if (analyze) this.analyze(tenant, batch, events, partition, offset);
+    if (analyze) this.analyze(tenant, rb, partition, offset);
     this.metrics.records.inc();
-    this.metrics.samples.inc(batch.sampleCount);
+    this.metrics.samples.inc(rb.sampleCount);
+    if (nowMs - this.lastSweepMs >= SWEEP_EVERY_MS) this.sweep(nowMs);
+  }
+
+  /**
+   * The record as storage's columnar batch: the series' label objects are the table's own (the same objects
+   * every time, so storage hashes long-lived strings); the arrays are views of the reused decode buffers,
+   * valid for the call (the Appender contract: a consumer copies what it keeps).
+   */
+  private storageBatch(rb: RecordBatch): SeriesBatch {
+    const n = rb.seriesCount;
+    const series = new Array<LabelSet>(n);
+    const labels = this.series.labels;
+    for (let e = 0; e < n; e++) series[e] = labels[rb.refs[e]!]!;
+    return {
+      series,
+      offsets: rb.starts.subarray(0, n + 1),
+      timestamps: rb.timestamps.subarray(0, rb.sampleCount),
+      values: rb.values.subarray(0, rb.sampleCount),
+      sampleCount: rb.sampleCount,
+    };
+  }
+
+  /** Series not read for the TTL leave the table (and the engine's map from table refs). */
+  private sweep(nowMs: number): void {
+    this.lastSweepMs = nowMs;
+    const engine = this.opts.analysis?.engine;
+    this.series.sweep(nowMs - (this.opts.seriesTtlMs ?? DEFAULT_SERIES_TTL_MS), (ref) =>
+      engine?.releaseRef(ref),
+    );
   }
 
   /** Detectors and derived series; a failure here is logged and never stops the partition. */
-  private analyze(
-    tenant: string,
-    batch: ReturnType<typeof decodePayload>['batch'],
-    events: ReturnType<typeof decodePayload>['events'],
-    partition: number,
-    offset: number,
-  ): void {
+  private analyze(tenant: string, rb: RecordBatch, partition: number, offset: number): void {
     const engine = this.opts.analysis!.engine;
     try {
-      if (batch.sampleCount > 0) engine.observe(tenant, batch);
-      if (events.length > 0) engine.observeEvents(tenant, events);
+      if (rb.sampleCount > 0) engine.observeRecord(tenant, rb, this.series);
+      if (rb.events.length > 0) engine.observeEvents(tenant, rb.events);
     } catch (err) {
       this.logger.error({ err, partition, offset, tenant }, 'detectors failed on a record; continuing');
     }
@@ -345,27 +397,30 @@ export class Processor {
     }
   }
 
-  /** One pass over the series (not the samples) of the batch: each job's newest and oldest sample time. */
-  private noteJobSamples(tenant: string, batch: ReturnType<typeof decodePayload>['batch']): void {
-    let lastJob: string | undefined;
+  /** One pass over the series (not the samples) of the record: each job's newest and oldest sample time. */
+  private noteJobSamples(tenant: string, rb: RecordBatch): void {
+    const jobSid = this.series.jobSid;
+    const strings = this.series.strings;
+    let lastJob = -1;
     let minT = Number.POSITIVE_INFINITY;
     let maxT = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < batch.series.length; i++) {
-      const jobId = batch.series[i]![WellKnownLabel.jobId];
-      if (jobId !== lastJob) {
-        if (lastJob !== undefined && maxT >= minT) this.jobs.noteSamples(tenant, lastJob, minT, maxT);
-        lastJob = jobId;
+    const ts = rb.timestamps;
+    for (let e = 0; e < rb.seriesCount; e++) {
+      const job = jobSid[rb.refs[e]!]!;
+      if (job !== lastJob) {
+        if (lastJob >= 0 && maxT >= minT) this.jobs.noteSamples(tenant, strings[lastJob]!, minT, maxT);
+        lastJob = job;
         minT = Number.POSITIVE_INFINITY;
         maxT = Number.NEGATIVE_INFINITY;
       }
-      if (jobId === undefined) continue;
-      for (let j = batch.offsets[i]!; j < batch.offsets[i + 1]!; j++) {
-        const t = batch.timestamps[j]!;
+      if (job < 0) continue;
+      for (let j = rb.starts[e]!; j < rb.starts[e + 1]!; j++) {
+        const t = ts[j]!;
         if (t < minT) minT = t;
         if (t > maxT) maxT = t;
       }
     }
-    if (lastJob !== undefined && maxT >= minT) this.jobs.noteSamples(tenant, lastJob, minT, maxT);
+    if (lastJob >= 0 && maxT >= minT) this.jobs.noteSamples(tenant, strings[lastJob]!, minT, maxT);
   }
 
   private updateLag(): void {

@@ -298,7 +298,8 @@ export function decodePayload(
 
 const EVENT_KINDS = new Set(['start', 'update', 'finish']);
 
-function checkJobEvent(ev: unknown, index: number, pos: number): JobEvent {
+/** Checks one decoded job event of a payload (shared with the processor's record decoder). */
+export function checkJobEvent(ev: unknown, index: number, pos: number): JobEvent {
   if (typeof ev !== 'object' || ev === null || Array.isArray(ev))
     throw new DecodeError(`job event ${index} is not an object`, pos);
   const o = ev as Record<string, unknown>;

@@ -1,7 +1,7 @@
 /**
  * What a detector may ask of the engine: raise or clear alerts (directly, or as one member of a job-level
- * alert that fires while any member's condition holds), find a sibling series (memory used → memory total),
- * and read the job's state.
+ * alert that fires while any member's condition holds), read a series' newest sample, find a sibling series
+ * (memory used → memory total), and read the job's state.
  */
 import type { Severity } from '../../alerting/alert.js';
 import type { AlertRule } from '../../alerting/tracker.js';
@@ -16,7 +16,7 @@ export interface AlertIdentity {
 }
 
 export interface DetectorContext {
-  /** The identity of an alert: labels `alertname`, `severity`, `tenant` plus `labels`; computed once. */
+  /** The identity of an alert: labels `alertname`, `severity`, `tenant` plus `labels`. */
   identity(
     origin: DetectorName | 'threshold',
     alertname: string,
@@ -34,6 +34,8 @@ export interface DetectorContext {
   deactivate(id: AlertIdentity, t: number): void;
   /** Ends the alert now, whatever `keep_firing_for` says (its series went away). */
   end(id: AlertIdentity, t: number): void;
+  /** Whether the alert is pending or firing. */
+  isOpen(id: AlertIdentity): boolean;
   /**
    * One member (a series) of a job-level alert: the alert is active while at least one member is; its value is
    * the largest member value.
@@ -46,8 +48,20 @@ export interface DetectorContext {
     value: number,
     annotate: (v: number) => Record<string, string>,
   ): void;
-  /** The series with the same labels as `series` but metric `name`, if the engine has seen it. */
-  sibling(series: SeriesInfo, name: string): SeriesInfo | undefined;
+  /** The engine's series `dref`. */
+  info(dref: number): SeriesInfo;
+  /** The member key of a series in job-level alerts: its identity string (stable across restarts). */
+  memberKey(dref: number): string;
+  /** Newest sample value of series `dref` (NaN before the first). */
+  lastV(dref: number): number;
+  /** Newest sample time of series `dref` (-Infinity before the first). */
+  lastT(dref: number): number;
+  /** The series with the same labels as `dref` but metric `name`, or -1 if the engine has not seen it. */
+  sibling(dref: number, name: string): number;
+  /** Changes whenever the engine learns a new series (a missing sibling may exist since). */
+  readonly seriesGeneration: number;
+  /** Changes whenever the engine forgets series (a series ref may belong to another series since). */
+  readonly removalGeneration: number;
 }
 
 /** The series' labels without the metric name: what a series-level alert carries. */

@@ -10,8 +10,13 @@
  * Idempotency: a sample not newer than the series' newest is ignored, so a record applied twice (a retried
  * batch appended again) changes nothing. State is plain data ({@link DetectorEngine.snapshot}).
  *
- * Cost: one Map lookup per series per batch for series no detector looks at (the metric-name pre-filter);
- * for the others a key per series per batch and O(1) work per sample (loss spikes sort a 64-value window).
+ * Cost (DESIGN.md, performance contract). Each series the engine analyses has a dense index (*dref*) into
+ * typed-array columns (newest time and value, node slot, its detector slots), and each detector keeps its
+ * state in columns of its own, indexed by slot (series-detectors.ts): a sample costs a handful of array reads
+ * and writes, a `switch` per detector of its series, and no allocation or lookup by key. The processor finds
+ * the dref of a series by its series-table ref ({@link DetectorEngine.observeRecord}: one array read); other
+ * callers hand label objects ({@link DetectorEngine.observe}), found by a hash of their labels once per series
+ * per batch. Alert identities (labels, fingerprint) are built when an alert is first raised, not per series.
  */
 import { fingerprint, type Severity } from '../../alerting/alert.js';
 import type { Alert } from '../../alerting/notifier.js';
@@ -27,26 +32,37 @@ import type { LabelSet } from '../../model/labels.js';
 import {
   DERIVED,
   DerivedAccumulator,
-  DerivedMember,
+  DerivedFamily,
   DerivedOutput,
   type DerivedSnapshot,
 } from '../derived.js';
+import type { RecordBatch } from '../record-decoder.js';
+import type { SeriesTable } from '../series-table.js';
 import { DETECTOR_NAMES, type DetectorName, type DetectorSettings, matchesAny } from './config.js';
 import type { AlertIdentity, DetectorContext } from './context.js';
-import { type JobSnapshot, JobState, jobKey, StepProgress, StragglerMember } from './job-detectors.js';
+import { type JobSnapshot, JobState, jobKey, StepFamily, StragglerFamily } from './job-detectors.js';
 import {
-  AnomalyDetector,
-  EccDetector,
-  LossSpikeDetector,
-  MemoryLeakDetector,
-  NonFiniteDetector,
-  PlateauDetector,
-  ThresholdDetector,
-  ThrottleDetector,
-  ThroughputDetector,
-  WasteDetector,
+  AnomalyFamily,
+  EccFamily,
+  type Family,
+  growF64,
+  growI32,
+  LossSpikeFamily,
+  MemoryLeakFamily,
+  NonFiniteFamily,
+  PlateauFamily,
+  ThresholdFamily,
+  ThrottleFamily,
+  ThroughputFamily,
+  WasteFamily,
 } from './series-detectors.js';
-import { DETECTOR_ALERTS, DETECTOR_DESCRIPTIONS, type SeriesDetector, type SeriesInfo } from './types.js';
+import {
+  DETECTOR_ALERTS,
+  DETECTOR_DESCRIPTIONS,
+  type DetectorFamily,
+  type FamilyName,
+  type SeriesInfo,
+} from './types.js';
 
 export interface EngineOptions {
   /** Series without a sample for this long (wall clock, while live) are forgotten. */
@@ -87,22 +103,90 @@ interface MemberAlert {
 const DEFAULT_SERIES_TTL_MS = 15 * 60_000;
 const NAME_CACHE_LIMIT = 50_000;
 
+// Detector kinds: the index of each family in `families`, and the tag of a series' detector entries.
+const THRESHOLD = 0;
+const NONFINITE = 1;
+const LOSS_SPIKE = 2;
+const ANOMALY = 3;
+const THROUGHPUT = 4;
+const PLATEAU = 5;
+const ECC = 6;
+const THROTTLE = 7;
+const MEMORY_LEAK = 8;
+const WASTE = 9;
+const STEP = 10;
+const STRAGGLER = 11;
+const DERIVED_KIND = 12;
+const KINDS = 13;
+/** A detector entry of a series: kind × 2^24 + slot (a family has fewer than 2^24 slots). */
+const SLOT_BITS = 24;
+const SLOT_MASK = (1 << SLOT_BITS) - 1;
+
+/** `detOfProc` values: the series-table ref was not looked at yet / no detector looks at that series. */
+const UNRESOLVED = -2;
+const NOT_ANALYSED = -1;
+
 export class DetectorEngine implements DetectorContext {
   readonly tracker: AlertTracker;
-  private readonly series = new Map<string, SeriesInfo>();
-  /**
-   * Label-set object → series, for senders and decoders that hand the same label objects again (the
-   * simulator, an interning decoder): skips building the key. Weak, so it never keeps a batch alive.
-   */
-  private readonly byObject = new WeakMap<LabelSet, SeriesInfo>();
-  private readonly jobs = new Map<string, JobState>();
-  private readonly memberAlerts = new Map<string, MemberAlert>();
-  private readonly rules = new Map<string, AlertRule>();
   private readonly patterns: RegExp[];
   /** Metric name → whether any detector might look at it. */
   private readonly interesting = new Map<string, boolean>();
-  private readonly samplesBy = new Map<string, number>();
-  private readonly lastEvalBy = new Map<string, number>();
+
+  // ---- per series (dref) columns -------------------------------------------------------------------------
+  private infos: (SeriesInfo | undefined)[] = [];
+  private lastTs = new Float64Array(1024);
+  private lastVs = new Float64Array(1024);
+  private nodeSlots = new Int32Array(1024);
+  /** The series-table ref this series was last reached by (-1 none), to unmap it when forgotten. */
+  private procRefOf = new Int32Array(1024);
+  /** Creation order, so that a snapshot lists series as they were created (derived member ids follow it). */
+  private createdSeq = new Float64Array(1024);
+  private nextSeq = 0;
+  private detStart = new Int32Array(1024);
+  private detCount = new Int32Array(1024);
+  private detArena = new Int32Array(4096);
+  private detUsed = 0;
+  private detDead = 0;
+  /** Series by a hash of (tenant, labels); `sameHash` chains series whose hashes collide. */
+  private readonly byHash = new Map<number, number>();
+  private sameHash = new Int32Array(1024);
+  private hashOf = new Int32Array(1024);
+  private readonly freeDrefs: number[] = [];
+  private drefLimit = 0;
+  private liveSeries = 0;
+  /** Series-table ref → dref ({@link UNRESOLVED}, {@link NOT_ANALYSED}). */
+  private detOfProc = new Int32Array(0);
+  /**
+   * Label-set object → dref, for callers that hand the same label objects again (the simulator, tests):
+   * skips hashing the labels. Weak, so it never keeps a batch alive.
+   */
+  private readonly byObject = new WeakMap<LabelSet, SeriesInfo>();
+  seriesGeneration = 0;
+  removalGeneration = 0;
+
+  // ---- detectors -----------------------------------------------------------------------------------------
+  private readonly thresholds = new ThresholdFamily(this);
+  private readonly nonfinite = new NonFiniteFamily(this);
+  private readonly lossSpike = new LossSpikeFamily(this);
+  private readonly anomaly = new AnomalyFamily(this);
+  private readonly throughput = new ThroughputFamily(this);
+  private readonly plateau = new PlateauFamily(this);
+  private readonly ecc = new EccFamily(this);
+  private readonly throttle = new ThrottleFamily(this);
+  private readonly memoryLeak = new MemoryLeakFamily(this);
+  private readonly waste = new WasteFamily(this);
+  private readonly steps = new StepFamily(this);
+  private readonly stragglers = new StragglerFamily(this);
+  private readonly derivedMembers = new DerivedFamily(this);
+  private readonly families: readonly Family<unknown>[];
+  /** Samples seen and newest sample time evaluated, per detector kind. */
+  private readonly samplesOf = new Float64Array(KINDS);
+  private readonly lastEvalOf = new Float64Array(KINDS).fill(Number.NaN);
+
+  // ---- jobs and alerts -----------------------------------------------------------------------------------
+  private readonly jobs = new Map<string, JobState>();
+  private readonly memberAlerts = new Map<string, MemberAlert>();
+  private readonly rules = new Map<string, AlertRule>();
   private readonly touched: JobState[] = [];
   private lastSweep = Number.NEGATIVE_INFINITY;
   /** The wall clock as of the last tick: when samples arrive (processing time), for whole-job absence. */
@@ -111,6 +195,7 @@ export class DetectorEngine implements DetectorContext {
   private readonly derived = new Map<string, DerivedAccumulator>();
   private readonly derivedOut = new DerivedOutput();
   private readonly withDerived: boolean;
+  private readonly lastTOf = (d: number) => this.lastTs[d]!;
 
   constructor(
     readonly settings: DetectorSettings,
@@ -123,6 +208,21 @@ export class DetectorEngine implements DetectorContext {
     this.withDerived = opts.derived ?? false;
     if (this.withDerived)
       for (const name of Object.keys(DERIVED)) this.patterns.push(new RegExp(`^${name}$`));
+    const f: Family<unknown>[] = [];
+    f[THRESHOLD] = this.thresholds as Family<unknown>;
+    f[NONFINITE] = this.nonfinite as Family<unknown>;
+    f[LOSS_SPIKE] = this.lossSpike as Family<unknown>;
+    f[ANOMALY] = this.anomaly as Family<unknown>;
+    f[THROUGHPUT] = this.throughput as Family<unknown>;
+    f[PLATEAU] = this.plateau as Family<unknown>;
+    f[ECC] = this.ecc as Family<unknown>;
+    f[THROTTLE] = this.throttle as Family<unknown>;
+    f[MEMORY_LEAK] = this.memoryLeak as Family<unknown>;
+    f[WASTE] = this.waste as Family<unknown>;
+    f[STEP] = this.steps as Family<unknown>;
+    f[STRAGGLER] = this.stragglers as Family<unknown>;
+    f[DERIVED_KIND] = this.derivedMembers as Family<unknown>;
+    this.families = f;
   }
 
   /** Derived samples computed since the last call, one batch per tenant. */
@@ -130,7 +230,56 @@ export class DetectorEngine implements DetectorContext {
     return this.derivedOut.empty ? [] : this.derivedOut.take();
   }
 
+  /** Series the engine analyses. */
+  get seriesCount(): number {
+    return this.liveSeries;
+  }
+
   // ---- ingest -------------------------------------------------------------------------------------------
+
+  /**
+   * Applies one decoded bus record of `tenant` (in bus order): the fast path of the processor, whose series
+   * table identifies each series by a ref.
+   */
+  observeRecord(tenant: string, rb: RecordBatch, table: SeriesTable): void {
+    if (this.detOfProc.length < table.refLimit) {
+      const n = Math.max(table.refLimit, this.detOfProc.length * 2, 1024);
+      const next = new Int32Array(n).fill(UNRESOLVED);
+      next.set(this.detOfProc);
+      this.detOfProc = next;
+    }
+    const refs = rb.refs;
+    const starts = rb.starts;
+    for (let e = 0; e < rb.seriesCount; e++) {
+      const p = refs[e]!;
+      let d = this.detOfProc[p]!;
+      if (d === UNRESOLVED) d = this.resolveRef(p, tenant, table);
+      if (d < 0) continue;
+      this.observeSeries(d, rb.timestamps, rb.values, starts[e]!, starts[e + 1]!);
+    }
+    this.afterBatch();
+  }
+
+  /** The series-table ref `p` is being reused for another series: forget what it pointed to. */
+  releaseRef(p: number): void {
+    if (p >= this.detOfProc.length) return;
+    const d = this.detOfProc[p]!;
+    if (d >= 0 && this.procRefOf[d] === p) this.procRefOf[d] = -1;
+    this.detOfProc[p] = UNRESOLVED;
+  }
+
+  private resolveRef(p: number, tenant: string, table: SeriesTable): number {
+    const nameSid = table.nameSid(p);
+    const name = nameSid >= 0 ? table.strings[nameSid]! : undefined;
+    if (name === undefined || !this.isInteresting(name)) {
+      this.detOfProc[p] = NOT_ANALYSED;
+      return NOT_ANALYSED;
+    }
+    const d = this.seriesFor(tenant, table.labels[p]!, name, true);
+    this.detOfProc[p] = d;
+    this.procRefOf[d] = p;
+    return d;
+  }
 
   /** Applies one batch of `tenant` (one bus record), in bus order. */
   observe(tenant: string, batch: SeriesBatch): void {
@@ -139,28 +288,101 @@ export class DetectorEngine implements DetectorContext {
       const labels = series[i]!;
       const name = labels.__name__;
       if (name === undefined || !this.isInteresting(name)) continue;
-      const info = this.seriesFor(tenant, labels, name);
-      const job = info.job as JobState | undefined;
-      if (job?.finished) continue;
-      const dets = info.detectors;
-      const nodeId = labels.node_id;
-      for (let j = offsets[i]!; j < offsets[i + 1]!; j++) {
-        const t = timestamps[j]!;
-        if (t <= info.lastT) continue;
-        const v = values[j]!;
-        if (isStaleNaN(v)) continue;
-        info.lastT = t;
-        info.lastV = v;
-        if (job) job.noteSample(t, nodeId);
-        for (let k = 0; k < dets.length; k++) dets[k]!.observe(t, v);
+      const cached = this.byObject.get(labels);
+      let d: number;
+      if (cached && cached.tenant === tenant && this.infos[cached.dref] === cached) d = cached.dref;
+      else {
+        d = this.seriesFor(tenant, labels, name, false);
+        this.byObject.set(labels, this.infos[d]!);
       }
-      if (job && !this.touched.includes(job)) this.touched.push(job);
-      for (const d of dets) {
-        this.samplesBy.set(d.detector, (this.samplesBy.get(d.detector) ?? 0) + 1);
-        this.lastEvalBy.set(d.detector, info.lastT);
+      this.observeSeries(d, timestamps, values, offsets[i]!, offsets[i + 1]!);
+    }
+    this.afterBatch();
+  }
+
+  /** The samples `[from, to)` of series `d`: the per-sample loop. */
+  private observeSeries(d: number, ts: Float64Array, vs: Float64Array, from: number, to: number): void {
+    const info = this.infos[d]!;
+    const job = info.job as JobState | undefined;
+    if (job?.finished) return;
+    let lastT = this.lastTs[d]!;
+    const start = this.detStart[d]!;
+    const end = start + this.detCount[d]!;
+    const arena = this.detArena;
+    const nodeSlot = this.nodeSlots[d]!;
+    let n = 0;
+    for (let j = from; j < to; j++) {
+      const t = ts[j]!;
+      if (!(t > lastT)) continue;
+      const v = vs[j]!;
+      if (isStaleNaN(v)) continue;
+      lastT = t;
+      this.lastTs[d] = t;
+      this.lastVs[d] = v;
+      n++;
+      if (job) job.noteSample(t, nodeSlot);
+      for (let k = start; k < end; k++) {
+        const entry = arena[k]!;
+        const slot = entry & SLOT_MASK;
+        switch (entry >>> SLOT_BITS) {
+          case THRESHOLD:
+            this.thresholds.observe(slot, t, v);
+            break;
+          case NONFINITE:
+            this.nonfinite.observe(slot, t, v);
+            break;
+          case LOSS_SPIKE:
+            this.lossSpike.observe(slot, t, v);
+            break;
+          case ANOMALY:
+            this.anomaly.observe(slot, t, v);
+            break;
+          case THROUGHPUT:
+            this.throughput.observe(slot, t, v);
+            break;
+          case PLATEAU:
+            this.plateau.observe(slot, t, v);
+            break;
+          case ECC:
+            this.ecc.observe(slot, t, v);
+            break;
+          case THROTTLE:
+            this.throttle.observe(slot, t, v);
+            break;
+          case MEMORY_LEAK:
+            this.memoryLeak.observe(slot, t, v);
+            break;
+          case WASTE:
+            this.waste.observe(slot, t, v);
+            break;
+          case STEP:
+            this.steps.observe(slot, t, v);
+            break;
+          case STRAGGLER:
+            this.stragglers.observe(slot, t, v);
+            break;
+          case DERIVED_KIND:
+            this.derivedMembers.observe(slot, t, v);
+            break;
+        }
       }
     }
+    if (job && !job.touched) {
+      job.touched = true;
+      this.touched.push(job);
+    }
+    if (n === 0) return;
+    for (let k = start; k < end; k++) {
+      const kind = arena[k]! >>> SLOT_BITS;
+      this.samplesOf[kind]! += n;
+      this.lastEvalOf[kind] = lastT;
+    }
+  }
+
+  /** After each batch: the jobs it touched are evaluated and their derived buckets emitted when complete. */
+  private afterBatch(): void {
     for (const job of this.touched) {
+      job.touched = false;
       if (!Number.isNaN(this.wallNow)) job.lastArrival = this.wallNow;
       job.evaluate();
       this.derived.get(job.key)?.emit(this.derivedOut);
@@ -195,16 +417,9 @@ export class DetectorEngine implements DetectorContext {
     for (const job of this.jobs.values()) job.checkAbsent(now);
     if (now - this.lastSweep < 60_000) return;
     this.lastSweep = now;
-    for (const [key, info] of this.series) {
-      if (now - info.lastT < this.seriesTtlMs) continue;
-      for (const d of info.detectors) d.dispose?.(now);
-      (info.job as JobState | undefined)?.removeSeries(info);
-      const acc = info.job ? this.derived.get((info.job as JobState).key) : undefined;
-      if (acc) {
-        const i = acc.members.findIndex((m) => m.series === info);
-        if (i >= 0) acc.members.splice(i, 1);
-      }
-      this.series.delete(key);
+    for (let d = 0; d < this.drefLimit; d++) {
+      if (this.infos[d] === undefined || now - this.lastTs[d]! < this.seriesTtlMs) continue;
+      this.forget(d, now);
     }
     for (const [key, job] of this.jobs) {
       const silent = now - (Number.isNaN(job.lastArrival) ? job.clock : Math.max(job.clock, job.lastArrival));
@@ -227,17 +442,192 @@ export class DetectorEngine implements DetectorContext {
     return hit;
   }
 
-  private seriesFor(tenant: string, labels: LabelSet, name: string): SeriesInfo {
-    const cached = this.byObject.get(labels);
-    if (cached && cached.tenant === tenant && this.series.get(cached.key) === cached) return cached;
-    const key = seriesKey(tenant, labels);
-    let info = this.series.get(key);
-    if (!info) {
-      info = this.createSeries(key, tenant, labels, name);
-      this.series.set(key, info);
+  // ---- series ---------------------------------------------------------------------------------------------
+
+  /**
+   * The dref of the series of `tenant` with `labels` (creating it when new). `shared`: `labels` already has
+   * `tenant` set to the tenant and is never mutated by its owner, so the engine keeps it instead of a copy.
+   */
+  private seriesFor(tenant: string, labels: LabelSet, name: string, shared: boolean): number {
+    const h = labelsHash(tenant, labels);
+    const found = this.findByHash(h, tenant, labels);
+    if (found >= 0) return found;
+    const own = shared && labels.tenant === tenant ? labels : { ...labels, tenant };
+    return this.createSeries(h, tenant, own, name);
+  }
+
+  private findByHash(h: number, tenant: string, labels: LabelSet): number {
+    let d = this.byHash.get(h) ?? -1;
+    while (d >= 0) {
+      const info = this.infos[d]!;
+      if (info.tenant === tenant && sameLabels(info.labels, labels)) return d;
+      d = this.sameHash[d]!;
     }
-    this.byObject.set(labels, info);
-    return info;
+    return -1;
+  }
+
+  private allocDref(): number {
+    const d = this.freeDrefs.length > 0 ? this.freeDrefs.pop()! : this.drefLimit++;
+    if (d >= this.lastTs.length) {
+      const n = this.lastTs.length * 2;
+      this.lastTs = growF64(this.lastTs, n);
+      this.lastVs = growF64(this.lastVs, n);
+      this.nodeSlots = growI32(this.nodeSlots, n);
+      this.procRefOf = growI32(this.procRefOf, n);
+      this.createdSeq = growF64(this.createdSeq, n);
+      this.detStart = growI32(this.detStart, n);
+      this.detCount = growI32(this.detCount, n);
+      this.sameHash = growI32(this.sameHash, n);
+      this.hashOf = growI32(this.hashOf, n);
+    }
+    return d;
+  }
+
+  private createSeries(h: number, tenant: string, labels: LabelSet, name: string): number {
+    const d = this.allocDref();
+    const jobId = labels.job_id;
+    const job = jobId !== undefined && jobId !== '' ? this.jobFor(tenant, jobId) : undefined;
+    const info: SeriesInfo = { dref: d, name, tenant, labels, job };
+    this.infos[d] = info;
+    this.lastTs[d] = Number.NEGATIVE_INFINITY;
+    this.lastVs[d] = Number.NaN;
+    this.nodeSlots[d] = job ? job.nodeSlot(labels.node_id) : -1;
+    this.procRefOf[d] = -1;
+    this.createdSeq[d] = this.nextSeq++;
+    this.hashOf[d] = h;
+    this.sameHash[d] = this.byHash.get(h) ?? -1;
+    this.byHash.set(h, d);
+    this.liveSeries++;
+    this.seriesGeneration++;
+
+    // Detector entries, in a fixed order: a snapshot names each one's state by its position.
+    const entries: number[] = [];
+    const add = (kind: number, slot: number) => entries.push(kind * (1 << SLOT_BITS) + slot);
+    const s = this.settings;
+    for (const rule of s.thresholds) {
+      if (rule.metric !== name) continue;
+      const r = s.threshold(rule, labels);
+      if (r.enabled) add(THRESHOLD, this.thresholds.alloc(info, r));
+    }
+    const nonfinite = s.params('nonfinite', labels);
+    if (nonfinite.enabled && job && matchesAny(name, nonfinite.metrics))
+      add(NONFINITE, this.nonfinite.alloc(info, nonfinite));
+    const spike = s.params('loss_spike', labels);
+    if (spike.enabled && job && matchesAny(name, spike.metrics))
+      add(LOSS_SPIKE, this.lossSpike.alloc(info, spike));
+    const anomaly = s.params('anomaly', labels);
+    if (anomaly.enabled && matchesAny(name, anomaly.metrics)) add(ANOMALY, this.anomaly.alloc(info, anomaly));
+    const throughput = s.params('throughput', labels);
+    if (throughput.enabled && job && matchesAny(name, throughput.metrics))
+      add(THROUGHPUT, this.throughput.alloc(info, throughput));
+    const plateau = s.params('plateau', labels);
+    if (plateau.enabled && job && matchesAny(name, plateau.metrics))
+      add(PLATEAU, this.plateau.alloc(info, plateau));
+    const ecc = s.params('ecc', labels);
+    if (ecc.enabled && name === ecc.metric) add(ECC, this.ecc.alloc(info, ecc));
+    const throttle = s.params('throttle', labels);
+    if (throttle.enabled && name === throttle.metric) add(THROTTLE, this.throttle.alloc(info, throttle));
+    const leak = s.params('memory_leak', labels);
+    if (leak.enabled && name === leak.metric) add(MEMORY_LEAK, this.memoryLeak.alloc(info, leak));
+    const waste = s.params('waste', labels);
+    if (job && name === waste.metric) job.utilization.push(d);
+    if (waste.enabled && job && name === waste.metric) add(WASTE, this.waste.alloc(info, waste));
+    if (job) {
+      if (name === job.params.stall.metric) add(STEP, this.steps.alloc(info, job));
+      const sg = s.params('straggler', labels);
+      if (
+        sg.enabled &&
+        matchesAny(name, sg.metrics) &&
+        (labels.node_id !== undefined || labels.rank !== undefined)
+      ) {
+        const slot = this.stragglers.alloc(info, sg);
+        add(STRAGGLER, slot);
+        job.addStragglerMember(slot, info);
+      }
+      if (this.withDerived && DERIVED[name] !== undefined) {
+        let acc = this.derived.get(job.key);
+        if (!acc) {
+          acc = new DerivedAccumulator(tenant, job.jobId, this.lastTOf);
+          this.derived.set(job.key, acc);
+        }
+        const slot = this.derivedMembers.alloc(info, acc);
+        this.derivedMembers.join(slot, name);
+        add(DERIVED_KIND, slot);
+      }
+    }
+    this.setEntries(d, entries);
+    return d;
+  }
+
+  private setEntries(d: number, entries: readonly number[]): void {
+    if (this.detUsed + entries.length > this.detArena.length) {
+      if (this.detDead * 2 > this.detUsed) this.compactEntries();
+      if (this.detUsed + entries.length > this.detArena.length)
+        this.detArena = growI32(
+          this.detArena,
+          Math.max(this.detArena.length * 2, this.detUsed + entries.length),
+        );
+    }
+    this.detStart[d] = this.detUsed;
+    this.detCount[d] = entries.length;
+    for (const e of entries) this.detArena[this.detUsed++] = e;
+  }
+
+  private compactEntries(): void {
+    const next = new Int32Array(this.detArena.length);
+    let used = 0;
+    for (let d = 0; d < this.drefLimit; d++) {
+      if (this.infos[d] === undefined) continue;
+      const n = this.detCount[d]!;
+      next.set(this.detArena.subarray(this.detStart[d]!, this.detStart[d]! + n), used);
+      this.detStart[d] = used;
+      used += n;
+    }
+    this.detArena = next;
+    this.detUsed = used;
+    this.detDead = 0;
+  }
+
+  /** Forgets series `d`: its detectors end what they raised, its slots and dref are freed. */
+  private forget(d: number, now: number): void {
+    const info = this.infos[d]!;
+    const job = info.job as JobState | undefined;
+    const start = this.detStart[d]!;
+    let stragglerSlot = -1;
+    for (let k = start; k < start + this.detCount[d]!; k++) {
+      const entry = this.detArena[k]!;
+      const kind = entry >>> SLOT_BITS;
+      const slot = entry & SLOT_MASK;
+      const family = this.families[kind]!;
+      family.dispose(slot, now);
+      if (kind === STRAGGLER) stragglerSlot = slot;
+      else family.free(slot);
+    }
+    job?.removeSeries(info, stragglerSlot);
+    if (stragglerSlot >= 0) this.stragglers.free(stragglerSlot);
+    // Unlink from the hash chain.
+    const h = this.hashOf[d]!;
+    let cur = this.byHash.get(h) ?? -1;
+    let prev = -1;
+    while (cur >= 0 && cur !== d) {
+      prev = cur;
+      cur = this.sameHash[cur]!;
+    }
+    if (cur === d) {
+      const next = this.sameHash[d]!;
+      if (prev < 0) {
+        if (next < 0) this.byHash.delete(h);
+        else this.byHash.set(h, next);
+      } else this.sameHash[prev] = next;
+    }
+    const p = this.procRefOf[d]!;
+    if (p >= 0 && p < this.detOfProc.length && this.detOfProc[p] === d) this.detOfProc[p] = UNRESOLVED;
+    this.detDead += this.detCount[d]!;
+    this.detCount[d] = 0;
+    this.infos[d] = undefined;
+    this.freeDrefs.push(d);
+    this.liveSeries--;
+    this.removalGeneration++;
   }
 
   private jobFor(tenant: string, jobId: string): JobState {
@@ -254,82 +644,11 @@ export class DetectorEngine implements DetectorContext {
           straggler: this.settings.params('straggler', labels),
         },
         this,
+        this.stragglers,
       );
       this.jobs.set(key, job);
     }
     return job;
-  }
-
-  private createSeries(key: string, tenant: string, raw: LabelSet, name: string): SeriesInfo {
-    const labels: LabelSet = { ...raw, tenant };
-    const jobId = labels.job_id;
-    const job = jobId !== undefined && jobId !== '' ? this.jobFor(tenant, jobId) : undefined;
-    const detectors: SeriesDetector[] = [];
-    const info: SeriesInfo = {
-      key,
-      name,
-      tenant,
-      labels,
-      job,
-      lastT: Number.NEGATIVE_INFINITY,
-      lastV: Number.NaN,
-      detectors,
-    };
-    const s = this.settings;
-    for (const rule of s.thresholds) {
-      if (rule.metric !== name) continue;
-      const r = s.threshold(rule, labels);
-      if (r.enabled) detectors.push(new ThresholdDetector(info, r, this));
-    }
-    const nonfinite = s.params('nonfinite', labels);
-    if (nonfinite.enabled && job && matchesAny(name, nonfinite.metrics))
-      detectors.push(new NonFiniteDetector(info, nonfinite, this));
-    const spike = s.params('loss_spike', labels);
-    if (spike.enabled && job && matchesAny(name, spike.metrics))
-      detectors.push(new LossSpikeDetector(info, spike, this));
-    const anomaly = s.params('anomaly', labels);
-    if (anomaly.enabled && matchesAny(name, anomaly.metrics))
-      detectors.push(new AnomalyDetector(info, anomaly, this));
-    const throughput = s.params('throughput', labels);
-    if (throughput.enabled && job && matchesAny(name, throughput.metrics))
-      detectors.push(new ThroughputDetector(info, throughput, this));
-    const plateau = s.params('plateau', labels);
-    if (plateau.enabled && job && matchesAny(name, plateau.metrics))
-      detectors.push(new PlateauDetector(info, plateau, this));
-    const ecc = s.params('ecc', labels);
-    if (ecc.enabled && name === ecc.metric) detectors.push(new EccDetector(info, ecc, this));
-    const throttle = s.params('throttle', labels);
-    if (throttle.enabled && name === throttle.metric)
-      detectors.push(new ThrottleDetector(info, throttle, this));
-    const leak = s.params('memory_leak', labels);
-    if (leak.enabled && name === leak.metric) detectors.push(new MemoryLeakDetector(info, leak, this));
-    const waste = s.params('waste', labels);
-    if (job && name === waste.metric) job.utilization.push(info);
-    if (waste.enabled && job && name === waste.metric) detectors.push(new WasteDetector(info, waste, this));
-    if (job) {
-      if (name === job.params.stall.metric) detectors.push(new StepProgress(job));
-      const sg = s.params('straggler', labels);
-      if (
-        sg.enabled &&
-        matchesAny(name, sg.metrics) &&
-        (labels.node_id !== undefined || labels.rank !== undefined)
-      ) {
-        const member = new StragglerMember(info, sg, this);
-        detectors.push(member);
-        job.addStragglerMember(member);
-      }
-      if (this.withDerived && DERIVED[name] !== undefined) {
-        let acc = this.derived.get(job.key);
-        if (!acc) {
-          acc = new DerivedAccumulator(tenant, job.jobId);
-          this.derived.set(job.key, acc);
-        }
-        const member = new DerivedMember(info, acc.nextIndex++, acc);
-        acc.members.push(member);
-        detectors.push(member);
-      }
-    }
-    return info;
   }
 
   // ---- DetectorContext ----------------------------------------------------------------------------------
@@ -369,6 +688,10 @@ export class DetectorEngine implements DetectorContext {
     if (this.tracker.has(id.fingerprint)) this.tracker.end(id.fingerprint, t);
   }
 
+  isOpen(id: AlertIdentity): boolean {
+    return this.tracker.has(id.fingerprint);
+  }
+
   member(
     id: AlertIdentity,
     memberKey: string,
@@ -393,8 +716,28 @@ export class DetectorEngine implements DetectorContext {
     }
   }
 
-  sibling(series: SeriesInfo, name: string): SeriesInfo | undefined {
-    return this.series.get(seriesKey(series.tenant, { ...series.labels, __name__: name }));
+  info(dref: number): SeriesInfo {
+    return this.infos[dref]!;
+  }
+
+  memberKey(dref: number): string {
+    const info = this.infos[dref]!;
+    info.key ??= seriesKey(info.tenant, info.labels);
+    return info.key;
+  }
+
+  lastV(dref: number): number {
+    return this.lastVs[dref]!;
+  }
+
+  lastT(dref: number): number {
+    return this.lastTs[dref]!;
+  }
+
+  sibling(dref: number, name: string): number {
+    const info = this.infos[dref]!;
+    const labels = { ...info.labels, __name__: name };
+    return this.findByHash(labelsHash(info.tenant, labels), info.tenant, labels);
   }
 
   // ---- state --------------------------------------------------------------------------------------------
@@ -406,10 +749,15 @@ export class DetectorEngine implements DetectorContext {
   status(): DetectorStatus[] {
     const counts = this.tracker.countByOrigin();
     const tracked = new Map<string, number>();
-    for (const info of this.series.values())
-      for (const d of info.detectors) tracked.set(d.detector, (tracked.get(d.detector) ?? 0) + 1);
+    for (const f of this.families) tracked.set(f.detector, f.live);
     tracked.set('stall', [...this.jobs.values()].filter((j) => j.hasStepSeries && !j.finished).length);
     tracked.set('absence', this.jobs.size);
+    const samples = new Map<FamilyName, number>();
+    const lastEval = new Map<FamilyName, number>();
+    this.families.forEach((f, kind) => {
+      samples.set(f.detector, this.samplesOf[kind]!);
+      if (!Number.isNaN(this.lastEvalOf[kind]!)) lastEval.set(f.detector, this.lastEvalOf[kind]!);
+    });
     const base = { tenant: '', job_id: '' };
     const names: (DetectorName | 'threshold')[] = ['threshold', ...DETECTOR_NAMES];
     return names.map((name) => {
@@ -426,8 +774,8 @@ export class DetectorEngine implements DetectorContext {
         alertnames:
           name === 'threshold' ? this.settings.thresholds.map((r) => r.alert) : DETECTOR_ALERTS[name],
         tracked: tracked.get(name) ?? 0,
-        samples: this.samplesBy.get(name) ?? 0,
-        lastEvaluationMs: this.lastEvalBy.get(name) ?? null,
+        samples: samples.get(name) ?? 0,
+        lastEvaluationMs: lastEval.get(name) ?? null,
         pending: c.pending,
         firing: c.firing,
         state: c.firing > 0 ? 'firing' : c.pending > 0 ? 'pending' : 'inactive',
@@ -437,13 +785,22 @@ export class DetectorEngine implements DetectorContext {
   }
 
   snapshot(): EngineSnapshot {
+    const order: number[] = [];
+    for (let d = 0; d < this.drefLimit; d++) if (this.infos[d] !== undefined) order.push(d);
+    order.sort((a, b) => this.createdSeq[a]! - this.createdSeq[b]!);
     const series: EngineSnapshot['series'] = [];
-    for (const info of this.series.values()) {
-      const d: Record<string, unknown> = {};
-      info.detectors.forEach((det, i) => {
-        if (det.save) d[`${i}:${det.detector}`] = det.save();
-      });
-      series.push({ l: info.labels, t: info.lastT, v: Number.isFinite(info.lastV) ? info.lastV : null, d });
+    for (const d of order) {
+      const info = this.infos[d]!;
+      const data: Record<string, unknown> = {};
+      const start = this.detStart[d]!;
+      for (let i = 0; i < this.detCount[d]!; i++) {
+        const entry = this.detArena[start + i]!;
+        const family = this.families[entry >>> SLOT_BITS]! as DetectorFamily;
+        const saved = family.save(entry & SLOT_MASK);
+        if (saved !== undefined) data[`${i}:${family.detector}`] = saved;
+      }
+      const v = this.lastVs[d]!;
+      series.push({ l: info.labels, t: this.lastTs[d]!, v: Number.isFinite(v) ? v : null, d: data });
     }
     return {
       version: 1,
@@ -459,17 +816,24 @@ export class DetectorEngine implements DetectorContext {
   restore(s: EngineSnapshot): void {
     if (s.version !== 1) throw new Error(`unsupported detector state version ${String(s.version)}`);
     for (const js of s.jobs) this.jobFor(js.tenant, js.jobId).restore(js);
+    const alertsOpen = s.alerts.length > 0;
     for (const rec of s.series) {
       const tenant = rec.l.tenant ?? '';
       const name = rec.l.__name__;
       if (name === undefined) continue;
-      const info = this.seriesFor(tenant, rec.l, name);
-      info.lastT = rec.t ?? Number.NEGATIVE_INFINITY;
-      info.lastV = rec.v ?? Number.NaN;
-      info.detectors.forEach((det, i) => {
-        const data = rec.d[`${i}:${det.detector}`];
-        if (data !== undefined) det.load?.(data);
-      });
+      // The snapshot's label objects are the engine's own from here (shared: nothing else holds them).
+      const d = this.seriesFor(tenant, rec.l, name, true);
+      this.lastTs[d] = rec.t ?? Number.NEGATIVE_INFINITY;
+      this.lastVs[d] = rec.v ?? Number.NaN;
+      const start = this.detStart[d]!;
+      for (let i = 0; i < this.detCount[d]!; i++) {
+        const entry = this.detArena[start + i]!;
+        const family = this.families[entry >>> SLOT_BITS]! as DetectorFamily;
+        const slot = entry & SLOT_MASK;
+        const data = rec.d[`${i}:${family.detector}`];
+        if (data !== undefined) family.load(slot, data);
+        if (alertsOpen) family.assumeActive(slot);
+      }
     }
     for (const [tenant, jobId, ds] of s.derived ?? []) this.derived.get(jobKey(tenant, jobId))?.restore(ds);
     this.tracker.restore(s.alerts);
@@ -502,4 +866,35 @@ export function seriesKey(tenant: string, labels: LabelSet): string {
     key += `\u0001${n}\u0002${labels[n]}`;
   }
   return key;
+}
+
+/** FNV-1a 32 over the tenant and the labels (without `tenant`) sorted by name: order-independent. */
+export function labelsHash(tenant: string, labels: LabelSet): number {
+  const names = Object.keys(labels);
+  names.sort();
+  let h = 0x811c9dc5;
+  const mix = (s: string) => {
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    h = Math.imul(h ^ 0xff, 0x01000193);
+  };
+  mix(tenant);
+  for (const n of names) {
+    if (n === 'tenant') continue;
+    mix(n);
+    mix(labels[n]!);
+  }
+  return h | 0;
+}
+
+/** Same labels, ignoring `tenant` (compared apart). */
+function sameLabels(a: LabelSet, b: LabelSet): boolean {
+  let na = 0;
+  for (const k in a) {
+    if (k === 'tenant') continue;
+    if (a[k] !== b[k]) return false;
+    na++;
+  }
+  let nb = 0;
+  for (const k in b) if (k !== 'tenant') nb++;
+  return na === nb;
 }

@@ -8,8 +8,9 @@ import { formatSeconds, formatValue } from '../../alerting/alert.js';
 import type { LabelSet } from '../../model/labels.js';
 import type { DetectorParams } from './config.js';
 import { type AlertIdentity, type DetectorContext, locationLabels } from './context.js';
+import { Family, growF64 } from './series-detectors.js';
 import { MAD_TO_SIGMA, medianInPlace, medianMad, Ring, scratchOf } from './stats.js';
-import type { JobRef, SeriesDetector, SeriesInfo } from './types.js';
+import type { JobRef, SeriesInfo } from './types.js';
 
 const STEP_TIME_SAMPLES = 32;
 
@@ -31,6 +32,12 @@ export interface JobSnapshot {
   readonly hasStepSeries: boolean;
 }
 
+/** Where a straggler member is: its node and rank (or GPU); members at one place share one alert. */
+interface StragglerPlace {
+  readonly labels: Record<string, string>;
+  id: AlertIdentity | undefined;
+}
+
 export class JobState implements JobRef {
   clock = Number.NEGATIVE_INFINITY;
   /**
@@ -43,28 +50,40 @@ export class JobState implements JobRef {
   /** Newest time a step series advanced (or restarted); NaN until the first advance. */
   lastProgressT = Number.NaN;
   hasStepSeries = false;
+  /** Set while the job waits in the engine's list of jobs to evaluate after the current batch. */
+  touched = false;
   private stepTimes = new Ring(STEP_TIME_SAMPLES);
-  /** Newest sample time per node. */
-  readonly nodes = new Map<string, number>();
-  private readonly nodeAlerts = new Map<string, AlertIdentity>();
-  /** Straggler candidates, by metric. */
-  readonly stragglerGroups = new Map<string, StragglerMember[]>();
-  private readonly stragglerAlerts = new Map<string, AlertIdentity>();
+  /** max(factor × median step time, min), recomputed only when a step time is added. */
+  private stallThreshold = Number.NaN;
+  /** Nodes by slot: id and newest sample time. A series knows its node's slot (no lookup per sample). */
+  readonly nodeIds: string[] = [];
+  nodeLastT = new Float64Array(8).fill(Number.NEGATIVE_INFINITY);
+  private readonly nodeSlots = new Map<string, number>();
+  private readonly nodeAlerts: (AlertIdentity | undefined)[] = [];
+  /** Straggler members (slots of the engine's straggler family), by metric. */
+  readonly stragglerGroups = new Map<string, number[]>();
+  /** Per straggler slot of this job: the index of its place in `places`. */
+  private readonly placeOfSlot = new Map<number, number>();
+  private readonly places: StragglerPlace[] = [];
+  private readonly placeIndex = new Map<string, number>();
   private lastStragglerEval = Number.NEGATIVE_INFINITY;
   /** How many ranks had fresh values at the last comparison: more now (a late node's batch) compares again. */
   private lastCompared = 0;
-  /** GPU utilization series of the job, to describe a hang (some ranks at 0%, others spinning at 100%). */
-  readonly utilization: SeriesInfo[] = [];
+  /** GPU utilization series of the job (drefs), to describe a hang (some ranks at 0%, others at 100%). */
+  readonly utilization: number[] = [];
   readonly stallId: AlertIdentity;
   readonly absentId: AlertIdentity;
   private readonly base: LabelSet;
+  readonly key: string;
 
   constructor(
     readonly tenant: string,
     readonly jobId: string,
     readonly params: JobParams,
     private readonly ctx: DetectorContext,
+    private readonly stragglers: StragglerFamily,
   ) {
+    this.key = jobKey(tenant, jobId);
     this.base = { tenant, job_id: jobId };
     const st = params.stall;
     this.stallId = ctx.identity(
@@ -86,27 +105,41 @@ export class JobState implements JobRef {
     );
   }
 
-  get key(): string {
-    return jobKey(this.tenant, this.jobId);
+  /** The slot of node `nodeId` (created when new), -1 for a series without a node. */
+  nodeSlot(nodeId: string | undefined): number {
+    if (nodeId === undefined) return -1;
+    let slot = this.nodeSlots.get(nodeId);
+    if (slot === undefined) {
+      slot = this.nodeIds.length;
+      this.nodeIds.push(nodeId);
+      this.nodeSlots.set(nodeId, slot);
+      if (slot >= this.nodeLastT.length)
+        this.nodeLastT = growF64(this.nodeLastT, this.nodeLastT.length * 2, Number.NEGATIVE_INFINITY);
+    }
+    return slot;
   }
 
-  noteSample(t: number, nodeId: string | undefined): void {
+  noteSample(t: number, nodeSlot: number): void {
     if (t > this.clock) this.clock = t;
-    if (nodeId !== undefined && !((this.nodes.get(nodeId) ?? Number.NEGATIVE_INFINITY) >= t))
-      this.nodes.set(nodeId, t);
+    if (nodeSlot >= 0 && !(this.nodeLastT[nodeSlot]! >= t)) this.nodeLastT[nodeSlot] = t;
   }
 
   noteProgress(t: number, secondsPerStep: number): void {
     if (!(this.lastProgressT >= t)) this.lastProgressT = t;
-    if (Number.isFinite(secondsPerStep) && secondsPerStep > 0) this.stepTimes.push(secondsPerStep);
+    if (Number.isFinite(secondsPerStep) && secondsPerStep > 0) {
+      this.stepTimes.push(secondsPerStep);
+      this.stallThreshold = Number.NaN;
+    }
   }
 
   /** How long the step may stand still before the job counts as stalled: max(factor × median, min). */
   stallThresholdMs(): number {
-    const p = this.params.stall;
-    if (this.stepTimes.size === 0) return p.min;
-    const med = medianInPlace(copyInto(this.stepTimes), this.stepTimes.size);
-    return Math.max(p.factor * med * 1000, p.min);
+    if (Number.isNaN(this.stallThreshold)) {
+      const p = this.params.stall;
+      this.stallThreshold =
+        this.stepTimes.size === 0 ? p.min : Math.max(p.factor * this.medianStepSeconds() * 1000, p.min);
+    }
+    return this.stallThreshold;
   }
 
   medianStepSeconds(): number {
@@ -137,31 +170,30 @@ export class JobState implements JobRef {
     }
     const ab = this.params.absence;
     if (ab.enabled) {
-      for (const [node, lastT] of this.nodes) {
+      for (let slot = 0; slot < this.nodeIds.length; slot++) {
+        const lastT = this.nodeLastT[slot]!;
+        if (lastT === Number.NEGATIVE_INFINITY) continue;
         const gap = t - lastT;
-        let id = this.nodeAlerts.get(node);
+        const node = this.nodeIds[slot]!;
         if (gap >= ab.node_absent_for && gap < ab.forget_after) {
-          if (!id) {
-            id = this.ctx.identity('absence', 'NodeMetricsAbsent', ab.severity, ab.for, ab.keep_firing_for, {
-              ...this.base,
-              node_id: node,
-            });
-            this.nodeAlerts.set(node, id);
-          }
+          const id = this.nodeIdentity(slot, ab);
           this.ctx.activate(id, t, gap / 1000, (s) => ({
             summary: `node ${node} stopped reporting ${formatSeconds(s)} ago`,
             description: `No sample from node ${node} of job ${this.jobId} for ${formatSeconds(s)}, while the job's other nodes still report: the node, its agent or its processes may be down.`,
           }));
-        } else if (id) {
-          this.ctx.deactivate(id, t);
+        } else {
+          // A node that never raised an alert here has none open, unless the state was restored with one.
+          const id = this.nodeAlerts[slot] ?? (this.restoredAlerts ? this.nodeIdentity(slot, ab) : undefined);
+          if (id) this.ctx.deactivate(id, t);
         }
       }
     }
     const sg = this.params.straggler;
     if (sg.enabled && this.stragglerGroups.size > 0) {
       let fresh = 0;
+      const lastT = this.stragglers.lastT;
       for (const members of this.stragglerGroups.values())
-        for (const m of members) if (t - m.lastT <= sg.fresh) fresh++;
+        for (const m of members) if (t - lastT[m]! <= sg.fresh) fresh++;
       if (t - this.lastStragglerEval >= sg.every || fresh > this.lastCompared) {
         this.lastStragglerEval = t;
         this.lastCompared = fresh;
@@ -170,14 +202,27 @@ export class JobState implements JobRef {
     }
   }
 
+  private nodeIdentity(slot: number, ab: DetectorParams<'absence'>): AlertIdentity {
+    let id = this.nodeAlerts[slot];
+    if (!id) {
+      id = this.ctx.identity('absence', 'NodeMetricsAbsent', ab.severity, ab.for, ab.keep_firing_for, {
+        ...this.base,
+        node_id: this.nodeIds[slot]!,
+      });
+      this.nodeAlerts[slot] = id;
+    }
+    return id;
+  }
+
   private describeStall(seconds: number): Record<string, string> {
     const med = this.medianStepSeconds();
     let idle = 0;
     let busy = 0;
     for (const u of this.utilization) {
-      if (this.clock - u.lastT > 60_000) continue;
-      if (u.lastV < 0.05) idle++;
-      else if (u.lastV > 0.95) busy++;
+      if (this.clock - this.ctx.lastT(u) > 60_000) continue;
+      const v = this.ctx.lastV(u);
+      if (v < 0.05) idle++;
+      else if (v > 0.95) busy++;
     }
     const gpus =
       idle > 0 && busy > 0
@@ -189,22 +234,36 @@ export class JobState implements JobRef {
     };
   }
 
+  private placeIdentity(place: number, p: DetectorParams<'straggler'>): AlertIdentity {
+    const pl = this.places[place]!;
+    pl.id ??= this.ctx.identity(
+      'straggler',
+      'TrainingStraggler',
+      p.severity,
+      p.for,
+      p.keep_firing_for,
+      pl.labels,
+    );
+    return pl.id;
+  }
+
   private evaluateStragglers(t: number, p: DetectorParams<'straggler'>): void {
-    const flagged = new Map<string, { z: number; metric: string; value: number; median: number }>();
-    // Ranks compared this time. A rank with no fresh value (its node's batch has not arrived yet, e.g. during
+    const flagged = new Map<number, { z: number; metric: string; value: number; median: number }>();
+    // Places compared this time. A rank with no fresh value (its node's batch has not arrived yet, e.g. during
     // a backfill where each node sends a minute at a time) keeps its alert state until it is compared again.
-    const compared = new Set<string>();
+    const compared = new Set<number>();
+    const { ewma, lastT } = this.stragglers;
     for (const [metric, members] of this.stragglerGroups) {
       const ratioMetric = metric.endsWith('_ratio');
-      const fresh: StragglerMember[] = [];
+      const fresh: number[] = [];
       for (const m of members) {
-        if (t - m.lastT > p.fresh || Number.isNaN(m.ewma)) continue;
-        if (ratioMetric && m.ewma < p.exclude_below) continue;
+        if (t - lastT[m]! > p.fresh || Number.isNaN(ewma[m]!)) continue;
+        if (ratioMetric && ewma[m]! < p.exclude_below) continue;
         fresh.push(m);
       }
       if (fresh.length < p.min_ranks) continue;
       const values = scratchOf(fresh.length * 3);
-      for (let i = 0; i < fresh.length; i++) values[fresh.length + i] = fresh[i]!.ewma;
+      for (let i = 0; i < fresh.length; i++) values[fresh.length + i] = ewma[fresh[i]!]!;
       const { median, mad } = medianMad(
         values.subarray(fresh.length, 2 * fresh.length),
         fresh.length,
@@ -212,49 +271,72 @@ export class JobState implements JobRef {
       );
       const sigma = Math.max(MAD_TO_SIGMA * mad, 1e-9 * Math.max(1e-9, Math.abs(median)));
       for (const m of fresh) {
-        compared.add(m.identity.fingerprint);
-        const dev = m.ewma - median;
+        const place = this.placeOfSlot.get(m)!;
+        compared.add(place);
+        const dev = ewma[m]! - median;
         const z = dev / sigma;
         if (Math.abs(z) > p.z && Math.abs(dev) > p.min_relative * Math.abs(median)) {
-          const prev = flagged.get(m.identity.fingerprint);
+          const prev = flagged.get(place);
           if (!prev || Math.abs(z) > Math.abs(prev.z))
-            flagged.set(m.identity.fingerprint, { z, metric, value: m.ewma, median });
+            flagged.set(place, { z, metric, value: ewma[m]!, median });
         }
       }
     }
-    for (const [fp, id] of this.stragglerAlerts) {
-      const f = flagged.get(fp);
+    for (let place = 0; place < this.places.length; place++) {
+      const f = flagged.get(place);
       if (f) {
+        const id = this.placeIdentity(place, p);
         const where = `${id.labels.rank !== undefined ? `rank ${id.labels.rank}` : `GPU ${id.labels.gpu ?? '?'}`} on node ${id.labels.node_id ?? '?'}`;
         const pct = Math.round((100 * (f.value - f.median)) / Math.abs(f.median || 1));
         this.ctx.activate(id, t, Math.min(1e6, Math.abs(f.z)), () => ({
           summary: `straggler: ${where}`,
           description: `${where} of job ${this.jobId} is a straggler: its ${f.metric} is ${formatValue(f.value)} against a median of ${formatValue(f.median)} across ranks (${pct > 0 ? '+' : ''}${pct}%, robust z ${formatValue(f.z)}). The whole job waits for it at every all-reduce.`,
         }));
-      } else if (compared.has(fp)) {
-        this.ctx.deactivate(id, t);
+      } else if (compared.has(place)) {
+        // Only places that ever raised an alert (or were restored with one) have an identity worth checking.
+        const id = this.places[place]!.id ?? (this.restoredAlerts ? this.placeIdentity(place, p) : undefined);
+        if (id) this.ctx.deactivate(id, t);
       }
     }
   }
 
-  addStragglerMember(m: StragglerMember): void {
-    let group = this.stragglerGroups.get(m.series.name);
+  /** Set by a restore: alerts of places may be open although no identity was built since. */
+  restoredAlerts = false;
+
+  /** Adds straggler member `slot` (of series `info`) to the job. */
+  addStragglerMember(slot: number, info: SeriesInfo): void {
+    let group = this.stragglerGroups.get(info.name);
     if (!group) {
       group = [];
-      this.stragglerGroups.set(m.series.name, group);
+      this.stragglerGroups.set(info.name, group);
     }
-    group.push(m);
-    if (!this.stragglerAlerts.has(m.identity.fingerprint))
-      this.stragglerAlerts.set(m.identity.fingerprint, m.identity);
+    group.push(slot);
+    const labels: Record<string, string> = {
+      tenant: info.tenant,
+      job_id: info.labels.job_id ?? '',
+      ...locationLabels(info.labels),
+    };
+    const placeKey = `${labels.node_id ?? ''}\u0000${labels.rank ?? ''}\u0000${labels.gpu ?? ''}`;
+    let place = this.placeIndex.get(placeKey);
+    if (place === undefined) {
+      place = this.places.length;
+      this.places.push({ labels, id: undefined });
+      this.placeIndex.set(placeKey, place);
+    }
+    this.placeOfSlot.set(slot, place);
   }
 
-  removeSeries(series: SeriesInfo): void {
-    const group = this.stragglerGroups.get(series.name);
-    if (group) {
-      const i = group.findIndex((m) => m.series === series);
-      if (i >= 0) group.splice(i, 1);
+  /** Forgets series `dref` (its straggler slot, if any, is `stragglerSlot`). */
+  removeSeries(info: SeriesInfo, stragglerSlot: number): void {
+    if (stragglerSlot >= 0) {
+      const group = this.stragglerGroups.get(info.name);
+      if (group) {
+        const i = group.indexOf(stragglerSlot);
+        if (i >= 0) group.splice(i, 1);
+      }
+      this.placeOfSlot.delete(stragglerSlot);
     }
-    const u = this.utilization.indexOf(series);
+    const u = this.utilization.indexOf(info.dref);
     if (u >= 0) this.utilization.splice(u, 1);
   }
 
@@ -275,6 +357,11 @@ export class JobState implements JobRef {
   }
 
   snapshot(): JobSnapshot {
+    const nodes: [string, number][] = [];
+    for (let slot = 0; slot < this.nodeIds.length; slot++) {
+      const t = this.nodeLastT[slot]!;
+      if (t !== Number.NEGATIVE_INFINITY) nodes.push([this.nodeIds[slot]!, t]);
+    }
     return {
       tenant: this.tenant,
       jobId: this.jobId,
@@ -282,7 +369,7 @@ export class JobState implements JobRef {
       finished: this.finished,
       lastProgressT: Number.isNaN(this.lastProgressT) ? null : this.lastProgressT,
       stepTimes: this.stepTimes.toArray(),
-      nodes: [...this.nodes],
+      nodes,
       lastStragglerEval: Number.isFinite(this.lastStragglerEval) ? this.lastStragglerEval : null,
       hasStepSeries: this.hasStepSeries,
     };
@@ -293,9 +380,14 @@ export class JobState implements JobRef {
     this.finished = s.finished;
     this.lastProgressT = s.lastProgressT ?? Number.NaN;
     this.stepTimes = Ring.from(STEP_TIME_SAMPLES, s.stepTimes);
-    for (const [n, t] of s.nodes) this.nodes.set(n, t);
+    this.stallThreshold = Number.NaN;
+    for (const [n, t] of s.nodes) {
+      const slot = this.nodeSlot(n);
+      if (!(this.nodeLastT[slot]! >= t)) this.nodeLastT[slot] = t;
+    }
     this.lastStragglerEval = s.lastStragglerEval ?? Number.NEGATIVE_INFINITY;
     this.hasStepSeries = s.hasStepSeries;
+    this.restoredAlerts = true;
   }
 }
 
@@ -309,83 +401,105 @@ export function jobKey(tenant: string, jobId: string): string {
   return `${tenant}\u0000${jobId}`;
 }
 
-/** Feeds a job's step progress from one `train_step` series (one per rank). */
-export class StepProgress implements SeriesDetector {
+/** Feeds each job's step progress from its `train_step` series (one per rank). */
+export class StepFamily extends Family<JobState> {
   readonly detector = 'stall' as const;
-  private lastV = Number.NaN;
-  private lastIncT = Number.NaN;
-  private lastIncV = Number.NaN;
+  private lastV = new Float64Array(0);
+  private lastIncT = new Float64Array(0);
+  private lastIncV = new Float64Array(0);
 
-  constructor(private readonly job: JobState) {
-    job.hasStepSeries = true;
+  protected override grow(n: number): void {
+    super.grow(n);
+    this.lastV = growF64(this.lastV, n);
+    this.lastIncT = growF64(this.lastIncT, n);
+    this.lastIncV = growF64(this.lastIncV, n);
   }
 
-  observe(t: number, v: number): void {
+  protected reset(slot: number): void {
+    this.lastV[slot] = Number.NaN;
+    this.lastIncT[slot] = Number.NaN;
+    this.lastIncV[slot] = Number.NaN;
+    this.params[slot]!.hasStepSeries = true;
+  }
+
+  protected buildIdentity(): AlertIdentity {
+    throw new Error('step progress raises no alert of its own (the job does)');
+  }
+
+  observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
-    if (Number.isNaN(this.lastV)) {
-      this.lastV = this.lastIncV = v;
-      this.lastIncT = t;
+    const lastV = this.lastV[slot]!;
+    if (Number.isNaN(lastV)) {
+      this.lastV[slot] = this.lastIncV[slot] = v;
+      this.lastIncT[slot] = t;
       return;
     }
-    if (v > this.lastV) {
-      this.job.noteProgress(t, (t - this.lastIncT) / 1000 / (v - this.lastIncV));
-      this.lastIncT = t;
-      this.lastIncV = v;
-    } else if (v < this.lastV) {
+    const job = this.params[slot]!;
+    if (v > lastV) {
+      job.noteProgress(t, (t - this.lastIncT[slot]!) / 1000 / (v - this.lastIncV[slot]!));
+      this.lastIncT[slot] = t;
+      this.lastIncV[slot] = v;
+    } else if (v < lastV) {
       // Restarted from a checkpoint: the job is alive and moving again; measure from here.
-      this.job.noteProgress(t, Number.NaN);
-      this.lastIncT = t;
-      this.lastIncV = v;
+      job.noteProgress(t, Number.NaN);
+      this.lastIncT[slot] = t;
+      this.lastIncV[slot] = v;
     }
-    this.lastV = v;
+    this.lastV[slot] = v;
   }
 
-  save(): unknown {
-    return [this.lastV, this.lastIncT, this.lastIncV];
+  override dispose(): void {}
+
+  override save(slot: number): unknown {
+    return [this.lastV[slot], this.lastIncT[slot], this.lastIncV[slot]];
   }
 
-  load(data: unknown): void {
+  override load(slot: number, data: unknown): void {
     if (!Array.isArray(data) || data.length !== 3) return;
-    [this.lastV, this.lastIncT, this.lastIncV] = data.map((x) => (x === null ? Number.NaN : Number(x))) as [
-      number,
-      number,
-      number,
-    ];
+    const d = data.map((x) => (x === null ? Number.NaN : Number(x)));
+    this.lastV[slot] = d[0]!;
+    this.lastIncT[slot] = d[1]!;
+    this.lastIncV[slot] = d[2]!;
   }
 }
 
-/** One rank's smoothed step time or GPU utilization, compared with the job's other ranks. */
-export class StragglerMember implements SeriesDetector {
+/** Each rank's smoothed step time or GPU utilization, compared with its job's other ranks by the job. */
+export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   readonly detector = 'straggler' as const;
-  ewma = Number.NaN;
-  lastT = Number.NEGATIVE_INFINITY;
-  readonly identity: AlertIdentity;
+  ewma = new Float64Array(0);
+  lastT = new Float64Array(0);
 
-  constructor(
-    readonly series: SeriesInfo,
-    private readonly p: DetectorParams<'straggler'>,
-    ctx: DetectorContext,
-  ) {
-    this.identity = ctx.identity('straggler', 'TrainingStraggler', p.severity, p.for, p.keep_firing_for, {
-      tenant: series.tenant,
-      job_id: series.labels.job_id ?? '',
-      ...locationLabels(series.labels),
-    });
+  protected override grow(n: number): void {
+    super.grow(n);
+    this.ewma = growF64(this.ewma, n);
+    this.lastT = growF64(this.lastT, n);
   }
 
-  observe(t: number, v: number): void {
+  protected reset(slot: number): void {
+    this.ewma[slot] = Number.NaN;
+    this.lastT[slot] = Number.NEGATIVE_INFINITY;
+  }
+
+  protected buildIdentity(): AlertIdentity {
+    throw new Error('straggler alerts belong to the job (one per place)');
+  }
+
+  observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
-    this.ewma = Number.isNaN(this.ewma) ? v : this.ewma + this.p.alpha * (v - this.ewma);
-    this.lastT = t;
+    const prev = this.ewma[slot]!;
+    this.ewma[slot] = Number.isNaN(prev) ? v : prev + this.params[slot]!.alpha * (v - prev);
+    this.lastT[slot] = t;
   }
 
-  save(): unknown {
-    return [this.ewma, this.lastT];
+  override dispose(): void {}
+
+  override save(slot: number): unknown {
+    return [this.ewma[slot], this.lastT[slot]];
   }
 
-  load(data: unknown): void {
+  override load(slot: number, data: unknown): void {
     if (!Array.isArray(data) || data.length !== 2) return;
-    this.ewma = data[0] === null ? Number.NaN : Number(data[0]);
-    this.lastT = data[1] === null ? Number.NEGATIVE_INFINITY : Number(data[1]);
+    this.ewma[slot] = data[0] === null ? Number.NaN : Number(data[0]);
+    this.lastT[slot] = data[1] === null ? Number.NEGATIVE_INFINITY : Number(data[1]);
   }
 }

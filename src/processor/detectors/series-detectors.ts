@@ -1,6 +1,10 @@
 /**
- * Detectors that look at one series at a time. Each instance holds O(1) state (or a small fixed ring), sees
- * every new sample of its series once, in time order, and raises or clears its alert through the engine.
+ * Detectors that look at one series at a time. Each is a *family*: one instance holds the state of every
+ * series it applies to in typed-array columns indexed by a slot (O(1) numbers per series, or a small fixed
+ * ring), sees every new sample of those series once, in time order, and raises or clears their alerts through
+ * the engine. A sample costs a few array reads and writes; alert identities (labels, fingerprint) are built
+ * only when a slot first raises an alert, and a slot calls the alert tracker only while its condition holds
+ * or its alert may still be open (`maybeActive`).
  */
 import { formatSeconds, formatValue, type Severity } from '../../alerting/alert.js';
 import type { DetectorParams, ThresholdRule } from './config.js';
@@ -11,12 +15,158 @@ import {
   jobAlertLabels,
   seriesAlertLabels,
 } from './context.js';
-import { Ewm, MAD_TO_SIGMA, medianMad, Ring, scratchOf } from './stats.js';
-import type { SeriesDetector, SeriesInfo } from './types.js';
+import { MAD_TO_SIGMA, medianMad, scratchOf } from './stats.js';
+import type { DetectorFamily, FamilyName, SeriesInfo } from './types.js';
 
 const MiB = 2 ** 20;
 /** The loss-spike detector re-estimates its residuals' median and MAD every this many residuals. */
 const RESCALE_EVERY = 8;
+
+export function growF64(a: Float64Array, n: number, fill = 0): Float64Array<ArrayBuffer> {
+  const b = new Float64Array(n);
+  b.set(a);
+  if (fill !== 0) b.fill(fill, a.length);
+  return b;
+}
+
+export function growI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(n);
+  b.set(a);
+  return b;
+}
+
+function growU8(a: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
+  const b = new Uint8Array(n);
+  b.set(a);
+  return b;
+}
+
+function num(x: unknown): number {
+  return x === null || x === undefined ? Number.NaN : Number(x);
+}
+
+/**
+ * Slot bookkeeping shared by every family: the series of each slot, its parameters (shared objects, one per
+ * set of matching overrides), its alert identity once built, and whether its alert may be open.
+ */
+export abstract class Family<P> implements DetectorFamily {
+  abstract readonly detector: FamilyName;
+  protected capacity = 0;
+  private used = 0;
+  private readonly freeSlots: number[] = [];
+  live = 0;
+  /** slot → the engine's series (dref). */
+  series = new Int32Array(0);
+  /** Set while the slot's alert may be pending or firing (cleared once the tracker no longer has it). */
+  maybeActive = new Uint8Array(0);
+  readonly params: P[] = [];
+  protected readonly ids: (AlertIdentity | undefined)[] = [];
+
+  constructor(protected readonly ctx: DetectorContext) {}
+
+  /** Grows every column to `n` slots; families with columns of their own extend it. */
+  protected grow(n: number): void {
+    this.series = growI32(this.series, n);
+    this.maybeActive = growU8(this.maybeActive, n);
+    this.capacity = n;
+  }
+
+  /** Resets the columns of a new slot to their initial state. */
+  protected abstract reset(slot: number): void;
+
+  /** Builds the slot's alert identity (labels and fingerprint): called the first time it is needed. */
+  protected abstract buildIdentity(slot: number): AlertIdentity;
+
+  alloc(info: SeriesInfo, params: unknown): number {
+    let slot: number;
+    if (this.freeSlots.length > 0) slot = this.freeSlots.pop()!;
+    else {
+      slot = this.used++;
+      // Columns are grown here, never in the constructor: subclass fields do not exist yet there.
+      if (slot >= this.capacity) this.grow(Math.max(64, this.capacity * 2));
+    }
+    this.series[slot] = info.dref;
+    this.params[slot] = params as P;
+    this.ids[slot] = undefined;
+    this.maybeActive[slot] = 0;
+    this.reset(slot);
+    this.live++;
+    return slot;
+  }
+
+  free(slot: number): void {
+    this.ids[slot] = undefined;
+    this.params[slot] = undefined as P;
+    this.maybeActive[slot] = 0;
+    this.freeSlots.push(slot);
+    this.live--;
+  }
+
+  abstract observe(slot: number, t: number, v: number): void;
+
+  save(_slot: number): unknown {
+    return undefined;
+  }
+
+  load(_slot: number, _data: unknown): void {}
+
+  assumeActive(slot: number): void {
+    this.maybeActive[slot] = 1;
+  }
+
+  identity(slot: number): AlertIdentity {
+    let id = this.ids[slot];
+    if (!id) {
+      id = this.buildIdentity(slot);
+      this.ids[slot] = id;
+    }
+    return id;
+  }
+
+  protected info(slot: number): SeriesInfo {
+    return this.ctx.info(this.series[slot]!);
+  }
+
+  /** The condition holds: the slot's alert is activated (created pending/firing, or kept). */
+  protected raise(slot: number, t: number, value: number, annotate: (v: number) => Record<string, string>) {
+    this.maybeActive[slot] = 1;
+    this.ctx.activate(this.identity(slot), t, value, annotate);
+  }
+
+  /** The condition does not hold: a possibly open alert is deactivated (it may stay for keep_firing_for). */
+  protected clear(slot: number, t: number): void {
+    if (this.maybeActive[slot] === 0) return;
+    const id = this.identity(slot);
+    this.ctx.deactivate(id, t);
+    if (!this.ctx.isOpen(id)) this.maybeActive[slot] = 0;
+  }
+
+  /** This slot is one member of a job-level alert: `active` says whether its condition holds. */
+  protected member(
+    slot: number,
+    active: boolean,
+    t: number,
+    value: number,
+    annotate: (v: number) => Record<string, string>,
+  ): void {
+    if (!active && this.maybeActive[slot] === 0) return;
+    this.maybeActive[slot] = active ? 1 : 0;
+    this.ctx.member(this.identity(slot), this.ctx.memberKey(this.series[slot]!), active, t, value, annotate);
+  }
+
+  dispose(slot: number, t: number): void {
+    if (this.maybeActive[slot] === 0) return;
+    this.maybeActive[slot] = 0;
+    this.ctx.end(this.identity(slot), t);
+  }
+}
+
+/** Families whose slots are members of a job-level alert: disposing a slot removes it from the alert. */
+abstract class MemberFamily<P> extends Family<P> {
+  override dispose(slot: number, t: number): void {
+    this.member(slot, false, t, 0, () => ({}));
+  }
+}
 
 function compare(x: number, op: ThresholdRule['op'], value: number): boolean {
   switch (op) {
@@ -31,64 +181,97 @@ function compare(x: number, op: ThresholdRule['op'], value: number): boolean {
   }
 }
 
-/** `metric op value`, or `metric / ratio_to op value` against the sibling series with the same labels. */
-export class ThresholdDetector implements SeriesDetector {
-  readonly detector = 'threshold' as const;
-  private readonly id: AlertIdentity;
-  private total: SeriesInfo | undefined;
+/**
+ * A sibling series (same labels, another metric) of each slot's series, looked up when first needed; a missing
+ * one again only after the engine learned new series, a found one again only after the engine forgot some
+ * (its ref could then belong to another series).
+ */
+class SiblingColumn {
+  ref = new Int32Array(0);
+  generation = new Int32Array(0);
 
-  constructor(
-    private readonly series: SeriesInfo,
-    private readonly rule: ThresholdRule,
-    private readonly ctx: DetectorContext,
-  ) {
-    this.id = ctx.identity(
+  grow(n: number): void {
+    this.ref = growI32(this.ref, n);
+    this.generation = growI32(this.generation, n);
+  }
+
+  reset(slot: number): void {
+    this.ref[slot] = -1;
+    this.generation[slot] = -1;
+  }
+
+  get(ctx: DetectorContext, slot: number, dref: number, name: string): number {
+    const r = this.ref[slot]!;
+    const gen = r >= 0 ? ctx.removalGeneration : ctx.seriesGeneration;
+    if (this.generation[slot] === gen) return r;
+    const found = ctx.sibling(dref, name);
+    this.ref[slot] = found;
+    this.generation[slot] = found >= 0 ? ctx.removalGeneration : ctx.seriesGeneration;
+    return found;
+  }
+}
+
+/** `metric op value`, or `metric / ratio_to op value` against the sibling series with the same labels. */
+export class ThresholdFamily extends Family<ThresholdRule> {
+  readonly detector = 'threshold' as const;
+  private readonly sibling = new SiblingColumn();
+
+  protected override grow(n: number): void {
+    super.grow(n);
+    this.sibling.grow(n);
+  }
+
+  protected reset(slot: number): void {
+    this.sibling.reset(slot);
+  }
+
+  protected buildIdentity(slot: number): AlertIdentity {
+    const rule = this.params[slot]!;
+    return this.ctx.identity(
       'threshold',
       rule.alert,
       rule.severity,
       rule.for,
       rule.keep_firing_for,
-      seriesAlertLabels(series),
+      seriesAlertLabels(this.info(slot)),
     );
   }
 
-  observe(t: number, v: number): void {
+  observe(slot: number, t: number, v: number): void {
+    const rule = this.params[slot]!;
     let x = v;
-    if (this.rule.ratio_to) {
-      this.total ??= this.ctx.sibling(this.series, this.rule.ratio_to);
-      const total = this.total;
-      if (!total || !(total.lastV > 0)) return;
-      x = v / total.lastV;
+    if (rule.ratio_to) {
+      const total = this.sibling.get(this.ctx, slot, this.series[slot]!, rule.ratio_to);
+      if (total < 0) return;
+      const tv = this.ctx.lastV(total);
+      if (!(tv > 0)) return;
+      x = v / tv;
     }
-    if (compare(x, this.rule.op, this.rule.value)) {
-      this.ctx.activate(this.id, t, x, (val) => {
-        const what = this.rule.ratio_to ? `${this.series.name} / ${this.rule.ratio_to}` : this.series.name;
+    if (compare(x, rule.op, rule.value)) {
+      this.raise(slot, t, x, (val) => {
+        const series = this.info(slot);
+        const what = rule.ratio_to ? `${series.name} / ${rule.ratio_to}` : series.name;
         return {
-          summary: this.rule.summary ?? `${what} ${this.rule.op} ${this.rule.value}`,
-          description: `${what} is ${formatValue(val)} ${describeWhere(this.series.labels)} (threshold ${this.rule.op} ${this.rule.value}).`,
+          summary: rule.summary ?? `${what} ${rule.op} ${rule.value}`,
+          description: `${what} is ${formatValue(val)} ${describeWhere(series.labels)} (threshold ${rule.op} ${rule.value}).`,
         };
       });
     } else {
-      this.ctx.deactivate(this.id, t);
+      this.clear(slot, t);
     }
-  }
-
-  dispose(t: number): void {
-    this.ctx.end(this.id, t);
   }
 }
 
 /** NaN or ±Inf in a loss or gradient metric: the run has diverged. One alert per job and metric. */
-export class NonFiniteDetector implements SeriesDetector {
+export class NonFiniteFamily extends MemberFamily<DetectorParams<'nonfinite'>> {
   readonly detector = 'nonfinite' as const;
-  private readonly id: AlertIdentity;
 
-  constructor(
-    private readonly series: SeriesInfo,
-    p: DetectorParams<'nonfinite'>,
-    private readonly ctx: DetectorContext,
-  ) {
-    this.id = ctx.identity(
+  protected reset(): void {}
+
+  protected buildIdentity(slot: number): AlertIdentity {
+    const p = this.params[slot]!;
+    const series = this.info(slot);
+    return this.ctx.identity(
       'nonfinite',
       'TrainingNaN',
       p.severity,
@@ -98,16 +281,15 @@ export class NonFiniteDetector implements SeriesDetector {
     );
   }
 
-  observe(t: number, v: number): void {
+  observe(slot: number, t: number, v: number): void {
     const bad = !Number.isFinite(v);
-    this.ctx.member(this.id, this.series.key, bad, t, 1, () => ({
-      summary: `${this.series.name} is ${String(v)}: the run has diverged`,
-      description: `${this.series.name} became ${String(v)} ${describeWhere(this.series.labels)}. Training produces no useful result from here; stop or roll back the run.`,
-    }));
-  }
-
-  dispose(t: number): void {
-    this.ctx.member(this.id, this.series.key, false, t, 0, () => ({}));
+    this.member(slot, bad, t, 1, () => {
+      const series = this.info(slot);
+      return {
+        summary: `${series.name} is ${String(v)}: the run has diverged`,
+        description: `${series.name} became ${String(v)} ${describeWhere(series.labels)}. Training produces no useful result from here; stop or roll back the run.`,
+      };
+    });
   }
 }
 
@@ -117,24 +299,47 @@ export class NonFiniteDetector implements SeriesDetector {
  * to exceed `min_relative` of the loss level too (a smooth, noiseless curve has a tiny MAD). One-sided: only
  * increases are spikes. Residuals of spikes are kept out of the window.
  */
-export class LossSpikeDetector implements SeriesDetector {
+export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> {
   readonly detector = 'loss_spike' as const;
-  private readonly id: AlertIdentity;
-  private ewma = 0;
-  private count = 0;
-  private residuals: Ring;
+  private ewma = new Float64Array(0);
+  private count = new Float64Array(0);
   /** Median and MAD of the residual window, recomputed every {@link RESCALE_EVERY} residuals. */
-  private median = 0;
-  private mad = 0;
-  private sinceRescale = Number.POSITIVE_INFINITY;
+  private median = new Float64Array(0);
+  private mad = new Float64Array(0);
+  private sinceRescale = new Float64Array(0);
+  /** Per slot: the residual ring (`window` values), its next write position and fill. */
+  private rings: Float64Array[] = [];
+  private ringNext = new Int32Array(0);
+  private ringSize = new Int32Array(0);
 
-  constructor(
-    private readonly series: SeriesInfo,
-    private readonly p: DetectorParams<'loss_spike'>,
-    private readonly ctx: DetectorContext,
-  ) {
-    this.residuals = new Ring(p.window);
-    this.id = ctx.identity(
+  protected override grow(n: number): void {
+    super.grow(n);
+    this.ewma = growF64(this.ewma, n);
+    this.count = growF64(this.count, n);
+    this.median = growF64(this.median, n);
+    this.mad = growF64(this.mad, n);
+    this.sinceRescale = growF64(this.sinceRescale, n);
+    this.ringNext = growI32(this.ringNext, n);
+    this.ringSize = growI32(this.ringSize, n);
+  }
+
+  protected reset(slot: number): void {
+    this.ewma[slot] = 0;
+    this.count[slot] = 0;
+    this.median[slot] = 0;
+    this.mad[slot] = 0;
+    this.sinceRescale[slot] = Number.POSITIVE_INFINITY;
+    const w = this.params[slot]!.window;
+    const ring = this.rings[slot];
+    this.rings[slot] = ring && ring.length === w ? ring.fill(0) : new Float64Array(w);
+    this.ringNext[slot] = 0;
+    this.ringSize[slot] = 0;
+  }
+
+  protected buildIdentity(slot: number): AlertIdentity {
+    const p = this.params[slot]!;
+    const series = this.info(slot);
+    return this.ctx.identity(
       'loss_spike',
       'TrainingLossSpike',
       p.severity,
@@ -144,52 +349,69 @@ export class LossSpikeDetector implements SeriesDetector {
     );
   }
 
-  observe(t: number, v: number): void {
+  private push(slot: number, r: number): void {
+    const ring = this.rings[slot]!;
+    const next = this.ringNext[slot]!;
+    ring[next] = r;
+    this.ringNext[slot] = (next + 1) % ring.length;
+    if (this.ringSize[slot]! < ring.length) this.ringSize[slot]!++;
+  }
+
+  observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
-    this.count++;
-    if (this.count === 1) {
-      this.ewma = v;
+    const p = this.params[slot]!;
+    const count = ++this.count[slot]!;
+    if (count === 1) {
+      this.ewma[slot] = v;
       return;
     }
-    const r = v - this.ewma;
+    const ewma = this.ewma[slot]!;
+    const r = v - ewma;
     let spike = false;
     let z = 0;
-    if (this.count > this.p.min_samples && this.residuals.size >= 8) {
-      if (this.sinceRescale >= RESCALE_EVERY) {
-        const mm = medianMad(this.residuals.values, this.residuals.size, scratchOf(this.residuals.size));
-        this.median = mm.median;
-        this.mad = mm.mad;
-        this.sinceRescale = 0;
+    const size = this.ringSize[slot]!;
+    if (count > p.min_samples && size >= 8) {
+      if (this.sinceRescale[slot]! >= RESCALE_EVERY) {
+        const mm = medianMad(this.rings[slot]!, size, scratchOf(size));
+        this.median[slot] = mm.median;
+        this.mad[slot] = mm.mad;
+        this.sinceRescale[slot] = 0;
       }
-      const sigma = Math.max(MAD_TO_SIGMA * this.mad, 1e-9 * Math.max(1, Math.abs(this.ewma)));
-      z = (r - this.median) / sigma;
-      spike = z > this.p.z && r > this.p.min_relative * Math.abs(this.ewma);
+      const sigma = Math.max(MAD_TO_SIGMA * this.mad[slot]!, 1e-9 * Math.max(1, Math.abs(ewma)));
+      z = (r - this.median[slot]!) / sigma;
+      spike = z > p.z && r > p.min_relative * Math.abs(ewma);
     }
-    const level = this.ewma;
-    this.ctx.member(this.id, this.series.key, spike, t, z, (zv) => ({
-      summary: `${this.series.name} spiked: ${formatValue(v)} against a recent level of ${formatValue(level)}`,
-      description: `${this.series.name} ${describeWhere(this.series.labels)} jumped to ${formatValue(v)} (+${Math.round((100 * r) / Math.abs(level || 1))}%), a robust z-score of ${formatValue(zv)} against its recent residuals.`,
-    }));
+    this.member(slot, spike, t, z, (zv) => {
+      const series = this.info(slot);
+      return {
+        summary: `${series.name} spiked: ${formatValue(v)} against a recent level of ${formatValue(ewma)}`,
+        description: `${series.name} ${describeWhere(series.labels)} jumped to ${formatValue(v)} (+${Math.round((100 * r) / Math.abs(ewma || 1))}%), a robust z-score of ${formatValue(zv)} against its recent residuals.`,
+      };
+    });
     if (!spike) {
-      this.residuals.push(r);
-      this.sinceRescale++;
+      this.push(slot, r);
+      this.sinceRescale[slot]!++;
     }
-    this.ewma += this.p.alpha * (v - this.ewma);
+    this.ewma[slot] = ewma + p.alpha * (v - ewma);
   }
 
-  dispose(t: number): void {
-    this.ctx.member(this.id, this.series.key, false, t, 0, () => ({}));
+  override save(slot: number): unknown {
+    const ring = this.rings[slot]!;
+    const size = this.ringSize[slot]!;
+    const out: number[] = [];
+    const start = size < ring.length ? 0 : this.ringNext[slot]!;
+    for (let i = 0; i < size; i++) out.push(ring[(start + i) % ring.length]!);
+    return [this.ewma[slot], this.count[slot], out];
   }
 
-  save(): unknown {
-    return [this.ewma, this.count, this.residuals.toArray()];
-  }
-
-  load(data: unknown): void {
+  override load(slot: number, data: unknown): void {
     if (!Array.isArray(data)) return;
-    this.ewma = data[0];
-    this.count = data[1];
-    this.residuals = Ring.from(this.p.window, data[2]);
+    this.ewma[slot] = data[0];
+    this.count[slot] = data[1];
+    this.rings[slot]!.fill(0);
+    this.ringNext[slot] = 0;
+    this.ringSize[slot] = 0;
+    for (const r of (data[2] as number[] | undefined) ?? []) this.push(slot, r);
   }
 }
 
@@ -198,64 +420,86 @@ export class LossSpikeDetector implements SeriesDetector {
  * samples update the baseline at a tenth of the rate, so a lasting level shift is reported for a while and
  * then becomes the new normal.
  */
-export class AnomalyDetector implements SeriesDetector {
+export class AnomalyFamily extends Family<DetectorParams<'anomaly'>> {
   readonly detector = 'anomaly' as const;
-  private readonly id: AlertIdentity;
-  private readonly ewm: Ewm;
-  private readonly slow: Ewm;
+  private mean = new Float64Array(0);
+  private variance = new Float64Array(0);
+  private count = new Float64Array(0);
 
-  constructor(
-    private readonly series: SeriesInfo,
-    private readonly p: DetectorParams<'anomaly'>,
-    private readonly ctx: DetectorContext,
-  ) {
-    this.ewm = new Ewm(p.alpha);
-    this.slow = new Ewm(p.alpha / 10);
-    this.id = ctx.identity('anomaly', 'MetricAnomaly', p.severity, p.for, p.keep_firing_for, {
+  protected override grow(n: number): void {
+    super.grow(n);
+    this.mean = growF64(this.mean, n);
+    this.variance = growF64(this.variance, n);
+    this.count = growF64(this.count, n);
+  }
+
+  protected reset(slot: number): void {
+    this.mean[slot] = 0;
+    this.variance[slot] = 0;
+    this.count[slot] = 0;
+  }
+
+  protected buildIdentity(slot: number): AlertIdentity {
+    const p = this.params[slot]!;
+    const series = this.info(slot);
+    return this.ctx.identity('anomaly', 'MetricAnomaly', p.severity, p.for, p.keep_firing_for, {
       ...seriesAlertLabels(series),
       metric: series.name,
     });
   }
 
-  observe(t: number, v: number): void {
+  /** West's incremental EWM update with rate `alpha`. */
+  private update(slot: number, x: number, alpha: number): void {
+    if (this.count[slot] === 0) {
+      this.mean[slot] = x;
+      this.variance[slot] = 0;
+      this.count[slot] = 1;
+      return;
+    }
+    const diff = x - this.mean[slot]!;
+    const incr = alpha * diff;
+    this.mean[slot]! += incr;
+    this.variance[slot] = (1 - alpha) * (this.variance[slot]! + diff * incr);
+    this.count[slot]!++;
+  }
+
+  observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
-    const e = this.ewm;
+    const p = this.params[slot]!;
     let anomalous = false;
     let z = 0;
-    if (e.count >= this.p.min_samples) {
-      const sd = Math.max(Math.sqrt(e.variance), this.p.min_std_ratio * Math.abs(e.mean), 1e-12);
-      z = (v - e.mean) / sd;
-      anomalous = Math.abs(z) > this.p.z;
+    const mean = this.mean[slot]!;
+    if (this.count[slot]! >= p.min_samples) {
+      const sd = Math.max(Math.sqrt(this.variance[slot]!), p.min_std_ratio * Math.abs(mean), 1e-12);
+      z = (v - mean) / sd;
+      anomalous = Math.abs(z) > p.z;
     }
     if (anomalous) {
-      const mean = e.mean;
-      this.ctx.activate(this.id, t, z, (zv) => ({
-        summary: `${this.series.name} is anomalous: ${formatValue(v)} (z = ${formatValue(zv)})`,
-        description: `${this.series.name} ${describeWhere(this.series.labels)} is ${formatValue(v)}, ${formatValue(Math.abs(zv))} standard deviations ${zv > 0 ? 'above' : 'below'} its recent mean of ${formatValue(mean)}.`,
-      }));
-      // Adapt slowly while anomalous: keep the fast estimator but feed it at a tenth of the rate.
-      this.slow.mean = e.mean;
-      this.slow.variance = e.variance;
-      this.slow.count = e.count;
-      this.slow.update(v);
-      e.mean = this.slow.mean;
-      e.variance = this.slow.variance;
+      this.raise(slot, t, z, (zv) => {
+        const series = this.info(slot);
+        return {
+          summary: `${series.name} is anomalous: ${formatValue(v)} (z = ${formatValue(zv)})`,
+          description: `${series.name} ${describeWhere(series.labels)} is ${formatValue(v)}, ${formatValue(Math.abs(zv))} standard deviations ${zv > 0 ? 'above' : 'below'} its recent mean of ${formatValue(mean)}.`,
+        };
+      });
+      // Adapt slowly while anomalous: the same estimator fed at a tenth of the rate (the count still grows).
+      this.update(slot, v, p.alpha / 10);
+      this.count[slot]!--;
     } else {
-      this.ctx.deactivate(this.id, t);
-      e.update(v);
+      this.clear(slot, t);
+      this.update(slot, v, p.alpha);
     }
   }
 
-  dispose(t: number): void {
-    this.ctx.end(this.id, t);
+  override save(slot: number): unknown {
+    return [this.mean[slot], this.variance[slot], this.count[slot]];
   }
 
-  save(): unknown {
-    return this.ewm.save();
-  }
-
-  load(data: unknown): void {
-    this.ewm.load(data);
+  override load(slot: number, data: unknown): void {
+    if (!Array.isArray(data) || data.length !== 3) return;
+    this.mean[slot] = data[0];
+    this.variance[slot] = data[1];
+    this.count[slot] = data[2];
   }
 }
 
@@ -265,97 +509,127 @@ export class AnomalyDetector implements SeriesDetector {
  * S = max(0, S + (μ0 − x)/σ0 − k). The alert holds while S > h and the smoothed level is at least `min_drop`
  * below the baseline. One alert per job, whichever rank or metric shows it.
  */
-export class ThroughputDetector implements SeriesDetector {
+export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>> {
   readonly detector = 'throughput' as const;
-  private readonly id: AlertIdentity;
-  private firstT = Number.NaN;
-  private n = 0;
-  private sum = 0;
-  private sumSq = 0;
-  private mu0 = Number.NaN;
-  private sigma0 = Number.NaN;
-  private cusum = 0;
-  private level = Number.NaN;
+  private firstT = new Float64Array(0);
+  private n = new Float64Array(0);
+  private sum = new Float64Array(0);
+  private sumSq = new Float64Array(0);
+  private mu0 = new Float64Array(0);
+  private sigma0 = new Float64Array(0);
+  private cusum = new Float64Array(0);
+  private level = new Float64Array(0);
   /** Hysteresis: once degraded, it stays so until CUSUM and drop are both below half their thresholds. */
-  private degraded = false;
+  private degraded = new Uint8Array(0);
 
-  constructor(
-    private readonly series: SeriesInfo,
-    private readonly p: DetectorParams<'throughput'>,
-    private readonly ctx: DetectorContext,
-  ) {
-    this.id = ctx.identity(
+  protected override grow(n: number): void {
+    super.grow(n);
+    this.firstT = growF64(this.firstT, n);
+    this.n = growF64(this.n, n);
+    this.sum = growF64(this.sum, n);
+    this.sumSq = growF64(this.sumSq, n);
+    this.mu0 = growF64(this.mu0, n);
+    this.sigma0 = growF64(this.sigma0, n);
+    this.cusum = growF64(this.cusum, n);
+    this.level = growF64(this.level, n);
+    this.degraded = growU8(this.degraded, n);
+  }
+
+  protected reset(slot: number): void {
+    this.firstT[slot] = Number.NaN;
+    this.n[slot] = 0;
+    this.sum[slot] = 0;
+    this.sumSq[slot] = 0;
+    this.mu0[slot] = Number.NaN;
+    this.sigma0[slot] = Number.NaN;
+    this.cusum[slot] = 0;
+    this.level[slot] = Number.NaN;
+    this.degraded[slot] = 0;
+  }
+
+  protected buildIdentity(slot: number): AlertIdentity {
+    const p = this.params[slot]!;
+    return this.ctx.identity(
       'throughput',
       'ThroughputDegraded',
       p.severity,
       p.for,
       p.keep_firing_for,
-      jobAlertLabels(series),
+      jobAlertLabels(this.info(slot)),
     );
   }
 
-  observe(t: number, v: number): void {
+  observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
-    if (Number.isNaN(this.firstT)) this.firstT = t;
-    const age = t - this.firstT;
-    if (age < this.p.skip) return;
-    if (Number.isNaN(this.mu0)) {
-      this.n++;
-      this.sum += v;
-      this.sumSq += v * v;
-      if (age < this.p.skip + this.p.warmup || this.n < 10) return;
-      const mean = this.sum / this.n;
+    const p = this.params[slot]!;
+    if (Number.isNaN(this.firstT[slot]!)) this.firstT[slot] = t;
+    const age = t - this.firstT[slot]!;
+    if (age < p.skip) return;
+    if (Number.isNaN(this.mu0[slot]!)) {
+      this.n[slot]!++;
+      this.sum[slot]! += v;
+      this.sumSq[slot]! += v * v;
+      const n = this.n[slot]!;
+      if (age < p.skip + p.warmup || n < 10) return;
+      const mean = this.sum[slot]! / n;
       if (!(mean > 0)) {
         // No throughput during warm-up (still loading, or idle): learn again later.
-        this.firstT = t - this.p.skip;
-        this.n = this.sum = this.sumSq = 0;
+        this.firstT[slot] = t - p.skip;
+        this.n[slot] = this.sum[slot] = this.sumSq[slot] = 0;
         return;
       }
-      const variance = Math.max(0, this.sumSq / this.n - mean * mean);
-      this.mu0 = mean;
-      this.sigma0 = Math.max(Math.sqrt(variance), this.p.min_std_ratio * mean);
-      this.level = mean;
+      const variance = Math.max(0, this.sumSq[slot]! / n - mean * mean);
+      this.mu0[slot] = mean;
+      this.sigma0[slot] = Math.max(Math.sqrt(variance), p.min_std_ratio * mean);
+      this.level[slot] = mean;
       return;
     }
-    this.level += this.p.alpha * (v - this.level);
-    const h = this.p.h;
-    this.cusum = Math.min(5 * h, Math.max(0, this.cusum + (this.mu0 - v) / this.sigma0 - this.p.k));
-    const drop = 1 - this.level / this.mu0;
-    const degraded = this.degraded
-      ? this.cusum > h / 2 || drop >= this.p.min_drop / 2
-      : this.cusum > h && drop >= this.p.min_drop;
-    this.degraded = degraded;
-    const mu0 = this.mu0;
-    const level = this.level;
-    this.ctx.member(this.id, this.series.key, degraded, t, drop, (d) => ({
-      summary: `throughput is ${Math.round(100 * d)}% below its baseline`,
-      description: `${this.series.name} of job ${this.series.labels.job_id ?? ''} fell to ${formatValue(level)} from a baseline of ${formatValue(mu0)} learned after start-up (${Math.round(100 * d)}% lower; CUSUM change-point detector).`,
-    }));
+    const mu0 = this.mu0[slot]!;
+    const level = this.level[slot]! + p.alpha * (v - this.level[slot]!);
+    this.level[slot] = level;
+    const h = p.h;
+    const cusum = Math.min(5 * h, Math.max(0, this.cusum[slot]! + (mu0 - v) / this.sigma0[slot]! - p.k));
+    this.cusum[slot] = cusum;
+    const drop = 1 - level / mu0;
+    const degraded = this.degraded[slot]
+      ? cusum > h / 2 || drop >= p.min_drop / 2
+      : cusum > h && drop >= p.min_drop;
+    this.degraded[slot] = degraded ? 1 : 0;
+    this.member(slot, degraded, t, drop, (d) => {
+      const series = this.info(slot);
+      return {
+        summary: `throughput is ${Math.round(100 * d)}% below its baseline`,
+        description: `${series.name} of job ${series.labels.job_id ?? ''} fell to ${formatValue(level)} from a baseline of ${formatValue(mu0)} learned after start-up (${Math.round(100 * d)}% lower; CUSUM change-point detector).`,
+      };
+    });
   }
 
-  dispose(t: number): void {
-    this.ctx.member(this.id, this.series.key, false, t, 0, () => ({}));
-  }
-
-  save(): unknown {
+  override save(slot: number): unknown {
     return [
-      this.firstT,
-      this.n,
-      this.sum,
-      this.sumSq,
-      this.mu0,
-      this.sigma0,
-      this.cusum,
-      this.level,
-      +this.degraded,
+      this.firstT[slot],
+      this.n[slot],
+      this.sum[slot],
+      this.sumSq[slot],
+      this.mu0[slot],
+      this.sigma0[slot],
+      this.cusum[slot],
+      this.level[slot],
+      this.degraded[slot],
     ];
   }
 
-  load(data: unknown): void {
+  override load(slot: number, data: unknown): void {
     if (!Array.isArray(data) || data.length !== 9) return;
-    const d = data.map((x) => (x === null ? Number.NaN : Number(x)));
-    [this.firstT, this.n, this.sum, this.sumSq, this.mu0, this.sigma0, this.cusum, this.level] = d;
-    this.degraded = d[8] === 1;
+    const d = data.map(num);
+    this.firstT[slot] = d[0]!;
+    this.n[slot] = d[1]!;
+    this.sum[slot] = d[2]!;
+    this.sumSq[slot] = d[3]!;
+    this.mu0[slot] = d[4]!;
+    this.sigma0[slot] = d[5]!;
+    this.cusum[slot] = d[6]!;
+    this.level[slot] = d[7]!;
+    this.degraded[slot] = d[8] === 1 ? 1 : 0;
   }
 }
 
@@ -363,20 +637,32 @@ export class ThroughputDetector implements SeriesDetector {
  * Accuracy plateau, as early stopping sees it: the smoothed value has not beaten its best by `min_delta`
  * for `patience`.
  */
-export class PlateauDetector implements SeriesDetector {
+export class PlateauFamily extends MemberFamily<DetectorParams<'plateau'>> {
   readonly detector = 'plateau' as const;
-  private readonly id: AlertIdentity;
-  private ewma = Number.NaN;
-  private count = 0;
-  private best = Number.NaN;
-  private bestT = Number.NaN;
+  private ewma = new Float64Array(0);
+  private count = new Float64Array(0);
+  private best = new Float64Array(0);
+  private bestT = new Float64Array(0);
 
-  constructor(
-    private readonly series: SeriesInfo,
-    private readonly p: DetectorParams<'plateau'>,
-    private readonly ctx: DetectorContext,
-  ) {
-    this.id = ctx.identity(
+  protected override grow(n: number): void {
+    super.grow(n);
+    this.ewma = growF64(this.ewma, n);
+    this.count = growF64(this.count, n);
+    this.best = growF64(this.best, n);
+    this.bestT = growF64(this.bestT, n);
+  }
+
+  protected reset(slot: number): void {
+    this.ewma[slot] = Number.NaN;
+    this.count[slot] = 0;
+    this.best[slot] = Number.NaN;
+    this.bestT[slot] = Number.NaN;
+  }
+
+  protected buildIdentity(slot: number): AlertIdentity {
+    const p = this.params[slot]!;
+    const series = this.info(slot);
+    return this.ctx.identity(
       'plateau',
       'AccuracyPlateau',
       p.severity,
@@ -386,55 +672,63 @@ export class PlateauDetector implements SeriesDetector {
     );
   }
 
-  observe(t: number, v: number): void {
+  observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
-    this.ewma = Number.isNaN(this.ewma) ? v : this.ewma + this.p.alpha * (v - this.ewma);
-    this.count++;
-    if (this.count < this.p.min_samples) return;
-    if (Number.isNaN(this.best) || this.ewma > this.best + this.p.min_delta) {
-      this.best = this.ewma;
-      this.bestT = t;
+    const p = this.params[slot]!;
+    const prev = this.ewma[slot]!;
+    const ewma = Number.isNaN(prev) ? v : prev + p.alpha * (v - prev);
+    this.ewma[slot] = ewma;
+    if (++this.count[slot]! < p.min_samples) return;
+    if (Number.isNaN(this.best[slot]!) || ewma > this.best[slot]! + p.min_delta) {
+      this.best[slot] = ewma;
+      this.bestT[slot] = t;
     }
-    const since = t - this.bestT;
-    const best = this.best;
-    this.ctx.member(this.id, this.series.key, since >= this.p.patience, t, since / 1000, (s) => ({
-      summary: `${this.series.name} has not improved for ${formatSeconds(s)}`,
-      description: `${this.series.name} of job ${this.series.labels.job_id ?? ''} has stayed within ${this.p.min_delta} of its best (${formatValue(best)}) for ${formatSeconds(s)}: the run has plateaued.`,
-    }));
+    const since = t - this.bestT[slot]!;
+    const best = this.best[slot]!;
+    this.member(slot, since >= p.patience, t, since / 1000, (s) => {
+      const series = this.info(slot);
+      return {
+        summary: `${series.name} has not improved for ${formatSeconds(s)}`,
+        description: `${series.name} of job ${series.labels.job_id ?? ''} has stayed within ${p.min_delta} of its best (${formatValue(best)}) for ${formatSeconds(s)}: the run has plateaued.`,
+      };
+    });
   }
 
-  dispose(t: number): void {
-    this.ctx.member(this.id, this.series.key, false, t, 0, () => ({}));
+  override save(slot: number): unknown {
+    return [this.ewma[slot], this.count[slot], this.best[slot], this.bestT[slot]];
   }
 
-  save(): unknown {
-    return [this.ewma, this.count, this.best, this.bestT];
-  }
-
-  load(data: unknown): void {
+  override load(slot: number, data: unknown): void {
     if (!Array.isArray(data) || data.length !== 4) return;
-    [this.ewma, this.count, this.best, this.bestT] = data.map((x) =>
-      x === null ? Number.NaN : Number(x),
-    ) as [number, number, number, number];
+    this.ewma[slot] = num(data[0]);
+    this.count[slot] = num(data[1]);
+    this.best[slot] = num(data[2]);
+    this.bestT[slot] = num(data[3]);
   }
 }
 
 /** ECC errors: any increase of the counter (a reset counts what the counter shows after it). */
-export class EccDetector implements SeriesDetector {
+export class EccFamily extends Family<DetectorParams<'ecc'>> {
   readonly detector = 'ecc' as const;
-  private readonly id: AlertIdentity;
-  private prev = Number.NaN;
+  private prev = new Float64Array(0);
 
-  constructor(
-    private readonly series: SeriesInfo,
-    p: DetectorParams<'ecc'>,
-    private readonly ctx: DetectorContext,
-  ) {
+  protected override grow(n: number): void {
+    super.grow(n);
+    this.prev = growF64(this.prev, n);
+  }
+
+  protected reset(slot: number): void {
+    this.prev[slot] = Number.NaN;
+  }
+
+  protected buildIdentity(slot: number): AlertIdentity {
+    const p = this.params[slot]!;
+    const series = this.info(slot);
     const uncorrectable = /uncorrect|dbe|double/i.test(
       `${series.labels.type ?? ''} ${series.labels.error_type ?? ''}`,
     );
     const severity: Severity = uncorrectable ? 'critical' : p.severity;
-    this.id = ctx.identity(
+    return this.ctx.identity(
       'ecc',
       'GPUECCErrors',
       severity,
@@ -444,67 +738,63 @@ export class EccDetector implements SeriesDetector {
     );
   }
 
-  observe(t: number, v: number): void {
-    const prev = this.prev;
-    this.prev = v;
+  observe(slot: number, t: number, v: number): void {
+    const prev = this.prev[slot]!;
+    this.prev[slot] = v;
     if (Number.isNaN(prev) || !Number.isFinite(v)) return;
     const delta = v >= prev ? v - prev : v;
     if (delta > 0) {
-      this.ctx.activate(this.id, t, delta, (d) => ({
-        summary: `GPU ECC errors: +${formatValue(d)}`,
-        description: `${this.series.name} ${describeWhere(this.series.labels)} increased by ${formatValue(d)} to ${formatValue(v)}. Repeated errors mean the GPU should be drained and checked.`,
-      }));
+      this.raise(slot, t, delta, (d) => {
+        const series = this.info(slot);
+        return {
+          summary: `GPU ECC errors: +${formatValue(d)}`,
+          description: `${series.name} ${describeWhere(series.labels)} increased by ${formatValue(d)} to ${formatValue(v)}. Repeated errors mean the GPU should be drained and checked.`,
+        };
+      });
     } else {
-      this.ctx.deactivate(this.id, t);
+      this.clear(slot, t);
     }
   }
 
-  dispose(t: number): void {
-    this.ctx.end(this.id, t);
+  override save(slot: number): unknown {
+    return this.prev[slot];
   }
 
-  save(): unknown {
-    return this.prev;
-  }
-
-  load(data: unknown): void {
-    if (typeof data === 'number') this.prev = data;
+  override load(slot: number, data: unknown): void {
+    if (typeof data === 'number') this.prev[slot] = data;
   }
 }
 
 /** Thermal or power throttling reported by the GPU (a non-zero `gpu_throttled`). */
-export class ThrottleDetector implements SeriesDetector {
+export class ThrottleFamily extends Family<DetectorParams<'throttle'>> {
   readonly detector = 'throttle' as const;
-  private readonly id: AlertIdentity;
 
-  constructor(
-    private readonly series: SeriesInfo,
-    p: DetectorParams<'throttle'>,
-    private readonly ctx: DetectorContext,
-  ) {
-    this.id = ctx.identity(
+  protected reset(): void {}
+
+  protected buildIdentity(slot: number): AlertIdentity {
+    const p = this.params[slot]!;
+    return this.ctx.identity(
       'throttle',
       'GPUThrottled',
       p.severity,
       p.for,
       p.keep_firing_for,
-      seriesAlertLabels(series),
+      seriesAlertLabels(this.info(slot)),
     );
   }
 
-  observe(t: number, v: number): void {
+  observe(slot: number, t: number, v: number): void {
     if (v > 0) {
-      this.ctx.activate(this.id, t, v, () => ({
-        summary: `GPU throttled${this.series.labels.reason ? ` (${this.series.labels.reason})` : ''}`,
-        description: `${describeWhere(this.series.labels)} is being throttled${this.series.labels.reason ? ` (${this.series.labels.reason})` : ''}: its clocks are reduced and the whole job waits for it.`,
-      }));
+      this.raise(slot, t, v, () => {
+        const { labels } = this.info(slot);
+        return {
+          summary: `GPU throttled${labels.reason ? ` (${labels.reason})` : ''}`,
+          description: `${describeWhere(labels)} is being throttled${labels.reason ? ` (${labels.reason})` : ''}: its clocks are reduced and the whole job waits for it.`,
+        };
+      });
     } else {
-      this.ctx.deactivate(this.id, t);
+      this.clear(slot, t);
     }
-  }
-
-  dispose(t: number): void {
-    this.ctx.end(this.id, t);
   }
 }
 
@@ -514,132 +804,164 @@ export class ThrottleDetector implements SeriesDetector {
  * series) is reached. Alerts when that is within `horizon`, the fit is good (R² ≥ `min_r2`) and the growth is
  * material (slope × half-life ≥ `min_growth` of the total).
  */
-export class MemoryLeakDetector implements SeriesDetector {
+export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   readonly detector = 'memory_leak' as const;
-  private readonly id: AlertIdentity;
-  private readonly lambda: number;
-  private totalSeries: SeriesInfo | undefined;
-  private w = 0;
-  private mt = 0;
-  private my = 0;
-  private ctt = 0;
-  private cty = 0;
-  private cyy = 0;
-  private lastT = Number.NaN;
-  private firstT = Number.NaN;
+  private w = new Float64Array(0);
+  private mt = new Float64Array(0);
+  private my = new Float64Array(0);
+  private ctt = new Float64Array(0);
+  private cty = new Float64Array(0);
+  private cyy = new Float64Array(0);
+  private lastT = new Float64Array(0);
+  private firstT = new Float64Array(0);
+  private readonly sibling = new SiblingColumn();
 
-  constructor(
-    private readonly series: SeriesInfo,
-    private readonly p: DetectorParams<'memory_leak'>,
-    private readonly ctx: DetectorContext,
-  ) {
-    this.lambda = Math.LN2 / Math.max(1, p.half_life);
-    this.id = ctx.identity(
+  protected override grow(n: number): void {
+    super.grow(n);
+    this.w = growF64(this.w, n);
+    this.mt = growF64(this.mt, n);
+    this.my = growF64(this.my, n);
+    this.ctt = growF64(this.ctt, n);
+    this.cty = growF64(this.cty, n);
+    this.cyy = growF64(this.cyy, n);
+    this.lastT = growF64(this.lastT, n);
+    this.firstT = growF64(this.firstT, n);
+    this.sibling.grow(n);
+  }
+
+  protected reset(slot: number): void {
+    this.w[slot] = 0;
+    this.mt[slot] = 0;
+    this.my[slot] = 0;
+    this.ctt[slot] = 0;
+    this.cty[slot] = 0;
+    this.cyy[slot] = 0;
+    this.lastT[slot] = Number.NaN;
+    this.firstT[slot] = Number.NaN;
+    this.sibling.reset(slot);
+  }
+
+  protected buildIdentity(slot: number): AlertIdentity {
+    const p = this.params[slot]!;
+    return this.ctx.identity(
       'memory_leak',
       'GPUMemoryLeak',
       p.severity,
       p.for,
       p.keep_firing_for,
-      seriesAlertLabels(series),
+      seriesAlertLabels(this.info(slot)),
     );
   }
 
-  observe(t: number, v: number): void {
+  observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
-    if (Number.isNaN(this.firstT)) this.firstT = t;
-    const decay = Number.isNaN(this.lastT) ? 0 : Math.exp(-this.lambda * (t - this.lastT));
-    this.lastT = t;
+    const p = this.params[slot]!;
+    if (Number.isNaN(this.firstT[slot]!)) this.firstT[slot] = t;
+    const lambda = Math.LN2 / Math.max(1, p.half_life);
+    const prevT = this.lastT[slot]!;
+    const decay = Number.isNaN(prevT) ? 0 : Math.exp(-lambda * (t - prevT));
+    this.lastT[slot] = t;
     // Weighted Welford update with exponentially decayed weights.
-    const w = decay * this.w + 1;
-    const dt = t - this.mt;
-    const dy = v - this.my;
-    const mt = this.mt + dt / w;
-    const my = this.my + dy / w;
-    this.ctt = decay * this.ctt + dt * (t - mt);
-    this.cty = decay * this.cty + dt * (v - my);
-    this.cyy = decay * this.cyy + dy * (v - my);
-    this.w = w;
-    this.mt = mt;
-    this.my = my;
+    const w = decay * this.w[slot]! + 1;
+    const dt = t - this.mt[slot]!;
+    const dy = v - this.my[slot]!;
+    const mt = this.mt[slot]! + dt / w;
+    const my = this.my[slot]! + dy / w;
+    const ctt = decay * this.ctt[slot]! + dt * (t - mt);
+    const cty = decay * this.cty[slot]! + dt * (v - my);
+    const cyy = decay * this.cyy[slot]! + dy * (v - my);
+    this.ctt[slot] = ctt;
+    this.cty[slot] = cty;
+    this.cyy[slot] = cyy;
+    this.w[slot] = w;
+    this.mt[slot] = mt;
+    this.my[slot] = my;
 
-    this.totalSeries ??= this.ctx.sibling(this.series, this.p.total_metric);
-    const total = this.totalSeries?.lastV;
+    const totalRef = this.sibling.get(this.ctx, slot, this.series[slot]!, p.total_metric);
+    const total = totalRef >= 0 ? this.ctx.lastV(totalRef) : Number.NaN;
     let leaking = false;
     let secondsToFull = Number.POSITIVE_INFINITY;
     let slopePerSecond = 0;
-    if (total !== undefined && total > 0 && t - this.firstT >= this.p.min_span && this.ctt > 0) {
-      const slope = this.cty / this.ctt; // bytes per ms
+    if (total > 0 && t - this.firstT[slot]! >= p.min_span && ctt > 0) {
+      const slope = cty / ctt; // bytes per ms
       slopePerSecond = slope * 1000;
-      const r2 = this.cyy > 0 ? (this.cty * this.cty) / (this.ctt * this.cyy) : 0;
-      const fitted = this.my + slope * (t - this.mt);
+      const r2 = cyy > 0 ? (cty * cty) / (ctt * cyy) : 0;
+      const fitted = my + slope * (t - mt);
       if (slope > 0) {
         secondsToFull = Math.max(0, (total - fitted) / slope / 1000);
         leaking =
-          r2 >= this.p.min_r2 &&
-          slope * this.p.half_life >= this.p.min_growth * total &&
-          secondsToFull * 1000 <= this.p.horizon;
+          r2 >= p.min_r2 && slope * p.half_life >= p.min_growth * total && secondsToFull * 1000 <= p.horizon;
       }
     }
     if (leaking) {
-      this.ctx.activate(this.id, t, secondsToFull, (s) => ({
-        summary: `GPU memory grows ${formatValue(slopePerSecond / MiB)} MiB/s: out of memory in about ${formatSeconds(s)}`,
-        description: `${this.series.name} ${describeWhere(this.series.labels)} grows steadily by ${formatValue(slopePerSecond / MiB)} MiB/s and is at ${formatValue(v / 2 ** 30)} GiB of ${formatValue(total! / 2 ** 30)} GiB: at this rate it runs out of memory in about ${formatSeconds(s)}.`,
-      }));
+      this.raise(slot, t, secondsToFull, (s) => {
+        const series = this.info(slot);
+        return {
+          summary: `GPU memory grows ${formatValue(slopePerSecond / MiB)} MiB/s: out of memory in about ${formatSeconds(s)}`,
+          description: `${series.name} ${describeWhere(series.labels)} grows steadily by ${formatValue(slopePerSecond / MiB)} MiB/s and is at ${formatValue(v / 2 ** 30)} GiB of ${formatValue(total / 2 ** 30)} GiB: at this rate it runs out of memory in about ${formatSeconds(s)}.`,
+        };
+      });
     } else {
-      this.ctx.deactivate(this.id, t);
+      this.clear(slot, t);
     }
   }
 
-  dispose(t: number): void {
-    this.ctx.end(this.id, t);
+  override save(slot: number): unknown {
+    return [
+      this.w[slot],
+      this.mt[slot],
+      this.my[slot],
+      this.ctt[slot],
+      this.cty[slot],
+      this.cyy[slot],
+      this.lastT[slot],
+      this.firstT[slot],
+    ];
   }
 
-  save(): unknown {
-    return [this.w, this.mt, this.my, this.ctt, this.cty, this.cyy, this.lastT, this.firstT];
-  }
-
-  load(data: unknown): void {
+  override load(slot: number, data: unknown): void {
     if (!Array.isArray(data) || data.length !== 8) return;
-    [this.w, this.mt, this.my, this.ctt, this.cty, this.cyy, this.lastT, this.firstT] = data.map((x) =>
-      x === null ? Number.NaN : Number(x),
-    ) as [number, number, number, number, number, number, number, number];
+    const d = data.map(num);
+    this.w[slot] = d[0]!;
+    this.mt[slot] = d[1]!;
+    this.my[slot] = d[2]!;
+    this.ctt[slot] = d[3]!;
+    this.cty[slot] = d[4]!;
+    this.cyy[slot] = d[5]!;
+    this.lastT[slot] = d[6]!;
+    this.firstT[slot] = d[7]!;
   }
 }
 
 /** Waste: a GPU of a running job that makes progress, idle (utilization below `below`) for `for`. */
-export class WasteDetector implements SeriesDetector {
+export class WasteFamily extends Family<DetectorParams<'waste'>> {
   readonly detector = 'waste' as const;
-  private readonly id: AlertIdentity;
 
-  constructor(
-    private readonly series: SeriesInfo,
-    private readonly p: DetectorParams<'waste'>,
-    private readonly ctx: DetectorContext,
-  ) {
-    this.id = ctx.identity(
+  protected reset(): void {}
+
+  protected buildIdentity(slot: number): AlertIdentity {
+    const p = this.params[slot]!;
+    return this.ctx.identity(
       'waste',
       'GPUIdle',
       p.severity,
       p.for,
       p.keep_firing_for,
-      seriesAlertLabels(series),
+      seriesAlertLabels(this.info(slot)),
     );
   }
 
-  observe(t: number, v: number): void {
-    const job = this.series.job;
-    if (job && v < this.p.below && job.progressing(t)) {
-      this.ctx.activate(this.id, t, v, (u) => ({
+  observe(slot: number, t: number, v: number): void {
+    const p = this.params[slot]!;
+    const job = this.info(slot).job;
+    if (job && v < p.below && job.progressing(t)) {
+      this.raise(slot, t, v, (u) => ({
         summary: `GPU allocated to a running job but idle (${Math.round(100 * u)}% utilization)`,
-        description: `${describeWhere(this.series.labels)} has been below ${Math.round(100 * this.p.below)}% utilization while the job keeps training: the GPU is allocated but wasted.`,
+        description: `${describeWhere(this.info(slot).labels)} has been below ${Math.round(100 * p.below)}% utilization while the job keeps training: the GPU is allocated but wasted.`,
       }));
     } else {
-      this.ctx.deactivate(this.id, t);
+      this.clear(slot, t);
     }
-  }
-
-  dispose(t: number): void {
-    this.ctx.end(this.id, t);
   }
 }
 

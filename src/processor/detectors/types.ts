@@ -1,35 +1,22 @@
 /**
- * The shapes shared by the detector engine and the detectors. A detector looks at one series at a time
- * ({@link SeriesDetector}: one instance per series it applies to, fed each new sample in time order) or at a
- * whole job ({@link JobState}: the step progress, the nodes and the ranks of one training job).
+ * The shapes shared by the detector engine and the detectors. A detector looks at one series at a time (a
+ * {@link DetectorFamily}: the state of every series it applies to, in typed-array columns indexed by a slot)
+ * or at a whole job (`JobState`: the step progress, the nodes and the ranks of one training job).
  */
 import type { LabelSet } from '../../model/labels.js';
 import type { DetectorName } from './config.js';
 
-/** One detector's state for one series. Instances are plain objects so they can be checkpointed. */
-export interface SeriesDetector {
-  /** `derived` feeds the derived per-job series (src/processor/derived.ts), not an alert. */
-  readonly detector: DetectorName | 'threshold' | 'derived';
-  /** A new sample of the series (t strictly greater than the previous one; never a staleness marker). */
-  observe(t: number, v: number): void;
-  /** The instance's learned state as JSON-able data; `load` accepts what `save` returned. */
-  save?(): unknown;
-  load?(data: unknown): void;
-  /** The series went away (or its job finished): end whatever this instance raised. */
-  dispose?(t: number): void;
-}
-
-/** What the engine knows about one series. */
+/** What the engine knows about one series it analyses; created once per series, never per sample. */
 export interface SeriesInfo {
-  readonly key: string;
+  /** The engine's dense index of the series: the index into its per-series columns (`lastT`, `lastV`, ...). */
+  readonly dref: number;
   readonly name: string;
   readonly tenant: string;
-  /** The series' labels with `tenant` set. */
+  /** The series' labels with `tenant` set. Shared with the processor's series table: never mutate. */
   readonly labels: LabelSet;
   readonly job: JobRef | undefined;
-  lastT: number;
-  lastV: number;
-  readonly detectors: SeriesDetector[];
+  /** The series' identity as a string (tenant + sorted labels), computed when first needed (member alerts). */
+  key?: string;
 }
 
 /** The part of a job's state the series detectors read. */
@@ -41,6 +28,31 @@ export interface JobRef {
   finished: boolean;
   /** Whether the job is making step progress (or has no step metric at all): GPUs idle here are waste. */
   progressing(t: number): boolean;
+}
+
+export type FamilyName = DetectorName | 'threshold' | 'derived';
+
+/**
+ * One detector's state for every series it applies to. A series gets a *slot* in each family that applies
+ * to it; the family keeps its learned state in typed-array columns indexed by slot, so a sample costs a few
+ * array reads and writes and no allocation.
+ */
+export interface DetectorFamily {
+  readonly detector: FamilyName;
+  /** Slots in use. */
+  readonly live: number;
+  /** Takes a slot for series `dref`, with the parameters of that series. */
+  alloc(info: SeriesInfo, params: unknown): number;
+  /** A new sample of the slot's series (t strictly greater than the previous one; never a staleness marker). */
+  observe(slot: number, t: number, v: number): void;
+  /** The slot's learned state as JSON-able data (undefined: nothing to save); `load` accepts what `save` returned. */
+  save(slot: number): unknown;
+  load(slot: number, data: unknown): void;
+  /** The series went away (or its job finished): end whatever this slot raised. */
+  dispose(slot: number, t: number): void;
+  /** After a restore the tracker may hold alerts of any slot: let the next evaluation check. */
+  assumeActive(slot: number): void;
+  free(slot: number): void;
 }
 
 /** Alert names raised by each detector. */

@@ -1,0 +1,225 @@
+/**
+ * The detector engine's two ways in must agree: the processor's (series-table refs from the record decoder,
+ * `observeRecord`) and label objects (`observe`, used by tests and tools). And a snapshot taken mid-run,
+ * written as JSON and restored into a fresh engine, must continue exactly as the engine that never stopped:
+ * the same alert changes with the same timestamps and values, the same derived samples. Fed the fleet
+ * simulator with its injected incidents, so every detector raises and clears alerts on the way.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Alert } from '../../alerting/notifier.js';
+import type { AlertChange } from '../../alerting/tracker.js';
+import { type SeriesBatch, SeriesBatchBuilder } from '../../model/batch.js';
+import type { JobEvent } from '../../model/job.js';
+import { NativeEncoder } from '../../protocol/native.js';
+import { defaultFleetOptions, FleetSimulator } from '../../simulator/index.js';
+import { decodeRecord, RecordBatch } from '../record-decoder.js';
+import { SeriesTable } from '../series-table.js';
+import { DetectorSettings } from './config.js';
+import { DetectorEngine, type EngineSnapshot } from './engine.js';
+
+const TENANT = 'default';
+const START_MS = Date.UTC(2025, 0, 1);
+
+interface Step {
+  readonly t: number;
+  readonly records: { batch: SeriesBatch; payload: Uint8Array; events: JobEvent[] }[];
+}
+
+/** The simulator's fleet, one record per node per tick, as the agents send it. */
+function fleetSteps(minutes: number): Step[] {
+  const fleet = new FleetSimulator({ ...defaultFleetOptions, seed: 7, jobs: 8, startMs: START_MS });
+  const encoder = new NativeEncoder();
+  const steps: Step[] = [];
+  while (fleet.nowMs < START_MS + minutes * 60_000) {
+    fleet.tick();
+    const records: Step['records'] = [];
+    for (const node of fleet.activeNodes()) {
+      const b = new SeriesBatchBuilder(node.series.length);
+      for (let s = 0; s < node.series.length; s++) {
+        if (!node.present[s]) continue;
+        b.addSeries(node.series[s]!);
+        b.add(fleet.nowMs, node.values[s]!);
+      }
+      const batch = b.build();
+      const events = node.events;
+      node.events = [];
+      records.push({ batch, payload: encoder.encodePayload(batch, events), events });
+    }
+    steps.push({ t: fleet.nowMs, records });
+  }
+  return steps;
+}
+
+type Log = string[];
+
+function newEngine(log: Log, derived: Log): DetectorEngine {
+  const engine = new DetectorEngine(
+    DetectorSettings.defaults(),
+    {
+      transition(a: Alert, change: AlertChange) {
+        log.push(
+          `${change} ${a.name} ${a.fingerprint} active=${a.activeAtMs} firing=${a.firingAtMs} resolved=${a.resolvedAtMs} value=${a.value}`,
+        );
+      },
+    },
+    { derived: true },
+  );
+  return Object.assign(engine, { derivedLog: derived });
+}
+
+function drainDerived(engine: DetectorEngine, out: Log): void {
+  for (const [tenant, b] of engine.takeDerived())
+    for (let i = 0; i < b.series.length; i++)
+      for (let j = b.offsets[i]!; j < b.offsets[i + 1]!; j++)
+        out.push(
+          `${tenant} ${b.series[i]!.__name__} ${b.series[i]!.job_id} ${b.timestamps[j]} ${b.values[j]}`,
+        );
+}
+
+/** Runs steps [from, to) through the engine, by label objects or by series-table refs. */
+function run(
+  engine: DetectorEngine,
+  steps: Step[],
+  from: number,
+  to: number,
+  way: 'labels' | 'refs',
+  derived: Log,
+  table = new SeriesTable(),
+): void {
+  const rb = new RecordBatch();
+  const tenantSid = table.internString(TENANT);
+  for (let i = from; i < to; i++) {
+    const step = steps[i]!;
+    engine.tick(step.t, true);
+    for (const r of step.records) {
+      if (way === 'labels') {
+        if (r.batch.sampleCount > 0) engine.observe(TENANT, r.batch);
+        if (r.events.length > 0) engine.observeEvents(TENANT, r.events);
+      } else {
+        decodeRecord(r.payload, tenantSid, table, rb, step.t);
+        if (rb.sampleCount > 0) engine.observeRecord(TENANT, rb, table);
+        if (rb.events.length > 0) engine.observeEvents(TENANT, rb.events);
+      }
+      drainDerived(engine, derived);
+    }
+  }
+}
+
+describe('detector engine', () => {
+  const steps = fleetSteps(25);
+
+  it('raises the same alerts and derived samples by series-table refs as by label objects', () => {
+    const a: Log = [];
+    const aDerived: Log = [];
+    run(newEngine(a, aDerived), steps, 0, steps.length, 'labels', aDerived);
+    const b: Log = [];
+    const bDerived: Log = [];
+    run(newEngine(b, bDerived), steps, 0, steps.length, 'refs', bDerived);
+    // The fleet's incidents start 5 minutes into their jobs: every kind of change shows up.
+    expect(a.filter((l) => l.startsWith('firing')).length).toBeGreaterThan(3);
+    expect(a.some((l) => l.startsWith('resolved'))).toBe(true);
+    expect(aDerived.length).toBeGreaterThan(100);
+    expect(b).toEqual(a);
+    expect(bDerived).toEqual(aDerived);
+  });
+
+  it('continues from a JSON snapshot exactly as an engine that never stopped', () => {
+    const whole: Log = [];
+    const wholeDerived: Log = [];
+    run(newEngine(whole, wholeDerived), steps, 0, steps.length, 'refs', wholeDerived);
+
+    for (const cut of [Math.floor(steps.length * 0.4), Math.floor(steps.length * 0.75)]) {
+      const first: Log = [];
+      const firstDerived: Log = [];
+      const e1 = newEngine(first, firstDerived);
+      run(e1, steps, 0, cut, 'refs', firstDerived);
+      const snap = JSON.parse(JSON.stringify(e1.snapshot())) as EngineSnapshot;
+      expect(snap.alerts.length, 'alerts are open at the cut').toBeGreaterThan(0);
+
+      const second: Log = [];
+      const secondDerived: Log = [];
+      const e2 = newEngine(second, secondDerived);
+      e2.restore(snap);
+      run(e2, steps, cut, steps.length, 'refs', secondDerived);
+      expect([...first, ...second]).toEqual(whole);
+      expect([...firstDerived, ...secondDerived]).toEqual(wholeDerived);
+    }
+  });
+
+  it('after a restore, clears alerts that were open at the snapshot once their condition stops holding', () => {
+    // Three alerts open at the cut (a threshold, a job-level member alert, a node absence), each of which
+    // clears a minute after it.
+    const points = (minute: number) => {
+      const b = new SeriesBatchBuilder();
+      const t = START_MS + minute * 60_000;
+      const hot = minute < 5;
+      b.addSeries({ __name__: 'gpu_temperature_celsius', job_id: 'j', node_id: 'n1', gpu: '0' }).add(
+        t,
+        hot ? 95 : 60,
+      );
+      b.addSeries({ __name__: 'train_loss', job_id: 'j', node_id: 'n1', rank: '0' }).add(
+        t,
+        minute === 4 ? Number.NaN : 2,
+      );
+      if (minute < 1 || minute >= 5)
+        b.addSeries({ __name__: 'train_loss', job_id: 'j', node_id: 'n2', rank: '1' }).add(t, 2);
+      return b.build();
+    };
+    const feed = (engine: DetectorEngine, from: number, to: number) => {
+      for (let m = from; m < to; m++) {
+        for (let s = 0; s < 60; s += 15) {
+          const b = points(m);
+          const shifted = { ...b, timestamps: b.timestamps.map((t) => t + s * 1000) };
+          engine.observe(TENANT, shifted);
+        }
+      }
+    };
+    const whole: Log = [];
+    feed(newEngine(whole, []), 0, 8);
+    const before: Log = [];
+    const e1 = newEngine(before, []);
+    feed(e1, 0, 5);
+    const snap = JSON.parse(JSON.stringify(e1.snapshot())) as EngineSnapshot;
+    expect(snap.alerts.map((a) => a.name).sort()).toEqual([
+      'GPUTemperatureHigh',
+      'NodeMetricsAbsent',
+      'TrainingNaN',
+    ]);
+    const after: Log = [];
+    const e2 = newEngine(after, []);
+    e2.restore(snap);
+    feed(e2, 5, 8);
+    expect(after.map((l) => l.split(' ').slice(0, 2).join(' ')).sort()).toEqual([
+      'resolved GPUTemperatureHigh',
+      'resolved NodeMetricsAbsent',
+      'resolved TrainingNaN',
+    ]);
+    expect([...before, ...after]).toEqual(whole);
+  });
+
+  it('forgets series nobody sends any more and ends their alerts', () => {
+    const log: Log = [];
+    const engine = new DetectorEngine(
+      DetectorSettings.defaults(),
+      { transition: (a, c) => log.push(`${c} ${a.name}`) },
+      { seriesTtlMs: 60_000 },
+    );
+    const b = new SeriesBatchBuilder();
+    b.addSeries({ __name__: 'gpu_temperature_celsius', job_id: 'j', node_id: 'n', gpu: '0' });
+    for (let i = 0; i < 120; i++) b.add(START_MS + i * 1000, 95);
+    engine.observe(TENANT, b.build());
+    expect(log).toEqual(['pending GPUTemperatureHigh', 'firing GPUTemperatureHigh']);
+    const tracked = engine.seriesCount;
+    expect(tracked).toBe(1);
+    engine.tick(START_MS + 120_000 + 61_000, true);
+    expect(engine.seriesCount).toBe(0);
+    expect(log.at(-1)).toBe('resolved GPUTemperatureHigh');
+    // The same series coming back starts afresh.
+    const again = new SeriesBatchBuilder();
+    again.addSeries({ __name__: 'gpu_temperature_celsius', job_id: 'j', node_id: 'n', gpu: '0' });
+    again.add(START_MS + 200_000, 95);
+    engine.observe(TENANT, again.build());
+    expect(engine.seriesCount).toBe(1);
+    expect(log.at(-1)).toBe('pending GPUTemperatureHigh');
+  });
+});

@@ -1,0 +1,184 @@
+/**
+ * Decodes the native payload of a bus record (docs/protocol.md, "Payload") straight into series refs of the
+ * processor's {@link SeriesTable} and reused typed arrays: no label object, no string and no key per series
+ * of a record whose series are known (the allocation-free counterpart of `decodePayload`, which builds a
+ * label object per series and a string per string-table entry).
+ *
+ * Accepts and refuses exactly what `decodePayload` does, with the same messages (a property test compares
+ * them on random and mutated payloads and on the shared test vectors). Values are copied as raw float64
+ * bytes, so every NaN payload (Prometheus's staleness marker included) reaches storage bit for bit.
+ */
+import type { JobEvent } from '../model/job.js';
+import { ByteReader, DecodeError } from '../protocol/bytes.js';
+import { checkJobEvent, type DecodeLimits, defaultDecodeLimits } from '../protocol/native.js';
+import { type SeriesTable, SeriesTableError } from './series-table.js';
+
+const MAX_EVENT_BYTES = 1 << 20;
+
+/** One decoded record: series entry i has ref `refs[i]` and samples `[starts[i], starts[i + 1])`. */
+export class RecordBatch {
+  refs = new Int32Array(1024);
+  starts = new Uint32Array(1025);
+  timestamps = new Float64Array(4096);
+  values = new Float64Array(4096);
+  private valueBytes = new Uint8Array(this.values.buffer);
+  seriesCount = 0;
+  sampleCount = 0;
+  events: JobEvent[] = [];
+  /** Scratch: the record's string-table index → sid. */
+  sidOfLocal = new Int32Array(1024);
+
+  reset(): void {
+    this.seriesCount = 0;
+    this.sampleCount = 0;
+    this.starts[0] = 0;
+    this.events = [];
+  }
+
+  ensureSeries(n: number): void {
+    if (n + 1 <= this.refs.length) return;
+    let cap = this.refs.length * 2;
+    while (cap < n + 1) cap *= 2;
+    const r = new Int32Array(cap);
+    r.set(this.refs);
+    this.refs = r;
+    const s = new Uint32Array(cap + 1);
+    s.set(this.starts);
+    this.starts = s;
+  }
+
+  ensureSamples(n: number): void {
+    if (n <= this.timestamps.length) return;
+    let cap = this.timestamps.length * 2;
+    while (cap < n) cap *= 2;
+    const t = new Float64Array(cap);
+    t.set(this.timestamps.subarray(0, this.sampleCount));
+    this.timestamps = t;
+    const v = new Float64Array(cap);
+    v.set(this.values.subarray(0, this.sampleCount));
+    this.values = v;
+    this.valueBytes = new Uint8Array(v.buffer);
+  }
+
+  /** Copies `n` little-endian float64s from `src[at..]` bit for bit into values[from..from+n). */
+  copyValues(src: Uint8Array, at: number, from: number, n: number): void {
+    const vb = this.valueBytes;
+    const o = from * 8;
+    const len = n * 8;
+    if (len >= 64) vb.set(src.subarray(at, at + len), o);
+    else for (let k = 0; k < len; k++) vb[o + k] = src[at + k]!;
+  }
+}
+
+/**
+ * Decodes `payload` (a bus record's native payload) for tenant `tenantSid` into `out`. Throws a DecodeError
+ * (as `decodePayload` would) for a malformed payload; `out` then holds nothing usable.
+ */
+export function decodeRecord(
+  payload: Uint8Array,
+  tenantSid: number,
+  table: SeriesTable,
+  out: RecordBatch,
+  nowMs: number,
+  limits: DecodeLimits = defaultDecodeLimits,
+): void {
+  out.reset();
+  const r = new ByteReader(payload);
+  const stringCount = r.uvarint('string count');
+  if (stringCount > r.remaining)
+    throw new DecodeError(`string count ${stringCount} exceeds payload size`, r.pos);
+  if (out.sidOfLocal.length < stringCount)
+    out.sidOfLocal = new Int32Array(Math.max(stringCount, out.sidOfLocal.length * 2));
+  const local = out.sidOfLocal;
+  const maxBytes = limits.maxLabelValueBytes;
+  for (let i = 0; i < stringCount; i++) {
+    const len = r.uvarint('string table entry length');
+    if (len > maxBytes)
+      throw new DecodeError(
+        `string table entry is ${len} bytes, longer than the limit of ${maxBytes}`,
+        r.pos,
+      );
+    r.need(len, 'string table entry');
+    try {
+      local[i] = table.internBytes(payload, r.pos, len);
+    } catch (err) {
+      if (err instanceof SeriesTableError)
+        throw new DecodeError('string table entry is not valid UTF-8', r.pos);
+      throw err;
+    }
+    r.pos += len;
+  }
+
+  const seriesCount = r.uvarint('series count');
+  if (seriesCount > r.remaining)
+    throw new DecodeError(`series count ${seriesCount} exceeds payload size`, r.pos);
+  out.ensureSeries(seriesCount);
+  const pairs = table.pairScratch(2 * Math.min(limits.maxLabelsPerSeries, 1 << 16));
+  let samples = 0;
+  for (let s = 0; s < seriesCount; s++) {
+    const labelCount = r.uvarint('label count');
+    if (labelCount > limits.maxLabelsPerSeries) {
+      throw new DecodeError(
+        `series ${s} has ${labelCount} labels, more than the limit of ${limits.maxLabelsPerSeries}`,
+        r.pos,
+      );
+    }
+    for (let l = 0; l < labelCount; l++) {
+      const ni = r.uvarint('label name index');
+      const vi = r.uvarint('label value index');
+      if (ni >= stringCount || vi >= stringCount) {
+        throw new DecodeError(
+          `series ${s} refers to string ${Math.max(ni, vi)} but the table has ${stringCount}`,
+          r.pos,
+        );
+      }
+      const name = local[ni]!;
+      for (let k = 0; k < l; k++) {
+        if (pairs[2 * k] === name)
+          throw new DecodeError(`series ${s} has label ${JSON.stringify(table.strings[name])} twice`, r.pos);
+      }
+      pairs[2 * l] = name;
+      pairs[2 * l + 1] = local[vi]!;
+    }
+    const sampleCount = r.uvarint('sample count');
+    if (sampleCount * 9 > r.remaining) {
+      throw new DecodeError(
+        `series ${s} claims ${sampleCount} samples but only ${r.remaining} bytes remain`,
+        r.pos,
+      );
+    }
+    out.refs[s] = table.resolve(tenantSid, pairs, labelCount, nowMs);
+    out.ensureSamples(samples + sampleCount);
+    const ts = out.timestamps;
+    let t = 0;
+    for (let j = 0; j < sampleCount; j++) {
+      t += r.svarint('timestamp');
+      if (!Number.isSafeInteger(t))
+        throw new DecodeError(`series ${s} has timestamp ${t} out of range`, r.pos);
+      ts[samples + j] = t;
+    }
+    r.need(sampleCount * 8, 'values');
+    out.copyValues(payload, r.pos, samples, sampleCount);
+    r.pos += sampleCount * 8;
+    samples += sampleCount;
+    out.starts[s + 1] = samples;
+  }
+  out.seriesCount = seriesCount;
+  out.sampleCount = samples;
+
+  const eventCount = r.uvarint('event count');
+  if (eventCount > r.remaining)
+    throw new DecodeError(`event count ${eventCount} exceeds payload size`, r.pos);
+  for (let e = 0; e < eventCount; e++) {
+    const json = r.string('job event', MAX_EVENT_BYTES);
+    let ev: unknown;
+    try {
+      ev = JSON.parse(json);
+    } catch (err) {
+      throw new DecodeError(`job event ${e} is not valid JSON: ${(err as Error).message}`, r.pos);
+    }
+    out.events.push(checkJobEvent(ev, e, r.pos));
+  }
+  if (r.remaining !== 0)
+    throw new DecodeError(`${r.remaining} unexpected bytes after the last job event`, r.pos);
+}
