@@ -176,6 +176,11 @@ export const alertingConfigSchema = z
       .prefault({}),
     /** Resolved alerts are kept in the history this long. */
     history_retention: durationMs.default(30 * 24 * 3_600_000),
+    /**
+     * Alert changes are written to the history at least this often; always before a notification or action
+     * about them, before the processor writes its detector state, and before the history is read.
+     */
+    persist_interval: durationMs.default(1000),
   })
   .strict()
   .superRefine((c, ctx) => {

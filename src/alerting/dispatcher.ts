@@ -55,6 +55,11 @@ export class Dispatcher {
   private stopped = false;
   /** Called after each enqueue, so the outbox sends at once. */
   onEnqueue: (() => void) | undefined;
+  /**
+   * Called before a group's notifications are decided and queued: the hub writes the alert changes it holds
+   * in memory, so that nothing is notified that a crash could make the history forget.
+   */
+  beforeNotify: (() => void) | undefined;
   /** Base URL of the dashboard in notifications (set once the server knows the address it bound). */
   externalUrl: string;
 
@@ -119,6 +124,7 @@ export class Dispatcher {
 
   /** Decides, per integration, whether the group's receiver must be told something now, and queues it. */
   flush(g: AggregationGroup): void {
+    this.beforeNotify?.();
     const now = this.now();
     g.flushed = true;
     const all = [...g.alerts.values()];

@@ -1,10 +1,17 @@
 /**
  * The alert hub: where every alert source (the processor's detectors, the PromQL rule evaluator) reports
- * changes. It persists each change (SQLite, before anything is sent), keeps the open alerts in memory for
- * the APIs, hands firing and resolved alerts to the dispatcher (grouping, notification) and runs the action
- * hooks. Reported changes may repeat (a replay of the bus after a crash re-derives them); the store
- * recognises episodes it already has, the notification log what was already sent, and the outbox's dedup
- * keys the actions already run.
+ * changes. It keeps the open alerts in memory for the APIs, hands firing and resolved alerts to the
+ * dispatcher (grouping, notification), runs the action hooks, and persists every change (SQLite).
+ * Reported changes may repeat (a replay of the bus after a crash re-derives them); the store recognises
+ * episodes it already has, the notification log what was already sent, and the outbox's dedup keys the
+ * actions already run.
+ *
+ * Persistence is batched: changes wait in memory and are written in one transaction ({@link AlertHub.flush})
+ * before any notification or action about them is queued, before the processor writes its detector state
+ * (so a state file never covers a change that is not stored: after a crash, whatever was not written is
+ * re-derived from the bus), before history is read, and at least every second (rule alerts, whose state is
+ * not checkpointed, lose at most that much of a pending period to a crash). A pending alert dropped before
+ * the next write costs nothing.
  */
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -13,7 +20,7 @@ import { matchesAll } from '../model/labels.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { Alert, AlertSource } from './notifier.js';
 import type { Silences } from './silences.js';
-import type { AlertQuery, AlertStore } from './store.js';
+import { type AlertQuery, type AlertStore, STATE_ORDER } from './store.js';
 import type { AlertChange, AlertSink } from './tracker.js';
 
 export interface ActionRule {
@@ -32,9 +39,17 @@ export type AlertListener = (alert: Alert, change: AlertChange) => void;
 /** How far back, at start, resolved alerts are handed to the dispatcher (their resolution may be unsent). */
 const RESOLVED_LOOKBACK_MS = 3_600_000;
 
+/** A change not yet written: the newest state of one episode, or its drop. */
+interface Unsaved {
+  alert: Alert;
+  drop: boolean;
+}
+
 export class AlertHub implements AlertSink {
   private readonly open = new Map<string, Alert>();
   private readonly dirty = new Map<string, Alert>();
+  /** Changes not yet written, by episode (tenant, fingerprint, activeAt), in the order they were first made. */
+  private readonly unsaved = new Map<string, Unsaved>();
   private readonly listeners = new Set<AlertListener>();
   private readonly transitions: Counter;
   private readonly now: () => number;
@@ -89,10 +104,11 @@ export class AlertHub implements AlertSink {
     let changed = false;
     try {
       if (change === 'dropped') {
-        this.store.dropPending(alert);
+        this.queue(alert, true);
         changed = this.open.delete(alert.fingerprint);
       } else {
-        changed = this.store.record(alert, now);
+        changed = this.wouldChange(alert);
+        if (changed) this.queue(alert, false);
       }
     } catch (err) {
       this.logger.error(
@@ -126,6 +142,74 @@ export class AlertHub implements AlertSink {
     }
   }
 
+  private static episodeKey(alert: Alert): string {
+    return `${alert.labels.tenant ?? ''}\u0000${alert.fingerprint}\u0000${alert.activeAtMs}`;
+  }
+
+  /**
+   * Whether recording `alert` changes the stored history: a new episode, or a later state of a known one (as
+   * {@link AlertStore.record} decides). Known from what waits to be written, from the open alerts, or else
+   * read from the store.
+   */
+  private wouldChange(alert: Alert): boolean {
+    const waiting = this.unsaved.get(AlertHub.episodeKey(alert));
+    if (waiting) return waiting.drop || STATE_ORDER[alert.state] > STATE_ORDER[waiting.alert.state];
+    const known = this.open.get(alert.fingerprint);
+    // What the hub was told of an episode is written or waiting: the store is at least that far.
+    if (
+      known &&
+      known.activeAtMs === alert.activeAtMs &&
+      STATE_ORDER[alert.state] <= STATE_ORDER[known.state]
+    )
+      return false;
+    const stored = this.store.episodeState(alert);
+    return stored === undefined || STATE_ORDER[alert.state] > STATE_ORDER[stored];
+  }
+
+  private queue(alert: Alert, drop: boolean): void {
+    const key = AlertHub.episodeKey(alert);
+    const waiting = this.unsaved.get(key);
+    if (!waiting) {
+      this.unsaved.set(key, { alert, drop });
+      return;
+    }
+    if (drop) {
+      waiting.drop = true;
+      waiting.alert = alert;
+    } else if (waiting.drop || STATE_ORDER[alert.state] > STATE_ORDER[waiting.alert.state]) {
+      // A resolution keeps the firing time of the state it follows (as the store's update does).
+      waiting.alert =
+        alert.firingAtMs === null && waiting.alert.firingAtMs !== null && !waiting.drop
+          ? { ...alert, firingAtMs: waiting.alert.firingAtMs }
+          : alert;
+      waiting.drop = false;
+    }
+  }
+
+  /** Changes not yet written (for tests and self-metrics). */
+  get unsavedCount(): number {
+    return this.unsaved.size;
+  }
+
+  /**
+   * Writes every change made since the last write, and the values that changed when `values`, in one
+   * transaction. On failure the changes stay queued for the next try (and the error is logged).
+   */
+  flush(values = false): boolean {
+    if (this.unsaved.size === 0 && (!values || this.dirty.size === 0)) return true;
+    const changes = [...this.unsaved.values()];
+    const vals = values ? [...this.dirty.values()] : [];
+    try {
+      this.store.persist(changes, vals, this.now());
+    } catch (err) {
+      this.logger.error({ err, changes: changes.length }, 'cannot persist alert changes; will retry');
+      return false;
+    }
+    this.unsaved.clear();
+    if (values) this.dirty.clear();
+    return true;
+  }
+
   value(alert: Alert): void {
     const known = this.open.get(alert.fingerprint);
     if (!known || known.activeAtMs !== alert.activeAtMs) return;
@@ -134,16 +218,9 @@ export class AlertHub implements AlertSink {
     this.dirty.set(alert.fingerprint, updated);
   }
 
-  /** Writes the values that changed since the last call (the APIs read the memory meanwhile). */
+  /** Writes the pending changes and the values that changed since the last call (the APIs read memory meanwhile). */
   flushValues(): void {
-    if (this.dirty.size === 0) return;
-    const alerts = [...this.dirty.values()];
-    this.dirty.clear();
-    try {
-      this.store.updateValues(alerts, this.now());
-    } catch (err) {
-      this.logger.error({ err }, 'cannot persist alert values');
-    }
+    this.flush(true);
   }
 
   /**
@@ -166,6 +243,8 @@ export class AlertHub implements AlertSink {
 
   private runActions(alert: Alert, change: 'firing' | 'resolved', now: number): void {
     if (this.silences.mutedBy(alert.labels, now).length > 0) return;
+    // The change is on disk before anything acts on it.
+    this.flush();
     for (const action of this.actions) {
       if (!action.on.includes(change) || !matchesAll(alert.labels, action.matchers)) continue;
       const receiver = `action:${action.name}`;
@@ -207,6 +286,7 @@ export class AlertHub implements AlertSink {
 
   /** History and open alerts from the store, with current values for open ones. */
   query(q: AlertQuery): AlertView[] {
+    this.flush();
     const now = this.now();
     return this.store.query(q).map((a) => {
       const live = this.open.get(a.fingerprint);

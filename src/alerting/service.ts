@@ -175,6 +175,7 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
   dispatcher.onEnqueue = () => outbox.wake();
   const actions: ActionRule[] = config.actions.map((a) => ({ name: a.name, matchers: a.matchers, on: a.on }));
   const hub = new AlertHub(store, silences, dispatcher, actions, logger, opts.registry, now);
+  dispatcher.beforeNotify = () => hub.flush();
   // Invalid rule files stop the start, with promtool's messages (as Prometheus refuses them).
   const rules = opts.storage
     ? new RuleManager(loadRuleFiles(config.rule_files), {
@@ -188,6 +189,7 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
       })
     : undefined;
   let valueTimer: NodeJS.Timeout | undefined;
+  let changeTimer: NodeJS.Timeout | undefined;
   let upkeepTimer: NodeJS.Timeout | undefined;
   const upkeep = () => {
     try {
@@ -222,6 +224,9 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
       rules?.start();
       valueTimer = setInterval(() => hub.flushValues(), VALUE_FLUSH_MS);
       valueTimer.unref?.();
+      // Alert changes wait in memory at most this long before they are written (hub.ts, "Persistence").
+      changeTimer = setInterval(() => hub.flush(), config.persist_interval);
+      changeTimer.unref?.();
       upkeep();
       upkeepTimer = setInterval(upkeep, UPKEEP_MS);
       upkeepTimer.unref?.();
@@ -232,6 +237,7 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
     },
     async stop() {
       clearInterval(valueTimer);
+      clearInterval(changeTimer);
       clearInterval(upkeepTimer);
       rules?.stop();
       dispatcher.stop();

@@ -4,8 +4,9 @@
  * told about each group: the dedup state that prevents notification storms after a restart), and the
  * notification outbox (every notification to send, with its delivery status and retries).
  *
- * Writes are synchronous better-sqlite3 statements in WAL mode: an alert transition is on disk before the
- * notification about it is queued, so a crash never loses a transition the outside world has heard of.
+ * Writes are synchronous better-sqlite3 statements in WAL mode. Alert transitions are written by the hub in
+ * batches ({@link AlertStore.persist}: one transaction), always before a notification about them is queued,
+ * so a crash never loses a transition the outside world has heard of.
  */
 import type { Db, MetaStore, Migration } from '../meta/index.js';
 import type { LabelSet } from '../model/labels.js';
@@ -100,7 +101,8 @@ interface AlertRow {
   value: number | null;
 }
 
-const STATE_ORDER: Record<AlertState, number> = { pending: 0, firing: 1, resolved: 2 };
+/** Alert states in the order an episode goes through them (a stored state is never downgraded). */
+export const STATE_ORDER: Record<AlertState, number> = { pending: 0, firing: 1, resolved: 2 };
 
 export interface AlertQuery {
   readonly tenant: string;
@@ -260,6 +262,40 @@ export class AlertStore {
   /** A pending alert whose condition stopped holding leaves no history (as in Prometheus). */
   dropPending(alert: Alert): void {
     this.st.deletePending.run(alert.labels.tenant ?? '', alert.fingerprint, alert.activeAtMs);
+  }
+
+  /** The stored state of an alert's episode (fingerprint, activeAt), if it has one. */
+  episodeState(alert: Alert): AlertState | undefined {
+    const row = this.st.getEpisode.get(alert.labels.tenant ?? '', alert.fingerprint, alert.activeAtMs) as
+      | AlertRow
+      | undefined;
+    return row?.state as AlertState | undefined;
+  }
+
+  /**
+   * Writes a batch of alert changes and value updates in one transaction: each change as {@link record} (or
+   * {@link dropPending} for `drop`) would, in order, then the values.
+   */
+  persist(
+    changes: readonly { alert: Alert; drop: boolean }[],
+    values: readonly Alert[],
+    nowMs: number,
+  ): void {
+    if (changes.length === 0 && values.length === 0) return;
+    this.db.transaction(() => {
+      for (const c of changes) {
+        if (c.drop) this.dropPending(c.alert);
+        else this.record(c.alert, nowMs);
+      }
+      for (const a of values)
+        this.st.updateValue.run(
+          Number.isFinite(a.value) ? a.value : null,
+          nowMs,
+          a.labels.tenant ?? '',
+          a.fingerprint,
+          a.activeAtMs,
+        );
+    })();
   }
 
   updateValues(alerts: readonly Alert[], nowMs: number): void {

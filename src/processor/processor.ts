@@ -56,8 +56,9 @@ export interface ProcessorAnalysis {
   /**
    * Called just before the engine's state is written: whoever persists the engine's alert changes lazily
    * (the alert hub) must have them on disk first, so a state file never covers a change that is not stored.
+   * `false`: they could not be written; the state is then not written either (the next checkpoint retries).
    */
-  readonly persistAlerts?: () => void;
+  readonly persistAlerts?: () => boolean | undefined;
 }
 
 interface ProcessorMetrics {
@@ -235,12 +236,15 @@ export class Processor {
         const positions = new Map(this.positions);
         this.jobs.flush();
         const analysis = this.opts.analysis;
-        if (analysis && (force || Date.now() - this.lastStateSaveMs >= analysis.stateIntervalMs)) {
+        if (
+          analysis &&
+          (force || Date.now() - this.lastStateSaveMs >= analysis.stateIntervalMs) &&
+          analysis.persistAlerts?.() !== false
+        ) {
           // Only records the engine has seen count: during a replay it may be behind the read position.
           const enginePositions = new Map<number, number>();
           for (const [p, offset] of positions)
             enginePositions.set(p, Math.max(offset, this.analysisFrom.get(p) ?? 0));
-          analysis.persistAlerts?.();
           writeState(analysis.stateDir, {
             version: 1,
             savedAtMs: Date.now(),

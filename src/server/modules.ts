@@ -276,6 +276,7 @@ class Modules {
               stateIntervalMs: config.processor.state_interval_ms,
               onCaughtUp: () =>
                 alerting.hub.reconcile('detector', new Set(engine.activeAlerts().map((a) => a.fingerprint))),
+              persistAlerts: () => alerting.hub.flush(),
             },
           },
         );

@@ -5,6 +5,10 @@
  * alert is still firing and is not notified again (repeat_interval is an hour), the pending alert fires and
  * is notified once, and the waiting notification is delivered once the receiver is back — nothing lost,
  * nothing sent twice.
+ *
+ * Alert changes are written in batches (src/alerting/hub.ts): the second test kills the server while a change
+ * exists only in memory and in the detector state the processor wrote (persist_interval is an hour, so only
+ * the write that precedes each state write puts it on disk).
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -174,6 +178,70 @@ describe('kill -9 with alerts pending and firing', () => {
     expect(deliveries(hook, 'nan-job', 'TrainingNaN')).toHaveLength(1);
     expect(deliveries(hook, 'late-job', 'TrainingNaN')).toHaveLength(1);
     expect(deliveries(hook, 'hot-job', 'GPUTemperatureHigh')).toHaveLength(1);
+    await stopChild(child);
+  }, 120_000);
+
+  it('keeps an alert change that was made just before the crash, when detector state covers it', async () => {
+    hook = await startHttpReceiver();
+    const dir = tempDir('tw-alert-kill9-batch-');
+    const config = path.join(dir, 'trainwatch.yaml');
+    writeFileSync(
+      config,
+      [
+        'auth: {anonymous_scopes: [ingest, read, admin]}',
+        'processor: {state_interval_ms: 0}',
+        'alerting:',
+        '  persist_interval: 1h',
+        '  route: {receiver: hook, group_wait: 100ms, group_interval: 1s, repeat_interval: 1h}',
+        `  receivers: [{name: hook, webhook_configs: [{url: "${hook.url}/hook"}]}]`,
+        'detectors:',
+        '  thresholds:',
+        '    - {alert: GPUTemperatureHigh, metric: gpu_temperature_celsius, op: ">", value: 85, for: 20s}',
+        '',
+      ].join('\n'),
+    );
+    const dataDir = path.join(dir, 'data');
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const t0 = Date.now() - 60_000;
+
+    let child = await startServer(port, dataDir, config);
+    // A firing alert, notified (its change written just before the notification).
+    await send(port, (b) => {
+      b.addSeries({ __name__: 'train_loss', job_id: 'nan-job', rank: '0' })
+        .add(t0, 2.5)
+        .add(t0 + 1000, Number.NaN);
+    });
+    await waitFor('the NaN alert notified', () => deliveries(hook!, 'nan-job', 'TrainingNaN')[0]);
+    // Then a pending alert, seen in memory only (Prometheus's /api/v1/alerts does not read the history).
+    await send(port, (b) => {
+      b.addSeries({ __name__: 'gpu_temperature_celsius', job_id: 'hot-job', node_id: 'n1', gpu: '0' });
+      for (let t = t0; t <= t0 + 10_000; t += 1000) b.add(t, 90);
+    });
+    await waitFor('the pending temperature alert in memory', async () => {
+      const body = await getJson<{ data: { alerts: { labels: Record<string, string>; state: string }[] } }>(
+        `${base}/api/v1/alerts`,
+      );
+      return body.data.alerts.find((a) => a.labels.job_id === 'hot-job' && a.state === 'pending');
+    });
+    // Several checkpoints (every 50 ms) write the detector state, which now covers the pending alert.
+    await new Promise((r) => setTimeout(r, 400));
+
+    process.kill(child.proc.pid!, 'SIGKILL');
+    await child.exited;
+    child = await startServer(port, dataDir, config);
+
+    const pending = await getJson<{ data: { alerts: TwAlert[] } }>(
+      `${base}/api/tw/v1/alerts?state=pending&job_id=hot-job`,
+    );
+    expect(pending.data.alerts.map((a) => [a.name, a.activeAtMs])).toEqual([['GPUTemperatureHigh', t0]]);
+    const firing = await getJson<{ data: { alerts: TwAlert[] } }>(
+      `${base}/api/tw/v1/alerts?state=firing&job_id=nan-job`,
+    );
+    expect(firing.data.alerts.map((a) => [a.name, a.activeAtMs])).toEqual([['TrainingNaN', t0 + 1000]]);
+    // Several group intervals later, the NaN alert has still been sent once.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(deliveries(hook, 'nan-job', 'TrainingNaN')).toHaveLength(1);
     await stopChild(child);
   }, 120_000);
 });
