@@ -108,7 +108,13 @@ const TENANT_REFRESH_MS = 60_000;
 export class RuleManager implements RuleGroupsSource {
   private readonly groupsState: GroupState[];
   private readonly tracker: AlertTracker;
-  private readonly engine = new PromqlEngine();
+  /**
+   * Rules see one consistent moment: the engine never gives the event loop a turn *within* a rule's
+   * evaluation, because ingest running in between would let one selector of the expression see a sample
+   * that another did not (`x != x` would then fire on data without a single NaN, as it did under load). The
+   * manager yields between rules instead, so a group of rules does not hold ingest up for its whole duration.
+   */
+  private readonly engine = new PromqlEngine({ yieldEveryMs: Number.POSITIVE_INFINITY });
   private readonly now: () => number;
   private tenants: string[] = [];
   private tenantsAt = Number.NEGATIVE_INFINITY;
@@ -206,8 +212,10 @@ export class RuleManager implements RuleGroupsSource {
       const now = at ?? this.now();
       const started = performance.now();
       for (const tenant of this.tenantList(now)) {
-        for (let idx = 0; idx < g.def.rules.length; idx++)
+        for (let idx = 0; idx < g.def.rules.length; idx++) {
           await this.evaluateRule(g, g.def.rules[idx]!, idx, tenant, now);
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
       }
       g.lastEvaluationMs = now;
       g.evaluationMs = performance.now() - started;
