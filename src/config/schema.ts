@@ -130,9 +130,11 @@ export const configSchema = z
       .object({
         /**
          * Head data is cut into blocks of this range; also the granularity of compaction (docs/storage.md). The head
-         * holds up to this much data per series (plus at most 15 min), so it bounds memory for fast series.
+         * holds up to this much data per series (plus half of it, at most 15 min), so it bounds memory for fast
+         * series, and older data is read from blocks. Rollup tiers need a multiple of their resolution at some
+         * compaction level (× 6, 36, 216, …): 10 min gives 10 s and 1 min at the cut, 1 h once six are joined.
          */
-        block_duration: durationString('1h', 1000),
+        block_duration: durationString('10m', 1000),
         /** Samples up to this much older than their series' newest sample are accepted and merged. */
         out_of_order_window: durationString('1h', 0),
         /** How long each tier is kept; whole blocks past it are deleted. `0` keeps a tier forever. */

@@ -26,7 +26,13 @@ import {
   METRIC_NAME_LABEL,
   WellKnownLabel,
 } from '../model/labels.js';
-import type { SampleIterator, SelectedSeries, SelectHints, Storage } from '../storage/index.js';
+import {
+  SampleBuffer,
+  type SampleIterator,
+  type SelectedSeries,
+  type SelectHints,
+  type Storage,
+} from '../storage/index.js';
 import {
   columnGrid,
   MatrixAccumulator,
@@ -286,10 +292,14 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const recentFrom = end - Math.max(1, Math.floor((end - start) / 4));
     const acc = new SpreadAccumulator(grid);
     const ranks: { labels: Record<string, string>; mean: number | null }[] = [];
+    const buf = new SampleBuffer(4096);
     for (const s of selected) {
-      const recent = s.resolutionMs
-        ? acc.addAggregates(s.aggregates!(), s.resolutionMs, end, recentFrom)
-        : acc.add(s.iterator(), end, recentFrom);
+      let recent: number | null;
+      if (s.resolutionMs) recent = acc.addAggregates(s.aggregates!(), s.resolutionMs, end, recentFrom);
+      else if (s.readSamples) {
+        s.readSamples(buf);
+        recent = acc.addSamples(buf, end, recentFrom);
+      } else recent = acc.add(s.iterator(), end, recentFrom);
       if (withStragglers) ranks.push({ labels: placementOf(s.labels), mean: recent });
     }
     const col = (a: Float64Array, f: (v: number, i: number) => number | null = (v) => v) =>
@@ -451,12 +461,16 @@ export function buildHeatmap(select: (hints: SelectHints) => SelectedSeries[], p
   const grid = gridParams(p.q, p.start, p.end, rowLabels.length);
   if (grid.step !== firstGrid.step) selected = selectForGrid(select, grid, p.end); // same series, same order
   const acc = new MatrixAccumulator(rowLabels.length, grid, p.idleBelow);
+  const buf = new SampleBuffer(4096);
   for (let i = 0; i < selected.length; i++) {
     const s = selected[i]!;
     const row = position[seriesRow[i]!]!;
     if (s.resolutionMs !== undefined && s.aggregates)
       acc.addAggregates(row, s.aggregates(), s.resolutionMs, p.end);
-    else acc.add(row, s.iterator(), p.end);
+    else if (s.readSamples) {
+      s.readSamples(buf);
+      acc.addSamples(row, buf, p.end);
+    } else acc.add(row, s.iterator(), p.end);
   }
   const means = acc.means();
   // Ratios span 0..1; bytes start at 0, so that 73.8 GB and 73.9 GB of 80 look alike and a leak stands out

@@ -50,8 +50,13 @@ export interface BlockMeta {
   readonly series: number;
   readonly samples: number;
   readonly chunks: number;
-  /** Raw blocks: whether rollups of this block's range were written (see compactor.ts). */
+  /** Raw blocks: whether rollups of this block's range were written (tsdb.ts): `rollups` names the tiers. */
   readonly rolledUp: boolean;
+  /**
+   * Raw blocks: the tiers whose rollup blocks hold this block's windows (absent in blocks written before it
+   * existed: tsdb.ts then finds them at open).
+   */
+  readonly rollups?: readonly TierName[];
   /** Compaction level: 0 for a block cut from the head. */
   readonly level: number;
   /** Seqs of the blocks this one replaces (compaction); those left behind by a crash are deleted at open. */

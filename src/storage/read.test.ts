@@ -146,6 +146,9 @@ describe('blocks of format version 1', () => {
     for (const f of readdirSync(from)) copyFileSync(path.join(from, f), path.join(dir, 'blocks', f));
     const db = await open(dir);
     expect(db.blockReaders().every((b) => b.version === 1)).toBe(true);
+    // Raw blocks of version 1 say "rolledUp" without naming tiers: found from their rollup blocks.
+    for (const b of db.blockReaders().filter((x) => x.meta.tier === 'raw'))
+      expect([...db.tiersOf(b)]).toEqual(['10s', '1m']);
     const buf = new SampleBuffer(8);
     const sel = db.querier('fixture', 0, 2e12).select([new LabelMatcher('=~', '__name__', 'fixture_[a-d]')]);
     expect(sel.map((s) => s.labels.k)).toEqual(['a', 'b', 'c', 'd']);
@@ -154,13 +157,11 @@ describe('blocks of format version 1', () => {
       expect(bulk(s, buf), s.labels.k).toEqual(expected(s.labels.k!));
     }
     // The 1-minute rollup tier: each window's count and sum, as the raw samples give them.
-    const rolled = db
-      .querier('fixture', 0, 2e12)
-      .select([new LabelMatcher('=', '__name__', 'fixture_a')], {
-        stepMs: M,
-        rangeMs: M,
-        func: 'sum_over_time',
-      });
+    const rolled = db.querier('fixture', 0, 2e12).select([new LabelMatcher('=', '__name__', 'fixture_a')], {
+      stepMs: M,
+      rangeMs: M,
+      func: 'sum_over_time',
+    });
     expect(rolled[0]!.resolutionMs).toBe(M);
     const it = rolled[0]!.aggregates!();
     let windows = 0;

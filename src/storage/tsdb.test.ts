@@ -394,6 +394,42 @@ describe('tsdb: rollups and retention', () => {
     await db.close();
   });
 
+  it('with 10-minute blocks, computes the hour tier when an hour of blocks is joined, and answers from it', async () => {
+    const dir = tmp();
+    const db = await open(dir, { blockDurationMs: 600_000 });
+    const H = 3_600_000;
+    // Two hours and a quarter, appended in 10-minute steps with a checkpoint each (a cut every 10 minutes).
+    const raw: [number, number][] = [];
+    for (let from = 0; from < 2 * H + 900_000; from += 600_000) {
+      raw.push(...fill(db, from, from + 600_000));
+      await db.checkpoint(new Map([[0, from]]));
+    }
+    for (let i = 0; i < 40 && (await db.compactOnce()); i++);
+    expect(db.tiers.map((t) => t.name)).toEqual(['10s', '1m', '1h']);
+    const rawBlocks = db.blockReaders().filter((b) => b.meta.tier === 'raw');
+    // The two full hours were joined into level-1 blocks that carry the hour tier; later ranges do not yet.
+    const hourly = rawBlocks.filter((b) => b.meta.level === 1);
+    expect(hourly.map((b) => [b.meta.minT, b.meta.maxT])).toEqual([
+      [0, H - 1000],
+      [H, 2 * H - 1000],
+    ]);
+    for (const b of hourly) expect([...db.tiersOf(b)]).toEqual(['10s', '1m', '1h']);
+    expect(db.listBlocks().filter((b) => b.tier === '1h').length).toBeGreaterThan(0);
+    expect(db.chooseTier({ func: 'sum_over_time', stepMs: H, rangeMs: H })?.name).toBe('1h');
+    const [s] = read(db, 'r', 't', 0, 2 * H + 899_999, { func: 'sum_over_time', stepMs: H, rangeMs: H });
+    expect(s!.res).toBe(H);
+    // The stored hours and the last quarter aggregated from raw data, each exact.
+    expect(s!.t).toEqual([H - 1, 2 * H - 1, 3 * H - 1]);
+    s!.t.forEach((t, i) => {
+      const window = raw.filter(([x]) => x > t - H && x <= Math.min(t, 2 * H + 899_999)).map(([, v]) => v);
+      expect(s!.v[i]).toBeCloseTo(
+        window.reduce((a, b) => a + b, 0),
+        6,
+      );
+    });
+    await db.close();
+  });
+
   it('deletes whole blocks past each tier’s retention and keeps the coarser tiers', async () => {
     const dir = tmp();
     let now = 1_000_000;

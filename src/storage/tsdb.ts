@@ -86,7 +86,7 @@ export interface TsdbOptions {
 }
 
 export const defaultTsdbOptions = {
-  blockDurationMs: 3_600_000,
+  blockDurationMs: 600_000,
   outOfOrderWindowMs: 3_600_000,
   retentionMs: { raw: 15 * 86_400_000, '10s': 90 * 86_400_000, '1m': 365 * 86_400_000, '1h': 0 },
   blockCacheBytes: 512 << 20,
@@ -97,8 +97,14 @@ const BLOCK_CHUNK_SAMPLES = 1024;
 /** Block writers yield to the event loop after this many series. */
 const YIELD_EVERY_SERIES = 2000;
 /** Compaction joins adjacent blocks into aligned ranges of block duration × these factors, per tier. */
-const LEVEL_FACTORS = [1, 6, 36, 216, 1296];
-const MAX_LEVEL: Record<TierName, number> = { raw: 2, '10s': 2, '1m': 3, '1h': 4 };
+const LEVEL_FACTORS = [1, 6, 36, 216, 1296, 7776, 46656];
+/** Compaction stops joining a tier's blocks at about this range (36 h raw and 10 s, 9 days 1 min, 54 days 1 h). */
+const MAX_BLOCK_RANGE_MS: Record<TierName, number> = {
+  raw: 36 * 3_600_000,
+  '10s': 36 * 3_600_000,
+  '1m': 216 * 3_600_000,
+  '1h': 1296 * 3_600_000,
+};
 /** Closed files of deleted blocks stay open this long for queries still reading them. */
 const DELETED_BLOCK_GRACE_MS = 60_000;
 
@@ -129,14 +135,48 @@ export class Tsdb implements Storage {
   /** What the last open recovered from the head log (tests, diagnostics). */
   recovery: RecoveredHead | undefined;
   readonly appender: Appender;
+  /**
+   * Rollup tiers this store keeps: those whose windows fit the aligned ranges of some compaction level
+   * (block duration × a level factor), so that some raw block can carry them without a window straddling it.
+   */
   readonly tiers: readonly Tier[];
+  /** The most a raw block of each tier is joined to, as a compaction level. */
+  private readonly maxLevel: Record<TierName, number>;
+  /** Raw blocks of version 1 that say rolledUp without naming tiers: the tiers found for them at open. */
+  private readonly legacyTiers = new Map<BlockReader, ReadonlySet<TierName>>();
 
   protected constructor(private readonly opts: TsdbOptions) {
     this.head = new Head({ oooWindowMs: opts.outOfOrderWindowMs, chunkRangeMs: opts.blockDurationMs });
     this.now = opts.now ?? Date.now;
-    // A tier is kept only when its windows never straddle a block boundary.
-    this.tiers = ROLLUP_TIERS.filter((t) => opts.blockDurationMs % t.resolutionMs === 0);
+    const D = opts.blockDurationMs;
+    const levelFor = (maxRange: number) => {
+      let level = 0;
+      while (level + 1 < LEVEL_FACTORS.length && D * LEVEL_FACTORS[level + 1]! <= maxRange) level++;
+      return level;
+    };
+    this.maxLevel = {
+      raw: levelFor(MAX_BLOCK_RANGE_MS.raw),
+      '10s': levelFor(MAX_BLOCK_RANGE_MS['10s']),
+      '1m': levelFor(MAX_BLOCK_RANGE_MS['1m']),
+      '1h': levelFor(MAX_BLOCK_RANGE_MS['1h']),
+    };
+    const rawMax = D * LEVEL_FACTORS[this.maxLevel.raw]!;
+    this.tiers = ROLLUP_TIERS.filter((t) => rawMax % t.resolutionMs === 0);
     this.appender = { append: (tenant, batch) => this.append(tenant, batch) };
+  }
+
+  /**
+   * Tiers a raw block covering the aligned range [lo, hi] may carry: those whose windows tile the range
+   * (it starts on a window boundary and spans whole windows), so no window is shared with another block's.
+   */
+  private tiersFor(lo: number, hi: number): Tier[] {
+    return this.tiers.filter((t) => lo % t.resolutionMs === 0 && (hi + 1 - lo) % t.resolutionMs === 0);
+  }
+
+  /** Tiers whose rollup blocks hold this raw block's windows. */
+  tiersOf(b: BlockReader): ReadonlySet<TierName> {
+    if (b.meta.rollups) return new Set(b.meta.rollups);
+    return this.legacyTiers.get(b) ?? new Set();
   }
 
   static async open(opts: TsdbOptions): Promise<Tsdb> {
@@ -222,6 +262,20 @@ export class Tsdb implements Storage {
       this.nextSeq = Math.max(this.nextSeq, r.meta.seq + 1);
     }
     this.sortBlocks();
+    // Raw blocks written before tiers were named per block ("rolledUp": true): the tiers whose rollup blocks
+    // cover their range.
+    for (const r of this.blocks) {
+      if (r.meta.tier !== 'raw' || !r.meta.rolledUp || r.meta.rollups) continue;
+      const found = new Set<TierName>();
+      for (const t of this.tiers)
+        if (
+          this.blocks.some(
+            (x) => x.meta.tier === t.name && x.meta.minT <= r.meta.maxT && x.meta.maxT >= r.meta.minT,
+          )
+        )
+          found.add(t.name);
+      this.legacyTiers.set(r, found);
+    }
   }
 
   private sortBlocks(): void {
@@ -367,7 +421,9 @@ export class Tsdb implements Storage {
       labels: c.labels,
       iterator: () => headCutIterator(c.chunks, c.oooT, c.oooV),
     }));
-    const written = await this.writeRaw(series, 0, [], !overlaps, !overlaps);
+    // Rollups only where this block alone holds the raw data of its windows.
+    const tiers = overlaps ? [] : this.tiersFor(range[0], range[1]);
+    const written = await this.writeRaw(series, 0, [], tiers, []);
     this.head.finishCut(cut);
     this.blocks.push(...written);
     // A fresh spill file for the new head; the old one (mostly chunks now in the block) goes away once the
@@ -382,27 +438,35 @@ export class Tsdb implements Storage {
   }
 
   /**
-   * Writes a raw block from series given in sort order, and when `rollups` the rollup blocks of its range
-   * first (so that a raw block marked rolled-up always has them). Returns the new blocks, rollups first; the
-   * caller adds them to the store.
+   * Writes a raw block from series given in sort order, and first the rollup blocks of the tiers `compute`
+   * (computed from the same samples), so that a raw block naming a tier always has it. The raw block names
+   * `compute` and `inherited` (tiers whose rollups exist already, e.g. when joining blocks that had them).
+   * Returns the new blocks, rollups first; the caller adds them to the store.
    */
   private async writeRaw(
     series: readonly { labels: LabelSet; iterator: () => SampleIterator }[],
     level: number,
     sources: readonly number[],
-    rollups: boolean,
-    rolledUp: boolean,
+    compute: readonly Tier[],
+    inherited: readonly TierName[],
   ): Promise<BlockReader[]> {
     const rawSeq = this.nextSeq++;
     const raw = new BlockWriter(path.join(this.blocksDir, `raw-${rawSeq}.twb`));
-    const tierWriters = rollups
-      ? this.tiers.map((t) => ({ tier: t, seq: this.nextSeq++, w: undefined as BlockWriter | undefined }))
-      : [];
+    const tiers = [...compute].sort((a, b) => a.resolutionMs - b.resolutionMs);
+    const rollups = tiers.length > 0;
+    const tierWriters = tiers.map((t) => ({
+      tier: t,
+      seq: this.nextSeq++,
+      w: undefined as BlockWriter | undefined,
+    }));
     for (const tw of tierWriters)
       tw.w = new BlockWriter(path.join(this.blocksDir, `${tw.tier.name}-${tw.seq}.twb`));
     const buf = new SampleBuffer(1024);
     const out = new ByteWriter(1 << 14);
-    const cols = rollups ? this.tiers.map(() => new RollupColumns()) : [];
+    const cols = tiers.map(() => new RollupColumns());
+    const names = [...new Set([...inherited, ...tiers.map((t) => t.name)])].sort(
+      (a, b) => ROLLUP_TIERS.findIndex((t) => t.name === a) - ROLLUP_TIERS.findIndex((t) => t.name === b),
+    );
     const written: BlockReader[] = [];
     try {
       let since = 0;
@@ -422,23 +486,25 @@ export class Tsdb implements Storage {
           buf.n++;
         }
         if (buf.n === 0) continue;
-        const names = Object.keys(s.labels).sort();
-        const values = names.map((n) => s.labels[n]!);
-        raw.addSeries(names, values, encodeColumn(buf.t, buf.v, buf.n, 0, out), buf.n);
+        const labelNames = Object.keys(s.labels).sort();
+        const values = labelNames.map((n) => s.labels[n]!);
+        raw.addSeries(labelNames, values, encodeColumn(buf.t, buf.v, buf.n, 0, out), buf.n);
         if (rollups) {
-          for (let i = 0; i < this.tiers.length; i++) {
+          for (let i = 0; i < tiers.length; i++) {
             const c = cols[i]!;
             c.reset();
-            if (i === 0)
+            // The finest from the samples; each coarser one from the previous tier's windows when they nest.
+            if (i > 0 && tiers[i]!.resolutionMs % tiers[i - 1]!.resolutionMs === 0)
+              coarsen(cols[i - 1]!, tiers[i]!.resolutionMs, c);
+            else
               aggregateRaw(
                 new ArrayIterator(buf.t, buf.v, buf.n),
-                this.tiers[0]!.resolutionMs,
+                tiers[i]!.resolutionMs,
                 Number.NEGATIVE_INFINITY,
                 Number.POSITIVE_INFINITY,
                 c,
               );
-            else coarsen(cols[i - 1]!, this.tiers[i]!.resolutionMs, c);
-            if (c.n > 0) tierWriters[i]!.w!.addSeries(names, values, encodeRollup(c, out), c.n);
+            if (c.n > 0) tierWriters[i]!.w!.addSeries(labelNames, values, encodeRollup(c, out), c.n);
           }
         }
       }
@@ -449,7 +515,13 @@ export class Tsdb implements Storage {
           written.push(
             this.track(
               new BlockReader(
-                finishPath(tw.w!, { tier: tw.tier.name, seq: tw.seq, rolledUp: true, level, sources: [] }),
+                finishPath(tw.w!, {
+                  tier: tw.tier.name,
+                  seq: tw.seq,
+                  rolledUp: true,
+                  level,
+                  sources: [],
+                }),
               ),
             ),
           );
@@ -458,7 +530,16 @@ export class Tsdb implements Storage {
       else
         written.push(
           this.track(
-            new BlockReader(finishPath(raw, { tier: 'raw', seq: rawSeq, rolledUp, level, sources })),
+            new BlockReader(
+              finishPath(raw, {
+                tier: 'raw',
+                seq: rawSeq,
+                rolledUp: names.length > 0,
+                rollups: names,
+                level,
+                sources,
+              }),
+            ),
           ),
         );
       if (this.opts.fsync) syncDir(this.blocksDir);
@@ -537,7 +618,7 @@ export class Tsdb implements Storage {
       }
       // 2. Adjacent blocks inside one aligned range of the next level, once the head has moved past it.
       const D = this.opts.blockDurationMs;
-      for (let level = 1; level <= MAX_LEVEL[tier]; level++) {
+      for (let level = 1; level <= this.maxLevel[tier]; level++) {
         const range = D * LEVEL_FACTORS[level]!;
         const byWindow = new Map<number, BlockReader[]>();
         for (const b of blocks) {
@@ -549,14 +630,21 @@ export class Tsdb implements Storage {
           list.push(b);
           byWindow.set(w, list);
         }
-        for (const list of byWindow.values()) {
-          if (list.length < 2) continue;
-          await this.compact(tier, list, level);
+        for (const [w, list] of byWindow) {
+          // Two or more to join; or one raw block that tiers new at this level can be computed for.
+          if (list.length < 2 && !(tier === 'raw' && this.missingTiers(list[0]!, w, w + range - 1))) continue;
+          await this.compact(tier, list, level, [w, w + range - 1]);
           return true;
         }
       }
     }
     return false;
+  }
+
+  /** Whether raw block `b`, alone in the level window [lo, hi], lacks tiers that window could carry. */
+  private missingTiers(b: BlockReader, lo: number, hi: number): boolean {
+    const has = this.tiersOf(b);
+    return this.tiersFor(lo, hi).some((t) => !has.has(t.name));
   }
 
   private overlapGroup(blocks: readonly BlockReader[]): BlockReader[] | undefined {
@@ -575,8 +663,16 @@ export class Tsdb implements Storage {
     return undefined;
   }
 
-  /** Merges `inputs` (one tier) into one block at `level`, then deletes them. */
-  private async compact(tier: TierName, inputs: BlockReader[], level: number): Promise<void> {
+  /**
+   * Merges `inputs` (one tier) into one block at `level`, then deletes them. `window`: the aligned range of
+   * the level they are joined into (absent when merging overlapping blocks).
+   */
+  private async compact(
+    tier: TierName,
+    inputs: BlockReader[],
+    level: number,
+    window?: [number, number],
+  ): Promise<void> {
     inputs.sort((a, b) => a.meta.seq - b.meta.seq);
     const started = Date.now();
     // Series of every input, merged in sort order.
@@ -597,16 +693,28 @@ export class Tsdb implements Storage {
     const keys = [...byKey.keys()].sort();
     const sources = inputs.map((b) => b.meta.seq);
     if (tier === 'raw') {
-      // Rollups are (re)computed when the merged range overlaps no other raw block.
-      const range = this.alignedRange(
+      // Rollups are (re)computed only where no other raw block holds data of the same windows.
+      const merged = this.alignedRange(
         Math.min(...inputs.map((b) => b.meta.minT)),
         Math.max(...inputs.map((b) => b.meta.maxT)),
       );
+      const range = window ?? merged;
       const others = this.blocks.filter((b) => b.meta.tier === 'raw' && !inputs.includes(b));
-      const rollups = !others.some((b) =>
+      const clear = !others.some((b) =>
         this.rangesOverlap(range, this.alignedRange(b.meta.minT, b.meta.maxT)),
       );
-      const alreadyRolled = inputs.every((b) => b.meta.rolledUp) && this.overlapGroup(inputs) === undefined;
+      const joining = window !== undefined && this.overlapGroup(inputs) === undefined;
+      // Joining adjacent blocks keeps the tiers every one of them has (their rollups exist) and computes the
+      // tiers the joined range newly allows (1 h windows once 10-min blocks make an hour); merging overlapping
+      // ones recomputes every tier of the merged range.
+      let inherited: TierName[] = [];
+      if (joining) {
+        const sets = inputs.map((b) => this.tiersOf(b));
+        inherited = this.tiers.map((t) => t.name).filter((n) => sets.every((x) => x.has(n)));
+      }
+      const compute = clear
+        ? this.tiersFor(range[0], range[1]).filter((t) => !inherited.includes(t.name))
+        : [];
       const series = keys.map((k) => {
         const e = byKey.get(k)!;
         return {
@@ -617,11 +725,7 @@ export class Tsdb implements Storage {
       });
       // Yield once so the event loop breathes between planning and writing.
       await new Promise<void>((r) => setImmediate(r));
-      // Joining adjacent rolled-up blocks keeps them rolled up (their rollups exist already); merging
-      // overlapping ones recomputes the rollups of the merged range.
-      const written = alreadyRolled
-        ? await this.writeRaw(series, level, sources, false, true)
-        : await this.writeRaw(series, level, sources, rollups, rollups);
+      const written = await this.writeRaw(series, level, sources, compute, inherited);
       this.blocks.push(...written);
     } else {
       const seq = this.nextSeq++;
@@ -776,7 +880,7 @@ export class Tsdb implements Storage {
       this.cutBoundary === Number.NEGATIVE_INFINITY ? Infinity : this.cutBoundary,
     );
     for (const b of this.blocks) {
-      if (b.meta.tier !== 'raw' || b.meta.rolledUp) continue;
+      if (b.meta.tier !== 'raw' || this.tiersOf(b).has(tier.name)) continue;
       end = Math.min(end, this.alignedRange(b.meta.minT, b.meta.maxT)[0]);
     }
     if (!Number.isFinite(end)) end = Number.POSITIVE_INFINITY;

@@ -121,3 +121,50 @@ export class BitBuffer {
     return this.buf.subarray(0, this.byteLength);
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Bulk decoding: bit streams as big-endian 32-bit words
+
+let words = new Uint32Array(1026);
+
+/**
+ * The bytes of a bit stream from `start` as big-endian 32-bit words, followed by two zero words, in a scratch
+ * array valid until the next call: decoders then read any 32 bits with two loads ({@link peekWord}) and never
+ * leave the array.
+ */
+export function streamWords(bytes: Uint8Array, start: number): Uint32Array {
+  const length = bytes.length - start;
+  const count = (length + 3) >>> 2;
+  if (words.length < count + 2) words = new Uint32Array(count * 2 + 2);
+  const w = words;
+  let i = start;
+  let k = 0;
+  const whole = start + (length & ~3);
+  for (; i < whole; i += 4, k++)
+    w[k] = ((bytes[i]! << 24) | (bytes[i + 1]! << 16) | (bytes[i + 2]! << 8) | bytes[i + 3]!) >>> 0;
+  if (i < bytes.length) {
+    let last = 0;
+    for (let s = 24; i < bytes.length; i++, s -= 8) last |= bytes[i]! << s;
+    w[k++] = last >>> 0;
+  }
+  w[k] = 0;
+  w[k + 1] = 0;
+  return w;
+}
+
+/** The 32 bits at bit position `pos` of a word stream (see {@link streamWords}), as an unsigned number. */
+export function peekWord(w: Uint32Array, pos: number): number {
+  return peekBits(w, pos) >>> 0;
+}
+
+/**
+ * The 32 bits at bit position `pos` of a word stream as a signed 32-bit integer: the first bit is the sign,
+ * so hot loops test it with `< 0` and count leading bits with Math.clz32 in integer registers; shift right
+ * with `>>>` to extract unsigned fields.
+ */
+export function peekBits(w: Uint32Array, pos: number): number {
+  const k = pos >>> 5;
+  const s = pos & 31;
+  // (lo >>> 1) >>> (31 - s) is lo >>> (32 - s) without the shift-by-32 case at s = 0.
+  return (w[k]! << s) | ((w[k + 1]! >>> 1) >>> (31 - s));
+}

@@ -32,8 +32,8 @@
  */
 import { ByteReader, type ByteWriter } from '../../protocol/bytes.js';
 import type { SampleArrays } from '../storage.js';
-import { BitBuffer } from './bits.js';
-import { appendXorValue, paddedCopy, peek32, xorLead, xorPos, xorTrail, xorWindowChanged } from './xor.js';
+import { BitBuffer, peekBits, peekWord, streamWords } from './bits.js';
+import { appendXorValue, xorLead, xorPos, xorTrail, xorWindowChanged } from './xor.js';
 
 /**
  * Timestamps (ms) the codecs accept: |t| <= 2^49 (beyond the year 17,000), so that deltas of deltas and their
@@ -45,6 +45,7 @@ export const TsCodec = { constDelta: 0, dodBits: 1, dodVarint: 2 } as const;
 export const ValueCodec = { const: 0, decimal: 1, xor: 2, bits: 3, constDecimal: 4 } as const;
 
 const TWO32 = 4294967296;
+const INV_TWO32 = 1 / TWO32;
 /** Integers of the DECIMAL codec stay below this so that deltas of deltas and their zigzag stay exact. */
 const DECIMAL_LIMIT = 2 ** 50;
 const MAX_SCALE = 12;
@@ -89,11 +90,11 @@ function writeWide(bb: BitBuffer, z: number, w: number): void {
   bb.write(z >>> 0, 32);
 }
 
-/** Reads `w` (0..53) bits at `pos` of a padded buffer. */
-function peekWide(buf: Uint8Array, pos: number, w: number): number {
+/** Reads `w` (0..53) bits at `pos` of a word stream. */
+function peekWide(buf: Uint32Array, pos: number, w: number): number {
   if (w === 0) return 0;
-  if (w <= 32) return w === 32 ? peek32(buf, pos) : peek32(buf, pos) >>> (32 - w);
-  return (peek32(buf, pos) >>> (64 - w)) * TWO32 + peek32(buf, pos + w - 32);
+  if (w <= 32) return w === 32 ? peekWord(buf, pos) : peekWord(buf, pos) >>> (32 - w);
+  return (peekWord(buf, pos) >>> (64 - w)) * TWO32 + peekWord(buf, pos + w - 32);
 }
 
 const scratchBits = new BitBuffer(1 << 12);
@@ -569,17 +570,17 @@ export function decodeChunk(bytes: Uint8Array, out: SampleArrays, t0?: number, a
       }
     } else if (tsCodec === TsCodec.dodBits) {
       const w = r.u8('dod width');
-      const buf = paddedCopy(bytes);
-      let pos = r.pos * 8;
+      const buf = streamWords(bytes, r.pos);
+      let pos = 0;
       for (let i = 2; i < n; i++) {
-        if (peek32(buf, pos) >= 0x80000000) {
+        if (peekBits(buf, pos) < 0) {
           d += unzigzag(peekWide(buf, pos + 1, w));
           pos += 1 + w;
         } else pos += 1;
         t += d;
         T[at + i] = t;
       }
-      r.pos = (pos + 7) >>> 3;
+      r.pos += (pos + 7) >>> 3;
     } else throw new Error(`unknown timestamp codec ${tsCodec}`);
   }
   // Values.
@@ -621,11 +622,17 @@ export function decodeChunk(bytes: Uint8Array, out: SampleArrays, t0?: number, a
     r.pos += 8;
     VB[at * 2] = lo0;
     VB[at * 2 + 1] = hi0;
+    // Noisy readings (order 0, Rice): bit patterns rebuilt in 32-bit halves, no stream array in between.
+    if (bytes[r.pos] === 0 && bytes[r.pos + 1] === 3) {
+      bitsRiceAroundCentre(r, bytes, n, hi0, lo0, VB, at);
+      out.n = at + n;
+      return n;
+    }
     const m = ints(n);
     readIntStream(r, bytes, n, 0, m);
     for (let i = 1; i < n; i++) {
       const d = m[i]!;
-      const dhi = Math.floor(d / TWO32);
+      const dhi = Math.floor(d * INV_TWO32);
       let lo = lo0 + (d - dhi * TWO32);
       let hi = hi0 + dhi;
       if (lo >= TWO32) {
@@ -640,7 +647,11 @@ export function decodeChunk(bytes: Uint8Array, out: SampleArrays, t0?: number, a
   return n;
 }
 
-/** Reads an integer stream (see writeIntStream) into m[0..n), with m[0] = m0. */
+/**
+ * Reads an integer stream (see writeIntStream) into m[0..n), with m[0] = m0: first the zigzag values into a
+ * scratch array, in a loop specialised per form (and for widths that fit 31 bits, in integer arithmetic),
+ * then the order's prefix sums — tight, monomorphic loops.
+ */
 function readIntStream(r: ByteReader, bytes: Uint8Array, n: number, m0: number, m: Float64Array): void {
   const order = r.u8('stream order');
   const form = r.u8('stream form');
@@ -649,74 +660,235 @@ function readIntStream(r: ByteReader, bytes: Uint8Array, n: number, m0: number, 
   const centre = order === 0 ? r.svarint('stream centre') : 0;
   if (order > 2 || form > 3 || w > 53 || low > w)
     throw new Error(`bad integer stream ${order}/${form}/${w}/${low}`);
-  let v = m0;
-  m[0] = v;
-  let d = 0;
-  if (form === 0) {
+  const x = xs(n);
+  if (form === 0) for (let i = 1; i < n; i++) x[i] = unzigzag(r.uvarint('stream value'));
+  else {
+    const buf = streamWords(bytes, r.pos);
+    const end = 0;
+    const pos =
+      form === 1
+        ? w <= 31
+          ? packedNarrow(buf, end, n, w, x)
+          : packedWide(buf, end, n, w, x)
+        : form === 2
+          ? flagged(buf, end, n, w, x)
+          : low <= 30 && w <= 31
+            ? riceNarrow(buf, end, n, w, low, x)
+            : riceWide(buf, end, n, w, low, x);
+    r.pos += (pos + 7) >>> 3;
+  }
+  m[0] = m0;
+  if (order === 0) for (let i = 1; i < n; i++) m[i] = centre + x[i]!;
+  else if (order === 1) {
+    let v = m0;
     for (let i = 1; i < n; i++) {
-      const x = unzigzag(r.uvarint('stream value'));
-      if (order === 0) v = centre + x;
-      else {
-        d = order === 1 ? x : d + x;
-        v += d;
-      }
+      v += x[i]!;
       m[i] = v;
     }
-    return;
+  } else {
+    let v = m0;
+    let d = 0;
+    for (let i = 1; i < n; i++) {
+      d += x[i]!;
+      v += d;
+      m[i] = v;
+    }
   }
-  const buf = paddedCopy(bytes);
-  let pos = r.pos * 8;
-  const p = 2 ** low;
+}
+
+/**
+ * BITS values from an order-0 Rice stream: v_i's bit pattern = bits(v_0) + centre + unzigzag(z_i), computed as
+ * 64-bit integers in 32-bit halves (no floating-point rounding, no floor per sample) straight into VB.
+ */
+function bitsRiceAroundCentre(
+  r: ByteReader,
+  bytes: Uint8Array,
+  n: number,
+  hi0: number,
+  lo0: number,
+  VB: Uint32Array,
+  at: number,
+): void {
+  r.u8('stream order');
+  r.u8('stream form');
+  const w = r.u8('stream width');
+  const low = r.u8('stream low bits');
+  const centre = r.svarint('stream centre');
+  if (w > 53 || low > w) throw new Error(`bad integer stream 0/3/${w}/${low}`);
+  // base = bits(v_0) + centre, as (baseHi, baseLo).
+  const chi = Math.floor(centre * INV_TWO32);
+  let baseLo = lo0 + (centre - chi * TWO32);
+  let baseHi = hi0 + chi;
+  if (baseLo >= TWO32) {
+    baseLo -= TWO32;
+    baseHi++;
+  }
+  baseHi = baseHi >>> 0;
+  const buf = streamWords(bytes, r.pos);
+  let pos = 0;
   for (let i = 1; i < n; i++) {
-    let z: number;
-    if (form === 1) {
-      z = peekWide(buf, pos, w);
-      pos += w;
-    } else if (form === 2) {
-      if (peek32(buf, pos) >= 0x80000000) {
-        z = peekWide(buf, pos + 1, w);
-        pos += 1 + w;
+    const q = Math.clz32(~peekBits(buf, pos));
+    let zhi: number;
+    let zlo: number;
+    if (q < RICE_ESCAPE) {
+      pos += q + 1;
+      if (low > 32) {
+        zhi = (q << (low - 32)) | (peekWord(buf, pos) >>> (64 - low));
+        zlo = peekWord(buf, pos + low - 32);
+      } else if (low === 32) {
+        zhi = q;
+        zlo = peekWord(buf, pos);
+      } else if (low === 0) {
+        zhi = 0;
+        zlo = q;
       } else {
-        z = 0;
-        pos += 1;
+        zhi = q >>> (32 - low);
+        zlo = ((q << low) | (peekWord(buf, pos) >>> (32 - low))) >>> 0;
+      }
+      pos += low;
+    } else {
+      pos += RICE_ESCAPE;
+      if (w > 32) {
+        zhi = peekWord(buf, pos) >>> (64 - w);
+        zlo = peekWord(buf, pos + w - 32);
+      } else {
+        zhi = 0;
+        zlo = w === 0 ? 0 : peekWord(buf, pos) >>> (32 - w);
+      }
+      pos += w;
+    }
+    // x = unzigzag(z): z >> 1, negated (minus one) when z is odd.
+    let mlo = ((zlo >>> 1) | (zhi << 31)) >>> 0;
+    let mhi = zhi >>> 1;
+    let lo: number;
+    let hi: number;
+    if ((zlo & 1) === 0) {
+      lo = baseLo + mlo;
+      hi = baseHi + mhi;
+      if (lo >= TWO32) {
+        lo -= TWO32;
+        hi++;
       }
     } else {
-      const q = Math.clz32(~peek32(buf, pos));
-      if (q < RICE_ESCAPE) {
-        pos += q + 1;
-        z = q * p + peekWide(buf, pos, low);
-        pos += low;
-      } else {
-        z = peekWide(buf, pos + RICE_ESCAPE, w);
-        pos += RICE_ESCAPE + w;
+      // base − (m + 1)
+      mlo += 1;
+      if (mlo >= TWO32) {
+        mlo -= TWO32;
+        mhi++;
+      }
+      lo = baseLo - mlo;
+      hi = baseHi - mhi;
+      if (lo < 0) {
+        lo += TWO32;
+        hi--;
       }
     }
-    const x = z % 2 === 0 ? z / 2 : -(z + 1) / 2;
-    if (order === 0) v = centre + x;
-    else {
-      d = order === 1 ? x : d + x;
-      v += d;
-    }
-    m[i] = v;
+    VB[(at + i) * 2] = lo;
+    VB[(at + i) * 2 + 1] = hi >>> 0;
   }
-  r.pos = (pos + 7) >>> 3;
+  r.pos += (pos + 7) >>> 3;
+}
+
+/** Zigzag decoding of a non-negative integer up to 2^53 (doubles: no fmod, exact). */
+function unzigzagWide(z: number): number {
+  const h = Math.floor(z * 0.5);
+  return z - h * 2 === 0 ? h : -h - 1;
+}
+
+function packedNarrow(buf: Uint32Array, pos: number, n: number, w: number, x: Float64Array): number {
+  if (w === 0) {
+    x.fill(0, 1, n);
+    return pos;
+  }
+  const shift = 32 - w;
+  for (let i = 1; i < n; i++) {
+    const z = peekBits(buf, pos) >>> shift;
+    pos += w;
+    x[i] = (z >>> 1) ^ -(z & 1);
+  }
+  return pos;
+}
+
+function packedWide(buf: Uint32Array, pos: number, n: number, w: number, x: Float64Array): number {
+  for (let i = 1; i < n; i++) {
+    x[i] = unzigzagWide(peekWide(buf, pos, w));
+    pos += w;
+  }
+  return pos;
+}
+
+function flagged(buf: Uint32Array, pos: number, n: number, w: number, x: Float64Array): number {
+  for (let i = 1; i < n; i++) {
+    if (peekBits(buf, pos) < 0) {
+      x[i] = unzigzagWide(peekWide(buf, pos + 1, w));
+      pos += 1 + w;
+    } else {
+      x[i] = 0;
+      pos += 1;
+    }
+  }
+  return pos;
+}
+
+/** Rice with values of at most 31 bits: integer arithmetic throughout. */
+function riceNarrow(
+  buf: Uint32Array,
+  pos: number,
+  n: number,
+  w: number,
+  low: number,
+  x: Float64Array,
+): number {
+  const mask = (1 << low) - 1;
+  for (let i = 1; i < n; i++) {
+    const q = Math.clz32(~peekBits(buf, pos));
+    let z: number;
+    if (q < RICE_ESCAPE) {
+      pos += q + 1;
+      z = low === 0 ? q : (q << low) | ((peekBits(buf, pos) >>> (32 - low)) & mask);
+      pos += low;
+    } else {
+      z = w === 0 ? 0 : peekWord(buf, pos + RICE_ESCAPE) >>> (32 - w);
+      pos += RICE_ESCAPE + w;
+    }
+    x[i] = (z >>> 1) ^ -(z & 1);
+  }
+  return pos;
+}
+
+function riceWide(buf: Uint32Array, pos: number, n: number, w: number, low: number, x: Float64Array): number {
+  const p = 2 ** low;
+  for (let i = 1; i < n; i++) {
+    const q = Math.clz32(~peekBits(buf, pos));
+    let z: number;
+    if (q < RICE_ESCAPE) {
+      pos += q + 1;
+      z = q * p + peekWide(buf, pos, low);
+      pos += low;
+    } else {
+      z = peekWide(buf, pos + RICE_ESCAPE, w);
+      pos += RICE_ESCAPE + w;
+    }
+    x[i] = unzigzagWide(z);
+  }
+  return pos;
 }
 
 /** Decodes a XOR value stream (no timestamps) starting at byte `start`, as raw bits into VB from `at`. */
 function decodeXorValues(bytes: Uint8Array, start: number, n: number, VB: Uint32Array, at: number): void {
-  const buf = paddedCopy(bytes);
-  let pos = start * 8;
-  let hi = peek32(buf, pos);
-  let lo = peek32(buf, pos + 32);
+  const buf = streamWords(bytes, start);
+  let pos = 0;
+  let hi = peekWord(buf, pos);
+  let lo = peekWord(buf, pos + 32);
   pos += 64;
   VB[at * 2] = lo;
   VB[at * 2 + 1] = hi;
   let lead = 0;
   let trail = 0;
   for (let i = 1; i < n; i++) {
-    const w = peek32(buf, pos);
-    if (w >= 0x80000000) {
-      if (w >= 0xc0000000) {
+    const w = peekBits(buf, pos);
+    if (w < 0) {
+      if ((w & 0x40000000) !== 0) {
         lead = (w >>> 25) & 31;
         let sig = (w >>> 19) & 63;
         if (sig === 0) sig = 64;
@@ -727,8 +899,8 @@ function decodeXorValues(bytes: Uint8Array, start: number, n: number, VB: Uint32
       let xhi: number;
       let xlo: number;
       if (sig > 32) {
-        const top = peek32(buf, pos) >>> (64 - sig);
-        const low = peek32(buf, pos + sig - 32);
+        const top = peekWord(buf, pos) >>> (64 - sig);
+        const low = peekWord(buf, pos + sig - 32);
         if (trail === 0) {
           xhi = top;
           xlo = low;
@@ -737,7 +909,7 @@ function decodeXorValues(bytes: Uint8Array, start: number, n: number, VB: Uint32
           xlo = (low << trail) >>> 0;
         }
       } else {
-        const bits = sig === 32 ? peek32(buf, pos) : peek32(buf, pos) >>> (32 - sig);
+        const bits = sig === 32 ? peekWord(buf, pos) : peekWord(buf, pos) >>> (32 - sig);
         if (trail >= 32) {
           xhi = trail === 32 ? bits : (bits << (trail - 32)) >>> 0;
           xlo = 0;

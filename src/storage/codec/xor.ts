@@ -15,7 +15,16 @@
  *                             | '11' leading(5b) sigbits(6b, 0 = 64) meaningful bits
  * ```
  */
-import { clz64, ctz64, readBits, writeBits, writeMeaningful } from './bits.js';
+import {
+  clz64,
+  ctz64,
+  peekBits,
+  peekWord,
+  readBits,
+  streamWords,
+  writeBits,
+  writeMeaningful,
+} from './bits.js';
 
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
@@ -310,8 +319,12 @@ export function paddedCopy(bytes: Uint8Array): Uint8Array {
 export function peek32(buf: Uint8Array, pos: number): number {
   const i = pos >>> 3;
   const s = pos & 7;
-  const w = ((buf[i]! << 24) | (buf[i + 1]! << 16) | (buf[i + 2]! << 8) | buf[i + 3]!) >>> 0;
-  return s === 0 ? w : ((w << s) | (buf[i + 4]! >>> (8 - s))) >>> 0;
+  // No branch for s = 0: the fifth byte shifted right by 8 is 0.
+  return (
+    ((((buf[i]! << 24) | (buf[i + 1]! << 16) | (buf[i + 2]! << 8) | buf[i + 3]!) << s) |
+      (buf[i + 4]! >>> (8 - s))) >>>
+    0
+  );
 }
 
 /**
@@ -327,10 +340,10 @@ export function decodeXorInto(
   at: number,
 ): number {
   if (count === 0) return 0;
-  const buf = paddedCopy(bytes);
-  let t = (peek32(buf, 0) | 0) * TWO32 + peek32(buf, 32);
-  let vhi = peek32(buf, 64);
-  let vlo = peek32(buf, 96);
+  const buf = streamWords(bytes, 0);
+  let t = (buf[0]! | 0) * TWO32 + buf[1]!;
+  let vhi = buf[2]!;
+  let vlo = buf[3]!;
   let pos = 128;
   T[at] = t;
   VB[at * 2] = vlo;
@@ -339,33 +352,30 @@ export function decodeXorInto(
   let lead = 0;
   let trail = 0;
   for (let i = 1; i < count; i++) {
-    let w = peek32(buf, pos);
-    if (w < 0x80000000) pos += 1;
+    let w = peekBits(buf, pos);
+    if (w >= 0) pos += 1;
     else {
       let dod: number;
-      if (w < 0xc0000000) {
-        dod = (w >>> 16) & 0x3fff;
-        if (dod >= 0x2000) dod -= 0x4000;
+      if ((w & 0x40000000) === 0) {
+        dod = (w << 2) >> 18; // 14 bits after '10', sign-extended
         pos += 16;
-      } else if (w < 0xe0000000) {
-        dod = (w >>> 12) & 0x1ffff;
-        if (dod >= 0x10000) dod -= 0x20000;
+      } else if ((w & 0x20000000) === 0) {
+        dod = (w << 3) >> 15; // 17 bits after '110'
         pos += 20;
-      } else if (w < 0xf0000000) {
-        dod = (w >>> 8) & 0xfffff;
-        if (dod >= 0x80000) dod -= 0x100000;
+      } else if ((w & 0x10000000) === 0) {
+        dod = (w << 4) >> 12; // 20 bits after '1110'
         pos += 24;
       } else {
-        dod = (peek32(buf, pos + 4) | 0) * TWO32 + peek32(buf, pos + 36);
+        dod = peekBits(buf, pos + 4) * TWO32 + peekWord(buf, pos + 36);
         pos += 68;
       }
       delta += dod;
     }
     t += delta;
     T[at + i] = t;
-    w = peek32(buf, pos);
-    if (w >= 0x80000000) {
-      if (w >= 0xc0000000) {
+    w = peekBits(buf, pos);
+    if (w < 0) {
+      if ((w & 0x40000000) !== 0) {
         lead = (w >>> 25) & 31;
         let sig = (w >>> 19) & 63;
         if (sig === 0) sig = 64;
@@ -377,8 +387,8 @@ export function decodeXorInto(
       let xlo: number;
       if (sig > 32) {
         // (top:low) << trail: top has sig - 32 bits.
-        const top = peek32(buf, pos) >>> (64 - sig);
-        const low = peek32(buf, pos + sig - 32);
+        const top = peekWord(buf, pos) >>> (64 - sig);
+        const low = peekWord(buf, pos + sig - 32);
         if (trail === 0) {
           xhi = top;
           xlo = low;
@@ -387,7 +397,7 @@ export function decodeXorInto(
           xlo = (low << trail) >>> 0;
         }
       } else {
-        const bits = sig === 32 ? peek32(buf, pos) : peek32(buf, pos) >>> (32 - sig);
+        const bits = sig === 32 ? peekWord(buf, pos) : peekBits(buf, pos) >>> (32 - sig);
         if (trail >= 32) {
           xhi = trail === 32 ? bits : (bits << (trail - 32)) >>> 0;
           xlo = 0;
