@@ -85,8 +85,37 @@ export function readSeriesInto(
     if (out.t[a]! <= lastT) sorted = false;
     lastT = out.t[b - 1]!;
   }
-  if (!sorted) mergeSegments(out, segments);
+  // Blocks come in sequence order, which is not time order once compaction has joined older ones: disjoint
+  // segments only need putting in order; the sample-by-sample merge is for segments that really overlap.
+  if (!sorted && !reorderDisjoint(out, segments)) mergeSegments(out, segments);
   return trim(out, lo, hi);
+}
+
+/**
+ * When the non-empty segments are pairwise disjoint in time, copies them into time order and returns true
+ * (precedence does not matter: no timestamp is in two of them); otherwise leaves `out` alone.
+ */
+function reorderDisjoint(out: SampleArrays, segments: number): boolean {
+  const order: number[] = [];
+  for (let k = 0; k < segments; k++) if (segStart[k + 1]! > segStart[k]!) order.push(k);
+  const T = out.t;
+  order.sort((a, b) => T[segStart[a]!]! - T[segStart[b]!]!);
+  for (let i = 1; i < order.length; i++)
+    if (T[segStart[order[i]!]!]! <= T[segStart[order[i - 1]! + 1]! - 1]!) return false;
+  const m = merged;
+  m.n = 0;
+  m.ensure(out.n);
+  for (const k of order) {
+    const a = segStart[k]!;
+    const b = segStart[k + 1]!;
+    m.t.set(T.subarray(a, b), m.n);
+    m.vb.set(out.vb.subarray(a * 2, b * 2), m.n * 2);
+    m.n += b - a;
+  }
+  out.t.set(m.t.subarray(0, m.n));
+  out.vb.set(m.vb.subarray(0, m.n * 2));
+  out.n = m.n;
+  return true;
 }
 
 /** Decodes the chunks of one column of series `id` overlapping [lo, hi], appending to `out`. */

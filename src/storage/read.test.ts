@@ -10,6 +10,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder, STALE_NAN } from '../model/batch.js';
 import { LabelMatcher } from '../model/labels.js';
+import { readSeriesInto } from './bulk-read.js';
 import { SampleBuffer } from './codec/chunk.js';
 import type { SelectedSeries, SelectHints } from './storage.js';
 import { Tsdb, type TsdbOptions } from './tsdb.js';
@@ -109,6 +110,35 @@ describe('bulk reads', () => {
       await db.close();
     }
   }, 60_000);
+});
+
+describe('bulk reads over joined blocks', () => {
+  it('put disjoint blocks in time order whatever order they come in (sequence order is not time order)', async () => {
+    const db = await open(tmp());
+    const want: [number, bigint][] = [];
+    for (let minute = 0; minute < 5; minute++) {
+      const b = new SeriesBatchBuilder();
+      b.addSeries({ __name__: 'j' });
+      for (let s = 0; s < 60; s++) {
+        const t = minute * 60_000 + s * 1000;
+        b.add(t, t / 7);
+        want.push([t, bitsOf(t / 7)]);
+      }
+      db.appender.append('t', b.build());
+      await db.checkpoint(new Map([[0, minute]]));
+    }
+    const raw = db.blockReaders().filter((b) => b.meta.tier === 'raw');
+    expect(raw.length).toBeGreaterThan(2);
+    // As a compaction leaves them: a joined or merged block is newer than later ones. Shuffled here.
+    const sources = [...raw].reverse().map((block) => ({ block, id: 0 }));
+    [sources[0], sources[1]] = [sources[1]!, sources[0]!];
+    const buf = new SampleBuffer(8);
+    const n = readSeriesInto(sources, undefined, -1e15, 1e15, buf);
+    const inBlocks = want.filter(([t]) => t <= Math.max(...raw.map((b) => b.meta.maxT)));
+    const vb = new BigUint64Array(buf.v.buffer, 0, n);
+    expect(Array.from({ length: n }, (_, i) => [buf.t[i]!, vb[i]!])).toEqual(inBlocks);
+    await db.close();
+  });
 });
 
 describe('blocks of format version 1', () => {
