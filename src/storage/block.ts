@@ -364,6 +364,23 @@ export class BlockIndex implements PostingsIndex {
     return this.postingsByName.get(n)?.get(v) ?? EMPTY_POSTINGS;
   }
 
+  private sortKeys: (string | undefined)[] | undefined;
+
+  /** The series' Prometheus sort key (symbols.ts seriesSortKey), computed once per loaded index. */
+  sortKey(id: number): string {
+    this.sortKeys ??= new Array<string | undefined>(this.seriesCount);
+    let key = this.sortKeys[id];
+    if (key === undefined) {
+      const off = this.pairOff[id]!;
+      const n = this.pairLen[id]!;
+      key = '';
+      for (let i = 0; i < n; i++)
+        key += `${this.symbols[this.pairs[off + i * 2]!]}\u0000${this.symbols[this.pairs[off + i * 2 + 1]!]}\u0000`;
+      this.sortKeys[id] = key;
+    }
+    return key;
+  }
+
   /** Labels of series `id`, names sorted. */
   labels(id: number): { names: string[]; values: string[] } {
     const off = this.pairOff[id]!;
@@ -386,6 +403,8 @@ export class BlockIndex implements PostingsIndex {
 }
 
 export class BlockCorruptError extends Error {}
+
+let readScratch = Buffer.allocUnsafe(1 << 16);
 
 /** An open block: its meta at once, its index on demand, its chunks by positioned reads. */
 export class BlockReader {
@@ -468,9 +487,17 @@ export class BlockReader {
     return this.cachedIndex?.bytes ?? 0;
   }
 
-  /** Reads `length` bytes at `offset` (one series' chunks are contiguous: one read serves them all). */
-  read(offset: number, length: number): Uint8Array {
-    const out = Buffer.allocUnsafe(length);
+  /**
+   * Reads `length` bytes at `offset` (one series' chunks are contiguous: one read serves them all). With
+   * `scratch`, into a shared buffer valid until the next such read (for callers that decode at once).
+   */
+  read(offset: number, length: number, scratch = false): Uint8Array {
+    let out: Buffer;
+    if (scratch) {
+      if (readScratch.length < length)
+        readScratch = Buffer.allocUnsafe(Math.max(length, readScratch.length * 2));
+      out = readScratch.subarray(0, length);
+    } else out = Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, out, done, length - done, offset + done);

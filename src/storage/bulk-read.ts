@@ -57,7 +57,7 @@ export function readSeriesInto(
     for (const c of chunks) {
       if (c.maxT < lo || c.minT > hi) continue;
       out.ensure(out.n + c.count);
-      decodeXorInto(chunkBytes(c), c.count, out.t, out.vb, out.n);
+      decodeXorInto(chunkBytes(c, true), c.count, out.t, out.vb, out.n);
       out.n += c.count;
     }
     if (head.oooT && head.oooT.length > 0) {
@@ -140,7 +140,7 @@ function readBlockSeries(
   if (a < 0) return;
   // One read for the chunks needed: a series' chunks are contiguous.
   const base = idx.chunkOffset[a]!;
-  const data = block.read(base, idx.chunkOffset[z]! + idx.chunkLength[z]! - base);
+  const data = block.read(base, idx.chunkOffset[z]! + idx.chunkLength[z]! - base, true);
   const v2 = block.version >= 2;
   for (let c = a; c <= z; c++) {
     if (idx.chunkColumn[c] !== column || idx.chunkMaxT[c]! < lo || idx.chunkMinT[c]! > hi) continue;

@@ -36,11 +36,14 @@ export interface HeadChunk {
   spill: { readonly file: SpillFile; readonly offset: number; readonly length: number } | undefined;
 }
 
-/** The bytes of a head chunk, from memory or from its spill file. */
-export function chunkBytes(c: HeadChunk): Uint8Array {
+/**
+ * The bytes of a head chunk, from memory or from its spill file. With `scratch`, a spilled chunk is read into
+ * a shared buffer valid until the next such read (for callers that decode it at once).
+ */
+export function chunkBytes(c: HeadChunk, scratch = false): Uint8Array {
   if (c.bytes) return c.bytes;
   const s = c.spill!;
-  return s.file.read(s.offset, s.length);
+  return s.file.read(s.offset, s.length, scratch);
 }
 
 /** Out-of-order / overwrite buffer of one series: sorted by timestamp, one entry per timestamp. */

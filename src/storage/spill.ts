@@ -9,6 +9,8 @@
  */
 import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 
+let spillScratch = new Uint8Array(8192);
+
 export class SpillFile {
   private fd: number;
   private size = 0;
@@ -34,8 +36,11 @@ export class SpillFile {
     return at;
   }
 
-  read(offset: number, length: number): Uint8Array {
-    const out = new Uint8Array(length);
+  /** Reads a chunk; with `scratch`, into a shared buffer valid until the next such read (decode at once). */
+  read(offset: number, length: number, scratch = false): Uint8Array {
+    if (scratch && spillScratch.length < length)
+      spillScratch = new Uint8Array(Math.max(length, spillScratch.length * 2));
+    const out = scratch ? spillScratch.subarray(0, length) : new Uint8Array(length);
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, out, done, length - done, offset + done);

@@ -801,13 +801,10 @@ export class Tsdb implements Storage {
   ): Map<string, SeriesSources> {
     const all = this.scoped(tenant, matchers);
     const out = new Map<string, SeriesSources>();
-    const entry = (names: string[], values: string[]): SeriesSources => {
-      const key = seriesSortKey(names, values);
+    const entry = (key: string, labels: () => LabelSet): SeriesSources => {
       let e = out.get(key);
       if (!e) {
-        const labels: Record<string, string> = {};
-        for (let i = 0; i < names.length; i++) labels[names[i]!] = values[i]!;
-        e = { labels, blocks: [], rollups: [] };
+        e = { labels: labels(), blocks: [], rollups: [] };
         out.set(key, e);
       }
       return e;
@@ -828,8 +825,7 @@ export class Tsdb implements Storage {
             }
           }
           if (!hit) continue;
-          const { names, values } = idx.labels(id);
-          entry(names, values)[into].push({ block: b, id });
+          entry(idx.sortKey(id), () => idx.labelSet(id))[into].push({ block: b, id });
         }
       }
     };
@@ -842,7 +838,11 @@ export class Tsdb implements Storage {
       const [a, b] = this.head.timeRange(ref);
       if (b < lo || a > hi) continue;
       const { names, values } = this.head.labelsOf(ref);
-      entry(names, values).head = this.head.snapshot(ref);
+      entry(seriesSortKey(names, values), () => {
+        const labels: Record<string, string> = {};
+        for (let i = 0; i < names.length; i++) labels[names[i]!] = values[i]!;
+        return labels;
+      }).head = this.head.snapshot(ref);
     }
     return out;
   }
