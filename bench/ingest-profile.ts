@@ -295,6 +295,15 @@ async function main(): Promise<void> {
     const baseUrl = `http://127.0.0.1:${port}`;
     await waitHttpOk(server, `${baseUrl}/readyz`, 120_000);
     const rssBefore = procSample(server.pid)?.rssBytes ?? 0;
+    const idle = await (await fetch(`${baseUrl}/metrics`)).text();
+    const idleGauge = (name: string) => {
+      const line = idle.split('\n').find((l) => l.startsWith(`${name} `));
+      return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : Number.NaN;
+    };
+    log(
+      `memory before ingest: heap used ${(idleGauge('trainwatch_nodejs_heap_size_used_bytes') / 2 ** 20).toFixed(1)} MiB, ` +
+        `external ${(idleGauge('trainwatch_nodejs_external_memory_bytes') / 2 ** 20).toFixed(1)} MiB, RSS ${(rssBefore / 2 ** 20).toFixed(1)} MiB`,
+    );
     const meter = new CpuMeter({ server: server.pid }).start();
     const replay = await generator.replay('main', {
       baseUrl,
@@ -309,6 +318,16 @@ async function main(): Promise<void> {
     const cpu = meter.stop();
     const rss = procSample(server.pid);
     const metrics = await (await fetch(`${baseUrl}/metrics`)).text();
+    const gauge = (name: string, labels = '') => {
+      const line = metrics.split('\n').find((l) => l.startsWith(`${name}${labels} `));
+      return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : Number.NaN;
+    };
+    const perSeries = (bytes: number) => `${Math.round(bytes / ds.activeSeries)} B/series`;
+    log(
+      `memory after drain (per active series): heap used ${perSeries(gauge('trainwatch_nodejs_heap_size_used_bytes'))}, ` +
+        `heap total ${perSeries(gauge('trainwatch_nodejs_heap_size_total_bytes'))}, external ${perSeries(gauge('trainwatch_nodejs_external_memory_bytes'))}, ` +
+        `RSS ${perSeries(gauge('trainwatch_process_resident_memory_bytes'))}`,
+    );
     const transitions = metrics
       .split('\n')
       .filter((l) => l.startsWith('trainwatch_alert_transitions_total'))

@@ -21,6 +21,7 @@ import { type SeriesBatch, SeriesBatchBuilder } from '../model/batch.js';
 import type { LabelSet } from '../model/labels.js';
 import type { AlertIdentity } from './detectors/context.js';
 import { Family, growF64, growI32 } from './detectors/series-detectors.js';
+import type { StateReader, StateWriter } from './state.js';
 
 export const DERIVED_BUCKET_MS = 10_000;
 const STALE_MS = 5 * 60_000;
@@ -210,6 +211,46 @@ export class DerivedAccumulator {
       }
     }
     return { emittedUpTo: Number.isFinite(this.emittedUpTo) ? this.emittedUpTo : -1, open };
+  }
+
+  /** The open buckets in the binary state file: the content of {@link snapshot}. */
+  write(w: StateWriter): void {
+    w.float(this.emittedUpTo);
+    w.uvarint(this.buckets.length);
+    for (const b of this.buckets) {
+      w.float(b.start);
+      let n = 0;
+      for (let m = 0; m < this.nextIndex; m++) if (this.memberSeries[m]! >= 0 && b.counts[m]! !== 0) n++;
+      w.uvarint(n);
+      let rank = 0;
+      for (let m = 0; m < this.nextIndex; m++) {
+        if (this.memberSeries[m]! < 0) continue;
+        if (b.counts[m]! !== 0) {
+          w.uvarint(rank);
+          w.float(b.sums[m]!);
+          w.float(b.counts[m]!);
+        }
+        rank++;
+      }
+    }
+  }
+
+  /** Reads what {@link write} wrote (members registered first, as for {@link restore}). */
+  read(r: StateReader): void {
+    const open: DerivedSnapshot['open'] = [];
+    const emittedUpTo = r.float('derived');
+    const buckets = r.uvarint('derived buckets');
+    for (let i = 0; i < buckets; i++) {
+      const start = r.float('derived bucket');
+      const n = r.uvarint('derived bucket members');
+      for (let k = 0; k < n; k++) {
+        const m = r.uvarint('derived member');
+        const sum = r.float('derived sum');
+        const count = r.float('derived count');
+        if (m < this.nextIndex) open.push([start, DERIVED_METRICS[this.memberMetric[m]!]!, m, sum, count]);
+      }
+    }
+    this.restore({ emittedUpTo: Number.isFinite(emittedUpTo) ? emittedUpTo : -1, open });
   }
 
   /** Members must be registered (the series restored) before the snapshot is loaded. */

@@ -86,6 +86,9 @@ export class Processor {
   private lastStateSaveMs = Number.NEGATIVE_INFINITY;
   private tickTimer: NodeJS.Timeout | undefined;
   private live = false;
+  /** Closed while the detector state is written: no record is applied and the engine is not ticked. */
+  private gate: Promise<void> | undefined;
+  private releaseGate: (() => void) | undefined;
   /** Every series read from the bus, by the bytes of its labels (series-table.ts). */
   readonly series = new SeriesTable();
   private readonly record = new RecordBatch();
@@ -177,6 +180,7 @@ export class Processor {
         analysis.onCaughtUp?.();
       });
       this.tickTimer = setInterval(() => {
+        if (this.gate) return;
         try {
           analysis.engine.tick(Date.now(), this.live);
           this.appendDerived();
@@ -193,15 +197,11 @@ export class Processor {
     try {
       const state = readState(analysis.stateDir);
       if (!state) return undefined;
-      analysis.engine.restore(state.engine);
+      const restored = state.restoreInto(analysis.engine);
       const positions = new Map(state.positions);
       this.statePositions = positions;
       this.logger.info(
-        {
-          savedAtMs: state.savedAtMs,
-          alerts: state.engine.alerts.length,
-          series: state.engine.series.length,
-        },
+        { savedAtMs: state.savedAtMs, format: state.version, ...restored },
         'detector state restored',
       );
       return positions;
@@ -212,6 +212,19 @@ export class Processor {
       );
       return undefined;
     }
+  }
+
+  private closeGate(): void {
+    this.gate = new Promise<void>((resolve) => {
+      this.releaseGate = resolve;
+    });
+  }
+
+  private openGate(): void {
+    const release = this.releaseGate;
+    this.gate = undefined;
+    this.releaseGate = undefined;
+    release?.();
   }
 
   /** Stops consuming, then writes a final checkpoint. */
@@ -245,12 +258,20 @@ export class Processor {
           const enginePositions = new Map<number, number>();
           for (const [p, offset] of positions)
             enginePositions.set(p, Math.max(offset, this.analysisFrom.get(p) ?? 0));
-          writeState(analysis.stateDir, {
-            version: 1,
-            savedAtMs: Date.now(),
-            positions: [...enginePositions],
-            engine: analysis.engine.snapshot(),
-          });
+          // The engine must not change while its state is written in slices: records wait (they are safe in
+          // the bus), HTTP and everything else keep being served between slices.
+          this.closeGate();
+          try {
+            await writeState(
+              analysis.stateDir,
+              Date.now(),
+              [...enginePositions],
+              analysis.engine,
+              () => new Promise<void>((resolve) => setImmediate(resolve)),
+            );
+          } finally {
+            this.openGate();
+          }
           this.statePositions = enginePositions;
           this.lastStateSaveMs = Date.now();
         }
@@ -293,6 +314,7 @@ export class Processor {
         await this.bus.waitFor(partition, from, 200);
         continue;
       }
+      while (this.gate) await this.gate;
       for (const entry of entries) {
         this.apply(entry.record, partition, entry.offset);
         this.positions.set(partition, entry.offset + 1);

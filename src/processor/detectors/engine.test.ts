@@ -14,6 +14,7 @@ import { NativeEncoder } from '../../protocol/native.js';
 import { defaultFleetOptions, FleetSimulator } from '../../simulator/index.js';
 import { decodeRecord, RecordBatch } from '../record-decoder.js';
 import { SeriesTable } from '../series-table.js';
+import { StateReader, StateWriter } from '../state.js';
 import { DetectorSettings } from './config.js';
 import { DetectorEngine, type EngineSnapshot } from './engine.js';
 
@@ -123,28 +124,43 @@ describe('detector engine', () => {
     expect(bDerived).toEqual(aDerived);
   });
 
-  it('continues from a JSON snapshot exactly as an engine that never stopped', () => {
-    const whole: Log = [];
-    const wholeDerived: Log = [];
-    run(newEngine(whole, wholeDerived), steps, 0, steps.length, 'refs', wholeDerived);
+  for (const format of ['binary', 'json'] as const) {
+    it(`continues from a ${format} snapshot exactly as an engine that never stopped`, () => {
+      const whole: Log = [];
+      const wholeDerived: Log = [];
+      run(newEngine(whole, wholeDerived), steps, 0, steps.length, 'refs', wholeDerived);
 
-    for (const cut of [Math.floor(steps.length * 0.4), Math.floor(steps.length * 0.75)]) {
-      const first: Log = [];
-      const firstDerived: Log = [];
-      const e1 = newEngine(first, firstDerived);
-      run(e1, steps, 0, cut, 'refs', firstDerived);
-      const snap = JSON.parse(JSON.stringify(e1.snapshot())) as EngineSnapshot;
-      expect(snap.alerts.length, 'alerts are open at the cut').toBeGreaterThan(0);
+      for (const cut of [Math.floor(steps.length * 0.4), Math.floor(steps.length * 0.75)]) {
+        const first: Log = [];
+        const firstDerived: Log = [];
+        const e1 = newEngine(first, firstDerived);
+        run(e1, steps, 0, cut, 'refs', firstDerived);
+        const snap = JSON.parse(JSON.stringify(e1.snapshot())) as EngineSnapshot;
+        expect(snap.alerts.length, 'alerts are open at the cut').toBeGreaterThan(0);
 
-      const second: Log = [];
-      const secondDerived: Log = [];
-      const e2 = newEngine(second, secondDerived);
-      e2.restore(snap);
-      run(e2, steps, cut, steps.length, 'refs', secondDerived);
-      expect([...first, ...second]).toEqual(whole);
-      expect([...firstDerived, ...secondDerived]).toEqual(wholeDerived);
-    }
-  });
+        const second: Log = [];
+        const secondDerived: Log = [];
+        const e2 = newEngine(second, secondDerived);
+        if (format === 'json') e2.restore(snap);
+        else {
+          const w = new StateWriter();
+          let slices = 0;
+          for (const _ of e1.encodeState(w, 64)) slices++;
+          expect(slices, 'the state is written in slices').toBeGreaterThan(2);
+          e2.decodeState(new StateReader(w.take()));
+        }
+        const again = JSON.parse(JSON.stringify(e2.snapshot())) as EngineSnapshot;
+        expect(again.jobs).toEqual(snap.jobs);
+        expect(again.series).toEqual(snap.series);
+        expect(again.alerts).toEqual(snap.alerts);
+        expect(again.members).toEqual(snap.members);
+        expect(again.derived).toEqual(snap.derived);
+        run(e2, steps, cut, steps.length, 'refs', secondDerived);
+        expect([...first, ...second]).toEqual(whole);
+        expect([...firstDerived, ...secondDerived]).toEqual(wholeDerived);
+      }
+    });
+  }
 
   it('after a restore, clears alerts that were open at the snapshot once their condition stops holding', () => {
     // Three alerts open at the cut (a threshold, a job-level member alert, a node absence), each of which
@@ -187,7 +203,9 @@ describe('detector engine', () => {
     ]);
     const after: Log = [];
     const e2 = newEngine(after, []);
-    e2.restore(snap);
+    const w = new StateWriter();
+    for (const _ of e1.encodeState(w));
+    e2.decodeState(new StateReader(w.take()));
     feed(e2, 5, 8);
     expect(after.map((l) => l.split(' ').slice(0, 2).join(' ')).sort()).toEqual([
       'resolved GPUTemperatureHigh',

@@ -38,6 +38,7 @@ import {
 } from '../derived.js';
 import type { RecordBatch } from '../record-decoder.js';
 import type { SeriesTable } from '../series-table.js';
+import { StateFormatError, type StateReader, type StateWriter } from '../state.js';
 import { DETECTOR_NAMES, type DetectorName, type DetectorSettings, matchesAny } from './config.js';
 import type { AlertIdentity, DetectorContext } from './context.js';
 import { type JobSnapshot, JobState, jobKey, StepFamily, StragglerFamily } from './job-detectors.js';
@@ -544,7 +545,8 @@ export class DetectorEngine implements DetectorContext {
         add(STRAGGLER, slot);
         job.addStragglerMember(slot, info);
       }
-      if (this.withDerived && DERIVED[name] !== undefined) {
+      // A finished job's samples are not analysed any more (and its buckets were emitted at the finish).
+      if (this.withDerived && DERIVED[name] !== undefined && !job.finished) {
         let acc = this.derived.get(job.key);
         if (!acc) {
           acc = new DerivedAccumulator(tenant, job.jobId, this.lastTOf);
@@ -812,6 +814,150 @@ export class DetectorEngine implements DetectorContext {
     };
   }
 
+  /**
+   * The state in the binary state file (state.ts, format version 2): the content of {@link snapshot}, encoded
+   * so that a million series take a fraction of a second and little memory. Yields after every slice of
+   * series: the caller may give the event loop a turn then, provided nothing changes the engine until the
+   * generator is done.
+   *
+   * `section(JSON {jobs, members, alerts})`, `uvarint(n)` n×`[string tenant, string job, derived buckets]`,
+   * `uvarint(series)` then per series in creation order: `uvarint(labels)` labels×`[name ref, value ref]`
+   * (a ref is `uvarint(id·2 + new)`, a new string following it; ids count strings as they first appear),
+   * `f64 lastT, f64 lastV`, `uvarint(entries)` entries×`[uvarint kind, section(detector state)]`.
+   */
+  *encodeState(w: StateWriter, slice = 2048): Generator<void, void> {
+    const header = {
+      jobs: [...this.jobs.values()].map((j) => j.snapshot()),
+      members: [...this.memberAlerts].map(([fp, m]) => [fp, [...m.members]]),
+      alerts: this.tracker.snapshot(),
+    };
+    w.section(() => w.string(JSON.stringify(header)));
+    const accs = [...this.derived.values()];
+    w.uvarint(accs.length);
+    for (let i = 0; i < accs.length; i++) {
+      const acc = accs[i]!;
+      w.string(acc.tenant);
+      w.string(acc.jobId);
+      acc.write(w);
+      if (i % 256 === 255) yield;
+    }
+    const order: number[] = [];
+    for (let d = 0; d < this.drefLimit; d++) if (this.infos[d] !== undefined) order.push(d);
+    order.sort((a, b) => this.createdSeq[a]! - this.createdSeq[b]!);
+    w.uvarint(order.length);
+    const ids = new Map<string, number>();
+    const ref = (str: string) => {
+      const id = ids.get(str);
+      if (id !== undefined) {
+        w.uvarint(id * 2);
+        return;
+      }
+      w.uvarint(ids.size * 2 + 1);
+      w.string(str);
+      ids.set(str, ids.size);
+    };
+    for (let i = 0; i < order.length; i++) {
+      const d = order[i]!;
+      const labels = this.infos[d]!.labels;
+      let n = 0;
+      for (const _ in labels) n++;
+      w.uvarint(n);
+      for (const k in labels) {
+        ref(k);
+        ref(labels[k]!);
+      }
+      w.float(this.lastTs[d]!);
+      w.float(this.lastVs[d]!);
+      const start = this.detStart[d]!;
+      const count = this.detCount[d]!;
+      w.uvarint(count);
+      for (let e = start; e < start + count; e++) {
+        const entry = this.detArena[e]!;
+        const kind = entry >>> SLOT_BITS;
+        w.uvarint(kind);
+        const family = this.families[kind]! as DetectorFamily;
+        w.section(() => family.write(entry & SLOT_MASK, w));
+      }
+      if (i % slice === slice - 1) yield;
+    }
+  }
+
+  /** Restores what {@link encodeState} wrote (with the configuration of now). Reports nothing. */
+  decodeState(r: StateReader): { series: number; alerts: number } {
+    const header = r.section('engine header', (h) => JSON.parse(h.string('engine header'))) as Pick<
+      EngineSnapshot,
+      'jobs' | 'members' | 'alerts'
+    >;
+    for (const js of header.jobs) this.jobFor(js.tenant, js.jobId).restore(js);
+    const derivedAt: [string, string, number][] = [];
+    const accCount = r.uvarint('derived');
+    for (let i = 0; i < accCount; i++) {
+      const tenant = r.string('derived tenant');
+      const jobId = r.string('derived job');
+      // Members are registered with the series below: come back to these bytes then.
+      derivedAt.push([tenant, jobId, r.pos]);
+      new DerivedAccumulator(tenant, jobId, this.lastTOf).read(r);
+    }
+    const alertsOpen = header.alerts.length > 0;
+    const strings: string[] = [];
+    const str = (): string => {
+      const v = r.uvarint('string ref');
+      if (v % 2 === 0) {
+        const s = strings[v / 2];
+        if (s === undefined) throw new StateFormatError('state file refers to an unknown string');
+        return s;
+      }
+      const s = r.string('string');
+      strings.push(s);
+      return s;
+    };
+    const seriesCount = r.uvarint('series');
+    for (let i = 0; i < seriesCount; i++) {
+      const n = r.uvarint('labels');
+      const labels: Record<string, string> = {};
+      for (let k = 0; k < n; k++) {
+        const name = str();
+        labels[name] = str();
+      }
+      const tenant = labels.tenant ?? '';
+      const lastT = r.float('lastT');
+      const lastV = r.float('lastV');
+      const name = labels.__name__;
+      const d = name === undefined ? -1 : this.seriesFor(tenant, labels, name, true);
+      if (d >= 0) {
+        this.lastTs[d] = lastT;
+        this.lastVs[d] = lastV;
+      }
+      const entries = r.uvarint('detector entries');
+      for (let e = 0; e < entries; e++) {
+        const kind = r.uvarint('detector kind');
+        r.section('detector state', (sr) => {
+          if (d < 0 || e >= this.detCount[d]!) return;
+          const entry = this.detArena[this.detStart[d]! + e]!;
+          if (entry >>> SLOT_BITS !== kind) return;
+          (this.families[kind]! as DetectorFamily).read(entry & SLOT_MASK, sr);
+        });
+      }
+      if (d >= 0 && alertsOpen) {
+        const start = this.detStart[d]!;
+        for (let e = start; e < start + this.detCount[d]!; e++) {
+          const entry = this.detArena[e]!;
+          this.families[entry >>> SLOT_BITS]!.assumeActive(entry & SLOT_MASK);
+        }
+      }
+    }
+    const end = r.pos;
+    for (const [tenant, jobId, at] of derivedAt) {
+      const acc = this.derived.get(jobKey(tenant, jobId));
+      if (!acc) continue;
+      r.pos = at;
+      acc.read(r);
+    }
+    r.pos = end;
+    this.restoreAlerts(header.alerts, header.members);
+    return { series: seriesCount, alerts: header.alerts.length };
+  }
+
   /** Restores a snapshot taken by {@link snapshot} (with the configuration of now). Reports nothing. */
   restore(s: EngineSnapshot): void {
     if (s.version !== 1) throw new Error(`unsupported detector state version ${String(s.version)}`);
@@ -836,9 +982,13 @@ export class DetectorEngine implements DetectorContext {
       }
     }
     for (const [tenant, jobId, ds] of s.derived ?? []) this.derived.get(jobKey(tenant, jobId))?.restore(ds);
-    this.tracker.restore(s.alerts);
-    for (const [fp, members] of s.members) {
-      const a = s.alerts.find((x) => x.fingerprint === fp);
+    this.restoreAlerts(s.alerts, s.members);
+  }
+
+  private restoreAlerts(alerts: AlertTrackerSnapshot, memberList: EngineSnapshot['members']): void {
+    this.tracker.restore(alerts);
+    for (const [fp, members] of memberList) {
+      const a = alerts.find((x) => x.fingerprint === fp);
       if (!a) continue;
       const rule = this.identity(
         a.origin as DetectorName,

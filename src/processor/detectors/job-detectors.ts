@@ -6,6 +6,7 @@
  */
 import { formatSeconds, formatValue } from '../../alerting/alert.js';
 import type { LabelSet } from '../../model/labels.js';
+import type { StateReader, StateWriter } from '../state.js';
 import type { DetectorParams } from './config.js';
 import { type AlertIdentity, type DetectorContext, locationLabels } from './context.js';
 import { Family, growF64 } from './series-detectors.js';
@@ -461,6 +462,18 @@ export class StepFamily extends Family<JobState> {
     this.lastIncT[slot] = d[1]!;
     this.lastIncV[slot] = d[2]!;
   }
+
+  override write(slot: number, w: StateWriter): void {
+    w.float(this.lastV[slot]!);
+    w.float(this.lastIncT[slot]!);
+    w.float(this.lastIncV[slot]!);
+  }
+
+  override read(slot: number, r: StateReader): void {
+    this.lastV[slot] = r.float('StepFamily');
+    this.lastIncT[slot] = r.float('StepFamily');
+    this.lastIncV[slot] = r.float('StepFamily');
+  }
 }
 
 /** Each rank's smoothed step time or GPU utilization, compared with its job's other ranks by the job. */
@@ -501,5 +514,15 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
     if (!Array.isArray(data) || data.length !== 2) return;
     this.ewma[slot] = data[0] === null ? Number.NaN : Number(data[0]);
     this.lastT[slot] = data[1] === null ? Number.NEGATIVE_INFINITY : Number(data[1]);
+  }
+
+  override write(slot: number, w: StateWriter): void {
+    w.float(this.ewma[slot]!);
+    w.float(this.lastT[slot]!);
+  }
+
+  override read(slot: number, r: StateReader): void {
+    this.ewma[slot] = r.float('StragglerFamily');
+    this.lastT[slot] = r.float('StragglerFamily');
   }
 }

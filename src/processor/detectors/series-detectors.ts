@@ -7,6 +7,7 @@
  * or its alert may still be open (`maybeActive`).
  */
 import { formatSeconds, formatValue, type Severity } from '../../alerting/alert.js';
+import type { StateReader, StateWriter } from '../state.js';
 import type { DetectorParams, ThresholdRule } from './config.js';
 import {
   type AlertIdentity,
@@ -109,6 +110,11 @@ export abstract class Family<P> implements DetectorFamily {
   }
 
   load(_slot: number, _data: unknown): void {}
+
+  /** The slot's learned state in the binary state file (the same content as `save`). */
+  write(_slot: number, _w: StateWriter): void {}
+
+  read(_slot: number, _r: StateReader): void {}
 
   assumeActive(slot: number): void {
     this.maybeActive[slot] = 1;
@@ -413,6 +419,26 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     this.ringSize[slot] = 0;
     for (const r of (data[2] as number[] | undefined) ?? []) this.push(slot, r);
   }
+
+  override write(slot: number, w: StateWriter): void {
+    w.float(this.ewma[slot]!);
+    w.float(this.count[slot]!);
+    const ring = this.rings[slot]!;
+    const size = this.ringSize[slot]!;
+    const start = size < ring.length ? 0 : this.ringNext[slot]!;
+    w.uvarint(size);
+    for (let i = 0; i < size; i++) w.float(ring[(start + i) % ring.length]!);
+  }
+
+  override read(slot: number, r: StateReader): void {
+    this.ewma[slot] = r.float('loss spike');
+    this.count[slot] = r.float('loss spike');
+    this.rings[slot]!.fill(0);
+    this.ringNext[slot] = 0;
+    this.ringSize[slot] = 0;
+    const n = r.uvarint('loss spike residuals');
+    for (let i = 0; i < n; i++) this.push(slot, r.float('loss spike residual'));
+  }
 }
 
 /**
@@ -500,6 +526,18 @@ export class AnomalyFamily extends Family<DetectorParams<'anomaly'>> {
     this.mean[slot] = data[0];
     this.variance[slot] = data[1];
     this.count[slot] = data[2];
+  }
+
+  override write(slot: number, w: StateWriter): void {
+    w.float(this.mean[slot]!);
+    w.float(this.variance[slot]!);
+    w.float(this.count[slot]!);
+  }
+
+  override read(slot: number, r: StateReader): void {
+    this.mean[slot] = r.float('AnomalyFamily');
+    this.variance[slot] = r.float('AnomalyFamily');
+    this.count[slot] = r.float('AnomalyFamily');
   }
 }
 
@@ -631,6 +669,30 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.level[slot] = d[7]!;
     this.degraded[slot] = d[8] === 1 ? 1 : 0;
   }
+
+  override write(slot: number, w: StateWriter): void {
+    w.float(this.firstT[slot]!);
+    w.float(this.n[slot]!);
+    w.float(this.sum[slot]!);
+    w.float(this.sumSq[slot]!);
+    w.float(this.mu0[slot]!);
+    w.float(this.sigma0[slot]!);
+    w.float(this.cusum[slot]!);
+    w.float(this.level[slot]!);
+    w.u8(this.degraded[slot]!);
+  }
+
+  override read(slot: number, r: StateReader): void {
+    this.firstT[slot] = r.float('ThroughputFamily');
+    this.n[slot] = r.float('ThroughputFamily');
+    this.sum[slot] = r.float('ThroughputFamily');
+    this.sumSq[slot] = r.float('ThroughputFamily');
+    this.mu0[slot] = r.float('ThroughputFamily');
+    this.sigma0[slot] = r.float('ThroughputFamily');
+    this.cusum[slot] = r.float('ThroughputFamily');
+    this.level[slot] = r.float('ThroughputFamily');
+    this.degraded[slot] = r.u8('ThroughputFamily') === 1 ? 1 : 0;
+  }
 }
 
 /**
@@ -705,6 +767,20 @@ export class PlateauFamily extends MemberFamily<DetectorParams<'plateau'>> {
     this.best[slot] = num(data[2]);
     this.bestT[slot] = num(data[3]);
   }
+
+  override write(slot: number, w: StateWriter): void {
+    w.float(this.ewma[slot]!);
+    w.float(this.count[slot]!);
+    w.float(this.best[slot]!);
+    w.float(this.bestT[slot]!);
+  }
+
+  override read(slot: number, r: StateReader): void {
+    this.ewma[slot] = r.float('PlateauFamily');
+    this.count[slot] = r.float('PlateauFamily');
+    this.best[slot] = r.float('PlateauFamily');
+    this.bestT[slot] = r.float('PlateauFamily');
+  }
 }
 
 /** ECC errors: any increase of the counter (a reset counts what the counter shows after it). */
@@ -762,6 +838,14 @@ export class EccFamily extends Family<DetectorParams<'ecc'>> {
 
   override load(slot: number, data: unknown): void {
     if (typeof data === 'number') this.prev[slot] = data;
+  }
+
+  override write(slot: number, w: StateWriter): void {
+    w.float(this.prev[slot]!);
+  }
+
+  override read(slot: number, r: StateReader): void {
+    this.prev[slot] = r.float('EccFamily');
   }
 }
 
@@ -930,6 +1014,28 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     this.cyy[slot] = d[5]!;
     this.lastT[slot] = d[6]!;
     this.firstT[slot] = d[7]!;
+  }
+
+  override write(slot: number, w: StateWriter): void {
+    w.float(this.w[slot]!);
+    w.float(this.mt[slot]!);
+    w.float(this.my[slot]!);
+    w.float(this.ctt[slot]!);
+    w.float(this.cty[slot]!);
+    w.float(this.cyy[slot]!);
+    w.float(this.lastT[slot]!);
+    w.float(this.firstT[slot]!);
+  }
+
+  override read(slot: number, r: StateReader): void {
+    this.w[slot] = r.float('MemoryLeakFamily');
+    this.mt[slot] = r.float('MemoryLeakFamily');
+    this.my[slot] = r.float('MemoryLeakFamily');
+    this.ctt[slot] = r.float('MemoryLeakFamily');
+    this.cty[slot] = r.float('MemoryLeakFamily');
+    this.cyy[slot] = r.float('MemoryLeakFamily');
+    this.lastT[slot] = r.float('MemoryLeakFamily');
+    this.firstT[slot] = r.float('MemoryLeakFamily');
   }
 }
 

@@ -4,6 +4,7 @@
  * or at a whole job (`JobState`: the step progress, the nodes and the ranks of one training job).
  */
 import type { LabelSet } from '../../model/labels.js';
+import type { StateReader, StateWriter } from '../state.js';
 import type { DetectorName } from './config.js';
 
 /** What the engine knows about one series it analyses; created once per series, never per sample. */
@@ -48,6 +49,9 @@ export interface DetectorFamily {
   /** The slot's learned state as JSON-able data (undefined: nothing to save); `load` accepts what `save` returned. */
   save(slot: number): unknown;
   load(slot: number, data: unknown): void;
+  /** The same state in the binary state file (state.ts); `read` reads what `write` wrote. */
+  write(slot: number, w: StateWriter): void;
+  read(slot: number, r: StateReader): void;
   /** The series went away (or its job finished): end whatever this slot raised. */
   dispose(slot: number, t: number): void;
   /** After a restore the tracker may hold alerts of any slot: let the next evaluation check. */
