@@ -5,7 +5,9 @@
  * `trainwatch start` on this machine. Measures the agent process alone (not nvidia-smi, not the exporter):
  * CPU time from /proc/PID/stat over the measured window, and resident memory (VmRSS, VmHWM).
  *
- *   npm run build:server && node --import tsx bench/agent-footprint.ts [--seconds 120]
+ *   npm run build:server && node --import tsx bench/agent-footprint.ts [--seconds 120] [--node-options '']
+ *
+ * The agent runs with NODE_OPTIONS=--max-semi-space-size=1 by default, as deploy/ runs it.
  *
  * Prints one JSON line and writes it to bench/results/agent-footprint.json.
  */
@@ -18,8 +20,14 @@ import { parseArgs } from 'node:util';
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const CLI = path.join(REPO, 'bin', 'trainwatch.js');
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '120' } } });
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '120' },
+    'node-options': { type: 'string', default: '--max-semi-space-size=1' },
+  },
+});
 const seconds = Number(values.seconds);
+const nodeOptions = values['node-options'];
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -110,6 +118,9 @@ const agent = spawn(
       ...process.env,
       PATH: `${path.join(REPO, 'testdata/nvidia-smi/bin')}:${process.env.PATH}`,
       FAKE_NVIDIA_SMI_LOOP: '1',
+      // As deploy/systemd and deploy/kubernetes run it (a 1 MB young generation); --node-options '' measures
+      // plain `node` instead.
+      NODE_OPTIONS: nodeOptions,
     },
     stdio: 'ignore',
   },
@@ -138,7 +149,8 @@ const result = {
   rssMbPeak: Number((memKb(pid, 'VmHWM') / 1024).toFixed(1)),
   shippedSamples: Number(/trainwatch_agent_shipped_samples_total\{[^}]*\} (\d+)/.exec(shipped)?.[1] ?? 0),
   node: process.version,
-  command: `node --import tsx bench/agent-footprint.ts --seconds ${seconds}`,
+  agentNodeOptions: nodeOptions,
+  command: `node --import tsx bench/agent-footprint.ts --seconds ${seconds} --node-options '${nodeOptions}'`,
 };
 process.stdout.write(`${JSON.stringify(result)}\n`);
 mkdirSync(path.join(REPO, 'bench/results'), { recursive: true });
