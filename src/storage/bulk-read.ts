@@ -53,9 +53,44 @@ export function readSeriesInto(
   }
   if (head) {
     mark();
-    const chunks = head.open ? [...head.sealed, head.open] : head.sealed;
-    for (const c of chunks) {
+    const sealed = head.sealed;
+    for (let i = 0; i < sealed.length; i++) {
+      const c = sealed[i]!;
       if (c.maxT < lo || c.minT > hi) continue;
+      // Chunks spilled back to back (the spill file is rewritten series by series at every cut): one read.
+      const s = c.spill;
+      let last = i;
+      if (s && !c.bytes) {
+        let end = s.offset + s.length;
+        while (last + 1 < sealed.length) {
+          const d = sealed[last + 1]!;
+          if (d.bytes || !d.spill || d.spill.file !== s.file || d.spill.offset !== end || d.minT > hi) break;
+          end += d.spill.length;
+          last++;
+        }
+      }
+      if (last === i) {
+        out.ensure(out.n + c.count);
+        decodeXorInto(chunkBytes(c, true), c.count, out.t, out.vb, out.n);
+        out.n += c.count;
+        continue;
+      }
+      const run = s!.file.read(
+        s!.offset,
+        sealed[last]!.spill!.offset + sealed[last]!.spill!.length - s!.offset,
+        true,
+      );
+      for (let k = i; k <= last; k++) {
+        const d = sealed[k]!;
+        const off = d.spill!.offset - s!.offset;
+        out.ensure(out.n + d.count);
+        decodeXorInto(run.subarray(off, off + d.spill!.length), d.count, out.t, out.vb, out.n);
+        out.n += d.count;
+      }
+      i = last;
+    }
+    if (head.open && head.open.maxT >= lo && head.open.minT <= hi) {
+      const c = head.open;
       out.ensure(out.n + c.count);
       decodeXorInto(chunkBytes(c, true), c.count, out.t, out.vb, out.n);
       out.n += c.count;
