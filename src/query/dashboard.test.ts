@@ -177,6 +177,26 @@ describe('GET /api/tw/v1/heatmap', () => {
     }
   });
 
+  it('draws a long range at the finest rollup resolution (10 s) rather than finer, with the same means', async () => {
+    // An hour asked in 720 columns would be 5 s columns; it is drawn in 10 s columns, each the exact mean.
+    const range = `metric=gpu_utilization_ratio&job_id=j1&by=rank&start=${T0}&end=${T0 + 3600 * SECOND - 1}`;
+    const d = (await get(`/api/tw/v1/heatmap?${range}&cols=720`)).data;
+    expect(d.step).toBe(10_000);
+    expect(d.cols).toBe(360);
+    const raw = (await get(`/api/tw/v1/heatmap?${range}&step=10000`)).data;
+    expect(d.values).toBe(raw.values);
+    const bytes = decode(d.values);
+    expect(bytes[3 * d.cols]).toBe(Math.round(0.99 * 254));
+    expect(bytes[3 * d.cols + 60]).toBe(NO_DATA_BYTE);
+    // A short range keeps its finer columns.
+    const short = (
+      await get(
+        `/api/tw/v1/heatmap?metric=gpu_utilization_ratio&job_id=j1&by=rank&start=${T0}&end=${T0 + 599 * SECOND}&cols=120`,
+      )
+    ).data;
+    expect(short.step).toBe(5000);
+  });
+
   it('marks cells without samples as no data and keeps labels common to a row', async () => {
     const d = (
       await get(

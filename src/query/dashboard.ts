@@ -27,6 +27,7 @@ import {
   WellKnownLabel,
 } from '../model/labels.js';
 import {
+  ROLLUP_TIERS,
   SampleBuffer,
   type SampleIterator,
   type SelectedSeries,
@@ -73,6 +74,9 @@ export const STRAGGLER_MIN_SLOWDOWN = 0.1;
 const CURVES_PER_METRIC = 8;
 const MAX_CURVE_METRICS = 64;
 const TICK_LOOKBACK_MS = 10_000;
+/** The storage's finest rollup resolution (10 s) and the range from which columns are not made finer. */
+const FINEST_ROLLUP_MS = ROLLUP_TIERS[0]!.resolutionMs;
+const ROLLUP_STEP_MIN_RANGE_MS = 30 * 60_000;
 
 /** Metrics that are about the hardware or the step loop rather than the model: not training curves. */
 const NON_CURVE_PREFIXES = ['gpu_', 'host_', 'node_', 'trainwatch_', 'process_', 'nodejs_', 'go_'];
@@ -182,6 +186,11 @@ function gridParams(q: Query, start: number, end: number, rows = 1) {
   const cols = intParam(q, 'cols', 1, MAX_COLS) ?? DEFAULT_COLS;
   const maxCols = Math.max(1, Math.min(MAX_COLS, Math.floor(MAX_CELLS / Math.max(1, rows))));
   let grid = columnGrid(start, end, step ?? niceStep(start, end, Math.min(cols, maxCols)));
+  // A long range asked in columns finer than the storage's finest rollup windows is drawn at that resolution
+  // (still 180+ columns): every cell is then a sum of stored windows, exact, instead of a fold over raw
+  // samples — about ten times fewer values read for a 512-GPU hour (docs/storage.md, "Reading").
+  if (step === undefined && grid.step < FINEST_ROLLUP_MS && end - start >= ROLLUP_STEP_MIN_RANGE_MS)
+    grid = columnGrid(start, end, FINEST_ROLLUP_MS);
   if (grid.cols > maxCols) {
     if (step !== undefined)
       throw twError(

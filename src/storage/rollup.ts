@@ -50,6 +50,11 @@ export class RollupColumns {
     this.n = 0;
   }
 
+  /** Room for `n` windows (contents kept up to `this.n`). */
+  reserve(n: number): void {
+    while (this.t.length < n) this.grow();
+  }
+
   private grow(): void {
     const cap = this.t.length * 2;
     const g = (a: Float64Array) => {
@@ -79,35 +84,38 @@ export class RollupColumns {
 }
 
 /**
- * Aggregates raw samples (in time order, within [minT, maxT]) into windows of `res` appended to `out`.
- * Windows without data (or with only staleness markers) are absent.
+ * Aggregates raw samples `t[0..n)`, `v[0..n)` (in time order) within [minT, maxT] into windows of `res`
+ * appended to `out` — windows ending before `keepFrom` are left out. Windows without data (or with only
+ * staleness markers) are absent.
  */
-export function aggregateRaw(
-  it: SampleIterator,
+export function aggregateSamples(
+  T: Float64Array,
+  V: Float64Array,
+  n: number,
   res: number,
   minT: number,
   maxT: number,
   out: RollupColumns,
+  keepFrom = Number.NEGATIVE_INFINITY,
 ): void {
-  if (!it.seek(minT)) return;
+  let i = 0;
+  while (i < n && T[i]! < minT) i++;
   let win = Number.NaN;
+  let winEnd = Number.NEGATIVE_INFINITY;
   let min = 0;
   let max = 0;
   let sum = 0;
   let count = 0;
   let last = 0;
-  const flush = () => {
-    if (count > 0) out.push(win + res - 1, min, max, sum, count, last);
-  };
-  do {
-    const t = it.t;
+  for (; i < n; i++) {
+    const t = T[i]!;
     if (t > maxT) break;
-    const v = it.v;
+    const v = V[i]!;
     if (isStaleNaN(v)) continue;
-    const w = Math.floor(t / res) * res;
-    if (w !== win) {
-      flush();
-      win = w;
+    if (t >= winEnd || t < win) {
+      if (count > 0 && win + res - 1 >= keepFrom) out.push(win + res - 1, min, max, sum, count, last);
+      win = Math.floor(t / res) * res;
+      winEnd = win + res;
       min = v;
       max = v;
       sum = v;
@@ -120,8 +128,8 @@ export function aggregateRaw(
     sum += v;
     count++;
     last = v;
-  } while (it.next());
-  flush();
+  }
+  if (count > 0 && win + res - 1 >= keepFrom) out.push(win + res - 1, min, max, sum, count, last);
 }
 
 /** Combines finer windows (sorted) into windows of `res` (a multiple of theirs). */

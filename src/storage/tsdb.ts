@@ -37,13 +37,13 @@ import { readSeriesInto } from './bulk-read.js';
 import { encodeChunk, SampleBuffer } from './codec/chunk.js';
 import { Head, type HeadAppendStats, type HeadChunk } from './head.js';
 import { encodeHeadRecord, HeadLog, type RecoveredHead, syncDir } from './head-log.js';
-import { ArrayIterator, BlockIterator, EMPTY_ITERATOR, HeadIterator, MergeIterator } from './iterators.js';
+import { BlockIterator, EMPTY_ITERATOR, HeadIterator, MergeIterator } from './iterators.js';
 import { intersect, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import {
   AGG_COLUMNS,
   AGG_COUNT,
   AGG_SUM,
-  aggregateRaw,
+  aggregateSamples,
   coarsen,
   ROLLUP_FUNCS,
   ROLLUP_TIERS,
@@ -92,6 +92,8 @@ export const defaultTsdbOptions = {
   blockCacheBytes: 512 << 20,
 } as const;
 
+/** Scratch for rollup materialization (synchronous: one at a time). */
+const rollupScratch = new SampleBuffer(1024);
 /** Samples per block chunk: large enough for the codecs to pay off, small enough to seek cheaply. */
 const BLOCK_CHUNK_SAMPLES = 1024;
 /** Block writers yield to the event loop after this many series. */
@@ -497,8 +499,10 @@ export class Tsdb implements Storage {
             if (i > 0 && tiers[i]!.resolutionMs % tiers[i - 1]!.resolutionMs === 0)
               coarsen(cols[i - 1]!, tiers[i]!.resolutionMs, c);
             else
-              aggregateRaw(
-                new ArrayIterator(buf.t, buf.v, buf.n),
+              aggregateSamples(
+                buf.t,
+                buf.v,
+                buf.n,
                 tiers[i]!.resolutionMs,
                 Number.NEGATIVE_INFINITY,
                 Number.POSITIVE_INFINITY,
@@ -942,22 +946,26 @@ export class Tsdb implements Storage {
     const res = tier.resolutionMs;
     const out = new RollupColumns();
     const winLo = Math.floor(lo / res) * res + res - 1;
+    const buf = rollupScratch;
     if (split > lo && s.rollups.length > 0) {
-      const its = Array.from(
-        { length: AGG_COLUMNS },
-        (_, c) =>
-          new MergeIterator(
-            s.rollups.map((p) => new BlockIterator(p.block, p.id, c, winLo, Math.min(hi, split - 1))),
-          ),
-      );
-      while (its.every((it) => it.next()))
-        out.push(its[0]!.t, its[0]!.v, its[1]!.v, its[2]!.v, its[3]!.v, its[4]!.v);
+      // Bulk reads of each column (same windows in every column of a rollup block).
+      const wHi = Math.min(hi, split - 1);
+      let n = readSeriesInto(s.rollups, undefined, winLo, wHi, buf, 0);
+      out.reserve(n);
+      out.t.set(buf.t.subarray(0, n));
+      out.cols[0]!.set(buf.v.subarray(0, n));
+      for (let c = 1; c < AGG_COLUMNS; c++) {
+        const k = readSeriesInto(s.rollups, undefined, winLo, wHi, buf, c);
+        if (k !== n) throw new Error(`storage: rollup columns of ${JSON.stringify(s.labels)} disagree`);
+        out.cols[c]!.set(buf.v.subarray(0, k));
+      }
+      out.n = n;
+      n = 0;
     }
     if (split <= hi) {
       const from = Math.max(split, Math.floor(lo / res) * res);
-      const raw = new RollupColumns();
-      aggregateRaw(this.rawIterator(s, from, hi), res, from, hi, raw);
-      for (let i = 0; i < raw.n; i++) if (raw.t[i]! >= lo) out.pushFrom(raw, i);
+      const n = readSeriesInto(s.blocks, s.head, from, hi, buf);
+      aggregateSamples(buf.t, buf.v, n, res, from, hi, out, lo);
     }
     return out;
   }
