@@ -410,7 +410,14 @@ interface HeatmapParams {
 function rollupHints(grid: { start: number; step: number }, end: number): SelectHints {
   const range = { minT: grid.start, maxT: end };
   return grid.step >= 10_000
-    ? { ...range, stepMs: grid.step, func: 'avg_over_time', rangeMs: grid.step }
+    ? {
+        ...range,
+        stepMs: grid.step,
+        func: 'avg_over_time',
+        rangeMs: grid.step,
+        // What the accumulators read: the storage skips the min and max columns.
+        aggregates: ['sum', 'count', 'last'],
+      }
     : range;
 }
 

@@ -50,9 +50,16 @@ export class RollupColumns {
     this.n = 0;
   }
 
-  /** Room for `n` windows (contents kept up to `this.n`). */
+  /** Room for `n` windows (contents kept up to `this.n`), in one allocation per column. */
   reserve(n: number): void {
-    while (this.t.length < n) this.grow();
+    if (this.t.length >= n) return;
+    const g = (a: Float64Array) => {
+      const next = new Float64Array(n);
+      next.set(a.subarray(0, this.n));
+      return next;
+    };
+    this.t = g(this.t);
+    for (let c = 0; c < AGG_COLUMNS; c++) this.cols[c] = g(this.cols[c]!);
   }
 
   private grow(): void {

@@ -94,6 +94,11 @@ export interface SelectHints {
   readonly stepMs?: number;
   readonly func?: string;
   readonly rangeMs?: number;
+  /**
+   * With a rollup tier: the aggregates the caller reads through {@link SelectedSeries.aggregates} (all when
+   * absent; `count` always). The others may then be NaN, and the storage reads less.
+   */
+  readonly aggregates?: readonly ('min' | 'max' | 'sum' | 'count' | 'last')[];
 }
 
 export interface AppendStats {

@@ -92,6 +92,20 @@ export const defaultTsdbOptions = {
   blockCacheBytes: 512 << 20,
 } as const;
 
+const ALL_AGGREGATES = (1 << AGG_COLUMNS) - 1;
+
+/** The AGG_* columns named in SelectHints.aggregates, as bits (all when absent); count is always read. */
+function aggregateMask(names: readonly string[] | undefined): number {
+  if (!names) return ALL_AGGREGATES;
+  let mask = 1 << AGG_COUNT;
+  for (const n of names) {
+    const c = ['min', 'max', 'sum', 'count', 'last'].indexOf(n);
+    if (c < 0) throw new Error(`unknown aggregate ${JSON.stringify(n)}`);
+    mask |= 1 << c;
+  }
+  return mask;
+}
+
 /** Scratch for rollup materialization (synchronous: one at a time). */
 const rollupScratch = new SampleBuffer(1024);
 /** Samples per block chunk: large enough for the codecs to pay off, small enough to seek cheaply. */
@@ -878,9 +892,9 @@ export class Tsdb implements Storage {
    * Where the rollup tier is complete: every window before the returned time (aligned to the tier) has its
    * rollup on disk; from there on, windows are aggregated from raw data at query time.
    */
-  private rollupCoverageEnd(tier: Tier): number {
+  private rollupCoverageEnd(tier: Tier, withHead = true): number {
     let end = Math.min(
-      this.headMinTime,
+      withHead ? this.headMinTime : Number.POSITIVE_INFINITY,
       this.cutBoundary === Number.NEGATIVE_INFINITY ? Infinity : this.cutBoundary,
     );
     for (const b of this.blocks) {
@@ -903,6 +917,11 @@ export class Tsdb implements Storage {
     if (lo > hi) return [];
     const tier = this.chooseTier(hints);
     const split = tier ? this.rollupCoverageEnd(tier) : lo;
+    const blockSplit = tier ? this.rollupCoverageEnd(tier, false) : lo;
+    const funcColumn = tier ? ROLLUP_FUNCS[hints!.func!]! : 0;
+    const wanted =
+      aggregateMask(hints?.aggregates) |
+      (funcColumn < 0 ? (1 << AGG_SUM) | (1 << AGG_COUNT) : 1 << funcColumn);
     const sources = this.gather(tenant, matchers, lo, hi, tier?.name, tier ? Math.max(lo, split) : lo);
     const keys = [...sources.keys()].sort();
     const out: SelectedSeries[] = [];
@@ -920,7 +939,17 @@ export class Tsdb implements Storage {
     const column = ROLLUP_FUNCS[hints!.func!]!;
     for (const k of keys) {
       const s = sources.get(k)!;
-      const materialize = () => this.rollupColumns(s, tier, lo, hi, split);
+      // Per series: its head (late samples, a chunk that spans a cut boundary) may hold samples of windows
+      // the blocks' rollups were computed without; from there on its windows come from raw data.
+      let seriesSplit = blockSplit;
+      if (s.head) {
+        const h = s.head;
+        let headMin = h.sealed.length > 0 ? h.sealed[0]!.minT : (h.open?.minT ?? Number.POSITIVE_INFINITY);
+        if (h.oooT && h.oooT.length > 0) headMin = Math.min(headMin, h.oooT[0]!);
+        const res = tier.resolutionMs;
+        seriesSplit = Math.min(seriesSplit, Math.floor(headMin / res) * res);
+      }
+      const materialize = () => this.rollupColumns(s, tier, lo, hi, seriesSplit, wanted);
       out.push({
         labels: s.labels,
         resolutionMs: tier.resolutionMs,
@@ -942,25 +971,40 @@ export class Tsdb implements Storage {
   }
 
   /** Windows of `tier` for one series over [lo, hi]: stored rollups before `split`, raw aggregated after. */
-  private rollupColumns(s: SeriesSources, tier: Tier, lo: number, hi: number, split: number): RollupColumns {
+  /**
+   * Windows of `tier` for one series over [lo, hi]: stored rollups before `split`, raw aggregated after. Only
+   * the columns in `wanted` (a bit per AGG_* column) are read from the rollup blocks; the others are NaN there.
+   */
+  private rollupColumns(
+    s: SeriesSources,
+    tier: Tier,
+    lo: number,
+    hi: number,
+    split: number,
+    wanted = ALL_AGGREGATES,
+  ): RollupColumns {
     const res = tier.resolutionMs;
     const out = new RollupColumns();
     const winLo = Math.floor(lo / res) * res + res - 1;
     const buf = rollupScratch;
     if (split > lo && s.rollups.length > 0) {
-      // Bulk reads of each column (same windows in every column of a rollup block).
+      // Bulk reads of each column wanted (same windows in every column of a rollup block).
       const wHi = Math.min(hi, split - 1);
-      let n = readSeriesInto(s.rollups, undefined, winLo, wHi, buf, 0);
-      out.reserve(n);
-      out.t.set(buf.t.subarray(0, n));
-      out.cols[0]!.set(buf.v.subarray(0, n));
-      for (let c = 1; c < AGG_COLUMNS; c++) {
+      let n = -1;
+      for (let c = 0; c < AGG_COLUMNS; c++) {
+        if ((wanted & (1 << c)) === 0) continue;
         const k = readSeriesInto(s.rollups, undefined, winLo, wHi, buf, c);
-        if (k !== n) throw new Error(`storage: rollup columns of ${JSON.stringify(s.labels)} disagree`);
+        if (n < 0) {
+          n = k;
+          out.reserve(n);
+          out.t.set(buf.t.subarray(0, n));
+        } else if (k !== n)
+          throw new Error(`storage: rollup columns of ${JSON.stringify(s.labels)} disagree`);
         out.cols[c]!.set(buf.v.subarray(0, k));
       }
+      for (let c = 0; c < AGG_COLUMNS; c++)
+        if ((wanted & (1 << c)) === 0) out.cols[c]!.fill(Number.NaN, 0, n);
       out.n = n;
-      n = 0;
     }
     if (split <= hi) {
       const from = Math.max(split, Math.floor(lo / res) * res);
