@@ -43,8 +43,13 @@ export const ROLLUP_FUNCS: Readonly<Record<string, number>> = {
 /** Per-window aggregates of one series, as growable columns. */
 export class RollupColumns {
   n = 0;
-  t = new Float64Array(16);
-  readonly cols: Float64Array[] = Array.from({ length: AGG_COLUMNS }, () => new Float64Array(16));
+  t: Float64Array;
+  readonly cols: Float64Array[];
+
+  constructor(capacity = 16) {
+    this.t = new Float64Array(Math.max(1, capacity));
+    this.cols = Array.from({ length: AGG_COLUMNS }, () => new Float64Array(Math.max(1, capacity)));
+  }
 
   reset(): void {
     this.n = 0;

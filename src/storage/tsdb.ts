@@ -108,6 +108,7 @@ function aggregateMask(names: readonly string[] | undefined): number {
 
 /** Scratch for rollup materialization (synchronous: one at a time). */
 const rollupScratch = new SampleBuffer(1024);
+const rawScratch = new SampleBuffer(1024);
 /** Samples per block chunk: large enough for the codecs to pay off, small enough to seek cheaply. */
 const BLOCK_CHUNK_SAMPLES = 1024;
 /** Block writers yield to the event loop after this many series. */
@@ -984,33 +985,34 @@ export class Tsdb implements Storage {
     wanted = ALL_AGGREGATES,
   ): RollupColumns {
     const res = tier.resolutionMs;
-    const out = new RollupColumns();
     const winLo = Math.floor(lo / res) * res + res - 1;
     const buf = rollupScratch;
-    if (split > lo && s.rollups.length > 0) {
+    // Raw samples after the split first (their count bounds their windows), then the stored windows: the
+    // columns are then allocated once, at their final size.
+    const from = Math.max(split, Math.floor(lo / res) * res);
+    const rawN = split <= hi ? readSeriesInto(s.blocks, s.head, from, hi, rawScratch) : 0;
+    const stored = split > lo && s.rollups.length > 0;
+    const wHi = Math.min(hi, split - 1);
+    let first = 0;
+    while (first < AGG_COLUMNS && (wanted & (1 << first)) === 0) first++;
+    const n = stored ? readSeriesInto(s.rollups, undefined, winLo, wHi, buf, first) : 0;
+    const out = new RollupColumns(n + (rawN > 0 ? Math.min(rawN, Math.floor((hi - from) / res) + 1) : 0));
+    if (stored) {
       // Bulk reads of each column wanted (same windows in every column of a rollup block).
-      const wHi = Math.min(hi, split - 1);
-      let n = -1;
-      for (let c = 0; c < AGG_COLUMNS; c++) {
-        if ((wanted & (1 << c)) === 0) continue;
-        const k = readSeriesInto(s.rollups, undefined, winLo, wHi, buf, c);
-        if (n < 0) {
-          n = k;
-          out.reserve(n);
-          out.t.set(buf.t.subarray(0, n));
-        } else if (k !== n)
-          throw new Error(`storage: rollup columns of ${JSON.stringify(s.labels)} disagree`);
+      out.t.set(buf.t.subarray(0, n));
+      for (let c = first; c < AGG_COLUMNS; c++) {
+        if ((wanted & (1 << c)) === 0) {
+          out.cols[c]!.fill(Number.NaN, 0, n);
+          continue;
+        }
+        const k = c === first ? n : readSeriesInto(s.rollups, undefined, winLo, wHi, buf, c);
+        if (k !== n) throw new Error(`storage: rollup columns of ${JSON.stringify(s.labels)} disagree`);
         out.cols[c]!.set(buf.v.subarray(0, k));
       }
-      for (let c = 0; c < AGG_COLUMNS; c++)
-        if ((wanted & (1 << c)) === 0) out.cols[c]!.fill(Number.NaN, 0, n);
+      for (let c = 0; c < first; c++) out.cols[c]!.fill(Number.NaN, 0, n);
       out.n = n;
     }
-    if (split <= hi) {
-      const from = Math.max(split, Math.floor(lo / res) * res);
-      const n = readSeriesInto(s.blocks, s.head, from, hi, buf);
-      aggregateSamples(buf.t, buf.v, n, res, from, hi, out, lo);
-    }
+    if (rawN > 0) aggregateSamples(rawScratch.t, rawScratch.v, rawN, res, from, hi, out, lo);
     return out;
   }
 
