@@ -129,7 +129,7 @@ export class SeriesKeyBuilder {
       }
     }
     // Hash and measure the key straight from the source ranges: a known series (the common case) is then
-    // compared against its stored key without the key ever being copied out (see `equals`).
+    // compared against its interned strings without the key ever being copied out (see `equalsParts`).
     let h = 0x9747b28c;
     let length = 0;
     let labels = 0;
@@ -157,26 +157,27 @@ export class SeriesKeyBuilder {
   }
 
   /**
-   * Whether the key of the last `finish` equals `stored[start..start + keyLength)`, comparing the source
-   * ranges with the stored bytes in place.
+   * Whether the key of the last `finish` is the concatenation of `parts[ids[start]]`, `parts[ids[start + 1]]`,
+   * … (`count` ids; each part a pre-encoded `uvarint(len) bytes`, as the key encodes a name or a value):
+   * compares the source ranges with the interned strings in place, so that a registry needs no copy of the key.
    */
-  equals(stored: Uint8Array, start: number): boolean {
+  equalsParts(parts: readonly Uint8Array[], ids: Uint32Array, start: number, count: number): boolean {
     const n = this.count;
     const r = this.ranges;
     const src = this.src;
     const order = this.order;
-    let p = start;
+    let k = start;
+    const end = start + count;
     for (let i = 0; i < n; i++) {
       const at = order[i]! * 4;
       const ns = r[at]!;
       const nl = r[at + 1]!;
       if (nl === 6 && isTenant(src, ns)) continue;
-      p = matchPart(stored, p, src, ns, nl);
-      if (p < 0) return false;
-      p = matchPart(stored, p, src, r[at + 2]!, r[at + 3]!);
-      if (p < 0) return false;
+      if (k + 2 > end || !samePart(parts[ids[k]!]!, src, ns, nl)) return false;
+      if (!samePart(parts[ids[k + 1]!]!, src, r[at + 2]!, r[at + 3]!)) return false;
+      k += 2;
     }
-    return true;
+    return k === end;
   }
 
   /** Writes the key of the last `finish` into `key[0..keyLength)`: needed only for a new series. */
@@ -210,16 +211,12 @@ function varintSize(v: number): number {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
 }
 
-/** Matches `uvarint(len) src[at..at+len)` at `stored[p..]`; returns the position after it, or -1. */
-function matchPart(stored: Uint8Array, p: number, src: Uint8Array, at: number, len: number): number {
-  let v = len;
-  while (v >= 0x80) {
-    if (stored[p++] !== ((v & 0x7f) | 0x80)) return -1;
-    v >>>= 7;
-  }
-  if (stored[p++] !== v) return -1;
-  for (let k = 0; k < len; k++) if (stored[p + k] !== src[at + k]) return -1;
-  return p + len;
+/** Whether `part` is exactly `uvarint(len) src[at..at+len)` (lengths first: most mismatches stop there). */
+function samePart(part: Uint8Array, src: Uint8Array, at: number, len: number): boolean {
+  const head = varintSize(len);
+  if (part.length !== head + len) return false;
+  for (let k = 0; k < len; k++) if (part[head + k] !== src[at + k]) return false;
+  return true;
 }
 
 /** murmur3 (x86, 32-bit) rounds over `b[start..start+len)`, continuing from `h` (not finalized). */

@@ -8,9 +8,10 @@
  * once a second while the tenant is at its limit; until then an expired series still counts (the limit errs
  * on the safe side by at most TTL/4). The table lives in memory: after a restart every series is new again.
  *
- * Hot path (DESIGN.md): a known series costs one hash of its key bytes, one probe and one byte comparison; no
- * string or object is created. A new series is decoded once into strings, validated, and its label strings
- * interned into a pool of pre-encoded native `str` bytes that the payload writer copies from.
+ * Hot path (DESIGN.md): a known series costs one hash of its key bytes, one probe and one byte comparison
+ * (against its interned label strings, so no copy of each key is kept); no string or object is created. A new
+ * series is decoded once into strings, validated, and its label strings interned into a pool of pre-encoded
+ * native `str` bytes that the payload writer copies from.
  *
  * Refs are dense integers valid until the next compaction, which only runs in `beginRequest`: a caller holds
  * refs from `beginRequest` to the end of its synchronous decode-and-encode step, never across an `await`.
@@ -62,7 +63,7 @@ export class SeriesRegistry {
   // Per-ref columns.
   private capacity = 1024;
   private hashes = new Int32Array(1024);
-  private keyStart = new Int32Array(1024);
+  /** Key length in bytes: a cheap first filter before comparing (the key itself is not kept: see `resolve`). */
   private keyLength = new Int32Array(1024);
   private lastSeen = new Float64Array(1024);
   private counted = new Uint8Array(1024);
@@ -71,8 +72,6 @@ export class SeriesRegistry {
   private partitionOfRef = new Int32Array(1024);
   /** Running totals of OTLP delta sums, turned into cumulative counters (see `accumulate`). */
   private totals = new Float64Array(1024);
-  private keyArena = new Uint8Array(1 << 16);
-  private keyUsed = 0;
   private idArena = new Uint32Array(1 << 14);
   private idUsed = 0;
 
@@ -218,7 +217,9 @@ export class SeriesRegistry {
       if (
         this.hashes[ref] === h &&
         this.keyLength[ref] === klen &&
-        kb.equals(this.keyArena, this.keyStart[ref]!)
+        // The key is the series' interned strings in name order (its label ids, the tenant pair last and
+        // left out): compared there, so no copy of each key is kept (about 150 bytes per series).
+        kb.equalsParts(this.stringBytes, this.idArena, this.idsStart[ref]!, this.idsCount[ref]! - 2)
       ) {
         if (!this.counted[ref]) {
           this.checkLimit(ref);
@@ -261,16 +262,7 @@ export class SeriesRegistry {
 
     const ref = this.size++;
     if (ref === this.capacity) this.growColumns();
-    const klen = kb.keyLength;
-    if (this.keyUsed + klen > this.keyArena.length) {
-      const a = new Uint8Array(Math.max(this.keyArena.length * 2, this.keyUsed + klen));
-      a.set(this.keyArena.subarray(0, this.keyUsed));
-      this.keyArena = a;
-    }
-    this.keyArena.set(kb.key.subarray(0, klen), this.keyUsed);
-    this.keyStart[ref] = this.keyUsed;
-    this.keyLength[ref] = klen;
-    this.keyUsed += klen;
+    this.keyLength[ref] = kb.keyLength;
     this.hashes[ref] = kb.hash;
     this.lastSeen[ref] = nowMs;
     this.counted[ref] = 1;
@@ -351,7 +343,6 @@ export class SeriesRegistry {
   private growColumns(): void {
     const n = this.capacity * 2;
     this.hashes = grownI32(this.hashes, n);
-    this.keyStart = grownI32(this.keyStart, n);
     this.keyLength = grownI32(this.keyLength, n);
     this.idsStart = grownI32(this.idsStart, n);
     this.idsCount = grownI32(this.idsCount, n);
@@ -393,7 +384,6 @@ export class SeriesRegistry {
 
     const old = {
       hashes: this.hashes,
-      keyStart: this.keyStart,
       keyLength: this.keyLength,
       lastSeen: this.lastSeen,
       counted: this.counted,
@@ -401,7 +391,6 @@ export class SeriesRegistry {
       idsCount: this.idsCount,
       partitionOfRef: this.partitionOfRef,
       totals: this.totals,
-      keyArena: this.keyArena,
       idArena: this.idArena,
       size: this.size,
       strings: this.stringList,
@@ -410,7 +399,6 @@ export class SeriesRegistry {
     while (capacity < survivors) capacity *= 2;
     this.capacity = capacity;
     this.hashes = new Int32Array(capacity);
-    this.keyStart = new Int32Array(capacity);
     this.keyLength = new Int32Array(capacity);
     this.lastSeen = new Float64Array(capacity);
     this.counted = new Uint8Array(capacity);
@@ -418,9 +406,7 @@ export class SeriesRegistry {
     this.idsCount = new Int32Array(capacity);
     this.partitionOfRef = new Int32Array(capacity);
     this.totals = new Float64Array(capacity);
-    this.keyArena = new Uint8Array(Math.max(1 << 16, this.keyUsed));
     this.idArena = new Uint32Array(Math.max(1 << 14, this.idUsed));
-    this.keyUsed = 0;
     this.idUsed = 0;
     this.stringIndex = new Map();
     this.stringList = [];
@@ -440,11 +426,7 @@ export class SeriesRegistry {
     let ref = 0;
     for (let o = 0; o < old.size; o++) {
       if (!old.counted[o] || old.lastSeen[o]! < cutoff) continue;
-      const klen = old.keyLength[o]!;
-      this.keyArena.set(old.keyArena.subarray(old.keyStart[o]!, old.keyStart[o]! + klen), this.keyUsed);
-      this.keyStart[ref] = this.keyUsed;
-      this.keyLength[ref] = klen;
-      this.keyUsed += klen;
+      this.keyLength[ref] = old.keyLength[o]!;
       this.hashes[ref] = old.hashes[o]!;
       this.lastSeen[ref] = old.lastSeen[o]!;
       this.counted[ref] = 1;
