@@ -295,7 +295,9 @@ export class Processor {
 
   private async consume(partition: number, replayTarget: number, onCaughtUp: () => void): Promise<void> {
     let caughtUp = false;
-    const readBytes = this.opts.readBytes ?? 4 << 20;
+    // Half a megabyte per read: enough records to amortize the read, and no multi-megabyte buffer per read
+    // (each read allocates its chunk; under backlog 4 MB reads kept tens of megabytes of garbage around).
+    const readBytes = this.opts.readBytes ?? 512 << 10;
     while (this.running) {
       const from = this.positions.get(partition)!;
       if (!caughtUp && from >= replayTarget) {
