@@ -17,7 +17,7 @@ import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { defaultFleetOptions, FleetSimulator } from '../src/simulator/fleet.js';
 import { BlockReader } from '../src/storage/block.js';
 import { TsCodec, ValueCodec } from '../src/storage/codec/chunk.js';
-import { Tsdb } from '../src/storage/tsdb.js';
+import { defaultTsdbOptions, Tsdb } from '../src/storage/tsdb.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -26,7 +26,7 @@ const { values: args } = parseArgs({
     gpus: { type: 'string', default: '8' },
     ticks: { type: 'string', default: '3600' },
     interval: { type: 'string', default: '1000' },
-    block: { type: 'string', default: '3600000' },
+    block: { type: 'string', default: String(defaultTsdbOptions.blockDurationMs) },
     json: { type: 'string' },
   },
 });
