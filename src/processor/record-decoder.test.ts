@@ -182,21 +182,49 @@ describe('series table', () => {
     const table = new SeriesTable();
     const rb = new RecordBatch();
     const t = table.internString(TENANT);
-    decodeRecord(encode([{ labels: { __name__: 'old' }, samples: [[1, 1]] }]), t, table, rb, 1000);
+    decodeRecord(encode([{ labels: { __name__: 'old' }, samples: [[1, 1]] }]), t, table, rb, 60_000);
     const old = rb.refs[0]!;
-    decodeRecord(encode([{ labels: { __name__: 'new' }, samples: [[1, 1]] }]), t, table, rb, 5000);
+    decodeRecord(encode([{ labels: { __name__: 'new' }, samples: [[1, 1]] }]), t, table, rb, 300_000);
     const kept = rb.refs[0]!;
     const freed: number[] = [];
-    expect(table.sweep(2000, (ref) => freed.push(ref))).toBe(1);
+    expect(table.sweep(120_000, (ref) => freed.push(ref))).toBe(1);
     expect(freed).toEqual([old]);
     expect(table.isLive(old)).toBe(false);
     expect(table.isLive(kept)).toBe(true);
-    decodeRecord(encode([{ labels: { __name__: 'newer' }, samples: [[1, 1]] }]), t, table, rb, 6000);
+    decodeRecord(encode([{ labels: { __name__: 'newer' }, samples: [[1, 1]] }]), t, table, rb, 360_000);
     expect(rb.refs[0]).toBe(old);
     expect(table.labels[old]).toEqual({ __name__: 'newer', tenant: TENANT });
     // The series that stayed is still found by its labels.
-    decodeRecord(encode([{ labels: { __name__: 'new' }, samples: [[2, 1]] }]), t, table, rb, 7000);
+    decodeRecord(encode([{ labels: { __name__: 'new' }, samples: [[2, 1]] }]), t, table, rb, 420_000);
     expect(rb.refs[0]).toBe(kept);
+  });
+});
+
+describe('series table churn', () => {
+  it('finds every live series after waves of series come and go (refs reused, keys compacted)', () => {
+    const table = new SeriesTable();
+    const t = table.internString(TENANT);
+    const rb = new RecordBatch();
+    const wave = (n: number, minute: number) => {
+      const list = Array.from({ length: 3000 }, (_, i) => ({
+        labels: { __name__: 'm', wave: String(n), i: String(i) },
+        samples: [[1, 1]] as [number, number][],
+      }));
+      decodeRecord(encode(list), t, table, rb, minute * 60_000);
+      return Array.from(rb.refs.subarray(0, rb.seriesCount));
+    };
+    const keep = wave(0, 10);
+    for (let n = 1; n <= 6; n++) {
+      const refs = wave(n, 1);
+      expect(new Set(refs).size).toBe(3000);
+      // Wave n is forgotten (last seen at minute 1); wave 0 is kept by being seen again.
+      expect(wave(0, 10)).toEqual(keep);
+      expect(table.sweep(5 * 60_000, () => {})).toBe(3000);
+    }
+    expect(table.count).toBe(3000);
+    expect(wave(0, 11)).toEqual(keep);
+    for (let i = 0; i < 3000; i += 499)
+      expect(table.labels[keep[i]!]).toEqual({ __name__: 'm', wave: '0', i: String(i), tenant: TENANT });
   });
 });
 

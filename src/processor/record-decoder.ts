@@ -27,6 +27,9 @@ export class RecordBatch {
   events: JobEvent[] = [];
   /** Scratch: the record's string-table index → sid. */
   sidOfLocal = new Int32Array(1024);
+  /** Scratch: sid → number of the last series that had it as a label name (duplicate names). */
+  seen = new Int32Array(1024);
+  stamp = 0;
 
   reset(): void {
     this.seriesCount = 0;
@@ -115,17 +118,41 @@ export function decodeRecord(
   out.ensureSeries(seriesCount);
   const pairs = table.pairScratch(2 * Math.min(limits.maxLabelsPerSeries, 1 << 16));
   let samples = 0;
+  if (out.seen.length < table.stringCount)
+    out.seen = new Int32Array(Math.max(table.stringCount, out.seen.length * 2));
+  const seen = out.seen;
+  const end = payload.length;
   for (let s = 0; s < seriesCount; s++) {
-    const labelCount = r.uvarint('label count');
+    // One-byte varints (counts and string indexes below 128, the common case) are read in place.
+    let p = r.pos;
+    let labelCount: number;
+    if (p < end && payload[p]! < 0x80) {
+      labelCount = payload[p]!;
+      r.pos = p + 1;
+    } else labelCount = r.uvarint('label count');
     if (labelCount > limits.maxLabelsPerSeries) {
       throw new DecodeError(
         `series ${s} has ${labelCount} labels, more than the limit of ${limits.maxLabelsPerSeries}`,
         r.pos,
       );
     }
+    // Duplicate names are found by stamping each name's sid with this series' number.
+    const stamp = ++out.stamp;
+    p = r.pos;
     for (let l = 0; l < labelCount; l++) {
-      const ni = r.uvarint('label name index');
-      const vi = r.uvarint('label value index');
+      let ni: number;
+      let vi: number;
+      if (p + 1 < end && payload[p]! < 0x80 && payload[p + 1]! < 0x80) {
+        ni = payload[p]!;
+        vi = payload[p + 1]!;
+        p += 2;
+        r.pos = p;
+      } else {
+        r.pos = p;
+        ni = r.uvarint('label name index');
+        vi = r.uvarint('label value index');
+        p = r.pos;
+      }
       if (ni >= stringCount || vi >= stringCount) {
         throw new DecodeError(
           `series ${s} refers to string ${Math.max(ni, vi)} but the table has ${stringCount}`,
@@ -133,10 +160,9 @@ export function decodeRecord(
         );
       }
       const name = local[ni]!;
-      for (let k = 0; k < l; k++) {
-        if (pairs[2 * k] === name)
-          throw new DecodeError(`series ${s} has label ${JSON.stringify(table.strings[name])} twice`, r.pos);
-      }
+      if (seen[name] === stamp)
+        throw new DecodeError(`series ${s} has label ${JSON.stringify(table.strings[name])} twice`, r.pos);
+      seen[name] = stamp;
       pairs[2 * l] = name;
       pairs[2 * l + 1] = local[vi]!;
     }

@@ -31,12 +31,6 @@ function grownI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
   return b;
 }
 
-function grownF64(a: Float64Array, n: number): Float64Array<ArrayBuffer> {
-  const b = new Float64Array(n);
-  b.set(a);
-  return b;
-}
-
 /** murmur3 (x86, 32-bit) body and tail rounds over `b[start..start+len)`, then finalized. */
 export function hashBytes(b: Uint8Array, start: number, len: number): number {
   let h = len;
@@ -95,13 +89,16 @@ export class SeriesTable {
   readonly jobName: number;
 
   // ---- series: (tenant sid, sorted label pairs) → ref ----------------------------------------------------
-  private slots = new Int32Array(4096);
+  /**
+   * Open addressing, linear probing, 3 ints per slot: ref + 1 (0 = empty), the series' hash and where its key
+   * starts in the arena, so that a lookup touches the slot and the key and nothing else.
+   */
+  private slots = new Int32Array(3 * 4096);
   private mask = 4095;
   private capacity = 1024;
   private hashes = new Int32Array(1024);
   private pairStart = new Int32Array(1024);
-  /** Number of ints in the key: 1 (tenant sid) + 2 per label. */
-  private keyLen = new Int32Array(1024);
+  /** Keys: `length, tenant sid, name sid, value sid, …` (labels sorted by name sid; length counts what follows). */
   private arena = new Int32Array(1 << 14);
   private arenaUsed = 0;
   /** Arena ints no live series uses any more (compacted when they are half the arena). */
@@ -112,8 +109,8 @@ export class SeriesTable {
   jobSid = new Int32Array(1024);
   /** ref → sid of its tenant. */
   tenantSid = new Int32Array(1024);
-  /** ref → wall-clock ms of the last record that had it (for {@link sweep}). */
-  lastSeen = new Float64Array(1024);
+  /** ref → wall-clock minute (ms / 60,000) of the last record that had it (for {@link sweep}). */
+  lastSeen = new Int32Array(1024);
   private readonly free: number[] = [];
   /** Refs in use or free (the next new ref when none is free). */
   private size = 0;
@@ -238,32 +235,27 @@ export class SeriesTable {
       pairs[2 * k + 1] = value;
       m++;
     }
+    // One multiply per int, then murmur's finalizer: a lookup compares the key anyway.
     let h = Math.imul(tenantSid ^ 0x2f5e9b1d, 0x9e3779b1);
-    for (let i = 0; i < 2 * m; i++) {
-      let k = Math.imul(pairs[i]!, 0xcc9e2d51);
-      k = (k << 15) | (k >>> 17);
-      h ^= Math.imul(k, 0x1b873593);
-      h = (h << 13) | (h >>> 19);
-      h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-    }
+    for (let i = 0; i < 2 * m; i++) h = Math.imul((h << 5) ^ (h >>> 27) ^ pairs[i]!, 0x9e3779b1);
     h = fmix(h ^ m);
     const len = 1 + 2 * m;
+    const minute = Math.floor(nowMs / 60_000);
     let slot = h & this.mask;
     const arena = this.arena;
+    const slots = this.slots;
     for (;;) {
-      const s = this.slots[slot]!;
+      const s = slots[3 * slot]!;
       if (s === 0) break;
-      if (s > 0) {
-        const ref = s - 1;
-        if (this.hashes[ref] === h && this.keyLen[ref] === len) {
-          const at = this.pairStart[ref]!;
-          if (arena[at] === tenantSid) {
-            let k = 0;
-            while (k < 2 * m && arena[at + 1 + k] === pairs[k]) k++;
-            if (k === 2 * m) {
-              this.lastSeen[ref] = nowMs;
-              return ref;
-            }
+      if (slots[3 * slot + 1] === h) {
+        const at = slots[3 * slot + 2]!;
+        if (arena[at] === len && arena[at + 1] === tenantSid) {
+          let k = 0;
+          while (k < 2 * m && arena[at + 2 + k] === pairs[k]) k++;
+          if (k === 2 * m) {
+            const ref = s - 1;
+            if (this.lastSeen[ref] !== minute) this.lastSeen[ref] = minute;
+            return ref;
           }
         }
       }
@@ -279,20 +271,20 @@ export class SeriesTable {
       ref = this.size++;
       if (ref === this.capacity) this.growColumns(this.capacity * 2);
     }
-    const len = 1 + 2 * m;
+    const len = 2 + 2 * m;
     if (this.arenaUsed + len > this.arena.length) {
       if (this.arenaDead * 2 > this.arenaUsed) this.compactArena();
       if (this.arenaUsed + len > this.arena.length)
         this.arena = grownI32(this.arena, Math.max(this.arena.length * 2, this.arenaUsed + len));
     }
     const at = this.arenaUsed;
-    this.arena[at] = tenantSid;
-    for (let k = 0; k < 2 * m; k++) this.arena[at + 1 + k] = pairs[k]!;
+    this.arena[at] = len - 1;
+    this.arena[at + 1] = tenantSid;
+    for (let k = 0; k < 2 * m; k++) this.arena[at + 2 + k] = pairs[k]!;
     this.arenaUsed += len;
     this.pairStart[ref] = at;
-    this.keyLen[ref] = len;
     this.hashes[ref] = h;
-    this.lastSeen[ref] = nowMs;
+    this.lastSeen[ref] = Math.floor(nowMs / 60_000);
     this.tenantSid[ref] = tenantSid;
     const strings = this.strings;
     const labels: Record<string, string> = {};
@@ -307,19 +299,20 @@ export class SeriesTable {
     this.labels[ref] = labels;
     this.jobSid[ref] = job;
     this.count++;
-    // Insert at the first free or deleted slot of the probe sequence.
     let slot = h & this.mask;
-    while (this.slots[slot]! > 0) slot = (slot + 1) & this.mask;
-    this.slots[slot] = ref + 1;
-    if ((this.size - this.free.length) * 2 > this.slots.length) this.rehash(this.slots.length * 2);
+    while (this.slots[3 * slot] !== 0) slot = (slot + 1) & this.mask;
+    this.slots[3 * slot] = ref + 1;
+    this.slots[3 * slot + 1] = h;
+    this.slots[3 * slot + 2] = at;
+    if ((this.size - this.free.length) * 2 > this.mask + 1) this.rehash((this.mask + 1) * 2);
     return ref;
   }
 
   /** The sid of the metric name (`__name__`) of `ref`, or -1. */
   nameSid(ref: number): number {
     const at = this.pairStart[ref]!;
-    const end = at + this.keyLen[ref]!;
-    for (let k = at + 1; k < end; k += 2) if (this.arena[k] === this.metricName) return this.arena[k + 1]!;
+    const end = at + 1 + this.arena[at]!;
+    for (let k = at + 2; k < end; k += 2) if (this.arena[k] === this.metricName) return this.arena[k + 1]!;
     return -1;
   }
 
@@ -328,33 +321,35 @@ export class SeriesTable {
   }
 
   /**
-   * Frees the series not seen since `beforeMs`, calling `onFree(ref)` for each before its ref can be reused.
-   * Returns how many were freed.
+   * Frees the series not seen since `beforeMs` (to the minute: last-seen times are kept per minute), calling
+   * `onFree(ref)` for each before its ref can be reused. Returns how many were freed.
    */
   sweep(beforeMs: number, onFree: (ref: number) => void): number {
+    const before = Math.floor(beforeMs / 60_000);
     let freed = 0;
     for (let ref = 0; ref < this.size; ref++) {
-      if (this.labels[ref] === undefined || this.lastSeen[ref]! >= beforeMs) continue;
+      if (this.labels[ref] === undefined || this.lastSeen[ref]! >= before) continue;
       onFree(ref);
       this.labels[ref] = undefined;
-      this.arenaDead += this.keyLen[ref]!;
-      this.keyLen[ref] = 0;
+      this.arenaDead += 1 + this.arena[this.pairStart[ref]!]!;
       this.free.push(ref);
       this.count--;
       freed++;
     }
-    if (freed > 0) this.rehash(this.slots.length);
+    if (freed > 0) this.rehash(this.mask + 1);
     return freed;
   }
 
   private rehash(n: number): void {
-    const slots = new Int32Array(n);
+    const slots = new Int32Array(3 * n);
     const mask = n - 1;
     for (let ref = 0; ref < this.size; ref++) {
       if (this.labels[ref] === undefined) continue;
       let slot = this.hashes[ref]! & mask;
-      while (slots[slot] !== 0) slot = (slot + 1) & mask;
-      slots[slot] = ref + 1;
+      while (slots[3 * slot] !== 0) slot = (slot + 1) & mask;
+      slots[3 * slot] = ref + 1;
+      slots[3 * slot + 1] = this.hashes[ref]!;
+      slots[3 * slot + 2] = this.pairStart[ref]!;
     }
     this.slots = slots;
     this.mask = mask;
@@ -365,23 +360,25 @@ export class SeriesTable {
     let used = 0;
     for (let ref = 0; ref < this.size; ref++) {
       if (this.labels[ref] === undefined) continue;
-      const len = this.keyLen[ref]!;
-      next.set(this.arena.subarray(this.pairStart[ref]!, this.pairStart[ref]! + len), used);
+      const at = this.pairStart[ref]!;
+      const len = 1 + this.arena[at]!;
+      next.set(this.arena.subarray(at, at + len), used);
       this.pairStart[ref] = used;
       used += len;
     }
     this.arena = next;
     this.arenaUsed = used;
     this.arenaDead = 0;
+    // The slots hold arena positions too.
+    this.rehash(this.mask + 1);
   }
 
   private growColumns(n: number): void {
     this.hashes = grownI32(this.hashes, n);
     this.pairStart = grownI32(this.pairStart, n);
-    this.keyLen = grownI32(this.keyLen, n);
     this.jobSid = grownI32(this.jobSid, n);
     this.tenantSid = grownI32(this.tenantSid, n);
-    this.lastSeen = grownF64(this.lastSeen, n);
+    this.lastSeen = grownI32(this.lastSeen, n);
     this.capacity = n;
   }
 
@@ -395,7 +392,7 @@ export class SeriesTable {
   typedBytes(): number {
     return (
       this.slots.byteLength +
-      this.capacity * (4 * 5 + 8) +
+      this.capacity * (4 * 5) +
       this.arena.byteLength +
       this.strSlots.byteLength +
       this.strArena.byteLength +
