@@ -27,7 +27,7 @@ function bitsOf(v: Float64Array): string[] {
 function viaTable(
   payload: Uint8Array,
   table = new SeriesTable(),
-): { batch: SeriesBatch; events: JobEvent[] } {
+): { batch: SeriesBatch; events: readonly JobEvent[] } {
   const rb = new RecordBatch();
   decodeRecord(payload, table.internString(TENANT), table, rb, 0);
   const series: LabelSet[] = [];

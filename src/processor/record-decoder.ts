@@ -14,6 +14,7 @@ import { checkJobEvent, type DecodeLimits, defaultDecodeLimits } from '../protoc
 import { type SeriesTable, SeriesTableError } from './series-table.js';
 
 const MAX_EVENT_BYTES = 1 << 20;
+const NO_EVENTS: readonly JobEvent[] = Object.freeze([]);
 
 /** One decoded record: series entry i has ref `refs[i]` and samples `[starts[i], starts[i + 1])`. */
 export class RecordBatch {
@@ -24,7 +25,8 @@ export class RecordBatch {
   private valueBytes = new Uint8Array(this.values.buffer);
   seriesCount = 0;
   sampleCount = 0;
-  events: JobEvent[] = [];
+  /** The record's job events (a shared empty list for the many records without any: no garbage). */
+  events: readonly JobEvent[] = NO_EVENTS;
   /** Scratch: the record's string-table index → sid. */
   sidOfLocal = new Int32Array(1024);
   /** Scratch: sid → number of the last series that had it as a label name (duplicate names). */
@@ -35,7 +37,7 @@ export class RecordBatch {
     this.seriesCount = 0;
     this.sampleCount = 0;
     this.starts[0] = 0;
-    this.events = [];
+    this.events = NO_EVENTS;
   }
 
   ensureSeries(n: number): void {
@@ -195,6 +197,7 @@ export function decodeRecord(
   const eventCount = r.uvarint('event count');
   if (eventCount > r.remaining)
     throw new DecodeError(`event count ${eventCount} exceeds payload size`, r.pos);
+  const events: JobEvent[] = [];
   for (let e = 0; e < eventCount; e++) {
     const json = r.string('job event', MAX_EVENT_BYTES);
     let ev: unknown;
@@ -203,8 +206,9 @@ export function decodeRecord(
     } catch (err) {
       throw new DecodeError(`job event ${e} is not valid JSON: ${(err as Error).message}`, r.pos);
     }
-    out.events.push(checkJobEvent(ev, e, r.pos));
+    events.push(checkJobEvent(ev, e, r.pos));
   }
+  if (events.length > 0) out.events = events;
   if (r.remaining !== 0)
     throw new DecodeError(`${r.remaining} unexpected bytes after the last job event`, r.pos);
 }

@@ -393,6 +393,11 @@ export class DetectorSettings {
     this.thresholds = config.thresholds ?? DEFAULT_THRESHOLDS;
   }
 
+  /** Whether any override is configured (without, parameters depend on the metric name alone). */
+  get hasOverrides(): boolean {
+    return this.overrides.length > 0;
+  }
+
   static defaults(): DetectorSettings {
     return new DetectorSettings(detectorsConfigSchema.parse({}));
   }

@@ -39,7 +39,14 @@ import {
 import type { RecordBatch } from '../record-decoder.js';
 import type { SeriesTable } from '../series-table.js';
 import { StateFormatError, type StateReader, type StateWriter } from '../state.js';
-import { DETECTOR_NAMES, type DetectorName, type DetectorSettings, matchesAny } from './config.js';
+import {
+  DETECTOR_NAMES,
+  type DetectorName,
+  type DetectorParams,
+  type DetectorSettings,
+  matchesAny,
+  type ThresholdRule,
+} from './config.js';
 import type { AlertIdentity, DetectorContext } from './context.js';
 import { type JobSnapshot, JobState, jobKey, StepFamily, StragglerFamily } from './job-detectors.js';
 import {
@@ -96,6 +103,23 @@ export interface DetectorStatus {
   readonly params: unknown;
 }
 
+/** The detectors that apply to a series (and their parameters), by {@link DetectorEngine.planFor}. */
+interface Plan {
+  readonly thresholds: readonly ThresholdRule[];
+  readonly nonfinite: DetectorParams<'nonfinite'> | undefined;
+  readonly lossSpike: DetectorParams<'loss_spike'> | undefined;
+  readonly anomaly: DetectorParams<'anomaly'> | undefined;
+  readonly throughput: DetectorParams<'throughput'> | undefined;
+  readonly plateau: DetectorParams<'plateau'> | undefined;
+  readonly ecc: DetectorParams<'ecc'> | undefined;
+  readonly throttle: DetectorParams<'throttle'> | undefined;
+  readonly leak: DetectorParams<'memory_leak'> | undefined;
+  /** A GPU utilization series: the job describes hangs with them. */
+  readonly utilization: boolean;
+  readonly waste: DetectorParams<'waste'> | undefined;
+  readonly straggler: DetectorParams<'straggler'> | undefined;
+}
+
 interface MemberAlert {
   readonly id: AlertIdentity;
   readonly members: Map<string, number>;
@@ -132,6 +156,8 @@ export class DetectorEngine implements DetectorContext {
   private readonly patterns: RegExp[];
   /** Metric name → whether any detector might look at it. */
   private readonly interesting = new Map<string, boolean>();
+  /** Metric name → the detectors of its series (without overrides: the same for every series of a name). */
+  private readonly plans = new Map<string, Plan>();
 
   // ---- per series (dref) columns -------------------------------------------------------------------------
   private infos: (SeriesInfo | undefined)[] = [];
@@ -504,44 +530,22 @@ export class DetectorEngine implements DetectorContext {
     // Detector entries, in a fixed order: a snapshot names each one's state by its position.
     const entries: number[] = [];
     const add = (kind: number, slot: number) => entries.push(kind * (1 << SLOT_BITS) + slot);
-    const s = this.settings;
-    for (const rule of s.thresholds) {
-      if (rule.metric !== name) continue;
-      const r = s.threshold(rule, labels);
-      if (r.enabled) add(THRESHOLD, this.thresholds.alloc(info, r));
-    }
-    const nonfinite = s.params('nonfinite', labels);
-    if (nonfinite.enabled && job && matchesAny(name, nonfinite.metrics))
-      add(NONFINITE, this.nonfinite.alloc(info, nonfinite));
-    const spike = s.params('loss_spike', labels);
-    if (spike.enabled && job && matchesAny(name, spike.metrics))
-      add(LOSS_SPIKE, this.lossSpike.alloc(info, spike));
-    const anomaly = s.params('anomaly', labels);
-    if (anomaly.enabled && matchesAny(name, anomaly.metrics)) add(ANOMALY, this.anomaly.alloc(info, anomaly));
-    const throughput = s.params('throughput', labels);
-    if (throughput.enabled && job && matchesAny(name, throughput.metrics))
-      add(THROUGHPUT, this.throughput.alloc(info, throughput));
-    const plateau = s.params('plateau', labels);
-    if (plateau.enabled && job && matchesAny(name, plateau.metrics))
-      add(PLATEAU, this.plateau.alloc(info, plateau));
-    const ecc = s.params('ecc', labels);
-    if (ecc.enabled && name === ecc.metric) add(ECC, this.ecc.alloc(info, ecc));
-    const throttle = s.params('throttle', labels);
-    if (throttle.enabled && name === throttle.metric) add(THROTTLE, this.throttle.alloc(info, throttle));
-    const leak = s.params('memory_leak', labels);
-    if (leak.enabled && name === leak.metric) add(MEMORY_LEAK, this.memoryLeak.alloc(info, leak));
-    const waste = s.params('waste', labels);
-    if (job && name === waste.metric) job.utilization.push(d);
-    if (waste.enabled && job && name === waste.metric) add(WASTE, this.waste.alloc(info, waste));
+    const plan = this.planFor(name, labels);
+    for (const r of plan.thresholds) add(THRESHOLD, this.thresholds.alloc(info, r));
+    if (plan.nonfinite && job) add(NONFINITE, this.nonfinite.alloc(info, plan.nonfinite));
+    if (plan.lossSpike && job) add(LOSS_SPIKE, this.lossSpike.alloc(info, plan.lossSpike));
+    if (plan.anomaly) add(ANOMALY, this.anomaly.alloc(info, plan.anomaly));
+    if (plan.throughput && job) add(THROUGHPUT, this.throughput.alloc(info, plan.throughput));
+    if (plan.plateau && job) add(PLATEAU, this.plateau.alloc(info, plan.plateau));
+    if (plan.ecc) add(ECC, this.ecc.alloc(info, plan.ecc));
+    if (plan.throttle) add(THROTTLE, this.throttle.alloc(info, plan.throttle));
+    if (plan.leak) add(MEMORY_LEAK, this.memoryLeak.alloc(info, plan.leak));
+    if (job && plan.utilization) job.utilization.push(d);
+    if (plan.waste && job) add(WASTE, this.waste.alloc(info, plan.waste));
     if (job) {
       if (name === job.params.stall.metric) add(STEP, this.steps.alloc(info, job));
-      const sg = s.params('straggler', labels);
-      if (
-        sg.enabled &&
-        matchesAny(name, sg.metrics) &&
-        (labels.node_id !== undefined || labels.rank !== undefined)
-      ) {
-        const slot = this.stragglers.alloc(info, sg);
+      if (plan.straggler && (labels.node_id !== undefined || labels.rank !== undefined)) {
+        const slot = this.stragglers.alloc(info, plan.straggler);
         add(STRAGGLER, slot);
         job.addStragglerMember(slot, info);
       }
@@ -559,6 +563,52 @@ export class DetectorEngine implements DetectorContext {
     }
     this.setEntries(d, entries);
     return d;
+  }
+
+  /**
+   * Which detectors apply to a series of metric `name` with `labels`, with their parameters. Without
+   * overrides the parameters depend on the metric name alone: the plan is then worked out once per name.
+   */
+  private planFor(name: string, labels: LabelSet): Plan {
+    const s = this.settings;
+    if (!s.hasOverrides) {
+      const cached = this.plans.get(name);
+      if (cached) return cached;
+    }
+    const on = <T extends { enabled: boolean }>(p: T, applies: boolean): T | undefined =>
+      p.enabled && applies ? p : undefined;
+    const nonfinite = s.params('nonfinite', labels);
+    const spike = s.params('loss_spike', labels);
+    const anomaly = s.params('anomaly', labels);
+    const throughput = s.params('throughput', labels);
+    const plateau = s.params('plateau', labels);
+    const ecc = s.params('ecc', labels);
+    const throttle = s.params('throttle', labels);
+    const leak = s.params('memory_leak', labels);
+    const waste = s.params('waste', labels);
+    const straggler = s.params('straggler', labels);
+    const plan: Plan = {
+      thresholds: s.thresholds
+        .filter((rule) => rule.metric === name)
+        .map((rule) => s.threshold(rule, labels))
+        .filter((r) => r.enabled),
+      nonfinite: on(nonfinite, matchesAny(name, nonfinite.metrics)),
+      lossSpike: on(spike, matchesAny(name, spike.metrics)),
+      anomaly: on(anomaly, matchesAny(name, anomaly.metrics)),
+      throughput: on(throughput, matchesAny(name, throughput.metrics)),
+      plateau: on(plateau, matchesAny(name, plateau.metrics)),
+      ecc: on(ecc, name === ecc.metric),
+      throttle: on(throttle, name === throttle.metric),
+      leak: on(leak, name === leak.metric),
+      utilization: name === waste.metric,
+      waste: on(waste, name === waste.metric),
+      straggler: on(straggler, matchesAny(name, straggler.metrics)),
+    };
+    if (!s.hasOverrides) {
+      if (this.plans.size >= NAME_CACHE_LIMIT) this.plans.clear();
+      this.plans.set(name, plan);
+    }
+    return plan;
   }
 
   private setEntries(d: number, entries: readonly number[]): void {
