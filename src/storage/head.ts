@@ -46,6 +46,32 @@ export function chunkBytes(c: HeadChunk, scratch = false): Uint8Array {
   return s.file.read(s.offset, s.length, scratch);
 }
 
+/** See {@link Head.memoryStats}. */
+export interface HeadMemoryStats {
+  /** Live series, refs handed out (dead ones included) and the column capacity. */
+  readonly series: number;
+  readonly refs: number;
+  readonly capacity: number;
+  /** Per-series typed-array columns (series state, open-chunk encoder state, checkpoint bookkeeping). */
+  readonly columnBytes: number;
+  /** Label pairs of every series (symbol ids). */
+  readonly arenaBytes: number;
+  /** Open chunks: the slab's pages. */
+  readonly slabBytes: number;
+  /** Sealed chunks waiting for the next cut: their descriptors (JS objects), and bytes not spilled yet. */
+  readonly sealedLists: number;
+  readonly sealedChunks: number;
+  readonly sealedInMemoryBytes: number;
+  readonly oooBuffers: number;
+  readonly oooBytes: number;
+  /** Postings: lists (one JS object and typed array each) and their id bytes. */
+  readonly postingLists: number;
+  readonly postingBytes: number;
+  readonly symbols: number;
+  readonly symbolChars: number;
+  readonly hashEntries: number;
+}
+
 /** Out-of-order / overwrite buffer of one series: sorted by timestamp, one entry per timestamp. */
 export interface OooBuffer {
   t: Float64Array;
@@ -875,6 +901,83 @@ export class Head implements PostingsIndex {
   /** Bytes held by open-chunk slots. */
   get slabBytes(): number {
     return this.slab.bytes;
+  }
+
+  /** Returns memory no longer needed: open-chunk slab pages left empty. Cheap; the storage runs it per checkpoint. */
+  trimMemory(): number {
+    return this.slab.trim();
+  }
+
+  /**
+   * What the head holds, for memory accounting (bench/storage-memory.ts, /metrics): exact byte sizes of its
+   * typed arrays, and counts of the JS objects whose size the engine decides (chunk descriptors, postings).
+   */
+  memoryStats(): HeadMemoryStats {
+    const columns = [
+      this.alive,
+      this.labelOff,
+      this.labelLen,
+      this.hashes,
+      this.cSlot,
+      this.cBits,
+      this.cCount,
+      this.cMinT,
+      this.cEnd,
+      this.lastT,
+      this.lastDelta,
+      this.lastHi,
+      this.lastLo,
+      this.lead,
+      this.trail,
+      this.persistedBits,
+      this.persistedCount,
+      this.dirty,
+    ].reduce((n, a) => n + a.byteLength, 0);
+    let sealedChunks = 0;
+    let sealedInMemory = 0;
+    let sealedLists = 0;
+    let oooBuffers = 0;
+    let oooBytes = 0;
+    for (let ref = 0; ref < this.nextRef; ref++) {
+      const list = this.sealed[ref];
+      if (list) {
+        sealedLists++;
+        sealedChunks += list.length;
+        for (const c of list) if (c.bytes) sealedInMemory += c.bytes.byteLength;
+      }
+      const b = this.ooo[ref];
+      if (b) {
+        oooBuffers++;
+        oooBytes += b.t.byteLength + b.v.byteLength;
+      }
+    }
+    let postingLists = 0;
+    let postingBytes = this.allRefs.ids.byteLength;
+    for (const byValue of this.postingsMap.values())
+      for (const p of byValue.values()) {
+        postingLists++;
+        postingBytes += p.ids.byteLength;
+      }
+    let symbolChars = 0;
+    for (const str of this.symbols.strings) symbolChars += str.length;
+    return {
+      series: this.liveSeries,
+      refs: this.nextRef,
+      capacity: this.cap,
+      columnBytes: columns,
+      arenaBytes: this.arena.byteLength,
+      slabBytes: this.slab.bytes,
+      sealedLists,
+      sealedChunks,
+      sealedInMemoryBytes: sealedInMemory,
+      oooBuffers,
+      oooBytes,
+      postingLists,
+      postingBytes,
+      symbols: this.symbols.size,
+      symbolChars,
+      hashEntries: this.byHash.size + this.collided.size,
+    };
   }
 
   oooOf(ref: number): OooBuffer | undefined {

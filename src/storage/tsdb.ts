@@ -387,8 +387,9 @@ export class Tsdb implements Storage {
         await this.log!.appendDelta(encodeHeadRecord(this.head, positions, this.cutBoundary, false));
       }
       this.covered = positions;
-      // Chunks sealed since the last checkpoint leave memory for the spill file.
+      // Chunks sealed since the last checkpoint leave memory for the spill file; empty slab pages go back.
       this.head.spill(this.spillFile!);
+      this.head.trimMemory();
     } catch (err) {
       this.fail(err as Error);
       throw this.failure;
