@@ -58,14 +58,14 @@ export function readSeriesInto(
       const c = sealed[i]!;
       if (c.maxT < lo || c.minT > hi) continue;
       // Chunks spilled back to back (the spill file is rewritten series by series at every cut): one read.
-      const s = c.spill;
+      const file = c.bytes ? undefined : c.file;
       let last = i;
-      if (s && !c.bytes) {
-        let end = s.offset + s.length;
+      if (file) {
+        let end = c.offset + c.size;
         while (last + 1 < sealed.length) {
           const d = sealed[last + 1]!;
-          if (d.bytes || !d.spill || d.spill.file !== s.file || d.spill.offset !== end || d.minT > hi) break;
-          end += d.spill.length;
+          if (d.bytes || d.file !== file || d.offset !== end || d.minT > hi) break;
+          end += d.size;
           last++;
         }
       }
@@ -75,16 +75,13 @@ export function readSeriesInto(
         out.n += c.count;
         continue;
       }
-      const run = s!.file.read(
-        s!.offset,
-        sealed[last]!.spill!.offset + sealed[last]!.spill!.length - s!.offset,
-        true,
-      );
+      const end = sealed[last]!.offset + sealed[last]!.size;
+      const run = file!.read(c.offset, end - c.offset, true);
       for (let k = i; k <= last; k++) {
         const d = sealed[k]!;
-        const off = d.spill!.offset - s!.offset;
+        const off = d.offset - c.offset;
         out.ensure(out.n + d.count);
-        decodeXorInto(run.subarray(off, off + d.spill!.length), d.count, out.t, out.vb, out.n);
+        decodeXorInto(run.subarray(off, off + d.size), d.count, out.t, out.vb, out.n);
         out.n += d.count;
       }
       i = last;

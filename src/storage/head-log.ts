@@ -46,7 +46,7 @@ import type { Logger } from 'pino';
 import { ByteReader, ByteWriter } from '../protocol/bytes.js';
 import { readBits } from './codec/bits.js';
 import { XOR_MAX_SAMPLE_BITS, XorReader } from './codec/xor.js';
-import { chunkBytes, type Head, type HeadChunk } from './head.js';
+import { chunkBytes, type Head, type HeadChunk, memoryChunk } from './head.js';
 import type { BusPositions } from './storage.js';
 
 const MAGIC = 'TWHL';
@@ -452,7 +452,7 @@ class Replayer {
         continue;
       }
       this.lastSealed.set(s.ref, s.maxT);
-      head.restoreSealed(s.ref, { minT: s.minT, maxT: s.maxT, count: s.count, bytes, spill: undefined });
+      head.restoreSealed(s.ref, memoryChunk(s.minT, s.maxT, s.count, bytes));
       this.open.delete(s.ref);
     }
 
@@ -525,7 +525,7 @@ class Replayer {
     const range = decodedRange(o, this.lastSealed.get(ref) ?? Number.NEGATIVE_INFINITY);
     if (!range) return 0;
     const bytes = o.buf.slice(0, (o.bits + 7) >>> 3);
-    this.head.restoreSealed(ref, { minT: range[0], maxT: range[1], count: o.count, bytes, spill: undefined });
+    this.head.restoreSealed(ref, memoryChunk(range[0], range[1], o.count, bytes));
     this.lastSealed.set(ref, range[1]);
     return o.count;
   }

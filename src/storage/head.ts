@@ -25,15 +25,23 @@ import type { SpillFile } from './spill.js';
 import { SymbolTable } from './symbols.js';
 
 /**
- * A sealed, immutable head chunk (Gorilla-encoded). Its bytes are in memory (`bytes`) until the storage
- * spills them to disk (`spill`, see spill.ts); read them with {@link chunkBytes}.
+ * A sealed, immutable head chunk (Gorilla-encoded). Its `size` bytes are in memory (`bytes`) until the storage
+ * spills them to disk (`file` at `offset`, see spill.ts); read them with {@link chunkBytes}. One flat object:
+ * a head holds several per series until the next cut.
  */
 export interface HeadChunk {
   readonly minT: number;
   readonly maxT: number;
   readonly count: number;
+  readonly size: number;
   bytes: Uint8Array | undefined;
-  spill: { readonly file: SpillFile; readonly offset: number; readonly length: number } | undefined;
+  file: SpillFile | undefined;
+  offset: number;
+}
+
+/** A head chunk held in memory. */
+export function memoryChunk(minT: number, maxT: number, count: number, bytes: Uint8Array): HeadChunk {
+  return { minT, maxT, count, size: bytes.length, bytes, file: undefined, offset: 0 };
 }
 
 /**
@@ -42,8 +50,7 @@ export interface HeadChunk {
  */
 export function chunkBytes(c: HeadChunk, scratch = false): Uint8Array {
   if (c.bytes) return c.bytes;
-  const s = c.spill!;
-  return s.file.read(s.offset, s.length, scratch);
+  return c.file!.read(c.offset, c.size, scratch);
 }
 
 /** See {@link Head.memoryStats}. */
@@ -523,13 +530,12 @@ export class Head implements PostingsIndex {
     if (count === 0) return;
     const handle = this.cSlot[ref]!;
     const from = this.slab.offset(handle);
-    const chunk: HeadChunk = {
-      minT: this.cMinT[ref]!,
-      maxT: this.lastT[ref]!,
+    const chunk = memoryChunk(
+      this.cMinT[ref]!,
+      this.lastT[ref]!,
       count,
-      bytes: this.slab.page(handle).slice(from, from + ((this.cBits[ref]! + 7) >>> 3)),
-      spill: undefined,
-    };
+      this.slab.page(handle).slice(from, from + ((this.cBits[ref]! + 7) >>> 3)),
+    );
     this.unspilled.push(chunk);
     this.slab.release(handle);
     this.cSlot[ref] = -1;
@@ -682,14 +688,13 @@ export class Head implements PostingsIndex {
       sealed: this.sealed[ref] ? [...this.sealed[ref]!] : [],
       open:
         count > 0
-          ? {
-              minT: this.cMinT[ref]!,
-              maxT: this.lastT[ref]!,
+          ? // A copy: the slot is reused once the chunk is sealed.
+            memoryChunk(
+              this.cMinT[ref]!,
+              this.lastT[ref]!,
               count,
-              // A copy: the slot is reused once the chunk is sealed.
-              bytes: this.openBytes(ref, 0, (this.cBits[ref]! + 7) >>> 3).slice(),
-              spill: undefined,
-            }
+              this.openBytes(ref, 0, (this.cBits[ref]! + 7) >>> 3).slice(),
+            )
           : undefined,
       oooT: b && b.n > 0 ? b.t.slice(0, b.n) : undefined,
       oooV: b && b.n > 0 ? b.v.slice(0, b.n) : undefined,
@@ -874,10 +879,10 @@ export class Head implements PostingsIndex {
     if (chunks.length === 0) return 0;
     let offset = file.append(chunks.map((c) => c.bytes!));
     for (const c of chunks) {
-      const length = c.bytes!.length;
-      c.spill = { file, offset, length };
+      c.file = file;
+      c.offset = offset;
       c.bytes = undefined;
-      offset += length;
+      offset += c.size;
     }
     return offset;
   }
@@ -887,14 +892,14 @@ export class Head implements PostingsIndex {
     const moving: HeadChunk[] = [];
     for (let ref = 0; ref < this.nextRef; ref++) {
       if (this.alive[ref] !== 1) continue;
-      for (const c of this.sealed[ref] ?? []) if (c.spill && c.spill.file !== file) moving.push(c);
+      for (const c of this.sealed[ref] ?? []) if (c.file && c.file !== file) moving.push(c);
     }
     if (moving.length === 0) return;
     let offset = file.append(moving.map((c) => chunkBytes(c)));
     for (const c of moving) {
-      const length = c.spill!.length;
-      c.spill = { file, offset, length };
-      offset += length;
+      c.file = file;
+      c.offset = offset;
+      offset += c.size;
     }
   }
 

@@ -251,7 +251,7 @@ describe('tsdb: durability', () => {
     await db.checkpoint(new Map([[0, 1]]));
     const sealed = db.head.sealedOf(0);
     expect(sealed.length).toBeGreaterThanOrEqual(8);
-    expect(sealed.every((c) => c.bytes === undefined && c.spill !== undefined)).toBe(true);
+    expect(sealed.every((c) => c.bytes === undefined && c.file !== undefined)).toBe(true);
     const expectSamples = (d: Tsdb) => {
       const [s] = read(d, 'sp');
       expect(s!.t).toEqual(samples.map(([t]) => t));
