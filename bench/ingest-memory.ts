@@ -54,8 +54,11 @@ async function used(): Promise<number> {
     await new Promise((r) => setTimeout(r, 50));
   }
   const m = process.memoryUsage();
+  lastBuffers = m.arrayBuffers;
   return m.heapUsed + m.arrayBuffers;
 }
+/** Array buffers (typed arrays) at the last measurement: each row also says how much of it they are. */
+let lastBuffers = 0;
 
 const TENANT = 'bench';
 const ticks = Number(args.ticks);
@@ -74,14 +77,16 @@ process.stdout.write(
   `data set: ${series} active series, ${ds.summary.samples} samples, ${ds.requests.length} requests\n`,
 );
 
-const rows: [string, number][] = [];
+const rows: [string, number, number][] = [];
 /** Everything measured stays referenced from here to the end (V8 frees what a function no longer uses). */
 const keep: unknown[] = [ds];
 let before = await used();
-const measure = async (what: string) => {
+let buffersBefore = lastBuffers;
+const measure = async (what: string, minus = 0) => {
   const now = await used();
-  rows.push([what, (now - before) / series]);
+  rows.push([what, (now - before - minus) / series, (lastBuffers - buffersBefore - minus) / series]);
   before = now;
+  buffersBefore = lastBuffers;
 };
 
 // ---- 1. collector -----------------------------------------------------------------------------------
@@ -124,9 +129,7 @@ for (let tick = 1; tick <= ds.summary.chunks; tick++) {
   }
   payloads.push(list);
 }
-const collectorNow = await used();
-rows.push(['collector: series registry', (collectorNow - before - payloadBytes) / series]);
-before = collectorNow;
+await measure('collector: series registry', payloadBytes);
 
 // ---- 2. processor's series table ------------------------------------------------------------------------
 const table = new SeriesTable();
@@ -190,8 +193,9 @@ if (!args['no-storage']) {
   await measure(`storage: head in memory (${ticks} samples per series; storage engineer's share)`);
 }
 
-process.stdout.write('\n| part | bytes per active series |\n|---|---:|\n');
-for (const [what, bytes] of rows) process.stdout.write(`| ${what} | ${Math.round(bytes)} |\n`);
+process.stdout.write('\n| part | bytes per active series | of which typed arrays |\n|---|---:|---:|\n');
+for (const [what, bytes, buffers] of rows)
+  process.stdout.write(`| ${what} | ${Math.round(bytes)} | ${Math.round(buffers)} |\n`);
 process.stdout.write(
   `\ndetector state file (processor/state.bin) for these series: ${(snapshotBytes / 1e6).toFixed(1)} MB, ${Math.round(snapshotBytes / series)} bytes per series, encoded in ${stateMs.toFixed(0)} ms (longest slice ${longestSliceMs.toFixed(1)} ms); the version-1 JSON: ${(jsonBytes / 1e6).toFixed(1)} MB in ${jsonTookMs.toFixed(0)} ms, in one piece\n`,
 );
