@@ -261,6 +261,45 @@ describe('head log: restarts after graceful stops', () => {
   }, 120_000);
 });
 
+describe('head log: series that come and go', () => {
+  it('renumbers refs and drops dead symbols at cuts, keeping every sample through restarts', async () => {
+    const dir = tmp();
+    const bus = new Bus();
+    const opts = { blockDurationMs: 60_000 };
+    let db = await open(dir, opts);
+    const maxRefs: number[] = [];
+    const maxSymbols: number[] = [];
+    // 30 generations of 40 series each, a generation living for two minutes of data; one steady series.
+    let t = 1_000_000_000_000;
+    for (let gen = 0; gen < 30; gen++) {
+      for (let s = 0; s < 12; s++) {
+        t += 10_000;
+        const samples: [string, number, number][] = [['steady0', t, s]];
+        for (let k = 0; k < 40; k++) samples.push([`churn${gen * 40 + k}`, t, gen + k / 100]);
+        bus.send(db, samples);
+        await db.checkpoint(bus.position);
+      }
+      maxRefs.push(db.head.nextRef);
+      maxSymbols.push(db.head.symbols.size);
+      if (gen % 7 === 6) {
+        await db.close();
+        db = await open(dir, opts);
+        expect(db.recovery?.problems).toEqual([]);
+        bus.replay(db);
+      }
+    }
+    // Without renumbering, refs and symbols would grow with every generation (1200 series, 1200+ values).
+    expect(Math.max(...maxRefs.slice(10))).toBeLessThan(200);
+    expect(Math.max(...maxSymbols.slice(10))).toBeLessThan(200);
+    bus.expectHeldBy(db, 'at the end');
+    await db.close();
+    db = await open(dir, opts);
+    bus.replay(db);
+    bus.expectHeldBy(db, 'after a last restart');
+    await db.close();
+  });
+});
+
 describe('head log: files of earlier formats', () => {
   // The generator: testdata/make-head-log-v1.mjs (keep value() in sync with it).
   const T0 = Math.floor(1_700_000_000_000 / H) * H + 50 * 60_000;

@@ -104,6 +104,8 @@ export function encodeHeadRecord(
   cutBoundary: number,
   snapshot: boolean,
 ): Uint8Array {
+  // After the head was renumbered (head.ts compact) only a snapshot describes it: refs and symbols changed.
+  if (!snapshot && head.renumbered) throw new Error('head log: a delta record after the head was renumbered');
   const w = new ByteWriter(1 << 16);
   w.u8(snapshot ? KIND_SNAPSHOT : KIND_DELTA);
   w.uvarint(positions.size);
@@ -197,6 +199,7 @@ export function encodeHeadRecord(
     }
   }
   head.clearDirty();
+  if (snapshot) head.renumbered = false;
   const payload = w.view_();
   const rec = new Uint8Array(8 + payload.length);
   const view = new DataView(rec.buffer);

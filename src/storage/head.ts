@@ -159,13 +159,19 @@ class GrowablePostings {
 }
 
 export class Head implements PostingsIndex {
-  readonly symbols = new SymbolTable();
+  /** Interned label strings; replaced by a compacted table when the head is renumbered (see compact). */
+  symbols = new SymbolTable();
   private readonly maxChunkSamples: number;
 
   // ---- series columns, indexed by ref ----
   private cap = 0;
-  /** Refs handed out so far; refs are never reused (dead ones are skipped). */
+  /**
+   * Refs handed out so far. Refs of series dropped by a cut are skipped until the head is renumbered (see
+   * compact), which also drops the symbols only they used: churn does not grow the head.
+   */
   nextRef = 0;
+  /** Set by compact: refs and symbol ids changed, so the head log's next record must be a snapshot. */
+  renumbered = false;
   private alive = new Uint8Array(0);
   private labelOff = new Uint32Array(0);
   private labelLen = new Uint8Array(0);
@@ -211,10 +217,10 @@ export class Head implements PostingsIndex {
   symbolsPersisted = 0;
 
   // ---- index ----
-  private readonly byHash = new Map<number, number>();
+  private byHash = new Map<number, number>();
   /** Series whose hash collides with another's, by exact key. */
-  private readonly collided = new Map<string, number>();
-  private readonly postingsMap = new Map<number, Map<number, GrowablePostings>>();
+  private collided = new Map<string, number>();
+  private postingsMap = new Map<number, Map<number, GrowablePostings>>();
   private allRefs = new GrowablePostings();
   private readonly perTenant = new Map<string, number>();
   liveSeries = 0;
@@ -224,7 +230,7 @@ export class Head implements PostingsIndex {
 
   // Scratch for one series of a batch: (name id, value id) pairs sorted by name id.
   private scratch = new Uint32Array(256);
-  private readonly tenantName: number;
+  private tenantName: number;
 
   constructor(private readonly opts: HeadOptions) {
     this.maxChunkSamples = opts.maxChunkSamples ?? DEFAULT_MAX_CHUNK_SAMPLES;
@@ -809,6 +815,147 @@ export class Head implements PostingsIndex {
     this.sealedSinceCheckpoint = this.sealedSinceCheckpoint.filter((s) => !moved.has(s.chunk));
     this.unspilled = this.unspilled.filter((c) => !moved.has(c));
     this.gc();
+    // Series that stopped (churn) leave dead refs and symbols behind: renumber once they are a fair share.
+    const dead = this.nextRef - this.liveSeries;
+    if (dead > 0 && (dead >= this.liveSeries / 4 || this.nextRef - dead < this.cap / 4)) this.compact();
+  }
+
+  /**
+   * Renumbers the head: live series get refs 0..n-1 in their current order, symbols only they use get ids
+   * from 0 ('tenant' first), and the columns, label arena, postings and hash index are rebuilt at the size
+   * they need. Series and samples are unchanged; queries see the same data. Refs and symbol ids are internal
+   * (nothing outside the head keeps them across a cut), but the head log records them: the next record must
+   * be a snapshot (a cut always rotates the log; {@link renumbered} says so).
+   */
+  compact(): void {
+    const n = this.liveSeries;
+    const map = new Int32Array(this.nextRef).fill(-1);
+    let k = 0;
+    for (let ref = 0; ref < this.nextRef; ref++) if (this.alive[ref] === 1) map[ref] = k++;
+    // Symbols: 'tenant' keeps id 0, then the ones live series use, in first-use order.
+    const oldSyms = this.symbols;
+    const syms = new SymbolTable();
+    const tenantName = syms.intern(WellKnownLabel.tenant);
+    const symMap = new Int32Array(oldSyms.size).fill(-1);
+    symMap[this.tenantName] = tenantName;
+    let arenaNeed = 0;
+    for (let ref = 0; ref < this.nextRef; ref++) {
+      if (map[ref]! < 0) continue;
+      const off = this.labelOff[ref]!;
+      const len = this.labelLen[ref]! * 2;
+      arenaNeed += len;
+      for (let i = 0; i < len; i++) {
+        const id = this.arena[off + i]!;
+        if (symMap[id]! < 0) symMap[id] = syms.intern(oldSyms.get(id));
+      }
+    }
+    const cap = Math.max(1024, 2 ** Math.ceil(Math.log2(Math.max(1, n) * 1.25)));
+    const moveCol = <T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(
+      a: T,
+      fill?: number,
+    ): T => {
+      const next = new (a.constructor as new (len: number) => T)(cap);
+      if (fill !== undefined) next.fill(fill);
+      for (let ref = 0; ref < this.nextRef; ref++) {
+        const to = map[ref]!;
+        if (to >= 0) next[to] = a[ref]!;
+      }
+      return next;
+    };
+    this.alive = moveCol(this.alive);
+    this.cSlot = moveCol(this.cSlot, -1);
+    this.cBits = moveCol(this.cBits);
+    this.cCount = moveCol(this.cCount);
+    this.cMinT = moveCol(this.cMinT);
+    this.cEnd = moveCol(this.cEnd);
+    this.lastT = moveCol(this.lastT);
+    this.lastDelta = moveCol(this.lastDelta);
+    this.lastHi = moveCol(this.lastHi);
+    this.lastLo = moveCol(this.lastLo);
+    this.lead = moveCol(this.lead);
+    this.trail = moveCol(this.trail);
+    this.persistedBits = moveCol(this.persistedBits);
+    this.persistedCount = moveCol(this.persistedCount);
+    this.dirty = moveCol(this.dirty);
+    const moveList = <T>(a: (T | undefined)[]): (T | undefined)[] => {
+      const next = new Array<T | undefined>(cap);
+      for (let ref = 0; ref < this.nextRef; ref++) if (map[ref]! >= 0) next[map[ref]!] = a[ref];
+      return next;
+    };
+    this.sealed = moveList(this.sealed);
+    this.ooo = moveList(this.ooo);
+    // Labels: a compact arena of remapped pairs (still sorted by name id? re-sorted: ids changed).
+    const arena = new Uint32Array(Math.max(1 << 12, arenaNeed * 2));
+    const labelOff = new Uint32Array(cap);
+    const labelLen = new Uint8Array(cap);
+    const hashes = new Uint32Array(cap);
+    let arenaLen = 0;
+    this.byHash = new Map();
+    this.collided = new Map();
+    this.postingsMap = new Map();
+    this.allRefs = new GrowablePostings();
+    for (let ref = 0; ref < this.nextRef; ref++) {
+      const to = map[ref]!;
+      if (to < 0) continue;
+      const off = this.labelOff[ref]!;
+      const pairs = this.labelLen[ref]!;
+      // Insertion sort of the remapped pairs by name id (a series has a handful).
+      for (let i = 0; i < pairs; i++) {
+        const name = symMap[this.arena[off + i * 2]!]!;
+        const value = symMap[this.arena[off + i * 2 + 1]!]!;
+        let j = i;
+        while (j > 0 && arena[arenaLen + (j - 1) * 2]! > name) {
+          arena[arenaLen + j * 2] = arena[arenaLen + (j - 1) * 2]!;
+          arena[arenaLen + j * 2 + 1] = arena[arenaLen + (j - 1) * 2 + 1]!;
+          j--;
+        }
+        arena[arenaLen + j * 2] = name;
+        arena[arenaLen + j * 2 + 1] = value;
+      }
+      labelOff[to] = arenaLen;
+      labelLen[to] = pairs;
+      let hash = 0;
+      for (let i = 0; i < pairs; i++) {
+        const name = arena[arenaLen + i * 2]!;
+        const value = arena[arenaLen + i * 2 + 1]!;
+        hash = (hash + pairHash(name, value)) >>> 0;
+        let byValue = this.postingsMap.get(name);
+        if (!byValue) {
+          byValue = new Map();
+          this.postingsMap.set(name, byValue);
+        }
+        let p = byValue.get(value);
+        if (!p) {
+          p = new GrowablePostings();
+          byValue.set(value, p);
+        }
+        p.push(to);
+      }
+      hashes[to] = hash;
+      if (this.byHash.has(hash)) this.collided.set(this.scratchKey(arena.subarray(arenaLen), pairs), to);
+      else this.byHash.set(hash, to);
+      this.allRefs.push(to);
+      arenaLen += pairs * 2;
+    }
+    this.arena = arena;
+    this.arenaLen = arenaLen;
+    this.labelOff = labelOff;
+    this.labelLen = labelLen;
+    this.hashes = hashes;
+    // Checkpoint bookkeeping follows the refs (the next record is a snapshot anyway).
+    const remap = (refs: number[]) => refs.filter((r) => map[r]! >= 0).map((r) => map[r]!);
+    this.dirtyList = remap(this.dirtyList);
+    this.newRefs = remap(this.newRefs);
+    this.sealedSinceCheckpoint = this.sealedSinceCheckpoint
+      .filter((e) => map[e.ref]! >= 0)
+      .map((e) => ({ ...e, ref: map[e.ref]! }));
+    this.oooDirty = new Set(remap([...this.oooDirty]));
+    this.symbols = syms;
+    this.tenantName = tenantName;
+    this.symbolsPersisted = 0;
+    this.nextRef = n;
+    this.cap = cap;
+    this.renumbered = true;
   }
 
   /** Drops series that hold no data any more; rebuilds the index without them. */
