@@ -5,9 +5,11 @@
  * `trainwatch start` on this machine. Measures the agent process alone (not nvidia-smi, not the exporter):
  * CPU time from /proc/PID/stat over the measured window, and resident memory (VmRSS, VmHWM).
  *
- *   npm run build:server && node --import tsx bench/agent-footprint.ts [--seconds 120] [--node-options '']
+ *   npm run build:server && node --import tsx bench/agent-footprint.ts [--seconds 120] [--node-options=...]
+ *       [--node-args '--no-opt']
  *
- * The agent runs with NODE_OPTIONS=--max-semi-space-size=1 by default, as deploy/ runs it.
+ * The agent runs with the NODE_OPTIONS deploy/ sets by default (--node-options='' measures plain `node`);
+ * --node-args passes flags to `node` itself (V8 flags that NODE_OPTIONS does not accept).
  *
  * Prints one JSON line and writes it to bench/results/agent-footprint.json.
  */
@@ -24,10 +26,12 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '120' },
     'node-options': { type: 'string', default: '--max-semi-space-size=1' },
+    'node-args': { type: 'string', default: '' },
   },
 });
 const seconds = Number(values.seconds);
 const nodeOptions = values['node-options'];
+const nodeArgs = values['node-args'].split(' ').filter(Boolean);
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -112,7 +116,17 @@ writeFileSync(
 );
 const agent = spawn(
   process.execPath,
-  [CLI, 'agent', '--server', `http://127.0.0.1:${serverPort}`, '--config', config, '--log-level', 'warn'],
+  [
+    ...nodeArgs,
+    CLI,
+    'agent',
+    '--server',
+    `http://127.0.0.1:${serverPort}`,
+    '--config',
+    config,
+    '--log-level',
+    'warn',
+  ],
   {
     env: {
       ...process.env,
@@ -150,7 +164,8 @@ const result = {
   shippedSamples: Number(/trainwatch_agent_shipped_samples_total\{[^}]*\} (\d+)/.exec(shipped)?.[1] ?? 0),
   node: process.version,
   agentNodeOptions: nodeOptions,
-  command: `node --import tsx bench/agent-footprint.ts --seconds ${seconds} --node-options '${nodeOptions}'`,
+  ...(nodeArgs.length ? { agentNodeArgs: nodeArgs.join(' ') } : {}),
+  command: `node --import tsx bench/agent-footprint.ts --seconds ${seconds} --node-options='${nodeOptions}'${nodeArgs.length ? ` --node-args='${nodeArgs.join(' ')}'` : ''}`,
 };
 process.stdout.write(`${JSON.stringify(result)}\n`);
 mkdirSync(path.join(REPO, 'bench/results'), { recursive: true });

@@ -22,7 +22,7 @@ import type { LabelSet } from '../model/labels.js';
 import { NativeEncoder, type NativeFrame } from '../protocol/native.js';
 import { AgentIdentity } from './buffer/identity.js';
 import { type DropReason, SegmentQueue } from './buffer/segment-queue.js';
-import type { AgentConfig } from './config.js';
+import { type AgentConfig, AgentConfigError } from './config.js';
 import { GpuCollector } from './gpu/collector.js';
 import { HostCollector } from './host.js';
 import { type Env, nodeLabels, ownJobLabels } from './labels.js';
@@ -39,8 +39,6 @@ export interface AgentOptions {
   readonly env: Env;
   readonly logger: AgentLogger;
 }
-
-export class ConfigProblem extends Error {}
 
 export class Agent {
   readonly nodeLabels: Readonly<Record<string, string>>;
@@ -89,13 +87,15 @@ export class Agent {
     const c = this.config;
     const log = this.opts.logger;
     if (!c.server.url)
-      throw new ConfigProblem('no collector URL: pass --server URL (or set server.url in the config file)');
+      throw new AgentConfigError(
+        'no collector URL: pass --server URL (or set server.url in the config file)',
+      );
     let token = c.server.token;
     if (!token && c.server.token_file) {
       try {
         token = readFileSync(c.server.token_file, 'utf8').trim();
       } catch (err) {
-        throw new ConfigProblem(
+        throw new AgentConfigError(
           `server.token_file: cannot read ${c.server.token_file}: ${(err as Error).message}`,
         );
       }

@@ -1,186 +1,494 @@
 /**
  * The agent's configuration: one YAML file (`trainwatch agent --config agent.yaml`), overridable by
  * `TRAINWATCH_AGENT_*` environment variables (`TRAINWATCH_AGENT_BUFFER__TTL_MS=900000`) and by the flags
- * `--server` and `--token`. Every key has a default except the server URL; docs/agent.md is the reference.
+ * `--server`, `--token`, `--data-dir` and `--log-level`. Every key has a default except the server URL;
+ * docs/agent.md is the reference.
+ *
+ * The agent does not use the server's configuration loader (src/config, zod and the `yaml` package): on a
+ * training node it must stay under 60 MB of resident memory, and those cost ~20 MB (docs/agent.md,
+ * Footprint). Its schema is small and fixed, so it is checked here by a few composable checks that name
+ * every bad key, where its value came from and what was expected; YAML is read with js-yaml (~0.5 MB).
  */
-import { z } from 'zod';
-import { type ConfigSources, loadConfigWith } from '../config/index.js';
+import { readFileSync } from 'node:fs';
+import { loadAll } from 'js-yaml';
+import { LOG_LEVELS, type LogLevel } from './log.js';
 
 export const AGENT_ENV_PREFIX = 'TRAINWATCH_AGENT_';
 
-const hostPort = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9471');
+export interface ScrapeTargetConfig {
+  /** Full URL of the exporter's metrics page, e.g. http://127.0.0.1:9400/metrics (dcgm-exporter). */
+  url: string;
+  /** Value of the `job` label, as Prometheus's scrape job name; default: the URL's host:port. */
+  name: string | undefined;
+  interval_ms: number;
+  timeout_ms: number;
+  /** Extra labels on every series of this target. */
+  labels: Record<string, string>;
+  /** Keep the exporter's own labels when they clash with the agent's (Prometheus's honor_labels). */
+  honor_labels: boolean;
+}
 
-const labelName = z
-  .string()
-  .regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'must be a label name ([a-zA-Z_][a-zA-Z0-9_]*)');
-const staticLabels = z.record(labelName, z.string().max(2048)).default({});
-const ms = (min: number, max: number) => z.number().int().min(min).max(max);
-const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+/, 'must be an http:// or https:// URL');
+export interface TensorboardDirConfig {
+  /** A log directory: every run below it (any depth) with events.out.tfevents.* files is imported. */
+  path: string;
+  /**
+   * Fixed job_id for every run under this directory. Default: the writer process's job (its
+   * TRAINWATCH_JOB_ID / Slurm / torchrun environment, when it runs on this node), else the run's directory name.
+   */
+  job_id: string | undefined;
+  labels: Record<string, string>;
+}
 
-const scrapeTarget = z
-  .object({
-    /** Full URL of the exporter's metrics page, e.g. http://127.0.0.1:9400/metrics (dcgm-exporter). */
-    url: httpUrl,
-    /** Value of the `job` label, as Prometheus's scrape job name; default: the URL's host:port. */
-    name: z.string().min(1).optional(),
-    interval_ms: ms(100, 3_600_000).default(15_000),
-    timeout_ms: ms(100, 120_000).default(5_000),
-    /** Extra labels on every series of this target. */
-    labels: staticLabels,
-    /** Keep the exporter's own labels when they clash with the agent's (Prometheus's honor_labels). */
-    honor_labels: z.boolean().default(false),
-  })
-  .strict();
+export interface AgentConfig {
+  server: {
+    /** Collector base URL (required): --server. */
+    url: string | undefined;
+    /** Ingest token: --token, or read from token_file (a Kubernetes secret mount). */
+    token: string | undefined;
+    token_file: string | undefined;
+    request_timeout_ms: number;
+  };
+  /** Where the disk buffer and the agent's state live. */
+  data_dir: string;
+  /** The node's name: default $TRAINWATCH_NODE_NAME, $NODE_NAME (Kubernetes downward API), then the hostname. */
+  node_id: string | undefined;
+  /** Static labels on every series (cluster, region, ...). */
+  labels: Record<string, string>;
+  log: { level: LogLevel };
+  ship: {
+    /** A batch is closed at least this often (the issue's "≤ 1 s"). */
+    interval_ms: number;
+    /** ...or when it holds this many samples. */
+    max_batch_samples: number;
+    compression: 'zlib' | 'none';
+    base_delay_ms: number;
+    max_delay_ms: number;
+  };
+  buffer: {
+    /** Largest size of the on-disk buffer; beyond it the oldest segments are dropped (and counted). */
+    max_bytes: number;
+    /** Samples older than this are dropped (and counted) instead of sent. */
+    ttl_ms: number;
+    /** A new segment file starts beyond this size; dropping for size removes whole segments. */
+    segment_bytes: number;
+    /** always: a batch is on disk (fdatasync) before it counts as buffered; never: leave it to the OS. */
+    fsync: 'always' | 'never';
+  };
+  gpu: {
+    enabled: boolean;
+    /** The nvidia-smi binary: a name looked up on PATH, or a path. */
+    nvidia_smi: string;
+    /** How often the GPUs are read (nvidia-smi -lms); when shorter than ship.interval_ms, _min/_max series are added. */
+    interval_ms: number;
+    /** How often the processes on each GPU are listed (attribution to jobs and ranks). */
+    processes_interval_ms: number;
+    /** The reading loop is restarted this often to pick up GPUs that appeared. */
+    rediscover_interval_ms: number;
+  };
+  host: {
+    enabled: boolean;
+    interval_ms: number;
+    /** Where the host's /proc and /sys are (in a container: mount them and set /host). */
+    root: string;
+    /** Network devices not reported (regular expression, anchored). */
+    network_exclude: string;
+    /** Block devices not reported (partitions and virtual devices; anchored). */
+    disk_exclude: string;
+    /** Filesystems whose free space is reported. */
+    filesystems: string[];
+  };
+  scrape: ScrapeTargetConfig[];
+  tensorboard: {
+    dirs: TensorboardDirConfig[];
+    /** How often the directories are scanned for new files and new records. */
+    interval_ms: number;
+  };
+  local: {
+    /** The SDK's endpoint; null turns it off. */
+    listen: string | null;
+    /** Unix socket for the SDK; undefined: <data_dir>/agent.sock; null turns it off. */
+    socket: string | null | undefined;
+    max_body_bytes: number;
+  };
+  /** How often the agent's own metrics (trainwatch_agent_*) are recorded. */
+  self_metrics_interval_ms: number;
+}
 
-const tensorboardDir = z
-  .object({
-    /** A log directory: every run below it (any depth) with events.out.tfevents.* files is imported. */
-    path: z.string().min(1),
-    /**
-     * Fixed job_id for every run under this directory. Default: the writer process's job (its
-     * TRAINWATCH_JOB_ID / Slurm / torchrun environment, when it runs on this node), else the run's directory name.
-     */
-    job_id: z.string().min(1).max(200).optional(),
-    labels: staticLabels,
-  })
-  .strict();
+/** A configuration the agent cannot run with; the message names every bad key. */
+export class AgentConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AgentConfigError';
+  }
+}
 
-export const agentConfigSchema = z
-  .object({
-    server: z
-      .object({
-        /** Collector base URL (required): --server. */
-        url: httpUrl.optional(),
-        /** Ingest token: --token, or read from token_file (a Kubernetes secret mount). */
-        token: z.string().min(1).optional(),
-        token_file: z.string().min(1).optional(),
-        request_timeout_ms: ms(100, 300_000).default(10_000),
-      })
-      .strict()
-      .prefault({}),
-    /** Where the disk buffer and the agent's state live. */
-    data_dir: z.string().min(1).default('./agent-data'),
-    /** The node's name: default $TRAINWATCH_NODE_NAME, $NODE_NAME (Kubernetes downward API), then the hostname. */
-    node_id: z.string().min(1).max(200).optional(),
-    /** Static labels on every series (cluster, region, ...). */
-    labels: staticLabels,
-    log: z
-      .object({
-        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-      })
-      .strict()
-      .prefault({}),
-    ship: z
-      .object({
-        /** A batch is closed at least this often (the issue's "≤ 1 s"). */
-        interval_ms: ms(50, 1000).default(1000),
-        /** ...or when it holds this many samples. */
-        max_batch_samples: z.number().int().min(100).max(1_000_000).default(20_000),
-        compression: z.enum(['zlib', 'none']).default('zlib'),
-        base_delay_ms: ms(10, 60_000).default(250),
-        max_delay_ms: ms(100, 600_000).default(10_000),
-      })
-      .strict()
-      .prefault({}),
-    buffer: z
-      .object({
-        /** Largest size of the on-disk buffer; beyond it the oldest segments are dropped (and counted). */
-        max_bytes: z
-          .number()
-          .int()
-          .min(16 << 10)
-          .default(256 << 20),
-        /** Samples older than this are dropped (and counted) instead of sent. */
-        ttl_ms: ms(1000, 7 * 24 * 3_600_000).default(10 * 60_000),
-        /** A new segment file starts beyond this size; dropping for size removes whole segments. */
-        segment_bytes: z
-          .number()
-          .int()
-          .min(4 << 10)
-          .default(4 << 20),
-        /** always: a batch is on disk (fdatasync) before it counts as buffered; never: leave it to the OS. */
-        fsync: z.enum(['always', 'never']).default('always'),
-      })
-      .strict()
-      .prefault({}),
-    gpu: z
-      .object({
-        enabled: z.boolean().default(true),
-        /** The nvidia-smi binary: a name looked up on PATH, or a path. */
-        nvidia_smi: z.string().min(1).default('nvidia-smi'),
-        /** How often the GPUs are read (nvidia-smi -lms); when shorter than ship.interval_ms, _min/_max series are added. */
-        interval_ms: ms(100, 60_000).default(1000),
-        /** How often the processes on each GPU are listed (attribution to jobs and ranks). */
-        processes_interval_ms: ms(1000, 600_000).default(5000),
-        /** The reading loop is restarted this often to pick up GPUs that appeared. */
-        rediscover_interval_ms: ms(10_000, 86_400_000).default(10 * 60_000),
-      })
-      .strict()
-      .prefault({}),
-    host: z
-      .object({
-        enabled: z.boolean().default(true),
-        interval_ms: ms(100, 600_000).default(1000),
-        /** Where the host's /proc and /sys are (in a container: mount them and set /host). */
-        root: z.string().min(1).default('/'),
-        /** Network devices not reported (regular expression, anchored). */
-        network_exclude: z.string().default('lo|veth.*|docker.*|br-.*|cali.*|flannel.*|cni.*|virbr.*'),
-        /** Block devices not reported (partitions and virtual devices; anchored). */
-        disk_exclude: z
-          .string()
-          .default('(loop|ram|zram|sr|fd|dm-)\\d*|(sd[a-z]+|vd[a-z]+|xvd[a-z]+)\\d+|nvme\\d+n\\d+p\\d+'),
-        /** Filesystems whose free space is reported. */
-        filesystems: z.array(z.string().min(1)).default(['/']),
-      })
-      .strict()
-      .prefault({}),
-    scrape: z.array(scrapeTarget).default([]),
-    tensorboard: z
-      .object({
-        dirs: z.array(tensorboardDir).default([]),
-        /** How often the directories are scanned for new files and new records. */
-        interval_ms: ms(100, 600_000).default(2000),
-      })
-      .strict()
-      .prefault({}),
-    local: z
-      .object({
-        /** The SDK's endpoint; null turns it off. */
-        listen: hostPort.nullable().default('127.0.0.1:9471'),
-        /** Unix socket for the SDK; default <data_dir>/agent.sock; null turns it off. */
-        socket: z.string().min(1).nullable().optional(),
-        max_body_bytes: z
-          .number()
-          .int()
-          .min(1024)
-          .default(16 << 20),
-      })
-      .strict()
-      .prefault({}),
-    /** How often the agent's own metrics (trainwatch_agent_*) are recorded. */
-    self_metrics_interval_ms: ms(1000, 600_000).default(10_000),
-  })
-  .strict()
-  .superRefine((c, ctx) => {
-    if (c.buffer.segment_bytes * 4 > c.buffer.max_bytes)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['buffer', 'segment_bytes'],
-        message: `must be at most a quarter of buffer.max_bytes (${c.buffer.max_bytes}), so that dropping a segment for space drops little`,
+// ---------------------------------------------------------------------------------------------------------
+// Checks. Each turns the value found at `key` (undefined when absent) into the configuration's value, its
+// default when absent, or records a problem and returns undefined. An absent section is checked as `{}`, so
+// its keys get their defaults.
+
+interface Problem {
+  readonly key: readonly string[];
+  readonly message: string;
+  /** Problems about the key's own value show it; "unknown key" and cross-key problems do not. */
+  readonly showValue: boolean;
+}
+
+type Check<T> = (value: unknown, key: readonly string[], problems: Problem[]) => T;
+
+function problem<T>(problems: Problem[], key: readonly string[], message: string): T {
+  problems.push({ key, message, showValue: true });
+  return undefined as T;
+}
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function integer(min: number, max: number, dflt: number): Check<number> {
+  const expected =
+    max === Number.MAX_SAFE_INTEGER ? `an integer of at least ${min}` : `an integer from ${min} to ${max}`;
+  return (v, key, problems) => {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      return problem(problems, key, `must be ${expected}`);
+    return v;
+  };
+}
+
+function boolean(dflt: boolean): Check<boolean> {
+  return (v, key, problems) => {
+    if (v === undefined) return dflt;
+    return typeof v === 'boolean' ? v : problem(problems, key, 'must be true or false');
+  };
+}
+
+interface StringRule {
+  readonly maxLength?: number;
+  readonly pattern?: RegExp;
+  /** What the pattern means, for the error: "must be ...". */
+  readonly patternMessage?: string;
+}
+
+/** A non-empty string; required (wrap it in {@link optional} or {@link nullable} to give a default). */
+function text(rule: StringRule = {}): Check<string> {
+  return (v, key, problems) => {
+    if (v === undefined) return problem(problems, key, 'is required');
+    if (typeof v !== 'string') return problem(problems, key, 'must be a string');
+    if (v.length === 0) return problem(problems, key, 'must not be empty');
+    if (rule.maxLength !== undefined && v.length > rule.maxLength)
+      return problem(problems, key, `must be at most ${rule.maxLength} characters long`);
+    if (rule.pattern && !rule.pattern.test(v)) return problem(problems, key, rule.patternMessage!);
+    return v;
+  };
+}
+
+/** Absent or null (`key:` with nothing after it) gives `dflt`. */
+function optional<T, D extends T | undefined>(check: Check<T>, dflt: D): Check<T | D> {
+  return (v, key, problems) => (v === undefined || v === null ? dflt : check(v, key, problems));
+}
+
+/** Any string, the empty one included (regular expressions: '' excludes nothing). */
+function anyText(dflt: string): Check<string> {
+  return (v, key, problems) => {
+    if (v === undefined) return dflt;
+    return typeof v === 'string' ? v : problem(problems, key, 'must be a string');
+  };
+}
+
+function oneOf<const V extends string>(values: readonly V[], dflt: V): Check<V> {
+  return (v, key, problems) => {
+    if (v === undefined) return dflt;
+    return values.includes(v as V) ? (v as V) : problem(problems, key, `must be one of ${values.join(', ')}`);
+  };
+}
+
+/** `null` is a value of its own ("off"); absent gives `dflt`. */
+function nullable<T, D extends T | null | undefined>(check: Check<T>, dflt: D): Check<T | null | D> {
+  return (v, key, problems) => {
+    if (v === undefined) return dflt;
+    if (v === null) return null;
+    return check(v, key, problems);
+  };
+}
+
+function list<T>(item: Check<T>, dflt: readonly T[] = []): Check<T[]> {
+  return (v, key, problems) => {
+    if (v === undefined) return [...dflt];
+    if (!Array.isArray(v)) return problem(problems, key, 'must be a list');
+    return v.map((x, i) => item(x, [...key, String(i)], problems));
+  };
+}
+
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/** A mapping of label names to values (static labels). */
+const labels: Check<Record<string, string>> = (v, key, problems) => {
+  if (v === undefined) return {};
+  if (!isMapping(v)) return problem(problems, key, 'must be a mapping of label names to values');
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(v)) {
+    if (!LABEL_NAME.test(name))
+      problems.push({
+        key: [...key, name],
+        message: 'is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)',
+        showValue: false,
       });
-    if (c.ship.base_delay_ms > c.ship.max_delay_ms)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['ship', 'base_delay_ms'],
-        message: `must not exceed ship.max_delay_ms (${c.ship.max_delay_ms})`,
-      });
+    else if (typeof value !== 'string') problem(problems, [...key, name], 'must be a string (quote numbers)');
+    else if (value.length > 2048) problem(problems, [...key, name], 'must be at most 2048 characters long');
+    else out[name] = value;
+  }
+  return out;
+};
+
+/** A mapping with exactly these keys (others are reported as unknown); absent is checked as `{}`. */
+function section<T>(fields: { [K in keyof T]-?: Check<T[K]> }): Check<T> {
+  return (v, key, problems) => {
+    if (v === undefined || v === null) v = {};
+    if (!isMapping(v)) return problem(problems, key, 'must be a mapping of keys to values');
+    const out = {} as T;
+    for (const name of Object.keys(fields) as (keyof T & string)[])
+      out[name] = fields[name](v[name], [...key, name], problems);
+    for (const name of Object.keys(v))
+      if (!Object.hasOwn(fields, name))
+        problems.push({ key: [...key, name], message: 'unknown key', showValue: false });
+    return out;
+  };
+}
+
+const httpUrl = text({
+  pattern: /^https?:\/\/[^\s/]+/,
+  patternMessage: 'must be an http:// or https:// URL',
+});
+const hostPort = text({
+  pattern: /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/,
+  patternMessage: 'must be host:port, e.g. 127.0.0.1:9471',
+});
+
+const checkAgentConfig: Check<AgentConfig> = section<AgentConfig>({
+  server: section<AgentConfig['server']>({
+    url: optional(httpUrl, undefined),
+    token: optional(text(), undefined),
+    token_file: optional(text(), undefined),
+    request_timeout_ms: integer(100, 300_000, 10_000),
+  }),
+  data_dir: optional(text(), './agent-data'),
+  node_id: optional(text({ maxLength: 200 }), undefined),
+  labels,
+  log: section<AgentConfig['log']>({
+    level: oneOf(Object.keys(LOG_LEVELS) as LogLevel[], 'info'),
+  }),
+  ship: section<AgentConfig['ship']>({
+    interval_ms: integer(50, 1000, 1000),
+    max_batch_samples: integer(100, 1_000_000, 20_000),
+    compression: oneOf(['zlib', 'none'], 'zlib'),
+    base_delay_ms: integer(10, 60_000, 250),
+    max_delay_ms: integer(100, 600_000, 10_000),
+  }),
+  buffer: section<AgentConfig['buffer']>({
+    max_bytes: integer(16 << 10, Number.MAX_SAFE_INTEGER, 256 << 20),
+    ttl_ms: integer(1000, 7 * 24 * 3_600_000, 10 * 60_000),
+    segment_bytes: integer(4 << 10, Number.MAX_SAFE_INTEGER, 4 << 20),
+    fsync: oneOf(['always', 'never'], 'always'),
+  }),
+  gpu: section<AgentConfig['gpu']>({
+    enabled: boolean(true),
+    nvidia_smi: optional(text(), 'nvidia-smi'),
+    interval_ms: integer(100, 60_000, 1000),
+    processes_interval_ms: integer(1000, 600_000, 5000),
+    rediscover_interval_ms: integer(10_000, 86_400_000, 10 * 60_000),
+  }),
+  host: section<AgentConfig['host']>({
+    enabled: boolean(true),
+    interval_ms: integer(100, 600_000, 1000),
+    root: optional(text(), '/'),
+    network_exclude: anyText('lo|veth.*|docker.*|br-.*|cali.*|flannel.*|cni.*|virbr.*'),
+    disk_exclude: anyText(
+      '(loop|ram|zram|sr|fd|dm-)\\d*|(sd[a-z]+|vd[a-z]+|xvd[a-z]+)\\d+|nvme\\d+n\\d+p\\d+',
+    ),
+    filesystems: list(text(), ['/']),
+  }),
+  scrape: list(
+    section<ScrapeTargetConfig>({
+      url: httpUrl,
+      name: optional(text(), undefined),
+      interval_ms: integer(100, 3_600_000, 15_000),
+      timeout_ms: integer(100, 120_000, 5_000),
+      labels,
+      honor_labels: boolean(false),
+    }),
+  ),
+  tensorboard: section<AgentConfig['tensorboard']>({
+    dirs: list(
+      section<TensorboardDirConfig>({
+        path: text(),
+        job_id: optional(text({ maxLength: 200 }), undefined),
+        labels,
+      }),
+    ),
+    interval_ms: integer(100, 600_000, 2000),
+  }),
+  local: section<AgentConfig['local']>({
+    listen: nullable(hostPort, '127.0.0.1:9471'),
+    socket: nullable(text(), undefined),
+    max_body_bytes: integer(1024, Number.MAX_SAFE_INTEGER, 16 << 20),
+  }),
+  self_metrics_interval_ms: integer(1000, 600_000, 10_000),
+});
+
+/** Checks between keys, once each key is valid on its own. */
+function crossChecks(c: AgentConfig, problems: Problem[]): void {
+  const add = (key: string[], message: string) => problems.push({ key, message, showValue: false });
+  if (c.buffer.segment_bytes * 4 > c.buffer.max_bytes)
+    add(
+      ['buffer', 'segment_bytes'],
+      `must be at most a quarter of buffer.max_bytes (${c.buffer.max_bytes}), so that dropping a segment for space drops little (got ${c.buffer.segment_bytes})`,
+    );
+  if (c.ship.base_delay_ms > c.ship.max_delay_ms)
+    add(
+      ['ship', 'base_delay_ms'],
+      `must not exceed ship.max_delay_ms (${c.ship.max_delay_ms}) (got ${c.ship.base_delay_ms})`,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sources: defaults ← file ← TRAINWATCH_AGENT_* environment ← flags, each value remembering where it came from.
+
+export interface AgentConfigSources {
+  /** Path of a YAML file; absent = defaults only. */
+  readonly file?: string | undefined;
+  /** Usually `process.env`; `TRAINWATCH_AGENT_<KEY>` variables whose first key is a config key are read. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Values from command-line flags, as nested objects (`{ server: { url } }`); undefined values are absent. */
+  readonly flags?: Readonly<Record<string, unknown>>;
+}
+
+type Tree = Record<string, unknown>;
+
+const TOP_KEYS = new Set<string>([
+  'server',
+  'data_dir',
+  'node_id',
+  'labels',
+  'log',
+  'ship',
+  'buffer',
+  'gpu',
+  'host',
+  'scrape',
+  'tensorboard',
+  'local',
+  'self_metrics_interval_ms',
+]);
+
+/** One YAML document (an empty file is an empty mapping). */
+function parseYaml(text: string): unknown {
+  const docs = loadAll(text, { maxAliases: 100 });
+  if (docs.length > 1) throw new Error(`expected one YAML document, found ${docs.length}`);
+  return docs[0];
+}
+
+/** Builds the agent's configuration; throws an {@link AgentConfigError} naming every bad key. */
+export function loadAgentConfig(sources: AgentConfigSources = {}): AgentConfig {
+  const origin = new Map<string, string>();
+  let tree: Tree = {};
+
+  if (sources.file) {
+    let body: string;
+    try {
+      body = readFileSync(sources.file, 'utf8');
+    } catch (err) {
+      throw new AgentConfigError(`cannot read config file ${sources.file}: ${(err as Error).message}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(body) ?? {};
+    } catch (err) {
+      throw new AgentConfigError(`config file ${sources.file} is not valid YAML: ${(err as Error).message}`);
+    }
+    if (!isMapping(parsed))
+      throw new AgentConfigError(
+        `config file ${sources.file} must contain a mapping of keys to values at the top level`,
+      );
+    tree = mergeInto(tree, parsed, `config file ${sources.file}`, origin, []);
+  }
+
+  for (const [name, raw] of Object.entries(sources.env ?? {})) {
+    if (!name.startsWith(AGENT_ENV_PREFIX) || raw === undefined) continue;
+    const keyPath = name.slice(AGENT_ENV_PREFIX.length).toLowerCase().split('__');
+    if (!TOP_KEYS.has(keyPath[0]!)) continue;
+    let value: unknown = raw;
+    try {
+      value = parseYaml(raw) ?? null;
+    } catch {
+      // Not YAML: the raw string, and the check says what was expected.
+    }
+    tree = mergeInto(tree, nest(keyPath, value), `environment variable ${name}`, origin, []);
+  }
+
+  if (sources.flags) tree = mergeInto(tree, sources.flags as Tree, 'command-line flag', origin, []);
+
+  const problems: Problem[] = [];
+  const config = checkAgentConfig(tree, [], problems);
+  if (problems.length === 0) crossChecks(config, problems);
+  if (problems.length === 0) return config;
+  const lines = problems.map((p) => {
+    const key = p.key.join('.') || '(top level)';
+    const from = originOf(origin, p.key);
+    const got = p.showValue ? valueAt(tree, p.key) : undefined;
+    return `  - ${key}: ${p.message}${got !== undefined ? ` (got ${JSON.stringify(got)})` : ''}${from ? ` [from ${from}]` : ''}`;
   });
+  throw new AgentConfigError(`invalid configuration:\n${lines.join('\n')}`);
+}
 
-export type AgentConfig = z.output<typeof agentConfigSchema>;
+function nest(keyPath: string[], value: unknown): Tree {
+  let out: unknown = value;
+  for (let i = keyPath.length - 1; i >= 0; i--) out = { [keyPath[i]!]: out };
+  return out as Tree;
+}
 
-/** Defaults ← file ← TRAINWATCH_AGENT_* environment ← flags; throws ConfigError naming every bad key. */
-export function loadAgentConfig(sources: ConfigSources): AgentConfig {
-  return loadConfigWith(agentConfigSchema, sources, AGENT_ENV_PREFIX);
+function mergeInto(
+  base: Tree,
+  over: Tree,
+  source: string,
+  origin: Map<string, string>,
+  at: readonly string[],
+): Tree {
+  const out: Tree = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    const keyPath = [...at, k];
+    if (isMapping(v) && isMapping(out[k])) {
+      out[k] = mergeInto(out[k] as Tree, v, source, origin, keyPath);
+    } else {
+      out[k] = v;
+      origin.set(keyPath.join('.'), source);
+      if (isMapping(v)) markAll(v, keyPath, source, origin);
+    }
+  }
+  return out;
+}
+
+function markAll(tree: Tree, at: readonly string[], source: string, origin: Map<string, string>): void {
+  for (const [k, v] of Object.entries(tree)) {
+    origin.set([...at, k].join('.'), source);
+    if (isMapping(v)) markAll(v, [...at, k], source, origin);
+  }
+}
+
+function originOf(origin: Map<string, string>, keyPath: readonly string[]): string | undefined {
+  for (let n = keyPath.length; n > 0; n--) {
+    const o = origin.get(keyPath.slice(0, n).join('.'));
+    if (o) return o;
+  }
+  return undefined;
+}
+
+function valueAt(tree: unknown, keyPath: readonly string[]): unknown {
+  let cur = tree;
+  for (const k of keyPath) {
+    if (!isMapping(cur) && !Array.isArray(cur)) return undefined;
+    cur = (cur as Tree)[k];
+  }
+  return cur;
 }

@@ -59,7 +59,9 @@ export class Recorder {
 
   /** Interns a series. The same labels and mode give the same object until it is forgotten. */
   series(labels: LabelSet, mode: RecordMode): RecordedSeries {
-    const key = `${mode}|${labelsKey(labels)}`;
+    // labelsKey concatenates a dozen pieces per series, which V8 keeps as a tree of strings for as long as the
+    // key lives (~0.5 KB per series); join copies them into one flat string.
+    const key = [mode, labelsKey(labels)].join('|');
     let s = this.index.get(key);
     if (!s) {
       s = new RecordedSeries(key, labels, mode);
