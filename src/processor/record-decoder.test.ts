@@ -101,6 +101,15 @@ describe('record decoder', () => {
     );
   });
 
+  it('keeps the samples already decoded when a record outgrows its sample arrays', () => {
+    // A fresh RecordBatch holds 4,096 samples; 40 series of 300 (a backfill batch) make it grow twice mid-record.
+    const list = Array.from({ length: 40 }, (_, i) => ({
+      labels: { __name__: 'gpu_utilization_ratio', job_id: 'j', gpu: String(i) },
+      samples: Array.from({ length: 300 }, (_, k): [number, number] => [1.7e12 + k * 1000, i + k / 1000]),
+    }));
+    expectSame(encode(list));
+  });
+
   it('refuses what decodePayload refuses, with the same message, and accepts what it accepts', () => {
     const base = encode(
       [

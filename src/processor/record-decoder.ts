@@ -52,15 +52,19 @@ export class RecordBatch {
     this.starts = s;
   }
 
-  ensureSamples(n: number): void {
+  /**
+   * Room for `n` samples, keeping the first `kept` (those decoded so far: `sampleCount` is only set once the
+   * whole record is decoded, so the caller says how many there are).
+   */
+  ensureSamples(n: number, kept: number): void {
     if (n <= this.timestamps.length) return;
     let cap = this.timestamps.length * 2;
     while (cap < n) cap *= 2;
     const t = new Float64Array(cap);
-    t.set(this.timestamps.subarray(0, this.sampleCount));
+    t.set(this.timestamps.subarray(0, kept));
     this.timestamps = t;
     const v = new Float64Array(cap);
-    v.set(this.values.subarray(0, this.sampleCount));
+    v.set(this.values.subarray(0, kept));
     this.values = v;
     this.valueBytes = new Uint8Array(v.buffer);
   }
@@ -176,7 +180,7 @@ export function decodeRecord(
       );
     }
     out.refs[s] = table.resolve(tenantSid, pairs, labelCount, nowMs);
-    out.ensureSamples(samples + sampleCount);
+    out.ensureSamples(samples + sampleCount, samples);
     const ts = out.timestamps;
     let t = 0;
     for (let j = 0; j < sampleCount; j++) {
