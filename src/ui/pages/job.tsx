@@ -44,6 +44,25 @@ function heatCols(): number {
   return Math.max(200, Math.min(1400, Math.floor(window.innerWidth - 220)));
 }
 
+/** What loading the panels needs from the job's answer. */
+interface JobFacts {
+  /** The job's throughput metric: tokens per second when it reports them, else samples per second. */
+  readonly throughputMetric: string;
+  /** Few enough GPUs for a line each in the power, temperature and clock charts (else min–max bands). */
+  readonly few: boolean;
+}
+
+function throughputMetricOf(metrics: readonly string[]): string {
+  return metrics.includes('train_tokens_per_second') ? 'train_tokens_per_second' : 'train_samples_per_second';
+}
+
+function jobFactsOf(job: JobSummary, metrics: readonly string[]): JobFacts {
+  return {
+    throughputMetric: throughputMetricOf(metrics),
+    few: Math.max(job.gpus, job.worldSize ?? 0) <= MAX_GPU_LINES,
+  };
+}
+
 /** Everything the job page draws, apart from the job's metadata. */
 interface Panels {
   curves: Curve[];
@@ -100,6 +119,24 @@ export function JobPage({ jobId }: { jobId: string }) {
   panelsRef.current = panels;
   const reloadNeeded = useRef(false);
 
+  /**
+   * What a load needs from the job's answer (the throughput metric it reports, whether its GPUs get lines or
+   * bands): the newest known, or a promise of the first answer. Loads start without waiting for the job,
+   * and only the requests that need these wait for them.
+   */
+  const facts = useRef<{ current: JobFacts | null; waiters: ((f: JobFacts) => void)[]; jobId: string }>({
+    current: null,
+    waiters: [],
+    jobId,
+  });
+  if (facts.current.jobId !== jobId) facts.current = { current: null, waiters: [], jobId };
+  const jobFacts = useCallback((): Promise<JobFacts> => {
+    const f = facts.current;
+    return f.current ? Promise.resolve(f.current) : new Promise((resolve) => f.waiters.push(resolve));
+  }, []);
+  /** Bumped when the job's answer changes what a load fetches (e.g. a tokens/s metric appears): reload. */
+  const [factsChanged, setFactsChanged] = useState(0);
+
   // Job metadata and its live numbers.
   usePoll(
     async (signal) => {
@@ -108,6 +145,16 @@ export function JobPage({ jobId }: { jobId: string }) {
         setJob(d.job);
         setMetrics(d.metrics);
         setJobError(null);
+        const f = facts.current;
+        const next = jobFactsOf(d.job, d.metrics);
+        if (f.jobId !== jobId) return;
+        if (f.current === null) {
+          f.current = next;
+          for (const w of f.waiters.splice(0)) w(next);
+        } else if (f.current.throughputMetric !== next.throughputMetric || f.current.few !== next.few) {
+          f.current = next;
+          setFactsChanged((n) => n + 1);
+        }
       } catch (err) {
         if (!signal.aborted) setJobError(err);
       }
@@ -117,9 +164,8 @@ export function JobPage({ jobId }: { jobId: string }) {
   );
 
   const running = job ? job.endMs === null && job.status !== 'completed' && job.status !== 'failed' : false;
-  const gpuCount = job ? Math.max(job.gpus, job.worldSize ?? 0) : 0;
-  const hasTokens = metrics.includes('train_tokens_per_second');
-  const throughputMetric = hasTokens ? 'train_tokens_per_second' : 'train_samples_per_second';
+  const throughputMetric = throughputMetricOf(metrics);
+  const hasTokens = throughputMetric === 'train_tokens_per_second';
   const jobLabels = useMemo(() => ({ job_id: jobId }), [jobId]);
 
   /**
@@ -131,7 +177,6 @@ export function JobPage({ jobId }: { jobId: string }) {
     async (w: { start: number; end: number }, signal: AbortSignal) => {
       const points = chartPoints();
       const cols = heatCols();
-      const few = gpuCount <= MAX_GPU_LINES;
       const heat = (metric: string) =>
         fetchHeatmap(
           {
@@ -145,11 +190,24 @@ export function JobPage({ jobId }: { jobId: string }) {
           },
           signal,
         ).then(decodeMatrix);
+      const settle = async <T extends Record<string, Promise<unknown>>>(tasks: T) => {
+        const keys = Object.keys(tasks);
+        const results = await Promise.allSettled(keys.map((k) => tasks[k]!));
+        const values: Record<string, unknown> = {};
+        const errs: PanelErrors = {};
+        results.forEach((r, i) => {
+          if (r.status === 'fulfilled') values[keys[i]!] = r.value;
+          else (errs as Record<string, unknown>)[keys[i]!] = r.reason;
+        });
+        return { values, errs };
+      };
       const first = {
         curves: fetchCurves(jobId, { start: w.start, end: w.end, points }, signal).then((d) => d.curves),
-        throughput: fetchSpread(
-          { metric: throughputMetric, start: w.start, end: w.end, cols: points, labels: jobLabels },
-          signal,
+        throughput: jobFacts().then((f) =>
+          fetchSpread(
+            { metric: f.throughputMetric, start: w.start, end: w.end, cols: points, labels: jobLabels },
+            signal,
+          ),
         ),
         stepTime: fetchSpread(
           {
@@ -165,17 +223,34 @@ export function JobPage({ jobId }: { jobId: string }) {
         util: heat('gpu_utilization_ratio'),
         memory: heat('gpu_memory_used_bytes'),
       };
-      const settle = async <T extends Record<string, Promise<unknown>>>(tasks: T) => {
-        const keys = Object.keys(tasks);
-        const results = await Promise.allSettled(keys.map((k) => tasks[k]!));
-        const values: Record<string, unknown> = {};
-        const errs: PanelErrors = {};
-        results.forEach((r, i) => {
-          if (r.status === 'fulfilled') values[keys[i]!] = r.value;
-          else (errs as Record<string, unknown>)[keys[i]!] = r.reason;
-        });
-        return { values, errs };
-      };
+      // The per-GPU charts are asked for at once too: the server answers requests one after another, so
+      // it works on them while the browser draws the first view instead of idling until that is done.
+      const second = jobFacts().then(({ few }) =>
+        settle({
+          gpuLines: few
+            ? fetchSeries(
+                {
+                  metric: GPU_DETAIL_METRICS.map((m) => m.metric),
+                  labels: jobLabels,
+                  start: w.start,
+                  end: w.end,
+                  points,
+                },
+                signal,
+              ).then((d) => d.series)
+            : Promise.resolve(null),
+          gpuBands: few
+            ? Promise.resolve(null)
+            : Promise.all(
+                GPU_DETAIL_METRICS.map((m) =>
+                  fetchSpread(
+                    { metric: m.metric, start: w.start, end: w.end, cols: points, labels: jobLabels },
+                    signal,
+                  ),
+                ),
+              ).then((list) => Object.fromEntries(list.map((x) => [x.metric, x]))),
+        }),
+      );
       const one = await settle(first);
       if (signal.aborted) return;
       setPanels({ ...EMPTY, ...(one.values as Partial<Panels>) });
@@ -188,47 +263,28 @@ export function JobPage({ jobId }: { jobId: string }) {
       setWindow(w);
       setLoaded('view');
       reloadNeeded.current = false;
-      const two = await settle({
-        gpuLines: few
-          ? fetchSeries(
-              {
-                metric: GPU_DETAIL_METRICS.map((m) => m.metric),
-                labels: jobLabels,
-                start: w.start,
-                end: w.end,
-                points,
-              },
-              signal,
-            ).then((d) => d.series)
-          : Promise.resolve(null),
-        gpuBands: few
-          ? Promise.resolve(null)
-          : Promise.all(
-              GPU_DETAIL_METRICS.map((m) =>
-                fetchSpread(
-                  { metric: m.metric, start: w.start, end: w.end, cols: points, labels: jobLabels },
-                  signal,
-                ),
-              ),
-            ).then((list) => Object.fromEntries(list.map((x) => [x.metric, x]))),
-      });
+      const two = await second;
       if (signal.aborted) return;
       setPanels((p) => ({ ...p, ...(two.values as Partial<Panels>) }));
       setErrors((e) => ({ ...e, ...two.errs }));
       setLoaded('all');
     },
-    [jobId, throughputMetric, gpuCount, jobLabels],
+    [jobId, jobLabels, jobFacts],
   );
 
-  // Full load when the job, the range or the GPU layout changes.
-  const jobReady = job !== null;
+  // Full load when the job, the range or what the job's answer says to fetch changes. Only the whole-run
+  // range needs the job (its start and end) before it can start; whether the job runs changes that range
+  // only, as the live end of a running job becomes the job's end.
+  const needsJob = range.kind === 'run';
+  const rangeReady = !needsJob || job !== null;
+  const runKey = needsJob ? running : null;
   // biome-ignore lint/correctness/useExhaustiveDependencies: job fields are read once per (job, range) pair
   useEffect(() => {
-    if (!jobReady || !job) return;
+    if (!rangeReady) return;
     const abort = new AbortController();
-    void loadAll(resolveRange(range, Date.now(), job), abort.signal);
+    void loadAll(resolveRange(range, Date.now(), job ?? undefined), abort.signal);
     return () => abort.abort();
-  }, [jobReady, rangeKey, loadAll, running]);
+  }, [rangeReady, rangeKey, loadAll, runKey, factsChanged]);
 
   // Alerts of this job (firing, pending, and resolved within the range).
   usePoll(
