@@ -28,6 +28,7 @@ import {
 } from '../model/labels.js';
 import {
   ROLLUP_TIERS,
+  RollupColumns,
   SampleBuffer,
   type SampleIterator,
   type SelectedSeries,
@@ -302,9 +303,13 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const acc = new SpreadAccumulator(grid);
     const ranks: { labels: Record<string, string>; mean: number | null }[] = [];
     const buf = new SampleBuffer(4096);
+    const windows = new RollupColumns(512);
     for (const s of selected) {
       let recent: number | null;
-      if (s.resolutionMs) recent = acc.addAggregates(s.aggregates!(), s.resolutionMs, end, recentFrom);
+      if (s.resolutionMs && s.readAggregates) {
+        s.readAggregates(windows);
+        recent = acc.addAggregateArrays(windows, s.resolutionMs, end, recentFrom);
+      } else if (s.resolutionMs) recent = acc.addAggregates(s.aggregates!(), s.resolutionMs, end, recentFrom);
       else if (s.readSamples) {
         s.readSamples(buf);
         recent = acc.addSamples(buf, end, recentFrom);
@@ -478,10 +483,14 @@ export function buildHeatmap(select: (hints: SelectHints) => SelectedSeries[], p
   if (grid.step !== firstGrid.step) selected = selectForGrid(select, grid, p.end); // same series, same order
   const acc = new MatrixAccumulator(rowLabels.length, grid, p.idleBelow);
   const buf = new SampleBuffer(4096);
+  const windows = new RollupColumns(512);
   for (let i = 0; i < selected.length; i++) {
     const s = selected[i]!;
     const row = position[seriesRow[i]!]!;
-    if (s.resolutionMs !== undefined && s.aggregates)
+    if (s.resolutionMs !== undefined && s.readAggregates) {
+      s.readAggregates(windows);
+      acc.addAggregateArrays(row, windows, s.resolutionMs, p.end);
+    } else if (s.resolutionMs !== undefined && s.aggregates)
       acc.addAggregates(row, s.aggregates(), s.resolutionMs, p.end);
     else if (s.readSamples) {
       s.readSamples(buf);

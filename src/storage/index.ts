@@ -2,8 +2,9 @@ export type { BlockMeta, TierName } from './block.js';
 export { SampleBuffer } from './codec/chunk.js';
 export { type ExportResult, exportBlock, exportPolicy, exportRange } from './export.js';
 export { type ExportOptions, exportDataDir } from './export-cli.js';
-export { ROLLUP_FUNCS, ROLLUP_TIERS } from './rollup.js';
+export { AGG_COUNT, AGG_LAST, AGG_SUM, ROLLUP_FUNCS, ROLLUP_TIERS, RollupColumns } from './rollup.js';
 export type {
+  AggregateArrays,
   AggregateIterator,
   Appender,
   AppendStats,

@@ -12,6 +12,7 @@ import { SeriesBatchBuilder, STALE_NAN } from '../model/batch.js';
 import { LabelMatcher } from '../model/labels.js';
 import { readSeriesInto } from './bulk-read.js';
 import { SampleBuffer } from './codec/chunk.js';
+import { RollupColumns } from './rollup.js';
 import type { SelectedSeries, SelectHints } from './storage.js';
 import { Tsdb, type TsdbOptions } from './tsdb.js';
 
@@ -106,6 +107,48 @@ describe('bulk reads', () => {
         const sel = db.querier('t', -1e15, 1e15).select(all, { stepMs: 60_000, rangeMs: 60_000, func });
         expect(sel.some((s) => s.resolutionMs !== undefined)).toBe(true);
         for (const s of sel) expect(bulk(s, buf)).toEqual(iterated(s));
+      }
+      // … and readAggregates the windows aggregates() yields, into one reused set of columns (grown from
+      // two windows), with or without a narrower list of aggregates and time range.
+      const windows = new RollupColumns(2);
+      for (const h of [
+        { stepMs: 10_000, rangeMs: 10_000, func: 'avg_over_time' },
+        {
+          stepMs: 60_000,
+          rangeMs: 60_000,
+          func: 'avg_over_time',
+          aggregates: ['sum', 'count', 'last'] as const,
+        },
+        {
+          stepMs: 10_000,
+          rangeMs: 10_000,
+          func: 'max_over_time',
+          minT: 1_000_000_312_345,
+          maxT: 1_000_000_901_234,
+        },
+        // The newest 30 s: windows aggregated from the head's raw samples only.
+        { stepMs: 10_000, rangeMs: 10_000, func: 'avg_over_time', minT: Math.max(...next) - 30_000 },
+      ]) {
+        const sel = db.querier('t', -1e15, 1e15).select(all, h);
+        expect(
+          sel.some((s) => s.resolutionMs !== undefined),
+          JSON.stringify(h),
+        ).toBe(true);
+        for (const s of sel) {
+          const it = s.aggregates!();
+          const viaIterator: bigint[][] = [];
+          while (it.next())
+            viaIterator.push(
+              [it.t, it.min, it.max, it.sum, it.count, it.last].map((x, i) => (i ? bitsOf(x) : BigInt(x))),
+            );
+          const n = s.readAggregates!(windows);
+          expect(n).toBe(windows.n);
+          const viaBulk = Array.from({ length: n }, (_, i) => [
+            BigInt(windows.t[i]!),
+            ...windows.cols.map((c) => bitsOf(c[i]!)),
+          ]);
+          expect(viaBulk, `${JSON.stringify(h)} ${s.labels.__name__}`).toEqual(viaIterator);
+        }
       }
       await db.close();
     }

@@ -10,7 +10,7 @@
  */
 import { isStaleNaN } from '../model/batch.js';
 import type { TierName } from './block.js';
-import type { AggregateIterator, SampleIterator } from './storage.js';
+import type { AggregateArrays, AggregateIterator, SampleIterator } from './storage.js';
 
 export interface Tier {
   readonly name: TierName;
@@ -41,7 +41,7 @@ export const ROLLUP_FUNCS: Readonly<Record<string, number>> = {
 };
 
 /** Per-window aggregates of one series, as growable columns. */
-export class RollupColumns {
+export class RollupColumns implements AggregateArrays {
   n = 0;
   t: Float64Array;
   readonly cols: Float64Array[];
@@ -107,7 +107,7 @@ export function aggregateSamples(
   res: number,
   minT: number,
   maxT: number,
-  out: RollupColumns,
+  out: AggregateArrays,
   keepFrom = Number.NEGATIVE_INFINITY,
 ): void {
   let i = 0;
@@ -197,7 +197,7 @@ export class RollupIterator implements AggregateIterator, SampleIterator {
   private i = -1;
 
   constructor(
-    private readonly data: RollupColumns,
+    private readonly data: AggregateArrays,
     private readonly column: number,
   ) {}
 

@@ -39,6 +39,28 @@ export interface SelectedSeries {
    * dashboard column grid, a range function over the selection). Values keep their exact bit patterns.
    */
   readSamples?(out: SampleArrays): number;
+  /**
+   * Optional bulk read, with `resolutionMs`: every window {@link aggregates} yields, into `out` (its columns
+   * grown as needed, its contents replaced; the columns not asked for in {@link SelectHints.aggregates} may
+   * be NaN); returns the count. No allocation per series and no call per window: for callers that fold
+   * every window of many series (dashboard heatmaps and bands).
+   */
+  readAggregates?(out: AggregateArrays): number;
+}
+
+/**
+ * Growable per-window aggregates for {@link SelectedSeries.readAggregates} (rollup.ts `RollupColumns`
+ * implements it): windows `[0..n)` at `t` (each window's last millisecond), `cols[AGG_*]` (min, max, sum,
+ * count, last: rollup.ts's column numbers). Reuse one across series.
+ */
+export interface AggregateArrays {
+  n: number;
+  t: Float64Array;
+  readonly cols: Float64Array[];
+  reset(): void;
+  /** Room for `n` windows, keeping the first `this.n`. */
+  reserve(n: number): void;
+  push(t: number, min: number, max: number, sum: number, count: number, last: number): void;
 }
 
 /**

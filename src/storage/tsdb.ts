@@ -53,6 +53,7 @@ import {
 } from './rollup.js';
 import { SpillFile } from './spill.js';
 import type {
+  AggregateArrays,
   AggregateIterator,
   Appender,
   AppendStats,
@@ -951,12 +952,14 @@ export class Tsdb implements Storage {
         const res = tier.resolutionMs;
         seriesSplit = Math.min(seriesSplit, Math.floor(headMin / res) * res);
       }
-      const materialize = () => this.rollupColumns(s, tier, lo, hi, seriesSplit, wanted);
+      const materialize = (into?: AggregateArrays) =>
+        this.rollupColumns(s, tier, lo, hi, seriesSplit, wanted, into);
       out.push({
         labels: s.labels,
         resolutionMs: tier.resolutionMs,
         iterator: () => new RollupIterator(materialize(), column),
         aggregates: (): AggregateIterator => new RollupIterator(materialize(), column),
+        readAggregates: (into) => materialize(into).n,
         readSamples: (into) => {
           const c = materialize();
           into.n = 0;
@@ -984,7 +987,9 @@ export class Tsdb implements Storage {
     hi: number,
     split: number,
     wanted = ALL_AGGREGATES,
-  ): RollupColumns {
+    /** Caller-owned columns to fill (their contents replaced) instead of new ones. */
+    into?: AggregateArrays,
+  ): AggregateArrays {
     const res = tier.resolutionMs;
     const winLo = Math.floor(lo / res) * res + res - 1;
     const buf = rollupScratch;
@@ -997,7 +1002,13 @@ export class Tsdb implements Storage {
     let first = 0;
     while (first < AGG_COLUMNS && (wanted & (1 << first)) === 0) first++;
     const n = stored ? readSeriesInto(s.rollups, undefined, winLo, wHi, buf, first) : 0;
-    const out = new RollupColumns(n + (rawN > 0 ? Math.min(rawN, Math.floor((hi - from) / res) + 1) : 0));
+    const capacity = n + (rawN > 0 ? Math.min(rawN, Math.floor((hi - from) / res) + 1) : 0);
+    let out: AggregateArrays;
+    if (into) {
+      out = into;
+      out.reset();
+      out.reserve(capacity);
+    } else out = new RollupColumns(capacity);
     if (stored) {
       // Bulk reads of each column wanted (same windows in every column of a rollup block).
       out.t.set(buf.t.subarray(0, n));
