@@ -404,7 +404,17 @@ export class BlockIndex implements PostingsIndex {
 
 export class BlockCorruptError extends Error {}
 
-let readScratch = Buffer.allocUnsafe(1 << 16);
+/**
+ * Scratch buffers of reads made for callers that decode at once, each with the bytes it holds (`length`
+ * bytes of `reader`'s file at `offset`). A read inside a range one of them holds is served from memory: a
+ * rollup block's caller reads a series' columns one after another, each over every block of the range, and
+ * the first column's read of each block brings the others' bytes in. Used round robin.
+ */
+const scratchSlots: { reader: BlockReader | undefined; offset: number; length: number; buf: Buffer }[] =
+  Array.from({ length: 16 }, () => ({ reader: undefined, offset: 0, length: 0, buf: Buffer.alloc(0) }));
+let nextScratchSlot = 0;
+/** Bytes a scratch read that misses reads at least. */
+const SCRATCH_READ_AHEAD = 64 << 10;
 
 /** An open block: its meta at once, its index on demand, its chunks by positioned reads. */
 export class BlockReader {
@@ -489,25 +499,43 @@ export class BlockReader {
 
   /**
    * Reads `length` bytes at `offset` (one series' chunks are contiguous: one read serves them all). With
-   * `scratch`, into a shared buffer valid until the next such read (for callers that decode at once).
+   * `scratch`, into a shared buffer valid until the next such read (for callers that decode at once); such
+   * reads read ahead, and one inside bytes a scratch buffer still holds makes no system call.
    */
   read(offset: number, length: number, scratch = false): Uint8Array {
-    let out: Buffer;
-    if (scratch) {
-      if (readScratch.length < length)
-        readScratch = Buffer.allocUnsafe(Math.max(length, readScratch.length * 2));
-      out = readScratch.subarray(0, length);
-    } else out = Buffer.allocUnsafe(length);
+    if (!scratch) {
+      const out = Buffer.allocUnsafe(length);
+      this.readInto(out, offset, length);
+      return out;
+    }
+    for (const held of scratchSlots)
+      if (held.reader === this && offset >= held.offset && offset + length <= held.offset + held.length)
+        return held.buf.subarray(offset - held.offset, offset - held.offset + length);
+    // A miss reads ahead (up to the end of the file): the next series of a selection usually follow in the
+    // file (series are stored in label order), so one system call serves many of them.
+    const span = Math.max(length, Math.min(SCRATCH_READ_AHEAD, this.fileBytes - offset));
+    const slot = scratchSlots[nextScratchSlot]!;
+    nextScratchSlot = (nextScratchSlot + 1) % scratchSlots.length;
+    slot.reader = undefined;
+    if (slot.buf.length < span) slot.buf = Buffer.allocUnsafe(Math.max(span, slot.buf.length * 2));
+    this.readInto(slot.buf, offset, span);
+    slot.reader = this;
+    slot.offset = offset;
+    slot.length = span;
+    return slot.buf.subarray(0, length);
+  }
+
+  private readInto(out: Buffer, offset: number, length: number): void {
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, out, done, length - done, offset + done);
       if (n === 0) throw new BlockCorruptError(`block ${this.path}: short read at ${offset + done}`);
       done += n;
     }
-    return out;
   }
 
   close(): void {
+    for (const held of scratchSlots) if (held.reader === this) held.reader = undefined;
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
     this.cachedIndex = undefined;

@@ -164,15 +164,21 @@ function readBlockSeries(
   const end = first + idx.chunkCount[id]!;
   let a = -1;
   let z = -1;
+  // The byte range of the series' chunks in [lo, hi] of every column: a rollup block's caller reads several
+  // columns of a series one after another, and the block serves the later ones from that one read.
+  let base = Number.POSITIVE_INFINITY;
+  let stop = 0;
   for (let c = first; c < end; c++) {
-    if (idx.chunkColumn[c] !== column || idx.chunkMaxT[c]! < lo || idx.chunkMinT[c]! > hi) continue;
+    if (idx.chunkMaxT[c]! < lo || idx.chunkMinT[c]! > hi) continue;
+    base = Math.min(base, idx.chunkOffset[c]!);
+    stop = Math.max(stop, idx.chunkOffset[c]! + idx.chunkLength[c]!);
+    if (idx.chunkColumn[c] !== column) continue;
     if (a < 0) a = c;
     z = c;
   }
   if (a < 0) return;
   // One read for the chunks needed: a series' chunks are contiguous.
-  const base = idx.chunkOffset[a]!;
-  const data = block.read(base, idx.chunkOffset[z]! + idx.chunkLength[z]! - base, true);
+  const data = block.read(base, stop - base, true);
   const v2 = block.version >= 2;
   for (let c = a; c <= z; c++) {
     if (idx.chunkColumn[c] !== column || idx.chunkMaxT[c]! < lo || idx.chunkMinT[c]! > hi) continue;
