@@ -297,7 +297,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const grid = gridParams(q, start, end);
     const matchers = [new LabelMatcher('=', METRIC_NAME_LABEL, metric), ...labelMatchers(q, SPREAD_OPTIONS)];
     const querier = deps.storage.querier(tenant, grid.start, end);
-    const selected = selectForGrid((hints) => querier.select(matchers, hints), grid, end);
+    const selected = selectForGrid((hints) => querier.select(matchers, hints), grid, end, SPREAD_AGGREGATES);
     const withStragglers = single(q.stragglers, 'stragglers') === '1';
     const recentFrom = end - Math.max(1, Math.floor((end - start) / 4));
     const acc = new SpreadAccumulator(grid);
@@ -412,27 +412,33 @@ interface HeatmapParams {
  * Rollup hints for a column grid: with a step of 10 s or more, a storage that keeps rollup tiers may answer
  * with windows that divide the step (sums and counts, so the cell means stay exact) instead of raw samples.
  */
-function rollupHints(grid: { start: number; step: number }, end: number): SelectHints {
+function rollupHints(
+  grid: { start: number; step: number },
+  end: number,
+  aggregates: RollupAggregates,
+): SelectHints {
   const range = { minT: grid.start, maxT: end };
   return grid.step >= 10_000
-    ? {
-        ...range,
-        stepMs: grid.step,
-        func: 'avg_over_time',
-        rangeMs: grid.step,
-        // What the accumulators read: the storage skips the min and max columns.
-        aggregates: ['sum', 'count', 'last'],
-      }
+    ? { ...range, stepMs: grid.step, func: 'avg_over_time', rangeMs: grid.step, aggregates }
     : range;
 }
+
+/**
+ * The window aggregates an accumulator reads, so that the storage decodes no other column: cell means need
+ * sums and counts; a heatmap's rows also report their newest value (`last`), a band chart does not.
+ */
+type RollupAggregates = NonNullable<SelectHints['aggregates']>;
+const HEATMAP_AGGREGATES: RollupAggregates = ['sum', 'count', 'last'];
+const SPREAD_AGGREGATES: RollupAggregates = ['sum', 'count'];
 
 /** Selects with rollup hints, and again without them if a tier's windows do not fit the grid's columns. */
 function selectForGrid(
   select: (hints: SelectHints) => SelectedSeries[],
   grid: { start: number; step: number },
   end: number,
+  aggregates: RollupAggregates,
 ): readonly SelectedSeries[] {
-  const selected = select(rollupHints(grid, end));
+  const selected = select(rollupHints(grid, end, aggregates));
   const misfit = selected.some(
     (s) => s.resolutionMs !== undefined && (grid.step % s.resolutionMs !== 0 || !s.aggregates),
   );
@@ -443,7 +449,7 @@ function selectForGrid(
 export function buildHeatmap(select: (hints: SelectHints) => SelectedSeries[], p: HeatmapParams) {
   // The column step depends on the number of rows (cells are capped), known only after a first select.
   const firstGrid = gridParams(p.q, p.start, p.end);
-  let selected: readonly SelectedSeries[] = selectForGrid(select, firstGrid, p.end);
+  let selected: readonly SelectedSeries[] = selectForGrid(select, firstGrid, p.end, HEATMAP_AGGREGATES);
   const rowOf = new Map<string, number>();
   const rowLabels: Record<string, string>[] = [];
   const seriesRow = new Int32Array(selected.length);
@@ -480,7 +486,7 @@ export function buildHeatmap(select: (hints: SelectHints) => SelectedSeries[], p
     position[r] = i;
   });
   const grid = gridParams(p.q, p.start, p.end, rowLabels.length);
-  if (grid.step !== firstGrid.step) selected = selectForGrid(select, grid, p.end); // same series, same order
+  if (grid.step !== firstGrid.step) selected = selectForGrid(select, grid, p.end, HEATMAP_AGGREGATES); // same series, same order
   const acc = new MatrixAccumulator(rowLabels.length, grid, p.idleBelow);
   const buf = new SampleBuffer(4096);
   const windows = new RollupColumns(512);

@@ -278,6 +278,8 @@ export function JobPage({ jobId }: { jobId: string }) {
   const needsJob = range.kind === 'run';
   const rangeReady = !needsJob || job !== null;
   const runKey = needsJob ? running : null;
+  // After the job poll's effect (declared above), so that jobs/:id, which the throughput and per-GPU
+  // requests wait for, is the first request the server answers.
   // biome-ignore lint/correctness/useExhaustiveDependencies: job fields are read once per (job, range) pair
   useEffect(() => {
     if (!rangeReady) return;
