@@ -236,6 +236,8 @@ async function main(): Promise<void> {
       viewMs: number;
       drawnMs: number;
       loadedMs: number;
+      /** When the page's first API request left (navigation start = 0). */
+      firstRequestMs: number;
       api: Record<string, number>;
       heatmapRows: number;
       heatmapCols: number;
@@ -275,6 +277,7 @@ async function main(): Promise<void> {
         const api = {};
         let bytes = 0;
         let loadedMs = 0;
+        let firstRequestMs = Infinity;
         for (const e of performance.getEntriesByType('resource')) {
           if (!e.name.includes('/api/')) continue;
           const u = new URL(e.name);
@@ -282,11 +285,12 @@ async function main(): Promise<void> {
           api[key] = Math.max(api[key] ?? 0, e.duration);
           bytes += e.encodedBodySize;
           loadedMs = Math.max(loadedMs, e.responseEnd);
+          firstRequestMs = Math.min(firstRequestMs, e.startTime);
         }
         const heat = document.querySelector('[data-testid="gpu-util-heatmap"]');
         let points = 0;
         for (const c of document.querySelectorAll('.chart')) points += Number(c.dataset.points);
-        return { api, bytes, loadedMs, heatmapRows: Number(heat.dataset.rows), heatmapCols: Number(heat.dataset.cols), chartPoints: points };
+        return { api, bytes, loadedMs, firstRequestMs, heatmapRows: Number(heat.dataset.rows), heatmapCols: Number(heat.dataset.cols), chartPoints: points };
       })()`)) as Omit<Load, 'drawnMs' | 'viewMs' | 'serverCpuMs'>;
       if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
       if (m.heatmapRows !== NODES * GPUS)
@@ -353,6 +357,7 @@ async function main(): Promise<void> {
     const browserOnly = stats(loads.map((l) => Math.max(0, l.drawnMs - l.loadedMs)));
     const serverCpu = stats(loads.map((l) => l.serverCpuMs));
     const lastApi = stats(loads.map((l) => l.loadedMs));
+    const firstRequest = stats(loads.map((l) => l.firstRequestMs));
     const live = stats(latencies);
     const apiKeys = [...new Set(loads.flatMap((l) => Object.keys(l.api)))].sort();
     const command = `npx tsx bench/ui-render.ts --nodes ${NODES} --gpus ${GPUS} --minutes ${MINUTES} --runs ${RUNS} --live ${LIVE_SAMPLES}`;
@@ -383,6 +388,7 @@ async function main(): Promise<void> {
       drawnMs: drawn,
       loadAverage: os.loadavg(),
       lastApiAnswerMs: lastApi,
+      firstApiRequestMs: firstRequest,
       liveLatencyMs: { ...live, samples: latencies },
     };
     mkdirSync(args.out!, { recursive: true });
@@ -413,19 +419,24 @@ one warm-up load. "Drawn" is the first animation frame at which the job's data i
 |---|---|---|---|---|
 | **navigation → everything drawn** | **${ms(drawn.median)}** | ${ms(drawn.p90)} | ${ms(drawn.min)} | ${ms(drawn.max)} |
 | navigation → first view drawn (curves, throughput, step time, both heatmaps with the straggler) | ${ms(view.median)} | ${ms(view.p90)} | ${ms(view.min)} | ${ms(view.max)} |
+| navigation → first API request | ${ms(firstRequest.median)} | ${ms(firstRequest.p90)} | ${ms(firstRequest.min)} | ${ms(firstRequest.max)} |
 | navigation → last API answer | ${ms(lastApi.median)} | ${ms(lastApi.p90)} | ${ms(lastApi.min)} | ${ms(lastApi.max)} |
 | last API answer → everything drawn (the browser's own work: decode, React, uPlot, canvas) | ${ms(browserOnly.median)} | ${ms(browserOnly.p90)} | ${ms(browserOnly.min)} | ${ms(browserOnly.max)} |
 | server CPU time per load (all its requests, from its process counter) | ${ms(serverCpu.median)} | ${ms(serverCpu.p90)} | ${ms(serverCpu.min)} | ${ms(serverCpu.max)} |
 
 Target (issue 10): under 1 s — ${drawn.median < 1000 ? `met (median ${ms(drawn.median)}, p90 ${ms(drawn.p90)})` : `**not met** (median ${ms(drawn.median)})`}.
 
-Where the time goes: the browser's own work (decoding the answers, React, uPlot and the canvas heatmaps) is
-${ms(browserOnly.median)}; the rest is the server reading the samples. Drawing everything reads seven metrics of all
-${NODES * GPUS} GPUs or ranks over the hour — ≈${((7 * NODES * GPUS * MINUTES * 60) / 1e6).toFixed(1)} M samples — in ${ms(serverCpu.median)} of server CPU, about
-${Math.round((serverCpu.median * 1e6) / (7 * NODES * GPUS * MINUTES * 60))} ns per sample, most of it decoding the TSDB's compressed chunks (a CPU profile of these requests, taken before
-the aggregation loops were tightened, put the chunk decoders at about 60% and the aggregation at about 25%). The page loads in two
-phases so that the first view (curves, throughput, step time with the straggler scores, both rank heatmaps) does not
-wait for the per-GPU power, temperature and clock bands below it.
+Where the time goes: the page's first request leaves ${ms(firstRequest.median)} after navigation (the HTML, the script
+bundle, React's first render); from then on the server, one Node process answering the page's requests one after
+another, sets the pace, and the browser's own work after the last answer (decoding, React, uPlot and the canvas
+heatmaps) is ${ms(browserOnly.median)}. Drawing everything covers seven metrics of all ${NODES * GPUS} GPUs or ranks over the hour —
+≈${((7 * NODES * GPUS * MINUTES * 60) / 1e6).toFixed(1)} M samples — in ${ms(serverCpu.median)} of server CPU: the columns are 10 s wide, so most of the hour is read
+as the blocks' 10 s rollup windows (sums and counts, plus the newest value for the heatmaps), and only the newest
+minutes, still in the TSDB's head, as raw samples aggregated at query time. The page asks for everything at once: the
+requests that need nothing from the job (curves, step time with the straggler scores, both rank heatmaps) leave at
+mount next to \`jobs/:id\`, and the throughput band and the per-GPU power, temperature and clock bands as soon as
+\`jobs/:id\` has said which throughput metric the job reports and how many GPUs it has; the first view is drawn as soon
+as its own answers are in.
 
 What the page drew per load: heatmaps of ${loads[0]?.heatmapRows} rows × ${loads[0]?.heatmapCols} columns, ${loads[0]?.chartPoints.toLocaleString('en-US')} chart points
 in total, ${((loads[0]?.bytes ?? 0) / 1024).toFixed(0)} KiB of API answers. The server folds the ≈${((series * MINUTES * 60) / 1e6).toFixed(0)} M samples into about one value per

@@ -216,6 +216,53 @@ describe.skipIf(!available)('the dashboard in Chromium against trainwatch demo',
     expectNoProblems();
   }, 60_000);
 
+  it('asks for the panels that need nothing from the job at once, and the rest once the job has answered', async () => {
+    const jobPath = `/api/tw/v1/jobs/${encodeURIComponent(stragglerJob)}`;
+    const seen: string[] = [];
+    page.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.pathname.startsWith('/api/'))
+        seen.push(
+          `${u.pathname}${u.searchParams.get('metric') ? `?metric=${u.searchParams.getAll('metric')}` : ''}`,
+        );
+    });
+    // jobs/:id is held until released: the page must not wait for it where it does not need it.
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    await page.route(
+      (u) => u.pathname === jobPath,
+      async (route) => {
+        await held;
+        await route.continue();
+      },
+    );
+    const now = Date.now();
+    await page.goto(`${base}/jobs/${encodeURIComponent(stragglerJob)}?from=${now - 10 * 60_000}&to=${now}`);
+    for (const want of [
+      `${jobPath}/curves`,
+      '/api/tw/v1/spread?metric=train_step_duration_seconds',
+      '/api/tw/v1/heatmap?metric=gpu_utilization_ratio',
+      '/api/tw/v1/heatmap?metric=gpu_memory_used_bytes',
+    ])
+      await expect.poll(() => seen.includes(want), { message: want }).toBe(true);
+    // The throughput band (which metric: the job's answer says) and the per-GPU charts (lines or bands: the
+    // job's GPU count says) wait for the job.
+    const waiting = (x: string) => /per_second|gpu_power|gpu_temperature|gpu_sm_clock|\/series/.test(x);
+    expect(seen.filter(waiting)).toEqual([]);
+    release();
+    await expect.poll(() => page.evaluate('document.body.dataset.jobLoaded ?? ""')).toBe('1');
+    expect(
+      seen.filter((x) => /^\/api\/tw\/v1\/spread\?metric=train_(tokens|samples)_per_second$/.test(x)),
+    ).toHaveLength(1);
+    // The demo's jobs have 8 GPUs: a line each, from /series.
+    expect(seen).toContain(
+      '/api/tw/v1/series?metric=gpu_power_watts,gpu_temperature_celsius,gpu_sm_clock_hertz',
+    );
+    expectNoProblems();
+  }, 60_000);
+
   it('centres the job page on ?t= and keeps the heatmap keyboard-accessible', async () => {
     const t = Date.now() - 3 * 60_000;
     await page.goto(`${base}/jobs/${encodeURIComponent(stragglerJob)}?t=${t}&range=15m`);
