@@ -146,6 +146,8 @@ async function main(): Promise<void> {
 
     // --- data: one job of NODES × GPUS ranks, MINUTES of history at 1 s ------------------------------------
     const sendStarted = Date.now();
+    /** The simulator's clock when it stopped: the job's newest sample, once the processor has caught up. */
+    let simSentUpTo: number | undefined;
     if (!args.url) {
       log(`sending ${NODES} × ${GPUS} GPUs × ${MINUTES} min at 1 s through the simulator…`);
       const sim = run(process.execPath, [
@@ -164,8 +166,16 @@ async function main(): Promise<void> {
         '--duration',
         '2s',
       ]);
+      // The simulator's last line says up to which time it sent: {"done":{…,"clockMs":…}}.
+      let simOut = '';
+      for (const stream of [sim.stdout!, sim.stderr!])
+        stream.on('data', (d: Buffer) => {
+          simOut += d.toString();
+        });
       const simCode = await new Promise<number | null>((r) => sim.once('exit', r));
       if (simCode !== 0) throw new Error(`the simulator exited with ${simCode}`);
+      const done = /"done":\{[^}]*"clockMs":(\d+)/.exec(simOut);
+      if (done) simSentUpTo = Number(done[1]);
     }
     const sendSeconds = (Date.now() - sendStarted) / 1000;
     type Job = {
@@ -193,7 +203,12 @@ async function main(): Promise<void> {
         const r = (await (await fetch(`${url}/api/tw/v1/jobs/${encodeURIComponent(job.jobId)}`)).json()) as {
           data: { job: Job };
         };
-        return args.url || Date.now() - r.data.job.lastSampleMs < 10_000 ? true : undefined;
+        // Against the simulator's own end when known: a processor that is still catching up more than 10 s
+        // after the simulator stopped (a busy machine) would otherwise never count as caught up.
+        if (args.url) return true;
+        if (simSentUpTo !== undefined)
+          return r.data.job.lastSampleMs >= simSentUpTo - 5000 ? true : undefined;
+        return Date.now() - r.data.job.lastSampleMs < 10_000 ? true : undefined;
       },
       300_000,
     );
