@@ -163,7 +163,9 @@ const QUERIES: (string | [string, string])[] = [
   'count_values("value", gpu_throttled)',
   'count_values by (job_id) ("loss", round(train_loss))',
   'sum by (job_id) (rate(train_step[5m])) * 60',
-  'topk(1, sum by (job_id) (rate(host_network_transmit_bytes_total[5m])))',
+  // Prometheus 2.42 breaks ties between aggregated series of a range query in Go's random map order, so the
+  // value ranked must have no ties: the simulator's network counters grow alike on equal nodes, power is noisy.
+  'topk(1, sum by (job_id) (rate(host_network_transmit_bytes_total[5m])) / sum by (job_id) (avg_over_time(gpu_power_watts[5m])))',
   // binary operators
   'gpu_memory_used_bytes / 2 ^ 30',
   '100 * gpu_utilization_ratio',
