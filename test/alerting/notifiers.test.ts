@@ -263,7 +263,13 @@ describe('e-mail over SMTP', () => {
     expect(messages[0]!.to).toEqual(['ml-team@example.com']);
     expect(messages[0]!.data).toMatch(/Subject: \[FIRING:1\] TrainingStalled job_id=job-1/);
     expect(messages[0]!.data).toContain('training step has not advanced');
-    expect(svc.store.notifications(10)[0]!.attempts).toBe(3);
+    // The server has the message before the client reads its 250 reply and the outbox records the delivery.
+    const delivered = await waitFor(
+      'the delivery recorded',
+      () => svc.store.notifications(10).find((n) => n.status === 'delivered'),
+      15_000,
+    );
+    expect(delivered.attempts).toBe(3);
   });
 });
 
