@@ -100,7 +100,7 @@ export async function sendFrame(opts: NativeClientOptions, frame: Uint8Array): P
     const delay = Math.max(backoff, retryAfterMs ?? 0);
     if (Date.now() + delay > deadline)
       return { ok: false, status, attempts: attempt, error, retryable: true };
-    await sleep(delay, opts.signal);
+    await sleepUnlessAborted(delay, opts.signal);
     if (opts.signal?.aborted)
       return { ok: false, status, attempts: attempt, error: 'aborted', retryable: true };
   }
@@ -114,16 +114,19 @@ export function parseRetryAfter(value: string): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/**
+ * Waits `ms`, or less when `signal` aborts; resolves either way. The abort listener is removed when the time
+ * is up: a long-lived signal (the simulator's, for as long as the demo runs) must not collect one per wait.
+ */
+export function sleepUnlessAborted(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
+    if (ms <= 0 || signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
   });
 }

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { SeriesBatchBuilder } from '../model/batch.js';
 import type { JobEvent } from '../model/job.js';
-import { NativeClient } from '../protocol/native-client.js';
+import { NativeClient, sleepUnlessAborted } from '../protocol/native-client.js';
 import { type FleetOptions, FleetSimulator, type IncidentRecord, type SimNode } from './fleet.js';
 
 export interface SimulationOptions extends FleetOptions {
@@ -194,7 +194,7 @@ export async function runSimulation(opts: SimulationOptions): Promise<Simulation
   while (!opts.signal?.aborted && Date.now() < liveUntil) {
     const due = fleet.nowMs + opts.intervalMs;
     const wait = due - Date.now();
-    if (wait > 0) await sleep(Math.min(wait, liveUntil - Date.now()), opts.signal);
+    if (wait > 0) await sleepUnlessAborted(Math.min(wait, liveUntil - Date.now()), opts.signal);
     if (opts.signal?.aborted || Date.now() < due) continue;
     // If sending fell behind, catch up several ticks into the same batches.
     while (fleet.nowMs + opts.intervalMs <= Date.now()) step(perBatch);
@@ -203,19 +203,4 @@ export async function runSimulation(opts: SimulationOptions): Promise<Simulation
   }
   report.phase = 'done';
   return report;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (ms <= 0) return resolve();
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 }
