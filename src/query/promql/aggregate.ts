@@ -265,8 +265,10 @@ async function aggregateK(ev: Evaluator, e: AggregateExpr): Promise<EvalValue> {
       ks[i] = p >= 9.2e18 ? Number.MAX_SAFE_INTEGER : Math.trunc(p);
     }
   }
-  const kept: StepSeries[] = series.map((s) => newStepSeries(s.labels, steps, s.dropName));
+  // Created when a series first wins a step: most input series of a fleet-wide topk never do.
+  const kept: (StepSeries | undefined)[] = new Array(series.length);
   const ever = new Uint8Array(series.length);
+  const best: number[] = [];
   // Ranks at the first step, for the result order of instant queries.
   const firstOrder: number[] = [];
   const hashFraction = isRatio ? series.map((s) => Number(labelsHash(s.labels)) / MAX_UINT64) : undefined;
@@ -285,6 +287,8 @@ async function aggregateK(ev: Evaluator, e: AggregateExpr): Promise<EvalValue> {
         if (k < 1) continue;
         if (e.op === 'limitk') {
           chosen = cand.slice(0, k);
+        } else if (k <= SELECT_K_MAX && k < cand.length) {
+          chosen = selectK(series, cand, i, k, e.op === 'topk', best);
         } else {
           const top = e.op === 'topk';
           const sorted = [...cand].sort((a, b) => {
@@ -298,8 +302,13 @@ async function aggregateK(ev: Evaluator, e: AggregateExpr): Promise<EvalValue> {
         }
       }
       for (const k of chosen) {
-        kept[k]!.has[i] = 1;
-        kept[k]!.vals[i] = series[k]!.vals[i]!;
+        let o = kept[k];
+        if (o === undefined) {
+          o = newStepSeries(series[k]!.labels, steps, series[k]!.dropName);
+          kept[k] = o;
+        }
+        o.has[i] = 1;
+        o.vals[i] = series[k]!.vals[i]!;
         if (!ever[k]) {
           ever[k] = 1;
           if (i === 0) firstOrder.push(k);
@@ -312,4 +321,51 @@ async function aggregateK(ev: Evaluator, e: AggregateExpr): Promise<EvalValue> {
   for (const k of firstOrder) ordered[k] = 1;
   for (let k = 0; k < series.length; k++) if (ever[k] && !ordered[k]) order.push(k);
   return { kind: 'vector', series: order.map((k) => kept[k]!) };
+}
+
+/** Up to this k, topk/bottomk keep a sorted buffer of k winners instead of sorting every candidate. */
+const SELECT_K_MAX = 64;
+
+/**
+ * The first k of `cand` (series indices in ascending order, all present at step `i`) in the order of the
+ * stable sort that the general path uses — by value, descending for topk and ascending for bottomk, NaN
+ * last, equal values (and ±Inf against itself, and NaN against NaN) in candidate order — in
+ * O(cand × log k + winners × k) instead of a comparator sort of every candidate. `best` is reused.
+ */
+function selectK(
+  series: StepSeries[],
+  cand: number[],
+  i: number,
+  k: number,
+  top: boolean,
+  best: number[],
+): number[] {
+  best.length = 0;
+  // `bv` mirrors the values of `best` (NaN sorts last); a candidate enters only if it sorts strictly
+  // before the current last winner, because on a tie the earlier candidate stays ahead.
+  const bv = new Float64Array(k);
+  for (let c = 0; c < cand.length; c++) {
+    const idx = cand[c]!;
+    const v = series[idx]!.vals[i]!;
+    const n = best.length;
+    if (n === k && !before(v, bv[n - 1]!, top)) continue;
+    // Insert after every winner that it does not sort strictly before.
+    let pos = n === k ? n - 1 : n;
+    while (pos > 0 && before(v, bv[pos - 1]!, top)) pos--;
+    const last = n === k ? n - 1 : n;
+    for (let m = last; m > pos; m--) {
+      best[m] = best[m - 1]!;
+      bv[m] = bv[m - 1]!;
+    }
+    best[pos] = idx;
+    bv[pos] = v;
+  }
+  return best;
+}
+
+/** Whether value a sorts strictly before value b (topk: greater first; bottomk: smaller first; NaN last). */
+function before(a: number, b: number, top: boolean): boolean {
+  if (Number.isNaN(a)) return false;
+  if (Number.isNaN(b)) return true;
+  return top ? a > b : a < b;
 }
