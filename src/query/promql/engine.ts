@@ -10,6 +10,7 @@
  */
 import { isStaleNaN } from '../../model/batch.js';
 import type { LabelMatcher, LabelSet } from '../../model/labels.js';
+import { SampleBuffer } from '../../storage/codec/chunk.js';
 import type { Querier, SelectedSeries, SelectHints } from '../../storage/storage.js';
 import { evalAggregate } from './aggregate.js';
 import { Annotations } from './annotations.js';
@@ -178,6 +179,8 @@ class WindowBuffer {
 
 export class Evaluator {
   readonly steps: number;
+  /** Reused by bulk series reads (`readSamples`). */
+  private readonly bulkSamples = new SampleBuffer();
 
   constructor(
     readonly q: QueryCtx,
@@ -425,9 +428,17 @@ export class Evaluator {
     });
     const out: StepSeries[] = [];
     const steps = this.steps;
+    // When consecutive lookback windows overlap, every sample of the selection is read anyway: read each
+    // series in bulk (no iterator and no call per sample) and walk its arrays as the iterator would.
+    const bulk = at === undefined && (steps === 1 || this.interval <= lookback);
     for (const sel of selected) {
       this.checkInterrupt('vector selector');
       await this.maybeYield('vector selector');
+      if (bulk && sel.readSamples) {
+        const s = this.vectorFromSamples(sel, offset, lookback, timestamps);
+        if (s) out.push(s);
+        continue;
+      }
       const s = newStepSeries(sel.labels, steps);
       const it = sel.iterator();
       let has = it.next();
@@ -464,6 +475,51 @@ export class Evaluator {
       }
     }
     return out;
+  }
+
+  /**
+   * {@link evalVectorSelector}'s step loop over a series read in bulk (`readSamples`, no `@`): the same
+   * samples taken, skipped and counted as with the iterator; undefined when no step has a value.
+   */
+  private vectorFromSamples(
+    sel: SelectedSeries,
+    offset: number,
+    lookback: number,
+    timestamps: boolean,
+  ): StepSeries | undefined {
+    const buf = this.bulkSamples;
+    const n = sel.readSamples!(buf);
+    const T = buf.t;
+    const V = buf.v;
+    const steps = this.steps;
+    let s: StepSeries | undefined;
+    let p = 0;
+    let lastTs = Number.NEGATIVE_INFINITY;
+    let lastV = 0;
+    let read = 0;
+    for (let i = 0; i < steps; i++) {
+      const t = this.stepTime(i) - offset;
+      if (p < n && T[p]! <= t) {
+        // The iterator's seek(t - lookback + 1): skipped samples are not read.
+        if (T[p]! <= t - lookback) {
+          const from = t - lookback + 1;
+          while (p < n && T[p]! < from) p++;
+        }
+        while (p < n && T[p]! <= t) {
+          lastTs = T[p]!;
+          lastV = V[p]!;
+          read++;
+          p++;
+        }
+      }
+      if (lastTs > t - lookback && !isStaleNaN(lastV)) {
+        if (s === undefined) s = newStepSeries(sel.labels, steps);
+        s.has[i] = 1;
+        s.vals[i] = timestamps ? lastTs / 1000 : lastV;
+      }
+    }
+    this.q.samplesRead += read;
+    return s;
   }
 
   /**

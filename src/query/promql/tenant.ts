@@ -6,7 +6,14 @@
  * nothing) and never reaches storage. Admin queriers (tenant null) see every tenant and keep the label.
  */
 import { type LabelMatcher, type LabelSet, WellKnownLabel } from '../../model/labels.js';
-import type { Querier, SelectedSeries, SelectHints, Storage } from '../../storage/storage.js';
+import type {
+  AggregateArrays,
+  Querier,
+  SampleArrays,
+  SelectedSeries,
+  SelectHints,
+  Storage,
+} from '../../storage/storage.js';
 import type { Queryable } from './engine.js';
 
 const TENANT = WellKnownLabel.tenant;
@@ -44,6 +51,9 @@ export function hideTenantLabel(inner: Querier, tenant: string): Querier {
           // A rollup answer keeps its resolution and aggregates (see SelectHints.stepMs).
           ...(s.resolutionMs !== undefined ? { resolutionMs: s.resolutionMs } : {}),
           ...(s.aggregates ? { aggregates: () => s.aggregates!() } : {}),
+          // Bulk reads pass through: the engine reads raw series with them (no iterator per series).
+          ...(s.readSamples ? { readSamples: (into: SampleArrays) => s.readSamples!(into) } : {}),
+          ...(s.readAggregates ? { readAggregates: (into: AggregateArrays) => s.readAggregates!(into) } : {}),
         };
         return out;
       });
