@@ -11,6 +11,7 @@
 import { isStaleNaN } from '../../model/batch.js';
 import type { LabelMatcher, LabelSet } from '../../model/labels.js';
 import { SampleBuffer } from '../../storage/codec/chunk.js';
+import { EMPTY_ITERATOR } from '../../storage/iterators.js';
 import type { Querier, SelectedSeries, SelectHints } from '../../storage/storage.js';
 import { evalAggregate } from './aggregate.js';
 import { Annotations } from './annotations.js';
@@ -565,6 +566,10 @@ export class Evaluator {
           : {}),
       });
       const buf = new WindowBuffer();
+      // When consecutive windows overlap, every sample of the selection is read anyway: read each series in
+      // bulk and walk its arrays as the iterator would (same samples taken, skipped and counted).
+      const bulk = at === undefined && (steps === 1 || this.interval <= range);
+      const bulkBuf = this.bulkSamples;
       for (const sel of selected) {
         this.checkInterrupt('range selector');
         await this.maybeYield('range selector');
@@ -574,8 +579,12 @@ export class Evaluator {
           continue;
         }
         buf.reset();
-        const it = sel.iterator();
-        let has = it.next();
+        const bulkN = bulk && sel.readSamples ? sel.readSamples(bulkBuf) : -1;
+        const T = bulkBuf.t;
+        const V = bulkBuf.v;
+        let p = 0;
+        const it = bulkN < 0 ? sel.iterator() : EMPTY_ITERATOR;
+        let has = bulkN < 0 ? it.next() : false;
         const named = outLabels(sel.labels, false);
         const s = newStepSeries(named.labels, steps, named.dropName);
         let any = false;
@@ -583,7 +592,19 @@ export class Evaluator {
           // With a fixed @ time every step sees the same window (loaded once); parameters may still vary.
           const t = (at ?? this.stepTime(i)) - offset;
           const lo = t - range;
-          if (at === undefined || i === 0) {
+          if (bulkN >= 0) {
+            buf.dropUpTo(lo);
+            if (p < bulkN && T[p]! <= lo) {
+              const from = lo + 1;
+              while (p < bulkN && T[p]! < from) p++;
+            }
+            while (p < bulkN && T[p]! <= t) {
+              const v = V[p]!;
+              this.q.samplesRead++;
+              if (!isStaleNaN(v)) buf.push(T[p]!, v);
+              p++;
+            }
+          } else if (at === undefined || i === 0) {
             buf.dropUpTo(lo);
             if (has && it.t <= lo) has = it.seek(lo + 1);
             while (has && it.t <= t) {
