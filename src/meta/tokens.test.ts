@@ -4,6 +4,9 @@ import { tempDir } from '../../test/helpers.js';
 import { MetaStore } from './meta-store.js';
 import { TokenStore } from './tokens.js';
 
+/** `twk_<16 hex id>_`: the secret is the rest (base64url, so it may itself hold '_'). */
+const TOKEN_PREFIX_LENGTH = 'twk_0123456789abcdef_'.length;
+
 function store() {
   const meta = new MetaStore(path.join(tempDir('tw-tokens-'), 'meta.db'));
   return { meta, tokens: new TokenStore(meta) };
@@ -17,7 +20,7 @@ describe('TokenStore', () => {
     expect(info).toMatchObject({ tenant: 'team-a', scope: 'ingest', name: 'node agents', createdAtMs: 1000 });
     const check = tokens.verify(token, 2000);
     expect(check).toEqual({ ok: true, token: expect.objectContaining({ id: info.id, tenant: 'team-a' }) });
-    const secret = token.split('_')[2]!;
+    const secret = token.slice(TOKEN_PREFIX_LENGTH);
     const dump = JSON.stringify(meta.db.prepare('SELECT * FROM auth_tokens').all());
     expect(dump).not.toContain(secret);
     expect(tokens.get(info.id)!.lastUsedAtMs).toBe(2000);
@@ -29,7 +32,7 @@ describe('TokenStore', () => {
     expect(tokens.verify('hello')).toEqual({ ok: false, reason: 'malformed' });
     const tampered = token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A');
     expect(tokens.verify(tampered)).toEqual({ ok: false, reason: 'unknown', id: info.id });
-    expect(tokens.verify(`twk_0123456789abcdef_${token.split('_')[2]}`).ok).toBe(false);
+    expect(tokens.verify(`twk_0123456789abcdef_${token.slice(TOKEN_PREFIX_LENGTH)}`).ok).toBe(false);
     expect(tokens.revoke(info.id, 5)!.revokedAtMs).toBe(5);
     expect(tokens.revoke(info.id, 9)!.revokedAtMs).toBe(5);
     expect(tokens.verify(token)).toEqual({ ok: false, reason: 'revoked', id: info.id });
