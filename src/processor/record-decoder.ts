@@ -10,10 +10,9 @@
  */
 import type { JobEvent } from '../model/job.js';
 import { ByteReader, DecodeError } from '../protocol/bytes.js';
-import { checkJobEvent, type DecodeLimits, defaultDecodeLimits } from '../protocol/native.js';
+import { type DecodeLimits, defaultDecodeLimits, readJobEvents } from '../protocol/native.js';
 import { type SeriesTable, SeriesTableError } from './series-table.js';
 
-const MAX_EVENT_BYTES = 1 << 20;
 const NO_EVENTS: readonly JobEvent[] = Object.freeze([]);
 
 /** One decoded record: series entry i has ref `refs[i]` and samples `[starts[i], starts[i + 1])`. */
@@ -198,21 +197,6 @@ export function decodeRecord(
   out.seriesCount = seriesCount;
   out.sampleCount = samples;
 
-  const eventCount = r.uvarint('event count');
-  if (eventCount > r.remaining)
-    throw new DecodeError(`event count ${eventCount} exceeds payload size`, r.pos);
-  const events: JobEvent[] = [];
-  for (let e = 0; e < eventCount; e++) {
-    const json = r.string('job event', MAX_EVENT_BYTES);
-    let ev: unknown;
-    try {
-      ev = JSON.parse(json);
-    } catch (err) {
-      throw new DecodeError(`job event ${e} is not valid JSON: ${(err as Error).message}`, r.pos);
-    }
-    events.push(checkJobEvent(ev, e, r.pos));
-  }
+  const events = readJobEvents(r);
   if (events.length > 0) out.events = events;
-  if (r.remaining !== 0)
-    throw new DecodeError(`${r.remaining} unexpected bytes after the last job event`, r.pos);
 }

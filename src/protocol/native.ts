@@ -277,6 +277,15 @@ export function decodePayload(
     r.f64leInto(builder.valuesView(), tsStart, sampleCount, 'values');
   }
 
+  const events = readJobEvents(r);
+  return { batch: builder.build(), events };
+}
+
+/**
+ * The payload's last section: its job events (JSON each, checked), which must end the payload. Shared with
+ * the processor's allocation-free record decoder, so both accept and refuse the same bytes with the same message.
+ */
+export function readJobEvents(r: ByteReader): JobEvent[] {
   const eventCount = r.uvarint('event count');
   if (eventCount > r.remaining)
     throw new DecodeError(`event count ${eventCount} exceeds payload size`, r.pos);
@@ -293,13 +302,13 @@ export function decodePayload(
   }
   if (r.remaining !== 0)
     throw new DecodeError(`${r.remaining} unexpected bytes after the last job event`, r.pos);
-  return { batch: builder.build(), events };
+  return events;
 }
 
 const EVENT_KINDS = new Set(['start', 'update', 'finish']);
 
 /** Checks one decoded job event of a payload (shared with the processor's record decoder). */
-export function checkJobEvent(ev: unknown, index: number, pos: number): JobEvent {
+function checkJobEvent(ev: unknown, index: number, pos: number): JobEvent {
   if (typeof ev !== 'object' || ev === null || Array.isArray(ev))
     throw new DecodeError(`job event ${index} is not an object`, pos);
   const o = ev as Record<string, unknown>;
