@@ -20,6 +20,16 @@ export interface AppendResult {
   readonly offset: number;
 }
 
+/**
+ * The bus as producers and consumer groups see it, modelled on Kafka's producer and consumer-group protocol so
+ * that the embedded log and Kafka are interchangeable (`bus.kind`).
+ *
+ * Producers `append`. Consumers `join` a group: the bus assigns each partition to exactly one member of the
+ * group and moves partitions when members come and go, calling the member's {@link RebalanceListener}. A
+ * member reads only partitions it owns, and commits offsets for them; a commit from a member that no longer
+ * owns the partition is refused (it was fenced by a rebalance), so a stale member can never move a partition's
+ * committed offset under its new owner.
+ */
 export interface Bus {
   readonly partitionCount: number;
 
@@ -28,39 +38,81 @@ export interface Bus {
 
   /**
    * Appends one record to the partition of `key`. Resolves with its offset once the record is durable
-   * (per the bus's fsync policy); only then may the collector acknowledge the request that carried it.
-   * Rejects with a retryable `unavailable` error when the bus cannot keep up (its write queue is full),
-   * so that the collector answers 503 with Retry-After instead of buffering without bound.
+   * (the embedded log: per its fsync policy; Kafka: acknowledged by every in-sync replica, `acks=all`); only
+   * then may the collector acknowledge the request that carried it. Rejects with a retryable `unavailable`
+   * error when the bus cannot keep up or cannot be reached, so that the collector answers 503 with
+   * Retry-After instead of buffering without bound. An aborted `signal` rejects without appending, unless the
+   * record was already handed to the log.
    */
-  append(key: string, record: Uint8Array): Promise<AppendResult>;
+  append(key: string, record: Uint8Array, signal?: AbortSignal): Promise<AppendResult>;
 
   /**
-   * Consumes records of one partition in offset order, starting at `fromOffset`, up to about `maxBytes`.
-   * Returns an empty array when there is nothing durable at or after `fromOffset` yet.
-   * Offsets are dense except after a corrupt segment was cut short: the first entry may then have an offset
-   * greater than `fromOffset`.
+   * Joins consumer group `group` as a new member. Resolves once the member is registered; its first
+   * partitions arrive through `listener.onAssigned` (possibly before this resolves). Members of one group
+   * share the partitions; members of different groups each see every record.
    */
-  read(partition: number, fromOffset: number, maxBytes: number): Promise<BusEntry[]>;
+  join(group: string, listener: RebalanceListener): Promise<GroupMember>;
 
-  /** Resolves once a durable record at or after `offset` exists, after `timeoutMs`, or when the bus closes. */
-  waitFor(partition: number, offset: number, timeoutMs: number): Promise<void>;
+  /** Stops producing and consuming; every member leaves its group first. */
+  close(): Promise<void>;
+}
 
-  /** The offset the next durable record of the partition will have. */
-  endOffset(partition: number): number;
+/**
+ * A member's part in a rebalance. The bus calls these one at a time per member, never concurrently, and waits
+ * for each to settle before it hands the partitions on (a cooperative hand-over: Kafka's
+ * `ConsumerRebalanceListener`).
+ */
+export interface RebalanceListener {
+  /**
+   * These partitions now belong to this member. Restore their state (e.g. detector state saved by the
+   * previous owner), then read from {@link GroupMember.committed}. A rejection is logged and the partitions
+   * stay assigned; the member must then stop reading them.
+   */
+  onAssigned(partitions: readonly number[]): Promise<void>;
+  /**
+   * These partitions are about to leave this member: stop reading them, checkpoint and commit what was
+   * processed, then resolve. The bus gives them to another member only after this settles (or after the
+   * member's session timed out, when it died). `lost` is true when the partitions were already taken away
+   * (the member was fenced after a missed heartbeat): commits would be refused, so only drop local state.
+   */
+  onRevoked(partitions: readonly number[], lost: boolean): Promise<void>;
+}
+
+/** One member of a consumer group: reads and commits the partitions the group assigned to it. */
+export interface GroupMember {
+  readonly group: string;
+  /** The partitions this member owns right now (changes during rebalances). */
+  readonly assignment: ReadonlySet<number>;
+
+  /**
+   * Records of an owned partition in offset order, starting at `fromOffset`, up to about `maxBytes`.
+   * Resolves with an empty array when nothing is there yet. Offsets are dense except where records were
+   * lost (a corrupt segment of the embedded log, Kafka's compaction or retention): the first entry may then
+   * have an offset greater than `fromOffset`. Rejects when the partition is not owned by this member.
+   */
+  read(partition: number, fromOffset: number, maxBytes: number, signal?: AbortSignal): Promise<BusEntry[]>;
+
+  /** Resolves once a record at or after `offset` exists, after `timeoutMs`, on abort, or when the bus closes. */
+  waitFor(partition: number, offset: number, timeoutMs: number, signal?: AbortSignal): Promise<void>;
+
+  /**
+   * Records that the group has processed every record of `partition` before `offset`. Resolves once the commit
+   * is durable. Rejects (`conflict`) when this member no longer owns the partition. The embedded log may then
+   * delete whole segments every group has committed.
+   */
+  commit(partition: number, offset: number): Promise<void>;
+
+  /** The group's committed offset for `partition`, or the partition's start when the group never committed. */
+  committed(partition: number): Promise<number>;
+
+  /** The offset the next record of the partition will have (for lag). */
+  endOffset(partition: number): Promise<number>;
 
   /** The oldest offset still readable in the partition. */
-  startOffset(partition: number): number;
+  startOffset(partition: number): Promise<number>;
 
-  /** Records that consumer `group` has processed every record of `partition` before `offset`. */
-  commit(group: string, partition: number, offset: number): Promise<void>;
-
-  /** The offset consumer `group` committed for `partition`, or 0 when it never committed. */
-  committed(group: string, partition: number): number;
-
-  /** Lets the bus delete whole segments that end at or before `offset`: nobody needs them any more. */
-  truncateBefore(partition: number, offset: number): Promise<void>;
-
-  close(): Promise<void>;
+  /** Leaves the group: revokes every owned partition (through the listener), then stops. */
+  leave(): Promise<void>;
 }
 
 /** FNV-1a over the UTF-16 code units of the key: fast, stable across processes and versions. */

@@ -24,7 +24,15 @@ import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { Errors, twError } from '../model/errors.js';
-import { type AppendResult, type Bus, type BusEntry, hashPartitionKey } from './bus.js';
+import {
+  type AppendResult,
+  type Bus,
+  type BusEntry,
+  type GroupMember,
+  hashPartitionKey,
+  type RebalanceListener,
+} from './bus.js';
+import { type LocalLog, LocalGroupCoordinator } from './local-group.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'never';
 
@@ -170,7 +178,7 @@ function segmentName(base: number): string {
   return `${String(base).padStart(20, '0')}.seg`;
 }
 
-export class DiskLogBus implements Bus {
+export class DiskLogBus implements Bus, LocalLog {
   readonly partitionCount: number;
   private readonly parts: Partition[] = [];
   private queuedBytes = 0;
@@ -178,9 +186,17 @@ export class DiskLogBus implements Bus {
   private closed = false;
   private fsyncTimer: NodeJS.Timeout | undefined;
   private unsyncedHandles = new Set<FileHandle>();
+  /** Consumer groups over this log (Bus.join). */
+  private readonly groups: LocalGroupCoordinator;
 
   private constructor(private readonly opts: DiskLogOptions) {
     this.partitionCount = opts.partitions;
+    this.groups = new LocalGroupCoordinator(this, opts.logger);
+  }
+
+  join(group: string, listener: RebalanceListener): Promise<GroupMember> {
+    if (this.closed) return Promise.reject(twError(Errors.unavailable, 'the bus is shutting down', 1));
+    return this.groups.join(group, listener);
   }
 
   /** Opens (or creates) the log in `opts.dir`, recovering each partition's segments. */
@@ -204,7 +220,9 @@ export class DiskLogBus implements Bus {
     return hashPartitionKey(key) % this.partitionCount;
   }
 
-  append(key: string, record: Uint8Array): Promise<AppendResult> {
+  append(key: string, record: Uint8Array, signal?: AbortSignal): Promise<AppendResult> {
+    // Once queued, the record is written whatever the signal says: the abort only stops what has not started.
+    if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.closed) return Promise.reject(twError(Errors.unavailable, 'the bus is shutting down', 1));
     if (record.length > MAX_RECORD_BYTES) {
       return Promise.reject(
@@ -351,6 +369,7 @@ export class DiskLogBus implements Bus {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    await this.groups.leaveAll();
     this.closed = true;
     if (this.fsyncTimer) clearInterval(this.fsyncTimer);
     while (this.flushing) await this.flushing;

@@ -25,6 +25,8 @@ export const Errors = {
   unauthorized: kind('unauthorized', 401),
   forbidden: kind('forbidden', 403),
   notFound: kind('not_found', 404),
+  /** The request lost a race it cannot win by retrying as is (e.g. a commit from a fenced group member). */
+  conflict: kind('conflict', 409),
   tooManyRequests: kind('too_many_requests', 429, true),
   unavailable: kind('unavailable', 503, true),
   internal: kind('internal', 500, true),

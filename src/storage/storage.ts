@@ -92,14 +92,41 @@ export interface AggregateIterator {
 }
 
 /**
+ * What a {@link Querier.select} answers: the selected series, ordered by their label sets (as Prometheus
+ * orders them), plus what went wrong without failing the whole selection (Prometheus's `SeriesSet.Err()` and
+ * `Warnings()`).
+ *
+ * - A selection that cannot be answered at all rejects its promise (a TrainwatchError: `unavailable` when a
+ *   retry may help, e.g. a remote TSDB that did not answer; `badRequest` when it never will).
+ * - `err` is set when the answer broke off part-way (a remote read cut short): the series before it are valid,
+ *   but the set is incomplete, and a caller that needs the whole answer (PromQL) must fail with it.
+ * - `warnings` name partial answers a caller may still show (a shard that timed out, a limit that cut it).
+ */
+export interface SeriesSet {
+  readonly series: readonly SelectedSeries[];
+  readonly warnings: readonly string[];
+  readonly err?: Error;
+}
+
+/** A complete answer with no warnings. */
+export function seriesSet(series: readonly SelectedSeries[]): SeriesSet {
+  return { series, warnings: NO_WARNINGS };
+}
+
+const NO_WARNINGS: readonly string[] = Object.freeze([]);
+
+/**
  * Reads one tenant's data (or every tenant's, for an admin querier) within [minT, maxT].
  * Series carry their `tenant` label like any other label.
+ *
+ * Every call may cross a network (a remote TSDB behind the query role): it is asynchronous, takes an
+ * `AbortSignal` (the query's deadline or the client going away; an aborted call rejects with the signal's
+ * reason and stops reading), and may fail. The embedded TSDB answers from memory and its own files.
  */
 export interface Querier {
-  /** Series matching every matcher, ordered by their label sets (as Prometheus orders them). */
-  select(matchers: readonly LabelMatcher[], hints?: SelectHints): SelectedSeries[];
-  labelNames(matchers?: readonly LabelMatcher[]): string[];
-  labelValues(name: string, matchers?: readonly LabelMatcher[]): string[];
+  select(matchers: readonly LabelMatcher[], hints?: SelectHints, signal?: AbortSignal): Promise<SeriesSet>;
+  labelNames(matchers?: readonly LabelMatcher[], signal?: AbortSignal): Promise<string[]>;
+  labelValues(name: string, matchers?: readonly LabelMatcher[], signal?: AbortSignal): Promise<string[]>;
 }
 
 export interface SelectHints {
@@ -134,14 +161,20 @@ export interface AppendStats {
  * Appends samples. Idempotent: appending an identical (series, timestamp, value) again changes nothing, so
  * the processor may replay the bus after a crash. A different value for a stored timestamp replaces it
  * (last write wins, in bus order), which makes replay deterministic too.
+ *
+ * Asynchronous, as OpenTelemetry's `ConsumeMetrics(ctx, md) error` is: a remote TSDB takes the batch into its
+ * bounded send queue and may make the caller wait when that queue is full (backpressure). Resolving does not
+ * mean durable: {@link Storage.checkpoint} says when everything appended so far is. Ownership: the batch's
+ * arrays belong to the caller again once the promise settles; an appender copies what it keeps.
  */
 export interface Appender {
   /**
    * Appends a batch for `tenant`; sets the `tenant` label of every series to it, whatever the batch said.
-   * Throws a TrainwatchError (4xx kind) when a limit of the tenant is exceeded; nothing of the batch is then
-   * partly applied beyond what the error message states.
+   * Rejects with a TrainwatchError (4xx kind) when a limit of the tenant is exceeded; nothing of the batch is
+   * then partly applied beyond what the error message states. Rejects with `unavailable` when the storage
+   * cannot take writes (disk full, a remote TSDB refusing for longer than its queue holds).
    */
-  append(tenant: string, batch: SeriesBatch): AppendStats;
+  append(tenant: string, batch: SeriesBatch, signal?: AbortSignal): Promise<AppendStats>;
 }
 
 /** Bus offsets (next offset to read, per partition) that a storage's durable state covers. */
@@ -160,8 +193,11 @@ export interface Storage {
   checkpoint(positions: BusPositions): Promise<void>;
 
   /**
-   * What the durable state covers: where the processor resumes reading the bus after a restart.
-   * Partitions absent from the map are covered from offset 0 (nothing of them is durable).
+   * What the durable state covers: where the processor resumes reading the bus after a restart, unless the
+   * bus's committed offset for its consumer group is further (the processor takes the greater of the two).
+   * Partitions absent from the map are covered from offset 0 (nothing of them is durable). A storage that
+   * keeps no positions of its own (a remote TSDB, which is durable once it acknowledged a write) answers an
+   * empty map: the consumer group's committed offsets are then the whole truth.
    */
   coveredPositions(): BusPositions;
 
