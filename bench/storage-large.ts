@@ -174,7 +174,7 @@ say(
 );
 
 // Query latency on the head.
-const q = db.querier('bench', T0, T0 + TICKS * INTERVAL);
+const q = db.localQuerier('bench', T0, T0 + TICKS * INTERVAL);
 const lat = (what: string, matchers: LabelMatcher[]) => {
   const times: number[] = [];
   let n = 0;
@@ -223,7 +223,7 @@ say(
 );
 gc();
 say(`RSS after the cut (head empty, block index cached): ${mb(process.memoryUsage().rss)}`);
-const qb = db.querier('bench', T0, T0 + TICKS * INTERVAL);
+const qb = db.localQuerier('bench', T0, T0 + TICKS * INTERVAL);
 const latB = (what: string, matchers: LabelMatcher[]) => {
   const times: number[] = [];
   let n = 0;

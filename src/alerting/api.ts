@@ -10,7 +10,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Authenticator, Principal, Scope } from '../auth/index.js';
 import { Errors, twError } from '../model/errors.js';
-import type { DetectorStatus } from '../processor/detectors/engine.js';
+import type { DetectorStatus } from './contract.js';
 import type { AlertView } from './hub.js';
 import type { AlertState } from './notifier.js';
 import { iso } from './notifiers/http.js';

@@ -30,7 +30,20 @@ export interface AppendResult {
  * owns the partition is refused (it was fenced by a rebalance), so a stale member can never move a partition's
  * committed offset under its new owner.
  */
-export interface Bus {
+export interface Bus extends BusProducer {
+  /**
+   * Joins consumer group `group` as a new member. Resolves once the member is registered; its partitions
+   * arrive later, through `listener.onAssigned`. Members of one group share the partitions; members of
+   * different groups each see every record.
+   */
+  join(group: string, listener: RebalanceListener): Promise<GroupMember>;
+
+  /** Stops producing and consuming; every member leaves its group first. */
+  close(): Promise<void>;
+}
+
+/** The producing side alone: what a collector needs. */
+export interface BusProducer {
   readonly partitionCount: number;
 
   /** The partition a key maps to; stable for a given partition count. */
@@ -45,16 +58,6 @@ export interface Bus {
    * record was already handed to the log.
    */
   append(key: string, record: Uint8Array, signal?: AbortSignal): Promise<AppendResult>;
-
-  /**
-   * Joins consumer group `group` as a new member. Resolves once the member is registered; its first
-   * partitions arrive through `listener.onAssigned` (possibly before this resolves). Members of one group
-   * share the partitions; members of different groups each see every record.
-   */
-  join(group: string, listener: RebalanceListener): Promise<GroupMember>;
-
-  /** Stops producing and consuming; every member leaves its group first. */
-  close(): Promise<void>;
 }
 
 /**
@@ -65,8 +68,9 @@ export interface Bus {
 export interface RebalanceListener {
   /**
    * These partitions now belong to this member. Restore their state (e.g. detector state saved by the
-   * previous owner), then read from {@link GroupMember.committed}. A rejection is logged and the partitions
-   * stay assigned; the member must then stop reading them.
+   * previous owner), then read from {@link GroupMember.committed}. Called at least once after joining, with an
+   * empty list when the member got nothing (more members than partitions), so that it knows where it stands.
+   * A rejection is logged and the partitions stay assigned; the member must then stop reading them.
    */
   onAssigned(partitions: readonly number[]): Promise<void>;
   /**

@@ -32,7 +32,7 @@ import {
   hashPartitionKey,
   type RebalanceListener,
 } from './bus.js';
-import { type LocalLog, LocalGroupCoordinator } from './local-group.js';
+import { LocalGroupCoordinator, type LocalLog } from './local-group.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'never';
 

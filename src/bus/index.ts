@@ -2,11 +2,12 @@ export {
   type AppendResult,
   type Bus,
   type BusEntry,
+  type BusProducer,
   type GroupMember,
   hashPartitionKey,
   jobPartitionKey,
   type RebalanceListener,
 } from './bus.js';
 export { DiskLogBus, type DiskLogOptions, defaultDiskLogOptions, type FsyncPolicy } from './disk-log.js';
+export { LocalGroupCoordinator, type LocalLog } from './local-group.js';
 export { type BusRecordHeader, decodeBusRecordHeader, encodeBusRecord, newRecordWriter } from './record.js';
-export { type LocalLog, LocalGroupCoordinator } from './local-group.js';

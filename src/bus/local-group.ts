@@ -2,7 +2,8 @@
  * Consumer groups for an in-process log (the embedded {@link DiskLogBus}): the part of Kafka's group
  * coordinator that one process needs. Members join and leave; every partition is owned by exactly one member
  * of its group; a rebalance first revokes what moves (and waits for the old owner to checkpoint and commit),
- * then assigns it (and waits for the new owner to restore its state). Commits from a member that no longer
+ * then assigns it (and waits for the new owner to restore its state). A new member hears of its first
+ * assignment even when it is empty. Commits from a member that no longer
  * owns the partition are refused, as Kafka fences a stale generation.
  *
  * Assignment is round robin over members in join order: partition p goes to member p mod n. It is stable for
@@ -39,7 +40,10 @@ export class LocalGroupCoordinator {
 
   async join(group: string, listener: RebalanceListener): Promise<GroupMember> {
     if (!GROUP_RE.test(group)) {
-      throw twError(Errors.badRequest, `invalid consumer group name ${JSON.stringify(group)}: use [a-z0-9_-]`);
+      throw twError(
+        Errors.badRequest,
+        `invalid consumer group name ${JSON.stringify(group)}: use [a-z0-9_-]`,
+      );
     }
     let g = this.groups.get(group);
     if (!g) {
@@ -78,7 +82,9 @@ class LocalGroup {
   join(listener: RebalanceListener): Promise<GroupMember> {
     const member = new LocalMember(this, listener, this.nextId++);
     this.members.push(member);
-    return this.rebalance().then(() => member);
+    // As with Kafka, the member is known to its owner before its first assignment arrives.
+    setImmediate(() => void this.rebalance());
+    return Promise.resolve(member);
   }
 
   leave(member: LocalMember): Promise<void> {
@@ -116,7 +122,8 @@ class LocalGroup {
       }
       for (const m of this.members) {
         const assigned = target.get(m)!.filter((p) => !m.owned.has(p));
-        if (assigned.length === 0) continue;
+        if (assigned.length === 0 && m.rebalanced) continue;
+        m.rebalanced = true;
         for (const p of assigned) m.owned.add(p);
         try {
           await m.listener.onAssigned(assigned);
@@ -132,6 +139,8 @@ class LocalGroup {
 
 class LocalMember implements GroupMember {
   readonly owned = new Set<number>();
+  /** Whether the member has been told of its first assignment (possibly empty). */
+  rebalanced = false;
   private left = false;
 
   constructor(
@@ -157,7 +166,12 @@ class LocalMember implements GroupMember {
     }
   }
 
-  async read(partition: number, fromOffset: number, maxBytes: number, signal?: AbortSignal): Promise<BusEntry[]> {
+  async read(
+    partition: number,
+    fromOffset: number,
+    maxBytes: number,
+    signal?: AbortSignal,
+  ): Promise<BusEntry[]> {
     signal?.throwIfAborted();
     this.own(partition, 'cannot read');
     return this.g.log.read(partition, fromOffset, maxBytes);

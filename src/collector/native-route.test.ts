@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { AnonymousAuthenticator } from '../auth/index.js';
 import {
   type AppendResult,
-  type Bus,
+  type BusProducer,
   decodeBusRecordHeader,
   hashPartitionKey,
   jobPartitionKey,
@@ -18,7 +18,7 @@ import { registerNativeIngest } from './native-route.js';
 import { BusWriter } from './to-bus.js';
 
 /** A bus whose appends complete only when the test says so, to observe when the collector answers. */
-class ManualBus implements Bus {
+class ManualBus implements BusProducer {
   readonly partitionCount = 4;
   readonly appended: {
     key: string;
@@ -32,22 +32,6 @@ class ManualBus implements Bus {
   append(key: string, record: Uint8Array): Promise<AppendResult> {
     return new Promise((release, fail) => this.appended.push({ key, record: record.slice(), release, fail }));
   }
-  async read() {
-    return [];
-  }
-  async waitFor() {}
-  endOffset() {
-    return 0;
-  }
-  startOffset() {
-    return 0;
-  }
-  async commit() {}
-  committed() {
-    return 0;
-  }
-  async truncateBefore() {}
-  async close() {}
 }
 
 function setup() {

@@ -3,7 +3,7 @@
  * append one bus record per partition, and resolve only when every record is durable. Only then may the
  * request be acknowledged.
  */
-import { type Bus, encodeBusRecord, jobPartitionKey, newRecordWriter } from '../bus/index.js';
+import { type BusProducer, encodeBusRecord, jobPartitionKey, newRecordWriter } from '../bus/index.js';
 import { type SeriesBatch, SeriesBatchBuilder } from '../model/batch.js';
 import type { JobEvent } from '../model/job.js';
 import { WellKnownLabel } from '../model/labels.js';
@@ -36,7 +36,7 @@ export class BusWriter {
   private readonly encoder = new NativeEncoder();
   private readonly recordWriter = newRecordWriter();
 
-  constructor(private readonly bus: Bus) {}
+  constructor(private readonly bus: BusProducer) {}
 
   /**
    * Appends the batch and events. `payload`, when given, is the batch's already-encoded native payload: if the

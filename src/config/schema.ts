@@ -4,9 +4,9 @@
  * default, so an empty file (or none) is a valid configuration.
  */
 import { z } from 'zod';
-import { alertingConfigSchema } from '../alerting/config.js';
+import { alertingConfigSchema } from '../alerting/index.js';
 import { parseDuration } from '../model/duration.js';
-import { detectorsConfigSchema } from '../processor/detectors/config.js';
+import { detectorsConfigSchema } from '../processor/index.js';
 
 const hostPort = z
   .string()

@@ -18,7 +18,7 @@
 import type { Logger } from 'pino';
 import type { Counter, Gauge, Registry } from 'prom-client';
 import { Counter as PromCounter, Gauge as PromGauge } from 'prom-client';
-import { type Bus, decodeBusRecordHeader } from '../bus/index.js';
+import { type Bus, type BusEntry, decodeBusRecordHeader, type GroupMember } from '../bus/index.js';
 import type { JobStore } from '../meta/index.js';
 import type { SeriesBatch } from '../model/batch.js';
 import type { LabelSet } from '../model/labels.js';
@@ -72,7 +72,14 @@ export class Processor {
   /** Next offset to read, per partition. */
   private readonly positions = new Map<number, number>();
   private running = false;
-  private loops: Promise<void>[] = [];
+  /** The consume loop of each partition this processor owns. */
+  private readonly loops = new Map<number, { abort: AbortController; done: Promise<void> }>();
+  /** This processor's membership in the processor consumer group (set once `start` joined). */
+  private member: GroupMember | undefined;
+  /** Whether the first assignment arrived (its replay decides `caughtUp`). */
+  private firstAssignment = false;
+  /** Positions of the detector state restored at start, per partition (undefined without one). */
+  private savedAnalysis: Map<number, number> | undefined;
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointing: Promise<void> | undefined;
   private readonly metrics: ProcessorMetrics;
@@ -91,7 +98,11 @@ export class Processor {
   private releaseGate: (() => void) | undefined;
   /** Every series read from the bus, by the bytes of its labels (series-table.ts). */
   readonly series = new SeriesTable();
-  private readonly record = new RecordBatch();
+  /**
+   * Decode buffers, one per partition: a record's batch stays intact while its append is awaited, whatever
+   * other partitions' loops decode meanwhile.
+   */
+  private readonly records = new Map<number, RecordBatch>();
   private readonly tenantSids = new Map<string, number>();
   private lastSweepMs = Date.now();
 
@@ -132,16 +143,53 @@ export class Processor {
     };
   }
 
-  start(): void {
+  /**
+   * Joins the processor consumer group. Partitions arrive through the rebalance listener: each assigned
+   * partition is read from the greater of storage's covered position and the group's committed offset (the
+   * lower of that and the detector state's position while the engine catches up), in its own loop.
+   */
+  async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
-    const covered = this.storage.coveredPositions();
     const analysis = this.opts.analysis;
-    const saved = analysis ? this.restoreAnalysis(analysis) : undefined;
+    this.savedAnalysis = analysis ? this.restoreAnalysis(analysis) : undefined;
+    this.member = await this.bus.join(PROCESSOR_GROUP, {
+      onAssigned: (partitions) => this.assign(partitions),
+      onRevoked: (partitions, lost) => this.revoke(partitions, lost),
+    });
+    this.checkpointTimer = setInterval(() => void this.checkpoint(), this.opts.checkpointIntervalMs);
+    if (analysis) {
+      void this.caughtUp.then(() => {
+        if (!this.running) return;
+        this.live = true;
+        analysis.onCaughtUp?.();
+      });
+      this.tickTimer = setInterval(() => {
+        if (this.gate) return;
+        void this.tick(analysis);
+      }, analysis.tickMs ?? 1000);
+      this.tickTimer.unref?.();
+    }
+  }
+
+  private async tick(analysis: ProcessorAnalysis): Promise<void> {
+    try {
+      analysis.engine.tick(Date.now(), this.live);
+      await this.appendDerived();
+    } catch (err) {
+      this.logger.error({ err }, 'detector tick failed');
+    }
+  }
+
+  /** New partitions: where to resume each, then one consume loop each. */
+  private async assign(partitions: readonly number[]): Promise<void> {
+    const member = this.member!;
+    const covered = this.storage.coveredPositions();
+    const saved = this.savedAnalysis;
     const targets: number[] = [];
-    for (let p = 0; p < this.bus.partitionCount; p++) {
-      const start = this.bus.startOffset(p);
-      const storageFrom = Math.max(covered.get(p) ?? 0, start);
+    for (const p of partitions) {
+      const start = await member.startOffset(p);
+      const storageFrom = Math.max(covered.get(p) ?? 0, await member.committed(p), start);
       let from = storageFrom;
       if (saved) {
         const engineFrom = saved.get(p) ?? 0;
@@ -156,40 +204,42 @@ export class Processor {
         this.analysisFrom.set(p, from);
       }
       this.positions.set(p, from);
-      targets.push(this.bus.endOffset(p));
+      targets.push(await member.endOffset(p));
     }
-    const replayFrom = [...this.positions.values()].reduce((a, b) => a + b, 0);
-    const replayTo = targets.reduce((a, b) => a + b, 0);
+    const replay = partitions.reduce((n, p, i) => n + targets[i]! - this.positions.get(p)!, 0);
     this.logger.info(
-      { records: replayTo - replayFrom },
-      'processor replaying the bus from storage checkpoint',
+      { partitions, records: replay },
+      'processor assigned partitions; replaying from checkpoint',
     );
-    let pending = this.bus.partitionCount;
-    for (let p = 0; p < this.bus.partitionCount; p++) {
-      this.loops.push(
-        this.consume(p, targets[p]!, () => {
-          if (--pending === 0) this.caughtUpResolve?.();
-        }),
-      );
-    }
-    this.checkpointTimer = setInterval(() => void this.checkpoint(), this.opts.checkpointIntervalMs);
-    if (analysis) {
-      void this.caughtUp.then(() => {
-        if (!this.running) return;
-        this.live = true;
-        analysis.onCaughtUp?.();
+    const first = !this.firstAssignment;
+    this.firstAssignment = true;
+    let pending = partitions.length;
+    if (pending === 0 && first) this.caughtUpResolve?.();
+    partitions.forEach((p, i) => {
+      const abort = new AbortController();
+      const loop = this.consume(p, targets[i]!, abort.signal, () => {
+        if (--pending === 0 && first) this.caughtUpResolve?.();
       });
-      this.tickTimer = setInterval(() => {
-        if (this.gate) return;
-        try {
-          analysis.engine.tick(Date.now(), this.live);
-          this.appendDerived();
-        } catch (err) {
-          this.logger.error({ err }, 'detector tick failed');
-        }
-      }, analysis.tickMs ?? 1000);
-      this.tickTimer.unref?.();
+      this.loops.set(p, { abort, done: loop });
+    });
+  }
+
+  /**
+   * Partitions leaving this processor: their loops stop after the record in hand, then (unless they were
+   * already taken away) a checkpoint makes what was read durable and commits it, so the next owner resumes
+   * exactly there.
+   */
+  private async revoke(partitions: readonly number[], lost: boolean): Promise<void> {
+    const stopping = partitions.map((p) => this.loops.get(p)).filter((l) => l !== undefined);
+    for (const l of stopping) l.abort.abort();
+    await Promise.all(stopping.map((l) => l.done));
+    if (!lost) await this.checkpoint(true);
+    for (const p of partitions) {
+      this.loops.delete(p);
+      this.positions.delete(p);
+      this.analysisFrom.delete(p);
     }
+    this.logger.info({ partitions, lost }, 'processor released partitions');
   }
 
   /** Loads the engine's checkpoint; returns the positions it covers, or undefined without one. */
@@ -227,14 +277,16 @@ export class Processor {
     release?.();
   }
 
-  /** Stops consuming, then writes a final checkpoint. */
+  /** Leaves the group (a final checkpoint covers what was read) and stops consuming. */
   async stop(): Promise<void> {
     if (!this.running) return;
-    this.running = false;
     clearInterval(this.checkpointTimer);
     clearInterval(this.tickTimer);
-    await Promise.all(this.loops);
-    await this.checkpoint(true);
+    // Leaving the group revokes every partition: loops stop, and the revoke's checkpoint commits what was read.
+    await this.member?.leave();
+    this.running = false;
+    await Promise.all([...this.loops.values()].map((l) => l.done));
+    await this.checkpointing;
   }
 
   /**
@@ -243,7 +295,9 @@ export class Processor {
    * the restart handles (storage replays, the engine skips what it has seen).
    */
   checkpoint(force = false): Promise<void> {
-    if (this.checkpointing) return this.checkpointing;
+    // A forced checkpoint (revoke, stop) must cover what was read up to now, not the snapshot of one in flight.
+    if (this.checkpointing)
+      return force ? this.checkpointing.then(() => this.checkpoint(true)) : this.checkpointing;
     this.checkpointing = (async () => {
       try {
         const positions = new Map(this.positions);
@@ -276,13 +330,22 @@ export class Processor {
           this.lastStateSaveMs = Date.now();
         }
         await this.storage.checkpoint(positions);
+        // Storage now holds everything read before `positions`. A storage that records positions (the embedded
+        // TSDB) says so itself; a remote one is durable once it acknowledged and keeps none.
         const covered = this.storage.coveredPositions();
-        for (const [p, storageOffset] of covered) {
+        const member = this.member;
+        for (const [p, read] of positions) {
+          const storageOffset = Math.min(covered.get(p) ?? read, read);
           const offset = this.statePositions
             ? Math.min(storageOffset, this.statePositions.get(p) ?? 0)
             : storageOffset;
-          await this.bus.commit(PROCESSOR_GROUP, p, offset);
-          await this.bus.truncateBefore(p, offset);
+          if (!member?.assignment.has(p)) continue;
+          try {
+            await member.commit(p, offset);
+          } catch (err) {
+            // Taken away by a rebalance meanwhile: the new owner resumes from the last commit and replays.
+            this.logger.warn({ err, partition: p }, 'commit refused; partition was rebalanced away');
+          }
         }
       } catch (err) {
         this.logger.error({ err }, 'processor checkpoint failed; will retry at the next interval');
@@ -293,32 +356,41 @@ export class Processor {
     return this.checkpointing;
   }
 
-  private async consume(partition: number, replayTarget: number, onCaughtUp: () => void): Promise<void> {
+  private async consume(
+    partition: number,
+    replayTarget: number,
+    signal: AbortSignal,
+    onCaughtUp: () => void,
+  ): Promise<void> {
     let caughtUp = false;
+    const member = this.member!;
     // Half a megabyte per read: enough records to amortize the read, and no multi-megabyte buffer per read
     // (each read allocates its chunk; under backlog 4 MB reads kept tens of megabytes of garbage around).
     const readBytes = this.opts.readBytes ?? 512 << 10;
-    while (this.running) {
+    while (this.running && !signal.aborted) {
       const from = this.positions.get(partition)!;
       if (!caughtUp && from >= replayTarget) {
         caughtUp = true;
         onCaughtUp();
       }
-      let entries: Awaited<ReturnType<Bus['read']>>;
+      let entries: BusEntry[];
       try {
-        entries = await this.bus.read(partition, from, readBytes);
+        entries = await member.read(partition, from, readBytes, signal);
       } catch (err) {
+        if (signal.aborted) break;
         this.logger.error({ err, partition }, 'bus read failed; retrying');
         await sleep(500);
         continue;
       }
       if (entries.length === 0) {
-        await this.bus.waitFor(partition, from, 200);
+        await member.waitFor(partition, from, 200, signal);
         continue;
       }
       while (this.gate) await this.gate;
+      // Every record read is applied whole, even after an abort: positions never stop inside a batch's
+      // records out of order, and the revoke's checkpoint covers exactly what was applied.
       for (const entry of entries) {
-        this.apply(entry.record, partition, entry.offset);
+        await this.apply(entry.record, partition, entry.offset);
         this.positions.set(partition, entry.offset + 1);
       }
       // Yield between batches so HTTP requests are served during a long replay.
@@ -331,9 +403,13 @@ export class Processor {
    * One bus record: decoded into series-table refs (no label object or key per known series), appended to
    * storage, its jobs' sample times noted, and handed to the detectors.
    */
-  private apply(record: Uint8Array, partition: number, offset: number): void {
+  private async apply(record: Uint8Array, partition: number, offset: number): Promise<void> {
     let tenant: string;
-    const rb = this.record;
+    let rb = this.records.get(partition);
+    if (!rb) {
+      rb = new RecordBatch();
+      this.records.set(partition, rb);
+    }
     const nowMs = Date.now();
     try {
       const header = decodeBusRecordHeader(record);
@@ -356,7 +432,7 @@ export class Processor {
     const analyze = this.opts.analysis !== undefined && offset >= (this.analysisFrom.get(partition) ?? 0);
     if (rb.sampleCount > 0) {
       try {
-        this.storage.appender.append(tenant, this.storageBatch(rb));
+        await this.storage.appender.append(tenant, this.storageBatch(rb));
       } catch (err) {
         // Limits are enforced by the collector before it acknowledges; storage refusing here means a limit
         // changed in between. The record stays in the bus; count and log it rather than stall the partition.
@@ -366,7 +442,7 @@ export class Processor {
       }
       this.noteJobSamples(tenant, rb);
     }
-    if (analyze) this.analyze(tenant, rb, partition, offset);
+    if (analyze) await this.analyze(tenant, rb, partition, offset);
     this.metrics.records.inc();
     this.metrics.samples.inc(rb.sampleCount);
     if (nowMs - this.lastSweepMs >= SWEEP_EVERY_MS) this.sweep(nowMs);
@@ -401,7 +477,7 @@ export class Processor {
   }
 
   /** Detectors and derived series; a failure here is logged and never stops the partition. */
-  private analyze(tenant: string, rb: RecordBatch, partition: number, offset: number): void {
+  private analyze(tenant: string, rb: RecordBatch, partition: number, offset: number): Promise<void> {
     const engine = this.opts.analysis!.engine;
     try {
       if (rb.sampleCount > 0) engine.observeRecord(tenant, rb, this.series);
@@ -409,15 +485,15 @@ export class Processor {
     } catch (err) {
       this.logger.error({ err, partition, offset, tenant }, 'detectors failed on a record; continuing');
     }
-    this.appendDerived();
+    return this.appendDerived();
   }
 
-  private appendDerived(): void {
+  private async appendDerived(): Promise<void> {
     const engine = this.opts.analysis?.engine;
     if (!engine) return;
     for (const [tenant, derived] of engine.takeDerived()) {
       try {
-        this.storage.appender.append(tenant, derived);
+        await this.storage.appender.append(tenant, derived);
         this.metrics.samples.inc(derived.sampleCount);
       } catch (err) {
         this.logger.error({ err, tenant }, 'storage refused derived series');
@@ -451,9 +527,18 @@ export class Processor {
     if (lastJob >= 0 && maxT >= minT) this.jobs.noteSamples(tenant, strings[lastJob]!, minT, maxT);
   }
 
-  private updateLag(): void {
-    for (let p = 0; p < this.bus.partitionCount; p++) {
-      this.metrics.lag.set({ partition: String(p) }, this.bus.endOffset(p) - (this.positions.get(p) ?? 0));
+  /** Records not processed yet, per partition this processor owns (what lag-based autoscaling reads). */
+  private async updateLag(): Promise<void> {
+    const member = this.member;
+    this.metrics.lag.reset();
+    if (!member) return;
+    for (const p of member.assignment) {
+      try {
+        const end = await member.endOffset(p);
+        this.metrics.lag.set({ partition: String(p) }, Math.max(0, end - (this.positions.get(p) ?? end)));
+      } catch {
+        // Unreachable bus: no figure rather than a wrong one.
+      }
     }
   }
 }

@@ -3,6 +3,7 @@
  * `admin` scope may name another tenant (`tenant=<name>`) or every tenant (`tenant=*`), which the fleet
  * overview of a platform team needs.
  */
+import type { FastifyReply } from 'fastify';
 import type { Principal } from '../auth/index.js';
 import { Errors, twError } from '../model/errors.js';
 
@@ -16,4 +17,16 @@ export function readTenant(principal: Principal, raw: string | undefined): strin
     );
   }
   return raw === '*' ? null : raw;
+}
+
+/**
+ * Aborts when the client goes away before its answer was sent (Grafana cancels stale panels), so a query or a
+ * remote read it started stops too.
+ */
+export function requestSignal(reply: FastifyReply): AbortSignal {
+  const abort = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) abort.abort(new Error('the client closed the request'));
+  });
+  return abort.signal;
 }

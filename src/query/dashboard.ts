@@ -27,6 +27,7 @@ import {
   WellKnownLabel,
 } from '../model/labels.js';
 import {
+  type Querier,
   ROLLUP_TIERS,
   RollupColumns,
   SampleBuffer,
@@ -45,10 +46,10 @@ import {
   robustZ,
   SpreadAccumulator,
 } from './dashboard-matrix.js';
-import { readTenant } from './dashboard-scope.js';
+import { readTenant, requestSignal } from './dashboard-scope.js';
 import { type JobSummary, newestValue } from './job-summary.js';
 import { parseTime } from './rest.js';
-import { type JsonSample, jsonValue, readSeries } from './series-read.js';
+import { type JsonSample, jsonValue, readSeries, selectSeries } from './series-read.js';
 
 export interface DashboardDeps {
   readonly auth: Authenticator;
@@ -240,8 +241,9 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
   const principalOf = (req: FastifyRequest): Principal =>
     deps.auth.authenticate({ authorization: req.headers.authorization }, 'read');
 
-  app.get('/api/tw/v1/fleet', async (req) => {
+  app.get('/api/tw/v1/fleet', async (req, reply) => {
     const principal = principalOf(req);
+    const signal = requestSignal(reply);
     const q = req.query as Query;
     const tenant = readTenant(principal, single(q.tenant, 'tenant'));
     const now = Date.now();
@@ -250,13 +252,14 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
       status: 'success',
       data: {
         tenants: [...new Set(jobs.map((j) => j.tenant))].sort(),
-        jobs: summarizeFleet(deps.storage, tenant, jobs),
+        jobs: await summarizeFleet(deps.storage, tenant, jobs, signal),
       },
     };
   });
 
-  app.get('/api/tw/v1/heatmap', async (req) => {
+  app.get('/api/tw/v1/heatmap', async (req, reply) => {
     const principal = principalOf(req);
+    const signal = requestSignal(reply);
     const q = req.query as Query;
     const tenant = readTenant(principal, single(q.tenant, 'tenant'));
     const metric = metricParam(q, true);
@@ -274,7 +277,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const querier = deps.storage.querier(tenant, start, end);
     return {
       status: 'success',
-      data: buildHeatmap((hints) => querier.select(matchers, hints), {
+      data: await buildHeatmap((hints) => selectSeries(querier, matchers, hints, signal), {
         start,
         end,
         by,
@@ -288,8 +291,9 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     };
   });
 
-  app.get('/api/tw/v1/spread', async (req) => {
+  app.get('/api/tw/v1/spread', async (req, reply) => {
     const principal = principalOf(req);
+    const signal = requestSignal(reply);
     const q = req.query as Query;
     const tenant = readTenant(principal, single(q.tenant, 'tenant'));
     const metric = metricParam(q, true);
@@ -297,7 +301,12 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const grid = gridParams(q, start, end);
     const matchers = [new LabelMatcher('=', METRIC_NAME_LABEL, metric), ...labelMatchers(q, SPREAD_OPTIONS)];
     const querier = deps.storage.querier(tenant, grid.start, end);
-    const selected = selectForGrid((hints) => querier.select(matchers, hints), grid, end, SPREAD_AGGREGATES);
+    const selected = await selectForGrid(
+      (hints) => selectSeries(querier, matchers, hints, signal),
+      grid,
+      end,
+      SPREAD_AGGREGATES,
+    );
     const withStragglers = single(q.stragglers, 'stragglers') === '1';
     const recentFrom = end - Math.max(1, Math.floor((end - start) / 4));
     const acc = new SpreadAccumulator(grid);
@@ -339,8 +348,9 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     };
   });
 
-  app.get('/api/tw/v1/jobs/:jobId/curves', async (req) => {
+  app.get('/api/tw/v1/jobs/:jobId/curves', async (req, reply) => {
     const principal = principalOf(req);
+    const signal = requestSignal(reply);
     const q = req.query as Query;
     const tenant = readTenant(principal, single(q.tenant, 'tenant')) ?? principal.tenant;
     const { jobId } = req.params as { jobId: string };
@@ -361,16 +371,21 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const metrics = (
       requested.length
         ? requested
-        : querier.labelValues(METRIC_NAME_LABEL, [jobMatcher]).filter(isCurveMetric)
+        : (await querier.labelValues(METRIC_NAME_LABEL, [jobMatcher], signal)).filter(isCurveMetric)
     ).slice(0, MAX_CURVE_METRICS);
     return {
       status: 'success',
-      data: { start, end, curves: readCurves(querier, jobMatcher, metrics, start, end, points) },
+      data: {
+        start,
+        end,
+        curves: await readCurves(querier, jobMatcher, metrics, start, end, points, signal),
+      },
     };
   });
 
-  app.get('/api/tw/v1/jobs/:jobId/stragglers', async (req) => {
+  app.get('/api/tw/v1/jobs/:jobId/stragglers', async (req, reply) => {
     const principal = principalOf(req);
+    const signal = requestSignal(reply);
     const q = req.query as Query;
     const tenant = readTenant(principal, single(q.tenant, 'tenant')) ?? principal.tenant;
     const { jobId } = req.params as { jobId: string };
@@ -378,12 +393,15 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const end = parseTime(single(q.end, 'end'), 'end', job.lastSampleMs ?? Date.now());
     const start = parseTime(single(q.start, 'start'), 'start', end - DEFAULT_RANGE_MS);
     if (start > end) throw twError(Errors.badRequest, `start (${start}) is after end (${end})`);
-    const selected = deps.storage
-      .querier(tenant, start, end)
-      .select([
+    const selected = await selectSeries(
+      deps.storage.querier(tenant, start, end),
+      [
         new LabelMatcher('=', METRIC_NAME_LABEL, 'train_step_duration_seconds'),
         new LabelMatcher('=', WellKnownLabel.jobId, jobId),
-      ]);
+      ],
+      undefined,
+      signal,
+    );
     return { status: 'success', data: findStragglers(selected, start, end) };
   });
 
@@ -432,13 +450,13 @@ const HEATMAP_AGGREGATES: RollupAggregates = ['sum', 'count', 'last'];
 const SPREAD_AGGREGATES: RollupAggregates = ['sum', 'count'];
 
 /** Selects with rollup hints, and again without them if a tier's windows do not fit the grid's columns. */
-function selectForGrid(
-  select: (hints: SelectHints) => SelectedSeries[],
+async function selectForGrid(
+  select: (hints: SelectHints) => Promise<readonly SelectedSeries[]>,
   grid: { start: number; step: number },
   end: number,
   aggregates: RollupAggregates,
-): readonly SelectedSeries[] {
-  const selected = select(rollupHints(grid, end, aggregates));
+): Promise<readonly SelectedSeries[]> {
+  const selected = await select(rollupHints(grid, end, aggregates));
   const misfit = selected.some(
     (s) => s.resolutionMs !== undefined && (grid.step % s.resolutionMs !== 0 || !s.aggregates),
   );
@@ -446,10 +464,13 @@ function selectForGrid(
 }
 
 /** Groups the selected series into rows by the `by` labels and folds them into a quantized matrix. */
-export function buildHeatmap(select: (hints: SelectHints) => SelectedSeries[], p: HeatmapParams) {
+export async function buildHeatmap(
+  select: (hints: SelectHints) => Promise<readonly SelectedSeries[]>,
+  p: HeatmapParams,
+) {
   // The column step depends on the number of rows (cells are capped), known only after a first select.
   const firstGrid = gridParams(p.q, p.start, p.end);
-  let selected: readonly SelectedSeries[] = selectForGrid(select, firstGrid, p.end, HEATMAP_AGGREGATES);
+  let selected: readonly SelectedSeries[] = await selectForGrid(select, firstGrid, p.end, HEATMAP_AGGREGATES);
   const rowOf = new Map<string, number>();
   const rowLabels: Record<string, string>[] = [];
   const seriesRow = new Int32Array(selected.length);
@@ -486,7 +507,7 @@ export function buildHeatmap(select: (hints: SelectHints) => SelectedSeries[], p
     position[r] = i;
   });
   const grid = gridParams(p.q, p.start, p.end, rowLabels.length);
-  if (grid.step !== firstGrid.step) selected = selectForGrid(select, grid, p.end, HEATMAP_AGGREGATES); // same series, same order
+  if (grid.step !== firstGrid.step) selected = await selectForGrid(select, grid, p.end, HEATMAP_AGGREGATES); // same series, same order
   const acc = new MatrixAccumulator(rowLabels.length, grid, p.idleBelow);
   const buf = new SampleBuffer(4096);
   const windows = new RollupColumns(512);
@@ -567,22 +588,33 @@ export interface Curve {
  * One curve per metric and distinct non-placement labels: rank 0's series when ranks report separately
  * (the loss every rank computes is the same model's), else the lowest rank's, else the only one.
  */
-export function readCurves(
-  querier: ReturnType<Storage['querier']>,
+export async function readCurves(
+  querier: Querier,
   jobMatcher: LabelMatcher,
   metrics: readonly string[],
   start: number,
   end: number,
   points: number | undefined,
-): Curve[] {
-  const stepSeries = querier.select([new LabelMatcher('=', METRIC_NAME_LABEL, 'train_step'), jobMatcher]);
+  signal?: AbortSignal,
+): Promise<Curve[]> {
+  const stepSeries = await selectSeries(
+    querier,
+    [new LabelMatcher('=', METRIC_NAME_LABEL, 'train_step'), jobMatcher],
+    undefined,
+    signal,
+  );
   const stepByRank = new Map<string, SelectedSeries>();
   for (const s of stepSeries) stepByRank.set(s.labels[WellKnownLabel.rank] ?? '', s);
   const anyStep = stepByRank.get('0') ?? stepSeries[0];
   const out: Curve[] = [];
   for (const metric of metrics) {
     const groups = new Map<string, SelectedSeries>();
-    for (const s of querier.select([new LabelMatcher('=', METRIC_NAME_LABEL, metric), jobMatcher])) {
+    for (const s of await selectSeries(
+      querier,
+      [new LabelMatcher('=', METRIC_NAME_LABEL, metric), jobMatcher],
+      undefined,
+      signal,
+    )) {
       const id = Object.keys(s.labels)
         .filter((k) => !PLACEMENT_LABELS.has(k as never))
         .sort()
@@ -713,11 +745,12 @@ export interface FleetJob extends JobSummary {
  * series within ten minutes of the job's newest sample) but one select per metric for the whole fleet
  * instead of five per job.
  */
-export function summarizeFleet(
+export async function summarizeFleet(
   storage: Storage,
   tenant: string | null,
   jobs: readonly JobInfo[],
-): FleetJob[] {
+  signal?: AbortSignal,
+): Promise<FleetJob[]> {
   if (jobs.length === 0) return [];
   const endOf = (j: JobInfo) => j.lastSampleMs ?? j.startMs ?? 0;
   const index = new Map<string, number>();
@@ -730,9 +763,14 @@ export function summarizeFleet(
   });
   const querier = storage.querier(tenant, minT, maxT);
   /** For each job, the newest value of each of its series of `metric`, with the series' labels. */
-  const latest = (metric: string): { labels: LabelSet; v: number }[][] => {
+  const latest = async (metric: string): Promise<{ labels: LabelSet; v: number }[][]> => {
     const out: { labels: LabelSet; v: number }[][] = jobs.map(() => []);
-    for (const s of querier.select([new LabelMatcher('=', METRIC_NAME_LABEL, metric)])) {
+    for (const s of await selectSeries(
+      querier,
+      [new LabelMatcher('=', METRIC_NAME_LABEL, metric)],
+      undefined,
+      signal,
+    )) {
       const i = index.get(`${s.labels[WellKnownLabel.tenant]}\u0000${s.labels[WellKnownLabel.jobId]}`);
       if (i === undefined) continue;
       const end = endOf(jobs[i]!);
@@ -741,11 +779,13 @@ export function summarizeFleet(
     }
     return out;
   };
-  const util = latest('gpu_utilization_ratio');
-  const steps = latest('train_step');
-  const losses = latest('train_loss');
-  const samples = latest('train_samples_per_second');
-  const tokens = latest('train_tokens_per_second');
+  const [util, steps, losses, samples, tokens] = await Promise.all([
+    latest('gpu_utilization_ratio'),
+    latest('train_step'),
+    latest('train_loss'),
+    latest('train_samples_per_second'),
+    latest('train_tokens_per_second'),
+  ]);
   return jobs.map((job, i) => {
     const u = util[i]!.map((x) => x.v);
     const l = losses[i]!;
@@ -821,13 +861,17 @@ function streamTicks(
   let newest = Number.NEGATIVE_INFINITY;
   let lastWrite = Date.now();
   let closed = false;
-  const poll = () => {
-    if (closed) return;
+  let polling = false;
+  const poll = async () => {
+    if (closed || polling) return;
+    polling = true;
     try {
       const now = Date.now();
       const from = Number.isFinite(newest) ? newest - TICK_LOOKBACK_MS : now - DEFAULT_RANGE_MS;
       let found = newest;
-      for (const s of deps.storage.querier(tenant, from, now + 60_000).select(matchers, { minT: from })) {
+      for (const s of await selectSeries(deps.storage.querier(tenant, from, now + 60_000), matchers, {
+        minT: from,
+      })) {
         const it = s.iterator();
         if (!it.seek(Number.isFinite(found) ? found + 1 : from)) continue;
         let t = it.t;
@@ -844,11 +888,13 @@ function streamTicks(
         lastWrite = now;
       }
     } catch (err) {
-      res.write(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
+      if (!closed) res.write(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
+    } finally {
+      polling = false;
     }
   };
-  poll();
-  const timer = setInterval(poll, pollMs);
+  void poll();
+  const timer = setInterval(() => void poll(), pollMs);
   req.raw.on('close', () => {
     closed = true;
     clearInterval(timer);

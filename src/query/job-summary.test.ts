@@ -57,7 +57,7 @@ describe('newestValues', () => {
     return storage;
   }
 
-  it('gives what newestValue gives for each series, in the select order', () => {
+  it('gives what newestValue gives for each series, in the select order', async () => {
     const storage = fixture();
     const matchers = [
       new LabelMatcher('=', METRIC_NAME_LABEL, 'gpu_utilization_ratio'),
@@ -70,11 +70,10 @@ describe('newestValues', () => {
       [200 * SECOND, 300 * SECOND],
     ] as const) {
       const q = storage.querier('t1', T0 + from, T0 + end);
-      const expected = q
-        .select(matchers)
+      const expected = (await q.select(matchers)).series
         .map((s) => ({ labels: s.labels, v: newestValue(s, T0 + from, T0 + end) }))
         .filter((x) => x.v !== undefined);
-      const got = newestValues(q, matchers, T0 + from, T0 + end);
+      const got = await newestValues(q, matchers, T0 + from, T0 + end);
       expect(got).toEqual(expected);
       // NaN compares equal in toEqual: check that the NaN series is there for the window that has it.
       if (end === 600 * SECOND && from === 0)
@@ -82,10 +81,10 @@ describe('newestValues', () => {
     }
   });
 
-  it('reads the whole window only for series with nothing in the last 30 s', () => {
+  it('reads the whole window only for series with nothing in the last 30 s', async () => {
     const storage = fixture();
     const q = storage.querier('t1', T0, T0 + 600 * SECOND);
-    const got = newestValues(
+    const got = await newestValues(
       q,
       [new LabelMatcher('=', METRIC_NAME_LABEL, 'gpu_utilization_ratio')],
       T0,

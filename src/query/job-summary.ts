@@ -6,7 +6,7 @@ import { isStaleNaN, STALE_NAN_BITS_HI, STALE_NAN_BITS_LO } from '../model/batch
 import type { JobInfo } from '../model/job.js';
 import { LabelMatcher, type LabelSet, METRIC_NAME_LABEL, WellKnownLabel } from '../model/labels.js';
 import { type Querier, SampleBuffer, type SelectedSeries, type Storage } from '../storage/index.js';
-import { type JsonSample, jsonValue } from './series-read.js';
+import { type JsonSample, jsonValue, selectSeries } from './series-read.js';
 
 export interface JobSummary extends JobInfo {
   /** Distinct GPUs reporting utilization in the window. */
@@ -71,24 +71,25 @@ function labelKey(labels: LabelSet): string {
  * read over the whole window. A 512-GPU job's summary then decodes its newest chunks in tight loops instead
  * of seeking 2,500 sample iterators through them, one call per sample.
  */
-export function newestValues(
+export async function newestValues(
   q: Querier,
   matchers: readonly LabelMatcher[],
   from: number,
   end: number,
-): { labels: LabelSet; v: number }[] {
+  signal?: AbortSignal,
+): Promise<{ labels: LabelSet; v: number }[]> {
   const recentFrom = Math.max(from, end - RECENT_MS);
   /** Series settled by a sample in the last 30 s: its value, or undefined for a staleness marker. */
   const settled = new Map<string, number | undefined>();
   if (recentFrom > from) {
-    for (const s of q.select(matchers, { minT: recentFrom, maxT: end })) {
+    for (const s of await selectSeries(q, matchers, { minT: recentFrom, maxT: end }, signal)) {
       if (!s.readSamples) break;
       const v = newestRead(s, recentFrom, end);
       if (v !== null) settled.set(labelKey(s.labels), v);
     }
   }
   const out: { labels: LabelSet; v: number }[] = [];
-  for (const s of q.select(matchers, { minT: from, maxT: end })) {
+  for (const s of await selectSeries(q, matchers, { minT: from, maxT: end }, signal)) {
     const key = settled.size > 0 ? labelKey(s.labels) : '';
     const v = settled.has(key)
       ? settled.get(key)
@@ -107,12 +108,14 @@ function latestValues(
   jobId: string,
   from: number,
   end: number,
-): { labels: Readonly<Record<string, string>>; v: number }[] {
+  signal?: AbortSignal,
+): Promise<{ labels: Readonly<Record<string, string>>; v: number }[]> {
   return newestValues(
     q,
     [new LabelMatcher('=', METRIC_NAME_LABEL, metric), new LabelMatcher('=', WellKnownLabel.jobId, jobId)],
     from,
     end,
+    signal,
   );
 }
 
@@ -126,13 +129,22 @@ function sum(xs: number[]): number | null {
   return finite.length ? finite.reduce((a, b) => a + b, 0) : null;
 }
 
-export function summarizeJob(storage: Storage, job: JobInfo): JobSummary {
+export async function summarizeJob(
+  storage: Storage,
+  job: JobInfo,
+  signal?: AbortSignal,
+): Promise<JobSummary> {
   const end = job.lastSampleMs ?? job.startMs ?? 0;
   const from = end - SUMMARY_WINDOW_MS;
   const q = storage.querier(job.tenant, from, end);
-  const util = latestValues(q, 'gpu_utilization_ratio', job.jobId, from, end);
-  const steps = latestValues(q, 'train_step', job.jobId, from, end);
-  const losses = latestValues(q, 'train_loss', job.jobId, from, end);
+  const latest = (metric: string) => latestValues(q, metric, job.jobId, from, end, signal);
+  const [util, steps, losses, samples, tokens] = await Promise.all([
+    latest('gpu_utilization_ratio'),
+    latest('train_step'),
+    latest('train_loss'),
+    latest('train_samples_per_second'),
+    latest('train_tokens_per_second'),
+  ]);
   // Loss as the job reports it: rank 0's when ranks report separately, else the mean of what there is.
   const rank0 = losses.find((l) => l.labels[WellKnownLabel.rank] === '0');
   const lossValue = rank0
@@ -147,7 +159,7 @@ export function summarizeJob(storage: Storage, job: JobInfo): JobSummary {
     meanGpuUtilization: mean(util.map((u) => u.v)),
     step: finiteSteps.length ? Math.max(...finiteSteps) : null,
     loss: lossValue === null ? null : jsonValue(lossValue),
-    samplesPerSecond: sum(latestValues(q, 'train_samples_per_second', job.jobId, from, end).map((s) => s.v)),
-    tokensPerSecond: sum(latestValues(q, 'train_tokens_per_second', job.jobId, from, end).map((s) => s.v)),
+    samplesPerSecond: sum(samples.map((s) => s.v)),
+    tokensPerSecond: sum(tokens.map((s) => s.v)),
   };
 }

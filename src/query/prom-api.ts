@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Authenticator, Principal } from '../auth/index.js';
 import { type LabelMatcher, METRIC_NAME_LABEL } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
+import { requestSignal } from './dashboard-scope.js';
 import {
   hideTenantLabel,
   PromqlEngine,
@@ -24,6 +25,7 @@ import {
 } from './promql/index.js';
 import { formatGoFloatF } from './promql/labels-util.js';
 import { goQuote, hasInvalidUtf8, parsePromDuration } from './promql/lexer.js';
+import { selectSeries } from './series-read.js';
 
 export interface PromApiLimits {
   /** Default and largest query timeout, ms (Prometheus: --query.timeout, 2 m). */
@@ -192,15 +194,6 @@ function handleError(reply: FastifyReply, err: unknown) {
   throw err;
 }
 
-/** Cancels the query when the client goes away before the answer is sent (Grafana cancels stale panels). */
-function cancelOnDisconnect(reply: FastifyReply): AbortSignal {
-  const abort = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) abort.abort();
-  });
-  return abort.signal;
-}
-
 function matchersParam(p: Params, required: boolean): LabelMatcher[][] {
   const raw = p.get('match[]') ?? [];
   if (raw.length === 0 && required) throw new BadData('no match[] parameter provided');
@@ -268,7 +261,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
         const lookback = one(p, 'lookback_delta');
         const r = await engine.instantQuery(tenantQueryable(deps.storage, principal.tenant), query, time, {
           timeoutMs: timeoutOf(p),
-          signal: cancelOnDisconnect(reply),
+          signal: requestSignal(reply),
           ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
         });
         return respond(reply, r, limitParam(p));
@@ -313,7 +306,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
           step,
           {
             timeoutMs: timeoutOf(p),
-            signal: cancelOnDisconnect(reply),
+            signal: requestSignal(reply),
             ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
           },
         );
@@ -333,8 +326,9 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
         const limit = limitParam(p);
         const querier = querierFor(principal, start, end);
         const seen = new Map<string, Record<string, string>>();
+        const signal = requestSignal(reply);
         for (const matchers of sets) {
-          for (const s of querier.select(matchers, { minT: start, maxT: end })) {
+          for (const s of await selectSeries(querier, matchers, { minT: start, maxT: end }, signal)) {
             const key = JSON.stringify(Object.entries(s.labels).sort());
             if (!seen.has(key)) seen.set(key, { ...s.labels });
             if (seen.size > limits.maxSeries)
@@ -357,8 +351,9 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
         const sets = matchersParam(p, false);
         const querier = querierFor(principal, timeParam(p, 'start', MIN_TIME), timeParam(p, 'end', MAX_TIME));
         const names = new Set<string>();
+        const signal = requestSignal(reply);
         for (const matchers of sets.length > 0 ? sets : [[]])
-          for (const n of querier.labelNames(matchers)) names.add(n);
+          for (const n of await querier.labelNames(matchers, signal)) names.add(n);
         const all = [...names].sort();
         const limit = limitParam(p);
         const data = limit > 0 ? all.slice(0, limit) : all;
@@ -379,8 +374,9 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
         const sets = matchersParam(p, false);
         const querier = querierFor(principal, timeParam(p, 'start', MIN_TIME), timeParam(p, 'end', MAX_TIME));
         const values = new Set<string>();
+        const signal = requestSignal(reply);
         for (const matchers of sets.length > 0 ? sets : [[]])
-          for (const v of querier.labelValues(name, matchers)) values.add(v);
+          for (const v of await querier.labelValues(name, matchers, signal)) values.add(v);
         const all = [...values].sort();
         const limit = limitParam(p);
         const data = limit > 0 ? all.slice(0, limit) : all;
@@ -397,9 +393,8 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
         const metric = one(p, 'metric');
         const limit = limitParam(p);
         const querier = querierFor(principal, MIN_TIME, MAX_TIME);
-        const names = metric
-          ? querier.labelValues(METRIC_NAME_LABEL, []).filter((n) => n === metric)
-          : querier.labelValues(METRIC_NAME_LABEL, []);
+        const all = await querier.labelValues(METRIC_NAME_LABEL, [], requestSignal(reply));
+        const names = metric ? all.filter((n) => n === metric) : all;
         // trainwatch keeps no exposition metadata (TYPE/HELP/UNIT lines); every stored metric is listed as
         // `unknown`, which is what Prometheus reports for metrics scraped without metadata.
         const data: Record<string, { type: string; help: string; unit: string }[]> = {};

@@ -16,8 +16,9 @@ import {
   METRIC_NAME_LABEL,
 } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
+import { requestSignal } from './dashboard-scope.js';
 import { summarizeJob } from './job-summary.js';
-import { type ColumnarSeries, readSeries } from './series-read.js';
+import { type ColumnarSeries, readSeries, selectSeries } from './series-read.js';
 
 export interface RestDeps {
   readonly auth: Authenticator;
@@ -111,7 +112,7 @@ function single(raw: string | string[] | undefined, name: string): string | unde
 }
 
 export function registerRestApi(app: FastifyInstance, deps: RestDeps): void {
-  app.get('/api/tw/v1/jobs', async (req) => {
+  app.get('/api/tw/v1/jobs', async (req, reply) => {
     const principal = principalOf(deps, req);
     const q = req.query as Record<string, string | undefined>;
     const status = q.status as JobStatus | undefined;
@@ -125,23 +126,30 @@ export function registerRestApi(app: FastifyInstance, deps: RestDeps): void {
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
       throw twError(Errors.badRequest, 'limit must be an integer from 1 to 10000');
     const now = Date.now();
-    const jobs = deps.jobs
-      .list(principal.tenant, now, { status, search: q.search, limit })
-      .map((j) => summarizeJob(deps.storage, j));
+    const signal = requestSignal(reply);
+    const jobs = await Promise.all(
+      deps.jobs
+        .list(principal.tenant, now, { status, search: q.search, limit })
+        .map((j) => summarizeJob(deps.storage, j, signal)),
+    );
     return { status: 'success', data: { jobs } };
   });
 
-  app.get('/api/tw/v1/jobs/:jobId', async (req) => {
+  app.get('/api/tw/v1/jobs/:jobId', async (req, reply) => {
     const principal = principalOf(deps, req);
     const { jobId } = req.params as { jobId: string };
     const job = deps.jobs.get(principal.tenant, jobId, Date.now());
     if (!job) throw twError(Errors.notFound, `no job ${JSON.stringify(jobId)} in tenant ${principal.tenant}`);
     const q = deps.storage.querier(principal.tenant, job.startMs ?? 0, job.lastSampleMs ?? Date.now());
-    const metrics = q.labelValues(METRIC_NAME_LABEL, [new LabelMatcher('=', 'job_id', jobId)]);
-    return { status: 'success', data: { job: summarizeJob(deps.storage, job), metrics } };
+    const signal = requestSignal(reply);
+    const [metrics, summary] = await Promise.all([
+      q.labelValues(METRIC_NAME_LABEL, [new LabelMatcher('=', 'job_id', jobId)], signal),
+      summarizeJob(deps.storage, job, signal),
+    ]);
+    return { status: 'success', data: { job: summary, metrics } };
   });
 
-  app.get('/api/tw/v1/series', async (req) => {
+  app.get('/api/tw/v1/series', async (req, reply) => {
     const principal = principalOf(deps, req);
     const sq = parseSeriesQuery(req.query as Record<string, string | string[] | undefined>, Date.now());
     const q = deps.storage.querier(principal.tenant, sq.start, sq.end);
@@ -150,7 +158,12 @@ export function registerRestApi(app: FastifyInstance, deps: RestDeps): void {
       data: {
         start: sq.start,
         end: sq.end,
-        series: readSeries(q.select(sq.matchers), sq.start, sq.end, sq.points),
+        series: readSeries(
+          await selectSeries(q, sq.matchers, undefined, requestSignal(reply)),
+          sq.start,
+          sq.end,
+          sq.points,
+        ),
       },
     };
   });
@@ -185,14 +198,16 @@ function streamLive(deps: RestDeps, req: FastifyRequest, reply: FastifyReply): v
   // Series of one job arrive from different nodes at slightly different times: remember each series' newest
   // sent sample and look back a little, so a series that lags the others loses nothing.
   const sent = new Map<string, number>();
-  const timer = setInterval(() => {
-    if (closed) return;
+  let polling = false;
+  const poll = async () => {
+    if (closed || polling) return;
+    polling = true;
     try {
       const until = Date.now() + 60_000; // simulated or skewed clocks may run slightly ahead
       const from = since - LIVE_LOOKBACK_MS;
       const q = deps.storage.querier(principal.tenant, from, until);
       const fresh: ColumnarSeries[] = [];
-      for (const s of readSeries(q.select(sq.matchers), from, until)) {
+      for (const s of readSeries(await selectSeries(q, sq.matchers), from, until)) {
         const key = labelsKey(s.labels);
         const after = sent.get(key) ?? since;
         let i = 0;
@@ -211,9 +226,12 @@ function streamLive(deps: RestDeps, req: FastifyRequest, reply: FastifyReply): v
         lastWrite = Date.now();
       }
     } catch (err) {
-      res.write(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
+      if (!closed) res.write(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
+    } finally {
+      polling = false;
     }
-  }, pollMs);
+  };
+  const timer = setInterval(() => void poll(), pollMs);
   req.raw.on('close', () => {
     closed = true;
     clearInterval(timer);

@@ -3,8 +3,23 @@
  * bucket's minimum and maximum (as uPlot recommends), so a one-second spike survives a thirty-day chart.
  */
 import { isStaleNaN } from '../model/batch.js';
-import type { LabelSet } from '../model/labels.js';
-import type { SelectedSeries } from '../storage/index.js';
+import type { LabelMatcher, LabelSet } from '../model/labels.js';
+import type { Querier, SelectedSeries, SelectHints } from '../storage/index.js';
+
+/**
+ * The series of a selection, for callers that need the whole answer (charts, summaries): a set that broke off
+ * part-way fails with its error; warnings are dropped (the dashboard has nowhere to show them per chart).
+ */
+export async function selectSeries(
+  querier: Querier,
+  matchers: readonly LabelMatcher[],
+  hints?: SelectHints,
+  signal?: AbortSignal,
+): Promise<readonly SelectedSeries[]> {
+  const set = await querier.select(matchers, hints, signal);
+  if (set.err) throw set.err;
+  return set.series;
+}
 
 /** JSON has no NaN or infinities: they travel as the strings Prometheus uses. */
 export type JsonSample = number | 'NaN' | '+Inf' | '-Inf';

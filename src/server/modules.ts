@@ -280,7 +280,7 @@ class Modules {
             },
           },
         );
-        processor.start();
+        await processor.start();
         this.processor = processor;
         this.stoppers.push({ name, stop: () => processor.stop() });
         return;

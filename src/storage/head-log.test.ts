@@ -59,7 +59,7 @@ const bitsOf = (() => {
 function contents(db: Tsdb, tenant = 't'): Map<string, Map<number, bigint>> {
   const out = new Map<string, Map<number, bigint>>();
   for (const s of db
-    .querier(tenant, -(2 ** 49), 2 ** 49)
+    .localQuerier(tenant, -(2 ** 49), 2 ** 49)
     .select([new LabelMatcher('=~', '__name__', '.+')])) {
     const m = new Map<number, bigint>();
     const it = s.iterator();
@@ -341,7 +341,7 @@ describe('head log: files of earlier formats', () => {
       expect([...db.coveredPositions()]).toEqual([[0, 9]]);
       const check = (what: string) => {
         const got = db
-          .querier('fixture', 0, 2 ** 49)
+          .localQuerier('fixture', 0, 2 ** 49)
           .select([new LabelMatcher('=~', '__name__', 'fixture_.')])
           .map((s) => {
             const it = s.iterator();

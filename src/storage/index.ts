@@ -2,6 +2,7 @@ export type { BlockMeta, TierName } from './block.js';
 export { SampleBuffer } from './codec/chunk.js';
 export { type ExportResult, exportBlock, exportPolicy, exportRange } from './export.js';
 export { type ExportOptions, exportDataDir } from './export-cli.js';
+export { EMPTY_ITERATOR } from './iterators.js';
 export { AGG_COUNT, AGG_LAST, AGG_SUM, ROLLUP_FUNCS, ROLLUP_TIERS, RollupColumns } from './rollup.js';
 export type {
   AggregateArrays,
@@ -14,11 +15,14 @@ export type {
   SampleIterator,
   SelectedSeries,
   SelectHints,
+  SeriesSet,
   Storage,
 } from './storage.js';
+export { seriesSet } from './storage.js';
 /** @deprecated The placeholder is gone: this is {@link MemoryStorage}, the real TSDB kept in memory. */
 export {
   defaultTsdbOptions,
+  type LocalQuerier,
   MemoryStorage,
   MemoryStorage as PlaceholderMemoryStorage,
   Tsdb,

@@ -96,7 +96,7 @@ describe('bulk reads', () => {
       for (const [lo, hi] of ranges) {
         const hints: (SelectHints | undefined)[] = [undefined, { minT: lo + 500, maxT: hi - 500 }];
         for (const h of hints) {
-          const selected = db.querier('t', lo, hi).select(all, h);
+          const selected = db.localQuerier('t', lo, hi).select(all, h);
           if (lo < 0) expect(selected.length).toBe(3);
           for (const s of selected)
             expect(bulk(s, buf), `seed ${seed} [${lo}, ${hi}] ${s.labels.__name__}`).toEqual(iterated(s));
@@ -104,7 +104,7 @@ describe('bulk reads', () => {
       }
       // Rollup tiers answer bulk reads with the window aggregates the iterator yields.
       for (const func of ['avg_over_time', 'max_over_time', 'count_over_time']) {
-        const sel = db.querier('t', -1e15, 1e15).select(all, { stepMs: 60_000, rangeMs: 60_000, func });
+        const sel = db.localQuerier('t', -1e15, 1e15).select(all, { stepMs: 60_000, rangeMs: 60_000, func });
         expect(sel.some((s) => s.resolutionMs !== undefined)).toBe(true);
         for (const s of sel) expect(bulk(s, buf)).toEqual(iterated(s));
       }
@@ -129,7 +129,7 @@ describe('bulk reads', () => {
         // The newest 30 s: windows aggregated from the head's raw samples only.
         { stepMs: 10_000, rangeMs: 10_000, func: 'avg_over_time', minT: Math.max(...next) - 30_000 },
       ]) {
-        const sel = db.querier('t', -1e15, 1e15).select(all, h);
+        const sel = db.localQuerier('t', -1e15, 1e15).select(all, h);
         expect(
           sel.some((s) => s.resolutionMs !== undefined),
           JSON.stringify(h),
@@ -199,7 +199,7 @@ describe('bulk reads of spilled head chunks', () => {
       db.appender.append('t', b.build());
       await db.checkpoint(new Map([[0, k]]));
     }
-    const sel = db.querier('t', -1e15, 1e15).select(all);
+    const sel = db.localQuerier('t', -1e15, 1e15).select(all);
     expect(sel).toHaveLength(3);
     for (const s of sel) expect(bulk(s, buf)).toEqual(iterated(s));
     for (const [lo, hi] of [
@@ -207,7 +207,7 @@ describe('bulk reads of spilled head chunks', () => {
       [1_330_000, 1_333_000],
       [1_000_000, 1_700_000],
     ])
-      for (const s of db.querier('t', lo!, hi!).select(all)) expect(bulk(s, buf)).toEqual(iterated(s));
+      for (const s of db.localQuerier('t', lo!, hi!).select(all)) expect(bulk(s, buf)).toEqual(iterated(s));
     await db.close();
   });
 });
@@ -251,18 +251,22 @@ describe('blocks of format version 1', () => {
     for (const b of db.blockReaders().filter((x) => x.meta.tier === 'raw'))
       expect([...db.tiersOf(b)]).toEqual(['10s', '1m']);
     const buf = new SampleBuffer(8);
-    const sel = db.querier('fixture', 0, 2e12).select([new LabelMatcher('=~', '__name__', 'fixture_[a-d]')]);
+    const sel = db
+      .localQuerier('fixture', 0, 2e12)
+      .select([new LabelMatcher('=~', '__name__', 'fixture_[a-d]')]);
     expect(sel.map((s) => s.labels.k)).toEqual(['a', 'b', 'c', 'd']);
     for (const s of sel) {
       expect(iterated(s), s.labels.k).toEqual(expected(s.labels.k!));
       expect(bulk(s, buf), s.labels.k).toEqual(expected(s.labels.k!));
     }
     // The 1-minute rollup tier: each window's count and sum, as the raw samples give them.
-    const rolled = db.querier('fixture', 0, 2e12).select([new LabelMatcher('=', '__name__', 'fixture_a')], {
-      stepMs: M,
-      rangeMs: M,
-      func: 'sum_over_time',
-    });
+    const rolled = db
+      .localQuerier('fixture', 0, 2e12)
+      .select([new LabelMatcher('=', '__name__', 'fixture_a')], {
+        stepMs: M,
+        rangeMs: M,
+        func: 'sum_over_time',
+      });
     expect(rolled[0]!.resolutionMs).toBe(M);
     const it = rolled[0]!.aggregates!();
     let windows = 0;

@@ -41,7 +41,7 @@ function read(
   hints?: SelectHints,
 ) {
   return db
-    .querier(tenant, minT, maxT)
+    .localQuerier(tenant, minT, maxT)
     .select([name(metric)], hints)
     .map((s) => {
       const it = s.iterator();
@@ -96,13 +96,13 @@ describe('tsdb in memory', () => {
     db.appender.append('a', batch({ __name__: 'up', job_id: 'j4' }, [[400_000, 1]]));
     await db.checkpoint(new Map([[0, 1]]));
     expect(db.listBlocks().some((m) => m.tier === 'raw')).toBe(true);
-    const q = db.querier('a', 0, 1e9);
+    const q = db.localQuerier('a', 0, 1e9);
     expect(q.labelValues('job_id')).toEqual(['j1', 'j2', 'j3', 'j4']);
     expect(q.labelValues('job_id', [name('up')])).toEqual(['j1', 'j2', 'j4']);
     expect(q.labelNames()).toEqual(['__name__', 'gpu', 'job_id', 'rank', 'tenant']);
     expect(q.labelNames([name('up')])).toEqual(['__name__', 'gpu', 'job_id', 'tenant']);
-    expect(db.querier('a', 300_000, 1e9).labelValues('job_id')).toEqual(['j4']);
-    expect(db.querier(null, 0, 1e9).labelValues('tenant')).toEqual(['a', 'b']);
+    expect(db.localQuerier('a', 300_000, 1e9).labelValues('job_id')).toEqual(['j4']);
+    expect(db.localQuerier(null, 0, 1e9).labelValues('tenant')).toEqual(['a', 'b']);
     await db.close();
   });
 
@@ -112,7 +112,7 @@ describe('tsdb in memory', () => {
     db.appender.append('t', batch({ __name__: 'g' }, [[1, 1]]));
     const sel = (...m: LabelMatcher[]) =>
       db
-        .querier('t', 0, 10)
+        .localQuerier('t', 0, 10)
         .select([name('g'), ...m])
         .map((s) => s.labels.gpu ?? '-');
     expect(sel(new LabelMatcher('=', 'gpu', '1'))).toEqual(['1']);
@@ -129,7 +129,7 @@ describe('tsdb in memory', () => {
 describe('tsdb: out of order, duplicates, staleness', () => {
   it('merges out-of-order samples, stores identical ones once, and lets the last write win', async () => {
     const db = new MemoryStorage();
-    const st = db.appender.append(
+    const st = await db.appender.append(
       't',
       batch({ __name__: 'm' }, [
         [30, 3],
@@ -149,7 +149,7 @@ describe('tsdb: out of order, duplicates, staleness', () => {
 
   it('refuses samples older than the out-of-order window', async () => {
     const db = await open(tmp(), { outOfOrderWindowMs: 1000 });
-    const st = db.appender.append(
+    const st = await db.appender.append(
       't',
       batch({ __name__: 'm' }, [
         [10_000, 1],
@@ -347,7 +347,7 @@ describe('tsdb: durability', () => {
     writeFileSync(path.join(dir, 'head'), '');
     db.appender.append('t', batch({ __name__: 'm' }, [[400_000, 3]]));
     await expect(db.checkpoint(new Map([[0, 2]]))).rejects.toThrow(/storage stopped accepting writes/);
-    expect(() => db.appender.append('t', batch({ __name__: 'm' }, [[500_000, 4]]))).toThrow(
+    await expect(db.appender.append('t', batch({ __name__: 'm' }, [[500_000, 4]]))).rejects.toThrow(
       /storage stopped accepting writes.*restart/,
     );
     await expect(db.checkpoint(new Map([[0, 3]]))).rejects.toThrow(/stopped accepting writes/);
@@ -447,7 +447,7 @@ describe('tsdb: rollups and retention', () => {
       rangeMs: 60_000,
       aggregates: ['sum', 'count'],
     } as const;
-    const sel = db.querier('t', 0, 599_999).select([name('r')], hints);
+    const sel = db.localQuerier('t', 0, 599_999).select([name('r')], hints);
     expect(sel.map((s) => [s.labels.s, s.resolutionMs])).toEqual([
       ['b', 60_000],
       [undefined, 60_000],

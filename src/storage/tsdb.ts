@@ -64,6 +64,15 @@ import type {
   SelectHints,
   Storage,
 } from './storage.js';
+import { seriesSet } from './storage.js';
+
+/** The embedded TSDB's reads as they really are: synchronous, from memory and local files. */
+export interface LocalQuerier {
+  select(matchers: readonly LabelMatcher[], hints?: SelectHints): SelectedSeries[];
+  labelNames(matchers?: readonly LabelMatcher[]): string[];
+  labelValues(name: string, matchers?: readonly LabelMatcher[]): string[];
+}
+
 import { seriesSortKey } from './symbols.js';
 
 export interface TsdbOptions {
@@ -180,7 +189,17 @@ export class Tsdb implements Storage {
     };
     const rawMax = D * LEVEL_FACTORS[this.maxLevel.raw]!;
     this.tiers = ROLLUP_TIERS.filter((t) => rawMax % t.resolutionMs === 0);
-    this.appender = { append: (tenant, batch) => this.append(tenant, batch) };
+    // Appends apply to the head at once; the promise is settled when returned (a rejected one for a refused batch).
+    this.appender = {
+      append: (tenant, batch, signal) => {
+        try {
+          signal?.throwIfAborted();
+          return Promise.resolve(this.append(tenant, batch));
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      },
+    };
   }
 
   /**
@@ -795,7 +814,31 @@ export class Tsdb implements Storage {
   // --------------------------------------------------------------------------------------------------------
   // Reading
 
+  /**
+   * The embedded querier answers from memory and local files at once: each call does its work synchronously
+   * and returns a settled promise (no network, so nothing to cancel mid-way; an already aborted signal
+   * rejects before any work).
+   */
   querier(tenant: string | null, minT: number, maxT: number): Querier {
+    const q = this.localQuerier(tenant, minT, maxT);
+    return {
+      select: async (matchers, hints, signal) => {
+        signal?.throwIfAborted();
+        return seriesSet(q.select(matchers, hints));
+      },
+      labelNames: async (matchers = [], signal) => {
+        signal?.throwIfAborted();
+        return q.labelNames(matchers);
+      },
+      labelValues: async (name, matchers = [], signal) => {
+        signal?.throwIfAborted();
+        return q.labelValues(name, matchers);
+      },
+    };
+  }
+
+  /** The same reads without promises, for code that holds the embedded TSDB itself (its tests, benches). */
+  localQuerier(tenant: string | null, minT: number, maxT: number): LocalQuerier {
     return {
       select: (matchers, hints) => this.select(tenant, matchers, minT, maxT, hints),
       labelNames: (matchers = []) => this.labelNames(tenant, matchers, minT, maxT),

@@ -107,7 +107,9 @@ describe('rules evaluated in a running server', () => {
     expect(res.statusCode).toBe(200);
     await waitFor(
       'the samples in storage',
-      () => tw.storage!.querier('default', now - 1000, now + 1000).select([]).length >= 5 || undefined,
+      async () =>
+        (await tw.storage!.querier('default', now - 1000, now + 1000).select([])).series.length >= 5 ||
+        undefined,
     );
   });
 
@@ -168,10 +170,9 @@ describe('rules evaluated in a running server', () => {
     for (const g of groups) for (const r of g.rules) expect(r.health, `${g.name}/${r.name}`).toBe('ok');
     const filtered = await tw.app.inject({ method: 'GET', url: '/api/v1/rules?type=record' });
     expect(filtered.json().data.groups.flatMap((g: { rules: unknown[] }) => g.rules)).toHaveLength(2);
-    const recorded = tw
-      .storage!.querier('default', now - 1000, now + 1000)
-      .select([])
-      .filter((s) => s.labels.__name__ === 'job_id:gpu_utilization_ratio:avg5m');
+    const recorded = (await tw.storage!.querier('default', now - 1000, now + 1000).select([])).series.filter(
+      (s) => s.labels.__name__ === 'job_id:gpu_utilization_ratio:avg5m',
+    );
     expect(recorded).toHaveLength(1);
     const it = recorded[0]!.iterator();
     expect(it.seek(now)).toBe(true);

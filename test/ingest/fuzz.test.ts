@@ -12,6 +12,7 @@ import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DiskLogBus } from '../../src/bus/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
@@ -217,7 +218,8 @@ const mutation = (valid: Uint8Array) =>
 
 async function busSize(): Promise<number> {
   let n = 0;
-  for (let p = 0; p < tw.bus!.partitionCount; p++) n += tw.bus!.endOffset(p);
+  const bus = tw.bus as DiskLogBus;
+  for (let p = 0; p < bus.partitionCount; p++) n += bus.endOffset(p);
   return n;
 }
 

@@ -7,7 +7,12 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { type Authenticator, TokenAuthenticator } from '../../src/auth/index.js';
-import { type AppendResult, type Bus, decodeBusRecordHeader, hashPartitionKey } from '../../src/bus/index.js';
+import {
+  type AppendResult,
+  type BusProducer,
+  decodeBusRecordHeader,
+  hashPartitionKey,
+} from '../../src/bus/index.js';
 import {
   BusWriter,
   createCollectorMetrics,
@@ -30,7 +35,7 @@ export interface StoredRecord {
 }
 
 /** A bus in memory: appends resolve after `delayMs`; beyond `maxPending` queued appends it refuses (503). */
-export class MemoryBus implements Bus {
+export class MemoryBus implements BusProducer {
   readonly partitionCount = 4;
   readonly records: { key: string; record: Uint8Array }[] = [];
   pending = 0;
@@ -57,22 +62,6 @@ export class MemoryBus implements Bus {
       this.pending--;
     }
   }
-  async read() {
-    return [];
-  }
-  async waitFor() {}
-  endOffset() {
-    return this.records.length;
-  }
-  startOffset() {
-    return 0;
-  }
-  async commit() {}
-  committed() {
-    return 0;
-  }
-  async truncateBefore() {}
-  async close() {}
 
   /** Every record decoded as the processor would see it. */
   stored(): StoredRecord[] {

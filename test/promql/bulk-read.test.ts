@@ -24,11 +24,16 @@ function withoutBulkReads(source: Queryable): Queryable {
     querier(minT: number, maxT: number): Querier {
       const q = source.querier(minT, maxT);
       return {
-        select: (matchers, hints) =>
-          q.select(matchers, hints).map((s): SelectedSeries => {
-            expect(s.readSamples).toBeDefined();
-            return { labels: s.labels, iterator: () => s.iterator() };
-          }),
+        select: async (matchers, hints) => {
+          const set = await q.select(matchers, hints);
+          return {
+            ...set,
+            series: set.series.map((s): SelectedSeries => {
+              expect(s.readSamples).toBeDefined();
+              return { labels: s.labels, iterator: () => s.iterator() };
+            }),
+          };
+        },
         labelNames: (m) => q.labelNames(m),
         labelValues: (n, m) => q.labelValues(n, m),
       };

@@ -193,10 +193,10 @@ export class RuleManager implements RuleGroupsSource {
     for (const g of this.groupsState) clearInterval(g.timer);
   }
 
-  private tenantList(now: number): string[] {
+  private async tenantList(now: number): Promise<string[]> {
     if (this.tenants.length === 0 || Math.abs(now - this.tenantsAt) >= TENANT_REFRESH_MS) {
       try {
-        this.tenants = this.opts.storage.querier(null, now - 3_600_000, now).labelValues('tenant');
+        this.tenants = await this.opts.storage.querier(null, now - 3_600_000, now).labelValues('tenant');
         this.tenantsAt = now;
       } catch (err) {
         this.opts.logger.error({ err }, 'rules: cannot list tenants');
@@ -211,7 +211,7 @@ export class RuleManager implements RuleGroupsSource {
     g.running = (async () => {
       const now = at ?? this.now();
       const started = performance.now();
-      for (const tenant of this.tenantList(now)) {
+      for (const tenant of await this.tenantList(now)) {
         for (let idx = 0; idx < g.def.rules.length; idx++) {
           await this.evaluateRule(g, g.def.rules[idx]!, idx, tenant, now);
           await new Promise<void>((resolve) => setImmediate(resolve));
@@ -262,7 +262,7 @@ export class RuleManager implements RuleGroupsSource {
         throw new Error(
           `exceeded limit of ${g.def.limit} with ${samples.length} ${rule.kind === 'alerting' ? 'alerts' : 'series'}`,
         );
-      if (rule.kind === 'recording') this.record(rule, tenant, samples, now);
+      if (rule.kind === 'recording') await this.record(rule, tenant, samples, now);
       else this.alert(g, rule, key, tenant, samples, now);
     } catch (err) {
       status.health = 'err';
@@ -276,12 +276,12 @@ export class RuleManager implements RuleGroupsSource {
     g.status.set(key, status);
   }
 
-  private record(
+  private async record(
     rule: RuleDef,
     tenant: string,
     samples: readonly { labels: LabelSet; v: number }[],
     now: number,
-  ): void {
+  ): Promise<void> {
     if (samples.length === 0) return;
     const b = new SeriesBatchBuilder(samples.length);
     for (const s of samples) {
@@ -290,7 +290,7 @@ export class RuleManager implements RuleGroupsSource {
       Object.assign(labels, rule.labels, { __name__: rule.name });
       b.addSeries(labels).add(now, s.v);
     }
-    this.opts.storage.appender.append(tenant, b.build());
+    await this.opts.storage.appender.append(tenant, b.build());
   }
 
   private alert(

@@ -8,7 +8,7 @@
  */
 import os from 'node:os';
 import { type Command, InvalidArgumentError } from 'commander';
-import { parseMatcher } from '../../alerting/parse.js';
+import { parseMatcher } from '../../alerting/index.js';
 import { durationArg, fail } from '../common.js';
 
 interface ClientFlags {

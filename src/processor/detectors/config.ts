@@ -14,8 +14,7 @@
  * ```
  */
 import { z } from 'zod';
-import { SEVERITIES } from '../../alerting/alert.js';
-import { durationMs } from '../../alerting/parse.js';
+import { durationMs, SEVERITIES } from '../../alerting/contract.js';
 import { isValidLabelName, isValidMetricName, type LabelSet } from '../../model/labels.js';
 
 const regex = z.string().refine(

@@ -3,8 +3,7 @@
  * alert that fires while any member's condition holds), read a series' newest sample, find a sibling series
  * (memory used → memory total), and read the job's state.
  */
-import type { Severity } from '../../alerting/alert.js';
-import type { AlertRule } from '../../alerting/tracker.js';
+import type { AlertRule, Severity } from '../../alerting/contract.js';
 import type { LabelSet } from '../../model/labels.js';
 import type { DetectorName } from './config.js';
 import type { SeriesInfo } from './types.js';

@@ -18,14 +18,16 @@
  * callers hand label objects ({@link DetectorEngine.observe}), found by a hash of their labels once per series
  * per batch. Alert identities (labels, fingerprint) are built when an alert is first raised, not per series.
  */
-import { fingerprint, type Severity } from '../../alerting/alert.js';
-import type { Alert } from '../../alerting/notifier.js';
 import {
+  type Alert,
+  type DetectorStatus as AlertingDetectorStatus,
   type AlertRule,
   type AlertSink,
   AlertTracker,
   type AlertTrackerSnapshot,
-} from '../../alerting/tracker.js';
+  fingerprint,
+  type Severity,
+} from '../../alerting/contract.js';
 import { isStaleNaN, type SeriesBatch } from '../../model/batch.js';
 import type { JobEvent } from '../../model/job.js';
 import type { LabelSet } from '../../model/labels.js';
@@ -88,7 +90,7 @@ export interface EngineSnapshot {
   readonly alerts: AlertTrackerSnapshot;
 }
 
-export interface DetectorStatus {
+export interface DetectorStatus extends AlertingDetectorStatus {
   readonly name: DetectorName | 'threshold';
   readonly description: string;
   readonly enabled: boolean;

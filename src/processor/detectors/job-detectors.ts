@@ -4,7 +4,7 @@
  * A job's state is fed by its series (step series, straggler members) and evaluated once per batch of the job,
  * on the job's event-time clock: the newest sample time of any of its series.
  */
-import { formatSeconds, formatValue } from '../../alerting/alert.js';
+import { formatSeconds, formatValue } from '../../alerting/contract.js';
 import type { LabelSet } from '../../model/labels.js';
 import type { StateReader, StateWriter } from '../state.js';
 import type { DetectorParams } from './config.js';

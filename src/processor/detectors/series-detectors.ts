@@ -6,7 +6,7 @@
  * only when a slot first raises an alert, and a slot calls the alert tracker only while its condition holds
  * or its alert may still be open (`maybeActive`).
  */
-import { formatSeconds, formatValue, type Severity } from '../../alerting/alert.js';
+import { formatSeconds, formatValue, type Severity } from '../../alerting/contract.js';
 import type { StateReader, StateWriter } from '../state.js';
 import type { DetectorParams, ThresholdRule } from './config.js';
 import {

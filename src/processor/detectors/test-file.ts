@@ -24,9 +24,7 @@
  * `_xn` (n missing), `NaN`, `Inf`, `-Inf`, `stale`. Times in `at` are offsets from the first sample (0).
  */
 import { parse as parseYaml } from 'yaml';
-import type { Alert } from '../../alerting/notifier.js';
-import { parseSelector, type SelectorPair } from '../../alerting/parse.js';
-import type { AlertChange } from '../../alerting/tracker.js';
+import { type Alert, type AlertChange, parseSelector, type SelectorPair } from '../../alerting/contract.js';
 import { SeriesBatchBuilder, STALE_NAN } from '../../model/batch.js';
 import { parseDuration } from '../../model/duration.js';
 import type { JobEvent } from '../../model/job.js';

@@ -15,6 +15,11 @@ export class Annotations {
     this.warnings.add(`PromQL warning: ${message} (${formatPosition(this.query, at.pos)})`);
   }
 
+  /** A warning from storage (a partial answer), which has no position in the query. */
+  storageWarning(message: string): void {
+    this.warnings.add(message);
+  }
+
   info(message: string, at: PosRange): void {
     this.infos.add(`PromQL info: ${message} (${formatPosition(this.query, at.pos)})`);
   }

@@ -10,9 +10,13 @@
  */
 import { isStaleNaN } from '../../model/batch.js';
 import type { LabelMatcher, LabelSet } from '../../model/labels.js';
-import { SampleBuffer } from '../../storage/codec/chunk.js';
-import { EMPTY_ITERATOR } from '../../storage/iterators.js';
-import type { Querier, SelectedSeries, SelectHints } from '../../storage/storage.js';
+import {
+  EMPTY_ITERATOR,
+  type Querier,
+  SampleBuffer,
+  type SelectedSeries,
+  type SelectHints,
+} from '../../storage/index.js';
 import { evalAggregate } from './aggregate.js';
 import { Annotations } from './annotations.js';
 import {
@@ -399,15 +403,22 @@ export class Evaluator {
 
   // ---- selectors ----
 
-  select(
+  /**
+   * Selects through the querier, passing the query's cancellation on. A set that broke off part-way fails the
+   * query (PromQL answers whole or not at all); warnings become the query's annotations.
+   */
+  async select(
     matchers: readonly LabelMatcher[],
     minT: number,
     maxT: number,
     hints: SelectHints,
-  ): ReturnType<Querier['select']> {
+  ): Promise<readonly SelectedSeries[]> {
     if (maxT < minT) return [];
     const querier = this.q.queryable.querier(minT, maxT);
-    const selected = querier.select(matchers, hints);
+    const set = await querier.select(matchers, hints, this.q.signal);
+    if (set.err) throw set.err;
+    for (const w of set.warnings) this.q.annotations.storageWarning(w);
+    const selected = set.series;
     this.q.seriesSelected += selected.length;
     if (selected.length > this.q.maxSeries) throw new TooManySeriesError(this.q.maxSeries);
     return selected;
@@ -423,7 +434,7 @@ export class Evaluator {
     const lookback = this.q.lookbackMs;
     const firstT = (at ?? this.start) - offset;
     const lastT = (at ?? this.end) - offset;
-    const selected = this.select(vs.matchers, firstT - lookback + 1, lastT, {
+    const selected = await this.select(vs.matchers, firstT - lookback + 1, lastT, {
       minT: firstT - lookback + 1,
       maxT: lastT,
     });
@@ -552,7 +563,7 @@ export class Evaluator {
       const at = this.atTime(vs.at);
       const firstT = (at ?? this.start) - offset;
       const lastT = (at ?? this.end) - offset;
-      const selected = this.select(vs.matchers, firstT - range + 1, lastT, {
+      const selected = await this.select(vs.matchers, firstT - range + 1, lastT, {
         minT: firstT - range + 1,
         maxT: lastT,
         // Rollup tiers answer min/max/sum/count/avg/last_over_time from per-window aggregates; opt-in
@@ -813,7 +824,7 @@ export class Evaluator {
     const vs = e.vs;
     const offset = this.resolveDuration(vs.offset);
     const t = (this.atTime(vs.at) ?? this.start) - offset;
-    const selected = this.select(vs.matchers, t - range + 1, t, { minT: t - range + 1, maxT: t });
+    const selected = await this.select(vs.matchers, t - range + 1, t, { minT: t - range + 1, maxT: t });
     const out: RangeSeries[] = [];
     for (const sel of selected) {
       const buf = new WindowBuffer();

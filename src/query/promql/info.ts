@@ -128,7 +128,7 @@ export async function evalInfo(ev: Evaluator, call: Call): Promise<EvalValue> {
       minT = Math.min(minT, t - lookback + 1);
       maxT = Math.max(maxT, t);
     }
-    for (const sel of ev.select(matchers, minT, maxT, { minT, maxT })) {
+    for (const sel of await ev.select(matchers, minT, maxT, { minT, maxT })) {
       ev.checkInterrupt('info');
       const at = new Float64Array(steps).fill(Number.NaN);
       // Staleness is recorded while iterating: a NaN payload does not survive a plain array.

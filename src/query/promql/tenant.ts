@@ -6,14 +6,16 @@
  * nothing) and never reaches storage. Admin queriers (tenant null) see every tenant and keep the label.
  */
 import { type LabelMatcher, type LabelSet, WellKnownLabel } from '../../model/labels.js';
-import type {
-  AggregateArrays,
-  Querier,
-  SampleArrays,
-  SelectedSeries,
-  SelectHints,
-  Storage,
-} from '../../storage/storage.js';
+import {
+  type AggregateArrays,
+  type Querier,
+  type SampleArrays,
+  type SelectedSeries,
+  type SelectHints,
+  type SeriesSet,
+  type Storage,
+  seriesSet,
+} from '../../storage/index.js';
 import type { Queryable } from './engine.js';
 
 const TENANT = WellKnownLabel.tenant;
@@ -41,10 +43,15 @@ function scopeMatchers(tenant: string, matchers: readonly LabelMatcher[]): Label
 /** A querier that hides the `tenant` label of a tenant-scoped querier. */
 export function hideTenantLabel(inner: Querier, tenant: string): Querier {
   return {
-    select(matchers: readonly LabelMatcher[], hints?: SelectHints): SelectedSeries[] {
+    async select(
+      matchers: readonly LabelMatcher[],
+      hints?: SelectHints,
+      signal?: AbortSignal,
+    ): Promise<SeriesSet> {
       const scoped = scopeMatchers(tenant, matchers);
-      if (!scoped) return [];
-      return inner.select(scoped, hints).map((s) => {
+      if (!scoped) return seriesSet([]);
+      const set = await inner.select(scoped, hints, signal);
+      const series = set.series.map((s) => {
         const out: SelectedSeries = {
           labels: stripTenant(s.labels),
           iterator: () => s.iterator(),
@@ -57,17 +64,22 @@ export function hideTenantLabel(inner: Querier, tenant: string): Querier {
         };
         return out;
       });
+      return { ...set, series };
     },
-    labelNames(matchers?: readonly LabelMatcher[]): string[] {
+    async labelNames(matchers?: readonly LabelMatcher[], signal?: AbortSignal): Promise<string[]> {
       const scoped = scopeMatchers(tenant, matchers ?? []);
       if (!scoped) return [];
-      return inner.labelNames(scoped).filter((n) => n !== TENANT);
+      return (await inner.labelNames(scoped, signal)).filter((n) => n !== TENANT);
     },
-    labelValues(name: string, matchers?: readonly LabelMatcher[]): string[] {
+    async labelValues(
+      name: string,
+      matchers?: readonly LabelMatcher[],
+      signal?: AbortSignal,
+    ): Promise<string[]> {
       if (name === TENANT) return [];
       const scoped = scopeMatchers(tenant, matchers ?? []);
       if (!scoped) return [];
-      return inner.labelValues(name, scoped);
+      return inner.labelValues(name, scoped, signal);
     },
   };
 }

@@ -486,7 +486,7 @@ async function load(
     }
   }
   if (cmd.withNhcb) unstorable.histogramSeries.push(...nhcbSeriesOf(cmd.series));
-  if (b.seriesCount > 0) storage.appender.append(TENANT, b.build());
+  if (b.seriesCount > 0) await storage.appender.append(TENANT, b.build());
 }
 
 function fmtValue(v: number): string {
