@@ -57,11 +57,42 @@ export const configSchema = z
       .prefault({}),
     bus: z
       .object({
+        /** `embedded`: the on-disk log in the data directory; `kafka`: an Apache Kafka topic (docs/kafka.md). */
+        kind: z.enum(['embedded', 'kafka']).default('embedded'),
+        /** Partitions of the log (Kafka: of the topic); partition = hash(tenant, job_id). */
         partitions: z.number().int().min(1).max(1024).default(8),
         segment_bytes: byteSize.min(1 << 16).default(64 << 20),
         fsync: z.enum(['always', 'interval', 'never']).default('always'),
         fsync_interval_ms: z.number().int().min(1).max(60_000).default(200),
         max_queued_bytes: byteSize.default(256 << 20),
+        /** With `kind: kafka` (docs/kafka.md): where the topic is and how to reach it. */
+        kafka: z
+          .object({
+            brokers: z.array(hostPort).min(1).default(['127.0.0.1:9092']),
+            topic: z
+              .string()
+              .regex(/^[A-Za-z0-9._-]{1,249}$/, 'must be a Kafka topic name: letters, digits, ., _ and -')
+              .default('trainwatch-samples'),
+            client_id: z.string().min(1).default('trainwatch'),
+            /** Replicas of the topic when trainwatch creates it (3 on a production cluster). */
+            replication_factor: z.number().int().min(1).max(16).default(1),
+            /** SASL for managed services (Azure Event Hubs: mechanism plain, username `$ConnectionString`). */
+            sasl: z
+              .object({
+                mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+                username: z.string().min(1),
+                /** A file holding the password (a mounted secret), so it never sits in the configuration. */
+                password_file: z.string().min(1),
+              })
+              .strict()
+              .optional(),
+            tls: z
+              .object({ enabled: z.boolean().default(false), ca_file: z.string().min(1).optional() })
+              .strict()
+              .prefault({}),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -129,6 +160,31 @@ export const configSchema = z
     storage: z
       .object({
         /**
+         * `embedded`: trainwatch's own TSDB in the data directory; `remote`: a Prometheus-compatible TSDB
+         * (VictoriaMetrics single or cluster, Mimir, a managed Prometheus) written by remote-write and read
+         * through its Prometheus HTTP API (docs/scaling.md).
+         */
+        kind: z.enum(['embedded', 'remote']).default('embedded'),
+        remote: z
+          .object({
+            /** Remote-write endpoint, e.g. http://vminsert:8480/insert/0/prometheus/api/v1/write. */
+            write_url: z.url().optional(),
+            /** Prometheus HTTP API root (…/api/v1/query below it), e.g. http://vmselect:8481/select/0/prometheus. */
+            query_url: z.url().optional(),
+            /** `victoriametrics` reads raw samples with its export API; `prometheus` with range-vector queries. */
+            flavor: z.enum(['prometheus', 'victoriametrics']).default('prometheus'),
+            /** Extra headers on every request (e.g. X-Scope-OrgID for Mimir). */
+            headers: z.record(z.string(), z.string()).default({}),
+            /** Parallel senders; one series always goes through the same one, in order. */
+            shards: z.number().int().min(1).max(256).default(4),
+            max_samples_per_send: z.number().int().min(100).max(100_000).default(5000),
+            /** Samples waiting to be sent before appends wait (backpressure onto the bus). */
+            capacity: z.number().int().min(1000).default(500_000),
+            timeout: durationString('30s', 100),
+          })
+          .strict()
+          .prefault({}),
+        /**
          * Head data is cut into blocks of this range; also the granularity of compaction (docs/storage.md). The head
          * holds up to this much data per series (plus half of it, at most 15 min), so it bounds memory for fast
          * series, and older data is read from blocks. Rollup tiers need a multiple of their resolution at some
@@ -183,6 +239,22 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Where jobs, tokens, alerts, silences and the outbox live: SQLite in the data directory, or PostgreSQL. */
+    meta: z
+      .object({
+        kind: z.enum(['sqlite', 'postgres']).default('sqlite'),
+        postgres: z
+          .object({
+            /** postgres://user:pass@host:5432/db — or `url_file`, a file holding it (a mounted secret). */
+            url: z.string().min(1).optional(),
+            url_file: z.string().min(1).optional(),
+            pool_size: z.number().int().min(1).max(100).default(10),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
     jobs: z
       .object({
         /** A running job with no sample for this long is shown as `unknown`. */
@@ -195,6 +267,23 @@ export const configSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.storage.kind === 'remote') {
+      for (const key of ['write_url', 'query_url'] as const)
+        if (!c.storage.remote[key])
+          ctx.addIssue({
+            code: 'custom',
+            path: ['storage', 'remote', key],
+            message: `storage.remote.${key} is required with storage.kind: remote`,
+          });
+    }
+    if (c.meta.kind === 'postgres' && !c.meta.postgres.url && !c.meta.postgres.url_file)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['meta', 'postgres', 'url'],
+        message: 'meta.postgres.url or meta.postgres.url_file is required with meta.kind: postgres',
+      });
+  });
 
 export type Config = z.infer<typeof configSchema>;

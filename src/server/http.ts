@@ -26,9 +26,20 @@ function errorBody(errorType: string, error: string): { status: 'error'; errorTy
   return { status: 'error', errorType, error };
 }
 
+/**
+ * One dependency of a role that `/readyz` reports: resolves with undefined when it is fine, or with the reason
+ * it is not (e.g. "kafka: no broker answered"). It may be called often: keep it cheap (a cached state, or a
+ * round trip at most).
+ */
+export type ReadinessCheck = (signal: AbortSignal) => Promise<string | undefined>;
+
+/** A check that takes longer is reported as not ready ("timed out"). */
+const READINESS_TIMEOUT_MS = 2000;
+
 export interface HttpServer {
   readonly app: FastifyInstance;
-  setReady(ready: boolean): void;
+  /** Adds a named dependency check to `/readyz` (every check must pass for the process to be ready). */
+  addReadinessCheck(name: string, check: ReadinessCheck): void;
   /**
    * Lets the UI answer GET requests for paths no route matched (client-side routes get the app shell).
    * API paths always get the JSON 404.
@@ -46,7 +57,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     forceCloseConnections: true,
     return503OnClosing: true,
   });
-  let ready = false;
+  const checks = new Map<string, ReadinessCheck>();
   let pageFallback: ((req: FastifyRequest, reply: FastifyReply) => unknown) | undefined;
 
   app.setErrorHandler((err: FastifyError | TrainwatchError, req, reply) => {
@@ -75,9 +86,37 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) =>
-    ready ? { status: 'ready' } : reply.code(503).send({ status: 'not ready', reason: 'replaying the bus' }),
-  );
+  // Ready when every role's dependencies are: load balancers and Kubernetes route traffic by this, and
+  // autoscalers wait for it. The answer names each check, so an operator sees which dependency is missing.
+  app.get('/readyz', async (_req, reply) => {
+    const results = await Promise.all(
+      [...checks].map(async ([name, check]) => {
+        const abort = new AbortController();
+        const timer = setTimeout(() => abort.abort(), READINESS_TIMEOUT_MS);
+        try {
+          const problem = await Promise.race([
+            check(abort.signal),
+            new Promise<string>((resolve) =>
+              abort.signal.addEventListener('abort', () => resolve('timed out'), { once: true }),
+            ),
+          ]);
+          return [name, problem ?? 'ok'] as const;
+        } catch (err) {
+          return [name, (err as Error).message] as const;
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+    const failing = results.filter(([, r]) => r !== 'ok');
+    const body = { checks: Object.fromEntries(results) };
+    if (failing.length === 0) return { status: 'ready', ...body };
+    return reply.code(503).send({
+      status: 'not ready',
+      reason: failing.map(([n, r]) => `${n}: ${r}`).join('; '),
+      ...body,
+    });
+  });
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', opts.registry.contentType);
     return opts.registry.metrics();
@@ -85,8 +124,8 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
 
   return {
     app,
-    setReady: (r: boolean) => {
-      ready = r;
+    addReadinessCheck: (name, check) => {
+      checks.set(name, check);
     },
     setPageFallback: (fallback) => {
       pageFallback = fallback;
