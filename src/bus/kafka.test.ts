@@ -386,6 +386,66 @@ describe.skipIf(skipReason !== undefined)('KafkaBus against a real broker', () =
     }
   }, 60_000);
 
+  it('fences a member whose revoke outlasts the rebalance: its late commit is refused, the partitions moved on', async () => {
+    // The coordinator waits rebalanceTimeoutMs for every member to rejoin; a member still revoking then is
+    // dropped from the group, and the others take its partitions.
+    const bus = await KafkaBus.open(options(2, { rebalanceTimeoutMs: 6_000, sessionTimeoutMs: 6_000 }));
+    const changed = new Condition();
+    let releaseSlowRevoke!: () => void;
+    const slowRevoke = new Promise<void>((r) => {
+      releaseSlowRevoke = r;
+    });
+    let lateCommit: Promise<unknown> | undefined;
+    const aOwned = new Set<number>();
+    const bOwned = new Set<number>();
+    let a!: GroupMember;
+    try {
+      a = await bus.join('fencing', {
+        onAssigned: async (ps) => {
+          for (const p of ps) aOwned.add(p);
+          changed.notify();
+        },
+        onRevoked: async (ps) => {
+          // The first revoke stalls past the rebalance timeout, then tries to commit what it processed.
+          if (!lateCommit) {
+            await slowRevoke;
+            lateCommit = a.commit(ps[0]!, 1).then(
+              () => 'accepted',
+              (e: unknown) => e,
+            );
+            await lateCommit;
+          }
+          for (const p of ps) aOwned.delete(p);
+          changed.notify();
+        },
+      });
+      await changed.until('a to own both partitions', () => aOwned.size === 2);
+      await bus.join('fencing', {
+        onAssigned: async (ps) => {
+          for (const p of ps) bOwned.add(p);
+          changed.notify();
+        },
+        onRevoked: async (ps) => {
+          for (const p of ps) bOwned.delete(p);
+          changed.notify();
+        },
+      });
+      // b is given both partitions once the coordinator gave up on a, while a is still inside onRevoked.
+      await changed.until('b to take over both partitions', () => bOwned.size === 2);
+      expect(aOwned.size).toBe(2);
+      releaseSlowRevoke();
+      await changed.until('a to finish revoking', () => lateCommit !== undefined && aOwned.size === 0);
+      const refused = await lateCommit;
+      expect(refused).toBeInstanceOf(TrainwatchError);
+      expect((refused as TrainwatchError).kind.code).toBe('conflict');
+      expect((refused as TrainwatchError).message).toMatch(/fenced/);
+      expect(await a.committed(0)).toBe(0);
+    } finally {
+      releaseSlowRevoke();
+      await bus.close();
+    }
+  }, 45_000);
+
   // Last: it kills the shared broker.
   it('rejects appends with a retryable 503 when the broker is gone, without hanging', async () => {
     const bus = await KafkaBus.open(options(2, { retries: 1, retryDelayMs: 200, requestTimeoutMs: 3_000 }));
