@@ -91,6 +91,11 @@ const DEFAULTS = {
 const MAX_REQUEST_VALUE_BYTES = 900 << 10;
 /** Seconds the collector's 503 asks clients to wait when Kafka cannot be reached. */
 const RETRY_AFTER_SECONDS = 2;
+/**
+ * A read fetches at least this much ahead into the partition's buffer: the processor asks for small slices,
+ * and one Fetch round trip per slice would bound it by latency.
+ */
+const READ_AHEAD_BYTES = 1 << 20;
 const GROUP_RE = /^[a-z0-9_-]+$/;
 const EMPTY = new Uint8Array(0);
 
@@ -172,6 +177,13 @@ export class KafkaBus implements Bus {
   static async open(opts: KafkaBusOptions): Promise<KafkaBus> {
     if (!Number.isInteger(opts.partitions) || opts.partitions < 1) {
       throw new Error(`bus.partitions must be a positive integer, got ${opts.partitions}`);
+    }
+    const session = opts.sessionTimeoutMs ?? DEFAULTS.sessionTimeoutMs;
+    const rebalance = opts.rebalanceTimeoutMs ?? DEFAULTS.rebalanceTimeoutMs;
+    if (rebalance < session) {
+      throw new Error(
+        `bus.kafka.rebalance_timeout_ms (${rebalance}) must be at least bus.kafka.session_timeout_ms (${session})`,
+      );
     }
     if (opts.brokers.length === 0) throw new Error('bus.kafka.brokers is empty: name at least one host:port');
     const admin = new Admin(clientBase(opts, `${opts.clientId}-admin`));
@@ -341,10 +353,8 @@ export class KafkaBus implements Bus {
       }
     } catch (err) {
       this.needsNewProducerId = true;
-      const tooLarge = (err as { findBy?: (k: string, v: unknown) => unknown }).findBy?.(
-        'apiId',
-        'MESSAGE_TOO_LARGE',
-      );
+      const findBy = (err as { findBy?: (k: string, v: unknown) => unknown }).findBy?.bind(err);
+      const tooLarge = findBy?.('apiId', 'MESSAGE_TOO_LARGE') || findBy?.('apiId', 'RECORD_LIST_TOO_LARGE');
       const e = tooLarge
         ? twError(Errors.payloadTooLarge, `a bus record is larger than the Kafka topic ${topic} accepts`)
         : unavailable(`cannot append to Kafka topic ${topic}`, err, this.opts.brokers);
@@ -428,6 +438,8 @@ class KafkaMember implements GroupMember {
   /** The listener's calls, chained. */
   private serial: Promise<void> = Promise.resolve();
   private leaving = false;
+  /** The coordinator told this member (by its current id) to rejoin: it still owns its partitions. */
+  private rebalanceAnnounced = false;
   private left: Promise<void> | undefined;
   private readonly topic: string;
 
@@ -457,6 +469,9 @@ class KafkaMember implements GroupMember {
     });
     this.interceptApis();
     this.consumer.on('consumer:group:join', (p: ConsumerGroupJoinPayload) => this.onJoined(p));
+    this.consumer.on('consumer:group:rebalance', () => {
+      this.rebalanceAnnounced = true;
+    });
     this.consumer.on('error', (err: Error) => {
       // A rejoin cut short by leave() fails with "connection pool is closed": expected then.
       if (this.leaving) return;
@@ -483,7 +498,7 @@ class KafkaMember implements GroupMember {
     this.own(partition, 'cannot read');
     let buf = this.buffers.get(partition);
     if (!buf || !this.seek(buf, fromOffset)) {
-      buf = await this.fetchInto(partition, fromOffset, maxBytes, 0);
+      buf = await this.fetchInto(partition, fromOffset, Math.max(maxBytes, READ_AHEAD_BYTES), 0);
       signal?.throwIfAborted();
       this.own(partition, 'cannot read');
       if (!this.seek(buf, fromOffset)) return [];
@@ -504,7 +519,7 @@ class KafkaMember implements GroupMember {
     if (buf && buf.entries.length > 0 && buf.entries[buf.entries.length - 1]!.offset >= offset) return;
     // A long-poll Fetch: the broker answers as soon as a record at `offset` exists, or after timeoutMs.
     // What it brings is kept for the read that follows.
-    const polled = this.fetchInto(partition, offset, 1 << 20, timeoutMs).then(
+    const polled = this.fetchInto(partition, offset, READ_AHEAD_BYTES, timeoutMs).then(
       () => undefined,
       (err) => {
         this.opts.logger.debug({ err: describe(err), partition }, 'Kafka long-poll fetch failed');
@@ -767,7 +782,11 @@ class KafkaMember implements GroupMember {
     const wrapped = (...args: unknown[]) => {
       // api(connection, groupId, sessionTimeout, rebalanceTimeout, memberId, groupInstanceId, …, callback)
       const callback = args[args.length - 1] as (err: Error | null) => void;
-      const lost = args[4] === '' && this.owned.size > 0;
+      // Still a member of the group only when the coordinator announced a rebalance (REBALANCE_IN_PROGRESS)
+      // to this member id; a rejoin for any other reason (unknown member id, illegal generation) means the
+      // coordinator already dropped this member and gave its partitions away.
+      const lost = this.owned.size > 0 && (args[4] === '' || !this.rebalanceAnnounced);
+      this.rebalanceAnnounced = false;
       this.runSerial(() => this.revokeAll(lost)).then(
         () => api(...args),
         (err: Error) => callback(err),
