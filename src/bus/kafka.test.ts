@@ -202,6 +202,11 @@ describe.skipIf(skipReason !== undefined)('KafkaBus against a real broker', () =
         m.set(r.offset, `record-${i}`);
         byPartition.set(r.partition, m);
       });
+      // An append aborted before its request left is not written, and rejects with the abort's reason.
+      const ac = new AbortController();
+      const aborted = bus.append('t\u0000job-0', enc('aborted'), ac.signal);
+      ac.abort(new Error('client went away'));
+      await expect(aborted).rejects.toThrow('client went away');
       // A second round after the first was acknowledged continues the offsets.
       const later = await bus.append('t\u0000job-0', enc('later'));
       expect(later.offset).toBe(byPartition.get(later.partition)!.size);

@@ -230,7 +230,8 @@ export class KafkaBus implements Bus {
         ),
       );
     }
-    // A view, not a copy: the client only reads it while building the request.
+    // A view, not a copy: the caller leaves the bytes alone until the append settles (the client may send
+    // them again on a retry until then), as it must for the embedded bus, which writes them later too.
     const value = Buffer.isBuffer(record)
       ? record
       : Buffer.from(record.buffer, record.byteOffset, record.byteLength);
