@@ -104,13 +104,29 @@ describe('RemoteWriteQueue on the wire', () => {
       ts.push(t);
       b.add(t, vs[i % vs.length]!);
     }
-    b.addSeries({ __name__: 'neg' }).add(-5000, 1).add(0, 2);
+    // Varint edges: 7-bit group and 32-bit half boundaries, the largest safe integer, negatives (10 bytes).
+    const edges = [
+      -5000,
+      0,
+      127,
+      128,
+      2 ** 28,
+      2 ** 32 - 1,
+      2 ** 32,
+      2 ** 35,
+      2 ** 49,
+      Number.MAX_SAFE_INTEGER,
+      -1,
+      -(2 ** 40),
+    ];
+    b.addSeries({ __name__: 'neg' });
+    for (const t of edges) b.add(t, 1);
     for (let s = 0; s < 20; s++) b.addSeries({ __name__: 'many', s: String(s) }).add(1_700_000_000_000, s);
     const stats = await q.append('team-a', b.build());
-    expect(stats).toEqual({ series: 22, samples: 62, duplicates: 0 });
+    expect(stats).toEqual({ series: 22, samples: 72, duplicates: 0 });
     await q.flush();
 
-    expect(q.stats()).toMatchObject({ sent: 62, dropped: 0, retried: 0, pending: 0 });
+    expect(q.stats()).toMatchObject({ sent: 72, dropped: 0, retried: 0, pending: 0 });
     for (const r of srv.requests) {
       expect(r.headers['content-encoding']).toBe('snappy');
       expect(r.headers['content-type']).toBe('application/x-protobuf');
@@ -125,9 +141,7 @@ describe('RemoteWriteQueue on the wire', () => {
     expect(m.map((x) => x.t)).toEqual(ts);
     expect(m.map((x) => x.bits)).toEqual(ts.map((_, i) => bitsOf(vs[i % vs.length]!)));
     expect(m[3]!.bits).toBe('7ff0000000000002'); // the staleness marker, bit for bit
-    expect(got.get(JSON.stringify({ __name__: 'neg', tenant: 'team-a' }))!.map((x) => x.t)).toEqual([
-      -5000, 0,
-    ]);
+    expect(got.get(JSON.stringify({ __name__: 'neg', tenant: 'team-a' }))!.map((x) => x.t)).toEqual(edges);
     expect(got.size).toBe(22);
   });
 

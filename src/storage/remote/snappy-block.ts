@@ -45,20 +45,24 @@ export class SnappyBlockEncoder {
     if (end - start < MIN_MATCH_INPUT) return emitLiteral(src, start, end, dst, d);
     const table = this.table;
     table.fill(0);
+    // Unaligned 32-bit loads: V8 compiles DataView reads to single loads, four times fewer than by bytes.
+    const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
     let literalStart = start;
     let i = start;
     const limit = end - 4;
     while (i <= limit) {
-      const word = load32(src, i);
+      const word = view.getUint32(i, true);
       const h = Math.imul(word, 0x1e35a7bd) >>> HASH_SHIFT;
       const candidate = table[h]! - 1 + start;
       table[h] = i - start + 1;
-      if (candidate < start || candidate >= i || load32(src, candidate) !== word) {
+      if (candidate < start || candidate >= i || view.getUint32(candidate, true) !== word) {
         // Snappy's skipping heuristic: the longer nothing matched, the bigger the steps (incompressible data).
         i += 1 + ((i - literalStart) >>> 5);
         continue;
       }
       let len = 4;
+      while (i + len <= limit && view.getUint32(candidate + len, true) === view.getUint32(i + len, true))
+        len += 4;
       while (i + len < end && src[candidate + len] === src[i + len]) len++;
       if (literalStart < i) d = emitLiteral(src, literalStart, i, dst, d);
       d = emitCopy(i - candidate, len, dst, d);
@@ -68,10 +72,6 @@ export class SnappyBlockEncoder {
     if (literalStart < end) d = emitLiteral(src, literalStart, end, dst, d);
     return d;
   }
-}
-
-function load32(b: Uint8Array, i: number): number {
-  return (b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24)) >>> 0;
 }
 
 function emitLiteral(src: Uint8Array, from: number, to: number, dst: Uint8Array, d: number): number {
@@ -87,7 +87,7 @@ function emitLiteral(src: Uint8Array, from: number, to: number, dst: Uint8Array,
     dst[d++] = l & 0xff;
     dst[d++] = l >>> 8;
   }
-  if (len < 64) for (let k = 0; k < len; k++) dst[d + k] = src[from + k]!;
+  if (len < 16) for (let k = 0; k < len; k++) dst[d + k] = src[from + k]!;
   else dst.set(src.subarray(from, to), d);
   return d + len;
 }
