@@ -1,0 +1,471 @@
+/**
+ * `storage.kind: remote`: the processor remote-writes to a Prometheus-compatible TSDB (VictoriaMetrics single
+ * or cluster, Mimir, Thanos receive, a managed Prometheus) and queries read raw samples back through the
+ * TSDB's Prometheus HTTP API. trainwatch's PromQL engine still evaluates queries; the TSDB only stores and
+ * selects.
+ *
+ * Durability and the bus (DESIGN.md "one log on the hot path"): a remote TSDB is durable once it acknowledged
+ * a write, so this storage keeps no bus positions of its own. `checkpoint` resolves once everything appended
+ * before it was acknowledged (or refused for good, and counted); the processor then commits its bus offsets,
+ * and `coveredPositions` is empty: after a crash the processor resumes at the committed offsets and replays
+ * what followed. Replayed samples carry the same (series, timestamp, value): the TSDB must deduplicate them
+ * (VictoriaMetrics: `-dedup.minScrapeInterval=1ms`; Prometheus, Mimir and Thanos drop exact duplicates).
+ *
+ * Tenancy: writes set the `tenant` label, as the embedded TSDB does; a tenant's querier always adds
+ * `tenant="<tenant>"` to what it sends, answers nothing to a matcher that excludes its own tenant, and drops
+ * any returned series whose `tenant` label is not its own (a misbehaving proxy must not leak data either).
+ *
+ * Reading raw samples:
+ * - `flavor: 'prometheus'` (Prometheus, Mimir, Thanos): an instant query of the selector as a range vector,
+ *   `{matchers}[<maxT-minT+1>ms]` at `time=maxT`: the API returns a matrix of the raw samples in
+ *   (maxT-range, maxT] = [minT, maxT]. Prometheus leaves staleness markers out of range vectors; a NaN read
+ *   back is an ordinary NaN.
+ * - `flavor: 'victoriametrics'`: `/api/v1/export` (JSON lines), which streams raw samples without the query
+ *   path's limits on points per series. VictoriaMetrics drops ordinary NaN samples at ingestion but keeps
+ *   staleness markers (exported as `null`): a NaN/null read back is the staleness marker. The instant-query
+ *   form also returns raw samples on VictoriaMetrics 1.79 (checked), so 'prometheus' works against it too.
+ */
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { SeriesBatch } from '../../model/batch.js';
+import { STALE_NAN_BITS_HI, STALE_NAN_BITS_LO } from '../../model/batch.js';
+import { Errors, twError } from '../../model/errors.js';
+import {
+  isValidLabelName,
+  LabelMatcher,
+  type LabelSet,
+  METRIC_NAME_LABEL,
+  WellKnownLabel,
+} from '../../model/labels.js';
+import { ArrayIterator } from '../iterators.js';
+import type {
+  Appender,
+  AppendStats,
+  BusPositions,
+  Querier,
+  SampleArrays,
+  SelectedSeries,
+  SelectHints,
+  SeriesSet,
+  Storage,
+} from '../storage.js';
+import { labelSetSortKey } from '../symbols.js';
+import { type RemoteWriteOptions, RemoteWriteQueue } from './remote-write.js';
+
+export type RemoteFlavor = 'prometheus' | 'victoriametrics';
+
+export interface RemoteStorageOptions {
+  /** Remote-write endpoint: VictoriaMetrics `http://vm:8428/api/v1/write`, Mimir `http://mimir/api/v1/push`. */
+  readonly writeUrl: string;
+  /**
+   * Base of the Prometheus HTTP API (`<readUrl>/api/v1/query`): VictoriaMetrics single `http://vm:8428`,
+   * cluster `http://vmselect:8481/select/0/prometheus`, Mimir `http://mimir/prometheus`.
+   */
+  readonly readUrl: string;
+  /** How raw samples are read (see the file comment). Default 'prometheus'. */
+  readonly flavor?: RemoteFlavor;
+  /** Sent with every write and read, e.g. `{ 'X-Scope-OrgID': 'trainwatch' }` for Mimir. */
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly basicAuth?: { readonly username: string; readonly password: string };
+  readonly bearerToken?: string;
+  /** The send queue's tuning (shards, batch size, capacity, backoff): see {@link RemoteWriteOptions}. */
+  readonly queue?: Omit<
+    RemoteWriteOptions,
+    'url' | 'headers' | 'basicAuth' | 'bearerToken' | 'registry' | 'logger'
+  >;
+  /** Longest one read request may take. Default 60 s. */
+  readonly queryTimeoutMs?: number;
+  readonly registry?: Registry;
+  readonly logger?: Logger;
+}
+
+const TENANT = WellKnownLabel.tenant;
+
+export class RemoteStorage implements Storage {
+  readonly appender: Appender;
+  readonly queue: RemoteWriteQueue;
+  private readonly readBase: string;
+  private readonly flavor: RemoteFlavor;
+  private readonly readHeaders: Record<string, string>;
+  private readonly queryTimeoutMs: number;
+
+  constructor(opts: RemoteStorageOptions) {
+    this.queue = new RemoteWriteQueue({
+      ...opts.queue,
+      url: opts.writeUrl,
+      ...(opts.headers ? { headers: opts.headers } : {}),
+      ...(opts.basicAuth ? { basicAuth: opts.basicAuth } : {}),
+      ...(opts.bearerToken ? { bearerToken: opts.bearerToken } : {}),
+      ...(opts.registry ? { registry: opts.registry } : {}),
+      ...(opts.logger ? { logger: opts.logger } : {}),
+    });
+    this.readBase = opts.readUrl.replace(/\/+$/, '');
+    this.flavor = opts.flavor ?? 'prometheus';
+    this.queryTimeoutMs = opts.queryTimeoutMs ?? 60_000;
+    this.readHeaders = {
+      Accept: 'application/json',
+      'Content-Type': 'application/x-www-form-urlencoded',
+      ...(opts.basicAuth
+        ? {
+            Authorization: `Basic ${Buffer.from(`${opts.basicAuth.username}:${opts.basicAuth.password}`).toString('base64')}`,
+          }
+        : {}),
+      ...(opts.bearerToken ? { Authorization: `Bearer ${opts.bearerToken}` } : {}),
+      ...opts.headers,
+    };
+    this.appender = {
+      append: (tenant: string, batch: SeriesBatch, signal?: AbortSignal): Promise<AppendStats> =>
+        this.queue.append(tenant, batch, signal),
+    };
+  }
+
+  /** Resolves once everything appended before this call was acknowledged by the TSDB (or refused and counted). */
+  async checkpoint(_positions: BusPositions, signal?: AbortSignal): Promise<void> {
+    await this.queue.flush(signal);
+  }
+
+  /** Empty: the consumer group's committed offsets are the whole truth for a remote store (see file comment). */
+  coveredPositions(): BusPositions {
+    return new Map();
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+
+  querier(tenant: string | null, minT: number, maxT: number): Querier {
+    return new RemoteQuerier(this, tenant, minT, maxT);
+  }
+
+  /** @internal A read request: POST form to `<readUrl><path>`; the parsed JSON or text body, errors mapped. */
+  async request(path: string, form: URLSearchParams, signal: AbortSignal | undefined): Promise<string> {
+    const url = `${this.readBase}${path}`;
+    const timeout = AbortSignal.timeout(this.queryTimeoutMs);
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(url, {
+        method: 'POST',
+        headers: this.readHeaders,
+        body: form.toString(),
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+      text = await res.text();
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (timeout.aborted)
+        throw twError(
+          Errors.unavailable,
+          `remote TSDB did not answer ${path} within ${this.queryTimeoutMs} ms (${this.readBase})`,
+        );
+      const cause = (err as Error).cause ? `: ${String((err as Error).cause)}` : '';
+      throw twError(
+        Errors.unavailable,
+        `remote TSDB unreachable for ${path} (${this.readBase}): ${(err as Error).message}${cause}`,
+      );
+    }
+    if (res.ok) return text;
+    const message = errorMessage(text);
+    if (res.status >= 500 || res.status === 429) {
+      const ra = Number(res.headers.get('retry-after'));
+      throw twError(
+        Errors.unavailable,
+        `remote TSDB answered ${path} with HTTP ${res.status}: ${message}`,
+        Number.isFinite(ra) && ra > 0 ? ra : undefined,
+      );
+    }
+    throw twError(Errors.badRequest, `remote TSDB refused ${path} with HTTP ${res.status}: ${message}`);
+  }
+
+  /** @internal */
+  get readFlavor(): RemoteFlavor {
+    return this.flavor;
+  }
+}
+
+/** The TSDB's own message: the `error` field of a Prometheus API error, else the body's start. */
+function errorMessage(body: string): string {
+  try {
+    const j = JSON.parse(body) as { error?: string };
+    if (typeof j.error === 'string') return j.error;
+  } catch {
+    // not JSON (VictoriaMetrics' export answers plain text)
+  }
+  return body.trim().slice(0, 512) || '(empty body)';
+}
+
+/** A label name in a selector: bare when valid, quoted otherwise (Prometheus 3 / UTF-8 names). */
+function labelName(name: string): string {
+  return isValidLabelName(name) ? name : JSON.stringify(name);
+}
+
+/** `{a="x",b=~"y"}`: a series selector for `match[]` or a query. */
+export function selectorString(matchers: readonly LabelMatcher[]): string {
+  return `{${matchers.map((m) => `${labelName(m.name)}${m.type}${JSON.stringify(m.value)}`).join(',')}}`;
+}
+
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(3);
+}
+
+/** Samples of one series as read back, in timestamp order, one per timestamp. */
+class RemoteSeries implements SelectedSeries {
+  constructor(
+    readonly labels: LabelSet,
+    private readonly t: Float64Array,
+    private readonly v: Float64Array,
+  ) {}
+
+  iterator(): ArrayIterator {
+    return new ArrayIterator(this.t, this.v);
+  }
+
+  readSamples(out: SampleArrays): number {
+    const n = this.t.length;
+    out.n = 0;
+    out.ensure(n);
+    out.t.set(this.t);
+    // Same-type typed array copy: a byte copy, so NaN payloads (staleness markers) keep their bits.
+    out.v.set(this.v);
+    out.n = n;
+    return n;
+  }
+}
+
+/** Collects samples per series (a series may come in several parts, e.g. VictoriaMetrics export blocks). */
+class SeriesCollector {
+  private readonly parts = new Map<string, { labels: LabelSet; t: number[]; v: Float64Array[]; n: number }>();
+
+  constructor(
+    private readonly lo: number,
+    private readonly hi: number,
+    private readonly nanIsStale: boolean,
+  ) {}
+
+  /** Adds samples; `values[i]` null or NaN-ish strings are handled per flavor. */
+  add(labels: LabelSet, ts: readonly number[], values: readonly (number | string | null)[]): void {
+    const key = labelSetSortKey(labels);
+    let p = this.parts.get(key);
+    if (!p) {
+      p = { labels, t: [], v: [], n: 0 };
+      this.parts.set(key, p);
+    }
+    const v = new Float64Array(values.length);
+    const bits = new Uint32Array(v.buffer);
+    let k = 0;
+    for (let i = 0; i < ts.length; i++) {
+      const t = ts[i]!;
+      if (t < this.lo || t > this.hi) continue;
+      const raw = values[i]!;
+      const x =
+        raw === null
+          ? Number.NaN
+          : typeof raw === 'number'
+            ? raw
+            : raw === '+Inf' || raw === 'Inf'
+              ? Number.POSITIVE_INFINITY
+              : raw === '-Inf'
+                ? Number.NEGATIVE_INFINITY
+                : Number(raw);
+      p.t.push(t);
+      if (Number.isNaN(x) && (raw === null || this.nanIsStale)) {
+        // Written as bits: the marker's payload must not depend on how the engine moves NaNs around.
+        bits[2 * k] = STALE_NAN_BITS_LO;
+        bits[2 * k + 1] = STALE_NAN_BITS_HI;
+      } else v[k] = x;
+      k++;
+    }
+    p.v.push(v.subarray(0, k));
+    p.n += k;
+  }
+
+  /** The series ordered by labels, each sorted by time with one sample per timestamp (the last read wins). */
+  finish(): SelectedSeries[] {
+    const keys = [...this.parts.keys()].sort();
+    const out: SelectedSeries[] = [];
+    for (const key of keys) {
+      const p = this.parts.get(key)!;
+      if (p.n === 0) continue;
+      let v: Float64Array;
+      if (p.v.length === 1) v = p.v[0]!;
+      else {
+        v = new Float64Array(p.n);
+        let o = 0;
+        for (const part of p.v) {
+          v.set(part, o);
+          o += part.length;
+        }
+      }
+      let t = Float64Array.from(p.t);
+      let sorted = true;
+      for (let i = 1; i < t.length; i++) {
+        if (t[i]! <= t[i - 1]!) {
+          sorted = false;
+          break;
+        }
+      }
+      if (!sorted) {
+        const idx = Array.from({ length: t.length }, (_, i) => i).sort((a, b) => t[a]! - t[b]! || a - b);
+        const t2 = new Float64Array(t.length);
+        const v2 = new Float64Array(t.length);
+        const b = new Uint32Array(v.buffer, v.byteOffset, v.length * 2);
+        const b2 = new Uint32Array(v2.buffer);
+        let n = 0;
+        for (const i of idx) {
+          if (n > 0 && t2[n - 1] === t[i]) n--; // same timestamp: the later part wins
+          t2[n] = t[i]!;
+          b2[2 * n] = b[2 * i]!;
+          b2[2 * n + 1] = b[2 * i + 1]!;
+          n++;
+        }
+        t = t2.subarray(0, n);
+        v = v2.subarray(0, n);
+      }
+      out.push(new RemoteSeries(p.labels, t, v));
+    }
+    return out;
+  }
+}
+
+interface PromResponse<T> {
+  status: 'success' | 'error';
+  data: T;
+  error?: string;
+  warnings?: string[];
+  infos?: string[];
+}
+
+interface MatrixData {
+  resultType: string;
+  result: { metric: Record<string, string>; values?: [number, string][] }[];
+}
+
+class RemoteQuerier implements Querier {
+  constructor(
+    private readonly storage: RemoteStorage,
+    private readonly tenant: string | null,
+    private readonly minT: number,
+    private readonly maxT: number,
+  ) {}
+
+  /**
+   * The matchers to send, with the tenant's own `tenant` matcher; undefined when a caller's matcher on `tenant`
+   * excludes the querier's tenant (the answer is then empty, never another tenant's data).
+   */
+  private scope(matchers: readonly LabelMatcher[]): LabelMatcher[] | undefined {
+    if (this.tenant === null) {
+      const all = [...matchers];
+      // A selector needs one matcher that does not match the empty string (admin "everything": any name).
+      if (!all.some((m) => !m.matches(''))) all.push(nameMatcher);
+      return all;
+    }
+    const out: LabelMatcher[] = [];
+    for (const m of matchers) {
+      if (m.name === TENANT) {
+        if (!m.matches(this.tenant)) return undefined;
+        continue;
+      }
+      out.push(m);
+    }
+    out.push(new LabelMatcher('=', TENANT, this.tenant));
+    return out;
+  }
+
+  async select(
+    matchers: readonly LabelMatcher[],
+    hints?: SelectHints,
+    signal?: AbortSignal,
+  ): Promise<SeriesSet> {
+    signal?.throwIfAborted();
+    const lo = Math.max(this.minT, hints?.minT ?? this.minT);
+    const hi = Math.min(this.maxT, hints?.maxT ?? this.maxT);
+    const scoped = this.scope(matchers);
+    if (!scoped || lo > hi) return { series: [], warnings: [] };
+    const selector = selectorString(scoped);
+    const flavor = this.storage.readFlavor;
+    const collector = new SeriesCollector(lo, hi, flavor === 'victoriametrics');
+    let warnings: string[] = [];
+    if (flavor === 'victoriametrics') {
+      const form = new URLSearchParams({ 'match[]': selector, start: seconds(lo), end: seconds(hi) });
+      const body = await this.storage.request('/api/v1/export', form, signal);
+      let start = 0;
+      while (start < body.length) {
+        let end = body.indexOf('\n', start);
+        if (end < 0) end = body.length;
+        if (end > start) {
+          const line = JSON.parse(body.slice(start, end)) as {
+            metric: Record<string, string>;
+            values: (number | null)[];
+            timestamps: number[];
+          };
+          if (this.owns(line.metric)) collector.add(line.metric, line.timestamps, line.values);
+        }
+        start = end + 1;
+      }
+    } else {
+      const form = new URLSearchParams({ query: `${selector}[${hi - lo + 1}ms]`, time: seconds(hi) });
+      const res = JSON.parse(
+        await this.storage.request('/api/v1/query', form, signal),
+      ) as PromResponse<MatrixData>;
+      if (res.status !== 'success')
+        throw twError(Errors.badRequest, `remote TSDB query failed: ${res.error ?? 'no error message'}`);
+      if (res.data.resultType !== 'matrix')
+        throw twError(
+          Errors.internal,
+          `remote TSDB answered a range-vector selector with a ${res.data.resultType}, not a matrix`,
+        );
+      for (const r of res.data.result) {
+        if (!this.owns(r.metric) || !r.values) continue;
+        const ts = r.values.map((p) => Math.round(p[0] * 1000));
+        collector.add(
+          r.metric,
+          ts,
+          r.values.map((p) => p[1]),
+        );
+      }
+      warnings = [...(res.warnings ?? []), ...(res.infos ?? [])];
+    }
+    return { series: collector.finish(), warnings };
+  }
+
+  /** Defence in depth: a tenant's querier drops any series of another tenant, whatever the TSDB returned. */
+  private owns(labels: Record<string, string>): boolean {
+    return this.tenant === null || labels[TENANT] === this.tenant;
+  }
+
+  async labelNames(matchers: readonly LabelMatcher[] = [], signal?: AbortSignal): Promise<string[]> {
+    const form = this.labelForm(matchers);
+    if (!form) return [];
+    const res = JSON.parse(await this.storage.request('/api/v1/labels', form, signal)) as PromResponse<
+      string[]
+    >;
+    return [...(res.data ?? [])].sort();
+  }
+
+  async labelValues(
+    name: string,
+    matchers: readonly LabelMatcher[] = [],
+    signal?: AbortSignal,
+  ): Promise<string[]> {
+    const form = this.labelForm(matchers);
+    if (!form) return [];
+    const res = JSON.parse(
+      await this.storage.request(`/api/v1/label/${encodeURIComponent(name)}/values`, form, signal),
+    ) as PromResponse<string[]>;
+    const values = [...(res.data ?? [])].sort();
+    // Within a tenant, the only `tenant` value there is to see is its own.
+    if (name === TENANT && this.tenant !== null) return values.filter((v) => v === this.tenant);
+    return values;
+  }
+
+  private labelForm(matchers: readonly LabelMatcher[]): URLSearchParams | undefined {
+    const form = new URLSearchParams({ start: seconds(this.minT), end: seconds(this.maxT) });
+    if (this.tenant === null && matchers.length === 0) return form;
+    const scoped = this.scope(matchers);
+    if (!scoped) return undefined;
+    form.set('match[]', selectorString(scoped));
+    return form;
+  }
+}
+
+const nameMatcher = new LabelMatcher('=~', METRIC_NAME_LABEL, '.+');
