@@ -23,6 +23,8 @@ export interface TestPostgres {
   readonly port: number;
   /** The server's log so far (for failure messages). */
   readonly log: () => string;
+  /** Creates another empty database on the same server and returns its URL (for tests needing a fresh schema). */
+  createDatabase(name: string): Promise<string>;
   /** Shuts the server down (by its PID) and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -213,15 +215,7 @@ export async function startPostgres(opts: { database?: string } = {}): Promise<T
       running.add(postmasterPid);
       installExitHook();
     }
-    const admin = new pg.Client({ connectionString: adminUrl });
-    await admin.connect();
-    try {
-      // Identifiers cannot be parameters; the name is checked to be a plain identifier instead.
-      if (!/^[a-z_][a-z0-9_]*$/.test(database)) throw new Error(`invalid test database name ${database}`);
-      await admin.query(`CREATE DATABASE ${database}`);
-    } finally {
-      await admin.end();
-    }
+    await createDatabase(adminUrl, database);
   } catch (err) {
     await stop();
     throw new Error(`${(err as Error).message}\n--- server log ---\n${output}`);
@@ -230,8 +224,25 @@ export async function startPostgres(opts: { database?: string } = {}): Promise<T
     url: `postgres://postgres@127.0.0.1:${port}/${database}`,
     port,
     log: () => output,
+    createDatabase: async (name) => {
+      await createDatabase(adminUrl, name);
+      return `postgres://postgres@127.0.0.1:${port}/${name}`;
+    },
     stop,
   };
+}
+
+async function createDatabase(adminUrl: string, name: string): Promise<void> {
+  // Identifiers cannot be parameters; the name is checked to be a plain identifier instead.
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name))
+    throw new Error(`invalid test database name ${JSON.stringify(name)}`);
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
 }
 
 function readPostmasterPid(dataDir: string): number | undefined {

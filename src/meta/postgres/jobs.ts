@@ -5,7 +5,8 @@
  *
  * `upsert` writes a batch of merged job rows in one statement, and merges each with the stored row by the
  * same rules `JobStore.applyEvent` uses (newest non-empty scalar, config and metric keys merged key by key,
- * tags a union, earliest start, latest sample, a final status is never left). So a writer whose cached copy
+ * tags a union, earliest start, latest sample, a final status is never left; a name equal to the job id is
+ * the writer's placeholder for "not announced", like '', and keeps the stored name). So a writer whose cached copy
  * of a job is stale — a partition that just moved here from another processor — cannot undo what the
  * previous owner stored, and replaying a batch is harmless.
  */
@@ -24,7 +25,7 @@ const UPSERT = `INSERT INTO jobs AS j
     last_sample_ms BIGINT)
   ORDER BY tenant, job_id
   ON CONFLICT (tenant, job_id) DO UPDATE SET
-    name = COALESCE(NULLIF(excluded.name, ''), j.name),
+    name = CASE WHEN excluded.name IN ('', excluded.job_id) THEN j.name ELSE excluded.name END,
     project = COALESCE(NULLIF(excluded.project, ''), j.project),
     owner = COALESCE(NULLIF(excluded.owner, ''), j.owner),
     framework = COALESCE(NULLIF(excluded.framework, ''), j.framework),
