@@ -79,6 +79,11 @@ export class LeaderElection {
   private tickTimer: NodeJS.Timeout | undefined;
   private boundaryTimer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
+  /**
+   * Fails the current session's pending connect. Needed because node-postgres never settles `connect()`
+   * when `end()` is called while connecting, which would leave a tick waiting forever.
+   */
+  private abandonConnect: ((err: Error) => void) | undefined;
 
   constructor(opts: LeaderElectionOptions) {
     this.opts = opts;
@@ -114,11 +119,13 @@ export class LeaderElection {
     clearTimeout(this.boundaryTimer);
     this.holding = false;
     this.evaluate();
-    // A tick in flight sees `running` false after its await and changes nothing; then end its session.
-    await this.ticking;
     const client = this.client;
     this.client = undefined;
-    if (client) await endQuietly(client);
+    this.abandonConnect?.(new Error('leader election stopped'));
+    // Ending the session first also fails whatever a tick in flight awaits (a connect, a query), so stop
+    // does not wait for a connect timeout; that tick then sees `running` false and changes nothing.
+    if (client) await endSession(client, this.intervalMs);
+    await this.ticking;
   }
 
   private scheduleTick(delayMs: number): void {
@@ -171,8 +178,12 @@ export class LeaderElection {
     });
     client.on('end', () => this.drop(client));
     this.client = client;
+    const abandoned = new Promise<never>((_, reject) => {
+      this.abandonConnect = reject;
+    });
+    abandoned.catch(() => {}); // only ever observed through the race below
     try {
-      await client.connect();
+      await Promise.race([client.connect(), abandoned]);
     } catch (err) {
       this.drop(client);
       throw err;
@@ -190,11 +201,12 @@ export class LeaderElection {
   private drop(client: pg.Client | undefined): void {
     if (!client || client !== this.client) return;
     this.client = undefined;
+    this.abandonConnect?.(new Error('session dropped'));
     this.holding = false;
     this.leaderFromMs = Number.POSITIVE_INFINITY;
     this.leaseUntilMs = Number.NEGATIVE_INFINITY;
     this.evaluate();
-    void endQuietly(client);
+    void endSession(client, this.intervalMs);
   }
 
   /** A query that takes longer than an interval counts as failed (the lease would not be renewed in time). */
@@ -212,6 +224,13 @@ export class LeaderElection {
   /** Announces a change of `isLeader`, and arranges to re-evaluate at the next moment it could change. */
   private evaluate(): void {
     clearTimeout(this.boundaryTimer);
+    if (this.holding && now() >= this.leaseUntilMs) {
+      // The lease ran out without a successful check: give the session up rather than resume leading if a
+      // late answer arrives (no flapping; and the lock is freed for the others sooner).
+      this.report(new Error(`no successful check for ${this.leaseMs} ms`), 'leader election');
+      this.drop(this.client); // evaluates again, no longer holding
+      return;
+    }
     const leader = this.isLeader;
     if (leader !== this.announced) {
       this.announced = leader;
@@ -236,13 +255,23 @@ export class LeaderElection {
   }
 }
 
-async function endQuietly(client: pg.Client): Promise<void> {
+/**
+ * Ends a session: politely (a Terminate message, so the server frees the lock at once), and if the server
+ * does not answer within `graceMs` (a dead network), by closing the socket.
+ */
+async function endSession(client: pg.Client, graceMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    client.end().catch(() => {}),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, 2000);
+  const ended = await Promise.race([
+    client.end().then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), graceMs);
     }),
   ]);
   clearTimeout(timer);
+  // node-postgres has no public way to drop a connection without the server's goodbye.
+  if (!ended)
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
