@@ -147,6 +147,8 @@ export async function startPostgres(opts: { database?: string } = {}): Promise<T
     'full_page_writes=off',
     '-c',
     'max_connections=50',
+    '-c',
+    'shared_buffers=16MB',
   ]);
   const proc: ChildProcess = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout!.on('data', keep);
