@@ -40,7 +40,7 @@ export const TENANT_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const TOKEN_RE = /^twk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 const MAX_NAME_LENGTH = 200;
 /** `last_used_at_ms` is written at most this often per token, so verifying costs no write per request. */
-const LAST_USED_WRITE_INTERVAL_MS = 60_000;
+export const LAST_USED_WRITE_INTERVAL_MS = 60_000;
 
 export interface TokenInfo {
   readonly id: string;
@@ -79,8 +79,42 @@ function infoOf(row: TokenRow): TokenInfo {
   };
 }
 
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
+/** What is stored of a token's secret. Shared by the SQLite and PostgreSQL stores. */
+export function hashTokenSecret(secret: string): Buffer {
+  return createHash('sha256').update(secret).digest();
+}
+
+/** Whether `secret` is the one whose hash is stored; constant-time in the secret. */
+export function secretMatches(storedSha256: Uint8Array, secret: string): boolean {
+  const presented = hashTokenSecret(secret);
+  return storedSha256.length === presented.length && timingSafeEqual(storedSha256, presented);
+}
+
+/** Splits a presented `twk_<id>_<secret>` token; undefined when it is not of that form. */
+export function parseToken(presented: string): { id: string; secret: string } | undefined {
+  const m = TOKEN_RE.exec(presented);
+  return m ? { id: m[1]!, secret: m[2]! } : undefined;
+}
+
+/** Checks what a new token is asked for, throwing an error that names the bad field; returns its name. */
+export function validateNewToken(opts: { tenant: string; scope: TokenScope; name?: string }): string {
+  if (!TENANT_RE.test(opts.tenant)) {
+    throw new Error(
+      `tenant ${JSON.stringify(opts.tenant)} is invalid: use 1-63 lowercase letters, digits, _ and -, starting with a letter or digit`,
+    );
+  }
+  if (!TOKEN_SCOPES.includes(opts.scope))
+    throw new Error(`scope ${JSON.stringify(opts.scope)} is invalid: use one of ${TOKEN_SCOPES.join(', ')}`);
+  const name = opts.name ?? '';
+  if (name.length > MAX_NAME_LENGTH) throw new Error(`name is longer than ${MAX_NAME_LENGTH} characters`);
+  return name;
+}
+
+/** A fresh token: its id, its secret and the string shown to the user once. */
+export function generateToken(): { id: string; secret: string; token: string } {
+  const id = randomBytes(8).toString('hex');
+  const secret = randomBytes(32).toString('base64url');
+  return { id, secret, token: `twk_${id}_${secret}` };
 }
 
 export class TokenStore {
@@ -102,25 +136,14 @@ export class TokenStore {
     token: string;
     info: TokenInfo;
   } {
-    if (!TENANT_RE.test(opts.tenant)) {
-      throw new Error(
-        `tenant ${JSON.stringify(opts.tenant)} is invalid: use 1-63 lowercase letters, digits, _ and -, starting with a letter or digit`,
-      );
-    }
-    if (!TOKEN_SCOPES.includes(opts.scope))
-      throw new Error(
-        `scope ${JSON.stringify(opts.scope)} is invalid: use one of ${TOKEN_SCOPES.join(', ')}`,
-      );
-    const name = opts.name ?? '';
-    if (name.length > MAX_NAME_LENGTH) throw new Error(`name is longer than ${MAX_NAME_LENGTH} characters`);
-    const id = randomBytes(8).toString('hex');
-    const secret = randomBytes(32).toString('base64url');
+    const name = validateNewToken(opts);
+    const { id, secret, token } = generateToken();
     this.db
       .prepare(
         'INSERT INTO auth_tokens (id, tenant, scope, name, secret_sha256, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
       )
-      .run(id, opts.tenant, opts.scope, name, sha256(secret), nowMs);
-    return { token: `twk_${id}_${secret}`, info: infoOf(this.byId.get(id)!) };
+      .run(id, opts.tenant, opts.scope, name, hashTokenSecret(secret), nowMs);
+    return { token, info: infoOf(this.byId.get(id)!) };
   }
 
   list(filter: { tenant?: string; includeRevoked?: boolean } = {}): TokenInfo[] {
@@ -150,12 +173,11 @@ export class TokenStore {
 
   /** Checks a presented token. Constant-time in the secret; says why a token is refused. */
   verify(presented: string, nowMs = Date.now()): TokenCheck {
-    const m = TOKEN_RE.exec(presented);
-    if (!m) return { ok: false, reason: 'malformed' };
-    const id = m[1]!;
+    const parsed = parseToken(presented);
+    if (!parsed) return { ok: false, reason: 'malformed' };
+    const { id } = parsed;
     const row = this.byId.get(id);
-    if (!row || !timingSafeEqual(row.secret_sha256, sha256(m[2]!)))
-      return { ok: false, reason: 'unknown', id };
+    if (!row || !secretMatches(row.secret_sha256, parsed.secret)) return { ok: false, reason: 'unknown', id };
     if (row.revoked_at_ms !== null) return { ok: false, reason: 'revoked', id };
     const written = this.lastUsedWritten.get(id) ?? row.last_used_at_ms;
     if (written === null || nowMs - written >= LAST_USED_WRITE_INTERVAL_MS) {

@@ -1,0 +1,118 @@
+/**
+ * Job metadata on PostgreSQL: the async counterpart of `JobStore`'s storage (the in-memory merging of job
+ * events stays with the writer). The processor that owns a job's bus partition writes it; any query process
+ * reads.
+ *
+ * `upsert` writes a batch of merged job rows in one statement, and merges each with the stored row by the
+ * same rules `JobStore.applyEvent` uses (newest non-empty scalar, config and metric keys merged key by key,
+ * tags a union, earliest start, latest sample, a final status is never left; a name equal to the job id is
+ * the writer's placeholder for "not announced", like '', and keeps the stored name). So a writer whose cached copy
+ * of a job is stale — a partition that just moved here from another processor — cannot undo what the
+ * previous owner stored, and replaying a batch is harmless.
+ */
+import type { JobInfo, JobStatus } from '../../model/job.js';
+import type { JobListFilter } from '../jobs.js';
+import type { PgMeta } from './pg-meta.js';
+import { type JobRow, jobFromRow, jobToRow } from './rows.js';
+
+const FINAL = `('completed', 'failed')`;
+
+const UPSERT = `INSERT INTO jobs AS j
+    (tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys, status, start_ms, end_ms, last_sample_ms)
+  SELECT tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys, status, start_ms, end_ms, last_sample_ms
+  FROM jsonb_to_recordset($1::jsonb) AS x(tenant TEXT, job_id TEXT, name TEXT, project TEXT, owner TEXT, framework TEXT,
+    world_size INTEGER, config JSONB, tags JSONB, metric_keys JSONB, status TEXT, start_ms BIGINT, end_ms BIGINT,
+    last_sample_ms BIGINT)
+  ORDER BY tenant, job_id
+  ON CONFLICT (tenant, job_id) DO UPDATE SET
+    name = CASE WHEN excluded.name IN ('', excluded.job_id) THEN j.name ELSE excluded.name END,
+    project = COALESCE(NULLIF(excluded.project, ''), j.project),
+    owner = COALESCE(NULLIF(excluded.owner, ''), j.owner),
+    framework = COALESCE(NULLIF(excluded.framework, ''), j.framework),
+    world_size = COALESCE(excluded.world_size, j.world_size),
+    config = j.config || excluded.config,
+    tags = j.tags || COALESCE((SELECT jsonb_agg(t.v ORDER BY t.n)
+      FROM jsonb_array_elements(excluded.tags) WITH ORDINALITY AS t(v, n)
+      WHERE NOT j.tags @> jsonb_build_array(t.v)), '[]'::jsonb),
+    metric_keys = j.metric_keys || excluded.metric_keys,
+    status = CASE WHEN j.status IN ${FINAL} THEN j.status ELSE excluded.status END,
+    start_ms = LEAST(j.start_ms, excluded.start_ms),
+    end_ms = CASE WHEN j.status IN ${FINAL} THEN j.end_ms ELSE COALESCE(excluded.end_ms, j.end_ms) END,
+    last_sample_ms = GREATEST(j.last_sample_ms, excluded.last_sample_ms)`;
+
+/**
+ * Jobs with the status a reader should see: a `running` job without samples for `$2` ms is `unknown`
+ * (the rule of `JobStore`'s reader side). `$1` is the reader's now.
+ */
+const LIVE_JOBS = `SELECT tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys,
+    CASE WHEN status = 'running' AND last_sample_ms IS NOT NULL AND $1::bigint - last_sample_ms > $2::bigint
+      THEN 'unknown' ELSE status END AS status,
+    start_ms, end_ms, last_sample_ms
+  FROM jobs`;
+
+export class PgJobRepository {
+  constructor(
+    private readonly db: PgMeta,
+    /** A running job without samples for this long is reported as `unknown`. */
+    private readonly silentAfterMs: number,
+  ) {}
+
+  /** Writes (merges) a batch of job rows in one statement. Later rows for the same job win within a batch. */
+  async upsert(jobs: readonly JobInfo[], signal?: AbortSignal): Promise<void> {
+    if (jobs.length === 0) return;
+    // One row per key: ON CONFLICT cannot touch the same row twice in one statement.
+    const byKey = new Map<string, JobRow>();
+    for (const j of jobs) byKey.set(`${j.tenant}\u0000${j.jobId}`, jobToRow(j));
+    await this.db.query(UPSERT, [JSON.stringify([...byKey.values()])], signal);
+  }
+
+  async get(
+    tenant: string,
+    jobId: string,
+    nowMs: number,
+    signal?: AbortSignal,
+  ): Promise<JobInfo | undefined> {
+    const r = await this.db.query<JobRow>(
+      `${LIVE_JOBS} WHERE tenant = $3 AND job_id = $4`,
+      [nowMs, this.silentAfterMs, tenant, jobId],
+      signal,
+    );
+    return r.rows[0] ? jobFromRow(r.rows[0]) : undefined;
+  }
+
+  /**
+   * Jobs of one tenant (or all tenants when null), most recently active first. The status filter applies to
+   * the status readers see (so `unknown` finds silent jobs) and before the limit.
+   */
+  async list(
+    tenant: string | null,
+    nowMs: number,
+    filter: JobListFilter = {},
+    signal?: AbortSignal,
+  ): Promise<JobInfo[]> {
+    const params: unknown[] = [nowMs, this.silentAfterMs];
+    const where: string[] = [];
+    if (tenant !== null) {
+      params.push(tenant);
+      where.push(`tenant = $${params.length}`);
+    }
+    if (filter.search) {
+      params.push(`%${filter.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+      const p = `$${params.length}`;
+      where.push(
+        `(job_id ILIKE ${p} ESCAPE '\\' OR name ILIKE ${p} ESCAPE '\\' OR project ILIKE ${p} ESCAPE '\\' OR owner ILIKE ${p} ESCAPE '\\')`,
+      );
+    }
+    const outer: string[] = [];
+    if (filter.status) {
+      params.push(filter.status satisfies JobStatus);
+      outer.push(`status = $${params.length}`);
+    }
+    params.push(Math.max(1, Math.min(filter.limit ?? 10_000, 10_000)));
+    const sql = `SELECT * FROM (${LIVE_JOBS} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}) live
+      ${outer.length ? `WHERE ${outer.join(' AND ')}` : ''}
+      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id LIMIT $${params.length}`;
+    const r = await this.db.query<JobRow>(sql, params, signal);
+    return r.rows.map(jobFromRow);
+  }
+}

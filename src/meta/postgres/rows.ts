@@ -1,0 +1,248 @@
+/**
+ * Row ⇄ object mapping for the PostgreSQL repositories, in one place. Rows arrive with BIGINT as numbers
+ * (see `PgMeta`'s type parsers), JSONB already parsed and BYTEA as Buffers; the objects are the ones the
+ * SQLite stores return, so callers cannot tell the backends apart.
+ */
+import { alertUrl } from '../../alerting/alert.js';
+import type { Alert, AlertGroup, AlertSource, AlertState } from '../../alerting/notifier.js';
+import type {
+  DueNotification,
+  NotificationRecord,
+  NotificationStatus,
+  SilenceMatcher,
+  StoredSilence,
+} from '../../alerting/store.js';
+import type { JobInfo, JobStatus } from '../../model/job.js';
+import type { LabelSet } from '../../model/labels.js';
+import type { TokenInfo, TokenScope } from '../tokens.js';
+
+// ---- jobs ---------------------------------------------------------------------------------------------------
+
+export interface JobRow {
+  tenant: string;
+  job_id: string;
+  name: string;
+  project: string;
+  owner: string;
+  framework: string;
+  world_size: number | null;
+  config: Record<string, unknown>;
+  tags: string[];
+  metric_keys: Record<string, string>;
+  status: string;
+  start_ms: number | null;
+  end_ms: number | null;
+  last_sample_ms: number | null;
+}
+
+export function jobFromRow(r: JobRow): JobInfo {
+  return {
+    tenant: r.tenant,
+    jobId: r.job_id,
+    name: r.name,
+    project: r.project,
+    owner: r.owner,
+    framework: r.framework,
+    worldSize: r.world_size,
+    config: r.config,
+    tags: r.tags,
+    metricKeys: r.metric_keys,
+    status: r.status as JobStatus,
+    startMs: r.start_ms,
+    endMs: r.end_ms,
+    lastSampleMs: r.last_sample_ms,
+  };
+}
+
+export function jobToRow(j: JobInfo): JobRow {
+  return {
+    tenant: j.tenant,
+    job_id: j.jobId,
+    name: j.name,
+    project: j.project,
+    owner: j.owner,
+    framework: j.framework,
+    world_size: j.worldSize,
+    config: { ...j.config },
+    tags: [...j.tags],
+    metric_keys: { ...j.metricKeys },
+    status: j.status,
+    start_ms: j.startMs,
+    end_ms: j.endMs,
+    last_sample_ms: j.lastSampleMs,
+  };
+}
+
+// ---- tokens -------------------------------------------------------------------------------------------------
+
+export interface TokenRow {
+  id: string;
+  tenant: string;
+  scope: TokenScope;
+  name: string;
+  secret_sha256: Buffer;
+  created_at_ms: number;
+  revoked_at_ms: number | null;
+  last_used_at_ms: number | null;
+}
+
+export function tokenFromRow(r: TokenRow): TokenInfo {
+  return {
+    id: r.id,
+    tenant: r.tenant,
+    scope: r.scope,
+    name: r.name,
+    createdAtMs: r.created_at_ms,
+    revokedAtMs: r.revoked_at_ms,
+    lastUsedAtMs: r.last_used_at_ms,
+  };
+}
+
+// ---- alerts -------------------------------------------------------------------------------------------------
+
+export interface AlertRow {
+  tenant: string;
+  fingerprint: string;
+  active_at_ms: number;
+  name: string;
+  source: string;
+  origin: string;
+  job_id: string | null;
+  labels: LabelSet;
+  annotations: Record<string, string>;
+  state: string;
+  firing_at_ms: number | null;
+  resolved_at_ms: number | null;
+  value: number | null;
+  updated_ms: number;
+}
+
+/** The columns an alert writes (everything but the identity id), in `ALERT_COLUMNS` order. */
+export const ALERT_COLUMNS = [
+  'tenant',
+  'fingerprint',
+  'active_at_ms',
+  'name',
+  'source',
+  'origin',
+  'job_id',
+  'labels',
+  'annotations',
+  'state',
+  'firing_at_ms',
+  'resolved_at_ms',
+  'value',
+  'updated_ms',
+] as const;
+
+/** An alert's tenant: its `tenant` label ('' when absent, as the SQLite store keys it). */
+export function alertTenant(a: Alert): string {
+  return a.labels.tenant ?? '';
+}
+
+/** NaN and ±Inf are stored as NULL (and read back as NaN), as in the SQLite store. */
+export function storedValue(v: number): number | null {
+  return Number.isFinite(v) ? v : null;
+}
+
+export function alertToParams(a: Alert, nowMs: number): unknown[] {
+  return [
+    alertTenant(a),
+    a.fingerprint,
+    a.activeAtMs,
+    a.name,
+    a.source,
+    a.origin,
+    a.labels.job_id ?? null,
+    JSON.stringify(a.labels),
+    JSON.stringify(a.annotations),
+    a.state,
+    a.firingAtMs,
+    a.resolvedAtMs,
+    storedValue(a.value),
+    nowMs,
+  ];
+}
+
+export function alertFromRow(r: AlertRow): Alert {
+  return {
+    labels: r.labels,
+    annotations: r.annotations,
+    state: r.state as AlertState,
+    activeAtMs: r.active_at_ms,
+    firingAtMs: r.firing_at_ms,
+    resolvedAtMs: r.resolved_at_ms,
+    fingerprint: r.fingerprint,
+    url: alertUrl(r.labels, r.active_at_ms),
+    value: r.value ?? Number.NaN,
+    source: r.source as AlertSource,
+    name: r.name,
+    origin: r.origin,
+  };
+}
+
+// ---- silences -----------------------------------------------------------------------------------------------
+
+export interface SilenceRow {
+  id: string;
+  tenant: string;
+  matchers: SilenceMatcher[];
+  starts_at_ms: number;
+  ends_at_ms: number;
+  created_by: string;
+  comment: string;
+  updated_at_ms: number;
+}
+
+export function silenceFromRow(r: SilenceRow): StoredSilence {
+  return {
+    id: r.id,
+    tenant: r.tenant,
+    matchers: r.matchers,
+    startsAtMs: r.starts_at_ms,
+    endsAtMs: r.ends_at_ms,
+    createdBy: r.created_by,
+    comment: r.comment,
+    updatedAtMs: r.updated_at_ms,
+  };
+}
+
+// ---- notifications ------------------------------------------------------------------------------------------
+
+export interface NotificationRow {
+  id: number;
+  receiver: string;
+  integration: string;
+  group_key: string;
+  dedup_key: string | null;
+  payload: AlertGroup;
+  summary: string;
+  status: string;
+  attempts: number;
+  next_attempt_ms: number;
+  last_error: string;
+  created_ms: number;
+  updated_ms: number;
+  delivered_ms: number | null;
+}
+
+export function notificationFromRow(r: NotificationRow): NotificationRecord {
+  return {
+    id: r.id,
+    receiver: r.receiver,
+    integration: r.integration,
+    groupKey: r.group_key,
+    summary: r.summary,
+    status: r.status as NotificationStatus,
+    attempts: r.attempts,
+    nextAttemptMs: r.next_attempt_ms,
+    lastError: r.last_error,
+    createdMs: r.created_ms,
+    updatedMs: r.updated_ms,
+    deliveredMs: r.delivered_ms,
+  };
+}
+
+export function dueNotificationFromRow(r: NotificationRow): DueNotification {
+  return { ...notificationFromRow(r), group: r.payload };
+}
