@@ -7,13 +7,15 @@
  * The embedded engines (disk-log bus, storage, SQLite metadata) live in the data directory; a process that
  * runs several roles shares one instance of each.
  */
+
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { type AlertingService, createAlerting, registerAlertingApi } from '../alerting/index.js';
 import { type Authenticator, anonymousPolicyFor, TokenAuthenticator } from '../auth/index.js';
-import { type Bus, DiskLogBus } from '../bus/index.js';
+import { type Bus, DiskLogBus, KafkaBus } from '../bus/index.js';
 import {
   BusWriter,
   createCollectorMetrics,
@@ -25,7 +27,7 @@ import type { Config, RoleName } from '../config/index.js';
 import { JobStore, MetaStore, TokenStore } from '../meta/index.js';
 import { DetectorEngine, DetectorSettings, Processor } from '../processor/index.js';
 import { registerDashboardApi, registerPromApi, registerRestApi } from '../query/index.js';
-import { exportPolicy, type Storage, Tsdb } from '../storage/index.js';
+import { exportPolicy, RemoteStorage, type Storage, Tsdb } from '../storage/index.js';
 import { type DataDirLock, lockDataDir } from './data-dir.js';
 import { createHttpServer, type HttpServer } from './http.js';
 import { registerUi } from './ui-assets.js';
@@ -88,7 +90,7 @@ class Modules {
   auth?: Authenticator;
   meta?: MetaStore;
   jobs?: JobStore;
-  bus?: DiskLogBus;
+  bus?: DiskLogBus | KafkaBus;
   storage?: Storage;
   processor?: Processor;
   alerting?: AlertingService;
@@ -149,15 +151,18 @@ class Modules {
         return;
       }
       case 'bus': {
-        const bus = await DiskLogBus.open({
-          dir: path.join(this.dataDir!.dir, 'bus'),
-          partitions: config.bus.partitions,
-          segmentBytes: config.bus.segment_bytes,
-          fsync: config.bus.fsync,
-          fsyncIntervalMs: config.bus.fsync_interval_ms,
-          maxQueuedBytes: config.bus.max_queued_bytes,
-          logger: logger.child({ role: 'bus' }),
-        });
+        const bus =
+          config.bus.kind === 'kafka'
+            ? await openKafkaBus(config, logger)
+            : await DiskLogBus.open({
+                dir: path.join(this.dataDir!.dir, 'bus'),
+                partitions: config.bus.partitions,
+                segmentBytes: config.bus.segment_bytes,
+                fsync: config.bus.fsync,
+                fsyncIntervalMs: config.bus.fsync_interval_ms,
+                maxQueuedBytes: config.bus.max_queued_bytes,
+                logger: logger.child({ role: 'bus' }),
+              });
         this.bus = bus;
         new Gauge({
           name: 'trainwatch_bus_queued_bytes',
@@ -172,6 +177,15 @@ class Modules {
       }
       case 'storage': {
         const sc = config.storage;
+        if (sc.kind === 'remote') {
+          const remote = openRemoteStorage(config, this.registry, logger);
+          this.storage = remote;
+          this.http!.addReadinessCheck('storage', (signal) =>
+            probeRemoteTsdb(sc.remote.query_url!, sc.remote.headers, signal),
+          );
+          this.stoppers.push({ name, stop: () => remote.close() });
+          return;
+        }
         const storage = await Tsdb.open({
           dir: path.join(this.dataDir!.dir, 'tsdb'),
           blockDurationMs: sc.block_duration,
@@ -356,12 +370,12 @@ export async function startTrainwatch(config: Config, logger: Logger): Promise<T
     modules.alerting?.setListenUrl(url);
     const processor = modules.processor;
     if (processor) {
+      let caughtUp = false;
       void processor.caughtUp.then(() => {
-        http.setReady(true);
+        caughtUp = true;
         logger.info('processor caught up with the bus; ready');
       });
-    } else {
-      http.setReady(true);
+      http.addReadinessCheck('processor', async () => (caughtUp ? undefined : 'replaying the bus'));
     }
     logger.info(
       { url, roles: config.roles, dataDir: modules.dataDir?.dir },
@@ -385,5 +399,80 @@ export async function startTrainwatch(config: Config, logger: Logger): Promise<T
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+/** The Kafka bus of `bus.kind: kafka` (docs/kafka.md); SASL's password is read from its file here. */
+async function openKafkaBus(config: Config, logger: Logger): Promise<KafkaBus> {
+  const k = config.bus.kafka;
+  const sasl = k.sasl
+    ? {
+        mechanism: k.sasl.mechanism.toUpperCase() as 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512',
+        username: k.sasl.username,
+        password: readSecretFile(k.sasl.password_file, 'bus.kafka.sasl.password_file'),
+      }
+    : undefined;
+  const tls = k.tls.enabled
+    ? k.tls.ca_file
+      ? { ca: readSecretFile(k.tls.ca_file, 'bus.kafka.tls.ca_file') }
+      : {}
+    : undefined;
+  return KafkaBus.open({
+    brokers: k.brokers,
+    topic: k.topic,
+    partitions: config.bus.partitions,
+    clientId: k.client_id,
+    replicationFactor: k.replication_factor,
+    maxQueuedBytes: config.bus.max_queued_bytes,
+    ...(sasl ? { sasl } : {}),
+    ...(tls ? { tls } : {}),
+    logger: logger.child({ role: 'bus', bus: 'kafka' }),
+  });
+}
+
+/** The remote TSDB of `storage.kind: remote` (docs/remote-storage.md). */
+function openRemoteStorage(config: Config, registry: Registry, logger: Logger): RemoteStorage {
+  const r = config.storage.remote;
+  return new RemoteStorage({
+    writeUrl: r.write_url!,
+    readUrl: r.query_url!,
+    flavor: r.flavor,
+    headers: r.headers,
+    queue: {
+      shards: r.shards,
+      maxSamplesPerSend: r.max_samples_per_send,
+      capacity: Math.max(r.max_samples_per_send, Math.ceil(r.capacity / r.shards)),
+      requestTimeoutMs: r.timeout,
+    },
+    queryTimeoutMs: r.timeout,
+    registry,
+    logger: logger.child({ role: 'storage', storage: 'remote' }),
+  });
+}
+
+/** Whether the remote TSDB answers a trivial query through its Prometheus API (`/readyz`). */
+async function probeRemoteTsdb(
+  queryUrl: string,
+  headers: Readonly<Record<string, string>>,
+  signal: AbortSignal,
+): Promise<string | undefined> {
+  try {
+    const res = await fetch(`${queryUrl.replace(/\/$/, '')}/api/v1/query?query=vector(1)`, {
+      headers,
+      signal,
+    });
+    await res.arrayBuffer();
+    return res.ok ? undefined : `remote TSDB answered ${res.status} at ${queryUrl}`;
+  } catch (err) {
+    return `remote TSDB unreachable at ${queryUrl}: ${(err as Error).message}`;
+  }
+}
+
+/** A secret mounted as a file (Kubernetes Secret); a missing file is a start-up error naming the key. */
+function readSecretFile(file: string, key: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new Error(`${key}: cannot read ${file}: ${(err as Error).message}`);
   }
 }
