@@ -394,6 +394,33 @@ describe('RemoteStorage read errors', () => {
     }
   });
 
+  it('sends the configured headers and auth with reads (Mimir X-Scope-OrgID)', async () => {
+    const seen: http.IncomingHttpHeaders[] = [];
+    const srv = http.createServer((req, res) => {
+      seen.push(req.headers);
+      req.resume();
+      req.on('end', () =>
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"status":"success","data":["a"]}'),
+      );
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const s = new RemoteStorage({
+      writeUrl: 'http://127.0.0.1:1/api/v1/write',
+      readUrl: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/prometheus/`,
+      headers: { 'X-Scope-OrgID': 'trainwatch' },
+      basicAuth: { username: 'u', password: 'p' },
+    });
+    try {
+      expect(await s.querier('a', 0, 1000).labelValues('tenant')).toEqual(['a']);
+      expect(seen[0]!['x-scope-orgid']).toBe('trainwatch');
+      expect(seen[0]!.authorization).toBe(`Basic ${Buffer.from('u:p').toString('base64')}`);
+    } finally {
+      await s.close();
+      srv.closeAllConnections();
+      srv.close();
+    }
+  });
+
   it('a querier never asks the TSDB for another tenant', async () => {
     const forms: string[] = [];
     const srv = http.createServer((req, res) => {

@@ -660,6 +660,7 @@ export class RemoteWriteQueue {
   }
 
   private async appendNow(tenant: string, batch: SeriesBatch, signal?: AbortSignal): Promise<AppendStats> {
+    signal?.throwIfAborted();
     if (this.failure) throw this.failure;
     if (this.closed) throw new Error(`remote write ${this.name}: queue is closed`);
     const now = Date.now();
