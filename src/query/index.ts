@@ -12,5 +12,6 @@ export {
   type PromApiLimits,
   registerPromApi,
 } from './prom-api.js';
+export { type ForwardedAnswer, RemotePromql, type RemotePromqlOptions } from './remote-promql.js';
 export { parseTime, type RestDeps, registerRestApi } from './rest.js';
 export { type ColumnarSeries, type JsonSample, jsonValue, readSeries } from './series-read.js';

@@ -25,6 +25,7 @@ import {
 } from './promql/index.js';
 import { formatGoFloatF } from './promql/labels-util.js';
 import { goQuote, hasInvalidUtf8, parsePromDuration } from './promql/lexer.js';
+import type { RemotePromql } from './remote-promql.js';
 import { selectSeries } from './series-read.js';
 
 export interface PromApiLimits {
@@ -58,6 +59,11 @@ export interface PromApiDeps {
   readonly limits?: Partial<PromApiLimits>;
   /** trainwatch's version, reported as the build's revision. */
   readonly version?: string;
+  /**
+   * With `storage.kind: remote`: PromQL queries go to the TSDB's own API, rewritten for the caller's tenant;
+   * series, labels and metadata are read through `storage` as in the embedded mode.
+   */
+  readonly remote?: RemotePromql;
 }
 
 class BadData extends Error {}
@@ -251,10 +257,30 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
       scope.post(url, handler);
     };
 
+    /** With a remote TSDB, the whole query goes to it, rewritten for the caller's tenant (remote-promql.ts). */
+    const forward = async (
+      endpoint: 'query' | 'query_range',
+      p: Params,
+      principal: Principal,
+      reply: FastifyReply,
+    ) => {
+      const params = new Map<string, string>();
+      for (const [k, v] of p) if (v[0] !== undefined) params.set(k, v[0]);
+      const answer = await deps.remote!.forward(
+        endpoint,
+        one(p, 'query') ?? '',
+        params,
+        principal.tenant,
+        requestSignal(reply),
+      );
+      return reply.code(answer.status).send(answer.body);
+    };
+
     both('/api/v1/query', async (req, reply) => {
       const principal = principalOf(req);
       try {
         const p = collectParams(req);
+        if (deps.remote) return await forward('query', p, principal, reply);
         // An empty query is the parser's to reject, as in Prometheus: "no expression found in input".
         const query = one(p, 'query') ?? '';
         const time = timeParam(p, 'time', Date.now());
@@ -274,6 +300,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
       const principal = principalOf(req);
       try {
         const p = collectParams(req);
+        if (deps.remote) return await forward('query_range', p, principal, reply);
         // An empty query is the parser's to reject, as in Prometheus: "no expression found in input".
         const query = one(p, 'query') ?? '';
         const startRaw = one(p, 'start');

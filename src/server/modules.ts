@@ -26,7 +26,7 @@ import {
 import type { Config, RoleName } from '../config/index.js';
 import { JobStore, MetaStore, TokenStore } from '../meta/index.js';
 import { DetectorEngine, DetectorSettings, Processor } from '../processor/index.js';
-import { registerDashboardApi, registerPromApi, registerRestApi } from '../query/index.js';
+import { RemotePromql, registerDashboardApi, registerPromApi, registerRestApi } from '../query/index.js';
 import { exportPolicy, RemoteStorage, type Storage, Tsdb } from '../storage/index.js';
 import { type DataDirLock, lockDataDir } from './data-dir.js';
 import { createHttpServer, type HttpServer } from './http.js';
@@ -303,9 +303,18 @@ class Modules {
         const queryDeps = { auth: this.auth!, storage: this.storage!, jobs: this.jobs! };
         registerRestApi(this.http!.app, queryDeps);
         registerDashboardApi(this.http!.app, queryDeps);
+        const remote =
+          config.storage.kind === 'remote'
+            ? new RemotePromql({
+                queryUrl: config.storage.remote.query_url!,
+                headers: config.storage.remote.headers,
+                timeoutMs: config.query.timeout,
+              })
+            : undefined;
         registerPromApi(this.http!.app, {
           auth: this.auth!,
           storage: this.storage!,
+          ...(remote ? { remote } : {}),
           limits: {
             timeoutMs: config.query.timeout,
             maxSamples: config.query.max_samples,

@@ -45,6 +45,8 @@ export {
   TooManySeriesError,
 } from './errors.js';
 export { FUNCTIONS, type FunctionDef } from './functions.js';
+export { enforceTenant, enforceTenantExpr } from './inject.js';
 export { parseExpr, parseMetricSelector } from './parser.js';
+export { exprToString } from './print.js';
 export { hideTenantLabel, tenantQueryable } from './tenant.js';
 export type { InstantSample, QueryResult, QueryStats, QueryValue, RangeSeries } from './value.js';
