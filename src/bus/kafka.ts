@@ -15,7 +15,7 @@
  * Consumers: one Kafka consumer per group member, classic group protocol (what every managed service speaks),
  * eager rebalancing: when the group rebalances, the member revokes everything it owns through its
  * {@link RebalanceListener} before it sends its JoinGroup request, and the coordinator hands partitions to new
- * owners only once every member has rejoined (or was dropped after its session timeout). The client has no
+ * owners only once every member has rejoined (or was dropped after the rebalance timeout). The client has no
  * rebalance hooks, so the member intercepts the client's JoinGroup (and OffsetCommit) requests: see
  * {@link KafkaMember.interceptApis}. Reads are pull-based Fetch requests on a connection pool of their own, so
  * that a long-poll never queues the member's commits behind it on the broker connection.
