@@ -2,6 +2,7 @@
  * The Kafka bus against a real single-node broker (test/support/kafka.ts). Skipped with a message when the
  * broker's jars were not fetched (outside CI); CI fetches them.
  */
+import { promises as fsp } from 'node:fs';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../../test/helpers.js';
@@ -163,7 +164,8 @@ describe.skipIf(skipReason !== undefined)('KafkaBus against a real broker', () =
 
   it('maps keys to partitions exactly as the embedded bus does', async () => {
     const bus = await KafkaBus.open(options(7));
-    const disk = await DiskLogBus.open({ ...defaultDiskLogOptions, partitions: 7, dir: tempDir(), logger });
+    const dir = tempDir();
+    const disk = await DiskLogBus.open({ ...defaultDiskLogOptions, partitions: 7, dir, logger });
     try {
       for (let i = 0; i < 500; i++) {
         const key = `tenant-${i % 13}\u0000job-${i}`;
@@ -173,6 +175,7 @@ describe.skipIf(skipReason !== undefined)('KafkaBus against a real broker', () =
     } finally {
       await bus.close();
       await disk.close();
+      await fsp.rm(dir, { recursive: true, force: true });
     }
   });
 
