@@ -15,7 +15,7 @@
  * Consumers: one Kafka consumer per group member, classic group protocol (what every managed service speaks),
  * eager rebalancing: when the group rebalances, the member revokes everything it owns through its
  * {@link RebalanceListener} before it sends its JoinGroup request, and the coordinator hands partitions to new
- * owners only once every member has rejoined (or was dropped after its session timeout). The client has no
+ * owners only once every member has rejoined (or was dropped after the rebalance timeout). The client has no
  * rebalance hooks, so the member intercepts the client's JoinGroup (and OffsetCommit) requests: see
  * {@link KafkaMember.interceptApis}. Reads are pull-based Fetch requests on a connection pool of their own, so
  * that a long-poll never queues the member's commits behind it on the broker connection.
@@ -441,6 +441,7 @@ class KafkaMember implements GroupMember {
   private leaving = false;
   /** The coordinator told this member (by its current id) to rejoin: it still owns its partitions. */
   private rebalanceAnnounced = false;
+  private rejoinTimer: NodeJS.Timeout | undefined;
   private left: Promise<void> | undefined;
   private readonly topic: string;
 
@@ -453,13 +454,17 @@ class KafkaMember implements GroupMember {
   ) {
     this.topic = opts.topic;
     const base = clientBase(opts, `${opts.clientId}-${group}-${id}`);
+    const rebalanceTimeout = opts.rebalanceTimeoutMs ?? DEFAULTS.rebalanceTimeoutMs;
     this.consumer = new Consumer<Buffer, Buffer, Buffer, Buffer>({
       ...base,
+      // The coordinator holds a JoinGroup request until every member rejoined (up to the rebalance timeout):
+      // a shorter request timeout would abandon it and make the client give up rejoining.
+      requestTimeout: Math.max(base.requestTimeout, rebalanceTimeout + 5_000),
       groupId: group,
       autocommit: false,
       sessionTimeout: opts.sessionTimeoutMs ?? DEFAULTS.sessionTimeoutMs,
       heartbeatInterval: opts.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs,
-      rebalanceTimeout: opts.rebalanceTimeoutMs ?? DEFAULTS.rebalanceTimeoutMs,
+      rebalanceTimeout,
       // No transactions are written to the topic; uncommitted reads avoid waiting for the last stable offset.
       isolationLevel: FetchIsolationLevels.READ_UNCOMMITTED,
     });
@@ -476,7 +481,8 @@ class KafkaMember implements GroupMember {
     this.consumer.on('error', (err: Error) => {
       // A rejoin cut short by leave() fails with "connection pool is closed": expected then.
       if (this.leaving) return;
-      opts.logger.warn({ err: describe(err), group }, 'Kafka consumer group error; the client rejoins');
+      opts.logger.warn({ err: describe(err), group }, 'Kafka consumer group error; rejoining');
+      this.scheduleRejoin();
     });
   }
 
@@ -585,8 +591,31 @@ class KafkaMember implements GroupMember {
 
   // -------------------------------------------------------------------------------------------------------
 
+  /**
+   * The client reports a rejoin that failed all its retries (the coordinator was unreachable) as an 'error'
+   * and then stops heartbeating: the member would sit outside the group for good. Try again, one timer at a
+   * time, until it is back or leaves. Its partitions were revoked before the failed JoinGroup.
+   */
+  private scheduleRejoin(): void {
+    if (this.leaving || this.rejoinTimer) return;
+    const delay = Math.min(30_000, 4 * (this.opts.retryDelayMs ?? DEFAULTS.retryDelayMs));
+    this.rejoinTimer = setTimeout(() => {
+      this.rejoinTimer = undefined;
+      if (this.leaving || this.consumer.isActive()) return;
+      this.consumer.joinGroup({}).catch((err: unknown) => {
+        this.opts.logger.warn(
+          { err: describe(err), group: this.group },
+          'Kafka consumer group rejoin failed',
+        );
+        this.scheduleRejoin();
+      });
+    }, delay);
+    this.rejoinTimer.unref();
+  }
+
   private async doLeave(): Promise<void> {
     this.leaving = true;
+    clearTimeout(this.rejoinTimer);
     await this.runSerial(() => this.revokeAll(false));
     try {
       // close() sends LeaveGroup: the coordinator rebalances the others at once instead of after our session.

@@ -42,6 +42,8 @@ export interface KafkaBroker {
   stop(): Promise<void>;
   /** Stops the broker at once (SIGKILL) but keeps its folder: a broker that went away. */
   kill(): Promise<void>;
+  /** Starts it again on the same ports and data (after `kill`), and waits until it answers. */
+  restart(): Promise<void>;
 }
 
 /** Starts a broker and resolves once it answers a metadata request. */
@@ -49,32 +51,40 @@ export async function startKafka(timeoutMs = 60_000): Promise<KafkaBroker> {
   const dir = tempDir('tw-kafka-');
   const port = await freePort();
   const controllerPort = await freePort();
-  const out = execFileSync('bash', [SCRIPT, 'start', dir, String(port), String(controllerPort)], {
-    encoding: 'utf8',
-  });
-  const pid = Number(out.trim().split('\n').pop());
-  if (!Number.isInteger(pid) || pid <= 0)
-    throw new Error(`kafka.sh start printed no PID: ${JSON.stringify(out)}`);
+  let pid = 0;
+  // kafka.sh formats <dir> once; a second start on it is a restart with the same data.
+  const launch = async (): Promise<void> => {
+    const out = execFileSync('bash', [SCRIPT, 'start', dir, String(port), String(controllerPort)], {
+      encoding: 'utf8',
+    });
+    pid = Number(out.trim().split('\n').pop());
+    if (!Number.isInteger(pid) || pid <= 0)
+      throw new Error(`kafka.sh start printed no PID: ${JSON.stringify(out)}`);
+    try {
+      await waitForMetadata(port, pid, timeoutMs);
+    } catch (err) {
+      const log =
+        readTail(path.join(dir, 'logs', 'stdout.log')) + readTail(path.join(dir, 'logs', 'server.log'));
+      await broker.stop();
+      throw new Error(`${(err as Error).message}\n--- broker output ---\n${log}`);
+    }
+  };
   const broker: KafkaBroker = {
     brokers: `127.0.0.1:${port}`,
-    pid,
+    get pid() {
+      return pid;
+    },
     dir,
     async stop() {
-      await stopPid(pid);
+      if (pid) await stopPid(pid);
       await fsp.rm(dir, { recursive: true, force: true });
     },
     async kill() {
       await stopPid(pid, 0);
     },
+    restart: launch,
   };
-  try {
-    await waitForMetadata(port, pid, timeoutMs);
-  } catch (err) {
-    const log =
-      readTail(path.join(dir, 'logs', 'stdout.log')) + readTail(path.join(dir, 'logs', 'server.log'));
-    await broker.stop();
-    throw new Error(`${(err as Error).message}\n--- broker output ---\n${log}`);
-  }
+  await launch();
   return broker;
 }
 
