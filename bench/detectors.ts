@@ -30,25 +30,16 @@ import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../src/protocol/native.js';
 import { startTrainwatch } from '../src/server/index.js';
 import {
   defaultFleetOptions,
+  EXPECTED_ALERTS,
   FleetSimulator,
   INCIDENT_TYPES,
   type IncidentRecord,
-  type IncidentType,
 } from '../src/simulator/index.js';
 
 const TENANT = 'default';
 const START_MS = Date.UTC(2025, 0, 1);
 
-/** The alerts that count as catching each kind of incident. */
-export const EXPECTED_ALERTS: Readonly<Record<IncidentType, readonly string[]>> = {
-  straggler: ['TrainingStraggler'],
-  hang: ['TrainingStalled'],
-  divergence: ['TrainingLossSpike', 'TrainingNaN'],
-  memory_leak: ['GPUMemoryLeak', 'GPUMemoryNearFull'],
-  thermal_throttling: ['GPUThrottled', 'GPUTemperatureHigh'],
-  throughput_degradation: ['ThroughputDegraded'],
-  idle_gpus: ['GPUIdle'],
-};
+export { EXPECTED_ALERTS };
 
 export interface ScoreOptions {
   readonly jobs: number;

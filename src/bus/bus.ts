@@ -32,9 +32,9 @@ export interface AppendResult {
  */
 export interface Bus extends BusProducer {
   /**
-   * Joins consumer group `group` as a new member. Resolves once the member is registered; its partitions
-   * arrive later, through `listener.onAssigned`. Members of one group share the partitions; members of
-   * different groups each see every record.
+   * Joins consumer group `group` as a new member. Its partitions arrive through `listener.onAssigned`, which
+   * may be called before this resolves (Kafka assigns during the join): the listener is handed the member.
+   * Members of one group share the partitions; members of different groups each see every record.
    */
   join(group: string, listener: RebalanceListener): Promise<GroupMember>;
 
@@ -72,14 +72,14 @@ export interface RebalanceListener {
    * empty list when the member got nothing (more members than partitions), so that it knows where it stands.
    * A rejection is logged and the partitions stay assigned; the member must then stop reading them.
    */
-  onAssigned(partitions: readonly number[]): Promise<void>;
+  onAssigned(partitions: readonly number[], member: GroupMember): Promise<void>;
   /**
    * These partitions are about to leave this member: stop reading them, checkpoint and commit what was
    * processed, then resolve. The bus gives them to another member only after this settles (or after the
    * member's session timed out, when it died). `lost` is true when the partitions were already taken away
    * (the member was fenced after a missed heartbeat): commits would be refused, so only drop local state.
    */
-  onRevoked(partitions: readonly number[], lost: boolean): Promise<void>;
+  onRevoked(partitions: readonly number[], lost: boolean, member: GroupMember): Promise<void>;
 }
 
 /** One member of a consumer group: reads and commits the partitions the group assigned to it. */

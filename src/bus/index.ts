@@ -9,6 +9,5 @@ export {
   type RebalanceListener,
 } from './bus.js';
 export { DiskLogBus, type DiskLogOptions, defaultDiskLogOptions, type FsyncPolicy } from './disk-log.js';
-export { KafkaBus, type KafkaBusOptions } from './kafka.js';
 export { LocalGroupCoordinator, type LocalLog } from './local-group.js';
 export { type BusRecordHeader, decodeBusRecordHeader, encodeBusRecord, newRecordWriter } from './record.js';

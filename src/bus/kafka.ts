@@ -757,7 +757,7 @@ class KafkaMember implements GroupMember {
     if (this.owned.size === 0) return;
     const partitions = [...this.owned].sort((a, b) => a - b);
     try {
-      await this.listener.onRevoked(partitions, lost);
+      await this.listener.onRevoked(partitions, lost, this);
     } catch (err) {
       this.opts.logger.error({ err, group: this.group, partitions }, 'onRevoked failed');
     }
@@ -777,7 +777,7 @@ class KafkaMember implements GroupMember {
       for (const q of assigned) this.owned.add(q);
       if (assigned.length === 0) return;
       try {
-        await this.listener.onAssigned(assigned);
+        await this.listener.onAssigned(assigned, this);
       } catch (err) {
         this.opts.logger.error({ err, group: this.group, partitions: assigned }, 'onAssigned failed');
       }

@@ -114,7 +114,7 @@ class LocalGroup {
         const revoked = [...m.owned].filter((p) => !keep.has(p)).sort((a, b) => a - b);
         if (revoked.length === 0) continue;
         try {
-          await m.listener.onRevoked(revoked, false);
+          await m.listener.onRevoked(revoked, false, m);
         } catch (err) {
           this.logger?.error({ err, group: this.name, partitions: revoked }, 'onRevoked failed');
         }
@@ -126,7 +126,7 @@ class LocalGroup {
         m.rebalanced = true;
         for (const p of assigned) m.owned.add(p);
         try {
-          await m.listener.onAssigned(assigned);
+          await m.listener.onAssigned(assigned, m);
         } catch (err) {
           this.logger?.error({ err, group: this.name, partitions: assigned }, 'onAssigned failed');
         }

@@ -76,6 +76,13 @@ export const configSchema = z
             client_id: z.string().min(1).default('trainwatch'),
             /** Replicas of the topic when trainwatch creates it (3 on a production cluster). */
             replication_factor: z.number().int().min(1).max(16).default(1),
+            /**
+             * A processor silent this long is dropped from the consumer group and its partitions move to the
+             * others: the longest a dead processor's partitions wait (docs/kafka.md).
+             */
+            session_timeout: durationString('30s', 1000),
+            /** How long a rebalance waits for every member to hand over (checkpoint and commit); ≥ the session timeout. */
+            rebalance_timeout: durationString('60s', 1000),
             /** SASL for managed services (Azure Event Hubs: mechanism plain, username `$ConnectionString`). */
             sasl: z
               .object({

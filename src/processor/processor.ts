@@ -154,7 +154,10 @@ export class Processor {
     const analysis = this.opts.analysis;
     this.savedAnalysis = analysis ? this.restoreAnalysis(analysis) : undefined;
     this.member = await this.bus.join(PROCESSOR_GROUP, {
-      onAssigned: (partitions) => this.assign(partitions),
+      onAssigned: (partitions, member) => {
+        this.member = member;
+        return this.assign(partitions);
+      },
       onRevoked: (partitions, lost) => this.revoke(partitions, lost),
     });
     this.checkpointTimer = setInterval(() => void this.checkpoint(), this.opts.checkpointIntervalMs);

@@ -15,7 +15,9 @@ import type { Logger } from 'pino';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { type AlertingService, createAlerting, registerAlertingApi } from '../alerting/index.js';
 import { type Authenticator, anonymousPolicyFor, TokenAuthenticator } from '../auth/index.js';
-import { type Bus, DiskLogBus, KafkaBus } from '../bus/index.js';
+import { type Bus, DiskLogBus } from '../bus/index.js';
+// Type only: the Kafka client is loaded when `bus.kind: kafka` asks for it, so the embedded mode never loads it.
+import type { KafkaBus } from '../bus/kafka.js';
 import {
   BusWriter,
   createCollectorMetrics,
@@ -50,8 +52,8 @@ export const MODULE_DEPS: Readonly<Record<ModuleName, readonly ModuleName[]>> = 
   auth: ['meta'],
   meta: ['dataDir'],
   jobs: ['meta'],
-  bus: ['dataDir'],
-  storage: ['dataDir'],
+  bus: ['dataDir', 'http'],
+  storage: ['dataDir', 'http'],
   collector: ['http', 'auth', 'bus'],
   /** Alert store, silences, grouping, notification outbox and their APIs; fed by the processor's detectors. */
   alerting: ['http', 'auth', 'meta', 'jobs', 'storage'],
@@ -426,12 +428,16 @@ async function openKafkaBus(config: Config, logger: Logger): Promise<KafkaBus> {
       ? { ca: readSecretFile(k.tls.ca_file, 'bus.kafka.tls.ca_file') }
       : {}
     : undefined;
+  const { KafkaBus } = await import('../bus/kafka.js');
   return KafkaBus.open({
     brokers: k.brokers,
     topic: k.topic,
     partitions: config.bus.partitions,
     clientId: k.client_id,
     replicationFactor: k.replication_factor,
+    sessionTimeoutMs: k.session_timeout,
+    heartbeatIntervalMs: Math.max(100, Math.floor(k.session_timeout / 10)),
+    rebalanceTimeoutMs: Math.max(k.rebalance_timeout, k.session_timeout),
     maxQueuedBytes: config.bus.max_queued_bytes,
     ...(sasl ? { sasl } : {}),
     ...(tls ? { tls } : {}),

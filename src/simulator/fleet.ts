@@ -24,6 +24,17 @@ export const INCIDENT_TYPES = [
 ] as const;
 export type IncidentType = (typeof INCIDENT_TYPES)[number];
 
+/** The alerts that count as catching each kind of incident (the detectors' names for them). */
+export const EXPECTED_ALERTS: Readonly<Record<IncidentType, readonly string[]>> = {
+  straggler: ['TrainingStraggler'],
+  hang: ['TrainingStalled'],
+  divergence: ['TrainingLossSpike', 'TrainingNaN'],
+  memory_leak: ['GPUMemoryLeak', 'GPUMemoryNearFull'],
+  thermal_throttling: ['GPUThrottled', 'GPUTemperatureHigh'],
+  throughput_degradation: ['ThroughputDegraded'],
+  idle_gpus: ['GPUIdle'],
+};
+
 /** Ground truth for one injected incident. */
 export interface IncidentRecord {
   readonly type: IncidentType;

@@ -39,25 +39,22 @@ export interface SimulationReport {
   phase: 'backfill' | 'live' | 'done';
 }
 
-/** Accumulates one node's rows over several ticks, then turns them into one columnar batch. */
-class NodeBuffer {
+/**
+ * Accumulates one node's rows over several ticks, then turns them into one columnar batch (with the job
+ * events of those ticks): what one agent sends per request.
+ */
+export class NodeBatcher {
   private times: number[] = [];
   private rows: Float64Array;
   private present: Uint8Array;
   private events: JobEvent[] = [];
-  readonly client: NativeClient;
 
   constructor(
     readonly node: SimNode,
     private readonly capacity: number,
-    url: string,
-    token: string | undefined,
-    runId: string,
   ) {
     this.rows = new Float64Array(capacity * node.series.length);
     this.present = new Uint8Array(capacity * node.series.length);
-    // A source id per run and node: sequence numbers restart at 0 with every run, so the id must not repeat.
-    this.client = new NativeClient({ url, token, sourceId: `sim-${runId}-${node.nodeId}` });
   }
 
   get size(): number {
@@ -111,6 +108,17 @@ class NodeBuffer {
 
   get full(): boolean {
     return this.times.length >= this.capacity;
+  }
+}
+
+/** A node's batcher with the client that sends its batches to one collector. */
+class NodeBuffer extends NodeBatcher {
+  readonly client: NativeClient;
+
+  constructor(node: SimNode, capacity: number, url: string, token: string | undefined, runId: string) {
+    super(node, capacity);
+    // A source id per run and node: sequence numbers restart at 0 with every run, so the id must not repeat.
+    this.client = new NativeClient({ url, token, sourceId: `sim-${runId}-${node.nodeId}` });
   }
 }
 
