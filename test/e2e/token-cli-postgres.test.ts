@@ -36,7 +36,10 @@ describeWithPostgres('trainwatch token (meta.kind: postgres)', () => {
       timeout: 20_000,
     });
 
-  it('creates, lists and revokes tokens in PostgreSQL, honoured by a running authenticator', async () => {
+  // Four CLI runs, each a node start: slow on a loaded 2-core machine.
+  it('creates, lists and revokes tokens in PostgreSQL, honoured by a running authenticator', {
+    timeout: 120_000,
+  }, async () => {
     const meta = await openMeta(
       {
         data_dir: tempDir('tw-token-pg-'),
