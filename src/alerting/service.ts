@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { JobStore, MetaStore } from '../meta/index.js';
+import { JobInfoCache, type JobRepository, type MetaStore } from '../meta/index.js';
 import type { Storage } from '../storage/index.js';
 import type { AlertingConfig } from './config.js';
 import { Dispatcher, type Integration } from './dispatcher.js';
@@ -26,7 +26,7 @@ import { AlertStore } from './store.js';
 export interface AlertingOptions {
   readonly config: AlertingConfig;
   readonly meta: MetaStore;
-  readonly jobs?: JobStore;
+  readonly jobs?: JobRepository;
   readonly logger: Logger;
   readonly registry: Registry;
   /** The address trainwatch listens on, for links when `external_url` is not set. */
@@ -147,8 +147,16 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
   const now = opts.now ?? Date.now;
   const store = new AlertStore(opts.meta);
   const silences = new Silences(store);
-  const jobLookup: JobLookup | undefined = opts.jobs
-    ? (tenant, jobId) => opts.jobs!.get(tenant, jobId, now()) ?? undefined
+  // The action notifiers look jobs up synchronously; the repository is async (PostgreSQL), so they read a
+  // cache that loads on first lookup: the first action of a job may carry `job: null`.
+  const jobCache = opts.jobs
+    ? new JobInfoCache(opts.jobs, {
+        now,
+        onError: (err) => logger.warn({ err }, 'job lookup for alert actions failed'),
+      })
+    : undefined;
+  const jobLookup: JobLookup | undefined = jobCache
+    ? (tenant, jobId) => jobCache.peek(tenant, jobId)
     : undefined;
   const integrations = buildIntegrations(config, jobLookup);
   const byKey = new Map<string, Integration>();

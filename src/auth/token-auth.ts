@@ -12,7 +12,10 @@
 import { Errors, twError } from '../model/errors.js';
 import type { Authenticator, Principal, RequestCredentials, Scope } from './auth.js';
 
-/** What the authenticator needs from the token store (src/meta/tokens.ts `TokenStore`). */
+/**
+ * What the authenticator needs from the token store: `TokenSource` in src/meta, i.e. the SQLite `TokenStore`
+ * or, with `meta.kind: postgres`, `PgTokenCache`. Synchronous: it runs on every request.
+ */
 export interface TokenVerifier {
   verify(presented: string):
     | {

@@ -1,11 +1,36 @@
-export { JOB_MIGRATIONS, type JobListFilter, JobStore } from './jobs.js';
+export { JobInfoCache, type JobInfoCacheOptions } from './job-cache.js';
+export {
+  applyJobEvent,
+  blankJobDelta,
+  JOB_MIGRATIONS,
+  type JobDelta,
+  type JobListFilter,
+  type JobRepository,
+  type JobRowStore,
+  JobStore,
+  mergeJobDelta,
+  noteJobSamples,
+  SqliteJobRows,
+  withLiveStatus,
+} from './jobs.js';
 export { type Db, MetaStore, type Migration } from './meta-store.js';
+export {
+  type MetaConfig,
+  type OpenedMeta,
+  type OpenMetaOptions,
+  openMeta,
+  openTokenAdmin,
+  postgresUrlOf,
+} from './open.js';
 export {
   TENANT_RE,
   TOKEN_MIGRATIONS,
   TOKEN_SCOPES,
+  type TokenAdmin,
   type TokenCheck,
   type TokenInfo,
   type TokenScope,
+  type TokenSource,
   TokenStore,
+  tokenAdminOf,
 } from './tokens.js';

@@ -11,7 +11,7 @@ function store() {
 }
 
 describe('job store', () => {
-  it('merges start events from every rank and keeps the earliest start', () => {
+  it('merges start events from every rank and keeps the earliest start', async () => {
     const { jobs } = store();
     jobs.applyEvent('t', {
       kind: 'start',
@@ -29,8 +29,8 @@ describe('job store', () => {
       tags: ['b', 'a'],
       worldSize: 8,
     });
-    jobs.flush();
-    expect(jobs.get('t', 'j', 3000)).toMatchObject({
+    await jobs.flush();
+    expect(await jobs.get('t', 'j', 3000)).toMatchObject({
       name: 'bert',
       startMs: 1000,
       config: { lr: 1, layers: 2 },
@@ -40,28 +40,28 @@ describe('job store', () => {
     });
   });
 
-  it('never leaves a final status, and marks a silent running job unknown', () => {
+  it('never leaves a final status, and marks a silent running job unknown', async () => {
     const { jobs } = store();
     jobs.applyEvent('t', { kind: 'update', jobId: 'q', timeMs: 0, status: 'queued' });
     jobs.noteSamples('t', 'q', 10, 20);
     jobs.applyEvent('t', { kind: 'finish', jobId: 'q', timeMs: 30, status: 'failed' });
     jobs.applyEvent('t', { kind: 'start', jobId: 'q', timeMs: 40 });
     jobs.noteSamples('t', 'live', 0, 1000);
-    jobs.flush();
-    expect(jobs.get('t', 'q', 50)).toMatchObject({ status: 'failed', endMs: 30, lastSampleMs: 20 });
-    expect(jobs.get('t', 'live', 2000)!.status).toBe('running');
-    expect(jobs.get('t', 'live', 1000 + 60_001)!.status).toBe('unknown');
+    await jobs.flush();
+    expect(await jobs.get('t', 'q', 50)).toMatchObject({ status: 'failed', endMs: 30, lastSampleMs: 20 });
+    expect((await jobs.get('t', 'live', 2000))!.status).toBe('running');
+    expect((await jobs.get('t', 'live', 1000 + 60_001))!.status).toBe('unknown');
   });
 
-  it('keeps tenants apart and survives a reopen', () => {
+  it('keeps tenants apart and survives a reopen', async () => {
     const { meta, jobs } = store();
     jobs.applyEvent('a', { kind: 'start', jobId: 'same', timeMs: 1, name: 'A' });
     jobs.applyEvent('b', { kind: 'start', jobId: 'same', timeMs: 1, name: 'B' });
-    jobs.flush();
+    await jobs.flush();
     const again = new JobStore(meta, 60_000);
-    expect(again.list('a', 2).map((j) => j.name)).toEqual(['A']);
-    expect(again.list(null, 2)).toHaveLength(2);
-    expect(again.list('a', 2, { search: 'sam' })).toHaveLength(1);
-    expect(again.list('a', 2, { search: '%' })).toHaveLength(0);
+    expect((await again.list('a', 2)).map((j) => j.name)).toEqual(['A']);
+    expect(await again.list(null, 2)).toHaveLength(2);
+    expect(await again.list('a', 2, { search: 'sam' })).toHaveLength(1);
+    expect(await again.list('a', 2, { search: '%' })).toHaveLength(0);
   });
 });

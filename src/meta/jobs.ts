@@ -1,11 +1,24 @@
 /**
- * Job metadata in the metadata store. The processor is the only writer (it applies job events and notes
- * sample times in bus order); the query role reads. Writes are merged in memory and flushed in one
- * transaction per checkpoint, so a busy fleet costs one SQLite transaction per interval, not one per batch.
+ * Job metadata: one contract (`JobRepository`) for the processor (the only writer: it applies job events and
+ * notes sample times in bus order) and the query and alerting roles (readers), on SQLite (embedded) or
+ * PostgreSQL (`meta.kind: postgres`, `./postgres/jobs.ts`).
+ *
+ * The writer buffers *deltas*: what it learnt about each job since its last flush, merged in memory (no read,
+ * synchronous or not, on a job it has not seen), and written in one batch per checkpoint. The store merges
+ * each delta into the stored row. Because a writer never writes more than it learnt since its last flush, a
+ * processor that just took a partition over (and never read the job) cannot undo what the previous owner
+ * stored, and replaying a batch is harmless.
  *
  * Merging rules (so that every rank may send `start` without coordination, and replays are harmless):
- * scalar fields take the newest non-empty value; `config` is merged key by key; `tags` are a union;
- * `startMs` is the earliest start; a final status (completed/failed) is never left by later events or samples.
+ * scalar fields take the newest non-empty value (a name equal to the job id is the placeholder for "not
+ * announced"); `config` and `metricKeys` are merged key by key; `tags` are a union; `startMs` is the earliest
+ * start; `lastSampleMs` the latest sample; a final status (completed/failed) is never left by later events
+ * or samples, and its `endMs` stays; samples turn a `queued` job `running`.
+ *
+ * These rules are written here once as `applyJobEvent`/`noteJobSamples` (event → delta) and `mergeJobDelta`
+ * (older ⊕ newer: used to fold a failed flush back and by the SQLite store to merge into the stored row).
+ * PostgreSQL runs the same `mergeJobDelta` rule in SQL (one statement per batch); `jobs.contract.test.ts`
+ * runs one suite against both stores so the two cannot drift apart.
  */
 import { FINAL_JOB_STATUSES, type JobEvent, type JobInfo, type JobStatus } from '../model/job.js';
 import type { Db, MetaStore, Migration } from './meta-store.js';
@@ -35,6 +48,237 @@ export const JOB_MIGRATIONS: readonly Migration[] = [
   },
 ];
 
+export interface JobListFilter {
+  /** The status readers see (so `unknown` finds running jobs without recent samples). */
+  readonly status?: JobStatus;
+  /** Case-insensitive substring of job id, name, project or owner. */
+  readonly search?: string;
+  readonly limit?: number;
+}
+
+/** The job-metadata contract shared by the processor (writer) and the query/alerting roles (readers). */
+export interface JobRepository {
+  /** Merges a job event into the pending delta; no I/O. */
+  applyEvent(tenant: string, ev: JobEvent): void;
+  /** Records that samples of the job between `minT` and `maxT` arrived; creates the job if nobody announced it. */
+  noteSamples(tenant: string, jobId: string, minT: number, maxT: number): void;
+  /**
+   * Writes every delta since the last flush in one batch. Flushes run one at a time, in call order. On failure
+   * the deltas are kept (folded into newer ones) for the next flush, and the error is thrown.
+   */
+  flush(signal?: AbortSignal): Promise<void>;
+  /** One job with the status readers see; undefined when there is no such job. */
+  get(tenant: string, jobId: string, nowMs: number, signal?: AbortSignal): Promise<JobInfo | undefined>;
+  /** Jobs of one tenant (or all tenants when null), most recently active first. */
+  list(
+    tenant: string | null,
+    nowMs: number,
+    filter?: JobListFilter,
+    signal?: AbortSignal,
+  ): Promise<JobInfo[]>;
+}
+
+/**
+ * What one writer learnt about a job since its last flush. `status: null`: the delta says nothing about the
+ * status (only samples or metadata arrived), so the stored one stays (or `running` for a new job).
+ */
+export type JobDelta = { -readonly [K in keyof JobInfo]: K extends 'status' ? JobStatus | null : JobInfo[K] };
+
+/** Where deltas are merged and jobs read: SQLite (`SqliteJobRows`) or PostgreSQL (`PgJobRepository`). */
+export interface JobRowStore {
+  /** Merges each delta into its stored row (`mergeJobDelta`'s rule), all in one transaction. */
+  upsert(deltas: readonly JobDelta[], signal?: AbortSignal): Promise<void>;
+  get(tenant: string, jobId: string, nowMs: number, signal?: AbortSignal): Promise<JobInfo | undefined>;
+  list(
+    tenant: string | null,
+    nowMs: number,
+    filter?: JobListFilter,
+    signal?: AbortSignal,
+  ): Promise<JobInfo[]>;
+}
+
+// ---- the merge rules, written once ------------------------------------------------------------------------
+
+/** A delta that says nothing yet but that the job exists (first heard of at `timeMs`). */
+export function blankJobDelta(tenant: string, jobId: string, timeMs: number): JobDelta {
+  return {
+    tenant,
+    jobId,
+    name: jobId,
+    project: '',
+    owner: '',
+    framework: '',
+    worldSize: null,
+    config: {},
+    tags: [],
+    status: null,
+    startMs: timeMs,
+    endMs: null,
+    lastSampleMs: null,
+    metricKeys: {},
+  };
+}
+
+const isFinal = (s: JobStatus | null): boolean => s !== null && FINAL_JOB_STATUSES.has(s);
+
+/** Merges a job event into `job` (in place). */
+export function applyJobEvent(job: JobDelta, ev: JobEvent): void {
+  if (ev.name) job.name = ev.name;
+  if (ev.project) job.project = ev.project;
+  if (ev.owner) job.owner = ev.owner;
+  if (ev.framework) job.framework = ev.framework;
+  if (typeof ev.worldSize === 'number' && Number.isInteger(ev.worldSize) && ev.worldSize > 0)
+    job.worldSize = ev.worldSize;
+  if (ev.config && typeof ev.config === 'object') job.config = { ...job.config, ...ev.config };
+  if (Array.isArray(ev.tags))
+    job.tags = [...new Set([...job.tags, ...ev.tags.filter((t) => typeof t === 'string')])];
+  if (ev.metricKeys && typeof ev.metricKeys === 'object')
+    job.metricKeys = { ...job.metricKeys, ...ev.metricKeys };
+  const final = isFinal(job.status);
+  if (ev.kind === 'start') {
+    job.startMs = job.startMs === null ? ev.timeMs : Math.min(job.startMs, ev.timeMs);
+    if (!final) job.status = 'running';
+  } else if (ev.kind === 'update' && ev.status && !final && !FINAL_JOB_STATUSES.has(ev.status)) {
+    job.status = ev.status;
+  } else if (ev.kind === 'finish' && !final) {
+    job.status = ev.status && FINAL_JOB_STATUSES.has(ev.status) ? ev.status : 'completed';
+    job.endMs = ev.timeMs;
+  }
+}
+
+/** Records samples between `minT` and `maxT` in `job` (in place). */
+export function noteJobSamples(job: JobDelta, minT: number, maxT: number): void {
+  if (job.status === 'queued') job.status = 'running';
+  if (job.lastSampleMs === null || maxT > job.lastSampleMs) job.lastSampleMs = maxT;
+  if (job.startMs === null || minT < job.startMs) job.startMs = minT;
+}
+
+const minOf = (a: number | null, b: number | null): number | null =>
+  a === null ? b : b === null ? a : Math.min(a, b);
+const maxOf = (a: number | null, b: number | null): number | null =>
+  a === null ? b : b === null ? a : Math.max(a, b);
+
+/**
+ * `older` ⊕ `newer` of the same job: what a store holding `older` holds after `newer` is written. The rule
+ * `PgJobRepository`'s upsert statement runs in SQL; keep the two in step (the contract suite checks them).
+ */
+export function mergeJobDelta(older: JobDelta, newer: JobDelta): JobDelta {
+  const olderFinal = isFinal(older.status);
+  let status: JobStatus | null;
+  if (olderFinal) status = older.status;
+  else if (newer.status !== null) status = newer.status;
+  else if (older.status === 'queued' && newer.lastSampleMs !== null) status = 'running';
+  else status = older.status;
+  return {
+    tenant: older.tenant,
+    jobId: older.jobId,
+    name: newer.name === '' || newer.name === newer.jobId ? older.name : newer.name,
+    project: newer.project || older.project,
+    owner: newer.owner || older.owner,
+    framework: newer.framework || older.framework,
+    worldSize: newer.worldSize ?? older.worldSize,
+    config: { ...older.config, ...newer.config },
+    tags: [...new Set([...older.tags, ...newer.tags])],
+    metricKeys: { ...older.metricKeys, ...newer.metricKeys },
+    status,
+    startMs: minOf(older.startMs, newer.startMs),
+    endMs: olderFinal ? older.endMs : (newer.endMs ?? older.endMs),
+    lastSampleMs: maxOf(older.lastSampleMs, newer.lastSampleMs),
+  };
+}
+
+/** A stored job as readers see it: a `running` job silent for longer than `silentAfterMs` is `unknown`. */
+export function withLiveStatus(job: JobInfo, nowMs: number, silentAfterMs: number): JobInfo {
+  return job.status === 'running' && job.lastSampleMs !== null && nowMs - job.lastSampleMs > silentAfterMs
+    ? { ...job, status: 'unknown' }
+    : job;
+}
+
+// ---- the repository: the writer's deltas in memory, reads and merges in a row store -----------------------
+
+const keyOf = (tenant: string, jobId: string): string => `${tenant}\u0000${jobId}`;
+
+/**
+ * The `JobRepository` of either backend: the writer's pending deltas (shared merge rules) over a `JobRowStore`.
+ * `new JobStore(meta, silentAfterMs)` keeps the embedded (SQLite) form; `new JobStore(rows)` takes any store.
+ */
+export class JobStore implements JobRepository {
+  readonly rows: JobRowStore;
+  /** Deltas since the last flush, by `tenant \0 jobId`. Memory: the jobs active in one checkpoint interval. */
+  private pending = new Map<string, JobDelta>();
+  /** The flush in progress: flushes are serialized so an older delta is never written after a newer one. */
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(rows: JobRowStore);
+  constructor(meta: MetaStore, silentAfterMs: number);
+  constructor(source: JobRowStore | MetaStore, silentAfterMs?: number) {
+    if ('upsert' in source) {
+      this.rows = source;
+    } else {
+      if (silentAfterMs === undefined)
+        throw new Error('JobStore(meta, silentAfterMs): silentAfterMs is required');
+      this.rows = new SqliteJobRows(source, silentAfterMs);
+    }
+  }
+
+  applyEvent(tenant: string, ev: JobEvent): void {
+    applyJobEvent(this.delta(tenant, ev.jobId, ev.timeMs), ev);
+  }
+
+  noteSamples(tenant: string, jobId: string, minT: number, maxT: number): void {
+    noteJobSamples(this.delta(tenant, jobId, minT), minT, maxT);
+  }
+
+  flush(signal?: AbortSignal): Promise<void> {
+    const run = this.flushing.then(() => this.flushPending(signal));
+    // The chain must not stay rejected: the next flush retries whatever this one could not write.
+    this.flushing = run.catch(() => {});
+    return run;
+  }
+
+  get(tenant: string, jobId: string, nowMs: number, signal?: AbortSignal): Promise<JobInfo | undefined> {
+    return this.rows.get(tenant, jobId, nowMs, signal);
+  }
+
+  list(
+    tenant: string | null,
+    nowMs: number,
+    filter: JobListFilter = {},
+    signal?: AbortSignal,
+  ): Promise<JobInfo[]> {
+    return this.rows.list(tenant, nowMs, filter, signal);
+  }
+
+  private async flushPending(signal?: AbortSignal): Promise<void> {
+    if (this.pending.size === 0) return;
+    const batch = this.pending;
+    this.pending = new Map();
+    try {
+      await this.rows.upsert([...batch.values()], signal);
+    } catch (err) {
+      // Keep what was not written: fold the failed deltas under whatever arrived since (they are older).
+      for (const [key, newer] of this.pending) {
+        const older = batch.get(key);
+        batch.set(key, older ? mergeJobDelta(older, newer) : newer);
+      }
+      this.pending = batch;
+      throw err;
+    }
+  }
+
+  private delta(tenant: string, jobId: string, timeMs: number): JobDelta {
+    const key = keyOf(tenant, jobId);
+    let job = this.pending.get(key);
+    if (!job) {
+      job = blankJobDelta(tenant, jobId, timeMs);
+      this.pending.set(key, job);
+    }
+    return job;
+  }
+}
+
+// ---- SQLite ---------------------------------------------------------------------------------------------------
+
 interface JobRow {
   tenant: string;
   job_id: string;
@@ -52,23 +296,11 @@ interface JobRow {
   last_sample_ms: number | null;
 }
 
-type MutableJob = { -readonly [K in keyof JobInfo]: JobInfo[K] };
-
-export interface JobListFilter {
-  readonly status?: JobStatus;
-  /** Case-insensitive substring of job id, name, project or owner. */
-  readonly search?: string;
-  readonly limit?: number;
-}
-
-export class JobStore {
+/** Jobs in the embedded metadata store. Synchronous underneath (a local file); async in shape. */
+export class SqliteJobRows implements JobRowStore {
   private readonly db: Db;
-  /** Jobs changed since the last flush, by `tenant \0 jobId`. */
-  private readonly dirty = new Map<string, MutableJob>();
-  /** Every job the writer has touched, so merges need no read per event. */
-  private readonly cache = new Map<string, MutableJob>();
   private readonly selectOne;
-  private readonly upsert;
+  private readonly write;
 
   constructor(
     meta: MetaStore,
@@ -77,94 +309,46 @@ export class JobStore {
   ) {
     meta.migrate(JOB_MIGRATIONS);
     this.db = meta.db;
-    this.selectOne = this.db.prepare('SELECT * FROM jobs WHERE tenant = ? AND job_id = ?');
-    this.upsert = this.db.prepare(`INSERT INTO jobs
+    this.selectOne = this.db.prepare<[string, string], JobRow>(
+      'SELECT * FROM jobs WHERE tenant = ? AND job_id = ?',
+    );
+    this.write = this.db.prepare(`INSERT OR REPLACE INTO jobs
       (tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys, status, start_ms, end_ms, last_sample_ms)
-      VALUES (@tenant, @job_id, @name, @project, @owner, @framework, @world_size, @config, @tags, @metric_keys, @status, @start_ms, @end_ms, @last_sample_ms)
-      ON CONFLICT (tenant, job_id) DO UPDATE SET
-        name = excluded.name, project = excluded.project, owner = excluded.owner, framework = excluded.framework,
-        world_size = excluded.world_size, config = excluded.config, tags = excluded.tags, metric_keys = excluded.metric_keys,
-        status = excluded.status, start_ms = excluded.start_ms, end_ms = excluded.end_ms, last_sample_ms = excluded.last_sample_ms`);
+      VALUES (@tenant, @job_id, @name, @project, @owner, @framework, @world_size, @config, @tags, @metric_keys, @status, @start_ms, @end_ms, @last_sample_ms)`);
   }
 
-  // ---- writer side (processor) ----------------------------------------------------------------------------
-
-  applyEvent(tenant: string, ev: JobEvent): void {
-    const job = this.touch(tenant, ev.jobId, ev.timeMs);
-    if (ev.name) job.name = ev.name;
-    if (ev.project) job.project = ev.project;
-    if (ev.owner) job.owner = ev.owner;
-    if (ev.framework) job.framework = ev.framework;
-    if (typeof ev.worldSize === 'number' && Number.isInteger(ev.worldSize) && ev.worldSize > 0)
-      job.worldSize = ev.worldSize;
-    if (ev.config && typeof ev.config === 'object') job.config = { ...job.config, ...ev.config };
-    if (Array.isArray(ev.tags))
-      job.tags = [...new Set([...job.tags, ...ev.tags.filter((t) => typeof t === 'string')])];
-    if (ev.metricKeys && typeof ev.metricKeys === 'object')
-      job.metricKeys = { ...job.metricKeys, ...ev.metricKeys };
-    const final = FINAL_JOB_STATUSES.has(job.status);
-    if (ev.kind === 'start') {
-      job.startMs = job.startMs === null ? ev.timeMs : Math.min(job.startMs, ev.timeMs);
-      if (!final) job.status = 'running';
-    } else if (ev.kind === 'update' && ev.status && !final && !FINAL_JOB_STATUSES.has(ev.status)) {
-      job.status = ev.status;
-    } else if (ev.kind === 'finish' && !final) {
-      job.status = ev.status && FINAL_JOB_STATUSES.has(ev.status) ? ev.status : 'completed';
-      job.endMs = ev.timeMs;
-    }
-  }
-
-  /** Records that samples of the job up to `maxT` arrived; creates the job if nobody announced it. */
-  noteSamples(tenant: string, jobId: string, minT: number, maxT: number): void {
-    const job = this.touch(tenant, jobId, minT);
-    if (job.status === 'queued') job.status = 'running';
-    if (job.lastSampleMs === null || maxT > job.lastSampleMs) job.lastSampleMs = maxT;
-    if (job.startMs === null || minT < job.startMs) job.startMs = minT;
-  }
-
-  /** Writes every change since the last flush in one transaction. */
-  flush(): void {
-    if (this.dirty.size === 0) return;
-    const rows = [...this.dirty.values()].map(toRow);
-    this.dirty.clear();
+  async upsert(deltas: readonly JobDelta[], signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    if (deltas.length === 0) return;
+    // Read, merge and write in one transaction: SQLite has one writer at a time, so no other process can
+    // write the row between the read and the write.
     this.db.transaction(() => {
-      for (const row of rows) this.upsert.run(row);
+      for (const delta of deltas) {
+        const stored = this.selectOne.get(delta.tenant, delta.jobId);
+        const merged = stored ? mergeJobDelta(fromRow(stored), delta) : delta;
+        this.write.run(toRow(merged));
+      }
     })();
   }
 
-  private touch(tenant: string, jobId: string, timeMs: number): MutableJob {
-    const key = `${tenant}\u0000${jobId}`;
-    let job = this.cache.get(key);
-    if (!job) {
-      const row = this.selectOne.get(tenant, jobId) as JobRow | undefined;
-      job = row
-        ? fromRow(row)
-        : {
-            tenant,
-            jobId,
-            name: jobId,
-            project: '',
-            owner: '',
-            framework: '',
-            worldSize: null,
-            config: {},
-            tags: [],
-            status: 'running',
-            startMs: timeMs,
-            endMs: null,
-            lastSampleMs: null,
-            metricKeys: {},
-          };
-      this.cache.set(key, job);
-    }
-    this.dirty.set(key, job);
-    return job;
+  async get(
+    tenant: string,
+    jobId: string,
+    nowMs: number,
+    signal?: AbortSignal,
+  ): Promise<JobInfo | undefined> {
+    signal?.throwIfAborted();
+    const row = this.selectOne.get(tenant, jobId);
+    return row ? withLiveStatus(asInfo(fromRow(row)), nowMs, this.silentAfterMs) : undefined;
   }
 
-  // ---- reader side (query) --------------------------------------------------------------------------------
-
-  /** Jobs of one tenant (or all tenants when null), most recently active first. */
-  list(tenant: string | null, nowMs: number, filter: JobListFilter = {}): JobInfo[] {
+  async list(
+    tenant: string | null,
+    nowMs: number,
+    filter: JobListFilter = {},
+    signal?: AbortSignal,
+  ): Promise<JobInfo[]> {
+    signal?.throwIfAborted();
     const where: string[] = [];
     const params: unknown[] = [];
     if (tenant !== null) {
@@ -178,33 +362,28 @@ export class JobStore {
       const like = `%${filter.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
       params.push(like, like, like, like);
     }
-    const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC LIMIT ?`;
-    params.push(filter.limit ?? 10_000);
-    const jobs = (this.db.prepare(sql).all(...params) as JobRow[]).map((r) =>
-      this.withLiveStatus(fromRow(r), nowMs),
-    );
-    return filter.status ? jobs.filter((j) => j.status === filter.status) : jobs;
-  }
-
-  get(tenant: string, jobId: string, nowMs: number): JobInfo | undefined {
-    const row = this.selectOne.get(tenant, jobId) as JobRow | undefined;
-    return row ? this.withLiveStatus(fromRow(row), nowMs) : undefined;
-  }
-
-  private withLiveStatus(job: MutableJob, nowMs: number): JobInfo {
-    if (
-      job.status === 'running' &&
-      job.lastSampleMs !== null &&
-      nowMs - job.lastSampleMs > this.silentAfterMs
-    ) {
-      job.status = 'unknown';
-    }
-    return job;
+    // The live status (`unknown`) is computed here, as in PostgreSQL, so the status filter applies to what
+    // readers see, and before the limit.
+    const live = `CASE WHEN status = 'running' AND last_sample_ms IS NOT NULL AND ? - last_sample_ms > ?
+      THEN 'unknown' ELSE status END`;
+    const sql = `SELECT * FROM (SELECT tenant, job_id, name, project, owner, framework, world_size, config, tags,
+        metric_keys, ${live} AS status, start_ms, end_ms, last_sample_ms
+      FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}) live
+      ${filter.status ? 'WHERE status = ?' : ''}
+      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id LIMIT ?`;
+    const all = [nowMs, this.silentAfterMs, ...params];
+    if (filter.status) all.push(filter.status);
+    all.push(Math.max(1, Math.min(filter.limit ?? 10_000, 10_000)));
+    return (this.db.prepare(sql).all(...all) as JobRow[]).map((r) => asInfo(fromRow(r)));
   }
 }
 
-function toRow(j: MutableJob): JobRow {
+/** A stored row always has a status (a new job without one is written `running`). */
+function asInfo(j: JobDelta): JobInfo {
+  return { ...j, status: j.status ?? 'running' };
+}
+
+function toRow(j: JobDelta): JobRow {
   return {
     tenant: j.tenant,
     job_id: j.jobId,
@@ -216,14 +395,14 @@ function toRow(j: MutableJob): JobRow {
     config: JSON.stringify(j.config),
     tags: JSON.stringify(j.tags),
     metric_keys: JSON.stringify(j.metricKeys),
-    status: j.status,
+    status: j.status ?? 'running',
     start_ms: j.startMs,
     end_ms: j.endMs,
     last_sample_ms: j.lastSampleMs,
   };
 }
 
-function fromRow(r: JobRow): MutableJob {
+function fromRow(r: JobRow): JobDelta {
   return {
     tenant: r.tenant,
     jobId: r.job_id,

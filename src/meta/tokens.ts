@@ -117,7 +117,38 @@ export function generateToken(): { id: string; secret: string; token: string } {
   return { id, secret, token: `twk_${id}_${secret}` };
 }
 
-export class TokenStore {
+/**
+ * Where the authenticator checks a presented token, synchronously (it runs on every request, on the event
+ * loop that acknowledges writes): the SQLite `TokenStore` (a primary-key read of a local file), or, with
+ * `meta.kind: postgres`, `PgTokenCache` (an in-memory copy of the token hashes, refreshed in the background).
+ */
+export interface TokenSource {
+  verify(presented: string, nowMs?: number): TokenCheck;
+}
+
+/**
+ * Managing tokens (`trainwatch token create|list|revoke`), asynchronous so that either store fits:
+ * `PgTokenRepository` as it is, the SQLite `TokenStore` through `tokenAdminOf`.
+ */
+export interface TokenAdmin {
+  create(opts: {
+    tenant: string;
+    scope: TokenScope;
+    name?: string;
+  }): Promise<{ token: string; info: TokenInfo }>;
+  list(filter?: { tenant?: string; includeRevoked?: boolean }): Promise<TokenInfo[]>;
+  revoke(id: string): Promise<TokenInfo | undefined>;
+}
+
+export function tokenAdminOf(store: TokenStore): TokenAdmin {
+  return {
+    create: async (opts) => store.create(opts),
+    list: async (filter) => store.list(filter),
+    revoke: async (id) => store.revoke(id),
+  };
+}
+
+export class TokenStore implements TokenSource {
   private readonly db: Db;
   private readonly byId;
   private readonly lastUsedWritten = new Map<string, number>();

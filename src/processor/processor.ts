@@ -304,7 +304,7 @@ export class Processor {
     this.checkpointing = (async () => {
       try {
         const positions = new Map(this.positions);
-        this.jobs.flush();
+        await this.jobs.flush();
         const analysis = this.opts.analysis;
         if (
           analysis &&

@@ -42,7 +42,7 @@ function app(storage: MemoryStorage, jobs: JobStore, auth: Authenticator = new A
  * A 4-GPU job `j1` on two nodes for 10 minutes at 1 s: rank 3 (node n1, gpu 1) straggles — its step time is
  * 1.3 s against 1.0 s, its utilization 0.99 against 0.70. Job `j2` has one idle GPU. Tenant t2 has a job too.
  */
-function fixture() {
+async function fixture() {
   const storage = new MemoryStorage();
   const jobs = makeStore();
   const b = new SeriesBatchBuilder();
@@ -94,7 +94,7 @@ function fixture() {
   jobs.noteSamples('t1', 'j2', T0, T0 + 599 * SECOND);
   jobs.applyEvent('t2', { kind: 'start', jobId: 'secret', timeMs: T0 });
   jobs.noteSamples('t2', 'secret', T0, T0);
-  jobs.flush();
+  await jobs.flush();
   return { storage, jobs };
 }
 
@@ -102,10 +102,10 @@ function decode(values: string): Uint8Array {
   return new Uint8Array(Buffer.from(values, 'base64'));
 }
 
-let f: ReturnType<typeof fixture>;
+let f: Awaited<ReturnType<typeof fixture>>;
 let a: FastifyInstance;
 beforeAll(async () => {
-  f = fixture();
+  f = await fixture();
   a = app(f.storage, f.jobs);
   await a.ready();
 });
@@ -363,7 +363,7 @@ describe('GET /api/tw/v1/jobs/:id/stragglers', () => {
     storage.appender.append('t1', b.build());
     jobs.applyEvent('t1', { kind: 'start', jobId: 'ok', timeMs: T0 });
     jobs.noteSamples('t1', 'ok', T0, T0 + 99 * SECOND);
-    jobs.flush();
+    await jobs.flush();
     const res = await app(storage, jobs).inject({
       method: 'GET',
       url: `/api/tw/v1/jobs/ok/stragglers?start=${T0}`,
@@ -407,7 +407,7 @@ describe('GET /api/tw/v1/fleet', () => {
     expect(d.tenants).toEqual(['t1']);
     const byId = new Map(d.jobs.map((j: { jobId: string }) => [j.jobId, j]));
     expect([...byId.keys()].sort()).toEqual(['j1', 'j2']);
-    for (const job of f.jobs.list('t1', Date.now())) {
+    for (const job of await f.jobs.list('t1', Date.now())) {
       const expected = summarizeJob(f.storage, job);
       expect(byId.get(job.jobId)).toMatchObject(JSON.parse(JSON.stringify(expected)));
     }

@@ -14,7 +14,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Authenticator, Principal } from '../auth/index.js';
-import type { JobStore } from '../meta/index.js';
+import type { JobRepository } from '../meta/index.js';
 import { isStaleNaN } from '../model/batch.js';
 import { Errors, twError } from '../model/errors.js';
 import type { JobInfo } from '../model/job.js';
@@ -54,7 +54,7 @@ import { type JsonSample, jsonValue, readSeries, selectSeries } from './series-r
 export interface DashboardDeps {
   readonly auth: Authenticator;
   readonly storage: Storage;
-  readonly jobs: JobStore;
+  readonly jobs: JobRepository;
   /** How often the tick stream looks for new samples. */
   readonly livePollMs?: number;
 }
@@ -247,7 +247,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const q = req.query as Query;
     const tenant = readTenant(principal, single(q.tenant, 'tenant'));
     const now = Date.now();
-    const jobs = deps.jobs.list(tenant, now, { limit: 10_000 });
+    const jobs = await deps.jobs.list(tenant, now, { limit: 10_000 }, signal);
     return {
       status: 'success',
       data: {
@@ -354,7 +354,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const q = req.query as Query;
     const tenant = readTenant(principal, single(q.tenant, 'tenant')) ?? principal.tenant;
     const { jobId } = req.params as { jobId: string };
-    const job = requireJob(deps, tenant, jobId);
+    const job = await requireJob(deps, tenant, jobId, signal);
     for (const name of Object.keys(q))
       if (!RANGE_OPTIONS.has(name))
         throw twError(Errors.badRequest, `unknown parameter ${JSON.stringify(name)}`);
@@ -389,7 +389,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const q = req.query as Query;
     const tenant = readTenant(principal, single(q.tenant, 'tenant')) ?? principal.tenant;
     const { jobId } = req.params as { jobId: string };
-    const job = requireJob(deps, tenant, jobId);
+    const job = await requireJob(deps, tenant, jobId, signal);
     const end = parseTime(single(q.end, 'end'), 'end', job.lastSampleMs ?? Date.now());
     const start = parseTime(single(q.start, 'start'), 'start', end - DEFAULT_RANGE_MS);
     if (start > end) throw twError(Errors.badRequest, `start (${start}) is after end (${end})`);
@@ -408,8 +408,13 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
   app.get('/api/tw/v1/ticks', (req, reply) => streamTicks(deps, principalOf(req), req, reply));
 }
 
-function requireJob(deps: DashboardDeps, tenant: string, jobId: string): JobInfo {
-  const job = deps.jobs.get(tenant, jobId, Date.now());
+async function requireJob(
+  deps: DashboardDeps,
+  tenant: string,
+  jobId: string,
+  signal?: AbortSignal,
+): Promise<JobInfo> {
+  const job = await deps.jobs.get(tenant, jobId, Date.now(), signal);
   if (!job) throw twError(Errors.notFound, `no job ${JSON.stringify(jobId)} in tenant ${tenant}`);
   return job;
 }

@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Authenticator, Principal } from '../auth/index.js';
-import type { JobStore } from '../meta/index.js';
+import type { JobRepository } from '../meta/index.js';
 import { Errors, twError } from '../model/errors.js';
 import { JOB_STATUSES, type JobStatus } from '../model/job.js';
 import {
@@ -23,7 +23,7 @@ import { type ColumnarSeries, readSeries, selectSeries } from './series-read.js'
 export interface RestDeps {
   readonly auth: Authenticator;
   readonly storage: Storage;
-  readonly jobs: JobStore;
+  readonly jobs: JobRepository;
   /** How often the live stream looks for new samples. */
   readonly livePollMs?: number;
 }
@@ -127,21 +127,18 @@ export function registerRestApi(app: FastifyInstance, deps: RestDeps): void {
       throw twError(Errors.badRequest, 'limit must be an integer from 1 to 10000');
     const now = Date.now();
     const signal = requestSignal(reply);
-    const jobs = await Promise.all(
-      deps.jobs
-        .list(principal.tenant, now, { status, search: q.search, limit })
-        .map((j) => summarizeJob(deps.storage, j, signal)),
-    );
+    const listed = await deps.jobs.list(principal.tenant, now, { status, search: q.search, limit }, signal);
+    const jobs = await Promise.all(listed.map((j) => summarizeJob(deps.storage, j, signal)));
     return { status: 'success', data: { jobs } };
   });
 
   app.get('/api/tw/v1/jobs/:jobId', async (req, reply) => {
     const principal = principalOf(deps, req);
     const { jobId } = req.params as { jobId: string };
-    const job = deps.jobs.get(principal.tenant, jobId, Date.now());
+    const signal = requestSignal(reply);
+    const job = await deps.jobs.get(principal.tenant, jobId, Date.now(), signal);
     if (!job) throw twError(Errors.notFound, `no job ${JSON.stringify(jobId)} in tenant ${principal.tenant}`);
     const q = deps.storage.querier(principal.tenant, job.startMs ?? 0, job.lastSampleMs ?? Date.now());
-    const signal = requestSignal(reply);
     const [metrics, summary] = await Promise.all([
       q.labelValues(METRIC_NAME_LABEL, [new LabelMatcher('=', 'job_id', jobId)], signal),
       summarizeJob(deps.storage, job, signal),

@@ -1,12 +1,12 @@
 /**
- * `trainwatch token create|list|revoke`: API tokens in the data directory's metadata store
- * (src/meta/tokens.ts). Works while a server runs on the same data directory (SQLite in WAL mode allows a
- * second writer process); the server sees a new or revoked token at its next request.
+ * `trainwatch token create|list|revoke`: API tokens in the metadata store the configuration names
+ * (`meta.kind`): the data directory's SQLite file, or PostgreSQL. Works while servers run against the same
+ * store. With SQLite (WAL mode allows a second writer process) a server sees a new or revoked token at its
+ * next request; with PostgreSQL, servers see a new token within about a second of its first use and a
+ * revocation within their token refresh interval (5 s by default; src/meta/postgres/token-cache.ts).
  */
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { TENANT_RE, TOKEN_SCOPES, type TokenInfo, type TokenStore } from '../../meta/tokens.js';
+import { TENANT_RE, TOKEN_SCOPES, type TokenAdmin, type TokenInfo } from '../../meta/tokens.js';
 import { configFrom, fail } from '../common.js';
 
 interface TokenFlags {
@@ -14,17 +14,18 @@ interface TokenFlags {
   dataDir?: string;
 }
 
-/** Opens the metadata store (SQLite, loaded only for token commands) and runs `work` on its tokens. */
-async function withStore<T>(flags: TokenFlags, work: (tokens: TokenStore) => T): Promise<T> {
+/**
+ * Opens the metadata store the configuration names (its driver loaded only for token commands) and runs
+ * `work` on its tokens.
+ */
+async function withStore<T>(flags: TokenFlags, work: (tokens: TokenAdmin) => Promise<T>): Promise<T> {
   const config = configFrom({ config: flags.config, dataDir: flags.dataDir });
-  const dir = path.resolve(config.data_dir);
-  mkdirSync(dir, { recursive: true });
-  const { MetaStore, TokenStore } = await import('../../meta/index.js');
-  const meta = new MetaStore(path.join(dir, 'meta.db'));
+  const { openTokenAdmin } = await import('../../meta/index.js');
+  const tokens = await openTokenAdmin(config);
   try {
-    return work(new TokenStore(meta));
+    return await work(tokens);
   } finally {
-    meta.close();
+    await tokens.close();
   }
 }
 
@@ -38,7 +39,7 @@ function tenantArg(value: string): string {
 
 function dataDirOptions(cmd: Command): Command {
   return cmd
-    .option('-c, --config <file>', 'YAML configuration file (for data_dir)')
+    .option('-c, --config <file>', 'YAML configuration file (for data_dir, or meta.kind: postgres)')
     .option('--data-dir <dir>', 'the data directory of the trainwatch server (default: ./data)');
 }
 
@@ -75,7 +76,9 @@ function table(tokens: readonly TokenInfo[]): string {
 export function registerToken(program: Command): void {
   const token = program
     .command('token')
-    .description('manage API tokens (ingest, read, admin) in the data directory')
+    .description(
+      'manage API tokens (ingest, read, admin) in the metadata store (data directory or PostgreSQL)',
+    )
     .addHelpText(
       'after',
       '\nSend a token as "Authorization: Bearer <token>". The tenant of every request comes from its token.',

@@ -12,4 +12,5 @@ export { DEFAULT_CLAIM_LEASE_MS, PgOutbox } from './outbox.js';
 export { PgPartitionState, type SavedPartitionState } from './partition-state.js';
 export { clientConfig, MIGRATION_LOCK_KEY, PgMeta, type PgMetaOptions, type Queryable } from './pg-meta.js';
 export { PgSilenceRepository } from './silences.js';
+export { PgTokenCache, type PgTokenCacheOptions } from './token-cache.js';
 export { PgTokenRepository } from './tokens.js';

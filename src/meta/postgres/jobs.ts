@@ -1,25 +1,33 @@
 /**
- * Job metadata on PostgreSQL: the async counterpart of `JobStore`'s storage (the in-memory merging of job
- * events stays with the writer). The processor that owns a job's bus partition writes it; any query process
- * reads.
+ * Job metadata on PostgreSQL: the `JobRowStore` under `JobStore` for `meta.kind: postgres` (the in-memory
+ * merging of job events into deltas stays with the writer, in `../jobs.ts`). The processor that owns a job's
+ * bus partition writes it; any query process reads.
  *
- * `upsert` writes a batch of merged job rows in one statement, and merges each with the stored row by the
- * same rules `JobStore.applyEvent` uses (newest non-empty scalar, config and metric keys merged key by key,
- * tags a union, earliest start, latest sample, a final status is never left; a name equal to the job id is
- * the writer's placeholder for "not announced", like '', and keeps the stored name). So a writer whose cached copy
- * of a job is stale — a partition that just moved here from another processor — cannot undo what the
- * previous owner stored, and replaying a batch is harmless.
+ * `upsert` writes a batch of job deltas in one statement, and merges each with the stored row by
+ * `mergeJobDelta`'s rule (newest non-empty scalar, config and metric keys merged key by key, tags a union,
+ * earliest start, latest sample, a final status and its end are never left, a NULL status keeps the stored
+ * one and samples turn `queued` into `running`; a name equal to the job id is the writer's placeholder for
+ * "not announced", like '', and keeps the stored name). The merge happens in the statement, under the row
+ * lock ON CONFLICT takes, so two processors writing the same job concurrently cannot lose each other's
+ * fields, and a writer that never read the job — a partition that just moved here — cannot undo what the
+ * previous owner stored. Replaying a batch is harmless.
  */
 import type { JobInfo, JobStatus } from '../../model/job.js';
-import type { JobListFilter } from '../jobs.js';
+import type { JobDelta, JobListFilter, JobRowStore } from '../jobs.js';
 import type { PgMeta } from './pg-meta.js';
 import { type JobRow, jobFromRow, jobToRow } from './rows.js';
 
 const FINAL = `('completed', 'failed')`;
 
-const UPSERT = `INSERT INTO jobs AS j
+/**
+ * The merging upsert. The status rule depends on whether the deltas carry a status, and ON CONFLICT sees only
+ * the proposed row (where a NULL status cannot be stored), so deltas with and without one go in two
+ * statements (one transaction), on disjoint jobs.
+ */
+const upsertSql = (withStatus: boolean): string => `INSERT INTO jobs AS j
     (tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys, status, start_ms, end_ms, last_sample_ms)
-  SELECT tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys, status, start_ms, end_ms, last_sample_ms
+  SELECT tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys,
+    COALESCE(status, 'running'), start_ms, end_ms, last_sample_ms
   FROM jsonb_to_recordset($1::jsonb) AS x(tenant TEXT, job_id TEXT, name TEXT, project TEXT, owner TEXT, framework TEXT,
     world_size INTEGER, config JSONB, tags JSONB, metric_keys JSONB, status TEXT, start_ms BIGINT, end_ms BIGINT,
     last_sample_ms BIGINT)
@@ -35,10 +43,16 @@ const UPSERT = `INSERT INTO jobs AS j
       FROM jsonb_array_elements(excluded.tags) WITH ORDINALITY AS t(v, n)
       WHERE NOT j.tags @> jsonb_build_array(t.v)), '[]'::jsonb),
     metric_keys = j.metric_keys || excluded.metric_keys,
-    status = CASE WHEN j.status IN ${FINAL} THEN j.status ELSE excluded.status END,
+    status = ${
+      withStatus
+        ? `CASE WHEN j.status IN ${FINAL} THEN j.status ELSE excluded.status END`
+        : `CASE WHEN j.status = 'queued' AND excluded.last_sample_ms IS NOT NULL THEN 'running' ELSE j.status END`
+    },
     start_ms = LEAST(j.start_ms, excluded.start_ms),
     end_ms = CASE WHEN j.status IN ${FINAL} THEN j.end_ms ELSE COALESCE(excluded.end_ms, j.end_ms) END,
     last_sample_ms = GREATEST(j.last_sample_ms, excluded.last_sample_ms)`;
+const UPSERT_WITH_STATUS = upsertSql(true);
+const UPSERT_WITHOUT_STATUS = upsertSql(false);
 
 /**
  * Jobs with the status a reader should see: a `running` job without samples for `$2` ms is `unknown`
@@ -50,20 +64,40 @@ const LIVE_JOBS = `SELECT tenant, job_id, name, project, owner, framework, world
     start_ms, end_ms, last_sample_ms
   FROM jobs`;
 
-export class PgJobRepository {
+export class PgJobRepository implements JobRowStore {
   constructor(
     private readonly db: PgMeta,
     /** A running job without samples for this long is reported as `unknown`. */
     private readonly silentAfterMs: number,
   ) {}
 
-  /** Writes (merges) a batch of job rows in one statement. Later rows for the same job win within a batch. */
-  async upsert(jobs: readonly JobInfo[], signal?: AbortSignal): Promise<void> {
+  /**
+   * Merges a batch of job deltas (or whole jobs: a `JobInfo` is a delta with a status) in one statement.
+   * Later rows for the same job win within a batch. A delta's `status: null` keeps the stored status.
+   */
+  async upsert(jobs: readonly (JobDelta | JobInfo)[], signal?: AbortSignal): Promise<void> {
     if (jobs.length === 0) return;
     // One row per key: ON CONFLICT cannot touch the same row twice in one statement.
     const byKey = new Map<string, JobRow>();
     for (const j of jobs) byKey.set(`${j.tenant}\u0000${j.jobId}`, jobToRow(j));
-    await this.db.query(UPSERT, [JSON.stringify([...byKey.values()])], signal);
+    const withStatus: JobRow[] = [];
+    const withoutStatus: JobRow[] = [];
+    for (const row of byKey.values()) (row.status === null ? withoutStatus : withStatus).push(row);
+    if (withoutStatus.length === 0 || withStatus.length === 0) {
+      await this.db.query(
+        withStatus.length > 0 ? UPSERT_WITH_STATUS : UPSERT_WITHOUT_STATUS,
+        [JSON.stringify([...byKey.values()])],
+        signal,
+      );
+      return;
+    }
+    // One transaction, so a batch is written whole or not at all (the writer keeps a failed batch). Two
+    // writers of the same jobs (a partition handoff) may deadlock here; PostgreSQL aborts one, which keeps
+    // its batch for its next flush.
+    await this.db.transaction(async (tx) => {
+      await tx.query(UPSERT_WITH_STATUS, [JSON.stringify(withStatus)]);
+      await tx.query(UPSERT_WITHOUT_STATUS, [JSON.stringify(withoutStatus)]);
+    }, signal);
   }
 
   async get(

@@ -14,6 +14,7 @@ import type {
 } from '../../alerting/store.js';
 import type { JobInfo, JobStatus } from '../../model/job.js';
 import type { LabelSet } from '../../model/labels.js';
+import type { JobDelta } from '../jobs.js';
 import type { TokenInfo, TokenScope } from '../tokens.js';
 
 // ---- jobs ---------------------------------------------------------------------------------------------------
@@ -29,7 +30,8 @@ export interface JobRow {
   config: Record<string, unknown>;
   tags: string[];
   metric_keys: Record<string, string>;
-  status: string;
+  /** NULL only in a delta being written: it says nothing about the status. */
+  status: string | null;
   start_ms: number | null;
   end_ms: number | null;
   last_sample_ms: number | null;
@@ -54,7 +56,7 @@ export function jobFromRow(r: JobRow): JobInfo {
   };
 }
 
-export function jobToRow(j: JobInfo): JobRow {
+export function jobToRow(j: JobInfo | JobDelta): JobRow {
   return {
     tenant: j.tenant,
     job_id: j.jobId,
