@@ -26,7 +26,7 @@ import {
   TenantLimits,
 } from '../collector/index.js';
 import type { Config, RoleName } from '../config/index.js';
-import { JobStore, MetaStore, TokenStore } from '../meta/index.js';
+import { type JobStore, MetaStore, type OpenedMeta, openMeta } from '../meta/index.js';
 import { DetectorEngine, DetectorSettings, Processor } from '../processor/index.js';
 import { RemotePromql, registerDashboardApi, registerPromApi, registerRestApi } from '../query/index.js';
 import { exportPolicy, RemoteStorage, type Storage, Tsdb } from '../storage/index.js';
@@ -50,7 +50,7 @@ export const MODULE_DEPS: Readonly<Record<ModuleName, readonly ModuleName[]>> = 
   dataDir: [],
   http: [],
   auth: ['meta'],
-  meta: ['dataDir'],
+  meta: ['dataDir', 'http'],
   jobs: ['meta'],
   bus: ['dataDir', 'http'],
   storage: ['dataDir', 'http'],
@@ -90,6 +90,8 @@ class Modules {
   dataDir?: DataDirLock;
   http?: HttpServer;
   auth?: Authenticator;
+  /** The metadata store of `meta.kind`; `meta` is its SQLite database when that is the kind. */
+  opened?: OpenedMeta;
   meta?: MetaStore;
   jobs?: JobStore;
   bus?: DiskLogBus | KafkaBus;
@@ -104,6 +106,13 @@ class Modules {
     readonly logger: Logger,
     readonly registry: Registry,
   ) {}
+
+  /** Alerting's own SQLite file while alerts are not in PostgreSQL yet (meta.kind postgres): per process. */
+  private processLocalMeta(): MetaStore {
+    const meta = new MetaStore(path.join(this.dataDir!.dir, 'alerts.db'));
+    this.stoppers.push({ name: 'alerting', stop: () => meta.close() });
+    return meta;
+  }
 
   async init(name: ModuleName): Promise<void> {
     const { config, logger } = this;
@@ -128,7 +137,7 @@ class Modules {
         // Tokens live in the metadata store (src/meta/tokens.ts); requests without one get the anonymous
         // policy of the configuration (docs/ingest.md, "Authentication").
         const policy = anonymousPolicyFor(config.auth, config.listen);
-        this.auth = new TokenAuthenticator(new TokenStore(this.meta!), policy);
+        this.auth = new TokenAuthenticator(this.opened!.tokens, policy);
         if (policy.scopes.size > 0) {
           const scopes = [...policy.scopes].join(', ');
           (policy.loopback ? logger.info.bind(logger) : logger.warn.bind(logger))(
@@ -141,13 +150,30 @@ class Modules {
         return;
       }
       case 'meta': {
-        const meta = new MetaStore(path.join(this.dataDir!.dir, 'meta.db'));
-        this.meta = meta;
-        this.stoppers.push({ name, stop: () => meta.close() });
+        // SQLite in the data directory, or PostgreSQL shared by every process (meta.kind).
+        const opened = await openMeta(config, {
+          sqliteFile: path.join(this.dataDir!.dir, 'meta.db'),
+          applicationName: `trainwatch ${config.roles.join(',')}`,
+          onError: (err) => logger.warn({ err }, 'metadata store'),
+        });
+        this.opened = opened;
+        this.meta = opened.sqlite;
+        this.stoppers.push({ name, stop: () => opened.close() });
+        if (opened.postgres) {
+          const pg = opened.postgres;
+          this.http!.addReadinessCheck('meta', async (signal) => {
+            try {
+              await pg.query('SELECT 1', [], signal);
+              return undefined;
+            } catch (err) {
+              return (err as Error).message;
+            }
+          });
+        }
         return;
       }
       case 'jobs': {
-        const jobs = new JobStore(this.meta!, config.jobs.silent_after_ms);
+        const jobs = this.opened!.jobs;
         this.jobs = jobs;
         this.stoppers.push({ name, stop: () => jobs.flush() });
         return;
@@ -254,7 +280,7 @@ class Modules {
       case 'alerting': {
         const alerting = createAlerting({
           config: config.alerting,
-          meta: this.meta!,
+          meta: this.meta ?? this.processLocalMeta(),
           jobs: this.jobs!,
           logger: logger.child({ role: 'alerting' }),
           registry: this.registry,
