@@ -337,7 +337,7 @@ describe('detector engine state per partition', () => {
       feed(b, steps, cut, steps.length, (p) => p !== 0, bDerived);
       // A (ticking on) says nothing more about partition 1's alerts: no resolution, no JobAbsent.
       for (const l of aLog.slice(aBefore)) expect(movedAlerts).not.toContain(l.split(' ')[2]);
-      expect(aLog.slice(aBefore).filter((l) => l.includes('JobAbsent'))).toEqual([]);
+      expect(aLog.slice(aBefore).filter((l) => l.includes('JobMetricsAbsent'))).toEqual([]);
       // Together they raised exactly what one engine raised: same episodes (fingerprint, activeAtMs), none twice.
       expect(sorted([...aLog, ...bLog])).toEqual(sorted(whole));
       expect(sorted([...aDerived, ...bDerived])).toEqual(sorted(wholeDerived));
