@@ -3,23 +3,25 @@
  * (a member joins, or its owner dies) continues its detectors on the new owner — the same alert episode
  * (fingerprint and activeAtMs), never raised twice, and nothing more from the old owner about it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
 import type { Alert } from '../alerting/notifier.js';
 import type { AlertChange } from '../alerting/tracker.js';
 import { type Bus, DiskLogBus, jobPartitionKey, type RebalanceListener } from '../bus/index.js';
 import { BusWriter } from '../collector/index.js';
 import type { JobStore } from '../meta/index.js';
+import type { PgPartitionState } from '../meta/postgres/index.js';
 import { SeriesBatchBuilder } from '../model/batch.js';
 import type { Storage } from '../storage/index.js';
 import { DetectorSettings } from './detectors/config.js';
 import { DetectorEngine } from './detectors/engine.js';
-import { FilePartitionStateStore } from './partition-state.js';
+import { FilePartitionStateStore, type PartitionStateStore } from './partition-state.js';
 import { Processor } from './processor.js';
+import { STATE_FILE, writeState } from './state.js';
 
 const TENANT = 'default';
 const M = 60_000;
@@ -148,6 +150,23 @@ const episodes = (changes: readonly Change[], name: string) =>
   new Set(changes.filter((c) => c.name === name).map((c) => `${c.fingerprint}@${c.activeAtMs}`));
 
 describe('processor: detector state per partition', () => {
+  it('takes the PostgreSQL partition state as its store, as it is', () => {
+    expectTypeOf<PgPartitionState>().toMatchTypeOf<PartitionStateStore>();
+  });
+
+  it('a partition file store never moves a partition back to an older offset', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tw-partstate-'));
+    dirs.push(dir);
+    const store = new FilePartitionStateStore(dir);
+    expect(await store.load('processor', 2)).toBeUndefined();
+    expect(await store.save('processor', 2, 10, new Uint8Array([1, 2, 3]), 5)).toBe(true);
+    expect(await store.save('processor', 2, 9, new Uint8Array([9]), 6)).toBe(false);
+    expect(await store.save('processor', 2, 10, new Uint8Array([4]), 7)).toBe(true);
+    const loaded = await store.load('processor', 2);
+    expect([loaded?.offset, loaded?.savedAtMs, [...(loaded?.state ?? [])]]).toEqual([10, 7, [4]]);
+    expect(await store.load('processor', 3)).toBeUndefined();
+  });
+
   it('a straggler alert keeps its episode when its partition moves to a joining processor', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'tw-partstate-'));
     dirs.push(dir);
@@ -268,6 +287,58 @@ describe('processor: detector state per partition', () => {
         await b.processor.stop();
       }
     } finally {
+      await bus.close();
+    }
+  });
+
+  it('migrates the single state file of an earlier build to per-partition states', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tw-partstate-'));
+    dirs.push(dir);
+    const stateDir = path.join(dir, 'processor');
+    const bus = await openBus(dir);
+    const writer = new BusWriter(bus);
+    const job = jobIn(bus, () => true, 'job');
+    await writeMinutes(writer, job, 0, 3, [1, 4]);
+    // What an earlier build left: one engine that read the whole bus, saved with every partition's end.
+    const changes: Change[] = [];
+    const earlier = newProcessor('old', bus, stateDir, changes).engine;
+    for (let t = START_MS; t < START_MS + 3 * M; t += 5000)
+      for (let r = 0; r < 4; r++) {
+        const b = new SeriesBatchBuilder();
+        b.addSeries({
+          __name__: 'train_step_duration_seconds',
+          job_id: job,
+          node_id: `n${r}`,
+          rank: String(r),
+        }).add(t, r === 3 && t >= START_MS + M ? 2 : 1 + 0.01 * ((t / 5000 + r) % 3));
+        earlier.observe(TENANT, b.build());
+      }
+    expect(changes.map((c) => `${c.by} ${c.change}`)).toEqual(['old pending', 'old firing']);
+    const ends: [number, number][] = [0, 1, 2, 3].map((p) => [p, bus.endOffset(p)]);
+    await writeState(stateDir, Date.now(), ends, earlier, async () => {});
+
+    const b = newProcessor('new', bus, stateDir, changes);
+    await b.processor.start();
+    try {
+      await b.processor.caughtUp;
+      expect(existsSync(path.join(stateDir, STATE_FILE))).toBe(false);
+      expect(readdirSync(path.join(stateDir, 'partitions', 'processor')).sort()).toEqual([
+        '0.bin',
+        '1.bin',
+        '2.bin',
+        '3.bin',
+      ]);
+      expect(b.engine.activeAlerts().map((a) => a.activeAtMs)).toEqual([changes[0]!.activeAtMs]);
+      await writeMinutes(writer, job, 3, 6, [1, 4]);
+      await drained(b.processor, bus);
+      expect(changes.map((c) => `${c.by} ${c.change}`)).toEqual([
+        'old pending',
+        'old firing',
+        'new resolved',
+      ]);
+      expect(changes[2]!.activeAtMs).toBe(changes[0]!.activeAtMs);
+    } finally {
+      await b.processor.stop();
       await bus.close();
     }
   });
