@@ -1,3 +1,8 @@
 export { DetectorSettings, type DetectorsConfig, detectorsConfigSchema } from './detectors/config.js';
-export { DetectorEngine, type DetectorStatus } from './detectors/engine.js';
+export { DetectorEngine, type DetectorStatus, type PartitionOf } from './detectors/engine.js';
+export {
+  FilePartitionStateStore,
+  type PartitionStateStore,
+  type SavedPartitionState,
+} from './partition-state.js';
 export { PROCESSOR_GROUP, Processor, type ProcessorAnalysis, type ProcessorOptions } from './processor.js';

@@ -10,23 +10,36 @@
  *
  * Stream analysis (optional, {@link ProcessorAnalysis}): each record is also handed to the detector engine,
  * which raises alerts within the processing of the offending batch and computes the derived per-job series
- * (appended to storage). The engine's state is checkpointed with the positions it covers (src/processor/state.ts);
- * after a restart the processor reads from the lower of storage's and the engine's positions, gives storage
- * every record, and gives the engine only those at or after its own positions. The bus is truncated only
- * below both, so neither ever misses a record.
+ * (appended to storage). The engine's state is checkpointed per bus partition, each with the offset it covers,
+ * in a {@link PartitionStateStore} (files in the state directory, or PostgreSQL when scaled out). On assign,
+ * the processor loads each partition's state into the engine (merged with the partitions it holds) and reads
+ * the partition from the lower of storage's and the state's positions, giving storage every record and the
+ * engine only those at or after the state's offset. On revoke it stops the partition's loop, saves its state,
+ * commits, then drops it from the engine: the next owner continues its detectors and open alerts.
+ *
+ * Order invariant: a partition's state is saved before offsets are committed, and the committed offset never
+ * passes the saved state's offset (nor storage's covered position), so the bus is truncated only below both
+ * and neither ever misses a record.
  */
 import type { Logger } from 'pino';
 import type { Counter, Gauge, Registry } from 'prom-client';
 import { Counter as PromCounter, Gauge as PromGauge } from 'prom-client';
-import { type Bus, type BusEntry, decodeBusRecordHeader, type GroupMember } from '../bus/index.js';
+import {
+  type Bus,
+  type BusEntry,
+  decodeBusRecordHeader,
+  type GroupMember,
+  jobPartitionKey,
+} from '../bus/index.js';
 import type { JobStore } from '../meta/index.js';
 import type { SeriesBatch } from '../model/batch.js';
 import type { LabelSet } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
-import type { DetectorEngine } from './detectors/engine.js';
+import type { DetectorEngine, PartitionOf } from './detectors/engine.js';
+import { FilePartitionStateStore, type PartitionStateStore } from './partition-state.js';
 import { decodeRecord, RecordBatch } from './record-decoder.js';
 import { SeriesTable } from './series-table.js';
-import { readState, writeState } from './state.js';
+import { readState, removeState } from './state.js';
 
 export const PROCESSOR_GROUP = 'processor';
 
@@ -45,8 +58,16 @@ export interface ProcessorOptions {
 
 export interface ProcessorAnalysis {
   readonly engine: DetectorEngine;
-  /** Where the engine's state is checkpointed (`<data-dir>/processor`). */
+  /**
+   * The processor's local state directory (`<data-dir>/processor`): per-partition state files when no
+   * `partitionStates` is given, and where the single state file of earlier builds is found and migrated.
+   */
   readonly stateDir: string;
+  /**
+   * Where each partition's detector state is saved and loaded (hand-over between processors). Default: files
+   * in `stateDir` ({@link FilePartitionStateStore}); scaled out, PostgreSQL's `PgPartitionState`.
+   */
+  readonly partitionStates?: PartitionStateStore;
   /** The engine's state is written at most this often (at a checkpoint); 0 = at every checkpoint. */
   readonly stateIntervalMs: number;
   /** How often the engine's wall-clock side runs (whole-job absence, forgetting series). */
@@ -78,8 +99,6 @@ export class Processor {
   private member: GroupMember | undefined;
   /** Whether the first assignment arrived (its replay decides `caughtUp`). */
   private firstAssignment = false;
-  /** Positions of the detector state restored at start, per partition (undefined without one). */
-  private savedAnalysis: Map<number, number> | undefined;
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointing: Promise<void> | undefined;
   private readonly metrics: ProcessorMetrics;
@@ -88,8 +107,14 @@ export class Processor {
   readonly caughtUp: Promise<void>;
   /** Per partition, the first offset the detector engine has not seen (records before it go to storage only). */
   private readonly analysisFrom = new Map<number, number>();
-  /** The positions of the engine state on disk; the bus is truncated only below them. */
-  private statePositions: Map<number, number> | undefined;
+  /**
+   * Per owned partition, the offset its saved detector state covers; commits never pass it (with analysis).
+   * A partition without an entry has no state saved yet: it is not committed until the next state save.
+   */
+  private readonly statePositions = new Map<number, number>();
+  private readonly stateStore: PartitionStateStore | undefined;
+  /** The bus partition a series or job of the engine belongs to (as the collector keys records). */
+  private readonly partitionOf: PartitionOf;
   private lastStateSaveMs = Number.NEGATIVE_INFINITY;
   private tickTimer: NodeJS.Timeout | undefined;
   private live = false;
@@ -117,6 +142,18 @@ export class Processor {
     this.caughtUp = new Promise((resolve) => {
       this.caughtUpResolve = resolve;
     });
+    const analysis = opts.analysis;
+    this.stateStore = analysis
+      ? (analysis.partitionStates ?? new FilePartitionStateStore(analysis.stateDir))
+      : undefined;
+    this.partitionOf = (tenant, labels) => {
+      // The collector's partition keys (src/collector/to-bus.ts `partitionKeyOf`): a job's data by (tenant,
+      // job_id), other series by node or scrape target. A series keyed by its sender alone is not placeable.
+      const jobId = labels.job_id;
+      if (jobId !== undefined) return bus.partitionOf(jobPartitionKey(tenant, jobId));
+      const node = labels.node_id ?? labels.instance;
+      return node === undefined ? undefined : bus.partitionOf(`${tenant}\u0000\u0000${node}`);
+    };
     this.metrics = {
       records: new PromCounter({
         name: 'trainwatch_processor_records_total',
@@ -152,7 +189,7 @@ export class Processor {
     if (this.running) return;
     this.running = true;
     const analysis = this.opts.analysis;
-    this.savedAnalysis = analysis ? this.restoreAnalysis(analysis) : undefined;
+    if (analysis) await this.migrateSingleState(analysis);
     this.member = await this.bus.join(PROCESSOR_GROUP, {
       onAssigned: (partitions, member) => {
         this.member = member;
@@ -188,14 +225,14 @@ export class Processor {
   private async assign(partitions: readonly number[]): Promise<void> {
     const member = this.member!;
     const covered = this.storage.coveredPositions();
-    const saved = this.savedAnalysis;
     const targets: number[] = [];
     for (const p of partitions) {
       const start = await member.startOffset(p);
       const storageFrom = Math.max(covered.get(p) ?? 0, await member.committed(p), start);
       let from = storageFrom;
-      if (saved) {
-        const engineFrom = saved.get(p) ?? 0;
+      const saved = await this.restorePartition(p);
+      if (saved !== undefined) {
+        const engineFrom = saved;
         if (engineFrom < start)
           this.logger.warn(
             { partition: p, engineFrom, busStart: start },
@@ -236,34 +273,80 @@ export class Processor {
     const stopping = partitions.map((p) => this.loops.get(p)).filter((l) => l !== undefined);
     for (const l of stopping) l.abort.abort();
     await Promise.all(stopping.map((l) => l.done));
+    // The forced checkpoint flushes alert changes (persistAlerts), saves the state of every owned partition
+    // (these included) with its offset, then commits: the next owner loads exactly what was applied here.
     if (!lost) await this.checkpoint(true);
+    const engine = this.opts.analysis?.engine;
+    if (engine) {
+      // Not while a checkpoint encodes the engine; the state of these partitions lives on with their new owner
+      // (lost: the new owner restores the last saved state and replays from the committed offset).
+      while (this.gate) await this.gate;
+      engine.dropPartitions(new Set(partitions), this.partitionOf);
+    }
     for (const p of partitions) {
       this.loops.delete(p);
       this.positions.delete(p);
       this.analysisFrom.delete(p);
+      this.statePositions.delete(p);
     }
     this.logger.info({ partitions, lost }, 'processor released partitions');
   }
 
-  /** Loads the engine's checkpoint; returns the positions it covers, or undefined without one. */
-  private restoreAnalysis(analysis: ProcessorAnalysis): Map<number, number> | undefined {
+  /**
+   * Loads partition `p`'s saved detector state into the engine (merged with the partitions it holds); returns
+   * the offset it covers, or undefined without one (the engine then starts the partition afresh).
+   */
+  private async restorePartition(p: number): Promise<number | undefined> {
+    const analysis = this.opts.analysis;
+    const store = this.stateStore;
+    if (!analysis || !store) return undefined;
+    try {
+      const saved = await store.load(PROCESSOR_GROUP, p);
+      if (!saved) return undefined;
+      // Not in the middle of a checkpoint's encoding of the engine.
+      while (this.gate) await this.gate;
+      const restored = analysis.engine.restorePartition(saved.state);
+      this.statePositions.set(p, saved.offset);
+      this.logger.info(
+        { partition: p, offset: saved.offset, savedAtMs: saved.savedAtMs, ...restored },
+        'detector state of partition restored',
+      );
+      return saved.offset;
+    } catch (err) {
+      this.logger.error(
+        { err, partition: p },
+        'cannot restore the detector state of a partition; its detectors start afresh from the storage checkpoint',
+      );
+      return undefined;
+    }
+  }
+
+  /**
+   * Earlier builds kept one state file for every partition (`state.bin`, or `state.json`): restored once,
+   * written out as per-partition states, then removed. A crash in between repeats this harmlessly (the store
+   * refuses to move a partition's offset backwards).
+   */
+  private async migrateSingleState(analysis: ProcessorAnalysis): Promise<void> {
     try {
       const state = readState(analysis.stateDir);
-      if (!state) return undefined;
+      if (!state) return;
       const restored = state.restoreInto(analysis.engine);
-      const positions = new Map(state.positions);
-      this.statePositions = positions;
+      const offsets = new Map(state.positions);
+      const parts = new Set(offsets.keys());
+      const encoded = analysis.engine.snapshotPartitions(parts, this.partitionOf);
+      analysis.engine.dropPartitions(parts, this.partitionOf);
+      for (const [p, bytes] of encoded)
+        await this.stateStore!.save(PROCESSOR_GROUP, p, offsets.get(p)!, bytes, state.savedAtMs);
+      removeState(analysis.stateDir);
       this.logger.info(
-        { savedAtMs: state.savedAtMs, format: state.version, ...restored },
-        'detector state restored',
+        { savedAtMs: state.savedAtMs, format: state.version, partitions: parts.size, ...restored },
+        'single detector state file migrated to per-partition states',
       );
-      return positions;
     } catch (err) {
       this.logger.error(
         { err, dir: analysis.stateDir },
-        'cannot restore the detector state; detectors start afresh from the storage checkpoint',
+        'cannot migrate the detector state; detectors start afresh from the storage checkpoint',
       );
-      return undefined;
     }
   }
 
@@ -306,9 +389,13 @@ export class Processor {
         const positions = new Map(this.positions);
         await this.jobs.flush();
         const analysis = this.opts.analysis;
+        // A partition without saved state (newly assigned, nothing to load) is not committed until it has one.
+        let unsaved = false;
+        for (const p of positions.keys()) if (!this.statePositions.has(p)) unsaved = true;
         if (
           analysis &&
-          (force || Date.now() - this.lastStateSaveMs >= analysis.stateIntervalMs) &&
+          positions.size > 0 &&
+          (force || unsaved || Date.now() - this.lastStateSaveMs >= analysis.stateIntervalMs) &&
           analysis.persistAlerts?.() !== false
         ) {
           // Only records the engine has seen count: during a replay it may be behind the read position.
@@ -317,19 +404,33 @@ export class Processor {
             enginePositions.set(p, Math.max(offset, this.analysisFrom.get(p) ?? 0));
           // The engine must not change while its state is written in slices: records wait (they are safe in
           // the bus), HTTP and everything else keep being served between slices.
+          const encoded = new Map<number, Uint8Array>();
           this.closeGate();
           try {
-            await writeState(
-              analysis.stateDir,
-              Date.now(),
-              [...enginePositions],
-              analysis.engine,
-              () => new Promise<void>((resolve) => setImmediate(resolve)),
-            );
+            for (const _ of analysis.engine.encodePartitions(
+              new Set(enginePositions.keys()),
+              this.partitionOf,
+              encoded,
+            ))
+              await new Promise<void>((resolve) => setImmediate(resolve));
           } finally {
             this.openGate();
           }
-          this.statePositions = enginePositions;
+          // The bytes are a copy: the engine moves on while they are written.
+          const savedAtMs = Date.now();
+          await Promise.all(
+            [...encoded].map(async ([p, bytes]) => {
+              const offset = enginePositions.get(p)!;
+              if (await this.stateStore!.save(PROCESSOR_GROUP, p, offset, bytes, savedAtMs)) {
+                // Revoked meanwhile: the entry would outlive the partition's ownership.
+                if (this.positions.has(p)) this.statePositions.set(p, offset);
+              } else
+                this.logger.warn(
+                  { partition: p, offset },
+                  'a newer detector state of the partition is stored; it was rebalanced away',
+                );
+            }),
+          );
           this.lastStateSaveMs = Date.now();
         }
         await this.storage.checkpoint(positions);
@@ -339,9 +440,12 @@ export class Processor {
         const member = this.member;
         for (const [p, read] of positions) {
           const storageOffset = Math.min(covered.get(p) ?? read, read);
-          const offset = this.statePositions
-            ? Math.min(storageOffset, this.statePositions.get(p) ?? 0)
-            : storageOffset;
+          let offset = storageOffset;
+          if (analysis) {
+            const stateOffset = this.statePositions.get(p);
+            if (stateOffset === undefined) continue;
+            offset = Math.min(storageOffset, stateOffset);
+          }
           if (!member?.assignment.has(p)) continue;
           try {
             await member.commit(p, offset);

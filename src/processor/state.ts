@@ -231,6 +231,52 @@ function readV2(bytes: Uint8Array, file: string): SavedState {
 }
 
 /**
+ * The header of a per-partition state file (partition-state.ts): the version-2 header with one position, so
+ * that such a file is also a whole state file of that one partition. The engine's bytes follow it.
+ */
+export function writePartitionFileHeader(savedAtMs: number, partition: number, offset: number): Uint8Array {
+  const w = new StateWriter();
+  for (const m of MAGIC) w.u8(m);
+  w.u8(VERSION);
+  w.float(savedAtMs);
+  w.uvarint(1);
+  w.uvarint(partition);
+  w.uvarint(offset);
+  return w.take();
+}
+
+export function readPartitionFileHeader(
+  bytes: Uint8Array,
+  file: string,
+): { savedAtMs: number; partition: number; offset: number; headerBytes: number } {
+  const r = new StateReader(bytes);
+  for (const m of MAGIC)
+    if (r.u8('magic') !== m) throw new StateFormatError(`${file} is not a processor state file`);
+  const version = r.u8('version');
+  if (version !== VERSION)
+    throw new StateFormatError(`${file} has state format version ${version}; this build reads 2`);
+  const savedAtMs = r.float('savedAtMs');
+  if (r.uvarint('positions') !== 1) throw new StateFormatError(`${file} is not the state of one partition`);
+  const partition = r.uvarint('partition');
+  const offset = r.uvarint('offset');
+  return { savedAtMs, partition, offset, headerBytes: r.pos };
+}
+
+/** Removes the single-file state of earlier builds (once its content lives in per-partition files). */
+export function removeState(dir: string): void {
+  rmSync(path.join(dir, STATE_FILE), { force: true });
+  rmSync(path.join(dir, STATE_FILE_V1), { force: true });
+  // Durably gone: a file coming back after a crash would be migrated again (harmless, as stores refuse an
+  // older offset, but wasted work).
+  const dfd = openSync(dir, 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
+}
+
+/**
  * Writes the engine's state and the positions it covers, atomically. The engine is encoded in slices; between
  * them `pause` is awaited (the caller gives the event loop a turn, and makes sure nothing changes the engine
  * meanwhile). Resolves with the file's size once it is durable.

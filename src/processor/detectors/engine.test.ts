@@ -8,8 +8,10 @@
 import { describe, expect, it } from 'vitest';
 import type { Alert } from '../../alerting/notifier.js';
 import type { AlertChange } from '../../alerting/tracker.js';
+import { hashPartitionKey, jobPartitionKey } from '../../bus/index.js';
 import { type SeriesBatch, SeriesBatchBuilder } from '../../model/batch.js';
 import type { JobEvent } from '../../model/job.js';
+import type { LabelSet } from '../../model/labels.js';
 import { NativeEncoder } from '../../protocol/native.js';
 import { defaultFleetOptions, FleetSimulator } from '../../simulator/index.js';
 import { decodeRecord, RecordBatch } from '../record-decoder.js';
@@ -239,5 +241,115 @@ describe('detector engine', () => {
     engine.observe(TENANT, again.build());
     expect(engine.seriesCount).toBe(1);
     expect(log.at(-1)).toBe('pending GPUTemperatureHigh');
+  });
+});
+
+/**
+ * Partition hand-over: a partition's state leaves one engine and joins another that holds other partitions.
+ * Bus partitions are keyed as the collector keys them: a job's data by (tenant, job_id), other series by node.
+ */
+describe('detector engine state per partition', () => {
+  const PARTITIONS = 4;
+  const partitionOf = (tenant: string, labels: LabelSet): number | undefined => {
+    const key =
+      labels.job_id !== undefined
+        ? jobPartitionKey(tenant, labels.job_id)
+        : labels.node_id !== undefined
+          ? `${tenant}\u0000\u0000${labels.node_id}`
+          : undefined;
+    return key === undefined ? undefined : hashPartitionKey(key) % PARTITIONS;
+  };
+  /** A record split by partition, as the collector splits a batch into one bus record per partition. */
+  const split = (batch: SeriesBatch, events: readonly JobEvent[]) => {
+    const parts = new Map<number | undefined, { b: SeriesBatchBuilder; events: JobEvent[] }>();
+    const partOf = (p: number | undefined) => {
+      let x = parts.get(p);
+      if (!x) {
+        x = { b: new SeriesBatchBuilder(), events: [] };
+        parts.set(p, x);
+      }
+      return x;
+    };
+    for (let i = 0; i < batch.series.length; i++) {
+      const { b } = partOf(partitionOf(TENANT, batch.series[i]!));
+      b.addSeries(batch.series[i]!);
+      for (let j = batch.offsets[i]!; j < batch.offsets[i + 1]!; j++)
+        b.add(batch.timestamps[j]!, batch.values[j]!);
+    }
+    for (const ev of events) partOf(partitionOf(TENANT, { job_id: ev.jobId })).events.push(ev);
+    return [...parts].map(([p, x]) => ({ p, batch: x.b.build(), events: x.events }));
+  };
+  const steps = fleetSteps(25);
+  const splitSteps = steps.map((step) => ({
+    t: step.t,
+    records: step.records.map((r) => split(r.batch, r.events)),
+  }));
+  const feed = (
+    engine: DetectorEngine,
+    from: number,
+    to: number,
+    keep: (p: number | undefined) => boolean,
+    derived: Log,
+  ) => {
+    for (let i = from; i < to; i++) {
+      const step = splitSteps[i]!;
+      engine.tick(step.t, true);
+      for (const parts of step.records) {
+        for (const { p, batch, events } of parts) {
+          if (!keep(p)) continue;
+          if (batch.sampleCount > 0) engine.observe(TENANT, batch);
+          if (events.length > 0) engine.observeEvents(TENANT, events);
+        }
+        drainDerived(engine, derived);
+      }
+    }
+  };
+  const sorted = (l: Log) => [...l].sort();
+
+  it('a partition handed over mid-run continues as if one engine had seen everything', {
+    timeout: 120_000,
+  }, () => {
+    const whole: Log = [];
+    const wholeDerived: Log = [];
+    feed(newEngine(whole, wholeDerived), 0, steps.length, () => true, wholeDerived);
+    expect(
+      whole.filter((l) => l.startsWith('firing')).map((l) => l.split(' ')[1]),
+      'the fleet raises several kinds of alert',
+    ).toEqual(expect.arrayContaining(['TrainingStalled', 'TrainingStraggler']));
+
+    for (const cut of [Math.floor(steps.length * 0.4), Math.floor(steps.length * 0.75)]) {
+      // Engine A owns partitions 0 and 1, engine B owns 2 and 3; at the cut, partition 1 moves to B.
+      const moved = new Set([1]);
+      const aLog: Log = [];
+      const aDerived: Log = [];
+      const bLog: Log = [];
+      const bDerived: Log = [];
+      const a = newEngine(aLog, aDerived);
+      const b = newEngine(bLog, bDerived);
+      const onA = (p: number | undefined) => p === 0 || p === 1;
+      feed(a, 0, cut, onA, aDerived);
+      feed(b, 0, cut, (p) => !onA(p), bDerived);
+      const openOnA = new Set(a.activeAlerts().map((x) => x.fingerprint));
+      const snap = a.snapshotPartitions(moved, partitionOf);
+      expect([...snap.keys()]).toEqual([1]);
+      a.dropPartitions(moved, partitionOf);
+      const stayed = new Set(a.activeAlerts().map((x) => x.fingerprint));
+      const movedAlerts = [...openOnA].filter((fp) => !stayed.has(fp));
+      expect(movedAlerts.length, 'alerts of partition 1 are open at the cut').toBeGreaterThan(0);
+      const openOnB = b.activeAlerts().length;
+      b.restorePartition(snap.get(1)!);
+      const onB = new Set(b.activeAlerts().map((x) => x.fingerprint));
+      expect(onB.size).toBe(openOnB + movedAlerts.length);
+      for (const fp of movedAlerts) expect(onB.has(fp)).toBe(true);
+      const aBefore = aLog.length;
+      feed(a, cut, steps.length, (p) => p === 0, aDerived);
+      feed(b, cut, steps.length, (p) => p !== 0, bDerived);
+      // A (ticking on) says nothing more about partition 1's alerts: no resolution, no JobAbsent.
+      for (const l of aLog.slice(aBefore)) expect(movedAlerts).not.toContain(l.split(' ')[2]);
+      expect(aLog.slice(aBefore).filter((l) => l.includes('JobMetricsAbsent'))).toEqual([]);
+      // Together they raised exactly what one engine raised: same episodes (fingerprint, activeAtMs), none twice.
+      expect(sorted([...aLog, ...bLog])).toEqual(sorted(whole));
+      expect(sorted([...aDerived, ...bDerived])).toEqual(sorted(wholeDerived));
+    }
   });
 });

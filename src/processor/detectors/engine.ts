@@ -40,7 +40,7 @@ import {
 } from '../derived.js';
 import type { RecordBatch } from '../record-decoder.js';
 import type { SeriesTable } from '../series-table.js';
-import { StateFormatError, type StateReader, type StateWriter } from '../state.js';
+import { StateFormatError, StateReader, StateWriter } from '../state.js';
 import {
   DETECTOR_NAMES,
   type DetectorName,
@@ -103,6 +103,21 @@ export interface DetectorStatus extends AlertingDetectorStatus {
   readonly firing: number;
   readonly state: 'inactive' | 'pending' | 'firing';
   readonly params: unknown;
+}
+
+/**
+ * The bus partition the data of a series (its tenant and labels, `tenant` set) goes to; a job's is asked with
+ * `{ tenant, job_id }`. Undefined: not known (such series stay with the engine that has them).
+ */
+export type PartitionOf = (tenant: string, labels: LabelSet) => number | undefined;
+
+/** The state of some partitions, by {@link DetectorEngine.selectPartitions}. */
+interface Selection {
+  readonly jobs: JobState[];
+  readonly members: [string, MemberAlert][];
+  readonly alerts: AlertTrackerSnapshot[number][];
+  readonly accs: DerivedAccumulator[];
+  readonly drefs: number[];
 }
 
 /** The detectors that apply to a series (and their parameters), by {@link DetectorEngine.planFor}. */
@@ -642,8 +657,11 @@ export class DetectorEngine implements DetectorContext {
     this.detDead = 0;
   }
 
-  /** Forgets series `d`: its detectors end what they raised, its slots and dref are freed. */
-  private forget(d: number, now: number): void {
+  /**
+   * Forgets series `d`: its slots and dref are freed; with `endAlerts` its detectors end what they raised
+   * (without: the alerts stay with whoever continues the series, see {@link dropPartitions}).
+   */
+  private forget(d: number, now: number, endAlerts = true): void {
     const info = this.infos[d]!;
     const job = info.job as JobState | undefined;
     const start = this.detStart[d]!;
@@ -653,7 +671,7 @@ export class DetectorEngine implements DetectorContext {
       const kind = entry >>> SLOT_BITS;
       const slot = entry & SLOT_MASK;
       const family = this.families[kind]!;
-      family.dispose(slot, now);
+      if (endAlerts) family.dispose(slot, now);
       if (kind === STRAGGLER) stragglerSlot = slot;
       else family.free(slot);
     }
@@ -878,13 +896,140 @@ export class DetectorEngine implements DetectorContext {
    * `f64 lastT, f64 lastV`, `uvarint(entries)` entries×`[uvarint kind, section(detector state)]`.
    */
   *encodeState(w: StateWriter, slice = 2048): Generator<void, void> {
+    const all: Selection = {
+      jobs: [...this.jobs.values()],
+      members: [...this.memberAlerts],
+      alerts: [...this.tracker.snapshot()],
+      accs: [...this.derived.values()],
+      drefs: [],
+    };
+    for (let d = 0; d < this.drefLimit; d++) if (this.infos[d] !== undefined) all.drefs.push(d);
+    yield* this.encodeSelection(w, all, slice);
+  }
+
+  /**
+   * The state of the given bus partitions only, one {@link encodeState}-format record per partition (restored
+   * by {@link decodeState} / {@link restorePartition}): what a processor hands over when a partition leaves
+   * it. Partitions holding nothing get an empty record. Yields between slices like {@link encodeState}; the
+   * records are in `out` once the generator is done.
+   */
+  *encodePartitions(
+    partitions: ReadonlySet<number>,
+    partitionOf: PartitionOf,
+    out: Map<number, Uint8Array>,
+    slice = 2048,
+  ): Generator<void, void> {
+    const selections = this.selectPartitions(partitions, partitionOf);
+    const w = new StateWriter();
+    for (const [p, sel] of selections) {
+      yield* this.encodeSelection(w, sel, slice);
+      out.set(p, w.take());
+    }
+  }
+
+  /** {@link encodePartitions} in one go (tests, small engines). */
+  snapshotPartitions(partitions: ReadonlySet<number>, partitionOf: PartitionOf): Map<number, Uint8Array> {
+    const out = new Map<number, Uint8Array>();
+    for (const _ of this.encodePartitions(partitions, partitionOf, out));
+    return out;
+  }
+
+  /**
+   * Merges the state of partitions this engine does not hold (a record of {@link encodePartitions}) into it:
+   * the engine keeps every other partition's state and continues the restored jobs and alerts exactly where
+   * their previous owner left them. Reports nothing (the alert hub knows the restored alerts).
+   */
+  restorePartition(state: Uint8Array): { series: number; alerts: number } {
+    return this.decodeState(new StateReader(state));
+  }
+
+  /**
+   * Forgets everything of the given partitions (their series, jobs, derived buckets and open alerts) without
+   * reporting anything: another processor owns them now and continues their alerts, so ending them here would
+   * resolve alerts that still hold, and keeping them would raise e.g. JobAbsent for jobs this engine no longer
+   * sees. Series and alerts whose partition is unknown (`partitionOf` undefined) are kept.
+   */
+  dropPartitions(partitions: ReadonlySet<number>, partitionOf: PartitionOf): void {
+    const selections = this.selectPartitions(partitions, partitionOf);
+    const droppedAlerts = new Set<string>();
+    for (const sel of selections.values()) {
+      for (const d of sel.drefs) this.forget(d, Number.NaN, false);
+      for (const job of sel.jobs) {
+        this.jobs.delete(job.key);
+        this.derived.delete(job.key);
+      }
+      for (const acc of sel.accs) this.derived.delete(jobKey(acc.tenant, acc.jobId));
+      for (const [fp] of sel.members) this.memberAlerts.delete(fp);
+      for (const a of sel.alerts) droppedAlerts.add(a.fingerprint);
+    }
+    if (droppedAlerts.size > 0)
+      this.tracker.restore(this.tracker.snapshot().filter((a) => !droppedAlerts.has(a.fingerprint)));
+  }
+
+  /**
+   * What belongs to each of `partitions`: one pass over jobs, series and alerts. A series of a job belongs to
+   * the job's partition (computed once per job); any other series and alert by its own labels.
+   */
+  private selectPartitions(
+    partitions: ReadonlySet<number>,
+    partitionOf: PartitionOf,
+  ): Map<number, Selection> {
+    const out = new Map<number, Selection>();
+    for (const p of partitions) out.set(p, { jobs: [], members: [], alerts: [], accs: [], drefs: [] });
+    const jobPart = new Map<JobState, number | undefined>();
+    const ofJob = (job: JobState) => {
+      let p = jobPart.get(job);
+      if (p === undefined && !jobPart.has(job)) {
+        p = partitionOf(job.tenant, { tenant: job.tenant, job_id: job.jobId });
+        jobPart.set(job, p);
+      }
+      return p;
+    };
+    for (const job of this.jobs.values()) {
+      const p = ofJob(job);
+      if (p !== undefined) out.get(p)?.jobs.push(job);
+    }
+    for (const acc of this.derived.values()) {
+      const job = this.jobs.get(jobKey(acc.tenant, acc.jobId));
+      const p = job ? ofJob(job) : partitionOf(acc.tenant, { tenant: acc.tenant, job_id: acc.jobId });
+      if (p !== undefined) out.get(p)?.accs.push(acc);
+    }
+    for (let d = 0; d < this.drefLimit; d++) {
+      const info = this.infos[d];
+      if (info === undefined) continue;
+      const job = info.job as JobState | undefined;
+      const p = job ? ofJob(job) : partitionOf(info.tenant, info.labels);
+      if (p !== undefined) out.get(p)?.drefs.push(d);
+    }
+    const alertPart = (labels: LabelSet) => {
+      const tenant = labels.tenant ?? '';
+      const jobId = labels.job_id;
+      const job = jobId !== undefined ? this.jobs.get(jobKey(tenant, jobId)) : undefined;
+      return job ? ofJob(job) : partitionOf(tenant, labels);
+    };
+    for (const a of this.tracker.snapshot()) {
+      const p = alertPart(a.labels);
+      if (p !== undefined) out.get(p)?.alerts.push(a);
+    }
+    for (const m of this.memberAlerts) {
+      const p = alertPart(m[1].id.labels);
+      if (p !== undefined) out.get(p)?.members.push(m);
+    }
+    return out;
+  }
+
+  /**
+   * The binary state of a selection (format at {@link encodeState}): series in creation order, as derived
+   * member ids follow it.
+   */
+  private *encodeSelection(w: StateWriter, sel: Selection, slice: number): Generator<void, void> {
     const header = {
-      jobs: [...this.jobs.values()].map((j) => j.snapshot()),
-      members: [...this.memberAlerts].map(([fp, m]) => [fp, [...m.members]]),
-      alerts: this.tracker.snapshot(),
+      jobs: sel.jobs.map((j) => j.snapshot()),
+      members: sel.members.map(([fp, m]) => [fp, [...m.members]]),
+      alerts: sel.alerts,
     };
     w.section(() => w.string(JSON.stringify(header)));
-    const accs = [...this.derived.values()];
+    const accs = sel.accs;
     w.uvarint(accs.length);
     for (let i = 0; i < accs.length; i++) {
       const acc = accs[i]!;
@@ -893,8 +1038,7 @@ export class DetectorEngine implements DetectorContext {
       acc.write(w);
       if (i % 256 === 255) yield;
     }
-    const order: number[] = [];
-    for (let d = 0; d < this.drefLimit; d++) if (this.infos[d] !== undefined) order.push(d);
+    const order = sel.drefs;
     order.sort((a, b) => this.createdSeq[a]! - this.createdSeq[b]!);
     w.uvarint(order.length);
     const ids = new Map<string, number>();
@@ -1037,8 +1181,14 @@ export class DetectorEngine implements DetectorContext {
     this.restoreAlerts(s.alerts, s.members);
   }
 
+  /** Adds restored alerts to those open (a partition's alerts join the other partitions' alerts). */
   private restoreAlerts(alerts: AlertTrackerSnapshot, memberList: EngineSnapshot['members']): void {
-    this.tracker.restore(alerts);
+    if (alerts.length > 0) {
+      const incoming = new Set(alerts.map((a) => a.fingerprint));
+      const kept =
+        this.tracker.size > 0 ? this.tracker.snapshot().filter((a) => !incoming.has(a.fingerprint)) : [];
+      this.tracker.restore([...kept, ...alerts]);
+    }
     for (const [fp, members] of memberList) {
       const a = alerts.find((x) => x.fingerprint === fp);
       if (!a) continue;
