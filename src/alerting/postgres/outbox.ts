@@ -9,9 +9,10 @@
  * dies mid-send reports nothing: its rows become due again when the lease ends and another sender retries
  * them (at-least-once delivery, as with any outbox). The lease must therefore be longer than a send can take.
  */
-import type { AlertGroup } from '../../alerting/notifier.js';
-import type { DueNotification, NotificationRecord } from '../../alerting/store.js';
-import type { PgMeta } from './pg-meta.js';
+
+import type { PgMeta } from '../../meta/index.js';
+import type { AlertGroup } from '../notifier.js';
+import type { DueNotification, NotificationRecord } from '../store.js';
 import { dueNotificationFromRow, type NotificationRow, notificationFromRow } from './rows.js';
 
 /** Default claim lease: longer than any notifier's request timeout plus its retries within one send. */
