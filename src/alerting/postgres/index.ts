@@ -7,3 +7,4 @@ export { ALERT_CHANGE_LOCK_KEY, ALERTING_PG_MIGRATIONS } from './migrations.js';
 export { PgNotificationLog } from './notification-log.js';
 export { DEFAULT_CLAIM_LEASE_MS, PgOutbox } from './outbox.js';
 export { PgSilenceRepository } from './silences.js';
+export { PgAlertStore, type PgAlertStoreOptions } from './store.js';

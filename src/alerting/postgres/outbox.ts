@@ -118,6 +118,17 @@ export class PgOutbox {
     );
   }
 
+  /**
+   * Gives a claimed notification back unsent, due at `dueMs` (its sender lost leadership before sending it):
+   * the next leader need not wait for the claim's lease to end. Attempts are not counted.
+   */
+  async release(id: number, dueMs: number): Promise<void> {
+    await this.db.query(
+      "UPDATE notifications SET next_attempt_ms = $1 WHERE id = $2 AND status = 'pending'",
+      [dueMs, id],
+    );
+  }
+
   /** The newest notifications first, whatever their status. */
   async list(limit: number, signal?: AbortSignal): Promise<NotificationRecord[]> {
     const r = await this.db.query<NotificationRow>(
