@@ -63,6 +63,11 @@ export class Dispatcher {
    * in memory, so that nothing is notified that a crash could make the history forget.
    */
   beforeNotify: (() => Promise<unknown>) | undefined;
+  /**
+   * Whether this dispatcher may still queue notifications (a cluster's leader: while it leads), asked right
+   * before each; always, when absent.
+   */
+  mayNotify: (() => boolean) | undefined;
   /** Base URL of the dashboard in notifications (set once the server knows the address it bound). */
   externalUrl: string;
 
@@ -158,8 +163,9 @@ export class Dispatcher {
     const resolved = all.filter((a) => a.state === 'resolved');
     const firingKeys = firing.map(episodeKey);
     for (const integ of this.integrations.get(g.route.receiver) ?? []) {
-      if (this.stopped) return;
+      if (this.stopped || this.mayNotify?.() === false) return;
       const last = await this.store.lastNotified(integ.receiver, integ.name, g.key);
+      if (this.stopped || this.mayNotify?.() === false) return;
       const told = last?.firing ?? new Set<string>();
       const newFiring = firingKeys.some((k) => !told.has(k));
       const resolvedTold = resolved.filter((a) => told.has(episodeKey(a)));

@@ -209,6 +209,8 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
   const newDispatcher = () => {
     const d = new Dispatcher(route, integrations, repository, silences, logger, { externalUrl, now });
     d.onEnqueue = () => outbox.wake();
+    // A leader that lost its lease queues nothing more: its successor decides from the shared log.
+    if (leadership) d.mayNotify = () => leadership.isLeader;
     return d;
   };
   const actionRules: ActionRule[] = config.actions.map((a) => ({
