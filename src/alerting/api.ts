@@ -86,7 +86,7 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
     return {
       status: 'success',
       data: {
-        alerts: alerting.hub.openAlerts(p.tenant).map((a) => ({
+        alerts: (await alerting.hub.listOpen(p.tenant)).map((a) => ({
           labels: a.labels,
           annotations: a.annotations,
           state: a.state,
@@ -141,7 +141,7 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
     const limit = q.limit === undefined ? 1000 : Number(q.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
       throw twError(Errors.badRequest, 'parameter limit must be an integer from 1 to 10000');
-    const alerts = alerting.hub.query({
+    const alerts = await alerting.hub.query({
       tenant: p.tenant,
       ...(states ? { states } : {}),
       ...(q.job_id ? { jobId: q.job_id } : {}),
@@ -153,7 +153,7 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
 
   app.get('/api/tw/v1/detectors', async (req) => {
     const p = principal(deps, req, 'read');
-    const open = alerting.hub.openAlerts(p.tenant).filter((a) => a.source === 'detector');
+    const open = (await alerting.hub.listOpen(p.tenant)).filter((a) => a.source === 'detector');
     const engine = deps.detectors?.();
     const detectors = (engine ?? []).map((d) => {
       // Counts of this tenant's alerts; the engine's own counts span every tenant.
@@ -180,8 +180,8 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
     return {
       status: 'success',
       data: {
-        notifications: alerting.store.notifications(limit),
-        groups: alerting.dispatcher.snapshot(),
+        notifications: await alerting.repository.notifications(limit),
+        groups: alerting.dispatcher?.snapshot() ?? [],
         receivers: [...alerting.integrations.entries()].map(([name, list]) => ({
           name,
           integrations: list.map((i) => i.name),
@@ -213,19 +213,18 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
   app.post('/api/v2/silences', async (req) => {
     const p = principal(deps, req, 'admin');
     const input = validateSilence(req.body);
-    return { silenceID: alerting.silences.upsert(p.tenant, input, Date.now()) };
+    return { silenceID: await alerting.silences.upsert(p.tenant, input, Date.now()) };
   });
 
   app.delete('/api/v2/silence/:id', async (req) => {
     const p = principal(deps, req, 'admin');
-    alerting.silences.expire(p.tenant, (req.params as { id: string }).id, Date.now());
+    await alerting.silences.expire(p.tenant, (req.params as { id: string }).id, Date.now());
     return {};
   });
 
   app.get('/api/v2/alerts', async (req) => {
     const p = principal(deps, req, 'read');
-    return alerting.hub
-      .openAlerts(p.tenant)
+    return (await alerting.hub.listOpen(p.tenant))
       .filter((a) => a.state === 'firing')
       .map((a) => ({
         labels: a.labels,

@@ -4,17 +4,18 @@
  * is flushed `group_wait` after its first alert and every `group_interval` after that. At each flush, for each
  * integration of the receiver, the notification log decides whether the receiver must hear anything: a firing
  * alert it was not told about, a resolution of one it was told about (when `send_resolved`), or the same
- * firing set again after `repeat_interval`. The log is in SQLite, so after a restart the rebuilt groups are
- * compared with what was already sent and nothing is sent twice (no notification storm).
+ * firing set again after `repeat_interval`. The log is in the store (SQLite, or PostgreSQL shared by the
+ * cluster), so after a restart or a change of leader the rebuilt groups are compared with what was already
+ * sent and nothing is sent twice (no notification storm).
  *
  * Silenced alerts are left out of what is sent (and of the log), so they are sent once their silence ends.
  */
 import type { Logger } from 'pino';
 import type { LabelSet } from '../model/labels.js';
 import type { Alert, AlertGroup, Notifier } from './notifier.js';
+import type { AlertRepository } from './repository.js';
 import { groupKeyOf, groupLabelsOf, matchRoutes, type Route } from './routing.js';
 import type { Silences } from './silences.js';
-import type { AlertStore } from './store.js';
 
 /** One configured delivery target of a receiver, e.g. its second webhook. */
 export interface Integration {
@@ -41,6 +42,8 @@ class AggregationGroup {
   readonly alerts = new Map<string, Alert>();
   timer: NodeJS.Timeout | undefined;
   flushed = false;
+  /** A flush is running (it awaits the store): inserts meanwhile wait for the one it schedules next. */
+  flushing = false;
 
   constructor(
     readonly route: Route,
@@ -59,14 +62,19 @@ export class Dispatcher {
    * Called before a group's notifications are decided and queued: the hub writes the alert changes it holds
    * in memory, so that nothing is notified that a crash could make the history forget.
    */
-  beforeNotify: (() => void) | undefined;
+  beforeNotify: (() => Promise<unknown>) | undefined;
+  /**
+   * Whether this dispatcher may still queue notifications (a cluster's leader: while it leads), asked right
+   * before each; always, when absent.
+   */
+  mayNotify: (() => boolean) | undefined;
   /** Base URL of the dashboard in notifications (set once the server knows the address it bound). */
   externalUrl: string;
 
   constructor(
     private readonly root: Route,
     private readonly integrations: ReadonlyMap<string, readonly Integration[]>,
-    private readonly store: AlertStore,
+    private readonly store: AlertRepository,
     private readonly silences: Silences,
     private readonly logger: Logger,
     opts: DispatcherOptions,
@@ -82,29 +90,44 @@ export class Dispatcher {
       if ((this.integrations.get(route.receiver) ?? []).length === 0) continue;
       const labels = groupLabelsOf(route, alert.labels);
       const key = groupKeyOf(route, labels);
-      let g = this.groups.get(key);
-      if (!g) {
-        if (alert.state === 'resolved' && !this.wasNotified(route, key, alert)) continue;
-        g = new AggregationGroup(route, key, labels);
-        this.groups.set(key, g);
-      }
-      g.alerts.set(alert.fingerprint, alert);
-      if (!g.timer) {
-        // An alert older than group_wait (e.g. reloaded after a restart) need not wait: flush at once.
-        const wait = g.flushed
-          ? route.groupIntervalMs
-          : this.now() - alert.activeAtMs > route.groupWaitMs && alert.activeAtMs <= this.now()
-            ? 0
-            : route.groupWaitMs;
-        this.schedule(g, wait);
-      }
+      const g = this.groups.get(key);
+      if (g) this.add(g, alert);
+      else if (alert.state !== 'resolved') this.add(this.newGroup(route, key, labels), alert);
+      // A resolution of a group not in memory matters only if its receiver was told the alert fires.
+      else
+        void this.wasNotified(route, key, alert).then(
+          (told) => {
+            if (!told || this.stopped) return;
+            this.add(this.groups.get(key) ?? this.newGroup(route, key, labels), alert);
+          },
+          (err: unknown) => this.logger.error({ err, group: key }, 'cannot read the notification log'),
+        );
     }
   }
 
-  private wasNotified(route: Route, key: string, alert: Alert): boolean {
+  private newGroup(route: Route, key: string, labels: LabelSet): AggregationGroup {
+    const g = new AggregationGroup(route, key, labels);
+    this.groups.set(key, g);
+    return g;
+  }
+
+  private add(g: AggregationGroup, alert: Alert): void {
+    const route = g.route;
+    g.alerts.set(alert.fingerprint, alert);
+    if (g.timer || g.flushing) return;
+    // An alert older than group_wait (e.g. reloaded after a restart) need not wait: flush at once.
+    const wait = g.flushed
+      ? route.groupIntervalMs
+      : this.now() - alert.activeAtMs > route.groupWaitMs && alert.activeAtMs <= this.now()
+        ? 0
+        : route.groupWaitMs;
+    this.schedule(g, wait);
+  }
+
+  private async wasNotified(route: Route, key: string, alert: Alert): Promise<boolean> {
     const ep = episodeKey(alert);
     for (const integ of this.integrations.get(route.receiver) ?? [])
-      if (this.store.lastNotified(route.receiver, integ.name, key)?.firing.has(ep)) return true;
+      if ((await this.store.lastNotified(route.receiver, integ.name, key))?.firing.has(ep)) return true;
     return false;
   }
 
@@ -112,19 +135,25 @@ export class Dispatcher {
     clearTimeout(g.timer);
     g.timer = setTimeout(() => {
       g.timer = undefined;
-      try {
-        this.flush(g);
-      } catch (err) {
-        this.logger.error({ err, group: g.key }, 'alert group flush failed; retrying at the next interval');
-        if (!this.stopped) this.schedule(g, g.route.groupIntervalMs);
-      }
+      g.flushing = true;
+      this.flush(g).then(
+        () => {
+          g.flushing = false;
+        },
+        (err: unknown) => {
+          g.flushing = false;
+          this.logger.error({ err, group: g.key }, 'alert group flush failed; retrying at the next interval');
+          if (!this.stopped && !g.timer) this.schedule(g, g.route.groupIntervalMs);
+        },
+      );
     }, ms);
     g.timer.unref?.();
   }
 
   /** Decides, per integration, whether the group's receiver must be told something now, and queues it. */
-  flush(g: AggregationGroup): void {
-    this.beforeNotify?.();
+  async flush(g: AggregationGroup): Promise<void> {
+    await this.beforeNotify?.();
+    if (this.stopped) return;
     const now = this.now();
     g.flushed = true;
     const all = [...g.alerts.values()];
@@ -134,7 +163,9 @@ export class Dispatcher {
     const resolved = all.filter((a) => a.state === 'resolved');
     const firingKeys = firing.map(episodeKey);
     for (const integ of this.integrations.get(g.route.receiver) ?? []) {
-      const last = this.store.lastNotified(integ.receiver, integ.name, g.key);
+      if (this.stopped || this.mayNotify?.() === false) return;
+      const last = await this.store.lastNotified(integ.receiver, integ.name, g.key);
+      if (this.stopped || this.mayNotify?.() === false) return;
       const told = last?.firing ?? new Set<string>();
       const newFiring = firingKeys.some((k) => !told.has(k));
       const resolvedTold = resolved.filter((a) => told.has(episodeKey(a)));
@@ -144,15 +175,16 @@ export class Dispatcher {
       if (newFiring || sendResolved || repeat) {
         const alerts = [...firing, ...(integ.sendResolved ? resolvedTold : [])];
         const group = this.group(g, alerts);
-        this.store.enqueue(integ.receiver, integ.name, group, summarize(group), now);
-        this.store.setNotified(integ.receiver, integ.name, g.key, firingKeys, now);
+        await this.store.enqueue(integ.receiver, integ.name, group, summarize(group), now);
+        await this.store.setNotified(integ.receiver, integ.name, g.key, firingKeys, now);
         this.onEnqueue?.();
       } else if (resolvedTold.length > 0) {
         // Resolutions this integration does not want to hear about: forget that it was told they fire.
-        this.store.setNotified(integ.receiver, integ.name, g.key, firingKeys, last?.sentAtMs ?? now);
+        await this.store.setNotified(integ.receiver, integ.name, g.key, firingKeys, last?.sentAtMs ?? now);
       }
     }
-    for (const a of resolved) g.alerts.delete(a.fingerprint);
+    // Only what this flush saw: a new episode of the same alert inserted meanwhile stays.
+    for (const a of resolved) if (g.alerts.get(a.fingerprint) === a) g.alerts.delete(a.fingerprint);
     if (g.alerts.size === 0) {
       this.groups.delete(g.key);
       return;

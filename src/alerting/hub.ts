@@ -1,7 +1,8 @@
 /**
  * The alert hub: where every alert source (the processor's detectors, the PromQL rule evaluator) reports
- * changes. It keeps the open alerts in memory for the APIs, hands firing and resolved alerts to the
- * dispatcher (grouping, notification), runs the action hooks, and persists every change (SQLite).
+ * changes. It keeps the open alerts it was told of in memory, hands firing and resolved alerts to the
+ * dispatcher (grouping, notification) when it has one, runs the action hooks, and persists every change
+ * through the stage's `AlertRepository` (SQLite embedded, PostgreSQL in a cluster).
  * Reported changes may repeat (a replay of the bus after a crash re-derives them); the store recognises
  * episodes it already has, the notification log what was already sent, and the outbox's dedup keys the
  * actions already run.
@@ -12,6 +13,14 @@
  * re-derived from the bus), before history is read, and at least every second (rule alerts, whose state is
  * not checkpointed, lose at most that much of a pending period to a crash). A pending alert dropped before
  * the next write costs nothing.
+ *
+ * `transition` and `value` stay synchronous (the detectors' hot path) and decide from memory only: what waits
+ * to be written and the open alerts. An episode memory does not know of (e.g. replayed after a partition moved
+ * here, or after a restart) is queued, and the store's monotonic upsert decides what is stored and counted;
+ * listeners and actions hear of it at once (actions are deduplicated per episode in the outbox).
+ *
+ * Cluster mode (no dispatcher here): the hub only persists; the dispatcher leader learns of the changes from
+ * the store's change feed (`follower.ts`), and the APIs read open alerts from the store (`openFromStore`).
  */
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -19,8 +28,9 @@ import type { LabelMatcher } from '../model/labels.js';
 import { matchesAll } from '../model/labels.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { Alert, AlertSource } from './notifier.js';
+import type { AlertRepository } from './repository.js';
 import type { Silences } from './silences.js';
-import { type AlertQuery, type AlertStore, STATE_ORDER } from './store.js';
+import { type AlertQuery, STATE_ORDER } from './store.js';
 import type { AlertChange, AlertSink } from './tracker.js';
 
 export interface ActionRule {
@@ -43,6 +53,23 @@ const RESOLVED_LOOKBACK_MS = 3_600_000;
 interface Unsaved {
   alert: Alert;
   drop: boolean;
+  /** Memory did not know the episode: whether the change is new is for the store to say (and count). */
+  unknown: boolean;
+  change: AlertChange;
+}
+
+export interface AlertHubOptions {
+  readonly now?: () => number;
+  /**
+   * Where the APIs' open alerts come from: this process's memory (embedded: every source reports here), or
+   * the store (a cluster, where each processor's hub knows only its own partitions' alerts).
+   */
+  readonly openFromStore?: boolean;
+}
+
+/** Actions as the hub runs them (in the process that dispatches). */
+export interface ActionRunner {
+  run(alert: Alert, change: 'firing' | 'resolved', nowMs: number): Promise<void>;
 }
 
 export class AlertHub implements AlertSink {
@@ -54,16 +81,25 @@ export class AlertHub implements AlertSink {
   private readonly transitions: Counter;
   private readonly now: () => number;
 
+  private readonly openFromStore: boolean;
+  /** The write in progress: writes run one at a time, in order. */
+  private writing: Promise<boolean> | undefined;
+
+  /**
+   * @param dispatcher undefined in a cluster's processes: the leader dispatches from the change feed.
+   * @param actions with the dispatcher only.
+   */
   constructor(
-    private readonly store: AlertStore,
+    private readonly store: AlertRepository,
     private readonly silences: Silences,
-    private readonly dispatcher: Dispatcher,
-    private readonly actions: readonly ActionRule[],
+    private readonly dispatcher: Dispatcher | undefined,
+    private readonly actions: ActionRunner | undefined,
     private readonly logger: Logger,
     registry: Registry,
-    now?: () => number,
+    opts: AlertHubOptions = {},
   ) {
-    this.now = now ?? Date.now;
+    this.now = opts.now ?? Date.now;
+    this.openFromStore = opts.openFromStore ?? false;
     this.transitions = new Counter({
       name: 'trainwatch_alert_transitions_total',
       help: 'Alert state changes, by source and change (pending, firing, resolved, dropped).',
@@ -86,11 +122,19 @@ export class AlertHub implements AlertSink {
     });
   }
 
-  /** Loads the open alerts and gives the dispatcher what may still need notifying. */
-  start(): void {
-    for (const a of this.store.open()) this.open.set(a.fingerprint, a);
-    for (const a of this.open.values()) if (a.state === 'firing') this.dispatcher.insert(a);
-    for (const a of this.store.resolvedSince(this.now() - RESOLVED_LOOKBACK_MS)) this.dispatcher.insert(a);
+  /**
+   * Loads the open alerts (of `source` only, when given) and gives the dispatcher, when there is one, what may
+   * still need notifying. A cluster's processor loads nothing: it learns its partitions' alerts from its
+   * detectors' restored state, and another partition's alerts are not its to reconcile.
+   */
+  async start(source?: AlertSource): Promise<void> {
+    for (const a of await this.store.open())
+      if (source === undefined || a.source === source) this.open.set(a.fingerprint, a);
+    if (this.dispatcher) {
+      for (const a of this.open.values()) if (a.state === 'firing') this.dispatcher.insert(a);
+      for (const a of await this.store.resolvedSince(this.now() - RESOLVED_LOOKBACK_MS))
+        this.dispatcher.insert(a);
+    }
     this.logger.info({ open: this.open.size }, 'alert hub started');
   }
 
@@ -100,21 +144,13 @@ export class AlertHub implements AlertSink {
   }
 
   transition(alert: Alert, change: AlertChange): void {
-    const now = this.now();
-    let changed = false;
-    try {
-      if (change === 'dropped') {
-        this.queue(alert, true);
-        changed = this.open.delete(alert.fingerprint);
-      } else {
-        changed = this.wouldChange(alert);
-        if (changed) this.queue(alert, false);
-      }
-    } catch (err) {
-      this.logger.error(
-        { err, alert: alert.name, fingerprint: alert.fingerprint },
-        'cannot persist an alert change',
-      );
+    let changed: boolean | undefined = false;
+    if (change === 'dropped') {
+      changed = this.open.delete(alert.fingerprint);
+      this.queue(alert, true, change, false);
+    } else {
+      changed = this.wouldChange(alert);
+      if (changed !== false) this.queue(alert, false, change, changed === undefined);
     }
     if (change === 'pending' || change === 'firing') {
       const known = this.open.get(alert.fingerprint);
@@ -128,11 +164,24 @@ export class AlertHub implements AlertSink {
       if (known && known.activeAtMs === alert.activeAtMs) this.open.delete(alert.fingerprint);
     }
     this.dirty.delete(alert.fingerprint);
-    if (change === 'firing' || change === 'resolved') this.dispatcher.insert(alert);
-    if (!changed) return;
-    this.transitions.inc({ source: alert.source, change });
-    if ((change === 'firing' || change === 'resolved') && this.actions.length > 0)
-      this.runActions(alert, change, now);
+    if (change === 'firing' || change === 'resolved') this.dispatcher?.insert(alert);
+    if (changed === false) return;
+    // An episode memory does not know is counted once the store says it was new (see `flush`).
+    if (changed) this.transitions.inc({ source: alert.source, change });
+    this.changed(alert, change);
+  }
+
+  /**
+   * A change that is (or, for an episode memory does not know, may be) new to the history: told to listeners,
+   * acted on once written. Actions are queued with a dedup key per episode and change, so a replay that turns
+   * out not to be new runs nothing twice.
+   */
+  private changed(alert: Alert, change: AlertChange): void {
+    if ((change === 'firing' || change === 'resolved') && this.actions)
+      // The change is on disk before anything acts on it.
+      void this.flush().then(async (ok) => {
+        if (ok) await this.actions?.run(alert, change, this.now());
+      });
     for (const l of this.listeners) {
       try {
         l(alert, change);
@@ -147,32 +196,28 @@ export class AlertHub implements AlertSink {
   }
 
   /**
-   * Whether recording `alert` changes the stored history: a new episode, or a later state of a known one (as
-   * {@link AlertStore.record} decides). Known from what waits to be written, from the open alerts, or else
-   * read from the store.
+   * Whether recording `alert` changes the stored history (a new episode, or a later state of a known one), as
+   * far as memory knows: what waits to be written, or the open alerts. Undefined when memory does not know
+   * the episode: the store's upsert decides.
    */
-  private wouldChange(alert: Alert): boolean {
+  private wouldChange(alert: Alert): boolean | undefined {
     const waiting = this.unsaved.get(AlertHub.episodeKey(alert));
     if (waiting) return waiting.drop || STATE_ORDER[alert.state] > STATE_ORDER[waiting.alert.state];
     const known = this.open.get(alert.fingerprint);
     // What the hub was told of an episode is written or waiting: the store is at least that far.
-    if (
-      known &&
-      known.activeAtMs === alert.activeAtMs &&
-      STATE_ORDER[alert.state] <= STATE_ORDER[known.state]
-    )
-      return false;
-    const stored = this.store.episodeState(alert);
-    return stored === undefined || STATE_ORDER[alert.state] > STATE_ORDER[stored];
+    if (known && known.activeAtMs === alert.activeAtMs)
+      return STATE_ORDER[alert.state] > STATE_ORDER[known.state];
+    return undefined;
   }
 
-  private queue(alert: Alert, drop: boolean): void {
+  private queue(alert: Alert, drop: boolean, change: AlertChange, unknown: boolean): void {
     const key = AlertHub.episodeKey(alert);
     const waiting = this.unsaved.get(key);
     if (!waiting) {
-      this.unsaved.set(key, { alert, drop });
+      this.unsaved.set(key, { alert, drop, unknown, change });
       return;
     }
+    waiting.change = change;
     if (drop) {
       waiting.drop = true;
       waiting.alert = alert;
@@ -193,21 +238,52 @@ export class AlertHub implements AlertSink {
 
   /**
    * Writes every change made since the last write, and the values that changed when `values`, in one
-   * transaction. On failure the changes stay queued for the next try (and the error is logged).
+   * transaction; resolves true once they are stored. On failure the changes stay queued for the next try
+   * (and the error is logged) and it resolves false. Writes run one at a time: a call made while one runs
+   * waits for it, then writes what is left.
+   *
+   * The write starts before this returns (on SQLite it is done by then): callers that do not await still
+   * find it ordered before whatever they do next.
    */
-  flush(values = false): boolean {
-    if (this.unsaved.size === 0 && (!values || this.dirty.size === 0)) return true;
+  flush(values = false): Promise<boolean> {
+    if (this.writing) {
+      const after = this.writing.then(() => this.flush(values));
+      return after;
+    }
+    if (this.unsaved.size === 0 && (!values || this.dirty.size === 0)) return Promise.resolve(true);
     const changes = [...this.unsaved.values()];
     const vals = values ? [...this.dirty.values()] : [];
-    try {
-      this.store.persist(changes, vals, this.now());
-    } catch (err) {
-      this.logger.error({ err, changes: changes.length }, 'cannot persist alert changes; will retry');
-      return false;
-    }
+    // What is taken for this write leaves the queues now; a failure puts back what is not newer meanwhile.
     this.unsaved.clear();
     if (values) this.dirty.clear();
-    return true;
+    let stored: Promise<boolean[]>;
+    try {
+      stored = this.store.persist(changes, vals, this.now());
+    } catch (err) {
+      stored = Promise.reject(err);
+    }
+    const writing = stored.then(
+      (changed) => {
+        changes.forEach((c, i) => {
+          if (c.unknown && changed[i]) this.transitions.inc({ source: c.alert.source, change: c.change });
+        });
+        return true;
+      },
+      (err: unknown) => {
+        this.logger.error({ err, changes: changes.length }, 'cannot persist alert changes; will retry');
+        for (const c of changes) {
+          const key = AlertHub.episodeKey(c.alert);
+          if (!this.unsaved.has(key)) this.unsaved.set(key, c);
+        }
+        for (const a of vals) if (!this.dirty.has(a.fingerprint)) this.dirty.set(a.fingerprint, a);
+        return false;
+      },
+    );
+    this.writing = writing;
+    void writing.finally(() => {
+      if (this.writing === writing) this.writing = undefined;
+    });
+    return writing;
   }
 
   value(alert: Alert): void {
@@ -219,8 +295,8 @@ export class AlertHub implements AlertSink {
   }
 
   /** Writes the pending changes and the values that changed since the last call (the APIs read memory meanwhile). */
-  flushValues(): void {
-    this.flush(true);
+  flushValues(): Promise<boolean> {
+    return this.flush(true);
   }
 
   /**
@@ -241,10 +317,68 @@ export class AlertHub implements AlertSink {
     return n;
   }
 
-  private runActions(alert: Alert, change: 'firing' | 'resolved', now: number): void {
+  // ---- reads --------------------------------------------------------------------------------------------
+
+  view(a: Alert, now = this.now()): AlertView {
+    return { ...a, silencedBy: a.state === 'resolved' ? [] : this.silences.mutedBy(a.labels, now) };
+  }
+
+  /**
+   * Open alerts of a tenant (or every tenant when null), newest first, for the APIs: from memory, or from the
+   * store in a cluster (`openFromStore`).
+   */
+  async listOpen(tenant: string | null): Promise<AlertView[]> {
+    if (!this.openFromStore) return this.openAlerts(tenant);
+    const now = this.now();
+    return (await this.store.open())
+      .filter((a) => tenant === null || a.labels.tenant === tenant)
+      .sort((a, b) => b.activeAtMs - a.activeAtMs)
+      .map((a) => this.view(a, now));
+  }
+
+  /** Open alerts this process was told of, of a tenant (or every tenant when null), newest first. */
+  openAlerts(tenant: string | null): AlertView[] {
+    const now = this.now();
+    return [...this.open.values()]
+      .filter((a) => tenant === null || a.labels.tenant === tenant)
+      .sort((a, b) => b.activeAtMs - a.activeAtMs)
+      .map((a) => this.view(a, now));
+  }
+
+  /** History and open alerts from the store, with current values for open ones. */
+  async query(q: AlertQuery): Promise<AlertView[]> {
+    await this.flush();
+    const now = this.now();
+    return (await this.store.query(q)).map((a) => {
+      const live = this.open.get(a.fingerprint);
+      return this.view(
+        live && live.activeAtMs === a.activeAtMs ? { ...a, value: live.value, state: live.state } : a,
+        now,
+      );
+    });
+  }
+}
+
+/**
+ * The action hooks: each matching action's run is queued in the outbox once per episode and change (its
+ * dedup key), whatever replays follow, unless the alert is silenced. Runs where notifications are decided
+ * (the embedded process, or the cluster's dispatcher leader), after the change is stored.
+ */
+export class OutboxActions implements ActionRunner {
+  constructor(
+    private readonly store: AlertRepository,
+    private readonly silences: Silences,
+    private readonly actions: readonly ActionRule[],
+    private readonly onEnqueue: () => void,
+    private readonly logger: Logger,
+  ) {}
+
+  get size(): number {
+    return this.actions.length;
+  }
+
+  async run(alert: Alert, change: 'firing' | 'resolved', now: number): Promise<void> {
     if (this.silences.mutedBy(alert.labels, now).length > 0) return;
-    // The change is on disk before anything acts on it.
-    this.flush();
     for (const action of this.actions) {
       if (!action.on.includes(change) || !matchesAll(alert.labels, action.matchers)) continue;
       const receiver = `action:${action.name}`;
@@ -257,43 +391,20 @@ export class AlertHub implements AlertSink {
         externalUrl: '',
         alerts: [alert],
       };
-      this.store.enqueue(
-        receiver,
-        'action',
-        group,
-        `${action.name} for ${alert.name} (${change})`,
-        now,
-        `${receiver}:${alert.fingerprint}:${alert.activeAtMs}:${change}`,
-      );
-      this.dispatcher.onEnqueue?.();
+      try {
+        await this.store.enqueue(
+          receiver,
+          'action',
+          group,
+          `${action.name} for ${alert.name} (${change})`,
+          now,
+          `${receiver}:${alert.fingerprint}:${alert.activeAtMs}:${change}`,
+        );
+      } catch (err) {
+        this.logger.error({ err, action: action.name, alert: alert.name }, 'cannot queue an action');
+        continue;
+      }
+      this.onEnqueue();
     }
-  }
-
-  // ---- reads --------------------------------------------------------------------------------------------
-
-  view(a: Alert, now = this.now()): AlertView {
-    return { ...a, silencedBy: a.state === 'resolved' ? [] : this.silences.mutedBy(a.labels, now) };
-  }
-
-  /** Open alerts of a tenant (or every tenant when null), newest first. */
-  openAlerts(tenant: string | null): AlertView[] {
-    const now = this.now();
-    return [...this.open.values()]
-      .filter((a) => tenant === null || a.labels.tenant === tenant)
-      .sort((a, b) => b.activeAtMs - a.activeAtMs)
-      .map((a) => this.view(a, now));
-  }
-
-  /** History and open alerts from the store, with current values for open ones. */
-  query(q: AlertQuery): AlertView[] {
-    this.flush();
-    const now = this.now();
-    return this.store.query(q).map((a) => {
-      const live = this.open.get(a.fingerprint);
-      return this.view(
-        live && live.activeAtMs === a.activeAtMs ? { ...a, value: live.value, state: live.state } : a,
-        now,
-      );
-    });
   }
 }

@@ -1,13 +1,17 @@
 /**
- * The notification outbox: every notification is a row in SQLite before anyone tries to send it, so a
+ * The notification outbox: every notification is a row in the store before anyone tries to send it, so a
  * receiver that is down, a crash or a restart loses nothing. One worker loop sends what is due, a few at a
  * time, and records the outcome: delivered; a retry later with exponential backoff and full jitter (or the
  * receiver's Retry-After); or failed (permanent error, or still undelivered after `max_age`).
+ *
+ * In a cluster only the dispatcher leader sends: `mayDeliver` is asked before each claim and again before each
+ * send, so a sender that lost leadership stops at once and gives back, unsent, what it had claimed.
  */
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Integration } from './dispatcher.js';
-import type { AlertStore, DueNotification } from './store.js';
+import type { AlertRepository } from './repository.js';
+import type { DueNotification } from './store.js';
 
 export interface OutboxOptions {
   readonly backoffBaseMs: number;
@@ -18,6 +22,8 @@ export interface OutboxOptions {
   readonly concurrency?: number;
   readonly now?: () => number;
   readonly random?: () => number;
+  /** Whether this process may send now (the cluster's leader); always, when absent. */
+  readonly mayDeliver?: () => boolean;
 }
 
 const IDLE_POLL_MS = 5000;
@@ -34,7 +40,7 @@ export class Outbox {
   private readonly latency: Histogram;
 
   constructor(
-    private readonly store: AlertStore,
+    private readonly store: AlertRepository,
     private readonly integrations: ReadonlyMap<string, Integration>,
     private readonly opts: OutboxOptions,
     private readonly logger: Logger,
@@ -80,8 +86,11 @@ export class Outbox {
     while (this.running) {
       this.woken = false;
       let due: DueNotification[] = [];
+      let next: number | undefined;
+      const may = this.opts.mayDeliver?.() ?? true;
       try {
-        due = this.store.due(this.now(), concurrency);
+        if (may) due = await this.store.due(this.now(), concurrency);
+        if (due.length === 0 && may) next = await this.store.nextDueMs();
       } catch (err) {
         this.logger.error({ err }, 'outbox: cannot read due notifications');
       }
@@ -90,7 +99,6 @@ export class Outbox {
         continue;
       }
       if (this.woken) continue;
-      const next = this.store.nextDueMs();
       const wait = next === undefined ? IDLE_POLL_MS : Math.min(IDLE_POLL_MS, Math.max(0, next - this.now()));
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, wait);
@@ -104,10 +112,27 @@ export class Outbox {
   }
 
   private async deliver(n: DueNotification): Promise<void> {
+    try {
+      await this.attempt(n);
+    } catch (err) {
+      this.logger.error({ err, id: n.id }, 'outbox: cannot record a delivery outcome');
+    }
+  }
+
+  private async attempt(n: DueNotification): Promise<void> {
     const integ = this.integrations.get(`${n.receiver}\u0000${n.integration}`);
     const now = this.now();
     if (!integ) {
-      this.store.markFailed(n.id, `receiver ${n.receiver} has no integration ${n.integration} any more`, now);
+      await this.store.markFailed(
+        n.id,
+        `receiver ${n.receiver} has no integration ${n.integration} any more`,
+        now,
+      );
+      return;
+    }
+    if (!this.running || !(this.opts.mayDeliver?.() ?? true)) {
+      // Leadership (or the process) ends: the next sender takes it at once instead of after the claim's lease.
+      await this.store.release(n.id, n.nextAttemptMs);
       return;
     }
     const ctl = new AbortController();
@@ -125,7 +150,7 @@ export class Outbox {
     const done = this.now();
     const labels = { receiver: n.receiver, integration: n.integration };
     if (outcome.kind === 'delivered') {
-      this.store.markDelivered(n.id, done);
+      await this.store.markDelivered(n.id, done);
       this.sent.inc({ ...labels, outcome: 'delivered' });
       this.latency.observe((done - n.createdMs) / 1000);
       return;
@@ -135,14 +160,14 @@ export class Outbox {
         outcome.kind === 'permanent'
           ? outcome.reason
           : `gave up after ${n.attempts + 1} attempts: ${outcome.reason}`;
-      this.store.markFailed(n.id, reason, done);
+      await this.store.markFailed(n.id, reason, done);
       this.sent.inc({ ...labels, outcome: 'failed' });
       this.logger.warn({ ...labels, id: n.id, reason }, 'notification failed');
       return;
     }
     const backoff = Math.min(this.opts.backoffMaxMs, this.opts.backoffBaseMs * 2 ** Math.min(n.attempts, 30));
     const delay = Math.max(outcome.retryAfterMs ?? 0, Math.round(this.random() * backoff));
-    this.store.markRetry(n.id, done + delay, outcome.reason, done);
+    await this.store.markRetry(n.id, done + delay, outcome.reason, done);
     this.sent.inc({ ...labels, outcome: 'retry' });
     if (n.attempts === 0 || n.attempts % 10 === 9)
       this.logger.warn(

@@ -1,7 +1,14 @@
 /**
- * Builds the alerting role from its configuration: the store (SQLite), silences, the receivers'
- * integrations, the routing tree, the dispatcher, the outbox and the hub; runs the periodic upkeep (alert
- * values to disk, retention of history, notifications and expired silences).
+ * Builds the alerting role from its configuration: the store, silences, the receivers' integrations, the
+ * routing tree, the dispatcher, the outbox and the hub; runs the periodic upkeep (alert values to disk,
+ * retention of history, notifications and expired silences).
+ *
+ * Two shapes:
+ * - embedded (`meta`, SQLite): one process does everything, as it always did.
+ * - cluster (`cluster`, PostgreSQL): every process's hub persists what its sources report (a processor's
+ *   detectors) and the APIs read the store; the dispatcher, the actions, the outbox sender and the PromQL
+ *   rules run only in the process holding `cluster.leadership`, following the store's change feed
+ *   (`leader.ts`).
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -9,7 +16,8 @@ import { JobInfoCache, type JobRepository, type MetaStore } from '../meta/index.
 import type { Storage } from '../storage/index.js';
 import type { AlertingConfig } from './config.js';
 import { Dispatcher, type Integration } from './dispatcher.js';
-import { type ActionRule, AlertHub } from './hub.js';
+import { type ActionRule, AlertHub, OutboxActions } from './hub.js';
+import { DispatchLeader, type Leadership } from './leader.js';
 import type { Notifier } from './notifier.js';
 import { CommandActionNotifier, type JobLookup, WebhookActionNotifier } from './notifiers/action.js';
 import { AlertmanagerNotifier } from './notifiers/alertmanager.js';
@@ -18,14 +26,30 @@ import { PagerDutyNotifier } from './notifiers/pagerduty.js';
 import { SlackNotifier } from './notifiers/slack.js';
 import { WebhookNotifier } from './notifiers/webhook.js';
 import { Outbox } from './outbox.js';
+import { type AlertRepository, SqliteAlertRepository } from './repository.js';
 import { buildRoute } from './routing.js';
 import { loadRuleFiles, RuleManager } from './rules/manager.js';
 import { Silences } from './silences.js';
 import { AlertStore } from './store.js';
 
+/** The alerting stage in a cluster (`meta.kind: postgres`). */
+export interface AlertingCluster {
+  /** The shared store: `await PgAlertStore.open(pgMeta)` (from `alerting/postgres`). */
+  readonly store: AlertRepository;
+  /**
+   * Given where this process may be the one dispatcher (it runs the processor or query role): the
+   * `LeaderElection` it contends with. Absent: this process never dispatches nor sends.
+   */
+  readonly leadership?: Leadership;
+  /** How often the leader polls the change feed (default 250 ms). */
+  readonly feedPollMs?: number;
+}
+
 export interface AlertingOptions {
   readonly config: AlertingConfig;
-  readonly meta: MetaStore;
+  /** Embedded: the SQLite metadata store. Exactly one of `meta` and `cluster`. */
+  readonly meta?: MetaStore;
+  readonly cluster?: AlertingCluster;
   readonly jobs?: JobRepository;
   readonly logger: Logger;
   readonly registry: Registry;
@@ -42,10 +66,16 @@ const UPKEEP_MS = 10 * 60_000;
 
 export interface AlertingService {
   readonly config: AlertingConfig;
-  readonly store: AlertStore;
+  /** The embedded SQLite store (undefined in a cluster). */
+  readonly store: AlertStore | undefined;
+  /** The store every part uses. */
+  readonly repository: AlertRepository;
   readonly silences: Silences;
   readonly hub: AlertHub;
-  readonly dispatcher: Dispatcher;
+  /** The dispatcher: always embedded; in a cluster, the current term's while this process leads. */
+  readonly dispatcher: Dispatcher | undefined;
+  /** The cluster's leader side, where this process may lead. */
+  readonly leader: DispatchLeader | undefined;
   readonly outbox: Outbox;
   /** The rule evaluator, when storage was given. */
   readonly rules: RuleManager | undefined;
@@ -54,7 +84,8 @@ export interface AlertingService {
   readonly externalUrl: string;
   /** The address the server bound, used for links when `external_url` is not configured. */
   setListenUrl(url: string): void;
-  start(): void;
+  /** Loads silences and open alerts, then starts the timers (and, in a cluster, contending to dispatch). */
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -145,8 +176,13 @@ export function buildIntegrations(
 export function createAlerting(opts: AlertingOptions): AlertingService {
   const { config, logger } = opts;
   const now = opts.now ?? Date.now;
-  const store = new AlertStore(opts.meta);
-  const silences = new Silences(store);
+  if ((opts.meta === undefined) === (opts.cluster === undefined))
+    throw new Error('createAlerting needs exactly one of meta (embedded SQLite) and cluster (PostgreSQL)');
+  const sqlite = opts.meta ? new AlertStore(opts.meta) : undefined;
+  const repository: AlertRepository = sqlite ? new SqliteAlertRepository(sqlite) : opts.cluster!.store;
+  const cluster = opts.cluster;
+  const leadership = cluster?.leadership;
+  const silences = new Silences(repository);
   // The action notifiers look jobs up synchronously; the repository is async (PostgreSQL), so they read a
   // cache that loads on first lookup: the first action of a job may carry `job: null`.
   const jobCache = opts.jobs
@@ -163,12 +199,9 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
   for (const list of integrations.values())
     for (const i of list) byKey.set(`${i.receiver}\u0000${i.name}`, i);
   let externalUrl = (config.external_url ?? `http://${opts.listen}`).replace(/\/+$/, '');
-  const dispatcher = new Dispatcher(buildRoute(config.route), integrations, store, silences, logger, {
-    externalUrl,
-    now,
-  });
+  const route = buildRoute(config.route);
   const outbox = new Outbox(
-    store,
+    repository,
     byKey,
     {
       backoffBaseMs: config.outbox.backoff_base,
@@ -176,47 +209,118 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
       maxAgeMs: config.outbox.max_age,
       timeoutMs: config.outbox.timeout,
       now,
+      ...(leadership ? { mayDeliver: () => leadership.isLeader } : {}),
     },
     logger,
     opts.registry,
   );
-  dispatcher.onEnqueue = () => outbox.wake();
-  const actions: ActionRule[] = config.actions.map((a) => ({ name: a.name, matchers: a.matchers, on: a.on }));
-  const hub = new AlertHub(store, silences, dispatcher, actions, logger, opts.registry, now);
-  dispatcher.beforeNotify = () => hub.flush();
+  const newDispatcher = () => {
+    const d = new Dispatcher(route, integrations, repository, silences, logger, { externalUrl, now });
+    d.onEnqueue = () => outbox.wake();
+    // A leader that lost its lease queues nothing more: its successor decides from the shared log.
+    if (leadership) d.mayNotify = () => leadership.isLeader;
+    return d;
+  };
+  const actionRules: ActionRule[] = config.actions.map((a) => ({
+    name: a.name,
+    matchers: a.matchers,
+    on: a.on,
+  }));
+  const actions =
+    actionRules.length > 0 && (!cluster || leadership)
+      ? new OutboxActions(repository, silences, actionRules, () => outbox.wake(), logger)
+      : undefined;
+  // Embedded: one dispatcher for the process's life, fed by the hub. Cluster: the leader's, per term.
+  const localDispatcher = cluster ? undefined : newDispatcher();
+  const hub = new AlertHub(
+    repository,
+    silences,
+    localDispatcher,
+    cluster ? undefined : actions,
+    logger,
+    opts.registry,
+    {
+      now,
+      openFromStore: cluster !== undefined,
+    },
+  );
+  if (localDispatcher) localDispatcher.beforeNotify = () => hub.flush();
   // Invalid rule files stop the start, with promtool's messages (as Prometheus refuses them).
-  const rules = opts.storage
-    ? new RuleManager(loadRuleFiles(config.rule_files), {
-        files: config.rule_files,
-        defaultIntervalMs: config.evaluation_interval,
-        storage: opts.storage,
-        hub,
-        logger,
-        externalUrl: () => externalUrl,
-        now,
-      })
-    : undefined;
+  const ruleFiles = opts.storage ? loadRuleFiles(config.rule_files) : undefined;
+  const newRules = () =>
+    opts.storage && ruleFiles
+      ? new RuleManager(ruleFiles, {
+          files: config.rule_files,
+          defaultIntervalMs: config.evaluation_interval,
+          storage: opts.storage,
+          hub,
+          logger,
+          externalUrl: () => externalUrl,
+          now,
+        })
+      : undefined;
+  // Embedded: rules always run here. Cluster: only on the leader, one manager per term.
+  let rules = cluster ? undefined : newRules();
+  const leader =
+    cluster && leadership && cluster.store.changes
+      ? new DispatchLeader({
+          store: repository,
+          feed: cluster.store.changes,
+          leadership,
+          silences,
+          newDispatcher,
+          actions,
+          logger,
+          now,
+          ...(cluster.feedPollMs !== undefined ? { pollIntervalMs: cluster.feedPollMs } : {}),
+          onTerm: async (leading) => {
+            if (leading) {
+              outbox.wake();
+              const r = newRules();
+              if (r) {
+                // Rule alerts resume where the previous leader left them.
+                await hub.start('rule');
+                rules = r;
+                r.start();
+              }
+            } else {
+              rules?.stop();
+              rules = undefined;
+            }
+          },
+        })
+      : undefined;
+  if (cluster && leadership && !cluster.store.changes)
+    throw new Error('alerting: cluster.store has no change feed (a dispatcher leader needs one)');
   let valueTimer: NodeJS.Timeout | undefined;
   let changeTimer: NodeJS.Timeout | undefined;
   let upkeepTimer: NodeJS.Timeout | undefined;
-  const upkeep = () => {
+  const upkeep = async () => {
+    // In a cluster the leader alone prunes: one process does the deletes.
+    if (cluster && !leadership?.isLeader) return;
     try {
       const t = now();
-      store.pruneResolved(t - config.history_retention);
-      store.pruneNotifications(t - config.outbox.retention);
-      silences.prune(t, SILENCE_RETENTION_MS);
+      await repository.pruneResolved(t - config.history_retention);
+      await repository.pruneNotifications(t - config.outbox.retention);
+      await silences.prune(t, SILENCE_RETENTION_MS);
     } catch (err) {
       logger.error({ err }, 'alerting upkeep failed');
     }
   };
   return {
     config,
-    store,
+    store: sqlite,
+    repository,
     silences,
     hub,
-    dispatcher,
+    get dispatcher() {
+      return localDispatcher ?? leader?.dispatcher;
+    },
+    leader,
     outbox,
-    rules,
+    get rules() {
+      return rules;
+    },
     integrations,
     get externalUrl() {
       return externalUrl;
@@ -224,32 +328,45 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
     setListenUrl(url: string) {
       if (config.external_url !== undefined) return;
       externalUrl = url.replace(/\/+$/, '');
-      dispatcher.externalUrl = externalUrl;
+      if (localDispatcher) localDispatcher.externalUrl = externalUrl;
+      const d = leader?.dispatcher;
+      if (d) d.externalUrl = externalUrl;
     },
-    start() {
-      hub.start();
-      outbox.start();
+    async start() {
+      await silences.reload();
+      // A cluster's processor loads no open alerts (see AlertHub.start); the leader loads rule alerts per term.
+      if (!cluster) await hub.start();
+      if (!cluster || leadership) outbox.start();
       rules?.start();
-      valueTimer = setInterval(() => hub.flushValues(), VALUE_FLUSH_MS);
+      leader?.start();
+      valueTimer = setInterval(() => void hub.flushValues(), VALUE_FLUSH_MS);
       valueTimer.unref?.();
       // Alert changes wait in memory at most this long before they are written (hub.ts, "Persistence").
-      changeTimer = setInterval(() => hub.flush(), config.persist_interval);
+      changeTimer = setInterval(() => void hub.flush(), config.persist_interval);
       changeTimer.unref?.();
-      upkeep();
-      upkeepTimer = setInterval(upkeep, UPKEEP_MS);
+      await upkeep();
+      upkeepTimer = setInterval(() => void upkeep(), UPKEEP_MS);
       upkeepTimer.unref?.();
       const receivers = [...integrations.entries()].map(
         ([r, l]) => `${r}(${l.map((i) => i.name).join(',')})`,
       );
-      logger.info({ receivers, externalUrl }, 'alerting started');
+      logger.info(
+        {
+          receivers,
+          externalUrl,
+          mode: cluster ? (leadership ? 'cluster, may lead' : 'cluster') : 'embedded',
+        },
+        'alerting started',
+      );
     },
     async stop() {
       clearInterval(valueTimer);
       clearInterval(changeTimer);
       clearInterval(upkeepTimer);
       rules?.stop();
-      dispatcher.stop();
-      hub.flushValues();
+      localDispatcher?.stop();
+      await leader?.stop();
+      await hub.flushValues();
       await outbox.stop();
       for (const list of integrations.values())
         for (const i of list) (i.notifier as { close?: () => void }).close?.();

@@ -6,7 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { Errors, twError } from '../model/errors.js';
 import { isValidLabelName, LabelMatcher, type LabelSet } from '../model/labels.js';
-import type { AlertStore, SilenceMatcher, StoredSilence } from './store.js';
+import type { AlertRepository } from './repository.js';
+import type { SilenceMatcher, StoredSilence } from './store.js';
 
 export type SilenceState = 'active' | 'pending' | 'expired';
 
@@ -117,17 +118,33 @@ export function validateSilence(input: unknown): SilenceInput {
   };
 }
 
+/**
+ * The silences, cached in memory for `mutedBy` (asked for every alert at every group flush: it must not wait
+ * for the store). The cache is reloaded after each write here and by {@link Silences.reload}: in a cluster,
+ * where other processes write silences too, the dispatcher leader reloads it on a short interval, and a query
+ * process before it changes a silence.
+ */
 export class Silences {
   private cache: CompiledSilence[] = [];
   /** Called when silences change, so that the dispatcher re-checks its groups. */
   onChange: (() => void) | undefined;
+  private loadedAtMs = Number.NEGATIVE_INFINITY;
 
-  constructor(private readonly store: AlertStore) {
-    this.reload();
-  }
+  /** Empty until {@link Silences.reload} (the service's start) loads what the store holds. */
+  constructor(private readonly store: AlertRepository) {}
 
-  private reload(): void {
-    this.cache = this.store.silences().map((s) => ({ ...s, compiled: s.matchers.map(compile) }));
+  /** Reads the silences again from the store; tells `onChange` when they differ. */
+  async reload(): Promise<void> {
+    const fresh = (await this.store.silences()).map((s) => ({ ...s, compiled: s.matchers.map(compile) }));
+    const key = (l: readonly StoredSilence[]) =>
+      l
+        .map((s) => `${s.id}\u0000${s.updatedAtMs}`)
+        .sort()
+        .join('\u0001');
+    const changed = this.loadedAtMs !== Number.NEGATIVE_INFINITY && key(fresh) !== key(this.cache);
+    this.cache = fresh;
+    this.loadedAtMs = Date.now();
+    if (changed) this.onChange?.();
   }
 
   list(tenant: string, nowMs: number, filter: readonly LabelMatcher[] = []): ApiSilence[] {
@@ -145,9 +162,11 @@ export class Silences {
   }
 
   /** Creates a silence, or replaces one by id (Alertmanager: an update of an active silence). */
-  upsert(tenant: string, input: SilenceInput, nowMs: number): string {
+  async upsert(tenant: string, input: SilenceInput, nowMs: number): Promise<string> {
     let id = input.id;
     if (id !== undefined) {
+      // Another process (of a cluster) may have changed it: decide on what is stored.
+      await this.reload();
       const existing = this.cache.find((x) => x.id === id);
       if (!existing || existing.tenant !== tenant)
         throw twError(Errors.notFound, `no silence ${JSON.stringify(id)}`);
@@ -156,7 +175,7 @@ export class Silences {
     } else {
       id = randomUUID();
     }
-    this.store.saveSilence({
+    const saved = await this.store.saveSilence({
       id,
       tenant,
       matchers: [...input.matchers],
@@ -166,23 +185,34 @@ export class Silences {
       comment: input.comment,
       updatedAtMs: nowMs,
     });
-    this.reload();
-    this.onChange?.();
+    if (!saved) throw twError(Errors.notFound, `no silence ${JSON.stringify(id)}`);
+    await this.reloadAfterWrite();
     return id;
   }
 
   /** Expires a silence now (Alertmanager's DELETE). */
-  expire(tenant: string, id: string, nowMs: number): void {
+  async expire(tenant: string, id: string, nowMs: number): Promise<void> {
+    await this.reload();
     const s = this.cache.find((x) => x.id === id && x.tenant === tenant);
     if (!s) throw twError(Errors.notFound, `no silence ${JSON.stringify(id)}`);
     if (silenceState(s, nowMs) === 'expired') return;
-    this.store.saveSilence({
+    await this.store.saveSilence({
       ...s,
       endsAtMs: nowMs,
       startsAtMs: Math.min(s.startsAtMs, nowMs),
       updatedAtMs: nowMs,
     });
-    this.reload();
+    await this.reloadAfterWrite();
+  }
+
+  private async reloadAfterWrite(): Promise<void> {
+    const onChange = this.onChange;
+    this.onChange = undefined;
+    try {
+      await this.reload();
+    } finally {
+      this.onChange = onChange;
+    }
     this.onChange?.();
   }
 
@@ -198,8 +228,8 @@ export class Silences {
   }
 
   /** Forgets silences that expired long ago (Alertmanager keeps them 5 days). */
-  prune(nowMs: number, retentionMs: number): void {
-    if (this.store.pruneSilences(nowMs - retentionMs) > 0) this.reload();
+  async prune(nowMs: number, retentionMs: number): Promise<void> {
+    if ((await this.store.pruneSilences(nowMs - retentionMs)) > 0) await this.reload();
   }
 
   /** When the next silence starts or ends, so the dispatcher can re-check its groups then. */

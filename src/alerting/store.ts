@@ -260,8 +260,10 @@ export class AlertStore {
   }
 
   /** A pending alert whose condition stopped holding leaves no history (as in Prometheus). */
-  dropPending(alert: Alert): void {
-    this.st.deletePending.run(alert.labels.tenant ?? '', alert.fingerprint, alert.activeAtMs);
+  dropPending(alert: Alert): boolean {
+    return (
+      this.st.deletePending.run(alert.labels.tenant ?? '', alert.fingerprint, alert.activeAtMs).changes > 0
+    );
   }
 
   /** The stored state of an alert's episode (fingerprint, activeAt), if it has one. */
@@ -274,19 +276,17 @@ export class AlertStore {
 
   /**
    * Writes a batch of alert changes and value updates in one transaction: each change as {@link record} (or
-   * {@link dropPending} for `drop`) would, in order, then the values.
+   * {@link dropPending} for `drop`) would, in order, then the values. Returns, per change, whether it changed
+   * the stored history.
    */
   persist(
     changes: readonly { alert: Alert; drop: boolean }[],
     values: readonly Alert[],
     nowMs: number,
-  ): void {
-    if (changes.length === 0 && values.length === 0) return;
-    this.db.transaction(() => {
-      for (const c of changes) {
-        if (c.drop) this.dropPending(c.alert);
-        else this.record(c.alert, nowMs);
-      }
+  ): boolean[] {
+    if (changes.length === 0 && values.length === 0) return [];
+    return this.db.transaction(() => {
+      const changed = changes.map((c) => (c.drop ? this.dropPending(c.alert) : this.record(c.alert, nowMs)));
       for (const a of values)
         this.st.updateValue.run(
           Number.isFinite(a.value) ? a.value : null,
@@ -295,6 +295,7 @@ export class AlertStore {
           a.fingerprint,
           a.activeAtMs,
         );
+      return changed;
     })();
   }
 

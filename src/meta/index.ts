@@ -22,6 +22,9 @@ export {
   openTokenAdmin,
   postgresUrlOf,
 } from './open.js';
+// Types only: the PostgreSQL store's classes live in `./postgres/index.ts` (importing it loads `pg`), but other
+// stages' PostgreSQL repositories (alerting's) are written against these shapes.
+export type { PgMeta, PgMigration, Queryable } from './postgres/index.js';
 export {
   TENANT_RE,
   TOKEN_MIGRATIONS,

@@ -11,7 +11,13 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
 import type { Alert } from '../alerting/notifier.js';
 import type { AlertChange } from '../alerting/tracker.js';
-import { type Bus, DiskLogBus, jobPartitionKey, type RebalanceListener } from '../bus/index.js';
+import {
+  type Bus,
+  DiskLogBus,
+  type GroupMember,
+  jobPartitionKey,
+  type RebalanceListener,
+} from '../bus/index.js';
 import { BusWriter } from '../collector/index.js';
 import type { JobStore } from '../meta/index.js';
 import type { PgPartitionState } from '../meta/postgres/index.js';
@@ -238,13 +244,15 @@ describe('processor: detector state per partition', () => {
     const job = jobIn(bus, () => true, 'job');
     // A's view of the bus: its listener is kept, to take its partitions away as a fenced Kafka member's are.
     let listenerA: RebalanceListener | undefined;
+    let memberA: GroupMember | undefined;
     const busA: Bus = {
       partitionCount: bus.partitionCount,
       partitionOf: (k) => bus.partitionOf(k),
       append: (k, r, s) => bus.append(k, r, s),
-      join: (g, l) => {
+      join: async (g, l) => {
         listenerA = l;
-        return bus.join(g, l);
+        memberA = await bus.join(g, l);
+        return memberA;
       },
       close: () => bus.close(),
     };
@@ -264,7 +272,7 @@ describe('processor: detector state per partition', () => {
         'A firing TrainingStraggler',
       ]);
       // Dies: its partitions are lost (nothing saved, nothing committed past the checkpoint).
-      await listenerA!.onRevoked([0, 1, 2, 3], true);
+      await listenerA!.onRevoked([0, 1, 2, 3], true, memberA!);
       expect(a.engine.activeAlerts()).toEqual([]);
       await a.processor.stop();
 

@@ -79,7 +79,7 @@ export interface ProcessorAnalysis {
    * (the alert hub) must have them on disk first, so a state file never covers a change that is not stored.
    * `false`: they could not be written; the state is then not written either (the next checkpoint retries).
    */
-  readonly persistAlerts?: () => boolean | undefined;
+  readonly persistAlerts?: () => Promise<boolean | undefined> | boolean | undefined;
 }
 
 interface ProcessorMetrics {
@@ -396,7 +396,7 @@ export class Processor {
           analysis &&
           positions.size > 0 &&
           (force || unsaved || Date.now() - this.lastStateSaveMs >= analysis.stateIntervalMs) &&
-          analysis.persistAlerts?.() !== false
+          (await analysis.persistAlerts?.()) !== false
         ) {
           // Only records the engine has seen count: during a replay it may be behind the read position.
           const enginePositions = new Map<number, number>();

@@ -287,7 +287,7 @@ class Modules {
           listen: config.listen,
           storage: this.storage!,
         });
-        alerting.start();
+        await alerting.start();
         this.alerting = alerting;
         registerAlertingApi(this.http!.app, {
           auth: this.auth!,

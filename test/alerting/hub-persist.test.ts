@@ -22,7 +22,10 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function service(alerting: Record<string, unknown>, dir = tempDir('tw-hub-persist-')): AlertingService {
+async function service(
+  alerting: Record<string, unknown>,
+  dir = tempDir('tw-hub-persist-'),
+): Promise<AlertingService> {
   const meta = new MetaStore(path.join(dir, 'meta.db'));
   const svc = createAlerting({
     config: alertingConfigSchema.parse({ persist_interval: '1h', ...alerting }),
@@ -31,7 +34,7 @@ function service(alerting: Record<string, unknown>, dir = tempDir('tw-hub-persis
     registry: new Registry(),
     listen: '127.0.0.1:9470',
   });
-  svc.start();
+  await svc.start();
   cleanups.push(async () => {
     await svc.stop();
     meta.close();
@@ -59,15 +62,15 @@ function alert(jobId: string, state: Alert['state'], activeAtMs: number, firingA
 
 /** What the store holds, read directly (a read through the hub would write first). */
 function stored(svc: AlertingService): string[] {
-  return svc.store
-    .query({ tenant: 'default' })
+  return svc
+    .store!.query({ tenant: 'default' })
     .map((a) => `${a.labels.job_id} ${a.state} ${a.activeAtMs}`)
     .sort();
 }
 
 describe('alert hub persistence', () => {
-  it('keeps changes in memory until a write; a pending alert dropped before it leaves no trace', () => {
-    const svc = service({});
+  it('keeps changes in memory until a write; a pending alert dropped before it leaves no trace', async () => {
+    const svc = await service({});
     const hub = svc.hub;
     const changes: string[] = [];
     hub.onChange((a, c: AlertChange) => changes.push(`${a.labels.job_id} ${c}`));
@@ -79,9 +82,9 @@ describe('alert hub persistence', () => {
     expect(hub.openAlerts('default').map((a) => `${a.labels.job_id} ${a.state}`)).toEqual(['idle firing']);
     expect(hub.unsavedCount).toBe(2);
 
-    expect(hub.flush()).toBe(true);
+    expect(await hub.flush()).toBe(true);
     expect(stored(svc)).toEqual(['idle firing 2000']);
-    expect(svc.store.query({ tenant: 'default' })[0]!.firingAtMs).toBe(5000);
+    expect(svc.store!.query({ tenant: 'default' })[0]!.firingAtMs).toBe(5000);
     expect(hub.unsavedCount).toBe(0);
 
     // A change reported again (a replay) is recognised as known, written or not: no second event.
@@ -93,7 +96,7 @@ describe('alert hub persistence', () => {
     // The resolution keeps the firing time; reading the history writes it first.
     hub.transition({ ...alert('idle', 'resolved', 2000, 5000), resolvedAtMs: 9000 }, 'resolved');
     expect(stored(svc)).toEqual(['idle firing 2000']);
-    const history = hub.query({ tenant: 'default' });
+    const history = await hub.query({ tenant: 'default' });
     expect(history.map((a) => `${a.state} ${a.firingAtMs} ${a.resolvedAtMs}`)).toEqual([
       'resolved 5000 9000',
     ]);
@@ -103,13 +106,13 @@ describe('alert hub persistence', () => {
   it('writes a change before the notification about it is queued', async () => {
     const hook: HttpReceiver = await startHttpReceiver();
     cleanups.push(() => hook.close());
-    const svc = service({
+    const svc = await service({
       route: { receiver: 'hook', group_wait: '10ms', group_interval: '1h' },
       receivers: [{ name: 'hook', webhook_configs: [{ url: `${hook.url}/hook` }] }],
     });
     const atEnqueue: string[][] = [];
-    const enqueue = svc.store.enqueue.bind(svc.store);
-    svc.store.enqueue = (...args: Parameters<typeof enqueue>) => {
+    const enqueue = svc.store!.enqueue.bind(svc.store);
+    svc.store!.enqueue = (...args: Parameters<typeof enqueue>) => {
       atEnqueue.push(stored(svc));
       return enqueue(...args);
     };
@@ -121,7 +124,7 @@ describe('alert hub persistence', () => {
 
   it('writes before actions run, and on the interval', async () => {
     const dir = tempDir('tw-hub-persist-');
-    const svc = service(
+    const svc = await service(
       {
         persist_interval: '50ms',
         actions: [

@@ -24,7 +24,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function service(alerting: unknown): AlertingService {
+async function service(alerting: unknown): Promise<AlertingService> {
   const meta = new MetaStore(path.join(tempDir('tw-notify-'), 'meta.db'));
   const svc = createAlerting({
     config: alertingConfigSchema.parse(alerting),
@@ -33,7 +33,7 @@ function service(alerting: unknown): AlertingService {
     registry: new Registry(),
     listen: '127.0.0.1:9470',
   });
-  svc.start();
+  await svc.start();
   cleanups.push(async () => {
     await svc.stop();
     meta.close();
@@ -77,7 +77,7 @@ const quickRetry = { backoff_base: '20ms', backoff_max: '100ms' };
 describe('webhook', () => {
   it("posts Alertmanager's webhook payload, then the resolution", async () => {
     const hook = await receiver();
-    const svc = service({
+    const svc = await service({
       route: { receiver: 'team', ...fast },
       receivers: [{ name: 'team', webhook_configs: [{ url: `${hook.url}/alerts` }] }],
     });
@@ -111,23 +111,23 @@ describe('webhook', () => {
   it('delivers to a receiver that fails for a while once it recovers, and shows the delivery status', async () => {
     const hook = await receiver();
     hook.status = 503;
-    const svc = service({
+    const svc = await service({
       route: { receiver: 'team', ...fast },
       receivers: [{ name: 'team', webhook_configs: [{ url: hook.url }] }],
       outbox: quickRetry,
     });
     svc.hub.transition(alert({}, 'firing', Date.now()), 'firing');
     await waitFor('three failed attempts', () => hook.failures >= 3 || undefined);
-    const pending = svc.store.notifications(10)[0]!;
+    const pending = svc.store!.notifications(10)[0]!;
     expect(pending.status).toBe('pending');
     expect(pending.lastError).toMatch(/HTTP 503/);
     hook.status = 200;
     await waitFor('the delivery after recovery', () => hook.received[0], 10_000);
     await waitFor(
       'the delivered status',
-      () => svc.store.notifications(10)[0]!.status === 'delivered' || undefined,
+      () => svc.store!.notifications(10)[0]!.status === 'delivered' || undefined,
     );
-    const done = svc.store.notifications(10)[0]!;
+    const done = svc.store!.notifications(10)[0]!;
     expect(done.attempts).toBeGreaterThanOrEqual(4);
     expect(hook.received).toHaveLength(1);
   });
@@ -135,22 +135,22 @@ describe('webhook', () => {
   it('gives up on a permanent error (4xx) without retrying', async () => {
     const hook = await receiver();
     hook.status = 400;
-    const svc = service({
+    const svc = await service({
       route: { receiver: 'team', ...fast },
       receivers: [{ name: 'team', webhook_configs: [{ url: hook.url }] }],
       outbox: quickRetry,
     });
     svc.hub.transition(alert({}, 'firing', Date.now()), 'firing');
-    await waitFor('failed', () => svc.store.notifications(10)[0]?.status === 'failed' || undefined);
+    await waitFor('failed', () => svc.store!.notifications(10)[0]?.status === 'failed' || undefined);
     expect(hook.failures).toBe(1);
-    expect(svc.store.notifications(10)[0]!.lastError).toMatch(/HTTP 400/);
+    expect(svc.store!.notifications(10)[0]!.lastError).toMatch(/HTTP 400/);
   });
 });
 
 describe('Slack and PagerDuty', () => {
   it('sends a Slack incoming-webhook message', async () => {
     const slack = await receiver();
-    const svc = service({
+    const svc = await service({
       route: { receiver: 'chat', ...fast },
       receivers: [
         {
@@ -176,7 +176,7 @@ describe('Slack and PagerDuty', () => {
 
   it('triggers and resolves a PagerDuty Events v2 incident with one dedup key', async () => {
     const pd = await receiver();
-    const svc = service({
+    const svc = await service({
       route: { receiver: 'oncall', ...fast },
       receivers: [
         { name: 'oncall', pagerduty_configs: [{ routing_key: 'R0123456789', url: `${pd.url}/v2/enqueue` }] },
@@ -240,7 +240,7 @@ describe('e-mail over SMTP', () => {
     const port = await freePort();
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    const svc = service({
+    const svc = await service({
       route: { receiver: 'mail', ...fast },
       receivers: [
         {
@@ -266,7 +266,7 @@ describe('e-mail over SMTP', () => {
     // The server has the message before the client reads its 250 reply and the outbox records the delivery.
     const delivered = await waitFor(
       'the delivery recorded',
-      () => svc.store.notifications(10).find((n) => n.status === 'delivered'),
+      () => svc.store!.notifications(10).find((n) => n.status === 'delivered'),
       15_000,
     );
     expect(delivered.attempts).toBe(3);
@@ -314,7 +314,7 @@ describe('forwarding to a real Alertmanager', () => {
         async () => (await fetch(`${base}/-/ready`)).ok || undefined,
         20_000,
       );
-      const svc = service({
+      const svc = await service({
         route: { receiver: 'am', ...fast },
         receivers: [{ name: 'am', alertmanager_configs: [{ url: base }] }],
       });
@@ -354,7 +354,7 @@ describe('action hooks', () => {
       script,
       `import { appendFileSync, readFileSync } from 'node:fs';\nconst input = readFileSync(0, 'utf8');\nappendFileSync(${JSON.stringify(out)}, JSON.stringify({ env: { job: process.env.TW_JOB_ID, alert: process.env.TW_ALERTNAME, status: process.env.TW_STATUS }, input: JSON.parse(input) }) + '\\n');\n`,
     );
-    const svc = service({
+    const svc = await service({
       actions: [
         {
           name: 'requeue',

@@ -10,7 +10,7 @@
  * `cluster: <acked> acked, <found> queryable, <lost> lost, <dup> duplicated, <a>/<i> incidents alerted after <k> kills`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SeriesBatchBuilder } from '../../src/model/batch.js';
+import type { SeriesBatchBuilder } from '../../src/model/batch.js';
 import type { JobEvent } from '../../src/model/job.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import {
@@ -102,7 +102,11 @@ describe.skipIf(unavailable !== undefined)('trainwatch on Kafka, PostgreSQL and 
     const kills: string[] = [];
 
     /** Sends one batch, to the collectors in turn; retries on the other one until a 2xx. */
-    const send = async (nodeId: string, batch: ReturnType<SeriesBatchBuilder['build']>, events: JobEvent[]) => {
+    const send = async (
+      nodeId: string,
+      batch: ReturnType<SeriesBatchBuilder['build']>,
+      events: JobEvent[],
+    ) => {
       const sequence = sequences.get(nodeId) ?? 0;
       sequences.set(nodeId, sequence + 1);
       const frame = encoder.encodeFrame({ sourceId: `cluster-${nodeId}`, sequence, batch, events });
@@ -132,7 +136,8 @@ describe.skipIf(unavailable !== undefined)('trainwatch on Kafka, PostgreSQL and 
     };
 
     // Simulate the whole history first (cheap), then send it paced, killing processes as it goes.
-    const pending: { nodeId: string; batch: ReturnType<SeriesBatchBuilder['build']>; events: JobEvent[] }[] = [];
+    const pending: { nodeId: string; batch: ReturnType<SeriesBatchBuilder['build']>; events: JobEvent[] }[] =
+      [];
     const flush = (onlyFull: boolean) => {
       for (const [nodeId, b] of batchers) {
         if (!b.hasData() || (onlyFull && !b.full)) continue;
@@ -201,7 +206,8 @@ describe.skipIf(unavailable !== undefined)('trainwatch on Kafka, PostgreSQL and 
           data: { result: { metric: Record<string, string>; value: [number, string] }[] };
         };
         expect(res.status, JSON.stringify(body)).toBe(200);
-        for (const r of body.data.result) seen.set(seriesKey({ ...r.metric, __name__: name }), Number(r.value[1]));
+        for (const r of body.data.result)
+          seen.set(seriesKey({ ...r.metric, __name__: name }), Number(r.value[1]));
       }
       found = 0;
       lost = 0;

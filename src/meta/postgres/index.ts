@@ -2,15 +2,11 @@
  * `meta.kind: postgres`: the metadata store on PostgreSQL for the scaled-out deployment. Importing this
  * module loads `pg`; the embedded (SQLite) store in `../index.ts` does not.
  */
-export { PgAlertRepository } from './alerts.js';
 export { describeTarget, pgError } from './errors.js';
 export { PgJobRepository } from './jobs.js';
 export { LeaderElection, type LeaderElectionOptions } from './leader.js';
 export { PG_MIGRATIONS, type PgMigration } from './migrations.js';
-export { PgNotificationLog } from './notification-log.js';
-export { DEFAULT_CLAIM_LEASE_MS, PgOutbox } from './outbox.js';
 export { PgPartitionState, type SavedPartitionState } from './partition-state.js';
 export { clientConfig, MIGRATION_LOCK_KEY, PgMeta, type PgMetaOptions, type Queryable } from './pg-meta.js';
-export { PgSilenceRepository } from './silences.js';
 export { PgTokenCache, type PgTokenCacheOptions } from './token-cache.js';
 export { PgTokenRepository } from './tokens.js';

@@ -1,9 +1,11 @@
 /**
  * The PostgreSQL schema of the metadata store, as versioned migrations. Version numbers and column
- * meanings follow the SQLite migrations (`JOB_MIGRATIONS` 100, `TOKEN_MIGRATIONS` 200, `ALERTING_MIGRATIONS`
- * 300–302), so both backends store the same things under the same names; only the types are PostgreSQL's:
- * BIGINT for millisecond timestamps and offsets, JSONB for JSON documents (config, tags, labels, matchers,
- * payloads), BYTEA for bytes, identity columns for AUTOINCREMENT.
+ * meanings follow the SQLite migrations (`JOB_MIGRATIONS` 100,
+ * `TOKEN_MIGRATIONS` 200), so both backends store the same things under the same names; only the types are
+ * PostgreSQL's: BIGINT for millisecond timestamps and offsets, JSONB for JSON documents (config, tags, labels, matchers,
+ * payloads), BYTEA for bytes, identity columns for AUTOINCREMENT. The alerting stage owns its tables and
+ * their migrations (300–399: `ALERTING_PG_MIGRATIONS` in `alerting/postgres/`), applied by the alerting
+ * stage with `PgMeta.migrate` into the same `schema_migrations` bookkeeping.
  *
  * A migration, once released, is never edited: a change is a new migration with a higher version.
  */
@@ -53,77 +55,6 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       last_used_at_ms BIGINT
     );
     CREATE INDEX auth_tokens_by_tenant ON auth_tokens (tenant, created_at_ms);`,
-  },
-  {
-    version: 300,
-    description: 'alert history',
-    sql: `CREATE TABLE alerts (
-      id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-      tenant TEXT NOT NULL,
-      fingerprint TEXT NOT NULL,
-      active_at_ms BIGINT NOT NULL,
-      name TEXT NOT NULL,
-      source TEXT NOT NULL,
-      origin TEXT NOT NULL,
-      job_id TEXT,
-      labels JSONB NOT NULL,
-      annotations JSONB NOT NULL,
-      state TEXT NOT NULL CHECK (state IN ('pending', 'firing', 'resolved')),
-      firing_at_ms BIGINT,
-      resolved_at_ms BIGINT,
-      value DOUBLE PRECISION,
-      updated_ms BIGINT NOT NULL,
-      UNIQUE (tenant, fingerprint, active_at_ms)
-    );
-    CREATE INDEX alerts_open ON alerts (state) WHERE state <> 'resolved';
-    CREATE INDEX alerts_by_time ON alerts (tenant, active_at_ms);
-    CREATE INDEX alerts_by_job ON alerts (tenant, job_id, active_at_ms);
-    CREATE INDEX alerts_resolved ON alerts (resolved_at_ms) WHERE state = 'resolved';`,
-  },
-  {
-    version: 301,
-    description: 'silences',
-    sql: `CREATE TABLE silences (
-      id TEXT PRIMARY KEY,
-      tenant TEXT NOT NULL,
-      matchers JSONB NOT NULL,
-      starts_at_ms BIGINT NOT NULL,
-      ends_at_ms BIGINT NOT NULL,
-      created_by TEXT NOT NULL,
-      comment TEXT NOT NULL,
-      updated_at_ms BIGINT NOT NULL
-    );
-    CREATE INDEX silences_by_tenant ON silences (tenant, ends_at_ms);`,
-  },
-  {
-    version: 302,
-    description: 'notification log and outbox',
-    sql: `CREATE TABLE notification_log (
-      receiver TEXT NOT NULL,
-      integration TEXT NOT NULL,
-      group_key TEXT NOT NULL,
-      firing JSONB NOT NULL,
-      sent_at_ms BIGINT NOT NULL,
-      PRIMARY KEY (receiver, integration, group_key)
-    );
-    CREATE TABLE notifications (
-      id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-      receiver TEXT NOT NULL,
-      integration TEXT NOT NULL,
-      group_key TEXT NOT NULL,
-      dedup_key TEXT UNIQUE,
-      payload JSONB NOT NULL,
-      summary TEXT NOT NULL,
-      status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'superseded')),
-      attempts INTEGER NOT NULL DEFAULT 0,
-      next_attempt_ms BIGINT NOT NULL,
-      last_error TEXT NOT NULL DEFAULT '',
-      created_ms BIGINT NOT NULL,
-      updated_ms BIGINT NOT NULL,
-      delivered_ms BIGINT
-    );
-    CREATE INDEX notifications_due ON notifications (status, next_attempt_ms);
-    CREATE INDEX notifications_by_group ON notifications (integration, group_key, status);`,
   },
   {
     // Scale-out only (no SQLite counterpart: the embedded processor keeps its state in its data dir).

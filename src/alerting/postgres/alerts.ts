@@ -6,10 +6,18 @@
  * forward (pending → firing → resolved), so a replayed or reordered transition — from this process or from
  * a previous owner of the partition — never downgrades what is stored. `persist` writes a batch of changes in
  * one transaction, before any notification about them is queued (the invariant `AlertStore` documents).
+ *
+ * Change feed: every write that changes an episode's state gives its row the next `change_seq`, under a
+ * transaction-scoped advisory lock (`ALERT_CHANGE_LOCK_KEY`) held until commit. Numbering is therefore in
+ * commit order, and {@link PgAlertRepository.changesSince} can follow a cursor without ever skipping a change
+ * committed late with a lower number (a plain sequence gives no such guarantee across concurrent writers).
+ * Value updates do not renumber: the dispatcher does not need them.
  */
-import type { Alert, AlertState } from '../../alerting/notifier.js';
-import type { AlertQuery } from '../../alerting/store.js';
-import type { PgMeta, Queryable } from './pg-meta.js';
+
+import type { PgMeta, Queryable } from '../../meta/index.js';
+import type { Alert, AlertState } from '../notifier.js';
+import type { AlertQuery } from '../store.js';
+import { ALERT_CHANGE_LOCK_KEY } from './migrations.js';
 import {
   ALERT_COLUMNS,
   type AlertRow,
@@ -30,9 +38,12 @@ const RECORD = `INSERT INTO alerts AS a (${ALERT_COLUMNS.join(', ')})
     resolved_at_ms = excluded.resolved_at_ms,
     annotations = excluded.annotations,
     value = excluded.value,
-    updated_ms = excluded.updated_ms
+    updated_ms = excluded.updated_ms,
+    change_seq = nextval('alerts_change_seq')
   WHERE ${RANK('a.state')} < ${RANK('excluded.state')}
   RETURNING 1`;
+
+const LOCK_CHANGES = 'SELECT pg_advisory_xact_lock($1::bigint)';
 
 const DROP_PENDING =
   "DELETE FROM alerts WHERE tenant = $1 AND fingerprint = $2 AND active_at_ms = $3 AND state = 'pending'";
@@ -45,8 +56,11 @@ export class PgAlertRepository {
 
   /** Records an alert's new state (see the file comment). Returns whether anything changed. */
   async record(alert: Alert, nowMs: number, signal?: AbortSignal): Promise<boolean> {
-    const r = await this.db.query(RECORD, alertToParams(alert, nowMs), signal);
-    return (r.rowCount ?? 0) > 0;
+    return this.db.transaction(async (tx) => {
+      await tx.query(LOCK_CHANGES, [ALERT_CHANGE_LOCK_KEY]);
+      const r = await tx.query(RECORD, alertToParams(alert, nowMs));
+      return (r.rowCount ?? 0) > 0;
+    }, signal);
   }
 
   /** A pending alert whose condition stopped holding leaves no history (as in Prometheus). */
@@ -72,16 +86,56 @@ export class PgAlertRepository {
     values: readonly Alert[],
     nowMs: number,
     signal?: AbortSignal,
-  ): Promise<void> {
-    if (changes.length === 0 && values.length === 0) return;
-    await this.db.transaction(async (tx) => {
+  ): Promise<boolean[]> {
+    if (changes.length === 0 && values.length === 0) return [];
+    return this.db.transaction(async (tx) => {
+      const changed: boolean[] = [];
+      if (changes.some((c) => !c.drop)) await tx.query(LOCK_CHANGES, [ALERT_CHANGE_LOCK_KEY]);
       for (const c of changes) {
-        if (c.drop)
-          await tx.query(DROP_PENDING, [alertTenant(c.alert), c.alert.fingerprint, c.alert.activeAtMs]);
-        else await tx.query(RECORD, alertToParams(c.alert, nowMs));
+        if (c.drop) {
+          const r = await tx.query(DROP_PENDING, [
+            alertTenant(c.alert),
+            c.alert.fingerprint,
+            c.alert.activeAtMs,
+          ]);
+          changed.push((r.rowCount ?? 0) > 0);
+        } else {
+          const r = await tx.query(RECORD, alertToParams(c.alert, nowMs));
+          changed.push((r.rowCount ?? 0) > 0);
+        }
       }
       await updateValues(tx, values, nowMs);
+      return changed;
     }, signal);
+  }
+
+  /**
+   * Episodes whose state changed after change `cursor` (oldest change first, at most `limit`), with the cursor
+   * to pass next time. Only the latest state of each episode is returned: an episode that went pending →
+   * firing → resolved between two calls comes back once, resolved (the dispatcher acts on the latest state).
+   */
+  async changesSince(
+    cursor: number,
+    limit: number,
+    signal?: AbortSignal,
+  ): Promise<{ alerts: Alert[]; cursor: number }> {
+    const r = await this.db.query<AlertRow & { change_seq: number }>(
+      'SELECT * FROM alerts WHERE change_seq > $1 ORDER BY change_seq LIMIT $2',
+      [cursor, Math.max(1, limit)],
+      signal,
+    );
+    const last = r.rows[r.rows.length - 1];
+    return { alerts: r.rows.map(alertFromRow), cursor: last ? last.change_seq : cursor };
+  }
+
+  /** The newest change number (0 when none): where a follower that loaded the current state starts. */
+  async latestChange(signal?: AbortSignal): Promise<number> {
+    const r = await this.db.query<{ seq: number | null }>(
+      'SELECT MAX(change_seq) AS seq FROM alerts',
+      [],
+      signal,
+    );
+    return r.rows[0]?.seq ?? 0;
   }
 
   async updateValues(alerts: readonly Alert[], nowMs: number): Promise<void> {

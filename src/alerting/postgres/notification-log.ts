@@ -3,7 +3,7 @@
  * (the fingerprints that were firing), the dedup state that keeps a restarted or newly elected dispatcher
  * from re-sending what was already sent. The async counterpart of `AlertStore.lastNotified`/`setNotified`.
  */
-import type { PgMeta } from './pg-meta.js';
+import type { PgMeta } from '../../meta/index.js';
 
 export class PgNotificationLog {
   constructor(private readonly db: PgMeta) {}

@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithPostgres, startPostgres, type TestPostgres } from '../../../test/support/postgres.js';
-import { alertUrl } from '../../alerting/alert.js';
-import type { Alert, AlertGroup } from '../../alerting/notifier.js';
-import type { StoredSilence } from '../../alerting/store.js';
+import { PG_MIGRATIONS, PgMeta } from '../../meta/postgres/index.js';
+import { alertUrl } from '../alert.js';
+import type { Alert, AlertGroup } from '../notifier.js';
+import type { StoredSilence } from '../store.js';
 import { PgAlertRepository } from './alerts.js';
+import { ALERTING_PG_MIGRATIONS } from './migrations.js';
 import { PgNotificationLog } from './notification-log.js';
 import { PgOutbox } from './outbox.js';
-import { PgMeta } from './pg-meta.js';
 import { PgSilenceRepository } from './silences.js';
 
 function alert(
@@ -52,7 +53,7 @@ describeWithPostgres('PostgreSQL alerting repositories', () => {
 
   beforeAll(async () => {
     server = await startPostgres();
-    meta = await PgMeta.open({ url: server.url });
+    meta = await PgMeta.open({ url: server.url }, [...PG_MIGRATIONS, ...ALERTING_PG_MIGRATIONS]);
   });
   afterAll(async () => {
     await Promise.all(extra.map((m) => m.close()));
@@ -74,6 +75,58 @@ describeWithPostgres('PostgreSQL alerting repositories', () => {
       expect(await alerts.record(resolved, 2000)).toBe(true);
       // A resolution that does not carry firingAt keeps the stored one.
       expect(await alerts.query({ tenant: 'a' })).toEqual([{ ...resolved, firingAtMs: 1500 }]);
+    });
+
+    it('numbers state changes for a follower: changesSince returns each change once, in order', async () => {
+      const url = await server.createDatabase('change_feed');
+      const own = await PgMeta.open({ url }, [...PG_MIGRATIONS, ...ALERTING_PG_MIGRATIONS]);
+      extra.push(own);
+      const writers = [own, new PgMeta({ url })];
+      extra.push(writers[1]!);
+      const repos = writers.map((w) => new PgAlertRepository(w));
+      const start = await repos[0]!.latestChange();
+      expect(start).toBe(0);
+      const p = alert('a', 'feed', { activeAtMs: 10 });
+      const f = { ...p, state: 'firing' as const, firingAtMs: 20 };
+      // Two writers report the same episode (a replay after a partition moved): one change each state.
+      expect(await repos[0]!.persist([{ alert: p, drop: false }], [], 10)).toEqual([true]);
+      expect(
+        await repos[1]!.persist(
+          [
+            { alert: p, drop: false },
+            { alert: f, drop: false },
+          ],
+          [],
+          20,
+        ),
+      ).toEqual([false, true]);
+      expect(await repos[0]!.persist([{ alert: f, drop: false }], [], 21)).toEqual([false]);
+      // Value updates do not renumber.
+      await repos[0]!.updateValues([{ ...f, value: 9 }], 22);
+      const first = await repos[0]!.changesSince(start, 100);
+      expect(first.alerts.map((a) => a.state)).toEqual(['firing']);
+      expect(await repos[0]!.changesSince(first.cursor, 100)).toEqual({ alerts: [], cursor: first.cursor });
+      // Many concurrent batches: the follower, reading as they commit, misses none.
+      const seen = new Set<string>();
+      let cursor = first.cursor;
+      const writes = Array.from({ length: 40 }, (_, i) =>
+        repos[i % 2]!.persist([{ alert: { ...f, fingerprint: `c${i}` }, drop: false }], [], 30),
+      );
+      const all = Promise.all(writes);
+      let done = false;
+      void all.then(() => {
+        done = true;
+      });
+      while (!done || seen.size < 40) {
+        const next = await repos[0]!.changesSince(cursor, 7);
+        for (const a of next.alerts) {
+          expect(seen.has(a.fingerprint)).toBe(false);
+          seen.add(a.fingerprint);
+        }
+        cursor = next.cursor;
+        if (done && next.alerts.length === 0) break;
+      }
+      expect(seen.size).toBe(40);
     });
 
     it('persists a batch in one transaction and answers open, query, resolvedSince and prune', async () => {
@@ -205,7 +258,7 @@ describeWithPostgres('PostgreSQL alerting repositories', () => {
 
     it('records delivery, retries and failures, lists newest first and prunes finished entries', async () => {
       const url = await server.createDatabase('outbox_marks');
-      const own = await PgMeta.open({ url });
+      const own = await PgMeta.open({ url }, [...PG_MIGRATIONS, ...ALERTING_PG_MIGRATIONS]);
       extra.push(own);
       const outbox = new PgOutbox(own);
       const ok = (await outbox.enqueue('r', 'slack', group('m1'), 'ok', 100))!;

@@ -9,9 +9,10 @@
  * dies mid-send reports nothing: its rows become due again when the lease ends and another sender retries
  * them (at-least-once delivery, as with any outbox). The lease must therefore be longer than a send can take.
  */
-import type { AlertGroup } from '../../alerting/notifier.js';
-import type { DueNotification, NotificationRecord } from '../../alerting/store.js';
-import type { PgMeta } from './pg-meta.js';
+
+import type { PgMeta } from '../../meta/index.js';
+import type { AlertGroup } from '../notifier.js';
+import type { DueNotification, NotificationRecord } from '../store.js';
 import { dueNotificationFromRow, type NotificationRow, notificationFromRow } from './rows.js';
 
 /** Default claim lease: longer than any notifier's request timeout plus its retries within one send. */
@@ -114,6 +115,17 @@ export class PgOutbox {
       `UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $1, updated_ms = $2
        WHERE id = $3`,
       [error.slice(0, MAX_ERROR_LENGTH), nowMs, id],
+    );
+  }
+
+  /**
+   * Gives a claimed notification back unsent, due at `dueMs` (its sender lost leadership before sending it):
+   * the next leader need not wait for the claim's lease to end. Attempts are not counted.
+   */
+  async release(id: number, dueMs: number): Promise<void> {
+    await this.db.query(
+      "UPDATE notifications SET next_attempt_ms = $1 WHERE id = $2 AND status = 'pending'",
+      [dueMs, id],
     );
   }
 

@@ -3,8 +3,9 @@
  * stored as JSONB). A save replaces the silence with the same id of the same tenant; every process reads the
  * same set.
  */
-import type { StoredSilence } from '../../alerting/store.js';
-import type { PgMeta } from './pg-meta.js';
+
+import type { PgMeta } from '../../meta/index.js';
+import type { StoredSilence } from '../store.js';
 import { type SilenceRow, silenceFromRow } from './rows.js';
 
 export class PgSilenceRepository {
