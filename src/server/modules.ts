@@ -13,7 +13,13 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { type AlertingService, createAlerting, registerAlertingApi } from '../alerting/index.js';
+import {
+  type AlertingCluster,
+  type AlertingService,
+  createAlerting,
+  PgAlertStore,
+  registerAlertingApi,
+} from '../alerting/index.js';
 import { type Authenticator, anonymousPolicyFor, TokenAuthenticator } from '../auth/index.js';
 import { type Bus, DiskLogBus } from '../bus/index.js';
 // Type only: the Kafka client is loaded when `bus.kind: kafka` asks for it, so the embedded mode never loads it.
@@ -26,7 +32,7 @@ import {
   TenantLimits,
 } from '../collector/index.js';
 import type { Config, RoleName } from '../config/index.js';
-import { type JobStore, MetaStore, type OpenedMeta, openMeta } from '../meta/index.js';
+import { type JobStore, type MetaStore, type OpenedMeta, openMeta, postgresUrlOf } from '../meta/index.js';
 import { DetectorEngine, DetectorSettings, Processor } from '../processor/index.js';
 import { RemotePromql, registerDashboardApi, registerPromApi, registerRestApi } from '../query/index.js';
 import { exportPolicy, RemoteStorage, type Storage, Tsdb } from '../storage/index.js';
@@ -58,9 +64,13 @@ export const MODULE_DEPS: Readonly<Record<ModuleName, readonly ModuleName[]>> = 
   /** Alert store, silences, grouping, notification outbox and their APIs; fed by the processor's detectors. */
   alerting: ['http', 'auth', 'meta', 'jobs', 'storage'],
   processor: ['bus', 'storage', 'jobs', 'alerting'],
-  query: ['http', 'auth', 'storage', 'jobs'],
+  /** The alerting APIs are read by the dashboard: a query process serves them (and may lead dispatch). */
+  query: ['http', 'auth', 'storage', 'jobs', 'alerting'],
   ui: ['http', 'query'],
 };
+
+/** The advisory-lock key every process contends for to dispatch alerts (any fixed 64-bit number). */
+const ALERTING_LEADER_KEY = '7308613375148277315';
 
 export const ALL_ROLES: readonly RoleName[] = ['collector', 'processor', 'query', 'ui'];
 
@@ -107,11 +117,28 @@ class Modules {
     readonly registry: Registry,
   ) {}
 
-  /** Alerting's own SQLite file while alerts are not in PostgreSQL yet (meta.kind postgres): per process. */
-  private processLocalMeta(): MetaStore {
-    const meta = new MetaStore(path.join(this.dataDir!.dir, 'alerts.db'));
-    this.stoppers.push({ name: 'alerting', stop: () => meta.close() });
-    return meta;
+  /**
+   * Alerting scaled out (meta.kind postgres): alerts, silences, the notification log and the outbox in
+   * PostgreSQL; the dispatcher and the notification sender run on whichever process holds the advisory lock.
+   */
+  private async alertingCluster(): Promise<AlertingCluster> {
+    const { LeaderElection } = await import('../meta/postgres/index.js');
+    const store = await PgAlertStore.open(this.opened!.postgres!);
+    const election = new LeaderElection({
+      connection: {
+        url: postgresUrlOf(this.config.meta.postgres),
+        applicationName: 'trainwatch alerting leader',
+      },
+      key: ALERTING_LEADER_KEY,
+      onError: (err) => this.logger.warn({ err }, 'alerting leader election'),
+    });
+    election.onChange((leader) =>
+      this.logger.info({ leader }, leader ? 'this process dispatches alerts' : 'alert dispatch is elsewhere'),
+    );
+    election.start();
+    // Pushed before the alerting service's own stopper: stops after it (stoppers run in reverse).
+    this.stoppers.push({ name: 'alerting', stop: () => election.stop() });
+    return { store, leadership: election };
   }
 
   async init(name: ModuleName): Promise<void> {
@@ -278,9 +305,10 @@ class Modules {
         return;
       }
       case 'alerting': {
+        const cluster = this.opened?.postgres ? await this.alertingCluster() : undefined;
         const alerting = createAlerting({
           config: config.alerting,
-          meta: this.meta ?? this.processLocalMeta(),
+          ...(cluster ? { cluster } : { meta: this.meta! }),
           jobs: this.jobs!,
           logger: logger.child({ role: 'alerting' }),
           registry: this.registry,
@@ -293,7 +321,8 @@ class Modules {
           auth: this.auth!,
           alerting,
           detectors: () => this.detectors?.status(),
-          ...(alerting.rules ? { rules: alerting.rules } : {}),
+          // In a cluster the rules run on the leader and change with each term: read them when asked.
+          rules: { groups: (tenant) => alerting.rules?.groups(tenant) ?? [] },
         });
         this.stoppers.push({ name, stop: () => alerting.stop() });
         return;
@@ -316,8 +345,21 @@ class Modules {
               engine,
               stateDir: path.join(this.dataDir!.dir, 'processor'),
               stateIntervalMs: config.processor.state_interval_ms,
-              onCaughtUp: () =>
-                alerting.hub.reconcile('detector', new Set(engine.activeAlerts().map((a) => a.fingerprint))),
+              // Embedded, one processor owns every partition: alerts its restored state no longer holds are
+              // resolved. Scaled out, another processor may own them now, and a stored resolution is final.
+              ...(this.opened?.postgres
+                ? {
+                    partitionStates: new (await import('../meta/postgres/index.js')).PgPartitionState(
+                      this.opened.postgres,
+                    ),
+                  }
+                : {
+                    onCaughtUp: () =>
+                      alerting.hub.reconcile(
+                        'detector',
+                        new Set(engine.activeAlerts().map((a) => a.fingerprint)),
+                      ),
+                  }),
               persistAlerts: () => alerting.hub.flush(),
             },
           },
