@@ -101,14 +101,17 @@ class LocalGroup {
 
   private rebalance(leaving?: LocalMember): Promise<void> {
     const run = async () => {
-      const n = this.members.length;
+      // Members may join or leave while this rebalance awaits their listeners: it works on the membership it
+      // started with, and the change queues the next rebalance.
+      const members = [...this.members];
+      const n = members.length;
       const target = new Map<LocalMember, number[]>();
-      for (const m of this.members) target.set(m, []);
+      for (const m of members) target.set(m, []);
       for (let p = 0; p < this.log.partitionCount; p++) {
-        if (n > 0) target.get(this.members[p % n]!)!.push(p);
+        if (n > 0) target.get(members[p % n]!)!.push(p);
       }
       // Revoke first: a partition is never owned by two members at once.
-      const owners = leaving ? [leaving, ...this.members] : this.members;
+      const owners = leaving ? [leaving, ...members] : members;
       for (const m of owners) {
         const keep = new Set(target.get(m) ?? []);
         const revoked = [...m.owned].filter((p) => !keep.has(p)).sort((a, b) => a - b);
@@ -120,7 +123,7 @@ class LocalGroup {
         }
         for (const p of revoked) m.owned.delete(p);
       }
-      for (const m of this.members) {
+      for (const m of members) {
         const assigned = target.get(m)!.filter((p) => !m.owned.has(p));
         if (assigned.length === 0 && m.rebalanced) continue;
         m.rebalanced = true;
@@ -132,7 +135,9 @@ class LocalGroup {
         }
       }
     };
-    this.rebalancing = this.rebalancing.then(run, run);
+    const logged = () =>
+      run().catch((err: unknown) => this.logger?.error({ err, group: this.name }, 'rebalance failed'));
+    this.rebalancing = this.rebalancing.then(logged, logged);
     return this.rebalancing;
   }
 }

@@ -4,8 +4,10 @@
  * test:cluster`).
  *
  * The fleet simulator, with its incidents, sends through both collectors while a processor is SIGKILLed twice
- * and a collector once (each restarted at once). Afterwards every sample that got a 2xx must be queryable
- * exactly once through the query process, and every injected incident must have raised its alert exactly once.
+ * and a collector once (each restarted at once), and a 4th processor joins mid-run (a rebalance: partitions and
+ * their detector state move to it). Afterwards every sample that got a 2xx must be queryable
+ * exactly once through the query process, and every injected incident must have raised its alert exactly once:
+ * no alert identity has a second episode (a straggler's alert that reset after its partition moved would).
  * The last line printed says what happened:
  * `cluster: <acked> acked, <found> queryable, <lost> lost, <dup> duplicated, <a>/<i> incidents alerted after <k> kills`.
  */
@@ -162,14 +164,33 @@ describe.skipIf(unavailable !== undefined)('trainwatch on Kafka, PostgreSQL and 
     expect(incidents.length).toBeGreaterThanOrEqual(5);
 
     const total = pending.length;
+    const moves: number[] = [];
     const killAt = new Map<number, () => Promise<void>>([
       [Math.floor(total * 0.25), () => kill(processors[0]!)],
       [Math.floor(total * 0.5), () => kill(collectors[0]!)],
+      // Rebalance: a 4th processor joins; partitions (and their detector state) move to it.
+      [Math.floor(total * 0.6), async () => void processors.push(await cluster.add('processor'))],
       [Math.floor(total * 0.75), () => kill(processors[1]!)],
     ]);
     const kill = async (p: ClusterProcess) => {
       kills.push(p.name);
+      const at = performance.now();
       await cluster.killAndRestart(p);
+      // How long until every partition is owned (and being read) again by a live processor.
+      if (p.role === 'processor')
+        void waitFor('every partition owned again', () => allOwned(p), 120_000, 100).then(() =>
+          moves.push(performance.now() - at),
+        );
+    };
+    /** Whether the live processors (the killed one's restart included, once it is up) own every partition. */
+    const allOwned = async (killed: ClusterProcess) => {
+      const owned = new Set<string>();
+      for (const q of processors) {
+        if (q === killed && q.child.proc.exitCode !== null) continue;
+        const lag = await cluster.metric(q, 'trainwatch_processor_lag_records').catch(() => new Map());
+        for (const labels of lag.keys()) owned.add(labels);
+      }
+      return owned.size === PARTITIONS || undefined;
     };
     let next = 0;
     const worker = async () => {
@@ -254,9 +275,7 @@ describe.skipIf(unavailable !== undefined)('trainwatch on Kafka, PostgreSQL and 
     };
     await waitFor('every incident alerted', countAlerts, 60_000, 1000).catch(() => undefined);
     const twice = incidents.filter((inc) =>
-      [...episodes].some(
-        ([key, starts]) => key.includes(`job_id=${inc.jobId}`) && new Set(starts).size > 1,
-      ),
+      [...episodes].some(([key, starts]) => key.includes(`job_id=${inc.jobId}`) && new Set(starts).size > 1),
     );
     if (twice.length > 0)
       console.log(
@@ -266,6 +285,9 @@ describe.skipIf(unavailable !== undefined)('trainwatch on Kafka, PostgreSQL and 
           .join('; ')}`,
       );
 
+    console.log(
+      `partitions owned again after a processor was killed: ${moves.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(', ')}`,
+    );
     console.log(
       `cluster: ${ledger.acked} acked, ${found} queryable, ${lost} lost, ${dup} duplicated, ` +
         `${alerted}/${incidents.length} incidents alerted after ${kills.length} kills ` +
@@ -287,6 +309,7 @@ describe.skipIf(unavailable !== undefined)('trainwatch on Kafka, PostgreSQL and 
     expect(dup).toBe(0);
     expect(found).toBe(ledger.acked);
     expect(kills).toEqual(['processor-0', 'collector-0', 'processor-1']);
+    expect(processors).toHaveLength(4);
     expect(twice.map((i) => i.type)).toEqual([]);
     expect(alerted).toBe(incidents.length);
   }, 600_000);
