@@ -89,8 +89,9 @@ try {
     flush(true);
   }
   flush(false);
-  const series = new Set([...batchers.values()].flatMap((b) => b.node.series.length)).size;
-  console.log(`${frames.length} requests, ${samples} samples (${series} distinct node shapes)`);
+  const series = [...batchers.values()].reduce((n, b) => n + b.node.series.length, 0);
+  const frameBytes = frames.reduce((n, f) => n + f.length, 0);
+  console.log(`${frames.length} requests, ${samples} samples of ${series} series, ${frameBytes} bytes`);
 
   const pids = {
     collector: collector.child.proc.pid!,
@@ -156,7 +157,7 @@ try {
     '',
     `Command: \`npx tsx bench/cluster-capacity.ts --jobs ${JOBS} --minutes ${MINUTES} --concurrency ${CONCURRENCY} --partitions ${values.partitions}\``,
     '',
-    `${samples.toLocaleString('en')} samples (${JOBS} jobs × ${defaultFleetOptions.nodesPerJob} nodes × ${defaultFleetOptions.gpusPerNode} GPUs, ${MINUTES} min at 1 s) in ${frames.length} native requests of 30 s per node, sent with ${CONCURRENCY} in flight to one collector; one processor; Kafka 4.1 (one broker), VictoriaMetrics 1.79 and PostgreSQL 15 on the same 2-core machine. ${failed} requests were answered 503/429 and sent again.`,
+    `${samples.toLocaleString('en')} samples of ${series.toLocaleString('en')} series (${JOBS} jobs × ${defaultFleetOptions.nodesPerJob} nodes × ${defaultFleetOptions.gpusPerNode} GPUs, ${MINUTES} min at 1 s) in ${frames.length} native requests of 30 s per node, sent with ${CONCURRENCY} in flight to one collector; one processor; Kafka 4.1 (one broker), VictoriaMetrics 1.79 and PostgreSQL 15 on the same 2-core machine. ${failed} requests were answered 503/429 and sent again. Kafka carries the native frames as sent: ${(frameBytes / samples).toFixed(2)} bytes per sample (zlib).`,
     '',
     table,
     '',

@@ -124,10 +124,11 @@ export class Processor {
   /** Every series read from the bus, by the bytes of its labels (series-table.ts). */
   readonly series = new SeriesTable();
   /**
-   * Decode buffers, one per partition: a record's batch stays intact while its append is awaited, whatever
-   * other partitions' loops decode meanwhile.
+   * Decode buffers not in use. A record holds one from decoding until it was appended and analysed, so its batch
+   * stays intact while its append is awaited, whatever other partitions' loops decode meanwhile. Embedded
+   * appends settle at once and one buffer serves every partition; a remote TSDB's backpressure may hold a few.
    */
-  private readonly records = new Map<number, RecordBatch>();
+  private readonly freeRecords: RecordBatch[] = [];
   private readonly tenantSids = new Map<string, number>();
   private lastSweepMs = Date.now();
 
@@ -511,12 +512,21 @@ export class Processor {
    * storage, its jobs' sample times noted, and handed to the detectors.
    */
   private async apply(record: Uint8Array, partition: number, offset: number): Promise<void> {
-    let tenant: string;
-    let rb = this.records.get(partition);
-    if (!rb) {
-      rb = new RecordBatch();
-      this.records.set(partition, rb);
+    const rb = this.freeRecords.pop() ?? new RecordBatch();
+    try {
+      await this.applyWith(rb, record, partition, offset);
+    } finally {
+      this.freeRecords.push(rb);
     }
+  }
+
+  private async applyWith(
+    rb: RecordBatch,
+    record: Uint8Array,
+    partition: number,
+    offset: number,
+  ): Promise<void> {
+    let tenant: string;
     const nowMs = Date.now();
     try {
       const header = decodeBusRecordHeader(record);
