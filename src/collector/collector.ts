@@ -23,7 +23,8 @@ export interface CollectorOptions extends CollectorDeps {
 }
 
 const INFLIGHT = Symbol('trainwatch.inflightBytes');
-type WithInflight = FastifyRequest & { [INFLIGHT]?: number };
+const COUNTED = Symbol('trainwatch.inflightRequest');
+type WithInflight = FastifyRequest & { [INFLIGHT]?: number; [COUNTED]?: boolean };
 
 export function registerCollector(app: FastifyInstance, opts: CollectorOptions): void {
   const { limits, metrics } = opts;
@@ -55,6 +56,8 @@ export function registerCollector(app: FastifyInstance, opts: CollectorOptions):
       inflight += size;
       req[INFLIGHT] = size;
       metrics.inflightBytes.set(inflight);
+      req[COUNTED] = true;
+      metrics.inflightRequests.inc();
     });
     const release = async (req: WithInflight) => {
       const size = req[INFLIGHT];
@@ -62,6 +65,10 @@ export function registerCollector(app: FastifyInstance, opts: CollectorOptions):
         req[INFLIGHT] = 0;
         inflight -= size;
         metrics.inflightBytes.set(inflight);
+      }
+      if (req[COUNTED]) {
+        req[COUNTED] = false;
+        metrics.inflightRequests.dec();
       }
     };
     scope.addHook('onResponse', async (req, reply) => {

@@ -13,6 +13,8 @@ export interface CollectorMetrics {
   /** Data points received but not stored (native histograms, exemplars), by protocol and kind. */
   readonly notStored: Counter<'protocol' | 'kind'>;
   readonly inflightBytes: Gauge;
+  /** Ingest requests being handled (what a collector autoscaler reads). */
+  readonly inflightRequests: Gauge;
   readonly activeSeries: Gauge<'tenant'>;
 }
 
@@ -58,6 +60,11 @@ export function createCollectorMetrics(registry: Registry): CollectorMetrics {
     inflightBytes: new Gauge({
       name: 'trainwatch_ingest_inflight_bytes',
       help: 'Request bytes being processed by the collector (bounded by ingest.max_inflight_bytes).',
+      registers: [registry],
+    }),
+    inflightRequests: new Gauge({
+      name: 'trainwatch_collector_inflight_requests',
+      help: 'Ingest requests being handled (from received to answered): the load a collector autoscaler reads.',
       registers: [registry],
     }),
     activeSeries: new Gauge({

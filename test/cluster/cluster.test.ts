@@ -313,4 +313,25 @@ describe.skipIf(unavailable !== undefined)('trainwatch on Kafka, PostgreSQL and 
     expect(twice.map((i) => i.type)).toEqual([]);
     expect(alerted).toBe(incidents.length);
   }, 600_000);
+
+  it('tells autoscalers and load balancers what they need', async () => {
+    // Processors: lag per owned partition (together: every partition) and the remote-write queue's depth.
+    const owned = new Set<string>();
+    for (const p of processors) {
+      for (const labels of (await cluster.metric(p, 'trainwatch_processor_lag_records')).keys()) owned.add(labels);
+      expect((await cluster.metric(p, 'trainwatch_remote_write_samples_pending')).size).toBeGreaterThan(0);
+    }
+    expect(owned.size).toBe(PARTITIONS);
+    for (const c of collectors)
+      expect((await cluster.metric(c, 'trainwatch_collector_inflight_requests')).size).toBe(1);
+    // Readiness names each dependency; a query process checks the TSDB and PostgreSQL.
+    const ready = (await (await fetch(`${query.url}/readyz`)).json()) as { checks: Record<string, string> };
+    expect(ready.checks).toMatchObject({ storage: 'ok', meta: 'ok' });
+    // With VictoriaMetrics gone, the query process says so, naming it.
+    await cluster.vm.stop();
+    const res = await fetch(`${query.url}/readyz`);
+    const body = (await res.json()) as { reason: string };
+    expect(res.status).toBe(503);
+    expect(body.reason).toMatch(/^storage: remote TSDB unreachable/);
+  });
 });
