@@ -11,9 +11,10 @@
  * answers false: it can only come from a previous owner that has not noticed it lost the partition, and must
  * not overwrite the new owner's newer state.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, renameSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
+import { syncDirSync } from '../model/fs.js';
 import { readPartitionFileHeader, writePartitionFileHeader } from './state.js';
 
 export interface SavedPartitionState {
@@ -68,12 +69,7 @@ export class FilePartitionStateStore implements PartitionStateStore {
       await handle.close();
     }
     renameSync(tmp, file);
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
+    syncDirSync(dir);
     return true;
   }
 

@@ -14,9 +14,10 @@
  * a million series cost no long pause. Version 1 (`state.json`, the engine's snapshot as JSON) is still
  * read: a data directory of an earlier build keeps its detector state.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
+import { syncDirSync } from '../model/fs.js';
 import type { DetectorEngine, EngineSnapshot } from './detectors/engine.js';
 
 export const STATE_FILE = 'state.bin';
@@ -268,12 +269,7 @@ export function removeState(dir: string): void {
   rmSync(path.join(dir, STATE_FILE_V1), { force: true });
   // Durably gone: a file coming back after a crash would be migrated again (harmless, as stores refuse an
   // older offset, but wasted work).
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
+  syncDirSync(dir);
 }
 
 /**
@@ -321,12 +317,7 @@ export async function writeState(
     await handle.close();
   }
   renameSync(tmp, file);
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
+  syncDirSync(dir);
   // A version-1 file of an earlier build would be read if this one were lost: it is superseded now.
   rmSync(path.join(dir, STATE_FILE_V1), { force: true });
   return size;

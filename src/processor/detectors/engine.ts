@@ -90,19 +90,9 @@ export interface EngineSnapshot {
   readonly alerts: AlertTrackerSnapshot;
 }
 
+/** The status the alerting stage shows (alerting/contract.ts), with the detector's name as the engine knows it. */
 export interface DetectorStatus extends AlertingDetectorStatus {
   readonly name: DetectorName | 'threshold';
-  readonly description: string;
-  readonly enabled: boolean;
-  readonly alertnames: readonly string[];
-  /** Series or jobs this detector currently looks at. */
-  readonly tracked: number;
-  readonly samples: number;
-  readonly lastEvaluationMs: number | null;
-  readonly pending: number;
-  readonly firing: number;
-  readonly state: 'inactive' | 'pending' | 'firing';
-  readonly params: unknown;
 }
 
 /**
