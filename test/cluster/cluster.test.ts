@@ -318,7 +318,8 @@ describe.skipIf(unavailable !== undefined)('trainwatch on Kafka, PostgreSQL and 
     // Processors: lag per owned partition (together: every partition) and the remote-write queue's depth.
     const owned = new Set<string>();
     for (const p of processors) {
-      for (const labels of (await cluster.metric(p, 'trainwatch_processor_lag_records')).keys()) owned.add(labels);
+      for (const labels of (await cluster.metric(p, 'trainwatch_processor_lag_records')).keys())
+        owned.add(labels);
       expect((await cluster.metric(p, 'trainwatch_remote_write_samples_pending')).size).toBeGreaterThan(0);
     }
     expect(owned.size).toBe(PARTITIONS);
