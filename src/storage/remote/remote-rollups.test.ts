@@ -13,6 +13,7 @@ import {
 import { type SeriesBatch, SeriesBatchBuilder, STALE_NAN } from '../../model/batch.js';
 import { LabelMatcher, type LabelSet } from '../../model/labels.js';
 import { buildHeatmap } from '../../query/dashboard.js';
+import { columnGrid, SpreadAccumulator } from '../../query/dashboard-matrix.js';
 import { SampleBuffer } from '../codec/chunk.js';
 import {
   AGG_COUNT,
@@ -348,6 +349,58 @@ describe.skipIf(!haveVm)('RemoteStorage rollup push-down on VictoriaMetrics', ()
       const { rows: rr, ...rawRest } = raw;
       expect(pushedRest).toEqual(rawRest);
       expect(strip(pr)).toEqual(strip(rr));
+    },
+  );
+});
+
+describe.skipIf(!haveVm)('RemoteStorage rollup push-down: the spread fold', () => {
+  let vm: VictoriaMetrics;
+  let storage: RemoteStorage;
+
+  beforeAll(async () => {
+    vm = await startVictoriaMetrics();
+    storage = new RemoteStorage({ writeUrl: vm.writeUrl, readUrl: vm.url, flavor: 'victoriametrics' });
+    await storage.appender.append('a', batchOf('a'));
+    await storage.checkpoint(new Map());
+    await vm.forceFlush();
+  });
+
+  afterAll(async () => {
+    await storage?.close();
+    await vm?.stop();
+  });
+
+  it.each([10_000, 60_000])(
+    'the spread (min, max, sum, count per column, recent means) is the same at %i ms',
+    async (step) => {
+      const q = storage.querier('a', LO, HI);
+      const matchers = [eq('__name__', 'gpu_utilization_ratio')];
+      const grid = columnGrid(LO, HI, step);
+      // On a window boundary: windows count whole toward the recent mean (as with the embedded tiers), so an
+      // unaligned start would differ from raw samples by the part of one window.
+      const recentFrom = BASE + 22 * 60_000;
+      const pushed = new SpreadAccumulator(grid);
+      const raw = new SpreadAccumulator(grid);
+      const windows = new RollupColumns(4);
+      const buf = new SampleBuffer(64);
+      const recent: [number | null, number | null][] = [];
+      const sp = (await q.select(matchers, { minT: LO, maxT: HI, ...hintsFor(step, ['sum', 'count']) }))
+        .series;
+      const sr = (await q.select(matchers, { minT: LO, maxT: HI })).series;
+      expect(sp.map((s) => s.resolutionMs)).toEqual([step, step]);
+      for (let i = 0; i < sp.length; i++) {
+        sp[i]!.readAggregates!(windows);
+        sr[i]!.readSamples!(buf);
+        recent.push([
+          pushed.addAggregateArrays(windows, step, HI, recentFrom),
+          raw.addSamples(buf, HI, recentFrom),
+        ]);
+      }
+      expect(Array.from(pushed.present)).toEqual(Array.from(raw.present));
+      expect(Array.from(pushed.min)).toEqual(Array.from(raw.min));
+      expect(Array.from(pushed.max)).toEqual(Array.from(raw.max));
+      expect(Array.from(pushed.sum).map(round)).toEqual(Array.from(raw.sum).map(round));
+      for (const [p, r] of recent) expect(round(p)).toBe(round(r));
     },
   );
 });
