@@ -46,6 +46,7 @@ import {
 } from '../../model/labels.js';
 import { ArrayIterator } from '../iterators.js';
 import {
+  AGG_COLUMNS,
   AGG_COUNT,
   AGG_LAST,
   AGG_MAX,
@@ -260,12 +261,13 @@ class RemoteSeries implements SelectedSeries {
 }
 
 /** The query function that yields each AGG_* column. */
-const AGG_FUNCTION: readonly string[] = [];
-(AGG_FUNCTION as string[])[AGG_MIN] = 'min_over_time';
-(AGG_FUNCTION as string[])[AGG_MAX] = 'max_over_time';
-(AGG_FUNCTION as string[])[AGG_SUM] = 'sum_over_time';
-(AGG_FUNCTION as string[])[AGG_COUNT] = 'count_over_time';
-(AGG_FUNCTION as string[])[AGG_LAST] = 'last_over_time';
+const AGG_FUNCTION: Readonly<Record<number, string>> = {
+  [AGG_MIN]: 'min_over_time',
+  [AGG_MAX]: 'max_over_time',
+  [AGG_SUM]: 'sum_over_time',
+  [AGG_COUNT]: 'count_over_time',
+  [AGG_LAST]: 'last_over_time',
+};
 
 const AGG_COLUMN: Readonly<Record<string, number>> = {
   min: AGG_MIN,
@@ -296,7 +298,7 @@ interface PushDownPlan {
  * range function with a rollup column and a range equal to the step (the dashboard's grids), and a metric
  * name fixed by an equality matcher. Otherwise undefined: raw samples are read.
  */
-export function pushDownPlan(
+function pushDownPlan(
   scoped: readonly LabelMatcher[],
   hints: SelectHints | undefined,
   lo: number,
@@ -310,9 +312,7 @@ export function pushDownPlan(
   const named = scoped.find((m) => m.name === METRIC_NAME_LABEL && m.type === '=' && m.value !== '');
   if (!named) return undefined;
   const cols = new Set<number>([AGG_COUNT]);
-  if (column < 0) {
-    cols.add(AGG_SUM);
-  } else cols.add(column);
+  cols.add(column < 0 ? AGG_SUM : column);
   for (const a of hints.aggregates ?? ['min', 'max', 'sum', 'count', 'last']) cols.add(AGG_COLUMN[a]!);
   return {
     name: named.value,
@@ -322,6 +322,30 @@ export function pushDownPlan(
     columns: [...cols].sort((a, b) => a - b),
     column,
   };
+}
+
+/** Sorts one column's (window index, value) pairs by window, keeping the last of equal windows. */
+function sortByWindow(c: { i: number[]; v: number[] }): void {
+  let sorted = true;
+  for (let k = 1; k < c.i.length; k++)
+    if (c.i[k]! <= c.i[k - 1]!) {
+      sorted = false;
+      break;
+    }
+  if (sorted) return;
+  const order = c.i.map((_, k) => k).sort((a, b) => c.i[a]! - c.i[b]! || a - b);
+  const i: number[] = [];
+  const v: number[] = [];
+  for (const k of order) {
+    if (i.length > 0 && i[i.length - 1] === c.i[k]) {
+      v[v.length - 1] = c.v[k]!;
+      continue;
+    }
+    i.push(c.i[k]!);
+    v.push(c.v[k]!);
+  }
+  c.i = i;
+  c.v = v;
 }
 
 function parseValue(raw: string): number {
@@ -587,7 +611,8 @@ class RemoteQuerier implements Querier {
     const chunks: [number, number][] = [];
     for (let t = first; t <= last; t += per * step) chunks.push([t, Math.min(last, t + (per - 1) * step)]);
     const nWindows = (last - first) / step + 1;
-    const series = new Map<string, { labels: LabelSet; cols: Float64Array[] }>();
+    // Per series and column, the windows the TSDB answered (window index, value): as sparse as its answer.
+    const series = new Map<string, { labels: LabelSet; cols: { i: number[]; v: number[] }[] }>();
     const warnings = new Set<string>();
     const answers = await Promise.all(
       plan.columns.flatMap((col) =>
@@ -626,12 +651,14 @@ class RemoteQuerier implements Querier {
         }
         let c = s.cols[col];
         if (!c) {
-          c = new Float64Array(nWindows).fill(Number.NaN);
+          c = { i: [], v: [] };
           s.cols[col] = c;
         }
         for (const [ts, v] of r.values) {
           const i = Math.round((Math.round(ts * 1000) - first) / step);
-          if (i >= 0 && i < nWindows) c[i] = parseValue(v);
+          if (i < 0 || i >= nWindows) continue;
+          c.i.push(i);
+          c.v.push(parseValue(v));
         }
       }
     }
@@ -640,17 +667,33 @@ class RemoteQuerier implements Querier {
       const s = series.get(key)!;
       const counts = s.cols[AGG_COUNT];
       if (!counts) continue;
-      const w = new RollupColumns(16);
-      let n = 0;
-      for (let i = 0; i < nWindows; i++) if (counts[i]! > 0) n++;
-      if (n === 0) continue;
-      w.reserve(n);
-      for (let i = 0; i < nWindows; i++) {
-        const count = counts[i]!;
+      // Requests answer in time order and were issued in time order, but a proxy may merge them otherwise.
+      for (const c of s.cols) if (c) sortByWindow(c);
+      const w = new RollupColumns(counts.i.length);
+      // A merge: one cursor per column, moving forward with the windows of `count`.
+      const at = new Int32Array(AGG_COLUMNS);
+      const value = (c: number, i: number): number => {
+        const col = s.cols[c];
+        if (!col) return Number.NaN;
+        let p = at[c]!;
+        while (p < col.i.length && col.i[p]! < i) p++;
+        at[c] = p;
+        return col.i[p] === i ? col.v[p]! : Number.NaN;
+      };
+      for (let k = 0; k < counts.i.length; k++) {
+        const count = counts.v[k]!;
         if (!(count > 0)) continue;
-        const at = (c: number) => s.cols[c]?.[i] ?? Number.NaN;
-        w.push(first + i * step, at(AGG_MIN), at(AGG_MAX), at(AGG_SUM), count, at(AGG_LAST));
+        const i = counts.i[k]!;
+        w.push(
+          first + i * step,
+          value(AGG_MIN, i),
+          value(AGG_MAX, i),
+          value(AGG_SUM, i),
+          count,
+          value(AGG_LAST, i),
+        );
       }
+      if (w.n === 0) continue;
       out.push(new RemoteWindows(s.labels, step, w, plan.column));
     }
     return { series: out, warnings: [...warnings] };
