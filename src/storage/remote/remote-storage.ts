@@ -24,6 +24,13 @@
  *   path's limits on points per series. VictoriaMetrics drops ordinary NaN samples at ingestion but keeps
  *   staleness markers (exported as `null`): a NaN/null read back is the staleness marker. The instant-query
  *   form also returns raw samples on VictoriaMetrics 1.79 (checked), so 'prometheus' works against it too.
+ *
+ * Rollup hints (a dashboard grid: `stepMs` >= 10 s, a rollup range function, `rangeMs === stepMs`, and a metric
+ * name fixed by an `=` matcher) are pushed down to the TSDB's window functions: `query_range` of
+ * `sum_over_time`, `count_over_time` (and `min_`/`max_`/`last_over_time` when asked) over `[<step>ms]`,
+ * evaluated at `k*step - 1`: each window (t - step, t] is [k*step - step, k*step - 1], the same window the
+ * embedded TSDB's rollup tiers store at its last millisecond. The answers come back as windows
+ * (`resolutionMs = stepMs`) covering every window that overlaps [minT, maxT]. Anything else reads raw samples.
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -38,7 +45,20 @@ import {
   WellKnownLabel,
 } from '../../model/labels.js';
 import { ArrayIterator } from '../iterators.js';
+import {
+  AGG_COLUMNS,
+  AGG_COUNT,
+  AGG_LAST,
+  AGG_MAX,
+  AGG_MIN,
+  AGG_SUM,
+  ROLLUP_FUNCS,
+  RollupColumns,
+  RollupIterator,
+} from '../rollup.js';
 import type {
+  AggregateArrays,
+  AggregateIterator,
   Appender,
   AppendStats,
   BusPositions,
@@ -73,6 +93,11 @@ export interface RemoteStorageOptions {
     RemoteWriteOptions,
     'url' | 'headers' | 'basicAuth' | 'bearerToken' | 'registry' | 'logger'
   >;
+  /**
+   * Most windows one pushed-down `query_range` asks for (longer ranges are split). Default 10,000: under
+   * Prometheus's 11,000 points per series and VictoriaMetrics' `-search.maxPointsPerTimeseries` (30,000).
+   */
+  readonly maxWindowsPerRequest?: number;
   /** Longest one read request may take. Default 60 s. */
   readonly queryTimeoutMs?: number;
   readonly registry?: Registry;
@@ -88,6 +113,8 @@ export class RemoteStorage implements Storage {
   private readonly flavor: RemoteFlavor;
   private readonly readHeaders: Record<string, string>;
   private readonly queryTimeoutMs: number;
+  /** @internal */
+  readonly maxWindowsPerRequest: number;
 
   constructor(opts: RemoteStorageOptions) {
     this.queue = new RemoteWriteQueue({
@@ -102,6 +129,7 @@ export class RemoteStorage implements Storage {
     this.readBase = opts.readUrl.replace(/\/+$/, '');
     this.flavor = opts.flavor ?? 'prometheus';
     this.queryTimeoutMs = opts.queryTimeoutMs ?? 60_000;
+    this.maxWindowsPerRequest = Math.max(1, Math.floor(opts.maxWindowsPerRequest ?? 10_000));
     this.readHeaders = {
       Accept: 'application/json',
       'Content-Type': 'application/x-www-form-urlencoded',
@@ -229,6 +257,143 @@ class RemoteSeries implements SelectedSeries {
     out.v.set(this.v);
     out.n = n;
     return n;
+  }
+}
+
+/** The query function that yields each AGG_* column. */
+const AGG_FUNCTION: Readonly<Record<number, string>> = {
+  [AGG_MIN]: 'min_over_time',
+  [AGG_MAX]: 'max_over_time',
+  [AGG_SUM]: 'sum_over_time',
+  [AGG_COUNT]: 'count_over_time',
+  [AGG_LAST]: 'last_over_time',
+};
+
+const AGG_COLUMN: Readonly<Record<string, number>> = {
+  min: AGG_MIN,
+  max: AGG_MAX,
+  sum: AGG_SUM,
+  count: AGG_COUNT,
+  last: AGG_LAST,
+};
+
+/** The smallest step pushed down: the embedded TSDB's finest rollup tier. */
+const MIN_PUSH_DOWN_STEP_MS = 10_000;
+
+interface PushDownPlan {
+  /** The metric name the selector fixes (aggregations drop `__name__`; it is put back). */
+  readonly name: string;
+  readonly step: number;
+  /** Last millisecond of the first and of the last window: windows end on multiples of the step. */
+  readonly first: number;
+  readonly last: number;
+  /** AGG_* columns to ask for (count always). */
+  readonly columns: readonly number[];
+  /** The column `iterator()` yields (-1: sum / count, for avg_over_time). */
+  readonly column: number;
+}
+
+/**
+ * Whether rollup hints can be answered by the TSDB's window functions: a step of 10 s or more (whole ms), a
+ * range function with a rollup column and a range equal to the step (the dashboard's grids), and a metric
+ * name fixed by an equality matcher. Otherwise undefined: raw samples are read.
+ */
+function pushDownPlan(
+  scoped: readonly LabelMatcher[],
+  hints: SelectHints | undefined,
+  lo: number,
+  hi: number,
+): PushDownPlan | undefined {
+  if (!hints?.func || !hints.stepMs || !hints.rangeMs) return undefined;
+  const step = hints.stepMs;
+  if (step < MIN_PUSH_DOWN_STEP_MS || !Number.isInteger(step) || hints.rangeMs !== step) return undefined;
+  const column = ROLLUP_FUNCS[hints.func];
+  if (column === undefined) return undefined;
+  const named = scoped.find((m) => m.name === METRIC_NAME_LABEL && m.type === '=' && m.value !== '');
+  if (!named) return undefined;
+  const cols = new Set<number>([AGG_COUNT]);
+  cols.add(column < 0 ? AGG_SUM : column);
+  for (const a of hints.aggregates ?? ['min', 'max', 'sum', 'count', 'last']) cols.add(AGG_COLUMN[a]!);
+  return {
+    name: named.value,
+    step,
+    first: Math.floor(lo / step) * step + step - 1,
+    last: Math.floor(hi / step) * step + step - 1,
+    columns: [...cols].sort((a, b) => a - b),
+    column,
+  };
+}
+
+/** Sorts one column's (window index, value) pairs by window, keeping the last of equal windows. */
+function sortByWindow(c: { i: number[]; v: number[] }): void {
+  let sorted = true;
+  for (let k = 1; k < c.i.length; k++)
+    if (c.i[k]! <= c.i[k - 1]!) {
+      sorted = false;
+      break;
+    }
+  if (sorted) return;
+  const order = c.i.map((_, k) => k).sort((a, b) => c.i[a]! - c.i[b]! || a - b);
+  const i: number[] = [];
+  const v: number[] = [];
+  for (const k of order) {
+    if (i.length > 0 && i[i.length - 1] === c.i[k]) {
+      v[v.length - 1] = c.v[k]!;
+      continue;
+    }
+    i.push(c.i[k]!);
+    v.push(c.v[k]!);
+  }
+  c.i = i;
+  c.v = v;
+}
+
+function parseValue(raw: string): number {
+  return raw === '+Inf' || raw === 'Inf'
+    ? Number.POSITIVE_INFINITY
+    : raw === '-Inf'
+      ? Number.NEGATIVE_INFINITY
+      : Number(raw);
+}
+
+/** Windows of one series computed by the TSDB (see RemoteQuerier.selectWindows). */
+class RemoteWindows implements SelectedSeries {
+  constructor(
+    readonly labels: LabelSet,
+    readonly resolutionMs: number,
+    private readonly windows: RollupColumns,
+    private readonly column: number,
+  ) {}
+
+  iterator(): RollupIterator {
+    return new RollupIterator(this.windows, this.column);
+  }
+
+  aggregates(): AggregateIterator {
+    return new RollupIterator(this.windows, this.column);
+  }
+
+  readAggregates(out: AggregateArrays): number {
+    const w = this.windows;
+    out.reset();
+    out.reserve(w.n);
+    out.t.set(w.t.subarray(0, w.n));
+    for (let c = 0; c < w.cols.length; c++) out.cols[c]!.set(w.cols[c]!.subarray(0, w.n));
+    out.n = w.n;
+    return w.n;
+  }
+
+  readSamples(out: SampleArrays): number {
+    const w = this.windows;
+    out.n = 0;
+    out.ensure(w.n);
+    out.t.set(w.t.subarray(0, w.n));
+    const sum = w.cols[AGG_SUM]!;
+    const count = w.cols[AGG_COUNT]!;
+    if (this.column >= 0) out.v.set(w.cols[this.column]!.subarray(0, w.n));
+    else for (let i = 0; i < w.n; i++) out.v[i] = sum[i]! / count[i]!;
+    out.n = w.n;
+    return w.n;
   }
 }
 
@@ -381,6 +546,8 @@ class RemoteQuerier implements Querier {
     const hi = Math.min(this.maxT, hints?.maxT ?? this.maxT);
     const scoped = this.scope(matchers);
     if (!scoped || lo > hi) return { series: [], warnings: [] };
+    const pushed = pushDownPlan(scoped, hints, lo, hi);
+    if (pushed) return this.selectWindows(scoped, pushed, signal);
     const selector = selectorString(scoped);
     const flavor = this.storage.readFlavor;
     const collector = new SeriesCollector(lo, hi, flavor === 'victoriametrics');
@@ -426,6 +593,110 @@ class RemoteQuerier implements Querier {
       warnings = [...(res.warnings ?? []), ...(res.infos ?? [])];
     }
     return { series: collector.finish(), warnings };
+  }
+
+  /**
+   * Rollup hints pushed down: one `query_range` of `<agg>_over_time(selector[step])` per aggregate (split into
+   * requests of at most `maxWindowsPerRequest` windows), evaluated at each window's last millisecond,
+   * joined per series into window columns.
+   */
+  private async selectWindows(
+    scoped: readonly LabelMatcher[],
+    plan: PushDownPlan,
+    signal: AbortSignal | undefined,
+  ): Promise<SeriesSet> {
+    const selector = selectorString(scoped);
+    const { step, first, last } = plan;
+    const per = this.storage.maxWindowsPerRequest;
+    const chunks: [number, number][] = [];
+    for (let t = first; t <= last; t += per * step) chunks.push([t, Math.min(last, t + (per - 1) * step)]);
+    const nWindows = (last - first) / step + 1;
+    // Per series and column, the windows the TSDB answered (window index, value): as sparse as its answer.
+    const series = new Map<string, { labels: LabelSet; cols: { i: number[]; v: number[] }[] }>();
+    const warnings = new Set<string>();
+    const answers = await Promise.all(
+      plan.columns.flatMap((col) =>
+        chunks.map(async ([start, end]) => {
+          const form = new URLSearchParams({
+            query: `${AGG_FUNCTION[col]}(${selector}[${step}ms])`,
+            start: seconds(start),
+            end: seconds(end),
+            step: seconds(step),
+          });
+          const res = JSON.parse(
+            await this.storage.request('/api/v1/query_range', form, signal),
+          ) as PromResponse<MatrixData>;
+          return { col, res };
+        }),
+      ),
+    );
+    for (const { col, res } of answers) {
+      if (res.status !== 'success')
+        throw twError(Errors.badRequest, `remote TSDB query failed: ${res.error ?? 'no error message'}`);
+      if (res.data.resultType !== 'matrix')
+        throw twError(
+          Errors.internal,
+          `remote TSDB answered query_range with a ${res.data.resultType}, not a matrix`,
+        );
+      for (const w of [...(res.warnings ?? []), ...(res.infos ?? [])]) warnings.add(w);
+      for (const r of res.data.result) {
+        if (!this.owns(r.metric) || !r.values) continue;
+        // *_over_time drops the metric name (VictoriaMetrics keeps it for some): the selector fixes it.
+        const labels: LabelSet = { ...r.metric, [METRIC_NAME_LABEL]: plan.name };
+        const key = labelSetSortKey(labels);
+        let s = series.get(key);
+        if (!s) {
+          s = { labels, cols: [] };
+          series.set(key, s);
+        }
+        let c = s.cols[col];
+        if (!c) {
+          c = { i: [], v: [] };
+          s.cols[col] = c;
+        }
+        for (const [ts, v] of r.values) {
+          const i = Math.round((Math.round(ts * 1000) - first) / step);
+          if (i < 0 || i >= nWindows) continue;
+          c.i.push(i);
+          c.v.push(parseValue(v));
+        }
+      }
+    }
+    const out: SelectedSeries[] = [];
+    for (const key of [...series.keys()].sort()) {
+      const s = series.get(key)!;
+      const counts = s.cols[AGG_COUNT];
+      if (!counts) continue;
+      // Requests answer in time order and were issued in time order, but a proxy may merge them otherwise.
+      for (const c of s.cols) if (c) sortByWindow(c);
+      const w = new RollupColumns(counts.i.length);
+      // A merge: one cursor per column, moving forward with the windows of `count`.
+      const at = new Int32Array(AGG_COLUMNS);
+      const value = (c: number, i: number): number => {
+        const col = s.cols[c];
+        if (!col) return Number.NaN;
+        let p = at[c]!;
+        while (p < col.i.length && col.i[p]! < i) p++;
+        at[c] = p;
+        return col.i[p] === i ? col.v[p]! : Number.NaN;
+      };
+      for (let k = 0; k < counts.i.length; k++) {
+        const count = counts.v[k]!;
+        if (!(count > 0)) continue;
+        const i = counts.i[k]!;
+        w.push(
+          first + i * step,
+          value(AGG_MIN, i),
+          value(AGG_MAX, i),
+          value(AGG_SUM, i),
+          count,
+          value(AGG_LAST, i),
+        );
+      }
+      if (w.n === 0) continue;
+      out.push(new RemoteWindows(s.labels, step, w, plan.column));
+    }
+    return { series: out, warnings: [...warnings] };
   }
 
   /** Defence in depth: a tenant's querier drops any series of another tenant, whatever the TSDB returned. */
