@@ -133,3 +133,21 @@ export function hashPartitionKey(key: string): number {
 export function jobPartitionKey(tenant: string, jobId: string): string {
   return `${tenant}\u0000${jobId}`;
 }
+
+/**
+ * The partition key of one series: its job's ({@link jobPartitionKey}) when it has a `job_id`; otherwise its
+ * node, its scrape target (`instance`, as Prometheus sends it) or else the sender (`sourceId`), so that one busy
+ * node does not pile every unlabelled series onto one partition. The collector keys records by it, and a
+ * processor finds by it which partition a series' detector state belongs to (undefined: keyed by the sender
+ * alone, which a processor cannot know).
+ */
+export function seriesPartitionKey(
+  tenant: string,
+  labels: Readonly<Record<string, string>>,
+  sourceId?: string,
+): string | undefined {
+  const jobId = labels.job_id;
+  if (jobId !== undefined) return jobPartitionKey(tenant, jobId);
+  const place = labels.node_id ?? labels.instance ?? sourceId;
+  return place === undefined ? undefined : `${tenant}\u0000\u0000${place}`;
+}

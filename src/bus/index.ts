@@ -7,6 +7,7 @@ export {
   hashPartitionKey,
   jobPartitionKey,
   type RebalanceListener,
+  seriesPartitionKey,
 } from './bus.js';
 export { DiskLogBus, type DiskLogOptions, defaultDiskLogOptions, type FsyncPolicy } from './disk-log.js';
 export { LocalGroupCoordinator, type LocalLog } from './local-group.js';

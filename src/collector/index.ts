@@ -5,5 +5,5 @@ export { type CollectorMetrics, createCollectorMetrics } from './metrics.js';
 export { type IngestSummary, type NativeIngestDeps, registerNativeIngest } from './native-route.js';
 export { SnappyDecoder, SnappyError, snappyEncode } from './snappy.js';
 export { TenantLimits, type TenantLimitsConfig } from './tenant-limits.js';
-export { type BatchOrigin, BusWriter, partitionKeyOf } from './to-bus.js';
+export { type BatchOrigin, BusWriter } from './to-bus.js';
 export { type SeriesLimits, validateBatch } from './validate.js';

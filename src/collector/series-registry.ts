@@ -17,11 +17,12 @@
  * refs from `beginRequest` to the end of its synchronous decode-and-encode step, never across an `await`.
  * Not safe for concurrent use; Node's single thread and that rule make it so.
  */
+
+import { seriesPartitionKey } from '../bus/index.js';
 import { Errors, twError } from '../model/errors.js';
 import { formatSeries, type LabelSet, WellKnownLabel } from '../model/labels.js';
 import { ProtoError } from './protobuf.js';
 import type { SeriesKeyBuilder } from './series-key.js';
-import { partitionKeyOf } from './to-bus.js';
 import { type SeriesLimits, seriesProblem } from './validate.js';
 
 export interface RegistryLimits {
@@ -284,7 +285,7 @@ export class SeriesRegistry {
     this.idArena[this.idUsed++] = this.tenantIds[0];
     this.idArena[this.idUsed++] = this.tenantIds[1];
 
-    const pkey = partitionKeyOf(this.tenant, labels, '');
+    const pkey = seriesPartitionKey(this.tenant, labels, '')!;
     let p = this.partitionIndex.get(pkey);
     if (p === undefined) {
       p = this.partitionKeys.length;

@@ -3,10 +3,15 @@
  * append one bus record per partition, and resolve only when every record is durable. Only then may the
  * request be acknowledged.
  */
-import { type BusProducer, encodeBusRecord, jobPartitionKey, newRecordWriter } from '../bus/index.js';
+import {
+  type BusProducer,
+  encodeBusRecord,
+  jobPartitionKey,
+  newRecordWriter,
+  seriesPartitionKey,
+} from '../bus/index.js';
 import { type SeriesBatch, SeriesBatchBuilder } from '../model/batch.js';
 import type { JobEvent } from '../model/job.js';
-import { WellKnownLabel } from '../model/labels.js';
 import { NativeEncoder } from '../protocol/native.js';
 
 export interface BatchOrigin {
@@ -15,21 +20,6 @@ export interface BatchOrigin {
   readonly sourceId: string;
   readonly sequence: number;
   readonly receivedAtMs: number;
-}
-
-/**
- * Series without a job_id (host metrics, exporters) are keyed by their node, their scrape target
- * (`instance`, as Prometheus sends it) or the sender, so that one busy node does not pile every unlabelled
- * series onto one partition.
- */
-export function partitionKeyOf(
-  tenant: string,
-  labels: Readonly<Record<string, string>>,
-  sourceId: string,
-): string {
-  const jobId = labels[WellKnownLabel.jobId];
-  if (jobId !== undefined) return jobPartitionKey(tenant, jobId);
-  return `${tenant}\u0000\u0000${labels[WellKnownLabel.nodeId] ?? labels.instance ?? sourceId}`;
 }
 
 export class BusWriter {
@@ -58,7 +48,7 @@ export class BusWriter {
       return g;
     };
     for (let i = 0; i < batch.series.length; i++) {
-      groupOf(partitionKeyOf(origin.tenant, batch.series[i]!, origin.sourceId)).series.push(i);
+      groupOf(seriesPartitionKey(origin.tenant, batch.series[i]!, origin.sourceId)!).series.push(i);
     }
     for (const ev of events) groupOf(jobPartitionKey(origin.tenant, ev.jobId)).events.push(ev);
 
@@ -109,7 +99,7 @@ export class BusWriter {
 }
 
 export interface EncodedPart {
-  /** Partition key: (tenant, job_id), or the fallback of {@link partitionKeyOf}. */
+  /** Partition key: (tenant, job_id), or the fallback of {@link seriesPartitionKey}. */
   readonly key: string;
   /** A native payload (docs/protocol.md) holding only series of that key. */
   readonly payload: Uint8Array;

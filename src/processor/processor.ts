@@ -29,7 +29,7 @@ import {
   type BusEntry,
   decodeBusRecordHeader,
   type GroupMember,
-  jobPartitionKey,
+  seriesPartitionKey,
 } from '../bus/index.js';
 import type { JobStore } from '../meta/index.js';
 import type { SeriesBatch } from '../model/batch.js';
@@ -148,12 +148,9 @@ export class Processor {
       ? (analysis.partitionStates ?? new FilePartitionStateStore(analysis.stateDir))
       : undefined;
     this.partitionOf = (tenant, labels) => {
-      // The collector's partition keys (src/collector/to-bus.ts `partitionKeyOf`): a job's data by (tenant,
-      // job_id), other series by node or scrape target. A series keyed by its sender alone is not placeable.
-      const jobId = labels.job_id;
-      if (jobId !== undefined) return bus.partitionOf(jobPartitionKey(tenant, jobId));
-      const node = labels.node_id ?? labels.instance;
-      return node === undefined ? undefined : bus.partitionOf(`${tenant}\u0000\u0000${node}`);
+      // As the collector keys records (bus.ts); a series keyed by its sender alone is not placeable.
+      const key = seriesPartitionKey(tenant, labels);
+      return key === undefined ? undefined : bus.partitionOf(key);
     };
     this.metrics = {
       records: new PromCounter({
