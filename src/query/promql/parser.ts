@@ -53,8 +53,8 @@ const PARAM_AGGREGATORS: ReadonlySet<string> = new Set([
   'limit_ratio',
 ]);
 
-/** Binary operator precedences (higher binds tighter), from generated_parser.y. */
-const PRECEDENCE: Record<BinaryOp, number> = {
+/** Binary operator precedences (higher binds tighter), from generated_parser.y; the printer uses them too. */
+export const PRECEDENCE: Record<BinaryOp, number> = {
   or: 1,
   and: 2,
   unless: 2,
@@ -75,7 +75,7 @@ const PRECEDENCE: Record<BinaryOp, number> = {
   '^': 6,
 };
 /** Unary minus binds like `*`: `-a ^ b` is `-(a ^ b)`, `-a * b` is `(-a) * b`. */
-const UNARY_OPERAND_MIN_PREC = 6;
+export const UNARY_OPERAND_MIN_PREC = 6;
 
 const TYPE_NAMES: Record<ValueType, string> = {
   scalar: 'scalar',

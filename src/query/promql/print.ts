@@ -22,29 +22,7 @@ import type {
   VectorSelector,
 } from './ast.js';
 import { goQuote } from './lexer.js';
-
-const PRECEDENCE: Record<BinaryOp, number> = {
-  or: 1,
-  and: 2,
-  unless: 2,
-  '==': 3,
-  '!=': 3,
-  '<': 3,
-  '<=': 3,
-  '>': 3,
-  '>=': 3,
-  '+': 4,
-  '-': 4,
-  '*': 5,
-  '/': 5,
-  '%': 5,
-  atan2: 5,
-  '</': 5,
-  '>/': 5,
-  '^': 6,
-};
-/** A unary operator's operand binds at `^`'s level: `-a ^ b` is `-(a ^ b)`. */
-const UNARY_PREC = 6;
+import { PRECEDENCE, UNARY_OPERAND_MIN_PREC as UNARY_PREC } from './parser.js';
 
 const METRIC_NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 /** Words the parser reads as something else than a metric name where one could start. */
