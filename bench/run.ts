@@ -77,7 +77,8 @@ const USAGE = `usage: npm run bench -- [options]
   --ticks N                samples per series (quick ${QUICK.ticks}, full ${FULL.ticks})
   --ticks-per-request N    samples per series in one request (default 1, as Prometheus sends)
   --concurrency N          requests in flight (default ${QUICK.concurrency})
-  --rate N                 target samples/s (default: as fast as the server accepts)
+  --rate N                 target samples/s (default: as fast as the server accepts; for the
+                           isolation scenario's pace: the fleet in real time)
   --large-series N         series of the large ingest run (full ${FULL.large?.series}; 0 skips it)
   --out DIR                where results go (default bench/results)
   --keep                   keep the temporary data directories and logs

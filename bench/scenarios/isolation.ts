@@ -70,6 +70,20 @@ function subquery(ds: DatasetSummary, resolutionMs: number, clientTimeoutMs: num
 }
 
 /**
+ * `max_over_time` over every GPU series of the fleet. Not `max_over_time({__name__=~"gpu_.*"}[1h])`: the
+ * function drops the metric name and the GPU metrics share all their other labels, so Prometheus (and
+ * trainwatch) refuse that with "vector cannot contain metrics with the same labelset" while VictoriaMetrics,
+ * which keeps names, answers it. The union of one `max_over_time` per name reads the same samples and is valid
+ * in all of them.
+ */
+export function fleetGpuMaxQuery(ds: DatasetSummary): string {
+  const names = Object.keys(ds.seriesPerMetric)
+    .filter((n) => n.startsWith('gpu_'))
+    .sort();
+  return names.map((n) => `max_over_time(${n}[1h])`).join(' or ');
+}
+
+/**
  * The query mix, evaluated at the data set's end so that every query reads all of it: a fleet-wide
  * `max_over_time` over every GPU series, a fleet-wide `rate` per job as a range query over the whole data at
  * the samples' interval, a regex over all metric names, the subquery, and the adversarial subquery.
@@ -91,7 +105,10 @@ export function heavyQueries(
   const step = ds.options.intervalMs / 1000;
   const adversarial = `max_over_time(vector(1)[${opts.adversarialRange}:1ms])`;
   return [
-    instant('fleet-gpu-max', 'max_over_time({__name__=~"gpu_.*"}[1h])'),
+    {
+      ...instant('fleet-gpu-max', fleetGpuMaxQuery(ds)),
+      title: 'max_over_time(gpu_…[1h]) or … for every gpu_ metric',
+    },
     {
       id: 'fleet-rate-range',
       title: `${rate} over the whole data at step ${step}s`,
