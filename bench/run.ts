@@ -226,6 +226,8 @@ async function main(): Promise<number> {
     );
     const needMain =
       perSystem || scenarios.has('ceiling') || scenarios.has('native') || scenarios.has('cores');
+    // The isolation scenario's own data set has the main one's fleet, even when the main one is a token.
+    const fleetSeries = sizes.series;
     if (!needMain) sizes = { ...sizes, series: 1, ticks: 1 };
     const fleet = fleetForSeries(sizes.series);
     log(
@@ -431,7 +433,7 @@ async function main(): Promise<number> {
 
     // --- isolation: ingest alone and beside heavy queries ----------------------------------------------------
     const startOpts = { alertmanagerUrl: undefined, webhookUrl: webhook.url('/trainwatch'), rulesFile };
-    if (scenarios.has('isolation')) await runIsolationScenario(ctx, systems, startOpts);
+    if (scenarios.has('isolation')) await runIsolationScenario(ctx, systems, startOpts, fleetSeries);
 
     // --- cores: trainwatch's ingest by processor workers -----------------------------------------------------
     if (scenarios.has('cores') && systems.includes('trainwatch'))
@@ -645,6 +647,7 @@ async function runIsolationScenario(
   ctx: BenchContext,
   systems: readonly SystemName[],
   opts: SystemOptions,
+  series: number,
 ): Promise<void> {
   const { results, log, generator, workDir, sizes } = ctx;
   if (systems.includes('prometheus')) {
@@ -661,7 +664,7 @@ async function runIsolationScenario(
   }
   const targets = systems.filter((n) => n !== 'prometheus');
   if (!targets.length) return;
-  const fleet = fleetForSeries(sizes.series);
+  const fleet = fleetForSeries(series);
   const ticks = 2 * sizes.isolationSeconds;
   log(
     `building the isolation data set: ${fleet.jobs} jobs × ${ticks} ticks of 1 s (two phases of ${sizes.isolationSeconds} s) …`,
@@ -677,6 +680,9 @@ async function runIsolationScenario(
   });
   const { jobIds: _ids, jobsPerChunk: _perChunk, ...dsDetails } = ds;
   results.details.isolationDataset = dsDetails;
+  log(
+    `isolation data set ready: ${formatNumber(ds.activeSeries)} series, ${formatNumber(ds.samples)} samples`,
+  );
   try {
     for (const name of targets) {
       const title = SYSTEM_TITLES[name];
