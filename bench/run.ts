@@ -38,7 +38,7 @@ import { WebhookReceiver } from './harness/webhook.js';
 import { runAgentFootprint } from './scenarios/agent.js';
 import { measureAlertLatency, recordAlertUnavailable, writeRulesFile } from './scenarios/alert.js';
 import { type Ceiling, runCeiling, startNullSinkProcess } from './scenarios/ceiling.js';
-import { recordCores, runCores } from './scenarios/cores.js';
+import { recordCores, runCores, workerCounts } from './scenarios/cores.js';
 import { INGEST_FIGURES, type IngestOutcome, recordIngest, runIngest } from './scenarios/ingest.js';
 import {
   ISOLATION_FIGURES,
@@ -71,7 +71,7 @@ const USAGE = `usage: npm run bench -- [options]
   --scenario a,b           only these: ${SCENARIOS.join(', ')}
                            (storage, query, visibility and alert load the data set first, as ingest does;
                            isolation ingests its own data set in two phases, alone and beside ${QUERY_CLIENTS} heavy
-                           query clients; cores runs trainwatch's ingest with 1, 2, … ${os.availableParallelism()} processor workers)
+                           query clients; cores runs trainwatch's ingest with ${workerCounts(os.availableParallelism()).join(', ')} processor workers here)
   --systems a,b            only these: ${SYSTEM_NAMES.join(', ')}
   --series N               active series of the main data set (quick ${QUICK.series}, full ${FULL.series})
   --ticks N                samples per series (quick ${QUICK.ticks}, full ${FULL.ticks})

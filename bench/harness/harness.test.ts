@@ -505,6 +505,13 @@ describe('isolation scenario', () => {
     expect(s.adversarialRetired).toBe('not refused: answered HTTP 200 after 86.0 s; not sent again');
     expect(s.adversarialRefused).toBe(2);
     expect(s.adversarialSent).toBe(3);
+    // A server that never answers it retires it as well.
+    const silent = new QueryLoad(new PromApi('http://127.0.0.1:1'), [adv]);
+    silent.record(adv, '422', 3, 'too many samples');
+    silent.record(adv, 'timeout', 10_000, 'no answer within 10000 ms');
+    expect(silent.summary().adversarialRetired).toBe(
+      'not refused: no answer within 10000 ms; not sent again',
+    );
   });
 
   it('runs the clients until stopped; a server that runs the adversarial query gets it once', async () => {

@@ -211,7 +211,7 @@ export class QueryLoad {
     if (q.adversarial && !isRefusal(status) && this.adversarialRetired === undefined) {
       this.adversarialRetired =
         status === 'timeout' || status === 'error'
-          ? `not refused: ${this.firstErrors.get(q.id) ?? status}; not sent again`
+          ? `not refused: ${error.replace(/\s+/g, ' ').slice(0, 160) || status}; not sent again`
           : `not refused: answered HTTP ${status} after ${(ms / 1000).toFixed(1)} s; not sent again`;
     }
   }
