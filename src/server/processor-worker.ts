@@ -30,6 +30,8 @@ export interface ProcessorWorkerData {
   readonly exportDir: string;
   /** Only one worker migrates a single-file state of earlier builds. */
   readonly migrateLegacyState: boolean;
+  /** The main thread's log level (its logger may be quieter than the configuration, e.g. in tests). */
+  readonly logLevel: string;
 }
 
 /** What a worker reports on each poll (processor-workers.ts keeps the latest). */
@@ -45,7 +47,7 @@ const data = workerData as ProcessorWorkerData;
 const port = parentPort!;
 const logger = pino({
   name: 'trainwatch',
-  level: data.config.log.level,
+  level: data.logLevel,
   base: { pid: process.pid, worker: data.index },
   timestamp: pino.stdTimeFunctions.isoTime,
 });
@@ -78,14 +80,19 @@ const alertSink: AlertSink = {
 };
 
 const rpc: PortRpc = new PortRpc(port, {
-  start: async () => {
-    const config = data.config;
+  /** Opens the storage shard (replaying its head log): reads can be served from here on. */
+  open: async () => {
     tsdb = await openEmbeddedTsdb(
-      config,
+      data.config,
       data.tsdbDir,
       data.exportDir,
       logger.child({ role: 'storage', shard: data.index }),
     );
+  },
+  /** Starts the processor; its partitions arrive with `assign`. */
+  startProcessor: async () => {
+    const config = data.config;
+    if (!tsdb) throw new Error('the storage shard is not open');
     engine = new DetectorEngine(new DetectorSettings(config.detectors), alertSink, { derived: true });
     bus = new DelegatedBus(rpc, config.bus.partitions);
     new Gauge({

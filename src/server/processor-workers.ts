@@ -216,13 +216,13 @@ export class ProcessorWorkers {
    * commits. The shards keep serving reads until {@link stop}.
    */
   async stopProcessing(): Promise<void> {
-    const member = this.member;
-    this.member = undefined;
+    // The member stays set while it leaves: the revoked workers' last commits go through it.
     try {
-      await member?.leave();
+      await this.member?.leave();
     } catch (err) {
       this.opts.logger.error({ err }, 'processor workers: leaving the group failed');
     }
+    this.member = undefined;
   }
 
   /** Stops processing (if still), then every worker's processor and shard, and ends the threads. */
@@ -261,6 +261,7 @@ export class ProcessorWorkers {
         stateDir: this.opts.stateDir,
         exportDir: this.opts.exportDir,
         migrateLegacyState: i === 0,
+        logLevel: logger.level,
       };
       const worker = startWorker(import.meta.url, 'processor-worker', {
         workerData: data,
