@@ -87,7 +87,8 @@ describe('backpressure with a slow bus', () => {
 describe('backpressure when the processors fall behind', () => {
   it('answers 503 with Retry-After naming the lag while it lasts, before reading or appending anything', async () => {
     let lag: { reason: string; retryAfterSeconds: number } | undefined = {
-      reason: 'trainwatch is catching up: the processors are 60000 bus records behind and the limit is 50000 (processor.max_lag_records); retry after 2 s',
+      reason:
+        'trainwatch is catching up: the processors are 60000 bus records behind and the limit is 50000 (processor.max_lag_records); retry after 2 s',
       retryAfterSeconds: 2,
     };
     const bus = new MemoryBus();

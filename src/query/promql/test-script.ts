@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { MessageChannel } from 'node:worker_threads';
 import { pino } from 'pino';
 import { hashPartitionKey, seriesPartitionKey } from '../../bus/index.js';
-import { SeriesBatchBuilder, STALE_NAN } from '../../model/batch.js';
+import { SeriesBatchBuilder, STALE_NAN, splitBatch } from '../../model/batch.js';
 import { type LabelMatcher, type LabelSet, matchesAll } from '../../model/labels.js';
 import {
   defaultTsdbOptions,
@@ -102,18 +102,9 @@ export async function shardedMemoryTsdb(shards: number, busPartitions = 8): Prom
   return {
     appender: {
       async append(tenant, batch) {
-        const parts = new Map<number, SeriesBatchBuilder>();
-        for (let i = 0; i < batch.series.length; i++) {
-          const labels = batch.series[i]!;
-          const shard = shardOf(tenant, labels);
-          let b = parts.get(shard);
-          if (!b) parts.set(shard, (b = new SeriesBatchBuilder()));
-          b.addSeries(labels);
-          for (let k = batch.offsets[i]!; k < batch.offsets[i + 1]!; k++)
-            b.add(batch.timestamps[k]!, batch.values[k]!);
-        }
+        const parts = splitBatch(batch, (labels) => shardOf(tenant, labels));
         const stats = await Promise.all(
-          [...parts].map(([shard, b]) => stores[shard]!.appender.append(tenant, b.build())),
+          [...parts].map(([shard, b]) => stores[shard]!.appender.append(tenant, b)),
         );
         return stats.reduce(
           (a, x) => ({
