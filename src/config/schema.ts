@@ -124,6 +124,23 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Limits of the HTTP listener against slow and idle clients (docs/security.md). */
+    http: z
+      .object({
+        /** Longest time from a request's first byte to its last body byte; slower requests get 408. */
+        request_timeout: durationString('60s', 100),
+        /** Longest time to receive a request's headers (at most `request_timeout`). */
+        headers_timeout: durationString('10s', 100),
+        /** Open connections per client IP address; further ones are closed at once. */
+        max_connections_per_client: z.number().int().min(1).default(256),
+        /**
+         * Open connections that have not yet carried a successful request; beyond it the oldest of them is
+         * closed, so that connections opened and left idle cannot crowd out honest clients.
+         */
+        max_unauthenticated_connections: z.number().int().min(1).default(1024),
+      })
+      .strict()
+      .prefault({}),
     auth: z
       .object({
         /**

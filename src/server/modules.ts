@@ -155,6 +155,12 @@ class Modules {
           logger,
           registry: this.registry,
           bodyLimit: config.ingest.max_body_bytes,
+          connections: {
+            requestTimeoutMs: config.http.request_timeout,
+            headersTimeoutMs: config.http.headers_timeout,
+            maxConnectionsPerClient: config.http.max_connections_per_client,
+            maxUnauthenticatedConnections: config.http.max_unauthenticated_connections,
+          },
         });
         const app = this.http.app;
         this.stoppers.push({ name, stop: () => app.close() });

@@ -25,7 +25,7 @@ import { MetaStore, TokenStore } from '../../src/meta/index.js';
 import { Errors, twError } from '../../src/model/errors.js';
 import type { LabelSet } from '../../src/model/labels.js';
 import { decodePayload } from '../../src/protocol/native.js';
-import { createHttpServer } from '../../src/server/http.js';
+import { type ConnectionLimits, createHttpServer } from '../../src/server/http.js';
 import { tempDir } from '../helpers.js';
 
 export interface StoredRecord {
@@ -120,6 +120,8 @@ export interface HarnessOptions {
   /** Scopes anonymous requests get (as tenant `anon`); tokens always work. */
   anonymousScopes?: ('ingest' | 'read' | 'admin')[];
   auth?: Authenticator;
+  /** Timeouts and connection limits of the HTTP server (defaults: the server's). */
+  connections?: Partial<ConnectionLimits>;
 }
 
 export function collectorHarness(opts: HarnessOptions = {}) {
@@ -137,6 +139,7 @@ export function collectorHarness(opts: HarnessOptions = {}) {
     logger: pino({ level: 'silent' }),
     registry,
     bodyLimit: limits.maxBodyBytes,
+    ...(opts.connections ? { connections: opts.connections } : {}),
   });
   const tenants = new TenantLimits({
     maxActiveSeries: opts.maxActiveSeries ?? 100_000,
