@@ -8,7 +8,7 @@
  * - Alertmanager v2-shaped: `GET|POST /api/v2/silences`, `GET|DELETE /api/v2/silence/<id>`, `GET /api/v2/alerts`.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Authenticator, Principal, Scope } from '../auth/index.js';
+import { type Authenticator, credentialsOf, type Principal, type Scope } from '../auth/index.js';
 import { Errors, twError } from '../model/errors.js';
 import type { DetectorStatus } from './contract.js';
 import type { AlertView } from './hub.js';
@@ -35,14 +35,7 @@ export interface AlertingApiDeps {
 const STATES: readonly AlertState[] = ['pending', 'firing', 'resolved'];
 
 function principal(deps: AlertingApiDeps, req: FastifyRequest, scope: Scope): Principal {
-  const header = req.headers['x-scope-orgid'];
-  return deps.auth.authenticate(
-    {
-      authorization: req.headers.authorization,
-      tenantHeader: typeof header === 'string' ? header : undefined,
-    },
-    scope,
-  );
+  return deps.auth.authenticate(credentialsOf(req), scope);
 }
 
 export { promFloatString as promFloat } from './rules/format.js';

@@ -3,7 +3,7 @@
  * state and self-metrics, plus the decode-and-encode machinery each route reuses for every request.
  */
 import type { FastifyRequest } from 'fastify';
-import type { Authenticator, Principal, RequestCredentials } from '../auth/index.js';
+import { type Authenticator, credentialsOf, type Principal } from '../auth/index.js';
 import { Errors, TrainwatchError, twError } from '../model/errors.js';
 import type { CollectorMetrics, IngestProtocol } from './metrics.js';
 import { ProtoReader } from './protobuf.js';
@@ -94,15 +94,6 @@ export function ingestPrincipal(req: FastifyRequest, auth: Authenticator): Princ
   const principal = auth.authenticate(credentialsOf(req), 'ingest');
   r[PRINCIPAL] = principal;
   return principal;
-}
-
-/** The credentials of a request: its Authorization header and the tenant it names, if any. */
-export function credentialsOf(req: FastifyRequest): RequestCredentials {
-  const named = req.headers['x-scope-orgid'];
-  return {
-    authorization: req.headers.authorization,
-    tenantHeader: Array.isArray(named) ? named[0] : named,
-  };
 }
 
 /** Maps a refusal to the reason label of `trainwatch_ingest_rejected_requests_total`. */

@@ -13,7 +13,7 @@
  * Every read is scoped to the caller's tenant (admins may pass `tenant=`, see dashboard-scope.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Authenticator, Principal } from '../auth/index.js';
+import { type Authenticator, credentialsOf, type Principal } from '../auth/index.js';
 import type { JobRepository } from '../meta/index.js';
 import { isStaleNaN } from '../model/batch.js';
 import { Errors, twError } from '../model/errors.js';
@@ -238,8 +238,7 @@ export interface HeatmapRow {
 }
 
 export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps): void {
-  const principalOf = (req: FastifyRequest): Principal =>
-    deps.auth.authenticate({ authorization: req.headers.authorization }, 'read');
+  const principalOf = (req: FastifyRequest): Principal => deps.auth.authenticate(credentialsOf(req), 'read');
 
   app.get('/api/tw/v1/fleet', async (req, reply) => {
     const principal = principalOf(req);

@@ -4,7 +4,7 @@
  * Every read is scoped to the caller's tenant.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Authenticator, Principal } from '../auth/index.js';
+import { type Authenticator, credentialsOf, type Principal } from '../auth/index.js';
 import type { JobRepository } from '../meta/index.js';
 import { Errors, twError } from '../model/errors.js';
 import { JOB_STATUSES, type JobStatus } from '../model/job.js';
@@ -34,7 +34,7 @@ const DEFAULT_RANGE_MS = 60 * 60_000;
 const LIVE_LOOKBACK_MS = 10_000;
 
 function principalOf(deps: RestDeps, req: FastifyRequest): Principal {
-  return deps.auth.authenticate({ authorization: req.headers.authorization }, 'read');
+  return deps.auth.authenticate(credentialsOf(req), 'read');
 }
 
 /** Milliseconds since the epoch, or an RFC 3339 date. */
