@@ -41,7 +41,9 @@ export class DecodePipeline {
   readonly writer = new PayloadWriter();
   stats: DecodeStats = newDecodeStats();
 
-  constructor(private readonly deps: CollectorDeps) {}
+  constructor(private readonly deps: CollectorDeps) {
+    this.keys.maxLabels = deps.limits.maxLabelsPerSeries;
+  }
 
   /** Opens a request for `tenant`: the registry may compact now, and refs stay valid until `encode`. */
   begin(tenant: string, nowMs: number): { ctx: DecodeContext; state: TenantState } {
