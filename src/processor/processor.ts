@@ -21,6 +21,8 @@
  * passes the saved state's offset (nor storage's covered position), so the bus is truncated only below both
  * and neither ever misses a record.
  */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Counter, Gauge, Registry } from 'prom-client';
 import { Counter as PromCounter, Gauge as PromGauge } from 'prom-client';
@@ -54,6 +56,11 @@ export interface ProcessorOptions {
   readonly analysis?: ProcessorAnalysis;
   /** Series not read for this long (wall clock) leave the processor's series table. Default 15 minutes. */
   readonly seriesTtlMs?: number;
+  /**
+   * Where records that cannot be applied are kept (`<data-dir>/processor/dead-letter`): per record the bytes
+   * (`<partition>-<offset>.record`) and the error (`.error.txt`). Without it they are only logged and counted.
+   */
+  readonly deadLetterDir?: string;
 }
 
 export interface ProcessorAnalysis {
@@ -86,6 +93,7 @@ interface ProcessorMetrics {
   readonly records: Counter;
   readonly samples: Counter;
   readonly badRecords: Counter;
+  readonly deadLetters: Counter;
   readonly lag: Gauge;
 }
 
@@ -168,6 +176,11 @@ export class Processor {
         help: 'Bus records that could not be decoded and were skipped.',
         registers: [registry],
       }),
+      deadLetters: new PromCounter({
+        name: 'trainwatch_processor_dead_letter_records_total',
+        help: 'Bus records that could not be applied and went to the dead-letter directory instead of stalling their partition.',
+        registers: [registry],
+      }),
       lag: new PromGauge({
         name: 'trainwatch_processor_lag_records',
         help: 'Records in the bus not yet processed, by partition.',
@@ -176,6 +189,8 @@ export class Processor {
         collect: () => this.updateLag(),
       }),
     };
+    jobs.onDroppedDelta ??= (tenant, jobId, err) =>
+      logger.error({ err, tenant, jobId }, 'dropped a job update that the job store cannot write');
   }
 
   /**
@@ -535,14 +550,22 @@ export class Processor {
       }
       decodeRecord(record.subarray(header.payloadStart), tenantSid, this.series, rb, nowMs);
     } catch (err) {
-      // The collector validated this record before appending it; reaching here means a bug or disk corruption
-      // that the CRC did not catch. Skipping keeps every other record flowing.
+      // The collector validated this record before appending it; reaching here means a bug, disk corruption
+      // that the CRC did not catch, or a record an earlier build let through. Skipping keeps every other
+      // record flowing; the dead-letter copy keeps it for whoever investigates.
       this.metrics.badRecords.inc();
-      this.logger.error({ err, partition, offset }, 'skipping undecodable bus record');
+      await this.deadLetter(record, partition, offset, err, 'undecodable');
       return;
     }
     const events = rb.events;
-    for (const ev of events) this.jobs.applyEvent(tenant, ev);
+    try {
+      for (const ev of events) this.jobs.applyEvent(tenant, ev);
+    } catch (err) {
+      // A job event the job store cannot take (issue 16, item 3): the record goes aside whole, nothing of it
+      // applied past this point; the partition moves on.
+      await this.deadLetter(record, partition, offset, err, 'job event not applicable');
+      return;
+    }
     const analyze = this.opts.analysis !== undefined && offset >= (this.analysisFrom.get(partition) ?? 0);
     if (rb.sampleCount > 0) {
       try {
@@ -551,7 +574,7 @@ export class Processor {
         // Limits are enforced by the collector before it acknowledges; storage refusing here means a limit
         // changed in between. The record stays in the bus; count and log it rather than stall the partition.
         this.metrics.badRecords.inc();
-        this.logger.error({ err, partition, offset, tenant }, 'storage refused a batch from the bus');
+        await this.deadLetter(record, partition, offset, err, 'storage refused the batch');
         return;
       }
       this.noteJobSamples(tenant, rb);
@@ -560,6 +583,36 @@ export class Processor {
     this.metrics.records.inc();
     this.metrics.samples.inc(rb.sampleCount);
     if (nowMs - this.lastSweepMs >= SWEEP_EVERY_MS) this.sweep(nowMs);
+  }
+
+  /**
+   * Sets a record that cannot be applied aside: counted, logged, and (with `deadLetterDir`) its bytes and
+   * error written to files. Never throws: a failing dead-letter write must not stall the partition either.
+   */
+  private async deadLetter(
+    record: Uint8Array,
+    partition: number,
+    offset: number,
+    err: unknown,
+    why: string,
+  ): Promise<void> {
+    this.metrics.deadLetters.inc();
+    const dir = this.opts.deadLetterDir;
+    const file = dir ? path.join(dir, `${partition}-${offset}`) : undefined;
+    this.logger.error(
+      { err, partition, offset, file: file && `${file}.record` },
+      'bus record set aside (%s); the partition goes on',
+      why,
+    );
+    if (!dir || !file) return;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFile(`${file}.record`, record, { mode: 0o600 });
+      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      await writeFile(`${file}.error.txt`, `${why}\n${message}\n`, { mode: 0o600 });
+    } catch (writeErr) {
+      this.logger.error({ err: writeErr, dir }, 'could not write the dead-letter record');
+    }
   }
 
   /**

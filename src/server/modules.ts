@@ -347,6 +347,7 @@ class Modules {
           this.registry,
           {
             checkpointIntervalMs: config.processor.checkpoint_interval_ms,
+            deadLetterDir: path.join(this.dataDir!.dir, 'processor', 'dead-letter'),
             analysis: {
               engine,
               stateDir: path.join(this.dataDir!.dir, 'processor'),
