@@ -71,6 +71,11 @@ export interface HttpServer {
   /** Adds a named dependency check to `/readyz` (every check must pass for the process to be ready). */
   addReadinessCheck(name: string, check: ReadinessCheck): void;
   /**
+   * Adds a warning `/readyz` shows under `warnings` without failing readiness (e.g. data lost to disk damage
+   * found at start: the process works, but an operator must know). `note` returns undefined when all is well.
+   */
+  addReadinessWarning(name: string, note: () => string | undefined): void;
+  /**
    * Lets the UI answer GET requests for paths no route matched (client-side routes get the app shell).
    * API paths always get the JSON 404.
    */
@@ -101,6 +106,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   });
   limitConnections(app, limits, opts.logger);
   const checks = new Map<string, ReadinessCheck>();
+  const warnings = new Map<string, () => string | undefined>();
   let pageFallback: ((req: FastifyRequest, reply: FastifyReply) => unknown) | undefined;
 
   app.setErrorHandler((err: FastifyError | TrainwatchError, req, reply) => {
@@ -152,7 +158,14 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       }),
     );
     const failing = results.filter(([, r]) => r !== 'ok');
-    const body = { checks: Object.fromEntries(results) };
+    const warned = [...warnings].flatMap(([name, note]) => {
+      const w = note();
+      return w === undefined ? [] : [[name, w] as const];
+    });
+    const body = {
+      checks: Object.fromEntries(results),
+      ...(warned.length > 0 ? { warnings: Object.fromEntries(warned) } : {}),
+    };
     if (failing.length === 0) return { status: 'ready', ...body };
     return reply.code(503).send({
       status: 'not ready',
@@ -169,6 +182,9 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     app,
     addReadinessCheck: (name, check) => {
       checks.set(name, check);
+    },
+    addReadinessWarning: (name, note) => {
+      warnings.set(name, note);
     },
     setPageFallback: (fallback) => {
       pageFallback = fallback;

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import {
   type AlertingCluster,
   type AlertingService,
@@ -233,6 +233,22 @@ class Modules {
             this.set(bus.pendingBytes);
           },
         });
+        if (bus instanceof DiskLogBus) {
+          new Counter({
+            name: 'trainwatch_bus_corrupt_records_total',
+            help: 'Bus records lost to damage found when the embedded bus opened (see the error log and /readyz).',
+            registers: [this.registry],
+            collect() {
+              this.reset();
+              this.inc(bus.recoveryLosses().records);
+            },
+          });
+          this.http!.addReadinessWarning('bus', () => {
+            const { records, problems } = bus.recoveryLosses();
+            if (problems.length === 0) return undefined;
+            return `${records} record(s) lost to damage found at start: ${problems.join('; ')}`;
+          });
+        }
         this.stoppers.push({ name, stop: () => bus.close() });
         return;
       }
