@@ -146,11 +146,14 @@ function chargeTenant(
   const registry = state.registry;
   registry.beginRequest(nowMs);
   try {
-    for (const labels of batch.series) {
+    for (let i = 0; i < batch.series.length; i++) {
+      const labels = batch.series[i]!;
       keys.beginStrings();
       for (const name in labels) keys.addStrings(name, labels[name]!);
       keys.finish();
-      registry.resolve(keys, nowMs);
+      const ref = registry.resolve(keys, nowMs);
+      for (let j = batch.offsets[i]!; j < batch.offsets[i + 1]!; j++)
+        registry.noteSampleTime(ref, batch.timestamps[j]!);
     }
     if (batch.sampleCount > 0)
       tenants.chargeSamples(state, tenant, batch.sampleCount, formatSeries(batch.series[0]!), nowMs);

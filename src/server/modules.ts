@@ -320,6 +320,11 @@ class Modules {
             samplesPerSecond: config.limits.samples_per_second,
             samplesBurst: config.limits.samples_burst,
             series: limits,
+            // The embedded TSDB drops samples older than this behind their series' newest: refuse them at
+            // the door instead of acknowledging them. A remote TSDB applies its own rules.
+            ...(config.storage.kind === 'embedded'
+              ? { outOfOrderWindowMs: config.storage.out_of_order_window }
+              : {}),
           }),
           limits,
           metrics: createCollectorMetrics(this.registry),

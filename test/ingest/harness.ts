@@ -120,6 +120,8 @@ export interface HarnessOptions {
   /** Scopes anonymous requests get (as tenant `anon`); tokens always work. */
   anonymousScopes?: ('ingest' | 'read' | 'admin')[];
   auth?: Authenticator;
+  /** `storage.out_of_order_window` the collector enforces (default: none). */
+  outOfOrderWindowMs?: number;
   /** Timeouts and connection limits of the HTTP server (defaults: the server's). */
   connections?: Partial<ConnectionLimits>;
 }
@@ -147,6 +149,7 @@ export function collectorHarness(opts: HarnessOptions = {}) {
     samplesPerSecond: opts.samplesPerSecond ?? 1e9,
     samplesBurst: opts.samplesBurst ?? 1e9,
     series: limits,
+    ...(opts.outOfOrderWindowMs !== undefined ? { outOfOrderWindowMs: opts.outOfOrderWindowMs } : {}),
   });
   registerCollector(app, {
     auth,

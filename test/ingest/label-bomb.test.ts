@@ -83,7 +83,7 @@ describe('label bombs are refused while decoding', () => {
       ]);
       expect(bomb.statusCode, bomb.body).toBe(400);
       expect(bomb.json().error).toMatch(
-        /ingest\.max_labels_per_series exceeded: a series has more than 20 labels/,
+        /ingest\.max_labels_per_series exceeded: a series has more than 40 labels; the limit is 20/,
       );
       expect(ok.statusCode, ok.body).toBe(204);
       expect(h.bus.stored().map((r) => r.tenant)).toEqual(['victim']);
@@ -112,7 +112,7 @@ describe('label bombs are refused while decoding', () => {
     ]);
     expect(bomb.statusCode, bomb.body).toBe(400);
     expect(bomb.json().error).toMatch(
-      /ingest\.max_labels_per_series exceeded: a series has more than 20 labels/,
+      /ingest\.max_labels_per_series exceeded: a series has more than 40 labels; the limit is 20/,
     );
     expect(ok.statusCode, ok.body).toBe(204);
     expect(h.bus.stored().map((r) => r.tenant)).toEqual(['victim']);
