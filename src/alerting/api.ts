@@ -28,7 +28,7 @@ export interface AlertingApiDeps {
   readonly auth: Authenticator;
   readonly alerting: AlertingService;
   /** The processor's detector engine; undefined while (or when) this process runs no processor. */
-  readonly detectors?: () => DetectorStatus[] | undefined;
+  readonly detectors?: (tenant: string) => DetectorStatus[] | undefined;
   readonly rules?: RuleGroupsSource;
 }
 
@@ -39,6 +39,10 @@ function principal(deps: AlertingApiDeps, req: FastifyRequest, scope: Scope): Pr
 }
 
 export { promFloatString as promFloat } from './rules/format.js';
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
 
 function parseMs(raw: string | undefined, name: string): number | undefined {
   if (raw === undefined || raw === '') return undefined;
@@ -147,9 +151,10 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
   app.get('/api/tw/v1/detectors', async (req) => {
     const p = principal(deps, req, 'read');
     const open = (await alerting.hub.listOpen(p.tenant)).filter((a) => a.source === 'detector');
-    const engine = deps.detectors?.();
+    // The engine's counts of this tenant only (issue 16, item 7: they used to span every tenant).
+    const engine = deps.detectors?.(p.tenant);
     const detectors = (engine ?? []).map((d) => {
-      // Counts of this tenant's alerts; the engine's own counts span every tenant.
+      // Counts of this tenant's alerts; the engine's own alert counts span every tenant.
       const mine = open.filter((a) => a.origin === d.name);
       const firing = mine.filter((a) => a.state === 'firing').length;
       const pending = mine.length - firing;
@@ -165,16 +170,23 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
   });
 
   app.get('/api/tw/v1/notifications', async (req) => {
-    principal(deps, req, 'admin');
+    const p = principal(deps, req, 'admin');
     const q = req.query as Record<string, string | undefined>;
     const limit = q.limit === undefined ? 200 : Number(q.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
       throw twError(Errors.badRequest, 'parameter limit must be an integer from 1 to 10000');
+    // The outbox is shared by every tenant: an admin sees the notifications of groups of its own tenant
+    // only (issue 16, item 7). A group whose labels carry no tenant (a route grouping without `tenant`)
+    // may mix tenants and is shown to nobody here.
+    const ownKey = new RegExp(`[{ ]tenant=${escapeRegExp(JSON.stringify(p.tenant))}[,}]`);
+    const notifications = (await alerting.repository.notifications(10_000))
+      .filter((n) => ownKey.test(n.groupKey))
+      .slice(0, limit);
     return {
       status: 'success',
       data: {
-        notifications: await alerting.repository.notifications(limit),
-        groups: alerting.dispatcher?.snapshot() ?? [],
+        notifications,
+        groups: (alerting.dispatcher?.snapshot() ?? []).filter((g) => g.labels.tenant === p.tenant),
         receivers: [...alerting.integrations.entries()].map(([name, list]) => ({
           name,
           integrations: list.map((i) => i.name),

@@ -138,6 +138,11 @@ export const configSchema = z
          * closed, so that connections opened and left idle cannot crowd out honest clients.
          */
         max_unauthenticated_connections: z.number().int().min(1).default(1024),
+        /**
+         * Whether `/metrics`, which needs no token, shows tenant names in its `tenant` labels. `auto`: only
+         * while `listen` is a loopback address; off, series are summed over tenants.
+         */
+        metrics_tenant_labels: z.union([z.boolean(), z.literal('auto')]).default('auto'),
       })
       .strict()
       .prefault({}),

@@ -23,6 +23,11 @@ export interface HttpServerOptions {
   readonly bodyLimit: number;
   /** Timeouts and connection limits against slow or idle clients (config `http`); defaults below. */
   readonly connections?: Partial<ConnectionLimits>;
+  /**
+   * Whether `/metrics` (served without authentication) shows tenant names in its `tenant` labels
+   * (`http.metrics_tenant_labels`). False: series are summed over tenants, the label removed. Default true.
+   */
+  readonly metricsTenantLabels?: boolean;
 }
 
 /**
@@ -175,7 +180,8 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   });
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', opts.registry.contentType);
-    return opts.registry.metrics();
+    const text = await opts.registry.metrics();
+    return opts.metricsTenantLabels === false ? withoutTenantLabel(text) : text;
   });
 
   return {
@@ -234,4 +240,36 @@ function limitConnections(app: FastifyInstance, limits: ConnectionLimits, logger
   app.addHook('onResponse', async (req, reply) => {
     if (reply.statusCode < 400) unauthenticated.delete(req.raw.socket);
   });
+}
+
+const TENANT_LABEL = /(\{|,)tenant="(?:[^"\\]|\\.)*"(,?)/;
+
+/**
+ * The Prometheus text exposition without `tenant` labels: samples that differ only by tenant are summed
+ * (right for counters, gauges of totals and histogram buckets alike), so that an unauthenticated scrape
+ * learns no tenant names (issue 16, item 7). Lines keep their order; a family's lines stay together.
+ */
+export function withoutTenantLabel(text: string): string {
+  const out: (string | { key: string })[] = [];
+  const sums = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = line.startsWith('#') ? null : TENANT_LABEL.exec(line);
+    if (!m) {
+      out.push(line);
+      continue;
+    }
+    const stripped =
+      line.slice(0, m.index) + (m[1] === '{' ? '{' : m[2] ? ',' : '') + line.slice(m.index + m[0].length);
+    const space = stripped.lastIndexOf(' ');
+    const key = stripped.slice(0, space).replace('{}', '');
+    const raw = stripped.slice(space + 1);
+    const value =
+      raw === '+Inf' ? Number.POSITIVE_INFINITY : raw === '-Inf' ? Number.NEGATIVE_INFINITY : Number(raw);
+    const prev = sums.get(key);
+    if (prev === undefined) out.push({ key });
+    sums.set(key, (prev ?? 0) + value);
+  }
+  const format = (v: number) =>
+    v === Number.POSITIVE_INFINITY ? '+Inf' : v === Number.NEGATIVE_INFINITY ? '-Inf' : String(v);
+  return out.map((l) => (typeof l === 'string' ? l : `${l.key} ${format(sums.get(l.key)!)}`)).join('\n');
 }

@@ -20,7 +20,7 @@ import {
   PgAlertStore,
   registerAlertingApi,
 } from '../alerting/index.js';
-import { type Authenticator, anonymousPolicyFor, TokenAuthenticator } from '../auth/index.js';
+import { type Authenticator, anonymousPolicyFor, isLoopbackHost, TokenAuthenticator } from '../auth/index.js';
 import { type Bus, DiskLogBus } from '../bus/index.js';
 // Type only: the Kafka client is loaded when `bus.kind: kafka` asks for it, so the embedded mode never loads it.
 import type { KafkaBus } from '../bus/kafka.js';
@@ -161,6 +161,10 @@ class Modules {
             maxConnectionsPerClient: config.http.max_connections_per_client,
             maxUnauthenticatedConnections: config.http.max_unauthenticated_connections,
           },
+          metricsTenantLabels:
+            config.http.metrics_tenant_labels === 'auto'
+              ? isLoopbackHost(config.listen.slice(0, config.listen.lastIndexOf(':')))
+              : config.http.metrics_tenant_labels,
         });
         const app = this.http.app;
         this.stoppers.push({ name, stop: () => app.close() });
@@ -347,7 +351,7 @@ class Modules {
         registerAlertingApi(this.http!.app, {
           auth: this.auth!,
           alerting,
-          detectors: () => this.detectors?.status(),
+          detectors: (tenant) => this.detectors?.status(tenant),
           // In a cluster the rules run on the leader and change with each term: read them when asked.
           rules: { groups: (tenant) => alerting.rules?.groups(tenant) ?? [] },
         });
