@@ -265,6 +265,10 @@ export const configSchema = z
         max_series: z.number().int().min(1).default(1_000_000),
         /** How far back an instant selector looks for a sample (Prometheus's --query.lookback-delta). */
         lookback_delta: durationString('5m', 1000),
+        /** Live streams (Server-Sent Events: /api/tw/v1/live, /ticks) open at once on this server; beyond: 429. */
+        max_live_streams: z.number().int().min(1).default(256),
+        /** Live streams open at once per tenant; beyond: 429. */
+        max_live_streams_per_tenant: z.number().int().min(1).default(32),
       })
       .strict()
       .prefault({}),

@@ -48,6 +48,7 @@ import {
 } from './dashboard-matrix.js';
 import { readTenant, requestSignal } from './dashboard-scope.js';
 import { type JobSummary, newestValue } from './job-summary.js';
+import { defaultLiveStreams, type LiveStreams, streamCredentialsCheck } from './live-streams.js';
 import { parseTime } from './rest.js';
 import { type JsonSample, jsonValue, readSeries, selectSeries } from './series-read.js';
 
@@ -57,6 +58,8 @@ export interface DashboardDeps {
   readonly jobs: JobRepository;
   /** How often the tick stream looks for new samples. */
   readonly livePollMs?: number;
+  /** Caps open live streams (shared with `/api/tw/v1/live`). */
+  readonly liveStreams?: LiveStreams;
 }
 
 type Query = Record<string, string | string[] | undefined>;
@@ -852,6 +855,8 @@ function streamTicks(
       'select what to watch: give metric= and/or label parameters such as job_id=',
     );
   const pollMs = deps.livePollMs ?? 250;
+  const release = (deps.liveStreams ?? defaultLiveStreams).open(principal.tenant);
+  const stillAllowed = streamCredentialsCheck(deps.auth, req, principal);
 
   reply.hijack();
   const res = reply.raw;
@@ -868,6 +873,12 @@ function streamTicks(
   let polling = false;
   const poll = async () => {
     if (closed || polling) return;
+    const refused = stillAllowed();
+    if (refused !== undefined) {
+      res.end(`event: error\ndata: ${JSON.stringify({ error: `stream closed: ${refused}` })}\n\n`);
+      stop();
+      return;
+    }
     polling = true;
     try {
       const now = Date.now();
@@ -897,10 +908,12 @@ function streamTicks(
       polling = false;
     }
   };
-  void poll();
   const timer = setInterval(() => void poll(), pollMs);
-  req.raw.on('close', () => {
+  const stop = () => {
     closed = true;
     clearInterval(timer);
-  });
+    release();
+  };
+  req.raw.on('close', stop);
+  void poll();
 }

@@ -34,7 +34,13 @@ import {
 import type { Config, RoleName } from '../config/index.js';
 import { type JobStore, type MetaStore, type OpenedMeta, openMeta, postgresUrlOf } from '../meta/index.js';
 import { DetectorEngine, DetectorSettings, Processor } from '../processor/index.js';
-import { RemotePromql, registerDashboardApi, registerPromApi, registerRestApi } from '../query/index.js';
+import {
+  LiveStreams,
+  RemotePromql,
+  registerDashboardApi,
+  registerPromApi,
+  registerRestApi,
+} from '../query/index.js';
 import { exportPolicy, RemoteStorage, type Storage, Tsdb } from '../storage/index.js';
 import { type DataDirLock, lockDataDir } from './data-dir.js';
 import { createHttpServer, type HttpServer } from './http.js';
@@ -402,7 +408,15 @@ class Modules {
         return;
       }
       case 'query': {
-        const queryDeps = { auth: this.auth!, storage: this.storage!, jobs: this.jobs! };
+        const queryDeps = {
+          auth: this.auth!,
+          storage: this.storage!,
+          jobs: this.jobs!,
+          liveStreams: new LiveStreams({
+            maxStreams: config.query.max_live_streams,
+            maxStreamsPerTenant: config.query.max_live_streams_per_tenant,
+          }),
+        };
         registerRestApi(this.http!.app, queryDeps);
         registerDashboardApi(this.http!.app, queryDeps);
         const remote =
