@@ -35,6 +35,7 @@ import {
 } from '../bus/index.js';
 import type { JobStore } from '../meta/index.js';
 import type { SeriesBatch } from '../model/batch.js';
+import { TrainwatchError } from '../model/errors.js';
 import type { LabelSet } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
 import type { DetectorEngine, PartitionOf } from './detectors/engine.js';
@@ -510,7 +511,8 @@ export class Processor {
       // Every record read is applied whole, even after an abort: positions never stop inside a batch's
       // records out of order, and the revoke's checkpoint covers exactly what was applied.
       for (const entry of entries) {
-        await this.apply(entry.record, partition, entry.offset);
+        // Not applied: stopping while storage was unavailable. The record is read again at the next start.
+        if (!(await this.apply(entry.record, partition, entry.offset))) break;
         this.positions.set(partition, entry.offset + 1);
       }
       // Yield between batches so HTTP requests are served during a long replay.
@@ -523,10 +525,10 @@ export class Processor {
    * One bus record: decoded into series-table refs (no label object or key per known series), appended to
    * storage, its jobs' sample times noted, and handed to the detectors.
    */
-  private async apply(record: Uint8Array, partition: number, offset: number): Promise<void> {
+  private async apply(record: Uint8Array, partition: number, offset: number): Promise<boolean> {
     const rb = this.freeRecords.pop() ?? new RecordBatch();
     try {
-      await this.applyWith(rb, record, partition, offset);
+      return await this.applyWith(rb, record, partition, offset);
     } finally {
       this.freeRecords.push(rb);
     }
@@ -537,7 +539,7 @@ export class Processor {
     record: Uint8Array,
     partition: number,
     offset: number,
-  ): Promise<void> {
+  ): Promise<boolean> {
     let tenant: string;
     const nowMs = Date.now();
     try {
@@ -555,7 +557,7 @@ export class Processor {
       // record flowing; the dead-letter copy keeps it for whoever investigates.
       this.metrics.badRecords.inc();
       await this.deadLetter(record, partition, offset, err, 'undecodable');
-      return;
+      return true;
     }
     const events = rb.events;
     try {
@@ -564,18 +566,33 @@ export class Processor {
       // A job event the job store cannot take (issue 16, item 3): the record goes aside whole, nothing of it
       // applied past this point; the partition moves on.
       await this.deadLetter(record, partition, offset, err, 'job event not applicable');
-      return;
+      return true;
     }
     const analyze = this.opts.analysis !== undefined && offset >= (this.analysisFrom.get(partition) ?? 0);
     if (rb.sampleCount > 0) {
-      try {
-        await this.storage.appender.append(tenant, this.storageBatch(rb));
-      } catch (err) {
-        // Limits are enforced by the collector before it acknowledges; storage refusing here means a limit
-        // changed in between. The record stays in the bus; count and log it rather than stall the partition.
-        this.metrics.badRecords.inc();
-        await this.deadLetter(record, partition, offset, err, 'storage refused the batch');
-        return;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.storage.appender.append(tenant, this.storageBatch(rb));
+          break;
+        } catch (err) {
+          if (err instanceof TrainwatchError && err.kind.retryable) {
+            // Storage stopped (disk full) or unreachable: wait for it rather than skip what it will take
+            // again once it resumes (issue 16, item 8). Nothing past this record is read meanwhile.
+            if (!this.running) return false;
+            if (attempt === 0)
+              this.logger.warn(
+                { err, partition, offset },
+                'storage is not accepting writes; the partition waits',
+              );
+            await sleep(Math.min(5000, 250 * 2 ** Math.min(attempt, 5)));
+            continue;
+          }
+          // Limits are enforced by the collector before it acknowledges; storage refusing here means a limit
+          // changed in between. The record goes aside rather than stall the partition.
+          this.metrics.badRecords.inc();
+          await this.deadLetter(record, partition, offset, err, 'storage refused the batch');
+          return true;
+        }
       }
       this.noteJobSamples(tenant, rb);
     }
@@ -583,6 +600,7 @@ export class Processor {
     this.metrics.records.inc();
     this.metrics.samples.inc(rb.sampleCount);
     if (nowMs - this.lastSweepMs >= SWEEP_EVERY_MS) this.sweep(nowMs);
+    return true;
   }
 
   /**

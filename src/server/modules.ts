@@ -306,6 +306,8 @@ class Modules {
             this.set(storage.writeFailure ? 0 : 1);
           },
         });
+        // Not ready while writes are stopped (disk full): load balancers send writes elsewhere meanwhile.
+        this.http!.addReadinessCheck('storage', async () => storage.writeFailure?.message);
         this.stoppers.push({ name, stop: () => storage.close() });
         return;
       }
