@@ -21,6 +21,26 @@ export interface RequestCredentials {
    * chooses the tenant: a request naming another tenant than its credentials' is refused with 403.
    */
   readonly tenantHeader?: string | undefined;
+  /**
+   * The `Host` and `Origin` headers. Anonymous access is refused when Host is not a name of this server or
+   * Origin is another site: otherwise a web page the local user visits could reach a loopback server by DNS
+   * rebinding. Undefined for callers that are not HTTP requests.
+   */
+  readonly host?: string | undefined;
+  readonly origin?: string | undefined;
+}
+
+/** The credentials of an HTTP request: Authorization, the tenant it names (X-Scope-OrgID), Host, Origin. */
+export function credentialsOf(req: {
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}): RequestCredentials {
+  const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+  return {
+    authorization: first(req.headers.authorization),
+    tenantHeader: first(req.headers['x-scope-orgid']),
+    host: first(req.headers.host),
+    origin: first(req.headers.origin),
+  };
 }
 
 export interface Authenticator {

@@ -1,6 +1,7 @@
 export {
   AnonymousAuthenticator,
   type Authenticator,
+  credentialsOf,
   type Principal,
   type RequestCredentials,
   type Scope,

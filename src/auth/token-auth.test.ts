@@ -99,3 +99,63 @@ describe('anonymous policy', () => {
     expect(['0.0.0.0', '10.0.0.1', 'example.com', '::'].some(isLoopbackHost)).toBe(false);
   });
 });
+
+describe('anonymous access and the site that sends it (DNS rebinding)', () => {
+  const tokens = new TokenStore(new MetaStore(path.join(tempDir('tw-auth-'), 'meta.db')));
+  const policy = anonymousPolicyFor(
+    { anonymous_tenant: 'default', anonymous_scopes: ['read'], anonymous_from: 'loopback' },
+    '127.0.0.1:9470',
+  );
+  const auth = new TokenAuthenticator(tokens, policy);
+  const anon = (host: string | undefined, origin?: string) =>
+    auth.authenticate({ authorization: undefined, host, origin }, 'read');
+
+  it('serves anonymous requests whose Host is a loopback name or the listen address, from the same site', () => {
+    for (const host of ['localhost:9470', '127.0.0.1:9470', '[::1]:9470', 'LOCALHOST', undefined])
+      expect(anon(host).via).toBe('anonymous');
+    expect(anon('localhost:9470', 'http://localhost:9470').via).toBe('anonymous');
+    expect(anon('127.0.0.1:9470', 'http://localhost:5173').via).toBe('anonymous');
+    const lan = new TokenAuthenticator(
+      tokens,
+      anonymousPolicyFor(
+        { anonymous_tenant: 'default', anonymous_scopes: ['read'], anonymous_from: 'anywhere' },
+        '10.0.0.5:9470',
+      ),
+    );
+    expect(lan.authenticate({ authorization: undefined, host: '10.0.0.5:9470' }, 'read').via).toBe(
+      'anonymous',
+    );
+    expect(
+      refusal(() => lan.authenticate({ authorization: undefined, host: 'evil.example' }, 'read')).status,
+    ).toBe(403);
+  });
+
+  it('refuses a foreign Host or Origin with 403 naming the header', () => {
+    expect(refusal(() => anon('attacker.example:9470'))).toEqual({
+      status: 403,
+      message: expect.stringMatching(/Host header "attacker.example:9470" is not a loopback name/),
+    });
+    expect(refusal(() => anon('127.0.0.1:9470', 'http://attacker.example'))).toEqual({
+      status: 403,
+      message: expect.stringMatching(/Origin header "http:\/\/attacker.example" is another site/),
+    });
+    expect(refusal(() => anon('localhost:9470', 'null')).status).toBe(403);
+  });
+
+  it('leaves requests with a token alone, whatever their Host', () => {
+    const { token } = tokens.create({ tenant: 'a', scope: 'read' });
+    expect(
+      auth.authenticate(
+        { authorization: `Bearer ${token}`, host: 'tw.example.com', origin: 'https://grafana.example' },
+        'read',
+      ).tenant,
+    ).toBe('a');
+  });
+
+  it('says which scope an admin action needs without repeating it', () => {
+    const { token } = tokens.create({ tenant: 'a', scope: 'read' });
+    expect(refusal(() => auth.authenticate({ authorization: `Bearer ${token}` }, 'admin')).message).toMatch(
+      /to change settings it needs scope admin$/,
+    );
+  });
+});

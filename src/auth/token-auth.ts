@@ -29,6 +29,12 @@ export interface TokenVerifier {
 export interface AnonymousPolicy {
   readonly tenant: string | null;
   readonly scopes: ReadonlySet<Scope>;
+  /**
+   * Host names (no port) anonymous requests may name in `Host`, besides loopback names and addresses: the
+   * configured listen host. Anything else is refused with 403 (DNS rebinding). `any`: no Host check (a
+   * wildcard listen address with `anonymous_from: anywhere`, where anyone may reach the server directly).
+   */
+  readonly hosts?: readonly string[] | 'any';
 }
 
 /** A token's scope grants: `admin` can do everything, `ingest` and `read` only themselves. */
@@ -44,6 +50,8 @@ const WHAT: Record<Scope, string> = {
 
 export class TokenAuthenticator implements Authenticator {
   private readonly anonymous: Principal | undefined;
+  private readonly anonymousHosts: ReadonlySet<string>;
+  private readonly anyHost: boolean;
 
   constructor(
     private readonly tokens: TokenVerifier,
@@ -53,6 +61,12 @@ export class TokenAuthenticator implements Authenticator {
       policy.tenant !== null && policy.scopes.size > 0
         ? { tenant: policy.tenant, scopes: policy.scopes, via: 'anonymous' }
         : undefined;
+    this.anyHost = policy.hosts === 'any';
+    this.anonymousHosts = new Set(
+      (policy.hosts === 'any' ? [] : (policy.hosts ?? [])).map((h) =>
+        h.replace(/^\[|\]$/g, '').toLowerCase(),
+      ),
+    );
   }
 
   authenticate(credentials: RequestCredentials, scope: Scope): Principal {
@@ -62,7 +76,7 @@ export class TokenAuthenticator implements Authenticator {
       throw twError(
         Errors.forbidden,
         `${principal.via} (tenant ${principal.tenant}) has scope ${[...principal.scopes].join(', ')}; ` +
-          `to ${WHAT[scope]} it needs scope ${scope} or admin`,
+          `to ${WHAT[scope]} it needs scope ${scope === 'admin' ? 'admin' : `${scope} or admin`}`,
       );
     }
     const named = credentials.tenantHeader;
@@ -78,7 +92,10 @@ export class TokenAuthenticator implements Authenticator {
   private identify(credentials: RequestCredentials, scope: Scope): Principal {
     const header = credentials.authorization;
     if (header === undefined || header === '') {
-      if (this.anonymous) return this.anonymous;
+      if (this.anonymous) {
+        this.checkAnonymousSite(credentials);
+        return this.anonymous;
+      }
       throw this.credentialsRequired(scope);
     }
     const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
@@ -106,6 +123,43 @@ export class TokenAuthenticator implements Authenticator {
     };
   }
 
+  /**
+   * Anonymous access is for the local user's own tools: a request whose Host is not a name of this server, or
+   * whose Origin is another site, comes from a web page that reached the server by DNS rebinding or
+   * cross-site, and is refused (403 naming the header). Requests with a token are not affected.
+   */
+  private checkAnonymousSite(credentials: RequestCredentials): void {
+    const { host, origin } = credentials;
+    const hostName = host === undefined ? undefined : hostOf(host);
+    if (
+      hostName !== undefined &&
+      !this.anyHost &&
+      !isLoopbackHost(hostName) &&
+      !this.anonymousHosts.has(hostName)
+    ) {
+      throw twError(
+        Errors.forbidden,
+        `anonymous access refused: the Host header ${JSON.stringify(host)} is not a loopback name or the listen address of this server; send a token (Authorization: Bearer <token>)`,
+      );
+    }
+    if (origin === undefined) return;
+    let originHost = '';
+    try {
+      originHost = new URL(origin).hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    } catch {
+      // "null" (sandboxed pages, file://) and anything unparsable is a foreign site.
+    }
+    const ownSite =
+      originHost !== '' &&
+      (isLoopbackHost(originHost) || originHost === hostName || this.anonymousHosts.has(originHost));
+    if (!ownSite) {
+      throw twError(
+        Errors.forbidden,
+        `anonymous access refused: the Origin header ${JSON.stringify(origin)} is another site; send a token (Authorization: Bearer <token>)`,
+      );
+    }
+  }
+
   private credentialsRequired(scope: Scope) {
     return twError(
       Errors.unauthorized,
@@ -113,6 +167,18 @@ export class TokenAuthenticator implements Authenticator {
         `(create one with: trainwatch token create --tenant <tenant> --scope ${scope})`,
     );
   }
+}
+
+/** The host name of a Host header value (port and IPv6 brackets removed), lower case. */
+function hostOf(header: string): string {
+  const h = header.trim().toLowerCase();
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    return end > 0 ? h.slice(1, end) : h.slice(1);
+  }
+  const colon = h.lastIndexOf(':');
+  // One colon: name:port. More: a bare IPv6 address (not valid in Host, but compared as is).
+  return colon >= 0 && h.indexOf(':') === colon ? h.slice(0, colon) : h;
 }
 
 /** True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost). */
@@ -136,9 +202,18 @@ export function anonymousPolicyFor(
 ): AnonymousPolicy & { readonly loopback: boolean } {
   const loopback = isLoopbackHost(listen.slice(0, listen.lastIndexOf(':')));
   const allowed = auth.anonymous_tenant !== null && (auth.anonymous_from === 'anywhere' || loopback);
+  const listenHost = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
   return {
     tenant: auth.anonymous_tenant,
     scopes: new Set(allowed ? auth.anonymous_scopes : []),
+    // A wildcard listen address names no host of its own: loopback names only, unless anonymous callers
+    // may come from anywhere anyway.
+    hosts:
+      listenHost === '0.0.0.0' || listenHost === '::' || listenHost === ''
+        ? auth.anonymous_from === 'anywhere'
+          ? 'any'
+          : []
+        : [listenHost],
     loopback,
   };
 }

@@ -1,4 +1,12 @@
-import { appendFileSync, mkdtempSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -227,5 +235,121 @@ describe('disk-log bus', () => {
     writeFileSync(path.join(dir, 'p-000', 'notes.txt'), 'hello');
     const again = await open(dir);
     expect(again.endOffset(0)).toBe(0);
+  });
+});
+
+describe('disk-log bus: damage found at open (issue 16, item 5)', () => {
+  function segmentsOf(dir: string, partition = 0): string[] {
+    const pdir = path.join(dir, `p-${String(partition).padStart(3, '0')}`);
+    return readdirSync(pdir)
+      .filter((f) => f.endsWith('.seg'))
+      .sort()
+      .map((f) => path.join(pdir, f));
+  }
+  /** Byte position of record `index` in a segment written by `fill` (records of equal length). */
+  const positionOf = (index: number, recordLength: number) => 8 + index * (8 + recordLength);
+  async function flip(file: string, position: number): Promise<void> {
+    const fd = await import('node:fs/promises').then((m) => m.open(file, 'r+'));
+    const b = Buffer.alloc(1);
+    await fd.read(b, 0, 1, position);
+    b[0] = b[0]! ^ 0xff;
+    await fd.write(b, 0, 1, position);
+    await fd.close();
+  }
+  async function fill(dir: string, n: number, extra: Partial<DiskLogOptions> = {}) {
+    const bus = await open(dir, extra);
+    const [k0] = keysByPartition(bus);
+    for (let i = 0; i < n; i++) await bus.append(k0, rec(`good-${String(i).padStart(3, '0')}`));
+    return { bus, k0 };
+  }
+  const LEN = 'good-000'.length;
+
+  it('a flipped payload byte loses that record only: its offset stays, every later record is kept', async () => {
+    const dir = tempDir();
+    const { bus } = await fill(dir, 30);
+    await bus.close();
+    await flip(segmentsOf(dir)[0]!, positionOf(10, LEN) + 8 + 2);
+    const logs: LogLine[] = [];
+    const again = await open(dir, {}, logs);
+    expect(again.endOffset(0)).toBe(30);
+    const entries = await again.read(0, 0, 1 << 20);
+    expect(entries.map((e) => e.offset)).toEqual([
+      ...Array.from({ length: 10 }, (_, i) => i),
+      ...Array.from({ length: 19 }, (_, i) => i + 11),
+    ]);
+    expect(entries.map((e) => text(e.record))).toContain('good-029');
+    expect(again.recoveryLosses().records).toBe(1);
+    expect(logs.some((l) => /bus data lost: partition 0: a damaged record at offset 10/.test(l.msg))).toBe(
+      true,
+    );
+    // Reading from the hole on goes on with the next record.
+    expect((await again.read(0, 10, 1 << 20))[0]!.offset).toBe(11);
+  });
+
+  it('a flipped length byte resynchronises on the next valid record and keeps the rest', async () => {
+    const dir = tempDir();
+    const { bus } = await fill(dir, 30);
+    await bus.close();
+    await flip(segmentsOf(dir)[0]!, positionOf(5, LEN) + 1);
+    const again = await open(dir);
+    const texts = (await again.read(0, 0, 1 << 20)).map((e) => text(e.record));
+    expect(texts).toHaveLength(29);
+    expect(texts).not.toContain('good-005');
+    expect(texts.at(-1)).toBe('good-029');
+    expect(again.recoveryLosses().records).toBe(1);
+  });
+
+  it('a bad file magic is repaired and the records behind it kept, with the loss reported', async () => {
+    const dir = tempDir();
+    const { bus } = await fill(dir, 10);
+    await bus.close();
+    await flip(segmentsOf(dir)[0]!, 1);
+    const logs: LogLine[] = [];
+    const again = await open(dir, {}, logs);
+    expect(again.endOffset(0)).toBe(10);
+    expect((await again.read(0, 0, 1 << 20)).map((e) => text(e.record))).toHaveLength(10);
+    expect(again.recoveryLosses().problems.join()).toMatch(/damaged file header/);
+    expect(logs.some((l) => /bus data lost/.test(l.msg))).toBe(true);
+  });
+
+  it('a deleted segment is reported, and offsets at or below a committed one are never handed out again', async () => {
+    const dir = tempDir();
+    const { bus } = await fill(dir, 30, { segmentBytes: 120 });
+    await bus.commit('processor', 0, 30);
+    await bus.close();
+    const segs = segmentsOf(dir);
+    expect(segs.length, segs.join()).toBeGreaterThan(3);
+    rmSync(segs[1]!);
+    rmSync(segs.at(-1)!);
+    const logs: LogLine[] = [];
+    const again = await open(dir, { segmentBytes: 120 }, logs);
+    expect(again.recoveryLosses().records).toBeGreaterThan(0);
+    expect(again.recoveryLosses().problems.join('\n')).toMatch(/are missing/);
+    expect(again.recoveryLosses().problems.join('\n')).toMatch(
+      /consumer committed 30; new records start at 30/,
+    );
+    expect(again.endOffset(0)).toBeGreaterThanOrEqual(again.committed('processor', 0));
+    const [k0] = keysByPartition(again);
+    const fresh = await again.append(k0, rec('after'));
+    expect(fresh.offset).toBe(30);
+    expect((await again.read(0, 30, 1 << 20)).map((e) => text(e.record))).toEqual(['after']);
+    // And still after another restart.
+    await again.close();
+    const third = await open(dir, { segmentBytes: 120 });
+    expect((await third.read(0, 30, 1 << 20)).map((e) => text(e.record))).toEqual(['after']);
+    expect((await third.append(k0, rec('later'))).offset).toBe(31);
+  });
+
+  it('a damaged record cut off the tail never lets a committed offset be reused', async () => {
+    const dir = tempDir();
+    const { bus } = await fill(dir, 10);
+    await bus.commit('processor', 0, 10);
+    await bus.close();
+    const seg = segmentsOf(dir)[0]!;
+    await flip(seg, statSync(seg).size - 1);
+    const again = await open(dir);
+    expect(again.endOffset(0)).toBe(10);
+    const [k0] = keysByPartition(again);
+    expect((await again.append(k0, rec('new'))).offset).toBe(10);
   });
 });

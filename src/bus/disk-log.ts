@@ -16,7 +16,15 @@
  * Durability: appends are queued and written by one flush loop (group commit): every record queued while a
  * flush is in progress is written by the next flush with one `writev` per partition, followed by one
  * `fdatasync` per file touched. `append` resolves only after that (policy `always`, the default). Readers
- * never see bytes that are not yet durable. At open, a torn or corrupt tail is cut off with a warning.
+ * never see bytes that are not yet durable.
+ *
+ * Recovery at open (issue 16, item 5): a torn tail of the last segment (a write cut by a crash, never
+ * acknowledged) is cut off. Any other damage loses only what is damaged: a record whose checksum does not
+ * match is skipped by resynchronising on the next valid header and checksum, keeping its offset (a hole) and
+ * every good record after it; a bad file header is repaired and the records behind it scanned; a segment
+ * missing between two others leaves a gap in the offsets. The end offset is never below any group's
+ * committed offset, so no offset a consumer has passed is ever handed out again. Every loss is logged as an
+ * error and reported by {@link DiskLogBus.recoveryLosses} (a self-metric and `/readyz` show it).
  */
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -87,6 +95,11 @@ class Segment {
   private lastIndexedPos = FILE_HEADER_BYTES;
   handle: FileHandle | undefined;
   private opening: Promise<FileHandle> | undefined;
+  /**
+   * Damaged records found at open, by relative offset: the byte position where the next record starts.
+   * Readers skip them (their length field may be the damaged part). Undefined while there are none.
+   */
+  holes: Map<number, number> | undefined;
 
   constructor(
     readonly base: number,
@@ -106,6 +119,14 @@ class Segment {
     }
     this.count++;
     this.size = position + RECORD_HEADER_BYTES + length;
+  }
+
+  /** A damaged stretch `[position, end)` found at open: it keeps one offset, and readers skip it. */
+  noteHole(position: number, end: number): void {
+    this.holes ??= new Map();
+    this.holes.set(this.count, end);
+    // A stretch shorter than a record header is possible (resynchronised a few bytes on): size = end still.
+    this.noteRecord(position, end - position - RECORD_HEADER_BYTES);
   }
 
   /** The byte position of the indexed record at or before relative offset `rel`, and that record's offset. */
@@ -188,6 +209,8 @@ export class DiskLogBus implements Bus, LocalLog {
   private unsyncedHandles = new Set<FileHandle>();
   /** Consumer groups over this log (Bus.join). */
   private readonly groups: LocalGroupCoordinator;
+  /** What recovery at open lost: records (at least; a gap of unknown size counts 1) and why. */
+  private readonly losses = { records: 0, problems: [] as string[] };
 
   private constructor(private readonly opts: DiskLogOptions) {
     this.partitionCount = opts.partitions;
@@ -280,7 +303,16 @@ export class DiskLogBus implements Bus, LocalLog {
       const chunk = Buffer.allocUnsafe(chunkLen);
       const { bytesRead } = await handle.read(chunk, 0, chunkLen, position);
       let p = 0;
-      while (p + RECORD_HEADER_BYTES <= bytesRead && at < seg.end) {
+      while (at < seg.end) {
+        const holeEnd = seg.holes?.get(at - seg.base);
+        if (holeEnd !== undefined) {
+          // A damaged record found at open: its offset stays taken, its bytes are never handed out.
+          p = holeEnd - position;
+          at++;
+          if (p > bytesRead) break;
+          continue;
+        }
+        if (p + RECORD_HEADER_BYTES > bytesRead) break;
         const len = chunk.readUInt32LE(p);
         if (p + RECORD_HEADER_BYTES + len > bytesRead) {
           if (p === 0) {
@@ -382,6 +414,14 @@ export class DiskLogBus implements Bus, LocalLog {
       part.waiters = [];
       for (const seg of part.segments) await seg.close();
     }
+  }
+
+  /**
+   * Records lost to damage found at open, and one line per problem (empty when the log was intact). Exported
+   * as `trainwatch_bus_corrupt_records_total` and shown by `/readyz`.
+   */
+  recoveryLosses(): { readonly records: number; readonly problems: readonly string[] } {
+    return this.losses;
   }
 
   /** Bytes waiting to be written; exported as a self-metric. */
@@ -539,6 +579,17 @@ export class DiskLogBus implements Bus, LocalLog {
     }
   }
 
+  /** Logs and counts a loss found at open: loudly, since acknowledged data may be gone. */
+  private lost(part: Partition, records: number, problem: string, details: Record<string, unknown>): void {
+    this.losses.records += records;
+    const line = `partition ${part.id}: ${problem}`;
+    if (this.losses.problems.length < 100) this.losses.problems.push(line);
+    this.opts.logger.error(
+      { partition: part.id, lostRecords: records, ...details },
+      `bus data lost: ${line}`,
+    );
+  }
+
   private async recover(part: Partition): Promise<void> {
     await fsp.mkdir(part.dir, { recursive: true });
     const names = (await fsp.readdir(part.dir)).filter((n) => /^\d{20}\.seg$/.test(n)).sort();
@@ -551,78 +602,133 @@ export class DiskLogBus implements Bus, LocalLog {
       const seg = new Segment(Number(names[i]!.slice(0, 20)), path.join(part.dir, names[i]!));
       const prev = part.segments[part.segments.length - 1];
       if (prev && seg.base < prev.end) {
-        this.opts.logger.warn(
-          { file: seg.file, base: seg.base, previousEnd: prev.end },
-          'bus segment overlaps the previous one; ignoring it',
+        this.lost(
+          part,
+          0,
+          `segment ${names[i]} overlaps the previous one (which ends at ${prev.end}); ignored`,
+          {
+            file: seg.file,
+          },
         );
         continue;
       }
-      await this.scanSegment(seg, i === names.length - 1);
+      if (prev && seg.base > prev.end) {
+        this.lost(
+          part,
+          seg.base - prev.end,
+          `offsets ${prev.end} to ${seg.base - 1} are missing (a segment was deleted or cut short)`,
+          { file: seg.file },
+        );
+      }
+      await this.scanSegment(part, seg, i === names.length - 1);
       part.segments.push(seg);
     }
-    if (part.segments.length === 0) part.segments.push(await this.createSegment(part, 0));
+    // Never hand out an offset a consumer group has already passed: its new records would be skipped.
+    let committed = 0;
+    for (const c of part.committed.values()) committed = Math.max(committed, c);
+    const end = part.segments.length > 0 ? part.end : 0;
+    if (committed > end) {
+      this.lost(
+        part,
+        committed - end,
+        `the log ends at offset ${end} but a consumer committed ${committed}; new records start at ${committed}`,
+        { end, committed },
+      );
+      part.segments.push(await this.createSegment(part, committed));
+    } else if (part.segments.length === 0) {
+      part.segments.push(await this.createSegment(part, 0));
+    }
   }
 
-  /** Reads a segment at open, building its index; cuts a torn or corrupt tail off with a warning. */
-  private async scanSegment(seg: Segment, isLast: boolean): Promise<void> {
+  /**
+   * Reads a segment at open, building its index. A torn tail of the last segment is cut off (a crash during
+   * a write that was never acknowledged); any other damaged record becomes a hole and the scan resynchronises
+   * on the next valid header and checksum.
+   */
+  private async scanSegment(part: Partition, seg: Segment, isLast: boolean): Promise<void> {
     const h = await fsp.open(seg.file, 'r+');
     try {
       const { size: fileSize } = await h.stat();
       const head = Buffer.alloc(FILE_HEADER_BYTES);
       await h.read(head, 0, FILE_HEADER_BYTES, 0);
       if (fileSize < FILE_HEADER_BYTES || !head.subarray(0, 4).equals(FILE_MAGIC)) {
-        this.opts.logger.warn({ file: seg.file }, 'bus segment has no valid header; rewriting it empty');
+        // The records behind a damaged header may be intact: repair the header and scan them.
+        if (fileSize > FILE_HEADER_BYTES)
+          this.lost(part, 0, `segment ${path.basename(seg.file)} had a damaged file header; repaired`, {
+            file: seg.file,
+          });
+        else this.opts.logger.warn({ file: seg.file }, 'bus segment has no valid header; rewriting it empty');
         FILE_MAGIC.copy(head, 0);
         head.writeUInt32LE(FILE_VERSION, 4);
-        await h.truncate(0);
+        if (fileSize < FILE_HEADER_BYTES) await h.truncate(0);
         await h.write(head, 0, FILE_HEADER_BYTES, 0);
         await h.datasync();
-        return;
+        if (fileSize <= FILE_HEADER_BYTES) return;
       }
       let pos = FILE_HEADER_BYTES;
       let buf = Buffer.allocUnsafe(8 << 20);
       let bufStart = 0;
       let bufLen = 0;
-      const ensure = async (need: number): Promise<boolean> => {
-        if (pos + need > fileSize) return false;
-        if (pos >= bufStart && pos + need <= bufStart + bufLen) return true;
+      const ensure = async (at: number, need: number): Promise<boolean> => {
+        if (at + need > fileSize) return false;
+        if (at >= bufStart && at + need <= bufStart + bufLen) return true;
         if (need > buf.length) buf = Buffer.allocUnsafe(need);
-        bufStart = pos;
-        const { bytesRead } = await h.read(buf, 0, Math.min(buf.length, fileSize - pos), pos);
+        bufStart = at;
+        const { bytesRead } = await h.read(buf, 0, Math.min(buf.length, fileSize - at), at);
         bufLen = bytesRead;
-        return pos + need <= bufStart + bufLen;
+        return at + need <= bufStart + bufLen;
       };
-      let problem: string | undefined;
+      /** The length of the valid record at `at` (header, length and checksum), or -1. */
+      const validAt = async (at: number): Promise<number> => {
+        if (!(await ensure(at, RECORD_HEADER_BYTES))) return -1;
+        const len = buf.readUInt32LE(at - bufStart);
+        const crc = buf.readUInt32LE(at - bufStart + 4);
+        if (len > MAX_RECORD_BYTES || !(await ensure(at, RECORD_HEADER_BYTES + len))) return -1;
+        const from = at - bufStart + RECORD_HEADER_BYTES;
+        return crc32(buf.subarray(from, from + len)) === crc ? len : -1;
+      };
       while (pos < fileSize) {
-        if (!(await ensure(RECORD_HEADER_BYTES))) {
-          problem = 'a truncated record header';
+        const len = await validAt(pos);
+        if (len >= 0) {
+          seg.noteRecord(pos, len);
+          pos += RECORD_HEADER_BYTES + len;
+          continue;
+        }
+        // Damage at `pos`. If its length field still leads to a valid record (or exactly to the end of a
+        // segment), only the payload is bad: one record lost. Otherwise scan byte by byte for the next
+        // valid record.
+        let next = -1;
+        if (await ensure(pos, RECORD_HEADER_BYTES)) {
+          const claimed = pos + RECORD_HEADER_BYTES + buf.readUInt32LE(pos - bufStart);
+          if (claimed <= fileSize && (claimed === fileSize ? !isLast : (await validAt(claimed)) >= 0))
+            next = claimed;
+        }
+        for (let at = pos + 1; next < 0 && at + RECORD_HEADER_BYTES <= fileSize; at++)
+          if ((await validAt(at)) >= 0) next = at;
+        if (next < 0 && !isLast) next = fileSize;
+        if (next < 0) {
+          // Nothing valid after it in the last segment: a torn tail, cut off.
+          this.opts.logger.warn(
+            { file: seg.file, position: pos, fileSize, recordsKept: seg.count },
+            'bus segment ends in a torn or damaged record; truncating it after its last good record',
+          );
+          if (fileSize - pos > RECORD_HEADER_BYTES)
+            this.lost(part, 1, `segment ${path.basename(seg.file)} ended in a damaged record; cut off`, {
+              file: seg.file,
+              position: pos,
+            });
+          await h.truncate(pos);
+          await h.datasync();
           break;
         }
-        const len = buf.readUInt32LE(pos - bufStart);
-        const crc = buf.readUInt32LE(pos - bufStart + 4);
-        if (len > MAX_RECORD_BYTES) {
-          problem = `a record length of ${len} bytes`;
-          break;
-        }
-        if (!(await ensure(RECORD_HEADER_BYTES + len))) {
-          problem = 'a truncated record';
-          break;
-        }
-        const at = pos - bufStart + RECORD_HEADER_BYTES;
-        if (crc32(buf.subarray(at, at + len)) !== crc) {
-          problem = 'a record with a bad checksum';
-          break;
-        }
-        seg.noteRecord(pos, len);
-        pos += RECORD_HEADER_BYTES + len;
-      }
-      if (problem) {
-        this.opts.logger.warn(
-          { file: seg.file, position: pos, fileSize, recordsKept: seg.count, lastSegment: isLast },
-          `bus segment ends in ${problem}; truncating it after its last good record`,
+        this.lost(
+          part,
+          1,
+          `a damaged record at offset ${seg.end} (bytes ${pos} to ${next} of ${path.basename(seg.file)}) was skipped`,
+          { file: seg.file, position: pos, next },
         );
-        await h.truncate(pos);
-        await h.datasync();
+        seg.noteHole(pos, next);
+        pos = next;
       }
     } finally {
       await h.close();

@@ -2,6 +2,7 @@
  * The collector's front door: every ingest route in one encapsulated Fastify scope, sharing
  * - body reading: raw bytes for every content type (each route checks its own and answers 415 clearly),
  *   with the size limit enforced while reading;
+ * - authentication from the headers before anything else, so unauthenticated callers cost no budget;
  * - an in-flight budget (`ingest.max_inflight_bytes`): a request that would take the bytes being processed
  *   beyond it is answered 503 with Retry-After before its body is read, so memory stays bounded when the bus
  *   cannot keep up and clients back off;
@@ -13,7 +14,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Errors, twError } from '../model/errors.js';
 import type { IdempotencyWindow } from './idempotency.js';
-import { type CollectorDeps, protocolOfUrl, rejectionReason } from './ingest-context.js';
+import { type CollectorDeps, ingestPrincipal, protocolOfUrl, rejectionReason } from './ingest-context.js';
 import { registerNativeIngest } from './native-route.js';
 import { registerOtlp } from './otlp.js';
 import { registerRemoteWrite } from './remote-write.js';
@@ -51,7 +52,15 @@ export function registerCollector(app: FastifyInstance, opts: CollectorOptions):
         if (pause) throw twError(Errors.unavailable, pause.reason, pause.retryAfterSeconds);
       });
 
-    scope.addHook('onRequest', async (req: WithInflight) => {
+    scope.addHook('onRequest', async (req: WithInflight, reply) => {
+      // Credentials first, from the headers alone: a caller without them is answered 401 before it holds
+      // any in-flight budget, and its connection is closed rather than its body read (issue 16, item 1).
+      try {
+        ingestPrincipal(req, opts.auth);
+      } catch (err) {
+        reply.header('connection', 'close');
+        throw err;
+      }
       const declared = Number(req.headers['content-length']);
       const size =
         Number.isFinite(declared) && declared >= 0

@@ -2,7 +2,8 @@
  * What every protocol route of the collector shares: the authenticator, the bus writer, limits, per-tenant
  * state and self-metrics, plus the decode-and-encode machinery each route reuses for every request.
  */
-import type { Authenticator } from '../auth/index.js';
+import type { FastifyRequest } from 'fastify';
+import { type Authenticator, credentialsOf, type Principal } from '../auth/index.js';
 import { Errors, TrainwatchError, twError } from '../model/errors.js';
 import type { CollectorMetrics, IngestProtocol } from './metrics.js';
 import { ProtoReader } from './protobuf.js';
@@ -40,7 +41,9 @@ export class DecodePipeline {
   readonly writer = new PayloadWriter();
   stats: DecodeStats = newDecodeStats();
 
-  constructor(private readonly deps: CollectorDeps) {}
+  constructor(private readonly deps: CollectorDeps) {
+    this.keys.maxLabels = deps.limits.maxLabelsPerSeries;
+  }
 
   /** Opens a request for `tenant`: the registry may compact now, and refs stay valid until `encode`. */
   begin(tenant: string, nowMs: number): { ctx: DecodeContext; state: TenantState } {
@@ -76,6 +79,23 @@ export class DecodePipeline {
     }
     return this.writer.encode(this.batch, registry);
   }
+}
+
+const PRINCIPAL = Symbol('trainwatch.ingestPrincipal');
+type WithPrincipal = FastifyRequest & { [PRINCIPAL]?: Principal };
+
+/**
+ * Authenticates an ingest request from its headers alone and remembers the principal on the request. The
+ * collector's `onRequest` hook calls it before reserving in-flight budget or reading the body, so a caller
+ * without valid credentials costs neither (issue 16, item 1); routes then get the remembered principal.
+ */
+export function ingestPrincipal(req: FastifyRequest, auth: Authenticator): Principal {
+  const r = req as WithPrincipal;
+  const known = r[PRINCIPAL];
+  if (known) return known;
+  const principal = auth.authenticate(credentialsOf(req), 'ingest');
+  r[PRINCIPAL] = principal;
+  return principal;
 }
 
 /** Maps a refusal to the reason label of `trainwatch_ingest_rejected_requests_total`. */

@@ -3,8 +3,8 @@
  * authenticates, drops retried batches by idempotency key, decodes and validates the whole batch, appends it
  * to the bus, and answers 200 only once the bus made it durable.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Authenticator, RequestCredentials } from '../auth/index.js';
+import type { FastifyInstance } from 'fastify';
+import type { Authenticator } from '../auth/index.js';
 import type { SeriesBatch } from '../model/batch.js';
 import { Errors, twError } from '../model/errors.js';
 import { formatSeries } from '../model/labels.js';
@@ -17,6 +17,7 @@ import {
   NATIVE_CONTENT_TYPE,
 } from '../protocol/native.js';
 import type { IdempotencyWindow } from './idempotency.js';
+import { ingestPrincipal } from './ingest-context.js';
 import type { CollectorMetrics } from './metrics.js';
 import { SeriesKeyBuilder } from './series-key.js';
 import type { TenantLimits } from './tenant-limits.js';
@@ -58,7 +59,7 @@ export function registerNativeIngest(app: FastifyInstance, deps: NativeIngestDep
         `Content-Type must be ${NATIVE_CONTENT_TYPE}, got ${JSON.stringify(contentType)}`,
       );
     }
-    const principal = deps.auth.authenticate(credentialsOf(req), 'ingest');
+    const principal = ingestPrincipal(req, deps.auth);
     const frame = req.body as Buffer;
     if (!Buffer.isBuffer(frame) || frame.length === 0)
       throw twError(Errors.badPayload, 'the request has no body: send one native frame');
@@ -145,11 +146,14 @@ function chargeTenant(
   const registry = state.registry;
   registry.beginRequest(nowMs);
   try {
-    for (const labels of batch.series) {
+    for (let i = 0; i < batch.series.length; i++) {
+      const labels = batch.series[i]!;
       keys.beginStrings();
       for (const name in labels) keys.addStrings(name, labels[name]!);
       keys.finish();
-      registry.resolve(keys, nowMs);
+      const ref = registry.resolve(keys, nowMs);
+      for (let j = batch.offsets[i]!; j < batch.offsets[i + 1]!; j++)
+        registry.noteSampleTime(ref, batch.timestamps[j]!);
     }
     if (batch.sampleCount > 0)
       tenants.chargeSamples(state, tenant, batch.sampleCount, formatSeries(batch.series[0]!), nowMs);
@@ -157,13 +161,4 @@ function chargeTenant(
     registry.rollbackRequest();
     throw err;
   }
-}
-
-/** The credentials of a request: its Authorization header and the tenant it names, if any. */
-export function credentialsOf(req: FastifyRequest): RequestCredentials {
-  const named = req.headers['x-scope-orgid'];
-  return {
-    authorization: req.headers.authorization,
-    tenantHeader: Array.isArray(named) ? named[0] : named,
-  };
 }

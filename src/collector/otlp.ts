@@ -11,8 +11,13 @@
 import { gunzipSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { Errors, twError } from '../model/errors.js';
-import { type CollectorDeps, DecodePipeline, parseContentType, requireBody } from './ingest-context.js';
-import { credentialsOf } from './native-route.js';
+import {
+  type CollectorDeps,
+  DecodePipeline,
+  ingestPrincipal,
+  parseContentType,
+  requireBody,
+} from './ingest-context.js';
 import { decodeOtlpJson, decodeOtlpProtobuf, OtlpDecodeError, type OtlpMetrics } from './otlp-decode.js';
 import { translateOtlp } from './otlp-translate.js';
 
@@ -41,7 +46,7 @@ export function registerOtlp(app: FastifyInstance, deps: CollectorDeps): void {
   const pipeline = new DecodePipeline(deps);
 
   app.post('/v1/metrics', { bodyLimit: deps.limits.maxBodyBytes }, async (req, reply) => {
-    const principal = deps.auth.authenticate(credentialsOf(req), 'ingest');
+    const principal = ingestPrincipal(req, deps.auth);
     const { type } = parseContentType(req.headers['content-type']);
     if (type !== PROTOBUF && type !== JSON_TYPE) {
       throw twError(

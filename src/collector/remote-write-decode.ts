@@ -41,7 +41,10 @@ export function newDecodeStats(): DecodeStats {
 
 /** Refuses a sample whose timestamp is negative or too far in the future, naming the series. */
 export function checkTimestamp(ctx: DecodeContext, ref: number, t: number): void {
-  if (t >= 0 && t <= ctx.nowMs + MAX_FUTURE_MS) return;
+  if (t >= 0 && t <= ctx.nowMs + MAX_FUTURE_MS) {
+    ctx.registry.noteSampleTime(ref, t);
+    return;
+  }
   throw twError(
     Errors.invalidSeries,
     `series ${ctx.registry.shown(ctx.registry.labelsOf(ref))}: timestamp ${t} ` +

@@ -11,8 +11,13 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Errors, twError } from '../model/errors.js';
-import { type CollectorDeps, DecodePipeline, parseContentType, requireBody } from './ingest-context.js';
-import { credentialsOf } from './native-route.js';
+import {
+  type CollectorDeps,
+  DecodePipeline,
+  ingestPrincipal,
+  parseContentType,
+  requireBody,
+} from './ingest-context.js';
 import { ProtoError } from './protobuf.js';
 import { decodeRemoteWriteV1, decodeRemoteWriteV2, SymbolTable } from './remote-write-decode.js';
 import { SnappyDecoder, SnappyError } from './snappy.js';
@@ -26,7 +31,7 @@ export function registerRemoteWrite(app: FastifyInstance, deps: CollectorDeps): 
   const symbols = new SymbolTable();
 
   app.post('/api/v1/write', { bodyLimit: deps.limits.maxBodyBytes }, async (req, reply) => {
-    const principal = deps.auth.authenticate(credentialsOf(req), 'ingest');
+    const principal = ingestPrincipal(req, deps.auth);
     const { type, params } = parseContentType(req.headers['content-type']);
     if (type !== 'application/x-protobuf') {
       throw twError(

@@ -155,7 +155,7 @@ describe('series keys and the registry', () => {
     reg.resolve(kb, 1);
     fromStrings(kb, [['__name__', 'c']]);
     expect(() => reg.resolve(kb, 1)).toThrow(
-      /max_active_series exceeded: tenant t already has 2 active series .* first new series refused: c/,
+      /max_active_series exceeded: tenant t has 0 active series .* and this request adds more than 2 new ones; the limit is 2; first new series refused: c/,
     );
     reg.rollbackRequest();
     expect(reg.live).toBe(0);

@@ -29,6 +29,12 @@ export interface RegistryLimits {
   readonly maxActiveSeries: number;
   readonly activeSeriesTtlMs: number;
   readonly series: SeriesLimits;
+  /**
+   * `storage.out_of_order_window` of the embedded TSDB: a sample older than its series' newest by more than
+   * this is refused (400) instead of acknowledged and then dropped by storage (issue 16, item 6). Undefined:
+   * no check (remote storage decides itself).
+   */
+  readonly outOfOrderWindowMs?: number;
 }
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
@@ -67,6 +73,10 @@ export class SeriesRegistry {
   /** Key length in bytes: a cheap first filter before comparing (the key itself is not kept: see `resolve`). */
   private keyLength = new Int32Array(1024);
   private lastSeen = new Float64Array(1024);
+  /** Per series: the newest sample timestamp accepted (ms), -Infinity before the first. */
+  private newest = new Float64Array(1024).fill(Number.NEGATIVE_INFINITY);
+  /** (ref, previous newest) pairs of the current request, to roll back a refused request. */
+  private readonly newestUndo: number[] = [];
   private counted = new Uint8Array(1024);
   private idsStart = new Int32Array(1024);
   private idsCount = new Int32Array(1024);
@@ -155,6 +165,31 @@ export class SeriesRegistry {
     this.requestFirstRef = this.size;
     this.revived.length = 0;
     this.accumulated.length = 0;
+    this.newestUndo.length = 0;
+  }
+
+  /**
+   * Refuses a sample older than its series' newest by more than the out-of-order window (400 naming the
+   * series and the window), and otherwise notes its time. Storage would acknowledge such a sample and then
+   * drop it; refusing keeps "accepted whole or refused whole". Only what this collector saw counts (series
+   * forgotten after the active-series TTL, or sent through another collector, are not known here).
+   */
+  noteSampleTime(ref: number, t: number): void {
+    const window = this.limits.outOfOrderWindowMs;
+    if (window === undefined) return;
+    const newest = this.newest[ref]!;
+    if (t > newest) {
+      this.newestUndo.push(ref, newest);
+      this.newest[ref] = t;
+    } else if (t < newest - window) {
+      throw twError(
+        Errors.invalidSeries,
+        `series ${this.shown(this.labelsOf(ref))}: sample at ${new Date(t).toISOString()} is ` +
+          `${Math.round((newest - t) / 1000)} s older than the series' newest (${new Date(newest).toISOString()}), ` +
+          `beyond the out-of-order window of ${Math.round(window / 1000)} s (storage.out_of_order_window); ` +
+          `storage cannot keep it, so the request is refused`,
+      );
+    }
   }
 
   /**
@@ -188,6 +223,9 @@ export class SeriesRegistry {
   rollbackRequest(): void {
     this.undoAccumulations(this.accumulated, this.generation);
     this.accumulated.length = 0;
+    for (let i = this.newestUndo.length - 2; i >= 0; i -= 2)
+      this.newest[this.newestUndo[i]!] = this.newestUndo[i + 1]!;
+    this.newestUndo.length = 0;
     for (let ref = this.requestFirstRef; ref < this.size; ref++) {
       if (this.counted[ref]) {
         this.counted[ref] = 0;
@@ -240,10 +278,16 @@ export class SeriesRegistry {
     if (this.live < this.limits.maxActiveSeries) return;
     const labels = typeof refOrLabels === 'number' ? this.labelsOf(refOrLabels) : refOrLabels;
     const shown = this.shown(labels);
+    // `live` already counts the series this request added: say how many were active before it, and how
+    // many the request brought (a tenant with 0 active series was told it "already has 100").
+    let added = this.revived.length;
+    for (let ref = this.requestFirstRef; ref < this.size; ref++) if (this.counted[ref]) added++;
+    const before = this.live - added;
     throw twError(
       Errors.limitExceeded,
-      `limit limits.max_active_series exceeded: tenant ${this.tenant} already has ${this.live} active series ` +
-        `(a sample within the last ${Math.round(this.limits.activeSeriesTtlMs / 1000)} s), the limit is ` +
+      `limit limits.max_active_series exceeded: tenant ${this.tenant} has ${before} active series ` +
+        `(a sample within the last ${Math.round(this.limits.activeSeriesTtlMs / 1000)} s)` +
+        `${added > 0 ? ` and this request adds more than ${added} new ones` : ''}; the limit is ` +
         `${this.limits.maxActiveSeries}; first new series refused: ${shown}`,
     );
   }
@@ -266,6 +310,7 @@ export class SeriesRegistry {
     this.keyLength[ref] = kb.keyLength;
     this.hashes[ref] = kb.hash;
     this.lastSeen[ref] = nowMs;
+    this.newest[ref] = Number.NEGATIVE_INFINITY;
     this.counted[ref] = 1;
     this.live++;
 
@@ -354,6 +399,9 @@ export class SeriesRegistry {
     const ls = new Float64Array(n);
     ls.set(this.lastSeen);
     this.lastSeen = ls;
+    const nw = new Float64Array(n).fill(Number.NEGATIVE_INFINITY);
+    nw.set(this.newest);
+    this.newest = nw;
     const c = new Uint8Array(n);
     c.set(this.counted);
     this.counted = c;
@@ -387,6 +435,7 @@ export class SeriesRegistry {
       hashes: this.hashes,
       keyLength: this.keyLength,
       lastSeen: this.lastSeen,
+      newest: this.newest,
       counted: this.counted,
       idsStart: this.idsStart,
       idsCount: this.idsCount,
@@ -402,6 +451,7 @@ export class SeriesRegistry {
     this.hashes = new Int32Array(capacity);
     this.keyLength = new Int32Array(capacity);
     this.lastSeen = new Float64Array(capacity);
+    this.newest = new Float64Array(capacity).fill(Number.NEGATIVE_INFINITY);
     this.counted = new Uint8Array(capacity);
     this.idsStart = new Int32Array(capacity);
     this.idsCount = new Int32Array(capacity);
@@ -430,6 +480,7 @@ export class SeriesRegistry {
       this.keyLength[ref] = old.keyLength[o]!;
       this.hashes[ref] = old.hashes[o]!;
       this.lastSeen[ref] = old.lastSeen[o]!;
+      this.newest[ref] = old.newest[o]!;
       this.counted[ref] = 1;
       this.totals[ref] = old.totals[o]!;
       const op = old.partitionOfRef[o]!;

@@ -52,7 +52,11 @@ export class BusWriter {
     }
     for (const ev of events) groupOf(jobPartitionKey(origin.tenant, ev.jobId)).events.push(ev);
 
-    const appends: Promise<unknown>[] = [];
+    // Every record is encoded before the first append starts: a record that cannot be encoded then refuses
+    // the request with nothing stored, instead of failing it after another partition's record was stored
+    // (issue 16, item 3). A failed append leaves the others harmless: the sender retries the same
+    // (source, sequence), and storage appends are idempotent (docs/durability.md).
+    const records: [string, Uint8Array][] = [];
     for (const [key, group] of groups) {
       let groupPayload: Uint8Array;
       if (groups.size === 1 && payload) {
@@ -70,9 +74,9 @@ export class BusWriter {
         origin.receivedAtMs,
         groupPayload,
       );
-      appends.push(this.bus.append(key, record));
+      records.push([key, record]);
     }
-    await Promise.all(appends);
+    await Promise.all(records.map(([key, record]) => this.bus.append(key, record)));
   }
 
   /**

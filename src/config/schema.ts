@@ -131,6 +131,28 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** Limits of the HTTP listener against slow and idle clients (docs/security.md). */
+    http: z
+      .object({
+        /** Longest time from a request's first byte to its last body byte; slower requests get 408. */
+        request_timeout: durationString('60s', 100),
+        /** Longest time to receive a request's headers (at most `request_timeout`). */
+        headers_timeout: durationString('10s', 100),
+        /** Open connections per client IP address; further ones are closed at once. */
+        max_connections_per_client: z.number().int().min(1).default(256),
+        /**
+         * Open connections that have not yet carried a successful request; beyond it the oldest of them is
+         * closed, so that connections opened and left idle cannot crowd out honest clients.
+         */
+        max_unauthenticated_connections: z.number().int().min(1).default(1024),
+        /**
+         * Whether `/metrics`, which needs no token, shows tenant names in its `tenant` labels. `auto`: only
+         * while `listen` is a loopback address; off, series are summed over tenants.
+         */
+        metrics_tenant_labels: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+      })
+      .strict()
+      .prefault({}),
     auth: z
       .object({
         /**
@@ -268,6 +290,10 @@ export const configSchema = z
         max_series: z.number().int().min(1).default(1_000_000),
         /** How far back an instant selector looks for a sample (Prometheus's --query.lookback-delta). */
         lookback_delta: durationString('5m', 1000),
+        /** Live streams (Server-Sent Events: /api/tw/v1/live, /ticks) open at once on this server; beyond: 429. */
+        max_live_streams: z.number().int().min(1).default(256),
+        /** Live streams open at once per tenant; beyond: 429. */
+        max_live_streams_per_tenant: z.number().int().min(1).default(32),
       })
       .strict()
       .prefault({}),

@@ -65,3 +65,24 @@ describe('job store', () => {
     expect(await again.list('a', 2, { search: '%' })).toHaveLength(0);
   });
 });
+
+describe('job store: a poison job (issue 16, item 3)', () => {
+  it('a job that cannot be written does not keep the other jobs of its flush from being written', async () => {
+    const { jobs } = store();
+    const dropped: string[] = [];
+    jobs.onDroppedDelta = (tenant, jobId) => dropped.push(`${tenant}/${jobId}`);
+    // Deeper than JSON.stringify can go: the collector refuses such events now, but one may already be on
+    // the bus of an earlier build.
+    let deep: Record<string, unknown> = {};
+    for (let i = 0; i < 20_000; i++) deep = { d: deep };
+    jobs.applyEvent('a', { kind: 'start', jobId: 'poison', timeMs: 1000, config: deep });
+    jobs.applyEvent('b', { kind: 'start', jobId: 'fine', timeMs: 1000, name: 'ok' });
+    await jobs.flush();
+    expect(await jobs.get('b', 'fine', 2000)).toMatchObject({ name: 'ok', status: 'running' });
+    expect(dropped).toEqual(['a/poison']);
+    // Later flushes go on.
+    jobs.applyEvent('b', { kind: 'finish', jobId: 'fine', timeMs: 1500, status: 'completed' });
+    await jobs.flush();
+    expect(await jobs.get('b', 'fine', 2000)).toMatchObject({ status: 'completed' });
+  });
+});

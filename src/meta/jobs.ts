@@ -208,6 +208,11 @@ export class JobStore implements JobRepository {
   private pending = new Map<string, JobDelta>();
   /** The flush in progress: flushes are serialized so an older delta is never written after a newer one. */
   private flushing: Promise<void> = Promise.resolve();
+  /**
+   * Told about each job delta that could not be written while others of its flush could: that delta is
+   * dropped (a poison job must not keep every other job unwritten, issue 16 item 3) and the caller logs it.
+   */
+  onDroppedDelta: ((tenant: string, jobId: string, err: unknown) => void) | undefined;
 
   constructor(rows: JobRowStore);
   constructor(meta: MetaStore, silentAfterMs: number);
@@ -251,10 +256,32 @@ export class JobStore implements JobRepository {
 
   private async flushPending(signal?: AbortSignal): Promise<void> {
     if (this.pending.size === 0) return;
-    const batch = this.pending;
+    let batch = this.pending;
     this.pending = new Map();
     try {
-      await this.rows.upsert([...batch.values()], signal);
+      try {
+        await this.rows.upsert([...batch.values()], signal);
+      } catch (err) {
+        if (!isPoison(err)) throw err;
+        // Some delta is poison (the store cannot take it, e.g. too deep for JSON.stringify): write the jobs one
+        // at a time, drop the poison ones (told to `onDroppedDelta`) so they cannot hold every other job back,
+        // and keep the ones that failed for another reason for the next flush.
+        const kept = new Map<string, JobDelta>();
+        let firstError: unknown;
+        for (const [key, delta] of batch) {
+          try {
+            await this.rows.upsert([delta], signal);
+          } catch (one) {
+            if (isPoison(one)) this.onDroppedDelta?.(delta.tenant, delta.jobId, one);
+            else {
+              kept.set(key, delta);
+              firstError ??= one;
+            }
+          }
+        }
+        batch = kept;
+        if (firstError !== undefined) throw firstError;
+      }
     } catch (err) {
       // Keep what was not written: fold the failed deltas under whatever arrived since (they are older).
       for (const [key, newer] of this.pending) {
@@ -275,6 +302,11 @@ export class JobStore implements JobRepository {
     }
     return job;
   }
+}
+
+/** Errors that retrying cannot cure: the data itself (e.g. too deep for JSON.stringify), not the store. */
+function isPoison(err: unknown): boolean {
+  return err instanceof RangeError || err instanceof TypeError;
 }
 
 // ---- SQLite ---------------------------------------------------------------------------------------------------

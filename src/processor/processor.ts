@@ -21,6 +21,8 @@
  * passes the saved state's offset (nor storage's covered position), so the bus is truncated only below both
  * and neither ever misses a record.
  */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Counter, Gauge, Registry } from 'prom-client';
 import { Counter as PromCounter, Gauge as PromGauge } from 'prom-client';
@@ -33,6 +35,7 @@ import {
 } from '../bus/index.js';
 import type { JobStore } from '../meta/index.js';
 import type { SeriesBatch } from '../model/batch.js';
+import { TrainwatchError } from '../model/errors.js';
 import type { LabelSet } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
 import type { DetectorEngine, PartitionOf } from './detectors/engine.js';
@@ -54,6 +57,11 @@ export interface ProcessorOptions {
   readonly analysis?: ProcessorAnalysis;
   /** Series not read for this long (wall clock) leave the processor's series table. Default 15 minutes. */
   readonly seriesTtlMs?: number;
+  /**
+   * Where records that cannot be applied are kept (`<data-dir>/processor/dead-letter`): per record the bytes
+   * (`<partition>-<offset>.record`) and the error (`.error.txt`). Without it they are only logged and counted.
+   */
+  readonly deadLetterDir?: string;
 }
 
 export interface ProcessorAnalysis {
@@ -91,6 +99,7 @@ interface ProcessorMetrics {
   readonly records: Counter;
   readonly samples: Counter;
   readonly badRecords: Counter;
+  readonly deadLetters: Counter;
   readonly lag: Gauge;
 }
 
@@ -173,6 +182,11 @@ export class Processor {
         help: 'Bus records that could not be decoded and were skipped.',
         registers: [registry],
       }),
+      deadLetters: new PromCounter({
+        name: 'trainwatch_processor_dead_letter_records_total',
+        help: 'Bus records that could not be applied and went to the dead-letter directory instead of stalling their partition.',
+        registers: [registry],
+      }),
       lag: new PromGauge({
         name: 'trainwatch_processor_lag_records',
         help: 'Records in the bus not yet processed, by partition.',
@@ -181,6 +195,8 @@ export class Processor {
         collect: () => this.updateLag(),
       }),
     };
+    jobs.onDroppedDelta ??= (tenant, jobId, err) =>
+      logger.error({ err, tenant, jobId }, 'dropped a job update that the job store cannot write');
   }
 
   /**
@@ -500,7 +516,8 @@ export class Processor {
       // Every record read is applied whole, even after an abort: positions never stop inside a batch's
       // records out of order, and the revoke's checkpoint covers exactly what was applied.
       for (const entry of entries) {
-        await this.apply(entry.record, partition, entry.offset);
+        // Not applied: stopping while storage was unavailable. The record is read again at the next start.
+        if (!(await this.apply(entry.record, partition, entry.offset))) break;
         this.positions.set(partition, entry.offset + 1);
       }
       // Yield between batches so HTTP requests are served during a long replay.
@@ -513,10 +530,10 @@ export class Processor {
    * One bus record: decoded into series-table refs (no label object or key per known series), appended to
    * storage, its jobs' sample times noted, and handed to the detectors.
    */
-  private async apply(record: Uint8Array, partition: number, offset: number): Promise<void> {
+  private async apply(record: Uint8Array, partition: number, offset: number): Promise<boolean> {
     const rb = this.freeRecords.pop() ?? new RecordBatch();
     try {
-      await this.applyWith(rb, record, partition, offset);
+      return await this.applyWith(rb, record, partition, offset);
     } finally {
       this.freeRecords.push(rb);
     }
@@ -527,7 +544,7 @@ export class Processor {
     record: Uint8Array,
     partition: number,
     offset: number,
-  ): Promise<void> {
+  ): Promise<boolean> {
     let tenant: string;
     const nowMs = Date.now();
     try {
@@ -540,24 +557,47 @@ export class Processor {
       }
       decodeRecord(record.subarray(header.payloadStart), tenantSid, this.series, rb, nowMs);
     } catch (err) {
-      // The collector validated this record before appending it; reaching here means a bug or disk corruption
-      // that the CRC did not catch. Skipping keeps every other record flowing.
+      // The collector validated this record before appending it; reaching here means a bug, disk corruption
+      // that the CRC did not catch, or a record an earlier build let through. Skipping keeps every other
+      // record flowing; the dead-letter copy keeps it for whoever investigates.
       this.metrics.badRecords.inc();
-      this.logger.error({ err, partition, offset }, 'skipping undecodable bus record');
-      return;
+      await this.deadLetter(record, partition, offset, err, 'undecodable');
+      return true;
     }
     const events = rb.events;
-    for (const ev of events) this.jobs.applyEvent(tenant, ev);
+    try {
+      for (const ev of events) this.jobs.applyEvent(tenant, ev);
+    } catch (err) {
+      // A job event the job store cannot take (issue 16, item 3): the record goes aside whole, nothing of it
+      // applied past this point; the partition moves on.
+      await this.deadLetter(record, partition, offset, err, 'job event not applicable');
+      return true;
+    }
     const analyze = this.opts.analysis !== undefined && offset >= (this.analysisFrom.get(partition) ?? 0);
     if (rb.sampleCount > 0) {
-      try {
-        await this.storage.appender.append(tenant, this.storageBatch(rb));
-      } catch (err) {
-        // Limits are enforced by the collector before it acknowledges; storage refusing here means a limit
-        // changed in between. The record stays in the bus; count and log it rather than stall the partition.
-        this.metrics.badRecords.inc();
-        this.logger.error({ err, partition, offset, tenant }, 'storage refused a batch from the bus');
-        return;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.storage.appender.append(tenant, this.storageBatch(rb));
+          break;
+        } catch (err) {
+          if (err instanceof TrainwatchError && err.kind.retryable) {
+            // Storage stopped (disk full) or unreachable: wait for it rather than skip what it will take
+            // again once it resumes (issue 16, item 8). Nothing past this record is read meanwhile.
+            if (!this.running) return false;
+            if (attempt === 0)
+              this.logger.warn(
+                { err, partition, offset },
+                'storage is not accepting writes; the partition waits',
+              );
+            await sleep(Math.min(5000, 250 * 2 ** Math.min(attempt, 5)));
+            continue;
+          }
+          // Limits are enforced by the collector before it acknowledges; storage refusing here means a limit
+          // changed in between. The record goes aside rather than stall the partition.
+          this.metrics.badRecords.inc();
+          await this.deadLetter(record, partition, offset, err, 'storage refused the batch');
+          return true;
+        }
       }
       this.noteJobSamples(tenant, rb);
     }
@@ -565,6 +605,37 @@ export class Processor {
     this.metrics.records.inc();
     this.metrics.samples.inc(rb.sampleCount);
     if (nowMs - this.lastSweepMs >= SWEEP_EVERY_MS) this.sweep(nowMs);
+    return true;
+  }
+
+  /**
+   * Sets a record that cannot be applied aside: counted, logged, and (with `deadLetterDir`) its bytes and
+   * error written to files. Never throws: a failing dead-letter write must not stall the partition either.
+   */
+  private async deadLetter(
+    record: Uint8Array,
+    partition: number,
+    offset: number,
+    err: unknown,
+    why: string,
+  ): Promise<void> {
+    this.metrics.deadLetters.inc();
+    const dir = this.opts.deadLetterDir;
+    const file = dir ? path.join(dir, `${partition}-${offset}`) : undefined;
+    this.logger.error(
+      { err, partition, offset, file: file && `${file}.record` },
+      'bus record set aside (%s); the partition goes on',
+      why,
+    );
+    if (!dir || !file) return;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFile(`${file}.record`, record, { mode: 0o600 });
+      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      await writeFile(`${file}.error.txt`, `${why}\n${message}\n`, { mode: 0o600 });
+    } catch (writeErr) {
+      this.logger.error({ err: writeErr, dir }, 'could not write the dead-letter record');
+    }
   }
 
   /**

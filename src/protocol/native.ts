@@ -322,5 +322,35 @@ function checkJobEvent(ev: unknown, index: number, pos: number): JobEvent {
     throw new DecodeError(`job event ${index} has no jobId`, pos);
   if (typeof o.timeMs !== 'number' || !Number.isFinite(o.timeMs))
     throw new DecodeError(`job event ${index} has no numeric timeMs`, pos);
+  for (const field in o) {
+    if (nestingDepth(o[field]) > MAX_EVENT_DEPTH) {
+      throw new DecodeError(
+        `job event ${index} field ${field} is nested deeper than ${MAX_EVENT_DEPTH} levels`,
+        pos,
+      );
+    }
+  }
   return o as unknown as JobEvent;
+}
+
+/**
+ * Objects and arrays in a job event nest at most this deep. Deeper values are refused at the door: everything
+ * after (JSON.stringify in the job store, the UI) recurses over them, and a 5000-deep `config` once stopped
+ * every checkpoint (issue 16, item 3).
+ */
+export const MAX_EVENT_DEPTH = 32;
+
+/** How deep objects and arrays nest in `v` (0 for a scalar), counted without recursion, up to one past the limit. */
+function nestingDepth(v: unknown): number {
+  if (typeof v !== 'object' || v === null) return 0;
+  let deepest = 0;
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (depth > deepest) deepest = depth;
+    if (deepest > MAX_EVENT_DEPTH) return deepest;
+    for (const child of Object.values(node as object))
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+  }
+  return deepest;
 }

@@ -10,14 +10,21 @@ import os from 'node:os';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AnonymousAuthenticator, type Authenticator, type Principal } from '../auth/index.js';
-import { JobStore, MetaStore } from '../meta/index.js';
+import { waitFor } from '../../test/helpers.js';
+import {
+  AnonymousAuthenticator,
+  type Authenticator,
+  type Principal,
+  TokenAuthenticator,
+} from '../auth/index.js';
+import { JobStore, MetaStore, TokenStore } from '../meta/index.js';
 import { SeriesBatchBuilder, STALE_NAN } from '../model/batch.js';
 import { TrainwatchError } from '../model/errors.js';
 import { MemoryStorage } from '../storage/index.js';
 import { registerDashboardApi } from './dashboard.js';
 import { NO_DATA_BYTE } from './dashboard-matrix.js';
 import { summarizeJob } from './job-summary.js';
+import { LiveStreams } from './live-streams.js';
 
 const T0 = 1_699_999_200_000; // a whole hour, so that every nice step aligns on it
 const SECOND = 1000;
@@ -483,5 +490,94 @@ describe('GET /api/tw/v1/ticks', () => {
 
   it('refuses to watch everything', async () => {
     expect((await get('/api/tw/v1/ticks', 400)).error).toMatch(/select what to watch/);
+  });
+});
+
+describe('live streams: revoked tokens and caps (issue 16, item 8)', () => {
+  async function withServer(
+    deps: Partial<Parameters<typeof registerDashboardApi>[1]>,
+    run: (port: number) => Promise<void>,
+  ) {
+    const storage = new MemoryStorage();
+    const b = new SeriesBatchBuilder();
+    b.addSeries({ __name__: 'train_loss', job_id: 'live' }).add(Date.now() - 5000, 1);
+    storage.appender.append('t1', b.build());
+    const a = Fastify();
+    a.setErrorHandler((err, _req, reply) => {
+      if (err instanceof TrainwatchError)
+        return reply.code(err.status).send({ status: 'error', errorType: err.kind.code, error: err.message });
+      return reply.code(500).send({ status: 'error', error: String(err) });
+    });
+    registerDashboardApi(a, {
+      auth: new AnonymousAuthenticator('t1'),
+      storage,
+      jobs: makeStore(),
+      livePollMs: 20,
+      ...deps,
+    });
+    await a.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      await run((a.server.address() as AddressInfo).port);
+    } finally {
+      await a.close();
+    }
+  }
+
+  /** Opens the tick stream; resolves with the status at once, and `body` with everything up to the close. */
+  function openStream(port: number, headers: Record<string, string> = {}) {
+    const req = http.get(`http://127.0.0.1:${port}/api/tw/v1/ticks?job_id=live`, { headers });
+    let text = '';
+    let firstData: () => void = () => {};
+    const dataSeen = new Promise<void>((r) => {
+      firstData = r;
+    });
+    const status = new Promise<number>((resolve, reject) => {
+      req.on('error', reject);
+      req.on('response', (res) => {
+        resolve(res.statusCode!);
+        res.on('data', (c: Buffer) => {
+          text += c.toString();
+          if (text.includes('data: ')) firstData();
+        });
+      });
+    });
+    const body = new Promise<string>((resolve) => req.on('close', () => resolve(text)));
+    return { req, status, body, dataSeen };
+  }
+
+  it('ends a stream whose token is revoked, with an error event saying why', async () => {
+    const tokens = new TokenStore(
+      new MetaStore(path.join(mkdtempSync(path.join(os.tmpdir(), 'tw-sse-')), 'm.db')),
+    );
+    const created = tokens.create({ tenant: 't1', scope: 'read' });
+    await withServer(
+      { auth: new TokenAuthenticator(tokens, { tenant: null, scopes: new Set() }) },
+      async (port) => {
+        const s = openStream(port, { authorization: `Bearer ${created.token}` });
+        expect(await s.status).toBe(200);
+        await s.dataSeen;
+        tokens.revoke(created.info.id);
+        const body = await s.body;
+        expect(body).toMatch(/event: error\ndata: \{"error":"stream closed: token \w+ was revoked"\}/);
+      },
+    );
+  });
+
+  it('caps open streams per tenant and in total (429 naming the limit), and frees a slot at close', async () => {
+    const liveStreams = new LiveStreams({ maxStreams: 1, maxStreamsPerTenant: 1 });
+    await withServer({ liveStreams }, async (port) => {
+      const first = openStream(port);
+      expect(await first.status).toBe(200);
+      const second = openStream(port);
+      expect(await second.status).toBe(429);
+      expect(await second.body).toMatch(
+        /limit query.max_live_streams_per_tenant exceeded: tenant t1 has 1 live streams/,
+      );
+      first.req.destroy();
+      await waitFor('the closed stream to free its slot', () => liveStreams.count === 0 || undefined);
+      const third = openStream(port);
+      expect(await third.status).toBe(200);
+      third.req.destroy();
+    });
   });
 });

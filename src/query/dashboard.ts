@@ -13,7 +13,7 @@
  * Every read is scoped to the caller's tenant (admins may pass `tenant=`, see dashboard-scope.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Authenticator, Principal } from '../auth/index.js';
+import { type Authenticator, credentialsOf, type Principal } from '../auth/index.js';
 import type { JobRepository } from '../meta/index.js';
 import { isStaleNaN } from '../model/batch.js';
 import { Errors, twError } from '../model/errors.js';
@@ -48,6 +48,7 @@ import {
 } from './dashboard-matrix.js';
 import { readTenant, requestSignal } from './dashboard-scope.js';
 import { type JobSummary, newestValue } from './job-summary.js';
+import { defaultLiveStreams, type LiveStreams, streamCredentialsCheck } from './live-streams.js';
 import { parseTime } from './rest.js';
 import { type JsonSample, jsonValue, readSeries, selectSeries } from './series-read.js';
 
@@ -57,6 +58,8 @@ export interface DashboardDeps {
   readonly jobs: JobRepository;
   /** How often the tick stream looks for new samples. */
   readonly livePollMs?: number;
+  /** Caps open live streams (shared with `/api/tw/v1/live`). */
+  readonly liveStreams?: LiveStreams;
 }
 
 type Query = Record<string, string | string[] | undefined>;
@@ -238,8 +241,7 @@ export interface HeatmapRow {
 }
 
 export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps): void {
-  const principalOf = (req: FastifyRequest): Principal =>
-    deps.auth.authenticate({ authorization: req.headers.authorization }, 'read');
+  const principalOf = (req: FastifyRequest): Principal => deps.auth.authenticate(credentialsOf(req), 'read');
 
   app.get('/api/tw/v1/fleet', async (req, reply) => {
     const principal = principalOf(req);
@@ -853,6 +855,8 @@ function streamTicks(
       'select what to watch: give metric= and/or label parameters such as job_id=',
     );
   const pollMs = deps.livePollMs ?? 250;
+  const release = (deps.liveStreams ?? defaultLiveStreams).open(principal.tenant);
+  const stillAllowed = streamCredentialsCheck(deps.auth, req, principal);
 
   reply.hijack();
   const res = reply.raw;
@@ -869,6 +873,12 @@ function streamTicks(
   let polling = false;
   const poll = async () => {
     if (closed || polling) return;
+    const refused = stillAllowed();
+    if (refused !== undefined) {
+      res.end(`event: error\ndata: ${JSON.stringify({ error: `stream closed: ${refused}` })}\n\n`);
+      stop();
+      return;
+    }
     polling = true;
     try {
       const now = Date.now();
@@ -898,10 +908,12 @@ function streamTicks(
       polling = false;
     }
   };
-  void poll();
   const timer = setInterval(() => void poll(), pollMs);
-  req.raw.on('close', () => {
+  const stop = () => {
     closed = true;
     clearInterval(timer);
-  });
+    release();
+  };
+  req.raw.on('close', stop);
+  void poll();
 }

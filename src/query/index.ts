@@ -6,6 +6,7 @@ export {
   summarizeFleet,
 } from './dashboard.js';
 export { type JobSummary, summarizeJob } from './job-summary.js';
+export { DEFAULT_LIVE_STREAM_LIMITS, type LiveStreamLimits, LiveStreams } from './live-streams.js';
 export {
   DEFAULT_PROM_API_LIMITS,
   type PromApiDeps,

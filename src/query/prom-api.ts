@@ -10,7 +10,7 @@
  * label (src/query/promql/tenant.ts explains why).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Authenticator, Principal } from '../auth/index.js';
+import { type Authenticator, credentialsOf, type Principal } from '../auth/index.js';
 import { type LabelMatcher, METRIC_NAME_LABEL } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
 import { requestSignal } from './dashboard-scope.js';
@@ -220,13 +220,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
     maxSeries: limits.maxSeries,
     timeoutMs: limits.timeoutMs,
   });
-  const principalOf = (req: FastifyRequest): Principal => {
-    const named = req.headers['x-scope-orgid'];
-    return deps.auth.authenticate(
-      { authorization: req.headers.authorization, tenantHeader: Array.isArray(named) ? named[0] : named },
-      'read',
-    );
-  };
+  const principalOf = (req: FastifyRequest): Principal => deps.auth.authenticate(credentialsOf(req), 'read');
   const timeoutOf = (p: Params): number => {
     const raw = one(p, 'timeout');
     if (raw === undefined || raw === '') return limits.timeoutMs;

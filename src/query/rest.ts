@@ -4,7 +4,7 @@
  * Every read is scoped to the caller's tenant.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Authenticator, Principal } from '../auth/index.js';
+import { type Authenticator, credentialsOf, type Principal } from '../auth/index.js';
 import type { JobRepository } from '../meta/index.js';
 import { Errors, twError } from '../model/errors.js';
 import { JOB_STATUSES, type JobStatus } from '../model/job.js';
@@ -18,6 +18,7 @@ import {
 import type { Storage } from '../storage/index.js';
 import { requestSignal } from './dashboard-scope.js';
 import { summarizeJob } from './job-summary.js';
+import { defaultLiveStreams, type LiveStreams, streamCredentialsCheck } from './live-streams.js';
 import { type ColumnarSeries, readSeries, selectSeries } from './series-read.js';
 
 export interface RestDeps {
@@ -26,6 +27,8 @@ export interface RestDeps {
   readonly jobs: JobRepository;
   /** How often the live stream looks for new samples. */
   readonly livePollMs?: number;
+  /** Caps open live streams (shared with the dashboard's tick stream); default: {@link DEFAULT_LIVE_STREAM_LIMITS}. */
+  readonly liveStreams?: LiveStreams;
 }
 
 const RESERVED_PARAMS = new Set(['metric', 'start', 'end', 'points', 'since']);
@@ -34,7 +37,7 @@ const DEFAULT_RANGE_MS = 60 * 60_000;
 const LIVE_LOOKBACK_MS = 10_000;
 
 function principalOf(deps: RestDeps, req: FastifyRequest): Principal {
-  return deps.auth.authenticate({ authorization: req.headers.authorization }, 'read');
+  return deps.auth.authenticate(credentialsOf(req), 'read');
 }
 
 /** Milliseconds since the epoch, or an RFC 3339 date. */
@@ -180,6 +183,8 @@ function streamLive(deps: RestDeps, req: FastifyRequest, reply: FastifyReply): v
   const sq = parseSeriesQuery(query, now);
   let since = parseTime(single(query.since, 'since'), 'since', now);
   const pollMs = deps.livePollMs ?? 250;
+  const release = (deps.liveStreams ?? defaultLiveStreams).open(principal.tenant);
+  const stillAllowed = streamCredentialsCheck(deps.auth, req, principal);
 
   reply.hijack();
   const res = reply.raw;
@@ -198,6 +203,12 @@ function streamLive(deps: RestDeps, req: FastifyRequest, reply: FastifyReply): v
   let polling = false;
   const poll = async () => {
     if (closed || polling) return;
+    const refused = stillAllowed();
+    if (refused !== undefined) {
+      res.end(`event: error\ndata: ${JSON.stringify({ error: `stream closed: ${refused}` })}\n\n`);
+      stop();
+      return;
+    }
     polling = true;
     try {
       const until = Date.now() + 60_000; // simulated or skewed clocks may run slightly ahead
@@ -229,8 +240,10 @@ function streamLive(deps: RestDeps, req: FastifyRequest, reply: FastifyReply): v
     }
   };
   const timer = setInterval(() => void poll(), pollMs);
-  req.raw.on('close', () => {
+  const stop = () => {
     closed = true;
     clearInterval(timer);
-  });
+    release();
+  };
+  req.raw.on('close', stop);
 }

@@ -2,6 +2,8 @@
  * The one HTTP server of a trainwatch process: UI, APIs and ingest on one port. Roles add their routes to it
  * while they start; this file owns what they share: error answers, health, readiness and `/metrics`.
  */
+
+import type { Socket } from 'node:net';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -19,7 +21,40 @@ export interface HttpServerOptions {
   readonly registry: Registry;
   /** Largest body any route accepts unless it sets its own limit. */
   readonly bodyLimit: number;
+  /** Timeouts and connection limits against slow or idle clients (config `http`); defaults below. */
+  readonly connections?: Partial<ConnectionLimits>;
+  /**
+   * Whether `/metrics` (served without authentication) shows tenant names in its `tenant` labels
+   * (`http.metrics_tenant_labels`). False: series are summed over tenants, the label removed. Default true.
+   */
+  readonly metricsTenantLabels?: boolean;
 }
+
+/**
+ * What bounds a client that opens connections and then sends slowly or nothing: without these a few
+ * connections that declare a large body and send nothing hold server resources forever (issue 16, item 1).
+ */
+export interface ConnectionLimits {
+  /** Longest time from a request's first byte to its last body byte (Node `requestTimeout`); 408 after. */
+  readonly requestTimeoutMs: number;
+  /** Longest time to receive a request's headers (Node `headersTimeout`). */
+  readonly headersTimeoutMs: number;
+  /** Open connections per client IP address; beyond it a new connection is closed at once. */
+  readonly maxConnectionsPerClient: number;
+  /**
+   * Open connections that have not yet carried a successful request. Beyond it the oldest such connection is
+   * closed (not the new one: refusing new connections would lock out every honest client while an attacker
+   * holds the slots).
+   */
+  readonly maxUnauthenticatedConnections: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  requestTimeoutMs: 60_000,
+  headersTimeoutMs: 10_000,
+  maxConnectionsPerClient: 256,
+  maxUnauthenticatedConnections: 1024,
+};
 
 /** Answers in the Prometheus API's error shape: `{status: "error", errorType, error}`. */
 function errorBody(errorType: string, error: string): { status: 'error'; errorType: string; error: string } {
@@ -46,6 +81,11 @@ export interface HttpServer {
    */
   addMetricsSource(source: () => Promise<string>): void;
   /**
+   * Adds a warning `/readyz` shows under `warnings` without failing readiness (e.g. data lost to disk damage
+   * found at start: the process works, but an operator must know). `note` returns undefined when all is well.
+   */
+  addReadinessWarning(name: string, note: () => string | undefined): void;
+  /**
    * Lets the UI answer GET requests for paths no route matched (client-side routes get the app shell).
    * API paths always get the JSON 404.
    */
@@ -53,7 +93,19 @@ export interface HttpServer {
 }
 
 export function createHttpServer(opts: HttpServerOptions): HttpServer {
+  const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.connections };
   const app: FastifyInstance = Fastify({
+    // Node closes a request whose headers or body do not arrive in time (408), checking every
+    // `connectionsCheckingInterval`; its default interval (30 s) would let short timeouts run long.
+    requestTimeout: limits.requestTimeoutMs,
+    http: {
+      // Node ignores a request timeout shorter than the headers timeout: the headers must come first anyway.
+      headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+      connectionsCheckingInterval: Math.max(
+        50,
+        Math.min(30_000, Math.floor(Math.min(limits.requestTimeoutMs, limits.headersTimeoutMs) / 4)),
+      ),
+    },
     loggerInstance: opts.logger as FastifyBaseLogger,
     // One log line per request would drown the log at fleet scale; self-metrics count requests instead.
     logController: new LogController({ disableRequestLogging: true }),
@@ -62,7 +114,9 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     forceCloseConnections: true,
     return503OnClosing: true,
   });
+  limitConnections(app, limits, opts.logger);
   const checks = new Map<string, ReadinessCheck>();
+  const warnings = new Map<string, () => string | undefined>();
   let pageFallback: ((req: FastifyRequest, reply: FastifyReply) => unknown) | undefined;
 
   app.setErrorHandler((err: FastifyError | TrainwatchError, req, reply) => {
@@ -114,7 +168,14 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       }),
     );
     const failing = results.filter(([, r]) => r !== 'ok');
-    const body = { checks: Object.fromEntries(results) };
+    const warned = [...warnings].flatMap(([name, note]) => {
+      const w = note();
+      return w === undefined ? [] : [[name, w] as const];
+    });
+    const body = {
+      checks: Object.fromEntries(results),
+      ...(warned.length > 0 ? { warnings: Object.fromEntries(warned) } : {}),
+    };
     if (failing.length === 0) return { status: 'ready', ...body };
     return reply.code(503).send({
       status: 'not ready',
@@ -126,9 +187,9 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', opts.registry.contentType);
     const own = await opts.registry.metrics();
-    if (metricsSources.length === 0) return own;
     const more = await Promise.all(metricsSources.map((s) => s().catch(() => '')));
-    return [own, ...more].filter((t) => t.length > 0).join('\n');
+    const text = [own, ...more].filter((t) => t.length > 0).join('\n');
+    return opts.metricsTenantLabels === false ? withoutTenantLabel(text) : text;
   });
 
   return {
@@ -139,8 +200,87 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     addMetricsSource: (source) => {
       metricsSources.push(source);
     },
+    addReadinessWarning: (name, note) => {
+      warnings.set(name, note);
+    },
     setPageFallback: (fallback) => {
       pageFallback = fallback;
     },
   };
+}
+
+/**
+ * Per-client and unauthenticated connection limits. A connection counts as unauthenticated until one of its
+ * requests got an answer below 400 (an accepted token, or anonymous access the policy allows).
+ */
+function limitConnections(app: FastifyInstance, limits: ConnectionLimits, logger: Logger): void {
+  const perClient = new Map<string, number>();
+  // Insertion order is age: the first entry is the oldest unauthenticated connection.
+  const unauthenticated = new Set<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    const client = socket.remoteAddress ?? '';
+    const open = perClient.get(client) ?? 0;
+    if (open >= limits.maxConnectionsPerClient) {
+      logger.warn(
+        { client, open },
+        'closed a new connection from %s: it has %d open (http.max_connections_per_client)',
+        client,
+        open,
+      );
+      socket.destroy();
+      return;
+    }
+    perClient.set(client, open + 1);
+    if (unauthenticated.size >= limits.maxUnauthenticatedConnections) {
+      const oldest = unauthenticated.values().next().value!;
+      unauthenticated.delete(oldest);
+      logger.warn(
+        { client: oldest.remoteAddress },
+        'closed the oldest unauthenticated connection (http.max_unauthenticated_connections)',
+      );
+      oldest.destroy();
+    }
+    unauthenticated.add(socket);
+    socket.once('close', () => {
+      unauthenticated.delete(socket);
+      const n = (perClient.get(client) ?? 1) - 1;
+      if (n <= 0) perClient.delete(client);
+      else perClient.set(client, n);
+    });
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    if (reply.statusCode < 400) unauthenticated.delete(req.raw.socket);
+  });
+}
+
+const TENANT_LABEL = /(\{|,)tenant="(?:[^"\\]|\\.)*"(,?)/;
+
+/**
+ * The Prometheus text exposition without `tenant` labels: samples that differ only by tenant are summed
+ * (right for counters, gauges of totals and histogram buckets alike), so that an unauthenticated scrape
+ * learns no tenant names (issue 16, item 7). Lines keep their order; a family's lines stay together.
+ */
+export function withoutTenantLabel(text: string): string {
+  const out: (string | { key: string })[] = [];
+  const sums = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = line.startsWith('#') ? null : TENANT_LABEL.exec(line);
+    if (!m) {
+      out.push(line);
+      continue;
+    }
+    const stripped =
+      line.slice(0, m.index) + (m[1] === '{' ? '{' : m[2] ? ',' : '') + line.slice(m.index + m[0].length);
+    const space = stripped.lastIndexOf(' ');
+    const key = stripped.slice(0, space).replace('{}', '');
+    const raw = stripped.slice(space + 1);
+    const value =
+      raw === '+Inf' ? Number.POSITIVE_INFINITY : raw === '-Inf' ? Number.NEGATIVE_INFINITY : Number(raw);
+    const prev = sums.get(key);
+    if (prev === undefined) out.push({ key });
+    sums.set(key, (prev ?? 0) + value);
+  }
+  const format = (v: number) =>
+    v === Number.POSITIVE_INFINITY ? '+Inf' : v === Number.NEGATIVE_INFINITY ? '-Inf' : String(v);
+  return out.map((l) => (typeof l === 'string' ? l : `${l.key} ${format(sums.get(l.key)!)}`)).join('\n');
 }

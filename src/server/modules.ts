@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import {
   type AlertingCluster,
   type AlertingService,
@@ -20,7 +20,7 @@ import {
   PgAlertStore,
   registerAlertingApi,
 } from '../alerting/index.js';
-import { type Authenticator, anonymousPolicyFor, TokenAuthenticator } from '../auth/index.js';
+import { type Authenticator, anonymousPolicyFor, isLoopbackHost, TokenAuthenticator } from '../auth/index.js';
 import { type Bus, DiskLogBus, hashPartitionKey } from '../bus/index.js';
 // Type only: the Kafka client is loaded when `bus.kind: kafka` asks for it, so the embedded mode never loads it.
 import type { KafkaBus } from '../bus/kafka.js';
@@ -34,7 +34,13 @@ import {
 import type { Config, RoleName } from '../config/index.js';
 import { type JobStore, type MetaStore, type OpenedMeta, openMeta, postgresUrlOf } from '../meta/index.js';
 import { DetectorEngine, DetectorSettings, Processor } from '../processor/index.js';
-import { RemotePromql, registerDashboardApi, registerPromApi, registerRestApi } from '../query/index.js';
+import {
+  LiveStreams,
+  RemotePromql,
+  registerDashboardApi,
+  registerPromApi,
+  registerRestApi,
+} from '../query/index.js';
 import { RemoteStorage, type Storage } from '../storage/index.js';
 import { type DataDirLock, lockDataDir } from './data-dir.js';
 import { exportDirOf, openEmbeddedTsdb, shardLayout } from './embedded-storage.js';
@@ -173,6 +179,16 @@ class Modules {
           logger,
           registry: this.registry,
           bodyLimit: config.ingest.max_body_bytes,
+          connections: {
+            requestTimeoutMs: config.http.request_timeout,
+            headersTimeoutMs: config.http.headers_timeout,
+            maxConnectionsPerClient: config.http.max_connections_per_client,
+            maxUnauthenticatedConnections: config.http.max_unauthenticated_connections,
+          },
+          metricsTenantLabels:
+            config.http.metrics_tenant_labels === 'auto'
+              ? isLoopbackHost(config.listen.slice(0, config.listen.lastIndexOf(':')))
+              : config.http.metrics_tenant_labels,
         });
         const app = this.http.app;
         this.stoppers.push({ name, stop: () => app.close() });
@@ -245,6 +261,22 @@ class Modules {
             this.set(bus.pendingBytes);
           },
         });
+        if (bus instanceof DiskLogBus) {
+          new Counter({
+            name: 'trainwatch_bus_corrupt_records_total',
+            help: 'Bus records lost to damage found when the embedded bus opened (see the error log and /readyz).',
+            registers: [this.registry],
+            collect() {
+              this.reset();
+              this.inc(bus.recoveryLosses().records);
+            },
+          });
+          this.http!.addReadinessWarning('bus', () => {
+            const { records, problems } = bus.recoveryLosses();
+            if (problems.length === 0) return undefined;
+            return `${records} record(s) lost to damage found at start: ${problems.join('; ')}`;
+          });
+        }
         this.stoppers.push({ name, stop: () => bus.close() });
         return;
       }
@@ -261,7 +293,7 @@ class Modules {
         }
         const dataDir = this.dataDir!.dir;
         const layout = shardLayout(dataDir, Math.max(1, config.processor.workers));
-        let storage: Storage & { activeSeries(): number; readonly writeFailure: unknown };
+        let storage: Storage & { activeSeries(): number; readonly writeFailure: Error | undefined };
         if (this.running.has('processor') && (config.processor.workers >= 1 || layout.dirs.length > 1)) {
           // The processor on every core: the shards live in its worker threads (processor-workers.ts).
           if (layout.note) logger.warn(layout.note);
@@ -317,6 +349,8 @@ class Modules {
             this.set(storage.writeFailure ? 0 : 1);
           },
         });
+        // Not ready while writes are stopped (disk full): load balancers send writes elsewhere meanwhile.
+        this.http!.addReadinessCheck('storage', async () => storage.writeFailure?.message);
         return;
       }
       case 'collector': {
@@ -340,6 +374,11 @@ class Modules {
             samplesPerSecond: config.limits.samples_per_second,
             samplesBurst: config.limits.samples_burst,
             series: limits,
+            // The embedded TSDB drops samples older than this behind their series' newest: refuse them at
+            // the door instead of acknowledging them. A remote TSDB applies its own rules.
+            ...(config.storage.kind === 'embedded'
+              ? { outOfOrderWindowMs: config.storage.out_of_order_window }
+              : {}),
           }),
           limits,
           metrics: createCollectorMetrics(this.registry),
@@ -365,7 +404,7 @@ class Modules {
         registerAlertingApi(this.http!.app, {
           auth: this.auth!,
           alerting,
-          detectors: () => this.workers?.status() ?? this.detectors?.status(),
+          detectors: (tenant) => this.workers?.status(tenant) ?? this.detectors?.status(tenant),
           // In a cluster the rules run on the leader and change with each term: read them when asked.
           rules: { groups: (tenant) => alerting.rules?.groups(tenant) ?? [] },
         });
@@ -410,6 +449,7 @@ class Modules {
           this.registry,
           {
             checkpointIntervalMs: config.processor.checkpoint_interval_ms,
+            deadLetterDir: path.join(this.dataDir!.dir, 'processor', 'dead-letter'),
             analysis: {
               engine,
               stateDir: path.join(this.dataDir!.dir, 'processor'),
@@ -439,7 +479,15 @@ class Modules {
         return;
       }
       case 'query': {
-        const queryDeps = { auth: this.auth!, storage: this.storage!, jobs: this.jobs! };
+        const queryDeps = {
+          auth: this.auth!,
+          storage: this.storage!,
+          jobs: this.jobs!,
+          liveStreams: new LiveStreams({
+            maxStreams: config.query.max_live_streams,
+            maxStreamsPerTenant: config.query.max_live_streams_per_tenant,
+          }),
+        };
         registerRestApi(this.http!.app, queryDeps);
         registerDashboardApi(this.http!.app, queryDeps);
         const remote =

@@ -188,9 +188,9 @@ export class ProcessorWorkers {
     await Promise.all(this.live().map((w) => w.rpc.call('checkpoint')));
   }
 
-  /** The detectors' status, summed over the workers (each sees its own jobs). */
-  async status(): Promise<DetectorStatus[]> {
-    const per = await Promise.all(this.live().map((w) => w.rpc.call<DetectorStatus[]>('status')));
+  /** The detectors' status for `tenant`, summed over the workers (each sees its own jobs). */
+  async status(tenant: string): Promise<DetectorStatus[]> {
+    const per = await Promise.all(this.live().map((w) => w.rpc.call<DetectorStatus[]>('status', tenant)));
     return mergeStatus(per);
   }
 
@@ -463,8 +463,10 @@ export class ShardedStorage implements Storage {
     return this.pool.activeSeries;
   }
 
-  get writeFailure(): string | undefined {
-    return this.pool.writeFailure;
+  /** Why a shard refuses writes (disk full, …), as the embedded TSDB reports it. */
+  get writeFailure(): Error | undefined {
+    const why = this.pool.writeFailure;
+    return why === undefined ? undefined : twError(Errors.unavailable, why);
   }
 }
 

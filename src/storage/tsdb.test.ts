@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -348,13 +348,36 @@ describe('tsdb: durability', () => {
     db.appender.append('t', batch({ __name__: 'm' }, [[400_000, 3]]));
     await expect(db.checkpoint(new Map([[0, 2]]))).rejects.toThrow(/storage stopped accepting writes/);
     await expect(db.appender.append('t', batch({ __name__: 'm' }, [[500_000, 4]]))).rejects.toThrow(
-      /storage stopped accepting writes.*restart/,
+      /storage stopped accepting writes.*resumes by itself/,
     );
     await expect(db.checkpoint(new Map([[0, 3]]))).rejects.toThrow(/stopped accepting writes/);
     // What was covered stays covered; reads go on.
     expect(db.coveredPositions().get(0)).toBe(1);
     expect(read(db, 'm')[0]!.t).toEqual([1000, 2000, 400_000]);
     await db.close();
+  });
+
+  it('resumes by itself once it can write again, and what it stores then survives a restart', async () => {
+    const dir = tmp();
+    const db = await open(dir, { writeProbeIntervalMs: 0 });
+    db.appender.append('t', batch({ __name__: 'm' }, [[1000, 1]]));
+    await db.checkpoint(new Map([[0, 1]]));
+    rmSync(path.join(dir, 'head'), { recursive: true });
+    writeFileSync(path.join(dir, 'head'), '');
+    db.appender.append('t', batch({ __name__: 'm' }, [[400_000, 2]]));
+    await expect(db.checkpoint(new Map([[0, 2]]))).rejects.toThrow(/storage stopped accepting writes/);
+    expect(db.writeFailure).toBeDefined();
+    // Space is back (here: the directory is usable again). No restart.
+    rmSync(path.join(dir, 'head'));
+    mkdirSync(path.join(dir, 'head'));
+    expect(db.writeFailure).toBeUndefined();
+    await db.appender.append('t', batch({ __name__: 'm' }, [[600_000, 3]]));
+    await db.checkpoint(new Map([[0, 3]]));
+    expect(db.coveredPositions().get(0)).toBe(3);
+    await db.close();
+    const again = await open(dir);
+    expect(read(again, 'm')[0]!.t).toEqual([1000, 400_000, 600_000]);
+    await again.close();
   });
 });
 

@@ -17,10 +17,23 @@
  * it and deleting them is resolved at open.
  *
  * Any write failure (disk full, unwritable directory) stops the storage from accepting appends and
- * checkpoints with an error that says so; nothing on disk is left half-written, and since no checkpoint
- * covers the refused data, the bus still holds it for the restart.
+ * checkpoints with an error that says so (503: retry later); nothing on disk is left half-written, and since
+ * no checkpoint covers the refused data, the bus still holds it. While stopped, the storage probes the
+ * directory at most every {@link WRITE_PROBE_INTERVAL_MS}; once a probe write succeeds it resumes without a
+ * restart, and its next checkpoint starts a fresh head-log file from a snapshot (the failed write may have
+ * left a torn record at the end of the current one).
  */
-import { mkdirSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { SeriesBatch } from '../model/batch.js';
@@ -93,6 +106,8 @@ export interface TsdbOptions {
   readonly now?: () => number;
   /** Called after each maintenance pass with the blocks (export policy hooks in here). */
   readonly onBlocks?: (blocks: readonly BlockReader[]) => Promise<void>;
+  /** While writes are stopped, how often to try whether the directory is writable again (default 2 s). */
+  readonly writeProbeIntervalMs?: number;
 }
 
 export const defaultTsdbOptions = {
@@ -142,6 +157,11 @@ interface SeriesSources {
   rollups: { block: BlockReader; id: number }[];
 }
 
+/** While writes are stopped, how often the storage tries whether it can write again. */
+const WRITE_PROBE_INTERVAL_MS = 2000;
+/** Size of the probe write: enough that a disk with a few bytes free does not count as writable. */
+const WRITE_PROBE_BYTES = 1 << 20;
+
 export class Tsdb implements Storage {
   readonly head: Head;
   private blocks: BlockReader[] = [];
@@ -149,6 +169,10 @@ export class Tsdb implements Storage {
   private cutBoundary = Number.NEGATIVE_INFINITY;
   private nextSeq = 1;
   private failure: TrainwatchError | undefined;
+  /** When the directory was last probed while writes are stopped. */
+  private lastProbeMs = Number.NEGATIVE_INFINITY;
+  /** After a failure: the next checkpoint writes a snapshot into a new head-log file. */
+  private snapshotNext = false;
   private log: HeadLog | undefined;
   /** Where sealed head chunks wait for the next cut (spill.ts); renewed at every cut. */
   private spillFile: SpillFile | undefined;
@@ -338,7 +362,7 @@ export class Tsdb implements Storage {
   // Writing
 
   private append(tenant: string, batch: SeriesBatch): AppendStats {
-    if (this.failure) throw this.failure;
+    if (this.failure && !this.probeWritable()) throw this.failure;
     const stats: HeadAppendStats = {
       series: 0,
       samples: 0,
@@ -374,11 +398,54 @@ export class Tsdb implements Storage {
 
   /** The error that stopped writes, if any. */
   get writeFailure(): TrainwatchError | undefined {
+    if (this.failure) this.probeWritable();
     return this.failure;
   }
 
+  /**
+   * While writes are stopped: at most every {@link WRITE_PROBE_INTERVAL_MS}, writes and syncs a probe file of
+   * {@link WRITE_PROBE_BYTES} in the storage directory; if that works, space is back and writes resume.
+   * Returns whether writes are possible now.
+   */
+  private probeWritable(): boolean {
+    if (!this.failure) return true;
+    const dir = this.opts.dir;
+    const now = Date.now();
+    const interval = this.opts.writeProbeIntervalMs ?? WRITE_PROBE_INTERVAL_MS;
+    if (dir === undefined || this.closed || now - this.lastProbeMs < interval) return false;
+    this.lastProbeMs = now;
+    // Where the storage writes: the head (log, spill files) and the directory (blocks).
+    for (const where of [path.join(dir, 'head'), dir]) {
+      const probe = path.join(where, '.write-probe');
+      try {
+        const fd = openSync(probe, 'w');
+        try {
+          writeSync(fd, Buffer.alloc(WRITE_PROBE_BYTES));
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
+      } catch {
+        return false;
+      } finally {
+        try {
+          unlinkSync(probe);
+        } catch {
+          // Not created, or already gone.
+        }
+      }
+    }
+    this.opts.logger.warn(
+      { dir },
+      'storage can write again; resuming (the stopped writes are replayed from the bus)',
+    );
+    this.failure = undefined;
+    this.snapshotNext = true;
+    return true;
+  }
+
   checkpoint(positions: BusPositions): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.failure && !this.probeWritable()) return Promise.reject(this.failure);
     if (this.opts.dir === undefined) {
       this.covered = new Map(positions);
       return Promise.resolve();
@@ -390,7 +457,7 @@ export class Tsdb implements Storage {
   }
 
   private async checkpointNow(positions: Map<number, number>): Promise<void> {
-    if (this.failure) throw this.failure;
+    if (this.failure && !this.probeWritable()) throw this.failure;
     if (this.closed) return;
     try {
       const D = this.opts.blockDurationMs;
@@ -400,12 +467,13 @@ export class Tsdb implements Storage {
         await this.cutHead(boundary);
         this.cutBoundary = boundary;
       }
-      if (cut || !this.log!.started) {
+      if (cut || !this.log!.started || this.snapshotNext) {
         // After a cut (or at the first checkpoint of a fresh store) the log restarts from a snapshot.
         this.log!.rotate(encodeHeadRecord(this.head, positions, this.cutBoundary, true));
       } else {
         await this.log!.appendDelta(encodeHeadRecord(this.head, positions, this.cutBoundary, false));
       }
+      this.snapshotNext = false;
       this.covered = positions;
       // Chunks sealed since the last checkpoint leave memory for the spill file; empty slab pages go back.
       this.head.spill(this.spillFile!);
@@ -428,7 +496,8 @@ export class Tsdb implements Storage {
     this.failure = twError(
       Errors.unavailable,
       `storage stopped accepting writes: ${code === 'ENOSPC' ? 'the disk is full' : 'a write failed'} in ${this.opts.dir} (${err.message}). ` +
-        'Nothing stored was harmed; data not yet stored stays in the bus. Free space or fix the directory, then restart trainwatch.',
+        'Nothing stored was harmed; data not yet stored stays in the bus. Free space or fix the directory: ' +
+        'storage resumes by itself within seconds once it can write again.',
     );
     this.opts.logger.error({ err, dir: this.opts.dir }, this.failure.message);
   }

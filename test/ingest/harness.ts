@@ -25,7 +25,7 @@ import { MetaStore, TokenStore } from '../../src/meta/index.js';
 import { Errors, twError } from '../../src/model/errors.js';
 import type { LabelSet } from '../../src/model/labels.js';
 import { decodePayload } from '../../src/protocol/native.js';
-import { createHttpServer } from '../../src/server/http.js';
+import { type ConnectionLimits, createHttpServer } from '../../src/server/http.js';
 import { tempDir } from '../helpers.js';
 
 export interface StoredRecord {
@@ -122,6 +122,10 @@ export interface HarnessOptions {
   auth?: Authenticator;
   /** The collector's pause when processors lag (registerCollector's `backpressure`). */
   backpressure?: () => { reason: string; retryAfterSeconds: number } | undefined;
+  /** `storage.out_of_order_window` the collector enforces (default: none). */
+  outOfOrderWindowMs?: number;
+  /** Timeouts and connection limits of the HTTP server (defaults: the server's). */
+  connections?: Partial<ConnectionLimits>;
 }
 
 export function collectorHarness(opts: HarnessOptions = {}) {
@@ -139,6 +143,7 @@ export function collectorHarness(opts: HarnessOptions = {}) {
     logger: pino({ level: 'silent' }),
     registry,
     bodyLimit: limits.maxBodyBytes,
+    ...(opts.connections ? { connections: opts.connections } : {}),
   });
   const tenants = new TenantLimits({
     maxActiveSeries: opts.maxActiveSeries ?? 100_000,
@@ -146,6 +151,7 @@ export function collectorHarness(opts: HarnessOptions = {}) {
     samplesPerSecond: opts.samplesPerSecond ?? 1e9,
     samplesBurst: opts.samplesBurst ?? 1e9,
     series: limits,
+    ...(opts.outOfOrderWindowMs !== undefined ? { outOfOrderWindowMs: opts.outOfOrderWindowMs } : {}),
   });
   registerCollector(app, {
     auth,

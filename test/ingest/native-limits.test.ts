@@ -61,7 +61,7 @@ describe('native protocol limits', () => {
     const over = await post(h, frame(['a', 'd']));
     expect(over.statusCode).toBe(400);
     expect(over.json().error).toMatch(
-      /max_active_series exceeded: tenant anon already has 3 active series .* first new series refused: m\{s="d"\}/,
+      /max_active_series exceeded: tenant anon has 3 active series .* first new series refused: m\{s="d"\}/,
     );
 
     const r = collectorHarness({ samplesPerSecond: 1, samplesBurst: 4 });

@@ -262,7 +262,7 @@ describe('remote-write refusals', () => {
     const over = await post(h, many(31));
     expect(over.statusCode).toBe(400);
     expect(over.json().error).toMatch(
-      /limit limits.max_active_series exceeded: tenant anon already has 30 active series .* the limit is 30; first new series refused: m\{i="30"/,
+      /limit limits.max_active_series exceeded: tenant anon has 30 active series \(.*\); the limit is 30; first new series refused: m\{i="30"/,
     );
     // Known series still pass; another tenant is not affected.
     expect((await post(h, many(30))).statusCode).toBe(204);

@@ -52,7 +52,8 @@ export class PbWriter {
 
   bytesField(field: number, b: Uint8Array): this {
     this.tag(field, 2).varint(b.length);
-    this.bytes.push(...b);
+    // A loop, not push(...b): spreading a message of a few MB overflows the stack.
+    for (let i = 0; i < b.length; i++) this.bytes.push(b[i]!);
     return this;
   }
 

@@ -216,6 +216,8 @@ export class DetectorEngine implements DetectorContext {
   /** Samples seen and newest sample time evaluated, per detector kind. */
   private readonly samplesOf = new Float64Array(KINDS);
   private readonly lastEvalOf = new Float64Array(KINDS).fill(Number.NaN);
+  /** Per tenant: samples and last evaluation per detector kind, so that a tenant sees only its own. */
+  private readonly tenantCounts = new Map<string, { samples: Float64Array; lastEval: Float64Array }>();
 
   // ---- jobs and alerts -----------------------------------------------------------------------------------
   private readonly jobs = new Map<string, JobState>();
@@ -406,10 +408,17 @@ export class DetectorEngine implements DetectorContext {
       this.touched.push(job);
     }
     if (n === 0) return;
+    let mine = this.tenantCounts.get(info.tenant);
+    if (!mine) {
+      mine = { samples: new Float64Array(KINDS), lastEval: new Float64Array(KINDS).fill(Number.NaN) };
+      this.tenantCounts.set(info.tenant, mine);
+    }
     for (let k = start; k < end; k++) {
       const kind = arena[k]! >>> SLOT_BITS;
       this.samplesOf[kind]! += n;
       this.lastEvalOf[kind] = lastT;
+      mine.samples[kind]! += n;
+      mine.lastEval[kind] = lastT;
     }
   }
 
@@ -808,17 +817,40 @@ export class DetectorEngine implements DetectorContext {
     return this.tracker.active();
   }
 
-  status(): DetectorStatus[] {
+  /**
+   * Each detector's status. With `tenant`, the counts (tracked, samples, last evaluation) are that tenant's
+   * only (O(series) to count what it tracks: an API call, not the sample path); the alert counts stay
+   * engine-wide, callers count a tenant's alerts themselves.
+   */
+  status(tenant?: string): DetectorStatus[] {
     const counts = this.tracker.countByOrigin();
     const tracked = new Map<string, number>();
-    for (const f of this.families) tracked.set(f.detector, f.live);
-    tracked.set('stall', [...this.jobs.values()].filter((j) => j.hasStepSeries && !j.finished).length);
-    tracked.set('absence', this.jobs.size);
+    const jobs =
+      tenant === undefined
+        ? [...this.jobs.values()]
+        : [...this.jobs].filter(([key]) => key.startsWith(`${tenant}\u0000`)).map(([, j]) => j);
+    if (tenant === undefined) for (const f of this.families) tracked.set(f.detector, f.live);
+    else {
+      const perKind = new Float64Array(KINDS);
+      for (let d = 0; d < this.drefLimit; d++) {
+        if (this.infos[d]?.tenant !== tenant) continue;
+        const start = this.detStart[d]!;
+        for (let i = 0; i < this.detCount[d]!; i++) perKind[this.detArena[start + i]! >>> SLOT_BITS]!++;
+      }
+      this.families.forEach((f, kind) => {
+        tracked.set(f.detector, perKind[kind]!);
+      });
+    }
+    tracked.set('stall', jobs.filter((j) => j.hasStepSeries && !j.finished).length);
+    tracked.set('absence', jobs.length);
     const samples = new Map<FamilyName, number>();
     const lastEval = new Map<FamilyName, number>();
+    const mine = tenant === undefined ? undefined : this.tenantCounts.get(tenant);
+    const samplesOf = tenant === undefined ? this.samplesOf : (mine?.samples ?? new Float64Array(KINDS));
+    const lastEvalOf = tenant === undefined ? this.lastEvalOf : mine?.lastEval;
     this.families.forEach((f, kind) => {
-      samples.set(f.detector, this.samplesOf[kind]!);
-      if (!Number.isNaN(this.lastEvalOf[kind]!)) lastEval.set(f.detector, this.lastEvalOf[kind]!);
+      samples.set(f.detector, samplesOf[kind]!);
+      if (lastEvalOf && !Number.isNaN(lastEvalOf[kind]!)) lastEval.set(f.detector, lastEvalOf[kind]!);
     });
     const base = { tenant: '', job_id: '' };
     const names: (DetectorName | 'threshold')[] = ['threshold', ...DETECTOR_NAMES];

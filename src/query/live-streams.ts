@@ -1,0 +1,85 @@
+/**
+ * Bounds and re-checks the long-lived Server-Sent-Events streams (`/api/tw/v1/live`, `/api/tw/v1/ticks`):
+ * - a cap on open streams per tenant and in total (`query.max_live_streams_per_tenant`,
+ *   `query.max_live_streams`): each stream polls storage for as long as it is open, so without a cap a
+ *   client could open streams until the server does nothing else (issue 16, item 8);
+ * - the stream's credentials are checked again at every poll: a stream whose token was revoked ends with an
+ *   `event: error` naming why, instead of sending data forever.
+ */
+import { type Authenticator, credentialsOf, type Principal, type RequestCredentials } from '../auth/index.js';
+import { Errors, TrainwatchError, twError } from '../model/errors.js';
+
+export interface LiveStreamLimits {
+  readonly maxStreams: number;
+  readonly maxStreamsPerTenant: number;
+}
+
+export const DEFAULT_LIVE_STREAM_LIMITS: LiveStreamLimits = { maxStreams: 256, maxStreamsPerTenant: 32 };
+
+export class LiveStreams {
+  private total = 0;
+  private readonly perTenant = new Map<string, number>();
+
+  constructor(readonly limits: LiveStreamLimits = DEFAULT_LIVE_STREAM_LIMITS) {}
+
+  /** Counts a new stream of `tenant`, or throws 429 naming the limit. Call the returned function once, at close. */
+  open(tenant: string): () => void {
+    const mine = this.perTenant.get(tenant) ?? 0;
+    if (mine >= this.limits.maxStreamsPerTenant) {
+      throw twError(
+        Errors.tooManyRequests,
+        `limit query.max_live_streams_per_tenant exceeded: tenant ${tenant} has ${mine} live streams open ` +
+          `(the limit is ${this.limits.maxStreamsPerTenant}); close one first`,
+        5,
+      );
+    }
+    if (this.total >= this.limits.maxStreams) {
+      throw twError(
+        Errors.tooManyRequests,
+        `limit query.max_live_streams exceeded: ${this.total} live streams are open on this server ` +
+          `(the limit is ${this.limits.maxStreams}); retry later`,
+        5,
+      );
+    }
+    this.total++;
+    this.perTenant.set(tenant, mine + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.total--;
+      const n = (this.perTenant.get(tenant) ?? 1) - 1;
+      if (n <= 0) this.perTenant.delete(tenant);
+      else this.perTenant.set(tenant, n);
+    };
+  }
+
+  /** Streams open now. */
+  get count(): number {
+    return this.total;
+  }
+}
+
+/** Used when the deps give none: one cap for every stream of the process. */
+export const defaultLiveStreams = new LiveStreams();
+
+/**
+ * Re-authenticates a stream's request as it was made: undefined while it may go on, else why it must stop
+ * (token revoked, scope gone). The same tenant is required: a stream never changes tenant.
+ */
+export function streamCredentialsCheck(
+  auth: Authenticator,
+  req: { readonly headers: Readonly<Record<string, string | string[] | undefined>> },
+  principal: Principal,
+): () => string | undefined {
+  const credentials: RequestCredentials = credentialsOf(req);
+  return () => {
+    try {
+      const again = auth.authenticate(credentials, 'read');
+      return again.tenant === principal.tenant ? undefined : 'the credentials now belong to another tenant';
+    } catch (err) {
+      if (err instanceof TrainwatchError) return err.message;
+      throw err;
+    }
+  };
+}
