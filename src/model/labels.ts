@@ -102,9 +102,13 @@ function fastRegexTest(pattern: string): ValueTest | undefined {
     else return undefined;
   }
   if (prefixes.length === 0) return (v) => literals.has(v);
+  if (literals.size === 0 && prefixes.length === 1) {
+    const p = prefixes[0]!;
+    return (v) => v.startsWith(p);
+  }
   return (v) => {
-    if (literals.has(v)) return true;
-    for (const p of prefixes) if (v.startsWith(p)) return true;
+    if (literals.size > 0 && literals.has(v)) return true;
+    for (let i = 0; i < prefixes.length; i++) if (v.startsWith(prefixes[i]!)) return true;
     return false;
   };
 }
