@@ -34,12 +34,14 @@ import {
   ExecutionError,
   QueryCanceledError,
   QueryTimeoutError,
+  SubqueryResolutionError,
   TooManySamplesError,
   TooManySeriesError,
 } from './errors.js';
 import { evalCall } from './functions-eval.js';
 import { labelKey, withoutMetricName } from './labels-util.js';
 import { parseExpr } from './parser.js';
+import { exprToString, formatDuration } from './print.js';
 import type { WindowCtx, WindowFn } from './range-functions.js';
 import {
   type EvalValue,
@@ -68,6 +70,12 @@ export interface EngineOptions {
   readonly maxSeries?: number;
   /** Step of subqueries written without one (`[5m:]`). Default 1 m (Prometheus's evaluation_interval). */
   readonly defaultSubqueryStepMs?: number;
+  /**
+   * Most points a subquery may evaluate per series (its inner steps over the outer range plus its own range),
+   * checked before anything is allocated. Default 100,000 (VictoriaMetrics's
+   * -search.maxPointsSubqueryPerTimeseries): `max_over_time(x[30d:1ms])` is refused at once.
+   */
+  readonly maxSubqueryPoints?: number;
   /** Prometheus's `promql-delayed-name-removal` feature. Default off, as in Prometheus. */
   readonly delayedNameRemoval?: boolean;
   /** Prometheus's `promql-experimental-functions`. Default on. */
@@ -101,11 +109,18 @@ const DEFAULTS = {
   timeoutMs: 2 * 60_000,
   maxSeries: Number.POSITIVE_INFINITY,
   defaultSubqueryStepMs: 60_000,
+  maxSubqueryPoints: 100_000,
   delayedNameRemoval: false,
   experimentalFunctions: true,
   rollups: false,
   yieldEveryMs: 10,
 };
+
+/**
+ * Step loops check the deadline every 256 steps (when `i & mask === mask`): one step may scan a whole window,
+ * up to a subquery's points, so per-series checks alone could overrun the deadline by seconds.
+ */
+const STEP_CHECK_MASK = 255;
 
 /** State shared by every evaluator of one query (subqueries get their own evaluator). */
 export interface QueryCtx {
@@ -115,6 +130,7 @@ export interface QueryCtx {
   readonly maxSamples: number;
   readonly maxSeries: number;
   readonly defaultSubqueryStepMs: number;
+  readonly maxSubqueryPoints: number;
   readonly delayedNameRemoval: boolean;
   readonly useRollups: boolean;
   readonly deadline: number;
@@ -221,11 +237,30 @@ export class Evaluator {
     if (Date.now() > this.q.deadline) throw new QueryTimeoutError(where);
   }
 
+  /**
+   * Checks the deadline and cancellation now (not every 16th call): for step loops, called every 256 steps
+   * (see STEP_CHECK_MASK), where one step may scan a whole window.
+   */
+  checkDeadline(where: string): void {
+    if (this.q.signal?.aborted) throw new QueryCanceledError(where);
+    if (Date.now() > this.q.deadline) throw new QueryTimeoutError(where);
+  }
+
+  /**
+   * Refuses, before allocating, a node that would hold `series` × {@link steps} more points than the query's
+   * sample budget allows (the points of a step-aligned result: one slot per step per series).
+   */
+  reserveSteps(series: number, where: string): void {
+    if (this.q.liveSamples + series * this.steps > this.q.maxSamples) {
+      throw new TooManySamplesError(this.q.maxSamples, where);
+    }
+  }
+
   /** Accounts `n` more samples held in memory; throws when the query's limit is exceeded. */
   hold(n: number): void {
     this.q.liveSamples += n;
     if (this.q.liveSamples > this.q.peakSamples) this.q.peakSamples = this.q.liveSamples;
-    if (this.q.liveSamples > this.q.maxSamples) throw new TooManySamplesError(this.q.maxSamples);
+    if (this.q.liveSamples > this.q.maxSamples) throw new TooManySamplesError(this.q.maxSamples, 'evaluation');
   }
 
   release(n: number): void {
@@ -438,6 +473,7 @@ export class Evaluator {
       minT: firstT - lookback + 1,
       maxT: lastT,
     });
+    this.reserveSteps(selected.length, 'vector selector');
     const out: StepSeries[] = [];
     const steps = this.steps;
     // When consecutive lookback windows overlap, every sample of the selection is read anyway: read each
@@ -576,6 +612,7 @@ export class Evaluator {
           ? { stepMs: this.interval, func: fnName, rangeMs: range }
           : {}),
       });
+      this.reserveSteps(selected.length, 'range selector');
       const buf = new WindowBuffer();
       // When consecutive windows overlap, every sample of the selection is read anyway: read each series in
       // bulk and walk its arrays as the iterator would (same samples taken, skipped and counted).
@@ -600,6 +637,7 @@ export class Evaluator {
         const s = newStepSeries(named.labels, steps, named.dropName);
         let any = false;
         for (let i = 0; i < steps; i++) {
+          if ((i & STEP_CHECK_MASK) === STEP_CHECK_MASK) this.checkDeadline('range selector');
           // With a fixed @ time every step sees the same window (loaded once); parameters may still vary.
           const t = (at ?? this.stepTime(i)) - offset;
           const lo = t - range;
@@ -646,6 +684,7 @@ export class Evaluator {
     if (m.type === 'SubqueryExpr') {
       const { series, range, offset, at } = await this.evalSubqueryPoints(m);
       w.rangeMs = range;
+      this.reserveSteps(series.length, 'subquery');
       for (const ps of series) {
         this.checkInterrupt('subquery');
         await this.maybeYield('subquery');
@@ -656,6 +695,7 @@ export class Evaluator {
         let any = false;
         const n = ps.ts.length;
         for (let i = 0; i < steps; i++) {
+          if ((i & STEP_CHECK_MASK) === STEP_CHECK_MASK) this.checkDeadline('subquery');
           const t = (at ?? this.stepTime(i)) - offset;
           const start = t - range;
           while (lo < n && ps.ts[lo]! <= start) lo++;
@@ -777,6 +817,11 @@ export class Evaluator {
     if (innerStart <= from) innerStart += step;
     const innerEnd = outerEnd - offset;
     if (innerStart > innerEnd) return { series: [], range, offset, at };
+    // Refused before the inner evaluator allocates anything: its every node holds one slot per inner step.
+    const innerSteps = Math.floor((innerEnd - innerStart) / step) + 1;
+    if (innerSteps > this.q.maxSubqueryPoints) throw new SubqueryResolutionError(exprToString(sq), innerSteps, formatDuration(step), this.q.maxSubqueryPoints);
+    if (this.q.liveSamples + innerSteps > this.q.maxSamples)
+      throw new TooManySamplesError(this.q.maxSamples, 'subquery');
     const inner = new Evaluator(this.q, innerStart, innerEnd, step);
     const v = await inner.eval(sq.expr);
     const series: PointSeries[] = [];
@@ -870,6 +915,7 @@ export class PromqlEngine {
       timeoutMs: opts.timeoutMs ?? DEFAULTS.timeoutMs,
       maxSeries: opts.maxSeries ?? DEFAULTS.maxSeries,
       defaultSubqueryStepMs: opts.defaultSubqueryStepMs ?? DEFAULTS.defaultSubqueryStepMs,
+      maxSubqueryPoints: opts.maxSubqueryPoints ?? DEFAULTS.maxSubqueryPoints,
       delayedNameRemoval: opts.delayedNameRemoval ?? DEFAULTS.delayedNameRemoval,
       experimentalFunctions: opts.experimentalFunctions ?? DEFAULTS.experimentalFunctions,
       rollups: opts.rollups ?? DEFAULTS.rollups,
@@ -935,6 +981,7 @@ export class PromqlEngine {
       maxSamples: this.opts.maxSamples,
       maxSeries: this.opts.maxSeries,
       defaultSubqueryStepMs: this.opts.defaultSubqueryStepMs,
+      maxSubqueryPoints: this.opts.maxSubqueryPoints,
       delayedNameRemoval: this.opts.delayedNameRemoval,
       useRollups: opts.rollups ?? this.opts.rollups,
       deadline: began + (opts.timeoutMs ?? this.opts.timeoutMs),
