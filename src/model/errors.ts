@@ -22,6 +22,8 @@ export const Errors = {
   payloadTooLarge: kind('payload_too_large', 413),
   invalidSeries: kind('invalid_series', 400),
   limitExceeded: kind('limit_exceeded', 400),
+  /** A read that would hold more than its memory budget (samples or bytes) allows: refused before it allocates. */
+  budgetExceeded: kind('budget_exceeded', 422),
   unauthorized: kind('unauthorized', 401),
   forbidden: kind('forbidden', 403),
   notFound: kind('not_found', 404),

@@ -3,6 +3,14 @@ export { SampleBuffer } from './codec/chunk.js';
 export { type ExportResult, exportBlock, exportPolicy, exportRange } from './export.js';
 export { type ExportOptions, exportDataDir } from './export-cli.js';
 export { EMPTY_ITERATOR } from './iterators.js';
+export {
+  localQueryEndpoints,
+  PortStorageReader,
+  type ServedStorage,
+  StoragePortClient,
+  type StorageQueryEndpoints,
+  serveStorageQueries,
+} from './port/index.js';
 export { type RemoteFlavor, RemoteStorage, type RemoteStorageOptions } from './remote/remote-storage.js';
 export { AGG_COUNT, AGG_LAST, AGG_SUM, ROLLUP_FUNCS, ROLLUP_TIERS, RollupColumns } from './rollup.js';
 export type {

@@ -148,6 +148,13 @@ export interface SelectHints {
    * absent; `count` always). The others may then be NaN, and the storage reads less.
    */
   readonly aggregates?: readonly ('min' | 'max' | 'sum' | 'count' | 'last')[];
+  /**
+   * The caller's memory budget for this selection, in samples (raw samples, or rollup windows). A storage that
+   * materializes the selection (one read across a thread or a network) refuses it with a `budgetExceeded`
+   * error (422) as soon as it would hold more, instead of allocating them; a lazy one may leave the counting to
+   * the caller, who reads sample by sample.
+   */
+  readonly maxSamples?: number;
 }
 
 export interface AppendStats {
