@@ -34,7 +34,13 @@ import {
 import type { Config, RoleName } from '../config/index.js';
 import { type JobStore, type MetaStore, type OpenedMeta, openMeta, postgresUrlOf } from '../meta/index.js';
 import { DetectorEngine, DetectorSettings, Processor } from '../processor/index.js';
-import { RemotePromql, registerDashboardApi, registerPromApi, registerRestApi } from '../query/index.js';
+import {
+  RemotePromql,
+  registerDashboardApi,
+  registerPromApi,
+  registerRestApi,
+  startQueryPool,
+} from '../query/index.js';
 import { exportPolicy, RemoteStorage, type Storage, Tsdb } from '../storage/index.js';
 import { type DataDirLock, lockDataDir } from './data-dir.js';
 import { createHttpServer, type HttpServer } from './http.js';
@@ -381,15 +387,22 @@ class Modules {
                 timeoutMs: config.query.timeout,
               })
             : undefined;
+        // PromQL off the ingest event loop (query-pool.ts); a remote TSDB evaluates its own queries.
+        const pool = remote ? undefined : startQueryPool(this.storage!, config.query, this.registry);
+        // Pushed after http's stopper, so it runs before it: busy workers are terminated first, and closing
+        // the server does not wait for their requests.
+        if (pool) this.stoppers.push({ name, stop: () => pool.stop() });
         registerPromApi(this.http!.app, {
           auth: this.auth!,
           storage: this.storage!,
           ...(remote ? { remote } : {}),
+          ...(pool ? { pool: pool.pool } : {}),
           limits: {
             timeoutMs: config.query.timeout,
             maxSamples: config.query.max_samples,
             maxSeries: config.query.max_series,
             lookbackDeltaMs: config.query.lookback_delta,
+            maxSubqueryPoints: config.query.max_subquery_points,
           },
         });
         return;

@@ -9,6 +9,7 @@
  * one step. Subqueries evaluate their inner expression once over the whole outer range on their own step grid.
  */
 import { isStaleNaN } from '../../model/batch.js';
+import { Errors, TrainwatchError } from '../../model/errors.js';
 import type { LabelMatcher, LabelSet } from '../../model/labels.js';
 import {
   EMPTY_ITERATOR,
@@ -16,6 +17,7 @@ import {
   SampleBuffer,
   type SelectedSeries,
   type SelectHints,
+  type SeriesSet,
 } from '../../storage/index.js';
 import { evalAggregate } from './aggregate.js';
 import { Annotations } from './annotations.js';
@@ -135,6 +137,8 @@ export interface QueryCtx {
   readonly useRollups: boolean;
   readonly deadline: number;
   readonly signal: AbortSignal | undefined;
+  /** Aborted by the caller's signal or at the deadline: what storage selects get, so they stop too. */
+  readonly selectSignal: AbortSignal | undefined;
   readonly annotations: Annotations;
   /** The outer query's start, end and step: what `@ start()`, `@ end()`, `step()` and `range()` refer to. */
   readonly queryStart: number;
@@ -256,11 +260,23 @@ export class Evaluator {
     }
   }
 
+  /** A failed select as the query's error: over budget is Prometheus's too-many-samples, abort is timeout. */
+  private selectError(err: unknown): unknown {
+    if (err instanceof TrainwatchError && err.kind.code === Errors.budgetExceeded.code)
+      return new TooManySamplesError(this.q.maxSamples, 'selector');
+    if (this.q.selectSignal?.aborted) {
+      if (Date.now() >= this.q.deadline) return new QueryTimeoutError('selector');
+      return new QueryCanceledError('selector');
+    }
+    return err;
+  }
+
   /** Accounts `n` more samples held in memory; throws when the query's limit is exceeded. */
   hold(n: number): void {
     this.q.liveSamples += n;
     if (this.q.liveSamples > this.q.peakSamples) this.q.peakSamples = this.q.liveSamples;
-    if (this.q.liveSamples > this.q.maxSamples) throw new TooManySamplesError(this.q.maxSamples, 'evaluation');
+    if (this.q.liveSamples > this.q.maxSamples)
+      throw new TooManySamplesError(this.q.maxSamples, 'evaluation');
   }
 
   release(n: number): void {
@@ -450,8 +466,16 @@ export class Evaluator {
   ): Promise<readonly SelectedSeries[]> {
     if (maxT < minT) return [];
     const querier = this.q.queryable.querier(minT, maxT);
-    const set = await querier.select(matchers, hints, this.q.signal);
-    if (set.err) throw set.err;
+    // The rest of the query's sample budget goes with the select: a storage that materializes the selection
+    // (over a MessagePort, from another thread) refuses it before allocating what the query could not hold.
+    const budget = { ...hints, maxSamples: Math.max(0, this.q.maxSamples - this.q.liveSamples) };
+    let set: SeriesSet;
+    try {
+      set = await querier.select(matchers, budget, this.q.selectSignal);
+    } catch (err) {
+      throw this.selectError(err);
+    }
+    if (set.err) throw this.selectError(set.err);
     for (const w of set.warnings) this.q.annotations.storageWarning(w);
     const selected = set.series;
     this.q.seriesSelected += selected.length;
@@ -819,7 +843,13 @@ export class Evaluator {
     if (innerStart > innerEnd) return { series: [], range, offset, at };
     // Refused before the inner evaluator allocates anything: its every node holds one slot per inner step.
     const innerSteps = Math.floor((innerEnd - innerStart) / step) + 1;
-    if (innerSteps > this.q.maxSubqueryPoints) throw new SubqueryResolutionError(exprToString(sq), innerSteps, formatDuration(step), this.q.maxSubqueryPoints);
+    if (innerSteps > this.q.maxSubqueryPoints)
+      throw new SubqueryResolutionError(
+        exprToString(sq),
+        innerSteps,
+        formatDuration(step),
+        this.q.maxSubqueryPoints,
+      );
     if (this.q.liveSamples + innerSteps > this.q.maxSamples)
       throw new TooManySamplesError(this.q.maxSamples, 'subquery');
     const inner = new Evaluator(this.q, innerStart, innerEnd, step);
@@ -974,6 +1004,8 @@ export class PromqlEngine {
     opts: QueryOptions,
   ): Promise<QueryResult> {
     const began = Date.now();
+    const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
+    const deadlineSignal = AbortSignal.timeout(Math.max(1, timeoutMs));
     const q: QueryCtx = {
       query,
       queryable: source,
@@ -984,8 +1016,9 @@ export class PromqlEngine {
       maxSubqueryPoints: this.opts.maxSubqueryPoints,
       delayedNameRemoval: this.opts.delayedNameRemoval,
       useRollups: opts.rollups ?? this.opts.rollups,
-      deadline: began + (opts.timeoutMs ?? this.opts.timeoutMs),
+      deadline: began + timeoutMs,
       signal: opts.signal,
+      selectSignal: opts.signal ? AbortSignal.any([opts.signal, deadlineSignal]) : deadlineSignal,
       annotations: new Annotations(query),
       queryStart: start,
       queryEnd: end,
