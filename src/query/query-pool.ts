@@ -55,6 +55,9 @@ interface Slot {
   dead: boolean;
 }
 
+/** Time kept back from a query's deadline for its answer to travel to the client (at most a tenth of it). */
+const ANSWER_RESERVE_MS = 100;
+
 function timeoutAnswer(where: string): PromAnswer {
   return errorAnswer(503, 'timeout', `query timed out in ${where}`);
 }
@@ -189,10 +192,13 @@ export class QueryPool {
         continue;
       }
       slot.job = job;
+      // The engine stops a little before the deadline, so that its timeout answer still crosses back and
+      // reaches the client within the request's timeout.
+      const engineMs = Math.max(1, remaining - Math.min(ANSWER_RESERVE_MS, remaining / 10));
       slot.worker.postMessage({
         type: 'query',
         id: job.id,
-        req: { ...job.req, timeoutMs: remaining },
+        req: { ...job.req, timeoutMs: engineMs },
       } satisfies QueryWorkerRequest);
       const s = slot;
       slot.killTimer = setTimeout(() => this.overrun(s), remaining + this.opts.graceMs);

@@ -119,10 +119,12 @@ const DEFAULTS = {
 };
 
 /**
- * Step loops check the deadline every 256 steps (when `i & mask === mask`): one step may scan a whole window,
- * up to a subquery's points, so per-series checks alone could overrun the deadline by seconds.
+ * Range-function step loops check the deadline whenever they have scanned this many window points since the
+ * last check: one step may scan a whole window (up to a subquery's points, sorted for quantile_over_time), so
+ * per-series checks alone could overrun the deadline by seconds, while a check per step would cost more than
+ * a small window's work. Each step counts its window plus one.
  */
-const STEP_CHECK_MASK = 255;
+const WINDOW_POINTS_PER_CHECK = 1 << 16;
 
 /** State shared by every evaluator of one query (subqueries get their own evaluator). */
 export interface QueryCtx {
@@ -152,6 +154,8 @@ export interface QueryCtx {
   liveSamples: number;
   peakSamples: number;
   checks: number;
+  /** Window points scanned since the last deadline check (see WINDOW_POINTS_PER_CHECK). */
+  windowWork: number;
 }
 
 /** Points of one series over a subquery's grid, compact (present points only). */
@@ -242,10 +246,13 @@ export class Evaluator {
   }
 
   /**
-   * Checks the deadline and cancellation now (not every 16th call): for step loops, called every 256 steps
-   * (see STEP_CHECK_MASK), where one step may scan a whole window.
+   * Counts `points` of window scanned by a step loop and checks deadline and cancellation once
+   * {@link WINDOW_POINTS_PER_CHECK} have been scanned since the last check.
    */
-  checkDeadline(where: string): void {
+  countWindowWork(points: number, where: string): void {
+    this.q.windowWork += points + 1;
+    if (this.q.windowWork < WINDOW_POINTS_PER_CHECK) return;
+    this.q.windowWork = 0;
     if (this.q.signal?.aborted) throw new QueryCanceledError(where);
     if (Date.now() > this.q.deadline) throw new QueryTimeoutError(where);
   }
@@ -661,7 +668,6 @@ export class Evaluator {
         const s = newStepSeries(named.labels, steps, named.dropName);
         let any = false;
         for (let i = 0; i < steps; i++) {
-          if ((i & STEP_CHECK_MASK) === STEP_CHECK_MASK) this.checkDeadline('range selector');
           // With a fixed @ time every step sees the same window (loaded once); parameters may still vary.
           const t = (at ?? this.stepTime(i)) - offset;
           const lo = t - range;
@@ -688,6 +694,7 @@ export class Evaluator {
             }
           }
           const n = buf.tail - buf.head;
+          this.countWindowWork(n, 'range selector');
           if (n > 0) this.hold(n);
           w.rangeStart = lo;
           w.rangeEnd = t;
@@ -719,12 +726,12 @@ export class Evaluator {
         let any = false;
         const n = ps.ts.length;
         for (let i = 0; i < steps; i++) {
-          if ((i & STEP_CHECK_MASK) === STEP_CHECK_MASK) this.checkDeadline('subquery');
           const t = (at ?? this.stepTime(i)) - offset;
           const start = t - range;
           while (lo < n && ps.ts[lo]! <= start) lo++;
           if (hi < lo) hi = lo;
           while (hi < n && ps.ts[hi]! <= t) hi++;
+          this.countWindowWork(hi - lo, 'subquery');
           w.rangeStart = start;
           w.rangeEnd = t;
           w.evalT = this.stepTime(i);
@@ -1030,6 +1037,7 @@ export class PromqlEngine {
       liveSamples: 0,
       peakSamples: 0,
       checks: 0,
+      windowWork: 0,
     };
     const ev = new Evaluator(q, start, end, step);
     let value: QueryValue;
