@@ -82,6 +82,14 @@ export type MatchType = '=' | '!=' | '=~' | '!~';
 const RE2_META = /[\\.+*?()|[\]{}^$]/;
 
 /**
+ * An RE2 pattern matching exactly `values` (an alternation of escaped literals). Values without
+ * metacharacters, such as metric names, give a pattern on the literal-set fast path.
+ */
+export function regexOfLiterals(values: readonly string[]): string {
+  return values.map((v) => v.replace(/[\\.+*?()|[\]{}^$]/g, (c) => `\\${c}`)).join('|');
+}
+
+/**
  * How a regex matcher tests a value. Common PromQL shapes have a fast path: a literal, an alternation of
  * literals (`a|b|c`, as Grafana's multi-value variables write them), prefixes (`job-1.*`, `gpu_.*|train_.*`)
  * and `.*` / `.+`. Everything else runs on RE2 (re2js), whose matching time is linear in the value's length
@@ -115,9 +123,6 @@ function fastRegexTest(pattern: string): ValueTest | undefined {
 
 /** Compiles an RE2 pattern, anchored at both ends and with `.` matching newlines, as Prometheus does. */
 function compileRegexTest(pattern: string): ValueTest {
-  // A fast-path pattern (literals and `lit.*` alternatives) is always valid RE2: nothing to validate.
-  const fast = fastRegexTest(pattern);
-  if (fast) return fast;
   const re = RE2JS.compile(pattern, RE2JS.DOTALL);
   return (v) => re.matches(v);
 }
@@ -129,15 +134,20 @@ function compileRegexTest(pattern: string): ValueTest {
  */
 export class LabelMatcher {
   private readonly test: ValueTest | undefined;
+  /** A regex matcher that runs on the regex engine (no fast path): each value tested costs a scan of it. */
+  readonly usesRegexEngine: boolean = false;
 
   constructor(
     readonly type: MatchType,
     readonly name: string,
     readonly value: string,
   ) {
+    // A fast-path pattern (literals and `lit.*` alternatives) is always valid RE2: nothing to validate.
     if (type === '=~' || type === '!~') {
       try {
-        this.test = compileRegexTest(value);
+        const fast = fastRegexTest(value);
+        this.test = fast ?? compileRegexTest(value);
+        this.usesRegexEngine = fast === undefined;
       } catch (err) {
         throw new Error(
           `invalid regular expression in matcher ${name}${type}${JSON.stringify(value)}: ${(err as Error).message}`,

@@ -10,7 +10,7 @@
  */
 import { isStaleNaN } from '../../model/batch.js';
 import { Errors, TrainwatchError } from '../../model/errors.js';
-import type { LabelMatcher, LabelSet } from '../../model/labels.js';
+import { LabelMatcher, type LabelSet, METRIC_NAME_LABEL, regexOfLiterals } from '../../model/labels.js';
 import {
   EMPTY_ITERATOR,
   type Querier,
@@ -267,6 +267,38 @@ export class Evaluator {
     }
   }
 
+  /**
+   * A `__name__` regex that needs the regex engine is evaluated here, over the caller's own metric names
+   * (storage lists the names of the tenant's series that the other matchers select), and replaced by the
+   * literal set of names it accepts. So the regex never runs over other tenants' names, and it runs in this
+   * thread (a query worker) rather than in the thread that owns storage and ingest. Undefined when no name
+   * matches: the selection is empty.
+   */
+  private async resolveNameRegex(
+    querier: Querier,
+    matchers: readonly LabelMatcher[],
+  ): Promise<readonly LabelMatcher[] | undefined> {
+    const i = matchers.findIndex((m) => m.name === METRIC_NAME_LABEL && m.usesRegexEngine);
+    if (i < 0) return matchers;
+    const nameRe = matchers[i]!;
+    const rest = matchers.filter((_, k) => k !== i);
+    let names: string[];
+    try {
+      // Only cheap matchers narrow the listing; other regexes are left to the select.
+      const narrowing = rest.filter((m) => !m.usesRegexEngine);
+      names = await querier.labelValues(METRIC_NAME_LABEL, narrowing, this.q.selectSignal);
+    } catch (err) {
+      throw this.selectError(err);
+    }
+    const accepted: string[] = [];
+    for (let k = 0; k < names.length; k++) {
+      if ((k & 1023) === 1023) this.checkInterrupt('name regex');
+      if (nameRe.matches(names[k])) accepted.push(names[k]!);
+    }
+    if (accepted.length === 0) return undefined;
+    return [...rest, new LabelMatcher('=~', METRIC_NAME_LABEL, regexOfLiterals(accepted))];
+  }
+
   /** A failed select as the query's error: over budget is Prometheus's too-many-samples, abort is timeout. */
   private selectError(err: unknown): unknown {
     if (err instanceof TrainwatchError && err.kind.code === Errors.budgetExceeded.code)
@@ -466,13 +498,15 @@ export class Evaluator {
    * query (PromQL answers whole or not at all); warnings become the query's annotations.
    */
   async select(
-    matchers: readonly LabelMatcher[],
+    selectors: readonly LabelMatcher[],
     minT: number,
     maxT: number,
     hints: SelectHints,
   ): Promise<readonly SelectedSeries[]> {
     if (maxT < minT) return [];
     const querier = this.q.queryable.querier(minT, maxT);
+    const matchers = await this.resolveNameRegex(querier, selectors);
+    if (matchers === undefined) return [];
     // The rest of the query's sample budget goes with the select: a storage that materializes the selection
     // (over a MessagePort, from another thread) refuses it before allocating what the query could not hold.
     const budget = { ...hints, maxSamples: Math.max(0, this.q.maxSamples - this.q.liveSamples) };
