@@ -9,7 +9,6 @@ import { RE2JS } from 're2js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { LabelMatcher, regexOfLiterals } from '../../src/model/labels.js';
-import { QueryPool } from '../../src/query/query-pool.js';
 import {
   MAX_EXPRESSION_DEPTH,
   ParseError,
@@ -21,6 +20,7 @@ import {
   tenantQueryable,
 } from '../../src/query/promql/index.js';
 import { memoryTsdb } from '../../src/query/promql/test-script.js';
+import { QueryPool } from '../../src/query/query-pool.js';
 import { localQueryEndpoints, type Querier, type Storage } from '../../src/storage/index.js';
 
 describe('label matchers match with RE2', () => {
