@@ -160,9 +160,10 @@ describe('engine limits', () => {
       `${'abs('.repeat(5_000)}vector(1)${')'.repeat(5_000)}`,
       `vector(1)[${'('.repeat(5_000)}1s${')'.repeat(5_000)}:]`,
     ]) {
-      const err = (() => {
+      const err: unknown = (() => {
         try {
           engine.parse(q);
+          return undefined;
         } catch (e) {
           return e;
         }
