@@ -153,7 +153,11 @@ export class QueryPool {
       this.queue.push(job);
       this.dispatch();
       if (this.queue.includes(job)) {
-        job.queueTimer = setTimeout(() => this.finish(job, timeoutAnswer('the query queue')), req.timeoutMs);
+        job.queueTimer = setTimeout(() => {
+          const i = this.queue.indexOf(job);
+          if (i >= 0) this.queue.splice(i, 1);
+          this.finish(job, timeoutAnswer('the query queue'));
+        }, req.timeoutMs);
       }
     });
   }

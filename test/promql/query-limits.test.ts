@@ -256,7 +256,7 @@ describe('query worker pool', () => {
 
   it('answers on a worker, bounds its queue, and stop() answers what runs and waits', async () => {
     const endpoints = localQueryEndpoints(storage);
-    const pool = new QueryPool({ size: 1, maxQueued: 1, graceMs: 500, endpoints, engine: {} });
+    const pool = new QueryPool({ size: 1, maxQueued: 2, graceMs: 500, endpoints, engine: {} });
     try {
       const a = await pool.run({
         kind: 'instant',
@@ -286,12 +286,20 @@ describe('query worker pool', () => {
 
       const running = pool.run({ ...heavy, timeoutMs: 60_000 });
       const waiting = pool.run({ ...heavy, timeoutMs: 60_000 });
+      const impatient = pool.run({ ...heavy, timeoutMs: 300 });
       expect(pool.busyWorkers).toBe(1);
-      expect(pool.queueLength).toBe(1);
+      expect(pool.queueLength).toBe(2);
       const refused = await pool.run({ ...heavy, timeoutMs: 60_000 });
       expect(refused.status).toBe(503);
       expect(JSON.parse(refused.body)).toMatchObject({ errorType: 'unavailable' });
-      expect(JSON.parse(refused.body).error).toMatch(/^too many queries: 1 running and 1 waiting/);
+      expect(JSON.parse(refused.body).error).toMatch(/^too many queries: 1 running and 2 waiting/);
+      // A query whose deadline passes while it waits leaves the queue with the timeout answer.
+      expect(JSON.parse((await impatient).body)).toEqual({
+        status: 'error',
+        errorType: 'timeout',
+        error: 'query timed out in the query queue',
+      });
+      expect(pool.queueLength).toBe(1);
 
       await pool.stop();
       for (const p of [running, waiting]) {
