@@ -38,7 +38,15 @@ import { WebhookReceiver } from './harness/webhook.js';
 import { runAgentFootprint } from './scenarios/agent.js';
 import { measureAlertLatency, recordAlertUnavailable, writeRulesFile } from './scenarios/alert.js';
 import { type Ceiling, runCeiling, startNullSinkProcess } from './scenarios/ceiling.js';
+import { recordCores, runCores, workerCounts } from './scenarios/cores.js';
 import { INGEST_FIGURES, type IngestOutcome, recordIngest, runIngest } from './scenarios/ingest.js';
+import {
+  ISOLATION_FIGURES,
+  ISOLATION_SCENARIO,
+  QUERY_CLIENTS,
+  recordIsolation,
+  runIsolation,
+} from './scenarios/isolation.js';
 import { type QueryResults, recordAgreement, runQueries } from './scenarios/query.js';
 import { runVisibility } from './scenarios/visibility.js';
 
@@ -50,6 +58,8 @@ export const SCENARIOS = [
   'query',
   'visibility',
   'alert',
+  'isolation',
+  'cores',
   'large',
   'agent',
 ] as const;
@@ -59,13 +69,16 @@ const USAGE = `usage: npm run bench -- [options]
 
   --quick                  small loads, a few minutes (default: the full run)
   --scenario a,b           only these: ${SCENARIOS.join(', ')}
-                           (storage, query, visibility and alert load the data set first, as ingest does)
+                           (storage, query, visibility and alert load the data set first, as ingest does;
+                           isolation ingests its own data set in two phases, alone and beside ${QUERY_CLIENTS} heavy
+                           query clients; cores runs trainwatch's ingest with ${workerCounts(os.availableParallelism()).join(', ')} processor workers here)
   --systems a,b            only these: ${SYSTEM_NAMES.join(', ')}
   --series N               active series of the main data set (quick ${QUICK.series}, full ${FULL.series})
   --ticks N                samples per series (quick ${QUICK.ticks}, full ${FULL.ticks})
   --ticks-per-request N    samples per series in one request (default 1, as Prometheus sends)
   --concurrency N          requests in flight (default ${QUICK.concurrency})
-  --rate N                 target samples/s (default: as fast as the server accepts)
+  --rate N                 target samples/s (default: as fast as the server accepts; for the
+                           isolation scenario's pace: the fleet in real time)
   --large-series N         series of the large ingest run (full ${FULL.large?.series}; 0 skips it)
   --out DIR                where results go (default bench/results)
   --keep                   keep the temporary data directories and logs
@@ -211,7 +224,10 @@ async function main(): Promise<number> {
     const perSystem = (['ingest', 'storage', 'query', 'visibility', 'alert'] as const).some((s) =>
       scenarios.has(s),
     );
-    const needMain = perSystem || scenarios.has('ceiling') || scenarios.has('native');
+    const needMain =
+      perSystem || scenarios.has('ceiling') || scenarios.has('native') || scenarios.has('cores');
+    // The isolation scenario's own data set has the main one's fleet, even when the main one is a token.
+    const fleetSeries = sizes.series;
     if (!needMain) sizes = { ...sizes, series: 1, ticks: 1 };
     const fleet = fleetForSeries(sizes.series);
     log(
@@ -229,7 +245,7 @@ async function main(): Promise<number> {
     const describe = (d: DatasetSummary) =>
       `${d.options.jobs} jobs × ${d.options.nodesPerJob} nodes × ${d.options.gpusPerNode} GPUs: ${formatNumber(d.activeSeries)} active series, ${d.options.ticks} samples each at 1 s (${formatNumber(d.samples)} samples), ${d.requests} requests of ${d.options.ticksPerRequest} tick(s) × one job (remote-write ${(d.remoteWriteBytes / d.samples).toFixed(1)} bytes/sample snappy, ${(d.remoteWriteUncompressedBytes / d.samples).toFixed(0)} raw; native ${(d.nativeBytes / d.samples).toFixed(1)} bytes/sample zlib)`;
     log(`data set ready in ${(dataset.buildMs / 1000).toFixed(1)} s: ${describe(dataset)}`);
-    const { jobIds: _ids, ...datasetDetails } = dataset;
+    const { jobIds: _ids, jobsPerChunk: _perChunk, ...datasetDetails } = dataset;
     results.details.dataset = { ...datasetDetails, description: describe(dataset) };
     const ctx: BenchContext = { results, generator, workDir, sizes, webhook, dataset, log };
 
@@ -415,6 +431,14 @@ async function main(): Promise<number> {
       await runNativeIngest(ctx, rwOutcomes, ceiling);
     }
 
+    // --- isolation: ingest alone and beside heavy queries ----------------------------------------------------
+    const startOpts = { alertmanagerUrl: undefined, webhookUrl: webhook.url('/trainwatch'), rulesFile };
+    if (scenarios.has('isolation')) await runIsolationScenario(ctx, systems, startOpts, fleetSeries);
+
+    // --- cores: trainwatch's ingest by processor workers -----------------------------------------------------
+    if (scenarios.has('cores') && systems.includes('trainwatch'))
+      await runCoresScenario(ctx, systems, rwOutcomes);
+
     // --- the large run -----------------------------------------------------------------------------------
     if (scenarios.has('large') && sizes.large) {
       await generator.drop('main');
@@ -442,19 +466,29 @@ async function main(): Promise<number> {
   return 0;
 }
 
-async function startSystem(
-  name: SystemName,
-  workDir: string,
-  opts: { alertmanagerUrl: string | undefined; webhookUrl: string; rulesFile: string },
-): Promise<System> {
-  if (name === 'victoriametrics') return startVictoriaMetrics({ workDir });
+interface SystemOptions {
+  readonly alertmanagerUrl: string | undefined;
+  readonly webhookUrl: string;
+  readonly rulesFile: string;
+  /** Names the data directory, configuration and log (default: the system's name). */
+  readonly dirName?: string;
+}
+
+async function startSystem(name: SystemName, workDir: string, opts: SystemOptions): Promise<System> {
+  const dir = opts.dirName ? { dirName: opts.dirName } : {};
+  if (name === 'victoriametrics') return startVictoriaMetrics({ workDir, ...dir });
   if (name === 'prometheus') {
     return startPrometheus({
       workDir,
+      ...dir,
       ...(opts.alertmanagerUrl ? { alertmanagerUrl: opts.alertmanagerUrl } : {}),
     });
   }
-  return startTrainwatch({ workDir, extraConfig: trainwatchAlertingConfig(opts.rulesFile, opts.webhookUrl) });
+  return startTrainwatch({
+    workDir,
+    ...dir,
+    extraConfig: trainwatchAlertingConfig(opts.rulesFile, opts.webhookUrl),
+  });
 }
 
 /**
@@ -602,6 +636,139 @@ async function runNativeIngest(
     await tw?.stop();
     if (cleanupDir) rmSync(cleanupDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The isolation scenario: its own data set (the main one's fleet over two phases of `isolationSeconds`), then
+ * per system a fresh instance (trainwatch configured as for the ingest scenario). Prometheus is left out: the
+ * issue compares trainwatch with VictoriaMetrics here.
+ */
+async function runIsolationScenario(
+  ctx: BenchContext,
+  systems: readonly SystemName[],
+  opts: SystemOptions,
+  series: number,
+): Promise<void> {
+  const { results, log, generator, workDir, sizes } = ctx;
+  if (systems.includes('prometheus')) {
+    const [name, unit, better] = ISOLATION_FIGURES[0]!;
+    results.set(
+      ISOLATION_SCENARIO,
+      name,
+      unit,
+      better,
+      'prometheus',
+      undefined,
+      'not run: VictoriaMetrics is the reference here',
+    );
+  }
+  const targets = systems.filter((n) => n !== 'prometheus');
+  if (!targets.length) return;
+  const fleet = fleetForSeries(series);
+  const ticks = 2 * sizes.isolationSeconds;
+  log(
+    `building the isolation data set: ${fleet.jobs} jobs × ${ticks} ticks of 1 s (two phases of ${sizes.isolationSeconds} s) …`,
+  );
+  const ds = await generator.build('isolation', {
+    seed: 44,
+    ...fleet,
+    ticks,
+    ticksPerRequest: sizes.ticksPerRequest,
+    intervalMs: 1000,
+    endMs: Date.now(),
+    tenant: 'bench',
+  });
+  const { jobIds: _ids, jobsPerChunk: _perChunk, ...dsDetails } = ds;
+  results.details.isolationDataset = dsDetails;
+  log(
+    `isolation data set ready: ${formatNumber(ds.activeSeries)} series, ${formatNumber(ds.samples)} samples`,
+  );
+  try {
+    for (const name of targets) {
+      const title = SYSTEM_TITLES[name];
+      const missing = name === 'victoriametrics' ? missingBinary('victoriametrics') : undefined;
+      if (missing) {
+        results.unavailable(ISOLATION_SCENARIO, ISOLATION_FIGURES, name, `not available (${missing})`);
+        continue;
+      }
+      let sys: System | undefined;
+      try {
+        log(`${title}: isolation (a fresh instance) …`);
+        sys = await startSystem(name, workDir, { ...opts, dirName: `${name}-isolation` });
+        results.settings[title] ??= sys.settings;
+        results.versions[title] ??= sys.version;
+        const support = await sys.ingestSupport();
+        const format: PayloadFormat | undefined =
+          support['remote-write'] === true ? 'remote-write' : support.native === true ? 'native' : undefined;
+        if (!format) {
+          const why = `not available (${support['remote-write']}; ${support.native})`;
+          results.unavailable(ISOLATION_SCENARIO, ISOLATION_FIGURES, name, why);
+          continue;
+        }
+        const o = await runIsolation(ctx, sys, 'isolation', ds, format);
+        recordIsolation(results, name, o);
+        const p99 = (ms: number) => (ms === null || Number.isNaN(ms) ? '?' : `${ms.toFixed(1)} ms`);
+        log(
+          `${title}: ack p99 ${p99(o.without.replay.ackLatencyMs.p99)} alone, ${p99(o.withQueries.replay.ackLatencyMs.p99)} with queries; ${formatNumber(o.without.replay.samplesPerSec)} → ${formatNumber(o.withQueries.replay.samplesPerSec)} samples/s; ${o.queries.heavyAnswered} heavy queries answered, ${o.queries.adversarialRefused}/${o.queries.adversarialSent} adversarial refused`,
+        );
+      } catch (err) {
+        const msg = (err as Error).message.split('\n')[0]!.slice(0, 400);
+        log(`${title} isolation: failed: ${msg}`);
+        results.set(ISOLATION_SCENARIO, 'run', '', 'info', name, undefined, `failed: ${msg}`);
+      } finally {
+        await sys?.stop();
+        if (sys) rmSync(sys.dataDir, { recursive: true, force: true });
+      }
+    }
+  } finally {
+    await generator.drop('isolation');
+  }
+}
+
+/**
+ * The cores scenario: trainwatch's ingest of the main data set per processor-worker count, and
+ * VictoriaMetrics's ingest of the same data set for reference (from the ingest scenario when it ran, else
+ * measured here on a fresh instance).
+ */
+async function runCoresScenario(
+  ctx: BenchContext,
+  systems: readonly SystemName[],
+  rw: Partial<Record<SystemName, IngestOutcome>>,
+): Promise<void> {
+  const { results, log, workDir, dataset } = ctx;
+  const cores = os.availableParallelism();
+  const runs = await runCores(ctx, cores);
+  let reference: Parameters<typeof recordCores>[2];
+  const vmNote = `VictoriaMetrics has no such setting: its ingest with all ${cores} cores`;
+  if (rw.victoriametrics) {
+    reference = { outcome: rw.victoriametrics, note: `${vmNote}, from the ingest scenario of this run` };
+  } else if (systems.includes('victoriametrics')) {
+    const missing = missingBinary('victoriametrics');
+    if (missing) reference = { unavailable: `not available (${missing})` };
+    else {
+      let vm: System | undefined;
+      try {
+        log('VictoriaMetrics: ingest for the cores scenario (a fresh instance) …');
+        vm = await startVictoriaMetrics({ workDir, dirName: 'victoriametrics-cores' });
+        results.settings.VictoriaMetrics ??= vm.settings;
+        results.versions.VictoriaMetrics ??= vm.version;
+        reference = {
+          outcome: await runIngest(ctx, vm, 'main', dataset, 'remote-write'),
+          note: `${vmNote}, on a fresh instance`,
+        };
+      } catch (err) {
+        reference = { unavailable: `failed: ${(err as Error).message.split('\n')[0]!.slice(0, 300)}` };
+      } finally {
+        await vm?.stop();
+        if (vm) rmSync(vm.dataDir, { recursive: true, force: true });
+      }
+    }
+  }
+  recordCores(results, runs, reference);
+  const curve = runs
+    .map((r) => `${r.workers}: ${r.outcome ? formatNumber(r.outcome.replay.samplesPerSec) : '—'}`)
+    .join(', ');
+  log(`cores: samples/s by processor workers ${curve}`);
 }
 
 async function runLarge(

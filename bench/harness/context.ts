@@ -20,6 +20,14 @@ export interface Sizes {
   readonly visibilityProbes: number;
   readonly alertProbes: number;
   readonly agentSeconds: number;
+  /** Length of each ingest phase of the isolation scenario (without, then with the heavy query clients). */
+  readonly isolationSeconds: number;
+  /**
+   * Range of the isolation scenario's adversarial subquery `max_over_time(vector(1)[<range>:1ms])`, which a
+   * server must refuse: 30d as in the issue that found it; 1d in quick mode, because a build without the limits
+   * runs it (30d took 86 s and 20 GB there).
+   */
+  readonly adversarialRange: string;
   /** Target samples/s for replays; 0 = as fast as possible. */
   readonly rate: number;
 }
@@ -36,6 +44,8 @@ export const QUICK: Sizes = {
   visibilityProbes: 5,
   alertProbes: 3,
   agentSeconds: 10,
+  isolationSeconds: 20,
+  adversarialRange: '1d',
   rate: 0,
 };
 
@@ -53,6 +63,8 @@ export const FULL: Sizes = {
   visibilityProbes: 20,
   alertProbes: 10,
   agentSeconds: 60,
+  isolationSeconds: 60,
+  adversarialRange: '30d',
   rate: 0,
 };
 

@@ -64,6 +64,8 @@ export interface DatasetSummary {
   readonly chunks: number;
   /** Jobs with a request in the last chunk: `count(bench_drain_marker >= chunks)` reaches this when drained. */
   readonly lastChunkJobs: number;
+  /** Jobs with a request in chunk k + 1, for waiting until a replay of the first chunks is queryable. */
+  readonly jobsPerChunk: readonly number[];
   readonly firstMs: number;
   readonly lastMs: number;
   readonly remoteWriteBytes: number;
@@ -292,6 +294,10 @@ export function buildDataset(opts: DatasetOptions): Dataset {
       requests: requests.length,
       chunks,
       lastChunkJobs: requests.filter((r) => r.chunk === chunks).length,
+      jobsPerChunk: Array.from(
+        { length: chunks },
+        (_, k) => requests.filter((r) => r.chunk === k + 1).length,
+      ),
       firstMs,
       lastMs,
       remoteWriteBytes: rwBytes,

@@ -12,14 +12,31 @@ import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeFrame } from '../../src/protocol/native.js';
 import { defaultFleetOptions, FleetSimulator } from '../../src/simulator/fleet.js';
+import { CORES_SCENARIO, coresFigures, recordCores, workerCounts } from '../scenarios/cores.js';
+import type { IngestOutcome } from '../scenarios/ingest.js';
+import {
+  finestSubqueryResolutionMs,
+  type HeavyQuery,
+  heavyQueries,
+  ISOLATION_FIGURES,
+  ISOLATION_SCENARIO,
+  type IsolationOutcome,
+  isolationRate,
+  MAX_POINTS_PER_SERIES,
+  QueryLoad,
+  recordIsolation,
+  subqueryWindowMs,
+} from '../scenarios/isolation.js';
 import { compareResults } from '../scenarios/query.js';
 import { buildDataset, type DatasetOptions, DRAIN_MARKER, fleetForSeries, seriesPerJob } from './dataset.js';
 import { REPO_ROOT } from './generator.js';
 import { startNullSink } from './null-sink.js';
 import { procSample } from './proc.js';
+import { PromApi } from './prom-api.js';
 import { snappy } from './remote-write.js';
-import { replay } from './replay.js';
+import { type ReplayResult, replay } from './replay.js';
 import { formatNumber, Results } from './results.js';
+import { percentile, summarizeLatencies } from './stats.js';
 import { fitTrainwatchConfig } from './systems.js';
 
 // The remote-write 1.0 messages as upstream defines them (prompb/remote.proto, prompb/types.proto; the copies
@@ -261,6 +278,27 @@ describe('replay', () => {
       await new Promise<void>((r) => server.close(() => r()));
     }
   });
+
+  it('replays only the chunks asked for and measures each accepted request’s acknowledgement latency', async () => {
+    const before = sink.stats.requests;
+    const r = await replay(ds.requests, {
+      baseUrl: `http://127.0.0.1:${sink.port}`,
+      format: 'remote-write',
+      concurrency: 2,
+      maxSeconds: 20,
+      chunks: { first: 2, last: 3 },
+    });
+    const wanted = ds.requests.filter((q) => q.chunk >= 2);
+    expect(r.requestsTotal).toBe(wanted.length);
+    expect(r.samplesTotal).toBe(wanted.reduce((a, q) => a + q.samples, 0));
+    expect(r.samplesAccepted).toBe(r.samplesTotal);
+    expect(sink.stats.requests - before).toBe(wanted.length);
+    const l = r.ackLatencyMs;
+    expect(l.count).toBe(wanted.length);
+    expect(l.p50).toBeGreaterThan(0);
+    expect(l.p50).toBeLessThanOrEqual(l.p99);
+    expect(l.p99).toBeLessThanOrEqual(l.max);
+  });
 });
 
 describe('measurements and results', () => {
@@ -357,4 +395,251 @@ describe('measurements and results', () => {
       await expect(fitTrainwatchConfig({ log: { level: 'loud' } })).rejects.toThrow(/log\.level/);
     },
   );
+});
+
+describe('latency statistics', () => {
+  it('takes nearest-rank percentiles and summarizes latencies in any order', () => {
+    const sorted = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(sorted, 50)).toBe(50);
+    expect(percentile(sorted, 99)).toBe(99);
+    expect(percentile(sorted, 100)).toBe(100);
+    expect(percentile([7], 99)).toBe(7);
+    expect(percentile([], 50)).toBeNaN();
+    expect(summarizeLatencies([3, 1, 2])).toEqual({ count: 3, p50: 2, p99: 3, max: 3 });
+    const none = summarizeLatencies([]);
+    expect(none.count).toBe(0);
+    expect(none.max).toBeNaN();
+  });
+});
+
+describe('isolation scenario', () => {
+  const ds = buildDataset({ ...options, ticks: 40, ticksPerRequest: 1 });
+
+  it('builds the query mix over the whole data set, the subquery as fine as the points limit allows', () => {
+    const windowMs = subqueryWindowMs(ds.summary);
+    expect(windowMs).toBe(60_000);
+    const res = finestSubqueryResolutionMs(windowMs);
+    expect(windowMs / res).toBeLessThanOrEqual(MAX_POINTS_PER_SERIES);
+    expect(windowMs / (res - 1)).toBeGreaterThan(MAX_POINTS_PER_SERIES);
+    const qs = heavyQueries(ds.summary, {
+      subqueryResolutionMs: res,
+      adversarialRange: '30d',
+      clientTimeoutMs: 1000,
+    });
+    expect(qs.map((q) => q.id)).toEqual([
+      'fleet-gpu-max',
+      'fleet-rate-range',
+      'regex-names',
+      'fleet-subquery',
+      'adversarial',
+    ]);
+    expect(qs[0]!.params.query).toBe(
+      [
+        'gpu_memory_total_bytes',
+        'gpu_memory_used_bytes',
+        'gpu_power_watts',
+        'gpu_sm_clock_hertz',
+        'gpu_temperature_celsius',
+        'gpu_throttled',
+        'gpu_utilization_ratio',
+      ]
+        .map((n) => `max_over_time(${n}[1h])`)
+        .join(' or '),
+    );
+    const at = String(ds.summary.lastMs / 1000);
+    for (const q of qs) expect(q.params.time ?? q.params.end).toBe(at);
+    const range = qs.find((q) => q.id === 'fleet-rate-range')!;
+    expect(range.path).toBe('/api/v1/query_range');
+    expect(range.params).toMatchObject({ start: String(ds.summary.firstMs / 1000), step: '1' });
+    expect(qs.find((q) => q.id === 'fleet-subquery')!.params.query).toBe(
+      `max_over_time(avg by (job_id) (gpu_utilization_ratio)[1m:${res}ms])`,
+    );
+    const adversarial = qs.filter((q) => q.adversarial);
+    expect(adversarial).toHaveLength(1);
+    expect(adversarial[0]!.params).toMatchObject({
+      query: 'max_over_time(vector(1)[30d:1ms])',
+      timeout: '5s',
+    });
+  });
+
+  it('paces at the fleet’s real-time rate unless a rate is given', () => {
+    const perTick = ds.summary.samples / 40;
+    expect(isolationRate(ds.summary, 0).rate).toBeCloseTo(perTick);
+    expect(isolationRate(ds.summary, 5000)).toEqual({ rate: 5000, how: 'set with --rate' });
+  });
+
+  const query = (id: string, adversarial = false): HeavyQuery => ({
+    id,
+    title: `q_${id}`,
+    path: '/api/v1/query',
+    params: { query: `q_${id}` },
+    adversarial,
+    clientTimeoutMs: 10_000,
+  });
+
+  it('tallies answers, refusals and the adversarial query, and stops sending it once a server ran it', () => {
+    const heavy = query('heavy');
+    const adv = query('adv', true);
+    const load = new QueryLoad(new PromApi('http://127.0.0.1:1'), [heavy, adv]);
+    load.record(heavy, '200', 30);
+    load.record(heavy, '200', 10);
+    load.record(heavy, '422', 5, 'too   many\nsamples');
+    load.record(adv, '422', 2);
+    load.record(adv, '503', 4);
+    let s = load.summary();
+    expect(s).toMatchObject({
+      completed: 5,
+      heavyAnswered: 2,
+      heavyFailed: 1,
+      adversarialSent: 2,
+      adversarialRefused: 2,
+      adversarialRetired: undefined,
+    });
+    expect(s.heavyLatency).toEqual({ count: 2, p50: 10, p99: 30, max: 30 });
+    expect(s.adversarialRefusalLatency.max).toBe(4);
+    expect(s.note).toBe(
+      '`q_heavy`: 200 × 2, 422 × 1 (first error: too many samples); `q_adv`: 422 × 1, 503 × 1',
+    );
+    load.record(adv, '200', 86_000);
+    s = load.summary();
+    expect(s.adversarialRetired).toBe('not refused: answered HTTP 200 after 86.0 s; not sent again');
+    expect(s.adversarialRefused).toBe(2);
+    expect(s.adversarialSent).toBe(3);
+    // A server that never answers it retires it as well.
+    const silent = new QueryLoad(new PromApi('http://127.0.0.1:1'), [adv]);
+    silent.record(adv, '422', 3, 'too many samples');
+    silent.record(adv, 'timeout', 10_000, 'no answer within 10000 ms');
+    expect(silent.summary().adversarialRetired).toBe(
+      'not refused: no answer within 10000 ms; not sent again',
+    );
+  });
+
+  it('runs the clients until stopped; a server that runs the adversarial query gets it once', async () => {
+    const seen: string[] = [];
+    const stop = new AbortController();
+    const server = http.createServer((req, res) => {
+      const q = new URL(req.url!, 'http://x').searchParams.get('query')!;
+      seen.push(q);
+      if (seen.length >= 40) stop.abort();
+      res.writeHead(q === 'q_heavy2' ? 422 : 200, { 'content-type': 'application/json' });
+      res.end('{"status":"success","data":{"resultType":"vector","result":[]}}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const api = new PromApi(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+      const load = new QueryLoad(api, [query('heavy1'), query('heavy2'), query('adv', true)]);
+      await load.run(4, stop.signal);
+      expect(seen.length).toBeGreaterThanOrEqual(40);
+      expect(seen.filter((q) => q === 'q_adv')).toHaveLength(1);
+      expect(seen).toContain('q_heavy1');
+      const s = load.summary();
+      expect(s.adversarialRetired).toMatch(/answered HTTP 200/);
+      // Queries in flight at the stop are cut off, not counted: the server may or may not have seen them.
+      expect(s.completed).toBeLessThanOrEqual(seen.length);
+      expect(seen.length).toBeLessThanOrEqual(s.completed + s.cutOff);
+      const refused = seen.filter((q) => q === 'q_heavy2').length;
+      expect(s.heavyFailed).toBeLessThanOrEqual(refused);
+      expect(s.heavyFailed).toBeGreaterThanOrEqual(refused - s.cutOff);
+      expect(s.heavyFailed).toBeGreaterThan(0);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it('writes the two phases side by side with the targets', () => {
+    const phase = (samplesPerSec: number, p99: number): IsolationOutcome['without'] => ({
+      replay: {
+        samplesPerSec,
+        samplesAccepted: 1000,
+        samplesTotal: 1000,
+        samplesRefused: 0,
+        stoppedByTimeLimit: false,
+        firstError: '',
+        ackLatencyMs: { count: 100, p50: 2, p99, max: p99 * 2 },
+      } as unknown as ReplayResult,
+      serverCores: 0.5,
+    });
+    const load = new QueryLoad(new PromApi('http://127.0.0.1:1'), [query('adv', true)]);
+    load.record(query('adv', true), '422', 12);
+    const outcome: IsolationOutcome = {
+      rate: 40_000,
+      rateHow: 'the fleet in real time',
+      seconds: 20,
+      without: phase(40_000, 8),
+      withQueries: phase(36_000, 80),
+      queries: load.summary(),
+      subqueryNote: 'subquery at 6 ms',
+      drainNote: undefined,
+    };
+    const r = new Results('test', 'npm run bench -- --quick', process.cwd());
+    recordIsolation(r, 'trainwatch', outcome);
+    recordIsolation(r, 'victoriametrics', { ...outcome, withQueries: phase(40_000, 9) });
+    expect(r.figures.map((f) => f.name)).toEqual(ISOLATION_FIGURES.map((f) => f[0]));
+    const md = r.toMarkdown();
+    expect(md).toContain(`## ${ISOLATION_SCENARIO}`);
+    expect(md).toContain(
+      '| accepted samples/s with ÷ without queries (target ≥ 0.90) | × | info | 0.90 | 1.00 | — |',
+    );
+    expect(md).toContain(
+      '| ingest ack latency p99 — with 4 heavy query clients (target < 50 ms) | ms | lower | 80.0 | 9.00 | — | 8.89× | — |',
+    );
+    expect(md).toContain('| adversarial queries refused / sent | queries | info | 1.00 [');
+    expect(md).toContain('paced at 40000 samples/s (the fleet in real time), 20 s per phase');
+  });
+});
+
+describe('cores scenario', () => {
+  it('runs 1, 2, powers of two and every core', () => {
+    expect(workerCounts(1)).toEqual([1, 2]);
+    expect(workerCounts(2)).toEqual([1, 2]);
+    expect(workerCounts(6)).toEqual([1, 2, 4, 6]);
+    expect(workerCounts(16)).toEqual([1, 2, 4, 8, 16]);
+  });
+
+  it('shows the curve, a build without processor.workers, and VictoriaMetrics beside each count', () => {
+    const outcome = (samplesPerSec: number): IngestOutcome =>
+      ({
+        replay: { samplesPerSec, samplesAccepted: samplesPerSec * 10 },
+        serverCpuSeconds: 10,
+        wallSeconds: 10,
+      }) as unknown as IngestOutcome;
+    const r = new Results('test', 'npm run bench', process.cwd());
+    recordCores(
+      r,
+      [
+        { workers: 1, outcome: outcome(100_000), note: undefined },
+        { workers: 2, outcome: outcome(180_000), note: undefined },
+      ],
+      { outcome: outcome(400_000), note: 'VictoriaMetrics: all cores' },
+    );
+    expect(r.figures.map((f) => f.name)).toEqual([...coresFigures(1), ...coresFigures(2)].map((f) => f[0]));
+    let md = r.toMarkdown();
+    expect(md).toContain(`## ${CORES_SCENARIO}`);
+    expect(md).toContain(
+      '| accepted samples/s — 2 processor workers | samples/s | higher | 180.0 K | 400.0 K [1] | — | 0.45× | — |',
+    );
+    expect(md).toContain(
+      '| speed-up over 1 worker — 2 processor workers | × | info | 1.80 | — | — | — | — |',
+    );
+
+    const old = new Results('test', 'npm run bench', process.cwd());
+    recordCores(
+      old,
+      [
+        {
+          workers: 1,
+          outcome: outcome(100_000),
+          note: 'this build’s configuration has no processor.workers',
+        },
+        { workers: 2, outcome: undefined, note: 'not measured: no processor.workers' },
+      ],
+      { unavailable: 'not available (x)' },
+    );
+    md = old.toMarkdown();
+    expect(md).toContain(
+      '| accepted samples/s — 1 processor worker | samples/s | higher | 100.0 K [1] | — [2] |',
+    );
+    expect(md).toContain('| accepted samples/s — 2 processor workers | samples/s | higher | — [3] | — [2] |');
+    expect(md).toContain('1. this build’s configuration has no processor.workers');
+  });
 });

@@ -70,6 +70,24 @@ export class PromApi {
     return data.result as PromSeries[];
   }
 
+  /**
+   * Sends a query as a load client does: the HTTP status, the size of the body, and a refusal's error text;
+   * a result is read but not parsed (parsing a large result here would slow the client, not the server).
+   * Throws when `signal` aborts or the connection fails.
+   */
+  async send(
+    path: '/api/v1/query' | '/api/v1/query_range',
+    params: Readonly<Record<string, string>>,
+    signal: AbortSignal,
+  ): Promise<{ status: number; bytes: number; error: string }> {
+    const url = new URL(path, this.baseUrl);
+    for (const [k, v] of Object.entries({ ...params, ...this.extraParams })) url.searchParams.set(k, v);
+    const res = await fetch(url, { signal });
+    if (res.ok) return { status: res.status, bytes: (await res.arrayBuffer()).byteLength, error: '' };
+    const text = await res.text();
+    return { status: res.status, bytes: text.length, error: text.slice(0, 300) };
+  }
+
   /** True if the query API exists here; otherwise why not (e.g. "GET /api/v1/query answered 404"). */
   async available(): Promise<true | string> {
     try {

@@ -8,10 +8,14 @@
  *
  * 429 and 503 are retried (the same body, after `Retry-After` or a short backoff); any other non-2xx answer
  * counts the request's samples as refused and keeps the first error message.
+ *
+ * Each accepted request's acknowledgement latency is measured here, by the sender: from its first POST to the
+ * 2xx answer, retries and their waits included (what a remote-write client waits before it may send on).
  */
 import http from 'node:http';
 import type { FleetRequest } from './dataset.js';
 import { REMOTE_WRITE_HEADERS } from './remote-write.js';
+import { type LatencySummary, summarizeLatencies } from './stats.js';
 
 export type PayloadFormat = 'remote-write' | 'native';
 
@@ -29,6 +33,8 @@ export interface ReplayOptions {
   readonly targetSamplesPerSec?: number;
   /** Stop issuing requests after this long (requests in flight finish). */
   readonly maxSeconds: number;
+  /** Only the requests of these chunks (1-based, inclusive); absent: all. */
+  readonly chunks?: { readonly first: number; readonly last: number };
   /** Give up retrying one request after this long. */
   readonly retryForMs?: number;
   readonly onProgress?: (p: ReplayProgress) => void;
@@ -62,6 +68,8 @@ export interface ReplayResult {
   readonly stoppedByTimeLimit: boolean;
   readonly statusCounts: Readonly<Record<string, number>>;
   readonly firstError: string;
+  /** Of the accepted requests: first POST → 2xx answer (ms). */
+  readonly ackLatencyMs: LatencySummary;
 }
 
 interface Answer {
@@ -114,7 +122,9 @@ function post(
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function replay(requests: readonly FleetRequest[], opts: ReplayOptions): Promise<ReplayResult> {
+export async function replay(all: readonly FleetRequest[], opts: ReplayOptions): Promise<ReplayResult> {
+  const range = opts.chunks;
+  const requests = range ? all.filter((r) => r.chunk >= range.first && r.chunk <= range.last) : all;
   const url = new URL(INGEST_PATHS[opts.format], opts.baseUrl);
   const headers =
     opts.format === 'remote-write'
@@ -141,6 +151,7 @@ export async function replay(requests: readonly FleetRequest[], opts: ReplayOpti
   const started = performance.now();
   const deadline = started + opts.maxSeconds * 1000;
   let lastAnswer = started;
+  const ackMs: number[] = [];
 
   const progressTimer = opts.onProgress
     ? setInterval(
@@ -169,7 +180,8 @@ export async function replay(requests: readonly FleetRequest[], opts: ReplayOpti
       }
       samplesIssued += r.samples;
       const body = opts.format === 'remote-write' ? r.remoteWrite : r.native;
-      const giveUpAt = performance.now() + retryForMs;
+      const firstSentAt = performance.now();
+      const giveUpAt = firstSentAt + retryForMs;
       sent++;
       for (let attempt = 0; ; attempt++) {
         let answer: Answer;
@@ -185,6 +197,7 @@ export async function replay(requests: readonly FleetRequest[], opts: ReplayOpti
         if (answer.status >= 200 && answer.status < 300) {
           accepted++;
           samplesAccepted += r.samples;
+          ackMs.push(lastAnswer - firstSentAt);
           break;
         }
         const retryable = answer.status === 429 || answer.status === 503 || answer.status === 0;
@@ -227,5 +240,6 @@ export async function replay(requests: readonly FleetRequest[], opts: ReplayOpti
     stoppedByTimeLimit,
     statusCounts,
     firstError,
+    ackLatencyMs: summarizeLatencies(ackMs),
   };
 }

@@ -25,15 +25,21 @@ export interface IngestOutcome {
   readonly rssBeforeBytes: number;
 }
 
-/** Polls until every job's last request is queryable. */
-export async function waitDrained(sys: System, ds: DatasetSummary, timeoutMs: number): Promise<void> {
-  const query = `count(${DRAIN_MARKER} >= ${ds.chunks})`;
+/** Polls until every job's request of chunk `chunk` (default: the last) is queryable. */
+export async function waitDrained(
+  sys: System,
+  ds: DatasetSummary,
+  timeoutMs: number,
+  chunk = ds.chunks,
+): Promise<void> {
+  const query = `count(${DRAIN_MARKER} >= ${chunk})`;
+  const jobs = ds.jobsPerChunk[chunk - 1] ?? ds.lastChunkJobs;
   await waitFor(
-    `${sys.name} to make all ${ds.samples} samples queryable (${query} = ${ds.lastChunkJobs})`,
+    `${sys.name} to make the samples of chunks 1–${chunk} queryable (${query} = ${jobs})`,
     async () => {
       if (!sys.process.alive()) throw new Error(`${sys.name} exited:\n${sys.process.tail()}`);
       const r = await sys.query.instant(query, ds.lastMs / 1000, 10_000);
-      return Number(r[0]?.value?.[1] ?? 0) >= ds.lastChunkJobs;
+      return Number(r[0]?.value?.[1] ?? 0) >= jobs;
     },
     timeoutMs,
     100,

@@ -10,6 +10,7 @@
 import type { BenchContext } from '../harness/context.js';
 import type { DatasetSummary } from '../harness/dataset.js';
 import type { PromSeries } from '../harness/prom-api.js';
+import { percentile } from '../harness/stats.js';
 import type { System, SystemName } from '../harness/systems.js';
 
 export interface DashboardQuery {
@@ -65,12 +66,6 @@ export function queryWindow(ds: DatasetSummary): { start: number; end: number; s
 }
 
 export type QueryResults = Record<string, PromSeries[] | string>;
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.max(0, i)]!;
-}
 
 /** Runs the query set against one system; returns each query's warm-up result (or its error). */
 export async function runQueries(ctx: BenchContext, sys: System): Promise<QueryResults> {

@@ -28,7 +28,7 @@ export interface AlertingApiDeps {
   readonly auth: Authenticator;
   readonly alerting: AlertingService;
   /** The processor's detector engine; undefined while (or when) this process runs no processor. */
-  readonly detectors?: () => DetectorStatus[] | undefined;
+  readonly detectors?: () => Promise<DetectorStatus[]> | DetectorStatus[] | undefined;
   readonly rules?: RuleGroupsSource;
 }
 
@@ -154,7 +154,7 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
   app.get('/api/tw/v1/detectors', async (req) => {
     const p = principal(deps, req, 'read');
     const open = (await alerting.hub.listOpen(p.tenant)).filter((a) => a.source === 'detector');
-    const engine = deps.detectors?.();
+    const engine = await deps.detectors?.();
     const detectors = (engine ?? []).map((d) => {
       // Counts of this tenant's alerts; the engine's own counts span every tenant.
       const mine = open.filter((a) => a.origin === d.name);

@@ -11,4 +11,5 @@ export {
 } from './bus.js';
 export { DiskLogBus, type DiskLogOptions, defaultDiskLogOptions, type FsyncPolicy } from './disk-log.js';
 export { LocalGroupCoordinator, type LocalLog } from './local-group.js';
+export { busPartitionHandlers, DelegatedBus } from './port-bus.js';
 export { type BusRecordHeader, decodeBusRecordHeader, encodeBusRecord, newRecordWriter } from './record.js';

@@ -20,6 +20,12 @@ import { registerRemoteWrite } from './remote-write.js';
 
 export interface CollectorOptions extends CollectorDeps {
   readonly idempotency: IdempotencyWindow;
+  /**
+   * Why ingest should pause now (the processors fell behind the bus), or undefined. A request is then answered
+   * 503 with Retry-After before its body is read: clients back off (the agent buffers on disk) instead of the
+   * bus growing without bound and detection falling minutes behind.
+   */
+  readonly backpressure?: () => { reason: string; retryAfterSeconds: number } | undefined;
 }
 
 const INFLIGHT = Symbol('trainwatch.inflightBytes');
@@ -37,6 +43,13 @@ export function registerCollector(app: FastifyInstance, opts: CollectorOptions):
       { parseAs: 'buffer', bodyLimit: limits.maxBodyBytes },
       (_req, body, done) => done(null, body),
     );
+
+    const backpressure = opts.backpressure;
+    if (backpressure)
+      scope.addHook('onRequest', async () => {
+        const pause = backpressure();
+        if (pause) throw twError(Errors.unavailable, pause.reason, pause.retryAfterSeconds);
+      });
 
     scope.addHook('onRequest', async (req: WithInflight) => {
       const declared = Number(req.headers['content-length']);

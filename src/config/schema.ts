@@ -3,6 +3,7 @@
  * command-line flags (flags win). Keys are snake_case as in Prometheus's own configuration. Every key has a
  * default, so an empty file (or none) is a valid configuration.
  */
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { alertingConfigSchema } from '../alerting/index.js';
 import { parseDuration } from '../model/duration.js';
@@ -225,6 +226,24 @@ export const configSchema = z
         checkpoint_interval_ms: z.number().int().min(10).max(600_000).default(2000),
         /** The detector state (src/processor/state.ts) is written at a checkpoint at most this often. */
         state_interval_ms: z.number().int().min(0).max(3_600_000).default(10_000),
+        /**
+         * Processor worker threads of the embedded mode (docs/scaling.md "Every core"): each owns the bus
+         * partitions `p mod workers`, their detector state and one storage shard. Default: one per core. `0` runs
+         * the processor and the storage on the main thread (as before 0.2). Fixed once a data directory holds
+         * data (resharding is not supported yet).
+         */
+        workers: z
+          .number()
+          .int()
+          .min(0)
+          .max(256)
+          .default(() => availableParallelism()),
+        /**
+         * Backpressure: while the processors are this many bus records behind (all partitions together), the
+         * collector answers 503 with Retry-After, so clients back off before detection falls far behind.
+         * `0` = never.
+         */
+        max_lag_records: z.number().int().min(0).default(50_000),
       })
       .strict()
       .prefault({}),

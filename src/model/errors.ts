@@ -54,3 +54,28 @@ export class TrainwatchError extends Error {
 export function twError(kind: ErrorKind, message: string, retryAfterSeconds?: number): TrainwatchError {
   return new TrainwatchError(kind, message, retryAfterSeconds);
 }
+
+/** An error as it crosses a thread or process boundary: its message, and its kind when it had one. */
+export interface WireError {
+  readonly message: string;
+  readonly code?: string;
+  readonly retryAfterSeconds?: number;
+}
+
+const KINDS_BY_CODE = new Map<string, ErrorKind>(Object.values(Errors).map((k) => [k.code, k]));
+
+export function toWireError(err: unknown): WireError {
+  if (err instanceof TrainwatchError)
+    return {
+      message: err.message,
+      code: err.kind.code,
+      ...(err.retryAfterSeconds !== undefined ? { retryAfterSeconds: err.retryAfterSeconds } : {}),
+    };
+  return { message: err instanceof Error ? err.message : String(err) };
+}
+
+/** The error again, as the kind it had where it was raised (a plain Error when it had none). */
+export function fromWireError(e: WireError): Error {
+  const kind = e.code ? KINDS_BY_CODE.get(e.code) : undefined;
+  return kind ? new TrainwatchError(kind, e.message, e.retryAfterSeconds) : new Error(e.message);
+}

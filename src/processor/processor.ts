@@ -75,6 +75,11 @@ export interface ProcessorAnalysis {
   /** Called once the processor has caught up with the bus (e.g. to reconcile alerts). */
   readonly onCaughtUp?: () => void;
   /**
+   * Whether this processor moves a single-file state of earlier builds into per-partition states (default
+   * true). Of several processors sharing one state directory (worker threads), exactly one does.
+   */
+  readonly migrateLegacyState?: boolean;
+  /**
    * Called just before the engine's state is written: whoever persists the engine's alert changes lazily
    * (the alert hub) must have them on disk first, so a state file never covers a change that is not stored.
    * `false`: they could not be written; the state is then not written either (the next checkpoint retries).
@@ -187,7 +192,7 @@ export class Processor {
     if (this.running) return;
     this.running = true;
     const analysis = this.opts.analysis;
-    if (analysis) await this.migrateSingleState(analysis);
+    if (analysis && analysis.migrateLegacyState !== false) await this.migrateSingleState(analysis);
     this.member = await this.bus.join(PROCESSOR_GROUP, {
       onAssigned: (partitions, member) => {
         this.member = member;
@@ -639,6 +644,11 @@ export class Processor {
       }
     }
     if (lastJob >= 0 && maxT >= minT) this.jobs.noteSamples(tenant, strings[lastJob]!, minT, maxT);
+  }
+
+  /** The next offset to read of each partition this processor owns (lag = the bus's end minus this). */
+  get readPositions(): ReadonlyMap<number, number> {
+    return this.positions;
   }
 
   /** Records not processed yet, per partition this processor owns (what lag-based autoscaling reads). */

@@ -12,7 +12,7 @@
 import os from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { startWorker, workerEntry } from '../model/worker-entry.js';
+import { startWorker } from '../model/worker-entry.js';
 import { localQueryEndpoints, type Storage, type StorageQueryEndpoints } from '../storage/index.js';
 import { errorAnswer, type PromAnswer, type PromQueryRequest } from './prom-eval.js';
 import type { EngineOptions } from './promql/index.js';
@@ -68,7 +68,6 @@ export class QueryPool {
   private nextId = 1;
   private stopped = false;
   private terminated = 0;
-  private readonly entry = workerEntry(import.meta.url, './query-worker');
 
   constructor(private readonly opts: QueryPoolOptions) {
     if (!(opts.size >= 1)) throw new RangeError(`a query pool needs at least one worker (got ${opts.size})`);
@@ -211,8 +210,15 @@ export class QueryPool {
 
   private spawn(): Slot {
     const ports = this.opts.endpoints.connect();
-    const data: QueryWorkerData = { ports, engine: this.opts.engine };
-    const worker: Worker = startWorker(this.entry, { workerData: data, transferList: [...ports] });
+    const data: QueryWorkerData = {
+      ports,
+      ...(this.opts.endpoints.routing ? { routing: this.opts.endpoints.routing } : {}),
+      engine: this.opts.engine,
+    };
+    const worker: Worker = startWorker(import.meta.url, 'query-worker', {
+      workerData: data,
+      transferList: [...ports],
+    });
     const slot: Slot = { worker, job: undefined, killTimer: undefined, dead: false };
     worker.on('message', (a: QueryWorkerAnswer) => {
       const job = slot.job;
@@ -304,17 +310,20 @@ export function defaultQueryWorkers(): number {
 }
 
 /**
- * The query pool the configuration asks for, reading `storage` through ports served in this thread;
- * undefined with `query.workers: 0` (queries then evaluate in the server's thread).
+ * The query pool the configuration asks for; undefined with `query.workers: 0` (queries then evaluate in the
+ * server's thread). Workers read storage through `shards` when given (the processor workers' shards, read
+ * directly, without a hop through this thread), else through ports to `storage` served in this thread.
  */
 export function startQueryPool(
   storage: Pick<Storage, 'querier'>,
   config: QueryPoolConfig,
   registry?: Registry,
+  shards?: StorageQueryEndpoints,
 ): { pool: QueryPool; stop(): Promise<void> } | undefined {
   const size = config.workers ?? defaultQueryWorkers();
   if (size === 0) return undefined;
-  const endpoints = localQueryEndpoints(storage);
+  const local = shards ? undefined : localQueryEndpoints(storage);
+  const endpoints = shards ?? local!;
   const pool = new QueryPool({
     size,
     maxQueued: config.max_queued,
@@ -333,7 +342,7 @@ export function startQueryPool(
     pool,
     async stop() {
       await pool.stop();
-      endpoints.close();
+      local?.close();
     },
   };
 }

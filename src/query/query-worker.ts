@@ -5,7 +5,7 @@
  */
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { TrainwatchError } from '../model/errors.js';
-import { PortStorageReader } from '../storage/index.js';
+import { PortStorageReader, type ShardRouting } from '../storage/index.js';
 import { errorAnswer, evaluatePromQuery, type PromAnswer, type PromQueryRequest } from './prom-eval.js';
 import { type EngineOptions, PromqlEngine } from './promql/index.js';
 
@@ -13,6 +13,8 @@ import { type EngineOptions, PromqlEngine } from './promql/index.js';
 export interface QueryWorkerData {
   /** Ports to the storage, one per shard (transferred). */
   readonly ports: readonly MessagePort[];
+  /** How series are spread over the shards (a query scoped to one job reads one shard). */
+  readonly routing?: ShardRouting;
   readonly engine: EngineOptions;
 }
 
@@ -39,7 +41,7 @@ function failureAnswer(err: unknown): PromAnswer {
 const port = parentPort;
 if (port) {
   const data = workerData as QueryWorkerData;
-  const reader = new PortStorageReader(data.ports);
+  const reader = new PortStorageReader(data.ports, data.routing);
   const engine = new PromqlEngine(data.engine);
   const running = new Map<number, AbortController>();
   port.on('message', (msg: QueryWorkerRequest) => {

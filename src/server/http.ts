@@ -41,6 +41,11 @@ export interface HttpServer {
   /** Adds a named dependency check to `/readyz` (every check must pass for the process to be ready). */
   addReadinessCheck(name: string, check: ReadinessCheck): void;
   /**
+   * Adds metrics kept outside this thread's registry (worker threads' registries) to `/metrics`, in the
+   * Prometheus text format; their names must not repeat the registry's.
+   */
+  addMetricsSource(source: () => Promise<string>): void;
+  /**
    * Lets the UI answer GET requests for paths no route matched (client-side routes get the app shell).
    * API paths always get the JSON 404.
    */
@@ -117,15 +122,22 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       ...body,
     });
   });
+  const metricsSources: (() => Promise<string>)[] = [];
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', opts.registry.contentType);
-    return opts.registry.metrics();
+    const own = await opts.registry.metrics();
+    if (metricsSources.length === 0) return own;
+    const more = await Promise.all(metricsSources.map((s) => s().catch(() => '')));
+    return [own, ...more].filter((t) => t.length > 0).join('\n');
   });
 
   return {
     app,
     addReadinessCheck: (name, check) => {
       checks.set(name, check);
+    },
+    addMetricsSource: (source) => {
+      metricsSources.push(source);
     },
     setPageFallback: (fallback) => {
       pageFallback = fallback;

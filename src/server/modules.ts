@@ -21,7 +21,7 @@ import {
   registerAlertingApi,
 } from '../alerting/index.js';
 import { type Authenticator, anonymousPolicyFor, TokenAuthenticator } from '../auth/index.js';
-import { type Bus, DiskLogBus } from '../bus/index.js';
+import { type Bus, DiskLogBus, hashPartitionKey } from '../bus/index.js';
 // Type only: the Kafka client is loaded when `bus.kind: kafka` asks for it, so the embedded mode never loads it.
 import type { KafkaBus } from '../bus/kafka.js';
 import {
@@ -41,9 +41,11 @@ import {
   registerRestApi,
   startQueryPool,
 } from '../query/index.js';
-import { exportPolicy, RemoteStorage, type Storage, Tsdb } from '../storage/index.js';
+import { RemoteStorage, type Storage } from '../storage/index.js';
 import { type DataDirLock, lockDataDir } from './data-dir.js';
+import { exportDirOf, openEmbeddedTsdb, shardLayout } from './embedded-storage.js';
 import { createHttpServer, type HttpServer } from './http.js';
+import { ProcessorWorkers } from './processor-workers.js';
 import { registerUi } from './ui-assets.js';
 
 export type ModuleName =
@@ -84,6 +86,14 @@ interface Stoppable {
   stop(): Promise<void> | void;
 }
 
+/** The processor as the program drives it: in this thread, or as worker threads (processor-workers.ts). */
+export interface ProcessorHandle {
+  /** Resolves once the bus has been replayed up to where it ended at start. */
+  readonly caughtUp: Promise<void>;
+  /** Makes what was processed durable and commits it now (tests; a planned stop does it anyway). */
+  checkpoint(): Promise<void>;
+}
+
 /** The running program: its parts, for the CLI and for tests. */
 export interface Trainwatch {
   readonly config: Config;
@@ -95,8 +105,11 @@ export interface Trainwatch {
   readonly bus?: Bus;
   readonly storage?: Storage;
   readonly jobs?: JobStore;
-  readonly processor?: Processor;
+  readonly processor?: ProcessorHandle;
+  /** The processor worker threads, when the processor runs on them (`processor.workers` ≥ 1). */
+  readonly processorWorkers?: ProcessorWorkers;
   readonly alerting?: AlertingService;
+  /** The detector engine, when the processor runs in this thread (`processor.workers: 0`). */
   readonly detectors?: DetectorEngine;
   /** Stops every module, sources first. Safe to call twice. */
   stop(): Promise<void>;
@@ -113,15 +126,20 @@ class Modules {
   bus?: DiskLogBus | KafkaBus;
   storage?: Storage;
   processor?: Processor;
+  workers?: ProcessorWorkers;
   alerting?: AlertingService;
   detectors?: DetectorEngine;
+  /** Every module this process runs (the roles and what they need). */
+  readonly running: ReadonlySet<ModuleName>;
   readonly stoppers: { name: ModuleName; stop: Stoppable['stop'] }[] = [];
 
   constructor(
     readonly config: Config,
     readonly logger: Logger,
     readonly registry: Registry,
-  ) {}
+  ) {
+    this.running = new Set(moduleOrder(config.roles));
+  }
 
   /**
    * Alerting scaled out (meta.kind postgres): alerts, silences, the notification log and the outbox in
@@ -247,22 +265,47 @@ class Modules {
           this.stoppers.push({ name, stop: () => remote.close() });
           return;
         }
-        const storage = await Tsdb.open({
-          dir: path.join(this.dataDir!.dir, 'tsdb'),
-          blockDurationMs: sc.block_duration,
-          outOfOrderWindowMs: sc.out_of_order_window,
-          retentionMs: sc.retention,
-          fsync: config.bus.fsync !== 'never',
-          blockCacheBytes: sc.block_cache_bytes,
-          logger: logger.child({ role: 'storage' }),
-          onBlocks:
-            sc.export_after > 0
-              ? exportPolicy(
-                  path.resolve(sc.export_dir ?? path.join(this.dataDir!.dir, 'export')),
-                  sc.export_after,
-                )
-              : undefined,
-        });
+        const dataDir = this.dataDir!.dir;
+        const layout = shardLayout(dataDir, Math.max(1, config.processor.workers));
+        let storage: Storage & { activeSeries(): number; readonly writeFailure: unknown };
+        if (this.running.has('processor') && (config.processor.workers >= 1 || layout.dirs.length > 1)) {
+          // The processor on every core: the shards live in its worker threads (processor-workers.ts).
+          if (layout.note) logger.warn(layout.note);
+          const partitions = config.bus.partitions;
+          const workers = await ProcessorWorkers.open({
+            config,
+            shardDirs: layout.dirs,
+            stateDir: path.join(dataDir, 'processor'),
+            exportDir: exportDirOf(config, dataDir),
+            partitionCount: partitions,
+            partitionOf: (key) => hashPartitionKey(key) % partitions,
+            logger: logger.child({ role: 'processor' }),
+          });
+          this.workers = workers;
+          storage = workers.storage;
+          this.http!.addReadinessCheck('processor-workers', async () => workers.failure);
+          this.http!.addMetricsSource(() => workers.metricsText());
+          new Gauge({
+            name: 'trainwatch_worker_lag_records',
+            help: 'Bus records each processor worker has not processed yet.',
+            labelNames: ['worker'],
+            registers: [this.registry],
+            collect() {
+              this.reset();
+              workers.workerLag.forEach((lag, i) => this.set({ worker: String(i) }, lag));
+            },
+          });
+          this.stoppers.push({ name, stop: () => workers.stop() });
+        } else {
+          const tsdb = await openEmbeddedTsdb(
+            config,
+            layout.dirs[0]!,
+            exportDirOf(config, dataDir),
+            logger.child({ role: 'storage' }),
+          );
+          storage = tsdb;
+          this.stoppers.push({ name, stop: () => tsdb.close() });
+        }
         this.storage = storage;
         new Gauge({
           name: 'trainwatch_storage_active_series',
@@ -280,7 +323,6 @@ class Modules {
             this.set(storage.writeFailure ? 0 : 1);
           },
         });
-        this.stoppers.push({ name, stop: () => storage.close() });
         return;
       }
       case 'collector': {
@@ -307,6 +349,9 @@ class Modules {
           }),
           limits,
           metrics: createCollectorMetrics(this.registry),
+          ...(this.workers && config.processor.max_lag_records > 0
+            ? { backpressure: lagBackpressure(this.workers, config.processor.max_lag_records) }
+            : {}),
         });
         return;
       }
@@ -326,7 +371,7 @@ class Modules {
         registerAlertingApi(this.http!.app, {
           auth: this.auth!,
           alerting,
-          detectors: () => this.detectors?.status(),
+          detectors: () => this.workers?.status() ?? this.detectors?.status(),
           // In a cluster the rules run on the leader and change with each term: read them when asked.
           rules: { groups: (tenant) => alerting.rules?.groups(tenant) ?? [] },
         });
@@ -335,6 +380,30 @@ class Modules {
       }
       case 'processor': {
         const alerting = this.alerting!;
+        const workers = this.workers;
+        if (workers) {
+          await workers.startProcessing({
+            bus: this.bus!,
+            jobs: this.jobs!,
+            hub: alerting.hub,
+            // Embedded, the workers own every partition: alerts no worker's restored state holds are resolved.
+            ...(this.opened?.postgres
+              ? {}
+              : {
+                  onCaughtUp: () =>
+                    void workers
+                      .activeAlerts()
+                      .then((open) =>
+                        alerting.hub.reconcile('detector', new Set(open.map((a) => a.fingerprint))),
+                      )
+                      .catch((err) => logger.warn({ err }, 'reconciling detector alerts failed')),
+                }),
+          });
+          // Leaving the group first (each worker checkpoints and commits) while the bus and alerting still run;
+          // the storage module's stopper then closes the shards.
+          this.stoppers.push({ name, stop: () => workers.stopProcessing() });
+          return;
+        }
         const engine = new DetectorEngine(new DetectorSettings(config.detectors), alerting.hub, {
           derived: true,
         });
@@ -388,7 +457,9 @@ class Modules {
               })
             : undefined;
         // PromQL off the ingest event loop (query-pool.ts); a remote TSDB evaluates its own queries.
-        const pool = remote ? undefined : startQueryPool(this.storage!, config.query, this.registry);
+        const pool = remote
+          ? undefined
+          : startQueryPool(this.storage!, config.query, this.registry, this.workers?.queryEndpoints);
         // Pushed after http's stopper, so it runs before it: busy workers are terminated first, and closing
         // the server does not wait for their requests.
         if (pool) this.stoppers.push({ name, stop: () => pool.stop() });
@@ -460,8 +531,8 @@ export async function startTrainwatch(config: Config, logger: Logger): Promise<T
     const port = Number(config.listen.slice(colon + 1));
     const url = await http.app.listen({ host, port });
     modules.alerting?.setListenUrl(url);
-    const processor = modules.processor;
-    if (processor) {
+    const processor: ProcessorHandle | undefined = modules.workers ?? modules.processor;
+    if (processor && modules.running.has('processor')) {
       let caughtUp = false;
       void processor.caughtUp.then(() => {
         caughtUp = true;
@@ -484,6 +555,7 @@ export async function startTrainwatch(config: Config, logger: Logger): Promise<T
       storage: modules.storage,
       jobs: modules.jobs,
       processor,
+      processorWorkers: modules.workers,
       alerting: modules.alerting,
       detectors: modules.detectors,
       stop,
@@ -571,4 +643,19 @@ function readSecretFile(file: string, key: string): string {
   } catch (err) {
     throw new Error(`${key}: cannot read ${file}: ${(err as Error).message}`);
   }
+}
+
+/** The collector's pause while the processor workers are `maxLag` records or more behind the bus. */
+function lagBackpressure(
+  workers: ProcessorWorkers,
+  maxLag: number,
+): () => { reason: string; retryAfterSeconds: number } | undefined {
+  return () => {
+    const lag = workers.lagRecords;
+    if (lag < maxLag) return undefined;
+    return {
+      reason: `trainwatch is catching up: the processors are ${lag} bus records behind and the limit is ${maxLag} (processor.max_lag_records); retry after 2 s`,
+      retryAfterSeconds: 2,
+    };
+  };
 }

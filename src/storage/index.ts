@@ -7,9 +7,11 @@ export {
   localQueryEndpoints,
   PortStorageReader,
   type ServedStorage,
+  type ShardRouting,
   StoragePortClient,
   type StorageQueryEndpoints,
   serveStorageQueries,
+  shardOfSelection,
 } from './port/index.js';
 export { type RemoteFlavor, RemoteStorage, type RemoteStorageOptions } from './remote/remote-storage.js';
 export { AGG_COUNT, AGG_LAST, AGG_SUM, ROLLUP_FUNCS, ROLLUP_TIERS, RollupColumns } from './rollup.js';

@@ -4,7 +4,13 @@
  * query workers; both meet here.
  */
 
-export { PortStorageReader, StoragePortClient, type StorageQueryEndpoints } from './reader.js';
+export {
+  PortStorageReader,
+  type ShardRouting,
+  StoragePortClient,
+  type StorageQueryEndpoints,
+  shardOfSelection,
+} from './reader.js';
 export { type ServedStorage, serveStorageQueries } from './serve.js';
 
 import { MessageChannel, type MessagePort } from 'node:worker_threads';

@@ -14,7 +14,10 @@
  * then one `end` for a select, one `result` otherwise, or one `error`.
  */
 import type { SeriesBatch } from '../../model/batch.js';
-import { type ErrorKind, Errors, TrainwatchError } from '../../model/errors.js';
+import type { WireError } from '../../model/errors.js';
+
+export { fromWireError, toWireError, type WireError } from '../../model/errors.js';
+
 import type { LabelSet, MatchType } from '../../model/labels.js';
 import type { SelectHints } from '../storage.js';
 
@@ -79,28 +82,3 @@ export type StorageResponse =
     }
   | { readonly id: number; readonly type: 'result'; readonly value: unknown }
   | { readonly id: number; readonly type: 'error'; readonly error: WireError };
-
-/** An error as it crosses the port: its message, and its kind when it was a TrainwatchError. */
-export interface WireError {
-  readonly message: string;
-  readonly code?: string;
-  readonly retryAfterSeconds?: number;
-}
-
-const KINDS_BY_CODE = new Map<string, ErrorKind>(Object.values(Errors).map((k) => [k.code, k]));
-
-export function toWireError(err: unknown): WireError {
-  if (err instanceof TrainwatchError)
-    return {
-      message: err.message,
-      code: err.kind.code,
-      ...(err.retryAfterSeconds !== undefined ? { retryAfterSeconds: err.retryAfterSeconds } : {}),
-    };
-  return { message: err instanceof Error ? err.message : String(err) };
-}
-
-/** The error again, as the kind it had where it was raised (a plain Error when it had none). */
-export function fromWireError(e: WireError): Error {
-  const kind = e.code ? KINDS_BY_CODE.get(e.code) : undefined;
-  return kind ? new TrainwatchError(kind, e.message, e.retryAfterSeconds) : new Error(e.message);
-}

@@ -8,6 +8,7 @@
  * identical timestamps once. Cancelling a call (its AbortSignal) cancels it on every shard.
  */
 import type { MessagePort } from 'node:worker_threads';
+import { hashPartitionKey, jobPartitionKey } from '../../bus/index.js';
 import type { SeriesBatch } from '../../model/batch.js';
 import { Errors, twError } from '../../model/errors.js';
 import type { LabelMatcher, LabelSet } from '../../model/labels.js';
@@ -37,6 +38,32 @@ import {
 export interface StorageQueryEndpoints {
   /** Fresh ports, one per shard; the caller transfers them and closes them when done. */
   connect(): MessagePort[];
+  /** How series are spread over the shards (plain data, to pass along with the ports); absent: one shard. */
+  readonly routing?: ShardRouting;
+}
+
+/**
+ * How the embedded storage spreads series over shards: a series lives in the shard of its bus partition,
+ * `partition mod shards`, and the partition of a job's series is its `(tenant, job_id)` key's (bus.ts).
+ */
+export interface ShardRouting {
+  readonly busPartitions: number;
+  readonly shards: number;
+}
+
+/**
+ * The one shard a selection can find data in, when its matchers pin a job (`job_id="…"`, one tenant), else
+ * undefined (every shard is asked).
+ */
+export function shardOfSelection(
+  routing: ShardRouting | undefined,
+  tenant: string | null,
+  matchers: readonly LabelMatcher[],
+): number | undefined {
+  if (!routing || routing.shards <= 1 || tenant === null) return undefined;
+  const job = matchers.find((m) => m.name === 'job_id' && m.type === '=' && m.value !== '');
+  if (!job) return undefined;
+  return (hashPartitionKey(jobPartitionKey(tenant, job.value)) % routing.busPartitions) % routing.shards;
 }
 
 interface Pending {
@@ -141,12 +168,15 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 export class PortStorageReader {
   readonly shards: readonly StoragePortClient[];
 
-  constructor(ports: readonly (MessagePort | StoragePortClient)[]) {
+  constructor(
+    ports: readonly (MessagePort | StoragePortClient)[],
+    private readonly routing?: ShardRouting,
+  ) {
     this.shards = ports.map((p) => (p instanceof StoragePortClient ? p : new StoragePortClient(p)));
   }
 
   querier(tenant: string | null, minT: number, maxT: number): Querier {
-    return new PortQuerier(this.shards, { tenant, minT, maxT });
+    return new PortQuerier(this.shards, { tenant, minT, maxT }, this.routing);
   }
 
   /** Appends `batch` to the shard at `index` (the caller routes series to their shard). */
@@ -169,9 +199,16 @@ export class PortStorageReader {
 
 class PortQuerier implements Querier {
   constructor(
-    private readonly shards: readonly StoragePortClient[],
+    private readonly allShards: readonly StoragePortClient[],
     private readonly scope: WireScope,
+    private readonly routing: ShardRouting | undefined,
   ) {}
+
+  /** The shards that may hold what `matchers` select: one when they pin a job. */
+  private shardsFor(matchers: readonly LabelMatcher[]): readonly StoragePortClient[] {
+    const one = shardOfSelection(this.routing, this.scope.tenant, matchers);
+    return one === undefined ? this.allShards : [this.allShards[one]!];
+  }
 
   async select(
     matchers: readonly LabelMatcher[],
@@ -179,12 +216,13 @@ class PortQuerier implements Querier {
     signal?: AbortSignal,
   ): Promise<SeriesSet> {
     const wire = toWire(matchers);
+    const shards = this.shardsFor(matchers);
     const local = new AbortController();
     const onAbort = () => local.abort(signal!.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const answers = await Promise.all(
-        this.shards.map((s) =>
+        shards.map((s) =>
           s.call(
             { op: 'select', scope: this.scope, matchers: wire, ...(hints ? { hints } : {}) },
             local.signal,
@@ -213,7 +251,9 @@ class PortQuerier implements Querier {
   async labelNames(matchers: readonly LabelMatcher[] = [], signal?: AbortSignal): Promise<string[]> {
     const wire = toWire(matchers);
     const answers = await Promise.all(
-      this.shards.map((s) => s.call({ op: 'labelNames', scope: this.scope, matchers: wire }, signal)),
+      this.shardsFor(matchers).map((s) =>
+        s.call({ op: 'labelNames', scope: this.scope, matchers: wire }, signal),
+      ),
     );
     return union(answers.map((a) => a.value as string[]));
   }
@@ -225,7 +265,9 @@ class PortQuerier implements Querier {
   ): Promise<string[]> {
     const wire = toWire(matchers);
     const answers = await Promise.all(
-      this.shards.map((s) => s.call({ op: 'labelValues', scope: this.scope, name, matchers: wire }, signal)),
+      this.shardsFor(matchers).map((s) =>
+        s.call({ op: 'labelValues', scope: this.scope, name, matchers: wire }, signal),
+      ),
     );
     return union(answers.map((a) => a.value as string[]));
   }
