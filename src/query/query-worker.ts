@@ -3,6 +3,8 @@
  * storage through the ports it was given (one per storage shard). One query at a time; a `cancel` for it
  * aborts it between steps. The pool terminates the thread when a query overruns its deadline anyway.
  */
+import { readlinkSync } from 'node:fs';
+import os from 'node:os';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { TrainwatchError } from '../model/errors.js';
 import { PortStorageReader, type ShardRouting } from '../storage/index.js';
@@ -38,8 +40,23 @@ function failureAnswer(err: unknown): PromAnswer {
   return errorAnswer(500, 'internal', (err as Error)?.message ?? String(err));
 }
 
+/**
+ * Lowers this thread's CPU priority (nice +10 on Linux, where a thread's id is its own scheduling entity), so
+ * that when cores are scarce, ingest and the processors run first and a heavy query takes what is left.
+ * Elsewhere, or where it is not allowed, the thread keeps the process's priority.
+ */
+function lowerThreadPriority(): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) os.setPriority(tid, Math.min(19, os.getPriority(tid) + 10));
+  } catch {
+    // Not Linux, or not permitted: run at the process's priority.
+  }
+}
+
 const port = parentPort;
 if (port) {
+  lowerThreadPriority();
   const data = workerData as QueryWorkerData;
   const reader = new PortStorageReader(data.ports, data.routing);
   const engine = new PromqlEngine(data.engine);
