@@ -4,6 +4,7 @@
  * the parser's depth limit, a name regex evaluated over the caller's own names only, and the query worker
  * pool (queue bound, deadline, stop).
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { RE2JS } from 're2js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -318,6 +319,34 @@ describe('query worker pool', () => {
       endpoints.close();
     }
   }, 60_000);
+
+  it.runIf(process.platform === 'linux')(
+    'runs its workers at a lower CPU priority than the server thread',
+    async () => {
+      const endpoints = localQueryEndpoints(storage);
+      const pool = new QueryPool({ size: 1, maxQueued: 1, graceMs: 500, endpoints, engine: {} });
+      try {
+        await pool.run({
+          kind: 'instant',
+          tenant: 't',
+          query: 'vector(1)',
+          time: T0,
+          timeoutMs: 60_000,
+          limit: 0,
+        });
+        // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value.
+        const nice = (tid: string) =>
+          Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+        const own = nice(String(process.pid));
+        const values = readdirSync('/proc/self/task').map(nice);
+        expect(values).toContain(Math.min(19, own + 10));
+      } finally {
+        await pool.stop();
+        endpoints.close();
+      }
+    },
+    60_000,
+  );
 
   it('answers the timeout when a query overruns, and keeps answering afterwards', async () => {
     const endpoints = localQueryEndpoints(storage);
