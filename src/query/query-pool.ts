@@ -227,17 +227,26 @@ export class QueryPool {
       this.finish(job, { status: a.status, body: a.body });
       this.dispatch();
     });
-    const lost = (why: string) => {
+    const lost = (answer: PromAnswer) => {
       if (slot.dead) return;
       slot.dead = true;
       this.remove(slot);
       const job = slot.job;
       this.release(slot);
-      if (job) this.finish(job, errorAnswer(500, 'internal', `the query worker failed: ${why}`));
+      if (job) this.finish(job, answer);
       this.dispatch();
     };
-    worker.on('error', (err) => lost(err.message));
-    worker.on('exit', (code) => lost(`exited with code ${code}`));
+    worker.on('error', (err: Error & { code?: string }) =>
+      lost(
+        // A query that exhausts its worker's heap takes down that worker only; the server goes on.
+        err.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? errorAnswer(422, 'execution', 'the query ran out of memory in its query worker; narrow it')
+          : errorAnswer(500, 'internal', `the query worker failed: ${err.message}`),
+      ),
+    );
+    worker.on('exit', (code) =>
+      lost(errorAnswer(500, 'internal', `the query worker failed: it exited with code ${code}`)),
+    );
     // An idle pool does not keep the process alive.
     worker.unref();
     this.slots.push(slot);
