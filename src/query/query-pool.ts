@@ -49,6 +49,8 @@ interface Job {
 interface Slot {
   readonly worker: Worker;
   job: Job | undefined;
+  /** Answers the client with the timeout at the deadline, if the worker has not answered by then. */
+  answerTimer: NodeJS.Timeout | undefined;
   /** Terminates the worker when its job overruns the deadline by the grace period. */
   killTimer: NodeJS.Timeout | undefined;
   /** Set once the worker was terminated or exited: the slot takes no more jobs. */
@@ -204,6 +206,9 @@ export class QueryPool {
         req: { ...job.req, timeoutMs: engineMs },
       } satisfies QueryWorkerRequest);
       const s = slot;
+      // The client has its answer at the deadline whatever the worker does (a busy machine may schedule a
+      // low-priority worker late); the worker then has the grace period to stop by itself.
+      slot.answerTimer = setTimeout(() => this.finish(job, timeoutAnswer('evaluation')), remaining);
       slot.killTimer = setTimeout(() => this.overrun(s), remaining + this.opts.graceMs);
     }
   }
@@ -219,7 +224,7 @@ export class QueryPool {
       workerData: data,
       transferList: [...ports],
     });
-    const slot: Slot = { worker, job: undefined, killTimer: undefined, dead: false };
+    const slot: Slot = { worker, job: undefined, answerTimer: undefined, killTimer: undefined, dead: false };
     worker.on('message', (a: QueryWorkerAnswer) => {
       const job = slot.job;
       if (!job || job.id !== a.id) return; // an answer to a query already answered (cancelled)
@@ -277,7 +282,9 @@ export class QueryPool {
   }
 
   private release(slot: Slot): void {
+    if (slot.answerTimer) clearTimeout(slot.answerTimer);
     if (slot.killTimer) clearTimeout(slot.killTimer);
+    slot.answerTimer = undefined;
     slot.killTimer = undefined;
     slot.job = undefined;
   }
