@@ -64,14 +64,28 @@ export function configFrom(flags: ServerFlags, overrides: Record<string, unknown
   });
 }
 
-/** Runs until SIGINT/SIGTERM, then stops cleanly; a second signal exits at once. */
-export function stopOnSignal(stop: () => Promise<void>): void {
+/**
+ * Runs until SIGINT/SIGTERM, then stops cleanly; a second signal exits at once, and so does a stop that takes
+ * longer than `deadlineMs` (`shutdown_timeout`): a stuck stop must not outlive its grace period.
+ */
+export function stopOnSignal(stop: () => Promise<void>, deadlineMs?: number): void {
   let stopping = false;
   const onSignal = (signal: string) => {
     if (stopping) process.exit(130);
     stopping = true;
     process.stderr.write(`trainwatch: ${signal} received, stopping\n`);
-    void stop().then(() => process.exit(0));
+    if (deadlineMs !== undefined)
+      setTimeout(() => {
+        process.stderr.write(`trainwatch: not stopped within ${deadlineMs} ms (shutdown_timeout); exiting\n`);
+        process.exit(1);
+      }, deadlineMs).unref();
+    void stop().then(
+      () => process.exit(0),
+      (err) => {
+        process.stderr.write(`trainwatch: error while stopping: ${(err as Error).message}\n`);
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));

@@ -50,6 +50,12 @@ export const configSchema = z
       .array(z.enum(['all', ...ROLE_NAMES]))
       .min(1)
       .default(['all']),
+    /**
+     * How long a stop (SIGTERM, SIGINT) may take: draining the processors, the last checkpoint and closing the
+     * engines. Past it the process exits anyway (what it had not made durable is replayed from the bus at the
+     * next start). Below Kubernetes' default 30 s grace period.
+     */
+    shutdown_timeout: durationString('25s', 1000),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

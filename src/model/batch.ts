@@ -124,3 +124,29 @@ export function isStaleNaN(v: number): boolean {
   staleProbe.setFloat64(0, v);
   return staleProbe.getUint32(0) === STALE_NAN_BITS_HI && staleProbe.getUint32(4) === STALE_NAN_BITS_LO;
 }
+
+/**
+ * Splits a batch by a property of each series (e.g. the storage shard it belongs to): one batch per distinct
+ * `groupOf` result, each series with all its samples, in the original order. A batch in one group is returned
+ * as is.
+ */
+export function splitBatch(
+  batch: SeriesBatch,
+  groupOf: (labels: LabelSet) => number,
+): Map<number, SeriesBatch> {
+  const groups = batch.series.map(groupOf);
+  if (groups.every((g) => g === groups[0])) return new Map(groups.length > 0 ? [[groups[0]!, batch]] : []);
+  const builders = new Map<number, SeriesBatchBuilder>();
+  for (let i = 0; i < batch.series.length; i++) {
+    const g = groups[i]!;
+    let b = builders.get(g);
+    if (!b) {
+      b = new SeriesBatchBuilder();
+      builders.set(g, b);
+    }
+    b.addSeries(batch.series[i]!);
+    for (let k = batch.offsets[i]!; k < batch.offsets[i + 1]!; k++)
+      b.add(batch.timestamps[k]!, batch.values[k]!);
+  }
+  return new Map([...builders].map(([g, b]) => [g, b.build()]));
+}

@@ -292,7 +292,7 @@ class Modules {
             registers: [this.registry],
             collect() {
               this.reset();
-              workers.workerLag.forEach((lag, i) => this.set({ worker: String(i) }, lag));
+              for (const [i, lag] of workers.workerLag.entries()) this.set({ worker: String(i) }, lag);
             },
           });
           this.stoppers.push({ name, stop: () => workers.stop() });

@@ -9,7 +9,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
-import { Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { Alert, AlertChange, AlertSink } from '../alerting/contract.js';
 import { DelegatedBus } from '../bus/index.js';
 import type { Config } from '../config/index.js';
@@ -52,6 +52,12 @@ const logger = pino({
   timestamp: pino.stdTimeFunctions.isoTime,
 });
 const registry = new Registry();
+const storageRequests = new Counter({
+  name: 'trainwatch_worker_storage_requests_total',
+  help: 'Reads (and appends) each processor worker served from its storage shard, by kind: a selection pinned to one job reaches one shard.',
+  labelNames: ['worker', 'op'],
+  registers: [registry],
+});
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
 
@@ -138,7 +144,7 @@ const rpc: PortRpc = new PortRpc(port, {
   }),
   serveStorage: (reads: MessagePort) => {
     if (!tsdb) throw new Error('the storage shard is not open yet');
-    serveStorageQueries(reads, tsdb);
+    serveStorageQueries(reads, tsdb, (op) => storageRequests.inc({ worker: String(data.index), op }));
   },
   stop: async () => {
     await processor?.stop();

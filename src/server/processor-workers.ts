@@ -23,7 +23,7 @@ import type { Alert, AlertChange, DetectorStatus } from '../alerting/contract.js
 import { type Bus, busPartitionHandlers, type GroupMember, seriesPartitionKey } from '../bus/index.js';
 import type { Config } from '../config/index.js';
 import type { JobDelta, JobStore } from '../meta/index.js';
-import { type SeriesBatch, SeriesBatchBuilder } from '../model/batch.js';
+import { type SeriesBatch, splitBatch } from '../model/batch.js';
 import { Errors, twError } from '../model/errors.js';
 import { PortRpc } from '../model/port-rpc.js';
 import { startWorker } from '../model/worker-entry.js';
@@ -471,16 +471,8 @@ export class ShardedStorage implements Storage {
 /** A batch split by the shard of each series' bus partition (unplaceable series go to shard 0). */
 function splitByShard(batch: SeriesBatch, tenant: string, pool: ProcessorWorkers): Map<number, SeriesBatch> {
   if (pool.size === 1) return new Map([[0, batch]]);
-  const builders = new Map<number, SeriesBatchBuilder>();
-  for (let i = 0; i < batch.series.length; i++) {
-    const labels = batch.series[i]!;
+  return splitBatch(batch, (labels) => {
     const key = seriesPartitionKey(tenant, labels);
-    const shard = key === undefined ? 0 : pool.ownerOf(pool.partitionOf(key));
-    let b = builders.get(shard);
-    if (!b) builders.set(shard, (b = new SeriesBatchBuilder()));
-    b.addSeries(labels);
-    for (let k = batch.offsets[i]!; k < batch.offsets[i + 1]!; k++)
-      b.add(batch.timestamps[k]!, batch.values[k]!);
-  }
-  return new Map([...builders].map(([s, b]) => [s, b.build()]));
+    return key === undefined ? 0 : pool.ownerOf(pool.partitionOf(key));
+  });
 }

@@ -20,7 +20,7 @@ import type { Authenticator, Principal, Scope } from '../../src/auth/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import type { LabelSet } from '../../src/model/labels.js';
 import { registerPromApi } from '../../src/query/prom-api.js';
-import { memoryTsdb } from '../../src/query/promql/test-script.js';
+import { shardedMemoryTsdb } from '../../src/query/promql/test-script.js';
 import { defaultFleetOptions, FleetSimulator } from '../../src/simulator/index.js';
 import type { Storage } from '../../src/storage/index.js';
 import { freePort, tempDir, waitFor } from '../helpers.js';
@@ -435,13 +435,15 @@ describe.skipIf(!available && !inCI)('trainwatch and Prometheus give the same an
       { stdio: 'ignore' },
     );
 
-    storage = await memoryTsdb();
+    // Three storage shards read through ports, as the processor workers keep them: answers across shards
+    // must match Prometheus's as one shard's do.
+    storage = await shardedMemoryTsdb(3);
     const b = new SeriesBatchBuilder();
     for (const s of data.values()) {
       b.addSeries(s.labels);
       for (let i = 0; i < s.ts.length; i++) b.add(s.ts[i]!, s.vs[i]!);
     }
-    storage.appender.append('diff', b.build());
+    await storage.appender.append('diff', b.build());
     app = Fastify();
     registerPromApi(app, { auth: anyTenant, storage });
     await app.ready();

@@ -9,7 +9,10 @@
  * small append — and restarted, round after round: the closing snapshot of each stop must open cleanly
  * (no head-log warning) with every acknowledged sample.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { hashPartitionKey, jobPartitionKey } from '../../src/bus/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import { type Child, freePort, getJson, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
@@ -23,10 +26,11 @@ afterEach(async () => {
   await Promise.all(children.splice(0).map((c) => stopChild(c, 'SIGKILL')));
 });
 
-async function startServer(port: number, dataDir: string): Promise<Child> {
+async function startServer(port: number, dataDir: string, workers?: number): Promise<Child> {
   const child = startCli(
     ['start', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'warn'],
     {
+      ...(workers !== undefined ? { TRAINWATCH_PROCESSOR__WORKERS: String(workers) } : {}),
       TRAINWATCH_PROCESSOR__CHECKPOINT_INTERVAL_MS: '50',
       TRAINWATCH_STORAGE__BLOCK_DURATION: '1s',
       TRAINWATCH_AUTH__ANONYMOUS_SCOPES: '[ingest, read]',
@@ -47,6 +51,15 @@ async function startServer(port: number, dataDir: string): Promise<Child> {
 }
 
 const encoder = new NativeEncoder();
+/** Processor workers of the kill test (more than one, so samples are spread over storage shards). */
+const WORKERS = 3;
+/** Series s belongs to job JOBS[s], whose bus partition (of 8) makes worker s its owner: one series per shard. */
+const JOBS = [0, 1, 2].map((shard) => {
+  for (let n = 0; ; n++) {
+    const job = `crash-${n}`;
+    if ((hashPartitionKey(jobPartitionKey('default', job)) % 8) % WORKERS === shard) return job;
+  }
+});
 const BASE_T = Date.now() - 3_600_000;
 
 /** Value of sample (series s, timestamp t): a pure function, so any copy of it is recognisable. */
@@ -60,7 +73,8 @@ const sampleValue = (s: number, t: number) => ((t - BASE_T) * 7 + s) / 4;
 function batchFrame(i: number, sourceId: string, sequence: number): Uint8Array {
   const b = new SeriesBatchBuilder();
   for (let s = 0; s < 3; s++) {
-    b.addSeries({ __name__: 'crash_value', job_id: 'crash', series: String(s) });
+    // One job per series: the series land in different bus partitions, hence different storage shards.
+    b.addSeries({ __name__: 'crash_value', job_id: JOBS[s]!, series: String(s) });
     for (let k = 0; k < PER_SERIES; k++) {
       const t = BASE_T + i * 1000 + k * 25;
       b.add(t, sampleValue(s, t));
@@ -103,7 +117,7 @@ interface SeriesBody {
 /** Every stored (series, t) → the values stored for it. */
 async function readAll(port: number): Promise<Map<string, number[]>> {
   const body = await getJson<SeriesBody>(
-    `http://127.0.0.1:${port}/api/tw/v1/series?metric=crash_value&job_id=crash&start=${BASE_T - 1}&end=${BASE_T + 100_000_000}`,
+    `http://127.0.0.1:${port}/api/tw/v1/series?metric=crash_value&start=${BASE_T - 1}&end=${BASE_T + 100_000_000}`,
   );
   const seen = new Map<string, number[]>();
   for (const s of body.data.series) {
@@ -163,7 +177,8 @@ describe('storage survives SIGKILL at random moments', () => {
 
     for (let round = 0; round < ROUNDS; round++) {
       const s0 = Date.now();
-      const child = await startServer(port, dataDir);
+      // Three processor workers, whatever the machine's cores: each owns a shard and some of the series.
+      const child = await startServer(port, dataDir, WORKERS);
       const s1 = Date.now();
       if (round > 0) await verify(round);
       if (process.env.TW_DEBUG)
@@ -191,9 +206,12 @@ describe('storage survives SIGKILL at random moments', () => {
         .filter((l) => /"level":(50|60)/.test(l) && !/ECONNRESET|aborted/.test(l));
       expect(errors, `round ${round}: errors logged`).toEqual([]);
     }
-    const last = await startServer(port, dataDir);
+    const last = await startServer(port, dataDir, WORKERS);
     await verify(ROUNDS);
     expect(acked.size).toBeGreaterThan(ROUNDS * 3);
+    // The series lived in more than one of the workers' shards, so several shards recovered from each kill.
+    expect(readFileSync(path.join(dataDir, 'tsdb', 'SHARDS'), 'utf8').trim()).toBe(String(WORKERS));
+
     const log = last.output();
     expect(log).not.toMatch(/moved aside|refusing|cannot write/);
   }, 240_000);

@@ -83,3 +83,25 @@ describe('backpressure with a slow bus', () => {
     );
   }, 60_000);
 });
+
+describe('backpressure when the processors fall behind', () => {
+  it('answers 503 with Retry-After naming the lag while it lasts, before reading or appending anything', async () => {
+    let lag: { reason: string; retryAfterSeconds: number } | undefined = {
+      reason:
+        'trainwatch is catching up: the processors are 60000 bus records behind and the limit is 50000 (processor.max_lag_records); retry after 2 s',
+      retryAfterSeconds: 2,
+    };
+    const bus = new MemoryBus();
+    const h = collectorHarness({ bus, backpressure: () => lag });
+    const post = () =>
+      h.app.inject({ method: 'POST', url: '/api/v1/write', headers: RW1_HEADERS, payload: batch(1, 1) });
+    const paused = await post();
+    expect(paused.statusCode).toBe(503);
+    expect(paused.headers['retry-after']).toBe('2');
+    expect(paused.json().error).toMatch(/processor\.max_lag_records/);
+    expect(bus.records).toHaveLength(0);
+    lag = undefined;
+    expect((await post()).statusCode).toBe(204);
+    expect(bus.records).toHaveLength(1);
+  });
+});

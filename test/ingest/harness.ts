@@ -120,6 +120,8 @@ export interface HarnessOptions {
   /** Scopes anonymous requests get (as tenant `anon`); tokens always work. */
   anonymousScopes?: ('ingest' | 'read' | 'admin')[];
   auth?: Authenticator;
+  /** The collector's pause when processors lag (registerCollector's `backpressure`). */
+  backpressure?: () => { reason: string; retryAfterSeconds: number } | undefined;
 }
 
 export function collectorHarness(opts: HarnessOptions = {}) {
@@ -152,6 +154,7 @@ export function collectorHarness(opts: HarnessOptions = {}) {
     tenants,
     limits,
     metrics: createCollectorMetrics(registry),
+    ...(opts.backpressure ? { backpressure: opts.backpressure } : {}),
   });
   return { app, bus, tokens, registry, tenants };
 }

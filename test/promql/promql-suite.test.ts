@@ -7,7 +7,12 @@
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type FileResult, memoryTsdb, runTestFile } from '../../src/query/promql/test-script.js';
+import {
+  type FileResult,
+  memoryTsdb,
+  runTestFile,
+  shardedMemoryTsdb,
+} from '../../src/query/promql/test-script.js';
 
 const DIR = path.resolve(import.meta.dirname, '..', '..', 'testdata', 'promql');
 const FILES = readdirSync(DIR)
@@ -67,6 +72,23 @@ describe('Prometheus PromQL test files', () => {
           `promql total: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped\n`,
         );
       }
+    });
+  }
+});
+
+/**
+ * The same files over three storage shards read through storage ports, as the processor workers keep them
+ * (`processor.workers: 3`): queries across shards must answer what one shard answers, case for case.
+ */
+describe('Prometheus PromQL test files over three storage shards', () => {
+  for (const file of FILES) {
+    it(file, async () => {
+      const r = await runTestFile(path.join(DIR, file), { createStorage: () => shardedMemoryTsdb(3) });
+      const failures = r.cases
+        .filter((c) => c.status === 'failed')
+        .map((c) => `${file}:${c.line} ${c.query}: ${c.message}`);
+      expect(failures).toEqual([]);
+      expect(r.passed).toBeGreaterThanOrEqual(MIN_PASSED[file] ?? 0);
     });
   }
 });

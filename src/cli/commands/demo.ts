@@ -84,6 +84,6 @@ export function registerDemo(program: Command): void {
       await sim;
       await tw.stop();
       if (tempDir) rmSync(tempDir, { recursive: true, force: true });
-    });
+    }, tw.config.shutdown_timeout);
   });
 }

@@ -16,6 +16,6 @@ export function registerStart(program: Command): void {
     } catch (err) {
       fail(err);
     }
-    stopOnSignal(() => tw.stop());
+    stopOnSignal(() => tw.stop(), tw.config.shutdown_timeout);
   });
 }

@@ -10,10 +10,18 @@
  * `start_timestamp()`). Every other case runs and must pass, experimental functions included.
  */
 import { readFileSync } from 'node:fs';
+import { MessageChannel } from 'node:worker_threads';
 import { pino } from 'pino';
-import { SeriesBatchBuilder, STALE_NAN } from '../../model/batch.js';
+import { hashPartitionKey, seriesPartitionKey } from '../../bus/index.js';
+import { SeriesBatchBuilder, STALE_NAN, splitBatch } from '../../model/batch.js';
 import { type LabelMatcher, type LabelSet, matchesAll } from '../../model/labels.js';
-import { defaultTsdbOptions, type Storage, Tsdb } from '../../storage/index.js';
+import {
+  defaultTsdbOptions,
+  PortStorageReader,
+  type Storage,
+  serveStorageQueries,
+  Tsdb,
+} from '../../storage/index.js';
 import { type Expr, walk } from './ast.js';
 import { PromqlEngine } from './engine.js';
 import { almostEqual, parseGoFloat } from './histogram.js';
@@ -65,6 +73,58 @@ export function memoryTsdb(): Promise<Storage> {
     logger: pino({ level: 'silent' }),
     now: () => 0,
   });
+}
+
+/**
+ * {@link memoryTsdb} split into `shards` shards read through storage ports (storage/port), as the embedded
+ * processor workers keep them: a series with a partition key (its job, node or instance) lives in the shard of
+ * its bus partition, where a job-pinned selection looks for it; any other series is spread by its labels. So
+ * the same scripts check that reading across shards (fan-out, merge, one-shard routing) answers as one shard.
+ */
+export async function shardedMemoryTsdb(shards: number, busPartitions = 8): Promise<Storage> {
+  const stores = await Promise.all(Array.from({ length: shards }, () => memoryTsdb()));
+  const channels = stores.map((store) => {
+    const { port1, port2 } = new MessageChannel();
+    serveStorageQueries(port1, store);
+    return { port1, port2 };
+  });
+  const routing = { busPartitions, shards };
+  const reader = new PortStorageReader(
+    channels.map((c) => c.port2),
+    routing,
+  );
+  const shardOf = (tenant: string, labels: LabelSet): number => {
+    const key = seriesPartitionKey(tenant, labels);
+    return key === undefined
+      ? hashPartitionKey(labelKey(labels)) % shards
+      : (hashPartitionKey(key) % busPartitions) % shards;
+  };
+  return {
+    appender: {
+      async append(tenant, batch) {
+        const parts = splitBatch(batch, (labels) => shardOf(tenant, labels));
+        const stats = await Promise.all(
+          [...parts].map(([shard, b]) => stores[shard]!.appender.append(tenant, b)),
+        );
+        return stats.reduce(
+          (a, x) => ({
+            series: a.series + x.series,
+            samples: a.samples + x.samples,
+            duplicates: a.duplicates + x.duplicates,
+          }),
+          { series: 0, samples: 0, duplicates: 0 },
+        );
+      },
+    },
+    querier: (tenant, minT, maxT) => reader.querier(tenant, minT, maxT),
+    checkpoint: async () => {},
+    coveredPositions: () => new Map(),
+    async close() {
+      reader.close();
+      for (const c of channels) c.port1.close();
+      await Promise.all(stores.map((s) => s.close()));
+    },
+  };
 }
 
 /** Prometheus's test engine: delayed name removal and experimental functions on, 5 m lookback. */

@@ -31,7 +31,12 @@ export const PART_SAMPLES = 96 * 1024;
 export type ServedStorage = Pick<Storage, 'querier'> & Partial<Pick<Storage, 'appender'>>;
 
 /** Serves `storage` on `port` until the returned function is called or the port closes. */
-export function serveStorageQueries(port: MessagePort, storage: ServedStorage): () => void {
+export function serveStorageQueries(
+  port: MessagePort,
+  storage: ServedStorage,
+  /** Told of every request served (self-metrics: which shard a query touched). */
+  onRequest?: (op: StorageRequest['op']) => void,
+): () => void {
   const running = new Map<number, AbortController>();
   const send = (msg: StorageResponse, transfer?: ArrayBuffer[]) => {
     try {
@@ -45,6 +50,7 @@ export function serveStorageQueries(port: MessagePort, storage: ServedStorage): 
       running.get(req.id)?.abort(new Error('cancelled by the caller'));
       return;
     }
+    onRequest?.(req.op);
     const abort = new AbortController();
     running.set(req.id, abort);
     void handle(req, storage, abort.signal, send)
