@@ -206,9 +206,10 @@ export class QueryPool {
         req: { ...job.req, timeoutMs: engineMs },
       } satisfies QueryWorkerRequest);
       const s = slot;
-      // The client has its answer at the deadline whatever the worker does (a busy machine may schedule a
+      // The client has its answer by the deadline whatever the worker does (a busy machine may schedule a
       // low-priority worker late); the worker then has the grace period to stop by itself.
-      slot.answerTimer = setTimeout(() => this.finish(job, timeoutAnswer('evaluation')), remaining);
+      const answerMs = Math.max(1, remaining - Math.min(ANSWER_RESERVE_MS, remaining / 10) / 2);
+      slot.answerTimer = setTimeout(() => this.finish(job, timeoutAnswer('evaluation')), answerMs);
       slot.killTimer = setTimeout(() => this.overrun(s), remaining + this.opts.graceMs);
     }
   }
