@@ -294,6 +294,27 @@ export const configSchema = z
         max_live_streams: z.number().int().min(1).default(256),
         /** Live streams open at once per tenant; beyond: 429. */
         max_live_streams_per_tenant: z.number().int().min(1).default(32),
+        /**
+         * Most points a subquery may evaluate per series (its steps over the outer range plus its own range),
+         * checked before it allocates: `x[30d:1ms]` is refused at once with a 422 naming the subquery and its
+         * step (VictoriaMetrics's -search.maxPointsSubqueryPerTimeseries, 100,000).
+         */
+        max_subquery_points: z.number().int().min(100).default(100_000),
+        /**
+         * Query worker threads evaluating /api/v1/query and /query_range off the ingest event loop. Default:
+         * one less than the cores (at least one). 0 evaluates in the server's own thread (no isolation).
+         */
+        workers: z.number().int().min(0).max(256).optional(),
+        /**
+         * Queries waiting for a free worker; one more is refused with 503 at once rather than queued without
+         * bound (each waiting query holds its request and its deadline runs while it waits).
+         */
+        max_queued: z.number().int().min(0).max(100_000).default(64),
+        /**
+         * How long past its deadline a query worker may keep running before it is terminated and replaced:
+         * the engine stops itself at the deadline between steps; this catches a query stuck inside one step.
+         */
+        terminate_grace: durationString('500ms', 0),
       })
       .strict()
       .prefault({}),

@@ -5,6 +5,7 @@
  * names; the metric name is the `__name__` label. Hot paths (ingest decode, storage append) never build
  * these objects per sample: they intern a series once and carry a numeric ref afterwards.
  */
+import { RE2JS } from 're2js';
 
 export type LabelSet = Readonly<Record<string, string>>;
 
@@ -77,18 +78,76 @@ export function formatSeries(labels: LabelSet): string {
 
 export type MatchType = '=' | '!=' | '=~' | '!~';
 
-/** A label matcher as in PromQL. Regexes are fully anchored, as PromQL anchors them. */
+/** Characters that make a pattern more than a literal in RE2 syntax. */
+const RE2_META = /[\\.+*?()|[\]{}^$]/;
+
+/**
+ * An RE2 pattern matching exactly `values` (an alternation of escaped literals). Values without
+ * metacharacters, such as metric names, give a pattern on the literal-set fast path.
+ */
+export function regexOfLiterals(values: readonly string[]): string {
+  return values.map((v) => v.replace(/[\\.+*?()|[\]{}^$]/g, (c) => `\\${c}`)).join('|');
+}
+
+/**
+ * How a regex matcher tests a value. Common PromQL shapes have a fast path: a literal, an alternation of
+ * literals (`a|b|c`, as Grafana's multi-value variables write them), prefixes (`job-1.*`, `gpu_.*|train_.*`)
+ * and `.*` / `.+`. Everything else runs on RE2 (re2js), whose matching time is linear in the value's length
+ * whatever the pattern: a backtracking engine (JavaScript's RegExp) takes exponential time on patterns such as
+ * `(.*.*)*X`, and one query would stall the server.
+ */
+type ValueTest = (v: string) => boolean;
+
+/** The fast path for `pattern`, or undefined when it needs the regex engine. */
+function fastRegexTest(pattern: string): ValueTest | undefined {
+  if (pattern === '.*') return () => true;
+  if (pattern === '.+') return (v) => v.length > 0;
+  const literals = new Set<string>();
+  const prefixes: string[] = [];
+  for (const alt of pattern.split('|')) {
+    if (!RE2_META.test(alt)) literals.add(alt);
+    else if (alt.endsWith('.*') && !RE2_META.test(alt.slice(0, -2))) prefixes.push(alt.slice(0, -2));
+    else return undefined;
+  }
+  if (prefixes.length === 0) return (v) => literals.has(v);
+  if (literals.size === 0 && prefixes.length === 1) {
+    const p = prefixes[0]!;
+    return (v) => v.startsWith(p);
+  }
+  return (v) => {
+    if (literals.size > 0 && literals.has(v)) return true;
+    for (let i = 0; i < prefixes.length; i++) if (v.startsWith(prefixes[i]!)) return true;
+    return false;
+  };
+}
+
+/** Compiles an RE2 pattern, anchored at both ends and with `.` matching newlines, as Prometheus does. */
+function compileRegexTest(pattern: string): ValueTest {
+  const re = RE2JS.compile(pattern, RE2JS.DOTALL);
+  return (v) => re.matches(v);
+}
+
+/**
+ * A label matcher as in PromQL. A regex value is RE2 syntax (Go's regexp, as Prometheus takes it), kept as
+ * written so that printing the matcher or sending it to another TSDB gives back the user's pattern. Regexes
+ * are fully anchored, as PromQL anchors them, and match in linear time.
+ */
 export class LabelMatcher {
-  private readonly re: RegExp | undefined;
+  private readonly test: ValueTest | undefined;
+  /** A regex matcher that runs on the regex engine (no fast path): each value tested costs a scan of it. */
+  readonly usesRegexEngine: boolean = false;
 
   constructor(
     readonly type: MatchType,
     readonly name: string,
     readonly value: string,
   ) {
+    // A fast-path pattern (literals and `lit.*` alternatives) is always valid RE2: nothing to validate.
     if (type === '=~' || type === '!~') {
       try {
-        this.re = new RegExp(`^(?:${value})$`, 's');
+        const fast = fastRegexTest(value);
+        this.test = fast ?? compileRegexTest(value);
+        this.usesRegexEngine = fast === undefined;
       } catch (err) {
         throw new Error(
           `invalid regular expression in matcher ${name}${type}${JSON.stringify(value)}: ${(err as Error).message}`,
@@ -106,9 +165,9 @@ export class LabelMatcher {
       case '!=':
         return v !== this.value;
       case '=~':
-        return this.re!.test(v);
+        return this.test!(v);
       case '!~':
-        return !this.re!.test(v);
+        return !this.test!(v);
     }
   }
 

@@ -13,6 +13,14 @@ export {
   type PromApiLimits,
   registerPromApi,
 } from './prom-api.js';
+export type { PromAnswer, PromQueryRequest } from './prom-eval.js';
+export {
+  defaultQueryWorkers,
+  QueryPool,
+  type QueryPoolConfig,
+  type QueryPoolOptions,
+  startQueryPool,
+} from './query-pool.js';
 export { type ForwardedAnswer, RemotePromql, type RemotePromqlOptions } from './remote-promql.js';
 export { parseTime, type RestDeps, registerRestApi } from './rest.js';
 export { type ColumnarSeries, type JsonSample, jsonValue, readSeries } from './series-read.js';

@@ -14,17 +14,10 @@ import { type Authenticator, credentialsOf, type Principal } from '../auth/index
 import { type LabelMatcher, METRIC_NAME_LABEL } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
 import { requestSignal } from './dashboard-scope.js';
-import {
-  hideTenantLabel,
-  PromqlEngine,
-  PromqlError,
-  parseMetricSelector,
-  type QueryResult,
-  type QueryValue,
-  tenantQueryable,
-} from './promql/index.js';
-import { formatGoFloatF } from './promql/labels-util.js';
+import { evaluatePromQuery, type PromAnswer, type PromQueryRequest } from './prom-eval.js';
+import { hideTenantLabel, PromqlEngine, PromqlError, parseMetricSelector } from './promql/index.js';
 import { goQuote, hasInvalidUtf8, parsePromDuration } from './promql/lexer.js';
+import type { QueryPool } from './query-pool.js';
 import type { RemotePromql } from './remote-promql.js';
 import { selectSeries } from './series-read.js';
 
@@ -37,6 +30,8 @@ export interface PromApiLimits {
   readonly maxSeries: number;
   /** Lookback delta, ms (Prometheus: --query.lookback-delta, 5 m). */
   readonly lookbackDeltaMs: number;
+  /** Most points a subquery may evaluate per series (query.max_subquery_points). */
+  readonly maxSubqueryPoints: number;
 }
 
 export const DEFAULT_PROM_API_LIMITS: PromApiLimits = {
@@ -44,6 +39,7 @@ export const DEFAULT_PROM_API_LIMITS: PromApiLimits = {
   maxSamples: 50_000_000,
   maxSeries: 1_000_000,
   lookbackDeltaMs: 5 * 60_000,
+  maxSubqueryPoints: 100_000,
 };
 
 /** The Prometheus version whose API and PromQL trainwatch speaks (reported by /status/buildinfo). */
@@ -64,6 +60,11 @@ export interface PromApiDeps {
    * series, labels and metadata are read through `storage` as in the embedded mode.
    */
   readonly remote?: RemotePromql;
+  /**
+   * Query worker threads (query-pool.ts): /query and /query_range evaluate there, off this event loop. Without
+   * it they evaluate in this thread (tests, tools, `query.workers: 0`).
+   */
+  readonly pool?: QueryPool;
 }
 
 class BadData extends Error {}
@@ -129,54 +130,6 @@ function limitParam(p: Params): number {
   return n;
 }
 
-function sampleValue(v: number): string {
-  return formatGoFloatF(v);
-}
-
-function ts(t: number): number {
-  return t / 1000;
-}
-
-/** Renders an engine result as the API's `data` (resultType + result). */
-export function renderValue(v: QueryValue, limit = 0): { data: unknown; truncated: boolean } {
-  switch (v.resultType) {
-    case 'scalar':
-    case 'string':
-      return {
-        data: {
-          resultType: v.resultType,
-          result: [ts(v.t), v.resultType === 'scalar' ? sampleValue(v.v) : v.v],
-        },
-        truncated: false,
-      };
-    case 'vector': {
-      const samples = limit > 0 ? v.samples.slice(0, limit) : v.samples;
-      return {
-        data: {
-          resultType: 'vector',
-          result: samples.map((s) => ({ metric: s.labels, value: [ts(s.t), sampleValue(s.v)] })),
-        },
-        truncated: samples.length < v.samples.length,
-      };
-    }
-    case 'matrix': {
-      const series = limit > 0 ? v.series.slice(0, limit) : v.series;
-      return {
-        data: {
-          resultType: 'matrix',
-          result: series.map((s) => {
-            const values: [number, string][] = new Array(s.timestamps.length);
-            for (let i = 0; i < s.timestamps.length; i++)
-              values[i] = [ts(s.timestamps[i]!), sampleValue(s.values[i]!)];
-            return { metric: s.labels, values };
-          }),
-        },
-        truncated: series.length < v.series.length,
-      };
-    }
-  }
-}
-
 function success(
   reply: FastifyReply,
   data: unknown,
@@ -212,6 +165,8 @@ function matchersParam(p: Params, required: boolean): LabelMatcher[][] {
   });
 }
 
+export { renderValue } from './prom-eval.js';
+
 export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
   const limits = { ...DEFAULT_PROM_API_LIMITS, ...deps.limits };
   const engine = new PromqlEngine({
@@ -219,6 +174,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
     maxSamples: limits.maxSamples,
     maxSeries: limits.maxSeries,
     timeoutMs: limits.timeoutMs,
+    maxSubqueryPoints: limits.maxSubqueryPoints,
   });
   const principalOf = (req: FastifyRequest): Principal => deps.auth.authenticate(credentialsOf(req), 'read');
   const timeoutOf = (p: Params): number => {
@@ -229,11 +185,13 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
   const querierFor = (principal: Principal, start: number, end: number) =>
     hideTenantLabel(deps.storage.querier(principal.tenant, start, end), principal.tenant);
 
-  const respond = (reply: FastifyReply, r: QueryResult, limit: number) => {
-    const { data, truncated } = renderValue(r.value, limit);
-    const warnings = [...r.warnings];
-    if (truncated) warnings.push('results truncated due to limit');
-    return success(reply, data, warnings, r.infos);
+  /** Evaluates on the pool when there is one, else here; sends the rendered answer as it is. */
+  const evaluate = async (req: PromQueryRequest, reply: FastifyReply) => {
+    const signal = requestSignal(reply);
+    const answer: PromAnswer = deps.pool
+      ? await deps.pool.run(req, signal)
+      : await evaluatePromQuery(engine, deps.storage, req, signal);
+    return reply.code(answer.status).type('application/json; charset=utf-8').send(answer.body);
   };
 
   // One encapsulated scope, so the form-body parser applies to these routes only.
@@ -279,12 +237,18 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
         const query = one(p, 'query') ?? '';
         const time = timeParam(p, 'time', Date.now());
         const lookback = one(p, 'lookback_delta');
-        const r = await engine.instantQuery(tenantQueryable(deps.storage, principal.tenant), query, time, {
-          timeoutMs: timeoutOf(p),
-          signal: requestSignal(reply),
-          ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
-        });
-        return respond(reply, r, limitParam(p));
+        return await evaluate(
+          {
+            kind: 'instant',
+            tenant: principal.tenant,
+            query,
+            time,
+            timeoutMs: timeoutOf(p),
+            limit: limitParam(p),
+            ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
+          },
+          reply,
+        );
       } catch (err) {
         return handleError(reply, err);
       }
@@ -319,19 +283,20 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
             'exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)',
           );
         const lookback = one(p, 'lookback_delta');
-        const r = await engine.rangeQuery(
-          tenantQueryable(deps.storage, principal.tenant),
-          query,
-          start,
-          end,
-          step,
+        return await evaluate(
           {
+            kind: 'range',
+            tenant: principal.tenant,
+            query,
+            start,
+            end,
+            step,
             timeoutMs: timeoutOf(p),
-            signal: requestSignal(reply),
+            limit: limitParam(p),
             ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
           },
+          reply,
         );
-        return respond(reply, r, limitParam(p));
       } catch (err) {
         return handleError(reply, err);
       }

@@ -40,6 +40,7 @@ import {
   registerDashboardApi,
   registerPromApi,
   registerRestApi,
+  startQueryPool,
 } from '../query/index.js';
 import { RemoteStorage, type Storage } from '../storage/index.js';
 import { type DataDirLock, lockDataDir } from './data-dir.js';
@@ -498,15 +499,24 @@ class Modules {
                 timeoutMs: config.query.timeout,
               })
             : undefined;
+        // PromQL off the ingest event loop (query-pool.ts); a remote TSDB evaluates its own queries.
+        const pool = remote
+          ? undefined
+          : startQueryPool(this.storage!, config.query, this.registry, this.workers?.queryEndpoints);
+        // Pushed after http's stopper, so it runs before it: busy workers are terminated first, and closing
+        // the server does not wait for their requests.
+        if (pool) this.stoppers.push({ name, stop: () => pool.stop() });
         registerPromApi(this.http!.app, {
           auth: this.auth!,
           storage: this.storage!,
           ...(remote ? { remote } : {}),
+          ...(pool ? { pool: pool.pool } : {}),
           limits: {
             timeoutMs: config.query.timeout,
             maxSamples: config.query.max_samples,
             maxSeries: config.query.max_series,
             lookbackDeltaMs: config.query.lookback_delta,
+            maxSubqueryPoints: config.query.max_subquery_points,
           },
         });
         return;

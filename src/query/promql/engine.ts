@@ -9,13 +9,15 @@
  * one step. Subqueries evaluate their inner expression once over the whole outer range on their own step grid.
  */
 import { isStaleNaN } from '../../model/batch.js';
-import type { LabelMatcher, LabelSet } from '../../model/labels.js';
+import { Errors, TrainwatchError } from '../../model/errors.js';
+import { LabelMatcher, type LabelSet, METRIC_NAME_LABEL, regexOfLiterals } from '../../model/labels.js';
 import {
   EMPTY_ITERATOR,
   type Querier,
   SampleBuffer,
   type SelectedSeries,
   type SelectHints,
+  type SeriesSet,
 } from '../../storage/index.js';
 import { evalAggregate } from './aggregate.js';
 import { Annotations } from './annotations.js';
@@ -34,12 +36,14 @@ import {
   ExecutionError,
   QueryCanceledError,
   QueryTimeoutError,
+  SubqueryResolutionError,
   TooManySamplesError,
   TooManySeriesError,
 } from './errors.js';
 import { evalCall } from './functions-eval.js';
 import { labelKey, withoutMetricName } from './labels-util.js';
 import { parseExpr } from './parser.js';
+import { exprToString, formatDuration } from './print.js';
 import type { WindowCtx, WindowFn } from './range-functions.js';
 import {
   type EvalValue,
@@ -68,6 +72,12 @@ export interface EngineOptions {
   readonly maxSeries?: number;
   /** Step of subqueries written without one (`[5m:]`). Default 1 m (Prometheus's evaluation_interval). */
   readonly defaultSubqueryStepMs?: number;
+  /**
+   * Most points a subquery may evaluate per series (its inner steps over the outer range plus its own range),
+   * checked before anything is allocated. Default 100,000 (VictoriaMetrics's
+   * -search.maxPointsSubqueryPerTimeseries): `max_over_time(x[30d:1ms])` is refused at once.
+   */
+  readonly maxSubqueryPoints?: number;
   /** Prometheus's `promql-delayed-name-removal` feature. Default off, as in Prometheus. */
   readonly delayedNameRemoval?: boolean;
   /** Prometheus's `promql-experimental-functions`. Default on. */
@@ -101,11 +111,20 @@ const DEFAULTS = {
   timeoutMs: 2 * 60_000,
   maxSeries: Number.POSITIVE_INFINITY,
   defaultSubqueryStepMs: 60_000,
+  maxSubqueryPoints: 100_000,
   delayedNameRemoval: false,
   experimentalFunctions: true,
   rollups: false,
   yieldEveryMs: 10,
 };
+
+/**
+ * Range-function step loops check the deadline whenever they have scanned this many window points since the
+ * last check: one step may scan a whole window (up to a subquery's points, sorted for quantile_over_time), so
+ * per-series checks alone could overrun the deadline by seconds, while a check per step would cost more than
+ * a small window's work. Each step counts its window plus one.
+ */
+const WINDOW_POINTS_PER_CHECK = 1 << 16;
 
 /** State shared by every evaluator of one query (subqueries get their own evaluator). */
 export interface QueryCtx {
@@ -115,10 +134,13 @@ export interface QueryCtx {
   readonly maxSamples: number;
   readonly maxSeries: number;
   readonly defaultSubqueryStepMs: number;
+  readonly maxSubqueryPoints: number;
   readonly delayedNameRemoval: boolean;
   readonly useRollups: boolean;
   readonly deadline: number;
   readonly signal: AbortSignal | undefined;
+  /** Aborted by the caller's signal or at the deadline: what storage selects get, so they stop too. */
+  readonly selectSignal: AbortSignal | undefined;
   readonly annotations: Annotations;
   /** The outer query's start, end and step: what `@ start()`, `@ end()`, `step()` and `range()` refer to. */
   readonly queryStart: number;
@@ -132,6 +154,8 @@ export interface QueryCtx {
   liveSamples: number;
   peakSamples: number;
   checks: number;
+  /** Window points scanned since the last deadline check (see WINDOW_POINTS_PER_CHECK). */
+  windowWork: number;
 }
 
 /** Points of one series over a subquery's grid, compact (present points only). */
@@ -221,11 +245,77 @@ export class Evaluator {
     if (Date.now() > this.q.deadline) throw new QueryTimeoutError(where);
   }
 
+  /**
+   * Counts `points` of window scanned by a step loop and checks deadline and cancellation once
+   * {@link WINDOW_POINTS_PER_CHECK} have been scanned since the last check.
+   */
+  countWindowWork(points: number, where: string): void {
+    this.q.windowWork += points + 1;
+    if (this.q.windowWork < WINDOW_POINTS_PER_CHECK) return;
+    this.q.windowWork = 0;
+    if (this.q.signal?.aborted) throw new QueryCanceledError(where);
+    if (Date.now() > this.q.deadline) throw new QueryTimeoutError(where);
+  }
+
+  /**
+   * Refuses, before allocating, a node that would hold `series` × {@link steps} more points than the query's
+   * sample budget allows (the points of a step-aligned result: one slot per step per series).
+   */
+  reserveSteps(series: number, where: string): void {
+    if (this.q.liveSamples + series * this.steps > this.q.maxSamples) {
+      throw new TooManySamplesError(this.q.maxSamples, where);
+    }
+  }
+
+  /**
+   * A `__name__` regex that needs the regex engine is evaluated here, over the caller's own metric names
+   * (storage lists the names of the tenant's series that the other matchers select), and replaced by the
+   * literal set of names it accepts. So the regex never runs over other tenants' names, and it runs in this
+   * thread (a query worker) rather than in the thread that owns storage and ingest. Undefined when no name
+   * matches: the selection is empty.
+   */
+  private async resolveNameRegex(
+    querier: Querier,
+    matchers: readonly LabelMatcher[],
+  ): Promise<readonly LabelMatcher[] | undefined> {
+    const i = matchers.findIndex((m) => m.name === METRIC_NAME_LABEL && m.usesRegexEngine);
+    if (i < 0) return matchers;
+    const nameRe = matchers[i]!;
+    const rest = matchers.filter((_, k) => k !== i);
+    let names: string[];
+    try {
+      // Only cheap matchers narrow the listing; other regexes are left to the select.
+      const narrowing = rest.filter((m) => !m.usesRegexEngine);
+      names = await querier.labelValues(METRIC_NAME_LABEL, narrowing, this.q.selectSignal);
+    } catch (err) {
+      throw this.selectError(err);
+    }
+    const accepted: string[] = [];
+    for (let k = 0; k < names.length; k++) {
+      if ((k & 1023) === 1023) this.checkInterrupt('name regex');
+      if (nameRe.matches(names[k])) accepted.push(names[k]!);
+    }
+    if (accepted.length === 0) return undefined;
+    return [...rest, new LabelMatcher('=~', METRIC_NAME_LABEL, regexOfLiterals(accepted))];
+  }
+
+  /** A failed select as the query's error: over budget is Prometheus's too-many-samples, abort is timeout. */
+  private selectError(err: unknown): unknown {
+    if (err instanceof TrainwatchError && err.kind.code === Errors.budgetExceeded.code)
+      return new TooManySamplesError(this.q.maxSamples, 'selector');
+    if (this.q.selectSignal?.aborted) {
+      if (Date.now() >= this.q.deadline) return new QueryTimeoutError('selector');
+      return new QueryCanceledError('selector');
+    }
+    return err;
+  }
+
   /** Accounts `n` more samples held in memory; throws when the query's limit is exceeded. */
   hold(n: number): void {
     this.q.liveSamples += n;
     if (this.q.liveSamples > this.q.peakSamples) this.q.peakSamples = this.q.liveSamples;
-    if (this.q.liveSamples > this.q.maxSamples) throw new TooManySamplesError(this.q.maxSamples);
+    if (this.q.liveSamples > this.q.maxSamples)
+      throw new TooManySamplesError(this.q.maxSamples, 'evaluation');
   }
 
   release(n: number): void {
@@ -408,15 +498,25 @@ export class Evaluator {
    * query (PromQL answers whole or not at all); warnings become the query's annotations.
    */
   async select(
-    matchers: readonly LabelMatcher[],
+    selectors: readonly LabelMatcher[],
     minT: number,
     maxT: number,
     hints: SelectHints,
   ): Promise<readonly SelectedSeries[]> {
     if (maxT < minT) return [];
     const querier = this.q.queryable.querier(minT, maxT);
-    const set = await querier.select(matchers, hints, this.q.signal);
-    if (set.err) throw set.err;
+    const matchers = await this.resolveNameRegex(querier, selectors);
+    if (matchers === undefined) return [];
+    // The rest of the query's sample budget goes with the select: a storage that materializes the selection
+    // (over a MessagePort, from another thread) refuses it before allocating what the query could not hold.
+    const budget = { ...hints, maxSamples: Math.max(0, this.q.maxSamples - this.q.liveSamples) };
+    let set: SeriesSet;
+    try {
+      set = await querier.select(matchers, budget, this.q.selectSignal);
+    } catch (err) {
+      throw this.selectError(err);
+    }
+    if (set.err) throw this.selectError(set.err);
     for (const w of set.warnings) this.q.annotations.storageWarning(w);
     const selected = set.series;
     this.q.seriesSelected += selected.length;
@@ -438,6 +538,7 @@ export class Evaluator {
       minT: firstT - lookback + 1,
       maxT: lastT,
     });
+    this.reserveSteps(selected.length, 'vector selector');
     const out: StepSeries[] = [];
     const steps = this.steps;
     // When consecutive lookback windows overlap, every sample of the selection is read anyway: read each
@@ -576,6 +677,7 @@ export class Evaluator {
           ? { stepMs: this.interval, func: fnName, rangeMs: range }
           : {}),
       });
+      this.reserveSteps(selected.length, 'range selector');
       const buf = new WindowBuffer();
       // When consecutive windows overlap, every sample of the selection is read anyway: read each series in
       // bulk and walk its arrays as the iterator would (same samples taken, skipped and counted).
@@ -626,6 +728,7 @@ export class Evaluator {
             }
           }
           const n = buf.tail - buf.head;
+          this.countWindowWork(n, 'range selector');
           if (n > 0) this.hold(n);
           w.rangeStart = lo;
           w.rangeEnd = t;
@@ -646,6 +749,7 @@ export class Evaluator {
     if (m.type === 'SubqueryExpr') {
       const { series, range, offset, at } = await this.evalSubqueryPoints(m);
       w.rangeMs = range;
+      this.reserveSteps(series.length, 'subquery');
       for (const ps of series) {
         this.checkInterrupt('subquery');
         await this.maybeYield('subquery');
@@ -661,6 +765,7 @@ export class Evaluator {
           while (lo < n && ps.ts[lo]! <= start) lo++;
           if (hi < lo) hi = lo;
           while (hi < n && ps.ts[hi]! <= t) hi++;
+          this.countWindowWork(hi - lo, 'subquery');
           w.rangeStart = start;
           w.rangeEnd = t;
           w.evalT = this.stepTime(i);
@@ -777,6 +882,17 @@ export class Evaluator {
     if (innerStart <= from) innerStart += step;
     const innerEnd = outerEnd - offset;
     if (innerStart > innerEnd) return { series: [], range, offset, at };
+    // Refused before the inner evaluator allocates anything: its every node holds one slot per inner step.
+    const innerSteps = Math.floor((innerEnd - innerStart) / step) + 1;
+    if (innerSteps > this.q.maxSubqueryPoints)
+      throw new SubqueryResolutionError(
+        exprToString(sq),
+        innerSteps,
+        formatDuration(step),
+        this.q.maxSubqueryPoints,
+      );
+    if (this.q.liveSamples + innerSteps > this.q.maxSamples)
+      throw new TooManySamplesError(this.q.maxSamples, 'subquery');
     const inner = new Evaluator(this.q, innerStart, innerEnd, step);
     const v = await inner.eval(sq.expr);
     const series: PointSeries[] = [];
@@ -870,6 +986,7 @@ export class PromqlEngine {
       timeoutMs: opts.timeoutMs ?? DEFAULTS.timeoutMs,
       maxSeries: opts.maxSeries ?? DEFAULTS.maxSeries,
       defaultSubqueryStepMs: opts.defaultSubqueryStepMs ?? DEFAULTS.defaultSubqueryStepMs,
+      maxSubqueryPoints: opts.maxSubqueryPoints ?? DEFAULTS.maxSubqueryPoints,
       delayedNameRemoval: opts.delayedNameRemoval ?? DEFAULTS.delayedNameRemoval,
       experimentalFunctions: opts.experimentalFunctions ?? DEFAULTS.experimentalFunctions,
       rollups: opts.rollups ?? DEFAULTS.rollups,
@@ -928,6 +1045,8 @@ export class PromqlEngine {
     opts: QueryOptions,
   ): Promise<QueryResult> {
     const began = Date.now();
+    const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
+    const deadlineSignal = AbortSignal.timeout(Math.max(1, timeoutMs));
     const q: QueryCtx = {
       query,
       queryable: source,
@@ -935,10 +1054,12 @@ export class PromqlEngine {
       maxSamples: this.opts.maxSamples,
       maxSeries: this.opts.maxSeries,
       defaultSubqueryStepMs: this.opts.defaultSubqueryStepMs,
+      maxSubqueryPoints: this.opts.maxSubqueryPoints,
       delayedNameRemoval: this.opts.delayedNameRemoval,
       useRollups: opts.rollups ?? this.opts.rollups,
-      deadline: began + (opts.timeoutMs ?? this.opts.timeoutMs),
+      deadline: began + timeoutMs,
       signal: opts.signal,
+      selectSignal: opts.signal ? AbortSignal.any([opts.signal, deadlineSignal]) : deadlineSignal,
       annotations: new Annotations(query),
       queryStart: start,
       queryEnd: end,
@@ -950,6 +1071,7 @@ export class PromqlEngine {
       liveSamples: 0,
       peakSamples: 0,
       checks: 0,
+      windowWork: 0,
     };
     const ev = new Evaluator(q, start, end, step);
     let value: QueryValue;

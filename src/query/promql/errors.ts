@@ -56,9 +56,34 @@ export class TooManySamplesError extends PromqlError {
   readonly errorType = 'execution' as const;
   readonly httpStatus = 422;
 
-  constructor(readonly limit: number) {
+  /** `where`: the part of the query that hit the limit (for logs; the message is Prometheus's, unchanged). */
+  constructor(
+    readonly limit: number,
+    readonly where = 'evaluation',
+  ) {
     super('query processing would load too many samples into memory in query execution');
     this.name = 'TooManySamplesError';
+  }
+}
+
+/**
+ * A subquery would evaluate more points per series than `query.max_subquery_points`: refused before it
+ * allocates anything, with the subquery and its step named so the user knows what to change.
+ */
+export class SubqueryResolutionError extends PromqlError {
+  readonly errorType = 'execution' as const;
+  readonly httpStatus = 422;
+
+  constructor(
+    readonly subquery: string,
+    readonly points: number,
+    step: string,
+    readonly limit: number,
+  ) {
+    super(
+      `subquery ${subquery} would evaluate ${points} points per series at step ${step}, more than the limit of ${limit} (query.max_subquery_points): use a larger subquery step or a shorter range`,
+    );
+    this.name = 'SubqueryResolutionError';
   }
 }
 

@@ -10,7 +10,7 @@ import { evalInfo } from './info.js';
 import { formatGoFloatG, labelKey, natsortLess, withoutMetricName } from './labels-util.js';
 import { goQuote, hasInvalidUtf8 } from './lexer.js';
 import { WINDOW_FUNCTIONS, type WindowCtx } from './range-functions.js';
-import { expandTemplate, translateGoRegex } from './regex.js';
+import { compileAnchoredRe2, execAnchoredRe2, expandTemplate } from './regex.js';
 import { type EvalValue, newStepSeries, type StepSeries } from './value.js';
 
 type MathFn = (v: number) => number;
@@ -432,9 +432,9 @@ async function labelReplace(ev: Evaluator, call: Call): Promise<EvalValue> {
     throw new ExecutionError(
       `invalid destination label name in label_replace(): ${goQuote(dst).slice(1, -1)}`,
     );
-  let re: RegExp;
+  let re: ReturnType<typeof compileAnchoredRe2>;
   try {
-    re = new RegExp(`^(?:${translateGoRegex(regexStr)})$`, 's');
+    re = compileAnchoredRe2(regexStr);
   } catch {
     throw new ExecutionError(`invalid regular expression in label_replace(): ${regexStr}`);
   }
@@ -442,7 +442,7 @@ async function labelReplace(ev: Evaluator, call: Call): Promise<EvalValue> {
   const cache = new Map<string, LabelSet>();
   for (const s of series) {
     const value = s.labels[src] ?? '';
-    const m = re.exec(value);
+    const m = execAnchoredRe2(re, value);
     let labels = s.labels;
     let dropName = s.dropName;
     if (m) {

@@ -41,12 +41,13 @@ export {
   type PromqlErrorType,
   QueryCanceledError,
   QueryTimeoutError,
+  SubqueryResolutionError,
   TooManySamplesError,
   TooManySeriesError,
 } from './errors.js';
 export { FUNCTIONS, type FunctionDef } from './functions.js';
 export { enforceTenant, enforceTenantExpr } from './inject.js';
-export { parseExpr, parseMetricSelector } from './parser.js';
+export { MAX_EXPRESSION_DEPTH, parseExpr, parseMetricSelector } from './parser.js';
 export { exprToString } from './print.js';
 export { hideTenantLabel, tenantQueryable } from './tenant.js';
 export type { InstantSample, QueryResult, QueryStats, QueryValue, RangeSeries } from './value.js';

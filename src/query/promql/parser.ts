@@ -110,9 +110,19 @@ export function parseMetricSelector(query: string): LabelMatcher[] {
   return [...e.matchers];
 }
 
+/**
+ * Deepest expression tree the parser builds (nested parentheses, calls, unary operators and operator chains
+ * together). The parser, the evaluator and the printer recurse over the tree: without a bound, 10,000 nested
+ * parentheses overflow the stack (a 500); with it, the query gets a 400 naming the limit. Real queries nest a
+ * few dozen levels at most.
+ */
+export const MAX_EXPRESSION_DEPTH = 1000;
+
 class Parser {
   private readonly tokens: Token[];
   private i = 0;
+  /** Current recursion depth of parseBinary / parseDurationExpr (see MAX_EXPRESSION_DEPTH). */
+  private depth = 0;
   /** Set while parsing info()'s second argument, whose selector may match the empty set of labels. */
   private allowEmptySelector = false;
 
@@ -247,18 +257,33 @@ class Parser {
     }
   }
 
+  /** Throws the depth-limit error when a tree `extra` levels below the current recursion gets too deep. */
+  private checkDepth(extra: number, pos: number): void {
+    if (this.depth + extra > MAX_EXPRESSION_DEPTH)
+      throw this.error(`expression nested deeper than ${MAX_EXPRESSION_DEPTH} levels`, pos);
+  }
+
   private parseBinary(minPrec: number): Expr {
-    let lhs = this.parseUnary();
-    while (true) {
-      const t = this.peek();
-      const op = this.binaryOpAt(t);
-      if (!op) return lhs;
-      const prec = PRECEDENCE[op];
-      if (prec < minPrec) return lhs;
-      this.next();
-      const mods = this.parseBinModifiers(op);
-      const rhs = this.parseBinary(op === '^' ? prec : prec + 1);
-      lhs = this.makeBinary(op, lhs, rhs, mods, t.pos);
+    this.depth++;
+    this.checkDepth(0, this.peek().pos);
+    try {
+      let lhs = this.parseUnary();
+      // Each operator of a left-associative chain (`a + b + c ...`) puts the tree one level deeper.
+      let chain = 0;
+      while (true) {
+        const t = this.peek();
+        const op = this.binaryOpAt(t);
+        if (!op) return lhs;
+        const prec = PRECEDENCE[op];
+        if (prec < minPrec) return lhs;
+        this.checkDepth(++chain, t.pos);
+        this.next();
+        const mods = this.parseBinModifiers(op);
+        const rhs = this.parseBinary(op === '^' ? prec : prec + 1);
+        lhs = this.makeBinary(op, lhs, rhs, mods, t.pos);
+      }
+    } finally {
+      this.depth--;
     }
   }
 
@@ -864,6 +889,17 @@ class Parser {
 
   /** Arithmetic over durations inside `[...]` or parentheses, with PromQL's precedences. */
   private parseDurationExpr(minPrec: number, context: string): DurationExpr {
+    this.depth++;
+    this.checkDepth(0, this.peek().pos);
+    try {
+      return this.parseDurationChain(minPrec, context);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private parseDurationChain(minPrec: number, context: string): DurationExpr {
+    let chain = 0;
     let lhs: DurationExpr;
     const t = this.peek();
     if (t.kind === '-' || t.kind === '+') {
@@ -884,6 +920,7 @@ class Parser {
       const op = o.kind as '+' | '-' | '*' | '/' | '%' | '^';
       const prec = PRECEDENCE[op];
       if (prec < minPrec) return lhs;
+      this.checkDepth(++chain, o.pos);
       this.next();
       const rhs = this.parseDurationExpr(op === '^' ? prec : prec + 1, context);
       lhs = { kind: 'binary', op, lhs, rhs };

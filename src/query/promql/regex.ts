@@ -1,12 +1,15 @@
 /**
- * PromQL regexes are Go RE2 syntax; JavaScript's differ in a few places that real queries use. This
- * translates RE2 source into an equivalent JavaScript source (used with the `s` flag, as Prometheus 3 makes
+ * PromQL regexes are Go RE2 syntax. Matchers and label_replace run them on RE2 itself (re2js: same syntax,
+ * linear-time matching, see `LabelMatcher`). For code that needs a JavaScript RegExp of the same pattern,
+ * this translates RE2 source into an equivalent JavaScript source (used with the `s` flag, as Prometheus 3 makes
  * `.` match newlines):
  * - inline flags `(?i)`, `(?i:...)`, `(?s)`, `(?-i)`: Node 20 has no inline modifiers, so case-insensitive
  *   parts are expanded (`a` → `[aA]`, `[a-c]` → `[a-cA-C]`);
  * - `\Q...\E` literals, `\A`, `\z`, POSIX classes `[[:alpha:]]`, named groups `(?P<n>...)`.
  * Anything JavaScript rejects afterwards is reported as an invalid regex, like RE2 would.
  */
+
+import { RE2JS } from 're2js';
 
 const POSIX_CLASSES: Record<string, string> = {
   alnum: '0-9A-Za-z',
@@ -196,14 +199,32 @@ function translateClass(src: string, start: number, ci: boolean): { js: string; 
 }
 
 /**
- * Translates and checks an RE2 pattern; returns the JavaScript source to give to `LabelMatcher` (which anchors
- * it and sets the `s` flag).
+ * Checks an RE2 pattern with RE2 itself (re2js), so a bad pattern is a parse error with RE2's message rather
+ * than a failure inside storage; returns the pattern unchanged, which is what `LabelMatcher` takes.
  */
 export function compileGoRegex(src: string): string {
-  const js = translateGoRegex(src);
-  // Validate now, so a bad pattern is a parse error rather than a failure inside storage.
-  new RegExp(`^(?:${js})$`, 's');
-  return js;
+  RE2JS.compile(src, RE2JS.DOTALL);
+  return src;
+}
+
+/** An anchored RE2 regex with capture groups, for label_replace: linear-time matching, as in Prometheus. */
+export function compileAnchoredRe2(src: string): RE2JS {
+  return RE2JS.compile(src, RE2JS.DOTALL);
+}
+
+/**
+ * The whole-value match of `re` against `value` as a RegExpExecArray-like array (group 0 first, unmatched
+ * groups undefined, named groups in `groups`), for {@link expandTemplate}; null when it does not match.
+ */
+export function execAnchoredRe2(re: RE2JS, value: string): RegExpExecArray | null {
+  const m = re.matcher(value);
+  if (!m.matches()) return null;
+  const out: string[] = [];
+  for (let i = 0; i <= m.groupCount(); i++) out.push(m.group(i) ?? (undefined as unknown as string));
+  const named = re.namedGroups();
+  const groups: Record<string, string> = {};
+  for (const [name, index] of Object.entries(named)) groups[name] = m.group(index) ?? '';
+  return Object.assign(out, { index: 0, input: value, groups }) as RegExpExecArray;
 }
 
 /**

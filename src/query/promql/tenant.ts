@@ -88,7 +88,7 @@ export function hideTenantLabel(inner: Querier, tenant: string): Querier {
  * What the engine queries for one tenant of a storage (or every tenant when `tenant` is null, for admins).
  * Tenant-scoped queries see no `tenant` label (see the file comment).
  */
-export function tenantQueryable(storage: Storage, tenant: string | null): Queryable {
+export function tenantQueryable(storage: Pick<Storage, 'querier'>, tenant: string | null): Queryable {
   return {
     querier(minT: number, maxT: number): Querier {
       const q = storage.querier(tenant, minT, maxT);
