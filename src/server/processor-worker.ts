@@ -30,6 +30,8 @@ export interface ProcessorWorkerData {
   readonly exportDir: string;
   /** Only one worker migrates a single-file state of earlier builds. */
   readonly migrateLegacyState: boolean;
+  /** Where records that cannot be applied are set aside (shared: file names carry partition and offset). */
+  readonly deadLetterDir: string;
   /** The main thread's log level (its logger may be quieter than the configuration, e.g. in tests). */
   readonly logLevel: string;
 }
@@ -119,6 +121,7 @@ const rpc: PortRpc = new PortRpc(port, {
       registry,
       {
         checkpointIntervalMs: config.processor.checkpoint_interval_ms,
+        deadLetterDir: data.deadLetterDir,
         analysis: {
           engine,
           stateDir: data.stateDir,

@@ -16,6 +16,7 @@
  * be restarted, and the restart recovers from the bus like after a kill -9.
  */
 import { once } from 'node:events';
+import path from 'node:path';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
@@ -261,6 +262,7 @@ export class ProcessorWorkers {
         stateDir: this.opts.stateDir,
         exportDir: this.opts.exportDir,
         migrateLegacyState: i === 0,
+        deadLetterDir: path.join(this.opts.stateDir, 'dead-letter'),
         logLevel: logger.level,
       };
       const worker = startWorker(import.meta.url, 'processor-worker', {

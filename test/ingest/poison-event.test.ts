@@ -137,7 +137,8 @@ describe('a poison record already on the bus', () => {
     expect(recordFile).toMatch(/^\d+-\d+\.record$/);
     expect(readFileSync(path.join(deadDir, recordFile!))).toEqual(Buffer.from(poison));
     expect(readFileSync(path.join(deadDir, errorFile!), 'utf8')).toMatch(/nested deeper than 32 levels/);
-    const metrics = await tw.registry.metrics();
+    // /metrics: the processor's counters live where it runs (a worker thread by default).
+    const metrics = (await tw.app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toMatch(/^trainwatch_processor_dead_letter_records_total 1$/m);
     expect(await tw.jobs!.get('a', 'p', Date.now())).toBeUndefined();
   });
