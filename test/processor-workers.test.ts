@@ -128,7 +128,13 @@ describe('processor worker threads', () => {
     const touched = after.map((n, w) => n - before[w]!).filter((d) => d > 0);
     expect(touched).toHaveLength(1);
 
-    const m = await metrics(tw);
+    // Lag is polled a few times a second: once the workers' figures arrived, every worker is caught up.
+    const m = await waitFor('every worker reporting no lag', async () => {
+      const text = await metrics(tw);
+      return [0, 1, 2].every((w) => text.includes(`trainwatch_worker_lag_records{worker="${w}"} 0`))
+        ? text
+        : undefined;
+    });
     for (let w = 0; w < 3; w++) {
       expect(m).toMatch(new RegExp(`trainwatch_worker_lag_records\\{worker="${w}"\\} 0`));
       expect(m).toMatch(new RegExp(`trainwatch_worker_event_loop_delay_seconds\\{worker="${w}"\\} `));

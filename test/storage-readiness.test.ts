@@ -7,6 +7,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashPartitionKey, jobPartitionKey } from '../src/bus/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../src/protocol/native.js';
@@ -18,6 +19,9 @@ let dir: string;
 const encoder = new NativeEncoder();
 let seq = 0;
 
+/** Two processor workers, whatever the cores: storage is two shards, one of which fails. */
+const WORKERS = 2;
+
 beforeAll(async () => {
   dir = tempDir('tw-full-');
   tw = await startTrainwatch(
@@ -26,7 +30,7 @@ beforeAll(async () => {
         listen: '127.0.0.1:0',
         data_dir: dir,
         auth: { anonymous_scopes: ['ingest', 'read'] },
-        processor: { checkpoint_interval_ms: 50 },
+        processor: { checkpoint_interval_ms: 50, workers: WORKERS },
       },
     }),
     pino({ level: 'silent' }),
@@ -59,7 +63,9 @@ describe('storage stopped by a failing disk', () => {
     // Three hours of data: the next checkpoint cuts a block and rotates the head log, which fails below.
     await send(now - 3 * 3600_000, 1);
     await send(now - 1000, 2);
-    const head = path.join(dir, 'tsdb', 'head');
+    // The shard of job j (the worker that owns its bus partition, of 8) is the one whose disk fails.
+    const shard = (hashPartitionKey(jobPartitionKey('default', 'j')) % 8) % WORKERS;
+    const head = path.join(dir, 'tsdb', `shard-${shard}`, 'head');
     rmSync(head, { recursive: true });
     writeFileSync(head, '');
     const notReady = await waitFor('not ready', async () => {

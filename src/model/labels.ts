@@ -5,7 +5,10 @@
  * names; the metric name is the `__name__` label. Hot paths (ingest decode, storage append) never build
  * these objects per sample: they intern a series once and carry a numeric ref afterwards.
  */
-import { RE2JS } from 're2js';
+import { createRequire } from 'node:module';
+// Type only: the RE2 engine is loaded at the first regex that needs it (lazyRe2), so what imports labels for
+// names alone (the agent) does not load it.
+import type { RE2JS as Re2Engine } from 're2js';
 
 export type LabelSet = Readonly<Record<string, string>>;
 
@@ -121,8 +124,15 @@ function fastRegexTest(pattern: string): ValueTest | undefined {
   };
 }
 
+let re2: typeof Re2Engine | undefined;
+function lazyRe2(): typeof Re2Engine {
+  re2 ??= (createRequire(import.meta.url)('re2js') as { RE2JS: typeof Re2Engine }).RE2JS;
+  return re2;
+}
+
 /** Compiles an RE2 pattern, anchored at both ends and with `.` matching newlines, as Prometheus does. */
 function compileRegexTest(pattern: string): ValueTest {
+  const RE2JS = lazyRe2();
   const re = RE2JS.compile(pattern, RE2JS.DOTALL);
   return (v) => re.matches(v);
 }

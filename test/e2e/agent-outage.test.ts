@@ -314,7 +314,17 @@ describe('agent outage tolerance', () => {
     );
     await stopChild(server);
     const writer = sdkWriter(localPort, 100, 400);
-    await new Promise((r) => setTimeout(r, 9000));
+    // Write until the buffer overflowed its size limit (how long that takes depends on the machine's load),
+    // and for longer than the TTL, so that the oldest segments left are past it when the link is back.
+    const writingSince = Date.now();
+    await waitFor(
+      'the agent buffer to overflow',
+      () => (/buffer full \(buffer\.max_bytes\)/.test(agent.output()) ? true : undefined),
+      60_000,
+      200,
+    );
+    const pastTtl = 4000 + 1000 - (Date.now() - writingSince);
+    if (pastTtl > 0) await new Promise((r) => setTimeout(r, pastTtl));
     await writer.stop();
     server = await startServer(port, path.join(dir, 'server'));
     const ttl = await waitFor(
