@@ -261,6 +261,50 @@ describe('head log: restarts after graceful stops', () => {
   }, 120_000);
 });
 
+describe('head log: size', () => {
+  it('never holds much more than one snapshot of the head, and exactly one once ingest pauses', async () => {
+    const dir = tmp();
+    const bus = new Bus();
+    const logBytes = () => {
+      let n = 0;
+      for (const f of headLogs(dir)) n += readFileSync(path.join(dir, 'head', f)).length;
+      return n;
+    };
+    // 400 series, one noisy sample each per checkpoint (as scrapes every second with a checkpoint each
+    // second): every delta record repeats per-series framing that a snapshot holds once.
+    const T = 100 * H;
+    const db = await open(dir);
+    let most = 0;
+    let compacted = 0;
+    for (let k = 0; k < 150; k++) {
+      const samples: [string, number, number][] = [];
+      for (let s = 0; s < 400; s++) samples.push([`m${s}`, T + k * 1000, 50 + Math.sin(k * 7 + s) * 13.37]);
+      bus.send(db, samples);
+      const before = logBytes();
+      await db.checkpoint(bus.position);
+      if (logBytes() < before) compacted++;
+      most = Math.max(most, logBytes());
+    }
+    expect(compacted).toBeGreaterThan(0);
+    const steady = logBytes();
+    // Ingest pauses: the next checkpoint finds nothing new and leaves one snapshot.
+    await db.checkpoint(bus.position);
+    const idle = logBytes();
+    expect(headLogs(dir)).toHaveLength(1);
+    expect(records(path.join(dir, 'head', headLogs(dir)[0]!)).ranges).toHaveLength(1);
+    expect(idle).toBeLessThanOrEqual(steady);
+    // The deltas never outgrew the snapshot by more than one checkpoint's record.
+    expect(most).toBeLessThan(2.2 * idle);
+    await db.close();
+    expect(logBytes()).toBe(idle);
+    const again = await open(dir);
+    expect(again.recovery?.problems).toEqual([]);
+    expect(bus.replay(again)).toBe(0);
+    bus.expectHeldBy(again, 'after compactions and a restart');
+    await again.close();
+  });
+});
+
 describe('head log: series that come and go', () => {
   it('renumbers refs and drops dead symbols at cuts, keeping every sample through restarts', async () => {
     const dir = tmp();

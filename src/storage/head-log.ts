@@ -58,6 +58,8 @@ const VERSION = 2;
 const FILE_HEADER = 8;
 const KIND_SNAPSHOT = 1;
 const KIND_DELTA = 2;
+/** Deltas below this size never trigger a compaction (a tiny head would otherwise be rewritten every time). */
+const MIN_COMPACTION_BYTES = 64 << 10;
 /** Cut boundary written while the head was never cut (beyond every valid timestamp). */
 const NO_CUT = -(2 ** 52);
 
@@ -207,6 +209,18 @@ export function encodeHeadRecord(
   view.setUint32(4, crc32(payload), true);
   rec.set(payload, 8);
   return rec;
+}
+
+/** Whether the head changed since the last checkpoint's record (a delta would hold nothing but positions). */
+export function headChanged(head: Head): boolean {
+  return (
+    head.renumbered ||
+    head.dirtyList.length > 0 ||
+    head.newRefs.length > 0 ||
+    head.sealedSinceCheckpoint.length > 0 ||
+    head.oooDirty.size > 0 ||
+    head.symbolsPersisted < head.symbols.size
+  );
 }
 
 /** Layouts of record payloads. Version-1 files hold either (see {@link decodeRecord}). */
@@ -763,6 +777,22 @@ export class HeadLog {
   /** Whether the current file holds more than its snapshot. */
   get hasDeltas(): boolean {
     return this.length > this.snapshotEnd;
+  }
+
+  /**
+   * Whether the next checkpoint should start a new file with a snapshot instead of appending `nextDelta`
+   * bytes: the log is compacted so that it never holds much more than the head's compressed samples once.
+   * Deltas repeat what a snapshot holds once (per-series framing at every checkpoint, the partial last byte
+   * of each open chunk again), so they are let grow only up to the snapshot's own size; the snapshot then
+   * rewritten costs about what the deltas cost since the last one, so the work stays proportional to the
+   * data. A checkpoint with nothing new (`idle`: ingest paused) compacts as soon as the deltas are a quarter
+   * of the snapshot, leaving the log at the size of the head.
+   */
+  compactionDue(nextDelta: number, idle: boolean): boolean {
+    if (this.fd < 0) return false;
+    const deltas = this.length - this.snapshotEnd + nextDelta;
+    if (deltas >= Math.max(this.snapshotEnd, MIN_COMPACTION_BYTES)) return true;
+    return idle && this.hasDeltas && deltas >= this.snapshotEnd / 4;
   }
 
   /** Starts a new file with a snapshot record, makes it durable, then deletes the older files. */

@@ -36,7 +36,7 @@ import { type BlockMeta, BlockReader, BlockWriter, type ChunkRef, type TierName 
 import { readSeriesInto } from './bulk-read.js';
 import { encodeChunk, SampleBuffer } from './codec/chunk.js';
 import { Head, type HeadAppendStats, type HeadChunk } from './head.js';
-import { encodeHeadRecord, HeadLog, type RecoveredHead, syncDir } from './head-log.js';
+import { encodeHeadRecord, HeadLog, headChanged, type RecoveredHead, syncDir } from './head-log.js';
 import { BlockIterator, EMPTY_ITERATOR, HeadIterator, MergeIterator } from './iterators.js';
 import { intersect, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import {
@@ -400,11 +400,17 @@ export class Tsdb implements Storage {
         await this.cutHead(boundary);
         this.cutBoundary = boundary;
       }
-      if (cut || !this.log!.started) {
+      const log = this.log!;
+      if (cut || !log.started) {
         // After a cut (or at the first checkpoint of a fresh store) the log restarts from a snapshot.
-        this.log!.rotate(encodeHeadRecord(this.head, positions, this.cutBoundary, true));
+        log.rotate(encodeHeadRecord(this.head, positions, this.cutBoundary, true));
       } else {
-        await this.log!.appendDelta(encodeHeadRecord(this.head, positions, this.cutBoundary, false));
+        const idle = !headChanged(this.head);
+        const delta = encodeHeadRecord(this.head, positions, this.cutBoundary, false);
+        // Deltas outgrew the snapshot (or ingest paused): compact the log into one snapshot of the head.
+        if (log.compactionDue(delta.length, idle))
+          log.rotate(encodeHeadRecord(this.head, positions, this.cutBoundary, true));
+        else await log.appendDelta(delta);
       }
       this.covered = positions;
       // Chunks sealed since the last checkpoint leave memory for the spill file; empty slab pages go back.
