@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { fleetForSeries } from './harness/dataset.js';
 import { GeneratorProcess } from './harness/generator.js';
 import { dirBreakdown, dirBytes, waitFor } from './harness/proc.js';
-import { startTrainwatch, startVictoriaMetrics, type System } from './harness/systems.js';
+import { type System, startTrainwatch, startVictoriaMetrics } from './harness/systems.js';
 import { waitDrained } from './scenarios/ingest.js';
 
 const { values: args } = parseArgs({

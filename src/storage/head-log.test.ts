@@ -11,6 +11,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeF
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { brotliDecompressSync, crc32 } from 'node:zlib';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder, STALE_NAN } from '../model/batch.js';
@@ -291,7 +292,10 @@ describe('head log: size', () => {
     await db.checkpoint(bus.position);
     const idle = logBytes();
     expect(headLogs(dir)).toHaveLength(1);
-    expect(records(path.join(dir, 'head', headLogs(dir)[0]!)).ranges).toHaveLength(1);
+    const snapshot = records(path.join(dir, 'head', headLogs(dir)[0]!));
+    expect(snapshot.ranges).toHaveLength(1);
+    // Stored compressed (codec 1): label symbols, per-series framing and chunk headers repeat.
+    expect(snapshot.data[16]).toBe(1);
     expect(idle).toBeLessThanOrEqual(steady);
     // The deltas never outgrew the snapshot by more than one checkpoint's record.
     expect(most).toBeLessThan(2.2 * idle);
@@ -371,7 +375,7 @@ describe('head log: files of earlier formats', () => {
     ['1719640', 'sealed chunks without a from byte'],
     ['37d6006', 'sealed chunks continuing bytes logged while open, version still 1'],
   ])(
-    'recovers every sample of a version-1 log written by %s (%s) and rewrites it in version 2',
+    'recovers every sample of a version-1 log written by %s (%s) and rewrites it in the current version',
     async (commit) => {
       const dir = tmp();
       mkdirSync(path.join(dir, 'head'), { recursive: true });
@@ -413,18 +417,62 @@ describe('head log: files of earlier formats', () => {
         ]);
       };
       check('recovered');
-      // Rewritten at once as a version-2 snapshot; nothing is ever appended to the old file.
+      // Rewritten at once as a snapshot in the current version; nothing is ever appended to the old file.
       expect(headLogs(dir)).toEqual(['0000000002.log']);
-      expect(readFileSync(path.join(dir, 'head', '0000000002.log')).readUInt32LE(4)).toBe(2);
+      expect(readFileSync(path.join(dir, 'head', '0000000002.log')).readUInt32LE(4)).toBe(3);
       await db.checkpoint(new Map([[0, 9]]));
       await db.close();
       db = await open(dir);
-      expect(db.recovery?.version).toBe(2);
+      expect(db.recovery?.version).toBe(3);
       expect(db.recovery?.problems).toEqual([]);
       check('reopened');
       await db.close();
     },
   );
+
+  it('recovers a version-2 log (payloads stored without a codec byte, uncompressed) and rewrites it in version 3', async () => {
+    const dir = tmp();
+    const bus = new Bus();
+    const T = 60 * H;
+    let db = await open(dir);
+    for (let k = 0; k < 200; k++) {
+      bus.send(db, [
+        ['a0', T + k * 1000, Math.sin(k) * 100],
+        ['b1', T + k * 1000 + 3, k],
+      ]);
+      if (k % 20 === 19) await db.checkpoint(bus.position);
+    }
+    bus.send(db, [['a0', T + 199_500, 0.5]]); // out of order
+    await db.checkpoint(bus.position);
+    // Crash (no closing snapshot), then rewrite the log as version 2 wrote it: the same payloads, stored as
+    // they are, in a file of version 2.
+    const [file] = headLogs(dir);
+    const { data, ranges } = records(path.join(dir, 'head', file!));
+    expect(ranges.length).toBeGreaterThan(1);
+    const parts: Buffer[] = [Buffer.from('TWHL'), Buffer.alloc(4)];
+    parts[1]!.writeUInt32LE(2);
+    for (const [from, to] of ranges) {
+      const stored = data.subarray(from + 8, to);
+      const payload = stored[0] === 1 ? brotliDecompressSync(stored.subarray(1)) : stored.subarray(1);
+      const head = Buffer.alloc(8);
+      head.writeUInt32LE(payload.length, 0);
+      head.writeUInt32LE(crc32(payload), 4);
+      parts.push(head, Buffer.from(payload));
+    }
+    writeFileSync(path.join(dir, 'head', file!), Buffer.concat(parts));
+    db = await open(dir);
+    expect(db.recovery?.version).toBe(2);
+    expect(db.recovery?.problems).toEqual([]);
+    expect(bus.replay(db)).toBe(0);
+    bus.expectHeldBy(db, 'from the version-2 log');
+    const [rewritten] = headLogs(dir);
+    expect(readFileSync(path.join(dir, 'head', rewritten!)).readUInt32LE(4)).toBe(3);
+    await db.close();
+    db = await open(dir);
+    expect(db.recovery?.version).toBe(3);
+    bus.expectHeldBy(db, 'after the rewrite');
+    await db.close();
+  });
 });
 
 describe('head log: a log that does not fit together', () => {

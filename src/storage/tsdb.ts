@@ -36,7 +36,15 @@ import { type BlockMeta, BlockReader, BlockWriter, type ChunkRef, type TierName 
 import { readSeriesInto } from './bulk-read.js';
 import { encodeChunk, SampleBuffer } from './codec/chunk.js';
 import { Head, type HeadAppendStats, type HeadChunk } from './head.js';
-import { encodeHeadRecord, HeadLog, headChanged, type RecoveredHead, syncDir } from './head-log.js';
+import {
+  compressHeadRecord,
+  compressHeadRecordSync,
+  encodeHeadRecord,
+  HeadLog,
+  headChanged,
+  type RecoveredHead,
+  syncDir,
+} from './head-log.js';
 import { BlockIterator, EMPTY_ITERATOR, HeadIterator, MergeIterator } from './iterators.js';
 import { intersect, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import {
@@ -253,7 +261,10 @@ export class Tsdb implements Storage {
     this.recovery = rec;
     // An older format, or a log not recovered whole: start a new file with a snapshot of what was recovered
     // (covering the positions reported), so that nothing is ever appended to that file.
-    if (rec.rewrite) this.log.rotate(encodeHeadRecord(this.head, this.covered, this.cutBoundary, true));
+    if (rec.rewrite)
+      this.log.rotate(
+        compressHeadRecordSync(encodeHeadRecord(this.head, this.covered, this.cutBoundary, true)),
+      );
     this.opts.logger.info(
       {
         blocks: this.blocks.length,
@@ -401,15 +412,20 @@ export class Tsdb implements Storage {
         this.cutBoundary = boundary;
       }
       const log = this.log!;
+      // Records are compressed off the event loop; what they hold was taken when they were encoded.
       if (cut || !log.started) {
         // After a cut (or at the first checkpoint of a fresh store) the log restarts from a snapshot.
-        log.rotate(encodeHeadRecord(this.head, positions, this.cutBoundary, true));
+        log.rotate(await compressHeadRecord(encodeHeadRecord(this.head, positions, this.cutBoundary, true)));
       } else {
         const idle = !headChanged(this.head);
-        const delta = encodeHeadRecord(this.head, positions, this.cutBoundary, false);
+        const delta = await compressHeadRecord(
+          encodeHeadRecord(this.head, positions, this.cutBoundary, false),
+        );
         // Deltas outgrew the snapshot (or ingest paused): compact the log into one snapshot of the head.
         if (log.compactionDue(delta.length, idle))
-          log.rotate(encodeHeadRecord(this.head, positions, this.cutBoundary, true));
+          log.rotate(
+            await compressHeadRecord(encodeHeadRecord(this.head, positions, this.cutBoundary, true)),
+          );
         else await log.appendDelta(delta);
       }
       this.covered = positions;
@@ -1156,7 +1172,9 @@ export class Tsdb implements Storage {
       // Leave one compact snapshot instead of a chain of deltas: smaller on disk, faster to open. It covers
       // what the last checkpoint covered (appends after it are replayed from the bus, harmlessly).
       try {
-        this.log.rotate(encodeHeadRecord(this.head, this.covered, this.cutBoundary, true));
+        this.log.rotate(
+          compressHeadRecordSync(encodeHeadRecord(this.head, this.covered, this.cutBoundary, true)),
+        );
       } catch (err) {
         this.opts.logger.warn(
           { err },
