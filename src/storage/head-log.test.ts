@@ -299,6 +299,10 @@ describe('head log: size', () => {
     expect(idle).toBeLessThanOrEqual(steady);
     // The deltas never outgrew the snapshot by more than one checkpoint's record.
     expect(most).toBeLessThan(2.2 * idle);
+    // Further checkpoints of the idle store (the processor's timer) write nothing.
+    await db.checkpoint(bus.position);
+    await db.checkpoint(bus.position);
+    expect(logBytes()).toBe(idle);
     await db.close();
     expect(logBytes()).toBe(idle);
     const again = await open(dir);

@@ -426,7 +426,8 @@ export class Tsdb implements Storage {
           log.rotate(
             await compressHeadRecord(encodeHeadRecord(this.head, positions, this.cutBoundary, true)),
           );
-        else await log.appendDelta(delta);
+        // Nothing new at all (an idle store's timer): the log already says all of it; no write, no sync.
+        else if (!(idle && samePositions(positions, this.covered))) await log.appendDelta(delta);
       }
       this.covered = positions;
       // Chunks sealed since the last checkpoint leave memory for the spill file; empty slab pages go back.
@@ -1188,6 +1189,12 @@ export class Tsdb implements Storage {
     for (const b of this.blocks) b.close();
     this.blocks = [];
   }
+}
+
+function samePositions(a: ReadonlyMap<number, number>, b: ReadonlyMap<number, number>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [p, o] of a) if (b.get(p) !== o) return false;
+  return true;
 }
 
 function finishPath(
