@@ -280,7 +280,7 @@ describe('blocks of format version 1', () => {
       windows++;
     }
     expect(windows).toBe(10);
-    // A compaction rewrites them in version 2 with the same samples.
+    // A compaction rewrites them in the current version with the same samples.
     await db.close();
   });
 });
