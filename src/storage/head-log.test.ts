@@ -212,12 +212,15 @@ describe('head log: restarts after graceful stops', () => {
       };
       const dir = tmp();
       const bus = new Bus();
-      // One-minute blocks: cuts every few dozen batches; late samples land in already-cut ranges.
-      const opts = { blockDurationMs: 60_000 };
+      // One-minute blocks: cuts every few dozen batches; late samples land in already-cut ranges. The clock
+      // moves 20 s a step: a checkpoint after two steps without appends finds the head idle and compacts.
+      let clock = 0;
+      const opts = { blockDurationMs: 60_000, now: () => clock };
       let db = await open(dir, opts);
       const next = [0, 0, 0, 0].map(() => 1_000_000_000_000);
       let pending: Promise<void>[] = [];
       for (let step = 0; step < 160; step++) {
+        clock += 20_000;
         const x = random();
         if (x < 0.62) {
           const samples: [string, number, number][] = [];
@@ -274,13 +277,15 @@ describe('head log: size', () => {
     // 400 series, one noisy sample each per checkpoint (as scrapes every second with a checkpoint each
     // second): every delta record repeats per-series framing that a snapshot holds once.
     const T = 100 * H;
-    const db = await open(dir);
+    let clock = T;
+    const db = await open(dir, { now: () => clock });
     let most = 0;
     let compacted = 0;
     for (let k = 0; k < 150; k++) {
       const samples: [string, number, number][] = [];
       for (let s = 0; s < 400; s++) samples.push([`m${s}`, T + k * 1000, 50 + Math.sin(k * 7 + s) * 13.37]);
       bus.send(db, samples);
+      clock += 1000;
       const before = logBytes();
       await db.checkpoint(bus.position);
       if (logBytes() < before) compacted++;
@@ -288,7 +293,13 @@ describe('head log: size', () => {
     }
     expect(compacted).toBeGreaterThan(0);
     const steady = logBytes();
-    // Ingest pauses: the next checkpoint finds nothing new and leaves one snapshot.
+    // Nothing new for a few seconds (between two scrapes): no compaction, and no record either.
+    clock += 10_000;
+    await db.checkpoint(bus.position);
+    expect(logBytes()).toBe(steady);
+    expect(records(path.join(dir, 'head', headLogs(dir)[0]!)).ranges.length).toBeGreaterThan(1);
+    // Ingest paused (nothing new for 30 s): the next checkpoint leaves one snapshot.
+    clock += 30_000;
     await db.checkpoint(bus.position);
     const idle = logBytes();
     expect(headLogs(dir)).toHaveLength(1);

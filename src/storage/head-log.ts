@@ -866,8 +866,8 @@ export class HeadLog {
    * Deltas repeat what a snapshot holds once (per-series framing at every checkpoint, the partial last byte
    * of each open chunk again), so they are let grow only up to the snapshot's own size; the snapshot then
    * rewritten costs about what the deltas cost since the last one, so the work stays proportional to the
-   * data. A checkpoint with nothing new (`idle`: ingest paused) compacts as soon as the deltas are a quarter
-   * of the snapshot, leaving the log at the size of the head.
+   * data. A checkpoint of an idle head (`idle`: nothing new for a while, ingest paused) compacts as soon as
+   * the deltas are a quarter of the snapshot, leaving the log at the size of the head.
    */
   compactionDue(nextDelta: number, idle: boolean): boolean {
     if (this.fd < 0) return false;

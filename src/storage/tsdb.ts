@@ -140,6 +140,12 @@ const MAX_BLOCK_RANGE_MS: Record<TierName, number> = {
   '1m': 216 * 3_600_000,
   '1h': 1296 * 3_600_000,
 };
+/**
+ * A head unchanged for this long counts as idle: its log is compacted into one snapshot (head-log.ts
+ * compactionDue). Longer than any scrape interval, so that a store between two scrapes is not compacted at
+ * every one of them.
+ */
+const IDLE_COMPACTION_MS = 30_000;
 /** Closed files of deleted blocks stay open this long for queries still reading them. */
 const DELETED_BLOCK_GRACE_MS = 60_000;
 
@@ -164,6 +170,8 @@ export class Tsdb implements Storage {
   private checkpointing: Promise<void> | undefined;
   private readonly cacheOrder: BlockReader[] = [];
   private readonly now: () => number;
+  /** When a checkpoint last found the head changed (wall clock): how long ingest has paused. */
+  private lastHeadChangeMs = Number.NEGATIVE_INFINITY;
   /** Oldest sample time appended since the last cut (the head may hold data this old). */
   private headMinTime = Number.POSITIVE_INFINITY;
   private closed = false;
@@ -417,7 +425,11 @@ export class Tsdb implements Storage {
         // After a cut (or at the first checkpoint of a fresh store) the log restarts from a snapshot.
         log.rotate(await compressHeadRecord(encodeHeadRecord(this.head, positions, this.cutBoundary, true)));
       } else {
-        const idle = !headChanged(this.head);
+        const changed = headChanged(this.head);
+        const now = this.now();
+        if (changed) this.lastHeadChangeMs = now;
+        // Ingest paused, not merely between two scrapes: the log is compacted once, not after every scrape.
+        const idle = !changed && now - this.lastHeadChangeMs >= IDLE_COMPACTION_MS;
         const delta = await compressHeadRecord(
           encodeHeadRecord(this.head, positions, this.cutBoundary, false),
         );
@@ -427,7 +439,7 @@ export class Tsdb implements Storage {
             await compressHeadRecord(encodeHeadRecord(this.head, positions, this.cutBoundary, true)),
           );
         // Nothing new at all (an idle store's timer): the log already says all of it; no write, no sync.
-        else if (!(idle && samePositions(positions, this.covered))) await log.appendDelta(delta);
+        else if (changed || !samePositions(positions, this.covered)) await log.appendDelta(delta);
       }
       this.covered = positions;
       // Chunks sealed since the last checkpoint leave memory for the spill file; empty slab pages go back.
