@@ -433,7 +433,9 @@ export class Tsdb implements Storage {
         const delta = await compressHeadRecord(
           encodeHeadRecord(this.head, positions, this.cutBoundary, false),
         );
-        // Deltas outgrew the snapshot (or ingest paused): compact the log into one snapshot of the head.
+        // Deltas outgrew the snapshot (or ingest paused): compact the log into one snapshot of the head. Encoded
+        // after the delta's compression, it may hold appends past `positions`, as the closing snapshot does:
+        // the bus replays them after a crash, harmlessly (appends are idempotent, last write wins in bus order).
         if (log.compactionDue(delta.length, idle))
           log.rotate(
             await compressHeadRecord(encodeHeadRecord(this.head, positions, this.cutBoundary, true)),
