@@ -89,6 +89,7 @@ const fileBytes = (prefix: string) =>
 const byMetric = new Map<string, { bytes: number; samples: number; codecs: Map<string, number> }>();
 const byCodec = new Map<string, { bytes: number; samples: number }>();
 let chunkBytes = 0;
+let storedChunkBytes = 0;
 let indexBytes = 0;
 let rawSamples = 0;
 let chunks = 0;
@@ -124,7 +125,14 @@ for (const f of files.filter((x) => x.startsWith('raw-'))) {
     }
   }
   chunkBytes += blockChunkBytes;
-  indexBytes += r.fileBytes - 8 - blockChunkBytes;
+  // Version 3 stores the chunks in deflated pages: what they take in the file.
+  let storedChunks = blockChunkBytes;
+  if (r.version >= 3) {
+    storedChunks = 0;
+    for (const n of idx.pageStored) storedChunks += n;
+  }
+  storedChunkBytes += storedChunks;
+  indexBytes += r.fileBytes - 8 - storedChunks;
   r.close();
 }
 const rawBytes = fileBytes('raw-');
@@ -134,7 +142,9 @@ console.log(
   `data: ${JOBS} jobs × ${args.nodes} nodes × ${args.gpus} GPUs, ${TICKS} ticks at ${INTERVAL} ms: ${samples} samples appended, ${rawSamples} in raw blocks (${chunks} chunks)`,
 );
 console.log(`raw blocks:  ${rawBytes} bytes → ${perSample(rawBytes)} bytes/sample (index included)`);
-console.log(`  chunks:    ${chunkBytes} → ${perSample(chunkBytes)}`);
+console.log(
+  `  chunks:    ${storedChunkBytes} → ${perSample(storedChunkBytes)} (before the pages' deflate: ${chunkBytes} → ${perSample(chunkBytes)}; by metric and codec below)`,
+);
 console.log(`  index etc: ${indexBytes} → ${perSample(indexBytes)}`);
 for (const [tier, b] of Object.entries(rollups))
   console.log(`rollup ${tier}:  ${b} bytes → ${perSample(b)} per raw sample`);

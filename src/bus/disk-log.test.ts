@@ -126,6 +126,47 @@ describe('disk-log bus', () => {
     expect(rest[rest.length - 1]!.offset).toBe(39);
   });
 
+  it('deletes what a commit covers without waiting for the active segment to fill', async () => {
+    const dir = tempDir();
+    const bus = await open(dir, { segmentBytes: 64 << 20, rollCoveredBytes: 64 << 10 });
+    const [k0] = keysByPartition(bus);
+    const payload = 'x'.repeat(10_000);
+    const segBytes = () =>
+      readdirSync(path.join(dir, 'p-000'))
+        .filter((f) => f.endsWith('.seg'))
+        .reduce((a, f) => a + statSync(path.join(dir, 'p-000', f)).size, 0);
+    for (let i = 0; i < 20; i++) await bus.append(k0, rec(`${i}:${payload}`));
+    // Covers about 150 KB of the one 64 MiB segment: it is closed, and goes once a commit covers its end.
+    await bus.truncateBefore(0, 15);
+    expect(bus.startOffset(0)).toBe(0);
+    for (let i = 20; i < 25; i++) await bus.append(k0, rec(`${i}:${payload}`));
+    await bus.truncateBefore(0, 20);
+    expect(bus.startOffset(0)).toBe(20);
+    expect(segBytes()).toBeLessThan(6 * 10_100);
+    expect((await bus.read(0, 0, 1 << 22)).map((e) => e.offset)).toEqual([20, 21, 22, 23, 24]);
+    // A commit that covers everything leaves no record on disk; offsets go on where they were.
+    await bus.truncateBefore(0, 25);
+    expect(bus.startOffset(0)).toBe(25);
+    expect(bus.endOffset(0)).toBe(25);
+    expect(segBytes()).toBe(8);
+    expect(await bus.read(0, 0, 1 << 22)).toEqual([]);
+    // A small covered part of the active segment is kept: no roll per commit for a trickle of records.
+    await bus.append(k0, rec('25:small'));
+    await bus.append(k0, rec('26:small'));
+    await bus.truncateBefore(0, 26);
+    expect(bus.startOffset(0)).toBe(25);
+    expect((await bus.append(k0, rec('27:small'))).offset).toBe(27);
+    await bus.close();
+    const again = await open(dir);
+    expect(again.startOffset(0)).toBe(25);
+    expect(again.endOffset(0)).toBe(28);
+    expect((await again.read(0, 25, 1 << 20)).map((e) => text(e.record))).toEqual([
+      '25:small',
+      '26:small',
+      '27:small',
+    ]);
+  });
+
   it('cuts a torn tail at open with a warning, keeping every good record before it', async () => {
     const dir = tempDir();
     const bus = await open(dir);

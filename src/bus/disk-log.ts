@@ -50,6 +50,14 @@ export interface DiskLogOptions {
   /** A segment is closed and a new one started once it reaches this size. */
   readonly segmentBytes: number;
   /**
+   * A commit that covers at least this many bytes of the active segment closes it (a new one is started
+   * at the next write), so that the covered bytes can be deleted instead of waiting for the segment to fill;
+   * a commit that covers the whole active segment closes it and deletes it at once. Rolls happen only at
+   * commits (one per checkpoint), so this bounds the bus's covered bytes without making segments tiny.
+   * Default {@link defaultDiskLogOptions}.rollCoveredBytes.
+   */
+  readonly rollCoveredBytes?: number;
+  /**
    * `always`: fdatasync before acknowledging (group commit; safe against power loss).
    * `interval`: acknowledge after write(2), fdatasync every `fsyncIntervalMs` (survives a process crash,
    * may lose the last interval on power loss). `never`: leave it to the OS (tests and benchmarks only).
@@ -64,6 +72,7 @@ export interface DiskLogOptions {
 export const defaultDiskLogOptions = {
   partitions: 8,
   segmentBytes: 64 << 20,
+  rollCoveredBytes: 1 << 20,
   fsync: 'always' as FsyncPolicy,
   fsyncIntervalMs: 200,
   maxQueuedBytes: 256 << 20,
@@ -174,6 +183,11 @@ class Partition {
   queue: PendingAppend[] = [];
   waiters: Waiter[] = [];
   readonly committed = new Map<string, number>();
+  /**
+   * Set by a commit that covers enough of the active segment: the flush loop closes the segment at its next
+   * round (it is the only writer, so a segment never changes under a write) and resolves this.
+   */
+  rollRequest: { done: Promise<void>; resolve: () => void } | undefined;
   /** Where the last sequential read ended: lets the next read of the following offset skip the index. */
   readHint: { offset: number; segment: Segment; position: number } | undefined;
 
@@ -389,8 +403,21 @@ export class DiskLogBus implements Bus, LocalLog {
     return this.partition(partition).committed.get(group) ?? 0;
   }
 
+  /**
+   * Deletes whole segments ending at or before `offset` (every group committed past them). When the
+   * commit covers the whole active segment, or at least `rollCoveredBytes` of it, the active segment is
+   * closed first (by the flush loop, between two writes), so that what is covered does not stay on disk
+   * until the segment fills: with nothing written since the commit, the bus then holds no record at all.
+   */
   async truncateBefore(partition: number, offset: number): Promise<void> {
     const part = this.partition(partition);
+    const active = part.active;
+    if (!this.closed && active.count > 0 && offset > active.base) {
+      const rollAt = this.opts.rollCoveredBytes ?? defaultDiskLogOptions.rollCoveredBytes;
+      // Bytes of the active segment below `offset`, from the sparse index (short by < one index interval).
+      const covered = offset >= active.end ? active.size : active.seekHint(offset - active.base)[1];
+      if (offset >= active.end || covered - FILE_HEADER_BYTES >= rollAt) await this.requestRoll(part);
+    }
     while (part.segments.length > 1 && part.segments[0]!.end <= offset) {
       const seg = part.segments.shift()!;
       if (part.readHint?.segment === seg) part.readHint = undefined;
@@ -456,7 +483,7 @@ export class DiskLogBus implements Bus, LocalLog {
 
   private async flushLoop(): Promise<void> {
     try {
-      while (this.parts.some((p) => p.queue.length > 0)) await this.flushOnce();
+      while (this.parts.some((p) => p.queue.length > 0 || p.rollRequest)) await this.flushOnce();
     } finally {
       this.flushing = undefined;
     }
@@ -468,6 +495,18 @@ export class DiskLogBus implements Bus, LocalLog {
     try {
       await Promise.all(
         this.parts.map(async (part) => {
+          const rollRequest = part.rollRequest;
+          if (part.queue.length === 0 && !rollRequest) return;
+          if (rollRequest) {
+            part.rollRequest = undefined;
+            try {
+              if (part.active.count > 0) await this.roll(part);
+            } catch (err) {
+              // The old segment stays active (nothing is lost); the next covering commit asks again.
+              this.opts.logger.warn({ err, partition: part.id }, 'bus: could not start a new segment');
+            }
+            rollRequest.resolve();
+          }
           if (part.queue.length === 0) return;
           const batch = part.queue;
           part.queue = [];
@@ -539,6 +578,20 @@ export class DiskLogBus implements Bus, LocalLog {
     const handles = [...this.unsyncedHandles];
     this.unsyncedHandles.clear();
     await Promise.all(handles.map((h) => h.datasync().catch(() => undefined)));
+  }
+
+  /** Asks the flush loop to close the active segment; resolves once it has (or the bus is closing). */
+  private requestRoll(part: Partition): Promise<void> {
+    if (!part.rollRequest) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => {
+        resolve = r;
+      });
+      part.rollRequest = { done, resolve };
+    }
+    const done = part.rollRequest.done;
+    this.scheduleFlush();
+    return done;
   }
 
   private async roll(part: Partition): Promise<void> {

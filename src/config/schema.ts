@@ -69,6 +69,11 @@ export const configSchema = z
         /** Partitions of the log (Kafka: of the topic); partition = hash(tenant, job_id). */
         partitions: z.number().int().min(1).max(1024).default(8),
         segment_bytes: byteSize.min(1 << 16).default(64 << 20),
+        /**
+         * A commit covering this much of the active segment closes it, so the covered bytes are deleted at the
+         * next commit instead of when the segment fills (docs/durability.md, "What the bus keeps").
+         */
+        roll_covered_bytes: byteSize.min(1 << 12).default(1 << 20),
         fsync: z.enum(['always', 'interval', 'never']).default('always'),
         fsync_interval_ms: z.number().int().min(1).max(60_000).default(200),
         max_queued_bytes: byteSize.default(256 << 20),

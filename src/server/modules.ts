@@ -248,6 +248,7 @@ class Modules {
                 dir: path.join(this.dataDir!.dir, 'bus'),
                 partitions: config.bus.partitions,
                 segmentBytes: config.bus.segment_bytes,
+                rollCoveredBytes: config.bus.roll_covered_bytes,
                 fsync: config.bus.fsync,
                 fsyncIntervalMs: config.bus.fsync_interval_ms,
                 maxQueuedBytes: config.bus.max_queued_bytes,

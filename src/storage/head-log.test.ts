@@ -11,6 +11,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeF
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { brotliDecompressSync, crc32 } from 'node:zlib';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder, STALE_NAN } from '../model/batch.js';
@@ -211,12 +212,15 @@ describe('head log: restarts after graceful stops', () => {
       };
       const dir = tmp();
       const bus = new Bus();
-      // One-minute blocks: cuts every few dozen batches; late samples land in already-cut ranges.
-      const opts = { blockDurationMs: 60_000 };
+      // One-minute blocks: cuts every few dozen batches; late samples land in already-cut ranges. The clock
+      // moves 20 s a step: a checkpoint after two steps without appends finds the head idle and compacts.
+      let clock = 0;
+      const opts = { blockDurationMs: 60_000, now: () => clock };
       let db = await open(dir, opts);
       const next = [0, 0, 0, 0].map(() => 1_000_000_000_000);
       let pending: Promise<void>[] = [];
       for (let step = 0; step < 160; step++) {
+        clock += 20_000;
         const x = random();
         if (x < 0.62) {
           const samples: [string, number, number][] = [];
@@ -259,6 +263,65 @@ describe('head log: restarts after graceful stops', () => {
       await db.close();
     }
   }, 120_000);
+});
+
+describe('head log: size', () => {
+  it('never holds much more than one snapshot of the head, and exactly one once ingest pauses', async () => {
+    const dir = tmp();
+    const bus = new Bus();
+    const logBytes = () => {
+      let n = 0;
+      for (const f of headLogs(dir)) n += readFileSync(path.join(dir, 'head', f)).length;
+      return n;
+    };
+    // 400 series, one noisy sample each per checkpoint (as scrapes every second with a checkpoint each
+    // second): every delta record repeats per-series framing that a snapshot holds once.
+    const T = 100 * H;
+    let clock = T;
+    const db = await open(dir, { now: () => clock });
+    let most = 0;
+    let compacted = 0;
+    for (let k = 0; k < 150; k++) {
+      const samples: [string, number, number][] = [];
+      for (let s = 0; s < 400; s++) samples.push([`m${s}`, T + k * 1000, 50 + Math.sin(k * 7 + s) * 13.37]);
+      bus.send(db, samples);
+      clock += 1000;
+      const before = logBytes();
+      await db.checkpoint(bus.position);
+      if (logBytes() < before) compacted++;
+      most = Math.max(most, logBytes());
+    }
+    expect(compacted).toBeGreaterThan(0);
+    const steady = logBytes();
+    // Nothing new for a few seconds (between two scrapes): no compaction, and no record either.
+    clock += 10_000;
+    await db.checkpoint(bus.position);
+    expect(logBytes()).toBe(steady);
+    expect(records(path.join(dir, 'head', headLogs(dir)[0]!)).ranges.length).toBeGreaterThan(1);
+    // Ingest paused (nothing new for 30 s): the next checkpoint leaves one snapshot.
+    clock += 30_000;
+    await db.checkpoint(bus.position);
+    const idle = logBytes();
+    expect(headLogs(dir)).toHaveLength(1);
+    const snapshot = records(path.join(dir, 'head', headLogs(dir)[0]!));
+    expect(snapshot.ranges).toHaveLength(1);
+    // Stored compressed (codec 1): label symbols, per-series framing and chunk headers repeat.
+    expect(snapshot.data[16]).toBe(1);
+    expect(idle).toBeLessThanOrEqual(steady);
+    // The deltas never outgrew the snapshot by more than one checkpoint's record.
+    expect(most).toBeLessThan(2.2 * idle);
+    // Further checkpoints of the idle store (the processor's timer) write nothing.
+    await db.checkpoint(bus.position);
+    await db.checkpoint(bus.position);
+    expect(logBytes()).toBe(idle);
+    await db.close();
+    expect(logBytes()).toBe(idle);
+    const again = await open(dir);
+    expect(again.recovery?.problems).toEqual([]);
+    expect(bus.replay(again)).toBe(0);
+    bus.expectHeldBy(again, 'after compactions and a restart');
+    await again.close();
+  });
 });
 
 describe('head log: series that come and go', () => {
@@ -327,7 +390,7 @@ describe('head log: files of earlier formats', () => {
     ['1719640', 'sealed chunks without a from byte'],
     ['37d6006', 'sealed chunks continuing bytes logged while open, version still 1'],
   ])(
-    'recovers every sample of a version-1 log written by %s (%s) and rewrites it in version 2',
+    'recovers every sample of a version-1 log written by %s (%s) and rewrites it in the current version',
     async (commit) => {
       const dir = tmp();
       mkdirSync(path.join(dir, 'head'), { recursive: true });
@@ -369,18 +432,62 @@ describe('head log: files of earlier formats', () => {
         ]);
       };
       check('recovered');
-      // Rewritten at once as a version-2 snapshot; nothing is ever appended to the old file.
+      // Rewritten at once as a snapshot in the current version; nothing is ever appended to the old file.
       expect(headLogs(dir)).toEqual(['0000000002.log']);
-      expect(readFileSync(path.join(dir, 'head', '0000000002.log')).readUInt32LE(4)).toBe(2);
+      expect(readFileSync(path.join(dir, 'head', '0000000002.log')).readUInt32LE(4)).toBe(3);
       await db.checkpoint(new Map([[0, 9]]));
       await db.close();
       db = await open(dir);
-      expect(db.recovery?.version).toBe(2);
+      expect(db.recovery?.version).toBe(3);
       expect(db.recovery?.problems).toEqual([]);
       check('reopened');
       await db.close();
     },
   );
+
+  it('recovers a version-2 log (payloads stored without a codec byte, uncompressed) and rewrites it in version 3', async () => {
+    const dir = tmp();
+    const bus = new Bus();
+    const T = 60 * H;
+    let db = await open(dir);
+    for (let k = 0; k < 200; k++) {
+      bus.send(db, [
+        ['a0', T + k * 1000, Math.sin(k) * 100],
+        ['b1', T + k * 1000 + 3, k],
+      ]);
+      if (k % 20 === 19) await db.checkpoint(bus.position);
+    }
+    bus.send(db, [['a0', T + 199_500, 0.5]]); // out of order
+    await db.checkpoint(bus.position);
+    // Crash (no closing snapshot), then rewrite the log as version 2 wrote it: the same payloads, stored as
+    // they are, in a file of version 2.
+    const [file] = headLogs(dir);
+    const { data, ranges } = records(path.join(dir, 'head', file!));
+    expect(ranges.length).toBeGreaterThan(1);
+    const parts: Buffer[] = [Buffer.from('TWHL'), Buffer.alloc(4)];
+    parts[1]!.writeUInt32LE(2);
+    for (const [from, to] of ranges) {
+      const stored = data.subarray(from + 8, to);
+      const payload = stored[0] === 1 ? brotliDecompressSync(stored.subarray(1)) : stored.subarray(1);
+      const head = Buffer.alloc(8);
+      head.writeUInt32LE(payload.length, 0);
+      head.writeUInt32LE(crc32(payload), 4);
+      parts.push(head, Buffer.from(payload));
+    }
+    writeFileSync(path.join(dir, 'head', file!), Buffer.concat(parts));
+    db = await open(dir);
+    expect(db.recovery?.version).toBe(2);
+    expect(db.recovery?.problems).toEqual([]);
+    expect(bus.replay(db)).toBe(0);
+    bus.expectHeldBy(db, 'from the version-2 log');
+    const [rewritten] = headLogs(dir);
+    expect(readFileSync(path.join(dir, 'head', rewritten!)).readUInt32LE(4)).toBe(3);
+    await db.close();
+    db = await open(dir);
+    expect(db.recovery?.version).toBe(3);
+    bus.expectHeldBy(db, 'after the rewrite');
+    await db.close();
+  });
 });
 
 describe('head log: a log that does not fit together', () => {

@@ -270,6 +270,40 @@ describe('tsdb: durability', () => {
     await db.close();
   });
 
+  it('after a cut, keeps in the head log only what the head still holds, not the chunks the block took', async () => {
+    const dir = tmp();
+    const db = await open(dir, { blockDurationMs: 60_000 });
+    const fileBytes = (sub: string, re: RegExp) =>
+      readdirSync(path.join(dir, sub))
+        .filter((f) => re.test(f))
+        .reduce((a, f) => a + statSync(path.join(dir, sub, f)).size, 0);
+    // 200 series, one sample a second for 150 s, a checkpoint every 5 s: one cut (of [0, 60 s)) once the
+    // head's newest sample is half a block past the boundary; the log is compacted between checkpoints too.
+    let offset = 0;
+    for (let k = 0; k < 150; k++) {
+      const b = new SeriesBatchBuilder();
+      for (let s = 0; s < 200; s++)
+        b.addSeries({ __name__: 'cut', s: String(s) }).add(k * 1000, Math.sin(k + s) * 1e3);
+      db.appender.append('t', b.build());
+      if (k % 5 === 4) await db.checkpoint(new Map([[0, ++offset]]));
+    }
+    const raw = fileBytes('blocks', /^raw-\d+\.twb$/);
+    expect(
+      db
+        .listBlocks()
+        .filter((b) => b.tier === 'raw')
+        .map((b) => b.maxT),
+    ).toEqual([59_000]);
+    // The head holds 90 of the 150 s; its log holds those once (a snapshot, compressed), nothing of the block.
+    const log = fileBytes('head', /\.log$/);
+    expect(log).toBeLessThan(raw * (90 / 60) * 1.3);
+    await db.close();
+    const reopened = await open(dir, { blockDurationMs: 60_000 });
+    const [first] = read(reopened, 'cut');
+    expect(first!.t).toEqual(Array.from({ length: 150 }, (_, k) => k * 1000));
+    await reopened.close();
+  });
+
   it('truncates a torn head-log tail and opens with what the last complete checkpoint covered', async () => {
     const dir = tmp();
     let db = await open(dir, { blockDurationMs: 3_600_000 });

@@ -49,7 +49,15 @@ import { type BlockMeta, BlockReader, BlockWriter, type ChunkRef, type TierName 
 import { readSeriesInto } from './bulk-read.js';
 import { encodeChunk, SampleBuffer } from './codec/chunk.js';
 import { Head, type HeadAppendStats, type HeadChunk } from './head.js';
-import { encodeHeadRecord, HeadLog, type RecoveredHead, syncDir } from './head-log.js';
+import {
+  compressHeadRecord,
+  compressHeadRecordSync,
+  encodeHeadRecord,
+  HeadLog,
+  headChanged,
+  type RecoveredHead,
+  syncDir,
+} from './head-log.js';
 import { BlockIterator, EMPTY_ITERATOR, HeadIterator, MergeIterator } from './iterators.js';
 import { intersect, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import {
@@ -147,6 +155,12 @@ const MAX_BLOCK_RANGE_MS: Record<TierName, number> = {
   '1m': 216 * 3_600_000,
   '1h': 1296 * 3_600_000,
 };
+/**
+ * A head unchanged for this long counts as idle: its log is compacted into one snapshot (head-log.ts
+ * compactionDue). Longer than any scrape interval, so that a store between two scrapes is not compacted at
+ * every one of them.
+ */
+const IDLE_COMPACTION_MS = 30_000;
 /** Closed files of deleted blocks stay open this long for queries still reading them. */
 const DELETED_BLOCK_GRACE_MS = 60_000;
 
@@ -180,6 +194,8 @@ export class Tsdb implements Storage {
   private checkpointing: Promise<void> | undefined;
   private readonly cacheOrder: BlockReader[] = [];
   private readonly now: () => number;
+  /** When a checkpoint last found the head changed (wall clock): how long ingest has paused. */
+  private lastHeadChangeMs = Number.NEGATIVE_INFINITY;
   /** Oldest sample time appended since the last cut (the head may hold data this old). */
   private headMinTime = Number.POSITIVE_INFINITY;
   private closed = false;
@@ -277,7 +293,10 @@ export class Tsdb implements Storage {
     this.recovery = rec;
     // An older format, or a log not recovered whole: start a new file with a snapshot of what was recovered
     // (covering the positions reported), so that nothing is ever appended to that file.
-    if (rec.rewrite) this.log.rotate(encodeHeadRecord(this.head, this.covered, this.cutBoundary, true));
+    if (rec.rewrite)
+      this.log.rotate(
+        compressHeadRecordSync(encodeHeadRecord(this.head, this.covered, this.cutBoundary, true)),
+      );
     this.opts.logger.info(
       {
         blocks: this.blocks.length,
@@ -467,11 +486,29 @@ export class Tsdb implements Storage {
         await this.cutHead(boundary);
         this.cutBoundary = boundary;
       }
-      if (cut || !this.log!.started || this.snapshotNext) {
+      const log = this.log!;
+      // Records are compressed off the event loop; what they hold was taken when they were encoded.
+      if (cut || !log.started || this.snapshotNext) {
         // After a cut (or at the first checkpoint of a fresh store) the log restarts from a snapshot.
-        this.log!.rotate(encodeHeadRecord(this.head, positions, this.cutBoundary, true));
+        log.rotate(await compressHeadRecord(encodeHeadRecord(this.head, positions, this.cutBoundary, true)));
       } else {
-        await this.log!.appendDelta(encodeHeadRecord(this.head, positions, this.cutBoundary, false));
+        const changed = headChanged(this.head);
+        const now = this.now();
+        if (changed) this.lastHeadChangeMs = now;
+        // Ingest paused, not merely between two scrapes: the log is compacted once, not after every scrape.
+        const idle = !changed && now - this.lastHeadChangeMs >= IDLE_COMPACTION_MS;
+        const delta = await compressHeadRecord(
+          encodeHeadRecord(this.head, positions, this.cutBoundary, false),
+        );
+        // Deltas outgrew the snapshot (or ingest paused): compact the log into one snapshot of the head. Encoded
+        // after the delta's compression, it may hold appends past `positions`, as the closing snapshot does:
+        // the bus replays them after a crash, harmlessly (appends are idempotent, last write wins in bus order).
+        if (log.compactionDue(delta.length, idle))
+          log.rotate(
+            await compressHeadRecord(encodeHeadRecord(this.head, positions, this.cutBoundary, true)),
+          );
+        // Nothing new at all (an idle store's timer): the log already says all of it; no write, no sync.
+        else if (changed || !samePositions(positions, this.covered)) await log.appendDelta(delta);
       }
       this.snapshotNext = false;
       this.covered = positions;
@@ -1219,7 +1256,9 @@ export class Tsdb implements Storage {
       // Leave one compact snapshot instead of a chain of deltas: smaller on disk, faster to open. It covers
       // what the last checkpoint covered (appends after it are replayed from the bus, harmlessly).
       try {
-        this.log.rotate(encodeHeadRecord(this.head, this.covered, this.cutBoundary, true));
+        this.log.rotate(
+          compressHeadRecordSync(encodeHeadRecord(this.head, this.covered, this.cutBoundary, true)),
+        );
       } catch (err) {
         this.opts.logger.warn(
           { err },
@@ -1233,6 +1272,12 @@ export class Tsdb implements Storage {
     for (const b of this.blocks) b.close();
     this.blocks = [];
   }
+}
+
+function samePositions(a: ReadonlyMap<number, number>, b: ReadonlyMap<number, number>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [p, o] of a) if (b.get(p) !== o) return false;
+  return true;
 }
 
 function finishPath(
