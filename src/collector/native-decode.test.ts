@@ -114,14 +114,14 @@ const sample = fc.record({
   v: fc.oneof(fc.double(), fc.constant(Number.NaN)),
 });
 const series = fc.record({ labels: labelSet, samples: fc.array(sample, { maxLength: 4 }) });
-const events: fc.Arbitrary<JobEvent[]> = fc.oneof(
+const events: fc.Arbitrary<readonly JobEvent[]> = fc.oneof(
   { weight: 5, arbitrary: fc.constant([]) },
   { weight: 1, arbitrary: fc.constant([{ kind: 'start', jobId: 'j1', timeMs: NOW } as JobEvent]) },
 );
 
 function encode(
   list: { labels: Record<string, string>; samples: { t: number; v: number }[] }[],
-  ev: JobEvent[],
+  ev: readonly JobEvent[],
 ) {
   const b = new SeriesBatchBuilder();
   for (const s of list) {
