@@ -143,9 +143,9 @@ export function registerNativeIngest(app: FastifyInstance, deps: NativeIngestDep
 /**
  * The route's hot path (native-decode.ts): the payload walked once into registry refs, with no object per
  * series; forwarded to the bus as is when its series share one partition key, else split by key as
- * remote-write splits. Payloads with job events or empty label values, and series keyed by their sender alone (no `job_id`,
- * `node_id` or `instance`), take the general path, which keeps events in order with the samples and keys
- * such series by the request's source id.
+ * remote-write splits. Payloads with job events or empty label values, and series keyed by their sender
+ * alone (no `job_id`, `node_id` or `instance`), take the general path, which keeps events in order with the
+ * samples and keys such series by the request's source id.
  */
 class NativeFastPath {
   private readonly decoder = new NativeRefDecoder();
