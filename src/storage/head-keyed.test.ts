@@ -194,4 +194,51 @@ describe('Head.appendKeyed', () => {
     expect(head.activeSeries()).toBe(2);
     expect(head.allPostings().length).toBe(2);
   });
+
+  it('does not carry refs from one head to another', () => {
+    const opts = { oooWindowMs: 3_600_000, chunkRangeMs: 10_000 };
+    const a = new Head(opts);
+    const b = new Head(opts);
+    const cache = new HeadRefCache();
+    const labels: LabelSet[] = [
+      { __name__: 'm', node_id: 'x', tenant: 't' },
+      { __name__: 'm', node_id: 'y', tenant: 't' },
+    ];
+    const batch = (key: number): KeyedSeriesBatch => ({
+      seriesCount: 1,
+      keys: Int32Array.of(key),
+      labels,
+      offsets: Uint32Array.of(0, 1),
+      timestamps: Float64Array.of(1000),
+      values: Float64Array.of(1),
+      sampleCount: 1,
+    });
+    // In head a, key 1 is ref 1. Head b has other series at refs 0 and 1: key 1 must not land on b's ref 1.
+    a.appendKeyed('t', batch(0), cache, newStats());
+    a.appendKeyed('t', batch(1), cache, newStats());
+    const other = {
+      series: [
+        { __name__: 'm', node_id: 'z' },
+        { __name__: 'm', node_id: 'w' },
+      ],
+      offsets: Uint32Array.of(0, 1, 2),
+      timestamps: Float64Array.of(500, 500),
+      values: Float64Array.of(2, 2),
+      sampleCount: 2,
+    };
+    b.append('t', other, newStats());
+    const stats = newStats();
+    b.appendKeyed('t', batch(1), cache, stats);
+    expect(stats.created).toBe(1);
+    expect(b.labelSet(2)).toEqual(labels[1]);
+    expect(
+      contents(b).get(
+        JSON.stringify([
+          ['__name__', 'm'],
+          ['node_id', 'w'],
+          ['tenant', 't'],
+        ]),
+      ),
+    ).toHaveLength(1);
+  });
 });

@@ -152,6 +152,8 @@ function pairHash(name: number, value: number): number {
 export class HeadRefCache implements SeriesRefCache {
   refs = new Int32Array(1024).fill(-1);
   generation = 0;
+  /** The head whose refs these are (a cache handed to another head starts over). */
+  owner: Head | undefined;
 
   forget(key: number): void {
     if (key >= 0 && key < this.refs.length) this.refs[key] = -1;
@@ -291,9 +293,10 @@ export class Head implements PostingsIndex {
    * remembered.
    */
   appendKeyed(tenant: string, batch: KeyedSeriesBatch, cache: HeadRefCache, stats: HeadAppendStats): void {
-    if (cache.generation !== this.generation) {
+    if (cache.generation !== this.generation || cache.owner !== this) {
       cache.refs.fill(-1);
       cache.generation = this.generation;
+      cache.owner = this;
     }
     let tenantValue = -1;
     const ts = batch.timestamps;
