@@ -20,16 +20,18 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { encodeBusRecord, newRecordWriter } from '../src/bus/index.js';
+import { encodeBusRecord, newRecordWriter, seriesPartitionKey } from '../src/bus/index.js';
+import { NativeRefDecoder } from '../src/collector/native-decode.js';
 import { ProtoReader } from '../src/collector/protobuf.js';
 import { PayloadWriter, RefBatch } from '../src/collector/ref-batch.js';
 import { decodeRemoteWriteV1, newDecodeStats } from '../src/collector/remote-write-decode.js';
 import { SeriesKeyBuilder } from '../src/collector/series-key.js';
 import { SnappyDecoder } from '../src/collector/snappy.js';
 import { TenantLimits } from '../src/collector/tenant-limits.js';
-import { SeriesBatchBuilder } from '../src/model/batch.js';
+import { validateBatch } from '../src/collector/validate.js';
+import { type SeriesBatch, SeriesBatchBuilder } from '../src/model/batch.js';
 import { labelsKey } from '../src/model/labels.js';
-import { NativeEncoder } from '../src/protocol/native.js';
+import { decodePayload, NativeEncoder } from '../src/protocol/native.js';
 import { type RwSeries, snappyCompress, snappyUncompress, writeRequestV1 } from '../test/ingest/wire.js';
 
 const { values: args } = parseArgs({
@@ -40,6 +42,11 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '3' },
     /** `trainwatch` measures only the hot path (for profiling with --cpu-prof). */
     only: { type: 'string' },
+    /**
+     * Also the native protocol's collector work on the same series (one payload per request, as the agent sends):
+     * its hot path (native-decode.ts) and its general path (objects per series, as before the hot path).
+     */
+    native: { type: 'boolean', default: false },
     out: { type: 'string', default: path.join(import.meta.dirname, 'results') },
   },
 });
@@ -136,6 +143,113 @@ function disciplined(): (body: Uint8Array) => number {
       bytes += encodeBusRecord(records, 'bench', '', 0, now, part.payload).length;
     return bytes > 0 ? batch.sampleCount : 0;
   };
+}
+
+// ----------------------------------------------------------------------------------------------------------
+// The native protocol: the same series as native payloads (docs/protocol.md), as the route handles them.
+
+function buildNativeRequests(labels: Record<string, string>[]): Uint8Array[][] {
+  const t0 = Date.now() - TICKS * 15_000;
+  const encoder = new NativeEncoder();
+  const ticks: Uint8Array[][] = [];
+  for (let tick = 0; tick < TICKS; tick++) {
+    const reqs: Uint8Array[] = [];
+    for (let i = 0; i < labels.length; i += PER_REQUEST) {
+      const b = new SeriesBatchBuilder();
+      const slice = labels.slice(i, i + PER_REQUEST);
+      for (let k = 0; k < slice.length; k++)
+        b.addSample(slice[k]!, t0 + tick * 15_000, Math.sin(i + k + tick) * 100);
+      reqs.push(encoder.encodePayload(b.build()).slice());
+    }
+    ticks.push(reqs);
+  }
+  return ticks;
+}
+
+const BENCH_LIMITS = { maxLabelsPerSeries: 40, maxLabelValueBytes: 2048, maxLabelNameBytes: 1024 };
+
+function benchTenants(): TenantLimits {
+  return new TenantLimits({
+    maxActiveSeries: 10_000_000,
+    activeSeriesTtlMs: 3_600_000,
+    samplesPerSecond: 1e12,
+    samplesBurst: 1e12,
+    series: BENCH_LIMITS,
+  });
+}
+
+/** The route's hot path: walk into refs, then forward (one partition key) or split as remote-write does. */
+function nativeFast(): (payload: Uint8Array) => number {
+  const tenants = benchTenants();
+  const decoder = new NativeRefDecoder();
+  const keys = new SeriesKeyBuilder();
+  const batch = new RefBatch();
+  const writer = new PayloadWriter();
+  const records = newRecordWriter();
+  const limits = { ...BENCH_LIMITS, maxPayloadBytes: 64 << 20 };
+  return (payload) => {
+    const now = Date.now();
+    const state = tenants.get('bench', now);
+    const registry = state.registry;
+    registry.beginRequest(now);
+    decoder.decode(payload, keys, batch, registry, limits, now);
+    tenants.chargeSamples(state, 'bench', batch.sampleCount, '', now);
+    let single = registry.partitionIndexOf(batch.refs[0]!);
+    for (let i = 1; i < batch.seriesCount; i++)
+      if (registry.partitionIndexOf(batch.refs[i]!) !== single) single = -1;
+    let bytes = 0;
+    if (single >= 0) bytes += encodeBusRecord(records, 'bench', '', 0, now, payload).length;
+    else
+      for (const part of writer.encode(batch, registry))
+        bytes += encodeBusRecord(records, 'bench', '', 0, now, part.payload).length;
+    return bytes > 0 ? batch.sampleCount : 0;
+  };
+}
+
+/** The route's general path: decodePayload, validateBatch, the registry by strings, split by key. */
+function nativeGeneral(): (payload: Uint8Array) => number {
+  const tenants = benchTenants();
+  const keys = new SeriesKeyBuilder();
+  const encoder = new NativeEncoder();
+  const records = newRecordWriter();
+  const limits = { ...BENCH_LIMITS, maxPayloadBytes: 64 << 20 };
+  return (payload) => {
+    const now = Date.now();
+    const { batch, events } = decodePayload(payload, limits);
+    validateBatch(batch, events, limits, now);
+    const state = tenants.get('bench', now);
+    state.registry.beginRequest(now);
+    for (const l of batch.series) {
+      keys.beginStrings();
+      for (const name in l) keys.addStrings(name, l[name]!);
+      keys.finish();
+      state.registry.resolve(keys, now);
+    }
+    tenants.chargeSamples(state, 'bench', batch.sampleCount, '', now);
+    const groups = new Map<string, number[]>();
+    for (let i = 0; i < batch.series.length; i++) {
+      const key = seriesPartitionKey('bench', batch.series[i]!, '')!;
+      const g = groups.get(key);
+      if (g) g.push(i);
+      else groups.set(key, [i]);
+    }
+    let bytes = 0;
+    for (const [, g] of groups) {
+      const part = groups.size === 1 ? payload : encoder.encodePayload(subBatch(batch, g));
+      bytes += encodeBusRecord(records, 'bench', '', 0, now, part).length;
+    }
+    return bytes > 0 ? batch.sampleCount : 0;
+  };
+}
+
+function subBatch(batch: SeriesBatch, indexes: readonly number[]): SeriesBatch {
+  const b = new SeriesBatchBuilder();
+  for (const i of indexes) {
+    b.addSeries(batch.series[i]!);
+    for (let j = batch.offsets[i]!; j < batch.offsets[i + 1]!; j++)
+      b.add(batch.timestamps[j]!, batch.values[j]!);
+  }
+  return b.build();
 }
 
 // ----------------------------------------------------------------------------------------------------------
@@ -239,6 +353,15 @@ console.log(
 );
 const ticks = buildRequests(labels);
 const fast = measure('trainwatch', disciplined, ticks);
+if (args.native) {
+  const nativeTicks = buildNativeRequests(labels);
+  const nf = measure('native', nativeFast, nativeTicks);
+  const ng = measure('native-gen', nativeGeneral, nativeTicks);
+  console.log(
+    `\nper CPU-second: remote-write ${(fast / 1e6).toFixed(2)} M, native hot path ${(nf / 1e6).toFixed(2)} M, ` +
+      `native general path ${(ng / 1e6).toFixed(2)} M`,
+  );
+}
 if (args.only === 'trainwatch') process.exit(0);
 const slow = measure('usual way', naive, ticks);
 const result = {

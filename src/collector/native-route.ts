@@ -19,9 +19,12 @@ import {
 import type { IdempotencyWindow } from './idempotency.js';
 import { ingestPrincipal } from './ingest-context.js';
 import type { CollectorMetrics } from './metrics.js';
+import { NativeRefDecoder } from './native-decode.js';
+import { ProtoError } from './protobuf.js';
+import { PayloadWriter, RefBatch } from './ref-batch.js';
 import { SeriesKeyBuilder } from './series-key.js';
 import type { TenantLimits } from './tenant-limits.js';
-import type { BusWriter } from './to-bus.js';
+import type { BusWriter, EncodedPart } from './to-bus.js';
 import { type SeriesLimits, validateBatch } from './validate.js';
 
 export interface NativeIngestDeps {
@@ -50,6 +53,7 @@ export function registerNativeIngest(app: FastifyInstance, deps: NativeIngestDep
     );
   }
   const keys = new SeriesKeyBuilder();
+  const fast = deps.tenants ? new NativeFastPath(deps, deps.tenants) : undefined;
 
   app.post('/api/v1/ingest', { bodyLimit: deps.limits.maxBodyBytes }, async (req, reply) => {
     const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
@@ -75,10 +79,21 @@ export function registerNativeIngest(app: FastifyInstance, deps: NativeIngestDep
       header.sourceId,
       header.sequence,
       async () => {
-        let decoded: ReturnType<typeof decodePayload>;
         let payload: Uint8Array;
         try {
           payload = framePayload(frame, header, deps.limits);
+        } catch (err) {
+          throw badPayload(err);
+        }
+        if (fast) {
+          const done = await fast.ingest(principal.tenant, header.sourceId, header.sequence, payload);
+          if (done) {
+            deps.metrics.bytes.inc({ protocol: 'native', tenant: principal.tenant }, frame.length);
+            return done;
+          }
+        }
+        let decoded: ReturnType<typeof decodePayload>;
+        try {
           decoded = decodePayload(payload, deps.limits);
         } catch (err) {
           throw badPayload(err);
@@ -124,6 +139,88 @@ export function registerNativeIngest(app: FastifyInstance, deps: NativeIngestDep
     if (duplicate) deps.metrics.dedupHits.inc({ protocol: 'native' });
     return reply.code(200).send({ status: 'success', data: { ...result, duplicate } });
   });
+}
+
+/**
+ * The route's hot path (native-decode.ts): the payload walked once into registry refs, with no object per
+ * series; forwarded to the bus as is when its series share one partition key, else split by key as
+ * remote-write splits. Payloads with job events or empty label values, and series keyed by their sender
+ * alone (no `job_id`, `node_id` or `instance`), take the general path, which keeps events in order with the
+ * samples and keys such series by the request's source id.
+ */
+class NativeFastPath {
+  private readonly decoder = new NativeRefDecoder();
+  private readonly keys = new SeriesKeyBuilder();
+  private readonly batch = new RefBatch();
+  private readonly writer = new PayloadWriter();
+
+  constructor(
+    private readonly deps: NativeIngestDeps,
+    private readonly tenants: TenantLimits,
+  ) {}
+
+  /** Appends the payload and resolves with the summary, or resolves undefined: take the general path. */
+  async ingest(
+    tenant: string,
+    sourceId: string,
+    sequence: number,
+    payload: Uint8Array,
+  ): Promise<IngestSummary | undefined> {
+    const nowMs = Date.now();
+    const state = this.tenants.get(tenant, nowMs);
+    const registry = state.registry;
+    // Synchronous from here to the encoding: the registry's refs are valid only until the next request.
+    registry.beginRequest(nowMs);
+    const batch = this.batch;
+    let parts: EncodedPart[];
+    let series: number;
+    try {
+      const decoded = this.decoder.decode(payload, this.keys, batch, registry, this.deps.limits, nowMs);
+      series = decoded.series;
+      const fallback = `${tenant}\u0000\u0000`;
+      let single = batch.seriesCount > 0 ? registry.partitionIndexOf(batch.refs[0]!) : -1;
+      let senderKeyed = false;
+      for (let i = 0; i < batch.seriesCount; i++) {
+        const p = registry.partitionIndexOf(batch.refs[i]!);
+        if (p !== single) single = -1;
+        if (registry.partitionKeys[p] === fallback) senderKeyed = true;
+      }
+      if (decoded.general || senderKeyed) {
+        registry.rollbackRequest();
+        return undefined;
+      }
+      const maxSamples = this.deps.limits.maxSamplesPerRequest ?? Number.POSITIVE_INFINITY;
+      if (batch.sampleCount > maxSamples) {
+        throw twError(
+          Errors.limitExceeded,
+          `limit ingest.max_samples_per_request exceeded: the batch has ${batch.sampleCount} samples, ` +
+            `the limit is ${maxSamples}; send smaller batches`,
+        );
+      }
+      if (batch.sampleCount > 0) {
+        this.tenants.chargeSamples(
+          state,
+          tenant,
+          batch.sampleCount,
+          registry.shown(registry.labelsOf(batch.refs[0]!)),
+          nowMs,
+        );
+      }
+      if (batch.seriesCount === 0) parts = [];
+      else if (single >= 0) parts = [{ key: registry.partitionKeys[single]!, payload }];
+      else parts = this.writer.encode(batch, registry);
+    } catch (err) {
+      registry.rollbackRequest();
+      if (err instanceof ProtoError)
+        throw twError(Errors.badPayload, `malformed native batch: ${err.message}`);
+      throw badPayload(err);
+    }
+    const samples = batch.sampleCount;
+    await this.deps.busWriter.writeParts({ tenant, sourceId, sequence, receivedAtMs: Date.now() }, parts);
+    this.deps.metrics.activeSeries.set({ tenant }, registry.live);
+    this.deps.metrics.samples.inc({ protocol: 'native', tenant }, samples);
+    return { series, samples, events: 0 };
+  }
 }
 
 function badPayload(err: unknown): Error {

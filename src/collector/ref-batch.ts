@@ -208,8 +208,14 @@ export class PayloadWriter {
     const out = this.out;
     out.reset();
     out.uvarint(tableSize);
-    const bytes = registry.stringBytes;
-    for (let i = 0; i < tableSize; i++) out.bytes(bytes[this.tableIds[i]!]!);
+    const strArena = registry.stringArena;
+    const strStart = registry.stringStart;
+    const strSize = registry.stringSize;
+    for (let i = 0; i < tableSize; i++) {
+      const id = this.tableIds[i]!;
+      const at = strStart[id]!;
+      out.bytesRange(strArena, at, at + strSize[id]!);
+    }
     out.uvarint(to - from);
     let samples = 0;
     for (let k = from; k < to; k++) {
@@ -289,17 +295,6 @@ class PayloadBytes {
     }
     b[p++] = v;
     this.pos = p;
-  }
-
-  bytes(src: Uint8Array): void {
-    const n = src.length;
-    this.ensure(n);
-    if (n < 32) {
-      const b = this.buf;
-      const p = this.pos;
-      for (let i = 0; i < n; i++) b[p + i] = src[i]!;
-    } else this.buf.set(src, this.pos);
-    this.pos += n;
   }
 
   /** Copies `src[from..to)` without creating a view object (one per series would feed the GC). */

@@ -172,11 +172,19 @@ export class SeriesKeyBuilder {
   }
 
   /**
-   * Whether the key of the last `finish` is the concatenation of `parts[ids[start]]`, `parts[ids[start + 1]]`,
-   * … (`count` ids; each part a pre-encoded `uvarint(len) bytes`, as the key encodes a name or a value):
-   * compares the source ranges with the interned strings in place, so that a registry needs no copy of the key.
+   * Whether the key of the last `finish` is the concatenation of parts `ids[start]`, `ids[start + 1]`, …
+   * (`count` ids; part `id` is `arena[partStart[id] .. + partSize[id])`, a pre-encoded `uvarint(len) bytes`,
+   * as the key encodes a name or a value): compares the source ranges with the interned strings in place, so
+   * that a registry needs no copy of the key.
    */
-  equalsParts(parts: readonly Uint8Array[], ids: Uint32Array, start: number, count: number): boolean {
+  equalsParts(
+    arena: Uint8Array,
+    partStart: Int32Array,
+    partSize: Int32Array,
+    ids: Uint32Array,
+    start: number,
+    count: number,
+  ): boolean {
     const n = this.count;
     const r = this.ranges;
     const src = this.src;
@@ -188,8 +196,11 @@ export class SeriesKeyBuilder {
       const ns = r[at]!;
       const nl = r[at + 1]!;
       if (nl === 6 && isTenant(src, ns)) continue;
-      if (k + 2 > end || !samePart(parts[ids[k]!]!, src, ns, nl)) return false;
-      if (!samePart(parts[ids[k + 1]!]!, src, r[at + 2]!, r[at + 3]!)) return false;
+      if (k + 2 > end) return false;
+      const nid = ids[k]!;
+      if (!samePart(arena, partStart[nid]!, partSize[nid]!, src, ns, nl)) return false;
+      const vid = ids[k + 1]!;
+      if (!samePart(arena, partStart[vid]!, partSize[vid]!, src, r[at + 2]!, r[at + 3]!)) return false;
       k += 2;
     }
     return k === end;
@@ -226,11 +237,22 @@ function varintSize(v: number): number {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
 }
 
-/** Whether `part` is exactly `uvarint(len) src[at..at+len)` (lengths first: most mismatches stop there). */
-function samePart(part: Uint8Array, src: Uint8Array, at: number, len: number): boolean {
+/**
+ * Whether `arena[partAt .. partAt + partSize)` is exactly `uvarint(len) src[at..at+len)` (lengths first: most
+ * mismatches stop there).
+ */
+function samePart(
+  arena: Uint8Array,
+  partAt: number,
+  partSize: number,
+  src: Uint8Array,
+  at: number,
+  len: number,
+): boolean {
   const head = varintSize(len);
-  if (part.length !== head + len) return false;
-  for (let k = 0; k < len; k++) if (part[head + k] !== src[at + k]) return false;
+  if (partSize !== head + len) return false;
+  const base = partAt + head;
+  for (let k = 0; k < len; k++) if (arena[base + k] !== src[at + k]) return false;
   return true;
 }
 

@@ -97,6 +97,59 @@ describe('series keys and the registry', () => {
     );
   });
 
+  it('keeps any label string intact in its string arena, through growth and compaction (property)', () => {
+    // Long values (2-byte length varints), any Unicode, many distinct strings (the arena grows).
+    const value = fc.oneof(
+      fc.string({ unit: 'grapheme', maxLength: 12 }),
+      fc.string({ minLength: 120, maxLength: 400 }),
+    );
+    const labelSet = fc
+      .dictionary(fc.constantFrom('a', 'b', 'node_id', 'e_'), value, { maxKeys: 4 })
+      .map((d) => ({ __name__: 'm', ...d }));
+    const limits = { ...LIMITS, series: { ...LIMITS.series, maxLabelValueBytes: 2000 } };
+    fc.assert(
+      fc.property(fc.array(labelSet, { minLength: 1, maxLength: 40 }), fc.boolean(), (sets, compact) => {
+        const reg = new SeriesRegistry('t', limits, 0);
+        const kb = new SeriesKeyBuilder();
+        const refs: number[] = [];
+        for (let i = 0; i < sets.length; i++) {
+          fromBytes(kb, Object.entries(sets[i]!) as [string, string][]);
+          // With `compact`, the first half expires and the second half survives a compaction in between.
+          const at = compact && i >= sets.length / 2 ? 100_000 : 1;
+          if (compact && i === Math.ceil(sets.length / 2)) reg.compact(at);
+          refs.push(reg.resolve(kb, at));
+        }
+        const from = compact ? Math.ceil(sets.length / 2) : 0;
+        const dec = new TextDecoder();
+        for (let i = from; i < sets.length; i++) {
+          fromStrings(kb, Object.entries(sets[i]!) as [string, string][]);
+          expect(reg.resolve(kb, 100_000)).toBe(refs[i]);
+          const expected = Object.fromEntries(Object.entries(sets[i]!).filter(([, v]) => v !== ''));
+          expect(reg.labelsOf(refs[i]!)).toEqual({ ...expected, tenant: 't' });
+          // Each interned string's pre-encoded bytes: uvarint(length) then the UTF-8 of the string.
+          const ids = reg.labelIds(refs[i]!);
+          for (const id of ids) {
+            const at = reg.stringStart[id]!;
+            const bytes = reg.stringArena.subarray(at, at + reg.stringSize[id]!);
+            let len = 0;
+            let shift = 0;
+            let p = 0;
+            for (;;) {
+              const b = bytes[p++]!;
+              len |= (b & 0x7f) << shift;
+              shift += 7;
+              if (b < 0x80) break;
+            }
+            expect(len).toBe(bytes.length - p);
+            const s = dec.decode(bytes.subarray(p));
+            expect(Object.entries(reg.labelsOf(refs[i]!)).flat()).toContain(s);
+          }
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+
   it('survives many series (table growth) and keeps every mapping', () => {
     const reg = new SeriesRegistry('t', { ...LIMITS, maxActiveSeries: 100_000 }, 0);
     const kb = new SeriesKeyBuilder();

@@ -40,22 +40,6 @@ export interface RegistryLimits {
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 const textEncoder = new TextEncoder();
 
-/** A label string as the native payload's string table holds it: uvarint byte length, then UTF-8. */
-function encodeStr(s: string): Uint8Array {
-  const utf8 = textEncoder.encode(s);
-  const head: number[] = [];
-  let n = utf8.length;
-  while (n >= 0x80) {
-    head.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  head.push(n);
-  const out = new Uint8Array(head.length + utf8.length);
-  out.set(head);
-  out.set(utf8, head.length);
-  return out;
-}
-
 function grownI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
   const b = new Int32Array(n);
   b.set(a);
@@ -91,10 +75,15 @@ export class SeriesRegistry {
   /** Series counted as active. */
   live = 0;
 
-  // Label strings, interned: id → pre-encoded `str` bytes.
+  // Label strings, interned: id → its pre-encoded `str` bytes (uvarint byte length, then UTF-8, as the native
+  // payload's string table holds it) at `stringArena[stringStart[id] .. + stringSize[id])`. One arena rather
+  // than an array per string: a lookup compares bytes in one buffer, and a string costs no object.
   private stringIndex = new Map<string, number>();
   private stringList: string[] = [];
-  stringBytes: Uint8Array[] = [];
+  stringArena = new Uint8Array(1 << 16);
+  stringStart = new Int32Array(1024);
+  stringSize = new Int32Array(1024);
+  private stringUsed = 0;
 
   // Partition keys, interned: a ref's partition is an index into this list.
   private partitionIndex = new Map<string, number>();
@@ -258,7 +247,14 @@ export class SeriesRegistry {
         this.keyLength[ref] === klen &&
         // The key is the series' interned strings in name order (its label ids, the tenant pair last and
         // left out): compared there, so no copy of each key is kept (about 150 bytes per series).
-        kb.equalsParts(this.stringBytes, this.idArena, this.idsStart[ref]!, this.idsCount[ref]! - 2)
+        kb.equalsParts(
+          this.stringArena,
+          this.stringStart,
+          this.stringSize,
+          this.idArena,
+          this.idsStart[ref]!,
+          this.idsCount[ref]! - 2,
+        )
       ) {
         if (!this.counted[ref]) {
           this.checkLimit(ref);
@@ -380,10 +376,40 @@ export class SeriesRegistry {
     if (id === undefined) {
       id = this.stringList.length;
       this.stringList.push(s);
-      this.stringBytes.push(encodeStr(s));
+      this.appendStringBytes(id, s);
       this.stringIndex.set(s, id);
     }
     return id;
+  }
+
+  /** Writes string `id`'s `str` bytes at the end of the arena. */
+  private appendStringBytes(id: number, s: string): void {
+    if (id === this.stringStart.length) {
+      this.stringStart = grownI32(this.stringStart, id * 2);
+      this.stringSize = grownI32(this.stringSize, id * 2);
+    }
+    // Room for the longest encoding: 5 bytes of length, 3 bytes per UTF-16 unit.
+    const need = this.stringUsed + 5 + s.length * 3;
+    if (need > this.stringArena.length) {
+      const a = new Uint8Array(Math.max(need, this.stringArena.length * 2));
+      a.set(this.stringArena.subarray(0, this.stringUsed));
+      this.stringArena = a;
+    }
+    const arena = this.stringArena;
+    const start = this.stringUsed;
+    // The UTF-8 bytes go after a 5-byte gap, then move down behind the varint once their length is known.
+    const utf8 = textEncoder.encodeInto(s, arena.subarray(start + 5)).written;
+    let p = start;
+    let n = utf8;
+    while (n >= 0x80) {
+      arena[p++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    arena[p++] = n;
+    arena.copyWithin(p, start + 5, start + 5 + utf8);
+    this.stringStart[id] = start;
+    this.stringSize[id] = p - start + utf8;
+    this.stringUsed = start + this.stringSize[id]!;
   }
 
   private growColumns(): void {
@@ -461,7 +487,7 @@ export class SeriesRegistry {
     this.idUsed = 0;
     this.stringIndex = new Map();
     this.stringList = [];
-    this.stringBytes = [];
+    this.stringUsed = 0;
     const remap = new Int32Array(old.strings.length).fill(-1);
     const tenantIds = this.tenantIds as [number, number];
     const [oldTenantName, oldTenantValue] = tenantIds;

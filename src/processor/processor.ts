@@ -37,7 +37,7 @@ import type { JobStore } from '../meta/index.js';
 import type { SeriesBatch } from '../model/batch.js';
 import { TrainwatchError } from '../model/errors.js';
 import type { LabelSet } from '../model/labels.js';
-import type { Storage } from '../storage/index.js';
+import type { KeyedSeriesBatch, SeriesRefCache, Storage } from '../storage/index.js';
 import type { DetectorEngine, PartitionOf } from './detectors/engine.js';
 import { FilePartitionStateStore, type PartitionStateStore } from './partition-state.js';
 import { decodeRecord, RecordBatch } from './record-decoder.js';
@@ -145,6 +145,11 @@ export class Processor {
   private readonly freeRecords: RecordBatch[] = [];
   private readonly tenantSids = new Map<string, number>();
   private lastSweepMs = Date.now();
+  /**
+   * The storage's refs of the series table's series, when the storage offers the keyed fast path
+   * (Appender.appendKeyed: the embedded TSDB): appending a known series then skips storage's label lookup.
+   */
+  private readonly storageRefs: SeriesRefCache | undefined;
 
   constructor(
     private readonly bus: Bus,
@@ -157,6 +162,7 @@ export class Processor {
     this.caughtUp = new Promise((resolve) => {
       this.caughtUpResolve = resolve;
     });
+    this.storageRefs = storage.appender.newSeriesRefCache?.();
     const analysis = opts.analysis;
     this.stateStore = analysis
       ? (analysis.partitionStates ?? new FilePartitionStateStore(analysis.stateDir))
@@ -577,7 +583,10 @@ export class Processor {
     if (rb.sampleCount > 0) {
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.storage.appender.append(tenant, this.storageBatch(rb));
+          const appender = this.storage.appender;
+          if (this.storageRefs && appender.appendKeyed)
+            await appender.appendKeyed(tenant, this.keyedBatch(rb), this.storageRefs);
+          else await appender.append(tenant, this.storageBatch(rb));
           break;
         } catch (err) {
           if (err instanceof TrainwatchError && err.kind.retryable) {
@@ -657,13 +666,31 @@ export class Processor {
     };
   }
 
-  /** Series not read for the TTL leave the table (and the engine's map from table refs). */
+  /**
+   * The record for Appender.appendKeyed: keyed by series-table refs (the table's label objects for series the
+   * storage has not seen), the arrays the reused decode buffers (valid for the call).
+   */
+  private keyedBatch(rb: RecordBatch): KeyedSeriesBatch {
+    return {
+      seriesCount: rb.seriesCount,
+      keys: rb.refs,
+      labels: this.series.labels,
+      offsets: rb.starts,
+      timestamps: rb.timestamps,
+      values: rb.values,
+      sampleCount: rb.sampleCount,
+    };
+  }
+
+  /** Series not read for the TTL leave the table (and the engine's and storage's maps from table refs). */
   private sweep(nowMs: number): void {
     this.lastSweepMs = nowMs;
     const engine = this.opts.analysis?.engine;
-    this.series.sweep(nowMs - (this.opts.seriesTtlMs ?? DEFAULT_SERIES_TTL_MS), (ref) =>
-      engine?.releaseRef(ref),
-    );
+    const storageRefs = this.storageRefs;
+    this.series.sweep(nowMs - (this.opts.seriesTtlMs ?? DEFAULT_SERIES_TTL_MS), (ref) => {
+      engine?.releaseRef(ref);
+      storageRefs?.forget(ref);
+    });
   }
 
   /** Detectors and derived series; a failure here is logged and never stops the partition. */

@@ -22,6 +22,7 @@ import { XOR_MAX_SAMPLE_BITS, XorReader } from './codec/xor.js';
 import { EMPTY_POSTINGS, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import { ChunkSlab } from './slab.js';
 import type { SpillFile } from './spill.js';
+import type { KeyedSeriesBatch, SeriesRefCache } from './storage.js';
 import { SymbolTable } from './symbols.js';
 
 /**
@@ -142,6 +143,33 @@ function pairHash(name: number, value: number): number {
   return h >>> 0;
 }
 
+/**
+ * A caller's keys → head refs (see Appender.appendKeyed). `refs[key]` is the ref found for the key when the
+ * head's {@link Head.generation} was `generation`, or -1. A ref is used only while its series is alive and the
+ * generation unchanged: a cut drops series (alive = 0; refs are never reused until a renumbering) and a
+ * renumbering (compact) bumps the generation, which empties the cache.
+ */
+export class HeadRefCache implements SeriesRefCache {
+  refs = new Int32Array(1024).fill(-1);
+  generation = 0;
+  /** The head whose refs these are (a cache handed to another head starts over). */
+  owner: Head | undefined;
+
+  forget(key: number): void {
+    if (key >= 0 && key < this.refs.length) this.refs[key] = -1;
+  }
+
+  /** Room for keys below `n`. */
+  ensure(n: number): void {
+    if (n <= this.refs.length) return;
+    let cap = this.refs.length * 2;
+    while (cap < n) cap *= 2;
+    const next = new Int32Array(cap).fill(-1);
+    next.set(this.refs);
+    this.refs = next;
+  }
+}
+
 class GrowablePostings {
   ids = new Int32Array(4);
   n = 0;
@@ -172,6 +200,8 @@ export class Head implements PostingsIndex {
   nextRef = 0;
   /** Set by compact: refs and symbol ids changed, so the head log's next record must be a snapshot. */
   renumbered = false;
+  /** Bumped by every renumbering (compact): refs remembered outside the head (HeadRefCache) are then stale. */
+  generation = 0;
   private alive = new Uint8Array(0);
   private labelOff = new Uint32Array(0);
   private labelLen = new Uint8Array(0);
@@ -254,6 +284,39 @@ export class Head implements PostingsIndex {
       stats.series++;
       const end = batch.offsets[i + 1]!;
       for (let j = batch.offsets[i]!; j < end; j++) this.appendSample(ref, ts[j]!, vs[j]!, stats);
+    }
+  }
+
+  /**
+   * {@link append} for a batch named by a caller's keys: a key whose ref `cache` remembers (still alive, same
+   * generation) costs one array read instead of a label lookup; the others are looked up by their labels and
+   * remembered.
+   */
+  appendKeyed(tenant: string, batch: KeyedSeriesBatch, cache: HeadRefCache, stats: HeadAppendStats): void {
+    if (cache.generation !== this.generation || cache.owner !== this) {
+      cache.refs.fill(-1);
+      cache.generation = this.generation;
+      cache.owner = this;
+    }
+    let tenantValue = -1;
+    const ts = batch.timestamps;
+    const vs = batch.values;
+    const keys = batch.keys;
+    const offsets = batch.offsets;
+    for (let i = 0; i < batch.seriesCount; i++) {
+      const key = keys[i]!;
+      if (key >= cache.refs.length) cache.ensure(key + 1);
+      let ref = cache.refs[key]!;
+      if (ref < 0 || this.alive[ref] !== 1) {
+        const labels = batch.labels[key];
+        if (labels === undefined) throw new Error(`appendKeyed: no labels for series key ${key}`);
+        if (tenantValue < 0) tenantValue = this.symbols.intern(tenant);
+        ref = this.getOrCreate(tenant, tenantValue, labels, stats);
+        cache.refs[key] = ref;
+      }
+      stats.series++;
+      const end = offsets[i + 1]!;
+      for (let j = offsets[i]!; j < end; j++) this.appendSample(ref, ts[j]!, vs[j]!, stats);
     }
   }
 
@@ -956,6 +1019,7 @@ export class Head implements PostingsIndex {
     this.nextRef = n;
     this.cap = cap;
     this.renumbered = true;
+    this.generation++;
   }
 
   /** Drops series that hold no data any more; rebuilds the index without them. */

@@ -21,11 +21,13 @@ export type {
   Appender,
   AppendStats,
   BusPositions,
+  KeyedSeriesBatch,
   Querier,
   SampleArrays,
   SampleIterator,
   SelectedSeries,
   SelectHints,
+  SeriesRefCache,
   SeriesSet,
   Storage,
 } from './storage.js';

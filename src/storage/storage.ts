@@ -182,6 +182,51 @@ export interface Appender {
    * cannot take writes (disk full, a remote TSDB refusing for longer than its queue holds).
    */
   append(tenant: string, batch: SeriesBatch, signal?: AbortSignal): Promise<AppendStats>;
+
+  /**
+   * Optional fast path of an in-process storage, for a caller that keeps dense ids of its own for the series
+   * it writes (the processor's series table): the storage remembers its own ref for each caller id in a
+   * {@link SeriesRefCache} it made, so appending a known series skips the label lookup (Prometheus's
+   * `Append` returning a ref for the next append). Same semantics, errors and ownership as {@link append}.
+   * A remote storage leaves it out; callers then use {@link append}.
+   */
+  appendKeyed?(
+    tenant: string,
+    batch: KeyedSeriesBatch,
+    cache: SeriesRefCache,
+    signal?: AbortSignal,
+  ): Promise<AppendStats>;
+
+  /** A new, empty cache for {@link appendKeyed}; present exactly when `appendKeyed` is. */
+  newSeriesRefCache?(): SeriesRefCache;
+}
+
+/**
+ * A columnar batch whose series are named by the caller's dense ids (`keys`) rather than by label sets: entry
+ * `i` is series `keys[i]` with samples `[offsets[i], offsets[i + 1])`, as in {@link SeriesBatch}. `labels[key]`
+ * is that series' label set; the storage reads it only for a key its cache does not know yet.
+ *
+ * Invariant (the caller's): a key names the same (tenant, labels) in every call until the caller tells the
+ * cache {@link SeriesRefCache.forget}; only then may it reuse the key for another series.
+ */
+export interface KeyedSeriesBatch {
+  readonly seriesCount: number;
+  readonly keys: Int32Array;
+  readonly labels: readonly (LabelSet | undefined)[];
+  readonly offsets: Uint32Array;
+  readonly timestamps: Float64Array;
+  readonly values: Float64Array;
+  readonly sampleCount: number;
+}
+
+/**
+ * The storage's memory of its own series ref per caller key (see {@link Appender.appendKeyed}). Owned by one
+ * caller; the storage checks each remembered ref before use (a cut or a renumbering invalidates refs), so a
+ * stale entry costs one lookup, never a wrong series.
+ */
+export interface SeriesRefCache {
+  /** The caller is about to reuse `key` for another series. */
+  forget(key: number): void;
 }
 
 /** Bus offsets (next offset to read, per partition) that a storage's durable state covers. */

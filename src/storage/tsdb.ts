@@ -48,7 +48,7 @@ import { ByteWriter } from '../protocol/bytes.js';
 import { type BlockMeta, BlockReader, BlockWriter, type ChunkRef, type TierName } from './block.js';
 import { readSeriesInto } from './bulk-read.js';
 import { encodeChunk, SampleBuffer } from './codec/chunk.js';
-import { Head, type HeadAppendStats, type HeadChunk } from './head.js';
+import { Head, type HeadAppendStats, type HeadChunk, HeadRefCache } from './head.js';
 import {
   compressHeadRecord,
   compressHeadRecordSync,
@@ -79,6 +79,7 @@ import type {
   Appender,
   AppendStats,
   BusPositions,
+  KeyedSeriesBatch,
   Querier,
   SampleIterator,
   SelectedSeries,
@@ -234,11 +235,22 @@ export class Tsdb implements Storage {
       append: (tenant, batch, signal) => {
         try {
           signal?.throwIfAborted();
-          return Promise.resolve(this.append(tenant, batch));
+          return Promise.resolve(this.append(tenant, batch, undefined));
         } catch (err) {
           return Promise.reject(err);
         }
       },
+      appendKeyed: (tenant, batch, cache, signal) => {
+        try {
+          signal?.throwIfAborted();
+          if (!(cache instanceof HeadRefCache))
+            throw new Error('appendKeyed: a cache this storage did not make');
+          return Promise.resolve(this.append(tenant, batch, cache));
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      },
+      newSeriesRefCache: () => new HeadRefCache(),
     };
   }
 
@@ -380,7 +392,14 @@ export class Tsdb implements Storage {
   // --------------------------------------------------------------------------------------------------------
   // Writing
 
-  private append(tenant: string, batch: SeriesBatch): AppendStats {
+  /** Appends `batch` (keyed by the caller's ids when `cache` is given: see Appender.appendKeyed). */
+  private append(tenant: string, batch: SeriesBatch, cache: undefined): AppendStats;
+  private append(tenant: string, batch: KeyedSeriesBatch, cache: HeadRefCache): AppendStats;
+  private append(
+    tenant: string,
+    batch: SeriesBatch | KeyedSeriesBatch,
+    cache: HeadRefCache | undefined,
+  ): AppendStats {
     if (this.failure && !this.probeWritable()) throw this.failure;
     const stats: HeadAppendStats = {
       series: 0,
@@ -390,7 +409,8 @@ export class Tsdb implements Storage {
       invalid: 0,
       created: 0,
     };
-    this.head.append(tenant, batch, stats);
+    if (cache) this.head.appendKeyed(tenant, batch as KeyedSeriesBatch, cache, stats);
+    else this.head.append(tenant, batch as SeriesBatch, stats);
     if (stats.samples > 0) {
       // Cheap bound on the oldest data the head may hold (read by rollup coverage).
       const ts = batch.timestamps;
