@@ -153,7 +153,9 @@ export function attribute(profile: CpuProfile): Breakdown {
     ownerOf.set(id, result);
     return result;
   };
-  // The window: from the first sample in a request handler to the last one in the processor's apply.
+  // The window: from the first sample in a request handler or the processor to the last one in either (with
+  // processor workers, each thread's profile holds one of them: the main thread the collector, a worker the
+  // processor).
   const times: number[] = [];
   let t = profile.startTime;
   for (const d of profile.timeDeltas) {
@@ -169,8 +171,9 @@ export function attribute(profile: CpuProfile): Breakdown {
   let last = -1;
   for (let i = 0; i < profile.samples.length; i++) {
     const id = profile.samples[i]!;
-    if (first < 0 && onStack(id, /dist\/collector\//)) first = i;
-    if (onStack(id, /dist\/processor\/processor\.js$/)) last = i;
+    const inIngest = onStack(id, /dist\/(collector\/|processor\/processor\.js$)/);
+    if (first < 0 && inIngest) first = i;
+    if (inIngest) last = i;
   }
   const byComponent = new Map<string, number>();
   const byFunction = new Map<string, number>();
@@ -353,19 +356,29 @@ async function main(): Promise<void> {
     await server.stop(120_000);
     server = undefined;
     if (!profile) return;
-    const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
-    if (!file) throw new Error(`no CPU profile written in ${profDir}`);
-    report(path.join(profDir, file), replay.samplesAccepted, {
-      series: ds.activeSeries,
-      samplesPerCpuSecond: replay.samplesAccepted / serverCpu,
-    });
-    if (args.keep) log(`\nprofile: ${path.join(profDir, file)}`);
+    // One profile per thread: the main thread (HTTP, collector, bus) and each worker (processors, queries).
+    // Names are CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile; thread 0 is the main thread.
+    const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
+    if (files.length === 0) throw new Error(`no CPU profile written in ${profDir}`);
+    for (const file of files.sort((a, b) => threadOf(a) - threadOf(b))) {
+      log(`\n## thread ${threadOf(file)}${threadOf(file) === 0 ? ' (main)' : ''}`);
+      report(path.join(profDir, file), replay.samplesAccepted, {
+        series: ds.activeSeries,
+        samplesPerCpuSecond: replay.samplesAccepted / serverCpu,
+      });
+      if (args.keep) log(`\nprofile: ${path.join(profDir, file)}`);
+    }
   } finally {
     if (server) await server.stop(30_000);
     await generator.stop();
     await webhook.stop();
     if (!args.keep) rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** The thread id in a V8 profile's file name (0: the main thread). */
+function threadOf(file: string): number {
+  return Number(file.split('.').at(-3) ?? 0);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
