@@ -37,6 +37,7 @@ import {
   type ShardRouting,
   type Storage,
   type StorageQueryEndpoints,
+  sumAppendStats,
 } from '../storage/index.js';
 import type { ProcessorWorkerData, ProcessorWorkerStats } from './processor-worker.js';
 
@@ -272,12 +273,11 @@ export class ProcessorWorkers {
       const shard: ShardWorker = {
         index: i,
         worker,
-        rpc: undefined as unknown as PortRpc,
+        rpc: new PortRpc(worker, this.handlersFor(i)),
         stats: { activeSeries: 0, writeFailure: null, positions: [] },
         caughtUp: false,
         exited: false,
       };
-      (shard as { rpc: PortRpc }).rpc = new PortRpc(worker, this.handlersFor(shard));
       worker.on('error', (err) => {
         logger.error({ err, worker: i }, 'processor worker failed');
         this.failure = `processor worker ${i} failed: ${err.message}`;
@@ -308,7 +308,8 @@ export class ProcessorWorkers {
     );
   }
 
-  private handlersFor(w: ShardWorker) {
+  /** What worker `index` may call on the main thread. */
+  private handlersFor(index: number) {
     const deps = (): ProcessingDeps => {
       if (!this.deps) throw twError(Errors.unavailable, 'the processors are not started');
       return this.deps;
@@ -316,7 +317,7 @@ export class ProcessorWorkers {
     return {
       ...busPartitionHandlers(
         () => this.member,
-        (p) => this.ownerOf(p) === w.index,
+        (p) => this.ownerOf(p) === index,
       ),
       'jobs.upsert': (deltas: JobDelta[], signal: AbortSignal) => deps().jobs.rows.upsert(deltas, signal),
       'alerts.transition': (a: { alert: Alert; change: AlertChange }) =>
@@ -324,7 +325,7 @@ export class ProcessorWorkers {
       'alerts.value': (a: { alert: Alert; atMs: number }) => deps().hub.value?.(a.alert, a.atMs),
       'alerts.flush': () => deps().hub.flush(),
       caughtUp: () => {
-        w.caughtUp = true;
+        this.workers[index]!.caughtUp = true;
         if (this.workers.every((x) => x.caughtUp)) {
           this.resolveCaughtUp();
           this.deps?.onCaughtUp?.();
@@ -434,14 +435,7 @@ export class ShardedStorage implements Storage {
       const stats = await Promise.all(
         [...parts].map(([shard, b]) => reader.append(shard, tenant, b, signal)),
       );
-      return stats.reduce(
-        (a, s) => ({
-          series: a.series + s.series,
-          samples: a.samples + s.samples,
-          duplicates: a.duplicates + s.duplicates,
-        }),
-        { series: 0, samples: 0, duplicates: 0 },
-      );
+      return sumAppendStats(stats);
     },
   };
 

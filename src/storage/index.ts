@@ -31,7 +31,7 @@ export type {
   SeriesSet,
   Storage,
 } from './storage.js';
-export { seriesSet } from './storage.js';
+export { seriesSet, sumAppendStats } from './storage.js';
 /** @deprecated The placeholder is gone: this is {@link MemoryStorage}, the real TSDB kept in memory. */
 export {
   defaultTsdbOptions,

@@ -229,6 +229,19 @@ export interface SeriesRefCache {
   forget(key: number): void;
 }
 
+/** The stats of several appends (a batch split over shards) as one. */
+export function sumAppendStats(stats: readonly AppendStats[]): AppendStats {
+  let series = 0;
+  let samples = 0;
+  let duplicates = 0;
+  for (const s of stats) {
+    series += s.series;
+    samples += s.samples;
+    duplicates += s.duplicates;
+  }
+  return { series, samples, duplicates };
+}
+
 /** Bus offsets (next offset to read, per partition) that a storage's durable state covers. */
 export type BusPositions = ReadonlyMap<number, number>;
 

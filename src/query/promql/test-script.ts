@@ -20,6 +20,7 @@ import {
   PortStorageReader,
   type Storage,
   serveStorageQueries,
+  sumAppendStats,
   Tsdb,
 } from '../../storage/index.js';
 import { type Expr, walk } from './ast.js';
@@ -106,14 +107,7 @@ export async function shardedMemoryTsdb(shards: number, busPartitions = 8): Prom
         const stats = await Promise.all(
           [...parts].map(([shard, b]) => stores[shard]!.appender.append(tenant, b)),
         );
-        return stats.reduce(
-          (a, x) => ({
-            series: a.series + x.series,
-            samples: a.samples + x.samples,
-            duplicates: a.duplicates + x.duplicates,
-          }),
-          { series: 0, samples: 0, duplicates: 0 },
-        );
+        return sumAppendStats(stats);
       },
     },
     querier: (tenant, minT, maxT) => reader.querier(tenant, minT, maxT),

@@ -432,6 +432,18 @@ class RollupArraySeries extends ArraySeries {
   }
 }
 
+/** The first index at or after `from` whose timestamp is ≥ `t` (`ts` ascending); `ts.length` if none. */
+function firstAtOrAfter(ts: Float64Array, from: number, t: number): number {
+  let lo = from;
+  let hi = ts.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ts[mid]! < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 class ArrayIterator implements SampleIterator {
   private i = -1;
   t = 0;
@@ -454,14 +466,7 @@ class ArrayIterator implements SampleIterator {
 
   seek(t: number): boolean {
     if (this.i >= 0 && this.i < this.ts.length && this.t >= t) return true;
-    let lo = Math.max(0, this.i);
-    let hi = this.ts.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.ts[mid]! < t) lo = mid + 1;
-      else hi = mid;
-    }
-    this.i = lo - 1;
+    this.i = firstAtOrAfter(this.ts, Math.max(0, this.i), t) - 1;
     return this.next();
   }
 }
@@ -491,14 +496,7 @@ class ArrayAggregateIterator implements AggregateIterator {
 
   seek(t: number): boolean {
     if (this.i >= 0 && this.i < this.ts.length && this.t >= t) return true;
-    let lo = Math.max(0, this.i);
-    let hi = this.ts.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.ts[mid]! < t) lo = mid + 1;
-      else hi = mid;
-    }
-    this.i = lo - 1;
+    this.i = firstAtOrAfter(this.ts, Math.max(0, this.i), t) - 1;
     return this.next();
   }
 
