@@ -94,7 +94,7 @@ export class ProcessorWorkers {
   readonly routing: ShardRouting;
   /** Set when a worker died: the reason readiness fails. */
   failure: string | undefined;
-  /** Bus end offsets at the last stats poll, for lag. */
+  /** Bus records no worker has processed yet, at the last stats poll (backpressure reads it). */
   private lag = 0;
   private readonly lagByWorker: number[] = [];
 
