@@ -6,11 +6,12 @@
  * chunks, the head over every block, a newer block (higher seq) over an older one.
  */
 
+import type { LabelSet } from '../model/labels.js';
 import type { BlockReader } from './block.js';
 import { decodeChunk, SampleBuffer } from './codec/chunk.js';
 import { XorReader } from './codec/xor.js';
 import { chunkBytes, type HeadChunk, type HeadSeriesSnapshot } from './head.js';
-import type { SampleIterator } from './storage.js';
+import type { SampleArrays, SampleIterator, SelectedSeries } from './storage.js';
 
 export const EMPTY_ITERATOR: SampleIterator = { next: () => false, seek: () => false, t: 0, v: 0 };
 
@@ -270,17 +271,47 @@ export class ArrayIterator implements SampleIterator {
 
   seek(t: number): boolean {
     if (this.i >= 0 && this.i < this.n && this.t >= t) return true;
-    let lo = Math.max(this.i, 0);
-    let hi = this.n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.ts[mid]! < t) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = firstAtOrAfter(this.ts, Math.max(this.i, 0), this.n, t);
     this.i = lo;
     if (lo >= this.n) return false;
     this.t = this.ts[lo]!;
     this.v = this.vs[lo]!;
     return true;
+  }
+}
+
+/** The first index in [from, end) whose timestamp is ≥ `t` (`ts` ascending); `end` if none. */
+export function firstAtOrAfter(ts: Float64Array, from: number, end: number, t: number): number {
+  let lo = from;
+  let hi = end;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ts[mid]! < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** A series whose samples are already in memory, as columns (a remote read, a storage port's answer). */
+export class ArraySeries implements SelectedSeries {
+  constructor(
+    readonly labels: LabelSet,
+    readonly t: Float64Array,
+    readonly v: Float64Array,
+  ) {}
+
+  iterator(): SampleIterator {
+    return new ArrayIterator(this.t, this.v);
+  }
+
+  readSamples(out: SampleArrays): number {
+    const n = this.t.length;
+    out.n = 0;
+    out.ensure(n);
+    out.t.set(this.t);
+    // Same-type typed array copy: a byte copy, so NaN payloads (staleness markers) keep their bits.
+    out.v.set(this.v);
+    out.n = n;
+    return n;
   }
 }

@@ -12,14 +12,13 @@ import { hashPartitionKey, jobPartitionKey } from '../../bus/index.js';
 import type { SeriesBatch } from '../../model/batch.js';
 import { Errors, twError } from '../../model/errors.js';
 import type { LabelMatcher, LabelSet } from '../../model/labels.js';
+import { ArraySeries, firstAtOrAfter } from '../iterators.js';
 import { AGG_COLUMNS, AGG_COUNT, AGG_LAST, AGG_MAX, AGG_MIN, AGG_SUM } from '../rollup.js';
 import type {
   AggregateArrays,
   AggregateIterator,
   AppendStats,
   Querier,
-  SampleArrays,
-  SampleIterator,
   SelectedSeries,
   SelectHints,
   SeriesSet,
@@ -236,7 +235,7 @@ class PortQuerier implements Querier {
       const err = answers.find((a) => a.err)?.err;
       const lists = answers.map((a) => seriesOfParts(a.parts));
       let total = 0;
-      for (const l of lists) for (const s of l) total += s.length;
+      for (const l of lists) for (const s of l) total += s.t.length;
       if (hints?.maxSamples !== undefined && total > hints.maxSamples)
         throw twError(
           Errors.budgetExceeded,
@@ -377,33 +376,6 @@ function mergeTwo(a: ArraySeries, b: ArraySeries): ArraySeries {
     : new ArraySeries(a.labels, t.subarray(0, n), v.subarray(0, n));
 }
 
-/** A series read into memory: its columns are views into a transferred part. */
-class ArraySeries implements SelectedSeries {
-  constructor(
-    readonly labels: LabelSet,
-    readonly t: Float64Array,
-    readonly v: Float64Array,
-  ) {}
-
-  get length(): number {
-    return this.t.length;
-  }
-
-  iterator(): SampleIterator {
-    return new ArrayIterator(this.t, this.v);
-  }
-
-  readSamples(out: SampleArrays): number {
-    const n = this.t.length;
-    out.n = 0;
-    out.ensure(n);
-    out.t.set(this.t);
-    out.v.set(this.v);
-    out.n = n;
-    return n;
-  }
-}
-
 /** A series answered from a rollup tier: `v` is the function's aggregate, `agg` every aggregate. */
 class RollupArraySeries extends ArraySeries {
   constructor(
@@ -432,45 +404,6 @@ class RollupArraySeries extends ArraySeries {
   }
 }
 
-/** The first index at or after `from` whose timestamp is ≥ `t` (`ts` ascending); `ts.length` if none. */
-function firstAtOrAfter(ts: Float64Array, from: number, t: number): number {
-  let lo = from;
-  let hi = ts.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (ts[mid]! < t) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-class ArrayIterator implements SampleIterator {
-  private i = -1;
-  t = 0;
-  v = 0;
-
-  constructor(
-    private readonly ts: Float64Array,
-    private readonly vs: Float64Array,
-  ) {}
-
-  next(): boolean {
-    if (++this.i >= this.ts.length) {
-      this.i = this.ts.length;
-      return false;
-    }
-    this.t = this.ts[this.i]!;
-    this.v = this.vs[this.i]!;
-    return true;
-  }
-
-  seek(t: number): boolean {
-    if (this.i >= 0 && this.i < this.ts.length && this.t >= t) return true;
-    this.i = firstAtOrAfter(this.ts, Math.max(0, this.i), t) - 1;
-    return this.next();
-  }
-}
-
 class ArrayAggregateIterator implements AggregateIterator {
   private i = -1;
   t = 0;
@@ -496,7 +429,7 @@ class ArrayAggregateIterator implements AggregateIterator {
 
   seek(t: number): boolean {
     if (this.i >= 0 && this.i < this.ts.length && this.t >= t) return true;
-    this.i = firstAtOrAfter(this.ts, Math.max(0, this.i), t) - 1;
+    this.i = firstAtOrAfter(this.ts, Math.max(0, this.i), this.ts.length, t) - 1;
     return this.next();
   }
 

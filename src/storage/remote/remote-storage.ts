@@ -44,7 +44,7 @@ import {
   METRIC_NAME_LABEL,
   WellKnownLabel,
 } from '../../model/labels.js';
-import { ArrayIterator } from '../iterators.js';
+import { ArraySeries } from '../iterators.js';
 import {
   AGG_COLUMNS,
   AGG_COUNT,
@@ -237,28 +237,6 @@ function seconds(ms: number): string {
 }
 
 /** Samples of one series as read back, in timestamp order, one per timestamp. */
-class RemoteSeries implements SelectedSeries {
-  constructor(
-    readonly labels: LabelSet,
-    private readonly t: Float64Array,
-    private readonly v: Float64Array,
-  ) {}
-
-  iterator(): ArrayIterator {
-    return new ArrayIterator(this.t, this.v);
-  }
-
-  readSamples(out: SampleArrays): number {
-    const n = this.t.length;
-    out.n = 0;
-    out.ensure(n);
-    out.t.set(this.t);
-    // Same-type typed array copy: a byte copy, so NaN payloads (staleness markers) keep their bits.
-    out.v.set(this.v);
-    out.n = n;
-    return n;
-  }
-}
 
 /** The query function that yields each AGG_* column. */
 const AGG_FUNCTION: Readonly<Record<number, string>> = {
@@ -486,7 +464,7 @@ class SeriesCollector {
         t = t2.subarray(0, n);
         v = v2.subarray(0, n);
       }
-      out.push(new RemoteSeries(p.labels, t, v));
+      out.push(new ArraySeries(p.labels, t, v));
     }
     return out;
   }
