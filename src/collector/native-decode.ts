@@ -12,7 +12,7 @@
  */
 import { Errors, twError } from '../model/errors.js';
 import { ByteReader, DecodeError } from '../protocol/bytes.js';
-import { type DecodeLimits, readJobEvents } from '../protocol/native.js';
+import { checkLabelRefs, type DecodeLimits, readJobEvents } from '../protocol/native.js';
 import { ProtoError } from './protobuf.js';
 import type { RefBatch } from './ref-batch.js';
 import { MAX_FUTURE_MS } from './remote-write-decode.js';
@@ -71,13 +71,7 @@ export class NativeRefDecoder {
     const strLen = this.strLen;
     const maxBytes = limits.maxLabelValueBytes;
     for (let i = 0; i < stringCount; i++) {
-      const len = r.uvarint('string table entry length');
-      if (len > maxBytes)
-        throw new DecodeError(
-          `string table entry is ${len} bytes, longer than the limit of ${maxBytes}`,
-          r.pos,
-        );
-      r.need(len, 'string table entry');
+      const len = r.stringLength('string table entry', maxBytes);
       const at = r.pos;
       let high = 0;
       for (let k = at; k < at + len; k++) high |= payload[k]!;
@@ -115,12 +109,7 @@ export class NativeRefDecoder {
       for (let l = 0; l < labelCount; l++) {
         const ni = r.uvarint('label name index');
         const vi = r.uvarint('label value index');
-        if (ni >= stringCount || vi >= stringCount) {
-          throw new DecodeError(
-            `series ${s} refers to string ${Math.max(ni, vi)} but the table has ${stringCount}`,
-            r.pos,
-          );
-        }
+        checkLabelRefs(s, ni, vi, stringCount, r.pos);
         // The same entry twice; equal names in two entries are found by the key builder's sort below.
         if (stamps[ni] === stamp) throw this.twice(payload, s, ni, r.pos);
         stamps[ni] = stamp;

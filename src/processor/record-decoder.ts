@@ -10,7 +10,7 @@
  */
 import type { JobEvent } from '../model/job.js';
 import { ByteReader, DecodeError } from '../protocol/bytes.js';
-import { type DecodeLimits, defaultDecodeLimits, readJobEvents } from '../protocol/native.js';
+import { checkLabelRefs, type DecodeLimits, defaultDecodeLimits, readJobEvents } from '../protocol/native.js';
 import { type SeriesTable, SeriesTableError } from './series-table.js';
 
 const NO_EVENTS: readonly JobEvent[] = Object.freeze([]);
@@ -100,13 +100,7 @@ export function decodeRecord(
   const local = out.sidOfLocal;
   const maxBytes = limits.maxLabelValueBytes;
   for (let i = 0; i < stringCount; i++) {
-    const len = r.uvarint('string table entry length');
-    if (len > maxBytes)
-      throw new DecodeError(
-        `string table entry is ${len} bytes, longer than the limit of ${maxBytes}`,
-        r.pos,
-      );
-    r.need(len, 'string table entry');
+    const len = r.stringLength('string table entry', maxBytes);
     try {
       local[i] = table.internBytes(payload, r.pos, len);
     } catch (err) {
@@ -158,12 +152,7 @@ export function decodeRecord(
         vi = r.uvarint('label value index');
         p = r.pos;
       }
-      if (ni >= stringCount || vi >= stringCount) {
-        throw new DecodeError(
-          `series ${s} refers to string ${Math.max(ni, vi)} but the table has ${stringCount}`,
-          r.pos,
-        );
-      }
+      checkLabelRefs(s, ni, vi, stringCount, r.pos);
       const name = local[ni]!;
       if (seen[name] === stamp)
         throw new DecodeError(`series ${s} has label ${JSON.stringify(table.strings[name])} twice`, r.pos);

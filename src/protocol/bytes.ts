@@ -192,11 +192,21 @@ export class ByteReader {
     return u % 2 === 0 ? u / 2 : -(u + 1) / 2;
   }
 
-  string(what: string, maxBytes: number): string {
+  /**
+   * The byte length of a length-prefixed string, checked against `maxBytes` and against what remains; the
+   * position is left at its first byte. For readers that use the bytes in place (interning, hashing) instead
+   * of decoding a string.
+   */
+  stringLength(what: string, maxBytes: number): number {
     const len = this.uvarint(`${what} length`);
     if (len > maxBytes)
       throw new DecodeError(`${what} is ${len} bytes, longer than the limit of ${maxBytes}`, this.pos);
     this.need(len, what);
+    return len;
+  }
+
+  string(what: string, maxBytes: number): string {
+    const len = this.stringLength(what, maxBytes);
     let s: string;
     try {
       s = textDecoder.decode(this.buf.subarray(this.pos, this.pos + len));

@@ -246,12 +246,7 @@ export function decodePayload(
     for (let l = 0; l < labelCount; l++) {
       const ni = r.uvarint('label name index');
       const vi = r.uvarint('label value index');
-      if (ni >= stringCount || vi >= stringCount) {
-        throw new DecodeError(
-          `series ${s} refers to string ${Math.max(ni, vi)} but the table has ${stringCount}`,
-          r.pos,
-        );
-      }
+      checkLabelRefs(s, ni, vi, stringCount, r.pos);
       const name = strings[ni]!;
       if (Object.hasOwn(labels, name))
         throw new DecodeError(`series ${s} has label ${JSON.stringify(name)} twice`, r.pos);
@@ -353,4 +348,13 @@ function nestingDepth(v: unknown): number {
       if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
   }
   return deepest;
+}
+
+/** Refuses a label of series `s` whose name or value index lies outside the payload's string table. */
+export function checkLabelRefs(s: number, ni: number, vi: number, stringCount: number, pos: number): void {
+  if (ni >= stringCount || vi >= stringCount)
+    throw new DecodeError(
+      `series ${s} refers to string ${Math.max(ni, vi)} but the table has ${stringCount}`,
+      pos,
+    );
 }
