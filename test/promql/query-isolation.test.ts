@@ -183,7 +183,7 @@ describe('heavy queries beside ingest', () => {
           'exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)',
       },
     });
-    expect(slow).toMatchObject({ status: 503, body: { errorType: 'timeout' } });
+    expect(slow, JSON.stringify(slow?.body)).toMatchObject({ status: 503, body: { errorType: 'timeout' } });
     // Within the timeout, give or take the round trip of the answer itself on a busy machine.
     for (let i = 0; i < cases.length; i++)
       expect(answers[i]!.ms, cases[i]!.params.query).toBeLessThan(cases[i]!.timeoutMs + 250);

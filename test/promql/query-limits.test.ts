@@ -152,6 +152,12 @@ describe('engine limits', () => {
     expect(err.message).toMatch(/^query timed out in (subquery|evaluation)/);
   });
 
+  it('takes a timeout that is not a whole number of milliseconds (what is left of a deadline)', async () => {
+    const engine = new PromqlEngine();
+    const r = await engine.instantQuery(tenantQueryable(storage, 'a'), 'vector(1)', T0, { timeoutMs: 899.1 });
+    expect(r.value).toMatchObject({ resultType: 'vector', samples: [{ v: 1 }] });
+  });
+
   it('refuses expressions nested deeper than its limit with a parse error (400)', async () => {
     const engine = new PromqlEngine();
     for (const q of [

@@ -1046,7 +1046,8 @@ export class PromqlEngine {
   ): Promise<QueryResult> {
     const began = Date.now();
     const timeoutMs = opts.timeoutMs ?? this.opts.timeoutMs;
-    const deadlineSignal = AbortSignal.timeout(Math.max(1, timeoutMs));
+    // Whole milliseconds: a remaining time (a deadline minus a clock reading) is fractional, and timers refuse it.
+    const deadlineSignal = AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs)));
     const q: QueryCtx = {
       query,
       queryable: source,
