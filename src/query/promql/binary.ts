@@ -301,8 +301,11 @@ function vectorBinop(ev: Evaluator, e: BinaryExpr, lhsIn: StepSeries[], rhsIn: S
       if (rStamp[sig] === stamp) {
         const other = R[rIdx[sig]!]!;
         const oneSide = oneToMany ? 'left' : 'right';
+        // The two series in sorted order, as Prometheus names them: the message then does not depend on the
+        // order the operand's series were read in.
+        const [first, second] = [labelsString(s.labels), labelsString(other.labels)].sort();
         throw new ExecutionError(
-          `found duplicate series for the match group ${labelsString(matchLabels(s.labels, m))} on the ${oneSide} hand-side of the operation: [${labelsString(s.labels)}, ${labelsString(other.labels)}];many-to-many matching not allowed: matching labels must be unique on one side`,
+          `found duplicate series for the match group ${labelsString(matchLabels(s.labels, m))} on the ${oneSide} hand-side of the operation: [${first}, ${second}];many-to-many matching not allowed: matching labels must be unique on one side`,
         );
       }
       rStamp[sig] = stamp;

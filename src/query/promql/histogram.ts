@@ -127,8 +127,7 @@ export function bucketQuantile(q: number, b: Buckets): [number, boolean] {
 /** Prometheus's BucketFraction for classic buckets. */
 export function bucketFraction(lower: number, upper: number, b: Buckets): number {
   sortAndCoalesce(b);
-  if (b.ub[b.n - 1] !== Number.POSITIVE_INFINITY) return Number.NaN;
-  ensureMonotonic(b);
+  if (b.n === 0 || b.ub[b.n - 1] !== Number.POSITIVE_INFINITY) return Number.NaN;
   const count = b.count[b.n - 1]!;
   if (count === 0 || Number.isNaN(lower) || Number.isNaN(upper)) return Number.NaN;
   if (lower >= upper) return 0;
@@ -137,8 +136,11 @@ export function bucketFraction(lower: number, upper: number, b: Buckets): number
   let upperRank = 0;
   let lowerSet = false;
   let upperSet = false;
+  // As histogram_quantile assumes: when the lowest bucket's upper bound is above 0 the observations are taken
+  // to be non-negative, so that bucket spans [0, ub] and a bound inside it interpolates instead of giving NaN.
+  const firstLowerBound = b.ub[0]! > 0 ? 0 : Number.NEGATIVE_INFINITY;
   for (let i = 0; i < b.n; i++) {
-    const lowerBound = i > 0 ? b.ub[i - 1]! : Number.NEGATIVE_INFINITY;
+    const lowerBound = i > 0 ? b.ub[i - 1]! : firstLowerBound;
     const upperBound = b.ub[i]!;
     const bc = b.count[i]!;
     const interpolate = (v: number) => rank + ((bc - rank) * (v - lowerBound)) / (upperBound - lowerBound);

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { MessageChannel } from 'node:worker_threads';
 import { pino } from 'pino';
 import { hashPartitionKey, seriesPartitionKey } from '../../bus/index.js';
-import { SeriesBatchBuilder, STALE_NAN, splitBatch } from '../../model/batch.js';
+import { isStaleNaN, SeriesBatchBuilder, STALE_NAN, splitBatch } from '../../model/batch.js';
 import { type LabelMatcher, type LabelSet, matchesAll } from '../../model/labels.js';
 import {
   defaultTsdbOptions,
@@ -134,6 +134,11 @@ interface SeriesDesc {
   readonly values: (number | undefined)[];
   /** Positions holding native histograms (not stored; their presence classifies cases). */
   readonly histogramAt: boolean[];
+  /**
+   * Where the values hold a staleness marker (`stale`). Kept apart from `values` because V8 stores a plain
+   * `number[]` as doubles and quiets a signalling NaN on the way in, so the marker's bits would not survive.
+   */
+  readonly staleAt: boolean[];
   /** `@st`: the line gives start timestamps for the series. */
   readonly startTimestamps: boolean;
 }
@@ -214,12 +219,14 @@ function parseNumberLiteral(s: string): number {
   return v;
 }
 
-function parseValues(rest: string): Pick<SeriesDesc, 'values' | 'histogramAt'> {
+function parseValues(rest: string): Pick<SeriesDesc, 'values' | 'histogramAt' | 'staleAt'> {
   const values: (number | undefined)[] = [];
   const histogramAt: boolean[] = [];
+  const staleAt: boolean[] = [];
   const push = (v: number | undefined, h = false) => {
     values.push(v);
     histogramAt.push(h);
+    staleAt.push(v !== undefined && isStaleNaN(v));
   };
   for (const item of valueItems(rest)) {
     if (item.startsWith('{{')) {
@@ -259,7 +266,7 @@ function parseValues(rest: string): Pick<SeriesDesc, 'values' | 'histogramAt'> {
     }
     push(parseNumberLiteral(item));
   }
-  return { values, histogramAt };
+  return { values, histogramAt, staleAt };
 }
 
 function parseSeriesDesc(line: string): SeriesDesc {
@@ -536,7 +543,7 @@ async function load(
         b.addSeries(s.labels);
         started = true;
       }
-      b.add(k * cmd.intervalMs, v);
+      b.add(k * cmd.intervalMs, s.staleAt[k] ? STALE_NAN : v);
     }
   }
   if (cmd.withNhcb) unstorable.histogramSeries.push(...nhcbSeriesOf(cmd.series));
