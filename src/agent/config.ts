@@ -9,8 +9,8 @@
  * Footprint). Its schema is small and fixed, so it is checked here by a few composable checks that name
  * every bad key, where its value came from and what was expected; YAML is read with js-yaml (~0.5 MB).
  */
-import { readFileSync } from 'node:fs';
 import { loadAll } from 'js-yaml';
+import { type ConfigLayerSources, isMapping, layerConfig, problemLine } from '../model/config-layers.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 
 export const AGENT_ENV_PREFIX = 'TRAINWATCH_AGENT_';
@@ -139,10 +139,6 @@ type Check<T> = (value: unknown, key: readonly string[], problems: Problem[]) =>
 function problem<T>(problems: Problem[], key: readonly string[], message: string): T {
   problems.push({ key, message, showValue: true });
   return undefined as T;
-}
-
-function isMapping(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function integer(min: number, max: number, dflt: number): Check<number> {
@@ -352,18 +348,11 @@ function crossChecks(c: AgentConfig, problems: Problem[]): void {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Sources: defaults ← file ← TRAINWATCH_AGENT_* environment ← flags, each value remembering where it came from.
+// Sources: defaults ← file ← TRAINWATCH_AGENT_* environment ← flags (src/model/config-layers.ts, shared with the
+// server), each value remembering where it came from.
 
-export interface AgentConfigSources {
-  /** Path of a YAML file; absent = defaults only. */
-  readonly file?: string | undefined;
-  /** Usually `process.env`; `TRAINWATCH_AGENT_<KEY>` variables whose first key is a config key are read. */
-  readonly env?: Readonly<Record<string, string | undefined>>;
-  /** Values from command-line flags, as nested objects (`{ server: { url } }`); undefined values are absent. */
-  readonly flags?: Readonly<Record<string, unknown>>;
-}
-
-type Tree = Record<string, unknown>;
+/** Where the agent's configuration comes from: a YAML file, `TRAINWATCH_AGENT_*` variables, flags. */
+export type AgentConfigSources = ConfigLayerSources;
 
 const TOP_KEYS = new Set<string>([
   'server',
@@ -390,105 +379,16 @@ function parseYaml(text: string): unknown {
 
 /** Builds the agent's configuration; throws an {@link AgentConfigError} naming every bad key. */
 export function loadAgentConfig(sources: AgentConfigSources = {}): AgentConfig {
-  const origin = new Map<string, string>();
-  let tree: Tree = {};
-
-  if (sources.file) {
-    let body: string;
-    try {
-      body = readFileSync(sources.file, 'utf8');
-    } catch (err) {
-      throw new AgentConfigError(`cannot read config file ${sources.file}: ${(err as Error).message}`);
-    }
-    let parsed: unknown;
-    try {
-      parsed = parseYaml(body) ?? {};
-    } catch (err) {
-      throw new AgentConfigError(`config file ${sources.file} is not valid YAML: ${(err as Error).message}`);
-    }
-    if (!isMapping(parsed))
-      throw new AgentConfigError(
-        `config file ${sources.file} must contain a mapping of keys to values at the top level`,
-      );
-    tree = mergeInto(tree, parsed, `config file ${sources.file}`, origin, []);
-  }
-
-  for (const [name, raw] of Object.entries(sources.env ?? {})) {
-    if (!name.startsWith(AGENT_ENV_PREFIX) || raw === undefined) continue;
-    const keyPath = name.slice(AGENT_ENV_PREFIX.length).toLowerCase().split('__');
-    if (!TOP_KEYS.has(keyPath[0]!)) continue;
-    let value: unknown = raw;
-    try {
-      value = parseYaml(raw) ?? null;
-    } catch {
-      // Not YAML: the raw string, and the check says what was expected.
-    }
-    tree = mergeInto(tree, nest(keyPath, value), `environment variable ${name}`, origin, []);
-  }
-
-  if (sources.flags) tree = mergeInto(tree, sources.flags as Tree, 'command-line flag', origin, []);
-
+  const layered = layerConfig(sources, {
+    parseYaml,
+    envPrefix: AGENT_ENV_PREFIX,
+    topKeys: TOP_KEYS,
+    error: (message) => new AgentConfigError(message),
+  });
   const problems: Problem[] = [];
-  const config = checkAgentConfig(tree, [], problems);
+  const config = checkAgentConfig(layered.tree, [], problems);
   if (problems.length === 0) crossChecks(config, problems);
   if (problems.length === 0) return config;
-  const lines = problems.map((p) => {
-    const key = p.key.join('.') || '(top level)';
-    const from = originOf(origin, p.key);
-    const got = p.showValue ? valueAt(tree, p.key) : undefined;
-    return `  - ${key}: ${p.message}${got !== undefined ? ` (got ${JSON.stringify(got)})` : ''}${from ? ` [from ${from}]` : ''}`;
-  });
+  const lines = problems.map((p) => problemLine(layered, p.key, p.message, p.showValue));
   throw new AgentConfigError(`invalid configuration:\n${lines.join('\n')}`);
-}
-
-function nest(keyPath: string[], value: unknown): Tree {
-  let out: unknown = value;
-  for (let i = keyPath.length - 1; i >= 0; i--) out = { [keyPath[i]!]: out };
-  return out as Tree;
-}
-
-function mergeInto(
-  base: Tree,
-  over: Tree,
-  source: string,
-  origin: Map<string, string>,
-  at: readonly string[],
-): Tree {
-  const out: Tree = { ...base };
-  for (const [k, v] of Object.entries(over)) {
-    if (v === undefined) continue;
-    const keyPath = [...at, k];
-    if (isMapping(v) && isMapping(out[k])) {
-      out[k] = mergeInto(out[k] as Tree, v, source, origin, keyPath);
-    } else {
-      out[k] = v;
-      origin.set(keyPath.join('.'), source);
-      if (isMapping(v)) markAll(v, keyPath, source, origin);
-    }
-  }
-  return out;
-}
-
-function markAll(tree: Tree, at: readonly string[], source: string, origin: Map<string, string>): void {
-  for (const [k, v] of Object.entries(tree)) {
-    origin.set([...at, k].join('.'), source);
-    if (isMapping(v)) markAll(v, [...at, k], source, origin);
-  }
-}
-
-function originOf(origin: Map<string, string>, keyPath: readonly string[]): string | undefined {
-  for (let n = keyPath.length; n > 0; n--) {
-    const o = origin.get(keyPath.slice(0, n).join('.'));
-    if (o) return o;
-  }
-  return undefined;
-}
-
-function valueAt(tree: unknown, keyPath: readonly string[]): unknown {
-  let cur = tree;
-  for (const k of keyPath) {
-    if (!isMapping(cur) && !Array.isArray(cur)) return undefined;
-    cur = (cur as Tree)[k];
-  }
-  return cur;
 }

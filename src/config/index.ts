@@ -1,2 +1,2 @@
-export { ConfigError, type ConfigSources, loadConfig, loadConfigWith } from './load.js';
+export { ConfigError, type ConfigSources, loadConfig } from './load.js';
 export { type Config, configSchema, ROLE_NAMES, type RoleName } from './schema.js';
