@@ -32,12 +32,10 @@ export type {
   Storage,
 } from './storage.js';
 export { seriesSet, sumAppendStats } from './storage.js';
-/** @deprecated The placeholder is gone: this is {@link MemoryStorage}, the real TSDB kept in memory. */
 export {
   defaultTsdbOptions,
   type LocalQuerier,
   MemoryStorage,
-  MemoryStorage as PlaceholderMemoryStorage,
   Tsdb,
   type TsdbOptions,
 } from './tsdb.js';
