@@ -55,7 +55,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0, every: 
             v = probe()
             if v:
                 return v
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
+        except Exception as e:  # keep polling, report the last error
             last = e
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f": {last}" if last else ""))
@@ -77,7 +77,7 @@ class Trainwatch:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = tempfile.mkdtemp(prefix="tw-pytest-")
-        self.log = open(os.path.join(self.data_dir, "server.log"), "wb")  # noqa: SIM115 - closed in stop()
+        self.log = open(os.path.join(self.data_dir, "server.log"), "wb")  # closed in stop()
         self.proc = subprocess.Popen(
             ["node", str(CLI), "start", "--listen", f"127.0.0.1:{self.port}", "--data-dir",
              os.path.join(self.data_dir, "data"), "--log-level", "warn"],

@@ -229,7 +229,7 @@ def test_offline_mode_then_python_sync(trainwatch_server, tmp_path):
     assert job["config"] == {"lr": 0.5}
     again = subprocess.run(sync, capture_output=True, text=True, timeout=60)
     assert '"frames": 0' in again.stdout  # sent frames are marked .sent
-    resend = subprocess.run(sync + ["--resend"], capture_output=True, text=True, timeout=60)
+    resend = subprocess.run([*sync, "--resend"], capture_output=True, text=True, timeout=60)
     assert resend.returncode == 0 and f'"duplicate": {len(frames)}' in resend.stdout
     assert len(points(srv.series("train_loss", job_id="core-offline"))) == 20
 

@@ -20,7 +20,7 @@ from . import core as _runmod
 from .core import Run, current
 from .core import _set_current as _set_current_run
 
-__all__ = ["Run", "init", "log", "finish", "run", "current"]
+__all__ = ["Run", "current", "finish", "init", "log", "run"]
 __version__ = "0.1.0"
 
 _warned_no_run = False

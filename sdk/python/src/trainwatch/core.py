@@ -103,6 +103,41 @@ class Run:
         labels: Optional[Mapping[str, str]] = None,
     ) -> None:
         e = os.environ
+        self._init_identity(e, job_id, name, project, config, tags, mode, framework, rank, local_rank, world_size,
+                            batch_size, tokens_per_step, throughput_interval)
+        self._init_destination(e, server, agent_url, flush_interval, heartbeat_interval, flush_timeout)
+        self._init_labels(labels)
+        self._init_state(max_queue)
+        self._init_delivery(e, token, request_timeout, spool_dir, offline_dir, max_spool_bytes)
+        self._gpu_mode = (gpu or e.get("TRAINWATCH_GPU") or "auto").lower()
+        self._gpu_interval = gpu_interval
+        self._gpu_thread: Optional[threading.Thread] = None
+        self._prev_sigterm: Any = None
+        self._thread: Optional[threading.Thread] = None
+        if self.mode != "disabled":
+            self._start(handle_signals)
+
+    # ---------------------------------------------------------------------------------------------------
+    # Construction, in steps: who this process is, where it sends, what it labels, its state, its delivery.
+
+    def _init_identity(
+        self,
+        e: Mapping[str, str],
+        job_id: Optional[str],
+        name: Optional[str],
+        project: Optional[str],
+        config: Optional[Mapping[str, Any]],
+        tags: Optional[List[str]],
+        mode: Optional[str],
+        framework: Optional[str],
+        rank: Optional[int],
+        local_rank: Optional[int],
+        world_size: Optional[int],
+        batch_size: Optional[int],
+        tokens_per_step: Optional[int],
+        throughput_interval: float,
+    ) -> None:
+        """The mode, the rank's place in the job, the job id (shared with child processes) and its metadata."""
         self.mode = (mode or e.get("TRAINWATCH_MODE") or "online").lower()
         if self.mode not in ("online", "offline", "disabled"):
             raise ValueError(f"mode {self.mode!r} must be online, offline or disabled (TRAINWATCH_MODE)")
@@ -138,6 +173,17 @@ class Run:
         # Step time and throughput are averaged over windows of at least this many seconds (bounded series rate).
         self.throughput_interval = throughput_interval
 
+
+    def _init_destination(
+        self,
+        e: Mapping[str, str],
+        server: Optional[str],
+        agent_url: Optional[str],
+        flush_interval: Optional[float],
+        heartbeat_interval: Optional[float],
+        flush_timeout: Optional[float],
+    ) -> None:
+        """Where frames go (the server, or the node agent by default) and how often."""
         self.server = server or e.get("TRAINWATCH_SERVER")
         self.agent_url = agent_url or e.get("TRAINWATCH_AGENT_URL") or DEFAULT_AGENT_URL
         self.destination = self.server or self.agent_url
@@ -148,6 +194,8 @@ class Run:
         self.flush_timeout = flush_timeout if flush_timeout is not None else _env_float("TRAINWATCH_FLUSH_TIMEOUT", 10.0)
         self.source_id = f"sdk-{socket.gethostname().split('.')[0][:60]}-{os.getpid()}-{secrets.token_hex(4)}"
 
+
+    def _init_labels(self, labels: Optional[Mapping[str, str]]) -> None:
         # Labels of every series this process writes; GPU series use the node's labels instead of the rank.
         self._labels: Dict[str, str] = {"job_id": self.job_id, "rank": str(self.rank), "node_id": self.node_id}
         self._node_labels: Dict[str, str] = {"job_id": self.job_id, "node_id": self.node_id}
@@ -155,6 +203,9 @@ class Run:
             if names.is_valid_label_name(k) and k not in ("job_id", "rank"):
                 self._labels[k] = str(v)
 
+
+    def _init_state(self, max_queue: int) -> None:
+        """The queue the training thread fills, the counters, and the background thread's own state."""
         self._queue: Deque[tuple] = deque()
         self._max_queue = max_queue
         self._closed = self.mode == "disabled"
@@ -208,6 +259,17 @@ class Run:
         self._next_try = 0.0
         self._retry_floor = 0.0
 
+
+    def _init_delivery(
+        self,
+        e: Mapping[str, str],
+        token: Optional[str],
+        request_timeout: float,
+        spool_dir: Optional[str],
+        offline_dir: Optional[str],
+        max_spool_bytes: int,
+    ) -> None:
+        """The HTTP sender and the on-disk frame store (a spool online, the run's directory offline)."""
         self._sender: Optional[HttpSender] = None
         self._store: Optional[FrameStore] = None
         self._adopted: List[FrameStore] = []
@@ -224,14 +286,9 @@ class Run:
         if self._store is not None and self._store.last_error:
             log.warning("trainwatch: %s; keeping undelivered frames in memory", self._store.last_error)
 
-        self._gpu_mode = (gpu or e.get("TRAINWATCH_GPU") or "auto").lower()
-        self._gpu_interval = gpu_interval
-        self._gpu_thread: Optional[threading.Thread] = None
-        self._prev_sigterm: Any = None
-        self._thread: Optional[threading.Thread] = None
-        if self.mode == "disabled":
-            return
 
+    def _start(self, handle_signals: bool) -> None:
+        """Sends the start event and starts the background threads (and the GPU sampler on local rank 0)."""
         self._start_event()
         self._next_heartbeat = _time() + self.heartbeat_interval
         self._thread = threading.Thread(target=self._worker, name="trainwatch-sender", daemon=True)
@@ -705,7 +762,7 @@ class Run:
 class _SeriesBuffer:
     """One series' samples waiting for the next frame, and its newest timestamp (kept across frames)."""
 
-    __slots__ = ("labels", "timestamps", "values", "last")
+    __slots__ = ("labels", "last", "timestamps", "values")
 
     def __init__(self, labels: Dict[str, str]) -> None:
         self.labels = labels

@@ -1,8 +1,8 @@
 """A tiny Keras fit (KERAS_BACKEND chooses the backend; the tests use torch) reporting to trainwatch."""
 
+import keras
 import numpy as np
 
-import keras
 from trainwatch.integrations.keras import TrainwatchCallback
 
 
