@@ -98,3 +98,44 @@ export async function getJson<T = unknown>(url: string): Promise<T> {
   if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${JSON.stringify(body)}`);
   return body as T;
 }
+
+export interface ServerProcessOptions {
+  readonly port: number;
+  readonly dataDir: string;
+  /** `--config` file, if any. */
+  readonly config?: string;
+  /** `TRAINWATCH_*` settings for this server (on top of the test process's environment). */
+  readonly env?: Record<string, string>;
+  /** Where the child is recorded, so the test's afterEach can stop it by PID. */
+  readonly children?: Child[];
+  readonly readyTimeoutMs?: number;
+}
+
+/**
+ * Starts `trainwatch start` on 127.0.0.1 as a child process and resolves once `/readyz` answers 200. If the
+ * process exits first, the wait fails at once with its output.
+ */
+export async function startServer(opts: ServerProcessOptions): Promise<Child> {
+  const args = [
+    'start',
+    '--listen',
+    `127.0.0.1:${opts.port}`,
+    '--data-dir',
+    opts.dataDir,
+    '--log-level',
+    'warn',
+  ];
+  if (opts.config) args.push('--config', opts.config);
+  const child = startCli(args, opts.env ?? {});
+  opts.children?.push(child);
+  await waitFor(
+    'trainwatch to be ready',
+    async () => {
+      if (child.proc.exitCode !== null) throw new Error(`trainwatch exited early:\n${child.output()}`);
+      return (await fetch(`http://127.0.0.1:${opts.port}/readyz`)).ok || undefined;
+    },
+    opts.readyTimeoutMs ?? 30_000,
+    50,
+  );
+  return child;
+}

@@ -17,6 +17,7 @@ import {
   getJson,
   REPO_ROOT,
   startCli,
+  startServer,
   stopChild,
   tempDir,
   waitFor,
@@ -28,24 +29,16 @@ afterEach(async () => {
   await Promise.all(children.splice(0).map((c) => stopChild(c, 'SIGKILL')));
 });
 
-async function startServer(port: number, dataDir: string): Promise<Child> {
-  const child = startCli(
-    ['start', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'warn'],
-    {
+function startOutageServer(port: number, dataDir: string): Promise<Child> {
+  return startServer({
+    port,
+    dataDir,
+    children,
+    env: {
       TRAINWATCH_AUTH__ANONYMOUS_SCOPES: '[ingest, read]',
       TRAINWATCH_PROCESSOR__CHECKPOINT_INTERVAL_MS: '200',
     },
-  );
-  children.push(child);
-  await waitFor(
-    'trainwatch to be ready',
-    async () => {
-      if (child.proc.exitCode !== null) throw new Error(`trainwatch exited early:\n${child.output()}`);
-      return (await fetch(`http://127.0.0.1:${port}/readyz`)).ok || undefined;
-    },
-    30_000,
-  );
-  return child;
+  });
 }
 
 function agentConfig(dir: string, localPort: number, extra = ''): string {
@@ -208,7 +201,7 @@ describe('agent outage tolerance', () => {
     const dir = tempDir('tw-agent-outage-');
     const port = await freePort();
     const localPort = await freePort();
-    let server = await startServer(port, path.join(dir, 'server'));
+    let server = await startOutageServer(port, path.join(dir, 'server'));
     const agent = startAgent(port, agentConfig(dir, localPort));
     await waitFor(
       'GPU series at the collector',
@@ -228,7 +221,7 @@ describe('agent outage tolerance', () => {
     const ackedBefore = writer.acked.size;
     await new Promise((r) => setTimeout(r, 60_000));
     const duringOutage = writer.acked.size - ackedBefore;
-    server = await startServer(port, path.join(dir, 'server'));
+    server = await startOutageServer(port, path.join(dir, 'server'));
     const outageEnd = Date.now();
     await new Promise((r) => setTimeout(r, 2000));
     await writer.stop();
@@ -256,7 +249,7 @@ describe('agent outage tolerance', () => {
     const dir = tempDir('tw-agent-kill-');
     const port = await freePort();
     const localPort = await freePort();
-    let server = await startServer(port, path.join(dir, 'server'));
+    let server = await startOutageServer(port, path.join(dir, 'server'));
     const config = agentConfig(dir, localPort);
     let agent = startAgent(port, config);
     await waitFor(
@@ -288,7 +281,7 @@ describe('agent outage tolerance', () => {
     writer = sdkWriter(localPort, 200);
     await new Promise((r) => setTimeout(r, 3000));
     await writer.stop();
-    server = await startServer(port, path.join(dir, 'server'));
+    server = await startOutageServer(port, path.join(dir, 'server'));
     expect(beforeKill.size).toBeGreaterThan(10);
     // SDK sequence numbers restart at 0 in the second writer: same source, same keys would be duplicates, so
     // the second writer's values are checked separately by their timestamps.
@@ -302,7 +295,7 @@ describe('agent outage tolerance', () => {
     const dir = tempDir('tw-agent-drop-');
     const port = await freePort();
     const localPort = await freePort();
-    let server = await startServer(port, path.join(dir, 'server'));
+    let server = await startOutageServer(port, path.join(dir, 'server'));
     const agent = startAgent(
       port,
       agentConfig(dir, localPort, 'buffer:\n  ttl_ms: 4000\n  max_bytes: 131072\n  segment_bytes: 16384\n'),
@@ -326,7 +319,7 @@ describe('agent outage tolerance', () => {
     const pastTtl = 4000 + 1000 - (Date.now() - writingSince);
     if (pastTtl > 0) await new Promise((r) => setTimeout(r, pastTtl));
     await writer.stop();
-    server = await startServer(port, path.join(dir, 'server'));
+    server = await startOutageServer(port, path.join(dir, 'server'));
     const ttl = await waitFor(
       'TTL drops reported',
       async () => {

@@ -16,7 +16,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import { type HttpReceiver, startHttpReceiver } from '../alerting/receivers.js';
-import { type Child, freePort, getJson, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
+import { type Child, freePort, getJson, startServer, stopChild, tempDir, waitFor } from '../helpers.js';
 
 const children: Child[] = [];
 let hook: HttpReceiver | undefined;
@@ -26,31 +26,14 @@ afterEach(async () => {
   await hook?.close();
 });
 
-async function startServer(port: number, dataDir: string, config: string): Promise<Child> {
-  const child = startCli(
-    [
-      'start',
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--data-dir',
-      dataDir,
-      '--config',
-      config,
-      '--log-level',
-      'warn',
-    ],
-    { TRAINWATCH_PROCESSOR__CHECKPOINT_INTERVAL_MS: '50' },
-  );
-  children.push(child);
-  await waitFor(
-    'trainwatch to be ready',
-    async () => {
-      if (child.proc.exitCode !== null) throw new Error(`trainwatch exited early:\n${child.output()}`);
-      return (await fetch(`http://127.0.0.1:${port}/readyz`)).ok || undefined;
-    },
-    30_000,
-  );
-  return child;
+function startAlertingServer(port: number, dataDir: string, config: string): Promise<Child> {
+  return startServer({
+    port,
+    dataDir,
+    config,
+    children,
+    env: { TRAINWATCH_PROCESSOR__CHECKPOINT_INTERVAL_MS: '50' },
+  });
 }
 
 const encoder = new NativeEncoder();
@@ -123,7 +106,7 @@ describe('kill -9 with alerts pending and firing', () => {
       for (let t = from; t <= to; t += 1000) b.add(t, 90);
     };
 
-    let child = await startServer(port, dataDir, config);
+    let child = await startAlertingServer(port, dataDir, config);
     // 1. A firing alert, notified.
     await send(port, (b) => {
       b.addSeries({ __name__: 'train_loss', job_id: 'nan-job', rank: '0' })
@@ -154,7 +137,7 @@ describe('kill -9 with alerts pending and firing', () => {
     await child.exited;
     hook.status = 200;
 
-    child = await startServer(port, dataDir, config);
+    child = await startAlertingServer(port, dataDir, config);
     // The waiting notification is delivered once the receiver is back.
     await waitFor('the late notification', () => deliveries(hook!, 'late-job', 'TrainingNaN')[0], 20_000);
     // The pending alert fires once more samples cover its `for`.
@@ -205,7 +188,7 @@ describe('kill -9 with alerts pending and firing', () => {
     const base = `http://127.0.0.1:${port}`;
     const t0 = Date.now() - 60_000;
 
-    let child = await startServer(port, dataDir, config);
+    let child = await startAlertingServer(port, dataDir, config);
     // A firing alert, notified (its change written just before the notification).
     await send(port, (b) => {
       b.addSeries({ __name__: 'train_loss', job_id: 'nan-job', rank: '0' })
@@ -229,7 +212,7 @@ describe('kill -9 with alerts pending and firing', () => {
 
     process.kill(child.proc.pid!, 'SIGKILL');
     await child.exited;
-    child = await startServer(port, dataDir, config);
+    child = await startAlertingServer(port, dataDir, config);
 
     const pending = await getJson<{ data: { alerts: TwAlert[] } }>(
       `${base}/api/tw/v1/alerts?state=pending&job_id=hot-job`,

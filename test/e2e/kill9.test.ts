@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
-import { type Child, freePort, getJson, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
+import { type Child, freePort, getJson, startServer, stopChild, tempDir, waitFor } from '../helpers.js';
 
 const SAMPLES_PER_BATCH = 500;
 const children: Child[] = [];
@@ -16,26 +16,17 @@ afterEach(async () => {
   await Promise.all(children.splice(0).map((c) => stopChild(c, 'SIGKILL')));
 });
 
-async function startServer(port: number, dataDir: string): Promise<Child> {
-  const child = startCli(
-    ['start', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'warn'],
-    {
+function startKill9Server(port: number, dataDir: string): Promise<Child> {
+  return startServer({
+    port,
+    dataDir,
+    children,
+    env: {
       TRAINWATCH_PROCESSOR__CHECKPOINT_INTERVAL_MS: '50',
       // Sending without a token must be allowed explicitly (docs/ingest.md, "Authentication").
       TRAINWATCH_AUTH__ANONYMOUS_SCOPES: '[ingest, read]',
     },
-  );
-  children.push(child);
-  await waitFor(
-    'trainwatch to be ready',
-    async () => {
-      if (child.proc.exitCode !== null) throw new Error(`trainwatch exited early:\n${child.output()}`);
-      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
-      return res.ok || undefined;
-    },
-    30_000,
-  );
-  return child;
+  });
 }
 
 const encoder = new NativeEncoder();
@@ -96,7 +87,7 @@ describe('kill -9 in the middle of a stream of writes', () => {
     let next = 0;
 
     for (let round = 0; round < 3; round++) {
-      const child = await startServer(port, dataDir);
+      const child = await startKill9Server(port, dataDir);
       // Retry a few batches from before the crash (acknowledged or not): idempotency keys + idempotent storage.
       for (let i = Math.max(0, next - 5); i < next; i++) if (await post(port, batchFrame(i))) acked.add(i);
 
@@ -121,7 +112,7 @@ describe('kill -9 in the middle of a stream of writes', () => {
       await Promise.all(writers);
     }
 
-    await startServer(port, dataDir);
+    await startKill9Server(port, dataDir);
     const expectedSamples = acked.size * SAMPLES_PER_BATCH;
     const seen = await waitFor(
       'every acknowledged sample after replay',

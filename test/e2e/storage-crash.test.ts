@@ -15,7 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { hashPartitionKey, jobPartitionKey } from '../../src/bus/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
-import { type Child, freePort, getJson, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
+import { type Child, freePort, getJson, startServer, stopChild, tempDir, waitFor } from '../helpers.js';
 
 const ROUNDS = 22;
 const GRACEFUL_ROUNDS = 6;
@@ -26,28 +26,18 @@ afterEach(async () => {
   await Promise.all(children.splice(0).map((c) => stopChild(c, 'SIGKILL')));
 });
 
-async function startServer(port: number, dataDir: string, workers?: number): Promise<Child> {
-  const child = startCli(
-    ['start', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'warn'],
-    {
+function startCrashServer(port: number, dataDir: string, workers?: number): Promise<Child> {
+  return startServer({
+    port,
+    dataDir,
+    children,
+    env: {
       ...(workers !== undefined ? { TRAINWATCH_PROCESSOR__WORKERS: String(workers) } : {}),
       TRAINWATCH_PROCESSOR__CHECKPOINT_INTERVAL_MS: '50',
       TRAINWATCH_STORAGE__BLOCK_DURATION: '1s',
       TRAINWATCH_AUTH__ANONYMOUS_SCOPES: '[ingest, read]',
     },
-  );
-  children.push(child);
-  await waitFor(
-    'trainwatch to be ready',
-    async () => {
-      if (child.proc.exitCode !== null) throw new Error(`trainwatch exited early:\n${child.output()}`);
-      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
-      return res.ok || undefined;
-    },
-    30_000,
-    50,
-  );
-  return child;
+  });
 }
 
 const encoder = new NativeEncoder();
@@ -178,7 +168,7 @@ describe('storage survives SIGKILL at random moments', () => {
     for (let round = 0; round < ROUNDS; round++) {
       const s0 = Date.now();
       // Three processor workers, whatever the machine's cores: each owns a shard and some of the series.
-      const child = await startServer(port, dataDir, WORKERS);
+      const child = await startCrashServer(port, dataDir, WORKERS);
       const s1 = Date.now();
       if (round > 0) await verify(round);
       if (process.env.TW_DEBUG)
@@ -206,7 +196,7 @@ describe('storage survives SIGKILL at random moments', () => {
         .filter((l) => /"level":(50|60)/.test(l) && !/ECONNRESET|aborted/.test(l));
       expect(errors, `round ${round}: errors logged`).toEqual([]);
     }
-    const last = await startServer(port, dataDir, WORKERS);
+    const last = await startCrashServer(port, dataDir, WORKERS);
     await verify(ROUNDS);
     expect(acked.size).toBeGreaterThan(ROUNDS * 3);
     // The series lived in more than one of the workers' shards, so several shards recovered from each kill.
@@ -255,7 +245,7 @@ describe('storage survives SIGKILL at random moments', () => {
     };
     for (let round = 0; round < GRACEFUL_ROUNDS; round++) {
       // Stop while writers stream (the head holds sealed and open chunks, cuts and checkpoints run) ...
-      let child = await startServer(port, dataDir);
+      let child = await startCrashServer(port, dataDir);
       if (round > 0) await verify(round);
       let stop = false;
       const writer = async (id: string) => {
@@ -271,14 +261,14 @@ describe('storage survives SIGKILL at random moments', () => {
       await Promise.all(writers);
       await stopped;
       // ... then restart, append one small batch, stop again, and restart.
-      child = await startServer(port, dataDir);
+      child = await startCrashServer(port, dataDir);
       await verify(round);
       const i = next++;
       expect(await post(port, batchFrame(i, 'single', seq++))).toBe(true);
       acked.add(i);
       await stopGracefully(child, round, 'after one small append');
     }
-    await startServer(port, dataDir);
+    await startCrashServer(port, dataDir);
     await verify(GRACEFUL_ROUNDS);
   }, 240_000);
 });
