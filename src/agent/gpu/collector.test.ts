@@ -25,6 +25,7 @@ function run(opts: {
   scenario: string;
   intervalMs?: number;
   processesIntervalMs?: number;
+  rediscoverIntervalMs?: number;
   nvidiaSmi?: string;
 }) {
   process.env.FAKE_NVIDIA_SMI_SCENARIO = opts.scenario;
@@ -36,7 +37,7 @@ function run(opts: {
     nvidiaSmi: opts.nvidiaSmi ?? FAKE,
     intervalMs: opts.intervalMs ?? 200,
     processesIntervalMs: opts.processesIntervalMs ?? 1000,
-    rediscoverIntervalMs: 600_000,
+    rediscoverIntervalMs: opts.rediscoverIntervalMs ?? 600_000,
     shipIntervalMs: 1000,
     procRoot: '/proc',
     recorder,
@@ -69,7 +70,7 @@ async function until(what: string, probe: () => boolean, ms = 15_000) {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (probe()) return;
-    await sleep(250);
+    await sleep(50);
   }
   throw new Error(`timed out waiting for ${what}`);
 }
@@ -151,17 +152,20 @@ describe('GPU collection with nvidia-smi in loop mode', () => {
     ];
     process.env.FAKE_NVIDIA_SMI_PIDS = pids.join(',');
     const r = run({ scenario: 'h100-8x', processesIntervalMs: 1000 });
-    await until('attribution', () => {
+    let all = samples(r.batches);
+    const latest = (gpu: string) =>
+      all.filter((s) => s.labels.__name__ === 'gpu_memory_used_bytes' && s.labels.gpu === gpu).at(-1)?.labels;
+    // Until the process table has been read and every GPU's newest sample carries its owner (the shared
+    // GPU 7 has per-process samples of both jobs).
+    await until('attribution of every GPU', () => {
       r.collect();
-      return samples(r.batches).some(
-        (s) => s.labels.__name__ === 'gpu_utilization_ratio' && s.labels.job_id === '777',
+      all = samples(r.batches);
+      return (
+        latest('6')?.job_id === '777' &&
+        latest('0')?.job_id === 'llama-7b-0042' &&
+        all.some((s) => s.labels.__name__ === 'gpu_process_memory_used_bytes' && s.labels.rank === '9')
       );
     });
-    await sleep(1200);
-    r.collect();
-    const all = samples(r.batches);
-    const latest = (gpu: string) =>
-      all.filter((s) => s.labels.__name__ === 'gpu_memory_used_bytes' && s.labels.gpu === gpu).at(-1)!.labels;
     for (const i of [0, 1, 2, 3])
       expect(latest(String(i))).toMatchObject({
         job_id: 'llama-7b-0042',
@@ -228,9 +232,14 @@ describe('GPU collection with nvidia-smi in loop mode', () => {
       },
       10_000,
     );
-    await sleep(1100);
-    r.collect();
-    const up3 = samples(r.batches).filter((s) => s.labels.__name__ === 'gpu_up' && s.labels.gpu === '3');
+    const up3Of = () =>
+      samples(r.batches).filter((s) => s.labels.__name__ === 'gpu_up' && s.labels.gpu === '3');
+    // The batch closed after the loss reports it.
+    await until('gpu_up 0 for GPU 3', () => {
+      r.collect();
+      return up3Of().at(-1)?.v === 0;
+    });
+    const up3 = up3Of();
     expect(up3.some((s) => s.v === 1)).toBe(true);
     expect(up3.at(-1)!.v).toBe(0);
     expect(r.gpu.counters.badLines).toBeGreaterThanOrEqual(1);
@@ -249,11 +258,17 @@ describe('GPU collection with nvidia-smi in loop mode', () => {
       ),
     ).toBe(true);
 
-    const missing = run({ scenario: 'h100-8x', nvidiaSmi: '/nonexistent/bin/nvidia-smi' });
+    // Looked for again every 50 ms: three more tries must not repeat the notice.
+    const missing = run({
+      scenario: 'h100-8x',
+      nvidiaSmi: '/nonexistent/bin/nvidia-smi',
+      rediscoverIntervalMs: 50,
+    });
     await until('the missing notice', () =>
       missing.lines.some((l) => String(l.msg).startsWith('nvidia-smi not found')),
     );
-    await sleep(300);
+    const before = missing.gpu.counters.restarts;
+    await until('three more looks for nvidia-smi', () => missing.gpu.counters.restarts >= before + 3);
     expect(missing.lines.filter((l) => String(l.msg).startsWith('nvidia-smi not found'))).toHaveLength(1);
     expect(missing.gpu.counters.up).toBe(0);
   });
