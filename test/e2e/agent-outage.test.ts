@@ -25,6 +25,10 @@ import {
 
 const FAKE_BIN = path.join(REPO_ROOT, 'testdata/nvidia-smi/bin');
 const children: Child[] = [];
+/** How long the collector stays away in the outage test (and at least until 100 SDK batches were acknowledged). */
+const OUTAGE_MS = 60_000;
+/** The agent buffer's TTL in the drop test. */
+const DROP_TTL_MS = 15_000;
 afterEach(async () => {
   await Promise.all(children.splice(0).map((c) => stopChild(c, 'SIGKILL')));
 });
@@ -116,9 +120,9 @@ async function series(port: number, query: string, start: number): Promise<Serie
 }
 
 /** Posts one SDK batch every `everyMs` until `stop()`; remembers which were acknowledged (200). */
-function sdkWriter(localPort: number, everyMs: number, filler = 0) {
+function sdkWriter(localPort: number, everyMs: number, filler = 0, firstSequence = 0) {
   const acked = new Map<number, number>();
-  let i = 0;
+  let i = firstSequence;
   let running = true;
   const loop = (async () => {
     while (running) {
@@ -136,6 +140,11 @@ function sdkWriter(localPort: number, everyMs: number, filler = 0) {
       await loop;
     },
   };
+}
+
+/** Waits until the writer has `count` acknowledged batches in all. */
+async function waitForAcks(writer: ReturnType<typeof sdkWriter>, count: number, what: string): Promise<void> {
+  await waitFor(what, () => (writer.acked.size >= count ? true : undefined), 60_000, 100);
 }
 
 /** Checks that every acknowledged SDK sample is stored exactly once with its value. */
@@ -214,20 +223,27 @@ describe('agent outage tolerance', () => {
       300,
     );
     const writer = sdkWriter(localPort, 500);
-    await new Promise((r) => setTimeout(r, 2000));
+    await waitForAcks(writer, 3, 'SDK batches acknowledged before the outage');
 
     await stopChild(server);
     const outageStart = Date.now();
     const ackedBefore = writer.acked.size;
-    await new Promise((r) => setTimeout(r, 60_000));
-    const duringOutage = writer.acked.size - ackedBefore;
+    // The outage lasts OUTAGE_MS, and at least until the agent acknowledged 100 SDK batches while the
+    // collector was away (about two a second): whatever the machine's load, the agent is shown to keep
+    // accepting through a long outage.
+    await waitFor(
+      `an outage of ${OUTAGE_MS} ms with 100 SDK batches acknowledged by the agent`,
+      () =>
+        Date.now() - outageStart >= OUTAGE_MS && writer.acked.size - ackedBefore >= 100 ? true : undefined,
+      OUTAGE_MS + 60_000,
+      250,
+    );
     server = await startOutageServer(port, path.join(dir, 'server'));
     const outageEnd = Date.now();
-    await new Promise((r) => setTimeout(r, 2000));
+    await waitForAcks(writer, writer.acked.size + 3, 'SDK batches acknowledged after the outage');
     await writer.stop();
 
-    // The agent acknowledged the SDK's batches all through the outage (about two per second).
-    expect(duringOutage).toBeGreaterThanOrEqual(100);
+    // Every batch the SDK sent was acknowledged by the agent, through the outage and after it.
     expect(writer.acked.size).toBe(writer.sent());
     await expectAllOnce(port, writer.acked, outageStart - 120_000);
     await expectGpuContinuity(port, outageStart, outageEnd, 2500);
@@ -265,7 +281,7 @@ describe('agent outage tolerance', () => {
     await stopChild(server);
     const outageStart = Date.now();
     let writer = sdkWriter(localPort, 200);
-    await new Promise((r) => setTimeout(r, 6000));
+    await waitForAcks(writer, 20, 'SDK batches buffered by the agent during the outage');
     await writer.stop();
     const beforeKill = writer.acked;
     const killedAt = Date.now();
@@ -279,7 +295,7 @@ describe('agent outage tolerance', () => {
       20_000,
     );
     writer = sdkWriter(localPort, 200);
-    await new Promise((r) => setTimeout(r, 3000));
+    await waitForAcks(writer, 5, 'SDK batches acknowledged by the restarted agent');
     await writer.stop();
     server = await startOutageServer(port, path.join(dir, 'server'));
     expect(beforeKill.size).toBeGreaterThan(10);
@@ -298,7 +314,11 @@ describe('agent outage tolerance', () => {
     let server = await startOutageServer(port, path.join(dir, 'server'));
     const agent = startAgent(
       port,
-      agentConfig(dir, localPort, 'buffer:\n  ttl_ms: 4000\n  max_bytes: 131072\n  segment_bytes: 16384\n'),
+      agentConfig(
+        dir,
+        localPort,
+        `buffer:\n  ttl_ms: ${DROP_TTL_MS}\n  max_bytes: 131072\n  segment_bytes: 16384\n`,
+      ),
     );
     await waitFor(
       'the agent endpoint',
@@ -306,20 +326,31 @@ describe('agent outage tolerance', () => {
       20_000,
     );
     await stopChild(server);
-    const writer = sdkWriter(localPort, 100, 400);
-    // Write until the buffer overflowed its size limit (how long that takes depends on the machine's load),
-    // and for longer than the TTL, so that the oldest segments left are past it when the link is back.
-    const writingSince = Date.now();
+    // Phase 1: batches of about 8 KB, ten a second, until the 128 KB buffer overflows (size drops). How long
+    // that takes depends on the machine's load; segments past the TTL would be dropped first, so the TTL is long
+    // enough for 16 batches to arrive on a loaded machine.
+    const bulk = sdkWriter(localPort, 100, 800);
     await waitFor(
       'the agent buffer to overflow',
       () => (/buffer full \(buffer\.max_bytes\)/.test(agent.output()) ? true : undefined),
       60_000,
       200,
     );
-    const pastTtl = 4000 + 1000 - (Date.now() - writingSince);
-    if (pastTtl > 0) await new Promise((r) => setTimeout(r, pastTtl));
-    await writer.stop();
+    await bulk.stop();
+    const bulkEnded = Date.now();
+    // Phase 2: small batches, four a second, from after phase 1's sequence numbers (the same source, so the
+    // idempotency keys must not repeat), while phase 1's batches grow older than the TTL (TTL drops).
+    const writer = sdkWriter(localPort, 250, 0, bulk.sent());
+    await waitFor(
+      "phase 1's batches older than the TTL",
+      () => (Date.now() - bulkEnded > DROP_TTL_MS + 1000 ? true : undefined),
+      DROP_TTL_MS + 30_000,
+      200,
+    );
     server = await startOutageServer(port, path.join(dir, 'server'));
+    // Phase 2 goes on until the agent delivers again: its newest batches are within the TTL.
+    await waitForAcks(writer, writer.acked.size + 4, 'SDK batches acknowledged once the link is back');
+    await writer.stop();
     const ttl = await waitFor(
       'TTL drops reported',
       async () => {

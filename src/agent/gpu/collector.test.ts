@@ -174,7 +174,8 @@ describe('GPU collection with nvidia-smi in loop mode', () => {
       });
     expect(latest('4')).toMatchObject({ job_id: '777', rank: '8', local_rank: '0' });
     expect(latest('6')).toMatchObject({ job_id: '777', rank: '10' });
-    expect(latest('7').job_id).toBeUndefined(); // two jobs on one GPU: no single owner
+    expect(latest('7')).toBeDefined();
+    expect(latest('7')?.job_id).toBeUndefined(); // two jobs on one GPU: no single owner
     const perProcess = all.filter(
       (s) => s.labels.__name__ === 'gpu_process_memory_used_bytes' && s.labels.gpu === '7',
     );
