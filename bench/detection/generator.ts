@@ -282,6 +282,10 @@ export function* generateRun(p: RunParams, effects: readonly Effect[]): Generato
   const netRx = new Float64Array(s.nodes);
   const netTx = new Float64Array(s.nodes);
   const util = new Float64Array(ranks);
+  // Each node's agent samples on its own phase within the interval (agents are not synchronised); the
+  // training metrics carry the step's completion time, the same on every rank.
+  const phase = new Float64Array(s.nodes);
+  for (let n = 0; n < s.nodes; n++) phase[n] = Math.floor(noise.next() * 0.8 * Math.min(p.intervalMs, 5000));
   /** Paused seconds not yet covered by a completed step (the first step after a pause covers them). */
   let uncovered = 0;
   let lastDuration = m.stepSeconds;
@@ -370,6 +374,7 @@ export function* generateRun(p: RunParams, effects: readonly Effect[]): Generato
       if (s.nodeSilent[n]) continue;
       const b = new SeriesBatchBuilder(gpn * (GPU_SERIES + TRAIN_SERIES) + 8);
       let nodeUtil = 0;
+      const tg = t + phase[n]!;
       for (let g = 0; g < gpn; g++) {
         const r = n * gpn + g;
         const u = util[r]!;
@@ -390,14 +395,14 @@ export function* generateRun(p: RunParams, effects: readonly Effect[]): Generato
         ecc[r]! += s.rankEccAdd[r]!;
         const gl = labels.gpu;
         const k = r * GPU_SERIES;
-        b.addSample(gl[k + G_UTIL]!, t, u);
-        b.addSample(gl[k + G_MEM]!, t, Math.max(0, mem));
-        b.addSample(gl[k + G_MEM_TOTAL]!, t, GPU_MEMORY_BYTES);
-        b.addSample(gl[k + G_POWER]!, t, Math.max(0, power));
-        b.addSample(gl[k + G_TEMP]!, t, temp);
-        b.addSample(gl[k + G_CLOCK]!, t, clock);
-        b.addSample(gl[k + G_THROTTLED]!, t, s.rankThrottled[r]!);
-        b.addSample(gl[k + G_ECC]!, t, ecc[r]!);
+        b.addSample(gl[k + G_UTIL]!, tg, u);
+        b.addSample(gl[k + G_MEM]!, tg, Math.max(0, mem));
+        b.addSample(gl[k + G_MEM_TOTAL]!, tg, GPU_MEMORY_BYTES);
+        b.addSample(gl[k + G_POWER]!, tg, Math.max(0, power));
+        b.addSample(gl[k + G_TEMP]!, tg, temp);
+        b.addSample(gl[k + G_CLOCK]!, tg, clock);
+        b.addSample(gl[k + G_THROTTLED]!, tg, s.rankThrottled[r]!);
+        b.addSample(gl[k + G_ECC]!, tg, ecc[r]!);
       }
       if (reportTrain) {
         for (let g = 0; g < gpn; g++) {
@@ -450,12 +455,12 @@ export function* generateRun(p: RunParams, effects: readonly Effect[]): Generato
       const hk = n * HOST_NAMES.length;
       b.addSample(
         hl[hk]!,
-        t,
+        tg,
         Math.min(1, Math.max(0, 0.2 + 0.3 * busy + s.nodeCpuAdd[n]! + 0.02 * noise.gauss())),
       );
-      b.addSample(hl[hk + 1]!, t, HOST_MEMORY_BYTES * (0.5 + 0.01 * noise.gauss()));
-      b.addSample(hl[hk + 2]!, t, netRx[n]!);
-      b.addSample(hl[hk + 3]!, t, netTx[n]!);
+      b.addSample(hl[hk + 1]!, tg, HOST_MEMORY_BYTES * (0.5 + 0.01 * noise.gauss()));
+      b.addSample(hl[hk + 2]!, tg, netRx[n]!);
+      b.addSample(hl[hk + 3]!, tg, netTx[n]!);
       batches.push(b.build());
     }
     yield { tMs: t, batches, events: s.events };
