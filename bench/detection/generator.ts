@@ -257,7 +257,8 @@ class RunLabels {
 
 /** Extra samples an effect asks for on rank 0 this tick (evaluation results). */
 export interface EvalResult {
-  loss: number;
+  /** Undefined: the framework reports no eval loss (only the accuracy). */
+  loss: number | undefined;
   accuracy: number;
 }
 
@@ -444,7 +445,7 @@ export function* generateRun(p: RunParams, effects: readonly Effect[]): Generato
         }
       }
       if (n === 0 && s.evalResult) {
-        b.addSample(labels.rank0.evalLoss, t, s.evalResult.loss);
+        if (s.evalResult.loss !== undefined) b.addSample(labels.rank0.evalLoss, t, s.evalResult.loss);
         b.addSample(labels.rank0.evalAcc, t, s.evalResult.accuracy);
         s.evalResult = undefined;
       }

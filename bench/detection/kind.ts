@@ -41,6 +41,8 @@ export interface Made {
   readonly pauseS?: number;
   /** Longest legitimate silence this behaviour causes, seconds. */
   readonly silenceS?: number;
+  /** A scenario converted from a real trace: where the trace comes from. */
+  readonly source?: string;
   /** Incidents: the ground truth, given the final params and what the background implies. */
   truth?(p: RunParams, bg: Background): GroundTruth;
 }

@@ -14,9 +14,10 @@ import { BACKGROUND_KINDS, CLEAN_KINDS } from './clean.js';
 import { type Effect, generateRun } from './generator.js';
 import { INCIDENT_KINDS } from './incidents.js';
 import type { Background, KindDef, Made, MakeContext } from './kind.js';
+import { TRACE_KINDS } from './traces.js';
 import type { ModelShape, RunParams, Scenario, Split } from './types.js';
 
-export const ALL_KINDS: readonly KindDef[] = [...CLEAN_KINDS, ...INCIDENT_KINDS];
+export const ALL_KINDS: readonly KindDef[] = [...CLEAN_KINDS, ...INCIDENT_KINDS, ...TRACE_KINDS];
 
 const TRAIN_MODELS: readonly ModelShape[] = [
   {
@@ -162,6 +163,8 @@ export function buildLibrary(opts: LibraryOptions): Scenario[] {
   for (const split of opts.splits ?? (['train', 'heldout'] as const))
     for (const kind of ALL_KINDS) {
       if (opts.kinds && !opts.kinds.includes(kind.name)) continue;
+      // Real traces are held-out only.
+      if (!kind.variants.some((v) => v.splits.includes(split))) continue;
       for (let n = 0; n < opts.perKind; n++) out.push(buildScenario(kind, split, n, opts.maxWorldSize));
     }
   return out;
@@ -256,6 +259,7 @@ export function buildScenario(kind: KindDef, split: Split, n: number, maxWorldSi
     params: a.params,
     background: a.background,
     truth: a.made.truth?.(a.params, a.bg),
+    ...(a.made.source ? { source: a.made.source } : {}),
     frames: () => {
       const fresh = assemble(kind, split, n, maxWorldSize);
       return generateRun(fresh.params, fresh.effects);

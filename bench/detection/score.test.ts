@@ -55,6 +55,7 @@ describe('the scenario library', () => {
   it('has at least 20 clean behaviours and 15 incident kinds, each in both splits, and held-out-only shapes', () => {
     expect(CLEAN_KINDS.length).toBeGreaterThanOrEqual(20);
     expect(INCIDENT_KINDS.length).toBeGreaterThanOrEqual(15);
+    // Real traces (traces.ts) are held-out only, on purpose.
     for (const k of [...CLEAN_KINDS, ...INCIDENT_KINDS]) {
       expect(
         k.variants.some((v) => v.splits.includes('train')),
