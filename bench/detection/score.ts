@@ -4,6 +4,7 @@
  * and its firing alerts are matched against the scenario's ground truth.
  *
  *   npx tsx bench/detection/score.ts [--quick] [--per-kind N] [--split train|heldout] [--kinds a,b] [--out F]
+ *                                    [--json F]   (every run's judged firings, for tuning on the train split)
  *   npm run bench -- --scenario detectors [--quick]      (also runs the simulator figures of bench/detectors.ts)
  *
  * Matching, per run:
@@ -61,6 +62,7 @@ export interface ScenarioInfo {
   readonly truth: GroundTruth | undefined;
   readonly worldSize: number;
   readonly intervalMs: number;
+  readonly startMs: number;
   /** Simulated job time, hours. */
   readonly jobHours: number;
 }
@@ -77,7 +79,12 @@ export interface RunOutcome {
 }
 
 /** Which detector output to score: the real engine, or a planted list (the scoring's own tests). */
-export type Detect = (scenario: Scenario) => { firings: Firing[]; samples: number };
+export type Detect = (scenario: Scenario) => {
+  firings: Firing[];
+  samples: number;
+  /** Event time of the last frame, when the frames were generated (a run may end before its planned end). */
+  endMs?: number;
+};
 
 /** Runs the scenario's frames through a fresh detector engine with default settings. */
 export const engineDetect: Detect = (scenario) => {
@@ -89,7 +96,9 @@ export const engineDetect: Detect = (scenario) => {
     },
   });
   let samples = 0;
+  let endMs = scenario.params.startMs;
   for (const frame of scenario.frames() as Iterable<Frame>) {
+    endMs = frame.tMs;
     engine.tick(frame.tMs, true);
     for (const b of frame.batches) {
       samples += b.sampleCount;
@@ -97,7 +106,7 @@ export const engineDetect: Detect = (scenario) => {
     }
     if (frame.events.length > 0) engine.observeEvents(TENANT, frame.events);
   }
-  return { firings, samples };
+  return { firings, samples, endMs };
 };
 
 /** Whether alert labels name a place: `match`, another place (`other`), or no place / not comparable (`none`). */
@@ -181,15 +190,17 @@ export function infoOf(s: Scenario): ScenarioInfo {
     truth: s.truth,
     worldSize: s.params.worldSize,
     intervalMs: s.params.intervalMs,
+    startMs: s.params.startMs,
     jobHours: s.params.durationMs / 3_600_000,
   };
 }
 
 export function runScenario(s: Scenario, detect: Detect = engineDetect): RunOutcome {
-  const { firings, samples } = detect(s);
+  const { firings, samples, endMs } = detect(s);
   const info = infoOf(s);
-  // A run that ended early (a finish, an OOM) has fewer job-hours than planned: count what it ran.
-  return judge(info, firings, samples);
+  // A run that ended early (a finish, an OOM, a crash) has fewer job-hours than planned: count what it ran.
+  const ran = endMs === undefined ? info : { ...info, jobHours: (endMs - s.params.startMs) / 3_600_000 };
+  return judge(ran, firings, samples);
 }
 
 // ---- aggregation ---------------------------------------------------------------------------------------
@@ -467,6 +478,7 @@ async function main(): Promise<void> {
       split: { type: 'string' },
       kinds: { type: 'string' },
       out: { type: 'string' },
+      json: { type: 'string' },
     },
   });
   const base = values.quick ? DETECTION_SIZES.quick : DETECTION_SIZES.full;
@@ -488,6 +500,28 @@ async function main(): Promise<void> {
     values.out ??
     path.join(import.meta.dirname, '..', 'results', `${new Date().toISOString().slice(0, 10)}-detection.md`);
   writeFileSync(out, md);
+  if (values.json)
+    writeFileSync(
+      values.json,
+      JSON.stringify(
+        report.outcomes.map((o) => ({
+          ...o.scenario,
+          detected: o.detected,
+          delayMs: o.delayMs,
+          culpritNamed: o.culpritNamed,
+          firings: o.firings.map((f) => ({
+            name: f.name,
+            /** Seconds after the run's start (the truth's onset is in `truth.onsetMs`). */
+            atS: (f.atMs - o.scenario.startMs) / 1000,
+            verdict: f.verdict,
+            why: f.why,
+            labels: f.labels,
+          })),
+        })),
+        null,
+        1,
+      ),
+    );
   process.stdout.write(`${md}\nwritten to ${out}\n`);
 }
 
