@@ -228,6 +228,8 @@ export interface KindScore {
   readonly minDelayMs: number;
   /** Alert names of the false alarms, with counts. */
   readonly falseAlarmNames: Record<string, number>;
+  /** Runs with at least one false alarm. */
+  readonly runsWithFalseAlarms: number;
 }
 
 export function quantile(xs: readonly number[], q: number): number {
@@ -282,6 +284,7 @@ export function scoreKinds(outcomes: readonly RunOutcome[]): KindScore[] {
         0.5,
       ),
       falseAlarmNames: names,
+      runsWithFalseAlarms: runs.filter((r) => r.falseAlarms > 0).length,
     });
   }
   const order = new Map(ALL_KINDS.map((k, i) => [k.name, i]));
@@ -305,6 +308,8 @@ export interface SplitTotals {
   /** Mean over clean kinds of false alarms per job-hour. */
   readonly cleanFalseAlarmsPerJobHour: number;
   readonly cleanFalseAlarms: number;
+  readonly cleanRuns: number;
+  readonly cleanRunsWithFalseAlarms: number;
   readonly cleanJobHours: number;
   readonly samples: number;
 }
@@ -344,6 +349,8 @@ export function totals(
     within2x: mean(within),
     cleanFalseAlarmsPerJobHour: mean(clean.map((k) => k.falseAlarmsPerJobHour)),
     cleanFalseAlarms: clean.reduce((a, k) => a + k.falseAlarms, 0),
+    cleanRuns: clean.reduce((a, k) => a + k.runs, 0),
+    cleanRunsWithFalseAlarms: clean.reduce((a, k) => a + k.runsWithFalseAlarms, 0),
     cleanJobHours: clean.reduce((a, k) => a + k.jobHours, 0),
     samples: os.reduce((a, o) => a + o.samples, 0),
   };
@@ -405,11 +412,11 @@ export function renderDetectionMarkdown(r: DetectionReport, command: string): st
     '',
     '## Totals',
     '',
-    '| split | runs | recall | precision | culprit named | delay ÷ min (median of kinds) | detections within 2× min | false alarms on clean runs | per job-hour |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| split | runs | recall | precision | culprit named | delay ÷ min (median of kinds) | detections within 2× min | false alarms on clean runs | per job-hour | clean runs with a false alarm |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...r.totals.map(
       (t) =>
-        `| ${t.split} | ${t.runs} | ${pct(t.recall)} | ${pct(t.precision)} | ${pct(t.culprit)} | ${ratio(t.ratioP50)} | ${pct(t.within2x)} | ${t.cleanFalseAlarms} in ${t.cleanJobHours.toFixed(1)} job-h | ${t.cleanFalseAlarmsPerJobHour.toFixed(2)} |`,
+        `| ${t.split} | ${t.runs} | ${pct(t.recall)} | ${pct(t.precision)} | ${pct(t.culprit)} | ${ratio(t.ratioP50)} | ${pct(t.within2x)} | ${t.cleanFalseAlarms} in ${t.cleanJobHours.toFixed(1)} job-h | ${t.cleanFalseAlarmsPerJobHour.toFixed(2)} | ${t.cleanRunsWithFalseAlarms} of ${t.cleanRuns} |`,
     ),
     '',
   ];
@@ -430,13 +437,13 @@ export function renderDetectionMarkdown(r: DetectionReport, command: string): st
       '',
       `## ${split}: clean behaviours`,
       '',
-      '| kind | runs | job-hours | false alarms | per job-hour | alerts |',
-      '|---|---|---|---|---|---|',
+      '| kind | runs | runs with a false alarm | job-hours | false alarms | per job-hour | alerts |',
+      '|---|---|---|---|---|---|---|',
       ...ks
         .filter((k) => k.category === 'clean')
         .map(
           (k) =>
-            `| ${k.kind} | ${k.runs} | ${k.jobHours.toFixed(1)} | ${k.falseAlarms} | ${k.falseAlarmsPerJobHour.toFixed(2)} | ${fmtNames(k.falseAlarmNames)} |`,
+            `| ${k.kind} | ${k.runs} | ${k.runsWithFalseAlarms} | ${k.jobHours.toFixed(1)} | ${k.falseAlarms} | ${k.falseAlarmsPerJobHour.toFixed(2)} | ${fmtNames(k.falseAlarmNames)} |`,
         ),
       '',
     );
