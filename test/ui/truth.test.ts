@@ -4,9 +4,15 @@
  * counting; related alerts fold under their likely cause; "previous runs" are runs of the same model.
  */
 import { describe, expect, it } from 'vitest';
-import { healthByJob } from '../../src/ui/lib/alerts.js';
 import { groupAlerts } from '../../src/ui/lib/alert-groups.js';
-import { causeOfFailure, fmtSpan, healthWithCauses, jobStatusOf, statusLine } from '../../src/ui/lib/causes.js';
+import { healthByJob } from '../../src/ui/lib/alerts.js';
+import {
+  causeOfFailure,
+  fmtSpan,
+  healthWithCauses,
+  jobStatusOf,
+  statusLine,
+} from '../../src/ui/lib/causes.js';
 import { filterJobs, fleetTotals } from '../../src/ui/lib/fleet.js';
 import { configSimilarity, previousRuns } from '../../src/ui/lib/previous-runs.js';
 import type { Alert, FleetJob } from '../../src/ui/lib/types.js';
@@ -69,7 +75,12 @@ describe('the cause of a failed job', () => {
     const nan = alert(
       'TrainingNaN',
       { job_id: 'bert', metric: 'train_loss', severity: 'critical' },
-      { at: 10 * MIN, state: 'resolved', resolvedAtMs: end + 5_000, annotations: { summary: 'train_loss is NaN: the run has diverged' } },
+      {
+        at: 10 * MIN,
+        state: 'resolved',
+        resolvedAtMs: end + 5_000,
+        annotations: { summary: 'train_loss is NaN: the run has diverged' },
+      },
     );
     const bert = job('bert', { status: 'failed', endMs: end, lastSampleMs: end });
     const cause = causeOfFailure(bert, [nan], 1503);
@@ -84,7 +95,11 @@ describe('the cause of a failed job', () => {
     const oom = job('oom', { status: 'failed', endMs: end });
     expect(statusLine(oom, causeOfFailure(oom, [leak]))).toBe('failed — out of memory on rank 7');
 
-    const stall = alert('TrainingStalled', { job_id: 'hang' }, { at: end - 26 * MIN, state: 'resolved', resolvedAtMs: end });
+    const stall = alert(
+      'TrainingStalled',
+      { job_id: 'hang' },
+      { at: end - 26 * MIN, state: 'resolved', resolvedAtMs: end },
+    );
     const hang = job('hang', { status: 'failed', endMs: end });
     expect(statusLine(hang, causeOfFailure(hang, [stall]))).toBe('failed — hung 26 min');
   });
@@ -95,7 +110,9 @@ describe('the cause of a failed job', () => {
     const a = job('a', { status: 'failed', endMs: end });
     expect(causeOfFailure(a, [early, other])).toBeNull();
     expect(statusLine(a, null)).toBe('failed');
-    expect(causeOfFailure(job('a', { status: 'completed', endMs: end }), [alert('TrainingNaN', { job_id: 'a' })])).toBeNull();
+    expect(
+      causeOfFailure(job('a', { status: 'completed', endMs: end }), [alert('TrainingNaN', { job_id: 'a' })]),
+    ).toBeNull();
   });
 
   it('picks the root cause when several fired: hardware, then memory, divergence, hang, then severity', () => {
@@ -113,7 +130,11 @@ describe('the cause of a failed job', () => {
   it('makes the cause the failed job’s health, so that a dead job never reads "healthy"', () => {
     const f = job('bert', { status: 'failed', endMs: end });
     const alerts = [
-      alert('TrainingNaN', { job_id: 'bert', severity: 'critical' }, { at: MIN, state: 'resolved', resolvedAtMs: end }),
+      alert(
+        'TrainingNaN',
+        { job_id: 'bert', severity: 'critical' },
+        { at: MIN, state: 'resolved', resolvedAtMs: end },
+      ),
     ];
     const health = healthWithCauses(healthByJob(alerts, 'default'), [f], alerts, 'default');
     expect(health.get('default/bert')).toMatchObject({ critical: 1, worst: 3 });
@@ -141,7 +162,10 @@ describe('a hung job is stalled', () => {
     );
     expect(jobStatusOf(jobs[0]!, resolved)).toBe('running');
     // A pending stall is not yet a stall.
-    const pending = healthByJob([alert('TrainingStalled', { job_id: 'hang' }, { state: 'pending', firingAtMs: null })], 'default');
+    const pending = healthByJob(
+      [alert('TrainingStalled', { job_id: 'hang' }, { state: 'pending', firingAtMs: null })],
+      'default',
+    );
     expect(jobStatusOf(jobs[0]!, pending)).toBe('running');
   });
 });
@@ -189,7 +213,11 @@ describe('silenced alerts', () => {
 
 describe('related alerts fold under their likely cause', () => {
   it('puts the GPU alert first and its consequences beneath it', () => {
-    const temp = alert('GPUTemperatureHigh', { job_id: 'a', rank: '3', node_id: 'n0', gpu: '3' }, { at: 2 * MIN });
+    const temp = alert(
+      'GPUTemperatureHigh',
+      { job_id: 'a', rank: '3', node_id: 'n0', gpu: '3' },
+      { at: 2 * MIN },
+    );
     const thr = alert('GPUThrottled', { job_id: 'a', rank: '3', node_id: 'n0', gpu: '3' }, { at: 1 * MIN });
     const strag = alert('TrainingStraggler', { job_id: 'a', rank: '3' }, { at: 3 * MIN });
     const tput = alert('ThroughputDegraded', { job_id: 'a' }, { at: 4 * MIN });
@@ -204,19 +232,44 @@ describe('related alerts fold under their likely cause', () => {
   });
 
   it('does not fold alerts that did not overlap in time', () => {
-    const thr = alert('GPUThrottled', { job_id: 'a', rank: '3' }, { at: 0, state: 'resolved', resolvedAtMs: MIN });
+    const thr = alert(
+      'GPUThrottled',
+      { job_id: 'a', rank: '3' },
+      { at: 0, state: 'resolved', resolvedAtMs: MIN },
+    );
     const strag = alert('TrainingStraggler', { job_id: 'a', rank: '3' }, { at: 10 * MIN });
     expect(groupAlerts([thr, strag])).toHaveLength(2);
   });
 });
 
 describe('previous runs to compare with', () => {
-  const llama = { model: 'llama-7b', learning_rate: 3e-4, batch_size: 4, precision: 'bf16', optimizer: 'adamw' };
+  const llama = {
+    model: 'llama-7b',
+    learning_rate: 3e-4,
+    batch_size: 4,
+    precision: 'bf16',
+    optimizer: 'adamw',
+  };
   const fleet = [
     job('base', { name: 'llama-7b-pretrain', project: 'llm', startMs: 100, config: llama }),
-    job('same-name', { name: 'llama-7b-pretrain', project: 'llm', startMs: 50, config: { ...llama, learning_rate: 1e-4 } }),
-    job('sweep', { name: 'llama-lr-sweep', project: 'llm', startMs: 60, config: { ...llama, learning_rate: 6e-4 } }),
-    job('other-model', { name: 'gpt-1b3-sft', project: 'llm', startMs: 90, config: { ...llama, model: 'gpt-1b3' } }),
+    job('same-name', {
+      name: 'llama-7b-pretrain',
+      project: 'llm',
+      startMs: 50,
+      config: { ...llama, learning_rate: 1e-4 },
+    }),
+    job('sweep', {
+      name: 'llama-lr-sweep',
+      project: 'llm',
+      startMs: 60,
+      config: { ...llama, learning_rate: 6e-4 },
+    }),
+    job('other-model', {
+      name: 'gpt-1b3-sft',
+      project: 'llm',
+      startMs: 90,
+      config: { ...llama, model: 'gpt-1b3' },
+    }),
     job('later', { name: 'llama-7b-pretrain', project: 'llm', startMs: 200, config: llama }),
     job('other-project', { name: 'resnet', project: 'vision', startMs: 10, config: {} }),
   ];

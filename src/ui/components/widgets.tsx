@@ -2,12 +2,22 @@ import type { ApiError, JobStatus } from '../api';
 import { fmtPercent } from '../format';
 import type { LiveState } from '../hooks/use-live';
 import type { JobHealth } from '../lib/alerts';
+import type { JobCause } from '../lib/causes';
 import { SEVERITY_COLORS } from '../lib/colors';
 
-export function StatusBadge({ status }: { status: JobStatus }) {
+/** The job's status, and for a failed job what killed it: "failed — out of memory on rank 7". */
+export function StatusBadge({ status, cause }: { status: JobStatus; cause?: JobCause | null }) {
   return (
-    <span className={`badge status-${status}`} data-status={status}>
-      {status}
+    <span className="status-line" data-testid="job-status" data-status={status}>
+      <span className={`badge status-${status}`} data-status={status}>
+        {status}
+      </span>
+      {cause && (
+        <span className="status-cause" data-testid="status-cause" data-cause={cause.kind}>
+          {' '}
+          — {cause.text}
+        </span>
+      )}
     </span>
   );
 }
@@ -33,10 +43,20 @@ export function HealthBadges({ health, unknown }: { health: JobHealth | undefine
         —
       </span>
     );
+  const silenced =
+    health && health.silenced > 0 ? (
+      <span
+        className="sev sev-silenced"
+        data-testid="health-silenced"
+        title={[...new Set(health.silencedAlerts.map((a) => a.labels.alertname ?? a.name))].join(', ')}
+      >
+        {health.silenced} silenced
+      </span>
+    ) : null;
   if (!health || health.alerts.length === 0)
     return (
       <span className="health-ok" data-health="ok">
-        healthy
+        healthy{silenced && <> {silenced}</>}
       </span>
     );
   const parts: [string, number][] = [
@@ -63,6 +83,7 @@ export function HealthBadges({ health, unknown }: { health: JobHealth | undefine
             ● {n} {sev}
           </span>
         ))}
+      {silenced}
     </span>
   );
 }
@@ -130,6 +151,8 @@ export function ErrorBox({
       'Paste an API token (the key button at the top right), or ask an admin for one: trainwatch token create.';
   else if (e?.status === 403)
     hint = 'Your token does not allow this; ask an admin for a token with the right scope.';
+  else if (e?.status === 404)
+    hint = 'The server has no such thing: check the id or the link (it may belong to another tenant).';
   else if (e?.status === 400)
     hint = 'The request was refused; the message above says which parameter was wrong.';
   return (

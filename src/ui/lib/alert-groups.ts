@@ -69,9 +69,7 @@ function overlap(a: Alert, b: Alert): boolean {
 
 /** Groups in the order of their causes' likelihood, then start; a consequence joins the earliest cause. */
 export function groupAlerts(alerts: readonly Alert[]): AlertGroup[] {
-  const ordered = [...alerts].sort(
-    (a, b) => causeRank(a) - causeRank(b) || alertStart(a) - alertStart(b),
-  );
+  const ordered = [...alerts].sort((a, b) => causeRank(a) - causeRank(b) || alertStart(a) - alertStart(b));
   const groups: AlertGroup[] = [];
   for (const a of ordered) {
     const rank = causeRank(a);

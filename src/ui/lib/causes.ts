@@ -13,7 +13,14 @@
  * Ties go to the alert that fired first (the earlier event is more likely the cause of the later).
  * A job that failed with no such alert is just `failed`: the page does not invent a cause.
  */
-import { alertLocation, alertName, emptyHealth, type JobHealth, severityLevel, STALL_ALERT } from './alerts.js';
+import {
+  alertLocation,
+  alertName,
+  emptyHealth,
+  type JobHealth,
+  STALL_ALERT,
+  severityLevel,
+} from './alerts.js';
 import type { Alert, FleetJob, JobStatus } from './types.js';
 
 export type CauseKind = 'hardware' | 'oom' | 'diverged' | 'hung' | 'alert';
@@ -56,7 +63,10 @@ export function endOf(job: JobRef): number | null {
 /** Whether the alert was firing when the job ended. */
 export function firingAtEnd(a: Alert, endMs: number): boolean {
   if (a.state === 'pending' || a.firingAtMs === null) return false;
-  return a.firingAtMs <= endMs + END_SLACK_MS && (a.resolvedAtMs === null || a.resolvedAtMs >= endMs - END_SLACK_MS);
+  return (
+    a.firingAtMs <= endMs + END_SLACK_MS &&
+    (a.resolvedAtMs === null || a.resolvedAtMs >= endMs - END_SLACK_MS)
+  );
 }
 
 function ofJob(job: JobRef, a: Alert): boolean {
@@ -197,5 +207,33 @@ export function healthWithCauses(
     }
     out.set(key, h);
   }
+  return out;
+}
+
+/** The PromQL of a job's training step (the highest rank's, as the fleet table shows). */
+export function stepQueryOf(job: Pick<FleetJob, 'jobId'>): string {
+  return `max(train_step{job_id=${JSON.stringify(job.jobId)}})`;
+}
+
+/**
+ * For each failed job that diverged (TrainingNaN), the training step when the loss became non-finite, by
+ * `stepAt(job, t)` (a PromQL instant query of {@link stepQueryOf} at t). Keys as healthByJob's. Known
+ * answers in `known` are not asked again: a job's divergence step never changes.
+ */
+export async function divergenceSteps(
+  health: ReadonlyMap<string, JobHealth>,
+  jobs: readonly Pick<FleetJob, 'tenant' | 'jobId'>[],
+  known: ReadonlyMap<string, number | null>,
+  stepAt: (job: Pick<FleetJob, 'tenant' | 'jobId'>, t: number) => Promise<number | null>,
+): Promise<Map<string, number | null>> {
+  const out = new Map(known);
+  await Promise.all(
+    jobs.map(async (j) => {
+      const key = `${j.tenant}/${j.jobId}`;
+      const cause = health.get(key)?.cause;
+      if (cause?.kind !== 'diverged' || alertName(cause.alert) !== 'TrainingNaN' || out.has(key)) return;
+      out.set(key, await stepAt(j, cause.alert.activeAtMs).catch(() => null));
+    }),
+  );
   return out;
 }
