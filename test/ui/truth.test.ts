@@ -280,3 +280,22 @@ describe('previous runs to compare with', () => {
     expect(configSimilarity(llama, { ...llama, learning_rate: 1 })).toBeCloseTo(0.8);
   });
 });
+
+describe('what the demo’s incidents look like', () => {
+  it('a straggler with the job’s lower throughput is one GPU; an absent-metrics alert is no cause', () => {
+    const jobs = [job('llama', { gpus: 8 })];
+    const alerts = [
+      alert('TrainingStraggler', { job_id: 'llama', rank: '7', node_id: 'n1' }, { at: 2 * MIN }),
+      alert('ThroughputDegraded', { job_id: 'llama' }, { at: MIN }),
+    ];
+    expect(fleetTotals(jobs, healthByJob(alerts, 'default')).alertingGpus).toBe(1);
+    const end = 30 * MIN;
+    const dead = job('x', { status: 'failed', endMs: end });
+    const absent = alert(
+      'NodeMetricsAbsent',
+      { job_id: 'x', node_id: 'n1' },
+      { at: end, state: 'resolved', resolvedAtMs: end },
+    );
+    expect(causeOfFailure(dead, [absent])).toBeNull();
+  });
+});

@@ -10,8 +10,9 @@
  * - consequences — a straggler rank, degraded throughput, slow steps, an idle GPU — never lead a group
  *   while a cause of theirs is active.
  * An alert folds under a cause when both are of the same job (or node), they were active at the same time,
- * and the alert is at the cause's place (same rank or GPU) or is about the whole job. Alerts that fit no
- * cause lead their own group.
+ * and the alert is at the cause's place (same rank or GPU); a job-wide consequence (lower throughput) folds
+ * under any alert that names a rank or GPU of the job, a straggler included: in synchronous training one
+ * slow rank slows every step. Alerts that fit no cause lead their own group.
  */
 import { alertName, alertStart } from './alerts.js';
 import type { Alert } from './types.js';
@@ -69,7 +70,12 @@ function overlap(a: Alert, b: Alert): boolean {
 
 /** Groups in the order of their causes' likelihood, then start; a consequence joins the earliest cause. */
 export function groupAlerts(alerts: readonly Alert[]): AlertGroup[] {
-  const ordered = [...alerts].sort((a, b) => causeRank(a) - causeRank(b) || alertStart(a) - alertStart(b));
+  // Placed alerts before job-wide ones of the same kind: a straggler leads the throughput drop it causes,
+  // whichever a detector noticed first.
+  const jobWide = (a: Alert) => (placeOf(a.labels) === '' ? 1 : 0);
+  const ordered = [...alerts].sort(
+    (a, b) => causeRank(a) - causeRank(b) || jobWide(a) - jobWide(b) || alertStart(a) - alertStart(b),
+  );
   const groups: AlertGroup[] = [];
   for (const a of ordered) {
     const rank = causeRank(a);
@@ -77,15 +83,16 @@ export function groupAlerts(alerts: readonly Alert[]): AlertGroup[] {
     let home: AlertGroup | undefined;
     if (rank <= CONSEQUENCE && scope !== '') {
       const wholeJob = placeOf(a.labels) === '';
-      home = groups.find(
-        (g) =>
-          // A cause leads alerts of its own kind or a later one (XID + ECC, temperature + throttling).
-          causeRank(g.cause) < CONSEQUENCE &&
-          causeRank(g.cause) <= rank &&
-          scopeOf(g.cause.labels) === scope &&
-          overlap(g.cause, a) &&
-          (samePlace(g.cause.labels, a.labels) || (wholeJob && rank === CONSEQUENCE)),
-      );
+      home = groups.find((g) => {
+        if (scopeOf(g.cause.labels) !== scope || !overlap(g.cause, a)) return false;
+        const leader = causeRank(g.cause);
+        // A cause leads alerts of its own kind or a later one at its place (XID + ECC, temperature +
+        // throttling, a hot GPU's straggling).
+        if (leader < CONSEQUENCE && leader <= rank && samePlace(g.cause.labels, a.labels)) return true;
+        // A job-wide consequence (throughput, step time) follows any placed alert of the job: one slow
+        // rank slows every synchronous step.
+        return wholeJob && rank === CONSEQUENCE && leader <= CONSEQUENCE && placeOf(g.cause.labels) !== '';
+      });
     }
     if (home) home.consequences.push(a);
     else groups.push({ cause: a, consequences: [] });

@@ -9,7 +9,7 @@
  * 2. GPU memory (a leak or a full GPU): the job died out of memory;
  * 3. non-finite loss (TrainingNaN): it diverged; a loss spike alone counts as divergence too, after NaN;
  * 4. a stall (TrainingStalled): it hung until a timeout killed it;
- * 5. any other alert, by severity.
+ * 5. any other alert, by severity — except "metrics absent" alerts, which the end itself raises.
  * Ties go to the alert that fired first (the earlier event is more likely the cause of the later).
  * A job that failed with no such alert is just `failed`: the page does not invent a cause.
  */
@@ -48,6 +48,14 @@ function kindOf(a: Alert): CauseKind {
   if (name === 'TrainingNaN' || /diverg|lossspike/i.test(name)) return 'diverged';
   if (name === STALL_ALERT) return 'hung';
   return 'alert';
+}
+
+/**
+ * Alerts that a job's end raises by itself: its series stop, so "metrics absent" fires as it dies. They
+ * tell that it ended, never why.
+ */
+function isEffectOfEnding(a: Alert): boolean {
+  return /Absent$/.test(alertName(a));
 }
 
 /** Within a kind: a NaN before a loss spike (the NaN is the divergence; a spike may recover). */
@@ -134,7 +142,7 @@ export function causeOfFailure(
   let best: Alert | undefined;
   let bestKey: number[] = [];
   for (const a of alerts) {
-    if (!ofJob(job, a) || !firingAtEnd(a, end)) continue;
+    if (!ofJob(job, a) || !firingAtEnd(a, end) || isEffectOfEnding(a)) continue;
     const kind = kindOf(a);
     const key = [
       KIND_ORDER.indexOf(kind),
