@@ -3,7 +3,6 @@ import { fmtPercent } from '../format';
 import type { LiveState } from '../hooks/use-live';
 import type { JobHealth } from '../lib/alerts';
 import type { JobCause } from '../lib/causes';
-import { SEVERITY_COLORS } from '../lib/colors';
 
 /** The job's status, and for a failed job what killed it: "failed — out of memory on rank 7". */
 export function StatusBadge({ status, cause }: { status: JobStatus; cause?: JobCause | null }) {
@@ -29,7 +28,12 @@ export function UtilBar({ ratio }: { ratio: number | null }) {
   const hue = Math.round(pct * 120);
   return (
     <span className="utilbar" title={fmtPercent(ratio)}>
-      <span className="utilbar-fill" style={{ width: `${pct * 100}%`, background: `hsl(${hue} 70% 45%)` }} />
+      <span className="utilbar-track" aria-hidden="true">
+        <span
+          className="utilbar-fill"
+          style={{ width: `${pct * 100}%`, background: `hsl(${hue} 70% 45%)` }}
+        />
+      </span>
       <span className="utilbar-label">{fmtPercent(ratio)}</span>
     </span>
   );
@@ -75,11 +79,7 @@ export function HealthBadges({ health, unknown }: { health: JobHealth | undefine
       {parts
         .filter(([, n]) => n > 0)
         .map(([sev, n]) => (
-          <span
-            key={sev}
-            className={`sev sev-${sev}`}
-            style={sev === 'pending' ? undefined : { color: SEVERITY_COLORS[sev] }}
-          >
+          <span key={sev} className={`sev sev-${sev}`}>
             ● {n} {sev}
           </span>
         ))}

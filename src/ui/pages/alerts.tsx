@@ -23,7 +23,6 @@ import {
   severityLevel,
   silenceMatchersFor,
 } from '../lib/alerts';
-import { SEVERITY_COLORS } from '../lib/colors';
 import { parseRange, type RangeSpec, rangeParams, resolveRange } from '../lib/time-range';
 import type { Alert, Matcher, Silence } from '../lib/types';
 import { onLinkClick, useSearchParams } from '../router';
@@ -362,7 +361,7 @@ function AlertList({
                       data-cause={consequence ? group.cause.fingerprint : undefined}
                     >
                       <td>
-                        <span className="sev" style={{ color: SEVERITY_COLORS[a.labels.severity ?? ''] }}>
+                        <span className={`sev sev-${a.labels.severity ?? 'info'}`}>
                           ● {a.labels.severity ?? '—'}
                         </span>
                       </td>

@@ -188,9 +188,7 @@ export function ComparePage() {
                 style={{ borderColor: color }}
                 data-unknown={at < 0 && runs ? '1' : undefined}
               >
-                <span style={{ color }} aria-hidden="true">
-                  ●
-                </span>{' '}
+                <span className="swatch" style={{ background: color }} />
                 <a href={`/jobs/${encodeURIComponent(id)}`} onClick={onLinkClick}>
                   {runs?.find((r) => r.job.jobId === id)?.job.name ?? id}
                 </a>
@@ -347,7 +345,8 @@ export function ComparePage() {
                 <tr>
                   <th>key</th>
                   {runs.map((r, i) => (
-                    <th key={r.job.jobId} style={{ color: seriesColor(i) }}>
+                    <th key={r.job.jobId}>
+                      <span className="swatch" style={{ background: seriesColor(i) }} />
                       {r.job.name}
                       <div className="sub">{r.job.jobId}</div>
                     </th>

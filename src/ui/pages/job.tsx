@@ -870,9 +870,7 @@ function AlertChip({ a, now }: { a: Alert; now: number }) {
       data-alertname={a.labels.alertname ?? a.name}
       data-state={a.state}
     >
-      <span style={{ color }} aria-hidden="true">
-        ●
-      </span>{' '}
+      <span className="swatch" style={{ background: color }} />
       {a.labels.alertname ?? a.name}
       {where && <span className="muted"> · {where}</span>}
       <span className="muted">
@@ -1042,7 +1040,7 @@ function StragglerNote({
   if (first)
     return (
       <p className="straggler-note" data-testid="straggler-note">
-        <span style={{ color: first.color }}>▶</span> {first.label}
+        <span className="swatch" style={{ background: first.color }} /> {first.label}
         {highlights.size > 1 ? ` and ${highlights.size - 1} more` : ''}
       </p>
     );
