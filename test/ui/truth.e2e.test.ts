@@ -128,7 +128,9 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
 
     const job = await open(`/jobs/${encodeURIComponent(hung.jobId)}`);
     await expect
-      .poll(() => job.locator('h1 [data-testid="job-status"]').getAttribute('data-status'))
+      .poll(() => job.locator('h1 [data-testid="job-status"]').getAttribute('data-status'), {
+        timeout: 30_000,
+      })
       .toBe('stalled');
     const chart = job.getByTestId('chart-throughput');
     await expect
@@ -167,7 +169,7 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
     );
     expect(await stragglerRows.count()).toBe(0);
     await lead.first().getByTestId('related-toggle').click();
-    await expect.poll(() => stragglerRows.count()).toBe(1);
+    await expect.poll(() => stragglerRows.count(), { timeout: 10_000 }).toBe(1);
     expect(await stragglerRows.first().getAttribute('data-cause')).toBe(
       await lead.first().getAttribute('data-fingerprint'),
     );
@@ -180,11 +182,13 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
     await page.getByTestId('compare-unknown').waitFor({ timeout: 30_000 });
     expect(await page.getByTestId('compare-unknown').textContent()).toContain('No run no-such-run');
     await expect
-      .poll(async () => Number(await page.getByTestId('compare-train_loss').getAttribute('data-points')))
+      .poll(async () => Number(await page.getByTestId('compare-train_loss').getAttribute('data-points')), {
+        timeout: 30_000,
+      })
       .toBeGreaterThan(0);
     for (const id of ['compare-throughput', 'compare-gpu_utilization_ratio'])
       await expect
-        .poll(async () => Number(await page.getByTestId(id).getAttribute('data-points')))
+        .poll(async () => Number(await page.getByTestId(id).getAttribute('data-points')), { timeout: 30_000 })
         .toBeGreaterThan(0);
     expect(await page.locator('body').textContent()).not.toContain('Check that trainwatch is running');
     await page.close();
@@ -193,7 +197,9 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
     const moe = byName('moe-8x1b-pretrain');
     const prev = await open(`/compare?base=${encodeURIComponent(moe.jobId)}`);
     await prev.getByTestId('compare-how').waitFor();
-    await expect.poll(() => prev.getByTestId('compare-how').textContent()).toMatch(/compared with nothing/);
+    await expect
+      .poll(() => prev.getByTestId('compare-how').textContent(), { timeout: 30_000 })
+      .toMatch(/compared with nothing/);
     expect(await prev.locator('fieldset.chips .chip').count()).toBe(1);
     await prev.close();
   }, 60_000);
@@ -205,7 +211,7 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
     await expect.poll(() => row.getAttribute('data-alerts'), { timeout: 30_000 }).not.toBe('0');
     const nav = page.getByTestId('nav-firing');
     const badge = async () => ((await nav.count()) > 0 ? Number(await nav.textContent()) : 0);
-    await expect.poll(badge).toBeGreaterThan(0);
+    await expect.poll(badge, { timeout: 30_000 }).toBeGreaterThan(0);
     const before = await badge();
     const firing = await getJson<{ data: { alerts: { labels: Record<string, string> }[] } }>(
       `${base}/api/tw/v1/alerts?state=firing&job_id=${encodeURIComponent(llama.jobId)}`,
