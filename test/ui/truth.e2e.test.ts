@@ -132,11 +132,14 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
         timeout: 30_000,
       })
       .toBe('stalled');
-    const chart = job.getByTestId('chart-throughput');
+    // The loss is logged per step: its curve stops at the hang, where it used to look like a finished run.
+    const chart = job.getByTestId('chart-loss');
     await expect
       .poll(() => chart.getAttribute('data-spans'), { timeout: 30_000 })
       .toMatch(/^stalled \d+ min$/);
-    // The x axis reaches now, past the last point: the gap is the hang.
+    // The x axis reaches now, past the last point: the gap is the hang. Throughput (zero, but reported) is
+    // marked too.
+    expect(await job.getByTestId('chart-throughput').getAttribute('data-spans')).toMatch(/^stalled \d+ min$/);
     const lastX = Number(await chart.getAttribute('data-last-x'));
     const xEnd = Number(await chart.getAttribute('data-x-end'));
     expect(xEnd - lastX).toBeGreaterThan(60_000);
