@@ -234,7 +234,9 @@ describe.skipIf(!available)('the dashboard in Chromium against trainwatch demo',
     const waiting = (x: string) => /per_second|gpu_power|gpu_temperature|gpu_sm_clock|\/series/.test(x);
     expect(seen.filter(waiting)).toEqual([]);
     release();
-    await expect.poll(() => page.evaluate('document.body.dataset.jobLoaded ?? ""')).toBe('1');
+    await expect
+      .poll(() => page.evaluate('document.body.dataset.jobLoaded ?? ""'), { timeout: 30_000 })
+      .toBe('1');
     expect(
       seen.filter((x) => /^\/api\/tw\/v1\/spread\?metric=train_(tokens|samples)_per_second$/.test(x)),
     ).toHaveLength(1);
