@@ -8,11 +8,12 @@
  * axe-core is read from node_modules (`axe-core/axe.min.js`), or from AXE_CORE_PATH. Without Chromium or
  * axe-core the file (or the axe test) is skipped with a message locally, and fails under CI=true.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Child, getJson, stopChild, waitFor } from '../helpers.js';
+import { type Child, getJson, REPO_ROOT, stopChild, waitFor } from '../helpers.js';
 import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
 import { startDemo } from './demo.js';
 
@@ -32,6 +33,9 @@ const AXE = axePath();
 if (!AXE && process.env.CI === 'true')
   throw new Error('axe-core is missing: add the axe-core package (the accessibility check needs axe.min.js)');
 if (available && !AXE) console.warn('skipping the axe-core check: axe-core/axe.min.js not found');
+
+/** Screenshots for a reviewer, beside browser.e2e's. */
+const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
 
 interface FleetJob {
   jobId: string;
@@ -78,6 +82,7 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
       120_000,
       1000,
     );
+    mkdirSync(SHOTS, { recursive: true });
     browser = await launchChromium();
     for (const theme of ['dark', 'light'] as const)
       contexts[theme] = await browser.newContext({
@@ -104,6 +109,7 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
     // Health reflects the cause: no "healthy" next to a job that died of an incident.
     for (const name of ['bert-large-mlm', 'vit-l16-finetune'])
       expect(await row(name).locator('[data-health]').getAttribute('data-health')).not.toBe('ok');
+    await page.screenshot({ path: path.join(SHOTS, 'truth-fleet.png'), fullPage: true });
     await page.close();
 
     const job = await open(`/jobs/${encodeURIComponent(byName('bert-large-mlm').jobId)}`);
@@ -115,6 +121,7 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
     await cause.waitFor();
     expect(await cause.locator('.alert-chip').first().getAttribute('data-alertname')).toBe('TrainingNaN');
     expect(await cause.locator('.alert-chip').first().getAttribute('data-state')).toBe('resolved');
+    await job.screenshot({ path: path.join(SHOTS, 'truth-failed-job.png') });
     await job.close();
   }, 90_000);
 
@@ -143,6 +150,7 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
     const lastX = Number(await chart.getAttribute('data-last-x'));
     const xEnd = Number(await chart.getAttribute('data-x-end'));
     expect(xEnd - lastX).toBeGreaterThan(60_000);
+    await job.screenshot({ path: path.join(SHOTS, 'truth-stalled-job.png'), fullPage: true });
     await job.close();
   }, 60_000);
 
@@ -273,15 +281,14 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
           await page.locator(p.ready).first().waitFor({ timeout: 45_000 });
           if (p.click) await page.getByRole('tab', { name: p.click }).click();
           await page.addScriptTag({ path: AXE! });
-          const violations = await page.evaluate(async () => {
-            const axe = (window as unknown as { axe: { run: (...a: unknown[]) => Promise<AxeResult> } }).axe;
-            const r = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
-            return r.violations.map((v) => ({
-              id: v.id,
-              help: v.help,
-              nodes: v.nodes.slice(0, 4).map((n) => `${n.target.join(' ')}: ${n.failureSummary ?? ''}`),
-            }));
-          });
+          // A string, evaluated in the page (this file is type-checked without the DOM's types).
+          const violations = (await page.evaluate(`axe
+          .run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } })
+          .then((r) => r.violations.map((v) => ({
+            id: v.id,
+            help: v.help,
+            nodes: v.nodes.slice(0, 4).map((n) => n.target.join(' ') + ': ' + (n.failureSummary || '')),
+          })))`)) as AxeViolation[];
           for (const v of violations)
             found.push(
               `${theme} ${p.path}${p.click ? ` (${p.click})` : ''}: ${v.id} — ${v.help}\n    ${v.nodes.join('\n    ')}`,
@@ -295,6 +302,9 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
   );
 });
 
-interface AxeResult {
-  violations: { id: string; help: string; nodes: { target: string[]; failureSummary?: string }[] }[];
+interface AxeViolation {
+  id: string;
+  help: string;
+  /** The first few elements, each with axe's summary of what failed. */
+  nodes: string[];
 }
