@@ -11,6 +11,7 @@ import {
   fmtSpan,
   healthWithCauses,
   jobStatusOf,
+  lastStepChange,
   statusLine,
 } from '../../src/ui/lib/causes.js';
 import { filterJobs, fleetTotals } from '../../src/ui/lib/fleet.js';
@@ -139,6 +140,29 @@ describe('the cause of a failed job', () => {
     const health = healthWithCauses(healthByJob(alerts, 'default'), [f], alerts, 'default');
     expect(health.get('default/bert')).toMatchObject({ critical: 1, worst: 3 });
     expect(health.get('default/bert')?.cause?.kind).toBe('diverged');
+  });
+
+  it('counts a hang from when the step last moved, not from when the detector noticed', () => {
+    const curve = { t: [0, MIN, 2 * MIN, 3 * MIN, 9 * MIN], step: [10, 20, 30, 30, 30] };
+    expect(lastStepChange(curve, 8 * MIN)).toBe(2 * MIN);
+    expect(lastStepChange({ t: [0], step: null }, MIN)).toBeNull();
+    const stall = alert(
+      'TrainingStalled',
+      { job_id: 'h' },
+      { at: 7 * MIN, state: 'resolved', resolvedAtMs: 28 * MIN },
+    );
+    const hung = job('h', { status: 'failed', endMs: 28 * MIN });
+    expect(causeOfFailure(hung, [stall], null, lastStepChange(curve, 7 * MIN))?.text).toBe('hung 26 min');
+  });
+
+  it('reads when a hang began from the stall alert’s value (seconds since the step moved)', () => {
+    const end = 40 * MIN;
+    const stall = alert(
+      'TrainingStalled',
+      { job_id: 'h' },
+      { at: end - 21 * MIN, state: 'resolved', resolvedAtMs: end, value: 26 * 60 },
+    );
+    expect(causeOfFailure(job('h', { status: 'failed', endMs: end }), [stall])?.text).toBe('hung 26 min');
   });
 
   it('formats spans in minutes', () => {

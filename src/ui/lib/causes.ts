@@ -108,7 +108,13 @@ function placeWords(a: Alert): string {
   return alertLocation(a.labels);
 }
 
-function describe(kind: CauseKind, a: Alert, endMs: number, step: number | null | undefined): string {
+function describe(
+  kind: CauseKind,
+  a: Alert,
+  endMs: number,
+  step: number | null | undefined,
+  stalledSinceMs: number | null | undefined,
+): string {
   const where = placeWords(a);
   switch (kind) {
     case 'hardware':
@@ -120,21 +126,34 @@ function describe(kind: CauseKind, a: Alert, endMs: number, step: number | null 
         ? `diverged (${nonFiniteWord(a)} ${metricWord(a)}${step !== null && step !== undefined ? ` at step ${Math.round(step)}` : ''})`
         : `diverged (${alertName(a)}${where ? ` on ${where}` : ''})`;
     case 'hung':
-      return `hung ${fmtSpan(endMs - a.activeAtMs)}`;
+      return `hung ${fmtSpan(endMs - (stalledSinceMs ?? stallStartOf(a, endMs)))}`;
     case 'alert':
       return `${alertName(a)}${where ? ` on ${where}` : ''}`;
   }
 }
 
 /**
- * The cause of a failed job, from the alerts (any jobs', any states) and, for a divergence, the training
- * step at which the loss became non-finite when the caller knows it. null for a job that did not fail or
- * whose alerts tell nothing.
+ * When the hang of a TrainingStalled alert began. The detector's value is the seconds since the step last
+ * moved, as of its last evaluation (the alert's resolution, or `nowMs` while it fires): the hang began that
+ * long before — minutes before the alert fired. Without a value, when the alert became active.
+ */
+export function stallStartOf(a: Alert, nowMs: number): number {
+  const fromValue =
+    typeof a.value === 'number' && a.value > 0 ? (a.resolvedAtMs ?? nowMs) - a.value * 1000 : null;
+  return Math.min(a.activeAtMs, fromValue ?? a.activeAtMs);
+}
+
+/**
+ * The cause of a failed job, from the alerts (any jobs', any states) and what the caller knows: for a
+ * divergence, the training step at which the loss became non-finite; for a hang, when the step last
+ * advanced (the stall alert fires only after the detector's threshold, minutes later). null for a job that
+ * did not fail or whose alerts tell nothing.
  */
 export function causeOfFailure(
   job: JobRef,
   alerts: readonly Alert[],
   divergedAtStep?: number | null,
+  stalledSinceMs?: number | null,
 ): JobCause | null {
   if (job.status !== 'failed') return null;
   const end = endOf(job);
@@ -160,7 +179,7 @@ export function causeOfFailure(
   return {
     kind,
     alert: best,
-    text: describe(kind, best, end, divergedAtStep),
+    text: describe(kind, best, end, divergedAtStep, stalledSinceMs),
     level: Math.max(1, severityLevel(best.labels.severity)),
   };
 }
@@ -244,4 +263,26 @@ export async function divergenceSteps(
     }),
   );
   return out;
+}
+
+/**
+ * When a job's step last advanced at or before `t`: the time of the first point at the step it was stuck on,
+ * from a curve with the step at each point. null when the curve has no steps there.
+ */
+export function lastStepChange(
+  curve: { readonly t: readonly number[]; readonly step: readonly (number | null)[] | null },
+  t: number,
+): number | null {
+  if (!curve.step) return null;
+  let since: number | null = null;
+  let current: number | null = null;
+  for (let k = 0; k < curve.t.length && curve.t[k]! <= t; k++) {
+    const s = curve.step[k];
+    if (s === null || s === undefined) continue;
+    if (s !== current) {
+      current = s;
+      since = curve.t[k]!;
+    }
+  }
+  return since;
 }

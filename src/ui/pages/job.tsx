@@ -27,7 +27,14 @@ import { fmtAge, fmtInt, fmtNumber, fmtPercent, fmtTime } from '../format';
 import { useNow, usePoll, useTicks } from '../hooks/use-live';
 import { groupAlerts } from '../lib/alert-groups';
 import { alertLocation, alertStart, healthByJob, isSilenced, STALL_ALERT } from '../lib/alerts';
-import { causeOfFailure, fmtSpan, healthWithCauses, jobStatusOf } from '../lib/causes';
+import {
+  causeOfFailure,
+  fmtSpan,
+  healthWithCauses,
+  jobStatusOf,
+  lastStepChange,
+  stallStartOf,
+} from '../lib/causes';
 import { SEVERITY_COLORS } from '../lib/colors';
 import { mergeCurves, mergeSeries, mergeSpread, stepAtTime } from '../lib/live-merge';
 import { decodeMatrix, type HeatmapRowInfo, type Matrix, mergeMatrix } from '../lib/matrix';
@@ -434,7 +441,17 @@ export function JobPage({ jobId }: { jobId: string }) {
   }, [alerts, job, nanStep]);
   const health = job ? healthMap.get(`${job.tenant}/${job.jobId}`) : undefined;
   const status = job ? jobStatusOf(job, healthMap) : 'unknown';
-  const cause = useMemo(() => (job ? causeOfFailure(job, alerts, nanStep) : null), [job, alerts, nanStep]);
+  // When the step last moved before each stall alert fired: the stall began there, not when the detector's
+  // threshold ran out minutes later.
+  const stallStart = useCallback(
+    (a: Alert) => (stepRef ? lastStepChange(stepRef, a.activeAtMs) : null) ?? stallStartOf(a, now),
+    [stepRef, now],
+  );
+  const cause = useMemo(() => {
+    if (!job) return null;
+    const stall = alerts.find((a) => (a.labels.alertname ?? a.name) === STALL_ALERT && a.state !== 'pending');
+    return causeOfFailure(job, alerts, nanStep, stall ? stallStart(stall) : null);
+  }, [job, alerts, nanStep, stallStart]);
   // Every alert of the job in the range (the ones that resolved as it died included), under their causes:
   // the cause of the failure first, then what still fires, then the newest.
   const alertGroups = useMemo(() => {
@@ -449,15 +466,16 @@ export function JobPage({ jobId }: { jobId: string }) {
       alerts
         .filter((a) => (a.labels.alertname ?? a.name) === STALL_ALERT && a.state !== 'pending')
         .map((a) => {
+          const from = stallStart(a);
           const to = a.resolvedAtMs ?? now;
           return {
-            from: a.activeAtMs,
+            from,
             to,
             color: SEVERITY_COLORS[a.labels.severity ?? ''] ?? '#d9534f',
-            label: `${a.resolvedAtMs === null ? 'stalled' : 'stall'} ${fmtSpan(to - a.activeAtMs)}`,
+            label: `${a.resolvedAtMs === null ? 'stalled' : 'stall'} ${fmtSpan(to - from)}`,
           };
         }),
-    [alerts, now],
+    [alerts, now, stallStart],
   );
   // A stalled job's charts run up to now: the empty stretch after the last point is the hang.
   const xEnd = status === 'stalled' ? now : undefined;
