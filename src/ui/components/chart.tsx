@@ -159,8 +159,11 @@ export function Chart({
         ctx.fillStyle = s.color;
         ctx.fillRect(x0, top, x1 - x0, h);
         ctx.globalAlpha = 1;
+        // uPlot leaves the alignment of its last axis label on the context: the span's label starts at it.
         ctx.font = `${11 * devicePixelRatio}px sans-serif`;
-        ctx.fillText(s.label, x0 + 4 * devicePixelRatio, top + 14 * devicePixelRatio);
+        ctx.textAlign = 'left';
+        ctx.textBaseline = 'top';
+        ctx.fillText(s.label, x0 + 4 * devicePixelRatio, top + 4 * devicePixelRatio);
       }
       ctx.lineWidth = Math.max(1, devicePixelRatio);
       for (const m of ms) {
