@@ -121,6 +121,12 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
     await cause.waitFor();
     expect(await cause.locator('.alert-chip').first().getAttribute('data-alertname')).toBe('TrainingNaN');
     expect(await cause.locator('.alert-chip').first().getAttribute('data-state')).toBe('resolved');
+    // The mean-utilization stat card shows its whole % label (it used to be clipped by the bar).
+    const tile = job.locator('.tile:has(.utilbar)');
+    const label = tile.locator('.utilbar-label');
+    expect(await label.textContent()).toMatch(/^\d+%$/);
+    const [tileBox, labelBox] = [await tile.boundingBox(), await label.boundingBox()];
+    expect(labelBox!.x + labelBox!.width).toBeLessThanOrEqual(tileBox!.x + tileBox!.width);
     await job.screenshot({ path: path.join(SHOTS, 'truth-failed-job.png') });
     await job.close();
   }, 90_000);
