@@ -3,6 +3,7 @@ import { fetchAlerts, getToken } from './api';
 import { TokenPrompt } from './components/token-prompt';
 import { usePoll } from './hooks/use-live';
 import { ThemeContext, useThemeState } from './hooks/use-theme';
+import { isSilenced } from './lib/alerts';
 import { AlertsPage } from './pages/alerts';
 import { ComparePage } from './pages/compare';
 import { ExplorePage } from './pages/explore';
@@ -20,7 +21,8 @@ export function App() {
   usePoll(
     async (signal) => {
       try {
-        setFiring((await fetchAlerts({ state: 'firing' }, signal)).length);
+        // Silenced alerts are someone's known problem: the badge counts the others.
+        setFiring((await fetchAlerts({ state: 'firing' }, signal)).filter((a) => !isSilenced(a)).length);
       } catch {
         if (!signal.aborted) setFiring(null);
       }

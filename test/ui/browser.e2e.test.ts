@@ -24,6 +24,7 @@ import {
   waitFor,
 } from '../helpers.js';
 import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
+import { startDemo } from './demo.js';
 
 const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
 const available = chromiumAvailable();
@@ -52,28 +53,9 @@ interface FleetJob {
 describe.skipIf(!available)('the dashboard in Chromium against trainwatch demo', () => {
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
     // Incidents start five minutes into each job: eight minutes of history puts three minutes of each
     // (the straggler among them) in the data before the browser opens.
-    demo = startCli([
-      'demo',
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--jobs',
-      '8',
-      '--nodes',
-      '2',
-      '--gpus',
-      '4',
-      '--backfill',
-      '8m',
-    ]);
-    await waitFor(
-      'the dashboard URL',
-      () => (demo.output().includes(`dashboard at ${base}/`) ? true : undefined),
-      30_000,
-    );
+    ({ demo, base } = await startDemo({ jobs: 8, nodes: 2, gpus: 4, backfill: '8m' }));
     stragglerJob = await waitFor(
       'the straggler incident',
       () => /incident scheduled: straggler in (\S+)/.exec(demo.output())?.[1],
@@ -252,7 +234,9 @@ describe.skipIf(!available)('the dashboard in Chromium against trainwatch demo',
     const waiting = (x: string) => /per_second|gpu_power|gpu_temperature|gpu_sm_clock|\/series/.test(x);
     expect(seen.filter(waiting)).toEqual([]);
     release();
-    await expect.poll(() => page.evaluate('document.body.dataset.jobLoaded ?? ""')).toBe('1');
+    await expect
+      .poll(() => page.evaluate('document.body.dataset.jobLoaded ?? ""'), { timeout: 30_000 })
+      .toBe('1');
     expect(
       seen.filter((x) => /^\/api\/tw\/v1\/spread\?metric=train_(tokens|samples)_per_second$/.test(x)),
     ).toHaveLength(1);

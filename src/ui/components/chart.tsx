@@ -32,6 +32,15 @@ export interface ChartMarker {
   readonly label: string;
 }
 
+/** A shaded stretch of the x axis, e.g. a stall from the last step to now. */
+export interface ChartSpan {
+  /** In the chart's x unit (ms for time charts). */
+  readonly from: number;
+  readonly to: number;
+  readonly color: string;
+  readonly label: string;
+}
+
 export type XMode = 'time' | 'step' | 'elapsed';
 
 const PALETTE = [
@@ -56,6 +65,13 @@ interface ChartProps {
   readonly series: readonly ChartSeries[];
   readonly bands?: readonly ChartBand[];
   readonly markers?: readonly ChartMarker[];
+  /** Shaded spans (a stall), drawn under the markers. */
+  readonly spans?: readonly ChartSpan[];
+  /**
+   * The x axis reaches at least this far (chart units): a hung job's curves stop at the hang, and the
+   * empty stretch up to now is the news.
+   */
+  readonly xEnd?: number;
   readonly xMode?: XMode;
   readonly logY?: boolean;
   readonly height?: number;
@@ -90,6 +106,8 @@ export function Chart({
   series,
   bands = [],
   markers = [],
+  spans = [],
+  xEnd,
   xMode = 'time',
   logY = false,
   height = 220,
@@ -105,6 +123,10 @@ export function Chart({
   const plot = useRef<uPlot | null>(null);
   const markersRef = useRef(markers);
   markersRef.current = markers;
+  const spansRef = useRef(spans);
+  spansRef.current = spans;
+  const xEndRef = useRef(xEnd);
+  xEndRef.current = xEnd;
   const zoomRef = useRef(onZoom);
   zoomRef.current = onZoom;
   const theme = useTheme();
@@ -124,10 +146,25 @@ export function Chart({
     const grid = css.getPropertyValue('--grid').trim() || '#333';
     const drawMarkers = (u: uPlot) => {
       const ms = markersRef.current;
-      if (ms.length === 0) return;
+      const sp = spansRef.current;
+      if (ms.length === 0 && sp.length === 0) return;
       const ctx = u.ctx;
       const { left, top, width, height: h } = u.bbox;
       ctx.save();
+      for (const s of sp) {
+        const x0 = Math.max(left, u.valToPos(s.from * xScale, 'x', true));
+        const x1 = Math.min(left + width, u.valToPos(s.to * xScale, 'x', true));
+        if (!(x1 > x0)) continue;
+        ctx.globalAlpha = 0.14;
+        ctx.fillStyle = s.color;
+        ctx.fillRect(x0, top, x1 - x0, h);
+        ctx.globalAlpha = 1;
+        // uPlot leaves the alignment of its last axis label on the context: the span's label starts at it.
+        ctx.font = `${11 * devicePixelRatio}px sans-serif`;
+        ctx.textAlign = 'left';
+        ctx.textBaseline = 'top';
+        ctx.fillText(s.label, x0 + 4 * devicePixelRatio, top + 4 * devicePixelRatio);
+      }
       ctx.lineWidth = Math.max(1, devicePixelRatio);
       for (const m of ms) {
         const x = Math.round(u.valToPos(m.x * xScale, 'x', true));
@@ -154,7 +191,15 @@ export function Chart({
       width: Math.max(200, el.clientWidth),
       height,
       scales: {
-        x: { time: xMode === 'time' },
+        x: {
+          time: xMode === 'time',
+          // Auto-ranged to the data, but reaching xEnd when given (drawn up to now past a hang).
+          range: (_u: uPlot, min: number | null, max: number | null): uPlot.Range.MinMax => {
+            const end = xEndRef.current;
+            const hi = end !== undefined && max !== null ? Math.max(max, end * xScale) : max;
+            return [min, hi];
+          },
+        },
         y: logY ? { distr: 3 } : {},
       },
       legend: { show: series.filter((s) => !s.hideInLegend).length <= 12, live: true },
@@ -238,7 +283,7 @@ export function Chart({
   // biome-ignore lint/correctness/useExhaustiveDependencies: markers are read through a ref when drawing
   useEffect(() => {
     plot.current?.redraw(false, true);
-  }, [JSON.stringify(markers)]);
+  }, [JSON.stringify(markers), JSON.stringify(spans), xEnd]);
 
   const points = series.reduce((a, s) => a + s.x.length, 0);
   let lastX: number | undefined;
@@ -251,6 +296,8 @@ export function Chart({
       data-points={points}
       data-series={series.filter((s) => !s.hideInLegend).length}
       data-last-x={lastX}
+      data-x-end={xEnd}
+      data-spans={spans.length > 0 ? spans.map((s) => s.label).join(' | ') : undefined}
     >
       <figcaption>
         {title}

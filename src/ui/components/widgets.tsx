@@ -2,12 +2,21 @@ import type { ApiError, JobStatus } from '../api';
 import { fmtPercent } from '../format';
 import type { LiveState } from '../hooks/use-live';
 import type { JobHealth } from '../lib/alerts';
-import { SEVERITY_COLORS } from '../lib/colors';
+import type { JobCause } from '../lib/causes';
 
-export function StatusBadge({ status }: { status: JobStatus }) {
+/** The job's status, and for a failed job what killed it: "failed — out of memory on rank 7". */
+export function StatusBadge({ status, cause }: { status: JobStatus; cause?: JobCause | null }) {
   return (
-    <span className={`badge status-${status}`} data-status={status}>
-      {status}
+    <span className="status-line" data-testid="job-status" data-status={status}>
+      <span className={`badge status-${status}`} data-status={status}>
+        {status}
+      </span>
+      {cause && (
+        <span className="status-cause" data-testid="status-cause" data-cause={cause.kind}>
+          {' '}
+          — {cause.text}
+        </span>
+      )}
     </span>
   );
 }
@@ -19,7 +28,12 @@ export function UtilBar({ ratio }: { ratio: number | null }) {
   const hue = Math.round(pct * 120);
   return (
     <span className="utilbar" title={fmtPercent(ratio)}>
-      <span className="utilbar-fill" style={{ width: `${pct * 100}%`, background: `hsl(${hue} 70% 45%)` }} />
+      <span className="utilbar-track" aria-hidden="true">
+        <span
+          className="utilbar-fill"
+          style={{ width: `${pct * 100}%`, background: `hsl(${hue} 70% 45%)` }}
+        />
+      </span>
       <span className="utilbar-label">{fmtPercent(ratio)}</span>
     </span>
   );
@@ -33,10 +47,20 @@ export function HealthBadges({ health, unknown }: { health: JobHealth | undefine
         —
       </span>
     );
+  const silenced =
+    health && health.silenced > 0 ? (
+      <span
+        className="sev sev-silenced"
+        data-testid="health-silenced"
+        title={[...new Set(health.silencedAlerts.map((a) => a.labels.alertname ?? a.name))].join(', ')}
+      >
+        {health.silenced} silenced
+      </span>
+    ) : null;
   if (!health || health.alerts.length === 0)
     return (
       <span className="health-ok" data-health="ok">
-        healthy
+        healthy{silenced && <> {silenced}</>}
       </span>
     );
   const parts: [string, number][] = [
@@ -55,14 +79,11 @@ export function HealthBadges({ health, unknown }: { health: JobHealth | undefine
       {parts
         .filter(([, n]) => n > 0)
         .map(([sev, n]) => (
-          <span
-            key={sev}
-            className={`sev sev-${sev}`}
-            style={sev === 'pending' ? undefined : { color: SEVERITY_COLORS[sev] }}
-          >
+          <span key={sev} className={`sev sev-${sev}`}>
             ● {n} {sev}
           </span>
         ))}
+      {silenced}
     </span>
   );
 }
@@ -130,6 +151,8 @@ export function ErrorBox({
       'Paste an API token (the key button at the top right), or ask an admin for one: trainwatch token create.';
   else if (e?.status === 403)
     hint = 'Your token does not allow this; ask an admin for a token with the right scope.';
+  else if (e?.status === 404)
+    hint = 'The server has no such thing: check the id or the link (it may belong to another tenant).';
   else if (e?.status === 400)
     hint = 'The request was refused; the message above says which parameter was wrong.';
   return (

@@ -3,6 +3,7 @@
  * health strip per job over time for the heatmap, the place an alert points at, and the matchers of a
  * silence made from an alert.
  */
+import type { JobCause } from './causes.js';
 import type { Alert, Matcher, Severity } from './types.js';
 
 export const SEVERITIES: readonly Severity[] = ['critical', 'warning', 'info'];
@@ -25,16 +26,48 @@ export interface JobHealth {
   warning: number;
   info: number;
   pending: number;
-  /** 0..3 as {@link severityLevel}, over firing alerts. */
+  /** 0..3 as {@link severityLevel}, over firing alerts that no silence mutes. */
   worst: number;
+  /** Active alerts that no silence mutes: what the counts above count. */
   alerts: Alert[];
+  /** Active alerts muted by a silence: shown apart, never counted. */
+  silenced: number;
+  silencedAlerts: Alert[];
+  /** A TrainingStalled alert fires for the job (silenced or not: a silence mutes news, not facts). */
+  stalled: boolean;
+  /** Why a failed job failed (causes.ts), when alerts tell. */
+  cause?: JobCause;
 }
 
 export function emptyHealth(): JobHealth {
-  return { critical: 0, warning: 0, info: 0, pending: 0, worst: 0, alerts: [] };
+  return {
+    critical: 0,
+    warning: 0,
+    info: 0,
+    pending: 0,
+    worst: 0,
+    alerts: [],
+    silenced: 0,
+    silencedAlerts: [],
+    stalled: false,
+  };
 }
 
-/** Active (firing and pending) alerts grouped by `tenant/job_id` and counted by severity. */
+/** The alert the stall detector raises when a job's step stops advancing. */
+export const STALL_ALERT = 'TrainingStalled';
+
+export function isSilenced(a: Alert): boolean {
+  return (a.silencedBy?.length ?? 0) > 0;
+}
+
+export function alertName(a: Alert): string {
+  return a.labels.alertname ?? a.name;
+}
+
+/**
+ * Active (firing and pending) alerts grouped by `tenant/job_id` and counted by severity. Silenced alerts
+ * are kept apart (`silenced`), so that a silence takes a job off the alerting list and the badges.
+ */
 export function healthByJob(alerts: readonly Alert[], defaultTenant: string): Map<string, JobHealth> {
   const out = new Map<string, JobHealth>();
   for (const a of alerts) {
@@ -42,6 +75,13 @@ export function healthByJob(alerts: readonly Alert[], defaultTenant: string): Ma
     if (!job || a.state === 'resolved') continue;
     const key = `${a.labels.tenant ?? defaultTenant}/${job}`;
     const h = out.get(key) ?? emptyHealth();
+    out.set(key, h);
+    if (a.state === 'firing' && alertName(a) === STALL_ALERT) h.stalled = true;
+    if (isSilenced(a)) {
+      h.silenced++;
+      h.silencedAlerts.push(a);
+      continue;
+    }
     h.alerts.push(a);
     if (a.state === 'pending') h.pending++;
     else {
@@ -51,7 +91,6 @@ export function healthByJob(alerts: readonly Alert[], defaultTenant: string): Ma
       else h.info++;
       h.worst = Math.max(h.worst, level);
     }
-    out.set(key, h);
   }
   return out;
 }

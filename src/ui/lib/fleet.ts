@@ -1,7 +1,9 @@
 /**
  * The fleet table's filtering, sorting and totals, as pure functions over the jobs and their health.
  */
+import { groupAlerts, placeOf } from './alert-groups.js';
 import { emptyHealth, type JobHealth } from './alerts.js';
+import { jobStatusOf } from './causes.js';
 import type { FleetJob, JobStatus } from './types.js';
 
 export interface FleetFilter {
@@ -43,7 +45,7 @@ export function filterJobs(
 ): FleetJob[] {
   const q = f.q.trim().toLowerCase();
   return jobs.filter((j) => {
-    if (f.status && j.status !== f.status) return false;
+    if (f.status && jobStatusOf(j, health) !== f.status) return false;
     if (f.tenant && j.tenant !== f.tenant) return false;
     if (f.owner && j.owner !== f.owner) return false;
     if (f.tag && !j.tags.includes(f.tag)) return false;
@@ -80,7 +82,7 @@ function sortValue(
     case 'name':
       return j.name || j.jobId;
     case 'status':
-      return STATUS_ORDER[j.status] ?? 9;
+      return STATUS_ORDER[jobStatusOf(j, health)] ?? 9;
     case 'health': {
       const h = healthOf(health, j);
       return h.worst * 1e6 + h.critical * 1e4 + h.warning * 100 + h.info + h.pending / 100;
@@ -134,7 +136,7 @@ export interface FleetTotals {
   readonly gpus: number;
   readonly busyGpus: number;
   readonly idleGpus: number;
-  /** GPUs of jobs with a firing alert. */
+  /** GPUs that firing, unsilenced alerts name; all of a job's GPUs only for its job-level alerts. */
   readonly alertingGpus: number;
   readonly alertingJobs: number;
   readonly meanUtilization: number | null;
@@ -150,8 +152,9 @@ export function fleetTotals(jobs: readonly FleetJob[], health: ReadonlyMap<strin
   let utilSum = 0;
   let utilGpus = 0;
   for (const j of jobs) {
-    const active = j.status === 'running' || j.status === 'stalled';
-    if (j.status === 'running') running++;
+    const status = jobStatusOf(j, health);
+    const active = status === 'running' || status === 'stalled';
+    if (status === 'running') running++;
     if (!active) continue;
     gpus += j.gpus;
     busy += j.busyGpus;
@@ -160,9 +163,10 @@ export function fleetTotals(jobs: readonly FleetJob[], health: ReadonlyMap<strin
       utilSum += j.meanGpuUtilization * j.gpus;
       utilGpus += j.gpus;
     }
-    if (healthOf(health, j).worst > 0) {
+    const h = healthOf(health, j);
+    if (h.worst > 0) {
       alertingJobs++;
-      alertingGpus += j.gpus;
+      alertingGpus += alertingGpusOf(j, h);
     }
   }
   return {
@@ -175,6 +179,24 @@ export function fleetTotals(jobs: readonly FleetJob[], health: ReadonlyMap<strin
     alertingJobs,
     meanUtilization: utilGpus ? utilSum / utilGpus : null,
   };
+}
+
+/**
+ * The GPUs of a job that its firing, unsilenced alerts implicate: each alert about a rank or GPU names one;
+ * an alert about the whole job names all of them, unless it is folded under a GPU alert as its consequence
+ * (a hot GPU's straggling and the job's lower throughput are that one GPU's problem).
+ */
+export function alertingGpusOf(j: FleetJob, h: JobHealth): number {
+  const firing = h.alerts.filter((a) => a.state === 'firing');
+  const named = new Set<string>();
+  for (const g of groupAlerts(firing)) {
+    for (const a of [g.cause, ...g.consequences]) {
+      const place = placeOf(a.labels);
+      if (place !== '') named.add(place);
+      else if (placeOf(g.cause.labels) === '') return Math.max(j.gpus, named.size);
+    }
+  }
+  return j.gpus > 0 ? Math.min(j.gpus, named.size) : named.size;
 }
 
 /** Distinct non-empty values, sorted, for filter menus. */

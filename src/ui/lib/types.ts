@@ -93,6 +93,8 @@ export interface Alert {
   source: 'detector' | 'rule' | string;
   name: string;
   url: string;
+  /** Ids of the active silences that mute the alert (empty or absent: not silenced). */
+  silencedBy?: readonly string[];
 }
 
 /** Alertmanager v2 matcher. */

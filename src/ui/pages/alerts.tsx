@@ -14,8 +14,15 @@ import { RangePicker } from '../components/range-picker';
 import { Empty, ErrorBox } from '../components/widgets';
 import { fmtAge, fmtNumber, fmtTime } from '../format';
 import { usePoll } from '../hooks/use-live';
-import { alertLocation, alertStart, matchersMatch, severityLevel, silenceMatchersFor } from '../lib/alerts';
-import { SEVERITY_COLORS } from '../lib/colors';
+import { type AlertGroup, groupAlerts } from '../lib/alert-groups';
+import {
+  alertLocation,
+  alertStart,
+  isSilenced,
+  matchersMatch,
+  severityLevel,
+  silenceMatchersFor,
+} from '../lib/alerts';
 import { parseRange, type RangeSpec, rangeParams, resolveRange } from '../lib/time-range';
 import type { Alert, Matcher, Silence } from '../lib/types';
 import { onLinkClick, useSearchParams } from '../router';
@@ -228,11 +235,16 @@ function AlertList({
 }) {
   const now = Date.now();
   const rowRef = useRef<HTMLTableRowElement>(null);
+  // Silenced alerts are counted apart: a silence is someone saying "known, leave it".
   const counts = useMemo(() => {
-    const c = { firing: 0, pending: 0, resolved: 0 };
-    for (const a of alerts ?? []) c[a.state]++;
+    const c = { firing: 0, pending: 0, resolved: 0, silenced: 0 };
+    for (const a of alerts ?? []) {
+      if (a.state !== 'resolved' && isSilenced(a)) c.silenced++;
+      else c[a.state]++;
+    }
     return c;
   }, [alerts]);
+  const [opened, setOpened] = useState<ReadonlySet<string>>(new Set());
   const shown = useMemo(
     () =>
       (alerts ?? [])
@@ -251,6 +263,20 @@ function AlertList({
         ),
     [alerts, stateFilter],
   );
+  // Related alerts under their likely cause (alert-groups.ts); groups in the order of their causes above.
+  const groups = useMemo(() => {
+    const order = new Map(shown.map((a, i) => [a, i]));
+    return groupAlerts(shown).sort((a, b) => order.get(a.cause)! - order.get(b.cause)!);
+  }, [shown]);
+  const groupKey = (g: AlertGroup) => `${g.cause.fingerprint}/${g.cause.activeAtMs}/${g.cause.state}`;
+  const isOpen = (g: AlertGroup) =>
+    opened.has(groupKey(g)) || g.consequences.some((c) => c.fingerprint === highlight);
+  const toggle = (g: AlertGroup) =>
+    setOpened((prev) => {
+      const next = new Set(prev);
+      if (!next.delete(groupKey(g))) next.add(groupKey(g));
+      return next;
+    });
   // biome-ignore lint/correctness/useExhaustiveDependencies: scrolls once the highlighted alert is on the page
   useEffect(() => {
     rowRef.current?.scrollIntoView({ block: 'center' });
@@ -271,7 +297,10 @@ function AlertList({
       <fieldset className="segmented" aria-label="Alert state">
         {(
           [
-            ['active', `Active (${counts.firing + counts.pending})`],
+            [
+              'active',
+              `Active (${counts.firing + counts.pending}${counts.silenced ? `, ${counts.silenced} silenced` : ''})`,
+            ],
             ['firing', `Firing (${counts.firing})`],
             ['pending', `Pending (${counts.pending})`],
             ['resolved', `Resolved (${counts.resolved})`],
@@ -308,79 +337,114 @@ function AlertList({
               </tr>
             </thead>
             <tbody>
-              {shown.map((a) => {
-                const silenced = activeSilence(a);
-                const mark = a.fingerprint === highlight;
-                return (
-                  <tr
-                    key={`${a.fingerprint}/${a.activeAtMs}/${a.state}`}
-                    ref={mark ? rowRef : undefined}
-                    className={mark ? 'highlight' : undefined}
-                    data-fingerprint={a.fingerprint}
-                    data-state={a.state}
-                  >
-                    <td>
-                      <span className="sev" style={{ color: SEVERITY_COLORS[a.labels.severity ?? ''] }}>
-                        ● {a.labels.severity ?? '—'}
-                      </span>
-                    </td>
-                    <td>
-                      <strong>{a.labels.alertname ?? a.name}</strong>
-                      <div className="sub">{a.annotations.summary ?? a.annotations.description ?? ''}</div>
-                      <div className="sub">{a.source}</div>
-                    </td>
-                    <td>
-                      {a.labels.job_id ? (
-                        <a
-                          href={a.url || `/jobs/${encodeURIComponent(a.labels.job_id)}`}
-                          onClick={onLinkClick}
-                        >
-                          {a.labels.job_id}
-                        </a>
-                      ) : (
-                        '—'
-                      )}
-                    </td>
-                    <td>{alertLocation(a.labels) || 'whole job'}</td>
-                    <td>
-                      <span className={`badge state-${a.state}`}>{a.state}</span>
-                      {silenced && (
-                        <div className="sub">silenced until {fmtTime(Date.parse(silenced.endsAt))}</div>
-                      )}
-                    </td>
-                    <td title={fmtTime(alertStart(a))}>{fmtAge(alertStart(a), now)} ago</td>
-                    <td>{a.resolvedAtMs ? `${fmtAge(a.resolvedAtMs, now)} ago` : '—'}</td>
-                    <td className="num">
-                      {typeof a.value === 'number' ? fmtNumber(a.value) : (a.value ?? '—')}
-                    </td>
-                    <td className="actions">
-                      {a.state !== 'resolved' && !silenced && (
-                        <>
+              {groups
+                .flatMap((g) => [
+                  { a: g.cause, group: g, consequence: false },
+                  ...(isOpen(g) ? g.consequences.map((c) => ({ a: c, group: g, consequence: true })) : []),
+                ])
+                .map(({ a, group, consequence }) => {
+                  const silenced = activeSilence(a) ?? (isSilenced(a) ? SILENCED_ELSEWHERE : undefined);
+                  const mark = a.fingerprint === highlight;
+                  return (
+                    <tr
+                      key={`${a.fingerprint}/${a.activeAtMs}/${a.state}`}
+                      ref={mark ? rowRef : undefined}
+                      className={
+                        [mark ? 'highlight' : '', consequence ? 'consequence' : '']
+                          .filter(Boolean)
+                          .join(' ') || undefined
+                      }
+                      data-fingerprint={a.fingerprint}
+                      data-state={a.state}
+                      data-alertname={a.labels.alertname ?? a.name}
+                      data-related={consequence ? undefined : group.consequences.length}
+                      data-cause={consequence ? group.cause.fingerprint : undefined}
+                    >
+                      <td>
+                        <span className={`sev sev-${a.labels.severity ?? 'info'}`}>
+                          ● {a.labels.severity ?? '—'}
+                        </span>
+                      </td>
+                      <td>
+                        {consequence && (
+                          <span className="muted" title="consequence of the alert above">
+                            ↳{' '}
+                          </span>
+                        )}
+                        <strong>{a.labels.alertname ?? a.name}</strong>
+                        <div className="sub">{a.annotations.summary ?? a.annotations.description ?? ''}</div>
+                        <div className="sub">{a.source}</div>
+                        {!consequence && group.consequences.length > 0 && (
                           <button
                             type="button"
-                            className="btn btn-small"
-                            data-testid="silence-button"
-                            title={`Silence for 2 hours: ${silenceMatchersFor(a.labels)
-                              .map((m) => `${m.name}="${m.value}"`)
-                              .join(', ')}`}
-                            onClick={() => onSilence(a)}
+                            className="btn btn-small btn-quiet related-toggle"
+                            aria-expanded={isOpen(group)}
+                            data-testid="related-toggle"
+                            onClick={() => toggle(group)}
                           >
-                            Silence 2h
+                            {isOpen(group) ? '▾' : '▸'} {group.consequences.length} related:{' '}
+                            {[...new Set(group.consequences.map((c) => c.labels.alertname ?? c.name))].join(
+                              ', ',
+                            )}
                           </button>
-                          <button
-                            type="button"
-                            className="btn btn-small btn-quiet"
-                            onClick={() => onEdit(a)}
-                            aria-label="Silence with options"
+                        )}
+                      </td>
+                      <td>
+                        {a.labels.job_id ? (
+                          <a
+                            href={a.url || `/jobs/${encodeURIComponent(a.labels.job_id)}`}
+                            onClick={onLinkClick}
                           >
-                            …
-                          </button>
-                        </>
-                      )}
-                    </td>
-                  </tr>
-                );
-              })}
+                            {a.labels.job_id}
+                          </a>
+                        ) : (
+                          '—'
+                        )}
+                      </td>
+                      <td>{alertLocation(a.labels) || 'whole job'}</td>
+                      <td>
+                        <span className={`badge state-${a.state}`}>{a.state}</span>
+                        {silenced && (
+                          <div className="sub">
+                            {silenced === SILENCED_ELSEWHERE
+                              ? 'silenced'
+                              : `silenced until ${fmtTime(Date.parse(silenced.endsAt))}`}
+                          </div>
+                        )}
+                      </td>
+                      <td title={fmtTime(alertStart(a))}>{fmtAge(alertStart(a), now)} ago</td>
+                      <td>{a.resolvedAtMs ? `${fmtAge(a.resolvedAtMs, now)} ago` : '—'}</td>
+                      <td className="num">
+                        {typeof a.value === 'number' ? fmtNumber(a.value) : (a.value ?? '—')}
+                      </td>
+                      <td className="actions">
+                        {a.state !== 'resolved' && !silenced && (
+                          <>
+                            <button
+                              type="button"
+                              className="btn btn-small"
+                              data-testid="silence-button"
+                              title={`Silence for 2 hours: ${silenceMatchersFor(a.labels)
+                                .map((m) => `${m.name}="${m.value}"`)
+                                .join(', ')}`}
+                              onClick={() => onSilence(a)}
+                            >
+                              Silence 2h
+                            </button>
+                            <button
+                              type="button"
+                              className="btn btn-small btn-quiet"
+                              onClick={() => onEdit(a)}
+                              aria-label="Silence with options"
+                            >
+                              …
+                            </button>
+                          </>
+                        )}
+                      </td>
+                    </tr>
+                  );
+                })}
             </tbody>
           </table>
         </div>
@@ -388,6 +452,17 @@ function AlertList({
     </>
   );
 }
+
+/** An alert the server says is silenced by a silence this page has not loaded (yet). */
+const SILENCED_ELSEWHERE: Silence = {
+  id: '',
+  matchers: [],
+  startsAt: '',
+  endsAt: '',
+  createdBy: '',
+  comment: '',
+  status: { state: 'active' },
+};
 
 function matcherText(m: Matcher): string {
   const op = m.isEqual === false ? (m.isRegex ? '!~' : '!=') : m.isRegex ? '=~' : '=';

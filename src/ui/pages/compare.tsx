@@ -1,12 +1,23 @@
 import { useEffect, useMemo, useState } from 'react';
-import { type FleetJob, fetchCurves, fetchFleet, fetchJob, type JobSummary, toNumber } from '../api';
+import {
+  type ApiError,
+  type FleetJob,
+  fetchCurves,
+  fetchFleet,
+  fetchJob,
+  fetchSpread,
+  type JobSummary,
+  toNumber,
+} from '../api';
 import { Chart, type ChartSeries, seriesColor, type XMode } from '../components/chart';
 import { Empty, ErrorBox, StatusBadge } from '../components/widgets';
-import { fmtNumber, fmtTime } from '../format';
+import { fmtNumber, fmtPercent, fmtTime } from '../format';
 import { diffConfigs, formatConfigValue } from '../lib/config-diff';
+import { stepAtTime } from '../lib/live-merge';
 import { curveSplit, groupCurves } from '../lib/metrics';
+import { previousRuns } from '../lib/previous-runs';
 import { emaSmooth } from '../lib/smoothing';
-import type { Curve } from '../lib/types';
+import type { Curve, SpreadResponse } from '../lib/types';
 import { onLinkClick, useSearchParams } from '../router';
 
 const MAX_RUNS = 12;
@@ -14,6 +25,59 @@ const MAX_RUNS = 12;
 interface Run {
   job: JobSummary;
   curves: Curve[];
+  /** System metrics over the run: throughput (sum over ranks), GPU utilization and memory (mean, max). */
+  system: Partial<Record<SystemMetric, SpreadResponse>>;
+}
+
+/** A run that could not be loaded: an unknown id (404), or another error with its message. */
+interface Unloaded {
+  id: string;
+  error: ApiError | Error;
+}
+
+type SystemMetric = 'throughput' | 'gpu_utilization_ratio' | 'gpu_memory_used_bytes';
+
+/** The system charts under the training curves: what a run cost and how well it used its GPUs. */
+const SYSTEM_CHARTS: readonly {
+  key: SystemMetric;
+  title: string;
+  column: 'sum' | 'mean' | 'max';
+  format: (v: number) => string;
+}[] = [
+  { key: 'throughput', title: 'Throughput (sum over ranks)', column: 'sum', format: (v) => fmtNumber(v) },
+  {
+    key: 'gpu_utilization_ratio',
+    title: 'GPU utilization (mean over GPUs)',
+    column: 'mean',
+    format: fmtPercent,
+  },
+  {
+    key: 'gpu_memory_used_bytes',
+    title: 'GPU memory used (largest GPU)',
+    column: 'max',
+    format: (v) => `${fmtNumber(v)}B`,
+  },
+];
+
+async function loadRun(id: string, signal: AbortSignal): Promise<Run> {
+  const [j, c] = await Promise.all([fetchJob(id, signal), fetchCurves(id, { points: 800 }, signal)]);
+  const job = j.job;
+  const start = (job.startMs ?? Date.now() - 3_600_000) - 60_000;
+  const end = (job.endMs ?? job.lastSampleMs ?? Date.now()) + 60_000;
+  const throughput = j.metrics.includes('train_tokens_per_second')
+    ? 'train_tokens_per_second'
+    : 'train_samples_per_second';
+  const system: Run['system'] = {};
+  // System charts are extra: a run whose system metrics fail still shows its curves.
+  await Promise.all(
+    SYSTEM_CHARTS.map(async ({ key }) => {
+      const metric = key === 'throughput' ? throughput : key;
+      try {
+        system[key] = await fetchSpread({ metric, start, end, cols: 400, labels: { job_id: id } }, signal);
+      } catch {}
+    }),
+  );
+  return { job, curves: c.curves, system };
 }
 
 /**
@@ -35,7 +99,8 @@ export function ComparePage() {
   const [fleet, setFleet] = useState<FleetJob[] | null>(null);
   const [fleetError, setFleetError] = useState<unknown>(null);
   const [runs, setRuns] = useState<Run[] | null>(null);
-  const [runsError, setRunsError] = useState<unknown>(null);
+  /** Runs that did not load; the others still draw. */
+  const [unloaded, setUnloaded] = useState<Unloaded[]>([]);
   const [pick, setPick] = useState('');
 
   useEffect(() => {
@@ -54,20 +119,8 @@ export function ComparePage() {
     if (!fleet) return null;
     const b = fleet.find((j) => j.jobId === base);
     if (!b) return { ids: [base], how: `no job ${base} in the fleet list` };
-    // Runs that started before the base, or at the same moment (a sweep launched at once), newest first.
-    const before = (j: FleetJob) =>
-      j.jobId !== b.jobId && j.startMs !== null && b.startMs !== null && j.startMs <= b.startMs;
-    const byStart = (a: FleetJob, c: FleetJob) =>
-      (c.startMs ?? 0) - (a.startMs ?? 0) || a.jobId.localeCompare(c.jobId);
-    let same = fleet.filter((j) => before(j) && j.name === b.name).sort(byStart);
-    let how = `the ${Math.min(previous, same.length)} previous runs named “${b.name}”`;
-    if (same.length === 0 && b.project) {
-      same = fleet.filter((j) => before(j) && j.project === b.project).sort(byStart);
-      how = `the ${Math.min(previous, same.length)} previous runs of project “${b.project}” (no earlier run is named “${b.name}”)`;
-    }
-    if (same.length === 0)
-      how = `nothing: no earlier run is named “${b.name}”${b.project ? ` or belongs to project “${b.project}”` : ''}`;
-    return { ids: [b.jobId, ...same.slice(0, previous).map((j) => j.jobId)], how };
+    const prev = previousRuns(fleet, b, previous);
+    return { ids: [b.jobId, ...prev.runs.map((j) => j.jobId)], how: prev.how };
   }, [base, previous, fleet, explicitKey]);
 
   const idsKey = resolved?.ids.join(',') ?? '';
@@ -79,22 +132,18 @@ export function ComparePage() {
     }
     const abort = new AbortController();
     setRuns(null);
-    Promise.all(
-      resolved.ids.map(async (id) => {
-        const [j, c] = await Promise.all([
-          fetchJob(id, abort.signal),
-          fetchCurves(id, { points: 800 }, abort.signal),
-        ]);
-        return { job: j.job, curves: c.curves };
-      }),
-    )
-      .then((r) => {
-        setRuns(r);
-        setRunsError(null);
-      })
-      .catch((err) => {
-        if (!abort.signal.aborted) setRunsError(err);
+    // Each run on its own: one unknown id must not blank the others.
+    void Promise.allSettled(resolved.ids.map((id) => loadRun(id, abort.signal))).then((results) => {
+      if (abort.signal.aborted) return;
+      const ok: Run[] = [];
+      const bad: Unloaded[] = [];
+      results.forEach((r, i) => {
+        if (r.status === 'fulfilled') ok.push(r.value);
+        else bad.push({ id: resolved.ids[i]!, error: r.reason as Error });
       });
+      setRuns(ok);
+      setUnloaded(bad);
+    });
     return () => abort.abort();
   }, [idsKey]);
 
@@ -102,6 +151,7 @@ export function ComparePage() {
   const setIds = (next: string[]) =>
     setParams({ jobs: next.join(',') || null, base: null, previous: null }, true);
   const charts = useMemo(() => (runs ? buildOverlay(runs, xMode, smooth) : []), [runs, xMode, smooth]);
+  const systemCharts = useMemo(() => (runs ? buildSystemOverlay(runs, xMode) : []), [runs, xMode]);
   const diff = useMemo(() => (runs ? diffConfigs(runs.map((r) => r.job.config)) : []), [runs]);
   const shownDiff = onlyDiff ? diff.filter((d) => d.differs) : diff;
 
@@ -127,23 +177,33 @@ export function ComparePage() {
       </div>
       <div className="toolbar">
         <fieldset className="chips" aria-label="Runs being compared">
-          {ids.map((id, i) => (
-            <span key={id} className="chip" style={{ borderColor: seriesColor(i) }}>
-              <span style={{ color: seriesColor(i) }}>●</span>{' '}
-              <a href={`/jobs/${encodeURIComponent(id)}`} onClick={onLinkClick}>
-                {runs?.find((r) => r.job.jobId === id)?.job.name ?? id}
-              </a>
-              <span className="muted small"> {id.slice(-6)}</span>
-              <button
-                type="button"
-                className="chip-x"
-                aria-label={`Remove ${id}`}
-                onClick={() => setIds(ids.filter((x) => x !== id))}
+          {ids.map((id) => {
+            // The colour of the run's lines: its place among the runs that loaded.
+            const at = runs?.findIndex((r) => r.job.jobId === id) ?? -1;
+            const color = at >= 0 ? seriesColor(at) : 'var(--fg-muted)';
+            return (
+              <span
+                key={id}
+                className="chip"
+                style={{ borderColor: color }}
+                data-unknown={at < 0 && runs ? '1' : undefined}
               >
-                ×
-              </button>
-            </span>
-          ))}
+                <span className="swatch" style={{ background: color }} />
+                <a href={`/jobs/${encodeURIComponent(id)}`} onClick={onLinkClick}>
+                  {runs?.find((r) => r.job.jobId === id)?.job.name ?? id}
+                </a>
+                <span className="muted small"> {id.slice(-6)}</span>
+                <button
+                  type="button"
+                  className="chip-x"
+                  aria-label={`Remove ${id}`}
+                  onClick={() => setIds(ids.filter((x) => x !== id))}
+                >
+                  ×
+                </button>
+              </span>
+            );
+          })}
         </fieldset>
         <form
           className="inline-form"
@@ -205,7 +265,23 @@ export function ComparePage() {
       </div>
 
       {fleetError ? <ErrorBox error={fleetError} what="the list of runs" /> : null}
-      {runsError ? <ErrorBox error={runsError} what="the runs" /> : null}
+      {unloaded.map(({ id, error }) =>
+        (error as ApiError).status === 404 ? (
+          <div key={id} className="note" role="status" data-testid="compare-unknown">
+            <strong>No run {id}.</strong> No job with that id is known here (a typo, another tenant, or data
+            that has expired); the other runs are drawn without it.{' '}
+            <button
+              type="button"
+              className="btn btn-small"
+              onClick={() => setIds(ids.filter((x) => x !== id))}
+            >
+              Remove {id}
+            </button>
+          </div>
+        ) : (
+          <ErrorBox key={id} error={error} what={`run ${id}`} />
+        ),
+      )}
       {ids.length === 0 && (
         <Empty title="Pick runs to compare">
           <p>
@@ -215,9 +291,7 @@ export function ComparePage() {
           </p>
         </Empty>
       )}
-      {ids.length > 0 && runs === null && !runsError && (
-        <div className="empty">Loading {ids.length} runs…</div>
-      )}
+      {ids.length > 0 && runs === null && <div className="empty">Loading {ids.length} runs…</div>}
       {runs && runs.length > 0 && (
         <>
           <div className="charts" data-testid="compare-charts">
@@ -235,6 +309,25 @@ export function ComparePage() {
             ))}
           </div>
           {charts.length === 0 && <div className="empty small">These runs reported no training metrics.</div>}
+          <h2>System</h2>
+          <div className="charts" data-testid="compare-system">
+            {systemCharts.map((c) => (
+              <Chart
+                key={c.key}
+                title={c.title}
+                testId={`compare-${c.key}`}
+                series={c.series}
+                xMode={xMode}
+                yFormat={c.format}
+                syncKey={`compare-${xMode}`}
+                emptyText={
+                  xMode === 'step'
+                    ? 'No step information (train_step) to place these on the step axis.'
+                    : 'These runs reported none.'
+                }
+              />
+            ))}
+          </div>
           <div className="section-head">
             <h2>Configuration</h2>
             <label className="check">
@@ -252,7 +345,8 @@ export function ComparePage() {
                 <tr>
                   <th>key</th>
                   {runs.map((r, i) => (
-                    <th key={r.job.jobId} style={{ color: seriesColor(i) }}>
+                    <th key={r.job.jobId}>
+                      <span className="swatch" style={{ background: seriesColor(i) }} />
                       {r.job.name}
                       <div className="sub">{r.job.jobId}</div>
                     </th>
@@ -304,6 +398,50 @@ export function ComparePage() {
       )}
     </section>
   );
+}
+
+/** Throughput and GPU charts, one line per run, on the same x axis as the curves. */
+function buildSystemOverlay(
+  runs: readonly Run[],
+  xMode: XMode,
+): { key: SystemMetric; title: string; format: (v: number) => string; series: ChartSeries[] }[] {
+  return SYSTEM_CHARTS.map(({ key, title, column, format }) => {
+    const series: ChartSeries[] = [];
+    runs.forEach((run, i) => {
+      const sp = run.system[key];
+      if (!sp) return;
+      // Time to step through the run's loss curve (or any curve with steps).
+      const ref =
+        run.curves.find((c) => c.step && c.metric === 'train_loss') ?? run.curves.find((c) => c.step);
+      const xs: number[] = [];
+      const ys: (number | null)[] = [];
+      let last = Number.NEGATIVE_INFINITY;
+      sp.t.forEach((t, k) => {
+        const y = sp[column][k] ?? null;
+        if (y === null) return;
+        const x =
+          xMode === 'step'
+            ? ref
+              ? stepAtTime(ref, t)
+              : null
+            : xMode === 'elapsed'
+              ? (t - (run.job.startMs ?? sp.t[0]!)) / 1000
+              : t;
+        if (x === null || x <= last) return;
+        last = x;
+        xs.push(x);
+        ys.push(y);
+      });
+      if (xs.length > 0)
+        series.push({
+          label: `${run.job.name} ${run.job.jobId.slice(-6)}`,
+          x: xs,
+          y: ys,
+          color: seriesColor(i),
+        });
+    });
+    return { key, title, format, series };
+  });
 }
 
 /** One chart per metric, one line per run in the run's colour; x by step, elapsed seconds or wall clock. */

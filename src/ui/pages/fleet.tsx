@@ -1,5 +1,5 @@
-import { useCallback, useMemo, useRef, useState } from 'react';
-import { type ApiError, type FleetJob, fetchAlertHistory, fetchFleet, fetchHeatmap } from '../api';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { type ApiError, type FleetJob, fetchAlertHistory, fetchFleet, fetchHeatmap, promQuery } from '../api';
 import { HealthLegend, Heatmap, ScaleLegend } from '../components/heatmap';
 import { RangePicker } from '../components/range-picker';
 import {
@@ -14,6 +14,7 @@ import {
 import { fmtAge, fmtInt, fmtNumber, fmtPercent } from '../format';
 import { useNow, usePoll, useTicks } from '../hooks/use-live';
 import { healthByJob, healthMatrix } from '../lib/alerts';
+import { divergenceSteps, healthWithCauses, jobStatusOf, stepQueryOf } from '../lib/causes';
 import {
   distinct,
   type FleetFilter,
@@ -187,7 +188,20 @@ export function FleetPage() {
   );
 
   const defaultTenant = jobs?.[0]?.tenant ?? 'default';
-  const health = useMemo(() => healthByJob(alerts, defaultTenant), [alerts, defaultTenant]);
+  // Health counts unsilenced active alerts; a failed job's health is its cause (causes.ts), with the step
+  // at which a diverged job's loss went NaN, read once per job.
+  const [nanSteps, setNanSteps] = useState<ReadonlyMap<string, number | null>>(new Map());
+  const health = useMemo(
+    () => healthWithCauses(healthByJob(alerts, defaultTenant), jobs ?? [], alerts, defaultTenant, nanSteps),
+    [alerts, defaultTenant, jobs, nanSteps],
+  );
+  useEffect(() => {
+    const abort = new AbortController();
+    void divergenceSteps(health, jobs ?? [], nanSteps, (j, t) => stepAt(j, t, abort.signal)).then((m) => {
+      if (!abort.signal.aborted && m.size !== nanSteps.size) setNanSteps(m);
+    });
+    return () => abort.abort();
+  }, [health, jobs, nanSteps]);
   // biome-ignore lint/correctness/useExhaustiveDependencies: filter is rebuilt from the URL each render; its JSON is the dependency
   const shown = useMemo(
     () => (jobs ? sortJobs(filterJobs(jobs, filter, health), sortKey, sortDir, health, now) : []),
@@ -484,7 +498,7 @@ export function FleetPage() {
                           </div>
                         </td>
                         <td>
-                          <StatusBadge status={j.status} />
+                          <StatusBadge status={jobStatusOf(j, health)} cause={h?.cause} />
                         </td>
                         <td>
                           <HealthBadges health={h} unknown={!!alertsError} />
@@ -524,6 +538,17 @@ export function FleetPage() {
       )}
     </section>
   );
+}
+
+/** The training step of a job at time t (PromQL's five-minute lookback), or null. */
+export async function stepAt(
+  j: Pick<FleetJob, 'jobId'>,
+  t: number,
+  signal?: AbortSignal,
+): Promise<number | null> {
+  const r = await promQuery(stepQueryOf(j), t, signal);
+  const v = r.resultType === 'vector' ? r.result[0]?.value[1] : undefined;
+  return v === undefined || !Number.isFinite(Number(v)) ? null : Number(v);
 }
 
 function nodeRowLabel(r: HeatmapRowInfo): string {

@@ -12,13 +12,29 @@ import {
   type Series,
   toNumber,
 } from '../api';
-import { Chart, type ChartMarker, type ChartSeries, seriesColor, type XMode } from '../components/chart';
+import {
+  Chart,
+  type ChartMarker,
+  type ChartSeries,
+  type ChartSpan,
+  seriesColor,
+  type XMode,
+} from '../components/chart';
 import { Heatmap, type HeatmapHighlight, type HeatmapMarker, ScaleLegend } from '../components/heatmap';
 import { RangePicker } from '../components/range-picker';
 import { ErrorBox, HealthBadges, LiveIndicator, StatusBadge, Tile, UtilBar } from '../components/widgets';
 import { fmtAge, fmtInt, fmtNumber, fmtPercent, fmtTime } from '../format';
 import { useNow, usePoll, useTicks } from '../hooks/use-live';
-import { alertLocation, alertStart, healthByJob } from '../lib/alerts';
+import { groupAlerts } from '../lib/alert-groups';
+import { alertLocation, alertStart, healthByJob, isSilenced, STALL_ALERT } from '../lib/alerts';
+import {
+  causeOfFailure,
+  fmtSpan,
+  healthWithCauses,
+  jobStatusOf,
+  lastStepChange,
+  stallStartOf,
+} from '../lib/causes';
 import { SEVERITY_COLORS } from '../lib/colors';
 import { mergeCurves, mergeSeries, mergeSpread, stepAtTime } from '../lib/live-merge';
 import { decodeMatrix, type HeatmapRowInfo, type Matrix, mergeMatrix } from '../lib/matrix';
@@ -401,14 +417,68 @@ export function JobPage({ jobId }: { jobId: string }) {
   // --- derived -------------------------------------------------------------------------------------------
 
   const firing = useMemo(() => alerts.filter((a) => a.state === 'firing'), [alerts]);
-  const health = useMemo(
-    () => (job ? healthByJob(alerts, job.tenant).get(`${job.tenant}/${job.jobId}`) : undefined),
-    [alerts, job],
-  );
   const stepRef = useMemo(
     () => panels.curves.find((c) => c.step && c.metric === 'train_loss') ?? panels.curves.find((c) => c.step),
     [panels.curves],
   );
+  // The step at which the loss first became non-finite: what "diverged (NaN loss at step N)" names.
+  const nanStep = useMemo(() => {
+    const loss = panels.curves.find((c) => c.metric === 'train_loss' && c.step);
+    if (!loss) return null;
+    const k = loss.v.findIndex((v) => !Number.isFinite(toNumber(v)));
+    return k < 0 ? null : (loss.step![k] ?? null);
+  }, [panels.curves]);
+  const healthMap = useMemo(() => {
+    if (!job) return new Map();
+    const key = `${job.tenant}/${job.jobId}`;
+    return healthWithCauses(
+      healthByJob(alerts, job.tenant),
+      [job],
+      alerts,
+      job.tenant,
+      new Map([[key, nanStep]]),
+    );
+  }, [alerts, job, nanStep]);
+  const health = job ? healthMap.get(`${job.tenant}/${job.jobId}`) : undefined;
+  const status = job ? jobStatusOf(job, healthMap) : 'unknown';
+  // When the step last moved before each stall alert fired: the stall began there, not when the detector's
+  // threshold ran out minutes later.
+  const stallStart = useCallback(
+    (a: Alert) => (stepRef ? lastStepChange(stepRef, a.activeAtMs) : null) ?? stallStartOf(a, now),
+    [stepRef, now],
+  );
+  const cause = useMemo(() => {
+    if (!job) return null;
+    const stall = alerts.find((a) => (a.labels.alertname ?? a.name) === STALL_ALERT && a.state !== 'pending');
+    return causeOfFailure(job, alerts, nanStep, stall ? stallStart(stall) : null);
+  }, [job, alerts, nanStep, stallStart]);
+  // Every alert of the job in the range (the ones that resolved as it died included), under their causes:
+  // the cause of the failure first, then what still fires, then the newest.
+  const alertGroups = useMemo(() => {
+    const groups = groupAlerts(alerts.filter((a) => a.labels.job_id === jobId));
+    const order = (g: (typeof groups)[number]) =>
+      g.cause === cause?.alert ? 0 : g.cause.state === 'firing' ? 1 : g.cause.state === 'pending' ? 2 : 3;
+    return groups.sort((a, b) => order(a) - order(b) || alertStart(b.cause) - alertStart(a.cause));
+  }, [alerts, jobId, cause]);
+  // Stalls, shaded on the time charts from when the step stopped to when it moved again (or now).
+  const stallSpans: ChartSpan[] = useMemo(
+    () =>
+      alerts
+        .filter((a) => (a.labels.alertname ?? a.name) === STALL_ALERT && a.state !== 'pending')
+        .map((a) => {
+          const from = stallStart(a);
+          const to = a.resolvedAtMs ?? now;
+          return {
+            from,
+            to,
+            color: SEVERITY_COLORS[a.labels.severity ?? ''] ?? '#d9534f',
+            label: `${a.resolvedAtMs === null ? 'stalled' : 'stall'} ${fmtSpan(to - from)}`,
+          };
+        }),
+    [alerts, now, stallStart],
+  );
+  // A stalled job's charts run up to now: the empty stretch after the last point is the hang.
+  const xEnd = status === 'stalled' ? now : undefined;
 
   const timeMarkers: ChartMarker[] = useMemo(() => {
     const ms: ChartMarker[] = alerts
@@ -489,7 +559,7 @@ export function JobPage({ jobId }: { jobId: string }) {
       <div className="page-head">
         <div>
           <h1 id="job-title">
-            {job.name} <StatusBadge status={job.status} />{' '}
+            {job.name} <StatusBadge status={status} cause={cause} />{' '}
             <HealthBadges health={health} unknown={!!alertsError} />
           </h1>
           <div className="sub">
@@ -577,31 +647,37 @@ export function JobPage({ jobId }: { jobId: string }) {
         />
       </div>
 
-      {(firing.length > 0 || alertsError) && (
-        <div className="alert-strip" data-testid="job-alerts">
+      {(alertGroups.length > 0 || alertsError) && (
+        <section className="alert-strip" data-testid="job-alerts" aria-label="Alerts of this job">
           {alertsError ? (
             <span className="muted">
               Alerts unavailable:{' '}
               {alertsError.missingRoute ? 'this server has no alerting API yet' : alertsError.message}
             </span>
           ) : (
-            firing.map((a) => (
-              <a
-                key={a.fingerprint}
-                className="alert-chip"
-                style={{ borderColor: SEVERITY_COLORS[a.labels.severity ?? ''] }}
-                href={`/alerts?fingerprint=${a.fingerprint}`}
-                onClick={onLinkClick}
-                title={a.annotations.description ?? a.annotations.summary ?? ''}
+            alertGroups.map((g) => (
+              <div
+                key={`${g.cause.fingerprint}/${g.cause.activeAtMs}`}
+                className="alert-group"
+                data-testid="alert-group"
+                data-cause-of-failure={g.cause === cause?.alert ? '1' : undefined}
               >
-                <span style={{ color: SEVERITY_COLORS[a.labels.severity ?? ''] }}>●</span>{' '}
-                {a.labels.alertname ?? a.name}
-                {alertLocation(a.labels) && <span className="muted"> · {alertLocation(a.labels)}</span>}
-                <span className="muted"> · since {fmtAge(alertStart(a), now)}</span>
-              </a>
+                <AlertChip a={g.cause} now={now} />
+                {g.cause === cause?.alert && <span className="alert-why">cause of the failure</span>}
+                {g.consequences.length > 0 && (
+                  <details className="alert-consequences">
+                    <summary>
+                      {g.consequences.length} related alert{g.consequences.length === 1 ? '' : 's'}
+                    </summary>
+                    {g.consequences.map((a) => (
+                      <AlertChip key={`${a.fingerprint}/${a.activeAtMs}`} a={a} now={now} />
+                    ))}
+                  </details>
+                )}
+              </div>
             ))
           )}
-        </div>
+        </section>
       )}
 
       <h2>Training</h2>
@@ -622,6 +698,8 @@ export function JobPage({ jobId }: { jobId: string }) {
             xMode={xMode}
             logY={logY}
             markers={xMode === 'time' ? timeMarkers : stepMarkers}
+            spans={xMode === 'time' ? stallSpans : undefined}
+            xEnd={xMode === 'time' ? xEnd : undefined}
             syncKey={xMode === 'time' ? sync : `${sync}-step`}
             onZoom={xMode === 'time' ? zoom : undefined}
             yFormat={(v) => fmtNumber(v)}
@@ -637,6 +715,8 @@ export function JobPage({ jobId }: { jobId: string }) {
           testId="chart-throughput"
           series={throughputSeries}
           markers={timeMarkers}
+          spans={stallSpans}
+          xEnd={xEnd}
           syncKey={sync}
           onZoom={zoom}
           yFormat={(v) => fmtNumber(v)}
@@ -651,6 +731,8 @@ export function JobPage({ jobId }: { jobId: string }) {
           series={stepSeries}
           bands={stepSeries.length === 3 ? [{ upper: 1, lower: 2, color: '#f1a14e22' }] : []}
           markers={timeMarkers}
+          spans={stallSpans}
+          xEnd={xEnd}
           syncKey={sync}
           onZoom={zoom}
           yFormat={(v) => `${fmtNumber(v)}s`}
@@ -772,7 +854,7 @@ export function JobPage({ jobId }: { jobId: string }) {
               ['owner', job.owner || '—'],
               ['framework', job.framework || '—'],
               ['world size', job.worldSize ?? '—'],
-              ['status', job.status],
+              ['status', cause ? `${status} — ${cause.text}` : status],
               ['started', fmtTime(job.startMs)],
               ['ended', fmtTime(job.endMs)],
               ['last sample', fmtTime(job.lastSampleMs)],
@@ -789,6 +871,35 @@ export function JobPage({ jobId }: { jobId: string }) {
         </tbody>
       </table>
     </section>
+  );
+}
+
+/** One alert: its name, place, state and how long it lasted; silenced ones say so. */
+function AlertChip({ a, now }: { a: Alert; now: number }) {
+  const color = SEVERITY_COLORS[a.labels.severity ?? ''];
+  const where = alertLocation(a.labels);
+  return (
+    <a
+      className={`alert-chip alert-${a.state}`}
+      style={{ borderColor: color }}
+      href={`/alerts?fingerprint=${a.fingerprint}`}
+      onClick={onLinkClick}
+      title={a.annotations.description ?? a.annotations.summary ?? ''}
+      data-alertname={a.labels.alertname ?? a.name}
+      data-state={a.state}
+    >
+      <span className="swatch" style={{ background: color }} />
+      {a.labels.alertname ?? a.name}
+      {where && <span className="muted"> · {where}</span>}
+      <span className="muted">
+        {' '}
+        ·{' '}
+        {a.resolvedAtMs !== null
+          ? `resolved after ${fmtSpan(a.resolvedAtMs - alertStart(a))}`
+          : `${a.state} since ${fmtAge(alertStart(a), now)}`}
+      </span>
+      {isSilenced(a) && <span className="muted"> · silenced</span>}
+    </a>
   );
 }
 
@@ -947,7 +1058,7 @@ function StragglerNote({
   if (first)
     return (
       <p className="straggler-note" data-testid="straggler-note">
-        <span style={{ color: first.color }}>▶</span> {first.label}
+        <span className="swatch" style={{ background: first.color }} /> {first.label}
         {highlights.size > 1 ? ` and ${highlights.size - 1} more` : ''}
       </p>
     );
