@@ -1,11 +1,28 @@
 export {
   AnonymousAuthenticator,
   type Authenticator,
+  cookieValue,
   credentialsOf,
   type Principal,
   type RequestCredentials,
   type Scope,
+  SESSION_COOKIE,
 } from './auth.js';
+export {
+  type AccessControlHandle,
+  type AuditedRequest,
+  accessControlOf,
+  type DeclaredRoute,
+  installAccessControl,
+  maybeRequestPrincipal,
+  PERMISSIONS,
+  type Permission,
+  type RequestAuthenticator,
+  requestPrincipal,
+  scopeOfPermission,
+  setAuditTarget,
+  setRequestPrincipal,
+} from './permissions.js';
 export {
   type AnonymousPolicy,
   anonymousPolicyFor,
@@ -13,4 +30,5 @@ export {
   scopesOf,
   TokenAuthenticator,
   type TokenVerifier,
+  WHAT,
 } from './token-auth.js';

@@ -37,14 +37,15 @@ export interface AnonymousPolicy {
   readonly hosts?: readonly string[] | 'any';
 }
 
-/** A token's scope grants: `admin` can do everything, `ingest` and `read` only themselves. */
+/** A token's scope grants: `admin` can do everything (editing included), `ingest` and `read` only themselves. */
 export function scopesOf(scope: Scope): ReadonlySet<Scope> {
-  return scope === 'admin' ? new Set<Scope>(['ingest', 'read', 'admin']) : new Set<Scope>([scope]);
+  return scope === 'admin' ? new Set<Scope>(['ingest', 'read', 'edit', 'admin']) : new Set<Scope>([scope]);
 }
 
-const WHAT: Record<Scope, string> = {
+export const WHAT: Record<Scope, string> = {
   ingest: 'send data',
   read: 'read data',
+  edit: 'change silences, rules and annotations',
   admin: 'change settings',
 };
 
@@ -203,9 +204,12 @@ export function anonymousPolicyFor(
   const loopback = isLoopbackHost(listen.slice(0, listen.lastIndexOf(':')));
   const allowed = auth.anonymous_tenant !== null && (auth.anonymous_from === 'anywhere' || loopback);
   const listenHost = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  // An anonymous admin may also edit (an admin token implies edit too).
+  const scopes = new Set<Scope>(allowed ? auth.anonymous_scopes : []);
+  if (scopes.has('admin')) scopes.add('edit');
   return {
     tenant: auth.anonymous_tenant,
-    scopes: new Set(allowed ? auth.anonymous_scopes : []),
+    scopes,
     // A wildcard listen address names no host of its own: loopback names only, unless anonymous callers
     // may come from anywhere anyway.
     hosts:
