@@ -18,7 +18,7 @@ class ScopeFromBearer implements Authenticator {
 function appWith(auth: Authenticator) {
   const app = Fastify();
   app.setErrorHandler((err, _req, reply) =>
-    reply.code(err instanceof TrainwatchError ? err.status : 500).send({ error: err.message }),
+    reply.code(err instanceof TrainwatchError ? err.status : 500).send({ error: (err as Error).message }),
   );
   const access = installAccessControl(app, auth);
   return { app, access };

@@ -20,9 +20,19 @@ export interface TokenVerifier {
   verify(presented: string):
     | {
         readonly ok: true;
-        readonly token: { readonly id: string; readonly tenant: string; readonly scope: Scope };
+        readonly token: {
+          readonly id: string;
+          readonly tenant: string;
+          readonly scope: Scope;
+          /** Requests per second this token may make (enforced by `AccessControl`); null/absent: none. */
+          readonly rateLimitPerSecond?: number | null;
+        };
       }
-    | { readonly ok: false; readonly reason: 'malformed' | 'unknown' | 'revoked'; readonly id?: string };
+    | {
+        readonly ok: false;
+        readonly reason: 'malformed' | 'unknown' | 'revoked' | 'expired';
+        readonly id?: string;
+      };
 }
 
 /** Who a request without credentials is, and what it may do. An empty scope set: tokens required. */
@@ -71,7 +81,7 @@ export class TokenAuthenticator implements Authenticator {
   }
 
   authenticate(credentials: RequestCredentials, scope: Scope): Principal {
-    const principal = this.identify(credentials, scope);
+    const principal = this.identify(credentials, scope).principal;
     if (!principal.scopes.has(scope)) {
       if (principal.via === 'anonymous') throw this.credentialsRequired(scope);
       throw twError(
@@ -90,12 +100,19 @@ export class TokenAuthenticator implements Authenticator {
     return principal;
   }
 
-  private identify(credentials: RequestCredentials, scope: Scope): Principal {
+  /**
+   * Who the request's token (or, without one, the anonymous policy) says the caller is; its scopes are not
+   * checked here. `rateLimitPerSecond`: the token's own rate limit, if any.
+   */
+  identify(
+    credentials: RequestCredentials,
+    scope: Scope,
+  ): { principal: Principal; rateLimitPerSecond: number | null } {
     const header = credentials.authorization;
     if (header === undefined || header === '') {
       if (this.anonymous) {
         this.checkAnonymousSite(credentials);
-        return this.anonymous;
+        return { principal: this.anonymous, rateLimitPerSecond: null };
       }
       throw this.credentialsRequired(scope);
     }
@@ -114,13 +131,18 @@ export class TokenAuthenticator implements Authenticator {
           ? 'is not a trainwatch token (expected twk_<id>_<secret>)'
           : check.reason === 'revoked'
             ? 'was revoked'
-            : 'is not known to this server';
+            : check.reason === 'expired'
+              ? 'has expired'
+              : 'is not known to this server';
       throw twError(Errors.unauthorized, `${which} ${why}`);
     }
     return {
-      tenant: check.token.tenant,
-      scopes: scopesOf(check.token.scope),
-      via: `token ${check.token.id}`,
+      principal: {
+        tenant: check.token.tenant,
+        scopes: scopesOf(check.token.scope),
+        via: `token ${check.token.id}`,
+      },
+      rateLimitPerSecond: check.token.rateLimitPerSecond ?? null,
     };
   }
 
@@ -161,7 +183,7 @@ export class TokenAuthenticator implements Authenticator {
     }
   }
 
-  private credentialsRequired(scope: Scope) {
+  credentialsRequired(scope: Scope) {
     return twError(
       Errors.unauthorized,
       `authentication required to ${WHAT[scope]}: send Authorization: Bearer <token> ` +
