@@ -217,16 +217,18 @@ export class AccessControl implements Authenticator, RequestAuthenticator {
     return this.sessions !== undefined;
   }
 
-  async authenticateRequest(
+  /** Synchronous for tokens and anonymous callers (the ingest path); a promise for sessions. */
+  authenticateRequest(
     req: FastifyRequest,
     permission: Exclude<Permission, 'public'>,
-  ): Promise<Principal> {
+  ): Principal | Promise<Principal> {
     const credentials = credentialsOf(req);
     if (this.sessions && !credentials.authorization && credentials.sessionId) {
-      const { session, user } = await this.sessions.get(credentials.sessionId);
-      const principal = this.decide(userPrincipal(user, session.tenant), credentials, permission);
-      if (!SAFE_METHODS.has(req.method)) checkCsrf(req, session);
-      return principal;
+      return this.sessions.get(credentials.sessionId).then(({ session, user }) => {
+        const principal = this.decide(userPrincipal(user, session.tenant), credentials, permission);
+        if (!SAFE_METHODS.has(req.method)) checkCsrf(req, session);
+        return principal;
+      });
     }
     return this.viaToken(credentials, permission);
   }

@@ -143,20 +143,34 @@ export function installAccessControl(
       });
   });
 
-  app.addHook('onRequest', async (req: WithPrincipal, reply: FastifyReply) => {
+  // Callback style, not async: token requests (the ingest hot path) are checked synchronously, with no promise
+  // per request; only session lookups (a store read at most every few seconds) wait.
+  app.addHook('onRequest', (req: WithPrincipal, reply: FastifyReply, done: (err?: Error) => void) => {
     const permission = req.routeOptions.config?.permission;
     // No route matched (404), or a public route: nothing to check.
-    if (permission === undefined || permission === 'public') return;
-    try {
-      if (!current) throw twError(Errors.unavailable, 'trainwatch is starting; retry after 1 s', 1);
-      req[PRINCIPAL] = isRequestAuthenticator(current)
-        ? await current.authenticateRequest(req, permission)
-        : viaAuthenticator(current, req, permission);
-    } catch (err) {
+    if (permission === undefined || permission === 'public') return done();
+    const refuse = (err: unknown) => {
       // A refused request's body is never read: close the connection rather than drain it (issue 16, item 1).
       if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined)
         reply.header('connection', 'close');
-      throw err;
+      done(err as Error);
+    };
+    try {
+      if (!current) throw twError(Errors.unavailable, 'trainwatch is starting; retry after 1 s', 1);
+      const principal = isRequestAuthenticator(current)
+        ? current.authenticateRequest(req, permission)
+        : viaAuthenticator(current, req, permission);
+      if (principal instanceof Promise) {
+        principal.then((p) => {
+          req[PRINCIPAL] = p;
+          done();
+        }, refuse);
+        return;
+      }
+      req[PRINCIPAL] = principal;
+      done();
+    } catch (err) {
+      refuse(err);
     }
   });
 
