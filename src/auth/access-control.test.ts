@@ -136,5 +136,9 @@ describe('limits', () => {
     expect(() => limiter.check('ann', '1.1.1.1', 61_000)).not.toThrow();
     limiter.succeed('ann', '1.1.1.1');
     expect(() => limiter.check('ann', '1.1.1.1', 2000)).not.toThrow();
+    // An attempt counts before its password is checked: concurrent attempts cannot all slip through.
+    limiter.begin('bob', '3.3.3.3', 0);
+    limiter.begin('bob', '3.3.3.3', 0);
+    expect(() => limiter.begin('bob', '3.3.3.3', 0)).toThrow(/too many failed logins/);
   });
 });

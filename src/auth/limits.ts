@@ -68,9 +68,19 @@ export class LoginLimiter {
     }
   }
 
-  /** A successful login forgets the name's failures from that address. */
+  /**
+   * Checks, then counts the attempt as a failure before the password is verified: concurrent attempts cannot
+   * all pass the check while their verifications run. `succeed` takes it back.
+   */
+  begin(name: string, ip: string, nowMs: number): void {
+    this.check(name, ip, nowMs);
+    this.fail(name, ip, nowMs);
+  }
+
+  /** A successful login forgets the name's failures from that address, and its own attempt. */
   succeed(name: string, ip: string): void {
     this.failures.delete(`${name}\u0000${ip}`);
+    this.failures.get(`\u0000${ip}`)?.pop();
   }
 
   private recent(key: string, nowMs: number): number[] {

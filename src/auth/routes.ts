@@ -199,10 +199,9 @@ export function registerAuthApi(app: FastifyInstance, deps: AuthApiDeps): void {
       );
     const name = username.slice(0, 128);
     const nowMs = Date.now();
-    deps.loginLimiter.check(name, req.ip, nowMs);
+    deps.loginLimiter.begin(name, req.ip, nowMs);
     const user = await store.checkPassword(name, password);
     if (!user || user.disabled) {
-      deps.loginLimiter.fail(name, req.ip, nowMs);
       const known = user ?? (await store.userByName(name));
       audit.record({
         actor: name,
