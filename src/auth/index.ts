@@ -1,11 +1,49 @@
 export {
+  AccessControl,
+  type AccessControlOptions,
+  NO_ANONYMOUS,
+  roleOfScopes,
+  SESSION_RECHECK_MS,
+  SessionCache,
+  type SessionTimes,
+  scopesOfRole,
+  userPrincipal,
+} from './access-control.js';
+export { AuditLog, actorOf, outcomeOf } from './audit.js';
+export {
   AnonymousAuthenticator,
   type Authenticator,
+  cookieValue,
   credentialsOf,
   type Principal,
   type RequestCredentials,
   type Scope,
+  SESSION_COOKIE,
 } from './auth.js';
+export { ensureFirstAdmin, FIRST_ADMIN_NAME } from './first-admin.js';
+export { LoginLimiter, type LoginLimits, TokenRateLimiter } from './limits.js';
+export {
+  type AccessControlHandle,
+  type AuditedRequest,
+  accessControlOf,
+  type DeclaredRoute,
+  installAccessControl,
+  maybeRequestPrincipal,
+  PERMISSIONS,
+  type Permission,
+  type RequestAuthenticator,
+  requestPrincipal,
+  scopeOfPermission,
+  setAuditTarget,
+  setRequestPrincipal,
+} from './permissions.js';
+export {
+  type AuthApiDeps,
+  issueSession,
+  type OidcProviderLink,
+  registerAuthApi,
+  sessionCookie,
+} from './routes.js';
 export {
   type AnonymousPolicy,
   anonymousPolicyFor,
@@ -13,4 +51,5 @@ export {
   scopesOf,
   TokenAuthenticator,
   type TokenVerifier,
+  WHAT,
 } from './token-auth.js';
