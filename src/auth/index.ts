@@ -7,6 +7,18 @@ export {
   type Scope,
 } from './auth.js';
 export {
+  mapClaimsToRoles,
+  OIDC_ROUTE_PREFIX,
+  type OidcIdentity,
+  type OidcProviderSummary,
+  OidcProviders,
+  type OidcSignIn,
+  registerOidcRoutes,
+  safeRedirectPath,
+  type TenantRole,
+  type TenantRoleGrant,
+} from './oidc.js';
+export {
   type AnonymousPolicy,
   anonymousPolicyFor,
   isLoopbackHost,
