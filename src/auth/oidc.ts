@@ -105,7 +105,7 @@ export function mapClaimsToRoles(
   for (const group of groups) {
     if (claims.operator_group !== undefined && group === claims.operator_group) operator = true;
     const mapped = Object.hasOwn(claims.mapping, group) ? claims.mapping[group] : undefined;
-    if (mapped) for (const g of Array.isArray(mapped) ? mapped : [mapped]) grant(g);
+    if (mapped) for (const g of mapped) grant(g);
     const m = pattern?.exec(group);
     const tenant = m?.groups?.tenant;
     const role = m?.groups?.role;
@@ -386,7 +386,9 @@ export class OidcProviders {
 function describeClientError(err: unknown): string {
   const e = err as Error & { code?: string; error?: string; error_description?: string; cause?: unknown };
   if (e.error) return `${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;
-  return e.message ?? String(err);
+  // openid-client wraps oauth4webapi's error, whose message names the claim or check that failed.
+  const cause = e.cause instanceof Error ? e.cause.message : undefined;
+  return cause && cause !== e.message ? `${e.message}: ${cause}` : (e.message ?? String(err));
 }
 
 /** The value of one cookie of the request (no cookie plugin needed for one read). */

@@ -81,7 +81,12 @@ const oidcProvider = z
         /** The claim holding the user's groups or roles, a list or one string; a dotted path reaches nested claims (Keycloak's `realm_access.roles`). */
         tenant_roles_claim: z.string().min(1).default('groups'),
         /** Group → grant(s): `team-a-admins: {tenant: team-a, role: admin}`. The highest role per tenant wins. */
-        mapping: z.record(z.string().min(1), z.union([oidcGrant, z.array(oidcGrant).min(1)])).default({}),
+        mapping: z
+          .record(
+            z.string().min(1),
+            z.preprocess((v) => (Array.isArray(v) ? v : [v]), z.array(oidcGrant).min(1)),
+          )
+          .default({}),
         /**
          * A regular expression with named groups `tenant` and `role` for groups that say both
          * (`^tw-(?<tenant>[a-z0-9-]+)-(?<role>viewer|editor|admin)$`), besides `mapping`.
