@@ -18,6 +18,7 @@ export {
   type TenantRole,
   type TenantRoleGrant,
 } from './oidc.js';
+export { type OidcStoredUser, type OidcUserStore, upsertOidcUser } from './oidc-users.js';
 export {
   type AnonymousPolicy,
   anonymousPolicyFor,
