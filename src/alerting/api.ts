@@ -7,8 +7,8 @@
  *   (delivery status of the outbox).
  * - Alertmanager v2-shaped: `GET|POST /api/v2/silences`, `GET|DELETE /api/v2/silence/<id>`, `GET /api/v2/alerts`.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { type Authenticator, credentialsOf, type Principal, type Scope } from '../auth/index.js';
+import type { FastifyInstance } from 'fastify';
+import { requestPrincipal, setAuditTarget } from '../auth/index.js';
 import { Errors, twError } from '../model/errors.js';
 import type { DetectorStatus } from './contract.js';
 import type { AlertView } from './hub.js';
@@ -25,7 +25,6 @@ export interface RuleGroupsSource {
 }
 
 export interface AlertingApiDeps {
-  readonly auth: Authenticator;
   readonly alerting: AlertingService;
   /** The processor's detector engine; undefined while (or when) this process runs no processor. */
   readonly detectors?: (tenant: string) => Promise<DetectorStatus[]> | DetectorStatus[] | undefined;
@@ -33,10 +32,6 @@ export interface AlertingApiDeps {
 }
 
 const STATES: readonly AlertState[] = ['pending', 'firing', 'resolved'];
-
-function principal(deps: AlertingApiDeps, req: FastifyRequest, scope: Scope): Principal {
-  return deps.auth.authenticate(credentialsOf(req), scope);
-}
 
 export { promFloatString as promFloat } from './rules/format.js';
 
@@ -78,8 +73,8 @@ function twAlert(a: AlertView) {
 export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps): void {
   const { alerting } = deps;
 
-  app.get('/api/v1/alerts', async (req) => {
-    const p = principal(deps, req, 'read');
+  app.get('/api/v1/alerts', { config: { permission: 'read' } }, async (req) => {
+    const p = requestPrincipal(req);
     return {
       status: 'success',
       data: {
@@ -94,8 +89,8 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
     };
   });
 
-  app.get('/api/v1/rules', async (req) => {
-    const p = principal(deps, req, 'read');
+  app.get('/api/v1/rules', { config: { permission: 'read' } }, async (req) => {
+    const p = requestPrincipal(req);
     const q = req.query as Record<string, string | string[] | undefined>;
     let groups = (deps.rules?.groups(p.tenant) ?? []) as {
       rules: { type: string; name: string }[];
@@ -122,8 +117,8 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
     return { status: 'success', data: { groups } };
   });
 
-  app.get('/api/tw/v1/alerts', async (req) => {
-    const p = principal(deps, req, 'read');
+  app.get('/api/tw/v1/alerts', { config: { permission: 'read' } }, async (req) => {
+    const p = requestPrincipal(req);
     const q = req.query as Record<string, string | undefined>;
     const states = q.state
       ? q.state.split(',').map((s) => {
@@ -148,8 +143,8 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
     return { status: 'success', data: { alerts: alerts.map(twAlert) } };
   });
 
-  app.get('/api/tw/v1/detectors', async (req) => {
-    const p = principal(deps, req, 'read');
+  app.get('/api/tw/v1/detectors', { config: { permission: 'read' } }, async (req) => {
+    const p = requestPrincipal(req);
     const open = (await alerting.hub.listOpen(p.tenant)).filter((a) => a.source === 'detector');
     // The engine's counts of this tenant only (issue 16, item 7: they used to span every tenant).
     const engine = await deps.detectors?.(p.tenant);
@@ -169,8 +164,8 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
     return { status: 'success', data: { detectors, running: engine !== undefined } };
   });
 
-  app.get('/api/tw/v1/notifications', async (req) => {
-    const p = principal(deps, req, 'admin');
+  app.get('/api/tw/v1/notifications', { config: { permission: 'admin' } }, async (req) => {
+    const p = requestPrincipal(req);
     const q = req.query as Record<string, string | undefined>;
     const limit = q.limit === undefined ? 200 : Number(q.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
@@ -197,8 +192,8 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
 
   // ---- Alertmanager v2 -----------------------------------------------------------------------------------
 
-  app.get('/api/v2/silences', async (req) => {
-    const p = principal(deps, req, 'read');
+  app.get('/api/v2/silences', { config: { permission: 'read' } }, async (req) => {
+    const p = requestPrincipal(req);
     const q = req.query as Record<string, string | string[] | undefined>;
     const filters = (Array.isArray(q.filter) ? q.filter : q.filter ? [q.filter] : []).flatMap((f) => {
       try {
@@ -210,25 +205,31 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
     return alerting.silences.list(p.tenant, Date.now(), filters);
   });
 
-  app.get('/api/v2/silence/:id', async (req) => {
-    const p = principal(deps, req, 'read');
+  app.get('/api/v2/silence/:id', { config: { permission: 'read' } }, async (req) => {
+    const p = requestPrincipal(req);
     return alerting.silences.get(p.tenant, (req.params as { id: string }).id, Date.now());
   });
 
-  app.post('/api/v2/silences', async (req) => {
-    const p = principal(deps, req, 'admin');
+  app.post('/api/v2/silences', { config: { permission: 'edit', audit: 'silence.create' } }, async (req) => {
+    const p = requestPrincipal(req);
     const input = validateSilence(req.body);
-    return { silenceID: await alerting.silences.upsert(p.tenant, input, Date.now()) };
+    const silenceID = await alerting.silences.upsert(p.tenant, input, Date.now());
+    setAuditTarget(req, silenceID);
+    return { silenceID };
   });
 
-  app.delete('/api/v2/silence/:id', async (req) => {
-    const p = principal(deps, req, 'admin');
-    await alerting.silences.expire(p.tenant, (req.params as { id: string }).id, Date.now());
-    return {};
-  });
+  app.delete(
+    '/api/v2/silence/:id',
+    { config: { permission: 'edit', audit: 'silence.expire' } },
+    async (req) => {
+      const p = requestPrincipal(req);
+      await alerting.silences.expire(p.tenant, (req.params as { id: string }).id, Date.now());
+      return {};
+    },
+  );
 
-  app.get('/api/v2/alerts', async (req) => {
-    const p = principal(deps, req, 'read');
+  app.get('/api/v2/alerts', { config: { permission: 'read' } }, async (req) => {
+    const p = requestPrincipal(req);
     return (await alerting.hub.listOpen(p.tenant))
       .filter((a) => a.state === 'firing')
       .map((a) => ({

@@ -4,13 +4,22 @@
  */
 import { Errors, twError } from '../model/errors.js';
 
-export type Scope = 'ingest' | 'read' | 'admin';
+/**
+ * What a caller may do in its tenant. `ingest`: send data (tokens of agents only); `read`: dashboards and
+ * queries; `edit`: silences, rules, annotations; `admin`: tokens, users, settings. A user's role maps to
+ * scopes (`scopesOfRole`); an `admin` token holds every scope.
+ */
+export type Scope = 'ingest' | 'read' | 'edit' | 'admin';
 
 export interface Principal {
   readonly tenant: string;
   readonly scopes: ReadonlySet<Scope>;
-  /** How the caller was identified, for logs and self-metrics (e.g. `anonymous`, `token:abc123`). */
+  /** How the caller was identified, for logs and the audit log (e.g. `anonymous`, `token:abc123`, `session:ann`). */
   readonly via: string;
+  /** The signed-in user (sessions, OIDC); undefined for tokens and anonymous callers. */
+  readonly user?: { readonly id: string; readonly name: string };
+  /** A cluster operator: every tenant's admin rights (picks the tenant with X-Scope-OrgID) and cluster routes. */
+  readonly operator?: boolean;
 }
 
 export interface RequestCredentials {
@@ -28,6 +37,22 @@ export interface RequestCredentials {
    */
   readonly host?: string | undefined;
   readonly origin?: string | undefined;
+  /** The `tw_session` cookie's value (a signed-in user's session id), if the request carries one. */
+  readonly sessionId?: string | undefined;
+}
+
+/** The session cookie's name (HttpOnly, SameSite=Lax, Path=/, Secure over TLS). */
+export const SESSION_COOKIE = 'tw_session';
+
+/** The value of cookie `name` in a `Cookie` header, if present. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
 }
 
 /** The credentials of an HTTP request: Authorization, the tenant it names (X-Scope-OrgID), Host, Origin. */
@@ -40,6 +65,7 @@ export function credentialsOf(req: {
     tenantHeader: first(req.headers['x-scope-orgid']),
     host: first(req.headers.host),
     origin: first(req.headers.origin),
+    sessionId: cookieValue(first(req.headers.cookie), SESSION_COOKIE),
   };
 }
 
@@ -48,7 +74,7 @@ export interface Authenticator {
   authenticate(credentials: RequestCredentials, scope: Scope): Principal;
 }
 
-const ALL_SCOPES: ReadonlySet<Scope> = new Set(['ingest', 'read', 'admin']);
+const ALL_SCOPES: ReadonlySet<Scope> = new Set(['ingest', 'read', 'edit', 'admin']);
 
 /**
  * Accepts requests without credentials as one tenant, with every scope: the single-user laptop and the demo.

@@ -1,10 +1,12 @@
 export {
   AnonymousAuthenticator,
   type Authenticator,
+  cookieValue,
   credentialsOf,
   type Principal,
   type RequestCredentials,
   type Scope,
+  SESSION_COOKIE,
 } from './auth.js';
 export {
   mapClaimsToRoles,
@@ -19,6 +21,22 @@ export {
   type TenantRoleGrant,
 } from './oidc.js';
 export { type OidcStoredUser, type OidcUserStore, upsertOidcUser } from './oidc-users.js';
+
+  type AccessControlHandle,
+  type AuditedRequest,
+  accessControlOf,
+  type DeclaredRoute,
+  installAccessControl,
+  maybeRequestPrincipal,
+  PERMISSIONS,
+  type Permission,
+  type RequestAuthenticator,
+  requestPrincipal,
+  scopeOfPermission,
+  setAuditTarget,
+  setRequestPrincipal,
+} from './permissions.js';
+
 export {
   type AnonymousPolicy,
   anonymousPolicyFor,
@@ -26,4 +44,5 @@ export {
   scopesOf,
   TokenAuthenticator,
   type TokenVerifier,
+  WHAT,
 } from './token-auth.js';

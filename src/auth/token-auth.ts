@@ -20,9 +20,19 @@ export interface TokenVerifier {
   verify(presented: string):
     | {
         readonly ok: true;
-        readonly token: { readonly id: string; readonly tenant: string; readonly scope: Scope };
+        readonly token: {
+          readonly id: string;
+          readonly tenant: string;
+          readonly scope: Scope;
+          /** Requests per second this token may make (enforced by `AccessControl`); null/absent: none. */
+          readonly rateLimitPerSecond?: number | null;
+        };
       }
-    | { readonly ok: false; readonly reason: 'malformed' | 'unknown' | 'revoked'; readonly id?: string };
+    | {
+        readonly ok: false;
+        readonly reason: 'malformed' | 'unknown' | 'revoked' | 'expired';
+        readonly id?: string;
+      };
 }
 
 /** Who a request without credentials is, and what it may do. An empty scope set: tokens required. */
@@ -37,14 +47,15 @@ export interface AnonymousPolicy {
   readonly hosts?: readonly string[] | 'any';
 }
 
-/** A token's scope grants: `admin` can do everything, `ingest` and `read` only themselves. */
+/** A token's scope grants: `admin` can do everything (editing included), `ingest` and `read` only themselves. */
 export function scopesOf(scope: Scope): ReadonlySet<Scope> {
-  return scope === 'admin' ? new Set<Scope>(['ingest', 'read', 'admin']) : new Set<Scope>([scope]);
+  return scope === 'admin' ? new Set<Scope>(['ingest', 'read', 'edit', 'admin']) : new Set<Scope>([scope]);
 }
 
-const WHAT: Record<Scope, string> = {
+export const WHAT: Record<Scope, string> = {
   ingest: 'send data',
   read: 'read data',
+  edit: 'change silences, rules and annotations',
   admin: 'change settings',
 };
 
@@ -70,7 +81,7 @@ export class TokenAuthenticator implements Authenticator {
   }
 
   authenticate(credentials: RequestCredentials, scope: Scope): Principal {
-    const principal = this.identify(credentials, scope);
+    const principal = this.identify(credentials, scope).principal;
     if (!principal.scopes.has(scope)) {
       if (principal.via === 'anonymous') throw this.credentialsRequired(scope);
       throw twError(
@@ -89,12 +100,19 @@ export class TokenAuthenticator implements Authenticator {
     return principal;
   }
 
-  private identify(credentials: RequestCredentials, scope: Scope): Principal {
+  /**
+   * Who the request's token (or, without one, the anonymous policy) says the caller is; its scopes are not
+   * checked here. `rateLimitPerSecond`: the token's own rate limit, if any.
+   */
+  identify(
+    credentials: RequestCredentials,
+    scope: Scope,
+  ): { principal: Principal; rateLimitPerSecond: number | null } {
     const header = credentials.authorization;
     if (header === undefined || header === '') {
       if (this.anonymous) {
         this.checkAnonymousSite(credentials);
-        return this.anonymous;
+        return { principal: this.anonymous, rateLimitPerSecond: null };
       }
       throw this.credentialsRequired(scope);
     }
@@ -113,13 +131,18 @@ export class TokenAuthenticator implements Authenticator {
           ? 'is not a trainwatch token (expected twk_<id>_<secret>)'
           : check.reason === 'revoked'
             ? 'was revoked'
-            : 'is not known to this server';
+            : check.reason === 'expired'
+              ? 'has expired'
+              : 'is not known to this server';
       throw twError(Errors.unauthorized, `${which} ${why}`);
     }
     return {
-      tenant: check.token.tenant,
-      scopes: scopesOf(check.token.scope),
-      via: `token ${check.token.id}`,
+      principal: {
+        tenant: check.token.tenant,
+        scopes: scopesOf(check.token.scope),
+        via: `token ${check.token.id}`,
+      },
+      rateLimitPerSecond: check.token.rateLimitPerSecond ?? null,
     };
   }
 
@@ -160,7 +183,7 @@ export class TokenAuthenticator implements Authenticator {
     }
   }
 
-  private credentialsRequired(scope: Scope) {
+  credentialsRequired(scope: Scope) {
     return twError(
       Errors.unauthorized,
       `authentication required to ${WHAT[scope]}: send Authorization: Bearer <token> ` +
@@ -203,9 +226,12 @@ export function anonymousPolicyFor(
   const loopback = isLoopbackHost(listen.slice(0, listen.lastIndexOf(':')));
   const allowed = auth.anonymous_tenant !== null && (auth.anonymous_from === 'anywhere' || loopback);
   const listenHost = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  // An anonymous admin may also edit (an admin token implies edit too).
+  const scopes = new Set<Scope>(allowed ? auth.anonymous_scopes : []);
+  if (scopes.has('admin')) scopes.add('edit');
   return {
     tenant: auth.anonymous_tenant,
-    scopes: new Set(allowed ? auth.anonymous_scopes : []),
+    scopes,
     // A wildcard listen address names no host of its own: loopback names only, unless anonymous callers
     // may come from anywhere anyway.
     hosts:

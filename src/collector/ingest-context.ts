@@ -3,7 +3,7 @@
  * state and self-metrics, plus the decode-and-encode machinery each route reuses for every request.
  */
 import type { FastifyRequest } from 'fastify';
-import { type Authenticator, credentialsOf, type Principal } from '../auth/index.js';
+import { type Authenticator, credentialsOf, maybeRequestPrincipal, type Principal } from '../auth/index.js';
 import { Errors, TrainwatchError, twError } from '../model/errors.js';
 import type { CollectorMetrics, IngestProtocol } from './metrics.js';
 import { ProtoReader } from './protobuf.js';
@@ -91,7 +91,8 @@ type WithPrincipal = FastifyRequest & { [PRINCIPAL]?: Principal };
  */
 export function ingestPrincipal(req: FastifyRequest, auth: Authenticator): Principal {
   const r = req as WithPrincipal;
-  const known = r[PRINCIPAL];
+  // The server's access-control hook (src/auth/permissions.ts) has authenticated the route's request already.
+  const known = r[PRINCIPAL] ?? maybeRequestPrincipal(req);
   if (known) return known;
   const principal = auth.authenticate(credentialsOf(req), 'ingest');
   r[PRINCIPAL] = principal;

@@ -36,13 +36,15 @@ class ManualBus implements BusProducer {
 
 function setup() {
   const bus = new ManualBus();
-  const { app } = createHttpServer({
+  const { app, access } = createHttpServer({
     logger: pino({ level: 'silent' }),
     registry: new Registry(),
     bodyLimit: 1 << 20,
   });
+  const auth = new AnonymousAuthenticator('team-a');
+  access.use(auth);
   registerNativeIngest(app, {
-    auth: new AnonymousAuthenticator('team-a'),
+    auth,
     busWriter: new BusWriter(bus),
     idempotency: new IdempotencyWindow(100),
     limits: {

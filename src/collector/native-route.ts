@@ -55,90 +55,94 @@ export function registerNativeIngest(app: FastifyInstance, deps: NativeIngestDep
   const keys = new SeriesKeyBuilder();
   const fast = deps.tenants ? new NativeFastPath(deps, deps.tenants) : undefined;
 
-  app.post('/api/v1/ingest', { bodyLimit: deps.limits.maxBodyBytes }, async (req, reply) => {
-    const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
-    if (contentType !== NATIVE_CONTENT_TYPE) {
-      throw twError(
-        Errors.unsupportedMediaType,
-        `Content-Type must be ${NATIVE_CONTENT_TYPE}, got ${JSON.stringify(contentType)}`,
-      );
-    }
-    const principal = ingestPrincipal(req, deps.auth);
-    const frame = req.body as Buffer;
-    if (!Buffer.isBuffer(frame) || frame.length === 0)
-      throw twError(Errors.badPayload, 'the request has no body: send one native frame');
-    let header: ReturnType<typeof decodeFrameHeader>;
-    try {
-      header = decodeFrameHeader(frame);
-    } catch (err) {
-      throw badPayload(err);
-    }
-
-    const { result, duplicate } = await deps.idempotency.run(
-      principal.tenant,
-      header.sourceId,
-      header.sequence,
-      async () => {
-        let payload: Uint8Array;
-        try {
-          payload = framePayload(frame, header, deps.limits);
-        } catch (err) {
-          throw badPayload(err);
-        }
-        if (fast) {
-          const done = await fast.ingest(principal.tenant, header.sourceId, header.sequence, payload);
-          if (done) {
-            deps.metrics.bytes.inc({ protocol: 'native', tenant: principal.tenant }, frame.length);
-            return done;
-          }
-        }
-        let decoded: ReturnType<typeof decodePayload>;
-        try {
-          decoded = decodePayload(payload, deps.limits);
-        } catch (err) {
-          throw badPayload(err);
-        }
-        const nowMs = Date.now();
-        const maxSamples = deps.limits.maxSamplesPerRequest ?? Number.POSITIVE_INFINITY;
-        if (decoded.batch.sampleCount > maxSamples) {
-          throw twError(
-            Errors.limitExceeded,
-            `limit ingest.max_samples_per_request exceeded: the batch has ${decoded.batch.sampleCount} samples, ` +
-              `the limit is ${maxSamples}; send smaller batches`,
-          );
-        }
-        validateBatch(decoded.batch, decoded.events, deps.limits, nowMs);
-        if (deps.tenants) {
-          chargeTenant(deps.tenants, principal.tenant, decoded.batch, keys, nowMs);
-          deps.metrics.activeSeries.set(
-            { tenant: principal.tenant },
-            deps.tenants.get(principal.tenant, nowMs).registry.live,
-          );
-        }
-        await deps.busWriter.write(
-          {
-            tenant: principal.tenant,
-            sourceId: header.sourceId,
-            sequence: header.sequence,
-            receivedAtMs: Date.now(),
-          },
-          decoded.batch,
-          decoded.events,
-          payload,
+  app.post(
+    '/api/v1/ingest',
+    { bodyLimit: deps.limits.maxBodyBytes, config: { permission: 'ingest' } },
+    async (req, reply) => {
+      const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
+      if (contentType !== NATIVE_CONTENT_TYPE) {
+        throw twError(
+          Errors.unsupportedMediaType,
+          `Content-Type must be ${NATIVE_CONTENT_TYPE}, got ${JSON.stringify(contentType)}`,
         );
-        const summary: IngestSummary = {
-          series: decoded.batch.series.length,
-          samples: decoded.batch.sampleCount,
-          events: decoded.events.length,
-        };
-        deps.metrics.samples.inc({ protocol: 'native', tenant: principal.tenant }, summary.samples);
-        deps.metrics.bytes.inc({ protocol: 'native', tenant: principal.tenant }, frame.length);
-        return summary;
-      },
-    );
-    if (duplicate) deps.metrics.dedupHits.inc({ protocol: 'native' });
-    return reply.code(200).send({ status: 'success', data: { ...result, duplicate } });
-  });
+      }
+      const principal = ingestPrincipal(req, deps.auth);
+      const frame = req.body as Buffer;
+      if (!Buffer.isBuffer(frame) || frame.length === 0)
+        throw twError(Errors.badPayload, 'the request has no body: send one native frame');
+      let header: ReturnType<typeof decodeFrameHeader>;
+      try {
+        header = decodeFrameHeader(frame);
+      } catch (err) {
+        throw badPayload(err);
+      }
+
+      const { result, duplicate } = await deps.idempotency.run(
+        principal.tenant,
+        header.sourceId,
+        header.sequence,
+        async () => {
+          let payload: Uint8Array;
+          try {
+            payload = framePayload(frame, header, deps.limits);
+          } catch (err) {
+            throw badPayload(err);
+          }
+          if (fast) {
+            const done = await fast.ingest(principal.tenant, header.sourceId, header.sequence, payload);
+            if (done) {
+              deps.metrics.bytes.inc({ protocol: 'native', tenant: principal.tenant }, frame.length);
+              return done;
+            }
+          }
+          let decoded: ReturnType<typeof decodePayload>;
+          try {
+            decoded = decodePayload(payload, deps.limits);
+          } catch (err) {
+            throw badPayload(err);
+          }
+          const nowMs = Date.now();
+          const maxSamples = deps.limits.maxSamplesPerRequest ?? Number.POSITIVE_INFINITY;
+          if (decoded.batch.sampleCount > maxSamples) {
+            throw twError(
+              Errors.limitExceeded,
+              `limit ingest.max_samples_per_request exceeded: the batch has ${decoded.batch.sampleCount} samples, ` +
+                `the limit is ${maxSamples}; send smaller batches`,
+            );
+          }
+          validateBatch(decoded.batch, decoded.events, deps.limits, nowMs);
+          if (deps.tenants) {
+            chargeTenant(deps.tenants, principal.tenant, decoded.batch, keys, nowMs);
+            deps.metrics.activeSeries.set(
+              { tenant: principal.tenant },
+              deps.tenants.get(principal.tenant, nowMs).registry.live,
+            );
+          }
+          await deps.busWriter.write(
+            {
+              tenant: principal.tenant,
+              sourceId: header.sourceId,
+              sequence: header.sequence,
+              receivedAtMs: Date.now(),
+            },
+            decoded.batch,
+            decoded.events,
+            payload,
+          );
+          const summary: IngestSummary = {
+            series: decoded.batch.series.length,
+            samples: decoded.batch.sampleCount,
+            events: decoded.events.length,
+          };
+          deps.metrics.samples.inc({ protocol: 'native', tenant: principal.tenant }, summary.samples);
+          deps.metrics.bytes.inc({ protocol: 'native', tenant: principal.tenant }, frame.length);
+          return summary;
+        },
+      );
+      if (duplicate) deps.metrics.dedupHits.inc({ protocol: 'native' });
+      return reply.code(200).send({ status: 'success', data: { ...result, duplicate } });
+    },
+  );
 }
 
 /**

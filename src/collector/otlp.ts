@@ -45,98 +45,102 @@ function varint(n: number): number[] {
 export function registerOtlp(app: FastifyInstance, deps: CollectorDeps): void {
   const pipeline = new DecodePipeline(deps);
 
-  app.post('/v1/metrics', { bodyLimit: deps.limits.maxBodyBytes }, async (req, reply) => {
-    const principal = ingestPrincipal(req, deps.auth);
-    const { type } = parseContentType(req.headers['content-type']);
-    if (type !== PROTOBUF && type !== JSON_TYPE) {
-      throw twError(
-        Errors.unsupportedMediaType,
-        `Content-Type must be ${PROTOBUF} or ${JSON_TYPE} (OTLP/HTTP), got ${JSON.stringify(req.headers['content-type'] ?? '')}`,
-      );
-    }
-    const encoding = String(req.headers['content-encoding'] ?? 'identity')
-      .trim()
-      .toLowerCase();
-    if (encoding !== 'identity' && encoding !== 'gzip') {
-      throw twError(
-        Errors.unsupportedMediaType,
-        `Content-Encoding must be gzip or absent, got ${JSON.stringify(encoding)}`,
-      );
-    }
-    const body = requireBody(req.body, 'an OTLP ExportMetricsServiceRequest');
-    let raw: Uint8Array = body;
-    if (encoding === 'gzip') {
-      try {
-        raw = gunzipSync(body, { maxOutputLength: deps.limits.maxPayloadBytes });
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        if (e.code === 'ERR_BUFFER_TOO_LARGE') {
-          throw twError(
-            Errors.payloadTooLarge,
-            `the gzip body inflates to more than the limit of ${deps.limits.maxPayloadBytes} bytes (ingest.max_payload_bytes)`,
-          );
-        }
-        throw twError(Errors.badPayload, `the body is not valid gzip: ${e.message}`);
-      }
-    }
-    let request: OtlpMetrics;
-    try {
-      request = type === JSON_TYPE ? decodeOtlpJson(raw) : decodeOtlpProtobuf(raw);
-    } catch (err) {
-      if (err instanceof OtlpDecodeError) throw twError(Errors.badPayload, err.message);
-      throw err;
-    }
-
-    const nowMs = Date.now();
-    const { ctx, state } = pipeline.begin(principal.tenant, nowMs);
-    let parts: ReturnType<DecodePipeline['finish']>;
-    let result: ReturnType<typeof translateOtlp>;
-    try {
-      result = translateOtlp(request, ctx);
-      parts = pipeline.finish(principal.tenant, state, nowMs);
-    } catch (err) {
-      state.registry.rollbackRequest();
-      throw err;
-    }
-    const samples = ctx.batch.sampleCount;
-    const deltas = [...state.registry.accumulations()];
-    const generation = state.registry.generation;
-    try {
-      await deps.busWriter.writeParts(
-        { tenant: principal.tenant, sourceId: '', sequence: 0, receivedAtMs: nowMs },
-        parts,
-      );
-    } catch (err) {
-      // Not stored: take the delta sums back, so that the exporter's retry does not count them twice.
-      state.registry.undoAccumulations(deltas, generation);
-      throw err;
-    }
-
-    const m = deps.metrics;
-    m.samples.inc({ protocol: 'otlp', tenant: principal.tenant }, samples);
-    m.bytes.inc({ protocol: 'otlp', tenant: principal.tenant }, body.length);
-    if (result.unsupportedPoints > 0)
-      m.notStored.inc({ protocol: 'otlp', kind: 'unsupported_point' }, result.unsupportedPoints);
-    if (result.rejectedPoints > result.unsupportedPoints) {
-      m.notStored.inc(
-        { protocol: 'otlp', kind: 'invalid_point' },
-        result.rejectedPoints - result.unsupportedPoints,
-      );
-    }
-    m.activeSeries.set({ tenant: principal.tenant }, state.registry.live);
-
-    const message = result.rejectedPoints > 0 ? (result.firstError ?? '') : '';
-    if (type === JSON_TYPE) {
-      reply.type(JSON_TYPE);
-      return reply
-        .code(200)
-        .send(
-          result.rejectedPoints > 0
-            ? { partialSuccess: { rejectedDataPoints: result.rejectedPoints, errorMessage: message } }
-            : {},
+  app.post(
+    '/v1/metrics',
+    { bodyLimit: deps.limits.maxBodyBytes, config: { permission: 'ingest' } },
+    async (req, reply) => {
+      const principal = ingestPrincipal(req, deps.auth);
+      const { type } = parseContentType(req.headers['content-type']);
+      if (type !== PROTOBUF && type !== JSON_TYPE) {
+        throw twError(
+          Errors.unsupportedMediaType,
+          `Content-Type must be ${PROTOBUF} or ${JSON_TYPE} (OTLP/HTTP), got ${JSON.stringify(req.headers['content-type'] ?? '')}`,
         );
-    }
-    reply.type(PROTOBUF);
-    return reply.code(200).send(Buffer.from(encodeOtlpResponse(result.rejectedPoints, message)));
-  });
+      }
+      const encoding = String(req.headers['content-encoding'] ?? 'identity')
+        .trim()
+        .toLowerCase();
+      if (encoding !== 'identity' && encoding !== 'gzip') {
+        throw twError(
+          Errors.unsupportedMediaType,
+          `Content-Encoding must be gzip or absent, got ${JSON.stringify(encoding)}`,
+        );
+      }
+      const body = requireBody(req.body, 'an OTLP ExportMetricsServiceRequest');
+      let raw: Uint8Array = body;
+      if (encoding === 'gzip') {
+        try {
+          raw = gunzipSync(body, { maxOutputLength: deps.limits.maxPayloadBytes });
+        } catch (err) {
+          const e = err as NodeJS.ErrnoException;
+          if (e.code === 'ERR_BUFFER_TOO_LARGE') {
+            throw twError(
+              Errors.payloadTooLarge,
+              `the gzip body inflates to more than the limit of ${deps.limits.maxPayloadBytes} bytes (ingest.max_payload_bytes)`,
+            );
+          }
+          throw twError(Errors.badPayload, `the body is not valid gzip: ${e.message}`);
+        }
+      }
+      let request: OtlpMetrics;
+      try {
+        request = type === JSON_TYPE ? decodeOtlpJson(raw) : decodeOtlpProtobuf(raw);
+      } catch (err) {
+        if (err instanceof OtlpDecodeError) throw twError(Errors.badPayload, err.message);
+        throw err;
+      }
+
+      const nowMs = Date.now();
+      const { ctx, state } = pipeline.begin(principal.tenant, nowMs);
+      let parts: ReturnType<DecodePipeline['finish']>;
+      let result: ReturnType<typeof translateOtlp>;
+      try {
+        result = translateOtlp(request, ctx);
+        parts = pipeline.finish(principal.tenant, state, nowMs);
+      } catch (err) {
+        state.registry.rollbackRequest();
+        throw err;
+      }
+      const samples = ctx.batch.sampleCount;
+      const deltas = [...state.registry.accumulations()];
+      const generation = state.registry.generation;
+      try {
+        await deps.busWriter.writeParts(
+          { tenant: principal.tenant, sourceId: '', sequence: 0, receivedAtMs: nowMs },
+          parts,
+        );
+      } catch (err) {
+        // Not stored: take the delta sums back, so that the exporter's retry does not count them twice.
+        state.registry.undoAccumulations(deltas, generation);
+        throw err;
+      }
+
+      const m = deps.metrics;
+      m.samples.inc({ protocol: 'otlp', tenant: principal.tenant }, samples);
+      m.bytes.inc({ protocol: 'otlp', tenant: principal.tenant }, body.length);
+      if (result.unsupportedPoints > 0)
+        m.notStored.inc({ protocol: 'otlp', kind: 'unsupported_point' }, result.unsupportedPoints);
+      if (result.rejectedPoints > result.unsupportedPoints) {
+        m.notStored.inc(
+          { protocol: 'otlp', kind: 'invalid_point' },
+          result.rejectedPoints - result.unsupportedPoints,
+        );
+      }
+      m.activeSeries.set({ tenant: principal.tenant }, state.registry.live);
+
+      const message = result.rejectedPoints > 0 ? (result.firstError ?? '') : '';
+      if (type === JSON_TYPE) {
+        reply.type(JSON_TYPE);
+        return reply
+          .code(200)
+          .send(
+            result.rejectedPoints > 0
+              ? { partialSuccess: { rejectedDataPoints: result.rejectedPoints, errorMessage: message } }
+              : {},
+          );
+      }
+      reply.type(PROTOBUF);
+      return reply.code(200).send(Buffer.from(encodeOtlpResponse(result.rejectedPoints, message)));
+    },
+  );
 }

@@ -30,78 +30,82 @@ export function registerRemoteWrite(app: FastifyInstance, deps: CollectorDeps): 
   const snappy = new SnappyDecoder();
   const symbols = new SymbolTable();
 
-  app.post('/api/v1/write', { bodyLimit: deps.limits.maxBodyBytes }, async (req, reply) => {
-    const principal = ingestPrincipal(req, deps.auth);
-    const { type, params } = parseContentType(req.headers['content-type']);
-    if (type !== 'application/x-protobuf') {
-      throw twError(
-        Errors.unsupportedMediaType,
-        `Content-Type must be application/x-protobuf (remote-write 1.0) or ` +
-          `application/x-protobuf;proto=${REMOTE_WRITE_V2_PROTO} (2.0), got ${JSON.stringify(req.headers['content-type'] ?? '')}`,
-      );
-    }
-    const proto = params.get('proto') ?? REMOTE_WRITE_V1_PROTO;
-    if (proto !== REMOTE_WRITE_V1_PROTO && proto !== REMOTE_WRITE_V2_PROTO) {
-      throw twError(
-        Errors.unsupportedMediaType,
-        `proto=${proto} is not supported: this server accepts ${REMOTE_WRITE_V1_PROTO} and ${REMOTE_WRITE_V2_PROTO}`,
-      );
-    }
-    const encoding = String(req.headers['content-encoding'] ?? 'snappy')
-      .trim()
-      .toLowerCase();
-    if (encoding !== 'snappy') {
-      throw twError(
-        Errors.unsupportedMediaType,
-        `Content-Encoding must be snappy, got ${JSON.stringify(encoding)}`,
-      );
-    }
-    const body = requireBody(req.body, 'a snappy-compressed remote-write request');
-    const version = proto === REMOTE_WRITE_V2_PROTO ? 2 : 1;
-    const nowMs = Date.now();
+  app.post(
+    '/api/v1/write',
+    { bodyLimit: deps.limits.maxBodyBytes, config: { permission: 'ingest' } },
+    async (req, reply) => {
+      const principal = ingestPrincipal(req, deps.auth);
+      const { type, params } = parseContentType(req.headers['content-type']);
+      if (type !== 'application/x-protobuf') {
+        throw twError(
+          Errors.unsupportedMediaType,
+          `Content-Type must be application/x-protobuf (remote-write 1.0) or ` +
+            `application/x-protobuf;proto=${REMOTE_WRITE_V2_PROTO} (2.0), got ${JSON.stringify(req.headers['content-type'] ?? '')}`,
+        );
+      }
+      const proto = params.get('proto') ?? REMOTE_WRITE_V1_PROTO;
+      if (proto !== REMOTE_WRITE_V1_PROTO && proto !== REMOTE_WRITE_V2_PROTO) {
+        throw twError(
+          Errors.unsupportedMediaType,
+          `proto=${proto} is not supported: this server accepts ${REMOTE_WRITE_V1_PROTO} and ${REMOTE_WRITE_V2_PROTO}`,
+        );
+      }
+      const encoding = String(req.headers['content-encoding'] ?? 'snappy')
+        .trim()
+        .toLowerCase();
+      if (encoding !== 'snappy') {
+        throw twError(
+          Errors.unsupportedMediaType,
+          `Content-Encoding must be snappy, got ${JSON.stringify(encoding)}`,
+        );
+      }
+      const body = requireBody(req.body, 'a snappy-compressed remote-write request');
+      const version = proto === REMOTE_WRITE_V2_PROTO ? 2 : 1;
+      const nowMs = Date.now();
 
-    // Synchronous from here to `finish`: the pipeline's buffers and the registry refs are only valid now.
-    let raw: Uint8Array;
-    try {
-      raw = snappy.decode(body, deps.limits.maxPayloadBytes);
-    } catch (err) {
-      if (!(err instanceof SnappyError)) throw err;
-      throw twError(
-        err.tooLarge ? Errors.payloadTooLarge : Errors.badPayload,
-        `${err.message}${err.tooLarge ? ' (ingest.max_payload_bytes)' : ''}`,
+      // Synchronous from here to `finish`: the pipeline's buffers and the registry refs are only valid now.
+      let raw: Uint8Array;
+      try {
+        raw = snappy.decode(body, deps.limits.maxPayloadBytes);
+      } catch (err) {
+        if (!(err instanceof SnappyError)) throw err;
+        throw twError(
+          err.tooLarge ? Errors.payloadTooLarge : Errors.badPayload,
+          `${err.message}${err.tooLarge ? ' (ingest.max_payload_bytes)' : ''}`,
+        );
+      }
+      const { ctx, state } = pipeline.begin(principal.tenant, nowMs);
+      let parts: ReturnType<DecodePipeline['finish']>;
+      try {
+        if (version === 1) decodeRemoteWriteV1(raw, ctx);
+        else decodeRemoteWriteV2(raw, ctx, symbols);
+        parts = pipeline.finish(principal.tenant, state, nowMs);
+      } catch (err) {
+        state.registry.rollbackRequest();
+        if (err instanceof ProtoError)
+          throw twError(Errors.badPayload, `malformed remote-write ${version}.0 request: ${err.message}`);
+        throw err;
+      }
+      const samples = ctx.batch.sampleCount;
+      const { histograms, exemplars } = ctx.stats;
+
+      await deps.busWriter.writeParts(
+        { tenant: principal.tenant, sourceId: '', sequence: 0, receivedAtMs: nowMs },
+        parts,
       );
-    }
-    const { ctx, state } = pipeline.begin(principal.tenant, nowMs);
-    let parts: ReturnType<DecodePipeline['finish']>;
-    try {
-      if (version === 1) decodeRemoteWriteV1(raw, ctx);
-      else decodeRemoteWriteV2(raw, ctx, symbols);
-      parts = pipeline.finish(principal.tenant, state, nowMs);
-    } catch (err) {
-      state.registry.rollbackRequest();
-      if (err instanceof ProtoError)
-        throw twError(Errors.badPayload, `malformed remote-write ${version}.0 request: ${err.message}`);
-      throw err;
-    }
-    const samples = ctx.batch.sampleCount;
-    const { histograms, exemplars } = ctx.stats;
 
-    await deps.busWriter.writeParts(
-      { tenant: principal.tenant, sourceId: '', sequence: 0, receivedAtMs: nowMs },
-      parts,
-    );
-
-    const m = deps.metrics;
-    m.samples.inc({ protocol: 'remote_write', tenant: principal.tenant }, samples);
-    m.bytes.inc({ protocol: 'remote_write', tenant: principal.tenant }, body.length);
-    if (histograms > 0) m.notStored.inc({ protocol: 'remote_write', kind: 'native_histogram' }, histograms);
-    if (exemplars > 0) m.notStored.inc({ protocol: 'remote_write', kind: 'exemplar' }, exemplars);
-    m.activeSeries.set({ tenant: principal.tenant }, state.registry.live);
-    if (version === 2) {
-      reply.header('X-Prometheus-Remote-Write-Samples-Written', String(samples));
-      reply.header('X-Prometheus-Remote-Write-Histograms-Written', '0');
-      reply.header('X-Prometheus-Remote-Write-Exemplars-Written', '0');
-    }
-    return reply.code(204).send();
-  });
+      const m = deps.metrics;
+      m.samples.inc({ protocol: 'remote_write', tenant: principal.tenant }, samples);
+      m.bytes.inc({ protocol: 'remote_write', tenant: principal.tenant }, body.length);
+      if (histograms > 0) m.notStored.inc({ protocol: 'remote_write', kind: 'native_histogram' }, histograms);
+      if (exemplars > 0) m.notStored.inc({ protocol: 'remote_write', kind: 'exemplar' }, exemplars);
+      m.activeSeries.set({ tenant: principal.tenant }, state.registry.live);
+      if (version === 2) {
+        reply.header('X-Prometheus-Remote-Write-Samples-Written', String(samples));
+        reply.header('X-Prometheus-Remote-Write-Histograms-Written', '0');
+        reply.header('X-Prometheus-Remote-Write-Exemplars-Written', '0');
+      }
+      return reply.code(204).send();
+    },
+  );
 }

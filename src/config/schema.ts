@@ -267,7 +267,7 @@ export const configSchema = z
          * lets a local user open the dashboard of `trainwatch start`; sending data needs a token unless
          * `ingest` is listed here (the demo lists every scope).
          */
-        anonymous_scopes: z.array(z.enum(['ingest', 'read', 'admin'])).default(['read']),
+        anonymous_scopes: z.array(z.enum(['ingest', 'read', 'edit', 'admin'])).default(['read']),
         /** `loopback`: anonymous access only while `listen` is a loopback address; `anywhere`: always. */
         anonymous_from: z.enum(['loopback', 'anywhere']).default('loopback'),
         /** Single sign-on with OpenID Connect providers (docs/sso.md). */
@@ -291,6 +291,26 @@ export const configSchema = z
           })
           .strict()
           .prefault({}),
+        /**
+         * User accounts with roles per tenant and login sessions (docs/security.md). On: requests need a
+         * session or a token (the `anonymous_*` keys no longer apply), and the first start creates user
+         * `admin` (operator) with the password in TRAINWATCH_ADMIN_PASSWORD, or a random one printed once.
+         */
+        users: z.boolean().default(false),
+        /** A session unused this long ends (sign in again). */
+        session_idle_timeout: durationString('12h', 1000),
+        /** A session ends this long after sign-in, used or not. */
+        session_max_age: durationString('7d', 1000),
+        /** Failed logins per user name and client address within `login_failure_window`; beyond: 429. */
+        login_max_failures: z.number().int().min(1).default(5),
+        login_failure_window: durationString('5m', 1000),
+        /** Audit events older than this are deleted (checked hourly). */
+        audit_retention: durationString('90d', 60_000),
+        /** The tenant the first admin is admin of (default: `anonymous_tenant`, else `default`). */
+        first_admin_tenant: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a tenant name: lowercase letters, digits, _ and -')
+          .optional(),
       })
       .strict()
       .prefault({}),
@@ -475,6 +495,12 @@ export const configSchema = z
             message: `storage.remote.${key} is required with storage.kind: remote`,
           });
     }
+    if (c.auth.oidc.providers.length > 0 && !c.auth.users)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['auth', 'oidc', 'providers'],
+        message: 'single sign-on signs in users: set auth.users: true with auth.oidc.providers',
+      });
     if (c.meta.kind === 'postgres' && !c.meta.postgres.url && !c.meta.postgres.url_file)
       ctx.addIssue({
         code: 'custom',

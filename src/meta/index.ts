@@ -1,3 +1,22 @@
+export {
+  ACCESS_MIGRATIONS,
+  AccessStore,
+  type AuditEvent,
+  type AuditFilter,
+  type AuditOutcome,
+  generatePassword,
+  MIN_PASSWORD_LENGTH,
+  ROLES,
+  type Role,
+  type SessionRecord,
+  sessionIdHash,
+  sqliteRunner,
+  type UserInfo,
+  validatePassword,
+  validateRole,
+  validateTenant,
+  validateUsername,
+} from './access.js';
 export { JobInfoCache, type JobInfoCacheOptions } from './job-cache.js';
 export {
   applyJobEvent,
@@ -18,6 +37,7 @@ export {
   type MetaConfig,
   type OpenedMeta,
   type OpenMetaOptions,
+  openAccessAdmin,
   openMeta,
   openTokenAdmin,
   postgresUrlOf,
@@ -26,6 +46,7 @@ export {
 // stages' PostgreSQL repositories (alerting's) are written against these shapes.
 export type { PgMeta, PgMigration, Queryable } from './postgres/index.js';
 export {
+  type NewToken,
   TENANT_RE,
   TOKEN_MIGRATIONS,
   TOKEN_SCOPES,

@@ -7,6 +7,7 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { ACCESS_MIGRATIONS, AccessStore, sqliteRunner } from './access.js';
 import { JobStore } from './jobs.js';
 import { MetaStore } from './meta-store.js';
 import type { PgMeta } from './postgres/pg-meta.js';
@@ -43,6 +44,8 @@ export interface OpenedMeta {
   readonly tokens: TokenSource;
   /** Creating, listing and revoking tokens. */
   readonly tokenAdmin: TokenAdmin;
+  /** Users, roles per tenant, sessions and the audit log. */
+  readonly access: AccessStore;
   /** The SQLite store (for the concerns still on it only: alert store, …); undefined with PostgreSQL. */
   readonly sqlite: MetaStore | undefined;
   /** The PostgreSQL pool (for the other PostgreSQL repositories); undefined with SQLite. */
@@ -93,14 +96,30 @@ export async function openMeta(config: MetaConfig, opts: OpenMetaOptions = {}): 
     const meta = new MetaStore(sqliteFileOf(config, opts));
     try {
       const tokens = new TokenStore(meta);
+      meta.migrate(ACCESS_MIGRATIONS);
+      // Tokens' last-used times are noted per request and written here, in batches.
+      const flush = () => {
+        try {
+          tokens.flushLastUsed();
+        } catch (err) {
+          opts.onError?.(err as Error);
+        }
+      };
+      const timer = setInterval(flush, LAST_USED_FLUSH_INTERVAL_MS);
+      timer.unref();
       return {
         kind: 'sqlite',
         jobs: new JobStore(meta, silentAfterMs),
         tokens,
         tokenAdmin: tokenAdminOf(tokens),
+        access: new AccessStore(sqliteRunner(meta.db)),
         sqlite: meta,
         postgres: undefined,
-        close: async () => meta.close(),
+        close: async () => {
+          clearInterval(timer);
+          flush();
+          meta.close();
+        },
       };
     } catch (err) {
       meta.close();
@@ -119,6 +138,7 @@ export async function openMeta(config: MetaConfig, opts: OpenMetaOptions = {}): 
       jobs: new JobStore(new pgModule.PgJobRepository(db, silentAfterMs)),
       tokens,
       tokenAdmin: new pgModule.PgTokenRepository(db, opts.onError),
+      access: new AccessStore(pgModule.pgRunner(db)),
       sqlite: undefined,
       postgres: db,
       close: async () => {
@@ -130,6 +150,29 @@ export async function openMeta(config: MetaConfig, opts: OpenMetaOptions = {}): 
     await db.close();
     throw err;
   }
+}
+
+/** How often the SQLite token store writes the noted last-used times. */
+const LAST_USED_FLUSH_INTERVAL_MS = 30_000;
+
+/** Just user management (the `trainwatch user` CLI): the access repository, no background work. */
+export async function openAccessAdmin(
+  config: MetaConfig,
+  opts: OpenMetaOptions = {},
+): Promise<{ access: AccessStore; close(): Promise<void> }> {
+  if (config.meta.kind === 'sqlite') {
+    const meta = new MetaStore(sqliteFileOf(config, opts));
+    try {
+      new TokenStore(meta);
+      meta.migrate(ACCESS_MIGRATIONS);
+      return { access: new AccessStore(sqliteRunner(meta.db)), close: async () => meta.close() };
+    } catch (err) {
+      meta.close();
+      throw err;
+    }
+  }
+  const { pgModule, db } = await openPostgres(config, { applicationName: 'trainwatch-cli', ...opts });
+  return { access: new AccessStore(pgModule.pgRunner(db)), close: () => db.close() };
 }
 
 /**

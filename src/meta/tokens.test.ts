@@ -23,7 +23,24 @@ describe('TokenStore', () => {
     const secret = token.slice(TOKEN_PREFIX_LENGTH);
     const dump = JSON.stringify(meta.db.prepare('SELECT * FROM auth_tokens').all());
     expect(dump).not.toContain(secret);
+    // Noted in memory, written in a batch: no write on the request path.
+    expect(tokens.get(info.id)!.lastUsedAtMs).toBeNull();
+    tokens.flushLastUsed();
     expect(tokens.get(info.id)!.lastUsedAtMs).toBe(2000);
+  });
+
+  it('refuses an expired token and keeps its rate limit', () => {
+    const { tokens } = store();
+    const { token, info } = tokens.create(
+      { tenant: 't', scope: 'read', expiresAtMs: 10_000, rateLimitPerSecond: 5 },
+      1000,
+    );
+    expect(info).toMatchObject({ expiresAtMs: 10_000, rateLimitPerSecond: 5 });
+    expect(tokens.verify(token, 9_999).ok).toBe(true);
+    expect(tokens.verify(token, 10_000)).toEqual({ ok: false, reason: 'expired', id: info.id });
+    expect(() => tokens.create({ tenant: 't', scope: 'read', rateLimitPerSecond: 0 })).toThrow(
+      /rateLimitPerSecond 0 is invalid/,
+    );
   });
 
   it('refuses malformed, unknown, tampered and revoked tokens, saying which', () => {

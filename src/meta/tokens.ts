@@ -10,6 +10,10 @@
  *
  * Verification reads SQLite on every call (a primary-key lookup, a few microseconds), so a token created or
  * revoked by `trainwatch token` in another process is honoured by a running server at once.
+ *
+ * A token may expire (`expires_at_ms`) and carry its own rate limit (`rate_limit_per_second`, enforced by the
+ * authenticator per process). `last_used_at_ms` is noted in memory and written in batches (`flushLastUsed`,
+ * on a timer and at close), at most once a minute per token: no write on the request path.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Db, MetaStore, Migration } from './meta-store.js';
@@ -33,6 +37,12 @@ export const TOKEN_MIGRATIONS: readonly Migration[] = [
     );
     CREATE INDEX auth_tokens_by_tenant ON auth_tokens (tenant, created_at_ms);`,
   },
+  {
+    version: 201,
+    description: 'auth: token expiry and per-token rate limit',
+    sql: `ALTER TABLE auth_tokens ADD COLUMN expires_at_ms INTEGER;
+      ALTER TABLE auth_tokens ADD COLUMN rate_limit_per_second REAL;`,
+  },
 ];
 
 /** Tenant names as the configuration accepts them (also the `tenant` label's value). */
@@ -50,11 +60,28 @@ export interface TokenInfo {
   readonly createdAtMs: number;
   readonly revokedAtMs: number | null;
   readonly lastUsedAtMs: number | null;
+  /** After this time the token is refused (`expired`); null: it does not expire. */
+  readonly expiresAtMs: number | null;
+  /** Requests per second this token may make (per process; beyond it 429); null: no limit of its own. */
+  readonly rateLimitPerSecond: number | null;
+}
+
+/** What a new token is asked for. */
+export interface NewToken {
+  readonly tenant: string;
+  readonly scope: TokenScope;
+  readonly name?: string;
+  readonly expiresAtMs?: number | null;
+  readonly rateLimitPerSecond?: number | null;
 }
 
 export type TokenCheck =
   | { readonly ok: true; readonly token: TokenInfo }
-  | { readonly ok: false; readonly reason: 'malformed' | 'unknown' | 'revoked'; readonly id?: string };
+  | {
+      readonly ok: false;
+      readonly reason: 'malformed' | 'unknown' | 'revoked' | 'expired';
+      readonly id?: string;
+    };
 
 interface TokenRow {
   id: string;
@@ -65,6 +92,8 @@ interface TokenRow {
   created_at_ms: number;
   revoked_at_ms: number | null;
   last_used_at_ms: number | null;
+  expires_at_ms: number | null;
+  rate_limit_per_second: number | null;
 }
 
 function infoOf(row: TokenRow): TokenInfo {
@@ -76,6 +105,8 @@ function infoOf(row: TokenRow): TokenInfo {
     createdAtMs: row.created_at_ms,
     revokedAtMs: row.revoked_at_ms,
     lastUsedAtMs: row.last_used_at_ms,
+    expiresAtMs: row.expires_at_ms,
+    rateLimitPerSecond: row.rate_limit_per_second,
   };
 }
 
@@ -97,7 +128,7 @@ export function parseToken(presented: string): { id: string; secret: string } | 
 }
 
 /** Checks what a new token is asked for, throwing an error that names the bad field; returns its name. */
-export function validateNewToken(opts: { tenant: string; scope: TokenScope; name?: string }): string {
+export function validateNewToken(opts: NewToken): string {
   if (!TENANT_RE.test(opts.tenant)) {
     throw new Error(
       `tenant ${JSON.stringify(opts.tenant)} is invalid: use 1-63 lowercase letters, digits, _ and -, starting with a letter or digit`,
@@ -107,6 +138,12 @@ export function validateNewToken(opts: { tenant: string; scope: TokenScope; name
     throw new Error(`scope ${JSON.stringify(opts.scope)} is invalid: use one of ${TOKEN_SCOPES.join(', ')}`);
   const name = opts.name ?? '';
   if (name.length > MAX_NAME_LENGTH) throw new Error(`name is longer than ${MAX_NAME_LENGTH} characters`);
+  const rate = opts.rateLimitPerSecond;
+  if (rate !== undefined && rate !== null && !(Number.isFinite(rate) && rate > 0 && rate <= 1e6))
+    throw new Error(`rateLimitPerSecond ${rate} is invalid: use a number above 0 and at most 1000000`);
+  const expires = opts.expiresAtMs;
+  if (expires !== undefined && expires !== null && !Number.isFinite(expires))
+    throw new Error('expiresAtMs must be a time in milliseconds');
   return name;
 }
 
@@ -131,11 +168,7 @@ export interface TokenSource {
  * `PgTokenRepository` as it is, the SQLite `TokenStore` through `tokenAdminOf`.
  */
 export interface TokenAdmin {
-  create(opts: {
-    tenant: string;
-    scope: TokenScope;
-    name?: string;
-  }): Promise<{ token: string; info: TokenInfo }>;
+  create(opts: NewToken): Promise<{ token: string; info: TokenInfo }>;
   list(filter?: { tenant?: string; includeRevoked?: boolean }): Promise<TokenInfo[]>;
   revoke(id: string): Promise<TokenInfo | undefined>;
 }
@@ -151,7 +184,10 @@ export function tokenAdminOf(store: TokenStore): TokenAdmin {
 export class TokenStore implements TokenSource {
   private readonly db: Db;
   private readonly byId;
-  private readonly lastUsedWritten = new Map<string, number>();
+  /** The last use noted per token (pending or written), to note at most once per interval. */
+  private readonly lastUsedNoted = new Map<string, number>();
+  /** Uses not yet written, by token id. */
+  private readonly lastUsedPending = new Map<string, number>();
 
   constructor(meta: MetaStore) {
     meta.migrate(TOKEN_MIGRATIONS);
@@ -161,7 +197,7 @@ export class TokenStore implements TokenSource {
 
   /** Creates a token and returns it in full: the only time its secret is available. */
   create(
-    opts: { tenant: string; scope: TokenScope; name?: string },
+    opts: NewToken,
     nowMs = Date.now(),
   ): {
     token: string;
@@ -171,9 +207,18 @@ export class TokenStore implements TokenSource {
     const { id, secret, token } = generateToken();
     this.db
       .prepare(
-        'INSERT INTO auth_tokens (id, tenant, scope, name, secret_sha256, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT INTO auth_tokens (id, tenant, scope, name, secret_sha256, created_at_ms, expires_at_ms, rate_limit_per_second) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       )
-      .run(id, opts.tenant, opts.scope, name, hashTokenSecret(secret), nowMs);
+      .run(
+        id,
+        opts.tenant,
+        opts.scope,
+        name,
+        hashTokenSecret(secret),
+        nowMs,
+        opts.expiresAtMs ?? null,
+        opts.rateLimitPerSecond ?? null,
+      );
     return { token, info: infoOf(this.byId.get(id)!) };
   }
 
@@ -210,11 +255,25 @@ export class TokenStore implements TokenSource {
     const row = this.byId.get(id);
     if (!row || !secretMatches(row.secret_sha256, parsed.secret)) return { ok: false, reason: 'unknown', id };
     if (row.revoked_at_ms !== null) return { ok: false, reason: 'revoked', id };
-    const written = this.lastUsedWritten.get(id) ?? row.last_used_at_ms;
-    if (written === null || nowMs - written >= LAST_USED_WRITE_INTERVAL_MS) {
-      this.lastUsedWritten.set(id, nowMs);
-      this.db.prepare('UPDATE auth_tokens SET last_used_at_ms = ? WHERE id = ?').run(nowMs, id);
+    if (row.expires_at_ms !== null && nowMs >= row.expires_at_ms) return { ok: false, reason: 'expired', id };
+    const noted = this.lastUsedNoted.get(id) ?? row.last_used_at_ms;
+    if (noted === null || nowMs - noted >= LAST_USED_WRITE_INTERVAL_MS) {
+      this.lastUsedNoted.set(id, nowMs);
+      this.lastUsedPending.set(id, nowMs);
     }
     return { ok: true, token: infoOf(row) };
+  }
+
+  /** Writes the noted `last_used_at_ms` values in one transaction (never moving one back). */
+  flushLastUsed(): void {
+    if (this.lastUsedPending.size === 0) return;
+    const pending = [...this.lastUsedPending];
+    this.lastUsedPending.clear();
+    const update = this.db.prepare(
+      'UPDATE auth_tokens SET last_used_at_ms = ? WHERE id = ? AND (last_used_at_ms IS NULL OR last_used_at_ms < ?)',
+    );
+    this.db.transaction(() => {
+      for (const [id, ms] of pending) update.run(ms, id, ms);
+    })();
   }
 }

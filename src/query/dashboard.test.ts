@@ -14,6 +14,7 @@ import { waitFor } from '../../test/helpers.js';
 import {
   AnonymousAuthenticator,
   type Authenticator,
+  installAccessControl,
   type Principal,
   TokenAuthenticator,
 } from '../auth/index.js';
@@ -41,6 +42,7 @@ function app(storage: MemoryStorage, jobs: JobStore, auth: Authenticator = new A
       return reply.code(err.status).send({ status: 'error', errorType: err.kind.code, error: err.message });
     return reply.code(500).send({ status: 'error', error: String(err) });
   });
+  installAccessControl(a, auth);
   registerDashboardApi(a, { auth, storage, jobs, livePollMs: 20 });
   return a;
 }
@@ -508,8 +510,10 @@ describe('live streams: revoked tokens and caps (issue 16, item 8)', () => {
         return reply.code(err.status).send({ status: 'error', errorType: err.kind.code, error: err.message });
       return reply.code(500).send({ status: 'error', error: String(err) });
     });
+    const auth = deps.auth ?? new AnonymousAuthenticator('t1');
+    installAccessControl(a, auth);
     registerDashboardApi(a, {
-      auth: new AnonymousAuthenticator('t1'),
+      auth,
       storage,
       jobs: makeStore(),
       livePollMs: 20,

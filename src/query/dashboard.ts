@@ -13,7 +13,7 @@
  * Every read is scoped to the caller's tenant (admins may pass `tenant=`, see dashboard-scope.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type Authenticator, credentialsOf, type Principal } from '../auth/index.js';
+import { type Authenticator, type Principal, requestPrincipal } from '../auth/index.js';
 import type { JobRepository } from '../meta/index.js';
 import { isStaleNaN } from '../model/batch.js';
 import { Errors, twError } from '../model/errors.js';
@@ -51,6 +51,9 @@ import { type JobSummary, newestValue } from './job-summary.js';
 import { defaultLiveStreams, type LiveStreams, streamCredentialsCheck } from './live-streams.js';
 import { parseTime } from './rest.js';
 import { type JsonSample, jsonValue, readSeries, selectSeries } from './series-read.js';
+
+/** Every route here reads data of the caller's tenant (src/auth/permissions.ts). */
+const READ = { config: { permission: 'read' } } as const;
 
 export interface DashboardDeps {
   readonly auth: Authenticator;
@@ -241,9 +244,9 @@ export interface HeatmapRow {
 }
 
 export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps): void {
-  const principalOf = (req: FastifyRequest): Principal => deps.auth.authenticate(credentialsOf(req), 'read');
+  const principalOf = (req: FastifyRequest): Principal => requestPrincipal(req);
 
-  app.get('/api/tw/v1/fleet', async (req, reply) => {
+  app.get('/api/tw/v1/fleet', READ, async (req, reply) => {
     const principal = principalOf(req);
     const signal = requestSignal(reply);
     const q = req.query as Query;
@@ -259,7 +262,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     };
   });
 
-  app.get('/api/tw/v1/heatmap', async (req, reply) => {
+  app.get('/api/tw/v1/heatmap', READ, async (req, reply) => {
     const principal = principalOf(req);
     const signal = requestSignal(reply);
     const q = req.query as Query;
@@ -293,7 +296,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     };
   });
 
-  app.get('/api/tw/v1/spread', async (req, reply) => {
+  app.get('/api/tw/v1/spread', READ, async (req, reply) => {
     const principal = principalOf(req);
     const signal = requestSignal(reply);
     const q = req.query as Query;
@@ -350,7 +353,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     };
   });
 
-  app.get('/api/tw/v1/jobs/:jobId/curves', async (req, reply) => {
+  app.get('/api/tw/v1/jobs/:jobId/curves', READ, async (req, reply) => {
     const principal = principalOf(req);
     const signal = requestSignal(reply);
     const q = req.query as Query;
@@ -385,7 +388,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     };
   });
 
-  app.get('/api/tw/v1/jobs/:jobId/stragglers', async (req, reply) => {
+  app.get('/api/tw/v1/jobs/:jobId/stragglers', READ, async (req, reply) => {
     const principal = principalOf(req);
     const signal = requestSignal(reply);
     const q = req.query as Query;
@@ -407,7 +410,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     return { status: 'success', data: findStragglers(selected, start, end) };
   });
 
-  app.get('/api/tw/v1/ticks', (req, reply) => streamTicks(deps, principalOf(req), req, reply));
+  app.get('/api/tw/v1/ticks', READ, (req, reply) => streamTicks(deps, principalOf(req), req, reply));
 }
 
 async function requireJob(

@@ -10,7 +10,7 @@
  * label (src/query/promql/tenant.ts explains why).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type Authenticator, credentialsOf, type Principal } from '../auth/index.js';
+import { type Authenticator, type Principal, requestPrincipal } from '../auth/index.js';
 import { type LabelMatcher, METRIC_NAME_LABEL } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
 import { requestSignal } from './dashboard-scope.js';
@@ -20,6 +20,9 @@ import { goQuote, hasInvalidUtf8, parsePromDuration } from './promql/lexer.js';
 import type { QueryPool } from './query-pool.js';
 import type { RemotePromql } from './remote-promql.js';
 import { selectSeries } from './series-read.js';
+
+/** Every route here reads data of the caller's tenant (src/auth/permissions.ts). */
+const READ = { config: { permission: 'read' } } as const;
 
 export interface PromApiLimits {
   /** Default and largest query timeout, ms (Prometheus: --query.timeout, 2 m). */
@@ -176,7 +179,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
     timeoutMs: limits.timeoutMs,
     maxSubqueryPoints: limits.maxSubqueryPoints,
   });
-  const principalOf = (req: FastifyRequest): Principal => deps.auth.authenticate(credentialsOf(req), 'read');
+  const principalOf = (req: FastifyRequest): Principal => requestPrincipal(req);
   const timeoutOf = (p: Params): number => {
     const raw = one(p, 'timeout');
     if (raw === undefined || raw === '') return limits.timeoutMs;
@@ -205,8 +208,8 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
     );
 
     const both = (url: string, handler: (req: FastifyRequest, reply: FastifyReply) => unknown) => {
-      scope.get(url, handler);
-      scope.post(url, handler);
+      scope.get(url, READ, handler);
+      scope.post(url, READ, handler);
     };
 
     /** With a remote TSDB, the whole query goes to it, rewritten for the caller's tenant (remote-promql.ts). */
@@ -349,7 +352,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
       }
     });
 
-    scope.get('/api/v1/label/:name/values', async (req, reply) => {
+    scope.get('/api/v1/label/:name/values', READ, async (req, reply) => {
       const principal = principalOf(req);
       try {
         let name = (req.params as { name: string }).name;
@@ -372,7 +375,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
       }
     });
 
-    scope.get('/api/v1/metadata', async (req, reply) => {
+    scope.get('/api/v1/metadata', READ, async (req, reply) => {
       const principal = principalOf(req);
       try {
         const p = collectParams(req);
@@ -406,7 +409,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
       }
     });
 
-    scope.get('/api/v1/status/buildinfo', async (req, reply) => {
+    scope.get('/api/v1/status/buildinfo', READ, async (req, reply) => {
       principalOf(req);
       return success(reply, {
         version: PROMETHEUS_COMPAT_VERSION,

@@ -4,7 +4,7 @@
  * Every read is scoped to the caller's tenant.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type Authenticator, credentialsOf, type Principal } from '../auth/index.js';
+import { type Authenticator, type Principal, requestPrincipal } from '../auth/index.js';
 import type { JobRepository } from '../meta/index.js';
 import { Errors, twError } from '../model/errors.js';
 import { JOB_STATUSES, type JobStatus } from '../model/job.js';
@@ -21,6 +21,9 @@ import { summarizeJob } from './job-summary.js';
 import { defaultLiveStreams, type LiveStreams, streamCredentialsCheck } from './live-streams.js';
 import { type ColumnarSeries, readSeries, selectSeries } from './series-read.js';
 
+/** Every route here reads data of the caller's tenant (src/auth/permissions.ts). */
+const READ = { config: { permission: 'read' } } as const;
+
 export interface RestDeps {
   readonly auth: Authenticator;
   readonly storage: Storage;
@@ -36,8 +39,9 @@ const MAX_POINTS = 20_000;
 const DEFAULT_RANGE_MS = 60 * 60_000;
 const LIVE_LOOKBACK_MS = 10_000;
 
-function principalOf(deps: RestDeps, req: FastifyRequest): Principal {
-  return deps.auth.authenticate(credentialsOf(req), 'read');
+/** The caller, as the access-control hook authenticated it for the route's permission (src/auth/permissions.ts). */
+function principalOf(_deps: RestDeps, req: FastifyRequest): Principal {
+  return requestPrincipal(req);
 }
 
 /** Milliseconds since the epoch, or an RFC 3339 date. */
@@ -115,7 +119,7 @@ function single(raw: string | string[] | undefined, name: string): string | unde
 }
 
 export function registerRestApi(app: FastifyInstance, deps: RestDeps): void {
-  app.get('/api/tw/v1/jobs', async (req, reply) => {
+  app.get('/api/tw/v1/jobs', READ, async (req, reply) => {
     const principal = principalOf(deps, req);
     const q = req.query as Record<string, string | undefined>;
     const status = q.status as JobStatus | undefined;
@@ -135,7 +139,7 @@ export function registerRestApi(app: FastifyInstance, deps: RestDeps): void {
     return { status: 'success', data: { jobs } };
   });
 
-  app.get('/api/tw/v1/jobs/:jobId', async (req, reply) => {
+  app.get('/api/tw/v1/jobs/:jobId', READ, async (req, reply) => {
     const principal = principalOf(deps, req);
     const { jobId } = req.params as { jobId: string };
     const signal = requestSignal(reply);
@@ -149,7 +153,7 @@ export function registerRestApi(app: FastifyInstance, deps: RestDeps): void {
     return { status: 'success', data: { job: summary, metrics } };
   });
 
-  app.get('/api/tw/v1/series', async (req, reply) => {
+  app.get('/api/tw/v1/series', READ, async (req, reply) => {
     const principal = principalOf(deps, req);
     const sq = parseSeriesQuery(req.query as Record<string, string | string[] | undefined>, Date.now());
     const q = deps.storage.querier(principal.tenant, sq.start, sq.end);
@@ -168,7 +172,7 @@ export function registerRestApi(app: FastifyInstance, deps: RestDeps): void {
     };
   });
 
-  app.get('/api/tw/v1/live', (req, reply) => streamLive(deps, req, reply));
+  app.get('/api/tw/v1/live', READ, (req, reply) => streamLive(deps, req, reply));
 }
 
 /**

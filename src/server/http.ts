@@ -14,6 +14,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { type AccessControlHandle, installAccessControl } from '../auth/index.js';
 import { TrainwatchError } from '../model/errors.js';
 
 export interface HttpServerOptions {
@@ -73,6 +74,8 @@ const READINESS_TIMEOUT_MS = 2000;
 
 export interface HttpServer {
   readonly app: FastifyInstance;
+  /** The route-permission check every route goes through (src/auth/permissions.ts). */
+  readonly access: AccessControlHandle;
   /** Adds a named dependency check to `/readyz` (every check must pass for the process to be ready). */
   addReadinessCheck(name: string, check: ReadinessCheck): void;
   /**
@@ -114,6 +117,8 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     forceCloseConnections: true,
     return503OnClosing: true,
   });
+  // Before any route: each route must declare its permission, checked in one onRequest hook.
+  const access = installAccessControl(app);
   limitConnections(app, limits, opts.logger);
   const checks = new Map<string, ReadinessCheck>();
   const warnings = new Map<string, () => string | undefined>();
@@ -144,10 +149,10 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     return reply.code(404).send(errorBody('not_found', `no route for ${req.method} ${url}`));
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', { config: { permission: 'public' } }, async () => ({ status: 'ok' }));
   // Ready when every role's dependencies are: load balancers and Kubernetes route traffic by this, and
   // autoscalers wait for it. The answer names each check, so an operator sees which dependency is missing.
-  app.get('/readyz', async (_req, reply) => {
+  app.get('/readyz', { config: { permission: 'public' } }, async (_req, reply) => {
     const results = await Promise.all(
       [...checks].map(async ([name, check]) => {
         const abort = new AbortController();
@@ -184,7 +189,8 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     });
   });
   const metricsSources: (() => Promise<string>)[] = [];
-  app.get('/metrics', async (_req, reply) => {
+  // Public for scrapers; tenant names are hidden unless http.metrics_tenant_labels allows them.
+  app.get('/metrics', { config: { permission: 'public' } }, async (_req, reply) => {
     reply.header('content-type', opts.registry.contentType);
     const own = await opts.registry.metrics();
     const more = await Promise.all(metricsSources.map((s) => s().catch(() => '')));
@@ -194,6 +200,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
 
   return {
     app,
+    access,
     addReadinessCheck: (name, check) => {
       checks.set(name, check);
     },

@@ -200,6 +200,7 @@ class Modules {
         // policy of the configuration (docs/ingest.md, "Authentication").
         const policy = anonymousPolicyFor(config.auth, config.listen);
         this.auth = new TokenAuthenticator(this.opened!.tokens, policy);
+        this.http!.access.use(this.auth);
         if (policy.scopes.size > 0) {
           const scopes = [...policy.scopes].join(', ');
           (policy.loopback ? logger.info.bind(logger) : logger.warn.bind(logger))(
@@ -404,7 +405,6 @@ class Modules {
         await alerting.start();
         this.alerting = alerting;
         registerAlertingApi(this.http!.app, {
-          auth: this.auth!,
           alerting,
           detectors: (tenant) => this.workers?.status(tenant) ?? this.detectors?.status(tenant),
           // In a cluster the rules run on the leader and change with each term: read them when asked.

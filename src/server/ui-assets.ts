@@ -16,7 +16,7 @@ export function defaultUiDir(): string {
 export async function registerUi(http: HttpServer, uiDir = defaultUiDir()): Promise<void> {
   const { app } = http;
   if (!existsSync(path.join(uiDir, 'index.html'))) {
-    app.get('/', async (_req, reply) =>
+    app.get('/', { config: { permission: 'public' } }, async (_req, reply) =>
       reply
         .code(503)
         .type('text/plain')
@@ -26,7 +26,10 @@ export async function registerUi(http: HttpServer, uiDir = defaultUiDir()): Prom
     );
     return;
   }
-  await app.register(fastifyStatic, { root: uiDir, prefix: '/', wildcard: false, index: ['index.html'] });
+  // The UI's files are public (the login page among them); @fastify/static takes no route options.
+  await http.access.withPermission('public', async () => {
+    await app.register(fastifyStatic, { root: uiDir, prefix: '/', wildcard: false, index: ['index.html'] });
+  });
   // Client-side routes (/jobs/abc, /compare?...) get the app shell; a missing asset stays a 404.
   http.setPageFallback((req, reply) => {
     if (path.extname(req.url.split('?')[0]!)) return reply.code(404).type('text/plain').send('not found\n');

@@ -16,7 +16,12 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Authenticator, Principal, Scope } from '../../src/auth/index.js';
+import {
+  type Authenticator,
+  installAccessControl,
+  type Principal,
+  type Scope,
+} from '../../src/auth/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import type { LabelSet } from '../../src/model/labels.js';
 import { registerPromApi } from '../../src/query/prom-api.js';
@@ -445,6 +450,7 @@ describe.skipIf(!available && !inCI)('trainwatch and Prometheus give the same an
     }
     await storage.appender.append('diff', b.build());
     app = Fastify();
+    installAccessControl(app, anyTenant);
     registerPromApi(app, { auth: anyTenant, storage });
     await app.ready();
     await waitFor(

@@ -6,7 +6,13 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Authenticator, Principal, RequestCredentials, Scope } from '../../src/auth/index.js';
+import {
+  type Authenticator,
+  installAccessControl,
+  type Principal,
+  type RequestCredentials,
+  type Scope,
+} from '../../src/auth/index.js';
 import { SeriesBatchBuilder, STALE_NAN } from '../../src/model/batch.js';
 import { Errors, TrainwatchError, twError } from '../../src/model/errors.js';
 import { registerPromApi } from '../../src/query/prom-api.js';
@@ -52,7 +58,9 @@ beforeAll(async () => {
     }
     return reply.code(500).send({ status: 'error', errorType: 'internal', error: String(err) });
   });
-  registerPromApi(app, { auth: new TenantFromBearer(), storage, limits: { maxSamples: 20_000 } });
+  const auth = new TenantFromBearer();
+  installAccessControl(app, auth);
+  registerPromApi(app, { auth, storage, limits: { maxSamples: 20_000 } });
   await app.ready();
 });
 

@@ -13,6 +13,7 @@ import { registerSimulate } from './simulate.js';
 import { registerStart } from './start.js';
 import { registerSync } from './sync.js';
 import { registerToken } from './token.js';
+import { registerUser } from './user.js';
 import { registerVersion } from './version.js';
 
 export const COMMANDS: readonly ((program: Command) => void)[] = [
@@ -21,6 +22,7 @@ export const COMMANDS: readonly ((program: Command) => void)[] = [
   registerSimulate,
   registerSync,
   registerToken,
+  registerUser,
   registerAgent,
   registerPromqlTest,
   registerRules,

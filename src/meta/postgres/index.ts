@@ -2,6 +2,8 @@
  * `meta.kind: postgres`: the metadata store on PostgreSQL for the scaled-out deployment. Importing this
  * module loads `pg`; the embedded (SQLite) store in `../index.ts` does not.
  */
+
+export { pgRunner } from './access.js';
 export { describeTarget, pgError } from './errors.js';
 export { PgJobRepository } from './jobs.js';
 export { LeaderElection, type LeaderElectionOptions } from './leader.js';

@@ -10,6 +10,8 @@
  * A migration, once released, is never edited: a change is a new migration with a higher version.
  */
 
+import { ACCESS_PG_MIGRATIONS } from '../access.js';
+
 export interface PgMigration {
   /** Unique and increasing over the list. */
   readonly version: number;
@@ -56,6 +58,14 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     );
     CREATE INDEX auth_tokens_by_tenant ON auth_tokens (tenant, created_at_ms);`,
   },
+  {
+    version: 201,
+    description: 'auth: token expiry and per-token rate limit',
+    sql: `ALTER TABLE auth_tokens ADD COLUMN expires_at_ms BIGINT;
+      ALTER TABLE auth_tokens ADD COLUMN rate_limit_per_second DOUBLE PRECISION;`,
+  },
+  // Users, roles per tenant, sessions, audit log: one definition for both backends (../access.ts).
+  ...ACCESS_PG_MIGRATIONS,
   {
     // Scale-out only (no SQLite counterpart: the embedded processor keeps its state in its data dir).
     version: 900,

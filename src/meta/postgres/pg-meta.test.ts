@@ -37,7 +37,11 @@ describeWithPostgres('PgMeta on a real PostgreSQL', () => {
       "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
     );
     expect(tables.rows.map((r) => r.table_name)).toEqual([
+      'audit_log',
+      'auth_sessions',
       'auth_tokens',
+      'auth_user_roles',
+      'auth_users',
       'jobs',
       'partition_state',
       'schema_migrations',

@@ -76,6 +76,8 @@ export interface TokenRow {
   created_at_ms: number;
   revoked_at_ms: number | null;
   last_used_at_ms: number | null;
+  expires_at_ms: number | null;
+  rate_limit_per_second: number | null;
 }
 
 export function tokenFromRow(r: TokenRow): TokenInfo {
@@ -87,5 +89,7 @@ export function tokenFromRow(r: TokenRow): TokenInfo {
     createdAtMs: r.created_at_ms,
     revokedAtMs: r.revoked_at_ms,
     lastUsedAtMs: r.last_used_at_ms,
+    expiresAtMs: r.expires_at_ms ?? null,
+    rateLimitPerSecond: r.rate_limit_per_second ?? null,
   };
 }

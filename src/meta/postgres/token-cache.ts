@@ -99,6 +99,8 @@ export class PgTokenCache implements TokenSource {
     }
     if (!secretMatches(cached.secretSha256, parsed.secret)) return { ok: false, reason: 'unknown', id };
     if (cached.info.revokedAtMs !== null) return { ok: false, reason: 'revoked', id };
+    if (cached.info.expiresAtMs !== null && nowMs >= cached.info.expiresAtMs)
+      return { ok: false, reason: 'expired', id };
     const noted = this.lastUsedNoted.get(id) ?? cached.info.lastUsedAtMs;
     if (noted === null || nowMs - noted >= LAST_USED_WRITE_INTERVAL_MS) {
       this.lastUsedNoted.set(id, nowMs);

@@ -10,11 +10,11 @@ import {
   generateToken,
   hashTokenSecret,
   LAST_USED_WRITE_INTERVAL_MS,
+  type NewToken,
   parseToken,
   secretMatches,
   type TokenCheck,
   type TokenInfo,
-  type TokenScope,
   validateNewToken,
 } from '../tokens.js';
 import type { PgMeta } from './pg-meta.js';
@@ -30,16 +30,22 @@ export class PgTokenRepository {
   ) {}
 
   /** Creates a token and returns it in full: the only time its secret is available. */
-  async create(
-    opts: { tenant: string; scope: TokenScope; name?: string },
-    nowMs = Date.now(),
-  ): Promise<{ token: string; info: TokenInfo }> {
+  async create(opts: NewToken, nowMs = Date.now()): Promise<{ token: string; info: TokenInfo }> {
     const name = validateNewToken(opts);
     const { id, secret, token } = generateToken();
     const r = await this.db.query<TokenRow>(
-      `INSERT INTO auth_tokens (id, tenant, scope, name, secret_sha256, created_at_ms)
-       VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`,
-      [id, opts.tenant, opts.scope, name, hashTokenSecret(secret), nowMs],
+      `INSERT INTO auth_tokens (id, tenant, scope, name, secret_sha256, created_at_ms, expires_at_ms, rate_limit_per_second)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
+      [
+        id,
+        opts.tenant,
+        opts.scope,
+        name,
+        hashTokenSecret(secret),
+        nowMs,
+        opts.expiresAtMs ?? null,
+        opts.rateLimitPerSecond ?? null,
+      ],
     );
     return { token, info: tokenFromRow(r.rows[0]!) };
   }
@@ -81,6 +87,7 @@ export class PgTokenRepository {
     const row = await this.row(id, signal);
     if (!row || !secretMatches(row.secret_sha256, parsed.secret)) return { ok: false, reason: 'unknown', id };
     if (row.revoked_at_ms !== null) return { ok: false, reason: 'revoked', id };
+    if (row.expires_at_ms !== null && nowMs >= row.expires_at_ms) return { ok: false, reason: 'expired', id };
     const written = this.lastUsedWritten.get(id) ?? row.last_used_at_ms;
     if (written === null || nowMs - written >= LAST_USED_WRITE_INTERVAL_MS) {
       this.lastUsedWritten.set(id, nowMs);
