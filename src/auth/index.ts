@@ -21,7 +21,7 @@ export {
   type TenantRoleGrant,
 } from './oidc.js';
 export { type OidcStoredUser, type OidcUserStore, upsertOidcUser } from './oidc-users.js';
-
+export {
   type AccessControlHandle,
   type AuditedRequest,
   accessControlOf,
@@ -36,7 +36,6 @@ export { type OidcStoredUser, type OidcUserStore, upsertOidcUser } from './oidc-
   setAuditTarget,
   setRequestPrincipal,
 } from './permissions.js';
-
 export {
   type AnonymousPolicy,
   anonymousPolicyFor,

@@ -112,6 +112,10 @@ async function finish(flow: Flow, accept = 'application/json'): Promise<Response
   return fetch(flow.callback, { redirect: 'manual', headers: { cookie: flow.flowCookie, accept } });
 }
 
+async function errorOf(res: Response): Promise<string> {
+  return ((await res.json()) as { error: string }).error;
+}
+
 async function me(sessionCookie: string) {
   const res = await fetch(`${tw.url}/api/tw/v1/auth/me`, { headers: { cookie: sessionCookie } });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
@@ -174,7 +178,7 @@ describe('OpenID Connect sign-in', () => {
     idp.idToken = { expiresIn: -120 };
     const res = await finish(await startFlow());
     expect(res.status).toBe(401);
-    expect((await res.json()).error).toMatch(/"exp"|expired|timestamp/i);
+    expect(await errorOf(res)).toMatch(/"exp"|expired|timestamp/i);
     expect(cookieFrom(res, 'tw_session')).toBeUndefined();
   });
 
@@ -182,7 +186,7 @@ describe('OpenID Connect sign-in', () => {
     idp.idToken = { audience: 'someone-else' };
     const res = await finish(await startFlow());
     expect(res.status).toBe(401);
-    expect((await res.json()).error).toMatch(/aud/);
+    expect(await errorOf(res)).toMatch(/aud/);
     expect(cookieFrom(res, 'tw_session')).toBeUndefined();
   });
 
@@ -190,7 +194,7 @@ describe('OpenID Connect sign-in', () => {
     idp.idToken = { foreignKey: true };
     const res = await finish(await startFlow());
     expect(res.status).toBe(401);
-    expect((await res.json()).error).toMatch(/signature|key/i);
+    expect(await errorOf(res)).toMatch(/signature|key/i);
     expect(cookieFrom(res, 'tw_session')).toBeUndefined();
   });
 
@@ -198,11 +202,11 @@ describe('OpenID Connect sign-in', () => {
     idp.idToken = { issuer: 'https://evil.example' };
     let res = await finish(await startFlow());
     expect(res.status).toBe(401);
-    expect((await res.json()).error).toMatch(/iss/);
+    expect(await errorOf(res)).toMatch(/iss/);
     idp.idToken = { nonce: 'not-the-one-sent' };
     res = await finish(await startFlow());
     expect(res.status).toBe(401);
-    expect((await res.json()).error).toMatch(/nonce/);
+    expect(await errorOf(res)).toMatch(/nonce/);
   });
 
   it('refuses a code issued for another PKCE challenge (the provider checks the verifier)', async () => {
@@ -222,7 +226,7 @@ describe('OpenID Connect sign-in', () => {
     flow.callback.searchParams.set('state', 'forged-state');
     const res = await finish(flow);
     expect(res.status).toBe(400);
-    expect((await res.json()).error).toMatch(/state/);
+    expect(await errorOf(res)).toMatch(/state/);
     // Another browser's flow (a login CSRF): its cookie does not match this callback's state either.
     const other = await startFlow();
     const mine = await startFlow();
@@ -231,7 +235,7 @@ describe('OpenID Connect sign-in', () => {
     // Without the cookie at all.
     const bare = await fetch(mine.callback, { redirect: 'manual' });
     expect(bare.status).toBe(400);
-    expect((await bare.json()).error).toMatch(/cookie/);
+    expect(await errorOf(bare)).toMatch(/cookie/);
   });
 
   it('refuses a tampered flow cookie', async () => {
@@ -249,14 +253,14 @@ describe('OpenID Connect sign-in', () => {
     idp.user = { sub: 'u-bob', name: 'bob', claims: { groups: ['marketing'] } };
     let res = await finish(await startFlow());
     expect(res.status).toBe(403);
-    let error = (await res.json()).error as string;
+    let error = await errorOf(res);
     expect(error).toMatch(/claim "groups" holds "marketing", none of which maps to a tenant role/);
     expect(cookieFrom(res, 'tw_session')).toBeUndefined();
 
     idp.user = { sub: 'u-carol', name: 'carol' };
     res = await finish(await startFlow());
     expect(res.status).toBe(403);
-    error = (await res.json()).error as string;
+    error = await errorOf(res);
     expect(error).toMatch(/no claim "groups"/);
     // A browser gets a page with the reason and a way back, not raw JSON.
     res = await finish(await startFlow(), 'text/html,application/xhtml+xml');
@@ -284,7 +288,7 @@ describe('OpenID Connect sign-in', () => {
   it('lists the provider for the login page and sends an unknown provider 404', async () => {
     const res = await fetch(`${tw.url}/api/tw/v1/auth/providers`);
     expect(res.status).toBe(200);
-    expect((await res.json()).oidc).toEqual([
+    expect(((await res.json()) as { oidc: unknown }).oidc).toEqual([
       { id: 'idp', name: 'Test IdP', loginUrl: '/api/tw/v1/auth/oidc/idp/login' },
     ]);
     const unknown = await fetch(`${tw.url}/api/tw/v1/auth/oidc/nope/login`, { redirect: 'manual' });

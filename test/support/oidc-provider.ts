@@ -40,6 +40,8 @@ export interface TestOidcProviderOptions {
   user: TestOidcUser;
 }
 
+type SigningKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+
 interface IssuedCode {
   readonly challenge: string;
   readonly nonce: string | undefined;
@@ -61,8 +63,8 @@ export class TestOidcProvider {
     private readonly server: Server,
     readonly issuer: string,
     private readonly opts: TestOidcProviderOptions,
-    private readonly key: CryptoKey,
-    private readonly foreignKey: CryptoKey,
+    private readonly key: SigningKey,
+    private readonly foreignKey: SigningKey,
     private readonly jwk: JWK,
   ) {
     this.user = opts.user;

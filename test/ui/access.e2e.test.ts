@@ -83,24 +83,23 @@ async function shot(page: Page, name: string): Promise<void> {
  * axe-core's `label`, `button-name` and `duplicate-id-aria` rules that these pages can break.
  */
 async function expectLabelled(page: Page): Promise<void> {
-  const unlabelled = await page.evaluate(() => {
-    const bad: string[] = [];
-    for (const el of document.querySelectorAll<HTMLElement>('input, select, textarea, button, a[href]')) {
+  // A string: this file is type-checked without the DOM library.
+  const unlabelled = (await page.evaluate(`(() => {
+    const bad = [];
+    for (const el of document.querySelectorAll('input, select, textarea, button, a[href]')) {
       if (el.closest('[hidden], dialog:not([open])')) continue;
-      const input = el as HTMLInputElement;
+      const by = el.getAttribute('aria-labelledby');
       const name =
         el.getAttribute('aria-label') ??
-        (el.getAttribute('aria-labelledby')
-          ? document.getElementById(el.getAttribute('aria-labelledby')!)?.textContent
-          : null) ??
-        (input.labels && input.labels.length > 0 ? input.labels[0]!.textContent : null) ??
+        (by ? document.getElementById(by)?.textContent : null) ??
+        (el.labels && el.labels.length > 0 ? el.labels[0].textContent : null) ??
         (el.tagName === 'BUTTON' || el.tagName === 'A' ? el.textContent : null);
-      if (!name?.trim()) bad.push(el.outerHTML.slice(0, 120));
+      if (!name || !name.trim()) bad.push(el.outerHTML.slice(0, 120));
     }
     const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
-    for (const id of new Set(ids.filter((id, i) => ids.indexOf(id) !== i))) bad.push(`duplicate id ${id}`);
+    for (const id of new Set(ids.filter((id, i) => ids.indexOf(id) !== i))) bad.push('duplicate id ' + id);
     return bad;
-  });
+  })()`)) as string[];
   expect(unlabelled).toEqual([]);
 }
 
@@ -161,7 +160,7 @@ describe.skipIf(!available)('sign-in, user menu and settings in Chromium', () =>
     await page.getByTestId('login-page').waitFor();
     expect(new URL(page.url()).pathname + new URL(page.url()).search).toBe('/login?redirect=%2Falerts');
     // The username field has focus, so the keyboard user can type at once.
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('login-username');
+    expect(await page.evaluate('document.activeElement?.id')).toBe('login-username');
     await expectLabelled(page);
     await shot(page, 'login-dark');
 
@@ -171,9 +170,7 @@ describe.skipIf(!available)('sign-in, user menu and settings in Chromium', () =>
     const error = page.getByTestId('login-error');
     await error.waitFor();
     expect(await error.textContent()).toMatch(/invalid username or password/);
-    expect(await page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe(
-      'login-error',
-    );
+    expect(await page.evaluate("document.activeElement?.getAttribute('data-testid')")).toBe('login-error');
     problems = problems.filter((p) => p !== 'HTTP 401 POST /api/tw/v1/auth/login');
 
     await page.getByLabel('Password').fill(ADMIN.password);
@@ -194,7 +191,7 @@ describe.skipIf(!available)('sign-in, user menu and settings in Chromium', () =>
     await shot(page, 'user-menu-dark');
     await page.keyboard.press('Escape');
     await panel.waitFor({ state: 'detached' });
-    expect(await page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('user-menu');
+    expect(await page.evaluate("document.activeElement?.getAttribute('data-testid')")).toBe('user-menu');
   }, 60_000);
 
   it('creates a token that shows its secret once and works, then revokes it', async () => {
@@ -315,7 +312,7 @@ describe.skipIf(!available)('sign-in, user menu and settings in Chromium', () =>
       'Users',
       'Audit log',
     ]);
-    expect(await page.evaluate(() => document.documentElement.dataset.theme)).toBe('light');
+    expect(await page.evaluate('document.documentElement.dataset.theme')).toBe('light');
     await expectLabelled(page);
     await shot(page, 'user-menu-tenant-light');
     await page.goto(`${base}/login`);

@@ -1,7 +1,7 @@
 /**
  * The dashboard's sign-in logic (src/ui/lib/session.ts): what each role sees in settings, where the login
  * page sends the user back (same-site paths only), which requests carry the CSRF token, the token form's
- * checks, and the router's new pages.
+ * checks.
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -107,16 +107,5 @@ describe('requests and forms', () => {
     expect(initials('ada lovelace')).toBe('AL');
     expect(initials('grace')).toBe('GR');
     expect(initials('a.b@example.com')).toBe('AB');
-  });
-});
-
-describe('router', () => {
-  it('knows the login and settings pages', async () => {
-    const { parseRoute } = await import('../../src/ui/router.js');
-    expect(parseRoute('/login')).toEqual({ page: 'login' });
-    expect(parseRoute('/settings')).toEqual({ page: 'settings', section: null });
-    expect(parseRoute('/settings/tokens')).toEqual({ page: 'settings', section: 'tokens' });
-    expect(parseRoute('/settings/users/')).toEqual({ page: 'settings', section: 'users' });
-    expect(parseRoute('/settings/secrets')).toEqual({ page: 'not-found', path: '/settings/secrets' });
   });
 });
