@@ -17,6 +17,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Configuration } from 'openid-client';
 import type { Config } from '../config/index.js';
 import { Errors, TrainwatchError, twError } from '../model/errors.js';
+import { setAuditTarget } from './permissions.js';
 
 export type OidcProviderConfig = Config['auth']['oidc']['providers'][number];
 export type TenantRole = 'viewer' | 'editor' | 'admin';
@@ -426,6 +427,7 @@ export interface OidcRoutesOptions {
 export function registerOidcRoutes(app: FastifyInstance, opts: OidcRoutesOptions): void {
   app.get<{ Params: { provider: string }; Querystring: { redirect?: string } }>(
     `${OIDC_ROUTE_PREFIX}/:provider/login`,
+    { config: { permission: 'public' } },
     async (req, reply) => {
       const { url, cookie } = await opts.providers.begin(req.params.provider, req.query.redirect ?? '/', req);
       reply.header('set-cookie', flowCookie(cookie, opts.secureCookies, FLOW_TTL_MS / 1000));
@@ -435,6 +437,8 @@ export function registerOidcRoutes(app: FastifyInstance, opts: OidcRoutesOptions
   );
   app.get<{ Params: { provider: string }; Querystring: Record<string, string | undefined> }>(
     `${OIDC_ROUTE_PREFIX}/:provider/callback`,
+    // Audited: a sign-in, and every refused one, with the reason in the log line below.
+    { config: { permission: 'public', audit: 'login.oidc' } },
     async (req, reply) => {
       // The flow's secrets are single-use, whatever the outcome.
       reply.header('set-cookie', flowCookie('', opts.secureCookies, 0));
@@ -446,6 +450,7 @@ export function registerOidcRoutes(app: FastifyInstance, opts: OidcRoutesOptions
           cookieOf(req, OIDC_STATE_COOKIE),
           req,
         );
+        setAuditTarget(req, identity.externalId);
         await opts.signIn(identity, req, reply);
         req.log.info(
           { provider: identity.provider, user: identity.externalId, roles: identity.roles },
