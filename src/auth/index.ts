@@ -1,4 +1,16 @@
 export {
+  AccessControl,
+  type AccessControlOptions,
+  NO_ANONYMOUS,
+  roleOfScopes,
+  SESSION_RECHECK_MS,
+  SessionCache,
+  type SessionTimes,
+  scopesOfRole,
+  userPrincipal,
+} from './access-control.js';
+export { AuditLog, actorOf, outcomeOf } from './audit.js';
+export {
   AnonymousAuthenticator,
   type Authenticator,
   cookieValue,
@@ -8,6 +20,8 @@ export {
   type Scope,
   SESSION_COOKIE,
 } from './auth.js';
+export { ensureFirstAdmin, FIRST_ADMIN_NAME } from './first-admin.js';
+export { LoginLimiter, type LoginLimits, TokenRateLimiter } from './limits.js';
 export {
   mapClaimsToRoles,
   OIDC_ROUTE_PREFIX,
@@ -36,6 +50,13 @@ export {
   setAuditTarget,
   setRequestPrincipal,
 } from './permissions.js';
+export {
+  type AuthApiDeps,
+  issueSession,
+  type OidcProviderLink,
+  registerAuthApi,
+  sessionCookie,
+} from './routes.js';
 export {
   type AnonymousPolicy,
   anonymousPolicyFor,

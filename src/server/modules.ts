@@ -20,7 +20,18 @@ import {
   PgAlertStore,
   registerAlertingApi,
 } from '../alerting/index.js';
-import { type Authenticator, anonymousPolicyFor, isLoopbackHost, TokenAuthenticator } from '../auth/index.js';
+import {
+  AccessControl,
+  AuditLog,
+  anonymousPolicyFor,
+  ensureFirstAdmin,
+  isLoopbackHost,
+  LoginLimiter,
+  NO_ANONYMOUS,
+  registerAuthApi,
+  SessionCache,
+  TokenAuthenticator,
+} from '../auth/index.js';
 import { type Bus, DiskLogBus, hashPartitionKey } from '../bus/index.js';
 // Type only: the Kafka client is loaded when `bus.kind: kafka` asks for it, so the embedded mode never loads it.
 import type { KafkaBus } from '../bus/kafka.js';
@@ -112,14 +123,25 @@ export interface Trainwatch {
   readonly alerting?: AlertingService;
   /** The detector engine, when the processor runs in this thread (`processor.workers: 0`). */
   readonly detectors?: DetectorEngine;
+  /** Access control: the authenticator (tokens, sessions, anonymous), the audit log, users and tokens. */
+  readonly access?: AccessModule;
   /** Stops every module, sources first. Safe to call twice. */
   stop(): Promise<void>;
+}
+
+/** What the `auth` module runs. */
+export interface AccessModule {
+  readonly control: AccessControl;
+  readonly audit: AuditLog;
+  readonly store: OpenedMeta['access'];
+  readonly tokenAdmin: OpenedMeta['tokenAdmin'];
 }
 
 class Modules {
   dataDir?: DataDirLock;
   http?: HttpServer;
-  auth?: Authenticator;
+  auth?: AccessControl;
+  access?: AccessModule;
   /** The metadata store of `meta.kind`; `meta` is its SQLite database when that is the kind. */
   opened?: OpenedMeta;
   meta?: MetaStore;
@@ -196,14 +218,56 @@ class Modules {
         return;
       }
       case 'auth': {
-        // Tokens live in the metadata store (src/meta/tokens.ts); requests without one get the anonymous
-        // policy of the configuration (docs/ingest.md, "Authentication").
-        const policy = anonymousPolicyFor(config.auth, config.listen);
-        this.auth = new TokenAuthenticator(this.opened!.tokens, policy);
-        this.http!.access.use(this.auth);
-        if (policy.scopes.size > 0) {
+        // Tokens live in the metadata store (src/meta/tokens.ts). With `auth.users` requests need a session or a
+        // token; without, requests without one get the anonymous policy of the configuration (docs/security.md).
+        const opened = this.opened!;
+        const onError = (err: Error) => logger.warn({ err }, 'access control');
+        const anonymous = anonymousPolicyFor(config.auth, config.listen);
+        const policy = config.auth.users ? NO_ANONYMOUS : anonymous;
+        const sessions = config.auth.users
+          ? new SessionCache(
+              opened.access,
+              { idleMs: config.auth.session_idle_timeout, maxAgeMs: config.auth.session_max_age },
+              onError,
+            )
+          : undefined;
+        const control = new AccessControl({
+          tokens: new TokenAuthenticator(opened.tokens, policy),
+          sessions,
+        });
+        const audit = new AuditLog(opened.access, config.auth.audit_retention, onError);
+        this.auth = control;
+        this.access = { control, audit, store: opened.access, tokenAdmin: opened.tokenAdmin };
+        this.http!.access.use(control);
+        registerAuthApi(this.http!.app, {
+          access: control,
+          store: opened.access,
+          tokenAdmin: opened.tokenAdmin,
+          audit,
+          loginLimiter: new LoginLimiter({
+            maxFailures: config.auth.login_max_failures,
+            windowMs: config.auth.login_failure_window,
+          }),
+        });
+        this.stoppers.push({
+          name,
+          stop: async () => {
+            await sessions?.stop();
+            await audit.stop();
+          },
+        });
+        if (sessions) {
+          await ensureFirstAdmin({
+            store: opened.access,
+            tenant: config.auth.first_admin_tenant ?? config.auth.anonymous_tenant ?? 'default',
+            logger,
+            audit,
+            password: process.env.TRAINWATCH_ADMIN_PASSWORD,
+          });
+          logger.info('user login is on (auth.users): requests need a session or a token');
+        } else if (policy.scopes.size > 0) {
           const scopes = [...policy.scopes].join(', ');
-          (policy.loopback ? logger.info.bind(logger) : logger.warn.bind(logger))(
+          (anonymous.loopback ? logger.info.bind(logger) : logger.warn.bind(logger))(
             { tenant: policy.tenant, scopes, listen: config.listen },
             'requests without a token may %s as tenant %s (auth.anonymous_scopes)',
             scopes,
@@ -602,6 +666,7 @@ export async function startTrainwatch(config: Config, logger: Logger): Promise<T
       processorWorkers: modules.workers,
       alerting: modules.alerting,
       detectors: modules.detectors,
+      access: modules.access,
       stop,
     };
   } catch (err) {
