@@ -28,6 +28,7 @@ export {
   type OidcIdentity,
   type OidcProviderSummary,
   OidcProviders,
+  type OidcRefusal,
   type OidcSignIn,
   registerOidcRoutes,
   safeRedirectPath,

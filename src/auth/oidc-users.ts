@@ -18,20 +18,19 @@ export interface OidcStoredUser {
 }
 
 /** What this needs of the user store: the methods of src/meta/access.ts `AccessStore` it calls. */
-export interface OidcUserStore {
-  userByExternalId(externalId: string): Promise<OidcStoredUser | undefined>;
-  userByName(name: string): Promise<OidcStoredUser | undefined>;
+export interface OidcUserStore<U extends OidcStoredUser = OidcStoredUser> {
+  userByExternalId(externalId: string): Promise<U | undefined>;
+  userByName(name: string): Promise<U | undefined>;
   createUser(opts: {
     name: string;
     externalId?: string;
     operator?: boolean;
     roles?: readonly { tenant: string; role: TenantRole }[];
-  }): Promise<OidcStoredUser>;
+  }): Promise<U>;
   setRole(userId: string, tenant: string, role: TenantRole): Promise<void>;
   removeRole(userId: string, tenant: string): Promise<void>;
   setOperator(userId: string, operator: boolean): Promise<void>;
-  noteLogin(userId: string): Promise<void>;
-  user(id: string): Promise<OidcStoredUser | undefined>;
+  user(id: string): Promise<U | undefined>;
 }
 
 const USERNAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
@@ -50,7 +49,7 @@ function nameCandidate(raw: string): string {
  * A free user name for a new SSO user: its name at the provider, else `<name>@<provider>`, else with a
  * numeric suffix. A local user's name is never taken over (the external id, not the name, is the identity).
  */
-async function freeName(store: OidcUserStore, identity: OidcIdentity): Promise<string> {
+async function freeName(store: OidcUserStore<OidcStoredUser>, identity: OidcIdentity): Promise<string> {
   const base = nameCandidate(identity.name);
   const candidates = [base, `${base}@${identity.provider}`];
   for (let i = 2; i < 100; i++) candidates.push(`${base}@${identity.provider}-${i}`);
@@ -59,10 +58,14 @@ async function freeName(store: OidcUserStore, identity: OidcIdentity): Promise<s
 }
 
 /**
- * Creates or updates the user of `identity` with exactly its roles and operator flag, and notes the sign-in.
+ * Creates or updates the user of `identity` with exactly its roles and operator flag (the session that
+ * follows notes the sign-in time).
  * A disabled user is refused with 403 (an admin disabled it here; the provider cannot re-enable it).
  */
-export async function upsertOidcUser(store: OidcUserStore, identity: OidcIdentity): Promise<OidcStoredUser> {
+export async function upsertOidcUser<U extends OidcStoredUser>(
+  store: OidcUserStore<U>,
+  identity: OidcIdentity,
+): Promise<U> {
   let user = await store.userByExternalId(identity.externalId);
   if (!user) {
     user = await store.createUser({
@@ -85,6 +88,5 @@ export async function upsertOidcUser(store: OidcUserStore, identity: OidcIdentit
     if (user.operator !== identity.operator) await store.setOperator(user.id, identity.operator);
     user = (await store.user(user.id))!;
   }
-  await store.noteLogin(user.id);
   return user;
 }

@@ -403,20 +403,27 @@ function cookieOf(req: FastifyRequest, name: string): string | undefined {
   return undefined;
 }
 
-function flowCookie(value: string, secure: boolean, maxAgeSeconds: number): string {
-  // Lax: the provider's redirect back is a top-level GET navigation, which carries Lax cookies.
-  return `${OIDC_STATE_COOKIE}=${value}; Path=${OIDC_ROUTE_PREFIX}/; HttpOnly; SameSite=Lax; Max-Age=${maxAgeSeconds}${secure ? '; Secure' : ''}`;
+function flowCookie(req: FastifyRequest, value: string, maxAgeSeconds: number): string {
+  // Secure when the request came over TLS, like the session cookie. Lax: the provider's redirect back is a top-level GET navigation, which carries Lax cookies.
+  return `${OIDC_STATE_COOKIE}=${value}; Path=${OIDC_ROUTE_PREFIX}/; HttpOnly; SameSite=Lax; Max-Age=${maxAgeSeconds}${req.protocol === 'https' ? '; Secure' : ''}`;
 }
 
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** A refused sign-in, for the audit log (the route itself is public, so the access hook records nothing). */
+export interface OidcRefusal {
+  readonly provider: string;
+  readonly reason: string;
+  readonly status: number;
+  readonly ip: string;
+}
+
 export interface OidcRoutesOptions {
   readonly providers: OidcProviders;
   readonly signIn: OidcSignIn;
-  /** Whether cookies get `Secure` (TLS on the listener, or behind a proxy that terminates it). */
-  readonly secureCookies: boolean;
+  readonly onRefused?: (refusal: OidcRefusal) => void;
 }
 
 /**
@@ -430,18 +437,18 @@ export function registerOidcRoutes(app: FastifyInstance, opts: OidcRoutesOptions
     { config: { permission: 'public' } },
     async (req, reply) => {
       const { url, cookie } = await opts.providers.begin(req.params.provider, req.query.redirect ?? '/', req);
-      reply.header('set-cookie', flowCookie(cookie, opts.secureCookies, FLOW_TTL_MS / 1000));
+      reply.header('set-cookie', flowCookie(req, cookie, FLOW_TTL_MS / 1000));
       reply.header('cache-control', 'no-store');
       return reply.redirect(url.href, 302);
     },
   );
   app.get<{ Params: { provider: string }; Querystring: Record<string, string | undefined> }>(
     `${OIDC_ROUTE_PREFIX}/:provider/callback`,
-    // Audited: a sign-in, and every refused one, with the reason in the log line below.
-    { config: { permission: 'public', audit: 'login.oidc' } },
+    // Public: the caller is who the provider says. Sign-ins are audited by `signIn`, refusals by `onRefused`.
+    { config: { permission: 'public' } },
     async (req, reply) => {
       // The flow's secrets are single-use, whatever the outcome.
-      reply.header('set-cookie', flowCookie('', opts.secureCookies, 0));
+      reply.header('set-cookie', flowCookie(req, '', 0));
       reply.header('cache-control', 'no-store');
       try {
         const { identity, redirect } = await opts.providers.complete(
@@ -458,11 +465,18 @@ export function registerOidcRoutes(app: FastifyInstance, opts: OidcRoutesOptions
         );
         return reply.redirect(redirect, 302);
       } catch (err) {
-        if (!(err instanceof TrainwatchError) || !(req.headers.accept ?? '').includes('text/html')) throw err;
+        if (!(err instanceof TrainwatchError)) throw err;
         req.log.info(
           { provider: req.params.provider, reason: err.message },
           'OpenID Connect sign-in refused',
         );
+        opts.onRefused?.({
+          provider: req.params.provider,
+          reason: err.message,
+          status: err.status,
+          ip: req.ip,
+        });
+        if (!(req.headers.accept ?? '').includes('text/html')) throw err;
         return reply
           .code(err.status)
           .type('text/html; charset=utf-8')

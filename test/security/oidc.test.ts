@@ -55,7 +55,7 @@ beforeAll(async () => {
       data_dir: tempDir('tw-oidc-'),
       roles: ['query'],
       processor: { workers: 0 },
-      auth: { anonymous_tenant: null, oidc: { providers: [oidcProviderConfig(idp.issuer)] } },
+      auth: { users: true, oidc: { providers: [oidcProviderConfig(idp.issuer)] } },
     },
   });
   tw = await startTrainwatch(config, pino({ level: 'silent' }));
@@ -346,7 +346,12 @@ describe('claims mapping', () => {
   it('names the key of a bad provider configuration', () => {
     const bad = (p: Record<string, unknown>) => () =>
       loadConfig({
-        flags: { auth: { oidc: { providers: [{ ...oidcProviderConfig('https://idp.example'), ...p }] } } },
+        flags: {
+          auth: {
+            users: true,
+            oidc: { providers: [{ ...oidcProviderConfig('https://idp.example'), ...p }] },
+          },
+        },
       });
     expect(bad({ client_secret_file: '/run/secret' })).toThrow(
       /auth\.oidc\.providers\.0\.client_secret: .*exactly one/,
@@ -357,6 +362,9 @@ describe('claims mapping', () => {
     expect(bad({ scopes: ['profile'] })).toThrow(/auth\.oidc\.providers\.0\.scopes: must include openid/);
     expect(bad({ claims: { pattern: '^tw-(.*)$' } })).toThrow(/claims\.pattern: .*named groups/);
     expect(bad({ claims: { mapping: { x: { tenant: 'Team A', role: 'admin' } } } })).toThrow(ConfigError);
+    expect(() =>
+      loadConfig({ flags: { auth: { oidc: { providers: [oidcProviderConfig('https://idp.example')] } } } }),
+    ).toThrow(/auth\.oidc\.providers: single sign-on signs in users: set auth\.users: true/);
     expect(bad({ claims: { mapping: { x: { tenant: 'a', role: 'owner' } } } })).toThrow(
       /claims\.mapping\.x\.0\.role: Invalid option/,
     );
