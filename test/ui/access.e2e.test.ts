@@ -29,6 +29,7 @@ if (!available)
 const ADMIN = { name: 'root-admin', password: 'correct horse battery' };
 const VIEWER = { name: 'val-viewer', password: 'viewer password 1' };
 const MULTI = { name: 'mo-multi', password: 'multi password 1' };
+const OPERATOR = { name: 'op-erator', password: 'operator password 1' };
 
 let server: Child;
 let base: string;
@@ -117,27 +118,38 @@ describe.skipIf(!available)('sign-in, user menu and settings in Chromium', () =>
     mkdirSync(SHOTS, { recursive: true });
     dataDir = tempDir('tw-ui-access-');
     const config = path.join(dataDir, 'trainwatch.yaml');
-    writeFileSync(config, 'auth:\n  anonymous_tenant: null\nlog:\n  level: warn\n');
-    userCli(
-      ['create', ADMIN.name, '--tenant', 'default', '--role', 'admin', '--password-stdin'],
-      ADMIN.password,
-    );
-    userCli(
-      ['create', VIEWER.name, '--tenant', 'default', '--role', 'viewer', '--password-stdin'],
-      VIEWER.password,
-    );
-    userCli(
-      ['create', MULTI.name, '--tenant', 'default', '--role', 'editor', '--password-stdin'],
-      MULTI.password,
-    );
-    userCli(
-      ['create', MULTI.name, '--tenant', 'team-b', '--role', 'admin', '--password-stdin'],
-      MULTI.password,
-    );
+    writeFileSync(config, 'auth:\n  users: true\nlog:\n  level: warn\n');
+    const create = (u: { name: string; password: string }, tenant: string, role: string, ...more: string[]) =>
+      userCli(
+        ['create', u.name, '--tenant', tenant, '--role', role, '--password-stdin', ...more],
+        u.password,
+      );
+    create(ADMIN, 'default', 'admin');
+    create(VIEWER, 'default', 'viewer');
+    create(MULTI, 'default', 'editor');
+    create(OPERATOR, 'default', 'admin', '--operator');
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     server = startCli(['start', '--config', config, '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir]);
     await waitFor('the server', async () => (await fetch(`${base}/readyz`)).ok || undefined, 30_000);
+    // A role in a second tenant, given over the API by the operator (the CLI gives one role at creation).
+    const login = await fetch(`${base}/api/tw/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: OPERATOR.name, password: OPERATOR.password }),
+    });
+    expect(login.status).toBe(200);
+    const cookie = login.headers.getSetCookie()[0]!.split(';')[0]!;
+    const { csrfToken } = (await login.json()) as { csrfToken: string };
+    const as = (method: string, url: string, body: unknown) =>
+      fetch(`${base}${url}`, {
+        method,
+        headers: { cookie, 'x-csrf-token': csrfToken, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    expect((await as('POST', '/api/tw/v1/auth/tenant', { tenant: 'team-b' })).status).toBe(200);
+    const granted = await as('PATCH', `/api/tw/v1/users/${MULTI.name}`, { role: 'admin' });
+    expect(granted.status, await granted.text()).toBe(200);
     browser = await launchChromium();
   }, 120_000);
 

@@ -85,12 +85,13 @@ describe('requests and forms', () => {
   });
 
   it('checks the token form before sending it', () => {
-    expect(tokenFormError({ name: ' ', scopes: ['read'], rateLimit: '' })).toMatch(/name/);
-    expect(tokenFormError({ name: 'agents', scopes: [], rateLimit: '' })).toMatch(/scope/);
-    expect(tokenFormError({ name: 'agents', scopes: ['ingest'], rateLimit: '-1' })).toMatch(/rate limit/);
-    expect(tokenFormError({ name: 'agents', scopes: ['ingest'], rateLimit: 'x' })).toMatch(/rate limit/);
-    expect(tokenFormError({ name: 'agents', scopes: ['ingest'], rateLimit: '50' })).toBeNull();
-    expect(tokenFormError({ name: 'agents', scopes: ['ingest'], rateLimit: '' })).toBeNull();
+    expect(tokenFormError({ name: ' ', scope: 'read', rateLimit: '' })).toMatch(/name/);
+    expect(tokenFormError({ name: 'agents', scope: null, rateLimit: '' })).toMatch(/scope/);
+    expect(tokenFormError({ name: 'agents', scope: 'edit', rateLimit: '' })).toMatch(/scope/);
+    expect(tokenFormError({ name: 'agents', scope: 'ingest', rateLimit: '-1' })).toMatch(/rate limit/);
+    expect(tokenFormError({ name: 'agents', scope: 'ingest', rateLimit: 'x' })).toMatch(/rate limit/);
+    expect(tokenFormError({ name: 'agents', scope: 'ingest', rateLimit: '50' })).toBeNull();
+    expect(tokenFormError({ name: 'agents', scope: 'admin', rateLimit: '' })).toBeNull();
   });
 
   it('reads times as ms or ISO strings', () => {

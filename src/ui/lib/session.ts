@@ -52,15 +52,14 @@ export function settingsFor(me: Me | null): SettingsPage[] {
   return SETTINGS_PAGES.filter((p) => hasRole(me, p.needs)).map((p) => p.page);
 }
 
-/** Token scopes a tenant admin may grant (`edit` is what an editor may do; an admin token implies it). */
-export const TOKEN_SCOPES = ['ingest', 'read', 'edit', 'admin'] as const;
+/** The scope a token may hold: one of these (the server's `TOKEN_SCOPES`); admin includes read and ingest. */
+export const TOKEN_SCOPES = ['ingest', 'read', 'admin'] as const;
 export type TokenScope = (typeof TOKEN_SCOPES)[number];
 
 export const TOKEN_SCOPE_HELP: Record<TokenScope, string> = {
-  ingest: 'send metrics and job events (agents)',
+  ingest: 'send metrics and job events (agents, SDKs)',
   read: 'read dashboards and run queries',
-  edit: 'create silences, rules and annotations',
-  admin: 'manage tokens, users and settings',
+  admin: 'everything, including tokens, users and settings',
 };
 
 /** Expiry choices of the token form: label → `expiresIn` (a duration the server parses; null: never). */
@@ -78,12 +77,13 @@ export const TOKEN_EXPIRY: readonly { label: string; value: string | null }[] = 
  */
 export function tokenFormError(form: {
   name: string;
-  scopes: readonly string[];
+  scope: string | null;
   rateLimit: string;
 }): string | null {
   if (form.name.trim() === '') return 'Give the token a name, e.g. the machine or job that will use it.';
   if (form.name.length > 128) return 'The name is longer than 128 characters.';
-  if (form.scopes.length === 0) return 'Choose at least one scope.';
+  if (form.scope === null || !(TOKEN_SCOPES as readonly string[]).includes(form.scope))
+    return 'Choose a scope.';
   if (form.rateLimit.trim() !== '') {
     const n = Number(form.rateLimit);
     if (!Number.isFinite(n) || n <= 0)

@@ -129,7 +129,7 @@ function TokensSettings() {
 
 function NewTokenForm({ onCreated }: { onCreated: (name: string, token: string) => void }) {
   const [name, setName] = useState('');
-  const [scopes, setScopes] = useState<TokenScope[]>(['read']);
+  const [scope, setScope] = useState<TokenScope>('read');
   const [expiry, setExpiry] = useState<string>('90d');
   const [rateLimit, setRateLimit] = useState('');
   const [error, setError] = useState<string | null>(null);
@@ -138,7 +138,7 @@ function NewTokenForm({ onCreated }: { onCreated: (name: string, token: string) 
 
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
-    const problem = tokenFormError({ name, scopes, rateLimit });
+    const problem = tokenFormError({ name, scope, rateLimit });
     if (problem) {
       setError(problem);
       return;
@@ -148,7 +148,7 @@ function NewTokenForm({ onCreated }: { onCreated: (name: string, token: string) 
     try {
       const res = await createToken({
         name: name.trim(),
-        scopes,
+        scopes: [scope],
         ...(expiry !== 'never' ? { expiresIn: expiry } : {}),
         ...(rateLimit.trim() !== '' ? { rateLimitPerSecond: Number(rateLimit) } : {}),
       });
@@ -182,15 +182,15 @@ function NewTokenForm({ onCreated }: { onCreated: (name: string, token: string) 
         />
       </div>
       <fieldset className="field">
-        <legend>Scopes</legend>
+        <legend>Scope</legend>
         {TOKEN_SCOPES.map((s) => (
           <label key={s} className="check">
             <input
-              type="checkbox"
-              checked={scopes.includes(s)}
-              onChange={(e) =>
-                setScopes((prev) => (e.target.checked ? [...prev, s] : prev.filter((x) => x !== s)))
-              }
+              type="radio"
+              name={`${id}-scope`}
+              value={s}
+              checked={scope === s}
+              onChange={() => setScope(s)}
             />
             <span>
               {s} <span className="muted small">— {TOKEN_SCOPE_HELP[s]}</span>
