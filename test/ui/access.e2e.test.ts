@@ -15,6 +15,7 @@ import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Child, CLI, freePort, REPO_ROOT, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
+import { TestOidcProvider } from '../support/oidc-provider.js';
 import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
 
 const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
@@ -32,6 +33,7 @@ const MULTI = { name: 'mo-multi', password: 'multi password 1' };
 const OPERATOR = { name: 'op-erator', password: 'operator password 1' };
 
 let server: Child;
+let idp: TestOidcProvider;
 let base: string;
 let dataDir: string;
 let browser: Browser;
@@ -118,7 +120,33 @@ describe.skipIf(!available)('sign-in, user menu and settings in Chromium', () =>
     mkdirSync(SHOTS, { recursive: true });
     dataDir = tempDir('tw-ui-access-');
     const config = path.join(dataDir, 'trainwatch.yaml');
-    writeFileSync(config, 'auth:\n  users: true\nlog:\n  level: warn\n');
+    // An OpenID provider on loopback (test/support/oidc-provider.ts) whose user is in team-b's viewers group.
+    idp = await TestOidcProvider.start({
+      clientId: 'trainwatch-ui',
+      clientSecret: 'ui-test-secret',
+      user: { sub: 'sam-1', name: 'sso-sam', claims: { groups: ['team-b-viewers'] } },
+    });
+    writeFileSync(
+      config,
+      [
+        'auth:',
+        '  users: true',
+        '  oidc:',
+        '    providers:',
+        '      - id: test-idp',
+        '        name: Test IdP',
+        `        issuer: ${idp.issuer}`,
+        '        client_id: trainwatch-ui',
+        '        client_secret: ui-test-secret',
+        '        allow_insecure_http: true',
+        '        claims:',
+        '          mapping:',
+        '            team-b-viewers: { tenant: team-b, role: viewer }',
+        'log:',
+        '  level: warn',
+        '',
+      ].join('\n'),
+    );
     const create = (u: { name: string; password: string }, tenant: string, role: string, ...more: string[]) =>
       userCli(
         ['create', u.name, '--tenant', tenant, '--role', role, '--password-stdin', ...more],
@@ -156,6 +184,7 @@ describe.skipIf(!available)('sign-in, user menu and settings in Chromium', () =>
   afterAll(async () => {
     await browser?.close();
     if (server) await stopChild(server);
+    await idp?.stop();
   });
 
   afterEach(async () => {
@@ -332,5 +361,20 @@ describe.skipIf(!available)('sign-in, user menu and settings in Chromium', () =>
     await page.waitForURL(`${base}/`);
     await page.getByTestId('user-menu').waitFor();
     expect(await page.getByTestId('user-menu').textContent()).toMatch(/team-b · admin/);
+  }, 60_000);
+
+  it('signs in with the OpenID provider’s button and lands where it started', async () => {
+    const page = await newPage();
+    await page.goto(`${base}/alerts`);
+    await page.getByTestId('login-page').waitFor();
+    const button = page.getByRole('link', { name: 'Sign in with Test IdP' });
+    await button.waitFor();
+    await expectLabelled(page);
+    await shot(page, 'login-sso-dark');
+    await button.click();
+    await page.getByTestId('user-menu').waitFor();
+    expect(new URL(page.url()).pathname).toBe('/alerts');
+    expect(await page.getByTestId('user-menu').textContent()).toMatch(/sso-sam.*team-b · viewer/);
+    expect(idp.authorizeRequests.at(-1)?.get('code_challenge_method')).toBe('S256');
   }, 60_000);
 });
