@@ -5,7 +5,7 @@ import { UserMenu } from './components/user-menu';
 import { usePoll } from './hooks/use-live';
 import { type Session, SessionContext } from './hooks/use-session';
 import { ThemeContext, useThemeState } from './hooks/use-theme';
-import { loginUrlFor, type Me, redirectTarget } from './lib/session';
+import { identified, loginUrlFor, type Me, redirectTarget } from './lib/session';
 import { AlertsPage } from './pages/alerts';
 import { ComparePage } from './pages/compare';
 import { ExplorePage } from './pages/explore';
@@ -14,11 +14,6 @@ import { JobPage } from './pages/job';
 import { LoginPage } from './pages/login';
 import { SettingsPage } from './pages/settings';
 import { navigate, onLinkClick, parseRoute, useLocation } from './router';
-
-/** Whether `me` is someone who signed in or holds a token (not anonymous access). */
-function identified(me: Me | null): boolean {
-  return me !== null && (me.user !== null || (me.via ?? '').startsWith('token:'));
-}
 
 export function App() {
   const loc = useLocation();

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   displayName,
   hasRole,
+  identified,
   initials,
   isStateChanging,
   loginUrlFor,
@@ -104,6 +105,11 @@ describe('requests and forms', () => {
   it('names the caller in the user menu', () => {
     expect(displayName(me('admin'))).toBe('ada');
     expect(displayName({ ...me('admin'), user: null, via: 'token:abc123' })).toBe('token abc123');
+    expect(displayName({ ...me('admin'), user: null, via: 'token abc123' })).toBe('token abc123');
+    expect(identified({ ...me('admin'), user: null, via: 'token abc123' })).toBe(true);
+    expect(identified({ ...me('admin'), user: null, via: 'anonymous' })).toBe(false);
+    expect(identified(me('viewer'))).toBe(true);
+    expect(identified(null)).toBe(false);
     expect(displayName({ ...me('admin'), user: null, via: 'anonymous' })).toBe('anonymous');
     expect(initials('ada lovelace')).toBe('AL');
     expect(initials('grace')).toBe('GR');

@@ -119,10 +119,17 @@ export function oidcLoginHref(loginUrl: string, redirect: string): string {
   return redirect === '/' ? loginUrl : `${loginUrl}?redirect=${encodeURIComponent(redirect)}`;
 }
 
+/** Whether `me` is someone who signed in or holds a token, not anonymous access. */
+export function identified(me: Me | null): boolean {
+  return me !== null && (me.user !== null || /^token[: ]/.test(me.via ?? ''));
+}
+
 /** What the user menu's button says: the user's name, or how an anonymous/token caller is identified. */
 export function displayName(me: Me): string {
   if (me.user) return me.user.name;
-  if (me.via?.startsWith('token:')) return `token ${me.via.slice('token:'.length)}`;
+  // `token <id>` today; the contract's `token:<id>` is read too.
+  const token = /^token[: ](.+)$/.exec(me.via ?? '');
+  if (token) return `token ${token[1]}`;
   return 'anonymous';
 }
 
