@@ -16,6 +16,7 @@ import { TestOidcProvider } from '../support/oidc-provider.js';
 
 const CLIENT_ID = 'trainwatch-test';
 const CLIENT_SECRET = 'test-secret-0123456789';
+const ADMIN_PASSWORD = 'first admin password';
 const ADA = {
   sub: 'u-ada',
   name: 'ada',
@@ -58,7 +59,15 @@ beforeAll(async () => {
       auth: { users: true, oidc: { providers: [oidcProviderConfig(idp.issuer)] } },
     },
   });
-  tw = await startTrainwatch(config, pino({ level: 'silent' }));
+  // The first admin (an operator) that the first start creates, to disable an SSO user like an admin would.
+  const saved = process.env.TRAINWATCH_ADMIN_PASSWORD;
+  process.env.TRAINWATCH_ADMIN_PASSWORD = ADMIN_PASSWORD;
+  try {
+    tw = await startTrainwatch(config, pino({ level: 'silent' }));
+  } finally {
+    if (saved === undefined) delete process.env.TRAINWATCH_ADMIN_PASSWORD;
+    else process.env.TRAINWATCH_ADMIN_PASSWORD = saved;
+  }
 });
 
 afterAll(async () => {
@@ -283,6 +292,37 @@ describe('OpenID Connect sign-in', () => {
     expect(res.status).toBe(302);
     const who = await me(cookieFrom(res, 'tw_session')!.pair);
     expect(who.body.user).toMatchObject({ name: 'eve', operator: true });
+  });
+
+  it('never takes over a local user’s name, and refuses an SSO user an admin disabled', async () => {
+    idp.user = { sub: 'u-imposter', name: 'admin', claims: { groups: ['team-b'] } };
+    const res = await finish(await startFlow());
+    expect(res.status).toBe(302);
+    const who = await me(cookieFrom(res, 'tw_session')!.pair);
+    expect(who.body.user).toMatchObject({ name: 'admin@idp', operator: false });
+
+    const login = await fetch(`${tw.url}/api/tw/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'admin', password: ADMIN_PASSWORD }),
+    });
+    expect(login.status).toBe(200);
+    const { csrfToken } = (await login.json()) as { csrfToken: string };
+    const disable = await fetch(`${tw.url}/api/tw/v1/users/admin@idp`, {
+      method: 'PATCH',
+      headers: {
+        cookie: cookieFrom(login, 'tw_session')!.pair,
+        'x-csrf-token': csrfToken,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ disabled: true }),
+    });
+    expect(disable.status, await disable.text()).toBe(200);
+    // Its session ended with the disabling, and the provider cannot sign it in again.
+    expect((await me(cookieFrom(res, 'tw_session')!.pair)).status).toBe(401);
+    const again = await finish(await startFlow());
+    expect(again.status).toBe(403);
+    expect(await errorOf(again)).toMatch(/user admin@idp is disabled/);
   });
 
   it('lists the provider for the login page and sends an unknown provider 404', async () => {
