@@ -297,8 +297,8 @@ export class AccessControl implements Authenticator, RequestAuthenticator {
 
 /** What a caller lacking `scope` would need, in the words of its kind of credentials. */
 function needed(scope: Scope, user: boolean): string {
+  if (!user) return `scope ${scope === 'admin' || scope === 'ingest' ? scope : `${scope} or admin`}`;
   if (scope === 'ingest') return 'a token with scope ingest (users do not send data)';
-  if (!user) return `scope ${scope === 'admin' ? 'admin' : `${scope} or admin`}`;
   return scope === 'admin'
     ? 'role admin'
     : scope === 'edit'

@@ -139,12 +139,13 @@ export function collectorHarness(opts: HarnessOptions = {}) {
       scopes: new Set(opts.anonymousScopes ?? ['ingest', 'read']),
     });
   const limits = { ...DEFAULT_TEST_LIMITS, ...opts.limits };
-  const { app } = createHttpServer({
+  const { app, access } = createHttpServer({
     logger: pino({ level: 'silent' }),
     registry,
     bodyLimit: limits.maxBodyBytes,
     ...(opts.connections ? { connections: opts.connections } : {}),
   });
+  access.use(auth);
   const tenants = new TenantLimits({
     maxActiveSeries: opts.maxActiveSeries ?? 100_000,
     activeSeriesTtlMs: 15 * 60_000,
