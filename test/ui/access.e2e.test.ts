@@ -278,6 +278,26 @@ describe.skipIf(!available)('sign-in, user menu and settings in Chromium', () =>
         'DELETE /api/tw/v1/tokens/:id',
       ]),
     );
+
+    // The audit log shows both, newest first, and filters by action.
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    const audit = page.locator('[data-testid="audit-table"] tbody tr');
+    await expect
+      .poll(() => audit.allTextContents())
+      .toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/token\.revoke/),
+          expect.stringMatching(/token\.create/),
+        ]),
+      );
+    await page.getByLabel('Action').fill('token.revoke');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await expect
+      .poll(async () => (await audit.allTextContents()).every((t) => t.includes('token.revoke')))
+      .toBe(true);
+    expect(await audit.first().textContent()).toContain(ADMIN.name);
+    await expectLabelled(page);
+    await shot(page, 'settings-audit-dark');
   }, 60_000);
 
   it('adds a user as admin, changes its role and disables it', async () => {
