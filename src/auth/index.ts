@@ -23,6 +23,20 @@ export {
 export { ensureFirstAdmin, FIRST_ADMIN_NAME } from './first-admin.js';
 export { LoginLimiter, type LoginLimits, TokenRateLimiter } from './limits.js';
 export {
+  mapClaimsToRoles,
+  OIDC_ROUTE_PREFIX,
+  type OidcIdentity,
+  type OidcProviderSummary,
+  OidcProviders,
+  type OidcRefusal,
+  type OidcSignIn,
+  registerOidcRoutes,
+  safeRedirectPath,
+  type TenantRole,
+  type TenantRoleGrant,
+} from './oidc.js';
+export { type OidcStoredUser, type OidcUserStore, upsertOidcUser } from './oidc-users.js';
+export {
   type AccessControlHandle,
   type AuditedRequest,
   accessControlOf,

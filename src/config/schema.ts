@@ -37,6 +37,98 @@ function durationString(def: string, minMs: number) {
     });
 }
 
+/** A tenant name, as everywhere else in the configuration. */
+const tenantName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a tenant name: lowercase letters, digits, _ and -');
+
+/** What one group (claim value) grants: a role in a tenant (docs/sso.md). */
+const oidcGrant = z.object({ tenant: tenantName, role: z.enum(['viewer', 'editor', 'admin']) }).strict();
+
+/**
+ * One OpenID Connect provider users may sign in with (docs/sso.md): Keycloak, Okta, Google, Dex, Entra ID…
+ * The code flow with PKCE (S256), state and nonce; the ID token's signature is checked against the
+ * provider's JWKS. Roles come from one claim of the ID token (or of userinfo when the ID token lacks it).
+ */
+const oidcProvider = z
+  .object({
+    /** In URLs (`/api/tw/v1/auth/oidc/<id>/login`) and in user ids (`<id>|<sub>`): keep it stable. */
+    id: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'must be lowercase letters, digits, _ and - (at most 32)'),
+    /** What the login page's button says: "Sign in with <name>". */
+    name: z.string().min(1).max(64),
+    /** The Issuer Identifier; discovery reads `<issuer>/.well-known/openid-configuration`. */
+    issuer: z.url(),
+    client_id: z.string().min(1),
+    /** The client secret, or `client_secret_file` (a mounted secret) so it never sits in the configuration. */
+    client_secret: z.string().min(1).optional(),
+    client_secret_file: z.string().min(1).optional(),
+    scopes: z
+      .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be one scope name'))
+      .default(['openid', 'profile', 'email']),
+    /**
+     * Where the provider sends the browser back; must be registered there. Default: this server's own
+     * `/api/tw/v1/auth/oidc/<id>/callback` under the URL the browser used (set it behind a proxy).
+     */
+    redirect_uri: z.url().optional(),
+    /** The `aud` the ID token must hold (default: `client_id`). */
+    audience: z.string().min(1).optional(),
+    /** Allow an `http://` issuer (a provider on loopback in tests and labs); never in production. */
+    allow_insecure_http: z.boolean().default(false),
+    claims: z
+      .object({
+        /** The claim holding the user's groups or roles, a list or one string; a dotted path reaches nested claims (Keycloak's `realm_access.roles`). */
+        tenant_roles_claim: z.string().min(1).default('groups'),
+        /** Group → grant(s): `team-a-admins: {tenant: team-a, role: admin}`. The highest role per tenant wins. */
+        mapping: z
+          .record(
+            z.string().min(1),
+            z.preprocess((v) => (Array.isArray(v) ? v : [v]), z.array(oidcGrant).min(1)),
+          )
+          .default({}),
+        /**
+         * A regular expression with named groups `tenant` and `role` for groups that say both
+         * (`^tw-(?<tenant>[a-z0-9-]+)-(?<role>viewer|editor|admin)$`), besides `mapping`.
+         */
+        pattern: z
+          .string()
+          .min(1)
+          .refine((p) => {
+            try {
+              const re = new RegExp(p);
+              return /\(\?<tenant>/.test(re.source) && /\(\?<role>/.test(re.source);
+            } catch {
+              return false;
+            }
+          }, 'must be a regular expression with named groups (?<tenant>…) and (?<role>…)')
+          .optional(),
+        /** Members of this group are operators (every tenant's admin, and cluster routes). */
+        operator_group: z.string().min(1).optional(),
+        /** The claim shown as the user's name (falls back to `email`, then `sub`). */
+        name_claim: z.string().min(1).default('preferred_username'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((p, ctx) => {
+    if ((p.client_secret === undefined) === (p.client_secret_file === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['client_secret'],
+        message: `provider ${p.id}: set exactly one of client_secret and client_secret_file`,
+      });
+    if (!p.scopes.includes('openid'))
+      ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'must include openid' });
+    if (p.issuer.startsWith('http:') && !p.allow_insecure_http)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['issuer'],
+        message: 'must be https (allow_insecure_http: true only for a provider on loopback in tests)',
+      });
+  });
+
 export const ROLE_NAMES = ['collector', 'processor', 'query', 'ui'] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
 
@@ -178,6 +270,27 @@ export const configSchema = z
         anonymous_scopes: z.array(z.enum(['ingest', 'read', 'edit', 'admin'])).default(['read']),
         /** `loopback`: anonymous access only while `listen` is a loopback address; `anywhere`: always. */
         anonymous_from: z.enum(['loopback', 'anywhere']).default('loopback'),
+        /** Single sign-on with OpenID Connect providers (docs/sso.md). */
+        oidc: z
+          .object({
+            providers: z
+              .array(oidcProvider)
+              .default([])
+              .superRefine((list, ctx) => {
+                const seen = new Set<string>();
+                for (const [i, p] of list.entries()) {
+                  if (seen.has(p.id))
+                    ctx.addIssue({
+                      code: 'custom',
+                      path: [i, 'id'],
+                      message: `duplicate provider id ${p.id}`,
+                    });
+                  seen.add(p.id);
+                }
+              }),
+          })
+          .strict()
+          .prefault({}),
         /**
          * User accounts with roles per tenant and login sessions (docs/security.md). On: requests need a
          * session or a token (the `anonymous_*` keys no longer apply), and the first start creates user
@@ -382,6 +495,12 @@ export const configSchema = z
             message: `storage.remote.${key} is required with storage.kind: remote`,
           });
     }
+    if (c.auth.oidc.providers.length > 0 && !c.auth.users)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['auth', 'oidc', 'providers'],
+        message: 'single sign-on signs in users: set auth.users: true with auth.oidc.providers',
+      });
     if (c.meta.kind === 'postgres' && !c.meta.postgres.url && !c.meta.postgres.url_file)
       ctx.addIssue({
         code: 'custom',

@@ -23,14 +23,19 @@ import {
 import {
   AccessControl,
   AuditLog,
+  type AuthApiDeps,
   anonymousPolicyFor,
   ensureFirstAdmin,
   isLoopbackHost,
+  issueSession,
   LoginLimiter,
   NO_ANONYMOUS,
+  OidcProviders,
   registerAuthApi,
+  registerOidcRoutes,
   SessionCache,
   TokenAuthenticator,
+  upsertOidcUser,
 } from '../auth/index.js';
 import { type Bus, DiskLogBus, hashPartitionKey } from '../bus/index.js';
 // Type only: the Kafka client is loaded when `bus.kind: kafka` asks for it, so the embedded mode never loads it.
@@ -239,7 +244,10 @@ class Modules {
         this.auth = control;
         this.access = { control, audit, store: opened.access, tokenAdmin: opened.tokenAdmin };
         this.http!.access.use(control);
-        registerAuthApi(this.http!.app, {
+        // Single sign-on (docs/sso.md): the providers' buttons on the login page, their login and callback routes.
+        const oidc =
+          config.auth.oidc.providers.length > 0 ? new OidcProviders(config.auth.oidc.providers) : undefined;
+        const authDeps: AuthApiDeps = {
           access: control,
           store: opened.access,
           tokenAdmin: opened.tokenAdmin,
@@ -248,7 +256,32 @@ class Modules {
             maxFailures: config.auth.login_max_failures,
             windowMs: config.auth.login_failure_window,
           }),
-        });
+          ...(oidc ? { oidcProviders: () => oidc.list() } : {}),
+        };
+        registerAuthApi(this.http!.app, authDeps);
+        if (oidc) {
+          const operatorTenant = config.auth.first_admin_tenant ?? config.auth.anonymous_tenant ?? 'default';
+          registerOidcRoutes(this.http!.app, {
+            providers: oidc,
+            signIn: async (identity, req, reply) => {
+              const user = await upsertOidcUser(opened.access, identity);
+              // Roles are sorted by tenant: the session starts in the first; an operator without any role
+              // starts in the first admin's tenant.
+              const tenant = user.roles[0]?.tenant ?? operatorTenant;
+              await issueSession(authDeps, req, reply, user, tenant, `oidc:${user.name}`);
+            },
+            onRefused: (r) =>
+              audit.record({
+                actor: `oidc:${r.provider}`,
+                via: `oidc:${r.provider}`,
+                tenant: '',
+                action: 'login',
+                target: r.reason.slice(0, 200),
+                ip: r.ip,
+                outcome: r.status === 403 ? 'denied' : 'failure',
+              }),
+          });
+        }
         this.stoppers.push({
           name,
           stop: async () => {

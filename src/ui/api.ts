@@ -2,13 +2,16 @@
  * The dashboard's view of trainwatch's HTTP APIs: the REST and dashboard endpoints (/api/tw/v1), the
  * Prometheus API (/api/v1) and Alertmanager's silences (/api/v2). Types live in lib/types.ts.
  *
- * Authentication: when the user pasted a token (stored in localStorage), every request — streams included —
- * carries `Authorization: Bearer <token>`. Streams are read with fetch rather than EventSource, which cannot
- * send headers, so no token ever goes into a URL. A 401 raises the `tw:unauthorized` event; the app shell
- * answers it with the token prompt.
+ * Authentication: a signed-in user's browser holds the session cookie (`tw_session`, HttpOnly), which every
+ * same-origin request carries; state-changing requests add `X-CSRF-Token` from `/auth/me`. When the user
+ * pasted an API token instead (stored in localStorage), every request — streams included — carries
+ * `Authorization: Bearer <token>`. Streams are read with fetch rather than EventSource, which cannot send
+ * headers, so no token ever goes into a URL. A 401 raises the `tw:unauthorized` event; the app shell answers
+ * it with the login page.
  */
 import { alertsFromBody } from './lib/alerts';
 import type { HeatmapResponse } from './lib/matrix';
+import { isStateChanging, type LoginProviders, type Me, type Role } from './lib/session';
 import { SseParser } from './lib/sse';
 import type {
   Alert,
@@ -53,13 +56,28 @@ export class ApiError extends Error {
   }
 }
 
-function headers(extra: Record<string, string> = {}): Record<string, string> {
+/** The session's CSRF token (from `/auth/me` or the login answer); null without a session. */
+let csrfToken: string | null = null;
+
+export function setCsrfToken(token: string | null): void {
+  csrfToken = token;
+}
+
+function headers(extra: Record<string, string> = {}, method?: string): Record<string, string> {
   const token = getToken();
-  return { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...extra };
+  return {
+    accept: 'application/json',
+    ...(token ? { authorization: `Bearer ${token}` } : {}),
+    ...(csrfToken && isStateChanging(method) ? { 'x-csrf-token': csrfToken } : {}),
+    ...extra,
+  };
 }
 
 async function request(path: string, init: RequestInit = {}): Promise<unknown> {
-  const res = await fetch(path, { ...init, headers: headers(init.headers as Record<string, string>) });
+  const res = await fetch(path, {
+    ...init,
+    headers: headers(init.headers as Record<string, string>, init.method),
+  });
   const text = await res.text();
   let body: unknown = {};
   try {
@@ -432,4 +450,139 @@ export function promQueryRange(
 
 export function fetchMetricNames(signal?: AbortSignal): Promise<string[]> {
   return get('/api/v1/label/__name__/values', signal);
+}
+
+// ---- sign-in, users, tokens, audit (issue 16's access-control contract) ----------------------------------
+
+/** The auth API answers plain JSON objects; accept the `{status, data}` envelope too. */
+function unwrap<T>(body: unknown): T {
+  const b = body as { status?: string; data?: T };
+  return (b.status === 'success' && b.data !== undefined ? b.data : body) as T;
+}
+
+function sendJson(method: string, path: string, body?: unknown): Promise<unknown> {
+  return request(path, {
+    method,
+    ...(body === undefined
+      ? {}
+      : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+  });
+}
+
+/** Who is signed in; throws ApiError 401 when nobody is (and anonymous access is off). */
+export async function fetchMe(signal?: AbortSignal): Promise<Me> {
+  const res = await fetch('/api/tw/v1/auth/me', { signal, headers: headers() });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok)
+    throw new ApiError(
+      res.status,
+      (body as { error?: string }).error ?? `${res.status} ${res.statusText}`,
+      res.status === 404,
+    );
+  const me = unwrap<Me>(body);
+  setCsrfToken(me.csrfToken ?? null);
+  return me;
+}
+
+/** How one may sign in here (public: the login page asks before anyone is signed in). */
+export async function fetchLoginProviders(signal?: AbortSignal): Promise<LoginProviders> {
+  return unwrap<LoginProviders>(await request('/api/tw/v1/auth/providers', { signal }));
+}
+
+/** Signs in with a password; the answer sets the session cookie. A wrong password is ApiError 401. */
+export async function login(username: string, password: string): Promise<Me> {
+  const res = await fetch('/api/tw/v1/auth/login', {
+    method: 'POST',
+    headers: { accept: 'application/json', 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok)
+    throw new ApiError(res.status, (body as { error?: string }).error ?? `${res.status} ${res.statusText}`);
+  const me = unwrap<Me>(body);
+  setCsrfToken(me.csrfToken ?? null);
+  return me;
+}
+
+export async function logout(): Promise<void> {
+  await sendJson('POST', '/api/tw/v1/auth/logout');
+  setCsrfToken(null);
+}
+
+/** Makes `tenant` the session's current tenant (one of the user's). */
+export async function switchTenant(tenant: string): Promise<void> {
+  await sendJson('POST', '/api/tw/v1/auth/tenant', { tenant });
+}
+
+export interface ApiToken {
+  id: string;
+  name: string;
+  scopes: string[];
+  createdAt: string | number | null;
+  expiresAt: string | number | null;
+  lastUsedAt: string | number | null;
+  rateLimitPerSecond: number | null;
+  revoked: boolean;
+}
+
+export async function fetchTokens(signal?: AbortSignal): Promise<ApiToken[]> {
+  return unwrap<{ tokens: ApiToken[] }>(await request('/api/tw/v1/tokens', { signal })).tokens;
+}
+
+/** Creates a token; the answer holds its secret, which the server never shows again. */
+export async function createToken(t: {
+  name: string;
+  scopes: string[];
+  expiresIn?: string;
+  rateLimitPerSecond?: number;
+}): Promise<{ token: string; id: string }> {
+  return unwrap<{ token: string; id: string }>(await sendJson('POST', '/api/tw/v1/tokens', t));
+}
+
+export async function revokeToken(id: string): Promise<void> {
+  await sendJson('DELETE', `/api/tw/v1/tokens/${encodeURIComponent(id)}`);
+}
+
+export interface UserRow {
+  id: string;
+  name: string;
+  disabled: boolean;
+  operator: boolean;
+  roles: { tenant: string; role: Role }[];
+  createdAt: string | number | null;
+  lastLoginAt: string | number | null;
+}
+
+export async function fetchUsers(signal?: AbortSignal): Promise<UserRow[]> {
+  return unwrap<{ users: UserRow[] }>(await request('/api/tw/v1/users', { signal })).users;
+}
+
+/** Adds a user with a role in the current tenant. */
+export async function createUser(u: { name: string; password: string; role: Role }): Promise<void> {
+  await sendJson('POST', '/api/tw/v1/users', u);
+}
+
+export async function updateUser(
+  name: string,
+  patch: { role?: Role; disabled?: boolean; password?: string },
+): Promise<void> {
+  await sendJson('PATCH', `/api/tw/v1/users/${encodeURIComponent(name)}`, patch);
+}
+
+export interface AuditEvent {
+  time: string | number;
+  actor: string;
+  via: string;
+  tenant: string | null;
+  action: string;
+  target: string | null;
+  ip: string | null;
+  outcome: string;
+}
+
+export async function fetchAudit(
+  q: { actor?: string; action?: string; since?: string; limit?: number },
+  signal?: AbortSignal,
+): Promise<AuditEvent[]> {
+  return unwrap<{ events: AuditEvent[] }>(await request(`/api/tw/v1/audit${qs(q)}`, { signal })).events;
 }

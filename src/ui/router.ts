@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'react';
+import type { SettingsPage } from './lib/session';
 import { withParams } from './lib/url';
 
 /**
@@ -11,6 +12,9 @@ export type Route =
   | { page: 'compare' }
   | { page: 'alerts' }
   | { page: 'explore' }
+  | { page: 'login' }
+  /** `section` null: the first settings page the user may use. */
+  | { page: 'settings'; section: SettingsPage | null }
   | { page: 'not-found'; path: string };
 
 export function parseRoute(pathname: string): Route {
@@ -20,6 +24,9 @@ export function parseRoute(pathname: string): Route {
   if (/^\/compare\/?$/.test(pathname)) return { page: 'compare' };
   if (/^\/alerts\/?$/.test(pathname)) return { page: 'alerts' };
   if (/^\/explore\/?$/.test(pathname)) return { page: 'explore' };
+  if (/^\/login\/?$/.test(pathname)) return { page: 'login' };
+  const settings = /^\/settings(?:\/(tokens|users|audit))?\/?$/.exec(pathname);
+  if (settings) return { page: 'settings', section: (settings[1] as SettingsPage | undefined) ?? null };
   return { page: 'not-found', path: pathname };
 }
 

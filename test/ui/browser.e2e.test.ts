@@ -401,7 +401,7 @@ describe.skipIf(!available)('the dashboard against a server that needs a token',
     if (server) await stopChild(server);
   });
 
-  it('asks for a token on 401, then sends it as a Bearer header — streams included, never in a URL', async () => {
+  it('opens the login page on 401, takes a token there, then sends it as a Bearer header — streams included, never in a URL', async () => {
     const p = await authBrowser.newPage();
     const urls: string[] = [];
     const authorized: string[] = [];
@@ -410,9 +410,11 @@ describe.skipIf(!available)('the dashboard against a server that needs a token',
       if (r.headers().authorization === `Bearer ${token}`) authorized.push(new URL(r.url()).pathname);
     });
     await p.goto(`${url}/`);
+    await p.getByTestId('login-page').waitFor();
+    expect(new URL(p.url()).pathname).toBe('/login');
+    await p.getByRole('button', { name: 'Use an API token' }).click();
     const dialog = p.getByRole('dialog', { name: 'API token' });
     await dialog.waitFor();
-    expect(await dialog.textContent()).toMatch(/authentication required/);
     await p.getByRole('textbox', { name: 'API token' }).fill(token);
     await p.getByRole('button', { name: 'Save' }).click();
     await expect

@@ -1,28 +1,20 @@
 import { useEffect, useRef, useState } from 'react';
-import { getToken, setToken, UNAUTHORIZED_EVENT } from '../api';
+import { getToken, setToken } from '../api';
 
 /**
- * Asks for an API token when the server answers 401 (or when the user opens it from the top bar). The token
+ * Asks for an API token when the user opens it (the login page's "Use an API token", or the top bar). The token
  * is kept in this browser's localStorage and sent as `Authorization: Bearer …` with every request.
  */
 export function TokenPrompt() {
   const dialog = useRef<HTMLDialogElement>(null);
-  const [reason, setReason] = useState<string | null>(null);
   const [value, setValue] = useState('');
 
   useEffect(() => {
-    const onUnauthorized = (ev: Event) => {
-      setReason((ev as CustomEvent<string | undefined>).detail ?? 'The server needs a token.');
-      if (!dialog.current?.open) dialog.current?.showModal();
-    };
     const onOpen = () => {
-      setReason(null);
       dialog.current?.showModal();
     };
-    window.addEventListener(UNAUTHORIZED_EVENT, onUnauthorized);
     window.addEventListener('tw:token-prompt', onOpen);
     return () => {
-      window.removeEventListener(UNAUTHORIZED_EVENT, onUnauthorized);
       window.removeEventListener('tw:token-prompt', onOpen);
     };
   }, []);
@@ -40,7 +32,6 @@ export function TokenPrompt() {
         }}
       >
         <h2 id="token-title">API token</h2>
-        {reason && <p className="bad">{reason}</p>}
         <p className="muted">
           Paste a token made with <code>trainwatch token create --tenant &lt;team&gt; --scope read</code>. It
           stays in this browser (localStorage) and is sent as <code>Authorization: Bearer …</code>.
