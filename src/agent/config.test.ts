@@ -22,7 +22,13 @@ function problems(sources: Parameters<typeof loadAgentConfig>[0]): string {
 }
 
 const DEFAULTS: AgentConfig = {
-  server: { url: undefined, token: undefined, token_file: undefined, request_timeout_ms: 10_000 },
+  server: {
+    url: undefined,
+    token: undefined,
+    token_file: undefined,
+    request_timeout_ms: 10_000,
+    tls: { ca_file: undefined, cert_file: undefined, key_file: undefined, server_name: undefined },
+  },
   data_dir: './agent-data',
   node_id: undefined,
   labels: {},

@@ -20,7 +20,13 @@ import {
   PgAlertStore,
   registerAlertingApi,
 } from '../alerting/index.js';
-import { type Authenticator, anonymousPolicyFor, isLoopbackHost, TokenAuthenticator } from '../auth/index.js';
+import {
+  type Authenticator,
+  anonymousPolicyFor,
+  isLoopbackHost,
+  MtlsAuthenticator,
+  TokenAuthenticator,
+} from '../auth/index.js';
 import { type Bus, DiskLogBus, hashPartitionKey } from '../bus/index.js';
 // Type only: the Kafka client is loaded when `bus.kind: kafka` asks for it, so the embedded mode never loads it.
 import type { KafkaBus } from '../bus/kafka.js';
@@ -190,8 +196,26 @@ class Modules {
             config.http.metrics_tenant_labels === 'auto'
               ? isLoopbackHost(config.listen.slice(0, config.listen.lastIndexOf(':')))
               : config.http.metrics_tenant_labels,
+          ...(config.http.tls
+            ? {
+                tls: {
+                  certFile: config.http.tls.cert_file,
+                  keyFile: config.http.tls.key_file,
+                  clientCaFile: config.http.tls.client_ca_file,
+                  clientAuth: config.http.tls.client_auth,
+                  minVersion: config.http.tls.min_version,
+                },
+              }
+            : {}),
         });
-        const app = this.http.app;
+        const http = this.http;
+        const app = http.app;
+        if (http.tlsEnabled) {
+          // Certificate renewal (cert-manager, certbot) ends with a SIGHUP: new connections get the new files.
+          const reload = () => void http.reloadTls();
+          process.on('SIGHUP', reload);
+          this.stoppers.push({ name, stop: () => void process.off('SIGHUP', reload) });
+        }
         this.stoppers.push({ name, stop: () => app.close() });
         return;
       }
@@ -199,7 +223,13 @@ class Modules {
         // Tokens live in the metadata store (src/meta/tokens.ts); requests without one get the anonymous
         // policy of the configuration (docs/ingest.md, "Authentication").
         const policy = anonymousPolicyFor(config.auth, config.listen);
-        this.auth = new TokenAuthenticator(this.opened!.tokens, policy);
+        const tokens = new TokenAuthenticator(this.opened!.tokens, policy);
+        const tls = config.http.tls;
+        // With a client CA, a verified client certificate identifies an agent when it sends no token.
+        this.auth =
+          tls?.client_ca_file !== undefined
+            ? new MtlsAuthenticator(tokens, { clientTenants: tls.client_tenants, scopes: tls.client_scopes })
+            : tokens;
         if (policy.scopes.size > 0) {
           const scopes = [...policy.scopes].join(', ');
           (policy.loopback ? logger.info.bind(logger) : logger.warn.bind(logger))(
