@@ -71,13 +71,13 @@ export class FuzzStats {
   constructor(readonly name: string) {}
 
   /** Runs one case: returns normally when it was accepted or properly refused; throws otherwise. */
-  run(describeInput: () => string, body: () => void): void {
+  run(describeInput: () => string, body: () => void, refusal = isClientRefusal): void {
     const began = performance.now();
     try {
       body();
       this.accepted++;
     } catch (err) {
-      if (!isClientRefusal(err)) throw unexpected(err, describeInput());
+      if (!refusal(err)) throw unexpected(err, describeInput());
       this.refused++;
       this.countKind(err);
     } finally {
@@ -216,7 +216,7 @@ export function varintBytes(v: bigint): number[] {
 
 /** Applies the mutations in order (positions are taken modulo the current length). */
 export function mutate(valid: Uint8Array, mutations: readonly Mutation[]): Uint8Array {
-  let b = Uint8Array.from(valid);
+  let b: Uint8Array = Uint8Array.from(valid);
   for (const m of mutations) {
     const n = b.length;
     const at = n === 0 ? 0 : m.at % (n + (m.kind === 'insert' || m.kind === 'lie' ? 1 : 0));
