@@ -179,6 +179,33 @@ describe('agent configuration', () => {
     );
   });
 
+  it('checks server.tls: a certificate needs its key, and TLS options need an https:// URL', () => {
+    const msg = problems({
+      flags: { server: { url: 'http://collector:9470', tls: { cert_file: '/etc/agent.crt' } } },
+    });
+    expect(msg).toContain('  - server.tls.key_file: is required with server.tls.cert_file');
+    expect(msg).toContain('  - server.tls: needs an https:// server.url (got "http://collector:9470")');
+    const c = loadAgentConfig({
+      flags: {
+        server: {
+          url: 'https://collector:9470',
+          tls: {
+            ca_file: '/ca.crt',
+            cert_file: '/a.crt',
+            key_file: '/a.key',
+            server_name: 'collector.internal',
+          },
+        },
+      },
+    });
+    expect(c.server.tls).toEqual({
+      ca_file: '/ca.crt',
+      cert_file: '/a.crt',
+      key_file: '/a.key',
+      server_name: 'collector.internal',
+    });
+  });
+
   it('says what is wrong with the file itself', () => {
     expect(problems({ file: '/nonexistent/agent.yaml' })).toMatch(
       /^cannot read config file \/nonexistent\/agent\.yaml: ENOENT/,
