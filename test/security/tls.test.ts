@@ -201,9 +201,10 @@ describe.skipIf(!hasOpenssl())('TLS and mTLS on the listener', () => {
     expect(ingest.status).toBe(401);
   });
 
-  it('a certificate with the ingest scope only cannot change settings', async () => {
-    const res = await request('/api/tw/v1/tokens', { client: agentAcme });
-    expect([403, 404]).toContain(res.status);
+  it('a certificate may do what http.tls.client_scopes grants, and no more', async () => {
+    const res = await request('/api/tw/v1/notifications', { client: agentAcme });
+    expect(res.status, res.body).toBe(403);
+    expect(res.body).toContain('mtls:node-17 (tenant acme) has scope ingest, read (http.tls.client_scopes)');
   });
 
   it('SIGHUP serves renewed files to new connections; a broken renewal keeps the old certificate', async () => {
