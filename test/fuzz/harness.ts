@@ -30,6 +30,12 @@ export function fcParams(numRuns: number): fc.Parameters<unknown> {
 }
 
 /**
+ * A whole fuzz test's limit: the per-case deadline below is what catches hangs; this only stops a run that
+ * a slow machine (or a large FUZZ_RUNS) makes long.
+ */
+export const TEST_TIMEOUT_MS = Math.max(600_000, (RUNS / 100_000) * 600_000);
+
+/**
  * Longest one case may take. Generous (a shared CI machine is slow): it catches the hangs and the quadratic
  * blow-ups issue 16 found (8.7 s, 86 s, 170 s for one request), not ordinary variance.
  */

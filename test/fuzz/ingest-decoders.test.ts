@@ -16,7 +16,7 @@
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AnonymousAuthenticator } from '../../src/auth/index.js';
 import { DiskLogBus, defaultDiskLogOptions } from '../../src/bus/index.js';
 import { BusWriter, createCollectorMetrics, TenantLimits } from '../../src/collector/index.js';
@@ -41,9 +41,12 @@ import {
   HOSTILE_RUNS,
   mutatedArb,
   RUNS,
+  TEST_TIMEOUT_MS,
   varintBytes,
 } from './harness.js';
 import { frameOf, NOW, nativeSeeds, otlpSeeds, rwSeeds } from './seeds.js';
+
+vi.setConfig({ testTimeout: TEST_TIMEOUT_MS });
 
 const TENANT = 'fuzz';
 const LIMITS: IngestLimits = {

@@ -12,7 +12,7 @@
  * than CASE_DEADLINE_MS. The counts are printed; FUZZ_RUNS scales them (harness.ts).
  */
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import {
   ParseError,
@@ -23,8 +23,18 @@ import {
 } from '../../src/query/promql/index.js';
 import { memoryTsdb } from '../../src/query/promql/test-script.js';
 import type { Storage } from '../../src/storage/index.js';
-import { CASE_DEADLINE_MS, FuzzStats, fcParams, HOSTILE_RUNS, isQueryRefusal, RUNS } from './harness.js';
+import {
+  CASE_DEADLINE_MS,
+  FuzzStats,
+  fcParams,
+  HOSTILE_RUNS,
+  isQueryRefusal,
+  RUNS,
+  TEST_TIMEOUT_MS,
+} from './harness.js';
 import { deepQueryOf, PROMQL_SERIES_END, queryOf } from './promql-grammar.js';
+
+vi.setConfig({ testTimeout: TEST_TIMEOUT_MS });
 
 /** Queries evaluated (the rest only parsed): an evaluation costs ~50× a parse. */
 const EVAL_RUNS = Math.max(1, Math.round(RUNS / 10));
