@@ -172,17 +172,13 @@ describe.skipIf(!chromiumAvailable() || !hasOpenssl() || !uiBuilt || !cliBuilt)(
         if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
       });
       page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
-      await page.addInitScript(() => {
-        const w = window as unknown as { cspViolations: string[] };
-        w.cspViolations = [];
-        document.addEventListener('securitypolicyviolation', (e) =>
-          w.cspViolations.push(
-            `${e.violatedDirective} blocked ${e.blockedURI} (${e.sourceFile}:${e.lineNumber})`,
-          ),
-        );
+      // Runs in the page before its scripts: records every CSP violation event.
+      await page.addInitScript({
+        content:
+          'window.cspViolations = []; document.addEventListener("securitypolicyviolation", (e) => ' +
+          'window.cspViolations.push(e.violatedDirective + " blocked " + e.blockedURI + " (" + e.sourceFile + ":" + e.lineNumber + ")"));',
       });
-      const violations = () =>
-        page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations);
+      const violations = () => page.evaluate('window.cspViolations') as Promise<string[]>;
       try {
         const first = await page.goto(`${base}/`);
         const headers = first!.headers();
