@@ -83,7 +83,7 @@ export class FuzzStats {
       body();
       this.accepted++;
     } catch (err) {
-      if (!refusal(err)) throw unexpected(err, describeInput());
+      if (!refusal(err)) throw unexpected(withStack(err, body), describeInput());
       this.refused++;
       this.countKind(err);
     } finally {
@@ -130,6 +130,37 @@ export class FuzzStats {
   summary(): string {
     const kinds = [...this.refusalKinds].map(([k, n]) => `${k} ${n}`).join(', ');
     return `${this.name}: ${this.total} cases, ${this.accepted} accepted, ${this.refused} refused (${kinds}); slowest ${this.slowestMs.toFixed(1)} ms, ${(this.busyMs / 1000).toFixed(1)} s in all`;
+  }
+}
+
+/**
+ * Most cases end in a thrown refusal, and capturing a stack trace is a large share of a throw's cost: the
+ * fuzz loops run with `Error.stackTraceLimit = 0` (call this before, `restoreStackTraces` after). A case that
+ * fails is run again with stack traces for its report ({@link withStack}).
+ */
+export function withoutStackTraces(): void {
+  savedStackTraceLimit ??= Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+}
+
+export function restoreStackTraces(): void {
+  if (savedStackTraceLimit !== undefined) Error.stackTraceLimit = savedStackTraceLimit;
+  savedStackTraceLimit = undefined;
+}
+
+let savedStackTraceLimit: number | undefined;
+
+/** The error of a synchronous case run again with stack traces on (the case is deterministic). */
+function withStack(err: unknown, body: () => void): unknown {
+  if (Error.stackTraceLimit !== 0) return err;
+  Error.stackTraceLimit = 50;
+  try {
+    body();
+    return err;
+  } catch (again) {
+    return again;
+  } finally {
+    Error.stackTraceLimit = 0;
   }
 }
 
@@ -222,7 +253,7 @@ export function varintBytes(v: bigint): number[] {
 
 /** Applies the mutations in order (positions are taken modulo the current length). */
 export function mutate(valid: Uint8Array, mutations: readonly Mutation[]): Uint8Array {
-  let b: Uint8Array = Uint8Array.from(valid);
+  let b: Uint8Array = valid.slice();
   for (const m of mutations) {
     const n = b.length;
     const at = n === 0 ? 0 : m.at % (n + (m.kind === 'insert' || m.kind === 'lie' ? 1 : 0));
@@ -237,13 +268,13 @@ export function mutate(valid: Uint8Array, mutations: readonly Mutation[]): Uint8
         b = b.subarray(0, at);
         break;
       case 'insert':
-        b = concat(b.subarray(0, at), Uint8Array.from(m.bytes), b.subarray(at));
+        b = concat(b.subarray(0, at), new Uint8Array(m.bytes), b.subarray(at));
         break;
       case 'delete':
         b = concat(b.subarray(0, at), b.subarray(Math.min(n, at + m.length)));
         break;
       case 'lie': {
-        const v = Uint8Array.from(varintBytes(m.varint));
+        const v = new Uint8Array(varintBytes(m.varint));
         const rest = m.replace ? skipVarint(b, at) : at;
         b = concat(b.subarray(0, at), v, b.subarray(rest));
         break;

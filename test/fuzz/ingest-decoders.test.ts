@@ -41,8 +41,10 @@ import {
   HOSTILE_RUNS,
   mutatedArb,
   RUNS,
+  restoreStackTraces,
   TEST_TIMEOUT_MS,
   varintBytes,
+  withoutStackTraces,
 } from './harness.js';
 import { frameOf, NOW, nativeSeeds, otlpSeeds, rwSeeds } from './seeds.js';
 
@@ -65,6 +67,7 @@ let tenants: TenantLimits;
 const stats: FuzzStats[] = [];
 
 beforeAll(async () => {
+  withoutStackTraces();
   // The pipeline's dependencies as the collector module builds them; the bus is opened but never written
   // (the fuzz stops where the route would append).
   bus = await DiskLogBus.open({
@@ -91,6 +94,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  restoreStackTraces();
   await bus?.close();
   for (const s of stats) console.log(`fuzz ${s.summary()}`);
 });

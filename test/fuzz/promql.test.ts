@@ -30,7 +30,9 @@ import {
   HOSTILE_RUNS,
   isQueryRefusal,
   RUNS,
+  restoreStackTraces,
   TEST_TIMEOUT_MS,
+  withoutStackTraces,
 } from './harness.js';
 import { deepQueryOf, PROMQL_SERIES_END, queryOf } from './promql-grammar.js';
 
@@ -54,6 +56,7 @@ const engine = new PromqlEngine({
 const stats: FuzzStats[] = [];
 
 beforeAll(async () => {
+  withoutStackTraces();
   storage = await memoryTsdb();
   const b = new SeriesBatchBuilder();
   const every = (labels: Record<string, string>, value: (i: number) => number) => {
@@ -80,6 +83,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  restoreStackTraces();
   await storage?.close();
   for (const s of stats) console.log(`fuzz ${s.summary()}`);
 });
