@@ -12,6 +12,7 @@
  */
 import { Errors, twError } from '../model/errors.js';
 import type { Authenticator, PeerCertificate, Principal, RequestCredentials, Scope } from './auth.js';
+import { scopesOf } from './token-auth.js';
 
 export interface MtlsOptions {
   /** Subject CN or SAN (`URI:…`, `DNS:…`, or the bare value) → tenant; checked before the URI SAN rules. */
@@ -51,8 +52,8 @@ export class MtlsAuthenticator implements Authenticator {
     private readonly fallback: Authenticator,
     private readonly opts: MtlsOptions,
   ) {
-    // As with tokens, admin implies the other scopes.
-    this.scopes = new Set(opts.scopes.includes('admin') ? ['ingest', 'read', 'admin'] : opts.scopes);
+    // What each scope implies is the tokens' rule (admin implies the others).
+    this.scopes = new Set(opts.scopes.flatMap((s) => [...scopesOf(s)]));
   }
 
   authenticate(credentials: RequestCredentials, scope: Scope): Principal {
