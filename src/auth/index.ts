@@ -2,13 +2,12 @@ export {
   AnonymousAuthenticator,
   type Authenticator,
   credentialsOf,
-  type PeerCertificate,
   type Principal,
   type RequestCredentials,
   type Scope,
-  splitSubjectAltNames,
 } from './auth.js';
 export { MtlsAuthenticator, type MtlsOptions, tenantOfCertificate } from './mtls.js';
+export { type PeerCertificate, splitSubjectAltNames } from './peer-certificate.js';
 export {
   type AnonymousPolicy,
   anonymousPolicyFor,

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { TrainwatchError } from '../model/errors.js';
-import { AnonymousAuthenticator, type PeerCertificate, splitSubjectAltNames } from './auth.js';
+import { AnonymousAuthenticator } from './auth.js';
 import { MtlsAuthenticator, tenantOfCertificate } from './mtls.js';
+import { type PeerCertificate, splitSubjectAltNames } from './peer-certificate.js';
 
 const cert = (over: Partial<PeerCertificate>): PeerCertificate => ({
   authorized: true,

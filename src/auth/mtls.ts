@@ -11,7 +11,8 @@
  * (anonymous policy, or 401).
  */
 import { Errors, twError } from '../model/errors.js';
-import type { Authenticator, PeerCertificate, Principal, RequestCredentials, Scope } from './auth.js';
+import type { Authenticator, Principal, RequestCredentials, Scope } from './auth.js';
+import type { PeerCertificate } from './peer-certificate.js';
 import { scopesOf } from './token-auth.js';
 
 export interface MtlsOptions {
