@@ -101,6 +101,22 @@ export class Agent {
       }
     }
 
+    const readTlsFile = (file: string | undefined, key: string) => {
+      if (file === undefined) return undefined;
+      try {
+        return readFileSync(file);
+      } catch (err) {
+        throw new AgentConfigError(`server.tls.${key}: cannot read ${file}: ${(err as Error).message}`);
+      }
+    };
+    const t = c.server.tls;
+    const tls = {
+      ca: readTlsFile(t.ca_file, 'ca_file'),
+      cert: readTlsFile(t.cert_file, 'cert_file'),
+      key: readTlsFile(t.key_file, 'key_file'),
+      servername: t.server_name,
+    };
+
     // Sinks first: the buffer and the shipper.
     this.identity = AgentIdentity.load(c.data_dir);
     this.queue = await SegmentQueue.open({
@@ -123,6 +139,7 @@ export class Agent {
       maxDelayMs: c.ship.max_delay_ms,
       ttlMs: c.buffer.ttl_ms,
       logger: log,
+      tls,
     });
     await this.shipper.start();
 

@@ -22,7 +22,13 @@ function problems(sources: Parameters<typeof loadAgentConfig>[0]): string {
 }
 
 const DEFAULTS: AgentConfig = {
-  server: { url: undefined, token: undefined, token_file: undefined, request_timeout_ms: 10_000 },
+  server: {
+    url: undefined,
+    token: undefined,
+    token_file: undefined,
+    request_timeout_ms: 10_000,
+    tls: { ca_file: undefined, cert_file: undefined, key_file: undefined, server_name: undefined },
+  },
   data_dir: './agent-data',
   node_id: undefined,
   labels: {},
@@ -171,6 +177,33 @@ describe('agent configuration', () => {
     expect(msg).toContain(
       '  - ship.base_delay_ms: must not exceed ship.max_delay_ms (1000) (got 5000) [from environment variable TRAINWATCH_AGENT_SHIP__BASE_DELAY_MS]',
     );
+  });
+
+  it('checks server.tls: a certificate needs its key, and TLS options need an https:// URL', () => {
+    const msg = problems({
+      flags: { server: { url: 'http://collector:9470', tls: { cert_file: '/etc/agent.crt' } } },
+    });
+    expect(msg).toContain('  - server.tls.key_file: is required with server.tls.cert_file');
+    expect(msg).toContain('  - server.tls: needs an https:// server.url (got "http://collector:9470")');
+    const c = loadAgentConfig({
+      flags: {
+        server: {
+          url: 'https://collector:9470',
+          tls: {
+            ca_file: '/ca.crt',
+            cert_file: '/a.crt',
+            key_file: '/a.key',
+            server_name: 'collector.internal',
+          },
+        },
+      },
+    });
+    expect(c.server.tls).toEqual({
+      ca_file: '/ca.crt',
+      cert_file: '/a.crt',
+      key_file: '/a.key',
+      server_name: 'collector.internal',
+    });
   });
 
   it('says what is wrong with the file itself', () => {

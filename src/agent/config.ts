@@ -47,6 +47,11 @@ export interface AgentConfig {
     token: string | undefined;
     token_file: string | undefined;
     request_timeout_ms: number;
+    /**
+     * For an https:// server: the CA bundle to trust instead of the system's, and a client certificate and key
+     * (mutual TLS: with the server's `http.tls.client_ca_file` the certificate replaces the token).
+     */
+    tls: AgentTlsConfig;
   };
   /** Where the disk buffer and the agent's state live. */
   data_dir: string;
@@ -112,6 +117,16 @@ export interface AgentConfig {
   };
   /** How often the agent's own metrics (trainwatch_agent_*) are recorded. */
   self_metrics_interval_ms: number;
+}
+
+export interface AgentTlsConfig {
+  /** PEM bundle of the CAs that sign the server's certificate (default: the system's). */
+  ca_file: string | undefined;
+  /** PEM client certificate (mutual TLS); needs key_file. */
+  cert_file: string | undefined;
+  key_file: string | undefined;
+  /** The name checked against the server certificate, when the URL's host is not on it (SNI too). */
+  server_name: string | undefined;
 }
 
 /** A configuration the agent cannot run with; the message names every bad key. */
@@ -267,6 +282,12 @@ const checkAgentConfig: Check<AgentConfig> = section<AgentConfig>({
     token: optional(text(), undefined),
     token_file: optional(text(), undefined),
     request_timeout_ms: integer(100, 300_000, 10_000),
+    tls: section<AgentTlsConfig>({
+      ca_file: optional(text(), undefined),
+      cert_file: optional(text(), undefined),
+      key_file: optional(text(), undefined),
+      server_name: optional(text({ maxLength: 253 }), undefined),
+    }),
   }),
   data_dir: optional(text(), './agent-data'),
   node_id: optional(text({ maxLength: 200 }), undefined),
@@ -340,6 +361,15 @@ function crossChecks(c: AgentConfig, problems: Problem[]): void {
       ['buffer', 'segment_bytes'],
       `must be at most a quarter of buffer.max_bytes (${c.buffer.max_bytes}), so that dropping a segment for space drops little (got ${c.buffer.segment_bytes})`,
     );
+  const tls = c.server.tls;
+  if ((tls.cert_file === undefined) !== (tls.key_file === undefined))
+    add(
+      ['server', 'tls', tls.cert_file === undefined ? 'cert_file' : 'key_file'],
+      'is required with server.tls.' + (tls.cert_file === undefined ? 'key_file' : 'cert_file'),
+    );
+  const usesTls = tls.ca_file ?? tls.cert_file ?? tls.server_name;
+  if (usesTls !== undefined && c.server.url !== undefined && !c.server.url.startsWith('https://'))
+    add(['server', 'tls'], `needs an https:// server.url (got ${JSON.stringify(c.server.url)})`);
   if (c.ship.base_delay_ms > c.ship.max_delay_ms)
     add(
       ['ship', 'base_delay_ms'],

@@ -27,6 +27,7 @@ import {
   type Scope,
 } from './auth.js';
 import { TokenRateLimiter } from './limits.js';
+import type { MtlsAuthenticator } from './mtls.js';
 import type { Permission, RequestAuthenticator } from './permissions.js';
 import { type AnonymousPolicy, type TokenAuthenticator, WHAT } from './token-auth.js';
 
@@ -193,6 +194,11 @@ export class SessionCache {
 
 export interface AccessControlOptions {
   readonly tokens: TokenAuthenticator;
+  /**
+   * Client certificates (`http.tls.client_ca_file`, mutual TLS): a verified certificate identifies an agent
+   * that sends no token, with users on or off. Undefined: certificates identify nobody.
+   */
+  readonly certificates?: MtlsAuthenticator;
   /** Users and sessions (`auth.users: true`); undefined: tokens and the anonymous policy only. */
   readonly sessions?: SessionCache;
   readonly now?: () => number;
@@ -203,11 +209,13 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 export class AccessControl implements Authenticator, RequestAuthenticator {
   readonly tokens: TokenAuthenticator;
   readonly sessions: SessionCache | undefined;
+  private readonly certificates: MtlsAuthenticator | undefined;
   private readonly rates = new TokenRateLimiter();
   private readonly now: () => number;
 
   constructor(opts: AccessControlOptions) {
     this.tokens = opts.tokens;
+    this.certificates = opts.certificates;
     this.sessions = opts.sessions;
     this.now = opts.now ?? Date.now;
   }
@@ -251,6 +259,8 @@ export class AccessControl implements Authenticator, RequestAuthenticator {
 
   private viaToken(credentials: RequestCredentials, permission: Exclude<Permission, 'public'>): Principal {
     const scope = permission === 'operator' ? 'admin' : permission;
+    const byCertificate = this.certificates?.identify(credentials);
+    if (byCertificate) return this.decide(byCertificate, credentials, permission);
     if (this.sessions && !credentials.authorization)
       throw twError(
         Errors.unauthorized,

@@ -3,6 +3,7 @@
  * (DESIGN.md, Isolation); the tenant always comes from the credentials, never from the payload.
  */
 import { Errors, twError } from '../model/errors.js';
+import { type PeerCertificate, peerCertificateOf, type TlsSocketLike } from './peer-certificate.js';
 
 /**
  * What a caller may do in its tenant. `ingest`: send data (tokens of agents only); `read`: dashboards and
@@ -39,6 +40,11 @@ export interface RequestCredentials {
   readonly origin?: string | undefined;
   /** The `tw_session` cookie's value (a signed-in user's session id), if the request carries one. */
   readonly sessionId?: string | undefined;
+  /**
+   * The client certificate of a TLS connection that presented one (mutual TLS, src/auth/mtls.ts); undefined
+   * over plain HTTP or without a certificate. Only `authorized` certificates identify anyone.
+   */
+  readonly peerCertificate?: PeerCertificate | undefined;
 }
 
 /** The session cookie's name (HttpOnly, SameSite=Lax, Path=/, Secure over TLS). */
@@ -55,17 +61,23 @@ export function cookieValue(header: string | undefined, name: string): string | 
   return undefined;
 }
 
-/** The credentials of an HTTP request: Authorization, the tenant it names (X-Scope-OrgID), Host, Origin. */
+/**
+ * The credentials of an HTTP request: Authorization, the tenant it names (X-Scope-OrgID), Host, Origin, and
+ * the TLS client certificate of its connection.
+ */
 export function credentialsOf(req: {
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly raw?: { readonly socket?: unknown };
 }): RequestCredentials {
   const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+  const peerCertificate = peerCertificateOf(req.raw?.socket as TlsSocketLike | undefined);
   return {
     authorization: first(req.headers.authorization),
     tenantHeader: first(req.headers['x-scope-orgid']),
     host: first(req.headers.host),
     origin: first(req.headers.origin),
     sessionId: cookieValue(first(req.headers.cookie), SESSION_COOKIE),
+    ...(peerCertificate ? { peerCertificate } : {}),
   };
 }
 

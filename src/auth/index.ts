@@ -22,6 +22,7 @@ export {
 } from './auth.js';
 export { ensureFirstAdmin, FIRST_ADMIN_NAME } from './first-admin.js';
 export { LoginLimiter, type LoginLimits, TokenRateLimiter } from './limits.js';
+export { MtlsAuthenticator, type MtlsOptions, tenantOfCertificate } from './mtls.js';
 export {
   mapClaimsToRoles,
   OIDC_ROUTE_PREFIX,
@@ -36,6 +37,7 @@ export {
   type TenantRoleGrant,
 } from './oidc.js';
 export { type OidcStoredUser, type OidcUserStore, upsertOidcUser } from './oidc-users.js';
+export { type PeerCertificate, splitSubjectAltNames } from './peer-certificate.js';
 export {
   type AccessControlHandle,
   type AuditedRequest,

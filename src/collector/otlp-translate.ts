@@ -79,12 +79,13 @@ export function prometheusMetricName(metric: {
   const [main = '', per] = metric.unit.split('/', 2) as [string?, string?];
   const mainUnit = main.trim();
   if (mainUnit !== '' && !/[{}]/.test(mainUnit)) {
-    const word = cleanUnitWord(UNIT_WORDS[mainUnit] ?? mainUnit);
+    // Own keys only: a unit named `constructor` or `toString` must not find Object.prototype's functions.
+    const word = cleanUnitWord(Object.hasOwn(UNIT_WORDS, mainUnit) ? UNIT_WORDS[mainUnit]! : mainUnit);
     if (word !== '' && !tokens.includes(word)) tokens.push(word);
   }
   if (per !== undefined && per.trim() !== '' && !/[{}]/.test(per)) {
     const p = per.trim();
-    const word = cleanUnitWord(PER_UNIT_WORDS[p] ?? p);
+    const word = cleanUnitWord(Object.hasOwn(PER_UNIT_WORDS, p) ? PER_UNIT_WORDS[p]! : p);
     if (word !== '' && !tokens.includes(word)) tokens.push('per', word);
   }
   let out = tokens;

@@ -129,6 +129,55 @@ const oidcProvider = z
       });
   });
 
+const TENANT_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/**
+ * `http.tls`: the listener's certificate and key (PEM files, read at start and again on SIGHUP) and, for
+ * mutual TLS, the CA bundle that client certificates must chain to. A verified client certificate
+ * identifies an agent: its tenant comes from `client_tenants` (by subject CN or SAN) or from a URI SAN
+ * `spiffe://<trust domain>/…/tenant/<t>` or `trainwatch://tenant/<t>`.
+ */
+const tlsSchema = z
+  .object({
+    cert_file: z.string().min(1),
+    key_file: z.string().min(1),
+    /** PEM bundle of the CAs client certificates must chain to; needed by client_auth request/require. */
+    client_ca_file: z.string().min(1).optional(),
+    /**
+     * `none`: no client certificates; `request`: asked for, and a verified one identifies the caller (callers
+     * without one use tokens); `require`: the handshake fails without a certificate the CA bundle verifies.
+     */
+    client_auth: z.enum(['none', 'request', 'require']).default('none'),
+    min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    /** Client certificate subject CN or SAN (`URI:…`, `DNS:…`, or the bare value) → tenant; wins over the SAN. */
+    client_tenants: z
+      .record(
+        z.string().min(1),
+        z.string().regex(TENANT_NAME, 'must be a tenant name: lowercase letters, digits, _ and -'),
+      )
+      .default({}),
+    /** What a client certificate may do (agents send data). */
+    client_scopes: z
+      .array(z.enum(['ingest', 'read', 'admin']))
+      .min(1)
+      .default(['ingest']),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if (t.client_auth !== 'none' && !t.client_ca_file)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['client_ca_file'],
+        message: `http.tls.client_ca_file is required with http.tls.client_auth: ${t.client_auth}`,
+      });
+    if (t.client_auth === 'none' && t.client_ca_file)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['client_auth'],
+        message: 'http.tls.client_auth must be request or require when http.tls.client_ca_file is set',
+      });
+  });
+
 export const ROLE_NAMES = ['collector', 'processor', 'query', 'ui'] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
 
@@ -247,6 +296,8 @@ export const configSchema = z
          * while `listen` is a loopback address; off, series are summed over tenants.
          */
         metrics_tenant_labels: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+        /** HTTPS on the listener, and client certificates for agents (docs/security.md, "TLS"). Absent: plain HTTP. */
+        tls: tlsSchema.optional(),
       })
       .strict()
       .prefault({}),

@@ -3,7 +3,10 @@
  * while they start; this file owns what they share: error answers, health, readiness and `/metrics`.
  */
 
+import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
+import helmet from '@fastify/helmet';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -29,6 +32,18 @@ export interface HttpServerOptions {
    * (`http.metrics_tenant_labels`). False: series are summed over tenants, the label removed. Default true.
    */
   readonly metricsTenantLabels?: boolean;
+  /** HTTPS (config `http.tls`): the files are read when the server is made and again by `reloadTls`. */
+  readonly tls?: TlsListenerOptions;
+}
+
+/** The listener's TLS settings (config `http.tls`; docs/security.md, "TLS"). */
+export interface TlsListenerOptions {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** CA bundle client certificates must chain to (mutual TLS); needed unless `clientAuth` is `none`. */
+  readonly clientCaFile?: string | undefined;
+  readonly clientAuth: 'none' | 'request' | 'require';
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
 }
 
 /**
@@ -76,6 +91,17 @@ export interface HttpServer {
   readonly app: FastifyInstance;
   /** The route-permission check every route goes through (src/auth/permissions.ts). */
   readonly access: AccessControlHandle;
+  /**
+   * True when the listener speaks HTTPS (config `http.tls`): session cookies are then `Secure`, and responses
+   * carry Strict-Transport-Security.
+   */
+  readonly tlsEnabled: boolean;
+  /**
+   * Reads the certificate, key and client CA files again and serves them to new connections (SIGHUP).
+   * Returns false, logs an error and keeps serving the old ones when a file cannot be read or the key does not
+   * match the certificate: a half-written renewal must not take the server down. False without TLS.
+   */
+  reloadTls(): boolean;
   /** Adds a named dependency check to `/readyz` (every check must pass for the process to be ready). */
   addReadinessCheck(name: string, check: ReadinessCheck): void;
   /**
@@ -97,18 +123,33 @@ export interface HttpServer {
 
 export function createHttpServer(opts: HttpServerOptions): HttpServer {
   const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.connections };
+  const serverOptions = {
+    // Node ignores a request timeout shorter than the headers timeout: the headers must come first anyway.
+    headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+    connectionsCheckingInterval: Math.max(
+      50,
+      Math.min(30_000, Math.floor(Math.min(limits.requestTimeoutMs, limits.headersTimeoutMs) / 4)),
+    ),
+  };
+  const tls = opts.tls;
   const app: FastifyInstance = Fastify({
     // Node closes a request whose headers or body do not arrive in time (408), checking every
     // `connectionsCheckingInterval`; its default interval (30 s) would let short timeouts run long.
     requestTimeout: limits.requestTimeoutMs,
-    http: {
-      // Node ignores a request timeout shorter than the headers timeout: the headers must come first anyway.
-      headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
-      connectionsCheckingInterval: Math.max(
-        50,
-        Math.min(30_000, Math.floor(Math.min(limits.requestTimeoutMs, limits.headersTimeoutMs) / 4)),
-      ),
-    },
+    // Fastify hands `https` to https.createServer, which takes the http server's options as well.
+    ...(tls
+      ? {
+          https: {
+            ...serverOptions,
+            ...readTlsFiles(tls),
+            minVersion: tls.minVersion,
+            // `request`: a client without a certificate (or with one the CA does not verify) still connects
+            // and may use a token; the authenticator only trusts `socket.authorized` certificates.
+            requestCert: tls.clientAuth !== 'none',
+            rejectUnauthorized: tls.clientAuth === 'require',
+          },
+        }
+      : { http: serverOptions }),
     loggerInstance: opts.logger as FastifyBaseLogger,
     // One log line per request would drown the log at fleet scale; self-metrics count requests instead.
     logController: new LogController({ disableRequestLogging: true }),
@@ -117,9 +158,11 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     forceCloseConnections: true,
     return503OnClosing: true,
   });
+  limitConnections(app, limits, opts.logger, tls !== undefined);
+  // Headers first, so that answers the access check refuses carry them too.
+  registerSecurityHeaders(app, tls !== undefined);
   // Before any route: each route must declare its permission, checked in one onRequest hook.
   const access = installAccessControl(app);
-  limitConnections(app, limits, opts.logger);
   const checks = new Map<string, ReadinessCheck>();
   const warnings = new Map<string, () => string | undefined>();
   let pageFallback: ((req: FastifyRequest, reply: FastifyReply) => unknown) | undefined;
@@ -201,6 +244,27 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   return {
     app,
     access,
+    tlsEnabled: tls !== undefined,
+    reloadTls: () => {
+      if (!tls) return false;
+      try {
+        const files = readTlsFiles(tls);
+        // Throws (and changes nothing) when the key does not match the certificate or a PEM is malformed.
+        (app.server as unknown as { setSecureContext(o: SecureContextOptions): void }).setSecureContext({
+          ...files,
+          minVersion: tls.minVersion,
+        });
+      } catch (err) {
+        opts.logger.error(
+          { err, certFile: tls.certFile, keyFile: tls.keyFile },
+          'TLS reload failed; still serving the previous certificate: %s',
+          (err as Error).message,
+        );
+        return false;
+      }
+      opts.logger.info({ certFile: tls.certFile }, 'TLS certificate, key and client CA reloaded');
+      return true;
+    },
     addReadinessCheck: (name, check) => {
       checks.set(name, check);
     },
@@ -220,7 +284,12 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
  * Per-client and unauthenticated connection limits. A connection counts as unauthenticated until one of its
  * requests got an answer below 400 (an accepted token, or anonymous access the policy allows).
  */
-function limitConnections(app: FastifyInstance, limits: ConnectionLimits, logger: Logger): void {
+function limitConnections(
+  app: FastifyInstance,
+  limits: ConnectionLimits,
+  logger: Logger,
+  tls: boolean,
+): void {
   const perClient = new Map<string, number>();
   // Insertion order is age: the first entry is the oldest unauthenticated connection.
   const unauthenticated = new Set<Socket>();
@@ -238,6 +307,17 @@ function limitConnections(app: FastifyInstance, limits: ConnectionLimits, logger
       return;
     }
     perClient.set(client, open + 1);
+    if (!tls) trackUnauthenticated(socket);
+    socket.once('close', () => {
+      const n = (perClient.get(client) ?? 1) - 1;
+      if (n <= 0) perClient.delete(client);
+      else perClient.set(client, n);
+    });
+  });
+  // Over TLS the requests arrive on the TLS socket wrapped around the TCP one: track that one, from the end
+  // of its handshake (a handshake that never ends is closed by Node's TLS handshake timeout).
+  if (tls) app.server.on('secureConnection', (socket: TLSSocket) => trackUnauthenticated(socket));
+  function trackUnauthenticated(socket: Socket): void {
     if (unauthenticated.size >= limits.maxUnauthenticatedConnections) {
       const oldest = unauthenticated.values().next().value!;
       unauthenticated.delete(oldest);
@@ -248,15 +328,75 @@ function limitConnections(app: FastifyInstance, limits: ConnectionLimits, logger
       oldest.destroy();
     }
     unauthenticated.add(socket);
-    socket.once('close', () => {
-      unauthenticated.delete(socket);
-      const n = (perClient.get(client) ?? 1) - 1;
-      if (n <= 0) perClient.delete(client);
-      else perClient.set(client, n);
-    });
-  });
+    socket.once('close', () => unauthenticated.delete(socket));
+  }
   app.addHook('onResponse', async (req, reply) => {
     if (reply.statusCode < 400) unauthenticated.delete(req.raw.socket);
+  });
+}
+
+/** The PEM contents of the TLS files; a file that cannot be read is an error naming its `http.tls` key. */
+function readTlsFiles(tls: TlsListenerOptions): { cert: Buffer; key: Buffer; ca?: Buffer } {
+  const read = (file: string, key: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new Error(`http.tls.${key}: cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
+  return {
+    cert: read(tls.certFile, 'cert_file'),
+    key: read(tls.keyFile, 'key_file'),
+    ...(tls.clientCaFile ? { ca: read(tls.clientCaFile, 'client_ca_file') } : {}),
+  };
+}
+
+/**
+ * The UI's Content-Security-Policy. The built UI (dist/ui) loads only its own script and style files: no
+ * inline script, no inline style element or attribute (its components set styles through the CSSOM, which
+ * CSP does not govern), no eval. Images may be data: URLs (icons); nothing is loaded from another origin.
+ */
+export const CONTENT_SECURITY_POLICY: Readonly<Record<string, readonly string[]>> = {
+  'default-src': ["'self'"],
+  'script-src': ["'self'"],
+  'style-src': ["'self'"],
+  'img-src': ["'self'", 'data:'],
+  'font-src': ["'self'"],
+  'connect-src': ["'self'"],
+  'object-src': ["'none'"],
+  'base-uri': ["'self'"],
+  'form-action': ["'self'"],
+  'frame-ancestors': ["'none'"],
+};
+
+/**
+ * Security headers on every answer (@fastify/helmet): the CSP above, no framing, no MIME sniffing, no
+ * Referer leaving the site, HSTS only over TLS (over plain HTTP it would be ignored, and a browser that
+ * remembered it from a TLS listener on the same host would refuse the plain one). API answers are never
+ * cached: they carry tenant data, and a shared cache or the browser's disk must not keep it.
+ */
+function registerSecurityHeaders(app: FastifyInstance, tls: boolean): void {
+  void app.register(helmet, {
+    global: true,
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        ...Object.fromEntries(Object.entries(CONTENT_SECURITY_POLICY).map(([k, v]) => [k, [...v]])),
+        // Upgrading over plain HTTP would send the UI's own requests to an https:// port nobody serves.
+        ...(tls ? { 'upgrade-insecure-requests': [] } : {}),
+      },
+    },
+    hsts: tls ? { maxAge: 31_536_000, includeSubDomains: false } : false,
+    referrerPolicy: { policy: 'no-referrer' },
+    xFrameOptions: { action: 'deny' },
+    crossOriginOpenerPolicy: { policy: 'same-origin' },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+    crossOriginEmbedderPolicy: false,
+  });
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (req.url.startsWith('/api/') && !reply.hasHeader('cache-control'))
+      reply.header('cache-control', 'no-store');
+    return payload;
   });
 }
 

@@ -29,6 +29,7 @@ import {
   isLoopbackHost,
   issueSession,
   LoginLimiter,
+  MtlsAuthenticator,
   NO_ANONYMOUS,
   OidcProviders,
   registerAuthApi,
@@ -217,8 +218,26 @@ class Modules {
             config.http.metrics_tenant_labels === 'auto'
               ? isLoopbackHost(config.listen.slice(0, config.listen.lastIndexOf(':')))
               : config.http.metrics_tenant_labels,
+          ...(config.http.tls
+            ? {
+                tls: {
+                  certFile: config.http.tls.cert_file,
+                  keyFile: config.http.tls.key_file,
+                  clientCaFile: config.http.tls.client_ca_file,
+                  clientAuth: config.http.tls.client_auth,
+                  minVersion: config.http.tls.min_version,
+                },
+              }
+            : {}),
         });
-        const app = this.http.app;
+        const http = this.http;
+        const app = http.app;
+        if (http.tlsEnabled) {
+          // Certificate renewal (cert-manager, certbot) ends with a SIGHUP: new connections get the new files.
+          const reload = () => void http.reloadTls();
+          process.on('SIGHUP', reload);
+          this.stoppers.push({ name, stop: () => void process.off('SIGHUP', reload) });
+        }
         this.stoppers.push({ name, stop: () => app.close() });
         return;
       }
@@ -236,9 +255,19 @@ class Modules {
               onError,
             )
           : undefined;
+        const tls = config.http.tls;
         const control = new AccessControl({
           tokens: new TokenAuthenticator(opened.tokens, policy),
           sessions,
+          // With a client CA, a verified client certificate identifies an agent that sends no token.
+          ...(tls?.client_ca_file !== undefined
+            ? {
+                certificates: new MtlsAuthenticator(new TokenAuthenticator(opened.tokens, policy), {
+                  clientTenants: tls.client_tenants,
+                  scopes: tls.client_scopes,
+                }),
+              }
+            : {}),
         });
         const audit = new AuditLog(opened.access, config.auth.audit_retention, onError);
         this.auth = control;

@@ -27,6 +27,16 @@ export interface ShipperOptions {
   readonly ttlMs: number;
   readonly logger: AgentLogger;
   readonly now?: () => number;
+  /** For an https:// URL (config `server.tls`): trusted CAs, a client certificate and key, the name to check. */
+  readonly tls?: ShipperTls;
+}
+
+export interface ShipperTls {
+  readonly ca?: Buffer | undefined;
+  readonly cert?: Buffer | undefined;
+  readonly key?: Buffer | undefined;
+  /** Checked against the server certificate instead of the URL's host (and sent as SNI). */
+  readonly servername?: string | undefined;
 }
 
 export interface ShipperCounters {
@@ -79,7 +89,15 @@ export class Shipper {
     if (this.endpoint.protocol === 'https:') {
       const mod = await import('node:https');
       this.client = mod.default;
-      this.agent = new mod.default.Agent({ keepAlive: true, maxSockets: 1 });
+      const t = this.opts.tls;
+      this.agent = new mod.default.Agent({
+        keepAlive: true,
+        maxSockets: 1,
+        ...(t?.ca ? { ca: t.ca } : {}),
+        ...(t?.cert ? { cert: t.cert } : {}),
+        ...(t?.key ? { key: t.key } : {}),
+        ...(t?.servername ? { servername: t.servername } : {}),
+      });
     } else {
       this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     }
@@ -175,7 +193,15 @@ export class Shipper {
       };
       const req = this.client.request(
         this.endpoint,
-        { method: 'POST', headers, agent: this.agent, timeout: this.opts.requestTimeoutMs, signal },
+        {
+          method: 'POST',
+          headers,
+          agent: this.agent,
+          timeout: this.opts.requestTimeoutMs,
+          signal,
+          // Per request too: the request's own SNI (from the URL's host) would override the agent's.
+          ...(this.opts.tls?.servername ? { servername: this.opts.tls.servername } : {}),
+        },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
