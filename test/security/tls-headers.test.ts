@@ -33,8 +33,8 @@ describe('security headers', () => {
       registry: new Registry(),
       bodyLimit: 1024,
     });
-    http.app.get('/api/tw/v1/example', async () => ({ ok: true }));
-    http.app.get('/api/tw/v1/cached', async (_req, reply) =>
+    http.app.get('/api/tw/v1/example', { config: { permission: 'public' } }, async () => ({ ok: true }));
+    http.app.get('/api/tw/v1/cached', { config: { permission: 'public' } }, async (_req, reply) =>
       reply.header('cache-control', 'max-age=60').send({}),
     );
     if (uiBuilt) await registerUi(http, UI_DIR);
