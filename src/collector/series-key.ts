@@ -32,6 +32,12 @@ export class SeriesKeyBuilder {
   /** Labels in the key after `finish` (tenant and empty values excluded). */
   labelCount = 0;
   /**
+   * After `finish`: label i of the key (in key order, tenant excluded) is name `src[keyRanges[4i]] ..+
+   * keyRanges[4i+1]` and value `src[keyRanges[4i+2]] ..+ keyRanges[4i+3]`, with `src` = {@link source}. Lets a
+   * registry intern a new series' strings straight from the request bytes.
+   */
+  keyRanges = new Int32Array(4 * 64);
+  /**
    * `ingest.max_labels_per_series`: `add` refuses a series with more than twice as many labels, so that a
    * series with 200K labels is refused in time linear in what was read, before `finish` sorts anything
    * (issue 16, item 4). Up to twice the limit the series is built, and validation refuses it with a message
@@ -47,6 +53,11 @@ export class SeriesKeyBuilder {
   /** Scratch for labels given as strings (OTLP, native): encoded here, then added as ranges. */
   private strings = new Uint8Array(4096);
   private stringsUsed = 0;
+
+  /** The buffer the label ranges of the current series point into. */
+  get source(): Uint8Array {
+    return this.src;
+  }
 
   /** Starts a series whose label bytes live in `src`. */
   begin(src: Uint8Array): void {
@@ -148,6 +159,8 @@ export class SeriesKeyBuilder {
     let h = 0x9747b28c;
     let length = 0;
     let labels = 0;
+    if (this.keyRanges.length < n * 4) this.keyRanges = new Int32Array(n * 8);
+    const kr = this.keyRanges;
     for (let i = 0; i < n; i++) {
       const at = order[i]! * 4;
       const ns = r[at]!;
@@ -155,18 +168,17 @@ export class SeriesKeyBuilder {
       if (nl === 6 && isTenant(src, ns)) continue;
       const vs = r[at + 2]!;
       const vl = r[at + 3]!;
+      const o = labels * 4;
+      kr[o] = ns;
+      kr[o + 1] = nl;
+      kr[o + 2] = vs;
+      kr[o + 3] = vl;
       h = hashRange(src, ns, nl, h ^ nl);
       h = hashRange(src, vs, vl, h ^ (vl + 0x3c6ef372));
       length += varintSize(nl) + nl + varintSize(vl) + vl;
       labels++;
     }
-    h ^= length;
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    h ^= h >>> 16;
-    this.hash = h | 0;
+    this.hash = fmix32(h ^ length);
     this.keyLength = length;
     this.labelCount = labels;
   }
@@ -185,25 +197,18 @@ export class SeriesKeyBuilder {
     start: number,
     count: number,
   ): boolean {
-    const n = this.count;
-    const r = this.ranges;
+    const n = this.labelCount;
+    if (count !== n * 2) return false;
+    const kr = this.keyRanges;
     const src = this.src;
-    const order = this.order;
-    let k = start;
-    const end = start + count;
     for (let i = 0; i < n; i++) {
-      const at = order[i]! * 4;
-      const ns = r[at]!;
-      const nl = r[at + 1]!;
-      if (nl === 6 && isTenant(src, ns)) continue;
-      if (k + 2 > end) return false;
-      const nid = ids[k]!;
-      if (!samePart(arena, partStart[nid]!, partSize[nid]!, src, ns, nl)) return false;
-      const vid = ids[k + 1]!;
-      if (!samePart(arena, partStart[vid]!, partSize[vid]!, src, r[at + 2]!, r[at + 3]!)) return false;
-      k += 2;
+      const o = i * 4;
+      const nid = ids[start + 2 * i]!;
+      if (!samePart(arena, partStart[nid]!, partSize[nid]!, src, kr[o]!, kr[o + 1]!)) return false;
+      const vid = ids[start + 2 * i + 1]!;
+      if (!samePart(arena, partStart[vid]!, partSize[vid]!, src, kr[o + 2]!, kr[o + 3]!)) return false;
     }
-    return k === end;
+    return true;
   }
 
   /** Writes the key of the last `finish` into `key[0..keyLength)`: needed only for a new series. */
@@ -233,7 +238,17 @@ export class SeriesKeyBuilder {
   }
 }
 
-function varintSize(v: number): number {
+/** murmur3's finalizer: every input bit affects every output bit (the low bits pick a hash table slot). */
+export function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h | 0;
+}
+
+export function varintSize(v: number): number {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
 }
 
@@ -241,7 +256,7 @@ function varintSize(v: number): number {
  * Whether `arena[partAt .. partAt + partSize)` is exactly `uvarint(len) src[at..at+len)` (lengths first: most
  * mismatches stop there).
  */
-function samePart(
+export function samePart(
   arena: Uint8Array,
   partAt: number,
   partSize: number,
@@ -257,7 +272,7 @@ function samePart(
 }
 
 /** murmur3 (x86, 32-bit) rounds over `b[start..start+len)`, continuing from `h` (not finalized). */
-function hashRange(b: Uint8Array, start: number, len: number, h: number): number {
+export function hashRange(b: Uint8Array, start: number, len: number, h: number): number {
   let i = start;
   const whole = start + (len & ~3);
   for (; i < whole; i += 4) {

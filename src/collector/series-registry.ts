@@ -18,11 +18,19 @@
  * Not safe for concurrent use; Node's single thread and that rule make it so.
  */
 
-import { seriesPartitionKey } from '../bus/index.js';
+import { jobPartitionKey } from '../bus/index.js';
 import { Errors, twError } from '../model/errors.js';
-import { formatSeries, type LabelSet, WellKnownLabel } from '../model/labels.js';
+import { validateJobId } from '../model/job.js';
+import {
+  formatSeries,
+  isValidLabelName,
+  isValidMetricName,
+  type LabelSet,
+  METRIC_NAME_LABEL,
+  WellKnownLabel,
+} from '../model/labels.js';
 import { ProtoError } from './protobuf.js';
-import type { SeriesKeyBuilder } from './series-key.js';
+import { fmix32, hashRange, type SeriesKeyBuilder, samePart } from './series-key.js';
 import { type SeriesLimits, seriesProblem } from './validate.js';
 
 export interface RegistryLimits {
@@ -38,6 +46,22 @@ export interface RegistryLimits {
 }
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+// Per interned string: which checks of `seriesProblem` it passes, computed the first time a new series uses it.
+const FLAGS_KNOWN = 1;
+/** Valid as a label name other than `__name__` (syntax, not reserved, length). */
+const NAME_OK = 2;
+/** Valid as a metric name (syntax, length). */
+const METRIC_OK = 4;
+/** Within `max_label_value_bytes`. */
+const VALUE_OK = 8;
+/** Valid as a `job_id`. */
+const JOB_OK = 16;
+/** The string is `__name__`, `job_id`, `node_id` or `instance` (the names the partition key or checks need). */
+const IS_METRIC_NAME = 32;
+const IS_JOB_ID = 64;
+const IS_NODE_ID = 128;
+const IS_INSTANCE = 256;
 const textEncoder = new TextEncoder();
 
 function grownI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
@@ -47,8 +71,10 @@ function grownI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
 }
 
 export class SeriesRegistry {
-  // Open-addressing hash table (linear probing): slot → ref + 1, 0 = empty. Load factor ≤ 1/2.
-  private slots = new Int32Array(2048);
+  // Open-addressing hash table (linear probing), load factor ≤ 1/2. Slot i is `slots[2i]` = the series' key
+  // hash and `slots[2i + 1]` = ref + 1 (0 = empty): a probe compares hashes inside the table, so a lookup
+  // touches the per-ref columns only on a hash match (each column read is a cache miss at 40K+ series).
+  private slots = new Int32Array(2 * 2048);
   private mask = 2047;
 
   // Per-ref columns.
@@ -84,6 +110,14 @@ export class SeriesRegistry {
   stringStart = new Int32Array(1024);
   stringSize = new Int32Array(1024);
   private stringUsed = 0;
+  /**
+   * The pool indexed by bytes as well (open addressing over string ids: slot → id + 1, 0 = empty; load ≤ 1/2):
+   * a new series' label strings are found from the request's bytes, with no string decoded for a string the
+   * pool has. `stringHash[id]` is the hash of the string's UTF-8 bytes.
+   */
+  private stringSlots = new Int32Array(2048);
+  private stringHash = new Int32Array(1024);
+  private stringFlags = new Uint16Array(1024);
 
   // Partition keys, interned: a ref's partition is an index into this list.
   private partitionIndex = new Map<string, number>();
@@ -136,10 +170,60 @@ export class SeriesRegistry {
   }
 
   labelsOf(ref: number): LabelSet {
-    const ids = this.labelIds(ref);
+    return this.labelsOfIds(this.idsStart[ref]!, this.idsCount[ref]!);
+  }
+
+  private labelsOfIds(start: number, count: number): LabelSet {
     const labels: Record<string, string> = {};
-    for (let i = 0; i < ids.length; i += 2) labels[this.stringList[ids[i]!]!] = this.stringList[ids[i + 1]!]!;
+    for (let i = start; i < start + count; i += 2)
+      labels[this.stringList[this.idArena[i]!]!] = this.stringList[this.idArena[i + 1]!]!;
     return labels;
+  }
+
+  /** The id of the string whose UTF-8 bytes are `src[at..at+len)`, interning it when new (checks its UTF-8). */
+  private internBytes(src: Uint8Array, at: number, len: number): number {
+    const h = fmix32(hashRange(src, at, len, len));
+    const slots = this.stringSlots;
+    const mask = slots.length - 1;
+    for (let slot = h & mask; ; slot = (slot + 1) & mask) {
+      const s = slots[slot]!;
+      if (s === 0) break;
+      const id = s - 1;
+      if (
+        this.stringHash[id] === h &&
+        samePart(this.stringArena, this.stringStart[id]!, this.stringSize[id]!, src, at, len)
+      )
+        return id;
+    }
+    let str: string;
+    try {
+      str = textDecoder.decode(src.subarray(at, at + len));
+    } catch {
+      throw new ProtoError('a label name or value is not valid UTF-8', at);
+    }
+    return this.intern(str);
+  }
+
+  /** The `seriesProblem` checks string `id` passes (see NAME_OK etc.). */
+  private flagsOf(id: number): number {
+    let f = this.stringFlags[id]!;
+    if (f === 0) {
+      const s = this.stringList[id]!;
+      const limits = this.limits.series;
+      const maxName = limits.maxLabelNameBytes ?? Number.POSITIVE_INFINITY;
+      f = FLAGS_KNOWN;
+      if (isValidLabelName(s) && !s.startsWith('__') && s.length <= maxName) f |= NAME_OK;
+      if (isValidMetricName(s) && s.length <= maxName) f |= METRIC_OK;
+      if (!(s.length * 3 > limits.maxLabelValueBytes && Buffer.byteLength(s) > limits.maxLabelValueBytes))
+        f |= VALUE_OK;
+      if (validateJobId(s) === undefined) f |= JOB_OK;
+      if (s === METRIC_NAME_LABEL) f |= IS_METRIC_NAME;
+      else if (s === WellKnownLabel.jobId) f |= IS_JOB_ID;
+      else if (s === 'node_id') f |= IS_NODE_ID;
+      else if (s === 'instance') f |= IS_INSTANCE;
+      this.stringFlags[id] = f;
+    }
+    return f;
   }
 
   /** Call before resolving the series of a request: compacts if due, and opens the request's undo log. */
@@ -237,13 +321,14 @@ export class SeriesRegistry {
   resolve(kb: SeriesKeyBuilder, nowMs: number): number {
     const h = kb.hash;
     const klen = kb.keyLength;
+    const slots = this.slots;
     let slot = h & this.mask;
     for (;;) {
-      const s = this.slots[slot]!;
+      const s = slots[2 * slot + 1]!;
       if (s === 0) break;
       const ref = s - 1;
       if (
-        this.hashes[ref] === h &&
+        slots[2 * slot] === h &&
         this.keyLength[ref] === klen &&
         // The key is the series' interned strings in name order (its label ids, the tenant pair last and
         // left out): compared there, so no copy of each key is kept (about 150 bytes per series).
@@ -270,9 +355,11 @@ export class SeriesRegistry {
     return this.create(kb, slot, nowMs);
   }
 
-  private checkLimit(refOrLabels: number | LabelSet): void {
-    if (this.live < this.limits.maxActiveSeries) return;
-    const labels = typeof refOrLabels === 'number' ? this.labelsOf(refOrLabels) : refOrLabels;
+  private checkLimit(ref: number): void {
+    if (this.live >= this.limits.maxActiveSeries) this.refuseOverLimit(this.labelsOf(ref));
+  }
+
+  private refuseOverLimit(labels: LabelSet): never {
     const shown = this.shown(labels);
     // `live` already counts the series this request added: say how many were active before it, and how
     // many the request brought (a tenant with 0 active series was told it "already has 100").
@@ -294,12 +381,59 @@ export class SeriesRegistry {
     return formatSeries(rest).slice(0, 300);
   }
 
+  /**
+   * A new series: its label strings are interned straight from the request bytes (a string is decoded only
+   * the first time the pool sees it), and validated through per-string flags computed once per string; only
+   * a series that fails a check is decoded into a label set, to name the problem exactly as
+   * {@link seriesProblem} does.
+   */
   private create(kb: SeriesKeyBuilder, slot: number, nowMs: number): number {
-    kb.materialize();
-    const labels = this.decodeKey(kb);
-    const problem = seriesProblem(labels, this.limits.series);
-    if (problem) throw twError(Errors.invalidSeries, `series ${this.shown(labels)}: ${problem}`);
-    this.checkLimit(labels);
+    const n = kb.labelCount;
+    const nIds = n * 2 + 2;
+    if (this.idUsed + nIds > this.idArena.length) {
+      const a = new Uint32Array(Math.max(this.idArena.length * 2, this.idUsed + nIds));
+      a.set(this.idArena.subarray(0, this.idUsed));
+      this.idArena = a;
+    }
+    // The ids are written past `idUsed` and committed only once every check passed.
+    const at = this.idUsed;
+    const ids = this.idArena;
+    const src = kb.source;
+    const kr = kb.keyRanges;
+    let ok = n + 1 <= this.limits.series.maxLabelsPerSeries;
+    let hasName = false;
+    let job = -1;
+    let node = -1;
+    let instance = -1;
+    for (let i = 0; i < n; i++) {
+      const o = 4 * i;
+      const nid = this.internBytes(src, kr[o]!, kr[o + 1]!);
+      const vid = this.internBytes(src, kr[o + 2]!, kr[o + 3]!);
+      ids[at + 2 * i] = nid;
+      ids[at + 2 * i + 1] = vid;
+      const nf = this.flagsOf(nid);
+      const vf = this.flagsOf(vid);
+      if (nf & IS_METRIC_NAME) {
+        hasName = true;
+        ok = ok && (vf & METRIC_OK) !== 0;
+      } else ok = ok && (nf & NAME_OK) !== 0;
+      ok = ok && (vf & VALUE_OK) !== 0;
+      if (nf & IS_JOB_ID) {
+        job = vid;
+        ok = ok && (vf & JOB_OK) !== 0;
+      } else if (nf & IS_NODE_ID) node = vid;
+      else if (nf & IS_INSTANCE) instance = vid;
+    }
+    ids[at + 2 * n] = this.tenantIds[0];
+    ids[at + 2 * n + 1] = this.tenantIds[1];
+    ok = ok && hasName && (this.flagsOf(this.tenantIds[1]) & VALUE_OK) !== 0;
+    if (!ok) {
+      kb.materialize();
+      const labels = this.decodeKey(kb);
+      const problem = seriesProblem(labels, this.limits.series);
+      if (problem) throw twError(Errors.invalidSeries, `series ${this.shown(labels)}: ${problem}`);
+    }
+    if (this.live >= this.limits.maxActiveSeries) this.refuseOverLimit(this.labelsOfIds(at, nIds));
 
     const ref = this.size++;
     if (ref === this.capacity) this.growColumns();
@@ -310,23 +444,15 @@ export class SeriesRegistry {
     this.counted[ref] = 1;
     this.live++;
 
-    const nIds = kb.labelCount * 2 + 2;
-    if (this.idUsed + nIds > this.idArena.length) {
-      const a = new Uint32Array(Math.max(this.idArena.length * 2, this.idUsed + nIds));
-      a.set(this.idArena.subarray(0, this.idUsed));
-      this.idArena = a;
-    }
-    this.idsStart[ref] = this.idUsed;
+    this.idsStart[ref] = at;
     this.idsCount[ref] = nIds;
-    for (const name in labels) {
-      if (name === WellKnownLabel.tenant) continue;
-      this.idArena[this.idUsed++] = this.intern(name);
-      this.idArena[this.idUsed++] = this.intern(labels[name]!);
-    }
-    this.idArena[this.idUsed++] = this.tenantIds[0];
-    this.idArena[this.idUsed++] = this.tenantIds[1];
+    this.idUsed = at + nIds;
 
-    const pkey = seriesPartitionKey(this.tenant, labels, '')!;
+    const list = this.stringList;
+    const pkey =
+      job >= 0
+        ? jobPartitionKey(this.tenant, list[job]!)
+        : `${this.tenant}\u0000\u0000${node >= 0 ? list[node] : instance >= 0 ? list[instance] : ''}`;
     let p = this.partitionIndex.get(pkey);
     if (p === undefined) {
       p = this.partitionKeys.length;
@@ -335,8 +461,9 @@ export class SeriesRegistry {
     }
     this.partitionOfRef[ref] = p;
 
-    this.slots[slot] = ref + 1;
-    if (this.size * 2 > this.slots.length) this.rehash(this.slots.length * 2);
+    this.slots[2 * slot] = kb.hash;
+    this.slots[2 * slot + 1] = ref + 1;
+    if (this.size * 2 > this.mask + 1) this.rehash((this.mask + 1) * 2);
     return ref;
   }
 
@@ -387,6 +514,10 @@ export class SeriesRegistry {
     if (id === this.stringStart.length) {
       this.stringStart = grownI32(this.stringStart, id * 2);
       this.stringSize = grownI32(this.stringSize, id * 2);
+      this.stringHash = grownI32(this.stringHash, id * 2);
+      const f = new Uint16Array(id * 2);
+      f.set(this.stringFlags);
+      this.stringFlags = f;
     }
     // Room for the longest encoding: 5 bytes of length, 3 bytes per UTF-16 unit.
     const need = this.stringUsed + 5 + s.length * 3;
@@ -410,6 +541,23 @@ export class SeriesRegistry {
     this.stringStart[id] = start;
     this.stringSize[id] = p - start + utf8;
     this.stringUsed = start + this.stringSize[id]!;
+    this.stringFlags[id] = 0;
+    this.stringHash[id] = fmix32(hashRange(arena, p, utf8, utf8));
+    if ((id + 1) * 2 > this.stringSlots.length) this.rehashStrings(this.stringSlots.length * 2);
+    else this.placeString(this.stringSlots, id);
+  }
+
+  private placeString(slots: Int32Array, id: number): void {
+    const mask = slots.length - 1;
+    let slot = this.stringHash[id]! & mask;
+    while (slots[slot] !== 0) slot = (slot + 1) & mask;
+    slots[slot] = id + 1;
+  }
+
+  private rehashStrings(slotCount: number): void {
+    const slots = new Int32Array(slotCount);
+    for (let id = 0; id < this.stringList.length; id++) this.placeString(slots, id);
+    this.stringSlots = slots;
   }
 
   private growColumns(): void {
@@ -435,12 +583,15 @@ export class SeriesRegistry {
   }
 
   private rehash(slotCount: number): void {
-    this.slots = new Int32Array(slotCount);
+    const slots = new Int32Array(2 * slotCount);
+    this.slots = slots;
     this.mask = slotCount - 1;
     for (let ref = 0; ref < this.size; ref++) {
-      let slot = this.hashes[ref]! & this.mask;
-      while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask;
-      this.slots[slot] = ref + 1;
+      const h = this.hashes[ref]!;
+      let slot = h & this.mask;
+      while (slots[2 * slot + 1] !== 0) slot = (slot + 1) & this.mask;
+      slots[2 * slot] = h;
+      slots[2 * slot + 1] = ref + 1;
     }
   }
 
@@ -488,6 +639,7 @@ export class SeriesRegistry {
     this.stringIndex = new Map();
     this.stringList = [];
     this.stringUsed = 0;
+    this.stringSlots = new Int32Array(2048);
     const remap = new Int32Array(old.strings.length).fill(-1);
     const tenantIds = this.tenantIds as [number, number];
     const [oldTenantName, oldTenantValue] = tenantIds;
