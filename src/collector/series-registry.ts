@@ -281,7 +281,7 @@ export class SeriesRegistry {
    * refused the request, so that the sender's retry does not count them twice. Refs of another generation
    * are stale: then nothing can be taken back (a compaction ran in between; rare, at most every TTL/4).
    */
-  undoAccumulations(log: readonly number[], generation: number): boolean {
+  undoAccumulations(log: ArrayLike<number>, generation: number): boolean {
     if (generation !== this.generation) return false;
     for (let i = 0; i < log.length; i += 2) this.totals[log[i]!]! -= log[i + 1]!;
     return true;
