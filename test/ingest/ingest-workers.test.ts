@@ -8,7 +8,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { IngestWorkers, workerOfTenant } from '../../src/collector/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
-import { collectorHarness, DEFAULT_TEST_LIMITS, type HarnessOptions, harnessTenantLimits } from './harness.js';
+import {
+  collectorHarness,
+  DEFAULT_TEST_LIMITS,
+  type HarnessOptions,
+  harnessTenantLimits,
+} from './harness.js';
 import { RW1_HEADERS, type RwSeries, snappyCompress, writeRequestV1 } from './wire.js';
 
 const NOW = Date.now();
