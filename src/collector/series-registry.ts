@@ -47,6 +47,24 @@ export interface RegistryLimits {
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
+/** Int32 fields of a ref's `meta` record. */
+const M = 8;
+/** Hash of the canonical key. */
+const M_HASH = 0;
+/** Key length in bytes: a cheap first filter before comparing (the key itself is not kept: see `resolve`). */
+const M_KEY_LENGTH = 1;
+/** The ref's label ids: `idArena[start .. start + count)`. */
+const M_IDS_START = 2;
+const M_IDS_COUNT = 3;
+/** Index into `partitionKeys`. */
+const M_PARTITION = 4;
+/** 1 while the series counts as active. */
+const M_COUNTED = 5;
+/** Float64 fields of a ref's `times` record. */
+const T = 2;
+const T_LAST_SEEN = 0;
+const T_NEWEST = 1;
+
 // Per interned string: which checks of `seriesProblem` it passes, computed the first time a new series uses it.
 const FLAGS_KNOWN = 1;
 /** Valid as a label name other than `__name__` (syntax, not reserved, length). */
@@ -77,20 +95,15 @@ export class SeriesRegistry {
   private slots = new Int32Array(2 * 2048);
   private mask = 2047;
 
-  // Per-ref columns.
+  // Per-ref records, interleaved rather than one array per field: a lookup of a known series reads one
+  // 32-byte `meta` record and one 16-byte `times` record (fields: M_*, T_*), two cache misses instead of seven
+  // at 40K+ series.
   private capacity = 1024;
-  private hashes = new Int32Array(1024);
-  /** Key length in bytes: a cheap first filter before comparing (the key itself is not kept: see `resolve`). */
-  private keyLength = new Int32Array(1024);
-  private lastSeen = new Float64Array(1024);
-  /** Per series: the newest sample timestamp accepted (ms), -Infinity before the first. */
-  private newest = new Float64Array(1024).fill(Number.NEGATIVE_INFINITY);
+  private meta = new Int32Array(1024 * M);
+  /** Per series: last seen (ms) and the newest sample timestamp accepted (ms, -Infinity before the first). */
+  private times = new Float64Array(1024 * T);
   /** (ref, previous newest) pairs of the current request, to roll back a refused request. */
   private readonly newestUndo: number[] = [];
-  private counted = new Uint8Array(1024);
-  private idsStart = new Int32Array(1024);
-  private idsCount = new Int32Array(1024);
-  private partitionOfRef = new Int32Array(1024);
   /** Running totals of OTLP delta sums, turned into cumulative counters (see `accumulate`). */
   private totals = new Float64Array(1024);
   private idArena = new Uint32Array(1 << 14);
@@ -146,7 +159,10 @@ export class SeriesRegistry {
 
   /** The interned label string ids of a series (name, value, name, value, ...; the tenant label included). */
   labelIds(ref: number): Uint32Array {
-    return this.idArena.subarray(this.idsStart[ref]!, this.idsStart[ref]! + this.idsCount[ref]!);
+    return this.idArena.subarray(
+      this.meta[ref * M + M_IDS_START]!,
+      this.meta[ref * M + M_IDS_START]! + this.meta[ref * M + M_IDS_COUNT]!,
+    );
   }
 
   /**
@@ -158,19 +174,19 @@ export class SeriesRegistry {
   }
 
   labelIdStart(ref: number): number {
-    return this.idsStart[ref]!;
+    return this.meta[ref * M + M_IDS_START]!;
   }
 
   labelIdCount(ref: number): number {
-    return this.idsCount[ref]!;
+    return this.meta[ref * M + M_IDS_COUNT]!;
   }
 
   partitionIndexOf(ref: number): number {
-    return this.partitionOfRef[ref]!;
+    return this.meta[ref * M + M_PARTITION]!;
   }
 
   labelsOf(ref: number): LabelSet {
-    return this.labelsOfIds(this.idsStart[ref]!, this.idsCount[ref]!);
+    return this.labelsOfIds(this.meta[ref * M + M_IDS_START]!, this.meta[ref * M + M_IDS_COUNT]!);
   }
 
   private labelsOfIds(start: number, count: number): LabelSet {
@@ -250,10 +266,10 @@ export class SeriesRegistry {
   noteSampleTime(ref: number, t: number): void {
     const window = this.limits.outOfOrderWindowMs;
     if (window === undefined) return;
-    const newest = this.newest[ref]!;
+    const newest = this.times[ref * T + T_NEWEST]!;
     if (t > newest) {
       this.newestUndo.push(ref, newest);
-      this.newest[ref] = t;
+      this.times[ref * T + T_NEWEST] = t;
     } else if (t < newest - window) {
       throw twError(
         Errors.invalidSeries,
@@ -297,17 +313,17 @@ export class SeriesRegistry {
     this.undoAccumulations(this.accumulated, this.generation);
     this.accumulated.length = 0;
     for (let i = this.newestUndo.length - 2; i >= 0; i -= 2)
-      this.newest[this.newestUndo[i]!] = this.newestUndo[i + 1]!;
+      this.times[this.newestUndo[i]! * T + T_NEWEST] = this.newestUndo[i + 1]!;
     this.newestUndo.length = 0;
     for (let ref = this.requestFirstRef; ref < this.size; ref++) {
-      if (this.counted[ref]) {
-        this.counted[ref] = 0;
+      if (this.meta[ref * M + M_COUNTED]) {
+        this.meta[ref * M + M_COUNTED] = 0;
         this.live--;
       }
     }
     for (const ref of this.revived) {
-      if (this.counted[ref]) {
-        this.counted[ref] = 0;
+      if (this.meta[ref * M + M_COUNTED]) {
+        this.meta[ref * M + M_COUNTED] = 0;
         this.live--;
       }
     }
@@ -329,7 +345,7 @@ export class SeriesRegistry {
       const ref = s - 1;
       if (
         slots[2 * slot] === h &&
-        this.keyLength[ref] === klen &&
+        this.meta[ref * M + M_KEY_LENGTH] === klen &&
         // The key is the series' interned strings in name order (its label ids, the tenant pair last and
         // left out): compared there, so no copy of each key is kept (about 150 bytes per series).
         kb.equalsParts(
@@ -337,17 +353,17 @@ export class SeriesRegistry {
           this.stringStart,
           this.stringSize,
           this.idArena,
-          this.idsStart[ref]!,
-          this.idsCount[ref]! - 2,
+          this.meta[ref * M + M_IDS_START]!,
+          this.meta[ref * M + M_IDS_COUNT]! - 2,
         )
       ) {
-        if (!this.counted[ref]) {
+        if (!this.meta[ref * M + M_COUNTED]) {
           this.checkLimit(ref);
-          this.counted[ref] = 1;
+          this.meta[ref * M + M_COUNTED] = 1;
           this.live++;
           this.revived.push(ref);
         }
-        this.lastSeen[ref] = nowMs;
+        this.times[ref * T + T_LAST_SEEN] = nowMs;
         return ref;
       }
       slot = (slot + 1) & this.mask;
@@ -364,7 +380,7 @@ export class SeriesRegistry {
     // `live` already counts the series this request added: say how many were active before it, and how
     // many the request brought (a tenant with 0 active series was told it "already has 100").
     let added = this.revived.length;
-    for (let ref = this.requestFirstRef; ref < this.size; ref++) if (this.counted[ref]) added++;
+    for (let ref = this.requestFirstRef; ref < this.size; ref++) if (this.meta[ref * M + M_COUNTED]) added++;
     const before = this.live - added;
     throw twError(
       Errors.limitExceeded,
@@ -437,15 +453,15 @@ export class SeriesRegistry {
 
     const ref = this.size++;
     if (ref === this.capacity) this.growColumns();
-    this.keyLength[ref] = kb.keyLength;
-    this.hashes[ref] = kb.hash;
-    this.lastSeen[ref] = nowMs;
-    this.newest[ref] = Number.NEGATIVE_INFINITY;
-    this.counted[ref] = 1;
+    this.meta[ref * M + M_KEY_LENGTH] = kb.keyLength;
+    this.meta[ref * M + M_HASH] = kb.hash;
+    this.times[ref * T + T_LAST_SEEN] = nowMs;
+    this.times[ref * T + T_NEWEST] = Number.NEGATIVE_INFINITY;
+    this.meta[ref * M + M_COUNTED] = 1;
     this.live++;
 
-    this.idsStart[ref] = at;
-    this.idsCount[ref] = nIds;
+    this.meta[ref * M + M_IDS_START] = at;
+    this.meta[ref * M + M_IDS_COUNT] = nIds;
     this.idUsed = at + nIds;
 
     const list = this.stringList;
@@ -459,7 +475,7 @@ export class SeriesRegistry {
       this.partitionKeys.push(pkey);
       this.partitionIndex.set(pkey, p);
     }
-    this.partitionOfRef[ref] = p;
+    this.meta[ref * M + M_PARTITION] = p;
 
     this.slots[2 * slot] = kb.hash;
     this.slots[2 * slot + 1] = ref + 1;
@@ -562,23 +578,15 @@ export class SeriesRegistry {
 
   private growColumns(): void {
     const n = this.capacity * 2;
-    this.hashes = grownI32(this.hashes, n);
-    this.keyLength = grownI32(this.keyLength, n);
-    this.idsStart = grownI32(this.idsStart, n);
-    this.idsCount = grownI32(this.idsCount, n);
-    this.partitionOfRef = grownI32(this.partitionOfRef, n);
+    const meta = new Int32Array(n * M);
+    meta.set(this.meta);
+    this.meta = meta;
+    const times = new Float64Array(n * T);
+    times.set(this.times);
+    this.times = times;
     const tot = new Float64Array(n);
     tot.set(this.totals);
     this.totals = tot;
-    const ls = new Float64Array(n);
-    ls.set(this.lastSeen);
-    this.lastSeen = ls;
-    const nw = new Float64Array(n).fill(Number.NEGATIVE_INFINITY);
-    nw.set(this.newest);
-    this.newest = nw;
-    const c = new Uint8Array(n);
-    c.set(this.counted);
-    this.counted = c;
     this.capacity = n;
   }
 
@@ -587,7 +595,7 @@ export class SeriesRegistry {
     this.slots = slots;
     this.mask = slotCount - 1;
     for (let ref = 0; ref < this.size; ref++) {
-      const h = this.hashes[ref]!;
+      const h = this.meta[ref * M + M_HASH]!;
       let slot = h & this.mask;
       while (slots[2 * slot + 1] !== 0) slot = (slot + 1) & this.mask;
       slots[2 * slot] = h;
@@ -605,18 +613,12 @@ export class SeriesRegistry {
     const cutoff = nowMs - this.limits.activeSeriesTtlMs;
     let survivors = 0;
     for (let ref = 0; ref < this.size; ref++)
-      if (this.counted[ref] && this.lastSeen[ref]! >= cutoff) survivors++;
+      if (this.meta[ref * M + M_COUNTED] && this.times[ref * T + T_LAST_SEEN]! >= cutoff) survivors++;
     if (survivors === this.size) return;
 
     const old = {
-      hashes: this.hashes,
-      keyLength: this.keyLength,
-      lastSeen: this.lastSeen,
-      newest: this.newest,
-      counted: this.counted,
-      idsStart: this.idsStart,
-      idsCount: this.idsCount,
-      partitionOfRef: this.partitionOfRef,
+      meta: this.meta,
+      times: this.times,
       totals: this.totals,
       idArena: this.idArena,
       size: this.size,
@@ -625,14 +627,8 @@ export class SeriesRegistry {
     let capacity = 1024;
     while (capacity < survivors) capacity *= 2;
     this.capacity = capacity;
-    this.hashes = new Int32Array(capacity);
-    this.keyLength = new Int32Array(capacity);
-    this.lastSeen = new Float64Array(capacity);
-    this.newest = new Float64Array(capacity).fill(Number.NEGATIVE_INFINITY);
-    this.counted = new Uint8Array(capacity);
-    this.idsStart = new Int32Array(capacity);
-    this.idsCount = new Int32Array(capacity);
-    this.partitionOfRef = new Int32Array(capacity);
+    this.meta = new Int32Array(capacity * M);
+    this.times = new Float64Array(capacity * T);
     this.totals = new Float64Array(capacity);
     this.idArena = new Uint32Array(Math.max(1 << 14, this.idUsed));
     this.idUsed = 0;
@@ -654,25 +650,25 @@ export class SeriesRegistry {
 
     let ref = 0;
     for (let o = 0; o < old.size; o++) {
-      if (!old.counted[o] || old.lastSeen[o]! < cutoff) continue;
-      this.keyLength[ref] = old.keyLength[o]!;
-      this.hashes[ref] = old.hashes[o]!;
-      this.lastSeen[ref] = old.lastSeen[o]!;
-      this.newest[ref] = old.newest[o]!;
-      this.counted[ref] = 1;
+      if (!old.meta[o * M + M_COUNTED] || old.times[o * T + T_LAST_SEEN]! < cutoff) continue;
+      this.meta[ref * M + M_KEY_LENGTH] = old.meta[o * M + M_KEY_LENGTH]!;
+      this.meta[ref * M + M_HASH] = old.meta[o * M + M_HASH]!;
+      this.times[ref * T + T_LAST_SEEN] = old.times[o * T + T_LAST_SEEN]!;
+      this.times[ref * T + T_NEWEST] = old.times[o * T + T_NEWEST]!;
+      this.meta[ref * M + M_COUNTED] = 1;
       this.totals[ref] = old.totals[o]!;
-      const op = old.partitionOfRef[o]!;
+      const op = old.meta[o * M + M_PARTITION]!;
       if (partitionRemap[op]! < 0) {
         partitionRemap[op] = this.partitionKeys.length;
         this.partitionIndex.set(oldPartitionKeys[op]!, this.partitionKeys.length);
         this.partitionKeys.push(oldPartitionKeys[op]!);
       }
-      this.partitionOfRef[ref] = partitionRemap[op]!;
-      const n = old.idsCount[o]!;
-      this.idsStart[ref] = this.idUsed;
-      this.idsCount[ref] = n;
+      this.meta[ref * M + M_PARTITION] = partitionRemap[op]!;
+      const n = old.meta[o * M + M_IDS_COUNT]!;
+      this.meta[ref * M + M_IDS_START] = this.idUsed;
+      this.meta[ref * M + M_IDS_COUNT] = n;
       for (let i = 0; i < n; i++) {
-        const id = old.idArena[old.idsStart[o]! + i]!;
+        const id = old.idArena[old.meta[o * M + M_IDS_START]! + i]!;
         let nid = remap[id]!;
         if (nid < 0) {
           nid = this.intern(old.strings[id]!);
