@@ -119,7 +119,13 @@ export class IngestWorkers implements IngestEngine {
     return new Promise<IngestResult>((resolve, reject) => {
       this.pending.set(id, { worker: w, resolve, reject });
       const message: ToIngestWorker = { type: 'decode', id, job: { ...job, body } };
-      this.workers[w]!.postMessage(message, [body.buffer as ArrayBuffer]);
+      try {
+        this.workers[w]!.postMessage(message, [body.buffer as ArrayBuffer]);
+      } catch (err) {
+        this.pending.delete(id);
+        this.inFlight[w]!--;
+        reject(err);
+      }
     });
   }
 

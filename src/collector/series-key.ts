@@ -46,6 +46,8 @@ export class SeriesKeyBuilder {
   maxLabels = Number.POSITIVE_INFINITY;
 
   private src: Uint8Array = new Uint8Array(0);
+  /** `src` as a DataView: 4 bytes per read when hashing and comparing (unaligned reads are fine). */
+  private srcView: DataView = new DataView(new ArrayBuffer(0));
   /** Per label: name start, name length, value start, value length. */
   private ranges = new Int32Array(4 * 64);
   private count = 0;
@@ -61,15 +63,17 @@ export class SeriesKeyBuilder {
 
   /** Starts a series whose label bytes live in `src`. */
   begin(src: Uint8Array): void {
-    this.src = src;
+    if (src !== this.src) {
+      this.src = src;
+      this.srcView = new DataView(src.buffer, src.byteOffset, src.byteLength);
+    }
     this.count = 0;
   }
 
   /** Starts a series whose labels will be given as strings. */
   beginStrings(): void {
-    this.src = this.strings;
+    this.begin(this.strings);
     this.stringsUsed = 0;
-    this.count = 0;
   }
 
   add(nameStart: number, nameLength: number, valueStart: number, valueLength: number): void {
@@ -109,7 +113,7 @@ export class SeriesKeyBuilder {
       grown.set(this.strings.subarray(0, this.stringsUsed));
       // Ranges already added point into the old buffer by offset: the copy keeps them valid.
       this.strings = grown;
-      this.src = grown;
+      this.begin(grown);
     }
     const start = this.stringsUsed;
     this.stringsUsed += textEncoder.encodeInto(s, this.strings.subarray(start)).written;
@@ -156,6 +160,7 @@ export class SeriesKeyBuilder {
     }
     // Hash and measure the key straight from the source ranges: a known series (the common case) is then
     // compared against its interned strings without the key ever being copied out (see `equalsParts`).
+    const view = this.srcView;
     let h = 0x9747b28c;
     let length = 0;
     let labels = 0;
@@ -173,8 +178,8 @@ export class SeriesKeyBuilder {
       kr[o + 1] = nl;
       kr[o + 2] = vs;
       kr[o + 3] = vl;
-      h = hashRange(src, ns, nl, h ^ nl);
-      h = hashRange(src, vs, vl, h ^ (vl + 0x3c6ef372));
+      h = hashView(view, ns, nl, h ^ nl);
+      h = hashView(view, vs, vl, h ^ (vl + 0x3c6ef372));
       length += varintSize(nl) + nl + varintSize(vl) + vl;
       labels++;
     }
@@ -190,7 +195,7 @@ export class SeriesKeyBuilder {
    * that a registry needs no copy of the key.
    */
   equalsParts(
-    arena: Uint8Array,
+    arena: DataView,
     partStart: Int32Array,
     partSize: Int32Array,
     ids: Uint32Array,
@@ -200,13 +205,13 @@ export class SeriesKeyBuilder {
     const n = this.labelCount;
     if (count !== n * 2) return false;
     const kr = this.keyRanges;
-    const src = this.src;
+    const src = this.srcView;
     for (let i = 0; i < n; i++) {
       const o = i * 4;
       const nid = ids[start + 2 * i]!;
-      if (!samePart(arena, partStart[nid]!, partSize[nid]!, src, kr[o]!, kr[o + 1]!)) return false;
+      if (!samePartView(arena, partStart[nid]!, partSize[nid]!, src, kr[o]!, kr[o + 1]!)) return false;
       const vid = ids[start + 2 * i + 1]!;
-      if (!samePart(arena, partStart[vid]!, partSize[vid]!, src, kr[o + 2]!, kr[o + 3]!)) return false;
+      if (!samePartView(arena, partStart[vid]!, partSize[vid]!, src, kr[o + 2]!, kr[o + 3]!)) return false;
     }
     return true;
   }
@@ -269,6 +274,53 @@ export function samePart(
   const base = partAt + head;
   for (let k = 0; k < len; k++) if (arena[base + k] !== src[at + k]) return false;
   return true;
+}
+
+/** {@link samePart} over DataViews, comparing 4 bytes per read. */
+function samePartView(
+  arena: DataView,
+  partAt: number,
+  partSize: number,
+  src: DataView,
+  at: number,
+  len: number,
+): boolean {
+  const head = varintSize(len);
+  if (partSize !== head + len) return false;
+  const base = partAt + head;
+  let k = 0;
+  for (; k + 4 <= len; k += 4)
+    if (arena.getInt32(base + k, true) !== src.getInt32(at + k, true)) return false;
+  for (; k < len; k++) if (arena.getUint8(base + k) !== src.getUint8(at + k)) return false;
+  return true;
+}
+
+/** {@link hashRange} over a DataView (the same result: its words are the same little-endian reads). */
+export function hashView(v: DataView, start: number, len: number, h: number): number {
+  let i = start;
+  const whole = start + (len & ~3);
+  for (; i < whole; i += 4) {
+    let k = v.getInt32(i, true);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const tail = len & 3;
+  if (tail !== 0) {
+    let k = v.getUint8(i);
+    if (tail > 1) k ^= v.getUint8(i + 1) << 8;
+    if (tail > 2) k ^= v.getUint8(i + 2) << 16;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  return h;
 }
 
 /** murmur3 (x86, 32-bit) rounds over `b[start..start+len)`, continuing from `h` (not finalized). */

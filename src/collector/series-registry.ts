@@ -120,6 +120,8 @@ export class SeriesRegistry {
   private stringIndex = new Map<string, number>();
   private stringList: string[] = [];
   stringArena = new Uint8Array(1 << 16);
+  /** `stringArena` as a DataView (lookups compare 4 bytes per read); replaced whenever the arena is. */
+  private stringArenaView = new DataView(this.stringArena.buffer);
   stringStart = new Int32Array(1024);
   stringSize = new Int32Array(1024);
   private stringUsed = 0;
@@ -349,7 +351,7 @@ export class SeriesRegistry {
         // The key is the series' interned strings in name order (its label ids, the tenant pair last and
         // left out): compared there, so no copy of each key is kept (about 150 bytes per series).
         kb.equalsParts(
-          this.stringArena,
+          this.stringArenaView,
           this.stringStart,
           this.stringSize,
           this.idArena,
@@ -541,6 +543,7 @@ export class SeriesRegistry {
       const a = new Uint8Array(Math.max(need, this.stringArena.length * 2));
       a.set(this.stringArena.subarray(0, this.stringUsed));
       this.stringArena = a;
+      this.stringArenaView = new DataView(a.buffer);
     }
     const arena = this.stringArena;
     const start = this.stringUsed;
