@@ -8,10 +8,12 @@
  * once a second while the tenant is at its limit; until then an expired series still counts (the limit errs
  * on the safe side by at most TTL/4). The table lives in memory: after a restart every series is new again.
  *
- * Hot path (DESIGN.md): a known series costs one hash of its key bytes, one probe and one byte comparison
- * (against its interned label strings, so no copy of each key is kept); no string or object is created. A new
- * series is decoded once into strings, validated, and its label strings interned into a pool of pre-encoded
- * native `str` bytes that the payload writer copies from.
+ * Hot path (DESIGN.md): a known series costs one hash of its key bytes, one probe of a table that holds the
+ * hashes, one read of its 32-byte record and one byte comparison (against its interned label strings, so no
+ * copy of each key is kept); no string or object is created. A new series interns its label strings straight
+ * from the request bytes (a string is decoded only the first time the pool sees it) into a pool of
+ * pre-encoded native `str` bytes that the payload writer copies from, and is validated through per-string
+ * check flags; only an invalid one is decoded into a label set, to name what is wrong.
  *
  * Refs are dense integers valid until the next compaction, which only runs in `beginRequest`: a caller holds
  * refs from `beginRequest` to the end of its synchronous decode-and-encode step, never across an `await`.
