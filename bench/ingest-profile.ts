@@ -16,6 +16,7 @@
  *
  *   npm run build:server && npx tsx bench/ingest-profile.ts                 # 40K series × 30 ticks
  *   npx tsx bench/ingest-profile.ts --series 200000 --ticks 10 --keep        # keep the .cpuprofile
+ *   npx tsx bench/ingest-profile.ts --ingest-workers 0                       # collector on the main thread
  *
  * The profiler itself costs some CPU (about 5–10%): compare runs of this script with each other, and take
  * throughput figures from `npm run bench`.
@@ -43,6 +44,8 @@ const { values: args } = parseArgs({
     'no-profile': { type: 'boolean', default: false },
     /** Extra flags for the server's node (e.g. --max-semi-space-size=4), space-separated. */
     'node-args': { type: 'string', default: '' },
+    /** `ingest.workers` of the server (default: the server's default); 0 decodes on the main thread. */
+    'ingest-workers': { type: 'string' },
     /** Print the N functions with the most self time. */
     top: { type: 'string', default: '40' },
     keep: { type: 'boolean', default: false },
@@ -192,9 +195,22 @@ export function attribute(profile: CpuProfile): Breakdown {
   return { byComponent, byFunction, windowUs: times[last]! - times[first]!, busyUs: busy };
 }
 
-function report(file: string, n: number, extra: Record<string, number>): void {
+/** What a worker thread does, from where its CPU went: the collector's decoding, or a processor. */
+function roleOf(b: Breakdown): string {
+  let collector = 0;
+  let processor = 0;
+  for (const [c, us] of b.byComponent) {
+    if (c.startsWith('collector:')) collector += us;
+    else if (c.startsWith('processor:') || c === 'storage') processor += us;
+  }
+  if (collector === 0 && processor === 0) return 'other';
+  return collector > processor ? 'ingest worker' : 'processor worker';
+}
+
+function report(file: string, n: number, extra: Record<string, number>, thread: number): void {
   const log = (m: string) => process.stdout.write(`${m}\n`);
   const b = attribute(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile);
+  log(`\n## thread ${thread} (${thread === 0 ? 'main' : roleOf(b)})`);
   const rows = [...b.byComponent].filter(([c]) => c !== 'idle').sort((x, y) => y[1] - x[1]);
   log(
     `\nprofile window ${(b.windowUs / 1e6).toFixed(2)} s, busy ${(b.busyUs / 1e6).toFixed(2)} s = ${(b.busyUs / n).toFixed(2)} µs/sample (idle ${((b.byComponent.get('idle') ?? 0) / 1e6).toFixed(2)} s)\n`,
@@ -232,7 +248,7 @@ function report(file: string, n: number, extra: Record<string, number>): void {
 
 async function main(): Promise<void> {
   if (args.analyze) {
-    report(args.analyze, Number(args.samples ?? 1), {});
+    report(args.analyze, Number(args.samples ?? 1), {}, 0);
     return;
   }
   const series = Number(args.series);
@@ -264,6 +280,9 @@ async function main(): Promise<void> {
     const rulesFile = writeRulesFile(work);
     const { config } = await fitTrainwatchConfig({
       ...trainwatchBaseConfig(),
+      ...(args['ingest-workers'] !== undefined
+        ? { ingest: { workers: Number(args['ingest-workers']) } }
+        : {}),
       alerting: {
         rule_files: [rulesFile],
         evaluation_interval: '1s',
@@ -361,11 +380,12 @@ async function main(): Promise<void> {
     const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
     if (files.length === 0) throw new Error(`no CPU profile written in ${profDir}`);
     for (const file of files.sort((a, b) => threadOf(a) - threadOf(b))) {
-      log(`\n## thread ${threadOf(file)}${threadOf(file) === 0 ? ' (main)' : ''}`);
-      report(path.join(profDir, file), replay.samplesAccepted, {
-        series: ds.activeSeries,
-        samplesPerCpuSecond: replay.samplesAccepted / serverCpu,
-      });
+      report(
+        path.join(profDir, file),
+        replay.samplesAccepted,
+        { series: ds.activeSeries, samplesPerCpuSecond: replay.samplesAccepted / serverCpu },
+        threadOf(file),
+      );
       if (args.keep) log(`\nprofile: ${path.join(profDir, file)}`);
     }
   } finally {

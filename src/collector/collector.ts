@@ -15,11 +15,14 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Errors, twError } from '../model/errors.js';
 import type { IdempotencyWindow } from './idempotency.js';
 import { type CollectorDeps, ingestPrincipal, protocolOfUrl, rejectionReason } from './ingest-context.js';
+import { type IngestEngine, LocalIngest } from './ingest-decoder.js';
 import { registerNativeIngest } from './native-route.js';
 import { registerOtlp } from './otlp.js';
 import { registerRemoteWrite } from './remote-write.js';
 
-export interface CollectorOptions extends CollectorDeps {
+export interface CollectorOptions extends Omit<CollectorDeps, 'engine'> {
+  /** Where bodies are decoded: the ingest workers (ingest-workers.ts); absent: this thread. */
+  readonly engine?: IngestEngine;
   readonly idempotency: IdempotencyWindow;
   /**
    * Why ingest should pause now (the processors fell behind the bus), or undefined. A request is then answered
@@ -35,6 +38,7 @@ type WithInflight = FastifyRequest & { [INFLIGHT]?: number; [COUNTED]?: boolean 
 
 export function registerCollector(app: FastifyInstance, opts: CollectorOptions): void {
   const { limits, metrics } = opts;
+  const deps: CollectorDeps = { ...opts, engine: opts.engine ?? new LocalIngest(limits, opts.tenants) };
   let inflight = 0;
 
   app.register(async (scope) => {
@@ -111,8 +115,9 @@ export function registerCollector(app: FastifyInstance, opts: CollectorOptions):
       limits,
       metrics,
       tenants: opts.tenants,
+      engine: deps.engine,
     });
-    registerRemoteWrite(scope, opts);
-    registerOtlp(scope, opts);
+    registerRemoteWrite(scope, deps);
+    registerOtlp(scope, deps);
   });
 }

@@ -1,6 +1,8 @@
 export { type CollectorOptions, registerCollector } from './collector.js';
 export { IdempotencyWindow } from './idempotency.js';
 export type { CollectorDeps, IngestLimits } from './ingest-context.js';
+export { type IngestEngine, LocalIngest } from './ingest-decoder.js';
+export { IngestWorkers, workerOfTenant } from './ingest-workers.js';
 export { type CollectorMetrics, createCollectorMetrics } from './metrics.js';
 export { type IngestSummary, type NativeIngestDeps, registerNativeIngest } from './native-route.js';
 export { SnappyDecoder, SnappyError, snappyEncode } from './snappy.js';

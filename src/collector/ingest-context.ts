@@ -5,6 +5,7 @@
 import type { FastifyRequest } from 'fastify';
 import { type Authenticator, credentialsOf, maybeRequestPrincipal, type Principal } from '../auth/index.js';
 import { Errors, TrainwatchError, twError } from '../model/errors.js';
+import type { IngestEngine } from './ingest-decoder.js';
 import type { CollectorMetrics, IngestProtocol } from './metrics.js';
 import { ProtoReader } from './protobuf.js';
 import { PayloadWriter, RefBatch } from './ref-batch.js';
@@ -28,6 +29,11 @@ export interface CollectorDeps {
   readonly tenants: TenantLimits;
   readonly limits: IngestLimits;
   readonly metrics: CollectorMetrics;
+  /**
+   * Where request bodies are decoded into bus payloads (ingest-decoder.ts): the ingest worker threads, or
+   * this thread (absent: a {@link LocalIngest} over `tenants`).
+   */
+  readonly engine: IngestEngine;
 }
 
 /**
@@ -41,7 +47,7 @@ export class DecodePipeline {
   readonly writer = new PayloadWriter();
   stats: DecodeStats = newDecodeStats();
 
-  constructor(private readonly deps: CollectorDeps) {
+  constructor(private readonly deps: { readonly limits: IngestLimits; readonly tenants: TenantLimits }) {
     this.keys.maxLabels = deps.limits.maxLabelsPerSeries;
   }
 

@@ -8,18 +8,9 @@
  * decoded, 415 for other encodings, 401/403 for credentials, 429/503 with Retry-After when the tenant is
  * over its rate or trainwatch is overloaded (OTLP exporters retry those).
  */
-import { gunzipSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { Errors, twError } from '../model/errors.js';
-import {
-  type CollectorDeps,
-  DecodePipeline,
-  ingestPrincipal,
-  parseContentType,
-  requireBody,
-} from './ingest-context.js';
-import { decodeOtlpJson, decodeOtlpProtobuf, OtlpDecodeError, type OtlpMetrics } from './otlp-decode.js';
-import { translateOtlp } from './otlp-translate.js';
+import { type CollectorDeps, ingestPrincipal, parseContentType, requireBody } from './ingest-context.js';
 
 const PROTOBUF = 'application/x-protobuf';
 const JSON_TYPE = 'application/json';
@@ -43,8 +34,6 @@ function varint(n: number): number[] {
 }
 
 export function registerOtlp(app: FastifyInstance, deps: CollectorDeps): void {
-  const pipeline = new DecodePipeline(deps);
-
   app.post(
     '/v1/metrics',
     { bodyLimit: deps.limits.maxBodyBytes, config: { permission: 'ingest' } },
@@ -67,57 +56,32 @@ export function registerOtlp(app: FastifyInstance, deps: CollectorDeps): void {
         );
       }
       const body = requireBody(req.body, 'an OTLP ExportMetricsServiceRequest');
-      let raw: Uint8Array = body;
-      if (encoding === 'gzip') {
-        try {
-          raw = gunzipSync(body, { maxOutputLength: deps.limits.maxPayloadBytes });
-        } catch (err) {
-          const e = err as NodeJS.ErrnoException;
-          if (e.code === 'ERR_BUFFER_TOO_LARGE') {
-            throw twError(
-              Errors.payloadTooLarge,
-              `the gzip body inflates to more than the limit of ${deps.limits.maxPayloadBytes} bytes (ingest.max_payload_bytes)`,
-            );
-          }
-          throw twError(Errors.badPayload, `the body is not valid gzip: ${e.message}`);
-        }
-      }
-      let request: OtlpMetrics;
-      try {
-        request = type === JSON_TYPE ? decodeOtlpJson(raw) : decodeOtlpProtobuf(raw);
-      } catch (err) {
-        if (err instanceof OtlpDecodeError) throw twError(Errors.badPayload, err.message);
-        throw err;
-      }
-
+      // An ingest worker takes the body's memory (transferred, not copied): its size is read first.
+      const bodyBytes = body.length;
       const nowMs = Date.now();
-      const { ctx, state } = pipeline.begin(principal.tenant, nowMs);
-      let parts: ReturnType<DecodePipeline['finish']>;
-      let result: ReturnType<typeof translateOtlp>;
-      try {
-        result = translateOtlp(request, ctx);
-        parts = pipeline.finish(principal.tenant, state, nowMs);
-      } catch (err) {
-        state.registry.rollbackRequest();
-        throw err;
-      }
-      const samples = ctx.batch.sampleCount;
-      const deltas = [...state.registry.accumulations()];
-      const generation = state.registry.generation;
+      const result = await deps.engine.decode({
+        protocol: 'otlp',
+        tenant: principal.tenant,
+        nowMs,
+        body,
+        json: type === JSON_TYPE,
+        gzip: encoding === 'gzip',
+      });
+      const samples = result.samples;
       try {
         await deps.busWriter.writeParts(
           { tenant: principal.tenant, sourceId: '', sequence: 0, receivedAtMs: nowMs },
-          parts,
+          result.parts,
         );
       } catch (err) {
         // Not stored: take the delta sums back, so that the exporter's retry does not count them twice.
-        state.registry.undoAccumulations(deltas, generation);
+        if (result.undo) deps.engine.undo(principal.tenant, result.undo);
         throw err;
       }
 
       const m = deps.metrics;
       m.samples.inc({ protocol: 'otlp', tenant: principal.tenant }, samples);
-      m.bytes.inc({ protocol: 'otlp', tenant: principal.tenant }, body.length);
+      m.bytes.inc({ protocol: 'otlp', tenant: principal.tenant }, bodyBytes);
       if (result.unsupportedPoints > 0)
         m.notStored.inc({ protocol: 'otlp', kind: 'unsupported_point' }, result.unsupportedPoints);
       if (result.rejectedPoints > result.unsupportedPoints) {
@@ -126,7 +90,7 @@ export function registerOtlp(app: FastifyInstance, deps: CollectorDeps): void {
           result.rejectedPoints - result.unsupportedPoints,
         );
       }
-      m.activeSeries.set({ tenant: principal.tenant }, state.registry.live);
+      m.activeSeries.set({ tenant: principal.tenant }, result.liveSeries);
 
       const message = result.rejectedPoints > 0 ? (result.firstError ?? '') : '';
       if (type === JSON_TYPE) {

@@ -11,25 +11,12 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Errors, twError } from '../model/errors.js';
-import {
-  type CollectorDeps,
-  DecodePipeline,
-  ingestPrincipal,
-  parseContentType,
-  requireBody,
-} from './ingest-context.js';
-import { ProtoError } from './protobuf.js';
-import { decodeRemoteWriteV1, decodeRemoteWriteV2, SymbolTable } from './remote-write-decode.js';
-import { SnappyDecoder, SnappyError } from './snappy.js';
+import { type CollectorDeps, ingestPrincipal, parseContentType, requireBody } from './ingest-context.js';
 
 export const REMOTE_WRITE_V1_PROTO = 'prometheus.WriteRequest';
 export const REMOTE_WRITE_V2_PROTO = 'io.prometheus.write.v2.Request';
 
 export function registerRemoteWrite(app: FastifyInstance, deps: CollectorDeps): void {
-  const pipeline = new DecodePipeline(deps);
-  const snappy = new SnappyDecoder();
-  const symbols = new SymbolTable();
-
   app.post(
     '/api/v1/write',
     { bodyLimit: deps.limits.maxBodyBytes, config: { permission: 'ingest' } },
@@ -60,46 +47,30 @@ export function registerRemoteWrite(app: FastifyInstance, deps: CollectorDeps): 
         );
       }
       const body = requireBody(req.body, 'a snappy-compressed remote-write request');
+      // An ingest worker takes the body's memory (transferred, not copied): its size is read first.
+      const bodyBytes = body.length;
       const version = proto === REMOTE_WRITE_V2_PROTO ? 2 : 1;
       const nowMs = Date.now();
-
-      // Synchronous from here to `finish`: the pipeline's buffers and the registry refs are only valid now.
-      let raw: Uint8Array;
-      try {
-        raw = snappy.decode(body, deps.limits.maxPayloadBytes);
-      } catch (err) {
-        if (!(err instanceof SnappyError)) throw err;
-        throw twError(
-          err.tooLarge ? Errors.payloadTooLarge : Errors.badPayload,
-          `${err.message}${err.tooLarge ? ' (ingest.max_payload_bytes)' : ''}`,
-        );
-      }
-      const { ctx, state } = pipeline.begin(principal.tenant, nowMs);
-      let parts: ReturnType<DecodePipeline['finish']>;
-      try {
-        if (version === 1) decodeRemoteWriteV1(raw, ctx);
-        else decodeRemoteWriteV2(raw, ctx, symbols);
-        parts = pipeline.finish(principal.tenant, state, nowMs);
-      } catch (err) {
-        state.registry.rollbackRequest();
-        if (err instanceof ProtoError)
-          throw twError(Errors.badPayload, `malformed remote-write ${version}.0 request: ${err.message}`);
-        throw err;
-      }
-      const samples = ctx.batch.sampleCount;
-      const { histograms, exemplars } = ctx.stats;
+      const decoded = await deps.engine.decode({
+        protocol: 'remote_write',
+        tenant: principal.tenant,
+        nowMs,
+        body,
+        version,
+      });
+      const { samples, histograms, exemplars } = decoded;
 
       await deps.busWriter.writeParts(
         { tenant: principal.tenant, sourceId: '', sequence: 0, receivedAtMs: nowMs },
-        parts,
+        decoded.parts,
       );
 
       const m = deps.metrics;
       m.samples.inc({ protocol: 'remote_write', tenant: principal.tenant }, samples);
-      m.bytes.inc({ protocol: 'remote_write', tenant: principal.tenant }, body.length);
+      m.bytes.inc({ protocol: 'remote_write', tenant: principal.tenant }, bodyBytes);
       if (histograms > 0) m.notStored.inc({ protocol: 'remote_write', kind: 'native_histogram' }, histograms);
       if (exemplars > 0) m.notStored.inc({ protocol: 'remote_write', kind: 'exemplar' }, exemplars);
-      m.activeSeries.set({ tenant: principal.tenant }, state.registry.live);
+      m.activeSeries.set({ tenant: principal.tenant }, decoded.liveSeries);
       if (version === 2) {
         reply.header('X-Prometheus-Remote-Write-Samples-Written', String(samples));
         reply.header('X-Prometheus-Remote-Write-Histograms-Written', '0');

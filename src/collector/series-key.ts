@@ -32,6 +32,12 @@ export class SeriesKeyBuilder {
   /** Labels in the key after `finish` (tenant and empty values excluded). */
   labelCount = 0;
   /**
+   * After `finish`: label i of the key (in key order, tenant excluded) is name `src[keyRanges[4i]] ..+
+   * keyRanges[4i+1]` and value `src[keyRanges[4i+2]] ..+ keyRanges[4i+3]`, with `src` = {@link source}. Lets a
+   * registry intern a new series' strings straight from the request bytes.
+   */
+  keyRanges = new Int32Array(4 * 64);
+  /**
    * `ingest.max_labels_per_series`: `add` refuses a series with more than twice as many labels, so that a
    * series with 200K labels is refused in time linear in what was read, before `finish` sorts anything
    * (issue 16, item 4). Up to twice the limit the series is built, and validation refuses it with a message
@@ -40,6 +46,8 @@ export class SeriesKeyBuilder {
   maxLabels = Number.POSITIVE_INFINITY;
 
   private src: Uint8Array = new Uint8Array(0);
+  /** `src` as a DataView: 4 bytes per read when hashing and comparing (unaligned reads are fine). */
+  private srcView: DataView = new DataView(new ArrayBuffer(0));
   /** Per label: name start, name length, value start, value length. */
   private ranges = new Int32Array(4 * 64);
   private count = 0;
@@ -48,17 +56,24 @@ export class SeriesKeyBuilder {
   private strings = new Uint8Array(4096);
   private stringsUsed = 0;
 
+  /** The buffer the label ranges of the current series point into. */
+  get source(): Uint8Array {
+    return this.src;
+  }
+
   /** Starts a series whose label bytes live in `src`. */
   begin(src: Uint8Array): void {
-    this.src = src;
+    if (src !== this.src) {
+      this.src = src;
+      this.srcView = new DataView(src.buffer, src.byteOffset, src.byteLength);
+    }
     this.count = 0;
   }
 
   /** Starts a series whose labels will be given as strings. */
   beginStrings(): void {
-    this.src = this.strings;
+    this.begin(this.strings);
     this.stringsUsed = 0;
-    this.count = 0;
   }
 
   add(nameStart: number, nameLength: number, valueStart: number, valueLength: number): void {
@@ -98,7 +113,7 @@ export class SeriesKeyBuilder {
       grown.set(this.strings.subarray(0, this.stringsUsed));
       // Ranges already added point into the old buffer by offset: the copy keeps them valid.
       this.strings = grown;
-      this.src = grown;
+      this.begin(grown);
     }
     const start = this.stringsUsed;
     this.stringsUsed += textEncoder.encodeInto(s, this.strings.subarray(start)).written;
@@ -145,9 +160,12 @@ export class SeriesKeyBuilder {
     }
     // Hash and measure the key straight from the source ranges: a known series (the common case) is then
     // compared against its interned strings without the key ever being copied out (see `equalsParts`).
+    const view = this.srcView;
     let h = 0x9747b28c;
     let length = 0;
     let labels = 0;
+    if (this.keyRanges.length < n * 4) this.keyRanges = new Int32Array(n * 8);
+    const kr = this.keyRanges;
     for (let i = 0; i < n; i++) {
       const at = order[i]! * 4;
       const ns = r[at]!;
@@ -155,18 +173,17 @@ export class SeriesKeyBuilder {
       if (nl === 6 && isTenant(src, ns)) continue;
       const vs = r[at + 2]!;
       const vl = r[at + 3]!;
-      h = hashRange(src, ns, nl, h ^ nl);
-      h = hashRange(src, vs, vl, h ^ (vl + 0x3c6ef372));
+      const o = labels * 4;
+      kr[o] = ns;
+      kr[o + 1] = nl;
+      kr[o + 2] = vs;
+      kr[o + 3] = vl;
+      h = hashView(view, ns, nl, h ^ nl);
+      h = hashView(view, vs, vl, h ^ (vl + 0x3c6ef372));
       length += varintSize(nl) + nl + varintSize(vl) + vl;
       labels++;
     }
-    h ^= length;
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    h ^= h >>> 16;
-    this.hash = h | 0;
+    this.hash = fmix32(h ^ length);
     this.keyLength = length;
     this.labelCount = labels;
   }
@@ -178,32 +195,25 @@ export class SeriesKeyBuilder {
    * that a registry needs no copy of the key.
    */
   equalsParts(
-    arena: Uint8Array,
+    arena: DataView,
     partStart: Int32Array,
     partSize: Int32Array,
     ids: Uint32Array,
     start: number,
     count: number,
   ): boolean {
-    const n = this.count;
-    const r = this.ranges;
-    const src = this.src;
-    const order = this.order;
-    let k = start;
-    const end = start + count;
+    const n = this.labelCount;
+    if (count !== n * 2) return false;
+    const kr = this.keyRanges;
+    const src = this.srcView;
     for (let i = 0; i < n; i++) {
-      const at = order[i]! * 4;
-      const ns = r[at]!;
-      const nl = r[at + 1]!;
-      if (nl === 6 && isTenant(src, ns)) continue;
-      if (k + 2 > end) return false;
-      const nid = ids[k]!;
-      if (!samePart(arena, partStart[nid]!, partSize[nid]!, src, ns, nl)) return false;
-      const vid = ids[k + 1]!;
-      if (!samePart(arena, partStart[vid]!, partSize[vid]!, src, r[at + 2]!, r[at + 3]!)) return false;
-      k += 2;
+      const o = i * 4;
+      const nid = ids[start + 2 * i]!;
+      if (!samePartView(arena, partStart[nid]!, partSize[nid]!, src, kr[o]!, kr[o + 1]!)) return false;
+      const vid = ids[start + 2 * i + 1]!;
+      if (!samePartView(arena, partStart[vid]!, partSize[vid]!, src, kr[o + 2]!, kr[o + 3]!)) return false;
     }
-    return k === end;
+    return true;
   }
 
   /** Writes the key of the last `finish` into `key[0..keyLength)`: needed only for a new series. */
@@ -233,7 +243,17 @@ export class SeriesKeyBuilder {
   }
 }
 
-function varintSize(v: number): number {
+/** murmur3's finalizer: every input bit affects every output bit (the low bits pick a hash table slot). */
+export function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h | 0;
+}
+
+export function varintSize(v: number): number {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
 }
 
@@ -241,7 +261,7 @@ function varintSize(v: number): number {
  * Whether `arena[partAt .. partAt + partSize)` is exactly `uvarint(len) src[at..at+len)` (lengths first: most
  * mismatches stop there).
  */
-function samePart(
+export function samePart(
   arena: Uint8Array,
   partAt: number,
   partSize: number,
@@ -256,8 +276,55 @@ function samePart(
   return true;
 }
 
+/** {@link samePart} over DataViews, comparing 4 bytes per read. */
+function samePartView(
+  arena: DataView,
+  partAt: number,
+  partSize: number,
+  src: DataView,
+  at: number,
+  len: number,
+): boolean {
+  const head = varintSize(len);
+  if (partSize !== head + len) return false;
+  const base = partAt + head;
+  let k = 0;
+  for (; k + 4 <= len; k += 4)
+    if (arena.getInt32(base + k, true) !== src.getInt32(at + k, true)) return false;
+  for (; k < len; k++) if (arena.getUint8(base + k) !== src.getUint8(at + k)) return false;
+  return true;
+}
+
+/** {@link hashRange} over a DataView (the same result: its words are the same little-endian reads). */
+export function hashView(v: DataView, start: number, len: number, h: number): number {
+  let i = start;
+  const whole = start + (len & ~3);
+  for (; i < whole; i += 4) {
+    let k = v.getInt32(i, true);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const tail = len & 3;
+  if (tail !== 0) {
+    let k = v.getUint8(i);
+    if (tail > 1) k ^= v.getUint8(i + 1) << 8;
+    if (tail > 2) k ^= v.getUint8(i + 2) << 16;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, 0x1b873593);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  return h;
+}
+
 /** murmur3 (x86, 32-bit) rounds over `b[start..start+len)`, continuing from `h` (not finalized). */
-function hashRange(b: Uint8Array, start: number, len: number, h: number): number {
+export function hashRange(b: Uint8Array, start: number, len: number, h: number): number {
   let i = start;
   const whole = start + (len & ~3);
   for (; i < whole; i += 4) {

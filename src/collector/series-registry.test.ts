@@ -1,7 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { seriesPartitionKey } from '../bus/index.js';
+import { TrainwatchError } from '../model/errors.js';
 import { SeriesKeyBuilder } from './series-key.js';
 import { SeriesRegistry } from './series-registry.js';
+import { seriesProblem } from './validate.js';
 
 const LIMITS = {
   maxActiveSeries: 1000,
@@ -94,6 +97,68 @@ describe('series keys and the registry', () => {
         }
       }),
       { numRuns: 200 },
+    );
+  });
+
+  it('refuses exactly the series seriesProblem refuses, and keys partitions as the bus does (property)', () => {
+    // Names and values near every check: reserved, invalid, over-long, job ids good and bad, non-ASCII.
+    const name = fc.constantFrom(
+      '__name__',
+      'job_id',
+      'node_id',
+      'instance',
+      'gpu',
+      '__x',
+      '1a',
+      'a-b',
+      'n'.repeat(51),
+      'é',
+    );
+    const value = fc.oneof(
+      fc.constantFrom(
+        'up',
+        'job-1',
+        'bad job',
+        '/x',
+        'v'.repeat(100),
+        'v'.repeat(101),
+        'é'.repeat(34),
+        'é'.repeat(33),
+      ),
+      fc.string({ maxLength: 6 }),
+    );
+    const labelSet = fc.dictionary(name, value, { maxKeys: 6 });
+    fc.assert(
+      fc.property(fc.array(labelSet, { minLength: 1, maxLength: 20 }), fc.boolean(), (sets, viaStrings) => {
+        const limits = { ...LIMITS, series: { ...LIMITS.series, maxLabelsPerSeries: 4 } };
+        const reg = new SeriesRegistry('t', limits, 0);
+        const kb = new SeriesKeyBuilder();
+        for (const set of sets) {
+          const entries = Object.entries(set).filter(([, v]) => v !== '') as [string, string][];
+          // The registry checks a new series' labels in key order (by name), the tenant label last.
+          const sorted = [...entries].sort(([a], [b]) => (a < b ? -1 : 1));
+          const expected = seriesProblem({ ...Object.fromEntries(sorted), tenant: 't' }, limits.series);
+          if (viaStrings) fromStrings(kb, entries);
+          else fromBytes(kb, entries);
+          let ref = -1;
+          let error: unknown;
+          try {
+            ref = reg.resolve(kb, 1);
+          } catch (err) {
+            error = err;
+          }
+          if (expected === undefined) {
+            expect(error).toBeUndefined();
+            expect(reg.labelsOf(ref)).toEqual({ ...Object.fromEntries(entries), tenant: 't' });
+            const key = seriesPartitionKey('t', Object.fromEntries(entries), '');
+            expect(reg.partitionKeys[reg.partitionIndexOf(ref)]).toBe(key);
+          } else {
+            expect(error).toBeInstanceOf(TrainwatchError);
+            expect((error as Error).message).toContain(expected);
+          }
+        }
+      }),
+      { numRuns: 300 },
     );
   });
 

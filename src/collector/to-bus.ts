@@ -23,7 +23,7 @@ export interface BatchOrigin {
 }
 
 export class BusWriter {
-  private readonly encoder = new NativeEncoder();
+  private readonly encoder = new PartEncoder();
   private readonly recordWriter = newRecordWriter();
 
   constructor(private readonly bus: BusProducer) {}
@@ -38,45 +38,10 @@ export class BusWriter {
     events: readonly JobEvent[],
     payload?: Uint8Array,
   ): Promise<void> {
-    const groups = new Map<string, { series: number[]; events: JobEvent[] }>();
-    const groupOf = (key: string) => {
-      let g = groups.get(key);
-      if (!g) {
-        g = { series: [], events: [] };
-        groups.set(key, g);
-      }
-      return g;
-    };
-    for (let i = 0; i < batch.series.length; i++) {
-      groupOf(seriesPartitionKey(origin.tenant, batch.series[i]!, origin.sourceId)!).series.push(i);
-    }
-    for (const ev of events) groupOf(jobPartitionKey(origin.tenant, ev.jobId)).events.push(ev);
-
-    // Every record is encoded before the first append starts: a record that cannot be encoded then refuses
-    // the request with nothing stored, instead of failing it after another partition's record was stored
-    // (issue 16, item 3). A failed append leaves the others harmless: the sender retries the same
-    // (source, sequence), and storage appends are idempotent (docs/durability.md).
-    const records: [string, Uint8Array][] = [];
-    for (const [key, group] of groups) {
-      let groupPayload: Uint8Array;
-      if (groups.size === 1 && payload) {
-        groupPayload = payload;
-      } else if (groups.size === 1) {
-        groupPayload = this.encoder.encodePayload(batch, events);
-      } else {
-        groupPayload = this.encoder.encodePayload(subBatch(batch, group.series), group.events);
-      }
-      const record = encodeBusRecord(
-        this.recordWriter,
-        origin.tenant,
-        origin.sourceId,
-        origin.sequence,
-        origin.receivedAtMs,
-        groupPayload,
-      );
-      records.push([key, record]);
-    }
-    await Promise.all(records.map(([key, record]) => this.bus.append(key, record)));
+    await this.writeParts(
+      origin,
+      this.encoder.encode(origin.tenant, origin.sourceId, batch, events, payload),
+    );
   }
 
   /**
@@ -99,6 +64,55 @@ export class BusWriter {
       appends.push(this.bus.append(part.key, record));
     }
     await Promise.all(appends);
+  }
+}
+
+/** Splits a decoded native batch by partition key and encodes one payload per key. */
+export class PartEncoder {
+  private readonly encoder = new NativeEncoder();
+
+  /**
+   * `payload`, when given, is the batch's already-encoded native payload: if the whole batch maps to one
+   * partition it is forwarded as is, without re-encoding.
+   */
+  encode(
+    tenant: string,
+    sourceId: string,
+    batch: SeriesBatch,
+    events: readonly JobEvent[],
+    payload?: Uint8Array,
+  ): EncodedPart[] {
+    const groups = new Map<string, { series: number[]; events: JobEvent[] }>();
+    const groupOf = (key: string) => {
+      let g = groups.get(key);
+      if (!g) {
+        g = { series: [], events: [] };
+        groups.set(key, g);
+      }
+      return g;
+    };
+    for (let i = 0; i < batch.series.length; i++) {
+      groupOf(seriesPartitionKey(tenant, batch.series[i]!, sourceId)!).series.push(i);
+    }
+    for (const ev of events) groupOf(jobPartitionKey(tenant, ev.jobId)).events.push(ev);
+
+    // Every payload is encoded before the first append starts: a record that cannot be encoded then refuses
+    // the request with nothing stored, instead of failing it after another partition's record was stored
+    // (issue 16, item 3). A failed append leaves the others harmless: the sender retries the same
+    // (source, sequence), and storage appends are idempotent (docs/durability.md).
+    const parts: EncodedPart[] = [];
+    for (const [key, group] of groups) {
+      let groupPayload: Uint8Array;
+      if (groups.size === 1 && payload) {
+        groupPayload = payload;
+      } else if (groups.size === 1) {
+        groupPayload = this.encoder.encodePayload(batch, events);
+      } else {
+        groupPayload = this.encoder.encodePayload(subBatch(batch, group.series), group.events);
+      }
+      parts.push({ key, payload: groupPayload });
+    }
+    return parts;
   }
 }
 

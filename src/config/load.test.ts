@@ -42,6 +42,10 @@ describe('configuration', () => {
       /bus\.fsync: .*"always".*\(got "sometimes"\) \[from environment variable TRAINWATCH_BUS__FSYNC\]/,
     );
     expect(() => loadConfig({ flags: { listen: 'localhost' } })).toThrow(/listen: must be host:port/);
+    expect(() => loadConfig({ flags: { ingest: { workers: -1 } } })).toThrow(
+      /ingest\.workers: .*>=0.*\(got -1\)/,
+    );
+    expect(() => loadConfig({ flags: { ingest: { workers: 1.5 } } })).toThrow(/ingest\.workers: .*int/);
   });
 
   it('refuses unknown keys, naming them', () => {

@@ -274,6 +274,18 @@ export const configSchema = z
          * with Retry-After before reading the body: memory stays bounded when the bus cannot keep up.
          */
         max_inflight_bytes: byteSize.default(128 << 20),
+        /**
+         * Ingest worker threads (docs/scaling.md "Every core"): decompression, decoding, the series registry and
+         * the bus payload encoding run there, the main thread keeps HTTP and the bus append. Each tenant is
+         * decoded by one worker (its limits stay exact). Default: one per core but one; `0` decodes on the main
+         * thread.
+         */
+        workers: z
+          .number()
+          .int()
+          .min(0)
+          .max(256)
+          .default(() => Math.max(0, availableParallelism() - 1)),
       })
       .strict()
       .prefault({}),

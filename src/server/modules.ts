@@ -45,8 +45,11 @@ import {
   BusWriter,
   createCollectorMetrics,
   IdempotencyWindow,
+  type IngestLimits,
+  IngestWorkers,
   registerCollector,
   TenantLimits,
+  type TenantLimitsConfig,
 } from '../collector/index.js';
 import type { Config, RoleName } from '../config/index.js';
 import { type JobStore, type MetaStore, type OpenedMeta, openMeta, postgresUrlOf } from '../meta/index.js';
@@ -492,23 +495,29 @@ class Modules {
           maxSamplesPerRequest: config.ingest.max_samples_per_request,
           maxInflightBytes: config.ingest.max_inflight_bytes,
         };
+        const tenantLimits = {
+          maxActiveSeries: config.limits.max_active_series,
+          activeSeriesTtlMs: config.limits.active_series_ttl_ms,
+          samplesPerSecond: config.limits.samples_per_second,
+          samplesBurst: config.limits.samples_burst,
+          series: limits,
+          // The embedded TSDB drops samples older than this behind their series' newest: refuse them at
+          // the door instead of acknowledging them. A remote TSDB applies its own rules.
+          ...(config.storage.kind === 'embedded'
+            ? { outOfOrderWindowMs: config.storage.out_of_order_window }
+            : {}),
+        };
+        const engine =
+          config.ingest.workers > 0
+            ? await this.ingestWorkers(config.ingest.workers, limits, tenantLimits)
+            : undefined;
         // Native, Prometheus remote-write and OTLP routes (docs/ingest.md).
         registerCollector(this.http!.app, {
           auth: this.auth!,
           busWriter: new BusWriter(this.bus!),
           idempotency: new IdempotencyWindow(config.ingest.dedup_window),
-          tenants: new TenantLimits({
-            maxActiveSeries: config.limits.max_active_series,
-            activeSeriesTtlMs: config.limits.active_series_ttl_ms,
-            samplesPerSecond: config.limits.samples_per_second,
-            samplesBurst: config.limits.samples_burst,
-            series: limits,
-            // The embedded TSDB drops samples older than this behind their series' newest: refuse them at
-            // the door instead of acknowledging them. A remote TSDB applies its own rules.
-            ...(config.storage.kind === 'embedded'
-              ? { outOfOrderWindowMs: config.storage.out_of_order_window }
-              : {}),
-          }),
+          tenants: new TenantLimits(tenantLimits),
+          ...(engine ? { engine } : {}),
           limits,
           metrics: createCollectorMetrics(this.registry),
           ...(this.workers && config.processor.max_lag_records > 0
@@ -653,6 +662,55 @@ class Modules {
         return;
       }
     }
+  }
+
+  /**
+   * The collector's decoding on `count` ingest worker threads (collector/ingest-workers.ts): `/readyz` fails
+   * when one stopped, `/metrics` shows each one's load. Stopped after HTTP (stoppers run in reverse, HTTP
+   * first), so requests in flight finish.
+   */
+  private async ingestWorkers(
+    count: number,
+    limits: IngestLimits,
+    tenants: TenantLimitsConfig,
+  ): Promise<IngestWorkers> {
+    const workers = await IngestWorkers.open(count, { limits, tenants });
+    this.stoppers.push({ name: 'collector', stop: () => workers.stop() });
+    this.http!.addReadinessCheck('ingest-workers', async () => workers.failure);
+    const gauge = (
+      name: string,
+      help: string,
+      value: (s: ReturnType<IngestWorkers['stats']>[number]) => number,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['worker'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const [i, s] of workers.stats().entries()) this.set({ worker: String(i) }, value(s));
+        },
+      });
+    gauge('trainwatch_ingest_worker_up', 'Whether each ingest worker thread runs (1) or stopped (0).', (s) =>
+      s.up ? 1 : 0,
+    );
+    gauge(
+      'trainwatch_ingest_worker_requests_in_flight',
+      'Requests each ingest worker thread is decoding or has queued.',
+      (s) => s.inFlight,
+    );
+    gauge(
+      'trainwatch_ingest_worker_requests',
+      'Requests each ingest worker thread was given since start.',
+      (s) => s.requests,
+    );
+    gauge(
+      'trainwatch_ingest_worker_utilization',
+      'Share of time since start each ingest worker thread was busy (event-loop utilization).',
+      (s) => s.utilization,
+    );
+    return workers;
   }
 }
 

@@ -14,12 +14,8 @@
  * overflow); it takes less than CASE_DEADLINE_MS. The counts are printed. FUZZ_RUNS scales them (harness.ts).
  */
 import fc from 'fast-check';
-import { pino } from 'pino';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AnonymousAuthenticator } from '../../src/auth/index.js';
-import { DiskLogBus, defaultDiskLogOptions } from '../../src/bus/index.js';
-import { BusWriter, createCollectorMetrics, TenantLimits } from '../../src/collector/index.js';
+import { TenantLimits } from '../../src/collector/index.js';
 import { DecodePipeline, type IngestLimits } from '../../src/collector/ingest-context.js';
 import { NativeRefDecoder } from '../../src/collector/native-decode.js';
 import { decodeOtlpJson, decodeOtlpProtobuf } from '../../src/collector/otlp-decode.js';
@@ -31,7 +27,6 @@ import { SnappyDecoder } from '../../src/collector/snappy.js';
 import { validateBatch } from '../../src/collector/validate.js';
 import { ByteWriter } from '../../src/protocol/bytes.js';
 import { decodeFrameHeader, decodePayload, framePayload } from '../../src/protocol/native.js';
-import { tempDir } from '../helpers.js';
 import { PbWriter, snappyCompress } from '../ingest/wire.js';
 import {
   CASE_DEADLINE_MS,
@@ -61,21 +56,14 @@ const LIMITS: IngestLimits = {
   maxInflightBytes: 128 << 20,
 };
 
-let bus: DiskLogBus;
 let pipeline: DecodePipeline;
 let tenants: TenantLimits;
 const stats: FuzzStats[] = [];
 
 beforeAll(async () => {
   withoutStackTraces();
-  // The pipeline's dependencies as the collector module builds them; the bus is opened but never written
-  // (the fuzz stops where the route would append).
-  bus = await DiskLogBus.open({
-    ...defaultDiskLogOptions,
-    dir: tempDir('tw-fuzz-bus-'),
-    fsync: 'never',
-    logger: pino({ level: 'silent' }),
-  });
+  // The pipeline's dependencies as the ingest decoder builds them (the fuzz stops where the route would append
+  // to the bus).
   tenants = new TenantLimits({
     maxActiveSeries: 1_000_000,
     activeSeriesTtlMs: 15 * 60_000,
@@ -84,18 +72,11 @@ beforeAll(async () => {
     series: LIMITS,
     outOfOrderWindowMs: 3_600_000,
   });
-  pipeline = new DecodePipeline({
-    auth: new AnonymousAuthenticator(TENANT),
-    busWriter: new BusWriter(bus),
-    tenants,
-    limits: LIMITS,
-    metrics: createCollectorMetrics(new Registry()),
-  });
+  pipeline = new DecodePipeline({ tenants, limits: LIMITS });
 });
 
 afterAll(async () => {
   restoreStackTraces();
-  await bus?.close();
   for (const s of stats) console.log(`fuzz ${s.summary()}`);
 });
 

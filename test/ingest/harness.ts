@@ -17,8 +17,10 @@ import {
   BusWriter,
   createCollectorMetrics,
   IdempotencyWindow,
+  type IngestEngine,
   registerCollector,
   TenantLimits,
+  type TenantLimitsConfig,
 } from '../../src/collector/index.js';
 import type { IngestLimits } from '../../src/collector/ingest-context.js';
 import { MetaStore, TokenStore } from '../../src/meta/index.js';
@@ -126,6 +128,20 @@ export interface HarnessOptions {
   outOfOrderWindowMs?: number;
   /** Timeouts and connection limits of the HTTP server (defaults: the server's). */
   connections?: Partial<ConnectionLimits>;
+  /** Where bodies are decoded (default: this thread, over the returned `tenants`). */
+  engine?: IngestEngine;
+}
+
+/** The tenant limits {@link collectorHarness} configures for these options (ingest workers get the same). */
+export function harnessTenantLimits(opts: HarnessOptions = {}): TenantLimitsConfig {
+  return {
+    maxActiveSeries: opts.maxActiveSeries ?? 100_000,
+    activeSeriesTtlMs: 15 * 60_000,
+    samplesPerSecond: opts.samplesPerSecond ?? 1e9,
+    samplesBurst: opts.samplesBurst ?? 1e9,
+    series: { ...DEFAULT_TEST_LIMITS, ...opts.limits },
+    ...(opts.outOfOrderWindowMs !== undefined ? { outOfOrderWindowMs: opts.outOfOrderWindowMs } : {}),
+  };
 }
 
 export function collectorHarness(opts: HarnessOptions = {}) {
@@ -139,21 +155,15 @@ export function collectorHarness(opts: HarnessOptions = {}) {
       scopes: new Set(opts.anonymousScopes ?? ['ingest', 'read']),
     });
   const limits = { ...DEFAULT_TEST_LIMITS, ...opts.limits };
-  const { app, access } = createHttpServer({
+  const server = createHttpServer({
     logger: pino({ level: 'silent' }),
     registry,
     bodyLimit: limits.maxBodyBytes,
     ...(opts.connections ? { connections: opts.connections } : {}),
   });
+  const { app, access } = server;
   access.use(auth);
-  const tenants = new TenantLimits({
-    maxActiveSeries: opts.maxActiveSeries ?? 100_000,
-    activeSeriesTtlMs: 15 * 60_000,
-    samplesPerSecond: opts.samplesPerSecond ?? 1e9,
-    samplesBurst: opts.samplesBurst ?? 1e9,
-    series: limits,
-    ...(opts.outOfOrderWindowMs !== undefined ? { outOfOrderWindowMs: opts.outOfOrderWindowMs } : {}),
-  });
+  const tenants = new TenantLimits(harnessTenantLimits(opts));
   registerCollector(app, {
     auth,
     busWriter: new BusWriter(bus),
@@ -162,6 +172,7 @@ export function collectorHarness(opts: HarnessOptions = {}) {
     limits,
     metrics: createCollectorMetrics(registry),
     ...(opts.backpressure ? { backpressure: opts.backpressure } : {}),
+    ...(opts.engine ? { engine: opts.engine } : {}),
   });
-  return { app, bus, tokens, registry, tenants };
+  return { app, server, bus, tokens, registry, tenants };
 }
