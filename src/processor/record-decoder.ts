@@ -160,7 +160,14 @@ export function decodeRecord(
       pairs[2 * l] = name;
       pairs[2 * l + 1] = local[vi]!;
     }
-    const sampleCount = r.uvarint('sample count');
+    let sampleCount: number;
+    if (p < end && payload[p]! < 0x80) {
+      sampleCount = payload[p]!;
+      r.pos = p + 1;
+    } else {
+      r.pos = p;
+      sampleCount = r.uvarint('sample count');
+    }
     if (sampleCount * 9 > r.remaining) {
       throw new DecodeError(
         `series ${s} claims ${sampleCount} samples but only ${r.remaining} bytes remain`,
@@ -171,12 +178,37 @@ export function decodeRecord(
     out.ensureSamples(samples + sampleCount, samples);
     const ts = out.timestamps;
     let t = 0;
+    p = r.pos;
     for (let j = 0; j < sampleCount; j++) {
-      t += r.svarint('timestamp');
-      if (!Number.isSafeInteger(t))
+      // The zigzag varint read in place (ByteReader.svarint's arithmetic); anything it would refuse (truncated,
+      // longer than 8 bytes, beyond 2^53) is read again by it, to throw its error.
+      let u = 0;
+      let mul = 1;
+      let q = p;
+      for (;;) {
+        if (q >= end || q - p === 8) {
+          q = -1;
+          break;
+        }
+        const b = payload[q++]!;
+        u += (b & 0x7f) * mul;
+        if (b < 0x80) break;
+        mul *= 0x80;
+      }
+      if (q < 0 || u > Number.MAX_SAFE_INTEGER) {
+        r.pos = p;
+        u = r.uvarint('timestamp');
+        q = r.pos;
+      }
+      p = q;
+      t += u % 2 === 0 ? u / 2 : -(u + 1) / 2;
+      if (!Number.isSafeInteger(t)) {
+        r.pos = p;
         throw new DecodeError(`series ${s} has timestamp ${t} out of range`, r.pos);
+      }
       ts[samples + j] = t;
     }
+    r.pos = p;
     r.need(sampleCount * 8, 'values');
     out.copyValues(payload, r.pos, samples, sampleCount);
     r.pos += sampleCount * 8;

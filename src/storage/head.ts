@@ -1073,6 +1073,20 @@ export class Head implements PostingsIndex {
     return this.cCount[ref]!;
   }
 
+  /**
+   * Copies bytes [from, to) of the open chunk of `ref` into `dst` at `at` (the head log's delta: a few bytes per
+   * series, copied without a view object per series). Returns the position after them.
+   */
+  copyOpenBytes(ref: number, from: number, to: number, dst: Uint8Array, at: number): number {
+    const handle = this.cSlot[ref]!;
+    const page = this.slab.page(handle);
+    const off = this.slab.offset(handle);
+    const n = to - from;
+    if (n > 32) dst.set(page.subarray(off + from, off + to), at);
+    else for (let k = 0; k < n; k++) dst[at + k] = page[off + from + k]!;
+    return at + n;
+  }
+
   /** Bytes [from, to) of the open chunk, as a view valid until the next append to this series. */
   openBytes(ref: number, from: number, to: number): Uint8Array {
     const handle = this.cSlot[ref]!;
