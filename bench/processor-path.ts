@@ -135,6 +135,7 @@ for (let k = 0; k < TICKS; k++) {
         seriesCount: rb.seriesCount,
         keys: rb.refs,
         labels: table.labels,
+        labelIds: table,
         offsets: rb.starts,
         timestamps: rb.timestamps,
         values: rb.values,

@@ -675,6 +675,7 @@ export class Processor {
       seriesCount: rb.seriesCount,
       keys: rb.refs,
       labels: this.series.labels,
+      labelIds: this.series,
       offsets: rb.starts,
       timestamps: rb.timestamps,
       values: rb.values,

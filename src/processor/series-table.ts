@@ -308,6 +308,15 @@ export class SeriesTable {
     return ref;
   }
 
+  /**
+   * The labels of live `ref` as (name sid, value sid) pairs sorted by name sid, without `tenant`: a view of the
+   * table's key arena, valid until the next series is created or swept (storage's KeyedLabelIds).
+   */
+  pairsOf(ref: number): Int32Array {
+    const at = this.pairStart[ref]!;
+    return this.arena.subarray(at + 2, at + 1 + this.arena[at]!);
+  }
+
   /** The sid of the metric name (`__name__`) of `ref`, or -1. */
   nameSid(ref: number): number {
     const at = this.pairStart[ref]!;
