@@ -26,7 +26,7 @@ import pino from 'pino';
 import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { DetectorSettings } from '../src/processor/detectors/config.js';
 import { DetectorEngine } from '../src/processor/detectors/engine.js';
-import { decodeRecord, RecordBatch } from '../src/processor/record-decoder.js';
+import { decodeRecord, RecordBatch, RecordShapes } from '../src/processor/record-decoder.js';
 import { SeriesTable } from '../src/processor/series-table.js';
 import { NativeEncoder } from '../src/protocol/native.js';
 import { FleetSimulator } from '../src/simulator/fleet.js';
@@ -40,6 +40,8 @@ const { values: args } = parseArgs({
     ticks: { type: 'string', default: '30' },
     /** Leave the detector engine out (storage path only). */
     'no-detect': { type: 'boolean', default: false },
+    /** Decode without remembering record shapes (record-decoder.ts RecordShapes). */
+    'no-shapes': { type: 'boolean', default: false },
   },
 });
 const TICKS = Number(args.ticks);
@@ -106,6 +108,7 @@ const db = await Tsdb.open({
 const table = new SeriesTable();
 const tenantSid = table.internString(TENANT);
 const refs = db.appender.newSeriesRefCache!() as HeadRefCache;
+const shapes = args['no-shapes'] ? undefined : new RecordShapes();
 const engine = args['no-detect']
   ? undefined
   : new DetectorEngine(DetectorSettings.defaults(), { transition() {} }, { derived: true });
@@ -123,7 +126,8 @@ for (let k = 0; k < TICKS; k++) {
   const records = ticks[k]!;
   while (batches.length < records.length) batches.push(new RecordBatch());
   let c = cpu();
-  for (let i = 0; i < records.length; i++) decodeRecord(records[i]!, tenantSid, table, batches[i]!, nowMs);
+  for (let i = 0; i < records.length; i++)
+    decodeRecord(records[i]!, tenantSid, table, batches[i]!, nowMs, undefined, shapes);
   let c1 = cpu();
   parts.decode += c1 - c;
   c = c1;

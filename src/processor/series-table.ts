@@ -116,6 +116,8 @@ export class SeriesTable {
   private size = 0;
   /** Live series. */
   count = 0;
+  /** Bumped whenever series are freed: whatever remembers refs by other means than a lookup must start over. */
+  epoch = 0;
 
   /** Scratch for one series' key while it is looked up. */
   private key = new Int32Array(130);
@@ -345,7 +347,10 @@ export class SeriesTable {
       this.count--;
       freed++;
     }
-    if (freed > 0) this.rehash(this.mask + 1);
+    if (freed > 0) {
+      this.epoch++;
+      this.rehash(this.mask + 1);
+    }
     return freed;
   }
 
