@@ -120,11 +120,24 @@ class RecordShape {
 export class RecordShapes {
   private slots: (RecordShape | undefined)[] = new Array(SHAPE_SLOTS);
   private heldBytes = 0;
+  /** Per slot, the hash of the last string table that had no shape there (see {@link repeats}). */
+  private readonly seen = new Int32Array(SHAPE_SLOTS);
   // Scratch: the shape of the record being decoded, while it differs from the remembered one.
   labelBuf = new Uint8Array(1 << 16);
   labelUsed = 0;
   ends = new Int32Array(1024);
   refs = new Int32Array(1024);
+
+  /**
+   * Whether a string table with this hash was seen before (and notes it): a record's shape is only remembered
+   * when its string table repeats, so that records that never repeat cost nothing to remember.
+   */
+  repeats(hash: number): boolean {
+    const slot = hash & (SHAPE_SLOTS - 1);
+    if (this.seen[slot] === hash) return true;
+    this.seen[slot] = hash;
+    return false;
+  }
 
   find(hash: number): RecordShape | undefined {
     return this.slots[hash & (SHAPE_SLOTS - 1)];
@@ -267,7 +280,7 @@ export function decodeRecord(
   const minute = Math.floor(nowMs / 60_000);
   const lastSeen = table.lastSeen;
   // Recording this record's shape: from the start without a remembered one, else from its first difference.
-  let recording = shapes !== undefined && tableEnd >= 0 && shape === undefined;
+  let recording = shapes !== undefined && tableEnd >= 0 && shape === undefined && shapes.repeats(shapeHash);
   if (recording) shapes!.labelUsed = 0;
   for (let s = 0; s < seriesCount; s++) {
     const labelStart = r.pos;
@@ -356,8 +369,10 @@ export function decodeRecord(
       const sh = shapes!;
       const len = labelEnd - labelStart;
       sh.ensure(s, len);
-      sh.labelBuf.set(payload.subarray(labelStart, labelEnd), sh.labelUsed);
-      sh.labelUsed += len;
+      const buf = sh.labelBuf;
+      const at = sh.labelUsed;
+      for (let k = 0; k < len; k++) buf[at + k] = payload[labelStart + k]!;
+      sh.labelUsed = at + len;
       sh.ends[s] = sh.labelUsed;
       sh.refs[s] = ref;
     }
@@ -406,7 +421,7 @@ export function decodeRecord(
 
   const events = readJobEvents(r);
   if (events.length > 0) out.events = events;
-  if (shapes !== undefined && tableEnd >= 0 && (recording || seriesCount !== shape!.refs.length)) {
+  if (shapes !== undefined && (recording || (shape !== undefined && seriesCount !== shape.refs.length))) {
     // A new shape (or the remembered one with fewer series: the record's own prefix of it).
     const sh = shapes;
     if (!recording) {
