@@ -94,7 +94,7 @@ class RecordShape {
     readonly epoch: number,
     readonly limits: DecodeLimits,
     readonly table: Uint8Array,
-    readonly sids: Int32Array,
+    readonly sids: Int32Array<ArrayBuffer>,
     readonly labels: Uint8Array,
     /** End of series i's section in `labels` (it starts where series i − 1's ends). */
     readonly ends: Int32Array,
