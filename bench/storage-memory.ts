@@ -139,17 +139,18 @@ const per = calibrate();
 const sealedObjects = st.sealedChunks * per.sealedChunk + st.sealedLists * per.list;
 const postingObjects = st.postingLists * per.posting;
 const symbolBytes = st.symbols * per.symbol + st.symbolChars;
-const hashBytes = st.hashEntries * per.mapEntry;
 const typed = st.columnBytes + st.arenaBytes + st.slabBytes + st.postingBytes + st.oooBytes;
 const rows: [string, number][] = [
-  ['per-series columns (typed arrays, capacity ' + st.capacity + ')', st.columnBytes],
+  [
+    `per-series columns and series hash index (typed arrays, capacity ${st.capacity}, ${st.hashEntries} hashed)`,
+    st.columnBytes,
+  ],
   ['open chunks (slab pages)', st.slabBytes],
   [`sealed chunk descriptors (${st.sealedChunks} chunks in ${st.sealedLists} lists, objects)`, sealedObjects],
   ['sealed chunk bytes not yet spilled', st.sealedInMemoryBytes],
   ['label pairs (arena)', st.arenaBytes],
   [`postings (${st.postingLists} lists: objects + ids)`, postingObjects + st.postingBytes],
   [`symbols (${st.symbols} strings)`, symbolBytes],
-  [`series hash (${st.hashEntries} entries)`, hashBytes],
   ['out-of-order buffers', st.oooBytes + st.oooBuffers * per.list],
 ];
 const accounted = rows.reduce((n, [, b]) => n + b, 0);
@@ -193,13 +194,5 @@ function calibrate() {
     list: measure(() => []),
     posting: measure(() => ({ ids: new Int32Array(4), n: 1 })),
     symbol: measure((i) => `s${i}`) - 4,
-    mapEntry: (() => {
-      gc();
-      const a = process.memoryUsage().heapUsed;
-      const m = new Map<number, number>();
-      for (let i = 0; i < n; i++) m.set((i * 2654435761) >>> 0, i);
-      gc();
-      return (process.memoryUsage().heapUsed - a) / n;
-    })(),
   };
 }

@@ -40,7 +40,7 @@ import type { LabelSet } from '../model/labels.js';
 import type { KeyedSeriesBatch, SeriesRefCache, Storage } from '../storage/index.js';
 import type { DetectorEngine, PartitionOf } from './detectors/engine.js';
 import { FilePartitionStateStore, type PartitionStateStore } from './partition-state.js';
-import { decodeRecord, RecordBatch } from './record-decoder.js';
+import { decodeRecord, RecordBatch, RecordShapes } from './record-decoder.js';
 import { SeriesTable } from './series-table.js';
 import { readState, removeState } from './state.js';
 
@@ -144,6 +144,8 @@ export class Processor {
    */
   private readonly freeRecords: RecordBatch[] = [];
   private readonly tenantSids = new Map<string, number>();
+  /** Shapes of records decoded before: a record shaped like one of them skips its label lookups. */
+  private readonly shapes = new RecordShapes();
   private lastSweepMs = Date.now();
   /**
    * The storage's refs of the series table's series, when the storage offers the keyed fast path
@@ -561,7 +563,15 @@ export class Processor {
         tenantSid = this.series.internString(tenant);
         this.tenantSids.set(tenant, tenantSid);
       }
-      decodeRecord(record.subarray(header.payloadStart), tenantSid, this.series, rb, nowMs);
+      decodeRecord(
+        record.subarray(header.payloadStart),
+        tenantSid,
+        this.series,
+        rb,
+        nowMs,
+        undefined,
+        this.shapes,
+      );
     } catch (err) {
       // The collector validated this record before appending it; reaching here means a bug, disk corruption
       // that the CRC did not catch, or a record an earlier build let through. Skipping keeps every other
@@ -675,6 +685,7 @@ export class Processor {
       seriesCount: rb.seriesCount,
       keys: rb.refs,
       labels: this.series.labels,
+      labelIds: this.series,
       offsets: rb.starts,
       timestamps: rb.timestamps,
       values: rb.values,

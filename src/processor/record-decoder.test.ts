@@ -13,7 +13,7 @@ import { type SeriesBatch, SeriesBatchBuilder, STALE_NAN } from '../model/batch.
 import type { JobEvent } from '../model/job.js';
 import type { LabelSet } from '../model/labels.js';
 import { decodeFrameHeader, decodePayload, framePayload, NativeEncoder } from '../protocol/native.js';
-import { decodeRecord, RecordBatch } from './record-decoder.js';
+import { decodeRecord, RecordBatch, RecordShapes } from './record-decoder.js';
 import { SeriesTable } from './series-table.js';
 
 const VECTORS = path.resolve(import.meta.dirname, '../../testdata/native');
@@ -150,6 +150,133 @@ describe('record decoder', () => {
       ),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('record shapes', () => {
+  /** One step: decode template `record` (with byte edits), or sweep the series not seen for 2 minutes. */
+  type Step =
+    | { kind: 'record'; record: number; tenant: number; edits: [number, number][]; minute: number }
+    | { kind: 'sweep'; minute: number };
+
+  it('decode to exactly what the ordinary path decodes, through repeats, edits, other tenants and sweeps', () => {
+    const template = fc.array(series, { minLength: 1, maxLength: 5 });
+    const step: fc.Arbitrary<Step> = fc.oneof(
+      {
+        weight: 8,
+        arbitrary: fc.record({
+          kind: fc.constant('record' as const),
+          record: fc.nat({ max: 3 }),
+          tenant: fc.nat({ max: 1 }),
+          // Mostly none: records repeat their shape as a steady sender's do.
+          edits: fc.oneof(
+            { weight: 3, arbitrary: fc.constant([] as [number, number][]) },
+            { weight: 1, arbitrary: fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { maxLength: 2 }) },
+          ),
+          minute: fc.nat({ max: 10 }),
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({ kind: fc.constant('sweep' as const), minute: fc.nat({ max: 10 }) }),
+      },
+    );
+    fc.assert(
+      fc.property(
+        fc.array(template, { minLength: 4, maxLength: 4 }),
+        fc.array(step, { maxLength: 30 }),
+        (templates, steps) => {
+          // Templates 1 and 3 are 0 and 2 with series dropped or added at the end (a shape's prefix and extension).
+          const records = [
+            templates[0]!,
+            templates[0]!.slice(0, -1),
+            templates[2]!,
+            [...templates[2]!, ...templates[3]!],
+          ].map((list) => encode(list));
+          const plain = new SeriesTable();
+          const shaped = new SeriesTable();
+          const shapes = new RecordShapes();
+          const a = new RecordBatch();
+          const b = new RecordBatch();
+          for (const st of steps) {
+            if (st.kind === 'sweep') {
+              const before = (st.minute - 2) * 60_000;
+              expect(shaped.sweep(before, () => {})).toBe(plain.sweep(before, () => {}));
+              continue;
+            }
+            const payload = Uint8Array.from(records[st.record]!);
+            for (const [at, byte] of st.edits) payload[at % payload.length] = byte;
+            const tenant = `t${st.tenant}`;
+            const outcome = (table: SeriesTable, rb: RecordBatch, with_?: RecordShapes) => {
+              try {
+                decodeRecord(
+                  payload,
+                  table.internString(tenant),
+                  table,
+                  rb,
+                  st.minute * 60_000,
+                  undefined,
+                  with_,
+                );
+                return undefined;
+              } catch (err) {
+                return (err as Error).message;
+              }
+            };
+            const want = outcome(plain, a);
+            expect(outcome(shaped, b, shapes)).toBe(want);
+            if (want !== undefined) continue;
+            expect(b.seriesCount).toBe(a.seriesCount);
+            expect(Array.from(b.refs.subarray(0, b.seriesCount))).toEqual(
+              Array.from(a.refs.subarray(0, a.seriesCount)),
+            );
+            expect(Array.from(b.starts.subarray(0, b.seriesCount + 1))).toEqual(
+              Array.from(a.starts.subarray(0, a.seriesCount + 1)),
+            );
+            expect(Array.from(b.timestamps.subarray(0, b.sampleCount))).toEqual(
+              Array.from(a.timestamps.subarray(0, a.sampleCount)),
+            );
+            expect(bitsOf(b.values.subarray(0, b.sampleCount))).toEqual(
+              bitsOf(a.values.subarray(0, a.sampleCount)),
+            );
+            expect(b.events).toEqual(a.events);
+            for (let e = 0; e < b.seriesCount; e++)
+              expect(shaped.labels[b.refs[e]!]).toEqual(plain.labels[a.refs[e]!]);
+          }
+          expect(shaped.count).toBe(plain.count);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('skip the label lookups of a record repeated once more', () => {
+    const table = new SeriesTable();
+    const shapes = new RecordShapes();
+    const rb = new RecordBatch();
+    const t = table.internString(TENANT);
+    const list = Array.from({ length: 50 }, (_, i) => ({
+      labels: { __name__: 'm', i: String(i) },
+      samples: [[1000, i]] as [number, number][],
+    }));
+    const payload = encode(list);
+    // Remembered from its first repeat on: a record that never repeats costs nothing to remember.
+    decodeRecord(payload, t, table, rb, 0, undefined, shapes);
+    expect(shapes.bytes).toBe(0);
+    decodeRecord(payload, t, table, rb, 0, undefined, shapes);
+    const first = Array.from(rb.refs.subarray(0, 50));
+    expect(shapes.bytes).toBeGreaterThan(0);
+    // A table whose lookup is taken away: the repeat must not need it.
+    const resolve = table.resolve;
+    table.resolve = () => {
+      throw new Error('looked up');
+    };
+    try {
+      decodeRecord(payload, t, table, rb, 0, undefined, shapes);
+    } finally {
+      table.resolve = resolve;
+    }
+    expect(Array.from(rb.refs.subarray(0, 50))).toEqual(first);
   });
 });
 

@@ -116,6 +116,8 @@ export class SeriesTable {
   private size = 0;
   /** Live series. */
   count = 0;
+  /** Bumped whenever series are freed: whatever remembers refs by other means than a lookup must start over. */
+  epoch = 0;
 
   /** Scratch for one series' key while it is looked up. */
   private key = new Int32Array(130);
@@ -308,6 +310,15 @@ export class SeriesTable {
     return ref;
   }
 
+  /**
+   * The labels of live `ref` as (name sid, value sid) pairs sorted by name sid, without `tenant`: a view of the
+   * table's key arena, valid until the next series is created or swept (storage's KeyedLabelIds).
+   */
+  pairsOf(ref: number): Int32Array {
+    const at = this.pairStart[ref]!;
+    return this.arena.subarray(at + 2, at + 1 + this.arena[at]!);
+  }
+
   /** The sid of the metric name (`__name__`) of `ref`, or -1. */
   nameSid(ref: number): number {
     const at = this.pairStart[ref]!;
@@ -336,7 +347,10 @@ export class SeriesTable {
       this.count--;
       freed++;
     }
-    if (freed > 0) this.rehash(this.mask + 1);
+    if (freed > 0) {
+      this.epoch++;
+      this.rehash(this.mask + 1);
+    }
     return freed;
   }
 

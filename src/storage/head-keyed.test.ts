@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { LabelSet } from '../model/labels.js';
 import { Head, type HeadAppendStats, HeadRefCache } from './head.js';
 import { HeadIterator } from './iterators.js';
-import type { KeyedSeriesBatch } from './storage.js';
+import type { KeyedLabelIds, KeyedSeriesBatch } from './storage.js';
 
 const newStats = (): HeadAppendStats => ({
   series: 0,
@@ -79,13 +79,36 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
 );
 
 describe('Head.appendKeyed', () => {
-  it('stores what Head.append stores, through cuts, renumberings and reused keys', () => {
+  it('stores what Head.append stores, through cuts, renumberings and reused keys (labels or label ids)', () => {
     fc.assert(
       fc.property(fc.array(stepArb, { maxLength: 40 }), (steps) => {
         const opts = { oooWindowMs: 3_600_000, chunkRangeMs: 10_000, maxChunkSamples: 4 };
         const byLabels = new Head(opts);
         const keyed = new Head(opts);
         const cache = new HeadRefCache();
+        // The same keyed appends, the labels given as ids of the caller's strings (the series table's way).
+        const byIds = new Head(opts);
+        const idCache = new HeadRefCache();
+        const strings: string[] = [];
+        const sidOf = new Map<string, number>();
+        const sid = (x: string) => {
+          let id = sidOf.get(x);
+          if (id === undefined) {
+            id = strings.length;
+            strings.push(x);
+            sidOf.set(x, id);
+          }
+          return id;
+        };
+        const labelIds: KeyedLabelIds = {
+          strings,
+          pairsOf: (key) => {
+            const pairs: number[] = [];
+            for (const [name, value] of Object.entries(labels[key]!))
+              if (name !== 'tenant') pairs.push(sid(name), sid(value));
+            return Int32Array.from(pairs);
+          },
+        };
         // The caller's table: key → (tenant, series index); a key is bound at its first use.
         const keyOf = new Map<string, number>();
         const labels: (LabelSet | undefined)[] = [];
@@ -95,10 +118,12 @@ describe('Head.appendKeyed', () => {
           node_id: `n${series}`,
           // Shifted by each reuse, so that a reused key names a series the head may never have seen.
           gen: String(generation),
+          // An empty value: dropped, as Prometheus drops it.
+          ...(series % 4 === 0 ? { empty: '' } : {}),
         });
         for (const step of steps) {
           if (step.kind === 'cut') {
-            for (const head of [byLabels, keyed]) head.finishCut(head.prepareCut(step.boundary));
+            for (const head of [byLabels, keyed, byIds]) head.finishCut(head.prepareCut(step.boundary));
             continue;
           }
           if (step.kind === 'reuse') {
@@ -107,6 +132,7 @@ describe('Head.appendKeyed', () => {
             if (entry) {
               keyOf.delete(entry[0]);
               cache.forget(step.key);
+              idCache.forget(step.key);
               labels[step.key] = undefined;
             }
             generation++;
@@ -161,8 +187,12 @@ describe('Head.appendKeyed', () => {
           };
           keyed.appendKeyed(tenant, kb, cache, b);
           expect(b).toEqual(a);
+          const c = newStats();
+          byIds.appendKeyed(tenant, { ...kb, labelIds }, idCache, c);
+          expect(c).toEqual(a);
         }
         expect(contents(keyed)).toEqual(contents(byLabels));
+        expect(contents(byIds)).toEqual(contents(byLabels));
       }),
       { numRuns: 300 },
     );
@@ -240,5 +270,42 @@ describe('Head.appendKeyed', () => {
         ]),
       ),
     ).toHaveLength(1);
+  });
+
+  it('finds every live series by its labels through index growth, cuts and renumberings', () => {
+    // A Map from each label set to its ref is the model: one series per label set, found again while alive.
+    const head = new Head({ oooWindowMs: 3_600_000, chunkRangeMs: 10_000 });
+    const model = new Map<string, number>();
+    const stats = newStats();
+    const labelsOf = (i: number): LabelSet => ({ __name__: `m${i % 7}`, node_id: `n${i}` });
+    const tenant = 't';
+    const tenantValue = head.symbols.intern(tenant);
+    let t = 1000;
+    for (let round = 0; round < 4; round++) {
+      // Round r appends series [1000 r, 1000 r + 3000): every round keeps 2000 of the previous one alive.
+      for (let i = 1000 * round; i < 1000 * round + 3000; i++) {
+        const ref = head.getOrCreate(tenant, tenantValue, labelsOf(i), stats);
+        head.appendSample(ref, t, i, stats);
+        const key = `n${i}`;
+        const known = model.get(key);
+        if (known !== undefined) expect(ref).toBe(known);
+        else {
+          expect([...model.values()]).not.toContain(ref);
+          model.set(key, ref);
+        }
+      }
+      t += 30_000;
+      // A cut drops the series of the round before last (no sample since), which renumbers the rest.
+      head.finishCut(head.prepareCut(Math.floor((t - 15_000) / 10_000) * 10_000));
+      model.clear();
+      for (const ref of head.allPostings()) model.set(head.labelSet(ref).node_id!, ref);
+      const before = stats.created;
+      for (const [node, ref] of model) {
+        const i = Number(node.slice(1));
+        expect(head.getOrCreate(tenant, tenantValue, labelsOf(i), stats)).toBe(ref);
+      }
+      expect(stats.created).toBe(before);
+      expect(head.memoryStats().hashEntries).toBe(model.size);
+    }
   });
 });

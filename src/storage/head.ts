@@ -22,7 +22,7 @@ import { XOR_MAX_SAMPLE_BITS, XorReader } from './codec/xor.js';
 import { EMPTY_POSTINGS, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import { ChunkSlab } from './slab.js';
 import type { SpillFile } from './spill.js';
-import type { KeyedSeriesBatch, SeriesRefCache } from './storage.js';
+import type { KeyedLabelIds, KeyedSeriesBatch, SeriesRefCache } from './storage.js';
 import { SymbolTable } from './symbols.js';
 
 /**
@@ -60,7 +60,7 @@ export interface HeadMemoryStats {
   readonly series: number;
   readonly refs: number;
   readonly capacity: number;
-  /** Per-series typed-array columns (series state, open-chunk encoder state, checkpoint bookkeeping). */
+  /** Per-series typed-array columns (series state, open-chunk encoder state, checkpoint bookkeeping, hash index). */
   readonly columnBytes: number;
   /** Label pairs of every series (symbol ids). */
   readonly arenaBytes: number;
@@ -151,6 +151,11 @@ function pairHash(name: number, value: number): number {
  */
 export class HeadRefCache implements SeriesRefCache {
   refs = new Int32Array(1024).fill(-1);
+  /**
+   * The caller's string id → the head's symbol id + 1 (0: not looked up yet), for batches that carry
+   * {@link KeyedLabelIds}. Emptied with `refs` (a renumbering changes symbol ids too).
+   */
+  symbols = new Int32Array(1024);
   generation = 0;
   /** The head whose refs these are (a cache handed to another head starts over). */
   owner: Head | undefined;
@@ -247,9 +252,16 @@ export class Head implements PostingsIndex {
   symbolsPersisted = 0;
 
   // ---- index ----
-  private byHash = new Map<number, number>();
-  /** Series whose hash collides with another's, by exact key. */
-  private collided = new Map<string, number>();
+  /**
+   * Live series by the hash of their label pairs: open addressing with linear probing, 2 ints per slot (ref + 1,
+   * 0 = empty; the hash, so that a probe touches the slot alone until a hash matches). Series with equal hashes
+   * simply occupy several slots and are told apart by their labels. Never more than half full. Dead series
+   * leave it when the head drops them ({@link gc}, which rebuilds it). Typed arrays rather than a Map: a
+   * uint32 key above 2^30 is a heap number in a Map, one allocation per series and a slower probe.
+   */
+  private idxSlots = new Int32Array(2 * 2048);
+  private idxMask = 2047;
+  private idxCount = 0;
   private postingsMap = new Map<number, Map<number, GrowablePostings>>();
   private allRefs = new GrowablePostings();
   private readonly perTenant = new Map<string, number>();
@@ -295,6 +307,7 @@ export class Head implements PostingsIndex {
   appendKeyed(tenant: string, batch: KeyedSeriesBatch, cache: HeadRefCache, stats: HeadAppendStats): void {
     if (cache.generation !== this.generation || cache.owner !== this) {
       cache.refs.fill(-1);
+      cache.symbols.fill(0);
       cache.generation = this.generation;
       cache.owner = this;
     }
@@ -308,10 +321,14 @@ export class Head implements PostingsIndex {
       if (key >= cache.refs.length) cache.ensure(key + 1);
       let ref = cache.refs[key]!;
       if (ref < 0 || this.alive[ref] !== 1) {
-        const labels = batch.labels[key];
-        if (labels === undefined) throw new Error(`appendKeyed: no labels for series key ${key}`);
         if (tenantValue < 0) tenantValue = this.symbols.intern(tenant);
-        ref = this.getOrCreate(tenant, tenantValue, labels, stats);
+        const ids = batch.labelIds;
+        if (ids) ref = this.getOrCreateByIds(tenant, tenantValue, ids, ids.pairsOf(key), cache, stats);
+        else {
+          const labels = batch.labels[key];
+          if (labels === undefined) throw new Error(`appendKeyed: no labels for series key ${key}`);
+          ref = this.getOrCreate(tenant, tenantValue, labels, stats);
+        }
         cache.refs[key] = ref;
       }
       stats.series++;
@@ -348,6 +365,77 @@ export class Head implements PostingsIndex {
       n++;
       hash = (hash + pairHash(nameId, valueId)) >>> 0;
     }
+    return this.findOrCreate(tenant, tenantValue, n, hash, stats);
+  }
+
+  /**
+   * {@link getOrCreate} for labels given as (name id, value id) pairs of the caller's strings (`ids`): each
+   * caller id is translated to a symbol id once per cache, then an array read.
+   */
+  private getOrCreateByIds(
+    tenant: string,
+    tenantValue: number,
+    ids: KeyedLabelIds,
+    pairs: Int32Array,
+    cache: HeadRefCache,
+    stats: HeadAppendStats,
+  ): number {
+    const strings = ids.strings;
+    if (cache.symbols.length < strings.length) {
+      const next = new Int32Array(Math.max(strings.length, cache.symbols.length * 2));
+      next.set(cache.symbols);
+      cache.symbols = next;
+    }
+    const sym = cache.symbols;
+    let scratch = this.scratch;
+    if (pairs.length + 2 > scratch.length) {
+      scratch = new Uint32Array(Math.max(pairs.length + 2, scratch.length * 2));
+      this.scratch = scratch;
+    }
+    let n = 0;
+    let hash = pairHash(this.tenantName, tenantValue);
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      const nameSid = pairs[i]!;
+      const valueSid = pairs[i + 1]!;
+      const value = strings[valueSid]!;
+      if (value === '') continue;
+      let nameId = sym[nameSid]! - 1;
+      if (nameId < 0) {
+        nameId = this.symbols.intern(strings[nameSid]!);
+        sym[nameSid] = nameId + 1;
+      }
+      if (nameId === this.tenantName) continue;
+      let valueId = sym[valueSid]! - 1;
+      if (valueId < 0) {
+        valueId = this.symbols.intern(value);
+        sym[valueSid] = valueId + 1;
+      }
+      let k = n;
+      while (k > 0 && scratch[(k - 1) * 2]! > nameId) {
+        scratch[k * 2] = scratch[(k - 1) * 2]!;
+        scratch[k * 2 + 1] = scratch[(k - 1) * 2 + 1]!;
+        k--;
+      }
+      scratch[k * 2] = nameId;
+      scratch[k * 2 + 1] = valueId;
+      n++;
+      hash = (hash + pairHash(nameId, valueId)) >>> 0;
+    }
+    return this.findOrCreate(tenant, tenantValue, n, hash, stats);
+  }
+
+  /**
+   * The series whose pairs, without the tenant's, are `scratch[0..2n)` sorted by name id and whose hash over
+   * all pairs (the tenant's included) is `hash`: found, or created.
+   */
+  private findOrCreate(
+    tenant: string,
+    tenantValue: number,
+    n: number,
+    hash: number,
+    stats: HeadAppendStats | undefined,
+  ): number {
+    const scratch = this.scratch;
     // The tenant pair, at its place in name-id order.
     let k = n;
     while (k > 0 && scratch[(k - 1) * 2]! > this.tenantName) {
@@ -359,21 +447,53 @@ export class Head implements PostingsIndex {
     scratch[k * 2 + 1] = tenantValue;
     n++;
 
-    const found = this.byHash.get(hash);
-    if (found !== undefined) {
-      if (this.sameLabels(found, scratch, n)) return found;
-      const key = this.scratchKey(scratch, n);
-      const other = this.collided.get(key);
-      if (other !== undefined) return other;
-      const ref = this.create(tenant, scratch, n, hash);
-      this.collided.set(key, ref);
-      if (stats) stats.created++;
-      return ref;
+    const h = hash | 0;
+    const slots = this.idxSlots;
+    const mask = this.idxMask;
+    let slot = h & mask;
+    for (;;) {
+      const s = slots[2 * slot]!;
+      if (s === 0) break;
+      if (slots[2 * slot + 1] === h && this.sameLabels(s - 1, scratch, n)) return s - 1;
+      slot = (slot + 1) & mask;
     }
     const ref = this.create(tenant, scratch, n, hash);
-    this.byHash.set(hash, ref);
+    this.indexInsert(ref, hash);
     if (stats) stats.created++;
     return ref;
+  }
+
+  /** Adds live series `ref` with label hash `hash` to the hash index (growing it to stay half empty). */
+  private indexInsert(ref: number, hash: number): void {
+    if ((this.idxCount + 1) * 2 > this.idxMask + 1) this.indexRebuild((this.idxMask + 1) * 2);
+    const h = hash | 0;
+    const slots = this.idxSlots;
+    const mask = this.idxMask;
+    let slot = h & mask;
+    while (slots[2 * slot] !== 0) slot = (slot + 1) & mask;
+    slots[2 * slot] = ref + 1;
+    slots[2 * slot + 1] = h;
+    this.idxCount++;
+  }
+
+  /** Rebuilds the hash index with `size` slots (a power of two; at least twice the live series) from the live series. */
+  private indexRebuild(size: number): void {
+    while (size < 2 * (this.liveSeries + 1)) size *= 2;
+    const slots = new Int32Array(2 * size);
+    const mask = size - 1;
+    let count = 0;
+    for (let ref = 0; ref < this.nextRef; ref++) {
+      if (this.alive[ref] !== 1) continue;
+      const h = this.hashes[ref]! | 0;
+      let slot = h & mask;
+      while (slots[2 * slot] !== 0) slot = (slot + 1) & mask;
+      slots[2 * slot] = ref + 1;
+      slots[2 * slot + 1] = h;
+      count++;
+    }
+    this.idxSlots = slots;
+    this.idxMask = mask;
+    this.idxCount = count;
   }
 
   private sameLabels(ref: number, pairs: Uint32Array, n: number): boolean {
@@ -382,12 +502,6 @@ export class Head implements PostingsIndex {
     const arena = this.arena;
     for (let i = 0; i < n * 2; i++) if (arena[off + i] !== pairs[i]) return false;
     return true;
-  }
-
-  private scratchKey(pairs: Uint32Array, n: number): string {
-    let key = '';
-    for (let i = 0; i < n * 2; i++) key += `${pairs[i]},`;
-    return key;
   }
 
   private create(tenant: string, pairs: Uint32Array, n: number, hash: number): number {
@@ -953,8 +1067,6 @@ export class Head implements PostingsIndex {
     const labelLen = new Uint8Array(cap);
     const hashes = new Uint32Array(cap);
     let arenaLen = 0;
-    this.byHash = new Map();
-    this.collided = new Map();
     this.postingsMap = new Map();
     this.allRefs = new GrowablePostings();
     for (let ref = 0; ref < this.nextRef; ref++) {
@@ -995,8 +1107,6 @@ export class Head implements PostingsIndex {
         p.push(to);
       }
       hashes[to] = hash;
-      if (this.byHash.has(hash)) this.collided.set(this.scratchKey(arena.subarray(arenaLen), pairs), to);
-      else this.byHash.set(hash, to);
       this.allRefs.push(to);
       arenaLen += pairs * 2;
     }
@@ -1018,6 +1128,7 @@ export class Head implements PostingsIndex {
     this.symbolsPersisted = 0;
     this.nextRef = n;
     this.cap = cap;
+    this.indexRebuild(2048);
     this.renumbered = true;
     this.generation++;
   }
@@ -1034,12 +1145,11 @@ export class Head implements PostingsIndex {
       this.ooo[ref] = undefined;
       const tenant = this.symbols.get(this.tenantValueOf(ref));
       this.perTenant.set(tenant, (this.perTenant.get(tenant) ?? 1) - 1);
-      if (this.byHash.get(this.hashes[ref]!) === ref) this.byHash.delete(this.hashes[ref]!);
       removed++;
     }
     if (removed === 0) return;
-    for (const [k, ref] of this.collided) if (this.alive[ref] !== 1) this.collided.delete(k);
     this.liveSeries -= removed;
+    this.indexRebuild(2048);
     for (const byValue of this.postingsMap.values()) {
       for (const [v, p] of byValue) {
         let k = 0;
@@ -1071,6 +1181,20 @@ export class Head implements PostingsIndex {
 
   openCount(ref: number): number {
     return this.cCount[ref]!;
+  }
+
+  /**
+   * Copies bytes [from, to) of the open chunk of `ref` into `dst` at `at` (the head log's delta: a few bytes per
+   * series, copied without a view object per series). Returns the position after them.
+   */
+  copyOpenBytes(ref: number, from: number, to: number, dst: Uint8Array, at: number): number {
+    const handle = this.cSlot[ref]!;
+    const page = this.slab.page(handle);
+    const off = this.slab.offset(handle);
+    const n = to - from;
+    if (n > 32) dst.set(page.subarray(off + from, off + to), at);
+    else for (let k = 0; k < n; k++) dst[at + k] = page[off + from + k]!;
+    return at + n;
   }
 
   /** Bytes [from, to) of the open chunk, as a view valid until the next append to this series. */
@@ -1148,6 +1272,7 @@ export class Head implements PostingsIndex {
       this.persistedBits,
       this.persistedCount,
       this.dirty,
+      this.idxSlots,
     ].reduce((n, a) => n + a.byteLength, 0);
     let sealedChunks = 0;
     let sealedInMemory = 0;
@@ -1192,7 +1317,7 @@ export class Head implements PostingsIndex {
       postingBytes,
       symbols: this.symbols.size,
       symbolChars,
-      hashEntries: this.byHash.size + this.collided.size,
+      hashEntries: this.idxCount,
     };
   }
 
@@ -1233,8 +1358,7 @@ export class Head implements PostingsIndex {
     }
     const got = this.create(tenant, pairs, n, hash);
     if (got !== ref) throw new Error(`head log: series ref ${ref} restored as ${got}`);
-    if (this.byHash.has(hash)) this.collided.set(this.scratchKey(pairs, n), ref);
-    else this.byHash.set(hash, ref);
+    this.indexInsert(ref, hash);
   }
 
   restoreSealed(ref: number, chunk: HeadChunk): void {

@@ -21,6 +21,7 @@ export type {
   Appender,
   AppendStats,
   BusPositions,
+  KeyedLabelIds,
   KeyedSeriesBatch,
   Querier,
   SampleArrays,

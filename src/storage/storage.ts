@@ -213,10 +213,28 @@ export interface KeyedSeriesBatch {
   readonly seriesCount: number;
   readonly keys: Int32Array;
   readonly labels: readonly (LabelSet | undefined)[];
+  /**
+   * Optional: the same labels as ids of the caller's interned strings, which the storage then reads instead of
+   * `labels` for a key its cache does not know (no string hashing per label of a new series).
+   */
+  readonly labelIds?: KeyedLabelIds;
   readonly offsets: Uint32Array;
   readonly timestamps: Float64Array;
   readonly values: Float64Array;
   readonly sampleCount: number;
+}
+
+/**
+ * The caller's interned label strings: `strings[id]` never changes meaning while the caller's
+ * {@link SeriesRefCache} lives (ids are never renumbered nor reused).
+ */
+export interface KeyedLabelIds {
+  readonly strings: readonly string[];
+  /**
+   * The labels of `key` as (name id, value id) pairs, without the `tenant` label: a view valid until the
+   * caller's next change to its keys (the storage reads it at once).
+   */
+  pairsOf(key: number): Int32Array;
 }
 
 /**
