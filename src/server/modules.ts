@@ -53,7 +53,7 @@ import {
 } from '../collector/index.js';
 import type { Config, RoleName } from '../config/index.js';
 import { type JobStore, type MetaStore, type OpenedMeta, openMeta, postgresUrlOf } from '../meta/index.js';
-import { DetectorEngine, DetectorSettings, Processor } from '../processor/index.js';
+import { DetectorEngine, DetectorSettings, Processor, withJobStatusFromAlerts } from '../processor/index.js';
 import {
   LiveStreams,
   RemotePromql,
@@ -574,9 +574,11 @@ class Modules {
           this.stoppers.push({ name, stop: () => workers.stopProcessing() });
           return;
         }
-        const engine = new DetectorEngine(new DetectorSettings(config.detectors), alerting.hub, {
-          derived: true,
-        });
+        const engine = new DetectorEngine(
+          new DetectorSettings(config.detectors),
+          withJobStatusFromAlerts(alerting.hub, this.jobs!),
+          { derived: true },
+        );
         this.detectors = engine;
         const processor = new Processor(
           this.bus!,

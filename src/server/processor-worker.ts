@@ -15,7 +15,7 @@ import { DelegatedBus } from '../bus/index.js';
 import type { Config } from '../config/index.js';
 import { type JobDelta, type JobRowStore, JobStore } from '../meta/index.js';
 import { PortRpc } from '../model/port-rpc.js';
-import { DetectorEngine, DetectorSettings, Processor } from '../processor/index.js';
+import { DetectorEngine, DetectorSettings, Processor, withJobStatusFromAlerts } from '../processor/index.js';
 import { serveStorageQueries, type Tsdb } from '../storage/index.js';
 import { openEmbeddedTsdb } from './embedded-storage.js';
 
@@ -101,7 +101,12 @@ const rpc: PortRpc = new PortRpc(port, {
   startProcessor: async () => {
     const config = data.config;
     if (!tsdb) throw new Error('the storage shard is not open');
-    engine = new DetectorEngine(new DetectorSettings(config.detectors), alertSink, { derived: true });
+    const jobs = new JobStore(new MainThreadJobRows());
+    engine = new DetectorEngine(
+      new DetectorSettings(config.detectors),
+      withJobStatusFromAlerts(alertSink, jobs),
+      { derived: true },
+    );
     bus = new DelegatedBus(rpc, config.bus.partitions);
     new Gauge({
       name: 'trainwatch_worker_event_loop_delay_seconds',
@@ -113,25 +118,18 @@ const rpc: PortRpc = new PortRpc(port, {
         loopDelay.reset();
       },
     });
-    processor = new Processor(
-      bus,
-      tsdb,
-      new JobStore(new MainThreadJobRows()),
-      logger.child({ role: 'processor' }),
-      registry,
-      {
-        checkpointIntervalMs: config.processor.checkpoint_interval_ms,
-        deadLetterDir: data.deadLetterDir,
-        analysis: {
-          engine,
-          stateDir: data.stateDir,
-          stateIntervalMs: config.processor.state_interval_ms,
-          migrateLegacyState: data.migrateLegacyState,
-          onCaughtUp: () => rpc.note('caughtUp'),
-          persistAlerts: () => rpc.call<boolean>('alerts.flush'),
-        },
+    processor = new Processor(bus, tsdb, jobs, logger.child({ role: 'processor' }), registry, {
+      checkpointIntervalMs: config.processor.checkpoint_interval_ms,
+      deadLetterDir: data.deadLetterDir,
+      analysis: {
+        engine,
+        stateDir: data.stateDir,
+        stateIntervalMs: config.processor.state_interval_ms,
+        migrateLegacyState: data.migrateLegacyState,
+        onCaughtUp: () => rpc.note('caughtUp'),
+        persistAlerts: () => rpc.call<boolean>('alerts.flush'),
       },
-    );
+    });
     await processor.start();
   },
   assign: (parts: number[]) => bus!.assign(parts),
