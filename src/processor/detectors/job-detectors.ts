@@ -492,8 +492,14 @@ export class JobState implements JobRef {
       const atLoad = !ratioMetric && (metric.includes('clock') || metric.includes('power'));
       for (const m of members) {
         if (t - lastT[m]! > p.fresh || Number.isNaN(ewma[m]!)) continue;
-        if (ratioMetric && ewma[m]! < p.exclude_below) continue;
-        if (atLoad && this.stragglers.loadOf(m, p.load_metric) < busyAbove) continue;
+        // An idle GPU (now or on average) is the waste detector's, and settles that it is no straggler.
+        const idle =
+          (ratioMetric && (ewma[m]! < p.exclude_below || this.stragglers.lastValue(m) < p.exclude_below)) ||
+          (atLoad && this.stragglers.loadOf(m, p.load_metric) < busyAbove);
+        if (idle) {
+          compared.add(this.placeOfSlot.get(m)!);
+          continue;
+        }
         fresh.push(m);
       }
       if (fresh.length < p.min_ranks) continue;
@@ -816,6 +822,11 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
     this.ewma[slot] = Number.NaN;
     this.lastT[slot] = Number.NEGATIVE_INFINITY;
     this.utilization.reset(slot);
+  }
+
+  /** The newest value of member `slot`'s series. */
+  lastValue(slot: number): number {
+    return this.ctx.lastV(this.series[slot]!);
   }
 
   /** The newest utilization of the GPU of member `slot` (+Infinity when it has none: compare it anyway). */

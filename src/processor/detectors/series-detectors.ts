@@ -1058,7 +1058,8 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
           const fit = this.fit;
           if (!ring.fit(slot, k, SLOPE_Z, fit) || !(fit.lower > 0)) continue;
           if (fit.slope * fit.span < p.min_growth * total) continue;
-          if (!ring.fit(slot, k >> 1, 0, this.recent) || this.recent.slope < 0.5 * fit.slope) continue;
+          const recent = Math.max(4, k >> 1);
+          if (!ring.fit(slot, recent, 0, this.recent) || this.recent.slope < 0.5 * fit.slope) continue;
           const ms = Math.max(0, total - fit.level) / fit.lower;
           if (ms > p.horizon || ms > p.max_extrapolation * fit.span) continue;
           if (ms < best) {
