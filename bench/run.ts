@@ -39,6 +39,7 @@ import { runAgentFootprint } from './scenarios/agent.js';
 import { measureAlertLatency, recordAlertUnavailable, writeRulesFile } from './scenarios/alert.js';
 import { type Ceiling, runCeiling, startNullSinkProcess } from './scenarios/ceiling.js';
 import { recordCores, runCores, workerCounts } from './scenarios/cores.js';
+import { runDetectorsScenario } from './scenarios/detectors.js';
 import { INGEST_FIGURES, type IngestOutcome, recordIngest, runIngest } from './scenarios/ingest.js';
 import {
   ISOLATION_FIGURES,
@@ -62,6 +63,7 @@ export const SCENARIOS = [
   'cores',
   'large',
   'agent',
+  'detectors',
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
@@ -72,6 +74,8 @@ const USAGE = `usage: npm run bench -- [options]
                            (storage, query, visibility and alert load the data set first, as ingest does;
                            isolation ingests its own data set in two phases, alone and beside ${QUERY_CLIENTS} heavy
                            query clients; cores runs trainwatch's ingest with ${workerCounts(os.availableParallelism()).join(', ')} processor workers here)
+                           (detectors runs only when named: detection quality on the scenario
+                           library and the fleet simulator, in-process, to bench/results/<date>-detection.md)
   --systems a,b            only these: ${SYSTEM_NAMES.join(', ')}
   --series N               active series of the main data set (quick ${QUICK.series}, full ${FULL.series})
   --ticks N                samples per series (quick ${QUICK.ticks}, full ${FULL.ticks})
@@ -171,7 +175,7 @@ async function main(): Promise<number> {
   };
   const scenarios = new Set<Scenario>(
     parseList(values.scenario, SCENARIOS, 'scenario') ??
-      SCENARIOS.filter((s) => s !== 'large' || sizes.large !== null),
+      SCENARIOS.filter((s) => (s !== 'large' || sizes.large !== null) && s !== 'detectors'),
   );
   // Asked for by name in quick mode: the full mode's size.
   if (scenarios.has('large') && !sizes.large) sizes = { ...sizes, large: FULL.large };
@@ -198,6 +202,17 @@ async function main(): Promise<number> {
     log(
       `warning: load average is ${os.loadavg()[0]!.toFixed(2)}: other work on this machine will skew the figures`,
     );
+  }
+
+  // --- detectors: in-process, no servers; alone it needs nothing else ---------------------------------------
+  if (scenarios.has('detectors')) {
+    const det = runDetectorsScenario({ quick: values.quick ?? false, outDir, command, log });
+    log(`detectors: results in ${path.relative(process.cwd(), det.file)}`);
+    results.remarks.push(
+      `Detection quality: ${path.relative(outDir, det.file)} (scenario library and fleet simulator).`,
+    );
+    scenarios.delete('detectors');
+    if (scenarios.size === 0) return 0;
   }
 
   const missingRefs = (['victoriametrics', 'prometheus', 'alertmanager', 'nodeExporter'] as const)
