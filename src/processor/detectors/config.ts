@@ -54,6 +54,9 @@ export const detectorParamSchemas = {
       /** The residual must also exceed this fraction of the EWMA level (guards smooth, noiseless curves). */
       min_relative: z.number().min(0),
       min_samples: z.number().int().min(2),
+      /** A spike is an incident once it has not recovered for this long, or has made `rising` new highs in a row. */
+      persist: durationMs,
+      rising: z.number().int().min(1),
     })
     .strict(),
   /** Generic EWMA z-score anomaly on the metrics the user lists (none by default). */
@@ -88,8 +91,11 @@ export const detectorParamSchemas = {
        */
       pause_max: durationMs,
       pause_factor: z.number().min(1),
-      /** Utilization at or above which a GPU counts as busy (a hang spins), below `idle_below` as idle. */
-      busy_above: ratio,
+      /**
+       * Utilization at or above which a GPU of a frozen job spins (a hang: the collective never completes),
+       * below which it idles (a checkpoint save); between the two it is partly busy (an evaluation).
+       */
+      spin_above: ratio,
       idle_below: ratio,
     })
     .strict(),
@@ -118,6 +124,8 @@ export const detectorParamSchemas = {
       alpha: z.number().gt(0).max(1),
       /** Floor of the baseline's standard deviation, as a fraction of its mean. */
       min_std_ratio: z.number().min(0),
+      /** A series with a fresh sibling of this metric (same labels) leaves the verdict to it ('' none). */
+      prefer: z.string(),
     })
     .strict(),
   /** Accuracy plateau: the smoothed best value has not improved by `min_delta` for `patience`. */
@@ -151,7 +159,7 @@ export const detectorParamSchemas = {
        */
       duty: ratio,
       duty_horizon: durationMs,
-      /** Clocks and power are compared only between GPUs with at least `stall.busy_above` of this metric. */
+      /** Clocks and power are compared only between GPUs at least half busy by this metric. */
       load_metric: z.string(),
     })
     .strict(),
@@ -193,6 +201,8 @@ export const detectorParamSchemas = {
       z: z.number().min(0),
       /** The rise over the window, as a fraction of the loss level, below which nothing is said. */
       min_rise: z.number().min(0),
+      /** Nor below this many times the noise of one bucket's mean (learned from the run itself). */
+      noise: z.number().min(0),
     })
     .strict(),
   /** Waste: a GPU of a running (not stalled) job idle for `for`. */
@@ -225,6 +235,8 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     z: 6,
     min_relative: 0.1,
     min_samples: 30,
+    persist: m,
+    rising: 3,
   },
   anomaly: {
     enabled: true,
@@ -249,7 +261,7 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     warmup: 2 * m,
     pause_max: 3 * m,
     pause_factor: 2,
-    busy_above: 0.5,
+    spin_above: 0.9,
     idle_below: 0.2,
   },
   absence: {
@@ -274,6 +286,7 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     min_drop: 0.05,
     alpha: 0.05,
     min_std_ratio: 0.005,
+    prefer: 'train_tokens_per_second',
   },
   plateau: {
     enabled: true,
@@ -341,6 +354,7 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     window: 24,
     z: 2.33,
     min_rise: 0.1,
+    noise: 6,
   },
   waste: {
     enabled: true,

@@ -50,6 +50,7 @@ import {
   type ThresholdRule,
 } from './config.js';
 import type { AlertIdentity, DetectorContext } from './context.js';
+import { phaseCode } from './phase.js';
 import {
   type JobSnapshot,
   JobState,
@@ -454,9 +455,19 @@ export class DetectorEngine implements DetectorContext {
     this.touched.length = 0;
   }
 
-  /** Job events travel with the samples: a finished job's alerts resolve at its finish time. */
+  /**
+   * Job events travel with the samples: a finished job's alerts resolve at its finish time; an `update` with
+   * `config.phase` (checkpoint, eval, train...) is the phase its framework reports (phase.ts).
+   */
   observeEvents(tenant: string, events: readonly JobEvent[]): void {
     for (const ev of events) {
+      if (ev.kind === 'update') {
+        const phase = ev.config?.phase;
+        if (typeof phase !== 'string') continue;
+        const code = phaseCode(phase);
+        if (code >= 0) this.jobFor(tenant, ev.jobId).reportPhaseEvent(code, ev.timeMs);
+        continue;
+      }
       if (ev.kind !== 'finish') continue;
       const job = this.jobFor(tenant, ev.jobId);
       if (job.finished) continue;

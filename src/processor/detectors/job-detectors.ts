@@ -12,7 +12,9 @@ import { type AlertIdentity, type DetectorContext, locationLabels } from './cont
 import { Family, growF64, SiblingColumn } from './series-detectors.js';
 import {
   isPausePhase,
+  PHASE_CHECKPOINT,
   PHASE_COOLDOWN,
+  PHASE_EVAL,
   PHASE_FROZEN,
   PHASE_NAMES,
   PHASE_PAUSE,
@@ -49,15 +51,23 @@ export interface JobSnapshot {
   readonly stepInterval?: number | null;
   readonly reportedPhase?: number;
   readonly reportedPhaseT?: number | null;
+  readonly reportedByEvent?: boolean;
   readonly stallLabels?: Record<string, string> | null;
   /** Per straggler place (by its labels' key): the fraction of recent comparisons that found it off. */
   readonly duty?: [string, number, number][];
 }
 
-/** The GPUs of a job as a whole: idle together (a pause), some busy (what a hang looks like), or not known. */
+/**
+ * The GPUs of a job as a whole while its step stands still: idle together (a checkpoint save), partly busy
+ * (an evaluation's forward passes), spinning at full utilization (a collective that never completes: a hang),
+ * or not known (no fresh utilization).
+ */
 const GPUS_UNKNOWN = 0;
 const GPUS_IDLE = 1;
-const GPUS_BUSY = 2;
+const GPUS_PARTIAL = 2;
+const GPUS_SPINNING = 3;
+/** Clocks and power compare only between GPUs at least this busy (similar load). */
+const AT_LOAD = 0.5;
 /** A reported phase holds this long after its newest sample. */
 const REPORTED_PHASE_FRESH_MS = 120_000;
 
@@ -96,9 +106,15 @@ export class JobState implements JobRef {
   longestPause = 0;
   /** Exponentially weighted interval between the samples of a step series (ms; NaN before two). */
   stepInterval = Number.NaN;
+
+  get sampleInterval(): number {
+    return this.stepInterval;
+  }
   /** The phase the framework reports (train_phase), -1 none, and when it last said so. */
   reportedPhase = -1;
   reportedPhaseT = Number.NaN;
+  /** Reported by a job event (holds until the next) rather than by series samples (hold while sent). */
+  reportedByEvent = false;
   /** The open TrainingStalled alert of the current episode: job-level or naming the culprit rank. */
   private stallOpen: AlertIdentity | undefined;
   /** Step series of the job (slots of the engine's step family), to find the rank that stopped first. */
@@ -219,8 +235,9 @@ export class JobState implements JobRef {
     return Math.max(5000, Number.isNaN(med) ? 0 : 3 * med, Number.isNaN(this.stepInterval) ? 0 : 3 * this.stepInterval);
   }
 
-  /** The framework reports phase `code` (or leaves it: `on` false). */
+  /** The framework reports phase `code` in a series sample (or leaves it: `on` false); it holds while sent. */
   reportPhase(code: number, on: boolean, t: number): void {
+    this.reportedByEvent = false;
     if (on) {
       this.reportedPhase = code;
       this.reportedPhaseT = t;
@@ -230,35 +247,45 @@ export class JobState implements JobRef {
     }
   }
 
-  /** Whether the job's GPUs are idle together, some of them busy, or not known (no fresh utilization). */
+  /** The framework reports phase `code` in a job event: it holds until the next one says otherwise. */
+  reportPhaseEvent(code: number, t: number): void {
+    this.reportedPhase = code;
+    this.reportedPhaseT = t;
+    this.reportedByEvent = true;
+  }
+
+  /** What the job's GPUs do (GPUS_*), from their newest utilization. */
   private gpuActivity(t: number): number {
     const st = this.params.stall;
     let n = 0;
     let idle = 0;
-    let busy = 0;
+    let spinning = 0;
     for (const u of this.utilization) {
       if (t - this.ctx.lastT(u) > 60_000) continue;
       const v = this.ctx.lastV(u);
       if (!Number.isFinite(v)) continue;
       n++;
       if (v < st.idle_below) idle++;
-      else if (v >= st.busy_above) busy++;
+      else if (v >= st.spin_above) spinning++;
     }
     if (n === 0) return GPUS_UNKNOWN;
-    if (busy * 4 >= n) return GPUS_BUSY;
+    if (spinning * 4 >= n) return GPUS_SPINNING;
     if (idle * 4 >= 3 * n) return GPUS_IDLE;
-    return GPUS_UNKNOWN;
+    return GPUS_PARTIAL;
   }
 
   /** The phase from the signals and what the framework reports (phase.ts). */
   private updatePhase(t: number): number {
     if (this.finished) return PHASE_COOLDOWN;
-    const reported = this.reportedPhase >= 0 && t - this.reportedPhaseT <= REPORTED_PHASE_FRESH_MS;
+    const reported =
+      this.reportedPhase >= 0 && (this.reportedByEvent || t - this.reportedPhaseT <= REPORTED_PHASE_FRESH_MS);
     if (reported && this.reportedPhase !== PHASE_STEADY) return this.reportedPhase;
     if (!this.hasStepSeries) return PHASE_STEADY;
     if (Number.isNaN(this.lastProgressT)) return PHASE_STARTUP;
-    if (t - this.lastProgressT > this.pauseAfterMs())
-      return this.gpuActivity(t) === GPUS_IDLE ? PHASE_PAUSE : PHASE_FROZEN;
+    if (t - this.lastProgressT > this.pauseAfterMs()) {
+      const gpus = this.gpuActivity(t);
+      return gpus === GPUS_IDLE || gpus === GPUS_PARTIAL ? PHASE_PAUSE : PHASE_FROZEN;
+    }
     if (t - this.progressSinceT < this.params.stall.warmup) return PHASE_WARMUP;
     return PHASE_STEADY;
   }
@@ -306,12 +333,18 @@ export class JobState implements JobRef {
       if (since >= normal) {
         // Frozen for longer than steps take: a pause with idle GPUs (or a reported checkpoint or evaluation)
         // may go on for as long as this job's pauses take; busy GPUs mean a hang now.
-        if (isPausePhase(phase)) {
+        const gpus = this.gpuActivity(t);
+        const reportedPause = phase === PHASE_EVAL || phase === PHASE_CHECKPOINT;
+        if (gpus === GPUS_SPINNING && !reportedPause) {
+          evidence = 'step_frozen_gpus_busy';
+        } else if (isPausePhase(phase)) {
           threshold = Math.max(normal, this.pauseAllowanceMs());
           evidence =
-            phase === PHASE_PAUSE ? 'step_frozen_gpus_idle_past_pause_allowance' : `step_frozen_in_${PHASE_NAMES[phase]}_past_pause_allowance`;
-        } else if (this.gpuActivity(t) === GPUS_BUSY) {
-          evidence = 'step_frozen_gpus_busy';
+            phase !== PHASE_PAUSE
+              ? `step_frozen_in_${PHASE_NAMES[phase]}_past_pause_allowance`
+              : gpus === GPUS_IDLE
+                ? 'step_frozen_gpus_idle_past_pause_allowance'
+                : 'step_frozen_gpus_partly_busy_past_pause_allowance';
         } else if (this.longestPause > 0) {
           threshold = Math.max(normal, st.pause_factor * this.longestPause);
           evidence = 'step_frozen_past_pause_allowance';
@@ -348,7 +381,9 @@ export class JobState implements JobRef {
       }
     }
     const sg = this.params.straggler;
-    if (sg.enabled && this.stragglerGroups.size > 0) {
+    // Ranks are compared while the job trains: during a pause or a freeze they all wait alike, or differ in
+    // ways (evaluation load, who writes the checkpoint) that say nothing about stragglers.
+    if (sg.enabled && this.stragglerGroups.size > 0 && (phase === PHASE_STEADY || phase === PHASE_WARMUP)) {
       let fresh = 0;
       const lastT = this.stragglers.lastT;
       for (const members of this.stragglerGroups.values())
@@ -401,7 +436,7 @@ export class JobState implements JobRef {
       const v = this.ctx.lastV(u);
       if (!Number.isFinite(v)) continue;
       n++;
-      if (v >= st.busy_above) busy++;
+      if (v >= st.spin_above) busy++;
       else if (v < st.idle_below) {
         idle++;
         const node = this.ctx.info(u).labels.node_id;
@@ -480,7 +515,6 @@ export class JobState implements JobRef {
 
   private evaluateStragglers(t: number, p: DetectorParams<'straggler'>): void {
     const flagged = new Map<number, { z: number; metric: string; value: number; median: number }>();
-    const busyAbove = this.params.stall.busy_above;
     // Places compared this time. A rank with no fresh value (its node's batch has not arrived yet, e.g. during
     // a backfill where each node sends a minute at a time) keeps its alert state until it is compared again.
     const compared = new Set<number>();
@@ -495,7 +529,7 @@ export class JobState implements JobRef {
         // An idle GPU (now or on average) is the waste detector's, and settles that it is no straggler.
         const idle =
           (ratioMetric && (ewma[m]! < p.exclude_below || this.stragglers.lastValue(m) < p.exclude_below)) ||
-          (atLoad && this.stragglers.loadOf(m, p.load_metric) < busyAbove);
+          (atLoad && this.stragglers.loadOf(m, p.load_metric) < AT_LOAD);
         if (idle) {
           compared.add(this.placeOfSlot.get(m)!);
           continue;
@@ -640,6 +674,7 @@ export class JobState implements JobRef {
       stepInterval: nullable(this.stepInterval),
       reportedPhase: this.reportedPhase,
       reportedPhaseT: nullable(this.reportedPhaseT),
+      reportedByEvent: this.reportedByEvent,
       stallLabels: this.stallOpen ? stripAlertLabels(this.stallOpen.labels) : null,
       duty: this.places.filter((pl) => pl.compared > 0).map((pl) => [pl.key, pl.duty, pl.compared]),
     };
@@ -663,6 +698,7 @@ export class JobState implements JobRef {
     this.stepInterval = s.stepInterval ?? Number.NaN;
     this.reportedPhase = s.reportedPhase ?? -1;
     this.reportedPhaseT = s.reportedPhaseT ?? Number.NaN;
+    this.reportedByEvent = s.reportedByEvent ?? false;
     this.stallOpen = s.stallLabels ? this.stallIdentity(s.stallLabels) : undefined;
     for (const [key, duty, compared] of s.duty ?? []) {
       this.restoredDuty.set(key, [duty, compared]);
@@ -843,6 +879,19 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
 
   observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
+    const job = this.ctx.info(this.series[slot]!).job;
+    if (job) {
+      const phase = job.phase;
+      // Samples of a pause, and the first after it (a step time or utilization that averages the pause, each
+      // rank's at its agent's own moment), are no rank's own pace.
+      if (isPausePhase(phase) || phase === PHASE_FROZEN || phase === PHASE_STARTUP) return;
+      const prevT = this.lastT[slot]!;
+      const interval = job.sampleInterval;
+      if (t - prevT > 3 * interval || t - job.pauseEndT <= interval) {
+        this.lastT[slot] = t;
+        return;
+      }
+    }
     const prev = this.ewma[slot]!;
     this.ewma[slot] = Number.isNaN(prev) ? v : prev + this.params[slot]!.alpha * (v - prev);
     this.lastT[slot] = t;

@@ -24,11 +24,12 @@ import {
   PHASE_STEADY,
   PHASE_WARMUP,
 } from './phase.js';
-import { MAD_TO_SIGMA, medianMad, scratchOf } from './stats.js';
+import { MAD_TO_SIGMA, medianInPlace, medianMad, scratchOf } from './stats.js';
 import { BucketRing, SenFit } from './trend.js';
 import type { DetectorFamily, FamilyName, SeriesInfo } from './types.js';
 
 const MiB = 2 ** 20;
+const NO_ANNOTATIONS = (): Record<string, string> => ({});
 /** The loss-spike detector re-estimates its residuals' median and MAD every this many residuals. */
 const RESCALE_EVERY = 8;
 /** The most one throughput sample moves the CUSUM, in baseline standard deviations (before the allowance). */
@@ -328,9 +329,19 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
   private rings: Float64Array[] = [];
   private ringNext = new Int32Array(0);
   private ringSize = new Int32Array(0);
+  /**
+   * The current spike: since when the loss has been spiking (NaN: it is not), the highest value so far, and
+   * how many times in a row it rose above that highest value (a loss that keeps climbing is diverging).
+   */
+  private spikeSince = new Float64Array(0);
+  private spikeMax = new Float64Array(0);
+  private rises = new Float64Array(0);
 
   protected override grow(n: number): void {
     super.grow(n);
+    this.spikeSince = growF64(this.spikeSince, n);
+    this.spikeMax = growF64(this.spikeMax, n);
+    this.rises = growF64(this.rises, n);
     this.ewma = growF64(this.ewma, n);
     this.count = growF64(this.count, n);
     this.median = growF64(this.median, n);
@@ -341,6 +352,9 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
   }
 
   protected reset(slot: number): void {
+    this.spikeSince[slot] = Number.NaN;
+    this.spikeMax[slot] = Number.NaN;
+    this.rises[slot] = 0;
     this.ewma[slot] = 0;
     this.count[slot] = 0;
     this.median[slot] = 0;
@@ -398,18 +412,36 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
       z = (r - this.median[slot]!) / sigma;
       spike = z > p.z && r > p.min_relative * Math.abs(ewma);
     }
-    this.member(slot, spike, t, z, (zv) => {
+    // A spike that recovers within `persist` is part of training; one that stays, or keeps climbing
+    // (`rising` new highs in a row), is not.
+    let holds = false;
+    if (spike) {
+      if (Number.isNaN(this.spikeSince[slot]!)) {
+        this.spikeSince[slot] = t;
+        this.spikeMax[slot] = v;
+        this.rises[slot] = 0;
+      } else if (v > this.spikeMax[slot]!) {
+        this.spikeMax[slot] = v;
+        this.rises[slot]!++;
+      } else this.rises[slot] = 0;
+      holds = t - this.spikeSince[slot]! >= p.persist || this.rises[slot]! >= p.rising;
+    } else this.spikeSince[slot] = Number.NaN;
+    const since = this.spikeSince[slot]!;
+    const climbing = this.rises[slot]! >= p.rising;
+    this.member(slot, holds, t, z, (zv) => {
       const series = this.info(slot);
       return {
         summary: `${series.name} spiked: ${formatValue(v)} against a recent level of ${formatValue(ewma)}`,
-        description: `${series.name} ${describeWhere(series.labels)} jumped to ${formatValue(v)} (+${Math.round((100 * r) / Math.abs(ewma || 1))}%), a robust z-score of ${formatValue(zv)} against its recent residuals.`,
+        description: `${series.name} ${describeWhere(series.labels)} jumped to ${formatValue(v)} (+${Math.round((100 * r) / Math.abs(ewma || 1))}%), a robust z-score of ${formatValue(zv)} against its recent residuals, and ${climbing ? 'keeps climbing' : `has not recovered for ${formatSeconds((t - since) / 1000)}`}.`,
+        evidence: climbing ? 'loss_spike_climbing' : 'loss_spike_not_recovering',
       };
     });
     if (!spike) {
       this.push(slot, r);
       this.sinceRescale[slot]!++;
     }
-    this.ewma[slot] = ewma + p.alpha * (v - ewma);
+    // While spiking the level follows at a tenth of the rate: a spike that stays is not absorbed at once.
+    this.ewma[slot] = ewma + (spike ? p.alpha / 10 : p.alpha) * (v - ewma);
   }
 
   override save(slot: number): unknown {
@@ -418,13 +450,16 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     const out: number[] = [];
     const start = size < ring.length ? 0 : this.ringNext[slot]!;
     for (let i = 0; i < size; i++) out.push(ring[(start + i) % ring.length]!);
-    return [this.ewma[slot], this.count[slot], out];
+    return [this.ewma[slot], this.count[slot], out, this.spikeSince[slot], this.spikeMax[slot], this.rises[slot]];
   }
 
   override load(slot: number, data: unknown): void {
     if (!Array.isArray(data)) return;
     this.ewma[slot] = data[0];
     this.count[slot] = data[1];
+    this.spikeSince[slot] = num(data[3]);
+    this.spikeMax[slot] = num(data[4]);
+    this.rises[slot] = data[5] === undefined ? 0 : num(data[5]);
     this.rings[slot]!.fill(0);
     this.ringNext[slot] = 0;
     this.ringSize[slot] = 0;
@@ -439,6 +474,9 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     const start = size < ring.length ? 0 : this.ringNext[slot]!;
     w.uvarint(size);
     for (let i = 0; i < size; i++) w.float(ring[(start + i) % ring.length]!);
+    w.float(this.spikeSince[slot]!);
+    w.float(this.spikeMax[slot]!);
+    w.float(this.rises[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -449,6 +487,11 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     this.ringSize[slot] = 0;
     const n = r.uvarint('loss spike residuals');
     for (let i = 0; i < n; i++) this.push(slot, r.float('loss spike residual'));
+    // State written before spikes had to persist ends here.
+    const more = r.remaining >= 24;
+    this.spikeSince[slot] = more ? r.float('loss spike') : Number.NaN;
+    this.spikeMax[slot] = more ? r.float('loss spike') : Number.NaN;
+    this.rises[slot] = more ? r.float('loss spike') : 0;
   }
 }
 
@@ -573,11 +616,13 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
   /** Newest sample time and the series' usual sampling interval (ms), to tell a sample that covers a gap. */
   private lastT = new Float64Array(0);
   private interval = new Float64Array(0);
+  private readonly preferred = new SiblingColumn();
 
   protected override grow(n: number): void {
     super.grow(n);
     this.lastT = growF64(this.lastT, n);
     this.interval = growF64(this.interval, n);
+    this.preferred.grow(n);
     this.firstT = growF64(this.firstT, n);
     this.n = growF64(this.n, n);
     this.sum = growF64(this.sum, n);
@@ -601,6 +646,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.degraded[slot] = 0;
     this.lastT[slot] = Number.NaN;
     this.interval[slot] = Number.NaN;
+    this.preferred.reset(slot);
   }
 
   protected buildIdentity(slot: number): AlertIdentity {
@@ -631,7 +677,20 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     // not the throughput of training (stall and pauses are the job's to judge).
     const job = this.ctx.info(this.series[slot]!).job;
     if (v <= 0 || coversGap) return;
-    if (job && (isPausePhase(job.phase) || job.phase === PHASE_FROZEN || t - job.pauseEndT < interval)) return;
+    if (job) {
+      const phase = job.phase;
+      if (phase === PHASE_STARTUP || phase === PHASE_WARMUP || phase === PHASE_COOLDOWN) return;
+      if (isPausePhase(phase) || phase === PHASE_FROZEN || t - job.pauseEndT < interval) return;
+    }
+    // Samples per second change with the sequence length (a curriculum); where the rank also reports tokens
+    // per second, that is its throughput.
+    if (p.prefer !== '' && this.info(slot).name !== p.prefer) {
+      const preferred = this.preferred.get(this.ctx, slot, this.series[slot]!, p.prefer);
+      if (preferred >= 0 && t - this.ctx.lastT(preferred) <= 3 * interval) {
+        this.member(slot, false, t, 0, NO_ANNOTATIONS);
+        return;
+      }
+    }
     if (Number.isNaN(this.firstT[slot]!)) this.firstT[slot] = t;
     const age = t - this.firstT[slot]!;
     if (age < p.skip) return;
@@ -931,6 +990,11 @@ export class ThrottleFamily extends Family<DetectorParams<'throttle'>> {
 const FINE_BUCKETS = 24;
 const COARSE_BUCKETS = 48;
 const WINDOWS = [6, 12, 24, 48] as const;
+/**
+ * Memory windows start at 12 buckets: in 6, a glitch of a few samples (a reading of a tenth of the memory)
+ * covers half the window and looks like growth.
+ */
+const LEAK_WINDOWS = [12, 24, 48] as const;
 /** One-sided confidence of the slope's lower bound (sign test, normal quantile of 95%). */
 const SLOPE_Z = 1.645;
 
@@ -1053,7 +1117,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     if (total > 0) {
       for (let r = 0; r < 2; r++) {
         const ring = r === 0 ? this.fine : this.coarse;
-        for (const k of WINDOWS) {
+        for (const k of LEAK_WINDOWS) {
           if (k > ring.capacity || ring.count(slot) < k) break;
           const fit = this.fit;
           if (!ring.fit(slot, k, SLOPE_Z, fit) || !(fit.lower > 0)) continue;
@@ -1191,7 +1255,8 @@ export class LossTrendFamily extends MemberFamily<DetectorParams<'loss_trend'>> 
         if (!this.ring.fit(slot, k, p.z, fit) || !(fit.lower > 0)) continue;
         const start = fit.level - fit.slope * fit.span;
         const rise = (fit.slope * fit.span) / Math.max(Math.abs(start), 1e-12);
-        if (rise >= p.min_rise) {
+        // The rise must also stand out of this run's own noise: `noise` × the bucket-to-bucket spread.
+        if (rise >= p.min_rise && fit.slope * fit.span >= p.noise * this.bucketNoise(slot, k)) {
           rising = 1;
           this.rise[slot] = rise;
           this.spanOf[slot] = fit.span;
@@ -1211,6 +1276,17 @@ export class LossTrendFamily extends MemberFamily<DetectorParams<'loss_trend'>> 
         evidence: 'loss_sen_slope_lower_bound_rise',
       };
     });
+  }
+
+  /**
+   * The noise of one bucket mean over the newest `k` buckets, robust to a trend and to outliers:
+   * 1.4826 × median |difference of neighbours| / √2.
+   */
+  private bucketNoise(slot: number, k: number): number {
+    const n = Math.min(k, this.ring.count(slot));
+    const diffs = scratchOf(n);
+    for (let i = 0; i + 1 < n; i++) diffs[i] = Math.abs(this.ring.valueAt(slot, i) - this.ring.valueAt(slot, i + 1));
+    return (MAD_TO_SIGMA * medianInPlace(diffs, n - 1)) / Math.SQRT2;
   }
 
   override save(slot: number): unknown {
@@ -1241,7 +1317,6 @@ export class LossTrendFamily extends MemberFamily<DetectorParams<'loss_trend'>> 
 }
 
 const LOSS_BUCKETS = 48;
-const NO_ANNOTATIONS = (): Record<string, string> => ({});
 
 /** Waste: a GPU of a running job that makes progress, idle (utilization below `below`) for `for`. */
 export class WasteFamily extends Family<DetectorParams<'waste'>> {
@@ -1264,10 +1339,13 @@ export class WasteFamily extends Family<DetectorParams<'waste'>> {
   observe(slot: number, t: number, v: number): void {
     const p = this.params[slot]!;
     const job = this.info(slot).job;
-    if (job && v < p.below && job.progressing(t)) {
+    // Idle GPUs of a pausing or frozen job are the stall detector's (a checkpoint, an evaluation, a hang).
+    const training = job === undefined || job.phase === PHASE_STEADY || job.phase === PHASE_WARMUP;
+    if (job && v < p.below && training && job.progressing(t)) {
       this.raise(slot, t, v, (u) => ({
         summary: `GPU allocated to a running job but idle (${Math.round(100 * u)}% utilization)`,
         description: `${describeWhere(this.info(slot).labels)} has been below ${Math.round(100 * p.below)}% utilization while the job keeps training: the GPU is allocated but wasted.`,
+        evidence: 'gpu_idle_while_job_trains',
       }));
     } else {
       this.clear(slot, t);

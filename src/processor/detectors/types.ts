@@ -36,6 +36,8 @@ export interface JobRef {
    * never). A sample taken up to then may cover the pause (throughput averaged over it).
    */
   readonly pauseEndT: number;
+  /** The job's usual interval between two samples of a series (ms; NaN: not known yet). */
+  readonly sampleInterval: number;
   /** When the job first made step progress after its (re)start (NaN: not yet; no step series: NaN). */
   readonly progressSinceT: number;
 }
