@@ -185,6 +185,8 @@ export const detectorParamSchemas = {
       max_extrapolation: z.number().positive(),
       /** Growth over the window, as a fraction of the total, below which nothing is said. */
       min_growth: ratio,
+      /** Nor below this fraction of the memory that was free when the window began. */
+      min_headroom_share: ratio,
       /** A series of a job without step series is this old before its growth counts (the start-up ramp). */
       startup: durationMs,
     })
@@ -342,6 +344,7 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     horizon: 24 * 60 * m,
     max_extrapolation: 10,
     min_growth: 0.01,
+    min_headroom_share: 0.2,
     startup: 2 * m,
   },
   loss_trend: {

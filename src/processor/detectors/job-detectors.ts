@@ -254,6 +254,19 @@ export class JobState implements JobRef {
     this.reportedByEvent = true;
   }
 
+  gpuUtilization(t: number): number {
+    let n = 0;
+    let sum = 0;
+    for (const u of this.utilization) {
+      if (t - this.ctx.lastT(u) > 60_000) continue;
+      const v = this.ctx.lastV(u);
+      if (!Number.isFinite(v)) continue;
+      n++;
+      sum += v;
+    }
+    return n === 0 ? Number.NaN : sum / n;
+  }
+
   /** What the job's GPUs do (GPUS_*), from their newest utilization. */
   private gpuActivity(t: number): number {
     const st = this.params.stall;

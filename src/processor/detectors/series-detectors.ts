@@ -34,6 +34,8 @@ const NO_ANNOTATIONS = (): Record<string, string> => ({});
 const RESCALE_EVERY = 8;
 /** The most one throughput sample moves the CUSUM, in baseline standard deviations (before the allowance). */
 const CUSUM_STEP_CAP = 2.5;
+/** GPU utilization within this of the baseline's counts as "as busy as before". */
+const UTIL_SAME = 0.1;
 
 export function growF64(a: Float64Array, n: number, fill = 0): Float64Array<ArrayBuffer> {
   const b = new Float64Array(n);
@@ -617,9 +619,17 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
   private lastT = new Float64Array(0);
   private interval = new Float64Array(0);
   private readonly preferred = new SiblingColumn();
+  /**
+   * Level changes: how many samples in a row pushed the CUSUM by its cap (an abrupt shift, not a drift), and
+   * the job's GPU utilization when the baseline was learned.
+   */
+  private capRun = new Float64Array(0);
+  private util0 = new Float64Array(0);
 
   protected override grow(n: number): void {
     super.grow(n);
+    this.capRun = growF64(this.capRun, n);
+    this.util0 = growF64(this.util0, n);
     this.lastT = growF64(this.lastT, n);
     this.interval = growF64(this.interval, n);
     this.preferred.grow(n);
@@ -647,6 +657,8 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.lastT[slot] = Number.NaN;
     this.interval[slot] = Number.NaN;
     this.preferred.reset(slot);
+    this.capRun[slot] = 0;
+    this.util0[slot] = Number.NaN;
   }
 
   protected buildIdentity(slot: number): AlertIdentity {
@@ -711,6 +723,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
       this.mu0[slot] = mean;
       this.sigma0[slot] = Math.max(Math.sqrt(variance), p.min_std_ratio * mean);
       this.level[slot] = mean;
+      this.util0[slot] = job ? job.gpuUtilization(t) : Number.NaN;
       return;
     }
     const mu0 = this.mu0[slot]!;
@@ -719,13 +732,31 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     const h = p.h;
     // Each sample moves the CUSUM by at most CUSUM_STEP_CAP: one outlier (a sample that averages a stall the
     // job did not report) cannot raise the alert on its own; a lasting drop still does.
-    const step = Math.min(CUSUM_STEP_CAP, (mu0 - v) / this.sigma0[slot]!) - p.k;
+    const z = (mu0 - v) / this.sigma0[slot]!;
+    this.capRun[slot] = z >= CUSUM_STEP_CAP ? this.capRun[slot]! + 1 : 0;
+    const step = Math.min(CUSUM_STEP_CAP, z) - p.k;
     const cusum = Math.min(5 * h, Math.max(0, this.cusum[slot]! + step));
     this.cusum[slot] = cusum;
     const drop = 1 - level / mu0;
-    const degraded = this.degraded[slot]
+    let degraded = this.degraded[slot]
       ? cusum > h / 2 || drop >= p.min_drop / 2
       : cusum > h && drop >= p.min_drop;
+    if (degraded && this.degraded[slot] === 0 && this.capRun[slot]! >= h / (CUSUM_STEP_CAP - p.k)) {
+      // An abrupt shift down while the GPUs stay as busy as they were: more work per sample (a longer
+      // sequence, another batch size), a new level of this job, not a degradation. Learn the baseline again,
+      // from now, over `warmup`.
+      const u = job ? job.gpuUtilization(t) : Number.NaN;
+      if (u >= this.util0[slot]! - UTIL_SAME) {
+        this.mu0[slot] = Number.NaN;
+        this.firstT[slot] = t - p.skip;
+        this.n[slot] = this.sum[slot] = this.sumSq[slot] = 0;
+        this.cusum[slot] = 0;
+        this.capRun[slot] = 0;
+        this.degraded[slot] = 0;
+        this.member(slot, false, t, 0, NO_ANNOTATIONS);
+        return;
+      }
+    }
     this.degraded[slot] = degraded ? 1 : 0;
     this.member(slot, degraded, t, drop, (d) => {
       const series = this.info(slot);
@@ -750,6 +781,8 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
       this.degraded[slot],
       this.lastT[slot],
       this.interval[slot],
+      this.capRun[slot],
+      this.util0[slot],
     ];
   }
 
@@ -767,6 +800,8 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.degraded[slot] = d[8] === 1 ? 1 : 0;
     this.lastT[slot] = d[9] ?? Number.NaN;
     this.interval[slot] = d[10] ?? Number.NaN;
+    this.capRun[slot] = d[11] ?? 0;
+    this.util0[slot] = d[12] ?? Number.NaN;
   }
 
   override write(slot: number, w: StateWriter): void {
@@ -781,6 +816,8 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     w.u8(this.degraded[slot]!);
     w.float(this.lastT[slot]!);
     w.float(this.interval[slot]!);
+    w.float(this.capRun[slot]!);
+    w.float(this.util0[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -796,6 +833,9 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     // State written before the sampling interval was kept ends here.
     this.lastT[slot] = r.remaining >= 16 ? r.float('ThroughputFamily') : Number.NaN;
     this.interval[slot] = r.remaining >= 8 ? r.float('ThroughputFamily') : Number.NaN;
+    const more = r.remaining >= 16;
+    this.capRun[slot] = more ? r.float('ThroughputFamily') : 0;
+    this.util0[slot] = more ? r.float('ThroughputFamily') : Number.NaN;
   }
 }
 
@@ -995,6 +1035,8 @@ const WINDOWS = [6, 12, 24, 48] as const;
  * covers half the window and looks like growth.
  */
 const LEAK_WINDOWS = [12, 24, 48] as const;
+/** A leak grows by more than this many times the largest rise its memory made and released before. */
+const SWING_FACTOR = 1.5;
 /** One-sided confidence of the slope's lower bound (sign test, normal quantile of 95%). */
 const SLOPE_Z = 1.645;
 
@@ -1021,12 +1063,22 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   private toFull = new Float64Array(0);
   private slope = new Float64Array(0);
   private spanOf = new Float64Array(0);
+  /**
+   * The job's own memory swings: lowest and highest bucket mean of the current rise, and the largest rise
+   * that was released again (a cache that fills and empties, a sawtooth). A leak grows beyond it.
+   */
+  private lo = new Float64Array(0);
+  private hi = new Float64Array(0);
+  private swing = new Float64Array(0);
   private readonly sibling = new SiblingColumn();
   private readonly fit = new SenFit();
   private readonly recent = new SenFit();
 
   protected override grow(n: number): void {
     super.grow(n);
+    this.lo = growF64(this.lo, n);
+    this.hi = growF64(this.hi, n);
+    this.swing = growF64(this.swing, n);
     this.fine.grow(n);
     this.coarse.grow(n);
     this.firstT = growF64(this.firstT, n);
@@ -1045,7 +1097,24 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     this.toFull[slot] = Number.POSITIVE_INFINITY;
     this.slope[slot] = 0;
     this.spanOf[slot] = 0;
+    this.lo[slot] = Number.NaN;
+    this.hi[slot] = Number.NaN;
+    this.swing[slot] = 0;
     this.sibling.reset(slot);
+  }
+
+  /** Follows the rises and releases of the newest fine bucket mean `m`. */
+  private trackSwing(slot: number, m: number): void {
+    const lo = this.lo[slot]!;
+    const hi = this.hi[slot]!;
+    if (Number.isNaN(lo)) {
+      this.lo[slot] = this.hi[slot] = m;
+    } else if (hi > lo && hi - m > (hi - lo) / 2) {
+      // Released: more than half of the rise came back.
+      if (hi - lo > this.swing[slot]!) this.swing[slot] = hi - lo;
+      this.lo[slot] = this.hi[slot] = m;
+    } else if (m > hi) this.hi[slot] = m;
+    else if (m < lo) this.lo[slot] = this.hi[slot] = m;
   }
 
   protected buildIdentity(slot: number): AlertIdentity {
@@ -1072,6 +1141,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
         this.coarse.reset(slot);
         this.firstT[slot] = Number.NaN;
         this.leaking[slot] = 0;
+        this.lo[slot] = this.hi[slot] = Number.NaN;
       }
       this.clear(slot, t);
       return;
@@ -1088,6 +1158,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     }
     const closedFine = this.fine.add(slot, t, v, p.bucket);
     const closedCoarse = this.coarse.add(slot, t, v, p.coarse_bucket);
+    if (closedFine) this.trackSwing(slot, this.fine.valueAt(slot, 0));
     if (closedFine || closedCoarse) this.evaluate(slot, p);
     if (this.leaking[slot] === 1) {
       const slopePerSecond = this.slope[slot]!;
@@ -1121,7 +1192,12 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
           if (k > ring.capacity || ring.count(slot) < k) break;
           const fit = this.fit;
           if (!ring.fit(slot, k, SLOPE_Z, fit) || !(fit.lower > 0)) continue;
-          if (fit.slope * fit.span < p.min_growth * total) continue;
+          // Material growth: a share of the GPU, a share of what was free when the window began (a forecast
+          // that holds has seen part of the way), and beyond the largest swing this memory made and released.
+          const growth = fit.slope * fit.span;
+          const headroom = total - (fit.level - growth);
+          if (growth < p.min_growth * total || growth < p.min_headroom_share * headroom) continue;
+          if (growth < SWING_FACTOR * this.swing[slot]!) continue;
           const recent = Math.max(4, k >> 1);
           if (!ring.fit(slot, recent, 0, this.recent) || this.recent.slope < 0.5 * fit.slope) continue;
           const ms = Math.max(0, total - fit.level) / fit.lower;
@@ -1149,11 +1225,17 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
       this.spanOf[slot],
       this.fine.save(slot),
       this.coarse.save(slot),
+      this.lo[slot],
+      this.hi[slot],
+      this.swing[slot],
     ];
   }
 
   override load(slot: number, data: unknown): void {
-    if (!Array.isArray(data) || data.length !== 7) return;
+    if (!Array.isArray(data) || data.length !== 10) return;
+    this.lo[slot] = num(data[7]);
+    this.hi[slot] = num(data[8]);
+    this.swing[slot] = num(data[9]);
     this.firstT[slot] = num(data[0]);
     this.leaking[slot] = data[1] === 1 ? 1 : 0;
     this.toFull[slot] = data[2] === null ? Number.POSITIVE_INFINITY : num(data[2]);
@@ -1171,6 +1253,9 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     w.float(this.spanOf[slot]!);
     this.fine.write(slot, w);
     this.coarse.write(slot, w);
+    w.float(this.lo[slot]!);
+    w.float(this.hi[slot]!);
+    w.float(this.swing[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -1183,6 +1268,9 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     this.spanOf[slot] = r.float('MemoryLeakFamily');
     this.fine.read(slot, r, 'MemoryLeakFamily');
     this.coarse.read(slot, r, 'MemoryLeakFamily');
+    this.lo[slot] = r.float('MemoryLeakFamily');
+    this.hi[slot] = r.float('MemoryLeakFamily');
+    this.swing[slot] = r.float('MemoryLeakFamily');
   }
 }
 

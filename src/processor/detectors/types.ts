@@ -36,6 +36,8 @@ export interface JobRef {
    * never). A sample taken up to then may cover the pause (throughput averaged over it).
    */
   readonly pauseEndT: number;
+  /** Mean newest utilization of the job's GPUs that reported in the last minute (NaN: none). */
+  gpuUtilization(t: number): number;
   /** The job's usual interval between two samples of a series (ms; NaN: not known yet). */
   readonly sampleInterval: number;
   /** When the job first made step progress after its (re)start (NaN: not yet; no step series: NaN). */
