@@ -306,7 +306,12 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     severity: 'warning',
     for: m,
     keep_firing_for: 0,
-    metrics: ['train_step_duration_seconds', 'gpu_utilization_ratio', 'gpu_sm_clock_hertz', 'gpu_power_watts'],
+    metrics: [
+      'train_step_duration_seconds',
+      'gpu_utilization_ratio',
+      'gpu_sm_clock_hertz',
+      'gpu_power_watts',
+    ],
     alpha: 0.2,
     z: 3.5,
     min_relative: 0.1,

@@ -50,7 +50,6 @@ import {
   type ThresholdRule,
 } from './config.js';
 import type { AlertIdentity, DetectorContext } from './context.js';
-import { phaseCode } from './phase.js';
 import {
   type JobSnapshot,
   JobState,
@@ -59,6 +58,7 @@ import {
   StepFamily,
   StragglerFamily,
 } from './job-detectors.js';
+import { phaseCode } from './phase.js';
 import {
   AnomalyFamily,
   EccFamily,

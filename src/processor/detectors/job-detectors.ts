@@ -9,7 +9,6 @@ import type { LabelSet } from '../../model/labels.js';
 import type { StateReader, StateWriter } from '../state.js';
 import type { DetectorParams } from './config.js';
 import { type AlertIdentity, type DetectorContext, locationLabels } from './context.js';
-import { Family, growF64, SiblingColumn } from './series-detectors.js';
 import {
   isPausePhase,
   PHASE_CHECKPOINT,
@@ -23,6 +22,7 @@ import {
   PHASE_WARMUP,
   phaseCode,
 } from './phase.js';
+import { Family, growF64, SiblingColumn } from './series-detectors.js';
 import { MAD_TO_SIGMA, medianInPlace, medianMad, Ring, scratchOf } from './stats.js';
 import type { JobRef, SeriesInfo } from './types.js';
 
@@ -232,7 +232,11 @@ export class JobState implements JobRef {
    */
   pauseAfterMs(): number {
     const med = this.medianStepSeconds() * 1000;
-    return Math.max(5000, Number.isNaN(med) ? 0 : 3 * med, Number.isNaN(this.stepInterval) ? 0 : 3 * this.stepInterval);
+    return Math.max(
+      5000,
+      Number.isNaN(med) ? 0 : 3 * med,
+      Number.isNaN(this.stepInterval) ? 0 : 3 * this.stepInterval,
+    );
   }
 
   /** The framework reports phase `code` in a series sample (or leaves it: `on` false); it holds while sent. */
@@ -479,7 +483,10 @@ export class JobState implements JobRef {
       } else if (at < secondT) secondT = at;
     }
     if (first >= 0 && Number.isFinite(secondT) && this.stepSlots.length >= 2) {
-      const margin = Math.max(this.pauseAfterMs(), 3 * (Number.isNaN(this.stepInterval) ? 0 : this.stepInterval));
+      const margin = Math.max(
+        this.pauseAfterMs(),
+        3 * (Number.isNaN(this.stepInterval) ? 0 : this.stepInterval),
+      );
       if (secondT - firstT > margin) return placeLabels(this.ctx.info(this.steps.series[first]!).labels);
     }
     return undefined;
@@ -505,7 +512,9 @@ export class JobState implements JobRef {
         ? ` The rank holding it up: ${id.labels.rank !== undefined ? `rank ${id.labels.rank}` : 'the GPUs'}${id.labels.node_id !== undefined ? ` on ${id.labels.node_id}` : ''}.`
         : '';
     const pauses =
-      this.longestPause > 0 ? ` Its pauses (checkpoints, evaluations) took up to ${formatSeconds(this.longestPause / 1000)}.` : '';
+      this.longestPause > 0
+        ? ` Its pauses (checkpoints, evaluations) took up to ${formatSeconds(this.longestPause / 1000)}.`
+        : '';
     return {
       summary: `training step has not advanced for ${formatSeconds(seconds)}`,
       description: `train_step of job ${this.jobId} has not advanced for ${formatSeconds(seconds)}${Number.isNaN(med) ? '' : ` (median step time ${formatValue(med)} s)`} while its processes still report.${gpus}${culprit}${pauses}`,

@@ -393,6 +393,14 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
   observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
     const p = this.params[slot]!;
+    const job = this.ctx.info(this.series[slot]!).job;
+    if (job && (job.phase === PHASE_STARTUP || job.phase === PHASE_WARMUP)) {
+      // A (re)starting job: a restart from a checkpoint brings back the loss of then. Learn the level anew.
+      this.count[slot] = 0;
+      this.spikeSince[slot] = Number.NaN;
+      this.member(slot, false, t, 0, NO_ANNOTATIONS);
+      return;
+    }
     const count = ++this.count[slot]!;
     if (count === 1) {
       this.ewma[slot] = v;
@@ -452,7 +460,14 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     const out: number[] = [];
     const start = size < ring.length ? 0 : this.ringNext[slot]!;
     for (let i = 0; i < size; i++) out.push(ring[(start + i) % ring.length]!);
-    return [this.ewma[slot], this.count[slot], out, this.spikeSince[slot], this.spikeMax[slot], this.rises[slot]];
+    return [
+      this.ewma[slot],
+      this.count[slot],
+      out,
+      this.spikeSince[slot],
+      this.spikeMax[slot],
+      this.rises[slot],
+    ];
   }
 
   override load(slot: number, data: unknown): void {
@@ -738,7 +753,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     const cusum = Math.min(5 * h, Math.max(0, this.cusum[slot]! + step));
     this.cusum[slot] = cusum;
     const drop = 1 - level / mu0;
-    let degraded = this.degraded[slot]
+    const degraded = this.degraded[slot]
       ? cusum > h / 2 || drop >= p.min_drop / 2
       : cusum > h && drop >= p.min_drop;
     if (degraded && this.degraded[slot] === 0 && this.capRun[slot]! >= h / (CUSUM_STEP_CAP - p.k)) {
@@ -1344,7 +1359,7 @@ export class LossTrendFamily extends MemberFamily<DetectorParams<'loss_trend'>> 
         const start = fit.level - fit.slope * fit.span;
         const rise = (fit.slope * fit.span) / Math.max(Math.abs(start), 1e-12);
         // The rise must also stand out of this run's own noise: `noise` × the bucket-to-bucket spread.
-        if (rise >= p.min_rise && fit.slope * fit.span >= p.noise * this.bucketNoise(slot, k)) {
+        if (rise >= p.min_rise && fit.slope * fit.span >= p.noise * this.bucketNoise(slot, k, fit)) {
           rising = 1;
           this.rise[slot] = rise;
           this.spanOf[slot] = fit.span;
@@ -1367,14 +1382,22 @@ export class LossTrendFamily extends MemberFamily<DetectorParams<'loss_trend'>> 
   }
 
   /**
-   * The noise of one bucket mean over the newest `k` buckets, robust to a trend and to outliers:
-   * 1.4826 × median |difference of neighbours| / √2.
+   * The noise of one bucket mean over the newest `k` buckets around the fitted line, robust to outliers: the
+   * larger of 1.4826 × median |difference of neighbours| / √2 (sample noise) and 1.4826 × median |residual
+   * from the line| (also a slow wander of the loss that no line explains).
    */
-  private bucketNoise(slot: number, k: number): number {
+  private bucketNoise(slot: number, k: number, fit: SenFit): number {
     const n = Math.min(k, this.ring.count(slot));
-    const diffs = scratchOf(n);
-    for (let i = 0; i + 1 < n; i++) diffs[i] = Math.abs(this.ring.valueAt(slot, i) - this.ring.valueAt(slot, i + 1));
-    return (MAD_TO_SIGMA * medianInPlace(diffs, n - 1)) / Math.SQRT2;
+    const work = scratchOf(n);
+    for (let i = 0; i + 1 < n; i++)
+      work[i] = Math.abs(this.ring.valueAt(slot, i) - this.ring.valueAt(slot, i + 1));
+    const neighbours = (MAD_TO_SIGMA * medianInPlace(work, n - 1)) / Math.SQRT2;
+    const tEnd = this.ring.timeAt(slot, 0);
+    for (let i = 0; i < n; i++)
+      work[i] = Math.abs(
+        this.ring.valueAt(slot, i) - (fit.level - fit.slope * (tEnd - this.ring.timeAt(slot, i))),
+      );
+    return Math.max(neighbours, MAD_TO_SIGMA * medianInPlace(work, n));
   }
 
   override save(slot: number): unknown {

@@ -129,14 +129,21 @@ export class BucketRing {
     out.span = tEnd - this.timeAt(slot, n - 1);
     // The line's value at the newest bucket: the median of each bucket carried along the slope (Theil–Sen).
     const carried = scratch.subarray(n, 2 * n);
-    for (let i = 0; i < n; i++) carried[i] = this.valueAt(slot, i) + out.slope * (tEnd - this.timeAt(slot, i));
+    for (let i = 0; i < n; i++)
+      carried[i] = this.valueAt(slot, i) + out.slope * (tEnd - this.timeAt(slot, i));
     out.level = medianInPlace(carried, n);
     out.buckets = n;
     return true;
   }
 
   save(slot: number): number[] {
-    const out = [this.size[slot]!, this.openIndex[slot]!, this.openT[slot]!, this.openV[slot]!, this.openN[slot]!];
+    const out = [
+      this.size[slot]!,
+      this.openIndex[slot]!,
+      this.openT[slot]!,
+      this.openV[slot]!,
+      this.openN[slot]!,
+    ];
     for (let i = this.size[slot]! - 1; i >= 0; i--) out.push(this.timeAt(slot, i), this.valueAt(slot, i));
     return out;
   }
