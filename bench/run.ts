@@ -191,6 +191,18 @@ async function main(): Promise<number> {
     process.stdout.write(`${line}\n`);
     results.log.push(line);
   };
+  // --- detectors: in-process, no servers; alone it needs nothing else ---------------------------------------
+  if (scenarios.has('detectors')) {
+    log(`trainwatch benchmark, ${mode} mode: detection quality (in-process, no servers)`);
+    const det = runDetectorsScenario({ quick: values.quick ?? false, outDir, command, log });
+    log(`detectors: results in ${path.relative(process.cwd(), det.file)}`);
+    results.remarks.push(
+      `Detection quality: ${path.relative(outDir, det.file)} (scenario library and fleet simulator).`,
+    );
+    scenarios.delete('detectors');
+    if (scenarios.size === 0) return 0;
+  }
+
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'trainwatch-bench-'));
   log(
     `trainwatch benchmark, ${mode} mode; scenarios: ${[...scenarios].join(', ')}; systems: ${systems.join(', ')}`,
@@ -202,17 +214,6 @@ async function main(): Promise<number> {
     log(
       `warning: load average is ${os.loadavg()[0]!.toFixed(2)}: other work on this machine will skew the figures`,
     );
-  }
-
-  // --- detectors: in-process, no servers; alone it needs nothing else ---------------------------------------
-  if (scenarios.has('detectors')) {
-    const det = runDetectorsScenario({ quick: values.quick ?? false, outDir, command, log });
-    log(`detectors: results in ${path.relative(process.cwd(), det.file)}`);
-    results.remarks.push(
-      `Detection quality: ${path.relative(outDir, det.file)} (scenario library and fleet simulator).`,
-    );
-    scenarios.delete('detectors');
-    if (scenarios.size === 0) return 0;
   }
 
   const missingRefs = (['victoriametrics', 'prometheus', 'alertmanager', 'nodeExporter'] as const)

@@ -4,6 +4,7 @@
  * and its firing alerts are matched against the scenario's ground truth.
  *
  *   npx tsx bench/detection/score.ts [--quick] [--per-kind N] [--split train|heldout] [--kinds a,b] [--out F]
+ *                                    [--json F]   (every run's judged firings, for tuning on the train split)
  *   npm run bench -- --scenario detectors [--quick]      (also runs the simulator figures of bench/detectors.ts)
  *
  * Matching, per run:
@@ -61,6 +62,7 @@ export interface ScenarioInfo {
   readonly truth: GroundTruth | undefined;
   readonly worldSize: number;
   readonly intervalMs: number;
+  readonly startMs: number;
   /** Simulated job time, hours. */
   readonly jobHours: number;
 }
@@ -77,7 +79,12 @@ export interface RunOutcome {
 }
 
 /** Which detector output to score: the real engine, or a planted list (the scoring's own tests). */
-export type Detect = (scenario: Scenario) => { firings: Firing[]; samples: number };
+export type Detect = (scenario: Scenario) => {
+  firings: Firing[];
+  samples: number;
+  /** Event time of the last frame, when the frames were generated (a run may end before its planned end). */
+  endMs?: number;
+};
 
 /** Runs the scenario's frames through a fresh detector engine with default settings. */
 export const engineDetect: Detect = (scenario) => {
@@ -89,7 +96,9 @@ export const engineDetect: Detect = (scenario) => {
     },
   });
   let samples = 0;
+  let endMs = scenario.params.startMs;
   for (const frame of scenario.frames() as Iterable<Frame>) {
+    endMs = frame.tMs;
     engine.tick(frame.tMs, true);
     for (const b of frame.batches) {
       samples += b.sampleCount;
@@ -97,7 +106,7 @@ export const engineDetect: Detect = (scenario) => {
     }
     if (frame.events.length > 0) engine.observeEvents(TENANT, frame.events);
   }
-  return { firings, samples };
+  return { firings, samples, endMs };
 };
 
 /** Whether alert labels name a place: `match`, another place (`other`), or no place / not comparable (`none`). */
@@ -181,15 +190,17 @@ export function infoOf(s: Scenario): ScenarioInfo {
     truth: s.truth,
     worldSize: s.params.worldSize,
     intervalMs: s.params.intervalMs,
+    startMs: s.params.startMs,
     jobHours: s.params.durationMs / 3_600_000,
   };
 }
 
 export function runScenario(s: Scenario, detect: Detect = engineDetect): RunOutcome {
-  const { firings, samples } = detect(s);
+  const { firings, samples, endMs } = detect(s);
   const info = infoOf(s);
-  // A run that ended early (a finish, an OOM) has fewer job-hours than planned: count what it ran.
-  return judge(info, firings, samples);
+  // A run that ended early (a finish, an OOM, a crash) has fewer job-hours than planned: count what it ran.
+  const ran = endMs === undefined ? info : { ...info, jobHours: (endMs - s.params.startMs) / 3_600_000 };
+  return judge(ran, firings, samples);
 }
 
 // ---- aggregation ---------------------------------------------------------------------------------------
@@ -217,6 +228,8 @@ export interface KindScore {
   readonly minDelayMs: number;
   /** Alert names of the false alarms, with counts. */
   readonly falseAlarmNames: Record<string, number>;
+  /** Runs with at least one false alarm. */
+  readonly runsWithFalseAlarms: number;
 }
 
 export function quantile(xs: readonly number[], q: number): number {
@@ -271,6 +284,7 @@ export function scoreKinds(outcomes: readonly RunOutcome[]): KindScore[] {
         0.5,
       ),
       falseAlarmNames: names,
+      runsWithFalseAlarms: runs.filter((r) => r.falseAlarms > 0).length,
     });
   }
   const order = new Map(ALL_KINDS.map((k, i) => [k.name, i]));
@@ -294,6 +308,8 @@ export interface SplitTotals {
   /** Mean over clean kinds of false alarms per job-hour. */
   readonly cleanFalseAlarmsPerJobHour: number;
   readonly cleanFalseAlarms: number;
+  readonly cleanRuns: number;
+  readonly cleanRunsWithFalseAlarms: number;
   readonly cleanJobHours: number;
   readonly samples: number;
 }
@@ -333,6 +349,8 @@ export function totals(
     within2x: mean(within),
     cleanFalseAlarmsPerJobHour: mean(clean.map((k) => k.falseAlarmsPerJobHour)),
     cleanFalseAlarms: clean.reduce((a, k) => a + k.falseAlarms, 0),
+    cleanRuns: clean.reduce((a, k) => a + k.runs, 0),
+    cleanRunsWithFalseAlarms: clean.reduce((a, k) => a + k.runsWithFalseAlarms, 0),
     cleanJobHours: clean.reduce((a, k) => a + k.jobHours, 0),
     samples: os.reduce((a, o) => a + o.samples, 0),
   };
@@ -394,11 +412,11 @@ export function renderDetectionMarkdown(r: DetectionReport, command: string): st
     '',
     '## Totals',
     '',
-    '| split | runs | recall | precision | culprit named | delay ÷ min (median of kinds) | detections within 2× min | false alarms on clean runs | per job-hour |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| split | runs | recall | precision | culprit named | delay ÷ min (median of kinds) | detections within 2× min | false alarms on clean runs | per job-hour | clean runs with a false alarm |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...r.totals.map(
       (t) =>
-        `| ${t.split} | ${t.runs} | ${pct(t.recall)} | ${pct(t.precision)} | ${pct(t.culprit)} | ${ratio(t.ratioP50)} | ${pct(t.within2x)} | ${t.cleanFalseAlarms} in ${t.cleanJobHours.toFixed(1)} job-h | ${t.cleanFalseAlarmsPerJobHour.toFixed(2)} |`,
+        `| ${t.split} | ${t.runs} | ${pct(t.recall)} | ${pct(t.precision)} | ${pct(t.culprit)} | ${ratio(t.ratioP50)} | ${pct(t.within2x)} | ${t.cleanFalseAlarms} in ${t.cleanJobHours.toFixed(1)} job-h | ${t.cleanFalseAlarmsPerJobHour.toFixed(2)} | ${t.cleanRunsWithFalseAlarms} of ${t.cleanRuns} |`,
     ),
     '',
   ];
@@ -419,13 +437,13 @@ export function renderDetectionMarkdown(r: DetectionReport, command: string): st
       '',
       `## ${split}: clean behaviours`,
       '',
-      '| kind | runs | job-hours | false alarms | per job-hour | alerts |',
-      '|---|---|---|---|---|---|',
+      '| kind | runs | runs with a false alarm | job-hours | false alarms | per job-hour | alerts |',
+      '|---|---|---|---|---|---|---|',
       ...ks
         .filter((k) => k.category === 'clean')
         .map(
           (k) =>
-            `| ${k.kind} | ${k.runs} | ${k.jobHours.toFixed(1)} | ${k.falseAlarms} | ${k.falseAlarmsPerJobHour.toFixed(2)} | ${fmtNames(k.falseAlarmNames)} |`,
+            `| ${k.kind} | ${k.runs} | ${k.runsWithFalseAlarms} | ${k.jobHours.toFixed(1)} | ${k.falseAlarms} | ${k.falseAlarmsPerJobHour.toFixed(2)} | ${fmtNames(k.falseAlarmNames)} |`,
         ),
       '',
     );
@@ -467,6 +485,7 @@ async function main(): Promise<void> {
       split: { type: 'string' },
       kinds: { type: 'string' },
       out: { type: 'string' },
+      json: { type: 'string' },
     },
   });
   const base = values.quick ? DETECTION_SIZES.quick : DETECTION_SIZES.full;
@@ -488,6 +507,28 @@ async function main(): Promise<void> {
     values.out ??
     path.join(import.meta.dirname, '..', 'results', `${new Date().toISOString().slice(0, 10)}-detection.md`);
   writeFileSync(out, md);
+  if (values.json)
+    writeFileSync(
+      values.json,
+      JSON.stringify(
+        report.outcomes.map((o) => ({
+          ...o.scenario,
+          detected: o.detected,
+          delayMs: o.delayMs,
+          culpritNamed: o.culpritNamed,
+          firings: o.firings.map((f) => ({
+            name: f.name,
+            /** Seconds after the run's start (the truth's onset is in `truth.onsetMs`). */
+            atS: (f.atMs - o.scenario.startMs) / 1000,
+            verdict: f.verdict,
+            why: f.why,
+            labels: f.labels,
+          })),
+        })),
+        null,
+        1,
+      ),
+    );
   process.stdout.write(`${md}\nwritten to ${out}\n`);
 }
 

@@ -10,6 +10,7 @@
  * Both go to bench/results/<date>-detection.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import {
   DETECTION_SIZES,
@@ -34,6 +35,7 @@ export interface DetectorsScenarioResult {
 
 export function runDetectorsScenario(opts: DetectorsScenarioOptions): DetectorsScenarioResult {
   const sizes = opts.quick ? DETECTION_SIZES.quick : DETECTION_SIZES.full;
+  const load = os.loadavg()[0]!;
   opts.log(`detectors: the fleet simulator's injected incidents …`);
   const simulator = scoreDetectors(
     opts.quick
@@ -64,6 +66,8 @@ export function runDetectorsScenario(opts: DetectorsScenarioOptions): DetectorsS
       /^#/gm,
       '##',
     ),
+    `Load average when this started: ${load.toFixed(1)} on ${os.availableParallelism()} cores${load > 1.5 ? ": the samples/s above is not the engine's throughput on an idle core (`npx tsx bench/detectors.ts` on an idle machine measures that)" : ''}.`,
+    '',
   ].join('\n');
   const file = path.join(
     opts.outDir,
