@@ -1205,6 +1205,9 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
         const ring = r === 0 ? this.fine : this.coarse;
         for (const k of LEAK_WINDOWS) {
           if (k > ring.capacity || ring.count(slot) < k) break;
+          // Most memory is flat: a window whose ends grew by less than half the least material growth
+          // needs no fit.
+          if (!(ring.endsRise(slot, k) >= 0.5 * p.min_growth * total)) continue;
           const fit = this.fit;
           if (!ring.fit(slot, k, SLOPE_Z, fit) || !(fit.lower > 0)) continue;
           // Material growth: a share of the GPU, a share of what was free when the window began (a forecast
@@ -1354,6 +1357,9 @@ export class LossTrendFamily extends MemberFamily<DetectorParams<'loss_trend'>> 
       const n = this.ring.count(slot);
       for (const k of WINDOWS) {
         if (k > p.window || n < k) break;
+        // A loss that falls or holds (most of training) needs no fit.
+        const ends = this.ring.endsRise(slot, k);
+        if (!(ends >= 0.5 * p.min_rise * Math.abs(this.ring.valueAt(slot, k - 1)))) continue;
         const fit = this.fit;
         if (!this.ring.fit(slot, k, p.z, fit) || !(fit.lower > 0)) continue;
         const start = fit.level - fit.slope * fit.span;

@@ -14,7 +14,7 @@
  * sums; no allocation per sample, a few array writes; a bucket closes when a sample falls into a later one.
  */
 import type { StateReader, StateWriter } from '../state.js';
-import { medianInPlace, scratchOf } from './stats.js';
+import { medianInPlace, scratchOf, sortPrefix } from './stats.js';
 
 function growF64(a: Float64Array, n: number): Float64Array<ArrayBuffer> {
   const b = new Float64Array(n);
@@ -101,12 +101,23 @@ export class BucketRing {
     return slot * this.capacity + ((this.next[slot]! - 1 - i + 2 * this.capacity) % this.capacity);
   }
 
+  /**
+   * A cheap look before a fit: the mean of the newest three of `k` buckets minus the mean of the oldest
+   * three (NaN when fewer than `k`). A window whose ends do not differ by much has no trend worth fitting.
+   */
+  endsRise(slot: number, k: number): number {
+    if (this.size[slot]! < k || k < 6) return Number.NaN;
+    const newest = this.valueAt(slot, 0) + this.valueAt(slot, 1) + this.valueAt(slot, 2);
+    const oldest = this.valueAt(slot, k - 1) + this.valueAt(slot, k - 2) + this.valueAt(slot, k - 3);
+    return (newest - oldest) / 3;
+  }
+
   /** Sen's slope over the newest `k` buckets (per ms) and its bounds; see {@link SenFit}. */
   fit(slot: number, k: number, z: number, out: SenFit): boolean {
     const n = Math.min(k, this.size[slot]!);
     const h = n >> 1;
     if (h < 2) return false;
-    const scratch = scratchOf(2 * n);
+    const scratch = scratchOf(n);
     let m = 0;
     // Oldest bucket of the window is i = n-1; pair it with the one h later (i - h).
     for (let j = 0; j < h; j++) {
@@ -116,8 +127,8 @@ export class BucketRing {
       if (dt > 0) scratch[m++] = (this.valueAt(slot, b) - this.valueAt(slot, a)) / dt;
     }
     if (m < 2) return false;
-    const pairs = scratch.subarray(0, m);
-    pairs.sort();
+    sortPrefix(scratch, m);
+    const pairs = scratch;
     out.slope = m % 2 === 1 ? pairs[m >> 1]! : (pairs[(m >> 1) - 1]! + pairs[m >> 1]!) / 2;
     const r = Math.floor(m / 2 - (z * Math.sqrt(m)) / 2);
     out.lower = r >= 0 ? pairs[r]! : Number.NEGATIVE_INFINITY;
@@ -128,10 +139,10 @@ export class BucketRing {
     const tEnd = this.timeAt(slot, 0);
     out.span = tEnd - this.timeAt(slot, n - 1);
     // The line's value at the newest bucket: the median of each bucket carried along the slope (Theil–Sen).
-    const carried = scratch.subarray(n, 2 * n);
+    // (They overwrite the pair slopes, which are not needed any more.)
     for (let i = 0; i < n; i++)
-      carried[i] = this.valueAt(slot, i) + out.slope * (tEnd - this.timeAt(slot, i));
-    out.level = medianInPlace(carried, n);
+      scratch[i] = this.valueAt(slot, i) + out.slope * (tEnd - this.timeAt(slot, i));
+    out.level = medianInPlace(scratch, n);
     out.buckets = n;
     return true;
   }
