@@ -690,15 +690,26 @@ export class JobState implements JobRef {
       nodes,
       lastStragglerEval: Number.isFinite(this.lastStragglerEval) ? this.lastStragglerEval : null,
       hasStepSeries: this.hasStepSeries,
-      progressSinceT: nullable(this.progressSinceT),
-      pauseEndT: nullable(this.pauseEndT),
-      longestPause: this.longestPause,
-      stepInterval: nullable(this.stepInterval),
-      reportedPhase: this.reportedPhase,
-      reportedPhaseT: nullable(this.reportedPhaseT),
-      reportedByEvent: this.reportedByEvent,
-      stallLabels: this.stallOpen ? stripAlertLabels(this.stallOpen.labels) : null,
-      duty: this.places.filter((pl) => pl.compared > 0).map((pl) => [pl.key, pl.duty, pl.compared]),
+      // The phase model's state only where it holds something (state from before it is restored as it was).
+      ...(Number.isNaN(this.progressSinceT) ? {} : { progressSinceT: this.progressSinceT }),
+      ...(Number.isNaN(this.pauseEndT) ? {} : { pauseEndT: this.pauseEndT }),
+      ...(this.longestPause > 0 ? { longestPause: this.longestPause } : {}),
+      ...(Number.isNaN(this.stepInterval) ? {} : { stepInterval: this.stepInterval }),
+      ...(this.reportedPhase >= 0 || !Number.isNaN(this.reportedPhaseT)
+        ? {
+            reportedPhase: this.reportedPhase,
+            reportedPhaseT: nullable(this.reportedPhaseT),
+            reportedByEvent: this.reportedByEvent,
+          }
+        : {}),
+      ...(this.stallOpen ? { stallLabels: stripAlertLabels(this.stallOpen.labels) } : {}),
+      ...(this.places.some((pl) => pl.compared > 0)
+        ? {
+            duty: this.places
+              .filter((pl) => pl.compared > 0)
+              .map((pl) => [pl.key, pl.duty, pl.compared] as [string, number, number]),
+          }
+        : {}),
     };
   }
 
@@ -833,7 +844,9 @@ export class StepFamily extends Family<JobState> {
   override dispose(): void {}
 
   override save(slot: number): unknown {
-    return [this.lastV[slot], this.lastIncT[slot], this.lastIncV[slot], this.lastT[slot]];
+    const base = [this.lastV[slot], this.lastIncT[slot], this.lastIncV[slot]];
+    // Without a reporting time (state restored from before it was kept) the state is what it was.
+    return Number.isNaN(this.lastT[slot]!) ? base : [...base, this.lastT[slot]];
   }
 
   override load(slot: number, data: unknown): void {

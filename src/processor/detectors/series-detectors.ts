@@ -460,6 +460,8 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     const out: number[] = [];
     const start = size < ring.length ? 0 : this.ringNext[slot]!;
     for (let i = 0; i < size; i++) out.push(ring[(start + i) % ring.length]!);
+    // No spike under way: the state is what it was before spikes had to persist.
+    if (Number.isNaN(this.spikeSince[slot]!)) return [this.ewma[slot], this.count[slot], out];
     return [
       this.ewma[slot],
       this.count[slot],
@@ -784,7 +786,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
   }
 
   override save(slot: number): unknown {
-    return [
+    const base = [
       this.firstT[slot],
       this.n[slot],
       this.sum[slot],
@@ -794,11 +796,11 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
       this.cusum[slot],
       this.level[slot],
       this.degraded[slot],
-      this.lastT[slot],
-      this.interval[slot],
-      this.capRun[slot],
-      this.util0[slot],
     ];
+    // State restored from before the sampling interval was kept, and nothing seen since: as it was.
+    if (Number.isNaN(this.lastT[slot]!) && this.capRun[slot] === 0 && Number.isNaN(this.util0[slot]!))
+      return base;
+    return [...base, this.lastT[slot], this.interval[slot], this.capRun[slot], this.util0[slot]];
   }
 
   override load(slot: number, data: unknown): void {
@@ -1407,6 +1409,7 @@ export class LossTrendFamily extends MemberFamily<DetectorParams<'loss_trend'>> 
   }
 
   override save(slot: number): unknown {
+    if (this.ring.isEmpty(slot) && this.rising[slot] === 0) return undefined;
     return [this.rising[slot], this.rise[slot], this.spanOf[slot], this.ring.save(slot)];
   }
 

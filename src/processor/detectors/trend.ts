@@ -56,6 +56,11 @@ export class BucketRing {
     this.openN[slot] = 0;
   }
 
+  /** Nothing held: no closed bucket, no sample in the open one. */
+  isEmpty(slot: number): boolean {
+    return this.size[slot] === 0 && !(this.openN[slot]! > 0);
+  }
+
   /** Closed buckets held for `slot`. */
   count(slot: number): number {
     return this.size[slot]!;
