@@ -306,12 +306,9 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     severity: 'warning',
     for: m,
     keep_firing_for: 0,
-    metrics: [
-      'train_step_duration_seconds',
-      'gpu_utilization_ratio',
-      'gpu_sm_clock_hertz',
-      'gpu_power_watts',
-    ],
+    // SM clock (compared at similar load) finds a power-capped or slowed GPU whatever its throttle flag says;
+    // power would too, at the cost of one more series per GPU on the sample path.
+    metrics: ['train_step_duration_seconds', 'gpu_utilization_ratio', 'gpu_sm_clock_hertz'],
     alpha: 0.2,
     z: 3.5,
     min_relative: 0.1,

@@ -68,6 +68,8 @@ const GPUS_PARTIAL = 2;
 const GPUS_SPINNING = 3;
 /** Clocks and power compare only between GPUs at least this busy (similar load). */
 const AT_LOAD = 0.5;
+/** Every rank standing still for less than this is never a pause (the cheap test before the median's). */
+const MIN_PAUSE_MS = 5000;
 /** A reported phase holds this long after its newest sample. */
 const REPORTED_PHASE_FRESH_MS = 120_000;
 
@@ -201,7 +203,7 @@ export class JobState implements JobRef {
       if (restarted || Number.isNaN(this.lastProgressT)) {
         // A (re)start: the job loads, ramps its memory and warms up again.
         this.progressSinceT = t;
-      } else if (gap > this.pauseAfterMs()) {
+      } else if (gap > MIN_PAUSE_MS && gap > this.pauseAfterMs()) {
         // Every rank stood still together and moves on: a pause (checkpoint, evaluation) of this job.
         if (gap > this.longestPause) this.longestPause = gap;
         this.pauseEndT = t;
@@ -211,6 +213,7 @@ export class JobState implements JobRef {
     if (Number.isFinite(secondsPerStep) && secondsPerStep > 0) {
       this.stepTimes.push(secondsPerStep);
       this.stallThreshold = Number.NaN;
+      this.medianStep = Number.NaN;
     }
   }
 
@@ -233,7 +236,7 @@ export class JobState implements JobRef {
   pauseAfterMs(): number {
     const med = this.medianStepSeconds() * 1000;
     return Math.max(
-      5000,
+      MIN_PAUSE_MS,
       Number.isNaN(med) ? 0 : 3 * med,
       Number.isNaN(this.stepInterval) ? 0 : 3 * this.stepInterval,
     );
@@ -299,7 +302,8 @@ export class JobState implements JobRef {
     if (reported && this.reportedPhase !== PHASE_STEADY) return this.reportedPhase;
     if (!this.hasStepSeries) return PHASE_STEADY;
     if (Number.isNaN(this.lastProgressT)) return PHASE_STARTUP;
-    if (t - this.lastProgressT > this.pauseAfterMs()) {
+    const since = t - this.lastProgressT;
+    if (since > MIN_PAUSE_MS && since > this.pauseAfterMs()) {
       const gpus = this.gpuActivity(t);
       return gpus === GPUS_IDLE || gpus === GPUS_PARTIAL ? PHASE_PAUSE : PHASE_FROZEN;
     }
@@ -324,10 +328,13 @@ export class JobState implements JobRef {
   }
 
   medianStepSeconds(): number {
-    return this.stepTimes.size === 0
-      ? Number.NaN
-      : medianInPlace(copyInto(this.stepTimes), this.stepTimes.size);
+    if (Number.isNaN(this.medianStep) && this.stepTimes.size > 0)
+      this.medianStep = medianInPlace(copyInto(this.stepTimes), this.stepTimes.size);
+    return this.medianStep;
   }
+
+  /** The median of `stepTimes`, worked out when first needed after a step time was added (NaN: not yet). */
+  private medianStep = Number.NaN;
 
   progressing(t: number): boolean {
     if (!this.hasStepSeries) return true;
@@ -719,6 +726,7 @@ export class JobState implements JobRef {
     this.lastProgressT = s.lastProgressT ?? Number.NaN;
     this.stepTimes = Ring.from(STEP_TIME_SAMPLES, s.stepTimes);
     this.stallThreshold = Number.NaN;
+    this.medianStep = Number.NaN;
     for (const [n, t] of s.nodes) {
       const slot = this.nodeSlot(n);
       if (!(this.nodeLastT[slot]! >= t)) this.nodeLastT[slot] = t;
