@@ -35,7 +35,14 @@ describe('detector state file', () => {
     const e = engine();
     expect(saved.restoreInto(e)).toEqual({ series: 316, alerts: 8 });
     const got = plain(e);
-    expect(got.series).toEqual(file.engine.series);
+    // The memory-leak detector's state changed form (Sen's slope over buckets instead of a linear fit): a
+    // version-1 file's is not continued, that detector learns again. Everything else is restored as it was.
+    const withoutLeak = (series: EngineSnapshot['series']) =>
+      series.map((x) => ({
+        ...x,
+        d: Object.fromEntries(Object.entries(x.d).filter(([k]) => !k.endsWith(':memory_leak'))),
+      }));
+    expect(withoutLeak(got.series)).toEqual(withoutLeak(file.engine.series));
     expect(got.jobs).toEqual(file.engine.jobs);
     expect(got.alerts).toEqual(file.engine.alerts);
     expect(got.members).toEqual(file.engine.members);

@@ -54,6 +54,9 @@ export const detectorParamSchemas = {
       /** The residual must also exceed this fraction of the EWMA level (guards smooth, noiseless curves). */
       min_relative: z.number().min(0),
       min_samples: z.number().int().min(2),
+      /** A spike is an incident once it has not recovered for this long, or has made `rising` new highs in a row. */
+      persist: durationMs,
+      rising: z.number().int().min(1),
     })
     .strict(),
   /** Generic EWMA z-score anomaly on the metrics the user lists (none by default). */
@@ -75,6 +78,25 @@ export const detectorParamSchemas = {
       metric: z.string(),
       factor: z.number().positive(),
       min: durationMs,
+      /**
+       * The job's phase as its training framework reports it (SDK): `metric{phase="checkpoint"} 1` while in
+       * that phase, or the phase's code as the value (phase.ts). Optional: phases are also read from the signals.
+       */
+      phase_metric: z.string(),
+      /** After first step progress the job warms up for this long (no leak, trend or throughput verdicts). */
+      warmup: durationMs,
+      /**
+       * How long every rank may stand still with its GPUs idle (a checkpoint save or an evaluation) before the
+       * job counts as stalled, until the job has shown its own pauses; then `pause_factor` × its longest one.
+       */
+      pause_max: durationMs,
+      pause_factor: z.number().min(1),
+      /**
+       * Utilization at or above which a GPU of a frozen job spins (a hang: the collective never completes),
+       * below which it idles (a checkpoint save); between the two it is partly busy (an evaluation).
+       */
+      spin_above: ratio,
+      idle_below: ratio,
     })
     .strict(),
   /** A running job, or one node of it, whose series stopped arriving. */
@@ -102,6 +124,8 @@ export const detectorParamSchemas = {
       alpha: z.number().gt(0).max(1),
       /** Floor of the baseline's standard deviation, as a fraction of its mean. */
       min_std_ratio: z.number().min(0),
+      /** A series with a fresh sibling of this metric (same labels) leaves the verdict to it ('' none). */
+      prefer: z.string(),
     })
     .strict(),
   /** Accuracy plateau: the smoothed best value has not improved by `min_delta` for `patience`. */
@@ -129,24 +153,58 @@ export const detectorParamSchemas = {
       /** Only ranks that reported within this much of the job's newest sample take part. */
       fresh: durationMs,
       every: durationMs,
+      /**
+       * Intermittent stragglers: a rank off its peers in at least this fraction of the comparisons over about
+       * `duty_horizon` (slow in bursts) is one too.
+       */
+      duty: ratio,
+      duty_horizon: durationMs,
+      /** Clocks and power are compared only between GPUs at least half busy by this metric. */
+      load_metric: z.string(),
     })
     .strict(),
   /** ECC errors: any increase of the error counter. */
   ecc: z.object({ ...common, metric: z.string() }).strict(),
   /** Thermal or power throttling reported by the GPU. */
   throttle: z.object({ ...common, metric: z.string() }).strict(),
-  /** GPU memory growth: exponentially weighted linear fit, forecast time until the GPU's memory is full. */
+  /**
+   * GPU memory growth: Sen's slope with a confidence bound over windows of time buckets, and the forecast
+   * time until the GPU's memory (`total_metric`) is full at the slope's lower bound.
+   */
   memory_leak: z
     .object({
       ...common,
       metric: z.string(),
       total_metric: z.string(),
-      half_life: durationMs,
+      /** Bucket widths of the recent (minutes) and the long (hours) windows. */
+      bucket: durationMs,
+      coarse_bucket: durationMs,
+      /** Forecasts of out-of-memory later than this are not alerted on. */
       horizon: durationMs,
-      min_span: durationMs,
-      min_r2: ratio,
-      /** Growth over the fit's effective window, as a fraction of the total, below which nothing is said. */
+      /** Nor those further ahead than this many times the span of the window that makes them. */
+      max_extrapolation: z.number().positive(),
+      /** Growth over the window, as a fraction of the total, below which nothing is said. */
       min_growth: ratio,
+      /** Nor below this fraction of the memory that was free when the window began. */
+      min_headroom_share: ratio,
+      /** A series of a job without step series is this old before its growth counts (the start-up ramp). */
+      startup: durationMs,
+    })
+    .strict(),
+  /** Loss drifting upwards: Sen's slope with a sign-test confidence bound over buckets of the loss. */
+  loss_trend: z
+    .object({
+      ...common,
+      metrics: z.array(regex),
+      bucket: durationMs,
+      /** The longest window, in buckets (windows of 6, 12, 24, 48 buckets up to it are tried). */
+      window: z.number().int().min(6).max(48),
+      /** Normal quantile of the slope's lower confidence bound (1.645: 95%, 2.33: 99%). */
+      z: z.number().min(0),
+      /** The rise over the window, as a fraction of the loss level, below which nothing is said. */
+      min_rise: z.number().min(0),
+      /** Nor below this many times the noise of one bucket's mean (learned from the run itself). */
+      noise: z.number().min(0),
     })
     .strict(),
   /** Waste: a GPU of a running (not stalled) job idle for `for`. */
@@ -179,6 +237,8 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     z: 6,
     min_relative: 0.1,
     min_samples: 30,
+    persist: m,
+    rising: 3,
   },
   anomaly: {
     enabled: true,
@@ -199,6 +259,12 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     metric: 'train_step',
     factor: 10,
     min: m,
+    phase_metric: 'train_phase',
+    warmup: 2 * m,
+    pause_max: 3 * m,
+    pause_factor: 2,
+    spin_above: 0.9,
+    idle_below: 0.2,
   },
   absence: {
     enabled: true,
@@ -222,6 +288,7 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     min_drop: 0.05,
     alpha: 0.05,
     min_std_ratio: 0.005,
+    prefer: 'train_tokens_per_second',
   },
   plateau: {
     enabled: true,
@@ -239,7 +306,9 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     severity: 'warning',
     for: m,
     keep_firing_for: 0,
-    metrics: ['train_step_duration_seconds', 'gpu_utilization_ratio'],
+    // SM clock (compared at similar load) finds a power-capped or slowed GPU whatever its throttle flag says;
+    // power would too, at the cost of one more series per GPU on the sample path.
+    metrics: ['train_step_duration_seconds', 'gpu_utilization_ratio', 'gpu_sm_clock_hertz'],
     alpha: 0.2,
     z: 3.5,
     min_relative: 0.1,
@@ -247,6 +316,9 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     exclude_below: 0.1,
     fresh: 30 * s,
     every: 5 * s,
+    duty: 0.25,
+    duty_horizon: 10 * m,
+    load_metric: 'gpu_utilization_ratio',
   },
   ecc: {
     enabled: true,
@@ -269,11 +341,25 @@ export const DETECTOR_DEFAULTS: { readonly [N in DetectorName]: DetectorParams<N
     keep_firing_for: 0,
     metric: 'gpu_memory_used_bytes',
     total_metric: 'gpu_memory_total_bytes',
-    half_life: m,
-    horizon: 30 * m,
-    min_span: m,
-    min_r2: 0.5,
+    bucket: 10 * s,
+    coarse_bucket: 2 * m,
+    horizon: 24 * 60 * m,
+    max_extrapolation: 10,
     min_growth: 0.01,
+    min_headroom_share: 0.2,
+    startup: 2 * m,
+  },
+  loss_trend: {
+    enabled: true,
+    severity: 'warning',
+    for: 0,
+    keep_firing_for: 0,
+    metrics: ['(?!.*(?:eval|valid|val_|test)).*loss.*'],
+    bucket: 10 * s,
+    window: 24,
+    z: 2.33,
+    min_rise: 0.1,
+    noise: 6,
   },
   waste: {
     enabled: true,
@@ -458,7 +544,7 @@ export class DetectorSettings {
     const collect = (p: Partial<Record<string, unknown>> | undefined) => {
       if (!p) return;
       if (Array.isArray(p.metrics)) out.push(...(p.metrics as string[]));
-      for (const k of ['metric', 'total_metric'] as const)
+      for (const k of ['metric', 'total_metric', 'phase_metric'] as const)
         if (typeof p[k] === 'string') out.push(escapeRegex(p[k]));
     };
     for (const n of DETECTOR_NAMES) {

@@ -50,7 +50,15 @@ import {
   type ThresholdRule,
 } from './config.js';
 import type { AlertIdentity, DetectorContext } from './context.js';
-import { type JobSnapshot, JobState, jobKey, StepFamily, StragglerFamily } from './job-detectors.js';
+import {
+  type JobSnapshot,
+  JobState,
+  jobKey,
+  PhaseFamily,
+  StepFamily,
+  StragglerFamily,
+} from './job-detectors.js';
+import { phaseCode } from './phase.js';
 import {
   AnomalyFamily,
   EccFamily,
@@ -58,6 +66,7 @@ import {
   growF64,
   growI32,
   LossSpikeFamily,
+  LossTrendFamily,
   MemoryLeakFamily,
   NonFiniteFamily,
   PlateauFamily,
@@ -115,6 +124,7 @@ interface Plan {
   readonly thresholds: readonly ThresholdRule[];
   readonly nonfinite: DetectorParams<'nonfinite'> | undefined;
   readonly lossSpike: DetectorParams<'loss_spike'> | undefined;
+  readonly lossTrend: DetectorParams<'loss_trend'> | undefined;
   readonly anomaly: DetectorParams<'anomaly'> | undefined;
   readonly throughput: DetectorParams<'throughput'> | undefined;
   readonly plateau: DetectorParams<'plateau'> | undefined;
@@ -149,7 +159,9 @@ const WASTE = 9;
 const STEP = 10;
 const STRAGGLER = 11;
 const DERIVED_KIND = 12;
-const KINDS = 13;
+const PHASE = 13;
+const LOSS_TREND = 14;
+const KINDS = 15;
 /** A detector entry of a series: kind × 2^24 + slot (a family has fewer than 2^24 slots). */
 const SLOT_BITS = 24;
 const SLOT_MASK = (1 << SLOT_BITS) - 1;
@@ -212,6 +224,8 @@ export class DetectorEngine implements DetectorContext {
   private readonly steps = new StepFamily(this);
   private readonly stragglers = new StragglerFamily(this);
   private readonly derivedMembers = new DerivedFamily(this);
+  private readonly phases = new PhaseFamily(this);
+  private readonly lossTrend = new LossTrendFamily(this);
   private readonly families: readonly Family<unknown>[];
   /** Samples seen and newest sample time evaluated, per detector kind. */
   private readonly samplesOf = new Float64Array(KINDS);
@@ -258,6 +272,8 @@ export class DetectorEngine implements DetectorContext {
     f[STEP] = this.steps as Family<unknown>;
     f[STRAGGLER] = this.stragglers as Family<unknown>;
     f[DERIVED_KIND] = this.derivedMembers as Family<unknown>;
+    f[PHASE] = this.phases as Family<unknown>;
+    f[LOSS_TREND] = this.lossTrend as Family<unknown>;
     this.families = f;
   }
 
@@ -400,6 +416,12 @@ export class DetectorEngine implements DetectorContext {
           case DERIVED_KIND:
             this.derivedMembers.observe(slot, t, v);
             break;
+          case PHASE:
+            this.phases.observe(slot, t, v);
+            break;
+          case LOSS_TREND:
+            this.lossTrend.observe(slot, t, v);
+            break;
         }
       }
     }
@@ -433,9 +455,19 @@ export class DetectorEngine implements DetectorContext {
     this.touched.length = 0;
   }
 
-  /** Job events travel with the samples: a finished job's alerts resolve at its finish time. */
+  /**
+   * Job events travel with the samples: a finished job's alerts resolve at its finish time; an `update` with
+   * `config.phase` (checkpoint, eval, train...) is the phase its framework reports (phase.ts).
+   */
   observeEvents(tenant: string, events: readonly JobEvent[]): void {
     for (const ev of events) {
+      if (ev.kind === 'update') {
+        const phase = ev.config?.phase;
+        if (typeof phase !== 'string') continue;
+        const code = phaseCode(phase);
+        if (code >= 0) this.jobFor(tenant, ev.jobId).reportPhaseEvent(code, ev.timeMs);
+        continue;
+      }
       if (ev.kind !== 'finish') continue;
       const job = this.jobFor(tenant, ev.jobId);
       if (job.finished) continue;
@@ -550,6 +582,7 @@ export class DetectorEngine implements DetectorContext {
     for (const r of plan.thresholds) add(THRESHOLD, this.thresholds.alloc(info, r));
     if (plan.nonfinite && job) add(NONFINITE, this.nonfinite.alloc(info, plan.nonfinite));
     if (plan.lossSpike && job) add(LOSS_SPIKE, this.lossSpike.alloc(info, plan.lossSpike));
+    if (plan.lossTrend && job) add(LOSS_TREND, this.lossTrend.alloc(info, plan.lossTrend));
     if (plan.anomaly) add(ANOMALY, this.anomaly.alloc(info, plan.anomaly));
     if (plan.throughput && job) add(THROUGHPUT, this.throughput.alloc(info, plan.throughput));
     if (plan.plateau && job) add(PLATEAU, this.plateau.alloc(info, plan.plateau));
@@ -560,6 +593,7 @@ export class DetectorEngine implements DetectorContext {
     if (plan.waste && job) add(WASTE, this.waste.alloc(info, plan.waste));
     if (job) {
       if (name === job.params.stall.metric) add(STEP, this.steps.alloc(info, job));
+      if (name === job.params.stall.phase_metric) add(PHASE, this.phases.alloc(info, job));
       if (plan.straggler && (labels.node_id !== undefined || labels.rank !== undefined)) {
         const slot = this.stragglers.alloc(info, plan.straggler);
         add(STRAGGLER, slot);
@@ -595,6 +629,7 @@ export class DetectorEngine implements DetectorContext {
       p.enabled && applies ? p : undefined;
     const nonfinite = s.params('nonfinite', labels);
     const spike = s.params('loss_spike', labels);
+    const trend = s.params('loss_trend', labels);
     const anomaly = s.params('anomaly', labels);
     const throughput = s.params('throughput', labels);
     const plateau = s.params('plateau', labels);
@@ -610,6 +645,7 @@ export class DetectorEngine implements DetectorContext {
         .filter((r) => r.enabled),
       nonfinite: on(nonfinite, matchesAny(name, nonfinite.metrics)),
       lossSpike: on(spike, matchesAny(name, spike.metrics)),
+      lossTrend: on(trend, matchesAny(name, trend.metrics)),
       anomaly: on(anomaly, matchesAny(name, anomaly.metrics)),
       throughput: on(throughput, matchesAny(name, throughput.metrics)),
       plateau: on(plateau, matchesAny(name, plateau.metrics)),
@@ -716,6 +752,7 @@ export class DetectorEngine implements DetectorContext {
         },
         this,
         this.stragglers,
+        this.steps,
       );
       this.jobs.set(key, job);
     }
@@ -848,9 +885,12 @@ export class DetectorEngine implements DetectorContext {
     const mine = tenant === undefined ? undefined : this.tenantCounts.get(tenant);
     const samplesOf = tenant === undefined ? this.samplesOf : (mine?.samples ?? new Float64Array(KINDS));
     const lastEvalOf = tenant === undefined ? this.lastEvalOf : mine?.lastEval;
+    // Several families may serve one detector (stall: step series and phase reports): their counts add up.
     this.families.forEach((f, kind) => {
-      samples.set(f.detector, samplesOf[kind]!);
-      if (lastEvalOf && !Number.isNaN(lastEvalOf[kind]!)) lastEval.set(f.detector, lastEvalOf[kind]!);
+      samples.set(f.detector, (samples.get(f.detector) ?? 0) + samplesOf[kind]!);
+      const last = lastEvalOf?.[kind];
+      if (last !== undefined && !Number.isNaN(last) && !(lastEval.get(f.detector)! >= last))
+        lastEval.set(f.detector, last);
     });
     const base = { tenant: '', job_id: '' };
     const names: (DetectorName | 'threshold')[] = ['threshold', ...DETECTOR_NAMES];

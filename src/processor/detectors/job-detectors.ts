@@ -9,7 +9,20 @@ import type { LabelSet } from '../../model/labels.js';
 import type { StateReader, StateWriter } from '../state.js';
 import type { DetectorParams } from './config.js';
 import { type AlertIdentity, type DetectorContext, locationLabels } from './context.js';
-import { Family, growF64 } from './series-detectors.js';
+import {
+  isPausePhase,
+  PHASE_CHECKPOINT,
+  PHASE_COOLDOWN,
+  PHASE_EVAL,
+  PHASE_FROZEN,
+  PHASE_NAMES,
+  PHASE_PAUSE,
+  PHASE_STARTUP,
+  PHASE_STEADY,
+  PHASE_WARMUP,
+  phaseCode,
+} from './phase.js';
+import { Family, growF64, SiblingColumn } from './series-detectors.js';
 import { MAD_TO_SIGMA, medianInPlace, medianMad, Ring, scratchOf } from './stats.js';
 import type { JobRef, SeriesInfo } from './types.js';
 
@@ -31,12 +44,47 @@ export interface JobSnapshot {
   readonly nodes: [string, number][];
   readonly lastStragglerEval: number | null;
   readonly hasStepSeries: boolean;
+  /** Phase model (absent in state written before it existed). */
+  readonly progressSinceT?: number | null;
+  readonly pauseEndT?: number | null;
+  readonly longestPause?: number;
+  readonly stepInterval?: number | null;
+  readonly reportedPhase?: number;
+  readonly reportedPhaseT?: number | null;
+  readonly reportedByEvent?: boolean;
+  readonly stallLabels?: Record<string, string> | null;
+  /** Per straggler place (by its labels' key): the fraction of recent comparisons that found it off. */
+  readonly duty?: [string, number, number][];
 }
+
+/**
+ * The GPUs of a job as a whole while its step stands still: idle together (a checkpoint save), partly busy
+ * (an evaluation's forward passes), spinning at full utilization (a collective that never completes: a hang),
+ * or not known (no fresh utilization).
+ */
+const GPUS_UNKNOWN = 0;
+const GPUS_IDLE = 1;
+const GPUS_PARTIAL = 2;
+const GPUS_SPINNING = 3;
+/** Clocks and power compare only between GPUs at least this busy (similar load). */
+const AT_LOAD = 0.5;
+/** Every rank standing still for less than this is never a pause (the cheap test before the median's). */
+const MIN_PAUSE_MS = 5000;
+/** A reported phase holds this long after its newest sample. */
+const REPORTED_PHASE_FRESH_MS = 120_000;
 
 /** Where a straggler member is: its node and rank (or GPU); members at one place share one alert. */
 interface StragglerPlace {
   readonly labels: Record<string, string>;
+  readonly key: string;
   id: AlertIdentity | undefined;
+  /**
+   * Duty cycle: an exponentially weighted fraction of this place's recent comparisons (over about
+   * `straggler.duty_horizon`) in which it was off its peers, and how many comparisons it took part in.
+   * An intermittent straggler (slow in bursts) shows here long after each burst has passed.
+   */
+  duty: number;
+  compared: number;
 }
 
 export class JobState implements JobRef {
@@ -51,6 +99,28 @@ export class JobState implements JobRef {
   /** Newest time a step series advanced (or restarted); NaN until the first advance. */
   lastProgressT = Number.NaN;
   hasStepSeries = false;
+  /** Phase model (phase.ts): the job's phase as of its last evaluation. */
+  phase = PHASE_STARTUP;
+  /** First step progress since the job (re)started: warm-up runs from here. */
+  progressSinceT = Number.NaN;
+  pauseEndT = Number.NaN;
+  /** Longest time every rank stood still together and then moved on (ms): what this job's pauses take. */
+  longestPause = 0;
+  /** Exponentially weighted interval between the samples of a step series (ms; NaN before two). */
+  stepInterval = Number.NaN;
+
+  get sampleInterval(): number {
+    return this.stepInterval;
+  }
+  /** The phase the framework reports (train_phase), -1 none, and when it last said so. */
+  reportedPhase = -1;
+  reportedPhaseT = Number.NaN;
+  /** Reported by a job event (holds until the next) rather than by series samples (hold while sent). */
+  reportedByEvent = false;
+  /** The open TrainingStalled alert of the current episode: job-level or naming the culprit rank. */
+  private stallOpen: AlertIdentity | undefined;
+  /** Step series of the job (slots of the engine's step family), to find the rank that stopped first. */
+  readonly stepSlots: number[] = [];
   /** Set while the job waits in the engine's list of jobs to evaluate after the current batch. */
   touched = false;
   private stepTimes = new Ring(STEP_TIME_SAMPLES);
@@ -83,6 +153,7 @@ export class JobState implements JobRef {
     readonly params: JobParams,
     private readonly ctx: DetectorContext,
     private readonly stragglers: StragglerFamily,
+    private readonly steps: StepFamily,
   ) {
     this.key = jobKey(tenant, jobId);
     this.base = { tenant, job_id: jobId };
@@ -125,12 +196,125 @@ export class JobState implements JobRef {
     if (nodeSlot >= 0 && !(this.nodeLastT[nodeSlot]! >= t)) this.nodeLastT[nodeSlot] = t;
   }
 
-  noteProgress(t: number, secondsPerStep: number): void {
-    if (!(this.lastProgressT >= t)) this.lastProgressT = t;
+  /** A step series advanced at `t` (`restarted`: it went back, the job restarted from a checkpoint). */
+  noteProgress(t: number, secondsPerStep: number, restarted = false): void {
+    if (!(this.lastProgressT >= t)) {
+      const gap = t - this.lastProgressT;
+      if (restarted || Number.isNaN(this.lastProgressT)) {
+        // A (re)start: the job loads, ramps its memory and warms up again.
+        this.progressSinceT = t;
+      } else if (gap > MIN_PAUSE_MS && gap > this.pauseAfterMs()) {
+        // Every rank stood still together and moves on: a pause (checkpoint, evaluation) of this job.
+        if (gap > this.longestPause) this.longestPause = gap;
+        this.pauseEndT = t;
+      }
+      this.lastProgressT = t;
+    }
     if (Number.isFinite(secondsPerStep) && secondsPerStep > 0) {
       this.stepTimes.push(secondsPerStep);
       this.stallThreshold = Number.NaN;
+      this.medianStep = Number.NaN;
     }
+  }
+
+  /** A step series sampled again after `dt` ms: the job's reporting interval. */
+  noteStepInterval(dt: number): void {
+    if (!(dt > 0)) return;
+    if (Number.isNaN(this.stepInterval)) {
+      this.stepInterval = dt;
+      return;
+    }
+    // A gap (the samples a pause did not send) moves the estimate by at most a step towards twice its value.
+    const x = Math.min(dt, 2 * this.stepInterval);
+    this.stepInterval += 0.1 * (x - this.stepInterval);
+  }
+
+  /**
+   * How long every rank may stand still before the job counts as paused rather than between two steps or
+   * two samples: 3 median step times, 3 reporting intervals, at least 5 s.
+   */
+  pauseAfterMs(): number {
+    const med = this.medianStepSeconds() * 1000;
+    return Math.max(
+      MIN_PAUSE_MS,
+      Number.isNaN(med) ? 0 : 3 * med,
+      Number.isNaN(this.stepInterval) ? 0 : 3 * this.stepInterval,
+    );
+  }
+
+  /** The framework reports phase `code` in a series sample (or leaves it: `on` false); it holds while sent. */
+  reportPhase(code: number, on: boolean, t: number): void {
+    this.reportedByEvent = false;
+    if (on) {
+      this.reportedPhase = code;
+      this.reportedPhaseT = t;
+    } else if (this.reportedPhase === code) {
+      this.reportedPhase = -1;
+      this.reportedPhaseT = t;
+    }
+  }
+
+  /** The framework reports phase `code` in a job event: it holds until the next one says otherwise. */
+  reportPhaseEvent(code: number, t: number): void {
+    this.reportedPhase = code;
+    this.reportedPhaseT = t;
+    this.reportedByEvent = true;
+  }
+
+  gpuUtilization(t: number): number {
+    let n = 0;
+    let sum = 0;
+    for (const u of this.utilization) {
+      if (t - this.ctx.lastT(u) > 60_000) continue;
+      const v = this.ctx.lastV(u);
+      if (!Number.isFinite(v)) continue;
+      n++;
+      sum += v;
+    }
+    return n === 0 ? Number.NaN : sum / n;
+  }
+
+  /** What the job's GPUs do (GPUS_*), from their newest utilization. */
+  private gpuActivity(t: number): number {
+    const st = this.params.stall;
+    let n = 0;
+    let idle = 0;
+    let spinning = 0;
+    for (const u of this.utilization) {
+      if (t - this.ctx.lastT(u) > 60_000) continue;
+      const v = this.ctx.lastV(u);
+      if (!Number.isFinite(v)) continue;
+      n++;
+      if (v < st.idle_below) idle++;
+      else if (v >= st.spin_above) spinning++;
+    }
+    if (n === 0) return GPUS_UNKNOWN;
+    if (spinning * 4 >= n) return GPUS_SPINNING;
+    if (idle * 4 >= 3 * n) return GPUS_IDLE;
+    return GPUS_PARTIAL;
+  }
+
+  /** The phase from the signals and what the framework reports (phase.ts). */
+  private updatePhase(t: number): number {
+    if (this.finished) return PHASE_COOLDOWN;
+    const reported =
+      this.reportedPhase >= 0 && (this.reportedByEvent || t - this.reportedPhaseT <= REPORTED_PHASE_FRESH_MS);
+    if (reported && this.reportedPhase !== PHASE_STEADY) return this.reportedPhase;
+    if (!this.hasStepSeries) return PHASE_STEADY;
+    if (Number.isNaN(this.lastProgressT)) return PHASE_STARTUP;
+    const since = t - this.lastProgressT;
+    if (since > MIN_PAUSE_MS && since > this.pauseAfterMs()) {
+      const gpus = this.gpuActivity(t);
+      return gpus === GPUS_IDLE || gpus === GPUS_PARTIAL ? PHASE_PAUSE : PHASE_FROZEN;
+    }
+    if (t - this.progressSinceT < this.params.stall.warmup) return PHASE_WARMUP;
+    return PHASE_STEADY;
+  }
+
+  /** How long a pause may last: `pause_factor` × the longest this job took so far, or `pause_max` before any. */
+  private pauseAllowanceMs(): number {
+    const st = this.params.stall;
+    return this.longestPause > 0 ? st.pause_factor * this.longestPause : st.pause_max;
   }
 
   /** How long the step may stand still before the job counts as stalled: max(factor × median, min). */
@@ -144,10 +328,13 @@ export class JobState implements JobRef {
   }
 
   medianStepSeconds(): number {
-    return this.stepTimes.size === 0
-      ? Number.NaN
-      : medianInPlace(copyInto(this.stepTimes), this.stepTimes.size);
+    if (Number.isNaN(this.medianStep) && this.stepTimes.size > 0)
+      this.medianStep = medianInPlace(copyInto(this.stepTimes), this.stepTimes.size);
+    return this.medianStep;
   }
+
+  /** The median of `stepTimes`, worked out when first needed after a step time was added (NaN: not yet). */
+  private medianStep = Number.NaN;
 
   progressing(t: number): boolean {
     if (!this.hasStepSeries) return true;
@@ -159,14 +346,42 @@ export class JobState implements JobRef {
   evaluate(): void {
     if (this.finished) return;
     const t = this.clock;
+    const phase = this.updatePhase(t);
+    this.phase = phase;
     const st = this.params.stall;
     if (st.enabled && this.hasStepSeries && !Number.isNaN(this.lastProgressT)) {
-      const threshold = this.stallThresholdMs();
+      const normal = this.stallThresholdMs();
       const since = t - this.lastProgressT;
+      let threshold = normal;
+      let evidence = 'step_frozen_all_ranks';
+      if (since >= normal) {
+        // Frozen for longer than steps take: a pause with idle GPUs (or a reported checkpoint or evaluation)
+        // may go on for as long as this job's pauses take; busy GPUs mean a hang now.
+        const gpus = this.gpuActivity(t);
+        const reportedPause = phase === PHASE_EVAL || phase === PHASE_CHECKPOINT;
+        if (gpus === GPUS_SPINNING && !reportedPause) {
+          evidence = 'step_frozen_gpus_busy';
+        } else if (isPausePhase(phase)) {
+          threshold = Math.max(normal, this.pauseAllowanceMs());
+          evidence =
+            phase !== PHASE_PAUSE
+              ? `step_frozen_in_${PHASE_NAMES[phase]}_past_pause_allowance`
+              : gpus === GPUS_IDLE
+                ? 'step_frozen_gpus_idle_past_pause_allowance'
+                : 'step_frozen_gpus_partly_busy_past_pause_allowance';
+        } else if (this.longestPause > 0) {
+          threshold = Math.max(normal, st.pause_factor * this.longestPause);
+          evidence = 'step_frozen_past_pause_allowance';
+        }
+      }
       if (since >= threshold) {
-        this.ctx.activate(this.stallId, t, since / 1000, (s) => this.describeStall(s));
+        if (this.stallOpen === undefined) this.stallOpen = this.stallIdentity(this.stallCulprit(t));
+        const ev = evidence;
+        this.ctx.activate(this.stallOpen, t, since / 1000, (s) => this.describeStall(s, ev));
       } else {
-        this.ctx.deactivate(this.stallId, t);
+        const id = this.stallOpen ?? this.stallId;
+        this.ctx.deactivate(id, t);
+        if (this.stallOpen !== undefined && !this.ctx.isOpen(id)) this.stallOpen = undefined;
       }
     }
     const ab = this.params.absence;
@@ -190,7 +405,9 @@ export class JobState implements JobRef {
       }
     }
     const sg = this.params.straggler;
-    if (sg.enabled && this.stragglerGroups.size > 0) {
+    // Ranks are compared while the job trains: during a pause or a freeze they all wait alike, or differ in
+    // ways (evaluation load, who writes the checkpoint) that say nothing about stragglers.
+    if (sg.enabled && this.stragglerGroups.size > 0 && (phase === PHASE_STEADY || phase === PHASE_WARMUP)) {
       let fresh = 0;
       const lastT = this.stragglers.lastT;
       for (const members of this.stragglerGroups.values())
@@ -215,7 +432,74 @@ export class JobState implements JobRef {
     return id;
   }
 
-  private describeStall(seconds: number): Record<string, string> {
+  /** The stall alert naming `culprit` (labels node_id, rank), or the job-level one. */
+  private stallIdentity(culprit: Record<string, string> | undefined): AlertIdentity {
+    if (culprit === undefined) return this.stallId;
+    const st = this.params.stall;
+    return this.ctx.identity('stall', 'TrainingStalled', st.severity, st.for, st.keep_firing_for, {
+      ...this.base,
+      ...culprit,
+    });
+  }
+
+  /**
+   * The rank that holds the job up, when the signals single one out: the one GPU idle (or the idle GPUs of
+   * one node) while the others spin in the collective waiting for it; else the rank whose step stopped
+   * clearly before every other's.
+   */
+  private stallCulprit(t: number): Record<string, string> | undefined {
+    const st = this.params.stall;
+    let n = 0;
+    let busy = 0;
+    let idle = 0;
+    let idleDref = -1;
+    let idleNode: string | undefined;
+    let oneNode = true;
+    for (const u of this.utilization) {
+      if (t - this.ctx.lastT(u) > 60_000) continue;
+      const v = this.ctx.lastV(u);
+      if (!Number.isFinite(v)) continue;
+      n++;
+      if (v >= st.spin_above) busy++;
+      else if (v < st.idle_below) {
+        idle++;
+        const node = this.ctx.info(u).labels.node_id;
+        if (idle === 1) {
+          idleDref = u;
+          idleNode = node;
+        } else if (node !== idleNode) oneNode = false;
+      }
+    }
+    if (idle > 0 && busy >= 2 * idle && 4 * (idle + busy) >= 3 * n) {
+      const labels = this.ctx.info(idleDref).labels;
+      if (idle === 1) return placeLabels(labels);
+      if (oneNode && idleNode !== undefined) return { node_id: idleNode };
+    }
+    // The step that stopped first: ahead of every other rank's last advance by more than a few steps.
+    const lastInc = this.steps.lastIncT;
+    let first = -1;
+    let firstT = Number.POSITIVE_INFINITY;
+    let secondT = Number.POSITIVE_INFINITY;
+    for (const slot of this.stepSlots) {
+      const at = lastInc[slot]!;
+      if (Number.isNaN(at)) continue;
+      if (at < firstT) {
+        secondT = firstT;
+        firstT = at;
+        first = slot;
+      } else if (at < secondT) secondT = at;
+    }
+    if (first >= 0 && Number.isFinite(secondT) && this.stepSlots.length >= 2) {
+      const margin = Math.max(
+        this.pauseAfterMs(),
+        3 * (Number.isNaN(this.stepInterval) ? 0 : this.stepInterval),
+      );
+      if (secondT - firstT > margin) return placeLabels(this.ctx.info(this.steps.series[first]!).labels);
+    }
+    return undefined;
+  }
+
+  private describeStall(seconds: number, evidence: string): Record<string, string> {
     const med = this.medianStepSeconds();
     let idle = 0;
     let busy = 0;
@@ -229,9 +513,19 @@ export class JobState implements JobRef {
       idle > 0 && busy > 0
         ? ` ${idle} GPU(s) sit at 0% while ${busy} spin at 100%: the signature of a collective-communication (NCCL) hang.`
         : '';
+    const id = this.stallOpen;
+    const culprit =
+      id && (id.labels.rank !== undefined || id.labels.node_id !== undefined)
+        ? ` The rank holding it up: ${id.labels.rank !== undefined ? `rank ${id.labels.rank}` : 'the GPUs'}${id.labels.node_id !== undefined ? ` on ${id.labels.node_id}` : ''}.`
+        : '';
+    const pauses =
+      this.longestPause > 0
+        ? ` Its pauses (checkpoints, evaluations) took up to ${formatSeconds(this.longestPause / 1000)}.`
+        : '';
     return {
       summary: `training step has not advanced for ${formatSeconds(seconds)}`,
-      description: `train_step of job ${this.jobId} has not advanced for ${formatSeconds(seconds)}${Number.isNaN(med) ? '' : ` (median step time ${formatValue(med)} s)`} while its processes still report.${gpus}`,
+      description: `train_step of job ${this.jobId} has not advanced for ${formatSeconds(seconds)}${Number.isNaN(med) ? '' : ` (median step time ${formatValue(med)} s)`} while its processes still report.${gpus}${culprit}${pauses}`,
+      evidence,
     };
   }
 
@@ -257,9 +551,18 @@ export class JobState implements JobRef {
     for (const [metric, members] of this.stragglerGroups) {
       const ratioMetric = metric.endsWith('_ratio');
       const fresh: number[] = [];
+      // Clocks and power only compare GPUs at similar load: a GPU idling at low clocks is no straggler.
+      const atLoad = !ratioMetric && (metric.includes('clock') || metric.includes('power'));
       for (const m of members) {
         if (t - lastT[m]! > p.fresh || Number.isNaN(ewma[m]!)) continue;
-        if (ratioMetric && ewma[m]! < p.exclude_below) continue;
+        // An idle GPU (now or on average) is the waste detector's, and settles that it is no straggler.
+        const idle =
+          (ratioMetric && (ewma[m]! < p.exclude_below || this.stragglers.lastValue(m) < p.exclude_below)) ||
+          (atLoad && this.stragglers.loadOf(m, p.load_metric) < AT_LOAD);
+        if (idle) {
+          compared.add(this.placeOfSlot.get(m)!);
+          continue;
+        }
         fresh.push(m);
       }
       if (fresh.length < p.min_ranks) continue;
@@ -283,16 +586,36 @@ export class JobState implements JobRef {
         }
       }
     }
+    // Duty cycle: each comparison moves a place's fraction of "off" comparisons towards 1 or 0, weighted so
+    // that the fraction covers about `duty_horizon`.
+    const rate = Math.min(1, p.every / Math.max(p.every, p.duty_horizon));
+    const minCompared = Math.max(1, Math.round(p.duty_horizon / Math.max(1, p.every) / 2));
     for (let place = 0; place < this.places.length; place++) {
       const f = flagged.get(place);
-      if (f) {
+      const pl = this.places[place]!;
+      if (compared.has(place)) {
+        pl.duty += rate * ((f ? 1 : 0) - pl.duty);
+        pl.compared++;
+      }
+      const intermittent = !f && pl.compared >= minCompared && pl.duty >= p.duty;
+      if (f || intermittent) {
         const id = this.placeIdentity(place, p);
         const where = `${id.labels.rank !== undefined ? `rank ${id.labels.rank}` : `GPU ${id.labels.gpu ?? '?'}`} on node ${id.labels.node_id ?? '?'}`;
-        const pct = Math.round((100 * (f.value - f.median)) / Math.abs(f.median || 1));
-        this.ctx.activate(id, t, Math.min(1e6, Math.abs(f.z)), () => ({
-          summary: `straggler: ${where}`,
-          description: `${where} of job ${this.jobId} is a straggler: its ${f.metric} is ${formatValue(f.value)} against a median of ${formatValue(f.median)} across ranks (${pct > 0 ? '+' : ''}${pct}%, robust z ${formatValue(f.z)}). The whole job waits for it at every all-reduce.`,
-        }));
+        const duty = pl.duty;
+        if (f) {
+          const pct = Math.round((100 * (f.value - f.median)) / Math.abs(f.median || 1));
+          this.ctx.activate(id, t, Math.min(1e6, Math.abs(f.z)), () => ({
+            summary: `straggler: ${where}`,
+            description: `${where} of job ${this.jobId} is a straggler: its ${f.metric} is ${formatValue(f.value)} against a median of ${formatValue(f.median)} across ranks (${pct > 0 ? '+' : ''}${pct}%, robust z ${formatValue(f.z)}). The whole job waits for it at every all-reduce.`,
+            evidence: `${f.metric}_vs_peers`,
+          }));
+        } else {
+          this.ctx.activate(id, t, duty, (d) => ({
+            summary: `intermittent straggler: ${where}`,
+            description: `${where} of job ${this.jobId} was off its peers in ${Math.round(100 * d)}% of the comparisons over the last ${formatSeconds(p.duty_horizon / 1000)} (slow in bursts): the whole job waits for it at every all-reduce while it is.`,
+            evidence: 'duty_cycle',
+          }));
+        }
       } else if (compared.has(place)) {
         // Only places that ever raised an alert (or were restored with one) have an identity worth checking.
         const id = this.places[place]!.id ?? (this.restoredAlerts ? this.placeIdentity(place, p) : undefined);
@@ -321,7 +644,8 @@ export class JobState implements JobRef {
     let place = this.placeIndex.get(placeKey);
     if (place === undefined) {
       place = this.places.length;
-      this.places.push({ labels, id: undefined });
+      const [duty, compared] = this.restoredDuty.get(placeKey) ?? [0, 0];
+      this.places.push({ labels, key: placeKey, id: undefined, duty, compared });
       this.placeIndex.set(placeKey, place);
     }
     this.placeOfSlot.set(slot, place);
@@ -373,6 +697,26 @@ export class JobState implements JobRef {
       nodes,
       lastStragglerEval: Number.isFinite(this.lastStragglerEval) ? this.lastStragglerEval : null,
       hasStepSeries: this.hasStepSeries,
+      // The phase model's state only where it holds something (state from before it is restored as it was).
+      ...(Number.isNaN(this.progressSinceT) ? {} : { progressSinceT: this.progressSinceT }),
+      ...(Number.isNaN(this.pauseEndT) ? {} : { pauseEndT: this.pauseEndT }),
+      ...(this.longestPause > 0 ? { longestPause: this.longestPause } : {}),
+      ...(Number.isNaN(this.stepInterval) ? {} : { stepInterval: this.stepInterval }),
+      ...(this.reportedPhase >= 0 || !Number.isNaN(this.reportedPhaseT)
+        ? {
+            reportedPhase: this.reportedPhase,
+            reportedPhaseT: nullable(this.reportedPhaseT),
+            reportedByEvent: this.reportedByEvent,
+          }
+        : {}),
+      ...(this.stallOpen ? { stallLabels: stripAlertLabels(this.stallOpen.labels) } : {}),
+      ...(this.places.some((pl) => pl.compared > 0)
+        ? {
+            duty: this.places
+              .filter((pl) => pl.compared > 0)
+              .map((pl) => [pl.key, pl.duty, pl.compared] as [string, number, number]),
+          }
+        : {}),
     };
   }
 
@@ -382,14 +726,50 @@ export class JobState implements JobRef {
     this.lastProgressT = s.lastProgressT ?? Number.NaN;
     this.stepTimes = Ring.from(STEP_TIME_SAMPLES, s.stepTimes);
     this.stallThreshold = Number.NaN;
+    this.medianStep = Number.NaN;
     for (const [n, t] of s.nodes) {
       const slot = this.nodeSlot(n);
       if (!(this.nodeLastT[slot]! >= t)) this.nodeLastT[slot] = t;
     }
     this.lastStragglerEval = s.lastStragglerEval ?? Number.NEGATIVE_INFINITY;
     this.hasStepSeries = s.hasStepSeries;
+    this.progressSinceT = s.progressSinceT ?? Number.NaN;
+    this.pauseEndT = s.pauseEndT ?? Number.NaN;
+    this.longestPause = s.longestPause ?? 0;
+    this.stepInterval = s.stepInterval ?? Number.NaN;
+    this.reportedPhase = s.reportedPhase ?? -1;
+    this.reportedPhaseT = s.reportedPhaseT ?? Number.NaN;
+    this.reportedByEvent = s.reportedByEvent ?? false;
+    this.stallOpen = s.stallLabels ? this.stallIdentity(s.stallLabels) : undefined;
+    for (const [key, duty, compared] of s.duty ?? []) {
+      this.restoredDuty.set(key, [duty, compared]);
+      const place = this.placeIndex.get(key);
+      if (place !== undefined) {
+        this.places[place]!.duty = duty;
+        this.places[place]!.compared = compared;
+      }
+    }
     this.restoredAlerts = true;
   }
+
+  /** Duty cycles of places restored before their series came back (applied as each place is created). */
+  private readonly restoredDuty = new Map<string, [number, number]>();
+}
+
+function nullable(x: number): number | null {
+  return Number.isNaN(x) ? null : x;
+}
+
+/** An alert's labels without those the engine adds (alertname, severity) and the job's own. */
+function stripAlertLabels(labels: LabelSet): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of ['node_id', 'rank', 'gpu'] as const) if (labels[k] !== undefined) out[k] = labels[k];
+  return out;
+}
+
+/** The place a series names: its node and rank (or GPU). */
+function placeLabels(labels: LabelSet): Record<string, string> {
+  return locationLabels(labels);
 }
 
 function copyInto(r: Ring): Float64Array {
@@ -406,21 +786,37 @@ export function jobKey(tenant: string, jobId: string): string {
 export class StepFamily extends Family<JobState> {
   readonly detector = 'stall' as const;
   private lastV = new Float64Array(0);
-  private lastIncT = new Float64Array(0);
+  /** Newest time each step series advanced (read by its job to find the rank that stopped first). */
+  lastIncT = new Float64Array(0);
   private lastIncV = new Float64Array(0);
+  /** Newest sample time of each step series (its reporting interval feeds the job's). */
+  private lastT = new Float64Array(0);
 
   protected override grow(n: number): void {
     super.grow(n);
     this.lastV = growF64(this.lastV, n);
     this.lastIncT = growF64(this.lastIncT, n);
     this.lastIncV = growF64(this.lastIncV, n);
+    this.lastT = growF64(this.lastT, n);
   }
 
   protected reset(slot: number): void {
     this.lastV[slot] = Number.NaN;
     this.lastIncT[slot] = Number.NaN;
     this.lastIncV[slot] = Number.NaN;
-    this.params[slot]!.hasStepSeries = true;
+    this.lastT[slot] = Number.NaN;
+    const job = this.params[slot]!;
+    job.hasStepSeries = true;
+    job.stepSlots.push(slot);
+  }
+
+  override free(slot: number): void {
+    const job = this.params[slot];
+    if (job) {
+      const i = job.stepSlots.indexOf(slot);
+      if (i >= 0) job.stepSlots.splice(i, 1);
+    }
+    super.free(slot);
   }
 
   protected buildIdentity(): AlertIdentity {
@@ -429,20 +825,24 @@ export class StepFamily extends Family<JobState> {
 
   observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
+    const job = this.params[slot]!;
+    const prevT = this.lastT[slot]!;
+    this.lastT[slot] = t;
     const lastV = this.lastV[slot]!;
     if (Number.isNaN(lastV)) {
       this.lastV[slot] = this.lastIncV[slot] = v;
       this.lastIncT[slot] = t;
       return;
     }
-    const job = this.params[slot]!;
+    // Only samples that moved count: a step series sampled during a pause says nothing about the interval.
+    if (v !== lastV) job.noteStepInterval(t - prevT);
     if (v > lastV) {
       job.noteProgress(t, (t - this.lastIncT[slot]!) / 1000 / (v - this.lastIncV[slot]!));
       this.lastIncT[slot] = t;
       this.lastIncV[slot] = v;
     } else if (v < lastV) {
       // Restarted from a checkpoint: the job is alive and moving again; measure from here.
-      job.noteProgress(t, Number.NaN);
+      job.noteProgress(t, Number.NaN, true);
       this.lastIncT[slot] = t;
       this.lastIncV[slot] = v;
     }
@@ -452,27 +852,33 @@ export class StepFamily extends Family<JobState> {
   override dispose(): void {}
 
   override save(slot: number): unknown {
-    return [this.lastV[slot], this.lastIncT[slot], this.lastIncV[slot]];
+    const base = [this.lastV[slot], this.lastIncT[slot], this.lastIncV[slot]];
+    // Without a reporting time (state restored from before it was kept) the state is what it was.
+    return Number.isNaN(this.lastT[slot]!) ? base : [...base, this.lastT[slot]];
   }
 
   override load(slot: number, data: unknown): void {
-    if (!Array.isArray(data) || data.length !== 3) return;
+    if (!Array.isArray(data) || data.length < 3) return;
     const d = data.map((x) => (x === null ? Number.NaN : Number(x)));
     this.lastV[slot] = d[0]!;
     this.lastIncT[slot] = d[1]!;
     this.lastIncV[slot] = d[2]!;
+    this.lastT[slot] = d[3] ?? Number.NaN;
   }
 
   override write(slot: number, w: StateWriter): void {
     w.float(this.lastV[slot]!);
     w.float(this.lastIncT[slot]!);
     w.float(this.lastIncV[slot]!);
+    w.float(this.lastT[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
     this.lastV[slot] = r.float('StepFamily');
     this.lastIncT[slot] = r.float('StepFamily');
     this.lastIncV[slot] = r.float('StepFamily');
+    // State written before the reporting interval was kept has three numbers.
+    this.lastT[slot] = r.remaining >= 8 ? r.float('StepFamily') : Number.NaN;
   }
 }
 
@@ -481,16 +887,33 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   readonly detector = 'straggler' as const;
   ewma = new Float64Array(0);
   lastT = new Float64Array(0);
+  /** The GPU utilization beside a clock or power member: they compare only at similar load. */
+  private readonly utilization = new SiblingColumn();
 
   protected override grow(n: number): void {
     super.grow(n);
     this.ewma = growF64(this.ewma, n);
     this.lastT = growF64(this.lastT, n);
+    this.utilization.grow(n);
   }
 
   protected reset(slot: number): void {
     this.ewma[slot] = Number.NaN;
     this.lastT[slot] = Number.NEGATIVE_INFINITY;
+    this.utilization.reset(slot);
+  }
+
+  /** The newest value of member `slot`'s series. */
+  lastValue(slot: number): number {
+    return this.ctx.lastV(this.series[slot]!);
+  }
+
+  /** The newest utilization of the GPU of member `slot` (+Infinity when it has none: compare it anyway). */
+  loadOf(slot: number, metric: string): number {
+    const ref = this.utilization.get(this.ctx, slot, this.series[slot]!, metric);
+    if (ref < 0) return Number.POSITIVE_INFINITY;
+    const v = this.ctx.lastV(ref);
+    return Number.isFinite(v) ? v : Number.POSITIVE_INFINITY;
   }
 
   protected buildIdentity(): AlertIdentity {
@@ -499,6 +922,19 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
 
   observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
+    const job = this.ctx.info(this.series[slot]!).job;
+    if (job) {
+      const phase = job.phase;
+      // Samples of a pause, and the first after it (a step time or utilization that averages the pause, each
+      // rank's at its agent's own moment), are no rank's own pace.
+      if (isPausePhase(phase) || phase === PHASE_FROZEN || phase === PHASE_STARTUP) return;
+      const prevT = this.lastT[slot]!;
+      const interval = job.sampleInterval;
+      if (t - prevT > 3 * interval || t - job.pauseEndT <= interval) {
+        this.lastT[slot] = t;
+        return;
+      }
+    }
     const prev = this.ewma[slot]!;
     this.ewma[slot] = Number.isNaN(prev) ? v : prev + this.params[slot]!.alpha * (v - prev);
     this.lastT[slot] = t;
@@ -525,4 +961,38 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
     this.ewma[slot] = r.float('StragglerFamily');
     this.lastT[slot] = r.float('StragglerFamily');
   }
+}
+
+/**
+ * The phase a job's framework reports (`train_phase`, phase.ts): `train_phase{phase="checkpoint"} 1` while
+ * in it and 0 when it ends, or, without a `phase` label, the phase's code as the value.
+ */
+export class PhaseFamily extends Family<JobState> {
+  readonly detector = 'stall' as const;
+  /** The phase code of each slot's `phase` label (-1: the value is the code). */
+  private code = new Float64Array(0);
+
+  protected override grow(n: number): void {
+    super.grow(n);
+    this.code = growF64(this.code, n);
+  }
+
+  protected reset(slot: number): void {
+    const label = this.info(slot).labels.phase;
+    this.code[slot] = label === undefined ? -1 : phaseCode(label);
+  }
+
+  protected buildIdentity(): AlertIdentity {
+    throw new Error('phase reports raise no alert (the job uses them)');
+  }
+
+  observe(slot: number, t: number, v: number): void {
+    if (!Number.isFinite(v)) return;
+    const code = this.code[slot]!;
+    const job = this.params[slot]!;
+    if (code >= 0) job.reportPhase(code, v > 0, t);
+    else if (Number.isInteger(v) && v >= 0 && v <= PHASE_COOLDOWN) job.reportPhase(v, true, t);
+  }
+
+  override dispose(): void {}
 }

@@ -16,12 +16,26 @@ import {
   jobAlertLabels,
   seriesAlertLabels,
 } from './context.js';
-import { MAD_TO_SIGMA, medianMad, scratchOf } from './stats.js';
+import {
+  isPausePhase,
+  PHASE_COOLDOWN,
+  PHASE_FROZEN,
+  PHASE_STARTUP,
+  PHASE_STEADY,
+  PHASE_WARMUP,
+} from './phase.js';
+import { MAD_TO_SIGMA, medianInPlace, medianMad, scratchOf } from './stats.js';
+import { BucketRing, SenFit } from './trend.js';
 import type { DetectorFamily, FamilyName, SeriesInfo } from './types.js';
 
 const MiB = 2 ** 20;
+const NO_ANNOTATIONS = (): Record<string, string> => ({});
 /** The loss-spike detector re-estimates its residuals' median and MAD every this many residuals. */
 const RESCALE_EVERY = 8;
+/** The most one throughput sample moves the CUSUM, in baseline standard deviations (before the allowance). */
+const CUSUM_STEP_CAP = 2.5;
+/** GPU utilization within this of the baseline's counts as "as busy as before". */
+const UTIL_SAME = 0.1;
 
 export function growF64(a: Float64Array, n: number, fill = 0): Float64Array<ArrayBuffer> {
   const b = new Float64Array(n);
@@ -192,7 +206,7 @@ function compare(x: number, op: ThresholdRule['op'], value: number): boolean {
  * one again only after the engine learned new series, a found one again only after the engine forgot some
  * (its ref could then belong to another series).
  */
-class SiblingColumn {
+export class SiblingColumn {
   ref = new Int32Array(0);
   generation = new Int32Array(0);
 
@@ -317,9 +331,19 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
   private rings: Float64Array[] = [];
   private ringNext = new Int32Array(0);
   private ringSize = new Int32Array(0);
+  /**
+   * The current spike: since when the loss has been spiking (NaN: it is not), the highest value so far, and
+   * how many times in a row it rose above that highest value (a loss that keeps climbing is diverging).
+   */
+  private spikeSince = new Float64Array(0);
+  private spikeMax = new Float64Array(0);
+  private rises = new Float64Array(0);
 
   protected override grow(n: number): void {
     super.grow(n);
+    this.spikeSince = growF64(this.spikeSince, n);
+    this.spikeMax = growF64(this.spikeMax, n);
+    this.rises = growF64(this.rises, n);
     this.ewma = growF64(this.ewma, n);
     this.count = growF64(this.count, n);
     this.median = growF64(this.median, n);
@@ -330,6 +354,9 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
   }
 
   protected reset(slot: number): void {
+    this.spikeSince[slot] = Number.NaN;
+    this.spikeMax[slot] = Number.NaN;
+    this.rises[slot] = 0;
     this.ewma[slot] = 0;
     this.count[slot] = 0;
     this.median[slot] = 0;
@@ -366,6 +393,14 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
   observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
     const p = this.params[slot]!;
+    const job = this.ctx.info(this.series[slot]!).job;
+    if (job && (job.phase === PHASE_STARTUP || job.phase === PHASE_WARMUP)) {
+      // A (re)starting job: a restart from a checkpoint brings back the loss of then. Learn the level anew.
+      this.count[slot] = 0;
+      this.spikeSince[slot] = Number.NaN;
+      this.member(slot, false, t, 0, NO_ANNOTATIONS);
+      return;
+    }
     const count = ++this.count[slot]!;
     if (count === 1) {
       this.ewma[slot] = v;
@@ -387,18 +422,36 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
       z = (r - this.median[slot]!) / sigma;
       spike = z > p.z && r > p.min_relative * Math.abs(ewma);
     }
-    this.member(slot, spike, t, z, (zv) => {
+    // A spike that recovers within `persist` is part of training; one that stays, or keeps climbing
+    // (`rising` new highs in a row), is not.
+    let holds = false;
+    if (spike) {
+      if (Number.isNaN(this.spikeSince[slot]!)) {
+        this.spikeSince[slot] = t;
+        this.spikeMax[slot] = v;
+        this.rises[slot] = 0;
+      } else if (v > this.spikeMax[slot]!) {
+        this.spikeMax[slot] = v;
+        this.rises[slot]!++;
+      } else this.rises[slot] = 0;
+      holds = t - this.spikeSince[slot]! >= p.persist || this.rises[slot]! >= p.rising;
+    } else this.spikeSince[slot] = Number.NaN;
+    const since = this.spikeSince[slot]!;
+    const climbing = this.rises[slot]! >= p.rising;
+    this.member(slot, holds, t, z, (zv) => {
       const series = this.info(slot);
       return {
         summary: `${series.name} spiked: ${formatValue(v)} against a recent level of ${formatValue(ewma)}`,
-        description: `${series.name} ${describeWhere(series.labels)} jumped to ${formatValue(v)} (+${Math.round((100 * r) / Math.abs(ewma || 1))}%), a robust z-score of ${formatValue(zv)} against its recent residuals.`,
+        description: `${series.name} ${describeWhere(series.labels)} jumped to ${formatValue(v)} (+${Math.round((100 * r) / Math.abs(ewma || 1))}%), a robust z-score of ${formatValue(zv)} against its recent residuals, and ${climbing ? 'keeps climbing' : `has not recovered for ${formatSeconds((t - since) / 1000)}`}.`,
+        evidence: climbing ? 'loss_spike_climbing' : 'loss_spike_not_recovering',
       };
     });
     if (!spike) {
       this.push(slot, r);
       this.sinceRescale[slot]!++;
     }
-    this.ewma[slot] = ewma + p.alpha * (v - ewma);
+    // While spiking the level follows at a tenth of the rate: a spike that stays is not absorbed at once.
+    this.ewma[slot] = ewma + (spike ? p.alpha / 10 : p.alpha) * (v - ewma);
   }
 
   override save(slot: number): unknown {
@@ -407,13 +460,25 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     const out: number[] = [];
     const start = size < ring.length ? 0 : this.ringNext[slot]!;
     for (let i = 0; i < size; i++) out.push(ring[(start + i) % ring.length]!);
-    return [this.ewma[slot], this.count[slot], out];
+    // No spike under way: the state is what it was before spikes had to persist.
+    if (Number.isNaN(this.spikeSince[slot]!)) return [this.ewma[slot], this.count[slot], out];
+    return [
+      this.ewma[slot],
+      this.count[slot],
+      out,
+      this.spikeSince[slot],
+      this.spikeMax[slot],
+      this.rises[slot],
+    ];
   }
 
   override load(slot: number, data: unknown): void {
     if (!Array.isArray(data)) return;
     this.ewma[slot] = data[0];
     this.count[slot] = data[1];
+    this.spikeSince[slot] = num(data[3]);
+    this.spikeMax[slot] = num(data[4]);
+    this.rises[slot] = data[5] === undefined ? 0 : num(data[5]);
     this.rings[slot]!.fill(0);
     this.ringNext[slot] = 0;
     this.ringSize[slot] = 0;
@@ -428,6 +493,9 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     const start = size < ring.length ? 0 : this.ringNext[slot]!;
     w.uvarint(size);
     for (let i = 0; i < size; i++) w.float(ring[(start + i) % ring.length]!);
+    w.float(this.spikeSince[slot]!);
+    w.float(this.spikeMax[slot]!);
+    w.float(this.rises[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -438,6 +506,11 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     this.ringSize[slot] = 0;
     const n = r.uvarint('loss spike residuals');
     for (let i = 0; i < n; i++) this.push(slot, r.float('loss spike residual'));
+    // State written before spikes had to persist ends here.
+    const more = r.remaining >= 24;
+    this.spikeSince[slot] = more ? r.float('loss spike') : Number.NaN;
+    this.spikeMax[slot] = more ? r.float('loss spike') : Number.NaN;
+    this.rises[slot] = more ? r.float('loss spike') : 0;
   }
 }
 
@@ -559,9 +632,24 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
   private level = new Float64Array(0);
   /** Hysteresis: once degraded, it stays so until CUSUM and drop are both below half their thresholds. */
   private degraded = new Uint8Array(0);
+  /** Newest sample time and the series' usual sampling interval (ms), to tell a sample that covers a gap. */
+  private lastT = new Float64Array(0);
+  private interval = new Float64Array(0);
+  private readonly preferred = new SiblingColumn();
+  /**
+   * Level changes: how many samples in a row pushed the CUSUM by its cap (an abrupt shift, not a drift), and
+   * the job's GPU utilization when the baseline was learned.
+   */
+  private capRun = new Float64Array(0);
+  private util0 = new Float64Array(0);
 
   protected override grow(n: number): void {
     super.grow(n);
+    this.capRun = growF64(this.capRun, n);
+    this.util0 = growF64(this.util0, n);
+    this.lastT = growF64(this.lastT, n);
+    this.interval = growF64(this.interval, n);
+    this.preferred.grow(n);
     this.firstT = growF64(this.firstT, n);
     this.n = growF64(this.n, n);
     this.sum = growF64(this.sum, n);
@@ -583,6 +671,11 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.cusum[slot] = 0;
     this.level[slot] = Number.NaN;
     this.degraded[slot] = 0;
+    this.lastT[slot] = Number.NaN;
+    this.interval[slot] = Number.NaN;
+    this.preferred.reset(slot);
+    this.capRun[slot] = 0;
+    this.util0[slot] = Number.NaN;
   }
 
   protected buildIdentity(slot: number): AlertIdentity {
@@ -600,6 +693,33 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
   observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
     const p = this.params[slot]!;
+    // The sample covers a gap (the series sent nothing for more than 3 usual intervals): it averages a pause.
+    const dt = t - this.lastT[slot]!;
+    this.lastT[slot] = t;
+    let interval = this.interval[slot]!;
+    const coversGap = dt > 3 * interval;
+    if (dt > 0) {
+      interval = Number.isNaN(interval) ? dt : interval + 0.1 * (Math.min(dt, 2 * interval) - interval);
+      this.interval[slot] = interval;
+    }
+    // Nothing trained (0), a sample during or covering a checkpoint or evaluation, or every rank frozen:
+    // not the throughput of training (stall and pauses are the job's to judge).
+    const job = this.ctx.info(this.series[slot]!).job;
+    if (v <= 0 || coversGap) return;
+    if (job) {
+      const phase = job.phase;
+      if (phase === PHASE_STARTUP || phase === PHASE_WARMUP || phase === PHASE_COOLDOWN) return;
+      if (isPausePhase(phase) || phase === PHASE_FROZEN || t - job.pauseEndT < interval) return;
+    }
+    // Samples per second change with the sequence length (a curriculum); where the rank also reports tokens
+    // per second, that is its throughput.
+    if (p.prefer !== '' && this.info(slot).name !== p.prefer) {
+      const preferred = this.preferred.get(this.ctx, slot, this.series[slot]!, p.prefer);
+      if (preferred >= 0 && t - this.ctx.lastT(preferred) <= 3 * interval) {
+        this.member(slot, false, t, 0, NO_ANNOTATIONS);
+        return;
+      }
+    }
     if (Number.isNaN(this.firstT[slot]!)) this.firstT[slot] = t;
     const age = t - this.firstT[slot]!;
     if (age < p.skip) return;
@@ -620,30 +740,53 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
       this.mu0[slot] = mean;
       this.sigma0[slot] = Math.max(Math.sqrt(variance), p.min_std_ratio * mean);
       this.level[slot] = mean;
+      this.util0[slot] = job ? job.gpuUtilization(t) : Number.NaN;
       return;
     }
     const mu0 = this.mu0[slot]!;
     const level = this.level[slot]! + p.alpha * (v - this.level[slot]!);
     this.level[slot] = level;
     const h = p.h;
-    const cusum = Math.min(5 * h, Math.max(0, this.cusum[slot]! + (mu0 - v) / this.sigma0[slot]! - p.k));
+    // Each sample moves the CUSUM by at most CUSUM_STEP_CAP: one outlier (a sample that averages a stall the
+    // job did not report) cannot raise the alert on its own; a lasting drop still does.
+    const z = (mu0 - v) / this.sigma0[slot]!;
+    this.capRun[slot] = z >= CUSUM_STEP_CAP ? this.capRun[slot]! + 1 : 0;
+    const step = Math.min(CUSUM_STEP_CAP, z) - p.k;
+    const cusum = Math.min(5 * h, Math.max(0, this.cusum[slot]! + step));
     this.cusum[slot] = cusum;
     const drop = 1 - level / mu0;
     const degraded = this.degraded[slot]
       ? cusum > h / 2 || drop >= p.min_drop / 2
       : cusum > h && drop >= p.min_drop;
+    if (degraded && this.degraded[slot] === 0 && this.capRun[slot]! >= h / (CUSUM_STEP_CAP - p.k)) {
+      // An abrupt shift down while the GPUs stay as busy as they were: more work per sample (a longer
+      // sequence, another batch size), a new level of this job, not a degradation. Learn the baseline again,
+      // from now, over `warmup`.
+      const u = job ? job.gpuUtilization(t) : Number.NaN;
+      if (u >= this.util0[slot]! - UTIL_SAME) {
+        this.mu0[slot] = Number.NaN;
+        this.firstT[slot] = t - p.skip;
+        this.n[slot] = this.sum[slot] = this.sumSq[slot] = 0;
+        this.cusum[slot] = 0;
+        this.capRun[slot] = 0;
+        this.degraded[slot] = 0;
+        this.member(slot, false, t, 0, NO_ANNOTATIONS);
+        return;
+      }
+    }
     this.degraded[slot] = degraded ? 1 : 0;
     this.member(slot, degraded, t, drop, (d) => {
       const series = this.info(slot);
       return {
         summary: `throughput is ${Math.round(100 * d)}% below its baseline`,
         description: `${series.name} of job ${series.labels.job_id ?? ''} fell to ${formatValue(level)} from a baseline of ${formatValue(mu0)} learned after start-up (${Math.round(100 * d)}% lower; CUSUM change-point detector).`,
+        evidence: 'throughput_cusum_below_baseline',
       };
     });
   }
 
   override save(slot: number): unknown {
-    return [
+    const base = [
       this.firstT[slot],
       this.n[slot],
       this.sum[slot],
@@ -654,10 +797,14 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
       this.level[slot],
       this.degraded[slot],
     ];
+    // State restored from before the sampling interval was kept, and nothing seen since: as it was.
+    if (Number.isNaN(this.lastT[slot]!) && this.capRun[slot] === 0 && Number.isNaN(this.util0[slot]!))
+      return base;
+    return [...base, this.lastT[slot], this.interval[slot], this.capRun[slot], this.util0[slot]];
   }
 
   override load(slot: number, data: unknown): void {
-    if (!Array.isArray(data) || data.length !== 9) return;
+    if (!Array.isArray(data) || data.length < 9) return;
     const d = data.map(num);
     this.firstT[slot] = d[0]!;
     this.n[slot] = d[1]!;
@@ -668,6 +815,10 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.cusum[slot] = d[6]!;
     this.level[slot] = d[7]!;
     this.degraded[slot] = d[8] === 1 ? 1 : 0;
+    this.lastT[slot] = d[9] ?? Number.NaN;
+    this.interval[slot] = d[10] ?? Number.NaN;
+    this.capRun[slot] = d[11] ?? 0;
+    this.util0[slot] = d[12] ?? Number.NaN;
   }
 
   override write(slot: number, w: StateWriter): void {
@@ -680,6 +831,10 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     w.float(this.cusum[slot]!);
     w.float(this.level[slot]!);
     w.u8(this.degraded[slot]!);
+    w.float(this.lastT[slot]!);
+    w.float(this.interval[slot]!);
+    w.float(this.capRun[slot]!);
+    w.float(this.util0[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -692,6 +847,12 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.cusum[slot] = r.float('ThroughputFamily');
     this.level[slot] = r.float('ThroughputFamily');
     this.degraded[slot] = r.u8('ThroughputFamily') === 1 ? 1 : 0;
+    // State written before the sampling interval was kept ends here.
+    this.lastT[slot] = r.remaining >= 16 ? r.float('ThroughputFamily') : Number.NaN;
+    this.interval[slot] = r.remaining >= 8 ? r.float('ThroughputFamily') : Number.NaN;
+    const more = r.remaining >= 16;
+    this.capRun[slot] = more ? r.float('ThroughputFamily') : 0;
+    this.util0[slot] = more ? r.float('ThroughputFamily') : Number.NaN;
   }
 }
 
@@ -882,47 +1043,95 @@ export class ThrottleFamily extends Family<DetectorParams<'throttle'>> {
   }
 }
 
+/** Fine windows (buckets of `bucket`) and coarse ones (buckets of `coarse_bucket`) the leak detector tries. */
+const FINE_BUCKETS = 24;
+const COARSE_BUCKETS = 48;
+const WINDOWS = [6, 12, 24, 48] as const;
 /**
- * GPU memory growing towards out-of-memory: an exponentially weighted least-squares line through the memory
- * samples (half-life `half_life`), and from its slope the time until the GPU's total memory (the sibling
- * series) is reached. Alerts when that is within `horizon`, the fit is good (R² ≥ `min_r2`) and the growth is
- * material (slope × half-life ≥ `min_growth` of the total).
+ * Memory windows start at 12 buckets: in 6, a glitch of a few samples (a reading of a tenth of the memory)
+ * covers half the window and looks like growth.
+ */
+const LEAK_WINDOWS = [12, 24, 48] as const;
+/** A leak grows by more than this many times the largest rise its memory made and released before. */
+const SWING_FACTOR = 1.5;
+/** One-sided confidence of the slope's lower bound (sign test, normal quantile of 95%). */
+const SLOPE_Z = 1.645;
+
+/**
+ * GPU memory growing towards out-of-memory, fast or slow: memory samples averaged into buckets of `bucket`
+ * (the last few minutes) and of `coarse_bucket` (the last hours), and over windows of 6 to 48 buckets of
+ * each, Sen's slope with a sign-test lower bound (trend.ts). A window says "leak" when:
+ * - the lower bound of its slope is above zero (the growth is sustained, not a few steps or outliers);
+ * - its newest half still grows at least at half that rate (a start-up ramp or a cache that filled up and
+ *   stays is not a leak: the growth must be going on now);
+ * - the growth over the window is at least `min_growth` of the GPU's total memory (the sibling series);
+ * - the forecast time until the memory is full, at the slope's lower bound, is within `horizon` and within
+ *   `max_extrapolation` × the window's span (a forecast extrapolates only so far beyond what it saw).
+ * Samples of the job's start-up and warm-up (phase.ts; a series of a job without step series: its first
+ * `startup`) and of its pauses are not used: the memory ramp of a fresh or restarted job is no leak.
  */
 export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   readonly detector = 'memory_leak' as const;
-  private w = new Float64Array(0);
-  private mt = new Float64Array(0);
-  private my = new Float64Array(0);
-  private ctt = new Float64Array(0);
-  private cty = new Float64Array(0);
-  private cyy = new Float64Array(0);
-  private lastT = new Float64Array(0);
+  private readonly fine = new BucketRing(FINE_BUCKETS);
+  private readonly coarse = new BucketRing(COARSE_BUCKETS);
   private firstT = new Float64Array(0);
+  /** The verdict of the last evaluation (at a bucket's close): leaking, seconds to full, slope (bytes/s). */
+  private leaking = new Uint8Array(0);
+  private toFull = new Float64Array(0);
+  private slope = new Float64Array(0);
+  private spanOf = new Float64Array(0);
+  /**
+   * The job's own memory swings: lowest and highest bucket mean of the current rise, and the largest rise
+   * that was released again (a cache that fills and empties, a sawtooth). A leak grows beyond it.
+   */
+  private lo = new Float64Array(0);
+  private hi = new Float64Array(0);
+  private swing = new Float64Array(0);
   private readonly sibling = new SiblingColumn();
+  private readonly fit = new SenFit();
+  private readonly recent = new SenFit();
 
   protected override grow(n: number): void {
     super.grow(n);
-    this.w = growF64(this.w, n);
-    this.mt = growF64(this.mt, n);
-    this.my = growF64(this.my, n);
-    this.ctt = growF64(this.ctt, n);
-    this.cty = growF64(this.cty, n);
-    this.cyy = growF64(this.cyy, n);
-    this.lastT = growF64(this.lastT, n);
+    this.lo = growF64(this.lo, n);
+    this.hi = growF64(this.hi, n);
+    this.swing = growF64(this.swing, n);
+    this.fine.grow(n);
+    this.coarse.grow(n);
     this.firstT = growF64(this.firstT, n);
+    this.leaking = growU8(this.leaking, n);
+    this.toFull = growF64(this.toFull, n);
+    this.slope = growF64(this.slope, n);
+    this.spanOf = growF64(this.spanOf, n);
     this.sibling.grow(n);
   }
 
   protected reset(slot: number): void {
-    this.w[slot] = 0;
-    this.mt[slot] = 0;
-    this.my[slot] = 0;
-    this.ctt[slot] = 0;
-    this.cty[slot] = 0;
-    this.cyy[slot] = 0;
-    this.lastT[slot] = Number.NaN;
+    this.fine.reset(slot);
+    this.coarse.reset(slot);
     this.firstT[slot] = Number.NaN;
+    this.leaking[slot] = 0;
+    this.toFull[slot] = Number.POSITIVE_INFINITY;
+    this.slope[slot] = 0;
+    this.spanOf[slot] = 0;
+    this.lo[slot] = Number.NaN;
+    this.hi[slot] = Number.NaN;
+    this.swing[slot] = 0;
     this.sibling.reset(slot);
+  }
+
+  /** Follows the rises and releases of the newest fine bucket mean `m`. */
+  private trackSwing(slot: number, m: number): void {
+    const lo = this.lo[slot]!;
+    const hi = this.hi[slot]!;
+    if (Number.isNaN(lo)) {
+      this.lo[slot] = this.hi[slot] = m;
+    } else if (hi > lo && hi - m > (hi - lo) / 2) {
+      // Released: more than half of the rise came back.
+      if (hi - lo > this.swing[slot]!) this.swing[slot] = hi - lo;
+      this.lo[slot] = this.hi[slot] = m;
+    } else if (m > hi) this.hi[slot] = m;
+    else if (m < lo) this.lo[slot] = this.hi[slot] = m;
   }
 
   protected buildIdentity(slot: number): AlertIdentity {
@@ -940,49 +1149,45 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   observe(slot: number, t: number, v: number): void {
     if (!Number.isFinite(v)) return;
     const p = this.params[slot]!;
-    if (Number.isNaN(this.firstT[slot]!)) this.firstT[slot] = t;
-    const lambda = Math.LN2 / Math.max(1, p.half_life);
-    const prevT = this.lastT[slot]!;
-    const decay = Number.isNaN(prevT) ? 0 : Math.exp(-lambda * (t - prevT));
-    this.lastT[slot] = t;
-    // Weighted Welford update with exponentially decayed weights.
-    const w = decay * this.w[slot]! + 1;
-    const dt = t - this.mt[slot]!;
-    const dy = v - this.my[slot]!;
-    const mt = this.mt[slot]! + dt / w;
-    const my = this.my[slot]! + dy / w;
-    const ctt = decay * this.ctt[slot]! + dt * (t - mt);
-    const cty = decay * this.cty[slot]! + dt * (v - my);
-    const cyy = decay * this.cyy[slot]! + dy * (v - my);
-    this.ctt[slot] = ctt;
-    this.cty[slot] = cty;
-    this.cyy[slot] = cyy;
-    this.w[slot] = w;
-    this.mt[slot] = mt;
-    this.my[slot] = my;
-
-    const totalRef = this.sibling.get(this.ctx, slot, this.series[slot]!, p.total_metric);
-    const total = totalRef >= 0 ? this.ctx.lastV(totalRef) : Number.NaN;
-    let leaking = false;
-    let secondsToFull = Number.POSITIVE_INFINITY;
-    let slopePerSecond = 0;
-    if (total > 0 && t - this.firstT[slot]! >= p.min_span && ctt > 0) {
-      const slope = cty / ctt; // bytes per ms
-      slopePerSecond = slope * 1000;
-      const r2 = cyy > 0 ? (cty * cty) / (ctt * cyy) : 0;
-      const fitted = my + slope * (t - mt);
-      if (slope > 0) {
-        secondsToFull = Math.max(0, (total - fitted) / slope / 1000);
-        leaking =
-          r2 >= p.min_r2 && slope * p.half_life >= p.min_growth * total && secondsToFull * 1000 <= p.horizon;
+    const job = this.ctx.info(this.series[slot]!).job;
+    const phase = job ? job.phase : PHASE_STEADY;
+    if (phase === PHASE_STARTUP || phase === PHASE_WARMUP || phase === PHASE_COOLDOWN) {
+      // (Re)starting: the ramp is no trend. Start over once the job is warm.
+      if (!Number.isNaN(this.firstT[slot]!)) {
+        this.fine.reset(slot);
+        this.coarse.reset(slot);
+        this.firstT[slot] = Number.NaN;
+        this.leaking[slot] = 0;
+        this.lo[slot] = this.hi[slot] = Number.NaN;
       }
+      this.clear(slot, t);
+      return;
     }
-    if (leaking) {
-      this.raise(slot, t, secondsToFull, (s) => {
+    if (Number.isNaN(this.firstT[slot]!)) this.firstT[slot] = t;
+    const settled = Number.isFinite(job?.progressSinceT ?? Number.NaN) || t - this.firstT[slot]! >= p.startup;
+    if (!settled || isPausePhase(phase)) {
+      if (!settled) {
+        this.fine.reset(slot);
+        this.coarse.reset(slot);
+      }
+      if (this.leaking[slot] === 0) this.clear(slot, t);
+      return;
+    }
+    const closedFine = this.fine.add(slot, t, v, p.bucket);
+    const closedCoarse = this.coarse.add(slot, t, v, p.coarse_bucket);
+    if (closedFine) this.trackSwing(slot, this.fine.valueAt(slot, 0));
+    if (closedFine || closedCoarse) this.evaluate(slot, p);
+    if (this.leaking[slot] === 1) {
+      const slopePerSecond = this.slope[slot]!;
+      const span = this.spanOf[slot]!;
+      this.raise(slot, t, this.toFull[slot]!, (s) => {
         const series = this.info(slot);
+        const totalRef = this.sibling.get(this.ctx, slot, this.series[slot]!, p.total_metric);
+        const total = totalRef >= 0 ? this.ctx.lastV(totalRef) : Number.NaN;
         return {
-          summary: `GPU memory grows ${formatValue(slopePerSecond / MiB)} MiB/s: out of memory in about ${formatSeconds(s)}`,
-          description: `${series.name} ${describeWhere(series.labels)} grows steadily by ${formatValue(slopePerSecond / MiB)} MiB/s and is at ${formatValue(v / 2 ** 30)} GiB of ${formatValue(total / 2 ** 30)} GiB: at this rate it runs out of memory in about ${formatSeconds(s)}.`,
+          summary: `GPU memory grows ${formatRate(slopePerSecond)}: out of memory in about ${formatSeconds(s)}`,
+          description: `${series.name} ${describeWhere(series.labels)} has grown steadily by ${formatRate(slopePerSecond)} over the last ${formatSeconds(span / 1000)} and is at ${formatValue(v / 2 ** 30)} GiB of ${formatValue(total / 2 ** 30)} GiB: at the lower bound of that rate it runs out of memory in about ${formatSeconds(s)}.`,
+          evidence: 'memory_sen_slope_lower_bound_forecast',
         };
       });
     } else {
@@ -990,54 +1195,248 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     }
   }
 
+  /** Tries every window of both rings; keeps the soonest forecast of those that say "leak". */
+  private evaluate(slot: number, p: DetectorParams<'memory_leak'>): void {
+    const totalRef = this.sibling.get(this.ctx, slot, this.series[slot]!, p.total_metric);
+    const total = totalRef >= 0 ? this.ctx.lastV(totalRef) : Number.NaN;
+    let best = Number.POSITIVE_INFINITY;
+    let bestSlope = 0;
+    let bestSpan = 0;
+    if (total > 0) {
+      for (let r = 0; r < 2; r++) {
+        const ring = r === 0 ? this.fine : this.coarse;
+        for (const k of LEAK_WINDOWS) {
+          if (k > ring.capacity || ring.count(slot) < k) break;
+          // Most memory is flat: a window whose ends grew by less than half the least material growth
+          // needs no fit.
+          if (!(ring.endsRise(slot, k) >= 0.5 * p.min_growth * total)) continue;
+          const fit = this.fit;
+          if (!ring.fit(slot, k, SLOPE_Z, fit) || !(fit.lower > 0)) continue;
+          // Material growth: a share of the GPU, a share of what was free when the window began (a forecast
+          // that holds has seen part of the way), and beyond the largest swing this memory made and released.
+          const growth = fit.slope * fit.span;
+          const headroom = total - (fit.level - growth);
+          if (growth < p.min_growth * total || growth < p.min_headroom_share * headroom) continue;
+          if (growth < SWING_FACTOR * this.swing[slot]!) continue;
+          const recent = Math.max(4, k >> 1);
+          if (!ring.fit(slot, recent, 0, this.recent) || this.recent.slope < 0.5 * fit.slope) continue;
+          const ms = Math.max(0, total - fit.level) / fit.lower;
+          if (ms > p.horizon || ms > p.max_extrapolation * fit.span) continue;
+          if (ms < best) {
+            best = ms;
+            bestSlope = fit.slope * 1000;
+            bestSpan = fit.span;
+          }
+        }
+      }
+    }
+    this.leaking[slot] = best < Number.POSITIVE_INFINITY ? 1 : 0;
+    this.toFull[slot] = best / 1000;
+    this.slope[slot] = bestSlope;
+    this.spanOf[slot] = bestSpan;
+  }
+
   override save(slot: number): unknown {
     return [
-      this.w[slot],
-      this.mt[slot],
-      this.my[slot],
-      this.ctt[slot],
-      this.cty[slot],
-      this.cyy[slot],
-      this.lastT[slot],
       this.firstT[slot],
+      this.leaking[slot],
+      this.toFull[slot],
+      this.slope[slot],
+      this.spanOf[slot],
+      this.fine.save(slot),
+      this.coarse.save(slot),
+      this.lo[slot],
+      this.hi[slot],
+      this.swing[slot],
     ];
   }
 
   override load(slot: number, data: unknown): void {
-    if (!Array.isArray(data) || data.length !== 8) return;
-    const d = data.map(num);
-    this.w[slot] = d[0]!;
-    this.mt[slot] = d[1]!;
-    this.my[slot] = d[2]!;
-    this.ctt[slot] = d[3]!;
-    this.cty[slot] = d[4]!;
-    this.cyy[slot] = d[5]!;
-    this.lastT[slot] = d[6]!;
-    this.firstT[slot] = d[7]!;
+    if (!Array.isArray(data) || data.length !== 10) return;
+    this.lo[slot] = num(data[7]);
+    this.hi[slot] = num(data[8]);
+    this.swing[slot] = num(data[9]);
+    this.firstT[slot] = num(data[0]);
+    this.leaking[slot] = data[1] === 1 ? 1 : 0;
+    this.toFull[slot] = data[2] === null ? Number.POSITIVE_INFINITY : num(data[2]);
+    this.slope[slot] = num(data[3]);
+    this.spanOf[slot] = num(data[4]);
+    this.fine.load(slot, (data[5] as (number | null)[]).map(num));
+    this.coarse.load(slot, (data[6] as (number | null)[]).map(num));
   }
 
   override write(slot: number, w: StateWriter): void {
-    w.float(this.w[slot]!);
-    w.float(this.mt[slot]!);
-    w.float(this.my[slot]!);
-    w.float(this.ctt[slot]!);
-    w.float(this.cty[slot]!);
-    w.float(this.cyy[slot]!);
-    w.float(this.lastT[slot]!);
     w.float(this.firstT[slot]!);
+    w.u8(this.leaking[slot]!);
+    w.float(this.toFull[slot]!);
+    w.float(this.slope[slot]!);
+    w.float(this.spanOf[slot]!);
+    this.fine.write(slot, w);
+    this.coarse.write(slot, w);
+    w.float(this.lo[slot]!);
+    w.float(this.hi[slot]!);
+    w.float(this.swing[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
-    this.w[slot] = r.float('MemoryLeakFamily');
-    this.mt[slot] = r.float('MemoryLeakFamily');
-    this.my[slot] = r.float('MemoryLeakFamily');
-    this.ctt[slot] = r.float('MemoryLeakFamily');
-    this.cty[slot] = r.float('MemoryLeakFamily');
-    this.cyy[slot] = r.float('MemoryLeakFamily');
-    this.lastT[slot] = r.float('MemoryLeakFamily');
+    // State of the linear-fit leak detector before (eight numbers) is not continued: learn again.
+    if (r.remaining === 64) return;
     this.firstT[slot] = r.float('MemoryLeakFamily');
+    this.leaking[slot] = r.u8('MemoryLeakFamily') === 1 ? 1 : 0;
+    this.toFull[slot] = r.float('MemoryLeakFamily');
+    this.slope[slot] = r.float('MemoryLeakFamily');
+    this.spanOf[slot] = r.float('MemoryLeakFamily');
+    this.fine.read(slot, r, 'MemoryLeakFamily');
+    this.coarse.read(slot, r, 'MemoryLeakFamily');
+    this.lo[slot] = r.float('MemoryLeakFamily');
+    this.hi[slot] = r.float('MemoryLeakFamily');
+    this.swing[slot] = r.float('MemoryLeakFamily');
   }
 }
+
+function formatRate(bytesPerSecond: number): string {
+  const perHour = bytesPerSecond * 3600;
+  return perHour >= 10 * 2 ** 30
+    ? `${formatValue(bytesPerSecond / MiB)} MiB/s`
+    : `${formatValue(perHour / MiB)} MiB/h`;
+}
+
+/**
+ * A loss drifting upwards (TrainingLossDiverging): the loss averaged into buckets of `bucket`, Sen's slope
+ * over the newest 6 to `window` buckets (trend.ts) with its sign-test lower bound above zero at `z`, and a
+ * rise over the window of at least `min_rise` of the loss level. Training loss falls or holds; a sustained
+ * rise for minutes is the run diverging slowly, before the NaN. Not during the job's start-up and warm-up.
+ */
+export class LossTrendFamily extends MemberFamily<DetectorParams<'loss_trend'>> {
+  readonly detector = 'loss_trend' as const;
+  private readonly ring = new BucketRing(LOSS_BUCKETS);
+  private rising = new Uint8Array(0);
+  private rise = new Float64Array(0);
+  private spanOf = new Float64Array(0);
+  private readonly fit = new SenFit();
+
+  protected override grow(n: number): void {
+    super.grow(n);
+    this.ring.grow(n);
+    this.rising = growU8(this.rising, n);
+    this.rise = growF64(this.rise, n);
+    this.spanOf = growF64(this.spanOf, n);
+  }
+
+  protected reset(slot: number): void {
+    this.ring.reset(slot);
+    this.rising[slot] = 0;
+    this.rise[slot] = 0;
+    this.spanOf[slot] = 0;
+  }
+
+  protected buildIdentity(slot: number): AlertIdentity {
+    const p = this.params[slot]!;
+    const series = this.info(slot);
+    return this.ctx.identity(
+      'loss_trend',
+      'TrainingLossDiverging',
+      p.severity,
+      p.for,
+      p.keep_firing_for,
+      jobAlertLabels(series, { metric: series.name }),
+    );
+  }
+
+  observe(slot: number, t: number, v: number): void {
+    if (!Number.isFinite(v)) return;
+    const p = this.params[slot]!;
+    const job = this.ctx.info(this.series[slot]!).job;
+    const phase = job ? job.phase : PHASE_STEADY;
+    if (phase === PHASE_STARTUP || phase === PHASE_WARMUP) {
+      if (this.ring.count(slot) > 0) this.ring.reset(slot);
+      this.rising[slot] = 0;
+      this.member(slot, false, t, 0, NO_ANNOTATIONS);
+      return;
+    }
+    if (this.ring.add(slot, t, v, p.bucket)) {
+      let rising = 0;
+      const n = this.ring.count(slot);
+      for (const k of WINDOWS) {
+        if (k > p.window || n < k) break;
+        // A loss that falls or holds (most of training) needs no fit.
+        const ends = this.ring.endsRise(slot, k);
+        if (!(ends >= 0.5 * p.min_rise * Math.abs(this.ring.valueAt(slot, k - 1)))) continue;
+        const fit = this.fit;
+        if (!this.ring.fit(slot, k, p.z, fit) || !(fit.lower > 0)) continue;
+        const start = fit.level - fit.slope * fit.span;
+        const rise = (fit.slope * fit.span) / Math.max(Math.abs(start), 1e-12);
+        // The rise must also stand out of this run's own noise: `noise` × the bucket-to-bucket spread.
+        if (rise >= p.min_rise && fit.slope * fit.span >= p.noise * this.bucketNoise(slot, k, fit)) {
+          rising = 1;
+          this.rise[slot] = rise;
+          this.spanOf[slot] = fit.span;
+          break;
+        }
+      }
+      this.rising[slot] = rising;
+    }
+    const rising = this.rising[slot] === 1;
+    const rise = this.rise[slot]!;
+    const span = this.spanOf[slot]!;
+    this.member(slot, rising, t, rise, (r) => {
+      const series = this.info(slot);
+      return {
+        summary: `${series.name} has been rising for ${formatSeconds(span / 1000)} (+${Math.round(100 * r)}%)`,
+        description: `${series.name} ${describeWhere(series.labels)} rose steadily by ${Math.round(100 * r)}% over ${formatSeconds(span / 1000)} (robust slope above zero with confidence): the run is diverging. It is at ${formatValue(v)}.`,
+        evidence: 'loss_sen_slope_lower_bound_rise',
+      };
+    });
+  }
+
+  /**
+   * The noise of one bucket mean over the newest `k` buckets around the fitted line, robust to outliers: the
+   * larger of 1.4826 × median |difference of neighbours| / √2 (sample noise) and 1.4826 × median |residual
+   * from the line| (also a slow wander of the loss that no line explains).
+   */
+  private bucketNoise(slot: number, k: number, fit: SenFit): number {
+    const n = Math.min(k, this.ring.count(slot));
+    const work = scratchOf(n);
+    for (let i = 0; i + 1 < n; i++)
+      work[i] = Math.abs(this.ring.valueAt(slot, i) - this.ring.valueAt(slot, i + 1));
+    const neighbours = (MAD_TO_SIGMA * medianInPlace(work, n - 1)) / Math.SQRT2;
+    const tEnd = this.ring.timeAt(slot, 0);
+    for (let i = 0; i < n; i++)
+      work[i] = Math.abs(
+        this.ring.valueAt(slot, i) - (fit.level - fit.slope * (tEnd - this.ring.timeAt(slot, i))),
+      );
+    return Math.max(neighbours, MAD_TO_SIGMA * medianInPlace(work, n));
+  }
+
+  override save(slot: number): unknown {
+    if (this.ring.isEmpty(slot) && this.rising[slot] === 0) return undefined;
+    return [this.rising[slot], this.rise[slot], this.spanOf[slot], this.ring.save(slot)];
+  }
+
+  override load(slot: number, data: unknown): void {
+    if (!Array.isArray(data) || data.length !== 4) return;
+    this.rising[slot] = data[0] === 1 ? 1 : 0;
+    this.rise[slot] = num(data[1]);
+    this.spanOf[slot] = num(data[2]);
+    this.ring.load(slot, (data[3] as (number | null)[]).map(num));
+  }
+
+  override write(slot: number, w: StateWriter): void {
+    w.u8(this.rising[slot]!);
+    w.float(this.rise[slot]!);
+    w.float(this.spanOf[slot]!);
+    this.ring.write(slot, w);
+  }
+
+  override read(slot: number, r: StateReader): void {
+    this.rising[slot] = r.u8('LossTrendFamily') === 1 ? 1 : 0;
+    this.rise[slot] = r.float('LossTrendFamily');
+    this.spanOf[slot] = r.float('LossTrendFamily');
+    this.ring.read(slot, r, 'LossTrendFamily');
+  }
+}
+
+const LOSS_BUCKETS = 48;
 
 /** Waste: a GPU of a running job that makes progress, idle (utilization below `below`) for `for`. */
 export class WasteFamily extends Family<DetectorParams<'waste'>> {
@@ -1060,10 +1459,13 @@ export class WasteFamily extends Family<DetectorParams<'waste'>> {
   observe(slot: number, t: number, v: number): void {
     const p = this.params[slot]!;
     const job = this.info(slot).job;
-    if (job && v < p.below && job.progressing(t)) {
+    // Idle GPUs of a pausing or frozen job are the stall detector's (a checkpoint, an evaluation, a hang).
+    const training = job === undefined || job.phase === PHASE_STEADY || job.phase === PHASE_WARMUP;
+    if (job && v < p.below && training && job.progressing(t)) {
       this.raise(slot, t, v, (u) => ({
         summary: `GPU allocated to a running job but idle (${Math.round(100 * u)}% utilization)`,
         description: `${describeWhere(this.info(slot).labels)} has been below ${Math.round(100 * p.below)}% utilization while the job keeps training: the GPU is allocated but wasted.`,
+        evidence: 'gpu_idle_while_job_trains',
       }));
     } else {
       this.clear(slot, t);

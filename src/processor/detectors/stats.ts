@@ -3,13 +3,29 @@
  * a fixed-size ring of recent values, and an exponentially weighted mean and variance.
  */
 
+/** Sorts `values[0..n)` ascending in place: insertion sort for the small n of the detectors, no allocation. */
+export function sortPrefix(values: Float64Array, n: number): void {
+  if (n > 48) {
+    values.subarray(0, n).sort();
+    return;
+  }
+  for (let i = 1; i < n; i++) {
+    const x = values[i]!;
+    let j = i - 1;
+    while (j >= 0 && values[j]! > x) {
+      values[j + 1] = values[j]!;
+      j--;
+    }
+    values[j + 1] = x;
+  }
+}
+
 /** Median of `values[0..n)`; reorders the array. */
 export function medianInPlace(values: Float64Array, n: number): number {
   if (n === 0) return Number.NaN;
-  const view = values.subarray(0, n);
-  view.sort();
+  sortPrefix(values, n);
   const mid = n >> 1;
-  return n % 2 === 1 ? view[mid]! : (view[mid - 1]! + view[mid]!) / 2;
+  return n % 2 === 1 ? values[mid]! : (values[mid - 1]! + values[mid]!) / 2;
 }
 
 /** 1.4826 × MAD: a consistent estimator of the standard deviation for normal data. */

@@ -14,6 +14,7 @@
  * expect alert GPUIdle{node_id="n1"} pending at 5m30s
  * expect alert GPUIdle{node_id="n1"} firing at 7m
  * expect alert GPUMemoryLeak{gpu="0"} firing at 5m value <= 900
+ * expect alert TrainingStalled firing at 7m evidence gpus_busy   # its `evidence` annotation contains this
  * expect alert GPUIdle resolved at 21m
  * expect no alert TrainingStalled at 7m
  * expect no alert TrainingStalled        # never pending or firing
@@ -45,6 +46,8 @@ type Expectation =
       state: 'pending' | 'firing' | 'resolved';
       at: number;
       value?: { op: string; v: number };
+      /** The alert's `evidence` annotation must contain this. */
+      evidence?: string;
     }
   | { kind: 'none-at'; line: number; name: string; matchers: LabelMatcher[]; at: number }
   | { kind: 'never'; line: number; name: string; matchers: LabelMatcher[] }
@@ -200,9 +203,10 @@ function parseExpect(text: string, line: number): Expectation {
     if (m[2] === undefined) return { kind: 'never', line, name, matchers: matchers(pairs) };
     return { kind: 'none-at', line, name, matchers: matchers(pairs), at: parseDuration(m[2]) };
   }
-  m = /^alert (\S+?(?:\{.*\})?) (pending|firing|resolved) at (\S+)(?: value (<=|>=|<|>|==) (\S+))?$/.exec(
-    text,
-  );
+  m =
+    /^alert (\S+?(?:\{.*\})?) (pending|firing|resolved) at (\S+)(?: value (<=|>=|<|>|==) (\S+))?(?: evidence (\S+))?$/.exec(
+      text,
+    );
   if (m) {
     const { name, pairs } = parseSeriesSelector(m[1]!, line);
     return {
@@ -213,11 +217,12 @@ function parseExpect(text: string, line: number): Expectation {
       state: m[2] as 'pending' | 'firing' | 'resolved',
       at: parseDuration(m[3]!),
       ...(m[4] ? { value: { op: m[4], v: Number(m[5]) } } : {}),
+      ...(m[6] ? { evidence: m[6] } : {}),
     };
   }
   fail(
     line,
-    `cannot parse expectation ${JSON.stringify(text)}: expected "alert NAME{...} pending|firing|resolved at T [value OP N]", "no alert NAME{...} [at T]" or "no alerts"`,
+    `cannot parse expectation ${JSON.stringify(text)}: expected "alert NAME{...} pending|firing|resolved at T [value OP N] [evidence TEXT]", "no alert NAME{...} [at T]" or "no alerts"`,
   );
 }
 
@@ -307,6 +312,11 @@ export function runDetectorTest(file: DetectorTestFile): DetectorTestResult {
     for (const c of list) if (c.t <= at) v = c.alert.value;
     return v;
   };
+  const evidenceAt = (list: Change[], at: number): string | undefined => {
+    let e: string | undefined;
+    for (const c of list) if (c.t <= at && c.change !== 'value') e = c.alert.annotations.evidence;
+    return e;
+  };
   const selected = (name: string, ms: LabelMatcher[]) =>
     [...changes.values()].filter(
       (list) => list[0]!.alert.name === name && ms.every((m) => m.matches(list[0]!.alert.labels[m.name])),
@@ -336,15 +346,18 @@ export function runDetectorTest(file: DetectorTestFile): DetectorTestResult {
           if (x.state === 'resolved')
             return st === 'inactive' && l.some((c) => c.t <= x.at && c.change === 'resolved');
           if (st !== x.state) return false;
+          if (x.evidence !== undefined && !(evidenceAt(l, x.at) ?? '').includes(x.evidence)) return false;
           if (!x.value) return true;
           const v = valueAt(l, x.at);
           return v !== undefined && compareOp(v, x.value.op, x.value.v);
         });
         if (!ok) {
           const seen =
-            lists.map((l) => `${stateAt(l, x.at)} (value ${valueAt(l, x.at)})`).join(', ') || 'none';
+            lists
+              .map((l) => `${stateAt(l, x.at)} (value ${valueAt(l, x.at)}, evidence ${evidenceAt(l, x.at)})`)
+              .join(', ') || 'none';
           failures.push(
-            `line ${x.line}: expected alert ${x.name} ${x.state} at ${fmt(x.at)}${x.value ? ` with value ${x.value.op} ${x.value.v}` : ''}; matching alerts there: ${seen}`,
+            `line ${x.line}: expected alert ${x.name} ${x.state} at ${fmt(x.at)}${x.value ? ` with value ${x.value.op} ${x.value.v}` : ''}${x.evidence ? ` with evidence ${x.evidence}` : ''}; matching alerts there: ${seen}`,
           );
         }
         break;

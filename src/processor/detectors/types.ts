@@ -29,6 +29,19 @@ export interface JobRef {
   finished: boolean;
   /** Whether the job is making step progress (or has no step metric at all): GPUs idle here are waste. */
   progressing(t: number): boolean;
+  /** The job's phase as of its last evaluation (a code of phase.ts). */
+  readonly phase: number;
+  /**
+   * When every rank last moved again after standing still together (a checkpoint or an evaluation; NaN:
+   * never). A sample taken up to then may cover the pause (throughput averaged over it).
+   */
+  readonly pauseEndT: number;
+  /** Mean newest utilization of the job's GPUs that reported in the last minute (NaN: none). */
+  gpuUtilization(t: number): number;
+  /** The job's usual interval between two samples of a series (ms; NaN: not known yet). */
+  readonly sampleInterval: number;
+  /** When the job first made step progress after its (re)start (NaN: not yet; no step series: NaN). */
+  readonly progressSinceT: number;
 }
 
 export type FamilyName = DetectorName | 'threshold' | 'derived';
@@ -64,6 +77,7 @@ export const DETECTOR_ALERTS: Readonly<Record<DetectorName | 'threshold', readon
   threshold: [],
   nonfinite: ['TrainingNaN'],
   loss_spike: ['TrainingLossSpike'],
+  loss_trend: ['TrainingLossDiverging'],
   anomaly: ['MetricAnomaly'],
   stall: ['TrainingStalled'],
   absence: ['JobMetricsAbsent', 'NodeMetricsAbsent'],
@@ -80,15 +94,20 @@ export const DETECTOR_DESCRIPTIONS: Readonly<Record<DetectorName | 'threshold', 
   threshold: 'static thresholds on a metric or on a ratio of two sibling metrics (temperature, memory full)',
   nonfinite: 'NaN or ±Inf in a loss or gradient metric',
   loss_spike: 'loss spike: robust z-score (median/MAD) of the residual against an EWMA of the loss',
+  loss_trend:
+    "loss drifting upwards: Sen's slope of the bucketed loss with a confidence bound above zero and a material rise",
   anomaly: 'EWMA z-score anomaly on the metrics listed in detectors.anomaly.metrics',
   stall:
-    'training step not advancing for max(factor × median step time, min) while the job still reports (NCCL hang)',
+    "training step frozen on every rank: with GPUs busy after max(factor × median step time, min) (a hang), with GPUs idle after the job's own pauses (checkpoint, eval)",
   absence: 'a running job, or one of its nodes, whose series stopped arriving',
-  throughput: 'gradual throughput degradation: one-sided CUSUM against the baseline learned after warm-up',
+  throughput:
+    'throughput degradation: one-sided CUSUM against the baseline learned after warm-up, outside pauses and phases',
   plateau: 'accuracy plateau: no improvement of the smoothed best value by min_delta for patience',
-  straggler: "a rank whose step time or GPU utilization deviates from the job's other ranks (median/MAD)",
+  straggler:
+    "a rank whose step time, GPU utilization, SM clock or power deviates from the job's other ranks (median/MAD), persistently or in bursts (duty cycle)",
   ecc: 'GPU ECC errors: any increase of the error counter',
   throttle: 'GPU thermal or power throttling reported by the driver',
-  memory_leak: 'GPU memory growing towards out-of-memory: linear fit and forecast time until full',
+  memory_leak:
+    "GPU memory growing towards out-of-memory: Sen's slope with a confidence bound and a forecast time until full",
   waste: 'GPU allocated to a running job but idle',
 };
