@@ -8,12 +8,12 @@
  * axe-core is read from node_modules (`axe-core/axe.min.js`), or from AXE_CORE_PATH. Without Chromium or
  * axe-core the file (or the axe test) is skipped with a message locally, and fails under CI=true.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Child, getJson, REPO_ROOT, stopChild, waitFor } from '../helpers.js';
+import { AXE_PATH, axeViolations } from './axe.js';
 import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
 import { startDemo } from './demo.js';
 
@@ -21,18 +21,7 @@ const available = chromiumAvailable();
 if (!available && process.env.CI === 'true')
   throw new Error(`${CHROMIUM} is missing: the browser tests need Debian's chromium package`);
 
-function axePath(): string | undefined {
-  try {
-    return createRequire(import.meta.url).resolve('axe-core/axe.min.js');
-  } catch {
-    const p = process.env.AXE_CORE_PATH;
-    return p && existsSync(p) ? p : undefined;
-  }
-}
-const AXE = axePath();
-if (!AXE && process.env.CI === 'true')
-  throw new Error('axe-core is missing: add the axe-core package (the accessibility check needs axe.min.js)');
-if (available && !AXE) console.warn('skipping the axe-core check: axe-core/axe.min.js not found');
+if (available && !AXE_PATH) console.warn('skipping the axe-core check: axe-core/axe.min.js not found');
 
 /** Screenshots for a reviewer, beside browser.e2e's. */
 const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
@@ -55,13 +44,6 @@ const byName = (name: string) => {
   if (!j) throw new Error(`no ${name} in ${jobs.map((x) => x.name).join(', ')}`);
   return j;
 };
-
-let axeSourceText: string | undefined;
-/** axe-core's browser bundle, read once. */
-function axeSource(): string {
-  axeSourceText ??= readFileSync(AXE!, 'utf8');
-  return axeSourceText;
-}
 
 async function open(path: string, theme: 'dark' | 'light' = 'dark'): Promise<Page> {
   const page = await contexts[theme]!.newPage();
@@ -266,7 +248,7 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
     await page.close();
   }, 90_000);
 
-  it.skipIf(!AXE)(
+  it.skipIf(!AXE_PATH)(
     'passes axe-core’s WCAG 2 AA checks on every page in both themes',
     async () => {
       const job = byName('moe-8x1b-pretrain').jobId;
@@ -293,21 +275,8 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
           const page = await open(p.path, theme);
           await page.locator(p.ready).first().waitFor({ timeout: 45_000 });
           if (p.click) await page.getByRole('tab', { name: p.click }).click();
-          // Evaluated through the DevTools protocol, not added as a <script>: the UI's Content-Security-Policy
-          // (script-src 'self') rightly refuses an injected script, and the check must run under it.
-          await page.evaluate(axeSource());
-          // A string, evaluated in the page (this file is type-checked without the DOM's types).
-          const violations = (await page.evaluate(`axe
-          .run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } })
-          .then((r) => r.violations.map((v) => ({
-            id: v.id,
-            help: v.help,
-            nodes: v.nodes.slice(0, 4).map((n) => n.target.join(' ') + ': ' + (n.failureSummary || '')),
-          })))`)) as AxeViolation[];
-          for (const v of violations)
-            found.push(
-              `${theme} ${p.path}${p.click ? ` (${p.click})` : ''}: ${v.id} — ${v.help}\n    ${v.nodes.join('\n    ')}`,
-            );
+          for (const v of await axeViolations(page))
+            found.push(`${theme} ${p.path}${p.click ? ` (${p.click})` : ''}: ${v}`);
           await page.close();
         }
       }
@@ -316,10 +285,3 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
     300_000,
   );
 });
-
-interface AxeViolation {
-  id: string;
-  help: string;
-  /** The first few elements, each with axe's summary of what failed. */
-  nodes: string[];
-}
