@@ -353,15 +353,7 @@ export class Head implements PostingsIndex {
       const ids = this.symbols.ids;
       const nameId = ids.get(name) ?? this.symbols.intern(name);
       const valueId = ids.get(value) ?? this.symbols.intern(value);
-      // Insertion sort by name id: label lists are short and usually arrive in the same order.
-      let k = n;
-      while (k > 0 && scratch[(k - 1) * 2]! > nameId) {
-        scratch[k * 2] = scratch[(k - 1) * 2]!;
-        scratch[k * 2 + 1] = scratch[(k - 1) * 2 + 1]!;
-        k--;
-      }
-      scratch[k * 2] = nameId;
-      scratch[k * 2 + 1] = valueId;
+      insertPairSorted(scratch, n, nameId, valueId);
       n++;
       hash = (hash + pairHash(nameId, valueId)) >>> 0;
     }
@@ -410,14 +402,7 @@ export class Head implements PostingsIndex {
         valueId = this.symbols.intern(value);
         sym[valueSid] = valueId + 1;
       }
-      let k = n;
-      while (k > 0 && scratch[(k - 1) * 2]! > nameId) {
-        scratch[k * 2] = scratch[(k - 1) * 2]!;
-        scratch[k * 2 + 1] = scratch[(k - 1) * 2 + 1]!;
-        k--;
-      }
-      scratch[k * 2] = nameId;
-      scratch[k * 2 + 1] = valueId;
+      insertPairSorted(scratch, n, nameId, valueId);
       n++;
       hash = (hash + pairHash(nameId, valueId)) >>> 0;
     }
@@ -1463,4 +1448,20 @@ export function sameBits(a: number, b: number): boolean {
   cmp[0] = a;
   cmp[1] = b;
   return cmpBits[0] === cmpBits[2] && cmpBits[1] === cmpBits[3];
+}
+
+/**
+ * Inserts the pair (nameId, valueId) among the first `n` pairs of `scratch`, which stay sorted by name id.
+ * Insertion sort: label lists are short and usually arrive in the same order. `scratch` has room for n + 1
+ * pairs.
+ */
+function insertPairSorted(scratch: Uint32Array, n: number, nameId: number, valueId: number): void {
+  let k = n;
+  while (k > 0 && scratch[(k - 1) * 2]! > nameId) {
+    scratch[k * 2] = scratch[(k - 1) * 2]!;
+    scratch[k * 2 + 1] = scratch[(k - 1) * 2 + 1]!;
+    k--;
+  }
+  scratch[k * 2] = nameId;
+  scratch[k * 2 + 1] = valueId;
 }
