@@ -139,3 +139,36 @@ export async function startServer(opts: ServerProcessOptions): Promise<Child> {
   );
   return child;
 }
+
+/**
+ * The sum over all label sets of metric `name` in a server's `/metrics` (0 when absent): for waiting on a
+ * counter that marks an event (a checkpoint written, an alert group flushed) instead of sleeping.
+ */
+export async function metricSum(baseUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (rest[0] !== ' ' && rest[0] !== '{') continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(value)) sum += value;
+  }
+  return sum;
+}
+
+/** Waits until counter `name` of the server at `baseUrl` has grown by at least `by` from now. */
+export async function waitForCounter(
+  baseUrl: string,
+  name: string,
+  by: number,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const from = await metricSum(baseUrl, name);
+  await waitFor(
+    `${name} to grow by ${by}`,
+    async () => ((await metricSum(baseUrl, name)) >= from + by ? true : undefined),
+    timeoutMs,
+    50,
+  );
+}

@@ -11,6 +11,7 @@
  * Silenced alerts are left out of what is sent (and of the log), so they are sent once their silence ends.
  */
 import type { Logger } from 'pino';
+import type { Counter } from 'prom-client';
 import type { LabelSet } from '../model/labels.js';
 import type { Alert, AlertGroup, Notifier } from './notifier.js';
 import type { AlertRepository } from './repository.js';
@@ -31,6 +32,12 @@ export interface Integration {
 export interface DispatcherOptions {
   readonly externalUrl: string;
   readonly now?: () => number;
+  /**
+   * Counts each group flush by receiver (`trainwatch_alert_group_flushes_total`): how often the dispatcher
+   * decided whether to notify. Created by the caller, once per process, because dispatchers come and go with
+   * leadership.
+   */
+  readonly flushes?: Counter<'receiver'>;
 }
 
 /** Firing alert identity within a notification log entry: one episode of one alert. */
@@ -55,6 +62,7 @@ class AggregationGroup {
 export class Dispatcher {
   private readonly groups = new Map<string, AggregationGroup>();
   private readonly now: () => number;
+  private readonly flushes: Counter<'receiver'> | undefined;
   private stopped = false;
   /** Called after each enqueue, so the outbox sends at once. */
   onEnqueue: (() => void) | undefined;
@@ -81,6 +89,7 @@ export class Dispatcher {
   ) {
     this.now = opts.now ?? Date.now;
     this.externalUrl = opts.externalUrl;
+    this.flushes = opts.flushes;
   }
 
   /** A firing or resolved alert (pending alerts are never notified). */
@@ -183,6 +192,7 @@ export class Dispatcher {
         await this.store.setNotified(integ.receiver, integ.name, g.key, firingKeys, last?.sentAtMs ?? now);
       }
     }
+    this.flushes?.inc({ receiver: g.route.receiver });
     // Only what this flush saw: a new episode of the same alert inserted meanwhile stays.
     for (const a of resolved) if (g.alerts.get(a.fingerprint) === a) g.alerts.delete(a.fingerprint);
     if (g.alerts.size === 0) {

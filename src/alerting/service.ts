@@ -11,7 +11,7 @@
  *   (`leader.ts`).
  */
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import { JobInfoCache, type JobRepository, type MetaStore } from '../meta/index.js';
 import type { Storage } from '../storage/index.js';
 import type { AlertingConfig } from './config.js';
@@ -214,8 +214,18 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
     logger,
     opts.registry,
   );
+  const flushes = new Counter({
+    name: 'trainwatch_alert_group_flushes_total',
+    help: 'Alert group flushes by receiver: each decides whether the receiver must be told something (group_wait, then every group_interval).',
+    labelNames: ['receiver'],
+    registers: [opts.registry],
+  });
   const newDispatcher = () => {
-    const d = new Dispatcher(route, integrations, repository, silences, logger, { externalUrl, now });
+    const d = new Dispatcher(route, integrations, repository, silences, logger, {
+      externalUrl,
+      now,
+      flushes,
+    });
     d.onEnqueue = () => outbox.wake();
     // A leader that lost its lease queues nothing more: its successor decides from the shared log.
     if (leadership) d.mayNotify = () => leadership.isLeader;

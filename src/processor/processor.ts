@@ -100,6 +100,7 @@ interface ProcessorMetrics {
   readonly samples: Counter;
   readonly badRecords: Counter;
   readonly deadLetters: Counter;
+  readonly stateSaves: Counter;
   readonly lag: Gauge;
 }
 
@@ -193,6 +194,11 @@ export class Processor {
       deadLetters: new PromCounter({
         name: 'trainwatch_processor_dead_letter_records_total',
         help: 'Bus records that could not be applied and went to the dead-letter directory instead of stalling their partition.',
+        registers: [registry],
+      }),
+      stateSaves: new PromCounter({
+        name: 'trainwatch_processor_state_saves_total',
+        help: 'Times the detector state of the owned partitions was written (at a checkpoint, at most every processor.state_interval_ms).',
         registers: [registry],
       }),
       lag: new PromGauge({
@@ -459,6 +465,7 @@ export class Processor {
             }),
           );
           this.lastStateSaveMs = Date.now();
+          this.metrics.stateSaves.inc();
         }
         await this.storage.checkpoint(positions);
         // Storage now holds everything read before `positions`. A storage that records positions (the embedded

@@ -16,7 +16,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import { type HttpReceiver, startHttpReceiver } from '../alerting/receivers.js';
-import { type Child, freePort, getJson, startServer, stopChild, tempDir, waitFor } from '../helpers.js';
+import {
+  type Child,
+  freePort,
+  getJson,
+  startServer,
+  stopChild,
+  tempDir,
+  waitFor,
+  waitForCounter,
+} from '../helpers.js';
 
 const children: Child[] = [];
 let hook: HttpReceiver | undefined;
@@ -130,8 +139,9 @@ describe('kill -9 with alerts pending and firing', () => {
         .add(t0 + 1000, Number.NaN);
     });
     await waitFor('a failed delivery attempt', () => hook!.failures > 0 || undefined);
-    // Let the processor checkpoint its state past these records (state_interval_ms 200).
-    await new Promise((r) => setTimeout(r, 500));
+    // Let the processor write its detector state past these records (state_interval_ms 200): the second save
+    // from now began after the records were applied.
+    await waitForCounter(base, 'trainwatch_processor_state_saves_total', 2);
 
     process.kill(child.proc.pid!, 'SIGKILL');
     await child.exited;
@@ -156,8 +166,8 @@ describe('kill -9 with alerts pending and firing', () => {
     expect(byName('hot-job')[0]!.activeAtMs).toBe(t0);
     expect(byName('late-job')).toHaveLength(1);
 
-    // Several group intervals later, still nothing sent twice.
-    await new Promise((r) => setTimeout(r, 2500));
+    // Several group flushes later (every group_interval, 1 s), still nothing sent twice.
+    await waitForCounter(base, 'trainwatch_alert_group_flushes_total', 3);
     expect(deliveries(hook, 'nan-job', 'TrainingNaN')).toHaveLength(1);
     expect(deliveries(hook, 'late-job', 'TrainingNaN')).toHaveLength(1);
     expect(deliveries(hook, 'hot-job', 'GPUTemperatureHigh')).toHaveLength(1);
@@ -207,8 +217,8 @@ describe('kill -9 with alerts pending and firing', () => {
       );
       return body.data.alerts.find((a) => a.labels.job_id === 'hot-job' && a.state === 'pending');
     });
-    // Several checkpoints (every 50 ms) write the detector state, which now covers the pending alert.
-    await new Promise((r) => setTimeout(r, 400));
+    // Two more detector state saves (at every checkpoint) cover the pending alert.
+    await waitForCounter(base, 'trainwatch_processor_state_saves_total', 2);
 
     process.kill(child.proc.pid!, 'SIGKILL');
     await child.exited;
@@ -222,8 +232,8 @@ describe('kill -9 with alerts pending and firing', () => {
       `${base}/api/tw/v1/alerts?state=firing&job_id=nan-job`,
     );
     expect(firing.data.alerts.map((a) => [a.name, a.activeAtMs])).toEqual([['TrainingNaN', t0 + 1000]]);
-    // Several group intervals later, the NaN alert has still been sent once.
-    await new Promise((r) => setTimeout(r, 2500));
+    // Several group flushes later, the NaN alert has still been sent once.
+    await waitForCounter(base, 'trainwatch_alert_group_flushes_total', 3);
     expect(deliveries(hook, 'nan-job', 'TrainingNaN')).toHaveLength(1);
     await stopChild(child);
   }, 120_000);
