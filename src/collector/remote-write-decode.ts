@@ -265,6 +265,9 @@ export class SymbolTable {
   refs = new Int32Array(64);
   /** Metric-name symbols whose metadata this request already passed on (noteMetadataV2). */
   readonly metadataNoted = new Set<number>();
+  /** The symbol of `__name__` in this request once found (-1: not yet), and the last metric-name symbol noted. */
+  nameSymbol = -1;
+  lastNotedName = -1;
 
   push(start: number, length: number): void {
     if (this.count === this.starts.length) {
@@ -315,13 +318,19 @@ function noteMetadataV2(
     throw new ProtoError(`Metadata refers to a symbol beyond the ${symbols.count} of the request`, at);
   for (let i = 0; i < nRefs; i += 2) {
     const n = symbols.refs[i]!;
-    if (symbols.lengths[n] !== NAME_LABEL.length) continue;
-    const s = symbols.starts[n]!;
-    let same = true;
-    for (let k = 0; k < NAME_LABEL.length && same; k++) same = buf[s + k] === NAME_LABEL[k];
-    if (!same) continue;
+    if (n !== symbols.nameSymbol) {
+      // Symbols are unique in a request: once `__name__`'s is known, other symbols are not it.
+      if (symbols.nameSymbol >= 0 || symbols.lengths[n] !== NAME_LABEL.length) continue;
+      const s = symbols.starts[n]!;
+      let same = true;
+      for (let k = 0; k < NAME_LABEL.length && same; k++) same = buf[s + k] === NAME_LABEL[k];
+      if (!same) continue;
+      symbols.nameSymbol = n;
+    }
     const v = symbols.refs[i + 1]!;
-    if (symbols.metadataNoted.has(v)) return;
+    // Series of one metric usually come together: the last name noted is checked before the set.
+    if (v === symbols.lastNotedName || symbols.metadataNoted.has(v)) return;
+    symbols.lastNotedName = v;
     symbols.metadataNoted.add(v);
     const text = (ref: number) =>
       utf8.decode(buf.subarray(symbols.starts[ref]!, symbols.starts[ref]! + symbols.lengths[ref]!));
@@ -337,6 +346,8 @@ export function decodeRemoteWriteV2(buf: Uint8Array, ctx: DecodeContext, symbols
   // Symbols first: the message may carry them after the series that refer to them.
   symbols.count = 0;
   if (symbols.metadataNoted.size > 0) symbols.metadataNoted.clear();
+  symbols.nameSymbol = -1;
+  symbols.lastNotedName = -1;
   while (r.pos < end) {
     const tag = r.tag(end);
     if (tag >>> 3 === 4) {

@@ -45,6 +45,23 @@ describe('declared metadata in the ingest decoder', () => {
     ]);
   });
 
+  it('finds each metric name once in a 2.0 request whatever the order of series and labels', () => {
+    const decoder = new IngestDecoder(DEFAULT_TEST_LIMITS, new TenantLimits(harnessTenantLimits()));
+    const series = ['a', 'b', 'a', 'c', 'b'].map((name, i) => ({
+      // `__name__` last: the decoder does not rely on Prometheus's sorted labels.
+      labels: { job_id: 'j', idx: String(i), __name__: `metric_${name}` },
+      samples: [[now, i]] as const,
+      metadata: { type: 2, help: `help ${name}`, unit: 'bytes' },
+    }));
+    const body = snappyCompress(writeRequestV2(series));
+    const result = decoder.decode({ protocol: 'remote_write', tenant: 't', nowMs: now, body, version: 2 });
+    expect(result.metadata).toEqual([
+      ['metric_a', 'gauge', 'help a', 'bytes'],
+      ['metric_b', 'gauge', 'help b', 'bytes'],
+      ['metric_c', 'gauge', 'help c', 'bytes'],
+    ]);
+  });
+
   it('forgets the entries of a refused request, so that the retry passes them on', () => {
     const decoder = new IngestDecoder(DEFAULT_TEST_LIMITS, new TenantLimits(harnessTenantLimits()));
     const v1 = (t: number) =>
