@@ -19,6 +19,7 @@ import path from 'node:path';
 import type { SeriesBatch } from '../model/batch.js';
 import type { JobEvent } from '../model/job.js';
 import type { LabelSet } from '../model/labels.js';
+import { AGENT_UP_JOB } from '../model/metric-catalog.js';
 import { NativeEncoder, type NativeFrame } from '../protocol/native.js';
 import { AgentIdentity } from './buffer/identity.js';
 import { type DropReason, SegmentQueue } from './buffer/segment-queue.js';
@@ -221,6 +222,8 @@ export class Agent {
       });
       await this.local.start();
     }
+    // `up` (and the self-metrics) from the start, not one self-metrics interval later.
+    this.recordSelfMetrics();
     log.info(
       {
         server: c.server.url,
@@ -353,9 +356,18 @@ export class Agent {
     return out;
   }
 
+  /**
+   * `up{job="trainwatch_agent", instance=<node>, node_id=…}` = 1, recorded with the self-metrics while the agent
+   * collects, so that `up` lists the fleet's agents as Prometheus lists its scrape targets. It is not on the
+   * agent's own /metrics page: a Prometheus scraping that page makes its own `up` for it.
+   */
+  private upValue(): [string, Record<string, string>, number] {
+    return ['up', { job: AGENT_UP_JOB, instance: this.nodeLabels.node_id ?? '' }, 1];
+  }
+
   private recordSelfMetrics(): void {
     const now = Date.now();
-    for (const [name, extra, value] of this.selfValues()) {
+    for (const [name, extra, value] of [...this.selfValues(), this.upValue()]) {
       const key = `${name}\u0000${Object.values(extra).join('\u0000')}`;
       let s = this.selfSeries.get(key);
       if (!s) {

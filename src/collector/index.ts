@@ -1,6 +1,11 @@
 export { type CollectorOptions, registerCollector } from './collector.js';
+export {
+  type DeclaredMetadata,
+  DeclaredMetadataMemory,
+  MAX_DECLARED_METRICS_PER_TENANT,
+} from './declared-metadata.js';
 export { IdempotencyWindow } from './idempotency.js';
-export type { CollectorDeps, IngestLimits } from './ingest-context.js';
+export type { CollectorDeps, DeclaredMetadataSink, IngestLimits } from './ingest-context.js';
 export { type IngestEngine, LocalIngest } from './ingest-decoder.js';
 export { IngestWorkers, workerOfTenant } from './ingest-workers.js';
 export { type CollectorMetrics, createCollectorMetrics } from './metrics.js';

@@ -5,6 +5,7 @@
 import type { FastifyRequest } from 'fastify';
 import { type Authenticator, credentialsOf, maybeRequestPrincipal, type Principal } from '../auth/index.js';
 import { Errors, TrainwatchError, twError } from '../model/errors.js';
+import { type DeclaredMetadata, DeclaredMetadataMemory } from './declared-metadata.js';
 import type { IngestEngine } from './ingest-decoder.js';
 import type { CollectorMetrics, IngestProtocol } from './metrics.js';
 import { ProtoReader } from './protobuf.js';
@@ -34,6 +35,16 @@ export interface CollectorDeps {
    * this thread (absent: a {@link LocalIngest} over `tenants`).
    */
   readonly engine: IngestEngine;
+  /**
+   * Where metric metadata senders declared goes (the metadata store, written in batches off the request
+   * path); absent: it is dropped. Called only with entries the decoding thread had not passed on before.
+   */
+  readonly declaredMetadata?: DeclaredMetadataSink;
+}
+
+/** Takes declared metric metadata (`MetricMetadataStore` in src/meta implements it); must not block. */
+export interface DeclaredMetadataSink {
+  noteDeclared(tenant: string, entries: readonly DeclaredMetadata[]): void;
 }
 
 /**
@@ -46,6 +57,8 @@ export class DecodePipeline {
   readonly batch = new RefBatch();
   readonly writer = new PayloadWriter();
   stats: DecodeStats = newDecodeStats();
+  /** What this thread's tenants declared about their metrics; only new or changed entries leave it. */
+  readonly metadata = new DeclaredMetadataMemory();
 
   constructor(private readonly deps: { readonly limits: IngestLimits; readonly tenants: TenantLimits }) {
     this.keys.maxLabels = deps.limits.maxLabelsPerSeries;
@@ -57,6 +70,7 @@ export class DecodePipeline {
     state.registry.beginRequest(nowMs);
     this.batch.reset();
     this.stats = newDecodeStats();
+    this.metadata.begin(tenant);
     return {
       state,
       ctx: {
@@ -67,6 +81,7 @@ export class DecodePipeline {
         nowMs,
         maxSamples: this.deps.limits.maxSamplesPerRequest,
         stats: this.stats,
+        metadata: this.metadata,
       },
     };
   }

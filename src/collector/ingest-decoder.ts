@@ -15,6 +15,7 @@ import { Errors, twError } from '../model/errors.js';
 import { formatSeries } from '../model/labels.js';
 import { DecodeError } from '../protocol/bytes.js';
 import { decodeFrameHeader, decodePayload, framePayload } from '../protocol/native.js';
+import type { DeclaredMetadata } from './declared-metadata.js';
 import { DecodePipeline, type IngestLimits } from './ingest-context.js';
 import { NativeRefDecoder } from './native-decode.js';
 import { decodeOtlpJson, decodeOtlpProtobuf, OtlpDecodeError, type OtlpMetrics } from './otlp-decode.js';
@@ -72,6 +73,11 @@ export interface IngestResult {
   readonly firstError?: string;
   /** OTLP: the delta sums this request added, to take back with {@link IngestEngine.undo} if the bus refuses. */
   readonly undo?: AccumulationUndo;
+  /**
+   * Remote-write and OTLP: metric metadata the sender declared that this thread had not passed on before
+   * (declared-metadata.ts); absent when nothing is new, which is nearly always.
+   */
+  readonly metadata?: DeclaredMetadata[];
 }
 
 export interface AccumulationUndo {
@@ -161,12 +167,15 @@ export class IngestDecoder {
       parts = this.pipeline.finish(tenant, state, nowMs);
     } catch (err) {
       state.registry.rollbackRequest();
+      this.pipeline.metadata.rollback();
       if (err instanceof ProtoError)
         throw twError(Errors.badPayload, `malformed remote-write ${version}.0 request: ${err.message}`);
       throw err;
     }
+    const metadata = this.pipeline.metadata.take();
     return {
       ...EMPTY,
+      ...(metadata ? { metadata } : {}),
       parts,
       series: ctx.batch.seriesCount,
       samples: ctx.batch.sampleCount,
@@ -207,10 +216,13 @@ export class IngestDecoder {
       parts = this.pipeline.finish(tenant, state, nowMs);
     } catch (err) {
       state.registry.rollbackRequest();
+      this.pipeline.metadata.rollback();
       throw err;
     }
+    const metadata = this.pipeline.metadata.take();
     return {
       ...EMPTY,
+      ...(metadata ? { metadata } : {}),
       parts,
       series: ctx.batch.seriesCount,
       samples: ctx.batch.sampleCount,

@@ -53,7 +53,10 @@ export interface SummaryPoint {
   readonly noRecordedValue: boolean;
 }
 
-export type OtlpMetric =
+/** One metric; `description` is its help text (OTLP `Metric.description`), '' when the sender gave none. */
+export type OtlpMetric = OtlpMetricData & { readonly description?: string };
+
+type OtlpMetricData =
   | { readonly kind: 'gauge'; readonly name: string; readonly unit: string; readonly points: NumberPoint[] }
   | {
       readonly kind: 'sum';
@@ -412,12 +415,14 @@ function temporalityOf(v: number): Temporality {
 
 function metric(r: ProtoReader, end: number): OtlpMetric {
   let name = '';
+  let description = '';
   let unit = '';
   let result: OtlpMetric | undefined;
   while (r.pos < end) {
     const tag = r.tag(end);
     const field = tag >>> 3;
     if (field === 1) name = str(r, end, 'Metric.name');
+    else if (field === 2) description = str(r, end, 'Metric.description');
     else if (field === 3) unit = str(r, end, 'Metric.unit');
     else if (field === 5 || field === 7 || field === 9 || field === 11 || field === 10) {
       r.expect(tag, WireType.len, 'Metric.data');
@@ -478,7 +483,7 @@ function metric(r: ProtoReader, end: number): OtlpMetric {
     } else r.skip(tag, end);
   }
   if (!result) return { kind: 'unsupported', name, unit, what: 'metric without data', pointCount: 0 };
-  return { ...result, name, unit } as OtlpMetric;
+  return { ...result, name, unit, description } as OtlpMetric;
 }
 
 /** Decodes an `ExportMetricsServiceRequest` in the protobuf encoding. */
@@ -665,6 +670,10 @@ function jNumberPoint(v: unknown): NumberPoint {
 
 function jMetric(v: unknown): OtlpMetric {
   const m = obj(v, 'Metric');
+  return { ...jMetricData(m), description: jstr(m.description, 'Metric.description') };
+}
+
+function jMetricData(m: Json): OtlpMetricData {
   const name = jstr(m.name, 'Metric.name');
   const unit = jstr(m.unit, 'Metric.unit');
   if (m.gauge !== undefined) {

@@ -20,6 +20,7 @@
 import { STALE_NAN } from '../model/batch.js';
 import { TrainwatchError } from '../model/errors.js';
 import { METRIC_NAME_LABEL } from '../model/labels.js';
+import type { MetricType } from '../model/metric-catalog.js';
 import { formatFloatF, type OtlpAttribute, type OtlpMetric, type OtlpMetrics } from './otlp-decode.js';
 import { checkSampleCount, checkTimestamp, type DecodeContext } from './remote-write-decode.js';
 
@@ -66,6 +67,40 @@ const IGNORED_RESOURCE_PREFIXES = ['process.', 'telemetry.', 'os.', 'host.arch']
 
 function cleanUnitWord(s: string): string {
   return s.replace(/[^a-zA-Z0-9]+/g, '_').replace(/^_+|_+$/g, '');
+}
+
+/** The Prometheus type of an OTLP metric kind: a monotonic sum is a counter, another sum a gauge. */
+function metricTypeOf(metric: { kind: string; monotonic?: boolean }): MetricType {
+  switch (metric.kind) {
+    case 'gauge':
+      return 'gauge';
+    case 'sum':
+      return metric.monotonic ? 'counter' : 'gauge';
+    case 'histogram':
+      return 'histogram';
+    case 'summary':
+      return 'summary';
+    default:
+      return 'unknown';
+  }
+}
+
+/**
+ * The unit `/api/v1/metadata` shows for an OTLP metric: the words its name gets from the UCUM unit
+ * (`By` → `bytes`, `By/s` → `bytes_per_second`, `1` on a gauge → `ratio`); '' for annotations (`{request}`).
+ */
+export function prometheusUnit(metric: { unit: string; kind: string }): string {
+  if (metric.unit === '1') return metric.kind === 'gauge' ? 'ratio' : '';
+  const [main = '', per] = metric.unit.split('/', 2) as [string?, string?];
+  const m = main.trim();
+  let out = '';
+  if (m !== '' && !/[{}]/.test(m)) out = cleanUnitWord(Object.hasOwn(UNIT_WORDS, m) ? UNIT_WORDS[m]! : m);
+  if (per !== undefined && per.trim() !== '' && !/[{}]/.test(per)) {
+    const p = per.trim();
+    const word = cleanUnitWord(Object.hasOwn(PER_UNIT_WORDS, p) ? PER_UNIT_WORDS[p]! : p);
+    if (word !== '') out = out === '' ? `per_${word}` : `${out}_per_${word}`;
+  }
+  return out;
 }
 
 /** The Prometheus name of an OTLP metric (Prometheus's otlptranslator `normalizeName`). */
@@ -182,6 +217,7 @@ function translateMetric(
     reject(metric.points.length, `a metric has no usable name (${JSON.stringify(metric.name)})`);
     return;
   }
+  ctx.metadata?.note(name, metricTypeOf(metric), metric.description ?? '', prometheusUnit(metric));
   const batch = ctx.batch;
   for (const point of metric.points) {
     const labels = new Map(base);

@@ -67,6 +67,7 @@ export function registerOtlp(app: FastifyInstance, deps: CollectorDeps): void {
         json: type === JSON_TYPE,
         gzip: encoding === 'gzip',
       });
+      if (result.metadata) deps.declaredMetadata?.noteDeclared(principal.tenant, result.metadata);
       const samples = result.samples;
       try {
         await deps.busWriter.writeParts(

@@ -6,10 +6,13 @@
  * {@link RefBatch}. No object or string is created per sample, nor per known series.
  *
  * What is not stored: native histograms (trainwatch stores float samples; Prometheus 2.x sends native
- * histograms only behind a feature flag), exemplars and metadata. They are counted in {@link DecodeStats},
- * and remote-write 2.0 answers say how many samples, histograms and exemplars were written.
+ * histograms only behind a feature flag) and exemplars. They are counted in {@link DecodeStats}, and
+ * remote-write 2.0 answers say how many samples, histograms and exemplars were written. Metadata (1.0
+ * `MetricMetadata`, 2.0 per-series `Metadata`) goes to {@link DecodeContext.metadata}: strings are made only
+ * for a 1.0 metadata entry, or for the first series of a metric name in a 2.0 request that carries any.
  */
 import { Errors, twError } from '../model/errors.js';
+import { type DeclaredMetadataMemory, metricTypeOfRemoteWrite } from './declared-metadata.js';
 import { ProtoError, type ProtoReader, WireType } from './protobuf.js';
 import type { RefBatch } from './ref-batch.js';
 import type { SeriesKeyBuilder } from './series-key.js';
@@ -33,7 +36,11 @@ export interface DecodeContext {
   /** ingest.max_samples_per_request */
   readonly maxSamples: number;
   readonly stats: DecodeStats;
+  /** Where declared metric metadata goes; absent: it is counted and skipped. */
+  readonly metadata?: DeclaredMetadataMemory;
 }
+
+const utf8 = new TextDecoder();
 
 export function newDecodeStats(): DecodeStats {
   return { histograms: 0, exemplars: 0, metadata: 0 };
@@ -80,11 +87,40 @@ export function decodeRemoteWriteV1(buf: Uint8Array, ctx: DecodeContext): void {
       const stop = r.lengthDelimited(end, 'TimeSeries');
       decodeSeriesV1(buf, r.pos, stop, ctx);
       r.pos = stop;
-    } else {
-      if (field === 3) ctx.stats.metadata++;
-      r.skip(tag, end);
-    }
+    } else if (field === 3 && (tag & 7) === WireType.len) {
+      ctx.stats.metadata++;
+      const stop = r.lengthDelimited(end, 'MetricMetadata');
+      if (ctx.metadata) decodeMetricMetadataV1(buf, r, stop, ctx.metadata);
+      r.pos = stop;
+    } else r.skip(tag, end);
   }
+}
+
+/** One `MetricMetadata` (type = 1, metric_family_name = 2, help = 4, unit = 5) into `memory`. */
+function decodeMetricMetadataV1(
+  buf: Uint8Array,
+  r: ProtoReader,
+  stop: number,
+  memory: DeclaredMetadataMemory,
+) {
+  let type = 0;
+  let name = '';
+  let help = '';
+  let unit = '';
+  while (r.pos < stop) {
+    const tag = r.tag(stop);
+    const field = tag >>> 3;
+    if (field === 1 && (tag & 7) === WireType.varint) type = r.uint32(stop, 'MetricMetadata.type');
+    else if ((field === 2 || field === 4 || field === 5) && (tag & 7) === WireType.len) {
+      const s = r.lengthDelimited(stop, 'MetricMetadata string');
+      const text = utf8.decode(buf.subarray(r.pos, s));
+      r.pos = s;
+      if (field === 2) name = text;
+      else if (field === 4) help = text;
+      else unit = text;
+    } else r.skip(tag, stop);
+  }
+  memory.note(name, metricTypeOfRemoteWrite(type), help, unit);
 }
 
 function decodeSeriesV1(buf: Uint8Array, start: number, end: number, ctx: DecodeContext): void {
@@ -227,6 +263,11 @@ export class SymbolTable {
   lengths = new Int32Array(1024);
   count = 0;
   refs = new Int32Array(64);
+  /** Metric-name symbols whose metadata this request already passed on (noteMetadataV2). */
+  readonly metadataNoted = new Set<number>();
+  /** The symbol of `__name__` in this request once found (-1: not yet), and the last metric-name symbol noted. */
+  nameSymbol = -1;
+  lastNotedName = -1;
 
   push(start: number, length: number): void {
     if (this.count === this.starts.length) {
@@ -257,12 +298,56 @@ export class SymbolTable {
   }
 }
 
+const NAME_LABEL = new TextEncoder().encode('__name__');
+
+/**
+ * Passes one series' declared metadata on, once per metric name and request: its series share the name's
+ * symbol, so later series of the name cost a set lookup and no string.
+ */
+function noteMetadataV2(
+  buf: Uint8Array,
+  memory: DeclaredMetadataMemory,
+  symbols: SymbolTable,
+  nRefs: number,
+  type: number,
+  helpRef: number,
+  unitRef: number,
+  at: number,
+): void {
+  if (helpRef >= symbols.count || unitRef >= symbols.count)
+    throw new ProtoError(`Metadata refers to a symbol beyond the ${symbols.count} of the request`, at);
+  for (let i = 0; i < nRefs; i += 2) {
+    const n = symbols.refs[i]!;
+    if (n !== symbols.nameSymbol) {
+      // Symbols are unique in a request: once `__name__`'s is known, other symbols are not it.
+      if (symbols.nameSymbol >= 0 || symbols.lengths[n] !== NAME_LABEL.length) continue;
+      const s = symbols.starts[n]!;
+      let same = true;
+      for (let k = 0; k < NAME_LABEL.length && same; k++) same = buf[s + k] === NAME_LABEL[k];
+      if (!same) continue;
+      symbols.nameSymbol = n;
+    }
+    const v = symbols.refs[i + 1]!;
+    // Series of one metric usually come together: the last name noted is checked before the set.
+    if (v === symbols.lastNotedName || symbols.metadataNoted.has(v)) return;
+    symbols.lastNotedName = v;
+    symbols.metadataNoted.add(v);
+    const text = (ref: number) =>
+      utf8.decode(buf.subarray(symbols.starts[ref]!, symbols.starts[ref]! + symbols.lengths[ref]!));
+    memory.note(text(v), metricTypeOfRemoteWrite(type), text(helpRef), text(unitRef));
+    return;
+  }
+}
+
 /** Decodes an `io.prometheus.write.v2.Request` into `ctx.batch`. */
 export function decodeRemoteWriteV2(buf: Uint8Array, ctx: DecodeContext, symbols: SymbolTable): void {
   const r = ctx.reader.reset(buf);
   const end = buf.length;
   // Symbols first: the message may carry them after the series that refer to them.
   symbols.count = 0;
+  if (symbols.metadataNoted.size > 0) symbols.metadataNoted.clear();
+  symbols.nameSymbol = -1;
+  symbols.lastNotedName = -1;
   while (r.pos < end) {
     const tag = r.tag(end);
     if (tag >>> 3 === 4) {
@@ -294,6 +379,10 @@ function decodeSeriesV2(
   const r = ctx.reader;
   let nRefs = 0;
   let samples = 0;
+  // Metadata (type = 1, help_ref = 3, unit_ref = 4); zero: not declared.
+  let metaType = 0;
+  let helpRef = 0;
+  let unitRef = 0;
   r.pos = start;
   while (r.pos < end) {
     const tag = r.tag(end);
@@ -321,6 +410,19 @@ function decodeSeriesV2(
         ctx.stats.exemplars++;
         r.skip(tag, end);
         break;
+      case 5: {
+        r.expect(tag, WireType.len, 'TimeSeries.metadata');
+        const stop = r.lengthDelimited(end, 'Metadata');
+        while (r.pos < stop) {
+          const t = r.tag(stop);
+          const f = t >>> 3;
+          if (f === 1 && (t & 7) === WireType.varint) metaType = r.uint32(stop, 'Metadata.type');
+          else if (f === 3 && (t & 7) === WireType.varint) helpRef = r.uint32(stop, 'Metadata.help_ref');
+          else if (f === 4 && (t & 7) === WireType.varint) unitRef = r.uint32(stop, 'Metadata.unit_ref');
+          else r.skip(t, stop);
+        }
+        break;
+      }
       default:
         r.skip(tag, end);
     }
@@ -328,6 +430,8 @@ function decodeSeriesV2(
   if (nRefs % 2 !== 0) {
     throw new ProtoError(`TimeSeries.labels_refs has an odd number (${nRefs}) of references`, start);
   }
+  if ((metaType | helpRef | unitRef) !== 0 && ctx.metadata)
+    noteMetadataV2(buf, ctx.metadata, symbols, nRefs, metaType, helpRef, unitRef, start);
   if (samples === 0) return;
   const kb = ctx.keys;
   kb.begin(buf);

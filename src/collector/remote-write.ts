@@ -58,6 +58,8 @@ export function registerRemoteWrite(app: FastifyInstance, deps: CollectorDeps): 
         body,
         version,
       });
+      // Metadata is kept whatever becomes of the samples: it describes the metric, not this request.
+      if (decoded.metadata) deps.declaredMetadata?.noteDeclared(principal.tenant, decoded.metadata);
       const { samples, histograms, exemplars } = decoded;
 
       await deps.busWriter.writeParts(

@@ -34,6 +34,12 @@ export {
 } from './jobs.js';
 export { type Db, MetaStore, type Migration } from './meta-store.js';
 export {
+  METRIC_METADATA_FLUSH_INTERVAL_MS,
+  METRIC_METADATA_MIGRATIONS,
+  type MetricMetadataQuery,
+  MetricMetadataStore,
+} from './metric-metadata.js';
+export {
   type MetaConfig,
   type OpenedMeta,
   type OpenMetaOptions,

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { ACCESS_MIGRATIONS, AccessStore, sqliteRunner } from './access.js';
 import { JobStore } from './jobs.js';
 import { MetaStore } from './meta-store.js';
+import { METRIC_METADATA_MIGRATIONS, MetricMetadataStore } from './metric-metadata.js';
 import type { PgMeta } from './postgres/pg-meta.js';
 import { type TokenAdmin, type TokenSource, TokenStore, tokenAdminOf } from './tokens.js';
 
@@ -46,6 +47,8 @@ export interface OpenedMeta {
   readonly tokenAdmin: TokenAdmin;
   /** Users, roles per tenant, sessions and the audit log. */
   readonly access: AccessStore;
+  /** Metric metadata senders declared (the collector queues, `/api/v1/metadata` reads); flushed by a timer. */
+  readonly metricMetadata: MetricMetadataStore;
   /** The SQLite store (for the concerns still on it only: alert store, …); undefined with PostgreSQL. */
   readonly sqlite: MetaStore | undefined;
   /** The PostgreSQL pool (for the other PostgreSQL repositories); undefined with SQLite. */
@@ -97,6 +100,9 @@ export async function openMeta(config: MetaConfig, opts: OpenMetaOptions = {}): 
     try {
       const tokens = new TokenStore(meta);
       meta.migrate(ACCESS_MIGRATIONS);
+      meta.migrate(METRIC_METADATA_MIGRATIONS);
+      const metricMetadata = new MetricMetadataStore(sqliteRunner(meta.db), opts.onError);
+      metricMetadata.start();
       // Tokens' last-used times are noted per request and written here, in batches.
       const flush = () => {
         try {
@@ -113,11 +119,13 @@ export async function openMeta(config: MetaConfig, opts: OpenMetaOptions = {}): 
         tokens,
         tokenAdmin: tokenAdminOf(tokens),
         access: new AccessStore(sqliteRunner(meta.db)),
+        metricMetadata,
         sqlite: meta,
         postgres: undefined,
         close: async () => {
           clearInterval(timer);
           flush();
+          await metricMetadata.close().catch((err: Error) => opts.onError?.(err));
           meta.close();
         },
       };
@@ -133,15 +141,19 @@ export async function openMeta(config: MetaConfig, opts: OpenMetaOptions = {}): 
       missRefreshMinIntervalMs: opts.tokenMissRefreshMinIntervalMs,
       onError: opts.onError,
     });
+    const metricMetadata = new MetricMetadataStore(pgModule.pgRunner(db), opts.onError);
+    metricMetadata.start();
     return {
       kind: 'postgres',
       jobs: new JobStore(new pgModule.PgJobRepository(db, silentAfterMs)),
       tokens,
       tokenAdmin: new pgModule.PgTokenRepository(db, opts.onError),
       access: new AccessStore(pgModule.pgRunner(db)),
+      metricMetadata,
       sqlite: undefined,
       postgres: db,
       close: async () => {
+        await metricMetadata.close().catch((err: Error) => opts.onError?.(err));
         await tokens.close();
         await db.close();
       },

@@ -11,7 +11,8 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Authenticator, type Principal, requestPrincipal } from '../auth/index.js';
-import { type LabelMatcher, METRIC_NAME_LABEL } from '../model/labels.js';
+import { LabelMatcher, METRIC_NAME_LABEL } from '../model/labels.js';
+import { catalogMetadata, type MetricMetadata, type MetricType } from '../model/metric-catalog.js';
 import type { Storage } from '../storage/index.js';
 import { requestSignal } from './dashboard-scope.js';
 import { evaluatePromQuery, type PromAnswer, type PromQueryRequest } from './prom-eval.js';
@@ -68,6 +69,17 @@ export interface PromApiDeps {
    * it they evaluate in this thread (tests, tools, `query.workers: 0`).
    */
   readonly pool?: QueryPool;
+  /** Metric metadata senders declared (src/meta `MetricMetadataStore`); absent: the catalog's alone. */
+  readonly metricMetadata?: MetricMetadataSource;
+}
+
+/** Reads a tenant's declared metric metadata by name (only `metric`, when given). */
+export interface MetricMetadataSource {
+  list(
+    tenant: string,
+    query: { readonly metric?: string },
+    signal?: AbortSignal,
+  ): Promise<ReadonlyMap<string, MetricMetadata>>;
 }
 
 class BadData extends Error {}
@@ -379,16 +391,21 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
       const principal = principalOf(req);
       try {
         const p = collectParams(req);
-        const metric = one(p, 'metric');
-        const limit = limitParam(p);
+        const limit = metadataLimit(p, 'limit');
+        // One entry per metric is kept (the last declaration), so any positive per-metric limit keeps it.
+        const limitPerMetric = metadataLimit(p, 'limit_per_metric');
+        const metric = one(p, 'metric') || undefined;
+        const signal = requestSignal(reply);
         const querier = querierFor(principal, MIN_TIME, MAX_TIME);
-        const all = await querier.labelValues(METRIC_NAME_LABEL, [], requestSignal(reply));
-        const names = metric ? all.filter((n) => n === metric) : all;
-        // trainwatch keeps no exposition metadata (TYPE/HELP/UNIT lines); every stored metric is listed as
-        // `unknown`, which is what Prometheus reports for metrics scraped without metadata.
-        const data: Record<string, { type: string; help: string; unit: string }[]> = {};
-        for (const n of limit > 0 ? names.slice(0, limit) : names)
-          data[n] = [{ type: 'unknown', help: '', unit: '' }];
+        const matchers: LabelMatcher[] =
+          metric === undefined ? [] : [new LabelMatcher('=', METRIC_NAME_LABEL, metric)];
+        const [stored, declared] = await Promise.all([
+          querier.labelValues(METRIC_NAME_LABEL, matchers, signal),
+          deps.metricMetadata?.list(principal.tenant, metric === undefined ? {} : { metric }, signal) ??
+            new Map<string, MetricMetadata>(),
+        ]);
+        const data = metadataAnswer(stored, declared, limit);
+        if (limitPerMetric === 0) for (const k of Object.keys(data)) data[k] = [];
         return success(reply, data);
       } catch (err) {
         return handleError(reply, err);
@@ -422,6 +439,59 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
     });
   });
 }
+
+/** `limit` and `limit_per_metric` of /metadata: an integer; negative or absent (-1) means no limit. */
+function metadataLimit(p: Params, name: string): number {
+  const raw = one(p, name);
+  if (raw === undefined || raw === '') return -1;
+  const n = Number(raw);
+  if (!Number.isInteger(n)) throw new BadData(`${name} must be a number`);
+  return n;
+}
+
+/** Suffixes of a metric family's series (histogram/summary parts, a counter's `_total`). */
+const FAMILY_SUFFIXES: readonly (readonly [string, readonly MetricType[]])[] = [
+  ['_bucket', ['histogram', 'gaugehistogram']],
+  ['_sum', ['histogram', 'gaugehistogram', 'summary']],
+  ['_count', ['histogram', 'gaugehistogram', 'summary']],
+  ['_created', ['histogram', 'summary', 'counter']],
+  ['_total', ['counter']],
+];
+
+/**
+ * `/api/v1/metadata`'s data: every metric of the tenant, stored or declared, with what its sender declared,
+ * else the catalog's metadata (canonical metrics, `*_total`, `train_*`), else `unknown` as Prometheus reports
+ * a metric scraped without metadata. A stored series name that belongs to a declared family (`foo_bucket` of
+ * the histogram `foo`, `foo_total` of the counter `foo`) is listed as the family, as Prometheus lists it.
+ * Names sorted; at most `limit` of them when it is not negative.
+ */
+export function metadataAnswer(
+  stored: readonly string[],
+  declared: ReadonlyMap<string, MetricMetadata>,
+  limit: number,
+): Record<string, MetricMetadata[]> {
+  const names = new Set<string>(declared.keys());
+  for (const name of stored) {
+    if (declared.has(name)) continue;
+    const family = FAMILY_SUFFIXES.find(([suffix, types]) => {
+      if (!name.endsWith(suffix)) return false;
+      const base = declared.get(name.slice(0, -suffix.length));
+      return base !== undefined && types.includes(base.type);
+    });
+    if (!family) names.add(name);
+  }
+  const data: Record<string, MetricMetadata[]> = {};
+  let n = 0;
+  for (const name of [...names].sort()) {
+    if (limit >= 0 && n >= limit) break;
+    const md = declared.get(name) ?? catalogMetadata(name) ?? UNKNOWN_METADATA;
+    data[name] = [{ type: md.type, help: md.help, unit: md.unit }];
+    n++;
+  }
+  return data;
+}
+
+const UNKNOWN_METADATA: MetricMetadata = { type: 'unknown', help: '', unit: '' };
 
 /** Reverses Prometheus's label-name escaping (`_2e_` → `.`, `__` → `_`). */
 function unescapeLabelName(s: string): string {

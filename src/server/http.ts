@@ -87,6 +87,9 @@ export type ReadinessCheck = (signal: AbortSignal) => Promise<string | undefined
 /** A check that takes longer is reported as not ready ("timed out"). */
 const READINESS_TIMEOUT_MS = 2000;
 
+/** The name `/-/healthy` and `/-/ready` answer with, where Prometheus says "Prometheus Server". */
+export const PROBE_APP_NAME = 'trainwatch';
+
 export interface HttpServer {
   readonly app: FastifyInstance;
   /** The route-permission check every route goes through (src/auth/permissions.ts). */
@@ -193,10 +196,10 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   });
 
   app.get('/healthz', { config: { permission: 'public' } }, async () => ({ status: 'ok' }));
-  // Ready when every role's dependencies are: load balancers and Kubernetes route traffic by this, and
-  // autoscalers wait for it. The answer names each check, so an operator sees which dependency is missing.
-  app.get('/readyz', { config: { permission: 'public' } }, async (_req, reply) => {
-    const results = await Promise.all(
+
+  /** Runs every readiness check (each bounded by READINESS_TIMEOUT_MS): `[name, "ok" | why not]` pairs. */
+  const runReadinessChecks = () =>
+    Promise.all(
       [...checks].map(async ([name, check]) => {
         const abort = new AbortController();
         const timer = setTimeout(() => abort.abort(), READINESS_TIMEOUT_MS);
@@ -215,6 +218,11 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
         }
       }),
     );
+
+  // Ready when every role's dependencies are: load balancers and Kubernetes route traffic by this, and
+  // autoscalers wait for it. The answer names each check, so an operator sees which dependency is missing.
+  app.get('/readyz', { config: { permission: 'public' } }, async (_req, reply) => {
+    const results = await runReadinessChecks();
     const failing = results.filter(([, r]) => r !== 'ok');
     const warned = [...warnings].flatMap(([name, note]) => {
       const w = note();
@@ -230,6 +238,24 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       reason: failing.map(([n, r]) => `${n}: ${r}`).join('; '),
       ...body,
     });
+  });
+
+  // Prometheus's own probes (web/web.go), for tools and Kubernetes manifests written for Prometheus:
+  // `/-/healthy` answers 200 while the process serves; `/-/ready` follows the `/readyz` checks, answering
+  // 503 "Service Unavailable" while any fails. Plain text, with Prometheus's wording (its app name replaced);
+  // HEAD (Fastify's HEAD route for every GET route) answers the same status without a body, as Prometheus does.
+  const plainText = (reply: FastifyReply, status: number, text: string) =>
+    reply.code(status).header('content-type', 'text/plain; charset=utf-8').send(text);
+  app.get('/-/healthy', { config: { permission: 'public' } }, async (_req, reply) =>
+    plainText(reply, 200, `${PROBE_APP_NAME} is Healthy.\n`),
+  );
+  app.get('/-/ready', { config: { permission: 'public' } }, async (_req, reply) => {
+    const ready = (await runReadinessChecks()).every(([, r]) => r === 'ok');
+    return plainText(
+      reply,
+      ready ? 200 : 503,
+      ready ? `${PROBE_APP_NAME} is Ready.\n` : 'Service Unavailable',
+    );
   });
   const metricsSources: (() => Promise<string>)[] = [];
   // Public for scrapers; tenant names are hidden unless http.metrics_tenant_labels allows them.

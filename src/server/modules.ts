@@ -518,6 +518,7 @@ class Modules {
           idempotency: new IdempotencyWindow(config.ingest.dedup_window),
           tenants: new TenantLimits(tenantLimits),
           ...(engine ? { engine } : {}),
+          declaredMetadata: this.opened!.metricMetadata,
           limits,
           metrics: createCollectorMetrics(this.registry),
           ...(this.workers && config.processor.max_lag_records > 0
@@ -647,6 +648,7 @@ class Modules {
         registerPromApi(this.http!.app, {
           auth: this.auth!,
           storage: this.storage!,
+          metricMetadata: this.opened!.metricMetadata,
           ...(remote ? { remote } : {}),
           ...(pool ? { pool: pool.pool } : {}),
           limits: {

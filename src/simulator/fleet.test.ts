@@ -134,4 +134,26 @@ describe('fleet simulator', () => {
     });
     expect(first.config).toHaveProperty('learning_rate');
   });
+
+  it('reports each running node up as its agent would: up{job="trainwatch_agent", instance=node, node_id=node} 1', () => {
+    const { sim } = simulate(3, 30);
+    const nodes = sim.activeNodes().filter((n) => n.job.phase === 'running');
+    expect(nodes.length).toBeGreaterThan(0);
+    for (const node of nodes) {
+      const ups = node.series.flatMap((labels, s) =>
+        labels.__name__ === 'up' ? [[labels, s] as const] : [],
+      );
+      expect(ups).toHaveLength(1);
+      const [labels, s] = ups[0]!;
+      expect(labels).toEqual({
+        __name__: 'up',
+        job: 'trainwatch_agent',
+        instance: node.nodeId,
+        node_id: node.nodeId,
+        cluster: defaultFleetOptions.cluster,
+      });
+      expect(node.present[s]).toBe(1);
+      expect(node.values[s]).toBe(1);
+    }
+  });
 });

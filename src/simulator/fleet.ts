@@ -11,6 +11,7 @@
  */
 import type { JobEvent } from '../model/job.js';
 import type { LabelSet } from '../model/labels.js';
+import { AGENT_UP_JOB } from '../model/metric-catalog.js';
 import { Rng } from './rng.js';
 
 export const INCIDENT_TYPES = [
@@ -266,6 +267,8 @@ export class SimNode {
       if (rank === 0) for (const m of RANK0_METRICS) this.series.push({ __name__: m, ...rankLabels });
     }
     for (const m of HOST_METRICS) this.series.push({ __name__: m, ...base });
+    // The node's agent reports itself up (src/agent/agent.ts) while it collects: last in the row.
+    this.series.push({ __name__: 'up', job: AGENT_UP_JOB, instance: nodeId, node_id: nodeId, cluster });
     this.values = new Float64Array(this.series.length);
     this.present = new Uint8Array(this.series.length);
   }
@@ -530,6 +533,7 @@ export class FleetSimulator {
       node.netTx += (hung ? 1e4 : 2.3e9) * dt;
       set(node.netRx);
       set(node.netTx);
+      set(1); // up
     }
 
     const finished = job.step >= job.totalSteps;

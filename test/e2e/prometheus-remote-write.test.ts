@@ -1,7 +1,8 @@
 /**
  * A real Prometheus (Debian's `prometheus`, 2.42) scrapes a real `prometheus-node-exporter` and itself every
  * second and remote-writes to trainwatch with an ingest token. After a short run, the same series with the
- * same samples (timestamps and values) are read from trainwatch's API as from Prometheus's own.
+ * same samples (timestamps and values) are read from trainwatch's API as from Prometheus's own, and the
+ * metric metadata Prometheus sends (remote-write 1.0 `metadata`) answers `/api/v1/metadata` as Prometheus's.
  *
  * Needs `apt-get install -y prometheus prometheus-node-exporter` (in .ci/run's APT_PACKAGES). Under CI=true
  * the binaries must be there; elsewhere the test is skipped with that message when they are missing.
@@ -92,6 +93,7 @@ remote_write:
   - url: ${tw.url}/api/v1/write
     authorization: { type: Bearer, credentials: ${ingestToken} }
     queue_config: { batch_send_deadline: 500ms, min_backoff: 100ms, max_backoff: 1s }
+    metadata_config: { send: true, send_interval: 1s }
 `,
   );
   startChild('prometheus', [
@@ -180,5 +182,35 @@ describe.skipIf(!haveBinaries)('Prometheus remote-write to trainwatch', () => {
     }
     expect([...actual.keys()].sort()).toEqual([...expected.keys()].sort());
     for (const [key, pts] of expected) expect(actual.get(key), key).toEqual(pts);
+  }, 90_000);
+
+  it("answers /api/v1/metadata with the type, help and unit Prometheus sent, as Prometheus's own API does", async () => {
+    const names = ['node_load1', 'node_cpu_seconds_total', 'prometheus_tsdb_head_series'];
+    const ofPrometheus = async (name: string) =>
+      ((await (await fetch(`${promUrl}/api/v1/metadata?metric=${name}`)).json()) as { data: object }).data;
+    const ofTrainwatch = async (name: string) =>
+      (
+        (await (
+          await fetch(`${tw.url}/api/v1/metadata?metric=${name}`, {
+            headers: { authorization: `Bearer ${readToken}` },
+          })
+        ).json()) as { data: object }
+      ).data;
+    for (const name of names) {
+      const expected = await waitFor(`Prometheus's metadata of ${name}`, async () => {
+        const d = (await ofPrometheus(name)) as Record<string, unknown[]>;
+        return d[name]?.length ? d : undefined;
+      });
+      const got = await waitFor(
+        `trainwatch's metadata of ${name} as Prometheus's`,
+        async () => {
+          const d = await ofTrainwatch(name);
+          return JSON.stringify(d) === JSON.stringify(expected) ? d : undefined;
+        },
+        30_000,
+        500,
+      ).catch(async () => ofTrainwatch(name));
+      expect(got, name).toEqual(expected);
+    }
   }, 90_000);
 });

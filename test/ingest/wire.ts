@@ -75,11 +75,26 @@ export class PbWriter {
 export interface RwSeries {
   readonly labels: Record<string, string>;
   readonly samples: readonly (readonly [number, number | Uint8Array])[];
+  /** Remote-write 2.0 only: the series' `Metadata` (type: the MetricType enum number). */
+  readonly metadata?: { readonly type: number; readonly help: string; readonly unit: string };
+}
+
+/** A remote-write 1.0 `MetricMetadata` (type: the MetricType enum number). */
+export interface RwMetadataV1 {
+  readonly type: number;
+  readonly family: string;
+  readonly help: string;
+  readonly unit: string;
 }
 
 /** prometheus.WriteRequest; labels are written in the order given (Prometheus sorts them). */
-export function writeRequestV1(series: readonly RwSeries[]): Uint8Array {
+export function writeRequestV1(
+  series: readonly RwSeries[],
+  metadata: readonly RwMetadataV1[] = [],
+): Uint8Array {
   const w = new PbWriter();
+  for (const m of metadata)
+    w.message(3, (md) => md.int64(1, m.type).string(2, m.family).string(4, m.help).string(5, m.unit));
   for (const s of series) {
     w.message(1, (ts) => {
       for (const [name, value] of Object.entries(s.labels))
@@ -111,7 +126,12 @@ export function writeRequestV2(series: readonly RwSeries[]): Uint8Array {
   const w = new PbWriter();
   const encoded = series.map((s) => {
     const refs = Object.entries(s.labels).flatMap(([n, v]) => [ref(n), ref(v)]);
-    return { refs, samples: s.samples };
+    const md = s.metadata && {
+      type: s.metadata.type,
+      help: ref(s.metadata.help),
+      unit: ref(s.metadata.unit),
+    };
+    return { refs, samples: s.samples, md };
   });
   for (const sym of symbols) w.string(4, sym);
   for (const s of encoded) {
@@ -125,6 +145,8 @@ export function writeRequestV2(series: readonly RwSeries[]): Uint8Array {
           else smp.double(1, v);
           smp.int64(2, t);
         });
+      const md = s.md;
+      if (md) ts.message(5, (m) => m.int64(1, md.type).int64(3, md.help).int64(4, md.unit));
     });
   }
   return w.finish();

@@ -271,11 +271,15 @@ describe('Grafana data source: template variables and the metrics browser', () =
     });
   });
 
-  it('metadata lists the metrics', async () => {
+  it('metadata lists the metrics, typed by the catalog (canonical names, `_total` counters)', async () => {
     const r = await get('/api/v1/metadata');
-    expect(r.body.data.train_samples_total).toEqual([{ type: 'unknown', help: '', unit: '' }]);
+    expect(r.body.data.train_samples_total).toEqual([{ type: 'counter', help: '', unit: '' }]);
     const one = await get('/api/v1/metadata?metric=gpu_utilization_ratio');
-    expect(Object.keys(one.body.data)).toEqual(['gpu_utilization_ratio']);
+    expect(one.body.data).toEqual({
+      gpu_utilization_ratio: [
+        { type: 'gauge', help: 'Fraction of time one or more kernels ran on the GPU.', unit: 'ratio' },
+      ],
+    });
   });
 
   it('exemplars: an empty list', async () => {

@@ -1,7 +1,7 @@
 /**
  * The PostgreSQL schema of the metadata store, as versioned migrations. Version numbers and column
  * meanings follow the SQLite migrations (`JOB_MIGRATIONS` 100,
- * `TOKEN_MIGRATIONS` 200), so both backends store the same things under the same names; only the types are
+ * `TOKEN_MIGRATIONS` 200, `METRIC_METADATA_MIGRATIONS` 400), so both backends store the same things under the same names; only the types are
  * PostgreSQL's: BIGINT for millisecond timestamps and offsets, JSONB for JSON documents (config, tags, labels, matchers,
  * payloads), BYTEA for bytes, identity columns for AUTOINCREMENT. The alerting stage owns its tables and
  * their migrations (300–399: `ALERTING_PG_MIGRATIONS` in `alerting/postgres/`), applied by the alerting
@@ -11,6 +11,7 @@
  */
 
 import { ACCESS_PG_MIGRATIONS } from '../access.js';
+import { METRIC_METADATA_PG_MIGRATIONS } from '../metric-metadata.js';
 
 export interface PgMigration {
   /** Unique and increasing over the list. */
@@ -66,6 +67,8 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   },
   // Users, roles per tenant, sessions, audit log: one definition for both backends (../access.ts).
   ...ACCESS_PG_MIGRATIONS,
+  // Metric metadata senders declared: one definition for both backends (../metric-metadata.ts).
+  ...METRIC_METADATA_PG_MIGRATIONS,
   {
     // Scale-out only (no SQLite counterpart: the embedded processor keeps its state in its data dir).
     version: 900,

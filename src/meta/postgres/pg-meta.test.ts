@@ -43,6 +43,7 @@ describeWithPostgres('PgMeta on a real PostgreSQL', () => {
       'auth_user_roles',
       'auth_users',
       'jobs',
+      'metric_metadata',
       'partition_state',
       'schema_migrations',
     ]);
