@@ -61,11 +61,15 @@ describe.skipIf(!available)('the dashboard in Chromium against trainwatch demo',
       () => /incident scheduled: straggler in (\S+)/.exec(demo.output())?.[1],
       30_000,
     );
+    // Eight jobs under way: running, or stalled while a hang's TrainingStalled alert fires.
     await waitFor(
-      'eight running jobs',
+      'eight jobs under way',
       async () => {
         const body = await getJson<{ data: { jobs: FleetJob[] } }>(`${base}/api/tw/v1/fleet`);
-        return body.data.jobs.filter((j) => j.status === 'running').length >= 8 || undefined;
+        return (
+          body.data.jobs.filter((j) => j.status === 'running' || j.status === 'stalled').length >= 8 ||
+          undefined
+        );
       },
       60_000,
       500,
