@@ -9,8 +9,8 @@ import { colorTable } from '../../src/ui/lib/colors.js';
 import { NO_DATA } from '../../src/ui/lib/matrix.js';
 import { MIN_TICK_SPACING_PX, timeTicks } from '../../src/ui/lib/time-axis.js';
 import {
-  formatWithUnit,
   type BaseUnit,
+  formatWithUnit,
   type MetricMetadata,
   metricsOfQuery,
   type Unit,
@@ -121,8 +121,16 @@ describe('units', () => {
       otel_duration: [{ type: 'histogram', help: '', unit: 's' }],
       weird_celsius: [{ type: 'gauge', help: '', unit: 'unknown' }],
     };
-    expect(unitOfMetric('tokens_in_flight', meta)).toEqual({ base: 'bytes', perSecond: false, source: 'metadata' });
-    expect(unitOfMetric('gpu_power_watts', meta)).toEqual({ base: 'watts', perSecond: false, source: 'name' });
+    expect(unitOfMetric('tokens_in_flight', meta)).toEqual({
+      base: 'bytes',
+      perSecond: false,
+      source: 'metadata',
+    });
+    expect(unitOfMetric('gpu_power_watts', meta)).toEqual({
+      base: 'watts',
+      perSecond: false,
+      source: 'name',
+    });
     expect(unitOfMetric('otel_duration', meta)?.base).toBe('seconds');
     expect(unitOfMetric('weird_celsius', meta)?.source).toBe('name');
     expect(unitOfMetric('train_loss', {})).toBeNull();
