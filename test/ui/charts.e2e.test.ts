@@ -7,6 +7,8 @@
  *   with the total on the legend;
  * - Explore has a legend for many series that toggles them, and units on its axis and values.
  */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Child, getJson, stopChild, waitFor } from '../helpers.js';
@@ -16,6 +18,16 @@ import { startDemo } from './demo.js';
 const available = chromiumAvailable();
 if (!available && process.env.CI === 'true')
   throw new Error(`${CHROMIUM} is missing: the browser tests need Debian's chromium package`);
+
+function axePath(): string | undefined {
+  try {
+    return createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+  } catch {
+    const p = process.env.AXE_CORE_PATH;
+    return p && existsSync(p) ? p : undefined;
+  }
+}
+const AXE = axePath();
 
 interface FleetJob {
   jobId: string;
@@ -195,5 +207,39 @@ describe.skipIf(!available)(
       await expect.poll(() => rate.getByTestId('explore-graph').getAttribute('data-y-ticks')).toMatch(/B\/s/);
       await rate.close();
     }, 90_000);
+
+    it.skipIf(!AXE)(
+      'keeps the new legend, axis and scale markup free of WCAG 2 AA violations in both themes',
+      async () => {
+        const job = jobs.find((j) => j.name === 'moe-8x1b-pretrain')!;
+        const found: string[] = [];
+        for (const theme of ['dark', 'light'] as const) {
+          // The server's CSP (script-src 'self') refuses injected scripts: axe needs the bypass.
+          const context = await browser.newContext({
+            viewport: { width: 1440, height: 900 },
+            colorScheme: theme,
+            bypassCSP: true,
+          });
+          for (const p of [
+            { path: `/jobs/${encodeURIComponent(job.jobId)}`, ready: 'body[data-job-loaded]' },
+            { path: '/explore?q=gpu_memory_used_bytes&range=15m', ready: '[data-testid="series-legend"]' },
+          ]) {
+            const page = await context.newPage();
+            await page.goto(`${base}${p.path}`);
+            await page.locator(p.ready).first().waitFor({ timeout: 45_000 });
+            await page.addScriptTag({ path: AXE! });
+            const violations = (await page.evaluate(`axe
+              .run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } })
+              .then((r) => r.violations.map((v) => v.id + ': ' + v.nodes.slice(0, 3)
+                .map((n) => n.target.join(' ') + ' ' + (n.failureSummary || '')).join('; ')))`)) as string[];
+            for (const v of violations) found.push(`${theme} ${p.path}: ${v}`);
+            await page.close();
+          }
+          await context.close();
+        }
+        expect(found, found.join('\n')).toEqual([]);
+      },
+      120_000,
+    );
   },
 );
