@@ -13,6 +13,7 @@ import {
   formatWithUnit,
   type MetricMetadata,
   metricsOfQuery,
+  rangeFormatter,
   type Unit,
   unitFromName,
   unitOfMetric,
@@ -160,5 +161,9 @@ describe('units', () => {
     expect(formatWithUnit(71, unit('celsius'))).toBe('71 °C');
     expect(formatWithUnit(2048, unit('bytes', true))).toBe('2 KiB/s');
     expect(formatWithUnit(1234, null)).toBe('1.23k');
+    // Range ends are told apart: 71.98 and 72.03 GiB are not both "72 GiB".
+    const f = rangeFormatter(71.98 * GiB, 72.03 * GiB, unit('bytes'));
+    expect(f(71.98 * GiB)).not.toBe(f(72.03 * GiB));
+    expect(f(71.98 * GiB)).toBe('71.98 GiB');
   });
 });

@@ -7,11 +7,12 @@
  *   with the total on the legend;
  * - Explore has a legend for many series that toggles them, and units on its axis and values.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Child, getJson, stopChild, waitFor } from '../helpers.js';
+import { type Child, getJson, REPO_ROOT, stopChild, waitFor } from '../helpers.js';
 import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
 import { startDemo } from './demo.js';
 
@@ -28,11 +29,14 @@ function axePath(): string | undefined {
   }
 }
 const AXE = axePath();
+/** Screenshots for a reviewer, beside browser.e2e's. */
+const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
 
 interface FleetJob {
   jobId: string;
   name: string;
   gpus: number;
+  lastSampleMs: number | null;
 }
 
 interface Geometry {
@@ -71,11 +75,17 @@ describe.skipIf(!available)(
         'the demo jobs',
         async () => {
           jobs = (await getJson<{ data: { jobs: FleetJob[] } }>(`${base}/api/tw/v1/fleet`)).data.jobs;
-          return jobs.length >= 8 || undefined;
+          // The backfill is in once every job's newest sample is live (within a few intervals of now).
+          return (
+            (jobs.length >= 8 &&
+              jobs.every((j) => j.lastSampleMs !== null && Date.now() - j.lastSampleMs < 20_000)) ||
+            undefined
+          );
         },
         60_000,
         500,
       );
+      mkdirSync(SHOTS, { recursive: true });
       browser = await launchChromium();
     }, 120_000);
 
@@ -93,6 +103,7 @@ describe.skipIf(!available)(
         await expect
           .poll(async () => Number(await page.getByTestId(id).getAttribute('data-points')), {
             timeout: 30_000,
+            message: `points of ${id}`,
           })
           .toBeGreaterThan(0);
       await page.locator('[data-testid="gpu-memory-heatmap"][data-painted]').waitFor({ timeout: 30_000 });
@@ -131,6 +142,7 @@ describe.skipIf(!available)(
           `${f}: ${charts.map((c, i) => `${c.id} ${xs[i]}`)}`,
         ).toBeLessThanOrEqual(2);
       }
+      await page.screenshot({ path: path.join(SHOTS, 'charts-job-time-axis.png'), fullPage: true });
       await page.close();
     }, 120_000);
 
@@ -168,6 +180,7 @@ describe.skipIf(!available)(
       const hi = Number(await heat.locator('.scale-legend').getAttribute('data-hi'));
       expect(lo).toBeGreaterThan(0.85 * 80 * 2 ** 30);
       expect(hi).toBeLessThan(0.95 * 80 * 2 ** 30);
+      await heat.screenshot({ path: path.join(SHOTS, 'charts-memory-heatmap.png') });
       await page.close();
     }, 90_000);
 
@@ -189,6 +202,7 @@ describe.skipIf(!available)(
       // Toggle one off, then show only it (double-click), then all again.
       await rows.nth(1).click();
       expect(await rows.nth(1).getAttribute('aria-pressed')).toBe('false');
+      await graph.screenshot({ path: path.join(SHOTS, 'charts-explore-legend.png') });
       await rows.nth(1).click();
       await rows.nth(2).dblclick();
       await expect.poll(() => legend.locator('button[aria-pressed="true"]').count()).toBe(1);

@@ -149,10 +149,10 @@ function trim(v: number, digits = 3): string {
   return Number(v.toPrecision(digits)).toString();
 }
 
-function scaled(v: number, steps: readonly [number, string][], unit: string): string {
+function scaled(v: number, steps: readonly [number, string][], unit: string, digits = 3): string {
   const a = Math.abs(v);
-  for (const [size, prefix] of steps) if (a >= size) return `${trim(v / size)} ${prefix}${unit}`;
-  return `${trim(v)} ${unit}`;
+  for (const [size, prefix] of steps) if (a >= size) return `${trim(v / size, digits)} ${prefix}${unit}`;
+  return `${trim(v, digits)} ${unit}`;
 }
 
 const SI: readonly [number, string][] = [
@@ -169,46 +169,57 @@ const IEC: readonly [number, string][] = [
   [2 ** 10, 'Ki'],
 ];
 
-function formatSeconds(v: number): string {
+function formatSeconds(v: number, digits = 3): string {
   const a = Math.abs(v);
   if (a === 0) return '0 s';
-  if (a < 1e-3) return `${trim(v * 1e6)} µs`;
-  if (a < 1) return `${trim(v * 1e3)} ms`;
-  if (a < 120) return `${trim(v)} s`;
-  if (a < 7200) return `${trim(v / 60)} min`;
-  if (a < 172_800) return `${trim(v / 3600)} h`;
-  return `${trim(v / 86_400)} d`;
+  if (a < 1e-3) return `${trim(v * 1e6, digits)} µs`;
+  if (a < 1) return `${trim(v * 1e3, digits)} ms`;
+  if (a < 120) return `${trim(v, digits)} s`;
+  if (a < 7200) return `${trim(v / 60, digits)} min`;
+  if (a < 172_800) return `${trim(v / 3600, digits)} h`;
+  return `${trim(v / 86_400, digits)} d`;
 }
 
 /** A value with its unit: `73.5 GiB`, `45%`, `1.2 ms`, `350 W`, `1.98 GHz`, `1.2 kB/s`-style rates. */
-export function formatWithUnit(v: number, unit: Unit | null): string {
+export function formatWithUnit(v: number, unit: Unit | null, digits = 3): string {
   if (!Number.isFinite(v)) return String(v);
-  if (!unit) return plain(v);
+  if (!unit) return plain(v, digits);
   const rate = unit.perSecond ? '/s' : '';
   switch (unit.base) {
     case 'bytes':
-      return scaled(v, IEC, `B${rate}`);
+      return scaled(v, IEC, `B${rate}`, digits);
     case 'seconds':
       // Seconds per second is a ratio of time (e.g. CPU seconds): show it plainly.
-      return unit.perSecond ? `${plain(v)} s/s` : formatSeconds(v);
+      return unit.perSecond ? `${plain(v, digits)} s/s` : formatSeconds(v, digits);
     case 'ratio':
-      return `${trim(v * 100)}%`;
+      return `${trim(v * 100, digits)}%`;
     case 'celsius':
-      return `${trim(v)} °C${rate}`;
+      return `${trim(v, digits)} °C${rate}`;
     case 'watts':
-      return scaled(v, SI, `W${rate}`);
+      return scaled(v, SI, `W${rate}`, digits);
     case 'hertz':
-      return scaled(v, SI, `Hz${rate}`);
+      return scaled(v, SI, `Hz${rate}`, digits);
     case 'count':
-      return `${plain(v)}${rate}`;
+      return `${plain(v, digits)}${rate}`;
   }
 }
 
-function plain(v: number): string {
+function plain(v: number, digits = 3): string {
   const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e15)) return v.toExponential(2);
-  for (const [size, prefix] of SI) if (a >= size) return `${trim(v / size)}${prefix}`;
-  return trim(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e15)) return v.toExponential(digits - 1);
+  for (const [size, prefix] of SI) if (a >= size) return `${trim(v / size, digits)}${prefix}`;
+  return trim(v, digits);
+}
+
+/**
+ * A formatter for the ends of a range that tells them apart: as many significant digits as it takes
+ * (3 to 8), so that a colour scale of 71.98–72.03 GiB does not read "72 GiB – 72 GiB".
+ */
+export function rangeFormatter(lo: number, hi: number, unit: Unit | null): (v: number) => string {
+  let digits = 3;
+  while (digits < 8 && lo !== hi && formatWithUnit(lo, unit, digits) === formatWithUnit(hi, unit, digits))
+    digits++;
+  return (v) => formatWithUnit(v, unit, digits);
 }
 
 /** The unit's name for a caption: `bytes`, `bytes per second`, `percent`… */

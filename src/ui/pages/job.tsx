@@ -44,7 +44,7 @@ import { emaSmooth } from '../lib/smoothing';
 import { JOB_GUTTERS } from '../lib/time-axis';
 import { isLive, parseRange, type RangeSpec, rangeParams, resolveRange } from '../lib/time-range';
 import type { Alert, Curve, SpreadResponse, StragglerResponse } from '../lib/types';
-import { formatWithUnit, type Unit } from '../lib/units';
+import { formatWithUnit, rangeFormatter, type Unit } from '../lib/units';
 import { onLinkClick, useSearchParams } from '../router';
 
 /** GPUs up to this many get a line each in the power/temperature/clock charts; more get a min–max band. */
@@ -858,7 +858,11 @@ export function JobPage({ jobId }: { jobId: string }) {
                   scale="viridis"
                   lo={memRange?.lo ?? panels.memory.lo}
                   hi={memRange?.hi ?? panels.memory.hi}
-                  format={fmtBytes}
+                  format={rangeFormatter(
+                    memRange?.lo ?? panels.memory.lo,
+                    memRange?.hi ?? panels.memory.hi,
+                    BYTES,
+                  )}
                   marker={panels.memoryTotal !== null ? { value: panels.memoryTotal, label: 'total' } : null}
                 />
               )
