@@ -5,8 +5,8 @@
  * that differ look different and one outlier cannot flatten the rest; the legend names that range and
  * marks the total (e.g. the GPU's memory) beside it. DOM-free, so unit tests run it in Node.
  */
-import { colorTable, type ScaleName } from './colors';
-import { type Matrix, NO_DATA } from './matrix';
+import { colorTable, type ScaleName } from './colors.js';
+import { type Matrix, NO_DATA } from './matrix.js';
 
 export interface ValueRange {
   readonly lo: number;
