@@ -63,6 +63,8 @@ const fmtBytes = (v: number) => formatWithUnit(v, BYTES);
  * with its scale set to the data's extent: bytes from zero give 73.8 GB and 73.9 GB of 80 the same byte.
  */
 const MIN_HEAT_LEVELS = 64;
+/** Live values that leave the memory heatmap's scale refit it at most this often. */
+const MEMORY_REFIT_MS = 60_000;
 
 function chartPoints(): number {
   return Math.max(200, Math.min(1200, Math.floor(window.innerWidth / 2)));
@@ -148,6 +150,8 @@ export function JobPage({ jobId }: { jobId: string }) {
   const panelsRef = useRef(panels);
   panelsRef.current = panels;
   const reloadNeeded = useRef(false);
+  /** When the memory heatmap's scale was last fitted again because live values left it. */
+  const memoryFittedAt = useRef(0);
 
   /**
    * What a load needs from the job's answer (the throughput metric it reports, whether its GPUs get lines or
@@ -439,9 +443,15 @@ export function JobPage({ jobId }: { jobId: string }) {
         : Promise.resolve(null),
     ]);
     setPanels((p) => ({ ...p, curves, throughput, stepTime, util, memory, gpuLines, gpuBands }));
-    // The memory heatmap's scale was fitted to the data: a value beyond it is clamped, so fit it again.
-    if (memory?.rows.some((r) => r.last !== null && (r.last > memory.hi || r.last < memory.lo)))
+    // The memory heatmap's scale was fitted to the data: a value beyond it is clamped, so fit it again, at
+    // most once a minute (a leak keeps leaving any scale; a reload per tick would cost more than it shows).
+    if (
+      memory?.rows.some((r) => r.last !== null && (r.last > memory.hi || r.last < memory.lo)) &&
+      Date.now() - memoryFittedAt.current > MEMORY_REFIT_MS
+    ) {
+      memoryFittedAt.current = Date.now();
       reloadNeeded.current = true;
+    }
     setWindow(w);
     // Live points are raw: once they outnumber the chart's pixels twice over, decimate again with a reload.
     const target = chartPoints();
