@@ -452,6 +452,14 @@ export function fetchMetricNames(signal?: AbortSignal): Promise<string[]> {
   return get('/api/v1/label/__name__/values', signal);
 }
 
+/** Prometheus's metric metadata (`{<metric>: [{type, help, unit}]}`) for one metric. */
+export function fetchMetricMetadata(
+  metric: string,
+  signal?: AbortSignal,
+): Promise<Record<string, { type?: string; help?: string; unit?: string }[]>> {
+  return get(`/api/v1/metadata${qs({ metric })}`, signal);
+}
+
 // ---- sign-in, users, tokens, audit (issue 16's access-control contract) ----------------------------------
 
 /** The auth API answers plain JSON objects; accept the `{status, data}` envelope too. */

@@ -1,6 +1,7 @@
-import { useEffect, useRef } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import uPlot from 'uplot';
 import { useTheme } from '../hooks/use-theme';
+import { type PlotGutters, type TimeTicks, timeTicks } from '../lib/time-axis';
 
 export interface ChartSeries {
   readonly label: string;
@@ -72,6 +73,19 @@ interface ChartProps {
    * empty stretch up to now is the news.
    */
   readonly xEnd?: number;
+  /**
+   * A time chart's fixed x-range (ms): the page's window, the same for every chart of the page, so that a
+   * moment sits in the same pixel column in all of them (xEnd still stretches it). Without it the axis
+   * fits the data.
+   */
+  readonly xRange?: { readonly start: number; readonly end: number };
+  /** Fixed gutters around the plot area, shared by a page's charts and heatmaps (default: uPlot's). */
+  readonly gutters?: PlotGutters;
+  /**
+   * A scrollable legend below the chart, a row per series with its colour and value under the cursor, each
+   * a toggle of the series' visibility (for many series, where uPlot's inline legend gives up).
+   */
+  readonly legendList?: boolean;
   readonly xMode?: XMode;
   readonly logY?: boolean;
   readonly height?: number;
@@ -108,6 +122,9 @@ export function Chart({
   markers = [],
   spans = [],
   xEnd,
+  xRange,
+  gutters,
+  legendList = false,
   xMode = 'time',
   logY = false,
   height = 220,
@@ -127,11 +144,20 @@ export function Chart({
   spansRef.current = spans;
   const xEndRef = useRef(xEnd);
   xEndRef.current = xEnd;
+  const xRangeRef = useRef(xRange);
+  xRangeRef.current = xRange;
+  const fig = useRef<HTMLElement>(null);
+  /** Series hidden from the legend list, by label. */
+  const [hidden, setHidden] = useState<ReadonlySet<string>>(new Set());
+  const hiddenRef = useRef(hidden);
+  hiddenRef.current = hidden;
+  /** The data index under the cursor, for the legend list's values. */
+  const [cursorIdx, setCursorIdx] = useState<number | null>(null);
   const zoomRef = useRef(onZoom);
   zoomRef.current = onZoom;
   const theme = useTheme();
   const xScale = xMode === 'time' ? 1 / 1000 : 1;
-  const shape = `${theme}|${xMode}|${logY}|${!!onZoom}|${syncKey}|${JSON.stringify(bands)}|${series
+  const shape = `${theme}|${xMode}|${logY}|${!!onZoom}|${syncKey}|${legendList}|${!!xRange}|${JSON.stringify(gutters)}|${JSON.stringify(bands)}|${series
     .map((s) => `${s.label}/${s.color}/${s.faint}/${s.points}/${s.hideInLegend}`)
     .join('\u0000')}`;
   const data = buildData(series, xScale, logY);
@@ -187,6 +213,8 @@ export function Chart({
       }
       ctx.restore();
     };
+    let ticks: TimeTicks | null = null;
+    let yTicks: string[] = [];
     const opts: uPlot.Options = {
       width: Math.max(200, el.clientWidth),
       height,
@@ -196,13 +224,19 @@ export function Chart({
           // Auto-ranged to the data, but reaching xEnd when given (drawn up to now past a hang).
           range: (_u: uPlot, min: number | null, max: number | null): uPlot.Range.MinMax => {
             const end = xEndRef.current;
+            const fixed = xMode === 'time' ? xRangeRef.current : undefined;
+            if (fixed) {
+              const hi = Math.max(fixed.end, end ?? fixed.end);
+              return [fixed.start * xScale, hi * xScale];
+            }
             const hi = end !== undefined && max !== null ? Math.max(max, end * xScale) : max;
             return [min, hi];
           },
         },
         y: logY ? { distr: 3 } : {},
       },
-      legend: { show: series.filter((s) => !s.hideInLegend).length <= 12, live: true },
+      legend: { show: !legendList && series.filter((s) => !s.hideInLegend).length <= 12, live: true },
+      ...(gutters ? { padding: [8, gutters.right, 0, 0] as uPlot.Padding } : {}),
       cursor: {
         drag: { x: true, y: false, setScale: !onZoom },
         ...(syncKey ? { sync: { key: syncKey } } : {}),
@@ -214,13 +248,27 @@ export function Chart({
           grid: { stroke: grid, width: 1 },
           ticks: { stroke: grid, width: 1 },
           ...(xMode === 'elapsed' ? { values: (_u: uPlot, vals: number[]) => vals.map(formatElapsed) } : {}),
+          // Time ticks from the page's one generator (heatmaps use it too): same times, same labels.
+          ...(xMode === 'time'
+            ? {
+                splits: (u: uPlot, _axis: number, min: number, max: number) => {
+                  ticks = timeTicks(min / xScale, max / xScale, u.bbox.width / uPlot.pxRatio);
+                  return ticks.t.map((t) => t * xScale);
+                },
+                values: (_u: uPlot, vals: number[]) =>
+                  ticks && ticks.t.length === vals.length ? [...ticks.labels] : vals.map(() => ''),
+              }
+            : {}),
         },
         {
           stroke: muted,
           grid: { stroke: grid, width: 1 },
           ticks: { stroke: grid, width: 1 },
-          size: 64,
-          values: yFormat ? (_u, vals) => vals.map((v) => (v === null ? '' : yFormat(v))) : undefined,
+          size: gutters?.left ?? 64,
+          values: (_u: uPlot, vals: number[]) => {
+            yTicks = vals.map((v) => (v === null ? '' : yFormat ? yFormat(v) : fmtTick(v)));
+            return yTicks;
+          },
         },
       ],
       series: [
@@ -245,7 +293,20 @@ export function Chart({
         }),
       ],
       hooks: {
-        draw: [drawMarkers],
+        draw: [
+          drawMarkers,
+          (u) => {
+            // For tests: the x-range and ticks as drawn (ms), beside the plot area (.u-over).
+            const f = fig.current;
+            if (!f || u.scales.x.min == null || u.scales.x.max == null) return;
+            f.dataset.xMin = String(u.scales.x.min / xScale);
+            f.dataset.xMax = String(u.scales.x.max / xScale);
+            if (ticks) f.dataset.xTicks = ticks.labels.join(',');
+            f.dataset.yTicks = yTicks.join('|');
+          },
+        ],
+        // Only the legend list shows values outside uPlot: other charts skip a React render per mouse move.
+        setLegend: legendList ? [(u) => setCursorIdx(u.legend.idx ?? null)] : [],
         setSelect: [
           (u) => {
             const zoom = zoomRef.current;
@@ -260,6 +321,10 @@ export function Chart({
     };
     const u = new uPlot(opts, data, el);
     plot.current = u;
+    u.over.dataset.plotArea = '1';
+    series.forEach((s, i) => {
+      if (hiddenRef.current.has(s.label)) u.setSeries(i + 1, { show: false });
+    });
     // uPlot has no per-series legend switch: hide the rows of series drawn only as a backdrop.
     const rows = u.root.querySelectorAll<HTMLElement>('.u-legend .u-series');
     series.forEach((s, i) => {
@@ -283,7 +348,27 @@ export function Chart({
   // biome-ignore lint/correctness/useExhaustiveDependencies: markers are read through a ref when drawing
   useEffect(() => {
     plot.current?.redraw(false, true);
-  }, [JSON.stringify(markers), JSON.stringify(spans), xEnd]);
+  }, [JSON.stringify(markers), JSON.stringify(spans)]);
+
+  // A new page window or end: the x scale's range function reads them through refs.
+  const xStart = xRange?.start;
+  const xStop = xRange?.end;
+  // biome-ignore lint/correctness/useExhaustiveDependencies: the range's ends are read through xRangeRef
+  useEffect(() => {
+    const u = plot.current;
+    if (!u || xMode !== 'time' || (xStart === undefined && xEnd === undefined)) return;
+    u.setData(u.data, true);
+  }, [xStart, xStop, xEnd, xMode]);
+
+  // biome-ignore lint/correctness/useExhaustiveDependencies: series are matched by label
+  useEffect(() => {
+    const u = plot.current;
+    if (!u) return;
+    series.forEach((s, i) => {
+      const show = !hidden.has(s.label);
+      if (u.series[i + 1] && u.series[i + 1]!.show !== show) u.setSeries(i + 1, { show });
+    });
+  }, [hidden]);
 
   const points = series.reduce((a, s) => a + s.x.length, 0);
   let lastX: number | undefined;
@@ -291,6 +376,7 @@ export function Chart({
     if (s.x.length) lastX = Math.max(lastX ?? Number.NEGATIVE_INFINITY, s.x[s.x.length - 1]!);
   return (
     <figure
+      ref={fig}
       className="chart"
       data-testid={testId}
       data-points={points}
@@ -305,8 +391,38 @@ export function Chart({
       </figcaption>
       <div ref={box} className="chart-box" />
       {points === 0 && <div className="chart-empty">{loading ? 'Loading…' : emptyText}</div>}
+      {legendList && points > 0 && (
+        <LegendList
+          series={series}
+          data={data}
+          cursorIdx={cursorIdx}
+          hidden={hidden}
+          onToggle={(label) =>
+            setHidden((h) => {
+              const next = new Set(h);
+              if (!next.delete(label)) next.add(label);
+              return next;
+            })
+          }
+          onShowOnly={(label) =>
+            setHidden((h) => {
+              const others = series.filter((s) => s.label !== label && !s.hideInLegend).map((s) => s.label);
+              // Showing only this one again restores every series (as Grafana's click does).
+              const isolated = !h.has(label) && others.every((o) => h.has(o));
+              return new Set(isolated ? [] : others);
+            })
+          }
+          format={yFormat}
+        />
+      )}
     </figure>
   );
+}
+
+const TICK_NUMBER = new Intl.NumberFormat();
+/** As uPlot's own y tick labels when no format is given: locale numbers. */
+function fmtTick(v: number): string {
+  return TICK_NUMBER.format(v);
 }
 
 function buildData(series: readonly ChartSeries[], xScale: number, logY: boolean): uPlot.AlignedData {
@@ -325,4 +441,61 @@ function buildData(series: readonly ChartSeries[], xScale: number, logY: boolean
     s.y.map(clean),
   ]);
   return tables.length === 1 ? tables[0]! : uPlot.join(tables);
+}
+
+/** The legend list: scrollable, one toggle per series, with its value under the cursor (else its last). */
+function LegendList({
+  series,
+  data,
+  cursorIdx,
+  hidden,
+  onToggle,
+  onShowOnly,
+  format = (v) => String(v),
+}: {
+  series: readonly ChartSeries[];
+  data: uPlot.AlignedData;
+  cursorIdx: number | null;
+  hidden: ReadonlySet<string>;
+  onToggle: (label: string) => void;
+  onShowOnly: (label: string) => void;
+  format?: (v: number) => string;
+}) {
+  const shown = series.filter((s) => !s.hideInLegend).length - hidden.size;
+  const valueAt = (i: number): string => {
+    const ys = data[i + 1] as (number | null | undefined)[] | undefined;
+    if (!ys) return '—';
+    let v: number | null | undefined;
+    if (cursorIdx !== null) v = ys[cursorIdx];
+    else for (let k = ys.length - 1; k >= 0 && (v === null || v === undefined); k--) v = ys[k];
+    return v === null || v === undefined ? '—' : format(v);
+  };
+  return (
+    <div className="series-legend" data-testid="series-legend">
+      <div className="series-legend-head small muted">
+        {shown} of {series.filter((s) => !s.hideInLegend).length} series shown · click to hide or show,
+        double-click to show only one
+      </div>
+      <ul>
+        {series.map((s, i) =>
+          s.hideInLegend ? null : (
+            <li key={s.label}>
+              <button
+                type="button"
+                className="series-toggle"
+                aria-pressed={!hidden.has(s.label)}
+                data-series-label={s.label}
+                onClick={() => onToggle(s.label)}
+                onDoubleClick={() => onShowOnly(s.label)}
+              >
+                <span className="swatch" style={{ background: s.color ?? seriesColor(i) }} />
+                <span className="series-name">{s.label}</span>
+                <span className="series-value">{valueAt(i)}</span>
+              </button>
+            </li>
+          ),
+        )}
+      </ul>
+    </div>
+  );
 }

@@ -1,7 +1,9 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { useTheme } from '../hooks/use-theme';
-import { colorTable, HEALTH_COLORS, healthTable, type ScaleName, scaleCss } from '../lib/colors';
+import { rangeColorTable, scalePosition, type ValueRange } from '../lib/color-scale';
+import { HEALTH_COLORS, healthTable, type ScaleName, scaleCss } from '../lib/colors';
 import { cellValue, type HeatmapRowInfo, type Matrix, NO_DATA } from '../lib/matrix';
+import { type PlotGutters, timeTicks } from '../lib/time-axis';
 
 export interface HeatmapHighlight {
   readonly label: string;
@@ -32,6 +34,13 @@ interface HeatmapProps {
   /** The time extent drawn (ms), so that the heatmap lines up with the charts of the page. */
   readonly rangeStart: number;
   readonly rangeEnd: number;
+  /** Fixed gutters, the same as the page's charts' (default: the row labels' width on the left). */
+  readonly gutters?: PlotGutters;
+  /**
+   * The values the colour scale spans (e.g. the cells' robust range); default: the matrix's lo..hi as the
+   * server scaled it.
+   */
+  readonly colorRange?: ValueRange | null;
   readonly onSelect?: (matrixRow: number, t: number) => void;
   readonly maxHeight?: number;
   readonly testId?: string;
@@ -62,6 +71,8 @@ export function Heatmap({
   markers = [],
   rangeStart,
   rangeEnd,
+  gutters,
+  colorRange,
   onSelect,
   maxHeight = 420,
   testId,
@@ -88,6 +99,7 @@ export function Heatmap({
   // The label gutter fits the longest label drawn (every row's when rows are tall enough, else the
   // highlighted ones), within a third of the width.
   const gutter = useMemo(() => {
+    if (gutters) return gutters.left;
     if (!matrix || width === 0) return 120;
     const ctx = measureContext();
     ctx.font = '600 12px system-ui, sans-serif';
@@ -98,8 +110,8 @@ export function Heatmap({
       widest = Math.max(widest, ctx.measureText(label).width);
     }
     return Math.round(Math.min(widest + 14, Math.max(80, width / 3)));
-  }, [matrix, order, showLabels, highlights, rowLabel, width]);
-  const plotW = Math.max(10, width - gutter - 4);
+  }, [matrix, order, showLabels, highlights, rowLabel, width, gutters]);
+  const plotW = Math.max(10, width - gutter - (gutters?.right ?? 4));
   const height = nRows * rowH;
 
   useEffect(() => {
@@ -142,7 +154,7 @@ export function Heatmap({
     ctx.fillRect(gutter, 0, plotW, height);
 
     // One pixel per cell, through the lookup table.
-    const lut = scale === 'health' ? healthTable() : colorTable(scale);
+    const lut = scale === 'health' ? healthTable() : rangeColorTable(scale, matrix, colorRange ?? null);
     const src = cells ?? matrix.cells;
     const img = new ImageData(matrix.cols, nRows);
     const px = new Uint32Array(img.data.buffer);
@@ -235,9 +247,11 @@ export function Heatmap({
     theme,
     rangeStart,
     rangeEnd,
+    colorRange?.lo,
+    colorRange?.hi,
   ]);
 
-  // Time axis.
+  // Time axis: the page's one tick generator, so that labels and times match its line charts'.
   // biome-ignore lint/correctness/useExhaustiveDependencies: theme changes the resolved CSS colours
   useEffect(() => {
     const c = axis.current;
@@ -254,23 +268,25 @@ export function Heatmap({
     ctx.fillStyle = css.getPropertyValue('--fg-muted').trim() || '#888';
     ctx.font = '11px system-ui, sans-serif';
     ctx.textBaseline = 'top';
-    const span = rangeEnd - rangeStart;
-    const ticks = Math.max(2, Math.floor(plotW / 110));
-    for (let i = 0; i <= ticks; i++) {
-      const t = rangeStart + (span * i) / ticks;
-      const d = new Date(t);
-      const label =
-        span > 2 * 86_400_000
-          ? d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' })
-          : d.toLocaleTimeString(undefined, {
-              hour: '2-digit',
-              minute: '2-digit',
-              ...(span < 600_000 ? { second: '2-digit' } : {}),
-            });
-      ctx.textAlign = i === 0 ? 'left' : i === ticks ? 'right' : 'center';
-      ctx.fillText(label, xOf(t), 4);
+    const ticks = timeTicks(rangeStart, rangeEnd, plotW);
+    ctx.textAlign = 'center';
+    ctx.strokeStyle = css.getPropertyValue('--grid').trim() || '#333';
+    ctx.lineWidth = 1;
+    for (let i = 0; i < ticks.t.length; i++) {
+      const x = Math.round(xOf(ticks.t[i]!)) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(x, 0);
+      ctx.lineTo(x, 4);
+      ctx.stroke();
+      ctx.fillText(ticks.labels[i]!, x, 5);
     }
-  }, [width, rangeStart, rangeEnd, plotW, theme]);
+    const f = figure.current;
+    if (f) {
+      f.dataset.xMin = String(rangeStart);
+      f.dataset.xMax = String(rangeEnd);
+      f.dataset.xTicks = ticks.labels.join(',');
+    }
+  }, [width, rangeStart, rangeEnd, plotW, gutter, theme]);
 
   const cellAt = (x: number, y: number): { row: number; col: number } | null => {
     if (!matrix || x < gutter || x > gutter + plotW) return null;
@@ -406,6 +422,12 @@ export function Heatmap({
             style={{ cursor: onSelect ? 'pointer' : 'crosshair' }}
           />
         </div>
+        {/* The plot area (for tests, and the same box as a chart's .u-over). */}
+        <div
+          className="heatmap-plot"
+          data-plot-area="1"
+          style={{ left: gutter, width: plotW, height: Math.min(height, maxHeight) }}
+        />
         <canvas ref={axis} className="heatmap-axis" />
         {tip && hover && (
           <div
@@ -454,18 +476,38 @@ export function ScaleLegend({
   lo,
   hi,
   format,
+  marker,
 }: {
   scale: ScaleName;
   lo: number;
   hi: number;
   format: (v: number) => string;
+  /** A reference value such as the GPU's total memory: a tick on the bar when inside, its value beside. */
+  marker?: { readonly value: number; readonly label: string } | null;
 }) {
   const stops = Array.from({ length: 11 }, (_, i) => `${scaleCss(scale, i / 10)} ${i * 10}%`).join(', ');
+  const at =
+    marker && marker.value >= lo && marker.value <= hi ? scalePosition(marker.value, { lo, hi }) : null;
+  const text = marker ? `${marker.label} ${format(marker.value)}` : '';
   return (
-    <span className="scale-legend" role="img" aria-label={`colour scale from ${format(lo)} to ${format(hi)}`}>
+    <span
+      className="scale-legend"
+      role="img"
+      aria-label={`colour scale from ${format(lo)} to ${format(hi)}${marker ? `; ${text}` : ''}`}
+      data-lo={lo}
+      data-hi={hi}
+    >
       <span>{format(lo)}</span>
-      <span className="scale-bar" style={{ background: `linear-gradient(to right, ${stops})` }} />
+      <span className="scale-bar" style={{ background: `linear-gradient(to right, ${stops})` }}>
+        {at !== null && <span className="scale-marker" style={{ left: `${at * 100}%` }} />}
+      </span>
       <span>{format(hi)}</span>
+      {marker && (
+        <span className="scale-total" data-testid="scale-total">
+          {at === null && marker.value > hi ? '▶ ' : ''}
+          {text}
+        </span>
+      )}
     </span>
   );
 }

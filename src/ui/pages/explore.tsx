@@ -1,10 +1,25 @@
 import { useEffect, useMemo, useState } from 'react';
-import { type ApiError, fetchMetricNames, type PromResult, promQuery, promQueryRange } from '../api';
+import {
+  type ApiError,
+  fetchMetricMetadata,
+  fetchMetricNames,
+  type PromResult,
+  promQuery,
+  promQueryRange,
+} from '../api';
 import { Chart, type ChartSeries } from '../components/chart';
 import { RangePicker } from '../components/range-picker';
 import { Empty, ErrorBox } from '../components/widgets';
-import { fmtNumber } from '../format';
+import { JOB_GUTTERS } from '../lib/time-axis';
 import { parseRange, type RangeSpec, rangeParams, resolveRange } from '../lib/time-range';
+import {
+  formatWithUnit,
+  type MetricMetadata,
+  metricsOfQuery,
+  type Unit,
+  unitName,
+  unitOfQuery,
+} from '../lib/units';
 import { useSearchParams } from '../router';
 
 const MAX_SERIES_DRAWN = 50;
@@ -42,6 +57,8 @@ export function ExplorePage() {
   const [took, setTook] = useState<number | null>(null);
   const [names, setNames] = useState<string[]>([]);
   const [runs, setRuns] = useState(0);
+  /** Metadata of the metrics the query selects (their units); absent metrics or a failed fetch: names only. */
+  const [meta, setMeta] = useState<MetricMetadata>({});
   // biome-ignore lint/correctness/useExhaustiveDependencies: the range is re-resolved (now moves) on every run
   const w = useMemo(() => resolveRange(range, Date.now()), [JSON.stringify(range), runs]);
 
@@ -53,6 +70,20 @@ export function ExplorePage() {
       .catch(() => {});
     return () => abort.abort();
   }, []);
+
+  useEffect(() => {
+    const names = metricsOfQuery(query).slice(0, 10);
+    if (names.length === 0) return;
+    const abort = new AbortController();
+    Promise.all(names.map((n) => fetchMetricMetadata(n, abort.signal).catch(() => ({}))))
+      .then((list) => {
+        if (!abort.signal.aborted) setMeta(Object.assign({}, ...list));
+      })
+      .catch(() => {});
+    return () => abort.abort();
+  }, [query]);
+  const unit: Unit | null = useMemo(() => unitOfQuery(query, meta), [query, meta]);
+  const fmt = (v: number) => formatWithUnit(v, unit);
 
   useEffect(() => {
     if (!query.trim()) {
@@ -213,35 +244,47 @@ export function ExplorePage() {
             testId="explore-graph"
             series={series}
             height={360}
-            yFormat={(v) => fmtNumber(v)}
+            yFormat={fmt}
+            legendList
+            gutters={JOB_GUTTERS}
+            subtitle={
+              <span data-testid="explore-unit" data-unit={unit ? unitName(unit) : ''}>
+                {unit
+                  ? `unit: ${unitName(unit)} (from the ${unit.source === 'metadata' ? 'metric metadata' : 'metric name'})`
+                  : 'no unit known'}
+              </span>
+            }
             emptyText="The query returned no series."
           />
         </>
       )}
-      {result && tab === 'table' && <ResultTable result={result} />}
+      {result && tab === 'table' && <ResultTable result={result} format={unit ? fmt : null} />}
     </section>
   );
 }
 
-function ResultTable({ result }: { result: PromResult }) {
+function ResultTable({ result, format }: { result: PromResult; format: ((v: number) => string) | null }) {
+  const show = (raw: string) => (format && Number.isFinite(parseValue(raw)) ? format(parseValue(raw)) : raw);
   if (result.resultType === 'scalar' || result.resultType === 'string')
     return (
       <table className="jobs" data-testid="explore-table">
         <tbody>
           <tr>
             <th>{result.resultType}</th>
-            <td className="num">{result.result[1]}</td>
+            <td className="num">
+              {result.resultType === 'scalar' ? show(result.result[1]) : result.result[1]}
+            </td>
           </tr>
         </tbody>
       </table>
     );
   const rows =
     result.resultType === 'vector'
-      ? result.result.map((s) => ({ metric: s.metric, value: s.value[1] }))
-      : result.result.map((s) => ({
-          metric: s.metric,
-          value: `${s.values.length} points, last ${s.values[s.values.length - 1]?.[1] ?? '—'}`,
-        }));
+      ? result.result.map((s) => ({ metric: s.metric, value: show(s.value[1]) }))
+      : result.result.map((s) => {
+          const last = s.values[s.values.length - 1]?.[1];
+          return { metric: s.metric, value: `${s.values.length} points, last ${last ? show(last) : '—'}` };
+        });
   if (rows.length === 0) return <div className="empty small">The query returned no series.</div>;
   return (
     <div className="table-scroll">

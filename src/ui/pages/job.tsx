@@ -35,13 +35,16 @@ import {
   lastStepChange,
   stallStartOf,
 } from '../lib/causes';
+import { dataExtent, robustRange } from '../lib/color-scale';
 import { SEVERITY_COLORS } from '../lib/colors';
 import { mergeCurves, mergeSeries, mergeSpread, stepAtTime } from '../lib/live-merge';
 import { decodeMatrix, type HeatmapRowInfo, type Matrix, mergeMatrix } from '../lib/matrix';
 import { curveSplit, groupCurves } from '../lib/metrics';
 import { emaSmooth } from '../lib/smoothing';
+import { JOB_GUTTERS } from '../lib/time-axis';
 import { isLive, parseRange, type RangeSpec, rangeParams, resolveRange } from '../lib/time-range';
 import type { Alert, Curve, SpreadResponse, StragglerResponse } from '../lib/types';
+import { formatWithUnit, rangeFormatter, type Unit } from '../lib/units';
 import { onLinkClick, useSearchParams } from '../router';
 
 /** GPUs up to this many get a line each in the power/temperature/clock charts; more get a min–max band. */
@@ -52,6 +55,16 @@ const GPU_DETAIL_METRICS = [
   { metric: 'gpu_temperature_celsius', title: 'Temperature', format: (v: number) => `${fmtNumber(v)} °C` },
   { metric: 'gpu_sm_clock_hertz', title: 'SM clock', format: (v: number) => `${fmtNumber(v)}Hz` },
 ] as const;
+
+const BYTES: Unit = { base: 'bytes', perSecond: false, source: 'name' };
+const fmtBytes = (v: number) => formatWithUnit(v, BYTES);
+/**
+ * Below this many byte levels between the smallest and largest cell, the memory heatmap is asked again
+ * with its scale set to the data's extent: bytes from zero give 73.8 GB and 73.9 GB of 80 the same byte.
+ */
+const MIN_HEAT_LEVELS = 64;
+/** Live values that leave the memory heatmap's scale refit it at most this often. */
+const MEMORY_REFIT_MS = 60_000;
 
 function chartPoints(): number {
   return Math.max(200, Math.min(1200, Math.floor(window.innerWidth / 2)));
@@ -86,6 +99,8 @@ interface Panels {
   stepTime: SpreadResponse | null;
   util: Matrix | null;
   memory: Matrix | null;
+  /** The GPUs' total memory (bytes, the largest reported): the marker on the memory heatmap's legend. */
+  memoryTotal: number | null;
   /** Per GPU lines (few GPUs) … */
   gpuLines: Series[] | null;
   /** … or one band per metric (many GPUs). */
@@ -98,6 +113,7 @@ const EMPTY: Panels = {
   stepTime: null,
   util: null,
   memory: null,
+  memoryTotal: null,
   gpuLines: null,
   gpuBands: null,
 };
@@ -134,6 +150,8 @@ export function JobPage({ jobId }: { jobId: string }) {
   const panelsRef = useRef(panels);
   panelsRef.current = panels;
   const reloadNeeded = useRef(false);
+  /** When the memory heatmap's scale was last fitted again because live values left it. */
+  const memoryFittedAt = useRef(0);
 
   /**
    * What a load needs from the job's answer (the throughput metric it reports, whether its GPUs get lines or
@@ -243,6 +261,34 @@ export function JobPage({ jobId }: { jobId: string }) {
       // it works on them while the browser draws the first view instead of idling until that is done.
       const second = jobFacts().then(({ few }) =>
         settle({
+          memory: first.memory.then(async (coarse) => {
+            const ext = dataExtent(coarse);
+            if (!ext || ext.levels >= MIN_HEAT_LEVELS) return coarse;
+            // One level of margin each side: a cell's true value is within half a level of its byte's.
+            const level = (coarse.hi - coarse.lo) / 254;
+            return fetchHeatmap(
+              {
+                metric: 'gpu_memory_used_bytes',
+                start: coarse.start,
+                end: coarse.start + coarse.cols * coarse.step,
+                step: coarse.step,
+                by: ['node_id', 'gpu'],
+                keep: ['rank'],
+                lo: ext.lo - level,
+                hi: ext.hi + level,
+                labels: jobLabels,
+              },
+              signal,
+            ).then(decodeMatrix);
+          }),
+          memoryTotal: fetchSpread(
+            { metric: 'gpu_memory_total_bytes', start: w.start, end: w.end, cols: 20, labels: jobLabels },
+            signal,
+          ).then((t) => {
+            let max: number | null = null;
+            for (const v of t.max) if (v !== null && Number.isFinite(v) && (max === null || v > max)) max = v;
+            return max;
+          }),
           gpuLines: few
             ? fetchSeries(
                 {
@@ -396,7 +442,16 @@ export function JobPage({ jobId }: { jobId: string }) {
           )
         : Promise.resolve(null),
     ]);
-    setPanels({ curves, throughput, stepTime, util, memory, gpuLines, gpuBands });
+    setPanels((p) => ({ ...p, curves, throughput, stepTime, util, memory, gpuLines, gpuBands }));
+    // The memory heatmap's scale was fitted to the data: a value beyond it is clamped, so fit it again, at
+    // most once a minute (a leak keeps leaving any scale; a reload per tick would cost more than it shows).
+    if (
+      memory?.rows.some((r) => r.last !== null && (r.last > memory.hi || r.last < memory.lo)) &&
+      Date.now() - memoryFittedAt.current > MEMORY_REFIT_MS
+    ) {
+      memoryFittedAt.current = Date.now();
+      reloadNeeded.current = true;
+    }
     setWindow(w);
     // Live points are raw: once they outnumber the chart's pixels twice over, decimate again with a reload.
     const target = chartPoints();
@@ -524,6 +579,9 @@ export function JobPage({ jobId }: { jobId: string }) {
     () => remapHighlights(panels.util, panels.memory, highlights),
     [panels.util, panels.memory, highlights],
   );
+  // The memory heatmap's colours span its cells' robust range (2nd–98th percentile), not zero to the total:
+  // ranks a few GB apart at 74 of 80 GB look different; the total is a marker on the legend.
+  const memRange = useMemo(() => (panels.memory ? robustRange(panels.memory) : null), [panels.memory]);
 
   if (jobError && !job) {
     const e = jobError as ApiError;
@@ -545,6 +603,9 @@ export function JobPage({ jobId }: { jobId: string }) {
   if (!job) return <div className="empty">Loading {jobId}…</div>;
 
   const w = window_ ?? resolveRange(range, now, job);
+  // The page's one time axis: every time chart and heatmap spans it, with the same gutters and ticks. While
+  // live it reaches now (past a hang, the empty stretch is the news).
+  const axis = { start: w.start, end: isLive(range, running) ? Math.max(w.end, now) : w.end };
   const zoom = (from: number, to: number) => setParams(rangeParams({ kind: 'absolute', from, to }), true);
   const sync = `job-${jobId}`;
   const throughputSeries = spreadSeries(
@@ -688,7 +749,7 @@ export function JobPage({ jobId }: { jobId: string }) {
           via <code>tw.log</code>).
         </div>
       )}
-      <div className="charts">
+      <div className="charts timeline">
         {curveCharts.map((c) => (
           <Chart
             key={c.stem}
@@ -700,6 +761,8 @@ export function JobPage({ jobId }: { jobId: string }) {
             markers={xMode === 'time' ? timeMarkers : stepMarkers}
             spans={xMode === 'time' ? stallSpans : undefined}
             xEnd={xMode === 'time' ? xEnd : undefined}
+            xRange={xMode === 'time' ? axis : undefined}
+            gutters={JOB_GUTTERS}
             syncKey={xMode === 'time' ? sync : `${sync}-step`}
             onZoom={xMode === 'time' ? zoom : undefined}
             yFormat={(v) => fmtNumber(v)}
@@ -709,7 +772,7 @@ export function JobPage({ jobId }: { jobId: string }) {
       </div>
 
       <h2>Throughput</h2>
-      <div className="charts">
+      <div className="charts timeline">
         <Chart
           title={hasTokens ? 'Tokens per second' : 'Samples per second'}
           testId="chart-throughput"
@@ -717,6 +780,8 @@ export function JobPage({ jobId }: { jobId: string }) {
           markers={timeMarkers}
           spans={stallSpans}
           xEnd={xEnd}
+          xRange={axis}
+          gutters={JOB_GUTTERS}
           syncKey={sync}
           onZoom={zoom}
           yFormat={(v) => fmtNumber(v)}
@@ -733,6 +798,8 @@ export function JobPage({ jobId }: { jobId: string }) {
           markers={timeMarkers}
           spans={stallSpans}
           xEnd={xEnd}
+          xRange={axis}
+          gutters={JOB_GUTTERS}
           syncKey={sync}
           onZoom={zoom}
           yFormat={(v) => `${fmtNumber(v)}s`}
@@ -746,7 +813,7 @@ export function JobPage({ jobId }: { jobId: string }) {
         <div className="note">Straggler scores unavailable: {(errors.stragglers as Error).message}</div>
       ) : null}
       <StragglerNote highlights={highlights} stragglers={stragglers} />
-      <div className="heatmaps">
+      <div className="heatmaps timeline">
         {errors.util ? (
           <ErrorBox error={errors.util} what="the utilization heatmap" />
         ) : (
@@ -762,8 +829,9 @@ export function JobPage({ jobId }: { jobId: string }) {
             valueFormat={fmtPercent}
             highlights={highlights}
             markers={heatMarkers}
-            rangeStart={w.start}
-            rangeEnd={w.end}
+            rangeStart={axis.start}
+            rangeEnd={axis.end}
+            gutters={JOB_GUTTERS}
             onSelect={(_r, t) =>
               setParams(
                 { ...rangeParams({ kind: 'absolute', from: t - 5 * 60_000, to: t + 5 * 60_000 }) },
@@ -784,19 +852,28 @@ export function JobPage({ jobId }: { jobId: string }) {
             matrix={panels.memory}
             scale="viridis"
             rowLabel={gpuRowLabel}
-            rowDetail={(r) => `mean ${fmtNumber(r.mean)}B · now ${fmtNumber(r.last)}B`}
-            valueFormat={(v) => `${fmtNumber(v)}B`}
+            rowDetail={(r) =>
+              `mean ${r.mean === null ? '—' : fmtBytes(r.mean)} · now ${r.last === null ? '—' : fmtBytes(r.last)}`
+            }
+            valueFormat={fmtBytes}
+            colorRange={memRange}
             highlights={memHighlights}
             markers={heatMarkers}
-            rangeStart={w.start}
-            rangeEnd={w.end}
+            rangeStart={axis.start}
+            rangeEnd={axis.end}
+            gutters={JOB_GUTTERS}
             legend={
               panels.memory && (
                 <ScaleLegend
                   scale="viridis"
-                  lo={panels.memory.lo}
-                  hi={panels.memory.hi}
-                  format={(v) => `${fmtNumber(v)}B`}
+                  lo={memRange?.lo ?? panels.memory.lo}
+                  hi={memRange?.hi ?? panels.memory.hi}
+                  format={rangeFormatter(
+                    memRange?.lo ?? panels.memory.lo,
+                    memRange?.hi ?? panels.memory.hi,
+                    BYTES,
+                  )}
+                  marker={panels.memoryTotal !== null ? { value: panels.memoryTotal, label: 'total' } : null}
                 />
               )
             }
@@ -805,7 +882,7 @@ export function JobPage({ jobId }: { jobId: string }) {
           />
         )}
       </div>
-      <div className="charts">
+      <div className="charts timeline">
         {GPU_DETAIL_METRICS.map((m) => {
           const lines = panels.gpuLines?.filter((s) => s.labels.__name__ === m.metric) ?? null;
           const band = panels.gpuBands?.[m.metric] ?? null;
@@ -829,6 +906,9 @@ export function JobPage({ jobId }: { jobId: string }) {
               series={series}
               bands={!lines && series.length === 3 ? [{ upper: 0, lower: 2, color: '#4e9af122' }] : []}
               markers={timeMarkers}
+              xEnd={xEnd}
+              xRange={axis}
+              gutters={JOB_GUTTERS}
               syncKey={sync}
               onZoom={zoom}
               yFormat={m.format}
