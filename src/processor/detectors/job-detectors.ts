@@ -68,6 +68,11 @@ const GPUS_PARTIAL = 2;
 const GPUS_SPINNING = 3;
 /** Clocks and power compare only between GPUs at least this busy (similar load). */
 const AT_LOAD = 0.5;
+
+/** A clock or power metric: compared only between GPUs at similar load, read at comparison time. */
+function isAtLoadMetric(metric: string): boolean {
+  return !metric.endsWith('_ratio') && (metric.includes('clock') || metric.includes('power'));
+}
 /** Every rank standing still for less than this is never a pause (the cheap test before the median's). */
 const MIN_PAUSE_MS = 5000;
 /** A reported phase holds this long after its newest sample. */
@@ -409,9 +414,9 @@ export class JobState implements JobRef {
     // ways (evaluation load, who writes the checkpoint) that say nothing about stragglers.
     if (sg.enabled && this.stragglerGroups.size > 0 && (phase === PHASE_STEADY || phase === PHASE_WARMUP)) {
       let fresh = 0;
-      const lastT = this.stragglers.lastT;
+      const stragglers = this.stragglers;
       for (const members of this.stragglerGroups.values())
-        for (const m of members) if (t - lastT[m]! <= sg.fresh) fresh++;
+        for (const m of members) if (t - stragglers.seenAt(m) <= sg.fresh) fresh++;
       if (t - this.lastStragglerEval >= sg.every || fresh > this.lastCompared) {
         this.lastStragglerEval = t;
         this.lastCompared = fresh;
@@ -547,17 +552,18 @@ export class JobState implements JobRef {
     // Places compared this time. A rank with no fresh value (its node's batch has not arrived yet, e.g. during
     // a backfill where each node sends a minute at a time) keeps its alert state until it is compared again.
     const compared = new Set<number>();
-    const { ewma, lastT } = this.stragglers;
+    const sf = this.stragglers;
     for (const [metric, members] of this.stragglerGroups) {
       const ratioMetric = metric.endsWith('_ratio');
       const fresh: number[] = [];
       // Clocks and power only compare GPUs at similar load: a GPU idling at low clocks is no straggler.
-      const atLoad = !ratioMetric && (metric.includes('clock') || metric.includes('power'));
+      const atLoad = isAtLoadMetric(metric);
       for (const m of members) {
-        if (t - lastT[m]! > p.fresh || Number.isNaN(ewma[m]!)) continue;
+        const value = sf.valueOf(m);
+        if (t - sf.seenAt(m) > p.fresh || !Number.isFinite(value)) continue;
         // An idle GPU (now or on average) is the waste detector's, and settles that it is no straggler.
         const idle =
-          (ratioMetric && (ewma[m]! < p.exclude_below || this.stragglers.lastValue(m) < p.exclude_below)) ||
+          (ratioMetric && (value < p.exclude_below || sf.lastValue(m) < p.exclude_below)) ||
           (atLoad && this.stragglers.loadOf(m, p.load_metric) < AT_LOAD);
         if (idle) {
           compared.add(this.placeOfSlot.get(m)!);
@@ -567,7 +573,7 @@ export class JobState implements JobRef {
       }
       if (fresh.length < p.min_ranks) continue;
       const values = scratchOf(fresh.length * 3);
-      for (let i = 0; i < fresh.length; i++) values[fresh.length + i] = ewma[fresh[i]!]!;
+      for (let i = 0; i < fresh.length; i++) values[fresh.length + i] = sf.valueOf(fresh[i]!);
       const { median, mad } = medianMad(
         values.subarray(fresh.length, 2 * fresh.length),
         fresh.length,
@@ -577,12 +583,12 @@ export class JobState implements JobRef {
       for (const m of fresh) {
         const place = this.placeOfSlot.get(m)!;
         compared.add(place);
-        const dev = ewma[m]! - median;
+        const value = sf.valueOf(m);
+        const dev = value - median;
         const z = dev / sigma;
         if (Math.abs(z) > p.z && Math.abs(dev) > p.min_relative * Math.abs(median)) {
           const prev = flagged.get(place);
-          if (!prev || Math.abs(z) > Math.abs(prev.z))
-            flagged.set(place, { z, metric, value: ewma[m]!, median });
+          if (!prev || Math.abs(z) > Math.abs(prev.z)) flagged.set(place, { z, metric, value, median });
         }
       }
     }
@@ -882,11 +888,20 @@ export class StepFamily extends Family<JobState> {
   }
 }
 
-/** Each rank's smoothed step time or GPU utilization, compared with its job's other ranks by the job. */
+/**
+ * Each rank's smoothed step time or GPU utilization, compared with its job's other ranks by the job. Clocks and
+ * power are read as they are at comparison time (the engine keeps every series' newest value): they are
+ * sampled per GPU, the most numerous members, and smoothing them on every sample cost the engine a tenth of its
+ * speed; the alert's `for` asks a clock deficit to persist instead.
+ */
 export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   readonly detector = 'straggler' as const;
+  /** Smoothed value of a smoothed member (NaN for a member read at comparison time: see {@link valueOf}). */
   ewma = new Float64Array(0);
+  /** When a smoothed member last counted (see {@link seenAt} for all). */
   lastT = new Float64Array(0);
+  /** 1: the member is a clock or power series, read at comparison time and never smoothed. */
+  private readAtCompare = new Uint8Array(0);
   /** The GPU utilization beside a clock or power member: they compare only at similar load. */
   private readonly utilization = new SiblingColumn();
 
@@ -894,13 +909,29 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
     super.grow(n);
     this.ewma = growF64(this.ewma, n);
     this.lastT = growF64(this.lastT, n);
+    if (n > this.readAtCompare.length) {
+      const next = new Uint8Array(n);
+      next.set(this.readAtCompare);
+      this.readAtCompare = next;
+    }
     this.utilization.grow(n);
   }
 
   protected reset(slot: number): void {
     this.ewma[slot] = Number.NaN;
     this.lastT[slot] = Number.NEGATIVE_INFINITY;
+    this.readAtCompare[slot] = isAtLoadMetric(this.info(slot).name) ? 1 : 0;
     this.utilization.reset(slot);
+  }
+
+  /** Member `slot`'s value to compare: its smoothed value, or a clock's or power's newest. */
+  valueOf(slot: number): number {
+    return this.readAtCompare[slot] === 1 ? this.ctx.lastV(this.series[slot]!) : this.ewma[slot]!;
+  }
+
+  /** When member `slot` last counted (-Infinity: never). */
+  seenAt(slot: number): number {
+    return this.readAtCompare[slot] === 1 ? this.ctx.lastT(this.series[slot]!) : this.lastT[slot]!;
   }
 
   /** The newest value of member `slot`'s series. */
@@ -921,7 +952,7 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   }
 
   observe(slot: number, t: number, v: number): void {
-    if (!Number.isFinite(v)) return;
+    if (this.readAtCompare[slot] === 1 || !Number.isFinite(v)) return;
     const job = this.ctx.info(this.series[slot]!).job;
     if (job) {
       const phase = job.phase;
