@@ -579,7 +579,11 @@ export class JobState implements JobRef {
         fresh.length,
         values,
       );
-      const sigma = Math.max(MAD_TO_SIGMA * mad, 1e-9 * Math.max(1e-9, Math.abs(median)));
+      // The spread across ranks, or what the ranks' own noise lets their smoothed values differ by (a
+      // difference of two: √2 standard errors), whichever is wider.
+      for (let i = 0; i < fresh.length; i++) values[i] = sf.standardError(fresh[i]!);
+      const noise = Math.SQRT2 * medianInPlace(values, fresh.length);
+      const sigma = Math.max(MAD_TO_SIGMA * mad, noise, 1e-9 * Math.max(1e-9, Math.abs(median)));
       for (const m of fresh) {
         const place = this.placeOfSlot.get(m)!;
         compared.add(place);
@@ -900,6 +904,8 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   ewma = new Float64Array(0);
   /** When a smoothed member last counted (see {@link seenAt} for all). */
   lastT = new Float64Array(0);
+  /** Exponentially weighted variance of a smoothed member's samples around its smoothed value. */
+  noiseVar = new Float64Array(0);
   /** 1: the member is a clock or power series, read at comparison time and never smoothed. */
   private readAtCompare = new Uint8Array(0);
   /** The GPU utilization beside a clock or power member: they compare only at similar load. */
@@ -909,6 +915,7 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
     super.grow(n);
     this.ewma = growF64(this.ewma, n);
     this.lastT = growF64(this.lastT, n);
+    this.noiseVar = growF64(this.noiseVar, n);
     if (n > this.readAtCompare.length) {
       const next = new Uint8Array(n);
       next.set(this.readAtCompare);
@@ -920,6 +927,7 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   protected reset(slot: number): void {
     this.ewma[slot] = Number.NaN;
     this.lastT[slot] = Number.NEGATIVE_INFINITY;
+    this.noiseVar[slot] = 0;
     this.readAtCompare[slot] = isAtLoadMetric(this.info(slot).name) ? 1 : 0;
     this.utilization.reset(slot);
   }
@@ -927,6 +935,18 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   /** Member `slot`'s value to compare: its smoothed value, or a clock's or power's newest. */
   valueOf(slot: number): number {
     return this.readAtCompare[slot] === 1 ? this.ctx.lastV(this.series[slot]!) : this.ewma[slot]!;
+  }
+
+  /**
+   * The standard error of member `slot`'s smoothed value from its own sample-to-sample noise (0 for a member
+   * read at comparison time): how far two ranks' smoothed values may differ by chance alone. Variable batch
+   * lengths, bursty start-up utilization, and a job-wide change of pace seen by each node's agent at its own
+   * moment (a whole sampling interval apart at coarse sampling) all widen it.
+   */
+  standardError(slot: number): number {
+    if (this.readAtCompare[slot] === 1) return 0;
+    const a = this.params[slot]!.alpha;
+    return Math.sqrt((this.noiseVar[slot]! * a) / (2 - a));
   }
 
   /** When member `slot` last counted (-Infinity: never). */
@@ -967,7 +987,13 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
       }
     }
     const prev = this.ewma[slot]!;
-    this.ewma[slot] = Number.isNaN(prev) ? v : prev + this.params[slot]!.alpha * (v - prev);
+    if (Number.isNaN(prev)) this.ewma[slot] = v;
+    else {
+      const a = this.params[slot]!.alpha;
+      const r = v - prev;
+      this.ewma[slot] = prev + a * r;
+      this.noiseVar[slot] = (1 - a) * (this.noiseVar[slot]! + a * r * r);
+    }
     this.lastT[slot] = t;
   }
 
