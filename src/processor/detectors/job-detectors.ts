@@ -48,7 +48,9 @@ export interface JobSnapshot {
   readonly progressSinceT?: number | null;
   readonly pauseEndT?: number | null;
   readonly longestPause?: number;
+  readonly longestBusyGap?: number;
   readonly stepInterval?: number | null;
+  readonly stepIntervalDev?: number;
   readonly reportedPhase?: number;
   readonly reportedPhaseT?: number | null;
   readonly reportedByEvent?: boolean;
@@ -111,8 +113,18 @@ export class JobState implements JobRef {
   pauseEndT = Number.NaN;
   /** Longest time every rank stood still together and then moved on (ms): what this job's pauses take. */
   longestPause = 0;
+  /**
+   * Longest time the step stood still while the GPUs kept computing, and then moved on (ms): how long this job's
+   * training metrics may go missing (irregular logging, logging every N steps), a gap of its own cadence.
+   */
+  longestBusyGap = 0;
   /** Exponentially weighted interval between the samples of a step series (ms; NaN before two). */
   stepInterval = Number.NaN;
+  /**
+   * Exponentially weighted absolute deviation of that interval (ms): 0 where the job reports like clockwork,
+   * large where it logs irregularly (whole reports missing at random).
+   */
+  stepIntervalDev = 0;
 
   get sampleInterval(): number {
     return this.stepInterval;
@@ -209,9 +221,15 @@ export class JobState implements JobRef {
         // A (re)start: the job loads, ramps its memory and warms up again.
         this.progressSinceT = t;
       } else if (gap > MIN_PAUSE_MS && gap > this.pauseAfterMs()) {
-        // Every rank stood still together and moves on: a pause (checkpoint, evaluation) of this job.
-        if (gap > this.longestPause) this.longestPause = gap;
+        // Every rank stood still together and moves on: a pause (checkpoint, evaluation) of this job, or, where
+        // its GPUs kept computing all along (the phase stayed frozen, not paused), a gap in what it reports.
+        if (this.phase === PHASE_FROZEN) {
+          if (gap > this.longestBusyGap) this.longestBusyGap = gap;
+        } else if (gap > this.longestPause) this.longestPause = gap;
         this.pauseEndT = t;
+      } else if (gap > this.longestBusyGap && !isPausePhase(this.phase)) {
+        // Shorter than a pause: the job's own cadence of step reports, missing ones included.
+        this.longestBusyGap = gap;
       }
       this.lastProgressT = t;
     }
@@ -231,6 +249,7 @@ export class JobState implements JobRef {
     }
     // A gap (the samples a pause did not send) moves the estimate by at most a step towards twice its value.
     const x = Math.min(dt, 2 * this.stepInterval);
+    this.stepIntervalDev += 0.1 * (Math.abs(x - this.stepInterval) - this.stepIntervalDev);
     this.stepInterval += 0.1 * (x - this.stepInterval);
   }
 
@@ -316,6 +335,17 @@ export class JobState implements JobRef {
     return PHASE_STEADY;
   }
 
+  /**
+   * How long a job that logs irregularly may go without a step report by chance: its mean interval between
+   * step reports plus 8 of their mean absolute deviations (0 before two reports). A job reporting like
+   * clockwork gets about its interval, below `stall.min`; one missing every other report at random (a
+   * geometric gap: at a 15 s cadence 30 s on average, and runs of four or five missing now and then) several
+   * minutes.
+   */
+  private reportingGapAllowanceMs(): number {
+    return Number.isNaN(this.stepInterval) ? 0 : this.stepInterval + 8 * this.stepIntervalDev;
+  }
+
   /** How long a pause may last: `pause_factor` × the longest this job took so far, or `pause_max` before any. */
   private pauseAllowanceMs(): number {
     const st = this.params.stall;
@@ -365,6 +395,8 @@ export class JobState implements JobRef {
         const gpus = this.gpuActivity(t);
         const reportedPause = phase === PHASE_EVAL || phase === PHASE_CHECKPOINT;
         if (gpus === GPUS_SPINNING && !reportedPause) {
+          // Busy GPUs and no step: a hang, once longer than the job's own gaps in reporting have been.
+          threshold = Math.max(normal, st.pause_factor * this.longestBusyGap, this.reportingGapAllowanceMs());
           evidence = 'step_frozen_gpus_busy';
         } else if (isPausePhase(phase)) {
           threshold = Math.max(normal, this.pauseAllowanceMs());
@@ -711,7 +743,9 @@ export class JobState implements JobRef {
       ...(Number.isNaN(this.progressSinceT) ? {} : { progressSinceT: this.progressSinceT }),
       ...(Number.isNaN(this.pauseEndT) ? {} : { pauseEndT: this.pauseEndT }),
       ...(this.longestPause > 0 ? { longestPause: this.longestPause } : {}),
+      ...(this.longestBusyGap > 0 ? { longestBusyGap: this.longestBusyGap } : {}),
       ...(Number.isNaN(this.stepInterval) ? {} : { stepInterval: this.stepInterval }),
+      ...(this.stepIntervalDev > 0 ? { stepIntervalDev: this.stepIntervalDev } : {}),
       ...(this.reportedPhase >= 0 || !Number.isNaN(this.reportedPhaseT)
         ? {
             reportedPhase: this.reportedPhase,
@@ -746,7 +780,9 @@ export class JobState implements JobRef {
     this.progressSinceT = s.progressSinceT ?? Number.NaN;
     this.pauseEndT = s.pauseEndT ?? Number.NaN;
     this.longestPause = s.longestPause ?? 0;
+    this.longestBusyGap = s.longestBusyGap ?? 0;
     this.stepInterval = s.stepInterval ?? Number.NaN;
+    this.stepIntervalDev = s.stepIntervalDev ?? 0;
     this.reportedPhase = s.reportedPhase ?? -1;
     this.reportedPhaseT = s.reportedPhaseT ?? Number.NaN;
     this.reportedByEvent = s.reportedByEvent ?? false;
