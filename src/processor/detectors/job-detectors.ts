@@ -591,7 +591,7 @@ export class JobState implements JobRef {
       // Clocks and power only compare GPUs at similar load: a GPU idling at low clocks is no straggler.
       const atLoad = isAtLoadMetric(metric);
       for (const m of members) {
-        const value = sf.valueOf(m);
+        const value = sf.compareValue(m);
         if (t - sf.seenAt(m) > p.fresh || !Number.isFinite(value)) continue;
         // An idle GPU (now or on average) is the waste detector's, and settles that it is no straggler.
         const idle =
@@ -605,7 +605,7 @@ export class JobState implements JobRef {
       }
       if (fresh.length < p.min_ranks) continue;
       const values = scratchOf(fresh.length * 3);
-      for (let i = 0; i < fresh.length; i++) values[fresh.length + i] = sf.valueOf(fresh[i]!);
+      for (let i = 0; i < fresh.length; i++) values[fresh.length + i] = sf.compareValue(fresh[i]!);
       const { median, mad } = medianMad(
         values.subarray(fresh.length, 2 * fresh.length),
         fresh.length,
@@ -619,7 +619,7 @@ export class JobState implements JobRef {
       for (const m of fresh) {
         const place = this.placeOfSlot.get(m)!;
         compared.add(place);
-        const value = sf.valueOf(m);
+        const value = sf.compareValue(m);
         const dev = value - median;
         const z = dev / sigma;
         if (Math.abs(z) > p.z && Math.abs(dev) > p.min_relative * Math.abs(median)) {
@@ -936,7 +936,7 @@ export class StepFamily extends Family<JobState> {
  */
 export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   readonly detector = 'straggler' as const;
-  /** Smoothed value of a smoothed member (NaN for a member read at comparison time: see {@link valueOf}). */
+  /** Smoothed value of a smoothed member (NaN for a member read at comparison time: see {@link compareValue}). */
   ewma = new Float64Array(0);
   /** When a smoothed member last counted (see {@link seenAt} for all). */
   lastT = new Float64Array(0);
@@ -969,7 +969,7 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   }
 
   /** Member `slot`'s value to compare: its smoothed value, or a clock's or power's newest. */
-  valueOf(slot: number): number {
+  compareValue(slot: number): number {
     return this.readAtCompare[slot] === 1 ? this.ctx.lastV(this.series[slot]!) : this.ewma[slot]!;
   }
 
