@@ -289,7 +289,8 @@ export class AlertHub implements AlertSink {
   value(alert: Alert): void {
     const known = this.open.get(alert.fingerprint);
     if (!known || known.activeAtMs !== alert.activeAtMs) return;
-    const updated = { ...known, value: alert.value };
+    // The value and the annotations rendered from it (a detector's text states the current value).
+    const updated = { ...known, value: alert.value, annotations: alert.annotations };
     this.open.set(alert.fingerprint, updated);
     this.dirty.set(alert.fingerprint, updated);
   }

@@ -113,7 +113,10 @@ export class AlertTracker {
       a.lastValueReportMs = t;
       this.sink.transition(toAlert(a), 'firing');
     } else if (this.sink.value && t - a.lastValueReportMs >= VALUE_REPORT_EVERY_MS) {
+      // The annotations are rendered again from the current value (as Prometheus re-renders its templates at
+      // each evaluation): "out of memory in about 5m" must not keep saying what it said when it began.
       a.lastValueReportMs = t;
+      a.annotations = annotate(value);
       this.sink.value(toAlert(a), t);
     }
   }

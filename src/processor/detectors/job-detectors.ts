@@ -48,7 +48,9 @@ export interface JobSnapshot {
   readonly progressSinceT?: number | null;
   readonly pauseEndT?: number | null;
   readonly longestPause?: number;
+  readonly longestBusyGap?: number;
   readonly stepInterval?: number | null;
+  readonly stepIntervalDev?: number;
   readonly reportedPhase?: number;
   readonly reportedPhaseT?: number | null;
   readonly reportedByEvent?: boolean;
@@ -68,6 +70,11 @@ const GPUS_PARTIAL = 2;
 const GPUS_SPINNING = 3;
 /** Clocks and power compare only between GPUs at least this busy (similar load). */
 const AT_LOAD = 0.5;
+
+/** A clock or power metric: compared only between GPUs at similar load, read at comparison time. */
+function isAtLoadMetric(metric: string): boolean {
+  return !metric.endsWith('_ratio') && (metric.includes('clock') || metric.includes('power'));
+}
 /** Every rank standing still for less than this is never a pause (the cheap test before the median's). */
 const MIN_PAUSE_MS = 5000;
 /** A reported phase holds this long after its newest sample. */
@@ -106,8 +113,18 @@ export class JobState implements JobRef {
   pauseEndT = Number.NaN;
   /** Longest time every rank stood still together and then moved on (ms): what this job's pauses take. */
   longestPause = 0;
+  /**
+   * Longest time the step stood still while the GPUs kept computing, and then moved on (ms): how long this job's
+   * training metrics may go missing (irregular logging, logging every N steps), a gap of its own cadence.
+   */
+  longestBusyGap = 0;
   /** Exponentially weighted interval between the samples of a step series (ms; NaN before two). */
   stepInterval = Number.NaN;
+  /**
+   * Exponentially weighted absolute deviation of that interval (ms): 0 where the job reports like clockwork,
+   * large where it logs irregularly (whole reports missing at random).
+   */
+  stepIntervalDev = 0;
 
   get sampleInterval(): number {
     return this.stepInterval;
@@ -204,9 +221,15 @@ export class JobState implements JobRef {
         // A (re)start: the job loads, ramps its memory and warms up again.
         this.progressSinceT = t;
       } else if (gap > MIN_PAUSE_MS && gap > this.pauseAfterMs()) {
-        // Every rank stood still together and moves on: a pause (checkpoint, evaluation) of this job.
-        if (gap > this.longestPause) this.longestPause = gap;
+        // Every rank stood still together and moves on: a pause (checkpoint, evaluation) of this job, or, where
+        // its GPUs kept computing all along (the phase stayed frozen, not paused), a gap in what it reports.
+        if (this.phase === PHASE_FROZEN) {
+          if (gap > this.longestBusyGap) this.longestBusyGap = gap;
+        } else if (gap > this.longestPause) this.longestPause = gap;
         this.pauseEndT = t;
+      } else if (gap > this.longestBusyGap && !isPausePhase(this.phase)) {
+        // Shorter than a pause: the job's own cadence of step reports, missing ones included.
+        this.longestBusyGap = gap;
       }
       this.lastProgressT = t;
     }
@@ -226,6 +249,7 @@ export class JobState implements JobRef {
     }
     // A gap (the samples a pause did not send) moves the estimate by at most a step towards twice its value.
     const x = Math.min(dt, 2 * this.stepInterval);
+    this.stepIntervalDev += 0.1 * (Math.abs(x - this.stepInterval) - this.stepIntervalDev);
     this.stepInterval += 0.1 * (x - this.stepInterval);
   }
 
@@ -311,6 +335,17 @@ export class JobState implements JobRef {
     return PHASE_STEADY;
   }
 
+  /**
+   * How long a job that logs irregularly may go without a step report by chance: its mean interval between
+   * step reports plus 8 of their mean absolute deviations (0 before two reports). A job reporting like
+   * clockwork gets about its interval, below `stall.min`; one missing every other report at random (a
+   * geometric gap: at a 15 s cadence 30 s on average, and runs of four or five missing now and then) several
+   * minutes.
+   */
+  private reportingGapAllowanceMs(): number {
+    return Number.isNaN(this.stepInterval) ? 0 : this.stepInterval + 8 * this.stepIntervalDev;
+  }
+
   /** How long a pause may last: `pause_factor` × the longest this job took so far, or `pause_max` before any. */
   private pauseAllowanceMs(): number {
     const st = this.params.stall;
@@ -360,6 +395,8 @@ export class JobState implements JobRef {
         const gpus = this.gpuActivity(t);
         const reportedPause = phase === PHASE_EVAL || phase === PHASE_CHECKPOINT;
         if (gpus === GPUS_SPINNING && !reportedPause) {
+          // Busy GPUs and no step: a hang, once longer than the job's own gaps in reporting have been.
+          threshold = Math.max(normal, st.pause_factor * this.longestBusyGap, this.reportingGapAllowanceMs());
           evidence = 'step_frozen_gpus_busy';
         } else if (isPausePhase(phase)) {
           threshold = Math.max(normal, this.pauseAllowanceMs());
@@ -409,9 +446,9 @@ export class JobState implements JobRef {
     // ways (evaluation load, who writes the checkpoint) that say nothing about stragglers.
     if (sg.enabled && this.stragglerGroups.size > 0 && (phase === PHASE_STEADY || phase === PHASE_WARMUP)) {
       let fresh = 0;
-      const lastT = this.stragglers.lastT;
+      const stragglers = this.stragglers;
       for (const members of this.stragglerGroups.values())
-        for (const m of members) if (t - lastT[m]! <= sg.fresh) fresh++;
+        for (const m of members) if (t - stragglers.seenAt(m) <= sg.fresh) fresh++;
       if (t - this.lastStragglerEval >= sg.every || fresh > this.lastCompared) {
         this.lastStragglerEval = t;
         this.lastCompared = fresh;
@@ -547,17 +584,18 @@ export class JobState implements JobRef {
     // Places compared this time. A rank with no fresh value (its node's batch has not arrived yet, e.g. during
     // a backfill where each node sends a minute at a time) keeps its alert state until it is compared again.
     const compared = new Set<number>();
-    const { ewma, lastT } = this.stragglers;
+    const sf = this.stragglers;
     for (const [metric, members] of this.stragglerGroups) {
       const ratioMetric = metric.endsWith('_ratio');
       const fresh: number[] = [];
       // Clocks and power only compare GPUs at similar load: a GPU idling at low clocks is no straggler.
-      const atLoad = !ratioMetric && (metric.includes('clock') || metric.includes('power'));
+      const atLoad = isAtLoadMetric(metric);
       for (const m of members) {
-        if (t - lastT[m]! > p.fresh || Number.isNaN(ewma[m]!)) continue;
+        const value = sf.compareValue(m);
+        if (t - sf.seenAt(m) > p.fresh || !Number.isFinite(value)) continue;
         // An idle GPU (now or on average) is the waste detector's, and settles that it is no straggler.
         const idle =
-          (ratioMetric && (ewma[m]! < p.exclude_below || this.stragglers.lastValue(m) < p.exclude_below)) ||
+          (ratioMetric && (value < p.exclude_below || sf.lastValue(m) < p.exclude_below)) ||
           (atLoad && this.stragglers.loadOf(m, p.load_metric) < AT_LOAD);
         if (idle) {
           compared.add(this.placeOfSlot.get(m)!);
@@ -567,22 +605,26 @@ export class JobState implements JobRef {
       }
       if (fresh.length < p.min_ranks) continue;
       const values = scratchOf(fresh.length * 3);
-      for (let i = 0; i < fresh.length; i++) values[fresh.length + i] = ewma[fresh[i]!]!;
+      for (let i = 0; i < fresh.length; i++) values[fresh.length + i] = sf.compareValue(fresh[i]!);
       const { median, mad } = medianMad(
         values.subarray(fresh.length, 2 * fresh.length),
         fresh.length,
         values,
       );
-      const sigma = Math.max(MAD_TO_SIGMA * mad, 1e-9 * Math.max(1e-9, Math.abs(median)));
+      // The spread across ranks, or what the ranks' own noise lets their smoothed values differ by (a
+      // difference of two: √2 standard errors), whichever is wider.
+      for (let i = 0; i < fresh.length; i++) values[i] = sf.standardError(fresh[i]!);
+      const noise = Math.SQRT2 * medianInPlace(values, fresh.length);
+      const sigma = Math.max(MAD_TO_SIGMA * mad, noise, 1e-9 * Math.max(1e-9, Math.abs(median)));
       for (const m of fresh) {
         const place = this.placeOfSlot.get(m)!;
         compared.add(place);
-        const dev = ewma[m]! - median;
+        const value = sf.compareValue(m);
+        const dev = value - median;
         const z = dev / sigma;
         if (Math.abs(z) > p.z && Math.abs(dev) > p.min_relative * Math.abs(median)) {
           const prev = flagged.get(place);
-          if (!prev || Math.abs(z) > Math.abs(prev.z))
-            flagged.set(place, { z, metric, value: ewma[m]!, median });
+          if (!prev || Math.abs(z) > Math.abs(prev.z)) flagged.set(place, { z, metric, value, median });
         }
       }
     }
@@ -701,7 +743,9 @@ export class JobState implements JobRef {
       ...(Number.isNaN(this.progressSinceT) ? {} : { progressSinceT: this.progressSinceT }),
       ...(Number.isNaN(this.pauseEndT) ? {} : { pauseEndT: this.pauseEndT }),
       ...(this.longestPause > 0 ? { longestPause: this.longestPause } : {}),
+      ...(this.longestBusyGap > 0 ? { longestBusyGap: this.longestBusyGap } : {}),
       ...(Number.isNaN(this.stepInterval) ? {} : { stepInterval: this.stepInterval }),
+      ...(this.stepIntervalDev > 0 ? { stepIntervalDev: this.stepIntervalDev } : {}),
       ...(this.reportedPhase >= 0 || !Number.isNaN(this.reportedPhaseT)
         ? {
             reportedPhase: this.reportedPhase,
@@ -736,7 +780,9 @@ export class JobState implements JobRef {
     this.progressSinceT = s.progressSinceT ?? Number.NaN;
     this.pauseEndT = s.pauseEndT ?? Number.NaN;
     this.longestPause = s.longestPause ?? 0;
+    this.longestBusyGap = s.longestBusyGap ?? 0;
     this.stepInterval = s.stepInterval ?? Number.NaN;
+    this.stepIntervalDev = s.stepIntervalDev ?? 0;
     this.reportedPhase = s.reportedPhase ?? -1;
     this.reportedPhaseT = s.reportedPhaseT ?? Number.NaN;
     this.reportedByEvent = s.reportedByEvent ?? false;
@@ -882,11 +928,22 @@ export class StepFamily extends Family<JobState> {
   }
 }
 
-/** Each rank's smoothed step time or GPU utilization, compared with its job's other ranks by the job. */
+/**
+ * Each rank's smoothed step time or GPU utilization, compared with its job's other ranks by the job. Clocks and
+ * power are read as they are at comparison time (the engine keeps every series' newest value): they are
+ * sampled per GPU, the most numerous members, and smoothing them on every sample cost the engine a tenth of its
+ * speed; the alert's `for` asks a clock deficit to persist instead.
+ */
 export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   readonly detector = 'straggler' as const;
+  /** Smoothed value of a smoothed member (NaN for a member read at comparison time: see {@link compareValue}). */
   ewma = new Float64Array(0);
+  /** When a smoothed member last counted (see {@link seenAt} for all). */
   lastT = new Float64Array(0);
+  /** Exponentially weighted variance of a smoothed member's samples around its smoothed value. */
+  noiseVar = new Float64Array(0);
+  /** 1: the member is a clock or power series, read at comparison time and never smoothed. */
+  private readAtCompare = new Uint8Array(0);
   /** The GPU utilization beside a clock or power member: they compare only at similar load. */
   private readonly utilization = new SiblingColumn();
 
@@ -894,13 +951,43 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
     super.grow(n);
     this.ewma = growF64(this.ewma, n);
     this.lastT = growF64(this.lastT, n);
+    this.noiseVar = growF64(this.noiseVar, n);
+    if (n > this.readAtCompare.length) {
+      const next = new Uint8Array(n);
+      next.set(this.readAtCompare);
+      this.readAtCompare = next;
+    }
     this.utilization.grow(n);
   }
 
   protected reset(slot: number): void {
     this.ewma[slot] = Number.NaN;
     this.lastT[slot] = Number.NEGATIVE_INFINITY;
+    this.noiseVar[slot] = 0;
+    this.readAtCompare[slot] = isAtLoadMetric(this.info(slot).name) ? 1 : 0;
     this.utilization.reset(slot);
+  }
+
+  /** Member `slot`'s value to compare: its smoothed value, or a clock's or power's newest. */
+  compareValue(slot: number): number {
+    return this.readAtCompare[slot] === 1 ? this.ctx.lastV(this.series[slot]!) : this.ewma[slot]!;
+  }
+
+  /**
+   * The standard error of member `slot`'s smoothed value from its own sample-to-sample noise (0 for a member
+   * read at comparison time): how far two ranks' smoothed values may differ by chance alone. Variable batch
+   * lengths, bursty start-up utilization, and a job-wide change of pace seen by each node's agent at its own
+   * moment (a whole sampling interval apart at coarse sampling) all widen it.
+   */
+  standardError(slot: number): number {
+    if (this.readAtCompare[slot] === 1) return 0;
+    const a = this.params[slot]!.alpha;
+    return Math.sqrt((this.noiseVar[slot]! * a) / (2 - a));
+  }
+
+  /** When member `slot` last counted (-Infinity: never). */
+  seenAt(slot: number): number {
+    return this.readAtCompare[slot] === 1 ? this.ctx.lastT(this.series[slot]!) : this.lastT[slot]!;
   }
 
   /** The newest value of member `slot`'s series. */
@@ -921,7 +1008,7 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   }
 
   observe(slot: number, t: number, v: number): void {
-    if (!Number.isFinite(v)) return;
+    if (this.readAtCompare[slot] === 1 || !Number.isFinite(v)) return;
     const job = this.ctx.info(this.series[slot]!).job;
     if (job) {
       const phase = job.phase;
@@ -936,7 +1023,13 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
       }
     }
     const prev = this.ewma[slot]!;
-    this.ewma[slot] = Number.isNaN(prev) ? v : prev + this.params[slot]!.alpha * (v - prev);
+    if (Number.isNaN(prev)) this.ewma[slot] = v;
+    else {
+      const a = this.params[slot]!.alpha;
+      const r = v - prev;
+      this.ewma[slot] = prev + a * r;
+      this.noiseVar[slot] = (1 - a) * (this.noiseVar[slot]! + a * r * r);
+    }
     this.lastT[slot] = t;
   }
 

@@ -1078,6 +1078,8 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   /** The verdict of the last evaluation (at a bucket's close): leaking, seconds to full, slope (bytes/s). */
   private leaking = new Uint8Array(0);
   private toFull = new Float64Array(0);
+  /** When `toFull` counts from (the forecast window's newest bucket; NaN: from now, as restored). */
+  private toFullFrom = new Float64Array(0);
   private slope = new Float64Array(0);
   private spanOf = new Float64Array(0);
   /**
@@ -1101,6 +1103,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     this.firstT = growF64(this.firstT, n);
     this.leaking = growU8(this.leaking, n);
     this.toFull = growF64(this.toFull, n);
+    this.toFullFrom = growF64(this.toFullFrom, n);
     this.slope = growF64(this.slope, n);
     this.spanOf = growF64(this.spanOf, n);
     this.sibling.grow(n);
@@ -1112,6 +1115,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     this.firstT[slot] = Number.NaN;
     this.leaking[slot] = 0;
     this.toFull[slot] = Number.POSITIVE_INFINITY;
+    this.toFullFrom[slot] = Number.NaN;
     this.slope[slot] = 0;
     this.spanOf[slot] = 0;
     this.lo[slot] = Number.NaN;
@@ -1180,13 +1184,16 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     if (this.leaking[slot] === 1) {
       const slopePerSecond = this.slope[slot]!;
       const span = this.spanOf[slot]!;
-      this.raise(slot, t, this.toFull[slot]!, (s) => {
+      const from = this.toFullFrom[slot]!;
+      // The forecast counts down between evaluations (a coarse window's is up to a bucket old).
+      const left = Math.max(0, this.toFull[slot]! - (Number.isNaN(from) ? 0 : (t - from) / 1000));
+      this.raise(slot, t, left, (s) => {
         const series = this.info(slot);
         const totalRef = this.sibling.get(this.ctx, slot, this.series[slot]!, p.total_metric);
         const total = totalRef >= 0 ? this.ctx.lastV(totalRef) : Number.NaN;
         return {
           summary: `GPU memory grows ${formatRate(slopePerSecond)}: out of memory in about ${formatSeconds(s)}`,
-          description: `${series.name} ${describeWhere(series.labels)} has grown steadily by ${formatRate(slopePerSecond)} over the last ${formatSeconds(span / 1000)} and is at ${formatValue(v / 2 ** 30)} GiB of ${formatValue(total / 2 ** 30)} GiB: at the lower bound of that rate it runs out of memory in about ${formatSeconds(s)}.`,
+          description: `${series.name} ${describeWhere(series.labels)} grows ${formatRate(slopePerSecond)} (its steady growth over the last ${formatSeconds(span / 1000)}) and is at ${formatValue(v / 2 ** 30)} GiB of ${formatValue(total / 2 ** 30)} GiB: at that rate it runs out of memory in about ${formatSeconds(s)}.`,
           evidence: 'memory_sen_slope_lower_bound_forecast',
         };
       });
@@ -1195,11 +1202,22 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     }
   }
 
-  /** Tries every window of both rings; keeps the soonest forecast of those that say "leak". */
+  /**
+   * Tries every window of both rings. Whether the memory leaks is decided on each window's slope's lower bound
+   * (above); how soon it runs out is forecast from the current slope: of the windows that say "leak", the
+   * longest whose newest half grows at its rate (within a quarter: the growth is a line over the whole
+   * window, the most buckets for the least noise), else the shortest (the leak began inside the longer ones,
+   * whose slopes average in the flat memory before it, or it speeds up). Its Sen's slope and its line's
+   * value at its newest bucket give the time the line reaches the GPU's total.
+   */
   private evaluate(slot: number, p: DetectorParams<'memory_leak'>): void {
     const totalRef = this.sibling.get(this.ctx, slot, this.series[slot]!, p.total_metric);
     const total = totalRef >= 0 ? this.ctx.lastV(totalRef) : Number.NaN;
+    let leak = false;
+    /** The forecast window's precision (see below). */
+    let bestLower = 0;
     let best = Number.POSITIVE_INFINITY;
+    let bestFrom = Number.NaN;
     let bestSlope = 0;
     let bestSpan = 0;
     if (total > 0) {
@@ -1212,6 +1230,18 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
           if (!(ring.endsRise(slot, k) >= 0.5 * p.min_growth * total)) continue;
           const fit = this.fit;
           if (!ring.fit(slot, k, SLOPE_Z, fit) || !(fit.lower > 0)) continue;
+          // The forecast's window, whether or not it says "leak" itself: the one whose slope is known best
+          // (the narrowest confidence interval for its size, lower ÷ upper bound), the longest still all in the
+          // leak: a longer one mixes in the flat memory before the leak began (its pair slopes spread from
+          // none to the leak's), a shorter one is noisier.
+          const precision = fit.lower / fit.upper;
+          if (precision > bestLower) {
+            bestLower = precision;
+            best = Math.max(0, total - fit.level) / fit.slope;
+            bestFrom = ring.timeAt(slot, 0);
+            bestSlope = fit.slope * 1000;
+            bestSpan = fit.span;
+          }
           // Material growth: a share of the GPU, a share of what was free when the window began (a forecast
           // that holds has seen part of the way), and beyond the largest swing this memory made and released.
           const growth = fit.slope * fit.span;
@@ -1222,16 +1252,13 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
           if (!ring.fit(slot, recent, 0, this.recent) || this.recent.slope < 0.5 * fit.slope) continue;
           const ms = Math.max(0, total - fit.level) / fit.lower;
           if (ms > p.horizon || ms > p.max_extrapolation * fit.span) continue;
-          if (ms < best) {
-            best = ms;
-            bestSlope = fit.slope * 1000;
-            bestSpan = fit.span;
-          }
+          leak = true;
         }
       }
     }
-    this.leaking[slot] = best < Number.POSITIVE_INFINITY ? 1 : 0;
+    this.leaking[slot] = leak ? 1 : 0;
     this.toFull[slot] = best / 1000;
+    this.toFullFrom[slot] = bestFrom;
     this.slope[slot] = bestSlope;
     this.spanOf[slot] = bestSpan;
   }
@@ -1294,11 +1321,9 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   }
 }
 
+/** A memory growth rate per GPU in the page's unit, MiB/s (a slow leak's too: 0.9 MiB/s, not 3.2 GiB/h). */
 function formatRate(bytesPerSecond: number): string {
-  const perHour = bytesPerSecond * 3600;
-  return perHour >= 10 * 2 ** 30
-    ? `${formatValue(bytesPerSecond / MiB)} MiB/s`
-    : `${formatValue(perHour / MiB)} MiB/h`;
+  return `${formatValue(bytesPerSecond / MiB)} MiB/s`;
 }
 
 /**
