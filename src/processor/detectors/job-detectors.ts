@@ -55,8 +55,11 @@ export interface JobSnapshot {
   readonly reportedPhaseT?: number | null;
   readonly reportedByEvent?: boolean;
   readonly stallLabels?: Record<string, string> | null;
-  /** Per straggler place (by its labels' key): the fraction of recent comparisons that found it off. */
-  readonly duty?: [string, number, number][];
+  /**
+   * Per straggler place (by its labels' key): the fraction of recent comparisons that found it off, how many
+   * comparisons it took part in, and (absent in earlier files) its recent bursts and whether it is off now.
+   */
+  readonly duty?: [string, number, number, number?, number?][];
 }
 
 /**
@@ -92,7 +95,18 @@ interface StragglerPlace {
    */
   duty: number;
   compared: number;
+  /**
+   * Bursts: starts of a run of "off" comparisons, exponentially weighted over the same horizon. A rank that was
+   * slow once and recovered has one; an intermittent straggler has several. Only several make the duty cycle
+   * an alert: a straggler that recovered is not called intermittent afterwards.
+   */
+  bursts: number;
+  /** Whether the place's last comparison found it off. */
+  off: boolean;
 }
+
+/** Bursts within the duty horizon that make a high duty cycle an intermittent straggler. */
+const MIN_INTERMITTENT_BURSTS = 2;
 
 export class JobState implements JobRef {
   clock = Number.NEGATIVE_INFINITY;
@@ -636,10 +650,14 @@ export class JobState implements JobRef {
       const f = flagged.get(place);
       const pl = this.places[place]!;
       if (compared.has(place)) {
-        pl.duty += rate * ((f ? 1 : 0) - pl.duty);
+        const off = f !== undefined;
+        pl.duty += rate * ((off ? 1 : 0) - pl.duty);
+        pl.bursts = pl.bursts * (1 - rate) + (off && !pl.off ? 1 : 0);
+        pl.off = off;
         pl.compared++;
       }
-      const intermittent = !f && pl.compared >= minCompared && pl.duty >= p.duty;
+      const intermittent =
+        !f && pl.compared >= minCompared && pl.duty >= p.duty && pl.bursts >= MIN_INTERMITTENT_BURSTS;
       if (f || intermittent) {
         const id = this.placeIdentity(place, p);
         const where = `${id.labels.rank !== undefined ? `rank ${id.labels.rank}` : `GPU ${id.labels.gpu ?? '?'}`} on node ${id.labels.node_id ?? '?'}`;
@@ -686,8 +704,8 @@ export class JobState implements JobRef {
     let place = this.placeIndex.get(placeKey);
     if (place === undefined) {
       place = this.places.length;
-      const [duty, compared] = this.restoredDuty.get(placeKey) ?? [0, 0];
-      this.places.push({ labels, key: placeKey, id: undefined, duty, compared });
+      const [duty, compared, bursts, off] = this.restoredDuty.get(placeKey) ?? [0, 0, 0, false];
+      this.places.push({ labels, key: placeKey, id: undefined, duty, compared, bursts, off });
       this.placeIndex.set(placeKey, place);
     }
     this.placeOfSlot.set(slot, place);
@@ -758,7 +776,16 @@ export class JobState implements JobRef {
         ? {
             duty: this.places
               .filter((pl) => pl.compared > 0)
-              .map((pl) => [pl.key, pl.duty, pl.compared] as [string, number, number]),
+              .map(
+                (pl) =>
+                  [pl.key, pl.duty, pl.compared, pl.bursts, pl.off ? 1 : 0] as [
+                    string,
+                    number,
+                    number,
+                    number,
+                    number,
+                  ],
+              ),
           }
         : {}),
     };
@@ -787,19 +814,22 @@ export class JobState implements JobRef {
     this.reportedPhaseT = s.reportedPhaseT ?? Number.NaN;
     this.reportedByEvent = s.reportedByEvent ?? false;
     this.stallOpen = s.stallLabels ? this.stallIdentity(s.stallLabels) : undefined;
-    for (const [key, duty, compared] of s.duty ?? []) {
-      this.restoredDuty.set(key, [duty, compared]);
+    for (const [key, duty, compared, bursts = 0, off = 0] of s.duty ?? []) {
+      this.restoredDuty.set(key, [duty, compared, bursts, off === 1]);
       const place = this.placeIndex.get(key);
       if (place !== undefined) {
-        this.places[place]!.duty = duty;
-        this.places[place]!.compared = compared;
+        const pl = this.places[place]!;
+        pl.duty = duty;
+        pl.compared = compared;
+        pl.bursts = bursts;
+        pl.off = off === 1;
       }
     }
     this.restoredAlerts = true;
   }
 
   /** Duty cycles of places restored before their series came back (applied as each place is created). */
-  private readonly restoredDuty = new Map<string, [number, number]>();
+  private readonly restoredDuty = new Map<string, [number, number, number, boolean]>();
 }
 
 function nullable(x: number): number | null {
