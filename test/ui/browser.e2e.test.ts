@@ -26,6 +26,8 @@ import {
 import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
 import { startDemo } from './demo.js';
 
+/** How long a poll waits for the page to settle: the demo's queries are slow on a loaded machine. */
+const WAIT = { timeout: 20_000 };
 const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
 const available = chromiumAvailable();
 if (!available && process.env.CI === 'true')
@@ -113,30 +115,40 @@ describe.skipIf(!available)('the dashboard in Chromium against trainwatch demo',
     // Eight jobs (a ninth appears if the memory-leak job runs out of memory and a new one is queued).
     expect(await page.locator('[data-testid="jobs-table"] tbody tr').count()).toBeGreaterThanOrEqual(8);
     await expect
-      .poll(async () => Number(await page.locator('[data-testid="fleet-heatmap"]').getAttribute('data-rows')))
+      .poll(
+        async () => Number(await page.locator('[data-testid="fleet-heatmap"]').getAttribute('data-rows')),
+        WAIT,
+      )
       .toBeGreaterThanOrEqual(8);
-    expect(
-      Number(await page.locator('[data-testid="fleet-heatmap"]').getAttribute('data-cols')),
-    ).toBeGreaterThan(100);
-    expect(Number(await page.locator('[data-testid="tile-busy"] .tile-value').textContent())).toBeGreaterThan(
-      40,
-    );
+    await expect
+      .poll(
+        async () => Number(await page.locator('[data-testid="fleet-heatmap"]').getAttribute('data-cols')),
+        WAIT,
+      )
+      .toBeGreaterThan(100);
+    await expect
+      .poll(
+        async () => Number(await page.locator('[data-testid="tile-busy"] .tile-value').textContent()),
+        WAIT,
+      )
+      .toBeGreaterThan(40);
     // The idle-GPU incident and the hang leave idle GPUs, which the totals count.
     await expect
-      .poll(async () => Number(await page.locator('[data-testid="tile-idle"] .tile-value').textContent()), {
-        timeout: 20_000,
-      })
+      .poll(
+        async () => Number(await page.locator('[data-testid="tile-idle"] .tile-value').textContent()),
+        WAIT,
+      )
       .toBeGreaterThan(0);
     // Filters live in the URL: a search narrows the table and the heatmap together.
     await page.getByLabel('Search jobs').fill(stragglerJob);
-    await expect.poll(() => page.locator('[data-testid="jobs-table"] tbody tr').count()).toBe(1);
+    await expect.poll(() => page.locator('[data-testid="jobs-table"] tbody tr').count(), WAIT).toBe(1);
     await expect
-      .poll(() => page.locator('[data-testid="fleet-heatmap"]').getAttribute('data-rows'))
+      .poll(() => page.locator('[data-testid="fleet-heatmap"]').getAttribute('data-rows'), WAIT)
       .toBe('1');
     expect(new URL(page.url()).searchParams.get('q')).toBe(stragglerJob);
     await page.getByRole('button', { name: 'Nodes', exact: true }).click();
     await expect
-      .poll(() => page.locator('[data-testid="nodes-heatmap"]').getAttribute('data-rows'))
+      .poll(() => page.locator('[data-testid="nodes-heatmap"]').getAttribute('data-rows'), WAIT)
       .toBe('2');
     await page.goto(`${base}/`);
     await page.locator('[data-testid="jobs-table"] tbody tr').nth(7).waitFor();
