@@ -139,7 +139,10 @@ describe.skipIf(!available)(
 
     it('paints the GPU-memory heatmap in more than one colour when ranks differ, with the total on its legend', async () => {
       const job = jobs.find((j) => j.name === 'moe-8x1b-pretrain')!;
-      const page = await open(`/jobs/${encodeURIComponent(job.jobId)}`);
+      // A fixed window, not one following now: live reloads of a following window can cancel the finer
+      // heatmap request on a loaded machine before it answers, and this test is about its colours.
+      const to = Date.now();
+      const page = await open(`/jobs/${encodeURIComponent(job.jobId)}?from=${to - 10 * 60_000}&to=${to}`);
       await page.locator('body[data-job-loaded]').waitFor({ timeout: 60_000 });
       const heat = page.getByTestId('gpu-memory-heatmap');
       await heat.locator('[data-testid="scale-total"]').waitFor({ timeout: 30_000 });
