@@ -42,8 +42,21 @@ describe('detector state file', () => {
         ...x,
         d: Object.fromEntries(Object.entries(x.d).filter(([k]) => !k.endsWith(':memory_leak'))),
       }));
-    expect(withoutLeak(got.series)).toEqual(withoutLeak(file.engine.series));
-    expect(got.jobs).toEqual(file.engine.jobs);
+    // State added since (kept now, absent from this file, learned again): a straggler member's noise, a loss
+    // spike's residual scale, a job's phase and its last straggler comparison's rank count. Compared in the
+    // file's form: the restored entries cut to the file's length, the jobs without the new keys.
+    const inFileForm = (series: EngineSnapshot['series']) =>
+      series.map((x, i) => ({
+        ...x,
+        d: Object.fromEntries(
+          Object.entries(x.d).map(([k, v]) => {
+            const before = file.engine.series[i]?.d[k];
+            return [k, Array.isArray(v) && Array.isArray(before) ? v.slice(0, before.length) : v];
+          }),
+        ),
+      }));
+    expect(withoutLeak(inFileForm(got.series))).toEqual(withoutLeak(file.engine.series));
+    expect(got.jobs.map(({ phase: _p, lastCompared: _c, ...rest }) => rest)).toEqual(file.engine.jobs);
     expect(got.alerts).toEqual(file.engine.alerts);
     expect(got.members).toEqual(file.engine.members);
     // Derived buckets: the same open partial sums (member numbers may be renumbered densely).

@@ -43,7 +43,15 @@ export interface JobSnapshot {
   readonly stepTimes: number[];
   readonly nodes: [string, number][];
   readonly lastStragglerEval: number | null;
+  /** Ranks with fresh values at that comparison (absent in earlier state: the first batch compares again). */
+  readonly lastCompared?: number;
   readonly hasStepSeries: boolean;
+  /**
+   * The phase as of the job's last evaluation. Detectors of the first batch after a restore read it before the
+   * job is evaluated again: without it every job restarts in start-up, and an alert that needs training (an
+   * idle GPU, a straggler) clears and later opens a second episode. Absent in state written before it was kept.
+   */
+  readonly phase?: number;
   /** Phase model (absent in state written before it existed). */
   readonly progressSinceT?: number | null;
   readonly pauseEndT?: number | null;
@@ -756,7 +764,9 @@ export class JobState implements JobRef {
       stepTimes: this.stepTimes.toArray(),
       nodes,
       lastStragglerEval: Number.isFinite(this.lastStragglerEval) ? this.lastStragglerEval : null,
+      lastCompared: this.lastCompared,
       hasStepSeries: this.hasStepSeries,
+      phase: this.phase,
       // The phase model's state only where it holds something (state from before it is restored as it was).
       ...(Number.isNaN(this.progressSinceT) ? {} : { progressSinceT: this.progressSinceT }),
       ...(Number.isNaN(this.pauseEndT) ? {} : { pauseEndT: this.pauseEndT }),
@@ -803,8 +813,11 @@ export class JobState implements JobRef {
       if (!(this.nodeLastT[slot]! >= t)) this.nodeLastT[slot] = t;
     }
     this.lastStragglerEval = s.lastStragglerEval ?? Number.NEGATIVE_INFINITY;
+    this.lastCompared = s.lastCompared ?? 0;
     this.hasStepSeries = s.hasStepSeries;
     this.progressSinceT = s.progressSinceT ?? Number.NaN;
+    if (s.phase !== undefined && Number.isInteger(s.phase) && s.phase >= 0 && s.phase < PHASE_NAMES.length)
+      this.phase = s.phase;
     this.pauseEndT = s.pauseEndT ?? Number.NaN;
     this.longestPause = s.longestPause ?? 0;
     this.longestBusyGap = s.longestBusyGap ?? 0;
@@ -1066,23 +1079,30 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   override dispose(): void {}
 
   override save(slot: number): unknown {
-    return [this.ewma[slot], this.lastT[slot]];
+    return [this.ewma[slot], this.lastT[slot], this.noiseVar[slot]];
   }
 
+  /** State of an earlier build has no noise variance (2 entries): it is learned again from the next samples. */
   override load(slot: number, data: unknown): void {
-    if (!Array.isArray(data) || data.length !== 2) return;
+    if (!Array.isArray(data) || (data.length !== 2 && data.length !== 3)) return;
     this.ewma[slot] = data[0] === null ? Number.NaN : Number(data[0]);
     this.lastT[slot] = data[1] === null ? Number.NEGATIVE_INFINITY : Number(data[1]);
+    const noise = data.length === 3 ? Number(data[2]) : 0;
+    this.noiseVar[slot] = Number.isFinite(noise) && noise >= 0 ? noise : 0;
   }
 
   override write(slot: number, w: StateWriter): void {
     w.float(this.ewma[slot]!);
     w.float(this.lastT[slot]!);
+    w.float(this.noiseVar[slot]!);
   }
 
+  /** The section of an earlier build ends after `lastT` (no noise variance): see {@link load}. */
   override read(slot: number, r: StateReader): void {
     this.ewma[slot] = r.float('StragglerFamily');
     this.lastT[slot] = r.float('StragglerFamily');
+    const noise = r.remaining >= 8 ? r.float('StragglerFamily') : 0;
+    this.noiseVar[slot] = Number.isFinite(noise) && noise >= 0 ? noise : 0;
   }
 }
 

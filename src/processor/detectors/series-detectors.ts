@@ -460,8 +460,8 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     const out: number[] = [];
     const start = size < ring.length ? 0 : this.ringNext[slot]!;
     for (let i = 0; i < size; i++) out.push(ring[(start + i) % ring.length]!);
-    // No spike under way: the state is what it was before spikes had to persist.
-    if (Number.isNaN(this.spikeSince[slot]!)) return [this.ewma[slot], this.count[slot], out];
+    // The robust scale of the residuals is kept as it was last worked out (it is re-worked every
+    // RESCALE_EVERY residuals, not at each sample): a restore continues with it, not with a fresh one.
     return [
       this.ewma[slot],
       this.count[slot],
@@ -469,6 +469,9 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
       this.spikeSince[slot],
       this.spikeMax[slot],
       this.rises[slot],
+      this.median[slot],
+      this.mad[slot],
+      Number.isFinite(this.sinceRescale[slot]!) ? this.sinceRescale[slot] : null,
     ];
   }
 
@@ -483,6 +486,12 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     this.ringNext[slot] = 0;
     this.ringSize[slot] = 0;
     for (const r of (data[2] as number[] | undefined) ?? []) this.push(slot, r);
+    // Earlier state has no scale: it is worked out again from the residuals at the next sample.
+    if (data.length >= 9 && Number.isFinite(num(data[6])) && Number.isFinite(num(data[7]))) {
+      this.median[slot] = num(data[6]);
+      this.mad[slot] = num(data[7]);
+      this.sinceRescale[slot] = data[8] === null ? Number.POSITIVE_INFINITY : num(data[8]);
+    }
   }
 
   override write(slot: number, w: StateWriter): void {
@@ -496,6 +505,9 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     w.float(this.spikeSince[slot]!);
     w.float(this.spikeMax[slot]!);
     w.float(this.rises[slot]!);
+    w.float(this.median[slot]!);
+    w.float(this.mad[slot]!);
+    w.float(this.sinceRescale[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -511,6 +523,12 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
     this.spikeSince[slot] = more ? r.float('loss spike') : Number.NaN;
     this.spikeMax[slot] = more ? r.float('loss spike') : Number.NaN;
     this.rises[slot] = more ? r.float('loss spike') : 0;
+    // And before the residuals' scale was kept (see load).
+    if (r.remaining >= 24) {
+      this.median[slot] = r.float('loss spike');
+      this.mad[slot] = r.float('loss spike');
+      this.sinceRescale[slot] = r.float('loss spike');
+    }
   }
 }
 
