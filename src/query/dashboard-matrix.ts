@@ -14,9 +14,41 @@ import {
   AGG_SUM,
   type AggregateArrays,
   type AggregateIterator,
+  RollupColumns,
   type SampleArrays,
+  SampleBuffer,
   type SampleIterator,
 } from '../storage/index.js';
+
+/**
+ * The samples of `it` in [from, to], copied into `out` (replacing its contents): series that cannot be read in
+ * bulk are folded by the same array code as those that can. NaN payloads (staleness markers) are kept: a
+ * Float64Array stores a number's bits as they are.
+ */
+function drainSamples(it: SampleIterator, from: number, to: number, out: SampleBuffer): SampleBuffer {
+  out.n = 0;
+  if (!it.seek(from)) return out;
+  do {
+    const t = it.t;
+    if (t > to) break;
+    if (out.n === out.t.length) out.ensure(out.n + 1);
+    out.t[out.n] = t;
+    out.v[out.n] = it.v;
+    out.n++;
+  } while (it.next());
+  return out;
+}
+
+/** The windows of `it` stored in [from, to], copied into `out` (replacing its contents). */
+function drainAggregates(it: AggregateIterator, from: number, to: number, out: RollupColumns): RollupColumns {
+  out.reset();
+  if (!it.seek(from)) return out;
+  do {
+    if (it.t > to) break;
+    out.push(it.t, it.min, it.max, it.sum, it.count, it.last);
+  } while (it.next());
+  return out;
+}
 
 /** The first window of `a` stored at or after `t` (windows are in time order). */
 function firstWindowAtOrAfter(a: AggregateArrays, t: number): number {
@@ -94,6 +126,9 @@ export class MatrixAccumulator {
   private readonly rowLastN: Uint32Array;
   private readonly rowSeries: Uint32Array;
   private readonly rowIdleMs: Float64Array;
+  /** Reused by the one-at-a-time forms ({@link add}, {@link addAggregates}). */
+  private readonly drained = new SampleBuffer(256);
+  private readonly drainedWindows = new RollupColumns(64);
   /** Columns [from, to] of the recent window; computed once all series are in. */
   private recent: { from: number; to: number } | undefined;
 
@@ -117,82 +152,16 @@ export class MatrixAccumulator {
 
   /**
    * Folds one series into `row`, reading samples in [grid.start, grid end) and (for `last`) up to `end`.
-   * Staleness markers and non-finite values are not data for a mean and are skipped.
+   * Staleness markers and non-finite values are not data for a mean and are skipped. For a series that cannot
+   * be read in bulk: its samples are copied into reused arrays once, and folded by {@link addSamples}.
    */
   add(row: number, it: SampleIterator, end: number): void {
-    const { start, step, cols } = this.grid;
-    const stop = Math.min(end, start + cols * step - 1);
-    this.rowSeries[row]!++;
-    if (!it.seek(start)) return;
-    const base = row * cols;
-    const idleBelow = this.idleBelow;
-    let prevT = Number.NaN;
-    let prevIdle = false;
-    let rowSum = 0;
-    let rowCount = 0;
-    let lastT = Number.NEGATIVE_INFINITY;
-    let last = Number.NaN;
-    let idleMs = 0;
-    // The hot loop: samples arrive in time order, so the column changes rarely; sums stay in locals and
-    // reach the typed arrays once per column, with no division per sample.
-    const sums = this.sum;
-    const counts = this.count;
-    let col = -1;
-    let colEnd = Number.NEGATIVE_INFINITY;
-    let colSum = 0;
-    let colCount = 0;
-    do {
-      const t = it.t;
-      if (t > stop) break;
-      const v = it.v;
-      if (!Number.isFinite(v)) {
-        // A staleness marker or NaN ends an idle stretch: nothing says the GPU idled across it.
-        if (isStaleNaN(v)) prevT = Number.NaN;
-        continue;
-      }
-      if (prevIdle && t - prevT <= MAX_IDLE_GAP_MS) idleMs += t - prevT;
-      if (t >= colEnd) {
-        if (colCount > 0) {
-          sums[base + col]! += colSum;
-          counts[base + col]! += colCount;
-          rowSum += colSum;
-          rowCount += colCount;
-        }
-        col = Math.floor((t - start) / step);
-        colEnd = start + (col + 1) * step;
-        colSum = 0;
-        colCount = 0;
-      }
-      colSum += v;
-      colCount++;
-      last = v;
-      lastT = t;
-      prevT = t;
-      prevIdle = idleBelow !== undefined && v < idleBelow;
-    } while (it.next());
-    if (colCount > 0) {
-      sums[base + col]! += colSum;
-      counts[base + col]! += colCount;
-      rowSum += colSum;
-      rowCount += colCount;
-    }
-    this.rowSum[row]! += rowSum;
-    this.rowCount[row]! += rowCount;
-    this.rowIdleMs[row]! += idleMs;
-    if (lastT > this.rowLastT[row]!) {
-      this.rowLastT[row] = lastT;
-      this.rowLast[row] = last;
-      this.rowLastN[row] = 1;
-    } else if (lastT === this.rowLastT[row]! && Number.isFinite(lastT)) {
-      // Several series of one row at the same newest time: report their mean.
-      this.rowLast[row]! += last;
-      this.rowLastN[row]!++;
-    }
+    this.addSamples(row, drainSamples(it, this.grid.start, end, this.drained), end);
   }
 
   /**
-   * As {@link add}, for a series read in bulk (storage `readSamples`): the same fold over arrays, with no
-   * call per sample — the dashboard's hot path over a 512-GPU hour.
+   * Folds one series read in bulk (storage `readSamples`) into `row`: one pass over arrays, with no call per
+   * sample — the dashboard's hot path over a 512-GPU hour.
    */
   addSamples(row: number, s: SampleArrays, end: number): void {
     const { start, step, cols } = this.grid;
@@ -252,71 +221,22 @@ export class MatrixAccumulator {
       rowSum += colSum;
       rowCount += colCount;
     }
-    this.rowSum[row]! += rowSum;
-    this.rowCount[row]! += rowCount;
-    this.rowIdleMs[row]! += idleMs;
-    if (lastT > this.rowLastT[row]!) {
-      this.rowLastT[row] = lastT;
-      this.rowLast[row] = last;
-      this.rowLastN[row] = 1;
-    } else if (lastT === this.rowLastT[row]! && Number.isFinite(lastT)) {
-      this.rowLast[row]! += last;
-      this.rowLastN[row]!++;
-    }
+    this.closeRow(row, rowSum, rowCount, idleMs, lastT, last);
+  }
+
+  /** As {@link addAggregateArrays}, for windows read one at a time: copied into reused columns once. */
+  addAggregates(row: number, it: AggregateIterator, resolutionMs: number, end: number): void {
+    const stopT = this.grid.start + this.grid.cols * this.grid.step - 1 + resolutionMs - 1;
+    const windows = drainAggregates(it, this.grid.start + resolutionMs - 1, stopT, this.drainedWindows);
+    this.addAggregateArrays(row, windows, resolutionMs, end);
   }
 
   /**
    * Folds one series read from a rollup tier (windows of `resolutionMs`, each stored at its last
    * millisecond; the resolution divides the step, so every window lies in one column). Cells get the
    * windows' sums and counts, so their means are exact. Idle time is counted per window, at the tier's
-   * resolution: a window whose mean is below the threshold counts whole.
-   */
-  addAggregates(row: number, it: AggregateIterator, resolutionMs: number, end: number): void {
-    const { start, step, cols } = this.grid;
-    const stop = Math.min(end, start + cols * step - 1);
-    this.rowSeries[row]!++;
-    if (!it.seek(start + resolutionMs - 1)) return;
-    const base = row * cols;
-    const idleBelow = this.idleBelow;
-    let rowSum = 0;
-    let rowCount = 0;
-    let lastT = Number.NEGATIVE_INFINITY;
-    let last = Number.NaN;
-    let idleMs = 0;
-    do {
-      const windowStart = it.t - resolutionMs + 1;
-      if (windowStart > stop) break;
-      const n = it.count;
-      const sum = it.sum;
-      if (!(n > 0) || !Number.isFinite(sum)) continue;
-      const col = Math.floor((windowStart - start) / step);
-      if (col < 0) continue;
-      this.sum[base + col]! += sum;
-      this.count[base + col]! += n;
-      rowSum += sum;
-      rowCount += n;
-      if (Number.isFinite(it.last)) {
-        last = it.last;
-        lastT = it.t;
-      }
-      if (idleBelow !== undefined && sum / n < idleBelow) idleMs += resolutionMs;
-    } while (it.next());
-    this.rowSum[row]! += rowSum;
-    this.rowCount[row]! += rowCount;
-    this.rowIdleMs[row]! += idleMs;
-    if (lastT > this.rowLastT[row]!) {
-      this.rowLastT[row] = lastT;
-      this.rowLast[row] = last;
-      this.rowLastN[row] = 1;
-    } else if (lastT === this.rowLastT[row]! && Number.isFinite(lastT)) {
-      this.rowLast[row]! += last;
-      this.rowLastN[row]!++;
-    }
-  }
-
-  /**
-   * As {@link addAggregates}, for windows read in bulk (storage `readAggregates`): the same fold over the
-   * columns, with no call per window and no allocation per series.
+   * resolution: a window whose mean is below the threshold counts whole. One pass over the columns (storage
+   * `readAggregates`), with no call per window and no allocation per series.
    */
   addAggregateArrays(row: number, a: AggregateArrays, resolutionMs: number, end: number): void {
     const { start, step, cols } = this.grid;
@@ -356,8 +276,20 @@ export class MatrixAccumulator {
       }
       if (idleBelow !== undefined && sum / c < idleBelow) idleMs += resolutionMs;
     }
-    this.rowSum[row]! += rowSum;
-    this.rowCount[row]! += rowCount;
+    this.closeRow(row, rowSum, rowCount, idleMs, lastT, last);
+  }
+
+  /** Adds one series' totals to `row`; several series with the same newest time report their mean. */
+  private closeRow(
+    row: number,
+    sum: number,
+    count: number,
+    idleMs: number,
+    lastT: number,
+    last: number,
+  ): void {
+    this.rowSum[row]! += sum;
+    this.rowCount[row]! += count;
     this.rowIdleMs[row]! += idleMs;
     if (lastT > this.rowLastT[row]!) {
       this.rowLastT[row] = lastT;
@@ -512,6 +444,9 @@ export class SpreadAccumulator {
   readonly present: Uint32Array;
   private readonly colSum: Float64Array;
   private readonly colCount: Uint32Array;
+  /** Reused by the one-at-a-time forms ({@link add}, {@link addAggregates}). */
+  private readonly drained = new SampleBuffer(256);
+  private readonly drainedWindows = new RollupColumns(64);
 
   constructor(readonly grid: ColumnGrid) {
     const n = grid.cols;
@@ -523,56 +458,15 @@ export class SpreadAccumulator {
     this.colCount = new Uint32Array(n);
   }
 
-  /**
-   * Folds one series in. With `recentFrom`, also returns the series' mean over [recentFrom, end] (its
-   * recent level, for outlier scores), computed in the same pass.
-   */
+  /** As {@link addSamples}, for a series read one sample at a time: copied into reused arrays once. */
   add(it: SampleIterator, end: number, recentFrom = Number.POSITIVE_INFINITY): number | null {
-    const { start, step, cols } = this.grid;
-    const stop = Math.min(end, start + cols * step - 1);
-    this.colSum.fill(0);
-    this.colCount.fill(0);
-    let recentSum = 0;
-    let recentCount = 0;
-    if (it.seek(start)) {
-      const colSums = this.colSum;
-      const colCounts = this.colCount;
-      let col = -1;
-      let colEnd = Number.NEGATIVE_INFINITY;
-      let sum = 0;
-      let count = 0;
-      do {
-        const t = it.t;
-        if (t > stop) break;
-        const v = it.v;
-        if (!Number.isFinite(v)) continue;
-        if (t >= colEnd) {
-          if (count > 0) {
-            colSums[col] = sum;
-            colCounts[col] = count;
-          }
-          col = Math.floor((t - start) / step);
-          colEnd = start + (col + 1) * step;
-          sum = 0;
-          count = 0;
-        }
-        sum += v;
-        count++;
-        if (t >= recentFrom) {
-          recentSum += v;
-          recentCount++;
-        }
-      } while (it.next());
-      if (count > 0) {
-        colSums[col] = sum;
-        colCounts[col] = count;
-      }
-    }
-    this.fold();
-    return recentCount > 0 ? recentSum / recentCount : null;
+    return this.addSamples(drainSamples(it, this.grid.start, end, this.drained), end, recentFrom);
   }
 
-  /** As {@link add}, for a series read in bulk (storage `readSamples`). */
+  /**
+   * Folds one series read in bulk (storage `readSamples`) in. With `recentFrom`, also returns the series' mean
+   * over [recentFrom, end] (its recent level, for outlier scores), computed in the same pass.
+   */
   addSamples(s: SampleArrays, end: number, recentFrom = Number.POSITIVE_INFINITY): number | null {
     const { start, step, cols } = this.grid;
     const stop = Math.min(end, start + cols * step - 1);
@@ -621,41 +515,19 @@ export class SpreadAccumulator {
     return recentCount > 0 ? recentSum / recentCount : null;
   }
 
-  /** As {@link add}, for a series read from a rollup tier whose resolution divides the step. */
+  /** As {@link addAggregateArrays}, for windows read one at a time: copied into reused columns once. */
   addAggregates(
     it: AggregateIterator,
     resolutionMs: number,
     end: number,
     recentFrom = Number.POSITIVE_INFINITY,
   ): number | null {
-    const { start, step, cols } = this.grid;
-    const stop = Math.min(end, start + cols * step - 1);
-    this.colSum.fill(0);
-    this.colCount.fill(0);
-    let recentSum = 0;
-    let recentCount = 0;
-    if (it.seek(start + resolutionMs - 1)) {
-      do {
-        const windowStart = it.t - resolutionMs + 1;
-        if (windowStart > stop) break;
-        const n = it.count;
-        const sum = it.sum;
-        if (!(n > 0) || !Number.isFinite(sum)) continue;
-        const col = Math.floor((windowStart - start) / step);
-        if (col < 0) continue;
-        this.colSum[col]! += sum;
-        this.colCount[col]! += n;
-        if (windowStart >= recentFrom) {
-          recentSum += sum;
-          recentCount += n;
-        }
-      } while (it.next());
-    }
-    this.fold();
-    return recentCount > 0 ? recentSum / recentCount : null;
+    const stopT = this.grid.start + this.grid.cols * this.grid.step - 1 + resolutionMs - 1;
+    const windows = drainAggregates(it, this.grid.start + resolutionMs - 1, stopT, this.drainedWindows);
+    return this.addAggregateArrays(windows, resolutionMs, end, recentFrom);
   }
 
-  /** As {@link addAggregates}, for windows read in bulk (storage `readAggregates`). */
+  /** As {@link addSamples}, for a series read from a rollup tier whose resolution divides the step. */
   addAggregateArrays(
     a: AggregateArrays,
     resolutionMs: number,
