@@ -197,6 +197,16 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
     if (raw === undefined || raw === '') return limits.timeoutMs;
     return Math.min(parseApiDuration(raw, 'timeout'), limits.timeoutMs);
   };
+  /** What every evaluation takes from the request besides its query and times. */
+  const evaluationParams = (p: Params, tenant: string) => {
+    const lookback = one(p, 'lookback_delta');
+    return {
+      tenant,
+      timeoutMs: timeoutOf(p),
+      limit: limitParam(p),
+      ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
+    };
+  };
   const querierFor = (principal: Principal, start: number, end: number) =>
     hideTenantLabel(deps.storage.querier(principal.tenant, start, end), principal.tenant);
 
@@ -251,17 +261,8 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
         // An empty query is the parser's to reject, as in Prometheus: "no expression found in input".
         const query = one(p, 'query') ?? '';
         const time = timeParam(p, 'time', Date.now());
-        const lookback = one(p, 'lookback_delta');
         return await evaluate(
-          {
-            kind: 'instant',
-            tenant: principal.tenant,
-            query,
-            time,
-            timeoutMs: timeoutOf(p),
-            limit: limitParam(p),
-            ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
-          },
+          { kind: 'instant', query, time, ...evaluationParams(p, principal.tenant) },
           reply,
         );
       } catch (err) {
@@ -297,19 +298,8 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
           throw new BadData(
             'exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)',
           );
-        const lookback = one(p, 'lookback_delta');
         return await evaluate(
-          {
-            kind: 'range',
-            tenant: principal.tenant,
-            query,
-            start,
-            end,
-            step,
-            timeoutMs: timeoutOf(p),
-            limit: limitParam(p),
-            ...(lookback ? { lookbackDeltaMs: parseApiDuration(lookback, 'lookback_delta') } : {}),
-          },
+          { kind: 'range', query, start, end, step, ...evaluationParams(p, principal.tenant) },
           reply,
         );
       } catch (err) {

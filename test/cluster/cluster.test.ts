@@ -293,15 +293,16 @@ describe.skipIf(unavailable !== undefined)('trainwatch on Kafka, PostgreSQL and 
         `${alerted}/${incidents.length} incidents alerted after ${kills.length} kills ` +
         `(${retries} requests retried; ${ledger.nan} NaN samples acknowledged, which VictoriaMetrics does not store)`,
     );
-    if (lost > 0) {
-      console.log(`series that lost samples:\n${lossExamples.join('\n')}`);
+    if (lost > 0) console.log(`series that lost samples:\n${lossExamples.join('\n')}`);
+    if (lost > 0 || twice.length > 0) {
+      // What the processes said: warnings and errors, and where each processor took up its partitions.
       for (const p of cluster.processes)
         console.log(
           `--- ${p.name} (errors and warnings) ---\n${p.child
             .output()
             .split('\n')
-            .filter((l) => /"level":(40|50|60)/.test(l))
-            .slice(-30)
+            .filter((l) => /"level":(40|50|60)/.test(l) || /partitions|state of partition/.test(l))
+            .slice(-60)
             .join('\n')}`,
         );
     }
