@@ -48,7 +48,7 @@ import {
 } from './dashboard-matrix.js';
 import { readTenant, requestSignal } from './dashboard-scope.js';
 import { type JobSummary, newestValue } from './job-summary.js';
-import { defaultLiveStreams, type LiveStreams, streamCredentialsCheck } from './live-streams.js';
+import { defaultLiveStreams, type LiveStreams, serveEventStream } from './live-streams.js';
 import { parseTime } from './rest.js';
 import { type JsonSample, jsonValue, readSeries, selectSeries } from './series-read.js';
 
@@ -857,33 +857,15 @@ function streamTicks(
       Errors.badRequest,
       'select what to watch: give metric= and/or label parameters such as job_id=',
     );
-  const pollMs = deps.livePollMs ?? 250;
-  const release = (deps.liveStreams ?? defaultLiveStreams).open(principal.tenant);
-  const stillAllowed = streamCredentialsCheck(deps.auth, req, principal);
-
-  reply.hijack();
-  const res = reply.raw;
-  res.writeHead(200, {
-    'content-type': 'text/event-stream',
-    'cache-control': 'no-cache',
-    connection: 'keep-alive',
-    'x-accel-buffering': 'no',
-  });
-  res.write(': trainwatch ticks\n\n');
   let newest = Number.NEGATIVE_INFINITY;
-  let lastWrite = Date.now();
-  let closed = false;
-  let polling = false;
-  const poll = async () => {
-    if (closed || polling) return;
-    const refused = stillAllowed();
-    if (refused !== undefined) {
-      res.end(`event: error\ndata: ${JSON.stringify({ error: `stream closed: ${refused}` })}\n\n`);
-      stop();
-      return;
-    }
-    polling = true;
-    try {
+  serveEventStream(req, reply, {
+    streams: deps.liveStreams ?? defaultLiveStreams,
+    auth: deps.auth,
+    principal,
+    banner: 'trainwatch ticks',
+    pollMs: deps.livePollMs ?? 250,
+    pollAtOnce: true,
+    poll: async () => {
       const now = Date.now();
       const from = Number.isFinite(newest) ? newest - TICK_LOOKBACK_MS : now - DEFAULT_RANGE_MS;
       let found = newest;
@@ -896,27 +878,11 @@ function streamTicks(
         while (it.next()) t = it.t;
         if (t > found) found = t;
       }
-      if (found > newest || !Number.isFinite(newest)) {
-        newest = found;
-        res.write(`data: ${JSON.stringify({ t: Number.isFinite(found) ? found : null })}\n\n`);
-        lastWrite = now;
-        if (!Number.isFinite(newest)) newest = from; // nothing yet: look forward from here
-      } else if (now - lastWrite > 15_000) {
-        res.write(': keep-alive\n\n');
-        lastWrite = now;
-      }
-    } catch (err) {
-      if (!closed) res.write(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
-    } finally {
-      polling = false;
-    }
-  };
-  const timer = setInterval(() => void poll(), pollMs);
-  const stop = () => {
-    closed = true;
-    clearInterval(timer);
-    release();
-  };
-  req.raw.on('close', stop);
-  void poll();
+      if (!(found > newest) && Number.isFinite(newest)) return undefined;
+      newest = found;
+      const tick = { t: Number.isFinite(found) ? found : null };
+      if (!Number.isFinite(newest)) newest = from; // nothing yet: look forward from here
+      return tick;
+    },
+  });
 }

@@ -6,6 +6,8 @@
  * - the stream's credentials are checked again at every poll: a stream whose token was revoked ends with an
  *   `event: error` naming why, instead of sending data forever.
  */
+import type { EventEmitter } from 'node:events';
+import type { ServerResponse } from 'node:http';
 import { type Authenticator, credentialsOf, type Principal, type RequestCredentials } from '../auth/index.js';
 import { Errors, TrainwatchError, twError } from '../model/errors.js';
 
@@ -82,4 +84,84 @@ export function streamCredentialsCheck(
       throw err;
     }
   };
+}
+
+/** A keep-alive comment goes out after this long without data, so proxies keep the stream open. */
+const KEEP_ALIVE_MS = 15_000;
+
+export interface EventStreamOptions {
+  readonly streams: LiveStreams;
+  readonly auth: Authenticator;
+  readonly principal: Principal;
+  /** The first line the client sees (an SSE comment). */
+  readonly banner: string;
+  readonly pollMs: number;
+  /** Poll once at once rather than after the first `pollMs`. */
+  readonly pollAtOnce: boolean;
+  /** One poll: the data event to send, or undefined when there is nothing new. Never runs twice at once. */
+  readonly poll: () => Promise<unknown>;
+}
+
+/**
+ * Serves one Server-Sent-Events stream of a request: counted against the stream limits (a 429 before anything
+ * is sent), credentials re-checked at every poll (a revoked token ends it with `event: error`), `poll`
+ * every `pollMs` with at most one in flight, its answer sent as `data:`, a keep-alive comment after
+ * {@link KEEP_ALIVE_MS} of silence, a failed poll reported as `event: error` (the stream goes on), and
+ * everything released when the client goes away.
+ */
+export function serveEventStream(
+  req: {
+    readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+    readonly raw: EventEmitter;
+  },
+  reply: { hijack(): void; readonly raw: ServerResponse },
+  opts: EventStreamOptions,
+): void {
+  const release = opts.streams.open(opts.principal.tenant);
+  const stillAllowed = streamCredentialsCheck(opts.auth, req, opts.principal);
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  res.write(`: ${opts.banner}\n\n`);
+  let closed = false;
+  let polling = false;
+  let lastWrite = Date.now();
+  const poll = async () => {
+    if (closed || polling) return;
+    const refused = stillAllowed();
+    if (refused !== undefined) {
+      res.end(`event: error\ndata: ${JSON.stringify({ error: `stream closed: ${refused}` })}\n\n`);
+      stop();
+      return;
+    }
+    polling = true;
+    try {
+      const data = await opts.poll();
+      if (closed) return;
+      if (data !== undefined) {
+        res.write(`data: ${JSON.stringify(data)}\n\n`);
+        lastWrite = Date.now();
+      } else if (Date.now() - lastWrite > KEEP_ALIVE_MS) {
+        res.write(': keep-alive\n\n');
+        lastWrite = Date.now();
+      }
+    } catch (err) {
+      if (!closed) res.write(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
+    } finally {
+      polling = false;
+    }
+  };
+  const timer = setInterval(() => void poll(), opts.pollMs);
+  const stop = () => {
+    closed = true;
+    clearInterval(timer);
+    release();
+  };
+  req.raw.on('close', stop);
+  if (opts.pollAtOnce) void poll();
 }

@@ -18,7 +18,7 @@ import {
 import type { Storage } from '../storage/index.js';
 import { requestSignal } from './dashboard-scope.js';
 import { summarizeJob } from './job-summary.js';
-import { defaultLiveStreams, type LiveStreams, streamCredentialsCheck } from './live-streams.js';
+import { defaultLiveStreams, type LiveStreams, serveEventStream } from './live-streams.js';
 import { type ColumnarSeries, readSeries, selectSeries } from './series-read.js';
 
 /** Every route here reads data of the caller's tenant (src/auth/permissions.ts). */
@@ -186,35 +186,17 @@ function streamLive(deps: RestDeps, req: FastifyRequest, reply: FastifyReply): v
   const now = Date.now();
   const sq = parseSeriesQuery(query, now);
   let since = parseTime(single(query.since, 'since'), 'since', now);
-  const pollMs = deps.livePollMs ?? 250;
-  const release = (deps.liveStreams ?? defaultLiveStreams).open(principal.tenant);
-  const stillAllowed = streamCredentialsCheck(deps.auth, req, principal);
-
-  reply.hijack();
-  const res = reply.raw;
-  res.writeHead(200, {
-    'content-type': 'text/event-stream',
-    'cache-control': 'no-cache',
-    connection: 'keep-alive',
-    'x-accel-buffering': 'no',
-  });
-  res.write(': trainwatch live stream\n\n');
-  let closed = false;
-  let lastWrite = Date.now();
   // Series of one job arrive from different nodes at slightly different times: remember each series' newest
   // sent sample and look back a little, so a series that lags the others loses nothing.
   const sent = new Map<string, number>();
-  let polling = false;
-  const poll = async () => {
-    if (closed || polling) return;
-    const refused = stillAllowed();
-    if (refused !== undefined) {
-      res.end(`event: error\ndata: ${JSON.stringify({ error: `stream closed: ${refused}` })}\n\n`);
-      stop();
-      return;
-    }
-    polling = true;
-    try {
+  serveEventStream(req, reply, {
+    streams: deps.liveStreams ?? defaultLiveStreams,
+    auth: deps.auth,
+    principal,
+    banner: 'trainwatch live stream',
+    pollMs: deps.livePollMs ?? 250,
+    pollAtOnce: false,
+    poll: async () => {
       const until = Date.now() + 60_000; // simulated or skewed clocks may run slightly ahead
       const from = since - LIVE_LOOKBACK_MS;
       const q = deps.storage.querier(principal.tenant, from, until);
@@ -230,24 +212,7 @@ function streamLive(deps: RestDeps, req: FastifyRequest, reply: FastifyReply): v
         sent.set(key, last);
         if (last > since) since = last;
       }
-      if (fresh.length > 0) {
-        res.write(`data: ${JSON.stringify({ series: fresh })}\n\n`);
-        lastWrite = Date.now();
-      } else if (Date.now() - lastWrite > 15_000) {
-        res.write(': keep-alive\n\n');
-        lastWrite = Date.now();
-      }
-    } catch (err) {
-      if (!closed) res.write(`event: error\ndata: ${JSON.stringify({ error: (err as Error).message })}\n\n`);
-    } finally {
-      polling = false;
-    }
-  };
-  const timer = setInterval(() => void poll(), pollMs);
-  const stop = () => {
-    closed = true;
-    clearInterval(timer);
-    release();
-  };
-  req.raw.on('close', stop);
+      return fresh.length > 0 ? { series: fresh } : undefined;
+    },
+  });
 }

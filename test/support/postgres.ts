@@ -198,7 +198,9 @@ export async function startPostgres(opts: { database?: string } = {}): Promise<T
       `PostgreSQL on 127.0.0.1:${port} to accept connections`,
       async () => {
         if (exited) return 'exited' as const;
-        const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 2000 });
+        // A loaded machine (CI runs test files side by side) may take seconds to fork a backend: a short
+        // connection timeout would fail every try although the server is up.
+        const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 });
         client.on('error', () => {});
         try {
           await client.connect();
@@ -208,7 +210,7 @@ export async function startPostgres(opts: { database?: string } = {}): Promise<T
           await client.end().catch(() => {});
         }
       },
-      30_000,
+      90_000,
       50,
     );
     if (ready === 'exited') throw new Error(`PostgreSQL exited while starting:\n${output}`);

@@ -102,7 +102,8 @@ export async function startVictoriaMetrics(extraFlags: string[] = []): Promise<V
         const res = await fetch(`${url}/health`);
         return res.ok ? true : undefined;
       },
-      20_000,
+      // Generous: on a loaded machine (test files side by side) VictoriaMetrics may take long to open its data.
+      90_000,
       50,
     );
   } catch (err) {
