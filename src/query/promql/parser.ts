@@ -28,7 +28,8 @@ import { FUNCTIONS } from './functions.js';
 import { goQuote, hasInvalidUtf8, type Token, type TokenKind, tokenize } from './lexer.js';
 import { compileGoRegex } from './regex.js';
 
-const AGGREGATORS: ReadonlySet<string> = new Set([
+/** Aggregation operators (also words the printer must not print as a bare metric name). */
+export const AGGREGATORS: ReadonlySet<string> = new Set([
   'sum',
   'avg',
   'count',

@@ -22,25 +22,12 @@ import type {
   VectorSelector,
 } from './ast.js';
 import { goQuote } from './lexer.js';
-import { PRECEDENCE, UNARY_OPERAND_MIN_PREC as UNARY_PREC } from './parser.js';
+import { AGGREGATORS, PRECEDENCE, UNARY_OPERAND_MIN_PREC as UNARY_PREC } from './parser.js';
 
 const METRIC_NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 /** Words the parser reads as something else than a metric name where one could start. */
-const RESERVED = new Set([
-  'sum',
-  'avg',
-  'count',
-  'min',
-  'max',
-  'group',
-  'stddev',
-  'stdvar',
-  'topk',
-  'bottomk',
-  'count_values',
-  'quantile',
-  'limitk',
-  'limit_ratio',
+const RESERVED: ReadonlySet<string> = new Set([
+  ...AGGREGATORS,
   'and',
   'or',
   'unless',
