@@ -259,6 +259,32 @@ describe('detector engine', () => {
     expect(engine.seriesCount).toBe(1);
     expect(log.at(-1)).toBe('pending GPUTemperatureHigh');
   });
+
+  it('keeps series whose samples keep arriving, however old their timestamps (a backlog, a backfill)', () => {
+    const log: Log = [];
+    const engine = new DetectorEngine(
+      DetectorSettings.defaults(),
+      { transition: (a, c) => log.push(`${c} ${a.name}`) },
+      { seriesTtlMs: 90_000 },
+    );
+    // A processor 10 minutes behind: every minute of wall clock it reads a minute of samples 10 minutes old.
+    const lag = 10 * 60_000;
+    for (let minute = 0; minute < 5; minute++) {
+      const wall = START_MS + lag + minute * 60_000;
+      engine.tick(wall, true);
+      const b = new SeriesBatchBuilder();
+      b.addSeries({ __name__: 'gpu_temperature_celsius', job_id: 'j', node_id: 'n', gpu: '0' });
+      for (let i = 0; i < 60; i++) b.add(START_MS + minute * 60_000 + i * 1000, 95);
+      engine.observe(TENANT, b.build());
+    }
+    engine.tick(START_MS + lag + 5 * 60_000, true);
+    expect(engine.seriesCount).toBe(1);
+    expect(log).toEqual(['pending GPUTemperatureHigh', 'firing GPUTemperatureHigh']);
+    // Once nothing arrives for the TTL (90 s; swept once a minute), it goes.
+    engine.tick(START_MS + lag + 6 * 60_000 + 1000, true);
+    expect(engine.seriesCount).toBe(0);
+    expect(log.at(-1)).toBe('resolved GPUTemperatureHigh');
+  });
 });
 
 /**

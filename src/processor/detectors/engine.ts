@@ -241,6 +241,13 @@ export class DetectorEngine implements DetectorContext {
   private lastSweep = Number.NEGATIVE_INFINITY;
   /** The wall clock as of the last tick: when samples arrive (processing time), for whole-job absence. */
   private wallNow = Number.NaN;
+  /**
+   * Per series: the wall-clock time (as of the last tick) a sample of it last arrived, or it was created or
+   * restored; NaN before the first tick. A series is forgotten once nothing arrived for the TTL, whatever its
+   * samples' own times: a replay, a backfill or a processor that fell behind sends samples older than the
+   * TTL that are anything but silence.
+   */
+  private arrivedAt = new Float64Array(1024);
   private readonly seriesTtlMs: number;
   private readonly derived = new Map<string, DerivedAccumulator>();
   private readonly derivedOut = new DerivedOutput();
@@ -429,6 +436,7 @@ export class DetectorEngine implements DetectorContext {
       job.touched = true;
       this.touched.push(job);
     }
+    this.arrivedAt[d] = this.wallNow;
     if (n === 0) return;
     let mine = this.tenantCounts.get(info.tenant);
     if (!mine) {
@@ -493,7 +501,12 @@ export class DetectorEngine implements DetectorContext {
     if (now - this.lastSweep < 60_000) return;
     this.lastSweep = now;
     for (let d = 0; d < this.drefLimit; d++) {
-      if (this.infos[d] === undefined || now - this.lastTs[d]! < this.seriesTtlMs) continue;
+      if (this.infos[d] === undefined) continue;
+      const arrived = this.arrivedAt[d]!;
+      // Not Math.max: an arrival not known yet (NaN) must leave the sample time, not make it NaN.
+      // biome-ignore lint/complexity/useMathMinMax: NaN must not win
+      const seen = arrived > this.lastTs[d]! ? arrived : this.lastTs[d]!;
+      if (now - seen < this.seriesTtlMs) continue;
       this.forget(d, now);
     }
     for (const [key, job] of this.jobs) {
@@ -546,6 +559,7 @@ export class DetectorEngine implements DetectorContext {
     if (d >= this.lastTs.length) {
       const n = this.lastTs.length * 2;
       this.lastTs = growF64(this.lastTs, n);
+      this.arrivedAt = growF64(this.arrivedAt, n);
       this.lastVs = growF64(this.lastVs, n);
       this.nodeSlots = growI32(this.nodeSlots, n);
       this.procRefOf = growI32(this.procRefOf, n);
@@ -566,6 +580,7 @@ export class DetectorEngine implements DetectorContext {
     this.infos[d] = info;
     this.lastTs[d] = Number.NEGATIVE_INFINITY;
     this.lastVs[d] = Number.NaN;
+    this.arrivedAt[d] = this.wallNow;
     this.nodeSlots[d] = job ? job.nodeSlot(labels.node_id) : -1;
     this.procRefOf[d] = -1;
     this.createdSeq[d] = this.nextSeq++;
