@@ -328,7 +328,7 @@ const GPU_HOURS = `(j.world_size * (COALESCE(j.end_ms, j.last_sample_ms) - j.sta
 const DURATION_S = `((COALESCE(j.end_ms, j.last_sample_ms) - j.start_ms) / 1000.0)`;
 
 /** The SQL of column `key` (throws `RunQueryError` naming an unknown column). */
-export function columnSql(q: RunSql, key: string, liveStatus: string): ColumnSql {
+export function columnSql(q: RunSql, key: string, liveStatus: () => string): ColumnSql {
   if (key.startsWith(CONFIG_PREFIX)) {
     const k = key.slice(CONFIG_PREFIX.length);
     if (!CONFIG_KEY_RE.test(k))
@@ -358,7 +358,7 @@ export function columnSql(q: RunSql, key: string, liveStatus: string): ColumnSql
     case 'framework':
       return { kind: 'text', text: `j.${key}` };
     case 'status':
-      return { kind: 'text', text: liveStatus };
+      return { kind: 'text', text: liveStatus() };
     case 'world_size':
       return { kind: 'number', num: 'j.world_size' };
     case 'start':
@@ -390,7 +390,7 @@ function numberOf(column: string, raw: string, kind: RunColumnKind | 'config'): 
 }
 
 /** One filter as a SQL condition. */
-export function filterSql(q: RunSql, f: RunFilter, liveStatus: string): string {
+export function filterSql(q: RunSql, f: RunFilter, liveStatus: () => string): string {
   const c = columnSql(q, f.column, liveStatus);
   const missing = c.num && c.text ? `(${c.num} IS NULL AND ${c.text} IS NULL)` : `${c.num ?? c.text} IS NULL`;
   if (f.value === '' && (f.op === '=' || f.op === '!=')) return f.op === '=' ? missing : `NOT ${missing}`;
@@ -418,7 +418,7 @@ export function filterSql(q: RunSql, f: RunFilter, liveStatus: string): string {
 }
 
 /** ORDER BY terms for a column: missing values last in either direction, config numbers before strings. */
-export function orderSql(q: RunSql, column: string, desc: boolean, liveStatus: string): string[] {
+export function orderSql(q: RunSql, column: string, desc: boolean, liveStatus: () => string): string[] {
   const c = columnSql(q, column, liveStatus);
   const dir = desc ? 'DESC' : 'ASC';
   const collate = q.dialect === 'pg' ? ' COLLATE "C"' : '';
@@ -463,11 +463,15 @@ export function runStatements(
   query: RunQuery,
 ): { count: RunSql & { sql: string }; page: RunSql & { sql: string }; groupCount?: RunSql & { sql: string } } {
   const build = (
-    select: (q: RunSql, live: string) => string,
-    tail: (q: RunSql, live: string) => string,
+    select: (q: RunSql, live: () => string) => string,
+    tail: (q: RunSql, live: () => string) => string,
   ): RunSql & { sql: string } => {
     const q = new RunSql(dialect);
-    const live = `(CASE WHEN j.status = 'running' AND j.last_sample_ms IS NOT NULL AND ${q.num(nowMs)} - j.last_sample_ms > ${q.num(silentAfterMs)} THEN 'unknown' ELSE j.status END)`;
+    // The status readers see (`unknown`: running but silent), bound only where a statement uses it (PostgreSQL
+    // cannot type a parameter no expression uses).
+    let liveSql: string | undefined;
+    const live = () =>
+      (liveSql ??= `(CASE WHEN j.status = 'running' AND j.last_sample_ms IS NOT NULL AND ${q.num(nowMs)} - j.last_sample_ms > ${q.num(silentAfterMs)} THEN 'unknown' ELSE j.status END)`);
     const head = select(q, live);
     const where = [`j.tenant = ${q.param(tenant)}`];
     for (const f of query.filters ?? []) where.push(filterSql(q, f, live));
@@ -483,7 +487,7 @@ export function runStatements(
   const offset = Math.max(0, query.offset);
   if (query.groupBy !== undefined) {
     const groupBy = query.groupBy;
-    const keys = (q: RunSql, live: string): string[] => {
+    const keys = (q: RunSql, live: () => string): string[] => {
       const c = columnSql(q, groupBy, live);
       return [c.num ?? 'NULL', c.text ?? 'NULL'];
     };
@@ -513,7 +517,7 @@ export function runStatements(
   }
   const page = build(
     (_q, live) => `SELECT j.tenant, j.job_id, j.name, j.project, j.owner, j.framework, j.world_size, j.config,
-        j.tags, j.metric_keys, ${live} AS status, j.start_ms, j.end_ms, j.last_sample_ms,
+        j.tags, j.metric_keys, ${live()} AS status, j.start_ms, j.end_ms, j.last_sample_ms,
         ${GAUGE_COLS.map((c) => `s.${c}`).join(', ')}, ${GPU_HOURS} AS gpu_hours`,
     (q, live) => {
       const order = query.sort
@@ -554,6 +558,6 @@ export function configKeysSql(dialect: 'sqlite' | 'pg'): string {
   const recent = `SELECT config FROM jobs WHERE tenant = ${dialect === 'pg' ? '$1' : '?'}
     ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC LIMIT ${CONFIG_KEY_SAMPLE}`;
   return dialect === 'pg'
-    ? `SELECT DISTINCT k AS key FROM (${recent}) r, jsonb_object_keys(r.config) k ORDER BY 1 COLLATE "C" LIMIT ${MAX_CONFIG_KEYS}`
+    ? `SELECT DISTINCT k COLLATE "C" AS key FROM (${recent}) r, jsonb_object_keys(r.config) k ORDER BY 1 LIMIT ${MAX_CONFIG_KEYS}`
     : `SELECT DISTINCT e.key AS key FROM (${recent}) r, json_each(r.config) e ORDER BY 1 LIMIT ${MAX_CONFIG_KEYS}`;
 }
