@@ -266,7 +266,14 @@ export class JobStore implements JobRepository, RunRepository {
    * Records gauge `gauge` (an index of `SUMMARY_GAUGES`) of a job: the newest of its samples just read
    * (`lastMs`, `last`) and the best finite one (null: none). Called once per series per record, not per sample.
    */
-  noteGauge(tenant: string, jobId: string, gauge: number, lastMs: number, last: number, best: number | null): void {
+  noteGauge(
+    tenant: string,
+    jobId: string,
+    gauge: number,
+    lastMs: number,
+    last: number,
+    best: number | null,
+  ): void {
     const delta = this.delta(tenant, jobId, lastMs);
     delta.summary ??= {};
     noteGaugeInto(delta.summary, SUMMARY_GAUGES[gauge]!, lastMs, last, best);

@@ -199,9 +199,12 @@ for (const backend of backends) {
         'b',
         'c',
       ]);
-      expect(ids(await jobs.runs(t, NOW, q({ sort: { column: 'config.optimizer', desc: false } })))).toEqual(
-        ['b', 'a', 'c', 'd'],
-      );
+      expect(ids(await jobs.runs(t, NOW, q({ sort: { column: 'config.optimizer', desc: false } })))).toEqual([
+        'b',
+        'a',
+        'c',
+        'd',
+      ]);
     });
 
     it('filters by summaries, config keys, status and text; != keeps runs without the value', async () => {
@@ -260,7 +263,9 @@ for (const backend of backends) {
       await expect(jobs.runs(t, NOW, q({ filters: [f('config.model', '<', 'gpt')] }))).rejects.toThrow(
         /compares numbers/,
       );
-      await expect(jobs.runs(t, NOW, q({ filters: [f('loss', '<', 'low')] }))).rejects.toThrow(/not a number/);
+      await expect(jobs.runs(t, NOW, q({ filters: [f('loss', '<', 'low')] }))).rejects.toThrow(
+        /not a number/,
+      );
       await expect(jobs.runs(t, NOW, q({ groupBy: 'config.a"b' }))).rejects.toThrow(/config key/);
     });
   });

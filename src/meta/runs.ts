@@ -332,7 +332,9 @@ export function columnSql(q: RunSql, key: string, liveStatus: () => string): Col
   if (key.startsWith(CONFIG_PREFIX)) {
     const k = key.slice(CONFIG_PREFIX.length);
     if (!CONFIG_KEY_RE.test(k))
-      throw new RunQueryError(`column ${JSON.stringify(key)}: a config key is 1-200 characters without quotes`);
+      throw new RunQueryError(
+        `column ${JSON.stringify(key)}: a config key is 1-200 characters without quotes`,
+      );
     if (q.dialect === 'pg') {
       const v = `j.config -> ${q.param(k)}`;
       const t = `jsonb_typeof(${v})`;
@@ -397,7 +399,9 @@ export function filterSql(q: RunSql, f: RunFilter, liveStatus: () => string): st
   const numeric = c.kind === 'config' ? f.value.trim() !== '' && Number.isFinite(Number(f.value)) : !!c.num;
   if (f.op === '~') {
     if (!c.text)
-      throw new RunQueryError(`filter on ${f.column}: ~ (contains) applies to text columns; use = < > on numbers`);
+      throw new RunQueryError(
+        `filter on ${f.column}: ~ (contains) applies to text columns; use = < > on numbers`,
+      );
     const like = `%${f.value.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
     return q.dialect === 'pg'
       ? `${c.text} ILIKE ${q.param(like)} ESCAPE '\\'`
@@ -461,7 +465,11 @@ export function runStatements(
   nowMs: number,
   silentAfterMs: number,
   query: RunQuery,
-): { count: RunSql & { sql: string }; page: RunSql & { sql: string }; groupCount?: RunSql & { sql: string } } {
+): {
+  count: RunSql & { sql: string };
+  page: RunSql & { sql: string };
+  groupCount?: RunSql & { sql: string };
+} {
   const build = (
     select: (q: RunSql, live: () => string) => string,
     tail: (q: RunSql, live: () => string) => string,
@@ -547,7 +555,12 @@ export function groupFromRow(r: RunSqlRow): RunGroup {
   ])
     aggregates[k] = r[k] === null || r[k] === undefined ? null : Number(r[k]);
   return {
-    value: num !== null && num !== undefined ? Number(num) : text === null || text === undefined ? null : String(text),
+    value:
+      num !== null && num !== undefined
+        ? Number(num)
+        : text === null || text === undefined
+          ? null
+          : String(text),
     count: Number(r.n),
     aggregates,
   };

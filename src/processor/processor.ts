@@ -788,7 +788,8 @@ export class Processor {
       if (to > from) {
         const name = this.series.nameSid(ref);
         for (let g = 0; g < gaugeSids.length; g++)
-          if (gaugeSids[g] === name) this.noteGauge(tenant, strings[job]!, this.gaugeIndexes[g]!, rb, from, to);
+          if (gaugeSids[g] === name)
+            this.noteGauge(tenant, strings[job]!, this.gaugeIndexes[g]!, rb, from, to);
       }
     }
     if (lastJob >= 0 && maxT >= minT) this.jobs.noteSamples(tenant, strings[lastJob]!, minT, maxT);

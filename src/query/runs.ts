@@ -92,7 +92,8 @@ function list(raw: unknown): string[] {
 
 function one(raw: unknown, name: string): string | undefined {
   const all = list(raw);
-  if (all.length > 1) throw twError(Errors.badRequest, `parameter ${name} given ${all.length} times; give it once`);
+  if (all.length > 1)
+    throw twError(Errors.badRequest, `parameter ${name} given ${all.length} times; give it once`);
   return all[0];
 }
 
@@ -117,7 +118,10 @@ function intParam(raw: string | undefined, name: string, fallback: number, min: 
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max)
-    throw twError(Errors.badRequest, `${name}=${JSON.stringify(raw)} must be an integer from ${min} to ${max}`);
+    throw twError(
+      Errors.badRequest,
+      `${name}=${JSON.stringify(raw)} must be an integer from ${min} to ${max}`,
+    );
   return n;
 }
 

@@ -201,7 +201,13 @@ export class PgJobRepository implements JobRowStore {
     const total = Number(count[0]!.n);
     const configKeys = keys.rows.map((r) => r.key);
     if (groupCount)
-      return { total, runs: [], groups: page.map(groupFromRow), groupTotal: Number(groupCount[0]!.n), configKeys };
+      return {
+        total,
+        runs: [],
+        groups: page.map(groupFromRow),
+        groupTotal: Number(groupCount[0]!.n),
+        configKeys,
+      };
     const runs = page.map((r) => ({
       job: jobFromRow(r as unknown as JobRow),
       summary: summaryFromRow(r),
