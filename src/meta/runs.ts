@@ -265,7 +265,7 @@ const RUN_FIELDS: readonly RunColumn[] = [
   { key: 'world_size', label: 'GPUs', kind: 'number', source: 'run' },
   { key: 'start', label: 'Started', kind: 'time', source: 'run' },
   { key: 'end', label: 'Ended', kind: 'time', source: 'run' },
-  { key: 'duration', label: 'Duration (s)', kind: 'number', source: 'summary' },
+  { key: 'duration', label: 'Duration', kind: 'number', source: 'summary' },
   { key: 'gpu_hours', label: 'GPU-hours', kind: 'number', source: 'summary' },
 ];
 

@@ -47,6 +47,9 @@ import { readState, removeState } from './state.js';
 export const PROCESSOR_GROUP = 'processor';
 
 const DEFAULT_SERIES_TTL_MS = 15 * 60_000;
+/** `Processor.gaugeOfRef` entries: a series that feeds no summary gauge; one not looked up yet. */
+const NO_GAUGE = 0xfe;
+const GAUGE_UNKNOWN = 0xff;
 /** How often the series table is swept for series nobody sends any more. */
 const SWEEP_EVERY_MS = 60_000;
 
@@ -161,6 +164,11 @@ export class Processor {
   private readonly gaugeIndexes: Int32Array;
   /** The gauges fed by the derived per-job series (throughput sums), by metric name. */
   private readonly derivedGauges = new Map<string, number>();
+  /**
+   * Per series-table ref: the gauge its samples feed (an index of SUMMARY_GAUGES), NO_GAUGE, or GAUGE_UNKNOWN
+   * when not looked up yet; reset when the sweep frees the ref. A record of known series costs one read per series.
+   */
+  private gaugeOfRef = new Uint8Array(1024).fill(GAUGE_UNKNOWN);
 
   constructor(
     private readonly bus: Bus,
@@ -727,6 +735,7 @@ export class Processor {
     this.series.sweep(nowMs - (this.opts.seriesTtlMs ?? DEFAULT_SERIES_TTL_MS), (ref) => {
       engine?.releaseRef(ref);
       storageRefs?.forget(ref);
+      if (ref < this.gaugeOfRef.length) this.gaugeOfRef[ref] = GAUGE_UNKNOWN;
     });
   }
 
@@ -763,7 +772,12 @@ export class Processor {
   private noteJobSamples(tenant: string, rb: RecordBatch): void {
     const jobSid = this.series.jobSid;
     const strings = this.series.strings;
-    const gaugeSids = this.gaugeSids;
+    if (this.gaugeOfRef.length < this.series.refLimit) {
+      const grown = new Uint8Array(Math.max(this.series.refLimit, this.gaugeOfRef.length * 2));
+      grown.fill(GAUGE_UNKNOWN).set(this.gaugeOfRef);
+      this.gaugeOfRef = grown;
+    }
+    const gaugeOfRef = this.gaugeOfRef;
     let lastJob = -1;
     let minT = Number.POSITIVE_INFINITY;
     let maxT = Number.NEGATIVE_INFINITY;
@@ -786,13 +800,20 @@ export class Processor {
         if (t > maxT) maxT = t;
       }
       if (to > from) {
-        const name = this.series.nameSid(ref);
-        for (let g = 0; g < gaugeSids.length; g++)
-          if (gaugeSids[g] === name)
-            this.noteGauge(tenant, strings[job]!, this.gaugeIndexes[g]!, rb, from, to);
+        let gauge = gaugeOfRef[ref]!;
+        if (gauge === GAUGE_UNKNOWN) gauge = gaugeOfRef[ref] = this.gaugeOf(ref);
+        if (gauge !== NO_GAUGE) this.noteGauge(tenant, strings[job]!, gauge, rb, from, to);
       }
     }
     if (lastJob >= 0 && maxT >= minT) this.jobs.noteSamples(tenant, strings[lastJob]!, minT, maxT);
+  }
+
+  /** The summary gauge series `ref` feeds, or NO_GAUGE. */
+  private gaugeOf(ref: number): number {
+    const name = this.series.nameSid(ref);
+    for (let g = 0; g < this.gaugeSids.length; g++)
+      if (this.gaugeSids[g] === name) return this.gaugeIndexes[g]!;
+    return NO_GAUGE;
   }
 
   /** Gauge `gauge` of a job from samples `from..to` of a record's columns: the newest and the best finite one. */
