@@ -23,6 +23,7 @@
 import { FINAL_JOB_STATUSES, type JobEvent, type JobInfo, type JobStatus } from '../model/job.js';
 import type { Db, MetaStore, Migration } from './meta-store.js';
 import {
+  ConfigKeyCache,
   configKeysSql,
   groupFromRow,
   mergeRunSummaries,
@@ -385,6 +386,7 @@ export class SqliteJobRows implements JobRowStore {
   private readonly write;
   private readonly writeSummary;
   private readonly configKeys;
+  private readonly configKeyCache = new ConfigKeyCache();
 
   constructor(
     meta: MetaStore,
@@ -471,7 +473,9 @@ export class SqliteJobRows implements JobRowStore {
     const all = (s: { sql: string; named(): Record<string, unknown> }) =>
       this.db.prepare(s.sql).all(s.named()) as RunSqlRow[];
     const total = Number(all(st.count)[0]!.n);
-    const configKeys = this.configKeys.all(tenant).map((r) => r.key);
+    const configKeys = await this.configKeyCache.get(tenant, async () =>
+      this.configKeys.all(tenant).map((r) => r.key),
+    );
     if (st.groupCount) {
       return {
         total,

@@ -523,17 +523,29 @@ export function runStatements(
     );
     return { count, page, groupCount };
   }
+  // Two steps: the ordered, limited page of job ids first (the sorter carries a key and an id per run, not
+  // each run's config and summaries), then those runs' rows, in the same order.
+  let orderBy = '';
+  let liveOf: () => string = () => '';
   const page = build(
-    (_q, live) => `SELECT j.tenant, j.job_id, j.name, j.project, j.owner, j.framework, j.world_size, j.config,
-        j.tags, j.metric_keys, ${live()} AS status, j.start_ms, j.end_ms, j.last_sample_ms,
-        ${GAUGE_COLS.map((c) => `s.${c}`).join(', ')}, ${GPU_HOURS} AS gpu_hours`,
+    (_q, live) => {
+      liveOf = live;
+      return 'SELECT j.job_id';
+    },
     (q, live) => {
       const order = query.sort
         ? orderSql(q, query.sort.column, query.sort.desc, live)
         : ['COALESCE(j.last_sample_ms, j.start_ms, 0) DESC'];
-      return `ORDER BY ${[...order, 'j.job_id'].join(', ')} LIMIT ${limit} OFFSET ${offset}`;
+      orderBy = `ORDER BY ${[...order, 'j.job_id'].join(', ')}`;
+      return `${orderBy} LIMIT ${limit} OFFSET ${offset}`;
     },
   );
+  page.sql = `SELECT j.tenant, j.job_id, j.name, j.project, j.owner, j.framework, j.world_size, j.config,
+      j.tags, j.metric_keys, ${liveOf()} AS status, j.start_ms, j.end_ms, j.last_sample_ms,
+      ${GAUGE_COLS.map((c) => `s.${c}`).join(', ')}, ${GPU_HOURS} AS gpu_hours
+    FROM jobs j LEFT JOIN job_summaries s ON s.tenant = j.tenant AND s.job_id = j.job_id
+    WHERE j.tenant = ${page.param(tenant)} AND j.job_id IN (${page.sql})
+    ${orderBy}`;
   return { count, page };
 }
 
@@ -573,4 +585,27 @@ export function configKeysSql(dialect: 'sqlite' | 'pg'): string {
   return dialect === 'pg'
     ? `SELECT DISTINCT k COLLATE "C" AS key FROM (${recent}) r, jsonb_object_keys(r.config) k ORDER BY 1 LIMIT ${MAX_CONFIG_KEYS}`
     : `SELECT DISTINCT e.key AS key FROM (${recent}) r, json_each(r.config) e ORDER BY 1 LIMIT ${MAX_CONFIG_KEYS}`;
+}
+
+/** How long a tenant's config keys are reused: columns appear within this long of a new key's first run. */
+export const CONFIG_KEYS_TTL_MS = 10_000;
+
+/**
+ * The config keys of each tenant, kept for `CONFIG_KEYS_TTL_MS`: reading them scans the tenant's recent runs'
+ * configs, which every page (each sort or filter change) would otherwise repeat.
+ */
+export class ConfigKeyCache {
+  private readonly byTenant = new Map<string, { atMs: number; keys: Promise<string[]> }>();
+
+  get(tenant: string, load: () => Promise<string[]>): Promise<string[]> {
+    const now = Date.now();
+    const hit = this.byTenant.get(tenant);
+    if (hit && now - hit.atMs < CONFIG_KEYS_TTL_MS) return hit.keys;
+    const keys = load();
+    this.byTenant.set(tenant, { atMs: now, keys });
+    // A failed read is not kept: the next page tries again.
+    keys.catch(() => this.byTenant.delete(tenant));
+    if (this.byTenant.size > 10_000) this.byTenant.delete(this.byTenant.keys().next().value!);
+    return keys;
+  }
 }

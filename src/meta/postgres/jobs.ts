@@ -15,6 +15,7 @@
 import type { JobInfo, JobStatus } from '../../model/job.js';
 import type { JobDelta, JobListFilter, JobRowStore } from '../jobs.js';
 import {
+  ConfigKeyCache,
   configKeysSql,
   groupFromRow,
   mergeRunSummaries,
@@ -80,6 +81,8 @@ const LIVE_JOBS = `SELECT tenant, job_id, name, project, owner, framework, world
   FROM jobs`;
 
 export class PgJobRepository implements JobRowStore {
+  private readonly configKeyCache = new ConfigKeyCache();
+
   constructor(
     private readonly db: PgMeta,
     /** A running job without samples for this long is reported as `unknown`. */
@@ -195,11 +198,13 @@ export class PgJobRepository implements JobRowStore {
     const [count, page, keys, groupCount] = await Promise.all([
       run(st.count),
       run(st.page),
-      this.db.query<{ key: string }>(CONFIG_KEYS, [tenant], signal),
+      this.configKeyCache.get(tenant, async () =>
+        (await this.db.query<{ key: string }>(CONFIG_KEYS, [tenant], signal)).rows.map((r) => r.key),
+      ),
       st.groupCount ? run(st.groupCount) : Promise.resolve(undefined),
     ]);
     const total = Number(count[0]!.n);
-    const configKeys = keys.rows.map((r) => r.key);
+    const configKeys = keys;
     if (groupCount)
       return {
         total,
