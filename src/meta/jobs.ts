@@ -26,6 +26,7 @@ import {
   ConfigKeyCache,
   configKeysSql,
   groupFromRow,
+  MAX_RUNS_PAGE,
   mergeRunSummaries,
   noteGaugeInto,
   RUN_SUMMARY_MIGRATIONS,
@@ -472,19 +473,22 @@ export class SqliteJobRows implements JobRowStore {
     const st = runStatements('sqlite', tenant, nowMs, this.silentAfterMs, query);
     const all = (s: { sql: string; named(): Record<string, unknown> }) =>
       this.db.prepare(s.sql).all(s.named()) as RunSqlRow[];
-    const total = Number(all(st.count)[0]!.n);
     const configKeys = await this.configKeyCache.get(tenant, async () =>
       this.configKeys.all(tenant).map((r) => r.key),
     );
     if (st.groupCount) {
+      const groups = all(st.page).map(groupFromRow);
+      // Every group on this page: the counts need no second pass over the runs.
+      const whole = query.offset === 0 && groups.length < Math.min(query.limit, MAX_RUNS_PAGE);
       return {
-        total,
+        total: whole ? groups.reduce((n, g) => n + g.count, 0) : Number(all(st.count)[0]!.n),
         runs: [],
-        groups: all(st.page).map(groupFromRow),
-        groupTotal: Number(all(st.groupCount)[0]!.n),
+        groups,
+        groupTotal: whole ? groups.length : Number(all(st.groupCount)[0]!.n),
         configKeys,
       };
     }
+    const total = Number(all(st.count)[0]!.n);
     const runs = all(st.page).map((r) => ({
       job: asInfo(fromRow(r as unknown as JobRow)),
       summary: summaryFromRow(r),
