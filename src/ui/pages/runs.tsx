@@ -22,6 +22,7 @@ import { navigate, onLinkClick, useLocation } from '../router';
 const PAGE_SIZE = 100;
 const SCATTER_RUNS = 500;
 const MAX_COMPARE = 12;
+const REFRESH_MS = 30_000;
 
 /** Columns shown before the config keys (every config key is shown after them). */
 const SHOWN = [
@@ -100,12 +101,22 @@ export function RunsPage() {
   useEffect(() => {
     const abort = new AbortController();
     setError(null);
-    fetchRuns(new URLSearchParams(apiKey), abort.signal)
-      .then(setData)
-      .catch((err) => {
-        if (!abort.signal.aborted) setError(err);
-      });
-    return () => abort.abort();
+    const load = () =>
+      fetchRuns(new URLSearchParams(apiKey), abort.signal)
+        .then((d) => {
+          setData(d);
+          setError(null);
+        })
+        .catch((err) => {
+          if (!abort.signal.aborted) setError(err);
+        });
+    void load();
+    // Summaries move while runs train: the view refreshes itself, as the fleet page does.
+    const timer = setInterval(load, REFRESH_MS);
+    return () => {
+      clearInterval(timer);
+      abort.abort();
+    };
   }, [apiKey]);
 
   const update = (edit: (p: URLSearchParams) => void) => {
