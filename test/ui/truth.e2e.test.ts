@@ -258,7 +258,6 @@ describe.skipIf(!available)('the dashboard tells the truth (issue 17), in Chromi
         { path: `/jobs/${encodeURIComponent(job)}`, ready: 'body[data-job-loaded]' },
         { path: `/compare?jobs=${job},${other}`, ready: '[data-testid="config-diff"]' },
         { path: '/compare', ready: 'h1' },
-        { path: '/runs', ready: '[data-testid="runs-scatter"]' },
         { path: '/alerts', ready: '[data-testid="alerts-table"] tbody tr' },
         { path: '/alerts', ready: '[role="tab"]', click: 'Silences' },
         { path: '/alerts', ready: '[role="tab"]', click: 'Rules' },
