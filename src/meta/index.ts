@@ -52,6 +52,25 @@ export {
 // stages' PostgreSQL repositories (alerting's) are written against these shapes.
 export type { PgMeta, PgMigration, Queryable } from './postgres/index.js';
 export {
+  configColumn,
+  FIXED_RUN_COLUMNS,
+  type GaugeSummary,
+  MAX_RUNS_PAGE,
+  RUN_FILTER_OPS,
+  type RunColumn,
+  type RunFilter,
+  type RunFilterOp,
+  type RunGroup,
+  type RunPage,
+  type RunQuery,
+  RunQueryError,
+  type RunRepository,
+  type RunRow,
+  type RunSummary,
+  SUMMARY_GAUGES,
+  type SummaryGauge,
+} from './runs.js';
+export {
   type NewToken,
   TENANT_RE,
   TOKEN_MIGRATIONS,

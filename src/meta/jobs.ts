@@ -22,6 +22,25 @@
  */
 import { FINAL_JOB_STATUSES, type JobEvent, type JobInfo, type JobStatus } from '../model/job.js';
 import type { Db, MetaStore, Migration } from './meta-store.js';
+import {
+  ConfigKeyCache,
+  configKeysSql,
+  groupFromRow,
+  MAX_RUNS_PAGE,
+  mergeRunSummaries,
+  noteGaugeInto,
+  RUN_SUMMARY_MIGRATIONS,
+  type RunPage,
+  type RunQuery,
+  type RunRepository,
+  type RunSqlRow,
+  type RunSummary,
+  runStatements,
+  SUMMARY_GAUGES,
+  summaryFromRow,
+  summaryToRow,
+  summaryUpsertSql,
+} from './runs.js';
 
 export const JOB_MIGRATIONS: readonly Migration[] = [
   {
@@ -80,9 +99,12 @@ export interface JobRepository {
 
 /**
  * What one writer learnt about a job since its last flush. `status: null`: the delta says nothing about the
- * status (only samples or metadata arrived), so the stored one stays (or `running` for a new job).
+ * status (only samples or metadata arrived), so the stored one stays (or `running` for a new job). `summary`:
+ * the gauges noted since (runs.ts), absent when none.
  */
-export type JobDelta = { -readonly [K in keyof JobInfo]: K extends 'status' ? JobStatus | null : JobInfo[K] };
+export type JobDelta = {
+  -readonly [K in keyof JobInfo]: K extends 'status' ? JobStatus | null : JobInfo[K];
+} & { summary?: RunSummary };
 
 /** Where deltas are merged and jobs read: SQLite (`SqliteJobRows`) or PostgreSQL (`PgJobRepository`). */
 export interface JobRowStore {
@@ -95,6 +117,8 @@ export interface JobRowStore {
     filter?: JobListFilter,
     signal?: AbortSignal,
   ): Promise<JobInfo[]>;
+  /** The runs table (runs.ts); a store that only writes (a processor worker's) has none. */
+  runs?(tenant: string, nowMs: number, query: RunQuery, signal?: AbortSignal): Promise<RunPage>;
 }
 
 // ---- the merge rules, written once ------------------------------------------------------------------------
@@ -163,6 +187,12 @@ const maxOf = (a: number | null, b: number | null): number | null =>
  * `PgJobRepository`'s upsert statement runs in SQL; keep the two in step (the contract suite checks them).
  */
 export function mergeJobDelta(older: JobDelta, newer: JobDelta): JobDelta {
+  const merged = mergeJobFields(older, newer);
+  if (older.summary || newer.summary) merged.summary = mergeRunSummaries(older.summary, newer.summary);
+  return merged;
+}
+
+function mergeJobFields(older: JobDelta, newer: JobDelta): JobDelta {
   const olderFinal = isFinal(older.status);
   let status: JobStatus | null;
   if (olderFinal) status = older.status;
@@ -202,7 +232,7 @@ const keyOf = (tenant: string, jobId: string): string => `${tenant}\u0000${jobId
  * The `JobRepository` of either backend: the writer's pending deltas (shared merge rules) over a `JobRowStore`.
  * `new JobStore(meta, silentAfterMs)` keeps the embedded (SQLite) form; `new JobStore(rows)` takes any store.
  */
-export class JobStore implements JobRepository {
+export class JobStore implements JobRepository, RunRepository {
   readonly rows: JobRowStore;
   /** Deltas since the last flush, by `tenant \0 jobId`. Memory: the jobs active in one checkpoint interval. */
   private pending = new Map<string, JobDelta>();
@@ -234,6 +264,23 @@ export class JobStore implements JobRepository {
     noteJobSamples(this.delta(tenant, jobId, minT), minT, maxT);
   }
 
+  /**
+   * Records gauge `gauge` (an index of `SUMMARY_GAUGES`) of a job: the newest of its samples just read
+   * (`lastMs`, `last`) and the best finite one (null: none). Called once per series per record, not per sample.
+   */
+  noteGauge(
+    tenant: string,
+    jobId: string,
+    gauge: number,
+    lastMs: number,
+    last: number,
+    best: number | null,
+  ): void {
+    const delta = this.delta(tenant, jobId, lastMs);
+    delta.summary ??= {};
+    noteGaugeInto(delta.summary, SUMMARY_GAUGES[gauge]!, lastMs, last, best);
+  }
+
   flush(signal?: AbortSignal): Promise<void> {
     const run = this.flushing.then(() => this.flushPending(signal));
     // The chain must not stay rejected: the next flush retries whatever this one could not write.
@@ -252,6 +299,11 @@ export class JobStore implements JobRepository {
     signal?: AbortSignal,
   ): Promise<JobInfo[]> {
     return this.rows.list(tenant, nowMs, filter, signal);
+  }
+
+  runs(tenant: string, nowMs: number, query: RunQuery, signal?: AbortSignal): Promise<RunPage> {
+    if (!this.rows.runs) throw new Error('this job store does not serve reads');
+    return this.rows.runs(tenant, nowMs, query, signal);
   }
 
   private async flushPending(signal?: AbortSignal): Promise<void> {
@@ -333,6 +385,9 @@ export class SqliteJobRows implements JobRowStore {
   private readonly db: Db;
   private readonly selectOne;
   private readonly write;
+  private readonly writeSummary;
+  private readonly configKeys;
+  private readonly configKeyCache = new ConfigKeyCache();
 
   constructor(
     meta: MetaStore,
@@ -340,7 +395,10 @@ export class SqliteJobRows implements JobRowStore {
     private readonly silentAfterMs: number,
   ) {
     meta.migrate(JOB_MIGRATIONS);
+    meta.migrate(RUN_SUMMARY_MIGRATIONS);
     this.db = meta.db;
+    this.writeSummary = this.db.prepare(summaryUpsertSql('sqlite'));
+    this.configKeys = this.db.prepare<[string], { key: string }>(configKeysSql('sqlite'));
     this.selectOne = this.db.prepare<[string, string], JobRow>(
       'SELECT * FROM jobs WHERE tenant = ? AND job_id = ?',
     );
@@ -357,8 +415,9 @@ export class SqliteJobRows implements JobRowStore {
     this.db.transaction(() => {
       for (const delta of deltas) {
         const stored = this.selectOne.get(delta.tenant, delta.jobId);
-        const merged = stored ? mergeJobDelta(fromRow(stored), delta) : delta;
+        const merged = stored ? mergeJobFields(fromRow(stored), delta) : delta;
         this.write.run(toRow(merged));
+        if (delta.summary) this.writeSummary.run(summaryToRow(delta.tenant, delta.jobId, delta.summary));
       }
     })();
   }
@@ -407,6 +466,35 @@ export class SqliteJobRows implements JobRowStore {
     if (filter.status) all.push(filter.status);
     all.push(Math.max(1, Math.min(filter.limit ?? 10_000, 10_000)));
     return (this.db.prepare(sql).all(...all) as JobRow[]).map((r) => asInfo(fromRow(r)));
+  }
+
+  async runs(tenant: string, nowMs: number, query: RunQuery, signal?: AbortSignal): Promise<RunPage> {
+    signal?.throwIfAborted();
+    const st = runStatements('sqlite', tenant, nowMs, this.silentAfterMs, query);
+    const all = (s: { sql: string; named(): Record<string, unknown> }) =>
+      this.db.prepare(s.sql).all(s.named()) as RunSqlRow[];
+    const configKeys = await this.configKeyCache.get(tenant, async () =>
+      this.configKeys.all(tenant).map((r) => r.key),
+    );
+    if (st.groupCount) {
+      const groups = all(st.page).map(groupFromRow);
+      // Every group on this page: the counts need no second pass over the runs.
+      const whole = query.offset === 0 && groups.length < Math.min(query.limit, MAX_RUNS_PAGE);
+      return {
+        total: whole ? groups.reduce((n, g) => n + g.count, 0) : Number(all(st.count)[0]!.n),
+        runs: [],
+        groups,
+        groupTotal: whole ? groups.length : Number(all(st.groupCount)[0]!.n),
+        configKeys,
+      };
+    }
+    const total = Number(all(st.count)[0]!.n);
+    const runs = all(st.page).map((r) => ({
+      job: asInfo(fromRow(r as unknown as JobRow)),
+      summary: summaryFromRow(r),
+      gpuHours: r.gpu_hours === null ? null : Number(r.gpu_hours),
+    }));
+    return { total, runs, configKeys };
   }
 }
 

@@ -33,7 +33,7 @@ import {
   type GroupMember,
   seriesPartitionKey,
 } from '../bus/index.js';
-import type { JobStore } from '../meta/index.js';
+import { type JobStore, SUMMARY_GAUGES } from '../meta/index.js';
 import type { SeriesBatch } from '../model/batch.js';
 import { TrainwatchError } from '../model/errors.js';
 import type { LabelSet } from '../model/labels.js';
@@ -47,6 +47,9 @@ import { readState, removeState } from './state.js';
 export const PROCESSOR_GROUP = 'processor';
 
 const DEFAULT_SERIES_TTL_MS = 15 * 60_000;
+/** `Processor.gaugeOfRef` entries: a series that feeds no summary gauge; one not looked up yet. */
+const NO_GAUGE = 0xfe;
+const GAUGE_UNKNOWN = 0xff;
 /** How often the series table is swept for series nobody sends any more. */
 const SWEEP_EVERY_MS = 60_000;
 
@@ -153,6 +156,19 @@ export class Processor {
    * (Appender.appendKeyed: the embedded TSDB): appending a known series then skips storage's label lookup.
    */
   private readonly storageRefs: SeriesRefCache | undefined;
+  /**
+   * The job summaries' gauges fed by series read from the bus (meta/runs.ts): metric name sid and gauge index,
+   * side by side. A handful, so a series' name is compared with each (no lookup by string).
+   */
+  private readonly gaugeSids: Int32Array;
+  private readonly gaugeIndexes: Int32Array;
+  /** The gauges fed by the derived per-job series (throughput sums), by metric name. */
+  private readonly derivedGauges = new Map<string, number>();
+  /**
+   * Per series-table ref: the gauge its samples feed (an index of SUMMARY_GAUGES), NO_GAUGE, or GAUGE_UNKNOWN
+   * when not looked up yet; reset when the sweep frees the ref. A record of known series costs one read per series.
+   */
+  private gaugeOfRef = new Uint8Array(1024).fill(GAUGE_UNKNOWN);
 
   constructor(
     private readonly bus: Bus,
@@ -166,6 +182,17 @@ export class Processor {
       this.caughtUpResolve = resolve;
     });
     this.storageRefs = storage.appender.newSeriesRefCache?.();
+    const sids: number[] = [];
+    const indexes: number[] = [];
+    SUMMARY_GAUGES.forEach((g, i) => {
+      if (g.metric.startsWith('job_id:')) this.derivedGauges.set(g.metric, i);
+      else {
+        sids.push(this.series.internString(g.metric));
+        indexes.push(i);
+      }
+    });
+    this.gaugeSids = Int32Array.from(sids);
+    this.gaugeIndexes = Int32Array.from(indexes);
     const analysis = opts.analysis;
     this.stateStore = analysis
       ? (analysis.partitionStates ?? new FilePartitionStateStore(analysis.stateDir))
@@ -708,6 +735,7 @@ export class Processor {
     this.series.sweep(nowMs - (this.opts.seriesTtlMs ?? DEFAULT_SERIES_TTL_MS), (ref) => {
       engine?.releaseRef(ref);
       storageRefs?.forget(ref);
+      if (ref < this.gaugeOfRef.length) this.gaugeOfRef[ref] = GAUGE_UNKNOWN;
     });
   }
 
@@ -727,6 +755,7 @@ export class Processor {
     const engine = this.opts.analysis?.engine;
     if (!engine) return;
     for (const [tenant, derived] of engine.takeDerived()) {
+      this.noteDerivedGauges(tenant, derived);
       try {
         await this.storage.appender.append(tenant, derived);
         this.metrics.samples.inc(derived.sampleCount);
@@ -736,16 +765,26 @@ export class Processor {
     }
   }
 
-  /** One pass over the series (not the samples) of the record: each job's newest and oldest sample time. */
+  /**
+   * One pass over the series (not the samples) of the record: each job's newest and oldest sample time, and
+   * for a series of a summary gauge (loss, step, …) its newest and best sample.
+   */
   private noteJobSamples(tenant: string, rb: RecordBatch): void {
     const jobSid = this.series.jobSid;
     const strings = this.series.strings;
+    if (this.gaugeOfRef.length < this.series.refLimit) {
+      const grown = new Uint8Array(Math.max(this.series.refLimit, this.gaugeOfRef.length * 2));
+      grown.fill(GAUGE_UNKNOWN).set(this.gaugeOfRef);
+      this.gaugeOfRef = grown;
+    }
+    const gaugeOfRef = this.gaugeOfRef;
     let lastJob = -1;
     let minT = Number.POSITIVE_INFINITY;
     let maxT = Number.NEGATIVE_INFINITY;
     const ts = rb.timestamps;
     for (let e = 0; e < rb.seriesCount; e++) {
-      const job = jobSid[rb.refs[e]!]!;
+      const ref = rb.refs[e]!;
+      const job = jobSid[ref]!;
       if (job !== lastJob) {
         if (lastJob >= 0 && maxT >= minT) this.jobs.noteSamples(tenant, strings[lastJob]!, minT, maxT);
         lastJob = job;
@@ -753,13 +792,62 @@ export class Processor {
         maxT = Number.NEGATIVE_INFINITY;
       }
       if (job < 0) continue;
-      for (let j = rb.starts[e]!; j < rb.starts[e + 1]!; j++) {
+      const from = rb.starts[e]!;
+      const to = rb.starts[e + 1]!;
+      for (let j = from; j < to; j++) {
         const t = ts[j]!;
         if (t < minT) minT = t;
         if (t > maxT) maxT = t;
       }
+      if (to > from) {
+        let gauge = gaugeOfRef[ref]!;
+        if (gauge === GAUGE_UNKNOWN) gauge = gaugeOfRef[ref] = this.gaugeOf(ref);
+        if (gauge !== NO_GAUGE) this.noteGauge(tenant, strings[job]!, gauge, rb, from, to);
+      }
     }
     if (lastJob >= 0 && maxT >= minT) this.jobs.noteSamples(tenant, strings[lastJob]!, minT, maxT);
+  }
+
+  /** The summary gauge series `ref` feeds, or NO_GAUGE. */
+  private gaugeOf(ref: number): number {
+    const name = this.series.nameSid(ref);
+    for (let g = 0; g < this.gaugeSids.length; g++)
+      if (this.gaugeSids[g] === name) return this.gaugeIndexes[g]!;
+    return NO_GAUGE;
+  }
+
+  /** Gauge `gauge` of a job from samples `from..to` of a record's columns: the newest and the best finite one. */
+  private noteGauge(
+    tenant: string,
+    jobId: string,
+    gauge: number,
+    cols: { readonly timestamps: ArrayLike<number>; readonly values: ArrayLike<number> },
+    from: number,
+    to: number,
+  ): void {
+    const ts = cols.timestamps;
+    const vs = cols.values;
+    const min = SUMMARY_GAUGES[gauge]!.best === 'min';
+    let lastAt = from;
+    let best = Number.NaN;
+    for (let j = from; j < to; j++) {
+      if (ts[j]! >= ts[lastAt]!) lastAt = j;
+      const v = vs[j]!;
+      if (Number.isFinite(v) && (Number.isNaN(best) || (min ? v < best : v > best))) best = v;
+    }
+    this.jobs.noteGauge(tenant, jobId, gauge, ts[lastAt]!, vs[lastAt]!, Number.isNaN(best) ? null : best);
+  }
+
+  /** Gauges fed by the derived per-job series (a few series per job per 10 s: labels are read directly). */
+  private noteDerivedGauges(tenant: string, batch: SeriesBatch): void {
+    for (let e = 0; e < batch.series.length; e++) {
+      const labels = batch.series[e]!;
+      const gauge = this.derivedGauges.get(labels.__name__ ?? '');
+      const jobId = labels.job_id;
+      const from = batch.offsets[e]!;
+      const to = batch.offsets[e + 1]!;
+      if (gauge !== undefined && jobId && to > from) this.noteGauge(tenant, jobId, gauge, batch, from, to);
+    }
   }
 
   /** The next offset to read of each partition this processor owns (lag = the bus's end minus this). */

@@ -23,4 +23,5 @@ export {
 } from './query-pool.js';
 export { type ForwardedAnswer, RemotePromql, type RemotePromqlOptions } from './remote-promql.js';
 export { parseTime, type RestDeps, registerRestApi } from './rest.js';
+export { type JsonRun, parseRunQuery, type RunsDeps, registerRunsApi } from './runs.js';
 export { type ColumnarSeries, type JsonSample, jsonValue, readSeries } from './series-read.js';

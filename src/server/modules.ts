@@ -60,6 +60,7 @@ import {
   registerDashboardApi,
   registerPromApi,
   registerRestApi,
+  registerRunsApi,
   startQueryPool,
 } from '../query/index.js';
 import { RemoteStorage, type Storage } from '../storage/index.js';
@@ -629,6 +630,7 @@ class Modules {
           }),
         };
         registerRestApi(this.http!.app, queryDeps);
+        registerRunsApi(this.http!.app, { runs: this.jobs! });
         registerDashboardApi(this.http!.app, queryDeps);
         const remote =
           config.storage.kind === 'remote'

@@ -11,6 +11,7 @@
  */
 import { alertsFromBody } from './lib/alerts';
 import type { HeatmapResponse } from './lib/matrix';
+import type { RunsResponse } from './lib/runs';
 import { isStateChanging, type LoginProviders, type Me, type Role } from './lib/session';
 import { SseParser } from './lib/sse';
 import type {
@@ -131,6 +132,15 @@ export function fetchJob(
   signal?: AbortSignal,
 ): Promise<{ job: JobSummary; metrics: string[] }> {
   return get(`/api/tw/v1/jobs/${encodeURIComponent(jobId)}`, signal);
+}
+
+/**
+ * The runs table (`/api/tw/v1/runs`): `params` is the page's own query string (sort, filter…, group, offset),
+ * so a view in the URL is the same query on the server.
+ */
+export function fetchRuns(params: URLSearchParams, signal?: AbortSignal): Promise<RunsResponse> {
+  const s = params.toString();
+  return get(`/api/tw/v1/runs${s ? `?${s}` : ''}`, signal);
 }
 
 export interface SeriesQuery {

@@ -13,6 +13,7 @@ import { ExplorePage } from './pages/explore';
 import { FleetPage } from './pages/fleet';
 import { JobPage } from './pages/job';
 import { LoginPage } from './pages/login';
+import { RunsPage } from './pages/runs';
 import { SettingsPage } from './pages/settings';
 import { navigate, onLinkClick, parseRoute, useLocation } from './router';
 
@@ -151,6 +152,7 @@ export function App() {
             {brand}
             <nav aria-label="Pages">
               {link('/', 'fleet', 'Fleet')}
+              {link('/runs', 'runs', 'Runs')}
               {link('/compare', 'compare', 'Compare')}
               {link(
                 '/alerts',
@@ -200,6 +202,7 @@ export function App() {
             {known && route.page === 'fleet' && <FleetPage />}
             {known && route.page === 'job' && <JobPage key={route.jobId} jobId={route.jobId} />}
             {known && route.page === 'compare' && <ComparePage />}
+            {known && route.page === 'runs' && <RunsPage />}
             {known && route.page === 'alerts' && <AlertsPage />}
             {known && route.page === 'explore' && <ExplorePage />}
             {known && route.page === 'settings' && <SettingsPage section={route.section} />}

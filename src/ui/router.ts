@@ -10,6 +10,7 @@ export type Route =
   | { page: 'fleet' }
   | { page: 'job'; jobId: string }
   | { page: 'compare' }
+  | { page: 'runs' }
   | { page: 'alerts' }
   | { page: 'explore' }
   | { page: 'login' }
@@ -22,6 +23,7 @@ export function parseRoute(pathname: string): Route {
   const job = /^\/jobs\/(.+?)\/?$/.exec(pathname);
   if (job) return { page: 'job', jobId: decodeURIComponent(job[1]!) };
   if (/^\/compare\/?$/.test(pathname)) return { page: 'compare' };
+  if (/^\/runs\/?$/.test(pathname)) return { page: 'runs' };
   if (/^\/alerts\/?$/.test(pathname)) return { page: 'alerts' };
   if (/^\/explore\/?$/.test(pathname)) return { page: 'explore' };
   if (/^\/login\/?$/.test(pathname)) return { page: 'login' };

@@ -14,6 +14,20 @@
  */
 import type { JobInfo, JobStatus } from '../../model/job.js';
 import type { JobDelta, JobListFilter, JobRowStore } from '../jobs.js';
+import {
+  ConfigKeyCache,
+  configKeysSql,
+  groupFromRow,
+  mergeRunSummaries,
+  type RunPage,
+  type RunQuery,
+  type RunSqlRow,
+  type RunSummary,
+  runStatements,
+  summaryFromRow,
+  summaryToRow,
+  summaryUpsertSql,
+} from '../runs.js';
 import type { PgMeta } from './pg-meta.js';
 import { type JobRow, jobFromRow, jobToRow } from './rows.js';
 
@@ -53,6 +67,8 @@ const upsertSql = (withStatus: boolean): string => `INSERT INTO jobs AS j
     last_sample_ms = GREATEST(j.last_sample_ms, excluded.last_sample_ms)`;
 const UPSERT_WITH_STATUS = upsertSql(true);
 const UPSERT_WITHOUT_STATUS = upsertSql(false);
+const UPSERT_SUMMARIES = summaryUpsertSql('pg');
+const CONFIG_KEYS = configKeysSql('pg');
 
 /**
  * Jobs with the status a reader should see: a `running` job without samples for `$2` ms is `unknown`
@@ -65,6 +81,8 @@ const LIVE_JOBS = `SELECT tenant, job_id, name, project, owner, framework, world
   FROM jobs`;
 
 export class PgJobRepository implements JobRowStore {
+  private readonly configKeyCache = new ConfigKeyCache();
+
   constructor(
     private readonly db: PgMeta,
     /** A running job without samples for this long is reported as `unknown`. */
@@ -83,6 +101,28 @@ export class PgJobRepository implements JobRowStore {
     const withStatus: JobRow[] = [];
     const withoutStatus: JobRow[] = [];
     for (const row of byKey.values()) (row.status === null ? withoutStatus : withStatus).push(row);
+    // Summaries merge by their own rule (later sample wins), so every delta's goes in, in batch order.
+    const summaries = new Map<string, { tenant: string; jobId: string; summary: RunSummary }>();
+    for (const j of jobs) {
+      const summary = 'summary' in j ? j.summary : undefined;
+      if (!summary) continue;
+      const key = `${j.tenant}\u0000${j.jobId}`;
+      const prev = summaries.get(key);
+      summaries.set(key, {
+        tenant: j.tenant,
+        jobId: j.jobId,
+        summary: prev ? mergeRunSummaries(prev.summary, summary) : summary,
+      });
+    }
+    if (summaries.size > 0) {
+      await this.db.transaction(async (tx) => {
+        if (withStatus.length > 0) await tx.query(UPSERT_WITH_STATUS, [JSON.stringify(withStatus)]);
+        if (withoutStatus.length > 0) await tx.query(UPSERT_WITHOUT_STATUS, [JSON.stringify(withoutStatus)]);
+        const rows = [...summaries.values()].map((x) => summaryToRow(x.tenant, x.jobId, x.summary));
+        await tx.query(UPSERT_SUMMARIES, [JSON.stringify(rows)]);
+      }, signal);
+      return;
+    }
     if (withoutStatus.length === 0 || withStatus.length === 0) {
       await this.db.query(
         withStatus.length > 0 ? UPSERT_WITH_STATUS : UPSERT_WITHOUT_STATUS,
@@ -148,5 +188,36 @@ export class PgJobRepository implements JobRowStore {
       ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id LIMIT $${params.length}`;
     const r = await this.db.query<JobRow>(sql, params, signal);
     return r.rows.map(jobFromRow);
+  }
+
+  /** The runs table (../runs.ts): counted, paged (or grouped) and the config keys, in three statements. */
+  async runs(tenant: string, nowMs: number, query: RunQuery, signal?: AbortSignal): Promise<RunPage> {
+    const st = runStatements('pg', tenant, nowMs, this.silentAfterMs, query);
+    const run = async (s: { sql: string; params: unknown[] }) =>
+      (await this.db.query<RunSqlRow>(s.sql, s.params, signal)).rows;
+    const [count, page, keys, groupCount] = await Promise.all([
+      run(st.count),
+      run(st.page),
+      this.configKeyCache.get(tenant, async () =>
+        (await this.db.query<{ key: string }>(CONFIG_KEYS, [tenant], signal)).rows.map((r) => r.key),
+      ),
+      st.groupCount ? run(st.groupCount) : Promise.resolve(undefined),
+    ]);
+    const total = Number(count[0]!.n);
+    const configKeys = keys;
+    if (groupCount)
+      return {
+        total,
+        runs: [],
+        groups: page.map(groupFromRow),
+        groupTotal: Number(groupCount[0]!.n),
+        configKeys,
+      };
+    const runs = page.map((r) => ({
+      job: jobFromRow(r as unknown as JobRow),
+      summary: summaryFromRow(r),
+      gpuHours: r.gpu_hours === null ? null : Number(r.gpu_hours),
+    }));
+    return { total, runs, configKeys };
   }
 }

@@ -12,6 +12,7 @@
 
 import { ACCESS_PG_MIGRATIONS } from '../access.js';
 import { METRIC_METADATA_PG_MIGRATIONS } from '../metric-metadata.js';
+import { RUN_SUMMARY_PG_MIGRATIONS } from '../runs.js';
 
 export interface PgMigration {
   /** Unique and increasing over the list. */
@@ -44,6 +45,8 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     );
     CREATE INDEX jobs_by_last_sample ON jobs (tenant, last_sample_ms);`,
   },
+  // Per-job summaries for the runs table: one definition for both backends (../runs.ts).
+  ...RUN_SUMMARY_PG_MIGRATIONS,
   {
     version: 200,
     description: 'auth: API tokens (hashed)',
