@@ -106,7 +106,7 @@ function timeParam(raw: string | undefined, name: string): number | undefined {
 }
 
 /** The labels of a route test: an object of string values with valid names, the tenant's own. */
-function testLabels(body: unknown, tenant: string): LabelSet {
+export function testLabels(body: unknown, tenant: string): LabelSet {
   const labels = (body as { labels?: unknown } | null)?.labels;
   if (labels === null || typeof labels !== 'object' || Array.isArray(labels))
     throw twError(Errors.badRequest, 'body must be {"labels": {"name": "value", ...}}');
@@ -131,6 +131,42 @@ function testLabels(body: unknown, tenant: string): LabelSet {
   return out;
 }
 
+/**
+ * Where an alert of `tenant` with `labels` would go: the routes it takes (each with its path from the root,
+ * grouping and timings), the receivers in order, and the silences that would hold it back now. Routed by
+ * `explainRoutes`, the walk the dispatcher routes with.
+ */
+export function testRoute(
+  alerting: Pick<AlertingService, 'route' | 'integrations' | 'silences'>,
+  tenant: string,
+  labels: LabelSet,
+  nowMs: number,
+) {
+  const matches = explainRoutes(routesOfTenant(alerting.route, tenant), labels).map((m) => {
+    const groupLabels = groupLabelsOf(m.route, labels);
+    return {
+      receiver: m.route.receiver,
+      routeId: m.route.id,
+      path: m.path.map((r) => ({ id: r.id, matchers: r.matchers.map(String), receiver: r.receiver })),
+      groupBy: m.route.groupBy === 'all' ? ['...'] : [...m.route.groupBy],
+      groupLabels,
+      groupKey: groupKeyOf(m.route, groupLabels),
+      groupWaitMs: m.route.groupWaitMs,
+      groupIntervalMs: m.route.groupIntervalMs,
+      repeatIntervalMs: m.route.repeatIntervalMs,
+      // The dispatcher sends nothing through a receiver without integrations (the default one).
+      integrations: (alerting.integrations.get(m.route.receiver) ?? []).map((i) => i.name),
+    };
+  });
+  return {
+    labels,
+    receivers: [...new Set(matches.map((m) => m.receiver))],
+    routes: matches,
+    // A firing alert with these labels would be held back by these silences now.
+    silencedBy: alerting.silences.mutedBy(labels, nowMs),
+  };
+}
+
 export function registerNotificationsApi(app: FastifyInstance, alerting: AlertingService): void {
   const secrets = secretStrings(alerting.config.receivers);
   const configured = new Map(alerting.config.receivers.map((r) => [r.name, r]));
@@ -144,33 +180,7 @@ export function registerNotificationsApi(app: FastifyInstance, alerting: Alertin
   app.post('/api/tw/v1/notifications/routes/test', { config: { permission: 'read' } }, async (req) => {
     const p = requestPrincipal(req);
     const labels = testLabels(req.body, p.tenant);
-    const now = Date.now();
-    const matches = explainRoutes(routesOfTenant(alerting.route, p.tenant), labels).map((m) => {
-      const groupLabels = groupLabelsOf(m.route, labels);
-      return {
-        receiver: m.route.receiver,
-        routeId: m.route.id,
-        path: m.path.map((r) => ({ id: r.id, matchers: r.matchers.map(String), receiver: r.receiver })),
-        groupBy: m.route.groupBy === 'all' ? ['...'] : [...m.route.groupBy],
-        groupLabels,
-        groupKey: groupKeyOf(m.route, groupLabels),
-        groupWaitMs: m.route.groupWaitMs,
-        groupIntervalMs: m.route.groupIntervalMs,
-        repeatIntervalMs: m.route.repeatIntervalMs,
-        // The dispatcher sends nothing through a receiver without integrations (the default one).
-        integrations: (alerting.integrations.get(m.route.receiver) ?? []).map((i) => i.name),
-      };
-    });
-    return {
-      status: 'success',
-      data: {
-        labels,
-        receivers: [...new Set(matches.map((m) => m.receiver))],
-        routes: matches,
-        // A firing alert with these labels would be held back by these silences now.
-        silencedBy: alerting.silences.mutedBy(labels, now),
-      },
-    };
+    return { status: 'success', data: testRoute(alerting, p.tenant, labels, Date.now()) };
   });
 
   app.get('/api/tw/v1/notifications/receivers', { config: { permission: 'read' } }, async (req) => {

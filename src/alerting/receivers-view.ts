@@ -10,6 +10,9 @@
  */
 import type { ReceiverConfig } from './config.js';
 
+/** Words of an `Authorization` header that are no secret (and would mangle every text if scrubbed). */
+const AUTH_SCHEMES = /^(bearer|basic|token|bot|digest)$/i;
+
 /** What replaces a secret in every answer. */
 export const SECRET = '<secret>';
 
@@ -191,7 +194,11 @@ export function secretStrings(receivers: readonly ReceiverConfig[]): string[] {
           if ((cls === 'url' || cls === 'secret-path-url') && typeof value === 'string')
             addUrl(value, cls === 'secret-path-url');
           else if (cls === 'secret-values' && value !== null && typeof value === 'object')
-            for (const v of Object.values(value)) out.add(String(v));
+            for (const v of Object.values(value)) {
+              out.add(String(v));
+              // `Bearer <token>`, `Basic <credentials>`: the credential alone is the secret too.
+              for (const word of String(v).split(/\s+/)) if (!AUTH_SCHEMES.test(word)) out.add(word);
+            }
           else out.add(String(value));
         }
   }
