@@ -254,7 +254,18 @@ export class ProcessorWorkers {
   }
 
   private async startWorkers(): Promise<void> {
-    const { config, shardDirs, logger } = this.opts;
+    const { shardDirs, logger } = this.opts;
+    // The workers run no alert routing. The routing tree's and actions' matchers are compiled (a regex
+    // matcher holds a function), which a worker's data cannot carry: `job_id=~".+"` in a route made
+    // `trainwatch start` fail with "could not be cloned". They stay in this thread.
+    const config: Config = {
+      ...this.opts.config,
+      alerting: {
+        ...this.opts.config.alerting,
+        route: { matchers: [], continue: false, routes: [] },
+        actions: [],
+      },
+    };
     for (let i = 0; i < shardDirs.length; i++) {
       const data: ProcessorWorkerData = {
         index: i,

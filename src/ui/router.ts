@@ -11,6 +11,7 @@ export type Route =
   | { page: 'job'; jobId: string }
   | { page: 'compare' }
   | { page: 'alerts' }
+  | { page: 'notifications' }
   | { page: 'explore' }
   | { page: 'login' }
   /** `section` null: the first settings page the user may use. */
@@ -23,6 +24,7 @@ export function parseRoute(pathname: string): Route {
   if (job) return { page: 'job', jobId: decodeURIComponent(job[1]!) };
   if (/^\/compare\/?$/.test(pathname)) return { page: 'compare' };
   if (/^\/alerts\/?$/.test(pathname)) return { page: 'alerts' };
+  if (/^\/notifications\/?$/.test(pathname)) return { page: 'notifications' };
   if (/^\/explore\/?$/.test(pathname)) return { page: 'explore' };
   if (/^\/login\/?$/.test(pathname)) return { page: 'login' };
   const settings = /^\/settings(?:\/(tokens|users|audit))?\/?$/.exec(pathname);
