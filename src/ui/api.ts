@@ -426,7 +426,9 @@ export async function expireSilence(id: string): Promise<void> {
 
 // ---- notification routing (receivers, routes, delivery history) ----------------------------------------
 
-export async function fetchNotificationRoutes(signal?: AbortSignal): Promise<{ route: RouteNode; receivers: string[] }> {
+export async function fetchNotificationRoutes(
+  signal?: AbortSignal,
+): Promise<{ route: RouteNode; receivers: string[] }> {
   return get('/api/tw/v1/notifications/routes', signal);
 }
 

@@ -42,7 +42,8 @@ async function open(url: string, theme: 'dark' | 'light'): Promise<Page> {
   });
   page.on('pageerror', (e) => problems.push(`uncaught: ${e.stack ?? e.message}`));
   page.on('response', (r) => {
-    if (r.status() >= 400) problems.push(`HTTP ${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+    if (r.status() >= 400)
+      problems.push(`HTTP ${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
   });
   await page.goto(`${base}${url}`);
   return page;
@@ -86,11 +87,18 @@ describe.skipIf(!available)('the notifications page in Chromium', () => {
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     server = startCli(['start', '--config', config, '--listen', `127.0.0.1:${port}`, '--data-dir', dir]);
-    await waitFor('the server', async () => (await fetch(`${base}/readyz`).catch(() => null))?.ok || undefined, 30_000);
+    await waitFor(
+      'the server',
+      async () => (await fetch(`${base}/readyz`).catch(() => null))?.ok || undefined,
+      30_000,
+    );
 
     // A job logs a NaN loss: the detector fires, and the alert goes to both receivers.
     const b = new SeriesBatchBuilder();
-    b.addSeries({ __name__: 'train_loss', job_id: 'bert-notify', rank: '0' }).add(Date.now() - 1000, Number.NaN);
+    b.addSeries({ __name__: 'train_loss', job_id: 'bert-notify', rank: '0' }).add(
+      Date.now() - 1000,
+      Number.NaN,
+    );
     const res = await fetch(`${base}/api/v1/ingest`, {
       method: 'POST',
       headers: { 'content-type': NATIVE_CONTENT_TYPE },
@@ -99,13 +107,17 @@ describe.skipIf(!available)('the notifications page in Chromium', () => {
       ),
     });
     expect(res.status, await res.text()).toBe(200);
-    await waitFor('one delivery and one failure', async () => {
-      const h = (await (await fetch(`${base}/api/tw/v1/notifications/history`)).json()) as {
-        data: { notifications: { status: string }[] };
-      };
-      const statuses = h.data.notifications.map((n) => n.status).sort();
-      return statuses.join() === 'delivered,failed' || undefined;
-    }, 60_000);
+    await waitFor(
+      'one delivery and one failure',
+      async () => {
+        const h = (await (await fetch(`${base}/api/tw/v1/notifications/history`)).json()) as {
+          data: { notifications: { status: string }[] };
+        };
+        const statuses = h.data.notifications.map((n) => n.status).sort();
+        return statuses.join() === 'delivered,failed' || undefined;
+      },
+      60_000,
+    );
     expect(team.received).toHaveLength(1);
     expect(pager.failures).toBe(1);
     browser = await launchChromium();

@@ -141,9 +141,13 @@ function ReceiversTable({ receivers }: { receivers: ReceiverInfo[] }) {
                 data-receiver={receiver.name}
                 data-health={integration ? state : 'none'}
               >
-                <th scope="row">{receiver.name}</th>
+                <td>
+                  <strong>{receiver.name}</strong>
+                </td>
                 <td className="mono">{integration ? integration.name : '—'}</td>
-                <td className="mono small">{integration ? integration.target : (receiver.note ?? 'nothing is sent')}</td>
+                <td className="mono small">
+                  {integration ? integration.target : (receiver.note ?? 'nothing is sent')}
+                </td>
                 <td>
                   {integration && <span className={HEALTH_CLASS[state]}>{HEALTH_TEXT[state]}</span>}
                   {h?.lastError && state !== 'ok' && (
@@ -398,7 +402,13 @@ function History({ receivers }: { receivers: ReceiverInfo[] }) {
                     <td>
                       <span
                         className={
-                          n.status === 'delivered' ? 'good' : n.status === 'failed' ? 'bad' : n.status === 'pending' ? 'warn' : 'muted'
+                          n.status === 'delivered'
+                            ? 'good'
+                            : n.status === 'failed'
+                              ? 'bad'
+                              : n.status === 'pending'
+                                ? 'warn'
+                                : 'muted'
                         }
                       >
                         {n.status}
