@@ -10,6 +10,7 @@ import { loadConfig } from '../src/config/index.js';
 import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../src/protocol/native.js';
 import { startTrainwatch, type Trainwatch } from '../src/server/index.js';
+import { workerConfig } from '../src/server/processor-workers.js';
 import { tempDir, waitFor } from './helpers.js';
 
 const encoder = new NativeEncoder();
@@ -167,5 +168,25 @@ describe('processor worker threads', () => {
     await tw.processor!.caughtUp;
     const all = await series(tw, `metric=wm_value&points=20000&${range}`);
     expect(all.reduce((a, x) => a + x.t.length, 0)).toBe(JOBS * SERIES_PER_JOB * BATCHES * SAMPLES_PER_BATCH);
+  });
+});
+
+describe('the configuration given to processor workers', () => {
+  it('can be cloned into a worker with a regex matcher in the routing tree, and keeps the rest', () => {
+    const config = loadConfig({
+      flags: {
+        alerting: {
+          route: { receiver: 'hook', routes: [{ matchers: ['job_id=~".+"'], receiver: 'hook' }] },
+          receivers: [{ name: 'hook', webhook_configs: [{ url: 'http://127.0.0.1:1/hook' }] }],
+          actions: [{ name: 'requeue', matchers: ['alertname=~"GPU.*"'], command: { path: '/bin/true' } }],
+        },
+      },
+    });
+    // The compiled matchers hold functions: the whole configuration cannot go to a worker.
+    expect(() => structuredClone(config)).toThrow(/could not be cloned/);
+    const cloned = structuredClone(workerConfig(config));
+    expect(cloned.detectors).toEqual(config.detectors);
+    expect(cloned.processor).toEqual(config.processor);
+    expect(cloned.alerting.receivers).toEqual(config.alerting.receivers);
   });
 });

@@ -4,7 +4,8 @@
  * - Prometheus-compatible: `GET /api/v1/alerts`, `GET /api/v1/rules` (Grafana and other Prometheus clients).
  * - trainwatch's own: `GET /api/tw/v1/alerts?state=&job_id=&since=&limit=` (open alerts and history),
  *   `GET /api/tw/v1/detectors` (each detector, its state and last evaluation), `GET /api/tw/v1/notifications`
- *   (delivery status of the outbox).
+ *   (delivery status of the outbox, for admins), and the routing API of `notifications-api.ts` (routes, route
+ *   tester, receivers, delivery history).
  * - Alertmanager v2-shaped: `GET|POST /api/v2/silences`, `GET|DELETE /api/v2/silence/<id>`, `GET /api/v2/alerts`.
  */
 import type { FastifyInstance } from 'fastify';
@@ -12,9 +13,11 @@ import { requestPrincipal, setAuditTarget } from '../auth/index.js';
 import { Errors, twError } from '../model/errors.js';
 import type { DetectorStatus } from './contract.js';
 import type { AlertView } from './hub.js';
+import { registerNotificationsApi } from './notifications-api.js';
 import type { AlertState } from './notifier.js';
 import { iso } from './notifiers/http.js';
 import { parseMatcherList } from './parse.js';
+import { scrubSecrets, secretStrings } from './receivers-view.js';
 import { promFloatString } from './rules/format.js';
 import type { AlertingService } from './service.js';
 import { validateSilence } from './silences.js';
@@ -34,10 +37,6 @@ export interface AlertingApiDeps {
 const STATES: readonly AlertState[] = ['pending', 'firing', 'resolved'];
 
 export { promFloatString as promFloat } from './rules/format.js';
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 function parseMs(raw: string | undefined, name: string): number | undefined {
   if (raw === undefined || raw === '') return undefined;
@@ -72,6 +71,8 @@ function twAlert(a: AlertView) {
 
 export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps): void {
   const { alerting } = deps;
+  const secrets = secretStrings(alerting.config.receivers);
+  registerNotificationsApi(app, alerting);
 
   app.get('/api/v1/alerts', { config: { permission: 'read' } }, async (req) => {
     const p = requestPrincipal(req);
@@ -170,17 +171,14 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
     const limit = q.limit === undefined ? 200 : Number(q.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
       throw twError(Errors.badRequest, 'parameter limit must be an integer from 1 to 10000');
-    // The outbox is shared by every tenant: an admin sees the notifications of groups of its own tenant
-    // only (issue 16, item 7). A group whose labels carry no tenant (a route grouping without `tenant`)
-    // may mix tenants and is shown to nobody here.
-    const ownKey = new RegExp(`[{ ]tenant=${escapeRegExp(JSON.stringify(p.tenant))}[,}]`);
-    const notifications = (await alerting.repository.notifications(10_000))
-      .filter((n) => ownKey.test(n.groupKey))
-      .slice(0, limit);
+    // The outbox is shared by every tenant: an admin sees the notifications of its own tenant only (issue
+    // 16, item 7): those whose alerts all carry the tenant (`notificationTenant`). A group that mixes
+    // tenants (a route grouping without `tenant`) is shown to nobody here.
+    const { notifications } = await alerting.repository.deliveries({ tenant: p.tenant, offset: 0, limit });
     return {
       status: 'success',
       data: {
-        notifications,
+        notifications: notifications.map((n) => ({ ...n, lastError: scrubSecrets(n.lastError, secrets) })),
         groups: (alerting.dispatcher?.snapshot() ?? []).filter((g) => g.labels.tenant === p.tenant),
         receivers: [...alerting.integrations.entries()].map(([name, list]) => ({
           name,

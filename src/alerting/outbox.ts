@@ -137,6 +137,7 @@ export class Outbox {
     }
     const ctl = new AbortController();
     this.inFlight.add(ctl);
+    const startedMs = this.now();
     const timer = setTimeout(() => ctl.abort(), this.opts.timeoutMs);
     let outcome: Awaited<ReturnType<Integration['notifier']['send']>>;
     try {
@@ -148,9 +149,10 @@ export class Outbox {
       this.inFlight.delete(ctl);
     }
     const done = this.now();
+    const attemptMs = Math.max(0, done - startedMs);
     const labels = { receiver: n.receiver, integration: n.integration };
     if (outcome.kind === 'delivered') {
-      await this.store.markDelivered(n.id, done);
+      await this.store.markDelivered(n.id, done, attemptMs);
       this.sent.inc({ ...labels, outcome: 'delivered' });
       this.latency.observe((done - n.createdMs) / 1000);
       return;
@@ -160,14 +162,14 @@ export class Outbox {
         outcome.kind === 'permanent'
           ? outcome.reason
           : `gave up after ${n.attempts + 1} attempts: ${outcome.reason}`;
-      await this.store.markFailed(n.id, reason, done);
+      await this.store.markFailed(n.id, reason, done, attemptMs);
       this.sent.inc({ ...labels, outcome: 'failed' });
       this.logger.warn({ ...labels, id: n.id, reason }, 'notification failed');
       return;
     }
     const backoff = Math.min(this.opts.backoffMaxMs, this.opts.backoffBaseMs * 2 ** Math.min(n.attempts, 30));
     const delay = Math.max(outcome.retryAfterMs ?? 0, Math.round(this.random() * backoff));
-    await this.store.markRetry(n.id, done + delay, outcome.reason, done);
+    await this.store.markRetry(n.id, done + delay, outcome.reason, done, attemptMs);
     this.sent.inc({ ...labels, outcome: 'retry' });
     if (n.attempts === 0 || n.attempts % 10 === 9)
       this.logger.warn(

@@ -13,7 +13,16 @@
  * - `due` hands a notification to one caller at a time (SQLite: the one process; PostgreSQL: leases).
  */
 import type { Alert, AlertGroup } from './notifier.js';
-import type { AlertQuery, AlertStore, DueNotification, NotificationRecord, StoredSilence } from './store.js';
+import type {
+  AlertQuery,
+  AlertStore,
+  DeliveryPage,
+  DeliveryQuery,
+  DueNotification,
+  IntegrationHealth,
+  NotificationRecord,
+  StoredSilence,
+} from './store.js';
 
 /** One queued alert change: its newest state, or the drop of a pending alert. */
 export interface AlertChangeRecord {
@@ -83,12 +92,23 @@ export interface AlertRepository {
   /** Claims up to `limit` notifications due at `nowMs`. */
   due(nowMs: number, limit: number, signal?: AbortSignal): Promise<DueNotification[]>;
   nextDueMs(): Promise<number | undefined>;
-  markDelivered(id: number, nowMs: number): Promise<void>;
-  markRetry(id: number, nextAttemptMs: number, error: string, nowMs: number): Promise<void>;
-  markFailed(id: number, error: string, nowMs: number): Promise<void>;
+  /** `attemptMs`: how long the attempt took (shown in the delivery history). */
+  markDelivered(id: number, nowMs: number, attemptMs?: number): Promise<void>;
+  markRetry(
+    id: number,
+    nextAttemptMs: number,
+    error: string,
+    nowMs: number,
+    attemptMs?: number,
+  ): Promise<void>;
+  markFailed(id: number, error: string, nowMs: number, attemptMs?: number): Promise<void>;
   /** Gives a claimed notification back unsent (its sender lost leadership): due again at `dueMs`. */
   release(id: number, dueMs: number): Promise<void>;
   notifications(limit: number, signal?: AbortSignal): Promise<NotificationRecord[]>;
+  /** One tenant's delivery history, newest first, filtered and paged. */
+  deliveries(q: DeliveryQuery, signal?: AbortSignal): Promise<DeliveryPage>;
+  /** One tenant's delivery health per receiver integration (over the stored history). */
+  deliveryHealth(tenant: string, signal?: AbortSignal): Promise<IntegrationHealth[]>;
   pruneNotifications(beforeMs: number): Promise<number>;
 
   /** Present where another process may dispatch (PostgreSQL). */
@@ -156,20 +176,26 @@ export class SqliteAlertRepository implements AlertRepository {
   async nextDueMs() {
     return this.store.nextDueMs();
   }
-  async markDelivered(id: number, nowMs: number) {
-    this.store.markDelivered(id, nowMs);
+  async markDelivered(id: number, nowMs: number, attemptMs?: number) {
+    this.store.markDelivered(id, nowMs, attemptMs);
   }
-  async markRetry(id: number, nextAttemptMs: number, error: string, nowMs: number) {
-    this.store.markRetry(id, nextAttemptMs, error, nowMs);
+  async markRetry(id: number, nextAttemptMs: number, error: string, nowMs: number, attemptMs?: number) {
+    this.store.markRetry(id, nextAttemptMs, error, nowMs, attemptMs);
   }
-  async markFailed(id: number, error: string, nowMs: number) {
-    this.store.markFailed(id, error, nowMs);
+  async markFailed(id: number, error: string, nowMs: number, attemptMs?: number) {
+    this.store.markFailed(id, error, nowMs, attemptMs);
   }
   async release() {
     // One process sends: nothing was claimed from anyone else.
   }
   async notifications(limit: number) {
     return this.store.notifications(limit);
+  }
+  async deliveries(q: DeliveryQuery) {
+    return this.store.deliveries(q);
+  }
+  async deliveryHealth(tenant: string) {
+    return this.store.deliveryHealth(tenant);
   }
   async pruneNotifications(beforeMs: number) {
     return this.store.pruneNotifications(beforeMs);

@@ -38,18 +38,61 @@ export function buildRoute(cfg: RouteConfig, parent?: Route, index = 0): Route {
   return node;
 }
 
-/** The routes an alert is sent through (at least the root). */
-export function matchRoutes(root: Route, labels: LabelSet): Route[] {
-  const walk = (r: Route): Route[] => {
-    const out: Route[] = [];
+/** A route an alert is sent through, with the routes it descended through to get there. */
+export interface RouteMatch {
+  readonly route: Route;
+  /** From the root to `route` itself. */
+  readonly path: readonly Route[];
+}
+
+/**
+ * The routes an alert is sent through (at least the root), each with its path from the root: what
+ * `amtool config routes test` prints. The dispatcher routes with {@link matchRoutes}, which is this walk, so
+ * the route tester and delivery cannot disagree.
+ */
+export function explainRoutes(root: Route, labels: LabelSet): RouteMatch[] {
+  const walk = (r: Route, path: readonly Route[]): RouteMatch[] => {
+    const out: RouteMatch[] = [];
     for (const child of r.routes) {
       if (!matchesAll(labels, child.matchers)) continue;
-      out.push(...walk(child));
+      out.push(...walk(child, [...path, child]));
       if (!child.continue) break;
     }
-    return out.length > 0 ? out : [r];
+    return out.length > 0 ? out : [{ route: r, path }];
   };
-  return walk(root);
+  return walk(root, [root]);
+}
+
+/** The routes an alert is sent through (at least the root). */
+export function matchRoutes(root: Route, labels: LabelSet): Route[] {
+  return explainRoutes(root, labels).map((m) => m.route);
+}
+
+/**
+ * The part of the tree a tenant's alerts can reach: a route whose matchers on `tenant` refuse the tenant is
+ * left out with everything beneath it (its other matchers could match some alert of the tenant, so they
+ * keep it). Every alert carries its tenant label, so routing an alert of `tenant` through this tree takes the
+ * same routes as through the whole one.
+ */
+export function routesOfTenant(root: Route, tenant: string): Route {
+  const prune = (r: Route): Route => ({
+    ...r,
+    routes: r.routes
+      .filter((c) => c.matchers.every((m) => m.name !== 'tenant' || m.matches(tenant)))
+      .map(prune),
+  });
+  return prune(root);
+}
+
+/** Every receiver named in a tree (the root's first). */
+export function receiversOf(root: Route): string[] {
+  const out = new Set<string>();
+  const walk = (r: Route) => {
+    out.add(r.receiver);
+    for (const c of r.routes) walk(c);
+  };
+  walk(root);
+  return [...out];
 }
 
 export function groupLabelsOf(route: Route, labels: LabelSet): LabelSet {

@@ -27,7 +27,7 @@ import { SlackNotifier } from './notifiers/slack.js';
 import { WebhookNotifier } from './notifiers/webhook.js';
 import { Outbox } from './outbox.js';
 import { type AlertRepository, SqliteAlertRepository } from './repository.js';
-import { buildRoute } from './routing.js';
+import { buildRoute, type Route } from './routing.js';
 import { loadRuleFiles, RuleManager } from './rules/manager.js';
 import { Silences } from './silences.js';
 import { AlertStore } from './store.js';
@@ -80,6 +80,8 @@ export interface AlertingService {
   /** The rule evaluator, when storage was given. */
   readonly rules: RuleManager | undefined;
   readonly integrations: ReadonlyMap<string, readonly Integration[]>;
+  /** The routing tree the dispatcher routes with. */
+  readonly route: Route;
   /** Base URL of the dashboard in links sent out. */
   readonly externalUrl: string;
   /** The address the server bound, used for links when `external_url` is not configured. */
@@ -332,6 +334,7 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
       return rules;
     },
     integrations,
+    route,
     get externalUrl() {
       return externalUrl;
     },

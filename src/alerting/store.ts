@@ -84,6 +84,15 @@ export const ALERTING_MIGRATIONS: readonly Migration[] = [
     CREATE INDEX notifications_due ON notifications (status, next_attempt_ms);
     CREATE INDEX notifications_by_group ON notifications (integration, group_key, status);`,
   },
+  {
+    // 303 is PostgreSQL's change sequence (postgres/migrations.ts); the numbers stay aligned.
+    version: 304,
+    description: 'notifications: tenant and attempt duration, for the delivery history',
+    sql: `ALTER TABLE notifications ADD COLUMN tenant TEXT;
+    ALTER TABLE notifications ADD COLUMN last_attempt_duration_ms INTEGER;
+    UPDATE notifications SET tenant = json_extract(payload, '$.groupLabels.tenant');
+    CREATE INDEX notifications_by_tenant ON notifications (tenant, receiver, id);`,
+  },
 ];
 
 interface AlertRow {
@@ -147,6 +156,61 @@ export interface NotificationRecord {
   readonly createdMs: number;
   readonly updatedMs: number;
   readonly deliveredMs: number | null;
+  /** The one tenant of every alert in the notification; null when it mixes tenants (or has none). */
+  readonly tenant: string | null;
+  /** How long the last attempt took (request to answer or timeout); null before the first attempt. */
+  readonly lastAttemptDurationMs: number | null;
+}
+
+/** A page of one tenant's delivery history, newest first (`AlertRepository.deliveries`). */
+export interface DeliveryQuery {
+  readonly tenant: string;
+  readonly receiver?: string;
+  readonly integration?: string;
+  readonly statuses?: readonly NotificationStatus[];
+  /** Queued at or after / before these times. */
+  readonly sinceMs?: number;
+  readonly untilMs?: number;
+  readonly offset: number;
+  readonly limit: number;
+}
+
+export interface DeliveryPage {
+  readonly notifications: NotificationRecord[];
+  /** How many match the filters in all (for paging). */
+  readonly total: number;
+}
+
+/** Delivery health of one integration of a receiver, over one tenant's stored history. */
+export interface IntegrationHealth {
+  readonly receiver: string;
+  readonly integration: string;
+  readonly delivered: number;
+  readonly failed: number;
+  /** Waiting to be sent; `retrying` of them have failed at least once. */
+  readonly pending: number;
+  readonly retrying: number;
+  readonly lastDeliveredMs: number | null;
+  /** When an attempt last failed (a notification given up, or one waiting for a retry). */
+  readonly lastFailureMs: number | null;
+  readonly lastError: string | null;
+  /** Queue-to-delivery time of delivered notifications: mean and worst. */
+  readonly meanLatencyMs: number | null;
+  readonly maxLatencyMs: number | null;
+}
+
+/**
+ * The tenant a notification belongs to: the one tenant all its alerts share. A group that mixes tenants (a
+ * route whose `group_by` leaves out `tenant`) belongs to none, and no tenant's history shows it.
+ */
+export function notificationTenant(group: AlertGroup): string | null {
+  let tenant: string | undefined = group.groupLabels.tenant;
+  for (const a of group.alerts) {
+    const t = a.labels.tenant;
+    if (t === undefined || (tenant !== undefined && t !== tenant)) return null;
+    tenant = t;
+  }
+  return tenant ?? null;
 }
 
 export interface DueNotification extends NotificationRecord {
@@ -199,8 +263,8 @@ export class AlertStore {
         'DELETE FROM notification_log WHERE receiver = ? AND integration = ? AND group_key = ?',
       ),
       enqueue: db.prepare(`INSERT OR IGNORE INTO notifications
-        (receiver, integration, group_key, dedup_key, payload, summary, status, attempts, next_attempt_ms, created_ms, updated_ms)
-        VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`),
+        (receiver, integration, group_key, dedup_key, payload, summary, status, attempts, next_attempt_ms, created_ms, updated_ms, tenant)
+        VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)`),
       supersede: db.prepare(
         "UPDATE notifications SET status = 'superseded', updated_ms = ? WHERE integration = ? AND group_key = ? AND status = 'pending' AND dedup_key IS NULL AND id < ?",
       ),
@@ -209,13 +273,13 @@ export class AlertStore {
       ),
       nextDue: db.prepare("SELECT MIN(next_attempt_ms) AS t FROM notifications WHERE status = 'pending'"),
       markDelivered: db.prepare(
-        "UPDATE notifications SET status = 'delivered', attempts = attempts + 1, delivered_ms = ?, updated_ms = ?, last_error = '' WHERE id = ? AND status = 'pending'",
+        "UPDATE notifications SET status = 'delivered', attempts = attempts + 1, delivered_ms = ?, updated_ms = ?, last_error = '', last_attempt_duration_ms = ? WHERE id = ? AND status = 'pending'",
       ),
       markRetry: db.prepare(
-        'UPDATE notifications SET attempts = attempts + 1, next_attempt_ms = ?, last_error = ?, updated_ms = ? WHERE id = ?',
+        'UPDATE notifications SET attempts = attempts + 1, next_attempt_ms = ?, last_error = ?, updated_ms = ?, last_attempt_duration_ms = ? WHERE id = ?',
       ),
       markFailed: db.prepare(
-        "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = ?, updated_ms = ? WHERE id = ?",
+        "UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = ?, updated_ms = ?, last_attempt_duration_ms = ? WHERE id = ?",
       ),
       listNotifications: db.prepare('SELECT * FROM notifications ORDER BY id DESC LIMIT ?'),
       pruneNotifications: db.prepare(
@@ -433,6 +497,7 @@ export class AlertStore {
         nowMs,
         nowMs,
         nowMs,
+        notificationTenant(group),
       );
       if (res.changes === 0) return undefined;
       const id = Number(res.lastInsertRowid);
@@ -453,16 +518,69 @@ export class AlertStore {
     return r.t ?? undefined;
   }
 
-  markDelivered(id: number, nowMs: number): void {
-    this.st.markDelivered.run(nowMs, nowMs, id);
+  markDelivered(id: number, nowMs: number, attemptMs: number | null = null): void {
+    this.st.markDelivered.run(nowMs, nowMs, attemptMs, id);
   }
 
-  markRetry(id: number, nextAttemptMs: number, error: string, nowMs: number): void {
-    this.st.markRetry.run(nextAttemptMs, error.slice(0, 1000), nowMs, id);
+  markRetry(
+    id: number,
+    nextAttemptMs: number,
+    error: string,
+    nowMs: number,
+    attemptMs: number | null = null,
+  ): void {
+    this.st.markRetry.run(nextAttemptMs, error.slice(0, 1000), nowMs, attemptMs, id);
   }
 
-  markFailed(id: number, error: string, nowMs: number): void {
-    this.st.markFailed.run(error.slice(0, 1000), nowMs, id);
+  markFailed(id: number, error: string, nowMs: number, attemptMs: number | null = null): void {
+    this.st.markFailed.run(error.slice(0, 1000), nowMs, attemptMs, id);
+  }
+
+  /** One tenant's notifications, newest first, filtered and paged (see {@link DeliveryQuery}). */
+  deliveries(q: DeliveryQuery): DeliveryPage {
+    const where = ['tenant = ?'];
+    const args: (string | number)[] = [q.tenant];
+    const add = (cond: string, ...values: (string | number)[]) => {
+      where.push(cond);
+      args.push(...values);
+    };
+    if (q.receiver !== undefined) add('receiver = ?', q.receiver);
+    if (q.integration !== undefined) add('integration = ?', q.integration);
+    if (q.statuses && q.statuses.length > 0)
+      add(`status IN (${q.statuses.map(() => '?').join(', ')})`, ...q.statuses);
+    if (q.sinceMs !== undefined) add('created_ms >= ?', q.sinceMs);
+    if (q.untilMs !== undefined) add('created_ms < ?', q.untilMs);
+    const cond = where.join(' AND ');
+    const total = (
+      this.db.prepare(`SELECT COUNT(*) AS n FROM notifications WHERE ${cond}`).get(...args) as { n: number }
+    ).n;
+    const rows = this.db
+      .prepare(`SELECT * FROM notifications WHERE ${cond} ORDER BY id DESC LIMIT ? OFFSET ?`)
+      .all(...args, q.limit, q.offset) as Record<string, unknown>[];
+    return { notifications: rows.map(rowToNotification), total };
+  }
+
+  /** Per receiver integration: delivery counts, last success and failure, latency (one tenant). */
+  deliveryHealth(tenant: string): IntegrationHealth[] {
+    const rows = this.db
+      .prepare(
+        `SELECT receiver, integration,
+           SUM(status = 'delivered') AS delivered, SUM(status = 'failed') AS failed,
+           SUM(status = 'pending') AS pending, SUM(status = 'pending' AND attempts > 0) AS retrying,
+           MAX(delivered_ms) AS last_delivered_ms,
+           MAX(CASE WHEN last_error != '' THEN updated_ms END) AS last_failure_ms,
+           AVG(delivered_ms - created_ms) AS mean_latency_ms, MAX(delivered_ms - created_ms) AS max_latency_ms
+         FROM notifications WHERE tenant = ? GROUP BY receiver, integration ORDER BY receiver, integration`,
+      )
+      .all(tenant) as Record<string, number | string | null>[];
+    // SQLite takes the bare column from the row that holds the MAX: the newest error of each integration.
+    const errors = this.db
+      .prepare(
+        `SELECT receiver, integration, last_error, MAX(updated_ms) FROM notifications
+         WHERE tenant = ? AND last_error != '' GROUP BY receiver, integration`,
+      )
+      .all(tenant) as { receiver: string; integration: string; last_error: string }[];
+    return rows.map((r) => healthFromRow(r, errors));
   }
 
   notifications(limit: number): NotificationRecord[] {
@@ -508,5 +626,32 @@ function rowToNotification(r: Record<string, unknown>): NotificationRecord {
     createdMs: r.created_ms as number,
     updatedMs: r.updated_ms as number,
     deliveredMs: (r.delivered_ms as number | null) ?? null,
+    tenant: (r.tenant as string | null) ?? null,
+    lastAttemptDurationMs: (r.last_attempt_duration_ms as number | null) ?? null,
+  };
+}
+
+/** An aggregate row of the health query (either backend; PostgreSQL returns counts as strings). */
+export function healthFromRow(
+  r: Record<string, number | string | null>,
+  errors: readonly { receiver: string; integration: string; last_error: string }[],
+): IntegrationHealth {
+  const num = (v: number | string | null | undefined) => (v === null || v === undefined ? null : Number(v));
+  const receiver = String(r.receiver);
+  const integration = String(r.integration);
+  const mean = num(r.mean_latency_ms);
+  return {
+    receiver,
+    integration,
+    delivered: num(r.delivered) ?? 0,
+    failed: num(r.failed) ?? 0,
+    pending: num(r.pending) ?? 0,
+    retrying: num(r.retrying) ?? 0,
+    lastDeliveredMs: num(r.last_delivered_ms),
+    lastFailureMs: num(r.last_failure_ms),
+    lastError:
+      errors.find((e) => e.receiver === receiver && e.integration === integration)?.last_error ?? null,
+    meanLatencyMs: mean === null ? null : Math.round(mean),
+    maxLatencyMs: num(r.max_latency_ms),
   };
 }

@@ -254,7 +254,8 @@ export class ProcessorWorkers {
   }
 
   private async startWorkers(): Promise<void> {
-    const { config, shardDirs, logger } = this.opts;
+    const { shardDirs, logger } = this.opts;
+    const config = workerConfig(this.opts.config);
     for (let i = 0; i < shardDirs.length; i++) {
       const data: ProcessorWorkerData = {
         index: i,
@@ -473,4 +474,16 @@ function splitByShard(batch: SeriesBatch, tenant: string, pool: ProcessorWorkers
     const key = seriesPartitionKey(tenant, labels);
     return key === undefined ? 0 : pool.ownerOf(pool.partitionOf(key));
   });
+}
+
+/**
+ * The configuration a processor worker is given. The workers run no alert routing, and the routing tree's and
+ * actions' matchers are compiled (a regex matcher holds a function), which a worker's data cannot carry:
+ * `job_id=~".+"` in a route made `trainwatch start` fail with "could not be cloned". They stay in this thread.
+ */
+export function workerConfig(config: Config): Config {
+  return {
+    ...config,
+    alerting: { ...config.alerting, route: { matchers: [], continue: false, routes: [] }, actions: [] },
+  };
 }

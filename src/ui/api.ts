@@ -11,6 +11,7 @@
  */
 import { alertsFromBody } from './lib/alerts';
 import type { HeatmapResponse } from './lib/matrix';
+import type { DeliveryPage, ReceiverInfo, RouteNode, RouteTestResult } from './lib/notifications';
 import type { RunsResponse } from './lib/runs';
 import { isStateChanging, type LoginProviders, type Me, type Role } from './lib/session';
 import { SseParser } from './lib/sse';
@@ -431,6 +432,29 @@ export async function createSilence(s: {
 
 export async function expireSilence(id: string): Promise<void> {
   await request(`/api/v2/silence/${encodeURIComponent(id)}`, { method: 'DELETE' });
+}
+
+// ---- notification routing (receivers, routes, delivery history) ----------------------------------------
+
+export async function fetchNotificationRoutes(
+  signal?: AbortSignal,
+): Promise<{ route: RouteNode; receivers: string[] }> {
+  return get('/api/tw/v1/notifications/routes', signal);
+}
+
+export async function fetchReceivers(signal?: AbortSignal): Promise<ReceiverInfo[]> {
+  return (await get<{ receivers: ReceiverInfo[] }>('/api/tw/v1/notifications/receivers', signal)).receivers;
+}
+
+export async function testNotificationRoute(labels: Record<string, string>): Promise<RouteTestResult> {
+  return unwrap<RouteTestResult>(await sendJson('POST', '/api/tw/v1/notifications/routes/test', { labels }));
+}
+
+export async function fetchDeliveries(
+  q: { receiver?: string; status?: string; since?: number; offset: number; limit: number },
+  signal?: AbortSignal,
+): Promise<DeliveryPage> {
+  return get(`/api/tw/v1/notifications/history${qs(q)}`, signal);
 }
 
 // ---- PromQL (the Prometheus HTTP API) -------------------------------------------------------------------

@@ -13,6 +13,7 @@ import { ExplorePage } from './pages/explore';
 import { FleetPage } from './pages/fleet';
 import { JobPage } from './pages/job';
 import { LoginPage } from './pages/login';
+import { NotificationsPage } from './pages/notifications';
 import { RunsPage } from './pages/runs';
 import { SettingsPage } from './pages/settings';
 import { navigate, onLinkClick, parseRoute, useLocation } from './router';
@@ -166,6 +167,7 @@ export function App() {
                   ) : null}
                 </>,
               )}
+              {link('/notifications', 'notifications', 'Notifications')}
               {link('/explore', 'explore', 'Explore')}
             </nav>
             <div className="topbar-tools">
@@ -205,6 +207,7 @@ export function App() {
             {known && route.page === 'runs' && <RunsPage />}
             {known && route.page === 'alerts' && <AlertsPage />}
             {known && route.page === 'explore' && <ExplorePage />}
+            {known && route.page === 'notifications' && <NotificationsPage />}
             {known && route.page === 'settings' && <SettingsPage section={route.section} />}
             {route.page === 'not-found' && (
               <div className="empty">

@@ -12,6 +12,7 @@ export type Route =
   | { page: 'compare' }
   | { page: 'runs' }
   | { page: 'alerts' }
+  | { page: 'notifications' }
   | { page: 'explore' }
   | { page: 'login' }
   /** `section` null: the first settings page the user may use. */
@@ -25,6 +26,7 @@ export function parseRoute(pathname: string): Route {
   if (/^\/compare\/?$/.test(pathname)) return { page: 'compare' };
   if (/^\/runs\/?$/.test(pathname)) return { page: 'runs' };
   if (/^\/alerts\/?$/.test(pathname)) return { page: 'alerts' };
+  if (/^\/notifications\/?$/.test(pathname)) return { page: 'notifications' };
   if (/^\/explore\/?$/.test(pathname)) return { page: 'explore' };
   if (/^\/login\/?$/.test(pathname)) return { page: 'login' };
   const settings = /^\/settings(?:\/(tokens|users|audit))?\/?$/.exec(pathname);

@@ -94,4 +94,12 @@ export const ALERTING_PG_MIGRATIONS: readonly PgMigration[] = [
     ALTER TABLE alerts ADD COLUMN change_seq BIGINT NOT NULL DEFAULT nextval('alerts_change_seq');
     CREATE INDEX alerts_by_change ON alerts (change_seq);`,
   },
+  {
+    version: 304,
+    description: 'notifications: tenant and attempt duration, for the delivery history',
+    sql: `ALTER TABLE notifications ADD COLUMN tenant TEXT;
+    ALTER TABLE notifications ADD COLUMN last_attempt_duration_ms BIGINT;
+    UPDATE notifications SET tenant = payload->'groupLabels'->>'tenant';
+    CREATE INDEX notifications_by_tenant ON notifications (tenant, receiver, id);`,
+  },
 ];

@@ -12,7 +12,15 @@
 
 import type { PgMeta } from '../../meta/index.js';
 import type { AlertGroup } from '../notifier.js';
-import type { DueNotification, NotificationRecord } from '../store.js';
+import {
+  type DeliveryPage,
+  type DeliveryQuery,
+  type DueNotification,
+  healthFromRow,
+  type IntegrationHealth,
+  type NotificationRecord,
+  notificationTenant,
+} from '../store.js';
 import { dueNotificationFromRow, type NotificationRow, notificationFromRow } from './rows.js';
 
 /** Default claim lease: longer than any notifier's request timeout plus its retries within one send. */
@@ -47,11 +55,20 @@ export class PgOutbox {
     return this.db.transaction(async (tx) => {
       const r = await tx.query<{ id: number }>(
         `INSERT INTO notifications
-           (receiver, integration, group_key, dedup_key, payload, summary, status, attempts, next_attempt_ms, created_ms, updated_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)
+           (receiver, integration, group_key, dedup_key, payload, summary, status, attempts, next_attempt_ms, created_ms, updated_ms, tenant)
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7, $8)
          ON CONFLICT (dedup_key) DO NOTHING
          RETURNING id`,
-        [receiver, integration, group.groupKey, dedupKey, JSON.stringify(group), summary, nowMs],
+        [
+          receiver,
+          integration,
+          group.groupKey,
+          dedupKey,
+          JSON.stringify(group),
+          summary,
+          nowMs,
+          notificationTenant(group),
+        ],
       );
       const id = r.rows[0]?.id;
       if (id === undefined) return undefined;
@@ -94,27 +111,35 @@ export class PgOutbox {
     return r.rows[0]?.t ?? undefined;
   }
 
-  async markDelivered(id: number, nowMs: number): Promise<void> {
+  async markDelivered(id: number, nowMs: number, attemptMs: number | null = null): Promise<void> {
     await this.db.query(
       `UPDATE notifications SET status = 'delivered', attempts = attempts + 1, delivered_ms = $1, updated_ms = $1,
-         last_error = '' WHERE id = $2 AND status = 'pending'`,
-      [nowMs, id],
+         last_error = '', last_attempt_duration_ms = $3 WHERE id = $2 AND status = 'pending'`,
+      [nowMs, id, attemptMs],
     );
   }
 
-  async markRetry(id: number, nextAttemptMs: number, error: string, nowMs: number): Promise<void> {
+  async markRetry(
+    id: number,
+    nextAttemptMs: number,
+    error: string,
+    nowMs: number,
+    attemptMs: number | null = null,
+  ): Promise<void> {
     await this.db.query(
-      `UPDATE notifications SET attempts = attempts + 1, next_attempt_ms = $1, last_error = $2, updated_ms = $3
+      `UPDATE notifications SET attempts = attempts + 1, next_attempt_ms = $1, last_error = $2, updated_ms = $3,
+         last_attempt_duration_ms = $5
        WHERE id = $4`,
-      [nextAttemptMs, error.slice(0, MAX_ERROR_LENGTH), nowMs, id],
+      [nextAttemptMs, error.slice(0, MAX_ERROR_LENGTH), nowMs, id, attemptMs],
     );
   }
 
-  async markFailed(id: number, error: string, nowMs: number): Promise<void> {
+  async markFailed(id: number, error: string, nowMs: number, attemptMs: number | null = null): Promise<void> {
     await this.db.query(
-      `UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $1, updated_ms = $2
+      `UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = $1, updated_ms = $2,
+         last_attempt_duration_ms = $4
        WHERE id = $3`,
-      [error.slice(0, MAX_ERROR_LENGTH), nowMs, id],
+      [error.slice(0, MAX_ERROR_LENGTH), nowMs, id, attemptMs],
     );
   }
 
@@ -137,6 +162,57 @@ export class PgOutbox {
       signal,
     );
     return r.rows.map(notificationFromRow);
+  }
+
+  /** One tenant's notifications, newest first, filtered and paged (see `DeliveryQuery`). */
+  async deliveries(q: DeliveryQuery, signal?: AbortSignal): Promise<DeliveryPage> {
+    const args: unknown[] = [q.tenant];
+    const where = ['tenant = $1'];
+    const add = (cond: (n: number) => string, value: unknown) => {
+      args.push(value);
+      where.push(cond(args.length));
+    };
+    if (q.receiver !== undefined) add((n) => `receiver = $${n}`, q.receiver);
+    if (q.integration !== undefined) add((n) => `integration = $${n}`, q.integration);
+    if (q.statuses && q.statuses.length > 0) add((n) => `status = ANY($${n}::text[])`, [...q.statuses]);
+    if (q.sinceMs !== undefined) add((n) => `created_ms >= $${n}`, q.sinceMs);
+    if (q.untilMs !== undefined) add((n) => `created_ms < $${n}`, q.untilMs);
+    const cond = where.join(' AND ');
+    const total = await this.db.query<{ n: string }>(
+      `SELECT COUNT(*) AS n FROM notifications WHERE ${cond}`,
+      args,
+      signal,
+    );
+    const rows = await this.db.query<NotificationRow>(
+      `SELECT * FROM notifications WHERE ${cond} ORDER BY id DESC LIMIT $${args.length + 1} OFFSET $${args.length + 2}`,
+      [...args, q.limit, q.offset],
+      signal,
+    );
+    return { notifications: rows.rows.map(notificationFromRow), total: Number(total.rows[0]?.n ?? 0) };
+  }
+
+  /** Per receiver integration of one tenant: counts, last success and failure, latency. */
+  async deliveryHealth(tenant: string, signal?: AbortSignal): Promise<IntegrationHealth[]> {
+    const rows = await this.db.query<Record<string, number | string | null>>(
+      `SELECT receiver, integration,
+         COUNT(*) FILTER (WHERE status = 'delivered') AS delivered,
+         COUNT(*) FILTER (WHERE status = 'failed') AS failed,
+         COUNT(*) FILTER (WHERE status = 'pending') AS pending,
+         COUNT(*) FILTER (WHERE status = 'pending' AND attempts > 0) AS retrying,
+         MAX(delivered_ms) AS last_delivered_ms,
+         MAX(updated_ms) FILTER (WHERE last_error <> '') AS last_failure_ms,
+         AVG(delivered_ms - created_ms) AS mean_latency_ms, MAX(delivered_ms - created_ms) AS max_latency_ms
+       FROM notifications WHERE tenant = $1 GROUP BY receiver, integration ORDER BY receiver, integration`,
+      [tenant],
+      signal,
+    );
+    const errors = await this.db.query<{ receiver: string; integration: string; last_error: string }>(
+      `SELECT DISTINCT ON (receiver, integration) receiver, integration, last_error FROM notifications
+       WHERE tenant = $1 AND last_error <> '' ORDER BY receiver, integration, updated_ms DESC`,
+      [tenant],
+      signal,
+    );
+    return rows.rows.map((r) => healthFromRow(r, errors.rows));
   }
 
   /** Deletes finished (not pending) notifications last updated before `beforeMs`; returns how many. */

@@ -140,6 +140,8 @@ export interface NotificationRow {
   created_ms: number;
   updated_ms: number;
   delivered_ms: number | null;
+  tenant: string | null;
+  last_attempt_duration_ms: number | null;
 }
 
 export function notificationFromRow(r: NotificationRow): NotificationRecord {
@@ -156,6 +158,8 @@ export function notificationFromRow(r: NotificationRow): NotificationRecord {
     createdMs: r.created_ms,
     updatedMs: r.updated_ms,
     deliveredMs: r.delivered_ms,
+    tenant: r.tenant ?? null,
+    lastAttemptDurationMs: r.last_attempt_duration_ms ?? null,
   };
 }
 

@@ -6,7 +6,7 @@
 import type { PgMeta } from '../../meta/index.js';
 import type { Alert, AlertGroup } from '../notifier.js';
 import type { AlertChangeFeed, AlertChangeRecord, AlertRepository } from '../repository.js';
-import type { AlertQuery, StoredSilence } from '../store.js';
+import type { AlertQuery, DeliveryQuery, StoredSilence } from '../store.js';
 import { PgAlertRepository } from './alerts.js';
 import { ALERTING_PG_MIGRATIONS } from './migrations.js';
 import { PgNotificationLog } from './notification-log.js';
@@ -99,14 +99,20 @@ export class PgAlertStore implements AlertRepository {
   nextDueMs() {
     return this.outbox.nextDueMs();
   }
-  markDelivered(id: number, nowMs: number) {
-    return this.outbox.markDelivered(id, nowMs);
+  markDelivered(id: number, nowMs: number, attemptMs?: number) {
+    return this.outbox.markDelivered(id, nowMs, attemptMs);
   }
-  markRetry(id: number, nextAttemptMs: number, error: string, nowMs: number) {
-    return this.outbox.markRetry(id, nextAttemptMs, error, nowMs);
+  markRetry(id: number, nextAttemptMs: number, error: string, nowMs: number, attemptMs?: number) {
+    return this.outbox.markRetry(id, nextAttemptMs, error, nowMs, attemptMs);
   }
-  markFailed(id: number, error: string, nowMs: number) {
-    return this.outbox.markFailed(id, error, nowMs);
+  markFailed(id: number, error: string, nowMs: number, attemptMs?: number) {
+    return this.outbox.markFailed(id, error, nowMs, attemptMs);
+  }
+  deliveries(q: DeliveryQuery, signal?: AbortSignal) {
+    return this.outbox.deliveries(q, signal);
+  }
+  deliveryHealth(tenant: string, signal?: AbortSignal) {
+    return this.outbox.deliveryHealth(tenant, signal);
   }
   release(id: number, dueMs: number) {
     return this.outbox.release(id, dueMs);
