@@ -11,6 +11,7 @@
  */
 import { alertsFromBody } from './lib/alerts';
 import type { HeatmapResponse } from './lib/matrix';
+import type { CurvesQuery, HeatmapQuery, SeriesQuery, SpreadQuery } from './lib/queries';
 import { isStateChanging, type LoginProviders, type Me, type Role } from './lib/session';
 import { SseParser } from './lib/sse';
 import type {
@@ -26,6 +27,7 @@ import type {
   StragglerResponse,
 } from './lib/types';
 
+export type { CurvesQuery, HeatmapQuery, SeriesQuery, SpreadQuery } from './lib/queries';
 export type { FleetJob, JobStatus, JobSummary, JsonSample, JsonSpecial, Series } from './lib/types';
 export { toNumber } from './lib/types';
 
@@ -133,15 +135,6 @@ export function fetchJob(
   return get(`/api/tw/v1/jobs/${encodeURIComponent(jobId)}`, signal);
 }
 
-export interface SeriesQuery {
-  /** One metric name, or several fetched together. */
-  metric: string | readonly string[];
-  labels?: Record<string, string>;
-  start: number;
-  end: number;
-  points?: number;
-}
-
 export function fetchSeries(q: SeriesQuery, signal?: AbortSignal): Promise<{ series: Series[] }> {
   return get(
     `/api/tw/v1/series${qs({
@@ -153,21 +146,6 @@ export function fetchSeries(q: SeriesQuery, signal?: AbortSignal): Promise<{ ser
     })}`,
     signal,
   );
-}
-
-export interface HeatmapQuery {
-  metric: string;
-  start: number;
-  end: number;
-  by: readonly string[];
-  keep?: readonly string[];
-  cols?: number;
-  step?: number;
-  lo?: number;
-  hi?: number;
-  idleBelow?: number;
-  tenant?: string;
-  labels?: Record<string, string>;
 }
 
 export function fetchHeatmap(q: HeatmapQuery, signal?: AbortSignal): Promise<HeatmapResponse> {
@@ -190,19 +168,7 @@ export function fetchHeatmap(q: HeatmapQuery, signal?: AbortSignal): Promise<Hea
   );
 }
 
-export function fetchSpread(
-  q: {
-    metric: string;
-    start: number;
-    end: number;
-    cols?: number;
-    step?: number;
-    labels?: Record<string, string>;
-    /** Also score the series (ranks) on their recent level: the straggler, from the same pass. */
-    stragglers?: boolean;
-  },
-  signal?: AbortSignal,
-): Promise<SpreadResponse> {
+export function fetchSpread(q: SpreadQuery, signal?: AbortSignal): Promise<SpreadResponse> {
   return get(
     `/api/tw/v1/spread${qs({
       ...q.labels,
@@ -219,7 +185,7 @@ export function fetchSpread(
 
 export function fetchCurves(
   jobId: string,
-  q: { start?: number; end?: number; points?: number; metrics?: readonly string[] },
+  q: CurvesQuery,
   signal?: AbortSignal,
 ): Promise<{ start: number; end: number; curves: Curve[] }> {
   return get(

@@ -45,12 +45,13 @@ class RecordedServer {
   readonly api: JobPanelsApi = {
     fetchCurves: (_jobId, q, signal) => this.call('curves', q, signal) as never,
     fetchSpread: (q, signal) => this.call('spread', q, signal) as never,
-    fetchHeatmap: (q, signal) => this.call('heatmap', q as never, signal) as never,
-    fetchSeries: (q, signal) => this.call('series', q as never, signal) as never,
+    fetchHeatmap: (q, signal) => this.call('heatmap', q, signal) as never,
+    fetchSeries: (q, signal) => this.call('series', q, signal) as never,
     fetchStragglers: (_jobId, start, end, signal) => this.call('stragglers', { start, end }, signal) as never,
   };
 
-  private call(kind: Call['kind'], q: Record<string, unknown>, signal?: AbortSignal): Promise<unknown> {
+  private call(kind: Call['kind'], query: object, signal?: AbortSignal): Promise<unknown> {
+    const q = query as Record<string, unknown>;
     return new Promise((resolve, reject) => {
       const c: Call = {
         kind,

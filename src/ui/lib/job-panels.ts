@@ -11,11 +11,11 @@
  * - A tail is merged into the panels it was fetched for; a panel that a load replaced meanwhile (the finer
  *   memory heatmap over the coarse one, the per-GPU charts of the second phase) keeps the newer value.
  */
-import type { fetchCurves, fetchHeatmap, fetchSeries, fetchSpread, fetchStragglers } from '../api.js';
 import { dataExtent } from './color-scale.js';
 import type { JobFacts } from './job-facts.js';
 import { mergeCurves, mergeSeries, mergeSpread } from './live-merge.js';
-import { decodeMatrix, type Matrix, mergeMatrix } from './matrix.js';
+import { decodeMatrix, type HeatmapResponse, type Matrix, mergeMatrix } from './matrix.js';
+import type { CurvesQuery, HeatmapQuery, SeriesQuery, SpreadQuery } from './queries.js';
 import type { Curve, Series, SpreadResponse, StragglerResponse } from './types.js';
 
 export const STRAGGLER_REFRESH_MS = 10_000;
@@ -190,11 +190,16 @@ function withErrors(
 
 /** The fetch functions the loader calls: the dashboard's API client in the page, recorded answers in tests. */
 export interface JobPanelsApi {
-  readonly fetchCurves: typeof fetchCurves;
-  readonly fetchSpread: typeof fetchSpread;
-  readonly fetchHeatmap: typeof fetchHeatmap;
-  readonly fetchSeries: typeof fetchSeries;
-  readonly fetchStragglers: typeof fetchStragglers;
+  fetchCurves(jobId: string, q: CurvesQuery, signal?: AbortSignal): Promise<{ curves: Curve[] }>;
+  fetchSpread(q: SpreadQuery, signal?: AbortSignal): Promise<SpreadResponse>;
+  fetchHeatmap(q: HeatmapQuery, signal?: AbortSignal): Promise<HeatmapResponse>;
+  fetchSeries(q: SeriesQuery, signal?: AbortSignal): Promise<{ series: Series[] }>;
+  fetchStragglers(
+    jobId: string,
+    start: number,
+    end: number,
+    signal?: AbortSignal,
+  ): Promise<StragglerResponse>;
 }
 
 export interface JobPanelsOptions {

@@ -2,14 +2,26 @@
  * What a job page derives from its panels and alerts: the step at which the loss diverged, the order of
  * its alert groups, the stalls to shade, and the heatmap rows to outline. DOM-free, so unit tests run it.
  */
-import type { ChartSpan } from '../components/chart';
-import type { HeatmapHighlight } from '../components/heatmap';
 import type { AlertGroup } from './alert-groups.js';
 import { alertName, alertStart, STALL_ALERT } from './alerts.js';
 import { fmtSpan, type JobCause } from './causes.js';
 import { SEVERITY_COLORS } from './colors.js';
 import type { HeatmapRowInfo, Matrix } from './matrix.js';
 import { type Alert, type Curve, type StragglerResponse, toNumber } from './types.js';
+
+/** A shaded stretch of the time charts (the charts' TimeSpan). */
+export interface TimeSpan {
+  readonly from: number;
+  readonly to: number;
+  readonly color: string;
+  readonly label: string;
+}
+
+/** An outlined heatmap row (the heatmap's RowHighlight). */
+export interface RowHighlight {
+  readonly label: string;
+  readonly color: string;
+}
 
 /** The curve whose steps map time to step (markers on step axes, when a stall began): the loss's first. */
 export function stepReferenceOf(curves: readonly Curve[]): Curve | undefined {
@@ -44,7 +56,7 @@ export function stallSpansOf(
   alerts: readonly Alert[],
   stallStart: (a: Alert) => number,
   now: number,
-): ChartSpan[] {
+): TimeSpan[] {
   return firedStalls(alerts).map((a) => {
     const from = stallStart(a);
     const to = a.resolvedAtMs ?? now;
@@ -71,8 +83,8 @@ export function stragglerHighlights(
   m: Matrix | null,
   firing: readonly Alert[],
   s: StragglerResponse | null,
-): Map<number, HeatmapHighlight> {
-  const out = new Map<number, HeatmapHighlight>();
+): Map<number, RowHighlight> {
+  const out = new Map<number, RowHighlight>();
   if (!m) return out;
   const rowsWhere = (pred: (l: Readonly<Record<string, string>>) => boolean) =>
     m.rows.flatMap((r, i) => (pred(r.labels) ? [i] : []));
@@ -108,9 +120,9 @@ export function stragglerHighlights(
 export function remapHighlights(
   from: Matrix | null,
   to: Matrix | null,
-  h: ReadonlyMap<number, HeatmapHighlight>,
-): Map<number, HeatmapHighlight> {
-  const out = new Map<number, HeatmapHighlight>();
+  h: ReadonlyMap<number, RowHighlight>,
+): Map<number, RowHighlight> {
+  const out = new Map<number, RowHighlight>();
   if (!from || !to) return out;
   for (const [i, hl] of h) {
     const l = from.rows[i]!.labels;
