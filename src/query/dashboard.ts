@@ -15,7 +15,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Authenticator, type Principal, requestPrincipal } from '../auth/index.js';
 import type { JobRepository } from '../meta/index.js';
+import type { Curve, FleetJob, RankStepTime, StragglerResponse } from '../model/api-types.js';
 import { isStaleNaN } from '../model/batch.js';
+import { isCurveMetric } from '../model/curve-metrics.js';
 import { Errors, twError } from '../model/errors.js';
 import type { JobInfo } from '../model/job.js';
 import {
@@ -47,10 +49,10 @@ import {
   SpreadAccumulator,
 } from './dashboard-matrix.js';
 import { readTenant, requestSignal } from './dashboard-scope.js';
-import { type JobSummary, newestValue } from './job-summary.js';
+import { newestValue } from './job-summary.js';
 import { defaultLiveStreams, type LiveStreams, serveEventStream } from './live-streams.js';
 import { parseTime } from './rest.js';
-import { type JsonSample, jsonValue, readSeries, selectSeries } from './series-read.js';
+import { jsonValue, readSeries, selectSeries } from './series-read.js';
 
 /** Every route here reads data of the caller's tenant (src/auth/permissions.ts). */
 const READ = { config: { permission: 'read' } } as const;
@@ -86,24 +88,7 @@ const TICK_LOOKBACK_MS = 10_000;
 const FINEST_ROLLUP_MS = ROLLUP_TIERS[0]!.resolutionMs;
 const ROLLUP_STEP_MIN_RANGE_MS = 30 * 60_000;
 
-/** Metrics that are about the hardware or the step loop rather than the model: not training curves. */
-const NON_CURVE_PREFIXES = ['gpu_', 'host_', 'node_', 'trainwatch_', 'process_', 'nodejs_', 'go_'];
-const NON_CURVE_METRICS = new Set([
-  'train_step',
-  'train_step_duration_seconds',
-  'train_samples_per_second',
-  'train_tokens_per_second',
-  'ALERTS',
-  'ALERTS_FOR_STATE',
-]);
-
-/** Whether a metric a job reports is a training curve (loss, accuracy, learning rate, any custom metric). */
-export function isCurveMetric(name: string): boolean {
-  // Names with a colon are recording rules' outputs (`job_id:gpu_utilization_ratio:avg`), not the job's own.
-  return (
-    !NON_CURVE_METRICS.has(name) && !NON_CURVE_PREFIXES.some((p) => name.startsWith(p)) && !name.includes(':')
-  );
-}
+export { isCurveMetric } from '../model/curve-metrics.js';
 
 function single(raw: string | string[] | undefined, name: string): string | undefined {
   if (Array.isArray(raw)) {
@@ -585,14 +570,7 @@ const PLACEMENT_LABELS = new Set([
   WellKnownLabel.gpuUuid,
 ]);
 
-export interface Curve {
-  readonly metric: string;
-  readonly labels: LabelSet;
-  readonly t: number[];
-  readonly v: JsonSample[];
-  /** The job's training step at each point (the rank's `train_step` at or before t); null before the first. */
-  readonly step: (number | null)[] | null;
-}
+export type { Curve } from '../model/api-types.js';
 
 /**
  * One curve per metric and distinct non-placement labels: rank 0's series when ranks report separately
@@ -672,13 +650,6 @@ export function stepsAt(it: SampleIterator, times: readonly number[]): (number |
   return out;
 }
 
-export interface RankStepTime {
-  readonly labels: Record<string, string>;
-  /** Mean step duration over the recent window. */
-  readonly mean: number | null;
-  readonly z: number | null;
-}
-
 /**
  * Ranks' mean step time over the most recent quarter of the range, scored with robust z-scores. A straggler
  * is the slowest rank when it is an outlier (z ≥ 3.5) AND at least 10% slower than the median: with 512
@@ -718,7 +689,7 @@ export function scoreStragglers(
   from: number,
   end: number,
   metric: string,
-) {
+): StragglerResponse {
   const z = robustZ(ranks.map((r) => r.mean));
   const scored: RankStepTime[] = ranks.map((r, i) => ({ ...r, z: z[i] ?? null }));
   scored.sort((a, b) => naturalCompare(a.labels.rank ?? '', b.labels.rank ?? ''));
@@ -744,11 +715,7 @@ export function scoreStragglers(
   };
 }
 
-export interface FleetJob extends JobSummary {
-  /** GPUs whose newest utilization is at or above IDLE_UTILIZATION. */
-  readonly busyGpus: number;
-  readonly idleGpus: number;
-}
+export type { FleetJob } from '../model/api-types.js';
 
 /**
  * The fleet table's numbers for every job, with the same meaning as summarizeJob (the newest value of each

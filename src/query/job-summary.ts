@@ -2,22 +2,15 @@
  * The live numbers of the fleet page, per job: read from storage through the Querier like any other query,
  * over the last ten minutes of each job's data.
  */
+
+import type { JobSummary } from '../model/api-types.js';
 import { isStaleNaN, STALE_NAN_BITS_HI, STALE_NAN_BITS_LO } from '../model/batch.js';
 import type { JobInfo } from '../model/job.js';
 import { LabelMatcher, type LabelSet, METRIC_NAME_LABEL, WellKnownLabel } from '../model/labels.js';
 import { type Querier, SampleBuffer, type SelectedSeries, type Storage } from '../storage/index.js';
-import { type JsonSample, jsonValue, selectSeries } from './series-read.js';
+import { jsonValue, selectSeries } from './series-read.js';
 
-export interface JobSummary extends JobInfo {
-  /** Distinct GPUs reporting utilization in the window. */
-  readonly gpus: number;
-  readonly meanGpuUtilization: number | null;
-  readonly step: number | null;
-  /** NaN and infinities as strings: a diverged loss must show as NaN, not vanish. */
-  readonly loss: JsonSample | null;
-  readonly samplesPerSecond: number | null;
-  readonly tokensPerSecond: number | null;
-}
+export type { JobSummary } from '../model/api-types.js';
 
 const SUMMARY_WINDOW_MS = 10 * 60_000;
 

@@ -2,8 +2,10 @@
  * Reading raw series for charts: select, iterate, and decimate to about one point per pixel keeping each
  * bucket's minimum and maximum (as uPlot recommends), so a one-second spike survives a thirty-day chart.
  */
+
+import type { ColumnarSeries, JsonSample } from '../model/api-types.js';
 import { isStaleNaN } from '../model/batch.js';
-import type { LabelMatcher, LabelSet } from '../model/labels.js';
+import type { LabelMatcher } from '../model/labels.js';
 import type { Querier, SelectedSeries, SelectHints } from '../storage/index.js';
 
 /**
@@ -21,20 +23,13 @@ export async function selectSeries(
   return set.series;
 }
 
-/** JSON has no NaN or infinities: they travel as the strings Prometheus uses. */
-export type JsonSample = number | 'NaN' | '+Inf' | '-Inf';
+export type { ColumnarSeries, JsonSample } from '../model/api-types.js';
 
 export function jsonValue(v: number): JsonSample {
   if (Number.isFinite(v)) return v;
   if (v === Number.POSITIVE_INFINITY) return '+Inf';
   if (v === Number.NEGATIVE_INFINITY) return '-Inf';
   return 'NaN';
-}
-
-export interface ColumnarSeries {
-  readonly labels: LabelSet;
-  readonly t: number[];
-  readonly v: JsonSample[];
 }
 
 /**

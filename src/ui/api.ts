@@ -12,6 +12,7 @@
 import { alertsFromBody } from './lib/alerts';
 import type { HeatmapResponse } from './lib/matrix';
 import type { DeliveryPage, ReceiverInfo, RouteNode, RouteTestResult } from './lib/notifications';
+import type { CurvesQuery, HeatmapQuery, SeriesQuery, SpreadQuery } from './lib/queries';
 import type { RunsResponse } from './lib/runs';
 import { isStateChanging, type LoginProviders, type Me, type Role } from './lib/session';
 import { SseParser } from './lib/sse';
@@ -28,6 +29,7 @@ import type {
   StragglerResponse,
 } from './lib/types';
 
+export type { CurvesQuery, HeatmapQuery, SeriesQuery, SpreadQuery } from './lib/queries';
 export type { FleetJob, JobStatus, JobSummary, JsonSample, JsonSpecial, Series } from './lib/types';
 export { toNumber } from './lib/types';
 
@@ -144,15 +146,6 @@ export function fetchRuns(params: URLSearchParams, signal?: AbortSignal): Promis
   return get(`/api/tw/v1/runs${s ? `?${s}` : ''}`, signal);
 }
 
-export interface SeriesQuery {
-  /** One metric name, or several fetched together. */
-  metric: string | readonly string[];
-  labels?: Record<string, string>;
-  start: number;
-  end: number;
-  points?: number;
-}
-
 export function fetchSeries(q: SeriesQuery, signal?: AbortSignal): Promise<{ series: Series[] }> {
   return get(
     `/api/tw/v1/series${qs({
@@ -164,21 +157,6 @@ export function fetchSeries(q: SeriesQuery, signal?: AbortSignal): Promise<{ ser
     })}`,
     signal,
   );
-}
-
-export interface HeatmapQuery {
-  metric: string;
-  start: number;
-  end: number;
-  by: readonly string[];
-  keep?: readonly string[];
-  cols?: number;
-  step?: number;
-  lo?: number;
-  hi?: number;
-  idleBelow?: number;
-  tenant?: string;
-  labels?: Record<string, string>;
 }
 
 export function fetchHeatmap(q: HeatmapQuery, signal?: AbortSignal): Promise<HeatmapResponse> {
@@ -201,19 +179,7 @@ export function fetchHeatmap(q: HeatmapQuery, signal?: AbortSignal): Promise<Hea
   );
 }
 
-export function fetchSpread(
-  q: {
-    metric: string;
-    start: number;
-    end: number;
-    cols?: number;
-    step?: number;
-    labels?: Record<string, string>;
-    /** Also score the series (ranks) on their recent level: the straggler, from the same pass. */
-    stragglers?: boolean;
-  },
-  signal?: AbortSignal,
-): Promise<SpreadResponse> {
+export function fetchSpread(q: SpreadQuery, signal?: AbortSignal): Promise<SpreadResponse> {
   return get(
     `/api/tw/v1/spread${qs({
       ...q.labels,
@@ -230,7 +196,7 @@ export function fetchSpread(
 
 export function fetchCurves(
   jobId: string,
-  q: { start?: number; end?: number; points?: number; metrics?: readonly string[] },
+  q: CurvesQuery,
   signal?: AbortSignal,
 ): Promise<{ start: number; end: number; curves: Curve[] }> {
   return get(

@@ -57,6 +57,27 @@ const GEOMETRY = `[...document.querySelectorAll('figure[data-x-min]')].map((f) =
     max: Number(f.dataset.xMax), ticks: f.dataset.xTicks };
 })`;
 
+/** The distinct colours of the memory heatmap's cells as painted: the middle of each row, across the plot. */
+const MEMORY_COLOURS = `(() => {
+  const f = document.querySelector('[data-testid="gpu-memory-heatmap"]');
+  const c = f.querySelector('canvas.heatmap-canvas');
+  const plot = f.querySelector('[data-plot-area]').getBoundingClientRect();
+  const box = c.getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  const rows = Number(f.dataset.rows);
+  const rowH = box.height / rows;
+  const ctx = c.getContext('2d');
+  const seen = new Set();
+  for (let r = 0; r < rows; r++) {
+    const y = Math.floor((r + 0.5) * rowH * dpr);
+    const x0 = Math.ceil((plot.left - box.left + 2) * dpr);
+    const x1 = Math.floor((plot.left - box.left + plot.width - 2) * dpr);
+    const px = ctx.getImageData(x0, y, x1 - x0, 1).data;
+    for (let i = 0; i < px.length; i += 4) if (px[i + 3] === 255) seen.add(px[i] + ',' + px[i + 1] + ',' + px[i + 2]);
+  }
+  return seen.size;
+})()`;
+
 describe.skipIf(!available)(
   'one time axis, honest heatmap colours, Explore legend and units (issue 17)',
   () => {
@@ -139,35 +160,14 @@ describe.skipIf(!available)(
 
     it('paints the GPU-memory heatmap in more than one colour when ranks differ, with the total on its legend', async () => {
       const job = jobs.find((j) => j.name === 'moe-8x1b-pretrain')!;
-      // A fixed window, not one following now: live reloads of a following window can cancel the finer
-      // heatmap request on a loaded machine before it answers, and this test is about its colours.
+      // A fixed window: the heatmap as loaded, with no live tail (the next test follows now).
       const to = Date.now();
       const page = await open(`/jobs/${encodeURIComponent(job.jobId)}?from=${to - 10 * 60_000}&to=${to}`);
       await page.locator('body[data-job-loaded]').waitFor({ timeout: 60_000 });
       const heat = page.getByTestId('gpu-memory-heatmap');
       await heat.locator('[data-testid="scale-total"]').waitFor({ timeout: 30_000 });
       expect(await heat.getByTestId('scale-total').textContent()).toMatch(/total 80 GiB/);
-      // The distinct colours of the cells as painted: the middle of each row, across the plot area.
-      const colours = async () =>
-        (await page.evaluate(`(() => {
-        const f = document.querySelector('[data-testid="gpu-memory-heatmap"]');
-        const c = f.querySelector('canvas.heatmap-canvas');
-        const plot = f.querySelector('[data-plot-area]').getBoundingClientRect();
-        const box = c.getBoundingClientRect();
-        const dpr = window.devicePixelRatio || 1;
-        const rows = Number(f.dataset.rows);
-        const rowH = box.height / rows;
-        const ctx = c.getContext('2d');
-        const seen = new Set();
-        for (let r = 0; r < rows; r++) {
-          const y = Math.floor((r + 0.5) * rowH * dpr);
-          const x0 = Math.ceil((plot.left - box.left + 2) * dpr);
-          const x1 = Math.floor((plot.left - box.left + plot.width - 2) * dpr);
-          const px = ctx.getImageData(x0, y, x1 - x0, 1).data;
-          for (let i = 0; i < px.length; i += 4) if (px[i + 3] === 255) seen.add(px[i] + ',' + px[i + 1] + ',' + px[i + 2]);
-        }
-        return seen.size;
-      })()`)) as number;
+      const colours = async () => (await page.evaluate(MEMORY_COLOURS)) as number;
       // 0.9 × 80 GiB ± 0.03% on every rank: zero-to-max scaling painted them all the top colour (1 or 2).
       await expect.poll(colours, { timeout: 30_000 }).toBeGreaterThanOrEqual(8);
       const lo = Number(await heat.locator('.scale-legend').getAttribute('data-lo'));
@@ -177,6 +177,31 @@ describe.skipIf(!available)(
       await heat.screenshot({ path: path.join(SHOTS, 'charts-memory-heatmap.png') });
       await page.close();
     }, 90_000);
+
+    it('keeps the fitted GPU-memory heatmap in a window that follows now, as live samples arrive', async () => {
+      const job = jobs.find((j) => j.name === 'moe-8x1b-pretrain')!;
+      // The whole run, live: the page's default. Live tails of the coarse heatmap, asked while the fitted one
+      // was in flight, used to overwrite it with the zero-to-max scale (one colour) for good.
+      const page = await open(`/jobs/${encodeURIComponent(job.jobId)}`);
+      await page.locator('body[data-job-loaded]').waitFor({ timeout: 60_000 });
+      const heat = page.getByTestId('gpu-memory-heatmap');
+      const legendLo = async () => Number(await heat.locator('.scale-legend').getAttribute('data-lo'));
+      const colours = async () => (await page.evaluate(MEMORY_COLOURS)) as number;
+      await expect.poll(colours, { timeout: 30_000 }).toBeGreaterThanOrEqual(8);
+      await expect.poll(legendLo).toBeGreaterThan(0.85 * 80 * 2 ** 30);
+      // New samples arrive (the demo reports every 5 s) and are merged as new columns; the scale stays fitted.
+      const cols = Number(await heat.getAttribute('data-cols'));
+      await expect
+        .poll(async () => Number(await heat.getAttribute('data-cols')), { timeout: 30_000 })
+        .toBeGreaterThan(cols);
+      expect(await page.locator('body[data-job-loaded]').count()).toBe(1);
+      await expect.poll(colours).toBeGreaterThanOrEqual(8);
+      expect(await legendLo()).toBeGreaterThan(0.85 * 80 * 2 ** 30);
+      expect(Number(await heat.locator('.scale-legend').getAttribute('data-hi'))).toBeLessThan(
+        0.95 * 80 * 2 ** 30,
+      );
+      await page.close();
+    }, 120_000);
 
     it('gives Explore a legend that toggles many series, and units on its axis and values', async () => {
       const page = await open(`/explore?q=${encodeURIComponent('gpu_memory_used_bytes')}&range=15m`);

@@ -1,26 +1,11 @@
 /**
- * Which of a job's metrics are training curves, and how they are grouped into charts: `train_loss` and
- * `eval_loss` share the "Loss" chart, `train_accuracy` and `eval_accuracy` the "Accuracy" chart, and any
- * custom metric gets its own (with its eval/val/test counterparts). Same rules as the server's
- * isCurveMetric (src/query/dashboard.ts).
+ * How a job's training curves are grouped into charts: `train_loss` and `eval_loss` share the "Loss" chart,
+ * `train_accuracy` and `eval_accuracy` the "Accuracy" chart, and any custom metric gets its own (with its
+ * eval/val/test counterparts). Which metrics are curves is the server's rule, shared (src/model).
  */
+import { isCurveMetric } from '../../model/curve-metrics.js';
 
-const NON_CURVE_PREFIXES = ['gpu_', 'host_', 'node_', 'trainwatch_', 'process_', 'nodejs_', 'go_'];
-const NON_CURVE_METRICS = new Set([
-  'train_step',
-  'train_step_duration_seconds',
-  'train_samples_per_second',
-  'train_tokens_per_second',
-  'ALERTS',
-  'ALERTS_FOR_STATE',
-]);
-
-export function isCurveMetric(name: string): boolean {
-  // Names with a colon are recording rules' outputs (`job_id:gpu_utilization_ratio:avg`), not the job's own.
-  return (
-    !NON_CURVE_METRICS.has(name) && !NON_CURVE_PREFIXES.some((p) => name.startsWith(p)) && !name.includes(':')
-  );
-}
+export { isCurveMetric };
 
 const SPLIT_PREFIX = /^(train|training|eval|evaluation|val|valid|validation|test)_/;
 

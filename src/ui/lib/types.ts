@@ -1,81 +1,24 @@
 /**
- * Shapes of trainwatch's APIs as the dashboard reads them. They mirror src/query (REST and dashboard
- * endpoints) and the alerting contract (src/alerting); DOM-free so that pure modules and tests can use them.
+ * Shapes of trainwatch's APIs as the dashboard reads them. The query API's answers are written once, in
+ * src/model/api-types.ts, which the server's query stage produces; the alerting answers below are the
+ * Alertmanager-compatible views of src/alerting. DOM-free, so that pure modules and tests can use them.
  */
+import type { ColumnarSeries, JsonSample } from '../../model/api-types.js';
 
-export type JobStatus = 'queued' | 'running' | 'stalled' | 'completed' | 'failed' | 'unknown';
-export type JsonSpecial = 'NaN' | '+Inf' | '-Inf';
-export type JsonSample = number | JsonSpecial;
+export type {
+  Curve,
+  FleetJob,
+  JobStatus,
+  JobSummary,
+  JsonSample,
+  JsonSpecial,
+  RankStepTime,
+  SpreadResponse,
+  StragglerResponse,
+} from '../../model/api-types.js';
 
-export interface JobSummary {
-  tenant: string;
-  jobId: string;
-  name: string;
-  project: string;
-  owner: string;
-  framework: string;
-  worldSize: number | null;
-  config: Record<string, unknown>;
-  tags: string[];
-  status: JobStatus;
-  startMs: number | null;
-  endMs: number | null;
-  lastSampleMs: number | null;
-  metricKeys: Record<string, string>;
-  gpus: number;
-  meanGpuUtilization: number | null;
-  step: number | null;
-  loss: JsonSample | null;
-  samplesPerSecond: number | null;
-  tokensPerSecond: number | null;
-}
-
-export interface FleetJob extends JobSummary {
-  busyGpus: number;
-  idleGpus: number;
-}
-
-export interface Series {
-  labels: Record<string, string>;
-  t: number[];
-  v: JsonSample[];
-}
-
-export interface Curve extends Series {
-  metric: string;
-  /** The training step at each point; null without a train_step series. */
-  step: (number | null)[] | null;
-}
-
-export interface SpreadResponse {
-  metric: string;
-  start: number;
-  step: number;
-  cols: number;
-  series: number;
-  t: number[];
-  min: (number | null)[];
-  max: (number | null)[];
-  mean: (number | null)[];
-  sum: (number | null)[];
-  count: number[];
-  /** With `stragglers=1`: the series scored on their recent level. */
-  stragglers?: StragglerResponse;
-}
-
-export interface RankStepTime {
-  labels: Record<string, string>;
-  mean: number | null;
-  z: number | null;
-}
-
-export interface StragglerResponse {
-  metric: string;
-  window: { start: number; end: number };
-  medianSeconds: number | null;
-  ranks: RankStepTime[];
-  straggler: (RankStepTime & { slowdown: number | null }) | null;
-}
+/** A series as parallel arrays of times and values (GET /api/tw/v1/series). */
+export type Series = ColumnarSeries;
 
 export type AlertState = 'firing' | 'pending' | 'resolved';
 export type Severity = 'critical' | 'warning' | 'info';

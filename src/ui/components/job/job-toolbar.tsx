@@ -1,0 +1,77 @@
+import type { LiveState } from '../../hooks/use-live';
+import type { RangeSpec } from '../../lib/time-range';
+import { rangeParams } from '../../lib/time-range';
+import { onLinkClick } from '../../router';
+import type { XMode } from '../chart';
+import { RangePicker } from '../range-picker';
+import { LiveIndicator } from '../widgets';
+
+export type SetParams = (patch: Record<string, string | null | undefined>, push?: boolean) => void;
+
+/** Range, x axis of the curves, smoothing, log scale, compare and the live switch: all kept in the URL. */
+export function JobToolbar({
+  jobId,
+  range,
+  resolved,
+  xMode,
+  smooth,
+  logY,
+  liveState,
+  paused,
+  setParams,
+}: {
+  jobId: string;
+  range: RangeSpec;
+  resolved: { start: number; end: number };
+  xMode: XMode;
+  smooth: number;
+  logY: boolean;
+  /** 'off' when the range does not follow now. */
+  liveState: LiveState;
+  paused: boolean;
+  setParams: SetParams;
+}) {
+  return (
+    <div className="toolbar">
+      <RangePicker value={range} onChange={(r) => setParams(rangeParams(r))} allowRun resolved={resolved} />
+      <fieldset className="segmented" aria-label="X axis of the training curves">
+        <button type="button" aria-pressed={xMode === 'time'} onClick={() => setParams({ x: null })}>
+          Time
+        </button>
+        <button type="button" aria-pressed={xMode === 'step'} onClick={() => setParams({ x: 'step' })}>
+          Step
+        </button>
+      </fieldset>
+      <label className="check slider">
+        smoothing
+        <input
+          type="range"
+          min={0}
+          max={0.99}
+          step={0.01}
+          value={smooth}
+          aria-label="Smoothing (exponential moving average weight)"
+          onChange={(e) => setParams({ smooth: Number(e.target.value) > 0 ? e.target.value : null })}
+        />
+        <span className="small mono">{smooth.toFixed(2)}</span>
+      </label>
+      <label className="check">
+        <input
+          type="checkbox"
+          checked={logY}
+          onChange={(e) => setParams({ log: e.target.checked ? '1' : null })}
+        />{' '}
+        log scale
+      </label>
+      <a
+        className="btn btn-small"
+        href={`/compare?base=${encodeURIComponent(jobId)}&previous=5`}
+        onClick={onLinkClick}
+      >
+        Compare with previous runs
+      </a>
+      <span className="spacer" />
+      <LiveIndicator state={liveState} onToggle={() => setParams({ paused: paused ? null : '1' })} />
+    </div>
+  );
+}
