@@ -46,6 +46,10 @@ const { values: args } = parseArgs({
     'node-args': { type: 'string', default: '' },
     /** `ingest.workers` of the server (default: the server's default); 0 decodes on the main thread. */
     'ingest-workers': { type: 'string' },
+    /** `processor.workers` of the server (default: the server's default). */
+    'processor-workers': { type: 'string' },
+    /** Without the alerting section (rule file, webhook): isolates the cost of rule evaluation. */
+    'no-alerting': { type: 'boolean', default: false },
     /** Print the N functions with the most self time. */
     top: { type: 'string', default: '40' },
     keep: { type: 'boolean', default: false },
@@ -283,19 +287,29 @@ async function main(): Promise<void> {
       ...(args['ingest-workers'] !== undefined
         ? { ingest: { workers: Number(args['ingest-workers']) } }
         : {}),
-      alerting: {
-        rule_files: [rulesFile],
-        evaluation_interval: '1s',
-        receivers: [
-          { name: 'bench', webhook_configs: [{ url: webhook.url('/trainwatch'), send_resolved: false }] },
-        ],
-        route: {
-          receiver: 'bench',
-          group_by: ['alertname', 'job_id'],
-          group_wait: '0s',
-          group_interval: '1s',
-        },
-      },
+      ...(args['processor-workers'] !== undefined
+        ? { processor: { workers: Number(args['processor-workers']) } }
+        : {}),
+      ...(args['no-alerting']
+        ? {}
+        : {
+            alerting: {
+              rule_files: [rulesFile],
+              evaluation_interval: '1s',
+              receivers: [
+                {
+                  name: 'bench',
+                  webhook_configs: [{ url: webhook.url('/trainwatch'), send_resolved: false }],
+                },
+              ],
+              route: {
+                receiver: 'bench',
+                group_by: ['alertname', 'job_id'],
+                group_wait: '0s',
+                group_interval: '1s',
+              },
+            },
+          }),
     });
     const configFile = path.join(work, 'trainwatch.yaml');
     writeFileSync(configFile, toYaml(config));

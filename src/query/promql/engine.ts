@@ -156,6 +156,14 @@ export interface QueryCtx {
   checks: number;
   /** Window points scanned since the last deadline check (see WINDOW_POINTS_PER_CHECK). */
   windowWork: number;
+  /**
+   * The query's selections by matchers, time range and hints: a selector that occurs twice (`x != x`,
+   * `a / ignoring(i) a`) reads storage once, so both occurrences see the same samples. Storage may be
+   * appended to by other threads between two selects (the processor workers own their shards), and two reads
+   * of one selector would then disagree: `train_loss != train_loss` fired thousands of times on data without
+   * a NaN. Held until the query ends, as Prometheus holds every selection of a query (`populateSeries`).
+   */
+  readonly selections: Map<string, Promise<readonly SelectedSeries[]>>;
 }
 
 /** Points of one series over a subquery's grid, compact (present points only). */
@@ -504,6 +512,23 @@ export class Evaluator {
     hints: SelectHints,
   ): Promise<readonly SelectedSeries[]> {
     if (maxT < minT) return [];
+    const key = selectionKey(selectors, minT, maxT, hints);
+    let selection = this.q.selections.get(key);
+    if (!selection) {
+      selection = this.selectOnce(selectors, minT, maxT, hints);
+      this.q.selections.set(key, selection);
+    }
+    const selected = await selection;
+    if (selected.length > this.q.maxSeries) throw new TooManySeriesError(this.q.maxSeries);
+    return selected;
+  }
+
+  private async selectOnce(
+    selectors: readonly LabelMatcher[],
+    minT: number,
+    maxT: number,
+    hints: SelectHints,
+  ): Promise<readonly SelectedSeries[]> {
     const querier = this.q.queryable.querier(minT, maxT);
     const matchers = await this.resolveNameRegex(querier, selectors);
     if (matchers === undefined) return [];
@@ -520,7 +545,6 @@ export class Evaluator {
     for (const w of set.warnings) this.q.annotations.storageWarning(w);
     const selected = set.series;
     this.q.seriesSelected += selected.length;
-    if (selected.length > this.q.maxSeries) throw new TooManySeriesError(this.q.maxSeries);
     return selected;
   }
 
@@ -1073,6 +1097,7 @@ export class PromqlEngine {
       peakSamples: 0,
       checks: 0,
       windowWork: 0,
+      selections: new Map(),
     };
     const ev = new Evaluator(q, start, end, step);
     let value: QueryValue;
@@ -1144,4 +1169,27 @@ function compareLabelSets(a: LabelSet, b: LabelSet): number {
     if (va !== vb) return va < vb ? -1 : 1;
   }
   return ka.length - kb.length;
+}
+
+/**
+ * Identifies one selection of a query: matchers (in the selector's order), time range and the hints that
+ * shape what storage returns. The sample budget is left out: it bounds a selection, not which one it is.
+ */
+function selectionKey(
+  matchers: readonly LabelMatcher[],
+  minT: number,
+  maxT: number,
+  hints: SelectHints,
+): string {
+  return JSON.stringify([
+    matchers.map((m) => [m.type, m.name, m.value]),
+    minT,
+    maxT,
+    hints.minT,
+    hints.maxT,
+    hints.stepMs,
+    hints.func,
+    hints.rangeMs,
+    hints.aggregates,
+  ]);
 }
