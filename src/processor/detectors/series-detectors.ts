@@ -168,10 +168,19 @@ export abstract class Family<P> implements DetectorFamily {
     t: number,
     value: number,
     annotate: (v: number) => Record<string, string>,
+    quorum = 1,
   ): void {
     if (!active && this.maybeActive[slot] === 0) return;
     this.maybeActive[slot] = active ? 1 : 0;
-    this.ctx.member(this.identity(slot), this.ctx.memberKey(this.series[slot]!), active, t, value, annotate);
+    this.ctx.member(
+      this.identity(slot),
+      this.ctx.memberKey(this.series[slot]!),
+      active,
+      t,
+      value,
+      annotate,
+      quorum,
+    );
   }
 
   dispose(slot: number, t: number): void {
@@ -638,8 +647,29 @@ export class AnomalyFamily extends Family<DetectorParams<'anomaly'>> {
  * S = max(0, S + (μ0 − x)/σ0 − k). The alert holds while S > h and the smoothed level is at least `min_drop`
  * below the baseline. One alert per job, whichever rank or metric shows it.
  */
+/**
+ * The throughput series of one metric of one job (one per rank): the job's total, as its page shows it, is
+ * their sum. Sums are kept over the members that have a baseline, updated as each member's level moves.
+ */
+interface ThroughputGroup {
+  readonly slots: number[];
+  /** Σ level and Σ baseline over the members with a baseline, and how many they are. */
+  sumLevel: number;
+  sumBase: number;
+  withBase: number;
+}
+
+/**
+ * The share of a job's throughput series that must be degraded for the job's ThroughputDegraded: in synchronous
+ * data-parallel training every rank runs at the job's pace, so a real degradation shows on all of them; one rank
+ * of 512 crossing its threshold by chance (or a straggler's symptom on the rank itself) is no job degradation.
+ */
+const THROUGHPUT_QUORUM = 0.5;
+
 export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>> {
   readonly detector = 'throughput' as const;
+  private readonly groups = new Map<string, ThroughputGroup>();
+  private groupOf: (ThroughputGroup | undefined)[] = [];
   private firstT = new Float64Array(0);
   private n = new Float64Array(0);
   private sum = new Float64Array(0);
@@ -694,6 +724,72 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.preferred.reset(slot);
     this.capRun[slot] = 0;
     this.util0[slot] = Number.NaN;
+  }
+
+  override alloc(info: SeriesInfo, params: unknown): number {
+    const slot = super.alloc(info, params);
+    const key = `${info.tenant}\u0000${info.labels.job_id ?? ''}\u0000${info.name}`;
+    let g = this.groups.get(key);
+    if (!g) {
+      g = { slots: [], sumLevel: 0, sumBase: 0, withBase: 0 };
+      this.groups.set(key, g);
+    }
+    g.slots.push(slot);
+    this.groupOf[slot] = g;
+    return slot;
+  }
+
+  override free(slot: number): void {
+    const g = this.groupOf[slot];
+    if (g) {
+      this.account(slot, -1);
+      const i = g.slots.indexOf(slot);
+      if (i >= 0) g.slots.splice(i, 1);
+      if (g.slots.length === 0)
+        for (const [k, x] of this.groups)
+          if (x === g) {
+            this.groups.delete(k);
+            break;
+          }
+      this.groupOf[slot] = undefined;
+    }
+    super.free(slot);
+  }
+
+  /** Adds (`sign` 1) or removes (-1) the slot's level and baseline in its job's sums, where it has a baseline. */
+  private account(slot: number, sign: 1 | -1): void {
+    const g = this.groupOf[slot];
+    const base = this.mu0[slot]!;
+    if (!g || !Number.isFinite(base)) return;
+    g.sumLevel += sign * this.level[slot]!;
+    g.sumBase += sign * base;
+    g.withBase += sign;
+    if (g.withBase === 0) g.sumLevel = g.sumBase = 0;
+  }
+
+  /** How many of the slot's job's series must be degraded for the job's alert. */
+  private quorum(slot: number): number {
+    const g = this.groupOf[slot];
+    return g ? Math.max(1, Math.ceil(THROUGHPUT_QUORUM * g.slots.length)) : 1;
+  }
+
+  /**
+   * The job's throughput now and its baseline, summed over its series that have a baseline (exact: summed
+   * afresh, for the alert's text), and how many series that is.
+   */
+  private jobTotals(slot: number): { level: number; base: number; n: number; of: number } {
+    const g = this.groupOf[slot];
+    if (!g) return { level: this.level[slot]!, base: this.mu0[slot]!, n: 1, of: 1 };
+    let level = 0;
+    let base = 0;
+    let n = 0;
+    for (const x of g.slots) {
+      if (!Number.isFinite(this.mu0[x]!)) continue;
+      level += this.level[x]!;
+      base += this.mu0[x]!;
+      n++;
+    }
+    return { level, base, n, of: g.slots.length };
   }
 
   protected buildIdentity(slot: number): AlertIdentity {
@@ -758,11 +854,14 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
       this.mu0[slot] = mean;
       this.sigma0[slot] = Math.max(Math.sqrt(variance), p.min_std_ratio * mean);
       this.level[slot] = mean;
+      this.account(slot, 1);
       this.util0[slot] = job ? job.gpuUtilization(t) : Number.NaN;
       return;
     }
     const mu0 = this.mu0[slot]!;
     const level = this.level[slot]! + p.alpha * (v - this.level[slot]!);
+    const g = this.groupOf[slot];
+    if (g) g.sumLevel += level - this.level[slot]!;
     this.level[slot] = level;
     const h = p.h;
     // Each sample moves the CUSUM by at most CUSUM_STEP_CAP: one outlier (a sample that averages a stall the
@@ -782,6 +881,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
       // from now, over `warmup`.
       const u = job ? job.gpuUtilization(t) : Number.NaN;
       if (u >= this.util0[slot]! - UTIL_SAME) {
+        this.account(slot, -1);
         this.mu0[slot] = Number.NaN;
         this.firstT[slot] = t - p.skip;
         this.n[slot] = this.sum[slot] = this.sumSq[slot] = 0;
@@ -793,14 +893,30 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
       }
     }
     this.degraded[slot] = degraded ? 1 : 0;
-    this.member(slot, degraded, t, drop, (d) => {
-      const series = this.info(slot);
-      return {
-        summary: `throughput is ${Math.round(100 * d)}% below its baseline`,
-        description: `${series.name} of job ${series.labels.job_id ?? ''} fell to ${formatValue(level)} from a baseline of ${formatValue(mu0)} learned after start-up (${Math.round(100 * d)}% lower; CUSUM change-point detector).`,
-        evidence: 'throughput_cusum_below_baseline',
-      };
-    });
+    if (!degraded && this.maybeActive[slot] === 0) return;
+    // The alert's value and text are the job's: its total throughput against its total baseline, as the job
+    // page shows it (the sum over ranks), not one rank's.
+    // Rounded to a millionth: the running sums depend on the order members were added and updated (a restored
+    // engine adds them anew), and the value must not differ in its last bits between the two.
+    const jobDrop = Math.round(1e6 * (g && g.sumBase > 0 ? 1 - g.sumLevel / g.sumBase : drop)) / 1e6;
+    this.member(
+      slot,
+      degraded,
+      t,
+      jobDrop,
+      () => {
+        const series = this.info(slot);
+        const tot = this.jobTotals(slot);
+        const d = tot.base > 0 ? 1 - tot.level / tot.base : drop;
+        const over = tot.of > 1 ? `, the sum over its ${tot.n} ranks` : '';
+        return {
+          summary: `throughput is ${Math.round(100 * d)}% below its baseline`,
+          description: `${series.name} of job ${series.labels.job_id ?? ''} fell to ${formatValue(tot.level)} from a baseline of ${formatValue(tot.base)} learned after start-up (${Math.round(100 * d)}% lower${over}; CUSUM change-point detector on each rank's series, degraded on at least ${Math.round(100 * THROUGHPUT_QUORUM)}% of them).`,
+          evidence: 'throughput_cusum_below_baseline',
+        };
+      },
+      this.quorum(slot),
+    );
   }
 
   override save(slot: number): unknown {
@@ -824,6 +940,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
   override load(slot: number, data: unknown): void {
     if (!Array.isArray(data) || data.length < 9) return;
     const d = data.map(num);
+    this.account(slot, -1);
     this.firstT[slot] = d[0]!;
     this.n[slot] = d[1]!;
     this.sum[slot] = d[2]!;
@@ -837,6 +954,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.interval[slot] = d[10] ?? Number.NaN;
     this.capRun[slot] = d[11] ?? 0;
     this.util0[slot] = d[12] ?? Number.NaN;
+    this.account(slot, 1);
   }
 
   override write(slot: number, w: StateWriter): void {
@@ -856,6 +974,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
   }
 
   override read(slot: number, r: StateReader): void {
+    this.account(slot, -1);
     this.firstT[slot] = r.float('ThroughputFamily');
     this.n[slot] = r.float('ThroughputFamily');
     this.sum[slot] = r.float('ThroughputFamily');
@@ -871,6 +990,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     const more = r.remaining >= 16;
     this.capRun[slot] = more ? r.float('ThroughputFamily') : 0;
     this.util0[slot] = more ? r.float('ThroughputFamily') : Number.NaN;
+    this.account(slot, 1);
   }
 }
 
