@@ -994,7 +994,8 @@ const STRAGGLER_SMOOTHING_MS = 20_000;
 
 /** The smoothing weight per sample of a straggler member whose job samples every `intervalMs`. */
 function smoothingOf(alpha: number, intervalMs: number | undefined): number {
-  if (intervalMs === undefined || !(intervalMs > 0)) return alpha;
+  // 1 − e^(−x) < x: fine sampling keeps `alpha` without computing the exponential (the sample path).
+  if (intervalMs === undefined || !(intervalMs > alpha * STRAGGLER_SMOOTHING_MS)) return alpha;
   return Math.max(alpha, 1 - Math.exp(-intervalMs / STRAGGLER_SMOOTHING_MS));
 }
 
