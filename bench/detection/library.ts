@@ -2,7 +2,7 @@
  * The scenario library: every clean behaviour and incident kind, drawn `perKind` times per split with the
  * split's seeds and parameter ranges.
  *
- *   train    world sizes 8–64, sampling 1/2/5 s, the train models, the train magnitude ranges, train seeds
+ *   train    world sizes 8–384, sampling 1/2/5/8/12 s, the train models, the train magnitude ranges, train seeds
  *   heldout  world sizes 24–512, sampling 3/10/15 s, other models, other magnitude ranges, other seeds, and
  *            shape variants train never shows (variants whose `splits` is `['heldout']`)
  *
@@ -56,6 +56,20 @@ const TRAIN_MODELS: readonly ModelShape[] = [
     memFraction: 0.71,
     utilBase: 0.93,
   },
+  // Session 4: a larger model with a slow step, so train sees steps longer than the sampling interval's multiples
+  // the other three give.
+  {
+    name: 'llama-13b-pretrain',
+    framework: 'pytorch',
+    stepSeconds: 3.2,
+    batchPerRank: 2,
+    seqLen: 4096,
+    lossStart: 10.8,
+    lossEnd: 2.0,
+    lossTau: 130,
+    memFraction: 0.92,
+    utilBase: 0.9,
+  },
 ];
 
 const HELDOUT_MODELS: readonly ModelShape[] = [
@@ -99,6 +113,14 @@ const HELDOUT_MODELS: readonly ModelShape[] = [
 
 const START_MS = Date.UTC(2026, 0, 5, 8);
 
+/**
+ * Train world sizes and sampling intervals. The first four sizes and three intervals are the original train set;
+ * 96, 192, 384 ranks and 8, 12 s sampling widen it (session 4) towards large, coarsely sampled jobs. None of them
+ * is a held-out value.
+ */
+const TRAIN_WORLD_SIZES = [8, 16, 32, 64, 96, 192, 384] as const;
+const TRAIN_INTERVALS_MS = [1000, 2000, 5000, 8000, 12_000] as const;
+
 /** Seeds: train and held-out come from disjoint streams. */
 function seedOf(split: Split, kind: string, n: number): number {
   let h = split === 'train' ? 0x1234567 : 0x7654321;
@@ -124,11 +146,13 @@ function context(rng: Rng, split: Split, variant: string, params: RunParams): Ma
 export function baseParams(rng: Rng, split: Split, jobId: string, seed: number): RunParams {
   const train = split === 'train';
   const gpusPerNode = rng.pick(train ? ([4, 8] as const) : ([8, 4] as const));
-  let worldSize = rng.pick(train ? [8, 16, 32, 64] : [24, 48, 128, 256, 512]);
+  // Train is widened towards the scales the detectors must hold at (issue 18: world size up to 512, sampling up
+  // to 15 s) with sizes and intervals of its own, so scale-dependent thresholds can be tuned without held-out.
+  let worldSize = rng.pick(train ? TRAIN_WORLD_SIZES : [24, 48, 128, 256, 512]);
   if (worldSize % gpusPerNode !== 0) worldSize = Math.ceil(worldSize / gpusPerNode) * gpusPerNode;
-  let intervalMs = rng.pick(train ? [1000, 2000, 5000] : [3000, 10_000, 15_000]);
-  // Large held-out jobs sample coarsely, as real large jobs do (and to keep the benchmark's cost in check).
-  if (worldSize >= 256) intervalMs = Math.max(intervalMs, 10_000);
+  let intervalMs = rng.pick(train ? TRAIN_INTERVALS_MS : [3000, 10_000, 15_000]);
+  // Large jobs sample coarsely, as real large jobs do (and to keep the benchmark's cost in check).
+  if (train ? worldSize >= 192 : worldSize >= 256) intervalMs = Math.max(intervalMs, train ? 8000 : 10_000);
   return {
     jobId,
     seed,
@@ -138,7 +162,7 @@ export function baseParams(rng: Rng, split: Split, jobId: string, seed: number):
     intervalMs,
     durationMs: rng.uniform(train ? 30 : 30, train ? 45 : 60) * 60_000,
     model: rng.pick(train ? TRAIN_MODELS : HELDOUT_MODELS),
-    stepNoise: rng.uniform(train ? 0.02 : 0.03, train ? 0.05 : 0.08),
+    stepNoise: rng.uniform(train ? 0.02 : 0.03, train ? 0.065 : 0.08),
     lossNoise: rng.uniform(train ? 0.01 : 0.015, train ? 0.03 : 0.04),
     trainReport: rng.pick(['on_step', 'every_interval'] as const),
     lossRanks: rng.pick(['rank0', 'all'] as const),

@@ -80,7 +80,17 @@ describe('the scenario library', () => {
     expect(heldout.some((s) => trainSeeds.has(s.params.seed))).toBe(false);
     const trainModels = new Set(train.map((s) => s.params.model.name));
     expect(heldout.some((s) => trainModels.has(s.params.model.name))).toBe(false);
-    expect(Math.max(...train.map((s) => s.params.worldSize))).toBeLessThanOrEqual(64);
+    // Train is widened towards large, coarsely sampled jobs (up to 384 ranks, 12 s), but never with a held-out
+    // world size or sampling interval.
+    const trainSizes = new Set(train.map((s) => s.params.worldSize));
+    const trainIntervals = new Set(train.map((s) => s.params.intervalMs));
+    // (Small sizes may meet: a kind that needs 3 nodes of 8 makes 24 ranks in either split.)
+    expect(heldout.some((s) => s.params.worldSize > 64 && trainSizes.has(s.params.worldSize))).toBe(false);
+    // (The real traces of held-out are sampled every second, as train's finest.)
+    expect(heldout.some((s) => s.params.intervalMs > 1000 && trainIntervals.has(s.params.intervalMs))).toBe(
+      false,
+    );
+    expect(Math.max(...train.map((s) => s.params.worldSize))).toBeLessThan(512);
     expect(heldout.some((s) => s.params.worldSize >= 256)).toBe(true);
     expect(heldout.some((s) => s.params.intervalMs >= 10_000)).toBe(true);
   });

@@ -36,8 +36,8 @@ export interface DetectorContext {
   /** Whether the alert is pending or firing. */
   isOpen(id: AlertIdentity): boolean;
   /**
-   * One member (a series) of a job-level alert: the alert is active while at least one member is; its value is
-   * the largest member value.
+   * One member (a series) of a job-level alert: the alert is active while at least `quorum` members (default
+   * one) are; its value is the largest member value.
    */
   member(
     id: AlertIdentity,
@@ -46,6 +46,7 @@ export interface DetectorContext {
     t: number,
     value: number,
     annotate: (v: number) => Record<string, string>,
+    quorum?: number,
   ): void;
   /** The engine's series `dref`. */
   info(dref: number): SeriesInfo;

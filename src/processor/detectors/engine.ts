@@ -822,6 +822,7 @@ export class DetectorEngine implements DetectorContext {
     t: number,
     value: number,
     annotate: (v: number) => Record<string, string>,
+    quorum = 1,
   ): void {
     let m = this.memberAlerts.get(id.fingerprint);
     if (active) {
@@ -830,12 +831,18 @@ export class DetectorEngine implements DetectorContext {
         this.memberAlerts.set(id.fingerprint, m);
       }
       m.members.set(memberKey, value);
+      if (m.members.size < quorum) {
+        this.tracker.deactivate(id.fingerprint, t);
+        return;
+      }
       let max = Number.NEGATIVE_INFINITY;
       for (const v of m.members.values()) if (v > max) max = v;
       this.tracker.activate(id.fingerprint, id.rule, id.labels, t, max, annotate);
-    } else if (m?.members.delete(memberKey) && m.members.size === 0) {
-      this.memberAlerts.delete(id.fingerprint);
-      this.tracker.deactivate(id.fingerprint, t);
+    } else if (m?.members.delete(memberKey)) {
+      if (m.members.size === 0) {
+        this.memberAlerts.delete(id.fingerprint);
+        this.tracker.deactivate(id.fingerprint, t);
+      } else if (m.members.size < quorum) this.tracker.deactivate(id.fingerprint, t);
     }
   }
 

@@ -23,7 +23,7 @@ import {
   phaseCode,
 } from './phase.js';
 import { Family, growF64, SiblingColumn } from './series-detectors.js';
-import { MAD_TO_SIGMA, medianInPlace, medianMad, Ring, scratchOf } from './stats.js';
+import { MAD_TO_SIGMA, medianInPlace, medianMad, multipleComparisonZ, Ring, scratchOf } from './stats.js';
 import type { JobRef, SeriesInfo } from './types.js';
 
 const STEP_TIME_SAMPLES = 32;
@@ -115,6 +115,11 @@ interface StragglerPlace {
 
 /** Bursts within the duty horizon that make a high duty cycle an intermittent straggler. */
 const MIN_INTERMITTENT_BURSTS = 2;
+/**
+ * The straggler threshold `z` is the one for a job of this many ranks; larger jobs get a higher one (Bonferroni,
+ * stats.ts `multipleComparisonZ`), so a clean job of 512 ranks raises no more chance stragglers than one of 8.
+ */
+const STRAGGLER_REFERENCE_RANKS = 8;
 
 export class JobState implements JobRef {
   clock = Number.NEGATIVE_INFINITY;
@@ -638,13 +643,16 @@ export class JobState implements JobRef {
       for (let i = 0; i < fresh.length; i++) values[i] = sf.standardError(fresh[i]!);
       const noise = Math.SQRT2 * medianInPlace(values, fresh.length);
       const sigma = Math.max(MAD_TO_SIGMA * mad, noise, 1e-9 * Math.max(1e-9, Math.abs(median)));
+      // The threshold grows with the number of ranks compared: among 512 the most extreme one is further out by
+      // chance alone than among 8 (`z` holds for a job of STRAGGLER_REFERENCE_RANKS).
+      const zLimit = multipleComparisonZ(p.z, fresh.length, STRAGGLER_REFERENCE_RANKS);
       for (const m of fresh) {
         const place = this.placeOfSlot.get(m)!;
         compared.add(place);
         const value = sf.compareValue(m);
         const dev = value - median;
         const z = dev / sigma;
-        if (Math.abs(z) > p.z && Math.abs(dev) > p.min_relative * Math.abs(median)) {
+        if (Math.abs(z) > zLimit && Math.abs(dev) > p.min_relative * Math.abs(median)) {
           const prev = flagged.get(place);
           if (!prev || Math.abs(z) > Math.abs(prev.z)) flagged.set(place, { z, metric, value, median });
         }
@@ -977,6 +985,20 @@ export class StepFamily extends Family<JobState> {
  * sampled per GPU, the most numerous members, and smoothing them on every sample cost the engine a tenth of its
  * speed; the alert's `for` asks a clock deficit to persist instead.
  */
+/**
+ * The longest a straggler member's smoothing may average over (ms): `alpha` is per sample, which at 1–2 s
+ * sampling averages a few seconds, but at 10–15 s sampling would average over a minute or more and wash out a
+ * burst of a few samples. Coarser series get a larger weight per sample, so the smoothing spans about this.
+ */
+const STRAGGLER_SMOOTHING_MS = 20_000;
+
+/** The smoothing weight per sample of a straggler member whose job samples every `intervalMs`. */
+function smoothingOf(alpha: number, intervalMs: number | undefined): number {
+  // 1 − e^(−x) < x: fine sampling keeps `alpha` without computing the exponential (the sample path).
+  if (intervalMs === undefined || !(intervalMs > alpha * STRAGGLER_SMOOTHING_MS)) return alpha;
+  return Math.max(alpha, 1 - Math.exp(-intervalMs / STRAGGLER_SMOOTHING_MS));
+}
+
 export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
   readonly detector = 'straggler' as const;
   /** Smoothed value of a smoothed member (NaN for a member read at comparison time: see {@link compareValue}). */
@@ -1024,7 +1046,7 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
    */
   standardError(slot: number): number {
     if (this.readAtCompare[slot] === 1) return 0;
-    const a = this.params[slot]!.alpha;
+    const a = smoothingOf(this.params[slot]!.alpha, this.ctx.info(this.series[slot]!).job?.sampleInterval);
     return Math.sqrt((this.noiseVar[slot]! * a) / (2 - a));
   }
 
@@ -1068,7 +1090,7 @@ export class StragglerFamily extends Family<DetectorParams<'straggler'>> {
     const prev = this.ewma[slot]!;
     if (Number.isNaN(prev)) this.ewma[slot] = v;
     else {
-      const a = this.params[slot]!.alpha;
+      const a = smoothingOf(this.params[slot]!.alpha, job?.sampleInterval);
       const r = v - prev;
       this.ewma[slot] = prev + a * r;
       this.noiseVar[slot] = (1 - a) * (this.noiseVar[slot]! + a * r * r);

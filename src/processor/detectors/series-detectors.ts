@@ -168,10 +168,19 @@ export abstract class Family<P> implements DetectorFamily {
     t: number,
     value: number,
     annotate: (v: number) => Record<string, string>,
+    quorum = 1,
   ): void {
     if (!active && this.maybeActive[slot] === 0) return;
     this.maybeActive[slot] = active ? 1 : 0;
-    this.ctx.member(this.identity(slot), this.ctx.memberKey(this.series[slot]!), active, t, value, annotate);
+    this.ctx.member(
+      this.identity(slot),
+      this.ctx.memberKey(this.series[slot]!),
+      active,
+      t,
+      value,
+      annotate,
+      quorum,
+    );
   }
 
   dispose(slot: number, t: number): void {
@@ -638,8 +647,29 @@ export class AnomalyFamily extends Family<DetectorParams<'anomaly'>> {
  * S = max(0, S + (μ0 − x)/σ0 − k). The alert holds while S > h and the smoothed level is at least `min_drop`
  * below the baseline. One alert per job, whichever rank or metric shows it.
  */
+/**
+ * The throughput series of one metric of one job (one per rank): the job's total, as its page shows it, is
+ * their sum. Sums are kept over the members that have a baseline, updated as each member's level moves.
+ */
+interface ThroughputGroup {
+  readonly slots: number[];
+  /** Σ level and Σ baseline over the members with a baseline, and how many they are. */
+  sumLevel: number;
+  sumBase: number;
+  withBase: number;
+}
+
+/**
+ * The share of a job's throughput series that must be degraded for the job's ThroughputDegraded: in synchronous
+ * data-parallel training every rank runs at the job's pace, so a real degradation shows on all of them; one rank
+ * of 512 crossing its threshold by chance (or a straggler's symptom on the rank itself) is no job degradation.
+ */
+const THROUGHPUT_QUORUM = 0.5;
+
 export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>> {
   readonly detector = 'throughput' as const;
+  private readonly groups = new Map<string, ThroughputGroup>();
+  private groupOf: (ThroughputGroup | undefined)[] = [];
   private firstT = new Float64Array(0);
   private n = new Float64Array(0);
   private sum = new Float64Array(0);
@@ -694,6 +724,72 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.preferred.reset(slot);
     this.capRun[slot] = 0;
     this.util0[slot] = Number.NaN;
+  }
+
+  override alloc(info: SeriesInfo, params: unknown): number {
+    const slot = super.alloc(info, params);
+    const key = `${info.tenant}\u0000${info.labels.job_id ?? ''}\u0000${info.name}`;
+    let g = this.groups.get(key);
+    if (!g) {
+      g = { slots: [], sumLevel: 0, sumBase: 0, withBase: 0 };
+      this.groups.set(key, g);
+    }
+    g.slots.push(slot);
+    this.groupOf[slot] = g;
+    return slot;
+  }
+
+  override free(slot: number): void {
+    const g = this.groupOf[slot];
+    if (g) {
+      this.account(slot, -1);
+      const i = g.slots.indexOf(slot);
+      if (i >= 0) g.slots.splice(i, 1);
+      if (g.slots.length === 0)
+        for (const [k, x] of this.groups)
+          if (x === g) {
+            this.groups.delete(k);
+            break;
+          }
+      this.groupOf[slot] = undefined;
+    }
+    super.free(slot);
+  }
+
+  /** Adds (`sign` 1) or removes (-1) the slot's level and baseline in its job's sums, where it has a baseline. */
+  private account(slot: number, sign: 1 | -1): void {
+    const g = this.groupOf[slot];
+    const base = this.mu0[slot]!;
+    if (!g || !Number.isFinite(base)) return;
+    g.sumLevel += sign * this.level[slot]!;
+    g.sumBase += sign * base;
+    g.withBase += sign;
+    if (g.withBase === 0) g.sumLevel = g.sumBase = 0;
+  }
+
+  /** How many of the slot's job's series must be degraded for the job's alert. */
+  private quorum(slot: number): number {
+    const g = this.groupOf[slot];
+    return g ? Math.max(1, Math.ceil(THROUGHPUT_QUORUM * g.slots.length)) : 1;
+  }
+
+  /**
+   * The job's throughput now and its baseline, summed over its series that have a baseline (exact: summed
+   * afresh, for the alert's text), and how many series that is.
+   */
+  private jobTotals(slot: number): { level: number; base: number; n: number; of: number } {
+    const g = this.groupOf[slot];
+    if (!g) return { level: this.level[slot]!, base: this.mu0[slot]!, n: 1, of: 1 };
+    let level = 0;
+    let base = 0;
+    let n = 0;
+    for (const x of g.slots) {
+      if (!Number.isFinite(this.mu0[x]!)) continue;
+      level += this.level[x]!;
+      base += this.mu0[x]!;
+      n++;
+    }
+    return { level, base, n, of: g.slots.length };
   }
 
   protected buildIdentity(slot: number): AlertIdentity {
@@ -758,11 +854,14 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
       this.mu0[slot] = mean;
       this.sigma0[slot] = Math.max(Math.sqrt(variance), p.min_std_ratio * mean);
       this.level[slot] = mean;
+      this.account(slot, 1);
       this.util0[slot] = job ? job.gpuUtilization(t) : Number.NaN;
       return;
     }
     const mu0 = this.mu0[slot]!;
     const level = this.level[slot]! + p.alpha * (v - this.level[slot]!);
+    const g = this.groupOf[slot];
+    if (g) g.sumLevel += level - this.level[slot]!;
     this.level[slot] = level;
     const h = p.h;
     // Each sample moves the CUSUM by at most CUSUM_STEP_CAP: one outlier (a sample that averages a stall the
@@ -782,6 +881,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
       // from now, over `warmup`.
       const u = job ? job.gpuUtilization(t) : Number.NaN;
       if (u >= this.util0[slot]! - UTIL_SAME) {
+        this.account(slot, -1);
         this.mu0[slot] = Number.NaN;
         this.firstT[slot] = t - p.skip;
         this.n[slot] = this.sum[slot] = this.sumSq[slot] = 0;
@@ -793,14 +893,30 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
       }
     }
     this.degraded[slot] = degraded ? 1 : 0;
-    this.member(slot, degraded, t, drop, (d) => {
-      const series = this.info(slot);
-      return {
-        summary: `throughput is ${Math.round(100 * d)}% below its baseline`,
-        description: `${series.name} of job ${series.labels.job_id ?? ''} fell to ${formatValue(level)} from a baseline of ${formatValue(mu0)} learned after start-up (${Math.round(100 * d)}% lower; CUSUM change-point detector).`,
-        evidence: 'throughput_cusum_below_baseline',
-      };
-    });
+    if (!degraded && this.maybeActive[slot] === 0) return;
+    // The alert's value and text are the job's: its total throughput against its total baseline, as the job
+    // page shows it (the sum over ranks), not one rank's.
+    // Rounded to a millionth: the running sums depend on the order members were added and updated (a restored
+    // engine adds them anew), and the value must not differ in its last bits between the two.
+    const jobDrop = Math.round(1e6 * (g && g.sumBase > 0 ? 1 - g.sumLevel / g.sumBase : drop)) / 1e6;
+    this.member(
+      slot,
+      degraded,
+      t,
+      jobDrop,
+      () => {
+        const series = this.info(slot);
+        const tot = this.jobTotals(slot);
+        const d = tot.base > 0 ? 1 - tot.level / tot.base : drop;
+        const over = tot.of > 1 ? `, the sum over its ${tot.n} ranks` : '';
+        return {
+          summary: `throughput is ${Math.round(100 * d)}% below its baseline`,
+          description: `${series.name} of job ${series.labels.job_id ?? ''} fell to ${formatValue(tot.level)} from a baseline of ${formatValue(tot.base)} learned after start-up (${Math.round(100 * d)}% lower${over}; CUSUM change-point detector on each rank's series, degraded on at least ${Math.round(100 * THROUGHPUT_QUORUM)}% of them).`,
+          evidence: 'throughput_cusum_below_baseline',
+        };
+      },
+      this.quorum(slot),
+    );
   }
 
   override save(slot: number): unknown {
@@ -824,6 +940,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
   override load(slot: number, data: unknown): void {
     if (!Array.isArray(data) || data.length < 9) return;
     const d = data.map(num);
+    this.account(slot, -1);
     this.firstT[slot] = d[0]!;
     this.n[slot] = d[1]!;
     this.sum[slot] = d[2]!;
@@ -837,6 +954,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.interval[slot] = d[10] ?? Number.NaN;
     this.capRun[slot] = d[11] ?? 0;
     this.util0[slot] = d[12] ?? Number.NaN;
+    this.account(slot, 1);
   }
 
   override write(slot: number, w: StateWriter): void {
@@ -856,6 +974,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
   }
 
   override read(slot: number, r: StateReader): void {
+    this.account(slot, -1);
     this.firstT[slot] = r.float('ThroughputFamily');
     this.n[slot] = r.float('ThroughputFamily');
     this.sum[slot] = r.float('ThroughputFamily');
@@ -871,6 +990,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     const more = r.remaining >= 16;
     this.capRun[slot] = more ? r.float('ThroughputFamily') : 0;
     this.util0[slot] = more ? r.float('ThroughputFamily') : Number.NaN;
+    this.account(slot, 1);
   }
 }
 
@@ -1074,6 +1194,14 @@ const LEAK_WINDOWS = [12, 24, 48] as const;
 const SWING_FACTOR = 1.5;
 /** One-sided confidence of the slope's lower bound (sign test, normal quantile of 95%). */
 const SLOPE_Z = 1.645;
+/**
+ * A series' start-up memory ramp is over once its newest this many fine buckets (two minutes or more) stay
+ * within half the least material growth of each other: it has levelled off, however long the job's own start-up
+ * took. Shorter flats are the pauses of a ramp that loads in chunks (shards, optimizer state, caches).
+ */
+const RAMP_FLAT_BUCKETS = 12;
+/** Or once the job has trained this long since its (re)start (a leak from the first step is still found). */
+const RAMP_MAX_MS = 10 * 60_000;
 
 /**
  * GPU memory growing towards out-of-memory, fast or slow: memory samples averaged into buckets of `bucket`
@@ -1107,12 +1235,18 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   private lo = new Float64Array(0);
   private hi = new Float64Array(0);
   private swing = new Float64Array(0);
+  /**
+   * When the series' start-up memory ramp was over (NaN: still ramping): the memory levelled off, or the job
+   * trained for {@link RAMP_MAX_MS}. Growth before it is the job filling its working set, not a leak.
+   */
+  private rampEndT = new Float64Array(0);
   private readonly sibling = new SiblingColumn();
   private readonly fit = new SenFit();
   private readonly recent = new SenFit();
 
   protected override grow(n: number): void {
     super.grow(n);
+    this.rampEndT = growF64(this.rampEndT, n);
     this.lo = growF64(this.lo, n);
     this.hi = growF64(this.hi, n);
     this.swing = growF64(this.swing, n);
@@ -1130,6 +1264,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   protected reset(slot: number): void {
     this.fine.reset(slot);
     this.coarse.reset(slot);
+    this.rampEndT[slot] = Number.NaN;
     this.firstT[slot] = Number.NaN;
     this.leaking[slot] = 0;
     this.toFull[slot] = Number.POSITIVE_INFINITY;
@@ -1156,6 +1291,22 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     else if (m < lo) this.lo[slot] = this.hi[slot] = m;
   }
 
+  /** Whether the newest {@link RAMP_FLAT_BUCKETS} fine buckets lie within half the least material growth. */
+  private levelledOff(slot: number, p: DetectorParams<'memory_leak'>): boolean {
+    if (this.fine.count(slot) < RAMP_FLAT_BUCKETS) return false;
+    const totalRef = this.sibling.get(this.ctx, slot, this.series[slot]!, p.total_metric);
+    const total = totalRef >= 0 ? this.ctx.lastV(totalRef) : Number.NaN;
+    if (!(total > 0)) return false;
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < RAMP_FLAT_BUCKETS; i++) {
+      const m = this.fine.valueAt(slot, i);
+      if (m < lo) lo = m;
+      if (m > hi) hi = m;
+    }
+    return hi - lo <= 0.5 * p.min_growth * total;
+  }
+
   protected buildIdentity(slot: number): AlertIdentity {
     const p = this.params[slot]!;
     return this.ctx.identity(
@@ -1179,6 +1330,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
         this.fine.reset(slot);
         this.coarse.reset(slot);
         this.firstT[slot] = Number.NaN;
+        this.rampEndT[slot] = Number.NaN;
         this.leaking[slot] = 0;
         this.lo[slot] = this.hi[slot] = Number.NaN;
       }
@@ -1198,6 +1350,19 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     const closedFine = this.fine.add(slot, t, v, p.bucket);
     const closedCoarse = this.coarse.add(slot, t, v, p.coarse_bucket);
     if (closedFine) this.trackSwing(slot, this.fine.valueAt(slot, 0));
+    if (Number.isNaN(this.rampEndT[slot]!)) {
+      // Still ramping up to its working set: nothing is fitted until the ramp is over, and then only from there.
+      const since = Number.isFinite(job?.progressSinceT ?? Number.NaN)
+        ? job!.progressSinceT
+        : this.firstT[slot]!;
+      if ((closedFine && this.levelledOff(slot, p)) || t - since >= RAMP_MAX_MS) {
+        this.rampEndT[slot] = t;
+        this.fine.reset(slot);
+        this.coarse.reset(slot);
+      }
+      this.clear(slot, t);
+      return;
+    }
     if (closedFine || closedCoarse) this.evaluate(slot, p);
     if (this.leaking[slot] === 1) {
       const slopePerSecond = this.slope[slot]!;
@@ -1293,11 +1458,14 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
       this.lo[slot],
       this.hi[slot],
       this.swing[slot],
+      this.rampEndT[slot],
     ];
   }
 
   override load(slot: number, data: unknown): void {
-    if (!Array.isArray(data) || data.length !== 10) return;
+    if (!Array.isArray(data) || (data.length !== 10 && data.length !== 11)) return;
+    // State from before the ramp was followed (10 entries): a series that had begun is past its ramp.
+    this.rampEndT[slot] = data.length === 11 ? num(data[10]) : num(data[0]);
     this.lo[slot] = num(data[7]);
     this.hi[slot] = num(data[8]);
     this.swing[slot] = num(data[9]);
@@ -1321,6 +1489,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     w.float(this.lo[slot]!);
     w.float(this.hi[slot]!);
     w.float(this.swing[slot]!);
+    w.float(this.rampEndT[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -1336,6 +1505,8 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     this.lo[slot] = r.float('MemoryLeakFamily');
     this.hi[slot] = r.float('MemoryLeakFamily');
     this.swing[slot] = r.float('MemoryLeakFamily');
+    // State from before the ramp was followed ends here: a series that had begun is past its ramp.
+    this.rampEndT[slot] = r.remaining >= 8 ? r.float('MemoryLeakFamily') : this.firstT[slot]!;
   }
 }
 

@@ -118,3 +118,41 @@ export class Ewm {
       [this.mean, this.variance, this.count] = s as [number, number, number];
   }
 }
+
+/** Upper tail of the standard normal, P(Z > z) (Abramowitz–Stegun 7.1.26 on erfc; absolute error < 1.5e-7). */
+export function normalUpperTail(z: number): number {
+  const x = Math.abs(z) / Math.SQRT2;
+  const t = 1 / (1 + 0.3275911 * x);
+  const erfc =
+    t *
+    (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))) *
+    Math.exp(-x * x);
+  return z >= 0 ? erfc / 2 : 1 - erfc / 2;
+}
+
+/** The z with P(Z > z) = q, for 0 < q < 0.5 (Acklam's rational approximation of the tail; relative error < 1.2e-9). */
+export function normalUpperQuantile(q: number): number {
+  const r = Math.sqrt(-2 * Math.log(q));
+  return -(
+    (((((-7.784894002430293e-3 * r - 3.223964580411365e-1) * r - 2.400758277161838) * r - 2.549732539343734) *
+      r +
+      4.374664141464968) *
+      r +
+      2.938163982698783) /
+    ((((7.784695709041462e-3 * r + 3.224671290700398e-1) * r + 2.445134137142996) * r + 3.754408661907416) *
+      r +
+      1)
+  );
+}
+
+/**
+ * The robust-z threshold for comparing each of `n` members against their peers so that the chance of flagging
+ * *some* member by noise alone stays what threshold `z` gives among `reference` members (Bonferroni): a job of
+ * 512 ranks makes 64 times the comparisons of one of 8, and its most extreme rank lies further out by chance.
+ * Never below `z`.
+ */
+export function multipleComparisonZ(z: number, n: number, reference: number): number {
+  if (n <= reference) return z;
+  const q = (normalUpperTail(z) * reference) / n;
+  return q > 0 && q < 0.5 ? Math.max(z, normalUpperQuantile(q)) : z;
+}
