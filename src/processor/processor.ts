@@ -654,7 +654,13 @@ export class Processor {
       }
       this.noteJobSamples(tenant, rb);
     }
-    if (analyze) await this.analyze(tenant, rb, partition, offset);
+    if (analyze) {
+      // The storage append above may have finished while a checkpoint encodes the engine in slices: the engine
+      // must not change until it is done, or the saved state would hold this record in some series and not in
+      // others (a restore from it replayed the record halfway, and alerts re-opened a sample later).
+      while (this.gate) await this.gate;
+      await this.analyze(tenant, rb, partition, offset);
+    }
     this.metrics.records.inc();
     this.metrics.samples.inc(rb.sampleCount);
     if (nowMs - this.lastSweepMs >= SWEEP_EVERY_MS) this.sweep(nowMs);
