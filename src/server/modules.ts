@@ -58,6 +58,7 @@ import {
   LiveStreams,
   RemotePromql,
   registerDashboardApi,
+  registerNodeApi,
   registerPromApi,
   registerRestApi,
   startQueryPool,
@@ -630,6 +631,7 @@ class Modules {
         };
         registerRestApi(this.http!.app, queryDeps);
         registerDashboardApi(this.http!.app, queryDeps);
+        registerNodeApi(this.http!.app, queryDeps);
         const remote =
           config.storage.kind === 'remote'
             ? new RemotePromql({
