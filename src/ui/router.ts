@@ -9,6 +9,7 @@ import { withParams } from './lib/url';
 export type Route =
   | { page: 'fleet' }
   | { page: 'job'; jobId: string }
+  | { page: 'node'; nodeId: string }
   | { page: 'compare' }
   | { page: 'alerts' }
   | { page: 'explore' }
@@ -21,6 +22,8 @@ export function parseRoute(pathname: string): Route {
   if (pathname === '/' || pathname === '') return { page: 'fleet' };
   const job = /^\/jobs\/(.+?)\/?$/.exec(pathname);
   if (job) return { page: 'job', jobId: decodeURIComponent(job[1]!) };
+  const node = /^\/nodes\/(.+?)\/?$/.exec(pathname);
+  if (node) return { page: 'node', nodeId: decodeURIComponent(node[1]!) };
   if (/^\/compare\/?$/.test(pathname)) return { page: 'compare' };
   if (/^\/alerts\/?$/.test(pathname)) return { page: 'alerts' };
   if (/^\/explore\/?$/.test(pathname)) return { page: 'explore' };

@@ -10,19 +10,13 @@ import {
   fetchSilences,
   type RuleGroup,
 } from '../api';
+import { AlertPlace } from '../components/node-link';
 import { RangePicker } from '../components/range-picker';
 import { Empty, ErrorBox } from '../components/widgets';
 import { fmtAge, fmtNumber, fmtTime } from '../format';
 import { usePoll } from '../hooks/use-live';
 import { type AlertGroup, groupAlerts } from '../lib/alert-groups';
-import {
-  alertLocation,
-  alertStart,
-  isSilenced,
-  matchersMatch,
-  severityLevel,
-  silenceMatchersFor,
-} from '../lib/alerts';
+import { alertStart, isSilenced, matchersMatch, severityLevel, silenceMatchersFor } from '../lib/alerts';
 import { parseRange, type RangeSpec, rangeParams, resolveRange } from '../lib/time-range';
 import type { Alert, Matcher, Silence } from '../lib/types';
 import { onLinkClick, useSearchParams } from '../router';
@@ -401,7 +395,9 @@ function AlertList({
                           '—'
                         )}
                       </td>
-                      <td>{alertLocation(a.labels) || 'whole job'}</td>
+                      <td>
+                        <AlertPlace labels={a.labels} />
+                      </td>
                       <td>
                         <span className={`badge state-${a.state}`}>{a.state}</span>
                         {silenced && (

@@ -21,6 +21,7 @@ import {
   type XMode,
 } from '../components/chart';
 import { Heatmap, type HeatmapHighlight, type HeatmapMarker, ScaleLegend } from '../components/heatmap';
+import { JobNodeLinks } from '../components/node-link';
 import { RangePicker } from '../components/range-picker';
 import { ErrorBox, HealthBadges, LiveIndicator, StatusBadge, Tile, UtilBar } from '../components/widgets';
 import { fmtAge, fmtInt, fmtNumber, fmtPercent, fmtTime } from '../format';
@@ -813,6 +814,7 @@ export function JobPage({ jobId }: { jobId: string }) {
         <div className="note">Straggler scores unavailable: {(errors.stragglers as Error).message}</div>
       ) : null}
       <StragglerNote highlights={highlights} stragglers={stragglers} />
+      <JobNodeLinks jobId={jobId} start={axis.start} end={axis.end} />
       <div className="heatmaps timeline">
         {errors.util ? (
           <ErrorBox error={errors.util} what="the utilization heatmap" />
