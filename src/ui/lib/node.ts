@@ -26,6 +26,8 @@ export interface NodeChart {
   readonly metrics: readonly string[];
   /** What an empty chart means, e.g. which collector reports it. */
   readonly absent: string;
+  /** An empty chart of a metric the node did report (the lines that would be all zero are left out). */
+  readonly quiet?: string;
 }
 
 /** A PromQL string literal: double-quoted, with backslashes, quotes and newlines escaped. */
@@ -120,6 +122,7 @@ export function nodeCharts(nodeId: string, stepMs: number): NodeChart[] {
       ],
       metrics: ['gpu_throttled'],
       absent: 'nvidia-smi reports the active throttle reasons.',
+      quiet: 'No GPU of this node was throttled in this range.',
     },
     pair(
       'gpu-pcie',

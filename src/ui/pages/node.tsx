@@ -131,7 +131,7 @@ export function NodePage({ nodeId }: { nodeId: string }) {
             ? `Could not load: ${got.message}`
             : notReported
               ? `Not reported by this node in this range. ${c.absent}`
-              : 'No data in this range.'
+              : (c.quiet ?? 'No data in this range.')
         }
       />
     );
