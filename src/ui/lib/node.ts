@@ -3,7 +3,7 @@
  * `node_id`, aggregated `by (gpu)` so that a GPU's series of successive jobs (each carries its job's labels)
  * draw as one line. DOM-free, so unit tests run it in Node.
  */
-import type { BaseUnit } from './units';
+import type { BaseUnit } from './units.js';
 
 /** One line source of a chart: a query, and how a result series is named in the legend. */
 export interface NodeQuery {
