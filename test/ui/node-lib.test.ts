@@ -81,7 +81,9 @@ describe('node page queries', () => {
   });
 
   it('links to /nodes/<id> with the range kept', () => {
-    expect(nodeHref('rack 3/n1', { from: '1', to: '2', range: null })).toBe('/nodes/rack%203%2Fn1?from=1&to=2');
+    expect(nodeHref('rack 3/n1', { from: '1', to: '2', range: null })).toBe(
+      '/nodes/rack%203%2Fn1?from=1&to=2',
+    );
     expect(nodeHref('n1')).toBe('/nodes/n1');
   });
 });
