@@ -4,7 +4,7 @@
  * - it lists the node's GPUs and the jobs that ran on it, each job a link to its job page;
  * - every GPU chart and health chart (XID, ECC, throttling, PCIe, NVLink, network) draws the simulator's data,
  *   all on one time axis; the range picker writes the range into the URL;
- * - node ids link to the node page from the job page and from the alerts table;
+ * - node ids link to the node page from the job page, the alerts table and the fleet's nodes heatmap;
  * - axe-core finds no WCAG 2 AA violation on it, in both themes.
  */
 import { mkdirSync } from 'node:fs';
@@ -143,7 +143,7 @@ describe.skipIf(!available)('node page: GPUs, jobs, health charts and links (iss
     await close(page);
   }, 120_000);
 
-  it('links to the job pages of its jobs, and node ids link to the node page from the job page and alerts', async () => {
+  it('links to the job pages of its jobs, and node ids link to the node page from the job page, alerts and the nodes heatmap', async () => {
     const page = await open(`/nodes/${encodeURIComponent(nodeId)}?range=15m`);
     await page.locator('body[data-node-loaded]').waitFor({ timeout: 45_000 });
     await page.locator(`[data-testid="node-jobs"] tr[data-job-id="${job.jobId}"] a`).first().click();
@@ -177,9 +177,22 @@ describe.skipIf(!available)('node page: GPUs, jobs, health charts and links (iss
     await expect.poll(() => new URL(page.url()).pathname).toBe(`/nodes/${encodeURIComponent(withNode)}`);
     await page.locator('body[data-node-loaded]').waitFor({ timeout: 45_000 });
     await expect.poll(() => page.locator('[data-testid="node-gpus"] tbody tr').count()).toBe(GPUS);
+
+    // A row of the fleet's nodes heatmap opens that node's page at the moment clicked.
+    await page.goto(`${base}/?heat=nodes&q=${encodeURIComponent(job.jobId)}`);
+    const heat = page.locator('[data-testid="nodes-heatmap"]');
+    await expect.poll(() => heat.getAttribute('data-rows'), { timeout: 30_000 }).toBe('2');
+    const plot = (await heat.locator('[data-plot-area]').boundingBox())!;
+    await page.mouse.click(plot.x + plot.width * 0.97, plot.y + 3);
+    await expect.poll(() => new URL(page.url()).pathname).toMatch(/^\/nodes\//);
+    const opened = decodeURIComponent(new URL(page.url()).pathname.slice('/nodes/'.length));
+    expect(opened.startsWith(job.jobId.slice(-6))).toBe(true);
+    expect(new URL(page.url()).searchParams.get('t')).toMatch(/^\d+$/);
+    await page.locator('body[data-node-loaded]').waitFor({ timeout: 45_000 });
+    await expect.poll(() => page.locator('[data-testid="node-gpus"] tbody tr').count()).toBe(GPUS);
     await close(page);
     expect(problems, problems.join('\n')).toEqual([]);
-  }, 150_000);
+  }, 180_000);
 
   it.skipIf(!AXE_PATH)(
     'passes axe-core’s WCAG 2 AA checks in both themes',
