@@ -158,6 +158,7 @@ export class Agent {
         intervalMs: c.gpu.interval_ms,
         processesIntervalMs: c.gpu.processes_interval_ms,
         rediscoverIntervalMs: c.gpu.rediscover_interval_ms,
+        kernelLog: c.gpu.kernel_log.split(' ').filter((w) => w !== ''),
         shipIntervalMs: c.ship.interval_ms,
         procRoot,
         recorder: this.recorder,

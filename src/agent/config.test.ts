@@ -47,6 +47,7 @@ const DEFAULTS: AgentConfig = {
     interval_ms: 1000,
     processes_interval_ms: 5000,
     rediscover_interval_ms: 600_000,
+    kernel_log: 'dmesg --follow',
   },
   host: {
     enabled: true,

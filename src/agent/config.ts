@@ -89,6 +89,11 @@ export interface AgentConfig {
     processes_interval_ms: number;
     /** The reading loop is restarted this often to pick up GPUs that appeared. */
     rediscover_interval_ms: number;
+    /**
+     * The command that prints the kernel log and follows it, split on spaces: each GPU's XID errors are counted
+     * from its `NVRM: Xid` lines. '' turns XID counting off.
+     */
+    kernel_log: string;
   };
   host: {
     enabled: boolean;
@@ -314,6 +319,7 @@ const checkAgentConfig: Check<AgentConfig> = section<AgentConfig>({
     interval_ms: integer(100, 60_000, 1000),
     processes_interval_ms: integer(1000, 600_000, 5000),
     rediscover_interval_ms: integer(10_000, 86_400_000, 10 * 60_000),
+    kernel_log: anyText('dmesg --follow'),
   }),
   host: section<AgentConfig['host']>({
     enabled: boolean(true),

@@ -8,6 +8,14 @@ export {
 export { type JobSummary, summarizeJob } from './job-summary.js';
 export { DEFAULT_LIVE_STREAM_LIMITS, type LiveStreamLimits, LiveStreams } from './live-streams.js';
 export {
+  MAX_NODE_JOBS,
+  type NodeApiDeps,
+  type NodeDetail,
+  type NodeGpu,
+  type NodeJob,
+  registerNodeApi,
+} from './nodes.js';
+export {
   DEFAULT_PROM_API_LIMITS,
   type PromApiDeps,
   type PromApiLimits,

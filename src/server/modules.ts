@@ -58,6 +58,7 @@ import {
   LiveStreams,
   RemotePromql,
   registerDashboardApi,
+  registerNodeApi,
   registerPromApi,
   registerRestApi,
   registerRunsApi,
@@ -632,6 +633,7 @@ class Modules {
         registerRestApi(this.http!.app, queryDeps);
         registerRunsApi(this.http!.app, { runs: this.jobs! });
         registerDashboardApi(this.http!.app, queryDeps);
+        registerNodeApi(this.http!.app, queryDeps);
         const remote =
           config.storage.kind === 'remote'
             ? new RemotePromql({

@@ -156,4 +156,36 @@ describe('fleet simulator', () => {
       expect(node.values[s]).toBe(1);
     }
   });
+
+  it('sends the GPU health series the agent reads: ECC and XID counters at zero, PCIe and NVLink throughput that stops with a hang', () => {
+    const sim = new FleetSimulator({
+      ...defaultFleetOptions,
+      seed: 3,
+      startMs: START,
+      incidentDelayMs: 60_000,
+    });
+    for (let i = 0; i < 60 + 30; i++) sim.tick();
+    const hang = sim.incidents.find((i) => i.type === 'hang')!;
+    const healthy = sim.jobs.find((j) => j.phase === 'running' && j.id !== hang.jobId && !j.incident)!;
+    const gpus = healthy.worldSize;
+    for (const type of ['corrected', 'uncorrected'])
+      expect(sampleValues(sim, healthy.id, 'gpu_ecc_errors_total', { type })).toEqual(Array(gpus).fill(0));
+    expect(sampleValues(sim, healthy.id, 'gpu_xid_errors_total')).toEqual(Array(gpus).fill(0));
+    const pcie = sampleValues(sim, healthy.id, 'gpu_pcie_receive_bytes_per_second');
+    expect(pcie).toHaveLength(gpus);
+    for (const v of pcie) expect(v).toBeGreaterThan(1e9);
+    for (const v of sampleValues(sim, healthy.id, 'gpu_nvlink_transmit_bytes_per_second'))
+      expect(v).toBeGreaterThan(50e9);
+    // A hung collective moves nothing over either link.
+    expect(sampleValues(sim, hang.jobId, 'gpu_nvlink_receive_bytes_per_second').every((v) => v === 0)).toBe(
+      true,
+    );
+    expect(sampleValues(sim, hang.jobId, 'gpu_pcie_receive_bytes_per_second').every((v) => v === 0)).toBe(
+      true,
+    );
+    // Every GPU series names its GPU; the ECC counters their type.
+    const node = sim.activeNodes()[0]!;
+    for (const l of node.series.filter((x) => x.__name__ === 'gpu_ecc_errors_total'))
+      expect(['corrected', 'uncorrected']).toContain(l.type);
+  });
 });

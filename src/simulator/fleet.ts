@@ -206,7 +206,24 @@ const GPU_METRICS = [
   'gpu_temperature_celsius',
   'gpu_sm_clock_hertz',
   'gpu_throttled',
+  // Health and interconnect, as the agent reads them (src/agent/gpu/fields.ts; DCGM's names for the throughputs).
+  'gpu_ecc_errors_total',
+  'gpu_ecc_errors_total',
+  'gpu_xid_errors_total',
+  'gpu_pcie_receive_bytes_per_second',
+  'gpu_pcie_transmit_bytes_per_second',
+  'gpu_nvlink_receive_bytes_per_second',
+  'gpu_nvlink_transmit_bytes_per_second',
 ] as const;
+/** Fixed labels of a per-GPU series beside the GPU's own, by its position in GPU_METRICS. */
+const GPU_METRIC_LABELS: Readonly<Record<number, Readonly<Record<string, string>>>> = {
+  6: { reason: 'hw_thermal_slowdown' },
+  7: { type: 'corrected' },
+  8: { type: 'uncorrected' },
+};
+/** A rank's input pipeline over PCIe (bytes/s at full utilization), and its all-reduce traffic over NVLink. */
+const PCIE_RX_BYTES_PER_SECOND = 3.2e9;
+const NVLINK_BYTES_PER_SECOND = 140e9;
 /** Per-rank series, for each rank of a node. */
 const RANK_METRICS = [
   'train_step',
@@ -235,6 +252,11 @@ export class SimNode {
   events: JobEvent[] = [];
   netRx = 0;
   netTx = 0;
+  /**
+   * Noise of the interconnect series: its own generator, so that adding them left every other series' values
+   * (and the incidents the detectors are scored on) as they were.
+   */
+  readonly linkNoise: Rng;
 
   constructor(
     readonly job: SimJob,
@@ -244,6 +266,7 @@ export class SimNode {
     cluster: string,
   ) {
     const base = { job_id: job.id, node_id: nodeId, cluster };
+    this.linkNoise = job.rng.fork(1000 + index);
     for (let g = 0; g < gpus; g++) {
       const rank = index * gpus + g;
       const gpuLabels = {
@@ -252,13 +275,9 @@ export class SimNode {
         gpu_uuid: `GPU-${job.id}-${index}-${g}`,
         rank: String(rank),
       };
-      for (const m of GPU_METRICS) {
-        this.series.push(
-          m === 'gpu_throttled'
-            ? { __name__: m, ...gpuLabels, reason: 'hw_thermal_slowdown' }
-            : { __name__: m, ...gpuLabels },
-        );
-      }
+      GPU_METRICS.forEach((m, i) => {
+        this.series.push({ __name__: m, ...gpuLabels, ...GPU_METRIC_LABELS[i] });
+      });
     }
     for (let g = 0; g < gpus; g++) {
       const rank = index * gpus + g;
@@ -482,6 +501,19 @@ export class FleetSimulator {
         set(temp);
         set(clock);
         set(thermal && temp > 85 ? 1 : 0);
+        // Healthy GPUs: no ECC error, no XID (the counters stay at zero, as on a real healthy node).
+        set(0);
+        set(0);
+        set(0);
+        // Input batches in over PCIe, checkpoints and logs out; the gradient all-reduce over NVLink. A hung
+        // collective moves nothing; a straggler's peers wait, so their links idle with them.
+        const busy = hung ? 0 : util;
+        const noise = node.linkNoise;
+        set(Math.max(0, PCIE_RX_BYTES_PER_SECOND * busy * (1 + 0.05 * noise.gauss())));
+        set(Math.max(0, 0.08 * PCIE_RX_BYTES_PER_SECOND * busy * (1 + 0.05 * noise.gauss())));
+        const nvlink = Math.max(0, NVLINK_BYTES_PER_SECOND * busy * (1 + 0.03 * noise.gauss()));
+        set(nvlink);
+        set(nvlink * (1 + 0.01 * noise.gauss()));
         nodeUtil += util;
       }
       for (let g = 0; g < gpus; g++) {

@@ -21,6 +21,7 @@ import type {
   AlertState,
   Curve,
   FleetJob,
+  JobStatus,
   JobSummary,
   Matcher,
   Series,
@@ -144,6 +145,57 @@ export function fetchJob(
 export function fetchRuns(params: URLSearchParams, signal?: AbortSignal): Promise<RunsResponse> {
   const s = params.toString();
   return get(`/api/tw/v1/runs${s ? `?${s}` : ''}`, signal);
+}
+
+/** A node's GPUs, the jobs that ran on it and the metrics it reported, in a range (src/query/nodes.ts). */
+export interface NodeDetail {
+  nodeId: string;
+  tenant: string;
+  start: number;
+  end: number;
+  gpus: {
+    gpu: string;
+    uuid: string | null;
+    name: string | null;
+    jobs: { jobId: string; rank: string | null }[];
+  }[];
+  jobs: {
+    jobId: string;
+    known: boolean;
+    name: string;
+    project: string;
+    owner: string;
+    status: JobStatus;
+    startMs: number | null;
+    endMs: number | null;
+    lastSampleMs: number | null;
+    worldSize: number | null;
+  }[];
+  jobCount: number;
+  metrics: string[];
+}
+
+export function fetchNode(
+  nodeId: string,
+  start: number,
+  end: number,
+  signal?: AbortSignal,
+): Promise<NodeDetail> {
+  return get(
+    `/api/tw/v1/nodes/${encodeURIComponent(nodeId)}${qs({ start: Math.floor(start), end: Math.ceil(end) })}`,
+    signal,
+  );
+}
+
+/** The node ids that reported in a range; of one job with `jobId`. */
+export function fetchNodes(
+  q: { jobId?: string; start: number; end: number },
+  signal?: AbortSignal,
+): Promise<{ nodes: string[] }> {
+  return get(
+    `/api/tw/v1/nodes${qs({ job_id: q.jobId, start: Math.floor(q.start), end: Math.ceil(q.end) })}`,
+    signal,
+  );
 }
 
 export function fetchSeries(q: SeriesQuery, signal?: AbortSignal): Promise<{ series: Series[] }> {

@@ -13,6 +13,7 @@ import { ExplorePage } from './pages/explore';
 import { FleetPage } from './pages/fleet';
 import { JobPage } from './pages/job';
 import { LoginPage } from './pages/login';
+import { NodePage } from './pages/node';
 import { NotificationsPage } from './pages/notifications';
 import { RunsPage } from './pages/runs';
 import { SettingsPage } from './pages/settings';
@@ -203,6 +204,7 @@ export function App() {
             {!known && <p className="muted">Loading…</p>}
             {known && route.page === 'fleet' && <FleetPage />}
             {known && route.page === 'job' && <JobPage key={route.jobId} jobId={route.jobId} />}
+            {known && route.page === 'node' && <NodePage key={route.nodeId} nodeId={route.nodeId} />}
             {known && route.page === 'compare' && <ComparePage />}
             {known && route.page === 'runs' && <RunsPage />}
             {known && route.page === 'alerts' && <AlertsPage />}

@@ -9,6 +9,7 @@ import { withParams } from './lib/url';
 export type Route =
   | { page: 'fleet' }
   | { page: 'job'; jobId: string }
+  | { page: 'node'; nodeId: string }
   | { page: 'compare' }
   | { page: 'runs' }
   | { page: 'alerts' }
@@ -23,6 +24,8 @@ export function parseRoute(pathname: string): Route {
   if (pathname === '/' || pathname === '') return { page: 'fleet' };
   const job = /^\/jobs\/(.+?)\/?$/.exec(pathname);
   if (job) return { page: 'job', jobId: decodeURIComponent(job[1]!) };
+  const node = /^\/nodes\/(.+?)\/?$/.exec(pathname);
+  if (node) return { page: 'node', nodeId: decodeURIComponent(node[1]!) };
   if (/^\/compare\/?$/.test(pathname)) return { page: 'compare' };
   if (/^\/runs\/?$/.test(pathname)) return { page: 'runs' };
   if (/^\/alerts\/?$/.test(pathname)) return { page: 'alerts' };

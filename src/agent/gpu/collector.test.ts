@@ -27,6 +27,7 @@ function run(opts: {
   processesIntervalMs?: number;
   rediscoverIntervalMs?: number;
   nvidiaSmi?: string;
+  kernelLog?: string[];
 }) {
   process.env.FAKE_NVIDIA_SMI_SCENARIO = opts.scenario;
   const log = mkdtempSync(path.join(os.tmpdir(), 'tw-gpu-'));
@@ -43,6 +44,7 @@ function run(opts: {
     recorder,
     nodeLabels: { node_id: 'gpu-node-1' },
     logger: createAgentLogger('debug', (l) => lines.push(JSON.parse(l))),
+    kernelLog: opts.kernelLog,
   });
   gpu.start();
   stoppers.push(() => gpu.stop());
@@ -272,5 +274,52 @@ describe('GPU collection with nvidia-smi in loop mode', () => {
     await until('three more looks for nvidia-smi', () => missing.gpu.counters.restarts >= before + 3);
     expect(missing.lines.filter((l) => String(l.msg).startsWith('nvidia-smi not found'))).toHaveLength(1);
     expect(missing.gpu.counters.up).toBe(0);
+  });
+});
+
+describe('XID errors from the kernel log', () => {
+  const KERNEL_LOG = path.resolve(import.meta.dirname, '../../../testdata/kernel-log/a100-xid.txt');
+  /** `dmesg --follow` stand-in: prints the fixture log, then keeps following (sleeps). */
+  const follow = ['/bin/sh', '-c', `cat '${KERNEL_LOG}'; exec sleep 60`];
+
+  it("counts each GPU's XIDs by its PCI address, with the newest code; GPUs without one report zero", async () => {
+    const r = run({ scenario: 'a100-4x-gpu-lost', kernelLog: follow });
+    const xidOf = (name: string, gpu: string) => {
+      r.collect();
+      return samples(r.batches)
+        .filter((s) => s.labels.__name__ === name && s.labels.gpu === gpu)
+        .at(-1)?.v;
+    };
+    // 00000000:47:00.0 is GPU 2 (two XID 13), 0F GPU 1 (XID 79, fallen off the bus), 07 GPU 0 (XID 94).
+    await until('XID counts', () => xidOf('gpu_xid_errors_total', '1') === 1);
+    expect(xidOf('gpu_xid_errors_total', '2')).toBe(2);
+    expect(xidOf('gpu_xid_last_error', '2')).toBe(13);
+    expect(xidOf('gpu_xid_last_error', '1')).toBe(79);
+    expect(xidOf('gpu_xid_errors_total', '0')).toBe(1);
+    expect(xidOf('gpu_xid_last_error', '0')).toBe(94);
+    expect(xidOf('gpu_xid_errors_total', '3')).toBe(0);
+    expect(xidOf('gpu_xid_last_error', '3')).toBe(0);
+    const series = samples(r.batches).find((s) => s.labels.__name__ === 'gpu_xid_errors_total')!;
+    expect(series.labels).toMatchObject({ node_id: 'gpu-node-1' });
+    expect(series.labels.gpu_uuid).toMatch(/^GPU-/);
+  });
+
+  it('reports no XID series, never a zero, when the kernel log cannot be read, and says so once', async () => {
+    const r = run({
+      scenario: 'a100-4x-gpu-lost',
+      kernelLog: [
+        '/bin/sh',
+        '-c',
+        'echo "dmesg: read kernel buffer failed: Operation not permitted" >&2; exit 1',
+      ],
+    });
+    await until('readings', () => r.gpu.counters.lines >= 8);
+    await until('the warning', () =>
+      r.lines.some((l) => String(l.msg).includes('cannot read the kernel log')),
+    );
+    r.collect();
+    expect(samples(r.batches).some((s) => s.labels.__name__.startsWith('gpu_xid_'))).toBe(false);
+    const warning = r.lines.find((l) => String(l.msg).includes('cannot read the kernel log'))!;
+    expect(String(warning.detail)).toContain('Operation not permitted');
   });
 });

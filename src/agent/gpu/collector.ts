@@ -25,6 +25,7 @@ import {
   THROTTLE_REASONS,
 } from './fields.js';
 import { LineProcess } from './line-process.js';
+import { parseXidLine, pciKey, XidCounts } from './xid.js';
 
 export interface GpuCollectorOptions {
   readonly nvidiaSmi: string;
@@ -38,6 +39,11 @@ export interface GpuCollectorOptions {
   readonly recorder: Recorder;
   readonly nodeLabels: Readonly<Record<string, string>>;
   readonly logger: AgentLogger;
+  /**
+   * The command (and its arguments) that prints the kernel log and follows it, e.g. `dmesg --follow`: each
+   * GPU's XIDs are counted from it (`gpu_xid_errors_total`, `gpu_xid_last_error`). Empty or absent: not read.
+   */
+  readonly kernelLog?: readonly string[];
 }
 
 interface GpuState {
@@ -53,6 +59,8 @@ interface GpuState {
   /** Series per active field (undefined until first used), rebuilt when labels change. */
   series: (RecordedSeries | undefined)[];
   throttle: RecordedSeries[] | undefined;
+  /** gpu_xid_errors_total and gpu_xid_last_error, once the kernel log is read. */
+  xid: [RecordedSeries, RecordedSeries] | undefined;
   up: RecordedSeries | undefined;
   info: RecordedSeries | undefined;
 }
@@ -95,6 +103,11 @@ export class GpuCollector {
   private readonly jobsByPid = new Map<number, ProcessJob | undefined>();
   private readonly gaugeMode: RecordMode;
   private readonly counterMode: RecordMode;
+  private kernelLoop: LineProcess | undefined;
+  private readonly xids = new XidCounts();
+  /** Whether the kernel log answered: only then is a GPU without XIDs reported with zero, not left unknown. */
+  private kernelLogRead = false;
+  private kernelLogWarned = false;
 
   constructor(private readonly opts: GpuCollectorOptions) {
     const fast = opts.intervalMs < opts.shipIntervalMs;
@@ -102,11 +115,13 @@ export class GpuCollector {
     this.counterMode = fast ? 'last' : 'raw';
     this.gpuLoop = this.newGpuLoop();
     this.appsLoop = this.newAppsLoop();
+    this.kernelLoop = this.newKernelLoop();
   }
 
   start(): void {
     this.gpuLoop.start();
     this.appsLoop.start();
+    this.kernelLoop?.start();
     this.timers.push(
       setInterval(() => this.checkPresence(), Math.max(1000, this.opts.intervalMs)),
       setInterval(() => this.appsTick(), Math.max(250, Math.floor(this.opts.processesIntervalMs / 2))),
@@ -122,6 +137,7 @@ export class GpuCollector {
     clearTimeout(this.appsRestartTimer);
     this.gpuLoop.stop();
     this.appsLoop.stop();
+    this.kernelLoop?.stop();
   }
 
   /** Job labels of the GPU with this UUID or index (for exporters' GPU series, e.g. dcgm-exporter's). */
@@ -214,6 +230,49 @@ export class GpuCollector {
     this.gpuLoop.stop();
     this.restartGpuLoop(0);
     if (!this.appsLoop.running) this.restartAppsLoop(0);
+    if (this.kernelLoop && !this.kernelLoop.running) {
+      // Counted again from the whole log: the command prints it from the start.
+      this.kernelLoop = this.newKernelLoop();
+      this.kernelLoop?.start();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // XIDs from the kernel log
+
+  private newKernelLoop(): LineProcess | undefined {
+    const cmd = this.opts.kernelLog;
+    if (!cmd || cmd.length === 0) return undefined;
+    const counts = new XidCounts();
+    let read = false;
+    return new LineProcess(cmd[0]!, cmd.slice(1), {
+      onLine: (line) => {
+        const e = parseXidLine(line);
+        // A restarted loop prints the log from the start again: it counts into a table of its own, and each
+        // GPU's count is the larger of both, so nothing is counted twice and counters never step back.
+        if (e) {
+          counts.add(e);
+          this.xids.raiseTo(counts);
+        }
+        if (!read) {
+          read = true;
+          this.kernelLogRead = true;
+        }
+      },
+      onMissing: (err) => this.kernelLogProblem(err.message),
+      onExit: (code, _signal, output) => {
+        if (!this.stopped) this.kernelLogProblem(`exited with ${code}: ${output.trim().slice(-300)}`);
+      },
+    });
+  }
+
+  private kernelLogProblem(detail: string): void {
+    if (this.kernelLogWarned) return;
+    this.kernelLogWarned = true;
+    this.opts.logger.warn(
+      { command: this.opts.kernelLog?.join(' '), detail },
+      'cannot read the kernel log: GPU XID errors are not reported (the agent needs permission to read it, e.g. kernel.dmesg_restrict=0 or CAP_SYSLOG)',
+    );
   }
 
   private onGpuLine(line: string, t: number): void {
@@ -273,6 +332,15 @@ export class GpuCollector {
       }
       rec.record(s, t, v);
     }
+    if (this.kernelLogRead) {
+      gpu.xid ??= [
+        rec.series(this.gpuLabels(gpu, 'gpu_xid_errors_total'), this.counterMode),
+        rec.series(this.gpuLabels(gpu, 'gpu_xid_last_error'), this.counterMode),
+      ];
+      const x = this.xids.of(pciKey(gpu.busId));
+      rec.record(gpu.xid[0], t, x.count);
+      rec.record(gpu.xid[1], t, x.last);
+    }
     gpu.up ??= rec.series(this.gpuLabels(gpu, 'gpu_up'), this.gaugeMode);
     rec.record(gpu.up, t, lost ? 0 : 1);
   }
@@ -291,6 +359,7 @@ export class GpuCollector {
         attribution: {},
         series: [],
         throttle: undefined,
+        xid: undefined,
         up: undefined,
         info: undefined,
       };
@@ -320,6 +389,7 @@ export class GpuCollector {
   private clearSeries(g: GpuState): void {
     g.series = [];
     g.throttle = undefined;
+    g.xid = undefined;
     g.up = undefined;
     g.info = undefined;
   }

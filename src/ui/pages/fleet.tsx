@@ -26,6 +26,7 @@ import {
   sortJobs,
 } from '../lib/fleet';
 import { decodeMatrix, type HeatmapRowInfo, type Matrix, mergeMatrix, NO_DATA } from '../lib/matrix';
+import { nodeHref } from '../lib/node';
 import { isLive, parseRange, type RangeSpec, rangeParams, resolveRange } from '../lib/time-range';
 import type { Alert, JobStatus } from '../lib/types';
 import { navigate, onLinkClick, useSearchParams } from '../router';
@@ -420,8 +421,10 @@ export function FleetPage() {
               rangeStart={window_.start}
               rangeEnd={window_.end}
               onSelect={(mr, t) => {
-                const job = matrix?.rows[mr]?.labels.job_id;
-                if (job) navigate(`/jobs/${encodeURIComponent(job)}?t=${Math.round(t)}`);
+                const { job_id: job, node_id: node } = matrix?.rows[mr]?.labels ?? {};
+                // A node row opens the node page at that moment; a job row the job page.
+                if (heatView === 'nodes' && node) navigate(nodeHref(node, { t: String(Math.round(t)) }));
+                else if (job) navigate(`/jobs/${encodeURIComponent(job)}?t=${Math.round(t)}`);
               }}
               legend={
                 colorBy === 'health' ? (

@@ -133,6 +133,7 @@ export function JobPage({ jobId }: { jobId: string }) {
         timeline={timeline}
       />
       <GpuPanels
+        jobId={jobId}
         panels={panels}
         errors={errors}
         loaded={loaded}

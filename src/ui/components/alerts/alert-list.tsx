@@ -10,9 +10,10 @@ import {
   shownAlerts,
   silenceOf,
 } from '../../lib/alert-list';
-import { alertLocation, alertStart, silenceMatchersFor } from '../../lib/alerts';
+import { alertStart, silenceMatchersFor } from '../../lib/alerts';
 import type { Alert, Silence } from '../../lib/types';
 import { onLinkClick } from '../../router';
+import { AlertPlace } from '../node-link';
 import { Empty, ErrorBox } from '../widgets';
 import { MISSING } from './missing';
 
@@ -178,7 +179,9 @@ export function AlertList({
                           '—'
                         )}
                       </td>
-                      <td>{alertLocation(a.labels) || 'whole job'}</td>
+                      <td>
+                        <AlertPlace labels={a.labels} />
+                      </td>
                       <td>
                         <span className={`badge state-${a.state}`}>{a.state}</span>
                         {silenced && (

@@ -16,6 +16,7 @@ import type { Alert, StragglerResponse } from '../../lib/types';
 import { formatWithUnit, rangeFormatter, type Unit } from '../../lib/units';
 import { Chart } from '../chart';
 import { Heatmap, type HeatmapHighlight, ScaleLegend } from '../heatmap';
+import { JobNodeLinks } from '../node-link';
 import { ErrorBox } from '../widgets';
 import type { SetParams } from './job-toolbar';
 import { type JobTimeline, spreadSeries } from './timeline';
@@ -39,6 +40,7 @@ const fmtBytes = (v: number) => formatWithUnit(v, BYTES);
  * firing alerts name) outlined, then power, temperature and SM clock per GPU (lines, or min–max bands).
  */
 export function GpuPanels({
+  jobId,
   panels,
   errors,
   loaded,
@@ -47,6 +49,7 @@ export function GpuPanels({
   timeline,
   setParams,
 }: {
+  jobId: string;
   panels: Panels;
   errors: PanelErrors;
   loaded: LoadPhase;
@@ -74,6 +77,7 @@ export function GpuPanels({
         <div className="note">Straggler scores unavailable: {(errors.stragglers as Error).message}</div>
       ) : null}
       <StragglerNote highlights={highlights} stragglers={stragglers} />
+      <JobNodeLinks jobId={jobId} start={axis.start} end={axis.end} />
       <div className="heatmaps timeline">
         {errors.util ? (
           <ErrorBox error={errors.util} what="the utilization heatmap" />
