@@ -17,6 +17,19 @@ export {
   validateTenant,
   validateUsername,
 } from './access.js';
+export {
+  insertJobsBulk,
+  JOB_SORT_KEYS,
+  type JobCursor,
+  type JobFacets,
+  type JobGroupRow,
+  type JobPage,
+  type JobPageQuery,
+  type JobSortKey,
+  MAX_JOB_KEYS,
+  MAX_JOB_PAGE,
+  MAX_RANKED_KEYS,
+} from './job-page.js';
 export { JobInfoCache, type JobInfoCacheOptions } from './job-cache.js';
 export {
   applyJobEvent,
@@ -24,6 +37,7 @@ export {
   JOB_MIGRATIONS,
   type JobDelta,
   type JobListFilter,
+  type JobPageStore,
   type JobRepository,
   type JobRowStore,
   JobStore,

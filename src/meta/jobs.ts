@@ -21,6 +21,19 @@
  * runs one suite against both stores so the two cannot drift apart.
  */
 import { FINAL_JOB_STATUSES, type JobEvent, type JobInfo, type JobStatus } from '../model/job.js';
+import {
+  facetsFrom,
+  JOB_PAGE_MIGRATIONS,
+  type JobFacets,
+  type JobGroupRow,
+  type JobPage,
+  type JobPageQuery,
+  type JobPageRow,
+  jobFacetSql,
+  jobGroupSql,
+  jobPageSql,
+  nextCursor,
+} from './job-page.js';
 import type { Db, MetaStore, Migration } from './meta-store.js';
 
 export const JOB_MIGRATIONS: readonly Migration[] = [
@@ -46,6 +59,8 @@ export const JOB_MIGRATIONS: readonly Migration[] = [
     );
     CREATE INDEX jobs_by_last_sample ON jobs (tenant, last_sample_ms);`,
   },
+  // Paged fleet lists (issue 17): ./job-page.ts.
+  ...JOB_PAGE_MIGRATIONS,
 ];
 
 export interface JobListFilter {
@@ -76,6 +91,29 @@ export interface JobRepository {
     filter?: JobListFilter,
     signal?: AbortSignal,
   ): Promise<JobInfo[]>;
+  /** One page of the jobs matching `query`, sorted and counted in the store (./job-page.ts). */
+  page(tenant: string | null, nowMs: number, query: JobPageQuery, signal?: AbortSignal): Promise<JobPage>;
+  /** Status counts and filter choices over every job of the tenant (all tenants when null). */
+  facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets>;
+  /** Every job matching the filters (paging and sort ignored): identity, project and owner. */
+  groups(
+    tenant: string | null,
+    nowMs: number,
+    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+    signal?: AbortSignal,
+  ): Promise<JobGroupRow[]>;
+}
+
+/** A row store that serves pages and facets (the stores of readers; a processor worker's is write-only). */
+export interface JobPageStore {
+  page(tenant: string | null, nowMs: number, query: JobPageQuery, signal?: AbortSignal): Promise<JobPage>;
+  facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets>;
+  groups(
+    tenant: string | null,
+    nowMs: number,
+    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+    signal?: AbortSignal,
+  ): Promise<JobGroupRow[]>;
 }
 
 /**
@@ -254,6 +292,29 @@ export class JobStore implements JobRepository {
     return this.rows.list(tenant, nowMs, filter, signal);
   }
 
+  page(tenant: string | null, nowMs: number, query: JobPageQuery, signal?: AbortSignal): Promise<JobPage> {
+    return this.pageStore().page(tenant, nowMs, query, signal);
+  }
+
+  facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets> {
+    return this.pageStore().facets(tenant, nowMs, signal);
+  }
+
+  groups(
+    tenant: string | null,
+    nowMs: number,
+    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+    signal?: AbortSignal,
+  ): Promise<JobGroupRow[]> {
+    return this.pageStore().groups(tenant, nowMs, filter, signal);
+  }
+
+  private pageStore(): JobPageStore {
+    const rows = this.rows as Partial<JobPageStore>;
+    if (!rows.page || !rows.facets || !rows.groups) throw new Error('this job store does not serve pages (a write-only store)');
+    return rows as JobPageStore;
+  }
+
   private async flushPending(signal?: AbortSignal): Promise<void> {
     if (this.pending.size === 0) return;
     let batch = this.pending;
@@ -329,7 +390,7 @@ interface JobRow {
 }
 
 /** Jobs in the embedded metadata store. Synchronous underneath (a local file); async in shape. */
-export class SqliteJobRows implements JobRowStore {
+export class SqliteJobRows implements JobRowStore, JobPageStore {
   private readonly db: Db;
   private readonly selectOne;
   private readonly write;
@@ -407,6 +468,47 @@ export class SqliteJobRows implements JobRowStore {
     if (filter.status) all.push(filter.status);
     all.push(Math.max(1, Math.min(filter.limit ?? 10_000, 10_000)));
     return (this.db.prepare(sql).all(...all) as JobRow[]).map((r) => asInfo(fromRow(r)));
+  }
+
+  async page(
+    tenant: string | null,
+    nowMs: number,
+    query: JobPageQuery,
+    signal?: AbortSignal,
+  ): Promise<JobPage> {
+    signal?.throwIfAborted();
+    const st = jobPageSql('sqlite', tenant, nowMs, this.silentAfterMs, query);
+    const rows = this.db.prepare(st.page.sql).all(...st.page.params) as (JobRow & JobPageRow)[];
+    const { n } = this.db.prepare(st.count.sql).get(...st.count.params) as { n: number };
+    return {
+      jobs: rows.map((r) => asInfo(fromRow({ ...r, status: r.live_status }))),
+      total: n,
+      next: nextCursor(rows, query.limit),
+    };
+  }
+
+  async facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets> {
+    signal?.throwIfAborted();
+    const st = jobFacetSql('sqlite', tenant, nowMs, this.silentAfterMs);
+    const all = <T>(sql: string) => this.db.prepare(sql).all(...st.params) as T[];
+    return facetsFrom(
+      all(st.byStatus),
+      all(st.owners),
+      all(st.projects),
+      all(st.tags),
+      all(st.tenants),
+    );
+  }
+
+  async groups(
+    tenant: string | null,
+    nowMs: number,
+    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+    signal?: AbortSignal,
+  ): Promise<JobGroupRow[]> {
+    signal?.throwIfAborted();
+    const st = jobGroupSql('sqlite', tenant, nowMs, this.silentAfterMs, filter);
+    return this.db.prepare(st.sql).all(...st.params) as JobGroupRow[];
   }
 }
 

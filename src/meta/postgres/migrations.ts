@@ -11,6 +11,7 @@
  */
 
 import { ACCESS_PG_MIGRATIONS } from '../access.js';
+import { JOB_PAGE_PG_MIGRATIONS } from '../job-page.js';
 import { METRIC_METADATA_PG_MIGRATIONS } from '../metric-metadata.js';
 
 export interface PgMigration {
@@ -44,6 +45,8 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     );
     CREATE INDEX jobs_by_last_sample ON jobs (tenant, last_sample_ms);`,
   },
+  // Paged fleet lists (issue 17): the same indexes as SQLite's (../job-page.ts).
+  ...JOB_PAGE_PG_MIGRATIONS,
   {
     version: 200,
     description: 'auth: API tokens (hashed)',
