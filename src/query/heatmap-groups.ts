@@ -1,5 +1,6 @@
 /**
- * A fleet heatmap's rows at 100,000 jobs (issue 17): only the jobs the fleet page's filters select, and
+ * A fleet heatmap's rows at 100,000 jobs (issue 17): only the series of the jobs the fleet page's filters select
+ * (rows by job or by node alike), and
  * grouped by project or owner when more jobs have data than rows fit on the screen, so the browser gets one
  * row per group (a click on a group filters the page to it: drill-down). Job metadata lives in the metadata
  * store and series carry only `tenant` and `job_id`, so the rows are mapped here, between the select and the
@@ -93,8 +94,9 @@ export async function jobRows(
     if (maxRowsRaw !== undefined) throw twError(Errors.badRequest, 'max_rows needs group_by (project or owner)');
     return undefined;
   }
-  if (!by.includes('job_id'))
-    throw twError(Errors.badRequest, `job.* filters and group_by need rows by job_id (by=tenant,job_id), not by=${by.join(',')}`);
+  // Filters apply to any rows (a node's series carry their job's id); grouping replaces rows of jobs only.
+  if (groupBy !== undefined && !by.includes('job_id'))
+    throw twError(Errors.badRequest, `group_by needs rows by job_id (by=tenant,job_id), not by=${by.join(',')}`);
   const { sort: _s, order: _o, limit: _l, ...filter } = parseJobPageQuery(filterParams);
   const meta = new Map<string, JobGroupRow>();
   for (const r of await cachedGroups(jobs, tenant, filter, signal)) meta.set(`${r.tenant}/${r.job_id}`, r);

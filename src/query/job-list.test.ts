@@ -216,6 +216,9 @@ describe('GET /api/tw/v1/heatmap of a large fleet', () => {
     expect(searched.rows).toHaveLength(10);
     const none = (await get(`${base}&job.status=failed`)).data;
     expect(none.rows).toHaveLength(0);
+    // Node rows keep the filters too.
+    const nodes = (await get(`${base.replace('by=tenant,job_id', 'by=tenant,node_id')}&job.ids=t1/j00003,t1/j00004`)).data;
+    expect(nodes.rows.map((r: { labels: { node_id: string } }) => r.labels.node_id)).toEqual(['n3', 'n4']);
   });
 
   it('refuses grouping it cannot do', async () => {
@@ -223,6 +226,6 @@ describe('GET /api/tw/v1/heatmap of a large fleet', () => {
     expect((await get(`${base}&max_rows=5`, 400)).error).toMatch(/max_rows needs group_by/);
     expect(
       (await get(base.replace('by=tenant,job_id', 'by=node_id') + '&group_by=owner', 400)).error,
-    ).toMatch(/need rows by job_id/);
+    ).toMatch(/group_by needs rows by job_id/);
   });
 });
