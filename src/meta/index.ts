@@ -17,6 +17,7 @@ export {
   validateTenant,
   validateUsername,
 } from './access.js';
+export { JobInfoCache, type JobInfoCacheOptions } from './job-cache.js';
 export {
   insertJobsBulk,
   JOB_SORT_KEYS,
@@ -30,7 +31,6 @@ export {
   MAX_JOB_PAGE,
   MAX_RANKED_KEYS,
 } from './job-page.js';
-export { JobInfoCache, type JobInfoCacheOptions } from './job-cache.js';
 export {
   applyJobEvent,
   blankJobDelta,

@@ -151,9 +151,13 @@ for (const backend of backends) {
     it('sorts by every key in both orders, as the reference sort does', async () => {
       for (const sort of JOB_SORT_KEYS)
         for (const order of ['asc', 'desc'] as const) {
-          const ranked = sort === 'ranked' ? [`${tenant}/job-0007`, `${tenant}/job-0100`, `${tenant}/job-0003`] : [];
+          const ranked =
+            sort === 'ranked' ? [`${tenant}/job-0007`, `${tenant}/job-0100`, `${tenant}/job-0003`] : [];
           const p = await page({ sort, order, limit: N, ranked });
-          expect(p.jobs.map((j) => j.jobId), `${sort} ${order}`).toEqual(reference(jobs, sort, order, ranked));
+          expect(
+            p.jobs.map((j) => j.jobId),
+            `${sort} ${order}`,
+          ).toEqual(reference(jobs, sort, order, ranked));
           expect(p.total).toBe(N);
         }
     });
@@ -182,24 +186,48 @@ for (const backend of backends) {
     it('filters by status (as readers see it), search, project, owner, tag and job keys, and counts the matches', async () => {
       const check = async (q: Partial<JobPageQuery>, expected: JobInfo[]) => {
         const p = await page({ ...q, sort: 'job_id', order: 'asc', limit: 1000 });
-        expect(p.jobs.map((j) => j.jobId), JSON.stringify(q)).toEqual(expected.map((j) => j.jobId).sort());
+        expect(
+          p.jobs.map((j) => j.jobId),
+          JSON.stringify(q),
+        ).toEqual(expected.map((j) => j.jobId).sort());
         expect(p.total).toBe(expected.length);
         const small = await page({ ...q, limit: 3 });
         expect(small.total).toBe(expected.length);
         expect(small.jobs.length).toBe(Math.min(3, expected.length));
       };
-      await check({ status: 'unknown' }, jobs.filter((j) => j.status === 'unknown'));
-      await check({ status: 'running' }, jobs.filter((j) => j.status === 'running'));
-      await check({ status: 'stalled' }, jobs.filter((j) => j.status === 'stalled'));
-      await check({ search: 'JOB-01' }, jobs.filter((j) => j.jobId.startsWith('job-01')));
+      await check(
+        { status: 'unknown' },
+        jobs.filter((j) => j.status === 'unknown'),
+      );
+      await check(
+        { status: 'running' },
+        jobs.filter((j) => j.status === 'running'),
+      );
+      await check(
+        { status: 'stalled' },
+        jobs.filter((j) => j.status === 'stalled'),
+      );
+      await check(
+        { search: 'JOB-01' },
+        jobs.filter((j) => j.jobId.startsWith('job-01')),
+      );
       await check({ search: '100%' }, []);
-      await check({ project: 'proj-3' }, jobs.filter((j) => j.project === 'proj-3'));
+      await check(
+        { project: 'proj-3' },
+        jobs.filter((j) => j.project === 'proj-3'),
+      );
       await check(
         { owner: 'user-2', status: 'failed' },
         jobs.filter((j) => j.owner === 'user-2' && j.status === 'failed'),
       );
-      await check({ tag: 'nightly' }, jobs.filter((j) => j.tags.includes('nightly')));
-      await check({ tag: 't1' }, jobs.filter((j) => j.tags.includes('t1')));
+      await check(
+        { tag: 'nightly' },
+        jobs.filter((j) => j.tags.includes('nightly')),
+      );
+      await check(
+        { tag: 't1' },
+        jobs.filter((j) => j.tags.includes('t1')),
+      );
       const some = [jobs[5]!, jobs[77]!, jobs[200]!];
       await check({ ids: [...some.map((j) => `${tenant}/${j.jobId}`), 'other/job-0005'] }, some);
       await check({ ids: [] }, []);

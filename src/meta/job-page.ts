@@ -134,7 +134,12 @@ function sortSql(key: JobSortKey, rankedSql: string): string {
 }
 
 /** The WHERE of a selection (tenant and filters), over the `live` subquery's columns. */
-function whereSql(p: SqlParams, dialect: Dialect, tenant: string | null, q: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>) {
+function whereSql(
+  p: SqlParams,
+  dialect: Dialect,
+  tenant: string | null,
+  q: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+) {
   const where: string[] = [];
   if (tenant !== null) where.push(`tenant = ${p.add(tenant)}`);
   if (q.status) where.push(`live_status = ${p.add(q.status)}`);
@@ -172,7 +177,13 @@ export function splitJobKey(key: string): [string, string] {
 }
 
 /** `SELECT … FROM jobs` with the live status and the ranked position as columns. */
-function liveSql(p: SqlParams, dialect: Dialect, nowMs: number, silentAfterMs: number, ranked: readonly string[]) {
+function liveSql(
+  p: SqlParams,
+  dialect: Dialect,
+  nowMs: number,
+  silentAfterMs: number,
+  ranked: readonly string[],
+) {
   // Position in `ranked`, highest first: n for the first key, 1 for the last, 0 for jobs not listed. A join
   // on the primary key, not a lookup per row: the list is short, the fleet long.
   let rankedSql = '0';
@@ -314,7 +325,10 @@ export function facetsFrom(
   for (const r of byStatus)
     if ((JOB_STATUSES as readonly string[]).includes(r.s)) counts[r.s as JobStatus] = Number(r.n);
   const values = (rows: readonly { v: string }[]) =>
-    rows.map((r) => r.v).filter((v) => v !== '').slice(0, MAX_FACET_VALUES);
+    rows
+      .map((r) => r.v)
+      .filter((v) => v !== '')
+      .slice(0, MAX_FACET_VALUES);
   return {
     byStatus: counts,
     owners: values(owners),

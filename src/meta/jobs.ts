@@ -311,7 +311,8 @@ export class JobStore implements JobRepository {
 
   private pageStore(): JobPageStore {
     const rows = this.rows as Partial<JobPageStore>;
-    if (!rows.page || !rows.facets || !rows.groups) throw new Error('this job store does not serve pages (a write-only store)');
+    if (!rows.page || !rows.facets || !rows.groups)
+      throw new Error('this job store does not serve pages (a write-only store)');
     return rows as JobPageStore;
   }
 
@@ -491,13 +492,7 @@ export class SqliteJobRows implements JobRowStore, JobPageStore {
     signal?.throwIfAborted();
     const st = jobFacetSql('sqlite', tenant, nowMs, this.silentAfterMs);
     const all = <T>(sql: string) => this.db.prepare(sql).all(...st.params) as T[];
-    return facetsFrom(
-      all(st.byStatus),
-      all(st.owners),
-      all(st.projects),
-      all(st.tags),
-      all(st.tenants),
-    );
+    return facetsFrom(all(st.byStatus), all(st.owners), all(st.projects), all(st.tags), all(st.tenants));
   }
 
   async groups(

@@ -809,7 +809,13 @@ export async function summarizeFleet(
   // page's time span (a page sorted by start time may span months).
   const jobMatchers =
     jobs.length <= PAGE_JOB_MATCHER_MAX
-      ? [new LabelMatcher('=~', WellKnownLabel.jobId, regexOfLiterals([...new Set(jobs.map((j) => j.jobId))]))]
+      ? [
+          new LabelMatcher(
+            '=~',
+            WellKnownLabel.jobId,
+            regexOfLiterals([...new Set(jobs.map((j) => j.jobId))]),
+          ),
+        ]
       : [];
   /** For each job, the newest value of each of its series of `metric`, with the series' labels. */
   const latest = async (metric: string): Promise<{ labels: LabelSet; v: number }[][]> => {

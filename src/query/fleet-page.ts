@@ -7,8 +7,8 @@ import type { JobFacets, JobRepository } from '../meta/index.js';
 import type { JobInfo } from '../model/job.js';
 import { LabelMatcher, METRIC_NAME_LABEL } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
-import { newestValues } from './job-summary.js';
 import { encodeCursor, FacetCache, parseJobPageQuery } from './job-list.js';
+import { newestValues } from './job-summary.js';
 
 /** The window in which a GPU's newest utilization counts as "now" (as the fleet table's numbers). */
 const GPU_NOW_WINDOW_MS = 10 * 60_000;

@@ -54,14 +54,18 @@ function cachedGroups(
 function one(q: Query, name: string): string | undefined {
   const raw = q[name];
   if (Array.isArray(raw)) {
-    if (raw.length > 1) throw twError(Errors.badRequest, `parameter ${name} given ${raw.length} times; give it once`);
+    if (raw.length > 1)
+      throw twError(Errors.badRequest, `parameter ${name} given ${raw.length} times; give it once`);
     return raw[0];
   }
   return raw === '' ? undefined : raw;
 }
 
 export interface JobRows {
-  readonly regroup: (labels: readonly LabelSet[]) => { by: readonly string[]; rows: (LabelSet | undefined)[] };
+  readonly regroup: (labels: readonly LabelSet[]) => {
+    by: readonly string[];
+    rows: (LabelSet | undefined)[];
+  };
   /** What the answer says about the rows: grouped by what, how many jobs, and the jobs of each row. */
   readonly describe: (rows: readonly { labels: Record<string, string> }[]) => {
     grouped: GroupBy | null;
@@ -88,15 +92,22 @@ export async function jobRows(
   const maxRowsRaw = one(q, 'max_rows');
   const maxRows = maxRowsRaw === undefined ? DEFAULT_MAX_ROWS : Number(maxRowsRaw);
   if (!Number.isInteger(maxRows) || maxRows < 1 || maxRows > 10_000)
-    throw twError(Errors.badRequest, `max_rows=${JSON.stringify(maxRowsRaw)} must be an integer from 1 to 10000`);
+    throw twError(
+      Errors.badRequest,
+      `max_rows=${JSON.stringify(maxRowsRaw)} must be an integer from 1 to 10000`,
+    );
   const filtered = Object.keys(filterParams).length > 0;
   if (!filtered && groupBy === undefined) {
-    if (maxRowsRaw !== undefined) throw twError(Errors.badRequest, 'max_rows needs group_by (project or owner)');
+    if (maxRowsRaw !== undefined)
+      throw twError(Errors.badRequest, 'max_rows needs group_by (project or owner)');
     return undefined;
   }
   // Filters apply to any rows (a node's series carry their job's id); grouping replaces rows of jobs only.
   if (groupBy !== undefined && !by.includes('job_id'))
-    throw twError(Errors.badRequest, `group_by needs rows by job_id (by=tenant,job_id), not by=${by.join(',')}`);
+    throw twError(
+      Errors.badRequest,
+      `group_by needs rows by job_id (by=tenant,job_id), not by=${by.join(',')}`,
+    );
   const { sort: _s, order: _o, limit: _l, ...filter } = parseJobPageQuery(filterParams);
   const meta = new Map<string, JobGroupRow>();
   for (const r of await cachedGroups(jobs, tenant, filter, signal)) meta.set(`${r.tenant}/${r.job_id}`, r);

@@ -57,8 +57,14 @@ beforeAll(async () => {
   const b = new SeriesBatchBuilder();
   for (let i = 0; i < WITH_DATA; i++)
     for (let gpu = 0; gpu < 2; gpu++) {
-      const s = b.addSeries({ __name__: 'gpu_utilization_ratio', job_id: jobs[i]!.jobId, node_id: `n${i}`, gpu: String(gpu) });
-      for (let t = NOW - 600_000; t <= NOW - i * 1000; t += 10_000) s.add(t, gpu === 1 && i % 5 === 0 ? 0 : 0.8);
+      const s = b.addSeries({
+        __name__: 'gpu_utilization_ratio',
+        job_id: jobs[i]!.jobId,
+        node_id: `n${i}`,
+        gpu: String(gpu),
+      });
+      for (let t = NOW - 600_000; t <= NOW - i * 1000; t += 10_000)
+        s.add(t, gpu === 1 && i % 5 === 0 ? 0 : 0.8);
     }
   storage.appender.append('t1', b.build());
   const counted = Object.create(storage) as MemoryStorage;
@@ -210,19 +216,26 @@ describe('GET /api/tw/v1/heatmap of a large fleet', () => {
     const drill = (await get(`${base}&group_by=project&max_rows=40&job.project=proj-2`)).data;
     expect(drill.grouped).toBeNull();
     expect(drill.rows.map((r: { labels: { job_id: string } }) => r.labels.job_id)).toEqual(
-      jobs.slice(0, WITH_DATA).filter((j) => j.project === 'proj-2').map((j) => j.jobId),
+      jobs
+        .slice(0, WITH_DATA)
+        .filter((j) => j.project === 'proj-2')
+        .map((j) => j.jobId),
     );
     const searched = (await get(`${base}&job.search=j0001`)).data;
     expect(searched.rows).toHaveLength(10);
     const none = (await get(`${base}&job.status=failed`)).data;
     expect(none.rows).toHaveLength(0);
     // Node rows keep the filters too.
-    const nodes = (await get(`${base.replace('by=tenant,job_id', 'by=tenant,node_id')}&job.ids=t1/j00003,t1/j00004`)).data;
+    const nodes = (
+      await get(`${base.replace('by=tenant,job_id', 'by=tenant,node_id')}&job.ids=t1/j00003,t1/j00004`)
+    ).data;
     expect(nodes.rows.map((r: { labels: { node_id: string } }) => r.labels.node_id)).toEqual(['n3', 'n4']);
   });
 
   it('refuses grouping it cannot do', async () => {
-    expect((await get(`${base}&group_by=colour`, 400)).error).toMatch(/group_by="colour" must be project or owner/);
+    expect((await get(`${base}&group_by=colour`, 400)).error).toMatch(
+      /group_by="colour" must be project or owner/,
+    );
     expect((await get(`${base}&max_rows=5`, 400)).error).toMatch(/max_rows needs group_by/);
     expect(
       (await get(base.replace('by=tenant,job_id', 'by=node_id') + '&group_by=owner', 400)).error,

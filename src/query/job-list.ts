@@ -56,7 +56,8 @@ const DESC_BY_DEFAULT = new Set<JobSortKey>(['last_sample', 'start', 'gpus', 'ra
 function one(q: Query, name: string): string | undefined {
   const raw = q[name];
   if (Array.isArray(raw)) {
-    if (raw.length > 1) throw twError(Errors.badRequest, `parameter ${name} given ${raw.length} times; give it once`);
+    if (raw.length > 1)
+      throw twError(Errors.badRequest, `parameter ${name} given ${raw.length} times; give it once`);
     return raw[0];
   }
   return raw;
@@ -67,7 +68,10 @@ function intOf(q: Query, name: string, min: number, max: number): number | undef
   if (raw === undefined || raw === '') return undefined;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max)
-    throw twError(Errors.badRequest, `parameter ${name}=${JSON.stringify(raw)} must be an integer from ${min} to ${max}`);
+    throw twError(
+      Errors.badRequest,
+      `parameter ${name}=${JSON.stringify(raw)} must be an integer from ${min} to ${max}`,
+    );
   return n;
 }
 
@@ -75,7 +79,8 @@ function keysOf(q: Query, name: string, max: number): string[] | undefined {
   const raw = q[name];
   if (raw === undefined) return undefined;
   const keys = (Array.isArray(raw) ? raw : [raw]).flatMap((r) => r.split(',')).filter((k) => k !== '');
-  if (keys.length > max) throw twError(Errors.badRequest, `parameter ${name} lists ${keys.length} jobs; the most is ${max}`);
+  if (keys.length > max)
+    throw twError(Errors.badRequest, `parameter ${name} lists ${keys.length} jobs; the most is ${max}`);
   for (const k of keys)
     if (!k.includes('/'))
       throw twError(Errors.badRequest, `${name}: ${JSON.stringify(k)} is not a job key (tenant/job_id)`);
@@ -83,7 +88,9 @@ function keysOf(q: Query, name: string, max: number): string[] | undefined {
 }
 
 export function encodeCursor(c: JobCursor, sort: JobSortKey, order: 'asc' | 'desc'): string {
-  return Buffer.from(JSON.stringify({ s: sort, o: order, v: c.value, t: c.tenant, j: c.jobId })).toString('base64url');
+  return Buffer.from(JSON.stringify({ s: sort, o: order, v: c.value, t: c.tenant, j: c.jobId })).toString(
+    'base64url',
+  );
 }
 
 function decodeCursor(raw: string, sort: JobSortKey, order: 'asc' | 'desc'): JobCursor {
@@ -91,14 +98,20 @@ function decodeCursor(raw: string, sort: JobSortKey, order: 'asc' | 'desc'): Job
   try {
     c = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as typeof c;
   } catch {
-    throw twError(Errors.badRequest, 'cursor is not one this server gave out: pass next_cursor of the previous page');
+    throw twError(
+      Errors.badRequest,
+      'cursor is not one this server gave out: pass next_cursor of the previous page',
+    );
   }
   if (
     (typeof c.v !== 'string' && typeof c.v !== 'number') ||
     typeof c.t !== 'string' ||
     typeof c.j !== 'string'
   )
-    throw twError(Errors.badRequest, 'cursor is not one this server gave out: pass next_cursor of the previous page');
+    throw twError(
+      Errors.badRequest,
+      'cursor is not one this server gave out: pass next_cursor of the previous page',
+    );
   if (c.s !== sort || c.o !== order)
     throw twError(
       Errors.badRequest,
@@ -111,7 +124,10 @@ function decodeCursor(raw: string, sort: JobSortKey, order: 'asc' | 'desc'): Job
  * The page query of a request. `legacyLimit` is the default and maximum of callers from before paging
  * (`/fleet` without `limit` keeps listing up to that many jobs).
  */
-export function parseJobPageQuery(q: Query, opts: { defaultLimit?: number; maxLimit?: number } = {}): JobPageQuery {
+export function parseJobPageQuery(
+  q: Query,
+  opts: { defaultLimit?: number; maxLimit?: number } = {},
+): JobPageQuery {
   for (const name of Object.keys(q))
     if (!JOB_LIST_PARAMS.has(name))
       throw twError(
@@ -124,15 +140,22 @@ export function parseJobPageQuery(q: Query, opts: { defaultLimit?: number; maxLi
   const rawSort = one(q, 'sort') || 'last_sample';
   const sort = SORT_ALIASES[rawSort] ?? rawSort;
   if (!(JOB_SORT_KEYS as readonly string[]).includes(sort))
-    throw twError(Errors.badRequest, `sort=${JSON.stringify(rawSort)} is not one of ${JOB_SORT_KEYS.join(', ')}`);
+    throw twError(
+      Errors.badRequest,
+      `sort=${JSON.stringify(rawSort)} is not one of ${JOB_SORT_KEYS.join(', ')}`,
+    );
   const sortKey = sort as JobSortKey;
   const rawOrder = one(q, 'order');
   if (rawOrder !== undefined && rawOrder !== '' && rawOrder !== 'asc' && rawOrder !== 'desc')
     throw twError(Errors.badRequest, `order=${JSON.stringify(rawOrder)} must be asc or desc`);
-  const order: 'asc' | 'desc' = rawOrder === 'asc' || rawOrder === 'desc' ? rawOrder : DESC_BY_DEFAULT.has(sortKey) ? 'desc' : 'asc';
+  const order: 'asc' | 'desc' =
+    rawOrder === 'asc' || rawOrder === 'desc' ? rawOrder : DESC_BY_DEFAULT.has(sortKey) ? 'desc' : 'asc';
   const status = one(q, 'status') || undefined;
   if (status !== undefined && !JOB_STATUSES.includes(status as JobStatus))
-    throw twError(Errors.badRequest, `status=${JSON.stringify(status)} is not one of ${JOB_STATUSES.join(', ')}`);
+    throw twError(
+      Errors.badRequest,
+      `status=${JSON.stringify(status)} is not one of ${JOB_STATUSES.join(', ')}`,
+    );
   const cursor = one(q, 'cursor');
   if (cursor && offset) throw twError(Errors.badRequest, 'give offset or cursor, not both');
   const text = (name: string) => {
@@ -165,9 +188,21 @@ function optional<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V
 
 /** Whether a request asked for paging (so `/fleet` answers a page instead of its legacy full list). */
 export function wantsPaging(q: Query): boolean {
-  return ['limit', 'offset', 'cursor', 'sort', 'order', 'project', 'owner', 'tag', 'ids', 'exclude', 'ranked', 'search', 'status'].some(
-    (k) => q[k] !== undefined,
-  );
+  return [
+    'limit',
+    'offset',
+    'cursor',
+    'sort',
+    'order',
+    'project',
+    'owner',
+    'tag',
+    'ids',
+    'exclude',
+    'ranked',
+    'search',
+    'status',
+  ].some((k) => q[k] !== undefined);
 }
 
 /**

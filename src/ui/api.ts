@@ -126,6 +126,47 @@ export function fetchFleet(
   return get(`/api/tw/v1/fleet${qs({ tenant })}`, signal);
 }
 
+/** A page of the fleet (GET /api/tw/v1/fleet with paging): the server sorts, filters and counts. */
+export interface FleetPageQuery {
+  tenant?: string;
+  limit: number;
+  offset?: number;
+  sort?: string;
+  order?: 'asc' | 'desc';
+  status?: string;
+  search?: string;
+  project?: string;
+  owner?: string;
+  tag?: string;
+  /** `tenant/job_id` keys. */
+  ids?: readonly string[];
+  ranked?: readonly string[];
+}
+
+export interface FleetPage {
+  tenants: string[];
+  jobs: FleetJob[];
+  total: number;
+  facets: {
+    status: Partial<Record<string, number>>;
+    owners: string[];
+    projects: string[];
+    tags: string[];
+  };
+  gpus: { gpus: number; busyGpus: number; idleGpus: number; meanUtilization: number | null };
+}
+
+export function fetchFleetPage(q: FleetPageQuery, signal?: AbortSignal): Promise<FleetPage> {
+  return get(
+    `/api/tw/v1/fleet${qs({
+      ...q,
+      ids: q.ids ? q.ids.join(',') : undefined,
+      ranked: q.ranked?.length ? q.ranked.join(',') : undefined,
+    })}`,
+    signal,
+  );
+}
+
 export function fetchJob(
   jobId: string,
   signal?: AbortSignal,
@@ -168,12 +209,22 @@ export interface HeatmapQuery {
   idleBelow?: number;
   tenant?: string;
   labels?: Record<string, string>;
+  /** Only the series of jobs matching these (`job.status`, `job.search`, … of the fleet's filters). */
+  jobs?: { status?: string; search?: string; project?: string; owner?: string; tag?: string; ids?: string };
+  /** Rows of jobs grouped by project or owner when more than `maxRows` jobs have data. */
+  groupBy?: 'project' | 'owner';
+  maxRows?: number;
 }
 
 export function fetchHeatmap(q: HeatmapQuery, signal?: AbortSignal): Promise<HeatmapResponse> {
+  const jobs: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(q.jobs ?? {})) jobs[`job.${k}`] = v;
   return get(
     `/api/tw/v1/heatmap${qs({
       ...q.labels,
+      ...jobs,
+      group_by: q.groupBy,
+      max_rows: q.groupBy ? q.maxRows : undefined,
       metric: q.metric,
       start: Math.floor(q.start),
       end: Math.ceil(q.end),

@@ -182,8 +182,7 @@ export class PgJobRepository implements JobRowStore, JobPageStore {
 
   async facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets> {
     const st = jobFacetSql('postgres', tenant, nowMs, this.silentAfterMs);
-    const q = <T extends object>(sql: string) =>
-      this.db.query<T>(sql, st.params, signal).then((r) => r.rows);
+    const q = <T extends object>(sql: string) => this.db.query<T>(sql, st.params, signal).then((r) => r.rows);
     const [byStatus, owners, projects, tags, tenants] = await Promise.all([
       q<{ s: string; n: string }>(st.byStatus),
       q<{ v: string }>(st.owners),
