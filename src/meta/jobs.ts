@@ -293,7 +293,70 @@ export class JobStore implements JobRepository {
   }
 
   page(tenant: string | null, nowMs: number, query: JobPageQuery, signal?: AbortSignal): Promise<JobPage> {
+    if (query.sort === 'ranked' && !query.after) return this.rankedPage(tenant, nowMs, query, signal);
     return this.pageStore().page(tenant, nowMs, query, signal);
+  }
+
+  /**
+   * The ranked order without a sort over the fleet: the listed jobs (a few hundred at most) by rank, and the
+   * rest by activity on its index, excluding them — the same order `sort_value` defines, but a deep page
+   * costs an index walk instead of sorting 100,000 computed values. Descending: listed jobs first.
+   */
+  private async rankedPage(
+    tenant: string | null,
+    nowMs: number,
+    query: JobPageQuery,
+    signal?: AbortSignal,
+  ): Promise<JobPage> {
+    const store = this.pageStore();
+    const ranked = query.ranked ?? [];
+    const offset = query.offset ?? 0;
+    const listed =
+      ranked.length === 0
+        ? { jobs: [], total: 0, next: null }
+        : await store.page(
+            tenant,
+            nowMs,
+            {
+              ...query,
+              ids: query.ids ? query.ids.filter((k) => ranked.includes(k)) : ranked,
+              offset: 0,
+              limit: ranked.length,
+            },
+            signal,
+          );
+    const restQuery: JobPageQuery = {
+      ...query,
+      sort: 'last_sample',
+      ranked: undefined,
+      exclude: [...(query.exclude ?? []), ...ranked],
+    };
+    const listedFirst = query.order === 'desc';
+    const head = listedFirst ? listed.jobs : undefined;
+    const headCount = listedFirst ? listed.total : undefined;
+    if (head !== undefined && headCount !== undefined) {
+      const fromHead = head.slice(offset, offset + query.limit);
+      const restOffset = Math.max(0, offset - headCount);
+      const rest = await store.page(
+        tenant,
+        nowMs,
+        { ...restQuery, offset: restOffset, limit: Math.max(1, query.limit - fromHead.length) },
+        signal,
+      );
+      const jobs = [...fromHead, ...(fromHead.length < query.limit ? rest.jobs : [])];
+      return { jobs, total: headCount + rest.total, next: null };
+    }
+    // Ascending: unlisted jobs by activity, then the listed ones, lowest rank first.
+    const rest = await store.page(tenant, nowMs, { ...restQuery, offset }, signal);
+    const tail = listed.jobs; // in the query's order: lowest rank first
+    const fromTail =
+      rest.jobs.length < query.limit
+        ? tail.slice(
+            Math.max(0, offset - rest.total),
+            Math.max(0, offset - rest.total) + query.limit - rest.jobs.length,
+          )
+        : [];
+    return { jobs: [...rest.jobs, ...fromTail], total: rest.total + listed.total, next: null };
   }
 
   facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets> {

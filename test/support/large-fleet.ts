@@ -4,6 +4,7 @@
  * idle machine) before trainwatch starts, and GPU utilization of the most recent jobs is sent to the running
  * server over the native protocol, as agents send it, so the heatmap has more jobs with data than rows fit.
  */
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { insertJobsBulk, JobStore, MetaStore } from '../../src/meta/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
@@ -37,6 +38,7 @@ export function fleetJob(i: number, nowMs: number, tenant = 'default'): JobInfo 
 
 /** Writes `count` jobs into `<dataDir>/meta.db` (created and migrated as trainwatch would). */
 export function seedFleet(dataDir: string, count: number, nowMs: number): number {
+  mkdirSync(dataDir, { recursive: true });
   const meta = new MetaStore(path.join(dataDir, 'meta.db'));
   try {
     new JobStore(meta, 60_000); // applies the jobs migrations
@@ -60,20 +62,20 @@ export async function sendFleetUtilization(
   minutes = 10,
 ): Promise<void> {
   const client = new NativeClient({ url, sourceId: `large-fleet-${nowMs}` });
-  const b = new SeriesBatchBuilder();
-  for (let i = 0; i < jobs; i++) {
-    const j = fleetJob(i, nowMs);
-    const s = b.addSeries({
-      __name__: 'gpu_utilization_ratio',
-      job_id: j.jobId,
-      node_id: `node-${i}`,
-      gpu: '0',
-    });
-    const level = 0.2 + 0.06 * (i % FLEET_PROJECTS);
-    // Up to the job's own newest sample, so the fleet's activity order stays the jobs' order.
-    const end = j.lastSampleMs ?? nowMs;
-    for (let t = end - minutes * 60_000; t <= end; t += 10_000) s.add(t, level);
+  const perSeries = Math.floor((minutes * 60_000) / 10_000) + 1;
+  // Twenty jobs per request, as twenty agents would send them.
+  for (let from = 0; from < jobs; from += 20) {
+    const to = Math.min(jobs, from + 20);
+    const b = new SeriesBatchBuilder((to - from) * perSeries);
+    for (let i = from; i < to; i++) {
+      const j = fleetJob(i, nowMs);
+      b.addSeries({ __name__: 'gpu_utilization_ratio', job_id: j.jobId, node_id: `node-${i}`, gpu: '0' });
+      const level = 0.2 + 0.06 * (i % FLEET_PROJECTS);
+      // Up to the job's own newest sample, so the fleet's activity order stays the jobs' order.
+      const end = j.lastSampleMs ?? nowMs;
+      for (let k = perSeries - 1; k >= 0; k--) b.add(end - k * 10_000, level);
+    }
+    const outcome = await client.send(b.build());
+    if (!outcome.ok) throw new Error(`the utilization samples were refused: ${JSON.stringify(outcome)}`);
   }
-  const outcome = await client.send(b.build());
-  if (!outcome.ok) throw new Error(`the utilization samples were refused: ${JSON.stringify(outcome)}`);
 }

@@ -195,7 +195,7 @@ export function FleetPage() {
     project: selection.project,
     owner: selection.owner,
     tag: selection.tag,
-    ids: filter.alerting ? alertingKeys.join(',') || 'none/none' : undefined,
+    ids: filter.alerting ? alertingKeys.join(',') : undefined,
   };
   const heatJobsKey = JSON.stringify(heatJobs);
   // biome-ignore lint/correctness/useExhaustiveDependencies: heatJobs is rebuilt each render; its JSON is the dependency
