@@ -452,10 +452,10 @@ interface HeatmapParams {
    * Row labels per selected series (undefined: leave the series out) and the labels rows are grouped by,
    * instead of the series' own `by` labels (heatmap-groups.ts: jobs filtered and grouped by project).
    */
-  readonly regroup?: (labels: readonly LabelSet[]) => {
+  readonly regroup?: (labels: readonly LabelSet[]) => Promise<{
     readonly by: readonly string[];
     readonly rows: readonly (LabelSet | undefined)[];
-  };
+  }>;
 }
 
 /**
@@ -507,7 +507,7 @@ export async function buildHeatmap(
   const rowLabels: Record<string, string>[] = [];
   const seriesRow = new Int32Array(selected.length);
   // Rows may be regrouped (a fleet's jobs by project) and series left out (jobs outside the page's filters).
-  const regrouped = p.regroup?.(selected.map((s) => s.labels));
+  const regrouped = await p.regroup?.(selected.map((s) => s.labels));
   const by = regrouped?.by ?? p.by;
   for (let i = 0; i < selected.length; i++) {
     const labels = regrouped ? regrouped.rows[i] : selected[i]!.labels;

@@ -11,6 +11,7 @@
  *   max_rows    how many job rows fit (1..10000; default 200 when group_by is given)
  */
 import type { JobGroupRow, JobRepository } from '../meta/index.js';
+import { MAX_JOB_KEYS } from '../meta/index.js';
 import { Errors, twError } from '../model/errors.js';
 import type { LabelSet } from '../model/labels.js';
 import { FacetCache, parseJobPageQuery } from './job-list.js';
@@ -62,10 +63,10 @@ function one(q: Query, name: string): string | undefined {
 }
 
 export interface JobRows {
-  readonly regroup: (labels: readonly LabelSet[]) => {
+  readonly regroup: (labels: readonly LabelSet[]) => Promise<{
     by: readonly string[];
     rows: (LabelSet | undefined)[];
-  };
+  }>;
   /** What the answer says about the rows: grouped by what, how many jobs, and the jobs of each row. */
   readonly describe: (rows: readonly { labels: Record<string, string> }[]) => {
     grouped: GroupBy | null;
@@ -109,15 +110,33 @@ export async function jobRows(
       `group_by needs rows by job_id (by=tenant,job_id), not by=${by.join(',')}`,
     );
   const { sort: _s, order: _o, limit: _l, ...filter } = parseJobPageQuery(filterParams);
-  const meta = new Map<string, JobGroupRow>();
-  for (const r of await cachedGroups(jobs, tenant, filter, signal)) meta.set(`${r.tenant}/${r.job_id}`, r);
+  /**
+   * The metadata of the jobs that have series in the range (the heatmap's candidates), matching the
+   * filters: looked up by key, so a 100,000-job fleet with a few hundred active jobs reads a few hundred
+   * rows. Beyond MAX_JOB_KEYS jobs with data, the filter's whole job list is read (cached briefly).
+   */
+  const metaOf = async (keys: readonly string[]): Promise<Map<string, JobGroupRow>> => {
+    const rows =
+      keys.length <= MAX_JOB_KEYS
+        ? await jobs.groups(
+            tenant,
+            Date.now(),
+            { ...filter, ids: filter.ids ? keys.filter((k) => filter.ids!.includes(k)) : keys },
+            signal,
+          )
+        : await cachedGroups(jobs, tenant, filter, signal);
+    const meta = new Map<string, JobGroupRow>();
+    for (const r of rows) meta.set(`${r.tenant}/${r.job_id}`, r);
+    return meta;
+  };
 
   let groupedBy: GroupBy | null = null;
   let jobCount = 0;
   const jobsPerGroup = new Map<string, number>();
   return {
-    regroup(labels) {
+    async regroup(labels) {
       const keys = labels.map((l) => `${l.tenant ?? tenant ?? ''}/${l.job_id ?? ''}`);
+      const meta = await metaOf([...new Set(keys)]);
       const kept = labels.map((l, i) => (filtered && !meta.has(keys[i]!) ? undefined : l));
       const seen = new Set<string>();
       kept.forEach((l, i) => {

@@ -29,11 +29,14 @@ export function useVirtualRows(count: number, estimatedRowHeight: number, oversc
     };
   }, [el]);
 
-  /** Called with a rendered row: adopts its height when it differs from the estimate. */
+  /**
+   * Called with a rendered row: adopts its height when it is taller than the estimate. Only ever taller:
+   * rows of different heights (a placeholder, a loaded row) would otherwise move the window back and forth.
+   */
   const measure = useCallback((row: HTMLElement | null) => {
     if (!row) return;
     const h = row.getBoundingClientRect().height;
-    if (h > 0) setRowHeight((old) => (Math.abs(old - h) > 0.5 ? h : old));
+    if (h > 0) setRowHeight((old) => (h > old + 0.5 ? h : old));
   }, []);
 
   const first = Math.max(0, Math.min(count, Math.floor(view.top / rowHeight) - overscan));

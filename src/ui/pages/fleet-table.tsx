@@ -21,7 +21,7 @@ const COLUMNS: { key: SortKey; label: string; num?: boolean }[] = [
 ];
 
 /** A row's height in px before one is measured (two lines of text and padding; styles.css fixes it). */
-export const FLEET_ROW_HEIGHT = 49;
+export const FLEET_ROW_HEIGHT = 54;
 
 export interface FleetTableProps {
   readonly total: number;
