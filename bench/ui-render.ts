@@ -567,18 +567,25 @@ async function fleetRender(jobs: number): Promise<void> {
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
       await page.goto(`${url}/`);
-      const when = (condition: string) =>
+      // Functions, not strings: the page's Content-Security-Policy refuses eval, which string predicates need.
+      type Doc = { querySelector(s: string): { dataset: Record<string, string> } | null };
+      const when = (ready: () => boolean) =>
         page
-          .waitForFunction(`(() => (${condition}) ? performance.now() : false)()`, undefined, {
-            polling: 'raf',
-            timeout: 60_000,
-          })
-          .then(async (h) => (await h.jsonValue()) as number);
+          .waitForFunction(ready, undefined, { polling: 'raf', timeout: 60_000 })
+          .then(() => page.evaluate(() => performance.now()));
       const [rowsMs, heatmapMs] = await Promise.all([
-        when(`document.querySelector('[data-testid="jobs-table"] tbody tr[data-job-id]') !== null`),
         when(
-          `(() => { const h = document.querySelector('[data-testid="fleet-heatmap"]'); return h !== null && Number(h.dataset.rows) > 0 && h.dataset.painted === '1'; })()`,
+          () =>
+            (globalThis as unknown as { document: Doc }).document.querySelector(
+              '[data-testid="jobs-table"] tbody tr[data-job-id]',
+            ) !== null,
         ),
+        when(() => {
+          const h = (globalThis as unknown as { document: Doc }).document.querySelector(
+            '[data-testid="fleet-heatmap"]',
+          );
+          return h !== null && Number(h.dataset.rows) > 0 && h.dataset.painted === '1';
+        }),
       ]);
       const m = (await page.evaluate(`(() => {
         const paint = performance.getEntriesByName('first-contentful-paint')[0];

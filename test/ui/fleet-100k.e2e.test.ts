@@ -164,7 +164,9 @@ describe.skipIf(!available)('the fleet page with 100,000 jobs', () => {
       '/api/tw/v1/jobs?sort=gpus&order=asc&limit=1',
     );
     expect(bottom.jobs[0]!.worldSize).toBe(8);
-    await expect.poll(() => loadedRows().first().getAttribute('data-job-id'), WAIT).toBe(bottom.jobs[0]!.jobId);
+    await expect
+      .poll(() => loadedRows().first().getAttribute('data-job-id'), WAIT)
+      .toBe(bottom.jobs[0]!.jobId);
 
     // fleet-0012340 … fleet-0012349.
     const matching = Array.from({ length: 10 }, (_, k) => 12_340 + k);
