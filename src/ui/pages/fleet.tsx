@@ -224,6 +224,7 @@ export function FleetPage() {
         const r = await fetchHeatmap(heatQuery(w.start, w.end), signal);
         const m = decodeMatrix(r);
         setWindow(w);
+        matrixRef.current = m;
         setMatrix(m);
         setGrouping({ by: r.grouped ?? null, jobs: r.jobs ?? m.rows.length, rowJobs: r.row_jobs ?? [] });
         setIdleGpuHours(m.rows.reduce((a, row) => a + (row.idleSeconds ?? 0), 0) / 3600);
@@ -246,6 +247,8 @@ export function FleetPage() {
       const w = resolveRange(range, Date.now());
       const lastCol = old.start + (old.cols - 1) * old.step;
       const tail = decodeMatrix(await fetchHeatmap(heatQuery(lastCol, w.end, old.step)));
+      // A full load (new filters: other rows) replaced the matrix meanwhile: this tail belongs to the old one.
+      if (matrixRef.current !== old) return;
       setMatrix(mergeMatrix(old, tail, w.start));
       setWindow(w);
     },
