@@ -19,11 +19,25 @@ export {
 } from './access.js';
 export { JobInfoCache, type JobInfoCacheOptions } from './job-cache.js';
 export {
+  insertJobsBulk,
+  JOB_SORT_KEYS,
+  type JobCursor,
+  type JobFacets,
+  type JobGroupRow,
+  type JobPage,
+  type JobPageQuery,
+  type JobSortKey,
+  MAX_JOB_KEYS,
+  MAX_JOB_PAGE,
+  MAX_RANKED_KEYS,
+} from './job-page.js';
+export {
   applyJobEvent,
   blankJobDelta,
   JOB_MIGRATIONS,
   type JobDelta,
   type JobListFilter,
+  type JobPageStore,
   type JobRepository,
   type JobRowStore,
   JobStore,

@@ -21,6 +21,19 @@
  * runs one suite against both stores so the two cannot drift apart.
  */
 import { FINAL_JOB_STATUSES, type JobEvent, type JobInfo, type JobStatus } from '../model/job.js';
+import {
+  facetsFrom,
+  JOB_PAGE_MIGRATIONS,
+  type JobFacets,
+  type JobGroupRow,
+  type JobPage,
+  type JobPageQuery,
+  type JobPageRow,
+  jobFacetSql,
+  jobGroupSql,
+  jobPageSql,
+  nextCursor,
+} from './job-page.js';
 import type { Db, MetaStore, Migration } from './meta-store.js';
 import {
   ConfigKeyCache,
@@ -65,6 +78,8 @@ export const JOB_MIGRATIONS: readonly Migration[] = [
     );
     CREATE INDEX jobs_by_last_sample ON jobs (tenant, last_sample_ms);`,
   },
+  // Paged fleet lists (issue 17): ./job-page.ts.
+  ...JOB_PAGE_MIGRATIONS,
 ];
 
 export interface JobListFilter {
@@ -95,6 +110,29 @@ export interface JobRepository {
     filter?: JobListFilter,
     signal?: AbortSignal,
   ): Promise<JobInfo[]>;
+  /** One page of the jobs matching `query`, sorted and counted in the store (./job-page.ts). */
+  page(tenant: string | null, nowMs: number, query: JobPageQuery, signal?: AbortSignal): Promise<JobPage>;
+  /** Status counts and filter choices over every job of the tenant (all tenants when null). */
+  facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets>;
+  /** Every job matching the filters (paging and sort ignored): identity, project and owner. */
+  groups(
+    tenant: string | null,
+    nowMs: number,
+    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+    signal?: AbortSignal,
+  ): Promise<JobGroupRow[]>;
+}
+
+/** A row store that serves pages and facets (the stores of readers; a processor worker's is write-only). */
+export interface JobPageStore {
+  page(tenant: string | null, nowMs: number, query: JobPageQuery, signal?: AbortSignal): Promise<JobPage>;
+  facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets>;
+  groups(
+    tenant: string | null,
+    nowMs: number,
+    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+    signal?: AbortSignal,
+  ): Promise<JobGroupRow[]>;
 }
 
 /**
@@ -306,6 +344,93 @@ export class JobStore implements JobRepository, RunRepository {
     return this.rows.runs(tenant, nowMs, query, signal);
   }
 
+  page(tenant: string | null, nowMs: number, query: JobPageQuery, signal?: AbortSignal): Promise<JobPage> {
+    if (query.sort === 'ranked' && !query.after) return this.rankedPage(tenant, nowMs, query, signal);
+    return this.pageStore().page(tenant, nowMs, query, signal);
+  }
+
+  /**
+   * The ranked order without a sort over the fleet: the listed jobs (a few hundred at most) by rank, and the
+   * rest by activity on its index, excluding them — the same order `sort_value` defines, but a deep page
+   * costs an index walk instead of sorting 100,000 computed values. Descending: listed jobs first.
+   */
+  private async rankedPage(
+    tenant: string | null,
+    nowMs: number,
+    query: JobPageQuery,
+    signal?: AbortSignal,
+  ): Promise<JobPage> {
+    const store = this.pageStore();
+    const ranked = query.ranked ?? [];
+    const offset = query.offset ?? 0;
+    const listed =
+      ranked.length === 0
+        ? { jobs: [], total: 0, next: null }
+        : await store.page(
+            tenant,
+            nowMs,
+            {
+              ...query,
+              ids: query.ids ? query.ids.filter((k) => ranked.includes(k)) : ranked,
+              offset: 0,
+              limit: ranked.length,
+            },
+            signal,
+          );
+    const restQuery: JobPageQuery = {
+      ...query,
+      sort: 'last_sample',
+      ranked: undefined,
+      exclude: [...(query.exclude ?? []), ...ranked],
+    };
+    const listedFirst = query.order === 'desc';
+    const head = listedFirst ? listed.jobs : undefined;
+    const headCount = listedFirst ? listed.total : undefined;
+    if (head !== undefined && headCount !== undefined) {
+      const fromHead = head.slice(offset, offset + query.limit);
+      const restOffset = Math.max(0, offset - headCount);
+      const rest = await store.page(
+        tenant,
+        nowMs,
+        { ...restQuery, offset: restOffset, limit: Math.max(1, query.limit - fromHead.length) },
+        signal,
+      );
+      const jobs = [...fromHead, ...(fromHead.length < query.limit ? rest.jobs : [])];
+      return { jobs, total: headCount + rest.total, next: null };
+    }
+    // Ascending: unlisted jobs by activity, then the listed ones, lowest rank first.
+    const rest = await store.page(tenant, nowMs, { ...restQuery, offset }, signal);
+    const tail = listed.jobs; // in the query's order: lowest rank first
+    const fromTail =
+      rest.jobs.length < query.limit
+        ? tail.slice(
+            Math.max(0, offset - rest.total),
+            Math.max(0, offset - rest.total) + query.limit - rest.jobs.length,
+          )
+        : [];
+    return { jobs: [...rest.jobs, ...fromTail], total: rest.total + listed.total, next: null };
+  }
+
+  facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets> {
+    return this.pageStore().facets(tenant, nowMs, signal);
+  }
+
+  groups(
+    tenant: string | null,
+    nowMs: number,
+    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+    signal?: AbortSignal,
+  ): Promise<JobGroupRow[]> {
+    return this.pageStore().groups(tenant, nowMs, filter, signal);
+  }
+
+  private pageStore(): JobPageStore {
+    const rows = this.rows as Partial<JobPageStore>;
+    if (!rows.page || !rows.facets || !rows.groups)
+      throw new Error('this job store does not serve pages (a write-only store)');
+    return rows as JobPageStore;
+  }
+
   private async flushPending(signal?: AbortSignal): Promise<void> {
     if (this.pending.size === 0) return;
     let batch = this.pending;
@@ -381,7 +506,7 @@ interface JobRow {
 }
 
 /** Jobs in the embedded metadata store. Synchronous underneath (a local file); async in shape. */
-export class SqliteJobRows implements JobRowStore {
+export class SqliteJobRows implements JobRowStore, JobPageStore {
   private readonly db: Db;
   private readonly selectOne;
   private readonly write;
@@ -495,6 +620,41 @@ export class SqliteJobRows implements JobRowStore {
       gpuHours: r.gpu_hours === null ? null : Number(r.gpu_hours),
     }));
     return { total, runs, configKeys };
+  }
+
+  async page(
+    tenant: string | null,
+    nowMs: number,
+    query: JobPageQuery,
+    signal?: AbortSignal,
+  ): Promise<JobPage> {
+    signal?.throwIfAborted();
+    const st = jobPageSql('sqlite', tenant, nowMs, this.silentAfterMs, query);
+    const rows = this.db.prepare(st.page.sql).all(...st.page.params) as (JobRow & JobPageRow)[];
+    const { n } = this.db.prepare(st.count.sql).get(...st.count.params) as { n: number };
+    return {
+      jobs: rows.map((r) => asInfo(fromRow({ ...r, status: r.live_status }))),
+      total: n,
+      next: nextCursor(rows, query.limit),
+    };
+  }
+
+  async facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets> {
+    signal?.throwIfAborted();
+    const st = jobFacetSql('sqlite', tenant, nowMs, this.silentAfterMs);
+    const all = <T>(sql: string) => this.db.prepare(sql).all(...st.params) as T[];
+    return facetsFrom(all(st.byStatus), all(st.owners), all(st.projects), all(st.tags), all(st.tenants));
+  }
+
+  async groups(
+    tenant: string | null,
+    nowMs: number,
+    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+    signal?: AbortSignal,
+  ): Promise<JobGroupRow[]> {
+    signal?.throwIfAborted();
+    const st = jobGroupSql('sqlite', tenant, nowMs, this.silentAfterMs, filter);
+    return this.db.prepare(st.sql).all(...st.params) as JobGroupRow[];
   }
 }
 

@@ -26,6 +26,7 @@ import {
   LabelMatcher,
   type LabelSet,
   METRIC_NAME_LABEL,
+  regexOfLiterals,
   WellKnownLabel,
 } from '../model/labels.js';
 import {
@@ -49,6 +50,9 @@ import {
   SpreadAccumulator,
 } from './dashboard-matrix.js';
 import { readTenant, requestSignal } from './dashboard-scope.js';
+import { fleetPage } from './fleet-page.js';
+import { JOB_ROW_OPTIONS, jobRows } from './heatmap-groups.js';
+import { wantsPaging } from './job-list.js';
 import { newestValue } from './job-summary.js';
 import { defaultLiveStreams, type LiveStreams, serveEventStream } from './live-streams.js';
 import { parseTime } from './rest.js';
@@ -210,6 +214,7 @@ const HEATMAP_OPTIONS = new Set([
   'hi',
   'idle_below',
   'tenant',
+  ...JOB_ROW_OPTIONS,
 ]);
 const SPREAD_OPTIONS = new Set(['metric', 'start', 'end', 'cols', 'step', 'tenant', 'stragglers']);
 const TICK_OPTIONS = new Set(['metric', 'tenant']);
@@ -236,6 +241,14 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const signal = requestSignal(reply);
     const q = req.query as Query;
     const tenant = readTenant(principal, single(q.tenant, 'tenant'));
+    // With any paging, sort or filter parameter: one page of the fleet (fleet-page.ts, issue 17).
+    if (wantsPaging(q))
+      return {
+        status: 'success',
+        data: await fleetPage(deps, tenant, q, IDLE_UTILIZATION, (page) =>
+          summarizeFleet(deps.storage, tenant, page, signal),
+        ),
+      };
     const now = Date.now();
     const jobs = await deps.jobs.list(tenant, now, { limit: 10_000 }, signal);
     return {
@@ -264,21 +277,22 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
       throw twError(Errors.badRequest, `hi (${hi}) must be greater than lo (${lo})`);
     const idleBelow = numParam(q, 'idle_below');
     const matchers = [new LabelMatcher('=', METRIC_NAME_LABEL, metric), ...labelMatchers(q, HEATMAP_OPTIONS)];
+    // Rows of a fleet: only the jobs the page's filters select, grouped when more than fit (issue 17).
+    const rows = await jobRows(deps.jobs, tenant, q, by, signal);
     const querier = deps.storage.querier(tenant, start, end);
-    return {
-      status: 'success',
-      data: await buildHeatmap((hints) => selectSeries(querier, matchers, hints, signal), {
-        start,
-        end,
-        by,
-        keep,
-        lo,
-        hi,
-        idleBelow,
-        metric,
-        q,
-      }),
-    };
+    const heatmap = await buildHeatmap((hints) => selectSeries(querier, matchers, hints, signal), {
+      start,
+      end,
+      by,
+      keep,
+      lo,
+      hi,
+      idleBelow,
+      metric,
+      q,
+      ...(rows ? { regroup: rows.regroup } : {}),
+    });
+    return { status: 'success', data: rows ? { ...heatmap, ...rows.describe(heatmap.rows) } : heatmap };
   });
 
   app.get('/api/tw/v1/spread', READ, async (req, reply) => {
@@ -419,6 +433,14 @@ interface HeatmapParams {
   readonly idleBelow: number | undefined;
   readonly metric: string;
   readonly q: Query;
+  /**
+   * Row labels per selected series (undefined: leave the series out) and the labels rows are grouped by,
+   * instead of the series' own `by` labels (heatmap-groups.ts: jobs filtered and grouped by project).
+   */
+  readonly regroup?: (labels: readonly LabelSet[]) => Promise<{
+    readonly by: readonly string[];
+    readonly rows: readonly (LabelSet | undefined)[];
+  }>;
 }
 
 /**
@@ -469,16 +491,23 @@ export async function buildHeatmap(
   const rowOf = new Map<string, number>();
   const rowLabels: Record<string, string>[] = [];
   const seriesRow = new Int32Array(selected.length);
+  // Rows may be regrouped (a fleet's jobs by project) and series left out (jobs outside the page's filters).
+  const regrouped = await p.regroup?.(selected.map((s) => s.labels));
+  const by = regrouped?.by ?? p.by;
   for (let i = 0; i < selected.length; i++) {
-    const labels = selected[i]!.labels;
+    const labels = regrouped ? regrouped.rows[i] : selected[i]!.labels;
+    if (labels === undefined) {
+      seriesRow[i] = -1;
+      continue;
+    }
     let key = '';
-    for (const l of p.by) key += `${labels[l] ?? ''}\u0000`;
+    for (const l of by) key += `${labels[l] ?? ''}\u0000`;
     let row = rowOf.get(key);
     if (row === undefined) {
       row = rowLabels.length;
       rowOf.set(key, row);
       const rl: Record<string, string> = {};
-      for (const l of p.by) rl[l] = labels[l] ?? '';
+      for (const l of by) rl[l] = labels[l] ?? '';
       for (const l of p.keep) if (labels[l] !== undefined) rl[l] = labels[l]!;
       rowLabels.push(rl);
     } else {
@@ -491,7 +520,7 @@ export async function buildHeatmap(
   // Rows in natural order of their labels (rank 2 before rank 10), then series re-pointed.
   const order = rowLabels.map((_, i) => i);
   order.sort((a, b) => {
-    for (const l of p.by) {
+    for (const l of by) {
       const c = naturalCompare(rowLabels[a]![l]!, rowLabels[b]![l]!);
       if (c !== 0) return c;
     }
@@ -508,6 +537,7 @@ export async function buildHeatmap(
   const windows = new RollupColumns(512);
   for (let i = 0; i < selected.length; i++) {
     const s = selected[i]!;
+    if (seriesRow[i]! < 0) continue;
     const row = position[seriesRow[i]!]!;
     if (s.resolutionMs !== undefined && s.readAggregates) {
       s.readAggregates(windows);
@@ -548,7 +578,7 @@ export async function buildHeatmap(
   });
   return {
     metric: p.metric,
-    by: p.by,
+    by,
     start: grid.start,
     step: grid.step,
     cols: grid.cols,
@@ -715,6 +745,9 @@ export function scoreStragglers(
   };
 }
 
+/** Up to this many jobs, summarizeFleet selects them by job_id (a literal set: the matcher's fast path). */
+const PAGE_JOB_MATCHER_MAX = 2000;
+
 export type { FleetJob } from '../model/api-types.js';
 
 /**
@@ -739,12 +772,24 @@ export async function summarizeFleet(
     maxT = Math.max(maxT, endOf(j));
   });
   const querier = storage.querier(tenant, minT, maxT);
+  // A page of a large fleet names its jobs, so the select reads their series only, not every job's in the
+  // page's time span (a page sorted by start time may span months).
+  const jobMatchers =
+    jobs.length <= PAGE_JOB_MATCHER_MAX
+      ? [
+          new LabelMatcher(
+            '=~',
+            WellKnownLabel.jobId,
+            regexOfLiterals([...new Set(jobs.map((j) => j.jobId))]),
+          ),
+        ]
+      : [];
   /** For each job, the newest value of each of its series of `metric`, with the series' labels. */
   const latest = async (metric: string): Promise<{ labels: LabelSet; v: number }[][]> => {
     const out: { labels: LabelSet; v: number }[][] = jobs.map(() => []);
     for (const s of await selectSeries(
       querier,
-      [new LabelMatcher('=', METRIC_NAME_LABEL, metric)],
+      [new LabelMatcher('=', METRIC_NAME_LABEL, metric), ...jobMatchers],
       undefined,
       signal,
     )) {

@@ -7,7 +7,6 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Authenticator, type Principal, requestPrincipal } from '../auth/index.js';
 import type { JobRepository } from '../meta/index.js';
 import { Errors, twError } from '../model/errors.js';
-import { JOB_STATUSES, type JobStatus } from '../model/job.js';
 import {
   isValidLabelName,
   isValidMetricName,
@@ -16,7 +15,8 @@ import {
   METRIC_NAME_LABEL,
 } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
-import { requestSignal } from './dashboard-scope.js';
+import { readTenant, requestSignal } from './dashboard-scope.js';
+import { encodeCursor, parseJobPageQuery } from './job-list.js';
 import { summarizeJob } from './job-summary.js';
 import { defaultLiveStreams, type LiveStreams, serveEventStream } from './live-streams.js';
 import { type ColumnarSeries, readSeries, selectSeries } from './series-read.js';
@@ -119,24 +119,26 @@ function single(raw: string | string[] | undefined, name: string): string | unde
 }
 
 export function registerRestApi(app: FastifyInstance, deps: RestDeps): void {
+  // One page of the tenant's jobs, filtered, sorted and counted in the metadata store; the storage is read
+  // for the summaries of that page only (job-list.ts lists the parameters).
   app.get('/api/tw/v1/jobs', READ, async (req, reply) => {
     const principal = principalOf(deps, req);
-    const q = req.query as Record<string, string | undefined>;
-    const status = q.status as JobStatus | undefined;
-    if (status !== undefined && !JOB_STATUSES.includes(status)) {
-      throw twError(
-        Errors.badRequest,
-        `status=${JSON.stringify(status)} is not one of ${JOB_STATUSES.join(', ')}`,
-      );
-    }
-    const limit = q.limit === undefined ? 1000 : Number(q.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
-      throw twError(Errors.badRequest, 'limit must be an integer from 1 to 10000');
-    const now = Date.now();
+    const q = req.query as Record<string, string | string[] | undefined>;
+    const tenant = readTenant(principal, single(q.tenant, 'tenant'));
+    const query = parseJobPageQuery(q);
     const signal = requestSignal(reply);
-    const listed = await deps.jobs.list(principal.tenant, now, { status, search: q.search, limit }, signal);
-    const jobs = await Promise.all(listed.map((j) => summarizeJob(deps.storage, j, signal)));
-    return { status: 'success', data: { jobs } };
+    const page = await deps.jobs.page(tenant, Date.now(), query, signal);
+    const jobs = await Promise.all(page.jobs.map((j) => summarizeJob(deps.storage, j, signal)));
+    return {
+      status: 'success',
+      data: {
+        jobs,
+        total: page.total,
+        limit: query.limit,
+        offset: query.after ? null : (query.offset ?? 0),
+        next_cursor: page.next ? encodeCursor(page.next, query.sort, query.order) : null,
+      },
+    };
   });
 
   app.get('/api/tw/v1/jobs/:jobId', READ, async (req, reply) => {

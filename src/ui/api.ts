@@ -131,6 +131,50 @@ export function fetchFleet(
   return get(`/api/tw/v1/fleet${qs({ tenant })}`, signal);
 }
 
+/** A page of the fleet (GET /api/tw/v1/fleet with paging): the server sorts, filters and counts. */
+export interface FleetPageQuery {
+  tenant?: string;
+  limit: number;
+  offset?: number;
+  sort?: string;
+  order?: 'asc' | 'desc';
+  status?: string;
+  search?: string;
+  project?: string;
+  owner?: string;
+  tag?: string;
+  /** `tenant/job_id` keys. */
+  ids?: readonly string[];
+  ranked?: readonly string[];
+}
+
+export interface FleetPage {
+  tenants: string[];
+  jobs: FleetJob[];
+  total: number;
+  facets: {
+    status: Partial<Record<string, number>>;
+    owners: string[];
+    projects: string[];
+    tags: string[];
+  };
+  gpus: { gpus: number; busyGpus: number; idleGpus: number; meanUtilization: number | null };
+}
+
+export function fetchFleetPage(q: FleetPageQuery, signal?: AbortSignal): Promise<FleetPage> {
+  const query = qs({
+    ...q,
+    ids: q.ids ? q.ids.join(',') : undefined,
+    ranked: q.ranked?.length ? q.ranked.join(',') : undefined,
+  });
+  return get(`/api/tw/v1/fleet${withEmpty(query, q.ids?.length === 0 ? 'ids' : undefined)}`, signal);
+}
+
+/** `qs` leaves empty values out; an empty job list (`ids=`) means "no job" and must be sent. */
+function withEmpty(query: string, name: string | undefined): string {
+  return name === undefined ? query : `${query}${query ? '&' : '?'}${name}=`;
+}
+
 export function fetchJob(
   jobId: string,
   signal?: AbortSignal,
@@ -212,21 +256,30 @@ export function fetchSeries(q: SeriesQuery, signal?: AbortSignal): Promise<{ ser
 }
 
 export function fetchHeatmap(q: HeatmapQuery, signal?: AbortSignal): Promise<HeatmapResponse> {
+  const jobs: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(q.jobs ?? {})) jobs[`job.${k}`] = v;
+  const emptyIds = q.jobs?.ids === '' ? 'job.ids' : undefined;
   return get(
-    `/api/tw/v1/heatmap${qs({
-      ...q.labels,
-      metric: q.metric,
-      start: Math.floor(q.start),
-      end: Math.ceil(q.end),
-      by: q.by.join(','),
-      keep: q.keep?.join(','),
-      cols: q.step ? undefined : q.cols,
-      step: q.step,
-      lo: q.lo,
-      hi: q.hi,
-      idle_below: q.idleBelow,
-      tenant: q.tenant,
-    })}`,
+    `/api/tw/v1/heatmap${withEmpty(
+      qs({
+        ...q.labels,
+        ...jobs,
+        group_by: q.groupBy,
+        max_rows: q.groupBy ? q.maxRows : undefined,
+        metric: q.metric,
+        start: Math.floor(q.start),
+        end: Math.ceil(q.end),
+        by: q.by.join(','),
+        keep: q.keep?.join(','),
+        cols: q.step ? undefined : q.cols,
+        step: q.step,
+        lo: q.lo,
+        hi: q.hi,
+        idle_below: q.idleBelow,
+        tenant: q.tenant,
+      }),
+      emptyIds,
+    )}`,
     signal,
   );
 }

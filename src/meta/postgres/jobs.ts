@@ -13,7 +13,19 @@
  * previous owner stored. Replaying a batch is harmless.
  */
 import type { JobInfo, JobStatus } from '../../model/job.js';
-import type { JobDelta, JobListFilter, JobRowStore } from '../jobs.js';
+import {
+  facetsFrom,
+  type JobFacets,
+  type JobGroupRow,
+  type JobPage,
+  type JobPageQuery,
+  type JobPageRow,
+  jobFacetSql,
+  jobGroupSql,
+  jobPageSql,
+  nextCursor,
+} from '../job-page.js';
+import type { JobDelta, JobListFilter, JobPageStore, JobRowStore } from '../jobs.js';
 import {
   ConfigKeyCache,
   configKeysSql,
@@ -80,7 +92,7 @@ const LIVE_JOBS = `SELECT tenant, job_id, name, project, owner, framework, world
     start_ms, end_ms, last_sample_ms
   FROM jobs`;
 
-export class PgJobRepository implements JobRowStore {
+export class PgJobRepository implements JobRowStore, JobPageStore {
   private readonly configKeyCache = new ConfigKeyCache();
 
   constructor(
@@ -219,5 +231,46 @@ export class PgJobRepository implements JobRowStore {
       gpuHours: r.gpu_hours === null ? null : Number(r.gpu_hours),
     }));
     return { total, runs, configKeys };
+  }
+
+  async page(
+    tenant: string | null,
+    nowMs: number,
+    query: JobPageQuery,
+    signal?: AbortSignal,
+  ): Promise<JobPage> {
+    const st = jobPageSql('postgres', tenant, nowMs, this.silentAfterMs, query);
+    const [rows, count] = await Promise.all([
+      this.db.query<JobRow & JobPageRow>(st.page.sql, st.page.params, signal),
+      this.db.query<{ n: string | number }>(st.count.sql, st.count.params, signal),
+    ]);
+    return {
+      jobs: rows.rows.map((r) => jobFromRow({ ...r, status: r.live_status })),
+      total: Number(count.rows[0]?.n ?? 0),
+      next: nextCursor(rows.rows, query.limit),
+    };
+  }
+
+  async facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets> {
+    const st = jobFacetSql('postgres', tenant, nowMs, this.silentAfterMs);
+    const q = <T extends object>(sql: string) => this.db.query<T>(sql, st.params, signal).then((r) => r.rows);
+    const [byStatus, owners, projects, tags, tenants] = await Promise.all([
+      q<{ s: string; n: string }>(st.byStatus),
+      q<{ v: string }>(st.owners),
+      q<{ v: string }>(st.projects),
+      q<{ v: string }>(st.tags),
+      q<{ v: string }>(st.tenants),
+    ]);
+    return facetsFrom(byStatus, owners, projects, tags, tenants);
+  }
+
+  async groups(
+    tenant: string | null,
+    nowMs: number,
+    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+    signal?: AbortSignal,
+  ): Promise<JobGroupRow[]> {
+    const st = jobGroupSql('postgres', tenant, nowMs, this.silentAfterMs, filter);
+    return (await this.db.query<JobGroupRow & Record<string, unknown>>(st.sql, st.params, signal)).rows;
   }
 }

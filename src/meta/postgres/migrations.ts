@@ -11,6 +11,7 @@
  */
 
 import { ACCESS_PG_MIGRATIONS } from '../access.js';
+import { JOB_PAGE_PG_MIGRATIONS } from '../job-page.js';
 import { METRIC_METADATA_PG_MIGRATIONS } from '../metric-metadata.js';
 import { RUN_SUMMARY_PG_MIGRATIONS } from '../runs.js';
 
@@ -47,6 +48,8 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   },
   // Per-job summaries for the runs table: one definition for both backends (../runs.ts).
   ...RUN_SUMMARY_PG_MIGRATIONS,
+  // Paged fleet lists (issue 17): the same indexes as SQLite's (../job-page.ts).
+  ...JOB_PAGE_PG_MIGRATIONS,
   {
     version: 200,
     description: 'auth: API tokens (hashed)',

@@ -18,6 +18,7 @@ export interface FleetFilter {
 
 export const SORT_KEYS = [
   'name',
+  'project',
   'status',
   'health',
   'owner',
@@ -83,12 +84,12 @@ function sortValue(
       return j.name || j.jobId;
     case 'status':
       return STATUS_ORDER[jobStatusOf(j, health)] ?? 9;
-    case 'health': {
-      const h = healthOf(health, j);
-      return h.worst * 1e6 + h.critical * 1e4 + h.warning * 100 + h.info + h.pending / 100;
-    }
+    case 'health':
+      return healthScore(healthOf(health, j));
     case 'owner':
       return j.owner;
+    case 'project':
+      return j.project;
     case 'gpus':
       return j.gpus || j.worldSize || 0;
     case 'util':
@@ -102,6 +103,35 @@ function sortValue(
     case 'age':
       return j.startMs === null ? null : (j.endMs ?? now) - j.startMs;
   }
+}
+
+/** Worse health scores higher: the worst severity, then the counts of each severity. */
+export function healthScore(h: JobHealth): number {
+  return h.worst * 1e6 + h.critical * 1e4 + h.warning * 100 + h.info + h.pending / 100;
+}
+
+/**
+ * The columns the server sorts a fleet by (meta/job-page.ts), for the table's sort keys; the live numbers
+ * (utilization, throughput, loss, step) are read from storage per page and cannot order 100,000 jobs.
+ * `health` orders by the alert-derived rank the page sends; `age` is the start time, reversed.
+ */
+export const SERVER_SORT: Partial<Record<SortKey, { sort: string; invert?: boolean }>> = {
+  health: { sort: 'ranked' },
+  name: { sort: 'name' },
+  status: { sort: 'status' },
+  owner: { sort: 'owner' },
+  gpus: { sort: 'gpus' },
+  age: { sort: 'start', invert: true },
+  project: { sort: 'project' },
+};
+
+/** Job keys by health, worst first: the `ranked` order of the health sort (healthy jobs are not listed). */
+export function healthRanking(health: ReadonlyMap<string, JobHealth>): string[] {
+  return [...health.entries()]
+    .map(([key, h]) => ({ key, score: healthScore(h) }))
+    .filter((x) => x.score > 0 || health.get(x.key)?.cause)
+    .sort((a, b) => b.score - a.score || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    .map((x) => x.key);
 }
 
 /** Sorted copy; missing values always last, whatever the direction; ties by name. */

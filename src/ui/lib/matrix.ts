@@ -28,6 +28,10 @@ export interface HeatmapResponse {
   readonly hi: number;
   readonly encoding: 'u8-base64';
   readonly values: string;
+  /** With job filters or grouping: what rows were grouped by (null: by job), the jobs with data, per row. */
+  readonly grouped?: 'project' | 'owner' | null;
+  readonly jobs?: number;
+  readonly row_jobs?: number[] | null;
 }
 
 export interface Matrix {

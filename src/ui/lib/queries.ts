@@ -25,6 +25,18 @@ export interface HeatmapQuery {
   readonly idleBelow?: number;
   readonly tenant?: string;
   readonly labels?: Readonly<Record<string, string>>;
+  /** Only the series of jobs matching these (`job.status`, `job.search`, … of the fleet's filters). */
+  readonly jobs?: {
+    readonly status?: string;
+    readonly search?: string;
+    readonly project?: string;
+    readonly owner?: string;
+    readonly tag?: string;
+    readonly ids?: string;
+  };
+  /** Rows of jobs grouped by project or owner when more than `maxRows` jobs have data. */
+  readonly groupBy?: 'project' | 'owner';
+  readonly maxRows?: number;
 }
 
 export interface SpreadQuery {

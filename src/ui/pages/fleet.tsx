@@ -1,64 +1,52 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import { type ApiError, type FleetJob, fetchAlertHistory, fetchFleet, fetchHeatmap, promQuery } from '../api';
+import { type ApiError, type FleetJob, fetchAlertHistory, fetchHeatmap, promQuery } from '../api';
 import { HealthLegend, Heatmap, ScaleLegend } from '../components/heatmap';
 import { RangePicker } from '../components/range-picker';
-import {
-  Empty,
-  ErrorBox,
-  HealthBadges,
-  LiveIndicator,
-  StatusBadge,
-  Tile,
-  UtilBar,
-} from '../components/widgets';
-import { fmtAge, fmtInt, fmtNumber, fmtPercent } from '../format';
+import { Empty, ErrorBox, LiveIndicator, Tile } from '../components/widgets';
+import { fmtInt, fmtNumber, fmtPercent } from '../format';
+import { type FleetSelection, useAlertJobs, useFleetRows } from '../hooks/use-fleet';
 import { useNow, usePoll, useTicks } from '../hooks/use-live';
+import { useVirtualRows } from '../hooks/use-virtual-rows';
 import { healthByJob, healthMatrix } from '../lib/alerts';
 import { divergenceSteps, healthWithCauses, jobStatusOf, stepQueryOf } from '../lib/causes';
 import {
-  distinct,
+  alertingGpusOf,
   type FleetFilter,
-  filterJobs,
-  fleetTotals,
+  healthOf,
+  healthRanking,
   jobKey,
+  SERVER_SORT,
   SORT_KEYS,
   type SortKey,
-  sortJobs,
 } from '../lib/fleet';
 import { decodeMatrix, type HeatmapRowInfo, type Matrix, mergeMatrix, NO_DATA } from '../lib/matrix';
 import { nodeHref } from '../lib/node';
 import { isLive, parseRange, type RangeSpec, rangeParams, resolveRange } from '../lib/time-range';
 import type { Alert, JobStatus } from '../lib/types';
-import { navigate, onLinkClick, useSearchParams } from '../router';
+import { navigate, useSearchParams } from '../router';
+import { FLEET_ROW_HEIGHT, FleetTable } from './fleet-table';
 
 const FLEET_REFRESH_MS = 3000;
 const ALERTS_REFRESH_MS = 5000;
 /** A full heatmap refetch now and then re-decimates and refreshes idle GPU-hours; ticks fetch only tails. */
 const HEATMAP_FULL_REFRESH_MS = 60_000;
-const TABLE_PAGE = 200;
+/** Job rows of the heatmap that fit its height; beyond, rows are projects (or owners) with drill-down. */
+const HEATMAP_MAX_HEIGHT = 360;
+const HEATMAP_MAX_ROWS = Math.floor(HEATMAP_MAX_HEIGHT / 6);
+/** The server ranks at most this many jobs for the health order (meta/job-page.ts). */
+const MAX_RANKED = 500;
 const IDLE_BELOW = 0.05;
 const STATUSES: JobStatus[] = ['running', 'stalled', 'queued', 'unknown', 'completed', 'failed'];
-
-const COLUMNS: { key: SortKey; label: string; num?: boolean }[] = [
-  { key: 'name', label: 'Job' },
-  { key: 'status', label: 'Status' },
-  { key: 'health', label: 'Health' },
-  { key: 'owner', label: 'Owner' },
-  { key: 'gpus', label: 'GPUs', num: true },
-  { key: 'util', label: 'GPU util' },
-  { key: 'throughput', label: 'Throughput', num: true },
-  { key: 'loss', label: 'Loss', num: true },
-  { key: 'step', label: 'Step', num: true },
-  { key: 'age', label: 'Age', num: true },
-];
 
 function heatmapCols(): number {
   return Math.max(120, Math.min(720, Math.floor(window.innerWidth - 260)));
 }
 
 /**
- * The fleet at a glance: totals, every job with its status, health and live numbers, and heatmaps of
- * jobs × time (utilization or health) and nodes × time. Everything is filterable, sortable and in the URL.
+ * The fleet at a glance, for fleets of 100,000 jobs: totals over the whole fleet, a virtualized table whose
+ * rows the server filters, sorts and pages, and a heatmap of jobs × time (utilization or health) or
+ * nodes × time that groups jobs by project when more have data than rows fit (a click on a group drills
+ * into it). Filters, sort and drill-down live in the URL.
  */
 export function FleetPage() {
   const [params, setParams] = useSearchParams();
@@ -66,29 +54,35 @@ export function FleetPage() {
   const range: RangeSpec = parseRange(params, { kind: 'relative', key: '1h', ms: 3_600_000 });
   const paused = params.get('paused') === '1';
   const allTenants = params.get('scope') === 'all';
-  const filter: FleetFilter = {
+  const filter: FleetFilter & { project: string } = {
     q: params.get('q') ?? '',
     status: (params.get('status') ?? '') as JobStatus | '',
     tenant: params.get('tenant') ?? '',
     owner: params.get('owner') ?? '',
+    project: params.get('project') ?? '',
     tag: params.get('tag') ?? '',
     alerting: params.get('alerting') === '1',
   };
-  const sortKey = (SORT_KEYS as readonly string[]).includes(params.get('sort') ?? '')
-    ? (params.get('sort') as SortKey)
-    : 'health';
+  const sortParam = params.get('sort') ?? '';
+  const sortKey: SortKey =
+    (SORT_KEYS as readonly string[]).includes(sortParam) && SERVER_SORT[sortParam as SortKey]
+      ? (sortParam as SortKey)
+      : 'health';
   const sortDir = params.get('dir') === 'asc' ? 'asc' : 'desc';
   const heatView = params.get('heat') === 'nodes' ? 'nodes' : 'jobs';
-  const colorBy = params.get('color') === 'health' && heatView === 'jobs' ? 'health' : 'util';
+  const requestedColor = params.get('color') === 'health' && heatView === 'jobs' ? 'health' : 'util';
+  /** The tenant the server reads: the caller's, one named (admins), or all. */
+  const tenantParam = filter.tenant || (allTenants ? '*' : undefined);
 
-  const [jobs, setJobs] = useState<FleetJob[] | null>(null);
-  const [tenants, setTenants] = useState<string[]>([]);
-  const [fleetError, setFleetError] = useState<unknown>(null);
   const [alerts, setAlerts] = useState<Alert[]>([]);
   const [alertsError, setAlertsError] = useState<ApiError | null>(null);
   const [matrix, setMatrix] = useState<Matrix | null>(null);
+  const [grouping, setGrouping] = useState<{
+    by: 'project' | 'owner' | null;
+    jobs: number;
+    rowJobs: number[];
+  }>({ by: null, jobs: 0, rowJobs: [] });
   const [heatError, setHeatError] = useState<unknown>(null);
-  const [showAll, setShowAll] = useState(false);
   /** Idle GPU-hours over the range, from the last full heatmap load (tails cover only their own columns). */
   const [idleGpuHours, setIdleGpuHours] = useState<number | null>(null);
   const matrixRef = useRef<Matrix | null>(null);
@@ -98,21 +92,6 @@ export function FleetPage() {
   const [window_, setWindow] = useState(() => resolveRange(range, Date.now()));
   const rangeKey = JSON.stringify(range);
   const live = isLive(range) && !paused;
-
-  usePoll(
-    async (signal) => {
-      try {
-        const d = await fetchFleet(allTenants ? '*' : undefined, signal);
-        setJobs(d.jobs);
-        setTenants(d.tenants);
-        setFleetError(null);
-      } catch (err) {
-        if (!signal.aborted) setFleetError(err);
-      }
-    },
-    paused ? 0 : FLEET_REFRESH_MS,
-    [allTenants, paused],
-  );
 
   usePoll(
     async (signal) => {
@@ -127,49 +106,136 @@ export function FleetPage() {
     [rangeKey, paused],
   );
 
+  // Health comes from alerts, which name a few jobs of the fleet: those jobs are fetched by key wherever
+  // they sit in the table, for their GPUs, their causes of failure and the health order.
+  const activeHealth = useMemo(() => healthByJob(alerts, 'default'), [alerts]);
+  const alertKeys = useMemo(
+    () =>
+      alerts.filter((a) => a.labels.job_id).map((a) => `${a.labels.tenant ?? 'default'}/${a.labels.job_id}`),
+    [alerts],
+  );
+  const alertJobs = useAlertJobs(alertKeys, allTenants ? '*' : undefined, paused ? 0 : ALERTS_REFRESH_MS);
+  const defaultTenant = alertJobs[0]?.tenant ?? 'default';
+  const [nanSteps, setNanSteps] = useState<ReadonlyMap<string, number | null>>(new Map());
+  // Health counts unsilenced active alerts; a failed job's health is its cause (causes.ts), with the step at
+  // which a diverged job's loss went NaN, read once per job.
+  const alertHealth = useMemo(
+    () => healthWithCauses(healthByJob(alerts, defaultTenant), alertJobs, alerts, defaultTenant, nanSteps),
+    [alerts, defaultTenant, alertJobs, nanSteps],
+  );
+  useEffect(() => {
+    const abort = new AbortController();
+    void divergenceSteps(alertHealth, alertJobs, nanSteps, (j, t) => stepAt(j, t, abort.signal)).then((m) => {
+      if (!abort.signal.aborted && m.size !== nanSteps.size) setNanSteps(m);
+    });
+    return () => abort.abort();
+  }, [alertHealth, alertJobs, nanSteps]);
+
+  const ranking = useMemo(() => healthRanking(alertHealth).slice(0, MAX_RANKED), [alertHealth]);
+  const alertingKeys = useMemo(
+    () => [...activeHealth.entries()].filter(([, h]) => h.alerts.length > 0).map(([k]) => k),
+    [activeHealth],
+  );
+  const serverSort = SERVER_SORT[sortKey]!;
+  const selection: FleetSelection = {
+    tenant: tenantParam,
+    search: filter.q.trim() || undefined,
+    status: filter.status || undefined,
+    owner: filter.owner || undefined,
+    project: filter.project || undefined,
+    tag: filter.tag || undefined,
+    ...(filter.alerting ? { ids: alertingKeys } : {}),
+    sort: serverSort.sort,
+    order: serverSort.invert ? (sortDir === 'asc' ? 'desc' : 'asc') : sortDir,
+    ...(serverSort.sort === 'ranked' ? { ranked: ranking } : {}),
+  };
+
+  const [total, setTotal] = useState(0);
+  const virtual = useVirtualRows(total, FLEET_ROW_HEIGHT);
+  const fleet = useFleetRows(selection, virtual.first, virtual.last, paused ? 0 : FLEET_REFRESH_MS);
+  useEffect(() => {
+    if (fleet.total !== null) setTotal(fleet.total);
+  }, [fleet.total]);
+  const selectionKey = JSON.stringify({ ...selection, ranked: undefined });
+  // biome-ignore lint/correctness/useExhaustiveDependencies: a new filter or sort starts at the top
+  useEffect(() => virtual.scrollTo(0), [selectionKey]);
+
+  const summary = fleet.summary;
+  const health = useMemo(
+    () =>
+      healthWithCauses(
+        healthByJob(alerts, defaultTenant),
+        [...alertJobs, ...fleet.loaded],
+        alerts,
+        defaultTenant,
+        nanSteps,
+      ),
+    [alerts, defaultTenant, alertJobs, fleet.loaded, nanSteps],
+  );
+  const totals = useMemo(() => {
+    let alertingGpus = 0;
+    for (const j of alertJobs) {
+      const status = jobStatusOf(j, health);
+      if (status !== 'running' && status !== 'stalled') continue;
+      const h = healthOf(health, j);
+      if (h.worst > 0) alertingGpus += alertingGpusOf(j, h);
+    }
+    return {
+      running: summary?.facets.status.running ?? 0,
+      busyGpus: summary?.gpus.busyGpus ?? 0,
+      idleGpus: summary?.gpus.idleGpus ?? 0,
+      meanUtilization: summary?.gpus.meanUtilization ?? null,
+      alertingGpus,
+    };
+  }, [summary, alertJobs, health]);
+
+  const filtered = Object.entries(filter).some(([, v]) => v !== '' && v !== false);
+  const heatJobs = {
+    status: selection.status,
+    search: selection.search,
+    project: selection.project,
+    owner: selection.owner,
+    tag: selection.tag,
+    ids: filter.alerting ? alertingKeys.join(',') : undefined,
+  };
+  const heatJobsKey = JSON.stringify(heatJobs);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: heatJobs is rebuilt each render; its JSON is the dependency
   const heatQuery = useCallback(
-    (start: number, end: number, step?: number) =>
-      heatView === 'jobs'
-        ? {
-            metric: 'gpu_utilization_ratio',
-            start,
-            end,
-            by: ['tenant', 'job_id'],
-            idleBelow: IDLE_BELOW,
-            step,
-            cols: heatmapCols(),
-            tenant: allTenants ? '*' : undefined,
-          }
-        : {
-            metric: 'gpu_utilization_ratio',
-            start,
-            end,
-            by: ['tenant', 'node_id'],
-            keep: ['job_id', 'cluster'],
-            idleBelow: IDLE_BELOW,
-            step,
-            cols: heatmapCols(),
-            tenant: allTenants ? '*' : undefined,
-          },
-    [heatView, allTenants],
+    (start: number, end: number, step?: number) => ({
+      metric: 'gpu_utilization_ratio',
+      start,
+      end,
+      idleBelow: IDLE_BELOW,
+      step,
+      cols: heatmapCols(),
+      tenant: tenantParam,
+      jobs: heatJobs,
+      ...(heatView === 'jobs'
+        ? { by: ['tenant', 'job_id'], groupBy: 'project' as const, maxRows: HEATMAP_MAX_ROWS }
+        : { by: ['tenant', 'node_id'], keep: ['job_id', 'cluster'] }),
+    }),
+    [heatView, tenantParam, heatJobsKey],
   );
 
-  // Full heatmap load: on range or view change, and every minute.
+  // Full heatmap load: on range, view or filter change, and every minute.
   usePoll(
     async (signal) => {
       const w = resolveRange(range, Date.now());
       try {
-        const m = decodeMatrix(await fetchHeatmap(heatQuery(w.start, w.end), signal));
+        const r = await fetchHeatmap(heatQuery(w.start, w.end), signal);
+        const m = decodeMatrix(r);
         setWindow(w);
+        matrixRef.current = m;
         setMatrix(m);
-        setIdleGpuHours(m.rows.reduce((a, r) => a + (r.idleSeconds ?? 0), 0) / 3600);
+        setGrouping({ by: r.grouped ?? null, jobs: r.jobs ?? m.rows.length, rowJobs: r.row_jobs ?? [] });
+        setIdleGpuHours(m.rows.reduce((a, row) => a + (row.idleSeconds ?? 0), 0) / 3600);
         setHeatError(null);
       } catch (err) {
         if (!signal.aborted) setHeatError(err);
       }
     },
     live ? HEATMAP_FULL_REFRESH_MS : 0,
-    [rangeKey, heatView, allTenants, live],
+    [rangeKey, heatQuery, live],
   );
 
   // Live: new utilization samples anywhere in the fleet → fetch only the newest columns.
@@ -182,56 +248,33 @@ export function FleetPage() {
       const w = resolveRange(range, Date.now());
       const lastCol = old.start + (old.cols - 1) * old.step;
       const tail = decodeMatrix(await fetchHeatmap(heatQuery(lastCol, w.end, old.step)));
+      // A full load (new filters: other rows) replaced the matrix meanwhile: this tail belongs to the old one.
+      if (matrixRef.current !== old) return;
       setMatrix(mergeMatrix(old, tail, w.start));
       setWindow(w);
     },
     1000,
   );
 
-  const defaultTenant = jobs?.[0]?.tenant ?? 'default';
-  // Health counts unsilenced active alerts; a failed job's health is its cause (causes.ts), with the step
-  // at which a diverged job's loss went NaN, read once per job.
-  const [nanSteps, setNanSteps] = useState<ReadonlyMap<string, number | null>>(new Map());
-  const health = useMemo(
-    () => healthWithCauses(healthByJob(alerts, defaultTenant), jobs ?? [], alerts, defaultTenant, nanSteps),
-    [alerts, defaultTenant, jobs, nanSteps],
+  const grouped = heatView === 'jobs' ? grouping.by : null;
+  const colorBy = grouped ? 'util' : requestedColor;
+  const names = useMemo(
+    () => new Map([...alertJobs, ...fleet.loaded].map((j) => [jobKey(j), j.name])),
+    [alertJobs, fleet.loaded],
   );
-  useEffect(() => {
-    const abort = new AbortController();
-    void divergenceSteps(health, jobs ?? [], nanSteps, (j, t) => stepAt(j, t, abort.signal)).then((m) => {
-      if (!abort.signal.aborted && m.size !== nanSteps.size) setNanSteps(m);
-    });
-    return () => abort.abort();
-  }, [health, jobs, nanSteps]);
-  // biome-ignore lint/correctness/useExhaustiveDependencies: filter is rebuilt from the URL each render; its JSON is the dependency
-  const shown = useMemo(
-    () => (jobs ? sortJobs(filterJobs(jobs, filter, health), sortKey, sortDir, health, now) : []),
-    [jobs, JSON.stringify(filter), health, sortKey, sortDir, now],
-  );
-  const totals = useMemo(() => fleetTotals(jobs ?? [], health), [jobs, health]);
-  const jobRowLabel = useMemo(() => {
-    const names = new Map((jobs ?? []).map((j) => [jobKey(j), j.name]));
-    return (r: HeatmapRowInfo) => {
+  const jobRowLabel = useCallback(
+    (r: HeatmapRowInfo) => {
+      if (grouped) {
+        const i = matrix?.rows.indexOf(r) ?? -1;
+        const n = i >= 0 ? grouping.rowJobs[i] : undefined;
+        return `${r.labels[grouped] || `(no ${grouped})`}${n !== undefined ? ` · ${n} jobs` : ''}`;
+      }
       const name = names.get(`${r.labels.tenant}/${r.labels.job_id}`);
       const id = r.labels.job_id ?? '?';
       return name && name !== id && !id.startsWith(name) ? `${name} · ${id}` : id;
-    };
-  }, [jobs]);
-
-  // Heatmap rows follow the table: its filter and its order.
-  const rowOrder = useMemo(() => {
-    if (!matrix) return [];
-    const position = new Map(shown.map((j, i) => [jobKey(j), i]));
-    const rows = matrix.rows
-      .map((r, i) => ({
-        i,
-        pos: position.get(`${r.labels.tenant}/${r.labels.job_id}`),
-        node: r.labels.node_id ?? '',
-      }))
-      .filter((r) => r.pos !== undefined);
-    rows.sort((a, b) => a.pos! - b.pos! || a.node.localeCompare(b.node, 'en', { numeric: true }));
-    return rows.map((r) => r.i);
-  }, [matrix, shown]);
+    },
+    [grouped, grouping.rowJobs, matrix, names],
+  );
 
   const healthCells = useMemo(() => {
     if (!matrix || colorBy !== 'health') return null;
@@ -243,10 +286,10 @@ export function FleetPage() {
   }, [matrix, alerts, colorBy, defaultTenant]);
 
   const setRange = (r: RangeSpec) => setParams(rangeParams(r));
-  const owners = useMemo(() => distinct((jobs ?? []).map((j) => j.owner)), [jobs]);
-  const tags = useMemo(() => distinct((jobs ?? []).flatMap((j) => j.tags)), [jobs]);
-  const rows = showAll ? shown : shown.slice(0, TABLE_PAGE);
-  const filtered = Object.entries(filter).some(([, v]) => v !== '' && v !== false);
+  const facets = summary?.facets;
+  const tenants = summary?.tenants ?? [];
+  const empty = fleet.total === 0 && !filtered;
+  const heatRows = matrix?.rows.length ?? 0;
 
   return (
     <section className="page" aria-labelledby="fleet-title">
@@ -279,7 +322,7 @@ export function FleetPage() {
       <div className="toolbar">
         <input
           type="search"
-          placeholder="Search jobs, projects, owners, tags…"
+          placeholder="Search jobs, projects, owners…"
           aria-label="Search jobs"
           value={filter.q}
           onChange={(e) => setParams({ q: e.target.value })}
@@ -299,12 +342,23 @@ export function FleetPage() {
           />
         )}
         <Select
+          label="Project"
+          value={filter.project}
+          options={withCurrent(facets?.projects, filter.project)}
+          onChange={(v) => setParams({ project: v })}
+        />
+        <Select
           label="Owner"
           value={filter.owner}
-          options={owners}
+          options={withCurrent(facets?.owners, filter.owner)}
           onChange={(v) => setParams({ owner: v })}
         />
-        <Select label="Tag" value={filter.tag} options={tags} onChange={(v) => setParams({ tag: v })} />
+        <Select
+          label="Tag"
+          value={filter.tag}
+          options={withCurrent(facets?.tags, filter.tag)}
+          onChange={(v) => setParams({ tag: v })}
+        />
         <label className="check">
           <input
             type="checkbox"
@@ -326,7 +380,15 @@ export function FleetPage() {
             type="button"
             className="btn btn-small"
             onClick={() =>
-              setParams({ q: null, status: null, tenant: null, owner: null, tag: null, alerting: null })
+              setParams({
+                q: null,
+                status: null,
+                tenant: null,
+                owner: null,
+                project: null,
+                tag: null,
+                alerting: null,
+              })
             }
           >
             Clear filters
@@ -340,7 +402,7 @@ export function FleetPage() {
         />
       </div>
 
-      {fleetError ? <ErrorBox error={fleetError} what="the fleet" /> : null}
+      {fleet.error ? <ErrorBox error={fleet.error} what="the fleet" /> : null}
       {alertsError && (
         <div className="note" data-testid="alerts-unavailable">
           Health is unknown:{' '}
@@ -348,8 +410,8 @@ export function FleetPage() {
           heatmaps still work.
         </div>
       )}
-      {jobs === null && !fleetError && <div className="empty">Loading the fleet…</div>}
-      {jobs !== null && jobs.length === 0 && (
+      {fleet.total === null && !fleet.error && <div className="empty">Loading the fleet…</div>}
+      {empty && (
         <Empty title="No jobs yet">
           <p>
             Send metrics with the Python SDK (<code>import trainwatch as tw; tw.init()</code>), the agent (
@@ -359,7 +421,7 @@ export function FleetPage() {
         </Empty>
       )}
 
-      {jobs !== null && jobs.length > 0 && (
+      {fleet.total !== null && !empty && (
         <>
           <div className="section-head">
             <h2>{heatView === 'jobs' ? 'Jobs' : 'Nodes'} over time</h2>
@@ -392,25 +454,33 @@ export function FleetPage() {
                   type="button"
                   aria-pressed={colorBy === 'health'}
                   onClick={() => setParams({ color: 'health' })}
-                  disabled={!!alertsError}
+                  disabled={!!alertsError || !!grouped}
+                  title={grouped ? `Health is shown per job: pick a ${grouped} to drill into` : undefined}
                 >
                   Health
                 </button>
               </fieldset>
             )}
           </div>
+          {grouped && (
+            <p className="muted small" data-testid="heatmap-grouped">
+              {fmtInt(grouping.jobs)} jobs have data in this range, more than fit: one row per {grouped}.
+              Click a row to see its jobs.
+            </p>
+          )}
           {heatError ? (
             <ErrorBox error={heatError} what="the heatmap" />
           ) : (
             <Heatmap
               title={
-                heatView === 'jobs'
-                  ? `${colorBy === 'health' ? 'Health' : 'Mean GPU utilization'} of ${rowOrder.length} jobs`
-                  : `Mean GPU utilization of ${rowOrder.length} nodes`
+                heatView === 'nodes'
+                  ? `Mean GPU utilization of ${heatRows} nodes`
+                  : grouped
+                    ? `Mean GPU utilization of ${fmtInt(grouping.jobs)} jobs in ${heatRows} ${grouped === 'project' ? 'projects' : 'owners'}`
+                    : `${colorBy === 'health' ? 'Health' : 'Mean GPU utilization'} of ${heatRows} jobs`
               }
               testId={heatView === 'jobs' ? 'fleet-heatmap' : 'nodes-heatmap'}
               matrix={matrix}
-              rowOrder={rowOrder}
               cells={healthCells}
               scale={colorBy === 'health' ? 'health' : 'utilization'}
               rowLabel={heatView === 'jobs' ? jobRowLabel : nodeRowLabel}
@@ -421,7 +491,13 @@ export function FleetPage() {
               rangeStart={window_.start}
               rangeEnd={window_.end}
               onSelect={(mr, t) => {
-                const { job_id: job, node_id: node } = matrix?.rows[mr]?.labels ?? {};
+                const row = matrix?.rows[mr];
+                if (grouped) {
+                  const value = row?.labels[grouped];
+                  if (value) setParams({ [grouped]: value }, true);
+                  return;
+                }
+                const { job_id: job, node_id: node } = row?.labels ?? {};
                 // A node row opens the node page at that moment; a job row the job page.
                 if (heatView === 'nodes' && node) navigate(nodeHref(node, { t: String(Math.round(t)) }));
                 else if (job) navigate(`/jobs/${encodeURIComponent(job)}?t=${Math.round(t)}`);
@@ -434,113 +510,47 @@ export function FleetPage() {
                 )
               }
               loading={matrix === null}
-              maxHeight={heatView === 'jobs' ? 360 : 480}
+              maxHeight={heatView === 'jobs' ? HEATMAP_MAX_HEIGHT : 480}
               emptyText={filtered ? 'No job matches the filters.' : 'No GPU utilization in this time range.'}
             />
           )}
 
           <h2>
             Jobs{' '}
-            <span className="muted small">
-              {shown.length === jobs.length ? jobs.length : `${shown.length} of ${jobs.length}`}
+            <span className="muted small" data-testid="jobs-count">
+              {filtered && facets
+                ? `${fmtInt(fleet.total)} of ${fmtInt(Object.values(facets.status).reduce<number>((a, n) => a + (n ?? 0), 0))}`
+                : fmtInt(fleet.total)}
             </span>
           </h2>
-          {shown.length === 0 ? (
+          {fleet.total === 0 ? (
             <Empty title="No job matches">
               <p>Change or clear the filters above.</p>
             </Empty>
           ) : (
-            <div className="table-scroll">
-              <table className="jobs" data-testid="jobs-table">
-                <thead>
-                  <tr>
-                    {COLUMNS.map((c) => (
-                      <th
-                        key={c.key}
-                        className={c.num ? 'num' : undefined}
-                        aria-sort={
-                          sortKey === c.key ? (sortDir === 'asc' ? 'ascending' : 'descending') : undefined
-                        }
-                      >
-                        <button
-                          type="button"
-                          className="sort"
-                          onClick={() =>
-                            setParams({
-                              sort: c.key,
-                              dir: sortKey === c.key && sortDir === 'desc' ? 'asc' : 'desc',
-                            })
-                          }
-                        >
-                          {c.label}
-                          <span aria-hidden="true">
-                            {sortKey === c.key ? (sortDir === 'asc' ? ' ▲' : ' ▼') : ''}
-                          </span>
-                        </button>
-                      </th>
-                    ))}
-                  </tr>
-                </thead>
-                <tbody>
-                  {rows.map((j) => {
-                    const h = health.get(jobKey(j));
-                    return (
-                      <tr key={jobKey(j)} data-job-id={j.jobId} data-alerts={h?.alerts.length ?? 0}>
-                        <td>
-                          <a
-                            href={`/jobs/${encodeURIComponent(j.jobId)}`}
-                            onClick={onLinkClick}
-                            className="job-link"
-                          >
-                            {j.name !== j.jobId ? j.name : j.jobId}
-                          </a>
-                          <div className="sub">
-                            {j.jobId}
-                            {tenants.length > 1 ? ` · ${j.tenant}` : ''}
-                            {j.project ? ` · ${j.project}` : ''}
-                          </div>
-                        </td>
-                        <td>
-                          <StatusBadge status={jobStatusOf(j, health)} cause={h?.cause} />
-                        </td>
-                        <td>
-                          <HealthBadges health={h} unknown={!!alertsError} />
-                        </td>
-                        <td>{j.owner || '—'}</td>
-                        <td className="num">
-                          {j.gpus || j.worldSize || '—'}
-                          {j.idleGpus > 0 && <div className="sub warn">{j.idleGpus} idle</div>}
-                        </td>
-                        <td>
-                          <UtilBar ratio={j.meanGpuUtilization} />
-                        </td>
-                        <td className="num">
-                          {/* A hung job's 0 is news: only a job that reports no throughput shows a dash. */}
-                          {j.tokensPerSecond !== null && (j.tokensPerSecond > 0 || !j.samplesPerSecond)
-                            ? `${fmtNumber(j.tokensPerSecond)} tok/s`
-                            : j.samplesPerSecond !== null
-                              ? `${fmtNumber(j.samplesPerSecond)} samples/s`
-                              : '—'}
-                        </td>
-                        <td className={`num ${j.loss === 'NaN' ? 'bad' : ''}`}>{fmtNumber(j.loss, 4)}</td>
-                        <td className="num">{fmtInt(j.step)}</td>
-                        <td className="num">{fmtAge(j.startMs, j.endMs ?? now)}</td>
-                      </tr>
-                    );
-                  })}
-                </tbody>
-              </table>
-              {shown.length > rows.length && (
-                <button type="button" className="btn" onClick={() => setShowAll(true)}>
-                  Show all {shown.length} jobs
-                </button>
-              )}
-            </div>
+            <FleetTable
+              total={fleet.total}
+              at={fleet.at}
+              health={health}
+              healthUnknown={!!alertsError}
+              showTenant={tenants.length > 1}
+              sortKey={sortKey}
+              sortDir={sortDir}
+              onSort={(key, dir) => setParams({ sort: key, dir })}
+              virtual={virtual}
+              now={now}
+            />
           )}
         </>
       )}
     </section>
   );
+}
+
+/** A filter's menu keeps the current value even when the facets (first 500 values) leave it out. */
+function withCurrent(options: readonly string[] | undefined, current: string): readonly string[] {
+  const list = options ?? [];
+  return current && !list.includes(current) ? [current, ...list] : list;
 }
 
 /** The training step of a job at time t (PromQL's five-minute lookback), or null. */

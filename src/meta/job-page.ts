@@ -1,0 +1,389 @@
+/**
+ * Pages of jobs for fleets of 100,000 jobs and more (issue 17): filtering, sorting and paging happen in SQL,
+ * with the count of matching jobs, so a reader never loads the fleet to show a page of it. One SQL builder
+ * serves SQLite and PostgreSQL (only placeholders and the case-insensitive LIKE differ), as `jobs.ts`'s list
+ * does.
+ *
+ * Paging is by offset or by keyset cursor. A cursor holds the sort value, tenant and job id of the last row
+ * of a page; the next page starts strictly after it in the total order `(sort value, tenant, job_id)`, so
+ * jobs that arrive meanwhile shift nothing and a deep page costs an index seek instead of an OFFSET walk.
+ * Every sort expression is non-NULL (COALESCE), since row-value comparison with NULL is never true.
+ */
+import { JOB_STATUSES, type JobInfo, type JobStatus } from '../model/job.js';
+import type { Db, Migration } from './meta-store.js';
+
+/** Columns a page may be sorted by. `ranked`: by position in `JobPageQuery.ranked` (health order, say). */
+export const JOB_SORT_KEYS = [
+  'last_sample',
+  'start',
+  'name',
+  'status',
+  'project',
+  'owner',
+  'gpus',
+  'job_id',
+  'ranked',
+] as const;
+export type JobSortKey = (typeof JOB_SORT_KEYS)[number];
+
+export const MAX_JOB_PAGE = 1000;
+/** Most job keys one request may list in `ids` or `exclude`. */
+export const MAX_JOB_KEYS = 5000;
+/** Most job keys in `ranked` (the rank is scaled by 10^13 into the sort value, which must stay below 2^53). */
+export const MAX_RANKED_KEYS = 500;
+
+/** Where the previous page ended: the last row's sort value and identity. */
+export interface JobCursor {
+  readonly value: string | number;
+  readonly tenant: string;
+  readonly jobId: string;
+}
+
+export interface JobPageQuery {
+  /** The status readers see (a silent `running` job is `unknown`). */
+  readonly status?: JobStatus;
+  /** Case-insensitive substring of job id, name, project or owner. */
+  readonly search?: string;
+  readonly project?: string;
+  readonly owner?: string;
+  /** Jobs carrying this tag. */
+  readonly tag?: string;
+  /** Only these jobs, as `tenant/job_id` keys (the page's "alerting only" view sends its alerting jobs). */
+  readonly ids?: readonly string[];
+  /** Not these jobs (`tenant/job_id`). */
+  readonly exclude?: readonly string[];
+  /** Job keys in priority order, first = highest; `sort: 'ranked'` orders by it, unlisted jobs lowest. */
+  readonly ranked?: readonly string[];
+  readonly sort: JobSortKey;
+  readonly order: 'asc' | 'desc';
+  readonly limit: number;
+  /** Rows to skip; ignored when `after` is given. */
+  readonly offset?: number;
+  readonly after?: JobCursor;
+}
+
+export interface JobPage {
+  readonly jobs: JobInfo[];
+  /** Jobs matching the filters, over every page. */
+  readonly total: number;
+  /** Where the next page starts; null on the last page. */
+  readonly next: JobCursor | null;
+}
+
+/** Counts and filter choices over every job of the selection (not only the page). */
+export interface JobFacets {
+  readonly byStatus: Partial<Record<JobStatus, number>>;
+  readonly owners: string[];
+  readonly projects: string[];
+  readonly tags: string[];
+  readonly tenants: string[];
+}
+
+/**
+ * Indexes for the sorts and filters above, one per sortable column under the tenant (every reader is
+ * scoped to one), ending in job_id so ties are ordered by the index too. The same text runs on PostgreSQL.
+ */
+const JOB_PAGE_INDEXES = `CREATE INDEX jobs_page_by_name ON jobs (tenant, name, job_id);
+    CREATE INDEX jobs_page_by_project ON jobs (tenant, project, job_id);
+    CREATE INDEX jobs_page_by_owner ON jobs (tenant, owner, job_id);
+    CREATE INDEX jobs_page_by_start ON jobs (tenant, (COALESCE(start_ms, 0)), job_id);
+    CREATE INDEX jobs_page_by_activity ON jobs (tenant, (COALESCE(last_sample_ms, start_ms, 0)), job_id);
+    CREATE INDEX jobs_page_by_gpus ON jobs (tenant, (COALESCE(world_size, 0)), job_id);
+    CREATE INDEX jobs_page_by_status ON jobs (tenant, status, last_sample_ms);`;
+
+export const JOB_PAGE_MIGRATIONS: readonly Migration[] = [
+  { version: 110, description: 'jobs: indexes for paged, sorted fleet lists', sql: JOB_PAGE_INDEXES },
+];
+export const JOB_PAGE_PG_MIGRATIONS = JOB_PAGE_MIGRATIONS;
+
+type Dialect = 'sqlite' | 'postgres';
+
+/** Builds one statement: values go to `params` in the order their placeholders appear. */
+class SqlParams {
+  readonly values: unknown[] = [];
+  constructor(private readonly dialect: Dialect) {}
+  add(v: unknown): string {
+    this.values.push(v);
+    return this.dialect === 'sqlite' ? '?' : `$${this.values.length}`;
+  }
+}
+
+/** The status readers see; `now` and `silentAfterMs` are integers checked by the caller. */
+function liveStatusSql(nowMs: number, silentAfterMs: number): string {
+  return `CASE WHEN status = 'running' AND last_sample_ms IS NOT NULL AND ${nowMs} - last_sample_ms > ${silentAfterMs}
+      THEN 'unknown' ELSE status END`;
+}
+
+function sortSql(key: JobSortKey, rankedSql: string): string {
+  switch (key) {
+    case 'last_sample':
+      return 'COALESCE(last_sample_ms, start_ms, 0)';
+    case 'start':
+      return 'COALESCE(start_ms, 0)';
+    case 'gpus':
+      return 'COALESCE(world_size, 0)';
+    case 'status':
+      return 'live_status';
+    case 'ranked':
+      // Listed jobs by position, then every other job by recent activity: one non-NULL number, so keyset
+      // cursors work as for any column (activity in ms stays below 10^13 until the year 2286).
+      return `${rankedSql} * 10000000000000 + COALESCE(last_sample_ms, start_ms, 0)`;
+    default:
+      return key;
+  }
+}
+
+/** The WHERE of a selection (tenant and filters), over the `live` subquery's columns. */
+function whereSql(
+  p: SqlParams,
+  dialect: Dialect,
+  tenant: string | null,
+  q: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+) {
+  const where: string[] = [];
+  if (tenant !== null) where.push(`tenant = ${p.add(tenant)}`);
+  if (q.status) where.push(`live_status = ${p.add(q.status)}`);
+  if (q.project !== undefined) where.push(`project = ${p.add(q.project)}`);
+  if (q.owner !== undefined) where.push(`owner = ${p.add(q.owner)}`);
+  if (q.search) {
+    const like = `%${q.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    const op = dialect === 'sqlite' ? 'LIKE' : 'ILIKE'; // SQLite's LIKE is case-insensitive for ASCII
+    where.push(
+      `(${['job_id', 'name', 'project', 'owner'].map((c) => `${c} ${op} ${p.add(like)} ESCAPE '\\'`).join(' OR ')})`,
+    );
+  }
+  if (q.tag !== undefined)
+    where.push(
+      dialect === 'sqlite'
+        ? `EXISTS (SELECT 1 FROM json_each(tags) WHERE json_each.value = ${p.add(q.tag)})`
+        : `tags @> jsonb_build_array(${p.add(q.tag)}::text)`,
+    );
+  // Keys split into (tenant, job_id) so the primary key finds each job instead of a scan of the fleet.
+  const keyIn = (keys: readonly string[]) => {
+    const pairs = keys.map(splitJobKey);
+    return dialect === 'sqlite'
+      ? `(tenant, job_id) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(${p.add(JSON.stringify(pairs))}))`
+      : `(tenant, job_id) IN (SELECT * FROM unnest(${p.add(pairs.map((x) => x[0]))}::text[], ${p.add(pairs.map((x) => x[1]))}::text[]))`;
+  };
+  if (q.ids) where.push(q.ids.length === 0 ? '1 = 0' : keyIn(q.ids));
+  if (q.exclude && q.exclude.length > 0) where.push(`NOT ${keyIn(q.exclude)}`);
+  return where;
+}
+
+/** `tenant/job_id` → [tenant, job_id]; the tenant (a name without '/') ends at the first slash. */
+export function splitJobKey(key: string): [string, string] {
+  const slash = key.indexOf('/');
+  return slash < 0 ? ['', key] : [key.slice(0, slash), key.slice(slash + 1)];
+}
+
+/** `SELECT … FROM jobs` with the live status and the ranked position as columns. */
+function liveSql(
+  p: SqlParams,
+  dialect: Dialect,
+  nowMs: number,
+  silentAfterMs: number,
+  ranked: readonly string[],
+) {
+  // Position in `ranked`, highest first: n for the first key, 1 for the last, 0 for jobs not listed. A join
+  // on the primary key, not a lookup per row: the list is short, the fleet long.
+  let rankedSql = '0';
+  let join = '';
+  if (ranked.length > 0) {
+    const pairs = ranked.map(splitJobKey);
+    if (dialect === 'sqlite') {
+      // A LEFT JOIN would rescan the list for every job here; the IN test is one probe of an ephemeral index
+      // per job, and the position is looked up only for the few listed jobs.
+      const list = p.add(JSON.stringify(pairs));
+      const again = p.add(JSON.stringify(pairs));
+      rankedSql = `CASE WHEN (jobs.tenant, jobs.job_id) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(${list}))
+        THEN (SELECT ${ranked.length} - MIN(key) FROM json_each(${again}) WHERE json_extract(value, '$[0]') = jobs.tenant
+          AND json_extract(value, '$[1]') = jobs.job_id) ELSE 0 END`;
+    } else {
+      rankedSql = 'COALESCE(rk.rank, 0)';
+      join = ` LEFT JOIN (SELECT t, j, ${ranked.length} + 1 - MIN(pos) AS rank
+          FROM unnest(${p.add(pairs.map((x) => x[0]))}::text[], ${p.add(pairs.map((x) => x[1]))}::text[]) WITH ORDINALITY AS u(t, j, pos)
+          GROUP BY t, j) rk ON rk.t = jobs.tenant AND rk.j = jobs.job_id`;
+    }
+  }
+  return `SELECT jobs.tenant, jobs.job_id, name, project, owner, framework, world_size, config, tags, metric_keys,
+      ${liveStatusSql(nowMs, silentAfterMs)} AS live_status, start_ms, end_ms, last_sample_ms,
+      ${rankedSql} AS ranked
+    FROM jobs${join}`;
+}
+
+function checkInt(name: string, v: number): number {
+  if (!Number.isSafeInteger(v)) throw new RangeError(`${name} must be an integer, got ${v}`);
+  return v;
+}
+
+export interface JobPageStatements {
+  readonly page: { sql: string; params: unknown[] };
+  readonly count: { sql: string; params: unknown[] };
+}
+
+/**
+ * The page and count statements of a query. The sort value is selected as `sort_value` so the caller can
+ * build the next cursor from the last row.
+ */
+export function jobPageSql(
+  dialect: Dialect,
+  tenant: string | null,
+  nowMs: number,
+  silentAfterMs: number,
+  q: JobPageQuery,
+): JobPageStatements {
+  checkInt('nowMs', nowMs);
+  checkInt('silentAfterMs', silentAfterMs);
+  const limit = checkInt('limit', q.limit);
+  const ranked = q.sort === 'ranked' ? (q.ranked ?? []) : [];
+  if (ranked.length > MAX_RANKED_KEYS) throw new RangeError(`ranked lists at most ${MAX_RANKED_KEYS} jobs`);
+  const dir = q.order === 'asc' ? 'ASC' : 'DESC';
+
+  const p = new SqlParams(dialect);
+  const live = liveSql(p, dialect, nowMs, silentAfterMs, ranked);
+  const where = whereSql(p, dialect, tenant, q);
+  const sortExpr = sortSql(q.sort, 'ranked');
+  // The filters go on the outer query so that `live_status` can be used; the planner pushes the others down.
+  const inner = `SELECT *, ${sortExpr} AS sort_value FROM (${live}) live${where.length ? ` WHERE ${where.join(' AND ')}` : ''}`;
+  let outerWhere = '';
+  if (q.after) {
+    const cmp = q.order === 'asc' ? '>' : '<';
+    outerWhere = ` WHERE (sort_value, tenant, job_id) ${cmp} (${p.add(q.after.value)}, ${p.add(q.after.tenant)}, ${p.add(q.after.jobId)})`;
+  }
+  let sql = `SELECT * FROM (${inner}) sorted${outerWhere}
+    ORDER BY sort_value ${dir}, tenant ${dir}, job_id ${dir} LIMIT ${limit}`;
+  if (!q.after && q.offset) sql += ` OFFSET ${checkInt('offset', q.offset)}`;
+
+  const c = new SqlParams(dialect);
+  const countLive = liveSql(c, dialect, nowMs, silentAfterMs, []);
+  const countWhere = whereSql(c, dialect, tenant, q);
+  const count = `SELECT COUNT(*) AS n FROM (${countLive}) live${countWhere.length ? ` WHERE ${countWhere.join(' AND ')}` : ''}`;
+  return { page: { sql, params: p.values }, count: { sql: count, params: c.values } };
+}
+
+/** A job's identity and grouping columns: what a heatmap needs to filter and group its rows. */
+export interface JobGroupRow {
+  readonly tenant: string;
+  readonly job_id: string;
+  readonly project: string;
+  readonly owner: string;
+}
+
+/** Most jobs one `groups` read returns. */
+export const MAX_GROUP_ROWS = 1_000_000;
+
+/** Every job matching the filters (no paging), with its project and owner only. */
+export function jobGroupSql(
+  dialect: Dialect,
+  tenant: string | null,
+  nowMs: number,
+  silentAfterMs: number,
+  q: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
+): { sql: string; params: unknown[] } {
+  checkInt('nowMs', nowMs);
+  checkInt('silentAfterMs', silentAfterMs);
+  const p = new SqlParams(dialect);
+  const live = liveSql(p, dialect, nowMs, silentAfterMs, []);
+  const where = whereSql(p, dialect, tenant, q);
+  return {
+    sql: `SELECT tenant, job_id, project, owner FROM (${live}) live${where.length ? ` WHERE ${where.join(' AND ')}` : ''} LIMIT ${MAX_GROUP_ROWS}`,
+    params: p.values,
+  };
+}
+
+/** Facet statements: status counts and distinct owners/projects over the selection's tenant. */
+export function jobFacetSql(dialect: Dialect, tenant: string | null, nowMs: number, silentAfterMs: number) {
+  checkInt('nowMs', nowMs);
+  checkInt('silentAfterMs', silentAfterMs);
+  const p = new SqlParams(dialect);
+  const scope = tenant === null ? '' : `WHERE tenant = ${p.add(tenant)}`;
+  const tags =
+    dialect === 'sqlite'
+      ? `SELECT DISTINCT t.value AS v FROM jobs, json_each(jobs.tags) t ${scope} ORDER BY v LIMIT ${MAX_FACET_VALUES}`
+      : `SELECT DISTINCT t.v FROM jobs, jsonb_array_elements_text(jobs.tags) AS t(v) ${scope} ORDER BY t.v LIMIT ${MAX_FACET_VALUES}`;
+  return {
+    params: p.values,
+    byStatus: `SELECT ${liveStatusSql(nowMs, silentAfterMs)} AS s, COUNT(*) AS n FROM jobs ${scope} GROUP BY 1`,
+    owners: `SELECT DISTINCT owner AS v FROM jobs ${scope} ORDER BY v LIMIT ${MAX_FACET_VALUES + 1}`,
+    projects: `SELECT DISTINCT project AS v FROM jobs ${scope} ORDER BY v LIMIT ${MAX_FACET_VALUES + 1}`,
+    tenants: `SELECT DISTINCT tenant AS v FROM jobs ${scope} ORDER BY v LIMIT ${MAX_FACET_VALUES}`,
+    tags,
+  };
+}
+
+/** Filter menus list at most this many values each (beyond it the search box is the way). */
+export const MAX_FACET_VALUES = 500;
+
+export function facetsFrom(
+  byStatus: readonly { s: string; n: number | string }[],
+  owners: readonly { v: string }[],
+  projects: readonly { v: string }[],
+  tags: readonly { v: string }[],
+  tenants: readonly { v: string }[],
+): JobFacets {
+  const counts: Partial<Record<JobStatus, number>> = {};
+  for (const r of byStatus)
+    if ((JOB_STATUSES as readonly string[]).includes(r.s)) counts[r.s as JobStatus] = Number(r.n);
+  const values = (rows: readonly { v: string }[]) =>
+    rows
+      .map((r) => r.v)
+      .filter((v) => v !== '')
+      .slice(0, MAX_FACET_VALUES);
+  return {
+    byStatus: counts,
+    owners: values(owners),
+    projects: values(projects),
+    tags: values(tags),
+    tenants: values(tenants),
+  };
+}
+
+/** A page row: the jobs row with its live status and sort value. */
+export interface JobPageRow {
+  tenant: string;
+  job_id: string;
+  live_status: string;
+  sort_value: string | number;
+}
+
+/** The cursor after the last row of a full page; null when the page is the last. */
+export function nextCursor(rows: readonly JobPageRow[], limit: number): JobCursor | null {
+  if (rows.length < limit) return null;
+  const last = rows[rows.length - 1]!;
+  const value = typeof last.sort_value === 'bigint' ? Number(last.sort_value) : last.sort_value;
+  return { value, tenant: last.tenant, jobId: last.job_id };
+}
+
+/**
+ * Writes whole jobs straight into the SQLite store in one transaction, replacing any with the same key: the
+ * fast path for importing a fleet's history and for tests and benchmarks of 100,000-job fleets (about a
+ * second per 100,000 rows). Live writers go through `JobStore`, whose merge rules this bypasses.
+ */
+export function insertJobsBulk(db: Db, jobs: Iterable<JobInfo>): number {
+  const insert = db.prepare(`INSERT OR REPLACE INTO jobs
+    (tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys, status, start_ms, end_ms, last_sample_ms)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+  let n = 0;
+  db.transaction(() => {
+    for (const j of jobs) {
+      insert.run(
+        j.tenant,
+        j.jobId,
+        j.name,
+        j.project,
+        j.owner,
+        j.framework,
+        j.worldSize,
+        JSON.stringify(j.config),
+        JSON.stringify(j.tags),
+        JSON.stringify(j.metricKeys),
+        j.status,
+        j.startMs,
+        j.endMs,
+        j.lastSampleMs,
+      );
+      n++;
+    }
+  })();
+  return n;
+}
