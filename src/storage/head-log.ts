@@ -686,11 +686,14 @@ const rangeReader = new XorReader();
  * after `after`; undefined otherwise.
  */
 function decodedRange(o: OpenChunk, after: number): [number, number] | undefined {
+  // Every sample takes at least one bit: a larger count is corrupt (and would size the decode buffers).
+  if (o.count > o.bits) return undefined;
   const r = rangeReader.reset(o.buf, o.count);
+  if (r.endBitPos > o.bits) return undefined;
   let prev = after;
   let first = Number.NaN;
   while (r.next()) {
-    if (!(r.t > prev) || !Number.isInteger(r.t) || r.bitPos > o.bits) return undefined;
+    if (!(r.t > prev) || !Number.isInteger(r.t)) return undefined;
     if (Number.isNaN(first)) first = r.t;
     prev = r.t;
   }

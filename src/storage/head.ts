@@ -16,9 +16,8 @@
  */
 import type { SeriesBatch } from '../model/batch.js';
 import { type LabelMatcher, type LabelSet, WellKnownLabel } from '../model/labels.js';
-import { clz64, ctz64, writeBits, writeMeaningful } from './codec/bits.js';
 import { MAX_TIMESTAMP } from './codec/chunk.js';
-import { XOR_MAX_SAMPLE_BITS, XorReader } from './codec/xor.js';
+import { appendXorSample, XOR_MAX_SAMPLE_BITS, XorEncoderColumns, XorReader } from './codec/xor.js';
 import { EMPTY_POSTINGS, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 import { ChunkSlab } from './slab.js';
 import type { SpillFile } from './spill.js';
@@ -129,7 +128,6 @@ const DEFAULT_MAX_CHUNK_SAMPLES = 120;
 const MAX_CHUNK_BYTES = 4096;
 /** Bytes one more sample may need (see XOR_MAX_SAMPLE_BITS). */
 const SAMPLE_HEADROOM = (XOR_MAX_SAMPLE_BITS >>> 3) + 2;
-const TWO32 = 4294967296;
 
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
@@ -221,12 +219,12 @@ export class Head implements PostingsIndex {
   private cCount = new Int32Array(0);
   private cMinT = new Float64Array(0);
   private cEnd = new Float64Array(0);
-  private lastT = new Float64Array(0);
-  private lastDelta = new Float64Array(0);
-  private lastHi = new Uint32Array(0);
-  private lastLo = new Uint32Array(0);
-  private lead = new Uint8Array(0);
-  private trail = new Uint8Array(0);
+  /**
+   * The Gorilla encoder state of each series' open chunk (previous timestamp and interval, previous value
+   * bits, XOR window). `enc.t` is also the series' newest in-order timestamp, which outlives the chunk: the
+   * out-of-order rules compare against it.
+   */
+  private enc = new XorEncoderColumns(0);
   private sealed: (HeadChunk[] | undefined)[] = [];
   private ooo: (OooBuffer | undefined)[] = [];
 
@@ -505,7 +503,7 @@ export class Head implements PostingsIndex {
     this.arenaLen += n * 2;
     this.hashes[ref] = hash;
     this.alive[ref] = 1;
-    this.lastT[ref] = Number.NEGATIVE_INFINITY;
+    this.enc.t[ref] = Number.NEGATIVE_INFINITY;
     this.cCount[ref] = 0;
     this.cBits[ref] = 0;
     this.persistedBits[ref] = 0;
@@ -549,12 +547,7 @@ export class Head implements PostingsIndex {
     this.cCount = g(this.cCount);
     this.cMinT = g(this.cMinT);
     this.cEnd = g(this.cEnd);
-    this.lastT = g(this.lastT);
-    this.lastDelta = g(this.lastDelta);
-    this.lastHi = g(this.lastHi);
-    this.lastLo = g(this.lastLo);
-    this.lead = g(this.lead);
-    this.trail = g(this.trail);
+    this.enc.grow(cap);
     this.persistedBits = g(this.persistedBits);
     this.persistedCount = g(this.persistedCount);
     this.dirty = g(this.dirty);
@@ -576,7 +569,7 @@ export class Head implements PostingsIndex {
       stats.invalid++;
       return;
     }
-    const last = this.lastT[ref]!;
+    const last = this.enc.t[ref]!;
     if (t > last) {
       this.appendInOrder(ref, t, v);
       stats.samples++;
@@ -587,7 +580,7 @@ export class Head implements PostingsIndex {
       return;
     }
     f64[0] = v;
-    if (t === last && u32[1] === this.lastHi[ref] && u32[0] === this.lastLo[ref] && !this.oooHas(ref, t)) {
+    if (t === last && u32[1] === this.enc.hi[ref] && u32[0] === this.enc.lo[ref] && !this.oooHas(ref, t)) {
       stats.duplicates++;
       return;
     }
@@ -609,27 +602,12 @@ export class Head implements PostingsIndex {
     }
     const slab = this.slab;
     let handle: number;
-    let buf: Uint8Array;
-    let base: number;
-    let pos: number;
-    f64[0] = v;
-    const hi = u32[1]!;
-    const lo = u32[0]!;
     if (count === 0) {
       handle = slab.alloc(SAMPLE_HEADROOM + 16);
       this.cSlot[ref] = handle;
-      buf = slab.page(handle);
-      base = slab.offset(handle) * 8;
       this.cMinT[ref] = t;
       const range = this.opts.chunkRangeMs;
       this.cEnd[ref] = (Math.floor(t / range) + 1) * range;
-      const thi = Math.floor(t / TWO32);
-      pos = writeBits(buf, base, thi >>> 0, 32);
-      pos = writeBits(buf, pos, (t - thi * TWO32) >>> 0, 32);
-      pos = writeBits(buf, pos, hi, 32);
-      pos = writeBits(buf, pos, lo, 32);
-      this.lastDelta[ref] = 0;
-      this.lead[ref] = 0xff;
     } else {
       handle = this.cSlot[ref]!;
       const used = (this.cBits[ref]! + 7) >>> 3;
@@ -637,57 +615,11 @@ export class Head implements PostingsIndex {
         handle = slab.grow(handle, used);
         this.cSlot[ref] = handle;
       }
-      buf = slab.page(handle);
-      base = slab.offset(handle) * 8;
-      pos = base + this.cBits[ref]!;
-      // Timestamp: delta of delta (the bucket layout of codec/xor.ts writeDod, inlined).
-      const delta = t - this.lastT[ref]!;
-      const dod = delta - this.lastDelta[ref]!;
-      this.lastDelta[ref] = delta;
-      if (dod === 0) pos++;
-      else if (dod >= -8192 && dod < 8192) {
-        pos = writeBits(buf, pos, 0b10, 2);
-        pos = writeBits(buf, pos, dod & 0x3fff, 14);
-      } else if (dod >= -65536 && dod < 65536) {
-        pos = writeBits(buf, pos, 0b110, 3);
-        pos = writeBits(buf, pos, dod & 0x1ffff, 17);
-      } else if (dod >= -524288 && dod < 524288) {
-        pos = writeBits(buf, pos, 0b1110, 4);
-        pos = writeBits(buf, pos, dod & 0xfffff, 20);
-      } else {
-        pos = writeBits(buf, pos, 0b1111, 4);
-        const dhi = Math.floor(dod / TWO32);
-        pos = writeBits(buf, pos, dhi >>> 0, 32);
-        pos = writeBits(buf, pos, (dod - dhi * TWO32) >>> 0, 32);
-      }
-      // Value: XOR with the previous bits.
-      const xhi = (hi ^ this.lastHi[ref]!) >>> 0;
-      const xlo = (lo ^ this.lastLo[ref]!) >>> 0;
-      if (xhi === 0 && xlo === 0) pos++;
-      else {
-        let l = clz64(xhi, xlo);
-        const tr = ctz64(xhi, xlo);
-        if (l > 31) l = 31;
-        const pl = this.lead[ref]!;
-        const pt = this.trail[ref]!;
-        if (pl !== 0xff && l >= pl && tr >= pt) {
-          pos = writeBits(buf, pos, 0b10, 2);
-          pos = writeMeaningful(buf, pos, xhi, xlo, pl, pt);
-        } else {
-          pos = writeBits(buf, pos, 0b11, 2);
-          pos = writeBits(buf, pos, l, 5);
-          pos = writeBits(buf, pos, (64 - l - tr) & 63, 6);
-          pos = writeMeaningful(buf, pos, xhi, xlo, l, tr);
-          this.lead[ref] = l;
-          this.trail[ref] = tr;
-        }
-      }
     }
+    const base = slab.offset(handle) * 8;
+    const pos = appendXorSample(slab.page(handle), base + this.cBits[ref]!, this.enc, ref, count === 0, t, v);
     this.cBits[ref] = pos - base;
     this.cCount[ref] = count + 1;
-    this.lastT[ref] = t;
-    this.lastHi[ref] = hi;
-    this.lastLo[ref] = lo;
     if (t > this.maxTime) this.maxTime = t;
     this.markDirty(ref);
   }
@@ -700,7 +632,7 @@ export class Head implements PostingsIndex {
     const from = this.slab.offset(handle);
     const chunk = memoryChunk(
       this.cMinT[ref]!,
-      this.lastT[ref]!,
+      this.enc.t[ref]!,
       count,
       this.slab.page(handle).slice(from, from + ((this.cBits[ref]! + 7) >>> 3)),
     );
@@ -839,7 +771,7 @@ export class Head implements PostingsIndex {
     }
     if (this.cCount[ref]! > 0) {
       min = Math.min(min, this.cMinT[ref]!);
-      max = Math.max(max, this.lastT[ref]!);
+      max = Math.max(max, this.enc.t[ref]!);
     }
     const b = this.ooo[ref];
     if (b && b.n > 0) {
@@ -859,7 +791,7 @@ export class Head implements PostingsIndex {
           ? // A copy: the slot is reused once the chunk is sealed.
             memoryChunk(
               this.cMinT[ref]!,
-              this.lastT[ref]!,
+              this.enc.t[ref]!,
               count,
               this.openBytes(ref, 0, (this.cBits[ref]! + 7) >>> 3).slice(),
             )
@@ -925,7 +857,7 @@ export class Head implements PostingsIndex {
     const out: CutSeries[] = [];
     for (let ref = 0; ref < this.nextRef; ref++) {
       if (this.alive[ref] !== 1) continue;
-      if (this.cCount[ref]! > 0 && this.lastT[ref]! < boundary && this.cEnd[ref]! <= boundary) this.seal(ref);
+      if (this.cCount[ref]! > 0 && this.enc.t[ref]! < boundary && this.cEnd[ref]! <= boundary) this.seal(ref);
       const chunks: HeadChunk[] = [];
       const list = this.sealed[ref];
       if (list) for (let k = 0; k < list.length && list[k]!.maxT < boundary; k++) chunks.push(list[k]!);
@@ -1030,12 +962,7 @@ export class Head implements PostingsIndex {
     this.cCount = moveCol(this.cCount);
     this.cMinT = moveCol(this.cMinT);
     this.cEnd = moveCol(this.cEnd);
-    this.lastT = moveCol(this.lastT);
-    this.lastDelta = moveCol(this.lastDelta);
-    this.lastHi = moveCol(this.lastHi);
-    this.lastLo = moveCol(this.lastLo);
-    this.lead = moveCol(this.lead);
-    this.trail = moveCol(this.trail);
+    this.enc.renumber(map, cap);
     this.persistedBits = moveCol(this.persistedBits);
     this.persistedCount = moveCol(this.persistedCount);
     this.dirty = moveCol(this.dirty);
@@ -1248,17 +1175,11 @@ export class Head implements PostingsIndex {
       this.cCount,
       this.cMinT,
       this.cEnd,
-      this.lastT,
-      this.lastDelta,
-      this.lastHi,
-      this.lastLo,
-      this.lead,
-      this.trail,
       this.persistedBits,
       this.persistedCount,
       this.dirty,
       this.idxSlots,
-    ].reduce((n, a) => n + a.byteLength, 0);
+    ].reduce((n, a) => n + a.byteLength, this.enc.byteLength);
     let sealedChunks = 0;
     let sealedInMemory = 0;
     let sealedLists = 0;
@@ -1354,7 +1275,7 @@ export class Head implements PostingsIndex {
       this.sealed[ref] = list;
     }
     list.push(chunk);
-    if (chunk.maxT > this.lastT[ref]!) this.lastT[ref] = chunk.maxT;
+    if (chunk.maxT > this.enc.t[ref]!) this.enc.t[ref] = chunk.maxT;
     if (chunk.maxT > this.maxTime) this.maxTime = chunk.maxT;
   }
 
@@ -1373,47 +1294,23 @@ export class Head implements PostingsIndex {
     this.cCount[ref] = count;
     this.persistedBits[ref] = bits;
     this.persistedCount[ref] = count;
-    const r = new XorReader().reset(page, count, off * 8);
-    let first = true;
-    let prevT = 0;
-    let lead = 0xff;
-    let trail = 0;
-    let prevHi = 0;
-    let prevLo = 0;
-    while (r.next()) {
-      f64[0] = r.v;
-      const hi = u32[1]!;
-      const lo = u32[0]!;
-      if (first) {
+    // The encoder state is what encoding these samples again leaves behind (the encoding is deterministic, so
+    // the scratch copy equals the bytes restored).
+    const newestBefore = this.enc.t[ref]!;
+    const r = this.probe.reset(page.subarray(off, off + len), count);
+    const scratch = new Uint8Array(len + SAMPLE_HEADROOM);
+    let pos = 0;
+    for (let i = 0; r.next(); i++) {
+      if (i === 0) {
         this.cMinT[ref] = r.t;
         const range = this.opts.chunkRangeMs;
         this.cEnd[ref] = (Math.floor(r.t / range) + 1) * range;
-        this.lastDelta[ref] = 0;
-        first = false;
-      } else {
-        this.lastDelta[ref] = r.t - prevT;
-        const xhi = (hi ^ prevHi) >>> 0;
-        const xlo = (lo ^ prevLo) >>> 0;
-        if (xhi !== 0 || xlo !== 0) {
-          let l = clz64(xhi, xlo);
-          const tr = ctz64(xhi, xlo);
-          if (l > 31) l = 31;
-          if (!(lead !== 0xff && l >= lead && tr >= trail)) {
-            lead = l;
-            trail = tr;
-          }
-        }
       }
-      prevT = r.t;
-      prevHi = hi;
-      prevLo = lo;
+      pos = appendXorSample(scratch, pos, this.enc, ref, i === 0, r.t, r.v);
     }
-    this.lead[ref] = lead;
-    this.trail[ref] = trail;
-    this.lastHi[ref] = prevHi;
-    this.lastLo[ref] = prevLo;
-    if (prevT > this.lastT[ref]!) this.lastT[ref] = prevT;
-    if (prevT > this.maxTime) this.maxTime = prevT;
+    const newest = this.enc.t[ref]!;
+    if (newestBefore > newest) this.enc.t[ref] = newestBefore;
+    if (newest > this.maxTime) this.maxTime = newest;
   }
 
   restoreOoo(ref: number, t: Float64Array, v: Float64Array): void {
