@@ -38,6 +38,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { SeriesBatch } from '../model/batch.js';
 import { Errors, type TrainwatchError, twError } from '../model/errors.js';
+import { syncDirSync } from '../model/fs.js';
 import {
   type LabelMatcher,
   type LabelSet,
@@ -56,7 +57,6 @@ import {
   HeadLog,
   headChanged,
   type RecoveredHead,
-  syncDir,
 } from './head-log.js';
 import { BlockIterator, EMPTY_ITERATOR, HeadIterator, MergeIterator } from './iterators.js';
 import { intersect, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
@@ -708,7 +708,7 @@ export class Tsdb implements Storage {
             ),
           ),
         );
-      if (this.opts.fsync) syncDir(this.blocksDir);
+      if (this.opts.fsync) syncDirSync(this.blocksDir);
       return written;
     } catch (err) {
       raw.abort();
@@ -923,7 +923,7 @@ export class Tsdb implements Storage {
           this.blocks.push(
             this.track(new BlockReader(finishPath(w, { tier, seq, rolledUp: true, level, sources }))),
           );
-        if (this.opts.fsync) syncDir(this.blocksDir);
+        if (this.opts.fsync) syncDirSync(this.blocksDir);
       } catch (err) {
         w.abort();
         throw err;
