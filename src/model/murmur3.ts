@@ -48,7 +48,11 @@ export function murmur3Rounds(b: Uint8Array, start: number, len: number, h: numb
   return h;
 }
 
-/** {@link murmur3Rounds} over a DataView (the same result: its words are the same little-endian reads). */
+/**
+ * {@link murmur3Rounds} over a DataView (the same result: its words are the same little-endian reads). Written
+ * out again rather than shared: one loop over both kinds of source would make the word read polymorphic in
+ * the collector's hottest loop (series keys are hashed per sample batch).
+ */
 export function murmur3RoundsView(v: DataView, start: number, len: number, h: number): number {
   let i = start;
   const whole = start + (len & ~3);

@@ -1,6 +1,9 @@
 /**
  * The head log: how the head survives a restart without a second write-ahead log on the hot path.
  *
+ * Size: one on-disk format, kept in one file on purpose: its record writer, its reader and the recovery that
+ * judges damaged records must change together (a split would put one format's layout in three places).
+ *
  * The bus is the WAL (docs/durability.md). At every checkpoint the storage appends ONE record to the head log
  * with what changed in the head since the previous checkpoint — new symbols and series, chunks sealed since,
  * the bytes appended to each open chunk since (Gorilla streams only grow at the end), changed out-of-order

@@ -21,6 +21,7 @@ import {
   RollupIterator,
   type Tier,
 } from './rollup.js';
+import { silentLogger } from './silent-logger.js';
 import type {
   AggregateArrays,
   AggregateIterator,
@@ -32,7 +33,6 @@ import type {
 } from './storage.js';
 import { seriesSet } from './storage.js';
 import { seriesSortKey } from './symbols.js';
-
 import { TsdbCompactor } from './tsdb-compact.js';
 import { defaultTsdbOptions, type LocalQuerier, type TsdbOptions } from './tsdb-lifecycle.js';
 
@@ -424,12 +424,3 @@ export class MemoryStorage extends Tsdb {
     });
   }
 }
-
-const noop = () => {};
-const silentLogger = {
-  info: noop,
-  warn: noop,
-  error: noop,
-  debug: noop,
-  child: () => silentLogger,
-} as unknown as Logger;

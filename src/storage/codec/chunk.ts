@@ -29,6 +29,9 @@
  * ```
  * Bit streams start on a byte boundary and are padded to one. Decoding writes into caller-provided typed
  * arrays in tight loops (no allocation or call per sample; values as raw bits, so NaN payloads stay exact).
+ *
+ * Size: one format, kept in one file on purpose: each codec's encoder beside its decoder, so that a layout
+ * change is made in one place (the format box above is their shared contract).
  */
 import { ByteReader, type ByteWriter } from '../../protocol/bytes.js';
 import type { SampleArrays } from '../storage.js';
