@@ -32,6 +32,7 @@ import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { Errors, twError } from '../model/errors.js';
+import { syncDir } from '../model/fs.js';
 import {
   type AppendResult,
   type Bus,
@@ -810,14 +811,5 @@ async function writevAll(handle: FileHandle, buffers: Uint8Array[], position: nu
       skip = 0;
     }
     pending = next;
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const h = await fsp.open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
   }
 }

@@ -6,7 +6,10 @@
  * the series registry looks the key up by hash and compares bytes on a hit (DESIGN.md, performance contract).
  */
 import { Errors, twError } from '../model/errors.js';
+import { fmix32, murmur3RoundsView as hashView } from '../model/murmur3.js';
 import { ProtoError } from './protobuf.js';
+
+export { fmix32, murmur3Rounds as hashRange } from '../model/murmur3.js';
 
 const textEncoder = new TextEncoder();
 const TENANT = textEncoder.encode('tenant');
@@ -243,16 +246,6 @@ export class SeriesKeyBuilder {
   }
 }
 
-/** murmur3's finalizer: every input bit affects every output bit (the low bits pick a hash table slot). */
-export function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h | 0;
-}
-
 export function varintSize(v: number): number {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
 }
@@ -293,63 +286,6 @@ function samePartView(
     if (arena.getInt32(base + k, true) !== src.getInt32(at + k, true)) return false;
   for (; k < len; k++) if (arena.getUint8(base + k) !== src.getUint8(at + k)) return false;
   return true;
-}
-
-/** {@link hashRange} over a DataView (the same result: its words are the same little-endian reads). */
-export function hashView(v: DataView, start: number, len: number, h: number): number {
-  let i = start;
-  const whole = start + (len & ~3);
-  for (; i < whole; i += 4) {
-    let k = v.getInt32(i, true);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  const tail = len & 3;
-  if (tail !== 0) {
-    let k = v.getUint8(i);
-    if (tail > 1) k ^= v.getUint8(i + 1) << 8;
-    if (tail > 2) k ^= v.getUint8(i + 2) << 16;
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  return h;
-}
-
-/** murmur3 (x86, 32-bit) rounds over `b[start..start+len)`, continuing from `h` (not finalized). */
-export function hashRange(b: Uint8Array, start: number, len: number, h: number): number {
-  let i = start;
-  const whole = start + (len & ~3);
-  for (; i < whole; i += 4) {
-    let k = b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  const tail = len & 3;
-  if (tail !== 0) {
-    let k = b[i]!;
-    if (tail > 1) k ^= b[i + 1]! << 8;
-    if (tail > 2) k ^= b[i + 2]! << 16;
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-    // Mix the tail in as a round too, so that ranges stay distinguishable when concatenated.
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  return h;
 }
 
 function isTenant(src: Uint8Array, at: number): boolean {

@@ -1,7 +1,7 @@
 /**
  * File-system steps that durability rests on, written once.
  */
-import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { closeSync, promises as fsp, fsyncSync, openSync } from 'node:fs';
 
 /**
  * Makes a directory's entries durable (a file created, renamed into place or removed in it): without it, a
@@ -13,5 +13,15 @@ export function syncDirSync(dir: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** {@link syncDirSync} without blocking the event loop (the fsync runs on libuv's thread pool). */
+export async function syncDir(dir: string): Promise<void> {
+  const h = await fsp.open(dir, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
   }
 }

@@ -18,6 +18,9 @@
  * Not safe for concurrent use (one event loop).
  */
 import type { LabelSet } from '../model/labels.js';
+import { fmix32, murmur3 as hashBytes } from '../model/murmur3.js';
+
+export { murmur3 as hashBytes } from '../model/murmur3.js';
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 const textEncoder = new TextEncoder();
@@ -29,42 +32,6 @@ function grownI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
   const b = new Int32Array(n);
   b.set(a);
   return b;
-}
-
-/** murmur3 (x86, 32-bit) body and tail rounds over `b[start..start+len)`, then finalized. */
-export function hashBytes(b: Uint8Array, start: number, len: number): number {
-  let h = len;
-  let i = start;
-  const whole = start + (len & ~3);
-  for (; i < whole; i += 4) {
-    let k = b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  const tail = len & 3;
-  if (tail !== 0) {
-    let k = b[i]!;
-    if (tail > 1) k ^= b[i + 1]! << 8;
-    if (tail > 2) k ^= b[i + 2]! << 16;
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-  }
-  return fmix(h);
-}
-
-function fmix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h;
 }
 
 const WELL_KNOWN_TENANT = 'tenant';
@@ -240,7 +207,7 @@ export class SeriesTable {
     // One multiply per int, then murmur's finalizer: a lookup compares the key anyway.
     let h = Math.imul(tenantSid ^ 0x2f5e9b1d, 0x9e3779b1);
     for (let i = 0; i < 2 * m; i++) h = Math.imul((h << 5) ^ (h >>> 27) ^ pairs[i]!, 0x9e3779b1);
-    h = fmix(h ^ m);
+    h = fmix32(h ^ m);
     const len = 1 + 2 * m;
     const minute = Math.floor(nowMs / 60_000);
     let slot = h & this.mask;

@@ -31,6 +31,8 @@
  * Series are sorted in Prometheus order (labels by name, pair by pair), so series ids and postings are in
  * the order a select must return. Version 2 blocks hold version-2 chunks (their first timestamp is the
  * chunk's minT in the index, see codec/chunk.ts); version-1 blocks (written before) are read as they are.
+ *
+ * Size: one on-disk format, kept in one file on purpose: the block writer beside its reader.
  */
 import { closeSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import { crc32, deflateRawSync, inflateRawSync } from 'node:zlib';

@@ -1,6 +1,9 @@
 /**
  * The head log: how the head survives a restart without a second write-ahead log on the hot path.
  *
+ * Size: one on-disk format, kept in one file on purpose: its record writer, its reader and the recovery that
+ * judges damaged records must change together (a split would put one format's layout in three places).
+ *
  * The bus is the WAL (docs/durability.md). At every checkpoint the storage appends ONE record to the head log
  * with what changed in the head since the previous checkpoint — new symbols and series, chunks sealed since,
  * the bytes appended to each open chunk since (Gorilla streams only grow at the end), changed out-of-order
@@ -51,10 +54,11 @@ import {
   constants as zlibConstants,
 } from 'node:zlib';
 import type { Logger } from 'pino';
+import { syncDirSync } from '../model/fs.js';
 import { ByteReader, ByteWriter } from '../protocol/bytes.js';
 import { readBits } from './codec/bits.js';
 import { XOR_MAX_SAMPLE_BITS, XorReader } from './codec/xor.js';
-import { chunkBytes, type Head, type HeadChunk, memoryChunk } from './head.js';
+import { chunkBytes, type HeadChunk, type HeadLogView, memoryChunk } from './head.js';
 import type { BusPositions } from './storage.js';
 
 const MAGIC = 'TWHL';
@@ -119,13 +123,15 @@ function listLogs(dir: string): number[] {
 
 /** Serializes what changed in the head since the last checkpoint (or everything, for a snapshot). */
 export function encodeHeadRecord(
-  head: Head,
+  head: HeadLogView,
   positions: BusPositions,
   cutBoundary: number,
   snapshot: boolean,
 ): Uint8Array {
   // After the head was renumbered (head.ts compact) only a snapshot describes it: refs and symbols changed.
-  if (!snapshot && head.renumbered) throw new Error('head log: a delta record after the head was renumbered');
+  const changes = head.changes();
+  if (!snapshot && changes.renumbered)
+    throw new Error('head log: a delta record after the head was renumbered');
   const w = new ByteWriter(1 << 16);
   w.u8(snapshot ? KIND_SNAPSHOT : KIND_DELTA);
   w.uvarint(positions.size);
@@ -134,7 +140,7 @@ export function encodeHeadRecord(
     w.uvarint(o);
   }
   w.svarint(Number.isFinite(cutBoundary) ? cutBoundary : NO_CUT);
-  const firstSym = snapshot ? 0 : head.symbolsPersisted;
+  const firstSym = snapshot ? 0 : changes.symbolsPersisted;
   w.uvarint(firstSym);
   w.uvarint(head.symbols.size - firstSym);
   for (let i = firstSym; i < head.symbols.size; i++) w.string(head.symbols.get(i));
@@ -142,7 +148,7 @@ export function encodeHeadRecord(
   const refs: number[] = [];
   if (snapshot) {
     for (let ref = 0; ref < head.nextRef; ref++) if (head.isAlive(ref)) refs.push(ref);
-  } else for (const ref of head.newRefs) if (head.isAlive(ref)) refs.push(ref);
+  } else for (const ref of changes.newRefs) if (head.isAlive(ref)) refs.push(ref);
   w.uvarint(refs.length);
   for (const ref of refs) {
     const pairs = head.labelPairs(ref);
@@ -164,7 +170,7 @@ export function encodeHeadRecord(
       for (const chunk of head.sealedOf(ref)) sealed.push({ ref, chunk, from: 0 });
     }
   } else
-    for (const s of head.sealedSinceCheckpoint)
+    for (const s of changes.sealed)
       if (head.isAlive(s.ref)) sealed.push({ ref: s.ref, chunk: s.chunk, from: s.persistedBytes });
   w.uvarint(sealed.length);
   for (const { ref, chunk, from } of sealed) {
@@ -182,15 +188,15 @@ export function encodeHeadRecord(
   // been partial, so the delta restarts at that byte. One entry per series touched since the last checkpoint
   // (tens of thousands per record): written into one buffer sized for the worst case, with varints written
   // inline, rather than through a writer call per field and a view per chunk.
-  const candidates = snapshot ? refs : head.dirtyList;
+  const candidates = snapshot ? refs : changes.dirty;
   let open = 0;
   let openBytes = 0;
   for (const ref of candidates) {
     if (!head.isAlive(ref)) continue;
     const bits = head.openBits(ref);
-    if (bits === 0 || (!snapshot && bits === head.persistedBits[ref])) continue;
+    if (bits === 0 || (!snapshot && bits === head.persistedBitsOf(ref))) continue;
     open++;
-    openBytes += ((bits + 7) >>> 3) - (snapshot ? 0 : head.persistedBits[ref]! >>> 3);
+    openBytes += ((bits + 7) >>> 3) - (snapshot ? 0 : head.persistedBitsOf(ref) >>> 3);
   }
   w.uvarint(open);
   if (open > 0) {
@@ -200,8 +206,8 @@ export function encodeHeadRecord(
     for (const ref of candidates) {
       if (!head.isAlive(ref)) continue;
       const bits = head.openBits(ref);
-      if (bits === 0 || (!snapshot && bits === head.persistedBits[ref])) continue;
-      const from = snapshot ? 0 : head.persistedBits[ref]! >>> 3;
+      if (bits === 0 || (!snapshot && bits === head.persistedBitsOf(ref))) continue;
+      const from = snapshot ? 0 : head.persistedBitsOf(ref) >>> 3;
       const to = (bits + 7) >>> 3;
       const count = head.openCount(ref);
       at = putUvarint32(section, at, ref);
@@ -210,8 +216,7 @@ export function encodeHeadRecord(
       at = putUvarint32(section, at, from);
       at = putUvarint32(section, at, to - from);
       at = head.copyOpenBytes(ref, from, to, section, at);
-      head.persistedBits[ref] = bits;
-      head.persistedCount[ref] = count;
+      head.markPersisted(ref, bits, count);
     }
     w.bytes(section.subarray(0, at));
   }
@@ -219,7 +224,7 @@ export function encodeHeadRecord(
   const ooo: number[] = [];
   if (snapshot) {
     for (const ref of refs) if ((head.oooOf(ref)?.n ?? 0) > 0) ooo.push(ref);
-  } else for (const ref of head.oooDirty) if (head.isAlive(ref)) ooo.push(ref);
+  } else for (const ref of changes.ooo) if (head.isAlive(ref)) ooo.push(ref);
   w.uvarint(ooo.length);
   for (const ref of ooo) {
     const b = head.oooOf(ref);
@@ -231,8 +236,7 @@ export function encodeHeadRecord(
       w.f64le(b!.v[i]!);
     }
   }
-  head.clearDirty();
-  if (snapshot) head.renumbered = false;
+  head.checkpointWritten(snapshot);
   return frame(CODEC_NONE, w.view_());
 }
 
@@ -321,14 +325,15 @@ function recordKind(stored: Uint8Array, version: number): number | undefined {
 }
 
 /** Whether the head changed since the last checkpoint's record (a delta would hold nothing but positions). */
-export function headChanged(head: Head): boolean {
+export function headChanged(head: HeadLogView): boolean {
+  const c = head.changes();
   return (
-    head.renumbered ||
-    head.dirtyList.length > 0 ||
-    head.newRefs.length > 0 ||
-    head.sealedSinceCheckpoint.length > 0 ||
-    head.oooDirty.size > 0 ||
-    head.symbolsPersisted < head.symbols.size
+    c.renumbered ||
+    c.dirty.length > 0 ||
+    c.newRefs.length > 0 ||
+    c.sealed.length > 0 ||
+    c.ooo.size > 0 ||
+    c.symbolsPersisted < head.symbols.size
   );
 }
 
@@ -476,7 +481,7 @@ class Replayer {
   /** Newest sealed maxT per series (chunks must follow each other). */
   private readonly lastSealed = new Map<number, number>();
 
-  constructor(private readonly head: Head) {}
+  constructor(private readonly head: HeadLogView) {}
 
   private label(ref: number): string | undefined {
     return this.head.isAlive(ref) ? labelString(this.head, ref) : undefined;
@@ -686,18 +691,21 @@ const rangeReader = new XorReader();
  * after `after`; undefined otherwise.
  */
 function decodedRange(o: OpenChunk, after: number): [number, number] | undefined {
+  // Every sample takes at least one bit: a larger count is corrupt (and would size the decode buffers).
+  if (o.count > o.bits) return undefined;
   const r = rangeReader.reset(o.buf, o.count);
+  if (r.endBitPos > o.bits) return undefined;
   let prev = after;
   let first = Number.NaN;
   while (r.next()) {
-    if (!(r.t > prev) || !Number.isInteger(r.t) || r.bitPos > o.bits) return undefined;
+    if (!(r.t > prev) || !Number.isInteger(r.t)) return undefined;
     if (Number.isNaN(first)) first = r.t;
     prev = r.t;
   }
   return Number.isNaN(first) ? undefined : [first, prev];
 }
 
-function labelString(head: Head, ref: number): string {
+function labelString(head: HeadLogView, ref: number): string {
   const { names, values } = head.labelsOf(ref);
   return `{${names.map((n, i) => `${n}=${JSON.stringify(values[i])}`).join(', ')}}`;
 }
@@ -723,7 +731,7 @@ export class HeadLog {
    * kept, the rest is named in a warning — and the positions returned are those truly covered. Never throws
    * for the log's content; a file from a newer trainwatch is moved aside.
    */
-  recover(head: Head): RecoveredHead {
+  recover(head: HeadLogView): RecoveredHead {
     const seqs = listLogs(this.dir);
     for (let k = seqs.length - 1; k >= 0; k--) {
       const file = fileName(this.dir, seqs[k]!);
@@ -775,7 +783,7 @@ export class HeadLog {
     };
   }
 
-  private replayFile(head: Head, file: string, data: Uint8Array, version: number): RecoveredHead {
+  private replayFile(head: HeadLogView, file: string, data: Uint8Array, version: number): RecoveredHead {
     const replayer = new Replayer(head);
     let pos = FILE_HEADER;
     let records = 0;
@@ -923,7 +931,7 @@ export class HeadLog {
     writeAll(fd, header);
     writeAll(fd, snapshot);
     fsyncSync(fd);
-    syncDir(this.dir);
+    syncDirSync(this.dir);
     if (this.fd >= 0) closeSync(this.fd);
     if (this.keepAside) {
       renameSync(this.keepAside, `${this.keepAside}.damaged`);
@@ -953,15 +961,6 @@ const fdatasyncAsync = promisify(fdatasync);
 function writeAll(fd: number, data: Uint8Array): void {
   let done = 0;
   while (done < data.length) done += writeSync(fd, data, done, data.length - done);
-}
-
-export function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function readRecord(data: Uint8Array, pos: number): { payload: Uint8Array; end: number } | undefined {

@@ -29,11 +29,14 @@
  * ```
  * Bit streams start on a byte boundary and are padded to one. Decoding writes into caller-provided typed
  * arrays in tight loops (no allocation or call per sample; values as raw bits, so NaN payloads stay exact).
+ *
+ * Size: one format, kept in one file on purpose: each codec's encoder beside its decoder, so that a layout
+ * change is made in one place (the format box above is their shared contract).
  */
 import { ByteReader, type ByteWriter } from '../../protocol/bytes.js';
 import type { SampleArrays } from '../storage.js';
 import { BitBuffer, peekBits, peekWord, streamWords } from './bits.js';
-import { appendXorValue, xorLead, xorPos, xorTrail, xorWindowChanged } from './xor.js';
+import { decodeXorValuesInto, writeXorValue, XorEncoderColumns } from './xor.js';
 
 /**
  * Timestamps (ms) the codecs accept: |t| <= 2^49 (beyond the year 17,000), so that deltas of deltas and their
@@ -398,30 +401,24 @@ function considerIntStream(
   }
 }
 
-/** Encodes the XOR value stream into scratchBits; returns its byte length. */
+/** Encoder state of the XOR value codec: one stream at a time. */
+const xorValueState = new XorEncoderColumns(1);
+
+/** Encodes the XOR value stream into scratchBits (the value half of the head's Gorilla stream); returns its byte length. */
 function encodeXorValues(vs: Float64Array, from: number, to: number): number {
   const bb = scratchBits;
   bb.reset();
+  const s = xorValueState;
   f64[0] = vs[from]!;
-  let phi = u32[1]!;
-  let plo = u32[0]!;
-  bb.write(phi, 32);
-  bb.write(plo, 32);
-  let lead = 0xff;
-  let trail = 0;
+  s.hi[0] = u32[1]!;
+  s.lo[0] = u32[0]!;
+  s.lead[0] = 0xff;
+  bb.write(s.hi[0]!, 32);
+  bb.write(s.lo[0]!, 32);
   for (let i = from + 1; i < to; i++) {
     f64[0] = vs[i]!;
-    const hi = u32[1]!;
-    const lo = u32[0]!;
     bb.ensure(80);
-    appendXorValue(bb.buf, bb.pos, hi ^ phi, lo ^ plo, lead, trail);
-    bb.pos = xorPos;
-    if (xorWindowChanged) {
-      lead = xorLead;
-      trail = xorTrail;
-    }
-    phi = hi;
-    plo = lo;
+    bb.pos = writeXorValue(bb.buf, bb.pos, s, 0, u32[1]!, u32[0]!);
   }
   return bb.byteLength;
 }
@@ -606,7 +603,7 @@ export function decodeChunk(bytes: Uint8Array, out: SampleArrays, t0?: number, a
     const v = r.svarint('constant') / POW10[scale]!;
     for (let i = at; i < at + n; i++) V[i] = v;
   } else if (vCodec === ValueCodec.xor) {
-    decodeXorValues(bytes, r.pos, n, VB, at);
+    decodeXorValuesInto(bytes, r.pos, n, VB, at);
   } else if (vCodec === ValueCodec.decimal) {
     const scale = r.u8('decimal scale');
     const p = POW10[scale]!;
@@ -872,60 +869,4 @@ function riceWide(buf: Uint32Array, pos: number, n: number, w: number, low: numb
     x[i] = unzigzagWide(z);
   }
   return pos;
-}
-
-/** Decodes a XOR value stream (no timestamps) starting at byte `start`, as raw bits into VB from `at`. */
-function decodeXorValues(bytes: Uint8Array, start: number, n: number, VB: Uint32Array, at: number): void {
-  const buf = streamWords(bytes, start);
-  let pos = 0;
-  let hi = peekWord(buf, pos);
-  let lo = peekWord(buf, pos + 32);
-  pos += 64;
-  VB[at * 2] = lo;
-  VB[at * 2 + 1] = hi;
-  let lead = 0;
-  let trail = 0;
-  for (let i = 1; i < n; i++) {
-    const w = peekBits(buf, pos);
-    if (w < 0) {
-      if ((w & 0x40000000) !== 0) {
-        lead = (w >>> 25) & 31;
-        let sig = (w >>> 19) & 63;
-        if (sig === 0) sig = 64;
-        trail = 64 - lead - sig;
-        pos += 13;
-      } else pos += 2;
-      const sig = 64 - lead - trail;
-      let xhi: number;
-      let xlo: number;
-      if (sig > 32) {
-        const top = peekWord(buf, pos) >>> (64 - sig);
-        const low = peekWord(buf, pos + sig - 32);
-        if (trail === 0) {
-          xhi = top;
-          xlo = low;
-        } else {
-          xhi = ((top << trail) | (low >>> (32 - trail))) >>> 0;
-          xlo = (low << trail) >>> 0;
-        }
-      } else {
-        const bits = sig === 32 ? peekWord(buf, pos) : peekWord(buf, pos) >>> (32 - sig);
-        if (trail >= 32) {
-          xhi = trail === 32 ? bits : (bits << (trail - 32)) >>> 0;
-          xlo = 0;
-        } else if (trail === 0) {
-          xhi = 0;
-          xlo = bits;
-        } else {
-          xhi = sig + trail > 32 ? bits >>> (32 - trail) : 0;
-          xlo = (bits << trail) >>> 0;
-        }
-      }
-      pos += sig;
-      hi = (hi ^ xhi) >>> 0;
-      lo = (lo ^ xlo) >>> 0;
-    } else pos += 1;
-    VB[(at + i) * 2] = lo;
-    VB[(at + i) * 2 + 1] = hi;
-  }
 }

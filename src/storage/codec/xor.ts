@@ -4,8 +4,11 @@
  * bits. Every float64 bit pattern round-trips exactly (NaN payloads such as the staleness marker, -0,
  * infinities, subnormals).
  *
- * The head appends to an open chunk sample by sample ({@link XorAppender}); sealed chunks are decoded by
- * {@link XorReader}. Format (bits, most significant first; docs/storage.md "Head chunk"):
+ * One encoder ({@link appendXorSample}: the head appends every sample through it, into the open chunk of
+ * its series, with the encoder state in typed-array columns) and one decoder (decodeXorWords, behind
+ * {@link decodeXorInto}, {@link decodeXorValuesInto} and {@link XorReader}). The block chunk's XOR value codec
+ * (chunk.ts) is the value half of the same stream. Format (bits, most significant first; docs/storage.md
+ * "Head chunk"):
  *
  * ```
  * sample 0   t: 64 (two's complement)            v: 64 raw bits
@@ -15,16 +18,7 @@
  *                             | '11' leading(5b) sigbits(6b, 0 = 64) meaningful bits
  * ```
  */
-import {
-  clz64,
-  ctz64,
-  peekBits,
-  peekWord,
-  readBits,
-  streamWords,
-  writeBits,
-  writeMeaningful,
-} from './bits.js';
+import { clz64, ctz64, peekBits, peekWord, streamWords, writeBits, writeMeaningful } from './bits.js';
 
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
@@ -45,15 +39,10 @@ function write64(buf: Uint8Array, pos: number, x: number): number {
   return writeBits(buf, pos, lo >>> 0, 32);
 }
 
-function read64(buf: Uint8Array, pos: number): number {
-  const hi = readBits(buf, pos, 32) | 0;
-  const lo = readBits(buf, pos + 32, 32);
-  return hi * TWO32 + lo;
-}
+/** Writes a delta-of-delta bucket into a zeroed buffer; returns the new position. */
+function writeDod(buf: Uint8Array, pos: number, dod: number): number {
+  if (dod === 0) return pos + 1; // '0': the buffer is zeroed
 
-/** Writes a delta-of-delta bucket; returns the new position. */
-export function writeDod(buf: Uint8Array, pos: number, dod: number): number {
-  if (dod === 0) return writeBits(buf, pos, 0, 1);
   if (dod >= -8192 && dod < 8192) {
     pos = writeBits(buf, pos, 0b10, 2);
     return writeBits(buf, pos, dod & 0x3fff, 14);
@@ -71,221 +60,188 @@ export function writeDod(buf: Uint8Array, pos: number, dod: number): number {
 }
 
 /**
- * Appends samples to a Gorilla stream held in a caller-owned zeroed buffer. The encoder state lives in plain
- * fields so that the head can keep one per series in typed-array columns instead (see head.ts, which
- * inlines the same steps); this class is what blocks and tests use.
+ * Encoder state of many Gorilla streams in typed-array columns, one slot per stream (the head keeps one slot
+ * per series, indexed by its ref): no object per stream or per sample. `t`/`delta` are the previous timestamp
+ * and interval, `hi`/`lo` the previous value's bits, `lead`/`trail` the current XOR window (`lead` = 0xff:
+ * none yet).
  */
-export class XorAppender {
-  count = 0;
-  pos = 0;
-  private t = 0;
-  private delta = 0;
-  private vhi = 0;
-  private vlo = 0;
-  private lead = 0xff;
-  private trail = 0;
+export class XorEncoderColumns {
+  t: Float64Array;
+  delta: Float64Array;
+  hi: Uint32Array;
+  lo: Uint32Array;
+  lead: Uint8Array;
+  trail: Uint8Array;
 
-  constructor(public buf: Uint8Array) {}
+  constructor(capacity: number) {
+    this.t = new Float64Array(capacity);
+    this.delta = new Float64Array(capacity);
+    this.hi = new Uint32Array(capacity);
+    this.lo = new Uint32Array(capacity);
+    this.lead = new Uint8Array(capacity);
+    this.trail = new Uint8Array(capacity);
+  }
 
-  /** Appends (t, v); the buffer must have XOR_MAX_SAMPLE_BITS free bits beyond `pos`. */
-  append(t: number, v: number): void {
-    f64[0] = v;
-    const hi = u32[HI]!;
-    const lo = u32[LO]!;
-    let pos = this.pos;
-    const buf = this.buf;
-    if (this.count === 0) {
-      pos = write64(buf, pos, t);
-      pos = writeBits(buf, pos, hi, 32);
-      pos = writeBits(buf, pos, lo, 32);
-    } else {
-      const delta = t - this.t;
-      pos = writeDod(buf, pos, delta - this.delta);
-      this.delta = delta;
-      appendXorValue(buf, pos, hi ^ this.vhi, lo ^ this.vlo, this.lead, this.trail);
-      pos = xorPos;
-      if (xorWindowChanged) {
-        this.lead = xorLead;
-        this.trail = xorTrail;
-      }
-    }
-    this.t = t;
-    this.vhi = hi;
-    this.vlo = lo;
-    this.pos = pos;
-    this.count++;
+  /** Grows every column to `capacity` slots, keeping the first ones. */
+  grow(capacity: number): void {
+    this.t = resized(this.t, capacity);
+    this.delta = resized(this.delta, capacity);
+    this.hi = resized(this.hi, capacity);
+    this.lo = resized(this.lo, capacity);
+    this.lead = resized(this.lead, capacity);
+    this.trail = resized(this.trail, capacity);
+  }
+
+  /** Renumbers the slots: slot `i` (below `map.length`) moves to `map[i]` when that is >= 0. */
+  renumber(map: Int32Array, capacity: number): void {
+    this.t = moved(this.t, map, capacity);
+    this.delta = moved(this.delta, map, capacity);
+    this.hi = moved(this.hi, map, capacity);
+    this.lo = moved(this.lo, map, capacity);
+    this.lead = moved(this.lead, map, capacity);
+    this.trail = moved(this.trail, map, capacity);
+  }
+
+  get byteLength(): number {
+    return (
+      this.t.byteLength +
+      this.delta.byteLength +
+      this.hi.byteLength +
+      this.lo.byteLength +
+      this.lead.byteLength +
+      this.trail.byteLength
+    );
   }
 }
 
-// appendXorValue reports through these module fields to avoid allocating a result object per sample.
-export let xorPos = 0;
-export let xorLead = 0;
-export let xorTrail = 0;
-export let xorWindowChanged = false;
+type Column = Float64Array | Uint32Array | Uint8Array;
+
+function resized<T extends Column>(a: T, capacity: number): T {
+  const next = new (a.constructor as new (n: number) => T)(capacity);
+  next.set(a.subarray(0, Math.min(a.length, capacity)));
+  return next;
+}
+
+function moved<T extends Column>(a: T, map: Int32Array, capacity: number): T {
+  const next = new (a.constructor as new (n: number) => T)(capacity);
+  for (let i = 0; i < map.length; i++) {
+    const to = map[i]!;
+    if (to >= 0) next[to] = a[i]!;
+  }
+  return next;
+}
 
 /**
- * Writes the XOR `(xhi, xlo)` of a value with its predecessor, given the previous window (`lead` = 0xff
- * when there is none). Sets {@link xorPos}, and {@link xorLead}/{@link xorTrail} when
- * {@link xorWindowChanged}.
+ * THE Gorilla sample encoder: appends (t, v) to the stream of slot `i` of `s`, at bit `pos` of `buf` (zeroed
+ * beyond `pos`, with {@link XOR_MAX_SAMPLE_BITS} free bits). `first`: the sample starts the stream. Returns
+ * the new position. The head appends every sample through this; {@link encodeXor} and the block value codec
+ * ({@link writeXorValue}) use the same steps.
  */
-export function appendXorValue(
+export function appendXorSample(
   buf: Uint8Array,
   pos: number,
-  xhi: number,
-  xlo: number,
-  lead: number,
-  trail: number,
+  s: XorEncoderColumns,
+  i: number,
+  first: boolean,
+  t: number,
+  v: number,
 ): number {
-  xorWindowChanged = false;
-  if (xhi === 0 && xlo === 0) {
-    xorPos = writeBits(buf, pos, 0, 1);
-    return 1;
+  f64[0] = v;
+  const hi = u32[HI]!;
+  const lo = u32[LO]!;
+  if (first) {
+    pos = write64(buf, pos, t);
+    pos = writeBits(buf, pos, hi, 32);
+    pos = writeBits(buf, pos, lo, 32);
+    s.delta[i] = 0;
+    s.lead[i] = 0xff;
+    s.hi[i] = hi;
+    s.lo[i] = lo;
+  } else {
+    const delta = t - s.t[i]!;
+    pos = writeDod(buf, pos, delta - s.delta[i]!);
+    s.delta[i] = delta;
+    pos = writeXorValue(buf, pos, s, i, hi, lo);
   }
-  let l = clz64(xhi, xlo);
-  const t = ctz64(xhi, xlo);
-  if (l > 31) l = 31;
-  if (lead !== 0xff && l >= lead && t >= trail) {
-    pos = writeBits(buf, pos, 0b10, 2);
-    xorPos = writeMeaningful(buf, pos, xhi >>> 0, xlo >>> 0, lead, trail);
-    return 2;
-  }
-  const sig = 64 - l - t;
-  pos = writeBits(buf, pos, 0b11, 2);
-  pos = writeBits(buf, pos, l, 5);
-  pos = writeBits(buf, pos, sig & 63, 6);
-  xorPos = writeMeaningful(buf, pos, xhi >>> 0, xlo >>> 0, l, t);
-  xorLead = l;
-  xorTrail = t;
-  xorWindowChanged = true;
-  return 3;
+  s.t[i] = t;
+  return pos;
 }
 
 /**
- * Reads a Gorilla stream sample by sample into its fields; no allocation per sample. `reset` points it at
- * another stream so one reader serves many chunks.
+ * Writes the value with bits (hi, lo) as the XOR with slot `i`'s previous value (the value half of
+ * {@link appendXorSample}, also the block chunk's XOR value codec); updates the slot's value and window.
+ */
+export function writeXorValue(
+  buf: Uint8Array,
+  pos: number,
+  s: XorEncoderColumns,
+  i: number,
+  hi: number,
+  lo: number,
+): number {
+  const xhi = (hi ^ s.hi[i]!) >>> 0;
+  const xlo = (lo ^ s.lo[i]!) >>> 0;
+  s.hi[i] = hi;
+  s.lo[i] = lo;
+  // '0': same bits (the buffer is zeroed, so skipping the bit writes it).
+  if (xhi === 0 && xlo === 0) return pos + 1;
+  let l = clz64(xhi, xlo);
+  const tr = ctz64(xhi, xlo);
+  if (l > 31) l = 31;
+  const pl = s.lead[i]!;
+  const pt = s.trail[i]!;
+  if (pl !== 0xff && l >= pl && tr >= pt) {
+    pos = writeBits(buf, pos, 0b10, 2);
+    return writeMeaningful(buf, pos, xhi, xlo, pl, pt);
+  }
+  pos = writeBits(buf, pos, 0b11, 2);
+  pos = writeBits(buf, pos, l, 5);
+  pos = writeBits(buf, pos, (64 - l - tr) & 63, 6);
+  s.lead[i] = l;
+  s.trail[i] = tr;
+  return writeMeaningful(buf, pos, xhi, xlo, l, tr);
+}
+
+/**
+ * Reads a Gorilla stream sample by sample into its fields. `reset` decodes the whole stream at once with
+ * {@link decodeXorInto} (the one decoder) into buffers the reader owns and reuses, so a reader serves many
+ * chunks without allocating per sample; `next` walks the decoded samples.
  */
 export class XorReader {
   t = 0;
   v = 0;
-  private buf: Uint8Array = new Uint8Array(0);
-  private pos = 0;
-  private left = 0;
-  private read = 0;
-  private delta = 0;
-  private vhi = 0;
-  private vlo = 0;
-  private lead = 0;
-  private trail = 0;
+  /** Bit position after the last sample of the stream (what the stream's `count` samples occupy). */
+  endBitPos = 0;
+  private ts = new Float64Array(128);
+  private vs = new Float64Array(128);
+  private vbits = new Uint32Array(this.vs.buffer);
+  private n = 0;
+  private i = 0;
 
-  reset(buf: Uint8Array, count: number, bitOffset = 0): this {
-    this.buf = buf;
-    this.pos = bitOffset;
-    this.left = count;
-    this.read = 0;
-    this.delta = 0;
+  /** Points the reader at the `count` samples of the stream in `buf`. */
+  reset(buf: Uint8Array, count: number): this {
+    if (count > this.ts.length) {
+      const cap = Math.max(count, this.ts.length * 2);
+      this.ts = new Float64Array(cap);
+      this.vs = new Float64Array(cap);
+      this.vbits = new Uint32Array(this.vs.buffer);
+    }
+    this.endBitPos = decodeXorInto(buf, count, this.ts, this.vbits, 0);
+    this.n = count;
+    this.i = 0;
     return this;
   }
 
-  /** Bit position after the last sample read. */
-  get bitPos(): number {
-    return this.pos;
-  }
-
   next(): boolean {
-    if (this.left === 0) return false;
-    this.left--;
-    const buf = this.buf;
-    let pos = this.pos;
-    if (this.read === 0) {
-      this.t = read64(buf, pos);
-      this.vhi = readBits(buf, pos + 64, 32);
-      this.vlo = readBits(buf, pos + 96, 32);
-      pos += 128;
-    } else {
-      // Timestamp: delta of delta.
-      let dod: number;
-      if (readBits(buf, pos, 1) === 0) {
-        dod = 0;
-        pos += 1;
-      } else if (readBits(buf, pos + 1, 1) === 0) {
-        dod = signExtend(readBits(buf, pos + 2, 14), 14);
-        pos += 16;
-      } else if (readBits(buf, pos + 2, 1) === 0) {
-        dod = signExtend(readBits(buf, pos + 3, 17), 17);
-        pos += 20;
-      } else if (readBits(buf, pos + 3, 1) === 0) {
-        dod = signExtend(readBits(buf, pos + 4, 20), 20);
-        pos += 24;
-      } else {
-        dod = read64(buf, pos + 4);
-        pos += 68;
-      }
-      this.delta += dod;
-      this.t += this.delta;
-      // Value: XOR with the previous bits.
-      if (readBits(buf, pos, 1) === 1) {
-        if (readBits(buf, pos + 1, 1) === 1) {
-          this.lead = readBits(buf, pos + 2, 5);
-          let sig = readBits(buf, pos + 7, 6);
-          if (sig === 0) sig = 64;
-          this.trail = 64 - this.lead - sig;
-          pos += 13;
-        } else {
-          pos += 2;
-        }
-        pos = this.readXor(buf, pos);
-      } else {
-        pos += 1;
-      }
-    }
-    u32[HI] = this.vhi;
-    u32[LO] = this.vlo;
-    this.v = f64[0]!;
-    this.pos = pos;
-    this.read++;
+    if (this.i === this.n) return false;
+    this.t = this.ts[this.i]!;
+    this.v = this.vs[this.i]!;
+    this.i++;
     return true;
   }
-
-  private readXor(buf: Uint8Array, pos: number): number {
-    const sig = 64 - this.lead - this.trail;
-    const trail = this.trail;
-    let xhi: number;
-    let xlo: number;
-    if (sig > 32) {
-      const top = readBits(buf, pos, sig - 32);
-      const low = readBits(buf, pos + sig - 32, 32);
-      // (top:low) << trail, where sig - 32 + 32 + trail <= 64.
-      if (trail === 0) {
-        xhi = top;
-        xlo = low;
-      } else {
-        xhi = ((top << trail) | (low >>> (32 - trail))) >>> 0;
-        xlo = (low << trail) >>> 0;
-      }
-    } else {
-      const bits = readBits(buf, pos, sig);
-      if (trail >= 32) {
-        xhi = trail === 32 ? bits : (bits << (trail - 32)) >>> 0;
-        xlo = 0;
-      } else if (trail === 0) {
-        xhi = 0;
-        xlo = bits;
-      } else {
-        xhi = sig + trail > 32 ? bits >>> (32 - trail) : 0;
-        xlo = (bits << trail) >>> 0;
-      }
-    }
-    this.vhi = (this.vhi ^ xhi) >>> 0;
-    this.vlo = (this.vlo ^ xlo) >>> 0;
-    return pos + sig;
-  }
 }
 
-function signExtend(v: number, bits: number): number {
-  return v >= 1 << (bits - 1) ? v - (1 << bits) : v;
-}
-
-/** Encodes whole arrays into a fresh byte array (blocks, tests). */
+/** Encodes whole arrays into a fresh byte array (tests, tools). */
 export function encodeXor(
   ts: ArrayLike<number>,
   vs: ArrayLike<number>,
@@ -293,39 +249,14 @@ export function encodeXor(
   to: number,
 ): Uint8Array {
   const buf = new Uint8Array((((to - from) * XOR_MAX_SAMPLE_BITS) >>> 3) + 32);
-  const app = new XorAppender(buf);
-  for (let i = from; i < to; i++) app.append(ts[i]!, vs[i]!);
-  return buf.slice(0, (app.pos + 7) >>> 3);
+  const state = new XorEncoderColumns(1);
+  let pos = 0;
+  for (let i = from; i < to; i++) pos = appendXorSample(buf, pos, state, 0, i === from, ts[i]!, vs[i]!);
+  return buf.slice(0, (pos + 7) >>> 3);
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Bulk decoding
-
-/**
- * Scratch for bulk decoders: the stream copied behind 16 zero bytes of padding, so that reading 32 bits at
- * any position up to the end never leaves the array (no bounds checks in the loops, no out-of-bounds reads).
- */
-let padded = new Uint8Array(4096 + 16);
-
-/** `bytes` copied into a zero-padded scratch array (valid until the next call). */
-export function paddedCopy(bytes: Uint8Array): Uint8Array {
-  if (padded.length < bytes.length + 16) padded = new Uint8Array(bytes.length * 2 + 16);
-  padded.set(bytes);
-  padded.fill(0, bytes.length, bytes.length + 16);
-  return padded;
-}
-
-/** The 32 bits at bit position `pos` of a padded buffer, as an unsigned number. */
-export function peek32(buf: Uint8Array, pos: number): number {
-  const i = pos >>> 3;
-  const s = pos & 7;
-  // No branch for s = 0: the fifth byte shifted right by 8 is 0.
-  return (
-    ((((buf[i]! << 24) | (buf[i + 1]! << 16) | (buf[i + 2]! << 8) | buf[i + 3]!) << s) |
-      (buf[i + 4]! >>> (8 - s))) >>>
-    0
-  );
-}
+// Decoding
 
 /**
  * Decodes a whole Gorilla stream of `count` samples into `T` and (as raw bits, low word first) `VB` from
@@ -340,39 +271,75 @@ export function decodeXorInto(
   at: number,
 ): number {
   if (count === 0) return 0;
-  const buf = streamWords(bytes, 0);
-  let t = (buf[0]! | 0) * TWO32 + buf[1]!;
-  let vhi = buf[2]!;
-  let vlo = buf[3]!;
-  let pos = 128;
-  T[at] = t;
+  return decodeXorWords(streamWords(bytes, 0), count, T, VB, at);
+}
+
+/**
+ * Decodes a value-only XOR stream (the block chunk's XOR value codec: no timestamps, the first value's 64 raw
+ * bits first) from byte `start` of `bytes`, as raw bits into `VB` from `at`.
+ */
+export function decodeXorValuesInto(
+  bytes: Uint8Array,
+  start: number,
+  count: number,
+  VB: Uint32Array,
+  at: number,
+): number {
+  if (count === 0) return 0;
+  return decodeXorWords(streamWords(bytes, start), count, undefined, VB, at);
+}
+
+/**
+ * THE Gorilla decoder, over a word stream (see streamWords). With `T` the stream interleaves timestamps (first
+ * 64 raw bits, then delta-of-delta buckets) with the values; without, it holds values only.
+ */
+function decodeXorWords(
+  buf: Uint32Array,
+  count: number,
+  T: Float64Array | undefined,
+  VB: Uint32Array,
+  at: number,
+): number {
+  let pos = 0;
+  let t = 0;
+  if (T !== undefined) {
+    t = (buf[0]! | 0) * TWO32 + buf[1]!;
+    T[at] = t;
+    pos = 64;
+  }
+  let vhi = peekWord(buf, pos);
+  let vlo = peekWord(buf, pos + 32);
+  pos += 64;
   VB[at * 2] = vlo;
   VB[at * 2 + 1] = vhi;
   let delta = 0;
   let lead = 0;
   let trail = 0;
   for (let i = 1; i < count; i++) {
-    let w = peekBits(buf, pos);
-    if (w >= 0) pos += 1;
-    else {
-      let dod: number;
-      if ((w & 0x40000000) === 0) {
-        dod = (w << 2) >> 18; // 14 bits after '10', sign-extended
-        pos += 16;
-      } else if ((w & 0x20000000) === 0) {
-        dod = (w << 3) >> 15; // 17 bits after '110'
-        pos += 20;
-      } else if ((w & 0x10000000) === 0) {
-        dod = (w << 4) >> 12; // 20 bits after '1110'
-        pos += 24;
-      } else {
-        dod = peekBits(buf, pos + 4) * TWO32 + peekWord(buf, pos + 36);
-        pos += 68;
+    let w: number;
+    if (T !== undefined) {
+      w = peekBits(buf, pos);
+      if (w >= 0) pos += 1;
+      else {
+        let dod: number;
+        if ((w & 0x40000000) === 0) {
+          dod = (w << 2) >> 18; // 14 bits after '10', sign-extended
+          pos += 16;
+        } else if ((w & 0x20000000) === 0) {
+          dod = (w << 3) >> 15; // 17 bits after '110'
+          pos += 20;
+        } else if ((w & 0x10000000) === 0) {
+          dod = (w << 4) >> 12; // 20 bits after '1110'
+          pos += 24;
+        } else {
+          dod = peekBits(buf, pos + 4) * TWO32 + peekWord(buf, pos + 36);
+          pos += 68;
+        }
+        delta += dod;
       }
-      delta += dod;
+      t += delta;
+      T[at + i] = t;
     }
-    t += delta;
-    T[at + i] = t;
     w = peekBits(buf, pos);
     if (w < 0) {
       if ((w & 0x40000000) !== 0) {

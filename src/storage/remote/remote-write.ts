@@ -27,6 +27,10 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { SeriesBatch } from '../../model/batch.js';
 import { type LabelSet, WellKnownLabel } from '../../model/labels.js';
+import { silentLogger } from '../silent-logger.js';
+
+const noop = () => {};
+
 import type { AppendStats } from '../storage.js';
 import { SnappyBlockEncoder, snappyMaxEncodedLength } from './snappy-block.js';
 
@@ -528,15 +532,6 @@ function metricsFor(registry: Registry, name: string, queue: RemoteWriteQueue): 
     latency: latency.labels(name),
   };
 }
-
-const noop = () => {};
-const silentLogger = {
-  info: noop,
-  warn: noop,
-  error: noop,
-  debug: noop,
-  child: () => silentLogger,
-} as unknown as Logger;
 
 export class RemoteWriteQueue {
   readonly name: string;
