@@ -434,14 +434,21 @@ describe('isolation scenario', () => {
       'adversarial',
     ]);
     expect(qs[0]!.params.query).toBe(
+      // Every GPU gauge and counter the simulated fleet sends, health counters and link throughput included.
       [
+        'gpu_ecc_errors_total',
         'gpu_memory_total_bytes',
         'gpu_memory_used_bytes',
+        'gpu_nvlink_receive_bytes_per_second',
+        'gpu_nvlink_transmit_bytes_per_second',
+        'gpu_pcie_receive_bytes_per_second',
+        'gpu_pcie_transmit_bytes_per_second',
         'gpu_power_watts',
         'gpu_sm_clock_hertz',
         'gpu_temperature_celsius',
         'gpu_throttled',
         'gpu_utilization_ratio',
+        'gpu_xid_errors_total',
       ]
         .map((n) => `max_over_time(${n}[1h])`)
         .join(' or '),
