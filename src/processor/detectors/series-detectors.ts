@@ -1194,14 +1194,6 @@ const LEAK_WINDOWS = [12, 24, 48] as const;
 const SWING_FACTOR = 1.5;
 /** One-sided confidence of the slope's lower bound (sign test, normal quantile of 95%). */
 const SLOPE_Z = 1.645;
-/**
- * A series' start-up memory ramp is over once its newest this many fine buckets (two minutes or more) stay
- * within half the least material growth of each other: it has levelled off, however long the job's own start-up
- * took. Shorter flats are the pauses of a ramp that loads in chunks (shards, optimizer state, caches).
- */
-const RAMP_FLAT_BUCKETS = 12;
-/** Or once the job has trained this long since its (re)start (a leak from the first step is still found). */
-const RAMP_MAX_MS = 10 * 60_000;
 
 /**
  * GPU memory growing towards out-of-memory, fast or slow: memory samples averaged into buckets of `bucket`
@@ -1235,18 +1227,12 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   private lo = new Float64Array(0);
   private hi = new Float64Array(0);
   private swing = new Float64Array(0);
-  /**
-   * When the series' start-up memory ramp was over (NaN: still ramping): the memory levelled off, or the job
-   * trained for {@link RAMP_MAX_MS}. Growth before it is the job filling its working set, not a leak.
-   */
-  private rampEndT = new Float64Array(0);
   private readonly sibling = new SiblingColumn();
   private readonly fit = new SenFit();
   private readonly recent = new SenFit();
 
   protected override grow(n: number): void {
     super.grow(n);
-    this.rampEndT = growF64(this.rampEndT, n);
     this.lo = growF64(this.lo, n);
     this.hi = growF64(this.hi, n);
     this.swing = growF64(this.swing, n);
@@ -1264,7 +1250,6 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   protected reset(slot: number): void {
     this.fine.reset(slot);
     this.coarse.reset(slot);
-    this.rampEndT[slot] = Number.NaN;
     this.firstT[slot] = Number.NaN;
     this.leaking[slot] = 0;
     this.toFull[slot] = Number.POSITIVE_INFINITY;
@@ -1291,22 +1276,6 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     else if (m < lo) this.lo[slot] = this.hi[slot] = m;
   }
 
-  /** Whether the newest {@link RAMP_FLAT_BUCKETS} fine buckets lie within half the least material growth. */
-  private levelledOff(slot: number, p: DetectorParams<'memory_leak'>): boolean {
-    if (this.fine.count(slot) < RAMP_FLAT_BUCKETS) return false;
-    const totalRef = this.sibling.get(this.ctx, slot, this.series[slot]!, p.total_metric);
-    const total = totalRef >= 0 ? this.ctx.lastV(totalRef) : Number.NaN;
-    if (!(total > 0)) return false;
-    let lo = Number.POSITIVE_INFINITY;
-    let hi = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < RAMP_FLAT_BUCKETS; i++) {
-      const m = this.fine.valueAt(slot, i);
-      if (m < lo) lo = m;
-      if (m > hi) hi = m;
-    }
-    return hi - lo <= 0.5 * p.min_growth * total;
-  }
-
   protected buildIdentity(slot: number): AlertIdentity {
     const p = this.params[slot]!;
     return this.ctx.identity(
@@ -1330,7 +1299,6 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
         this.fine.reset(slot);
         this.coarse.reset(slot);
         this.firstT[slot] = Number.NaN;
-        this.rampEndT[slot] = Number.NaN;
         this.leaking[slot] = 0;
         this.lo[slot] = this.hi[slot] = Number.NaN;
       }
@@ -1350,19 +1318,6 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     const closedFine = this.fine.add(slot, t, v, p.bucket);
     const closedCoarse = this.coarse.add(slot, t, v, p.coarse_bucket);
     if (closedFine) this.trackSwing(slot, this.fine.valueAt(slot, 0));
-    if (Number.isNaN(this.rampEndT[slot]!)) {
-      // Still ramping up to its working set: nothing is fitted until the ramp is over, and then only from there.
-      const since = Number.isFinite(job?.progressSinceT ?? Number.NaN)
-        ? job!.progressSinceT
-        : this.firstT[slot]!;
-      if ((closedFine && this.levelledOff(slot, p)) || t - since >= RAMP_MAX_MS) {
-        this.rampEndT[slot] = t;
-        this.fine.reset(slot);
-        this.coarse.reset(slot);
-      }
-      this.clear(slot, t);
-      return;
-    }
     if (closedFine || closedCoarse) this.evaluate(slot, p);
     if (this.leaking[slot] === 1) {
       const slopePerSecond = this.slope[slot]!;
@@ -1458,14 +1413,11 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
       this.lo[slot],
       this.hi[slot],
       this.swing[slot],
-      this.rampEndT[slot],
     ];
   }
 
   override load(slot: number, data: unknown): void {
-    if (!Array.isArray(data) || (data.length !== 10 && data.length !== 11)) return;
-    // State from before the ramp was followed (10 entries): a series that had begun is past its ramp.
-    this.rampEndT[slot] = data.length === 11 ? num(data[10]) : num(data[0]);
+    if (!Array.isArray(data) || data.length !== 10) return;
     this.lo[slot] = num(data[7]);
     this.hi[slot] = num(data[8]);
     this.swing[slot] = num(data[9]);
@@ -1489,7 +1441,6 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     w.float(this.lo[slot]!);
     w.float(this.hi[slot]!);
     w.float(this.swing[slot]!);
-    w.float(this.rampEndT[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -1505,8 +1456,6 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     this.lo[slot] = r.float('MemoryLeakFamily');
     this.hi[slot] = r.float('MemoryLeakFamily');
     this.swing[slot] = r.float('MemoryLeakFamily');
-    // State from before the ramp was followed ends here: a series that had begun is past its ramp.
-    this.rampEndT[slot] = r.remaining >= 8 ? r.float('MemoryLeakFamily') : this.firstT[slot]!;
   }
 }
 
