@@ -94,6 +94,10 @@ beforeAll(async () => {
     const h = (await get('/api/tw/v1/notifications/history?status=delivered', 'a')).json();
     return h.data?.total === 2 || undefined;
   });
+  await waitFor("tenant b's delivery to the shared hook", async () => {
+    const h = (await get('/api/tw/v1/notifications/history?status=delivered', 'b')).json();
+    return h.data?.total === 1 || undefined;
+  });
   await waitFor('a failed attempt of tenant b', async () => {
     const h = (await get('/api/tw/v1/notifications/history?receiver=b-slack', 'b')).json();
     return (h.data?.notifications[0]?.attempts ?? 0) >= 1 || undefined;
