@@ -231,6 +231,10 @@ describeWithPostgres('leader election on a PostgreSQL advisory lock', () => {
       await admin.query('SELECT pg_terminate_backend($1)', [pid]);
       await waitFor('b to take over', () => b.isLeader);
       expect(a.isLeader).toBe(false);
+      // The step-down callback may come a turn after isLeader turned false (on a loaded machine, later still).
+      await waitFor('a to report stepping down', () =>
+        obs.changes.some((c) => c.who === 'a' && !c.leader) ? true : undefined,
+      );
       obs.stop();
       expect(obs.overlaps).toEqual([]);
       expect(obs.callbackOverlaps()).toBe(0);
