@@ -42,6 +42,7 @@ import {
   MAX_RUNS_PAGE,
   mergeRunSummaries,
   noteGaugeInto,
+  pageConfigKeys,
   RUN_SUMMARY_MIGRATIONS,
   type RunPage,
   type RunQuery,
@@ -598,7 +599,7 @@ export class SqliteJobRows implements JobRowStore, JobPageStore {
     const st = runStatements('sqlite', tenant, nowMs, this.silentAfterMs, query);
     const all = (s: { sql: string; named(): Record<string, unknown> }) =>
       this.db.prepare(s.sql).all(s.named()) as RunSqlRow[];
-    const configKeys = await this.configKeyCache.get(tenant, async () =>
+    const tenantKeys = await this.configKeyCache.get(tenant, async () =>
       this.configKeys.all(tenant).map((r) => r.key),
     );
     if (st.groupCount) {
@@ -610,7 +611,7 @@ export class SqliteJobRows implements JobRowStore, JobPageStore {
         runs: [],
         groups,
         groupTotal: whole ? groups.length : Number(all(st.groupCount)[0]!.n),
-        configKeys,
+        configKeys: pageConfigKeys(tenantKeys, [], query),
       };
     }
     const total = Number(all(st.count)[0]!.n);
@@ -619,7 +620,7 @@ export class SqliteJobRows implements JobRowStore, JobPageStore {
       summary: summaryFromRow(r),
       gpuHours: r.gpu_hours === null ? null : Number(r.gpu_hours),
     }));
-    return { total, runs, configKeys };
+    return { total, runs, configKeys: pageConfigKeys(tenantKeys, runs, query) };
   }
 
   async page(

@@ -255,6 +255,23 @@ for (const backend of backends) {
       expect([ids(p1), ids(p2), p1.total, p2.total]).toEqual([['a', 'b', 'c'], ['d'], 4, 4]);
     });
 
+    it("shows a new run's config keys on its page at once, and the config column the query names", async () => {
+      const t2 = freshTenant();
+      const w = h.writer();
+      w.applyEvent(t2, { kind: 'start', jobId: 'old', timeMs: 0, config: { lr: 0.1 } });
+      await w.flush();
+      // This read caches the tenant's keys (['lr']); the next run's key is newer than that cache.
+      expect((await w.runs(t2, NOW, q())).configKeys).toEqual(['lr']);
+      w.applyEvent(t2, { kind: 'start', jobId: 'new', timeMs: 10, config: { lr: 0.2, warmup_steps: 100 } });
+      await w.flush();
+      expect((await w.runs(t2, NOW, q())).configKeys).toEqual(['lr', 'warmup_steps']);
+      // Sorting or grouping by a key no run has still shows that column (empty), as a user asked for it.
+      const sorted = await w.runs(t2, NOW, q({ sort: { column: 'config.seed', desc: false } }));
+      expect(sorted.configKeys).toContain('seed');
+      const grouped = await w.runs(t2, NOW, q({ groupBy: 'config.batch' }));
+      expect(grouped.configKeys).toContain('batch');
+    });
+
     it('rejects unknown columns and operators that do not fit the column', async () => {
       await expect(jobs.runs(t, NOW, q({ sort: { column: 'nope', desc: false } }))).rejects.toThrow(
         RunQueryError,

@@ -587,6 +587,24 @@ export function configKeysSql(dialect: 'sqlite' | 'pg'): string {
     : `SELECT DISTINCT e.key AS key FROM (${recent}) r, json_each(r.config) e ORDER BY 1 LIMIT ${MAX_CONFIG_KEYS}`;
 }
 
+/**
+ * The config keys a page shows: the tenant's (possibly a few seconds old, see `ConfigKeyCache`), every key of
+ * the runs on this page, and any config key the query sorts, filters or groups by. So a run's own
+ * hyperparameters are always columns of the page that lists it, however new the key, and the column a user
+ * sorts by is shown. Sorted by UTF-16 code unit (as PostgreSQL's `COLLATE "C"`), at most `MAX_CONFIG_KEYS`.
+ */
+export function pageConfigKeys(
+  tenantKeys: readonly string[],
+  runs: readonly RunRow[],
+  query: RunQuery,
+): string[] {
+  const keys = new Set(tenantKeys);
+  for (const r of runs) for (const k of Object.keys(r.job.config ?? {})) keys.add(k);
+  const named = [query.sort?.column, query.groupBy, ...(query.filters ?? []).map((f) => f.column)];
+  for (const c of named) if (c?.startsWith(CONFIG_PREFIX)) keys.add(c.slice(CONFIG_PREFIX.length));
+  return [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).slice(0, MAX_CONFIG_KEYS);
+}
+
 /** How long a tenant's config keys are reused: columns appear within this long of a new key's first run. */
 export const CONFIG_KEYS_TTL_MS = 10_000;
 

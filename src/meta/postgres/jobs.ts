@@ -31,6 +31,7 @@ import {
   configKeysSql,
   groupFromRow,
   mergeRunSummaries,
+  pageConfigKeys,
   type RunPage,
   type RunQuery,
   type RunSqlRow,
@@ -216,21 +217,20 @@ export class PgJobRepository implements JobRowStore, JobPageStore {
       st.groupCount ? run(st.groupCount) : Promise.resolve(undefined),
     ]);
     const total = Number(count[0]!.n);
-    const configKeys = keys;
     if (groupCount)
       return {
         total,
         runs: [],
         groups: page.map(groupFromRow),
         groupTotal: Number(groupCount[0]!.n),
-        configKeys,
+        configKeys: pageConfigKeys(keys, [], query),
       };
     const runs = page.map((r) => ({
       job: jobFromRow(r as unknown as JobRow),
       summary: summaryFromRow(r),
       gpuHours: r.gpu_hours === null ? null : Number(r.gpu_hours),
     }));
-    return { total, runs, configKeys };
+    return { total, runs, configKeys: pageConfigKeys(keys, runs, query) };
   }
 
   async page(
