@@ -44,7 +44,7 @@ describe('bus damage found at start', () => {
     const bytes = readFileSync(segment);
     const first = bytes.readUInt32LE(8);
     const second = 8 + 8 + first;
-    bytes[second + 8 + 10] ^= 0xff;
+    bytes[second + 8 + 10]! ^= 0xff;
     writeFileSync(segment, bytes);
 
     const again = await startTrainwatch(config, pino({ level: 'silent' }));

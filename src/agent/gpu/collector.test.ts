@@ -318,7 +318,7 @@ describe('XID errors from the kernel log', () => {
       r.lines.some((l) => String(l.msg).includes('cannot read the kernel log')),
     );
     r.collect();
-    expect(samples(r.batches).some((s) => s.labels.__name__.startsWith('gpu_xid_'))).toBe(false);
+    expect(samples(r.batches).some((s) => s.labels.__name__?.startsWith('gpu_xid_'))).toBe(false);
     const warning = r.lines.find((l) => String(l.msg).includes('cannot read the kernel log'))!;
     expect(String(warning.detail)).toContain('Operation not permitted');
   });

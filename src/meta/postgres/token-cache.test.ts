@@ -110,7 +110,7 @@ describeWithPostgres('PgTokenCache', () => {
     const { token } = await admin.create({ tenant: 'acme', scope: 'ingest', name: 'agents' });
     await cache.refresh();
     const { id, secret } = parseToken(token)!;
-    const row = (await pools[0]!.query('SELECT * FROM auth_tokens WHERE id = $1', [id])).rows[0];
+    const row = (await pools[0]!.query('SELECT * FROM auth_tokens WHERE id = $1', [id])).rows[0]!;
     expect(row.secret_sha256).toEqual(hashTokenSecret(secret));
     const stored = JSON.stringify(row);
     expect(stored).not.toContain(secret);

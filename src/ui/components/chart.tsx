@@ -298,9 +298,10 @@ export function Chart({
           (u) => {
             // For tests: the x-range and ticks as drawn (ms), beside the plot area (.u-over).
             const f = fig.current;
-            if (!f || u.scales.x.min == null || u.scales.x.max == null) return;
-            f.dataset.xMin = String(u.scales.x.min / xScale);
-            f.dataset.xMax = String(u.scales.x.max / xScale);
+            const x = u.scales.x;
+            if (!f || x?.min == null || x.max == null) return;
+            f.dataset.xMin = String(x.min / xScale);
+            f.dataset.xMax = String(x.max / xScale);
             if (ticks) f.dataset.xTicks = ticks.labels.join(',');
             f.dataset.yTicks = yTicks.join('|');
           },
