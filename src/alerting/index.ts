@@ -16,4 +16,5 @@ export {
   buildIntegrations,
   createAlerting,
 } from './service.js';
+export { localRuleEvaluator, type RuleQueryEvaluator } from './rules/manager.js';
 export { AlertStore } from './store.js';
