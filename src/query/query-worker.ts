@@ -81,11 +81,9 @@ if (port) {
       msg.type === 'rule'
         ? evaluateRuleQuery(engine, reader, msg.req, abort.signal)
         : evaluatePromQuery(engine, reader, msg.req, abort.signal);
-    evaluation
-      .catch(failureAnswer)
-      .then((answer) => {
-        running.delete(msg.id);
-        port.postMessage({ id: msg.id, ...answer } satisfies QueryWorkerAnswer);
-      });
+    evaluation.catch(failureAnswer).then((answer) => {
+      running.delete(msg.id);
+      port.postMessage({ id: msg.id, ...answer } satisfies QueryWorkerAnswer);
+    });
   });
 }

@@ -112,10 +112,11 @@ describe('a heavy rule in a running server', () => {
 
     // The evaluation went on to its end and was recorded correctly.
     const res = await fetch(`${tw.url}/api/v1/rules`);
-    const rule = (await res.json()).data.groups[0].rules[0];
+    const body = (await res.json()) as { data: { groups: { rules: Record<string, unknown>[] }[] } };
+    const rule = body.data.groups[0]!.rules[0];
     expect(rule).toMatchObject({ name: HEAVY_RECORD, health: 'ok', type: 'recording' });
     const q = await fetch(`${tw.url}/api/v1/query?${new URLSearchParams({ query: HEAVY_RECORD })}`);
-    expect((await q.json()).data.result).toEqual([
+    expect(((await q.json()) as { data: { result: unknown } }).data.result).toEqual([
       { metric: { __name__: HEAVY_RECORD }, value: [expect.any(Number), '591'] },
     ]);
   }, 120_000);
