@@ -9,6 +9,7 @@ export { parseMatcher, parseMatcherList } from './parse.js';
 // The PostgreSQL store loads no driver by itself: it runs on the `PgMeta` the caller opened (meta/postgres).
 export { ALERTING_PG_MIGRATIONS, PgAlertStore, type PgAlertStoreOptions } from './postgres/index.js';
 export type { AlertChangeFeed, AlertRepository } from './repository.js';
+export { localRuleEvaluator, type RuleQueryEvaluator } from './rules/manager.js';
 export {
   type AlertingCluster,
   type AlertingOptions,

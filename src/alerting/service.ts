@@ -28,7 +28,7 @@ import { WebhookNotifier } from './notifiers/webhook.js';
 import { Outbox } from './outbox.js';
 import { type AlertRepository, SqliteAlertRepository } from './repository.js';
 import { buildRoute, type Route } from './routing.js';
-import { loadRuleFiles, RuleManager } from './rules/manager.js';
+import { loadRuleFiles, RuleManager, type RuleQueryEvaluator } from './rules/manager.js';
 import { Silences } from './silences.js';
 import { AlertStore } from './store.js';
 
@@ -57,6 +57,11 @@ export interface AlertingOptions {
   readonly listen: string;
   /** With storage, the PromQL alerting and recording rules of `rule_files` are evaluated. */
   readonly storage?: Storage;
+  /**
+   * Where the rules' expressions are evaluated: the server's query worker pool, so that they run off the
+   * event loop that acknowledges writes. Absent: on this thread.
+   */
+  readonly ruleEvaluator?: RuleQueryEvaluator;
   readonly now?: () => number;
 }
 
@@ -265,6 +270,7 @@ export function createAlerting(opts: AlertingOptions): AlertingService {
           files: config.rule_files,
           defaultIntervalMs: config.evaluation_interval,
           storage: opts.storage,
+          ...(opts.ruleEvaluator ? { evaluator: opts.ruleEvaluator } : {}),
           hub,
           logger,
           externalUrl: () => externalUrl,

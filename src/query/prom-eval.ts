@@ -5,10 +5,12 @@
  */
 import type { Storage } from '../storage/index.js';
 import {
+  type InstantSample,
   type PromqlEngine,
   PromqlError,
   type QueryResult,
   type QueryValue,
+  ruleVector,
   tenantQueryable,
 } from './promql/index.js';
 import { formatGoFloatF } from './promql/labels-util.js';
@@ -32,6 +34,27 @@ export type PromQueryRequest = {
 export interface PromAnswer {
   readonly status: number;
   readonly body: string;
+}
+
+/**
+ * One evaluation of a recording or alerting rule's expression: an instant query of one tenant, whose result
+ * the rule manager handles itself (alert states, recorded series) rather than as a JSON answer.
+ */
+export interface RuleQueryRequest {
+  readonly tenant: string;
+  readonly query: string;
+  /** Evaluation time, ms. */
+  readonly time: number;
+  /** ms the evaluation may run, counted from when the rule manager asked. */
+  readonly timeoutMs: number;
+}
+
+/**
+ * A rule evaluation's answer: status 200 with the result as an instant vector ({@link ruleVector}), or
+ * Prometheus's error answer (its `error` is what the rule's `lastError` shows).
+ */
+export interface RuleAnswer extends PromAnswer {
+  readonly samples?: readonly InstantSample[];
 }
 
 function ts(t: number): number {
@@ -120,4 +143,34 @@ export async function evaluatePromQuery(
     if (err instanceof PromqlError) return errorAnswer(err.httpStatus, err.errorType, err.message);
     throw err;
   }
+}
+
+/** Evaluates a rule's expression (see {@link RuleQueryRequest}); non-PromQL failures are thrown. */
+export async function evaluateRuleQuery(
+  engine: PromqlEngine,
+  storage: Pick<Storage, 'querier'>,
+  req: RuleQueryRequest,
+  signal?: AbortSignal,
+): Promise<RuleAnswer> {
+  try {
+    const r = await engine.instantQuery(tenantQueryable(storage, req.tenant), req.query, req.time, {
+      timeoutMs: req.timeoutMs,
+      ...(signal ? { signal } : {}),
+    });
+    return { status: 200, body: '', samples: ruleVector(r.value) };
+  } catch (err) {
+    if (err instanceof PromqlError) return errorAnswer(err.httpStatus, err.errorType, err.message);
+    throw err;
+  }
+}
+
+/** The `error` of an error answer's body (the body itself when it is not Prometheus's error JSON). */
+export function answerError(a: PromAnswer): string {
+  try {
+    const body = JSON.parse(a.body) as { error?: unknown };
+    if (typeof body.error === 'string') return body.error;
+  } catch {
+    // not JSON: the body is the message
+  }
+  return a.body || `status ${a.status}`;
 }

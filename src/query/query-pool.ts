@@ -1,5 +1,6 @@
 /**
- * PromQL off the ingest event loop: /api/v1/query and /query_range run on a pool of worker threads
+ * PromQL off the ingest event loop: /api/v1/query and /query_range, and the recording and alerting rules'
+ * expressions (rules/manager.ts in alerting), run on a pool of worker threads
  * (query-worker.ts) that read storage through MessagePorts. A heavy query then costs ingest nothing but the
  * storage reads it asks for, and it can always be stopped:
  * - the engine checks the query's deadline between series and steps and answers Prometheus's timeout;
@@ -7,6 +8,10 @@
  *   replaced, and its client gets the timeout answer all the same;
  * - `stop()` terminates busy workers at once, so shutting the server down never waits for a query.
  * Queries wait for a free worker in a bounded queue; one more is refused with 503 (the client retries).
+ * Rule evaluations are never refused for a full queue (at most one per rule group is in flight, and a refused
+ * one would fail the rule for a whole interval): they wait ahead of the API's queries, so that dashboards
+ * hammering the pool delay alerts by at most the queries already running, as Prometheus's shared query
+ * gate does. Their deadline applies all the same.
  * Workers start on the first query that needs them (a server that is never queried starts none).
  */
 import os from 'node:os';
@@ -14,8 +19,15 @@ import type { Worker } from 'node:worker_threads';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { startWorker } from '../model/worker-entry.js';
 import { localQueryEndpoints, type Storage, type StorageQueryEndpoints } from '../storage/index.js';
-import { errorAnswer, type PromAnswer, type PromQueryRequest } from './prom-eval.js';
-import type { EngineOptions } from './promql/index.js';
+import {
+  answerError,
+  errorAnswer,
+  type PromAnswer,
+  type PromQueryRequest,
+  type RuleAnswer,
+  type RuleQueryRequest,
+} from './prom-eval.js';
+import type { EngineOptions, InstantSample } from './promql/index.js';
 import type { QueryWorkerAnswer, QueryWorkerData, QueryWorkerRequest } from './query-worker.js';
 
 export interface QueryPoolOptions {
@@ -33,12 +45,17 @@ export interface QueryPoolOptions {
   readonly registry?: Registry;
 }
 
+/** What a job asks a worker: an API query (answered as JSON) or a rule's expression (answered as samples). */
+type Task =
+  | { readonly type: 'query'; readonly req: PromQueryRequest }
+  | { readonly type: 'rule'; readonly req: RuleQueryRequest };
+
 interface Job {
   readonly id: number;
-  readonly req: PromQueryRequest;
+  readonly task: Task;
   /** Date.now() by which the answer is due. */
   readonly deadline: number;
-  readonly resolve: (a: PromAnswer) => void;
+  readonly resolve: (a: RuleAnswer) => void;
   readonly signal: AbortSignal | undefined;
   /** Removes the job's abort listener. */
   detach(): void;
@@ -128,9 +145,24 @@ export class QueryPool {
    * as 503 timeout when the query overran `req.timeoutMs`, counted from now); never rejects.
    */
   run(req: PromQueryRequest, signal?: AbortSignal): Promise<PromAnswer> {
+    return this.submit({ type: 'query', req }, signal);
+  }
+
+  /**
+   * Evaluates a recording or alerting rule's expression on a worker: resolves with its result as an instant
+   * vector; rejects with an Error whose message is the PromQL error (parse error, limit, timeout after
+   * `req.timeoutMs`, the server stopping), which the rule's `lastError` shows.
+   */
+  async evaluateRule(req: RuleQueryRequest, signal?: AbortSignal): Promise<readonly InstantSample[]> {
+    const answer = await this.submit({ type: 'rule', req }, signal);
+    if (answer.status === 200 && answer.samples) return answer.samples;
+    throw new Error(answerError(answer));
+  }
+
+  private submit(task: Task, signal: AbortSignal | undefined): Promise<RuleAnswer> {
     if (this.stopped) return Promise.resolve(errorAnswer(503, 'unavailable', 'the server is stopping'));
     if (signal?.aborted) return Promise.resolve(errorAnswer(503, 'canceled', 'query was canceled'));
-    if (this.queue.length >= this.opts.maxQueued && !this.hasFreeSlot()) {
+    if (task.type === 'query' && this.queue.length >= this.opts.maxQueued && !this.hasFreeSlot()) {
       return Promise.resolve(
         errorAnswer(
           503,
@@ -139,26 +171,31 @@ export class QueryPool {
         ),
       );
     }
-    return new Promise<PromAnswer>((resolve) => {
+    const timeoutMs = task.req.timeoutMs;
+    return new Promise<RuleAnswer>((resolve) => {
       const id = this.nextId++;
       const onAbort = () => this.cancel(job);
       const job: Job = {
         id,
-        req,
-        deadline: Date.now() + req.timeoutMs,
+        task,
+        deadline: Date.now() + timeoutMs,
         resolve,
         signal,
         detach: () => signal?.removeEventListener('abort', onAbort),
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.queue.push(job);
+      if (task.type === 'rule') {
+        // Behind the rules already waiting, ahead of every API query.
+        const firstQuery = this.queue.findIndex((j) => j.task.type === 'query');
+        this.queue.splice(firstQuery < 0 ? this.queue.length : firstQuery, 0, job);
+      } else this.queue.push(job);
       this.dispatch();
       if (this.queue.includes(job)) {
         job.queueTimer = setTimeout(() => {
           const i = this.queue.indexOf(job);
           if (i >= 0) this.queue.splice(i, 1);
           this.finish(job, timeoutAnswer('the query queue'));
-        }, req.timeoutMs);
+        }, timeoutMs);
       }
     });
   }
@@ -200,11 +237,15 @@ export class QueryPool {
       // The engine stops a little before the deadline, so that its timeout answer still crosses back and
       // reaches the client within the request's timeout.
       const engineMs = Math.max(1, remaining - Math.min(ANSWER_RESERVE_MS, remaining / 10));
-      slot.worker.postMessage({
-        type: 'query',
-        id: job.id,
-        req: { ...job.req, timeoutMs: engineMs },
-      } satisfies QueryWorkerRequest);
+      slot.worker.postMessage(
+        (job.task.type === 'rule'
+          ? { type: 'rule', id: job.id, req: { ...job.task.req, timeoutMs: engineMs } }
+          : {
+              type: 'query',
+              id: job.id,
+              req: { ...job.task.req, timeoutMs: engineMs },
+            }) satisfies QueryWorkerRequest,
+      );
       const s = slot;
       // The client has its answer by the deadline whatever the worker does (a busy machine may schedule a
       // low-priority worker late); the worker then has the grace period to stop by itself.
@@ -230,7 +271,7 @@ export class QueryPool {
       const job = slot.job;
       if (!job || job.id !== a.id) return; // an answer to a query already answered (cancelled)
       this.release(slot);
-      this.finish(job, { status: a.status, body: a.body });
+      this.finish(job, { status: a.status, body: a.body, ...(a.samples ? { samples: a.samples } : {}) });
       this.dispatch();
     });
     const lost = (answer: PromAnswer) => {
@@ -302,7 +343,7 @@ export class QueryPool {
     return slot.worker.terminate();
   }
 
-  private finish(job: Job, answer: PromAnswer): void {
+  private finish(job: Job, answer: RuleAnswer): void {
     if (job.queueTimer) clearTimeout(job.queueTimer);
     job.detach();
     job.resolve(answer);

@@ -1,14 +1,22 @@
 /**
  * A query worker thread (see query-pool.ts): evaluates PromQL queries off the server's event loop, reading
- * storage through the ports it was given (one per storage shard). One query at a time; a `cancel` for it
- * aborts it between steps. The pool terminates the thread when a query overruns its deadline anyway.
+ * storage through the ports it was given (one per storage shard): the Prometheus API's queries and the
+ * recording and alerting rules' expressions. One query at a time; a `cancel` for it aborts it between steps. The pool terminates the thread when a query overruns its deadline anyway.
  */
 import { readlinkSync } from 'node:fs';
 import os from 'node:os';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { TrainwatchError } from '../model/errors.js';
 import { PortStorageReader, type ShardRouting } from '../storage/index.js';
-import { errorAnswer, evaluatePromQuery, type PromAnswer, type PromQueryRequest } from './prom-eval.js';
+import {
+  errorAnswer,
+  evaluatePromQuery,
+  evaluateRuleQuery,
+  type PromAnswer,
+  type PromQueryRequest,
+  type RuleAnswer,
+  type RuleQueryRequest,
+} from './prom-eval.js';
 import { type EngineOptions, PromqlEngine } from './promql/index.js';
 
 /** What the pool gives a worker when it starts it. */
@@ -20,13 +28,14 @@ export interface QueryWorkerData {
   readonly engine: EngineOptions;
 }
 
-/** Pool → worker. */
+/** Pool → worker: an API query (answered as JSON), a rule's query (answered as samples), or a cancel. */
 export type QueryWorkerRequest =
   | { readonly type: 'query'; readonly id: number; readonly req: PromQueryRequest }
+  | { readonly type: 'rule'; readonly id: number; readonly req: RuleQueryRequest }
   | { readonly type: 'cancel'; readonly id: number };
 
-/** Worker → pool: the answer to query `id`. */
-export interface QueryWorkerAnswer extends PromAnswer {
+/** Worker → pool: the answer to query `id` (a rule's answer carries its samples). */
+export interface QueryWorkerAnswer extends RuleAnswer {
   readonly id: number;
 }
 
@@ -68,11 +77,13 @@ if (port) {
     }
     const abort = new AbortController();
     running.set(msg.id, abort);
-    evaluatePromQuery(engine, reader, msg.req, abort.signal)
-      .catch(failureAnswer)
-      .then((answer) => {
-        running.delete(msg.id);
-        port.postMessage({ id: msg.id, ...answer } satisfies QueryWorkerAnswer);
-      });
+    const evaluation: Promise<PromAnswer> =
+      msg.type === 'rule'
+        ? evaluateRuleQuery(engine, reader, msg.req, abort.signal)
+        : evaluatePromQuery(engine, reader, msg.req, abort.signal);
+    evaluation.catch(failureAnswer).then((answer) => {
+      running.delete(msg.id);
+      port.postMessage({ id: msg.id, ...answer } satisfies QueryWorkerAnswer);
+    });
   });
 }

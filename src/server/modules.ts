@@ -18,6 +18,7 @@ import {
   type AlertingService,
   createAlerting,
   PgAlertStore,
+  type RuleQueryEvaluator,
   registerAlertingApi,
 } from '../alerting/index.js';
 import {
@@ -163,6 +164,8 @@ class Modules {
   workers?: ProcessorWorkers;
   alerting?: AlertingService;
   detectors?: DetectorEngine;
+  /** The query worker pool once a module asked for it; null with `query.workers: 0` (see {@link queryPool}). */
+  private pool: ReturnType<typeof startQueryPool> | null | undefined;
   /** Every module this process runs (the roles and what they need). */
   readonly running: ReadonlySet<ModuleName>;
   readonly stoppers: { name: ModuleName; stop: Stoppable['stop'] }[] = [];
@@ -197,6 +200,41 @@ class Modules {
     // Pushed before the alerting service's own stopper: stops after it (stoppers run in reverse).
     this.stoppers.push({ name: 'alerting', stop: () => election.stop() });
     return { store, leadership: election };
+  }
+
+  /**
+   * The query worker pool (query/query-pool.ts), shared by the Prometheus API and the rules: started by the
+   * first module that needs it (`name`), whose stoppers it joins. It then stops before that module's earlier
+   * dependencies (storage, whose shards its workers read, and HTTP, whose close must not wait for a query) and
+   * after every module started later. Undefined with `query.workers: 0`: PromQL then runs on this thread.
+   */
+  private queryPool(name: ModuleName): NonNullable<ReturnType<typeof startQueryPool>> | undefined {
+    if (this.pool === undefined) {
+      const pool = startQueryPool(
+        this.storage!,
+        this.config.query,
+        this.registry,
+        this.workers?.queryEndpoints,
+      );
+      this.pool = pool ?? null;
+      if (pool) this.stoppers.push({ name, stop: () => pool.stop() });
+    }
+    return this.pool ?? undefined;
+  }
+
+  /**
+   * Where the rules' PromQL runs: on the query workers, off the event loop that acknowledges writes (a heavy
+   * rule costs it only the storage reads it asks for), with the query timeout and limits of `query:`. Only
+   * for the embedded storage, as the Prometheus API (a remote TSDB's rules are read through its querier here).
+   */
+  private ruleEvaluator(name: ModuleName): RuleQueryEvaluator | undefined {
+    if (this.config.storage.kind === 'remote') return undefined;
+    const pool = this.queryPool(name)?.pool;
+    if (!pool) return undefined;
+    const timeoutMs = this.config.query.timeout;
+    return {
+      evaluate: (tenant, query, time) => pool.evaluateRule({ tenant, query, time, timeoutMs }),
+    };
   }
 
   async init(name: ModuleName): Promise<void> {
@@ -531,6 +569,7 @@ class Modules {
       }
       case 'alerting': {
         const cluster = this.opened?.postgres ? await this.alertingCluster() : undefined;
+        const ruleEvaluator = config.alerting.rule_files.length > 0 ? this.ruleEvaluator(name) : undefined;
         const alerting = createAlerting({
           config: config.alerting,
           ...(cluster ? { cluster } : { meta: this.meta! }),
@@ -539,6 +578,7 @@ class Modules {
           registry: this.registry,
           listen: config.listen,
           storage: this.storage!,
+          ...(ruleEvaluator ? { ruleEvaluator } : {}),
         });
         await alerting.start();
         this.alerting = alerting;
@@ -643,12 +683,9 @@ class Modules {
               })
             : undefined;
         // PromQL off the ingest event loop (query-pool.ts); a remote TSDB evaluates its own queries.
-        const pool = remote
-          ? undefined
-          : startQueryPool(this.storage!, config.query, this.registry, this.workers?.queryEndpoints);
-        // Pushed after http's stopper, so it runs before it: busy workers are terminated first, and closing
-        // the server does not wait for their requests.
-        if (pool) this.stoppers.push({ name, stop: () => pool.stop() });
+        // Its stopper runs before http's (see queryPool): busy workers are terminated first, and closing the
+        // server does not wait for their requests.
+        const pool = remote ? undefined : this.queryPool(name);
         registerPromApi(this.http!.app, {
           auth: this.auth!,
           storage: this.storage!,

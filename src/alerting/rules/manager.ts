@@ -5,6 +5,13 @@
  * wall clock: pending while `for` has not elapsed, firing, resolved after `keep_firing_for`. Recording rules
  * append their results to storage.
  *
+ * Where the PromQL runs: on the server's query worker pool when it has one ({@link RuleQueryEvaluator}, wired in
+ * server/modules.ts), so that a heavy rule costs the event loop that acknowledges writes nothing but the
+ * storage reads it asks for; only the result handling (alert state transitions, templates, notifications,
+ * recorded samples' appends) runs on this thread. Without a pool (`query.workers: 0`, tests) the engine runs
+ * here ({@link localRuleEvaluator}). Either way the semantics are the same: one instant query per rule and
+ * tenant at the group's evaluation time, rules in order within a group.
+ *
  * Restarts: the open rule alerts are reloaded from the alert store and the tracker resumes them with their
  * original start times (Prometheus's "for" state restoration), so a restart neither resets `for` nor
  * re-notifies.
@@ -14,7 +21,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { SeriesBatchBuilder } from '../../model/batch.js';
 import type { LabelSet } from '../../model/labels.js';
-import { PromqlEngine, tenantQueryable } from '../../query/promql/index.js';
+import { type InstantSample, PromqlEngine, ruleVector, tenantQueryable } from '../../query/promql/index.js';
 import type { Storage } from '../../storage/index.js';
 import { fingerprint, formatValue } from '../alert.js';
 import type { RuleGroupsSource } from '../api.js';
@@ -23,10 +30,40 @@ import { AlertTracker, type AlertTrackerSnapshot } from '../tracker.js';
 import { promFloatString } from './format.js';
 import { parseRuleFile, type RuleDef, type RuleGroupDef } from './rule-file.js';
 
+/**
+ * Evaluates one rule's expression for one tenant at one instant. Resolves with the result as an instant
+ * vector (a scalar is one sample without labels); rejects with an Error whose message is what the rule's
+ * `lastError` shows (a parse error, a limit, a timeout, a range-vector result). Implemented by the query
+ * worker pool (`QueryPool.evaluateRule`) and, in this thread, by {@link localRuleEvaluator}.
+ */
+export interface RuleQueryEvaluator {
+  evaluate(tenant: string, expr: string, at: number): Promise<readonly InstantSample[]>;
+}
+
+/**
+ * Rules evaluated on this thread's event loop. The engine never gives the event loop a turn *within* a rule's
+ * evaluation, because ingest running in between would let one selector of the expression see a sample that
+ * another did not (`x != x` would then fire on data without a single NaN, as it did under load); the manager
+ * yields between rules instead. The cost: a heavy rule holds ingest up for its whole evaluation, which is why
+ * the server evaluates rules on its query workers instead (where the engine reads a selector that occurs twice
+ * once, so both sides agree however storage moves on between selects).
+ */
+export function localRuleEvaluator(storage: Pick<Storage, 'querier'>): RuleQueryEvaluator {
+  const engine = new PromqlEngine({ yieldEveryMs: Number.POSITIVE_INFINITY });
+  return {
+    async evaluate(tenant, expr, at) {
+      return ruleVector((await engine.instantQuery(tenantQueryable(storage, tenant), expr, at)).value);
+    },
+  };
+}
+
 export interface RuleManagerOptions {
   readonly files: readonly string[];
   readonly defaultIntervalMs: number;
+  /** Where recording rules append, and what the rules read (with {@link localRuleEvaluator}). */
   readonly storage: Storage;
+  /** Where rule expressions are evaluated; default: this thread ({@link localRuleEvaluator}). */
+  readonly evaluator?: RuleQueryEvaluator;
   readonly hub: AlertHub;
   readonly logger: Logger;
   readonly externalUrl: () => string;
@@ -108,23 +145,20 @@ const TENANT_REFRESH_MS = 60_000;
 export class RuleManager implements RuleGroupsSource {
   private readonly groupsState: GroupState[];
   private readonly tracker: AlertTracker;
-  /**
-   * Rules see one consistent moment: the engine never gives the event loop a turn *within* a rule's
-   * evaluation, because ingest running in between would let one selector of the expression see a sample
-   * that another did not (`x != x` would then fire on data without a single NaN, as it did under load). The
-   * manager yields between rules instead, so a group of rules does not hold ingest up for its whole duration.
-   */
-  private readonly engine = new PromqlEngine({ yieldEveryMs: Number.POSITIVE_INFINITY });
+  private readonly evaluator: RuleQueryEvaluator;
   private readonly now: () => number;
   private tenants: string[] = [];
   private tenantsAt = Number.NEGATIVE_INFINITY;
   private reconciled = false;
+  /** Set by stop(): an evaluation still in flight then changes nothing (its query may fail as the pool stops). */
+  private stopped = false;
 
   constructor(
     groups: readonly RuleGroupDef[],
     private readonly opts: RuleManagerOptions,
   ) {
     this.now = opts.now ?? Date.now;
+    this.evaluator = opts.evaluator ?? localRuleEvaluator(opts.storage);
     this.tracker = new AlertTracker(opts.hub);
     this.groupsState = groups.map((def) => ({
       def,
@@ -190,6 +224,7 @@ export class RuleManager implements RuleGroupsSource {
   }
 
   stop(): void {
+    this.stopped = true;
     for (const g of this.groupsState) clearInterval(g.timer);
   }
 
@@ -217,6 +252,7 @@ export class RuleManager implements RuleGroupsSource {
           await new Promise<void>((resolve) => setImmediate(resolve));
         }
       }
+      if (this.stopped) return;
       g.lastEvaluationMs = now;
       g.evaluationMs = performance.now() - started;
       if (!this.reconciled && this.groupsState.every((x) => x.lastEvaluationMs > 0)) {
@@ -245,19 +281,8 @@ export class RuleManager implements RuleGroupsSource {
     const status: RuleStatus = { health: 'ok', lastError: '', lastEvaluationMs: now, evaluationMs: 0 };
     const started = performance.now();
     try {
-      const result = await this.engine.instantQuery(
-        tenantQueryable(this.opts.storage, tenant),
-        rule.expr,
-        now,
-      );
-      const v = result.value;
-      const samples =
-        v.resultType === 'vector'
-          ? v.samples
-          : v.resultType === 'scalar'
-            ? [{ labels: {}, t: now, v: v.v }]
-            : undefined;
-      if (!samples) throw new Error(`rule result is a ${v.resultType}, not a vector or scalar`);
+      const samples = await this.evaluator.evaluate(tenant, rule.expr, now);
+      if (this.stopped) return;
       if (g.def.limit > 0 && samples.length > g.def.limit)
         throw new Error(
           `exceeded limit of ${g.def.limit} with ${samples.length} ${rule.kind === 'alerting' ? 'alerts' : 'series'}`,
@@ -265,6 +290,7 @@ export class RuleManager implements RuleGroupsSource {
       if (rule.kind === 'recording') await this.record(rule, tenant, samples, now);
       else this.alert(g, rule, key, tenant, samples, now);
     } catch (err) {
+      if (this.stopped) return;
       status.health = 'err';
       status.lastError = (err as Error).message;
       this.opts.logger.warn(

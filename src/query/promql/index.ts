@@ -50,4 +50,11 @@ export { enforceTenant, enforceTenantExpr } from './inject.js';
 export { MAX_EXPRESSION_DEPTH, parseExpr, parseMetricSelector } from './parser.js';
 export { exprToString } from './print.js';
 export { hideTenantLabel, tenantQueryable } from './tenant.js';
-export type { InstantSample, QueryResult, QueryStats, QueryValue, RangeSeries } from './value.js';
+export {
+  type InstantSample,
+  type QueryResult,
+  type QueryStats,
+  type QueryValue,
+  type RangeSeries,
+  ruleVector,
+} from './value.js';

@@ -29,6 +29,16 @@ export type QueryValue =
   | { readonly resultType: 'scalar'; readonly t: number; readonly v: number }
   | { readonly resultType: 'string'; readonly t: number; readonly v: string };
 
+/**
+ * A rule's result as an instant vector (Prometheus's `rules.EngineQueryFunc`): a vector as it is, a scalar as
+ * one sample without labels; a range vector or a string is an error naming the type.
+ */
+export function ruleVector(v: QueryValue): readonly InstantSample[] {
+  if (v.resultType === 'vector') return v.samples;
+  if (v.resultType === 'scalar') return [{ labels: {}, t: v.t, v: v.v }];
+  throw new Error(`rule result is a ${v.resultType}, not a vector or scalar`);
+}
+
 export interface QueryStats {
   /** Samples read from storage. */
   readonly samplesRead: number;
