@@ -22,7 +22,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodeBusRecord, newRecordWriter, seriesPartitionKey } from '../src/bus/index.js';
 import { NativeRefDecoder } from '../src/collector/native-decode.js';
-import { ProtoReader } from '../src/collector/protobuf.js';
+import { ProtoReader } from '../src/protocol/protobuf.js';
 import { PayloadWriter, RefBatch } from '../src/collector/ref-batch.js';
 import { decodeRemoteWriteV1, newDecodeStats } from '../src/collector/remote-write-decode.js';
 import { SeriesKeyBuilder } from '../src/collector/series-key.js';

@@ -16,7 +16,7 @@
  *   node --expose-gc --import tsx bench/ingest-memory.ts --series 40000
  */
 import { parseArgs } from 'node:util';
-import { ProtoReader } from '../src/collector/protobuf.js';
+import { ProtoReader } from '../src/protocol/protobuf.js';
 import { PayloadWriter, RefBatch } from '../src/collector/ref-batch.js';
 import { decodeRemoteWriteV1, newDecodeStats } from '../src/collector/remote-write-decode.js';
 import { SeriesKeyBuilder } from '../src/collector/series-key.js';

@@ -10,7 +10,7 @@
  * `JSON.parse` runs, so a body of ten million `[` costs a linear scan, not seconds of parsing; attribute
  * values (which may nest arrays and maps) are rendered iteratively up to a depth limit.
  */
-import { ProtoError, ProtoReader, WireType } from './protobuf.js';
+import { ProtoError, ProtoReader, WireType } from '../protocol/protobuf.js';
 
 export class OtlpDecodeError extends Error {
   constructor(message: string) {

@@ -8,7 +8,7 @@
  */
 import fc from 'fast-check';
 import { OtlpDecodeError } from '../../src/collector/otlp-decode.js';
-import { ProtoError } from '../../src/collector/protobuf.js';
+import { ProtoError } from '../../src/protocol/protobuf.js';
 import { SnappyError } from '../../src/collector/snappy.js';
 import { TrainwatchError } from '../../src/model/errors.js';
 import { DecodeError } from '../../src/protocol/bytes.js';

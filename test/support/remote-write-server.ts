@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ProtoReader } from '../../src/collector/protobuf.js';
+import { ProtoReader } from '../../src/protocol/protobuf.js';
 import { SnappyDecoder } from '../../src/collector/snappy.js';
 
 export interface DecodedSample {
