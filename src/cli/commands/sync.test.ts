@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, tempDir } from '../../../test/helpers.js';
+import { freePort, tempDir, waitFor } from '../../../test/helpers.js';
 import { loadConfig } from '../../config/index.js';
 import { SeriesBatchBuilder } from '../../model/batch.js';
 import { NativeEncoder } from '../../protocol/native.js';
@@ -64,13 +64,12 @@ async function lossSamples(): Promise<number[]> {
   return series.flatMap((s) => s.v);
 }
 
+/** The stored loss samples once there are at least `n` (or what there is after 20 s, for the assertion). */
 async function waitForSamples(n: number): Promise<number[]> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
+  return waitFor(`${n} loss samples`, async () => {
     const got = await lossSamples();
-    if (got.length >= n || Date.now() > deadline) return got;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+    return got.length >= n ? got : undefined;
+  }).catch(() => lossSamples());
 }
 
 describe('trainwatch sync', () => {

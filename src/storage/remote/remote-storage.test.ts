@@ -7,6 +7,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../../test/helpers.js';
 import { startRemoteWriteServer } from '../../../test/support/remote-write-server.js';
 import {
   requireVictoriaMetrics,
@@ -295,7 +296,11 @@ describe.skipIf(!haveVm)('RemoteStorage: staleness markers and failures against 
       const appending = storage.appender.append('p', b.build()).then(() => {
         appended = true;
       });
-      await new Promise((r) => setTimeout(r, 150));
+      // The TSDB has refused a request (retried with backoff) while the queue holds its capacity.
+      await waitFor('a refused request and a full queue', () =>
+        proxy.requests.length >= 1 && storage.queue.pendingSamples() === 10 ? true : undefined,
+      );
+      await new Promise(setImmediate);
       expect(appended).toBe(false);
       expect(storage.queue.pendingSamples()).toBe(10);
       down = false;
