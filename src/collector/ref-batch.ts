@@ -9,6 +9,7 @@
  * Reused for every request of a route: everything here is consumed synchronously (decode, then `encode`)
  * before the route's first `await`.
  */
+import { growBuffer } from '../protocol/bytes.js';
 import type { SeriesRegistry } from './series-registry.js';
 
 if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
@@ -259,12 +260,7 @@ class PayloadBytes {
   }
 
   ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    let cap = this.buf.length * 2;
-    while (cap < this.pos + n) cap *= 2;
-    const next = new Uint8Array(cap);
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
+    if (this.pos + n > this.buf.length) this.buf = growBuffer(this.buf, this.pos, n);
   }
 
   /** v < 2^31; the caller ensured 5 bytes. */
