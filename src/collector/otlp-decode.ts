@@ -1,7 +1,8 @@
 /**
  * OTLP/HTTP metrics request decoders: protobuf (`ExportMetricsServiceRequest`, schemas in
- * ../shared/protos/opentelemetry/) walked by hand, and the OTLP/JSON encoding of the same message. Both
- * produce the small {@link OtlpMetrics} model that `otlp-translate.ts` maps onto Prometheus series.
+ * ../shared/protos/opentelemetry/, transcribed into the schema table below) and the OTLP/JSON encoding of the
+ * same message. The protobuf is read into the OTLP/JSON object shape, so one mapper produces the small
+ * {@link OtlpMetrics} model (that `otlp-translate.ts` maps onto Prometheus series) from either encoding.
  *
  * OTLP is not the hottest path (SDKs export every few seconds, batches are pre-aggregated), so this builds a
  * light object per metric and data point; sample values still end up in typed arrays.
@@ -153,11 +154,11 @@ const WIRE_TYPE: Record<FieldKind, number> = {
   double: WireType.fixed64,
 };
 
-const f = (name: string, kind: FieldKind | Schema, more?: Partial<FieldSpec>): FieldSpec => ({
-  name,
-  kind,
-  ...more,
-});
+const f = (name: string, kind: FieldKind | Schema): FieldSpec => ({ name, kind });
+/** A repeated field. */
+const rep = (name: string, kind: FieldKind | Schema): FieldSpec => ({ name, kind, repeated: true });
+/** A member of the message's oneof. */
+const one = (name: string, kind: FieldKind | Schema): FieldSpec => ({ name, kind, oneof: true });
 const schema = (name: string, fields: Record<number, FieldSpec>, nests = false): Schema => ({
   name,
   fields,
@@ -168,96 +169,64 @@ const ANY_VALUE_FIELDS: Record<number, FieldSpec> = {};
 const ANY_VALUE = schema('AnyValue', ANY_VALUE_FIELDS);
 const KEY_VALUE = schema('KeyValue', { 1: f('key', 'string'), 2: f('value', ANY_VALUE) });
 Object.assign(ANY_VALUE_FIELDS, {
-  1: f('stringValue', 'string', { oneof: true }),
-  2: f('boolValue', 'bool', { oneof: true }),
-  3: f('intValue', 'int64', { oneof: true }),
-  4: f('doubleValue', 'double', { oneof: true }),
-  5: f('arrayValue', schema('ArrayValue', { 1: f('values', ANY_VALUE, { repeated: true }) }, true), {
-    oneof: true,
-  }),
-  6: f('kvlistValue', schema('KeyValueList', { 1: f('values', KEY_VALUE, { repeated: true }) }, true), {
-    oneof: true,
-  }),
-  7: f('bytesValue', 'bytes', { oneof: true }),
+  1: one('stringValue', 'string'),
+  2: one('boolValue', 'bool'),
+  3: one('intValue', 'int64'),
+  4: one('doubleValue', 'double'),
+  5: one('arrayValue', schema('ArrayValue', { 1: rep('values', ANY_VALUE) }, true)),
+  6: one('kvlistValue', schema('KeyValueList', { 1: rep('values', KEY_VALUE) }, true)),
+  7: one('bytesValue', 'bytes'),
 });
-const attrs = f('attributes', KEY_VALUE, { repeated: true });
+const attrs = rep('attributes', KEY_VALUE);
 const time = f('timeUnixNano', 'fixed64');
 const flags = f('flags', 'uint32');
 const temporality = f('aggregationTemporality', 'uint32');
 const NUMBER_POINT = schema('NumberDataPoint', {
   7: attrs,
   3: time,
-  4: f('asDouble', 'double', { oneof: true }),
-  6: f('asInt', 'sfixed64', { oneof: true }),
+  4: one('asDouble', 'double'),
+  6: one('asInt', 'sfixed64'),
   8: flags,
 });
-const numberPoints = f('dataPoints', NUMBER_POINT, { repeated: true });
 const HISTOGRAM_POINT = schema('HistogramDataPoint', {
   9: attrs,
   3: time,
   4: f('count', 'fixed64'),
   5: f('sum', 'double'),
-  6: f('bucketCounts', 'fixed64', { repeated: true }),
-  7: f('explicitBounds', 'double', { repeated: true }),
+  6: rep('bucketCounts', 'fixed64'),
+  7: rep('explicitBounds', 'double'),
   10: flags,
 });
+const QUANTILE = schema('ValueAtQuantile', { 1: f('quantile', 'double'), 2: f('value', 'double') });
 const SUMMARY_POINT = schema('SummaryDataPoint', {
   7: attrs,
   3: time,
   4: f('count', 'fixed64'),
   5: f('sum', 'double'),
-  6: f('quantileValues', schema('ValueAtQuantile', { 1: f('quantile', 'double'), 2: f('value', 'double') }), {
-    repeated: true,
-  }),
+  6: rep('quantileValues', QUANTILE),
   8: flags,
 });
 const METRIC = schema('Metric', {
   1: f('name', 'string'),
   2: f('description', 'string'),
   3: f('unit', 'string'),
-  5: f('gauge', schema('Gauge', { 1: numberPoints }), { oneof: true }),
-  7: f('sum', schema('Sum', { 1: numberPoints, 2: temporality, 3: f('isMonotonic', 'bool') }), {
-    oneof: true,
-  }),
-  9: f(
-    'histogram',
-    schema('Histogram', { 1: f('dataPoints', HISTOGRAM_POINT, { repeated: true }), 2: temporality }),
-    {
-      oneof: true,
-    },
+  5: one('gauge', schema('Gauge', { 1: rep('dataPoints', NUMBER_POINT) })),
+  7: one(
+    'sum',
+    schema('Sum', { 1: rep('dataPoints', NUMBER_POINT), 2: temporality, 3: f('isMonotonic', 'bool') }),
   ),
+  9: one('histogram', schema('Histogram', { 1: rep('dataPoints', HISTOGRAM_POINT), 2: temporality })),
   // Exponential histograms are not translated: their points are only counted (as rejected), not read.
-  10: f(
-    'exponentialHistogram',
-    schema('ExponentialHistogram', { 1: f('dataPoints', 'skip', { repeated: true }) }),
-    {
-      oneof: true,
-    },
-  ),
-  11: f('summary', schema('Summary', { 1: f('dataPoints', SUMMARY_POINT, { repeated: true }) }), {
-    oneof: true,
-  }),
+  10: one('exponentialHistogram', schema('ExponentialHistogram', { 1: rep('dataPoints', 'skip') })),
+  11: one('summary', schema('Summary', { 1: rep('dataPoints', SUMMARY_POINT) })),
 });
-const REQUEST = schema('ExportMetricsServiceRequest', {
-  1: f(
-    'resourceMetrics',
-    schema('ResourceMetrics', {
-      1: f('resource', schema('Resource', { 1: attrs })),
-      2: f(
-        'scopeMetrics',
-        schema('ScopeMetrics', {
-          1: f(
-            'scope',
-            schema('InstrumentationScope', { 1: f('name', 'string'), 2: f('version', 'string'), 3: attrs }),
-          ),
-          2: f('metrics', METRIC, { repeated: true }),
-        }),
-        { repeated: true },
-      ),
-    }),
-    { repeated: true },
-  ),
+const SCOPE = schema('InstrumentationScope', { 1: f('name', 'string'), 2: f('version', 'string'), 3: attrs });
+const SCOPE_METRICS = schema('ScopeMetrics', { 1: f('scope', SCOPE), 2: rep('metrics', METRIC) });
+const RESOURCE_METRICS = schema('ResourceMetrics', {
+  1: f('resource', schema('Resource', { 1: attrs })),
+  2: rep('scopeMetrics', SCOPE_METRICS),
 });
+const REQUEST = schema('ExportMetricsServiceRequest', { 1: rep('resourceMetrics', RESOURCE_METRICS) });
 
 const snakeCase = (name: string): string => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
