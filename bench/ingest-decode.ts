@@ -22,7 +22,6 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodeBusRecord, newRecordWriter, seriesPartitionKey } from '../src/bus/index.js';
 import { NativeRefDecoder } from '../src/collector/native-decode.js';
-import { ProtoReader } from '../src/collector/protobuf.js';
 import { PayloadWriter, RefBatch } from '../src/collector/ref-batch.js';
 import { decodeRemoteWriteV1, newDecodeStats } from '../src/collector/remote-write-decode.js';
 import { SeriesKeyBuilder } from '../src/collector/series-key.js';
@@ -32,6 +31,7 @@ import { validateBatch } from '../src/collector/validate.js';
 import { type SeriesBatch, SeriesBatchBuilder } from '../src/model/batch.js';
 import { labelsKey } from '../src/model/labels.js';
 import { decodePayload, NativeEncoder } from '../src/protocol/native.js';
+import { ProtoReader } from '../src/protocol/protobuf.js';
 import { type RwSeries, snappyCompress, snappyUncompress, writeRequestV1 } from '../test/ingest/wire.js';
 
 const { values: args } = parseArgs({

@@ -16,7 +16,6 @@
  *   node --expose-gc --import tsx bench/ingest-memory.ts --series 40000
  */
 import { parseArgs } from 'node:util';
-import { ProtoReader } from '../src/collector/protobuf.js';
 import { PayloadWriter, RefBatch } from '../src/collector/ref-batch.js';
 import { decodeRemoteWriteV1, newDecodeStats } from '../src/collector/remote-write-decode.js';
 import { SeriesKeyBuilder } from '../src/collector/series-key.js';
@@ -29,6 +28,7 @@ import { DetectorEngine } from '../src/processor/detectors/engine.js';
 import { decodeRecord, RecordBatch } from '../src/processor/record-decoder.js';
 import { SeriesTable } from '../src/processor/series-table.js';
 import { StateWriter } from '../src/processor/state.js';
+import { ProtoReader } from '../src/protocol/protobuf.js';
 import { MemoryStorage } from '../src/storage/index.js';
 import { buildDataset, fleetForSeries } from './harness/dataset.js';
 

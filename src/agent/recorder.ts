@@ -11,6 +11,7 @@
  * - `last`: counters read faster than shipped: only the newest reading matters.
  */
 import { type SeriesBatch, SeriesBatchBuilder } from '../model/batch.js';
+import { doubled } from '../model/grow.js';
 import { type LabelSet, labelsKey, METRIC_NAME_LABEL } from '../model/labels.js';
 
 export type RecordMode = 'raw' | 'mean' | 'last';
@@ -178,12 +179,8 @@ export class Recorder {
   }
 
   private growRaw(): void {
-    const t = new Float64Array(this.rawT.length * 2);
-    t.set(this.rawT);
-    this.rawT = t;
-    const v = new Float64Array(this.rawV.length * 2);
-    v.set(this.rawV);
-    this.rawV = v;
+    this.rawT = doubled(this.rawT);
+    this.rawV = doubled(this.rawV);
   }
 }
 

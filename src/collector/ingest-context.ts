@@ -5,10 +5,10 @@
 import type { FastifyRequest } from 'fastify';
 import { type Authenticator, credentialsOf, maybeRequestPrincipal, type Principal } from '../auth/index.js';
 import { Errors, TrainwatchError, twError } from '../model/errors.js';
+import { ProtoReader } from '../protocol/protobuf.js';
 import { type DeclaredMetadata, DeclaredMetadataMemory } from './declared-metadata.js';
 import type { IngestEngine } from './ingest-decoder.js';
 import type { CollectorMetrics, IngestProtocol } from './metrics.js';
-import { ProtoReader } from './protobuf.js';
 import { PayloadWriter, RefBatch } from './ref-batch.js';
 import { type DecodeContext, type DecodeStats, newDecodeStats } from './remote-write-decode.js';
 import { SeriesKeyBuilder } from './series-key.js';

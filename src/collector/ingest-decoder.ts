@@ -15,17 +15,22 @@ import { Errors, twError } from '../model/errors.js';
 import { formatSeries } from '../model/labels.js';
 import { DecodeError } from '../protocol/bytes.js';
 import { decodeFrameHeader, decodePayload, framePayload } from '../protocol/native.js';
+import { ProtoError } from '../protocol/protobuf.js';
 import type { DeclaredMetadata } from './declared-metadata.js';
 import { DecodePipeline, type IngestLimits } from './ingest-context.js';
 import { NativeRefDecoder } from './native-decode.js';
 import { decodeOtlpJson, decodeOtlpProtobuf, OtlpDecodeError, type OtlpMetrics } from './otlp-decode.js';
 import { translateOtlp } from './otlp-translate.js';
-import { ProtoError } from './protobuf.js';
 import { PayloadWriter, RefBatch } from './ref-batch.js';
-import { decodeRemoteWriteV1, decodeRemoteWriteV2, SymbolTable } from './remote-write-decode.js';
+import {
+  type DecodeContext,
+  decodeRemoteWriteV1,
+  decodeRemoteWriteV2,
+  SymbolTable,
+} from './remote-write-decode.js';
 import { SeriesKeyBuilder } from './series-key.js';
 import { SnappyDecoder, SnappyError } from './snappy.js';
-import type { TenantLimits } from './tenant-limits.js';
+import type { TenantLimits, TenantState } from './tenant-limits.js';
 import { type EncodedPart, PartEncoder } from './to-bus.js';
 import { validateBatch } from './validate.js';
 
@@ -104,6 +109,14 @@ const EMPTY = {
   unsupportedPoints: 0,
 };
 
+/** What {@link IngestDecoder.throughPipeline} gives back: the common result, and what the decoding returned. */
+interface PipelineRun<T> {
+  readonly result: IngestResult;
+  readonly value: T;
+  readonly ctx: DecodeContext;
+  readonly state: TenantState;
+}
+
 /**
  * One thread's decoding state: reused buffers and the registries of the tenants it serves. Used strictly
  * synchronously per request (registry refs are valid only within one `decode`), so one instance serves every
@@ -159,30 +172,49 @@ export class IngestDecoder {
         `${err.message}${err.tooLarge ? ' (ingest.max_payload_bytes)' : ''}`,
       );
     }
-    const { ctx, state } = this.pipeline.begin(tenant, nowMs);
-    let parts: EncodedPart[];
+    let run: PipelineRun<void>;
     try {
-      if (version === 1) decodeRemoteWriteV1(raw, ctx);
-      else decodeRemoteWriteV2(raw, ctx, this.symbols);
-      parts = this.pipeline.finish(tenant, state, nowMs);
+      run = this.throughPipeline(tenant, nowMs, (ctx) =>
+        version === 1 ? decodeRemoteWriteV1(raw, ctx) : decodeRemoteWriteV2(raw, ctx, this.symbols),
+      );
     } catch (err) {
-      state.registry.rollbackRequest();
-      this.pipeline.metadata.rollback();
       if (err instanceof ProtoError)
         throw twError(Errors.badPayload, `malformed remote-write ${version}.0 request: ${err.message}`);
       throw err;
     }
+    return { ...run.result, histograms: run.ctx.stats.histograms, exemplars: run.ctx.stats.exemplars };
+  }
+
+  /**
+   * Runs one request's `decode` through the pipeline: what it registered is rolled back if it throws; else the
+   * result carries the encoded parts, the declared metadata and the request's counts.
+   */
+  private throughPipeline<T>(
+    tenant: string,
+    nowMs: number,
+    decode: (ctx: DecodeContext) => T,
+  ): PipelineRun<T> {
+    const { ctx, state } = this.pipeline.begin(tenant, nowMs);
+    let value: T;
+    let parts: EncodedPart[];
+    try {
+      value = decode(ctx);
+      parts = this.pipeline.finish(tenant, state, nowMs);
+    } catch (err) {
+      state.registry.rollbackRequest();
+      this.pipeline.metadata.rollback();
+      throw err;
+    }
     const metadata = this.pipeline.metadata.take();
-    return {
+    const result: IngestResult = {
       ...EMPTY,
       ...(metadata ? { metadata } : {}),
       parts,
       series: ctx.batch.seriesCount,
       samples: ctx.batch.sampleCount,
       liveSeries: state.registry.live,
-      histograms: ctx.stats.histograms,
-      exemplars: ctx.stats.exemplars,
     };
+    return { result, value, ctx, state };
   }
 
   private otlp(tenant: string, nowMs: number, body: Uint8Array, json: boolean, gzip: boolean): IngestResult {
@@ -208,28 +240,14 @@ export class IngestDecoder {
       if (err instanceof OtlpDecodeError) throw twError(Errors.badPayload, err.message);
       throw err;
     }
-    const { ctx, state } = this.pipeline.begin(tenant, nowMs);
-    let parts: EncodedPart[];
-    let result: ReturnType<typeof translateOtlp>;
-    try {
-      result = translateOtlp(request, ctx);
-      parts = this.pipeline.finish(tenant, state, nowMs);
-    } catch (err) {
-      state.registry.rollbackRequest();
-      this.pipeline.metadata.rollback();
-      throw err;
-    }
-    const metadata = this.pipeline.metadata.take();
+    const { result, value, state } = this.throughPipeline(tenant, nowMs, (ctx) =>
+      translateOtlp(request, ctx),
+    );
     return {
-      ...EMPTY,
-      ...(metadata ? { metadata } : {}),
-      parts,
-      series: ctx.batch.seriesCount,
-      samples: ctx.batch.sampleCount,
-      liveSeries: state.registry.live,
-      rejectedPoints: result.rejectedPoints,
-      unsupportedPoints: result.unsupportedPoints,
-      ...(result.firstError !== undefined ? { firstError: result.firstError } : {}),
+      ...result,
+      rejectedPoints: value.rejectedPoints,
+      unsupportedPoints: value.unsupportedPoints,
+      ...(value.firstError !== undefined ? { firstError: value.firstError } : {}),
       undo: {
         deltas: Float64Array.from(state.registry.accumulations()),
         generation: state.registry.generation,

@@ -13,7 +13,7 @@
 import { Errors, twError } from '../model/errors.js';
 import { ByteReader, DecodeError } from '../protocol/bytes.js';
 import { checkLabelRefs, type DecodeLimits, readJobEvents } from '../protocol/native.js';
-import { ProtoError } from './protobuf.js';
+import { ProtoError } from '../protocol/protobuf.js';
 import type { RefBatch } from './ref-batch.js';
 import { MAX_FUTURE_MS } from './remote-write-decode.js';
 import type { SeriesKeyBuilder } from './series-key.js';

@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
+import { waitFor } from '../../test/helpers.js';
 import { AnonymousAuthenticator } from '../auth/index.js';
 import {
   type AppendResult,
@@ -32,6 +33,11 @@ class ManualBus implements BusProducer {
   append(key: string, record: Uint8Array): Promise<AppendResult> {
     return new Promise((release, fail) => this.appended.push({ key, record: record.slice(), release, fail }));
   }
+}
+
+/** Waits until the route has made `count` bus appends in all. */
+async function appends(bus: ManualBus, count: number): Promise<void> {
+  await waitFor(`${count} bus appends`, () => bus.appended.length >= count, 10_000, 5);
 }
 
 function setup() {
@@ -89,8 +95,9 @@ describe('native ingest route', () => {
         answered = true;
         return r;
       });
-    while (bus.appended.length === 0) await new Promise((r) => setTimeout(r, 5));
-    await new Promise((r) => setTimeout(r, 50));
+    await appends(bus, 1);
+    // The route has handed the batch to the bus and awaits it; give any premature reply a turn to arrive.
+    await new Promise(setImmediate);
     expect(answered).toBe(false);
     bus.appended[0]!.release({ partition: 0, offset: 0 });
     expect((await reply).statusCode).toBe(200);
@@ -104,7 +111,7 @@ describe('native ingest route', () => {
       headers: { 'content-type': NATIVE_CONTENT_TYPE },
       payload: frame(2, ['j1']),
     });
-    while (bus.appended.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await appends(bus, 1);
     const { TrainwatchError, Errors } = await import('../model/errors.js');
     bus.appended[0]!.fail(new TrainwatchError(Errors.unavailable, 'the bus write queue is full', 1));
     const res = await first;
@@ -117,7 +124,7 @@ describe('native ingest route', () => {
       headers: { 'content-type': NATIVE_CONTENT_TYPE },
       payload: frame(2, ['j1']),
     });
-    while (bus.appended.length === 1) await new Promise((r) => setTimeout(r, 5));
+    await appends(bus, 2);
     bus.appended[1]!.release({ partition: 0, offset: 0 });
     expect((await retry).json().data.duplicate).toBe(false);
   });
@@ -130,7 +137,7 @@ describe('native ingest route', () => {
       headers: { 'content-type': NATIVE_CONTENT_TYPE },
       payload: frame(3, ['j1', 'j2', 'j1']),
     });
-    while (bus.appended.length < 2) await new Promise((r) => setTimeout(r, 5));
+    await appends(bus, 2);
     for (const a of bus.appended) a.release({ partition: 0, offset: 0 });
     expect((await reply).statusCode).toBe(200);
     expect(bus.appended.map((a) => a.key).sort()).toEqual(

@@ -1,7 +1,8 @@
 /**
  * OTLP/HTTP metrics request decoders: protobuf (`ExportMetricsServiceRequest`, schemas in
- * ../shared/protos/opentelemetry/) walked by hand, and the OTLP/JSON encoding of the same message. Both
- * produce the small {@link OtlpMetrics} model that `otlp-translate.ts` maps onto Prometheus series.
+ * ../shared/protos/opentelemetry/, transcribed into the schema table below) and the OTLP/JSON encoding of the
+ * same message. The protobuf is read into the OTLP/JSON object shape, so one mapper produces the small
+ * {@link OtlpMetrics} model (that `otlp-translate.ts` maps onto Prometheus series) from either encoding.
  *
  * OTLP is not the hottest path (SDKs export every few seconds, batches are pre-aggregated), so this builds a
  * light object per metric and data point; sample values still end up in typed arrays.
@@ -10,7 +11,7 @@
  * `JSON.parse` runs, so a body of ten million `[` costs a linear scan, not seconds of parsing; attribute
  * values (which may nest arrays and maps) are rendered iteratively up to a depth limit.
  */
-import { ProtoError, ProtoReader, WireType } from './protobuf.js';
+import { ProtoError, ProtoReader, WireType } from '../protocol/protobuf.js';
 
 export class OtlpDecodeError extends Error {
   constructor(message: string) {
@@ -111,439 +112,222 @@ const FLAG_NO_RECORDED_VALUE = 1;
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
 // --------------------------------------------------------------------------------------------------------
-// Protobuf
+// Protobuf: a schema table walked by one generic reader into the OTLP/JSON object shape (proto3's JSON
+// mapping: camelCase names), which the JSON mapper below then turns into the model. One mapper serves both
+// encodings, so they cannot drift apart.
 
-function str(r: ProtoReader, end: number, what: string): string {
-  const stop = r.lengthDelimited(end, what);
-  try {
-    return textDecoder.decode(r.buf.subarray(r.pos, stop));
-  } catch {
-    throw new ProtoError(`${what} is not valid UTF-8`, r.pos);
-  } finally {
-    r.pos = stop;
+/** How a field is read: a scalar kind, `skip` (a message counted but not read), or a nested message schema. */
+type FieldKind =
+  | 'string'
+  | 'bytes'
+  | 'bool'
+  | 'uint32'
+  | 'int64'
+  | 'fixed64'
+  | 'sfixed64'
+  | 'double'
+  | 'skip';
+interface FieldSpec {
+  /** The OTLP/JSON (camelCase) name; error messages use the .proto (snake_case) one. */
+  readonly name: string;
+  readonly kind: FieldKind | Schema;
+  readonly repeated?: boolean;
+  /** Member of the message's one `oneof`: setting it clears the others (the last one on the wire wins). */
+  readonly oneof?: boolean;
+}
+interface Schema {
+  readonly name: string;
+  readonly fields: Readonly<Record<number, FieldSpec>>;
+  /** ArrayValue and KeyValueList: each one nests attribute values a level deeper (see MAX_VALUE_DEPTH). */
+  readonly nests?: boolean;
+}
+
+const WIRE_TYPE: Record<FieldKind, number> = {
+  string: WireType.len,
+  bytes: WireType.len,
+  skip: WireType.len,
+  bool: WireType.varint,
+  uint32: WireType.varint,
+  int64: WireType.varint,
+  fixed64: WireType.fixed64,
+  sfixed64: WireType.fixed64,
+  double: WireType.fixed64,
+};
+
+const f = (name: string, kind: FieldKind | Schema): FieldSpec => ({ name, kind });
+/** A repeated field. */
+const rep = (name: string, kind: FieldKind | Schema): FieldSpec => ({ name, kind, repeated: true });
+/** A member of the message's oneof. */
+const one = (name: string, kind: FieldKind | Schema): FieldSpec => ({ name, kind, oneof: true });
+const schema = (name: string, fields: Record<number, FieldSpec>, nests = false): Schema => ({
+  name,
+  fields,
+  nests,
+});
+
+const ANY_VALUE_FIELDS: Record<number, FieldSpec> = {};
+const ANY_VALUE = schema('AnyValue', ANY_VALUE_FIELDS);
+const KEY_VALUE = schema('KeyValue', { 1: f('key', 'string'), 2: f('value', ANY_VALUE) });
+Object.assign(ANY_VALUE_FIELDS, {
+  1: one('stringValue', 'string'),
+  2: one('boolValue', 'bool'),
+  3: one('intValue', 'int64'),
+  4: one('doubleValue', 'double'),
+  5: one('arrayValue', schema('ArrayValue', { 1: rep('values', ANY_VALUE) }, true)),
+  6: one('kvlistValue', schema('KeyValueList', { 1: rep('values', KEY_VALUE) }, true)),
+  7: one('bytesValue', 'bytes'),
+});
+const attrs = rep('attributes', KEY_VALUE);
+const time = f('timeUnixNano', 'fixed64');
+const flags = f('flags', 'uint32');
+const temporality = f('aggregationTemporality', 'uint32');
+const NUMBER_POINT = schema('NumberDataPoint', {
+  7: attrs,
+  3: time,
+  4: one('asDouble', 'double'),
+  6: one('asInt', 'sfixed64'),
+  8: flags,
+});
+const HISTOGRAM_POINT = schema('HistogramDataPoint', {
+  9: attrs,
+  3: time,
+  4: f('count', 'fixed64'),
+  5: f('sum', 'double'),
+  6: rep('bucketCounts', 'fixed64'),
+  7: rep('explicitBounds', 'double'),
+  10: flags,
+});
+const QUANTILE = schema('ValueAtQuantile', { 1: f('quantile', 'double'), 2: f('value', 'double') });
+const SUMMARY_POINT = schema('SummaryDataPoint', {
+  7: attrs,
+  3: time,
+  4: f('count', 'fixed64'),
+  5: f('sum', 'double'),
+  6: rep('quantileValues', QUANTILE),
+  8: flags,
+});
+const METRIC = schema('Metric', {
+  1: f('name', 'string'),
+  2: f('description', 'string'),
+  3: f('unit', 'string'),
+  5: one('gauge', schema('Gauge', { 1: rep('dataPoints', NUMBER_POINT) })),
+  7: one(
+    'sum',
+    schema('Sum', { 1: rep('dataPoints', NUMBER_POINT), 2: temporality, 3: f('isMonotonic', 'bool') }),
+  ),
+  9: one('histogram', schema('Histogram', { 1: rep('dataPoints', HISTOGRAM_POINT), 2: temporality })),
+  // Exponential histograms are not translated: their points are only counted (as rejected), not read.
+  10: one('exponentialHistogram', schema('ExponentialHistogram', { 1: rep('dataPoints', 'skip') })),
+  11: one('summary', schema('Summary', { 1: rep('dataPoints', SUMMARY_POINT) })),
+});
+const SCOPE = schema('InstrumentationScope', { 1: f('name', 'string'), 2: f('version', 'string'), 3: attrs });
+const SCOPE_METRICS = schema('ScopeMetrics', { 1: f('scope', SCOPE), 2: rep('metrics', METRIC) });
+const RESOURCE_METRICS = schema('ResourceMetrics', {
+  1: f('resource', schema('Resource', { 1: attrs })),
+  2: rep('scopeMetrics', SCOPE_METRICS),
+});
+const REQUEST = schema('ExportMetricsServiceRequest', { 1: rep('resourceMetrics', RESOURCE_METRICS) });
+
+const snakeCase = (name: string): string => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+function readScalar(r: ProtoReader, kind: FieldKind, end: number, what: string): unknown {
+  switch (kind) {
+    case 'string': {
+      const stop = r.lengthDelimited(end, what);
+      try {
+        return textDecoder.decode(r.buf.subarray(r.pos, stop));
+      } catch {
+        throw new ProtoError(`${what} is not valid UTF-8`, r.pos);
+      } finally {
+        r.pos = stop;
+      }
+    }
+    case 'bytes': {
+      const stop = r.lengthDelimited(end, what);
+      const text = Buffer.from(r.buf.subarray(r.pos, stop)).toString('base64');
+      r.pos = stop;
+      return text;
+    }
+    case 'skip':
+      r.pos = r.lengthDelimited(end, what);
+      return null;
+    case 'bool':
+      return r.int64(end, what) !== 0;
+    case 'uint32':
+      return r.uint32(end, what);
+    case 'int64':
+      return r.int64(end, what);
+    case 'fixed64':
+      return r.fixed64(end, what);
+    case 'sfixed64':
+      return r.sfixed64(end, what);
+    case 'double':
+      return r.double(end, what);
   }
 }
 
-/** Walks `message { ...; repeated X field = n; }` calling `each(start, end)` for every occurrence of `n`. */
-function eachMessage(
-  r: ProtoReader,
-  end: number,
-  field: number,
-  what: string,
-  each: (stop: number) => void,
-): void {
+/** Stores a field's value: appended to its list when repeated, else replacing what was there (last one wins). */
+function put(into: Json, field: FieldSpec, value: unknown): void {
+  if (!field.repeated) into[field.name] = value;
+  else if (Array.isArray(into[field.name])) (into[field.name] as unknown[]).push(value);
+  else into[field.name] = [value];
+}
+
+/**
+ * Reads the message in `[r.pos, end)` into `into`. Singular messages met twice merge (proto3); repeated
+ * fixed-width scalars may be packed. `valueDepth` counts nested ArrayValue/KeyValueList levels: at
+ * MAX_VALUE_DEPTH their bytes are skipped unread and left as `{}`, which the mapper renders as '…'.
+ */
+function readMessage(r: ProtoReader, end: number, s: Schema, into: Json, valueDepth: number): Json {
   while (r.pos < end) {
     const tag = r.tag(end);
-    if (tag >>> 3 === field) {
+    const field = s.fields[tag >>> 3];
+    if (!field) {
+      r.skip(tag, end);
+      continue;
+    }
+    const what = `${s.name}.${snakeCase(field.name)}`;
+    if (field.oneof) {
+      for (const other of Object.values(s.fields))
+        if (other.oneof && other !== field) delete into[other.name];
+    }
+    const kind = field.kind;
+    if (typeof kind !== 'string') {
       r.expect(tag, WireType.len, what);
       const stop = r.lengthDelimited(end, what);
-      each(stop);
+      const existing = field.repeated ? undefined : (into[field.name] as Json | undefined);
+      const cut = kind.nests === true && valueDepth >= MAX_VALUE_DEPTH;
+      put(
+        into,
+        field,
+        cut ? {} : readMessage(r, stop, kind, existing ?? {}, valueDepth + (kind.nests ? 1 : 0)),
+      );
       r.pos = stop;
-    } else r.skip(tag, end);
-  }
-}
-
-/** AnyValue → label value text; arrays and maps as JSON, iteratively bounded by MAX_VALUE_DEPTH. */
-function anyValue(r: ProtoReader, end: number, depth: number): unknown {
-  let value: unknown = '';
-  while (r.pos < end) {
-    const tag = r.tag(end);
-    switch (tag >>> 3) {
-      case 1:
-        value = str(r, end, 'AnyValue.string_value');
-        break;
-      case 2:
-        r.expect(tag, WireType.varint, 'AnyValue.bool_value');
-        value = r.int64(end, 'AnyValue.bool_value') !== 0;
-        break;
-      case 3:
-        r.expect(tag, WireType.varint, 'AnyValue.int_value');
-        value = r.int64(end, 'AnyValue.int_value');
-        break;
-      case 4:
-        r.expect(tag, WireType.fixed64, 'AnyValue.double_value');
-        value = r.double(end, 'AnyValue.double_value');
-        break;
-      case 5:
-      case 6: {
-        r.expect(tag, WireType.len, 'AnyValue.array_value');
-        const stop = r.lengthDelimited(end, 'AnyValue');
-        if (depth >= MAX_VALUE_DEPTH) {
-          value = '…';
-        } else if (tag >>> 3 === 5) {
-          const items: unknown[] = [];
-          eachMessage(r, stop, 1, 'ArrayValue.values', (s) => items.push(anyValue(r, s, depth + 1)));
-          value = items;
-        } else {
-          const map: Record<string, unknown> = {};
-          eachMessage(r, stop, 1, 'KeyValueList.values', (s) => {
-            const kv = keyValue(r, s, depth + 1);
-            map[kv.key] = kv.raw;
-          });
-          value = map;
-        }
-        r.pos = stop;
-        break;
-      }
-      case 7: {
-        r.expect(tag, WireType.len, 'AnyValue.bytes_value');
-        const stop = r.lengthDelimited(end, 'AnyValue.bytes_value');
-        value = Buffer.from(r.buf.subarray(r.pos, stop)).toString('base64');
-        r.pos = stop;
-        break;
-      }
-      default:
-        r.skip(tag, end);
+    } else if (field.repeated && (tag & 7) === WireType.len && WIRE_TYPE[kind] === WireType.fixed64) {
+      const stop = r.lengthDelimited(end, what);
+      if ((stop - r.pos) % 8 !== 0)
+        throw new ProtoError(`packed ${what} is not a multiple of 8 bytes`, r.pos);
+      while (r.pos < stop) put(into, field, readScalar(r, kind, stop, what));
+    } else {
+      // String fields are read by their length prefix whatever wire type the tag names (as the decoder
+      // always has); every other field must carry the wire type its schema gives it.
+      if (kind !== 'string') r.expect(tag, WIRE_TYPE[kind], what);
+      put(into, field, readScalar(r, kind, end, what));
     }
   }
-  return value;
-}
-
-function keyValue(r: ProtoReader, end: number, depth: number): { key: string; raw: unknown } {
-  let key = '';
-  let raw: unknown = '';
-  while (r.pos < end) {
-    const tag = r.tag(end);
-    if (tag >>> 3 === 1) key = str(r, end, 'KeyValue.key');
-    else if (tag >>> 3 === 2) {
-      r.expect(tag, WireType.len, 'KeyValue.value');
-      const stop = r.lengthDelimited(end, 'AnyValue');
-      raw = anyValue(r, stop, depth);
-      r.pos = stop;
-    } else r.skip(tag, end);
-  }
-  return { key, raw };
-}
-
-export function attributeText(raw: unknown): string {
-  if (typeof raw === 'string') return raw;
-  if (typeof raw === 'number') return formatFloatF(raw);
-  if (typeof raw === 'boolean') return raw ? 'true' : 'false';
-  return JSON.stringify(raw);
-}
-
-function attributes(r: ProtoReader, end: number, field: number, into: OtlpAttribute[]): void {
-  eachMessage(r, end, field, 'attributes', (stop) => {
-    const kv = keyValue(r, stop, 0);
-    into.push({ key: kv.key, value: attributeText(kv.raw) });
-  });
-}
-
-function numberPoint(r: ProtoReader, end: number): NumberPoint {
-  const attrs: OtlpAttribute[] = [];
-  let timeNs = 0;
-  let value = 0;
-  let flags = 0;
-  while (r.pos < end) {
-    const tag = r.tag(end);
-    switch (tag >>> 3) {
-      case 7: {
-        r.expect(tag, WireType.len, 'NumberDataPoint.attributes');
-        const stop = r.lengthDelimited(end, 'KeyValue');
-        const kv = keyValue(r, stop, 0);
-        attrs.push({ key: kv.key, value: attributeText(kv.raw) });
-        r.pos = stop;
-        break;
-      }
-      case 3:
-        r.expect(tag, WireType.fixed64, 'NumberDataPoint.time_unix_nano');
-        timeNs = r.fixed64(end, 'time_unix_nano');
-        break;
-      case 4:
-        r.expect(tag, WireType.fixed64, 'NumberDataPoint.as_double');
-        value = r.double(end, 'as_double');
-        break;
-      case 6:
-        r.expect(tag, WireType.fixed64, 'NumberDataPoint.as_int');
-        value = r.sfixed64(end, 'as_int');
-        break;
-      case 8:
-        r.expect(tag, WireType.varint, 'NumberDataPoint.flags');
-        flags = r.uint32(end, 'flags');
-        break;
-      default:
-        r.skip(tag, end);
-    }
-  }
-  return { attributes: attrs, timeNs, value, noRecordedValue: (flags & FLAG_NO_RECORDED_VALUE) !== 0 };
-}
-
-/** A repeated fixed64 or double field, packed or not. */
-function repeatedFixed(
-  r: ProtoReader,
-  tag: number,
-  end: number,
-  what: string,
-  into: number[],
-  asDouble: boolean,
-): void {
-  if ((tag & 7) === WireType.len) {
-    const stop = r.lengthDelimited(end, what);
-    if ((stop - r.pos) % 8 !== 0) throw new ProtoError(`packed ${what} is not a multiple of 8 bytes`, r.pos);
-    while (r.pos < stop) into.push(asDouble ? r.double(stop, what) : r.fixed64(stop, what));
-  } else {
-    r.expect(tag, WireType.fixed64, what);
-    into.push(asDouble ? r.double(end, what) : r.fixed64(end, what));
-  }
-}
-
-function histogramPoint(r: ProtoReader, end: number): HistogramPoint {
-  const attrs: OtlpAttribute[] = [];
-  let timeNs = 0;
-  let count = 0;
-  let sum: number | undefined;
-  const bucketCounts: number[] = [];
-  const explicitBounds: number[] = [];
-  let flags = 0;
-  while (r.pos < end) {
-    const tag = r.tag(end);
-    switch (tag >>> 3) {
-      case 9: {
-        r.expect(tag, WireType.len, 'HistogramDataPoint.attributes');
-        const stop = r.lengthDelimited(end, 'KeyValue');
-        const kv = keyValue(r, stop, 0);
-        attrs.push({ key: kv.key, value: attributeText(kv.raw) });
-        r.pos = stop;
-        break;
-      }
-      case 3:
-        r.expect(tag, WireType.fixed64, 'HistogramDataPoint.time_unix_nano');
-        timeNs = r.fixed64(end, 'time_unix_nano');
-        break;
-      case 4:
-        r.expect(tag, WireType.fixed64, 'HistogramDataPoint.count');
-        count = r.fixed64(end, 'count');
-        break;
-      case 5:
-        r.expect(tag, WireType.fixed64, 'HistogramDataPoint.sum');
-        sum = r.double(end, 'sum');
-        break;
-      case 6:
-        repeatedFixed(r, tag, end, 'HistogramDataPoint.bucket_counts', bucketCounts, false);
-        break;
-      case 7:
-        repeatedFixed(r, tag, end, 'HistogramDataPoint.explicit_bounds', explicitBounds, true);
-        break;
-      case 10:
-        r.expect(tag, WireType.varint, 'HistogramDataPoint.flags');
-        flags = r.uint32(end, 'flags');
-        break;
-      default:
-        r.skip(tag, end);
-    }
-  }
-  return {
-    attributes: attrs,
-    timeNs,
-    count,
-    sum,
-    bucketCounts,
-    explicitBounds,
-    noRecordedValue: (flags & FLAG_NO_RECORDED_VALUE) !== 0,
-  };
-}
-
-function summaryPoint(r: ProtoReader, end: number): SummaryPoint {
-  const attrs: OtlpAttribute[] = [];
-  let timeNs = 0;
-  let count = 0;
-  let sum = 0;
-  const quantiles: { quantile: number; value: number }[] = [];
-  let flags = 0;
-  while (r.pos < end) {
-    const tag = r.tag(end);
-    switch (tag >>> 3) {
-      case 7: {
-        r.expect(tag, WireType.len, 'SummaryDataPoint.attributes');
-        const stop = r.lengthDelimited(end, 'KeyValue');
-        const kv = keyValue(r, stop, 0);
-        attrs.push({ key: kv.key, value: attributeText(kv.raw) });
-        r.pos = stop;
-        break;
-      }
-      case 3:
-        r.expect(tag, WireType.fixed64, 'SummaryDataPoint.time_unix_nano');
-        timeNs = r.fixed64(end, 'time_unix_nano');
-        break;
-      case 4:
-        r.expect(tag, WireType.fixed64, 'SummaryDataPoint.count');
-        count = r.fixed64(end, 'count');
-        break;
-      case 5:
-        r.expect(tag, WireType.fixed64, 'SummaryDataPoint.sum');
-        sum = r.double(end, 'sum');
-        break;
-      case 6: {
-        r.expect(tag, WireType.len, 'SummaryDataPoint.quantile_values');
-        const stop = r.lengthDelimited(end, 'ValueAtQuantile');
-        let quantile = 0;
-        let value = 0;
-        while (r.pos < stop) {
-          const t = r.tag(stop);
-          if (t >>> 3 === 1) {
-            r.expect(t, WireType.fixed64, 'ValueAtQuantile.quantile');
-            quantile = r.double(stop, 'quantile');
-          } else if (t >>> 3 === 2) {
-            r.expect(t, WireType.fixed64, 'ValueAtQuantile.value');
-            value = r.double(stop, 'value');
-          } else r.skip(t, stop);
-        }
-        quantiles.push({ quantile, value });
-        break;
-      }
-      case 8:
-        r.expect(tag, WireType.varint, 'SummaryDataPoint.flags');
-        flags = r.uint32(end, 'flags');
-        break;
-      default:
-        r.skip(tag, end);
-    }
-  }
-  return {
-    attributes: attrs,
-    timeNs,
-    count,
-    sum,
-    quantiles,
-    noRecordedValue: (flags & FLAG_NO_RECORDED_VALUE) !== 0,
-  };
-}
-
-function temporalityOf(v: number): Temporality {
-  return v === 1 ? 'delta' : v === 2 ? 'cumulative' : 'unspecified';
-}
-
-function metric(r: ProtoReader, end: number): OtlpMetric {
-  let name = '';
-  let description = '';
-  let unit = '';
-  let result: OtlpMetric | undefined;
-  while (r.pos < end) {
-    const tag = r.tag(end);
-    const field = tag >>> 3;
-    if (field === 1) name = str(r, end, 'Metric.name');
-    else if (field === 2) description = str(r, end, 'Metric.description');
-    else if (field === 3) unit = str(r, end, 'Metric.unit');
-    else if (field === 5 || field === 7 || field === 9 || field === 11 || field === 10) {
-      r.expect(tag, WireType.len, 'Metric.data');
-      const stop = r.lengthDelimited(end, 'Metric.data');
-      let temporality = 0;
-      let monotonic = false;
-      const numberPoints: NumberPoint[] = [];
-      const histogramPoints: HistogramPoint[] = [];
-      const summaryPoints: SummaryPoint[] = [];
-      let otherPoints = 0;
-      while (r.pos < stop) {
-        const t = r.tag(stop);
-        const f = t >>> 3;
-        if (f === 1) {
-          r.expect(t, WireType.len, 'data_points');
-          const s = r.lengthDelimited(stop, 'data point');
-          if (field === 5 || field === 7) numberPoints.push(numberPoint(r, s));
-          else if (field === 9) histogramPoints.push(histogramPoint(r, s));
-          else if (field === 11) summaryPoints.push(summaryPoint(r, s));
-          else otherPoints++;
-          r.pos = s;
-        } else if (f === 2 && field !== 5 && field !== 11) {
-          r.expect(t, WireType.varint, 'aggregation_temporality');
-          temporality = r.uint32(stop, 'aggregation_temporality');
-        } else if (f === 3 && field === 7) {
-          r.expect(t, WireType.varint, 'Sum.is_monotonic');
-          monotonic = r.int64(stop, 'is_monotonic') !== 0;
-        } else r.skip(t, stop);
-      }
-      r.pos = stop;
-      if (field === 5) result = { kind: 'gauge', name: '', unit: '', points: numberPoints };
-      else if (field === 7)
-        result = {
-          kind: 'sum',
-          name: '',
-          unit: '',
-          monotonic,
-          temporality: temporalityOf(temporality),
-          points: numberPoints,
-        };
-      else if (field === 9)
-        result = {
-          kind: 'histogram',
-          name: '',
-          unit: '',
-          temporality: temporalityOf(temporality),
-          points: histogramPoints,
-        };
-      else if (field === 11) result = { kind: 'summary', name: '', unit: '', points: summaryPoints };
-      else
-        result = {
-          kind: 'unsupported',
-          name: '',
-          unit: '',
-          what: 'exponential histogram',
-          pointCount: otherPoints,
-        };
-    } else r.skip(tag, end);
-  }
-  if (!result) return { kind: 'unsupported', name, unit, what: 'metric without data', pointCount: 0 };
-  return { ...result, name, unit, description } as OtlpMetric;
+  return into;
 }
 
 /** Decodes an `ExportMetricsServiceRequest` in the protobuf encoding. */
 export function decodeOtlpProtobuf(buf: Uint8Array): OtlpMetrics {
-  const r = new ProtoReader(buf);
-  const out: OtlpMetrics = [];
+  let root: Json;
   try {
-    eachMessage(r, buf.length, 1, 'resource_metrics', (rmEnd) => {
-      const resourceAttributes: OtlpAttribute[] = [];
-      const scopes: OtlpScopeMetrics[] = [];
-      while (r.pos < rmEnd) {
-        const tag = r.tag(rmEnd);
-        if (tag >>> 3 === 1) {
-          r.expect(tag, WireType.len, 'ResourceMetrics.resource');
-          const stop = r.lengthDelimited(rmEnd, 'Resource');
-          attributes(r, stop, 1, resourceAttributes);
-          r.pos = stop;
-        } else if (tag >>> 3 === 2) {
-          r.expect(tag, WireType.len, 'ResourceMetrics.scope_metrics');
-          const smEnd = r.lengthDelimited(rmEnd, 'ScopeMetrics');
-          let scopeName = '';
-          let scopeVersion = '';
-          const scopeAttributes: OtlpAttribute[] = [];
-          const metrics: OtlpMetric[] = [];
-          while (r.pos < smEnd) {
-            const t = r.tag(smEnd);
-            if (t >>> 3 === 1) {
-              r.expect(t, WireType.len, 'ScopeMetrics.scope');
-              const stop = r.lengthDelimited(smEnd, 'InstrumentationScope');
-              while (r.pos < stop) {
-                const st = r.tag(stop);
-                if (st >>> 3 === 1) scopeName = str(r, stop, 'InstrumentationScope.name');
-                else if (st >>> 3 === 2) scopeVersion = str(r, stop, 'InstrumentationScope.version');
-                else if (st >>> 3 === 3) {
-                  r.expect(st, WireType.len, 'InstrumentationScope.attributes');
-                  const s = r.lengthDelimited(stop, 'KeyValue');
-                  const kv = keyValue(r, s, 0);
-                  scopeAttributes.push({ key: kv.key, value: attributeText(kv.raw) });
-                  r.pos = s;
-                } else r.skip(st, stop);
-              }
-              r.pos = stop;
-            } else if (t >>> 3 === 2) {
-              r.expect(t, WireType.len, 'ScopeMetrics.metrics');
-              const stop = r.lengthDelimited(smEnd, 'Metric');
-              metrics.push(metric(r, stop));
-              r.pos = stop;
-            } else r.skip(t, smEnd);
-          }
-          r.pos = smEnd;
-          scopes.push({ scopeName, scopeVersion, scopeAttributes, metrics });
-        } else r.skip(tag, rmEnd);
-      }
-      out.push({ resourceAttributes, scopes });
-    });
+    root = readMessage(new ProtoReader(buf), buf.length, REQUEST, {}, 0);
   } catch (err) {
     if (err instanceof ProtoError) throw new OtlpDecodeError(`malformed OTLP protobuf: ${err.message}`);
     throw err;
   }
-  return out;
+  return mapRequest(root);
 }
 
 // --------------------------------------------------------------------------------------------------------
@@ -765,6 +549,11 @@ export function decodeOtlpJson(buf: Uint8Array): OtlpMetrics {
   } catch (err) {
     throw new OtlpDecodeError(`body is not valid JSON: ${(err as Error).message}`);
   }
+  return mapRequest(root);
+}
+
+/** An `ExportMetricsServiceRequest` in the OTLP/JSON object shape (parsed JSON, or read from protobuf) → model. */
+function mapRequest(root: unknown): OtlpMetrics {
   return arr(obj(root, 'ExportMetricsServiceRequest').resourceMetrics, 'resourceMetrics').map((rmv) => {
     const rm = obj(rmv, 'ResourceMetrics');
     return {
@@ -781,6 +570,17 @@ export function decodeOtlpJson(buf: Uint8Array): OtlpMetrics {
       }),
     };
   });
+}
+
+export function attributeText(raw: unknown): string {
+  if (typeof raw === 'string') return raw;
+  if (typeof raw === 'number') return formatFloatF(raw);
+  if (typeof raw === 'boolean') return raw ? 'true' : 'false';
+  return JSON.stringify(raw);
+}
+
+function temporalityOf(v: number): Temporality {
+  return v === 1 ? 'delta' : v === 2 ? 'cumulative' : 'unspecified';
 }
 
 /**

@@ -9,6 +9,9 @@
  * Reused for every request of a route: everything here is consumed synchronously (decode, then `encode`)
  * before the route's first `await`.
  */
+
+import { doubled } from '../model/grow.js';
+import { growBuffer } from '../protocol/bytes.js';
 import type { SeriesRegistry } from './series-registry.js';
 
 if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
@@ -42,12 +45,8 @@ export class RefBatch {
   /** Starts a series entry; the samples added next belong to it. The same ref may appear in many entries. */
   beginSeries(ref: number): void {
     if (this.seriesCount + 1 >= this.refs.length) {
-      const r = new Int32Array(this.refs.length * 2);
-      r.set(this.refs);
-      this.refs = r;
-      const s = new Uint32Array(this.starts.length * 2);
-      s.set(this.starts);
-      this.starts = s;
+      this.refs = doubled(this.refs);
+      this.starts = doubled(this.starts);
     }
     this.refs[this.seriesCount] = ref;
     this.starts[this.seriesCount] = this.sampleCount;
@@ -259,12 +258,7 @@ class PayloadBytes {
   }
 
   ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    let cap = this.buf.length * 2;
-    while (cap < this.pos + n) cap *= 2;
-    const next = new Uint8Array(cap);
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
+    if (this.pos + n > this.buf.length) this.buf = growBuffer(this.buf, this.pos, n);
   }
 
   /** v < 2^31; the caller ensured 5 bytes. */

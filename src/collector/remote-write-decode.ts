@@ -12,8 +12,8 @@
  * for a 1.0 metadata entry, or for the first series of a metric name in a 2.0 request that carries any.
  */
 import { Errors, twError } from '../model/errors.js';
+import { ProtoError, type ProtoReader, WireType } from '../protocol/protobuf.js';
 import { type DeclaredMetadataMemory, metricTypeOfRemoteWrite } from './declared-metadata.js';
-import { ProtoError, type ProtoReader, WireType } from './protobuf.js';
 import type { RefBatch } from './ref-batch.js';
 import type { SeriesKeyBuilder } from './series-key.js';
 import type { SeriesRegistry } from './series-registry.js';

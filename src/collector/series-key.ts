@@ -7,7 +7,7 @@
  */
 import { Errors, twError } from '../model/errors.js';
 import { fmix32, murmur3RoundsView as hashView } from '../model/murmur3.js';
-import { ProtoError } from './protobuf.js';
+import { ProtoError } from '../protocol/protobuf.js';
 
 export { fmix32, murmur3Rounds as hashRange } from '../model/murmur3.js';
 

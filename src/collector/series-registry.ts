@@ -31,7 +31,7 @@ import {
   METRIC_NAME_LABEL,
   WellKnownLabel,
 } from '../model/labels.js';
-import { ProtoError } from './protobuf.js';
+import { ProtoError } from '../protocol/protobuf.js';
 import { fmix32, hashRange, type SeriesKeyBuilder, samePart } from './series-key.js';
 import { type SeriesLimits, seriesProblem } from './validate.js';
 

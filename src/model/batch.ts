@@ -1,3 +1,4 @@
+import { doubled } from './grow.js';
 import type { LabelSet } from './labels.js';
 
 /**
@@ -85,12 +86,8 @@ export class SeriesBatchBuilder {
   }
 
   private grow(): void {
-    const ts = new Float64Array(this.timestamps.length * 2);
-    ts.set(this.timestamps);
-    this.timestamps = ts;
-    const vs = new Float64Array(this.values.length * 2);
-    vs.set(this.values);
-    this.values = vs;
+    this.timestamps = doubled(this.timestamps);
+    this.values = doubled(this.values);
   }
 }
 

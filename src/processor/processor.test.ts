@@ -9,6 +9,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
+import { waitFor } from '../../test/helpers.js';
 import type { Alert } from '../alerting/notifier.js';
 import type { AlertChange } from '../alerting/tracker.js';
 import {
@@ -143,13 +144,12 @@ async function writeMinutes(
 /** Waits until `processor` has read every record of the partitions it owns. */
 async function drained(processor: Processor, bus: DiskLogBus): Promise<void> {
   const positions = (processor as unknown as { positions: Map<number, number> }).positions;
-  for (let i = 0; i < 500; i++) {
-    let behind = false;
-    for (const [p, at] of positions) if (at < bus.endOffset(p)) behind = true;
-    if (!behind) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('processor did not catch up');
+  await waitFor(
+    'the processor to catch up',
+    () => [...positions].every(([p, at]) => at >= bus.endOffset(p)),
+    10_000,
+    20,
+  );
 }
 
 const episodes = (changes: readonly Change[], name: string) =>

@@ -18,6 +18,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { syncDirSync } from '../model/fs.js';
+import { growBuffer } from '../protocol/bytes.js';
 import type { DetectorEngine, EngineSnapshot } from './detectors/engine.js';
 
 export const STATE_FILE = 'state.bin';
@@ -41,12 +42,7 @@ export class StateWriter {
   }
 
   private ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    let cap = this.buf.length * 2;
-    while (cap < this.pos + n) cap *= 2;
-    const next = new Uint8Array(cap);
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
+    if (this.pos + n > this.buf.length) this.buf = growBuffer(this.buf, this.pos, n);
   }
 
   u8(v: number): void {

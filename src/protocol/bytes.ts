@@ -19,8 +19,27 @@ export class DecodeError extends Error {
   }
 }
 
+/**
+ * Room for `extra` more bytes after the first `used` of `buf`: `buf` itself when they fit, else a buffer at
+ * least twice as large holding a copy of those bytes (doubling keeps appending amortized O(1)). The growable
+ * writers (this file's ByteWriter, the collector's payload and the processor's state writers) share it.
+ */
+export function growBuffer(
+  buf: Uint8Array<ArrayBuffer>,
+  used: number,
+  extra: number,
+): Uint8Array<ArrayBuffer> {
+  const need = used + extra;
+  if (need <= buf.length) return buf;
+  let cap = Math.max(1, buf.length * 2);
+  while (cap < need) cap *= 2;
+  const next = new Uint8Array(cap);
+  next.set(buf.subarray(0, used));
+  return next;
+}
+
 export class ByteWriter {
-  private buf: Uint8Array;
+  private buf: Uint8Array<ArrayBuffer>;
   private view: DataView;
   length = 0;
 
@@ -44,14 +63,9 @@ export class ByteWriter {
   }
 
   ensure(extra: number): void {
-    const need = this.length + extra;
-    if (need <= this.buf.length) return;
-    let cap = this.buf.length * 2;
-    while (cap < need) cap *= 2;
-    const next = new Uint8Array(cap);
-    next.set(this.buf.subarray(0, this.length));
-    this.buf = next;
-    this.view = new DataView(next.buffer);
+    if (this.length + extra <= this.buf.length) return;
+    this.buf = growBuffer(this.buf, this.length, extra);
+    this.view = new DataView(this.buf.buffer);
   }
 
   u8(v: number): void {

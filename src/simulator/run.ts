@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { SeriesBatchBuilder } from '../model/batch.js';
+import { doubled } from '../model/grow.js';
 import type { JobEvent } from '../model/job.js';
 import { NativeClient, sleepUnlessAborted } from '../protocol/native-client.js';
 import { type FleetOptions, FleetSimulator, type IncidentRecord, type SimNode } from './fleet.js';
@@ -70,12 +71,8 @@ export class NodeBatcher {
     const at = this.times.length * n;
     if (at + n > this.rows.length) {
       // Sending fell behind: keep everything rather than drop ticks.
-      const rows = new Float64Array(this.rows.length * 2);
-      rows.set(this.rows);
-      this.rows = rows;
-      const present = new Uint8Array(this.present.length * 2);
-      present.set(this.present);
-      this.present = present;
+      this.rows = doubled(this.rows);
+      this.present = doubled(this.present);
     }
     this.rows.set(this.node.values, at);
     this.present.set(this.node.present, at);

@@ -7,18 +7,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { LabelSet } from '../model/labels.js';
-import { Head, type HeadAppendStats, HeadRefCache } from './head.js';
+import { Head, HeadRefCache, newHeadAppendStats } from './head.js';
 import { HeadIterator } from './iterators.js';
 import type { KeyedLabelIds, KeyedSeriesBatch } from './storage.js';
 
-const newStats = (): HeadAppendStats => ({
-  series: 0,
-  samples: 0,
-  duplicates: 0,
-  tooOld: 0,
-  invalid: 0,
-  created: 0,
-});
+const newStats = newHeadAppendStats;
 
 /** Every series of the head: its labels (sorted, as a string) → its samples as "t:value-bits". */
 function contents(head: Head): Map<string, string[]> {

@@ -99,6 +99,11 @@ export interface HeadAppendStats {
   created: number;
 }
 
+/** Stats with nothing counted yet, for one append. */
+export function newHeadAppendStats(): HeadAppendStats {
+  return { series: 0, samples: 0, duplicates: 0, tooOld: 0, invalid: 0, created: 0 };
+}
+
 /** What a cut moves out of the head for one series. */
 export interface CutSeries {
   readonly ref: number;

@@ -44,6 +44,7 @@ export {
   type HeadSeriesSnapshot,
   lowerBound,
   memoryChunk,
+  newHeadAppendStats,
   type OooBuffer,
   type SealedSinceCheckpoint,
   sameBits,

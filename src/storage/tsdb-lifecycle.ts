@@ -44,7 +44,7 @@ import type { SeriesBatch } from '../model/batch.js';
 import { Errors, type TrainwatchError, twError } from '../model/errors.js';
 import type { LabelMatcher } from '../model/labels.js';
 import { BlockReader, type TierName } from './block.js';
-import { Head, type HeadAppendStats, HeadRefCache } from './head.js';
+import { Head, HeadRefCache, newHeadAppendStats } from './head.js';
 import {
   compressHeadRecord,
   compressHeadRecordSync,
@@ -353,14 +353,7 @@ export abstract class TsdbLifecycle {
     cache: HeadRefCache | undefined,
   ): AppendStats {
     if (this.failure && !this.probeWritable()) throw this.failure;
-    const stats: HeadAppendStats = {
-      series: 0,
-      samples: 0,
-      duplicates: 0,
-      tooOld: 0,
-      invalid: 0,
-      created: 0,
-    };
+    const stats = newHeadAppendStats();
     if (cache) this.head.appendKeyed(tenant, batch as KeyedSeriesBatch, cache, stats);
     else this.head.append(tenant, batch as SeriesBatch, stats);
     if (stats.samples > 0) {

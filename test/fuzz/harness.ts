@@ -8,10 +8,10 @@
  */
 import fc from 'fast-check';
 import { OtlpDecodeError } from '../../src/collector/otlp-decode.js';
-import { ProtoError } from '../../src/collector/protobuf.js';
 import { SnappyError } from '../../src/collector/snappy.js';
 import { TrainwatchError } from '../../src/model/errors.js';
 import { DecodeError } from '../../src/protocol/bytes.js';
+import { ProtoError } from '../../src/protocol/protobuf.js';
 import { PromqlError, QueryTimeoutError } from '../../src/query/promql/index.js';
 
 /** In-process cases per protocol (and PromQL strings). */

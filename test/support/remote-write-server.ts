@@ -5,8 +5,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ProtoReader } from '../../src/collector/protobuf.js';
 import { SnappyDecoder } from '../../src/collector/snappy.js';
+import { ProtoReader } from '../../src/protocol/protobuf.js';
 
 export interface DecodedSample {
   readonly t: number;

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../../../test/helpers.js';
 import type { SeriesBatch } from '../../model/batch.js';
 import { createAgentLogger } from '../log.js';
 import { Recorder } from '../recorder.js';
@@ -66,15 +67,9 @@ function samples(batches: SeriesBatch[]) {
   return out;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, probe: () => boolean, ms = 15_000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (probe()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}`);
+/** Waits for `probe` to hold (polled every 50 ms); fails naming `what` after `ms`. */
+async function until(what: string, probe: () => boolean, ms = 15_000): Promise<void> {
+  await waitFor(what, probe, ms, 50);
 }
 
 describe('GPU collection with nvidia-smi in loop mode', () => {

@@ -11,6 +11,7 @@
 import http from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { STALE_NAN } from '../../model/batch.js';
+import { doubled } from '../../model/grow.js';
 import { type LabelSet, sanitizeLabelName, sanitizeMetricName } from '../../model/labels.js';
 import { THROTTLE_REASONS } from '../gpu/fields.js';
 import type { AgentLogger } from '../log.js';
@@ -189,12 +190,8 @@ export class ScrapeTarget {
   }
 
   private growPending(): void {
-    const t = new Float64Array(this.pendingT.length * 2);
-    t.set(this.pendingT);
-    this.pendingT = t;
-    const v = new Float64Array(this.pendingV.length * 2);
-    v.set(this.pendingV);
-    this.pendingV = v;
+    this.pendingT = doubled(this.pendingT);
+    this.pendingV = doubled(this.pendingV);
   }
 
   private canonical(c: CachedSeries, t: number, value: number): void {

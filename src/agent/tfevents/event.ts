@@ -12,90 +12,34 @@
  *   tensor of an unnamed tag is a scalar.
  */
 
-export class ProtoError extends Error {}
+import { ProtoError, ProtoReader, WireType } from '../../protocol/protobuf.js';
 
-/** Protobuf wire reader over a byte range. */
-class Reader {
-  pos: number;
-  constructor(
-    readonly buf: Uint8Array,
-    start = 0,
-    readonly end = buf.length,
-  ) {
-    this.pos = start;
-  }
-
-  get done(): boolean {
-    return this.pos >= this.end;
-  }
-
-  /** Varint as a JS number; 64-bit values beyond 2^53 lose precision, negative int64 (10 bytes) are exact. */
-  varint(): number {
-    let result = 0;
-    let mul = 1;
-    for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.end) throw new ProtoError('truncated varint');
-      const b = this.buf[this.pos++]!;
-      result += (b & 0x7f) * mul;
-      if ((b & 0x80) === 0) {
-        // Ten-byte varints are negative int64s: two's complement.
-        return i === 9 || result >= 2 ** 63 ? result - 2 ** 64 : result;
-      }
-      mul *= 128;
-    }
-    throw new ProtoError('varint longer than 10 bytes');
-  }
-
-  fixed32(): DataView {
-    if (this.pos + 4 > this.end) throw new ProtoError('truncated fixed32');
-    const v = new DataView(this.buf.buffer, this.buf.byteOffset + this.pos, 4);
-    this.pos += 4;
-    return v;
-  }
-
-  fixed64(): DataView {
-    if (this.pos + 8 > this.end) throw new ProtoError('truncated fixed64');
-    const v = new DataView(this.buf.buffer, this.buf.byteOffset + this.pos, 8);
-    this.pos += 8;
-    return v;
-  }
-
-  /** A length-delimited field: returns [start, end) and moves past it. */
-  bytes(): [number, number] {
-    const len = this.varint();
-    if (len < 0 || this.pos + len > this.end)
-      throw new ProtoError('length-delimited field runs past its message');
-    const start = this.pos;
-    this.pos += len;
-    return [start, start + len];
-  }
-
-  string(): string {
-    const [s, e] = this.bytes();
-    return textDecoder.decode(this.buf.subarray(s, e));
-  }
-
-  skip(wireType: number): void {
-    switch (wireType) {
-      case 0:
-        this.varint();
-        return;
-      case 1:
-        this.fixed64();
-        return;
-      case 2:
-        this.bytes();
-        return;
-      case 5:
-        this.fixed32();
-        return;
-      default:
-        throw new ProtoError(`unsupported wire type ${wireType}`);
-    }
-  }
-}
+export { ProtoError };
 
 const textDecoder = new TextDecoder();
+
+function string(r: ProtoReader, end: number, what: string): string {
+  const stop = r.lengthDelimited(end, what);
+  const text = textDecoder.decode(r.buf.subarray(r.pos, stop));
+  r.pos = stop;
+  return text;
+}
+
+/**
+ * A field's key (number << 3 | wire type). Unlike `ProtoReader.tag` it lets field number 0 through, to be
+ * skipped like any unknown field: event files written by old or odd writers were always read that way.
+ */
+function fieldKey(r: ProtoReader, end: number): number {
+  return r.uint32(end, 'field key');
+}
+
+/** A length-delimited field: returns [start, end) and moves past it. */
+function bytes(r: ProtoReader, end: number, what: string): [number, number] {
+  const stop = r.lengthDelimited(end, what);
+  const start = r.pos;
+  r.pos = stop;
+  return [start, stop];
+}
 
 export interface ScalarValue {
   readonly tag: string;
@@ -114,68 +58,52 @@ export interface DecodedEvent {
  * (updated here), so later values of non-scalar tags are skipped.
  */
 export function decodeEvent(data: Uint8Array, pluginOfTag: Map<string, string>): DecodedEvent {
-  const r = new Reader(data);
+  const r = new ProtoReader(data);
+  const end = data.length;
   let wallTimeSec = 0;
   let step = 0;
   let fileVersion: string | undefined;
   const scalars: ScalarValue[] = [];
-  while (!r.done) {
-    const key = r.varint();
-    const field = Math.floor(key / 8);
+  while (r.pos < end) {
+    const key = fieldKey(r, end);
+    const field = key >>> 3;
     const wt = key & 7;
-    if (field === 1 && wt === 1) wallTimeSec = r.fixed64().getFloat64(0, true);
-    else if (field === 2 && wt === 0) step = r.varint();
-    else if (field === 3 && wt === 2) fileVersion = r.string();
-    else if (field === 5 && wt === 2) {
-      const [s, e] = r.bytes();
-      decodeSummary(data, s, e, pluginOfTag, scalars);
-    } else r.skip(wt);
+    if (field === 1 && wt === WireType.fixed64) wallTimeSec = r.double(end, 'Event.wall_time');
+    else if (field === 2 && wt === WireType.varint) step = r.int64(end, 'Event.step');
+    else if (field === 3 && wt === WireType.len) fileVersion = string(r, end, 'Event.file_version');
+    else if (field === 5 && wt === WireType.len) {
+      const stop = r.lengthDelimited(end, 'Event.summary');
+      while (r.pos < stop) {
+        const k = fieldKey(r, stop);
+        if (k === ((1 << 3) | WireType.len)) {
+          const v = decodeValue(r, r.lengthDelimited(stop, 'Summary.value'), pluginOfTag);
+          if (v) scalars.push(v);
+        } else r.skip(k, stop);
+      }
+    } else r.skip(key, end);
   }
   return { wallTimeSec, step, fileVersion, scalars };
 }
 
-function decodeSummary(
-  buf: Uint8Array,
-  start: number,
-  end: number,
-  pluginOfTag: Map<string, string>,
-  out: ScalarValue[],
-): void {
-  const r = new Reader(buf, start, end);
-  while (!r.done) {
-    const key = r.varint();
-    if (key === ((1 << 3) | 2)) {
-      const [s, e] = r.bytes();
-      const v = decodeValue(buf, s, e, pluginOfTag);
-      if (v) out.push(v);
-    } else r.skip(key & 7);
-  }
-}
-
-function decodeValue(
-  buf: Uint8Array,
-  start: number,
-  end: number,
-  pluginOfTag: Map<string, string>,
-): ScalarValue | undefined {
-  const r = new Reader(buf, start, end);
+/** Reads a `Summary.Value` in `[r.pos, end)`, leaving `r.pos` at `end`. */
+function decodeValue(r: ProtoReader, end: number, pluginOfTag: Map<string, string>): ScalarValue | undefined {
   let tag = '';
   let simple: number | undefined;
   let tensor: [number, number] | undefined;
   let plugin: string | undefined;
-  while (!r.done) {
-    const key = r.varint();
-    const field = Math.floor(key / 8);
+  while (r.pos < end) {
+    const key = fieldKey(r, end);
+    const field = key >>> 3;
     const wt = key & 7;
-    if (field === 1 && wt === 2) tag = r.string();
-    else if (field === 7 && wt === 2 && tag === '')
-      tag = r.string(); // node_name, for old writers without tag
-    else if (field === 2 && wt === 5) simple = r.fixed32().getFloat32(0, true);
-    else if (field === 8 && wt === 2) tensor = r.bytes();
-    else if (field === 9 && wt === 2) {
-      const [s, e] = r.bytes();
-      plugin = pluginName(buf, s, e);
-    } else r.skip(wt);
+    if (field === 1 && wt === WireType.len) tag = string(r, end, 'Value.tag');
+    else if (field === 7 && wt === WireType.len && tag === '')
+      tag = string(r, end, 'Value.node_name'); // for old writers without tag
+    else if (field === 2 && wt === WireType.fixed32) {
+      simple = float32(r, end, 'Value.simple_value');
+    } else if (field === 8 && wt === WireType.len) tensor = bytes(r, end, 'Value.tensor');
+    else if (field === 9 && wt === WireType.len)
+      plugin = pluginName(r, r.lengthDelimited(end, 'Value.metadata'));
+    else r.skip(key, end);
   }
   if (tag === '') return undefined;
   if (plugin !== undefined && !pluginOfTag.has(tag)) pluginOfTag.set(tag, plugin);
@@ -183,28 +111,38 @@ function decodeValue(
   if (tensor === undefined) return undefined;
   const known = pluginOfTag.get(tag);
   if (known !== undefined && known !== '' && known !== 'scalars') return undefined;
-  const value = scalarOfTensor(buf, tensor[0], tensor[1]);
+  const value = scalarOfTensor(r.buf, tensor[0], tensor[1]);
   return value === undefined ? undefined : { tag, value };
 }
 
-/** SummaryMetadata.plugin_data.plugin_name ('' if absent). */
-function pluginName(buf: Uint8Array, start: number, end: number): string {
-  const r = new Reader(buf, start, end);
-  while (!r.done) {
-    const key = r.varint();
-    if (key === ((1 << 3) | 2)) {
-      const [s, e] = r.bytes();
-      const pr = new Reader(buf, s, e);
-      while (!pr.done) {
-        const k = pr.varint();
-        if (k === ((1 << 3) | 2)) return pr.string();
-        pr.skip(k & 7);
+function float32(r: ProtoReader, end: number, what: string): number {
+  if (r.pos + 4 > end) throw new ProtoError(`truncated float in ${what}`, r.pos);
+  const v = new DataView(r.buf.buffer, r.buf.byteOffset + r.pos, 4).getFloat32(0, true);
+  r.pos += 4;
+  return v;
+}
+
+/** SummaryMetadata.plugin_data.plugin_name ('' if absent) in `[r.pos, end)`; leaves `r.pos` at `end`. */
+function pluginName(r: ProtoReader, end: number): string {
+  let name = '';
+  let found = false;
+  while (r.pos < end && !found) {
+    const key = fieldKey(r, end);
+    if (key === ((1 << 3) | WireType.len)) {
+      found = true;
+      const stop = r.lengthDelimited(end, 'SummaryMetadata.plugin_data');
+      while (r.pos < stop) {
+        const k = fieldKey(r, stop);
+        if (k === ((1 << 3) | WireType.len)) {
+          name = string(r, stop, 'PluginData.plugin_name');
+          break;
+        }
+        r.skip(k, stop);
       }
-      return '';
-    }
-    r.skip(key & 7);
+    } else r.skip(key, end);
   }
-  return '';
+  r.pos = end;
+  return name;
 }
 
 // tensorflow/core/framework/types.proto
@@ -224,29 +162,29 @@ const DT_UINT64 = 23;
 
 /** The value of a one-element numeric TensorProto, or undefined for anything else. */
 export function scalarOfTensor(buf: Uint8Array, start: number, end: number): number | undefined {
-  const r = new Reader(buf, start, end);
+  const r = new ProtoReader(buf);
+  r.pos = start;
   let dtype = 0;
   let elements = 1;
   let content: [number, number] | undefined;
   const values: number[] = [];
-  while (!r.done) {
-    const key = r.varint();
-    const field = Math.floor(key / 8);
+  while (r.pos < end) {
+    const key = fieldKey(r, end);
+    const field = key >>> 3;
     const wt = key & 7;
-    if (field === 1 && wt === 0) dtype = r.varint();
-    else if (field === 2 && wt === 2) {
-      const [s, e] = r.bytes();
-      elements = shapeElements(buf, s, e);
-    } else if (field === 4 && wt === 2) content = r.bytes();
-    else if (field === 5) readRepeated(r, wt, 5, (v) => values.push(v.getFloat32(0, true)));
-    else if (field === 6) readRepeated(r, wt, 1, (v) => values.push(v.getFloat64(0, true)));
+    if (field === 1 && wt === WireType.varint) dtype = r.int64(end, 'TensorProto.dtype');
+    else if (field === 2 && wt === WireType.len)
+      elements = shapeElements(r, r.lengthDelimited(end, 'tensor_shape'));
+    else if (field === 4 && wt === WireType.len) content = bytes(r, end, 'TensorProto.tensor_content');
+    else if (field === 5) readRepeated(r, key, end, WireType.fixed32, values);
+    else if (field === 6) readRepeated(r, key, end, WireType.fixed64, values);
     else if (field === 7 || field === 10 || field === 11 || field === 16 || field === 17)
-      readRepeatedVarint(r, wt, values);
+      readRepeated(r, key, end, WireType.varint, values);
     else if (field === 13) {
       const halves: number[] = [];
-      readRepeatedVarint(r, wt, halves);
+      readRepeated(r, key, end, WireType.varint, halves);
       for (const h of halves) values.push(dtype === DT_BFLOAT16 ? bfloat16(h) : half(h));
-    } else r.skip(wt);
+    } else r.skip(key, end);
   }
   if (elements !== 1) return undefined;
   if (content) {
@@ -300,46 +238,47 @@ export function scalarOfTensor(buf: Uint8Array, start: number, end: number): num
   return values[0];
 }
 
-function shapeElements(buf: Uint8Array, start: number, end: number): number {
-  const r = new Reader(buf, start, end);
+/** The element count of a TensorShapeProto in `[r.pos, end)` (-1 for unknown rank); leaves `r.pos` at `end`. */
+function shapeElements(r: ProtoReader, end: number): number {
   let elements = 1;
-  while (!r.done) {
-    const key = r.varint();
-    if (key === ((2 << 3) | 2)) {
-      const [s, e] = r.bytes();
-      const d = new Reader(buf, s, e);
+  while (r.pos < end) {
+    const key = fieldKey(r, end);
+    if (key === ((2 << 3) | WireType.len)) {
+      const stop = r.lengthDelimited(end, 'TensorShapeProto.dim');
       let size = 0;
-      while (!d.done) {
-        const k = d.varint();
-        if (k === ((1 << 3) | 0)) size = d.varint();
-        else d.skip(k & 7);
+      while (r.pos < stop) {
+        const k = fieldKey(r, stop);
+        if (k === ((1 << 3) | WireType.varint)) size = r.int64(stop, 'Dim.size');
+        else r.skip(k, stop);
       }
       elements *= size;
-    } else if (key === ((3 << 3) | 0)) {
-      if (r.varint() !== 0) return -1; // unknown rank
-    } else r.skip(key & 7);
+    } else if (key === ((3 << 3) | WireType.varint)) {
+      if (r.int64(end, 'TensorShapeProto.unknown_rank') !== 0) {
+        r.pos = end;
+        return -1;
+      }
+    } else r.skip(key, end);
   }
   return elements;
 }
 
-/** Repeated fixed-width field, packed (wire type 2) or not. */
-function readRepeated(r: Reader, wt: number, elementWt: 1 | 5, each: (v: DataView) => void): void {
-  if (wt === 2) {
-    const [s, e] = r.bytes();
-    const sub = new Reader(r.buf, s, e);
-    while (!sub.done) each(elementWt === 5 ? sub.fixed32() : sub.fixed64());
-  } else if (wt === elementWt) {
-    each(elementWt === 5 ? r.fixed32() : r.fixed64());
-  } else r.skip(wt);
+/**
+ * A repeated numeric field, packed (wire type 2) or not: float for fixed32, double for fixed64, int64 for
+ * varint. An element with another wire type is skipped.
+ */
+function readRepeated(r: ProtoReader, key: number, end: number, elementWt: number, out: number[]): void {
+  const wt = key & 7;
+  if (wt === WireType.len) {
+    const stop = r.lengthDelimited(end, `packed field ${key >>> 3}`);
+    while (r.pos < stop) out.push(readElement(r, stop, elementWt));
+  } else if (wt === elementWt) out.push(readElement(r, end, elementWt));
+  else r.skip(key, end);
 }
 
-function readRepeatedVarint(r: Reader, wt: number, out: number[]): void {
-  if (wt === 2) {
-    const [s, e] = r.bytes();
-    const sub = new Reader(r.buf, s, e);
-    while (!sub.done) out.push(sub.varint());
-  } else if (wt === 0) out.push(r.varint());
-  else r.skip(wt);
+function readElement(r: ProtoReader, end: number, wt: number): number {
+  if (wt === WireType.fixed32) return float32(r, end, 'TensorProto.float_val');
+  if (wt === WireType.fixed64) return r.double(end, 'TensorProto.double_val');
+  return r.int64(end, 'TensorProto value');
 }
 
 /** IEEE 754 binary16 bits → number. */

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, tempDir } from '../../../test/helpers.js';
+import { freePort, tempDir, waitFor } from '../../../test/helpers.js';
 import { loadConfig } from '../../config/index.js';
 import { SeriesBatchBuilder } from '../../model/batch.js';
 import { NativeEncoder } from '../../protocol/native.js';
@@ -54,23 +54,22 @@ function writeOfflineDir(): string {
   return dir;
 }
 
-async function lossSamples(): Promise<number[]> {
+async function lossSamples(metric = 'train_loss'): Promise<number[]> {
   const res = await tw.app.inject({
     method: 'GET',
-    url: `/api/tw/v1/series?metric=train_loss&job_id=sync-job&start=${T0 - 1000}&end=${T0 + 60_000}`,
+    url: `/api/tw/v1/series?metric=${metric}&job_id=sync-job&start=${T0 - 1000}&end=${T0 + 60_000}`,
   });
   expect(res.statusCode).toBe(200);
   const series = res.json().data.series as { v: number[] }[];
   return series.flatMap((s) => s.v);
 }
 
+/** The stored loss samples once there are at least `n` (or what there is after 20 s, for the assertion). */
 async function waitForSamples(n: number): Promise<number[]> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
+  return waitFor(`${n} loss samples`, async () => {
     const got = await lossSamples();
-    if (got.length >= n || Date.now() > deadline) return got;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+    return got.length >= n ? got : undefined;
+  }).catch(() => lossSamples());
 }
 
 describe('trainwatch sync', () => {
@@ -89,7 +88,18 @@ describe('trainwatch sync', () => {
 
     const resent = await syncDirectory(dir, { url: tw.url, resend: true });
     expect(resent).toMatchObject({ sent: 2, duplicate: 2 });
-    await new Promise((r) => setTimeout(r, 300));
+    // A barrier: one more frame of the same job (same bus partition, read in order) sent after the resend.
+    // Once its sample is stored, a duplicate the resend had let through would be stored too.
+    const barrier = tempDir('tw-sync-barrier-');
+    mkdirSync(path.join(barrier, 'sync-job', 'sdk-host-1-abcd'), { recursive: true });
+    writeFileSync(
+      path.join(barrier, 'sync-job', 'sdk-host-1-abcd', '0000000000000010.twb'),
+      frame(10, 'sync_barrier', 0),
+    );
+    expect(await syncDirectory(barrier, { url: tw.url })).toMatchObject({ sent: 1, duplicate: 0 });
+    await waitFor('the barrier sample', async () =>
+      (await lossSamples('sync_barrier')).length === 3 ? true : undefined,
+    );
     expect(await lossSamples()).toEqual([0, 1, 2, 3, 4, 5]);
   });
 

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { STALE_NAN } from '../../model/batch.js';
 import { ByteWriter } from '../../protocol/bytes.js';
-import { chunkBytes, Head, type HeadAppendStats } from '../head.js';
+import { chunkBytes, Head, newHeadAppendStats } from '../head.js';
 import { decodeChunk, encodeChunk, MAX_TIMESTAMP, SampleBuffer, TsCodec, ValueCodec } from './chunk.js';
 import { decodeXorInto, encodeXor, XorReader } from './xor.js';
 
@@ -99,14 +99,7 @@ describe('Gorilla XOR chunk, as the head writes it', () => {
       fc.property(samples, fc.integer({ min: 2, max: 400 }), ({ ts, vs }, maxChunkSamples) => {
         // A chunk range beyond every timestamp's reach: chunks are sealed by sample count and byte size only.
         const head = new Head({ oooWindowMs: 0, chunkRangeMs: 2 ** 52, maxChunkSamples });
-        const stats: HeadAppendStats = {
-          series: 0,
-          samples: 0,
-          duplicates: 0,
-          tooOld: 0,
-          invalid: 0,
-          created: 0,
-        };
+        const stats = newHeadAppendStats();
         const ref = head.getOrCreate('t', head.symbols.intern('t'), { __name__: 'x' }, stats);
         for (let i = 0; i < ts.length; i++) head.appendSample(ref, ts[i]!, vs[i]!, stats);
         expect(stats.samples).toBe(ts.length);

@@ -7,6 +7,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../../test/helpers.js';
 import { startRemoteWriteServer } from '../../../test/support/remote-write-server.js';
 import {
   requireVictoriaMetrics,
@@ -295,7 +296,11 @@ describe.skipIf(!haveVm)('RemoteStorage: staleness markers and failures against 
       const appending = storage.appender.append('p', b.build()).then(() => {
         appended = true;
       });
-      await new Promise((r) => setTimeout(r, 150));
+      // The TSDB has refused a request (retried with backoff) while the queue holds its capacity.
+      await waitFor('a refused request and a full queue', () =>
+        proxy.requests.length >= 1 && storage.queue.pendingSamples() === 10 ? true : undefined,
+      );
+      await new Promise(setImmediate);
       expect(appended).toBe(false);
       expect(storage.queue.pendingSamples()).toBe(10);
       down = false;
@@ -324,6 +329,8 @@ describe('RemoteStorage read errors', () => {
     const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
     return {
       url,
+      /** Requests held unanswered so far (status 0). */
+      held: () => pending.length,
       close: () =>
         new Promise<void>((r) => {
           srv.closeAllConnections();
@@ -383,10 +390,11 @@ describe('RemoteStorage read errors', () => {
     try {
       const ac = new AbortController();
       const started = Date.now();
-      setTimeout(() => ac.abort(new Error('query deadline')), 50);
-      await expect(s.querier('a', 0, 1000).select([eq('x', '1')], undefined, ac.signal)).rejects.toThrow(
-        'query deadline',
-      );
+      const selecting = s.querier('a', 0, 1000).select([eq('x', '1')], undefined, ac.signal);
+      // Abort once the read is in flight at the TSDB, which holds it unanswered.
+      await waitFor('the read at the TSDB', () => (hang.held() > 0 ? true : undefined));
+      ac.abort(new Error('query deadline'));
+      await expect(selecting).rejects.toThrow('query deadline');
       expect(Date.now() - started).toBeLessThan(1500);
     } finally {
       await s.close();

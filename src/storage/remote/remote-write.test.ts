@@ -6,7 +6,8 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { waitFor } from '../../../test/helpers.js';
 import {
   type RecordedRequest,
   type RemoteWriteServer,
@@ -58,11 +59,7 @@ function received(reqs: readonly RecordedRequest[]): Map<string, { t: number; bi
 
 /** Polls until `cond` holds (a loaded machine may be slow to deliver a request); fails after 10 s. */
 async function until(what: string, cond: () => boolean): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await waitFor(what, cond, 10_000, 5);
 }
 
 function bitsOf(v: number): string {
@@ -181,8 +178,13 @@ describe('RemoteWriteQueue on the wire', () => {
     const q = queue(srv, { seriesIdleMs: 20 });
     await q.append('t', new SeriesBatchBuilder().addSample({ __name__: 'a' }, 1, 1).build());
     await q.flush();
-    await new Promise((r) => setTimeout(r, 40));
-    await q.append('t', new SeriesBatchBuilder().addSample({ __name__: 'b' }, 1, 1).build());
+    // Only the clock moves on (past seriesIdleMs): the sweep reads Date.now, timers stay real for the HTTP.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 40 });
+    try {
+      await q.append('t', new SeriesBatchBuilder().addSample({ __name__: 'b' }, 1, 1).build());
+    } finally {
+      vi.useRealTimers();
+    }
     expect(q.cachedSeries()).toBe(1);
     await q.flush();
     expect(received(srv.requests).size).toBe(2);
@@ -311,8 +313,12 @@ describe('RemoteWriteQueue backpressure and watermark', () => {
       done = true;
       return s;
     });
-    await until('the first request', () => srv.requests.length === 1);
-    await new Promise((r) => setTimeout(r, 50));
+    // Full: one request in flight at the TSDB, the buffer holding one more, and append still waiting.
+    await until(
+      'the first request and a full buffer',
+      () => srv.requests.length === 1 && q.pendingSamples() === 10,
+    );
+    await new Promise(setImmediate);
     expect(done).toBe(false);
     expect(q.pendingSamples()).toBe(10); // bounded: one full request in flight, nothing more buffered
     expect(srv.requests).toHaveLength(1);
@@ -334,7 +340,7 @@ describe('RemoteWriteQueue backpressure and watermark', () => {
     for (let i = 0; i < 20; i++) b.add(i, i);
     const ac = new AbortController();
     const appending = q.append('t', b.build(), ac.signal);
-    await new Promise((r) => setTimeout(r, 50));
+    await until('the append to wait for room', () => srv.requests.length === 1 && q.pendingSamples() === 5);
     ac.abort(new Error('processor shutting down'));
     await expect(appending).rejects.toThrow('processor shutting down');
     g.open();
@@ -357,7 +363,9 @@ describe('RemoteWriteQueue backpressure and watermark', () => {
     const waiting = q.waitFor(mark).then(() => {
       flushed = true;
     });
-    await new Promise((r) => setTimeout(r, 100));
+    // The first request is held at the TSDB, so the mark cannot be reached yet.
+    await until('the held request', () => srv.requests.length >= 1);
+    await new Promise(setImmediate);
     expect(flushed).toBe(false);
     g.open();
     await waiting;

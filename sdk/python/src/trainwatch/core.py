@@ -109,16 +109,15 @@ class Run:
         self._init_labels(labels)
         self._init_state(max_queue)
         self._init_delivery(e, token, request_timeout, spool_dir, offline_dir, max_spool_bytes)
-        self._gpu_mode = (gpu or e.get("TRAINWATCH_GPU") or "auto").lower()
-        self._gpu_interval = gpu_interval
-        self._gpu_thread: Optional[threading.Thread] = None
+        self._init_gpu(e, gpu, gpu_interval)
         self._prev_sigterm: Any = None
         self._thread: Optional[threading.Thread] = None
         if self.mode != "disabled":
             self._start(handle_signals)
 
     # ---------------------------------------------------------------------------------------------------
-    # Construction, in steps: who this process is, where it sends, what it labels, its state, its delivery.
+    # Construction, in steps: who this process is, where it sends, what it labels, its state, its delivery,
+    # its GPU sampler; then _start.
 
     def _init_identity(
         self,
@@ -173,7 +172,6 @@ class Run:
         # Step time and throughput are averaged over windows of at least this many seconds (bounded series rate).
         self.throughput_interval = throughput_interval
 
-
     def _init_destination(
         self,
         e: Mapping[str, str],
@@ -194,7 +192,6 @@ class Run:
         self.flush_timeout = flush_timeout if flush_timeout is not None else _env_float("TRAINWATCH_FLUSH_TIMEOUT", 10.0)
         self.source_id = f"sdk-{socket.gethostname().split('.')[0][:60]}-{os.getpid()}-{secrets.token_hex(4)}"
 
-
     def _init_labels(self, labels: Optional[Mapping[str, str]]) -> None:
         # Labels of every series this process writes; GPU series use the node's labels instead of the rank.
         self._labels: Dict[str, str] = {"job_id": self.job_id, "rank": str(self.rank), "node_id": self.node_id}
@@ -202,7 +199,6 @@ class Run:
         for k, v in (labels or {}).items():
             if names.is_valid_label_name(k) and k not in ("job_id", "rank"):
                 self._labels[k] = str(v)
-
 
     def _init_state(self, max_queue: int) -> None:
         """The queue the training thread fills, the counters, and the background thread's own state."""
@@ -259,7 +255,6 @@ class Run:
         self._next_try = 0.0
         self._retry_floor = 0.0
 
-
     def _init_delivery(
         self,
         e: Mapping[str, str],
@@ -286,6 +281,11 @@ class Run:
         if self._store is not None and self._store.last_error:
             log.warning("trainwatch: %s; keeping undelivered frames in memory", self._store.last_error)
 
+    def _init_gpu(self, e: Mapping[str, str], gpu: Optional[str], gpu_interval: float) -> None:
+        """The GPU sampler's mode (auto, on, off: TRAINWATCH_GPU) and period; _start starts it on local rank 0."""
+        self._gpu_mode = (gpu or e.get("TRAINWATCH_GPU") or "auto").lower()
+        self._gpu_interval = gpu_interval
+        self._gpu_thread: Optional[threading.Thread] = None
 
     def _start(self, handle_signals: bool) -> None:
         """Sends the start event and starts the background threads (and the GPU sampler on local rank 0)."""

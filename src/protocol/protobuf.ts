@@ -1,5 +1,6 @@
 /**
- * A minimal protobuf wire-format reader for the collector's hand-written decoders (remote-write, OTLP).
+ * A minimal protobuf wire-format reader for trainwatch's protobuf decoders: the collector's remote-write and
+ * OTLP decoders and the agent's TensorBoard event reader.
  * It walks a message field by field over one buffer, never builds an object, and reports every malformed
  * input as a {@link ProtoError} naming what it was reading and where: truncated fields, varints longer than
  * 10 bytes, lengths beyond the enclosing message, wire types that do not match the schema, groups.
