@@ -1216,7 +1216,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   /** The verdict of the last evaluation (at a bucket's close): leaking, seconds to full, slope (bytes/s). */
   private leaking = new Uint8Array(0);
   private toFull = new Float64Array(0);
-  /** When `toFull` counts from (the forecast window's newest bucket; NaN: from now, as restored). */
+  /** When `toFull` counts from (the forecast window's newest bucket; NaN: from now, as older state restored). */
   private toFullFrom = new Float64Array(0);
   private slope = new Float64Array(0);
   private spanOf = new Float64Array(0);
@@ -1413,11 +1413,14 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
       this.lo[slot],
       this.hi[slot],
       this.swing[slot],
+      this.toFullFrom[slot],
     ];
   }
 
   override load(slot: number, data: unknown): void {
-    if (!Array.isArray(data) || data.length !== 10) return;
+    if (!Array.isArray(data) || (data.length !== 10 && data.length !== 11)) return;
+    // State from before the forecast's start was handed over (10 entries): it counts down from now.
+    this.toFullFrom[slot] = data.length >= 11 ? num(data[10]) : Number.NaN;
     this.lo[slot] = num(data[7]);
     this.hi[slot] = num(data[8]);
     this.swing[slot] = num(data[9]);
@@ -1441,6 +1444,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     w.float(this.lo[slot]!);
     w.float(this.hi[slot]!);
     w.float(this.swing[slot]!);
+    w.float(this.toFullFrom[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -1456,6 +1460,8 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     this.lo[slot] = r.float('MemoryLeakFamily');
     this.hi[slot] = r.float('MemoryLeakFamily');
     this.swing[slot] = r.float('MemoryLeakFamily');
+    // State from before the forecast's start was handed over ends here: it counts down from now.
+    this.toFullFrom[slot] = r.remaining >= 8 ? r.float('MemoryLeakFamily') : Number.NaN;
   }
 }
 
