@@ -1194,6 +1194,14 @@ const LEAK_WINDOWS = [12, 24, 48] as const;
 const SWING_FACTOR = 1.5;
 /** One-sided confidence of the slope's lower bound (sign test, normal quantile of 95%). */
 const SLOPE_Z = 1.645;
+/**
+ * A series' start-up memory ramp is over once its newest this many fine buckets (two minutes or more) stay
+ * within half the least material growth of each other: it has levelled off, however long the job's own start-up
+ * took. Shorter flats are the pauses of a ramp that loads in chunks (shards, optimizer state, caches).
+ */
+const RAMP_FLAT_BUCKETS = 12;
+/** Or once the job has trained this long since its (re)start (a leak from the first step is still found). */
+const RAMP_MAX_MS = 10 * 60_000;
 
 /**
  * GPU memory growing towards out-of-memory, fast or slow: memory samples averaged into buckets of `bucket`
@@ -1227,12 +1235,18 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   private lo = new Float64Array(0);
   private hi = new Float64Array(0);
   private swing = new Float64Array(0);
+  /**
+   * When the series' start-up memory ramp was over (NaN: still ramping): the memory levelled off, or the job
+   * trained for {@link RAMP_MAX_MS}. Growth before it is the job filling its working set, not a leak.
+   */
+  private rampEndT = new Float64Array(0);
   private readonly sibling = new SiblingColumn();
   private readonly fit = new SenFit();
   private readonly recent = new SenFit();
 
   protected override grow(n: number): void {
     super.grow(n);
+    this.rampEndT = growF64(this.rampEndT, n);
     this.lo = growF64(this.lo, n);
     this.hi = growF64(this.hi, n);
     this.swing = growF64(this.swing, n);
@@ -1250,6 +1264,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   protected reset(slot: number): void {
     this.fine.reset(slot);
     this.coarse.reset(slot);
+    this.rampEndT[slot] = Number.NaN;
     this.firstT[slot] = Number.NaN;
     this.leaking[slot] = 0;
     this.toFull[slot] = Number.POSITIVE_INFINITY;
@@ -1276,6 +1291,32 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     else if (m < lo) this.lo[slot] = this.hi[slot] = m;
   }
 
+  /** Forgets the series' memory history: the job (re)starts and ramps its memory again. */
+  private startOver(slot: number): void {
+    this.fine.reset(slot);
+    this.coarse.reset(slot);
+    this.firstT[slot] = Number.NaN;
+    this.rampEndT[slot] = Number.NaN;
+    this.leaking[slot] = 0;
+    this.lo[slot] = this.hi[slot] = Number.NaN;
+  }
+
+  /** Whether the newest {@link RAMP_FLAT_BUCKETS} fine buckets lie within half the least material growth. */
+  private levelledOff(slot: number, p: DetectorParams<'memory_leak'>): boolean {
+    if (this.fine.count(slot) < RAMP_FLAT_BUCKETS) return false;
+    const totalRef = this.sibling.get(this.ctx, slot, this.series[slot]!, p.total_metric);
+    const total = totalRef >= 0 ? this.ctx.lastV(totalRef) : Number.NaN;
+    if (!(total > 0)) return false;
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < RAMP_FLAT_BUCKETS; i++) {
+      const m = this.fine.valueAt(slot, i);
+      if (m < lo) lo = m;
+      if (m > hi) hi = m;
+    }
+    return hi - lo <= 0.5 * p.min_growth * total;
+  }
+
   protected buildIdentity(slot: number): AlertIdentity {
     const p = this.params[slot]!;
     return this.ctx.identity(
@@ -1293,31 +1334,66 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     const p = this.params[slot]!;
     const job = this.ctx.info(this.series[slot]!).job;
     const phase = job ? job.phase : PHASE_STEADY;
-    if (phase === PHASE_STARTUP || phase === PHASE_WARMUP || phase === PHASE_COOLDOWN) {
-      // (Re)starting: the ramp is no trend. Start over once the job is warm.
-      if (!Number.isNaN(this.firstT[slot]!)) {
-        this.fine.reset(slot);
-        this.coarse.reset(slot);
-        this.firstT[slot] = Number.NaN;
-        this.leaking[slot] = 0;
-        this.lo[slot] = this.hi[slot] = Number.NaN;
+    const progressSince = job ? job.progressSinceT : Number.NaN;
+    // A job that (re)started after this series' ramp was over (a restart, or the first step after a start-up
+    // whose memory had levelled off: optimizer state and activations come with it) ramps its memory again.
+    const restarted = progressSince > this.rampEndT[slot]!;
+    if (phase === PHASE_COOLDOWN || restarted) {
+      if (!Number.isNaN(this.firstT[slot]!) || !this.fine.isEmpty(slot)) this.startOver(slot);
+      if (phase === PHASE_COOLDOWN) {
+        this.clear(slot, t);
+        return;
       }
-      this.clear(slot, t);
-      return;
     }
-    if (Number.isNaN(this.firstT[slot]!)) this.firstT[slot] = t;
-    const settled = Number.isFinite(job?.progressSinceT ?? Number.NaN) || t - this.firstT[slot]! >= p.startup;
-    if (!settled || isPausePhase(phase)) {
-      if (!settled) {
-        this.fine.reset(slot);
-        this.coarse.reset(slot);
-      }
+    if (isPausePhase(phase)) {
       if (this.leaking[slot] === 0) this.clear(slot, t);
       return;
     }
+    // The series' first sample past the job's start-up and warm-up (a job without step series is in neither).
+    if (Number.isNaN(this.firstT[slot]!) && phase !== PHASE_STARTUP && phase !== PHASE_WARMUP)
+      this.firstT[slot] = t;
     const closedFine = this.fine.add(slot, t, v, p.bucket);
     const closedCoarse = this.coarse.add(slot, t, v, p.coarse_bucket);
     if (closedFine) this.trackSwing(slot, this.fine.valueAt(slot, 0));
+    if (Number.isNaN(this.rampEndT[slot]!)) {
+      // Ramping up to its working set, from the series' first sample (start-up and warm-up included, so that a
+      // memory that is flat from the start is past its ramp when training begins): nothing is fitted until the
+      // memory levels off, and then only from where it did. A job's own start-up timer says nothing about it.
+      const since = Number.isFinite(progressSince) ? progressSince : this.firstT[slot]!;
+      if (closedFine && this.levelledOff(slot, p)) {
+        // Fits use the levelled memory, never the ramp; nor, where the job has no step series to say when it
+        // trains, the series' first `startup`.
+        let keepFrom = Math.floor(this.fine.timeAt(slot, RAMP_FLAT_BUCKETS - 1) / p.bucket) * p.bucket;
+        if (!Number.isFinite(progressSince) && Number.isFinite(this.firstT[slot]!))
+          keepFrom = Math.max(keepFrom, this.firstT[slot]! + p.startup);
+        this.rampEndT[slot] = t;
+        this.fine.keepSince(slot, keepFrom, p.bucket);
+        this.coarse.keepSince(slot, keepFrom, p.coarse_bucket);
+        this.lo[slot] = this.hi[slot] = Number.NaN;
+      } else if (t - since >= RAMP_MAX_MS) {
+        // Still growing after this long: a slow ramp, or a leak from the first step. Fit from here on.
+        this.rampEndT[slot] = t;
+        this.fine.reset(slot);
+        this.coarse.reset(slot);
+        this.lo[slot] = this.hi[slot] = Number.NaN;
+      } else {
+        this.clear(slot, t);
+        return;
+      }
+    }
+    // Fits only in training: not in the job's start-up and warm-up, nor in a series' first `startup` where the
+    // job has no step series to say when it trains.
+    const training =
+      phase !== PHASE_STARTUP &&
+      phase !== PHASE_WARMUP &&
+      (Number.isFinite(progressSince) || t - this.firstT[slot]! >= p.startup);
+    if (!training) {
+      // Past its ramp but not training yet (warm-up): what it does now is not the job's steady memory.
+      this.fine.reset(slot);
+      this.coarse.reset(slot);
+      this.clear(slot, t);
+      return;
+    }
     if (closedFine || closedCoarse) this.evaluate(slot, p);
     if (this.leaking[slot] === 1) {
       const slopePerSecond = this.slope[slot]!;
@@ -1414,13 +1490,16 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
       this.hi[slot],
       this.swing[slot],
       this.toFullFrom[slot],
+      this.rampEndT[slot],
     ];
   }
 
   override load(slot: number, data: unknown): void {
-    if (!Array.isArray(data) || (data.length !== 10 && data.length !== 11)) return;
-    // State from before the forecast's start was handed over (10 entries): it counts down from now.
+    if (!Array.isArray(data) || data.length < 10 || data.length > 12) return;
+    // Older state: 10 entries (before the forecast's start was handed over: it counts down from now) or 11
+    // (before the ramp was followed: a series that had begun is past its ramp).
     this.toFullFrom[slot] = data.length >= 11 ? num(data[10]) : Number.NaN;
+    this.rampEndT[slot] = data.length >= 12 ? num(data[11]) : num(data[0]);
     this.lo[slot] = num(data[7]);
     this.hi[slot] = num(data[8]);
     this.swing[slot] = num(data[9]);
@@ -1445,6 +1524,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     w.float(this.hi[slot]!);
     w.float(this.swing[slot]!);
     w.float(this.toFullFrom[slot]!);
+    w.float(this.rampEndT[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -1460,8 +1540,10 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     this.lo[slot] = r.float('MemoryLeakFamily');
     this.hi[slot] = r.float('MemoryLeakFamily');
     this.swing[slot] = r.float('MemoryLeakFamily');
-    // State from before the forecast's start was handed over ends here: it counts down from now.
+    // Older state ends before the forecast's start (it counts down from now) or before the ramp (a series
+    // that had begun is past its ramp).
     this.toFullFrom[slot] = r.remaining >= 8 ? r.float('MemoryLeakFamily') : Number.NaN;
+    this.rampEndT[slot] = r.remaining >= 8 ? r.float('MemoryLeakFamily') : this.firstT[slot]!;
   }
 }
 
