@@ -690,11 +690,21 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
    */
   private capRun = new Float64Array(0);
   private util0 = new Float64Array(0);
+  /**
+   * The samples since the CUSUM last rose out of its noise (its change-point estimate): count, Σ x and Σ i·x (i = 0, 1, …),
+   * for their least-squares trend. A level change is a step there (flat after it); a degradation keeps falling.
+   */
+  private segN = new Float64Array(0);
+  private segSum = new Float64Array(0);
+  private segSumIX = new Float64Array(0);
 
   protected override grow(n: number): void {
     super.grow(n);
     this.capRun = growF64(this.capRun, n);
     this.util0 = growF64(this.util0, n);
+    this.segN = growF64(this.segN, n);
+    this.segSum = growF64(this.segSum, n);
+    this.segSumIX = growF64(this.segSumIX, n);
     this.lastT = growF64(this.lastT, n);
     this.interval = growF64(this.interval, n);
     this.preferred.grow(n);
@@ -724,6 +734,23 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.preferred.reset(slot);
     this.capRun[slot] = 0;
     this.util0[slot] = Number.NaN;
+    this.segN[slot] = this.segSum[slot] = this.segSumIX[slot] = 0;
+  }
+
+  /**
+   * Whether the samples since the CUSUM left zero dropped as a step, not a slide: their least-squares decline
+   * (first to last), plus one standard error of it, is less than their mean drop below the baseline. A step
+   * down at the segment's start declines by about nothing; a linear slide declines by about twice its mean drop.
+   */
+  private stepShaped(slot: number): boolean {
+    const n = this.segN[slot]!;
+    if (n < 6) return false;
+    const mean = this.segSum[slot]! / n;
+    const sxx = (n * (n * n - 1)) / 12;
+    const slope = (this.segSumIX[slot]! - ((n - 1) / 2) * this.segSum[slot]!) / sxx;
+    const decline = -slope * (n - 1);
+    const se = (this.sigma0[slot]! * (n - 1)) / Math.sqrt(sxx);
+    return decline + se < this.mu0[slot]! - mean;
   }
 
   override alloc(info: SeriesInfo, params: unknown): number {
@@ -870,12 +897,24 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.capRun[slot] = z >= CUSUM_STEP_CAP ? this.capRun[slot]! + 1 : 0;
     const step = Math.min(CUSUM_STEP_CAP, z) - p.k;
     const cusum = Math.min(5 * h, Math.max(0, this.cusum[slot]! + step));
+    // The segment starts where the CUSUM last stood at no more than a tenth of its threshold: noise moves it
+    // that much before a change, and a segment that began in that noise would see a step as a slide.
+    if (cusum > h / 10) {
+      if (this.cusum[slot]! <= h / 10) this.segN[slot] = this.segSum[slot] = this.segSumIX[slot] = 0;
+      this.segSumIX[slot]! += this.segN[slot]! * v;
+      this.segSum[slot]! += v;
+      this.segN[slot]!++;
+    }
     this.cusum[slot] = cusum;
     const drop = 1 - level / mu0;
     const degraded = this.degraded[slot]
       ? cusum > h / 2 || drop >= p.min_drop / 2
       : cusum > h && drop >= p.min_drop;
-    if (degraded && this.degraded[slot] === 0 && this.capRun[slot]! >= h / (CUSUM_STEP_CAP - p.k)) {
+    if (
+      degraded &&
+      this.degraded[slot] === 0 &&
+      (this.capRun[slot]! >= h / (CUSUM_STEP_CAP - p.k) || this.stepShaped(slot))
+    ) {
       // An abrupt shift down while the GPUs stay as busy as they were: more work per sample (a longer
       // sequence, another batch size), a new level of this job, not a degradation. Learn the baseline again,
       // from now, over `warmup`.
@@ -887,6 +926,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
         this.n[slot] = this.sum[slot] = this.sumSq[slot] = 0;
         this.cusum[slot] = 0;
         this.capRun[slot] = 0;
+        this.segN[slot] = this.segSum[slot] = this.segSumIX[slot] = 0;
         this.degraded[slot] = 0;
         this.member(slot, false, t, 0, NO_ANNOTATIONS);
         return;
@@ -934,7 +974,16 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     // State restored from before the sampling interval was kept, and nothing seen since: as it was.
     if (Number.isNaN(this.lastT[slot]!) && this.capRun[slot] === 0 && Number.isNaN(this.util0[slot]!))
       return base;
-    return [...base, this.lastT[slot], this.interval[slot], this.capRun[slot], this.util0[slot]];
+    return [
+      ...base,
+      this.lastT[slot],
+      this.interval[slot],
+      this.capRun[slot],
+      this.util0[slot],
+      this.segN[slot],
+      this.segSum[slot],
+      this.segSumIX[slot],
+    ];
   }
 
   override load(slot: number, data: unknown): void {
@@ -954,6 +1003,10 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.interval[slot] = d[10] ?? Number.NaN;
     this.capRun[slot] = d[11] ?? 0;
     this.util0[slot] = d[12] ?? Number.NaN;
+    // State from before the CUSUM's segment was kept: it starts afresh.
+    this.segN[slot] = d[13] ?? 0;
+    this.segSum[slot] = d[14] ?? 0;
+    this.segSumIX[slot] = d[15] ?? 0;
     this.account(slot, 1);
   }
 
@@ -971,6 +1024,9 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     w.float(this.interval[slot]!);
     w.float(this.capRun[slot]!);
     w.float(this.util0[slot]!);
+    w.float(this.segN[slot]!);
+    w.float(this.segSum[slot]!);
+    w.float(this.segSumIX[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -990,6 +1046,11 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     const more = r.remaining >= 16;
     this.capRun[slot] = more ? r.float('ThroughputFamily') : 0;
     this.util0[slot] = more ? r.float('ThroughputFamily') : Number.NaN;
+    // State from before the CUSUM's segment was kept ends here: it starts afresh.
+    const seg = r.remaining >= 24;
+    this.segN[slot] = seg ? r.float('ThroughputFamily') : 0;
+    this.segSum[slot] = seg ? r.float('ThroughputFamily') : 0;
+    this.segSumIX[slot] = seg ? r.float('ThroughputFamily') : 0;
     this.account(slot, 1);
   }
 }
