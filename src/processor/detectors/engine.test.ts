@@ -111,7 +111,10 @@ function run(
 describe('detector engine', () => {
   const steps = fleetSteps(25);
 
-  it('raises the same alerts and derived samples by series-table refs as by label objects', () => {
+  // Two full runs of the fleet: about 25 s alone on the loaded 2-core machine, over 30 s beside a benchmark.
+  it('raises the same alerts and derived samples by series-table refs as by label objects', {
+    timeout: 120_000,
+  }, () => {
     const a: Log = [];
     const aDerived: Log = [];
     run(newEngine(a, aDerived), steps, 0, steps.length, 'labels', aDerived);
@@ -127,7 +130,11 @@ describe('detector engine', () => {
   });
 
   for (const format of ['binary', 'json'] as const) {
-    it(`continues from a ${format} snapshot exactly as an engine that never stopped`, () => {
+    // Twelve restored engines each run to the end: 45-55 s alone on the loaded 2-core machine, 145 s beside
+    // two benchmarks.
+    it(`continues from a ${format} snapshot exactly as an engine that never stopped`, {
+      timeout: 300_000,
+    }, () => {
       // Cut at many points, so that every kind of open alert is handed over at some cut (a restored job must
       // be in the phase it was in: its idle-GPU and straggler alerts depend on it being in training).
       const cuts = Array.from({ length: 12 }, (_, i) => Math.floor((steps.length * (i + 1)) / 13));
@@ -360,7 +367,10 @@ describe('detector engine state per partition', () => {
       'the fleet raises several kinds of alert',
     ).toEqual(expect.arrayContaining(['TrainingStalled', 'TrainingStraggler']));
 
-    for (const cut of [Math.floor(steps.length * 0.4), Math.floor(steps.length * 0.75)]) {
+    // Cuts before the fleet's incidents (5 minutes into their jobs) hand over no open alert, only ramping state.
+    let cutsWithOpenAlerts = 0;
+    // Eight cut points, so that every family's state (open, resolving, ramping) is handed over at some cut.
+    for (const cut of Array.from({ length: 8 }, (_, i) => Math.floor((steps.length * (i + 1)) / 9))) {
       // Engine A owns partitions 0 and 1, engine B owns 2 and 3; at the cut, partition 1 moves to B.
       const moved = new Set([1]);
       const aLog: Log = [];
@@ -378,7 +388,7 @@ describe('detector engine state per partition', () => {
       a.dropPartitions(moved, partitionOf);
       const stayed = new Set(a.activeAlerts().map((x) => x.fingerprint));
       const movedAlerts = [...openOnA].filter((fp) => !stayed.has(fp));
-      expect(movedAlerts.length, 'alerts of partition 1 are open at the cut').toBeGreaterThan(0);
+      if (movedAlerts.length > 0) cutsWithOpenAlerts++;
       const openOnB = b.activeAlerts().length;
       b.restorePartition(snap.get(1)!);
       const onB = new Set(b.activeAlerts().map((x) => x.fingerprint));
@@ -394,5 +404,6 @@ describe('detector engine state per partition', () => {
       expect(sorted([...aLog, ...bLog])).toEqual(sorted(whole));
       expect(sorted([...aDerived, ...bDerived])).toEqual(sorted(wholeDerived));
     }
+    expect(cutsWithOpenAlerts, 'alerts of partition 1 are open at most cuts').toBeGreaterThanOrEqual(5);
   });
 });

@@ -690,11 +690,21 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
    */
   private capRun = new Float64Array(0);
   private util0 = new Float64Array(0);
+  /**
+   * The samples since the CUSUM last rose out of its noise (its change-point estimate): count, Σ x and Σ i·x (i = 0, 1, …),
+   * for their least-squares trend. A level change is a step there (flat after it); a degradation keeps falling.
+   */
+  private segN = new Float64Array(0);
+  private segSum = new Float64Array(0);
+  private segSumIX = new Float64Array(0);
 
   protected override grow(n: number): void {
     super.grow(n);
     this.capRun = growF64(this.capRun, n);
     this.util0 = growF64(this.util0, n);
+    this.segN = growF64(this.segN, n);
+    this.segSum = growF64(this.segSum, n);
+    this.segSumIX = growF64(this.segSumIX, n);
     this.lastT = growF64(this.lastT, n);
     this.interval = growF64(this.interval, n);
     this.preferred.grow(n);
@@ -724,6 +734,23 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.preferred.reset(slot);
     this.capRun[slot] = 0;
     this.util0[slot] = Number.NaN;
+    this.segN[slot] = this.segSum[slot] = this.segSumIX[slot] = 0;
+  }
+
+  /**
+   * Whether the samples since the CUSUM left zero dropped as a step, not a slide: their least-squares decline
+   * (first to last), plus one standard error of it, is less than their mean drop below the baseline. A step
+   * down at the segment's start declines by about nothing; a linear slide declines by about twice its mean drop.
+   */
+  private stepShaped(slot: number): boolean {
+    const n = this.segN[slot]!;
+    if (n < 6) return false;
+    const mean = this.segSum[slot]! / n;
+    const sxx = (n * (n * n - 1)) / 12;
+    const slope = (this.segSumIX[slot]! - ((n - 1) / 2) * this.segSum[slot]!) / sxx;
+    const decline = -slope * (n - 1);
+    const se = (this.sigma0[slot]! * (n - 1)) / Math.sqrt(sxx);
+    return decline + se < this.mu0[slot]! - mean;
   }
 
   override alloc(info: SeriesInfo, params: unknown): number {
@@ -870,12 +897,24 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.capRun[slot] = z >= CUSUM_STEP_CAP ? this.capRun[slot]! + 1 : 0;
     const step = Math.min(CUSUM_STEP_CAP, z) - p.k;
     const cusum = Math.min(5 * h, Math.max(0, this.cusum[slot]! + step));
+    // The segment starts where the CUSUM last stood at no more than a tenth of its threshold: noise moves it
+    // that much before a change, and a segment that began in that noise would see a step as a slide.
+    if (cusum > h / 10) {
+      if (this.cusum[slot]! <= h / 10) this.segN[slot] = this.segSum[slot] = this.segSumIX[slot] = 0;
+      this.segSumIX[slot]! += this.segN[slot]! * v;
+      this.segSum[slot]! += v;
+      this.segN[slot]!++;
+    }
     this.cusum[slot] = cusum;
     const drop = 1 - level / mu0;
     const degraded = this.degraded[slot]
       ? cusum > h / 2 || drop >= p.min_drop / 2
       : cusum > h && drop >= p.min_drop;
-    if (degraded && this.degraded[slot] === 0 && this.capRun[slot]! >= h / (CUSUM_STEP_CAP - p.k)) {
+    if (
+      degraded &&
+      this.degraded[slot] === 0 &&
+      (this.capRun[slot]! >= h / (CUSUM_STEP_CAP - p.k) || this.stepShaped(slot))
+    ) {
       // An abrupt shift down while the GPUs stay as busy as they were: more work per sample (a longer
       // sequence, another batch size), a new level of this job, not a degradation. Learn the baseline again,
       // from now, over `warmup`.
@@ -887,6 +926,7 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
         this.n[slot] = this.sum[slot] = this.sumSq[slot] = 0;
         this.cusum[slot] = 0;
         this.capRun[slot] = 0;
+        this.segN[slot] = this.segSum[slot] = this.segSumIX[slot] = 0;
         this.degraded[slot] = 0;
         this.member(slot, false, t, 0, NO_ANNOTATIONS);
         return;
@@ -934,7 +974,16 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     // State restored from before the sampling interval was kept, and nothing seen since: as it was.
     if (Number.isNaN(this.lastT[slot]!) && this.capRun[slot] === 0 && Number.isNaN(this.util0[slot]!))
       return base;
-    return [...base, this.lastT[slot], this.interval[slot], this.capRun[slot], this.util0[slot]];
+    return [
+      ...base,
+      this.lastT[slot],
+      this.interval[slot],
+      this.capRun[slot],
+      this.util0[slot],
+      this.segN[slot],
+      this.segSum[slot],
+      this.segSumIX[slot],
+    ];
   }
 
   override load(slot: number, data: unknown): void {
@@ -954,6 +1003,10 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     this.interval[slot] = d[10] ?? Number.NaN;
     this.capRun[slot] = d[11] ?? 0;
     this.util0[slot] = d[12] ?? Number.NaN;
+    // State from before the CUSUM's segment was kept: it starts afresh.
+    this.segN[slot] = d[13] ?? 0;
+    this.segSum[slot] = d[14] ?? 0;
+    this.segSumIX[slot] = d[15] ?? 0;
     this.account(slot, 1);
   }
 
@@ -971,6 +1024,9 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     w.float(this.interval[slot]!);
     w.float(this.capRun[slot]!);
     w.float(this.util0[slot]!);
+    w.float(this.segN[slot]!);
+    w.float(this.segSum[slot]!);
+    w.float(this.segSumIX[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -990,6 +1046,11 @@ export class ThroughputFamily extends MemberFamily<DetectorParams<'throughput'>>
     const more = r.remaining >= 16;
     this.capRun[slot] = more ? r.float('ThroughputFamily') : 0;
     this.util0[slot] = more ? r.float('ThroughputFamily') : Number.NaN;
+    // State from before the CUSUM's segment was kept ends here: it starts afresh.
+    const seg = r.remaining >= 24;
+    this.segN[slot] = seg ? r.float('ThroughputFamily') : 0;
+    this.segSum[slot] = seg ? r.float('ThroughputFamily') : 0;
+    this.segSumIX[slot] = seg ? r.float('ThroughputFamily') : 0;
     this.account(slot, 1);
   }
 }
@@ -1194,6 +1255,14 @@ const LEAK_WINDOWS = [12, 24, 48] as const;
 const SWING_FACTOR = 1.5;
 /** One-sided confidence of the slope's lower bound (sign test, normal quantile of 95%). */
 const SLOPE_Z = 1.645;
+/**
+ * A series' start-up memory ramp is over once its newest this many fine buckets (two minutes or more) stay
+ * within half the least material growth of each other: it has levelled off, however long the job's own start-up
+ * took. Shorter flats are the pauses of a ramp that loads in chunks (shards, optimizer state, caches).
+ */
+const RAMP_FLAT_BUCKETS = 12;
+/** Or once the job has trained this long since its (re)start (a leak from the first step is still found). */
+const RAMP_MAX_MS = 10 * 60_000;
 
 /**
  * GPU memory growing towards out-of-memory, fast or slow: memory samples averaged into buckets of `bucket`
@@ -1216,7 +1285,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   /** The verdict of the last evaluation (at a bucket's close): leaking, seconds to full, slope (bytes/s). */
   private leaking = new Uint8Array(0);
   private toFull = new Float64Array(0);
-  /** When `toFull` counts from (the forecast window's newest bucket; NaN: from now, as restored). */
+  /** When `toFull` counts from (the forecast window's newest bucket; NaN: from now, as older state restored). */
   private toFullFrom = new Float64Array(0);
   private slope = new Float64Array(0);
   private spanOf = new Float64Array(0);
@@ -1227,12 +1296,18 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   private lo = new Float64Array(0);
   private hi = new Float64Array(0);
   private swing = new Float64Array(0);
+  /**
+   * When the series' start-up memory ramp was over (NaN: still ramping): the memory levelled off, or the job
+   * trained for {@link RAMP_MAX_MS}. Growth before it is the job filling its working set, not a leak.
+   */
+  private rampEndT = new Float64Array(0);
   private readonly sibling = new SiblingColumn();
   private readonly fit = new SenFit();
   private readonly recent = new SenFit();
 
   protected override grow(n: number): void {
     super.grow(n);
+    this.rampEndT = growF64(this.rampEndT, n);
     this.lo = growF64(this.lo, n);
     this.hi = growF64(this.hi, n);
     this.swing = growF64(this.swing, n);
@@ -1250,6 +1325,7 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
   protected reset(slot: number): void {
     this.fine.reset(slot);
     this.coarse.reset(slot);
+    this.rampEndT[slot] = Number.NaN;
     this.firstT[slot] = Number.NaN;
     this.leaking[slot] = 0;
     this.toFull[slot] = Number.POSITIVE_INFINITY;
@@ -1276,6 +1352,32 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     else if (m < lo) this.lo[slot] = this.hi[slot] = m;
   }
 
+  /** Forgets the series' memory history: the job (re)starts and ramps its memory again. */
+  private startOver(slot: number): void {
+    this.fine.reset(slot);
+    this.coarse.reset(slot);
+    this.firstT[slot] = Number.NaN;
+    this.rampEndT[slot] = Number.NaN;
+    this.leaking[slot] = 0;
+    this.lo[slot] = this.hi[slot] = Number.NaN;
+  }
+
+  /** Whether the newest {@link RAMP_FLAT_BUCKETS} fine buckets lie within half the least material growth. */
+  private levelledOff(slot: number, p: DetectorParams<'memory_leak'>): boolean {
+    if (this.fine.count(slot) < RAMP_FLAT_BUCKETS) return false;
+    const totalRef = this.sibling.get(this.ctx, slot, this.series[slot]!, p.total_metric);
+    const total = totalRef >= 0 ? this.ctx.lastV(totalRef) : Number.NaN;
+    if (!(total > 0)) return false;
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < RAMP_FLAT_BUCKETS; i++) {
+      const m = this.fine.valueAt(slot, i);
+      if (m < lo) lo = m;
+      if (m > hi) hi = m;
+    }
+    return hi - lo <= 0.5 * p.min_growth * total;
+  }
+
   protected buildIdentity(slot: number): AlertIdentity {
     const p = this.params[slot]!;
     return this.ctx.identity(
@@ -1293,31 +1395,66 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     const p = this.params[slot]!;
     const job = this.ctx.info(this.series[slot]!).job;
     const phase = job ? job.phase : PHASE_STEADY;
-    if (phase === PHASE_STARTUP || phase === PHASE_WARMUP || phase === PHASE_COOLDOWN) {
-      // (Re)starting: the ramp is no trend. Start over once the job is warm.
-      if (!Number.isNaN(this.firstT[slot]!)) {
-        this.fine.reset(slot);
-        this.coarse.reset(slot);
-        this.firstT[slot] = Number.NaN;
-        this.leaking[slot] = 0;
-        this.lo[slot] = this.hi[slot] = Number.NaN;
+    const progressSince = job ? job.progressSinceT : Number.NaN;
+    // A job that (re)started after this series' ramp was over (a restart, or the first step after a start-up
+    // whose memory had levelled off: optimizer state and activations come with it) ramps its memory again.
+    const restarted = progressSince > this.rampEndT[slot]!;
+    if (phase === PHASE_COOLDOWN || restarted) {
+      if (!Number.isNaN(this.firstT[slot]!) || !this.fine.isEmpty(slot)) this.startOver(slot);
+      if (phase === PHASE_COOLDOWN) {
+        this.clear(slot, t);
+        return;
       }
-      this.clear(slot, t);
-      return;
     }
-    if (Number.isNaN(this.firstT[slot]!)) this.firstT[slot] = t;
-    const settled = Number.isFinite(job?.progressSinceT ?? Number.NaN) || t - this.firstT[slot]! >= p.startup;
-    if (!settled || isPausePhase(phase)) {
-      if (!settled) {
-        this.fine.reset(slot);
-        this.coarse.reset(slot);
-      }
+    if (isPausePhase(phase)) {
       if (this.leaking[slot] === 0) this.clear(slot, t);
       return;
     }
+    // The series' first sample past the job's start-up and warm-up (a job without step series is in neither).
+    if (Number.isNaN(this.firstT[slot]!) && phase !== PHASE_STARTUP && phase !== PHASE_WARMUP)
+      this.firstT[slot] = t;
     const closedFine = this.fine.add(slot, t, v, p.bucket);
     const closedCoarse = this.coarse.add(slot, t, v, p.coarse_bucket);
     if (closedFine) this.trackSwing(slot, this.fine.valueAt(slot, 0));
+    if (Number.isNaN(this.rampEndT[slot]!)) {
+      // Ramping up to its working set, from the series' first sample (start-up and warm-up included, so that a
+      // memory that is flat from the start is past its ramp when training begins): nothing is fitted until the
+      // memory levels off, and then only from where it did. A job's own start-up timer says nothing about it.
+      const since = Number.isFinite(progressSince) ? progressSince : this.firstT[slot]!;
+      if (closedFine && this.levelledOff(slot, p)) {
+        // Fits use the levelled memory, never the ramp; nor, where the job has no step series to say when it
+        // trains, the series' first `startup`.
+        let keepFrom = Math.floor(this.fine.timeAt(slot, RAMP_FLAT_BUCKETS - 1) / p.bucket) * p.bucket;
+        if (!Number.isFinite(progressSince) && Number.isFinite(this.firstT[slot]!))
+          keepFrom = Math.max(keepFrom, this.firstT[slot]! + p.startup);
+        this.rampEndT[slot] = t;
+        this.fine.keepSince(slot, keepFrom, p.bucket);
+        this.coarse.keepSince(slot, keepFrom, p.coarse_bucket);
+        this.lo[slot] = this.hi[slot] = Number.NaN;
+      } else if (t - since >= RAMP_MAX_MS) {
+        // Still growing after this long: a slow ramp, or a leak from the first step. Fit from here on.
+        this.rampEndT[slot] = t;
+        this.fine.reset(slot);
+        this.coarse.reset(slot);
+        this.lo[slot] = this.hi[slot] = Number.NaN;
+      } else {
+        this.clear(slot, t);
+        return;
+      }
+    }
+    // Fits only in training: not in the job's start-up and warm-up, nor in a series' first `startup` where the
+    // job has no step series to say when it trains.
+    const training =
+      phase !== PHASE_STARTUP &&
+      phase !== PHASE_WARMUP &&
+      (Number.isFinite(progressSince) || t - this.firstT[slot]! >= p.startup);
+    if (!training) {
+      // Past its ramp but not training yet (warm-up): what it does now is not the job's steady memory.
+      this.fine.reset(slot);
+      this.coarse.reset(slot);
+      this.clear(slot, t);
+      return;
+    }
     if (closedFine || closedCoarse) this.evaluate(slot, p);
     if (this.leaking[slot] === 1) {
       const slopePerSecond = this.slope[slot]!;
@@ -1413,11 +1550,17 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
       this.lo[slot],
       this.hi[slot],
       this.swing[slot],
+      this.toFullFrom[slot],
+      this.rampEndT[slot],
     ];
   }
 
   override load(slot: number, data: unknown): void {
-    if (!Array.isArray(data) || data.length !== 10) return;
+    if (!Array.isArray(data) || data.length < 10 || data.length > 12) return;
+    // Older state: 10 entries (before the forecast's start was handed over: it counts down from now) or 11
+    // (before the ramp was followed: a series that had begun is past its ramp).
+    this.toFullFrom[slot] = data.length >= 11 ? num(data[10]) : Number.NaN;
+    this.rampEndT[slot] = data.length >= 12 ? num(data[11]) : num(data[0]);
     this.lo[slot] = num(data[7]);
     this.hi[slot] = num(data[8]);
     this.swing[slot] = num(data[9]);
@@ -1441,6 +1584,8 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     w.float(this.lo[slot]!);
     w.float(this.hi[slot]!);
     w.float(this.swing[slot]!);
+    w.float(this.toFullFrom[slot]!);
+    w.float(this.rampEndT[slot]!);
   }
 
   override read(slot: number, r: StateReader): void {
@@ -1456,6 +1601,10 @@ export class MemoryLeakFamily extends Family<DetectorParams<'memory_leak'>> {
     this.lo[slot] = r.float('MemoryLeakFamily');
     this.hi[slot] = r.float('MemoryLeakFamily');
     this.swing[slot] = r.float('MemoryLeakFamily');
+    // Older state ends before the forecast's start (it counts down from now) or before the ramp (a series
+    // that had begun is past its ramp).
+    this.toFullFrom[slot] = r.remaining >= 8 ? r.float('MemoryLeakFamily') : Number.NaN;
+    this.rampEndT[slot] = r.remaining >= 8 ? r.float('MemoryLeakFamily') : this.firstT[slot]!;
   }
 }
 

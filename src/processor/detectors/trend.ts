@@ -93,6 +93,23 @@ export class BucketRing {
     return closed;
   }
 
+  /**
+   * Forgets what came before `t0`: closed buckets of width `width` that began before it, and the open bucket if
+   * it began before it (its later samples are not separable; the next sample opens that bucket afresh).
+   */
+  keepSince(slot: number, t0: number, width: number): void {
+    let kept = 0;
+    const size = this.size[slot]!;
+    while (kept < size && Math.floor(this.timeAt(slot, kept) / width) * width >= t0) kept++;
+    this.size[slot] = kept;
+    if (this.openIndex[slot]! * width < t0) {
+      this.openIndex[slot] = Number.NaN;
+      this.openT[slot] = 0;
+      this.openV[slot] = 0;
+      this.openN[slot] = 0;
+    }
+  }
+
   /** Time and mean of the i-th newest closed bucket (0 = newest). */
   timeAt(slot: number, i: number): number {
     return this.ts[this.at(slot, i)]!;
