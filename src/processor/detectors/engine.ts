@@ -238,7 +238,12 @@ export class DetectorEngine implements DetectorContext {
   private readonly memberAlerts = new Map<string, MemberAlert>();
   private readonly rules = new Map<string, AlertRule>();
   private readonly touched: JobState[] = [];
-  private lastSweep = Number.NEGATIVE_INFINITY;
+  /**
+   * The wall-clock minute of the last sweep (forgetting). Sweeps run on the first tick of each minute, so an
+   * engine restored from another's state sweeps when that one would have: NaN until the first tick, which
+   * takes its minute as swept (the previous owner swept it), keeping a hand-over exact.
+   */
+  private sweptMinute = Number.NaN;
   /** The wall clock as of the last tick: when samples arrive (processing time), for whole-job absence. */
   private wallNow = Number.NaN;
   /**
@@ -498,8 +503,10 @@ export class DetectorEngine implements DetectorContext {
     this.wallNow = now;
     if (!live) return;
     for (const job of this.jobs.values()) job.checkAbsent(now);
-    if (now - this.lastSweep < 60_000) return;
-    this.lastSweep = now;
+    const minute = Math.floor(now / 60_000);
+    if (Number.isNaN(this.sweptMinute)) this.sweptMinute = minute;
+    if (minute === this.sweptMinute) return;
+    this.sweptMinute = minute;
     for (let d = 0; d < this.drefLimit; d++) {
       if (this.infos[d] === undefined) continue;
       const arrived = this.arrivedAt[d]!;
