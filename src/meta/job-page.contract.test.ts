@@ -183,7 +183,7 @@ for (const backend of backends) {
       }
     });
 
-    it('filters by status (as readers see it), search, project, owner, tag and job keys, and counts the matches', async () => {
+    it('filters by status (as readers see it), search, project, owner, name, start time, tag and job keys, and counts the matches', async () => {
       const check = async (q: Partial<JobPageQuery>, expected: JobInfo[]) => {
         const p = await page({ ...q, sort: 'job_id', order: 'asc', limit: 1000 });
         expect(
@@ -227,6 +227,16 @@ for (const backend of backends) {
       await check(
         { tag: 't1' },
         jobs.filter((j) => j.tags.includes('t1')),
+      );
+      await check(
+        { name: 'model-4' },
+        jobs.filter((j) => j.name === 'model-4'),
+      );
+      // Compare's previous runs: started at or before a time (jobs without a start time are not).
+      const cut = NOW - 400 * 60_000;
+      await check(
+        { name: 'model-4', startedBefore: cut },
+        jobs.filter((j) => j.name === 'model-4' && j.startMs !== null && j.startMs <= cut),
       );
       const some = [jobs[5]!, jobs[77]!, jobs[200]!];
       await check({ ids: [...some.map((j) => `${tenant}/${j.jobId}`), 'other/job-0005'] }, some);

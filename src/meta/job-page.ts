@@ -46,6 +46,10 @@ export interface JobPageQuery {
   readonly search?: string;
   readonly project?: string;
   readonly owner?: string;
+  /** Jobs of exactly this name (the runs of one model: compare's "previous runs"). */
+  readonly name?: string;
+  /** Jobs that started at or before this time (ms); jobs without a start time are left out. */
+  readonly startedBefore?: number;
   /** Jobs carrying this tag. */
   readonly tag?: string;
   /** Only these jobs, as `tenant/job_id` keys (the page's "alerting only" view sends its alerting jobs). */
@@ -145,6 +149,9 @@ function whereSql(
   if (q.status) where.push(`live_status = ${p.add(q.status)}`);
   if (q.project !== undefined) where.push(`project = ${p.add(q.project)}`);
   if (q.owner !== undefined) where.push(`owner = ${p.add(q.owner)}`);
+  if (q.name !== undefined) where.push(`name = ${p.add(q.name)}`);
+  if (q.startedBefore !== undefined)
+    where.push(`start_ms IS NOT NULL AND start_ms <= ${p.add(checkInt('startedBefore', q.startedBefore))}`);
   if (q.search) {
     const like = `%${q.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
     const op = dialect === 'sqlite' ? 'LIKE' : 'ILIKE'; // SQLite's LIKE is case-insensitive for ASCII

@@ -88,6 +88,7 @@ export interface JobListFilter {
   readonly status?: JobStatus;
   /** Case-insensitive substring of job id, name, project or owner. */
   readonly search?: string;
+  /** At most this many jobs; without it, every matching job (no silent cap: callers that list mean all). */
   readonly limit?: number;
 }
 
@@ -587,10 +588,11 @@ export class SqliteJobRows implements JobRowStore, JobPageStore {
         metric_keys, ${live} AS status, start_ms, end_ms, last_sample_ms
       FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}) live
       ${filter.status ? 'WHERE status = ?' : ''}
-      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id LIMIT ?`;
+      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id
+      ${filter.limit === undefined ? '' : 'LIMIT ?'}`;
     const all = [nowMs, this.silentAfterMs, ...params];
     if (filter.status) all.push(filter.status);
-    all.push(Math.max(1, Math.min(filter.limit ?? 10_000, 10_000)));
+    if (filter.limit !== undefined) all.push(Math.max(1, Math.floor(filter.limit)));
     return (this.db.prepare(sql).all(...all) as JobRow[]).map((r) => asInfo(fromRow(r)));
   }
 

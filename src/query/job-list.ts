@@ -10,6 +10,8 @@
  *   sort      last_sample | start | name | status | project | owner | gpus | job_id | ranked
  *   order     asc | desc (default: desc for times, GPUs and ranked, asc for names)
  *   status, search, project, owner, tag          filters
+ *   name            exact job name (the runs of one model)
+ *   started_before  ms: jobs that started at or before it
  *   ids, exclude    comma-separated `tenant/job_id` keys: only / not these jobs
  *   ranked    comma-separated keys in priority order, for sort=ranked (the fleet page's health order)
  */
@@ -34,6 +36,8 @@ export const JOB_LIST_PARAMS = new Set([
   'project',
   'owner',
   'tag',
+  'name',
+  'started_before',
   'ids',
   'exclude',
   'ranked',
@@ -176,6 +180,8 @@ export function parseJobPageQuery(
     ...optional('project', text('project')),
     ...optional('owner', text('owner')),
     ...optional('tag', text('tag')),
+    ...optional('name', text('name')),
+    ...optional('startedBefore', intOf(q, 'started_before', 0, Number.MAX_SAFE_INTEGER)),
     ...optional('ids', keysOf(q, 'ids', MAX_JOB_KEYS)),
     ...optional('exclude', keysOf(q, 'exclude', MAX_JOB_KEYS)),
     ...optional('ranked', ranked),
@@ -197,6 +203,8 @@ export function wantsPaging(q: Query): boolean {
     'project',
     'owner',
     'tag',
+    'name',
+    'started_before',
     'ids',
     'exclude',
     'ranked',

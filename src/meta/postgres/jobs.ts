@@ -195,10 +195,14 @@ export class PgJobRepository implements JobRowStore, JobPageStore {
       params.push(filter.status satisfies JobStatus);
       outer.push(`status = $${params.length}`);
     }
-    params.push(Math.max(1, Math.min(filter.limit ?? 10_000, 10_000)));
+    let limit = '';
+    if (filter.limit !== undefined) {
+      params.push(Math.max(1, Math.floor(filter.limit)));
+      limit = `LIMIT $${params.length}`;
+    }
     const sql = `SELECT * FROM (${LIVE_JOBS} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}) live
       ${outer.length ? `WHERE ${outer.join(' AND ')}` : ''}
-      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id LIMIT $${params.length}`;
+      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id ${limit}`;
     const r = await this.db.query<JobRow>(sql, params, signal);
     return r.rows.map(jobFromRow);
   }
