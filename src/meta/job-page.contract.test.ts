@@ -259,6 +259,71 @@ for (const backend of backends) {
       expect((await h.store.facets(null, NOW)).tenants).toEqual(['other', tenant].sort());
     });
 
+    it('keeps the facet counts as jobs are written: new jobs, merges that change them, rows written again', async () => {
+      const t = `${tenant}-writes`;
+      const s = h.store;
+      s.applyEvent(t, {
+        kind: 'start',
+        jobId: 'a',
+        timeMs: NOW - 5000,
+        project: 'p1',
+        owner: 'u1',
+        tags: ['x'],
+      });
+      s.applyEvent(t, {
+        kind: 'start',
+        jobId: 'b',
+        timeMs: NOW - 5000,
+        project: 'p1',
+        owner: 'u2',
+        tags: ['x', 'y'],
+      });
+      s.noteSamples(t, 'a', NOW - 2000, NOW - 1000);
+      await s.flush();
+      expect(await s.facets(t, NOW)).toEqual({
+        byStatus: { running: 2 },
+        owners: ['u1', 'u2'],
+        projects: ['p1'],
+        tags: ['x', 'y'],
+        tenants: [t],
+      });
+      // a fails; b changes owner and project and gains a tag: the old values' counts go down to nothing.
+      s.applyEvent(t, { kind: 'finish', jobId: 'a', timeMs: NOW, status: 'failed' });
+      s.applyEvent(t, { kind: 'update', jobId: 'b', timeMs: NOW, owner: 'u3', project: 'p2', tags: ['z'] });
+      s.noteSamples(t, 'b', NOW - 1000, NOW - 500);
+      await s.flush();
+      expect(await s.facets(t, NOW)).toEqual({
+        byStatus: { failed: 1, running: 1 },
+        owners: ['u1', 'u3'],
+        projects: ['p1', 'p2'],
+        tags: ['x', 'y', 'z'],
+        tenants: [t],
+      });
+      // Rows written whole (an import): a again with another owner, and c, running but silent (unknown).
+      const row = (jobId: string, over: Partial<JobInfo>): JobInfo => ({
+        ...fleet(t)[0]!,
+        jobId,
+        project: 'p1',
+        tags: ['x'],
+        status: 'failed',
+        startMs: NOW - 5000,
+        lastSampleMs: NOW - 1000,
+        ...over,
+      });
+      await h.seed([
+        row('a', { owner: 'u9', endMs: NOW }),
+        row('c', { owner: 'u3', project: 'p2', tags: ['y'], status: 'running', lastSampleMs: NOW - 120_000 }),
+      ]);
+      expect(await s.facets(t, NOW)).toEqual({
+        byStatus: { failed: 1, running: 1, unknown: 1 },
+        owners: ['u3', 'u9'],
+        projects: ['p1', 'p2'],
+        tags: ['x', 'y', 'z'],
+        tenants: [t],
+      });
+      expect((await s.facets(null, NOW)).tenants).toContain(t);
+    });
+
     it('lists the identity and groups of every matching job, unpaged', async () => {
       const rows = await h.store.groups(tenant, NOW, { project: 'proj-2' });
       expect(rows.map((r) => r.job_id).sort()).toEqual(

@@ -33,6 +33,7 @@ import {
   jobGroupSql,
   jobPageSql,
   nextCursor,
+  REPLACE_JOB,
 } from './job-page.js';
 import type { Db, MetaStore, Migration } from './meta-store.js';
 import {
@@ -529,9 +530,10 @@ export class SqliteJobRows implements JobRowStore, JobPageStore {
     this.selectOne = this.db.prepare<[string, string], JobRow>(
       'SELECT * FROM jobs WHERE tenant = ? AND job_id = ?',
     );
-    this.write = this.db.prepare(`INSERT OR REPLACE INTO jobs
+    this.write = this.db.prepare(`INSERT INTO jobs
       (tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys, status, start_ms, end_ms, last_sample_ms)
-      VALUES (@tenant, @job_id, @name, @project, @owner, @framework, @world_size, @config, @tags, @metric_keys, @status, @start_ms, @end_ms, @last_sample_ms)`);
+      VALUES (@tenant, @job_id, @name, @project, @owner, @framework, @world_size, @config, @tags, @metric_keys, @status, @start_ms, @end_ms, @last_sample_ms)
+      ${REPLACE_JOB}`);
   }
 
   async upsert(deltas: readonly JobDelta[], signal?: AbortSignal): Promise<void> {
@@ -646,7 +648,14 @@ export class SqliteJobRows implements JobRowStore, JobPageStore {
     signal?.throwIfAborted();
     const st = jobFacetSql('sqlite', tenant, nowMs, this.silentAfterMs);
     const all = <T>(sql: string) => this.db.prepare(sql).all(...st.params) as T[];
-    return facetsFrom(all(st.byStatus), all(st.owners), all(st.projects), all(st.tags), all(st.tenants));
+    return facetsFrom(
+      all(st.byStatus),
+      all<{ n: number }>(st.silent)[0]!.n,
+      all(st.owners),
+      all(st.projects),
+      all(st.tags),
+      all(st.tenants),
+    );
   }
 
   async groups(

@@ -258,14 +258,15 @@ export class PgJobRepository implements JobRowStore, JobPageStore {
   async facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets> {
     const st = jobFacetSql('postgres', tenant, nowMs, this.silentAfterMs);
     const q = <T extends object>(sql: string) => this.db.query<T>(sql, st.params, signal).then((r) => r.rows);
-    const [byStatus, owners, projects, tags, tenants] = await Promise.all([
+    const [byStatus, silent, owners, projects, tags, tenants] = await Promise.all([
       q<{ s: string; n: string }>(st.byStatus),
+      q<{ n: string }>(st.silent),
       q<{ v: string }>(st.owners),
       q<{ v: string }>(st.projects),
       q<{ v: string }>(st.tags),
       q<{ v: string }>(st.tenants),
     ]);
-    return facetsFrom(byStatus, owners, projects, tags, tenants);
+    return facetsFrom(byStatus, silent[0]!.n, owners, projects, tags, tenants);
   }
 
   async groups(
