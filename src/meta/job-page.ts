@@ -12,7 +12,12 @@
 import { JOB_STATUSES, type JobInfo, type JobStatus } from '../model/job.js';
 import type { Db, Migration } from './meta-store.js';
 
-/** Columns a page may be sorted by. `ranked`: by position in `JobPageQuery.ranked` (health order, say). */
+/**
+ * Columns a page may be sorted by. `ranked`: by position in `JobPageQuery.ranked` (health order, say). The live
+ * numbers — `util` (mean GPU utilization), `throughput` (tokens/s, else samples/s), `loss`, `step` — are the
+ * newest values the processor keeps per job in `job_summaries` (runs.ts), so 100,000 jobs sort on them without
+ * reading the TSDB.
+ */
 export const JOB_SORT_KEYS = [
   'last_sample',
   'start',
@@ -23,7 +28,22 @@ export const JOB_SORT_KEYS = [
   'gpus',
   'job_id',
   'ranked',
+  'util',
+  'throughput',
+  'loss',
+  'step',
 ] as const;
+
+/** Sort keys read from the kept summaries (a join of `job_summaries`). */
+const SUMMARY_SORTS: ReadonlySet<JobSortKey> = new Set(['util', 'throughput', 'loss', 'step']);
+/**
+ * The sort value of a job without the number: beyond every real value in the direction of the sort, so such
+ * jobs come last either way (and a NULL never reaches a keyset comparison). A NaN loss (kept as NULL with its
+ * time) is the worst loss: above every finite one, below the missing ones when ascending.
+ */
+const MISSING_HIGH = '1e308';
+const MISSING_LOW = '-1e308';
+const NAN_LOSS = '1e307';
 export type JobSortKey = (typeof JOB_SORT_KEYS)[number];
 
 export const MAX_JOB_PAGE = 1000;
@@ -224,8 +244,17 @@ function liveStatusSql(nowMs: number, silentAfterMs: number): string {
       THEN 'unknown' ELSE status END`;
 }
 
-function sortSql(key: JobSortKey, rankedSql: string): string {
+function sortSql(key: JobSortKey, rankedSql: string, order: 'asc' | 'desc'): string {
+  const missing = order === 'asc' ? MISSING_HIGH : MISSING_LOW;
   switch (key) {
+    case 'util':
+      return `COALESCE(gpu_utilization_last, ${missing})`;
+    case 'throughput':
+      return `COALESCE(tokens_per_second_last, samples_per_second_last, ${missing})`;
+    case 'step':
+      return `COALESCE(step_last, ${missing})`;
+    case 'loss':
+      return `CASE WHEN loss_last IS NOT NULL THEN loss_last WHEN loss_last_ms IS NOT NULL THEN ${NAN_LOSS} ELSE ${missing} END`;
     case 'last_sample':
       return 'COALESCE(last_sample_ms, start_ms, 0)';
     case 'start':
@@ -296,6 +325,7 @@ function liveSql(
   nowMs: number,
   silentAfterMs: number,
   ranked: readonly string[],
+  summaries = false,
 ) {
   // Position in `ranked`, highest first: n for the first key, 1 for the last, 0 for jobs not listed. A join
   // on the primary key, not a lookup per row: the list is short, the fleet long.
@@ -318,10 +348,18 @@ function liveSql(
           GROUP BY t, j) rk ON rk.t = jobs.tenant AND rk.j = jobs.job_id`;
     }
   }
+  // The kept live numbers, for a sort by one of them: one primary-key probe per job.
+  const summaryColumns = summaries
+    ? `, s.gpu_utilization_last, s.tokens_per_second_last, s.samples_per_second_last, s.step_last,
+      s.loss_last, s.loss_last_ms`
+    : '';
+  const summaryJoin = summaries
+    ? ' LEFT JOIN job_summaries s ON s.tenant = jobs.tenant AND s.job_id = jobs.job_id'
+    : '';
   return `SELECT jobs.tenant, jobs.job_id, name, project, owner, framework, world_size, config, tags, metric_keys,
       ${liveStatusSql(nowMs, silentAfterMs)} AS live_status, start_ms, end_ms, last_sample_ms,
-      ${rankedSql} AS ranked
-    FROM jobs${join}`;
+      ${rankedSql} AS ranked${summaryColumns}
+    FROM jobs${join}${summaryJoin}`;
 }
 
 function checkInt(name: string, v: number): number {
@@ -353,9 +391,9 @@ export function jobPageSql(
   const dir = q.order === 'asc' ? 'ASC' : 'DESC';
 
   const p = new SqlParams(dialect);
-  const live = liveSql(p, dialect, nowMs, silentAfterMs, ranked);
+  const live = liveSql(p, dialect, nowMs, silentAfterMs, ranked, SUMMARY_SORTS.has(q.sort));
   const where = whereSql(p, dialect, tenant, q);
-  const sortExpr = sortSql(q.sort, 'ranked');
+  const sortExpr = sortSql(q.sort, 'ranked', q.order);
   // The filters go on the outer query so that `live_status` can be used; the planner pushes the others down.
   const inner = `SELECT *, ${sortExpr} AS sort_value FROM (${live}) live${where.length ? ` WHERE ${where.join(' AND ')}` : ''}`;
   let outerWhere = '';

@@ -8,6 +8,7 @@
  *   offset    rows to skip, or
  *   cursor    `next_cursor` of the previous answer (keyset: stable while jobs arrive)
  *   sort      last_sample | start | name | status | project | owner | gpus | job_id | ranked
+ *             | util | throughput | loss | step   (the newest values the processor keeps per job)
  *   order     asc | desc (default: desc for times, GPUs and ranked, asc for names)
  *   status, search, project, owner, tag          filters
  *   name            exact job name (the runs of one model)
@@ -53,9 +54,20 @@ const SORT_ALIASES: Record<string, JobSortKey> = {
   started: 'start',
   world_size: 'gpus',
   id: 'job_id',
+  gpu_utilization: 'util',
+  utilization: 'util',
 };
 
-const DESC_BY_DEFAULT = new Set<JobSortKey>(['last_sample', 'start', 'gpus', 'ranked']);
+/** Largest first, except loss (lowest, the best, first) and names. */
+const DESC_BY_DEFAULT = new Set<JobSortKey>([
+  'last_sample',
+  'start',
+  'gpus',
+  'ranked',
+  'util',
+  'throughput',
+  'step',
+]);
 
 function one(q: Query, name: string): string | undefined {
   const raw = q[name];
