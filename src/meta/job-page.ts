@@ -405,11 +405,43 @@ export function jobPageSql(
     ORDER BY sort_value ${dir}, tenant ${dir}, job_id ${dir} LIMIT ${limit}`;
   if (!q.after && q.offset) sql += ` OFFSET ${checkInt('offset', q.offset)}`;
 
+  const kept = keptCountSql(dialect, tenant, q);
+  if (kept) return { page: { sql, params: p.values }, count: kept };
   const c = new SqlParams(dialect);
   const countLive = liveSql(c, dialect, nowMs, silentAfterMs, []);
   const countWhere = whereSql(c, dialect, tenant, q);
   const count = `SELECT COUNT(*) AS n FROM (${countLive}) live${countWhere.length ? ` WHERE ${countWhere.join(' AND ')}` : ''}`;
   return { page: { sql, params: p.values }, count: { sql: count, params: c.values } };
+}
+
+/**
+ * The count of a selection the kept facet counts answer (`job_facets`): the whole fleet, or one project,
+ * owner or tag — the fleet page's usual views, whose count was a pass over every job at each load. Other
+ * selections (a status, which depends on now; a search; several filters) are counted over the jobs.
+ */
+function keptCountSql(
+  dialect: Dialect,
+  tenant: string | null,
+  q: JobPageQuery,
+): { sql: string; params: unknown[] } | undefined {
+  const facets = { project: q.project, owner: q.owner, tag: q.tag };
+  const given = Object.entries(facets).filter(([, v]) => v !== undefined);
+  const other =
+    q.status !== undefined ||
+    q.search ||
+    q.name !== undefined ||
+    q.startedBefore !== undefined ||
+    q.ids !== undefined ||
+    (q.exclude !== undefined && q.exclude.length > 0);
+  if (other || given.length > 1) return undefined;
+  const c = new SqlParams(dialect);
+  const where = tenant === null ? [] : [`tenant = ${c.add(tenant)}`];
+  if (given.length === 0) where.push(`kind = 'status'`);
+  else where.push(`kind = ${c.add(given[0]![0])}`, `value = ${c.add(given[0]![1])}`);
+  return {
+    sql: `SELECT COALESCE(SUM(n), 0) AS n FROM job_facets WHERE ${where.join(' AND ')}`,
+    params: c.values,
+  };
 }
 
 /** A job's identity and grouping columns: what a heatmap needs to filter and group its rows. */
