@@ -13,6 +13,7 @@ import { insertJobsBulk, JOB_SORT_KEYS, type JobPageQuery, type JobSortKey } fro
 import { JobStore } from './jobs.js';
 import { MetaStore } from './meta-store.js';
 import { PgJobRepository, PgMeta } from './postgres/index.js';
+import { type RunSummary, summaryToRow, summaryUpsertSql } from './runs.js';
 
 const SILENT_AFTER_MS = 60_000;
 const NOW = 1_800_000_000_000;
@@ -21,6 +22,8 @@ const N = 240;
 interface Harness {
   readonly store: JobStore;
   seed(jobs: JobInfo[]): Promise<void>;
+  /** Writes the kept live numbers of jobs (as the processor's flushes do). */
+  summaries(rows: readonly { tenant: string; jobId: string; summary: RunSummary }[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -40,6 +43,10 @@ const backends: {
         async seed(jobs) {
           insertJobsBulk(meta.db, jobs);
         },
+        async summaries(rows) {
+          const upsert = meta.db.prepare(summaryUpsertSql('sqlite'));
+          for (const r of rows) upsert.run(summaryToRow(r.tenant, r.jobId, r.summary));
+        },
         async close() {
           meta.close();
         },
@@ -57,6 +64,11 @@ const backends: {
         store: new JobStore(repo),
         async seed(jobs) {
           await repo.upsert(jobs);
+        },
+        async summaries(rows) {
+          await db.query(summaryUpsertSql('pg'), [
+            JSON.stringify(rows.map((r) => summaryToRow(r.tenant, r.jobId, r.summary))),
+          ]);
         },
         async close() {
           await db.close();
@@ -89,13 +101,55 @@ function fleet(tenant: string): JobInfo[] {
   }));
 }
 
+/**
+ * Kept live numbers of job `i`, varied: some jobs have none, ties, a NaN loss (every 11th), throughput in
+ * tokens for some and samples for others.
+ */
+function summaryOf(i: number): RunSummary {
+  const at = (v: number) => ({ lastMs: NOW - 1000, last: v, best: Number.isFinite(v) ? v : null });
+  if (i % 5 === 0) return {};
+  const s: RunSummary = {
+    step: at((i * 3) % 100),
+    loss: at(i % 11 === 0 ? Number.NaN : ((i * 7) % 23) / 10),
+  };
+  if (i % 4 !== 1) s.gpu_utilization = at(((i * 37) % 100) / 100);
+  if (i % 3 === 0) s.tokens_per_second = at(((i * 13) % 50) * 100);
+  if (i % 7 !== 2) s.samples_per_second = at((i % 7) * 10);
+  return s;
+}
+
+/** The sort value of a live number in the reference: missing values last either way, a NaN loss the worst. */
+function summaryValue(
+  j: JobInfo,
+  key: 'util' | 'throughput' | 'loss' | 'step',
+  order: 'asc' | 'desc',
+): number {
+  const s = summaryOf(Number(j.jobId.slice(4)));
+  const missing = order === 'asc' ? 1e308 : -1e308;
+  if (key === 'util') return s.gpu_utilization?.last ?? missing;
+  if (key === 'throughput') return s.tokens_per_second?.last ?? s.samples_per_second?.last ?? missing;
+  if (key === 'step') return s.step?.last ?? missing;
+  if (!s.loss) return missing;
+  return Number.isNaN(s.loss.last) ? 1e307 : s.loss.last;
+}
+
 const live = (j: JobInfo): JobInfo =>
   j.status === 'running' && j.lastSampleMs !== null && NOW - j.lastSampleMs > SILENT_AFTER_MS
     ? { ...j, status: 'unknown' }
     : j;
 
-function sortValue(j: JobInfo, key: JobSortKey, ranked: readonly string[]): string | number {
+function sortValue(
+  j: JobInfo,
+  key: JobSortKey,
+  ranked: readonly string[],
+  order: 'asc' | 'desc',
+): string | number {
   switch (key) {
+    case 'util':
+    case 'throughput':
+    case 'loss':
+    case 'step':
+      return summaryValue(j, key, order);
     case 'last_sample':
       return j.lastSampleMs ?? j.startMs ?? 0;
     case 'start':
@@ -121,7 +175,7 @@ function reference(jobs: JobInfo[], key: JobSortKey, order: 'asc' | 'desc', rank
     .sort(
       (a, b) =>
         sign *
-        (cmp(sortValue(a, key, ranked), sortValue(b, key, ranked)) ||
+        (cmp(sortValue(a, key, ranked, order), sortValue(b, key, ranked, order)) ||
           cmp(a.tenant, b.tenant) ||
           cmp(a.jobId, b.jobId)),
     )
@@ -138,6 +192,7 @@ for (const backend of backends) {
     beforeAll(async () => {
       h = await backend.open();
       await h.seed(fleet(tenant));
+      await h.summaries(fleet(tenant).map((j, i) => ({ tenant, jobId: j.jobId, summary: summaryOf(i) })));
       // Another tenant's jobs must never show.
       await h.seed(fleet('other').slice(0, 30));
     }, 60_000);
@@ -163,7 +218,7 @@ for (const backend of backends) {
     });
 
     it('pages by offset and by cursor: every job once, in order, and the same pages both ways', async () => {
-      for (const sort of ['name', 'gpus', 'status', 'last_sample'] as const) {
+      for (const sort of ['name', 'gpus', 'status', 'last_sample', 'loss', 'util'] as const) {
         const byOffset: string[] = [];
         const byCursor: string[] = [];
         for (let offset = 0; offset < N; offset += 50) {
@@ -183,7 +238,7 @@ for (const backend of backends) {
       }
     });
 
-    it('filters by status (as readers see it), search, project, owner, tag and job keys, and counts the matches', async () => {
+    it('filters by status (as readers see it), search, project, owner, name, start time, tag and job keys, and counts the matches', async () => {
       const check = async (q: Partial<JobPageQuery>, expected: JobInfo[]) => {
         const p = await page({ ...q, sort: 'job_id', order: 'asc', limit: 1000 });
         expect(
@@ -228,6 +283,16 @@ for (const backend of backends) {
         { tag: 't1' },
         jobs.filter((j) => j.tags.includes('t1')),
       );
+      await check(
+        { name: 'model-4' },
+        jobs.filter((j) => j.name === 'model-4'),
+      );
+      // Compare's previous runs: started at or before a time (jobs without a start time are not).
+      const cut = NOW - 400 * 60_000;
+      await check(
+        { name: 'model-4', startedBefore: cut },
+        jobs.filter((j) => j.name === 'model-4' && j.startMs !== null && j.startMs <= cut),
+      );
       const some = [jobs[5]!, jobs[77]!, jobs[200]!];
       await check({ ids: [...some.map((j) => `${tenant}/${j.jobId}`), 'other/job-0005'] }, some);
       await check({ ids: [] }, []);
@@ -247,6 +312,71 @@ for (const backend of backends) {
       expect(f.tags).toEqual(['adhoc', 'nightly', 't0', 't1', 't2', 't3']);
       expect(f.tenants).toEqual([tenant]);
       expect((await h.store.facets(null, NOW)).tenants).toEqual(['other', tenant].sort());
+    });
+
+    it('keeps the facet counts as jobs are written: new jobs, merges that change them, rows written again', async () => {
+      const t = `${tenant}-writes`;
+      const s = h.store;
+      s.applyEvent(t, {
+        kind: 'start',
+        jobId: 'a',
+        timeMs: NOW - 5000,
+        project: 'p1',
+        owner: 'u1',
+        tags: ['x'],
+      });
+      s.applyEvent(t, {
+        kind: 'start',
+        jobId: 'b',
+        timeMs: NOW - 5000,
+        project: 'p1',
+        owner: 'u2',
+        tags: ['x', 'y'],
+      });
+      s.noteSamples(t, 'a', NOW - 2000, NOW - 1000);
+      await s.flush();
+      expect(await s.facets(t, NOW)).toEqual({
+        byStatus: { running: 2 },
+        owners: ['u1', 'u2'],
+        projects: ['p1'],
+        tags: ['x', 'y'],
+        tenants: [t],
+      });
+      // a fails; b changes owner and project and gains a tag: the old values' counts go down to nothing.
+      s.applyEvent(t, { kind: 'finish', jobId: 'a', timeMs: NOW, status: 'failed' });
+      s.applyEvent(t, { kind: 'update', jobId: 'b', timeMs: NOW, owner: 'u3', project: 'p2', tags: ['z'] });
+      s.noteSamples(t, 'b', NOW - 1000, NOW - 500);
+      await s.flush();
+      expect(await s.facets(t, NOW)).toEqual({
+        byStatus: { failed: 1, running: 1 },
+        owners: ['u1', 'u3'],
+        projects: ['p1', 'p2'],
+        tags: ['x', 'y', 'z'],
+        tenants: [t],
+      });
+      // Rows written whole (an import): a again with another owner, and c, running but silent (unknown).
+      const row = (jobId: string, over: Partial<JobInfo>): JobInfo => ({
+        ...fleet(t)[0]!,
+        jobId,
+        project: 'p1',
+        tags: ['x'],
+        status: 'failed',
+        startMs: NOW - 5000,
+        lastSampleMs: NOW - 1000,
+        ...over,
+      });
+      await h.seed([
+        row('a', { owner: 'u9', endMs: NOW }),
+        row('c', { owner: 'u3', project: 'p2', tags: ['y'], status: 'running', lastSampleMs: NOW - 120_000 }),
+      ]);
+      expect(await s.facets(t, NOW)).toEqual({
+        byStatus: { failed: 1, running: 1, unknown: 1 },
+        owners: ['u3', 'u9'],
+        projects: ['p1', 'p2'],
+        tags: ['x', 'y', 'z'],
+        tenants: [t],
+      });
+      expect((await s.facets(null, NOW)).tenants).toContain(t);
     });
 
     it('lists the identity and groups of every matching job, unpaged', async () => {

@@ -12,7 +12,12 @@
 import { JOB_STATUSES, type JobInfo, type JobStatus } from '../model/job.js';
 import type { Db, Migration } from './meta-store.js';
 
-/** Columns a page may be sorted by. `ranked`: by position in `JobPageQuery.ranked` (health order, say). */
+/**
+ * Columns a page may be sorted by. `ranked`: by position in `JobPageQuery.ranked` (health order, say). The live
+ * numbers — `util` (mean GPU utilization), `throughput` (tokens/s, else samples/s), `loss`, `step` — are the
+ * newest values the processor keeps per job in `job_summaries` (runs.ts), so 100,000 jobs sort on them without
+ * reading the TSDB.
+ */
 export const JOB_SORT_KEYS = [
   'last_sample',
   'start',
@@ -23,7 +28,22 @@ export const JOB_SORT_KEYS = [
   'gpus',
   'job_id',
   'ranked',
+  'util',
+  'throughput',
+  'loss',
+  'step',
 ] as const;
+
+/** Sort keys read from the kept summaries (a join of `job_summaries`). */
+const SUMMARY_SORTS: ReadonlySet<JobSortKey> = new Set(['util', 'throughput', 'loss', 'step']);
+/**
+ * The sort value of a job without the number: beyond every real value in the direction of the sort, so such
+ * jobs come last either way (and a NULL never reaches a keyset comparison). A NaN loss (kept as NULL with its
+ * time) is the worst loss: above every finite one, below the missing ones when ascending.
+ */
+const MISSING_HIGH = '1e308';
+const MISSING_LOW = '-1e308';
+const NAN_LOSS = '1e307';
 export type JobSortKey = (typeof JOB_SORT_KEYS)[number];
 
 export const MAX_JOB_PAGE = 1000;
@@ -46,6 +66,10 @@ export interface JobPageQuery {
   readonly search?: string;
   readonly project?: string;
   readonly owner?: string;
+  /** Jobs of exactly this name (the runs of one model: compare's "previous runs"). */
+  readonly name?: string;
+  /** Jobs that started at or before this time (ms); jobs without a start time are left out. */
+  readonly startedBefore?: number;
   /** Jobs carrying this tag. */
   readonly tag?: string;
   /** Only these jobs, as `tenant/job_id` keys (the page's "alerting only" view sends its alerting jobs). */
@@ -91,10 +115,116 @@ const JOB_PAGE_INDEXES = `CREATE INDEX jobs_page_by_name ON jobs (tenant, name, 
     CREATE INDEX jobs_page_by_gpus ON jobs (tenant, (COALESCE(world_size, 0)), job_id);
     CREATE INDEX jobs_page_by_status ON jobs (tenant, status, last_sample_ms);`;
 
+/**
+ * The fleet's filter menus and status counts, kept by the store as jobs are written (`job_facets`): one row
+ * per (tenant, kind, value) with the number of jobs that have it — kind `status` (the stored status), `owner`,
+ * `project`, `tag`. Counting them over 100,000 jobs at each fleet-page load took about half a second (a pass
+ * over every job's tags); reading the kept counts touches one row per distinct value. Triggers keep them, so
+ * every writer (the processor's merges, bulk imports, a future delete) keeps them right without knowing.
+ * A count may reach 0 and stay: readers skip those rows. Migration 111 counts the jobs already stored.
+ */
+const FACET_TABLE = `CREATE TABLE job_facets (
+      tenant TEXT NOT NULL,
+      kind TEXT NOT NULL,
+      value TEXT NOT NULL,
+      n BIGINT NOT NULL,
+      PRIMARY KEY (tenant, kind, value)
+    )`;
+
+/** The facet rows of the jobs in `source` (an alias with tenant, job_id, status, owner, project, tags). */
+const facetBackfill = (tagValues: string) => `INSERT INTO job_facets (tenant, kind, value, n)
+      SELECT tenant, 'status', status, COUNT(*) FROM jobs GROUP BY tenant, status;
+    INSERT INTO job_facets (tenant, kind, value, n)
+      SELECT tenant, 'owner', owner, COUNT(*) FROM jobs GROUP BY tenant, owner;
+    INSERT INTO job_facets (tenant, kind, value, n)
+      SELECT tenant, 'project', project, COUNT(*) FROM jobs GROUP BY tenant, project;
+    INSERT INTO job_facets (tenant, kind, value, n)
+      SELECT tenant, 'tag', v, COUNT(*) FROM (SELECT DISTINCT jobs.tenant, jobs.job_id, ${tagValues}) t
+      GROUP BY tenant, v;`;
+
+/** SQLite: row triggers (one writer at a time, so no two transactions wait on each other's counts). */
+const SQLITE_FACET_COUNTS = `${FACET_TABLE} WITHOUT ROWID;
+    ${facetBackfill('t.value AS v FROM jobs, json_each(jobs.tags) t')}
+    CREATE TRIGGER job_facets_insert AFTER INSERT ON jobs BEGIN
+      INSERT INTO job_facets (tenant, kind, value, n)
+        VALUES (NEW.tenant, 'status', NEW.status, 1), (NEW.tenant, 'owner', NEW.owner, 1),
+          (NEW.tenant, 'project', NEW.project, 1)
+        ON CONFLICT (tenant, kind, value) DO UPDATE SET n = n + 1;
+      INSERT INTO job_facets (tenant, kind, value, n)
+        SELECT DISTINCT NEW.tenant, 'tag', value, 1 FROM json_each(NEW.tags) WHERE true
+        ON CONFLICT (tenant, kind, value) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER job_facets_delete AFTER DELETE ON jobs BEGIN
+      UPDATE job_facets SET n = n - 1 WHERE tenant = OLD.tenant AND (
+        (kind = 'status' AND value = OLD.status) OR (kind = 'owner' AND value = OLD.owner)
+        OR (kind = 'project' AND value = OLD.project)
+        OR (kind = 'tag' AND value IN (SELECT value FROM json_each(OLD.tags))));
+    END;
+    CREATE TRIGGER job_facets_update AFTER UPDATE OF tenant, status, owner, project, tags ON jobs
+      WHEN OLD.tenant IS NOT NEW.tenant OR OLD.status IS NOT NEW.status OR OLD.owner IS NOT NEW.owner
+        OR OLD.project IS NOT NEW.project OR OLD.tags IS NOT NEW.tags
+    BEGIN
+      UPDATE job_facets SET n = n - 1 WHERE tenant = OLD.tenant AND (
+        (kind = 'status' AND value = OLD.status) OR (kind = 'owner' AND value = OLD.owner)
+        OR (kind = 'project' AND value = OLD.project)
+        OR (kind = 'tag' AND value IN (SELECT value FROM json_each(OLD.tags))));
+      INSERT INTO job_facets (tenant, kind, value, n)
+        VALUES (NEW.tenant, 'status', NEW.status, 1), (NEW.tenant, 'owner', NEW.owner, 1),
+          (NEW.tenant, 'project', NEW.project, 1)
+        ON CONFLICT (tenant, kind, value) DO UPDATE SET n = n + 1;
+      INSERT INTO job_facets (tenant, kind, value, n)
+        SELECT DISTINCT NEW.tenant, 'tag', value, 1 FROM json_each(NEW.tags) WHERE true
+        ON CONFLICT (tenant, kind, value) DO UPDATE SET n = n + 1;
+    END;`;
+
+/**
+ * PostgreSQL: statement triggers over the transition tables. A statement's changes are summed per facet
+ * first, so a merge that changes no facet (most: a newer sample time) touches no count, and counts are
+ * updated in key order, so two processors' concurrent upserts take the count rows' locks in the same order
+ * and cannot deadlock on them.
+ */
+const facetDelta = (table: string, sign: number) =>
+  `SELECT j.tenant, f.kind, f.value, ${sign} AS d FROM ${table} j, LATERAL job_facet_values(j.status, j.owner, j.project, j.tags) f`;
+const applyFacetDelta = (deltas: string) => `INSERT INTO job_facets AS c (tenant, kind, value, n)
+        SELECT tenant, kind, value, SUM(d) FROM (${deltas}) x
+        GROUP BY tenant, kind, value HAVING SUM(d) <> 0 ORDER BY tenant, kind, value
+        ON CONFLICT (tenant, kind, value) DO UPDATE SET n = c.n + excluded.n;`;
+const PG_FACET_COUNTS = `${FACET_TABLE};
+    ${facetBackfill('t.v FROM jobs, jsonb_array_elements_text(jobs.tags) AS t(v)')}
+    CREATE FUNCTION job_facet_values(st TEXT, ow TEXT, pr TEXT, tg JSONB) RETURNS TABLE (kind TEXT, value TEXT)
+      LANGUAGE sql IMMUTABLE AS $$
+        SELECT 'status', st UNION ALL SELECT 'owner', ow UNION ALL SELECT 'project', pr
+        UNION ALL SELECT DISTINCT 'tag', t FROM jsonb_array_elements_text(tg) AS t
+      $$;
+    CREATE FUNCTION job_facets_count() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF TG_OP = 'INSERT' THEN
+          ${applyFacetDelta(facetDelta('new_jobs', 1))}
+        ELSIF TG_OP = 'UPDATE' THEN
+          ${applyFacetDelta(`${facetDelta('new_jobs', 1)} UNION ALL ${facetDelta('old_jobs', -1)}`)}
+        ELSE
+          ${applyFacetDelta(facetDelta('old_jobs', -1))}
+        END IF;
+        RETURN NULL;
+      END
+    $$;
+    CREATE TRIGGER job_facets_insert AFTER INSERT ON jobs REFERENCING NEW TABLE AS new_jobs
+      FOR EACH STATEMENT EXECUTE FUNCTION job_facets_count();
+    CREATE TRIGGER job_facets_update AFTER UPDATE ON jobs REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs
+      FOR EACH STATEMENT EXECUTE FUNCTION job_facets_count();
+    CREATE TRIGGER job_facets_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS old_jobs
+      FOR EACH STATEMENT EXECUTE FUNCTION job_facets_count();`;
+
+const FACET_COUNTS_DESCRIPTION = 'jobs: facet counts (status, owner, project, tag) kept by triggers';
+
 export const JOB_PAGE_MIGRATIONS: readonly Migration[] = [
   { version: 110, description: 'jobs: indexes for paged, sorted fleet lists', sql: JOB_PAGE_INDEXES },
+  { version: 111, description: FACET_COUNTS_DESCRIPTION, sql: SQLITE_FACET_COUNTS },
 ];
-export const JOB_PAGE_PG_MIGRATIONS = JOB_PAGE_MIGRATIONS;
+export const JOB_PAGE_PG_MIGRATIONS: readonly Migration[] = [
+  { version: 110, description: 'jobs: indexes for paged, sorted fleet lists', sql: JOB_PAGE_INDEXES },
+  { version: 111, description: FACET_COUNTS_DESCRIPTION, sql: PG_FACET_COUNTS },
+];
 
 type Dialect = 'sqlite' | 'postgres';
 
@@ -114,8 +244,17 @@ function liveStatusSql(nowMs: number, silentAfterMs: number): string {
       THEN 'unknown' ELSE status END`;
 }
 
-function sortSql(key: JobSortKey, rankedSql: string): string {
+function sortSql(key: JobSortKey, rankedSql: string, order: 'asc' | 'desc'): string {
+  const missing = order === 'asc' ? MISSING_HIGH : MISSING_LOW;
   switch (key) {
+    case 'util':
+      return `COALESCE(gpu_utilization_last, ${missing})`;
+    case 'throughput':
+      return `COALESCE(tokens_per_second_last, samples_per_second_last, ${missing})`;
+    case 'step':
+      return `COALESCE(step_last, ${missing})`;
+    case 'loss':
+      return `CASE WHEN loss_last IS NOT NULL THEN loss_last WHEN loss_last_ms IS NOT NULL THEN ${NAN_LOSS} ELSE ${missing} END`;
     case 'last_sample':
       return 'COALESCE(last_sample_ms, start_ms, 0)';
     case 'start':
@@ -145,6 +284,9 @@ function whereSql(
   if (q.status) where.push(`live_status = ${p.add(q.status)}`);
   if (q.project !== undefined) where.push(`project = ${p.add(q.project)}`);
   if (q.owner !== undefined) where.push(`owner = ${p.add(q.owner)}`);
+  if (q.name !== undefined) where.push(`name = ${p.add(q.name)}`);
+  if (q.startedBefore !== undefined)
+    where.push(`start_ms IS NOT NULL AND start_ms <= ${p.add(checkInt('startedBefore', q.startedBefore))}`);
   if (q.search) {
     const like = `%${q.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
     const op = dialect === 'sqlite' ? 'LIKE' : 'ILIKE'; // SQLite's LIKE is case-insensitive for ASCII
@@ -183,6 +325,7 @@ function liveSql(
   nowMs: number,
   silentAfterMs: number,
   ranked: readonly string[],
+  summaries = false,
 ) {
   // Position in `ranked`, highest first: n for the first key, 1 for the last, 0 for jobs not listed. A join
   // on the primary key, not a lookup per row: the list is short, the fleet long.
@@ -205,10 +348,18 @@ function liveSql(
           GROUP BY t, j) rk ON rk.t = jobs.tenant AND rk.j = jobs.job_id`;
     }
   }
+  // The kept live numbers, for a sort by one of them: one primary-key probe per job.
+  const summaryColumns = summaries
+    ? `, s.gpu_utilization_last, s.tokens_per_second_last, s.samples_per_second_last, s.step_last,
+      s.loss_last, s.loss_last_ms`
+    : '';
+  const summaryJoin = summaries
+    ? ' LEFT JOIN job_summaries s ON s.tenant = jobs.tenant AND s.job_id = jobs.job_id'
+    : '';
   return `SELECT jobs.tenant, jobs.job_id, name, project, owner, framework, world_size, config, tags, metric_keys,
       ${liveStatusSql(nowMs, silentAfterMs)} AS live_status, start_ms, end_ms, last_sample_ms,
-      ${rankedSql} AS ranked
-    FROM jobs${join}`;
+      ${rankedSql} AS ranked${summaryColumns}
+    FROM jobs${join}${summaryJoin}`;
 }
 
 function checkInt(name: string, v: number): number {
@@ -240,9 +391,9 @@ export function jobPageSql(
   const dir = q.order === 'asc' ? 'ASC' : 'DESC';
 
   const p = new SqlParams(dialect);
-  const live = liveSql(p, dialect, nowMs, silentAfterMs, ranked);
+  const live = liveSql(p, dialect, nowMs, silentAfterMs, ranked, SUMMARY_SORTS.has(q.sort));
   const where = whereSql(p, dialect, tenant, q);
-  const sortExpr = sortSql(q.sort, 'ranked');
+  const sortExpr = sortSql(q.sort, 'ranked', q.order);
   // The filters go on the outer query so that `live_status` can be used; the planner pushes the others down.
   const inner = `SELECT *, ${sortExpr} AS sort_value FROM (${live}) live${where.length ? ` WHERE ${where.join(' AND ')}` : ''}`;
   let outerWhere = '';
@@ -254,11 +405,43 @@ export function jobPageSql(
     ORDER BY sort_value ${dir}, tenant ${dir}, job_id ${dir} LIMIT ${limit}`;
   if (!q.after && q.offset) sql += ` OFFSET ${checkInt('offset', q.offset)}`;
 
+  const kept = keptCountSql(dialect, tenant, q);
+  if (kept) return { page: { sql, params: p.values }, count: kept };
   const c = new SqlParams(dialect);
   const countLive = liveSql(c, dialect, nowMs, silentAfterMs, []);
   const countWhere = whereSql(c, dialect, tenant, q);
   const count = `SELECT COUNT(*) AS n FROM (${countLive}) live${countWhere.length ? ` WHERE ${countWhere.join(' AND ')}` : ''}`;
   return { page: { sql, params: p.values }, count: { sql: count, params: c.values } };
+}
+
+/**
+ * The count of a selection the kept facet counts answer (`job_facets`): the whole fleet, or one project,
+ * owner or tag — the fleet page's usual views, whose count was a pass over every job at each load. Other
+ * selections (a status, which depends on now; a search; several filters) are counted over the jobs.
+ */
+function keptCountSql(
+  dialect: Dialect,
+  tenant: string | null,
+  q: JobPageQuery,
+): { sql: string; params: unknown[] } | undefined {
+  const facets = { project: q.project, owner: q.owner, tag: q.tag };
+  const given = Object.entries(facets).filter(([, v]) => v !== undefined);
+  const other =
+    q.status !== undefined ||
+    q.search ||
+    q.name !== undefined ||
+    q.startedBefore !== undefined ||
+    q.ids !== undefined ||
+    (q.exclude !== undefined && q.exclude.length > 0);
+  if (other || given.length > 1) return undefined;
+  const c = new SqlParams(dialect);
+  const where = tenant === null ? [] : [`tenant = ${c.add(tenant)}`];
+  if (given.length === 0) where.push(`kind = 'status'`);
+  else where.push(`kind = ${c.add(given[0]![0])}`, `value = ${c.add(given[0]![1])}`);
+  return {
+    sql: `SELECT COALESCE(SUM(n), 0) AS n FROM job_facets WHERE ${where.join(' AND ')}`,
+    params: c.values,
+  };
 }
 
 /** A job's identity and grouping columns: what a heatmap needs to filter and group its rows. */
@@ -291,31 +474,42 @@ export function jobGroupSql(
   };
 }
 
-/** Facet statements: status counts and distinct owners/projects over the selection's tenant. */
+/**
+ * Facet statements, over the kept counts (`job_facets`): stored status counts, the running jobs that readers
+ * see as `unknown` (silent: one range of the status index), and the values of each menu. Every statement
+ * takes `params` (the tenant, when one).
+ */
 export function jobFacetSql(dialect: Dialect, tenant: string | null, nowMs: number, silentAfterMs: number) {
   checkInt('nowMs', nowMs);
   checkInt('silentAfterMs', silentAfterMs);
   const p = new SqlParams(dialect);
-  const scope = tenant === null ? '' : `WHERE tenant = ${p.add(tenant)}`;
-  const tags =
-    dialect === 'sqlite'
-      ? `SELECT DISTINCT t.value AS v FROM jobs, json_each(jobs.tags) t ${scope} ORDER BY v LIMIT ${MAX_FACET_VALUES}`
-      : `SELECT DISTINCT t.v FROM jobs, jsonb_array_elements_text(jobs.tags) AS t(v) ${scope} ORDER BY t.v LIMIT ${MAX_FACET_VALUES}`;
+  const scope = tenant === null ? '' : `tenant = ${p.add(tenant)} AND `;
+  const menu = (kind: string, limit: number) =>
+    tenant === null
+      ? `SELECT DISTINCT value AS v FROM job_facets WHERE kind = '${kind}' AND n > 0 ORDER BY v LIMIT ${limit}`
+      : `SELECT value AS v FROM job_facets WHERE ${scope}kind = '${kind}' AND n > 0 ORDER BY v LIMIT ${limit}`;
   return {
     params: p.values,
-    byStatus: `SELECT ${liveStatusSql(nowMs, silentAfterMs)} AS s, COUNT(*) AS n FROM jobs ${scope} GROUP BY 1`,
-    owners: `SELECT DISTINCT owner AS v FROM jobs ${scope} ORDER BY v LIMIT ${MAX_FACET_VALUES + 1}`,
-    projects: `SELECT DISTINCT project AS v FROM jobs ${scope} ORDER BY v LIMIT ${MAX_FACET_VALUES + 1}`,
-    tenants: `SELECT DISTINCT tenant AS v FROM jobs ${scope} ORDER BY v LIMIT ${MAX_FACET_VALUES}`,
-    tags,
+    byStatus: `SELECT value AS s, SUM(n) AS n FROM job_facets WHERE ${scope}kind = 'status' GROUP BY value`,
+    silent: `SELECT COUNT(*) AS n FROM jobs WHERE ${scope}status = 'running'
+      AND last_sample_ms < ${checkInt('silentBefore', nowMs - silentAfterMs)}`,
+    owners: menu('owner', MAX_FACET_VALUES + 1),
+    projects: menu('project', MAX_FACET_VALUES + 1),
+    tags: menu('tag', MAX_FACET_VALUES),
+    tenants: `SELECT DISTINCT tenant AS v FROM job_facets WHERE ${scope}kind = 'status' AND n > 0 ORDER BY v LIMIT ${MAX_FACET_VALUES}`,
   };
 }
 
 /** Filter menus list at most this many values each (beyond it the search box is the way). */
 export const MAX_FACET_VALUES = 500;
 
+/**
+ * The facets from the rows of `jobFacetSql`'s statements: `silent` running jobs are counted as `unknown`,
+ * the status readers see.
+ */
 export function facetsFrom(
   byStatus: readonly { s: string; n: number | string }[],
+  silent: number | string,
   owners: readonly { v: string }[],
   projects: readonly { v: string }[],
   tags: readonly { v: string }[],
@@ -323,7 +517,15 @@ export function facetsFrom(
 ): JobFacets {
   const counts: Partial<Record<JobStatus, number>> = {};
   for (const r of byStatus)
-    if ((JOB_STATUSES as readonly string[]).includes(r.s)) counts[r.s as JobStatus] = Number(r.n);
+    if ((JOB_STATUSES as readonly string[]).includes(r.s) && Number(r.n) > 0)
+      counts[r.s as JobStatus] = Number(r.n);
+  const quiet = Number(silent);
+  if (quiet > 0) {
+    const running = (counts.running ?? 0) - quiet;
+    if (running > 0) counts.running = running;
+    else delete counts.running;
+    counts.unknown = (counts.unknown ?? 0) + quiet;
+  }
   const values = (rows: readonly { v: string }[]) =>
     rows
       .map((r) => r.v)
@@ -355,14 +557,24 @@ export function nextCursor(rows: readonly JobPageRow[], limit: number): JobCurso
 }
 
 /**
+ * Replaces a stored job's columns, as an UPDATE: `INSERT OR REPLACE` deletes the old row without firing
+ * delete triggers (SQLite's recursive_triggers is off), which would leave its facet counts behind.
+ */
+export const REPLACE_JOB = `ON CONFLICT (tenant, job_id) DO UPDATE SET name = excluded.name,
+      project = excluded.project, owner = excluded.owner, framework = excluded.framework,
+      world_size = excluded.world_size, config = excluded.config, tags = excluded.tags,
+      metric_keys = excluded.metric_keys, status = excluded.status, start_ms = excluded.start_ms,
+      end_ms = excluded.end_ms, last_sample_ms = excluded.last_sample_ms`;
+
+/**
  * Writes whole jobs straight into the SQLite store in one transaction, replacing any with the same key: the
  * fast path for importing a fleet's history and for tests and benchmarks of 100,000-job fleets (about a
  * second per 100,000 rows). Live writers go through `JobStore`, whose merge rules this bypasses.
  */
 export function insertJobsBulk(db: Db, jobs: Iterable<JobInfo>): number {
-  const insert = db.prepare(`INSERT OR REPLACE INTO jobs
+  const insert = db.prepare(`INSERT INTO jobs
     (tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys, status, start_ms, end_ms, last_sample_ms)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ${REPLACE_JOB}`);
   let n = 0;
   db.transaction(() => {
     for (const j of jobs) {

@@ -33,6 +33,7 @@ import {
   jobGroupSql,
   jobPageSql,
   nextCursor,
+  REPLACE_JOB,
 } from './job-page.js';
 import type { Db, MetaStore, Migration } from './meta-store.js';
 import {
@@ -88,6 +89,7 @@ export interface JobListFilter {
   readonly status?: JobStatus;
   /** Case-insensitive substring of job id, name, project or owner. */
   readonly search?: string;
+  /** At most this many jobs; without it, every matching job (no silent cap: callers that list mean all). */
   readonly limit?: number;
 }
 
@@ -528,9 +530,10 @@ export class SqliteJobRows implements JobRowStore, JobPageStore {
     this.selectOne = this.db.prepare<[string, string], JobRow>(
       'SELECT * FROM jobs WHERE tenant = ? AND job_id = ?',
     );
-    this.write = this.db.prepare(`INSERT OR REPLACE INTO jobs
+    this.write = this.db.prepare(`INSERT INTO jobs
       (tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys, status, start_ms, end_ms, last_sample_ms)
-      VALUES (@tenant, @job_id, @name, @project, @owner, @framework, @world_size, @config, @tags, @metric_keys, @status, @start_ms, @end_ms, @last_sample_ms)`);
+      VALUES (@tenant, @job_id, @name, @project, @owner, @framework, @world_size, @config, @tags, @metric_keys, @status, @start_ms, @end_ms, @last_sample_ms)
+      ${REPLACE_JOB}`);
   }
 
   async upsert(deltas: readonly JobDelta[], signal?: AbortSignal): Promise<void> {
@@ -587,10 +590,11 @@ export class SqliteJobRows implements JobRowStore, JobPageStore {
         metric_keys, ${live} AS status, start_ms, end_ms, last_sample_ms
       FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}) live
       ${filter.status ? 'WHERE status = ?' : ''}
-      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id LIMIT ?`;
+      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id
+      ${filter.limit === undefined ? '' : 'LIMIT ?'}`;
     const all = [nowMs, this.silentAfterMs, ...params];
     if (filter.status) all.push(filter.status);
-    all.push(Math.max(1, Math.min(filter.limit ?? 10_000, 10_000)));
+    if (filter.limit !== undefined) all.push(Math.max(1, Math.floor(filter.limit)));
     return (this.db.prepare(sql).all(...all) as JobRow[]).map((r) => asInfo(fromRow(r)));
   }
 
@@ -644,7 +648,14 @@ export class SqliteJobRows implements JobRowStore, JobPageStore {
     signal?.throwIfAborted();
     const st = jobFacetSql('sqlite', tenant, nowMs, this.silentAfterMs);
     const all = <T>(sql: string) => this.db.prepare(sql).all(...st.params) as T[];
-    return facetsFrom(all(st.byStatus), all(st.owners), all(st.projects), all(st.tags), all(st.tenants));
+    return facetsFrom(
+      all(st.byStatus),
+      all<{ n: number }>(st.silent)[0]!.n,
+      all(st.owners),
+      all(st.projects),
+      all(st.tags),
+      all(st.tenants),
+    );
   }
 
   async groups(

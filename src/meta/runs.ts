@@ -48,6 +48,13 @@ export const SUMMARY_GAUGES: readonly SummaryGauge[] = [
     label: 'Samples/s',
   },
   { key: 'tokens_per_second', metric: 'job_id:train_tokens_per_second:sum', best: 'max', label: 'Tokens/s' },
+  // The mean over the job's GPUs (the processor's per-job average), as the fleet table's utilization column.
+  {
+    key: 'gpu_utilization',
+    metric: 'job_id:gpu_utilization_ratio:avg',
+    best: 'max',
+    label: 'GPU utilization',
+  },
 ];
 
 /** One gauge of one job: the newest sample's time and value (NaN: not finite) and the best finite value. */
@@ -108,6 +115,17 @@ const GAUGE_COLUMNS_SQLITE = `loss_last REAL, loss_last_ms INTEGER, loss_best RE
       samples_per_second_last REAL, samples_per_second_last_ms INTEGER, samples_per_second_best REAL,
       tokens_per_second_last REAL, tokens_per_second_last_ms INTEGER, tokens_per_second_best REAL`;
 
+/** Columns of the gauges added after migration 150, by the migration that added them. */
+const GPU_UTILIZATION_COLUMNS = [
+  'gpu_utilization_last REAL',
+  'gpu_utilization_last_ms INTEGER',
+  'gpu_utilization_best REAL',
+];
+const addColumns = (cols: readonly string[]) =>
+  cols.map((c) => `ALTER TABLE job_summaries ADD COLUMN ${c};`).join('\n      ');
+const pgTypes = (sql: string) => sql.replaceAll('REAL', 'DOUBLE PRECISION').replaceAll('INTEGER', 'BIGINT');
+const GPU_UTILIZATION_DESCRIPTION = 'job summaries: GPU utilization (the fleet table sorts by it)';
+
 /** SQLite: one row per job that has any summary (150: after the jobs table, 100). */
 export const RUN_SUMMARY_MIGRATIONS: readonly Migration[] = [
   {
@@ -120,6 +138,7 @@ export const RUN_SUMMARY_MIGRATIONS: readonly Migration[] = [
       PRIMARY KEY (tenant, job_id)
     );`,
   },
+  { version: 151, description: GPU_UTILIZATION_DESCRIPTION, sql: addColumns(GPU_UTILIZATION_COLUMNS) },
 ];
 
 /** PostgreSQL: the same table, PostgreSQL's types. */
@@ -130,9 +149,14 @@ export const RUN_SUMMARY_PG_MIGRATIONS: readonly Migration[] = [
     sql: `CREATE TABLE job_summaries (
       tenant TEXT NOT NULL,
       job_id TEXT NOT NULL,
-      ${GAUGE_COLUMNS_SQLITE.replaceAll('REAL', 'DOUBLE PRECISION').replaceAll('INTEGER', 'BIGINT')},
+      ${pgTypes(GAUGE_COLUMNS_SQLITE)},
       PRIMARY KEY (tenant, job_id)
     );`,
+  },
+  {
+    version: 151,
+    description: GPU_UTILIZATION_DESCRIPTION,
+    sql: pgTypes(addColumns(GPU_UTILIZATION_COLUMNS)),
   },
 ];
 

@@ -37,7 +37,7 @@ afterEach(() => {
 });
 
 describe('processor: run summaries', () => {
-  it('notes the newest and best loss, the step and the throughput summed over ranks, per job', async () => {
+  it('notes the newest and best loss, the step, the throughput summed over ranks and the mean GPU utilization, per job', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'tw-runsum-'));
     dirs.push(dir);
     const bus = await DiskLogBus.open({
@@ -81,6 +81,14 @@ describe('processor: run summaries', () => {
             b.addSeries({ __name__: 'train_loss', ...labels }).add(t, loss);
             b.addSeries({ __name__: 'train_step', ...labels }).add(t, k * 10);
             b.addSeries({ __name__: 'train_samples_per_second', ...labels }).add(t, 100);
+            // Rank r's GPU: `good` runs its GPUs at 0.9 and 0.5 (mean 0.7), `nan` at 0.3.
+            const util = job === 'nan' ? 0.3 : r % 2 ? 0.5 : 0.9;
+            b.addSeries({
+              __name__: 'gpu_utilization_ratio',
+              job_id: job,
+              node_id: `${job}-n0`,
+              gpu: String(r),
+            }).add(t, util);
           }
         }
         await writer.write(
@@ -104,6 +112,7 @@ describe('processor: run summaries', () => {
               loss: r.summary.loss,
               step: r.summary.step?.last,
               throughput: r.summary.samples_per_second?.last,
+              util: r.summary.gpu_utilization?.last,
             }));
           },
           { timeout: 15_000 },
@@ -118,14 +127,23 @@ describe('processor: run summaries', () => {
             },
             step: (steps - 1) * 10,
             throughput: 400,
+            util: expect.closeTo(0.7, 9),
           },
           {
             id: 'nan',
             loss: { lastMs: last, last: Number.NaN, best: expect.closeTo(4 - 0.05 * (steps - 2), 9) },
             step: (steps - 1) * 10,
             throughput: 400,
+            util: expect.closeTo(0.3, 9),
           },
         ]);
+      // The fleet table sorts 100,000 jobs by these kept numbers (meta/job-page.ts).
+      const sorted = async (sort: 'util' | 'loss', order: 'asc' | 'desc') =>
+        (await jobs.page(TENANT, Date.now(), { sort, order, limit: 10 })).jobs.map((j) => j.jobId);
+      expect(await sorted('util', 'desc')).toEqual(['good', 'nan']);
+      expect(await sorted('util', 'asc')).toEqual(['nan', 'good']);
+      // A NaN loss is the worst: last when the lowest loss comes first.
+      expect(await sorted('loss', 'asc')).toEqual(['good', 'nan']);
     } finally {
       await processor.stop();
       meta.close();

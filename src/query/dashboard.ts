@@ -249,8 +249,12 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
           summarizeFleet(deps.storage, tenant, page, signal),
         ),
       };
+    // Without paging parameters: every job of the tenant. This list used to stop at the 10,000 most recently
+    // active jobs, so in a large fleet a live run that had gone quiet (a hang) vanished from it while older,
+    // finished runs of its name stayed — and compare, which looked runs up here, could not find it. A caller
+    // that wants less pages (`limit`, `name`, `search`, … above); a list never drops jobs silently.
     const now = Date.now();
-    const jobs = await deps.jobs.list(tenant, now, { limit: 10_000 }, signal);
+    const jobs = await deps.jobs.list(tenant, now, {}, signal);
     return {
       status: 'success',
       data: {

@@ -8,8 +8,11 @@
  *   offset    rows to skip, or
  *   cursor    `next_cursor` of the previous answer (keyset: stable while jobs arrive)
  *   sort      last_sample | start | name | status | project | owner | gpus | job_id | ranked
+ *             | util | throughput | loss | step   (the newest values the processor keeps per job)
  *   order     asc | desc (default: desc for times, GPUs and ranked, asc for names)
  *   status, search, project, owner, tag          filters
+ *   name            exact job name (the runs of one model)
+ *   started_before  ms: jobs that started at or before it
  *   ids, exclude    comma-separated `tenant/job_id` keys: only / not these jobs
  *   ranked    comma-separated keys in priority order, for sort=ranked (the fleet page's health order)
  */
@@ -34,6 +37,8 @@ export const JOB_LIST_PARAMS = new Set([
   'project',
   'owner',
   'tag',
+  'name',
+  'started_before',
   'ids',
   'exclude',
   'ranked',
@@ -49,9 +54,20 @@ const SORT_ALIASES: Record<string, JobSortKey> = {
   started: 'start',
   world_size: 'gpus',
   id: 'job_id',
+  gpu_utilization: 'util',
+  utilization: 'util',
 };
 
-const DESC_BY_DEFAULT = new Set<JobSortKey>(['last_sample', 'start', 'gpus', 'ranked']);
+/** Largest first, except loss (lowest, the best, first) and names. */
+const DESC_BY_DEFAULT = new Set<JobSortKey>([
+  'last_sample',
+  'start',
+  'gpus',
+  'ranked',
+  'util',
+  'throughput',
+  'step',
+]);
 
 function one(q: Query, name: string): string | undefined {
   const raw = q[name];
@@ -176,6 +192,8 @@ export function parseJobPageQuery(
     ...optional('project', text('project')),
     ...optional('owner', text('owner')),
     ...optional('tag', text('tag')),
+    ...optional('name', text('name')),
+    ...optional('startedBefore', intOf(q, 'started_before', 0, Number.MAX_SAFE_INTEGER)),
     ...optional('ids', keysOf(q, 'ids', MAX_JOB_KEYS)),
     ...optional('exclude', keysOf(q, 'exclude', MAX_JOB_KEYS)),
     ...optional('ranked', ranked),
@@ -197,6 +215,8 @@ export function wantsPaging(q: Query): boolean {
     'project',
     'owner',
     'tag',
+    'name',
+    'started_before',
     'ids',
     'exclude',
     'ranked',

@@ -12,6 +12,7 @@
 import { alertsFromBody } from './lib/alerts';
 import type { HeatmapResponse } from './lib/matrix';
 import type { DeliveryPage, ReceiverInfo, RouteNode, RouteTestResult } from './lib/notifications';
+import { type RunPageQuery, runPageParams } from './lib/previous-runs';
 import type { CurvesQuery, HeatmapQuery, SeriesQuery, SpreadQuery } from './lib/queries';
 import type { RunsResponse } from './lib/runs';
 import { isStateChanging, type LoginProviders, type Me, type Role } from './lib/session';
@@ -129,6 +130,11 @@ export function fetchFleet(
   signal?: AbortSignal,
 ): Promise<{ tenants: string[]; jobs: FleetJob[] }> {
   return get(`/api/tw/v1/fleet${qs({ tenant })}`, signal);
+}
+
+/** Runs matching a compare lookup (name, project, started before, search), newest first. */
+export async function fetchRunPage(q: RunPageQuery, signal?: AbortSignal): Promise<FleetJob[]> {
+  return (await get<{ jobs: FleetJob[] }>(`/api/tw/v1/fleet?${runPageParams(q)}`, signal)).jobs;
 }
 
 /** A page of the fleet (GET /api/tw/v1/fleet with paging): the server sorts, filters and counts. */

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from 'react';
+import { lazy, Suspense, useCallback, useEffect, useState } from 'react';
 import { ApiError, fetchAlerts, fetchMe, getToken, logout, UNAUTHORIZED_EVENT } from './api';
 import { TokenPrompt } from './components/token-prompt';
 import { UserMenu } from './components/user-menu';
@@ -7,17 +7,23 @@ import { type Session, SessionContext } from './hooks/use-session';
 import { ThemeContext, useThemeState } from './hooks/use-theme';
 import { isSilenced } from './lib/alerts';
 import { identified, loginUrlFor, type Me, redirectTarget } from './lib/session';
-import { AlertsPage } from './pages/alerts';
-import { ComparePage } from './pages/compare';
-import { ExplorePage } from './pages/explore';
 import { FleetPage } from './pages/fleet';
-import { JobPage } from './pages/job';
 import { LoginPage } from './pages/login';
-import { NodePage } from './pages/node';
-import { NotificationsPage } from './pages/notifications';
-import { RunsPage } from './pages/runs';
-import { SettingsPage } from './pages/settings';
 import { navigate, onLinkClick, parseRoute, useLocation } from './router';
+
+// The fleet page (the landing page) and login are in the main bundle; every other page is its own chunk,
+// loaded when first opened, so the script that must run before the fleet's first rows is a fraction of the
+// dashboard (the job page's charts, explore, runs and settings are most of it).
+const AlertsPage = lazy(() => import('./pages/alerts').then((m) => ({ default: m.AlertsPage })));
+const ComparePage = lazy(() => import('./pages/compare').then((m) => ({ default: m.ComparePage })));
+const ExplorePage = lazy(() => import('./pages/explore').then((m) => ({ default: m.ExplorePage })));
+const JobPage = lazy(() => import('./pages/job').then((m) => ({ default: m.JobPage })));
+const NodePage = lazy(() => import('./pages/node').then((m) => ({ default: m.NodePage })));
+const NotificationsPage = lazy(() =>
+  import('./pages/notifications').then((m) => ({ default: m.NotificationsPage })),
+);
+const RunsPage = lazy(() => import('./pages/runs').then((m) => ({ default: m.RunsPage })));
+const SettingsPage = lazy(() => import('./pages/settings').then((m) => ({ default: m.SettingsPage })));
 
 export function App() {
   const loc = useLocation();
@@ -201,28 +207,30 @@ export function App() {
           </header>
           {/* Keyed by tenant: a tenant switch remounts the pages, so each asks for the new tenant's data. */}
           <main id="main" key={me?.tenant ?? ''}>
-            {!known && <p className="muted">Loading…</p>}
-            {known && route.page === 'fleet' && <FleetPage />}
-            {known && route.page === 'job' && <JobPage key={route.jobId} jobId={route.jobId} />}
-            {known && route.page === 'node' && <NodePage key={route.nodeId} nodeId={route.nodeId} />}
-            {known && route.page === 'compare' && <ComparePage />}
-            {known && route.page === 'runs' && <RunsPage />}
-            {known && route.page === 'alerts' && <AlertsPage />}
-            {known && route.page === 'explore' && <ExplorePage />}
-            {known && route.page === 'notifications' && <NotificationsPage />}
-            {known && route.page === 'settings' && <SettingsPage section={route.section} />}
-            {route.page === 'not-found' && (
-              <div className="empty">
-                <h2>Nothing here</h2>
-                <p>
-                  No page at <code>{route.path}</code>.{' '}
-                  <a href="/" onClick={onLinkClick}>
-                    Go to the fleet
-                  </a>
-                  .
-                </p>
-              </div>
-            )}
+            <Suspense fallback={<p className="muted">Loading…</p>}>
+              {!known && <p className="muted">Loading…</p>}
+              {known && route.page === 'fleet' && <FleetPage />}
+              {known && route.page === 'job' && <JobPage key={route.jobId} jobId={route.jobId} />}
+              {known && route.page === 'node' && <NodePage key={route.nodeId} nodeId={route.nodeId} />}
+              {known && route.page === 'compare' && <ComparePage />}
+              {known && route.page === 'runs' && <RunsPage />}
+              {known && route.page === 'alerts' && <AlertsPage />}
+              {known && route.page === 'explore' && <ExplorePage />}
+              {known && route.page === 'notifications' && <NotificationsPage />}
+              {known && route.page === 'settings' && <SettingsPage section={route.section} />}
+              {route.page === 'not-found' && (
+                <div className="empty">
+                  <h2>Nothing here</h2>
+                  <p>
+                    No page at <code>{route.path}</code>.{' '}
+                    <a href="/" onClick={onLinkClick}>
+                      Go to the fleet
+                    </a>
+                    .
+                  </p>
+                </div>
+              )}
+            </Suspense>
           </main>
           <TokenPrompt />
         </div>

@@ -195,10 +195,14 @@ export class PgJobRepository implements JobRowStore, JobPageStore {
       params.push(filter.status satisfies JobStatus);
       outer.push(`status = $${params.length}`);
     }
-    params.push(Math.max(1, Math.min(filter.limit ?? 10_000, 10_000)));
+    let limit = '';
+    if (filter.limit !== undefined) {
+      params.push(Math.max(1, Math.floor(filter.limit)));
+      limit = `LIMIT $${params.length}`;
+    }
     const sql = `SELECT * FROM (${LIVE_JOBS} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}) live
       ${outer.length ? `WHERE ${outer.join(' AND ')}` : ''}
-      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id LIMIT $${params.length}`;
+      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id ${limit}`;
     const r = await this.db.query<JobRow>(sql, params, signal);
     return r.rows.map(jobFromRow);
   }
@@ -254,14 +258,15 @@ export class PgJobRepository implements JobRowStore, JobPageStore {
   async facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets> {
     const st = jobFacetSql('postgres', tenant, nowMs, this.silentAfterMs);
     const q = <T extends object>(sql: string) => this.db.query<T>(sql, st.params, signal).then((r) => r.rows);
-    const [byStatus, owners, projects, tags, tenants] = await Promise.all([
+    const [byStatus, silent, owners, projects, tags, tenants] = await Promise.all([
       q<{ s: string; n: string }>(st.byStatus),
+      q<{ n: string }>(st.silent),
       q<{ v: string }>(st.owners),
       q<{ v: string }>(st.projects),
       q<{ v: string }>(st.tags),
       q<{ v: string }>(st.tenants),
     ]);
-    return facetsFrom(byStatus, owners, projects, tags, tenants);
+    return facetsFrom(byStatus, silent[0]!.n, owners, projects, tags, tenants);
   }
 
   async groups(

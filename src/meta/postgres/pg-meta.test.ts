@@ -42,6 +42,7 @@ describeWithPostgres('PgMeta on a real PostgreSQL', () => {
       'auth_tokens',
       'auth_user_roles',
       'auth_users',
+      'job_facets',
       'job_summaries',
       'jobs',
       'metric_metadata',

@@ -111,9 +111,10 @@ export function healthScore(h: JobHealth): number {
 }
 
 /**
- * The columns the server sorts a fleet by (meta/job-page.ts), for the table's sort keys; the live numbers
- * (utilization, throughput, loss, step) are read from storage per page and cannot order 100,000 jobs.
- * `health` orders by the alert-derived rank the page sends; `age` is the start time, reversed.
+ * The columns the server sorts a fleet by (meta/job-page.ts), for the table's sort keys. The live numbers
+ * (utilization, throughput, loss, step) order by the newest values the processor keeps per job
+ * (`job_summaries`), not by the page's own reads of storage. `health` orders by the alert-derived rank the
+ * page sends; `age` is the start time, reversed.
  */
 export const SERVER_SORT: Partial<Record<SortKey, { sort: string; invert?: boolean }>> = {
   health: { sort: 'ranked' },
@@ -123,6 +124,10 @@ export const SERVER_SORT: Partial<Record<SortKey, { sort: string; invert?: boole
   gpus: { sort: 'gpus' },
   age: { sort: 'start', invert: true },
   project: { sort: 'project' },
+  util: { sort: 'util' },
+  throughput: { sort: 'throughput' },
+  loss: { sort: 'loss' },
+  step: { sort: 'step' },
 };
 
 /** Job keys by health, worst first: the `ranked` order of the health sort (healthy jobs are not listed). */

@@ -3,8 +3,8 @@ import {
   type ApiError,
   type FleetJob,
   fetchCurves,
-  fetchFleet,
   fetchJob,
+  fetchRunPage,
   fetchSpread,
   type JobSummary,
   toNumber,
@@ -15,12 +15,30 @@ import { fmtNumber, fmtPercent, fmtTime } from '../format';
 import { diffConfigs, formatConfigValue } from '../lib/config-diff';
 import { stepAtTime } from '../lib/live-merge';
 import { curveSplit, groupCurves } from '../lib/metrics';
-import { previousRuns } from '../lib/previous-runs';
+import { findPreviousRuns, type RunLookup } from '../lib/previous-runs';
 import { emaSmooth } from '../lib/smoothing';
 import type { Curve, SpreadResponse } from '../lib/types';
 import { onLinkClick, useSearchParams } from '../router';
 
 const MAX_RUNS = 12;
+/** Suggestions in the "Add a run" box: the runs matching what was typed, most recently active first. */
+const SUGGESTIONS = 20;
+
+/**
+ * Runs are looked up on the server, by id or by a filtered page, never searched for in a copy of the whole
+ * fleet: at 100,000 jobs no such copy exists, and a run missing from one could not be compared.
+ */
+const lookup: (signal: AbortSignal) => RunLookup<JobSummary> = (signal) => ({
+  job: async (id) => {
+    try {
+      return (await fetchJob(id, signal)).job;
+    } catch (err) {
+      if ((err as ApiError).status === 404) return undefined;
+      throw err;
+    }
+  },
+  page: (q) => fetchRunPage(q, signal),
+});
 
 interface Run {
   job: JobSummary;
@@ -96,32 +114,35 @@ export function ComparePage() {
   const logY = params.get('log') === '1';
   const onlyDiff = params.get('diff') !== 'all';
 
-  const [fleet, setFleet] = useState<FleetJob[] | null>(null);
-  const [fleetError, setFleetError] = useState<unknown>(null);
+  const [options, setOptions] = useState<FleetJob[]>([]);
+  const [lookupError, setLookupError] = useState<unknown>(null);
+  /** The base and its previous runs, once looked up (`?base=`). */
+  const [basedOn, setBasedOn] = useState<{ key: string; ids: string[]; how: string } | null>(null);
   const [runs, setRuns] = useState<Run[] | null>(null);
   /** Runs that did not load; the others still draw. */
   const [unloaded, setUnloaded] = useState<Unloaded[]>([]);
   const [pick, setPick] = useState('');
 
+  const baseKey = base ? `${base}\u0000${previous}` : '';
   useEffect(() => {
+    if (!base) return;
     const abort = new AbortController();
-    fetchFleet(undefined, abort.signal)
-      .then((d) => setFleet(d.jobs))
+    setLookupError(null);
+    findPreviousRuns(lookup(abort.signal), base, previous)
+      .then((r) => {
+        if (!abort.signal.aborted) setBasedOn({ key: baseKey, ...r });
+      })
       .catch((err) => {
-        if (!abort.signal.aborted) setFleetError(err);
+        if (!abort.signal.aborted) setLookupError(err);
       });
     return () => abort.abort();
-  }, []);
+  }, [base, previous, baseKey]);
 
   // Which runs: the explicit list, or the base and its predecessors.
   const resolved = useMemo((): { ids: string[]; how: string } | null => {
     if (!base) return { ids: explicitKey.split(',').filter(Boolean).slice(0, MAX_RUNS), how: '' };
-    if (!fleet) return null;
-    const b = fleet.find((j) => j.jobId === base);
-    if (!b) return { ids: [base], how: `no job ${base} in the fleet list` };
-    const prev = previousRuns(fleet, b, previous);
-    return { ids: [b.jobId, ...prev.runs.map((j) => j.jobId)], how: prev.how };
-  }, [base, previous, fleet, explicitKey]);
+    return basedOn?.key === baseKey ? basedOn : null;
+  }, [base, baseKey, basedOn, explicitKey]);
 
   const idsKey = resolved?.ids.join(',') ?? '';
   // biome-ignore lint/correctness/useExhaustiveDependencies: reloads when the list of runs changes, not when it is recomputed
@@ -155,7 +176,22 @@ export function ComparePage() {
   const diff = useMemo(() => (runs ? diffConfigs(runs.map((r) => r.job.config)) : []), [runs]);
   const shownDiff = onlyDiff ? diff.filter((d) => d.differs) : diff;
 
-  const options = (fleet ?? []).filter((j) => !ids.includes(j.jobId));
+  // Suggestions for the box, from the server as the user types (a short pause first: one request per word).
+  const typed = pick.includes(' — ') ? '' : pick.trim();
+  useEffect(() => {
+    const abort = new AbortController();
+    const timer = setTimeout(() => {
+      fetchRunPage({ search: typed, sort: 'last_sample', limit: SUGGESTIONS }, abort.signal)
+        .then(setOptions)
+        .catch((err) => {
+          if (!abort.signal.aborted) setLookupError(err);
+        });
+    }, 200);
+    return () => {
+      clearTimeout(timer);
+      abort.abort();
+    };
+  }, [typed]);
   const addPick = () => {
     const id = pick.trim().split(' — ').pop()!.trim();
     if (!id) return;
@@ -221,9 +257,11 @@ export function ComparePage() {
             data-testid="compare-add"
           />
           <datalist id="compare-jobs">
-            {options.map((j) => (
-              <option key={j.jobId} value={`${j.name} — ${j.jobId}`} />
-            ))}
+            {options
+              .filter((j) => !ids.includes(j.jobId))
+              .map((j) => (
+                <option key={j.jobId} value={`${j.name} — ${j.jobId}`} />
+              ))}
           </datalist>
           <button type="submit" className="btn btn-small" disabled={!pick.trim()}>
             Add
@@ -264,7 +302,7 @@ export function ComparePage() {
         </label>
       </div>
 
-      {fleetError ? <ErrorBox error={fleetError} what="the list of runs" /> : null}
+      {lookupError ? <ErrorBox error={lookupError} what="the runs to compare" /> : null}
       {unloaded.map(({ id, error }) =>
         (error as ApiError).status === 404 ? (
           <div key={id} className="note" role="status" data-testid="compare-unknown">

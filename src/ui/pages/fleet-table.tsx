@@ -40,8 +40,8 @@ export interface FleetTableProps {
 /**
  * The fleet's jobs as a virtualized table: `total` rows tall, of which only those in view (and a few either
  * side) are in the DOM; the rest is a spacer. Rows not loaded yet show as placeholders. Sorting is the
- * server's: the headers of columns it can sort by are buttons; the live numbers are not sortable at
- * fleet scale.
+ * server's: the headers of columns it can sort by are buttons (the live numbers too: the server orders them
+ * by the values it keeps per job).
  */
 export function FleetTable(p: FleetTableProps) {
   const v = p.virtual;

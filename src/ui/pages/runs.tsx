@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useState } from 'react';
 import { fetchRuns } from '../api';
 import { Empty, ErrorBox, StatusBadge } from '../components/widgets';
-import { fmtAge, fmtNumber, fmtTime } from '../format';
+import { fmtAge, fmtNumber, fmtPercent, fmtTime } from '../format';
 import {
   compareUrl,
   FILTER_OPS,
@@ -67,6 +67,7 @@ function fmtCell(col: RunColumn | undefined, v: number | string | null): string 
   if (col?.kind === 'time') return fmtTime(v);
   if (col?.key === 'duration') return fmtAge(0, v * 1000);
   if (col?.key === 'step' || col?.key === 'world_size') return Math.round(v).toLocaleString('en-US');
+  if (col?.key === 'gpu_utilization' || col?.key === 'gpu_utilization_best') return fmtPercent(v);
   return fmtNumber(v, 4);
 }
 
