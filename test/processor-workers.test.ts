@@ -154,6 +154,7 @@ describe('processor worker threads', () => {
     expect(JSON.stringify(jobs.json())).toContain('job-7');
   });
 
+  // Two servers of three workers each start and stop: over 30 s on a loaded two-core machine.
   it('keeps the shard count of the data directory, and everything in it, across a restart', async () => {
     const dataDir = tempDir('tw-workers-restart-');
     let tw = await start(dataDir, 3);
@@ -168,7 +169,7 @@ describe('processor worker threads', () => {
     await tw.processor!.caughtUp;
     const all = await series(tw, `metric=wm_value&points=20000&${range}`);
     expect(all.reduce((a, x) => a + x.t.length, 0)).toBe(JOBS * SERIES_PER_JOB * BATCHES * SAMPLES_PER_BATCH);
-  });
+  }, 120_000);
 });
 
 describe('the configuration given to processor workers', () => {
