@@ -50,6 +50,7 @@ import {
   type ThresholdRule,
 } from './config.js';
 import type { AlertIdentity, DetectorContext } from './context.js';
+import { type Family, growF64, growI32 } from './family.js';
 import {
   type JobSnapshot,
   JobState,
@@ -62,9 +63,6 @@ import { phaseCode } from './phase.js';
 import {
   AnomalyFamily,
   EccFamily,
-  type Family,
-  growF64,
-  growI32,
   LossSpikeFamily,
   LossTrendFamily,
   MemoryLeakFamily,

@@ -9,6 +9,7 @@ import type { LabelSet } from '../../model/labels.js';
 import type { StateReader, StateWriter } from '../state.js';
 import type { DetectorParams } from './config.js';
 import { type AlertIdentity, type DetectorContext, locationLabels } from './context.js';
+import { Family, growF64, SiblingColumn } from './family.js';
 import {
   isPausePhase,
   PHASE_CHECKPOINT,
@@ -22,7 +23,6 @@ import {
   PHASE_WARMUP,
   phaseCode,
 } from './phase.js';
-import { Family, growF64, SiblingColumn } from './series-detectors.js';
 import { MAD_TO_SIGMA, medianInPlace, medianMad, multipleComparisonZ, Ring, scratchOf } from './stats.js';
 import type { JobRef, SeriesInfo } from './types.js';
 
