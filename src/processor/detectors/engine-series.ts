@@ -24,7 +24,9 @@ import {
 } from './config.js';
 import type { AlertIdentity, DetectorContext } from './context.js';
 import { type Family, growF64, growI32 } from './family.js';
-import { JobState, jobKey, PhaseFamily, StepFamily, StragglerFamily } from './job-detectors.js';
+import { PhaseFamily, StepFamily, StragglerFamily } from './job-detectors.js';
+import { jobKey } from './job-signals.js';
+import { JobState } from './job-state.js';
 import {
   AnomalyFamily,
   EccFamily,

@@ -12,7 +12,8 @@ import { DerivedAccumulator, type DerivedSnapshot } from '../derived.js';
 import { StateFormatError, StateReader, StateWriter } from '../state.js';
 import type { DetectorName } from './config.js';
 import { EngineSeries, type MemberAlert, SLOT_BITS, SLOT_MASK } from './engine-series.js';
-import { type JobSnapshot, type JobState, jobKey } from './job-detectors.js';
+import { type JobSnapshot, jobKey } from './job-signals.js';
+import type { JobState } from './job-state.js';
 import type { DetectorFamily } from './types.js';
 
 export interface EngineSnapshot {

@@ -53,7 +53,7 @@ import {
   WASTE,
 } from './engine-series.js';
 import { type EngineSnapshot, EngineState, type PartitionOf } from './engine-state.js';
-import type { JobState } from './job-detectors.js';
+import type { JobState } from './job-state.js';
 import { phaseCode } from './phase.js';
 import { DETECTOR_ALERTS, DETECTOR_DESCRIPTIONS, type FamilyName } from './types.js';
 

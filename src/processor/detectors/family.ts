@@ -1,3 +1,12 @@
+/**
+ * The slot bookkeeping every detector family shares (series-detectors.ts, job-detectors.ts, derived.ts): a
+ * family holds the state of every series it applies to in typed-array columns indexed by a slot (O(1) numbers
+ * per series, or a small fixed ring), sees every new sample of those series once, in time order, and raises or
+ * clears their alerts through the engine. A sample costs a few array reads and writes; alert identities
+ * (labels, fingerprint) are built only when a slot first raises an alert, and a slot calls the alert tracker
+ * only while its condition holds or its alert may still be open (`maybeActive`). Separate from the families
+ * so that each family's file holds only its own detection logic.
+ */
 import type { StateReader, StateWriter } from '../state.js';
 import type { AlertIdentity, DetectorContext } from './context.js';
 import type { DetectorFamily, FamilyName, SeriesInfo } from './types.js';
