@@ -3,14 +3,33 @@
  * loss spikes, an accuracy plateau, and a loss drifting upwards. Each watches one series at a time and is one
  * member of a job-level alert (one alert per job and metric, whichever rank shows it).
  */
-import { formatSeconds, formatValue } from '../../alerting/contract.js';
+import { formatSeconds, formatValue, type Severity } from '../../alerting/contract.js';
 import type { StateReader, StateWriter } from '../state.js';
-import type { DetectorParams } from './config.js';
-import { type AlertIdentity, describeWhere, jobAlertLabels } from './context.js';
+import type { DetectorName, DetectorParams } from './config.js';
+import { type AlertIdentity, type DetectorContext, describeWhere, jobAlertLabels } from './context.js';
 import { growF64, growI32, growU8, MemberFamily, NO_ANNOTATIONS, num } from './family.js';
 import { PHASE_STARTUP, PHASE_STEADY, PHASE_WARMUP } from './phase.js';
 import { MAD_TO_SIGMA, medianInPlace, medianMad, scratchOf } from './stats.js';
 import { BucketRing, SenFit } from './trend.js';
+import type { SeriesInfo } from './types.js';
+
+/** The alert of a training-curve detector: `alertname` once per job and metric, whichever rank's series shows it. */
+function jobMetricIdentity(
+  ctx: DetectorContext,
+  detector: DetectorName,
+  alertname: string,
+  p: { readonly severity: Severity; readonly for: number; readonly keep_firing_for: number },
+  series: SeriesInfo,
+): AlertIdentity {
+  return ctx.identity(
+    detector,
+    alertname,
+    p.severity,
+    p.for,
+    p.keep_firing_for,
+    jobAlertLabels(series, { metric: series.name }),
+  );
+}
 
 /** The loss-spike detector re-estimates its residuals' median and MAD every this many residuals. */
 const RESCALE_EVERY = 8;
@@ -22,16 +41,7 @@ export class NonFiniteFamily extends MemberFamily<DetectorParams<'nonfinite'>> {
   protected reset(): void {}
 
   protected buildIdentity(slot: number): AlertIdentity {
-    const p = this.params[slot]!;
-    const series = this.info(slot);
-    return this.ctx.identity(
-      'nonfinite',
-      'TrainingNaN',
-      p.severity,
-      p.for,
-      p.keep_firing_for,
-      jobAlertLabels(series, { metric: series.name }),
-    );
+    return jobMetricIdentity(this.ctx, 'nonfinite', 'TrainingNaN', this.params[slot]!, this.info(slot));
   }
 
   observe(slot: number, t: number, v: number): void {
@@ -103,15 +113,12 @@ export class LossSpikeFamily extends MemberFamily<DetectorParams<'loss_spike'>> 
   }
 
   protected buildIdentity(slot: number): AlertIdentity {
-    const p = this.params[slot]!;
-    const series = this.info(slot);
-    return this.ctx.identity(
+    return jobMetricIdentity(
+      this.ctx,
       'loss_spike',
       'TrainingLossSpike',
-      p.severity,
-      p.for,
-      p.keep_firing_for,
-      jobAlertLabels(series, { metric: series.name }),
+      this.params[slot]!,
+      this.info(slot),
     );
   }
 
@@ -292,16 +299,7 @@ export class PlateauFamily extends MemberFamily<DetectorParams<'plateau'>> {
   }
 
   protected buildIdentity(slot: number): AlertIdentity {
-    const p = this.params[slot]!;
-    const series = this.info(slot);
-    return this.ctx.identity(
-      'plateau',
-      'AccuracyPlateau',
-      p.severity,
-      p.for,
-      p.keep_firing_for,
-      jobAlertLabels(series, { metric: series.name }),
-    );
+    return jobMetricIdentity(this.ctx, 'plateau', 'AccuracyPlateau', this.params[slot]!, this.info(slot));
   }
 
   observe(slot: number, t: number, v: number): void {
@@ -388,15 +386,12 @@ export class LossTrendFamily extends MemberFamily<DetectorParams<'loss_trend'>> 
   }
 
   protected buildIdentity(slot: number): AlertIdentity {
-    const p = this.params[slot]!;
-    const series = this.info(slot);
-    return this.ctx.identity(
+    return jobMetricIdentity(
+      this.ctx,
       'loss_trend',
       'TrainingLossDiverging',
-      p.severity,
-      p.for,
-      p.keep_firing_for,
-      jobAlertLabels(series, { metric: series.name }),
+      this.params[slot]!,
+      this.info(slot),
     );
   }
 
