@@ -119,7 +119,11 @@ describe('trainwatch CLI', () => {
     for (const j of jobs) expect(j.worldSize).toBe(4);
     const page = await fetch(`http://127.0.0.1:${port}/jobs/${encodeURIComponent(jobs[0]!.jobId)}`);
     expect(page.status).toBe(200);
-    expect(await page.text()).toMatch(/<div id="root"><\/div>/);
+    // The app's page (a client route falls back to it): its root, with the static shell painted before the
+    // script runs, and the built script.
+    const html = await page.text();
+    expect(html).toMatch(/<div id="root">/);
+    expect(html).toMatch(/<script type="module"[^>]* src="\/assets\/index-[^"]+\.js">/);
     expect(demo.output()).toMatch(/incident scheduled: straggler in /);
   }, 60_000);
 });
