@@ -201,15 +201,18 @@ function brotliOptionsFor(bytes: number): object {
  */
 export async function compressHeadRecord(rec: Uint8Array): Promise<Uint8Array> {
   const body = rec.subarray(9);
-  const packed = await brotliAsync(body, brotliOptionsFor(body.length));
-  return packed.length < body.length ? frame(CODEC_BROTLI, packed) : rec;
+  return smaller(rec, await brotliAsync(body, brotliOptionsFor(body.length)));
 }
 
 /** {@link compressHeadRecord} on the calling thread (the closing snapshot). */
 export function compressHeadRecordSync(rec: Uint8Array): Uint8Array {
   const body = rec.subarray(9);
-  const packed = brotliCompressSync(body, brotliOptionsFor(body.length));
-  return packed.length < body.length ? frame(CODEC_BROTLI, packed) : rec;
+  return smaller(rec, brotliCompressSync(body, brotliOptionsFor(body.length)));
+}
+
+/** The record `rec` (stored as is) framed with its Brotli-compressed body `packed`, if that is smaller. */
+function smaller(rec: Uint8Array, packed: Uint8Array): Uint8Array {
+  return packed.length < rec.length - 9 ? frame(CODEC_BROTLI, packed) : rec;
 }
 
 /** The payload of a stored record of a file of `version` (throws when its codec is unknown or it is damaged). */
