@@ -26,13 +26,12 @@
  * committed offset, so no offset a consumer has passed is ever handed out again. Every loss is logged as an
  * error and reported by {@link DiskLogBus.recoveryLosses} (a self-metric and `/readyz` show it).
  */
-import { constants as fsConstants, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { Errors, twError } from '../model/errors.js';
-import { syncDir } from '../model/fs.js';
 import {
   type AppendResult,
   type Bus,
@@ -41,6 +40,19 @@ import {
   hashPartitionKey,
   type RebalanceListener,
 } from './bus.js';
+import { recoverPartition } from './disk-log-recovery.js';
+import {
+  createSegment,
+  FILE_HEADER_BYTES,
+  MAX_RECORD_BYTES,
+  Partition,
+  type PendingAppend,
+  READ_CHUNK_BYTES,
+  RECORD_HEADER_BYTES,
+  type Segment,
+  type Waiter,
+  writevAll,
+} from './disk-log-segment.js';
 import { LocalGroupCoordinator, type LocalLog } from './local-group.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'never';
@@ -79,141 +91,6 @@ export const defaultDiskLogOptions = {
   maxQueuedBytes: 256 << 20,
 };
 
-const FILE_MAGIC = Buffer.from('TWLG');
-const FILE_VERSION = 1;
-const FILE_HEADER_BYTES = 8;
-const RECORD_HEADER_BYTES = 8;
-/** Largest record accepted; bounds the read buffer and protects against a corrupt length field. */
-const MAX_RECORD_BYTES = 256 << 20;
-/** One sparse-index entry per this many bytes of a segment. */
-const INDEX_INTERVAL_BYTES = 64 << 10;
-const READ_CHUNK_BYTES = 1 << 20;
-
-interface PendingAppend {
-  readonly record: Uint8Array;
-  readonly resolve: (r: AppendResult) => void;
-  readonly reject: (e: Error) => void;
-}
-
-class Segment {
-  /** Bytes of durable records plus the file header. */
-  size = FILE_HEADER_BYTES;
-  count = 0;
-  /** Sparse index: record offsets (relative to base) and their byte positions. */
-  readonly indexOffsets: number[] = [0];
-  readonly indexPositions: number[] = [FILE_HEADER_BYTES];
-  private lastIndexedPos = FILE_HEADER_BYTES;
-  handle: FileHandle | undefined;
-  private opening: Promise<FileHandle> | undefined;
-  /**
-   * Damaged records found at open, by relative offset: the byte position where the next record starts.
-   * Readers skip them (their length field may be the damaged part). Undefined while there are none.
-   */
-  holes: Map<number, number> | undefined;
-
-  constructor(
-    readonly base: number,
-    readonly file: string,
-  ) {}
-
-  get end(): number {
-    return this.base + this.count;
-  }
-
-  /** Called for each record appended or found at open, in order. */
-  noteRecord(position: number, length: number): void {
-    if (position - this.lastIndexedPos >= INDEX_INTERVAL_BYTES) {
-      this.indexOffsets.push(this.count);
-      this.indexPositions.push(position);
-      this.lastIndexedPos = position;
-    }
-    this.count++;
-    this.size = position + RECORD_HEADER_BYTES + length;
-  }
-
-  /** A damaged stretch `[position, end)` found at open: it keeps one offset, and readers skip it. */
-  noteHole(position: number, end: number): void {
-    this.holes ??= new Map();
-    this.holes.set(this.count, end);
-    // A stretch shorter than a record header is possible (resynchronised a few bytes on): size = end still.
-    this.noteRecord(position, end - position - RECORD_HEADER_BYTES);
-  }
-
-  /** The byte position of the indexed record at or before relative offset `rel`, and that record's offset. */
-  seekHint(rel: number): [number, number] {
-    let lo = 0;
-    let hi = this.indexOffsets.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.indexOffsets[mid]! <= rel) lo = mid;
-      else hi = mid - 1;
-    }
-    return [this.indexOffsets[lo]!, this.indexPositions[lo]!];
-  }
-
-  /**
-   * The segment's one file handle, shared by the writer and readers. Concurrent first calls share one open
-   * (a second handle opened by a racing reader would otherwise be dropped unclosed).
-   */
-  open(): Promise<FileHandle> {
-    if (this.handle) return Promise.resolve(this.handle);
-    this.opening ??= fsp.open(this.file, fsConstants.O_RDWR).then((h) => {
-      this.handle = h;
-      this.opening = undefined;
-      return h;
-    });
-    return this.opening;
-  }
-
-  async close(): Promise<void> {
-    if (this.opening) await this.opening.catch(() => undefined);
-    const h = this.handle;
-    this.handle = undefined;
-    await h?.close();
-  }
-}
-
-interface Waiter {
-  readonly offset: number;
-  readonly resolve: () => void;
-  readonly timer: NodeJS.Timeout;
-}
-
-class Partition {
-  segments: Segment[] = [];
-  queue: PendingAppend[] = [];
-  waiters: Waiter[] = [];
-  readonly committed = new Map<string, number>();
-  /**
-   * Set by a commit that covers enough of the active segment: the flush loop closes the segment at its next
-   * round (it is the only writer, so a segment never changes under a write) and resolves this.
-   */
-  rollRequest: { done: Promise<void>; resolve: () => void } | undefined;
-  /** Where the last sequential read ended: lets the next read of the following offset skip the index. */
-  readHint: { offset: number; segment: Segment; position: number } | undefined;
-
-  constructor(
-    readonly id: number,
-    readonly dir: string,
-  ) {}
-
-  get active(): Segment {
-    return this.segments[this.segments.length - 1]!;
-  }
-
-  get end(): number {
-    return this.active.end;
-  }
-
-  get start(): number {
-    return this.segments[0]!.base;
-  }
-}
-
-function segmentName(base: number): string {
-  return `${String(base).padStart(20, '0')}.seg`;
-}
-
 export class DiskLogBus implements Bus, LocalLog {
   readonly partitionCount: number;
   private readonly parts: Partition[] = [];
@@ -244,7 +121,7 @@ export class DiskLogBus implements Bus, LocalLog {
     await bus.checkPartitionCount();
     for (let p = 0; p < opts.partitions; p++) {
       const part = new Partition(p, path.join(opts.dir, `p-${String(p).padStart(3, '0')}`));
-      await bus.recover(part);
+      await recoverPartition({ opts: bus.opts, losses: bus.losses }, part);
       bus.parts.push(part);
     }
     if (opts.fsync === 'interval') {
@@ -597,23 +474,10 @@ export class DiskLogBus implements Bus, LocalLog {
 
   private async roll(part: Partition): Promise<void> {
     const old = part.active;
-    const seg = await this.createSegment(part, old.end);
+    const seg = await createSegment(part, old.end);
     part.segments.push(seg);
     // Keep the old handle if it has unsynced writes; it is closed when the segment is deleted.
     if (this.opts.fsync === 'always') await old.close();
-  }
-
-  private async createSegment(part: Partition, base: number): Promise<Segment> {
-    const seg = new Segment(base, path.join(part.dir, segmentName(base)));
-    const header = Buffer.alloc(FILE_HEADER_BYTES);
-    FILE_MAGIC.copy(header, 0);
-    header.writeUInt32LE(FILE_VERSION, 4);
-    const h = await fsp.open(seg.file, 'w+');
-    await h.write(header, 0, header.length, 0);
-    await h.datasync();
-    seg.handle = h;
-    await syncDir(part.dir);
-    return seg;
   }
 
   /** The partition count is part of the on-disk layout: reopening with another count would misroute keys. */
@@ -631,185 +495,5 @@ export class DiskLogBus implements Bus, LocalLog {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       await fsp.writeFile(file, `${this.opts.partitions}\n`);
     }
-  }
-
-  /** Logs and counts a loss found at open: loudly, since acknowledged data may be gone. */
-  private lost(part: Partition, records: number, problem: string, details: Record<string, unknown>): void {
-    this.losses.records += records;
-    const line = `partition ${part.id}: ${problem}`;
-    if (this.losses.problems.length < 100) this.losses.problems.push(line);
-    this.opts.logger.error(
-      { partition: part.id, lostRecords: records, ...details },
-      `bus data lost: ${line}`,
-    );
-  }
-
-  private async recover(part: Partition): Promise<void> {
-    await fsp.mkdir(part.dir, { recursive: true });
-    const names = (await fsp.readdir(part.dir)).filter((n) => /^\d{20}\.seg$/.test(n)).sort();
-    for (const n of await fsp.readdir(part.dir)) {
-      const m = /^committed-([a-z0-9_-]+)$/.exec(n);
-      if (m)
-        part.committed.set(m[1]!, Number((await fsp.readFile(path.join(part.dir, n), 'utf8')).trim()) || 0);
-    }
-    for (let i = 0; i < names.length; i++) {
-      const seg = new Segment(Number(names[i]!.slice(0, 20)), path.join(part.dir, names[i]!));
-      const prev = part.segments[part.segments.length - 1];
-      if (prev && seg.base < prev.end) {
-        this.lost(
-          part,
-          0,
-          `segment ${names[i]} overlaps the previous one (which ends at ${prev.end}); ignored`,
-          {
-            file: seg.file,
-          },
-        );
-        continue;
-      }
-      if (prev && seg.base > prev.end) {
-        this.lost(
-          part,
-          seg.base - prev.end,
-          `offsets ${prev.end} to ${seg.base - 1} are missing (a segment was deleted or cut short)`,
-          { file: seg.file },
-        );
-      }
-      await this.scanSegment(part, seg, i === names.length - 1);
-      part.segments.push(seg);
-    }
-    // Never hand out an offset a consumer group has already passed: its new records would be skipped.
-    let committed = 0;
-    for (const c of part.committed.values()) committed = Math.max(committed, c);
-    const end = part.segments.length > 0 ? part.end : 0;
-    if (committed > end) {
-      this.lost(
-        part,
-        committed - end,
-        `the log ends at offset ${end} but a consumer committed ${committed}; new records start at ${committed}`,
-        { end, committed },
-      );
-      part.segments.push(await this.createSegment(part, committed));
-    } else if (part.segments.length === 0) {
-      part.segments.push(await this.createSegment(part, 0));
-    }
-  }
-
-  /**
-   * Reads a segment at open, building its index. A torn tail of the last segment is cut off (a crash during
-   * a write that was never acknowledged); any other damaged record becomes a hole and the scan resynchronises
-   * on the next valid header and checksum.
-   */
-  private async scanSegment(part: Partition, seg: Segment, isLast: boolean): Promise<void> {
-    const h = await fsp.open(seg.file, 'r+');
-    try {
-      const { size: fileSize } = await h.stat();
-      const head = Buffer.alloc(FILE_HEADER_BYTES);
-      await h.read(head, 0, FILE_HEADER_BYTES, 0);
-      if (fileSize < FILE_HEADER_BYTES || !head.subarray(0, 4).equals(FILE_MAGIC)) {
-        // The records behind a damaged header may be intact: repair the header and scan them.
-        if (fileSize > FILE_HEADER_BYTES)
-          this.lost(part, 0, `segment ${path.basename(seg.file)} had a damaged file header; repaired`, {
-            file: seg.file,
-          });
-        else this.opts.logger.warn({ file: seg.file }, 'bus segment has no valid header; rewriting it empty');
-        FILE_MAGIC.copy(head, 0);
-        head.writeUInt32LE(FILE_VERSION, 4);
-        if (fileSize < FILE_HEADER_BYTES) await h.truncate(0);
-        await h.write(head, 0, FILE_HEADER_BYTES, 0);
-        await h.datasync();
-        if (fileSize <= FILE_HEADER_BYTES) return;
-      }
-      let pos = FILE_HEADER_BYTES;
-      let buf = Buffer.allocUnsafe(8 << 20);
-      let bufStart = 0;
-      let bufLen = 0;
-      const ensure = async (at: number, need: number): Promise<boolean> => {
-        if (at + need > fileSize) return false;
-        if (at >= bufStart && at + need <= bufStart + bufLen) return true;
-        if (need > buf.length) buf = Buffer.allocUnsafe(need);
-        bufStart = at;
-        const { bytesRead } = await h.read(buf, 0, Math.min(buf.length, fileSize - at), at);
-        bufLen = bytesRead;
-        return at + need <= bufStart + bufLen;
-      };
-      /** The length of the valid record at `at` (header, length and checksum), or -1. */
-      const validAt = async (at: number): Promise<number> => {
-        if (!(await ensure(at, RECORD_HEADER_BYTES))) return -1;
-        const len = buf.readUInt32LE(at - bufStart);
-        const crc = buf.readUInt32LE(at - bufStart + 4);
-        if (len > MAX_RECORD_BYTES || !(await ensure(at, RECORD_HEADER_BYTES + len))) return -1;
-        const from = at - bufStart + RECORD_HEADER_BYTES;
-        return crc32(buf.subarray(from, from + len)) === crc ? len : -1;
-      };
-      while (pos < fileSize) {
-        const len = await validAt(pos);
-        if (len >= 0) {
-          seg.noteRecord(pos, len);
-          pos += RECORD_HEADER_BYTES + len;
-          continue;
-        }
-        // Damage at `pos`. If its length field still leads to a valid record (or exactly to the end of a
-        // segment), only the payload is bad: one record lost. Otherwise scan byte by byte for the next
-        // valid record.
-        let next = -1;
-        if (await ensure(pos, RECORD_HEADER_BYTES)) {
-          const claimed = pos + RECORD_HEADER_BYTES + buf.readUInt32LE(pos - bufStart);
-          if (claimed <= fileSize && (claimed === fileSize ? !isLast : (await validAt(claimed)) >= 0))
-            next = claimed;
-        }
-        for (let at = pos + 1; next < 0 && at + RECORD_HEADER_BYTES <= fileSize; at++)
-          if ((await validAt(at)) >= 0) next = at;
-        if (next < 0 && !isLast) next = fileSize;
-        if (next < 0) {
-          // Nothing valid after it in the last segment: a torn tail, cut off.
-          this.opts.logger.warn(
-            { file: seg.file, position: pos, fileSize, recordsKept: seg.count },
-            'bus segment ends in a torn or damaged record; truncating it after its last good record',
-          );
-          if (fileSize - pos > RECORD_HEADER_BYTES)
-            this.lost(part, 1, `segment ${path.basename(seg.file)} ended in a damaged record; cut off`, {
-              file: seg.file,
-              position: pos,
-            });
-          await h.truncate(pos);
-          await h.datasync();
-          break;
-        }
-        this.lost(
-          part,
-          1,
-          `a damaged record at offset ${seg.end} (bytes ${pos} to ${next} of ${path.basename(seg.file)}) was skipped`,
-          { file: seg.file, position: pos, next },
-        );
-        seg.noteHole(pos, next);
-        pos = next;
-      }
-    } finally {
-      await h.close();
-    }
-  }
-}
-
-async function writevAll(handle: FileHandle, buffers: Uint8Array[], position: number): Promise<void> {
-  // writev may write less than asked (large batches): continue where it stopped.
-  let total = 0;
-  for (const b of buffers) total += b.length;
-  let written = 0;
-  let pending = buffers;
-  while (written < total) {
-    const { bytesWritten } = await handle.writev(pending, position + written);
-    written += bytesWritten;
-    if (written >= total) break;
-    let skip = bytesWritten;
-    const next: Uint8Array[] = [];
-    for (const b of pending) {
-      if (skip >= b.length) {
-        skip -= b.length;
-        continue;
-      }
-      next.push(skip > 0 ? b.subarray(skip) : b);
-      skip = 0;
-    }
-    pending = next;
   }
 }

@@ -18,6 +18,9 @@
  * Refs are dense integers valid until the next compaction, which only runs in `beginRequest`: a caller holds
  * refs from `beginRequest` to the end of its synchronous decode-and-encode step, never across an `await`.
  * Not safe for concurrent use; Node's single thread and that rule make it so.
+ *
+ * Size: one class on purpose (about 690 lines): the per-sample probe reads the series table and the string pool's
+ * typed arrays as fields of one object; a separate pool object would add a hop per lookup on the hot path.
  */
 
 import { jobPartitionKey } from '../bus/index.js';
