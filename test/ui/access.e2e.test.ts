@@ -209,7 +209,7 @@ describe.skipIf(!available)('sign-in, user menu and settings in Chromium', () =>
     await page.getByTestId('login-page').waitFor();
     expect(new URL(page.url()).pathname + new URL(page.url()).search).toBe('/login?redirect=%2Falerts');
     // The username field has focus, so the keyboard user can type at once.
-    expect(await page.evaluate('document.activeElement?.id')).toBe('login-username');
+    await expect.poll(() => page.evaluate('document.activeElement?.id')).toBe('login-username');
     await expectLabelled(page);
     await shot(page, 'login-dark');
 

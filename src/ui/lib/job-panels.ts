@@ -430,34 +430,40 @@ export class JobPanelsLoader {
     const { api, jobId } = this.opts;
     const labels = this.labels;
     const base = this.state.panels;
+    // A tail starts at the last column; that column may begin after the window's end (its start is aligned up
+    // to the step): then there is nothing new to read yet, and asking would be a request with start > end.
     const tailOf = (m: Matrix | null, metric: string) =>
-      m
-        ? api
-            .fetchHeatmap(
-              {
-                metric,
-                start: m.start + (m.cols - 1) * m.step,
-                end: w.end,
-                step: m.step,
-                by: ['node_id', 'gpu'],
-                keep: ['rank'],
-                lo: m.lo,
-                hi: m.hi,
-                labels,
-              },
-              signal,
-            )
-            .then((r) => mergeMatrix(m, decodeMatrix(r), w.start))
-        : Promise.resolve(null);
+      m && m.start + (m.cols - 1) * m.step > w.end
+        ? Promise.resolve(m)
+        : m
+          ? api
+              .fetchHeatmap(
+                {
+                  metric,
+                  start: m.start + (m.cols - 1) * m.step,
+                  end: w.end,
+                  step: m.step,
+                  by: ['node_id', 'gpu'],
+                  keep: ['rank'],
+                  lo: m.lo,
+                  hi: m.hi,
+                  labels,
+                },
+                signal,
+              )
+              .then((r) => mergeMatrix(m, decodeMatrix(r), w.start))
+          : Promise.resolve(null);
     const spreadTail = (s: SpreadResponse | null, metric: string) =>
-      s
-        ? api
-            .fetchSpread(
-              { metric, start: s.start + (s.cols - 1) * s.step, end: w.end, step: s.step, labels },
-              signal,
-            )
-            .then((t) => mergeSpread(s, t, w.start))
-        : Promise.resolve(null);
+      s && s.start + (s.cols - 1) * s.step > w.end
+        ? Promise.resolve(s)
+        : s
+          ? api
+              .fetchSpread(
+                { metric, start: s.start + (s.cols - 1) * s.step, end: w.end, step: s.step, labels },
+                signal,
+              )
+              .then((t) => mergeSpread(s, t, w.start))
+          : Promise.resolve(null);
     const gpuLines = base.gpuLines;
     const gpuBands = base.gpuBands;
     let merged: Partial<Panels>;
