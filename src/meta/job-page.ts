@@ -142,40 +142,33 @@ const facetBackfill = (tagValues: string) => `INSERT INTO job_facets (tenant, ki
       SELECT tenant, 'tag', v, COUNT(*) FROM (SELECT DISTINCT jobs.tenant, jobs.job_id, ${tagValues}) t
       GROUP BY tenant, v;`;
 
+/** SQLite trigger bodies: count the new row's facets, and uncount the old row's (shared by the triggers). */
+const SQLITE_COUNT_NEW = `      INSERT INTO job_facets (tenant, kind, value, n)
+        VALUES (NEW.tenant, 'status', NEW.status, 1), (NEW.tenant, 'owner', NEW.owner, 1),
+          (NEW.tenant, 'project', NEW.project, 1)
+        ON CONFLICT (tenant, kind, value) DO UPDATE SET n = n + 1;
+      INSERT INTO job_facets (tenant, kind, value, n)
+        SELECT DISTINCT NEW.tenant, 'tag', value, 1 FROM json_each(NEW.tags) WHERE true
+        ON CONFLICT (tenant, kind, value) DO UPDATE SET n = n + 1;
+`;
+const SQLITE_UNCOUNT_OLD = `      UPDATE job_facets SET n = n - 1 WHERE tenant = OLD.tenant AND (
+        (kind = 'status' AND value = OLD.status) OR (kind = 'owner' AND value = OLD.owner)
+        OR (kind = 'project' AND value = OLD.project)
+        OR (kind = 'tag' AND value IN (SELECT value FROM json_each(OLD.tags))));
+`;
+
 /** SQLite: row triggers (one writer at a time, so no two transactions wait on each other's counts). */
 const SQLITE_FACET_COUNTS = `${FACET_TABLE} WITHOUT ROWID;
     ${facetBackfill('t.value AS v FROM jobs, json_each(jobs.tags) t')}
     CREATE TRIGGER job_facets_insert AFTER INSERT ON jobs BEGIN
-      INSERT INTO job_facets (tenant, kind, value, n)
-        VALUES (NEW.tenant, 'status', NEW.status, 1), (NEW.tenant, 'owner', NEW.owner, 1),
-          (NEW.tenant, 'project', NEW.project, 1)
-        ON CONFLICT (tenant, kind, value) DO UPDATE SET n = n + 1;
-      INSERT INTO job_facets (tenant, kind, value, n)
-        SELECT DISTINCT NEW.tenant, 'tag', value, 1 FROM json_each(NEW.tags) WHERE true
-        ON CONFLICT (tenant, kind, value) DO UPDATE SET n = n + 1;
-    END;
+${SQLITE_COUNT_NEW}    END;
     CREATE TRIGGER job_facets_delete AFTER DELETE ON jobs BEGIN
-      UPDATE job_facets SET n = n - 1 WHERE tenant = OLD.tenant AND (
-        (kind = 'status' AND value = OLD.status) OR (kind = 'owner' AND value = OLD.owner)
-        OR (kind = 'project' AND value = OLD.project)
-        OR (kind = 'tag' AND value IN (SELECT value FROM json_each(OLD.tags))));
-    END;
+${SQLITE_UNCOUNT_OLD}    END;
     CREATE TRIGGER job_facets_update AFTER UPDATE OF tenant, status, owner, project, tags ON jobs
       WHEN OLD.tenant IS NOT NEW.tenant OR OLD.status IS NOT NEW.status OR OLD.owner IS NOT NEW.owner
         OR OLD.project IS NOT NEW.project OR OLD.tags IS NOT NEW.tags
     BEGIN
-      UPDATE job_facets SET n = n - 1 WHERE tenant = OLD.tenant AND (
-        (kind = 'status' AND value = OLD.status) OR (kind = 'owner' AND value = OLD.owner)
-        OR (kind = 'project' AND value = OLD.project)
-        OR (kind = 'tag' AND value IN (SELECT value FROM json_each(OLD.tags))));
-      INSERT INTO job_facets (tenant, kind, value, n)
-        VALUES (NEW.tenant, 'status', NEW.status, 1), (NEW.tenant, 'owner', NEW.owner, 1),
-          (NEW.tenant, 'project', NEW.project, 1)
-        ON CONFLICT (tenant, kind, value) DO UPDATE SET n = n + 1;
-      INSERT INTO job_facets (tenant, kind, value, n)
-        SELECT DISTINCT NEW.tenant, 'tag', value, 1 FROM json_each(NEW.tags) WHERE true
-        ON CONFLICT (tenant, kind, value) DO UPDATE SET n = n + 1;
-    END;`;
+${SQLITE_UNCOUNT_OLD}${SQLITE_COUNT_NEW}    END;`;
 
 /**
  * PostgreSQL: statement triggers over the transition tables. A statement's changes are summed per facet
