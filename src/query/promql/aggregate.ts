@@ -5,8 +5,8 @@
  */
 import { type LabelSet, METRIC_NAME_LABEL } from '../../model/labels.js';
 import type { AggregateExpr } from './ast.js';
-import type { Evaluator } from './engine.js';
 import { ExecutionError } from './errors.js';
+import type { Evaluator } from './evaluator.js';
 import { formatGoFloatF, formatGoFloatG, labelKey, labelsHash } from './labels-util.js';
 import { goQuote, hasInvalidUtf8 } from './lexer.js';
 import { kahanSumInc, quantileOf } from './range-functions.js';

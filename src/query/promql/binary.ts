@@ -6,8 +6,8 @@
 import { type LabelSet, METRIC_NAME_LABEL } from '../../model/labels.js';
 import type { BinaryExpr, BinaryOp, VectorMatching } from './ast.js';
 import { COMPARISON_OPS, SET_OPS } from './ast.js';
-import type { Evaluator } from './engine.js';
 import { ExecutionError } from './errors.js';
+import type { Evaluator } from './evaluator.js';
 import { labelKey, labelsString, withoutMetricName } from './labels-util.js';
 import { type EvalValue, newStepSeries, type StepSeries } from './value.js';
 

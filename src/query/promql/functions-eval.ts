@@ -2,8 +2,8 @@
 import { type LabelSet, METRIC_NAME_LABEL } from '../../model/labels.js';
 import type { Call, Expr } from './ast.js';
 import { exprType, unwrapParens } from './ast.js';
-import type { Evaluator } from './engine.js';
 import { ExecutionError } from './errors.js';
+import type { Evaluator } from './evaluator.js';
 import { KEEPS_METRIC_NAME } from './functions.js';
 import { evalHistogramFraction, evalHistogramQuantile, evalHistogramQuantiles } from './histogram.js';
 import { evalInfo } from './info.js';
@@ -11,6 +11,7 @@ import { formatGoFloatG, labelKey, natsortLess, withoutMetricName } from './labe
 import { goQuote, hasInvalidUtf8 } from './lexer.js';
 import { WINDOW_FUNCTIONS, type WindowCtx } from './range-functions.js';
 import { compileAnchoredRe2, execAnchoredRe2, expandTemplate } from './regex.js';
+import { evalRangeFunction, evalVectorSelector } from './selectors.js';
 import { type EvalValue, newStepSeries, type StepSeries } from './value.js';
 
 type MathFn = (v: number) => number;
@@ -131,7 +132,8 @@ export async function evalCall(ev: Evaluator, call: Call): Promise<EvalValue> {
         break;
       }
     }
-    const series = await ev.evalRangeFunction(
+    const series = await evalRangeFunction(
+      ev,
       args[matrixIndex]!,
       name,
       windowFn,
@@ -210,7 +212,7 @@ export async function evalCall(ev: Evaluator, call: Call): Promise<EvalValue> {
     case 'timestamp': {
       const inner = unwrapParens(args[0]!);
       if (inner.type === 'VectorSelector') {
-        const series = (await ev.evalVectorSelector(inner, true)).map((s) => {
+        const series = (await evalVectorSelector(ev, inner, true)).map((s) => {
           const d = ev.dropName(s.labels);
           return { ...s, labels: d.labels, dropName: d.dropName };
         });
@@ -277,7 +279,8 @@ export async function evalCall(ev: Evaluator, call: Call): Promise<EvalValue> {
       return { kind: 'vector', series: s.has.includes(1) ? [s] : [] };
     }
     case 'absent_over_time': {
-      const present = await ev.evalRangeFunction(
+      const present = await evalRangeFunction(
+        ev,
         args[0]!,
         'present_over_time',
         WINDOW_FUNCTIONS.present_over_time!,

@@ -4,7 +4,7 @@
  */
 import type { LabelSet } from '../../model/labels.js';
 import type { Call } from './ast.js';
-import type { Evaluator } from './engine.js';
+import type { Evaluator } from './evaluator.js';
 import { formatGoFloatF, formatGoFloatG, labelKey } from './labels-util.js';
 import { type EvalValue, newStepSeries, type StepSeries } from './value.js';
 

@@ -8,8 +8,8 @@
 import { isStaleNaN } from '../../model/batch.js';
 import { LabelMatcher, type LabelSet, METRIC_NAME_LABEL } from '../../model/labels.js';
 import type { Call, Expr, SubqueryExpr, VectorSelector } from './ast.js';
-import type { Evaluator } from './engine.js';
 import { ExecutionError } from './errors.js';
+import type { Evaluator } from './evaluator.js';
 import { labelKey, labelsString } from './labels-util.js';
 import { type EvalValue, newStepSeries, type StepSeries } from './value.js';
 
