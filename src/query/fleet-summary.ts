@@ -1,0 +1,120 @@
+/**
+ * The fleet table's numbers (`GET /api/tw/v1/fleet`): every job's latest utilization, step, loss and
+ * throughput, read with one select per metric for the whole fleet. Separate from dashboard.ts, which only
+ * parses requests and shapes answers; fleet-page.ts pages the same summaries.
+ */
+import type { FleetJob } from '../model/api-types.js';
+import type { JobInfo } from '../model/job.js';
+import {
+  LabelMatcher,
+  type LabelSet,
+  METRIC_NAME_LABEL,
+  regexOfLiterals,
+  WellKnownLabel,
+} from '../model/labels.js';
+import type { Storage } from '../storage/index.js';
+import { newestValue } from './job-summary.js';
+import { jsonValue, selectSeries } from './series-read.js';
+
+/** The window the fleet table takes a job's "latest" numbers from (as summarizeJob does). */
+const SUMMARY_WINDOW_MS = 10 * 60_000;
+/** Utilization below this counts as an idle GPU (DCGM's tools use the same order of magnitude). */
+export const IDLE_UTILIZATION = 0.05;
+
+/** Up to this many jobs, summarizeFleet selects them by job_id (a literal set: the matcher's fast path). */
+const PAGE_JOB_MATCHER_MAX = 2000;
+
+export type { FleetJob } from '../model/api-types.js';
+
+/**
+ * The fleet table's numbers for every job, with the same meaning as summarizeJob (the newest value of each
+ * series within ten minutes of the job's newest sample) but one select per metric for the whole fleet
+ * instead of five per job.
+ */
+export async function summarizeFleet(
+  storage: Storage,
+  tenant: string | null,
+  jobs: readonly JobInfo[],
+  signal?: AbortSignal,
+): Promise<FleetJob[]> {
+  if (jobs.length === 0) return [];
+  const endOf = (j: JobInfo) => j.lastSampleMs ?? j.startMs ?? 0;
+  const index = new Map<string, number>();
+  let minT = Number.POSITIVE_INFINITY;
+  let maxT = Number.NEGATIVE_INFINITY;
+  jobs.forEach((j, i) => {
+    index.set(`${j.tenant}\u0000${j.jobId}`, i);
+    minT = Math.min(minT, endOf(j) - SUMMARY_WINDOW_MS);
+    maxT = Math.max(maxT, endOf(j));
+  });
+  const querier = storage.querier(tenant, minT, maxT);
+  // A page of a large fleet names its jobs, so the select reads their series only, not every job's in the
+  // page's time span (a page sorted by start time may span months).
+  const jobMatchers =
+    jobs.length <= PAGE_JOB_MATCHER_MAX
+      ? [
+          new LabelMatcher(
+            '=~',
+            WellKnownLabel.jobId,
+            regexOfLiterals([...new Set(jobs.map((j) => j.jobId))]),
+          ),
+        ]
+      : [];
+  /** For each job, the newest value of each of its series of `metric`, with the series' labels. */
+  const latest = async (metric: string): Promise<{ labels: LabelSet; v: number }[][]> => {
+    const out: { labels: LabelSet; v: number }[][] = jobs.map(() => []);
+    for (const s of await selectSeries(
+      querier,
+      [new LabelMatcher('=', METRIC_NAME_LABEL, metric), ...jobMatchers],
+      undefined,
+      signal,
+    )) {
+      const i = index.get(`${s.labels[WellKnownLabel.tenant]}\u0000${s.labels[WellKnownLabel.jobId]}`);
+      if (i === undefined) continue;
+      const end = endOf(jobs[i]!);
+      const v = newestValue(s, end - SUMMARY_WINDOW_MS, end);
+      if (v !== undefined) out[i]!.push({ labels: s.labels, v });
+    }
+    return out;
+  };
+  const [util, steps, losses, samples, tokens] = await Promise.all([
+    latest('gpu_utilization_ratio'),
+    latest('train_step'),
+    latest('train_loss'),
+    latest('train_samples_per_second'),
+    latest('train_tokens_per_second'),
+  ]);
+  return jobs.map((job, i) => {
+    const u = util[i]!.map((x) => x.v);
+    const l = losses[i]!;
+    const rank0 = l.find((x) => x.labels[WellKnownLabel.rank] === '0');
+    const lossValue = rank0
+      ? rank0.v
+      : l.some((x) => Number.isNaN(x.v))
+        ? Number.NaN
+        : mean(l.map((x) => x.v));
+    const finiteSteps = steps[i]!.map((x) => x.v).filter(Number.isFinite);
+    const busy = u.filter((v) => v >= IDLE_UTILIZATION).length;
+    return {
+      ...job,
+      gpus: u.length,
+      meanGpuUtilization: mean(u),
+      step: finiteSteps.length ? Math.max(...finiteSteps) : null,
+      loss: lossValue === null ? null : jsonValue(lossValue),
+      samplesPerSecond: sum(samples[i]!.map((x) => x.v)),
+      tokensPerSecond: sum(tokens[i]!.map((x) => x.v)),
+      busyGpus: busy,
+      idleGpus: u.filter((v) => v < IDLE_UTILIZATION).length,
+    };
+  });
+}
+
+function mean(xs: number[]): number | null {
+  const finite = xs.filter(Number.isFinite);
+  return finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : null;
+}
+
+function sum(xs: number[]): number | null {
+  const finite = xs.filter(Number.isFinite);
+  return finite.length ? finite.reduce((a, b) => a + b, 0) : null;
+}
