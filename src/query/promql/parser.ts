@@ -3,6 +3,9 @@
  * generated_parser.y), with the same operator precedences, type checks and error messages (`1:5: parse
  * error: ...`). Includes the experimental syntax Prometheus's test suite enables: duration expressions
  * (`[5m+30s]`, `offset step()`, `min_of`/`max_of`) and binary-operator fill modifiers (`fill(0)`).
+ *
+ * Longer than 600 lines on purpose: one hand-written recursive-descent parser, whose methods call each other
+ * over one token cursor; split across files it would read worse (the lexer is apart, in lexer.ts).
  */
 import { LabelMatcher, type MatchType, METRIC_NAME_LABEL } from '../../model/labels.js';
 import {
