@@ -74,6 +74,15 @@ export function metricParam(q: Query, required: boolean): string | undefined {
   return m;
 }
 
+/** Every `metric` given (repeated or comma-separated), each a valid metric name; none given is empty. */
+export function metricsParam(q: Query): string[] {
+  const metrics = many(q.metric);
+  for (const m of metrics)
+    if (!isValidMetricName(m))
+      throw twError(Errors.badRequest, `metric=${JSON.stringify(m)} is not a valid metric name`);
+  return metrics;
+}
+
 /** `start`/`end` in ms or RFC 3339; the default is the last hour. */
 export function rangeParams(q: Query, now: number): { start: number; end: number } {
   const end = parseTime(single(q.end, 'end'), 'end', now);

@@ -18,7 +18,7 @@ import type { JobRepository } from '../meta/index.js';
 import { isCurveMetric } from '../model/curve-metrics.js';
 import { Errors, twError } from '../model/errors.js';
 import type { JobInfo } from '../model/job.js';
-import { isValidMetricName, LabelMatcher, METRIC_NAME_LABEL, WellKnownLabel } from '../model/labels.js';
+import { LabelMatcher, METRIC_NAME_LABEL, WellKnownLabel } from '../model/labels.js';
 import { RollupColumns, SampleBuffer, type Storage } from '../storage/index.js';
 import { buildHeatmap, SPREAD_AGGREGATES, selectForGrid } from './dashboard-heatmap.js';
 import { SpreadAccumulator } from './dashboard-matrix.js';
@@ -32,6 +32,7 @@ import {
   MAX_POINTS,
   many,
   metricParam,
+  metricsParam,
   numParam,
   type Query,
   RANGE_OPTIONS,
@@ -215,10 +216,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     const start = parseTime(single(q.start, 'start'), 'start', job.startMs ?? end - DEFAULT_RANGE_MS);
     if (start > end) throw twError(Errors.badRequest, `start (${start}) is after end (${end})`);
     const points = intParam(q, 'points', 1, MAX_POINTS);
-    const requested = many(q.metric);
-    for (const m of requested)
-      if (!isValidMetricName(m))
-        throw twError(Errors.badRequest, `metric=${JSON.stringify(m)} is not a valid metric name`);
+    const requested = metricsParam(q);
     const querier = deps.storage.querier(tenant, start, end);
     const jobMatcher = new LabelMatcher('=', WellKnownLabel.jobId, jobId);
     const metrics = (
@@ -286,10 +284,7 @@ function streamTicks(
 ): void {
   const q = req.query as Query;
   const tenant = readTenant(principal, single(q.tenant, 'tenant'));
-  const metrics = many(q.metric);
-  for (const m of metrics)
-    if (!isValidMetricName(m))
-      throw twError(Errors.badRequest, `metric=${JSON.stringify(m)} is not a valid metric name`);
+  const metrics = metricsParam(q);
   const matchers = labelMatchers(q, TICK_OPTIONS);
   if (metrics.length === 1) matchers.push(new LabelMatcher('=', METRIC_NAME_LABEL, metrics[0]!));
   else if (metrics.length > 1) matchers.push(new LabelMatcher('=~', METRIC_NAME_LABEL, metrics.join('|')));
