@@ -13,7 +13,7 @@ import {
   WellKnownLabel,
 } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
-import { newestValue } from './job-summary.js';
+import { meanOfFinite, newestValue, sumOfFinite } from './job-summary.js';
 import { jsonValue, selectSeries } from './series-read.js';
 
 /** The window the fleet table takes a job's "latest" numbers from (as summarizeJob does). */
@@ -92,29 +92,19 @@ export async function summarizeFleet(
       ? rank0.v
       : l.some((x) => Number.isNaN(x.v))
         ? Number.NaN
-        : mean(l.map((x) => x.v));
+        : meanOfFinite(l.map((x) => x.v));
     const finiteSteps = steps[i]!.map((x) => x.v).filter(Number.isFinite);
     const busy = u.filter((v) => v >= IDLE_UTILIZATION).length;
     return {
       ...job,
       gpus: u.length,
-      meanGpuUtilization: mean(u),
+      meanGpuUtilization: meanOfFinite(u),
       step: finiteSteps.length ? Math.max(...finiteSteps) : null,
       loss: lossValue === null ? null : jsonValue(lossValue),
-      samplesPerSecond: sum(samples[i]!.map((x) => x.v)),
-      tokensPerSecond: sum(tokens[i]!.map((x) => x.v)),
+      samplesPerSecond: sumOfFinite(samples[i]!.map((x) => x.v)),
+      tokensPerSecond: sumOfFinite(tokens[i]!.map((x) => x.v)),
       busyGpus: busy,
       idleGpus: u.filter((v) => v < IDLE_UTILIZATION).length,
     };
   });
-}
-
-function mean(xs: number[]): number | null {
-  const finite = xs.filter(Number.isFinite);
-  return finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : null;
-}
-
-function sum(xs: number[]): number | null {
-  const finite = xs.filter(Number.isFinite);
-  return finite.length ? finite.reduce((a, b) => a + b, 0) : null;
 }

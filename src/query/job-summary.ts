@@ -112,12 +112,14 @@ function latestValues(
   );
 }
 
-function mean(xs: number[]): number | null {
+/** The mean of the finite values (a NaN or ±Inf gauge is left out); null when none is finite. */
+export function meanOfFinite(xs: number[]): number | null {
   const finite = xs.filter(Number.isFinite);
   return finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : null;
 }
 
-function sum(xs: number[]): number | null {
+/** The sum of the finite values; null when none is finite. */
+export function sumOfFinite(xs: number[]): number | null {
   const finite = xs.filter(Number.isFinite);
   return finite.length ? finite.reduce((a, b) => a + b, 0) : null;
 }
@@ -144,15 +146,15 @@ export async function summarizeJob(
     ? rank0.v
     : losses.some((l) => Number.isNaN(l.v))
       ? Number.NaN
-      : mean(losses.map((l) => l.v));
+      : meanOfFinite(losses.map((l) => l.v));
   const finiteSteps = steps.map((s) => s.v).filter(Number.isFinite);
   return {
     ...job,
     gpus: util.length,
-    meanGpuUtilization: mean(util.map((u) => u.v)),
+    meanGpuUtilization: meanOfFinite(util.map((u) => u.v)),
     step: finiteSteps.length ? Math.max(...finiteSteps) : null,
     loss: lossValue === null ? null : jsonValue(lossValue),
-    samplesPerSecond: sum(samples.map((s) => s.v)),
-    tokensPerSecond: sum(tokens.map((s) => s.v)),
+    samplesPerSecond: sumOfFinite(samples.map((s) => s.v)),
+    tokensPerSecond: sumOfFinite(tokens.map((s) => s.v)),
   };
 }
