@@ -42,6 +42,7 @@ export async function waitFor<T>(
     } catch (err) {
       lastError = err;
     }
+    // The poll interval of this wait-for-event helper.
     await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(

@@ -320,6 +320,7 @@ describe.skipIf(skipReason !== undefined)('KafkaBus against a real broker', () =
         });
         await Promise.all(batch);
         changed.notify();
+        // Pacing of the background appender (load while the group rebalances), not a wait for an event.
         await new Promise((r) => setTimeout(r, 20));
       }
     })();

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithPostgres, startPostgres, type TestPostgres } from '../../test/support/postgres.js';
+import { waitFor } from '../../test/helpers.js';
 import { JobInfoCache } from './job-cache.js';
 import { type MetaConfig, openMeta, openTokenAdmin, postgresUrlOf } from './open.js';
 
@@ -50,6 +51,7 @@ describe('JobInfoCache', () => {
     let now = 0;
     let calls = 0;
     let fail = false;
+    let loadFailed = () => {};
     const cache = new JobInfoCache(
       {
         get: async (tenant, jobId) => {
@@ -58,7 +60,7 @@ describe('JobInfoCache', () => {
           return { jobId, tenant, name: `v${calls}` } as never;
         },
       },
-      { ttlMs: 100, now: () => now },
+      { ttlMs: 100, now: () => now, onError: () => loadFailed() },
     );
     expect(cache.peek('t', 'j')).toBeUndefined();
     await Promise.resolve();
@@ -67,8 +69,11 @@ describe('JobInfoCache', () => {
     expect(calls).toBe(1);
     now = 150;
     fail = true;
+    const failedLoadReported = new Promise<void>((resolve) => {
+      loadFailed = resolve;
+    });
     cache.peek('t', 'j');
-    await new Promise((r) => setTimeout(r, 0));
+    await failedLoadReported;
     expect(cache.peek('t', 'j')).toMatchObject({ name: 'v1' });
     fail = false;
     expect(await cache.load('t', 'j')).toMatchObject({ name: 'v4' });
@@ -100,14 +105,15 @@ describeWithPostgres('openMeta (postgres)', () => {
     await b.tokenAdmin.revoke(info.id);
     // `a` never saw the token: a miss refresh, then the revocation shows.
     a.tokens.verify(token);
-    const deadline = Date.now() + 5000;
-    while (
-      a.tokens.verify(token).ok !== false ||
-      (a.tokens.verify(token) as { reason: string }).reason !== 'revoked'
-    ) {
-      if (Date.now() > deadline) throw new Error('revoked token not seen as revoked within 5 s');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitFor(
+      'the revoked token to be seen as revoked',
+      () => {
+        const check = a.tokens.verify(token);
+        return (!check.ok && check.reason === 'revoked') || undefined;
+      },
+      5000,
+      50,
+    );
     await Promise.all([a.close(), b.close()]);
   });
 

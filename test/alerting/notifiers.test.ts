@@ -104,7 +104,14 @@ describe('webhook', () => {
     svc.hub.transition(alert({}, 'resolved', t), 'resolved');
     await waitFor('the resolved webhook', () => hook.received[1]);
     expect(hook.received[1]!.body).toMatchObject({ status: 'resolved', alerts: [{ status: 'resolved' }] });
-    await new Promise((r) => setTimeout(r, 400));
+    // Nothing more can be sent once the resolved group is gone from the dispatcher and the outbox holds nothing
+    // undelivered: wait for that state instead of for a fixed time.
+    await waitFor('the dispatcher and the outbox to settle', () =>
+      svc.dispatcher?.snapshot().length === 0 && svc.store!.notifications(100).every((n) => n.status === 'delivered')
+        ? true
+        : undefined,
+    );
+    expect(svc.store!.notifications(100)).toHaveLength(2);
     expect(hook.received).toHaveLength(2);
   });
 
@@ -368,7 +375,13 @@ describe('action hooks', () => {
     svc.hub.transition(a, 'firing'); // a replay after a restart: same episode
     svc.hub.transition(alert({ alertname: 'GPUIdle' }, 'firing', Date.now()), 'firing');
     await waitFor('the action', () => (existsSync(out) ? readFileSync(out, 'utf8') : undefined));
-    await new Promise((r) => setTimeout(r, 500));
+    // Every queued action has run once the hub's writes are done and the outbox holds nothing undelivered; a
+    // replay that queued the action twice would show as a second notification here.
+    await svc.hub.flush();
+    await waitFor('the outbox to settle', () =>
+      svc.store!.notifications(100).every((n) => n.status === 'delivered') || undefined,
+    );
+    expect(svc.store!.notifications(100)).toHaveLength(1);
     const calls = readFileSync(out, 'utf8')
       .trim()
       .split('\n')

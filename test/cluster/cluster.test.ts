@@ -133,6 +133,7 @@ describe.skipIf(unavailable !== undefined)('trainwatch on Kafka, PostgreSQL and 
           if ((err as Error).message.startsWith('collector ')) throw err;
         }
         retries++;
+        // Retry back-off after a refused or failed send, not a wait for an event.
         await new Promise((r) => setTimeout(r, 100));
       }
     };

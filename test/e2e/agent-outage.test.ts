@@ -129,6 +129,7 @@ function sdkWriter(localPort: number, everyMs: number, filler = 0, firstSequence
       const n = i++;
       const t = Date.now();
       if (await postToAgent(localPort, sdkFrame(n, t, filler))) acked.set(n, t);
+      // Pacing of the writer (one batch per everyMs), not a wait for an event: tests wait with waitForAcks.
       await new Promise((r) => setTimeout(r, everyMs));
     }
   })();

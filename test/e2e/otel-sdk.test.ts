@@ -154,7 +154,13 @@ describe.each([
     const tokens = provider.getMeter('m').createCounter('tokens.processed');
     tokens.add(100);
     await provider.forceFlush();
-    await new Promise((r) => setTimeout(r, 5));
+    // The second point needs a later millisecond than the first (same timestamp = same sample): wait until the
+    // first is stored and the clock has passed its timestamp.
+    await waitFor('the first point of the delta counter, and the clock past it', async () => {
+      const r = await read('tokens_processed_total', `&job_id=${run}`);
+      const t = r[0]?.t[0];
+      return t !== undefined && Date.now() > t ? true : undefined;
+    });
     tokens.add(50);
     await provider.forceFlush();
     const s = await waitFor('two points of the delta counter', async () => {

@@ -187,7 +187,7 @@ describe('storage survives SIGKILL at random moments', () => {
         }
       };
       const writers = [writer('w1'), writer('w2'), writer('w3')];
-      // Kill at a random moment 100–500 ms into the stream.
+      // Kill at a random moment 100–500 ms into the stream (deliberate chaos timing, not a wait for an event).
       await new Promise((r) => setTimeout(r, 100 + random() * 400));
       process.kill(child.proc.pid!, 'SIGKILL');
       await child.exited;
@@ -258,6 +258,7 @@ describe('storage survives SIGKILL at random moments', () => {
         }
       };
       const writers = [writer('g1'), writer('g2')];
+      // Deliberate chaos timing (stop at a varying moment into the stream), not a wait for an event.
       await new Promise((r) => setTimeout(r, 300 + round * 50));
       const stopped = stopGracefully(child, round, 'while streaming');
       stop = true;

@@ -52,7 +52,8 @@ describe('backpressure with a slow bus', () => {
           const retryAfter = Number(res.headers['retry-after']);
           expect(retryAfter).toBeGreaterThanOrEqual(1);
           retryAfterSeen++;
-          // Honour Retry-After (1 s), with full jitter so that the senders do not come back together.
+          // Honour Retry-After (1 s), with full jitter so that the senders do not come back together (retry
+          // back-off, not a wait for an event).
           await new Promise((r) => setTimeout(r, retryAfter * 1000 * Math.random()));
           expect(attempt).toBeLessThan(100);
         }

@@ -57,6 +57,7 @@ export class MemoryBus implements BusProducer {
     this.pending++;
     this.maxPendingSeen = Math.max(this.maxPendingSeen, this.pending);
     try {
+      // Simulated broker latency (the slow bus under test), not a wait for an event.
       if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
       this.records.push({ key, record: record.slice() });
       return { partition: this.partitionOf(key), offset: this.records.length - 1 };

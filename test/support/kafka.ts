@@ -137,6 +137,7 @@ async function waitForMetadata(port: number, pid: number, timeoutMs: number): Pr
     } catch (err) {
       last = (err as Error).message;
     }
+    // Spacing between metadata attempts (retry back-off); each attempt itself waits for socket events.
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(

@@ -57,8 +57,16 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0, every: 
                 return v
         except Exception as e:  # keep polling, report the last error
             last = e
-        time.sleep(every)
+        time.sleep(every)  # the poll interval of this wait-for-event helper
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f": {last}" if last else ""))
+
+
+def after_this_millisecond() -> None:
+    """Returns once the wall clock shows a later millisecond than at the call, so that samples logged before and
+    after it get distinct timestamps (waits for the clock to tick, not for a fixed time)."""
+    start = int(time.time() * 1000)
+    while int(time.time() * 1000) <= start:
+        time.sleep(0.0001)
 
 
 def get_json(url: str) -> Dict[str, Any]:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Trainwatch, free_port, python_script, wait_for
+from conftest import Trainwatch, after_this_millisecond, free_port, python_script, wait_for
 
 import trainwatch as tw
 from trainwatch.protocol import decode_frame
@@ -52,12 +52,13 @@ def test_log_reaches_trainwatch_with_the_right_names_labels_and_metadata(trainwa
 def test_steps_advance_per_call_without_step_and_stay_once_given(trainwatch_server, spool_dir):
     srv = trainwatch_server
     run = tw.init(job_id="core-steps", server=srv.url, spool_dir=spool_dir, **FAST)
+    # Each log call on a later millisecond: train_step points with one timestamp would be one sample.
     tw.log({"a": 1})  # step 0
-    time.sleep(0.003)
+    after_this_millisecond()
     tw.log({"a": 2})  # step 1
-    time.sleep(0.003)
+    after_this_millisecond()
     tw.log({"b": 1}, step=10)
-    time.sleep(0.003)
+    after_this_millisecond()
     tw.log({"c": 1})  # steps were given: stays at 10
     assert run.wait_idle(20)
     tw.finish()
@@ -69,7 +70,7 @@ def test_step_time_and_throughput(trainwatch_server, spool_dir):
     run = tw.init(job_id="core-throughput", server=srv.url, spool_dir=spool_dir, batch_size=8, tokens_per_step=512,
                   throughput_interval=0.0, **FAST)
     for step in range(6):
-        time.sleep(0.01)
+        time.sleep(0.01)  # the training step's work (what the SDK times), not a wait for an event
         tw.log({"loss": 1.0}, step=step * 2)  # two optimizer steps per log call
     assert run.wait_idle(20)
     tw.finish()
@@ -195,13 +196,15 @@ def test_resending_a_frame_stores_it_once(trainwatch_server, tmp_path):
     frames = find_frames(str(tmp_path))
     assert frames
     sender = HttpSender(srv.url)
-    for _ in range(3):  # the same bytes, the same idempotency key, three times
+    for attempt in range(3):  # the same bytes, the same idempotency key, three times
         for f in frames:
             out = sender.send(Path(f).read_bytes())
             assert out.ok, out
+            # A duplicate answer means the server dropped the frame before writing it anywhere: once every
+            # re-send is answered so, no more data can appear later (no need to wait and see).
+            assert out.duplicate == (attempt > 0), out
     assert sender.send(Path(frames[0]).read_bytes()).duplicate
     sender.close()
-    time.sleep(0.5)  # nothing to wait for: more data must *not* appear
     got = points(srv.wait_series("loss", 3, job_id="core-idem"))
     assert [v for _, v in got] == [0.0, 1.0, 2.0]
 
