@@ -16,8 +16,8 @@ import { parseArgs } from 'node:util';
 import type { SeriesBatchBuilder } from '../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../src/protocol/native.js';
 import { defaultFleetOptions, FleetSimulator, NodeBatcher } from '../src/simulator/index.js';
-import { waitFor } from '../test/helpers.js';
 import { type ClusterProcess, TestCluster } from '../test/support/cluster.js';
+import { waitFor } from '../test/support/helpers.js';
 
 const { values } = parseArgs({
   options: {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { INCIDENT_TYPES } from '../src/simulator/index.js';
-import { tempDir } from '../test/helpers.js';
+import { tempDir } from '../test/support/helpers.js';
 import { measureAlertLatency, renderMarkdown, scoreDetectors } from './detectors.js';
 
 describe('detectors on the simulator (fast mode)', () => {

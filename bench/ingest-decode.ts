@@ -32,7 +32,7 @@ import { type SeriesBatch, SeriesBatchBuilder } from '../src/model/batch.js';
 import { labelsKey } from '../src/model/labels.js';
 import { decodePayload, NativeEncoder } from '../src/protocol/native.js';
 import { ProtoReader } from '../src/protocol/protobuf.js';
-import { type RwSeries, snappyCompress, snappyUncompress, writeRequestV1 } from '../test/ingest/wire.js';
+import { type RwSeries, snappyCompress, snappyUncompress, writeRequestV1 } from '../test/support/wire.js';
 
 const { values: args } = parseArgs({
   options: {

@@ -22,7 +22,7 @@ import { loadConfig } from '../src/config/index.js';
 import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../src/protocol/native.js';
 import { startTrainwatch } from '../src/server/index.js';
-import { tempDir } from '../test/helpers.js';
+import { tempDir } from '../test/support/helpers.js';
 
 const { values: args } = parseArgs({
   options: {

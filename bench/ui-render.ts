@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { NativeClient } from '../src/protocol/native-client.js';
 import { seedFleet, sendFleetUtilization } from '../test/support/large-fleet.js';
-import { CHROMIUM, chromiumAvailable, launchChromium } from '../test/ui/chromium.js';
+import { CHROMIUM, chromiumAvailable, launchChromium } from '../test/support/ui/chromium.js';
 
 const { values: args } = parseArgs({
   options: {

@@ -10,7 +10,7 @@ import { loadConfig } from '../src/config/index.js';
 import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../src/protocol/native.js';
 import { startTrainwatch } from '../src/server/index.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/helpers.js';
 
 describe('bus damage found at start', () => {
   it('is shown in /readyz warnings and counted, and the server stays ready', async () => {

@@ -11,7 +11,7 @@ import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../src/protocol/native.js';
 import { startTrainwatch, type Trainwatch } from '../src/server/index.js';
 import { workerConfig } from '../src/server/processor-workers.js';
-import { tempDir, waitFor } from './helpers.js';
+import { tempDir, waitFor } from './support/helpers.js';
 
 const encoder = new NativeEncoder();
 const T0 = Date.now() - 600_000;

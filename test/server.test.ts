@@ -9,7 +9,7 @@ import { SeriesBatchBuilder } from '../src/model/batch.js';
 import type { JobEvent } from '../src/model/job.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../src/protocol/native.js';
 import { startTrainwatch, type Trainwatch } from '../src/server/index.js';
-import { tempDir, waitFor } from './helpers.js';
+import { tempDir, waitFor } from './support/helpers.js';
 
 let tw: Trainwatch;
 const encoder = new NativeEncoder();

@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { REPO_ROOT, tempDir } from '../../test/helpers.js';
+import { REPO_ROOT, tempDir } from '../../test/support/helpers.js';
 import { type AgentConfig, AgentConfigError, loadAgentConfig } from './config.js';
 
 function yamlFile(body: string): string {

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../../test/helpers.js';
+import { tempDir } from '../../test/support/helpers.js';
 import { MetaStore, TokenStore } from '../meta/index.js';
 import { TrainwatchError } from '../model/errors.js';
 import type { Scope } from './auth.js';

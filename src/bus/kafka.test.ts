@@ -5,7 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../../test/helpers.js';
+import { tempDir } from '../../test/support/helpers.js';
 import { type KafkaBroker, kafkaUnavailable, startKafka } from '../../test/support/kafka.js';
 import { TrainwatchError } from '../model/errors.js';
 import { type GroupMember, hashPartitionKey, type RebalanceListener } from './bus.js';

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { waitFor } from '../../test/helpers.js';
+import { waitFor } from '../../test/support/helpers.js';
 import { AnonymousAuthenticator } from '../auth/index.js';
 import {
   type AppendResult,

@@ -4,7 +4,7 @@
  * stored on that millisecond, not the one before.
  */
 import { describe, expect, it } from 'vitest';
-import { collectorHarness } from '../../test/ingest/harness.js';
+import { collectorHarness } from '../../test/support/ingest-harness.js';
 
 describe('OTLP timestamps', () => {
   it('keeps whole-millisecond times exact, including those a double rounds down', async () => {

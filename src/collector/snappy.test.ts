@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { snappyCompress, snappyUncompress } from '../../test/ingest/wire.js';
+import { snappyCompress, snappyUncompress } from '../../test/support/wire.js';
 import { SnappyDecoder, SnappyError, snappyEncode } from './snappy.js';
 
 const LIMIT = 1 << 20;

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../../test/helpers.js';
+import { tempDir } from '../../test/support/helpers.js';
 import { describeWithPostgres, startPostgres, type TestPostgres } from '../../test/support/postgres.js';
 import { ACCESS_MIGRATIONS, AccessStore, sessionIdHash, sqliteRunner } from './access.js';
 import { MetaStore } from './meta-store.js';

@@ -2,8 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../test/support/helpers.js';
 import { describeWithPostgres, startPostgres, type TestPostgres } from '../../test/support/postgres.js';
-import { waitFor } from '../../test/helpers.js';
 import { JobInfoCache } from './job-cache.js';
 import { type MetaConfig, openMeta, openTokenAdmin, postgresUrlOf } from './open.js';
 

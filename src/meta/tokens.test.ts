@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../../test/helpers.js';
+import { tempDir } from '../../test/support/helpers.js';
 import { MetaStore } from './meta-store.js';
 import { TokenStore } from './tokens.js';
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
-import { waitFor } from '../../test/helpers.js';
+import { waitFor } from '../../test/support/helpers.js';
 import type { Alert } from '../alerting/notifier.js';
 import type { AlertChange } from '../alerting/tracker.js';
 import {

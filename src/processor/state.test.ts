@@ -6,7 +6,7 @@
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../../test/helpers.js';
+import { tempDir } from '../../test/support/helpers.js';
 import { SeriesBatchBuilder } from '../model/batch.js';
 import { DetectorSettings } from './detectors/config.js';
 import { DetectorEngine, type EngineSnapshot } from './detectors/engine.js';

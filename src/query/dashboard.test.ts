@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../test/helpers.js';
+import { waitFor } from '../../test/support/helpers.js';
 import {
   AnonymousAuthenticator,
   type Authenticator,

@@ -6,7 +6,7 @@ import { chmodSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../../test/helpers.js';
+import { tempDir } from '../../test/support/helpers.js';
 import { loadConfig } from '../config/index.js';
 import { lockDataDir } from './data-dir.js';
 import { startTrainwatch } from './modules.js';

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, loadAgentConfig, silentLogger } from '../../src/agent/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir, waitFor } from '../helpers.js';
+import { tempDir, waitFor } from '../support/helpers.js';
 
 let tw: Trainwatch;
 let agent: Agent;

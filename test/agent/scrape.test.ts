@@ -12,7 +12,7 @@ import { silentLogger } from '../../src/agent/log.js';
 import { Recorder } from '../../src/agent/recorder.js';
 import { ScrapeTarget } from '../../src/agent/scrape/scraper.js';
 import { isStaleNaN, type SeriesBatch } from '../../src/model/batch.js';
-import { freePort, REPO_ROOT, waitFor } from '../helpers.js';
+import { freePort, REPO_ROOT, waitFor } from '../support/helpers.js';
 
 const DCGM = readFileSync(path.join(REPO_ROOT, 'testdata/scrape/dcgm-exporter-l4.txt'), 'utf8');
 const cleanups: (() => void)[] = [];

@@ -13,7 +13,7 @@ import { MetaStore } from '../../src/meta/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { DetectorSettings } from '../../src/processor/detectors/config.js';
 import { DetectorEngine } from '../../src/processor/detectors/engine.js';
-import { tempDir } from '../helpers.js';
+import { tempDir } from '../support/helpers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

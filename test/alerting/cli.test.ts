@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { REPO_ROOT, startCli, tempDir } from '../helpers.js';
+import { REPO_ROOT, startCli, tempDir } from '../support/helpers.js';
 
 let tw: Trainwatch;
 

@@ -14,7 +14,7 @@ import { type AlertRepository, SqliteAlertRepository } from '../../src/alerting/
 import { AlertStore, notificationTenant } from '../../src/alerting/store.js';
 import { MetaStore } from '../../src/meta/index.js';
 import { PG_MIGRATIONS, PgMeta } from '../../src/meta/postgres/index.js';
-import { tempDir } from '../helpers.js';
+import { tempDir } from '../support/helpers.js';
 import { describeWithPostgres, startPostgres, type TestPostgres } from '../support/postgres.js';
 
 function alert(tenant: string | undefined, job: string): Alert {

@@ -14,7 +14,7 @@ import {
   runDetectorTest,
   TestFileError,
 } from '../../src/processor/detectors/test-file.js';
-import { REPO_ROOT } from '../helpers.js';
+import { REPO_ROOT } from '../support/helpers.js';
 
 const DIR = path.join(REPO_ROOT, 'testdata', 'detectors');
 const files = readdirSync(DIR).filter((f) => f.endsWith('.test'));

@@ -14,8 +14,8 @@ import type { Alert } from '../../src/alerting/notifier.js';
 import { type AlertingService, createAlerting } from '../../src/alerting/service.js';
 import type { AlertChange } from '../../src/alerting/tracker.js';
 import { MetaStore } from '../../src/meta/index.js';
-import { tempDir, waitFor } from '../helpers.js';
-import { type HttpReceiver, startHttpReceiver } from './receivers.js';
+import { tempDir, waitFor } from '../support/helpers.js';
+import { type HttpReceiver, startHttpReceiver } from '../support/receivers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

@@ -26,8 +26,8 @@ import {
 import { buildRoute, explainRoutes, matchRoutes, routesOfTenant } from '../../src/alerting/routing.js';
 import { createAlerting } from '../../src/alerting/service.js';
 import { MetaStore } from '../../src/meta/index.js';
-import { tempDir } from '../helpers.js';
-import { startHttpReceiver } from './receivers.js';
+import { tempDir } from '../support/helpers.js';
+import { startHttpReceiver } from '../support/receivers.js';
 
 /** The zod schema inside defaults, optionals and arrays. */
 function unwrap(schema: unknown): { shape?: Record<string, unknown>; element?: unknown } {

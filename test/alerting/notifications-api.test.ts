@@ -11,8 +11,8 @@ import type { Alert } from '../../src/alerting/notifier.js';
 import { loadConfig } from '../../src/config/index.js';
 import { MetaStore, TokenStore } from '../../src/meta/index.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir, waitFor } from '../helpers.js';
-import { type HttpReceiver, startHttpReceiver } from './receivers.js';
+import { tempDir, waitFor } from '../support/helpers.js';
+import { type HttpReceiver, startHttpReceiver } from '../support/receivers.js';
 
 const SHARED_TOKEN = 'shared-bearer-7f3a9c1e5b';
 const A_PATH_SECRET = 'a-path-secret-0d9e8f7a6b';

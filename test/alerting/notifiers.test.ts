@@ -16,8 +16,8 @@ import { alertingConfigSchema } from '../../src/alerting/config.js';
 import type { Alert } from '../../src/alerting/notifier.js';
 import { type AlertingService, createAlerting } from '../../src/alerting/service.js';
 import { MetaStore } from '../../src/meta/index.js';
-import { freePort, tempDir, waitFor } from '../helpers.js';
-import { type HttpReceiver, startHttpReceiver } from './receivers.js';
+import { freePort, tempDir, waitFor } from '../support/helpers.js';
+import { type HttpReceiver, startHttpReceiver } from '../support/receivers.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -107,7 +107,8 @@ describe('webhook', () => {
     // Nothing more can be sent once the resolved group is gone from the dispatcher and the outbox holds nothing
     // undelivered: wait for that state instead of for a fixed time.
     await waitFor('the dispatcher and the outbox to settle', () =>
-      svc.dispatcher?.snapshot().length === 0 && svc.store!.notifications(100).every((n) => n.status === 'delivered')
+      svc.dispatcher?.snapshot().length === 0 &&
+      svc.store!.notifications(100).every((n) => n.status === 'delivered')
         ? true
         : undefined,
     );
@@ -378,8 +379,9 @@ describe('action hooks', () => {
     // Every queued action has run once the hub's writes are done and the outbox holds nothing undelivered; a
     // replay that queued the action twice would show as a second notification here.
     await svc.hub.flush();
-    await waitFor('the outbox to settle', () =>
-      svc.store!.notifications(100).every((n) => n.status === 'delivered') || undefined,
+    await waitFor(
+      'the outbox to settle',
+      () => svc.store!.notifications(100).every((n) => n.status === 'delivered') || undefined,
     );
     expect(svc.store!.notifications(100)).toHaveLength(1);
     const calls = readFileSync(out, 'utf8')

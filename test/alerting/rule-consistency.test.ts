@@ -22,7 +22,7 @@ import { createAlerting } from '../../src/alerting/service.js';
 import { MetaStore } from '../../src/meta/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { MemoryStorage, type Storage } from '../../src/storage/index.js';
-import { tempDir } from '../helpers.js';
+import { tempDir } from '../support/helpers.js';
 
 afterEach(() => {
   vi.restoreAllMocks();

@@ -23,7 +23,7 @@ import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js
 import { QueryPool } from '../../src/query/index.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
 import { localQueryEndpoints, MemoryStorage } from '../../src/storage/index.js';
-import { tempDir, waitFor } from '../helpers.js';
+import { tempDir, waitFor } from '../support/helpers.js';
 
 /**
  * Heavy but within every limit (each subquery stays under `query.max_subquery_points`): each term takes a

@@ -15,7 +15,7 @@ import { loadConfig } from '../../src/config/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { REPO_ROOT, tempDir, waitFor } from '../helpers.js';
+import { REPO_ROOT, tempDir, waitFor } from '../support/helpers.js';
 
 const DIR = path.join(REPO_ROOT, 'testdata', 'rules');
 const INVALID = path.join(DIR, 'invalid');

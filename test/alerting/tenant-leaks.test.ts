@@ -13,8 +13,8 @@ import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import { withoutTenantLabel } from '../../src/server/http.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir, waitFor } from '../helpers.js';
-import { type HttpReceiver, startHttpReceiver } from './receivers.js';
+import { tempDir, waitFor } from '../support/helpers.js';
+import { type HttpReceiver, startHttpReceiver } from '../support/receivers.js';
 
 let tw: Trainwatch;
 let hook: HttpReceiver;

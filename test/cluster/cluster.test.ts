@@ -22,8 +22,8 @@ import {
   type IncidentRecord,
   NodeBatcher,
 } from '../../src/simulator/index.js';
-import { waitFor } from '../helpers.js';
 import { type ClusterProcess, clusterUnavailable, TestCluster } from '../support/cluster.js';
+import { waitFor } from '../support/helpers.js';
 
 const PARTITIONS = 12;
 /** Simulated history sent, ending now: long enough for every incident to start and be detected. */

@@ -13,7 +13,7 @@ import { MetaStore, TokenStore } from '../../src/meta/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir, waitFor } from '../helpers.js';
+import { tempDir, waitFor } from '../support/helpers.js';
 import {
   requireVictoriaMetrics,
   startVictoriaMetrics,

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { configSchema, ROLE_NAMES } from '../../src/config/schema.js';
 import { PROCESSOR_GROUP } from '../../src/processor/processor.js';
-import { REPO_ROOT, tempDir } from '../helpers.js';
+import { REPO_ROOT, tempDir } from '../support/helpers.js';
 
 const ROOT = REPO_ROOT;
 const DEPLOY = path.join(ROOT, 'deploy/kubernetes');

@@ -8,7 +8,16 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Child, CLI, freePort, REPO_ROOT, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
+import {
+  type Child,
+  CLI,
+  freePort,
+  REPO_ROOT,
+  startCli,
+  stopChild,
+  tempDir,
+  waitFor,
+} from '../support/helpers.js';
 
 const children: Child[] = [];
 afterEach(async () => {

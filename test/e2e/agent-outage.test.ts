@@ -21,7 +21,7 @@ import {
   stopChild,
   tempDir,
   waitFor,
-} from '../helpers.js';
+} from '../support/helpers.js';
 
 const FAKE_BIN = path.join(REPO_ROOT, 'testdata/nvidia-smi/bin');
 const children: Child[] = [];

@@ -15,7 +15,6 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
-import { type HttpReceiver, startHttpReceiver } from '../alerting/receivers.js';
 import {
   type Child,
   freePort,
@@ -25,7 +24,8 @@ import {
   tempDir,
   waitFor,
   waitForCounter,
-} from '../helpers.js';
+} from '../support/helpers.js';
+import { type HttpReceiver, startHttpReceiver } from '../support/receivers.js';
 
 const children: Child[] = [];
 let hook: HttpReceiver | undefined;

@@ -16,7 +16,7 @@ import {
   stopChild,
   tempDir,
   waitFor,
-} from '../helpers.js';
+} from '../support/helpers.js';
 
 const children: Child[] = [];
 afterEach(async () => {

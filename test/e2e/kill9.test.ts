@@ -7,7 +7,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
-import { type Child, freePort, getJson, startServer, stopChild, tempDir, waitFor } from '../helpers.js';
+import {
+  type Child,
+  freePort,
+  getJson,
+  startServer,
+  stopChild,
+  tempDir,
+  waitFor,
+} from '../support/helpers.js';
 
 const SAMPLES_PER_BATCH = 500;
 const children: Child[] = [];

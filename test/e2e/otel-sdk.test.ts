@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { MetaStore, TokenStore } from '../../src/meta/index.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir, waitFor } from '../helpers.js';
+import { tempDir, waitFor } from '../support/helpers.js';
 
 let tw: Trainwatch;
 let ingestToken: string;

@@ -28,7 +28,7 @@ import { registerPromApi } from '../../src/query/prom-api.js';
 import { shardedMemoryTsdb } from '../../src/query/promql/test-script.js';
 import { defaultFleetOptions, FleetSimulator } from '../../src/simulator/index.js';
 import type { Storage } from '../../src/storage/index.js';
-import { freePort, tempDir, waitFor } from '../helpers.js';
+import { freePort, tempDir, waitFor } from '../support/helpers.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const PROMTOOL = '/usr/bin/promtool';

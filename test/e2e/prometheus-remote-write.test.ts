@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { MetaStore, TokenStore } from '../../src/meta/index.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { freePort, tempDir, waitFor } from '../helpers.js';
+import { freePort, tempDir, waitFor } from '../support/helpers.js';
 
 const INSTALL = 'apt-get update && apt-get install -y prometheus prometheus-node-exporter';
 const haveBinaries = ['prometheus', 'prometheus-node-exporter'].every(

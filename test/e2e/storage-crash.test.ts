@@ -15,7 +15,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { hashPartitionKey, jobPartitionKey } from '../../src/bus/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
-import { type Child, freePort, getJson, startServer, stopChild, tempDir, waitFor } from '../helpers.js';
+import {
+  type Child,
+  freePort,
+  getJson,
+  startServer,
+  stopChild,
+  tempDir,
+  waitFor,
+} from '../support/helpers.js';
 
 const ROUNDS = 22;
 const GRACEFUL_ROUNDS = 6;

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder, STALE_NAN } from '../../src/model/batch.js';
 import { Tsdb } from '../../src/storage/index.js';
-import { startCli, tempDir } from '../helpers.js';
+import { startCli, tempDir } from '../support/helpers.js';
 
 async function query(sql: string): Promise<Record<string, unknown>[]> {
   const db = await DuckDBInstance.create(':memory:');

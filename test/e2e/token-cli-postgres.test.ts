@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TokenAuthenticator } from '../../src/auth/index.js';
 import { openMeta } from '../../src/meta/index.js';
-import { CLI, REPO_ROOT, tempDir, waitFor } from '../helpers.js';
+import { CLI, REPO_ROOT, tempDir, waitFor } from '../support/helpers.js';
 import { describeWithPostgres, startPostgres, type TestPostgres } from '../support/postgres.js';
 
 describeWithPostgres('trainwatch token (meta.kind: postgres)', () => {

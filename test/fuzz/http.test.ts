@@ -15,11 +15,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { NATIVE_CONTENT_TYPE } from '../../src/protocol/native.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir } from '../helpers.js';
-import { RW1_HEADERS, snappyCompress, writeRequestV1 } from '../ingest/wire.js';
-import { CASE_DEADLINE_MS, HTTP_RUNS, mutate, prng, randomMutations } from './harness.js';
-import { queryOf } from './promql-grammar.js';
-import { frameOf, NOW, nativeSeeds, otlpSeeds, rwSeeds } from './seeds.js';
+import { CASE_DEADLINE_MS, HTTP_RUNS, mutate, prng, randomMutations } from '../support/fuzz-harness.js';
+import { frameOf, NOW, nativeSeeds, otlpSeeds, rwSeeds } from '../support/fuzz-seeds.js';
+import { tempDir } from '../support/helpers.js';
+import { queryOf } from '../support/promql-grammar.js';
+import { RW1_HEADERS, snappyCompress, writeRequestV1 } from '../support/wire.js';
 
 let tw: Trainwatch;
 

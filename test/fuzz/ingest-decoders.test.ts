@@ -27,7 +27,6 @@ import { SnappyDecoder } from '../../src/collector/snappy.js';
 import { validateBatch } from '../../src/collector/validate.js';
 import { ByteWriter } from '../../src/protocol/bytes.js';
 import { decodeFrameHeader, decodePayload, framePayload } from '../../src/protocol/native.js';
-import { PbWriter, snappyCompress } from '../ingest/wire.js';
 import {
   CASE_DEADLINE_MS,
   concat,
@@ -40,8 +39,9 @@ import {
   TEST_TIMEOUT_MS,
   varintBytes,
   withoutStackTraces,
-} from './harness.js';
-import { frameOf, NOW, nativeSeeds, otlpSeeds, rwSeeds } from './seeds.js';
+} from '../support/fuzz-harness.js';
+import { frameOf, NOW, nativeSeeds, otlpSeeds, rwSeeds } from '../support/fuzz-seeds.js';
+import { PbWriter, snappyCompress } from '../support/wire.js';
 
 vi.setConfig({ testTimeout: TEST_TIMEOUT_MS });
 

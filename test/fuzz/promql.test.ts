@@ -33,8 +33,8 @@ import {
   restoreStackTraces,
   TEST_TIMEOUT_MS,
   withoutStackTraces,
-} from './harness.js';
-import { deepQueryOf, PROMQL_SERIES_END, queryOf } from './promql-grammar.js';
+} from '../support/fuzz-harness.js';
+import { deepQueryOf, PROMQL_SERIES_END, queryOf } from '../support/promql-grammar.js';
 
 vi.setConfig({ testTimeout: TEST_TIMEOUT_MS });
 

@@ -12,8 +12,8 @@ import { MetaStore, TokenStore } from '../../src/meta/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir, waitFor } from '../helpers.js';
-import { RW1_HEADERS, snappyCompress, writeRequestV1 } from './wire.js';
+import { tempDir, waitFor } from '../support/helpers.js';
+import { RW1_HEADERS, snappyCompress, writeRequestV1 } from '../support/wire.js';
 
 let tw: Trainwatch;
 let tokens: TokenStore;

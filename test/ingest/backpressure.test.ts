@@ -5,8 +5,8 @@
  * trainwatch's agent do) get every batch stored, once.
  */
 import { describe, expect, it } from 'vitest';
-import { collectorHarness, MemoryBus } from './harness.js';
-import { RW1_HEADERS, snappyCompress, writeRequestV1 } from './wire.js';
+import { collectorHarness, MemoryBus } from '../support/ingest-harness.js';
+import { RW1_HEADERS, snappyCompress, writeRequestV1 } from '../support/wire.js';
 
 const T0 = Date.now() - 60_000;
 

@@ -10,8 +10,8 @@ import {
   TenantLimits,
 } from '../../src/collector/index.js';
 import { IngestDecoder } from '../../src/collector/ingest-decoder.js';
-import { DEFAULT_TEST_LIMITS, harnessTenantLimits } from './harness.js';
-import { snappyCompress, writeRequestV1, writeRequestV2 } from './wire.js';
+import { DEFAULT_TEST_LIMITS, harnessTenantLimits } from '../support/ingest-harness.js';
+import { snappyCompress, writeRequestV1, writeRequestV2 } from '../support/wire.js';
 
 const now = Date.now();
 

@@ -17,7 +17,7 @@ import { loadConfig } from '../../src/config/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir } from '../helpers.js';
+import { tempDir } from '../support/helpers.js';
 import {
   PbWriter,
   RW1_HEADERS,
@@ -26,7 +26,7 @@ import {
   snappyCompress,
   writeRequestV1,
   writeRequestV2,
-} from './wire.js';
+} from '../support/wire.js';
 
 let tw: Trainwatch;
 const NOW = Date.now();

@@ -13,8 +13,8 @@ import {
   DEFAULT_TEST_LIMITS,
   type HarnessOptions,
   harnessTenantLimits,
-} from './harness.js';
-import { RW1_HEADERS, type RwSeries, snappyCompress, writeRequestV1 } from './wire.js';
+} from '../support/ingest-harness.js';
+import { RW1_HEADERS, type RwSeries, snappyCompress, writeRequestV1 } from '../support/wire.js';
 
 const NOW = Date.now();
 const encoder = new NativeEncoder();

@@ -5,8 +5,8 @@
  * any sort: the bomb gets a 400 naming `ingest.max_labels_per_series`, and another tenant's write is acked.
  */
 import { describe, expect, it } from 'vitest';
-import { collectorHarness } from './harness.js';
-import { RW1_HEADERS, RW2_HEADERS, snappyCompress, writeRequestV1, writeRequestV2 } from './wire.js';
+import { collectorHarness } from '../support/ingest-harness.js';
+import { RW1_HEADERS, RW2_HEADERS, snappyCompress, writeRequestV1, writeRequestV2 } from '../support/wire.js';
 
 const NOW = Date.now();
 const LIMITS = { maxBodyBytes: 16 << 20, maxPayloadBytes: 64 << 20 };

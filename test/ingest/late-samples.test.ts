@@ -10,9 +10,9 @@ import { loadConfig } from '../../src/config/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir, waitFor } from '../helpers.js';
-import { collectorHarness } from './harness.js';
-import { RW1_HEADERS, snappyCompress, writeRequestV1 } from './wire.js';
+import { tempDir, waitFor } from '../support/helpers.js';
+import { collectorHarness } from '../support/ingest-harness.js';
+import { RW1_HEADERS, snappyCompress, writeRequestV1 } from '../support/wire.js';
 
 const H = 3_600_000;
 const NOW = Date.now();

@@ -5,8 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
-import { collectorHarness } from './harness.js';
-import { RW1_HEADERS, snappyCompress, writeRequestV1 } from './wire.js';
+import { collectorHarness } from '../support/ingest-harness.js';
+import { RW1_HEADERS, snappyCompress, writeRequestV1 } from '../support/wire.js';
 
 const encoder = new NativeEncoder();
 const NOW = Date.now();

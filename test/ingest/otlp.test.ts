@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { formatFloatF } from '../../src/collector/otlp-decode.js';
 import { prometheusLabelName, prometheusMetricName } from '../../src/collector/otlp-translate.js';
 import { isStaleNaN } from '../../src/model/batch.js';
-import { collectorHarness } from './harness.js';
+import { collectorHarness } from '../support/ingest-harness.js';
 
 const NOW_NS = String(BigInt(Date.now() - 1000) * 1_000_000n);
 const NOW_MS = Number(BigInt(NOW_NS) / 1_000_000n);
@@ -178,7 +178,7 @@ describe('OTLP data points', () => {
   });
 
   it('answers protobuf requests in protobuf, including partial success', async () => {
-    const { PbWriter } = await import('./wire.js');
+    const { PbWriter } = await import('../support/wire.js');
     const h = collectorHarness();
     // ExportMetricsServiceRequest with one exponential histogram point only.
     const body = new PbWriter()

@@ -16,8 +16,8 @@ import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import type { JobEvent } from '../../src/model/job.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir, waitFor } from '../helpers.js';
-import { collectorHarness, MemoryBus } from './harness.js';
+import { tempDir, waitFor } from '../support/helpers.js';
+import { collectorHarness, MemoryBus } from '../support/ingest-harness.js';
 
 const T = Date.now() - 10_000;
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { isStaleNaN, STALE_NAN_BITS_HI, STALE_NAN_BITS_LO } from '../../src/model/batch.js';
-import { collectorHarness } from './harness.js';
+import { collectorHarness } from '../support/ingest-harness.js';
 import {
   RW1_HEADERS,
   RW2_HEADERS,
@@ -13,7 +13,7 @@ import {
   snappyCompress,
   writeRequestV1,
   writeRequestV2,
-} from './wire.js';
+} from '../support/wire.js';
 
 const NOW = Date.now();
 const staleBytes = (() => {
@@ -206,7 +206,7 @@ describe('remote-write refusals', () => {
 
   it('refuses a label name given twice', async () => {
     const h = collectorHarness();
-    const { PbWriter } = await import('./wire.js');
+    const { PbWriter } = await import('../support/wire.js');
     const w = new PbWriter().message(1, (ts) => {
       ts.message(1, (l) => l.string(1, '__name__').string(2, 'm'));
       ts.message(1, (l) => l.string(1, 'a').string(2, '1'));
@@ -303,7 +303,7 @@ describe('remote-write refusals', () => {
 
 describe('remote-write decoding, property', () => {
   it('stores the same thing whatever field order and length encoding the sender chose', async () => {
-    const { PbWriter } = await import('./wire.js');
+    const { PbWriter } = await import('../support/wire.js');
     const fc = (await import('fast-check')).default;
     const name = fc.stringMatching(/^[a-z][a-z0-9_]{0,140}$/);
     const seriesArb = fc.array(

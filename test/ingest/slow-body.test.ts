@@ -7,8 +7,8 @@
  */
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { collectorHarness } from './harness.js';
-import { RW1_HEADERS, snappyCompress, writeRequestV1 } from './wire.js';
+import { collectorHarness } from '../support/ingest-harness.js';
+import { RW1_HEADERS, snappyCompress, writeRequestV1 } from '../support/wire.js';
 
 const BIG = 16 << 20;
 const closers: (() => Promise<unknown>)[] = [];

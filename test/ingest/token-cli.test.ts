@@ -5,8 +5,17 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Child, CLI, freePort, REPO_ROOT, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
-import { RW1_HEADERS, snappyCompress, writeRequestV1 } from './wire.js';
+import {
+  type Child,
+  CLI,
+  freePort,
+  REPO_ROOT,
+  startCli,
+  stopChild,
+  tempDir,
+  waitFor,
+} from '../support/helpers.js';
+import { RW1_HEADERS, snappyCompress, writeRequestV1 } from '../support/wire.js';
 
 /** `twk_<16 hex id>_`: the secret is the rest (base64url, so it may itself hold '_'). */
 const TOKEN_PREFIX_LENGTH = 'twk_0123456789abcdef_'.length;

@@ -10,7 +10,7 @@ import { loadConfig } from '../../src/config/index.js';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir, waitFor } from '../helpers.js';
+import { tempDir, waitFor } from '../support/helpers.js';
 
 const T0 = Math.floor((Date.now() - 10 * 60_000) / 15_000) * 15_000;
 /** Metric names to give a name regex something to scan. */

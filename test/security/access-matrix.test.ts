@@ -16,7 +16,7 @@ import { accessControlOf, type DeclaredRoute, type Permission, type Scope } from
 import { loadConfig } from '../../src/config/index.js';
 import { createHttpServer } from '../../src/server/http.js';
 import { startTrainwatch } from '../../src/server/index.js';
-import { tempDir } from '../helpers.js';
+import { tempDir } from '../support/helpers.js';
 
 const OWN = 'alpha';
 const OTHER = 'beta';

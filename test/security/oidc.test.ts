@@ -11,7 +11,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mapClaimsToRoles, safeRedirectPath } from '../../src/auth/index.js';
 import { ConfigError, loadConfig } from '../../src/config/index.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir } from '../helpers.js';
+import { tempDir } from '../support/helpers.js';
 import { TestOidcProvider } from '../support/oidc-provider.js';
 
 const CLIENT_ID = 'trainwatch-test';

@@ -17,9 +17,17 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTENT_SECURITY_POLICY, createHttpServer } from '../../src/server/http.js';
 import { registerUi } from '../../src/server/ui-assets.js';
-import { type Child, freePort, REPO_ROOT, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
-import { chromiumAvailable, launchChromium } from '../ui/chromium.js';
-import { hasOpenssl, type Issued, TestCa } from './tls-pki.js';
+import {
+  type Child,
+  freePort,
+  REPO_ROOT,
+  startCli,
+  stopChild,
+  tempDir,
+  waitFor,
+} from '../support/helpers.js';
+import { hasOpenssl, type Issued, TestCa } from '../support/tls-pki.js';
+import { chromiumAvailable, launchChromium } from '../support/ui/chromium.js';
 
 const UI_DIR = path.join(REPO_ROOT, 'dist', 'ui');
 const uiBuilt = existsSync(path.join(UI_DIR, 'index.html'));

@@ -20,8 +20,8 @@ import { Agent, loadAgentConfig, silentLogger } from '../../src/agent/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { createHttpServer, type HttpServer } from '../../src/server/http.js';
 import { startTrainwatch, type Trainwatch } from '../../src/server/index.js';
-import { tempDir, waitFor } from '../helpers.js';
-import { hasOpenssl, type Issued, TestCa } from './tls-pki.js';
+import { tempDir, waitFor } from '../support/helpers.js';
+import { hasOpenssl, type Issued, TestCa } from '../support/tls-pki.js';
 
 const dir = tempDir('tw-tls-');
 let ca: TestCa;

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { registerUser } from '../../src/cli/commands/user.js';
 import { loadConfig } from '../../src/config/index.js';
 import { openAccessAdmin } from '../../src/meta/index.js';
-import { tempDir } from '../helpers.js';
+import { tempDir } from '../support/helpers.js';
 
 async function run(dataDir: string, ...args: string[]): Promise<string> {
   const program = new Command().exitOverride();

@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { type Child, freePort, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
+import { type Child, freePort, startCli, stopChild, tempDir, waitFor } from './helpers.js';
 import { type KafkaBroker, kafkaUnavailable, startKafka } from './kafka.js';
 import { POSTGRES_BIN_DIR, startPostgres, type TestPostgres } from './postgres.js';
 import { startVictoriaMetrics, type VictoriaMetrics, victoriaMetricsAvailable } from './victoria-metrics.js';

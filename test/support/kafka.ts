@@ -11,7 +11,7 @@ import { existsSync, promises as fsp, readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, REPO_ROOT, tempDir } from '../helpers.js';
+import { freePort, REPO_ROOT, tempDir } from './helpers.js';
 
 const SCRIPT = path.join(REPO_ROOT, 'scripts', 'kafka', 'kafka.sh');
 const KAFKA_HOME =

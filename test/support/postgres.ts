@@ -15,7 +15,7 @@ import { chownSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:f
 import path from 'node:path';
 import pg from 'pg';
 import { describe, it } from 'vitest';
-import { freePort, tempDir, waitFor } from '../helpers.js';
+import { freePort, tempDir, waitFor } from './helpers.js';
 
 export interface TestPostgres {
   /** `postgres://postgres@127.0.0.1:<port>/<database>`: trust authentication, no password. */

@@ -22,7 +22,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { freePort, tempDir, waitFor } from '../helpers.js';
+import { freePort, tempDir, waitFor } from './helpers.js';
 
 export const VICTORIA_METRICS_INSTALL = 'apt-get update && apt-get install -y victoria-metrics';
 const BIN = process.env.VICTORIA_METRICS_BIN ?? 'victoria-metrics';

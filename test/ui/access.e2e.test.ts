@@ -14,10 +14,19 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Child, CLI, freePort, REPO_ROOT, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
+import {
+  type Child,
+  CLI,
+  freePort,
+  REPO_ROOT,
+  startCli,
+  stopChild,
+  tempDir,
+  waitFor,
+} from '../support/helpers.js';
 import { TestOidcProvider } from '../support/oidc-provider.js';
-import { AXE_PATH, axeViolations } from './axe.js';
-import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
+import { AXE_PATH, axeViolations } from '../support/ui/axe.js';
+import { CHROMIUM, chromiumAvailable, launchChromium } from '../support/ui/chromium.js';
 
 const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
 const available = chromiumAvailable();

@@ -22,9 +22,9 @@ import {
   stopChild,
   tempDir,
   waitFor,
-} from '../helpers.js';
-import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
-import { startDemo } from './demo.js';
+} from '../support/helpers.js';
+import { CHROMIUM, chromiumAvailable, launchChromium } from '../support/ui/chromium.js';
+import { startDemo } from '../support/ui/demo.js';
 
 /** How long a poll waits for the page to settle: the demo's queries are slow on a loaded machine. */
 const WAIT = { timeout: 20_000 };

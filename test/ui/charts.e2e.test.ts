@@ -11,10 +11,10 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Child, getJson, REPO_ROOT, stopChild, waitFor } from '../helpers.js';
-import { AXE_PATH, axeViolations } from './axe.js';
-import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
-import { startDemo } from './demo.js';
+import { type Child, getJson, REPO_ROOT, stopChild, waitFor } from '../support/helpers.js';
+import { AXE_PATH, axeViolations } from '../support/ui/axe.js';
+import { CHROMIUM, chromiumAvailable, launchChromium } from '../support/ui/chromium.js';
+import { startDemo } from '../support/ui/demo.js';
 
 const available = chromiumAvailable();
 if (!available && process.env.CI === 'true')

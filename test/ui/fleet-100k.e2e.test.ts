@@ -12,10 +12,10 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Child, freePort, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
+import { type Child, freePort, startCli, stopChild, tempDir, waitFor } from '../support/helpers.js';
 import { FLEET_PROJECTS, fleetJob, seedFleet, sendFleetUtilization } from '../support/large-fleet.js';
-import { AXE_PATH, axeViolations } from './axe.js';
-import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
+import { AXE_PATH, axeViolations } from '../support/ui/axe.js';
+import { CHROMIUM, chromiumAvailable, launchChromium } from '../support/ui/chromium.js';
 
 const JOBS = 100_000;
 /** Jobs with GPU utilization in the last ten minutes: more than the heatmap's 60 rows. */

@@ -14,10 +14,18 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import { NATIVE_CONTENT_TYPE, NativeEncoder } from '../../src/protocol/native.js';
-import { type HttpReceiver, startHttpReceiver } from '../alerting/receivers.js';
-import { type Child, freePort, REPO_ROOT, startCli, stopChild, tempDir, waitFor } from '../helpers.js';
-import { AXE_PATH, axeViolations } from './axe.js';
-import { CHROMIUM, chromiumAvailable, launchChromium } from './chromium.js';
+import {
+  type Child,
+  freePort,
+  REPO_ROOT,
+  startCli,
+  stopChild,
+  tempDir,
+  waitFor,
+} from '../support/helpers.js';
+import { type HttpReceiver, startHttpReceiver } from '../support/receivers.js';
+import { AXE_PATH, axeViolations } from '../support/ui/axe.js';
+import { CHROMIUM, chromiumAvailable, launchChromium } from '../support/ui/chromium.js';
 
 const SHOTS = path.join(REPO_ROOT, 'test-output', 'screenshots');
 const available = chromiumAvailable();

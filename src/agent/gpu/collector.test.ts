@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitFor } from '../../../test/helpers.js';
+import { waitFor } from '../../../test/support/helpers.js';
 import type { SeriesBatch } from '../../model/batch.js';
 import { createAgentLogger } from '../log.js';
 import { Recorder } from '../recorder.js';

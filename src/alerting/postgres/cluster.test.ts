@@ -7,9 +7,9 @@
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { type HttpReceiver, startHttpReceiver } from '../../../test/alerting/receivers.js';
-import { waitFor } from '../../../test/helpers.js';
+import { waitFor } from '../../../test/support/helpers.js';
 import { describeWithPostgres, startPostgres, type TestPostgres } from '../../../test/support/postgres.js';
+import { type HttpReceiver, startHttpReceiver } from '../../../test/support/receivers.js';
 import { LeaderElection, PG_MIGRATIONS, PgMeta } from '../../meta/postgres/index.js';
 import { fingerprint } from '../alert.js';
 import { alertingConfigSchema } from '../config.js';

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, tempDir, waitFor } from '../../../test/helpers.js';
+import { freePort, tempDir, waitFor } from '../../../test/support/helpers.js';
 import { loadConfig } from '../../config/index.js';
 import { SeriesBatchBuilder } from '../../model/batch.js';
 import { NativeEncoder } from '../../protocol/native.js';

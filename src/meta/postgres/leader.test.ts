@@ -1,7 +1,7 @@
 import net from 'node:net';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { waitFor } from '../../../test/helpers.js';
+import { waitFor } from '../../../test/support/helpers.js';
 import { describeWithPostgres, startPostgres, type TestPostgres } from '../../../test/support/postgres.js';
 import { LeaderElection } from './leader.js';
 

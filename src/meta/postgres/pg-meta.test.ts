@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { freePort, waitFor } from '../../../test/helpers.js';
+import { freePort, waitFor } from '../../../test/support/helpers.js';
 import { describeWithPostgres, startPostgres, type TestPostgres } from '../../../test/support/postgres.js';
 import { PG_MIGRATIONS } from './migrations.js';
 import { PgMeta } from './pg-meta.js';

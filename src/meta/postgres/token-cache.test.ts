@@ -3,7 +3,7 @@
  * another pool) are honoured within the documented bounds; wrong secrets are refused; no secret is stored.
  */
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
-import { waitFor } from '../../../test/helpers.js';
+import { waitFor } from '../../../test/support/helpers.js';
 import { describeWithPostgres, startPostgres, type TestPostgres } from '../../../test/support/postgres.js';
 import { TokenAuthenticator } from '../../auth/index.js';
 import { hashTokenSecret, parseToken } from '../tokens.js';

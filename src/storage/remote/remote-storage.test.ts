@@ -7,7 +7,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../../test/helpers.js';
+import { waitFor } from '../../../test/support/helpers.js';
 import { startRemoteWriteServer } from '../../../test/support/remote-write-server.js';
 import {
   requireVictoriaMetrics,

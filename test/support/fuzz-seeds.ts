@@ -10,7 +10,7 @@ import { SeriesBatchBuilder } from '../../src/model/batch.js';
 import type { JobEvent } from '../../src/model/job.js';
 import { ByteWriter } from '../../src/protocol/bytes.js';
 import { NATIVE_MAGIC, NATIVE_VERSION, NativeEncoder } from '../../src/protocol/native.js';
-import { type RwSeries, writeRequestV1 } from '../ingest/wire.js';
+import { type RwSeries, writeRequestV1 } from './wire.js';
 
 /** Sample timestamps are near this (the test's start), inside every acceptance window. */
 export const NOW = Date.now();

@@ -28,7 +28,7 @@ import { Errors, twError } from '../../src/model/errors.js';
 import type { LabelSet } from '../../src/model/labels.js';
 import { decodePayload } from '../../src/protocol/native.js';
 import { type ConnectionLimits, createHttpServer } from '../../src/server/http.js';
-import { tempDir } from '../helpers.js';
+import { tempDir } from './helpers.js';
 
 export interface StoredRecord {
   readonly key: string;

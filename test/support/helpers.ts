@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
+export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
 export const CLI = path.join(REPO_ROOT, 'bin', 'trainwatch.js');
 
 export function tempDir(prefix = 'tw-test-'): string {

@@ -5,7 +5,7 @@
  * literals, wrong arities, character-level damage, and nesting far past the parser's limit.
  */
 import { FUNCTIONS } from '../../src/query/promql/index.js';
-import { prng } from './harness.js';
+import { prng } from './fuzz-harness.js';
 
 /** The end of the fuzz data set (ms); `@` modifiers point near it. */
 export const PROMQL_SERIES_END = 1_700_000_000_000 + 3_600_000;
