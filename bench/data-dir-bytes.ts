@@ -121,6 +121,7 @@ async function main(): Promise<void> {
   const systems: System[] = [];
   const results: Record<string, unknown> = {};
   try {
+    // The main data set as run.ts builds it, one option per line (twin: ingest-profile.ts:main): each tool stands alone.
     const fleet = fleetForSeries(series);
     const ds = await generator.build('main', {
       seed: 42,

@@ -33,6 +33,7 @@ import { labelsKey } from '../src/model/labels.js';
 import { decodePayload, NativeEncoder } from '../src/protocol/native.js';
 import { ProtoReader } from '../src/protocol/protobuf.js';
 import { type RwSeries, snappyCompress, snappyUncompress, writeRequestV1 } from '../test/support/wire.js';
+import { GPU_METRICS } from './harness/in-process.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -54,16 +55,6 @@ const SERIES = Number(args.series);
 const PER_REQUEST = Number(args['per-request']);
 const TICKS = Number(args.ticks);
 const RUNS = Number(args.runs);
-
-const GPU_METRICS = [
-  'gpu_utilization_ratio',
-  'gpu_memory_used_bytes',
-  'gpu_memory_total_bytes',
-  'gpu_power_watts',
-  'gpu_temperature_celsius',
-  'gpu_sm_clock_hertz',
-  'gpu_ecc_errors_total',
-];
 
 function fleetLabels(n: number): Record<string, string>[] {
   const out: Record<string, string>[] = [];
@@ -108,6 +99,8 @@ function buildRequests(labels: Record<string, string>[]): Uint8Array[][] {
 // ----------------------------------------------------------------------------------------------------------
 // trainwatch's hot path
 
+// The collector parts, as in ingest-memory.ts (its section 1): this measures decode time, that one memory,
+// each with its own limits, so each builds its own.
 function disciplined(): (body: Uint8Array) => number {
   const tenants = new TenantLimits({
     maxActiveSeries: 10_000_000,

@@ -90,6 +90,7 @@ const measure = async (what: string, minus = 0) => {
 };
 
 // ---- 1. collector -----------------------------------------------------------------------------------
+// The collector parts, as in ingest-decode.ts:disciplined (different limits: this measures memory, that time).
 const tenants = new TenantLimits({
   maxActiveSeries: 1e9,
   activeSeriesTtlMs: 3_600_000,

@@ -267,6 +267,7 @@ async function main(): Promise<void> {
   const generator = new GeneratorProcess();
   let server: ReturnType<typeof startProcess> | undefined;
   try {
+    // The main data set as run.ts builds it, one option per line (twin: data-dir-bytes.ts:main): each tool stands alone.
     const fleet = fleetForSeries(series);
     const ds = await generator.build('main', {
       seed: 42,

@@ -22,7 +22,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
 import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { DetectorSettings } from '../src/processor/detectors/config.js';
 import { DetectorEngine } from '../src/processor/detectors/engine.js';
@@ -31,8 +30,8 @@ import { SeriesTable } from '../src/processor/series-table.js';
 import { NativeEncoder } from '../src/protocol/native.js';
 import { FleetSimulator } from '../src/simulator/fleet.js';
 import type { HeadRefCache } from '../src/storage/head.js';
-import { Tsdb } from '../src/storage/tsdb.js';
 import { fleetForSeries } from './harness/dataset.js';
+import { openBenchTsdb } from './harness/in-process.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -96,15 +95,7 @@ console.log(
 
 // 2. The worker's path.
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tw-bench-processor-'));
-const db = await Tsdb.open({
-  dir,
-  blockDurationMs: 2 * 3_600_000,
-  outOfOrderWindowMs: 3_600_000,
-  retentionMs: { raw: 0, '10s': 0, '1m': 0, '1h': 0 },
-  fsync: false,
-  blockCacheBytes: 256 << 20,
-  logger: pino({ level: 'warn' }),
-});
+const db = await openBenchTsdb(dir, { fsync: false, blockCacheBytes: 256 << 20 });
 const table = new SeriesTable();
 const tenantSid = table.internString(TENANT);
 const refs = db.appender.newSeriesRefCache!() as HeadRefCache;

@@ -14,11 +14,10 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
 import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { decodePayload, NativeEncoder } from '../src/protocol/native.js';
 import { FleetSimulator } from '../src/simulator/fleet.js';
-import { Tsdb } from '../src/storage/tsdb.js';
+import { openBenchTsdb } from './harness/in-process.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -87,15 +86,7 @@ const decodeCpu = cpu() - c0;
 
 // 3. Decode + append into a TSDB with a data directory.
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tw-bench-storage-'));
-const db = await Tsdb.open({
-  dir,
-  blockDurationMs: 2 * 3_600_000,
-  outOfOrderWindowMs: 3_600_000,
-  retentionMs: { raw: 0, '10s': 0, '1m': 0, '1h': 0 },
-  fsync: false,
-  blockCacheBytes: 256 << 20,
-  logger: pino({ level: 'warn' }),
-});
+const db = await openBenchTsdb(dir, { fsync: false, blockCacheBytes: 256 << 20 });
 const rss0 = process.memoryUsage().rss;
 c0 = cpu();
 let firstTickCpu = 0;

@@ -14,11 +14,10 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
 import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { LabelMatcher } from '../src/model/labels.js';
 import { decodePayload, NativeEncoder } from '../src/protocol/native.js';
-import { Tsdb } from '../src/storage/tsdb.js';
+import { GPU_AND_TRAIN_METRICS, openBenchTsdb } from './harness/in-process.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -28,16 +27,7 @@ const { values: args } = parseArgs({
     'checkpoint-every': { type: 'string', default: '4' },
   },
 });
-const METRICS = [
-  'gpu_utilization_ratio',
-  'gpu_memory_used_bytes',
-  'gpu_memory_total_bytes',
-  'gpu_power_watts',
-  'gpu_temperature_celsius',
-  'gpu_sm_clock_hertz',
-  'gpu_ecc_errors_total',
-  'train_loss',
-];
+const METRICS = GPU_AND_TRAIN_METRICS;
 const PER_NODE = METRICS.length * 8;
 const NODES = Math.ceil(Number(args.series) / PER_NODE);
 const TICKS = Number(args.ticks);
@@ -107,15 +97,7 @@ function nodePayload(node: number, tick: number): Uint8Array {
 }
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tw-large-'));
-const db = await Tsdb.open({
-  dir,
-  blockDurationMs: 2 * 3_600_000,
-  outOfOrderWindowMs: 3_600_000,
-  retentionMs: { raw: 0, '10s': 0, '1m': 0, '1h': 0 },
-  fsync: true,
-  blockCacheBytes: 1 << 30,
-  logger: pino({ level: 'warn' }),
-});
+const db = await openBenchTsdb(dir, { fsync: true, blockCacheBytes: 1 << 30 });
 gc();
 const rssStart = process.memoryUsage().rss;
 let appendCpu = 0;

@@ -16,6 +16,7 @@ import pino from 'pino';
 import type { SeriesBatch } from '../src/model/batch.js';
 import { SeriesBatchBuilder } from '../src/model/batch.js';
 import { defaultTsdbOptions, Tsdb } from '../src/storage/tsdb.js';
+import { GPU_AND_TRAIN_METRICS } from './harness/in-process.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -26,16 +27,7 @@ const { values: args } = parseArgs({
 });
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 if (!(globalThis as { gc?: unknown }).gc) throw new Error('run with node --expose-gc');
-const METRICS = [
-  'gpu_utilization_ratio',
-  'gpu_memory_used_bytes',
-  'gpu_memory_total_bytes',
-  'gpu_power_watts',
-  'gpu_temperature_celsius',
-  'gpu_sm_clock_hertz',
-  'gpu_ecc_errors_total',
-  'train_loss',
-];
+const METRICS = GPU_AND_TRAIN_METRICS;
 const PER_NODE = METRICS.length * 8;
 const NODES = Math.ceil(Number(args.series) / PER_NODE);
 const TICKS = Number(args.ticks);

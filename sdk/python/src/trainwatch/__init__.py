@@ -26,6 +26,8 @@ __version__ = "0.1.0"
 _warned_no_run = False
 
 
+# The parameters repeat Run.__init__'s positional ones (core.py: Run.__init__) on purpose: the public entry point
+# shows them in editors and help(); the keyword options pass through **options unchanged.
 def init(
     job_id: Optional[str] = None,
     name: Optional[str] = None,

@@ -13,6 +13,11 @@ Invariants that keep the SDK from ever hurting training:
 * ``finish`` (also on exit, on an uncaught exception and on SIGTERM) flushes within ``flush_timeout`` and
   leaves whatever could not be sent in the spool, where the next run on the node or ``trainwatch sync``
   picks it up.
+
+``Run`` is split by what runs where: this file holds what the training thread calls (``log``, ``update``,
+``finish``, ...) and the set-up; the background thread's work is in two mixins, ``_recording.py`` (a logged
+record becomes samples in per-series buffers) and ``_delivery.py`` (the thread's loop, frames, sending and
+the spool).
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import atexit
 import getpass
 import logging
 import os
-import random
 import secrets
 import signal
 import socket
@@ -33,13 +37,14 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
 
 from . import env as envmod
 from . import names
-from .protocol import Series, encode_frame, json_safe
-from .transport import FrameStore, HttpSender, orphaned_spools
+from ._delivery import _Delivery
+from ._recording import _Recording, _SeriesBuffer
+from .protocol import json_safe
+from .transport import FrameStore, HttpSender
 
 log = logging.getLogger("trainwatch")
 
 DEFAULT_AGENT_URL = "http://127.0.0.1:9471"
-MAX_SAMPLES_PER_FRAME = 20_000
 
 _time = time.time
 
@@ -56,18 +61,7 @@ def _default_spool_dir() -> str:
     return os.path.join(base, "trainwatch", "spool")
 
 
-def _to_float(v: Any) -> Optional[float]:
-    """A logged value as a float; None for what is not a number (strings, lists, multi-element tensors)."""
-    t = type(v)
-    if t is float or t is int or t is bool:
-        return float(v)
-    try:
-        return float(v)  # numpy scalars, 0-d arrays and one-element tensors (read here, off the training thread)
-    except Exception:
-        return None
-
-
-class Run:
+class Run(_Recording, _Delivery):
     """A training process reporting to trainwatch. Create it with :func:`trainwatch.init`."""
 
     def __init__(
@@ -438,305 +432,8 @@ class Run:
     # ---------------------------------------------------------------------------------------------------
     # The background thread
 
-    def _worker(self) -> None:
-        try:
-            if self._store is not None and self.mode == "online" and self._spool_root:
-                for d in orphaned_spools(self._spool_root, self._store.dir):
-                    adopted = FrameStore.adopt(d, self._store.max_bytes)
-                    if adopted is not None and len(adopted):
-                        self.stats["frames_adopted"] += len(adopted)
-                        self._adopted.append(adopted)
-            while not self._stop.is_set():
-                self._wake.wait(self.flush_interval)
-                self._wake.clear()
-                if self._stop.is_set():
-                    break
-                self._busy = True
-                try:
-                    self._cycle(final_deadline=None)
-                finally:
-                    self._busy = False
-            self._cycle(final_deadline=time.monotonic() + self.flush_timeout)
-        except Exception as e:  # a bug here must not take the training process down
-            self.last_error = f"{type(e).__name__}: {e}"
-            log.warning("trainwatch: background thread stopped: %s", self.last_error, exc_info=True)
-        finally:
-            self._shutdown_transport()
-            self._done.set()
 
-    def _cycle(self, final_deadline: Optional[float]) -> None:
-        now = _time()
-        self._drain_queue()
-        if now >= self._next_heartbeat:
-            self._heartbeat(now)
-            self._next_heartbeat = now + self.heartbeat_interval
-        self._announce_metric_keys(now)
-        self._cut_frame(final_deadline)
-        if self.mode == "online":
-            self._deliver(final_deadline)
 
-    def _drain_queue(self) -> None:
-        q = self._queue
-        while q:
-            rec = q.popleft()
-            try:
-                if len(rec) == 5:
-                    self._record(*rec)
-                elif rec[0] == "event":
-                    # Events travel in order with the samples logged before them.
-                    if rec[1]["kind"] == "finish":
-                        self._announce_metric_keys(rec[1]["timeMs"] / 1000)
-                    self._pending_events.append(rec[1])
-                elif rec[0] == "samples":
-                    for name, labels, ts, value in rec[1]:
-                        self._add(name, labels, ts, value)
-            except Exception as e:  # one odd record must not stop the reporting of the others
-                self.stats["bad_records"] += 1
-                self.last_error = f"cannot process a logged record: {type(e).__name__}: {e}"
-            if self._pending_samples >= MAX_SAMPLES_PER_FRAME:
-                self._cut_frame(None)
-
-    def _record(self, t: float, step: Optional[int], metrics: Dict[str, Any], samples: Any, tokens: Any) -> None:
-        self.stats["records"] += 1
-        ts = int(t * 1000)
-        if step is not None:
-            try:
-                cur = int(step)
-                self._explicit_steps = True
-            except Exception:
-                cur = self._step if self._step is not None else 0
-        elif self._explicit_steps and self._step is not None:
-            cur = self._step
-        else:
-            cur = 0 if self._step is None else self._step + 1
-        if samples is not None:
-            self._window_samples += float(samples)
-            self._window_counts_given = True
-        if tokens is not None:
-            self._window_tokens += float(tokens)
-            self._window_counts_given = True
-
-        emitted = self._add_metrics(metrics, "", ts) if metrics else False
-
-        prev = self._step
-        self._step = cur
-        if prev is None or cur < prev:  # first step, or a restart from a checkpoint: start a new window
-            self._window_t, self._window_step = t, cur
-            self._window_samples = self._window_tokens = 0.0
-            self._last_step_time = t
-        elif cur > prev:
-            self._last_step_time = t
-            dt = t - (self._window_t or t)
-            dsteps = cur - (self._window_step or 0)
-            if dt >= self.throughput_interval and dsteps > 0:
-                self._add_run(names.STEP_DURATION, ts, dt / dsteps)
-                n_samples = self._window_samples if self._window_samples else (
-                    self.batch_size * dsteps if self.batch_size else 0)
-                n_tokens = self._window_tokens if self._window_tokens else (
-                    self.tokens_per_step * dsteps if self.tokens_per_step else 0)
-                if n_samples:
-                    self._add_run(names.SAMPLES_PER_SECOND, ts, n_samples / dt)
-                if n_tokens:
-                    self._add_run(names.TOKENS_PER_SECOND, ts, n_tokens / dt)
-                self._window_t, self._window_step = t, cur
-                self._window_samples = self._window_tokens = 0.0
-                emitted = True
-        if emitted or t - self._last_step_emit >= 1.0:
-            self._add_run(names.TRAIN_STEP, ts, float(cur))
-            self._last_step_emit = t
-
-    def _announce_metric_keys(self, now: float) -> None:
-        if self._new_metric_keys:
-            if self.rank == 0:  # job metadata comes from rank 0
-                self._pending_events.append({"kind": "update", "jobId": self.job_id, "timeMs": int(now * 1000),
-                                             "metricKeys": dict(self._new_metric_keys)})
-            self._metric_keys_sent.update(self._new_metric_keys)
-            self._new_metric_keys.clear()
-
-    def _add_metrics(self, metrics: Mapping[str, Any], prefix: str, ts: int) -> bool:
-        """Adds one record's values (nested mappings flattened with "/"); True if any was a number."""
-        added = False
-        cache = self._name_cache
-        for k, value in metrics.items():
-            key = k if not prefix and type(k) is str else f"{prefix}{k}"
-            t = type(value)
-            if t is float or t is int:
-                v: Optional[float] = float(value)
-            elif t is dict or (t is not str and isinstance(value, Mapping)):
-                added = self._add_metrics(value, key + "/", ts) or added
-                continue
-            else:
-                v = _to_float(value)
-                if v is None:
-                    self.stats["invalid_values"] += 1
-                    continue
-            name = cache.get(key)
-            if name is None:
-                name = names.metric_name(str(key))
-                cache[key] = name
-                if name not in self._metric_keys_sent:
-                    self._new_metric_keys[name] = str(key)
-            self._add_run(name, ts, v)
-            added = True
-        return added
-
-    def _heartbeat(self, now: float) -> None:
-        """Proof of life from this thread: keeps coming while the training loop is stuck (an NCCL hang)."""
-        ts = int(now * 1000)
-        self._add_run(names.HEARTBEAT, ts, now)
-        if self._step is not None:
-            if now - self._last_step_emit >= self.heartbeat_interval:  # no progress since the last beat: say it again
-                self._add_run(names.TRAIN_STEP, ts, float(self._step))
-                self._last_step_emit = now
-            if self._last_step_time is not None:
-                self._add_run(names.LAST_STEP_TIME, ts, self._last_step_time)
-        dropped = {
-            "queue_full": self.dropped_queue_full,
-            "spool_full": self._store.dropped_frames if self._store is not None else 0,
-            "rejected": self.stats["frames_rejected"],
-            "invalid_value": self.stats["invalid_values"],
-        }
-        for reason, n in dropped.items():
-            if n:
-                self._add("trainwatch_sdk_dropped_total", {**self._labels, "reason": reason}, ts, float(n))
-
-    def _add_run(self, name: str, ts: int, value: float) -> None:
-        """A sample of a series with the run's labels (the hot path: one dict lookup)."""
-        buf = self._series.get(name)
-        if buf is None:
-            buf = self._series[name] = _SeriesBuffer({"__name__": name, **self._labels})
-        self._append(buf, ts, value)
-
-    def _add(self, name: str, labels: Mapping[str, str], ts: int, value: float) -> None:
-        key = (name, tuple(labels.items()))
-        buf = self._series.get(key)
-        if buf is None:
-            buf = self._series[key] = _SeriesBuffer({"__name__": name, **labels})
-        self._append(buf, ts, value)
-
-    def _append(self, buf: "_SeriesBuffer", ts: int, value: float) -> None:
-        # Storage keeps one sample per series and millisecond. Calls faster than that (a tight loop logging
-        # every step) would overwrite each other, so a series' timestamps are kept strictly increasing.
-        if ts <= buf.last:
-            ts = buf.last + 1
-        buf.last = ts
-        if not buf.timestamps:
-            self._dirty.append(buf)
-        buf.timestamps.append(ts)
-        buf.values.append(value)
-        self._pending_samples += 1
-
-    def _cut_frame(self, final_deadline: Optional[float]) -> None:
-        if not self._dirty and not self._pending_events:
-            return
-        series = [Series(b.labels, b.timestamps, b.values) for b in self._dirty]
-        for b in self._dirty:
-            b.timestamps, b.values = [], []
-        events = self._pending_events
-        self._dirty = []
-        self.stats["samples"] += self._pending_samples
-        self._pending_samples = 0
-        self._pending_events = []
-        try:
-            frame = encode_frame(self.source_id, self._sequence, series, events, "zlib")
-        except Exception as e:
-            self.last_error = f"cannot encode a frame: {e}"
-            log.warning("trainwatch: %s (dropped)", self.last_error)
-            return
-        seq = self._sequence
-        self._sequence += 1
-        self.stats["frames"] += 1
-        assert self._store is not None
-        if self.mode == "offline":
-            self._store.put(seq, frame)
-            return
-        idle = len(self._store) == 0 and not any(len(s) for s in self._adopted)
-        if idle and (final_deadline is not None or time.monotonic() >= self._next_try):
-            if self._send(frame, final_deadline):
-                return
-        self._store.put(seq, frame)
-        self.stats["frames_spooled"] += 1
-
-    def _send(self, frame: bytes, deadline: Optional[float]) -> bool:
-        """One attempt. True when the frame is settled (stored or refused for good); False to retry later."""
-        assert self._sender is not None
-        timeout = None if deadline is None else max(0.05, deadline - time.monotonic())
-        out = self._sender.send(frame, timeout)
-        if out.ok:
-            self.stats["frames_sent"] += 1
-            if out.duplicate:
-                self.stats["frames_duplicate"] += 1
-            self._backoff_attempts = 0
-            self._next_try = 0.0
-            return True
-        self.last_error = f"{self._sender.url}: {out.status or 'no answer'} {out.error}".strip()
-        credentials = out.status in (401, 403)
-        if not out.retryable and not credentials:
-            # 400/413/415: the frame itself is wrong; retrying cannot help.
-            self.stats["frames_rejected"] += 1
-            log.warning("trainwatch: batch refused, dropped: %s", self.last_error)
-            return True
-        self.stats["send_failures"] += 1
-        self._backoff_attempts += 1
-        # Full jitter: uniform in [0, min(cap, base * 2^attempts)], never shorter than Retry-After.
-        delay = random.uniform(0, min(30.0, 0.5 * 2 ** min(self._backoff_attempts, 16)))
-        if out.retry_after is not None:
-            delay = max(delay, out.retry_after)
-        if credentials:
-            # Missing or wrong token: keep the frames (spool) and ask rarely; once the token is fixed,
-            # `python -m trainwatch sync` or the next run delivers them.
-            delay = 60.0
-            if self._backoff_attempts == 1:
-                log.warning("trainwatch: %s refused the credentials (%s); set token= or TRAINWATCH_TOKEN. Frames are "
-                            "kept in the spool.", self._sender.url, out.error)
-        self._next_try = time.monotonic() + delay
-        if self._backoff_attempts in (1, 5, 20):
-            log.warning("trainwatch: cannot deliver to %s (%s); spooling and retrying", self._sender.url,
-                        out.error or out.status)
-        return False
-
-    def _deliver(self, final_deadline: Optional[float]) -> None:
-        """Sends spooled frames oldest first while the destination takes them.
-
-        In the final flush (``final_deadline`` set) backoff is ignored but the first failure ends it: when the
-        destination is down, exiting at once and leaving the frames in the spool beats holding the process.
-        """
-        stores = [*self._adopted, self._store]
-        for store in stores:
-            if store is None:
-                continue
-            while len(store):
-                if final_deadline is None:
-                    if time.monotonic() < self._next_try or self._stop.is_set():
-                        return
-                elif final_deadline - time.monotonic() <= 0.05:
-                    return
-                frame = store.oldest()
-                if frame is None:
-                    break
-                if self._send(frame, final_deadline):
-                    store.remove_oldest()
-                else:
-                    return
-        for s in [s for s in self._adopted if not len(s)]:
-            s.close()
-            self._adopted.remove(s)
-
-    def _shutdown_transport(self) -> None:
-        if self._sender is not None:
-            self._sender.close()
-        if self._store is not None:
-            left = len(self._store)
-            if left and self.mode == "online":
-                log.warning("trainwatch: %d batch(es) not delivered to %s are kept in %s (retried by the next run "
-                            "on this node, or upload them with `python -m trainwatch sync %s`)", left,
-                            self.destination, self._store.dir or "memory", self._store.dir or "")
-            self._store.close(remove_if_empty=self.mode == "online")
-        for s in self._adopted:
-            s.close(remove_if_empty=False)
-
-    # ---------------------------------------------------------------------------------------------------
-    # Exit paths: normal exit, uncaught exception, SIGTERM
 
     def _install_handlers(self) -> None:
         _install_process_hooks()
@@ -758,17 +455,6 @@ class Run:
                 pass
             self._prev_sigterm = None
 
-
-class _SeriesBuffer:
-    """One series' samples waiting for the next frame, and its newest timestamp (kept across frames)."""
-
-    __slots__ = ("labels", "last", "timestamps", "values")
-
-    def __init__(self, labels: Dict[str, str]) -> None:
-        self.labels = labels
-        self.timestamps: List[int] = []
-        self.values: List[float] = []
-        self.last = -1
 
 
 # ---------------------------------------------------------------------------------------------------------
