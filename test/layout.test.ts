@@ -72,8 +72,8 @@ function sourceFiles(dir: string): string[] {
 describe('test layout', () => {
   it('holds in this repository', () => {
     const files = new Map<string, string>();
+    // This file's own examples below are imports only in a string.
     for (const dir of SCANNED)
-      // This file's own examples below are imports only in a string.
       for (const f of sourceFiles(dir))
         if (f !== 'test/layout.test.ts') files.set(f, readFileSync(path.join(REPO_ROOT, f), 'utf8'));
     // The scan must see the tree: both kinds of tests and the shared fixtures.

@@ -6,7 +6,10 @@
 import pino from 'pino';
 import { Tsdb } from '../../src/storage/tsdb.js';
 
-/** The GPU metrics an agent reports per GPU, in the order the benchmarks write them. */
+/**
+ * The GPU metrics an agent reports per GPU, in the order the benchmarks write them. Not src/simulator/fleet.ts's
+ * GPU_METRICS (the agent's full health set): these benchmarks' figures were taken with these seven.
+ */
 export const GPU_METRICS = [
   'gpu_utilization_ratio',
   'gpu_memory_used_bytes',

@@ -6,6 +6,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { waitFor } from '../../test/support/helpers.js';
 
 /** Clock ticks per second of /proc/PID/stat's utime and stime (sysconf(_SC_CLK_TCK)). */
 const CLK_TCK = (() => {
@@ -153,28 +154,8 @@ export function startProcess(
   return managed;
 }
 
-/** Polls `probe` until it returns a value other than undefined/false, or throws after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs: number,
-  everyMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      lastError = err;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`,
-  );
-}
+// The tests' poller (test/support/helpers.ts: waitFor), one copy for both: bench callers pass timeoutMs always.
+export { waitFor };
 
 /** Waits until GET url answers 2xx, while the process is alive. */
 export async function waitHttpOk(p: ManagedProcess, url: string, timeoutMs = 60_000): Promise<void> {

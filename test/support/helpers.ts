@@ -29,7 +29,7 @@ export function freePort(): Promise<number> {
 
 export async function waitFor<T>(
   what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
   timeoutMs = 20_000,
   everyMs = 100,
 ): Promise<T> {
