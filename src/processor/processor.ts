@@ -80,6 +80,7 @@ export class Processor extends RecordApplier {
     const covered = this.storage.coveredPositions();
     const targets: number[] = [];
     for (const p of partitions) {
+      this.ownership.set(p, ++this.assignments);
       const start = await member.startOffset(p);
       const storageFrom = Math.max(covered.get(p) ?? 0, await member.committed(p), start);
       let from = storageFrom;
@@ -141,6 +142,7 @@ export class Processor extends RecordApplier {
       this.positions.delete(p);
       this.analysisFrom.delete(p);
       this.statePositions.delete(p);
+      this.ownership.delete(p);
     }
     this.logger.info({ partitions, lost }, 'processor released partitions');
   }
@@ -240,6 +242,7 @@ export class Processor extends RecordApplier {
     this.checkpointing = (async () => {
       try {
         const positions = new Map(this.positions);
+        const owners = new Map(this.ownership);
         await this.jobs.flush();
         const analysis = this.opts.analysis;
         // A partition without saved state (newly assigned, nothing to load) is not committed until it has one.
@@ -252,9 +255,14 @@ export class Processor extends RecordApplier {
           (await analysis.persistAlerts?.()) !== false
         ) {
           // Only records the engine has seen count: during a replay it may be behind the read position.
+          // Only partitions still owned as when this checkpoint began: one revoked while it waited above (on
+          // PostgreSQL, say) has had its series dropped from the engine (a lost revoke does not wait for this
+          // checkpoint), and its empty state saved under its offset would replace what its new owner restores.
+          // From the gate's closing below nothing is dropped or restored until the state is encoded.
           const enginePositions = new Map<number, number>();
           for (const [p, offset] of positions)
-            enginePositions.set(p, Math.max(offset, this.analysisFrom.get(p) ?? 0));
+            if (this.ownership.get(p) === owners.get(p))
+              enginePositions.set(p, Math.max(offset, this.analysisFrom.get(p) ?? 0));
           // The engine must not change while its state is written in slices: records wait (they are safe in
           // the bus), HTTP and everything else keep being served between slices.
           const encoded = new Map<number, Uint8Array>();
@@ -275,8 +283,8 @@ export class Processor extends RecordApplier {
             [...encoded].map(async ([p, bytes]) => {
               const offset = enginePositions.get(p)!;
               if (await this.stateStore!.save(PROCESSOR_GROUP, p, offset, bytes, savedAtMs)) {
-                // Revoked meanwhile: the entry would outlive the partition's ownership.
-                if (this.positions.has(p)) this.statePositions.set(p, offset);
+                // Revoked (or revoked and assigned again) meanwhile: the entry would outlive that ownership.
+                if (this.ownership.get(p) === owners.get(p)) this.statePositions.set(p, offset);
               } else
                 this.logger.warn(
                   { partition: p, offset },

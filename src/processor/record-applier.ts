@@ -105,6 +105,14 @@ export abstract class RecordApplier {
    * A partition without an entry has no state saved yet: it is not committed until the next state save.
    */
   protected readonly statePositions = new Map<number, number>();
+  /**
+   * Per owned partition, the number of the assignment that gave it to this processor (a new one each time it
+   * arrives; removed when it leaves). A checkpoint saves the state of a partition only while it is owned by the
+   * same assignment as when the checkpoint began: one that left meanwhile has no state here any more (its
+   * series were dropped), and saving that emptiness under its offset would wipe its previous owner's state.
+   */
+  protected readonly ownership = new Map<number, number>();
+  protected assignments = 0;
   protected readonly stateStore: PartitionStateStore | undefined;
   /** The bus partition a series or job of the engine belongs to (as the collector keys records). */
   protected readonly partitionOf: PartitionOf;
