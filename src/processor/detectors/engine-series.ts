@@ -462,6 +462,7 @@ export abstract class EngineSeries implements DetectorContext {
   }
 
   // ---- DetectorContext ----------------------------------------------------------------------------------
+  // The parameter lists below repeat the interface's (context.ts DetectorContext) as any implementation does.
 
   identity(
     origin: DetectorName | 'threshold',

@@ -138,7 +138,10 @@ export abstract class Family<P> implements DetectorFamily {
     if (!this.ctx.isOpen(id)) this.maybeActive[slot] = 0;
   }
 
-  /** This slot is one member of a job-level alert: `active` says whether its condition holds. */
+  /**
+   * This slot is one member of a job-level alert: `active` says whether its condition holds. The parameters
+   * are those of DetectorContext.member (engine-series.ts) with the slot in place of the alert and member key.
+   */
   protected member(
     slot: number,
     active: boolean,
