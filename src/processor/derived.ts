@@ -20,7 +20,7 @@
 import { type SeriesBatch, SeriesBatchBuilder } from '../model/batch.js';
 import type { LabelSet } from '../model/labels.js';
 import type { AlertIdentity } from './detectors/context.js';
-import { Family, growF64, growI32 } from './detectors/series-detectors.js';
+import { Family, growF64, growI32 } from './detectors/family.js';
 import type { StateReader, StateWriter } from './state.js';
 
 export const DERIVED_BUCKET_MS = 10_000;

@@ -74,7 +74,13 @@ async function openBus(dir: string): Promise<DiskLogBus> {
 }
 
 /** A processor with its own engine and its own state store instance on the shared state directory. */
-function newProcessor(name: string, bus: Bus, stateDir: string, changes: Change[]) {
+function newProcessor(
+  name: string,
+  bus: Bus,
+  stateDir: string,
+  changes: Change[],
+  persistAlerts?: () => Promise<boolean>,
+) {
   const engine = new DetectorEngine(DetectorSettings.defaults(), {
     transition(a: Alert, change: AlertChange) {
       changes.push({
@@ -96,6 +102,7 @@ function newProcessor(name: string, bus: Bus, stateDir: string, changes: Change[
       partitionStates: new FilePartitionStateStore(stateDir),
       stateIntervalMs: 0,
       tickMs: 3_600_000,
+      ...(persistAlerts ? { persistAlerts } : {}),
     },
   });
   return { processor, engine };
@@ -291,6 +298,85 @@ describe('processor: detector state per partition', () => {
         ]);
         expect(episodes(changes, 'TrainingStraggler').size).toBe(1);
         expect(byB[0]!.firingAtMs).toBe(changes[1]!.firingAtMs);
+      } finally {
+        await b.processor.stop();
+      }
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it('a checkpoint that began before its partitions were lost does not save their state emptied', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tw-partstate-'));
+    dirs.push(dir);
+    const stateDir = path.join(dir, 'processor');
+    const bus = await openBus(dir);
+    const writer = new BusWriter(bus);
+    const job = jobIn(bus, () => true, 'job');
+    let listenerA: RebalanceListener | undefined;
+    let memberA: GroupMember | undefined;
+    const busA: Bus = {
+      partitionCount: bus.partitionCount,
+      partitionOf: (k) => bus.partitionOf(k),
+      append: (k, r, s) => bus.append(k, r, s),
+      join: async (g, l) => {
+        listenerA = l;
+        memberA = await bus.join(g, l);
+        return memberA;
+      },
+      close: () => bus.close(),
+    };
+    // A's alert flush (PostgreSQL in a cluster) can be held: a checkpoint waits there before encoding state.
+    let holdFlush: Promise<void> | undefined;
+    let flushReached: (() => void) | undefined;
+    const persistAlerts = async () => {
+      flushReached?.();
+      await holdFlush;
+      return true;
+    };
+    const changes: Change[] = [];
+    const a = newProcessor('A', busA, stateDir, changes, persistAlerts);
+    await a.processor.start();
+    await a.processor.caughtUp;
+    try {
+      // Pending from minute 1, firing at about minute 2; A saves its state and commits at minute 3.
+      await writeMinutes(writer, job, 0, 3, [1, 5]);
+      await drained(a.processor, bus);
+      await a.processor.checkpoint(true);
+      expect(changes.map((c) => `${c.by} ${c.change} ${c.name}`)).toEqual([
+        'A pending TrainingStraggler',
+        'A firing TrainingStraggler',
+      ]);
+      // The next checkpoint waits on the flush while A's partitions are taken away (its session expired), then
+      // goes on: it must not save the dropped partitions' (empty) state over the one saved above.
+      let release: () => void = () => {};
+      holdFlush = new Promise<void>((r) => {
+        release = r;
+      });
+      const reached = new Promise<void>((r) => {
+        flushReached = r;
+      });
+      const stale = a.processor.checkpoint(true);
+      await reached;
+      await listenerA!.onRevoked([0, 1, 2, 3], true, memberA!);
+      release();
+      await stale;
+      await a.processor.stop();
+
+      const b = newProcessor('B', bus, stateDir, changes);
+      await b.processor.start();
+      try {
+        await b.processor.caughtUp;
+        // B continues the episode A opened, from A's saved state.
+        expect(b.engine.activeAlerts().map((x) => `${x.fingerprint}@${x.activeAtMs}`)).toEqual([
+          `${changes[0]!.fingerprint}@${changes[0]!.activeAtMs}`,
+        ]);
+        await writeMinutes(writer, job, 3, 7, [1, 5]);
+        await drained(b.processor, bus);
+        expect(changes.filter((c) => c.by === 'B').map((c) => `${c.change} ${c.name}`)).toEqual([
+          'resolved TrainingStraggler',
+        ]);
+        expect(episodes(changes, 'TrainingStraggler').size).toBe(1);
       } finally {
         await b.processor.stop();
       }
