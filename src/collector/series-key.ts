@@ -252,7 +252,8 @@ export function varintSize(v: number): number {
 
 /**
  * Whether `arena[partAt .. partAt + partSize)` is exactly `uvarint(len) src[at..at+len)` (lengths first: most
- * mismatches stop there).
+ * mismatches stop there). Twin: samePartView, the same test over DataViews, kept apart so that neither hot
+ * comparison loop reads its bytes polymorphically (as murmur3Rounds and murmur3RoundsView in model/murmur3.ts).
  */
 export function samePart(
   arena: Uint8Array,
@@ -269,7 +270,7 @@ export function samePart(
   return true;
 }
 
-/** {@link samePart} over DataViews, comparing 4 bytes per read. */
+/** {@link samePart} over DataViews, comparing 4 bytes per read (twin: samePart, for Uint8Arrays). */
 function samePartView(
   arena: DataView,
   partAt: number,

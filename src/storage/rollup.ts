@@ -9,6 +9,7 @@
  * NaN follows Prometheus's *_over_time: min and max skip NaN unless every value is NaN; sum propagates it.
  */
 import { isStaleNaN } from '../model/batch.js';
+import { lowerBound } from '../model/sorted.js';
 import type { TierName } from './block.js';
 import type { AggregateArrays, AggregateIterator, SampleIterator } from './storage.js';
 
@@ -197,7 +198,7 @@ export class RollupIterator implements AggregateIterator, SampleIterator {
   private i = -1;
 
   constructor(
-    private readonly data: AggregateArrays,
+    private readonly data: Readonly<Pick<AggregateArrays, 't' | 'cols' | 'n'>>,
     private readonly column: number,
   ) {}
 
@@ -225,13 +226,7 @@ export class RollupIterator implements AggregateIterator, SampleIterator {
 
   seek(t: number): boolean {
     if (this.i >= 0 && this.i < this.data.n && this.t >= t) return true;
-    let lo = Math.max(this.i, 0);
-    let hi = this.data.n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.data.t[mid]! < t) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = lowerBound(this.data.t, this.data.n, t, Math.max(this.i, 0));
     this.i = lo;
     if (lo >= this.data.n) return false;
     return this.at();
