@@ -99,7 +99,8 @@ export class RollupColumns implements AggregateArrays {
 /**
  * Aggregates raw samples `t[0..n)`, `v[0..n)` (in time order) within [minT, maxT] into windows of `res`
  * appended to `out` — windows ending before `keepFrom` are left out. Windows without data (or with only
- * staleness markers) are absent.
+ * staleness markers) are absent. The window's aggregates are locals, as in coarsen (twin), which folds
+ * windows instead of samples: a shared accumulator object would cost a property write per sample.
  */
 export function aggregateSamples(
   T: Float64Array,
@@ -145,7 +146,7 @@ export function aggregateSamples(
   if (count > 0 && win + res - 1 >= keepFrom) out.push(win + res - 1, min, max, sum, count, last);
 }
 
-/** Combines finer windows (sorted) into windows of `res` (a multiple of theirs). */
+/** Combines finer windows (sorted) into windows of `res` (a multiple of theirs); twin: aggregateSamples. */
 export function coarsen(src: RollupColumns, res: number, out: RollupColumns): void {
   let win = Number.NaN;
   let min = 0;
