@@ -152,6 +152,8 @@ export class Agent {
     // Then the sources.
     const hostLabels = { ...this.nodeLabels, ...ownJobLabels(this.opts.env) };
     const procRoot = path.join(c.host.root, 'proc');
+    // Each source gets its own options object: the fields they share (intervals, recorder, logger) mean the
+    // same, the rest does not, so a shared builder would hide more than it saves.
     if (c.gpu.enabled) {
       this.gpu = new GpuCollector({
         nvidiaSmi: c.gpu.nvidia_smi,

@@ -16,7 +16,10 @@ import { type LabelSet, labelsKey, METRIC_NAME_LABEL } from '../model/labels.js'
 
 export type RecordMode = 'raw' | 'mean' | 'last';
 
-/** One series as the agent records it. Fields are the accumulators of the current interval. */
+/**
+ * One series as the agent records it. Fields are the accumulators of the current interval (the aggregates
+ * storage/rollup.ts keeps per window, here as fields of the one object the agent holds per series anyway).
+ */
 export class RecordedSeries {
   /** Per interval: readings folded in (mean/last), or raw samples queued. */
   count = 0;

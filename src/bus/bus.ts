@@ -7,6 +7,7 @@
  * storage records which offsets its persisted state covers and replays the rest after a crash
  * (docs/durability.md).
  */
+import { Errors, twError } from '../model/errors.js';
 
 export interface BusEntry {
   readonly partition: number;
@@ -117,6 +118,19 @@ export interface GroupMember {
 
   /** Leaves the group: revokes every owned partition (through the listener), then stops. */
   leave(): Promise<void>;
+}
+
+/**
+ * Refuses (`conflict`) to `what` (e.g. "cannot read") a partition that `member` does not own: every
+ * {@link GroupMember} that checks ownership itself (the embedded group, Kafka) says it the same way.
+ */
+export function assertOwned(member: GroupMember, partition: number, what: string): void {
+  if (!member.assignment.has(partition)) {
+    throw twError(
+      Errors.conflict,
+      `${what} partition ${partition}: not assigned to this member of group ${member.group} (it was rebalanced away)`,
+    );
+  }
 }
 
 /** FNV-1a over the UTF-16 code units of the key: fast, stable across processes and versions. */

@@ -131,6 +131,7 @@ export class DiskLogBus implements Bus, LocalLog {
     return bus;
   }
 
+  // Bus.partitionOf and the start of Bus.append as KafkaBus (kafka.ts) has them: the contract's checks.
   partitionOf(key: string): number {
     return hashPartitionKey(key) % this.partitionCount;
   }

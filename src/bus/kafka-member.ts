@@ -15,7 +15,7 @@ import {
   UserError,
 } from '@platformatic/kafka';
 import { Errors, twError } from '../model/errors.js';
-import type { BusEntry, GroupMember, RebalanceListener } from './bus.js';
+import { assertOwned, type BusEntry, type GroupMember, type RebalanceListener } from './bus.js';
 import { clientBase, DEFAULTS, describe, type KafkaBusOptions, unavailable } from './kafka-options.js';
 
 /**
@@ -107,6 +107,7 @@ export class KafkaMember implements GroupMember {
     await this.consumer.joinGroup({});
   }
 
+  // GroupMember.read's signature, as LocalMember.read (local-group.ts) and DelegatedMember.read (port-bus.ts).
   async read(
     partition: number,
     fromOffset: number,
@@ -114,12 +115,12 @@ export class KafkaMember implements GroupMember {
     signal?: AbortSignal,
   ): Promise<BusEntry[]> {
     signal?.throwIfAborted();
-    this.own(partition, 'cannot read');
+    assertOwned(this, partition, 'cannot read');
     let buf = this.buffers.get(partition);
     if (!buf || !this.seek(buf, fromOffset)) {
       buf = await this.fetchInto(partition, fromOffset, Math.max(maxBytes, READ_AHEAD_BYTES), 0);
       signal?.throwIfAborted();
-      this.own(partition, 'cannot read');
+      assertOwned(this, partition, 'cannot read');
       if (!this.seek(buf, fromOffset)) return [];
     }
     const out: BusEntry[] = [];
@@ -155,7 +156,7 @@ export class KafkaMember implements GroupMember {
   }
 
   async commit(partition: number, offset: number): Promise<void> {
-    this.own(partition, 'cannot commit');
+    assertOwned(this, partition, 'cannot commit');
     try {
       await this.consumer.commit({
         offsets: [{ topic: this.topic, partition, offset: BigInt(offset), leaderEpoch: -1 }],
@@ -235,15 +236,6 @@ export class KafkaMember implements GroupMember {
     } finally {
       await this.fetchPool.close().catch(() => undefined);
       this.onLeft(this);
-    }
-  }
-
-  private own(partition: number, what: string): void {
-    if (!this.owned.has(partition)) {
-      throw twError(
-        Errors.conflict,
-        `${what} partition ${partition}: not assigned to this member of group ${this.group} (it was rebalanced away)`,
-      );
     }
   }
 

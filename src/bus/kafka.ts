@@ -123,6 +123,7 @@ export class KafkaBus implements Bus {
     return bus;
   }
 
+  // Bus.partitionOf and the start of Bus.append as DiskLogBus (disk-log.ts) has them: the contract's checks.
   partitionOf(key: string): number {
     return hashPartitionKey(key) % this.partitionCount;
   }

@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'pino';
 import { Errors, twError } from '../model/errors.js';
-import type { BusEntry, GroupMember, RebalanceListener } from './bus.js';
+import { assertOwned, type BusEntry, type GroupMember, type RebalanceListener } from './bus.js';
 
 /** What the coordinator needs from the log it hands out. */
 export interface LocalLog {
@@ -162,15 +162,7 @@ class LocalMember implements GroupMember {
     return this.owned;
   }
 
-  private own(partition: number, what: string): void {
-    if (!this.owned.has(partition)) {
-      throw twError(
-        Errors.conflict,
-        `${what} partition ${partition}: not assigned to this member of group ${this.g.name} (it was rebalanced away)`,
-      );
-    }
-  }
-
+  // GroupMember.read's signature, as KafkaMember.read (kafka-member.ts) and DelegatedMember.read (port-bus.ts).
   async read(
     partition: number,
     fromOffset: number,
@@ -178,7 +170,7 @@ class LocalMember implements GroupMember {
     signal?: AbortSignal,
   ): Promise<BusEntry[]> {
     signal?.throwIfAborted();
-    this.own(partition, 'cannot read');
+    assertOwned(this, partition, 'cannot read');
     return this.g.log.read(partition, fromOffset, maxBytes);
   }
 
@@ -196,7 +188,7 @@ class LocalMember implements GroupMember {
   }
 
   async commit(partition: number, offset: number): Promise<void> {
-    this.own(partition, 'cannot commit');
+    assertOwned(this, partition, 'cannot commit');
     const log = this.g.log;
     await log.commit(this.g.name, partition, offset);
     await log.truncateBefore(partition, this.g.coordinator.lowestCommitted(partition));

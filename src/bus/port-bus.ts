@@ -151,6 +151,7 @@ class DelegatedMember implements GroupMember {
     return this.owned;
   }
 
+  // GroupMember.read's signature, as LocalMember.read (local-group.ts) and KafkaMember.read (kafka-member.ts).
   async read(
     partition: number,
     fromOffset: number,

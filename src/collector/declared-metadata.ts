@@ -19,7 +19,10 @@ const MAX_NAME_CHARS = 1024;
 const MAX_HELP_CHARS = 4096;
 const MAX_UNIT_CHARS = 256;
 
-/** Remote-write's MetricType enums (1.0 `MetricMetadata.MetricType`, 2.0 `Metadata.MetricType`): same numbers. */
+/**
+ * Remote-write's MetricType enums (1.0 `MetricMetadata.MetricType`, 2.0 `Metadata.MetricType`): same numbers.
+ * Its own list, not derived from METRIC_TYPES (twin: model/metric-catalog.ts): positions here are wire numbers.
+ */
 const REMOTE_WRITE_TYPES: readonly MetricType[] = [
   'unknown',
   'counter',

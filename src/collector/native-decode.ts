@@ -12,7 +12,7 @@
  */
 import { Errors, twError } from '../model/errors.js';
 import { ByteReader, DecodeError } from '../protocol/bytes.js';
-import { checkLabelRefs, type DecodeLimits, readJobEvents } from '../protocol/native.js';
+import { checkLabelRefs, type DecodeLimits, readJobEvents, readSampleCount } from '../protocol/native.js';
 import { ProtoError } from '../protocol/protobuf.js';
 import type { RefBatch } from './ref-batch.js';
 import { MAX_FUTURE_MS } from './remote-write-decode.js';
@@ -119,13 +119,7 @@ export class NativeRefDecoder {
       // The key builder leaves out labels with an empty value, so it could neither validate their names nor
       // see them repeat a name: such series (rare: senders do not send empty values) take the general path.
       if (emptyValues) return GENERAL;
-      const sampleCount = r.uvarint('sample count');
-      if (sampleCount * 9 > r.remaining) {
-        throw new DecodeError(
-          `series ${s} claims ${sampleCount} samples but only ${r.remaining} bytes remain`,
-          r.pos,
-        );
-      }
+      const sampleCount = readSampleCount(r, s);
       try {
         keys.finish();
       } catch (err) {
@@ -134,6 +128,8 @@ export class NativeRefDecoder {
       }
       const ref = registry.resolve(keys, nowMs);
       batch.beginSeries(ref);
+      // The timestamp loop of protocol/native.ts:decodePayload (twin), written into the RefBatch's arrays here
+      // so that the per-sample loop makes no call through a shared sink.
       let t = 0;
       const from = batch.sampleCount;
       for (let j = 0; j < sampleCount; j++) {

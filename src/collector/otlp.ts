@@ -38,6 +38,7 @@ export function registerOtlp(app: FastifyInstance, deps: CollectorDeps): void {
     '/v1/metrics',
     { bodyLimit: deps.limits.maxBodyBytes, config: { permission: 'ingest' } },
     async (req, reply) => {
+      // The ingest routes' preamble (twin: remote-write.ts:registerRemoteWrite): principal, then the Content-Type each accepts.
       const principal = ingestPrincipal(req, deps.auth);
       const { type } = parseContentType(req.headers['content-type']);
       if (type !== PROTOBUF && type !== JSON_TYPE) {

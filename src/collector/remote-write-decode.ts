@@ -200,10 +200,19 @@ function decodeSeriesV1(buf: Uint8Array, start: number, end: number, ctx: Decode
   if (samples === 0) return;
   kb.finish();
   const ref = ctx.registry.resolve(kb, ctx.nowMs);
-  const batch = ctx.batch;
-  batch.beginSeries(ref);
+  ctx.batch.beginSeries(ref);
   // Second pass over the samples only: everything before the first one was read already.
-  r.pos = firstSampleAt;
+  appendSamples(buf, firstSampleAt, end, ctx, ref);
+}
+
+/**
+ * Appends the `samples` (field 2) of one TimeSeries, read from `from` to `end`, to `ctx.batch` for series
+ * `ref`; other fields are skipped. Remote-write 1.0 and 2.0 encode `Sample` alike (value = 1, timestamp = 2).
+ */
+function appendSamples(buf: Uint8Array, from: number, end: number, ctx: DecodeContext, ref: number): void {
+  const r = ctx.reader;
+  const batch = ctx.batch;
+  r.pos = from;
   while (r.pos < end) {
     // Fast path for `12 L 09 <8-byte value> 10 <timestamp varint>`, as Prometheus encodes a sample.
     const p = r.pos;
@@ -443,16 +452,5 @@ function decodeSeriesV2(
   kb.finish();
   const ref = ctx.registry.resolve(kb, ctx.nowMs);
   ctx.batch.beginSeries(ref);
-  r.pos = start;
-  while (r.pos < end) {
-    const tag = r.tag(end);
-    if (tag >>> 3 !== 2) {
-      r.skip(tag, end);
-      continue;
-    }
-    const stop = r.lengthDelimited(end, 'Sample');
-    readSample(r, buf, stop, ctx, ref);
-    r.pos = stop;
-  }
-  checkSampleCount(ctx);
+  appendSamples(buf, start, end, ctx, ref);
 }

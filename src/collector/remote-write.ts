@@ -21,6 +21,7 @@ export function registerRemoteWrite(app: FastifyInstance, deps: CollectorDeps): 
     '/api/v1/write',
     { bodyLimit: deps.limits.maxBodyBytes, config: { permission: 'ingest' } },
     async (req, reply) => {
+      // The ingest routes' preamble (twin: otlp.ts:registerOtlp): principal, then the Content-Type each accepts.
       const principal = ingestPrincipal(req, deps.auth);
       const { type, params } = parseContentType(req.headers['content-type']);
       if (type !== 'application/x-protobuf') {

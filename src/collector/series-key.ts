@@ -7,6 +7,7 @@
  */
 import { Errors, twError } from '../model/errors.js';
 import { fmix32, murmur3RoundsView as hashView } from '../model/murmur3.js';
+import { putUvarint32 } from '../protocol/bytes.js';
 import { ProtoError } from '../protocol/protobuf.js';
 
 export { fmix32, murmur3Rounds as hashRange } from '../model/murmur3.js';
@@ -234,12 +235,12 @@ export class SeriesKeyBuilder {
       const ns = r[at]!;
       const nl = r[at + 1]!;
       if (nl === 6 && isTenant(src, ns)) continue;
-      p = putVarint(key, p, nl);
+      p = putUvarint32(key, p, nl);
       for (let k = 0; k < nl; k++) key[p + k] = src[ns + k]!;
       p += nl;
       const vs = r[at + 2]!;
       const vl = r[at + 3]!;
-      p = putVarint(key, p, vl);
+      p = putUvarint32(key, p, vl);
       for (let k = 0; k < vl; k++) key[p + k] = src[vs + k]!;
       p += vl;
     }
@@ -252,7 +253,8 @@ export function varintSize(v: number): number {
 
 /**
  * Whether `arena[partAt .. partAt + partSize)` is exactly `uvarint(len) src[at..at+len)` (lengths first: most
- * mismatches stop there).
+ * mismatches stop there). Twin: samePartView, the same test over DataViews, kept apart so that neither hot
+ * comparison loop reads its bytes polymorphically (as murmur3Rounds and murmur3RoundsView in model/murmur3.ts).
  */
 export function samePart(
   arena: Uint8Array,
@@ -269,7 +271,7 @@ export function samePart(
   return true;
 }
 
-/** {@link samePart} over DataViews, comparing 4 bytes per read. */
+/** {@link samePart} over DataViews, comparing 4 bytes per read (twin: samePart, for Uint8Arrays). */
 function samePartView(
   arena: DataView,
   partAt: number,
@@ -291,13 +293,4 @@ function samePartView(
 function isTenant(src: Uint8Array, at: number): boolean {
   for (let i = 0; i < 6; i++) if (src[at + i] !== TENANT[i]) return false;
   return true;
-}
-
-function putVarint(b: Uint8Array, p: number, v: number): number {
-  while (v >= 0x80) {
-    b[p++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  b[p++] = v;
-  return p;
 }

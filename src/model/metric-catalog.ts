@@ -7,7 +7,10 @@
  * Shared by the agent, the simulator and the query stage, so the names here are the ones they emit.
  */
 
-/** Prometheus's metric types, as `/api/v1/metadata` spells them (model/textparse: MetricType). */
+/**
+ * Prometheus's metric types, as `/api/v1/metadata` spells them (model/textparse: MetricType). Twin:
+ * collector/declared-metadata.ts:REMOTE_WRITE_TYPES, the same names in remote-write's wire-enum order.
+ */
 export const METRIC_TYPES = [
   'counter',
   'gauge',
@@ -37,7 +40,7 @@ export const AGENT_UP_JOB = 'trainwatch_agent';
 const gauge = (help: string, unit = ''): MetricMetadata => ({ type: 'gauge', help, unit });
 const counter = (help: string, unit = ''): MetricMetadata => ({ type: 'counter', help, unit });
 
-/** Canonical metrics by name. */
+/** Canonical metrics by name (a table: its rows look alike by design). */
 export const METRIC_CATALOG: ReadonlyMap<string, MetricMetadata> = new Map<string, MetricMetadata>([
   [
     'up',

@@ -20,6 +20,19 @@ export class DecodeError extends Error {
 }
 
 /**
+ * Writes `v` (an integer in [0, 2^32)) as a uvarint at `b[at..]`, which has room; returns the position after
+ * it. For fixed-size scratch buffers (series keys, head-log sections); a {@link ByteWriter} grows instead.
+ */
+export function putUvarint32(b: Uint8Array, at: number, v: number): number {
+  while (v >= 0x80) {
+    b[at++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  b[at++] = v;
+  return at;
+}
+
+/**
  * Room for `extra` more bytes after the first `used` of `buf`: `buf` itself when they fit, else a buffer at
  * least twice as large holding a copy of those bytes (doubling keeps appending amortized O(1)). The growable
  * writers (this file's ByteWriter, the collector's payload and the processor's state writers) share it.

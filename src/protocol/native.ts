@@ -252,15 +252,10 @@ export function decodePayload(
         throw new DecodeError(`series ${s} has label ${JSON.stringify(name)} twice`, r.pos);
       labels[name] = strings[vi]!;
     }
-    const sampleCount = r.uvarint('sample count');
-    if (sampleCount * 9 > r.remaining) {
-      throw new DecodeError(
-        `series ${s} claims ${sampleCount} samples but only ${r.remaining} bytes remain`,
-        r.pos,
-      );
-    }
+    const sampleCount = readSampleCount(r, s);
     builder.addSeries(labels);
     // Timestamps first (varints), then the values block; decode values into place afterwards.
+    // Twin: collector/native-decode.ts:NativeRefDecoder, the collector's hot path, writing into a RefBatch.
     let t = 0;
     const tsStart = builder.sampleCount;
     for (let j = 0; j < sampleCount; j++) {
@@ -348,6 +343,21 @@ function nestingDepth(v: unknown): number {
       if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
   }
   return deepest;
+}
+
+/**
+ * Reads series `s`'s sample count, refusing one that the rest of the payload cannot hold (a sample takes at
+ * least 9 bytes: a one-byte timestamp delta and an 8-byte value), before anything is allocated for it.
+ */
+export function readSampleCount(r: ByteReader, s: number): number {
+  const sampleCount = r.uvarint('sample count');
+  if (sampleCount * 9 > r.remaining) {
+    throw new DecodeError(
+      `series ${s} claims ${sampleCount} samples but only ${r.remaining} bytes remain`,
+      r.pos,
+    );
+  }
+  return sampleCount;
 }
 
 /** Refuses a label of series `s` whose name or value index lies outside the payload's string table. */

@@ -7,17 +7,16 @@
 import type { SeriesBatch } from '../model/batch.js';
 import { MAX_TIMESTAMP } from './codec/chunk.js';
 import { appendXorSample, XorReader } from './codec/xor.js';
+import { type HeadRefCache, HeadSeries } from './head-series.js';
 import {
   chunkBytes,
   type HeadAppendStats,
-  type HeadRefCache,
-  HeadSeries,
   lowerBound,
   MAX_CHUNK_BYTES,
   memoryChunk,
   SAMPLE_HEADROOM,
   sameBits,
-} from './head-series.js';
+} from './head-types.js';
 import type { KeyedSeriesBatch } from './storage.js';
 
 const f64 = new Float64Array(1);

@@ -4,14 +4,8 @@
  */
 import { WellKnownLabel } from '../model/labels.js';
 import { HeadReader } from './head-read.js';
-import {
-  type CutSeries,
-  GrowablePostings,
-  type HeadChunk,
-  lowerBound,
-  pairHash,
-  sameBits,
-} from './head-series.js';
+import { GrowablePostings, pairHash } from './head-series.js';
+import { type CutSeries, type HeadChunk, lowerBound, sameBits } from './head-types.js';
 import { SymbolTable } from './symbols.js';
 
 export abstract class HeadCutter extends HeadReader {

@@ -12,7 +12,7 @@ import {
   crc32,
   constants as zlibConstants,
 } from 'node:zlib';
-import { ByteReader, ByteWriter } from '../protocol/bytes.js';
+import { ByteReader, ByteWriter, putUvarint32 } from '../protocol/bytes.js';
 import { chunkBytes, type HeadChunk, type HeadLogView } from './head.js';
 import type { BusPositions } from './storage.js';
 
@@ -146,16 +146,6 @@ export function encodeHeadRecord(
   }
   head.checkpointWritten(snapshot);
   return frame(CODEC_NONE, w.view_());
-}
-
-/** Writes `v` (an integer in [0, 2^32)) as a uvarint at `b[at..]`; returns the position after it. */
-function putUvarint32(b: Uint8Array, at: number, v: number): number {
-  while (v >= 0x80) {
-    b[at++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  b[at++] = v;
-  return at;
 }
 
 /** A record as stored in a version-3 file: length, CRC, codec byte, body. */

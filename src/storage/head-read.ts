@@ -1,7 +1,7 @@
 /** Reading the head (see head.ts): series time ranges, consistent snapshots of their data, postings. */
 import type { LabelMatcher } from '../model/labels.js';
 import { HeadAppender } from './head-append.js';
-import { type HeadSeriesSnapshot, memoryChunk } from './head-series.js';
+import { type HeadSeriesSnapshot, memoryChunk } from './head-types.js';
 import { EMPTY_POSTINGS, type Postings, type PostingsIndex, postingsForMatchers } from './postings.js';
 
 export abstract class HeadReader extends HeadAppender implements PostingsIndex {

@@ -20,19 +20,20 @@
  */
 import { appendXorSample } from './codec/xor.js';
 import { HeadCutter } from './head-cut.js';
+import { pairHash } from './head-series.js';
 import {
   chunkBytes,
   type HeadChunk,
   type HeadMemoryStats,
   type OooBuffer,
-  pairHash,
   SAMPLE_HEADROOM,
   type SealedSinceCheckpoint,
-} from './head-series.js';
+} from './head-types.js';
 import type { SpillFile } from './spill.js';
 import type { SymbolTable } from './symbols.js';
 
 export { HeadAppender } from './head-append.js';
+export { HeadRefCache } from './head-series.js';
 export {
   type CutSeries,
   chunkBytes,
@@ -40,7 +41,6 @@ export {
   type HeadChunk,
   type HeadMemoryStats,
   type HeadOptions,
-  HeadRefCache,
   type HeadSeriesSnapshot,
   lowerBound,
   memoryChunk,
@@ -48,7 +48,7 @@ export {
   type OooBuffer,
   type SealedSinceCheckpoint,
   sameBits,
-} from './head-series.js';
+} from './head-types.js';
 
 /** What changed in the head since the last checkpoint (see {@link HeadLogView}). */
 export interface HeadChanges {

@@ -10,7 +10,7 @@ import type { LabelSet } from '../model/labels.js';
 import type { BlockReader } from './block.js';
 import { decodeChunk, SampleBuffer } from './codec/chunk.js';
 import { XorReader } from './codec/xor.js';
-import { chunkBytes, type HeadChunk, type HeadSeriesSnapshot } from './head.js';
+import { chunkBytes, type HeadChunk, type HeadSeriesSnapshot, lowerBound } from './head.js';
 import type { SampleArrays, SampleIterator, SelectedSeries } from './storage.js';
 
 export const EMPTY_ITERATOR: SampleIterator = { next: () => false, seek: () => false, t: 0, v: 0 };
@@ -271,25 +271,13 @@ export class ArrayIterator implements SampleIterator {
 
   seek(t: number): boolean {
     if (this.i >= 0 && this.i < this.n && this.t >= t) return true;
-    const lo = firstAtOrAfter(this.ts, Math.max(this.i, 0), this.n, t);
+    const lo = lowerBound(this.ts, this.n, t, Math.max(this.i, 0));
     this.i = lo;
     if (lo >= this.n) return false;
     this.t = this.ts[lo]!;
     this.v = this.vs[lo]!;
     return true;
   }
-}
-
-/** The first index in [from, end) whose timestamp is ≥ `t` (`ts` ascending); `end` if none. */
-export function firstAtOrAfter(ts: Float64Array, from: number, end: number, t: number): number {
-  let lo = from;
-  let hi = end;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (ts[mid]! < t) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** A series whose samples are already in memory, as columns (a remote read, a storage port's answer). */

@@ -53,6 +53,7 @@ export function intersect(a: Postings, b: Postings): Postings {
     }
     return out.subarray(0, k);
   }
+  // The same two-cursor walk as merge2's (twin: postings.ts:merge2), but it keeps only the common ids.
   let i = 0;
   let j = 0;
   while (i < a.length && j < b.length) {
@@ -104,6 +105,7 @@ function merge2(a: Postings, b: Postings): Postings {
   let i = 0;
   let j = 0;
   let k = 0;
+  // The same two-cursor walk as intersect's (twin: postings.ts:intersect), but it keeps every id once.
   while (i < a.length && j < b.length) {
     const x = a[i]!;
     const y = b[j]!;

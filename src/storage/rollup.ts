@@ -9,6 +9,7 @@
  * NaN follows Prometheus's *_over_time: min and max skip NaN unless every value is NaN; sum propagates it.
  */
 import { isStaleNaN } from '../model/batch.js';
+import { lowerBound } from '../model/sorted.js';
 import type { TierName } from './block.js';
 import type { AggregateArrays, AggregateIterator, SampleIterator } from './storage.js';
 
@@ -98,7 +99,8 @@ export class RollupColumns implements AggregateArrays {
 /**
  * Aggregates raw samples `t[0..n)`, `v[0..n)` (in time order) within [minT, maxT] into windows of `res`
  * appended to `out` — windows ending before `keepFrom` are left out. Windows without data (or with only
- * staleness markers) are absent.
+ * staleness markers) are absent. The window's aggregates are locals, as in coarsen (twin), which folds
+ * windows instead of samples: a shared accumulator object would cost a property write per sample.
  */
 export function aggregateSamples(
   T: Float64Array,
@@ -144,7 +146,7 @@ export function aggregateSamples(
   if (count > 0 && win + res - 1 >= keepFrom) out.push(win + res - 1, min, max, sum, count, last);
 }
 
-/** Combines finer windows (sorted) into windows of `res` (a multiple of theirs). */
+/** Combines finer windows (sorted) into windows of `res` (a multiple of theirs); twin: aggregateSamples. */
 export function coarsen(src: RollupColumns, res: number, out: RollupColumns): void {
   let win = Number.NaN;
   let min = 0;
@@ -197,7 +199,7 @@ export class RollupIterator implements AggregateIterator, SampleIterator {
   private i = -1;
 
   constructor(
-    private readonly data: AggregateArrays,
+    private readonly data: Readonly<Pick<AggregateArrays, 't' | 'cols' | 'n'>>,
     private readonly column: number,
   ) {}
 
@@ -225,13 +227,7 @@ export class RollupIterator implements AggregateIterator, SampleIterator {
 
   seek(t: number): boolean {
     if (this.i >= 0 && this.i < this.data.n && this.t >= t) return true;
-    let lo = Math.max(this.i, 0);
-    let hi = this.data.n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.data.t[mid]! < t) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = lowerBound(this.data.t, this.data.n, t, Math.max(this.i, 0));
     this.i = lo;
     if (lo >= this.data.n) return false;
     return this.at();

@@ -36,7 +36,7 @@ export class SymbolTable {
 /**
  * A key for a label set whose string order is Prometheus's series order (labels sorted by name, compared
  * pair by pair, a shorter set first when it is a prefix): NUL never occurs in names and is below every
- * character of a value.
+ * character of a value. Not model/labels.ts:labelsKey, whose `name="value",` form does not sort in that order.
  */
 export function seriesSortKey(names: readonly string[], values: readonly string[]): string {
   let key = '';

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { syncDirSync } from '../../model/fs.js';
 
 const BLOCK = 4096;
 
@@ -68,11 +69,6 @@ export class AgentIdentity {
     }
     renameSync(tmp, this.file);
     // The rename itself must be durable, or a crash could bring back the previous block's end.
-    const dirFd = openSync(path.dirname(this.file), 'r');
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
+    syncDirSync(path.dirname(this.file));
   }
 }

@@ -74,6 +74,7 @@ export const THROTTLE_REASONS: readonly (readonly [number, string])[] = [
   [0x100, 'display_clock_setting'],
 ];
 
+/** nvidia-smi query fields → canonical metrics (a table: its rows look alike by design). */
 export const GPU_FIELDS: readonly GpuField[] = [
   { query: 'utilization.gpu', metric: 'gpu_utilization_ratio', kind: 'gauge', convert: scaled(0.01) },
   {

@@ -20,6 +20,7 @@ export interface DcgmMapping {
 
 const MIB = 1024 * 1024;
 
+/** DCGM field → canonical metric (a table: its rows look alike by design). */
 export const DCGM_MAP: Readonly<Record<string, DcgmMapping>> = {
   DCGM_FI_DEV_GPU_UTIL: { metric: 'gpu_utilization_ratio', scale: 0.01, alsoFromNvidiaSmi: true },
   DCGM_FI_DEV_MEM_COPY_UTIL: { metric: 'gpu_memory_utilization_ratio', scale: 0.01, alsoFromNvidiaSmi: true },

@@ -12,8 +12,8 @@ import { hashPartitionKey, jobPartitionKey } from '../../bus/index.js';
 import type { SeriesBatch } from '../../model/batch.js';
 import { Errors, twError } from '../../model/errors.js';
 import type { LabelMatcher, LabelSet } from '../../model/labels.js';
-import { ArraySeries, firstAtOrAfter } from '../iterators.js';
-import { AGG_COLUMNS, AGG_COUNT, AGG_LAST, AGG_MAX, AGG_MIN, AGG_SUM } from '../rollup.js';
+import { ArraySeries } from '../iterators.js';
+import { AGG_COLUMNS, AGG_LAST, RollupIterator } from '../rollup.js';
 import type {
   AggregateArrays,
   AggregateIterator,
@@ -390,7 +390,7 @@ class RollupArraySeries extends ArraySeries {
   }
 
   aggregates(): AggregateIterator {
-    return new ArrayAggregateIterator(this.t, this.agg);
+    return new RollupIterator({ t: this.t, cols: this.agg, n: this.t.length }, AGG_LAST);
   }
 
   readAggregates(out: AggregateArrays): number {
@@ -401,45 +401,5 @@ class RollupArraySeries extends ArraySeries {
     for (let c = 0; c < AGG_COLUMNS; c++) out.cols[c]!.set(this.agg[c]!);
     out.n = n;
     return n;
-  }
-}
-
-class ArrayAggregateIterator implements AggregateIterator {
-  private i = -1;
-  t = 0;
-  min = 0;
-  max = 0;
-  sum = 0;
-  count = 0;
-  last = 0;
-
-  constructor(
-    private readonly ts: Float64Array,
-    private readonly cols: Float64Array[],
-  ) {}
-
-  next(): boolean {
-    if (++this.i >= this.ts.length) {
-      this.i = this.ts.length;
-      return false;
-    }
-    this.load();
-    return true;
-  }
-
-  seek(t: number): boolean {
-    if (this.i >= 0 && this.i < this.ts.length && this.t >= t) return true;
-    this.i = firstAtOrAfter(this.ts, Math.max(0, this.i), this.ts.length, t) - 1;
-    return this.next();
-  }
-
-  private load(): void {
-    const i = this.i;
-    this.t = this.ts[i]!;
-    this.min = this.cols[AGG_MIN]![i]!;
-    this.max = this.cols[AGG_MAX]![i]!;
-    this.sum = this.cols[AGG_SUM]![i]!;
-    this.count = this.cols[AGG_COUNT]![i]!;
-    this.last = this.cols[AGG_LAST]![i]!;
   }
 }
