@@ -78,6 +78,7 @@ export function GpuPanels({
       <StragglerNote highlights={highlights} stragglers={stragglers} />
       <JobNodeLinks jobId={jobId} start={axis.start} end={axis.end} />
       <div className="heatmaps timeline">
+        {/* Same shape as the memory heatmap below (gpu-panels.tsx: GpuPanels), with another metric, scale and legend. */}
         {errors.util ? (
           <ErrorBox error={errors.util} what="the utilization heatmap" />
         ) : (
@@ -104,6 +105,7 @@ export function GpuPanels({
             emptyText="No GPU utilization for this job in this range."
           />
         )}
+        {/* Same shape as the utilization heatmap above (gpu-panels.tsx: GpuPanels), with another metric, scale and legend. */}
         {errors.memory ? (
           <ErrorBox error={errors.memory} what="the memory heatmap" />
         ) : (
