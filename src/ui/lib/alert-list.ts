@@ -60,6 +60,7 @@ export const SILENCED_ELSEWHERE: Silence = {
   endsAt: '',
   createdBy: '',
   comment: '',
+  updatedAt: '',
   status: { state: 'active' },
 };
 
