@@ -60,7 +60,6 @@ export const SILENCED_ELSEWHERE: Silence = {
   endsAt: '',
   createdBy: '',
   comment: '',
-  updatedAt: '',
   status: { state: 'active' },
 };
 

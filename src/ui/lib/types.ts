@@ -3,7 +3,7 @@
  * src/model/api-types.ts, which the server's query stage produces; the alerting answers, in
  * src/model/alerting-api.ts, which src/alerting produces. DOM-free, so that pure modules and tests can use them.
  */
-import type { ApiSilence, ListedAlert, SilenceMatcher } from '../../model/alerting-api.js';
+import type { ApiSilence, ListedAlert, SilenceMatcher, SilenceState } from '../../model/alerting-api.js';
 import type { ColumnarSeries, JsonSample } from '../../model/api-types.js';
 
 export type {
@@ -26,8 +26,14 @@ export type { AlertState, Severity } from '../../model/alerting-api.js';
 export type Alert = ListedAlert;
 /** Alertmanager v2 matcher. */
 export type Matcher = SilenceMatcher;
-/** Alertmanager v2 silence (GET /api/v2/silences). */
-export type Silence = ApiSilence;
+/**
+ * Alertmanager v2 silence (GET /api/v2/silences), read leniently: an Alertmanager-compatible server may omit
+ * `updatedAt` or add states; the list shows an unknown state as it comes.
+ */
+export type Silence = Omit<ApiSilence, 'status' | 'updatedAt'> & {
+  readonly updatedAt?: string;
+  readonly status: { readonly state: SilenceState | string };
+};
 
 export function toNumber(v: JsonSample | null | undefined): number | null {
   if (v === null || v === undefined) return null;
