@@ -23,6 +23,12 @@ import {
 import { useSearchParams } from '../router';
 
 const PAGE_SIZE = 50;
+/** A notification's status as a text tone; any other (superseded) is muted. */
+const DELIVERY_CLASS: Readonly<Record<string, string>> = {
+  delivered: 'good',
+  failed: 'bad',
+  pending: 'warn',
+};
 const SINCE: { key: string; label: string; ms: number | null }[] = [
   { key: '1h', label: 'Last hour', ms: 3600_000 },
   { key: '24h', label: 'Last 24 hours', ms: 86_400_000 },
@@ -377,19 +383,7 @@ function History({ receivers }: { receivers: ReceiverInfo[] }) {
                 </td>
                 <td className="small">{n.summary}</td>
                 <td>
-                  <span
-                    className={
-                      n.status === 'delivered'
-                        ? 'good'
-                        : n.status === 'failed'
-                          ? 'bad'
-                          : n.status === 'pending'
-                            ? 'warn'
-                            : 'muted'
-                    }
-                  >
-                    {n.status}
-                  </span>
+                  <span className={DELIVERY_CLASS[n.status] ?? 'muted'}>{n.status}</span>
                   {n.status === 'pending' && n.nextAttemptMs !== null && n.attempts > 0 && (
                     <div className="small muted">retry {fmtTime(n.nextAttemptMs)}</div>
                   )}
