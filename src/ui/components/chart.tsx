@@ -375,6 +375,7 @@ export function Chart({
   let lastX: number | undefined;
   for (const s of series)
     if (s.x.length) lastX = Math.max(lastX ?? Number.NEGATIVE_INFINITY, s.x[s.x.length - 1]!);
+  // Same shape as heatmap.tsx: Heatmap's figure: both expose their state as data-* attributes for tests; the facts differ.
   return (
     <figure
       ref={fig}

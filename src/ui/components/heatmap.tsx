@@ -377,6 +377,7 @@ export function Heatmap({
   const empty = !matrix || nRows === 0;
   const highlighted = highlights ? [...highlights.entries()] : [];
 
+  // Same shape as chart.tsx: Chart's figure: both expose their state as data-* attributes for tests; the facts differ.
   return (
     <figure
       ref={figure}

@@ -171,3 +171,13 @@ export function Empty({ title, children }: { title: string; children?: React.Rea
     </div>
   );
 }
+
+/** A form's or an action's error, announced when it appears; nothing when there is none. */
+export function FormError({ message }: { message: string | null | undefined }) {
+  if (!message) return null;
+  return (
+    <p className="bad" role="alert">
+      {message}
+    </p>
+  );
+}

@@ -4,45 +4,19 @@
  * {@link mergeMatrix} splices them in and drops columns that slid out of the window.
  */
 
-export const NO_DATA = 255;
+import {
+  dequantize,
+  type HeatmapGrid,
+  type HeatmapResponse,
+  type HeatmapRow,
+  NO_DATA_BYTE,
+} from '../../model/heatmap-api.js';
 
-export interface HeatmapRowInfo {
-  readonly labels: Readonly<Record<string, string>>;
-  readonly series: number;
-  readonly mean: number | null;
-  readonly recentMean: number | null;
-  readonly last: number | null;
-  readonly lastT: number | null;
-  readonly z: number | null;
-  readonly idleSeconds?: number;
-}
+export type { HeatmapResponse } from '../../model/heatmap-api.js';
+export type HeatmapRowInfo = HeatmapRow;
+export const NO_DATA = NO_DATA_BYTE;
 
-export interface HeatmapResponse {
-  readonly metric: string;
-  readonly by: readonly string[];
-  readonly start: number;
-  readonly step: number;
-  readonly cols: number;
-  readonly rows: readonly HeatmapRowInfo[];
-  readonly lo: number;
-  readonly hi: number;
-  readonly encoding: 'u8-base64';
-  readonly values: string;
-  /** With job filters or grouping: what rows were grouped by (null: by job), the jobs with data, per row. */
-  readonly grouped?: 'project' | 'owner' | null;
-  readonly jobs?: number;
-  readonly row_jobs?: number[] | null;
-}
-
-export interface Matrix {
-  readonly metric: string;
-  readonly by: readonly string[];
-  readonly start: number;
-  readonly step: number;
-  readonly cols: number;
-  readonly rows: readonly HeatmapRowInfo[];
-  readonly lo: number;
-  readonly hi: number;
+export interface Matrix extends HeatmapGrid {
   /** rows × cols bytes, row-major. */
   readonly cells: Uint8Array;
 }
@@ -58,17 +32,8 @@ export function decodeMatrix(r: HeatmapResponse): Matrix {
   const cells = decodeBase64(r.values);
   if (cells.length !== r.rows.length * r.cols)
     throw new Error(`heatmap of ${r.rows.length} × ${r.cols} cells came with ${cells.length} bytes`);
-  return {
-    metric: r.metric,
-    by: r.by,
-    start: r.start,
-    step: r.step,
-    cols: r.cols,
-    rows: r.rows,
-    lo: r.lo,
-    hi: r.hi,
-    cells,
-  };
+  const { metric, by, start, step, cols, rows, lo, hi } = r;
+  return { metric, by, start, step, cols, rows, lo, hi, cells };
 }
 
 /** The identity of a row: its `by` label values. */
@@ -77,8 +42,7 @@ export function rowKey(m: { by: readonly string[] }, row: HeatmapRowInfo): strin
 }
 
 export function cellValue(m: Matrix, row: number, col: number): number | null {
-  const b = m.cells[row * m.cols + col]!;
-  return b === NO_DATA ? null : m.lo + (b / 254) * (m.hi - m.lo);
+  return dequantize(m.cells[row * m.cols + col]!, m.lo, m.hi);
 }
 
 /**

@@ -3,45 +3,23 @@
  * filters as the text the URL and the API share (`loss<2.5`), and the scales of the scatter plot.
  */
 
-export type RunColumnKind = 'text' | 'number' | 'time';
+import type {
+  JsonGauge,
+  JsonRun,
+  RunColumn,
+  RunFilter,
+  RunFilterOp,
+  RunGroup,
+} from '../../model/runs-api.js';
+import { splitRunFilter } from '../../model/runs-api.js';
 
-export interface RunColumn {
-  readonly key: string;
-  readonly label: string;
-  readonly kind: RunColumnKind;
-  readonly source: 'run' | 'summary' | 'config';
-}
+export type { RunColumn, RunColumnKind, RunGroup } from '../../model/runs-api.js';
 
-export interface RunGauge {
-  /** "NaN" when the newest value was not finite (a diverged loss). */
-  readonly last: number | 'NaN';
-  readonly lastMs: number;
-  readonly best: number | null;
-}
+/** A summary gauge: "NaN" when the newest value was not finite (a diverged loss). */
+export type RunGauge = JsonGauge;
+export type Run = JsonRun;
 
-export interface Run {
-  readonly jobId: string;
-  readonly name: string;
-  readonly project: string;
-  readonly owner: string;
-  readonly framework: string;
-  readonly status: string;
-  readonly worldSize: number | null;
-  readonly startMs: number | null;
-  readonly endMs: number | null;
-  readonly lastSampleMs: number | null;
-  readonly tags: readonly string[];
-  readonly config: Readonly<Record<string, unknown>>;
-  readonly summary: Readonly<Record<string, RunGauge>>;
-  readonly gpuHours: number | null;
-}
-
-export interface RunGroup {
-  readonly value: string | number | null;
-  readonly count: number;
-  readonly aggregates: Readonly<Record<string, number | null>>;
-}
-
+/** The answer of `GET /api/tw/v1/runs` (src/query/runs.ts). */
 export interface RunsResponse {
   readonly columns: readonly RunColumn[];
   readonly total: number;
@@ -53,22 +31,15 @@ export interface RunsResponse {
 /** The URL parameters the page shares with the API (the view is the link). */
 export const RUN_VIEW_PARAMS = ['sort', 'filter', 'group', 'offset'] as const;
 
-export const FILTER_OPS = ['=', '!=', '<', '<=', '>', '>=', '~'] as const;
-export type FilterOp = (typeof FILTER_OPS)[number];
+/** The filter operators in the order the filter form lists them. */
+export const FILTER_OPS: readonly RunFilterOp[] = ['=', '!=', '<', '<=', '>', '>=', '~'];
+export type FilterOp = RunFilterOp;
+export type ParsedFilter = RunFilter;
 
-export interface ParsedFilter {
-  readonly column: string;
-  readonly op: FilterOp;
-  readonly value: string;
-}
-
-/** `loss<2.5` → parts (as the server parses it: the column ends at the first operator character). */
+/** `loss<2.5` → parts, by the server's own parser (src/model/runs-api.ts); null when it is not a filter. */
 export function parseFilter(raw: string): ParsedFilter | null {
-  const at = raw.search(/[<>=!~]/);
-  if (at <= 0) return null;
-  const op = (['<=', '>=', '!=', '=', '<', '>', '~'] as const).find((o) => raw.startsWith(o, at));
-  if (!op) return null;
-  return { column: raw.slice(0, at).trim(), op, value: raw.slice(at + op.length).trim() };
+  const f = splitRunFilter(raw);
+  return typeof f === 'string' ? null : f;
 }
 
 export function formatFilter(f: ParsedFilter): string {

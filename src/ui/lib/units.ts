@@ -5,7 +5,10 @@
  * `_hertz`, and `_total` for counters of those). DOM-free, so unit tests run it in Node.
  */
 
-export type BaseUnit = 'bytes' | 'seconds' | 'ratio' | 'celsius' | 'watts' | 'hertz' | 'count';
+import { type SuffixUnit, unitOfSuffix } from '../../model/metric-units.js';
+import { PROMQL_RESERVED } from '../../model/promql-words.js';
+
+export type BaseUnit = SuffixUnit | 'count';
 
 export interface Unit {
   readonly base: BaseUnit;
@@ -19,15 +22,6 @@ export interface Unit {
 export type MetricMetadata = Readonly<
   Record<string, readonly { readonly type?: string; readonly help?: string; readonly unit?: string }[]>
 >;
-
-const SUFFIXES: readonly [string, BaseUnit][] = [
-  ['_bytes', 'bytes'],
-  ['_seconds', 'seconds'],
-  ['_ratio', 'ratio'],
-  ['_celsius', 'celsius'],
-  ['_watts', 'watts'],
-  ['_hertz', 'hertz'],
-];
 
 /** Metadata unit words (Prometheus's and OpenTelemetry's UCUM codes) → a base unit. */
 const METADATA_UNITS: Readonly<Record<string, BaseUnit>> = {
@@ -50,8 +44,7 @@ const METADATA_UNITS: Readonly<Record<string, BaseUnit>> = {
 /** The unit a metric's name says by its suffix, or null. */
 export function unitFromName(name: string): BaseUnit | null {
   const stem = name.endsWith('_total') ? name.slice(0, -'_total'.length) : name;
-  for (const [suffix, unit] of SUFFIXES) if (stem.endsWith(suffix)) return unit;
-  return name.endsWith('_total') ? 'count' : null;
+  return unitOfSuffix(stem) ?? (name.endsWith('_total') ? 'count' : null);
 }
 
 /** The unit metadata gives, or null when it has none (missing, empty, `unknown`, or a word not known here). */
@@ -74,38 +67,6 @@ export function unitOfMetric(name: string, meta?: MetricMetadata | null): Unit |
 }
 
 const IDENT = /[a-zA-Z_:][a-zA-Z0-9_:]*/g;
-/** Words of PromQL that are not metric names. */
-const KEYWORDS = new Set([
-  'by',
-  'without',
-  'on',
-  'ignoring',
-  'group_left',
-  'group_right',
-  'bool',
-  'and',
-  'or',
-  'unless',
-  'offset',
-  'atan2',
-  'inf',
-  'nan',
-  // Aggregations, which may be followed by `by (…)` before their parenthesis.
-  'sum',
-  'avg',
-  'min',
-  'max',
-  'count',
-  'group',
-  'stddev',
-  'stdvar',
-  'topk',
-  'bottomk',
-  'quantile',
-  'count_values',
-  'limitk',
-  'limit_ratio',
-]);
 
 /** Metric names a query selects: identifiers outside `{…}` and strings, not followed by `(`, not keywords. */
 export function metricsOfQuery(query: string): string[] {
@@ -119,7 +80,7 @@ export function metricsOfQuery(query: string): string[] {
   for (const m of bare.matchAll(IDENT)) {
     const word = m[0];
     const after = bare.slice((m.index ?? 0) + word.length).trimStart();
-    if (after.startsWith('(') || KEYWORDS.has(word.toLowerCase())) continue;
+    if (after.startsWith('(') || PROMQL_RESERVED.has(word.toLowerCase())) continue;
     out.add(word);
   }
   return [...out];

@@ -10,6 +10,7 @@ import {
   toNumber,
 } from '../api';
 import { Chart, type ChartSeries, seriesColor, type XMode } from '../components/chart';
+import { CurveOptions } from '../components/curve-options';
 import { Empty, ErrorBox, StatusBadge } from '../components/widgets';
 import { fmtNumber, fmtPercent, fmtTime } from '../format';
 import { diffConfigs, formatConfigValue } from '../lib/config-diff';
@@ -280,26 +281,7 @@ export function ComparePage() {
             </button>
           ))}
         </fieldset>
-        <label className="check slider">
-          smoothing
-          <input
-            type="range"
-            min={0}
-            max={0.99}
-            step={0.01}
-            value={smooth}
-            aria-label="Smoothing"
-            onChange={(e) => setParams({ smooth: Number(e.target.value) > 0 ? e.target.value : null })}
-          />
-        </label>
-        <label className="check">
-          <input
-            type="checkbox"
-            checked={logY}
-            onChange={(e) => setParams({ log: e.target.checked ? '1' : null })}
-          />{' '}
-          log scale
-        </label>
+        <CurveOptions smooth={smooth} logY={logY} setParams={setParams} />
       </div>
 
       {lookupError ? <ErrorBox error={lookupError} what="the runs to compare" /> : null}

@@ -103,6 +103,7 @@ export function JobPage({ jobId }: { jobId: string }) {
         alertsUnknown={!!alertsError}
         now={now}
       />
+      {/* Same shape as the panels' props below (job.tsx: ThroughputCharts): each component takes the page state it shows. */}
       <JobToolbar
         jobId={jobId}
         range={range}
@@ -125,6 +126,7 @@ export function JobPage({ jobId }: { jobId: string }) {
         timeline={timeline}
         stepMarkers={markers.step}
       />
+      {/* Same shape as the toolbar's props above (job.tsx: JobToolbar): each component takes the page state it shows. */}
       <ThroughputCharts
         throughput={panels.throughput}
         throughputError={errors.throughput}

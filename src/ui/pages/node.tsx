@@ -1,6 +1,7 @@
 import { useEffect, useMemo, useState } from 'react';
 import { type ApiError, fetchNode, type NodeDetail, promQueryRange } from '../api';
 import { Chart, seriesColor } from '../components/chart';
+import { DataTable } from '../components/data-table';
 import { RangePicker } from '../components/range-picker';
 import { ErrorBox, StatusBadge, Tile } from '../components/widgets';
 import { fmtAge, fmtTime } from '../format';
@@ -188,83 +189,60 @@ export function NodePage({ nodeId }: { nodeId: string }) {
       {detail && detail.jobs.length === 0 ? (
         <p className="muted">No job ran on this node in this range.</p>
       ) : (
-        <div className="table-scroll">
-          <table className="jobs" data-testid="node-jobs">
-            <thead>
-              <tr>
-                <th scope="col">Job</th>
-                <th scope="col">Status</th>
-                <th scope="col">GPUs (rank)</th>
-                <th scope="col">Owner</th>
-                <th scope="col">Started</th>
-                <th scope="col">Ran for</th>
+        <DataTable
+          testId="node-jobs"
+          columns={['Job', 'Status', 'GPUs (rank)', 'Owner', 'Started', 'Ran for']}
+        >
+          {(detail?.jobs ?? []).map((j) => {
+            const ranks = (detail?.gpus ?? []).flatMap((g) =>
+              g.jobs
+                .filter((x) => x.jobId === j.jobId)
+                .map((x) => `gpu ${g.gpu}${x.rank !== null ? ` (rank ${x.rank})` : ''}`),
+            );
+            return (
+              <tr key={j.jobId} data-job-id={j.jobId}>
+                <td>
+                  <a href={`/jobs/${encodeURIComponent(j.jobId)}`} onClick={onLinkClick}>
+                    {j.known && j.name ? j.name : j.jobId}
+                  </a>
+                  {j.known && j.name && j.name !== j.jobId && <div className="sub mono">{j.jobId}</div>}
+                </td>
+                <td>
+                  <StatusBadge status={j.status} />
+                </td>
+                <td>{ranks.join(', ') || '—'}</td>
+                <td>{j.owner || '—'}</td>
+                <td>{fmtTime(j.startMs)}</td>
+                <td>{j.startMs !== null ? fmtAge(j.startMs, j.endMs ?? j.lastSampleMs ?? now) : '—'}</td>
               </tr>
-            </thead>
-            <tbody>
-              {(detail?.jobs ?? []).map((j) => {
-                const ranks = (detail?.gpus ?? []).flatMap((g) =>
-                  g.jobs
-                    .filter((x) => x.jobId === j.jobId)
-                    .map((x) => `gpu ${g.gpu}${x.rank !== null ? ` (rank ${x.rank})` : ''}`),
-                );
-                return (
-                  <tr key={j.jobId} data-job-id={j.jobId}>
-                    <td>
-                      <a href={`/jobs/${encodeURIComponent(j.jobId)}`} onClick={onLinkClick}>
-                        {j.known && j.name ? j.name : j.jobId}
-                      </a>
-                      {j.known && j.name && j.name !== j.jobId && <div className="sub mono">{j.jobId}</div>}
-                    </td>
-                    <td>
-                      <StatusBadge status={j.status} />
-                    </td>
-                    <td>{ranks.join(', ') || '—'}</td>
-                    <td>{j.owner || '—'}</td>
-                    <td>{fmtTime(j.startMs)}</td>
-                    <td>{j.startMs !== null ? fmtAge(j.startMs, j.endMs ?? j.lastSampleMs ?? now) : '—'}</td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+            );
+          })}
+        </DataTable>
       )}
 
       <h2>GPU inventory</h2>
-      <div className="table-scroll">
-        <table className="jobs" data-testid="node-gpus">
-          <thead>
-            <tr>
-              <th scope="col">GPU</th>
-              <th scope="col">Model</th>
-              <th scope="col">UUID</th>
-              <th scope="col">Jobs in range</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(detail?.gpus ?? []).map((g) => (
-              <tr key={g.gpu} data-gpu={g.gpu}>
-                <td>gpu {g.gpu}</td>
-                <td>{g.name ?? '—'}</td>
-                <td className="mono small">{g.uuid ?? '—'}</td>
-                <td>
-                  {g.jobs.length === 0
-                    ? '—'
-                    : g.jobs.map((x, i) => (
-                        <span key={x.jobId}>
-                          {i > 0 && ', '}
-                          <a href={`/jobs/${encodeURIComponent(x.jobId)}`} onClick={onLinkClick}>
-                            {x.jobId}
-                          </a>
-                          {x.rank !== null && <span className="muted"> rank {x.rank}</span>}
-                        </span>
-                      ))}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable testId="node-gpus" columns={['GPU', 'Model', 'UUID', 'Jobs in range']}>
+        {(detail?.gpus ?? []).map((g) => (
+          <tr key={g.gpu} data-gpu={g.gpu}>
+            <td>gpu {g.gpu}</td>
+            <td>{g.name ?? '—'}</td>
+            <td className="mono small">{g.uuid ?? '—'}</td>
+            <td>
+              {g.jobs.length === 0
+                ? '—'
+                : g.jobs.map((x, i) => (
+                    <span key={x.jobId}>
+                      {i > 0 && ', '}
+                      <a href={`/jobs/${encodeURIComponent(x.jobId)}`} onClick={onLinkClick}>
+                        {x.jobId}
+                      </a>
+                      {x.rank !== null && <span className="muted"> rank {x.rank}</span>}
+                    </span>
+                  ))}
+            </td>
+          </tr>
+        ))}
+      </DataTable>
     </section>
   );
 }

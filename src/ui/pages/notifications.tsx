@@ -6,7 +6,8 @@ import {
   fetchReceivers,
   testNotificationRoute,
 } from '../api';
-import { ErrorBox } from '../components/widgets';
+import { DataTable } from '../components/data-table';
+import { ErrorBox, FormError } from '../components/widgets';
 import { fmtAge, fmtTime } from '../format';
 import { usePoll } from '../hooks/use-live';
 import { useSession } from '../hooks/use-session';
@@ -22,6 +23,12 @@ import {
 import { useSearchParams } from '../router';
 
 const PAGE_SIZE = 50;
+/** A notification's status as a text tone; any other (superseded) is muted. */
+const DELIVERY_CLASS: Readonly<Record<string, string>> = {
+  delivered: 'good',
+  failed: 'bad',
+  pending: 'warn',
+};
 const SINCE: { key: string; label: string; ms: number | null }[] = [
   { key: '1h', label: 'Last hour', ms: 3600_000 },
   { key: '24h', label: 'Last 24 hours', ms: 86_400_000 },
@@ -105,72 +112,60 @@ function ReceiversTable({ receivers }: { receivers: ReceiverInfo[] }) {
       : r.integrations.map((i) => ({ receiver: r, integration: i })),
   );
   return (
-    <div className="table-scroll">
-      <table className="jobs" data-testid="receivers-table">
-        <caption className="sr-only">Receivers, their integrations and delivery health</caption>
-        <thead>
-          <tr>
-            <th scope="col">Receiver</th>
-            <th scope="col">Integration</th>
-            <th scope="col">Target</th>
-            <th scope="col">Health</th>
-            <th scope="col">Last success</th>
-            <th scope="col">Last failure</th>
-            <th scope="col" className="num">
-              Delivered
-            </th>
-            <th scope="col" className="num">
-              Failed
-            </th>
-            <th scope="col" className="num">
-              Pending
-            </th>
-            <th scope="col" className="num">
-              Mean latency
-            </th>
+    <DataTable
+      testId="receivers-table"
+      caption="Receivers, their integrations and delivery health"
+      columns={[
+        'Receiver',
+        'Integration',
+        'Target',
+        'Health',
+        'Last success',
+        'Last failure',
+        { label: 'Delivered', num: true },
+        { label: 'Failed', num: true },
+        { label: 'Pending', num: true },
+        { label: 'Mean latency', num: true },
+      ]}
+    >
+      {rows.map(({ receiver, integration }) => {
+        const h = integration?.health ?? null;
+        const state = healthState(h);
+        return (
+          <tr
+            key={`${receiver.name}/${integration?.name ?? ''}`}
+            data-testid="receiver-row"
+            data-receiver={receiver.name}
+            data-health={integration ? state : 'none'}
+          >
+            <td>
+              <strong>{receiver.name}</strong>
+            </td>
+            <td className="mono">{integration ? integration.name : '—'}</td>
+            <td className="mono small">
+              {integration ? integration.target : (receiver.note ?? 'nothing is sent')}
+            </td>
+            <td>
+              {integration && <span className={HEALTH_CLASS[state]}>{HEALTH_TEXT[state]}</span>}
+              {h?.lastError && state !== 'ok' && (
+                <div className="small bad route-error" title={h.lastError}>
+                  {h.lastError}
+                </div>
+              )}
+            </td>
+            <td>{h?.lastDeliveredMs ? `${fmtAge(h.lastDeliveredMs, now)} ago` : '—'}</td>
+            <td>{h?.lastFailureMs ? `${fmtAge(h.lastFailureMs, now)} ago` : '—'}</td>
+            <td className="num">{h?.delivered ?? 0}</td>
+            <td className="num">{h?.failed ?? 0}</td>
+            <td className="num">
+              {h?.pending ?? 0}
+              {h && h.retrying > 0 ? ` (${h.retrying} retrying)` : ''}
+            </td>
+            <td className="num">{fmtDuration(h?.meanLatencyMs)}</td>
           </tr>
-        </thead>
-        <tbody>
-          {rows.map(({ receiver, integration }) => {
-            const h = integration?.health ?? null;
-            const state = healthState(h);
-            return (
-              <tr
-                key={`${receiver.name}/${integration?.name ?? ''}`}
-                data-testid="receiver-row"
-                data-receiver={receiver.name}
-                data-health={integration ? state : 'none'}
-              >
-                <td>
-                  <strong>{receiver.name}</strong>
-                </td>
-                <td className="mono">{integration ? integration.name : '—'}</td>
-                <td className="mono small">
-                  {integration ? integration.target : (receiver.note ?? 'nothing is sent')}
-                </td>
-                <td>
-                  {integration && <span className={HEALTH_CLASS[state]}>{HEALTH_TEXT[state]}</span>}
-                  {h?.lastError && state !== 'ok' && (
-                    <div className="small bad route-error" title={h.lastError}>
-                      {h.lastError}
-                    </div>
-                  )}
-                </td>
-                <td>{h?.lastDeliveredMs ? `${fmtAge(h.lastDeliveredMs, now)} ago` : '—'}</td>
-                <td>{h?.lastFailureMs ? `${fmtAge(h.lastFailureMs, now)} ago` : '—'}</td>
-                <td className="num">{h?.delivered ?? 0}</td>
-                <td className="num">{h?.failed ?? 0}</td>
-                <td className="num">
-                  {h?.pending ?? 0}
-                  {h && h.retrying > 0 ? ` (${h.retrying} retrying)` : ''}
-                </td>
-                <td className="num">{fmtDuration(h?.meanLatencyMs)}</td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
-    </div>
+        );
+      })}
+    </DataTable>
   );
 }
 
@@ -255,11 +250,7 @@ function RouteTester({
         As <code>amtool config routes test</code> takes them: <code>name=value</code> pairs or{' '}
         <code>{'{name="value", …}'}</code>. Your tenant label is added.
       </p>
-      {error && (
-        <p className="bad" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError message={error} />
       {result && (
         <div data-testid="route-test-result" aria-live="polite">
           <p>
@@ -370,62 +361,40 @@ function History({ receivers }: { receivers: ReceiverInfo[] }) {
       {data && data.total === 0 && <p className="muted">No notifications match.</p>}
       {data && data.total > 0 && (
         <>
-          <div className="table-scroll">
-            <table className="jobs" data-testid="history-table">
-              <caption className="sr-only">Notifications, newest first</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Queued</th>
-                  <th scope="col">Receiver</th>
-                  <th scope="col">Notification</th>
-                  <th scope="col">Status</th>
-                  <th scope="col" className="num">
-                    Attempts
-                  </th>
-                  <th scope="col" className="num">
-                    Latency
-                  </th>
-                  <th scope="col" className="num">
-                    Last attempt
-                  </th>
-                  <th scope="col">Last error</th>
-                </tr>
-              </thead>
-              <tbody>
-                {data.notifications.map((n) => (
-                  <tr key={n.id} data-testid="history-row" data-status={n.status} data-receiver={n.receiver}>
-                    <td>{fmtTime(n.createdMs)}</td>
-                    <td>
-                      {n.receiver} <span className="mono small muted">{n.integration}</span>
-                    </td>
-                    <td className="small">{n.summary}</td>
-                    <td>
-                      <span
-                        className={
-                          n.status === 'delivered'
-                            ? 'good'
-                            : n.status === 'failed'
-                              ? 'bad'
-                              : n.status === 'pending'
-                                ? 'warn'
-                                : 'muted'
-                        }
-                      >
-                        {n.status}
-                      </span>
-                      {n.status === 'pending' && n.nextAttemptMs !== null && n.attempts > 0 && (
-                        <div className="small muted">retry {fmtTime(n.nextAttemptMs)}</div>
-                      )}
-                    </td>
-                    <td className="num">{n.attempts}</td>
-                    <td className="num">{fmtDuration(n.latencyMs)}</td>
-                    <td className="num">{fmtDuration(n.lastAttemptDurationMs)}</td>
-                    <td className="small bad route-error">{n.lastError || ''}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable
+            testId="history-table"
+            caption="Notifications, newest first"
+            columns={[
+              'Queued',
+              'Receiver',
+              'Notification',
+              'Status',
+              { label: 'Attempts', num: true },
+              { label: 'Latency', num: true },
+              { label: 'Last attempt', num: true },
+              'Last error',
+            ]}
+          >
+            {data.notifications.map((n) => (
+              <tr key={n.id} data-testid="history-row" data-status={n.status} data-receiver={n.receiver}>
+                <td>{fmtTime(n.createdMs)}</td>
+                <td>
+                  {n.receiver} <span className="mono small muted">{n.integration}</span>
+                </td>
+                <td className="small">{n.summary}</td>
+                <td>
+                  <span className={DELIVERY_CLASS[n.status] ?? 'muted'}>{n.status}</span>
+                  {n.status === 'pending' && n.nextAttemptMs !== null && n.attempts > 0 && (
+                    <div className="small muted">retry {fmtTime(n.nextAttemptMs)}</div>
+                  )}
+                </td>
+                <td className="num">{n.attempts}</td>
+                <td className="num">{fmtDuration(n.latencyMs)}</td>
+                <td className="num">{fmtDuration(n.lastAttemptDurationMs)}</td>
+                <td className="small bad route-error">{n.lastError || ''}</td>
+              </tr>
+            ))}
+          </DataTable>
           <nav className="toolbar" aria-label="History pages">
             <button
               type="button"

@@ -1,6 +1,6 @@
 import { useMemo, useState } from 'react';
 import { FilterForm, PAGE_SIZE, Pager } from '../components/runs/run-controls';
-import { GroupRows, RunRow } from '../components/runs/run-rows';
+import { GroupRows, RunRows } from '../components/runs/run-rows';
 import { Scatter } from '../components/runs/run-scatter';
 import { Empty, ErrorBox } from '../components/widgets';
 import { useRuns } from '../hooks/use-runs';
@@ -217,28 +217,22 @@ export function RunsPage() {
                 </tr>
               </thead>
               <tbody>
-                {data.groups
-                  ? data.groups.map((g) => (
-                      <GroupRows
-                        key={String(g.value)}
-                        group={g}
-                        column={byKey.get(group)}
-                        groupKey={group}
-                        baseSearch={apiKey}
-                        shown={shown}
-                        selected={selected}
-                        onToggle={toggle}
-                      />
-                    ))
-                  : data.runs.map((r) => (
-                      <RunRow
-                        key={r.jobId}
-                        run={r}
-                        shown={shown}
-                        selected={selected.includes(r.jobId)}
-                        onToggle={toggle}
-                      />
-                    ))}
+                {data.groups ? (
+                  data.groups.map((g) => (
+                    <GroupRows
+                      key={String(g.value)}
+                      group={g}
+                      column={byKey.get(group)}
+                      groupKey={group}
+                      baseSearch={apiKey}
+                      shown={shown}
+                      selected={selected}
+                      onToggle={toggle}
+                    />
+                  ))
+                ) : (
+                  <RunRows runs={data.runs} shown={shown} selected={selected} onToggle={toggle} />
+                )}
               </tbody>
             </table>
           </div>

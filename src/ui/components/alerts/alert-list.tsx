@@ -13,9 +13,10 @@ import {
 import { alertStart, silenceMatchersFor } from '../../lib/alerts';
 import type { Alert, Silence } from '../../lib/types';
 import { onLinkClick } from '../../router';
+import { DataTable } from '../data-table';
 import { AlertPlace } from '../node-link';
-import { Empty, ErrorBox } from '../widgets';
-import { MISSING } from './missing';
+import { Empty } from '../widgets';
+import { notLoaded } from './missing';
 
 /**
  * The alerts of the range, filtered by state, with related alerts folded under their likely cause; each
@@ -61,15 +62,8 @@ export function AlertList({
   useEffect(() => {
     if (highlight !== null && listed) rowRef.current?.scrollIntoView({ block: 'center' });
   }, [highlight, listed]);
-  if (error)
-    return error.missingRoute ? (
-      <Empty title="No alerting yet">
-        <p>{MISSING}</p>
-      </Empty>
-    ) : (
-      <ErrorBox error={error} what="alerts" />
-    );
-  if (!alerts) return <div className="empty">Loading alerts…</div>;
+  const waiting = notLoaded('alerts', alerts, error, 'No alerting yet');
+  if (waiting !== null || !alerts) return waiting;
   return (
     <>
       <fieldset className="segmented" aria-label="Alert state">
@@ -99,135 +93,126 @@ export function AlertList({
           </p>
         </Empty>
       ) : (
-        <div className="table-scroll">
-          <table className="jobs alerts" data-testid="alerts-table">
-            <thead>
-              <tr>
-                <th>Severity</th>
-                <th>Alert</th>
-                <th>Job</th>
-                <th>Where</th>
-                <th>State</th>
-                <th>Since</th>
-                <th>Resolved</th>
-                <th className="num">Value</th>
-                <th>Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {groups
-                .flatMap((g) => [
-                  { a: g.cause, group: g, consequence: false },
-                  ...(isOpen(g) ? g.consequences.map((c) => ({ a: c, group: g, consequence: true })) : []),
-                ])
-                .map(({ a, group, consequence }) => {
-                  const silenced = silenceOf(a, silences);
-                  const mark = a.fingerprint === highlight;
-                  return (
-                    <tr
-                      key={`${a.fingerprint}/${a.activeAtMs}/${a.state}`}
-                      ref={mark ? rowRef : undefined}
-                      className={
-                        [mark ? 'highlight' : '', consequence ? 'consequence' : '']
-                          .filter(Boolean)
-                          .join(' ') || undefined
-                      }
-                      data-fingerprint={a.fingerprint}
-                      data-state={a.state}
-                      data-alertname={a.labels.alertname ?? a.name}
-                      data-related={consequence ? undefined : group.consequences.length}
-                      data-cause={consequence ? group.cause.fingerprint : undefined}
-                    >
-                      <td>
-                        <span className={`sev sev-${a.labels.severity ?? 'info'}`}>
-                          ● {a.labels.severity ?? '—'}
-                        </span>
-                      </td>
-                      <td>
-                        {consequence && (
-                          <span className="muted" title="consequence of the alert above">
-                            ↳{' '}
-                          </span>
-                        )}
-                        <strong>{a.labels.alertname ?? a.name}</strong>
-                        <div className="sub">{a.annotations.summary ?? a.annotations.description ?? ''}</div>
-                        <div className="sub">{a.source}</div>
-                        {!consequence && group.consequences.length > 0 && (
-                          <button
-                            type="button"
-                            className="btn btn-small btn-quiet related-toggle"
-                            aria-expanded={isOpen(group)}
-                            data-testid="related-toggle"
-                            onClick={() => toggle(group)}
-                          >
-                            {isOpen(group) ? '▾' : '▸'} {group.consequences.length} related:{' '}
-                            {[...new Set(group.consequences.map((c) => c.labels.alertname ?? c.name))].join(
-                              ', ',
-                            )}
-                          </button>
-                        )}
-                      </td>
-                      <td>
-                        {a.labels.job_id ? (
-                          <a
-                            href={a.url || `/jobs/${encodeURIComponent(a.labels.job_id)}`}
-                            onClick={onLinkClick}
-                          >
-                            {a.labels.job_id}
-                          </a>
-                        ) : (
-                          '—'
-                        )}
-                      </td>
-                      <td>
-                        <AlertPlace labels={a.labels} />
-                      </td>
-                      <td>
-                        <span className={`badge state-${a.state}`}>{a.state}</span>
-                        {silenced && (
-                          <div className="sub">
-                            {silenced === SILENCED_ELSEWHERE
-                              ? 'silenced'
-                              : `silenced until ${fmtTime(Date.parse(silenced.endsAt))}`}
-                          </div>
-                        )}
-                      </td>
-                      <td title={fmtTime(alertStart(a))}>{fmtAge(alertStart(a), now)} ago</td>
-                      <td>{a.resolvedAtMs ? `${fmtAge(a.resolvedAtMs, now)} ago` : '—'}</td>
-                      <td className="num">
-                        {typeof a.value === 'number' ? fmtNumber(a.value) : (a.value ?? '—')}
-                      </td>
-                      <td className="actions">
-                        {a.state !== 'resolved' && !silenced && (
-                          <>
-                            <button
-                              type="button"
-                              className="btn btn-small"
-                              data-testid="silence-button"
-                              title={`Silence for 2 hours: ${silenceMatchersFor(a.labels)
-                                .map((m) => `${m.name}="${m.value}"`)
-                                .join(', ')}`}
-                              onClick={() => onSilence(a)}
-                            >
-                              Silence 2h
-                            </button>
-                            <button
-                              type="button"
-                              className="btn btn-small btn-quiet"
-                              onClick={() => onEdit(a)}
-                              aria-label="Silence with options"
-                            >
-                              …
-                            </button>
-                          </>
-                        )}
-                      </td>
-                    </tr>
-                  );
-                })}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          testId="alerts-table"
+          className="jobs alerts"
+          columns={[
+            'Severity',
+            'Alert',
+            'Job',
+            'Where',
+            'State',
+            'Since',
+            'Resolved',
+            { label: 'Value', num: true },
+            'Actions',
+          ]}
+        >
+          {groups
+            .flatMap((g) => [
+              { a: g.cause, group: g, consequence: false },
+              ...(isOpen(g) ? g.consequences.map((c) => ({ a: c, group: g, consequence: true })) : []),
+            ])
+            .map(({ a, group, consequence }) => {
+              const silenced = silenceOf(a, silences);
+              const mark = a.fingerprint === highlight;
+              return (
+                <tr
+                  key={`${a.fingerprint}/${a.activeAtMs}/${a.state}`}
+                  ref={mark ? rowRef : undefined}
+                  className={
+                    [mark ? 'highlight' : '', consequence ? 'consequence' : ''].filter(Boolean).join(' ') ||
+                    undefined
+                  }
+                  data-fingerprint={a.fingerprint}
+                  data-state={a.state}
+                  data-alertname={a.labels.alertname ?? a.name}
+                  data-related={consequence ? undefined : group.consequences.length}
+                  data-cause={consequence ? group.cause.fingerprint : undefined}
+                >
+                  <td>
+                    <span className={`sev sev-${a.labels.severity ?? 'info'}`}>
+                      ● {a.labels.severity ?? '—'}
+                    </span>
+                  </td>
+                  <td>
+                    {consequence && (
+                      <span className="muted" title="consequence of the alert above">
+                        ↳{' '}
+                      </span>
+                    )}
+                    <strong>{a.labels.alertname ?? a.name}</strong>
+                    <div className="sub">{a.annotations.summary ?? a.annotations.description ?? ''}</div>
+                    <div className="sub">{a.source}</div>
+                    {!consequence && group.consequences.length > 0 && (
+                      <button
+                        type="button"
+                        className="btn btn-small btn-quiet related-toggle"
+                        aria-expanded={isOpen(group)}
+                        data-testid="related-toggle"
+                        onClick={() => toggle(group)}
+                      >
+                        {isOpen(group) ? '▾' : '▸'} {group.consequences.length} related:{' '}
+                        {[...new Set(group.consequences.map((c) => c.labels.alertname ?? c.name))].join(', ')}
+                      </button>
+                    )}
+                  </td>
+                  <td>
+                    {a.labels.job_id ? (
+                      <a href={a.url || `/jobs/${encodeURIComponent(a.labels.job_id)}`} onClick={onLinkClick}>
+                        {a.labels.job_id}
+                      </a>
+                    ) : (
+                      '—'
+                    )}
+                  </td>
+                  <td>
+                    <AlertPlace labels={a.labels} />
+                  </td>
+                  <td>
+                    <span className={`badge state-${a.state}`}>{a.state}</span>
+                    {silenced && (
+                      <div className="sub">
+                        {silenced === SILENCED_ELSEWHERE
+                          ? 'silenced'
+                          : `silenced until ${fmtTime(Date.parse(silenced.endsAt))}`}
+                      </div>
+                    )}
+                  </td>
+                  <td title={fmtTime(alertStart(a))}>{fmtAge(alertStart(a), now)} ago</td>
+                  <td>{a.resolvedAtMs ? `${fmtAge(a.resolvedAtMs, now)} ago` : '—'}</td>
+                  <td className="num">
+                    {typeof a.value === 'number' ? fmtNumber(a.value) : (a.value ?? '—')}
+                  </td>
+                  <td className="actions">
+                    {a.state !== 'resolved' && !silenced && (
+                      <>
+                        <button
+                          type="button"
+                          className="btn btn-small"
+                          data-testid="silence-button"
+                          title={`Silence for 2 hours: ${silenceMatchersFor(a.labels)
+                            .map((m) => `${m.name}="${m.value}"`)
+                            .join(', ')}`}
+                          onClick={() => onSilence(a)}
+                        >
+                          Silence 2h
+                        </button>
+                        <button
+                          type="button"
+                          className="btn btn-small btn-quiet"
+                          onClick={() => onEdit(a)}
+                          aria-label="Silence with options"
+                        >
+                          …
+                        </button>
+                      </>
+                    )}
+                  </td>
+                </tr>
+              );
+            })}
+        </DataTable>
       )}
     </>
   );

@@ -2,8 +2,9 @@ import type { ApiError } from '../../api';
 import { fmtTime } from '../../format';
 import { matcherText, sortSilences } from '../../lib/alert-list';
 import type { Silence } from '../../lib/types';
-import { Empty, ErrorBox } from '../widgets';
-import { MISSING } from './missing';
+import { DataTable } from '../data-table';
+import { Empty } from '../widgets';
+import { notLoaded } from './missing';
 
 /** Every silence: active, pending, then expired; the unexpired ones can be expired. */
 export function SilenceList({
@@ -15,15 +16,8 @@ export function SilenceList({
   error: ApiError | null;
   onExpire: (id: string) => void;
 }) {
-  if (error)
-    return error.missingRoute ? (
-      <Empty title="No silences yet">
-        <p>{MISSING}</p>
-      </Empty>
-    ) : (
-      <ErrorBox error={error} what="silences" />
-    );
-  if (!silences) return <div className="empty">Loading silences…</div>;
+  const waiting = notLoaded('silences', silences, error);
+  if (waiting !== null || !silences) return waiting;
   if (silences.length === 0)
     return (
       <Empty title="No silences">
@@ -31,47 +25,32 @@ export function SilenceList({
       </Empty>
     );
   return (
-    <div className="table-scroll">
-      <table className="jobs" data-testid="silences-table">
-        <thead>
-          <tr>
-            <th>State</th>
-            <th>Matchers</th>
-            <th>Starts</th>
-            <th>Ends</th>
-            <th>By</th>
-            <th>Comment</th>
-            <th />
-          </tr>
-        </thead>
-        <tbody>
-          {sortSilences(silences).map((s) => (
-            <tr key={s.id} data-silence-id={s.id} data-state={s.status.state}>
-              <td>
-                <span className={`badge state-${s.status.state}`}>{s.status.state}</span>
-              </td>
-              <td>
-                {s.matchers.map((m) => (
-                  <code key={matcherText(m)} className="matcher">
-                    {matcherText(m)}
-                  </code>
-                ))}
-              </td>
-              <td>{fmtTime(Date.parse(s.startsAt))}</td>
-              <td>{fmtTime(Date.parse(s.endsAt))}</td>
-              <td>{s.createdBy}</td>
-              <td>{s.comment}</td>
-              <td>
-                {s.status.state !== 'expired' && (
-                  <button type="button" className="btn btn-small" onClick={() => onExpire(s.id)}>
-                    Expire
-                  </button>
-                )}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <DataTable testId="silences-table" columns={['State', 'Matchers', 'Starts', 'Ends', 'By', 'Comment', '']}>
+      {sortSilences(silences).map((s) => (
+        <tr key={s.id} data-silence-id={s.id} data-state={s.status.state}>
+          <td>
+            <span className={`badge state-${s.status.state}`}>{s.status.state}</span>
+          </td>
+          <td>
+            {s.matchers.map((m) => (
+              <code key={matcherText(m)} className="matcher">
+                {matcherText(m)}
+              </code>
+            ))}
+          </td>
+          <td>{fmtTime(Date.parse(s.startsAt))}</td>
+          <td>{fmtTime(Date.parse(s.endsAt))}</td>
+          <td>{s.createdBy}</td>
+          <td>{s.comment}</td>
+          <td>
+            {s.status.state !== 'expired' && (
+              <button type="button" className="btn btn-small" onClick={() => onExpire(s.id)}>
+                Expire
+              </button>
+            )}
+          </td>
+        </tr>
+      ))}
+    </DataTable>
   );
 }

@@ -10,7 +10,6 @@ import {
   type Panels,
 } from '../../lib/job-panels';
 import { gpuRowLabel, remapHighlights, stragglerHighlights } from '../../lib/job-view';
-import { JOB_GUTTERS } from '../../lib/time-axis';
 import { rangeParams } from '../../lib/time-range';
 import type { Alert, StragglerResponse } from '../../lib/types';
 import { formatWithUnit, rangeFormatter, type Unit } from '../../lib/units';
@@ -19,7 +18,7 @@ import { Heatmap, type HeatmapHighlight, ScaleLegend } from '../heatmap';
 import { JobNodeLinks } from '../node-link';
 import { ErrorBox } from '../widgets';
 import type { SetParams } from './job-toolbar';
-import { type JobTimeline, spreadSeries } from './timeline';
+import { heatmapTimelineProps, type JobTimeline, spreadSeries, timeChartProps } from './timeline';
 
 /** How each per-GPU detail metric (loaded by JobPanelsLoader) is drawn. */
 const GPU_DETAIL: Record<
@@ -69,7 +68,7 @@ export function GpuPanels({
   // The memory heatmap's colours span its cells' robust range (2nd–98th percentile), not zero to the total:
   // ranks a few GB apart at 74 of 80 GB look different; the total is a marker on the legend.
   const memRange = useMemo(() => (panels.memory ? robustRange(panels.memory) : null), [panels.memory]);
-  const { axis, heatMarkers, markers, xEnd, sync, zoom } = timeline;
+  const { axis } = timeline;
   return (
     <>
       <h2>GPUs</h2>
@@ -79,6 +78,7 @@ export function GpuPanels({
       <StragglerNote highlights={highlights} stragglers={stragglers} />
       <JobNodeLinks jobId={jobId} start={axis.start} end={axis.end} />
       <div className="heatmaps timeline">
+        {/* Same shape as the memory heatmap below (gpu-panels.tsx: GpuPanels), with another metric, scale and legend. */}
         {errors.util ? (
           <ErrorBox error={errors.util} what="the utilization heatmap" />
         ) : (
@@ -93,10 +93,7 @@ export function GpuPanels({
             }
             valueFormat={fmtPercent}
             highlights={highlights}
-            markers={heatMarkers}
-            rangeStart={axis.start}
-            rangeEnd={axis.end}
-            gutters={JOB_GUTTERS}
+            {...heatmapTimelineProps(timeline)}
             onSelect={(_r, t) =>
               setParams(
                 { ...rangeParams({ kind: 'absolute', from: t - 5 * 60_000, to: t + 5 * 60_000 }) },
@@ -108,6 +105,7 @@ export function GpuPanels({
             emptyText="No GPU utilization for this job in this range."
           />
         )}
+        {/* Same shape as the utilization heatmap above (gpu-panels.tsx: GpuPanels), with another metric, scale and legend. */}
         {errors.memory ? (
           <ErrorBox error={errors.memory} what="the memory heatmap" />
         ) : (
@@ -123,10 +121,7 @@ export function GpuPanels({
             valueFormat={fmtBytes}
             colorRange={memRange}
             highlights={memHighlights}
-            markers={heatMarkers}
-            rangeStart={axis.start}
-            rangeEnd={axis.end}
-            gutters={JOB_GUTTERS}
+            {...heatmapTimelineProps(timeline)}
             legend={
               panels.memory && (
                 <ScaleLegend
@@ -170,12 +165,7 @@ export function GpuPanels({
               testId={`chart-${m.metric}`}
               series={series}
               bands={!lines && series.length === 3 ? [{ upper: 0, lower: 2, color: '#4e9af122' }] : []}
-              markers={markers}
-              xEnd={xEnd}
-              xRange={axis}
-              gutters={JOB_GUTTERS}
-              syncKey={sync}
-              onZoom={zoom}
+              {...timeChartProps(timeline)}
               yFormat={m.format}
               subtitle={lines || !band ? undefined : `min, mean and max of ${band.series} GPUs`}
               loading={loaded !== 'all'}

@@ -3,6 +3,7 @@ import type { RangeSpec } from '../../lib/time-range';
 import { rangeParams } from '../../lib/time-range';
 import { onLinkClick } from '../../router';
 import type { XMode } from '../chart';
+import { CurveOptions } from '../curve-options';
 import { RangePicker } from '../range-picker';
 import { LiveIndicator } from '../widgets';
 
@@ -42,27 +43,7 @@ export function JobToolbar({
           Step
         </button>
       </fieldset>
-      <label className="check slider">
-        smoothing
-        <input
-          type="range"
-          min={0}
-          max={0.99}
-          step={0.01}
-          value={smooth}
-          aria-label="Smoothing (exponential moving average weight)"
-          onChange={(e) => setParams({ smooth: Number(e.target.value) > 0 ? e.target.value : null })}
-        />
-        <span className="small mono">{smooth.toFixed(2)}</span>
-      </label>
-      <label className="check">
-        <input
-          type="checkbox"
-          checked={logY}
-          onChange={(e) => setParams({ log: e.target.checked ? '1' : null })}
-        />{' '}
-        log scale
-      </label>
+      <CurveOptions smooth={smooth} logY={logY} setParams={setParams} />
       <a
         className="btn btn-small"
         href={`/compare?base=${encodeURIComponent(jobId)}&previous=5`}

@@ -1,8 +1,7 @@
 import { fmtNumber } from '../../format';
-import { JOB_GUTTERS } from '../../lib/time-axis';
 import type { SpreadResponse } from '../../lib/types';
 import { Chart } from '../chart';
-import { type JobTimeline, spreadSeries } from './timeline';
+import { type JobTimeline, spreadSeries, timeChartProps } from './timeline';
 
 /** Throughput summed over ranks, and step time: the mean with the slowest and fastest rank as a band. */
 export function ThroughputCharts({
@@ -24,7 +23,6 @@ export function ThroughputCharts({
     hasTokens ? 'tokens/s (all ranks)' : 'samples/s (all ranks)',
   );
   const stepSeries = spreadSeries(stepTime, ['mean', 'max', 'min'], 'step time');
-  const { markers, stallSpans, xEnd, axis, sync, zoom } = timeline;
   return (
     <>
       <h2>Throughput</h2>
@@ -33,13 +31,8 @@ export function ThroughputCharts({
           title={hasTokens ? 'Tokens per second' : 'Samples per second'}
           testId="chart-throughput"
           series={throughputSeries}
-          markers={markers}
-          spans={stallSpans}
-          xEnd={xEnd}
-          xRange={axis}
-          gutters={JOB_GUTTERS}
-          syncKey={sync}
-          onZoom={zoom}
+          {...timeChartProps(timeline)}
+          spans={timeline.stallSpans}
           yFormat={(v) => fmtNumber(v)}
           subtitle="sum over ranks"
           emptyText={throughputError ? 'Could not load throughput.' : 'No throughput reported in this range.'}
@@ -49,13 +42,8 @@ export function ThroughputCharts({
           testId="chart-step-time"
           series={stepSeries}
           bands={stepSeries.length === 3 ? [{ upper: 1, lower: 2, color: '#f1a14e22' }] : []}
-          markers={markers}
-          spans={stallSpans}
-          xEnd={xEnd}
-          xRange={axis}
-          gutters={JOB_GUTTERS}
-          syncKey={sync}
-          onZoom={zoom}
+          {...timeChartProps(timeline)}
+          spans={timeline.stallSpans}
           yFormat={(v) => `${fmtNumber(v)}s`}
           subtitle="mean, slowest and fastest rank"
           emptyText="No step durations (train_step_duration_seconds) in this range."

@@ -1,3 +1,4 @@
+import { JOB_GUTTERS } from '../../lib/time-axis';
 import type { SpreadResponse } from '../../lib/types';
 import type { ChartMarker, ChartSeries, ChartSpan } from '../chart';
 import type { HeatmapMarker } from '../heatmap';
@@ -15,6 +16,23 @@ export interface JobTimeline {
   readonly sync: string;
   /** Drag-to-zoom: writes the range into the URL. */
   readonly zoom: (from: number, to: number) => void;
+}
+
+/** What a time chart of a job page takes from the page's axis: its range, event markers, cursor sync and zoom. */
+export function timeChartProps(t: JobTimeline) {
+  return {
+    markers: t.markers,
+    xEnd: t.xEnd,
+    xRange: t.axis,
+    gutters: JOB_GUTTERS,
+    syncKey: t.sync,
+    onZoom: t.zoom,
+  };
+}
+
+/** What a heatmap of a job page takes from the page's axis: its range and event markers (no cursor sync). */
+export function heatmapTimelineProps(t: JobTimeline) {
+  return { markers: t.heatMarkers, rangeStart: t.axis.start, rangeEnd: t.axis.end, gutters: JOB_GUTTERS };
 }
 
 /** Series of a spread answer sharing one x array (no join needed), for the given statistics. */

@@ -33,7 +33,7 @@ function fmtCell(col: RunColumn | undefined, v: number | string | null): string 
   return fmtNumber(v, 4);
 }
 
-export function RunRow({
+function RunRow({
   run,
   shown,
   selected,
@@ -84,6 +84,23 @@ export function RunRow({
       })}
     </tr>
   );
+}
+
+/** Runs as table rows: the ungrouped page's, and an expanded group's. */
+export function RunRows({
+  runs,
+  shown,
+  selected,
+  onToggle,
+}: {
+  runs: readonly Run[];
+  shown: readonly RunColumn[];
+  selected: readonly string[];
+  onToggle: (jobId: string) => void;
+}) {
+  return runs.map((r) => (
+    <RunRow key={r.jobId} run={r} shown={shown} selected={selected.includes(r.jobId)} onToggle={onToggle} />
+  ));
 }
 
 /** One group: a header row (value, count, aggregates) and, once expanded, its runs (fetched on demand). */
@@ -164,16 +181,7 @@ export function GroupRows({
           </td>
         </tr>
       ) : null}
-      {open &&
-        runs?.map((r) => (
-          <RunRow
-            key={r.jobId}
-            run={r}
-            shown={shown}
-            selected={selected.includes(r.jobId)}
-            onToggle={onToggle}
-          />
-        ))}
+      {open && runs && <RunRows runs={runs} shown={shown} selected={selected} onToggle={onToggle} />}
     </>
   );
 }
