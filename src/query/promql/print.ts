@@ -22,24 +22,20 @@ import type {
   VectorSelector,
 } from './ast.js';
 import { goQuote } from './lexer.js';
-import { AGGREGATORS, PRECEDENCE, UNARY_OPERAND_MIN_PREC as UNARY_PREC } from './parser.js';
+import {
+  AGGREGATORS,
+  KEYWORD_OPERATORS,
+  MODIFIER_KEYWORDS,
+  PRECEDENCE,
+  UNARY_OPERAND_MIN_PREC as UNARY_PREC,
+} from './parser.js';
 
 const METRIC_NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 /** Words the parser reads as something else than a metric name where one could start. */
 const RESERVED: ReadonlySet<string> = new Set([
   ...AGGREGATORS,
-  'and',
-  'or',
-  'unless',
-  'atan2',
-  'by',
-  'without',
-  'on',
-  'ignoring',
-  'group_left',
-  'group_right',
-  'bool',
-  'offset',
+  ...KEYWORD_OPERATORS,
+  ...MODIFIER_KEYWORDS,
   'inf',
   'nan',
 ]);
