@@ -9,6 +9,12 @@
  */
 import { LabelMatcher, type MatchType, METRIC_NAME_LABEL } from '../../model/labels.js';
 import {
+  AGGREGATORS,
+  KEYWORD_OPERATORS,
+  MODIFIER_KEYWORDS,
+  PARAM_AGGREGATORS,
+} from '../../model/promql-words.js';
+import {
   type AggregateExpr,
   type AggregateOp,
   type AtModifier,
@@ -30,47 +36,6 @@ import { ParseError } from './errors.js';
 import { FUNCTIONS } from './functions.js';
 import { goQuote, hasInvalidUtf8, type Token, type TokenKind, tokenize } from './lexer.js';
 import { compileGoRegex } from './regex.js';
-
-/** Binary operators written as words (the others are their own token kinds). */
-export const KEYWORD_OPERATORS: ReadonlySet<string> = new Set(['and', 'or', 'unless', 'atan2']);
-
-/** Keywords of grouping, matching and offset modifiers: the printer must not print them as bare metric names. */
-export const MODIFIER_KEYWORDS: ReadonlySet<string> = new Set([
-  'by',
-  'without',
-  'on',
-  'ignoring',
-  'group_left',
-  'group_right',
-  'bool',
-  'offset',
-]);
-
-/** Aggregation operators (also words the printer must not print as a bare metric name). */
-export const AGGREGATORS: ReadonlySet<string> = new Set([
-  'sum',
-  'avg',
-  'count',
-  'min',
-  'max',
-  'group',
-  'stddev',
-  'stdvar',
-  'topk',
-  'bottomk',
-  'count_values',
-  'quantile',
-  'limitk',
-  'limit_ratio',
-]);
-const PARAM_AGGREGATORS: ReadonlySet<string> = new Set([
-  'topk',
-  'bottomk',
-  'count_values',
-  'quantile',
-  'limitk',
-  'limit_ratio',
-]);
 
 /** Binary operator precedences (higher binds tighter), from generated_parser.y; the printer uses them too. */
 export const PRECEDENCE: Record<BinaryOp, number> = {
