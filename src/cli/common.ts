@@ -97,7 +97,7 @@ export function fail(err: unknown): never {
   process.exit(err instanceof ConfigError ? 2 : 1);
 }
 
-/** A command's action whose error ends the process as {@link fail} says (every command reports errors alike). */
+/** A command's action whose error ends the process as {@link fail} does (every command alike). */
 export function orFail<A extends unknown[]>(
   action: (...args: A) => Promise<void>,
 ): (...args: A) => Promise<void> {

@@ -1,10 +1,10 @@
 /**
- * The runs table's rows as `GET /api/tw/v1/runs` sends them, written once: the query stage (src/query/runs.ts)
- * produces them and the dashboard (src/ui/lib/runs.ts) can read the same types. Types only, free of Node
- * imports, so that both the server's and the dashboard's tsconfig compile this file.
+ * The runs table's rows as `GET /api/tw/v1/runs` sends them, written once: the query stage
+ * (src/query/runs.ts) produces them and the dashboard (src/ui/lib/runs.ts) can read the same types.
+ * Types only, free of Node imports, so that both the server's and the dashboard's tsconfig compile this file.
  */
 
-/** A gauge as JSON: a non-finite newest value (a diverged loss) is the string "NaN", as Prometheus writes values. */
+/** A gauge as JSON: a non-finite newest value (a diverged loss) is "NaN", as Prometheus writes it. */
 export interface JsonGauge {
   readonly last: number | 'NaN';
   readonly lastMs: number;

@@ -51,8 +51,8 @@ function drainAggregates(it: AggregateIterator, from: number, to: number, out: R
 }
 
 /**
- * The windows of `it` that can fall in `grid`'s columns (each stored at its last millisecond, so the first ends
- * `resolutionMs - 1` after the grid's start), copied into `out`: both accumulators' one-at-a-time form.
+ * The windows of `it` that can fall in `grid`'s columns (each stored at its last millisecond, so the
+ * first ends `resolutionMs - 1` after the grid's start), copied into `out`: both accumulators use it.
  */
 function drainGridAggregates(
   grid: ColumnGrid,
@@ -178,7 +178,7 @@ export class MatrixAccumulator {
    * sample — the dashboard's hot path over a 512-GPU hour.
    */
   addSamples(row: number, s: SampleArrays, end: number): void {
-    // Twin: SpreadAccumulator.addSamples. Hot loops stay two inline copies: sharing one costs a call per sample.
+    // Twin: SpreadAccumulator.addSamples. Two inline hot loops: sharing costs a call per sample.
     const { start, step, cols } = this.grid;
     const stop = Math.min(end, start + cols * step - 1);
     this.rowSeries[row]!++;
@@ -253,7 +253,7 @@ export class MatrixAccumulator {
    * `readAggregates`), with no call per window and no allocation per series.
    */
   addAggregateArrays(row: number, a: AggregateArrays, resolutionMs: number, end: number): void {
-    // Twin: SpreadAccumulator.addAggregateArrays. Hot loops stay two copies: sharing one costs a call per window.
+    // Twin: SpreadAccumulator.addAggregateArrays. Two inline loops: sharing costs a call per window.
     const { start, step, cols } = this.grid;
     const stop = Math.min(end, start + cols * step - 1);
     this.rowSeries[row]!++;
@@ -483,7 +483,7 @@ export class SpreadAccumulator {
    * over [recentFrom, end] (its recent level, for outlier scores), computed in the same pass.
    */
   addSamples(s: SampleArrays, end: number, recentFrom = Number.POSITIVE_INFINITY): number | null {
-    // Twin: MatrixAccumulator.addSamples. Hot loops stay two inline copies: sharing one costs a call per sample.
+    // Twin: MatrixAccumulator.addSamples. Two inline hot loops: sharing costs a call per sample.
     const { start, step, cols } = this.grid;
     const stop = Math.min(end, start + cols * step - 1);
     this.colSum.fill(0);
@@ -549,7 +549,7 @@ export class SpreadAccumulator {
     end: number,
     recentFrom = Number.POSITIVE_INFINITY,
   ): number | null {
-    // Twin: MatrixAccumulator.addAggregateArrays. Hot loops stay two copies: sharing one costs a call per window.
+    // Twin: MatrixAccumulator.addAggregateArrays. Two inline loops: sharing costs a call per window.
     const { start, step, cols } = this.grid;
     const stop = Math.min(end, start + cols * step - 1);
     this.colSum.fill(0);

@@ -75,8 +75,8 @@ export {
 export { IDLE_UTILIZATION, summarizeFleet } from './fleet-summary.js';
 
 /**
- * What every dashboard route reads first: the caller, a signal that aborts when the client goes away, the query
- * string, and the tenant read (null: every tenant, an admin's `tenant=*`).
+ * What every dashboard route reads first: the caller, a signal that aborts when the client goes away,
+ * the query string, and the tenant read (null: every tenant, an admin's `tenant=*`).
  */
 function routeRequest(req: FastifyRequest, reply: FastifyReply) {
   const principal = requestPrincipal(req);

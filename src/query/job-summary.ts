@@ -168,7 +168,7 @@ export async function readSummaryInputs<T>(
   return { util, steps, losses, samples, tokens };
 }
 
-/** One job's summary from the newest value of each of its series (summarizeJob's and summarizeFleet's rows). */
+/** A job's summary from the newest value of each of its series (summarizeJob's, summarizeFleet's rows). */
 export function summaryOf(job: JobInfo, m: SummaryInputs<readonly LatestValue[]>): JobSummary {
   // Loss as the job reports it: rank 0's when ranks report separately, else the mean of what there is.
   const rank0 = m.losses.find((l) => l.labels[WellKnownLabel.rank] === '0');

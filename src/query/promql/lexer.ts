@@ -4,6 +4,7 @@
  */
 import { ParseError } from './errors.js';
 
+// Overlaps ast.ts BinaryOp on the symbols: tokens and operators are different sets (`,`, `atan2`).
 export type TokenKind =
   | 'EOF'
   | 'IDENT'
