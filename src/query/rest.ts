@@ -14,6 +14,7 @@ import {
   labelsKey,
   METRIC_NAME_LABEL,
 } from '../model/labels.js';
+import { parseTimeParam } from '../model/time-param.js';
 import type { Storage } from '../storage/index.js';
 import { readTenant, requestSignal } from './dashboard-scope.js';
 import { encodeCursor, parseJobPageQuery } from './job-list.js';
@@ -40,17 +41,9 @@ function principalOf(_deps: RestDeps, req: FastifyRequest): Principal {
   return requestPrincipal(req);
 }
 
-/** Milliseconds since the epoch, or an RFC 3339 date. */
+/** Milliseconds since the epoch, or an RFC 3339 date; `fallback` when the parameter is absent or empty. */
 export function parseTime(raw: string | undefined, name: string, fallback: number): number {
-  if (raw === undefined || raw === '') return fallback;
-  if (/^-?\d+(\.\d+)?$/.test(raw)) return Math.round(Number(raw));
-  const t = Date.parse(raw);
-  if (Number.isNaN(t))
-    throw twError(
-      Errors.badRequest,
-      `parameter ${name}=${JSON.stringify(raw)} is not a time: use milliseconds since the epoch or RFC 3339`,
-    );
-  return t;
+  return parseTimeParam(raw, name) ?? fallback;
 }
 
 interface SeriesQuery {
