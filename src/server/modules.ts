@@ -173,25 +173,34 @@ export class Modules {
   }
 
   async init(name: ModuleName): Promise<void> {
-    await MODULE_INIT[name](this, name);
+    switch (name) {
+      case 'dataDir':
+        return await initDataDir(this, name);
+      case 'http':
+        return await initHttp(this, name);
+      case 'auth':
+        return await initAuth(this, name);
+      case 'meta':
+        return await initMeta(this, name);
+      case 'jobs':
+        return await initJobs(this, name);
+      case 'bus':
+        return await initBus(this, name);
+      case 'storage':
+        return await initStorage(this, name);
+      case 'collector':
+        return await initCollector(this);
+      case 'alerting':
+        return await initAlerting(this, name);
+      case 'processor':
+        return await initProcessor(this, name);
+      case 'query':
+        return await initQuery(this, name);
+      case 'ui':
+        return await initUi(this);
+    }
   }
 }
-
-/** How each module starts (module-engines.ts: the shared engines; module-roles.ts: the roles). */
-const MODULE_INIT: Readonly<Record<ModuleName, (m: Modules, name: ModuleName) => Promise<void>>> = {
-  dataDir: initDataDir,
-  http: initHttp,
-  auth: initAuth,
-  meta: initMeta,
-  jobs: initJobs,
-  bus: initBus,
-  storage: initStorage,
-  collector: initCollector,
-  alerting: initAlerting,
-  processor: initProcessor,
-  query: initQuery,
-  ui: initUi,
-};
 
 /** Resolves the roles to modules in dependency order. */
 export function moduleOrder(roles: readonly (RoleName | 'all')[]): ModuleName[] {
