@@ -96,3 +96,16 @@ export function fail(err: unknown): never {
   process.stderr.write(`trainwatch: ${(err as Error).message}\n`);
   process.exit(err instanceof ConfigError ? 2 : 1);
 }
+
+/** A command's action whose error ends the process as {@link fail} does (every command alike). */
+export function orFail<A extends unknown[]>(
+  action: (...args: A) => Promise<void>,
+): (...args: A) => Promise<void> {
+  return async (...args) => {
+    try {
+      await action(...args);
+    } catch (err) {
+      fail(err);
+    }
+  };
+}

@@ -1,19 +1,11 @@
 /**
- * PromQL's reserved words, written once for the parser and printer (src/query/promql) and the dashboard, which
- * picks the metric names out of a query for their units (src/ui/lib/units.ts). Pure and free of Node imports,
- * so that both tsconfigs compile it.
+ * PromQL's reserved words, written once: the query stage's parser and printer (src/query/promql) and the
+ * dashboard's query helpers (src/ui/lib/units.ts, which finds the metric names a query selects) must agree on
+ * which identifiers are not metric names. Plain data, free of Node imports, so both tsconfigs compile it.
  */
 
-/** The aggregation operators, which may be followed by `by (…)` before their parenthesis. */
-export const PROMQL_AGGREGATORS: ReadonlySet<string> = new Set([
-  'sum',
-  'avg',
-  'count',
-  'min',
-  'max',
-  'group',
-  'stddev',
-  'stdvar',
+/** Aggregation operators that take a parameter before the vector (`topk(3, x)`). */
+export const PARAM_AGGREGATORS: ReadonlySet<string> = new Set([
   'topk',
   'bottomk',
   'count_values',
@@ -22,13 +14,24 @@ export const PROMQL_AGGREGATORS: ReadonlySet<string> = new Set([
   'limit_ratio',
 ]);
 
-/** Words the parser reads as something else than a metric name where one could start (lower case). */
-export const PROMQL_RESERVED: ReadonlySet<string> = new Set([
-  ...PROMQL_AGGREGATORS,
-  'and',
-  'or',
-  'unless',
-  'atan2',
+/** Every aggregation operator. */
+export const AGGREGATORS: ReadonlySet<string> = new Set([
+  'sum',
+  'avg',
+  'count',
+  'min',
+  'max',
+  'group',
+  'stddev',
+  'stdvar',
+  ...PARAM_AGGREGATORS,
+]);
+
+/** Binary operators written as words (the others are symbols). */
+export const KEYWORD_OPERATORS: ReadonlySet<string> = new Set(['and', 'or', 'unless', 'atan2']);
+
+/** Keywords of the grouping, vector-matching and offset modifiers. */
+export const MODIFIER_KEYWORDS: ReadonlySet<string> = new Set([
   'by',
   'without',
   'on',
@@ -37,6 +40,16 @@ export const PROMQL_RESERVED: ReadonlySet<string> = new Set([
   'group_right',
   'bool',
   'offset',
+]);
+
+/**
+ * Words the parser reads as something else than a metric name where one could start: a bare metric of such
+ * a name must be written `{__name__="..."}`.
+ */
+export const NON_METRIC_WORDS: ReadonlySet<string> = new Set([
+  ...AGGREGATORS,
+  ...KEYWORD_OPERATORS,
+  ...MODIFIER_KEYWORDS,
   'inf',
   'nan',
 ]);

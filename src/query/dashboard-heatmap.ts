@@ -3,23 +3,13 @@
  * (`GET /api/tw/v1/heatmap`), and the rollup-aware select both the heatmap and the band chart (`/spread`)
  * read their column grid with. Separate from dashboard.ts, which only parses requests and shapes answers.
  */
+import type { HeatmapRow } from '../model/heatmap-types.js';
 import type { LabelSet } from '../model/labels.js';
 import { RollupColumns, SampleBuffer, type SelectedSeries, type SelectHints } from '../storage/index.js';
 import { MatrixAccumulator, quantize, robustZ } from './dashboard-matrix.js';
 import { gridParams, naturalCompare, type Query } from './dashboard-params.js';
 
-export interface HeatmapRow {
-  /** The `by` labels, plus each `keep` label whose value is the same in every series of the row. */
-  readonly labels: Record<string, string>;
-  readonly series: number;
-  readonly mean: number | null;
-  readonly recentMean: number | null;
-  readonly last: number | null;
-  readonly lastT: number | null;
-  /** Robust z-score of recentMean among the rows. */
-  readonly z: number | null;
-  readonly idleSeconds?: number;
-}
+export type { HeatmapRow } from '../model/heatmap-types.js';
 
 export interface HeatmapParams {
   readonly start: number;

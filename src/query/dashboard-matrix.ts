@@ -50,6 +50,20 @@ function drainAggregates(it: AggregateIterator, from: number, to: number, out: R
   return out;
 }
 
+/**
+ * The windows of `it` that can fall in `grid`'s columns (each stored at its last millisecond, so the
+ * first ends `resolutionMs - 1` after the grid's start), copied into `out`: both accumulators use it.
+ */
+function drainGridAggregates(
+  grid: ColumnGrid,
+  it: AggregateIterator,
+  resolutionMs: number,
+  out: RollupColumns,
+): RollupColumns {
+  const stopT = grid.start + grid.cols * grid.step - 1 + resolutionMs - 1;
+  return drainAggregates(it, grid.start + resolutionMs - 1, stopT, out);
+}
+
 /** The first window of `a` stored at or after `t` (windows are in time order). */
 function firstWindowAtOrAfter(a: AggregateArrays, t: number): number {
   const T = a.t;
@@ -164,6 +178,7 @@ export class MatrixAccumulator {
    * sample — the dashboard's hot path over a 512-GPU hour.
    */
   addSamples(row: number, s: SampleArrays, end: number): void {
+    // Twin: SpreadAccumulator.addSamples. Two inline hot loops: sharing costs a call per sample.
     const { start, step, cols } = this.grid;
     const stop = Math.min(end, start + cols * step - 1);
     this.rowSeries[row]!++;
@@ -226,8 +241,7 @@ export class MatrixAccumulator {
 
   /** As {@link addAggregateArrays}, for windows read one at a time: copied into reused columns once. */
   addAggregates(row: number, it: AggregateIterator, resolutionMs: number, end: number): void {
-    const stopT = this.grid.start + this.grid.cols * this.grid.step - 1 + resolutionMs - 1;
-    const windows = drainAggregates(it, this.grid.start + resolutionMs - 1, stopT, this.drainedWindows);
+    const windows = drainGridAggregates(this.grid, it, resolutionMs, this.drainedWindows);
     this.addAggregateArrays(row, windows, resolutionMs, end);
   }
 
@@ -239,6 +253,7 @@ export class MatrixAccumulator {
    * `readAggregates`), with no call per window and no allocation per series.
    */
   addAggregateArrays(row: number, a: AggregateArrays, resolutionMs: number, end: number): void {
+    // Twin: SpreadAccumulator.addAggregateArrays. Two inline loops: sharing costs a call per window.
     const { start, step, cols } = this.grid;
     const stop = Math.min(end, start + cols * step - 1);
     this.rowSeries[row]!++;
@@ -468,6 +483,7 @@ export class SpreadAccumulator {
    * over [recentFrom, end] (its recent level, for outlier scores), computed in the same pass.
    */
   addSamples(s: SampleArrays, end: number, recentFrom = Number.POSITIVE_INFINITY): number | null {
+    // Twin: MatrixAccumulator.addSamples. Two inline hot loops: sharing costs a call per sample.
     const { start, step, cols } = this.grid;
     const stop = Math.min(end, start + cols * step - 1);
     this.colSum.fill(0);
@@ -522,8 +538,7 @@ export class SpreadAccumulator {
     end: number,
     recentFrom = Number.POSITIVE_INFINITY,
   ): number | null {
-    const stopT = this.grid.start + this.grid.cols * this.grid.step - 1 + resolutionMs - 1;
-    const windows = drainAggregates(it, this.grid.start + resolutionMs - 1, stopT, this.drainedWindows);
+    const windows = drainGridAggregates(this.grid, it, resolutionMs, this.drainedWindows);
     return this.addAggregateArrays(windows, resolutionMs, end, recentFrom);
   }
 
@@ -534,6 +549,7 @@ export class SpreadAccumulator {
     end: number,
     recentFrom = Number.POSITIVE_INFINITY,
   ): number | null {
+    // Twin: MatrixAccumulator.addAggregateArrays. Two inline loops: sharing costs a call per window.
     const { start, step, cols } = this.grid;
     const stop = Math.min(end, start + cols * step - 1);
     this.colSum.fill(0);

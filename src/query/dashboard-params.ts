@@ -8,9 +8,10 @@ import { isValidLabelName, isValidMetricName, LabelMatcher, METRIC_NAME_LABEL } 
 import { ROLLUP_TIERS } from '../storage/index.js';
 import { columnGrid, niceStep } from './dashboard-matrix.js';
 import { JOB_ROW_OPTIONS } from './heatmap-groups.js';
+import { intParam, many, type Query, single } from './query-params.js';
 import { parseTime } from './rest.js';
 
-export type Query = Record<string, string | string[] | undefined>;
+export { intParam, many, numParam, type Query, single } from './query-params.js';
 
 export const DEFAULT_RANGE_MS = 60 * 60_000;
 const DEFAULT_COLS = 240;
@@ -21,41 +22,6 @@ export const MAX_POINTS = 20_000;
 /** The storage's finest rollup resolution (10 s) and the range from which columns are not made finer. */
 const FINEST_ROLLUP_MS = ROLLUP_TIERS[0]!.resolutionMs;
 const ROLLUP_STEP_MIN_RANGE_MS = 30 * 60_000;
-
-export function single(raw: string | string[] | undefined, name: string): string | undefined {
-  if (Array.isArray(raw)) {
-    if (raw.length > 1)
-      throw twError(Errors.badRequest, `parameter ${name} given ${raw.length} times; give it once`);
-    return raw[0];
-  }
-  return raw;
-}
-
-export function many(raw: string | string[] | undefined): string[] {
-  if (raw === undefined) return [];
-  return (Array.isArray(raw) ? raw : [raw]).flatMap((r) => r.split(',')).filter((r) => r !== '');
-}
-
-export function intParam(q: Query, name: string, min: number, max: number): number | undefined {
-  const raw = single(q[name], name);
-  if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw twError(
-      Errors.badRequest,
-      `parameter ${name}=${JSON.stringify(raw)} must be an integer from ${min} to ${max}`,
-    );
-  return n;
-}
-
-export function numParam(q: Query, name: string): number | undefined {
-  const raw = single(q[name], name);
-  if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isFinite(n))
-    throw twError(Errors.badRequest, `parameter ${name}=${JSON.stringify(raw)} must be a number`);
-  return n;
-}
 
 export function metricParam(q: Query, required: true): string;
 export function metricParam(q: Query, required: false): string | undefined;

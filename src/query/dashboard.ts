@@ -13,7 +13,7 @@
  * Every read is scoped to the caller's tenant (admins may pass `tenant=`, see dashboard-scope.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type Authenticator, type Principal, requestPrincipal } from '../auth/index.js';
+import { type Principal, requestPrincipal } from '../auth/index.js';
 import type { JobRepository } from '../meta/index.js';
 import { isCurveMetric } from '../model/curve-metrics.js';
 import { Errors, twError } from '../model/errors.js';
@@ -47,21 +47,16 @@ import { fleetPage } from './fleet-page.js';
 import { IDLE_UTILIZATION, summarizeFleet } from './fleet-summary.js';
 import { jobRows } from './heatmap-groups.js';
 import { wantsPaging } from './job-list.js';
-import { defaultLiveStreams, type LiveStreams, serveEventStream } from './live-streams.js';
+import { type LiveStreamDeps, serveEventStream } from './live-streams.js';
 import { parseTime } from './rest.js';
 import { selectSeries } from './series-read.js';
 
 /** Every route here reads data of the caller's tenant (src/auth/permissions.ts). */
 const READ = { config: { permission: 'read' } } as const;
 
-export interface DashboardDeps {
-  readonly auth: Authenticator;
+export interface DashboardDeps extends LiveStreamDeps {
   readonly storage: Storage;
   readonly jobs: JobRepository;
-  /** How often the tick stream looks for new samples. */
-  readonly livePollMs?: number;
-  /** Caps open live streams (shared with `/api/tw/v1/live`). */
-  readonly liveStreams?: LiveStreams;
 }
 
 const MAX_CURVE_METRICS = 64;
@@ -79,14 +74,20 @@ export {
 } from './dashboard-ranks.js';
 export { IDLE_UTILIZATION, summarizeFleet } from './fleet-summary.js';
 
-export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps): void {
-  const principalOf = (req: FastifyRequest): Principal => requestPrincipal(req);
+/**
+ * What every dashboard route reads first: the caller, a signal that aborts when the client goes away,
+ * the query string, and the tenant read (null: every tenant, an admin's `tenant=*`).
+ */
+function routeRequest(req: FastifyRequest, reply: FastifyReply) {
+  const principal = requestPrincipal(req);
+  const signal = requestSignal(reply);
+  const q = req.query as Query;
+  return { principal, signal, q, tenant: readTenant(principal, single(q.tenant, 'tenant')) };
+}
 
+export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps): void {
   app.get('/api/tw/v1/fleet', READ, async (req, reply) => {
-    const principal = principalOf(req);
-    const signal = requestSignal(reply);
-    const q = req.query as Query;
-    const tenant = readTenant(principal, single(q.tenant, 'tenant'));
+    const { signal, q, tenant } = routeRequest(req, reply);
     // With any paging, sort or filter parameter: one page of the fleet (fleet-page.ts, issue 17).
     if (wantsPaging(q))
       return {
@@ -111,10 +112,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
   });
 
   app.get('/api/tw/v1/heatmap', READ, async (req, reply) => {
-    const principal = principalOf(req);
-    const signal = requestSignal(reply);
-    const q = req.query as Query;
-    const tenant = readTenant(principal, single(q.tenant, 'tenant'));
+    const { signal, q, tenant } = routeRequest(req, reply);
     const metric = metricParam(q, true);
     const { start, end } = rangeParams(q, Date.now());
     const by = byLabels(q, [WellKnownLabel.jobId]);
@@ -146,10 +144,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
   });
 
   app.get('/api/tw/v1/spread', READ, async (req, reply) => {
-    const principal = principalOf(req);
-    const signal = requestSignal(reply);
-    const q = req.query as Query;
-    const tenant = readTenant(principal, single(q.tenant, 'tenant'));
+    const { signal, q, tenant } = routeRequest(req, reply);
     const metric = metricParam(q, true);
     const { start, end } = rangeParams(q, Date.now());
     const grid = gridParams(q, start, end);
@@ -203,10 +198,8 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
   });
 
   app.get('/api/tw/v1/jobs/:jobId/curves', READ, async (req, reply) => {
-    const principal = principalOf(req);
-    const signal = requestSignal(reply);
-    const q = req.query as Query;
-    const tenant = readTenant(principal, single(q.tenant, 'tenant')) ?? principal.tenant;
+    const { principal, signal, q, tenant: scope } = routeRequest(req, reply);
+    const tenant = scope ?? principal.tenant;
     const { jobId } = req.params as { jobId: string };
     const job = await requireJob(deps, tenant, jobId, signal);
     for (const name of Object.keys(q))
@@ -235,10 +228,8 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
   });
 
   app.get('/api/tw/v1/jobs/:jobId/stragglers', READ, async (req, reply) => {
-    const principal = principalOf(req);
-    const signal = requestSignal(reply);
-    const q = req.query as Query;
-    const tenant = readTenant(principal, single(q.tenant, 'tenant')) ?? principal.tenant;
+    const { principal, signal, q, tenant: scope } = routeRequest(req, reply);
+    const tenant = scope ?? principal.tenant;
     const { jobId } = req.params as { jobId: string };
     const job = await requireJob(deps, tenant, jobId, signal);
     const end = parseTime(single(q.end, 'end'), 'end', job.lastSampleMs ?? Date.now());
@@ -256,7 +247,7 @@ export function registerDashboardApi(app: FastifyInstance, deps: DashboardDeps):
     return { status: 'success', data: findStragglers(selected, start, end) };
   });
 
-  app.get('/api/tw/v1/ticks', READ, (req, reply) => streamTicks(deps, principalOf(req), req, reply));
+  app.get('/api/tw/v1/ticks', READ, (req, reply) => streamTicks(deps, requestPrincipal(req), req, reply));
 }
 
 async function requireJob(
@@ -295,11 +286,9 @@ function streamTicks(
     );
   let newest = Number.NEGATIVE_INFINITY;
   serveEventStream(req, reply, {
-    streams: deps.liveStreams ?? defaultLiveStreams,
-    auth: deps.auth,
+    deps,
     principal,
     banner: 'trainwatch ticks',
-    pollMs: deps.livePollMs ?? 250,
     pollAtOnce: true,
     poll: async () => {
       const now = Date.now();

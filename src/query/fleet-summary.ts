@@ -5,19 +5,17 @@
  */
 import type { FleetJob } from '../model/api-types.js';
 import type { JobInfo } from '../model/job.js';
-import {
-  LabelMatcher,
-  type LabelSet,
-  METRIC_NAME_LABEL,
-  regexOfLiterals,
-  WellKnownLabel,
-} from '../model/labels.js';
+import { LabelMatcher, METRIC_NAME_LABEL, regexOfLiterals, WellKnownLabel } from '../model/labels.js';
 import type { Storage } from '../storage/index.js';
-import { meanOfFinite, newestValue, sumOfFinite } from './job-summary.js';
-import { jsonValue, selectSeries } from './series-read.js';
+import {
+  type LatestValue,
+  newestValue,
+  readSummaryInputs,
+  SUMMARY_WINDOW_MS,
+  summaryOf,
+} from './job-summary.js';
+import { selectSeries } from './series-read.js';
 
-/** The window the fleet table takes a job's "latest" numbers from (as summarizeJob does). */
-const SUMMARY_WINDOW_MS = 10 * 60_000;
 /** Utilization below this counts as an idle GPU (DCGM's tools use the same order of magnitude). */
 export const IDLE_UTILIZATION = 0.05;
 
@@ -61,8 +59,8 @@ export async function summarizeFleet(
         ]
       : [];
   /** For each job, the newest value of each of its series of `metric`, with the series' labels. */
-  const latest = async (metric: string): Promise<{ labels: LabelSet; v: number }[][]> => {
-    const out: { labels: LabelSet; v: number }[][] = jobs.map(() => []);
+  const latest = async (metric: string): Promise<LatestValue[][]> => {
+    const out: LatestValue[][] = jobs.map(() => []);
     for (const s of await selectSeries(
       querier,
       [new LabelMatcher('=', METRIC_NAME_LABEL, metric), ...jobMatchers],
@@ -77,33 +75,19 @@ export async function summarizeFleet(
     }
     return out;
   };
-  const [util, steps, losses, samples, tokens] = await Promise.all([
-    latest('gpu_utilization_ratio'),
-    latest('train_step'),
-    latest('train_loss'),
-    latest('train_samples_per_second'),
-    latest('train_tokens_per_second'),
-  ]);
+  const perJob = await readSummaryInputs(latest);
   return jobs.map((job, i) => {
-    const u = util[i]!.map((x) => x.v);
-    const l = losses[i]!;
-    const rank0 = l.find((x) => x.labels[WellKnownLabel.rank] === '0');
-    const lossValue = rank0
-      ? rank0.v
-      : l.some((x) => Number.isNaN(x.v))
-        ? Number.NaN
-        : meanOfFinite(l.map((x) => x.v));
-    const finiteSteps = steps[i]!.map((x) => x.v).filter(Number.isFinite);
-    const busy = u.filter((v) => v >= IDLE_UTILIZATION).length;
+    const summary = summaryOf(job, {
+      util: perJob.util[i]!,
+      steps: perJob.steps[i]!,
+      losses: perJob.losses[i]!,
+      samples: perJob.samples[i]!,
+      tokens: perJob.tokens[i]!,
+    });
+    const u = perJob.util[i]!.map((x) => x.v);
     return {
-      ...job,
-      gpus: u.length,
-      meanGpuUtilization: meanOfFinite(u),
-      step: finiteSteps.length ? Math.max(...finiteSteps) : null,
-      loss: lossValue === null ? null : jsonValue(lossValue),
-      samplesPerSecond: sumOfFinite(samples[i]!.map((x) => x.v)),
-      tokensPerSecond: sumOfFinite(tokens[i]!.map((x) => x.v)),
-      busyGpus: busy,
+      ...summary,
+      busyGpus: u.filter((v) => v >= IDLE_UTILIZATION).length,
       idleGpus: u.filter((v) => v < IDLE_UTILIZATION).length,
     };
   });

@@ -15,6 +15,7 @@ import { MAX_JOB_KEYS } from '../meta/index.js';
 import { Errors, twError } from '../model/errors.js';
 import type { LabelSet } from '../model/labels.js';
 import { FacetCache, parseJobPageQuery } from './job-list.js';
+import { type Query, single } from './query-params.js';
 
 export const JOB_ROW_OPTIONS = [
   'group_by',
@@ -33,8 +34,6 @@ const DEFAULT_MAX_ROWS = 200;
 /** Job lists of a filter are reused this long: live heatmaps fetch their newest columns every second. */
 const GROUPS_TTL_MS = 10_000;
 
-type Query = Record<string, string | string[] | undefined>;
-
 const caches = new WeakMap<JobRepository, FacetCache<JobGroupRow[]>>();
 
 function cachedGroups(
@@ -50,16 +49,6 @@ function cachedGroups(
   }
   const now = Date.now();
   return cache.get(JSON.stringify([tenant, filter]), now, () => jobs.groups(tenant, now, filter, signal));
-}
-
-function one(q: Query, name: string): string | undefined {
-  const raw = q[name];
-  if (Array.isArray(raw)) {
-    if (raw.length > 1)
-      throw twError(Errors.badRequest, `parameter ${name} given ${raw.length} times; give it once`);
-    return raw[0];
-  }
-  return raw === '' ? undefined : raw;
 }
 
 export interface JobRows {
@@ -86,11 +75,11 @@ export async function jobRows(
   const filterParams: Query = {};
   for (const name of ['status', 'search', 'project', 'owner', 'tag', 'ids'])
     if (q[`job.${name}`] !== undefined) filterParams[name] = q[`job.${name}`];
-  const groupByRaw = one(q, 'group_by');
+  const groupByRaw = single(q.group_by, 'group_by') || undefined;
   if (groupByRaw !== undefined && !(GROUP_BY as readonly string[]).includes(groupByRaw))
     throw twError(Errors.badRequest, `group_by=${JSON.stringify(groupByRaw)} must be project or owner`);
   const groupBy = groupByRaw as GroupBy | undefined;
-  const maxRowsRaw = one(q, 'max_rows');
+  const maxRowsRaw = single(q.max_rows, 'max_rows') || undefined;
   const maxRows = maxRowsRaw === undefined ? DEFAULT_MAX_ROWS : Number(maxRowsRaw);
   if (!Number.isInteger(maxRows) || maxRows < 1 || maxRows > 10_000)
     throw twError(

@@ -20,8 +20,7 @@ import type { JobPageQuery, JobSortKey } from '../meta/index.js';
 import { JOB_SORT_KEYS, type JobCursor, MAX_JOB_KEYS, MAX_JOB_PAGE, MAX_RANKED_KEYS } from '../meta/index.js';
 import { Errors, twError } from '../model/errors.js';
 import { JOB_STATUSES, type JobStatus } from '../model/job.js';
-
-type Query = Record<string, string | string[] | undefined>;
+import { intParam, type Query, single } from './query-params.js';
 
 export const DEFAULT_JOB_PAGE = 100;
 
@@ -68,28 +67,6 @@ const DESC_BY_DEFAULT = new Set<JobSortKey>([
   'throughput',
   'step',
 ]);
-
-function one(q: Query, name: string): string | undefined {
-  const raw = q[name];
-  if (Array.isArray(raw)) {
-    if (raw.length > 1)
-      throw twError(Errors.badRequest, `parameter ${name} given ${raw.length} times; give it once`);
-    return raw[0];
-  }
-  return raw;
-}
-
-function intOf(q: Query, name: string, min: number, max: number): number | undefined {
-  const raw = one(q, name);
-  if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw twError(
-      Errors.badRequest,
-      `parameter ${name}=${JSON.stringify(raw)} must be an integer from ${min} to ${max}`,
-    );
-  return n;
-}
 
 function keysOf(q: Query, name: string, max: number): string[] | undefined {
   const raw = q[name];
@@ -151,9 +128,9 @@ export function parseJobPageQuery(
         `unknown parameter ${JSON.stringify(name)}; a job list takes ${[...JOB_LIST_PARAMS].join(', ')}`,
       );
   const maxLimit = opts.maxLimit ?? MAX_JOB_PAGE;
-  const limit = intOf(q, 'limit', 1, maxLimit) ?? opts.defaultLimit ?? DEFAULT_JOB_PAGE;
-  const offset = intOf(q, 'offset', 0, Number.MAX_SAFE_INTEGER);
-  const rawSort = one(q, 'sort') || 'last_sample';
+  const limit = intParam(q, 'limit', 1, maxLimit) ?? opts.defaultLimit ?? DEFAULT_JOB_PAGE;
+  const offset = intParam(q, 'offset', 0, Number.MAX_SAFE_INTEGER);
+  const rawSort = single(q.sort, 'sort') || 'last_sample';
   const sort = SORT_ALIASES[rawSort] ?? rawSort;
   if (!(JOB_SORT_KEYS as readonly string[]).includes(sort))
     throw twError(
@@ -161,21 +138,21 @@ export function parseJobPageQuery(
       `sort=${JSON.stringify(rawSort)} is not one of ${JOB_SORT_KEYS.join(', ')}`,
     );
   const sortKey = sort as JobSortKey;
-  const rawOrder = one(q, 'order');
+  const rawOrder = single(q.order, 'order');
   if (rawOrder !== undefined && rawOrder !== '' && rawOrder !== 'asc' && rawOrder !== 'desc')
     throw twError(Errors.badRequest, `order=${JSON.stringify(rawOrder)} must be asc or desc`);
   const order: 'asc' | 'desc' =
     rawOrder === 'asc' || rawOrder === 'desc' ? rawOrder : DESC_BY_DEFAULT.has(sortKey) ? 'desc' : 'asc';
-  const status = one(q, 'status') || undefined;
+  const status = single(q.status, 'status') || undefined;
   if (status !== undefined && !JOB_STATUSES.includes(status as JobStatus))
     throw twError(
       Errors.badRequest,
       `status=${JSON.stringify(status)} is not one of ${JOB_STATUSES.join(', ')}`,
     );
-  const cursor = one(q, 'cursor');
+  const cursor = single(q.cursor, 'cursor');
   if (cursor && offset) throw twError(Errors.badRequest, 'give offset or cursor, not both');
   const text = (name: string) => {
-    const v = one(q, name);
+    const v = single(q[name], name);
     return v === undefined || v === '' ? undefined : v;
   };
   const ranked = keysOf(q, 'ranked', MAX_RANKED_KEYS);
@@ -193,7 +170,7 @@ export function parseJobPageQuery(
     ...optional('owner', text('owner')),
     ...optional('tag', text('tag')),
     ...optional('name', text('name')),
-    ...optional('startedBefore', intOf(q, 'started_before', 0, Number.MAX_SAFE_INTEGER)),
+    ...optional('startedBefore', intParam(q, 'started_before', 0, Number.MAX_SAFE_INTEGER)),
     ...optional('ids', keysOf(q, 'ids', MAX_JOB_KEYS)),
     ...optional('exclude', keysOf(q, 'exclude', MAX_JOB_KEYS)),
     ...optional('ranked', ranked),
@@ -206,23 +183,8 @@ function optional<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V
 
 /** Whether a request asked for paging (so `/fleet` answers a page instead of its legacy full list). */
 export function wantsPaging(q: Query): boolean {
-  return [
-    'limit',
-    'offset',
-    'cursor',
-    'sort',
-    'order',
-    'project',
-    'owner',
-    'tag',
-    'name',
-    'started_before',
-    'ids',
-    'exclude',
-    'ranked',
-    'search',
-    'status',
-  ].some((k) => q[k] !== undefined);
+  for (const name of JOB_LIST_PARAMS) if (name !== 'tenant' && q[name] !== undefined) return true;
+  return false;
 }
 
 /**

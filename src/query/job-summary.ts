@@ -12,7 +12,8 @@ import { jsonValue, selectSeries } from './series-read.js';
 
 export type { JobSummary } from '../model/api-types.js';
 
-const SUMMARY_WINDOW_MS = 10 * 60_000;
+/** A summary's latest numbers are the newest within this long before the job's newest sample. */
+export const SUMMARY_WINDOW_MS = 10 * 60_000;
 
 /** Where the newest sample is looked for first: most series report every few seconds. */
 const RECENT_MS = 30_000;
@@ -132,7 +133,31 @@ export async function summarizeJob(
   const end = job.lastSampleMs ?? job.startMs ?? 0;
   const from = end - SUMMARY_WINDOW_MS;
   const q = storage.querier(job.tenant, from, end);
-  const latest = (metric: string) => latestValues(q, metric, job.jobId, from, end, signal);
+  return summaryOf(
+    job,
+    await readSummaryInputs((metric) => latestValues(q, metric, job.jobId, from, end, signal)),
+  );
+}
+
+/** A series' newest value, with the series' labels. */
+export interface LatestValue {
+  readonly labels: LabelSet;
+  readonly v: number;
+}
+
+/** What a job summary is made of: per metric, a `T` (one job's newest values, or every job's of a fleet). */
+export interface SummaryInputs<T> {
+  readonly util: T;
+  readonly steps: T;
+  readonly losses: T;
+  readonly samples: T;
+  readonly tokens: T;
+}
+
+/** Reads the summary's five metrics at once through `latest` (summarizeJob: one job; summarizeFleet: all). */
+export async function readSummaryInputs<T>(
+  latest: (metric: string) => Promise<T>,
+): Promise<SummaryInputs<T>> {
   const [util, steps, losses, samples, tokens] = await Promise.all([
     latest('gpu_utilization_ratio'),
     latest('train_step'),
@@ -140,21 +165,26 @@ export async function summarizeJob(
     latest('train_samples_per_second'),
     latest('train_tokens_per_second'),
   ]);
+  return { util, steps, losses, samples, tokens };
+}
+
+/** A job's summary from the newest value of each of its series (summarizeJob's, summarizeFleet's rows). */
+export function summaryOf(job: JobInfo, m: SummaryInputs<readonly LatestValue[]>): JobSummary {
   // Loss as the job reports it: rank 0's when ranks report separately, else the mean of what there is.
-  const rank0 = losses.find((l) => l.labels[WellKnownLabel.rank] === '0');
+  const rank0 = m.losses.find((l) => l.labels[WellKnownLabel.rank] === '0');
   const lossValue = rank0
     ? rank0.v
-    : losses.some((l) => Number.isNaN(l.v))
+    : m.losses.some((l) => Number.isNaN(l.v))
       ? Number.NaN
-      : meanOfFinite(losses.map((l) => l.v));
-  const finiteSteps = steps.map((s) => s.v).filter(Number.isFinite);
+      : meanOfFinite(m.losses.map((l) => l.v));
+  const finiteSteps = m.steps.map((s) => s.v).filter(Number.isFinite);
   return {
     ...job,
-    gpus: util.length,
-    meanGpuUtilization: meanOfFinite(util.map((u) => u.v)),
+    gpus: m.util.length,
+    meanGpuUtilization: meanOfFinite(m.util.map((u) => u.v)),
     step: finiteSteps.length ? Math.max(...finiteSteps) : null,
     loss: lossValue === null ? null : jsonValue(lossValue),
-    samplesPerSecond: sumOfFinite(samples.map((s) => s.v)),
-    tokensPerSecond: sumOfFinite(tokens.map((s) => s.v)),
+    samplesPerSecond: sumOfFinite(m.samples.map((s) => s.v)),
+    tokensPerSecond: sumOfFinite(m.tokens.map((s) => s.v)),
   };
 }

@@ -89,13 +89,23 @@ export function streamCredentialsCheck(
 /** A keep-alive comment goes out after this long without data, so proxies keep the stream open. */
 const KEEP_ALIVE_MS = 15_000;
 
-export interface EventStreamOptions {
-  readonly streams: LiveStreams;
+/** How often a stream polls when its deps give no `livePollMs`. */
+const DEFAULT_POLL_MS = 250;
+
+/** What every stream-serving route's deps carry (the REST `live` and the dashboard's `ticks`). */
+export interface LiveStreamDeps {
   readonly auth: Authenticator;
+  /** How often a stream looks for new samples; default {@link DEFAULT_POLL_MS}. */
+  readonly livePollMs?: number;
+  /** Caps open live streams (one cap shared by every stream route); default: {@link defaultLiveStreams}. */
+  readonly liveStreams?: LiveStreams;
+}
+
+export interface EventStreamOptions {
+  readonly deps: LiveStreamDeps;
   readonly principal: Principal;
   /** The first line the client sees (an SSE comment). */
   readonly banner: string;
-  readonly pollMs: number;
   /** Poll once at once rather than after the first `pollMs`. */
   readonly pollAtOnce: boolean;
   /** One poll: the data event to send, or undefined when there is nothing new. Never runs twice at once. */
@@ -105,7 +115,7 @@ export interface EventStreamOptions {
 /**
  * Serves one Server-Sent-Events stream of a request: counted against the stream limits (a 429 before anything
  * is sent), credentials re-checked at every poll (a revoked token ends it with `event: error`), `poll`
- * every `pollMs` with at most one in flight, its answer sent as `data:`, a keep-alive comment after
+ * every `deps.livePollMs` with at most one in flight, its answer sent as `data:`, a keep-alive comment after
  * {@link KEEP_ALIVE_MS} of silence, a failed poll reported as `event: error` (the stream goes on), and
  * everything released when the client goes away.
  */
@@ -117,8 +127,8 @@ export function serveEventStream(
   reply: { hijack(): void; readonly raw: ServerResponse },
   opts: EventStreamOptions,
 ): void {
-  const release = opts.streams.open(opts.principal.tenant);
-  const stillAllowed = streamCredentialsCheck(opts.auth, req, opts.principal);
+  const release = (opts.deps.liveStreams ?? defaultLiveStreams).open(opts.principal.tenant);
+  const stillAllowed = streamCredentialsCheck(opts.deps.auth, req, opts.principal);
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
@@ -156,7 +166,7 @@ export function serveEventStream(
       polling = false;
     }
   };
-  const timer = setInterval(() => void poll(), opts.pollMs);
+  const timer = setInterval(() => void poll(), opts.deps.livePollMs ?? DEFAULT_POLL_MS);
   const stop = () => {
     closed = true;
     clearInterval(timer);

@@ -18,6 +18,7 @@ import type { JobInfo, JobStatus } from '../model/job.js';
 import { LabelMatcher, METRIC_NAME_LABEL } from '../model/labels.js';
 import type { Querier, Storage } from '../storage/index.js';
 import { readTenant, requestSignal } from './dashboard-scope.js';
+import { type Query, single } from './query-params.js';
 import { parseTime } from './rest.js';
 import { selectSeries } from './series-read.js';
 
@@ -75,21 +76,9 @@ export interface NodeDetail {
   readonly metrics: readonly string[];
 }
 
-type Query = Record<string, string | string[] | undefined>;
-
-function one(q: Query, name: string): string | undefined {
-  const raw = q[name];
-  if (Array.isArray(raw)) {
-    if (raw.length > 1)
-      throw twError(Errors.badRequest, `parameter ${name} given ${raw.length} times; give it once`);
-    return raw[0];
-  }
-  return raw;
-}
-
 function rangeOf(q: Query, now: number): { start: number; end: number } {
-  const end = parseTime(one(q, 'end'), 'end', now);
-  const start = parseTime(one(q, 'start'), 'start', end - DEFAULT_RANGE_MS);
+  const end = parseTime(single(q.end, 'end'), 'end', now);
+  const start = parseTime(single(q.start, 'start'), 'start', end - DEFAULT_RANGE_MS);
   if (start > end) throw twError(Errors.badRequest, `start (${start}) is after end (${end})`);
   return { start, end };
 }
@@ -163,9 +152,9 @@ function nodeJob(jobId: string, info: JobInfo | undefined): NodeJob {
 export function registerNodeApi(app: FastifyInstance, deps: NodeApiDeps): void {
   app.get('/api/tw/v1/nodes', READ, async (req, reply) => {
     const q = req.query as Query;
-    const tenant = readTenant(requestPrincipal(req), one(q, 'tenant'));
+    const tenant = readTenant(requestPrincipal(req), single(q.tenant, 'tenant'));
     const { start, end } = rangeOf(q, Date.now());
-    const jobId = one(q, 'job_id');
+    const jobId = single(q.job_id, 'job_id');
     const matchers = jobId
       ? [new LabelMatcher('=', 'job_id', jobId)]
       : [new LabelMatcher('!=', 'node_id', '')];
@@ -178,7 +167,7 @@ export function registerNodeApi(app: FastifyInstance, deps: NodeApiDeps): void {
   app.get('/api/tw/v1/nodes/:nodeId', READ, async (req, reply) => {
     const q = req.query as Query;
     const principal = requestPrincipal(req);
-    const tenant = readTenant(principal, one(q, 'tenant'));
+    const tenant = readTenant(principal, single(q.tenant, 'tenant'));
     if (tenant === null)
       throw twError(Errors.badRequest, 'tenant=* is not supported here: a node page reads one tenant');
     const { nodeId } = req.params as { nodeId: string };

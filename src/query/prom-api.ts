@@ -13,7 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Authenticator, type Principal, requestPrincipal } from '../auth/index.js';
 import { LabelMatcher, METRIC_NAME_LABEL } from '../model/labels.js';
 import { catalogMetadata, type MetricMetadata, type MetricType } from '../model/metric-catalog.js';
-import type { Storage } from '../storage/index.js';
+import type { Querier, Storage } from '../storage/index.js';
 import { requestSignal } from './dashboard-scope.js';
 import { evaluatePromQuery, type PromAnswer, type PromQueryRequest } from './prom-eval.js';
 import { hideTenantLabel, PromqlEngine, PromqlError, parseMetricSelector } from './promql/index.js';
@@ -157,6 +157,12 @@ function success(
   return reply.code(200).send(body);
 }
 
+/** A listing cut at `limit` (0: no limit), with Prometheus's warning when it was cut. */
+function successUpTo(reply: FastifyReply, all: readonly unknown[], limit: number) {
+  const data = limit > 0 ? all.slice(0, limit) : all;
+  return success(reply, data, data.length < all.length ? ['results truncated due to limit'] : []);
+}
+
 function failure(reply: FastifyReply, status: number, errorType: string, error: string) {
   return reply.code(status).send({ status: 'error', errorType, error });
 }
@@ -209,6 +215,26 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
   };
   const querierFor = (principal: Principal, start: number, end: number) =>
     hideTenantLabel(deps.storage.querier(principal.tenant, start, end), principal.tenant);
+
+  /**
+   * `/labels` and `/label/:name/values`: the union of what `list` reads over every `match[]` set (or, without
+   * one, over every series) in [start, end], sorted and cut at `limit`.
+   */
+  const listAcrossMatchSets = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    principal: Principal,
+    list: (querier: Querier, matchers: LabelMatcher[], signal: AbortSignal) => Promise<readonly string[]>,
+  ) => {
+    const p = collectParams(req);
+    const sets = matchersParam(p, false);
+    const querier = querierFor(principal, timeParam(p, 'start', MIN_TIME), timeParam(p, 'end', MAX_TIME));
+    const found = new Set<string>();
+    const signal = requestSignal(reply);
+    for (const matchers of sets.length > 0 ? sets : [[]])
+      for (const x of await list(querier, matchers, signal)) found.add(x);
+    return successUpTo(reply, [...found].sort(), limitParam(p));
+  };
 
   /** Evaluates on the pool when there is one, else here; sends the rendered answer as it is. */
   const evaluate = async (req: PromQueryRequest, reply: FastifyReply) => {
@@ -328,8 +354,7 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
         }
         const keys = [...seen.keys()].sort();
         const all = keys.map((k) => seen.get(k)!);
-        const data = limit > 0 ? all.slice(0, limit) : all;
-        return success(reply, data, data.length < all.length ? ['results truncated due to limit'] : []);
+        return successUpTo(reply, all, limit);
       } catch (err) {
         return handleError(reply, err);
       }
@@ -338,17 +363,9 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
     both('/api/v1/labels', async (req, reply) => {
       const principal = principalOf(req);
       try {
-        const p = collectParams(req);
-        const sets = matchersParam(p, false);
-        const querier = querierFor(principal, timeParam(p, 'start', MIN_TIME), timeParam(p, 'end', MAX_TIME));
-        const names = new Set<string>();
-        const signal = requestSignal(reply);
-        for (const matchers of sets.length > 0 ? sets : [[]])
-          for (const n of await querier.labelNames(matchers, signal)) names.add(n);
-        const all = [...names].sort();
-        const limit = limitParam(p);
-        const data = limit > 0 ? all.slice(0, limit) : all;
-        return success(reply, data, data.length < all.length ? ['results truncated due to limit'] : []);
+        return await listAcrossMatchSets(req, reply, principal, (querier, matchers, signal) =>
+          querier.labelNames(matchers, signal),
+        );
       } catch (err) {
         return handleError(reply, err);
       }
@@ -361,17 +378,9 @@ export function registerPromApi(app: FastifyInstance, deps: PromApiDeps): void {
         // Prometheus 3 escapes UTF-8 label names in this path as U__<escaped> (e.g. U__a_2e_b for "a.b").
         if (name.startsWith('U__')) name = unescapeLabelName(name.slice(3));
         if (name === '' || hasInvalidUtf8(name)) throw new BadData(`invalid label name: ${goQuote(name)}`);
-        const p = collectParams(req);
-        const sets = matchersParam(p, false);
-        const querier = querierFor(principal, timeParam(p, 'start', MIN_TIME), timeParam(p, 'end', MAX_TIME));
-        const values = new Set<string>();
-        const signal = requestSignal(reply);
-        for (const matchers of sets.length > 0 ? sets : [[]])
-          for (const v of await querier.labelValues(name, matchers, signal)) values.add(v);
-        const all = [...values].sort();
-        const limit = limitParam(p);
-        const data = limit > 0 ? all.slice(0, limit) : all;
-        return success(reply, data, data.length < all.length ? ['results truncated due to limit'] : []);
+        return await listAcrossMatchSets(req, reply, principal, (querier, matchers, signal) =>
+          querier.labelValues(name, matchers, signal),
+        );
       } catch (err) {
         return handleError(reply, err);
       }

@@ -16,7 +16,8 @@
  */
 import os from 'node:os';
 import type { Worker } from 'node:worker_threads';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { collectedCounter, collectedGauge } from '../model/collected-metrics.js';
 import { startWorker } from '../model/worker-entry.js';
 import { localQueryEndpoints, type Storage, type StorageQueryEndpoints } from '../storage/index.js';
 import {
@@ -91,32 +92,24 @@ export class QueryPool {
   constructor(private readonly opts: QueryPoolOptions) {
     if (!(opts.size >= 1)) throw new RangeError(`a query pool needs at least one worker (got ${opts.size})`);
     if (opts.registry) {
-      const pool = this;
-      new Gauge({
-        name: 'trainwatch_query_workers_busy',
-        help: 'Query worker threads evaluating a query now.',
-        registers: [opts.registry],
-        collect() {
-          this.set(pool.busyWorkers);
-        },
-      });
-      new Gauge({
-        name: 'trainwatch_query_queue_length',
-        help: 'Queries waiting for a free query worker.',
-        registers: [opts.registry],
-        collect() {
-          this.set(pool.queueLength);
-        },
-      });
-      new Counter({
-        name: 'trainwatch_query_terminated_total',
-        help: 'Query workers terminated because their query overran its deadline (or the server stopped).',
-        registers: [opts.registry],
-        collect() {
-          this.reset();
-          this.inc(pool.terminatedWorkers);
-        },
-      });
+      collectedGauge(
+        opts.registry,
+        'trainwatch_query_workers_busy',
+        'Query worker threads evaluating a query now.',
+        () => this.busyWorkers,
+      );
+      collectedGauge(
+        opts.registry,
+        'trainwatch_query_queue_length',
+        'Queries waiting for a free query worker.',
+        () => this.queueLength,
+      );
+      collectedCounter(
+        opts.registry,
+        'trainwatch_query_terminated_total',
+        'Query workers terminated because their query overran its deadline (or the server stopped).',
+        () => this.terminatedWorkers,
+      );
     }
   }
 

@@ -4,7 +4,7 @@
  * Every read is scoped to the caller's tenant.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type Authenticator, type Principal, requestPrincipal } from '../auth/index.js';
+import { type Principal, requestPrincipal } from '../auth/index.js';
 import type { JobRepository } from '../meta/index.js';
 import { Errors, twError } from '../model/errors.js';
 import {
@@ -14,24 +14,21 @@ import {
   labelsKey,
   METRIC_NAME_LABEL,
 } from '../model/labels.js';
+import { parseTimeParam } from '../model/time-param.js';
 import type { Storage } from '../storage/index.js';
 import { readTenant, requestSignal } from './dashboard-scope.js';
 import { encodeCursor, parseJobPageQuery } from './job-list.js';
 import { summarizeJob } from './job-summary.js';
-import { defaultLiveStreams, type LiveStreams, serveEventStream } from './live-streams.js';
+import { type LiveStreamDeps, serveEventStream } from './live-streams.js';
+import { single } from './query-params.js';
 import { type ColumnarSeries, readSeries, selectSeries } from './series-read.js';
 
 /** Every route here reads data of the caller's tenant (src/auth/permissions.ts). */
 const READ = { config: { permission: 'read' } } as const;
 
-export interface RestDeps {
-  readonly auth: Authenticator;
+export interface RestDeps extends LiveStreamDeps {
   readonly storage: Storage;
   readonly jobs: JobRepository;
-  /** How often the live stream looks for new samples. */
-  readonly livePollMs?: number;
-  /** Caps open live streams (shared with the dashboard's tick stream); default: {@link DEFAULT_LIVE_STREAM_LIMITS}. */
-  readonly liveStreams?: LiveStreams;
 }
 
 const RESERVED_PARAMS = new Set(['metric', 'start', 'end', 'points', 'since']);
@@ -44,17 +41,9 @@ function principalOf(_deps: RestDeps, req: FastifyRequest): Principal {
   return requestPrincipal(req);
 }
 
-/** Milliseconds since the epoch, or an RFC 3339 date. */
+/** Milliseconds since the epoch, or an RFC 3339 date; `fallback` when the parameter is absent or empty. */
 export function parseTime(raw: string | undefined, name: string, fallback: number): number {
-  if (raw === undefined || raw === '') return fallback;
-  if (/^-?\d+(\.\d+)?$/.test(raw)) return Math.round(Number(raw));
-  const t = Date.parse(raw);
-  if (Number.isNaN(t))
-    throw twError(
-      Errors.badRequest,
-      `parameter ${name}=${JSON.stringify(raw)} is not a time: use milliseconds since the epoch or RFC 3339`,
-    );
-  return t;
+  return parseTimeParam(raw, name) ?? fallback;
 }
 
 interface SeriesQuery {
@@ -107,15 +96,6 @@ function parseSeriesQuery(query: Record<string, string | string[] | undefined>, 
     }
   }
   return { matchers, start, end, points };
-}
-
-function single(raw: string | string[] | undefined, name: string): string | undefined {
-  if (Array.isArray(raw)) {
-    if (raw.length > 1)
-      throw twError(Errors.badRequest, `parameter ${name} given ${raw.length} times; give it once`);
-    return raw[0];
-  }
-  return raw;
 }
 
 export function registerRestApi(app: FastifyInstance, deps: RestDeps): void {
@@ -192,11 +172,9 @@ function streamLive(deps: RestDeps, req: FastifyRequest, reply: FastifyReply): v
   // sent sample and look back a little, so a series that lags the others loses nothing.
   const sent = new Map<string, number>();
   serveEventStream(req, reply, {
-    streams: deps.liveStreams ?? defaultLiveStreams,
-    auth: deps.auth,
+    deps,
     principal,
     banner: 'trainwatch live stream',
-    pollMs: deps.livePollMs ?? 250,
     pollAtOnce: false,
     poll: async () => {
       const until = Date.now() + 60_000; // simulated or skewed clocks may run slightly ahead

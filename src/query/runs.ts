@@ -28,7 +28,10 @@ import {
   type RunRow,
 } from '../meta/index.js';
 import { Errors, twError } from '../model/errors.js';
+import type { JsonGauge, JsonRun } from '../model/run-types.js';
 import { requestSignal } from './dashboard-scope.js';
+
+export type { JsonGauge, JsonRun } from '../model/run-types.js';
 
 const READ = { config: { permission: 'read' } } as const;
 const DEFAULT_LIMIT = 100;
@@ -36,30 +39,6 @@ const MAX_FILTERS = 20;
 
 export interface RunsDeps {
   readonly runs: RunRepository;
-}
-
-/** A gauge as JSON: a non-finite newest value (a NaN loss) is the string "NaN", as Prometheus writes values. */
-export interface JsonGauge {
-  readonly last: number | 'NaN';
-  readonly lastMs: number;
-  readonly best: number | null;
-}
-
-export interface JsonRun {
-  readonly jobId: string;
-  readonly name: string;
-  readonly project: string;
-  readonly owner: string;
-  readonly framework: string;
-  readonly status: string;
-  readonly worldSize: number | null;
-  readonly startMs: number | null;
-  readonly endMs: number | null;
-  readonly lastSampleMs: number | null;
-  readonly tags: readonly string[];
-  readonly config: Readonly<Record<string, unknown>>;
-  readonly summary: Readonly<Record<string, JsonGauge>>;
-  readonly gpuHours: number | null;
 }
 
 function asJson(r: RunRow): JsonRun {

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import {
   AccessControl,
   AuditLog,
@@ -31,6 +31,7 @@ import { DiskLogBus, hashPartitionKey } from '../bus/index.js';
 import type { KafkaBus } from '../bus/kafka.js';
 import type { Config } from '../config/index.js';
 import { openMeta } from '../meta/index.js';
+import { collectedCounter, collectedGauge } from '../model/collected-metrics.js';
 import { RemoteStorage, type Storage } from '../storage/index.js';
 import { lockDataDir } from './data-dir.js';
 import { exportDirOf, openEmbeddedTsdb, shardLayout } from './embedded-storage.js';
@@ -233,24 +234,19 @@ export async function initBus(m: Modules, name: ModuleName): Promise<void> {
           logger: logger.child({ role: 'bus' }),
         });
   m.bus = bus;
-  new Gauge({
-    name: 'trainwatch_bus_queued_bytes',
-    help: 'Bytes waiting to be written to the bus.',
-    registers: [m.registry],
-    collect() {
-      this.set(bus.pendingBytes);
-    },
-  });
+  collectedGauge(
+    m.registry,
+    'trainwatch_bus_queued_bytes',
+    'Bytes waiting to be written to the bus.',
+    () => bus.pendingBytes,
+  );
   if (bus instanceof DiskLogBus) {
-    new Counter({
-      name: 'trainwatch_bus_corrupt_records_total',
-      help: 'Bus records lost to damage found when the embedded bus opened (see the error log and /readyz).',
-      registers: [m.registry],
-      collect() {
-        this.reset();
-        this.inc(bus.recoveryLosses().records);
-      },
-    });
+    collectedCounter(
+      m.registry,
+      'trainwatch_bus_corrupt_records_total',
+      'Bus records lost to damage found when the embedded bus opened (see the error log and /readyz).',
+      () => bus.recoveryLosses().records,
+    );
     m.http!.addReadinessWarning('bus', () => {
       const { records, problems } = bus.recoveryLosses();
       if (problems.length === 0) return undefined;
@@ -315,22 +311,18 @@ export async function initStorage(m: Modules, name: ModuleName): Promise<void> {
     m.stoppers.push({ name, stop: () => tsdb.close() });
   }
   m.storage = storage;
-  new Gauge({
-    name: 'trainwatch_storage_active_series',
-    help: 'Series with data in the storage head.',
-    registers: [m.registry],
-    collect() {
-      this.set(storage.activeSeries());
-    },
-  });
-  new Gauge({
-    name: 'trainwatch_storage_writable',
-    help: '1 while storage accepts writes; 0 after a write failed (disk full, unwritable directory).',
-    registers: [m.registry],
-    collect() {
-      this.set(storage.writeFailure ? 0 : 1);
-    },
-  });
+  collectedGauge(
+    m.registry,
+    'trainwatch_storage_active_series',
+    'Series with data in the storage head.',
+    () => storage.activeSeries(),
+  );
+  collectedGauge(
+    m.registry,
+    'trainwatch_storage_writable',
+    '1 while storage accepts writes; 0 after a write failed (disk full, unwritable directory).',
+    () => (storage.writeFailure ? 0 : 1),
+  );
   // Not ready while writes are stopped (disk full): load balancers send writes elsewhere meanwhile.
   m.http!.addReadinessCheck('storage', async () => storage.writeFailure?.message);
   return;

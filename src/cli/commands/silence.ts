@@ -9,7 +9,7 @@
 import os from 'node:os';
 import { type Command, InvalidArgumentError } from 'commander';
 import { parseMatcher } from '../../alerting/index.js';
-import { durationArg, fail } from '../common.js';
+import { durationArg, orFail } from '../common.js';
 
 interface ClientFlags {
   url: string;
@@ -81,17 +81,17 @@ export function registerSilence(program: Command): void {
       .option('-a, --author <name>', 'who silences', process.env.USER ?? os.userInfo().username)
       .requiredOption('--comment <text>', 'why'),
   ).action(
-    async (
-      matchers: string[],
-      flags: ClientFlags & {
-        duration: number;
-        start?: string;
-        end?: string;
-        author: string;
-        comment: string;
-      },
-    ) => {
-      try {
+    orFail(
+      async (
+        matchers: string[],
+        flags: ClientFlags & {
+          duration: number;
+          start?: string;
+          end?: string;
+          author: string;
+          comment: string;
+        },
+      ) => {
         for (const m of matchers) matcherArg(m);
         const start = flags.start ? Date.parse(flags.start) : Date.now();
         const end = flags.end ? Date.parse(flags.end) : start + flags.duration;
@@ -114,10 +114,8 @@ export function registerSilence(program: Command): void {
         };
         const res = (await call(flags, 'POST', '/api/v2/silences', body)) as { silenceID: string };
         process.stdout.write(`${res.silenceID}\n`);
-      } catch (err) {
-        fail(err);
-      }
-    },
+      },
+    ),
   );
 
   clientOptions(
@@ -126,8 +124,8 @@ export function registerSilence(program: Command): void {
       .description('list silences (active and pending; --expired for the expired ones too)')
       .option('--expired', 'include expired silences')
       .option('--json', 'print the API answer as JSON'),
-  ).action(async (flags: ClientFlags & { expired?: boolean; json?: boolean }) => {
-    try {
+  ).action(
+    orFail(async (flags: ClientFlags & { expired?: boolean; json?: boolean }) => {
       const list = ((await call(flags, 'GET', '/api/v2/silences')) as ApiSilence[]).filter(
         (s) => flags.expired || s.status.state !== 'expired',
       );
@@ -157,18 +155,14 @@ export function registerSilence(program: Command): void {
           )
           .join('\n')}\n`,
       );
-    } catch (err) {
-      fail(err);
-    }
-  });
+    }),
+  );
 
   clientOptions(
     silence.command('expire').description('expire silences now').argument('<ids...>', 'silence ids'),
-  ).action(async (ids: string[], flags: ClientFlags) => {
-    try {
+  ).action(
+    orFail(async (ids: string[], flags: ClientFlags) => {
       for (const id of ids) await call(flags, 'DELETE', `/api/v2/silence/${encodeURIComponent(id)}`);
-    } catch (err) {
-      fail(err);
-    }
-  });
+    }),
+  );
 }

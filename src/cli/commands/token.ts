@@ -7,7 +7,7 @@
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { TENANT_RE, TOKEN_SCOPES, type TokenAdmin, type TokenInfo } from '../../meta/tokens.js';
-import { configFrom, fail } from '../common.js';
+import { configFrom, orFail } from '../common.js';
 
 interface TokenFlags {
   config?: string;
@@ -97,15 +97,15 @@ export function registerToken(program: Command): void {
       .option('--name <name>', 'a note saying who or what uses the token', '')
       .option('--json', 'print {id, token, tenant, scope, name} as JSON'),
   ).action(
-    async (
-      flags: TokenFlags & {
-        tenant: string;
-        scope: (typeof TOKEN_SCOPES)[number];
-        name: string;
-        json?: boolean;
-      },
-    ) => {
-      try {
+    orFail(
+      async (
+        flags: TokenFlags & {
+          tenant: string;
+          scope: (typeof TOKEN_SCOPES)[number];
+          name: string;
+          json?: boolean;
+        },
+      ) => {
         const { token: secret, info } = await withStore(flags, (s) =>
           s.create({ tenant: flags.tenant, scope: flags.scope, name: flags.name }),
         );
@@ -119,10 +119,8 @@ export function registerToken(program: Command): void {
               `(token ${info.id}: tenant ${info.tenant}, scope ${info.scope}. Store it now: it is not shown again.)\n`,
           );
         }
-      } catch (err) {
-        fail(err);
-      }
-    },
+      },
+    ),
   );
 
   dataDirOptions(
@@ -132,30 +130,26 @@ export function registerToken(program: Command): void {
       .option('--tenant <tenant>', 'only this tenant', tenantArg)
       .option('--all', 'include revoked tokens')
       .option('--json', 'print a JSON array'),
-  ).action(async (flags: TokenFlags & { tenant?: string; all?: boolean; json?: boolean }) => {
-    try {
+  ).action(
+    orFail(async (flags: TokenFlags & { tenant?: string; all?: boolean; json?: boolean }) => {
       const tokens = await withStore(flags, (s) =>
         s.list({ tenant: flags.tenant, includeRevoked: flags.all }),
       );
       process.stdout.write(flags.json ? `${JSON.stringify(tokens)}\n` : table(tokens));
-    } catch (err) {
-      fail(err);
-    }
-  });
+    }),
+  );
 
   dataDirOptions(
     token
       .command('revoke')
       .description('revoke a token by its id; requests using it are refused from then on')
       .argument('<id>', 'the token id (16 hex digits, as `token list` shows; or the whole token)'),
-  ).action(async (idArg: string, flags: TokenFlags) => {
-    try {
+  ).action(
+    orFail(async (idArg: string, flags: TokenFlags) => {
       const id = /^twk_([0-9a-f]{16})_/.exec(idArg)?.[1] ?? idArg;
       const info = await withStore(flags, (s) => s.revoke(id));
       if (!info) throw new Error(`no token with id ${JSON.stringify(id)} (see: trainwatch token list)`);
       process.stdout.write(`revoked token ${info.id} (tenant ${info.tenant}, scope ${info.scope})\n`);
-    } catch (err) {
-      fail(err);
-    }
-  });
+    }),
+  );
 }

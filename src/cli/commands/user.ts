@@ -9,7 +9,7 @@
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { AccessStore, Role, UserInfo } from '../../meta/index.js';
-import { configFrom, fail } from '../common.js';
+import { configFrom, orFail } from '../common.js';
 
 interface StoreFlags {
   config?: string;
@@ -129,11 +129,11 @@ export function registerUser(program: Command): void {
       .option('--operator', 'a cluster operator: admin of every tenant, and cluster routes')
       .option('--password-stdin', 'read the password from the first line of standard input'),
   ).action(
-    async (
-      name: string,
-      flags: StoreFlags & { tenant: string; role: Role; operator?: boolean; passwordStdin?: boolean },
-    ) => {
-      try {
+    orFail(
+      async (
+        name: string,
+        flags: StoreFlags & { tenant: string; role: Role; operator?: boolean; passwordStdin?: boolean },
+      ) => {
         const { password, generated } = await passwordFor(flags.passwordStdin);
         const created = await withAccess(flags, async (access) => {
           const u = await access.createUser({
@@ -149,10 +149,8 @@ export function registerUser(program: Command): void {
           `created user ${created.name} (${flags.tenant}: ${flags.role}${created.operator ? ', operator' : ''})\n` +
             (generated ? `password: ${password}\n(Store it now: it is not shown again.)\n` : ''),
         );
-      } catch (err) {
-        fail(err);
-      }
-    },
+      },
+    ),
   );
 
   storeOptions(
@@ -161,17 +159,15 @@ export function registerUser(program: Command): void {
       .description('list users, their roles per tenant, and whether they are disabled')
       .option('--tenant <tenant>', 'only users with a role in this tenant', tenantArg)
       .option('--json', 'print a JSON array'),
-  ).action(async (flags: StoreFlags & { tenant?: string; json?: boolean }) => {
-    try {
+  ).action(
+    orFail(async (flags: StoreFlags & { tenant?: string; json?: boolean }) => {
       const users = await withAccess(flags, (access) =>
         access.listUsers(flags.tenant === undefined ? {} : { tenant: flags.tenant }),
       );
       const shown = users.map(({ hasPassword: _h, externalId: _e, ...u }) => u);
       process.stdout.write(flags.json ? `${JSON.stringify(shown)}\n` : table(users));
-    } catch (err) {
-      fail(err);
-    }
-  });
+    }),
+  );
 
   storeOptions(
     user
@@ -181,8 +177,8 @@ export function registerUser(program: Command): void {
       )
       .argument('<name>', 'the user name')
       .option('--password-stdin', 'read the password from the first line of standard input'),
-  ).action(async (name: string, flags: StoreFlags & { passwordStdin?: boolean }) => {
-    try {
+  ).action(
+    orFail(async (name: string, flags: StoreFlags & { passwordStdin?: boolean }) => {
       const { password, generated } = await passwordFor(flags.passwordStdin);
       await withAccess(flags, async (access) => {
         const u = await existing(access, name);
@@ -192,10 +188,8 @@ export function registerUser(program: Command): void {
       process.stdout.write(
         `password of ${name} changed; its sessions ended\n` + (generated ? `password: ${password}\n` : ''),
       );
-    } catch (err) {
-      fail(err);
-    }
-  });
+    }),
+  );
 
   for (const [verb, disabled] of [
     ['disable', true],
@@ -208,17 +202,15 @@ export function registerUser(program: Command): void {
           disabled ? 'disable a user: it cannot sign in, and its sessions end' : 'enable a disabled user',
         )
         .argument('<name>', 'the user name'),
-    ).action(async (name: string, flags: StoreFlags) => {
-      try {
+    ).action(
+      orFail(async (name: string, flags: StoreFlags) => {
         await withAccess(flags, async (access) => {
           const u = await existing(access, name);
           await access.setDisabled(u.id, disabled);
           await audit(access, `user.${verb}`, u);
         });
         process.stdout.write(`${verb}d user ${name}\n`);
-      } catch (err) {
-        fail(err);
-      }
-    });
+      }),
+    );
   }
 }

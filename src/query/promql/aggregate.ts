@@ -125,6 +125,7 @@ export async function evalAggregate(ev: Evaluator, e: AggregateExpr): Promise<Ev
             value = ks[0]!;
             kahanC = ks[1]!;
             break;
+          // Twin: range-functions.ts avgOverTime (as in Prometheus): Kahan, then incremental mean, inline.
           case 'avg':
             if (!incremental) {
               kahanSumInc(f, value, kahanC, ks);

@@ -81,6 +81,7 @@ export interface UnaryExpr extends PosRange {
   readonly expr: Expr;
 }
 
+// Overlaps lexer.ts TokenKind on the symbols: tokens and operators are different sets (`,`, `atan2`).
 export type BinaryOp =
   | '+'
   | '-'

@@ -23,6 +23,18 @@ export abstract class PromqlError extends Error {
   abstract readonly errorType: PromqlErrorType;
   /** HTTP status the Prometheus API answers with for this error. */
   abstract readonly httpStatus: number;
+
+  constructor(message: string) {
+    super(message);
+    // Every subclass is named as its class (ParseError, TooManySamplesError, ...), for logs and stack traces.
+    this.name = new.target.name;
+  }
+}
+
+/** Errors Prometheus answers with `errorType: execution` and status 422 (the query is valid but cannot run). */
+abstract class ExecutionFailure extends PromqlError {
+  readonly errorType = 'execution' as const;
+  readonly httpStatus = 422;
 }
 
 /** The query text is not valid PromQL. Message: `<line>:<col>: parse error: <what>` as Prometheus prints it. */
@@ -34,35 +46,22 @@ export class ParseError extends PromqlError {
 
   constructor(detail: string, query: string, pos: number) {
     super(`${formatPosition(query, pos)}: parse error: ${detail}`);
-    this.name = 'ParseError';
     this.detail = detail;
     this.pos = pos;
   }
 }
 
 /** The query failed while evaluating (e.g. duplicate series after a label change, bad function argument). */
-export class ExecutionError extends PromqlError {
-  readonly errorType = 'execution' as const;
-  readonly httpStatus = 422;
-
-  constructor(message: string) {
-    super(message);
-    this.name = 'ExecutionError';
-  }
-}
+export class ExecutionError extends ExecutionFailure {}
 
 /** The query would hold more samples in memory than allowed (Prometheus's ErrTooManySamples). */
-export class TooManySamplesError extends PromqlError {
-  readonly errorType = 'execution' as const;
-  readonly httpStatus = 422;
-
+export class TooManySamplesError extends ExecutionFailure {
   /** `where`: the part of the query that hit the limit (for logs; the message is Prometheus's, unchanged). */
   constructor(
     readonly limit: number,
     readonly where = 'evaluation',
   ) {
     super('query processing would load too many samples into memory in query execution');
-    this.name = 'TooManySamplesError';
   }
 }
 
@@ -70,10 +69,7 @@ export class TooManySamplesError extends PromqlError {
  * A subquery would evaluate more points per series than `query.max_subquery_points`: refused before it
  * allocates anything, with the subquery and its step named so the user knows what to change.
  */
-export class SubqueryResolutionError extends PromqlError {
-  readonly errorType = 'execution' as const;
-  readonly httpStatus = 422;
-
+export class SubqueryResolutionError extends ExecutionFailure {
   constructor(
     readonly subquery: string,
     readonly points: number,
@@ -83,18 +79,13 @@ export class SubqueryResolutionError extends PromqlError {
     super(
       `subquery ${subquery} would evaluate ${points} points per series at step ${step}, more than the limit of ${limit} (query.max_subquery_points): use a larger subquery step or a shorter range`,
     );
-    this.name = 'SubqueryResolutionError';
   }
 }
 
 /** The query selected more series than allowed. */
-export class TooManySeriesError extends PromqlError {
-  readonly errorType = 'execution' as const;
-  readonly httpStatus = 422;
-
+export class TooManySeriesError extends ExecutionFailure {
   constructor(readonly limit: number) {
     super(`query selected more than ${limit} series (limit query.max_series); narrow the selector`);
-    this.name = 'TooManySeriesError';
   }
 }
 
@@ -105,7 +96,6 @@ export class QueryTimeoutError extends PromqlError {
 
   constructor(readonly where: string) {
     super(`query timed out in ${where}`);
-    this.name = 'QueryTimeoutError';
   }
 }
 
@@ -116,6 +106,5 @@ export class QueryCanceledError extends PromqlError {
 
   constructor(readonly where: string) {
     super(`query was canceled in ${where}`);
-    this.name = 'QueryCanceledError';
   }
 }

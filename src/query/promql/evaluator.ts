@@ -217,6 +217,7 @@ export class Evaluator {
         const b = this.durationSeconds(d.args[1]!);
         return d.fn === 'min_of' ? Math.min(a, b) : Math.max(a, b);
       }
+      // Twin: binary.ts arith, but on durations: a zero divisor is an error, `^` is JS's (finite).
       case 'binary': {
         const a = this.durationSeconds(d.lhs);
         const b = this.durationSeconds(d.rhs);

@@ -39,6 +39,7 @@ const M: ValueType = 'matrix';
 const S: ValueType = 'scalar';
 const STR: ValueType = 'string';
 
+// One row per function, as Prometheus's functions.go: alike rows are the table's data, not copies.
 const DEFS: FunctionDef[] = [
   fn('abs', [V], V),
   fn('absent', [V], V),

@@ -230,26 +230,41 @@ function warnQuantiles(ev: Evaluator, call: Call, qs: Float64Array, at: Call['ar
   void call;
 }
 
+/**
+ * One bucket group's quantile `qs[i]` at every step i, as a series labelled `labels`: histogram_quantile's and
+ * histogram_quantiles' step loop. `monotonicityFixed` runs at each step whose buckets had to be made monotonic.
+ */
+function groupQuantiles(
+  ev: Evaluator,
+  g: BucketGroup,
+  qs: Float64Array,
+  labels: Record<string, string>,
+  monotonicityFixed?: () => void,
+): StepSeries {
+  const b = newBuckets(g.members.length);
+  const s = newStepSeries(labels, ev.steps, g.dropName);
+  for (let i = 0; i < ev.steps; i++) {
+    if (!collect(g, i, b)) continue;
+    const [v, forced] = bucketQuantile(qs[i]!, b);
+    if (forced && monotonicityFixed) monotonicityFixed();
+    s.has[i] = 1;
+    s.vals[i] = v;
+  }
+  return s;
+}
+
 export async function evalHistogramQuantile(ev: Evaluator, call: Call): Promise<EvalValue> {
   const qs = await ev.evalScalar(call.args[0]!);
   const series = await ev.evalVector(call.args[1]!);
   warnQuantiles(ev, call, qs, call.args[0]!);
   const out: StepSeries[] = [];
   for (const g of groupBuckets(ev, call, series)) {
-    const b = newBuckets(g.members.length);
-    const s = newStepSeries(g.labels, ev.steps, g.dropName);
-    for (let i = 0; i < ev.steps; i++) {
-      if (!collect(g, i, b)) continue;
-      const [v, forced] = bucketQuantile(qs[i]!, b);
-      if (forced)
-        ev.q.annotations.info(
-          `input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name ${JSON.stringify(g.metricName)}`,
-          call.args[1]!,
-        );
-      s.has[i] = 1;
-      s.vals[i] = v;
-    }
-    out.push(s);
+    const monotonicityFixed = () =>
+      ev.q.annotations.info(
+        `input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name ${JSON.stringify(g.metricName)}`,
+        call.args[1]!,
+      );
+    out.push(groupQuantiles(ev, g, qs, g.labels, monotonicityFixed));
   }
   return { kind: 'vector', series: ev.mergeSameLabels(out) };
 }
@@ -264,18 +279,8 @@ export async function evalHistogramQuantiles(ev: Evaluator, call: Call): Promise
   const groups = groupBuckets(ev, call, series);
   const out: StepSeries[] = [];
   for (const q of qArgs) {
-    for (const g of groups) {
-      const b = newBuckets(g.members.length);
-      const labels: Record<string, string> = { ...g.labels, [label]: formatGoFloatF(q.vals[0]!) };
-      const s = newStepSeries(labels, ev.steps, g.dropName);
-      for (let i = 0; i < ev.steps; i++) {
-        if (!collect(g, i, b)) continue;
-        const [v] = bucketQuantile(q.vals[i]!, b);
-        s.has[i] = 1;
-        s.vals[i] = v;
-      }
-      out.push(s);
-    }
+    for (const g of groups)
+      out.push(groupQuantiles(ev, g, q.vals, { ...g.labels, [label]: formatGoFloatF(q.vals[0]!) }));
   }
   return { kind: 'vector', series: ev.mergeSameLabels(out) };
 }

@@ -4,6 +4,7 @@
  */
 import { ParseError } from './errors.js';
 
+// Overlaps ast.ts BinaryOp on the symbols: tokens and operators are different sets (`,`, `atan2`).
 export type TokenKind =
   | 'EOF'
   | 'IDENT'
@@ -226,6 +227,18 @@ function quoteRune(c: string | undefined): string {
   return `'${c}'`;
 }
 
+/** Go's one-letter escapes (`\n`, `\t`, ...) and the byte each stands for. */
+const SIMPLE_ESCAPES: ReadonlyMap<string, number> = new Map([
+  ['a', 7],
+  ['b', 8],
+  ['f', 12],
+  ['n', 10],
+  ['r', 13],
+  ['t', 9],
+  ['v', 11],
+  ['\\', 92],
+]);
+
 /**
  * Reads a Go-syntax string literal starting at `start` (a quote). Escapes follow Go's strconv.Unquote;
  * bytes that are not valid UTF-8 (from `\x` or octal escapes) become lone surrogates U+DC80..U+DCFF, so a
@@ -260,31 +273,12 @@ function readString(input: string, start: number): { value: string; end: number 
     }
     const e = input[i + 1];
     i += 2;
+    const simple = e === undefined ? undefined : SIMPLE_ESCAPES.get(e);
+    if (simple !== undefined) {
+      bytes.push(simple);
+      continue;
+    }
     switch (e) {
-      case 'a':
-        bytes.push(7);
-        break;
-      case 'b':
-        bytes.push(8);
-        break;
-      case 'f':
-        bytes.push(12);
-        break;
-      case 'n':
-        bytes.push(10);
-        break;
-      case 'r':
-        bytes.push(13);
-        break;
-      case 't':
-        bytes.push(9);
-        break;
-      case 'v':
-        bytes.push(11);
-        break;
-      case '\\':
-        bytes.push(92);
-        break;
       case '"':
       case "'":
         if (e !== quote) throw new ParseError('unknown escape sequence', input, i - 2);

@@ -9,6 +9,12 @@
  */
 import { LabelMatcher, type MatchType, METRIC_NAME_LABEL } from '../../model/labels.js';
 import {
+  AGGREGATORS,
+  KEYWORD_OPERATORS,
+  MODIFIER_KEYWORDS,
+  PARAM_AGGREGATORS,
+} from '../../model/promql-words.js';
+import {
   type AggregateExpr,
   type AggregateOp,
   type AtModifier,
@@ -30,32 +36,6 @@ import { ParseError } from './errors.js';
 import { FUNCTIONS } from './functions.js';
 import { goQuote, hasInvalidUtf8, type Token, type TokenKind, tokenize } from './lexer.js';
 import { compileGoRegex } from './regex.js';
-
-/** Aggregation operators (also words the printer must not print as a bare metric name). */
-export const AGGREGATORS: ReadonlySet<string> = new Set([
-  'sum',
-  'avg',
-  'count',
-  'min',
-  'max',
-  'group',
-  'stddev',
-  'stdvar',
-  'topk',
-  'bottomk',
-  'count_values',
-  'quantile',
-  'limitk',
-  'limit_ratio',
-]);
-const PARAM_AGGREGATORS: ReadonlySet<string> = new Set([
-  'topk',
-  'bottomk',
-  'count_values',
-  'quantile',
-  'limitk',
-  'limit_ratio',
-]);
 
 /** Binary operator precedences (higher binds tighter), from generated_parser.y; the printer uses them too. */
 export const PRECEDENCE: Record<BinaryOp, number> = {
@@ -178,22 +158,8 @@ class Parser {
       case 'IDENT': {
         const lower = t.text.toLowerCase();
         if (AGGREGATORS.has(lower)) return `<aggr:${t.text}>`;
-        if (['and', 'or', 'unless', 'atan2'].includes(lower)) return `<op:${t.text}>`;
-        if (
-          [
-            'by',
-            'without',
-            'on',
-            'ignoring',
-            'group_left',
-            'group_right',
-            'bool',
-            'offset',
-            'start',
-            'end',
-          ].includes(lower)
-        )
-          return `<${t.text}>`;
+        if (KEYWORD_OPERATORS.has(lower)) return `<op:${t.text}>`;
+        if (MODIFIER_KEYWORDS.has(lower) || lower === 'start' || lower === 'end') return `<${t.text}>`;
         return `${t.text.includes(':') ? 'metric identifier' : 'identifier'} ${JSON.stringify(t.text)}`;
       }
       case 'NUMBER':
@@ -235,29 +201,33 @@ class Parser {
   // ---- expressions ----
 
   private binaryOpAt(t: Token): BinaryOp | undefined {
-    switch (t.kind) {
-      case '+':
-      case '-':
-      case '*':
-      case '/':
-      case '%':
-      case '^':
-      case '==':
-      case '!=':
-      case '<':
-      case '<=':
-      case '>':
-      case '>=':
-      case '</':
-      case '>/':
-        return t.kind;
-      case 'IDENT': {
-        const w = t.text.toLowerCase();
-        if (w === 'and' || w === 'or' || w === 'unless' || w === 'atan2') return w;
-        return undefined;
+    // Every binary operator has a precedence: the symbol ones are their token's kind, the word ones IDENTs.
+    if (t.kind !== 'IDENT') return Object.hasOwn(PRECEDENCE, t.kind) ? (t.kind as BinaryOp) : undefined;
+    const w = t.text.toLowerCase();
+    return KEYWORD_OPERATORS.has(w) ? (w as BinaryOp) : undefined;
+  }
+
+  /**
+   * Comma-separated arguments up to the closing `)` (not consumed), a trailing comma allowed. A function call
+   * gives `emptySelectorArg`, the one argument that may be a selector matching the empty string (info's
+   * second, -1 for none), for each argument; an aggregation gives none and leaves the enclosing call's rule.
+   */
+  private parseArgs(emptySelectorArg?: number): Expr[] {
+    const args: Expr[] = [];
+    if (this.peek().kind === ')') return args;
+    while (true) {
+      if (emptySelectorArg === undefined) args.push(this.parseBinary(0));
+      else {
+        this.allowEmptySelector = args.length === emptySelectorArg;
+        try {
+          args.push(this.parseBinary(0));
+        } finally {
+          this.allowEmptySelector = false;
+        }
       }
-      default:
-        return undefined;
+      if (this.peek().kind !== ',') return args;
+      this.next();
+      if (this.peek().kind === ')') return args;
     }
   }
 
@@ -508,23 +478,7 @@ class Parser {
     if (def.experimental && this.opts.disableExperimentalFunctions)
       throw this.error(`function ${JSON.stringify(name)} is not enabled`, nameTok.pos);
     this.expect('(', 'function call');
-    const args: Expr[] = [];
-    if (this.peek().kind !== ')') {
-      while (true) {
-        this.allowEmptySelector = def.name === 'info' && args.length === 1;
-        try {
-          args.push(this.parseBinary(0));
-        } finally {
-          this.allowEmptySelector = false;
-        }
-        if (this.peek().kind === ',') {
-          this.next();
-          if (this.peek().kind === ')') break;
-          continue;
-        }
-        break;
-      }
-    }
+    const args = this.parseArgs(def.name === 'info' ? 1 : -1);
     const close = this.expect(')', 'function call');
     const call: Expr = { type: 'Call', func: def, args, pos: nameTok.pos, end: close.pos + 1 };
     this.checkCall(call.func, args, nameTok.pos);
@@ -587,18 +541,7 @@ class Parser {
     readGrouping();
     if (this.peek().kind !== '(') throw this.unexpected(this.peek(), 'aggregation', '"("');
     this.next();
-    const args: Expr[] = [];
-    if (this.peek().kind !== ')') {
-      while (true) {
-        args.push(this.parseBinary(0));
-        if (this.peek().kind === ',') {
-          this.next();
-          if (this.peek().kind === ')') break;
-          continue;
-        }
-        break;
-      }
-    }
+    const args = this.parseArgs();
     const close = this.expect(')', 'aggregation');
     if (!groupingSet) readGrouping();
     else if (this.isKeyword(this.peek(), 'by') || this.isKeyword(this.peek(), 'without'))

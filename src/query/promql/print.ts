@@ -12,6 +12,7 @@
  * `(?i)` and POSIX classes, escaped literals for `\Q…\E`), so the printed query means the same to Prometheus.
  */
 import { isValidLabelName } from '../../model/labels.js';
+import { NON_METRIC_WORDS } from '../../model/promql-words.js';
 import type {
   AtModifier,
   BinaryExpr,
@@ -22,27 +23,9 @@ import type {
   VectorSelector,
 } from './ast.js';
 import { goQuote } from './lexer.js';
-import { AGGREGATORS, PRECEDENCE, UNARY_OPERAND_MIN_PREC as UNARY_PREC } from './parser.js';
+import { PRECEDENCE, UNARY_OPERAND_MIN_PREC as UNARY_PREC } from './parser.js';
 
 const METRIC_NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-/** Words the parser reads as something else than a metric name where one could start. */
-const RESERVED: ReadonlySet<string> = new Set([
-  ...AGGREGATORS,
-  'and',
-  'or',
-  'unless',
-  'atan2',
-  'by',
-  'without',
-  'on',
-  'ignoring',
-  'group_left',
-  'group_right',
-  'bool',
-  'offset',
-  'inf',
-  'nan',
-]);
 
 export function exprToString(e: Expr): string {
   switch (e.type) {
@@ -146,7 +129,7 @@ function selectorText(vs: VectorSelector): string {
     first?.type === '=' &&
     first.value === vs.name &&
     METRIC_NAME_RE.test(vs.name) &&
-    !RESERVED.has(vs.name.toLowerCase())
+    !NON_METRIC_WORDS.has(vs.name.toLowerCase())
   ) {
     prefix = vs.name;
     matchers = matchers.filter((m) => m !== first);

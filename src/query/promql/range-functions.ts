@@ -231,6 +231,7 @@ function scratchOf(n: number): Float64Array {
   return scratch;
 }
 
+// Twin: aggregate.ts evalAggregate 'avg' (as in Prometheus): Kahan, then incremental mean, inline.
 function avgOverTime(vs: Float64Array, lo: number, hi: number): number {
   let sum = vs[lo]!;
   let count = 1;
@@ -313,6 +314,7 @@ export const WINDOW_FUNCTIONS: Readonly<Record<string, WindowFn>> = {
     }
     return n;
   },
+  // Twin of resets' loop, another test per sample: both inline (sharing costs a call per sample).
   changes: (_ts, vs, lo, hi) => {
     if (hi - lo < 1) return undefined;
     let n = 0;

@@ -275,6 +275,7 @@ export async function evalRangeFunction(
             has = it.next();
           }
         }
+        // Twin: the SubqueryExpr loop below (stored samples vs points): both inline, no call per step.
         const n = buf.tail - buf.head;
         ev.countWindowWork(n, 'range selector');
         if (n > 0) ev.hold(n);
@@ -313,6 +314,7 @@ export async function evalRangeFunction(
         while (lo < n && ps.ts[lo]! <= start) lo++;
         if (hi < lo) hi = lo;
         while (hi < n && ps.ts[hi]! <= t) hi++;
+        // Twin: the range-selector loop above (points vs stored samples): both inline, no call per step.
         ev.countWindowWork(hi - lo, 'subquery');
         w.rangeStart = start;
         w.rangeEnd = t;

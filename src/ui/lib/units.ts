@@ -6,7 +6,7 @@
  */
 
 import { type SuffixUnit, unitOfSuffix } from '../../model/metric-units.js';
-import { PROMQL_RESERVED } from '../../model/promql-words.js';
+import { NON_METRIC_WORDS } from '../../model/promql-words.js';
 
 export type BaseUnit = SuffixUnit | 'count';
 
@@ -80,7 +80,7 @@ export function metricsOfQuery(query: string): string[] {
   for (const m of bare.matchAll(IDENT)) {
     const word = m[0];
     const after = bare.slice((m.index ?? 0) + word.length).trimStart();
-    if (after.startsWith('(') || PROMQL_RESERVED.has(word.toLowerCase())) continue;
+    if (after.startsWith('(') || NON_METRIC_WORDS.has(word.toLowerCase())) continue;
     out.add(word);
   }
   return [...out];
