@@ -3,13 +3,13 @@
  * (`GET /api/tw/v1/heatmap`), and the rollup-aware select both the heatmap and the band chart (`/spread`)
  * read their column grid with. Separate from dashboard.ts, which only parses requests and shapes answers.
  */
-import type { HeatmapRow } from '../model/heatmap-types.js';
+import type { HeatmapRow } from '../model/heatmap-api.js';
 import type { LabelSet } from '../model/labels.js';
 import { RollupColumns, SampleBuffer, type SelectedSeries, type SelectHints } from '../storage/index.js';
 import { MatrixAccumulator, quantize, robustZ } from './dashboard-matrix.js';
 import { gridParams, naturalCompare, type Query } from './dashboard-params.js';
 
-export type { HeatmapRow } from '../model/heatmap-types.js';
+export type { HeatmapRow } from '../model/heatmap-api.js';
 
 export interface HeatmapParams {
   readonly start: number;

@@ -8,6 +8,7 @@
  * that fetches only the newest columns with the same step gets cells identical to those it already has.
  */
 import { isStaleNaN } from '../model/batch.js';
+import { NO_DATA_BYTE } from '../model/heatmap-api.js';
 import {
   AGG_COUNT,
   AGG_LAST,
@@ -362,8 +363,8 @@ export class MatrixAccumulator {
   }
 }
 
-/** Byte meaning "no data" in a quantized matrix; data bytes are 0..254. */
-export const NO_DATA_BYTE = 255;
+// The byte encoding is shared with the dashboard, which decodes it (model/heatmap-api.ts).
+export { dequantize, NO_DATA_BYTE } from '../model/heatmap-api.js';
 
 export interface Quantized {
   readonly lo: number;
@@ -404,11 +405,6 @@ export function quantize(values: Float64Array, scale?: { lo: number; hi: number 
     bytes[i] = Math.min(254, Math.max(0, q));
   }
   return { lo, hi, bytes };
-}
-
-/** Inverse of {@link quantize} for one byte; null for no data. */
-export function dequantize(byte: number, lo: number, hi: number): number | null {
-  return byte === NO_DATA_BYTE ? null : lo + (byte / 254) * (hi - lo);
 }
 
 /**

@@ -28,10 +28,10 @@ import {
   type RunRow,
 } from '../meta/index.js';
 import { Errors, twError } from '../model/errors.js';
-import type { JsonGauge, JsonRun } from '../model/run-types.js';
+import type { JsonGauge, JsonRun } from '../model/runs-api.js';
 import { requestSignal } from './dashboard-scope.js';
 
-export type { JsonGauge, JsonRun } from '../model/run-types.js';
+export type { JsonGauge, JsonRun } from '../model/runs-api.js';
 
 const READ = { config: { permission: 'read' } } as const;
 const DEFAULT_LIMIT = 100;
