@@ -7,6 +7,8 @@
  * Shared by the agent, the simulator and the query stage, so the names here are the ones they emit.
  */
 
+import { unitOfSuffix } from './metric-units.js';
+
 /**
  * Prometheus's metric types, as `/api/v1/metadata` spells them (model/textparse: MetricType). Twin:
  * collector/declared-metadata.ts:REMOTE_WRITE_TYPES, the same names in remote-write's wire-enum order.
@@ -125,16 +127,6 @@ export const METRIC_CATALOG: ReadonlyMap<string, MetricMetadata> = new Map<strin
   ['scrape_samples_scraped', gauge('Samples the target exposed.')],
 ]);
 
-/** Units a canonical name ends with (DESIGN.md: base units as suffixes), longest first. */
-const UNIT_SUFFIXES: readonly (readonly [string, string])[] = [
-  ['_bytes', 'bytes'],
-  ['_seconds', 'seconds'],
-  ['_ratio', 'ratio'],
-  ['_celsius', 'celsius'],
-  ['_watts', 'watts'],
-  ['_hertz', 'hertz'],
-];
-
 /**
  * The catalog's metadata for `name`: the entry of a canonical metric; else, by convention, a counter for
  * `*_total` and a gauge for a value the training script logged (`train_*`), each with the unit its name's
@@ -151,7 +143,7 @@ export function catalogMetadata(name: string): MetricMetadata | undefined {
   return undefined;
 }
 
+/** The unit `name`'s suffix says (metric-units.ts, shared with the dashboard), or '' (Prometheus's "no unit"). */
 function unitOfName(name: string): string {
-  for (const [suffix, unit] of UNIT_SUFFIXES) if (name.endsWith(suffix)) return unit;
-  return '';
+  return unitOfSuffix(name) ?? '';
 }
