@@ -15,14 +15,14 @@
 import type { Alert, AlertGroup } from './notifier.js';
 import type {
   AlertQuery,
-  AlertStore,
   DeliveryPage,
   DeliveryQuery,
   DueNotification,
   IntegrationHealth,
   NotificationRecord,
   StoredSilence,
-} from './store.js';
+} from './records.js';
+import type { AlertStore } from './store.js';
 
 /** One queued alert change: its newest state, or the drop of a pending alert. */
 export interface AlertChangeRecord {

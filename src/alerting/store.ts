@@ -7,11 +7,35 @@
  * Writes are synchronous better-sqlite3 statements in WAL mode. Alert transitions are written by the hub in
  * batches ({@link AlertStore.persist}: one transaction), always before a notification about them is queued,
  * so a crash never loses a transition the outside world has heard of.
+ *
+ * The record types and the row mapping are shared with the PostgreSQL store (`./records.ts`); this file holds
+ * the SQLite schema and statements. Twin: `PgAlertStore` (`./postgres/store.ts` and its parts).
  */
 import type { Db, MetaStore, Migration } from '../meta/index.js';
-import type { LabelSet } from '../model/labels.js';
-import { alertUrl } from './alert.js';
-import type { Alert, AlertGroup, AlertSource, AlertState } from './notifier.js';
+import type { Alert, AlertGroup, AlertState } from './notifier.js';
+import {
+  ALERT_COLUMNS,
+  type AlertQuery,
+  type AlertRow,
+  alertFromRow,
+  alertTenant,
+  alertToParams,
+  type DeliveryPage,
+  type DeliveryQuery,
+  type DueNotification,
+  dueNotificationFromRow,
+  healthFromRow,
+  type IntegrationHealth,
+  type NotificationRecord,
+  type NotificationRow,
+  notificationFromRow,
+  notificationTenant,
+  type SilenceRow,
+  STATE_ORDER,
+  type StoredSilence,
+  silenceFromRow,
+  storedValue,
+} from './records.js';
 
 export const ALERTING_MIGRATIONS: readonly Migration[] = [
   {
@@ -95,128 +119,6 @@ export const ALERTING_MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-interface AlertRow {
-  tenant: string;
-  fingerprint: string;
-  active_at_ms: number;
-  name: string;
-  source: string;
-  origin: string;
-  labels: string;
-  annotations: string;
-  state: string;
-  firing_at_ms: number | null;
-  resolved_at_ms: number | null;
-  value: number | null;
-}
-
-/** Alert states in the order an episode goes through them (a stored state is never downgraded). */
-export const STATE_ORDER: Record<AlertState, number> = { pending: 0, firing: 1, resolved: 2 };
-
-export interface AlertQuery {
-  readonly tenant: string;
-  readonly states?: readonly AlertState[];
-  readonly jobId?: string;
-  /** Alerts active at or after this time (or still open). */
-  readonly sinceMs?: number;
-  readonly limit?: number;
-}
-
-export interface StoredSilence {
-  readonly id: string;
-  readonly tenant: string;
-  readonly matchers: SilenceMatcher[];
-  readonly startsAtMs: number;
-  readonly endsAtMs: number;
-  readonly createdBy: string;
-  readonly comment: string;
-  readonly updatedAtMs: number;
-}
-
-/** Alertmanager API v2 matcher. */
-export interface SilenceMatcher {
-  readonly name: string;
-  readonly value: string;
-  readonly isRegex: boolean;
-  readonly isEqual: boolean;
-}
-
-export type NotificationStatus = 'pending' | 'delivered' | 'failed' | 'superseded';
-
-export interface NotificationRecord {
-  readonly id: number;
-  readonly receiver: string;
-  readonly integration: string;
-  readonly groupKey: string;
-  readonly summary: string;
-  readonly status: NotificationStatus;
-  readonly attempts: number;
-  readonly nextAttemptMs: number;
-  readonly lastError: string;
-  readonly createdMs: number;
-  readonly updatedMs: number;
-  readonly deliveredMs: number | null;
-  /** The one tenant of every alert in the notification; null when it mixes tenants (or has none). */
-  readonly tenant: string | null;
-  /** How long the last attempt took (request to answer or timeout); null before the first attempt. */
-  readonly lastAttemptDurationMs: number | null;
-}
-
-/** A page of one tenant's delivery history, newest first (`AlertRepository.deliveries`). */
-export interface DeliveryQuery {
-  readonly tenant: string;
-  readonly receiver?: string;
-  readonly integration?: string;
-  readonly statuses?: readonly NotificationStatus[];
-  /** Queued at or after / before these times. */
-  readonly sinceMs?: number;
-  readonly untilMs?: number;
-  readonly offset: number;
-  readonly limit: number;
-}
-
-export interface DeliveryPage {
-  readonly notifications: NotificationRecord[];
-  /** How many match the filters in all (for paging). */
-  readonly total: number;
-}
-
-/** Delivery health of one integration of a receiver, over one tenant's stored history. */
-export interface IntegrationHealth {
-  readonly receiver: string;
-  readonly integration: string;
-  readonly delivered: number;
-  readonly failed: number;
-  /** Waiting to be sent; `retrying` of them have failed at least once. */
-  readonly pending: number;
-  readonly retrying: number;
-  readonly lastDeliveredMs: number | null;
-  /** When an attempt last failed (a notification given up, or one waiting for a retry). */
-  readonly lastFailureMs: number | null;
-  readonly lastError: string | null;
-  /** Queue-to-delivery time of delivered notifications: mean and worst. */
-  readonly meanLatencyMs: number | null;
-  readonly maxLatencyMs: number | null;
-}
-
-/**
- * The tenant a notification belongs to: the one tenant all its alerts share. A group that mixes tenants (a
- * route whose `group_by` leaves out `tenant`) belongs to none, and no tenant's history shows it.
- */
-export function notificationTenant(group: AlertGroup): string | null {
-  let tenant: string | undefined = group.groupLabels.tenant;
-  for (const a of group.alerts) {
-    const t = a.labels.tenant;
-    if (t === undefined || (tenant !== undefined && t !== tenant)) return null;
-    tenant = t;
-  }
-  return tenant ?? null;
-}
-
-export interface DueNotification extends NotificationRecord {
-  readonly group: AlertGroup;
-}
-
 export class AlertStore {
   readonly db: Db;
   private readonly st;
@@ -229,9 +131,9 @@ export class AlertStore {
       getEpisode: db.prepare(
         'SELECT * FROM alerts WHERE tenant = ? AND fingerprint = ? AND active_at_ms = ?',
       ),
-      insert: db.prepare(`INSERT INTO alerts
-        (tenant, fingerprint, active_at_ms, name, source, origin, job_id, labels, annotations, state, firing_at_ms, resolved_at_ms, value, updated_ms)
-        VALUES (@tenant, @fingerprint, @active_at_ms, @name, @source, @origin, @job_id, @labels, @annotations, @state, @firing_at_ms, @resolved_at_ms, @value, @updated_ms)`),
+      insert: db.prepare(
+        `INSERT INTO alerts (${ALERT_COLUMNS.join(', ')}) VALUES (${ALERT_COLUMNS.map(() => '?').join(', ')})`,
+      ),
       update:
         db.prepare(`UPDATE alerts SET state = @state, firing_at_ms = @firing_at_ms, resolved_at_ms = @resolved_at_ms,
         annotations = @annotations, value = @value, updated_ms = @updated_ms
@@ -296,43 +198,35 @@ export class AlertStore {
    * Returns whether anything changed.
    */
   record(alert: Alert, nowMs: number): boolean {
-    const tenant = alert.labels.tenant ?? '';
+    const tenant = alertTenant(alert);
     const row = this.st.getEpisode.get(tenant, alert.fingerprint, alert.activeAtMs) as AlertRow | undefined;
-    const params = {
-      tenant,
-      fingerprint: alert.fingerprint,
-      active_at_ms: alert.activeAtMs,
-      name: alert.name,
-      source: alert.source,
-      origin: alert.origin,
-      job_id: alert.labels.job_id ?? null,
-      labels: JSON.stringify(alert.labels),
-      annotations: JSON.stringify(alert.annotations),
-      state: alert.state,
-      firing_at_ms: alert.firingAtMs,
-      resolved_at_ms: alert.resolvedAtMs,
-      value: Number.isFinite(alert.value) ? alert.value : null,
-      updated_ms: nowMs,
-    };
     if (!row) {
-      this.st.insert.run(params);
+      this.st.insert.run(...alertToParams(alert, nowMs));
       return true;
     }
     if (STATE_ORDER[alert.state] <= STATE_ORDER[row.state as AlertState]) return false;
-    this.st.update.run({ ...params, firing_at_ms: params.firing_at_ms ?? row.firing_at_ms });
+    this.st.update.run({
+      tenant,
+      fingerprint: alert.fingerprint,
+      active_at_ms: alert.activeAtMs,
+      state: alert.state,
+      firing_at_ms: alert.firingAtMs ?? row.firing_at_ms,
+      resolved_at_ms: alert.resolvedAtMs,
+      annotations: JSON.stringify(alert.annotations),
+      value: storedValue(alert.value),
+      updated_ms: nowMs,
+    });
     return true;
   }
 
   /** A pending alert whose condition stopped holding leaves no history (as in Prometheus). */
   dropPending(alert: Alert): boolean {
-    return (
-      this.st.deletePending.run(alert.labels.tenant ?? '', alert.fingerprint, alert.activeAtMs).changes > 0
-    );
+    return this.st.deletePending.run(alertTenant(alert), alert.fingerprint, alert.activeAtMs).changes > 0;
   }
 
   /** The stored state of an alert's episode (fingerprint, activeAt), if it has one. */
   episodeState(alert: Alert): AlertState | undefined {
-    const row = this.st.getEpisode.get(alert.labels.tenant ?? '', alert.fingerprint, alert.activeAtMs) as
+    const row = this.st.getEpisode.get(alertTenant(alert), alert.fingerprint, alert.activeAtMs) as
       | AlertRow
       | undefined;
     return row?.state as AlertState | undefined;
@@ -351,39 +245,29 @@ export class AlertStore {
     if (changes.length === 0 && values.length === 0) return [];
     return this.db.transaction(() => {
       const changed = changes.map((c) => (c.drop ? this.dropPending(c.alert) : this.record(c.alert, nowMs)));
-      for (const a of values)
-        this.st.updateValue.run(
-          Number.isFinite(a.value) ? a.value : null,
-          nowMs,
-          a.labels.tenant ?? '',
-          a.fingerprint,
-          a.activeAtMs,
-        );
+      this.writeValues(values, nowMs);
       return changed;
     })();
   }
 
   updateValues(alerts: readonly Alert[], nowMs: number): void {
     if (alerts.length === 0) return;
-    this.db.transaction(() => {
-      for (const a of alerts)
-        this.st.updateValue.run(
-          Number.isFinite(a.value) ? a.value : null,
-          nowMs,
-          a.labels.tenant ?? '',
-          a.fingerprint,
-          a.activeAtMs,
-        );
-    })();
+    this.db.transaction(() => this.writeValues(alerts, nowMs))();
+  }
+
+  /** The open episodes' current values (inside the caller's transaction). */
+  private writeValues(alerts: readonly Alert[], nowMs: number): void {
+    for (const a of alerts)
+      this.st.updateValue.run(storedValue(a.value), nowMs, alertTenant(a), a.fingerprint, a.activeAtMs);
   }
 
   /** Every pending or firing alert, of every tenant. */
   open(): Alert[] {
-    return (this.st.open.all() as AlertRow[]).map(rowToAlert);
+    return (this.st.open.all() as AlertRow[]).map(alertFromRow);
   }
 
   resolvedSince(sinceMs: number): Alert[] {
-    return (this.st.resolvedSince.all(sinceMs) as AlertRow[]).map(rowToAlert);
+    return (this.st.resolvedSince.all(sinceMs) as AlertRow[]).map(alertFromRow);
   }
 
   query(q: AlertQuery): Alert[] {
@@ -407,7 +291,7 @@ export class AlertStore {
         `SELECT * FROM alerts WHERE ${where.join(' AND ')} ORDER BY active_at_ms DESC, id DESC LIMIT ?`,
       )
       .all(...args) as AlertRow[];
-    return rows.map(rowToAlert);
+    return rows.map(alertFromRow);
   }
 
   pruneResolved(beforeMs: number): number {
@@ -417,16 +301,7 @@ export class AlertStore {
   // ---- silences -----------------------------------------------------------------------------------------
 
   silences(): StoredSilence[] {
-    return (this.st.silences.all() as Record<string, unknown>[]).map((r) => ({
-      id: r.id as string,
-      tenant: r.tenant as string,
-      matchers: JSON.parse(r.matchers as string) as SilenceMatcher[],
-      startsAtMs: r.starts_at_ms as number,
-      endsAtMs: r.ends_at_ms as number,
-      createdBy: r.created_by as string,
-      comment: r.comment as string,
-      updatedAtMs: r.updated_at_ms as number,
-    }));
+    return (this.st.silences.all() as SilenceRow[]).map(silenceFromRow);
   }
 
   saveSilence(s: StoredSilence): void {
@@ -507,10 +382,7 @@ export class AlertStore {
   }
 
   due(nowMs: number, limit: number): DueNotification[] {
-    return (this.st.due.all(nowMs, limit) as Record<string, unknown>[]).map((r) => ({
-      ...rowToNotification(r),
-      group: JSON.parse(r.payload as string) as AlertGroup,
-    }));
+    return (this.st.due.all(nowMs, limit) as NotificationRow[]).map(dueNotificationFromRow);
   }
 
   nextDueMs(): number | undefined {
@@ -556,8 +428,8 @@ export class AlertStore {
     ).n;
     const rows = this.db
       .prepare(`SELECT * FROM notifications WHERE ${cond} ORDER BY id DESC LIMIT ? OFFSET ?`)
-      .all(...args, q.limit, q.offset) as Record<string, unknown>[];
-    return { notifications: rows.map(rowToNotification), total };
+      .all(...args, q.limit, q.offset) as NotificationRow[];
+    return { notifications: rows.map(notificationFromRow), total };
   }
 
   /** Per receiver integration: delivery counts, last success and failure, latency (one tenant). */
@@ -584,74 +456,12 @@ export class AlertStore {
   }
 
   notifications(limit: number): NotificationRecord[] {
-    return (
-      this.st.listNotifications.all(Math.max(1, Math.min(limit, 10_000))) as Record<string, unknown>[]
-    ).map(rowToNotification);
+    return (this.st.listNotifications.all(Math.max(1, Math.min(limit, 10_000))) as NotificationRow[]).map(
+      notificationFromRow,
+    );
   }
 
   pruneNotifications(beforeMs: number): number {
     return this.st.pruneNotifications.run(beforeMs).changes;
   }
-}
-
-function rowToAlert(r: AlertRow): Alert {
-  const labels = JSON.parse(r.labels) as LabelSet;
-  return {
-    labels,
-    annotations: JSON.parse(r.annotations) as Record<string, string>,
-    state: r.state as AlertState,
-    activeAtMs: r.active_at_ms,
-    firingAtMs: r.firing_at_ms,
-    resolvedAtMs: r.resolved_at_ms,
-    fingerprint: r.fingerprint,
-    url: alertUrl(labels, r.active_at_ms),
-    value: r.value ?? Number.NaN,
-    source: r.source as AlertSource,
-    name: r.name,
-    origin: r.origin,
-  };
-}
-
-function rowToNotification(r: Record<string, unknown>): NotificationRecord {
-  return {
-    id: r.id as number,
-    receiver: r.receiver as string,
-    integration: r.integration as string,
-    groupKey: r.group_key as string,
-    summary: r.summary as string,
-    status: r.status as NotificationStatus,
-    attempts: r.attempts as number,
-    nextAttemptMs: r.next_attempt_ms as number,
-    lastError: r.last_error as string,
-    createdMs: r.created_ms as number,
-    updatedMs: r.updated_ms as number,
-    deliveredMs: (r.delivered_ms as number | null) ?? null,
-    tenant: (r.tenant as string | null) ?? null,
-    lastAttemptDurationMs: (r.last_attempt_duration_ms as number | null) ?? null,
-  };
-}
-
-/** An aggregate row of the health query (either backend; PostgreSQL returns counts as strings). */
-export function healthFromRow(
-  r: Record<string, number | string | null>,
-  errors: readonly { receiver: string; integration: string; last_error: string }[],
-): IntegrationHealth {
-  const num = (v: number | string | null | undefined) => (v === null || v === undefined ? null : Number(v));
-  const receiver = String(r.receiver);
-  const integration = String(r.integration);
-  const mean = num(r.mean_latency_ms);
-  return {
-    receiver,
-    integration,
-    delivered: num(r.delivered) ?? 0,
-    failed: num(r.failed) ?? 0,
-    pending: num(r.pending) ?? 0,
-    retrying: num(r.retrying) ?? 0,
-    lastDeliveredMs: num(r.last_delivered_ms),
-    lastFailureMs: num(r.last_failure_ms),
-    lastError:
-      errors.find((e) => e.receiver === receiver && e.integration === integration)?.last_error ?? null,
-    meanLatencyMs: mean === null ? null : Math.round(mean),
-    maxLatencyMs: num(r.max_latency_ms),
-  };
 }

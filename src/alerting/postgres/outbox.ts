@@ -16,12 +16,14 @@ import {
   type DeliveryPage,
   type DeliveryQuery,
   type DueNotification,
+  dueNotificationFromRow,
   healthFromRow,
   type IntegrationHealth,
   type NotificationRecord,
+  type NotificationRow,
+  notificationFromRow,
   notificationTenant,
-} from '../store.js';
-import { dueNotificationFromRow, type NotificationRow, notificationFromRow } from './rows.js';
+} from '../records.js';
 
 /** Default claim lease: longer than any notifier's request timeout plus its retries within one send. */
 export const DEFAULT_CLAIM_LEASE_MS = 120_000;

@@ -5,8 +5,8 @@
  */
 import type { PgMeta } from '../../meta/index.js';
 import type { Alert, AlertGroup } from '../notifier.js';
+import type { AlertQuery, DeliveryQuery, StoredSilence } from '../records.js';
 import type { AlertChangeFeed, AlertChangeRecord, AlertRepository } from '../repository.js';
-import type { AlertQuery, DeliveryQuery, StoredSilence } from '../store.js';
 import { PgAlertRepository } from './alerts.js';
 import { ALERTING_PG_MIGRATIONS } from './migrations.js';
 import { PgNotificationLog } from './notification-log.js';
