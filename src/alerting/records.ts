@@ -253,6 +253,7 @@ export interface NotificationRow {
   last_attempt_duration_ms: number | null;
 }
 
+/** Same shape as other row mappings (meta's `tokenFromRow`), different columns. */
 export function notificationFromRow(r: NotificationRow): NotificationRecord {
   return {
     id: r.id,

@@ -37,6 +37,10 @@ import {
   storedValue,
 } from './records.js';
 
+/**
+ * Kept duplicate: twin of `ALERTING_PG_MIGRATIONS` (postgres/migrations.ts). The DDL differs in its types and
+ * a released migration is never edited, so each dialect keeps its own text.
+ */
 export const ALERTING_MIGRATIONS: readonly Migration[] = [
   {
     version: 300,
@@ -322,6 +326,8 @@ export class AlertStore {
   }
 
   // ---- notification log ---------------------------------------------------------------------------------
+  // Kept duplicates: these methods' parameter lists are the contract's (`AlertRepository`), as are their twins'
+  // in `PgNotificationLog` and `PgOutbox` (postgres/); the statements are each dialect's.
 
   lastNotified(
     receiver: string,

@@ -37,7 +37,7 @@ export interface JobListFilter {
 }
 
 /** The job-metadata contract shared by the processor (writer) and the query/alerting roles (readers). */
-export interface JobRepository {
+export interface JobRepository extends JobPageStore {
   /** Merges a job event into the pending delta; no I/O. */
   applyEvent(tenant: string, ev: JobEvent): void;
   /** Records that samples of the job between `minT` and `maxT` arrived; creates the job if nobody announced it. */
@@ -56,23 +56,18 @@ export interface JobRepository {
     filter?: JobListFilter,
     signal?: AbortSignal,
   ): Promise<JobInfo[]>;
+}
+
+/**
+ * The fleet list's reads (`JobRepository`'s too): a row store that serves them is a reader's; a processor
+ * worker's is write-only.
+ */
+export interface JobPageStore {
   /** One page of the jobs matching `query`, sorted and counted in the store (./job-page.ts). */
   page(tenant: string | null, nowMs: number, query: JobPageQuery, signal?: AbortSignal): Promise<JobPage>;
   /** Status counts and filter choices over every job of the tenant (all tenants when null). */
   facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets>;
   /** Every job matching the filters (paging and sort ignored): identity, project and owner. */
-  groups(
-    tenant: string | null,
-    nowMs: number,
-    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
-    signal?: AbortSignal,
-  ): Promise<JobGroupRow[]>;
-}
-
-/** A row store that serves pages and facets (the stores of readers; a processor worker's is write-only). */
-export interface JobPageStore {
-  page(tenant: string | null, nowMs: number, query: JobPageQuery, signal?: AbortSignal): Promise<JobPage>;
-  facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets>;
   groups(
     tenant: string | null,
     nowMs: number,

@@ -191,6 +191,9 @@ export class SqliteJobRows implements JobRowStore, JobPageStore {
     return { total, runs, configKeys: pageConfigKeys(tenantKeys, runs, query) };
   }
 
+  // Kept duplicates: `list`, `runs`, `page`, `facets` and `groups` mirror their twins in `PgJobRepository`
+  // (postgres/jobs.ts): the same shared statement builders and row mapping, run by each dialect's driver
+  // (synchronous prepared statements here, pooled async queries there, with its `$n` placeholders).
   async page(
     tenant: string | null,
     nowMs: number,

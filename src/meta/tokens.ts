@@ -21,6 +21,10 @@ import type { Db, MetaStore, Migration } from './meta-store.js';
 export const TOKEN_SCOPES = ['ingest', 'read', 'admin'] as const;
 export type TokenScope = (typeof TOKEN_SCOPES)[number];
 
+/**
+ * Kept duplicate: twin of `PG_MIGRATIONS` 200–201 (postgres/migrations.ts). The DDL differs in its types and
+ * a released migration is never edited, so each dialect keeps its own text.
+ */
 export const TOKEN_MIGRATIONS: readonly Migration[] = [
   {
     version: 200,
@@ -97,7 +101,10 @@ export interface TokenRow {
   rate_limit_per_second: number | null;
 }
 
-/** A token's row as callers see it (no secret); shared by the SQLite and PostgreSQL stores. */
+/**
+ * A token's row as callers see it (no secret); shared by the SQLite and PostgreSQL stores. Same shape as other
+ * row mappings (alerting's `notificationFromRow`), different columns.
+ */
 export function tokenFromRow(row: TokenRow): TokenInfo {
   return {
     id: row.id,
@@ -279,7 +286,11 @@ export class TokenStore implements TokenSource {
     return this.get(id);
   }
 
-  /** Checks a presented token. Constant-time in the secret; says why a token is refused. */
+  /**
+   * Checks a presented token. Constant-time in the secret; says why a token is refused. Kept duplicate of
+   * `PgTokenRepository.verify` (postgres/tokens.ts) in shape: this one reads synchronously and only notes the
+   * last use for a batched write; that one awaits its read and writes the use at once.
+   */
   verify(presented: string, nowMs = Date.now()): TokenCheck {
     const parsed = parseToken(presented);
     if (!parsed) return { ok: false, reason: 'malformed' };

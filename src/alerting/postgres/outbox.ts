@@ -30,6 +30,7 @@ export const DEFAULT_CLAIM_LEASE_MS = 120_000;
 /** Stored error messages are cut to this length (a receiver may answer with a whole HTML page). */
 const MAX_ERROR_LENGTH = 1000;
 
+/** Kept duplicate: the parameter lists are the contract's, as in its twin `AlertStore.enqueue`… (../store.ts). */
 export class PgOutbox {
   private readonly leaseMs: number;
 

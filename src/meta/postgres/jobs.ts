@@ -235,6 +235,8 @@ export class PgJobRepository implements JobRowStore, JobPageStore {
     return { total, runs, configKeys: pageConfigKeys(keys, runs, query) };
   }
 
+  // Kept duplicates: `list`, `runs`, `page`, `facets` and `groups` mirror their twins in `SqliteJobRows`
+  // (../sqlite-jobs.ts): the same shared statement builders and row mapping, run by each dialect's driver.
   async page(
     tenant: string | null,
     nowMs: number,

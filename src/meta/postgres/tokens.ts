@@ -68,7 +68,11 @@ export class PgTokenRepository {
     return this.get(id);
   }
 
-  /** Checks a presented token. Constant-time in the secret; says why a token is refused. */
+  /**
+   * Checks a presented token. Constant-time in the secret; says why a token is refused. Kept duplicate of
+   * `TokenStore.verify` (../tokens.ts) in shape: the verdict is shared (`checkStoredToken`); the read and the
+   * last-use write are this dialect's.
+   */
   async verify(presented: string, nowMs = Date.now(), signal?: AbortSignal): Promise<TokenCheck> {
     const parsed = parseToken(presented);
     if (!parsed) return { ok: false, reason: 'malformed' };
