@@ -8,33 +8,26 @@
  * batches ({@link AlertStore.persist}: one transaction), always before a notification about them is queued,
  * so a crash never loses a transition the outside world has heard of.
  *
- * The record types and the row mapping are shared with the PostgreSQL store (`./records.ts`); this file holds
- * the SQLite schema and statements. Twin: `PgAlertStore` (`./postgres/store.ts` and its parts).
+ * The record types and the health mapping are shared with the PostgreSQL store (`./records.ts`); this file
+ * holds the SQLite schema, statements and row reads. Twin: `PgAlertStore` (`./postgres/store.ts` and parts).
  */
 import type { Db, MetaStore, Migration } from '../meta/index.js';
-import type { Alert, AlertGroup, AlertState } from './notifier.js';
+import type { LabelSet } from '../model/labels.js';
+import { alertUrl } from './alert.js';
+import type { Alert, AlertGroup, AlertSource, AlertState } from './notifier.js';
 import {
-  ALERT_COLUMNS,
   type AlertQuery,
-  type AlertRow,
-  alertFromRow,
-  alertTenant,
-  alertToParams,
   type DeliveryPage,
   type DeliveryQuery,
   type DueNotification,
-  dueNotificationFromRow,
   healthFromRow,
   type IntegrationHealth,
   type NotificationRecord,
-  type NotificationRow,
-  notificationFromRow,
+  type NotificationStatus,
   notificationTenant,
-  type SilenceRow,
+  type SilenceMatcher,
   STATE_ORDER,
   type StoredSilence,
-  silenceFromRow,
-  storedValue,
 } from './records.js';
 
 /**
@@ -123,6 +116,21 @@ export const ALERTING_MIGRATIONS: readonly Migration[] = [
   },
 ];
 
+interface AlertRow {
+  tenant: string;
+  fingerprint: string;
+  active_at_ms: number;
+  name: string;
+  source: string;
+  origin: string;
+  labels: string;
+  annotations: string;
+  state: string;
+  firing_at_ms: number | null;
+  resolved_at_ms: number | null;
+  value: number | null;
+}
+
 export class AlertStore {
   readonly db: Db;
   private readonly st;
@@ -135,9 +143,9 @@ export class AlertStore {
       getEpisode: db.prepare(
         'SELECT * FROM alerts WHERE tenant = ? AND fingerprint = ? AND active_at_ms = ?',
       ),
-      insert: db.prepare(
-        `INSERT INTO alerts (${ALERT_COLUMNS.join(', ')}) VALUES (${ALERT_COLUMNS.map(() => '?').join(', ')})`,
-      ),
+      insert: db.prepare(`INSERT INTO alerts
+        (tenant, fingerprint, active_at_ms, name, source, origin, job_id, labels, annotations, state, firing_at_ms, resolved_at_ms, value, updated_ms)
+        VALUES (@tenant, @fingerprint, @active_at_ms, @name, @source, @origin, @job_id, @labels, @annotations, @state, @firing_at_ms, @resolved_at_ms, @value, @updated_ms)`),
       update:
         db.prepare(`UPDATE alerts SET state = @state, firing_at_ms = @firing_at_ms, resolved_at_ms = @resolved_at_ms,
         annotations = @annotations, value = @value, updated_ms = @updated_ms
@@ -202,35 +210,43 @@ export class AlertStore {
    * Returns whether anything changed.
    */
   record(alert: Alert, nowMs: number): boolean {
-    const tenant = alertTenant(alert);
+    const tenant = alert.labels.tenant ?? '';
     const row = this.st.getEpisode.get(tenant, alert.fingerprint, alert.activeAtMs) as AlertRow | undefined;
-    if (!row) {
-      this.st.insert.run(...alertToParams(alert, nowMs));
-      return true;
-    }
-    if (STATE_ORDER[alert.state] <= STATE_ORDER[row.state as AlertState]) return false;
-    this.st.update.run({
+    const params = {
       tenant,
       fingerprint: alert.fingerprint,
       active_at_ms: alert.activeAtMs,
-      state: alert.state,
-      firing_at_ms: alert.firingAtMs ?? row.firing_at_ms,
-      resolved_at_ms: alert.resolvedAtMs,
+      name: alert.name,
+      source: alert.source,
+      origin: alert.origin,
+      job_id: alert.labels.job_id ?? null,
+      labels: JSON.stringify(alert.labels),
       annotations: JSON.stringify(alert.annotations),
-      value: storedValue(alert.value),
+      state: alert.state,
+      firing_at_ms: alert.firingAtMs,
+      resolved_at_ms: alert.resolvedAtMs,
+      value: Number.isFinite(alert.value) ? alert.value : null,
       updated_ms: nowMs,
-    });
+    };
+    if (!row) {
+      this.st.insert.run(params);
+      return true;
+    }
+    if (STATE_ORDER[alert.state] <= STATE_ORDER[row.state as AlertState]) return false;
+    this.st.update.run({ ...params, firing_at_ms: params.firing_at_ms ?? row.firing_at_ms });
     return true;
   }
 
   /** A pending alert whose condition stopped holding leaves no history (as in Prometheus). */
   dropPending(alert: Alert): boolean {
-    return this.st.deletePending.run(alertTenant(alert), alert.fingerprint, alert.activeAtMs).changes > 0;
+    return (
+      this.st.deletePending.run(alert.labels.tenant ?? '', alert.fingerprint, alert.activeAtMs).changes > 0
+    );
   }
 
   /** The stored state of an alert's episode (fingerprint, activeAt), if it has one. */
   episodeState(alert: Alert): AlertState | undefined {
-    const row = this.st.getEpisode.get(alertTenant(alert), alert.fingerprint, alert.activeAtMs) as
+    const row = this.st.getEpisode.get(alert.labels.tenant ?? '', alert.fingerprint, alert.activeAtMs) as
       | AlertRow
       | undefined;
     return row?.state as AlertState | undefined;
@@ -249,29 +265,39 @@ export class AlertStore {
     if (changes.length === 0 && values.length === 0) return [];
     return this.db.transaction(() => {
       const changed = changes.map((c) => (c.drop ? this.dropPending(c.alert) : this.record(c.alert, nowMs)));
-      this.writeValues(values, nowMs);
+      for (const a of values)
+        this.st.updateValue.run(
+          Number.isFinite(a.value) ? a.value : null,
+          nowMs,
+          a.labels.tenant ?? '',
+          a.fingerprint,
+          a.activeAtMs,
+        );
       return changed;
     })();
   }
 
   updateValues(alerts: readonly Alert[], nowMs: number): void {
     if (alerts.length === 0) return;
-    this.db.transaction(() => this.writeValues(alerts, nowMs))();
-  }
-
-  /** The open episodes' current values (inside the caller's transaction). */
-  private writeValues(alerts: readonly Alert[], nowMs: number): void {
-    for (const a of alerts)
-      this.st.updateValue.run(storedValue(a.value), nowMs, alertTenant(a), a.fingerprint, a.activeAtMs);
+    this.db.transaction(() => {
+      for (const a of alerts)
+        this.st.updateValue.run(
+          Number.isFinite(a.value) ? a.value : null,
+          nowMs,
+          a.labels.tenant ?? '',
+          a.fingerprint,
+          a.activeAtMs,
+        );
+    })();
   }
 
   /** Every pending or firing alert, of every tenant. */
   open(): Alert[] {
-    return (this.st.open.all() as AlertRow[]).map(alertFromRow);
+    return (this.st.open.all() as AlertRow[]).map(rowToAlert);
   }
 
   resolvedSince(sinceMs: number): Alert[] {
-    return (this.st.resolvedSince.all(sinceMs) as AlertRow[]).map(alertFromRow);
+    return (this.st.resolvedSince.all(sinceMs) as AlertRow[]).map(rowToAlert);
   }
 
   query(q: AlertQuery): Alert[] {
@@ -295,7 +321,7 @@ export class AlertStore {
         `SELECT * FROM alerts WHERE ${where.join(' AND ')} ORDER BY active_at_ms DESC, id DESC LIMIT ?`,
       )
       .all(...args) as AlertRow[];
-    return rows.map(alertFromRow);
+    return rows.map(rowToAlert);
   }
 
   pruneResolved(beforeMs: number): number {
@@ -305,7 +331,16 @@ export class AlertStore {
   // ---- silences -----------------------------------------------------------------------------------------
 
   silences(): StoredSilence[] {
-    return (this.st.silences.all() as SilenceRow[]).map(silenceFromRow);
+    return (this.st.silences.all() as Record<string, unknown>[]).map((r) => ({
+      id: r.id as string,
+      tenant: r.tenant as string,
+      matchers: JSON.parse(r.matchers as string) as SilenceMatcher[],
+      startsAtMs: r.starts_at_ms as number,
+      endsAtMs: r.ends_at_ms as number,
+      createdBy: r.created_by as string,
+      comment: r.comment as string,
+      updatedAtMs: r.updated_at_ms as number,
+    }));
   }
 
   saveSilence(s: StoredSilence): void {
@@ -388,7 +423,10 @@ export class AlertStore {
   }
 
   due(nowMs: number, limit: number): DueNotification[] {
-    return (this.st.due.all(nowMs, limit) as NotificationRow[]).map(dueNotificationFromRow);
+    return (this.st.due.all(nowMs, limit) as Record<string, unknown>[]).map((r) => ({
+      ...rowToNotification(r),
+      group: JSON.parse(r.payload as string) as AlertGroup,
+    }));
   }
 
   nextDueMs(): number | undefined {
@@ -434,8 +472,8 @@ export class AlertStore {
     ).n;
     const rows = this.db
       .prepare(`SELECT * FROM notifications WHERE ${cond} ORDER BY id DESC LIMIT ? OFFSET ?`)
-      .all(...args, q.limit, q.offset) as NotificationRow[];
-    return { notifications: rows.map(notificationFromRow), total };
+      .all(...args, q.limit, q.offset) as Record<string, unknown>[];
+    return { notifications: rows.map(rowToNotification), total };
   }
 
   /** Per receiver integration: delivery counts, last success and failure, latency (one tenant). */
@@ -462,12 +500,54 @@ export class AlertStore {
   }
 
   notifications(limit: number): NotificationRecord[] {
-    return (this.st.listNotifications.all(Math.max(1, Math.min(limit, 10_000))) as NotificationRow[]).map(
-      notificationFromRow,
-    );
+    return (
+      this.st.listNotifications.all(Math.max(1, Math.min(limit, 10_000))) as Record<string, unknown>[]
+    ).map(rowToNotification);
   }
 
   pruneNotifications(beforeMs: number): number {
     return this.st.pruneNotifications.run(beforeMs).changes;
   }
+}
+
+/**
+ * Kept duplicate of `alertFromRow` (./records.ts, which PostgreSQL's rows use): this store's reads stay its
+ * own because routing them through the shared mapping changed delivery timing in
+ * test/alerting/notifications-api.test.ts, a cause not yet found (see the branch's report).
+ */
+function rowToAlert(r: AlertRow): Alert {
+  const labels = JSON.parse(r.labels) as LabelSet;
+  return {
+    labels,
+    annotations: JSON.parse(r.annotations) as Record<string, string>,
+    state: r.state as AlertState,
+    activeAtMs: r.active_at_ms,
+    firingAtMs: r.firing_at_ms,
+    resolvedAtMs: r.resolved_at_ms,
+    fingerprint: r.fingerprint,
+    url: alertUrl(labels, r.active_at_ms),
+    value: r.value ?? Number.NaN,
+    source: r.source as AlertSource,
+    name: r.name,
+    origin: r.origin,
+  };
+}
+
+function rowToNotification(r: Record<string, unknown>): NotificationRecord {
+  return {
+    id: r.id as number,
+    receiver: r.receiver as string,
+    integration: r.integration as string,
+    groupKey: r.group_key as string,
+    summary: r.summary as string,
+    status: r.status as NotificationStatus,
+    attempts: r.attempts as number,
+    nextAttemptMs: r.next_attempt_ms as number,
+    lastError: r.last_error as string,
+    createdMs: r.created_ms as number,
+    updatedMs: r.updated_ms as number,
+    deliveredMs: (r.delivered_ms as number | null) ?? null,
+    tenant: (r.tenant as string | null) ?? null,
+    lastAttemptDurationMs: (r.last_attempt_duration_ms as number | null) ?? null,
+  };
 }
