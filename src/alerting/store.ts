@@ -265,30 +265,26 @@ export class AlertStore {
     if (changes.length === 0 && values.length === 0) return [];
     return this.db.transaction(() => {
       const changed = changes.map((c) => (c.drop ? this.dropPending(c.alert) : this.record(c.alert, nowMs)));
-      for (const a of values)
-        this.st.updateValue.run(
-          Number.isFinite(a.value) ? a.value : null,
-          nowMs,
-          a.labels.tenant ?? '',
-          a.fingerprint,
-          a.activeAtMs,
-        );
+      this.writeValues(values, nowMs);
       return changed;
     })();
   }
 
   updateValues(alerts: readonly Alert[], nowMs: number): void {
     if (alerts.length === 0) return;
-    this.db.transaction(() => {
-      for (const a of alerts)
-        this.st.updateValue.run(
-          Number.isFinite(a.value) ? a.value : null,
-          nowMs,
-          a.labels.tenant ?? '',
-          a.fingerprint,
-          a.activeAtMs,
-        );
-    })();
+    this.db.transaction(() => this.writeValues(alerts, nowMs))();
+  }
+
+  /** The open episodes' current values (inside the caller's transaction). */
+  private writeValues(alerts: readonly Alert[], nowMs: number): void {
+    for (const a of alerts)
+      this.st.updateValue.run(
+        Number.isFinite(a.value) ? a.value : null,
+        nowMs,
+        a.labels.tenant ?? '',
+        a.fingerprint,
+        a.activeAtMs,
+      );
   }
 
   /** Every pending or firing alert, of every tenant. */
@@ -533,6 +529,7 @@ function rowToAlert(r: AlertRow): Alert {
   };
 }
 
+/** Kept duplicate of `notificationFromRow` (./records.ts), for the reason given at `rowToAlert`. */
 function rowToNotification(r: Record<string, unknown>): NotificationRecord {
   return {
     id: r.id as number,

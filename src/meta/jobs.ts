@@ -86,16 +86,9 @@ export type JobDelta = {
 } & { summary?: RunSummary };
 
 /** Where deltas are merged and jobs read: SQLite (`SqliteJobRows`) or PostgreSQL (`PgJobRepository`). */
-export interface JobRowStore {
+export interface JobRowStore extends Pick<JobRepository, 'get' | 'list'> {
   /** Merges each delta into its stored row (`mergeJobDelta`'s rule), all in one transaction. */
   upsert(deltas: readonly JobDelta[], signal?: AbortSignal): Promise<void>;
-  get(tenant: string, jobId: string, nowMs: number, signal?: AbortSignal): Promise<JobInfo | undefined>;
-  list(
-    tenant: string | null,
-    nowMs: number,
-    filter?: JobListFilter,
-    signal?: AbortSignal,
-  ): Promise<JobInfo[]>;
   /** The runs table (runs.ts); a store that only writes (a processor worker's) has none. */
   runs?(tenant: string, nowMs: number, query: RunQuery, signal?: AbortSignal): Promise<RunPage>;
 }
