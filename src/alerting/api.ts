@@ -11,6 +11,7 @@
 import type { FastifyInstance } from 'fastify';
 import { requestPrincipal, setAuditTarget } from '../auth/index.js';
 import { Errors, twError } from '../model/errors.js';
+import { enumListParam, optionalTimeParam } from '../model/query-params.js';
 import type { DetectorStatus } from './contract.js';
 import type { AlertView } from './hub.js';
 import { registerNotificationsApi } from './notifications-api.js';
@@ -34,21 +35,10 @@ export interface AlertingApiDeps {
   readonly rules?: RuleGroupsSource;
 }
 
-const STATES: readonly AlertState[] = ['pending', 'firing', 'resolved'];
+/** In the order the 400 lists them. */
+const STATES: readonly AlertState[] = ['firing', 'pending', 'resolved'];
 
 export { promFloatString as promFloat } from './rules/format.js';
-
-function parseMs(raw: string | undefined, name: string): number | undefined {
-  if (raw === undefined || raw === '') return undefined;
-  if (/^-?\d+(\.\d+)?$/.test(raw)) return Math.round(Number(raw));
-  const t = Date.parse(raw);
-  if (Number.isNaN(t))
-    throw twError(
-      Errors.badRequest,
-      `parameter ${name}=${JSON.stringify(raw)} is not a time: use milliseconds or RFC 3339`,
-    );
-  return t;
-}
 
 /** The contract's alert shape for `/api/tw/v1/alerts`. */
 function twAlert(a: AlertView) {
@@ -121,16 +111,7 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
   app.get('/api/tw/v1/alerts', { config: { permission: 'read' } }, async (req) => {
     const p = requestPrincipal(req);
     const q = req.query as Record<string, string | undefined>;
-    const states = q.state
-      ? q.state.split(',').map((s) => {
-          if (!STATES.includes(s as AlertState))
-            throw twError(
-              Errors.badRequest,
-              `parameter state=${JSON.stringify(s)} must be firing, pending or resolved`,
-            );
-          return s as AlertState;
-        })
-      : undefined;
+    const states = enumListParam(q.state, 'state', STATES);
     const limit = q.limit === undefined ? 1000 : Number(q.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
       throw twError(Errors.badRequest, 'parameter limit must be an integer from 1 to 10000');
@@ -138,7 +119,7 @@ export function registerAlertingApi(app: FastifyInstance, deps: AlertingApiDeps)
       tenant: p.tenant,
       ...(states ? { states } : {}),
       ...(q.job_id ? { jobId: q.job_id } : {}),
-      ...(q.since !== undefined ? { sinceMs: parseMs(q.since, 'since') } : {}),
+      ...(q.since !== undefined ? { sinceMs: optionalTimeParam(q.since, 'since') } : {}),
       limit,
     });
     return { status: 'success', data: { alerts: alerts.map(twAlert) } };

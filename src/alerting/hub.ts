@@ -28,9 +28,9 @@ import type { LabelMatcher } from '../model/labels.js';
 import { matchesAll } from '../model/labels.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { Alert, AlertSource } from './notifier.js';
+import { type AlertQuery, STATE_ORDER } from './records.js';
 import type { AlertRepository } from './repository.js';
 import type { Silences } from './silences.js';
-import { type AlertQuery, STATE_ORDER } from './store.js';
 import type { AlertChange, AlertSink } from './tracker.js';
 
 export interface ActionRule {

@@ -21,8 +21,10 @@ import type { FastifyInstance } from 'fastify';
 import { requestPrincipal } from '../auth/index.js';
 import { Errors, twError } from '../model/errors.js';
 import type { LabelSet } from '../model/labels.js';
+import { enumListParam, optionalTimeParam } from '../model/query-params.js';
 import { DEFAULT_RECEIVER } from './config.js';
 import { type IntegrationView, receiverView, SECRET, scrubSecrets, secretStrings } from './receivers-view.js';
+import type { IntegrationHealth, NotificationRecord, NotificationStatus } from './records.js';
 import {
   explainRoutes,
   groupKeyOf,
@@ -32,7 +34,6 @@ import {
   routesOfTenant,
 } from './routing.js';
 import type { AlertingService } from './service.js';
-import type { IntegrationHealth, NotificationRecord, NotificationStatus } from './store.js';
 
 const STATUSES: readonly NotificationStatus[] = ['pending', 'delivered', 'failed', 'superseded'];
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
@@ -91,18 +92,6 @@ function intParam(raw: string | undefined, name: string, dflt: number, min: numb
   if (!Number.isInteger(n) || n < min || n > max)
     throw twError(Errors.badRequest, `parameter ${name} must be an integer from ${min} to ${max}`);
   return n;
-}
-
-function timeParam(raw: string | undefined, name: string): number | undefined {
-  if (raw === undefined || raw === '') return undefined;
-  if (/^\d+$/.test(raw)) return Number(raw);
-  const t = Date.parse(raw);
-  if (Number.isNaN(t))
-    throw twError(
-      Errors.badRequest,
-      `parameter ${name}=${JSON.stringify(raw)} is not a time: use milliseconds or RFC 3339`,
-    );
-  return t;
 }
 
 /** The labels of a route test: an object of string values with valid names, the tenant's own. */
@@ -213,20 +202,11 @@ export function registerNotificationsApi(app: FastifyInstance, alerting: Alertin
   app.get('/api/tw/v1/notifications/history', { config: { permission: 'read' } }, async (req) => {
     const p = requestPrincipal(req);
     const q = req.query as Record<string, string | undefined>;
-    const statuses = q.status
-      ? q.status.split(',').map((s) => {
-          if (!STATUSES.includes(s as NotificationStatus))
-            throw twError(
-              Errors.badRequest,
-              `parameter status=${JSON.stringify(s)} must be pending, delivered, failed or superseded`,
-            );
-          return s as NotificationStatus;
-        })
-      : undefined;
+    const statuses = enumListParam(q.status, 'status', STATUSES);
     const offset = intParam(q.offset, 'offset', 0, 0, 1_000_000);
     const limit = intParam(q.limit, 'limit', 50, 1, 1000);
-    const sinceMs = timeParam(q.since, 'since');
-    const untilMs = timeParam(q.until, 'until');
+    const sinceMs = optionalTimeParam(q.since, 'since');
+    const untilMs = optionalTimeParam(q.until, 'until');
     const page = await alerting.repository.deliveries({
       tenant: p.tenant,
       ...(q.receiver ? { receiver: q.receiver } : {}),

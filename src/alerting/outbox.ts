@@ -10,8 +10,8 @@
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Integration } from './dispatcher.js';
+import type { DueNotification } from './records.js';
 import type { AlertRepository } from './repository.js';
-import type { DueNotification } from './store.js';
 
 export interface OutboxOptions {
   readonly backoffBaseMs: number;

@@ -131,16 +131,23 @@ function targetOf(kind: IntegrationKind, s: Record<string, unknown>): string {
   }
 }
 
-/** A receiver as the API shows it; integration names match `buildIntegrations`' (`<kind>[<index>]`). */
-export function receiverView(r: ReceiverConfig): ReceiverView {
-  const integrations: IntegrationView[] = [];
-  const lists: Record<IntegrationKind, readonly Readonly<Record<string, unknown>>[]> = {
+/** A receiver's integration configs by kind (the `<kind>_configs` lists of its configuration). */
+function integrationConfigs(
+  r: ReceiverConfig,
+): Record<IntegrationKind, readonly Readonly<Record<string, unknown>>[]> {
+  return {
     webhook: r.webhook_configs,
     slack: r.slack_configs,
     pagerduty: r.pagerduty_configs,
     email: r.email_configs,
     alertmanager: r.alertmanager_configs,
   };
+}
+
+/** A receiver as the API shows it; integration names match `buildIntegrations`' (`<kind>[<index>]`). */
+export function receiverView(r: ReceiverConfig): ReceiverView {
+  const integrations: IntegrationView[] = [];
+  const lists = integrationConfigs(r);
   for (const kind of INTEGRATION_KINDS)
     lists[kind].forEach((cfg, i) => {
       const settings = redactSettings(kind, cfg);
@@ -179,13 +186,7 @@ export function secretStrings(receivers: readonly ReceiverConfig[]): string[] {
     }
   };
   for (const r of receivers) {
-    const lists: Record<IntegrationKind, readonly Readonly<Record<string, unknown>>[]> = {
-      webhook: r.webhook_configs,
-      slack: r.slack_configs,
-      pagerduty: r.pagerduty_configs,
-      email: r.email_configs,
-      alertmanager: r.alertmanager_configs,
-    };
+    const lists = integrationConfigs(r);
     for (const kind of INTEGRATION_KINDS)
       for (const cfg of lists[kind])
         for (const [key, value] of Object.entries(cfg)) {

@@ -15,14 +15,14 @@
 import type { Alert, AlertGroup } from './notifier.js';
 import type {
   AlertQuery,
-  AlertStore,
   DeliveryPage,
   DeliveryQuery,
   DueNotification,
   IntegrationHealth,
   NotificationRecord,
   StoredSilence,
-} from './store.js';
+} from './records.js';
+import type { AlertStore } from './store.js';
 
 /** One queued alert change: its newest state, or the drop of a pending alert. */
 export interface AlertChangeRecord {
@@ -119,6 +119,9 @@ export interface AlertRepository {
  * The embedded store behind the async contract. Each call runs the synchronous statement before it returns
  * its promise: a caller that does not await still finds the write done when the call returns (the hub relies
  * on this to keep the embedded mode's ordering exactly as it was).
+ *
+ * Kept duplicate: every method forwards to `AlertStore` with the contract's parameter list, as its twin
+ * `PgAlertStore` (postgres/store.ts) forwards to its parts; TypeScript has no delegation that keeps the types.
  */
 export class SqliteAlertRepository implements AlertRepository {
   constructor(readonly store: AlertStore) {}

@@ -6,8 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import { Errors, twError } from '../model/errors.js';
 import { isValidLabelName, LabelMatcher, type LabelSet } from '../model/labels.js';
+import type { SilenceMatcher, StoredSilence } from './records.js';
 import type { AlertRepository } from './repository.js';
-import type { SilenceMatcher, StoredSilence } from './store.js';
 
 export type SilenceState = 'active' | 'pending' | 'expired';
 

@@ -13,6 +13,7 @@ import type { AccessStore, Role, TokenAdmin, TokenInfo, TokenScope, UserInfo } f
 import { TOKEN_SCOPES, validatePassword, validateRole, validateTenant } from '../meta/index.js';
 import { parseDuration } from '../model/duration.js';
 import { Errors, TrainwatchError, twError } from '../model/errors.js';
+import { optionalTimeParam } from '../model/query-params.js';
 import { type AccessControl, roleOfScopes, userPrincipal } from './access-control.js';
 import type { AuditLog } from './audit.js';
 import { type Principal, SESSION_COOKIE } from './auth.js';
@@ -149,18 +150,6 @@ function tokenView(t: TokenInfo) {
     rateLimitPerSecond: t.rateLimitPerSecond,
     revoked: t.revokedAtMs !== null,
   };
-}
-
-function parseTimeParam(raw: string | undefined, name: string): number | undefined {
-  if (raw === undefined || raw === '') return undefined;
-  if (/^\d+$/.test(raw)) return Number(raw);
-  const t = Date.parse(raw);
-  if (Number.isNaN(t))
-    throw twError(
-      Errors.badRequest,
-      `parameter ${name}=${JSON.stringify(raw)} is not a time: use milliseconds or RFC 3339`,
-    );
-  return t;
 }
 
 /**
@@ -436,8 +425,8 @@ export function registerAuthApi(app: FastifyInstance, deps: AuthApiDeps): void {
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
       throw twError(Errors.badRequest, 'parameter limit must be an integer from 1 to 10000');
     const all = p.operator && req.headers['x-scope-orgid'] === undefined;
-    const sinceMs = parseTimeParam(q.since, 'since');
-    const untilMs = parseTimeParam(q.until, 'until');
+    const sinceMs = optionalTimeParam(q.since, 'since');
+    const untilMs = optionalTimeParam(q.until, 'until');
     const events = await audit.query({
       ...(all ? {} : { tenant: p.tenant }),
       ...(sinceMs !== undefined ? { sinceMs } : {}),

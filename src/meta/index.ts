@@ -34,7 +34,6 @@ export {
 export {
   applyJobEvent,
   blankJobDelta,
-  JOB_MIGRATIONS,
   type JobDelta,
   type JobListFilter,
   type JobPageStore,
@@ -43,7 +42,6 @@ export {
   JobStore,
   mergeJobDelta,
   noteJobSamples,
-  SqliteJobRows,
   withLiveStatus,
 } from './jobs.js';
 export { type Db, MetaStore, type Migration } from './meta-store.js';
@@ -65,10 +63,10 @@ export {
 // Types only: the PostgreSQL store's classes live in `./postgres/index.ts` (importing it loads `pg`), but other
 // stages' PostgreSQL repositories (alerting's) are written against these shapes.
 export type { PgMeta, PgMigration, Queryable } from './postgres/index.js';
+export { type GaugeSummary, type RunSummary, SUMMARY_GAUGES, type SummaryGauge } from './run-summary.js';
 export {
   configColumn,
   FIXED_RUN_COLUMNS,
-  type GaugeSummary,
   MAX_RUNS_PAGE,
   RUN_FILTER_OPS,
   type RunColumn,
@@ -80,10 +78,8 @@ export {
   RunQueryError,
   type RunRepository,
   type RunRow,
-  type RunSummary,
-  SUMMARY_GAUGES,
-  type SummaryGauge,
 } from './runs.js';
+export { JOB_MIGRATIONS, SqliteJobRows } from './sqlite-jobs.js';
 export {
   type NewToken,
   TENANT_RE,

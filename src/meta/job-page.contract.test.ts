@@ -13,7 +13,7 @@ import { insertJobsBulk, JOB_SORT_KEYS, type JobPageQuery, type JobSortKey } fro
 import { JobStore } from './jobs.js';
 import { MetaStore } from './meta-store.js';
 import { PgJobRepository, PgMeta } from './postgres/index.js';
-import { type RunSummary, summaryToRow, summaryUpsertSql } from './runs.js';
+import { type RunSummary, summaryToRow, summaryUpsertSql } from './run-summary.js';
 
 const SILENT_AFTER_MS = 60_000;
 const NOW = 1_800_000_000_000;

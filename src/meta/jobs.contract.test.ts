@@ -9,9 +9,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithPostgres, startPostgres, type TestPostgres } from '../../test/support/postgres.js';
 import type { JobEvent, JobInfo } from '../model/job.js';
-import { type JobDelta, type JobRowStore, JobStore, mergeJobDelta, SqliteJobRows } from './jobs.js';
+import { type JobDelta, type JobRowStore, JobStore, mergeJobDelta } from './jobs.js';
 import { MetaStore } from './meta-store.js';
 import { PgJobRepository, PgMeta } from './postgres/index.js';
+import { SqliteJobRows } from './sqlite-jobs.js';
 
 const SILENT_AFTER_MS = 60_000;
 

@@ -1,7 +1,7 @@
 /**
  * Job metadata: one contract (`JobRepository`) for the processor (the only writer: it applies job events and
- * notes sample times in bus order) and the query and alerting roles (readers), on SQLite (embedded) or
- * PostgreSQL (`meta.kind: postgres`, `./postgres/jobs.ts`).
+ * notes sample times in bus order) and the query and alerting roles (readers), on SQLite (embedded,
+ * `./sqlite-jobs.ts`) or PostgreSQL (`meta.kind: postgres`, `./postgres/jobs.ts`).
  *
  * The writer buffers *deltas*: what it learnt about each job since its last flush, merged in memory (no read,
  * synchronous or not, on a job it has not seen), and written in one batch per checkpoint. The store merges
@@ -21,68 +21,11 @@
  * runs one suite against both stores so the two cannot drift apart.
  */
 import { FINAL_JOB_STATUSES, type JobEvent, type JobInfo, type JobStatus } from '../model/job.js';
-import {
-  facetsFrom,
-  JOB_PAGE_MIGRATIONS,
-  type JobFacets,
-  type JobGroupRow,
-  type JobPage,
-  type JobPageQuery,
-  type JobPageRow,
-  jobFacetSql,
-  jobGroupSql,
-  jobPageSql,
-  nextCursor,
-  REPLACE_JOB,
-} from './job-page.js';
-import type { Db, MetaStore, Migration } from './meta-store.js';
-import {
-  ConfigKeyCache,
-  configKeysSql,
-  groupFromRow,
-  MAX_RUNS_PAGE,
-  mergeRunSummaries,
-  noteGaugeInto,
-  pageConfigKeys,
-  RUN_SUMMARY_MIGRATIONS,
-  type RunPage,
-  type RunQuery,
-  type RunRepository,
-  type RunSqlRow,
-  type RunSummary,
-  runStatements,
-  SUMMARY_GAUGES,
-  summaryFromRow,
-  summaryToRow,
-  summaryUpsertSql,
-} from './runs.js';
-
-export const JOB_MIGRATIONS: readonly Migration[] = [
-  {
-    version: 100,
-    description: 'jobs table',
-    sql: `CREATE TABLE jobs (
-      tenant TEXT NOT NULL,
-      job_id TEXT NOT NULL,
-      name TEXT NOT NULL DEFAULT '',
-      project TEXT NOT NULL DEFAULT '',
-      owner TEXT NOT NULL DEFAULT '',
-      framework TEXT NOT NULL DEFAULT '',
-      world_size INTEGER,
-      config TEXT NOT NULL DEFAULT '{}',
-      tags TEXT NOT NULL DEFAULT '[]',
-      metric_keys TEXT NOT NULL DEFAULT '{}',
-      status TEXT NOT NULL DEFAULT 'running',
-      start_ms INTEGER,
-      end_ms INTEGER,
-      last_sample_ms INTEGER,
-      PRIMARY KEY (tenant, job_id)
-    );
-    CREATE INDEX jobs_by_last_sample ON jobs (tenant, last_sample_ms);`,
-  },
-  // Paged fleet lists (issue 17): ./job-page.ts.
-  ...JOB_PAGE_MIGRATIONS,
-];
+import type { JobFacets, JobGroupRow, JobPage, JobPageQuery } from './job-page.js';
+import type { MetaStore } from './meta-store.js';
+import { mergeRunSummaries, noteGaugeInto, type RunSummary, SUMMARY_GAUGES } from './run-summary.js';
+import type { RunPage, RunQuery, RunRepository } from './runs.js';
+import { SqliteJobRows } from './sqlite-jobs.js';
 
 export interface JobListFilter {
   /** The status readers see (so `unknown` finds running jobs without recent samples). */
@@ -94,7 +37,7 @@ export interface JobListFilter {
 }
 
 /** The job-metadata contract shared by the processor (writer) and the query/alerting roles (readers). */
-export interface JobRepository {
+export interface JobRepository extends JobPageStore {
   /** Merges a job event into the pending delta; no I/O. */
   applyEvent(tenant: string, ev: JobEvent): void;
   /** Records that samples of the job between `minT` and `maxT` arrived; creates the job if nobody announced it. */
@@ -113,23 +56,18 @@ export interface JobRepository {
     filter?: JobListFilter,
     signal?: AbortSignal,
   ): Promise<JobInfo[]>;
+}
+
+/**
+ * The fleet list's reads (`JobRepository`'s too): a row store that serves them is a reader's; a processor
+ * worker's is write-only.
+ */
+export interface JobPageStore {
   /** One page of the jobs matching `query`, sorted and counted in the store (./job-page.ts). */
   page(tenant: string | null, nowMs: number, query: JobPageQuery, signal?: AbortSignal): Promise<JobPage>;
   /** Status counts and filter choices over every job of the tenant (all tenants when null). */
   facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets>;
   /** Every job matching the filters (paging and sort ignored): identity, project and owner. */
-  groups(
-    tenant: string | null,
-    nowMs: number,
-    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
-    signal?: AbortSignal,
-  ): Promise<JobGroupRow[]>;
-}
-
-/** A row store that serves pages and facets (the stores of readers; a processor worker's is write-only). */
-export interface JobPageStore {
-  page(tenant: string | null, nowMs: number, query: JobPageQuery, signal?: AbortSignal): Promise<JobPage>;
-  facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets>;
   groups(
     tenant: string | null,
     nowMs: number,
@@ -148,16 +86,9 @@ export type JobDelta = {
 } & { summary?: RunSummary };
 
 /** Where deltas are merged and jobs read: SQLite (`SqliteJobRows`) or PostgreSQL (`PgJobRepository`). */
-export interface JobRowStore {
+export interface JobRowStore extends Pick<JobRepository, 'get' | 'list'> {
   /** Merges each delta into its stored row (`mergeJobDelta`'s rule), all in one transaction. */
   upsert(deltas: readonly JobDelta[], signal?: AbortSignal): Promise<void>;
-  get(tenant: string, jobId: string, nowMs: number, signal?: AbortSignal): Promise<JobInfo | undefined>;
-  list(
-    tenant: string | null,
-    nowMs: number,
-    filter?: JobListFilter,
-    signal?: AbortSignal,
-  ): Promise<JobInfo[]>;
   /** The runs table (runs.ts); a store that only writes (a processor worker's) has none. */
   runs?(tenant: string, nowMs: number, query: RunQuery, signal?: AbortSignal): Promise<RunPage>;
 }
@@ -233,7 +164,8 @@ export function mergeJobDelta(older: JobDelta, newer: JobDelta): JobDelta {
   return merged;
 }
 
-function mergeJobFields(older: JobDelta, newer: JobDelta): JobDelta {
+/** `mergeJobDelta` without the summaries: the SQLite store writes those by their own upsert. */
+export function mergeJobFields(older: JobDelta, newer: JobDelta): JobDelta {
   const olderFinal = isFinal(older.status);
   let status: JobStatus | null;
   if (olderFinal) status = older.status;
@@ -487,228 +419,4 @@ export class JobStore implements JobRepository, RunRepository {
 /** Errors that retrying cannot cure: the data itself (e.g. too deep for JSON.stringify), not the store. */
 function isPoison(err: unknown): boolean {
   return err instanceof RangeError || err instanceof TypeError;
-}
-
-// ---- SQLite ---------------------------------------------------------------------------------------------------
-
-interface JobRow {
-  tenant: string;
-  job_id: string;
-  name: string;
-  project: string;
-  owner: string;
-  framework: string;
-  world_size: number | null;
-  config: string;
-  tags: string;
-  metric_keys: string;
-  status: string;
-  start_ms: number | null;
-  end_ms: number | null;
-  last_sample_ms: number | null;
-}
-
-/** Jobs in the embedded metadata store. Synchronous underneath (a local file); async in shape. */
-export class SqliteJobRows implements JobRowStore, JobPageStore {
-  private readonly db: Db;
-  private readonly selectOne;
-  private readonly write;
-  private readonly writeSummary;
-  private readonly configKeys;
-  private readonly configKeyCache = new ConfigKeyCache();
-
-  constructor(
-    meta: MetaStore,
-    /** A running job without samples for this long is reported as `unknown`. */
-    private readonly silentAfterMs: number,
-  ) {
-    meta.migrate(JOB_MIGRATIONS);
-    meta.migrate(RUN_SUMMARY_MIGRATIONS);
-    this.db = meta.db;
-    this.writeSummary = this.db.prepare(summaryUpsertSql('sqlite'));
-    this.configKeys = this.db.prepare<[string], { key: string }>(configKeysSql('sqlite'));
-    this.selectOne = this.db.prepare<[string, string], JobRow>(
-      'SELECT * FROM jobs WHERE tenant = ? AND job_id = ?',
-    );
-    this.write = this.db.prepare(`INSERT INTO jobs
-      (tenant, job_id, name, project, owner, framework, world_size, config, tags, metric_keys, status, start_ms, end_ms, last_sample_ms)
-      VALUES (@tenant, @job_id, @name, @project, @owner, @framework, @world_size, @config, @tags, @metric_keys, @status, @start_ms, @end_ms, @last_sample_ms)
-      ${REPLACE_JOB}`);
-  }
-
-  async upsert(deltas: readonly JobDelta[], signal?: AbortSignal): Promise<void> {
-    signal?.throwIfAborted();
-    if (deltas.length === 0) return;
-    // Read, merge and write in one transaction: SQLite has one writer at a time, so no other process can
-    // write the row between the read and the write.
-    this.db.transaction(() => {
-      for (const delta of deltas) {
-        const stored = this.selectOne.get(delta.tenant, delta.jobId);
-        const merged = stored ? mergeJobFields(fromRow(stored), delta) : delta;
-        this.write.run(toRow(merged));
-        if (delta.summary) this.writeSummary.run(summaryToRow(delta.tenant, delta.jobId, delta.summary));
-      }
-    })();
-  }
-
-  async get(
-    tenant: string,
-    jobId: string,
-    nowMs: number,
-    signal?: AbortSignal,
-  ): Promise<JobInfo | undefined> {
-    signal?.throwIfAborted();
-    const row = this.selectOne.get(tenant, jobId);
-    return row ? withLiveStatus(asInfo(fromRow(row)), nowMs, this.silentAfterMs) : undefined;
-  }
-
-  async list(
-    tenant: string | null,
-    nowMs: number,
-    filter: JobListFilter = {},
-    signal?: AbortSignal,
-  ): Promise<JobInfo[]> {
-    signal?.throwIfAborted();
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (tenant !== null) {
-      where.push('tenant = ?');
-      params.push(tenant);
-    }
-    if (filter.search) {
-      where.push(
-        "(job_id LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\' OR project LIKE ? ESCAPE '\\' OR owner LIKE ? ESCAPE '\\')",
-      );
-      const like = `%${filter.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-      params.push(like, like, like, like);
-    }
-    // The live status (`unknown`) is computed here, as in PostgreSQL, so the status filter applies to what
-    // readers see, and before the limit.
-    const live = `CASE WHEN status = 'running' AND last_sample_ms IS NOT NULL AND ? - last_sample_ms > ?
-      THEN 'unknown' ELSE status END`;
-    const sql = `SELECT * FROM (SELECT tenant, job_id, name, project, owner, framework, world_size, config, tags,
-        metric_keys, ${live} AS status, start_ms, end_ms, last_sample_ms
-      FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}) live
-      ${filter.status ? 'WHERE status = ?' : ''}
-      ORDER BY COALESCE(last_sample_ms, start_ms, 0) DESC, tenant, job_id
-      ${filter.limit === undefined ? '' : 'LIMIT ?'}`;
-    const all = [nowMs, this.silentAfterMs, ...params];
-    if (filter.status) all.push(filter.status);
-    if (filter.limit !== undefined) all.push(Math.max(1, Math.floor(filter.limit)));
-    return (this.db.prepare(sql).all(...all) as JobRow[]).map((r) => asInfo(fromRow(r)));
-  }
-
-  async runs(tenant: string, nowMs: number, query: RunQuery, signal?: AbortSignal): Promise<RunPage> {
-    signal?.throwIfAborted();
-    const st = runStatements('sqlite', tenant, nowMs, this.silentAfterMs, query);
-    const all = (s: { sql: string; named(): Record<string, unknown> }) =>
-      this.db.prepare(s.sql).all(s.named()) as RunSqlRow[];
-    const tenantKeys = await this.configKeyCache.get(tenant, async () =>
-      this.configKeys.all(tenant).map((r) => r.key),
-    );
-    if (st.groupCount) {
-      const groups = all(st.page).map(groupFromRow);
-      // Every group on this page: the counts need no second pass over the runs.
-      const whole = query.offset === 0 && groups.length < Math.min(query.limit, MAX_RUNS_PAGE);
-      return {
-        total: whole ? groups.reduce((n, g) => n + g.count, 0) : Number(all(st.count)[0]!.n),
-        runs: [],
-        groups,
-        groupTotal: whole ? groups.length : Number(all(st.groupCount)[0]!.n),
-        configKeys: pageConfigKeys(tenantKeys, [], query),
-      };
-    }
-    const total = Number(all(st.count)[0]!.n);
-    const runs = all(st.page).map((r) => ({
-      job: asInfo(fromRow(r as unknown as JobRow)),
-      summary: summaryFromRow(r),
-      gpuHours: r.gpu_hours === null ? null : Number(r.gpu_hours),
-    }));
-    return { total, runs, configKeys: pageConfigKeys(tenantKeys, runs, query) };
-  }
-
-  async page(
-    tenant: string | null,
-    nowMs: number,
-    query: JobPageQuery,
-    signal?: AbortSignal,
-  ): Promise<JobPage> {
-    signal?.throwIfAborted();
-    const st = jobPageSql('sqlite', tenant, nowMs, this.silentAfterMs, query);
-    const rows = this.db.prepare(st.page.sql).all(...st.page.params) as (JobRow & JobPageRow)[];
-    const { n } = this.db.prepare(st.count.sql).get(...st.count.params) as { n: number };
-    return {
-      jobs: rows.map((r) => asInfo(fromRow({ ...r, status: r.live_status }))),
-      total: n,
-      next: nextCursor(rows, query.limit),
-    };
-  }
-
-  async facets(tenant: string | null, nowMs: number, signal?: AbortSignal): Promise<JobFacets> {
-    signal?.throwIfAborted();
-    const st = jobFacetSql('sqlite', tenant, nowMs, this.silentAfterMs);
-    const all = <T>(sql: string) => this.db.prepare(sql).all(...st.params) as T[];
-    return facetsFrom(
-      all(st.byStatus),
-      all<{ n: number }>(st.silent)[0]!.n,
-      all(st.owners),
-      all(st.projects),
-      all(st.tags),
-      all(st.tenants),
-    );
-  }
-
-  async groups(
-    tenant: string | null,
-    nowMs: number,
-    filter: Omit<JobPageQuery, 'sort' | 'order' | 'limit'>,
-    signal?: AbortSignal,
-  ): Promise<JobGroupRow[]> {
-    signal?.throwIfAborted();
-    const st = jobGroupSql('sqlite', tenant, nowMs, this.silentAfterMs, filter);
-    return this.db.prepare(st.sql).all(...st.params) as JobGroupRow[];
-  }
-}
-
-/** A stored row always has a status (a new job without one is written `running`). */
-function asInfo(j: JobDelta): JobInfo {
-  return { ...j, status: j.status ?? 'running' };
-}
-
-function toRow(j: JobDelta): JobRow {
-  return {
-    tenant: j.tenant,
-    job_id: j.jobId,
-    name: j.name,
-    project: j.project,
-    owner: j.owner,
-    framework: j.framework,
-    world_size: j.worldSize,
-    config: JSON.stringify(j.config),
-    tags: JSON.stringify(j.tags),
-    metric_keys: JSON.stringify(j.metricKeys),
-    status: j.status ?? 'running',
-    start_ms: j.startMs,
-    end_ms: j.endMs,
-    last_sample_ms: j.lastSampleMs,
-  };
-}
-
-function fromRow(r: JobRow): JobDelta {
-  return {
-    tenant: r.tenant,
-    jobId: r.job_id,
-    name: r.name,
-    project: r.project,
-    owner: r.owner,
-    framework: r.framework,
-    worldSize: r.world_size,
-    config: JSON.parse(r.config) as Record<string, unknown>,
-    tags: JSON.parse(r.tags) as string[],
-    metricKeys: JSON.parse(r.metric_keys) as Record<string, string>,
-    status: r.status as JobStatus,
-    startMs: r.start_ms,
-    endMs: r.end_ms,
-    lastSampleMs: r.last_sample_ms,
-  };
 }

@@ -11,16 +11,8 @@ import { describeWithPostgres, startPostgres, type TestPostgres } from '../../te
 import { JobStore } from './jobs.js';
 import { MetaStore } from './meta-store.js';
 import { PgJobRepository, PgMeta } from './postgres/index.js';
-import {
-  mergeRunSummaries,
-  noteGaugeInto,
-  type RunFilter,
-  type RunPage,
-  type RunQuery,
-  RunQueryError,
-  type RunSummary,
-  SUMMARY_GAUGES,
-} from './runs.js';
+import { mergeRunSummaries, noteGaugeInto, type RunSummary, SUMMARY_GAUGES } from './run-summary.js';
+import { type RunFilter, type RunPage, type RunQuery, RunQueryError } from './runs.js';
 
 const SILENT_AFTER_MS = 10 * 60_000;
 const NOW = 1_900_000;

@@ -21,6 +21,10 @@ import type { Db, MetaStore, Migration } from './meta-store.js';
 export const TOKEN_SCOPES = ['ingest', 'read', 'admin'] as const;
 export type TokenScope = (typeof TOKEN_SCOPES)[number];
 
+/**
+ * Kept duplicate: twin of `PG_MIGRATIONS` 200–201 (postgres/migrations.ts). The DDL differs in its types and
+ * a released migration is never edited, so each dialect keeps its own text.
+ */
 export const TOKEN_MIGRATIONS: readonly Migration[] = [
   {
     version: 200,
@@ -83,7 +87,8 @@ export type TokenCheck =
       readonly id?: string;
     };
 
-interface TokenRow {
+/** A row of `auth_tokens`, as both stores read it (BLOB/BYTEA arrive as Buffers). */
+export interface TokenRow {
   id: string;
   tenant: string;
   scope: TokenScope;
@@ -96,7 +101,11 @@ interface TokenRow {
   rate_limit_per_second: number | null;
 }
 
-function infoOf(row: TokenRow): TokenInfo {
+/**
+ * A token's row as callers see it (no secret); shared by the SQLite and PostgreSQL stores. Same shape as other
+ * row mappings (alerting's `notificationFromRow`), different columns.
+ */
+export function tokenFromRow(row: TokenRow): TokenInfo {
   return {
     id: row.id,
     tenant: row.tenant,
@@ -105,8 +114,8 @@ function infoOf(row: TokenRow): TokenInfo {
     createdAtMs: row.created_at_ms,
     revokedAtMs: row.revoked_at_ms,
     lastUsedAtMs: row.last_used_at_ms,
-    expiresAtMs: row.expires_at_ms,
-    rateLimitPerSecond: row.rate_limit_per_second,
+    expiresAtMs: row.expires_at_ms ?? null,
+    rateLimitPerSecond: row.rate_limit_per_second ?? null,
   };
 }
 
@@ -152,6 +161,48 @@ export function generateToken(): { id: string; secret: string; token: string } {
   const id = randomBytes(8).toString('hex');
   const secret = randomBytes(32).toString('base64url');
   return { id, secret, token: `twk_${id}_${secret}` };
+}
+
+/** The columns a new token's row is written with, in the order of `newTokenRow`'s values. */
+export const TOKEN_INSERT_COLUMNS =
+  'id, tenant, scope, name, secret_sha256, created_at_ms, expires_at_ms, rate_limit_per_second';
+
+/**
+ * A new token, checked (an error names the bad field): the string shown to the user once, its id, and its
+ * row's values in `TOKEN_INSERT_COLUMNS` order. Shared by both stores; only the INSERT's placeholders differ.
+ */
+export function newTokenRow(opts: NewToken, nowMs: number): { id: string; token: string; values: unknown[] } {
+  const name = validateNewToken(opts);
+  const { id, secret, token } = generateToken();
+  const values = [
+    id,
+    opts.tenant,
+    opts.scope,
+    name,
+    hashTokenSecret(secret),
+    nowMs,
+    opts.expiresAtMs ?? null,
+    opts.rateLimitPerSecond ?? null,
+  ];
+  return { id, token, values };
+}
+
+/**
+ * The verdict on token `id` presented with `secret`, given what is stored of it: the rule every store applies
+ * (`TokenStore`, `PgTokenRepository`, `PgTokenCache`), in this order. Constant-time in the secret; a wrong
+ * secret reads as an unknown token.
+ */
+export function checkStoredToken(
+  id: string,
+  secret: string,
+  storedSha256: Uint8Array,
+  info: TokenInfo,
+  nowMs: number,
+): TokenCheck {
+  if (!secretMatches(storedSha256, secret)) return { ok: false, reason: 'unknown', id };
+  if (info.revokedAtMs !== null) return { ok: false, reason: 'revoked', id };
+  if (info.expiresAtMs !== null && nowMs >= info.expiresAtMs) return { ok: false, reason: 'expired', id };
+  return { ok: true, token: info };
 }
 
 /**
@@ -203,23 +254,11 @@ export class TokenStore implements TokenSource {
     token: string;
     info: TokenInfo;
   } {
-    const name = validateNewToken(opts);
-    const { id, secret, token } = generateToken();
+    const { id, token, values } = newTokenRow(opts, nowMs);
     this.db
-      .prepare(
-        'INSERT INTO auth_tokens (id, tenant, scope, name, secret_sha256, created_at_ms, expires_at_ms, rate_limit_per_second) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      )
-      .run(
-        id,
-        opts.tenant,
-        opts.scope,
-        name,
-        hashTokenSecret(secret),
-        nowMs,
-        opts.expiresAtMs ?? null,
-        opts.rateLimitPerSecond ?? null,
-      );
-    return { token, info: infoOf(this.byId.get(id)!) };
+      .prepare(`INSERT INTO auth_tokens (${TOKEN_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+      .run(...values);
+    return { token, info: tokenFromRow(this.byId.get(id)!) };
   }
 
   list(filter: { tenant?: string; includeRevoked?: boolean } = {}): TokenInfo[] {
@@ -231,12 +270,12 @@ export class TokenStore implements TokenSource {
     }
     if (!filter.includeRevoked) where.push('revoked_at_ms IS NULL');
     const sql = `SELECT * FROM auth_tokens ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY tenant, created_at_ms, id`;
-    return (this.db.prepare(sql).all(...args) as TokenRow[]).map(infoOf);
+    return (this.db.prepare(sql).all(...args) as TokenRow[]).map(tokenFromRow);
   }
 
   get(id: string): TokenInfo | undefined {
     const row = this.byId.get(id);
-    return row ? infoOf(row) : undefined;
+    return row ? tokenFromRow(row) : undefined;
   }
 
   /** Revokes a token; revoking it again keeps the first revocation time. Undefined when there is no such id. */
@@ -247,21 +286,25 @@ export class TokenStore implements TokenSource {
     return this.get(id);
   }
 
-  /** Checks a presented token. Constant-time in the secret; says why a token is refused. */
+  /**
+   * Checks a presented token. Constant-time in the secret; says why a token is refused. Kept duplicate of
+   * `PgTokenRepository.verify` (postgres/tokens.ts) in shape: this one reads synchronously and only notes the
+   * last use for a batched write; that one awaits its read and writes the use at once.
+   */
   verify(presented: string, nowMs = Date.now()): TokenCheck {
     const parsed = parseToken(presented);
     if (!parsed) return { ok: false, reason: 'malformed' };
     const { id } = parsed;
     const row = this.byId.get(id);
-    if (!row || !secretMatches(row.secret_sha256, parsed.secret)) return { ok: false, reason: 'unknown', id };
-    if (row.revoked_at_ms !== null) return { ok: false, reason: 'revoked', id };
-    if (row.expires_at_ms !== null && nowMs >= row.expires_at_ms) return { ok: false, reason: 'expired', id };
+    if (!row) return { ok: false, reason: 'unknown', id };
+    const check = checkStoredToken(id, parsed.secret, row.secret_sha256, tokenFromRow(row), nowMs);
+    if (!check.ok) return check;
     const noted = this.lastUsedNoted.get(id) ?? row.last_used_at_ms;
     if (noted === null || nowMs - noted >= LAST_USED_WRITE_INTERVAL_MS) {
       this.lastUsedNoted.set(id, nowMs);
       this.lastUsedPending.set(id, nowMs);
     }
-    return { ok: true, token: infoOf(row) };
+    return check;
   }
 
   /** Writes the noted `last_used_at_ms` values in one transaction (never moving one back). */

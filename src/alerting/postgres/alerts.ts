@@ -16,16 +16,16 @@
 
 import type { PgMeta, Queryable } from '../../meta/index.js';
 import type { Alert, AlertState } from '../notifier.js';
-import type { AlertQuery } from '../store.js';
-import { ALERT_CHANGE_LOCK_KEY } from './migrations.js';
 import {
   ALERT_COLUMNS,
+  type AlertQuery,
   type AlertRow,
   alertFromRow,
   alertTenant,
   alertToParams,
   storedValue,
-} from './rows.js';
+} from '../records.js';
+import { ALERT_CHANGE_LOCK_KEY } from './migrations.js';
 
 /** Rank of a state in an episode's order; the SQL twin of `STATE_ORDER`. */
 const RANK = (col: string) => `array_position(ARRAY['pending', 'firing', 'resolved'], ${col})`;

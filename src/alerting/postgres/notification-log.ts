@@ -5,6 +5,7 @@
  */
 import type { PgMeta } from '../../meta/index.js';
 
+/** Kept duplicate: the parameter lists are the contract's, as in its twin `AlertStore.lastNotified`/`setNotified`. */
 export class PgNotificationLog {
   constructor(private readonly db: PgMeta) {}
 

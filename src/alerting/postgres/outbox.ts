@@ -16,18 +16,21 @@ import {
   type DeliveryPage,
   type DeliveryQuery,
   type DueNotification,
+  dueNotificationFromRow,
   healthFromRow,
   type IntegrationHealth,
   type NotificationRecord,
+  type NotificationRow,
+  notificationFromRow,
   notificationTenant,
-} from '../store.js';
-import { dueNotificationFromRow, type NotificationRow, notificationFromRow } from './rows.js';
+} from '../records.js';
 
 /** Default claim lease: longer than any notifier's request timeout plus its retries within one send. */
 export const DEFAULT_CLAIM_LEASE_MS = 120_000;
 /** Stored error messages are cut to this length (a receiver may answer with a whole HTML page). */
 const MAX_ERROR_LENGTH = 1000;
 
+/** Kept duplicate: the parameter lists are the contract's, as in its twin `AlertStore.enqueue`… (../store.ts). */
 export class PgOutbox {
   private readonly leaseMs: number;
 

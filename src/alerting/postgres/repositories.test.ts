@@ -3,7 +3,7 @@ import { describeWithPostgres, startPostgres, type TestPostgres } from '../../..
 import { PG_MIGRATIONS, PgMeta } from '../../meta/postgres/index.js';
 import { alertUrl } from '../alert.js';
 import type { Alert, AlertGroup } from '../notifier.js';
-import type { StoredSilence } from '../store.js';
+import type { StoredSilence } from '../records.js';
 import { PgAlertRepository } from './alerts.js';
 import { ALERTING_PG_MIGRATIONS } from './migrations.js';
 import { PgNotificationLog } from './notification-log.js';

@@ -5,8 +5,7 @@
  */
 
 import type { PgMeta } from '../../meta/index.js';
-import type { StoredSilence } from '../store.js';
-import { type SilenceRow, silenceFromRow } from './rows.js';
+import { type SilenceRow, type StoredSilence, silenceFromRow } from '../records.js';
 
 export class PgSilenceRepository {
   constructor(private readonly db: PgMeta) {}

@@ -2,11 +2,15 @@
  * `AlertRepository` on PostgreSQL: the alert history, silences, notification log and outbox repositories
  * behind the one contract the alerting stage uses, plus the change feed a dispatcher leader follows. Every
  * process of the cluster (processors, query processes, the leader) opens one on the shared `PgMeta`.
+ *
+ * Kept duplicate: every method forwards to one part with the contract's parameter list, as its twin
+ * `SqliteAlertRepository` (../repository.ts) forwards to `AlertStore`; TypeScript has no delegation that keeps
+ * the types.
  */
 import type { PgMeta } from '../../meta/index.js';
 import type { Alert, AlertGroup } from '../notifier.js';
+import type { AlertQuery, DeliveryQuery, StoredSilence } from '../records.js';
 import type { AlertChangeFeed, AlertChangeRecord, AlertRepository } from '../repository.js';
-import type { AlertQuery, DeliveryQuery, StoredSilence } from '../store.js';
 import { PgAlertRepository } from './alerts.js';
 import { ALERTING_PG_MIGRATIONS } from './migrations.js';
 import { PgNotificationLog } from './notification-log.js';

@@ -1,6 +1,7 @@
 /**
  * Job metadata on PostgreSQL: the `JobRowStore` under `JobStore` for `meta.kind: postgres` (the in-memory
- * merging of job events into deltas stays with the writer, in `../jobs.ts`). The processor that owns a job's
+ * merging of job events into deltas stays with the writer, in `../jobs.ts`). Twin of `../sqlite-jobs.ts`:
+ * the row mapping (`../job-rows.ts`) and the page/run statements are shared; the SQL here is PostgreSQL's. The processor that owns a job's
  * bus partition writes it; any query process reads.
  *
  * `upsert` writes a batch of job deltas in one statement, and merges each with the stored row by
@@ -25,24 +26,25 @@ import {
   jobPageSql,
   nextCursor,
 } from '../job-page.js';
+import { type JobRow, jobFromRow, jobToRow, runFromRow } from '../job-rows.js';
 import type { JobDelta, JobListFilter, JobPageStore, JobRowStore } from '../jobs.js';
+import {
+  mergeRunSummaries,
+  type RunSqlRow,
+  type RunSummary,
+  summaryToRow,
+  summaryUpsertSql,
+} from '../run-summary.js';
 import {
   ConfigKeyCache,
   configKeysSql,
   groupFromRow,
-  mergeRunSummaries,
   pageConfigKeys,
   type RunPage,
   type RunQuery,
-  type RunSqlRow,
-  type RunSummary,
   runStatements,
-  summaryFromRow,
-  summaryToRow,
-  summaryUpsertSql,
 } from '../runs.js';
 import type { PgMeta } from './pg-meta.js';
-import { type JobRow, jobFromRow, jobToRow } from './rows.js';
 
 const FINAL = `('completed', 'failed')`;
 
@@ -110,7 +112,7 @@ export class PgJobRepository implements JobRowStore, JobPageStore {
     if (jobs.length === 0) return;
     // One row per key: ON CONFLICT cannot touch the same row twice in one statement.
     const byKey = new Map<string, JobRow>();
-    for (const j of jobs) byKey.set(`${j.tenant}\u0000${j.jobId}`, jobToRow(j));
+    for (const j of jobs) byKey.set(`${j.tenant}\u0000${j.jobId}`, jobToRow(j, 'jsonb'));
     const withStatus: JobRow[] = [];
     const withoutStatus: JobRow[] = [];
     for (const row of byKey.values()) (row.status === null ? withoutStatus : withStatus).push(row);
@@ -229,14 +231,12 @@ export class PgJobRepository implements JobRowStore, JobPageStore {
         groupTotal: Number(groupCount[0]!.n),
         configKeys: pageConfigKeys(keys, [], query),
       };
-    const runs = page.map((r) => ({
-      job: jobFromRow(r as unknown as JobRow),
-      summary: summaryFromRow(r),
-      gpuHours: r.gpu_hours === null ? null : Number(r.gpu_hours),
-    }));
+    const runs = page.map(runFromRow);
     return { total, runs, configKeys: pageConfigKeys(keys, runs, query) };
   }
 
+  // Kept duplicates: `list`, `runs`, `page`, `facets` and `groups` mirror their twins in `SqliteJobRows`
+  // (../sqlite-jobs.ts): the same shared statement builders and row mapping, run by each dialect's driver.
   async page(
     tenant: string | null,
     nowMs: number,

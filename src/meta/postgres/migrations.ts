@@ -13,7 +13,7 @@
 import { ACCESS_PG_MIGRATIONS } from '../access.js';
 import { JOB_PAGE_PG_MIGRATIONS } from '../job-page.js';
 import { METRIC_METADATA_PG_MIGRATIONS } from '../metric-metadata.js';
-import { RUN_SUMMARY_PG_MIGRATIONS } from '../runs.js';
+import { RUN_SUMMARY_PG_MIGRATIONS } from '../run-summary.js';
 
 export interface PgMigration {
   /** Unique and increasing over the list. */
@@ -25,6 +25,8 @@ export interface PgMigration {
 
 export const PG_MIGRATIONS: readonly PgMigration[] = [
   {
+    // Twin of `JOB_MIGRATIONS` (../sqlite-jobs.ts): the DDL differs in types (JSONB, BIGINT) and a released
+    // migration is never edited, so each dialect keeps its own text.
     version: 100,
     description: 'jobs table',
     sql: `CREATE TABLE jobs (
@@ -51,6 +53,8 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   // Paged fleet lists (issue 17): the same indexes as SQLite's (../job-page.ts).
   ...JOB_PAGE_PG_MIGRATIONS,
   {
+    // Twin of `TOKEN_MIGRATIONS` 200–201 (../tokens.ts): the DDL differs in types (BYTEA, BIGINT, DOUBLE
+    // PRECISION) and a released migration is never edited, so each dialect keeps its own text.
     version: 200,
     description: 'auth: API tokens (hashed)',
     sql: `CREATE TABLE auth_tokens (

@@ -9,6 +9,7 @@
  * partition (a "zombie"), and must not overwrite the new owner's newer state. Saving the same offset again
  * (a retry) replaces the state. A deliberate rewind (offsets reset) first calls `delete`.
  */
+import { checkPartitionPosition } from '../../model/partition-state.js';
 import type { PgMeta } from './pg-meta.js';
 
 export interface SavedPartitionState {
@@ -30,10 +31,7 @@ export class PgPartitionState {
     nowMs = Date.now(),
     signal?: AbortSignal,
   ): Promise<boolean> {
-    if (!Number.isInteger(partition) || partition < 0)
-      throw new Error(`partition ${partition} is invalid: use a non-negative integer`);
-    if (!Number.isSafeInteger(offset) || offset < 0)
-      throw new Error(`offset ${offset} is invalid: use a non-negative integer below 2^53`);
+    checkPartitionPosition(partition, offset);
     const r = await this.db.query(
       `INSERT INTO partition_state AS p (consumer_group, partition, bus_offset, state, saved_at_ms)
        VALUES ($1, $2, $3, $4, $5)

@@ -19,15 +19,16 @@
  * The table is read whole: tokens number in the thousands at most (one per team, service or agent pool).
  */
 import {
+  checkStoredToken,
   LAST_USED_WRITE_INTERVAL_MS,
   parseToken,
-  secretMatches,
   type TokenCheck,
   type TokenInfo,
+  type TokenRow,
   type TokenSource,
+  tokenFromRow,
 } from '../tokens.js';
 import type { PgMeta } from './pg-meta.js';
-import { type TokenRow, tokenFromRow } from './rows.js';
 
 export interface PgTokenCacheOptions {
   /** How often the whole table is re-read (default 5000 ms): the bound on revocation latency. */
@@ -97,16 +98,14 @@ export class PgTokenCache implements TokenSource {
       this.refreshOnMiss();
       return { ok: false, reason: 'unknown', id };
     }
-    if (!secretMatches(cached.secretSha256, parsed.secret)) return { ok: false, reason: 'unknown', id };
-    if (cached.info.revokedAtMs !== null) return { ok: false, reason: 'revoked', id };
-    if (cached.info.expiresAtMs !== null && nowMs >= cached.info.expiresAtMs)
-      return { ok: false, reason: 'expired', id };
+    const check = checkStoredToken(id, parsed.secret, cached.secretSha256, cached.info, nowMs);
+    if (!check.ok) return check;
     const noted = this.lastUsedNoted.get(id) ?? cached.info.lastUsedAtMs;
     if (noted === null || nowMs - noted >= LAST_USED_WRITE_INTERVAL_MS) {
       this.lastUsedNoted.set(id, nowMs);
       this.lastUsedPending.set(id, Math.max(nowMs, this.lastUsedPending.get(id) ?? 0));
     }
-    return { ok: true, token: cached.info };
+    return check;
   }
 
   /**

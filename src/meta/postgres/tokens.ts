@@ -7,18 +7,18 @@
  * process; a failure to write it is reported but does not refuse the token (it is bookkeeping).
  */
 import {
-  generateToken,
-  hashTokenSecret,
+  checkStoredToken,
   LAST_USED_WRITE_INTERVAL_MS,
   type NewToken,
+  newTokenRow,
   parseToken,
-  secretMatches,
+  TOKEN_INSERT_COLUMNS,
   type TokenCheck,
   type TokenInfo,
-  validateNewToken,
+  type TokenRow,
+  tokenFromRow,
 } from '../tokens.js';
 import type { PgMeta } from './pg-meta.js';
-import { type TokenRow, tokenFromRow } from './rows.js';
 
 export class PgTokenRepository {
   private readonly lastUsedWritten = new Map<string, number>();
@@ -31,21 +31,10 @@ export class PgTokenRepository {
 
   /** Creates a token and returns it in full: the only time its secret is available. */
   async create(opts: NewToken, nowMs = Date.now()): Promise<{ token: string; info: TokenInfo }> {
-    const name = validateNewToken(opts);
-    const { id, secret, token } = generateToken();
+    const { token, values } = newTokenRow(opts, nowMs);
     const r = await this.db.query<TokenRow>(
-      `INSERT INTO auth_tokens (id, tenant, scope, name, secret_sha256, created_at_ms, expires_at_ms, rate_limit_per_second)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
-      [
-        id,
-        opts.tenant,
-        opts.scope,
-        name,
-        hashTokenSecret(secret),
-        nowMs,
-        opts.expiresAtMs ?? null,
-        opts.rateLimitPerSecond ?? null,
-      ],
+      `INSERT INTO auth_tokens (${TOKEN_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
+      values,
     );
     return { token, info: tokenFromRow(r.rows[0]!) };
   }
@@ -79,15 +68,19 @@ export class PgTokenRepository {
     return this.get(id);
   }
 
-  /** Checks a presented token. Constant-time in the secret; says why a token is refused. */
+  /**
+   * Checks a presented token. Constant-time in the secret; says why a token is refused. Kept duplicate of
+   * `TokenStore.verify` (../tokens.ts) in shape: the verdict is shared (`checkStoredToken`); the read and the
+   * last-use write are this dialect's.
+   */
   async verify(presented: string, nowMs = Date.now(), signal?: AbortSignal): Promise<TokenCheck> {
     const parsed = parseToken(presented);
     if (!parsed) return { ok: false, reason: 'malformed' };
     const { id } = parsed;
     const row = await this.row(id, signal);
-    if (!row || !secretMatches(row.secret_sha256, parsed.secret)) return { ok: false, reason: 'unknown', id };
-    if (row.revoked_at_ms !== null) return { ok: false, reason: 'revoked', id };
-    if (row.expires_at_ms !== null && nowMs >= row.expires_at_ms) return { ok: false, reason: 'expired', id };
+    if (!row) return { ok: false, reason: 'unknown', id };
+    const check = checkStoredToken(id, parsed.secret, row.secret_sha256, tokenFromRow(row), nowMs);
+    if (!check.ok) return check;
     const written = this.lastUsedWritten.get(id) ?? row.last_used_at_ms;
     if (written === null || nowMs - written >= LAST_USED_WRITE_INTERVAL_MS) {
       this.lastUsedWritten.set(id, nowMs);
@@ -99,7 +92,7 @@ export class PgTokenRepository {
         )
         .catch((err: Error) => this.onBackgroundError(err));
     }
-    return { ok: true, token: tokenFromRow(row) };
+    return check;
   }
 
   private async row(id: string, signal?: AbortSignal): Promise<TokenRow | undefined> {
