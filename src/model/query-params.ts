@@ -1,6 +1,7 @@
 /**
  * Query-string parameters that several stages' HTTP routes read the same way (alerting's alert and delivery
- * lists, auth's audit log), so each is parsed, and refused with the same 400 message, in one place.
+ * lists, auth's audit log, the query stage's REST times), so each is parsed, and refused with the same 400
+ * message, in one place.
  */
 import { Errors, twError } from './errors.js';
 
@@ -15,7 +16,7 @@ export function optionalTimeParam(raw: string | undefined, name: string): number
   if (Number.isNaN(t))
     throw twError(
       Errors.badRequest,
-      `parameter ${name}=${JSON.stringify(raw)} is not a time: use milliseconds or RFC 3339`,
+      `parameter ${name}=${JSON.stringify(raw)} is not a time: use milliseconds since the epoch or RFC 3339`,
     );
   return t;
 }

@@ -14,7 +14,7 @@ import {
   labelsKey,
   METRIC_NAME_LABEL,
 } from '../model/labels.js';
-import { parseTimeParam } from '../model/time-param.js';
+import { optionalTimeParam } from '../model/query-params.js';
 import type { Storage } from '../storage/index.js';
 import { readTenant, requestSignal } from './dashboard-scope.js';
 import { encodeCursor, parseJobPageQuery } from './job-list.js';
@@ -43,7 +43,7 @@ function principalOf(_deps: RestDeps, req: FastifyRequest): Principal {
 
 /** Milliseconds since the epoch, or an RFC 3339 date; `fallback` when the parameter is absent or empty. */
 export function parseTime(raw: string | undefined, name: string, fallback: number): number {
-  return parseTimeParam(raw, name) ?? fallback;
+  return optionalTimeParam(raw, name) ?? fallback;
 }
 
 interface SeriesQuery {
