@@ -23,6 +23,7 @@ import { BusWriter } from '../collector/index.js';
 import type { JobStore } from '../meta/index.js';
 import type { PgPartitionState } from '../meta/postgres/index.js';
 import { SeriesBatchBuilder } from '../model/batch.js';
+import { Errors, twError } from '../model/errors.js';
 import type { Storage } from '../storage/index.js';
 import { DetectorSettings } from './detectors/config.js';
 import { DetectorEngine } from './detectors/engine.js';
@@ -381,6 +382,80 @@ describe('processor: detector state per partition', () => {
         await b.processor.stop();
       }
     } finally {
+      await bus.close();
+    }
+  });
+
+  it('a processor whose commit learns it was fenced stops treating its partitions as its own at once', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tw-partstate-'));
+    dirs.push(dir);
+    const stateDir = path.join(dir, 'processor');
+    const bus = await openBus(dir);
+    const writer = new BusWriter(bus);
+    const job = jobIn(bus, () => true, 'job');
+    // A Kafka member whose session the coordinator dropped still lists its partitions (they are revoked only
+    // when it rejoins), but its commits are refused as fenced.
+    let fenced = false;
+    const fence = (m: GroupMember): GroupMember =>
+      new Proxy(m, {
+        get(target, key) {
+          if (key === 'commit' && fenced)
+            return async (p: number) => {
+              throw twError(
+                Errors.conflict,
+                `cannot commit partition ${p}: this member was fenced by a rebalance`,
+              );
+            };
+          const v = Reflect.get(target, key, target);
+          return typeof v === 'function' ? v.bind(target) : v;
+        },
+      });
+    const busA: Bus = {
+      partitionCount: bus.partitionCount,
+      partitionOf: (k) => bus.partitionOf(k),
+      append: (k, r, s) => bus.append(k, r, s),
+      join: async (g, l) =>
+        fence(
+          await bus.join(g, {
+            onAssigned: (ps, m) => l.onAssigned(ps, fence(m)),
+            onRevoked: (ps, lost, m) => l.onRevoked(ps, lost, fence(m)),
+          }),
+        ),
+      close: () => bus.close(),
+    };
+    let flushes = 0;
+    const persistAlerts = async () => {
+      flushes++;
+      return true;
+    };
+    const changes: Change[] = [];
+    const a = newProcessor('A', busA, stateDir, changes, persistAlerts);
+    await a.processor.start();
+    await a.processor.caughtUp;
+    const positions = (a.processor as unknown as { positions: Map<number, number> }).positions;
+    try {
+      await writeMinutes(writer, job, 0, 3, [1, 5]);
+      await drained(a.processor, bus);
+      await a.processor.checkpoint(true);
+      expect(changes.map((c) => `${c.by} ${c.change} ${c.name}`)).toEqual([
+        'A pending TrainingStraggler',
+        'A firing TrainingStraggler',
+      ]);
+      fenced = true;
+      await a.processor.checkpoint(true);
+      // Released as lost: nothing read, analysed, saved or flushed for them any more; their series and open
+      // alert are dropped without a word (the new owner continues the episode).
+      expect(positions.size).toBe(0);
+      expect(a.engine.seriesCount).toBe(0);
+      expect(a.engine.activeAlerts()).toEqual([]);
+      const flushed = flushes;
+      await writeMinutes(writer, job, 3, 7, [1, 5]);
+      await a.processor.checkpoint(true);
+      expect(flushes).toBe(flushed);
+      expect(a.engine.seriesCount).toBe(0);
+      expect(changes.filter((c) => c.by === 'A').length).toBe(2);
+    } finally {
+      await a.processor.stop();
       await bus.close();
     }
   });

@@ -25,6 +25,7 @@
  * state hand-over, and the checkpoint; how one record is applied is in record-applier.ts.
  */
 import type { BusEntry } from '../bus/index.js';
+import { Errors, type TrainwatchError } from '../model/errors.js';
 import { type ProcessorAnalysis, RecordApplier, sleep } from './record-applier.js';
 import { readState, removeState } from './state.js';
 
@@ -145,6 +146,18 @@ export class Processor extends RecordApplier {
       this.ownership.delete(p);
     }
     this.logger.info({ partitions, lost }, 'processor released partitions');
+  }
+
+  /**
+   * The member was fenced: its partitions are already owned elsewhere, though the bus revokes them only when
+   * the member rejoins (after its next heartbeat, or after a slow revoke). Until then this processor must not
+   * treat them as its own: no more records analysed, no state saved, no alert changes flushed for them (the
+   * new owner continues their alerts). They are released at once as lost; the revoke that follows finds
+   * nothing left of them.
+   */
+  private async releaseFenced(): Promise<void> {
+    const partitions = [...this.ownership.keys()].sort((a, b) => a - b);
+    if (partitions.length > 0) await this.revoke(partitions, true);
   }
 
   /**
@@ -300,6 +313,7 @@ export class Processor extends RecordApplier {
         // TSDB) says so itself; a remote one is durable once it acknowledged and keeps none.
         const covered = this.storage.coveredPositions();
         const member = this.member;
+        let fenced = false;
         for (const [p, read] of positions) {
           const storageOffset = Math.min(covered.get(p) ?? read, read);
           let offset = storageOffset;
@@ -312,10 +326,19 @@ export class Processor extends RecordApplier {
           try {
             await member.commit(p, offset);
           } catch (err) {
+            // Refused for a partition the member still lists as its own: the group moved on without this
+            // member (fenced: its session or rebalance timed out), and every partition it holds is already
+            // another processor's, which continues from the last saved state and commit.
+            if (member.assignment.has(p) && (err as TrainwatchError).kind?.code === Errors.conflict.code) {
+              this.logger.warn({ err, partition: p }, 'commit refused: this processor was fenced');
+              fenced = true;
+              break;
+            }
             // Taken away by a rebalance meanwhile: the new owner resumes from the last commit and replays.
             this.logger.warn({ err, partition: p }, 'commit refused; partition was rebalanced away');
           }
         }
+        if (fenced) await this.releaseFenced();
       } catch (err) {
         this.logger.error({ err }, 'processor checkpoint failed; will retry at the next interval');
       } finally {

@@ -55,7 +55,7 @@ function fleetSteps(minutes: number): Step[] {
 
 type Log = string[];
 
-function newEngine(log: Log, derived: Log): DetectorEngine {
+function newEngine(log: Log, derived: Log, seriesTtlMs?: number): DetectorEngine {
   const engine = new DetectorEngine(
     DetectorSettings.defaults(),
     {
@@ -65,7 +65,7 @@ function newEngine(log: Log, derived: Log): DetectorEngine {
         );
       },
     },
-    { derived: true },
+    { derived: true, ...(seriesTtlMs !== undefined ? { seriesTtlMs } : {}) },
   );
   return Object.assign(engine, { derivedLog: derived });
 }
@@ -141,9 +141,14 @@ describe('detector engine', () => {
       // Cut at many points, so that every kind of open alert is handed over at some cut (a restored job must
       // be in the phase it was in: its idle-GPU and straggler alerts depend on it being in training).
       const cuts = Array.from({ length: 12 }, (_, i) => Math.floor((steps.length * (i + 1)) / 13));
+      // Forgetting silent series is by wall-clock arrival, which a snapshot does not carry: a restored series
+      // counts as arrived at the restoring engine's first tick (as restored into a running engine), so a series
+      // already silent at the cut goes up to a TTL later than in the engine that saw it arrive. Not within this
+      // run: everything else continues exactly. The sweep after a restore has its own test below.
+      const noSweep = 24 * 60 * 60_000;
       const whole: Log = [];
       const wholeDerived: Log = [];
-      const e1 = newEngine(whole, wholeDerived);
+      const e1 = newEngine(whole, wholeDerived, noSweep);
       const e1Table = new SeriesTable();
       const openAtCuts = new Set<string>();
       const stateOf = (e: DetectorEngine) => JSON.parse(JSON.stringify(e.snapshot())) as EngineSnapshot;
@@ -155,7 +160,7 @@ describe('detector engine', () => {
 
         const second: Log = [];
         const secondDerived: Log = [];
-        const e2 = newEngine(second, secondDerived);
+        const e2 = newEngine(second, secondDerived, noSweep);
         if (format === 'json') e2.restore(snap);
         else {
           const w = new StateWriter();
@@ -287,6 +292,53 @@ describe('detector engine', () => {
     engine.tick(START_MS + lag + 6 * 60_000 + 1000, true);
     expect(engine.seriesCount).toBe(0);
     expect(log.at(-1)).toBe('resolved GPUTemperatureHigh');
+  });
+  it('keeps series restored before its first tick: they arrived now, however old their last sample', () => {
+    // The cluster replays data about as old as the TTL: a new processor restores a partition at start, before
+    // its first tick; its restored series have no arrival time yet, and must not be swept by sample time.
+    const ttl = 15 * 60_000;
+    const labels = { __name__: 'gpu_temperature_celsius', job_id: 'j', node_id: 'n', gpu: '0' };
+    const aLog: Log = [];
+    const a = new DetectorEngine(
+      DetectorSettings.defaults(),
+      { transition: (x, c) => aLog.push(`${c} ${x.name} ${x.activeAtMs}`) },
+      { seriesTtlMs: ttl },
+    );
+    // The wall clock a little under a TTL past the last sample (START_MS + 119 s).
+    const wall = START_MS + 120_000 + ttl - 30_000;
+    a.tick(wall, true);
+    const b1 = new SeriesBatchBuilder();
+    b1.addSeries(labels);
+    for (let i = 0; i < 120; i++) b1.add(START_MS + i * 1000, 95);
+    a.observe(TENANT, b1.build());
+    expect(aLog.map((l) => l.split(' ')[0])).toEqual(['pending', 'firing']);
+    const snap = a.snapshotPartitions(new Set([0]), () => 0);
+
+    const bLog: Log = [];
+    const b = new DetectorEngine(
+      DetectorSettings.defaults(),
+      { transition: (x, c) => bLog.push(`${c} ${x.name} ${x.activeAtMs}`) },
+      { seriesTtlMs: ttl },
+    );
+    b.restorePartition(snap.get(0)!);
+    // First tick, then the next minute's sweep: the last sample is now older than the TTL, but the series
+    // arrived (was restored) 61 s ago; A, which saw it arrive 61 s ago, keeps it too.
+    b.tick(wall + 1000, true);
+    b.tick(wall + 62_000, true);
+    a.tick(wall + 1000, true);
+    a.tick(wall + 62_000, true);
+    expect(a.seriesCount).toBe(1);
+    expect(b.seriesCount).toBe(1);
+    expect(bLog).toEqual([]);
+    // The episode continues on B: its next sample keeps it firing, not a second episode.
+    const b2 = new SeriesBatchBuilder();
+    b2.addSeries(labels);
+    b2.add(START_MS + 120_000, 95);
+    b.observe(TENANT, b2.build());
+    expect(bLog).toEqual([]);
+    expect(b.activeAlerts().map((x) => `${x.name} ${x.activeAtMs}`)).toEqual([
+      aLog[1]!.split(' ').slice(1).join(' '),
+    ]);
   });
 });
 

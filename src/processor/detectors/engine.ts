@@ -276,6 +276,13 @@ export class DetectorEngine extends EngineState {
    * series and finished jobs nobody reports any more.
    */
   tick(now: number, live: boolean): void {
+    // Series created or restored before the first tick (a processor restores its partitions' state as it
+    // starts) arrived now: their arrival is unknown (NaN), and the sweep would otherwise fall back to their
+    // last sample's time, which in a replay or a backlog can be a whole TTL old; it would forget series the
+    // previous owner keeps, and their open alerts would restart as second episodes.
+    if (Number.isNaN(this.wallNow))
+      for (let d = 0; d < this.drefLimit; d++)
+        if (this.infos[d] !== undefined && Number.isNaN(this.arrivedAt[d]!)) this.arrivedAt[d] = now;
     this.wallNow = now;
     if (!live) return;
     for (const job of this.jobs.values()) job.checkAbsent(now);
