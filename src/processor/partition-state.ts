@@ -11,10 +11,12 @@
  * answers false: it can only come from a previous owner that has not noticed it lost the partition, and must
  * not overwrite the new owner's newer state.
  */
+
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, renameSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { syncDirSync } from '../model/fs.js';
+import { checkPartitionPosition } from '../model/partition-state.js';
 import { readPartitionFileHeader, writePartitionFileHeader } from './state.js';
 
 export interface SavedPartitionState {
@@ -50,10 +52,7 @@ export class FilePartitionStateStore implements PartitionStateStore {
     state: Uint8Array,
     nowMs = Date.now(),
   ): Promise<boolean> {
-    if (!Number.isInteger(partition) || partition < 0)
-      throw new Error(`partition ${partition} is invalid: use a non-negative integer`);
-    if (!Number.isSafeInteger(offset) || offset < 0)
-      throw new Error(`offset ${offset} is invalid: use a non-negative integer below 2^53`);
+    checkPartitionPosition(partition, offset);
     const file = this.fileOf(group, partition);
     const stored = storedOffset(file);
     if (stored !== undefined && stored > offset) return false;
