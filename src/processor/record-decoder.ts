@@ -292,7 +292,6 @@ export function decodeRecord(
         if (len <= end - labelStart && sameBytes(shape.labels, from, payload, labelStart, len)) {
           ref = shape.refs[s]!;
           r.pos = labelStart + len;
-          if (lastSeen[ref] !== minute) lastSeen[ref] = minute;
         }
       }
       if (ref < 0) {
@@ -363,7 +362,10 @@ export function decodeRecord(
         r.pos,
       );
     }
+    // A series counts as seen at the same point on both paths (after its sample count is checked), so that a
+    // record refused part-way leaves the table as the ordinary path would (the property test compares sweeps).
     if (ref < 0) ref = table.resolve(tenantSid, pairs, labelCount, nowMs);
+    else if (lastSeen[ref] !== minute) lastSeen[ref] = minute;
     out.refs[s] = ref;
     if (recording) {
       const sh = shapes!;
