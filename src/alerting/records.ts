@@ -5,6 +5,8 @@
  * numbers (`PgMeta`'s type parsers); the JSON columns arrive as text from SQLite and parsed from PostgreSQL's
  * JSONB, and the mapping takes either. The SQL stays with each store.
  */
+
+import type { SilenceMatcher } from '../model/alerting-api.js';
 import type { LabelSet } from '../model/labels.js';
 import { alertUrl } from './alert.js';
 import type { Alert, AlertGroup, AlertSource, AlertState } from './notifier.js';
@@ -38,13 +40,8 @@ export interface StoredSilence {
   readonly updatedAtMs: number;
 }
 
-/** Alertmanager API v2 matcher. */
-export interface SilenceMatcher {
-  readonly name: string;
-  readonly value: string;
-  readonly isRegex: boolean;
-  readonly isEqual: boolean;
-}
+// Alertmanager API v2 matcher: shared with the dashboard (model/alerting-api.ts).
+export type { SilenceMatcher } from '../model/alerting-api.js';
 
 export type NotificationStatus = 'pending' | 'delivered' | 'failed' | 'superseded';
 

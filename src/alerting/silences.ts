@@ -4,24 +4,14 @@
  * belongs to one tenant and mutes only that tenant's alerts.
  */
 import { randomUUID } from 'node:crypto';
+import type { ApiSilence, SilenceState } from '../model/alerting-api.js';
 import { Errors, twError } from '../model/errors.js';
 import { isValidLabelName, LabelMatcher, type LabelSet } from '../model/labels.js';
 import type { SilenceMatcher, StoredSilence } from './records.js';
 import type { AlertRepository } from './repository.js';
 
-export type SilenceState = 'active' | 'pending' | 'expired';
-
-/** Alertmanager API v2 `gettableSilence`. */
-export interface ApiSilence {
-  readonly id: string;
-  readonly status: { readonly state: SilenceState };
-  readonly updatedAt: string;
-  readonly comment: string;
-  readonly createdBy: string;
-  readonly startsAt: string;
-  readonly endsAt: string;
-  readonly matchers: readonly SilenceMatcher[];
-}
+// The API's silence shape is shared with the dashboard (model/alerting-api.ts).
+export type { ApiSilence, SilenceState } from '../model/alerting-api.js';
 
 export interface SilenceInput {
   readonly id?: string;

@@ -25,25 +25,11 @@ import { GAUGE_COLS, type RunSqlRow, type RunSummary, SUMMARY_GAUGES } from './r
 
 // ---- queries -------------------------------------------------------------------------------------------------
 
-export type RunColumnKind = 'text' | 'number' | 'time';
+// The API's column, filter and group shapes are shared with the dashboard (model/runs-api.ts).
+import type { RunColumn, RunColumnKind, RunFilter, RunFilterOp, RunGroup } from '../model/runs-api.js';
 
-export interface RunColumn {
-  /** What `sort`, `filter` and `group` name: `loss`, `status`, `config.learning_rate`, … */
-  readonly key: string;
-  readonly label: string;
-  readonly kind: RunColumnKind;
-  readonly source: 'run' | 'summary' | 'config';
-}
-
-export type RunFilterOp = '=' | '!=' | '<' | '<=' | '>' | '>=' | '~';
-export const RUN_FILTER_OPS: readonly RunFilterOp[] = ['<=', '>=', '!=', '=', '<', '>', '~'];
-
-export interface RunFilter {
-  readonly column: string;
-  readonly op: RunFilterOp;
-  /** '' with `=` / `!=`: the run has no value / has one. */
-  readonly value: string;
-}
+export { RUN_FILTER_OPS } from '../model/runs-api.js';
+export type { RunColumn, RunColumnKind, RunFilter, RunFilterOp, RunGroup };
 
 export interface RunQuery {
   readonly sort?: { readonly column: string; readonly desc: boolean };
@@ -59,14 +45,6 @@ export interface RunRow {
   readonly job: JobInfo;
   readonly summary: RunSummary;
   readonly gpuHours: number | null;
-}
-
-/** One group: its value (null: runs without one), its runs' count and aggregates of their summaries. */
-export interface RunGroup {
-  readonly value: string | number | null;
-  readonly count: number;
-  /** Mean of the last values (`loss`, throughput), minimum of `loss_best`, sum of `gpu_hours`, max of `step`. */
-  readonly aggregates: Readonly<Record<string, number | null>>;
 }
 
 export interface RunPage {
